@@ -41,3 +41,214 @@ Test(kv_assert, aborts_on_failure, .signal = SIGABRT)
     volatile int x = 2;
     KV_ASSERT(x == 1);
 }
+
+/* ---- kv_glob ------------------------------------------------------------------ */
+
+#include "kv_glob.h"
+
+static bool g(const char *p, const char *s)
+{
+    return kv_glob_match(p, strlen(p), s, strlen(s), false);
+}
+
+Test(kv_glob, literals_and_wildcards)
+{
+    cr_assert(g("", ""));
+    cr_assert(!g("", "a"));
+    cr_assert(g("*", ""));
+    cr_assert(g("*", "anything"));
+    cr_assert(g("h?llo", "hello"));
+    cr_assert(g("h?llo", "hallo"));
+    cr_assert(!g("h?llo", "hllo"));
+    cr_assert(g("h*llo", "hllo"));
+    cr_assert(g("h*llo", "heeeello"));
+    cr_assert(g("*o*o*", "foo bar boo"));
+    cr_assert(!g("*x*", "foo"));
+    cr_assert(g("user:*:name", "user:42:name"));
+    cr_assert(!g("user:*:name", "user:42:names"));
+}
+
+Test(kv_glob, classes_and_escapes)
+{
+    cr_assert(g("h[ae]llo", "hello"));
+    cr_assert(g("h[ae]llo", "hallo"));
+    cr_assert(!g("h[ae]llo", "hillo"));
+    cr_assert(g("h[^e]llo", "hallo"));
+    cr_assert(!g("h[^e]llo", "hello"));
+    cr_assert(g("h[a-b]llo", "hbllo"));
+    cr_assert(!g("h[a-b]llo", "hcllo"));
+    cr_assert(g("h[b-a]llo", "hallo")); /* reversed range, as Redis */
+    cr_assert(g("\\*", "*"));
+    cr_assert(!g("\\*", "a"));
+    cr_assert(g("[\\]]", "]"));
+    cr_assert(kv_glob_match("HeLLo", 5, "hello", 5, true));
+    cr_assert(!kv_glob_match("HeLLo", 5, "hello", 5, false));
+}
+
+Test(kv_glob, binary_and_pathological)
+{
+    cr_assert(kv_glob_match("a?c", 3, "a\0c", 3, false));
+    /* Many stars against a long non-matching string must finish quickly. */
+    char s[4096];
+    memset(s, 'a', sizeof s);
+    const char *p = "a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*b";
+    cr_assert(!kv_glob_match(p, strlen(p), s, sizeof s, false));
+}
+
+/* ---- kv_config ---------------------------------------------------------------- */
+
+#include "kv_config.h"
+
+#include <stdio.h>
+#include <unistd.h>
+
+static _Atomic int64_t c_port, c_mem, c_flag, c_mode;
+static char c_name[16];
+static const char *const c_modes[] = {"always", "everysec", "no", NULL};
+static const struct kv_conf_item c_items[] = {
+    {.name = "port",
+     .type = KV_CONF_INT,
+     .def = "7379",
+     .min = 0,
+     .max = 65535,
+     .help = "TCP port",
+     .num = &c_port},
+    {.name = "maxmemory",
+     .type = KV_CONF_BYTES,
+     .flags = KV_CONF_RUNTIME,
+     .def = "1mb",
+     .min = 0,
+     .max = INT64_MAX,
+     .help = "memory",
+     .num = &c_mem},
+    {.name = "flag",
+     .type = KV_CONF_BOOL,
+     .flags = KV_CONF_RUNTIME,
+     .def = "no",
+     .help = "flag",
+     .num = &c_flag},
+    {.name = "appendfsync",
+     .type = KV_CONF_ENUM,
+     .flags = KV_CONF_RUNTIME,
+     .def = "always",
+     .choices = c_modes,
+     .help = "fsync",
+     .num = &c_mode},
+    {.name = "name",
+     .type = KV_CONF_STRING,
+     .def = "kv",
+     .help = "name",
+     .str = c_name,
+     .str_cap = sizeof c_name},
+};
+#define N_ITEMS KV_ARRAY_LEN(c_items)
+
+static void conf_reset(void)
+{
+    char err[256];
+    cr_assert_eq(kv_conf_defaults(c_items, N_ITEMS, err, sizeof err), 0, "%s", err);
+}
+
+Test(kv_config, defaults_and_format)
+{
+    conf_reset();
+    cr_assert_eq(KV_CONF_GET(c_port), 7379);
+    cr_assert_eq(KV_CONF_GET(c_mem), 1024 * 1024);
+    cr_assert_eq(KV_CONF_GET(c_flag), 0);
+    cr_assert_str_eq(c_name, "kv");
+    char buf[64];
+    kv_conf_format(kv_conf_find(c_items, N_ITEMS, "APPENDFSYNC"), buf, sizeof buf);
+    cr_assert_str_eq(buf, "always");
+    kv_conf_format(kv_conf_find(c_items, N_ITEMS, "maxmemory"), buf, sizeof buf);
+    cr_assert_str_eq(buf, "1048576");
+}
+
+Test(kv_config, bytes_units)
+{
+    int64_t v;
+    cr_assert_eq(kv_conf_parse_bytes("10", &v), 0);
+    cr_assert_eq(v, 10);
+    cr_assert_eq(kv_conf_parse_bytes("1k", &v), 0);
+    cr_assert_eq(v, 1000);
+    cr_assert_eq(kv_conf_parse_bytes("1KB", &v), 0);
+    cr_assert_eq(v, 1024);
+    cr_assert_eq(kv_conf_parse_bytes("3gb", &v), 0);
+    cr_assert_eq(v, 3LL << 30);
+    cr_assert_neq(kv_conf_parse_bytes("1tb", &v), 0);
+    cr_assert_neq(kv_conf_parse_bytes("", &v), 0);
+    cr_assert_neq(kv_conf_parse_bytes("mb", &v), 0);
+    cr_assert_neq(kv_conf_parse_bytes("99999999999999999999", &v), 0);
+}
+
+Test(kv_config, set_validates_with_redis_reasons)
+{
+    conf_reset();
+    char err[256];
+    const struct kv_conf_item *port = kv_conf_find(c_items, N_ITEMS, "port");
+    cr_assert_eq(kv_conf_set(port, "abc", false, err, sizeof err), KV_EINVAL);
+    cr_assert_str_eq(err, "argument couldn't be parsed into an integer");
+    cr_assert_eq(kv_conf_set(port, "70000", false, err, sizeof err), KV_EINVAL);
+    cr_assert_str_eq(err, "argument must be between 0 and 65535 inclusive");
+    cr_assert_eq(kv_conf_set(port, "8000", true, err, sizeof err), KV_EINVAL);
+    cr_assert_str_eq(err, "can't set immutable config");
+    cr_assert_eq(KV_CONF_GET(c_port), 7379);
+    const struct kv_conf_item *mode = kv_conf_find(c_items, N_ITEMS, "appendfsync");
+    cr_assert_eq(kv_conf_set(mode, "sometimes", true, err, sizeof err), KV_EINVAL);
+    cr_assert_str_eq(err, "argument(s) must be one of the following: always, everysec, no");
+    cr_assert_eq(kv_conf_set(mode, "EVERYSEC", true, err, sizeof err), 0);
+    cr_assert_eq(KV_CONF_GET(c_mode), 1);
+    const struct kv_conf_item *flag = kv_conf_find(c_items, N_ITEMS, "flag");
+    cr_assert_eq(kv_conf_set(flag, "maybe", true, err, sizeof err), KV_EINVAL);
+    cr_assert_str_eq(err, "argument must be 'yes' or 'no'");
+    const struct kv_conf_item *name = kv_conf_find(c_items, N_ITEMS, "name");
+    cr_assert_eq(kv_conf_set(name, "a-name-that-is-too-long", false, err, sizeof err), KV_EINVAL);
+    cr_assert_str_eq(c_name, "kv");
+}
+
+Test(kv_config, file_then_flags_override)
+{
+    conf_reset();
+    char path[] = "/tmp/kvconf-XXXXXX";
+    int fd = mkstemp(path);
+    cr_assert(fd >= 0);
+    const char *text = "# comment\n\nport 7000\nmaxmemory 2mb\nname \"a \\\"b\\\"\"\n";
+    cr_assert_eq(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+    close(fd);
+    char err[256];
+    cr_assert_eq(kv_conf_load_file(c_items, N_ITEMS, path, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(KV_CONF_GET(c_port), 7000);
+    cr_assert_eq(KV_CONF_GET(c_mem), 2 * 1024 * 1024);
+    cr_assert_str_eq(c_name, "a \"b\"");
+    char *argv[] = {"kvd", "--config", path, "--port", "7001", "--flag=yes"};
+    const char *const skip[] = {"config", NULL};
+    cr_assert_eq(kv_conf_parse_args(c_items, N_ITEMS, 6, argv, 1, skip, err, sizeof err), 0, "%s",
+                 err);
+    cr_assert_eq(KV_CONF_GET(c_port), 7001);
+    cr_assert_eq(KV_CONF_GET(c_flag), 1);
+    unlink(path);
+}
+
+Test(kv_config, bad_file_and_args)
+{
+    conf_reset();
+    char path[] = "/tmp/kvconf-XXXXXX";
+    int fd = mkstemp(path);
+    const char *text = "port 7000\nbogus 1\n";
+    cr_assert_eq(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+    close(fd);
+    char err[256];
+    cr_assert_eq(kv_conf_load_file(c_items, N_ITEMS, path, err, sizeof err), KV_EINVAL);
+    cr_assert(strstr(err, ":2: bad directive") != NULL, "%s", err);
+    unlink(path);
+    cr_assert_lt(kv_conf_load_file(c_items, N_ITEMS, "/nonexistent/x", err, sizeof err), 0);
+    char *argv1[] = {"kvd", "--nope", "1"};
+    cr_assert_eq(kv_conf_parse_args(c_items, N_ITEMS, 3, argv1, 1, NULL, err, sizeof err),
+                 KV_EINVAL);
+    cr_assert(strstr(err, "unknown setting '--nope'") != NULL, "%s", err);
+    char *argv2[] = {"kvd", "--port"};
+    cr_assert_eq(kv_conf_parse_args(c_items, N_ITEMS, 2, argv2, 1, NULL, err, sizeof err),
+                 KV_EINVAL);
+    char *argv3[] = {"kvd", "port", "1"};
+    cr_assert_eq(kv_conf_parse_args(c_items, N_ITEMS, 3, argv3, 1, NULL, err, sizeof err),
+                 KV_EINVAL);
+}

@@ -1,0 +1,349 @@
+/*
+ * kv_config: parsing and storing settings. See kv_config.h for the model.
+ *
+ * Error reasons follow Redis 7's CONFIG SET texts so that the server can wrap them as
+ * "ERR CONFIG SET failed (possibly related to argument '<name>') - <reason>".
+ */
+#include "kv_config.h"
+
+#include "kv_assert.h"
+#include "kv_error.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#define KV_CONF_LINE_MAX 4096 /* longest line of a config file */
+
+const struct kv_conf_item *kv_conf_find(const struct kv_conf_item *items, size_t n,
+                                        const char *name)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (strcasecmp(items[i].name, name) == 0) {
+            return &items[i];
+        }
+    }
+    return NULL;
+}
+
+static int parse_int(const char *s, int64_t *out)
+{
+    if (*s == '\0' || isspace((unsigned char)*s)) {
+        return KV_EINVAL;
+    }
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno != 0 || *end != '\0') {
+        return KV_EINVAL;
+    }
+    *out = v;
+    return 0;
+}
+
+int kv_conf_parse_bytes(const char *s, int64_t *out)
+{
+    static const struct {
+        const char *suffix;
+        int64_t mul;
+    } units[] = {{"kb", 1024},
+                 {"k", 1000},
+                 {"mb", 1024 * 1024},
+                 {"m", 1000 * 1000},
+                 {"gb", 1LL << 30},
+                 {"g", 1000LL * 1000 * 1000},
+                 {"b", 1}};
+    char digits[32];
+    size_t len = strlen(s);
+    size_t d = 0;
+    while (d < len && (isdigit((unsigned char)s[d]) || (d == 0 && s[d] == '-'))) {
+        d++;
+    }
+    if (d == 0 || d >= sizeof digits) {
+        return KV_EINVAL;
+    }
+    memcpy(digits, s, d);
+    digits[d] = '\0';
+    int64_t v;
+    if (parse_int(digits, &v) != 0) {
+        return KV_EINVAL;
+    }
+    int64_t mul = 1;
+    if (d < len) {
+        mul = 0;
+        for (size_t i = 0; i < KV_ARRAY_LEN(units); i++) {
+            if (strcasecmp(s + d, units[i].suffix) == 0) {
+                mul = units[i].mul;
+                break;
+            }
+        }
+        if (mul == 0) {
+            return KV_EINVAL;
+        }
+    }
+    if (v != 0 && (v > INT64_MAX / mul || v < INT64_MIN / mul)) {
+        return KV_EINVAL;
+    }
+    *out = v * mul;
+    return 0;
+}
+
+static int set_string(const struct kv_conf_item *item, const char *value, char *err, size_t errlen)
+{
+    KV_ASSERT(item->str != NULL && item->str_cap > 0);
+    size_t len = strlen(value);
+    if (len >= item->str_cap) {
+        snprintf(err, errlen, "argument is longer than %zu bytes", item->str_cap - 1);
+        return KV_EINVAL;
+    }
+    memcpy(item->str, value, len + 1);
+    return 0;
+}
+
+static int set_number(const struct kv_conf_item *item, const char *value, char *err, size_t errlen)
+{
+    int64_t v = 0;
+    switch (item->type) {
+    case KV_CONF_INT:
+        if (parse_int(value, &v) != 0) {
+            snprintf(err, errlen, "argument couldn't be parsed into an integer");
+            return KV_EINVAL;
+        }
+        break;
+    case KV_CONF_BYTES:
+        if (kv_conf_parse_bytes(value, &v) != 0) {
+            snprintf(err, errlen, "argument must be a memory value");
+            return KV_EINVAL;
+        }
+        break;
+    case KV_CONF_BOOL:
+        if (strcasecmp(value, "yes") == 0) {
+            v = 1;
+        } else if (strcasecmp(value, "no") == 0) {
+            v = 0;
+        } else {
+            snprintf(err, errlen, "argument must be 'yes' or 'no'");
+            return KV_EINVAL;
+        }
+        break;
+    case KV_CONF_ENUM: {
+        KV_ASSERT(item->choices != NULL);
+        v = -1;
+        for (int64_t i = 0; item->choices[i] != NULL; i++) {
+            if (strcasecmp(value, item->choices[i]) == 0) {
+                v = i;
+            }
+        }
+        if (v < 0) {
+            size_t off = (size_t)snprintf(err, errlen, "argument(s) must be one of the following:");
+            for (int i = 0; item->choices[i] != NULL && off < errlen; i++) {
+                off += (size_t)snprintf(err + off, errlen - off, "%s %s", i ? "," : "",
+                                        item->choices[i]);
+            }
+            return KV_EINVAL;
+        }
+        break;
+    }
+    default:
+        KV_ASSERT(0);
+    }
+    if ((item->type == KV_CONF_INT || item->type == KV_CONF_BYTES) &&
+        (v < item->min || v > item->max)) {
+        snprintf(err, errlen, "argument must be between %" PRId64 " and %" PRId64 " inclusive",
+                 item->min, item->max);
+        return KV_EINVAL;
+    }
+    atomic_store_explicit(item->num, v, memory_order_relaxed);
+    return 0;
+}
+
+int kv_conf_set(const struct kv_conf_item *item, const char *value, bool at_runtime, char *err,
+                size_t errlen)
+{
+    KV_ASSERT(item != NULL && value != NULL);
+    if (at_runtime && !(item->flags & KV_CONF_RUNTIME)) {
+        snprintf(err, errlen, "can't set immutable config");
+        return KV_EINVAL;
+    }
+    if (item->type == KV_CONF_STRING) {
+        return set_string(item, value, err, errlen);
+    }
+    KV_ASSERT(item->num != NULL);
+    return set_number(item, value, err, errlen);
+}
+
+int kv_conf_defaults(const struct kv_conf_item *items, size_t n, char *err, size_t errlen)
+{
+    for (size_t i = 0; i < n; i++) {
+        char why[160];
+        if (kv_conf_set(&items[i], items[i].def, false, why, sizeof why) != 0) {
+            snprintf(err, errlen, "default of '%s' is invalid: %s", items[i].name, why);
+            return KV_EINVAL;
+        }
+    }
+    return 0;
+}
+
+size_t kv_conf_format(const struct kv_conf_item *item, char *buf, size_t cap)
+{
+    KV_ASSERT(cap > 0);
+    int n;
+    if (item->type == KV_CONF_STRING) {
+        n = snprintf(buf, cap, "%s", item->str);
+    } else {
+        int64_t v = KV_CONF_GET(*item->num);
+        if (item->type == KV_CONF_BOOL) {
+            n = snprintf(buf, cap, "%s", v ? "yes" : "no");
+        } else if (item->type == KV_CONF_ENUM) {
+            n = snprintf(buf, cap, "%s", item->choices[v]);
+        } else {
+            n = snprintf(buf, cap, "%" PRId64, v);
+        }
+    }
+    if (n < 0) {
+        buf[0] = '\0';
+        return 0;
+    }
+    return (size_t)n < cap ? (size_t)n : cap - 1;
+}
+
+/* Splits a config line into at most two words, the second optionally "quoted" with
+ * \" and \\ escapes. Returns the number of words, or -1 for a malformed line. */
+static int split_line(char *line, char **name, char **value)
+{
+    char *p = line;
+    while (isspace((unsigned char)*p)) {
+        p++;
+    }
+    if (*p == '\0' || *p == '#') {
+        return 0;
+    }
+    *name = p;
+    while (*p != '\0' && !isspace((unsigned char)*p)) {
+        p++;
+    }
+    if (*p == '\0') {
+        return 1;
+    }
+    *p++ = '\0';
+    while (isspace((unsigned char)*p)) {
+        p++;
+    }
+    char *end = p + strlen(p);
+    while (end > p && isspace((unsigned char)end[-1])) {
+        *--end = '\0';
+    }
+    if (*p != '"') {
+        *value = p;
+        return 2;
+    }
+    char *w = p;
+    for (char *r = p + 1; *r != '\0'; r++) {
+        if (*r == '\\' && (r[1] == '"' || r[1] == '\\')) {
+            *w++ = *++r;
+        } else if (*r == '"') {
+            if (r[1] != '\0') {
+                return -1;
+            }
+            *w = '\0';
+            *value = p;
+            return 2;
+        } else {
+            *w++ = *r;
+        }
+    }
+    return -1; /* unbalanced quotes */
+}
+
+int kv_conf_load_file(const struct kv_conf_item *items, size_t n, const char *path, char *err,
+                      size_t errlen)
+{
+    FILE *f = fopen(path, "r");
+    if (f == NULL) {
+        int e = errno;
+        snprintf(err, errlen, "%s: %s", path, strerror(e));
+        return -e;
+    }
+    char line[KV_CONF_LINE_MAX];
+    int lineno = 0;
+    int rc = 0;
+    while (rc == 0 && fgets(line, sizeof line, f) != NULL) {
+        lineno++;
+        char *name = NULL;
+        char *value = NULL;
+        int words = split_line(line, &name, &value);
+        if (words == 0) {
+            continue;
+        }
+        const struct kv_conf_item *item = words == 2 ? kv_conf_find(items, n, name) : NULL;
+        char why[200];
+        if (words != 2 || item == NULL) {
+            snprintf(err, errlen, "%s:%d: bad directive or wrong number of arguments", path,
+                     lineno);
+            rc = KV_EINVAL;
+        } else if (kv_conf_set(item, value, false, why, sizeof why) != 0) {
+            snprintf(err, errlen, "%s:%d: '%s': %s", path, lineno, item->name, why);
+            rc = KV_EINVAL;
+        }
+    }
+    fclose(f);
+    return rc;
+}
+
+static bool in_list(const char *const *list, const char *name, size_t len)
+{
+    for (size_t i = 0; list != NULL && list[i] != NULL; i++) {
+        if (strlen(list[i]) == len && strncasecmp(list[i], name, len) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+int kv_conf_parse_args(const struct kv_conf_item *items, size_t n, int argc, char **argv, int first,
+                       const char *const *skip, char *err, size_t errlen)
+{
+    for (int i = first; i < argc; i++) {
+        const char *a = argv[i];
+        if (strncmp(a, "--", 2) != 0 || a[2] == '\0') {
+            snprintf(err, errlen, "unexpected argument '%s' (settings are --name value)", a);
+            return KV_EINVAL;
+        }
+        const char *name = a + 2;
+        const char *eq = strchr(name, '=');
+        size_t name_len = eq ? (size_t)(eq - name) : strlen(name);
+        const char *value = eq ? eq + 1 : NULL;
+        if (value == NULL) {
+            if (i + 1 >= argc) {
+                snprintf(err, errlen, "--%s needs a value", name);
+                return KV_EINVAL;
+            }
+            value = argv[++i];
+        }
+        if (in_list(skip, name, name_len)) {
+            continue;
+        }
+        char key[128];
+        if (name_len >= sizeof key) {
+            snprintf(err, errlen, "unknown setting '--%.*s'", 64, name);
+            return KV_EINVAL;
+        }
+        memcpy(key, name, name_len);
+        key[name_len] = '\0';
+        const struct kv_conf_item *item = kv_conf_find(items, n, key);
+        if (item == NULL) {
+            snprintf(err, errlen, "unknown setting '--%s' (see --help)", key);
+            return KV_EINVAL;
+        }
+        char why[200];
+        if (kv_conf_set(item, value, false, why, sizeof why) != 0) {
+            snprintf(err, errlen, "--%s: %s", key, why);
+            return KV_EINVAL;
+        }
+    }
+    return 0;
+}

@@ -1,0 +1,87 @@
+/*
+ * kv_config: named settings, set from defaults, a redis.conf-style file, command-line
+ * flags (`--name value`) and CONFIG SET, in that order of precedence (later wins).
+ *
+ * A program describes its settings once, as a table of kv_conf_item, each pointing at
+ * the variable that holds it. Numeric kinds (int, bytes, bool, enum) are stored in an
+ * `_Atomic int64_t` so that a setting marked KV_CONF_RUNTIME can be changed by one
+ * thread while others read it (relaxed loads: a reader sees the old or the new value).
+ * Strings are fixed-capacity buffers owned by the caller and are never changed at run
+ * time. Nothing here allocates.
+ *
+ * Value syntax is Redis's: integers, sizes with k/kb/m/mb/g/gb suffixes (k = 1000,
+ * kb = 1024), booleans yes/no, enums by name, strings optionally "quoted".
+ */
+#ifndef KV_CONFIG_H
+#define KV_CONFIG_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+enum kv_conf_type {
+    KV_CONF_INT,    /* integer in [min, max] */
+    KV_CONF_BYTES,  /* size with unit suffix in [min, max] */
+    KV_CONF_BOOL,   /* yes / no */
+    KV_CONF_ENUM,   /* one of `choices`, stored as its index */
+    KV_CONF_STRING, /* text up to str_cap - 1 bytes */
+};
+
+#define KV_CONF_RUNTIME 1u /* CONFIG SET may change it while the server runs */
+
+struct kv_conf_item {
+    const char *name; /* lower case, Redis's name where Redis has the setting */
+    enum kv_conf_type type;
+    unsigned flags;
+    const char *def; /* the default, as text: what --help prints */
+    int64_t min, max;
+    const char *const *choices; /* ENUM: NULL-terminated list of names */
+    const char *help;           /* one line for --help */
+    _Atomic int64_t *num;       /* INT, BYTES, BOOL, ENUM */
+    char *str;                  /* STRING */
+    size_t str_cap;             /* STRING: capacity of str, including the NUL */
+};
+
+/* A relaxed read of a numeric setting. */
+#define KV_CONF_GET(var) atomic_load_explicit(&(var), memory_order_relaxed)
+
+/* Finds a setting by name, case-insensitively; NULL if there is none. */
+const struct kv_conf_item *kv_conf_find(const struct kv_conf_item *items, size_t n,
+                                        const char *name);
+
+/* Applies every item's default. Returns 0, or KV_EINVAL if a default fails to parse
+ * (a programming error: the message names it). */
+int kv_conf_defaults(const struct kv_conf_item *items, size_t n, char *err, size_t errlen);
+
+/*
+ * Parses `value` and stores it in `item`. `at_runtime` rejects items without
+ * KV_CONF_RUNTIME. Returns 0, or KV_EINVAL with a Redis-style reason in err
+ * (e.g. "argument couldn't be parsed into an integer").
+ */
+int kv_conf_set(const struct kv_conf_item *item, const char *value, bool at_runtime, char *err,
+                size_t errlen);
+
+/* Formats the current value as CONFIG GET shows it. Returns its length (cut to cap-1). */
+size_t kv_conf_format(const struct kv_conf_item *item, char *buf, size_t cap);
+
+/*
+ * Loads a redis.conf-style file: one `name value` per line, `#` comments, blank lines,
+ * values optionally in double quotes. Returns 0, -errno if the file cannot be read, or
+ * KV_EINVAL with "path:line: reason" in err.
+ */
+int kv_conf_load_file(const struct kv_conf_item *items, size_t n, const char *path, char *err,
+                      size_t errlen);
+
+/*
+ * Applies `--name value` pairs from argv[first..argc). `--name=value` is accepted too.
+ * `skip` names flags the caller handles itself (e.g. "config"), NULL-terminated; they
+ * are consumed with their value and ignored here. Returns 0 or KV_EINVAL with reason.
+ */
+int kv_conf_parse_args(const struct kv_conf_item *items, size_t n, int argc, char **argv, int first,
+                       const char *const *skip, char *err, size_t errlen);
+
+/* Parses a Redis memory size ("10", "1k", "2kb", "3mb", "1gb"). Returns 0 or KV_EINVAL. */
+int kv_conf_parse_bytes(const char *s, int64_t *out);
+
+#endif

@@ -1,0 +1,61 @@
+/*
+ * kv_log: formats a line into a stack buffer and writes it with one write(2), so that
+ * lines from different threads never interleave mid-line. Long lines are cut at
+ * KV_LOG_LINE_MAX bytes and end with "...".
+ */
+#include "kv_log.h"
+
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define KV_LOG_LINE_MAX 1024
+
+static _Atomic int log_level = KV_LOG_NOTICE;
+static _Thread_local char log_thread[16] = "main";
+
+void kv_log_level_set(enum kv_log_level level)
+{
+    atomic_store_explicit(&log_level, (int)level, memory_order_relaxed);
+}
+
+enum kv_log_level kv_log_level_get(void)
+{
+    return (enum kv_log_level)atomic_load_explicit(&log_level, memory_order_relaxed);
+}
+
+void kv_log_thread_name(const char *name)
+{
+    snprintf(log_thread, sizeof log_thread, "%s", name);
+}
+
+void kv_log(enum kv_log_level level, const char *fmt, ...)
+{
+    static const char *const names[] = {"debug", "verbose", "notice", "warning"};
+    if ((int)level < atomic_load_explicit(&log_level, memory_order_relaxed)) {
+        return;
+    }
+    char line[KV_LOG_LINE_MAX];
+    struct timespec ts;
+    struct tm tm;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    gmtime_r(&ts.tv_sec, &tm);
+    int n = snprintf(line, sizeof line, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %s %s ",
+                     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+                     ts.tv_nsec / 1000000, names[level & 3], log_thread);
+    va_list ap;
+    va_start(ap, fmt);
+    int m = vsnprintf(line + n, sizeof line - (size_t)n - 1, fmt, ap);
+    va_end(ap);
+    size_t len = (size_t)n + (m < 0 ? 0 : (size_t)m);
+    if (len > sizeof line - 2) {
+        len = sizeof line - 2;
+        memcpy(line + len - 3, "...", 3);
+    }
+    line[len++] = '\n';
+    ssize_t w = write(STDERR_FILENO, line, len);
+    (void)w;
+}

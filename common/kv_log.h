@@ -1,0 +1,34 @@
+/*
+ * kv_log: leveled, structured log lines on stderr.
+ *
+ * One line per event: `<iso time> <level> <thread> msg key=value ...`. The format
+ * string carries the key=value pairs. Logging is for events, never for requests: no
+ * call sits on a per-request path, so a write(2) per line is acceptable. The level is a
+ * process-wide setting (`loglevel`), read with relaxed atomics so any thread may log.
+ */
+#ifndef KV_LOG_H
+#define KV_LOG_H
+
+enum kv_log_level {
+    KV_LOG_DEBUG = 0,
+    KV_LOG_VERBOSE = 1,
+    KV_LOG_NOTICE = 2,
+    KV_LOG_WARNING = 3,
+};
+
+/* Sets the minimum level written; lines below it are dropped cheaply. */
+void kv_log_level_set(enum kv_log_level level);
+enum kv_log_level kv_log_level_get(void);
+
+/* Names the calling thread in its log lines (copied; at most 15 bytes kept). */
+void kv_log_thread_name(const char *name);
+
+/* Writes one line if `level` is enabled. printf-style. */
+void kv_log(enum kv_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+#define kv_log_debug(...)   kv_log(KV_LOG_DEBUG, __VA_ARGS__)
+#define kv_log_verbose(...) kv_log(KV_LOG_VERBOSE, __VA_ARGS__)
+#define kv_log_notice(...)  kv_log(KV_LOG_NOTICE, __VA_ARGS__)
+#define kv_log_warning(...) kv_log(KV_LOG_WARNING, __VA_ARGS__)
+
+#endif

@@ -28,6 +28,8 @@ const char *kv_strerror(int err)
         return "invalid argument";
     case KV_EVERSION:
         return "unknown format version";
+    case KV_ENOTLEADER:
+        return "not the raft leader";
     default:
         break;
     }

@@ -25,4 +25,33 @@
 
 /* ---- cluster/ ---------------------------------------------------------------- */
 
+/* Raft voters: five tolerate two failures; more only slow every commit down. */
+#define KV_RAFT_VOTERS_MAX 5
+/* Raft learners (non-voting replicas of the metadata): one per data node is plenty. */
+#define KV_RAFT_LEARNERS_MAX 8
+/* In-memory Raft log between two snapshots, in entries (a power of two: ring slots). */
+#define KV_RAFT_LOG_MAX 512
+/* Free log slots a leader keeps for its term's first entry: proposals stop short of it. */
+#define KV_RAFT_LOG_RESERVE 8
+/* Payload of one Raft entry: metadata commands are small fixed records. */
+#define KV_RAFT_ENTRY_DATA_MAX 256
+/* Entries in one AppendEntries message: bounds a message to ~10 KiB. */
+#define KV_RAFT_MSG_ENTRIES_MAX 32
+/* A serialized metadata snapshot (members + ring); InstallSnapshot sends it whole. */
+#define KV_RAFT_SNAPSHOT_MAX (64 * 1024)
+/* Outgoing messages buffered between two raft_ready() calls; beyond, they are dropped
+ * (Raft tolerates loss) and counted. */
+#define KV_RAFT_READY_MSGS_MAX 64
+/* ReadIndex requests waiting for a quorum's heartbeat acknowledgement. */
+#define KV_RAFT_READS_MAX 16
+/* Election timeout in ticks (randomized in [t, 2t)); heartbeat interval in ticks. */
+#define KV_DEFAULT_RAFT_ELECTION_TICKS  10
+#define KV_DEFAULT_RAFT_HEARTBEAT_TICKS 1
+/* Cluster members known to the metadata state machine. */
+#define KV_META_NODES_MAX 64
+/* Partitions on the ring: 512 keeps the serialized map far below KV_RAFT_SNAPSHOT_MAX. */
+#define KV_META_PARTITIONS_MAX 512
+/* Replicas of one partition (leader included). */
+#define KV_META_REPLICAS_MAX 5
+
 #endif

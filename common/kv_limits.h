@@ -9,6 +9,18 @@
 
 /* ---- engine/ ----------------------------------------------------------------- */
 
+/* Longest key, in bytes: Redis's limit (512 MiB); entry headers store it in 4 bytes. */
+#define KV_KEY_BYTES_MAX (512u * 1024 * 1024)
+/* Longest value, in bytes: Redis's proto-max-bulk-len default (512 MiB). */
+#define KV_VALUE_BYTES_MAX (512u * 1024 * 1024)
+/* Slots per hash-table segment (a power of two, at most 2^10: the slot tag stores the
+ * home slot). It is the unit of incremental work: one segment split moves at most this
+ * many entries (~100 us), so no request stalls behind a table's growth. */
+#define KV_TBL_SEG_SLOTS 1024u
+/* Directory depth of one table (2^depth segment pointers): 2^26 segments hold ~40G
+ * keys, far beyond one partition; the bound keeps a directory doubling finite. */
+#define KV_TBL_DIR_DEPTH_MAX 26u
+
 /* ---- proto/ ------------------------------------------------------------------ */
 
 /* Client-side reply parser (resp_reply). Nesting depth of aggregates: RESP3 replies

@@ -1,0 +1,1165 @@
+/*
+ * tbl.c: the partition hash table, an extendible-hashing directory of small
+ * open-addressing segments (after Dragonfly's dashtable), one table per partition.
+ *
+ * Why this shape. A single linear-probing array must rehash everything when it grows;
+ * Redis spreads that over requests with two arrays and a rehash index, but then SCAN
+ * needs reverse-binary cursors and a hash split must walk both arrays. Here the table is
+ * a directory of 2^depth pointers to segments of 1023 slots; the segment of a key is
+ * chosen by the TOP `depth` bits of its placement hash. A full segment splits in two
+ * (one more bit), moving about half of at most 1023 entries: growth is incremental by
+ * construction, and only a directory doubling (2^depth pointers) is ever copied.
+ * Segments cover contiguous, aligned ranges of the hash space, so a SCAN cursor is just
+ * a hash position and a split by hash walks the segments in hash order.
+ *
+ * Placement hash. Normally the hash h passed in by the caller (tbl_hash(key)). For a
+ * key holding a '{', it is XXH3 of the whole key (h is then possibly the hash of the
+ * tag only, shared by many keys). Either way it equals XXH3_64bits(key), which is what
+ * splits and merges recompute; the caller's h only routes between split halves.
+ *
+ * Slot (8 bytes; 0 = empty):
+ *
+ *    63   62        48 47                                    0
+ *   +---+-------------+--------------------------------------+
+ *   | X |  tag (15)   |  entry pointer (48 bits, user space) |
+ *   +---+-------------+--------------------------------------+
+ *   X   = the entry has an expiry time (active expiry reads only these entries)
+ *   tag = placement hash bits 0..14; bits 0..9 are the home slot, so probing rarely
+ *         dereferences a non-matching entry and backward-shift delete never does.
+ *
+ * Segment: {count, depth} + 1023 slots = 8192 bytes (a mimalloc size class, no
+ * rounding). Linear probing with wrap-around, backward-shift deletion (no tombstones),
+ * split above 13/16 full, merge with its buddy when both together hold <= 1/4.
+ *
+ * Entry (one allocation; a varint-like fixed width chosen when the block is allocated):
+ *
+ *   [flags:1][expire_ms:8, only if flags.X][klen:1|2|4][vlen:1|2|4][key][value...cap]
+ *   flags = type (bits 0-2) | X (bit 3) | klen width code (4-5) | vlen width code (6-7)
+ *
+ * The vlen width is chosen for the block's capacity, so an in-place append never moves
+ * the value. A 16-byte key with a 32-byte value takes 3 header bytes: 51 -> 56 bytes.
+ *
+ * Invariants (checked by tbl_check): every entry sits in the segment that owns the top
+ * bits of its placement hash, reachable from its home slot without crossing an empty
+ * slot, once; a segment is never full; a segment of depth d appears in exactly 2^(gd-d)
+ * aligned directory slots; the counters equal the sums over entries. During a split,
+ * src holds no entry with h >= m below split_pos, and dst holds only h >= m.
+ *
+ * Thread: everything here runs on the thread that owns the table; nothing is shared.
+ */
+#include "tbl.h"
+
+#include <mimalloc.h>
+#include <string.h>
+#include <xxhash.h>
+
+#include "kv_assert.h"
+#include "kv_error.h"
+#include "kv_limits.h"
+
+#define SEG_N          (KV_TBL_SEG_SLOTS - 1u) /* slots per segment (header takes one) */
+#define SEG_HOME_MASK  (KV_TBL_SEG_SLOTS - 1u)
+#define SEG_SPLIT_FILL (SEG_N * 13u / 16u) /* split before exceeding this many entries */
+#define SEG_MERGE_FILL (SEG_N / 4u)        /* merge buddies holding this many together */
+#define SEG_NONE       ((size_t)-1)
+
+#define SLOT_PTR_MASK  ((UINT64_C(1) << 48) - 1)
+#define SLOT_TAG_SHIFT 48
+#define SLOT_TAG_MASK  UINT64_C(0x7fff)
+#define SLOT_X         (UINT64_C(1) << 63)
+
+#define ENT_TYPE_MASK 0x07u
+#define ENT_X         0x08u
+
+_Static_assert((KV_TBL_SEG_SLOTS & (KV_TBL_SEG_SLOTS - 1)) == 0, "segment slots: power of 2");
+_Static_assert(KV_TBL_SEG_SLOTS <= 1024, "the home slot must fit the 15-bit tag with 5 spare");
+_Static_assert(KV_TBL_DIR_DEPTH_MAX < 48, "directory index must fit size_t shifts");
+_Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "entry header is little-endian");
+
+struct seg {
+    uint32_t count; /* occupied slots, < SEG_N */
+    uint32_t depth; /* local depth: the segment owns one (64 - depth)-bit hash range */
+    uint64_t slot[SEG_N];
+};
+_Static_assert(sizeof(struct seg) == KV_TBL_SEG_SLOTS * 8, "a segment is one size class");
+
+struct tbl_entry {
+    uint8_t flags; /* the rest of the layout is described atop this file */
+};
+
+struct tbl {
+    mi_heap_t *heap;
+    struct seg **dir;
+    unsigned gdepth;
+    size_t nseg;
+    size_t seg_at_depth[KV_TBL_DIR_DEPTH_MAX + 1];
+    /* counters */
+    size_t entries;
+    size_t key_bytes;
+    size_t val_bytes;
+    size_t ent_mem_bytes;
+    /* split by hash: set on both sides while in progress */
+    struct tbl *split_dst; /* on src */
+    struct tbl *split_src; /* on dst */
+    uint64_t split_m;      /* on src: keys with h >= m go to dst */
+    uint64_t split_pos;    /* on src: placement positions < pos are done */
+};
+
+/* ---- entries -------------------------------------------------------------------- */
+
+struct ent_view {
+    size_t klen, vlen;
+    size_t off_vlen, off_key, off_val;
+    unsigned vcode;
+};
+
+static inline size_t width_max(unsigned code)
+{
+    return code == 0 ? 0xffu : code == 1 ? 0xffffu : 0xffffffffu;
+}
+
+static inline unsigned width_code(size_t n)
+{
+    return n <= 0xffu ? 0 : n <= 0xffffu ? 1 : 2;
+}
+
+static inline size_t load_le(const uint8_t *p, unsigned code)
+{
+    uint32_t v = 0;
+    memcpy(&v, p, (size_t)1 << code);
+    return v;
+}
+
+static inline void store_le(uint8_t *p, unsigned code, size_t n)
+{
+    uint32_t v = (uint32_t)n;
+    KV_ASSERT(n <= width_max(code));
+    memcpy(p, &v, (size_t)1 << code);
+}
+
+static inline void ent_view(const uint8_t *p, struct ent_view *v)
+{
+    unsigned f = p[0];
+    size_t off_klen = 1 + ((f & ENT_X) ? 8 : 0);
+    unsigned kcode = (f >> 4) & 3u;
+    v->vcode = (f >> 6) & 3u;
+    v->klen = load_le(p + off_klen, kcode);
+    v->off_vlen = off_klen + ((size_t)1 << kcode);
+    v->vlen = load_le(p + v->off_vlen, v->vcode);
+    v->off_key = v->off_vlen + ((size_t)1 << v->vcode);
+    v->off_val = v->off_key + v->klen;
+}
+
+static inline int64_t ent_expire(const uint8_t *p)
+{
+    int64_t x = 0;
+    if (p[0] & ENT_X) {
+        memcpy(&x, p + 1, 8);
+    }
+    return x;
+}
+
+static inline bool ent_expired(const uint8_t *p, int64_t now_ms)
+{
+    return (p[0] & ENT_X) && ent_expire(p) <= now_ms;
+}
+
+static inline bool ent_key_eq(const uint8_t *p, const void *key, size_t klen)
+{
+    unsigned f = p[0];
+    size_t off = 1 + ((f & ENT_X) ? 8 : 0);
+    unsigned kcode = (f >> 4) & 3u;
+    if (load_le(p + off, kcode) != klen) {
+        return false;
+    }
+    off += ((size_t)1 << kcode) + ((size_t)1 << ((f >> 6) & 3u));
+    return klen == 0 || memcmp(p + off, key, klen) == 0;
+}
+
+/* Usable value capacity of an entry's block. */
+static size_t ent_cap(const uint8_t *p, const struct ent_view *v)
+{
+    size_t usable = mi_usable_size(p);
+    KV_ASSERT(usable >= v->off_val + v->vlen);
+    size_t cap = usable - v->off_val;
+    if (cap > width_max(v->vcode)) {
+        cap = width_max(v->vcode);
+    }
+    return cap < KV_VALUE_BYTES_MAX ? cap : KV_VALUE_BYTES_MAX;
+}
+
+/* Allocate an entry with room for `cap` value bytes; the value is left unwritten. */
+static uint8_t *ent_alloc(mi_heap_t *heap, uint8_t type, int64_t expire_ms, const void *key,
+                          size_t klen, size_t vlen, size_t cap)
+{
+    KV_ASSERT(klen <= KV_KEY_BYTES_MAX && vlen <= cap && cap <= KV_VALUE_BYTES_MAX);
+    KV_ASSERT(type <= ENT_TYPE_MASK && expire_ms >= 0);
+    unsigned kcode = width_code(klen), vcode = width_code(cap);
+    size_t off_klen = 1 + (expire_ms ? 8 : 0);
+    size_t off_vlen = off_klen + ((size_t)1 << kcode);
+    size_t off_key = off_vlen + ((size_t)1 << vcode);
+    uint8_t *p = mi_heap_malloc(heap, off_key + klen + cap);
+    if (p == NULL) {
+        return NULL;
+    }
+    KV_ASSERT(((uintptr_t)p & ~SLOT_PTR_MASK) == 0);
+    p[0] = (uint8_t)(type | (expire_ms ? ENT_X : 0) | (kcode << 4) | (vcode << 6));
+    if (expire_ms) {
+        memcpy(p + 1, &expire_ms, 8);
+    }
+    store_le(p + off_klen, kcode, klen);
+    store_le(p + off_vlen, vcode, vlen);
+    if (klen) {
+        memcpy(p + off_key, key, klen);
+    }
+    return p;
+}
+
+/* A copy of `p` with another expiry time and value capacity (value content kept). */
+static uint8_t *ent_clone(mi_heap_t *heap, const uint8_t *p, int64_t expire_ms, size_t cap)
+{
+    struct ent_view v;
+    ent_view(p, &v);
+    KV_ASSERT(cap >= v.vlen);
+    uint8_t *np =
+        ent_alloc(heap, p[0] & ENT_TYPE_MASK, expire_ms, p + v.off_key, v.klen, v.vlen, cap);
+    if (np != NULL) {
+        struct ent_view nv;
+        ent_view(np, &nv);
+        KV_ASSERT(nv.klen == v.klen && nv.vlen == v.vlen);
+        if (v.vlen) {
+            memcpy(np + nv.off_val, p + v.off_val, v.vlen);
+        }
+    }
+    return np;
+}
+
+static inline uint64_t ent_place_hash(const uint8_t *p)
+{
+    struct ent_view v;
+    ent_view(p, &v);
+    return XXH3_64bits(p + v.off_key, v.klen);
+}
+
+/* ---- slots and segments ----------------------------------------------------------- */
+
+static inline uint8_t *slot_ent(uint64_t s)
+{
+    return (uint8_t *)(uintptr_t)(s & SLOT_PTR_MASK);
+}
+
+static inline size_t home_of_bits(uint64_t bits)
+{
+    size_t h = (size_t)(bits & SEG_HOME_MASK);
+    return h == SEG_N ? 0 : h; /* the last home folds onto slot 0 */
+}
+
+static inline size_t slot_home(uint64_t s)
+{
+    return home_of_bits(s >> SLOT_TAG_SHIFT);
+}
+
+static inline uint64_t slot_make(const uint8_t *p, uint64_t ph)
+{
+    return (uint64_t)(uintptr_t)p | ((ph & SLOT_TAG_MASK) << SLOT_TAG_SHIFT) |
+           ((p[0] & ENT_X) ? SLOT_X : 0);
+}
+
+static inline size_t seg_next(size_t i)
+{
+    return i + 1 == SEG_N ? 0 : i + 1;
+}
+
+/* Distance from slot a forward (with wrap) to slot b. */
+static inline size_t seg_dist(size_t a, size_t b)
+{
+    return b >= a ? b - a : b + SEG_N - a;
+}
+
+static inline size_t dir_idx(const struct tbl *t, uint64_t ph)
+{
+    return t->gdepth ? (size_t)(ph >> (64 - t->gdepth)) : 0;
+}
+
+/* The hash range [lo, hi) of the depth-d segment holding position pos; hi 0 = 2^64. */
+static inline uint64_t range_lo(uint64_t pos, unsigned d)
+{
+    return d ? pos & ~(UINT64_MAX >> d) : 0;
+}
+
+static inline uint64_t range_hi(uint64_t pos, unsigned d)
+{
+    return d ? range_lo(pos, d) + (UINT64_C(1) << (64 - d)) : 0;
+}
+
+static inline bool in_range(uint64_t x, uint64_t lo, uint64_t hi)
+{
+    return x >= lo && (hi == 0 || x < hi);
+}
+
+static inline uint64_t end_min(uint64_t a, uint64_t b)
+{
+    if (a == 0) {
+        return b;
+    }
+    if (b == 0) {
+        return a;
+    }
+    return a < b ? a : b;
+}
+
+static void seg_insert(struct seg *s, uint64_t v)
+{
+    KV_ASSERT(v != 0 && s->count + 1 < SEG_N);
+    size_t i = slot_home(v);
+    while (s->slot[i] != 0) {
+        i = seg_next(i);
+    }
+    s->slot[i] = v;
+    s->count++;
+}
+
+/* Remove slot i by backward shift: later entries of the run move towards home. */
+static void seg_remove_at(struct seg *s, size_t i)
+{
+    KV_ASSERT(i < SEG_N && s->slot[i] != 0);
+    KV_ASSERT(s->count > 0);
+    size_t j = i;
+    for (;;) {
+        j = seg_next(j);
+        uint64_t v = s->slot[j];
+        if (v == 0) {
+            break;
+        }
+        if (seg_dist(slot_home(v), j) >= seg_dist(i, j)) {
+            s->slot[i] = v;
+            i = j;
+        }
+    }
+    s->slot[i] = 0;
+    s->count--;
+}
+
+static struct seg *seg_new(struct tbl *t, unsigned depth)
+{
+    struct seg *s = mi_heap_zalloc(t->heap, sizeof(struct seg));
+    if (s != NULL) {
+        s->depth = depth;
+        t->nseg++;
+        t->seg_at_depth[depth]++;
+    }
+    return s;
+}
+
+/* Find the slot of a key, or SEG_NONE. *di_out gets the directory index. */
+static size_t tbl__find(const struct tbl *t, const void *key, size_t klen, uint64_t ph,
+                        size_t *di_out)
+{
+    size_t di = dir_idx(t, ph);
+    const struct seg *s = t->dir[di];
+    uint64_t tag = ph & SLOT_TAG_MASK;
+    size_t i = home_of_bits(ph);
+    *di_out = di;
+    for (;;) {
+        uint64_t v = s->slot[i];
+        if (v == 0) {
+            return SEG_NONE;
+        }
+        if (((v >> SLOT_TAG_SHIFT) & SLOT_TAG_MASK) == tag && ent_key_eq(slot_ent(v), key, klen)) {
+            return i;
+        }
+        i = seg_next(i);
+    }
+}
+
+/* ---- counters --------------------------------------------------------------------- */
+
+static void tbl__account(struct tbl *t, const uint8_t *p, int sign)
+{
+    struct ent_view v;
+    ent_view(p, &v);
+    size_t mem = mi_usable_size(p);
+    if (sign > 0) {
+        t->entries++;
+        t->key_bytes += v.klen;
+        t->val_bytes += v.vlen;
+        t->ent_mem_bytes += mem;
+    } else {
+        KV_ASSERT(t->entries > 0 && t->key_bytes >= v.klen && t->val_bytes >= v.vlen);
+        KV_ASSERT(t->ent_mem_bytes >= mem);
+        t->entries--;
+        t->key_bytes -= v.klen;
+        t->val_bytes -= v.vlen;
+        t->ent_mem_bytes -= mem;
+    }
+}
+
+/* ---- directory and segment split / merge ------------------------------------------ */
+
+static int tbl__dir_double(struct tbl *t)
+{
+    KV_ASSERT(t->gdepth < KV_TBL_DIR_DEPTH_MAX);
+    size_t n = (size_t)1 << t->gdepth;
+    struct seg **nd = mi_heap_malloc(t->heap, 2 * n * sizeof(*nd));
+    if (nd == NULL) {
+        return KV_ENOMEM;
+    }
+    for (size_t i = 0; i < n; i++) {
+        nd[2 * i] = nd[2 * i + 1] = t->dir[i];
+    }
+    mi_free(t->dir);
+    t->dir = nd;
+    t->gdepth++;
+    KV_ASSERT(t->seg_at_depth[t->gdepth] == 0);
+    return 0;
+}
+
+/* Halve the directory when no segment uses its last bit (best effort). */
+static void tbl__dir_maybe_halve(struct tbl *t)
+{
+    if (t->gdepth == 0 || t->seg_at_depth[t->gdepth] != 0) {
+        return;
+    }
+    size_t n = (size_t)1 << (t->gdepth - 1);
+    struct seg **nd = mi_heap_malloc(t->heap, n * sizeof(*nd));
+    if (nd == NULL) {
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        KV_DASSERT(t->dir[2 * i] == t->dir[2 * i + 1]);
+        nd[i] = t->dir[2 * i];
+    }
+    mi_free(t->dir);
+    t->dir = nd;
+    t->gdepth--;
+}
+
+/* Split the segment at directory index di in two. */
+static int tbl__seg_split(struct tbl *t, size_t di)
+{
+    struct seg *a = t->dir[di];
+    unsigned d = a->depth;
+    KV_ASSERT(d <= t->gdepth && a->count > 0);
+    if (d == t->gdepth) {
+        if (d >= KV_TBL_DIR_DEPTH_MAX) {
+            return KV_ELIMIT;
+        }
+        int rc = tbl__dir_double(t);
+        if (rc != 0) {
+            return rc;
+        }
+        di *= 2;
+    }
+    struct seg *b = seg_new(t, d + 1);
+    if (b == NULL) {
+        return KV_ENOMEM;
+    }
+    uint64_t bit = UINT64_C(1) << (63 - d);
+    for (size_t i = 0; i < SEG_N;) {
+        uint64_t v = a->slot[i];
+        if (v != 0 && (ent_place_hash(slot_ent(v)) & bit)) {
+            seg_remove_at(a, i); /* a later entry may shift into i: look at i again */
+            seg_insert(b, v);
+            continue;
+        }
+        i++;
+    }
+    t->seg_at_depth[d]--;
+    t->seg_at_depth[d + 1]++;
+    a->depth = d + 1;
+    size_t span = (size_t)1 << (t->gdepth - d);
+    size_t start = di & ~(span - 1);
+    for (size_t k = start + span / 2; k < start + span; k++) {
+        KV_ASSERT(t->dir[k] == a);
+        t->dir[k] = b;
+    }
+    return 0;
+}
+
+/* Merge the segment at directory index di with its buddy if both are nearly empty. */
+static void tbl__seg_maybe_merge(struct tbl *t, size_t di)
+{
+    struct seg *a = t->dir[di];
+    unsigned d = a->depth;
+    if (d == 0 || a->count > SEG_MERGE_FILL) {
+        return;
+    }
+    size_t span = (size_t)1 << (t->gdepth - d);
+    size_t start = di & ~(span - 1);
+    size_t buddy = start ^ span;
+    struct seg *b = t->dir[buddy];
+    if (b->depth != d || a->count + b->count > SEG_MERGE_FILL) {
+        return;
+    }
+    struct seg *lo = start < buddy ? a : b;
+    struct seg *hi = start < buddy ? b : a;
+    for (size_t i = 0; i < SEG_N; i++) {
+        if (hi->slot[i] != 0) {
+            seg_insert(lo, hi->slot[i]);
+        }
+    }
+    size_t first = start < buddy ? start : buddy;
+    for (size_t k = first; k < first + 2 * span; k++) {
+        t->dir[k] = lo;
+    }
+    lo->depth = d - 1;
+    t->seg_at_depth[d] -= 2;
+    t->seg_at_depth[d - 1]++;
+    t->nseg--;
+    mi_free(hi);
+    tbl__dir_maybe_halve(t);
+}
+
+/*
+ * Insert slot value v (placement hash ph; the key is known absent), splitting the
+ * target segment first when it is at its fill limit. If the split cannot allocate, the
+ * entry still goes in while the segment has room: only a full segment fails.
+ */
+static int tbl__link(struct tbl *t, uint64_t ph, uint64_t v)
+{
+    size_t di = dir_idx(t, ph);
+    struct seg *s = t->dir[di];
+    while (s->count >= SEG_SPLIT_FILL) {
+        int rc = tbl__seg_split(t, di);
+        if (rc != 0) {
+            if (s->count + 2 < SEG_N) {
+                break;
+            }
+            return rc;
+        }
+        di = dir_idx(t, ph);
+        s = t->dir[di];
+    }
+    seg_insert(s, v);
+    tbl__account(t, slot_ent(v), +1);
+    return 0;
+}
+
+/* Remove slot i of the segment at di (no merge): returns the entry, now unlinked. */
+static uint8_t *tbl__unlink(struct tbl *t, size_t di, size_t i)
+{
+    struct seg *s = t->dir[di];
+    uint8_t *p = slot_ent(s->slot[i]);
+    seg_remove_at(s, i);
+    tbl__account(t, p, -1);
+    return p;
+}
+
+/* ---- split routing ---------------------------------------------------------------- */
+
+/* Move the entry at slot i of src's segment di into dst. */
+static int tbl__move(struct tbl *src, struct tbl *dst, size_t di, size_t i, uint64_t ph)
+{
+    uint64_t v = src->dir[di]->slot[i];
+    int rc = tbl__link(dst, ph, v);
+    if (rc != 0) {
+        return rc;
+    }
+    seg_remove_at(src->dir[di], i);
+    tbl__account(src, slot_ent(v), -1);
+    return 0;
+}
+
+/*
+ * Pick the table that serves hash h during a split, and make dst authoritative: a key
+ * of dst's side not yet moved is pulled from src first. Returns 0 or KV_ENOMEM.
+ */
+static int tbl__route(struct tbl **tp, const void *key, size_t klen, uint64_t h, uint64_t ph)
+{
+    struct tbl *t = *tp;
+    struct tbl *src = t->split_dst ? t : t->split_src;
+    if (KV_LIKELY(src == NULL)) {
+        return 0;
+    }
+    KV_ASSERT(src->split_dst != NULL && src->split_dst->split_src == src);
+    if (h < src->split_m) {
+        *tp = src;
+        return 0;
+    }
+    struct tbl *dst = src->split_dst;
+    *tp = dst;
+    if (ph < src->split_pos) {
+        return 0; /* the walk has passed this position: the key is in dst or nowhere */
+    }
+    size_t di;
+    size_t i = tbl__find(src, key, klen, ph, &di);
+    if (i == SEG_NONE) {
+        return 0;
+    }
+    int rc = tbl__move(src, dst, di, i, ph);
+    if (rc == 0) {
+        tbl__seg_maybe_merge(src, di);
+    }
+    return rc;
+}
+
+static inline uint64_t tbl__place(const void *key, size_t klen, uint64_t h)
+{
+    KV_DASSERT(h == tbl_hash(key, klen));
+    if (KV_LIKELY(klen == 0 || memchr(key, '{', klen) == NULL)) {
+        return h;
+    }
+    return XXH3_64bits(key, klen);
+}
+
+/* Where a looked-up key is: table, directory index, slot, placement hash. */
+struct loc {
+    struct tbl *t;
+    size_t di;
+    size_t i; /* SEG_NONE if absent */
+    uint64_t ph;
+};
+
+/* Route, find, and drop the key if expired. Returns 0 or KV_ENOMEM (from a pull). */
+static int tbl__lookup(struct tbl *t, const void *key, size_t klen, uint64_t h, int64_t now_ms,
+                       struct loc *l)
+{
+    KV_ASSERT(t != NULL && (key != NULL || klen == 0));
+    l->ph = tbl__place(key, klen, h);
+    l->t = t;
+    int rc = tbl__route(&l->t, key, klen, h, l->ph);
+    l->i = tbl__find(l->t, key, klen, l->ph, &l->di);
+    if (l->i != SEG_NONE) {
+        uint64_t v = l->t->dir[l->di]->slot[l->i];
+        if (KV_UNLIKELY(v & SLOT_X) && ent_expired(slot_ent(v), now_ms)) {
+            mi_free(tbl__unlink(l->t, l->di, l->i));
+            tbl__seg_maybe_merge(l->t, l->di);
+            l->i = SEG_NONE;
+        }
+    }
+    return l->i != SEG_NONE ? 0 : rc;
+}
+
+/* ---- public: hashing, lifecycle --------------------------------------------------- */
+
+uint64_t tbl_hash(const void *key, size_t len)
+{
+    KV_ASSERT(key != NULL || len == 0);
+    const char *k = key;
+    const char *open = len ? memchr(k, '{', len) : NULL;
+    if (open != NULL) {
+        size_t rest = len - (size_t)(open - k) - 1;
+        const char *close = rest ? memchr(open + 1, '}', rest) : NULL;
+        if (close != NULL && close > open + 1) {
+            return XXH3_64bits(open + 1, (size_t)(close - open - 1));
+        }
+    }
+    return XXH3_64bits(key, len);
+}
+
+struct tbl *tbl_create(struct mi_heap_s *heap)
+{
+    KV_ASSERT(heap != NULL);
+    struct tbl *t = mi_heap_zalloc(heap, sizeof(*t));
+    if (t == NULL) {
+        return NULL;
+    }
+    t->heap = heap;
+    t->dir = mi_heap_malloc(heap, sizeof(*t->dir));
+    if (t->dir == NULL) {
+        mi_free(t);
+        return NULL;
+    }
+    t->dir[0] = seg_new(t, 0);
+    if (t->dir[0] == NULL) {
+        mi_free(t->dir);
+        mi_free(t);
+        return NULL;
+    }
+    KV_ASSERT(t->nseg == 1 && t->gdepth == 0);
+    return t;
+}
+
+void tbl_destroy(struct tbl *t)
+{
+    if (t == NULL) {
+        return;
+    }
+    KV_ASSERT(t->split_dst == NULL && t->split_src == NULL);
+    size_t n = (size_t)1 << t->gdepth, freed = 0;
+    for (size_t di = 0; di < n;) {
+        struct seg *s = t->dir[di];
+        for (size_t i = 0; i < SEG_N; i++) {
+            if (s->slot[i] != 0) {
+                mi_free(slot_ent(s->slot[i]));
+            }
+        }
+        di += (size_t)1 << (t->gdepth - s->depth);
+        mi_free(s);
+        freed++;
+    }
+    KV_ASSERT(freed == t->nseg);
+    mi_free(t->dir);
+    mi_free(t);
+}
+
+/* ---- public: key operations ------------------------------------------------------- */
+
+const struct tbl_entry *tbl_get(struct tbl *t, const void *key, size_t key_len, uint64_t h,
+                                int64_t now_ms)
+{
+    struct loc l;
+    (void)tbl__lookup(t, key, key_len, h, now_ms, &l);
+    if (l.i == SEG_NONE) {
+        return NULL;
+    }
+    return (const struct tbl_entry *)slot_ent(l.t->dir[l.di]->slot[l.i]);
+}
+
+int tbl_put(struct tbl *t, const void *key, size_t key_len, uint64_t h,
+            const struct tbl_put_args *args, int64_t now_ms, struct tbl_entry **old)
+{
+    KV_ASSERT(args != NULL && (args->val != NULL || args->val_len == 0));
+    KV_ASSERT(args->type <= ENT_TYPE_MASK && args->expire_ms >= 0);
+    if (old != NULL) {
+        *old = NULL;
+    }
+    if (key_len > KV_KEY_BYTES_MAX || args->val_len > KV_VALUE_BYTES_MAX) {
+        return KV_ELIMIT;
+    }
+    struct loc l;
+    int rc = tbl__lookup(t, key, key_len, h, now_ms, &l);
+    if (rc != 0) {
+        return rc;
+    }
+    bool found = l.i != SEG_NONE;
+    if ((args->flags & TBL_NX) && found) {
+        return KV_EEXIST;
+    }
+    if ((args->flags & TBL_XX) && !found) {
+        return KV_ENOTFOUND;
+    }
+    uint8_t *op = found ? slot_ent(l.t->dir[l.di]->slot[l.i]) : NULL;
+    int64_t expire_ms = args->expire_ms;
+    if ((args->flags & TBL_KEEPTTL) && op != NULL) {
+        expire_ms = ent_expire(op);
+    }
+    uint8_t *p =
+        ent_alloc(l.t->heap, args->type, expire_ms, key, key_len, args->val_len, args->val_len);
+    if (p == NULL) {
+        return KV_ENOMEM;
+    }
+    if (args->val_len) {
+        struct ent_view v;
+        ent_view(p, &v);
+        memcpy(p + v.off_val, args->val, args->val_len);
+    }
+    if (!found) {
+        rc = tbl__link(l.t, l.ph, slot_make(p, l.ph));
+        if (rc != 0) {
+            mi_free(p);
+        }
+        return rc;
+    }
+    l.t->dir[l.di]->slot[l.i] = slot_make(p, l.ph);
+    tbl__account(l.t, op, -1);
+    tbl__account(l.t, p, +1);
+    if (old != NULL) {
+        *old = (struct tbl_entry *)op;
+    } else {
+        mi_free(op);
+    }
+    return 0;
+}
+
+int tbl_del(struct tbl *t, const void *key, size_t key_len, uint64_t h, int64_t now_ms,
+            struct tbl_entry **old)
+{
+    if (old != NULL) {
+        *old = NULL;
+    }
+    struct loc l;
+    int rc = tbl__lookup(t, key, key_len, h, now_ms, &l);
+    if (l.i == SEG_NONE) {
+        return rc != 0 ? rc : KV_ENOTFOUND;
+    }
+    uint8_t *p = tbl__unlink(l.t, l.di, l.i);
+    KV_ASSERT(ent_key_eq(p, key, key_len));
+    tbl__seg_maybe_merge(l.t, l.di);
+    if (old != NULL) {
+        *old = (struct tbl_entry *)p;
+    } else {
+        mi_free(p);
+    }
+    return 0;
+}
+
+int tbl_expire_set(struct tbl *t, const void *key, size_t key_len, uint64_t h, int64_t now_ms,
+                   int64_t expire_ms)
+{
+    KV_ASSERT(expire_ms >= 0);
+    struct loc l;
+    int rc = tbl__lookup(t, key, key_len, h, now_ms, &l);
+    if (l.i == SEG_NONE) {
+        return rc != 0 ? rc : KV_ENOTFOUND;
+    }
+    uint64_t *slot = &l.t->dir[l.di]->slot[l.i];
+    uint8_t *p = slot_ent(*slot);
+    if ((ent_expire(p) != 0) == (expire_ms != 0)) {
+        if (expire_ms != 0) {
+            memcpy(p + 1, &expire_ms, 8); /* same layout: overwrite in place */
+        }
+        return 0;
+    }
+    /* Adding or dropping the 8-byte expiry field changes the layout: copy the entry. */
+    struct ent_view v;
+    ent_view(p, &v);
+    uint8_t *np = ent_clone(l.t->heap, p, expire_ms, v.vlen);
+    if (np == NULL) {
+        return KV_ENOMEM;
+    }
+    *slot = slot_make(np, l.ph);
+    tbl__account(l.t, p, -1);
+    tbl__account(l.t, np, +1);
+    mi_free(p);
+    KV_ASSERT(ent_expire(np) == expire_ms);
+    return 0;
+}
+
+static int tbl__modify_create(struct tbl *t, const void *key, size_t klen, uint64_t ph, size_t vlen,
+                              struct tbl_mod *out)
+{
+    uint8_t *p = ent_alloc(t->heap, TBL_TYPE_STRING, 0, key, klen, vlen, vlen);
+    if (p == NULL) {
+        return KV_ENOMEM;
+    }
+    struct ent_view v;
+    ent_view(p, &v);
+    memset(p + v.off_val, 0, vlen);
+    int rc = tbl__link(t, ph, slot_make(p, ph));
+    if (rc != 0) {
+        mi_free(p);
+        return rc;
+    }
+    out->val = (char *)p + v.off_val;
+    out->old_len = 0;
+    out->created = true;
+    return 0;
+}
+
+int tbl_modify(struct tbl *t, const void *key, size_t key_len, uint64_t h, int64_t now_ms,
+               size_t val_len, unsigned flags, struct tbl_mod *out)
+{
+    KV_ASSERT(out != NULL);
+    KV_ASSERT((flags & ~(unsigned)TBL_XX) == 0);
+    if (key_len > KV_KEY_BYTES_MAX || val_len > KV_VALUE_BYTES_MAX) {
+        return KV_ELIMIT;
+    }
+    struct loc l;
+    int rc = tbl__lookup(t, key, key_len, h, now_ms, &l);
+    if (rc != 0) {
+        return rc;
+    }
+    if (l.i == SEG_NONE) {
+        if (flags & TBL_XX) {
+            return KV_ENOTFOUND;
+        }
+        return tbl__modify_create(l.t, key, key_len, l.ph, val_len, out);
+    }
+    uint64_t *slot = &l.t->dir[l.di]->slot[l.i];
+    uint8_t *p = slot_ent(*slot);
+    struct ent_view v;
+    ent_view(p, &v);
+    size_t cap = ent_cap(p, &v);
+    out->old_len = v.vlen;
+    out->created = false;
+    if (val_len > cap) {
+        /* Grow geometrically so that repeated appends are amortized O(1) per byte. */
+        size_t ncap = cap * 2 > val_len ? cap * 2 : val_len;
+        ncap = ncap < KV_VALUE_BYTES_MAX ? ncap : KV_VALUE_BYTES_MAX;
+        uint8_t *np = ent_clone(l.t->heap, p, ent_expire(p), ncap);
+        if (np == NULL) {
+            return KV_ENOMEM;
+        }
+        *slot = slot_make(np, l.ph);
+        tbl__account(l.t, p, -1);
+        tbl__account(l.t, np, +1);
+        mi_free(p);
+        p = np;
+        ent_view(p, &v);
+        KV_ASSERT(ent_cap(p, &v) >= val_len);
+    }
+    if (val_len > v.vlen) {
+        memset(p + v.off_val + v.vlen, 0, val_len - v.vlen);
+    }
+    store_le(p + v.off_vlen, v.vcode, val_len);
+    l.t->val_bytes = l.t->val_bytes - v.vlen + val_len;
+    out->val = (char *)p + v.off_val;
+    return 0;
+}
+
+/* ---- public: walks (active expiry, scan, split) ------------------------------------ */
+
+size_t tbl_expire_step(struct tbl *t, int64_t now_ms, uint64_t *cursor, size_t slots_budget)
+{
+    KV_ASSERT(t != NULL && cursor != NULL);
+    size_t removed = 0, visited = 0;
+    do {
+        size_t di = dir_idx(t, *cursor);
+        struct seg *s = t->dir[di];
+        for (size_t i = 0; i < SEG_N;) {
+            uint64_t v = s->slot[i];
+            if ((v & SLOT_X) && ent_expired(slot_ent(v), now_ms)) {
+                mi_free(tbl__unlink(t, di, i)); /* a later entry may shift into i */
+                removed++;
+                continue;
+            }
+            i++;
+        }
+        visited += SEG_N;
+        uint64_t hi = range_hi(*cursor, s->depth);
+        tbl__seg_maybe_merge(t, di);
+        *cursor = hi;
+    } while (*cursor != 0 && visited < slots_budget);
+    return removed;
+}
+
+/* During a split, move from src the keys of dst's side with placement in [lo, hi). */
+static void tbl__scan_pull(struct tbl *dst, uint64_t lo, uint64_t hi)
+{
+    struct tbl *src = dst->split_src;
+    KV_ASSERT(src != NULL && src->split_dst == dst);
+    if (hi != 0 && hi <= src->split_pos) {
+        return; /* the split walk has passed the whole range */
+    }
+    size_t di = dir_idx(src, lo);
+    struct seg *s = src->dir[di];
+    for (size_t i = 0; i < SEG_N;) {
+        uint64_t v = s->slot[i];
+        if (v != 0) {
+            const uint8_t *p = slot_ent(v);
+            struct ent_view ev;
+            ent_view(p, &ev);
+            uint64_t ph = XXH3_64bits(p + ev.off_key, ev.klen);
+            if (in_range(ph, lo, hi) && tbl_hash(p + ev.off_key, ev.klen) >= src->split_m &&
+                tbl__move(src, dst, di, i, ph) == 0) {
+                continue; /* a later entry may shift into i */
+            }
+        }
+        i++;
+    }
+    tbl__seg_maybe_merge(src, di);
+}
+
+uint64_t tbl_scan(struct tbl *t, uint64_t cursor, int64_t now_ms, tbl_scan_fn *fn, void *ctx)
+{
+    KV_ASSERT(t != NULL && fn != NULL);
+    uint64_t end = 0;
+    if (t->split_src != NULL) {
+        /* dst of a split: the range visited is also bounded by src's segment. */
+        struct tbl *src = t->split_src;
+        end = range_hi(cursor, src->dir[dir_idx(src, cursor)]->depth);
+        end = end_min(end, range_hi(cursor, t->dir[dir_idx(t, cursor)]->depth));
+        tbl__scan_pull(t, cursor, end);
+    }
+    const struct seg *s = t->dir[dir_idx(t, cursor)]; /* after the pull: may have split */
+    uint64_t lo = range_lo(cursor, s->depth), hi = range_hi(cursor, s->depth);
+    end = t->split_src != NULL ? end_min(end, hi) : hi;
+    bool filter_pos = cursor != lo || end != hi;
+    bool filter_route = t->split_dst != NULL;
+    KV_ASSERT(in_range(cursor, lo, hi));
+    for (size_t i = 0; i < SEG_N; i++) {
+        uint64_t v = s->slot[i];
+        if (v == 0) {
+            continue;
+        }
+        const uint8_t *p = slot_ent(v);
+        if ((v & SLOT_X) && ent_expired(p, now_ms)) {
+            continue;
+        }
+        if (filter_pos || filter_route) {
+            struct ent_view ev;
+            ent_view(p, &ev);
+            if (filter_pos && !in_range(XXH3_64bits(p + ev.off_key, ev.klen), cursor, end)) {
+                continue;
+            }
+            if (filter_route && tbl_hash(p + ev.off_key, ev.klen) >= t->split_m) {
+                continue;
+            }
+        }
+        fn(ctx, (const struct tbl_entry *)p);
+    }
+    return end;
+}
+
+int tbl_split_begin(struct tbl *src, struct tbl *dst, uint64_t m)
+{
+    KV_ASSERT(src != NULL && dst != NULL && src != dst);
+    if (dst->entries != 0 || tbl_splitting(src) || tbl_splitting(dst)) {
+        return KV_EINVAL;
+    }
+    src->split_dst = dst;
+    src->split_m = m;
+    src->split_pos = 0;
+    dst->split_src = src;
+    return 0;
+}
+
+int tbl_split_step(struct tbl *src, size_t slots_budget)
+{
+    KV_ASSERT(src != NULL && src->split_dst != NULL);
+    struct tbl *dst = src->split_dst;
+    KV_ASSERT(dst->split_src == src);
+    size_t visited = 0;
+    do {
+        uint64_t pos = src->split_pos;
+        size_t di = dir_idx(src, pos);
+        struct seg *s = src->dir[di];
+        for (size_t i = 0; i < SEG_N;) {
+            uint64_t v = s->slot[i];
+            if (v != 0) {
+                const uint8_t *p = slot_ent(v);
+                struct ent_view ev;
+                ent_view(p, &ev);
+                const uint8_t *k = p + ev.off_key;
+                uint64_t h = tbl_hash(k, ev.klen);
+                if (h >= src->split_m) {
+                    int rc = tbl__move(src, dst, di, i, tbl__place(k, ev.klen, h));
+                    if (rc != 0) {
+                        return rc; /* nothing lost: the walk resumes at this segment */
+                    }
+                    continue; /* a later entry may shift into i */
+                }
+            }
+            i++;
+        }
+        visited += SEG_N;
+        uint64_t hi = range_hi(pos, s->depth);
+        tbl__seg_maybe_merge(src, di);
+        src->split_pos = hi;
+        if (hi == 0) {
+            src->split_dst = NULL;
+            dst->split_src = NULL;
+            src->split_m = 0;
+            return 1;
+        }
+    } while (visited < slots_budget);
+    return 0;
+}
+
+bool tbl_splitting(const struct tbl *t)
+{
+    KV_ASSERT(t != NULL);
+    return t->split_dst != NULL || t->split_src != NULL;
+}
+
+/* ---- public: stats, check, entries -------------------------------------------------- */
+
+void tbl_stats(const struct tbl *t, struct tbl_stats *out)
+{
+    KV_ASSERT(t != NULL && out != NULL);
+    out->entries = t->entries;
+    out->key_bytes = t->key_bytes;
+    out->val_bytes = t->val_bytes;
+    out->segments = t->nseg;
+    out->dir_depth = t->gdepth;
+    out->slot_bytes = t->nseg * sizeof(struct seg);
+    out->mem_bytes =
+        t->ent_mem_bytes + out->slot_bytes + mi_usable_size(t->dir) + mi_usable_size(t);
+}
+
+static void tbl__check_seg(const struct tbl *t, const struct seg *s, size_t di, size_t sums[4])
+{
+    KV_ASSERT(s->count < SEG_N && s->depth <= t->gdepth);
+    size_t n = 0;
+    for (size_t i = 0; i < SEG_N; i++) {
+        uint64_t v = s->slot[i];
+        if (v == 0) {
+            continue;
+        }
+        n++;
+        const uint8_t *p = slot_ent(v);
+        struct ent_view ev;
+        ent_view(p, &ev);
+        const uint8_t *k = p + ev.off_key;
+        uint64_t ph = XXH3_64bits(k, ev.klen);
+        KV_ASSERT(((v >> SLOT_TAG_SHIFT) & SLOT_TAG_MASK) == (ph & SLOT_TAG_MASK));
+        KV_ASSERT(!!(v & SLOT_X) == !!(p[0] & ENT_X));
+        KV_ASSERT(ev.klen <= KV_KEY_BYTES_MAX && ev.vlen <= ent_cap(p, &ev));
+        KV_ASSERT(t->dir[dir_idx(t, ph)] == s); /* the right segment for its hash */
+        for (size_t j = slot_home(v); j != i; j = seg_next(j)) {
+            KV_ASSERT(s->slot[j] != 0); /* reachable from home */
+        }
+        size_t fdi;
+        KV_ASSERT(tbl__find(t, k, ev.klen, ph, &fdi) == i && t->dir[fdi] == s); /* once */
+        uint64_t h = tbl_hash(k, ev.klen);
+        if (t->split_dst != NULL && ph < t->split_pos) {
+            KV_ASSERT(h < t->split_m);
+        }
+        if (t->split_src != NULL) {
+            KV_ASSERT(h >= t->split_src->split_m);
+        }
+        sums[0] += ev.klen;
+        sums[1] += ev.vlen;
+        sums[2] += mi_usable_size(p);
+    }
+    KV_ASSERT(n == s->count);
+    sums[3] += n;
+}
+
+void tbl_check(const struct tbl *t)
+{
+    KV_ASSERT(t != NULL && t->dir != NULL && t->gdepth <= KV_TBL_DIR_DEPTH_MAX);
+    KV_ASSERT(t->split_dst == NULL || t->split_dst->split_src == t);
+    KV_ASSERT(t->split_src == NULL || t->split_src->split_dst == t);
+    size_t n = (size_t)1 << t->gdepth, nseg = 0;
+    size_t at_depth[KV_TBL_DIR_DEPTH_MAX + 1] = {0};
+    size_t sums[4] = {0, 0, 0, 0};
+    for (size_t di = 0; di < n;) {
+        const struct seg *s = t->dir[di];
+        KV_ASSERT(s != NULL && s->depth <= t->gdepth);
+        size_t span = (size_t)1 << (t->gdepth - s->depth);
+        KV_ASSERT(di % span == 0);
+        for (size_t k = di; k < di + span; k++) {
+            KV_ASSERT(t->dir[k] == s);
+        }
+        if (di + span < n) {
+            KV_ASSERT(t->dir[di + span] != s);
+        }
+        tbl__check_seg(t, s, di, sums);
+        at_depth[s->depth]++;
+        nseg++;
+        di += span;
+    }
+    KV_ASSERT(nseg == t->nseg);
+    for (unsigned d = 0; d <= KV_TBL_DIR_DEPTH_MAX; d++) {
+        KV_ASSERT(at_depth[d] == t->seg_at_depth[d]);
+    }
+    KV_ASSERT(sums[0] == t->key_bytes && sums[1] == t->val_bytes);
+    KV_ASSERT(sums[2] == t->ent_mem_bytes && sums[3] == t->entries);
+}
+
+void tbl_entry_free(struct tbl_entry *e)
+{
+    mi_free(e);
+}
+
+const void *tbl_entry_key(const struct tbl_entry *e, size_t *len)
+{
+    KV_ASSERT(e != NULL && len != NULL);
+    struct ent_view v;
+    ent_view((const uint8_t *)e, &v);
+    *len = v.klen;
+    return (const uint8_t *)e + v.off_key;
+}
+
+const void *tbl_entry_val(const struct tbl_entry *e, size_t *len)
+{
+    KV_ASSERT(e != NULL && len != NULL);
+    struct ent_view v;
+    ent_view((const uint8_t *)e, &v);
+    *len = v.vlen;
+    return (const uint8_t *)e + v.off_val;
+}
+
+uint8_t tbl_entry_type(const struct tbl_entry *e)
+{
+    KV_ASSERT(e != NULL);
+    return e->flags & ENT_TYPE_MASK;
+}
+
+int64_t tbl_entry_expire_ms(const struct tbl_entry *e)
+{
+    KV_ASSERT(e != NULL);
+    return ent_expire((const uint8_t *)e);
+}

@@ -1,0 +1,221 @@
+/*
+ * tbl: the partition hash table.
+ *
+ * One table holds the keys of one partition. It is touched by exactly one thread,
+ * the shard thread that owns the partition: no locks, no atomics. Every function
+ * below that takes a `struct tbl *` may only run on that owning thread (the
+ * tbl_entry_* accessors and tbl_hash() are pure and may run anywhere).
+ *
+ * Keys and values are binary-safe byte strings up to KV_KEY_BYTES_MAX and
+ * KV_VALUE_BYTES_MAX. Each key lives in one allocation (header + key + value) taken
+ * from the mimalloc heap handed to tbl_create(); the table never calls malloc.
+ *
+ * Hashes. The caller computes h = tbl_hash(key) once per request and passes it to
+ * every call: h decides the partition (and the side of a split). The table never
+ * rehashes a key on the hot path, with one exception: a key that holds a {hash tag}
+ * is placed inside the table by the hash of the whole key, so that thousands of keys
+ * sharing a tag do not pile onto one slot. Growth, shrink and splits recompute hashes
+ * of the entries they move.
+ *
+ * Time. The table never reads a clock. `now_ms` is the caller's wall clock in
+ * milliseconds; an entry whose expiry time `expire_ms` (absolute, 0 = none) satisfies
+ * expire_ms <= now_ms is expired: every call treats it as absent and the lookup that
+ * meets it removes it (lazy expiry). tbl_expire_step() removes the others.
+ *
+ * Bounded work. No call does unbounded rehash work:
+ *  - a write (tbl_put, tbl_modify, tbl_expire_set, tbl_del and the lazy removal in
+ *    tbl_get) does at most one segment split (KV_TBL_SEG_SLOTS slots visited, at most
+ *    KV_TBL_SEG_SLOTS keys hashed and moved) or one segment merge (at most
+ *    KV_TBL_SEG_SLOTS / 4 keys moved), plus at most one directory resize, which copies
+ *    2^depth pointers (depth = log2 of the directory; 2^15 pointers = 256 KiB at 10M
+ *    keys). A second segment split in one call needs 1000 keys whose 64-bit hashes share
+ *    their top bits: it does not happen with XXH3 short of a hash collision attack.
+ *  - tbl_scan() visits at most two segments (one of each table during a split).
+ *  - tbl_expire_step() and tbl_split_step() visit at most their slot budget rounded up
+ *    to whole segments, plus one merge per visited segment.
+ *
+ * Pointers. A `const struct tbl_entry *` returned by tbl_get() or passed to a scan
+ * callback stays valid until the next call that may modify the same table (or its
+ * split peer). An entry handed out through an `old` parameter belongs to the caller,
+ * who frees it with tbl_entry_free() when done.
+ */
+#ifndef KV_TBL_H
+#define KV_TBL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct mi_heap_s;
+struct tbl;
+struct tbl_entry;
+
+/* Value types. Only strings exist now; the byte is stored so that TYPE can answer. */
+enum tbl_type {
+    TBL_TYPE_STRING = 0,
+};
+
+/* Flags of tbl_put() (and TBL_XX for tbl_modify()). */
+enum tbl_put_flag {
+    TBL_NX = 1u << 0,      /* only if the key is absent: else KV_EEXIST */
+    TBL_XX = 1u << 1,      /* only if the key is present: else KV_ENOTFOUND */
+    TBL_KEEPTTL = 1u << 2, /* keep the old expiry time instead of args->expire_ms */
+};
+
+struct tbl_put_args {
+    const void *val; /* value bytes (may be NULL when val_len == 0) */
+    size_t val_len;
+    int64_t expire_ms; /* absolute expiry time, 0 = none */
+    unsigned flags;    /* TBL_NX | TBL_XX | TBL_KEEPTTL */
+    uint8_t type;      /* enum tbl_type */
+};
+
+/* Result of tbl_modify(): a writable value of the requested length. */
+struct tbl_mod {
+    char *val;      /* val_len writable bytes; valid until the next modifying call */
+    size_t old_len; /* length before the call (0 when created) */
+    bool created;   /* the key did not exist (or had expired) and was created */
+};
+
+struct tbl_stats {
+    size_t entries;
+    size_t key_bytes;   /* sum of key lengths */
+    size_t val_bytes;   /* sum of value lengths */
+    size_t mem_bytes;   /* allocator usable sizes of entries + segments + directory + tbl */
+    size_t slot_bytes;  /* the slot arrays alone (part of mem_bytes) */
+    size_t segments;    /* number of segments */
+    unsigned dir_depth; /* the directory has 2^dir_depth pointers */
+};
+
+/* Scan callback: called once per live entry. It must not modify the table. */
+typedef void tbl_scan_fn(void *ctx, const struct tbl_entry *e);
+
+/*
+ * The 64-bit hash of a key, agreed on by every layer: XXH3_64bits of the key, or, if
+ * the key holds a '{' followed later by a '}' with at least one byte between them,
+ * of the bytes between the first '{' and the next '}' (the Redis hash-tag rule).
+ */
+uint64_t tbl_hash(const void *key, size_t len);
+
+/*
+ * Create an empty table whose memory comes from `heap` (the owning thread's heap;
+ * borrowed, must outlive the table). Returns NULL when out of memory.
+ */
+struct tbl *tbl_create(struct mi_heap_s *heap);
+
+/* Free the table and every entry in it. Owning thread only; not during a split. */
+void tbl_destroy(struct tbl *t);
+
+/*
+ * Look a key up. Returns its entry, or NULL if absent or expired (an expired entry is
+ * removed). The entry is borrowed (see "Pointers" above). Owning thread only.
+ */
+const struct tbl_entry *tbl_get(struct tbl *t, const void *key, size_t key_len, uint64_t h,
+                                int64_t now_ms);
+
+/*
+ * Insert or replace a key. Returns 0, KV_EEXIST (TBL_NX and the key exists),
+ * KV_ENOTFOUND (TBL_XX and it does not), KV_ELIMIT (a length over its limit) or
+ * KV_ENOMEM. On success, if `old` is not NULL it receives the replaced entry (or
+ * NULL), now owned by the caller (free with tbl_entry_free()); if `old` is NULL the
+ * replaced entry is freed. On failure *old is set to NULL. Owning thread only.
+ */
+int tbl_put(struct tbl *t, const void *key, size_t key_len, uint64_t h,
+            const struct tbl_put_args *args, int64_t now_ms, struct tbl_entry **old);
+
+/*
+ * Delete a key. Returns 0 or KV_ENOTFOUND (absent or expired). If `old` is not NULL it
+ * receives the removed entry, owned by the caller; else the entry is freed. Owning
+ * thread only.
+ */
+int tbl_del(struct tbl *t, const void *key, size_t key_len, uint64_t h, int64_t now_ms,
+            struct tbl_entry **old);
+
+/*
+ * Set a key's absolute expiry time (0 removes it, like PERSIST). A time <= now_ms
+ * leaves the key expired: the next access removes it. Returns 0, KV_ENOTFOUND or
+ * KV_ENOMEM. Owning thread only.
+ */
+int tbl_expire_set(struct tbl *t, const void *key, size_t key_len, uint64_t h, int64_t now_ms,
+                   int64_t expire_ms);
+
+/*
+ * Make a key's value exactly `val_len` bytes long and return a writable pointer to it,
+ * for in-place APPEND, SETRANGE, INCR. Bytes [0, min(old_len, val_len)) keep their
+ * content, new bytes read as zero. A missing key is created as an empty string of type
+ * TBL_TYPE_STRING without expiry, unless `flags` has TBL_XX (then KV_ENOTFOUND). The
+ * expiry time is kept. When the value outgrows its block, the new capacity is at least
+ * twice the old one, so repeated appends cost amortized O(1) per byte. Returns 0,
+ * KV_ENOTFOUND, KV_ELIMIT or KV_ENOMEM. Owning thread only.
+ */
+int tbl_modify(struct tbl *t, const void *key, size_t key_len, uint64_t h, int64_t now_ms,
+               size_t val_len, unsigned flags, struct tbl_mod *out);
+
+/*
+ * Active expiry: remove expired entries, visiting `slots_budget` slots (rounded up to
+ * whole segments) from *cursor on. *cursor starts at 0 and comes back to 0 after a full
+ * pass over the table. Returns the number of entries removed. Owning thread only.
+ */
+size_t tbl_expire_step(struct tbl *t, int64_t now_ms, uint64_t *cursor, size_t slots_budget);
+
+/*
+ * Cursor iteration (SCAN). Call with cursor 0 to start; it returns the next cursor, 0
+ * when the iteration is over. Every key present in the table from the first call to the
+ * last is passed to `fn` at least once, however the table grows or shrinks between
+ * calls; each call visits one segment (at most KV_TBL_SEG_SLOTS slots).
+ *
+ * Cursor encoding: a position p in the 64-bit space of placement hashes (XXH3 of the
+ * whole key). A call emits the entries whose placement hash lies in [p, q), where q is
+ * the end of the segment that holds p, and returns q (0 once q reaches 2^64). Because
+ * positions below the cursor are done and segments always cover hash ranges, splits and
+ * merges of segments between calls cannot hide a key.
+ *
+ * During a split, tbl_scan(src) emits only the keys with h < m, and tbl_scan(dst) first
+ * moves the not-yet-moved keys of the range it visits from src: scanning both covers the
+ * partition. Expired entries are skipped (not removed). Owning thread only.
+ */
+uint64_t tbl_scan(struct tbl *t, uint64_t cursor, int64_t now_ms, tbl_scan_fn *fn, void *ctx);
+
+/*
+ * Split by hash: move every entry with h >= m from `src` into `dst` (empty, created on
+ * the same thread), in bounded steps. Returns 0 or KV_EINVAL (dst not empty, either
+ * table already splitting). From this call until the split completes:
+ *  - the pair behaves as one table: any call on either table with h < m is served by
+ *    src and any call with h >= m by dst, whichever of the two the caller passed;
+ *  - dst is authoritative for h >= m: before serving such a key it pulls it from src if
+ *    the split has not moved it yet (then each key lives in exactly one table);
+ *  - tbl_split_step() moves the rest; tbl_scan() behaves as described above.
+ * Both tables: owning thread only.
+ */
+int tbl_split_begin(struct tbl *src, struct tbl *dst, uint64_t m);
+
+/*
+ * Advance a split, visiting `slots_budget` slots of src (rounded up to whole
+ * segments). Returns 1 when the split is complete (the tables are independent again),
+ * 0 when there is more to do, KV_ENOMEM when dst could not grow (retry later).
+ * Owning thread only.
+ */
+int tbl_split_step(struct tbl *src, size_t slots_budget);
+
+/* True while `t` is either side of a split in progress. */
+bool tbl_splitting(const struct tbl *t);
+
+/* Counters of this table alone (not its split peer). Owning thread only. */
+void tbl_stats(const struct tbl *t, struct tbl_stats *out);
+
+/*
+ * O(n) check of every invariant (slot tags, probe chains, directory, counters, split
+ * state); aborts on the first violation. For tests and debugging only. Owning thread.
+ */
+void tbl_check(const struct tbl *t);
+
+/* Free an entry handed out through an `old` parameter. Any thread. */
+void tbl_entry_free(struct tbl_entry *e);
+
+/* Entry accessors (pure). The returned pointers live as long as the entry. */
+const void *tbl_entry_key(const struct tbl_entry *e, size_t *len);
+const void *tbl_entry_val(const struct tbl_entry *e, size_t *len);
+uint8_t tbl_entry_type(const struct tbl_entry *e);
+int64_t tbl_entry_expire_ms(const struct tbl_entry *e); /* 0 = no expiry */
+
+#endif

@@ -35,6 +35,32 @@
 /* Largest aggregate count: Redis collections hold at most 2^32 - 1 elements. */
 #define KV_RESP_REPLY_COUNT_MAX 4294967295LL
 
+/* Request parser (resp_parse) and reply encoder (resp_out). */
+/* proto-max-bulk-len: Redis's default; a longer bulk is "invalid bulk length". */
+#define KV_DEFAULT_RESP_BULK_BYTES_MAX (512LL * 1024 * 1024)
+/* Multibulk count: Redis 7 accepts up to INT_MAX ("invalid multibulk length" beyond);
+ * argv grows only with the arguments that actually arrive, never with the count. */
+#define KV_RESP_MBULK_COUNT_MAX 2147483647LL
+/* PROTO_INLINE_MAX_SIZE: the longest inline request, and the longest "*N" / "$N" line
+ * without its '\r' ("too big inline request", "too big mbulk/bulk count string"). */
+#define KV_RESP_INLINE_BYTES_MAX (64 * 1024)
+/* Before AUTH (when a password is set) Redis 7 refuses more than 10 arguments and bulks
+ * over 16384 bytes, so an unauthenticated client cannot make the server hold much. */
+#define KV_RESP_UNAUTH_MBULK_COUNT_MAX 10
+#define KV_RESP_UNAUTH_BULK_BYTES_MAX  16384
+/* client-query-buffer-limit: bytes one unfinished request may hold in the parser's arena
+ * (Redis's default, 1 GiB); beyond it the connection is closed without a reply. */
+#define KV_DEFAULT_RESP_QUERY_BYTES_MAX (1024LL * 1024 * 1024)
+/* Smallest arena chunk: a request straddling two 16 KiB receive buffers usually needs
+ * less; larger pieces get a chunk of their own size. */
+#define KV_RESP_ARENA_CHUNK_BYTES 4096
+/* Output blocks: one block per send is the common case; big bulks span several. */
+#define KV_DEFAULT_RESP_OUT_BLOCK_BYTES (16 * 1024)
+/* Output memory of one shard thread's block pool, taken from its allocator on demand. */
+#define KV_DEFAULT_RESP_OUT_POOL_BYTES (1024LL * 1024 * 1024)
+/* client-output-buffer-limit for one client: room for one proto-max-bulk-len reply. */
+#define KV_DEFAULT_RESP_CLIENT_OUT_BYTES_MAX (576LL * 1024 * 1024)
+
 /* ---- cluster/ ---------------------------------------------------------------- */
 
 /* Raft voters: five tolerate two failures; more only slow every commit down. */

@@ -62,6 +62,7 @@
 #define SEG_SPLIT_FILL (SEG_N * 13u / 16u) /* split before exceeding this many entries */
 #define SEG_MERGE_FILL (SEG_N / 4u)        /* merge buddies holding this many together */
 #define SEG_NONE       ((size_t)-1)
+#define SEG_PREFETCH   12 /* entries in flight while a split rehashes */
 
 #define SLOT_PTR_MASK  ((UINT64_C(1) << 48) - 1)
 #define SLOT_TAG_SHIFT 48
@@ -434,7 +435,12 @@ static void tbl__dir_maybe_halve(struct tbl *t)
     t->gdepth--;
 }
 
-/* Split the segment at directory index di in two. */
+/*
+ * Split the segment at directory index di in two. The entries' hashes are recomputed,
+ * which needs each entry's key: the slots are copied aside and the entries prefetched
+ * SEG_PREFETCH ahead so that their cache misses overlap; then both halves are rebuilt
+ * by plain insertion (any insertion order yields valid probe runs).
+ */
 static int tbl__seg_split(struct tbl *t, size_t di)
 {
     struct seg *a = t->dir[di];
@@ -454,15 +460,26 @@ static int tbl__seg_split(struct tbl *t, size_t di)
     if (b == NULL) {
         return KV_ENOMEM;
     }
-    uint64_t bit = UINT64_C(1) << (63 - d);
-    for (size_t i = 0; i < SEG_N;) {
-        uint64_t v = a->slot[i];
-        if (v != 0 && (ent_place_hash(slot_ent(v)) & bit)) {
-            seg_remove_at(a, i); /* a later entry may shift into i: look at i again */
-            seg_insert(b, v);
-            continue;
+    uint64_t moved[SEG_N];
+    uint8_t up[SEG_N];
+    size_t n = 0;
+    for (size_t i = 0; i < SEG_N; i++) {
+        if (a->slot[i] != 0) {
+            moved[n++] = a->slot[i];
         }
-        i++;
+    }
+    KV_ASSERT(n == a->count);
+    uint64_t bit = UINT64_C(1) << (63 - d);
+    for (size_t j = 0; j < n; j++) {
+        if (j + SEG_PREFETCH < n) {
+            __builtin_prefetch(slot_ent(moved[j + SEG_PREFETCH]));
+        }
+        up[j] = (ent_place_hash(slot_ent(moved[j])) & bit) != 0;
+    }
+    memset(a->slot, 0, sizeof(a->slot));
+    a->count = 0;
+    for (size_t j = 0; j < n; j++) {
+        seg_insert(up[j] ? b : a, moved[j]);
     }
     t->seg_at_depth[d]--;
     t->seg_at_depth[d + 1]++;
@@ -1037,6 +1054,25 @@ int tbl_split_step(struct tbl *src, size_t slots_budget)
     return 0;
 }
 
+void tbl_prefetch(const struct tbl *t, const void *key, size_t key_len, uint64_t h, bool entry)
+{
+    KV_ASSERT(t != NULL && (key != NULL || key_len == 0));
+    uint64_t ph = tbl__place(key, key_len, h);
+    const struct seg *s = t->dir[dir_idx(t, ph)];
+    size_t i = home_of_bits(ph);
+    if (!entry) {
+        __builtin_prefetch(&s->slot[i]);
+        return;
+    }
+    uint64_t tag = ph & SLOT_TAG_MASK;
+    for (uint64_t v; (v = s->slot[i]) != 0; i = seg_next(i)) {
+        if (((v >> SLOT_TAG_SHIFT) & SLOT_TAG_MASK) == tag) {
+            __builtin_prefetch(slot_ent(v));
+            return;
+        }
+    }
+}
+
 bool tbl_splitting(const struct tbl *t)
 {
     KV_ASSERT(t != NULL);
@@ -1058,7 +1094,7 @@ void tbl_stats(const struct tbl *t, struct tbl_stats *out)
         t->ent_mem_bytes + out->slot_bytes + mi_usable_size(t->dir) + mi_usable_size(t);
 }
 
-static void tbl__check_seg(const struct tbl *t, const struct seg *s, size_t di, size_t sums[4])
+static void tbl__check_seg(const struct tbl *t, const struct seg *s, size_t sums[4])
 {
     KV_ASSERT(s->count < SEG_N && s->depth <= t->gdepth);
     size_t n = 0;
@@ -1116,7 +1152,7 @@ void tbl_check(const struct tbl *t)
         if (di + span < n) {
             KV_ASSERT(t->dir[di + span] != s);
         }
-        tbl__check_seg(t, s, di, sums);
+        tbl__check_seg(t, s, sums);
         at_depth[s->depth]++;
         nseg++;
         di += span;

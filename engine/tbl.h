@@ -197,6 +197,15 @@ int tbl_split_begin(struct tbl *src, struct tbl *dst, uint64_t m);
  */
 int tbl_split_step(struct tbl *src, size_t slots_budget);
 
+/*
+ * Prefetch hint for a batch of requests (e.g. one read of pipelined commands): a lookup
+ * costs two dependent cache misses (slot, then entry). Call with entry=false for every
+ * key of the batch (prefetches the key's slot line), then with entry=true (reads those
+ * slots, prefetches the matching entry), then do the operations. No effect on the
+ * table's content; ignores split routing (the hint may miss). Owning thread only.
+ */
+void tbl_prefetch(const struct tbl *t, const void *key, size_t key_len, uint64_t h, bool entry);
+
 /* True while `t` is either side of a split in progress. */
 bool tbl_splitting(const struct tbl *t);
 

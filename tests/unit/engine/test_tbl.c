@@ -675,6 +675,8 @@ struct model {
     size_t scan_part;
     uint64_t scan_cur;
     uint8_t *scan_seen, *scan_base;
+    /* what the run exercised */
+    size_t n_scans, n_splits, n_rebuilds, max_segments, max_entries;
 };
 
 static size_t mkey_name(char *k, size_t id)
@@ -744,6 +746,7 @@ static void m_scan_step(struct model *md)
         return;
     }
     md->scanning = false;
+    md->n_scans++;
     for (size_t id = 0; id < M_KEYS; id++) {
         if (md->scan_base[id] && mkey_live(md, id)) {
             cr_assert(md->scan_seen[id], "seed=%" PRIu64 ": scan missed key %zu", md->seed, id);
@@ -781,6 +784,7 @@ static void m_rebuild(struct model *md)
     md->parts[0] = (struct part){.t = nt, .lo = 0};
     md->nparts = 1;
     md->scanning = false;
+    md->n_rebuilds++;
 }
 
 static void m_split_start(struct model *md, uint64_t *rs)
@@ -924,7 +928,9 @@ static void m_check_all(struct model *md)
         struct tbl_stats st;
         tbl_stats(md->parts[p].t, &st);
         entries += st.entries;
+        md->max_segments = st.segments > md->max_segments ? st.segments : md->max_segments;
     }
+    md->max_entries = entries > md->max_entries ? entries : md->max_entries;
     size_t live = 0, stored = 0;
     for (size_t id = 0; id < M_KEYS; id++) {
         live += mkey_live(md, id);
@@ -986,15 +992,21 @@ Test(tbl, model_randomized, .timeout = 600)
             cr_assert_geq(rc, 0);
             if (rc == 1) {
                 md.split_src = md.split_dst = NULL;
+                md.n_splits++;
             }
         } else if (rng_next(&rs) % 20 == 0) {
             m_split_start(&md, &rs);
         }
-        if (op % 150000 == 0) {
+        if (op % 50000 == 0) {
             m_check_all(&md);
         }
     }
     m_check_all(&md);
+    fprintf(stderr,
+            "tbl model: %zu scans, %zu splits, %zu rebuilds, max %zu entries, max %zu "
+            "segments in one table\n",
+            md.n_scans, md.n_splits, md.n_rebuilds, md.max_entries, md.max_segments);
+    cr_assert(md.n_scans > 10 && md.n_splits > 10 && md.max_segments > 4);
     for (size_t id = 0; id < M_KEYS; id++) {
         char k[48];
         size_t kl = mkey_name(k, id);

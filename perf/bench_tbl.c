@@ -1,0 +1,340 @@
+/*
+ * bench_tbl: fixed-workload benchmark of the partition hash table (engine/tbl).
+ *
+ * For each table size N (default 1M and 10M keys; 16-byte keys, 32-byte values), and
+ * for each of R repetitions (default 5), it builds a fresh table on a fresh mimalloc
+ * heap and measures, with hashes precomputed as the server does (one tbl_hash per
+ * request, outside the table):
+ *   put     ns per insert of N new keys (the table grows from empty)
+ *   get-hit ns per lookup of a present key, random order
+ *   get-hit batch16  the same in batches of 16 keys, as a server would run one read of
+ *           pipelined commands: tbl_prefetch(slot) for all 16, tbl_prefetch(entry) for
+ *           all 16, then the 16 lookups
+ *   get-miss ns per lookup of an absent key
+ *   del     ns per delete, random order, until the table is empty (it shrinks)
+ *   worst   the slowest single put while growing to N (timed call by call, separate
+ *           build), by kind: plain, segment split, directory doubling; and the number
+ *           of puts over 100 us and over 1 ms
+ * and after the build: bytes per key (table's own accounting, split into payload,
+ * entry header, allocator rounding, slots, directory) and the process RSS growth per
+ * key as a cross-check. Medians over the repetitions are printed last.
+ *
+ * Usage: taskset -c 1 bench_tbl [-r reps] [N ...]
+ * Single-threaded; it reads the clock itself (engine/ does not).
+ */
+#include <inttypes.h>
+#include <mimalloc.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kv_assert.h"
+#include "kv_clock.h"
+#include "tbl.h"
+
+#define KEY_BYTES 16
+#define VAL_BYTES 32
+#define REPS_MAX  16
+#define SIZES_MAX 8
+
+enum {
+    M_PUT,
+    M_GET_HIT,
+    M_GET_BATCH,
+    M_GET_MISS,
+    M_DEL,
+    M_WORST_PLAIN_US,
+    M_WORST_SPLIT_US,
+    M_WORST_DOUBLE_US,
+    M_SLOW,
+    M_VSLOW,
+    M_BYTES,
+    M_N
+};
+
+static const char *metric_name[M_N] = {
+    "put ns",      "get-hit ns",         "get-hit batch16 ns", "get-miss ns",
+    "del ns",      "worst plain put us", "worst split put us", "worst dir-doubling put us",
+    "puts >100us", "puts >1ms",          "bytes/key",
+};
+
+struct keys {
+    char *bytes; /* n keys of KEY_BYTES */
+    uint64_t *hash;
+    size_t n;
+};
+
+static void keys_make(struct keys *k, size_t n, char prefix)
+{
+    k->n = n;
+    k->bytes = malloc(n * KEY_BYTES + 1);
+    k->hash = malloc(n * sizeof(uint64_t));
+    KV_ASSERT(k->bytes != NULL && k->hash != NULL);
+    for (size_t i = 0; i < n; i++) {
+        char buf[32];
+        snprintf(buf, sizeof(buf), "%c%015zu", prefix, i % 1000000000000000u);
+        memcpy(k->bytes + i * KEY_BYTES, buf, KEY_BYTES);
+        k->hash[i] = tbl_hash(buf, KEY_BYTES);
+    }
+}
+
+static void keys_free(struct keys *k)
+{
+    free(k->bytes);
+    free(k->hash);
+}
+
+static const char *key_at(const struct keys *k, size_t i)
+{
+    return k->bytes + i * KEY_BYTES;
+}
+
+/* A permutation walk of [0, n): i -> (i * step) mod n, step coprime with n. */
+static size_t perm_step(size_t n)
+{
+    size_t step = (size_t)(n * 0.6180339887) | 1;
+    while (step > 1) {
+        size_t a = n, b = step;
+        while (b) {
+            size_t t = a % b;
+            a = b;
+            b = t;
+        }
+        if (a == 1) {
+            break;
+        }
+        step += 2;
+    }
+    return step;
+}
+
+static size_t rss_bytes(void)
+{
+    FILE *f = fopen("/proc/self/statm", "r");
+    long pages = 0, rss = 0;
+    if (f != NULL) {
+        if (fscanf(f, "%ld %ld", &pages, &rss) != 2) {
+            rss = 0;
+        }
+        fclose(f);
+    }
+    return (size_t)rss * 4096;
+}
+
+static double ns_since(uint64_t t0, size_t n)
+{
+    return (double)(kv_clock_mono_ns() - t0) / (double)n;
+}
+
+static void build(struct tbl *t, const struct keys *k, const char *val)
+{
+    struct tbl_put_args a = {.val = val, .val_len = VAL_BYTES};
+    for (size_t i = 0; i < k->n; i++) {
+        int rc = tbl_put(t, key_at(k, i), KEY_BYTES, k->hash[i], &a, 0, NULL);
+        KV_ASSERT(rc == 0);
+    }
+}
+
+static void print_bytes(size_t n, const struct tbl_stats *st, size_t rss)
+{
+    double payload = (double)(st->key_bytes + st->val_bytes) / (double)n;
+    double slots = (double)st->slot_bytes / (double)n;
+    double ent = (double)(st->mem_bytes - st->slot_bytes) / (double)n; /* + dir, tbl */
+    double dir = (double)((sizeof(void *) << st->dir_depth)) / (double)n;
+    double header = 3.0; /* flags + 1-byte klen + 1-byte vlen (no expiry) */
+    printf("  N=%zu: %.2f bytes/key = payload %.2f + header %.2f + rounding %.2f + "
+           "slots %.2f + directory %.2f (segments %zu, depth %u, load %.3f); "
+           "process RSS growth %.2f bytes/key\n",
+           n, (double)st->mem_bytes / (double)n, payload, header, ent - dir - payload - header,
+           slots, dir, st->segments, st->dir_depth, (double)n / ((double)st->segments * 1023.0),
+           (double)rss / (double)n);
+}
+
+/* Gets in batches of B: prefetch all slots, then all entries, then look up. */
+static uint64_t get_batched(struct tbl *t, const struct keys *k, size_t n, size_t step, size_t *idx)
+{
+    enum { B = 16 };
+    size_t batch[B];
+    uint64_t sum = 0;
+    for (size_t i = 0; i + B <= n; i += B) {
+        for (int j = 0; j < B; j++) {
+            *idx += step;
+            *idx = *idx >= n ? *idx - n : *idx;
+            batch[j] = *idx;
+            tbl_prefetch(t, key_at(k, *idx), KEY_BYTES, k->hash[*idx], false);
+        }
+        for (int j = 0; j < B; j++) {
+            tbl_prefetch(t, key_at(k, batch[j]), KEY_BYTES, k->hash[batch[j]], true);
+        }
+        for (int j = 0; j < B; j++) {
+            const struct tbl_entry *e =
+                tbl_get(t, key_at(k, batch[j]), KEY_BYTES, k->hash[batch[j]], 0);
+            sum += tbl_entry_type(e) + 1;
+        }
+    }
+    return sum;
+}
+
+/*
+ * Worst single put while growing to n: a build timed call by call, each call classified
+ * by what it did (nothing structural, a segment split, a directory doubling), so that
+ * preemption by other processes shows up as a slow "plain" put.
+ */
+static void worst_puts(size_t n, const struct keys *hit, const char *val, double out[M_N])
+{
+    mi_heap_t *heap = mi_heap_new();
+    struct tbl *t = tbl_create(heap);
+    struct tbl_put_args a = {.val = val, .val_len = VAL_BYTES};
+    uint64_t worst[3] = {0, 0, 0};
+    size_t slow = 0, vslow = 0;
+    struct tbl_stats before, after;
+    tbl_stats(t, &before);
+    for (size_t i = 0; i < n; i++) {
+        uint64_t c0 = kv_clock_mono_ns();
+        int rc = tbl_put(t, key_at(hit, i), KEY_BYTES, hit->hash[i], &a, 0, NULL);
+        uint64_t d = kv_clock_mono_ns() - c0;
+        KV_ASSERT(rc == 0);
+        tbl_stats(t, &after);
+        int kind = after.dir_depth != before.dir_depth ? 2 : after.segments != before.segments;
+        worst[kind] = d > worst[kind] ? d : worst[kind];
+        slow += d > 100000;
+        vslow += d > 1000000;
+        before = after;
+    }
+    tbl_destroy(t);
+    mi_heap_delete(heap);
+    out[M_WORST_PLAIN_US] = (double)worst[0] / 1000.0;
+    out[M_WORST_SPLIT_US] = (double)worst[1] / 1000.0;
+    out[M_WORST_DOUBLE_US] = (double)worst[2] / 1000.0;
+    out[M_SLOW] = (double)slow;
+    out[M_VSLOW] = (double)vslow;
+}
+
+static void one_rep(size_t n, const struct keys *hit, const struct keys *miss, double out[M_N],
+                    int verbose)
+{
+    char val[VAL_BYTES];
+    memset(val, 'v', sizeof(val));
+
+    mi_heap_t *heap = mi_heap_new();
+    size_t rss0 = rss_bytes();
+    struct tbl *t = tbl_create(heap);
+    uint64_t t0 = kv_clock_mono_ns();
+    build(t, hit, val);
+    out[M_PUT] = ns_since(t0, n);
+    size_t rss = rss_bytes() - rss0; /* meaningful in the first repetition only */
+
+    struct tbl_stats st;
+    tbl_stats(t, &st);
+    KV_ASSERT(st.entries == n);
+    out[M_BYTES] = (double)st.mem_bytes / (double)n;
+    if (verbose) {
+        print_bytes(n, &st, rss);
+    }
+
+    size_t step = perm_step(n), idx = 0;
+    uint64_t sum = 0;
+    t0 = kv_clock_mono_ns();
+    for (size_t i = 0; i < n; i++) {
+        idx += step;
+        idx = idx >= n ? idx - n : idx;
+        const struct tbl_entry *e = tbl_get(t, key_at(hit, idx), KEY_BYTES, hit->hash[idx], 0);
+        sum += tbl_entry_type(e) + 1;
+    }
+    out[M_GET_HIT] = ns_since(t0, n);
+    KV_ASSERT(sum == n);
+
+    t0 = kv_clock_mono_ns();
+    sum = get_batched(t, hit, n, step, &idx);
+    out[M_GET_BATCH] = ns_since(t0, n / 16 * 16);
+    KV_ASSERT(sum == n / 16 * 16);
+
+    size_t mstep = perm_step(miss->n), midx = 0;
+    t0 = kv_clock_mono_ns();
+    for (size_t i = 0; i < miss->n; i++) {
+        midx += mstep;
+        midx = midx >= miss->n ? midx - miss->n : midx;
+        sum += tbl_get(t, key_at(miss, midx), KEY_BYTES, miss->hash[midx], 0) != NULL;
+    }
+    out[M_GET_MISS] = ns_since(t0, miss->n);
+    KV_ASSERT(sum == n / 16 * 16);
+
+    t0 = kv_clock_mono_ns();
+    for (size_t i = 0; i < n; i++) {
+        idx += step;
+        idx = idx >= n ? idx - n : idx;
+        int rc = tbl_del(t, key_at(hit, idx), KEY_BYTES, hit->hash[idx], 0, NULL);
+        KV_ASSERT(rc == 0);
+    }
+    out[M_DEL] = ns_since(t0, n);
+    tbl_stats(t, &st);
+    KV_ASSERT(st.entries == 0);
+    tbl_destroy(t);
+    mi_heap_delete(heap);
+
+    worst_puts(n, hit, val, out);
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+int main(int argc, char **argv)
+{
+    size_t sizes[SIZES_MAX], nsizes = 0;
+    int reps = 5;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "-r") == 0 && i + 1 < argc) {
+            reps = atoi(argv[++i]);
+        } else if (nsizes < SIZES_MAX) {
+            sizes[nsizes++] = strtoull(argv[i], NULL, 10);
+        }
+    }
+    KV_ASSERT(reps >= 1 && reps <= REPS_MAX);
+    if (nsizes == 0) {
+        sizes[nsizes++] = 1000000;
+        sizes[nsizes++] = 10000000;
+    }
+
+    /* The hash the caller computes once per request, for reference. */
+    struct keys hk;
+    keys_make(&hk, 1000000, 'h');
+    uint64_t acc = 0, t0 = kv_clock_mono_ns();
+    for (size_t i = 0; i < hk.n; i++) {
+        acc += tbl_hash(key_at(&hk, i), KEY_BYTES);
+    }
+    printf("tbl_hash of a 16-byte key: %.2f ns (%" PRIx64 ")\n", ns_since(t0, hk.n), acc & 1);
+    keys_free(&hk);
+
+    for (size_t s = 0; s < nsizes; s++) {
+        size_t n = sizes[s];
+        struct keys hit, miss;
+        keys_make(&hit, n, 'k');
+        keys_make(&miss, n < 2000000 ? n : 2000000, 'm');
+        double res[REPS_MAX][M_N];
+        for (int r = 0; r < reps; r++) {
+            one_rep(n, &hit, &miss, res[r], r == 0);
+            printf("  N=%zu rep %d:", n, r + 1);
+            for (int m = 0; m < M_N; m++) {
+                printf(" %s %.1f;", metric_name[m], res[r][m]);
+            }
+            printf("\n");
+            fflush(stdout);
+        }
+        printf("N=%zu medians of %d:", n, reps);
+        for (int m = 0; m < M_N; m++) {
+            double col[REPS_MAX];
+            for (int r = 0; r < reps; r++) {
+                col[r] = res[r][m];
+            }
+            qsort(col, (size_t)reps, sizeof(double), cmp_double);
+            printf(" %s %.1f;", metric_name[m], col[reps / 2]);
+        }
+        printf("\n");
+        keys_free(&hit);
+        keys_free(&miss);
+    }
+    return 0;
+}

@@ -1,0 +1,136 @@
+/*
+ * cmd: the command table and the execution context handlers run in.
+ *
+ * Every command is one row of a table (cmd.c): name, arity, flags, key positions (as
+ * Redis's COMMAND reports them) and how it is executed:
+ *
+ *   CMD_EXEC_KEY    touches one key (the first): runs on the shard owning that key's
+ *                   partition, locally or forwarded there.
+ *   CMD_EXEC_MULTI  touches several keys (MGET, MSET, DEL, EXISTS, UNLINK, TOUCH): the
+ *                   keys are grouped by owning shard, each shard runs the command on
+ *                   its group, and the results are merged into one reply in key order.
+ *   CMD_EXEC_SAME   several keys that must live in one partition (RENAME, MSETNX,
+ *                   ...): refused with -CROSSSLOT otherwise, then run like KEY.
+ *   CMD_EXEC_ALL    the whole keyspace (DBSIZE, KEYS, FLUSHALL, RANDOMKEY): runs on
+ *                   every shard, results merged.
+ *   CMD_EXEC_SCAN   SCAN: runs on the shard owning the partition its cursor names.
+ *   CMD_EXEC_CONN   connection or server state (PING, AUTH, CLIENT, INFO, CONFIG, ...):
+ *                   runs on the connection's shard.
+ *
+ * Data handlers (KEY, MULTI, SAME) are pure functions of (tables, arguments, time) that
+ * write one reply: they never block and never touch another shard's memory. Argument
+ * views are valid only during the call.
+ */
+#ifndef KVD_CMD_H
+#define KVD_CMD_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "reply.h"
+
+struct conn;
+struct resp_arg;
+struct resp_out;
+struct shard;
+struct tbl;
+
+enum cmd_exec {
+    CMD_EXEC_KEY = 1,
+    CMD_EXEC_MULTI,
+    CMD_EXEC_SAME,
+    CMD_EXEC_ALL,  /* runs on every shard over all its partitions, results merged */
+    CMD_EXEC_SCAN, /* runs on the shard owning the partition the cursor names */
+    CMD_EXEC_CONN,
+};
+
+enum cmd_flag {
+    CMD_WRITE = 1u << 0,    /* may modify data */
+    CMD_READONLY = 1u << 1, /* reads data */
+    CMD_FAST = 1u << 2,     /* O(1) or O(log n) */
+    CMD_NOAUTH = 1u << 3,   /* allowed before AUTH (AUTH, HELLO, QUIT) */
+    CMD_ADMIN = 1u << 4,
+    CMD_LOADING = 1u << 5,
+    CMD_STALE = 1u << 6,
+    CMD_NOSCRIPT = 1u << 7,
+};
+
+/* How a MULTI command's per-shard results merge. */
+enum cmd_merge {
+    CMD_MERGE_NONE = 0,
+    CMD_MERGE_SUM,    /* integer replies add up (DEL, EXISTS, UNLINK, TOUCH) */
+    CMD_MERGE_OK,     /* every part replies +OK (MSET) */
+    CMD_MERGE_ARRAY,  /* one element per key, in key order (MGET) */
+    CMD_MERGE_CONCAT, /* arrays concatenated (KEYS) */
+    CMD_MERGE_FIRST,  /* the first non-null bulk (RANDOMKEY) */
+};
+
+struct cmd_ctx;
+typedef void cmd_fn(struct cmd_ctx *x);
+
+struct cmd_desc {
+    const char *name; /* lower case */
+    int arity;        /* > 0: exactly; < 0: at least -arity (argv[0] counts) */
+    uint32_t flags;
+    int first_key; /* 0: no keys */
+    int last_key;  /* -1: the last argument */
+    int key_step;
+    enum cmd_exec exec;
+    enum cmd_merge merge;
+    cmd_fn *fn;
+    const char *flag_names; /* for COMMAND INFO, e.g. "write denyoom" */
+};
+
+/* The context of one execution. */
+struct cmd_ctx {
+    size_t argc;
+    const struct resp_arg *argv;
+    const struct cmd_desc *desc;
+    struct shard *sh;     /* the executing shard */
+    struct conn *conn;    /* CMD_EXEC_CONN only; NULL for data handlers */
+    struct resp_out *out; /* where the reply goes */
+    int64_t now_ms;       /* the wall clock for expiry, read once per batch */
+    int64_t sum;          /* MULTI with CMD_MERGE_SUM: the part's integer result */
+};
+
+/* Sorts the table; call once at start-up before any lookup. */
+void cmd_init(void);
+
+/* The row for a command name (case-insensitive), or NULL. */
+const struct cmd_desc *cmd_lookup(const char *name, size_t len);
+
+/* The row's index in the table, below KVD_CMDS_MAX (per-command statistics). */
+size_t cmd_index(const struct cmd_desc *d);
+
+/* Every row, for COMMAND. */
+const struct cmd_desc *cmd_table(size_t *count);
+
+/* True if argc satisfies the command's arity. */
+bool cmd_arity_ok(const struct cmd_desc *d, size_t argc);
+
+/* The hash table holding key hash h, on the executing shard. */
+struct tbl *cmd_tbl(struct cmd_ctx *x, uint64_t h);
+
+/* Parses a whole argument as a signed 64-bit decimal, Redis's string2ll rules. */
+bool cmd_parse_i64(const struct resp_arg *a, int64_t *out);
+
+/* Case-insensitive comparison of an argument with a NUL-terminated lower-case word. */
+bool cmd_arg_is(const struct resp_arg *a, const char *word);
+
+/* Data handlers (cmd_string.c, cmd_keys.c). */
+cmd_fn cmd_get, cmd_set, cmd_setnx, cmd_setex, cmd_psetex, cmd_getset, cmd_getdel, cmd_getex,
+    cmd_mget, cmd_mset, cmd_msetnx, cmd_incr, cmd_decr, cmd_incrby, cmd_decrby, cmd_incrbyfloat,
+    cmd_append, cmd_strlen, cmd_getrange, cmd_setrange, cmd_del, cmd_exists, cmd_expire,
+    cmd_pexpire, cmd_expireat, cmd_pexpireat, cmd_ttl, cmd_pttl, cmd_persist, cmd_type, cmd_rename,
+    cmd_renamenx, cmd_touch, cmd_expiretime, cmd_pexpiretime, cmd_substr, cmd_lcs_unsupported;
+
+/* Connection and server handlers (cmd_server.c). */
+cmd_fn cmd_ping, cmd_echo, cmd_quit, cmd_select, cmd_auth, cmd_hello, cmd_client, cmd_command,
+    cmd_info, cmd_config, cmd_time, cmd_shutdown, cmd_slowlog, cmd_debug, cmd_lastsave, cmd_reset,
+    cmd_wait;
+
+/* Whole-keyspace parts (cmd_server.c): each runs over the executing shard's tables. */
+cmd_fn cmd_dbsize, cmd_keys, cmd_randomkey, cmd_flushall, cmd_scan;
+
+#endif

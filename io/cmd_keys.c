@@ -1,0 +1,296 @@
+/*
+ * cmd_keys: keyspace commands on keys a shard owns (DEL, EXISTS, expiry, TYPE,
+ * RENAME), with Redis 7's replies and error texts. Commands over the whole keyspace
+ * (SCAN, KEYS, DBSIZE, FLUSHALL) are in cmd_server.c.
+ *
+ * Multi-key handlers here (DEL, UNLINK, EXISTS, TOUCH) may be given any subset of the
+ * original keys: they set x->sum and reply an integer, and the caller adds the parts.
+ */
+#include "cmd.h"
+
+#include "kv_assert.h"
+#include "kv_error.h"
+#include "resp_parse.h"
+#include "server.h"
+#include "tbl.h"
+
+#include <string.h>
+
+static uint64_t key_hash(const struct resp_arg *a)
+{
+    return tbl_hash(a->ptr, a->len);
+}
+
+static const struct tbl_entry *lookup(struct cmd_ctx *x, const struct resp_arg *key, uint64_t h)
+{
+    const struct tbl_entry *e = tbl_get(cmd_tbl(x, h), key->ptr, key->len, h, x->now_ms);
+    if (e != NULL) {
+        STAT_ADD(x->sh->stats.keyspace_hits, 1);
+    } else {
+        STAT_ADD(x->sh->stats.keyspace_misses, 1);
+    }
+    return e;
+}
+
+void cmd_del(struct cmd_ctx *x)
+{
+    int64_t n = 0;
+    for (size_t i = 1; i < x->argc; i++) {
+        const struct resp_arg *k = &x->argv[i];
+        uint64_t h = key_hash(k);
+        n += tbl_del(cmd_tbl(x, h), k->ptr, k->len, h, x->now_ms, NULL) == 0;
+    }
+    x->sum = n;
+    reply_int(x->out, n);
+}
+
+void cmd_exists(struct cmd_ctx *x)
+{
+    int64_t n = 0;
+    for (size_t i = 1; i < x->argc; i++) {
+        n += lookup(x, &x->argv[i], key_hash(&x->argv[i])) != NULL;
+    }
+    x->sum = n;
+    reply_int(x->out, n);
+}
+
+void cmd_touch(struct cmd_ctx *x)
+{
+    cmd_exists(x);
+}
+
+/* ---- expiry ------------------------------------------------------------------ */
+
+enum expire_cond {
+    EXP_NX = 1 << 0,
+    EXP_XX = 1 << 1,
+    EXP_GT = 1 << 2,
+    EXP_LT = 1 << 3,
+};
+
+static bool parse_expire_cond(struct cmd_ctx *x, unsigned *cond)
+{
+    *cond = 0;
+    for (size_t i = 3; i < x->argc; i++) {
+        const struct resp_arg *a = &x->argv[i];
+        if (cmd_arg_is(a, "nx")) {
+            *cond |= EXP_NX;
+        } else if (cmd_arg_is(a, "xx")) {
+            *cond |= EXP_XX;
+        } else if (cmd_arg_is(a, "gt")) {
+            *cond |= EXP_GT;
+        } else if (cmd_arg_is(a, "lt")) {
+            *cond |= EXP_LT;
+        } else {
+            reply_error(x->out, "ERR Unsupported option %.*s", (int)(a->len > 128 ? 128 : a->len),
+                        a->ptr);
+            return false;
+        }
+    }
+    if ((*cond & EXP_NX) && (*cond & (EXP_XX | EXP_GT | EXP_LT))) {
+        reply_error(x->out, "ERR NX and XX, GT or LT options at the same time are not compatible");
+        return false;
+    }
+    if ((*cond & EXP_GT) && (*cond & EXP_LT)) {
+        reply_error(x->out, "ERR GT and LT options at the same time are not compatible");
+        return false;
+    }
+    return true;
+}
+
+/*
+ * EXPIRE, PEXPIRE, EXPIREAT, PEXPIREAT. `unit_ms` is 1000 for seconds; `relative`
+ * adds the current time. A time in the past deletes the key (as Redis does on a
+ * master), and still replies 1.
+ */
+static void expire_generic(struct cmd_ctx *x, int64_t unit_ms, bool relative)
+{
+    int64_t when;
+    unsigned cond;
+    if (!cmd_parse_i64(&x->argv[2], &when)) {
+        reply_err_not_int(x->out);
+        return;
+    }
+    if (!parse_expire_cond(x, &cond)) {
+        return;
+    }
+    /* Overflow checks, as Redis: the result must fit in ms since the epoch. */
+    if (when > INT64_MAX / unit_ms || when < INT64_MIN / unit_ms) {
+        reply_error(x->out, "ERR invalid expire time in '%s' command", x->desc->name);
+        return;
+    }
+    when *= unit_ms;
+    if (relative) {
+        if ((when > 0 && x->now_ms > INT64_MAX - when) ||
+            (when < 0 && x->now_ms < INT64_MIN - when)) {
+            reply_error(x->out, "ERR invalid expire time in '%s' command", x->desc->name);
+            return;
+        }
+        when += x->now_ms;
+    }
+    const struct resp_arg *key = &x->argv[1];
+    uint64_t h = key_hash(key);
+    struct tbl *t = cmd_tbl(x, h);
+    const struct tbl_entry *e = tbl_get(t, key->ptr, key->len, h, x->now_ms);
+    if (e == NULL) {
+        reply_int(x->out, 0);
+        return;
+    }
+    int64_t cur = tbl_entry_expire_ms(e); /* 0 = none, which counts as infinite */
+    if (((cond & EXP_NX) && cur != 0) || ((cond & EXP_XX) && cur == 0) ||
+        ((cond & EXP_GT) && (cur == 0 || when <= cur)) ||
+        ((cond & EXP_LT) && cur != 0 && when >= cur)) {
+        reply_int(x->out, 0);
+        return;
+    }
+    if (when <= x->now_ms) {
+        tbl_del(t, key->ptr, key->len, h, x->now_ms, NULL);
+    } else {
+        tbl_expire_set(t, key->ptr, key->len, h, x->now_ms, when);
+    }
+    reply_int(x->out, 1);
+}
+
+void cmd_expire(struct cmd_ctx *x)
+{
+    expire_generic(x, 1000, true);
+}
+
+void cmd_pexpire(struct cmd_ctx *x)
+{
+    expire_generic(x, 1, true);
+}
+
+void cmd_expireat(struct cmd_ctx *x)
+{
+    expire_generic(x, 1000, false);
+}
+
+void cmd_pexpireat(struct cmd_ctx *x)
+{
+    expire_generic(x, 1, false);
+}
+
+/* TTL, PTTL, EXPIRETIME, PEXPIRETIME: -2 no key, -1 no expiry. */
+static void ttl_generic(struct cmd_ctx *x, bool ms, bool absolute)
+{
+    const struct tbl_entry *e = lookup(x, &x->argv[1], key_hash(&x->argv[1]));
+    if (e == NULL) {
+        reply_int(x->out, -2);
+        return;
+    }
+    int64_t at = tbl_entry_expire_ms(e);
+    if (at == 0) {
+        reply_int(x->out, -1);
+        return;
+    }
+    int64_t v = absolute ? at : at - x->now_ms;
+    if (v < 0) {
+        v = 0;
+    }
+    if (!ms) {
+        v = absolute ? v / 1000 : (v + 500) / 1000;
+    }
+    reply_int(x->out, v);
+}
+
+void cmd_ttl(struct cmd_ctx *x)
+{
+    ttl_generic(x, false, false);
+}
+
+void cmd_pttl(struct cmd_ctx *x)
+{
+    ttl_generic(x, true, false);
+}
+
+void cmd_expiretime(struct cmd_ctx *x)
+{
+    ttl_generic(x, false, true);
+}
+
+void cmd_pexpiretime(struct cmd_ctx *x)
+{
+    ttl_generic(x, true, true);
+}
+
+void cmd_persist(struct cmd_ctx *x)
+{
+    const struct resp_arg *key = &x->argv[1];
+    uint64_t h = key_hash(key);
+    const struct tbl_entry *e = lookup(x, key, h);
+    if (e == NULL || tbl_entry_expire_ms(e) == 0) {
+        reply_int(x->out, 0);
+        return;
+    }
+    tbl_expire_set(cmd_tbl(x, h), key->ptr, key->len, h, x->now_ms, 0);
+    reply_int(x->out, 1);
+}
+
+void cmd_type(struct cmd_ctx *x)
+{
+    const struct tbl_entry *e = lookup(x, &x->argv[1], key_hash(&x->argv[1]));
+    if (e == NULL) {
+        reply_simple(x->out, "none");
+        return;
+    }
+    KV_ASSERT(tbl_entry_type(e) == TBL_TYPE_STRING);
+    reply_simple(x->out, "string");
+}
+
+/* RENAME and RENAMENX; both keys are in one partition (checked by the caller). */
+static void rename_generic(struct cmd_ctx *x, bool nx)
+{
+    const struct resp_arg *src = &x->argv[1];
+    const struct resp_arg *dst = &x->argv[2];
+    uint64_t hs = key_hash(src);
+    uint64_t hd = key_hash(dst);
+    const struct tbl_entry *e = lookup(x, src, hs);
+    if (e == NULL) {
+        reply_error(x->out, "ERR no such key");
+        return;
+    }
+    bool same = src->len == dst->len && memcmp(src->ptr, dst->ptr, src->len) == 0;
+    if (nx && lookup(x, dst, hd) != NULL) {
+        reply_int(x->out, 0);
+        return;
+    }
+    if (same) {
+        if (nx) {
+            reply_int(x->out, 0);
+        } else {
+            reply_ok(x->out);
+        }
+        return;
+    }
+    struct tbl_entry *old = NULL;
+    int rc = tbl_del(cmd_tbl(x, hs), src->ptr, src->len, hs, x->now_ms, &old);
+    KV_ASSERT(rc == 0 && old != NULL);
+    size_t vlen;
+    const void *v = tbl_entry_val(old, &vlen);
+    struct tbl_put_args pa = {.val = v,
+                              .val_len = vlen,
+                              .expire_ms = tbl_entry_expire_ms(old),
+                              .type = tbl_entry_type(old)};
+    rc = tbl_put(cmd_tbl(x, hd), dst->ptr, dst->len, hd, &pa, x->now_ms, NULL);
+    tbl_entry_free(old);
+    if (rc != 0) {
+        reply_error(x->out, "OOM command not allowed when used memory > 'maxmemory'.");
+        return;
+    }
+    if (nx) {
+        reply_int(x->out, 1);
+    } else {
+        reply_ok(x->out);
+    }
+}
+
+void cmd_rename(struct cmd_ctx *x)
+{
+    rename_generic(x, false);
+}
+
+void cmd_renamenx(struct cmd_ctx *x)
+{
+    rename_generic(x, true);
+}

@@ -1,0 +1,968 @@
+/*
+ * cmd_server: connection and server commands (PING, AUTH, HELLO, CLIENT, COMMAND,
+ * INFO, CONFIG, SLOWLOG, ...) and the whole-keyspace parts (DBSIZE, KEYS, SCAN,
+ * RANDOMKEY, FLUSHALL), with Redis 7's replies and error texts.
+ *
+ * Connection commands run on the connection's shard with x->conn set. Whole-keyspace
+ * parts run on every shard (or, for SCAN, on the shard owning the cursor's partition)
+ * over that shard's own tables, with x->conn NULL. INFO reads other shards' counters
+ * only through their relaxed atomics (server.h).
+ */
+#include "cmd.h"
+
+#include "conn.h"
+#include "kv_assert.h"
+#include "kv_clock.h"
+#include "kv_config.h"
+#include "kv_glob.h"
+#include "kv_log.h"
+#include "kvd_settings.h"
+#include "resp_out.h"
+#include "resp_parse.h"
+#include "route.h"
+#include "server.h"
+#include "slowlog.h"
+#include "tbl.h"
+
+#include <mimalloc.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#define INFO_BYTES_MAX     (64 * 1024) /* INFO's text at most */
+#define SCAN_COUNT_DEFAULT 10
+
+static bool arg_eq(const struct resp_arg *a, const char *s)
+{
+    return a->len == strlen(s) && memcmp(a->ptr, s, a->len) == 0;
+}
+
+static void reply_unknown_subcommand(struct cmd_ctx *x)
+{
+    const struct resp_arg *sub = &x->argv[1];
+    reply_error(x->out, "ERR unknown subcommand '%.*s'. Try %s HELP.",
+                (int)(sub->len > 128 ? 128 : sub->len), sub->ptr, x->desc->name);
+}
+
+void cmd_ping(struct cmd_ctx *x)
+{
+    if (x->argc > 2) {
+        reply_err_arity(x->out, "ping");
+    } else if (x->argc == 2) {
+        reply_bulk(x->out, x->argv[1].ptr, x->argv[1].len);
+    } else {
+        reply_simple(x->out, "PONG");
+    }
+}
+
+void cmd_echo(struct cmd_ctx *x)
+{
+    reply_bulk(x->out, x->argv[1].ptr, x->argv[1].len);
+}
+
+void cmd_quit(struct cmd_ctx *x)
+{
+    reply_ok(x->out);
+    conn_close_after_reply(x->conn);
+}
+
+void cmd_select(struct cmd_ctx *x)
+{
+    int64_t db;
+    if (!cmd_parse_i64(&x->argv[1], &db)) {
+        reply_err_not_int(x->out);
+    } else if (db != 0) {
+        reply_error(x->out, "ERR DB index is out of range");
+    } else {
+        reply_ok(x->out);
+    }
+}
+
+void cmd_time(struct cmd_ctx *x)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    reply_array(x->out, 2);
+    reply_bulk_i64(x->out, (int64_t)ts.tv_sec);
+    reply_bulk_i64(x->out, (int64_t)(ts.tv_nsec / 1000));
+}
+
+void cmd_lastsave(struct cmd_ctx *x)
+{
+    reply_int(x->out, x->sh->srv->start_ms / 1000);
+}
+
+void cmd_wait(struct cmd_ctx *x)
+{
+    int64_t n, timeout;
+    if (!cmd_parse_i64(&x->argv[1], &n) || !cmd_parse_i64(&x->argv[2], &timeout)) {
+        reply_err_not_int(x->out);
+        return;
+    }
+    if (timeout < 0) {
+        reply_error(x->out, "ERR timeout is negative");
+        return;
+    }
+    reply_int(x->out, 0); /* no replicas yet: none acknowledged */
+}
+
+void cmd_shutdown(struct cmd_ctx *x)
+{
+    for (size_t i = 1; i < x->argc; i++) {
+        const struct resp_arg *a = &x->argv[i];
+        if (cmd_arg_is(a, "abort")) {
+            reply_error(x->out, "ERR No shutdown in progress.");
+            return;
+        }
+        if (!cmd_arg_is(a, "nosave") && !cmd_arg_is(a, "save") && !cmd_arg_is(a, "now") &&
+            !cmd_arg_is(a, "force")) {
+            reply_err_syntax(x->out);
+            return;
+        }
+    }
+    kv_log_notice("SHUTDOWN requested by client id=%llu", (unsigned long long)conn_id(x->conn));
+    atomic_store(&x->sh->srv->stopping, 1);
+    conn_close_after_reply(x->conn); /* like Redis: no reply, the connection closes */
+}
+
+/* ---- AUTH and HELLO --------------------------------------------------------------- */
+
+/* Constant-time comparison: the time taken depends on the lengths only. */
+static bool secret_eq(const char *a, size_t alen, const char *b, size_t blen)
+{
+    unsigned char diff = (unsigned char)(alen != blen);
+    for (size_t i = 0; i < alen; i++) {
+        diff |= (unsigned char)(a[i] ^ b[i % (blen ? blen : 1)]);
+    }
+    return diff == 0 && blen > 0;
+}
+
+/* Checks [username] password. Replies an error and returns false on failure. */
+static bool check_auth(struct cmd_ctx *x, const struct resp_arg *user, const struct resp_arg *pass)
+{
+    const char *pw = kvd_settings.requirepass;
+    if (pw[0] == '\0') {
+        if (user == NULL) {
+            reply_error(x->out, "ERR AUTH <password> called without any password configured "
+                                "for the default user. Are you sure your configuration is "
+                                "correct?");
+            return false;
+        }
+    }
+    bool user_ok = user == NULL || arg_eq(user, "default");
+    bool pass_ok = pw[0] == '\0' ? true : secret_eq(pass->ptr, pass->len, pw, strlen(pw));
+    if (!user_ok || !pass_ok) {
+        reply_error(x->out, "WRONGPASS invalid username-password pair or user is disabled.");
+        return false;
+    }
+    conn_set_authed(x->conn, true);
+    return true;
+}
+
+void cmd_auth(struct cmd_ctx *x)
+{
+    if (x->argc > 3) {
+        reply_err_syntax(x->out);
+        return;
+    }
+    const struct resp_arg *user = x->argc == 3 ? &x->argv[1] : NULL;
+    if (check_auth(x, user, &x->argv[x->argc - 1])) {
+        reply_ok(x->out);
+    }
+}
+
+static bool valid_client_name(const struct resp_arg *a)
+{
+    for (size_t i = 0; i < a->len; i++) {
+        if (a->ptr[i] < '!' || a->ptr[i] > '~') {
+            return false;
+        }
+    }
+    return true;
+}
+
+void cmd_hello(struct cmd_ctx *x)
+{
+    int64_t ver = conn_resp(x->conn);
+    size_t i = 1;
+    if (x->argc >= 2) {
+        if (!cmd_parse_i64(&x->argv[1], &ver)) {
+            reply_error(x->out, "ERR Protocol version is not an integer or out of range");
+            return;
+        }
+        i = 2;
+        if (ver < 2 || ver > 3) {
+            reply_error(x->out, "NOPROTO unsupported protocol version");
+            return;
+        }
+    }
+    const struct resp_arg *user = NULL, *pass = NULL, *name = NULL;
+    for (; i < x->argc; i++) {
+        size_t left = x->argc - i - 1;
+        if (cmd_arg_is(&x->argv[i], "auth") && left >= 2) {
+            user = &x->argv[i + 1];
+            pass = &x->argv[i + 2];
+            i += 2;
+        } else if (cmd_arg_is(&x->argv[i], "setname") && left >= 1) {
+            name = &x->argv[i + 1];
+            i += 1;
+        } else {
+            reply_error(x->out, "ERR Syntax error in HELLO option '%.*s'",
+                        (int)(x->argv[i].len > 128 ? 128 : x->argv[i].len), x->argv[i].ptr);
+            return;
+        }
+    }
+    if (pass != NULL && !check_auth(x, user, pass)) {
+        return;
+    }
+    if (!conn_authed(x->conn)) {
+        reply_error(x->out, "NOAUTH HELLO must be called with the client already "
+                            "authenticated, otherwise the HELLO <proto> AUTH <user> <pass> "
+                            "option can be used to authenticate the client and select the "
+                            "RESP protocol version at the same time");
+        return;
+    }
+    if (name != NULL) {
+        if (!valid_client_name(name)) {
+            reply_error(x->out, "ERR Client names cannot contain spaces, newlines or special "
+                                "characters.");
+            return;
+        }
+        conn_set_name(x->conn, name->ptr, name->len);
+    }
+    conn_set_resp(x->conn, (int)ver);
+    resp_out_set_proto(x->out, (int)ver);
+    reply_map(x->out, 7);
+    reply_bulk_str(x->out, "server");
+    reply_bulk_str(x->out, "redis");
+    reply_bulk_str(x->out, "version");
+    reply_bulk_str(x->out, "7.0.0");
+    reply_bulk_str(x->out, "proto");
+    reply_int(x->out, ver);
+    reply_bulk_str(x->out, "id");
+    reply_int(x->out, (int64_t)conn_id(x->conn));
+    reply_bulk_str(x->out, "mode");
+    reply_bulk_str(x->out, "standalone");
+    reply_bulk_str(x->out, "role");
+    reply_bulk_str(x->out, "master");
+    reply_bulk_str(x->out, "modules");
+    reply_array(x->out, 0);
+}
+
+void cmd_reset(struct cmd_ctx *x)
+{
+    conn_set_resp(x->conn, 2);
+    resp_out_set_proto(x->out, 2);
+    conn_set_name(x->conn, "", 0);
+    conn_set_authed(x->conn, kvd_settings.requirepass[0] == '\0');
+    reply_simple(x->out, "RESET");
+}
+
+/* ---- CLIENT --------------------------------------------------------------------- */
+
+static int client_line(const struct conn_info *ci, char *buf, size_t cap)
+{
+    return snprintf(buf, cap,
+                    "id=%llu addr=%s laddr=%s fd=%d name=%s age=%lld idle=%lld flags=N db=0 "
+                    "sub=0 psub=0 ssub=0 multi=-1 qbuf=%zu qbuf-free=0 argv-mem=0 "
+                    "multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=%zu tot-mem=0 events=r "
+                    "cmd=%s user=default redir=-1 resp=%d\n",
+                    (unsigned long long)ci->id, ci->addr, ci->laddr, ci->fd, ci->name,
+                    (long long)ci->age_s, (long long)ci->idle_s, ci->qbuf, ci->omem, ci->last_cmd,
+                    ci->resp);
+}
+
+static void client_list(struct cmd_ctx *x)
+{
+    /* This shard's clients. Clients of other shards are listed by their own shard
+     * when the command is sent there; see docs/ARCHITECTURE.md. */
+    size_t cap = 4096;
+    size_t len = 0;
+    char *buf = mi_heap_malloc(x->sh->heap, cap);
+    KV_ASSERT(buf != NULL);
+    for (struct conn *c = conn_first(x->sh); c != NULL; c = conn_next(c)) {
+        struct conn_info ci;
+        conn_info(c, x->now_ms, &ci);
+        char line[1024];
+        int n = client_line(&ci, line, sizeof line);
+        if (n < 0) {
+            continue;
+        }
+        if (len + (size_t)n > cap) {
+            cap = (len + (size_t)n) * 2;
+            buf = mi_heap_realloc(x->sh->heap, buf, cap);
+            KV_ASSERT(buf != NULL);
+        }
+        memcpy(buf + len, line, (size_t)n);
+        len += (size_t)n;
+    }
+    if (conn_resp(x->conn) == 3) {
+        reply_verbatim(x->out, buf, len);
+    } else {
+        reply_bulk(x->out, buf, len);
+    }
+    mi_free(buf);
+}
+
+static void client_kill(struct cmd_ctx *x)
+{
+    /* CLIENT KILL addr:port (old form) or CLIENT KILL ID id | ADDR addr ... */
+    int64_t id = -1;
+    const struct resp_arg *addr = NULL;
+    bool old_form = x->argc == 3;
+    if (old_form) {
+        addr = &x->argv[2];
+    } else {
+        for (size_t i = 2; i < x->argc; i += 2) {
+            if (i + 1 >= x->argc) {
+                reply_err_syntax(x->out);
+                return;
+            }
+            if (cmd_arg_is(&x->argv[i], "id")) {
+                if (!cmd_parse_i64(&x->argv[i + 1], &id)) {
+                    reply_error(x->out, "ERR client-id should be greater than 0");
+                    return;
+                }
+            } else if (cmd_arg_is(&x->argv[i], "addr")) {
+                addr = &x->argv[i + 1];
+            } else if (cmd_arg_is(&x->argv[i], "skipme") || cmd_arg_is(&x->argv[i], "type") ||
+                       cmd_arg_is(&x->argv[i], "user") || cmd_arg_is(&x->argv[i], "laddr")) {
+                continue;
+            } else {
+                reply_err_syntax(x->out);
+                return;
+            }
+        }
+    }
+    int64_t killed = 0;
+    for (struct conn *c = conn_first(x->sh), *next; c != NULL; c = next) {
+        next = conn_next(c);
+        struct conn_info ci;
+        conn_info(c, x->now_ms, &ci);
+        bool match = (id < 0 || ci.id == (uint64_t)id) &&
+                     (addr == NULL ||
+                      (strlen(ci.addr) == addr->len && memcmp(ci.addr, addr->ptr, addr->len) == 0));
+        if (match && (id >= 0 || addr != NULL)) {
+            conn_kill(c);
+            killed++;
+        }
+    }
+    if (old_form) {
+        if (killed == 0) {
+            reply_error(x->out, "ERR No such client");
+        } else {
+            reply_ok(x->out);
+        }
+    } else {
+        reply_int(x->out, killed);
+    }
+}
+
+void cmd_client(struct cmd_ctx *x)
+{
+    const struct resp_arg *sub = &x->argv[1];
+    if (cmd_arg_is(sub, "id") && x->argc == 2) {
+        reply_int(x->out, (int64_t)conn_id(x->conn));
+    } else if (cmd_arg_is(sub, "setname") && x->argc == 3) {
+        if (!valid_client_name(&x->argv[2])) {
+            reply_error(x->out, "ERR Client names cannot contain spaces, newlines or special "
+                                "characters.");
+            return;
+        }
+        conn_set_name(x->conn, x->argv[2].ptr, x->argv[2].len);
+        reply_ok(x->out);
+    } else if (cmd_arg_is(sub, "getname") && x->argc == 2) {
+        const char *n = conn_name(x->conn);
+        if (n[0] == '\0') {
+            reply_null(x->out);
+        } else {
+            reply_bulk_str(x->out, n);
+        }
+    } else if (cmd_arg_is(sub, "list")) {
+        client_list(x);
+    } else if (cmd_arg_is(sub, "info") && x->argc == 2) {
+        struct conn_info ci;
+        conn_info(x->conn, x->now_ms, &ci);
+        char line[1024];
+        int n = client_line(&ci, line, sizeof line);
+        reply_bulk(x->out, line, (size_t)(n < 0 ? 0 : n));
+    } else if (cmd_arg_is(sub, "kill") && x->argc >= 3) {
+        client_kill(x);
+    } else if (cmd_arg_is(sub, "setinfo") && x->argc == 4) {
+        reply_ok(x->out); /* lib-name / lib-ver: accepted, not stored */
+    } else if (cmd_arg_is(sub, "no-evict") || cmd_arg_is(sub, "no-touch")) {
+        reply_ok(x->out);
+    } else {
+        reply_unknown_subcommand(x);
+    }
+}
+
+/* ---- COMMAND ---------------------------------------------------------------------- */
+
+static void command_entry(struct resp_out *o, const struct cmd_desc *d)
+{
+    reply_array(o, 10);
+    reply_bulk_str(o, d->name);
+    reply_int(o, d->arity);
+    /* flags as a set of status strings */
+    char flags[128];
+    snprintf(flags, sizeof flags, "%s", d->flag_names);
+    size_t nflags = 0;
+    for (char *p = flags; *p != '\0'; p++) {
+        nflags += (p == flags || p[-1] == ' ') && *p != ' ';
+    }
+    reply_set(o, nflags);
+    for (char *tok = strtok(flags, " "); tok != NULL; tok = strtok(NULL, " ")) {
+        reply_simple(o, tok);
+    }
+    reply_int(o, d->first_key);
+    reply_int(o, d->last_key);
+    reply_int(o, d->key_step);
+    reply_set(o, 0);   /* ACL categories */
+    reply_set(o, 0);   /* tips */
+    reply_array(o, 0); /* key specifications */
+    reply_array(o, 0); /* subcommands */
+}
+
+void cmd_command(struct cmd_ctx *x)
+{
+    size_t n;
+    const struct cmd_desc *t = cmd_table(&n);
+    if (x->argc == 1) {
+        reply_array(x->out, n);
+        for (size_t i = 0; i < n; i++) {
+            command_entry(x->out, &t[i]);
+        }
+        return;
+    }
+    const struct resp_arg *sub = &x->argv[1];
+    if (cmd_arg_is(sub, "count") && x->argc == 2) {
+        reply_int(x->out, (int64_t)n);
+    } else if (cmd_arg_is(sub, "info")) {
+        if (x->argc == 2) {
+            reply_array(x->out, n);
+            for (size_t i = 0; i < n; i++) {
+                command_entry(x->out, &t[i]);
+            }
+            return;
+        }
+        reply_array(x->out, x->argc - 2);
+        for (size_t i = 2; i < x->argc; i++) {
+            const struct cmd_desc *d = cmd_lookup(x->argv[i].ptr, x->argv[i].len);
+            if (d == NULL) {
+                reply_null_array(x->out);
+            } else {
+                command_entry(x->out, d);
+            }
+        }
+    } else if (cmd_arg_is(sub, "docs")) {
+        reply_map(x->out, 0); /* no documentation: clients fall back to their own */
+    } else if (cmd_arg_is(sub, "list")) {
+        reply_array(x->out, n);
+        for (size_t i = 0; i < n; i++) {
+            reply_bulk_str(x->out, t[i].name);
+        }
+    } else if (cmd_arg_is(sub, "getkeys")) {
+        reply_error(x->out, "ERR COMMAND GETKEYS is not supported");
+    } else {
+        reply_unknown_subcommand(x);
+    }
+}
+
+/* ---- CONFIG ----------------------------------------------------------------------- */
+
+/* Read-only values clients and tools ask for (redis-benchmark, redis-cli). */
+static const struct {
+    const char *name;
+    const char *value;
+} config_compat[] = {
+    {"databases", "1"},
+    {"save", ""},
+    {"appendonly", "no"},
+    {"maxmemory", "0"},
+    {"maxmemory-policy", "noeviction"},
+    {"cluster-enabled", "no"},
+};
+
+static void config_get(struct cmd_ctx *x)
+{
+    size_t total = kvd_setting_count + KV_ARRAY_LEN(config_compat);
+    bool hit[128] = {false};
+    KV_ASSERT(total <= KV_ARRAY_LEN(hit));
+    size_t n = 0;
+    for (size_t a = 2; a < x->argc; a++) {
+        const struct resp_arg *pat = &x->argv[a];
+        for (size_t i = 0; i < total; i++) {
+            const char *name = i < kvd_setting_count ? kvd_setting_items[i].name
+                                                     : config_compat[i - kvd_setting_count].name;
+            if (!hit[i] && kv_glob_match(pat->ptr, pat->len, name, strlen(name), true)) {
+                hit[i] = true;
+                n++;
+            }
+        }
+    }
+    reply_map(x->out, n);
+    for (size_t i = 0; i < total; i++) {
+        if (!hit[i]) {
+            continue;
+        }
+        if (i < kvd_setting_count) {
+            char buf[KVD_DIR_MAX + 32];
+            size_t len = kv_conf_format(&kvd_setting_items[i], buf, sizeof buf);
+            reply_bulk_str(x->out, kvd_setting_items[i].name);
+            reply_bulk(x->out, buf, len);
+        } else {
+            reply_bulk_str(x->out, config_compat[i - kvd_setting_count].name);
+            reply_bulk_str(x->out, config_compat[i - kvd_setting_count].value);
+        }
+    }
+}
+
+static void config_set(struct cmd_ctx *x)
+{
+    if (x->argc < 4 || (x->argc - 2) % 2 != 0) {
+        reply_err_arity(x->out, "config|set");
+        return;
+    }
+    /* Validate every pair first, so that a failing pair changes nothing. */
+    for (size_t i = 2; i < x->argc; i += 2) {
+        char name[64];
+        size_t nl = x->argv[i].len < sizeof name - 1 ? x->argv[i].len : sizeof name - 1;
+        memcpy(name, x->argv[i].ptr, nl);
+        name[nl] = '\0';
+        const struct kv_conf_item *it = kv_conf_find(kvd_setting_items, kvd_setting_count, name);
+        if (it == NULL || nl != x->argv[i].len) {
+            reply_error(x->out, "ERR Unknown option or number of arguments for CONFIG SET - '%s'",
+                        name);
+            return;
+        }
+        if (!(it->flags & KV_CONF_RUNTIME)) {
+            reply_error(x->out,
+                        "ERR CONFIG SET failed (possibly related to argument '%s') - can't set "
+                        "immutable config",
+                        it->name);
+            return;
+        }
+    }
+    for (size_t i = 2; i < x->argc; i += 2) {
+        char name[64], value[512], why[256];
+        snprintf(name, sizeof name, "%.*s", (int)x->argv[i].len, x->argv[i].ptr);
+        if (x->argv[i + 1].len >= sizeof value) {
+            reply_error(x->out,
+                        "ERR CONFIG SET failed (possibly related to argument '%s') - "
+                        "argument too long",
+                        name);
+            return;
+        }
+        memcpy(value, x->argv[i + 1].ptr, x->argv[i + 1].len);
+        value[x->argv[i + 1].len] = '\0';
+        const struct kv_conf_item *it = kv_conf_find(kvd_setting_items, kvd_setting_count, name);
+        if (kv_conf_set(it, value, true, why, sizeof why) != 0) {
+            reply_error(x->out, "ERR CONFIG SET failed (possibly related to argument '%s') - %s",
+                        it->name, why);
+            return;
+        }
+    }
+    kv_log_level_set((enum kv_log_level)KV_CONF_GET(kvd_settings.loglevel));
+    reply_ok(x->out);
+}
+
+void cmd_config(struct cmd_ctx *x)
+{
+    const struct resp_arg *sub = &x->argv[1];
+    if (cmd_arg_is(sub, "get")) {
+        if (x->argc < 3) {
+            reply_err_arity(x->out, "config|get");
+            return;
+        }
+        config_get(x);
+    } else if (cmd_arg_is(sub, "set")) {
+        config_set(x);
+    } else if (cmd_arg_is(sub, "resetstat") && x->argc == 2) {
+        slowlog_reset();
+        reply_ok(x->out);
+    } else if (cmd_arg_is(sub, "rewrite") && x->argc == 2) {
+        reply_error(x->out, "ERR CONFIG REWRITE is not supported: settings come from flags and "
+                            "--config");
+    } else {
+        reply_unknown_subcommand(x);
+    }
+}
+
+/* ---- SLOWLOG, DEBUG ----------------------------------------------------------------- */
+
+void cmd_slowlog(struct cmd_ctx *x)
+{
+    const struct resp_arg *sub = &x->argv[1];
+    if (cmd_arg_is(sub, "get") && x->argc <= 3) {
+        int64_t count = 10;
+        if (x->argc == 3 && (!cmd_parse_i64(&x->argv[2], &count) || count < -1)) {
+            reply_error(x->out, "ERR count should be greater than or equal to -1");
+            return;
+        }
+        slowlog_reply_get(x->out, count);
+    } else if (cmd_arg_is(sub, "len") && x->argc == 2) {
+        reply_int(x->out, (int64_t)slowlog_len());
+    } else if (cmd_arg_is(sub, "reset") && x->argc == 2) {
+        slowlog_reset();
+        reply_ok(x->out);
+    } else {
+        reply_unknown_subcommand(x);
+    }
+}
+
+void cmd_debug(struct cmd_ctx *x)
+{
+    const struct resp_arg *sub = &x->argv[1];
+    if (cmd_arg_is(sub, "sleep") && x->argc == 3) {
+        char buf[32];
+        snprintf(buf, sizeof buf, "%.*s", (int)(x->argv[2].len < 31 ? x->argv[2].len : 31),
+                 x->argv[2].ptr);
+        double s = strtod(buf, NULL);
+        if (s > 0) {
+            usleep((useconds_t)(s * 1e6)); /* blocks this shard, as Redis blocks itself */
+        }
+        reply_ok(x->out);
+    } else {
+        reply_unknown_subcommand(x);
+    }
+}
+
+/* ---- INFO ------------------------------------------------------------------------- */
+
+struct info_buf {
+    char *p;
+    size_t len, cap;
+};
+
+static void info_add(struct info_buf *b, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void info_add(struct info_buf *b, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(b->p + b->len, b->cap - b->len, fmt, ap);
+    va_end(ap);
+    if (n > 0) {
+        b->len += (size_t)n < b->cap - b->len ? (size_t)n : b->cap - b->len - 1;
+    }
+}
+
+static bool want(size_t argc, const struct resp_arg *argv, const char *section, bool dflt)
+{
+    if (argc < 2) {
+        return dflt;
+    }
+    for (size_t i = 1; i < argc; i++) {
+        if (cmd_arg_is(&argv[i], section) || cmd_arg_is(&argv[i], "all") ||
+            cmd_arg_is(&argv[i], "everything") || (dflt && cmd_arg_is(&argv[i], "default"))) {
+            return true;
+        }
+    }
+    return false;
+}
+
+#define SUM(field)                                                                                 \
+    ({                                                                                             \
+        uint64_t s_ = 0;                                                                           \
+        for (uint32_t t_ = 0; t_ < srv->nthreads; t_++) {                                          \
+            s_ += STAT_GET(srv->shards[t_].stats.field);                                           \
+        }                                                                                          \
+        s_;                                                                                        \
+    })
+
+void cmd_info(struct cmd_ctx *x)
+{
+    struct server *srv = x->sh->srv;
+    struct info_buf b = {.cap = INFO_BYTES_MAX};
+    b.p = mi_heap_malloc(x->sh->heap, b.cap);
+    KV_ASSERT(b.p != NULL);
+    b.p[0] = '\0';
+    int64_t now = x->now_ms;
+    if (want(x->argc, x->argv, "server", true)) {
+        info_add(&b,
+                 "# Server\r\nredis_version:7.0.0\r\nkvd_version:%s\r\nredis_mode:standalone\r\n"
+                 "os:Linux\r\narch_bits:64\r\nmultiplexing_api:io_uring\r\nprocess_id:%d\r\n"
+                 "tcp_port:%d\r\nuptime_in_seconds:%lld\r\nuptime_in_days:%lld\r\n"
+                 "hz:%lld\r\nio_threads_active:0\r\nshard_threads:%u\r\npartitions:%u\r\n"
+                 "executable:kvd\r\nconfig_file:\r\n\r\n",
+                 KV_VERSION, (int)getpid(), srv->port, (long long)((now - srv->start_ms) / 1000),
+                 (long long)((now - srv->start_ms) / 86400000),
+                 (long long)KV_CONF_GET(kvd_settings.hz), srv->nthreads, srv->route->count);
+    }
+    if (want(x->argc, x->argv, "clients", true)) {
+        info_add(
+            &b,
+            "# Clients\r\nconnected_clients:%lld\r\nmaxclients:%lld\r\nblocked_clients:0\r\n\r\n",
+            (long long)atomic_load(&srv->clients), (long long)KV_CONF_GET(kvd_settings.maxclients));
+    }
+    if (want(x->argc, x->argv, "memory", true)) {
+        struct rusage ru;
+        getrusage(RUSAGE_SELF, &ru);
+        uint64_t used = SUM(mem_bytes);
+        info_add(&b,
+                 "# Memory\r\nused_memory:%llu\r\nused_memory_human:%.2fM\r\n"
+                 "used_memory_rss:%lld\r\nused_memory_peak:%lld\r\nmaxmemory:0\r\n"
+                 "maxmemory_policy:noeviction\r\nmem_allocator:mimalloc\r\n\r\n",
+                 (unsigned long long)used, (double)used / (1024.0 * 1024.0),
+                 (long long)ru.ru_maxrss * 1024, (long long)ru.ru_maxrss * 1024);
+    }
+    if (want(x->argc, x->argv, "persistence", true)) {
+        info_add(&b,
+                 "# Persistence\r\nloading:0\r\nrdb_changes_since_last_save:0\r\n"
+                 "rdb_bgsave_in_progress:0\r\nrdb_last_save_time:%lld\r\naof_enabled:0\r\n\r\n",
+                 (long long)(srv->start_ms / 1000));
+    }
+    if (want(x->argc, x->argv, "stats", true)) {
+        info_add(&b,
+                 "# Stats\r\ntotal_connections_received:%llu\r\ntotal_commands_processed:%llu\r\n"
+                 "total_net_input_bytes:%llu\r\ntotal_net_output_bytes:%llu\r\n"
+                 "rejected_connections:%llu\r\nexpired_keys:%llu\r\nevicted_keys:0\r\n"
+                 "keyspace_hits:%llu\r\nkeyspace_misses:%llu\r\ncommands_forwarded:%llu\r\n"
+                 "shard_wakeups_sent:%llu\r\n\r\n",
+                 (unsigned long long)SUM(connections), (unsigned long long)SUM(commands),
+                 (unsigned long long)SUM(net_in_bytes), (unsigned long long)SUM(net_out_bytes),
+                 (unsigned long long)SUM(rejected), (unsigned long long)SUM(expired_keys),
+                 (unsigned long long)SUM(keyspace_hits), (unsigned long long)SUM(keyspace_misses),
+                 (unsigned long long)SUM(forwarded), (unsigned long long)SUM(wakeups_sent));
+    }
+    if (want(x->argc, x->argv, "replication", true)) {
+        info_add(&b, "# Replication\r\nrole:master\r\nconnected_slaves:0\r\n\r\n");
+    }
+    if (want(x->argc, x->argv, "cpu", true)) {
+        struct rusage ru;
+        getrusage(RUSAGE_SELF, &ru);
+        info_add(&b, "# CPU\r\nused_cpu_sys:%ld.%06ld\r\nused_cpu_user:%ld.%06ld\r\n\r\n",
+                 (long)ru.ru_stime.tv_sec, (long)ru.ru_stime.tv_usec, (long)ru.ru_utime.tv_sec,
+                 (long)ru.ru_utime.tv_usec);
+    }
+    if (want(x->argc, x->argv, "commandstats", false)) {
+        info_add(&b, "# Commandstats\r\n");
+        size_t n;
+        const struct cmd_desc *t = cmd_table(&n);
+        for (size_t i = 0; i < n; i++) {
+            uint64_t calls = SUM(cmd_calls[i]);
+            uint64_t usec = SUM(cmd_usec[i]);
+            if (calls > 0) {
+                info_add(&b,
+                         "cmdstat_%s:calls=%llu,usec=%llu,usec_per_call=%.2f,rejected_calls=0,"
+                         "failed_calls=0\r\n",
+                         t[i].name, (unsigned long long)calls, (unsigned long long)usec,
+                         (double)usec / (double)calls);
+            }
+        }
+        info_add(&b, "\r\n");
+    }
+    if (want(x->argc, x->argv, "keyspace", true)) {
+        uint64_t keys = SUM(keys);
+        info_add(&b, "# Keyspace\r\n");
+        if (keys > 0) {
+            info_add(&b, "db0:keys=%llu,expires=0,avg_ttl=0\r\n", (unsigned long long)keys);
+        }
+    }
+    /* Redis ends the text without the final blank line. */
+    while (b.len >= 4 && b.p[b.len - 1] == '\n' && b.p[b.len - 3] == '\n') {
+        b.len -= 2;
+    }
+    if (conn_resp(x->conn) == 3) {
+        reply_verbatim(x->out, b.p, b.len);
+    } else {
+        reply_bulk(x->out, b.p, b.len);
+    }
+    mi_free(b.p);
+}
+
+/* ---- whole keyspace ----------------------------------------------------------------- */
+
+void cmd_dbsize(struct cmd_ctx *x)
+{
+    uint64_t n = 0;
+    for (uint32_t i = 0; i < x->sh->table_count; i++) {
+        struct tbl_stats st;
+        tbl_stats(x->sh->tables[i], &st);
+        n += st.entries;
+    }
+    x->sum = (int64_t)n;
+    reply_int(x->out, (int64_t)n);
+}
+
+struct key_list {
+    struct shard *sh;
+    const struct resp_arg *pattern; /* NULL: all */
+    int64_t now_ms;
+    const struct tbl_entry **v;
+    size_t n, cap;
+};
+
+static void collect(void *ctx, const struct tbl_entry *e)
+{
+    struct key_list *l = ctx;
+    size_t klen;
+    const char *k = tbl_entry_key(e, &klen);
+    if (l->pattern != NULL && !(l->pattern->len == 1 && l->pattern->ptr[0] == '*') &&
+        !kv_glob_match(l->pattern->ptr, l->pattern->len, k, klen, false)) {
+        return;
+    }
+    if (l->n == l->cap) {
+        l->cap = l->cap ? l->cap * 2 : 64;
+        l->v = mi_heap_realloc(l->sh->heap, l->v, l->cap * sizeof l->v[0]);
+        KV_ASSERT(l->v != NULL);
+    }
+    l->v[l->n++] = e;
+}
+
+static void reply_keys(struct cmd_ctx *x, struct key_list *l)
+{
+    reply_array(x->out, l->n);
+    for (size_t i = 0; i < l->n; i++) {
+        size_t klen;
+        const char *k = tbl_entry_key(l->v[i], &klen);
+        reply_bulk(x->out, k, klen);
+    }
+    mi_free(l->v);
+}
+
+void cmd_keys(struct cmd_ctx *x)
+{
+    struct key_list l = {.sh = x->sh, .pattern = &x->argv[1], .now_ms = x->now_ms};
+    for (uint32_t i = 0; i < x->sh->table_count; i++) {
+        uint64_t cur = 0;
+        do {
+            cur = tbl_scan(x->sh->tables[i], cur, x->now_ms, collect, &l);
+        } while (cur != 0);
+    }
+    reply_keys(x, &l);
+}
+
+static uint64_t xorshift(uint64_t *s)
+{
+    uint64_t v = *s;
+    v ^= v << 13;
+    v ^= v >> 7;
+    v ^= v << 17;
+    return *s = v;
+}
+
+void cmd_randomkey(struct cmd_ctx *x)
+{
+    static _Thread_local uint64_t seed;
+    if (seed == 0) {
+        seed = kv_clock_mono_ns() | 1;
+    }
+    uint32_t n = x->sh->table_count;
+    for (uint32_t tries = 0; tries < 2 * n; tries++) {
+        struct tbl *t = x->sh->tables[(tries < n ? xorshift(&seed) : tries) % n];
+        struct key_list l = {.sh = x->sh, .now_ms = x->now_ms};
+        uint64_t start = xorshift(&seed);
+        uint64_t cur = start;
+        /* From a random position to the end, then from the start: at most two passes
+         * that find nothing, each bounded by the table's segments. */
+        do {
+            cur = tbl_scan(t, cur, x->now_ms, collect, &l);
+        } while (l.n == 0 && cur != 0);
+        for (cur = 0; l.n == 0;) {
+            cur = tbl_scan(t, cur, x->now_ms, collect, &l);
+            if (cur == 0 || cur > start) {
+                break;
+            }
+        }
+        if (l.n > 0) {
+            size_t klen;
+            const char *k = tbl_entry_key(l.v[xorshift(&seed) % l.n], &klen);
+            reply_bulk(x->out, k, klen);
+            mi_free(l.v);
+            return;
+        }
+        mi_free(l.v);
+    }
+    reply_null(x->out);
+}
+
+void cmd_flushall(struct cmd_ctx *x)
+{
+    if (x->argc > 2 ||
+        (x->argc == 2 && !cmd_arg_is(&x->argv[1], "sync") && !cmd_arg_is(&x->argv[1], "async"))) {
+        reply_err_syntax(x->out);
+        return;
+    }
+    for (uint32_t i = 0; i < x->sh->table_count; i++) {
+        struct tbl *fresh = tbl_create(x->sh->heap);
+        KV_ASSERT(fresh != NULL);
+        tbl_destroy(x->sh->tables[i]);
+        x->sh->tables[i] = fresh;
+    }
+    reply_ok(x->out);
+}
+
+/*
+ * SCAN cursor [MATCH pattern] [COUNT count] [TYPE type]. The cursor holds the index
+ * of a partition in the map (top 16 bits) and the table position within it divided
+ * by 2^16 (positions are multiples of a segment's span, at least 2^38).
+ */
+void cmd_scan(struct cmd_ctx *x)
+{
+    const struct route_table *rt = x->sh->srv->route;
+    uint64_t cur = strtoull(x->argv[1].ptr, NULL, 10); /* validated by the dispatcher */
+    const struct resp_arg *pattern = NULL;
+    int64_t count = SCAN_COUNT_DEFAULT;
+    bool type_none = false;
+    for (size_t i = 2; i < x->argc; i += 2) {
+        if (i + 1 >= x->argc) {
+            reply_err_syntax(x->out);
+            return;
+        }
+        if (cmd_arg_is(&x->argv[i], "match")) {
+            pattern = &x->argv[i + 1];
+        } else if (cmd_arg_is(&x->argv[i], "count")) {
+            if (!cmd_parse_i64(&x->argv[i + 1], &count)) {
+                reply_err_not_int(x->out);
+                return;
+            }
+            if (count < 1) {
+                reply_err_syntax(x->out);
+                return;
+            }
+        } else if (cmd_arg_is(&x->argv[i], "type")) {
+            type_none = !cmd_arg_is(&x->argv[i + 1], "string");
+        } else {
+            reply_err_syntax(x->out);
+            return;
+        }
+    }
+    uint64_t idx = cur >> 48;
+    uint64_t pos = cur << 16;
+    if (idx >= rt->count) {
+        idx = 0;
+        pos = 0;
+    }
+    const struct route_part *part = &rt->parts[idx];
+    KV_ASSERT(part->thread == x->sh->id);
+    struct tbl *t = x->sh->tables[part->slot];
+    struct key_list l = {.sh = x->sh, .pattern = pattern, .now_ms = x->now_ms};
+    size_t visited = 0;
+    do {
+        pos = tbl_scan(t, pos, x->now_ms, collect, &l);
+        visited++;
+    } while (pos != 0 && (int64_t)l.n < count && visited < (size_t)count);
+    uint64_t next;
+    if (pos != 0) {
+        KV_ASSERT((pos & 0xffff) == 0);
+        next = (idx << 48) | (pos >> 16);
+    } else {
+        next = idx + 1 < rt->count ? (idx + 1) << 48 : 0;
+    }
+    if (type_none) {
+        mi_free(l.v);
+        l.v = NULL;
+        l.n = 0;
+    }
+    char cbuf[24];
+    int n = snprintf(cbuf, sizeof cbuf, "%llu", (unsigned long long)next);
+    reply_array(x->out, 2);
+    reply_bulk(x->out, cbuf, (size_t)n);
+    reply_keys(x, &l);
+}

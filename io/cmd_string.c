@@ -1,0 +1,612 @@
+/*
+ * cmd_string: the string commands (GET, SET and its options, counters, ranges), with
+ * Redis 7's replies and error texts.
+ *
+ * Each handler runs on the shard that owns its key's partition, with the table and
+ * the clock from the context; it reads or changes that one table and writes exactly
+ * one reply. Values are stored as bytes; counters parse and format them on each call,
+ * as Redis does for non-shared integers.
+ */
+#include "cmd.h"
+
+#include "kv_assert.h"
+#include "kv_error.h"
+#include "kv_limits.h"
+#include "kvd_settings.h"
+#include "resp_parse.h"
+#include "server.h"
+#include "tbl.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define LONG_STR_SIZE 21 /* digits of INT64_MIN plus the sign */
+
+static uint64_t key_hash(const struct resp_arg *a)
+{
+    return tbl_hash(a->ptr, a->len);
+}
+
+static const struct tbl_entry *lookup(struct cmd_ctx *x, const struct resp_arg *key, uint64_t h)
+{
+    const struct tbl_entry *e = tbl_get(cmd_tbl(x, h), key->ptr, key->len, h, x->now_ms);
+    if (e != NULL) {
+        STAT_ADD(x->sh->stats.keyspace_hits, 1);
+    } else {
+        STAT_ADD(x->sh->stats.keyspace_misses, 1);
+    }
+    return e;
+}
+
+static void reply_entry(struct cmd_ctx *x, const struct tbl_entry *e)
+{
+    if (e == NULL) {
+        reply_null(x->out);
+        return;
+    }
+    size_t n;
+    const void *v = tbl_entry_val(e, &n);
+    reply_bulk(x->out, v, n);
+}
+
+static bool too_long(struct cmd_ctx *x, uint64_t total)
+{
+    if (total > (uint64_t)KV_CONF_GET(kvd_settings.proto_max_bulk_len)) {
+        reply_error(x->out, "ERR string exceeds maximum allowed size (proto-max-bulk-len)");
+        return true;
+    }
+    return false;
+}
+
+void cmd_get(struct cmd_ctx *x)
+{
+    reply_entry(x, lookup(x, &x->argv[1], key_hash(&x->argv[1])));
+}
+
+/* ---- SET and friends --------------------------------------------------------- */
+
+enum set_opt {
+    SET_NX = 1 << 0,
+    SET_XX = 1 << 1,
+    SET_GET = 1 << 2,
+    SET_KEEPTTL = 1 << 3,
+    SET_EX = 1 << 4,
+    SET_PX = 1 << 5,
+    SET_EXAT = 1 << 6,
+    SET_PXAT = 1 << 7,
+    SET_PERSIST = 1 << 8, /* GETEX only */
+};
+#define SET_ANY_EXPIRE (SET_EX | SET_PX | SET_EXAT | SET_PXAT)
+
+/*
+ * Converts an expire argument to an absolute time in ms, Redis's rules: the number
+ * must be a positive integer and must not overflow. Returns false after replying.
+ */
+static bool expire_abs_ms(struct cmd_ctx *x, const struct resp_arg *a, unsigned unit_opt,
+                          const char *cmdname, int64_t *out)
+{
+    int64_t v;
+    if (!cmd_parse_i64(a, &v)) {
+        reply_err_not_int(x->out);
+        return false;
+    }
+    bool seconds = unit_opt & (SET_EX | SET_EXAT);
+    if (v <= 0 || (seconds && v > INT64_MAX / 1000)) {
+        reply_error(x->out, "ERR invalid expire time in '%s' command", cmdname);
+        return false;
+    }
+    if (seconds) {
+        v *= 1000;
+    }
+    if (unit_opt & (SET_EX | SET_PX)) {
+        if (v > INT64_MAX - x->now_ms) {
+            reply_error(x->out, "ERR invalid expire time in '%s' command", cmdname);
+            return false;
+        }
+        v += x->now_ms;
+    }
+    *out = v;
+    return true;
+}
+
+/*
+ * Parses SET / GETEX options from argv[first..]. `allowed` masks what the command
+ * accepts. Returns false after replying a syntax error.
+ */
+static bool parse_set_opts(struct cmd_ctx *x, size_t first, unsigned allowed, unsigned *opts,
+                           size_t *expire_arg)
+{
+    static const struct {
+        const char *word;
+        unsigned opt;
+        unsigned conflicts;
+    } words[] = {
+        {"nx", SET_NX, SET_XX},
+        {"xx", SET_XX, SET_NX},
+        {"get", SET_GET, 0},
+        {"keepttl", SET_KEEPTTL, SET_ANY_EXPIRE | SET_PERSIST},
+        {"persist", SET_PERSIST, SET_ANY_EXPIRE | SET_KEEPTTL},
+        {"ex", SET_EX, SET_ANY_EXPIRE | SET_KEEPTTL | SET_PERSIST},
+        {"px", SET_PX, SET_ANY_EXPIRE | SET_KEEPTTL | SET_PERSIST},
+        {"exat", SET_EXAT, SET_ANY_EXPIRE | SET_KEEPTTL | SET_PERSIST},
+        {"pxat", SET_PXAT, SET_ANY_EXPIRE | SET_KEEPTTL | SET_PERSIST},
+    };
+    *opts = 0;
+    *expire_arg = 0;
+    for (size_t i = first; i < x->argc; i++) {
+        size_t w = 0;
+        while (w < KV_ARRAY_LEN(words) && !cmd_arg_is(&x->argv[i], words[w].word)) {
+            w++;
+        }
+        if (w == KV_ARRAY_LEN(words) || !(allowed & words[w].opt) || (*opts & words[w].conflicts)) {
+            reply_err_syntax(x->out);
+            return false;
+        }
+        *opts |= words[w].opt;
+        if (words[w].opt & SET_ANY_EXPIRE) {
+            if (i + 1 >= x->argc) {
+                reply_err_syntax(x->out);
+                return false;
+            }
+            *expire_arg = ++i;
+        }
+    }
+    return true;
+}
+
+/* The shared tail of SET, SETNX, SETEX, PSETEX, GETSET: store and reply. */
+static void set_generic(struct cmd_ctx *x, const struct resp_arg *key, const struct resp_arg *val,
+                        unsigned opts, int64_t expire_ms, int reply_kind)
+{
+    uint64_t h = key_hash(key);
+    struct tbl_put_args pa = {
+        .val = val->ptr,
+        .val_len = val->len,
+        .expire_ms = expire_ms,
+        .flags = ((opts & SET_NX) ? TBL_NX : 0) | ((opts & SET_XX) ? TBL_XX : 0) |
+                 ((opts & SET_KEEPTTL) ? TBL_KEEPTTL : 0),
+        .type = TBL_TYPE_STRING,
+    };
+    struct tbl_entry *old = NULL;
+    int rc = tbl_put(cmd_tbl(x, h), key->ptr, key->len, h, &pa, x->now_ms,
+                     (opts & SET_GET) ? &old : NULL);
+    if (rc == KV_ENOMEM) {
+        reply_error(x->out, "OOM command not allowed when used memory > 'maxmemory'.");
+        return;
+    }
+    if (rc == KV_ELIMIT) {
+        reply_error(x->out, "ERR string exceeds maximum allowed size (proto-max-bulk-len)");
+        return;
+    }
+    KV_ASSERT(rc == 0 || rc == KV_EEXIST || rc == KV_ENOTFOUND);
+    if (opts & SET_GET) {
+        /* SET ... GET replies the old value whether or not the condition held. */
+        if (rc != 0) {
+            reply_entry(x, lookup(x, key, h));
+        } else {
+            reply_entry(x, old);
+        }
+        if (old != NULL) {
+            tbl_entry_free(old);
+        }
+        return;
+    }
+    if (reply_kind == 1) { /* SETNX: 1 or 0 */
+        reply_int(x->out, rc == 0);
+    } else if (rc == 0) {
+        reply_ok(x->out);
+    } else {
+        reply_null(x->out);
+    }
+}
+
+void cmd_set(struct cmd_ctx *x)
+{
+    unsigned opts;
+    size_t ea;
+    unsigned allowed = SET_NX | SET_XX | SET_GET | SET_KEEPTTL | SET_ANY_EXPIRE;
+    if (!parse_set_opts(x, 3, allowed, &opts, &ea)) {
+        return;
+    }
+    int64_t when = 0;
+    if (ea != 0 && !expire_abs_ms(x, &x->argv[ea], opts & SET_ANY_EXPIRE, "set", &when)) {
+        return;
+    }
+    set_generic(x, &x->argv[1], &x->argv[2], opts, when, 0);
+}
+
+void cmd_setnx(struct cmd_ctx *x)
+{
+    set_generic(x, &x->argv[1], &x->argv[2], SET_NX, 0, 1);
+}
+
+static void setex_generic(struct cmd_ctx *x, unsigned unit, const char *name)
+{
+    int64_t when;
+    if (!expire_abs_ms(x, &x->argv[2], unit, name, &when)) {
+        return;
+    }
+    set_generic(x, &x->argv[1], &x->argv[3], 0, when, 0);
+}
+
+void cmd_setex(struct cmd_ctx *x)
+{
+    setex_generic(x, SET_EX, "setex");
+}
+
+void cmd_psetex(struct cmd_ctx *x)
+{
+    setex_generic(x, SET_PX, "psetex");
+}
+
+void cmd_getset(struct cmd_ctx *x)
+{
+    set_generic(x, &x->argv[1], &x->argv[2], SET_GET, 0, 0);
+}
+
+void cmd_getdel(struct cmd_ctx *x)
+{
+    const struct resp_arg *key = &x->argv[1];
+    uint64_t h = key_hash(key);
+    struct tbl_entry *old = NULL;
+    if (tbl_del(cmd_tbl(x, h), key->ptr, key->len, h, x->now_ms, &old) != 0) {
+        reply_null(x->out);
+        return;
+    }
+    reply_entry(x, old);
+    tbl_entry_free(old);
+}
+
+void cmd_getex(struct cmd_ctx *x)
+{
+    unsigned opts;
+    size_t ea;
+    if (!parse_set_opts(x, 2, SET_ANY_EXPIRE | SET_PERSIST, &opts, &ea)) {
+        return;
+    }
+    int64_t when = 0;
+    if (ea != 0 && !expire_abs_ms(x, &x->argv[ea], opts & SET_ANY_EXPIRE, "getex", &when)) {
+        return;
+    }
+    const struct resp_arg *key = &x->argv[1];
+    uint64_t h = key_hash(key);
+    const struct tbl_entry *e = lookup(x, key, h);
+    reply_entry(x, e);
+    if (e != NULL && (ea != 0 || (opts & SET_PERSIST))) {
+        tbl_expire_set(cmd_tbl(x, h), key->ptr, key->len, h, x->now_ms, when);
+    }
+}
+
+/* ---- multi-key: MGET, MSET, MSETNX -------------------------------------------- */
+
+void cmd_mget(struct cmd_ctx *x)
+{
+    reply_array(x->out, x->argc - 1);
+    for (size_t i = 1; i < x->argc; i++) {
+        reply_entry(x, lookup(x, &x->argv[i], key_hash(&x->argv[i])));
+    }
+}
+
+void cmd_mset(struct cmd_ctx *x)
+{
+    if (x->argc % 2 == 0) {
+        reply_err_arity(x->out, x->desc->name);
+        return;
+    }
+    for (size_t i = 1; i + 1 < x->argc; i += 2) {
+        const struct resp_arg *key = &x->argv[i];
+        uint64_t h = key_hash(key);
+        struct tbl_put_args pa = {.val = x->argv[i + 1].ptr, .val_len = x->argv[i + 1].len};
+        int rc = tbl_put(cmd_tbl(x, h), key->ptr, key->len, h, &pa, x->now_ms, NULL);
+        if (rc != 0) {
+            reply_error(x->out, "OOM command not allowed when used memory > 'maxmemory'.");
+            return;
+        }
+    }
+    reply_ok(x->out);
+}
+
+void cmd_msetnx(struct cmd_ctx *x)
+{
+    if (x->argc % 2 == 0) {
+        reply_err_arity(x->out, x->desc->name);
+        return;
+    }
+    for (size_t i = 1; i + 1 < x->argc; i += 2) {
+        if (lookup(x, &x->argv[i], key_hash(&x->argv[i])) != NULL) {
+            reply_int(x->out, 0);
+            return;
+        }
+    }
+    for (size_t i = 1; i + 1 < x->argc; i += 2) {
+        const struct resp_arg *key = &x->argv[i];
+        uint64_t h = key_hash(key);
+        struct tbl_put_args pa = {.val = x->argv[i + 1].ptr, .val_len = x->argv[i + 1].len};
+        tbl_put(cmd_tbl(x, h), key->ptr, key->len, h, &pa, x->now_ms, NULL);
+    }
+    reply_int(x->out, 1);
+}
+
+/* ---- counters ---------------------------------------------------------------- */
+
+/* Parses a stored value as Redis's string2ll does; false if it is not an integer. */
+static bool value_i64(const struct tbl_entry *e, int64_t *out)
+{
+    size_t n;
+    const char *v = tbl_entry_val(e, &n);
+    struct resp_arg a = {v, n};
+    return cmd_parse_i64(&a, out);
+}
+
+static void store_i64(struct cmd_ctx *x, const struct resp_arg *key, uint64_t h, int64_t v)
+{
+    char buf[LONG_STR_SIZE + 1];
+    int n = snprintf(buf, sizeof buf, "%lld", (long long)v);
+    struct tbl_mod m;
+    int rc = tbl_modify(cmd_tbl(x, h), key->ptr, key->len, h, x->now_ms, (size_t)n, 0, &m);
+    if (rc != 0) {
+        reply_error(x->out, "OOM command not allowed when used memory > 'maxmemory'.");
+        return;
+    }
+    memcpy(m.val, buf, (size_t)n);
+    reply_int(x->out, v);
+}
+
+static void incr_generic(struct cmd_ctx *x, int64_t by)
+{
+    const struct resp_arg *key = &x->argv[1];
+    uint64_t h = key_hash(key);
+    const struct tbl_entry *e = lookup(x, key, h);
+    int64_t cur = 0;
+    if (e != NULL && !value_i64(e, &cur)) {
+        reply_err_not_int(x->out);
+        return;
+    }
+    if ((by < 0 && cur < 0 && by < INT64_MIN - cur) ||
+        (by > 0 && cur > 0 && by > INT64_MAX - cur)) {
+        reply_error(x->out, "ERR increment or decrement would overflow");
+        return;
+    }
+    store_i64(x, key, h, cur + by);
+}
+
+void cmd_incr(struct cmd_ctx *x)
+{
+    incr_generic(x, 1);
+}
+
+void cmd_decr(struct cmd_ctx *x)
+{
+    incr_generic(x, -1);
+}
+
+void cmd_incrby(struct cmd_ctx *x)
+{
+    int64_t by;
+    if (!cmd_parse_i64(&x->argv[2], &by)) {
+        reply_err_not_int(x->out);
+        return;
+    }
+    incr_generic(x, by);
+}
+
+void cmd_decrby(struct cmd_ctx *x)
+{
+    int64_t by;
+    if (!cmd_parse_i64(&x->argv[2], &by)) {
+        reply_err_not_int(x->out);
+        return;
+    }
+    if (by == INT64_MIN) {
+        reply_error(x->out, "ERR decrement would overflow");
+        return;
+    }
+    incr_generic(x, -by);
+}
+
+/* Redis's string2ld: the whole text is a finite long double, no spaces, not NaN. */
+static bool parse_ld(const char *p, size_t n, long double *out)
+{
+    char buf[5 * 1024 + 1];
+    if (n == 0 || n >= sizeof buf) {
+        return false;
+    }
+    memcpy(buf, p, n);
+    buf[n] = '\0';
+    if (buf[0] == ' ' || buf[0] == '\t' || buf[n - 1] == ' ' || buf[n - 1] == '\t') {
+        return false;
+    }
+    char *end;
+    errno = 0;
+    long double v = strtold(buf, &end);
+    if (*end != '\0' || errno == ERANGE || isnan(v)) {
+        return false;
+    }
+    *out = v;
+    return true;
+}
+
+/* Redis's ld2string(LD_STR_HUMAN): %.17Lf with trailing zeros (and the dot) cut. */
+static int format_ld(char *buf, size_t cap, long double v)
+{
+    int n = snprintf(buf, cap, "%.17Lf", v);
+    if (n <= 0 || (size_t)n >= cap) {
+        return -1;
+    }
+    if (strchr(buf, '.') != NULL) {
+        while (n > 0 && buf[n - 1] == '0') {
+            n--;
+        }
+        if (n > 0 && buf[n - 1] == '.') {
+            n--;
+        }
+    }
+    if (n == 2 && buf[0] == '-' && buf[1] == '0') {
+        buf[0] = '0';
+        n = 1;
+    }
+    buf[n] = '\0';
+    return n;
+}
+
+void cmd_incrbyfloat(struct cmd_ctx *x)
+{
+    const struct resp_arg *key = &x->argv[1];
+    long double by;
+    if (!parse_ld(x->argv[2].ptr, x->argv[2].len, &by)) {
+        reply_error(x->out, "ERR value is not a valid float");
+        return;
+    }
+    uint64_t h = key_hash(key);
+    const struct tbl_entry *e = lookup(x, key, h);
+    long double cur = 0;
+    if (e != NULL) {
+        size_t n;
+        const char *v = tbl_entry_val(e, &n);
+        if (!parse_ld(v, n, &cur)) {
+            reply_error(x->out, "ERR value is not a valid float");
+            return;
+        }
+    }
+    long double r = cur + by;
+    if (isnan(r) || isinf(r)) {
+        reply_error(x->out, "ERR increment would produce NaN or Infinity");
+        return;
+    }
+    char buf[5 * 1024];
+    int n = format_ld(buf, sizeof buf, r);
+    if (n < 0) {
+        reply_error(x->out, "ERR increment would produce NaN or Infinity");
+        return;
+    }
+    struct tbl_mod m;
+    if (tbl_modify(cmd_tbl(x, h), key->ptr, key->len, h, x->now_ms, (size_t)n, 0, &m) != 0) {
+        reply_error(x->out, "OOM command not allowed when used memory > 'maxmemory'.");
+        return;
+    }
+    memcpy(m.val, buf, (size_t)n);
+    reply_bulk(x->out, buf, (size_t)n);
+}
+
+/* ---- APPEND, STRLEN, GETRANGE, SETRANGE ---------------------------------------- */
+
+void cmd_append(struct cmd_ctx *x)
+{
+    const struct resp_arg *key = &x->argv[1];
+    const struct resp_arg *add = &x->argv[2];
+    uint64_t h = key_hash(key);
+    const struct tbl_entry *e = lookup(x, key, h);
+    size_t cur = 0;
+    if (e != NULL) {
+        tbl_entry_val(e, &cur);
+    }
+    if (too_long(x, (uint64_t)cur + add->len)) {
+        return;
+    }
+    struct tbl_mod m;
+    int rc = tbl_modify(cmd_tbl(x, h), key->ptr, key->len, h, x->now_ms, cur + add->len, 0, &m);
+    if (rc != 0) {
+        reply_error(x->out, "OOM command not allowed when used memory > 'maxmemory'.");
+        return;
+    }
+    KV_ASSERT(m.old_len == cur);
+    memcpy(m.val + cur, add->ptr, add->len);
+    reply_int(x->out, (int64_t)(cur + add->len));
+}
+
+void cmd_strlen(struct cmd_ctx *x)
+{
+    const struct tbl_entry *e = lookup(x, &x->argv[1], key_hash(&x->argv[1]));
+    size_t n = 0;
+    if (e != NULL) {
+        tbl_entry_val(e, &n);
+    }
+    reply_int(x->out, (int64_t)n);
+}
+
+void cmd_getrange(struct cmd_ctx *x)
+{
+    int64_t start, end;
+    if (!cmd_parse_i64(&x->argv[2], &start) || !cmd_parse_i64(&x->argv[3], &end)) {
+        reply_err_not_int(x->out);
+        return;
+    }
+    const struct tbl_entry *e = lookup(x, &x->argv[1], key_hash(&x->argv[1]));
+    size_t len = 0;
+    const char *v = e ? tbl_entry_val(e, &len) : "";
+    int64_t n = (int64_t)len;
+    if (start < 0 && end < 0 && start > end) {
+        reply_bulk(x->out, "", 0);
+        return;
+    }
+    if (start < 0) {
+        start = n + start;
+    }
+    if (end < 0) {
+        end = n + end;
+    }
+    if (start < 0) {
+        start = 0;
+    }
+    if (end < 0) {
+        end = 0;
+    }
+    if (end >= n) {
+        end = n - 1;
+    }
+    if (start > end || n == 0) {
+        reply_bulk(x->out, "", 0);
+        return;
+    }
+    reply_bulk(x->out, v + start, (size_t)(end - start + 1));
+}
+
+void cmd_substr(struct cmd_ctx *x)
+{
+    cmd_getrange(x);
+}
+
+void cmd_setrange(struct cmd_ctx *x)
+{
+    const struct resp_arg *key = &x->argv[1];
+    const struct resp_arg *val = &x->argv[3];
+    int64_t off;
+    if (!cmd_parse_i64(&x->argv[2], &off)) {
+        reply_err_not_int(x->out);
+        return;
+    }
+    if (off < 0) {
+        reply_error(x->out, "ERR offset is out of range");
+        return;
+    }
+    uint64_t h = key_hash(key);
+    const struct tbl_entry *e = lookup(x, key, h);
+    size_t cur = 0;
+    if (e != NULL) {
+        tbl_entry_val(e, &cur);
+    }
+    if (val->len == 0) {
+        reply_int(x->out, (int64_t)cur); /* nothing to write; a missing key stays missing */
+        return;
+    }
+    if (too_long(x, (uint64_t)off + val->len)) {
+        return;
+    }
+    size_t need = (size_t)off + val->len;
+    size_t len = need > cur ? need : cur;
+    struct tbl_mod m;
+    if (tbl_modify(cmd_tbl(x, h), key->ptr, key->len, h, x->now_ms, len, 0, &m) != 0) {
+        reply_error(x->out, "OOM command not allowed when used memory > 'maxmemory'.");
+        return;
+    }
+    memcpy(m.val + off, val->ptr, val->len);
+    reply_int(x->out, (int64_t)len);
+}
+
+void cmd_lcs_unsupported(struct cmd_ctx *x)
+{
+    reply_error(x->out, "ERR LCS is not supported");
+}

@@ -1,0 +1,1389 @@
+/*
+ * conn: client connections of one shard thread.
+ *
+ * Input. One multishot receive per connection fills buffers from the shard's
+ * provided-buffer ring. Each buffer is fed to the connection's RESP parser and every
+ * complete command is dispatched at once; the buffer then goes straight back to the
+ * ring. If dispatching must pause (a queue to another shard is full, or too many
+ * replies are outstanding), the connection keeps the buffer it was parsing ("held")
+ * and copies whatever arrives meanwhile into its "stash"; both are bounded by
+ * client-query-buffer-limit.
+ *
+ * Dispatch. A command runs on the shard that owns its key's partition (cmd.h). Local
+ * commands run at once. Remote ones are serialized into a message for the owner,
+ * which runs them and sends the encoded reply back.
+ *
+ * Reply order. Replies must leave in request order. While no reply is outstanding, a
+ * local command writes straight into the connection's output chain: the fast path,
+ * no copy. Once one is outstanding, every later reply takes a slot in the connection's
+ * pending ring (struct pend), in request order: local ones are encoded into the
+ * shard's scratch output and kept as bytes; remote ones wait for their messages. The
+ * ready prefix of the ring moves to the output chain after every event.
+ *
+ * Lifetime. A connection is freed only when no completion (receive, send) and no
+ * reply from another shard can still refer to it: closing shuts the socket down,
+ * which ends the outstanding operations, and the free happens on the last one.
+ *
+ * Thread: the owning shard's thread only, except conn_exec_remote which runs on the
+ * executing shard and touches nothing of the connection but its address.
+ */
+#include "conn.h"
+
+#include "cmd.h"
+#include "kv_assert.h"
+#include "kv_clock.h"
+#include "kv_error.h"
+#include "kv_log.h"
+#include "kvd_settings.h"
+#include "resp_alloc.h"
+#include "resp_out.h"
+#include "resp_parse.h"
+#include "route.h"
+#include "server.h"
+#include "shard.h"
+#include "slowlog.h"
+#include "spsc.h"
+#include "tbl.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <mimalloc.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define CONN_UD_RECV      1u
+#define CONN_UD_SEND      2u
+#define CONN_UD_MASK      63u
+#define CONN_PENDING_MAX  256u /* replies outstanding per connection before input pauses */
+#define CONN_IOV_MAX      32   /* iovecs per sendmsg */
+#define CONN_NAME_MAX     64
+#define OUT_BLOCK_BYTES   (16u * 1024)
+#define OUT_POOL_PREALLOC (1u << 20)
+#define ARGV_STACK        64 /* arguments decoded on the stack for remote requests */
+
+/* One reply slot, in request order. */
+struct pend {
+    uint32_t parts_left; /* messages still expected; 0 = ready */
+    uint8_t merge;       /* enum cmd_merge, or CMD_MERGE_NONE for one blob */
+    uint8_t proto;
+    int64_t sum;
+    char *blob; /* CMD_MERGE_NONE: the reply bytes (mi heap of whichever shard) */
+    size_t len;
+    struct gather *g; /* fan-out with per-part bytes */
+};
+
+/* Fan-out state: each part's reply bytes, and for MGET which part holds each key. */
+struct gather {
+    uint32_t nkeys;
+    uint32_t nparts;
+    char *part_blob[KVD_THREADS_MAX];
+    size_t part_len[KVD_THREADS_MAX];
+    uint16_t owner[]; /* MGET: key i (0-based) lives on part owner[i] */
+};
+
+struct conn {
+    struct shard *sh;
+    struct conn *prev, *next;
+    struct conn *dirty_next;
+    struct conn *blocked_next;
+    int fd;
+    uint32_t flags;
+    int inflight; /* completions still expected */
+    uint64_t id;
+    struct resp_parser *parser;
+    struct resp_out out;
+    int resp;
+
+    /* input held while paused */
+    int held_bid;    /* provided buffer being parsed, -1 if none */
+    char *held_heap; /* or a heap buffer (former stash) being parsed */
+    char *stash;
+    size_t stash_len, stash_cap;
+
+    /* replies outstanding, a ring indexed by sequence number */
+    struct pend *pend;
+    uint32_t pend_head, pend_tail;
+    uint32_t remote_waiting; /* messages sent and not yet answered */
+
+    /* messages that found their queue full */
+    struct xmsg outbox[4];
+    uint32_t outbox_len;
+    struct xmsg *outbox_more; /* heap spill for fan-outs wider than outbox */
+    uint32_t outbox_more_len;
+
+    /* sending */
+    struct iovec iov[CONN_IOV_MAX];
+    struct msghdr msg;
+
+    char name[CONN_NAME_MAX];
+    char addr[48];
+    char laddr[48];
+    int64_t created_ms;
+    int64_t last_ms;
+    const char *last_cmd;
+};
+
+struct xmsg_list {
+    struct xmsg m;
+    struct xmsg_list *next;
+};
+
+static void conn_process(struct conn *c);
+static void conn_maybe_free(struct conn *c);
+static void close_conn(struct conn *c);
+
+/* ---- small accessors ----------------------------------------------------------- */
+
+uint64_t conn_id(const struct conn *c)
+{
+    return c->id;
+}
+
+int conn_resp(const struct conn *c)
+{
+    return c->resp;
+}
+
+void conn_set_resp(struct conn *c, int proto)
+{
+    KV_ASSERT(proto == 2 || proto == 3);
+    c->resp = proto;
+    resp_out_set_proto(&c->out, proto);
+}
+
+bool conn_authed(const struct conn *c)
+{
+    return c->flags & CONN_AUTHED;
+}
+
+void conn_set_authed(struct conn *c, bool authed)
+{
+    if (authed) {
+        c->flags |= CONN_AUTHED;
+    } else {
+        c->flags &= ~CONN_AUTHED;
+    }
+    resp_parser_set_auth_required(c->parser, !authed);
+}
+
+void conn_set_name(struct conn *c, const char *name, size_t len)
+{
+    if (len >= sizeof c->name) {
+        len = sizeof c->name - 1;
+    }
+    memcpy(c->name, name, len);
+    c->name[len] = '\0';
+}
+
+const char *conn_name(const struct conn *c)
+{
+    return c->name;
+}
+
+void conn_close_after_reply(struct conn *c)
+{
+    c->flags |= CONN_CLOSE_AFTER;
+}
+
+struct conn *conn_first(struct shard *sh)
+{
+    return sh->conns;
+}
+
+struct conn *conn_next(struct conn *c)
+{
+    return c->next;
+}
+
+void conn_kill(struct conn *c)
+{
+    c->flags |= CONN_KILLED;
+    close_conn(c);
+}
+
+void conn_info(const struct conn *c, int64_t now_ms, struct conn_info *out)
+{
+    out->id = c->id;
+    snprintf(out->addr, sizeof out->addr, "%s", c->addr);
+    snprintf(out->laddr, sizeof out->laddr, "%s", c->laddr);
+    out->fd = c->fd;
+    out->name = c->name;
+    out->age_s = (now_ms - c->created_ms) / 1000;
+    out->idle_s = (now_ms - c->last_ms) / 1000;
+    out->resp = c->resp;
+    out->qbuf = c->stash_len;
+    out->omem = resp_out_queued_bytes(&c->out);
+    out->last_cmd = c->last_cmd ? c->last_cmd : "NULL";
+}
+
+/* ---- shard setup ------------------------------------------------------------- */
+
+int conn_shard_setup(struct shard *sh)
+{
+    struct resp_alloc a;
+    resp_alloc_mi_heap(&a, sh->heap);
+    /* The pool is bounded per client by client-output-buffer-limit, not globally. */
+    int rc = resp_pool_create(&sh->pool, &a, OUT_BLOCK_BYTES, SIZE_MAX / 2, OUT_POOL_PREALLOC);
+    if (rc != 0) {
+        return rc;
+    }
+    sh->scratch = mi_heap_malloc(sh->heap, sizeof *sh->scratch);
+    if (sh->scratch == NULL) {
+        return -ENOMEM;
+    }
+    resp_out_init(sh->scratch, sh->pool, (size_t)KV_CONF_GET(kvd_settings.output_buffer_limit));
+    return 0;
+}
+
+/* Moves everything queued in the scratch output into one heap blob. Returns NULL (and
+ * a zero length) when nothing is queued. */
+static char *scratch_take(struct shard *sh, size_t *len)
+{
+    struct resp_out *o = sh->scratch;
+    size_t n = resp_out_queued_bytes(o);
+    *len = n;
+    if (n == 0) {
+        return NULL;
+    }
+    char *blob = mi_heap_malloc(sh->heap, n);
+    KV_ASSERT(blob != NULL);
+    size_t off = 0;
+    while (off < n) {
+        struct iovec iov[16];
+        int cnt = resp_out_iov(o, iov, 16);
+        KV_ASSERT(cnt > 0);
+        size_t got = 0;
+        for (int i = 0; i < cnt; i++) {
+            memcpy(blob + off + got, iov[i].iov_base, iov[i].iov_len);
+            got += iov[i].iov_len;
+        }
+        resp_out_consume(o, got);
+        off += got;
+    }
+    KV_ASSERT(resp_out_queued_bytes(o) == 0);
+    return blob;
+}
+
+/* Resets the scratch output after a failed encode (limit): drops what it holds. */
+static void scratch_reset(struct shard *sh)
+{
+    resp_out_deinit(sh->scratch);
+    resp_out_init(sh->scratch, sh->pool, (size_t)KV_CONF_GET(kvd_settings.output_buffer_limit));
+}
+
+/* ---- lists ------------------------------------------------------------------- */
+
+static void mark_dirty(struct conn *c)
+{
+    if (!(c->flags & CONN_DIRTY)) {
+        c->flags |= CONN_DIRTY;
+        c->dirty_next = c->sh->dirty;
+        c->sh->dirty = c;
+    }
+}
+
+static void mark_blocked(struct conn *c)
+{
+    if (!(c->flags & CONN_BLOCKED)) {
+        c->flags |= CONN_BLOCKED;
+        c->blocked_next = c->sh->blocked;
+        c->sh->blocked = c;
+    }
+}
+
+/* ---- accept and close --------------------------------------------------------- */
+
+static void format_addr(int fd, bool peer, char *buf, size_t cap)
+{
+    struct sockaddr_in sa;
+    socklen_t len = sizeof sa;
+    int rc = peer ? getpeername(fd, (struct sockaddr *)&sa, &len)
+                  : getsockname(fd, (struct sockaddr *)&sa, &len);
+    char ip[INET_ADDRSTRLEN] = "?";
+    if (rc == 0 && sa.sin_family == AF_INET) {
+        inet_ntop(AF_INET, &sa.sin_addr, ip, sizeof ip);
+    }
+    snprintf(buf, cap, "%s:%u", ip, rc == 0 ? ntohs(sa.sin_port) : 0);
+}
+
+static void arm_recv(struct conn *c)
+{
+    KV_ASSERT(!(c->flags & CONN_RECV_ARMED));
+    struct io_uring_sqe *sqe = shard_sqe(c->sh);
+    io_uring_prep_recv_multishot(sqe, c->fd, NULL, 0, 0);
+    sqe->flags |= IOSQE_BUFFER_SELECT;
+    sqe->buf_group = shard_bgid();
+    io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)c | CONN_UD_RECV);
+    c->flags |= CONN_RECV_ARMED;
+    c->inflight++;
+}
+
+void conn_accept(struct shard *sh, int fd)
+{
+    struct server *srv = sh->srv;
+    int64_t max = KV_CONF_GET(kvd_settings.maxclients);
+    if (atomic_fetch_add_explicit(&srv->clients, 1, memory_order_relaxed) >= max) {
+        atomic_fetch_sub_explicit(&srv->clients, 1, memory_order_relaxed);
+        static const char msg[] = "-ERR max number of clients reached\r\n";
+        ssize_t w = write(fd, msg, sizeof msg - 1);
+        (void)w;
+        close(fd);
+        STAT_ADD(sh->stats.rejected, 1);
+        return;
+    }
+    struct conn *c = mi_heap_zalloc_aligned(sh->heap, sizeof *c, 64);
+    struct resp_alloc a;
+    resp_alloc_mi_heap(&a, sh->heap);
+    struct resp_parse_limits lim = resp_parse_limits_default();
+    lim.bulk_bytes_max = KV_CONF_GET(kvd_settings.proto_max_bulk_len);
+    lim.query_bytes_max = KV_CONF_GET(kvd_settings.query_buffer_limit);
+    if (c == NULL || resp_parser_create(&c->parser, &a, &lim) != 0) {
+        mi_free(c);
+        close(fd);
+        atomic_fetch_sub_explicit(&srv->clients, 1, memory_order_relaxed);
+        return;
+    }
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    c->sh = sh;
+    c->fd = fd;
+    c->id = atomic_fetch_add_explicit(&srv->next_conn_id, 1, memory_order_relaxed) + 1;
+    c->held_bid = -1;
+    c->resp = 2;
+    c->created_ms = c->last_ms = kv_clock_real_ms();
+    resp_out_init(&c->out, sh->pool, (size_t)KV_CONF_GET(kvd_settings.output_buffer_limit));
+    format_addr(fd, true, c->addr, sizeof c->addr);
+    format_addr(fd, false, c->laddr, sizeof c->laddr);
+    conn_set_authed(c, kvd_settings.requirepass[0] == '\0');
+    c->next = sh->conns;
+    if (sh->conns != NULL) {
+        sh->conns->prev = c;
+    }
+    sh->conns = c;
+    sh->conn_count++;
+    STAT_ADD(sh->stats.connections, 1);
+    arm_recv(c);
+}
+
+static void close_conn(struct conn *c)
+{
+    if (c->flags & CONN_CLOSING) {
+        return;
+    }
+    c->flags |= CONN_CLOSING;
+    /* Ends the multishot receive and any send in flight; their completions free us. */
+    shutdown(c->fd, SHUT_RDWR);
+    conn_maybe_free(c);
+}
+
+static void free_pend(struct pend *p)
+{
+    mi_free(p->blob);
+    if (p->g != NULL) {
+        for (uint32_t i = 0; i < KVD_THREADS_MAX; i++) {
+            mi_free(p->g->part_blob[i]);
+        }
+        mi_free(p->g);
+    }
+    memset(p, 0, sizeof *p);
+}
+
+static void conn_maybe_free(struct conn *c)
+{
+    if (!(c->flags & CONN_CLOSING) || c->inflight > 0 || c->remote_waiting > 0 ||
+        c->outbox_len > 0 || (c->flags & (CONN_DIRTY | CONN_BLOCKED))) {
+        return;
+    }
+    struct shard *sh = c->sh;
+    if (c->held_bid >= 0) {
+        shard_buf_return(sh, (uint16_t)c->held_bid);
+    }
+    mi_free(c->held_heap);
+    mi_free(c->stash);
+    mi_free(c->outbox_more);
+    if (c->pend != NULL) {
+        for (uint32_t s = c->pend_head; s != c->pend_tail; s++) {
+            free_pend(&c->pend[s % CONN_PENDING_MAX]);
+        }
+        mi_free(c->pend);
+    }
+    resp_parser_destroy(c->parser);
+    resp_out_deinit(&c->out);
+    close(c->fd);
+    if (c->prev != NULL) {
+        c->prev->next = c->next;
+    } else {
+        sh->conns = c->next;
+    }
+    if (c->next != NULL) {
+        c->next->prev = c->prev;
+    }
+    sh->conn_count--;
+    atomic_fetch_sub_explicit(&sh->srv->clients, 1, memory_order_relaxed);
+    mi_free(c);
+}
+
+/* ---- pending replies ----------------------------------------------------------- */
+
+static uint32_t pend_count(const struct conn *c)
+{
+    return c->pend_tail - c->pend_head;
+}
+
+static struct pend *pend_push(struct conn *c)
+{
+    if (c->pend == NULL) {
+        c->pend = mi_heap_zalloc(c->sh->heap, CONN_PENDING_MAX * sizeof c->pend[0]);
+        KV_ASSERT(c->pend != NULL);
+    }
+    KV_ASSERT(pend_count(c) < CONN_PENDING_MAX);
+    struct pend *p = &c->pend[c->pend_tail % CONN_PENDING_MAX];
+    memset(p, 0, sizeof *p);
+    p->proto = (uint8_t)c->resp;
+    c->pend_tail++;
+    return p;
+}
+
+/* Skips one RESP element in buf[*off..len): bulk, null or simple (MGET/KEYS parts). */
+static void skip_elem(const char *buf, size_t len, size_t *off)
+{
+    size_t i = *off;
+    KV_ASSERT(i < len);
+    const char *nl = memchr(buf + i, '\n', len - i);
+    KV_ASSERT(nl != NULL);
+    size_t line_end = (size_t)(nl - buf) + 1;
+    if (buf[i] == '$') {
+        long long n = strtoll(buf + i + 1, NULL, 10);
+        *off = n < 0 ? line_end : line_end + (size_t)n + 2;
+    } else {
+        *off = line_end;
+    }
+    KV_ASSERT(*off <= len);
+}
+
+/* Offset of the first element after an aggregate header "*N\r\n" (or "~N"). */
+static size_t after_header(const char *buf, size_t len, long long *count)
+{
+    KV_ASSERT(len >= 4 && (buf[0] == '*' || buf[0] == '~'));
+    *count = strtoll(buf + 1, NULL, 10);
+    const char *nl = memchr(buf, '\n', len);
+    KV_ASSERT(nl != NULL);
+    return (size_t)(nl - buf) + 1;
+}
+
+/* Writes a finished fan-out reply into the connection's output. */
+static void emit_merged(struct conn *c, struct pend *p)
+{
+    struct resp_out *o = &c->out;
+    struct gather *g = p->g;
+    switch (p->merge) {
+    case CMD_MERGE_SUM:
+        reply_int(o, p->sum);
+        break;
+    case CMD_MERGE_OK:
+        reply_ok(o);
+        break;
+    case CMD_MERGE_ARRAY: {
+        size_t off[KVD_THREADS_MAX];
+        for (uint32_t t = 0; t < KVD_THREADS_MAX; t++) {
+            long long n = 0;
+            off[t] = g->part_blob[t] ? after_header(g->part_blob[t], g->part_len[t], &n) : 0;
+        }
+        reply_array(o, g->nkeys);
+        for (uint32_t i = 0; i < g->nkeys; i++) {
+            uint16_t t = g->owner[i];
+            size_t start = off[t];
+            skip_elem(g->part_blob[t], g->part_len[t], &off[t]);
+            reply_raw(o, g->part_blob[t] + start, off[t] - start);
+        }
+        break;
+    }
+    case CMD_MERGE_CONCAT: {
+        long long total = 0;
+        size_t start[KVD_THREADS_MAX] = {0};
+        for (uint32_t t = 0; t < KVD_THREADS_MAX; t++) {
+            long long n = 0;
+            if (g->part_blob[t] != NULL) {
+                start[t] = after_header(g->part_blob[t], g->part_len[t], &n);
+                total += n;
+            }
+        }
+        reply_array(o, (size_t)total);
+        for (uint32_t t = 0; t < KVD_THREADS_MAX; t++) {
+            if (g->part_blob[t] != NULL) {
+                reply_raw(o, g->part_blob[t] + start[t], g->part_len[t] - start[t]);
+            }
+        }
+        break;
+    }
+    case CMD_MERGE_FIRST: {
+        for (uint32_t t = 0; t < KVD_THREADS_MAX; t++) {
+            if (g->part_blob[t] != NULL && g->part_blob[t][0] == '$' && g->part_blob[t][1] != '-') {
+                reply_raw(o, g->part_blob[t], g->part_len[t]);
+                return;
+            }
+        }
+        reply_null(o);
+        break;
+    }
+    default:
+        KV_ASSERT(0);
+    }
+}
+
+/* Moves the ready prefix of the pending ring into the output chain. */
+static void pend_drain(struct conn *c)
+{
+    while (pend_count(c) > 0) {
+        struct pend *p = &c->pend[c->pend_head % CONN_PENDING_MAX];
+        if (p->parts_left > 0) {
+            break;
+        }
+        if (!(c->flags & CONN_CLOSING)) {
+            if (p->merge == CMD_MERGE_NONE) {
+                if (p->len > 0) {
+                    reply_raw(&c->out, p->blob, p->len);
+                }
+            } else {
+                emit_merged(c, p);
+            }
+        }
+        free_pend(p);
+        c->pend_head++;
+    }
+    if (resp_out_queued_bytes(&c->out) > 0) {
+        mark_dirty(c);
+    }
+}
+
+/* ---- argv serialization for forwarded requests ----------------------------------- */
+
+/* Layout: u32 argc, then per argument u32 length and the bytes. */
+static void *argv_pack(struct shard *sh, size_t argc, const struct resp_arg *const *args,
+                       size_t *len_out)
+{
+    size_t len = 4;
+    for (size_t i = 0; i < argc; i++) {
+        len += 4 + args[i]->len;
+    }
+    char *blob = mi_heap_malloc(sh->heap, len);
+    KV_ASSERT(blob != NULL);
+    uint32_t n32 = (uint32_t)argc;
+    memcpy(blob, &n32, 4);
+    size_t off = 4;
+    for (size_t i = 0; i < argc; i++) {
+        uint32_t l = (uint32_t)args[i]->len;
+        memcpy(blob + off, &l, 4);
+        memcpy(blob + off + 4, args[i]->ptr, l);
+        off += 4 + l;
+    }
+    KV_ASSERT(off == len);
+    *len_out = len;
+    return blob;
+}
+
+static size_t argv_unpack(const char *blob, size_t len, struct resp_arg *argv, size_t max)
+{
+    uint32_t argc;
+    KV_ASSERT(len >= 4);
+    memcpy(&argc, blob, 4);
+    KV_ASSERT(argc <= max);
+    size_t off = 4;
+    for (uint32_t i = 0; i < argc; i++) {
+        uint32_t l;
+        memcpy(&l, blob + off, 4);
+        argv[i].ptr = blob + off + 4;
+        argv[i].len = l;
+        off += 4 + l;
+    }
+    KV_ASSERT(off == len);
+    return argc;
+}
+
+/* ---- execution ------------------------------------------------------------------ */
+
+static void run(struct shard *sh, struct conn *c, const struct cmd_desc *d, size_t argc,
+                const struct resp_arg *argv, struct resp_out *out, int64_t *sum)
+{
+    struct cmd_ctx x = {
+        .argc = argc,
+        .argv = argv,
+        .desc = d,
+        .sh = sh,
+        .conn = c,
+        .out = out,
+        .now_ms = sh->now_ms,
+    };
+    uint64_t t0 = kv_clock_mono_ns();
+    d->fn(&x);
+    uint64_t us = (kv_clock_mono_ns() - t0) / 1000;
+    size_t row = cmd_index(d);
+    STAT_ADD(sh->stats.commands, 1);
+    STAT_ADD(sh->stats.cmd_calls[row], 1);
+    STAT_ADD(sh->stats.cmd_usec[row], us);
+    int64_t slow_us = KV_CONF_GET(kvd_settings.slowlog_slower_than_us);
+    if (KV_UNLIKELY(slow_us >= 0 && us >= (uint64_t)slow_us)) {
+        slowlog_maybe_add(argc, argv, us, sh->now_ms, c ? c->addr : "", c ? c->name : "");
+    }
+    if (sum != NULL) {
+        *sum = x.sum;
+    }
+}
+
+/* Runs a command here and queues its reply in order. */
+static void exec_local(struct conn *c, const struct cmd_desc *d, size_t argc,
+                       const struct resp_arg *argv)
+{
+    struct shard *sh = c->sh;
+    if (pend_count(c) == 0) {
+        run(sh, c, d, argc, argv, &c->out, NULL);
+        mark_dirty(c);
+        return;
+    }
+    resp_out_set_proto(sh->scratch, c->resp);
+    run(sh, c, d, argc, argv, sh->scratch, NULL);
+    struct pend *p = pend_push(c);
+    if (resp_out_error(sh->scratch) != 0) {
+        scratch_reset(sh);
+        close_conn(c);
+        return;
+    }
+    p->blob = scratch_take(sh, &p->len);
+    pend_drain(c);
+}
+
+static void outbox_add(struct conn *c, const struct xmsg *m)
+{
+    if (c->outbox_len < KV_ARRAY_LEN(c->outbox)) {
+        c->outbox[c->outbox_len++] = *m;
+    } else {
+        c->outbox_more =
+            mi_heap_realloc(c->sh->heap, c->outbox_more, (c->outbox_more_len + 1) * sizeof *m);
+        KV_ASSERT(c->outbox_more != NULL);
+        c->outbox_more[c->outbox_more_len++] = *m;
+    }
+    mark_blocked(c);
+}
+
+static void send_req(struct conn *c, uint32_t to, const struct cmd_desc *d, uint32_t seq,
+                     uint32_t part, size_t argc, const struct resp_arg *const *args)
+{
+    struct xmsg m = {
+        .kind = XM_REQ,
+        .proto = (uint8_t)c->resp,
+        .src = (uint16_t)c->sh->id,
+        .seq = seq,
+        .conn = c,
+        .desc = d,
+        .part = part,
+    };
+    size_t len;
+    m.payload = argv_pack(c->sh, argc, args, &len);
+    m.payload_len = len;
+    c->remote_waiting++;
+    STAT_ADD(c->sh->stats.forwarded, 1);
+    if (c->outbox_len > 0 || !shard_send(c->sh, to, &m)) {
+        m.flags = to; /* remember the destination */
+        outbox_add(c, &m);
+    }
+}
+
+static void forward_one(struct conn *c, uint32_t to, const struct cmd_desc *d, size_t argc,
+                        const struct resp_arg *argv)
+{
+    const struct resp_arg *args[ARGV_STACK];
+    const struct resp_arg **ap = args;
+    if (argc > ARGV_STACK) {
+        ap = mi_heap_malloc(c->sh->heap, argc * sizeof *ap);
+        KV_ASSERT(ap != NULL);
+    }
+    for (size_t i = 0; i < argc; i++) {
+        ap[i] = &argv[i];
+    }
+    struct pend *p = pend_push(c);
+    p->parts_left = 1;
+    send_req(c, to, d, c->pend_tail - 1, 0, argc, ap);
+    if (ap != args) {
+        mi_free(ap);
+    }
+}
+
+/* Stores one part's result in a pending slot; true if the slot became ready. */
+static bool part_done(struct pend *p, uint32_t part, char *blob, size_t len, int64_t value)
+{
+    KV_ASSERT(p->parts_left > 0);
+    p->sum += value;
+    if (p->g != NULL && (p->merge == CMD_MERGE_ARRAY || p->merge == CMD_MERGE_CONCAT ||
+                         p->merge == CMD_MERGE_FIRST)) {
+        KV_ASSERT(part < KVD_THREADS_MAX && p->g->part_blob[part] == NULL);
+        p->g->part_blob[part] = blob;
+        p->g->part_len[part] = len;
+    } else {
+        mi_free(blob);
+    }
+    return --p->parts_left == 0;
+}
+
+/*
+ * Fan-out: runs `d` on every shard that owns some of its keys (or, for CMD_EXEC_ALL,
+ * on every shard), each with its own subset of the arguments, and merges the results.
+ */
+static void fan_out(struct conn *c, const struct cmd_desc *d, size_t argc,
+                    const struct resp_arg *argv, const uint16_t *owner_of_key)
+{
+    struct shard *sh = c->sh;
+    uint32_t nthreads = sh->srv->nthreads;
+    size_t nkeys = 0;
+    int step = d->key_step > 0 ? d->key_step : 1;
+    if (d->exec == CMD_EXEC_MULTI) {
+        nkeys = (argc - 1) / (size_t)step;
+    }
+    struct pend *p = pend_push(c);
+    uint32_t seq = c->pend_tail - 1;
+    p->merge = (uint8_t)d->merge;
+    p->g = mi_heap_zalloc(sh->heap, sizeof *p->g + nkeys * sizeof p->g->owner[0]);
+    KV_ASSERT(p->g != NULL);
+    p->g->nkeys = (uint32_t)nkeys;
+    for (size_t i = 0; i < nkeys; i++) {
+        p->g->owner[i] = owner_of_key[i];
+    }
+    const struct resp_arg **args = mi_heap_malloc(sh->heap, argc * sizeof *args);
+    KV_ASSERT(args != NULL);
+    /* Count the parts first so that a local part finishing early cannot complete it. */
+    bool used[KVD_THREADS_MAX] = {false};
+    uint32_t parts = 0;
+    for (uint32_t t = 0; t < nthreads; t++) {
+        bool any = d->exec == CMD_EXEC_ALL;
+        for (size_t i = 0; i < nkeys && !any; i++) {
+            any = owner_of_key[i] == t;
+        }
+        used[t] = any;
+        parts += any;
+    }
+    p->parts_left = parts + 1; /* +1 held until every part is sent */
+    for (uint32_t t = 0; t < nthreads; t++) {
+        if (!used[t]) {
+            continue;
+        }
+        size_t n = 0;
+        args[n++] = &argv[0];
+        if (d->exec == CMD_EXEC_ALL) {
+            for (size_t i = 1; i < argc; i++) {
+                args[n++] = &argv[i];
+            }
+        } else {
+            for (size_t i = 0; i < nkeys; i++) {
+                if (owner_of_key[i] == t) {
+                    for (int s = 0; s < step; s++) {
+                        args[n++] = &argv[1 + i * (size_t)step + (size_t)s];
+                    }
+                }
+            }
+        }
+        if (t == sh->id) {
+            struct resp_arg local[ARGV_STACK];
+            struct resp_arg *lv =
+                n <= ARGV_STACK ? local : mi_heap_malloc(sh->heap, n * sizeof *lv);
+            KV_ASSERT(lv != NULL);
+            for (size_t i = 0; i < n; i++) {
+                lv[i] = *args[i];
+            }
+            int64_t sum = 0;
+            resp_out_set_proto(sh->scratch, c->resp);
+            run(sh, NULL, d, n, lv, sh->scratch, &sum);
+            size_t len;
+            char *blob = scratch_take(sh, &len);
+            part_done(p, t, blob, len, sum);
+            if (lv != local) {
+                mi_free(lv);
+            }
+        } else {
+            send_req(c, t, d, seq, t, n, args);
+        }
+    }
+    mi_free(args);
+    if (--p->parts_left == 0) { /* the hold taken above */
+        pend_drain(c);
+    }
+}
+
+/* The shard owning a key hash. */
+static uint32_t owner(struct shard *sh, uint64_t h)
+{
+    return route_lookup(sh->srv->route, h)->thread;
+}
+
+static uint64_t arg_hash(const struct resp_arg *a)
+{
+    return tbl_hash(a->ptr, a->len);
+}
+
+/* SCAN's cursor names a partition (top 16 bits) and a position in its table. */
+static bool scan_owner(struct conn *c, const struct resp_arg *cur, uint32_t *thread)
+{
+    int64_t v;
+    uint64_t u = 0;
+    if (cmd_parse_i64(cur, &v)) {
+        u = (uint64_t)v;
+    } else {
+        /* cursors above INT64_MAX: parse as unsigned */
+        if (cur->len == 0 || cur->len > 20) {
+            return false;
+        }
+        for (size_t i = 0; i < cur->len; i++) {
+            if (cur->ptr[i] < '0' || cur->ptr[i] > '9') {
+                return false;
+            }
+            u = u * 10 + (uint64_t)(cur->ptr[i] - '0');
+        }
+    }
+    const struct route_table *rt = c->sh->srv->route;
+    uint64_t idx = u >> 48;
+    if (idx >= rt->count) {
+        idx = 0; /* a cursor we never issued: start over, as Redis tolerates */
+    }
+    *thread = rt->parts[idx].thread;
+    return true;
+}
+
+static void unknown_command(struct conn *c, const struct resp_cmd *cmd)
+{
+    char args[256];
+    size_t off = 0;
+    for (size_t i = 1; i < cmd->argc && off < 128; i++) {
+        int n = snprintf(args + off, sizeof args - off, "'%.*s' ",
+                         (int)(cmd->argv[i].len > 128 - off ? 128 - off : cmd->argv[i].len),
+                         cmd->argv[i].ptr);
+        if (n < 0) {
+            break;
+        }
+        off += (size_t)n;
+        if (off >= sizeof args) {
+            off = sizeof args - 1;
+        }
+    }
+    args[off] = '\0';
+    const struct resp_arg *name = &cmd->argv[0];
+    struct resp_out *o = pend_count(c) == 0 ? &c->out : c->sh->scratch;
+    resp_out_set_proto(o, c->resp);
+    reply_error(o, "ERR unknown command '%.*s', with args beginning with: %s",
+                (int)(name->len > 128 ? 128 : name->len), name->ptr, args);
+}
+
+/* Replies an error generated before execution, in order. */
+static void early_error(struct conn *c, const char *fmt, const char *arg)
+{
+    struct resp_out *o = pend_count(c) == 0 ? &c->out : c->sh->scratch;
+    resp_out_set_proto(o, c->resp);
+    reply_error(o, fmt, arg);
+}
+
+static void finish_early(struct conn *c)
+{
+    if (pend_count(c) == 0) {
+        mark_dirty(c);
+        return;
+    }
+    struct pend *p = pend_push(c);
+    p->blob = scratch_take(c->sh, &p->len);
+    pend_drain(c);
+}
+
+static void dispatch(struct conn *c, const struct resp_cmd *cmd)
+{
+    struct shard *sh = c->sh;
+    const struct cmd_desc *d = cmd_lookup(cmd->argv[0].ptr, cmd->argv[0].len);
+    c->last_ms = sh->now_ms;
+    if (d == NULL) {
+        unknown_command(c, cmd);
+        finish_early(c);
+        return;
+    }
+    c->last_cmd = d->name;
+    if (!(c->flags & CONN_AUTHED) && !(d->flags & CMD_NOAUTH)) {
+        early_error(c, "NOAUTH Authentication required.%s", "");
+        finish_early(c);
+        return;
+    }
+    if (!cmd_arity_ok(d, cmd->argc)) {
+        early_error(c, "ERR wrong number of arguments for '%s' command", d->name);
+        finish_early(c);
+        return;
+    }
+    size_t argc = cmd->argc;
+    const struct resp_arg *argv = cmd->argv;
+    switch (d->exec) {
+    case CMD_EXEC_CONN:
+        exec_local(c, d, argc, argv);
+        return;
+    case CMD_EXEC_KEY: {
+        uint32_t t = owner(sh, arg_hash(&argv[d->first_key]));
+        if (t == sh->id) {
+            exec_local(c, d, argc, argv);
+        } else {
+            forward_one(c, t, d, argc, argv);
+        }
+        return;
+    }
+    case CMD_EXEC_SAME: {
+        const struct route_table *rt = sh->srv->route;
+        const struct route_part *first = route_lookup(rt, arg_hash(&argv[d->first_key]));
+        size_t last = d->last_key < 0 ? argc - 1 : (size_t)d->last_key;
+        for (size_t i = (size_t)d->first_key; i <= last; i += (size_t)d->key_step) {
+            if (route_lookup(rt, arg_hash(&argv[i])) != first) {
+                early_error(c, "CROSSSLOT Keys in request don't hash to the same slot%s", "");
+                finish_early(c);
+                return;
+            }
+        }
+        if (first->thread == sh->id) {
+            exec_local(c, d, argc, argv);
+        } else {
+            forward_one(c, first->thread, d, argc, argv);
+        }
+        return;
+    }
+    case CMD_EXEC_SCAN: {
+        uint32_t t;
+        if (!scan_owner(c, &argv[1], &t)) {
+            early_error(c, "ERR invalid cursor%s", "");
+            finish_early(c);
+        } else if (t == sh->id) {
+            exec_local(c, d, argc, argv);
+        } else {
+            forward_one(c, t, d, argc, argv);
+        }
+        return;
+    }
+    case CMD_EXEC_MULTI: {
+        if (d->key_step == 2 && (argc - 1) % 2 != 0) {
+            early_error(c, "ERR wrong number of arguments for '%s' command", d->name);
+            finish_early(c);
+            return;
+        }
+        size_t nkeys = (argc - 1) / (size_t)d->key_step;
+        uint16_t stack_owners[ARGV_STACK];
+        uint16_t *owners =
+            nkeys <= ARGV_STACK ? stack_owners : mi_heap_malloc(sh->heap, nkeys * sizeof *owners);
+        KV_ASSERT(owners != NULL);
+        bool all_local = true;
+        for (size_t i = 0; i < nkeys; i++) {
+            owners[i] = (uint16_t)owner(sh, arg_hash(&argv[1 + i * (size_t)d->key_step]));
+            all_local &= owners[i] == sh->id;
+        }
+        if (all_local) {
+            exec_local(c, d, argc, argv);
+        } else {
+            fan_out(c, d, argc, argv, owners);
+        }
+        if (owners != stack_owners) {
+            mi_free(owners);
+        }
+        return;
+    }
+    case CMD_EXEC_ALL:
+        if (sh->srv->nthreads == 1) {
+            exec_local(c, d, argc, argv);
+        } else {
+            fan_out(c, d, argc, argv, NULL);
+        }
+        return;
+    }
+    KV_ASSERT(0);
+}
+
+/* ---- input -------------------------------------------------------------------- */
+
+static bool must_pause(const struct conn *c)
+{
+    return (c->flags & (CONN_CLOSING | CONN_CLOSE_AFTER)) || c->outbox_len > 0 ||
+           pend_count(c) >= CONN_PENDING_MAX - 1;
+}
+
+/* Parses and dispatches what the parser holds until it needs more input (true) or
+ * must pause (false). */
+static bool parse_some(struct conn *c)
+{
+    struct resp_cmd cmd;
+    while (!must_pause(c)) {
+        int rc = resp_parser_next(c->parser, &cmd);
+        if (rc == KV_EAGAIN) {
+            return true;
+        }
+        if (rc != 0) {
+            const char *text = resp_parser_error_text(c->parser);
+            if (text[0] != '\0') {
+                early_error(c, "%s", text);
+                finish_early(c);
+            }
+            conn_close_after_reply(c);
+            return false;
+        }
+        dispatch(c, &cmd);
+        if (resp_out_error(&c->out) != 0) {
+            kv_log_notice("closing client over its output limit id=%llu addr=%s",
+                          (unsigned long long)c->id, c->addr);
+            close_conn(c);
+            return false;
+        }
+    }
+    return false;
+}
+
+static void stash_append(struct conn *c, const char *data, size_t len)
+{
+    if (c->stash_len + len > c->stash_cap) {
+        size_t cap = c->stash_cap ? c->stash_cap * 2 : 16384;
+        while (cap < c->stash_len + len) {
+            cap *= 2;
+        }
+        char *p = mi_heap_realloc(c->sh->heap, c->stash, cap);
+        KV_ASSERT(p != NULL);
+        c->stash = p;
+        c->stash_cap = cap;
+    }
+    memcpy(c->stash + c->stash_len, data, len);
+    c->stash_len += len;
+}
+
+/* Resumes parsing held input and then the stash, as far as it goes. */
+static void conn_process(struct conn *c)
+{
+    for (;;) {
+        if (c->held_bid < 0 && c->held_heap == NULL) {
+            if (c->stash_len == 0 || must_pause(c)) {
+                return;
+            }
+            /* The stash becomes the buffer being parsed. */
+            c->held_heap = c->stash;
+            size_t len = c->stash_len;
+            c->stash = NULL;
+            c->stash_len = c->stash_cap = 0;
+            resp_parser_feed(c->parser, c->held_heap, len);
+        }
+        if (!parse_some(c)) {
+            return;
+        }
+        if (c->held_bid >= 0) {
+            shard_buf_return(c->sh, (uint16_t)c->held_bid);
+            c->held_bid = -1;
+        }
+        mi_free(c->held_heap);
+        c->held_heap = NULL;
+    }
+}
+
+static void on_recv(struct conn *c, struct io_uring_cqe *cqe)
+{
+    struct shard *sh = c->sh;
+    bool more = cqe->flags & IORING_CQE_F_MORE;
+    if (cqe->res > 0) {
+        KV_ASSERT(cqe->flags & IORING_CQE_F_BUFFER);
+        uint16_t bid = (uint16_t)(cqe->flags >> IORING_CQE_BUFFER_SHIFT);
+        const char *data = shard_buf(sh, bid);
+        size_t len = (size_t)cqe->res;
+        STAT_ADD(sh->stats.net_in_bytes, len);
+        if (c->flags & CONN_CLOSING) {
+            shard_buf_return(sh, bid);
+        } else if (c->held_bid >= 0 || c->held_heap != NULL || c->stash_len > 0 ||
+                   (c->flags & CONN_CLOSE_AFTER)) {
+            if (!(c->flags & CONN_CLOSE_AFTER)) {
+                stash_append(c, data, len);
+            }
+            shard_buf_return(sh, bid);
+            if ((int64_t)c->stash_len > KV_CONF_GET(kvd_settings.query_buffer_limit)) {
+                kv_log_notice("closing client over its query buffer limit id=%llu",
+                              (unsigned long long)c->id);
+                close_conn(c);
+            }
+        } else {
+            resp_parser_feed(c->parser, data, len);
+            if (parse_some(c)) {
+                shard_buf_return(sh, bid);
+            } else if (!(c->flags & CONN_CLOSING)) {
+                c->held_bid = bid;
+            } else {
+                shard_buf_return(sh, bid);
+            }
+        }
+    } else if (cqe->res == -ENOBUFS) {
+        c->flags |= CONN_NOBUFS;
+    } else {
+        /* 0: the peer closed; < 0: an error. Either way the connection is done. */
+        close_conn(c);
+    }
+    if (!more) {
+        c->flags &= ~CONN_RECV_ARMED;
+        c->inflight--;
+        if (!(c->flags & CONN_CLOSING) && cqe->res > 0) {
+            arm_recv(c);
+        } else if (!(c->flags & CONN_CLOSING) && cqe->res == -ENOBUFS) {
+            mark_dirty(c); /* re-armed by conn_flush, once buffers are back */
+        }
+    }
+    conn_maybe_free(c);
+}
+
+/* ---- output -------------------------------------------------------------------- */
+
+static void on_send(struct conn *c, struct io_uring_cqe *cqe)
+{
+    c->flags &= ~CONN_SEND_INFLIGHT;
+    c->inflight--;
+    if (cqe->res < 0) {
+        close_conn(c);
+    } else {
+        resp_out_consume(&c->out, (size_t)cqe->res);
+        STAT_ADD(c->sh->stats.net_out_bytes, (uint64_t)cqe->res);
+        if (resp_out_queued_bytes(&c->out) > 0 || (c->flags & CONN_CLOSE_AFTER)) {
+            mark_dirty(c);
+        }
+    }
+    conn_maybe_free(c);
+}
+
+void conn_on_cqe(struct shard *sh, struct io_uring_cqe *cqe, uint64_t ud)
+{
+    struct conn *c = (struct conn *)(uintptr_t)(ud & ~(uint64_t)CONN_UD_MASK);
+    KV_ASSERT(c->sh == sh);
+    switch (ud & CONN_UD_MASK) {
+    case CONN_UD_RECV:
+        on_recv(c, cqe);
+        break;
+    case CONN_UD_SEND:
+        on_send(c, cqe);
+        break;
+    default:
+        KV_ASSERT(0);
+    }
+}
+
+static void flush_one(struct conn *c)
+{
+    c->flags &= ~CONN_DIRTY;
+    if (c->flags & CONN_CLOSING) {
+        conn_maybe_free(c);
+        return;
+    }
+    if ((c->flags & CONN_NOBUFS) && !(c->flags & CONN_RECV_ARMED)) {
+        c->flags &= ~CONN_NOBUFS;
+        arm_recv(c);
+    }
+    if (c->flags & CONN_SEND_INFLIGHT) {
+        return; /* its completion marks the connection dirty again if needed */
+    }
+    if (resp_out_queued_bytes(&c->out) == 0) {
+        if ((c->flags & CONN_CLOSE_AFTER) && pend_count(c) == 0) {
+            close_conn(c);
+        }
+        return;
+    }
+    int n = resp_out_iov(&c->out, c->iov, CONN_IOV_MAX);
+    KV_ASSERT(n > 0);
+    memset(&c->msg, 0, sizeof c->msg);
+    c->msg.msg_iov = c->iov;
+    c->msg.msg_iovlen = (size_t)n;
+    struct io_uring_sqe *sqe = shard_sqe(c->sh);
+    io_uring_prep_sendmsg(sqe, c->fd, &c->msg, MSG_NOSIGNAL);
+    io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)c | CONN_UD_SEND);
+    c->flags |= CONN_SEND_INFLIGHT;
+    c->inflight++;
+}
+
+void conn_flush(struct shard *sh)
+{
+    while (sh->dirty != NULL) {
+        struct conn *c = sh->dirty;
+        sh->dirty = c->dirty_next;
+        c->dirty_next = NULL;
+        flush_one(c);
+    }
+}
+
+/* ---- cross-shard messages --------------------------------------------------------- */
+
+static void send_reply(struct shard *sh, uint32_t to, const struct xmsg *m)
+{
+    if (sh->overflow[to] == NULL && shard_send(sh, to, m)) {
+        return;
+    }
+    struct xmsg_list *l = mi_heap_malloc(sh->heap, sizeof *l);
+    KV_ASSERT(l != NULL);
+    l->m = *m;
+    l->next = sh->overflow[to];
+    sh->overflow[to] = l;
+}
+
+void conn_exec_remote(struct shard *sh, const struct xmsg *m)
+{
+    struct resp_arg stack_argv[ARGV_STACK];
+    struct resp_arg *argv = stack_argv;
+    uint32_t argc;
+    memcpy(&argc, m->payload, 4);
+    if (argc > ARGV_STACK) {
+        argv = mi_heap_malloc(sh->heap, argc * sizeof *argv);
+        KV_ASSERT(argv != NULL);
+    }
+    argv_unpack(m->payload, m->payload_len, argv, argc);
+    int64_t sum = 0;
+    resp_out_set_proto(sh->scratch, m->proto);
+    run(sh, NULL, m->desc, argc, argv, sh->scratch, &sum);
+    STAT_ADD(sh->stats.executed_remote, 1);
+    struct xmsg r = {
+        .kind = XM_REPLY,
+        .src = (uint16_t)sh->id,
+        .seq = m->seq,
+        .conn = m->conn,
+        .value = sum,
+        .part = m->part,
+    };
+    if (resp_out_error(sh->scratch) != 0) {
+        scratch_reset(sh);
+        static const char oom[] = "-ERR reply exceeds client-output-buffer-limit\r\n";
+        r.payload = mi_heap_malloc(sh->heap, sizeof oom - 1);
+        KV_ASSERT(r.payload != NULL);
+        memcpy(r.payload, oom, sizeof oom - 1);
+        r.payload_len = sizeof oom - 1;
+    } else {
+        size_t len;
+        r.payload = scratch_take(sh, &len);
+        r.payload_len = len;
+    }
+    if (argv != stack_argv) {
+        mi_free(argv);
+    }
+    mi_free(m->payload);
+    send_reply(sh, m->src, &r);
+}
+
+void conn_on_reply(struct shard *sh, const struct xmsg *m)
+{
+    struct conn *c = m->conn;
+    KV_ASSERT(c->sh == sh && c->remote_waiting > 0);
+    c->remote_waiting--;
+    KV_ASSERT(m->seq - c->pend_head < pend_count(c));
+    struct pend *p = &c->pend[m->seq % CONN_PENDING_MAX];
+    bool ready;
+    if (p->g == NULL) {
+        KV_ASSERT(p->parts_left == 1 && p->blob == NULL);
+        p->blob = m->payload;
+        p->len = m->payload_len;
+        p->parts_left = 0;
+        ready = true;
+    } else {
+        ready = part_done(p, m->part, m->payload, m->payload_len, m->value);
+    }
+    if (ready) {
+        pend_drain(c);
+        if (!must_pause(c) && (c->held_bid >= 0 || c->held_heap != NULL || c->stash_len > 0)) {
+            conn_process(c);
+        }
+    }
+    conn_maybe_free(c);
+}
+
+static bool outbox_flush(struct conn *c)
+{
+    struct shard *sh = c->sh;
+    uint32_t i = 0;
+    while (i < c->outbox_len) {
+        if (!shard_send(sh, c->outbox[i].flags, &c->outbox[i])) {
+            break;
+        }
+        i++;
+    }
+    memmove(c->outbox, c->outbox + i, (c->outbox_len - i) * sizeof c->outbox[0]);
+    c->outbox_len -= i;
+    while (c->outbox_len < KV_ARRAY_LEN(c->outbox) && c->outbox_more_len > 0) {
+        c->outbox[c->outbox_len++] = c->outbox_more[0];
+        memmove(c->outbox_more, c->outbox_more + 1,
+                (--c->outbox_more_len) * sizeof c->outbox_more[0]);
+    }
+    return c->outbox_len == 0;
+}
+
+void conn_retry_blocked(struct shard *sh)
+{
+    for (uint32_t t = 0; t < sh->srv->nthreads; t++) {
+        while (sh->overflow[t] != NULL) {
+            struct xmsg_list *l = sh->overflow[t];
+            if (!shard_send(sh, t, &l->m)) {
+                break;
+            }
+            sh->overflow[t] = l->next;
+            mi_free(l);
+        }
+    }
+    struct conn *list = sh->blocked;
+    sh->blocked = NULL;
+    while (list != NULL) {
+        struct conn *c = list;
+        list = c->blocked_next;
+        c->blocked_next = NULL;
+        c->flags &= ~CONN_BLOCKED;
+        if (!outbox_flush(c)) {
+            mark_blocked(c);
+            continue;
+        }
+        if (!(c->flags & CONN_CLOSING)) {
+            conn_process(c);
+        }
+        conn_maybe_free(c);
+    }
+}
+
+/* ---- timers and shutdown ----------------------------------------------------------- */
+
+void conn_cron(struct shard *sh, int64_t now_ms)
+{
+    int64_t timeout_s = KV_CONF_GET(kvd_settings.timeout_s);
+    if (timeout_s <= 0) {
+        return;
+    }
+    for (struct conn *c = sh->conns, *next; c != NULL; c = next) {
+        next = c->next;
+        if (!(c->flags & CONN_CLOSING) && pend_count(c) == 0 &&
+            now_ms - c->last_ms > timeout_s * 1000) {
+            close_conn(c);
+        }
+    }
+}
+
+static bool quiet(const struct conn *c)
+{
+    return pend_count(c) == 0 && c->outbox_len == 0 && resp_out_queued_bytes(&c->out) == 0 &&
+           c->held_bid < 0 && c->held_heap == NULL && c->stash_len == 0;
+}
+
+void conn_close_idle(struct shard *sh)
+{
+    for (struct conn *c = sh->conns, *next; c != NULL; c = next) {
+        next = c->next;
+        if (quiet(c)) {
+            close_conn(c);
+        }
+    }
+}
+
+bool conn_all_quiet(struct shard *sh)
+{
+    for (struct conn *c = sh->conns; c != NULL; c = c->next) {
+        if (!(c->flags & CONN_CLOSING) && !quiet(c)) {
+            return false;
+        }
+    }
+    return true;
+}
+
+void conn_close_all(struct shard *sh)
+{
+    for (struct conn *c = sh->conns, *next; c != NULL; c = next) {
+        next = c->next;
+        close_conn(c);
+    }
+}

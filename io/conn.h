@@ -1,0 +1,92 @@
+/*
+ * conn: client connections of a shard: receive, parse, dispatch (locally or to the
+ * owning shard), order the replies, send. See conn.c for the design.
+ *
+ * Thread: every function runs on the shard thread that owns the connection (or, for
+ * conn_exec_remote, on the shard executing a forwarded request).
+ */
+#ifndef KVD_CONN_H
+#define KVD_CONN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct io_uring_cqe;
+struct shard;
+struct xmsg;
+struct conn;
+
+/* Takes a freshly accepted socket (closes it if the server is full). */
+void conn_accept(struct shard *sh, int fd);
+
+/* A completion whose user_data belongs to a connection. */
+void conn_on_cqe(struct shard *sh, struct io_uring_cqe *cqe, uint64_t ud);
+
+/* Executes a request forwarded by another shard and sends the reply back. */
+void conn_exec_remote(struct shard *sh, const struct xmsg *m);
+
+/* A reply to a request this shard forwarded. */
+void conn_on_reply(struct shard *sh, const struct xmsg *m);
+
+/* Retries connections waiting for queue space, and replies waiting for it. */
+void conn_retry_blocked(struct shard *sh);
+
+/* Queues one send per connection with output. Once per loop turn. */
+void conn_flush(struct shard *sh);
+
+/* Timers: idle timeouts. */
+void conn_cron(struct shard *sh, int64_t now_ms);
+
+/* Graceful stop: close connections with nothing in flight; true when none has any. */
+void conn_close_idle(struct shard *sh);
+bool conn_all_quiet(struct shard *sh);
+void conn_close_all(struct shard *sh);
+
+/* Setup and teardown of the shard's reply pool and scratch output. */
+int conn_shard_setup(struct shard *sh);
+
+/* ---- for the connection commands (cmd_server.c) ------------------------------------ */
+
+enum conn_flag {
+    CONN_CLOSING = 1u << 0,     /* being closed: no more input or output */
+    CONN_CLOSE_AFTER = 1u << 1, /* close once the queued replies are sent (QUIT) */
+    CONN_AUTHED = 1u << 2,      /* passed AUTH (or no password is set) */
+    CONN_RECV_ARMED = 1u << 3,  /* a multishot receive is outstanding */
+    CONN_SEND_INFLIGHT = 1u << 4,
+    CONN_DIRTY = 1u << 5,   /* on the shard's dirty list */
+    CONN_BLOCKED = 1u << 6, /* on the shard's blocked list */
+    CONN_NOBUFS = 1u << 7,  /* receive ran out of buffers: re-arm at the next flush */
+    CONN_KILLED = 1u << 8,
+};
+
+struct conn_info {
+    uint64_t id;
+    char addr[64];
+    char laddr[64];
+    int fd;
+    const char *name;
+    int64_t age_s;
+    int64_t idle_s;
+    int resp;
+    size_t qbuf;
+    size_t omem;
+    const char *last_cmd;
+};
+
+uint64_t conn_id(const struct conn *c);
+int conn_resp(const struct conn *c);
+void conn_set_resp(struct conn *c, int proto);
+bool conn_authed(const struct conn *c);
+void conn_set_authed(struct conn *c, bool authed);
+void conn_set_name(struct conn *c, const char *name, size_t len);
+const char *conn_name(const struct conn *c);
+void conn_close_after_reply(struct conn *c);
+void conn_info(const struct conn *c, int64_t now_ms, struct conn_info *out);
+
+/* Iterates the shard's connections (for CLIENT LIST / KILL). */
+struct conn *conn_first(struct shard *sh);
+struct conn *conn_next(struct conn *c);
+void conn_kill(struct conn *c);
+
+#endif

@@ -1,0 +1,159 @@
+/*
+ * kvd: the server's main(). Loads the settings, builds the partition map, opens one
+ * SO_REUSEPORT listener per shard, starts the shard threads, and waits for SIGTERM or
+ * SIGINT (or SHUTDOWN), then lets every shard finish what is in flight and exits 0.
+ *
+ * The main thread handles signals only: shard threads block them, so a signal never
+ * interrupts a shard's io_uring wait.
+ */
+#include "cmd.h"
+#include "kv_clock.h"
+#include "kv_log.h"
+#include "kvd_settings.h"
+#include "route.h"
+#include "server.h"
+#include "shard.h"
+#include "spsc.h"
+
+#include <errno.h>
+#include <liburing.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define KVD_QUEUE_CAPACITY 4096 /* messages in each shard-to-shard queue */
+
+static struct server srv;
+
+/* Explains why io_uring is unusable, with the fix, and returns the exit code. */
+static int explain_uring_failure(int rc)
+{
+    fprintf(stderr, "kvd: cannot set up io_uring: %s\n", strerror(-rc));
+    switch (-rc) {
+    case ENOSYS:
+        fprintf(stderr, "kvd: this kernel has no io_uring (Linux 6.1 or newer is needed).\n");
+        break;
+    case EPERM:
+    case EACCES:
+        fprintf(stderr, "kvd: io_uring is disabled here: check the sysctl "
+                        "kernel.io_uring_disabled (set it to 0) or the container's seccomp "
+                        "profile (allow io_uring_setup, io_uring_enter, io_uring_register).\n");
+        break;
+    case ENOMEM:
+        fprintf(stderr, "kvd: not enough locked memory for the rings: raise the memlock limit "
+                        "(ulimit -l unlimited, or LimitMEMLOCK=infinity for a service).\n");
+        break;
+    default:
+        break;
+    }
+    return 1;
+}
+
+static int make_queues(void)
+{
+    uint32_t n = srv.nthreads;
+    for (uint32_t to = 0; to < n; to++) {
+        srv.shards[to].in = calloc(n, sizeof(struct spsc *));
+        if (srv.shards[to].in == NULL) {
+            return -ENOMEM;
+        }
+        for (uint32_t from = 0; from < n; from++) {
+            if (from == to) {
+                continue;
+            }
+            size_t bytes = spsc_size(KVD_QUEUE_CAPACITY, sizeof(struct xmsg));
+            struct spsc *q = aligned_alloc(SPSC_CACHE_LINE, (bytes + 63) & ~(size_t)63);
+            if (q == NULL) {
+                return -ENOMEM;
+            }
+            spsc_init(q, KVD_QUEUE_CAPACITY, sizeof(struct xmsg));
+            srv.shards[to].in[from] = q;
+        }
+    }
+    return 0;
+}
+
+static uint32_t thread_count(void)
+{
+    int64_t t = KV_CONF_GET(kvd_settings.threads);
+    if (t > 0) {
+        return (uint32_t)t;
+    }
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (uint32_t)n : 1;
+}
+
+int main(int argc, char **argv)
+{
+    int rc = kvd_settings_load(argc, argv);
+    if (rc != 0) {
+        return rc > 0 ? 0 : 1;
+    }
+    cmd_init();
+    signal(SIGPIPE, SIG_IGN);
+    srv.nthreads = thread_count();
+    srv.start_ms = kv_clock_real_ms();
+    srv.route = route_create_uniform(srv.nthreads,
+                                     (uint32_t)KV_CONF_GET(kvd_settings.partitions_per_thread));
+    srv.shards = calloc(srv.nthreads, sizeof srv.shards[0]);
+    for (uint32_t i = 0; srv.shards != NULL && i < srv.nthreads; i++) {
+        shard_init(&srv.shards[i], &srv, i);
+    }
+    if (srv.route == NULL || srv.shards == NULL || make_queues() != 0) {
+        fprintf(stderr, "kvd: out of memory at start-up\n");
+        return 1;
+    }
+    if (mkdir(kvd_settings.dir, 0755) != 0 && errno != EEXIST) {
+        fprintf(stderr, "kvd: cannot create dir %s: %s\n", kvd_settings.dir, strerror(errno));
+        return 1;
+    }
+    int port = (int)KV_CONF_GET(kvd_settings.port);
+    for (uint32_t i = 0; i < srv.nthreads; i++) {
+        struct shard *sh = &srv.shards[i];
+        rc = shard_listen(sh, kvd_settings.bind, port, (int)KV_CONF_GET(kvd_settings.tcp_backlog));
+        if (rc < 0) {
+            fprintf(stderr, "kvd: cannot listen on %s:%d: %s\n", kvd_settings.bind, port,
+                    strerror(-rc));
+            return 1;
+        }
+        port = rc; /* with --port 0 the first shard picks, the others join it */
+    }
+    srv.port = port;
+
+    /* Shards inherit a blocked signal mask; the main thread waits for the signals. */
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+
+    pthread_t *tids = calloc(srv.nthreads, sizeof *tids);
+    for (uint32_t i = 0; i < srv.nthreads; i++) {
+        rc = shard_start(&srv.shards[i], &tids[i]);
+        if (rc != 0) {
+            return explain_uring_failure(rc);
+        }
+    }
+    kv_log_notice("kvd ready addr=%s port=%d threads=%u partitions=%u pid=%d", kvd_settings.bind,
+                  port, srv.nthreads, srv.route->count, (int)getpid());
+
+    /* Wait for a signal, or for SHUTDOWN (which sets `stopping` from a shard). */
+    while (!atomic_load(&srv.stopping)) {
+        struct timespec ts = {0, 100 * 1000 * 1000};
+        int sig = sigtimedwait(&set, NULL, &ts);
+        if (sig == SIGTERM || sig == SIGINT) {
+            kv_log_notice("received %s, shutting down", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+            atomic_store(&srv.stopping, 1);
+        }
+    }
+    for (uint32_t i = 0; i < srv.nthreads; i++) {
+        pthread_join(tids[i], NULL);
+    }
+    kv_log_notice("kvd stopped");
+    return 0;
+}

@@ -1,0 +1,219 @@
+/*
+ * kvd_settings: the table of kvd's settings. Each row is the whole truth about a
+ * setting: name, kind, default, bounds, whether CONFIG SET may change it, and the help
+ * line that `kvd --help` prints. Docs are generated from the same rows (--help).
+ */
+#include "kvd_settings.h"
+
+#include "kv_error.h"
+#include "kv_log.h"
+
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+struct kvd_settings kvd_settings;
+
+static const char *const loglevels[] = {"debug", "verbose", "notice", "warning", NULL};
+
+#define S  (&kvd_settings)
+#define RT KV_CONF_RUNTIME
+
+const struct kv_conf_item kvd_setting_items[] = {
+    {.name = "bind",
+     .type = KV_CONF_STRING,
+     .def = "127.0.0.1",
+     .help = "IPv4 address to listen on (0.0.0.0 for all)",
+     .str = S->bind,
+     .str_cap = sizeof S->bind},
+    {.name = "port",
+     .type = KV_CONF_INT,
+     .def = "7379",
+     .min = 0,
+     .max = 65535,
+     .help = "TCP port (0 picks a free one and logs it)",
+     .num = &S->port},
+    {.name = "threads",
+     .type = KV_CONF_INT,
+     .def = "0",
+     .min = 0,
+     .max = 256,
+     .help = "shard threads, each pinned to a core (0 = one per core)",
+     .num = &S->threads},
+    {.name = "partitions-per-thread",
+     .type = KV_CONF_INT,
+     .def = "4",
+     .min = 1,
+     .max = 64,
+     .help = "hash-range partitions each thread owns at start",
+     .num = &S->partitions_per_thread},
+    {.name = "dir",
+     .type = KV_CONF_STRING,
+     .def = "./data",
+     .help = "data directory (WAL and snapshots)",
+     .str = S->dir,
+     .str_cap = sizeof S->dir},
+    {.name = "requirepass",
+     .type = KV_CONF_STRING,
+     .def = "",
+     .help = "password clients must AUTH with (empty = none)",
+     .str = S->requirepass,
+     .str_cap = sizeof S->requirepass},
+    {.name = "maxclients",
+     .type = KV_CONF_INT,
+     .flags = RT,
+     .def = "10000",
+     .min = 1,
+     .max = 1000000,
+     .help = "connected clients at most, over all threads",
+     .num = &S->maxclients},
+    {.name = "timeout",
+     .type = KV_CONF_INT,
+     .flags = RT,
+     .def = "0",
+     .min = 0,
+     .max = INT32_MAX,
+     .help = "close a client idle this many seconds (0 = never)",
+     .num = &S->timeout_s},
+    {.name = "tcp-backlog",
+     .type = KV_CONF_INT,
+     .def = "511",
+     .min = 1,
+     .max = 65535,
+     .help = "listen(2) backlog",
+     .num = &S->tcp_backlog},
+    {.name = "client-query-buffer-limit",
+     .type = KV_CONF_BYTES,
+     .flags = RT,
+     .def = "1gb",
+     .min = 1024 * 1024,
+     .max = INT64_MAX,
+     .help = "bytes of one client's unparsed input at most; beyond, it is closed",
+     .num = &S->query_buffer_limit},
+    {.name = "client-output-buffer-limit",
+     .type = KV_CONF_BYTES,
+     .flags = RT,
+     .def = "256mb",
+     .min = 1024 * 1024,
+     .max = INT64_MAX,
+     .help = "bytes of replies queued for one client at most; beyond, it is closed",
+     .num = &S->output_buffer_limit},
+    {.name = "proto-max-bulk-len",
+     .type = KV_CONF_BYTES,
+     .flags = RT,
+     .def = "512mb",
+     .min = 1024 * 1024,
+     .max = 512 * 1024 * 1024,
+     .help = "longest bulk string a client may send",
+     .num = &S->proto_max_bulk_len},
+    {.name = "slowlog-log-slower-than",
+     .type = KV_CONF_INT,
+     .flags = RT,
+     .def = "10000",
+     .min = -1,
+     .max = INT64_MAX,
+     .help = "microseconds a command must take to enter SLOWLOG (-1 = never)",
+     .num = &S->slowlog_slower_than_us},
+    {.name = "slowlog-max-len",
+     .type = KV_CONF_INT,
+     .flags = RT,
+     .def = "128",
+     .min = 0,
+     .max = 1000000,
+     .help = "SLOWLOG entries kept per thread",
+     .num = &S->slowlog_max_len},
+    {.name = "loglevel",
+     .type = KV_CONF_ENUM,
+     .flags = RT,
+     .def = "notice",
+     .choices = loglevels,
+     .help = "debug, verbose, notice or warning",
+     .num = &S->loglevel},
+    {.name = "hz",
+     .type = KV_CONF_INT,
+     .flags = RT,
+     .def = "10",
+     .min = 1,
+     .max = 500,
+     .help = "active expiry cycles per second",
+     .num = &S->hz},
+    {.name = "recv-buffer-size",
+     .type = KV_CONF_BYTES,
+     .def = "16kb",
+     .min = 4096,
+     .max = 1024 * 1024,
+     .help = "bytes of each receive buffer (io_uring provided buffers)",
+     .num = &S->recv_buffer_size},
+    {.name = "recv-buffers",
+     .type = KV_CONF_INT,
+     .def = "512",
+     .min = 8,
+     .max = 32768,
+     .help = "receive buffers per thread (a power of two)",
+     .num = &S->recv_buffers},
+};
+
+const size_t kvd_setting_count = sizeof kvd_setting_items / sizeof kvd_setting_items[0];
+
+static void print_help(void)
+{
+    printf("Usage: kvd [--config FILE] [--name value ...]\n\n"
+           "kvd, the kvstore server. Every setting below may be given as a flag, in the\n"
+           "file named by --config (one 'name value' per line, redis.conf syntax; flags\n"
+           "override it), and, where marked 'runtime', changed with CONFIG SET.\n\n");
+    for (size_t i = 0; i < kvd_setting_count; i++) {
+        const struct kv_conf_item *it = &kvd_setting_items[i];
+        printf("  --%-28s %s\n  %-30s default: %s%s\n", it->name, it->help, "",
+               it->def[0] ? it->def : "\"\"", (it->flags & KV_CONF_RUNTIME) ? ", runtime" : "");
+    }
+    printf("\n  --%-28s %s\n  --%-28s %s\n", "config FILE", "read settings from FILE first",
+           "help, --version", "print this or the version and exit");
+}
+
+static int check_consistency(void)
+{
+    int64_t n = KV_CONF_GET(kvd_settings.recv_buffers);
+    if ((n & (n - 1)) != 0) {
+        fprintf(stderr, "kvd: --recv-buffers must be a power of two (got %lld)\n", (long long)n);
+        return -1;
+    }
+    return 0;
+}
+
+int kvd_settings_load(int argc, char **argv)
+{
+    char err[512];
+    const char *config = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            print_help();
+            return 1;
+        }
+        if (strcmp(argv[i], "--version") == 0 || strcmp(argv[i], "-v") == 0) {
+            printf("kvd %s\n", KV_VERSION);
+            return 1;
+        }
+        if (strcmp(argv[i], "--config") == 0 && i + 1 < argc) {
+            config = argv[i + 1];
+        } else if (strncmp(argv[i], "--config=", 9) == 0) {
+            config = argv[i] + 9;
+        }
+    }
+    if (kv_conf_defaults(kvd_setting_items, kvd_setting_count, err, sizeof err) != 0) {
+        fprintf(stderr, "kvd: %s\n", err);
+        return -1;
+    }
+    if (config != NULL &&
+        kv_conf_load_file(kvd_setting_items, kvd_setting_count, config, err, sizeof err) != 0) {
+        fprintf(stderr, "kvd: config: %s\n", err);
+        return -1;
+    }
+    static const char *const skip[] = {"config", NULL};
+    if (kv_conf_parse_args(kvd_setting_items, kvd_setting_count, argc, argv, 1, skip, err,
+                           sizeof err) != 0) {
+        fprintf(stderr, "kvd: %s\n", err);
+        return -1;
+    }
+    kv_log_level_set((enum kv_log_level)KV_CONF_GET(kvd_settings.loglevel));
+    return check_consistency();
+}

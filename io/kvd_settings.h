@@ -1,0 +1,52 @@
+/*
+ * kvd_settings: every setting of the kvd server, its default and its help line.
+ *
+ * Sources, later wins: defaults, the file named by --config (redis.conf syntax),
+ * command-line flags (`--name value`), and CONFIG SET for settings marked runtime.
+ * Names follow Redis where Redis has the setting. Numeric settings are atomics read
+ * with KV_CONF_GET(kvd_settings.x) from any thread; strings never change after start.
+ */
+#ifndef KVD_SETTINGS_H
+#define KVD_SETTINGS_H
+
+#include "kv_config.h"
+
+#include <stddef.h>
+
+#define KVD_BIND_MAX 256 /* capacity of the bind address text */
+#define KVD_DIR_MAX  1024
+#define KVD_PASS_MAX 512 /* longest requirepass */
+
+struct kvd_settings {
+    char bind[KVD_BIND_MAX];
+    _Atomic int64_t port;
+    _Atomic int64_t threads;
+    _Atomic int64_t partitions_per_thread;
+    char dir[KVD_DIR_MAX];
+    char requirepass[KVD_PASS_MAX];
+    _Atomic int64_t maxclients;
+    _Atomic int64_t timeout_s;
+    _Atomic int64_t tcp_backlog;
+    _Atomic int64_t query_buffer_limit;
+    _Atomic int64_t output_buffer_limit;
+    _Atomic int64_t proto_max_bulk_len;
+    _Atomic int64_t slowlog_slower_than_us;
+    _Atomic int64_t slowlog_max_len;
+    _Atomic int64_t loglevel;
+    _Atomic int64_t hz;
+    _Atomic int64_t recv_buffer_size;
+    _Atomic int64_t recv_buffers;
+};
+
+extern struct kvd_settings kvd_settings;
+extern const struct kv_conf_item kvd_setting_items[];
+extern const size_t kvd_setting_count;
+
+/*
+ * Loads defaults, then --config FILE, then the other flags. Handles --help and
+ * --version itself (prints and returns 1). Returns 0 to go on, 1 to exit 0, or -1
+ * after printing the reason to stderr (exit non-zero).
+ */
+int kvd_settings_load(int argc, char **argv);
+
+#endif

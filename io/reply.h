@@ -1,0 +1,42 @@
+/*
+ * reply: what command handlers write their reply with.
+ *
+ * A thin layer over the RESP encoder (proto/resp_out, which knows the connection's
+ * protocol version) that adds printf-style errors and Redis's common error texts, and
+ * hides the encoder's result: a failed append (output limit or pool exhausted) is
+ * sticky in the resp_out and the connection is closed after the command, so handlers
+ * need not check each call. Errors take Redis's full text without the leading '-',
+ * e.g. "ERR syntax error".
+ *
+ * Shard thread only: a reply writes into the executing shard's memory.
+ */
+#ifndef KVD_REPLY_H
+#define KVD_REPLY_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct resp_out;
+
+void reply_simple(struct resp_out *r, const char *s);
+void reply_ok(struct resp_out *r);
+void reply_error(struct resp_out *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void reply_int(struct resp_out *r, int64_t v);
+void reply_bulk(struct resp_out *r, const void *p, size_t n);
+void reply_bulk_str(struct resp_out *r, const char *s);
+void reply_bulk_i64(struct resp_out *r, int64_t v);
+void reply_null(struct resp_out *r);       /* a missing value: $-1 or _ */
+void reply_null_array(struct resp_out *r); /* *-1 or _ */
+void reply_array(struct resp_out *r, size_t n);
+void reply_map(struct resp_out *r, size_t n); /* n key-value pairs */
+void reply_set(struct resp_out *r, size_t n);
+void reply_double(struct resp_out *r, double d);
+void reply_verbatim(struct resp_out *r, const char *p, size_t n); /* "txt" */
+void reply_raw(struct resp_out *r, const void *p, size_t n);      /* bytes already in RESP */
+
+/* Common errors, Redis's texts. */
+void reply_err_syntax(struct resp_out *r);
+void reply_err_not_int(struct resp_out *r);
+void reply_err_arity(struct resp_out *r, const char *cmd);
+
+#endif

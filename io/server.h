@@ -1,0 +1,158 @@
+/*
+ * server: the kvd process as a whole: its shard threads, the partition map, and the
+ * messages shard threads exchange. Internal to io/ (kvd's modules include it; nothing
+ * below io/ does).
+ *
+ * Threads. N shard threads, each pinned to a core, each owning: one io_uring ring, a
+ * listening socket on the shared port (SO_REUSEPORT), a provided-buffer ring for
+ * receives, its connections, its partitions' hash tables and a mimalloc heap. Shards
+ * share nothing mutable except the SPSC queues between each ordered pair of them and
+ * a few relaxed atomic counters (clients connected, the stop flag).
+ *
+ * Cross-shard requests. A command whose key belongs to another shard's partition is
+ * copied into a message (struct xmsg) and pushed on the queue to the owner; the owner
+ * executes it and pushes the encoded reply back. A shard that may be asleep in
+ * io_uring_submit_and_wait is woken with IORING_OP_MSG_RING, once per loop turn at
+ * most (see shard_wake).
+ */
+#ifndef KVD_SERVER_H
+#define KVD_SERVER_H
+
+#include <liburing.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+struct cmd_desc;
+struct conn;
+struct mi_heap_s;
+struct resp_pool;
+struct route_table;
+struct spsc;
+struct tbl;
+
+#define KVD_THREADS_MAX 256
+
+/* Kinds of cross-shard messages. */
+enum xmsg_kind {
+    XM_REQ = 1,   /* execute payload (a serialized command) and reply */
+    XM_REPLY = 2, /* the reply bytes of an XM_REQ */
+};
+
+/*
+ * One cross-shard message, copied into and out of an SPSC queue (64 bytes).
+ * `payload` is allocated from the sender's heap; the receiver frees it with mi_free
+ * (mimalloc frees across threads without locks).
+ */
+struct xmsg {
+    uint8_t kind;
+    uint8_t proto; /* XM_REQ: the client's protocol version, for encoding the reply */
+    uint16_t src;  /* sending shard */
+    uint32_t seq;  /* the requesting connection's pending-reply sequence number */
+    struct conn *conn;
+    const struct cmd_desc *desc; /* XM_REQ: the command (the table is static) */
+    void *payload;               /* XM_REQ: serialized argv; XM_REPLY: reply bytes */
+    uint64_t payload_len;
+    int64_t value; /* XM_REPLY: the part's integer result (CMD_MERGE_SUM) */
+    uint32_t part; /* fan-out: which part of the request (the owner shard) */
+    uint32_t flags;
+    uint64_t pad;
+};
+_Static_assert(sizeof(struct xmsg) == 64, "xmsg is one cache line");
+
+/*
+ * Counters of one shard. Only the shard writes them (STAT_ADD: a relaxed load and
+ * store, no lock prefix); INFO on any shard reads them with relaxed loads.
+ */
+#define STAT_ADD(var, n)                                                                           \
+    atomic_store_explicit(&(var), atomic_load_explicit(&(var), memory_order_relaxed) + (n),        \
+                          memory_order_relaxed)
+#define STAT_SET(var, v) atomic_store_explicit(&(var), (v), memory_order_relaxed)
+#define STAT_GET(var)    atomic_load_explicit(&(var), memory_order_relaxed)
+
+#define KVD_CMDS_MAX 96 /* rows of the command table, for per-command stats */
+
+struct shard_stats {
+    _Atomic uint64_t commands;
+    _Atomic uint64_t forwarded;       /* requests sent to other shards */
+    _Atomic uint64_t executed_remote; /* requests executed for other shards */
+    _Atomic uint64_t connections;     /* accepted, total */
+    _Atomic uint64_t rejected;        /* refused at maxclients */
+    _Atomic uint64_t net_in_bytes;
+    _Atomic uint64_t net_out_bytes;
+    _Atomic uint64_t keyspace_hits;
+    _Atomic uint64_t keyspace_misses;
+    _Atomic uint64_t expired_keys;
+    _Atomic uint64_t wakeups_sent;
+    /* published by the shard's timer for INFO (the tables are the shard's alone) */
+    _Atomic uint64_t keys;
+    _Atomic uint64_t keys_with_expiry;
+    _Atomic uint64_t mem_bytes;
+    _Atomic uint64_t clients;
+    _Atomic uint64_t cmd_calls[KVD_CMDS_MAX];
+    _Atomic uint64_t cmd_usec[KVD_CMDS_MAX];
+};
+
+struct shard {
+    uint32_t id;
+    struct server *srv;
+    struct io_uring ring;
+    int ring_fd; /* the ring's real fd, target of other shards' MSG_RING */
+    int listen_fd;
+    struct mi_heap_s *heap;
+
+    /* provided receive buffers */
+    struct io_uring_buf_ring *br;
+    char *bufs;
+    uint32_t buf_size;
+    uint32_t buf_count;
+
+    /* partitions this shard owns, indexed by route_part.slot */
+    struct tbl **tables;
+    uint32_t table_count;
+    uint64_t expire_cursor[64];
+
+    /* connections */
+    struct conn *conns;   /* all open connections (doubly linked) */
+    struct conn *dirty;   /* connections with output to send (singly linked) */
+    struct conn *blocked; /* connections waiting for queue space (singly linked) */
+    uint32_t conn_count;
+
+    /* reply encoding: the block pool every connection's output borrows from, and a
+     * scratch output for replies that must be kept aside (see conn.c) */
+    struct resp_pool *pool;
+    struct resp_out *scratch;
+    struct xmsg_list *overflow[KVD_THREADS_MAX]; /* replies waiting for queue space */
+
+    /* cross-shard queues: in[s] carries messages from shard s to this one */
+    struct spsc **in;
+    _Atomic int sleeping;       /* set while this shard may block in the kernel */
+    bool wake[KVD_THREADS_MAX]; /* shards to wake at the end of this loop turn */
+    bool accepting;
+
+    struct shard_stats stats;
+    uint64_t loop_turns;
+    int64_t now_ms; /* wall clock, read once per loop turn */
+};
+
+struct server {
+    uint32_t nthreads;
+    struct shard *shards;
+    struct route_table *route;
+    _Atomic int64_t clients; /* connected, over all shards */
+    _Atomic uint64_t next_conn_id;
+    _Atomic int stopping; /* set by SIGTERM/SIGINT/SHUTDOWN */
+    int64_t start_ms;
+    int port; /* the bound port */
+};
+
+/* The queue from shard `from` to shard `to`. */
+struct spsc *server_queue(struct server *srv, uint32_t from, uint32_t to);
+
+/* Pushes msg to shard `to`, marking it for a wake-up. False if the queue is full. */
+bool shard_send(struct shard *sh, uint32_t to, const struct xmsg *msg);
+
+/* The hash table owning key hash `h`, which must be this shard's. */
+struct tbl *shard_table(struct shard *sh, uint64_t h);
+
+#endif

@@ -1,0 +1,526 @@
+/*
+ * shard: one shard thread's io_uring loop.
+ *
+ * Each turn of the loop:
+ *   1. drain the completion queue: accepts, receives (parsed and executed at once by
+ *      conn.c), send completions, wake-ups;
+ *   2. drain the queues from the other shards (requests to execute here, replies to
+ *      requests this shard forwarded);
+ *   3. retry connections blocked on a full queue, run the timers when due (active
+ *      expiry, idle timeouts);
+ *   4. queue one send per connection with output (conn_flush), ask for the wake-ups
+ *      this turn's messages need, and make exactly one io_uring_submit_and_wait call,
+ *      which both submits everything and sleeps until the next completion or timer.
+ *
+ * Sleeping: before a turn that may block, the shard sets `sleeping` and then looks at
+ * its inbound queues once more (both with sequentially consistent atomics); a sender
+ * pushes and then reads `sleeping`. So either the shard sees the message, or the sender
+ * sees the flag and wakes it with an IORING_OP_MSG_RING. When the shard is busy no
+ * wake-up is sent at all.
+ *
+ * Thread: every function here runs on its shard's thread, except shard_start/join.
+ */
+#include "shard.h"
+
+#include "conn.h"
+#include "kv_assert.h"
+#include "kv_clock.h"
+#include "kv_log.h"
+#include "kvd_settings.h"
+#include "route.h"
+#include "server.h"
+#include "spsc.h"
+#include "tbl.h"
+
+#include <errno.h>
+#include <mimalloc.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <arpa/inet.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define SHARD_RING_ENTRIES 4096 /* SQ entries; the CQ is twice that */
+#define SHARD_BGID         1    /* our provided-buffer group id */
+#define SHARD_EXPIRE_SLOTS 4096 /* hash-table slots visited per table per expiry cycle */
+
+struct spsc *server_queue(struct server *srv, uint32_t from, uint32_t to)
+{
+    KV_ASSERT(from < srv->nthreads && to < srv->nthreads && from != to);
+    return srv->shards[to].in[from];
+}
+
+struct tbl *shard_table(struct shard *sh, uint64_t h)
+{
+    const struct route_part *p = route_lookup(sh->srv->route, h);
+    KV_ASSERT(p->thread == sh->id);
+    KV_ASSERT(p->slot < sh->table_count);
+    return sh->tables[p->slot];
+}
+
+bool shard_send(struct shard *sh, uint32_t to, const struct xmsg *msg)
+{
+    struct spsc *q = server_queue(sh->srv, sh->id, to);
+    if (!spsc_push(q, msg)) {
+        return false;
+    }
+    sh->wake[to] = true;
+    return true;
+}
+
+struct io_uring_sqe *shard_sqe(struct shard *sh)
+{
+    struct io_uring_sqe *sqe = io_uring_get_sqe(&sh->ring);
+    if (sqe == NULL) {
+        /* The SQ is full: submit what is queued (no wait) and take a fresh entry. */
+        io_uring_submit(&sh->ring);
+        sqe = io_uring_get_sqe(&sh->ring);
+    }
+    KV_ASSERT(sqe != NULL);
+    return sqe;
+}
+
+void shard_buf_return(struct shard *sh, uint16_t bid)
+{
+    KV_ASSERT(bid < sh->buf_count);
+    io_uring_buf_ring_add(sh->br, sh->bufs + (size_t)bid * sh->buf_size, sh->buf_size, bid,
+                          io_uring_buf_ring_mask(sh->buf_count), 0);
+    io_uring_buf_ring_advance(sh->br, 1);
+}
+
+const char *shard_buf(struct shard *sh, uint16_t bid)
+{
+    KV_ASSERT(bid < sh->buf_count);
+    return sh->bufs + (size_t)bid * sh->buf_size;
+}
+
+static int listen_socket(const char *bind_addr, int port, int backlog)
+{
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    if (inet_pton(AF_INET, bind_addr, &sa.sin_addr) != 1) {
+        kv_log_warning("bad bind address addr=%s (an IPv4 address is expected)", bind_addr);
+        return -EINVAL;
+    }
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        return -errno;
+    }
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+    if (bind(fd, (struct sockaddr *)&sa, sizeof sa) != 0 || listen(fd, backlog) != 0) {
+        int e = errno;
+        close(fd);
+        return -e;
+    }
+    return fd;
+}
+
+static int bound_port(int fd)
+{
+    struct sockaddr_in sa;
+    socklen_t len = sizeof sa;
+    if (getsockname(fd, (struct sockaddr *)&sa, &len) != 0) {
+        return -errno;
+    }
+    return ntohs(sa.sin_port);
+}
+
+/* Sets up the ring with the best flags this kernel has. */
+static int ring_setup(struct shard *sh)
+{
+    static const unsigned tries[] = {
+        IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_COOP_TASKRUN,
+        IORING_SETUP_COOP_TASKRUN,
+        0,
+    };
+    int rc = -EINVAL;
+    for (size_t i = 0; i < KV_ARRAY_LEN(tries); i++) {
+        struct io_uring_params p = {.flags = tries[i] | IORING_SETUP_CQSIZE,
+                                    .cq_entries = SHARD_RING_ENTRIES * 2};
+        rc = io_uring_queue_init_params(SHARD_RING_ENTRIES, &sh->ring, &p);
+        if (rc == 0) {
+            if (i > 0 && sh->id == 0) {
+                kv_log_notice("io_uring setup flags unavailable, falling back flags=0x%x",
+                              tries[i]);
+            }
+            break;
+        }
+        if (rc != -EINVAL) {
+            return rc;
+        }
+    }
+    if (rc != 0) {
+        return rc;
+    }
+    sh->ring_fd = sh->ring.ring_fd;
+    io_uring_register_ring_fd(&sh->ring); /* optional: saves an fd lookup per enter */
+    return 0;
+}
+
+static int bufs_setup(struct shard *sh)
+{
+    sh->buf_size = (uint32_t)KV_CONF_GET(kvd_settings.recv_buffer_size);
+    sh->buf_count = (uint32_t)KV_CONF_GET(kvd_settings.recv_buffers);
+    size_t ring_bytes = sh->buf_count * sizeof(struct io_uring_buf);
+    void *mem = mmap(NULL, ring_bytes, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
+    if (mem == MAP_FAILED) {
+        return -errno;
+    }
+    sh->br = mem;
+    io_uring_buf_ring_init(sh->br);
+    struct io_uring_buf_reg reg = {
+        .ring_addr = (uintptr_t)mem, .ring_entries = sh->buf_count, .bgid = SHARD_BGID};
+    int rc = io_uring_register_buf_ring(&sh->ring, &reg, 0);
+    if (rc != 0) {
+        return rc;
+    }
+    sh->bufs = mi_heap_malloc_aligned(sh->heap, (size_t)sh->buf_count * sh->buf_size, 4096);
+    if (sh->bufs == NULL) {
+        return -ENOMEM;
+    }
+    for (uint32_t i = 0; i < sh->buf_count; i++) {
+        io_uring_buf_ring_add(sh->br, sh->bufs + (size_t)i * sh->buf_size, sh->buf_size,
+                              (uint16_t)i, io_uring_buf_ring_mask(sh->buf_count), (int)i);
+    }
+    io_uring_buf_ring_advance(sh->br, (int)sh->buf_count);
+    return 0;
+}
+
+uint16_t shard_bgid(void)
+{
+    return SHARD_BGID;
+}
+
+static void arm_accept(struct shard *sh)
+{
+    struct io_uring_sqe *sqe = shard_sqe(sh);
+    io_uring_prep_multishot_accept(sqe, sh->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+    io_uring_sqe_set_data64(sqe, SHARD_UD_ACCEPT);
+    sh->accepting = true;
+}
+
+static void on_accept(struct shard *sh, struct io_uring_cqe *cqe)
+{
+    if (!(cqe->flags & IORING_CQE_F_MORE)) {
+        sh->accepting = false;
+    }
+    if (cqe->res < 0) {
+        if (cqe->res != -ECANCELED) {
+            kv_log_warning("accept failed err=%s", strerror(-cqe->res));
+        }
+        return;
+    }
+    int fd = cqe->res;
+    if (atomic_load_explicit(&sh->srv->stopping, memory_order_relaxed)) {
+        close(fd);
+        return;
+    }
+    conn_accept(sh, fd);
+}
+
+static void dispatch(struct shard *sh, struct io_uring_cqe *cqe)
+{
+    uint64_t ud = io_uring_cqe_get_data64(cqe);
+    if (ud == SHARD_UD_ACCEPT) {
+        on_accept(sh, cqe);
+    } else if (ud == SHARD_UD_WAKE || ud == SHARD_UD_WAKE_SENT || ud == SHARD_UD_IGNORE) {
+        /* a wake-up (or the completion of one we sent): the queues are drained below */
+    } else {
+        conn_on_cqe(sh, cqe, ud);
+    }
+}
+
+static void drain_queues(struct shard *sh)
+{
+    struct server *srv = sh->srv;
+    struct xmsg m;
+    for (uint32_t s = 0; s < srv->nthreads; s++) {
+        if (s == sh->id) {
+            continue;
+        }
+        struct spsc *q = sh->in[s];
+        /* Bounded per turn so that one busy peer cannot starve the network. */
+        for (int n = 0; n < 1024 && spsc_pop(q, &m); n++) {
+            if (m.kind == XM_REQ) {
+                conn_exec_remote(sh, &m);
+            } else {
+                KV_ASSERT(m.kind == XM_REPLY);
+                conn_on_reply(sh, &m);
+            }
+        }
+    }
+}
+
+static bool queues_empty(struct shard *sh)
+{
+    for (uint32_t s = 0; s < sh->srv->nthreads; s++) {
+        if (s != sh->id && !spsc_empty(sh->in[s])) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* Sends MSG_RING to every shard this turn pushed to that may be asleep. */
+static void send_wakes(struct shard *sh)
+{
+    struct server *srv = sh->srv;
+    for (uint32_t t = 0; t < srv->nthreads; t++) {
+        if (!sh->wake[t]) {
+            continue;
+        }
+        sh->wake[t] = false;
+        struct shard *peer = &srv->shards[t];
+        if (atomic_load_explicit(&peer->sleeping, memory_order_seq_cst) &&
+            atomic_exchange_explicit(&peer->sleeping, 0, memory_order_seq_cst)) {
+            struct io_uring_sqe *sqe = shard_sqe(sh);
+            io_uring_prep_msg_ring(sqe, peer->ring_fd, 0, SHARD_UD_WAKE, 0);
+            io_uring_sqe_set_data64(sqe, SHARD_UD_WAKE_SENT);
+            STAT_ADD(sh->stats.wakeups_sent, 1);
+        }
+    }
+}
+
+/* Publishes what INFO on another shard may not read from the tables directly. */
+static void publish_stats(struct shard *sh)
+{
+    uint64_t keys = 0;
+    uint64_t mem = 0;
+    for (uint32_t i = 0; i < sh->table_count; i++) {
+        struct tbl_stats st;
+        tbl_stats(sh->tables[i], &st);
+        keys += st.entries;
+        mem += st.mem_bytes;
+    }
+    STAT_SET(sh->stats.keys, keys);
+    STAT_SET(sh->stats.mem_bytes, mem);
+    STAT_SET(sh->stats.clients, sh->conn_count);
+}
+
+static void cron(struct shard *sh, int64_t now_ms)
+{
+    for (uint32_t i = 0; i < sh->table_count && i < KV_ARRAY_LEN(sh->expire_cursor); i++) {
+        size_t n =
+            tbl_expire_step(sh->tables[i], now_ms, &sh->expire_cursor[i], SHARD_EXPIRE_SLOTS);
+        STAT_ADD(sh->stats.expired_keys, n);
+    }
+    publish_stats(sh);
+    conn_cron(sh, now_ms);
+}
+
+static void stop_listening(struct shard *sh)
+{
+    if (sh->listen_fd >= 0) {
+        shutdown(sh->listen_fd, SHUT_RDWR);
+        close(sh->listen_fd);
+        sh->listen_fd = -1;
+    }
+}
+
+static void loop(struct shard *sh)
+{
+    uint64_t cron_period_ns = 1000000000ull / (uint64_t)KV_CONF_GET(kvd_settings.hz);
+    uint64_t next_cron_ns = kv_clock_mono_ns() + cron_period_ns;
+    bool draining = false;
+    uint64_t drain_deadline_ns = 0;
+    for (;;) {
+        struct io_uring_cqe *cqe;
+        unsigned head;
+        unsigned seen = 0;
+        io_uring_for_each_cqe(&sh->ring, head, cqe)
+        {
+            dispatch(sh, cqe);
+            seen++;
+        }
+        io_uring_cq_advance(&sh->ring, seen);
+        sh->now_ms = kv_clock_real_ms();
+        drain_queues(sh);
+        conn_retry_blocked(sh);
+
+        uint64_t now_ns = kv_clock_mono_ns();
+        if (now_ns >= next_cron_ns) {
+            cron(sh, kv_clock_real_ms());
+            cron_period_ns = 1000000000ull / (uint64_t)KV_CONF_GET(kvd_settings.hz);
+            next_cron_ns = now_ns + cron_period_ns;
+        }
+        if (!draining && atomic_load_explicit(&sh->srv->stopping, memory_order_relaxed)) {
+            /* Graceful stop: no new clients; finish what is in flight, then close. */
+            draining = true;
+            drain_deadline_ns = now_ns + 5000000000ull;
+            stop_listening(sh);
+            conn_close_idle(sh);
+        }
+        if (draining && (conn_all_quiet(sh) || now_ns > drain_deadline_ns)) {
+            conn_close_all(sh);
+            if (sh->conn_count == 0) {
+                break;
+            }
+        }
+        conn_flush(sh);
+        send_wakes(sh);
+
+        bool may_sleep = seen == 0 && sh->blocked == NULL;
+        struct __kernel_timespec ts = {0, 0};
+        unsigned wait_nr = 0;
+        if (may_sleep) {
+            uint64_t wait_ns = next_cron_ns > now_ns ? next_cron_ns - now_ns : 0;
+            if (draining && wait_ns > 10000000) {
+                wait_ns = 10000000;
+            }
+            ts.tv_sec = (long long)(wait_ns / 1000000000ull);
+            ts.tv_nsec = (long long)(wait_ns % 1000000000ull);
+            atomic_store_explicit(&sh->sleeping, 1, memory_order_seq_cst);
+            if (queues_empty(sh)) {
+                wait_nr = 1;
+            }
+        }
+        struct io_uring_cqe *unused;
+        int rc = io_uring_submit_and_wait_timeout(&sh->ring, &unused, wait_nr, wait_nr ? &ts : NULL,
+                                                  NULL);
+        atomic_store_explicit(&sh->sleeping, 0, memory_order_relaxed);
+        if (rc < 0 && rc != -ETIME && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY) {
+            kv_log_warning("io_uring_submit_and_wait failed err=%s", strerror(-rc));
+        }
+        sh->loop_turns++;
+    }
+}
+
+static void pin(uint32_t core)
+{
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    if (ncpu <= 0) {
+        return;
+    }
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(core % (uint32_t)ncpu, &set);
+    pthread_setaffinity_np(pthread_self(), sizeof set, &set);
+}
+
+static void *shard_main(void *arg)
+{
+    struct shard *sh = arg;
+    char name[16];
+    snprintf(name, sizeof name, "shard-%u", sh->id);
+    kv_log_thread_name(name);
+    pthread_setname_np(pthread_self(), name);
+    pin(sh->id);
+    arm_accept(sh);
+    loop(sh);
+    return NULL;
+}
+
+int shard_init(struct shard *sh, struct server *srv, uint32_t id)
+{
+    memset(sh, 0, sizeof *sh);
+    sh->id = id;
+    sh->srv = srv;
+    sh->listen_fd = -1;
+    sh->ring_fd = -1;
+    return 0;
+}
+
+/* Runs on the shard's own thread before the loop: the heap must be created by the
+ * thread that uses it. */
+static int shard_setup_on_thread(struct shard *sh)
+{
+    /* With IORING_SETUP_SINGLE_ISSUER the creating thread is the only one that may
+     * submit, so the ring is made here, on the shard's own thread. */
+    int rc = ring_setup(sh);
+    if (rc != 0) {
+        return rc;
+    }
+    sh->heap = mi_heap_new();
+    if (sh->heap == NULL) {
+        return -ENOMEM;
+    }
+    rc = bufs_setup(sh);
+    if (rc != 0) {
+        return rc;
+    }
+    rc = conn_shard_setup(sh);
+    if (rc != 0) {
+        return rc;
+    }
+    struct route_table *rt = sh->srv->route;
+    for (uint32_t i = 0; i < rt->count; i++) {
+        if (rt->parts[i].thread == sh->id && rt->parts[i].slot + 1u > sh->table_count) {
+            sh->table_count = rt->parts[i].slot + 1u;
+        }
+    }
+    sh->tables = mi_heap_calloc(sh->heap, sh->table_count, sizeof sh->tables[0]);
+    if (sh->tables == NULL) {
+        return -ENOMEM;
+    }
+    for (uint32_t i = 0; i < sh->table_count; i++) {
+        sh->tables[i] = tbl_create(sh->heap);
+        if (sh->tables[i] == NULL) {
+            return -ENOMEM;
+        }
+    }
+    return 0;
+}
+
+int shard_listen(struct shard *sh, const char *bind_addr, int port, int backlog)
+{
+    int fd = listen_socket(bind_addr, port, backlog);
+    if (fd < 0) {
+        return fd;
+    }
+    sh->listen_fd = fd;
+    return bound_port(fd);
+}
+
+struct start_arg {
+    struct shard *sh;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int done;
+    int rc;
+};
+
+static void *shard_thread(void *p)
+{
+    struct start_arg *a = p;
+    struct shard *sh = a->sh;
+    /* The ring is SINGLE_ISSUER: hand it to this thread before its first submit. */
+    int rc = shard_setup_on_thread(sh);
+    pthread_mutex_lock(&a->mu);
+    a->rc = rc;
+    a->done = 1;
+    pthread_cond_signal(&a->cv);
+    pthread_mutex_unlock(&a->mu);
+    if (rc != 0) {
+        return NULL;
+    }
+    return shard_main(sh);
+}
+
+int shard_start(struct shard *sh, pthread_t *tid)
+{
+    struct start_arg a = {.sh = sh, .done = 0, .rc = 0};
+    pthread_mutex_init(&a.mu, NULL);
+    pthread_cond_init(&a.cv, NULL);
+    int rc = pthread_create(tid, NULL, shard_thread, &a);
+    if (rc != 0) {
+        return -rc;
+    }
+    pthread_mutex_lock(&a.mu);
+    while (!a.done) {
+        pthread_cond_wait(&a.cv, &a.mu);
+    }
+    pthread_mutex_unlock(&a.mu);
+    pthread_mutex_destroy(&a.mu);
+    pthread_cond_destroy(&a.cv);
+    if (a.rc != 0) {
+        pthread_join(*tid, NULL);
+    }
+    return a.rc;
+}

@@ -1,0 +1,42 @@
+/*
+ * shard: a shard thread and its io_uring loop (see shard.c for the loop's shape and
+ * server.h for what a shard owns).
+ */
+#ifndef KVD_SHARD_H
+#define KVD_SHARD_H
+
+#include <pthread.h>
+#include <stdint.h>
+
+struct io_uring_sqe;
+struct server;
+struct shard;
+
+/* user_data values of completions that do not belong to a connection (connection
+ * completions carry the connection's address, which is 64-byte aligned and > 4096). */
+#define SHARD_UD_ACCEPT    1u
+#define SHARD_UD_WAKE      2u /* a MSG_RING from another shard */
+#define SHARD_UD_WAKE_SENT 3u /* completion of a MSG_RING this shard sent */
+#define SHARD_UD_IGNORE    4u
+
+/* Zeroes `sh` as shard `id` of `srv`. Main thread, before shard_start. */
+int shard_init(struct shard *sh, struct server *srv, uint32_t id);
+
+/* Opens this shard's SO_REUSEPORT listener. Returns the bound port or -errno. */
+int shard_listen(struct shard *sh, const char *bind_addr, int port, int backlog);
+
+/* Starts the shard's thread and waits until its ring, buffers and tables are set up.
+ * Returns 0, or -errno from the setup (the thread has then exited). */
+int shard_start(struct shard *sh, pthread_t *tid);
+
+/* Shard thread only: a submission entry (submits early if the queue is full). */
+struct io_uring_sqe *shard_sqe(struct shard *sh);
+
+/* Shard thread only: the provided receive buffer `bid`, and its return to the ring. */
+const char *shard_buf(struct shard *sh, uint16_t bid);
+void shard_buf_return(struct shard *sh, uint16_t bid);
+
+/* The provided-buffer group id used for receives. */
+uint16_t shard_bgid(void);
+
+#endif

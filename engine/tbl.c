@@ -343,6 +343,7 @@ static void seg_remove_at(struct seg *s, size_t i)
 
 static struct seg *seg_new(struct tbl *t, unsigned depth)
 {
+    KV_ASSERT(t != NULL && depth <= KV_TBL_DIR_DEPTH_MAX);
     struct seg *s = mi_heap_zalloc(t->heap, sizeof(struct seg));
     if (s != NULL) {
         s->depth = depth;
@@ -422,6 +423,7 @@ static void tbl__dir_maybe_halve(struct tbl *t)
         return;
     }
     size_t n = (size_t)1 << (t->gdepth - 1);
+    KV_ASSERT(t->nseg <= n);
     struct seg **nd = mi_heap_malloc(t->heap, n * sizeof(*nd));
     if (nd == NULL) {
         return;
@@ -505,6 +507,7 @@ static void tbl__seg_maybe_merge(struct tbl *t, size_t di)
     size_t start = di & ~(span - 1);
     size_t buddy = start ^ span;
     struct seg *b = t->dir[buddy];
+    KV_ASSERT(b != a && buddy < ((size_t)1 << t->gdepth));
     if (b->depth != d || a->count + b->count > SEG_MERGE_FILL) {
         return;
     }
@@ -523,6 +526,7 @@ static void tbl__seg_maybe_merge(struct tbl *t, size_t di)
     t->seg_at_depth[d] -= 2;
     t->seg_at_depth[d - 1]++;
     t->nseg--;
+    KV_ASSERT(lo->count <= SEG_MERGE_FILL && t->nseg >= 1);
     mi_free(hi);
     tbl__dir_maybe_halve(t);
 }
@@ -534,6 +538,8 @@ static void tbl__seg_maybe_merge(struct tbl *t, size_t di)
  */
 static int tbl__link(struct tbl *t, uint64_t ph, uint64_t v)
 {
+    KV_ASSERT(v != 0 && (v & SLOT_PTR_MASK) != 0);
+    KV_ASSERT(((v >> SLOT_TAG_SHIFT) & SLOT_TAG_MASK) == (ph & SLOT_TAG_MASK));
     size_t di = dir_idx(t, ph);
     struct seg *s = t->dir[di];
     while (s->count >= SEG_SPLIT_FILL) {
@@ -556,7 +562,9 @@ static int tbl__link(struct tbl *t, uint64_t ph, uint64_t v)
 static uint8_t *tbl__unlink(struct tbl *t, size_t di, size_t i)
 {
     struct seg *s = t->dir[di];
+    KV_ASSERT(i < SEG_N && s->slot[i] != 0);
     uint8_t *p = slot_ent(s->slot[i]);
+    KV_ASSERT(p != NULL);
     seg_remove_at(s, i);
     tbl__account(t, p, -1);
     return p;
@@ -567,7 +575,9 @@ static uint8_t *tbl__unlink(struct tbl *t, size_t di, size_t i)
 /* Move the entry at slot i of src's segment di into dst. */
 static int tbl__move(struct tbl *src, struct tbl *dst, size_t di, size_t i, uint64_t ph)
 {
+    KV_ASSERT(src->split_dst == dst && dst->split_src == src);
     uint64_t v = src->dir[di]->slot[i];
+    KV_ASSERT(v != 0 && src->dir[dir_idx(src, ph)] == src->dir[di]);
     int rc = tbl__link(dst, ph, v);
     if (rc != 0) {
         return rc;
@@ -594,6 +604,7 @@ static int tbl__route(struct tbl **tp, const void *key, size_t klen, uint64_t h,
         return 0;
     }
     struct tbl *dst = src->split_dst;
+    KV_ASSERT(dst != src);
     *tp = dst;
     if (ph < src->split_pos) {
         return 0; /* the walk has passed this position: the key is in dst or nowhere */
@@ -636,6 +647,7 @@ static int tbl__lookup(struct tbl *t, const void *key, size_t klen, uint64_t h, 
     l->t = t;
     int rc = tbl__route(&l->t, key, klen, h, l->ph);
     l->i = tbl__find(l->t, key, klen, l->ph, &l->di);
+    KV_ASSERT(l->i == SEG_NONE || l->i < SEG_N);
     if (l->i != SEG_NONE) {
         uint64_t v = l->t->dir[l->di]->slot[l->i];
         if (KV_UNLIKELY(v & SLOT_X) && ent_expired(slot_ent(v), now_ms)) {
@@ -716,10 +728,12 @@ const struct tbl_entry *tbl_get(struct tbl *t, const void *key, size_t key_len, 
                                 int64_t now_ms)
 {
     struct loc l;
+    KV_ASSERT(key_len <= KV_KEY_BYTES_MAX);
     (void)tbl__lookup(t, key, key_len, h, now_ms, &l);
     if (l.i == SEG_NONE) {
         return NULL;
     }
+    KV_DASSERT(ent_key_eq(slot_ent(l.t->dir[l.di]->slot[l.i]), key, key_len));
     return (const struct tbl_entry *)slot_ent(l.t->dir[l.di]->slot[l.i]);
 }
 
@@ -785,6 +799,7 @@ int tbl_del(struct tbl *t, const void *key, size_t key_len, uint64_t h, int64_t 
     if (old != NULL) {
         *old = NULL;
     }
+    KV_ASSERT(t != NULL && key_len <= KV_KEY_BYTES_MAX);
     struct loc l;
     int rc = tbl__lookup(t, key, key_len, h, now_ms, &l);
     if (l.i == SEG_NONE) {
@@ -836,12 +851,14 @@ int tbl_expire_set(struct tbl *t, const void *key, size_t key_len, uint64_t h, i
 static int tbl__modify_create(struct tbl *t, const void *key, size_t klen, uint64_t ph, size_t vlen,
                               struct tbl_mod *out)
 {
+    KV_ASSERT(out != NULL && vlen <= KV_VALUE_BYTES_MAX);
     uint8_t *p = ent_alloc(t->heap, TBL_TYPE_STRING, 0, key, klen, vlen, vlen);
     if (p == NULL) {
         return KV_ENOMEM;
     }
     struct ent_view v;
     ent_view(p, &v);
+    KV_ASSERT(v.klen == klen && v.vlen == vlen);
     memset(p + v.off_val, 0, vlen);
     int rc = tbl__link(t, ph, slot_make(p, ph));
     if (rc != 0) {
@@ -924,6 +941,7 @@ size_t tbl_expire_step(struct tbl *t, int64_t now_ms, uint64_t *cursor, size_t s
             i++;
         }
         visited += SEG_N;
+        KV_ASSERT(s->count < SEG_N);
         uint64_t hi = range_hi(*cursor, s->depth);
         tbl__seg_maybe_merge(t, di);
         *cursor = hi;
@@ -941,6 +959,7 @@ static void tbl__scan_pull(struct tbl *dst, uint64_t lo, uint64_t hi)
     }
     size_t di = dir_idx(src, lo);
     struct seg *s = src->dir[di];
+    KV_ASSERT(hi == 0 || hi <= range_hi(lo, s->depth) || range_hi(lo, s->depth) == 0);
     for (size_t i = 0; i < SEG_N;) {
         uint64_t v = s->slot[i];
         if (v != 0) {
@@ -1005,6 +1024,7 @@ int tbl_split_begin(struct tbl *src, struct tbl *dst, uint64_t m)
     if (dst->entries != 0 || tbl_splitting(src) || tbl_splitting(dst)) {
         return KV_EINVAL;
     }
+    KV_ASSERT(src->heap != NULL && dst->heap != NULL);
     src->split_dst = dst;
     src->split_m = m;
     src->split_pos = 0;

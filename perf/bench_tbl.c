@@ -46,6 +46,8 @@ enum {
     M_WORST_PLAIN_US,
     M_WORST_SPLIT_US,
     M_WORST_DOUBLE_US,
+    M_SPLIT_MED_US,
+    M_SPLIT_P99_US,
     M_SLOW,
     M_VSLOW,
     M_BYTES,
@@ -53,9 +55,19 @@ enum {
 };
 
 static const char *metric_name[M_N] = {
-    "put ns",      "get-hit ns",         "get-hit batch16 ns", "get-miss ns",
-    "del ns",      "worst plain put us", "worst split put us", "worst dir-doubling put us",
-    "puts >100us", "puts >1ms",          "bytes/key",
+    "put ns",
+    "get-hit ns",
+    "get-hit batch16 ns",
+    "get-miss ns",
+    "del ns",
+    "worst plain put us",
+    "worst split put us",
+    "worst dir-doubling put us",
+    "split put median us",
+    "split put p99 us",
+    "puts >100us",
+    "puts >1ms",
+    "bytes/key",
 };
 
 struct keys {
@@ -135,6 +147,12 @@ static void build(struct tbl *t, const struct keys *k, const char *val)
     }
 }
 
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
 static void print_bytes(size_t n, const struct tbl_stats *st, size_t rss)
 {
     double payload = (double)(st->key_bytes + st->val_bytes) / (double)n;
@@ -186,6 +204,9 @@ static void worst_puts(size_t n, const struct keys *hit, const char *val, double
     struct tbl *t = tbl_create(heap);
     struct tbl_put_args a = {.val = val, .val_len = VAL_BYTES};
     uint64_t worst[3] = {0, 0, 0};
+    size_t nsplit = 0, split_cap = n / 100 + 64;
+    double *split_us = malloc(split_cap * sizeof(double));
+    KV_ASSERT(split_us != NULL);
     size_t slow = 0, vslow = 0;
     struct tbl_stats before, after;
     tbl_stats(t, &before);
@@ -197,6 +218,9 @@ static void worst_puts(size_t n, const struct keys *hit, const char *val, double
         tbl_stats(t, &after);
         int kind = after.dir_depth != before.dir_depth ? 2 : after.segments != before.segments;
         worst[kind] = d > worst[kind] ? d : worst[kind];
+        if (kind == 1 && nsplit < split_cap) {
+            split_us[nsplit++] = (double)d / 1000.0;
+        }
         slow += d > 100000;
         vslow += d > 1000000;
         before = after;
@@ -208,6 +232,10 @@ static void worst_puts(size_t n, const struct keys *hit, const char *val, double
     out[M_WORST_DOUBLE_US] = (double)worst[2] / 1000.0;
     out[M_SLOW] = (double)slow;
     out[M_VSLOW] = (double)vslow;
+    qsort(split_us, nsplit, sizeof(double), cmp_double);
+    out[M_SPLIT_MED_US] = nsplit ? split_us[nsplit / 2] : 0;
+    out[M_SPLIT_P99_US] = nsplit ? split_us[nsplit * 99 / 100] : 0;
+    free(split_us);
 }
 
 static void one_rep(size_t n, const struct keys *hit, const struct keys *miss, double out[M_N],
@@ -273,12 +301,6 @@ static void one_rep(size_t n, const struct keys *hit, const struct keys *miss, d
     mi_heap_delete(heap);
 
     worst_puts(n, hit, val, out);
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
 }
 
 int main(int argc, char **argv)

@@ -84,6 +84,11 @@ static struct cmd_desc table[] = {
     {"lastsave", 1, CMD_FAST, NOKEY, CMD_EXEC_CONN, 0, cmd_lastsave, "loading stale fast"},
     {"reset", 1, CMD_NOAUTH | CMD_FAST, NOKEY, CMD_EXEC_CONN, 0, cmd_reset, "noauth fast"},
     {"wait", 3, 0, NOKEY, CMD_EXEC_CONN, 0, cmd_wait, ""},
+    {"client|list", -2, CMD_HIDDEN, NOKEY, CMD_EXEC_ALL, CMD_MERGE_BULKCAT, cmd_client_list_part,
+     ""},
+    {"client|kill", -3, CMD_HIDDEN, NOKEY, CMD_EXEC_ALL, CMD_MERGE_SUM, cmd_client_kill_part, ""},
+    {"client|kill-old", 3, CMD_HIDDEN, NOKEY, CMD_EXEC_ALL, CMD_MERGE_KILL, cmd_client_kill_part,
+     ""},
     {"lcs", -3, CMD_READONLY, 1, 2, 1, CMD_EXEC_SAME, 0, cmd_lcs_unsupported, "readonly"},
 };
 
@@ -118,7 +123,7 @@ const struct cmd_desc *cmd_lookup(const char *name, size_t len)
         size_t mid = lo + (hi - lo) / 2;
         int c = strcmp(low, table[mid].name);
         if (c == 0) {
-            return &table[mid];
+            return (table[mid].flags & CMD_HIDDEN) ? NULL : &table[mid];
         }
         if (c < 0) {
             hi = mid;
@@ -126,6 +131,18 @@ const struct cmd_desc *cmd_lookup(const char *name, size_t len)
             lo = mid + 1;
         }
     }
+    return NULL;
+}
+
+const struct cmd_desc *cmd_lookup_hidden(const char *name)
+{
+    for (size_t i = 0; i < KV_ARRAY_LEN(table); i++) {
+        if (strcmp(table[i].name, name) == 0) {
+            KV_ASSERT(table[i].flags & CMD_HIDDEN);
+            return &table[i];
+        }
+    }
+    KV_ASSERT(0 && "no such internal command");
     return NULL;
 }
 

@@ -54,16 +54,19 @@ enum cmd_flag {
     CMD_LOADING = 1u << 5,
     CMD_STALE = 1u << 6,
     CMD_NOSCRIPT = 1u << 7,
+    CMD_HIDDEN = 1u << 8, /* internal row: not found by name, not listed by COMMAND */
 };
 
 /* How a MULTI command's per-shard results merge. */
 enum cmd_merge {
     CMD_MERGE_NONE = 0,
-    CMD_MERGE_SUM,    /* integer replies add up (DEL, EXISTS, UNLINK, TOUCH) */
-    CMD_MERGE_OK,     /* every part replies +OK (MSET) */
-    CMD_MERGE_ARRAY,  /* one element per key, in key order (MGET) */
-    CMD_MERGE_CONCAT, /* arrays concatenated (KEYS) */
-    CMD_MERGE_FIRST,  /* the first non-null bulk (RANDOMKEY) */
+    CMD_MERGE_SUM,     /* integer replies add up (DEL, EXISTS, UNLINK, TOUCH) */
+    CMD_MERGE_OK,      /* every part replies +OK (MSET) */
+    CMD_MERGE_ARRAY,   /* one element per key, in key order (MGET) */
+    CMD_MERGE_CONCAT,  /* arrays concatenated (KEYS) */
+    CMD_MERGE_FIRST,   /* the first non-null bulk (RANDOMKEY) */
+    CMD_MERGE_BULKCAT, /* bulk strings concatenated (CLIENT LIST) */
+    CMD_MERGE_KILL,    /* +OK if the sum is positive, else "No such client" */
 };
 
 struct cmd_ctx;
@@ -100,6 +103,9 @@ void cmd_init(void);
 /* The row for a command name (case-insensitive), or NULL. */
 const struct cmd_desc *cmd_lookup(const char *name, size_t len);
 
+/* An internal (CMD_HIDDEN) row by its exact name, e.g. "client|list"; never NULL. */
+const struct cmd_desc *cmd_lookup_hidden(const char *name);
+
 /* The row's index in the table, below KVD_CMDS_MAX (per-command statistics). */
 size_t cmd_index(const struct cmd_desc *d);
 
@@ -131,6 +137,7 @@ cmd_fn cmd_ping, cmd_echo, cmd_quit, cmd_select, cmd_auth, cmd_hello, cmd_client
     cmd_wait;
 
 /* Whole-keyspace parts (cmd_server.c): each runs over the executing shard's tables. */
-cmd_fn cmd_dbsize, cmd_keys, cmd_randomkey, cmd_flushall, cmd_scan;
+cmd_fn cmd_dbsize, cmd_keys, cmd_randomkey, cmd_flushall, cmd_scan, cmd_client_list_part,
+    cmd_client_kill_part;
 
 #endif

@@ -299,10 +299,10 @@ static void client_list(struct cmd_ctx *x)
         memcpy(buf + len, line, (size_t)n);
         len += (size_t)n;
     }
-    if (conn_resp(x->conn) == 3) {
+    if (x->conn != NULL && conn_resp(x->conn) == 3) {
         reply_verbatim(x->out, buf, len);
     } else {
-        reply_bulk(x->out, buf, len);
+        reply_bulk(x->out, buf, len); /* fan-out parts are plain bulks, merged later */
     }
     mi_free(buf);
 }
@@ -350,6 +350,7 @@ static void client_kill(struct cmd_ctx *x)
             killed++;
         }
     }
+    x->sum = killed;
     if (old_form) {
         if (killed == 0) {
             reply_error(x->out, "ERR No such client");
@@ -359,6 +360,16 @@ static void client_kill(struct cmd_ctx *x)
     } else {
         reply_int(x->out, killed);
     }
+}
+
+void cmd_client_list_part(struct cmd_ctx *x)
+{
+    client_list(x);
+}
+
+void cmd_client_kill_part(struct cmd_ctx *x)
+{
+    client_kill(x);
 }
 
 void cmd_client(struct cmd_ctx *x)
@@ -427,26 +438,39 @@ static void command_entry(struct resp_out *o, const struct cmd_desc *d)
     reply_array(o, 0); /* subcommands */
 }
 
+static size_t visible_count(const struct cmd_desc *t, size_t n)
+{
+    size_t v = 0;
+    for (size_t i = 0; i < n; i++) {
+        v += !(t[i].flags & CMD_HIDDEN);
+    }
+    return v;
+}
+
+static void command_all(struct resp_out *o, const struct cmd_desc *t, size_t n)
+{
+    reply_array(o, visible_count(t, n));
+    for (size_t i = 0; i < n; i++) {
+        if (!(t[i].flags & CMD_HIDDEN)) {
+            command_entry(o, &t[i]);
+        }
+    }
+}
+
 void cmd_command(struct cmd_ctx *x)
 {
     size_t n;
     const struct cmd_desc *t = cmd_table(&n);
     if (x->argc == 1) {
-        reply_array(x->out, n);
-        for (size_t i = 0; i < n; i++) {
-            command_entry(x->out, &t[i]);
-        }
+        command_all(x->out, t, n);
         return;
     }
     const struct resp_arg *sub = &x->argv[1];
     if (cmd_arg_is(sub, "count") && x->argc == 2) {
-        reply_int(x->out, (int64_t)n);
+        reply_int(x->out, (int64_t)visible_count(t, n));
     } else if (cmd_arg_is(sub, "info")) {
         if (x->argc == 2) {
-            reply_array(x->out, n);
-            for (size_t i = 0; i < n; i++) {
-                command_entry(x->out, &t[i]);
-            }
+            command_all(x->out, t, n);
             return;
         }
         reply_array(x->out, x->argc - 2);
@@ -461,9 +485,11 @@ void cmd_command(struct cmd_ctx *x)
     } else if (cmd_arg_is(sub, "docs")) {
         reply_map(x->out, 0); /* no documentation: clients fall back to their own */
     } else if (cmd_arg_is(sub, "list")) {
-        reply_array(x->out, n);
+        reply_array(x->out, visible_count(t, n));
         for (size_t i = 0; i < n; i++) {
-            reply_bulk_str(x->out, t[i].name);
+            if (!(t[i].flags & CMD_HIDDEN)) {
+                reply_bulk_str(x->out, t[i].name);
+            }
         }
     } else if (cmd_arg_is(sub, "getkeys")) {
         reply_error(x->out, "ERR COMMAND GETKEYS is not supported");

@@ -521,6 +521,42 @@ static void emit_merged(struct conn *c, struct pend *p)
         }
         break;
     }
+    case CMD_MERGE_KILL:
+        if (p->sum > 0) {
+            reply_ok(o);
+        } else {
+            reply_error(o, "ERR No such client");
+        }
+        break;
+    case CMD_MERGE_BULKCAT: {
+        size_t total = 0;
+        for (uint32_t t = 0; t < KVD_THREADS_MAX; t++) {
+            if (g->part_blob[t] != NULL) {
+                long long n = strtoll(g->part_blob[t] + 1, NULL, 10);
+                total += n > 0 ? (size_t)n : 0;
+            }
+        }
+        char *cat = mi_heap_malloc(c->sh->heap, total + 1);
+        KV_ASSERT(cat != NULL);
+        size_t off = 0;
+        for (uint32_t t = 0; t < KVD_THREADS_MAX; t++) {
+            if (g->part_blob[t] != NULL) {
+                long long n = strtoll(g->part_blob[t] + 1, NULL, 10);
+                const char *body = memchr(g->part_blob[t], '\n', g->part_len[t]);
+                if (n > 0 && body != NULL) {
+                    memcpy(cat + off, body + 1, (size_t)n);
+                    off += (size_t)n;
+                }
+            }
+        }
+        if (c->resp == 3) {
+            reply_verbatim(o, cat, off);
+        } else {
+            reply_bulk(o, cat, off);
+        }
+        mi_free(cat);
+        break;
+    }
     case CMD_MERGE_FIRST: {
         for (uint32_t t = 0; t < KVD_THREADS_MAX; t++) {
             if (g->part_blob[t] != NULL && g->part_blob[t][0] == '$' && g->part_blob[t][1] != '-') {
@@ -555,6 +591,12 @@ static void pend_drain(struct conn *c)
         }
         free_pend(p);
         c->pend_head++;
+    }
+    if (resp_out_error(&c->out) != 0 && !(c->flags & CONN_CLOSING)) {
+        kv_log_notice("closing client over its output limit id=%llu addr=%s",
+                      (unsigned long long)c->id, c->addr);
+        close_conn(c);
+        return;
     }
     if (resp_out_queued_bytes(&c->out) > 0) {
         mark_dirty(c);
@@ -719,7 +761,7 @@ static bool part_done(struct pend *p, uint32_t part, char *blob, size_t len, int
     KV_ASSERT(p->parts_left > 0);
     p->sum += value;
     if (p->g != NULL && (p->merge == CMD_MERGE_ARRAY || p->merge == CMD_MERGE_CONCAT ||
-                         p->merge == CMD_MERGE_FIRST)) {
+                         p->merge == CMD_MERGE_FIRST || p->merge == CMD_MERGE_BULKCAT)) {
         KV_ASSERT(part < KVD_THREADS_MAX && p->g->part_blob[part] == NULL);
         p->g->part_blob[part] = blob;
         p->g->part_len[part] = len;
@@ -899,6 +941,14 @@ static void dispatch(struct conn *c, const struct resp_cmd *cmd)
     struct shard *sh = c->sh;
     const struct cmd_desc *d = cmd_lookup(cmd->argv[0].ptr, cmd->argv[0].len);
     c->last_ms = sh->now_ms;
+    if (d == NULL && (cmd_arg_is(&cmd->argv[0], "post") || cmd_arg_is(&cmd->argv[0], "host:"))) {
+        /* Redis's cross-protocol scripting defence: an HTTP request is not a client. */
+        kv_log_warning("possible security attack detected: POST or Host: command from %s, "
+                       "connection closed",
+                       c->addr);
+        close_conn(c);
+        return;
+    }
     if (d == NULL) {
         unknown_command(c, cmd);
         finish_early(c);
@@ -917,6 +967,14 @@ static void dispatch(struct conn *c, const struct resp_cmd *cmd)
     }
     size_t argc = cmd->argc;
     const struct resp_arg *argv = cmd->argv;
+    if (d->fn == cmd_client && sh->srv->nthreads > 1) {
+        /* CLIENT LIST and KILL look at the clients of every shard. */
+        if (cmd_arg_is(&argv[1], "list")) {
+            d = cmd_lookup_hidden("client|list");
+        } else if (cmd_arg_is(&argv[1], "kill") && argc >= 3) {
+            d = cmd_lookup_hidden(argc == 3 ? "client|kill-old" : "client|kill");
+        }
+    }
     switch (d->exec) {
     case CMD_EXEC_CONN:
         exec_local(c, d, argc, argv);

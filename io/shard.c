@@ -212,7 +212,8 @@ static void on_accept(struct shard *sh, struct io_uring_cqe *cqe)
         sh->accepting = false;
     }
     if (cqe->res < 0) {
-        if (cqe->res != -ECANCELED) {
+        if (cqe->res != -ECANCELED &&
+            !atomic_load_explicit(&sh->srv->stopping, memory_order_relaxed)) {
             kv_log_warning("accept failed err=%s", strerror(-cqe->res));
         }
         return;

@@ -747,14 +747,23 @@ static void sim__partition(struct sim *s)
                    (unsigned long long)b);
         return;
     }
-    /* Symmetric: a random side A against the rest. */
+    /* Symmetric: a random side A against the rest; often the leader and at most one
+     * follower, so that a deposed leader keeps a long tail nobody else has. */
     bool side[SIM_NODES_MAX + 1] = {false};
     char desc[64] = "";
+    struct sim_node *l = sim__leader(s);
+    bool isolate_leader = l != NULL && kind == 3;
     for (uint64_t i = 1; i <= s->n_nodes; i++) {
-        side[i] = sim__chance(s, 400);
+        side[i] = isolate_leader ? false : sim__chance(s, 400);
+    }
+    if (isolate_leader) {
+        side[l->id] = true;
+        side[1 + sim__below(s, s->n_nodes)] = true;
+    }
+    for (uint64_t i = 1; i <= s->n_nodes; i++) {
         if (side[i]) {
-            size_t l = strlen(desc);
-            snprintf(desc + l, sizeof(desc) - l, "n%llu ", (unsigned long long)i);
+            size_t len = strlen(desc);
+            snprintf(desc + len, sizeof(desc) - len, "n%llu ", (unsigned long long)i);
         }
     }
     for (uint64_t i = 1; i <= s->n_nodes; i++) {
@@ -779,6 +788,10 @@ static void sim__faults(struct sim *s)
                    s->drop_pct, s->dup_pct);
     }
     struct sim_node *n = &s->nodes[sim__below(s, s->n_nodes)];
+    struct sim_node *l = sim__leader(s);
+    if (l != NULL && sim__chance(s, 300)) {
+        n = l; /* leaders crash more often: that is where the interesting states are */
+    }
     if (n->r != NULL && n->crash == CRASH_NONE && sim__chance(s, s->crash_pm)) {
         uint32_t how = sim__below(s, 3);
         if (how == 0) {

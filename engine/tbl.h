@@ -168,7 +168,8 @@ size_t tbl_expire_step(struct tbl *t, int64_t now_ms, uint64_t *cursor, size_t s
  * whole key). A call emits the entries whose placement hash lies in [p, q), where q is
  * the end of the segment that holds p, and returns q (0 once q reaches 2^64). Because
  * positions below the cursor are done and segments always cover hash ranges, splits and
- * merges of segments between calls cannot hide a key.
+ * merges of segments between calls cannot hide a key; and since the cursor only grows,
+ * no key is passed to `fn` twice in one iteration.
  *
  * During a split, tbl_scan(src) emits only the keys with h < m, and tbl_scan(dst) first
  * moves the not-yet-moved keys of the range it visits from src: scanning both covers the

@@ -432,6 +432,7 @@ struct seen {
     uint8_t *bits;
     size_t n;
     size_t calls;
+    size_t dups; /* keys passed twice */
 };
 
 static void seen_cb(void *ctx, const struct tbl_entry *e)
@@ -445,6 +446,7 @@ static void seen_cb(void *ctx, const struct tbl_entry *e)
     buf[len] = 0;
     size_t id = strtoul(buf + 2, NULL, 10);
     if (id < s->n) {
+        s->dups += s->bits[id];
         s->bits[id] = 1;
     }
     s->calls++;
@@ -479,6 +481,7 @@ Test(tbl, scan_during_growth_and_shrink)
     for (size_t i = 0; i < keep; i++) {
         cr_assert(s.bits[i], "key %zu missed during growth", i);
     }
+    cr_assert_eq(s.dups, 0, "no key twice in one iteration");
     while (next < total) {
         key_of(k, sizeof(k), next++);
         cr_assert_eq(put(t, k, "v", 0, 0, 0), 0);
@@ -503,6 +506,7 @@ Test(tbl, scan_during_growth_and_shrink)
     for (size_t i = 0; i < keep; i++) {
         cr_assert(s.bits[i], "key %zu missed during shrink", i);
     }
+    cr_assert_eq(s.dups, 0, "no key twice in one iteration, across merges");
     tbl_check(t);
     /* A quiet full scan returns each key exactly once. */
     memset(s.bits, 0, total);

@@ -8,7 +8,7 @@
  *
  * Message header (88 bytes):
  *   0 magic "KVRM" u32 | 4 version u8 | 5 type u8 | 6 flags u8 | 7 reject u8
- *   8 checksum u64 (XXH3-64 of bytes 16..end) | 16 total_len u32 | 20 n_entries u32
+ *   8 checksum u64 (XXH3-64 of bytes 0..8 and 16..end) | 16 total_len u32 | 20 n_entries u32
  *   24 from | 32 to | 40 term | 48 log_term | 56 index | 64 commit | 72 reject_hint
  *   80 context (all u64)
  * Snapshot section (136 bytes, SNAPSHOT only): index u64 | term u64 | n_voters u32 |
@@ -171,6 +171,14 @@ int raft_entry_decode(const uint8_t *buf, size_t len, struct raft_entry *e, size
 
 /* ---- messages ---------------------------------------------------------------------- */
 
+/* Everything but the checksum field: bytes 0..8 seed the hash of bytes 16..end. */
+static uint64_t msg_checksum(const uint8_t *buf, size_t len)
+{
+    uint64_t seed = XXH3_64bits(buf, OFF(raft_wire_msg_hdr, checksum));
+    return XXH3_64bits_withSeed(buf + OFF(raft_wire_msg_hdr, total_len),
+                                len - OFF(raft_wire_msg_hdr, total_len), seed);
+}
+
 size_t raft_msg_encoded_size(const struct raft_msg *m)
 {
     size_t n = RAFT_WIRE_MSG_HDR_BYTES;
@@ -244,9 +252,7 @@ int raft_msg_encode(const struct raft_msg *m, uint8_t *buf, size_t cap, size_t *
         off += used;
     }
     KV_ASSERT(off == total);
-    put64(buf + OFF(raft_wire_msg_hdr, checksum),
-          XXH3_64bits(buf + OFF(raft_wire_msg_hdr, total_len),
-                      total - OFF(raft_wire_msg_hdr, total_len)));
+    put64(buf + OFF(raft_wire_msg_hdr, checksum), msg_checksum(buf, total));
     *len_out = total;
     return 0;
 }
@@ -307,9 +313,7 @@ static int decode_header(const uint8_t *buf, size_t len, struct raft_msg *m)
     if (get32(buf + OFF(raft_wire_msg_hdr, total_len)) != len) {
         return KV_EPROTO;
     }
-    uint64_t sum = XXH3_64bits(buf + OFF(raft_wire_msg_hdr, total_len),
-                               len - OFF(raft_wire_msg_hdr, total_len));
-    if (get64(buf + OFF(raft_wire_msg_hdr, checksum)) != sum) {
+    if (get64(buf + OFF(raft_wire_msg_hdr, checksum)) != msg_checksum(buf, len)) {
         return KV_ECORRUPT;
     }
     memset(m, 0, sizeof(*m));

@@ -737,6 +737,36 @@ const struct tbl_entry *tbl_get(struct tbl *t, const void *key, size_t key_len, 
     return (const struct tbl_entry *)slot_ent(l.t->dir[l.di]->slot[l.i]);
 }
 
+/*
+ * SET over an existing key, in place: possible when the caller does not take the old
+ * entry, the header keeps its layout (type, expiry present or not) and the new value
+ * fits the block without leaving it more than half empty. Saves a free and a malloc.
+ */
+static bool tbl__overwrite(struct tbl *t, uint8_t *p, const struct tbl_put_args *args,
+                           int64_t expire_ms)
+{
+    KV_ASSERT(t != NULL && p != NULL);
+    if ((p[0] & ENT_TYPE_MASK) != args->type || (ent_expire(p) != 0) != (expire_ms != 0)) {
+        return false;
+    }
+    struct ent_view v;
+    ent_view(p, &v);
+    size_t cap = ent_cap(p, &v);
+    if (args->val_len > cap || args->val_len < cap / 2) {
+        return false;
+    }
+    if (expire_ms != 0) {
+        memcpy(p + 1, &expire_ms, 8);
+    }
+    if (args->val_len) {
+        memmove(p + v.off_val, args->val, args->val_len); /* val may alias the old value */
+    }
+    store_le(p + v.off_vlen, v.vcode, args->val_len);
+    t->val_bytes = t->val_bytes - v.vlen + args->val_len;
+    KV_ASSERT(ent_expire(p) == expire_ms);
+    return true;
+}
+
 int tbl_put(struct tbl *t, const void *key, size_t key_len, uint64_t h,
             const struct tbl_put_args *args, int64_t now_ms, struct tbl_entry **old)
 {
@@ -764,6 +794,10 @@ int tbl_put(struct tbl *t, const void *key, size_t key_len, uint64_t h,
     int64_t expire_ms = args->expire_ms;
     if ((args->flags & TBL_KEEPTTL) && op != NULL) {
         expire_ms = ent_expire(op);
+    }
+    if (op != NULL && old == NULL && tbl__overwrite(l.t, op, args, expire_ms)) {
+        l.t->dir[l.di]->slot[l.i] = slot_make(op, l.ph); /* the expiry bit may change */
+        return 0;
     }
     uint8_t *p =
         ent_alloc(l.t->heap, args->type, expire_ms, key, key_len, args->val_len, args->val_len);

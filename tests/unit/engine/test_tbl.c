@@ -168,6 +168,36 @@ Test(tbl, nx_xx_old_keepttl)
     tbl_destroy(t);
 }
 
+Test(tbl, overwrite_in_place)
+{
+    struct tbl *t = tbl_create(heap);
+    cr_assert_eq(put(t, "k", "0123456789", 0, 0, 0), 0);
+    const struct tbl_entry *e0 = get(t, "k", 0);
+    cr_assert_eq(put(t, "k", "abcdefghij", 0, 0, 0), 0); /* same size: same block */
+    cr_assert_eq(get(t, "k", 0), e0);
+    cr_assert(val_is(e0, "abcdefghij", 10));
+    cr_assert_eq(put(t, "k", "xyz", 0, 0, 0), 0); /* block would be mostly empty: new one */
+    cr_assert(val_is(get(t, "k", 0), "xyz", 3));
+    cr_assert_eq(put(t, "k", "xyw", 50, 0, 0), 0); /* expiry field added: new layout */
+    cr_assert_eq(tbl_entry_expire_ms(get(t, "k", 0)), 50);
+    const struct tbl_entry *e1 = get(t, "k", 0);
+    cr_assert_eq(put(t, "k", "xyv", 60, 0, 0), 0); /* same layout again: in place */
+    cr_assert_eq(get(t, "k", 0), e1);
+    cr_assert_eq(tbl_entry_expire_ms(e1), 60);
+    /* the value may come from the entry itself */
+    size_t len;
+    const char *v = tbl_entry_val(e1, &len);
+    struct tbl_put_args a = {.val = v + 1, .val_len = 2, .expire_ms = 60};
+    cr_assert_eq(tbl_put(t, "k", 1, tbl_hash("k", 1), &a, 0, NULL), 0);
+    cr_assert(val_is(get(t, "k", 0), "yv", 2));
+    struct tbl_stats st;
+    tbl_stats(t, &st);
+    cr_assert_eq(st.val_bytes, 2);
+    cr_assert(tbl_get(t, "k", 1, tbl_hash("k", 1), 60) == NULL);
+    tbl_check(t);
+    tbl_destroy(t);
+}
+
 Test(tbl, type_byte)
 {
     struct tbl *t = tbl_create(heap);

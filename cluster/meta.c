@@ -16,9 +16,9 @@
  *   8 node | 16 to_node | 24 partition | 32 new_partition | 40 lo | 48 hi | 56 at
  *   64 epoch | 72 leader | 80 replicas[5] | 120 reserved u64        (all u64)
  * Snapshot: header (32: magic "KVMS" u32, version u8, 3 reserved, n_nodes u32,
- *   n_parts u32, version u64, checksum u64 = XXH3-64 of the records), then nodes
- *   (16: id u64, state u32, reserved u32), then partitions (88: id, lo, hi, epoch,
- *   leader u64, n_replicas u32, reserved u32, replicas[5] u64).
+ *   n_parts u32, version u64, checksum u64 = XXH3-64 of header bytes 0..24 and the records), then
+ * nodes (16: id u64, state u32, reserved u32), then partitions (88: id, lo, hi, epoch, leader u64,
+ * n_replicas u32, reserved u32, replicas[5] u64).
  */
 #include "meta.h"
 
@@ -483,6 +483,13 @@ static void enc_part(const struct meta_partition *q, uint8_t *p)
     }
 }
 
+/* The header's first 24 bytes seed the hash of the records. */
+static uint64_t snap_checksum(const uint8_t *buf, size_t len)
+{
+    uint64_t seed = XXH3_64bits(buf, 24);
+    return XXH3_64bits_withSeed(buf + META_SNAP_HDR_BYTES, len - META_SNAP_HDR_BYTES, seed);
+}
+
 size_t meta_snapshot(const struct meta_state *s, uint8_t *buf, size_t cap)
 {
     size_t need = META_SNAP_HDR_BYTES + (size_t)s->n_nodes * META_SNAP_NODE_BYTES +
@@ -501,7 +508,7 @@ size_t meta_snapshot(const struct meta_state *s, uint8_t *buf, size_t cap)
     for (uint32_t i = 0; i < s->n_parts; i++, p += META_SNAP_PART_BYTES) {
         enc_part(&s->parts[i], p);
     }
-    put64(buf + 24, XXH3_64bits(buf + META_SNAP_HDR_BYTES, need - META_SNAP_HDR_BYTES));
+    put64(buf + 24, snap_checksum(buf, need));
     return need;
 }
 
@@ -617,7 +624,7 @@ int meta_restore(struct meta_state *s, const uint8_t *buf, size_t len)
     if (len != need) {
         return KV_EPROTO;
     }
-    if (get64(buf + 24) != XXH3_64bits(buf + META_SNAP_HDR_BYTES, need - META_SNAP_HDR_BYTES)) {
+    if (get64(buf + 24) != snap_checksum(buf, need)) {
         return KV_ECORRUPT;
     }
     int rc = restore_pass(s, buf, nn, np, false);

@@ -17,9 +17,11 @@
  * home slot). It is the unit of incremental work: one segment split moves at most this
  * many entries (~100 us), so no request stalls behind a table's growth. */
 #define KV_TBL_SEG_SLOTS 1024u
-/* Directory depth of one table (2^depth segment pointers): 2^26 segments hold ~40G
- * keys, far beyond one partition; the bound keeps a directory doubling finite. */
-#define KV_TBL_DIR_DEPTH_MAX 26u
+/* Directory depth of one table (2^depth segment pointers): 2^22 segments hold ~2.5G
+ * keys, far beyond one partition. Keys crafted to share hash prefixes can force the
+ * directory deeper than the key count needs; the bound caps it at 32 MiB (the last
+ * doubling copies 16 MiB), after which inserts into the full segment get KV_ELIMIT. */
+#define KV_TBL_DIR_DEPTH_MAX 22u
 
 /* ---- proto/ ------------------------------------------------------------------ */
 

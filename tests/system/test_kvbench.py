@@ -1,0 +1,150 @@
+"""System test of tools/kvbench against a real redis-server.
+
+Starts redis-server on a free port, runs kvbench briefly in closed loop and open loop
+with --json, and checks what it reports: the request count, zero errors, ordered
+percentiles, --verify over a loaded key space, AUTH. The kvbench binary is found in
+$KV_BUILD_DIR (set by ctest) or build/release.
+"""
+import json
+import os
+import shutil
+import socket
+import subprocess
+import time
+
+import pytest
+
+REDIS = "/usr/bin/redis-server"
+SOURCE_DIR = os.environ.get(
+    "KV_SOURCE_DIR", os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+)
+BUILD_DIR = os.environ.get("KV_BUILD_DIR", os.path.join(SOURCE_DIR, "build", "release"))
+KVBENCH = os.path.join(BUILD_DIR, "tools", "kvbench")
+
+if not os.path.exists(REDIS):
+    print("skipping kvbench system tests: %s is not installed" % REDIS)
+    pytest.skip("%s is not installed" % REDIS, allow_module_level=True)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_redis(extra=()):
+    port = free_port()
+    proc = subprocess.Popen(
+        [REDIS, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+        + list(extra),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return proc, port
+        except OSError:
+            time.sleep(0.05)
+    proc.kill()
+    raise RuntimeError("redis-server did not start on port %d" % port)
+
+
+@pytest.fixture
+def redis():
+    proc, port = start_redis()
+    yield port
+    proc.kill()
+    proc.wait()
+
+
+@pytest.fixture
+def redis_auth():
+    proc, port = start_redis(["--requirepass", "s3cret"])
+    yield port
+    proc.kill()
+    proc.wait()
+
+
+def kvbench(port, *args, check=True):
+    assert os.path.exists(KVBENCH), "kvbench is not built: %s" % KVBENCH
+    res = subprocess.run(
+        [KVBENCH, "-p", str(port), "--json", *args], capture_output=True, text=True, timeout=120
+    )
+    if check:
+        assert res.returncode == 0, res.stderr
+        return json.loads(res.stdout)
+    return res
+
+
+def assert_clean(r):
+    for k in ("errors", "unexpected", "verify_failures", "conn_failures"):
+        assert r[k] == 0, (k, r)
+    lat = r["latency_us"]
+    assert 0 < lat["p50"] <= lat["p90"] <= lat["p99"] <= lat["p99_9"] <= lat["max"], lat
+    assert r["gets"] + r["sets"] == r["requests"]
+
+
+def redis_cmd(port, *words):
+    """One command over a raw socket (keeps the test free of client libraries)."""
+    with socket.create_connection(("127.0.0.1", port)) as s:
+        req = "*%d\r\n" % len(words) + "".join("$%d\r\n%s\r\n" % (len(w), w) for w in words)
+        s.sendall(req.encode())
+        return s.recv(4096).decode()
+
+
+def test_closed_loop_counts_and_verifies(redis):
+    r = kvbench(redis, "-n", "20000", "-c", "10", "-P", "8", "-r", "1000", "--load",
+                "--verify", "--ratio", "1:1", "-d", "1-300")
+    assert r["mode"] == "closed"
+    assert r["requests"] == 20000
+    assert_clean(r)
+    assert r["misses"] == 0  # every key was loaded first
+    assert r["hits"] == r["gets"] > 5000
+    assert r["sets"] > 5000
+    assert redis_cmd(redis, "DBSIZE") == ":1000\r\n"
+
+
+def test_open_loop_holds_the_rate(redis):
+    r = kvbench(redis, "--rate", "2000", "--duration", "1.5", "-c", "4", "-T", "2", "-t", "get")
+    assert r["mode"] == "open"
+    assert_clean(r)
+    # 3000 intended requests; the last interval may be cut by the end of the run
+    assert 2900 <= r["requests"] <= 3000, r["requests"]
+    assert r["elapsed_s"] >= 1.5
+
+
+def test_distributions_and_pipelines(redis):
+    for dist in ("uniform", "zipf", "seq"):
+        r = kvbench(redis, "-n", "5000", "-c", "3", "-P", "16", "--dist", dist, "-t", "set")
+        assert r["requests"] == 5000 and r["sets"] == 5000, dist
+        assert_clean(r)
+    # sequential over a key space smaller than the request count touches every key
+    redis_cmd(redis, "FLUSHALL")
+    kvbench(redis, "-n", "2000", "-c", "1", "--dist", "seq", "-r", "500", "-t", "set")
+    assert redis_cmd(redis, "DBSIZE") == ":500\r\n"
+
+
+def test_get_misses_are_counted(redis):
+    r = kvbench(redis, "-n", "1000", "-c", "2", "-t", "get", "-r", "1000000")
+    assert r["misses"] == 1000 and r["hits"] == 0
+    assert_clean(r)
+
+
+def test_auth(redis_auth):
+    r = kvbench(redis_auth, "-a", "s3cret", "-n", "1000", "-c", "2", "--ratio", "1:1")
+    assert r["requests"] == 1000
+    assert_clean(r)
+    bad = kvbench(redis_auth, "-a", "wrong", "-n", "10", check=False)
+    assert bad.returncode != 0
+    assert "AUTH" in bad.stderr
+    # without AUTH every request is answered with an error, and counted
+    r = kvbench(redis_auth, "-n", "100", "-c", "1")
+    assert r["errors"] == 100
+
+
+def test_refused_connection_fails_cleanly():
+    res = kvbench(free_port(), "-n", "10", check=False)
+    assert res.returncode != 0
+    assert "connect" in res.stderr

@@ -115,10 +115,11 @@ const struct tbl_entry *tbl_get(struct tbl *t, const void *key, size_t key_len, 
 
 /*
  * Insert or replace a key. Returns 0, KV_EEXIST (TBL_NX and the key exists),
- * KV_ENOTFOUND (TBL_XX and it does not), KV_ELIMIT (a length over its limit) or
- * KV_ENOMEM. On success, if `old` is not NULL it receives the replaced entry (or
- * NULL), now owned by the caller (free with tbl_entry_free()); if `old` is NULL the
- * replaced entry is freed. On failure *old is set to NULL. Owning thread only.
+ * KV_ENOTFOUND (TBL_XX and it does not), KV_ELIMIT (a length over its limit, or the
+ * key's segment is full at KV_TBL_DIR_DEPTH_MAX: ~1000 keys whose hashes share their top
+ * 22 bits, which only crafted keys achieve) or KV_ENOMEM. On success, if `old` is not NULL it
+ * receives the replaced entry (or NULL), now owned by the caller (free with tbl_entry_free()); if
+ * `old` is NULL the replaced entry is freed. On failure *old is set to NULL. Owning thread only.
  */
 int tbl_put(struct tbl *t, const void *key, size_t key_len, uint64_t h,
             const struct tbl_put_args *args, int64_t now_ms, struct tbl_entry **old);

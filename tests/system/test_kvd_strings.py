@@ -1,0 +1,339 @@
+"""String commands of kvd against Redis 7: every reply and error text byte for byte.
+
+Each scenario is a list of commands sent in order to a freshly flushed kvd (--threads 2)
+and a freshly flushed redis-server; every reply must be identical. Scenarios whose
+replies depend on the clock (TTL, PTTL) are checked with ranges instead.
+"""
+import time
+
+import pytest
+
+from conftest import Err, St
+
+FUTURE_S = int(time.time()) + 100000  # an absolute expiry shared by both servers
+FUTURE_MS = FUTURE_S * 1000 + 123
+PAST_S = int(time.time()) - 1000
+
+SCENARIOS = {
+    "get_missing_and_set": [
+        ("GET", "k"), ("SET", "k", "v"), ("GET", "k"), ("SET", "k", "w"), ("GET", "k"),
+        ("SET", "k", ""), ("GET", "k"), ("STRLEN", "k"),
+    ],
+    "set_nx_xx": [
+        ("SET", "k", "1", "XX"), ("GET", "k"), ("SET", "k", "1", "NX"), ("SET", "k", "2", "NX"),
+        ("GET", "k"), ("SET", "k", "3", "XX"), ("GET", "k"), ("SET", "k", "4", "nx"),
+        ("SET", "k2", "x", "xx"),
+    ],
+    "set_get_option": [
+        ("SET", "k", "1", "GET"), ("SET", "k", "2", "GET"), ("GET", "k"),
+        ("SET", "k", "3", "NX", "GET"), ("GET", "k"), ("SET", "k", "4", "XX", "GET"),
+        ("SET", "m", "4", "XX", "GET"), ("EXISTS", "m"), ("SET", "n", "5", "NX", "GET"),
+        ("GET", "n"),
+    ],
+    "set_expiry_options": [
+        ("SET", "k", "v", "EX", "100"), ("TTL", "k"), ("SET", "k", "v", "PX", "100000"),
+        ("TTL", "k"), ("SET", "k", "v", "EXAT", str(FUTURE_S)), ("EXPIRETIME", "k"),
+        ("SET", "k", "v", "PXAT", str(FUTURE_MS)), ("PEXPIRETIME", "k"), ("EXPIRETIME", "k"),
+        ("SET", "k", "v"), ("TTL", "k"),
+        ("SET", "k", "v", "ex", "100", "GET"), ("TTL", "k"),
+    ],
+    "set_keepttl": [
+        ("SET", "k", "v", "EXAT", str(FUTURE_S)), ("SET", "k", "w", "KEEPTTL"),
+        ("EXPIRETIME", "k"), ("GET", "k"), ("SET", "k", "x", "KEEPTTL", "GET"),
+        ("EXPIRETIME", "k"), ("SET", "k", "y"), ("EXPIRETIME", "k"),
+        ("SET", "new", "v", "KEEPTTL"), ("TTL", "new"),
+    ],
+    "set_invalid_combinations": [
+        ("SET", "k", "v", "NX", "XX"), ("SET", "k", "v", "XX", "NX"),
+        ("SET", "k", "v", "EX", "10", "PX", "100"), ("SET", "k", "v", "PX", "10", "EX", "10"),
+        ("SET", "k", "v", "EX", "10", "KEEPTTL"), ("SET", "k", "v", "KEEPTTL", "EX", "10"),
+        ("SET", "k", "v", "EX", "10", "EXAT", str(FUTURE_S)),
+        ("SET", "k", "v", "PXAT", str(FUTURE_MS), "EXAT", str(FUTURE_S)),
+        ("SET", "k", "v", "PXAT", str(FUTURE_MS), "KEEPTTL"),
+        ("SET", "k", "v", "EX"), ("SET", "k", "v", "PX"), ("SET", "k", "v", "EXAT"),
+        ("SET", "k", "v", "FOO"),
+        ("EXISTS", "k"),
+    ],
+    "set_repeated_option": [
+        ("SET", "k", "v", "NX", "NX"), ("SET", "k", "v", "GET", "GET"),
+        ("SET", "k", "v", "EX", "10", "EX", "20"), ("TTL", "k"),
+        ("SET", "k", "v", "PX", "10000", "PX", "20000"), ("TTL", "k"),
+    ],
+    "set_invalid_expire_values": [
+        ("SET", "k", "v", "EX", "0"), ("SET", "k", "v", "EX", "-1"), ("SET", "k", "v", "PX", "0"),
+        ("SET", "k", "v", "PX", "-5"), ("SET", "k", "v", "EX", "abc"),
+        ("SET", "k", "v", "EX", "1.5"), ("SET", "k", "v", "EX", "9223372036854775807"),
+        ("SET", "k", "v", "PX", "9223372036854775807"),
+        ("SET", "k", "v", "EX", "9223372036854775"), ("SET", "k", "v", "EXAT", "0"),
+        ("SET", "k", "v", "PXAT", "0"), ("SET", "k", "v", "EX", " 10"),
+        ("SET", "k", "v", "EX", "+10"), ("SET", "k", "v", "EX", "010"), ("EXISTS", "k"),
+    ],
+    "set_past_absolute_time_deletes": [
+        ("SET", "k", "v"), ("SET", "k", "w", "EXAT", str(PAST_S)), ("EXISTS", "k"),
+        ("SET", "k", "v"), ("SET", "k", "w", "PXAT", "1"), ("EXISTS", "k"),
+        ("SET", "k", "v", "PXAT", "1", "GET"), ("GET", "k"),
+    ],
+    "setnx": [
+        ("SETNX", "k", "1"), ("SETNX", "k", "2"), ("GET", "k"), ("SETNX", "k"),
+        ("SETNX", "k", "1", "2"),
+    ],
+    "setex_psetex": [
+        ("SETEX", "k", "100", "v"), ("TTL", "k"), ("GET", "k"), ("PSETEX", "p", "100000", "v"),
+        ("TTL", "p"), ("SETEX", "k", "0", "v"), ("SETEX", "k", "-1", "v"), ("SETEX", "k", "x", "v"),
+        ("PSETEX", "k", "0", "v"), ("PSETEX", "k", "-10", "v"), ("PSETEX", "k", "1.5", "v"),
+        ("SETEX", "k", "9223372036854775807", "v"), ("SETEX", "k", "100"),
+        ("SETEX", "k", "100", "v", "x"), ("GET", "k"),
+    ],
+    "getset": [
+        ("GETSET", "k", "1"), ("GETSET", "k", "2"), ("GET", "k"), ("SET", "t", "v", "EX", "100"),
+        ("GETSET", "t", "w"), ("TTL", "t"), ("GETSET", "k"),
+    ],
+    "getdel": [
+        ("GETDEL", "k"), ("SET", "k", "v"), ("GETDEL", "k"), ("EXISTS", "k"), ("GETDEL", "k"),
+        ("GETDEL", "k", "x"),
+    ],
+    "getex": [
+        ("GETEX", "k"), ("GETEX", "k", "EX", "100"), ("SET", "k", "v"), ("GETEX", "k"),
+        ("TTL", "k"), ("GETEX", "k", "EX", "100"), ("TTL", "k"), ("GETEX", "k", "PX", "200000"),
+        ("TTL", "k"), ("GETEX", "k", "EXAT", str(FUTURE_S)), ("EXPIRETIME", "k"),
+        ("GETEX", "k", "PXAT", str(FUTURE_MS)), ("PEXPIRETIME", "k"),
+        ("GETEX", "k", "PERSIST"), ("TTL", "k"), ("GETEX", "k", "persist"),
+    ],
+    "getex_errors": [
+        ("SET", "k", "v"), ("GETEX", "k", "EX"), ("GETEX", "k", "EX", "0"),
+        ("GETEX", "k", "EX", "-1"), ("GETEX", "k", "PX", "x"), ("GETEX", "k", "EX", "10", "PX", "10"),
+        ("GETEX", "k", "PERSIST", "EX", "10"), ("GETEX", "k", "EX", "10", "PERSIST"),
+        ("GETEX", "k", "KEEPTTL"), ("GETEX", "k", "NX"), ("GETEX", "k", "FOO"),
+        ("GETEX", "k", "EXAT", "0"), ("GETEX", "k", "EX", "9223372036854775807"),
+        ("GETEX",), ("TTL", "k"), ("GETEX", "missing", "FOO"),
+    ],
+    "getex_past_time_deletes": [
+        ("SET", "k", "v"), ("GETEX", "k", "EXAT", str(PAST_S)), ("EXISTS", "k"),
+        ("SET", "k", "v"), ("GETEX", "k", "PXAT", "1"), ("EXISTS", "k"),
+    ],
+    "mget_mset": [
+        ("MSET", "a", "1", "b", "2", "c", "3"), ("MGET", "a", "b", "c", "d", "a"),
+        ("MSET", "a", "x", "a", "y"), ("GET", "a"), ("MSET", "a"), ("MSET", "a", "1", "b"),
+        ("MGET",), ("MSET",), ("MGET", "nope"),
+    ],
+    "msetnx_same_partition": [
+        ("MSETNX", "{t}a", "1", "{t}b", "2"), ("MGET", "{t}a", "{t}b"),
+        ("MSETNX", "{t}b", "3", "{t}c", "4"), ("MGET", "{t}b", "{t}c"),
+        ("MSETNX", "{t}a"), ("MSETNX", "{t}a", "1", "{t}b"),
+        ("MSETNX", "{t}d", "1", "{t}d", "2"), ("GET", "{t}d"),
+    ],
+    "incr_decr": [
+        ("INCR", "n"), ("INCR", "n"), ("DECR", "n"), ("DECR", "n"), ("DECR", "n"), ("GET", "n"),
+        ("INCRBY", "n", "10"), ("INCRBY", "n", "-20"), ("DECRBY", "n", "5"), ("DECRBY", "n", "-7"),
+        ("GET", "n"), ("INCRBY", "m", "0"), ("DECRBY", "z", "3"),
+    ],
+    "incr_errors": [
+        ("SET", "s", "abc"), ("INCR", "s"), ("DECR", "s"), ("INCRBY", "s", "1"),
+        ("SET", "s", " 1"), ("INCR", "s"), ("SET", "s", "1 "), ("INCR", "s"),
+        ("SET", "s", "01"), ("INCR", "s"), ("SET", "s", "+1"), ("INCR", "s"),
+        ("SET", "s", "1.0"), ("INCR", "s"), ("SET", "s", ""), ("INCR", "s"),
+        ("INCRBY", "n", "x"), ("INCRBY", "n", "1.5"), ("INCRBY", "n", "99999999999999999999"),
+        ("DECRBY", "n", "x"), ("INCR",), ("INCRBY", "n"), ("DECRBY", "n", "1", "2"),
+        ("GET", "n"),
+    ],
+    "incr_overflow": [
+        ("SET", "n", "9223372036854775807"), ("INCR", "n"), ("INCRBY", "n", "1"), ("GET", "n"),
+        ("SET", "n", "-9223372036854775808"), ("DECR", "n"), ("DECRBY", "n", "1"),
+        ("INCRBY", "n", "-1"), ("GET", "n"), ("SET", "n", "0"),
+        ("DECRBY", "n", "-9223372036854775808"), ("INCRBY", "n", "-9223372036854775808"),
+        ("SET", "n", "9223372036854775808"), ("INCR", "n"),
+        ("SET", "n", "-9223372036854775809"), ("DECR", "n"),
+    ],
+    "incr_keeps_ttl": [
+        ("SET", "n", "1", "EXAT", str(FUTURE_S)), ("INCR", "n"), ("EXPIRETIME", "n"),
+        ("INCRBYFLOAT", "n", "0.5"), ("EXPIRETIME", "n"), ("APPEND", "n", "0"),
+        ("EXPIRETIME", "n"), ("SETRANGE", "n", "0", "9"), ("EXPIRETIME", "n"), ("GET", "n"),
+    ],
+    "incrbyfloat_formatting": [
+        ("SET", "f", "10"), ("INCRBYFLOAT", "f", "0.5"), ("INCRBYFLOAT", "f", "0.1"),
+        ("INCRBYFLOAT", "f", "-5"), ("GET", "f"), ("INCRBYFLOAT", "g", "5.0e3"),
+        ("INCRBYFLOAT", "g", "2.0e2"), ("INCRBYFLOAT", "h", "3.0"), ("INCRBYFLOAT", "h", "-3"),
+        ("INCRBYFLOAT", "i", "1e-5"), ("INCRBYFLOAT", "j", "0.1"), ("INCRBYFLOAT", "j", "0.2"),
+        ("INCRBYFLOAT", "k", "1.5e20"), ("INCRBYFLOAT", "l", "-0"), ("INCRBYFLOAT", "m", "1e300"),
+        ("INCRBYFLOAT", "o", "12345678901234567890"), ("INCRBYFLOAT", "p", "  1.5"),
+        ("INCRBYFLOAT", "q", "0x10"), ("INCRBYFLOAT", "r", ".5"), ("INCRBYFLOAT", "s", "5."),
+        ("SET", "t", "3.0"), ("INCRBYFLOAT", "t", "1"), ("SET", "u", "1e3"),
+        ("INCRBYFLOAT", "u", "1"), ("SET", "v", "7"), ("INCRBYFLOAT", "v", "1.0000000000000002"),
+    ],
+    "incrbyfloat_errors": [
+        ("INCRBYFLOAT", "f", "abc"), ("INCRBYFLOAT", "f", ""), ("INCRBYFLOAT", "f", "inf"),
+        ("INCRBYFLOAT", "f", "-inf"), ("INCRBYFLOAT", "f", "nan"), ("INCRBYFLOAT", "f", "1.5x"),
+        ("SET", "s", "abc"), ("INCRBYFLOAT", "s", "1"), ("SET", "s", "1e308"),
+        ("INCRBYFLOAT", "s", "1e308"), ("GET", "s"), ("INCRBYFLOAT", "f"),
+        ("SET", "w", " 1"), ("INCRBYFLOAT", "w", "1"), ("EXISTS", "f"),
+    ],
+    "counters_reject_nul_bytes": [
+        ("SET", "n", b"1\x00"), ("INCR", "n"), ("INCRBY", "n", "1"), ("INCRBY", "n", b"1\x002"),
+        ("GET", "n"),
+    ],
+    "incrbyfloat_value_with_nul_bytes": [
+        ("SET", "f", b"1.5\x00"), ("INCRBYFLOAT", "f", "1"),
+        ("SET", "f", b"\x00\x009"), ("INCRBYFLOAT", "f", "1"), ("GET", "f"),
+    ],
+    "incrbyfloat_increment_with_nul_bytes": [
+        ("INCRBYFLOAT", "f", b"1\x002"), ("EXISTS", "f"),
+    ],
+    "append_strlen": [
+        ("APPEND", "k", "ab"), ("APPEND", "k", "cd"), ("GET", "k"), ("STRLEN", "k"),
+        ("STRLEN", "nope"), ("APPEND", "k", ""), ("STRLEN", "k"), ("SET", "n", "12"),
+        ("INCR", "n"), ("APPEND", "n", "4"), ("INCR", "n"), ("APPEND", "k"), ("STRLEN", "k", "x"),
+    ],
+    "getrange": [
+        ("SET", "k", "Hello World"), ("GETRANGE", "k", "0", "4"), ("GETRANGE", "k", "-5", "-1"),
+        ("GETRANGE", "k", "0", "-1"), ("GETRANGE", "k", "0", "100"), ("GETRANGE", "k", "5", "2"),
+        ("GETRANGE", "k", "-100", "2"), ("GETRANGE", "k", "-100", "-50"),
+        ("GETRANGE", "k", "50", "100"), ("GETRANGE", "k", "-1", "-2"),
+        ("GETRANGE", "k", "10", "10"), ("GETRANGE", "k", "11", "11"), ("GETRANGE", "nope", "0", "-1"),
+        ("GETRANGE", "k", "x", "1"), ("GETRANGE", "k", "0", "1.5"), ("GETRANGE", "k", "0"),
+        ("SET", "e", ""), ("GETRANGE", "e", "0", "-1"), ("GETRANGE", "e", "0", "0"),
+        ("GETRANGE", "k", "-9223372036854775808", "9223372036854775807"),
+        ("SUBSTR", "k", "0", "2"),
+    ],
+    "setrange": [
+        ("SETRANGE", "k", "5", "xy"), ("GET", "k"), ("STRLEN", "k"), ("SETRANGE", "k", "0", "ab"),
+        ("GET", "k"), ("SETRANGE", "k", "6", "zzzz"), ("GET", "k"), ("SETRANGE", "k", "1", ""),
+        ("SETRANGE", "nope", "3", ""), ("EXISTS", "nope"), ("SETRANGE", "nope", "0", ""),
+        ("EXISTS", "nope"), ("SETRANGE", "k", "-1", "x"), ("SETRANGE", "k", "x", "a"),
+        ("SETRANGE", "k", "536870912", "x"), ("SETRANGE", "k", "536870911", ""),
+        ("SETRANGE", "k", "9223372036854775807", "x"), ("SETRANGE", "k", "0"), ("GET", "k"),
+    ],
+    "setrange_limit": [
+        ("SETRANGE", "k", "536870911", "xy"), ("EXISTS", "k"),
+    ],
+    "type_of_string": [
+        ("SET", "k", "v"), ("TYPE", "k"), ("TYPE", "nope"),
+    ],
+}
+
+XFAIL = {
+    "set_repeated_option": "kvd: SET k v EX 10 EX 20 (an expiry option given twice) replies "
+                           "-ERR syntax error; Redis accepts it (+OK, the last one wins)",
+    "incrbyfloat_value_with_nul_bytes": "kvd: INCRBYFLOAT parses a stored value only up to "
+                                        "its first NUL byte ('1.5\\0' +1 -> 2.5); Redis "
+                                        "replies -ERR value is not a valid float",
+    "incrbyfloat_increment_with_nul_bytes": "kvd: INCRBYFLOAT f '1\\x002' parses the "
+                                            "increment up to the NUL and replies 1; Redis "
+                                            "replies -ERR value is not a valid float",
+}
+
+
+def cases():
+    for name, cmds in SCENARIOS.items():
+        marks = []
+        if name in XFAIL:
+            marks.append(pytest.mark.xfail(strict=True, reason=XFAIL[name]))
+        yield pytest.param(cmds, id=name, marks=marks)
+
+
+@pytest.mark.parametrize("cmds", cases())
+def test_string_scenario_matches_redis(pair, cmds):
+    for c in cmds:
+        pair.same(*c)
+
+
+def test_msetnx_across_partitions_is_crossslot(kc):
+    # kvd-only: MSETNX must be atomic, so its keys must share a partition (use {tag}s).
+    keys = ["k%d" % i for i in range(64)]
+    args = []
+    for k in keys:
+        args += [k, "v"]
+    assert kc.cmd("MSETNX", *args) == Err("CROSSSLOT Keys in request don't hash to the same slot")
+    assert kc.cmd("EXISTS", *keys) == 0
+
+
+def test_mset_mget_across_every_thread(kc):
+    keys = ["key:%d" % i for i in range(200)]
+    args = []
+    for i, k in enumerate(keys):
+        args += [k, "val:%d" % i]
+    assert kc.cmd("MSET", *args) == St("OK")
+    assert kc.cmd("MGET", *keys) == [b"val:%d" % i for i in range(200)]
+    assert kc.cmd("MGET", *(keys[::-1] + ["none"])) == [b"val:%d" % i for i in range(199, -1, -1)] + [None]
+    assert kc.cmd("EXISTS", *keys, *keys) == 400
+    assert kc.cmd("DEL", *keys, "none") == 200
+
+
+def ttl_pair(pair, key):
+    return pair.k.cmd("PTTL", key), pair.r.cmd("PTTL", key)
+
+
+def test_set_px_ttl_in_range(pair):
+    for c in (pair.k, pair.r):
+        assert c.cmd("SET", "k", "v", "PX", "5000") == St("OK")
+        p = c.cmd("PTTL", "k")
+        assert 3000 < p <= 5000, p
+        assert c.cmd("TTL", "k") in (4, 5)
+        assert c.cmd("PSETEX", "k2", "2500", "v") == St("OK")
+        assert 1000 < c.cmd("PTTL", "k2") <= 2500
+        assert c.cmd("GETEX", "k2", "PX", "7000") == b"v"
+        assert 5000 < c.cmd("PTTL", "k2") <= 7000
+        ms = int(time.time() * 1000) + 9000
+        assert c.cmd("SET", "k3", "v", "PXAT", str(ms)) == St("OK")
+        assert 7000 < c.cmd("PTTL", "k3") <= 9000
+        assert c.cmd("PEXPIRETIME", "k3") == ms
+        assert c.cmd("EXPIRETIME", "k3") == ms // 1000
+
+
+def test_getex_ex_sets_relative_ttl(kc):
+    assert kc.cmd("SET", "k", "v") == St("OK")
+    assert kc.cmd("GETEX", "k", "EX", "50") == b"v"
+    assert 49000 < kc.cmd("PTTL", "k") <= 50000
+    assert kc.cmd("GETEX", "k", "PERSIST") == b"v"
+    assert kc.cmd("PTTL", "k") == -1
+
+
+def test_setrange_pads_with_zero_bytes(kc):
+    assert kc.cmd("SETRANGE", "k", "10", "ab") == 12
+    assert kc.cmd("GET", "k") == b"\0" * 10 + b"ab"
+    assert kc.cmd("SETRANGE", "k", "14", "c") == 15
+    assert kc.cmd("GET", "k") == b"\0" * 10 + b"ab\0\0c"
+
+
+def test_incrbyfloat_exact_texts(kc):
+    # The results the issue names explicitly (also compared with Redis above).
+    assert kc.cmd("SET", "f", "10") == St("OK")
+    assert kc.cmd("INCRBYFLOAT", "f", "0.5") == b"10.5"
+    assert kc.cmd("INCRBYFLOAT", "g", "5.0e3") == b"5000"
+    assert kc.cmd("INCRBYFLOAT", "h", "3.0") == b"3"
+    assert kc.cmd("GET", "h") == b"3"
+
+
+def test_counters_random_against_redis(pair, rng):
+    """Random INCR/DECR/INCRBY/DECRBY/INCRBYFLOAT/APPEND/SETRANGE/GETRANGE sequences."""
+    keys = ["c%d" % i for i in range(8)]
+    for _ in range(600):
+        k = rng.choice(keys)
+        op = rng.randrange(9)
+        if op == 0:
+            c = ("INCR", k)
+        elif op == 1:
+            c = ("DECRBY", k, str(rng.randint(-1000, 1000)))
+        elif op == 2:
+            c = ("INCRBY", k, str(rng.choice([rng.randint(-10**6, 10**6), 2**62, -2**62])))
+        elif op == 3:
+            c = ("INCRBYFLOAT", k, rng.choice(["0.5", "-1.25", "1e3", "3", "0.1", "-2.5e-3"]))
+        elif op == 4:
+            c = ("APPEND", k, rng.choice(["0", "1", "x", ""]))
+        elif op == 5:
+            # offsets within the value: zero padding would hit the INCRBYFLOAT NUL-byte
+            # difference (its own xfail scenario) in later steps
+            c = ("SETRANGE", k, str(rng.randint(0, pair.r.cmd("STRLEN", k))),
+                 rng.choice(["9", "ab", ""]))
+        elif op == 6:
+            c = ("GETRANGE", k, str(rng.randint(-15, 15)), str(rng.randint(-15, 15)))
+        elif op == 7:
+            c = ("SET", k, str(rng.randint(-100, 100)))
+        else:
+            c = ("GETSET", k, rng.choice(["1", "2.5", "-7"]))
+        before = pair.r.cmd("GET", k)
+        try:
+            pair.same(*c)
+        except AssertionError as e:
+            raise AssertionError("%s\n(the key held %r before)" % (e, before))
+    for k in keys:
+        pair.same("GET", k)

@@ -441,7 +441,7 @@ static void tbl__dir_maybe_halve(struct tbl *t)
  * Split the segment at directory index di in two. The entries' hashes are recomputed,
  * which needs each entry's key: the slots are copied aside and the entries prefetched
  * SEG_PREFETCH ahead so that their cache misses overlap; then both halves are rebuilt
- * by plain insertion (any insertion order yields valid probe runs).
+ * by plain insertion (any insertion order yields valid probe runs). Stack: ~9 KiB.
  */
 static int tbl__seg_split(struct tbl *t, size_t di)
 {

@@ -34,6 +34,8 @@
  *  - tbl_expire_step() and tbl_split_step() visit at most their slot budget rounded up
  *    to whole segments, plus one merge per visited segment.
  *
+ * Stack. A write that splits a segment uses ~9 KiB of stack (the segment's slots).
+ *
  * Pointers. A `const struct tbl_entry *` returned by tbl_get() or passed to a scan
  * callback stays valid until the next call that may modify the same table (or its
  * split peer). An entry handed out through an `old` parameter belongs to the caller,

@@ -4,7 +4,9 @@
  * The limit server must answer exactly one reply per command, in order, whatever way
  * the client's bytes were split into reads; so this is a byte-at-a-time state machine
  * whose whole state (struct lim_cmd) survives between reads, except that bulk
- * payloads are skipped in one step. Both request forms are understood: multibulk
+ * payloads are skipped in one step. A multibulk command that lies whole in the buffer
+ * (the usual case) is taken in one pass by fast_command() instead. Both request forms are
+ * understood: multibulk
  * (*N then N times $len, payload, CRLF) and inline (a line ending in LF, the form
  * redis-cli and telnet use). Empty inline lines and *0 / *-1 are no command, as in
  * Redis. Nothing else is validated beyond what framing needs.
@@ -87,6 +89,56 @@ static int complete(struct lim_cmd *c, lim_cmd_fn fn, void *ctx)
     return fn(ctx, is_get);
 }
 
+/* A decimal number ended by CRLF at s[*i..len); -1 if not all there or not a number. */
+static int64_t fast_num(const char *s, size_t len, size_t *i)
+{
+    int64_t v = 0;
+    size_t k = *i, digits = 0;
+    while (k < len && s[k] >= '0' && s[k] <= '9' && digits < 18) {
+        v = v * 10 + (s[k++] - '0');
+        digits++;
+    }
+    if (digits == 0 || k + 1 >= len || s[k] != '\r' || s[k + 1] != '\n') {
+        return -1;
+    }
+    *i = k + 2;
+    return v;
+}
+
+/*
+ * The common case in one pass: a whole multibulk command at s[0..len). Returns its
+ * size and sets *is_get, or 0 when the command is not all there or is anything
+ * unusual (the byte machine then takes it, and judges errors).
+ */
+static size_t fast_command(const char *s, size_t len, int *is_get)
+{
+    size_t i = 1;
+    int64_t argc = fast_num(s, len, &i);
+    if (argc <= 0 || argc > LIM_ARGS_MAX) {
+        return 0;
+    }
+    for (int64_t a = 0; a < argc; a++) {
+        if (i >= len || s[i] != '$') {
+            return 0;
+        }
+        i++;
+        int64_t n = fast_num(s, len, &i);
+        if (n < 0 || (uint64_t)n + 2 > len - i) {
+            return 0;
+        }
+        if (a == 0) {
+            *is_get = n == 3 && (s[i] | 0x20) == 'g' && (s[i + 1] | 0x20) == 'e' &&
+                      (s[i + 2] | 0x20) == 't';
+        }
+        i += (size_t)n;
+        if (s[i] != '\r' || s[i + 1] != '\n') {
+            return 0;
+        }
+        i += 2;
+    }
+    return i;
+}
+
 int lim_cmd_feed(struct lim_cmd *c, const char *buf, size_t len, lim_cmd_fn fn, void *ctx)
 {
     KV_ASSERT(c != NULL && fn != NULL);
@@ -94,6 +146,18 @@ int lim_cmd_feed(struct lim_cmd *c, const char *buf, size_t len, lim_cmd_fn fn, 
     int r;
     while (i < len) {
         char ch = buf[i];
+        if (c->state == S_START && ch == '*') {
+            int is_get = 0;
+            size_t n = fast_command(buf + i, len - i, &is_get);
+            if (n > 0) {
+                i += n;
+                r = fn(ctx, is_get);
+                if (r != 0) {
+                    return r;
+                }
+                continue;
+            }
+        }
         switch (c->state) {
         case S_START:
             i++;

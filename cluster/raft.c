@@ -54,6 +54,8 @@ struct raft_progress {
     uint64_t next;
     uint64_t pending_snapshot;
     uint64_t read_acked; /* highest ReadIndex sequence the peer echoed this term */
+    uint64_t hb_match;   /* match at the previous heartbeat response */
+    uint32_t hb_stalls;  /* heartbeat responses in a row without progress */
     uint32_t state;
     bool paused;
     bool recent_active;
@@ -502,8 +504,8 @@ static void raft__send_append(struct raft *r, struct raft_progress *p, bool allo
     if (n == 0 && !allow_empty) {
         return;
     }
-    if (n > KV_RAFT_MSG_ENTRIES_MAX) {
-        n = KV_RAFT_MSG_ENTRIES_MAX;
+    if (n > r->cfg.msg_entries_max) {
+        n = r->cfg.msg_entries_max;
     }
     uint64_t slot = (prev + 1) & (KV_RAFT_LOG_MAX - 1);
     if (n > KV_RAFT_LOG_MAX - slot) {
@@ -525,11 +527,22 @@ static void raft__send_append(struct raft *r, struct raft_progress *p, bool allo
     }
 }
 
+/* Replicate state: keep up to KV_RAFT_INFLIGHT_MAX batches in flight. */
+static void raft__send_pipeline(struct raft *r, struct raft_progress *p, bool allow_empty)
+{
+    raft__send_append(r, p, allow_empty);
+    uint64_t window = (uint64_t)KV_RAFT_INFLIGHT_MAX * r->cfg.msg_entries_max;
+    while (p->state == PR_REPLICATE && p->next <= r->last && p->next - 1 - p->match < window &&
+           r->n_msgs < KV_RAFT_READY_MSGS_MAX) {
+        raft__send_append(r, p, false);
+    }
+}
+
 static void raft__bcast_append(struct raft *r, bool allow_empty)
 {
     for (uint32_t i = 0; i < r->n_prs; i++) {
         if (r->prs[i].id != r->cfg.id) {
-            raft__send_append(r, &r->prs[i], allow_empty);
+            raft__send_pipeline(r, &r->prs[i], allow_empty);
         }
     }
 }
@@ -870,7 +883,7 @@ static void raft__leader_append_resp(struct raft *r, struct raft_progress *p,
     if (progressed && raft__maybe_commit(r)) {
         raft__bcast_append(r, true);
     } else {
-        raft__send_append(r, p, false);
+        raft__send_pipeline(r, p, false);
     }
     if (m->from == r->transferee && p->match == r->last) {
         raft__send_timeout_now(r, m->from);
@@ -891,15 +904,17 @@ static int raft__step_leader(struct raft *r, const struct raft_msg *m)
     case RAFT_MSG_HEARTBEAT_RESP:
         p->recent_active = true;
         p->paused = false;
-        if (p->state == PR_SNAPSHOT) {
-            /* The snapshot may have been lost: probe again (resends it if needed). */
+        p->hb_stalls = p->match == p->hb_match && p->match < r->last ? p->hb_stalls + 1 : 0;
+        p->hb_match = p->match;
+        if (p->state == PR_SNAPSHOT || (p->state == PR_REPLICATE && p->hb_stalls >= 3)) {
+            /* No progress: the snapshot or the appends in flight were lost. Probe again
+             * from what the follower is known to hold (resends a snapshot if needed). */
             p->state = PR_PROBE;
             p->next = p->match + 1;
+            p->hb_stalls = 0;
         }
         if (p->match < r->last) {
-            /* Even with nothing new to send: an empty append at next - 1 makes a
-             * follower that lost the messages in flight reject, which resets next. */
-            raft__send_append(r, p, true);
+            raft__send_pipeline(r, p, p->state == PR_PROBE);
         }
         if (m->context > p->read_acked && m->context <= r->read_seq) {
             p->read_acked = m->context;
@@ -1365,6 +1380,9 @@ struct raft *raft_create(const struct raft_config *cfg)
     r->ent_data = mem + sizeof(struct raft) + ents_bytes;
     r->snap_data = r->ent_data + data_bytes;
     r->cfg = *cfg;
+    if (r->cfg.msg_entries_max == 0 || r->cfg.msg_entries_max > KV_RAFT_MSG_ENTRIES_MAX) {
+        r->cfg.msg_entries_max = KV_RAFT_MSG_ENTRIES_MAX;
+    }
     r->rng = cfg->seed ^ (cfg->id * 0x9e3779b97f4a7c15ull);
     r->role = RAFT_FOLLOWER;
     raft__reset_timeout(r);

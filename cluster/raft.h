@@ -151,6 +151,7 @@ struct raft_config {
     uint64_t seed;            /* randomized election timeouts */
     bool pre_vote;
     bool check_quorum;
+    uint32_t msg_entries_max; /* entries per append, <= KV_RAFT_MSG_ENTRIES_MAX; 0: that */
 };
 
 struct raft_status {

@@ -41,7 +41,7 @@
 #define SIM_SPARES         2 /* nodes that start outside the configuration */
 #define SIM_TICK_UNITS     10
 #define SIM_FAULT_TICKS    300
-#define SIM_LIVENESS_TICKS 200
+#define SIM_LIVENESS_TICKS 300
 #define SIM_READS_MAX      64
 
 enum sim_crash_mode {
@@ -105,6 +105,7 @@ struct sim {
     bool blocked[SIM_NODES_MAX + 1][SIM_NODES_MAX + 1];
     uint32_t drop_pct, dup_pct, corrupt_pct, delay_max; /* per mille, units */
     uint32_t crash_pm, partition_pm, transfer_pm;       /* per tick, per mille */
+    uint32_t msg_entries_max; /* small batches make followers ack old-term prefixes */
     bool faults;
     uint64_t *term_leader;
     size_t cap_terms;
@@ -551,6 +552,7 @@ static struct raft_config sim__config(struct sim *s, uint64_t id)
         .seed = sim__rand(s),
         .pre_vote = true,
         .check_quorum = true,
+        .msg_entries_max = s->msg_entries_max,
     };
     return c;
 }
@@ -869,6 +871,7 @@ static void sim__setup(struct sim *s)
 {
     uint32_t voters = s->o->voters != 0 ? s->o->voters : (s->o->seed % 2 ? 3 : 5);
     KV_ASSERT(voters + SIM_SPARES <= SIM_NODES_MAX);
+    s->msg_entries_max = 1 + sim__below(s, KV_RAFT_MSG_ENTRIES_MAX);
     s->n_nodes = voters + SIM_SPARES;
     s->cap_terms = 64;
     s->term_leader = calloc(s->cap_terms, sizeof(*s->term_leader));
@@ -988,7 +991,7 @@ int sim_run(const struct sim_options *o, struct sim_result *res)
     if (res->ok) {
         s->faults = false;
         sim__heal(s);
-        s->delay_max = SIM_TICK_UNITS;
+        s->delay_max = 3; /* a healed network: fast, little reordering */
         for (uint32_t i = 0; i < s->n_nodes; i++) {
             struct sim_node *n = &s->nodes[i];
             n->crash = CRASH_NONE;

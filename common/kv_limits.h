@@ -82,6 +82,8 @@
 /* Outgoing messages buffered between two raft_ready() calls; beyond, they are dropped
  * (Raft tolerates loss) and counted. */
 #define KV_RAFT_READY_MSGS_MAX 64
+/* Append batches a leader keeps in flight to one follower (pipelining). */
+#define KV_RAFT_INFLIGHT_MAX 8
 /* ReadIndex requests waiting for a quorum's heartbeat acknowledgement. */
 #define KV_RAFT_READS_MAX 16
 /* Election timeout in ticks (randomized in [t, 2t)); heartbeat interval in ticks. */

@@ -461,7 +461,7 @@ Test(raft, snapshot_install_after_compaction)
     cr_assert_eq(raft_compact(N->nodes[1].r, st.applied, (const uint8_t *)"x", 1), KV_EINVAL);
     cr_assert_null(raft_log_entry(N->nodes[1].r, st.applied));
     isolate(3, false);
-    tick_all(3);
+    tick_all(6); /* the leader notices the lost appends after 3 idle heartbeats */
     cr_assert_eq(N->nodes[3].snapshots, 2); /* bootstrap + installed */
     cr_assert_str_eq(N->nodes[3].snap_data, "state@x");
     cr_assert_eq(status(3).snap_index, st.applied);
@@ -590,7 +590,7 @@ Test(raft, leadership_transfer_to_lagging_follower)
     isolate(3, false);
     cr_assert_eq(raft_transfer_leadership(N->nodes[1].r, 3), 0);
     deliver();
-    tick_all(2);
+    tick_all(6);
     cr_assert_eq(status(3).role, RAFT_LEADER);
     logs_equal(1, 3);
     net_teardown();

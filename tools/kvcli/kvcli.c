@@ -681,7 +681,7 @@ int main(int argc, char **argv)
     c.auth_warning = true;
     c.repeat = 1;
     c.style = is_tty_or_fake(STDOUT_FILENO) ? KVC_FMT_TTY : KVC_FMT_RAW;
-    c.push_output = isatty(STDOUT_FILENO);
+    c.push_output = is_tty_or_fake(STDOUT_FILENO);
     int first = parse_options(&c, argc, argv);
     if (c.password != NULL && c.auth_warning) {
         fputs("Warning: Using a password with '-a' or '--pass' option on the command line "

@@ -133,6 +133,34 @@ struct xmsg_list {
     struct xmsg_list *next;
 };
 
+/*
+ * Blobs cross threads: a request's arguments are allocated by the sending shard and
+ * freed by the executing one, a reply's bytes the other way round. mimalloc frees
+ * across threads without locks. Under ThreadSanitizer the C library's allocator is
+ * used instead, because Debian's mimalloc is not instrumented and TSan would take
+ * its internal hand-over for a race; the queues themselves stay checked.
+ */
+static void *blob_alloc(struct shard *sh, size_t n)
+{
+#ifdef KV_SANITIZE_THREAD
+    (void)sh;
+    void *p = malloc(n ? n : 1);
+#else
+    void *p = mi_heap_malloc(sh->heap, n ? n : 1);
+#endif
+    KV_ASSERT(p != NULL);
+    return p;
+}
+
+static void blob_free(void *p)
+{
+#ifdef KV_SANITIZE_THREAD
+    free(p);
+#else
+    mi_free(p);
+#endif
+}
+
 static void conn_process(struct conn *c);
 static void conn_maybe_free(struct conn *c);
 static void close_conn(struct conn *c);
@@ -240,6 +268,21 @@ int conn_shard_setup(struct shard *sh)
     return 0;
 }
 
+void conn_shard_teardown(struct shard *sh)
+{
+    for (uint32_t t = 0; t < KVD_THREADS_MAX; t++) {
+        while (sh->overflow[t] != NULL) {
+            struct xmsg_list *l = sh->overflow[t];
+            sh->overflow[t] = l->next;
+            blob_free(l->m.payload);
+            mi_free(l);
+        }
+    }
+    resp_out_deinit(sh->scratch);
+    mi_free(sh->scratch);
+    resp_pool_destroy(sh->pool);
+}
+
 /* Moves everything queued in the scratch output into one heap blob. Returns NULL (and
  * a zero length) when nothing is queued. */
 static char *scratch_take(struct shard *sh, size_t *len)
@@ -250,7 +293,7 @@ static char *scratch_take(struct shard *sh, size_t *len)
     if (n == 0) {
         return NULL;
     }
-    char *blob = mi_heap_malloc(sh->heap, n);
+    char *blob = blob_alloc(sh, n);
     KV_ASSERT(blob != NULL);
     size_t off = 0;
     while (off < n) {
@@ -383,10 +426,10 @@ static void close_conn(struct conn *c)
 
 static void free_pend(struct pend *p)
 {
-    mi_free(p->blob);
+    blob_free(p->blob);
     if (p->g != NULL) {
         for (uint32_t i = 0; i < KVD_THREADS_MAX; i++) {
-            mi_free(p->g->part_blob[i]);
+            blob_free(p->g->part_blob[i]);
         }
         mi_free(p->g);
     }
@@ -613,7 +656,7 @@ static void *argv_pack(struct shard *sh, size_t argc, const struct resp_arg *con
     for (size_t i = 0; i < argc; i++) {
         len += 4 + args[i]->len;
     }
-    char *blob = mi_heap_malloc(sh->heap, len);
+    char *blob = blob_alloc(sh, len);
     KV_ASSERT(blob != NULL);
     uint32_t n32 = (uint32_t)argc;
     memcpy(blob, &n32, 4);
@@ -766,7 +809,7 @@ static bool part_done(struct pend *p, uint32_t part, char *blob, size_t len, int
         p->g->part_blob[part] = blob;
         p->g->part_len[part] = len;
     } else {
-        mi_free(blob);
+        blob_free(blob);
     }
     return --p->parts_left == 0;
 }
@@ -1303,7 +1346,7 @@ void conn_exec_remote(struct shard *sh, const struct xmsg *m)
     if (resp_out_error(sh->scratch) != 0) {
         scratch_reset(sh);
         static const char oom[] = "-ERR reply exceeds client-output-buffer-limit\r\n";
-        r.payload = mi_heap_malloc(sh->heap, sizeof oom - 1);
+        r.payload = blob_alloc(sh, sizeof oom - 1);
         KV_ASSERT(r.payload != NULL);
         memcpy(r.payload, oom, sizeof oom - 1);
         r.payload_len = sizeof oom - 1;
@@ -1315,7 +1358,7 @@ void conn_exec_remote(struct shard *sh, const struct xmsg *m)
     if (argv != stack_argv) {
         mi_free(argv);
     }
-    mi_free(m->payload);
+    blob_free(m->payload);
     send_reply(sh, m->src, &r);
 }
 

@@ -45,6 +45,7 @@ void conn_close_all(struct shard *sh);
 
 /* Setup and teardown of the shard's reply pool and scratch output. */
 int conn_shard_setup(struct shard *sh);
+void conn_shard_teardown(struct shard *sh);
 
 /* ---- for the connection commands (cmd_server.c) ------------------------------------ */
 

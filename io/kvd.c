@@ -154,6 +154,15 @@ int main(int argc, char **argv)
     for (uint32_t i = 0; i < srv.nthreads; i++) {
         pthread_join(tids[i], NULL);
     }
+    for (uint32_t i = 0; i < srv.nthreads; i++) {
+        for (uint32_t j = 0; j < srv.nthreads; j++) {
+            free(srv.shards[i].in[j]);
+        }
+        free(srv.shards[i].in);
+    }
+    free(tids);
+    free(srv.shards);
+    free(srv.route);
     kv_log_notice("kvd stopped");
     return 0;
 }

@@ -393,6 +393,20 @@ static void loop(struct shard *sh)
     }
 }
 
+/* Releases what the shard set up on its thread, once its loop has ended. */
+static void teardown(struct shard *sh)
+{
+    KV_ASSERT(sh->conn_count == 0);
+    for (uint32_t i = 0; i < sh->table_count; i++) {
+        tbl_destroy(sh->tables[i]);
+    }
+    conn_shard_teardown(sh);
+    io_uring_queue_exit(&sh->ring);
+    munmap(sh->br, sh->buf_count * sizeof(struct io_uring_buf));
+    mi_heap_destroy(sh->heap); /* frees the tables array, buffers and anything left */
+    sh->heap = NULL;
+}
+
 static void pin(uint32_t core)
 {
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
@@ -415,6 +429,7 @@ static void *shard_main(void *arg)
     pin(sh->id);
     arm_accept(sh);
     loop(sh);
+    teardown(sh);
     return NULL;
 }
 

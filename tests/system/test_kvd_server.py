@@ -1,0 +1,475 @@
+"""Server commands of kvd: INFO (sections and the sanity of their values), CONFIG GET/SET
+(against Redis 7 where the setting exists in both, kvd-only for kvd's own rules), SLOWLOG
+GET/LEN/RESET, TIME, and CONFIG SET changing behaviour at runtime.
+"""
+import time
+
+import pytest
+
+from conftest import Err, St, encode, rss_kib, wait_until
+
+
+def info(c, *sections):
+    """INFO parsed into {section: {field: value}} (values as str)."""
+    text = c.cmd("INFO", *sections)
+    if not isinstance(text, bytes):
+        text = text.data
+    out = {}
+    cur = None
+    for line in text.decode().split("\r\n"):
+        if line.startswith("# "):
+            cur = out.setdefault(line[2:].lower(), {})
+        elif line:
+            assert cur is not None, text
+            k, v = line.split(":", 1)
+            cur[k] = v
+    return out
+
+
+def test_info_sections_exist_with_sane_values(kvd, kc):
+    i = info(kc)
+    for s in ("server", "clients", "memory", "stats", "keyspace"):
+        assert s in i, (s, list(i))
+    assert "commandstats" not in i  # not a default section, as in Redis
+    srv = i["server"]
+    assert srv["redis_version"].startswith("7.")
+    assert int(srv["tcp_port"]) == kvd.port
+    assert int(srv["process_id"]) == kvd.pid
+    assert 0 <= int(srv["uptime_in_seconds"]) < 3600
+    assert int(i["clients"]["connected_clients"]) >= 1
+    assert int(i["clients"]["maxclients"]) == 10000
+    mem = wait_until(lambda: (lambda m: int(m["used_memory"]) > 0 and m)(info(kc)["memory"]),
+                     5, what="used_memory > 0")
+    rss = int(mem["used_memory_rss"])
+    assert rss >= rss_kib(kvd.pid) * 1024 * 0.5, (rss, rss_kib(kvd.pid))
+    assert int(i["stats"]["total_commands_processed"]) > 0
+    everything = info(kc, "everything")
+    for s in ("server", "clients", "memory", "stats", "keyspace", "commandstats"):
+        assert s in everything, s
+    assert set(info(kc, "all")) >= {"server", "commandstats"}
+    assert list(info(kc, "server", "clients")) == ["server", "clients"]
+
+
+def test_info_unknown_section_matches_redis(pair):
+    pair.same("INFO", "nosuchsection")
+    pair.same("INFO", "keyspace")  # both empty: no keys
+
+
+@pytest.mark.xfail(strict=True, reason="kvd: INFO memory says used_memory:0 (and INFO keyspace "
+                                       "is empty) until the shards' first stats timer tick "
+                                       "after start (1/hz s); Redis's used_memory is never 0")
+def test_info_memory_right_after_start(kvd_factory):
+    k = kvd_factory(args=["--hz", "1"])
+    with k.client() as c:
+        assert c.cmd("SET", "a", "1") == St("OK")
+        i = info(c)
+        assert int(i["memory"]["used_memory"]) > 0
+        assert i["keyspace"]["db0"].startswith("keys=1,")
+
+
+@pytest.mark.xfail(strict=True, reason="kvd: INFO used_memory_rss is the peak RSS (getrusage "
+                                       "ru_maxrss: ~24 MB at start while VmRSS is ~4 MB); "
+                                       "Redis reports the current RSS")
+def test_info_used_memory_rss_is_current(kvd, kc):
+    rss = int(info(kc, "memory")["memory"]["used_memory_rss"])
+    cur = rss_kib(kvd.pid) * 1024
+    assert 0.5 < rss / cur < 2, (rss, cur)
+
+
+def test_info_clients_counts_connections_on_every_thread(kvd, kc):
+    base = int(info(kc)["clients"]["connected_clients"])
+    extra = [kvd.client() for _ in range(10)]
+    try:
+        for c in extra:
+            assert c.cmd("PING") == St("PONG")
+        wait_until(lambda: int(info(kc)["clients"]["connected_clients"]) == base + 10, 10,
+                   what="connected_clients to grow by 10")
+    finally:
+        for c in extra:
+            c.close()
+    wait_until(lambda: int(info(kc)["clients"]["connected_clients"]) == base, 10,
+               what="connected_clients to drop back")
+
+
+def test_info_stats_and_commandstats_count_every_thread(kvd, kc):
+    before = info(kc, "everything")
+    conns = int(before["stats"]["total_connections_received"])
+    hits = int(before["stats"]["keyspace_hits"])
+    misses = int(before["stats"]["keyspace_misses"])
+    calls = int(before.get("commandstats", {}).get("cmdstat_set", "calls=0,").split(",")[0][6:])
+    for i in range(100):
+        assert kc.cmd("SET", "counter:%d" % i, "1") == St("OK")
+    for i in range(100):
+        assert kc.cmd("GET", "counter:%d" % i) == b"1"
+        assert kc.cmd("GET", "nokey:%d" % i) is None
+    with kvd.client() as other:
+        other.cmd("PING")
+    after = info(kc, "everything")
+    assert int(after["stats"]["total_connections_received"]) == conns + 1
+    assert int(after["stats"]["keyspace_hits"]) - hits == 100
+    assert int(after["stats"]["keyspace_misses"]) - misses == 100
+    st = dict(f.split("=") for f in after["commandstats"]["cmdstat_set"].split(","))
+    assert int(st["calls"]) - calls == 100
+    assert float(st["usec_per_call"]) >= 0
+
+
+def test_info_keyspace_eventually_matches_dbsize(kc):
+    for i in range(300):
+        kc.cmd("SET", "ks:%d" % i, "v")
+    want = "keys=300,"
+    wait_until(lambda: info(kc, "keyspace").get("keyspace", {}).get("db0", "").startswith(want),
+               5, what="INFO keyspace db0 to show keys=300")
+    assert kc.cmd("DBSIZE") == 300
+
+
+@pytest.mark.xfail(strict=True, reason="kvd: INFO keyspace lags behind writes (db0:keys=4 "
+                                       "right after 10 SETs, exact one stats tick (1/hz s) "
+                                       "later); Redis's counts are exact at once")
+def test_info_keyspace_is_exact_immediately(kvd_factory):
+    k = kvd_factory(args=["--hz", "1"])
+    with k.client() as c:
+        for i in range(10):
+            c.cmd("SET", "key%d" % i, "v")
+        time.sleep(1.5)
+        for i in range(10, 20):
+            c.cmd("SET", "key%d" % i, "v")
+        assert info(c, "keyspace")["keyspace"]["db0"].startswith("keys=20,")
+
+
+@pytest.mark.xfail(strict=True, reason="kvd: INCR, INCRBY, APPEND, ... count their key lookups "
+                                       "in keyspace_hits/keyspace_misses; Redis counts only "
+                                       "reads (GET, MGET, ...): after 10 INCR of new keys kvd "
+                                       "shows 10 more misses, Redis none")
+def test_keyspace_hits_misses_count_reads_only(pair):
+    for c in (pair.k, pair.r):
+        i0 = info(c, "stats")["stats"]
+        for n in range(10):
+            c.cmd("INCR", "c%d" % n)
+            c.cmd("APPEND", "a%d" % n, "x")
+        i1 = info(c, "stats")["stats"]
+        assert (int(i1["keyspace_hits"]) - int(i0["keyspace_hits"]),
+                int(i1["keyspace_misses"]) - int(i0["keyspace_misses"])) == (0, 0)
+
+
+@pytest.mark.xfail(strict=True, reason="kvd: INFO keyspace reports expires=0,avg_ttl=0 for "
+                                       "keys that all have a TTL; Redis reports expires=10 "
+                                       "and avg_ttl close to the TTL in ms")
+def test_info_keyspace_counts_expires(kc):
+    for i in range(10):
+        kc.cmd("SET", "key%d" % i, "v", "EX", "1000")
+    time.sleep(0.5)
+    db0 = dict(f.split("=") for f in info(kc, "keyspace")["keyspace"]["db0"].split(","))
+    assert db0["keys"] == "10" and db0["expires"] == "10"
+    assert 900000 < int(db0["avg_ttl"]) <= 1000000
+
+
+@pytest.mark.xfail(strict=True, reason="kvd: CONFIG RESETSTAT leaves total_commands_processed "
+                                       "and the commandstats counters as they were; Redis "
+                                       "resets them")
+def test_config_resetstat_resets_counters(pair):
+    for c in (pair.k, pair.r):
+        for i in range(20):
+            c.cmd("SET", "k%d" % i, "v")
+        assert c.cmd("CONFIG", "RESETSTAT") == St("OK")
+        i = info(c, "stats", "commandstats")
+        assert int(i["stats"]["total_commands_processed"]) <= 2, i["stats"]
+        assert "cmdstat_set" not in i.get("commandstats", {}), i
+
+
+CONFIG_SCENARIOS = {
+    "get_set_runtime_settings": [
+        ("CONFIG", "GET", "maxclients"), ("CONFIG", "GET", "timeout"),
+        ("CONFIG", "GET", "slowlog-max-len"),
+        ("CONFIG", "GET", "slowlog-log-slower-than"), ("CONFIG", "GET", "loglevel"),
+        ("CONFIG", "GET", "proto-max-bulk-len"), ("CONFIG", "GET", "client-query-buffer-limit"),
+        ("CONFIG", "GET", "nosuchsetting"), ("CONFIG", "GET", "maxclient?"),
+        ("CONFIG", "SET", "maxclients", "100"), ("CONFIG", "GET", "maxclients"),
+        ("CONFIG", "SET", "timeout", "5"), ("CONFIG", "GET", "timeout"),
+        ("CONFIG", "SET", "timeout", "0"), ("CONFIG", "SET", "slowlog-max-len", "10"),
+        ("CONFIG", "SET", "slowlog-log-slower-than", "-1"), ("CONFIG", "SET", "loglevel", "warning"),
+        ("CONFIG", "GET", "loglevel"), ("CONFIG", "SET", "loglevel", "notice"),
+        ("CONFIG", "SET", "proto-max-bulk-len", "2mb"), ("CONFIG", "GET", "proto-max-bulk-len"),
+        ("CONFIG", "SET", "proto-max-bulk-len", "512mb"),
+        ("CONFIG", "SET", "client-query-buffer-limit", "2mb"),
+        ("CONFIG", "GET", "client-query-buffer-limit"),
+        ("CONFIG", "SET", "client-query-buffer-limit", "1gb"),
+        ("CONFIG", "SET", "maxclients", "10", "timeout", "0"), ("CONFIG", "GET", "maxclients"),
+        ("CONFIG", "SET", "maxclients", "10000"), ("CONFIG", "SET", "slowlog-max-len", "128"),
+        ("CONFIG", "SET", "slowlog-log-slower-than", "10000"),
+    ],
+    "config_errors": [
+        ("CONFIG", "SET", "nosuch", "1"), ("CONFIG", "SET", "maxclients", "x"),
+        ("CONFIG", "SET", "maxclients", "10", "nosuch", "1"), ("CONFIG", "GET", "maxclients"),
+        ("CONFIG", "SET", "loglevel", "foo"), ("CONFIG", "SET", "timeout", "-1"),
+        ("CONFIG", "SET", "timeout", "1.5"), ("CONFIG", "SET", "maxclients"),
+        ("CONFIG", "GET"), ("CONFIG",),
+        ("CONFIG", "SET", "proto-max-bulk-len", "abc"),
+    ],
+    "config_set_odd_arguments": [
+        ("CONFIG", "SET", "maxclients", "1", "timeout"), ("CONFIG", "GET", "maxclients"),
+    ],
+    "config_get_echoes_the_name_asked": [
+        ("CONFIG", "GET", "MAXCLIENTS"), ("CONFIG", "GET", "MaxClients"),
+    ],
+    "config_set_duplicate_parameter": [
+        ("CONFIG", "SET", "maxclients", "10", "maxclients", "20"), ("CONFIG", "GET", "maxclients"),
+        ("CONFIG", "SET", "maxclients", "10000"),
+    ],
+}
+
+CONFIG_XFAIL = {
+    "config_set_odd_arguments": "kvd: CONFIG SET maxclients 1 timeout (odd argument count) "
+                                "replies -ERR wrong number of arguments for 'config|set' "
+                                "command; Redis replies -ERR syntax error",
+    "config_get_echoes_the_name_asked": "kvd: CONFIG GET MAXCLIENTS replies the name in lower "
+                                        "case (maxclients); Redis echoes it as asked "
+                                        "(MAXCLIENTS)",
+    "config_set_duplicate_parameter": "kvd: CONFIG SET maxclients 10 maxclients 20 replies "
+                                      "+OK; Redis replies -ERR CONFIG SET failed (possibly "
+                                      "related to argument 'maxclients') - duplicate parameter",
+}
+
+
+def config_cases():
+    for name, cmds in CONFIG_SCENARIOS.items():
+        marks = []
+        if name in CONFIG_XFAIL:
+            marks.append(pytest.mark.xfail(strict=True, reason=CONFIG_XFAIL[name]))
+        yield pytest.param(cmds, id=name, marks=marks)
+
+
+@pytest.mark.parametrize("cmds", config_cases())
+def test_config_scenario_matches_redis(pair, cmds):
+    try:
+        for c in cmds:
+            pair.same(*c)
+    finally:
+        for c in (pair.k, pair.r):
+            c.cmd("CONFIG", "SET", "maxclients", "10000")
+            c.cmd("CONFIG", "SET", "timeout", "0")
+            c.cmd("CONFIG", "SET", "slowlog-log-slower-than", "10000")
+            c.cmd("CONFIG", "SET", "slowlog-max-len", "128")
+
+
+def test_config_get_several_names(pair):
+    for c in (pair.k, pair.r):
+        flat = c.cmd("CONFIG", "GET", "timeout", "maxclients", "nosuch", "slowlog-max-len")
+        assert dict(zip(flat[0::2], flat[1::2])) == {
+            b"timeout": b"0", b"maxclients": b"10000", b"slowlog-max-len": b"128"}
+
+
+def test_config_get_glob_lists_kvd_settings(kc):
+    flat = kc.cmd("CONFIG", "GET", "*")
+    got = dict(zip(flat[0::2], flat[1::2]))
+    for name in (b"maxclients", b"timeout", b"port", b"threads", b"dir", b"bind",
+                 b"slowlog-log-slower-than", b"client-output-buffer-limit", b"proto-max-bulk-len"):
+        assert name in got, name
+    assert got[b"threads"] == b"2"
+    assert got[b"maxclients"] == b"10000"
+    assert got[b"bind"] == b"127.0.0.1"
+
+
+@pytest.mark.parametrize("name,value", [("port", "1234"), ("threads", "4"), ("bind", "0.0.0.0"),
+                                        ("dir", "/tmp"), ("recv-buffers", "64")])
+def test_config_set_immutable_setting_is_refused(kc, name, value):
+    before = kc.cmd("CONFIG", "GET", name)
+    assert kc.cmd("CONFIG", "SET", name, value) == Err(
+        "ERR CONFIG SET failed (possibly related to argument '%s') - can't set immutable "
+        "config" % name)
+    assert kc.cmd("CONFIG", "GET", name) == before
+
+
+def test_config_set_range_errors(kc):
+    assert kc.cmd("CONFIG", "SET", "maxclients", "0") == Err(
+        "ERR CONFIG SET failed (possibly related to argument 'maxclients') - argument must be "
+        "between 1 and 1000000 inclusive")
+    assert kc.cmd("CONFIG", "SET", "hz", "0") == Err(
+        "ERR CONFIG SET failed (possibly related to argument 'hz') - argument must be between "
+        "1 and 500 inclusive")
+    assert kc.cmd("CONFIG", "GET", "hz") == [b"hz", b"10"]
+
+
+@pytest.mark.xfail(strict=True, reason="kvd: CONFIG SET maxclients 5 timeout -1 applies "
+                                       "maxclients=5 although it fails on timeout; Redis "
+                                       "applies all the settings or none")
+def test_config_set_is_all_or_nothing(pair):
+    try:
+        for c in (pair.k, pair.r):
+            r = c.cmd("CONFIG", "SET", "maxclients", "5", "timeout", "-1")
+            assert isinstance(r, Err) and "'timeout'" in r.s, r
+            assert c.cmd("CONFIG", "GET", "maxclients") == [b"maxclients", b"10000"]
+    finally:
+        for c in (pair.k, pair.r):
+            c.cmd("CONFIG", "SET", "maxclients", "10000")
+
+
+def test_config_set_proto_max_bulk_len_changes_behaviour(kvd, kc):
+    assert kc.cmd("CONFIG", "SET", "proto-max-bulk-len", "1mb") == St("OK")
+    try:
+        with kvd.client() as c:
+            c.send(b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$%d\r\n" % (1024 * 1024 + 1))
+            assert c.closed_within(10)
+            assert c.pending_bytes() == b"-ERR Protocol error: invalid bulk length\r\n"
+        with kvd.client() as c:
+            assert c.cmd("SET", "k", b"x" * (1024 * 1024)) == St("OK")
+            assert c.cmd("APPEND", "k", "y") == Err(
+                "ERR string exceeds maximum allowed size (proto-max-bulk-len)")
+            assert c.cmd("SETRANGE", "k", str(1024 * 1024), "y") == Err(
+                "ERR string exceeds maximum allowed size (proto-max-bulk-len)")
+    finally:
+        assert kc.cmd("CONFIG", "SET", "proto-max-bulk-len", "512mb") == St("OK")
+
+
+def test_config_set_maxclients_at_runtime(kvd, kc):
+    n = int(info(kc)["clients"]["connected_clients"])
+    assert kc.cmd("CONFIG", "SET", "maxclients", str(n + 2)) == St("OK")
+    extra = []
+    try:
+        for _ in range(2):
+            c = kvd.client()
+            extra.append(c)
+            assert c.cmd("PING") == St("PONG")
+        c = kvd.client()
+        extra.append(c)
+        assert c.closed_within(10)
+        assert c.pending_bytes() == b"-ERR max number of clients reached\r\n"
+    finally:
+        assert kc.cmd("CONFIG", "SET", "maxclients", "10000") == St("OK")
+        for c in extra:
+            c.close()
+    with kvd.client() as c:
+        assert c.cmd("PING") == St("PONG")
+
+
+def test_config_set_timeout_at_runtime(kvd, kc):
+    assert kc.cmd("CONFIG", "SET", "timeout", "1") == St("OK")
+    try:
+        with kvd.client() as idle:
+            assert idle.cmd("PING") == St("PONG")
+            t0 = time.monotonic()
+            assert idle.closed_within(10)
+            assert 0.5 < time.monotonic() - t0 < 4
+    finally:
+        with kvd.client() as c:
+            assert c.cmd("CONFIG", "SET", "timeout", "0") == St("OK")
+
+
+# ---- SLOWLOG --------------------------------------------------------------------------
+
+@pytest.fixture
+def slow_pair(pair):
+    for c in (pair.k, pair.r):
+        c.cmd("CONFIG", "SET", "slowlog-log-slower-than", "0")
+        c.cmd("CONFIG", "SET", "slowlog-max-len", "128")
+        c.cmd("SLOWLOG", "RESET")
+    yield pair
+    for c in (pair.k, pair.r):
+        c.cmd("CONFIG", "SET", "slowlog-log-slower-than", "10000")
+        c.cmd("SLOWLOG", "RESET")
+
+
+def test_slowlog_records_commands_like_redis(slow_pair):
+    p = slow_pair
+    for c in (p.k, p.r):
+        c.cmd("CLIENT", "SETNAME", "slowtest")
+        for i in range(10):
+            c.cmd("SET", "key%d" % i, "v%d" % i)  # keys of both threads
+        c.cmd("GET", "key3")
+    klog = p.k.cmd("SLOWLOG", "GET", "12")
+    rlog = p.r.cmd("SLOWLOG", "GET", "12")
+    assert len(klog) == len(rlog) == 12
+    # newest first: GET key3, SET key9 ... SET key0, CLIENT SETNAME
+    assert [e[3] for e in klog] == [e[3] for e in rlog]
+    addr = "127.0.0.1:%d" % p.k.sock.getsockname()[1]
+    ids = [e[0] for e in klog]
+    assert ids == sorted(ids, reverse=True) and len(set(ids)) == len(ids)
+    for e in klog:
+        assert len(e) == 6
+        assert abs(e[1] - time.time()) < 60
+        assert isinstance(e[2], int) and e[2] >= 0
+    assert klog[-1][4] == addr.encode() and klog[-1][5] == b"slowtest", klog[-1]
+    assert p.k.cmd("SLOWLOG", "LEN") >= 12
+    assert len(p.k.cmd("SLOWLOG", "GET")) == 10  # default count
+    assert len(p.k.cmd("SLOWLOG", "GET", "-1")) >= 13
+    p.same("SLOWLOG", "GET", "x")
+    p.same("SLOWLOG", "GET", "-2")
+    p.same("SLOWLOG", "RESET")
+    p.same("SLOWLOG", "LEN")  # the RESET itself is logged
+
+
+@pytest.mark.xfail(strict=True, reason="kvd: slowlog entries of commands forwarded to the "
+                                       "other shard thread have an empty client address and "
+                                       "name; Redis always records the client's addr and name")
+def test_slowlog_records_client_of_forwarded_commands(slow_pair):
+    p = slow_pair
+    p.k.cmd("CLIENT", "SETNAME", "slowtest")
+    for i in range(10):
+        p.k.cmd("SET", "key%d" % i, "v%d" % i)  # keys of both threads
+    addr = "127.0.0.1:%d" % p.k.sock.getsockname()[1]
+    for e in p.k.cmd("SLOWLOG", "GET", "10"):
+        assert (e[4], e[5]) == (addr.encode(), b"slowtest"), e
+
+
+def test_slowlog_argument_truncation_matches_redis(slow_pair):
+    p = slow_pair
+    for c in (p.k, p.r):
+        c.cmd("SET", "big", "x" * 200)
+        c.cmd("MSETNX", *[x for i in range(20) for x in ("{t}k%d" % i, "v")])
+    assert p.k.cmd("SLOWLOG", "GET", "2")[0][3] == p.r.cmd("SLOWLOG", "GET", "2")[0][3]
+    assert p.k.cmd("SLOWLOG", "GET", "2")[1][3] == p.r.cmd("SLOWLOG", "GET", "2")[1][3]
+
+
+@pytest.mark.xfail(strict=True, reason="kvd: MSET over keys of both threads is logged as one "
+                                       "slowlog entry per shard, each with that shard's "
+                                       "key/value pairs only, the remote part with an empty "
+                                       "client addr and name; Redis logs one entry, the "
+                                       "command as sent")
+def test_slowlog_fanned_out_command_is_logged_whole(slow_pair):
+    p = slow_pair
+    args = [x for i in range(8) for x in ("mk%d" % i, "v%d" % i)]
+    for c in (p.k, p.r):
+        c.cmd("CLIENT", "SETNAME", "fan")
+        c.cmd("MSET", *args)
+    k = [e for e in p.k.cmd("SLOWLOG", "GET", "-1") if e[3][:1] == [b"MSET"]]
+    r = [e for e in p.r.cmd("SLOWLOG", "GET", "-1") if e[3][:1] == [b"MSET"]]
+    assert len(r) == 1
+    assert [(e[3], e[5]) for e in k] == [(r[0][3], b"fan")]
+
+
+def test_slowlog_threshold_and_max_len(kvd, kc):
+    kc.cmd("SLOWLOG", "RESET")
+    try:
+        assert kc.cmd("CONFIG", "SET", "slowlog-log-slower-than", "-1") == St("OK")
+        kc.cmd("SLOWLOG", "RESET")
+        for i in range(5):
+            kc.cmd("SET", "k%d" % i, "v")
+        assert kc.cmd("SLOWLOG", "LEN") == 0
+        assert kc.cmd("CONFIG", "SET", "slowlog-log-slower-than", "100000") == St("OK")
+        assert kc.cmd("DEBUG", "SLEEP", "0") == St("OK")
+        assert kc.cmd("DEBUG", "SLEEP", "0.2") == St("OK")
+        log = kc.cmd("SLOWLOG", "GET")
+        assert len(log) == 1 and log[0][3] == [b"DEBUG", b"SLEEP", b"0.2"], log
+        assert log[0][2] >= 190000
+        assert kc.cmd("CONFIG", "SET", "slowlog-log-slower-than", "0") == St("OK")
+        assert kc.cmd("CONFIG", "SET", "slowlog-max-len", "3") == St("OK")
+        for i in range(10):
+            kc.cmd("SET", "k%d" % i, "v")
+        # kept per thread: at most 3 on each of the 2 threads
+        assert 3 <= kc.cmd("SLOWLOG", "LEN") <= 6
+        assert kc.cmd("SLOWLOG", "GET", "1")[0][3][:2] == [b"SLOWLOG", b"LEN"]
+    finally:
+        kc.cmd("CONFIG", "SET", "slowlog-log-slower-than", "10000")
+        kc.cmd("CONFIG", "SET", "slowlog-max-len", "128")
+        kc.cmd("SLOWLOG", "RESET")
+
+
+def test_time(kc):
+    for _ in range(3):
+        s, us = kc.cmd("TIME")
+        assert s.isdigit() and us.isdigit()
+        assert abs(int(s) + int(us) / 1e6 - time.time()) < 2
+        assert 0 <= int(us) < 1000000
+    a = kc.cmd("TIME")
+    time.sleep(0.05)
+    b = kc.cmd("TIME")
+    assert (int(b[0]), int(b[1])) > (int(a[0]), int(a[1]))

@@ -10,6 +10,7 @@
 #include "kvc_args.h"
 
 #include <ctype.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -59,7 +60,8 @@ static int args_grow(struct kvc_args *a)
         a->offs = offs;
     }
     if (argv == NULL || lens == NULL || offs == NULL) {
-        return KV_ENOMEM;
+        fputs("kvcli: out of memory\n", stderr); /* kvc_buf.h: the tool's policy */
+        exit(1);
     }
     a->cap = cap;
     return 0;

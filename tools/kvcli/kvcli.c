@@ -48,8 +48,10 @@
 /* Defaults of -h and -p: kvd's. */
 #define KVC_DEFAULT_HOST "127.0.0.1"
 #define KVC_DEFAULT_PORT 7379
-/* Prompt text: "host:port[db](TX)> " with a host name of up to 255 bytes. */
-#define KVC_PROMPT_BYTES_MAX 320
+/* A host name given to the "connect" command: DNS names have at most 253 bytes. */
+#define KVC_HOST_BYTES_MAX 256
+/* Prompt text: "host:port[db](TX)> " with the longest host name. */
+#define KVC_PROMPT_BYTES_MAX (KVC_HOST_BYTES_MAX + 64)
 /* Lines kept in the history (and its file): enough for a session's worth of commands. */
 #define KVC_HISTORY_LINES_MAX 1000
 /* Printed text of one reply: a largest reply with every byte escaped as \xHH. */
@@ -74,8 +76,11 @@ struct cli {
     int db; /* database selected on the open connection */
     bool in_multi;
     int pre_multi_db;
-    bool interactive; /* reading lines (terminal or stdin), not one-shot */
-    int unreachable;  /* commands not sent because the server could not be reached */
+    bool interactive;                  /* reading lines (terminal or stdin), not one-shot */
+    bool history;                      /* lines come from a terminal: keep a history */
+    char *histfile;                    /* owned; NULL: history in memory only */
+    char host_buf[KVC_HOST_BYTES_MAX]; /* host set by "connect" (host points here then) */
+    int unreachable; /* commands not sent because the server could not be reached */
     char prompt[KVC_PROMPT_BYTES_MAX];
     struct kvc_args args;
     struct kvc_buf out;
@@ -550,14 +555,13 @@ static long long line_repeat(const struct kvc_args *a, int *skip)
 }
 
 /* One line from the terminal or stdin. Returns false when the session should end. */
-static bool handle_line(struct cli *c, const char *line, const char *histfile)
+static bool handle_line(struct cli *c, const char *line)
 {
-    bool tty = histfile != NULL || isatty(STDIN_FILENO);
     int rc = kvc_args_split(&c->args, line);
     if (rc != 0) {
         printf("Invalid argument(s)\n");
         fflush(stdout);
-        if (tty) {
+        if (c->history) {
             add_history(line);
         }
         return true;
@@ -570,17 +574,18 @@ static bool handle_line(struct cli *c, const char *line, const char *histfile)
     if (repeat == 0) {
         return true;
     }
-    if (tty && !is_sensitive(&c->args, skip)) {
+    if (c->history && !is_sensitive(&c->args, skip)) {
         add_history(line);
-        if (histfile != NULL) {
-            (void)write_history(histfile);
+        if (c->histfile != NULL) {
+            (void)write_history(c->histfile);
         }
     }
     if (eq(&c->args, 0, "quit") || eq(&c->args, 0, "exit")) {
         return false;
     }
     if (c->args.argc == 3 && eq(&c->args, 0, "connect")) {
-        c->host = strdup(c->args.argv[1]);
+        snprintf(c->host_buf, sizeof(c->host_buf), "%s", c->args.argv[1]);
+        c->host = c->host_buf;
         c->port = atoi(c->args.argv[2]);
         refresh_prompt(c);
         (void)cli_connect(c);
@@ -615,14 +620,14 @@ static char *read_stdin_line(char **buf, size_t *cap)
 static int repl(struct cli *c)
 {
     bool tty = isatty(STDIN_FILENO);
-    char *histfile = NULL;
     c->interactive = true;
+    c->history = tty;
     if (tty) {
         using_history();
         stifle_history(KVC_HISTORY_LINES_MAX);
-        histfile = history_path();
-        if (histfile != NULL) {
-            (void)read_history(histfile);
+        c->histfile = history_path();
+        if (c->histfile != NULL) {
+            (void)read_history(c->histfile);
         }
     }
     (void)cli_connect(c);
@@ -638,7 +643,7 @@ static int repl(struct cli *c)
         if (line == NULL) {
             break;
         }
-        bool more = line[0] == '\0' || handle_line(c, line, histfile);
+        bool more = line[0] == '\0' || handle_line(c, line);
         if (tty) {
             free(line);
         }
@@ -647,7 +652,8 @@ static int repl(struct cli *c)
         }
     }
     free(buf);
-    free(histfile);
+    free(c->histfile);
+    c->histfile = NULL;
     /* Stdin mode reports commands lost to an unreachable server (see the top). */
     return !tty && c->unreachable > 0 ? 1 : 0;
 }

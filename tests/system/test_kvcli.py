@@ -585,3 +585,23 @@ def test_interactive_not_connected_prompt(tmp_path):
     assert b"Could not connect to kvd" in t.expect(b"not connected> ")
     t.send(b"quit")
     assert t.wait() == 0
+
+
+def test_interactive_ctrl_c(redis):
+    # As in redis-cli: Ctrl-C at the prompt ends the session with status 0, Ctrl-C while a
+    # command waits for its reply exits 1.
+    env = dict(os.environ, TERM="vt100", KVCLI_HISTFILE="/dev/null")
+    prompt = b"127.0.0.1:%d> " % redis.port
+    t = Pty([KVCLI, "-p", str(redis.port)], env)
+    t.expect(prompt)
+    os.write(t.fd, b"half a comm")
+    t.expect(b"comm")
+    os.write(t.fd, b"\x03")
+    assert t.wait() == 0
+    t = Pty([KVCLI, "-p", str(redis.port)], env)
+    t.expect(prompt)
+    t.send(b"DEBUG SLEEP 2")
+    t.expect(b"DEBUG SLEEP 2\r\n")
+    time.sleep(0.3)
+    os.write(t.fd, b"\x03")
+    assert t.wait(timeout=3) == 1

@@ -21,6 +21,7 @@
  * Single-threaded; the state is one struct cli in main's frame.
  */
 #include <errno.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -494,6 +495,25 @@ static int issue_command(struct cli *c, const struct kvc_args *a, int f, long lo
 
 /* ---- interactive and stdin modes ----------------------------------------------- */
 
+/* Set while readline() waits for a line. A signal handler can reach only globals. */
+static volatile sig_atomic_t g_at_prompt;
+
+/*
+ * Ctrl-C as in redis-cli: at the prompt it ends the session (exit 0, after a newline);
+ * while a command waits for its reply it exits 1. libedit has put the terminal back in
+ * cooked mode before this runs (it catches the signal first, then re-raises it).
+ */
+static void on_sigint(int sig)
+{
+    (void)sig;
+    if (g_at_prompt) {
+        ssize_t n = write(STDOUT_FILENO, "\n", 1);
+        (void)n;
+        _exit(0);
+    }
+    _exit(1);
+}
+
 /* History file: $KVCLI_HISTFILE, else ~/.kvcli_history; NULL for none (or /dev/null). */
 static char *history_path(void)
 {
@@ -620,6 +640,9 @@ static char *read_stdin_line(char **buf, size_t *cap)
 static int repl(struct cli *c)
 {
     bool tty = isatty(STDIN_FILENO);
+    struct sigaction sa = {.sa_handler = on_sigint};
+    sigemptyset(&sa.sa_mask);
+    (void)sigaction(SIGINT, &sa, NULL);
     c->interactive = true;
     c->history = tty;
     if (tty) {
@@ -636,7 +659,9 @@ static int repl(struct cli *c)
     for (;;) {
         char *line;
         if (tty) {
+            g_at_prompt = 1;
             line = readline(kvc_conn_is_open(&c->conn) ? c->prompt : "not connected> ");
+            g_at_prompt = 0;
         } else {
             line = read_stdin_line(&buf, &cap);
         }

@@ -781,7 +781,9 @@ static bool raft__conf_valid(const struct raft_conf *c)
 
 static void raft__install_snapshot(struct raft *r, const struct raft_msg *m)
 {
-    memcpy(r->snap_data, m->snap_data, m->snap_len);
+    if (m->snap_len > 0) {
+        memcpy(r->snap_data, m->snap_data, m->snap_len);
+    }
     r->snap_len = m->snap_len;
     r->snap = m->snap;
     r->last = m->snap.index;

@@ -35,7 +35,8 @@
  *
  * Invariants: at KV_EAGAIN pos == len and no argv entry points into the buffer; grow is
  * only ever appended to while no view of it exists (its piece is incomplete), so it may
- * move when resized; a grown bulk chunk never exceeds the declared length.
+ * move when resized; a bulk's chunk never exceeds its declared length, except that a
+ * small piece may reuse the spare 4 KiB chunk.
  *
  * Thread: one parser per connection, used only by the thread that owns the connection.
  */
@@ -284,7 +285,11 @@ static int grow_append(struct resp_parser *p, const char *src, size_t n, size_t 
     struct chunk *g = p->grow;
     size_t need = (g != NULL ? g->used : 0) + n;
     KV_ASSERT(need <= total);
-    if (g == NULL) {
+    if (g == NULL && n <= KV_RESP_ARENA_CHUNK_BYTES && p->spare != NULL) {
+        /* A small piece: the spare standard chunk saves an allocation per buffer. */
+        g = chunk_new(p, n);
+        p->grow = g;
+    } else if (g == NULL) {
         size_t cap = n > KV_RESP_ARENA_CHUNK_BYTES ? n : KV_RESP_ARENA_CHUNK_BYTES;
         if (cap > total) {
             cap = total;
@@ -297,7 +302,8 @@ static int grow_append(struct resp_parser *p, const char *src, size_t n, size_t 
         g->cap = cap;
         g->used = 0;
         p->grow = g;
-    } else if (need > g->cap) {
+    }
+    if (need > g->cap) {
         size_t cap = g->cap + g->cap / 2;
         if (cap < need) {
             cap = need;

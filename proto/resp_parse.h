@@ -32,8 +32,9 @@
  *   the next resp_parser_next() call. Copy it if a command outlives that.
  * - Memory (parser, argv array, arena) comes from the resp_alloc given at creation. The
  *   arena holds only bytes that have arrived: a declared bulk length is never used to
- *   size an allocation beyond min(declared, max(received + 4 KiB, 1.5 x the piece's
- *   current chunk)). See docs/ARCHITECTURE.md.
+ *   size an allocation; the chunk assembling a bulk holds at most 1.5 x the bytes
+ *   received plus 4 KiB, and no more than the declared length once that exceeds 4 KiB.
+ *   See docs/ARCHITECTURE.md.
  *
  * Thread: a parser belongs to one connection and is used by that connection's thread.
  */

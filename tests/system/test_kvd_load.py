@@ -1,0 +1,200 @@
+"""kvd under load and with awkward data: 10k pipelined commands over keys of every
+thread, 500 concurrent clients, binary keys and values, 1 MiB and 64 MiB values, and
+redis-benchmark runs.
+"""
+import os
+import re
+import shutil
+import socket
+import subprocess
+import threading
+
+import pytest
+
+from conftest import Client, Err, St, encode, rss_kib, wait_until
+
+
+def test_10k_pipelined_commands_replies_in_order(kvd, kc, rng):
+    n = 10000
+    counters = ["ctr:%d" % i for i in range(16)]  # spread over both threads
+    expect_ctr = dict.fromkeys(counters, 0)
+    cmds, expect = [], []
+    for i in range(n // 2):
+        k = "pk:%d:%d" % (i, rng.randrange(1 << 30))
+        v = "val-%d-%s" % (i, "x" * rng.randrange(0, 40))
+        cmds.append(("SET", k, v))
+        expect.append(St("OK"))
+        if i % 3 == 0:
+            c = rng.choice(counters)
+            expect_ctr[c] += 1
+            cmds.append(("INCR", c))
+            expect.append(expect_ctr[c])
+        cmds.append(("GET", k))
+        expect.append(v.encode())
+    replies = kc.pipeline(cmds)
+    assert len(replies) == len(expect)
+    for i, (got, want) in enumerate(zip(replies, expect)):
+        assert got == want, "reply %d to %r: got %r, want %r" % (i, cmds[i], got, want)
+    assert kc.cmd("MGET", *counters) == [str(expect_ctr[c]).encode() for c in counters]
+
+
+def test_pipelined_mixed_fanout_and_single_key(kc):
+    # MGET/MSET/DEL/EXISTS (fanned out to both threads) mixed with single-key commands
+    cmds, expect = [], []
+    for i in range(500):
+        a, b, c = "fa:%d" % i, "fb:%d" % i, "fc:%d" % i
+        cmds += [("MSET", a, "1", b, "2", c, "3"), ("INCR", b), ("MGET", c, b, a, "none"),
+                 ("EXISTS", a, b, c, a), ("DEL", a, c), ("GET", b), ("EXISTS", a, b, c)]
+        expect += [St("OK"), 3, [b"3", b"3", b"1", None], 4, 2, b"3", 1]
+    replies = kc.pipeline(cmds)
+    for i, (got, want) in enumerate(zip(replies, expect)):
+        assert got == want, "reply %d to %r: got %r, want %r" % (i, cmds[i], got, want)
+
+
+def test_500_concurrent_clients(kvd, kc):
+    n = 500
+    socks = []
+    try:
+        for i in range(n):
+            s = socket.create_connection(("127.0.0.1", kvd.port), timeout=30)
+            socks.append(s)
+        # every client sends its commands before any reads: the server has all 500 busy
+        for i, s in enumerate(socks):
+            s.sendall(encode("SET", "cc:%d" % i, "v%d" % i) + encode("INCR", "cc:shared") +
+                      encode("GET", "cc:%d" % i) + encode("PING") + encode("CLIENT", "ID"))
+        ids = set()
+        incrs = []
+        for i, s in enumerate(socks):
+            c = Client.__new__(Client)
+            c.sock, c.buf, c.pos, c.port = s, bytearray(), 0, kvd.port
+            assert c.read() == St("OK")
+            incrs.append(c.read())
+            assert c.read() == b"v%d" % i
+            assert c.read() == St("PONG")
+            ids.add(c.read())
+        assert sorted(incrs) == list(range(1, n + 1))
+        assert len(ids) == n
+        assert kc.cmd("GET", "cc:shared") == b"%d" % n
+        line = [l for l in kc.cmd("INFO", "clients").decode().split("\r\n")
+                if l.startswith("connected_clients:")][0]
+        assert int(line.split(":")[1]) >= n
+    finally:
+        for s in socks:
+            s.close()
+
+
+def test_concurrent_client_threads(kvd, kc):
+    errors = []
+    nthreads, per = 50, 200
+
+    def worker(t):
+        try:
+            with kvd.client() as c:
+                for i in range(per):
+                    k = "th:%d:%d" % (t, i)
+                    assert c.cmd("SET", k, str(i)) == St("OK")
+                    assert c.cmd("INCR", k) == i + 1
+                    assert c.cmd("INCR", "th:shared") > 0
+                    assert c.cmd("GET", k) == str(i + 1).encode()
+        except Exception as e:  # reported below
+            errors.append("thread %d: %r" % (t, e))
+
+    threads = [threading.Thread(target=worker, args=(t,)) for t in range(nthreads)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(300)
+    assert not errors, errors[:5]
+    assert kc.cmd("GET", "th:shared") == b"%d" % (nthreads * per)
+    assert kc.cmd("DBSIZE") == nthreads * per + 1
+
+
+ALL_BYTES = bytes(range(256))
+
+
+def test_binary_keys_and_values_match_redis(pair):
+    keys = [b"\x00", b"a\x00b", b"\r\n", b"key\r\nwith crlf", ALL_BYTES, ALL_BYTES[::-1],
+            b"\xff\xfe", b" ", b"*1\r\n$4\r\nPING\r\n", b"{\x00}tag"]
+    keys += [bytes([b]) for b in range(256)]
+    values = [ALL_BYTES, b"\x00" * 100, b"\r\n" * 50, b"", b"$-1\r\n", ALL_BYTES * 40]
+    for i, k in enumerate(keys):
+        v = values[i % len(values)]
+        pair.same("SET", k, v)
+        pair.same("GET", k)
+        pair.same("STRLEN", k)
+        pair.same("GETRANGE", k, "1", "-2")
+        pair.same("APPEND", k, b"\x00\r\n")
+    pair.same("MGET", *keys)
+    pair.same("EXISTS", *keys)
+    pair.same("DBSIZE")
+    assert sorted(pair.k.cmd("KEYS", "*")) == sorted(pair.r.cmd("KEYS", "*"))
+    assert set(pair.k.cmd("KEYS", "*")) == set(keys)
+    pair.same("DEL", *keys)
+    pair.same("DBSIZE")
+
+
+def test_binary_values_of_every_length_and_byte(kc, rng):
+    for i in range(300):
+        n = rng.choice([0, 1, 2, 15, 16, 17, 255, 256, 257, 4095, 4096, 4097, 65535, 65536,
+                        rng.randrange(1, 200000)])
+        v = bytes(rng.randrange(256) for _ in range(min(n, 64))) * (n // 64 + 1)
+        v = v[:n]
+        k = bytes(rng.randrange(256) for _ in range(rng.randrange(1, 40)))
+        assert kc.cmd("SET", k, v) == St("OK")
+        assert kc.cmd("GET", k) == v, (len(v), k)
+        assert kc.cmd("STRLEN", k) == n
+
+
+@pytest.mark.parametrize("size", [1 << 20, 64 << 20], ids=["1MiB", "64MiB"])
+def test_big_value_round_trip(kvd, kc, size):
+    pattern = bytes(range(256)) * 4096  # 1 MiB of all byte values
+    v = (pattern * (size // len(pattern) + 1))[:size]
+    with kvd.client(timeout=120) as c:
+        assert c.cmd("SET", "big", v) == St("OK")
+        assert c.cmd("STRLEN", "big") == size
+        assert c.cmd("GET", "big") == v
+        assert c.cmd("GETRANGE", "big", str(size - 300), "-1") == v[-300:]
+        assert c.cmd("APPEND", "big", b"tail") == size + 4
+        assert c.cmd("GETRANGE", "big", "-6", "-1") == v[-2:] + b"tail"
+        if size <= 1 << 20:  # MGET's fan-out path (kept small: the machine may be slow)
+            assert c.cmd("MGET", "none", "big") == [None, v + b"tail"]
+        assert c.cmd("DEL", "big") == 1
+    assert kc.cmd("PING") == St("PONG")
+
+
+def test_big_value_sent_in_small_chunks(kvd):
+    v = os.urandom(3 << 20)
+    with kvd.client(timeout=60) as c:
+        data = encode("SET", "chunked", v)
+        for i in range(0, len(data), 7919):
+            c.send(data[i:i + 7919])
+        assert c.read() == St("OK")
+        assert c.cmd("GET", "chunked") == v
+
+
+def run_benchmark(port, *extra):
+    exe = shutil.which("redis-benchmark") or "/usr/bin/redis-benchmark"
+    if not os.access(exe, os.X_OK):
+        print("SKIP: redis-benchmark is missing (apt-get install redis-tools)")
+        pytest.skip("redis-benchmark missing")
+    args = [exe, "-h", "127.0.0.1", "-p", str(port), "-t", "set,get,incr,mset", "-n", "20000",
+            "-c", "20", "-q"] + list(extra)
+    p = subprocess.run(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=240)
+    out = p.stdout.decode("utf-8", "replace")
+    print(out)
+    return p.returncode, out
+
+
+@pytest.mark.parametrize("extra", [(), ("-P", "16")], ids=["plain", "pipeline16"])
+def test_redis_benchmark_runs_cleanly(kvd, kc, extra):
+    rc, out = run_benchmark(kvd.port, *extra)
+    assert rc == 0, out
+    lines = [l.strip() for l in re.split(r"[\r\n]", out) if "requests per second" in l]
+    names = {l.split(":")[0] for l in lines}
+    assert {"SET", "GET", "INCR", "MSET (10 keys)"} <= names, out
+    assert "ERR" not in out and "rror" not in out, out
+    for l in lines:
+        assert float(l.split(":")[1].split()[0]) > 0
+    assert kc.cmd("PING") == St("PONG")
+    assert int(kc.cmd("GET", "counter:__rand_int__") or 0) > 0
+    kvd.check_alive()

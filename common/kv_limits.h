@@ -56,6 +56,10 @@
 /* Smallest arena chunk: a request straddling two 16 KiB receive buffers usually needs
  * less; larger pieces get a chunk of their own size. */
 #define KV_RESP_ARENA_CHUNK_BYTES 4096
+/* Free standard chunks a parser keeps: a boundary needs one for spilled arguments and one
+ * for a cut bulk while the previous boundary's may still be held; with three spares a
+ * steady pipeline allocates nothing per buffer (resp_parser_trim() frees them). */
+#define KV_RESP_ARENA_SPARE_CHUNKS 3
 /* Output blocks: one block per send is the common case; big bulks span several. */
 #define KV_DEFAULT_RESP_OUT_BLOCK_BYTES (16 * 1024)
 /* Output memory of one shard thread's block pool, taken from its allocator on demand. */

@@ -30,7 +30,7 @@
  * Arena: a list of chunks, bump-allocated, never moved (views stay valid). Each feed
  * frees the chunks older than `mark`, the first chunk holding the pending request; every
  * other byte there belonged to commands already returned, whose arena views die at the
- * feed. One standard chunk is kept spare so that a pipeline crossing every buffer
+ * feed. A few standard chunks are kept spare so that a pipeline crossing every buffer
  * boundary does not allocate per buffer.
  *
  * Invariants: at KV_EAGAIN pos == len and no argv entry points into the buffer; grow is
@@ -117,8 +117,9 @@ struct resp_parser {
     struct chunk *head; /* arena, oldest chunk first */
     struct chunk *tail;
     struct chunk *mark;  /* first chunk holding the pending request, or NULL */
-    struct chunk *spare; /* a free standard chunk, or NULL */
-    size_t arena_bytes;  /* bytes of the chunks on the list (headers included) */
+    struct chunk *spare; /* free standard chunks, linked by next */
+    size_t spares;
+    size_t arena_bytes; /* bytes of the chunks on the list (headers included) */
 
     struct chunk *grow; /* the straddling piece being assembled, or NULL */
     int64_t pend_bytes; /* arena bytes held for the pending request */
@@ -191,7 +192,8 @@ static struct chunk *chunk_new(struct resp_parser *p, size_t cap)
 {
     if (cap <= KV_RESP_ARENA_CHUNK_BYTES && p->spare != NULL) {
         struct chunk *c = p->spare;
-        p->spare = NULL;
+        p->spare = c->next;
+        p->spares--;
         c->next = NULL;
         c->used = 0;
         return c;
@@ -211,8 +213,10 @@ static struct chunk *chunk_new(struct resp_parser *p, size_t cap)
 
 static void chunk_free(struct resp_parser *p, struct chunk *c)
 {
-    if (c->cap == KV_RESP_ARENA_CHUNK_BYTES && p->spare == NULL) {
+    if (c->cap == KV_RESP_ARENA_CHUNK_BYTES && p->spares < KV_RESP_ARENA_SPARE_CHUNKS) {
+        c->next = p->spare;
         p->spare = c;
+        p->spares++;
         return;
     }
     p->alloc.free(p->alloc.ctx, c, sizeof(struct chunk) + c->cap);
@@ -285,15 +289,16 @@ static int grow_append(struct resp_parser *p, const char *src, size_t n, size_t 
     struct chunk *g = p->grow;
     size_t need = (g != NULL ? g->used : 0) + n;
     KV_ASSERT(need <= total);
-    if (g == NULL && n <= KV_RESP_ARENA_CHUNK_BYTES && p->spare != NULL) {
-        /* A small piece: the spare standard chunk saves an allocation per buffer. */
+    if (g == NULL && n <= KV_RESP_ARENA_CHUNK_BYTES) {
+        /* A small piece gets a standard chunk (a spare one if any), which goes back to
+         * the spares afterwards: no allocation per buffer in a steady pipeline. */
         g = chunk_new(p, n);
+        if (g == NULL) {
+            return fail_nomem(p);
+        }
         p->grow = g;
     } else if (g == NULL) {
-        size_t cap = n > KV_RESP_ARENA_CHUNK_BYTES ? n : KV_RESP_ARENA_CHUNK_BYTES;
-        if (cap > total) {
-            cap = total;
-        }
+        size_t cap = n < total ? n : total;
         g = p->alloc.alloc(p->alloc.ctx, sizeof(struct chunk) + cap);
         if (g == NULL) {
             return fail_nomem(p);
@@ -973,15 +978,25 @@ void resp_parser_destroy(struct resp_parser *p)
     }
     p->mark = NULL;
     arena_release(p);
-    if (p->spare != NULL) {
-        p->alloc.free(p->alloc.ctx, p->spare, sizeof(struct chunk) + p->spare->cap);
-    }
+    resp_parser_trim(p);
     if (p->grow != NULL) {
         p->alloc.free(p->alloc.ctx, p->grow, sizeof(struct chunk) + p->grow->cap);
     }
     p->alloc.free(p->alloc.ctx, p->argv, p->argv_cap * sizeof *p->argv);
     struct resp_alloc a = p->alloc;
     a.free(a.ctx, p, sizeof *p);
+}
+
+void resp_parser_trim(struct resp_parser *p)
+{
+    KV_ASSERT(p != NULL);
+    while (p->spare != NULL) {
+        struct chunk *c = p->spare;
+        p->spare = c->next;
+        p->spares--;
+        p->alloc.free(p->alloc.ctx, c, sizeof(struct chunk) + c->cap);
+    }
+    KV_ASSERT(p->spares == 0);
 }
 
 void resp_parser_set_auth_required(struct resp_parser *p, bool required)
@@ -1018,8 +1033,6 @@ size_t resp_parser_memory_bytes(const struct resp_parser *p)
     if (p->grow != NULL) {
         n += sizeof(struct chunk) + p->grow->cap;
     }
-    if (p->spare != NULL) {
-        n += sizeof(struct chunk) + p->spare->cap;
-    }
+    n += p->spares * (sizeof(struct chunk) + KV_RESP_ARENA_CHUNK_BYTES);
     return n;
 }

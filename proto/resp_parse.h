@@ -121,6 +121,11 @@ enum resp_perr resp_parser_error(const struct resp_parser *p);
  * string is the parser's, valid until it is destroyed. */
 const char *resp_parser_error_text(const struct resp_parser *p);
 
+/* Frees the parser's spare arena chunks (up to KV_RESP_ARENA_SPARE_CHUNKS x 4 KiB), for
+ * a connection going idle; they are taken again when needed. Views into the arena stay
+ * valid. */
+void resp_parser_trim(struct resp_parser *p);
+
 /* Whether [ptr, ptr+len) lies inside one of the parser's arena chunks (for tests and
  * assertions: a view is either there or in the fed buffer). */
 bool resp_parser_arena_contains(const struct resp_parser *p, const void *ptr, size_t len);

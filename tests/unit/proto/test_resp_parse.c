@@ -655,3 +655,67 @@ Test(resp_parse, allocation_failure_is_reported)
         cr_assert_eq(cnt.live, 0, "leak with fail_after %ld", fail);
     }
 }
+
+static size_t alloc_calls;
+
+static void *calls_alloc(void *ctx, size_t n)
+{
+    (void)ctx;
+    alloc_calls++;
+    return malloc(n);
+}
+
+static void *calls_resize(void *ctx, void *p, size_t old, size_t n)
+{
+    (void)ctx;
+    (void)old;
+    alloc_calls++;
+    return realloc(p, n);
+}
+
+static void calls_free(void *ctx, void *p, size_t n)
+{
+    (void)ctx;
+    (void)n;
+    free(p);
+}
+
+Test(resp_parse, pipeline_across_buffers_allocates_nothing_once_warm)
+{
+    static const int value_lens[] = {16, 1024, 3000};
+    for (size_t v = 0; v < sizeof value_lens / sizeof value_lens[0]; v++) {
+        struct resp_alloc a = {calls_alloc, calls_resize, calls_free, NULL};
+        struct resp_parser *p;
+        cr_assert_eq(resp_parser_create(&p, &a, NULL), 0);
+        size_t cap = 4u << 20, n = 0;
+        char *in = malloc(cap);
+        while (n + 4096 < cap) {
+            n += (size_t)sprintf(in + n, "*3\r\n$3\r\nSET\r\n$16\r\nkey:%012zu\r\n$%d\r\n", n,
+                                 value_lens[v]);
+            memset(in + n, 'v', (size_t)value_lens[v]);
+            n += (size_t)value_lens[v];
+            memcpy(in + n, "\r\n", 2);
+            n += 2;
+        }
+        size_t warm = 0;
+        struct resp_cmd cmd;
+        for (size_t off = 0, i = 0; off < n; off += 16384, i++) {
+            if (i == 8) {
+                warm = alloc_calls;
+            }
+            resp_parser_feed(p, in + off, n - off < 16384 ? n - off : 16384);
+            while (resp_parser_next(p, &cmd) == 0) {
+            }
+        }
+        cr_assert_eq(alloc_calls, warm, "value %d: %zu allocations after warm-up", value_lens[v],
+                     alloc_calls - warm);
+        resp_parser_feed(p, "", 0); /* the last commands are done with */
+        cr_assert_eq(resp_parser_next(p, &cmd), KV_EAGAIN);
+        size_t before = resp_parser_memory_bytes(p);
+        resp_parser_trim(p);
+        cr_assert_lt(resp_parser_memory_bytes(p), before, "trim frees the spares");
+        cr_assert_lt(resp_parser_memory_bytes(p), 4096, "an idle parser holds little");
+        resp_parser_destroy(p);
+        free(in);
+    }
+}

@@ -870,6 +870,10 @@ static void m_op(struct model *md, uint64_t *rs, size_t hot)
     bool live = mkey_live(md, id);
     unsigned r = (unsigned)(rng_next(rs) % 100);
     if (r < 30) {
+        if (r < 10) { /* a hint only: must not change what the get sees */
+            tbl_prefetch(t, k, kl, h, false);
+            tbl_prefetch(t, k, kl, h, true);
+        }
         m_check_entry(md, id, tbl_get(t, k, kl, h, md->now));
     } else if (r < 60) {
         char v[M_VAL];

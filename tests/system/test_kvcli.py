@@ -350,7 +350,7 @@ def test_stdin_mode_stores_exact_bytes(kvd):
 
 def test_large_value_and_large_reply(kvd):
     flush(kvd.port)
-    big = bytes(random.Random(7).getrandbits(8) for _ in range(3 * 1024 * 1024))
+    big = random.Random(7).randbytes(3 * 1024 * 1024)
     send(kvd.port, "SET", "big", big)
     assert kv(kvd.port, "GET", "big") == (0, big + b"\n", b"")
     # More elements than the client's first node array holds (it must grow).

@@ -193,9 +193,12 @@ bool raft_conf_is_learner(const struct raft_conf *c, uint64_t id)
     return false;
 }
 
+/* A node may campaign if it is a voter and has a free log slot for its term's first
+ * entry (only a leader that used its last slot and then restarted lacks one; followers
+ * always keep a slot free, so some other voter can lead). */
 static bool raft__promotable(const struct raft *r)
 {
-    return raft_conf_is_voter(&r->conf, r->cfg.id);
+    return raft_conf_is_voter(&r->conf, r->cfg.id) && r->last - r->snap.index < KV_RAFT_LOG_MAX;
 }
 
 static void raft__conf_del(uint64_t *ids, uint32_t *n, uint64_t id)
@@ -798,7 +801,7 @@ static void raft__install_snapshot(struct raft *r, const struct raft_msg *m)
 static int raft__handle_snapshot(struct raft *r, const struct raft_msg *m)
 {
     if (m->snap_len > KV_RAFT_SNAPSHOT_MAX || !raft__conf_valid(&m->snap.conf) ||
-        (m->snap_len > 0 && m->snap_data == NULL)) {
+        m->snap.term > m->term || m->snap.term == 0 || (m->snap_len > 0 && m->snap_data == NULL)) {
         return KV_EPROTO;
     }
     if (m->snap.index <= r->commit) {
@@ -1032,12 +1035,8 @@ static bool raft__msg_valid(const struct raft *r, const struct raft_msg *m)
     return true;
 }
 
-int raft_step(struct raft *r, const struct raft_msg *m)
+static int raft__step(struct raft *r, const struct raft_msg *m)
 {
-    KV_ASSERT(r->initialized);
-    if (!raft__msg_valid(r, m)) {
-        return KV_EPROTO;
-    }
     bool vote_req = m->type == RAFT_MSG_VOTE || m->type == RAFT_MSG_PREVOTE;
     if (m->term > r->term) {
         bool force = (m->flags & RAFT_MSG_FLAG_TRANSFER) != 0;
@@ -1082,6 +1081,32 @@ int raft_step(struct raft *r, const struct raft_msg *m)
     return raft__step_follower(r, m);
 }
 
+/* The node's structural invariants, checked after every input (cheap, always on). */
+static void raft__check(const struct raft *r)
+{
+    KV_ASSERT(r->commit <= r->last);
+    KV_ASSERT(r->snap.index <= r->commit);
+    KV_ASSERT(r->applied <= r->commit);
+    KV_ASSERT(r->applied >= r->snap.index || r->snap_pending);
+    KV_ASSERT(r->stable <= r->last && r->stable >= r->snap.index);
+    KV_ASSERT(r->last - r->snap.index <= KV_RAFT_LOG_MAX);
+    KV_ASSERT(r->role != RAFT_LEADER || (r->lead == r->cfg.id && r->vote == r->cfg.id));
+    KV_ASSERT(r->role != RAFT_LEADER || raft_conf_is_voter(&r->conf, r->cfg.id));
+    KV_ASSERT(r->n_msgs <= KV_RAFT_READY_MSGS_MAX && r->n_reads <= KV_RAFT_READS_MAX);
+    KV_DASSERT(r->last == r->snap.index || raft__slot(r, r->last)->index == r->last);
+}
+
+int raft_step(struct raft *r, const struct raft_msg *m)
+{
+    KV_ASSERT(r->initialized);
+    if (!raft__msg_valid(r, m)) {
+        return KV_EPROTO;
+    }
+    int rc = raft__step(r, m);
+    raft__check(r);
+    return rc;
+}
+
 /* ---- ticks ----------------------------------------------------------------------- */
 
 static bool raft__quorum_active(struct raft *r)
@@ -1123,6 +1148,7 @@ void raft_tick(struct raft *r)
     KV_ASSERT(r->initialized);
     if (r->role == RAFT_LEADER) {
         raft__tick_leader(r);
+        raft__check(r);
         return;
     }
     r->election_elapsed++;
@@ -1130,6 +1156,7 @@ void raft_tick(struct raft *r)
         r->election_elapsed = 0;
         raft__campaign(r, r->cfg.pre_vote, false);
     }
+    raft__check(r);
 }
 
 int raft_campaign(struct raft *r)
@@ -1168,6 +1195,7 @@ static int raft__append_local(struct raft *r, uint32_t type, const uint8_t *data
     }
     raft__maybe_commit(r);
     raft__bcast_append(r, false);
+    raft__check(r);
     return 0;
 }
 
@@ -1333,6 +1361,7 @@ void raft_advance(struct raft *r, const struct raft_ready *rd)
         raft__bcast_append(r, true);
     }
     raft__release_reads(r);
+    raft__check(r);
 }
 
 int raft_compact(struct raft *r, uint64_t index, const uint8_t *data, uint32_t len)

@@ -195,7 +195,8 @@ int raft_step(struct raft *r, const struct raft_msg *m);
 /* Advances logical time by one tick. */
 void raft_tick(struct raft *r);
 
-/* Starts an election now (with pre-vote if configured). KV_EINVAL if not a voter. */
+/* Starts an election now (with pre-vote if configured). KV_EINVAL if not a voter, or if
+ * its log has no free slot for a new term's first entry (another voter will lead). */
 int raft_campaign(struct raft *r);
 
 /* Appends `data` as a normal entry. KV_ENOTLEADER, KV_EAGAIN (a transfer is under way),

@@ -383,6 +383,122 @@ Test(raft, conflict_backtracking_is_fast)
     net_teardown();
 }
 
+static struct raft *follower_of_three(uint64_t id)
+{
+    struct raft_config c = cfg_for(id, false, false);
+    struct raft *r = raft_create(&c);
+    struct raft_conf conf = {.n_voters = 3, .voters = {1, 2, 3}};
+    cr_assert_eq(raft_bootstrap(r, &conf), 0);
+    struct raft_ready rd;
+    raft_ready(r, &rd);
+    raft_advance(r, &rd);
+    return r;
+}
+
+static const struct raft_msg *only_msg(struct raft *r)
+{
+    static struct raft_msg copy;
+    struct raft_ready rd;
+    raft_ready(r, &rd);
+    cr_assert_eq(rd.n_msgs, 1);
+    copy = rd.msgs[0];
+    raft_advance(r, &rd);
+    return &copy;
+}
+
+Test(raft, log_matching_consistency_check)
+{
+    struct raft *r = follower_of_three(2);
+    struct raft_entry e[3] = {
+        {.term = 2, .index = 2, .type = RAFT_ENTRY_NORMAL, .len = 1, .data = (const uint8_t *)"a"},
+        {.term = 2, .index = 3, .type = RAFT_ENTRY_NORMAL, .len = 1, .data = (const uint8_t *)"b"},
+        {.term = 2, .index = 4, .type = RAFT_ENTRY_NORMAL, .len = 1, .data = (const uint8_t *)"c"},
+    };
+    struct raft_msg m = {.type = RAFT_MSG_APPEND,
+                         .from = 1,
+                         .to = 2,
+                         .term = 2,
+                         .index = 1,
+                         .log_term = 1,
+                         .n_entries = 3,
+                         .entries = e};
+    cr_assert_eq(raft_step(r, &m), 0);
+    const struct raft_msg *resp = only_msg(r);
+    cr_assert(!resp->reject);
+    cr_assert_eq(resp->index, 4);
+    /* A previous entry that does not match is refused, with a hint below it. */
+    struct raft_msg bad = {
+        .type = RAFT_MSG_APPEND, .from = 1, .to = 2, .term = 2, .index = 4, .log_term = 1};
+    cr_assert_eq(raft_step(r, &bad), 0);
+    resp = only_msg(r);
+    cr_assert(resp->reject);
+    cr_assert_eq(resp->index, 4);
+    cr_assert_eq(resp->reject_hint, 1); /* the last index whose term is <= 1 */
+    bad.index = 9;
+    bad.log_term = 2;
+    cr_assert_eq(raft_step(r, &bad), 0);
+    resp = only_msg(r);
+    cr_assert(resp->reject); /* beyond our log */
+    cr_assert_eq(resp->reject_hint, 4);
+    /* A matching previous entry and a conflicting suffix: the suffix is replaced. */
+    struct raft_entry n[1] = {
+        {.term = 3, .index = 3, .type = RAFT_ENTRY_NORMAL, .len = 1, .data = (const uint8_t *)"X"}};
+    struct raft_msg fix = {.type = RAFT_MSG_APPEND,
+                           .from = 3,
+                           .to = 2,
+                           .term = 3,
+                           .index = 2,
+                           .log_term = 2,
+                           .n_entries = 1,
+                           .entries = n};
+    cr_assert_eq(raft_step(r, &fix), 0);
+    resp = only_msg(r);
+    cr_assert_eq(resp->index, 3);
+    struct raft_status st;
+    raft_status(r, &st);
+    cr_assert_eq(st.last_index, 3);
+    cr_assert_eq(raft_log_entry(r, 3)->term, 3);
+    cr_assert_eq(raft_log_entry(r, 3)->data[0], 'X');
+    cr_assert_eq(raft_log_entry(r, 2)->data[0], 'a');
+    raft_destroy(r);
+}
+
+Test(raft, truncation_reverts_uncommitted_configuration)
+{
+    struct raft *r = follower_of_three(2);
+    static const uint8_t add_learner_4[12] = {2, 0, 0, 0, 4, 0, 0, 0, 0, 0, 0, 0};
+    struct raft_entry c = {
+        .term = 2, .index = 2, .type = RAFT_ENTRY_CONF, .len = 12, .data = add_learner_4};
+    struct raft_msg m = {.type = RAFT_MSG_APPEND,
+                         .from = 1,
+                         .to = 2,
+                         .term = 2,
+                         .index = 1,
+                         .log_term = 1,
+                         .n_entries = 1,
+                         .entries = &c};
+    cr_assert_eq(raft_step(r, &m), 0);
+    only_msg(r);
+    struct raft_status st;
+    raft_status(r, &st);
+    cr_assert(raft_conf_is_learner(&st.conf, 4), "in force once appended");
+    struct raft_entry n = {.term = 3, .index = 2, .type = RAFT_ENTRY_NORMAL};
+    struct raft_msg m2 = {.type = RAFT_MSG_APPEND,
+                          .from = 3,
+                          .to = 2,
+                          .term = 3,
+                          .index = 1,
+                          .log_term = 1,
+                          .n_entries = 1,
+                          .entries = &n};
+    cr_assert_eq(raft_step(r, &m2), 0);
+    only_msg(r);
+    raft_status(r, &st);
+    cr_assert(!raft_conf_is_learner(&st.conf, 4), "reverted with the truncated entry");
+    cr_assert_eq(st.conf.n_voters, 3);
+    raft_destroy(r);
+}
+
 Test(raft, figure8_commit_only_current_term)
 {
     /* A leader of term 4 whose log holds an entry of term 2 that a quorum stores must

@@ -27,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -533,6 +534,18 @@ static char *history_path(void)
     return p;
 }
 
+/* Writes the history file, readable by its owner only (it may hold values). */
+static void save_history(const struct cli *c)
+{
+    if (c->histfile == NULL) {
+        return;
+    }
+    mode_t old = umask(S_IXUSR | S_IRWXG | S_IRWXO);
+    (void)write_history(c->histfile);
+    umask(old);
+    (void)chmod(c->histfile, S_IRUSR | S_IWUSR);
+}
+
 /* Commands that carry a password are kept out of the history, as in redis-cli. */
 static bool is_sensitive(const struct kvc_args *a, int f)
 {
@@ -552,7 +565,8 @@ static bool is_sensitive(const struct kvc_args *a, int f)
     }
     return eq(a, f, "config") && eq(a, f + 1, "set") &&
            (eq(a, f + 2, "masterauth") || eq(a, f + 2, "masteruser") ||
-            eq(a, f + 2, "requirepass"));
+            eq(a, f + 2, "requirepass") || eq(a, f + 2, "tls-key-file-pass") ||
+            eq(a, f + 2, "tls-client-key-file-pass"));
 }
 
 /* A leading number repeats the command: "3 INCR k". Returns the count, 1 without one,
@@ -578,11 +592,16 @@ static long long line_repeat(const struct kvc_args *a, int *skip)
 static bool handle_line(struct cli *c, const char *line)
 {
     int rc = kvc_args_split(&c->args, line);
+    if (rc == KV_ELIMIT) {
+        fputs("kvcli: command too long\n", stderr);
+        return true;
+    }
     if (rc != 0) {
         printf("Invalid argument(s)\n");
         fflush(stdout);
         if (c->history) {
             add_history(line);
+            save_history(c);
         }
         return true;
     }
@@ -596,9 +615,7 @@ static bool handle_line(struct cli *c, const char *line)
     }
     if (c->history && !is_sensitive(&c->args, skip)) {
         add_history(line);
-        if (c->histfile != NULL) {
-            (void)write_history(c->histfile);
-        }
+        save_history(c);
     }
     if (eq(&c->args, 0, "quit") || eq(&c->args, 0, "exit")) {
         return false;

@@ -2,6 +2,7 @@
  * kvsim: runs the deterministic cluster simulator over a range of seeds.
  *
  *   kvsim [--seed S] [--seeds N] [--voters 3|5] [--ticks T] [--trace]
+ *   kvsim --bench N [--voters 3|5]
  *
  * Runs seeds S .. S+N-1 (default S=1, N=1; KVSIM_SEEDS overrides N when --seeds is not
  * given). Each failing seed is printed with the invariant it broke and the command that
@@ -16,8 +17,10 @@
 
 static void usage(const char *argv0)
 {
-    fprintf(stderr, "usage: %s [--seed S] [--seeds N] [--voters 3|5] [--ticks T] [--trace]\n",
-            argv0);
+    fprintf(stderr,
+            "usage: %s [--seed S] [--seeds N] [--voters 3|5] [--ticks T] [--trace]\n"
+            "       %s --bench N [--voters 3|5]\n",
+            argv0, argv0);
     exit(2);
 }
 
@@ -31,9 +34,30 @@ static uint64_t parse_u64(const char *s, const char *argv0)
     return v;
 }
 
+static double now_s(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
+static int run_bench(uint32_t voters, uint64_t entries)
+{
+    struct sim_bench_result r;
+    double t0 = now_s();
+    int rc = sim_bench(voters, entries, &r);
+    double secs = now_s() - t0;
+    printf("kvsim bench: %u voters, %llu entries committed in %.3f s: %.0f entries/s, "
+           "%llu messages (%.0f/s, %.1f MB), %llu virtual ticks%s\n",
+           voters, (unsigned long long)r.committed, secs, (double)r.committed / secs,
+           (unsigned long long)r.delivered, (double)r.delivered / secs, (double)r.bytes / 1e6,
+           (unsigned long long)r.ticks, rc == 0 ? "" : " (an invariant FAILED)");
+    return rc == 0 ? 0 : 1;
+}
+
 int main(int argc, char **argv)
 {
-    uint64_t seed = 1, seeds = 0;
+    uint64_t seed = 1, seeds = 0, bench = 0;
     uint32_t voters = 0, ticks = 0;
     int trace = 0;
     for (int i = 1; i < argc; i++) {
@@ -41,6 +65,8 @@ int main(int argc, char **argv)
             trace = 1;
         } else if (i + 1 < argc && strcmp(argv[i], "--seed") == 0) {
             seed = parse_u64(argv[++i], argv[0]);
+        } else if (i + 1 < argc && strcmp(argv[i], "--bench") == 0) {
+            bench = parse_u64(argv[++i], argv[0]);
         } else if (i + 1 < argc && strcmp(argv[i], "--seeds") == 0) {
             seeds = parse_u64(argv[++i], argv[0]);
         } else if (i + 1 < argc && strcmp(argv[i], "--voters") == 0) {
@@ -53,6 +79,9 @@ int main(int argc, char **argv)
     }
     if (voters != 0 && voters != 3 && voters != 5) {
         usage(argv[0]);
+    }
+    if (bench > 0) {
+        return run_bench(voters != 0 ? voters : 3, bench);
     }
     if (seeds == 0) {
         const char *env = getenv("KVSIM_SEEDS");

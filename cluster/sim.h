@@ -43,4 +43,16 @@ struct sim_result {
 /* Runs one seed; fills res. Returns 0 if every invariant held, -1 otherwise. */
 int sim_run(const struct sim_options *o, struct sim_result *res);
 
+struct sim_bench_result {
+    uint64_t committed; /* entries committed and applied on the leader */
+    uint64_t delivered; /* messages delivered */
+    uint64_t bytes;     /* encoded bytes delivered */
+    uint64_t ticks;     /* virtual ticks */
+};
+
+/* A fault-free cluster of `voters` committing `entries` metadata commands as fast as the
+ * pipeline allows (every message through the codec, every node applying, compaction on;
+ * state-machine and metadata checks on, pairwise log checks off). For kvsim --bench. */
+int sim_bench(uint32_t voters, uint64_t entries, struct sim_bench_result *out);
+
 #endif

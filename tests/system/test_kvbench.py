@@ -148,3 +148,11 @@ def test_refused_connection_fails_cleanly():
     res = kvbench(free_port(), "-n", "10", check=False)
     assert res.returncode != 0
     assert "connect" in res.stderr
+
+
+def test_self_test_histogram_and_distributions():
+    for seed in ("1", "20261125"):
+        res = subprocess.run([KVBENCH, "--self-test", "--seed", seed], capture_output=True,
+                             text=True, timeout=120)
+        assert res.returncode == 0, res.stderr
+        assert "ok" in res.stdout

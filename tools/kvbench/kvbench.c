@@ -92,7 +92,8 @@ enum {
     OPT_SEED,
     OPT_JSON,
     OPT_NO_PROGRESS,
-    OPT_HELP
+    OPT_HELP,
+    OPT_SELF_TEST,
 };
 
 static const struct option long_opts[] = {
@@ -117,6 +118,7 @@ static const struct option long_opts[] = {
     {"json", no_argument, 0, OPT_JSON},
     {"no-progress", no_argument, 0, OPT_NO_PROGRESS},
     {"help", no_argument, 0, OPT_HELP},
+    {"self-test", no_argument, 0, OPT_SELF_TEST},
     {0, 0, 0, 0},
 };
 
@@ -166,7 +168,7 @@ static int parse_ratio(struct kvb_config *cfg, const char *s)
     return 0;
 }
 
-static int parse_args(struct kvb_config *cfg, int argc, char **argv, int *json)
+static int parse_args(struct kvb_config *cfg, int argc, char **argv, int *json, int *self_test)
 {
     uint64_t v;
     int opt;
@@ -279,6 +281,9 @@ static int parse_args(struct kvb_config *cfg, int argc, char **argv, int *json)
         case OPT_HELP:
             usage(stdout);
             exit(0);
+        case OPT_SELF_TEST:
+            *self_test = 1;
+            break;
         default:
             usage(stderr);
             return -1;
@@ -462,9 +467,12 @@ int main(int argc, char **argv)
         .seed = 1,
         .progress = 1,
     };
-    int json = 0;
-    if (parse_args(&cfg, argc, argv, &json) != 0) {
+    int json = 0, self_test = 0;
+    if (parse_args(&cfg, argc, argv, &json, &self_test) != 0) {
         return 2;
+    }
+    if (self_test) {
+        return kvb_selftest(cfg.seed);
     }
     if (cfg.dist == KVB_DIST_ZIPF) {
         kvb_zipf_setup(&cfg);

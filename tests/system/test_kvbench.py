@@ -156,3 +156,35 @@ def test_self_test_histogram_and_distributions():
                              text=True, timeout=120)
         assert res.returncode == 0, res.stderr
         assert "ok" in res.stdout
+
+
+def test_open_loop_counts_a_stall_closed_loop_hides():
+    """A 0.5 s server stall: open loop measures from each request's intended send time,
+    so every request scheduled during the stall waits; closed loop stops sending and
+    shows the stall only in the few requests that were in flight."""
+    proc, port = start_redis()
+    try:
+        def stalled(*args):
+            run = subprocess.Popen([KVBENCH, "-p", str(port), "--json", "--duration", "2",
+                                    "-c", "4", "-t", "get", *args],
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            time.sleep(0.7)
+            proc.send_signal(19)  # SIGSTOP
+            time.sleep(0.5)
+            proc.send_signal(18)  # SIGCONT
+            out, err = run.communicate(timeout=60)
+            assert run.returncode == 0, err
+            return json.loads(out)
+
+        op = stalled("--rate", "2000")
+        assert_clean(op)
+        assert op["latency_us"]["max"] >= 400000
+        # ~20% of the schedule fell in the first 400 ms of the stall
+        assert op["latency_us"]["p90"] >= 100000, op["latency_us"]
+        assert op["late"] > 0
+        cl = stalled()
+        assert_clean(cl)
+        assert cl["latency_us"]["max"] >= 400000
+    finally:
+        proc.kill()
+        proc.wait()

@@ -749,12 +749,14 @@ void cmd_info(struct cmd_ctx *x)
                  "total_net_input_bytes:%llu\r\ntotal_net_output_bytes:%llu\r\n"
                  "rejected_connections:%llu\r\nexpired_keys:%llu\r\nevicted_keys:0\r\n"
                  "keyspace_hits:%llu\r\nkeyspace_misses:%llu\r\ncommands_forwarded:%llu\r\n"
-                 "shard_wakeups_sent:%llu\r\n\r\n",
+                 "shard_wakeups_sent:%llu\r\nshard_queue_full_pauses:%llu\r\n"
+                 "recv_buffer_exhaustions:%llu\r\n\r\n",
                  (unsigned long long)SUM(connections), (unsigned long long)SUM(commands),
                  (unsigned long long)SUM(net_in_bytes), (unsigned long long)SUM(net_out_bytes),
                  (unsigned long long)SUM(rejected), (unsigned long long)SUM(expired_keys),
                  (unsigned long long)SUM(keyspace_hits), (unsigned long long)SUM(keyspace_misses),
-                 (unsigned long long)SUM(forwarded), (unsigned long long)SUM(wakeups_sent));
+                 (unsigned long long)SUM(forwarded), (unsigned long long)SUM(wakeups_sent),
+                 (unsigned long long)SUM(queue_full_pauses), (unsigned long long)SUM(recv_nobufs));
     }
     if (want(x->argc, x->argv, "replication", true)) {
         info_add(&b, "# Replication\r\nrole:master\r\nconnected_slaves:0\r\n\r\n");

@@ -774,6 +774,9 @@ static void send_req(struct conn *c, uint32_t to, const struct cmd_desc *d, uint
     STAT_ADD(c->sh->stats.forwarded, 1);
     if (c->outbox_len > 0 || !shard_send(c->sh, to, &m)) {
         m.flags = to; /* remember the destination */
+        if (c->outbox_len == 0) {
+            STAT_ADD(c->sh->stats.queue_full_pauses, 1);
+        }
         outbox_add(c, &m);
     }
 }
@@ -1214,6 +1217,7 @@ static void on_recv(struct conn *c, struct io_uring_cqe *cqe)
         }
     } else if (cqe->res == -ENOBUFS) {
         c->flags |= CONN_NOBUFS;
+        STAT_ADD(sh->stats.recv_nobufs, 1);
     } else {
         /* 0: the peer closed; < 0: an error. Either way the connection is done. */
         close_conn(c);
@@ -1406,6 +1410,16 @@ static bool outbox_flush(struct conn *c)
                 (--c->outbox_more_len) * sizeof c->outbox_more[0]);
     }
     return c->outbox_len == 0;
+}
+
+bool conn_overflow_pending(const struct shard *sh)
+{
+    for (uint32_t t = 0; t < sh->srv->nthreads; t++) {
+        if (sh->overflow[t] != NULL) {
+            return true;
+        }
+    }
+    return false;
 }
 
 void conn_retry_blocked(struct shard *sh)

@@ -32,6 +32,9 @@ void conn_on_reply(struct shard *sh, const struct xmsg *m);
 /* Retries connections waiting for queue space, and replies waiting for it. */
 void conn_retry_blocked(struct shard *sh);
 
+/* True while replies wait in the overflow lists for space in a queue. */
+bool conn_overflow_pending(const struct shard *sh);
+
 /* Queues one send per connection with output. Once per loop turn. */
 void conn_flush(struct shard *sh);
 

@@ -26,8 +26,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define KVD_QUEUE_CAPACITY 4096 /* messages in each shard-to-shard queue */
-
 static struct server srv;
 
 /* Explains why io_uring is unusable, with the fix, and returns the exit code. */
@@ -66,12 +64,13 @@ static int make_queues(void)
             if (from == to) {
                 continue;
             }
-            size_t bytes = spsc_size(KVD_QUEUE_CAPACITY, sizeof(struct xmsg));
+            uint32_t cap = (uint32_t)KV_CONF_GET(kvd_settings.shard_queue_size);
+            size_t bytes = spsc_size(cap, sizeof(struct xmsg));
             struct spsc *q = aligned_alloc(SPSC_CACHE_LINE, (bytes + 63) & ~(size_t)63);
             if (q == NULL) {
                 return -ENOMEM;
             }
-            spsc_init(q, KVD_QUEUE_CAPACITY, sizeof(struct xmsg));
+            spsc_init(q, cap, sizeof(struct xmsg));
             srv.shards[to].in[from] = q;
         }
     }

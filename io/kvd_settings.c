@@ -151,6 +151,14 @@ const struct kv_conf_item kvd_setting_items[] = {
      .max = 32768,
      .help = "receive buffers per thread (a power of two)",
      .num = &S->recv_buffers},
+    {.name = "shard-queue-size",
+     .type = KV_CONF_INT,
+     .def = "4096",
+     .min = 2,
+     .max = 1 << 20,
+     .help = "messages in each shard-to-shard queue (a power of two); a full queue pauses "
+             "the client that wants to send",
+     .num = &S->shard_queue_size},
 };
 
 const size_t kvd_setting_count = sizeof kvd_setting_items / sizeof kvd_setting_items[0];
@@ -170,11 +178,19 @@ static void print_help(void)
            "help, --version", "print this or the version and exit");
 }
 
+static int check_power_of_two(const char *name, int64_t n)
+{
+    if ((n & (n - 1)) != 0) {
+        fprintf(stderr, "kvd: --%s must be a power of two (got %lld)\n", name, (long long)n);
+        return -1;
+    }
+    return 0;
+}
+
 static int check_consistency(void)
 {
-    int64_t n = KV_CONF_GET(kvd_settings.recv_buffers);
-    if ((n & (n - 1)) != 0) {
-        fprintf(stderr, "kvd: --recv-buffers must be a power of two (got %lld)\n", (long long)n);
+    if (check_power_of_two("recv-buffers", KV_CONF_GET(kvd_settings.recv_buffers)) != 0 ||
+        check_power_of_two("shard-queue-size", KV_CONF_GET(kvd_settings.shard_queue_size)) != 0) {
         return -1;
     }
     return 0;

@@ -36,6 +36,7 @@ struct kvd_settings {
     _Atomic int64_t hz;
     _Atomic int64_t recv_buffer_size;
     _Atomic int64_t recv_buffers;
+    _Atomic int64_t shard_queue_size;
 };
 
 extern struct kvd_settings kvd_settings;

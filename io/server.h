@@ -84,6 +84,8 @@ struct shard_stats {
     _Atomic uint64_t keyspace_misses;
     _Atomic uint64_t expired_keys;
     _Atomic uint64_t wakeups_sent;
+    _Atomic uint64_t queue_full_pauses; /* a client paused because a queue was full */
+    _Atomic uint64_t recv_nobufs;       /* a receive found the buffer ring empty */
     /* published by the shard's timer for INFO (the tables are the shard's alone) */
     _Atomic uint64_t keys;
     _Atomic uint64_t keys_with_expiry;
@@ -141,7 +143,8 @@ struct server {
     struct route_table *route;
     _Atomic int64_t clients; /* connected, over all shards */
     _Atomic uint64_t next_conn_id;
-    _Atomic int stopping; /* set by SIGTERM/SIGINT/SHUTDOWN */
+    _Atomic int stopping;            /* set by SIGTERM/SIGINT/SHUTDOWN */
+    _Atomic uint32_t shards_drained; /* shards whose clients are all gone */
     int64_t start_ms;
     int port; /* the bound port */
 };

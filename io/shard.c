@@ -273,6 +273,9 @@ static bool queues_empty(struct shard *sh)
 static void send_wakes(struct shard *sh)
 {
     struct server *srv = sh->srv;
+    /* Our pushes (release stores) must be visible before we read the peers' flags; a
+     * release store followed by a load may be reordered without this fence (Dekker). */
+    atomic_thread_fence(memory_order_seq_cst);
     for (uint32_t t = 0; t < srv->nthreads; t++) {
         if (!sh->wake[t]) {
             continue;
@@ -330,6 +333,7 @@ static void loop(struct shard *sh)
     uint64_t cron_period_ns = 1000000000ull / (uint64_t)KV_CONF_GET(kvd_settings.hz);
     uint64_t next_cron_ns = kv_clock_mono_ns() + cron_period_ns;
     bool draining = false;
+    bool drained = false;
     uint64_t drain_deadline_ns = 0;
     for (;;) {
         struct io_uring_cqe *cqe;
@@ -358,16 +362,26 @@ static void loop(struct shard *sh)
             stop_listening(sh);
             conn_close_idle(sh);
         }
-        if (draining && (conn_all_quiet(sh) || now_ns > drain_deadline_ns)) {
+        if (draining && sh->conn_count > 0 && (conn_all_quiet(sh) || now_ns > drain_deadline_ns)) {
             conn_close_all(sh);
-            if (sh->conn_count == 0) {
-                break;
-            }
+        }
+        if (draining && sh->conn_count == 0 && !drained) {
+            /* This shard has no clients left; it keeps serving the other shards'
+             * requests until every shard is in the same state, so that no message
+             * is ever left without a reader. */
+            drained = true;
+            atomic_fetch_add(&sh->srv->shards_drained, 1);
+        }
+        if (drained && atomic_load(&sh->srv->shards_drained) == sh->srv->nthreads &&
+            queues_empty(sh)) {
+            break;
         }
         conn_flush(sh);
         send_wakes(sh);
 
-        bool may_sleep = seen == 0 && sh->blocked == NULL;
+        /* Never sleep while something waits for queue space: nobody would wake us
+         * when the peer drains its queue. */
+        bool may_sleep = seen == 0 && sh->blocked == NULL && !conn_overflow_pending(sh);
         struct __kernel_timespec ts = {0, 0};
         unsigned wait_nr = 0;
         if (may_sleep) {
@@ -378,6 +392,7 @@ static void loop(struct shard *sh)
             ts.tv_sec = (long long)(wait_ns / 1000000000ull);
             ts.tv_nsec = (long long)(wait_ns % 1000000000ull);
             atomic_store_explicit(&sh->sleeping, 1, memory_order_seq_cst);
+            atomic_thread_fence(memory_order_seq_cst); /* pairs with send_wakes' fence */
             if (queues_empty(sh)) {
                 wait_nr = 1;
             }

@@ -461,7 +461,10 @@ static int cli_send_command(struct cli *c, const struct kvc_args *a, int f, long
         flush_out(c);
         track_state(c, a, f, t->nodes[root].type);
         if (c->interval_us > 0) {
-            usleep((useconds_t)c->interval_us);
+            struct timespec ts = {.tv_sec = c->interval_us / 1000000,
+                                  .tv_nsec = (c->interval_us % 1000000) * 1000};
+            while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+            }
         }
     }
     return 0;

@@ -362,9 +362,32 @@ static size_t fmt_header(char *dst, char type, int64_t n)
 static int emit(struct resp_out *o, const char *hdr, size_t hlen, const void *body, size_t blen,
                 bool clean, const char *trail, size_t tlen)
 {
-    int rc = reserve(o, hlen + blen + tlen);
+    size_t total = hlen + blen + tlen;
+    int rc = reserve(o, total);
     if (rc != 0) {
         return rc;
+    }
+    struct resp_block *b = o->wr;
+    if (b != NULL && o->pool->block_bytes - b->used >= total) {
+        /* The common case: the element fits in the block being written. */
+        char *d = b->data + b->used;
+        if (hlen > 0) {
+            memcpy(d, hdr, hlen);
+        }
+        if (blen > 0) {
+            memcpy(d + hlen, body, blen);
+        }
+        for (size_t i = 0; clean && i < blen; i++) {
+            if (d[hlen + i] == '\r' || d[hlen + i] == '\n') {
+                d[hlen + i] = ' ';
+            }
+        }
+        if (tlen > 0) {
+            memcpy(d + hlen + blen, trail, tlen);
+        }
+        b->used += total;
+        o->queued += total;
+        return 0;
     }
     put(o, hdr, hlen, false);
     put(o, body, blen, clean);

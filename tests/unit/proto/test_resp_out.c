@@ -142,6 +142,21 @@ Test(resp_out, simple_string_is_sanitized, .init = setup_small, .fini = teardown
     resp_out_init(&o, pool, 1 << 20);
     cr_assert_eq(resp_out_simple(&o, "a\rb\nc", 5), 0);
     EXPECT_OUT(&o, "+a b c\r\n");
+    /* Across blocks (64 bytes each here) too. */
+    char text[200];
+    for (size_t i = 0; i < sizeof text; i++) {
+        text[i] = i % 10 == 3 ? '\r' : i % 10 == 7 ? '\n' : 'x';
+    }
+    cr_assert_eq(resp_out_error_reply(&o, text, sizeof text), 0);
+    size_t len;
+    char *got = drain(&o, &len);
+    cr_assert_eq(len, sizeof text + 3);
+    cr_assert_eq(got[0], '-');
+    for (size_t i = 0; i < sizeof text; i++) {
+        cr_assert_eq(got[1 + i], text[i] == 'x' ? 'x' : ' ', "byte %zu", i);
+    }
+    cr_assert(memcmp(got + 1 + sizeof text, "\r\n", 2) == 0);
+    free(got);
     resp_out_deinit(&o);
 }
 

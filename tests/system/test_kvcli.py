@@ -20,6 +20,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 
 import pytest
@@ -486,6 +487,140 @@ def test_random_quoting_same_as_redis_cli(kvd):
     except AssertionError:
         print(f"replay with KVCLI_TEST_SEED={seed}")
         raise
+
+
+class FakeServer:
+    """Answers every request with the bytes in self.reply: a RESP stream of our choosing,
+    so that both clients print replies no real server would send in that shape."""
+
+    def __init__(self):
+        self.reply = b"+OK\r\n"
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        threading.Thread(target=self.serve, daemon=True).start()
+
+    def serve(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self.handle, args=(conn,), daemon=True).start()
+
+    @staticmethod
+    def request_len(buf):
+        """Length of the complete multibulk request at the start of buf, or None."""
+        end = buf.find(b"\r\n")
+        if not buf.startswith(b"*") or end < 0:
+            return None
+        pos, n = end + 2, int(buf[1:end])
+        for _ in range(n):
+            end = buf.find(b"\r\n", pos)
+            if end < 0:
+                return None
+            pos = end + 2 + int(buf[pos + 1:end]) + 2
+            if pos > len(buf):
+                return None
+        return pos
+
+    def handle(self, conn):
+        with conn:
+            buf = b""
+            while True:
+                d = conn.recv(1 << 16)
+                if not d:
+                    return
+                buf += d
+                while (n := self.request_len(buf)) is not None:
+                    buf = buf[n:]
+                    conn.sendall(self.reply)
+
+    def stop(self):
+        self.sock.close()
+
+
+def random_reply(rnd, depth=0):
+    """A random RESP2/RESP3 reply of the types redis-cli 7.0 prints (not big numbers, blob
+    errors or attributes), nested at most 4 deep, with aggregates of up to 12 elements so that
+    index widths reach two digits."""
+    def text(alphabet=b"abc XYZ019:=>()\"'\\", n=8):
+        return bytes(rnd.choice(alphabet) for _ in range(rnd.randint(0, n)))
+    scalars = [
+        lambda: b"+" + text() + b"\r\n",
+        lambda: b"-ERR " + text() + b"\r\n",
+        lambda: b":%d\r\n" % rnd.choice([0, 1, -1, 42, 2**63 - 1, -2**63, rnd.randint(-999, 999)]),
+        lambda: (lambda b: b"$%d\r\n%s\r\n" % (len(b), b))(rnd.randbytes(rnd.randint(0, 12))),
+        lambda: (lambda b: b"$%d\r\n%s\r\n" % (len(b), b))(text()),
+        lambda: b"$-1\r\n",
+        lambda: b"_\r\n",
+        lambda: b"*-1\r\n",
+        lambda: b"," + rnd.choice([b"3.14", b"-0.5", b"inf", b"-inf", b"1e+300", b"0"]) + b"\r\n",
+        lambda: rnd.choice([b"#t\r\n", b"#f\r\n"]),
+        lambda: (lambda b: b"=%d\r\ntxt:%s\r\n" % (len(b) + 4, b))(text(b"ab \n", 10)),
+    ]
+    if depth >= 4 or rnd.random() < 0.45:
+        return rnd.choice(scalars)()
+    kind = rnd.choice([b"*", b"*", b"%", b"~"])
+    n = rnd.choice([0, 1, 1, 2, 3, rnd.randint(4, 12)])
+    if kind == b"%":
+        n = min(n, 6)
+        body = b"".join(random_reply(rnd, depth + 1) + random_reply(rnd, depth + 1)
+                        for _ in range(n))
+    else:
+        body = b"".join(random_reply(rnd, depth + 1) for _ in range(n))
+    return kind + b"%d\r\n" % n + body
+
+
+def test_random_replies_same_as_redis_cli():
+    need_binaries()
+    need_redis_cli()
+    seed = int(os.environ.get("KVCLI_TEST_SEED", random.randrange(1 << 30)))
+    print(f"KVCLI_TEST_SEED={seed}")
+    rnd = random.Random(seed)
+    fake = FakeServer()
+    try:
+        for i in range(60):
+            reply = random_reply(rnd)
+            if rnd.random() < 0.2:  # an out-of-band push first (printed on a terminal)
+                reply = b">2\r\n+invalidate\r\n*1\r\n$1\r\nk\r\n" + reply
+            fake.reply = reply
+            try:
+                compare(fake, ["GET", "k"])
+            except AssertionError:
+                print(f"reply #{i}: {reply!r}; replay with KVCLI_TEST_SEED={seed}")
+                raise
+    finally:
+        fake.stop()
+
+
+def test_blob_error_and_verbatim():
+    # Blob errors: redis-cli 7.0's parser rejects them; kvcli prints them as errors (the
+    # terminal style, like redis-cli's %s, stops at a NUL). Verbatim strings lose their
+    # "txt:" prefix and are not quoted.
+    need_binaries()
+    fake = FakeServer()
+    try:
+        blob = b"ERR a\x00bc xyz"
+        fake.reply = b"!%d\r\n%s\r\n" % (len(blob), blob)
+        assert kv(fake.port, "--no-raw", "GET", "k") == (0, b"(error) ERR a\n", b"")
+        assert kv(fake.port, "GET", "k") == (0, b"ERR a\x00bc xyz\n\n", b"")
+        verbatim = b"txt:two\nlines\""
+        fake.reply = b"=%d\r\n%s\r\n" % (len(verbatim), verbatim)
+        assert kv(fake.port, "--no-raw", "GET", "k") == (0, b'two\nlines"\n', b"")
+        fake.reply = b"|1\r\n+ttl\r\n:3\r\n*2\r\n|1\r\n+a\r\n+b\r\n:1\r\n:2\r\n"
+        assert kv(fake.port, "--no-raw", "GET", "k") == (
+            0, b"1) (integer) 1\n2) (integer) 2\n", b"")
+        fake.reply = b"+partial"  # the server never finishes: kvcli waits, is killed
+        with pytest.raises(subprocess.TimeoutExpired):
+            subprocess.run([KVCLI, "-p", str(fake.port), "GET", "k"], timeout=1,
+                           capture_output=True)
+        fake.reply = b"?bad\r\n"
+        code, out, err = kv(fake.port, "GET", "k")
+        assert (code, out, err) == (1, b"", b"Error: Protocol error\n")
+    finally:
+        fake.stop()
 
 
 # ---- interactive mode through a pseudo-terminal ---------------------------------------

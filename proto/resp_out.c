@@ -327,19 +327,31 @@ void resp_out_consume(struct resp_out *o, size_t n)
 
 /* ---- encoders --------------------------------------------------------------------- */
 
-/* Writes the decimal form of v; returns its length (at most 20). */
+/* Writes the decimal form of v; returns its length (at most 20). Two digits per
+ * division: replies are mostly short integers and lengths, written once each. */
 static size_t fmt_u64(char *dst, uint64_t v)
 {
+    static const char pairs[201] = "0001020304050607080910111213141516171819"
+                                   "2021222324252627282930313233343536373839"
+                                   "4041424344454647484950515253545556575859"
+                                   "6061626364656667686970717273747576777879"
+                                   "8081828384858687888990919293949596979899";
     char tmp[20];
-    size_t n = 0;
-    do {
-        tmp[n++] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v != 0);
-    for (size_t i = 0; i < n; i++) {
-        dst[i] = tmp[n - 1 - i];
+    size_t i = sizeof tmp;
+    while (v >= 100) {
+        size_t r = (size_t)(v % 100) * 2;
+        v /= 100;
+        tmp[--i] = pairs[r + 1];
+        tmp[--i] = pairs[r];
     }
-    return n;
+    if (v >= 10) {
+        tmp[--i] = pairs[v * 2 + 1];
+        tmp[--i] = pairs[v * 2];
+    } else {
+        tmp[--i] = (char)('0' + v);
+    }
+    memcpy(dst, tmp + i, sizeof tmp - i);
+    return sizeof tmp - i;
 }
 
 /* "<type><n>\r\n" into dst; returns its length. */

@@ -334,3 +334,29 @@ Test(resp_out, idle_client_holds_no_block, .init = setup_small, .fini = teardown
     cr_assert_eq(resp_pool_blocks_allocated(pool), 1, "one block, reused");
     resp_out_deinit(&o);
 }
+
+Test(resp_out, integers_at_every_digit_boundary, .init = setup_small, .fini = teardown)
+{
+    struct resp_out o;
+    resp_out_init(&o, pool, 1 << 20);
+    char want[64];
+    for (int neg = 0; neg < 2; neg++) {
+        int64_t p10 = 1;
+        for (int d = 0; d < 19; d++, p10 = d < 19 ? p10 * 10 : p10) {
+            int64_t vals[] = {p10 - 1, p10, p10 + 1, p10 * 9 / 10 + 7};
+            for (size_t k = 0; k < sizeof vals / sizeof vals[0]; k++) {
+                int64_t v = neg ? -vals[k] : vals[k];
+                cr_assert_eq(resp_out_int(&o, v), 0);
+                int n = snprintf(want, sizeof want, ":%lld\r\n", (long long)v);
+                size_t len;
+                char *got = drain(&o, &len);
+                cr_assert_eq(len, (size_t)n);
+                cr_assert(memcmp(got, want, len) == 0, "%lld gave %s", (long long)v, got);
+                free(got);
+            }
+        }
+    }
+    cr_assert_eq(resp_out_int(&o, INT64_MAX), 0);
+    EXPECT_OUT(&o, ":9223372036854775807\r\n");
+    resp_out_deinit(&o);
+}

@@ -230,6 +230,35 @@ def test_repeat_and_interval(kvd):
     assert time.time() - t0 >= 0.55
 
 
+def test_stdin_last_argument_and_error_exit_code(kvd):
+    flush(kvd.port)
+    value = bytes(range(256)) * 3 + b"\n"
+    assert kv(kvd.port, "-x", "SET", "x", stdin=value) == (0, b"OK\n", b"")
+    assert send(kvd.port, "GET", "x") == b"$%d\r\n%s\r\n" % (len(value), value)
+    assert kv(kvd.port, "-x", "SET", "empty", stdin=b"") == (0, b"OK\n", b"")
+    assert send(kvd.port, "STRLEN", "empty") == b":0\r\n"
+    # -e: an error reply goes to stderr, alone, and one-shot mode exits 1 at once.
+    send(kvd.port, "SET", "s", "abc")
+    assert kv(kvd.port, "-e", "-r", "3", "INCR", "s") == (
+        1, b"", b"ERR value is not an integer or out of range\n")
+    assert kv(kvd.port, "-e", "--no-raw", "GET", "s") == (0, b'"abc"\n', b"")
+    # Stdin mode ignores -e (as redis-cli does).
+    assert kv(kvd.port, "-e", stdin=b"INCR s\nPING\n") == (
+        0, b"ERR value is not an integer or out of range\n\nPONG\n", b"")
+
+
+def test_x_and_e_same_as_redis_cli(kvd):
+    need_redis_cli()
+    reset = lambda: (flush(kvd.port), send(kvd.port, "SET", "s", "abc"))
+    compare(kvd, ["-x", "SET", "k"], stdin=b'a "quoted"\x00\xff\n', before=reset)
+    compare(kvd, ["-e", "INCR", "s"], before=reset)
+    compare(kvd, ["-e", "-r", "2", "INCR", "s"], before=reset)
+    for tool in ("redis-cli", "kvcli"):
+        reset()
+        assert run(tool, kvd.port, "-e", "INCR", "s")[2] == \
+            b"ERR value is not an integer or out of range\n"
+
+
 def test_options_and_version():
     need_binaries()
     code, out, _ = kv(None, "--version")

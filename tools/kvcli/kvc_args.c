@@ -233,6 +233,20 @@ int kvc_args_set(struct kvc_args *a, int n, char *const *argv)
     return 0;
 }
 
+int kvc_args_push(struct kvc_args *a, const void *p, size_t len)
+{
+    KV_ASSERT(a != NULL && (p != NULL || len == 0));
+    int rc = args_open(a);
+    if (rc == 0) {
+        rc = kvc_buf_append(&a->bytes, p, len);
+    }
+    if (rc == 0) {
+        rc = args_close(a);
+    }
+    args_finish(a);
+    return rc;
+}
+
 int kvc_args_encode(const struct kvc_args *a, int first, struct kvc_buf *out)
 {
     KV_ASSERT(a != NULL && out != NULL);

@@ -50,6 +50,10 @@ int kvc_args_split(struct kvc_args *a, const char *line);
  * KV_ELIMIT. */
 int kvc_args_set(struct kvc_args *a, int n, char *const *argv);
 
+/* Appends one argument of any bytes (redis-cli's -x: the last argument from stdin).
+ * Returns 0 or KV_ELIMIT. */
+int kvc_args_push(struct kvc_args *a, const void *p, size_t len);
+
 /*
  * Appends the RESP multibulk request for argv[first..argc) to out:
  * "*N\r\n" then "$len\r\n<bytes>\r\n" per argument. Returns 0 or KV_ELIMIT.

@@ -73,6 +73,8 @@ struct cli {
     bool push_output; /* print RESP3 pushes (redis-cli: when stdout is a terminal) */
     long long repeat;
     long long interval_us;
+    bool stdin_lastarg; /* -x: the command's last argument is all of stdin */
+    bool set_errcode;   /* -e: an error reply makes one-shot mode exit 1 */
     /* state */
     struct kvc_conn conn;
     int db; /* database selected on the open connection */
@@ -103,6 +105,8 @@ static void usage(int status)
             "  --pass <password>  Alias of -a.\n"
             "  --no-auth-warning  Don't show the warning when using -a.\n"
             "  -n <db>            Database number.\n"
+            "  -x                 Read last argument from STDIN.\n"
+            "  -e                 Return exit error code when command execution fails.\n"
             "  -r <repeat>        Execute specified command N times (negative: forever).\n"
             "  -i <interval>      When -r is used, waits <interval> seconds per command.\n"
             "                     Sub-second times like -i 0.1 are accepted.\n"
@@ -188,6 +192,10 @@ static int parse_options(struct cli *c, int argc, char **argv)
         } else if (!strcmp(a, "-i")) {
             double s = strtod(opt_value(argc, argv, &i), NULL);
             c->interval_us = s > 0 ? (long long)(s * 1e6) : 0;
+        } else if (!strcmp(a, "-x")) {
+            c->stdin_lastarg = true;
+        } else if (!strcmp(a, "-e")) {
+            c->set_errcode = true;
         } else if (!strcmp(a, "--raw")) {
             c->style = KVC_FMT_RAW;
         } else if (!strcmp(a, "--no-raw")) {
@@ -455,6 +463,12 @@ static int cli_send_command(struct cli *c, const struct kvc_args *a, int f, long
         if (rc != 0) {
             return command_failed(c, rc, shutdown);
         }
+        const struct resp_reply_node *nd = &t->nodes[root];
+        if (c->set_errcode && !c->interactive && is_error(nd)) {
+            /* -e, as redis-cli: the error's text alone, on stderr, and stop. */
+            fprintf(stderr, "%.*s\n", (int)strnlen(nd->str, nd->len), nd->str);
+            return KV_EINVAL;
+        }
         if (kvc_fmt_reply(&c->out, t, root, c->style, verbatim) != 0) {
             fputs("kvcli: reply too large to print whole\n", stderr);
         }
@@ -705,9 +719,37 @@ static int repl(struct cli *c)
 
 /* ---- main ----------------------------------------------------------------------- */
 
+/* -x: appends all of stdin as the command's last argument. */
+static int push_stdin_arg(struct kvc_args *a)
+{
+    struct kvc_buf in;
+    kvc_buf_init(&in, (size_t)KVC_ARGS_BYTES_MAX);
+    int rc = 0;
+    for (;;) {
+        rc = kvc_buf_reserve(&in, 64 * 1024);
+        if (rc != 0) {
+            break;
+        }
+        ssize_t n = read(STDIN_FILENO, in.data + in.len, in.cap - in.len);
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n <= 0) {
+            break;
+        }
+        in.len += (size_t)n;
+    }
+    if (rc == 0) {
+        rc = kvc_args_push(a, in.data, in.len);
+    }
+    kvc_buf_deinit(&in);
+    return rc;
+}
+
 static int one_shot(struct cli *c, int argc, char **argv)
 {
-    if (kvc_args_set(&c->args, argc, argv) != 0) {
+    if (kvc_args_set(&c->args, argc, argv) != 0 ||
+        (c->stdin_lastarg && push_stdin_arg(&c->args) != 0)) {
         fputs("kvcli: command too long\n", stderr);
         return 1;
     }

@@ -97,9 +97,16 @@ int main(int argc, char **argv)
         if (sim_run(&o, &r) != 0) {
             failed++;
             printf("kvsim: seed %llu FAILED: %s\n", (unsigned long long)s, r.why);
-            printf("kvsim: replay with: %s --seed %llu%s%s --trace\n", argv[0],
-                   (unsigned long long)s, voters ? " --voters " : "",
-                   voters ? (voters == 3 ? "3" : "5") : "");
+            char extra[64] = "";
+            if (voters != 0) {
+                snprintf(extra, sizeof(extra), " --voters %u", voters);
+            }
+            if (ticks != 0) {
+                size_t l = strlen(extra);
+                snprintf(extra + l, sizeof(extra) - l, " --ticks %u", ticks);
+            }
+            printf("kvsim: replay with: %s --seed %llu%s --trace\n", argv[0], (unsigned long long)s,
+                   extra);
             fflush(stdout);
         }
         elections += r.elections;

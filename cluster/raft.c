@@ -530,11 +530,11 @@ static void raft__send_append(struct raft *r, struct raft_progress *p, bool allo
     }
 }
 
-/* Replicate state: keep up to KV_RAFT_INFLIGHT_MAX batches in flight. */
+/* Replicate state: keep up to cfg.inflight_max batches in flight. */
 static void raft__send_pipeline(struct raft *r, struct raft_progress *p, bool allow_empty)
 {
     raft__send_append(r, p, allow_empty);
-    uint64_t window = (uint64_t)KV_RAFT_INFLIGHT_MAX * r->cfg.msg_entries_max;
+    uint64_t window = (uint64_t)r->cfg.inflight_max * r->cfg.msg_entries_max;
     while (p->state == PR_REPLICATE && p->next <= r->last && p->next - 1 - p->match < window &&
            r->n_msgs < KV_RAFT_READY_MSGS_MAX) {
         raft__send_append(r, p, false);
@@ -1413,6 +1413,9 @@ struct raft *raft_create(const struct raft_config *cfg)
     r->cfg = *cfg;
     if (r->cfg.msg_entries_max == 0 || r->cfg.msg_entries_max > KV_RAFT_MSG_ENTRIES_MAX) {
         r->cfg.msg_entries_max = KV_RAFT_MSG_ENTRIES_MAX;
+    }
+    if (r->cfg.inflight_max == 0 || r->cfg.inflight_max > KV_RAFT_INFLIGHT_MAX) {
+        r->cfg.inflight_max = KV_RAFT_INFLIGHT_MAX;
     }
     r->rng = cfg->seed ^ (cfg->id * 0x9e3779b97f4a7c15ull);
     r->role = RAFT_FOLLOWER;

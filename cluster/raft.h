@@ -152,6 +152,7 @@ struct raft_config {
     bool pre_vote;
     bool check_quorum;
     uint32_t msg_entries_max; /* entries per append, <= KV_RAFT_MSG_ENTRIES_MAX; 0: that */
+    uint32_t inflight_max;    /* append batches in flight, <= KV_RAFT_INFLIGHT_MAX; 0: that */
 };
 
 struct raft_status {

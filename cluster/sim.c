@@ -106,6 +106,7 @@ struct sim {
     uint32_t drop_pct, dup_pct, corrupt_pct, delay_max; /* per mille, units */
     uint32_t crash_pm, partition_pm, transfer_pm;       /* per tick, per mille */
     uint32_t msg_entries_max; /* small batches make followers ack old-term prefixes */
+    uint32_t inflight_max;
     bool faults;
     uint64_t *term_leader;
     size_t cap_terms;
@@ -558,6 +559,7 @@ static struct raft_config sim__config(struct sim *s, uint64_t id)
         .pre_vote = true,
         .check_quorum = true,
         .msg_entries_max = s->msg_entries_max,
+        .inflight_max = s->inflight_max,
     };
     return c;
 }
@@ -878,6 +880,7 @@ static void sim__setup(struct sim *s)
     uint32_t voters = s->o->voters != 0 ? s->o->voters : (s->o->seed % 2 ? 3 : 5);
     KV_ASSERT(voters + SIM_SPARES <= SIM_NODES_MAX);
     s->msg_entries_max = 1 + sim__below(s, KV_RAFT_MSG_ENTRIES_MAX);
+    s->inflight_max = 1 + sim__below(s, KV_RAFT_INFLIGHT_MAX);
     s->n_nodes = voters + SIM_SPARES;
     s->cap_terms = 64;
     s->term_leader = calloc(s->cap_terms, sizeof(*s->term_leader));

@@ -911,7 +911,8 @@ static int raft__step_leader(struct raft *r, const struct raft_msg *m)
         p->paused = false;
         p->hb_stalls = p->match == p->hb_match && p->match < r->last ? p->hb_stalls + 1 : 0;
         p->hb_match = p->match;
-        if (p->state == PR_SNAPSHOT || (p->state == PR_REPLICATE && p->hb_stalls >= 3)) {
+        if ((p->state == PR_SNAPSHOT && p->hb_stalls >= r->cfg.election_ticks) ||
+            (p->state == PR_REPLICATE && p->hb_stalls >= 3)) {
             /* No progress: the snapshot or the appends in flight were lost. Probe again
              * from what the follower is known to hold (resends a snapshot if needed). */
             p->state = PR_PROBE;

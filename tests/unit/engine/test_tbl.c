@@ -638,6 +638,63 @@ Test(tbl, split_interleaved)
     tbl_destroy(dst);
 }
 
+static void split_all(struct tbl *src)
+{
+    int rc;
+    size_t steps = 0;
+    while ((rc = tbl_split_step(src, 1)) == 0) {
+        steps++;
+        cr_assert(steps < 100000);
+    }
+    cr_assert_eq(rc, 1);
+}
+
+Test(tbl, split_edges)
+{
+    char k[32];
+    struct tbl *src = tbl_create(heap), *dst = tbl_create(heap), *other = tbl_create(heap);
+    /* an empty table splits in one walk */
+    cr_assert_eq(tbl_split_begin(src, dst, UINT64_C(1) << 63), 0);
+    split_all(src);
+    /* dst must be empty */
+    cr_assert_eq(put(other, "x", "1", 0, 0, 0), 0);
+    cr_assert_eq(tbl_split_begin(src, other, 5), KV_EINVAL);
+    cr_assert(!tbl_splitting(src) && !tbl_splitting(other));
+    /* m = 0 moves everything, entries with an expiry time too (steps take no clock) */
+    for (size_t i = 0; i < 5000; i++) {
+        key_of(k, sizeof(k), i);
+        cr_assert_eq(put(src, k, "v", i % 5 == 0 ? 100 : 0, 0, 0), 0);
+    }
+    cr_assert_eq(tbl_split_begin(src, dst, 0), 0);
+    split_all(src);
+    struct tbl_stats a, b;
+    tbl_stats(src, &a);
+    tbl_stats(dst, &b);
+    cr_assert_eq(a.entries, 0);
+    cr_assert_eq(b.entries, 5000); /* not expired yet at now = 0 */
+    tbl_check(src);
+    tbl_check(dst);
+    /* m = UINT64_MAX moves (almost surely) nothing back; expiry still applies */
+    cr_assert_eq(tbl_split_begin(dst, src, UINT64_MAX), 0);
+    split_all(dst);
+    tbl_stats(dst, &b);
+    cr_assert_eq(b.entries, 5000);
+    uint64_t cursor = 0;
+    size_t removed = 0;
+    do {
+        removed += tbl_expire_step(dst, 100, &cursor, 4096);
+    } while (cursor != 0);
+    cr_assert_eq(removed, 1000);
+    for (size_t i = 0; i < 5000; i++) {
+        key_of(k, sizeof(k), i);
+        cr_assert_eq(get(dst, k, 100) != NULL, i % 5 != 0);
+    }
+    tbl_check(dst);
+    tbl_destroy(src);
+    tbl_destroy(dst);
+    tbl_destroy(other);
+}
+
 Test(tbl, split_scan_covers_pair)
 {
     struct tbl *src = tbl_create(heap), *dst = tbl_create(heap);

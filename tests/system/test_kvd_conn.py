@@ -497,3 +497,18 @@ def test_client_kill_skips_the_caller_by_default(pair):
         assert c.cmd("CLIENT", "KILL", "ID", str(myid)) == 0
         assert c.cmd("CLIENT", "KILL", "ID", str(myid), "SKIPME", "yes") == 0
         assert c.cmd("PING") == St("PONG")
+
+
+def test_reset_matches_redis(pair):
+    for c in (pair.k, pair.r):
+        assert isinstance(c.cmd("HELLO", "3", "SETNAME", "before"), Map)
+    for cmd in [("RESET",), ("CLIENT", "GETNAME"), ("GET", "nokey"), ("SELECT", "0"),
+                ("RESET", "x"), ("PING",)]:
+        pair.same(*cmd)
+
+
+@pytest.mark.xfail(strict=True, reason="kvd: COMMAND GETKEYS get a replies -ERR COMMAND "
+                                       "GETKEYS is not supported; Redis replies *1 $1 a")
+def test_command_getkeys(pair):
+    pair.same("COMMAND", "GETKEYS", "get", "a")
+    pair.same("COMMAND", "GETKEYS", "mset", "a", "1", "b", "2")

@@ -8,6 +8,7 @@ import shutil
 import socket
 import subprocess
 import threading
+import time
 
 import pytest
 
@@ -198,3 +199,76 @@ def test_redis_benchmark_runs_cleanly(kvd, kc, extra):
     assert kc.cmd("PING") == St("PONG")
     assert int(kc.cmd("GET", "counter:__rand_int__") or 0) > 0
     kvd.check_alive()
+
+
+def test_pipelined_errors_interleaved_with_forwarded_commands_match_redis(pair):
+    # early errors (unknown command, arity, syntax) between commands forwarded to the
+    # other thread must keep their place in the reply stream
+    cmds = []
+    for i in range(300):
+        cmds += [("GET", "e%d" % i), ("NOSUCH", "x"), ("GET",), ("SET", "e%d" % i, "v"),
+                 ("RENAME", "{e%d}a" % i, "{e%d}b" % i), ("MSETNX", "{q%d}a" % i, "1", "{q%d}b" % i, "2"),
+                 ("INCR", "e%d" % i), ("SCAN", "x"), ("SET", "e%d" % i, "v", "XX", "NX"),
+                 ("MGET", "e%d" % i, "none", "e%d" % (i + 1)), ("DEL", "e%d" % i, "none"),
+                 ("GET", "e%d" % i), ("EXPIRE", "e%d" % i, "10", "NX", "XX"), ("PING",)]
+    k = pair.k.pipeline(cmds)
+    r = pair.r.pipeline(cmds)
+    for i, (a, b) in enumerate(zip(k, r)):
+        assert a == b, "reply %d to %r: kvd %r, redis %r" % (i, cmds[i], a, b)
+
+
+def test_pipelined_crossslot_errors_keep_their_place(kc):
+    cmds, expect = [], []
+    cross = Err("CROSSSLOT Keys in request don't hash to the same slot")
+    for i in range(200):
+        cmds += [("SET", "x%d" % i, "1"), ("MSETNX", "{a}%d" % i, "1", "{b}%d" % i, "2"),
+                 ("GET", "x%d" % i), ("RENAME", "{a}%d" % i, "{b}%d" % i), ("INCR", "x%d" % i)]
+        expect += [St("OK"), cross, b"1", cross, 2]
+    # {a} and {b} hash to different partitions
+    assert kc.cmd("MSETNX", "{a}", "1", "{b}", "2") == cross
+    got = kc.pipeline(cmds)
+    for i, (a, b) in enumerate(zip(got, expect)):
+        assert a == b, "reply %d to %r: got %r, want %r" % (i, cmds[i], a, b)
+
+
+@pytest.mark.parametrize("klen", [255, 256, 65535, 65536, 1 << 20])
+def test_long_keys(kc, klen):
+    key = bytes(range(256)) * (klen // 256) + b"k" * (klen % 256)
+    assert len(key) == klen
+    assert kc.cmd("SET", key, "v", "EX", "100") == St("OK")
+    assert kc.cmd("GET", key) == b"v"
+    assert kc.cmd("APPEND", key, "w") == 2
+    assert kc.cmd("EXISTS", key, key) == 2
+    assert 0 < kc.cmd("TTL", key) <= 100
+    assert kc.cmd("KEYS", "*") == [key]
+    cursor, seen = b"0", []
+    while True:
+        cursor, keys = kc.cmd("SCAN", cursor, "COUNT", "1000")
+        seen += keys
+        if cursor == b"0":
+            break
+    assert seen == [key]
+    assert kc.cmd("RANDOMKEY") == key
+    assert kc.cmd("DEL", key) == 1
+    assert kc.cmd("DBSIZE") == 0
+
+
+def test_fanout_over_20000_keys(kc):
+    keys = ["m%d" % i for i in range(20000)]
+    assert kc.cmd("MSET", *[x for k in keys for x in (k, "v" + k)]) == St("OK")
+    assert kc.cmd("MGET", *keys) == [b"v" + k.encode() for k in keys]
+    assert kc.cmd("EXISTS", *keys) == 20000
+    assert kc.cmd("UNLINK", *keys[::2]) == 10000
+    assert kc.cmd("DEL", *keys) == 10000
+    assert kc.cmd("DBSIZE") == 0
+
+
+def test_pathological_glob_does_not_stall(kvd, kc):
+    kc.cmd("SET", "a" * 5000, "v")
+    pat = "*a" * 40 + "*b"
+    t0 = time.monotonic()
+    assert kc.cmd("KEYS", pat) == []
+    assert kc.cmd("SCAN", "0", "MATCH", pat, "COUNT", "100")[1] == []
+    assert time.monotonic() - t0 < 5
+    with kvd.client() as c:
+        assert c.cmd("PING") == St("PONG")

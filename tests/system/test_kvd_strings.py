@@ -344,3 +344,15 @@ def test_counters_random_against_redis(pair, rng):
             raise AssertionError("%s\n(the key held %r before)" % (e, before))
     for k in keys:
         pair.same("GET", k)
+
+
+def test_incrbyfloat_random_against_redis(pair, rng):
+    for _ in range(1500):
+        a = rng.choice(["%d" % rng.randint(-10**6, 10**6),
+                        "%.*f" % (rng.randint(0, 6), rng.uniform(-1000, 1000)),
+                        "%de%d" % (rng.randint(1, 9), rng.randint(-20, 20)),
+                        "%.3e" % rng.uniform(-1e10, 1e10), repr(rng.random())])
+        key = "f%d" % rng.randint(0, 5)
+        pair.same("INCRBYFLOAT", key, a)
+    for i in range(6):
+        pair.same("GET", "f%d" % i)

@@ -339,13 +339,15 @@ static void loop(struct shard *sh)
         struct io_uring_cqe *cqe;
         unsigned head;
         unsigned seen = 0;
+        /* The clock for expiry, read once per turn, after any sleep and before the
+         * turn's commands run: a stale clock would keep expired keys alive. */
+        sh->now_ms = kv_clock_real_ms();
         io_uring_for_each_cqe(&sh->ring, head, cqe)
         {
             dispatch(sh, cqe);
             seen++;
         }
         io_uring_cq_advance(&sh->ring, seen);
-        sh->now_ms = kv_clock_real_ms();
         drain_queues(sh);
         conn_retry_blocked(sh);
 

@@ -45,11 +45,14 @@
  * aligned directory slots; the counters equal the sums over entries. During a split,
  * src holds no entry with h >= m below split_pos, and dst holds only h >= m.
  *
- * Thread: everything here runs on the thread that owns the table; nothing is shared.
+ * Thread: everything here runs on the thread that owns the table; nothing is shared. The
+ * owner is the creating thread (or the one that called tbl_owner_adopt); debug builds
+ * assert it on every entry point.
  */
 #include "tbl.h"
 
 #include <mimalloc.h>
+#include <pthread.h>
 #include <string.h>
 #include <xxhash.h>
 
@@ -104,7 +107,13 @@ struct tbl {
     struct tbl *split_src; /* on dst */
     uint64_t split_m;      /* on src: keys with h >= m go to dst */
     uint64_t split_pos;    /* on src: placement positions < pos are done */
+    pthread_t owner;       /* the only thread that may call; checked in debug builds */
 };
+
+static inline bool tbl__owned(const struct tbl *t)
+{
+    return pthread_equal(t->owner, pthread_self()) != 0;
+}
 
 /* ---- entries -------------------------------------------------------------------- */
 
@@ -642,6 +651,7 @@ struct loc {
 static int tbl__lookup(struct tbl *t, const void *key, size_t klen, uint64_t h, int64_t now_ms,
                        struct loc *l)
 {
+    KV_DASSERT(t == NULL || tbl__owned(t));
     KV_ASSERT(t != NULL && (key != NULL || klen == 0));
     l->ph = tbl__place(key, klen, h);
     l->t = t;
@@ -684,6 +694,7 @@ struct tbl *tbl_create(struct mi_heap_s *heap)
         return NULL;
     }
     t->heap = heap;
+    t->owner = pthread_self();
     t->dir = mi_heap_malloc(heap, sizeof(*t->dir));
     if (t->dir == NULL) {
         mi_free(t);
@@ -701,6 +712,7 @@ struct tbl *tbl_create(struct mi_heap_s *heap)
 
 void tbl_destroy(struct tbl *t)
 {
+    KV_DASSERT(t == NULL || tbl__owned(t));
     if (t == NULL) {
         return;
     }
@@ -960,6 +972,7 @@ int tbl_modify(struct tbl *t, const void *key, size_t key_len, uint64_t h, int64
 
 size_t tbl_expire_step(struct tbl *t, int64_t now_ms, uint64_t *cursor, size_t slots_budget)
 {
+    KV_DASSERT(t == NULL || tbl__owned(t));
     KV_ASSERT(t != NULL && cursor != NULL);
     size_t removed = 0, visited = 0;
     do {
@@ -1013,6 +1026,7 @@ static void tbl__scan_pull(struct tbl *dst, uint64_t lo, uint64_t hi)
 
 uint64_t tbl_scan(struct tbl *t, uint64_t cursor, int64_t now_ms, tbl_scan_fn *fn, void *ctx)
 {
+    KV_DASSERT(t == NULL || tbl__owned(t));
     KV_ASSERT(t != NULL && fn != NULL);
     uint64_t end = 0;
     if (t->split_src != NULL) {
@@ -1054,6 +1068,7 @@ uint64_t tbl_scan(struct tbl *t, uint64_t cursor, int64_t now_ms, tbl_scan_fn *f
 
 int tbl_split_begin(struct tbl *src, struct tbl *dst, uint64_t m)
 {
+    KV_DASSERT(tbl__owned(src) && tbl__owned(dst));
     KV_ASSERT(src != NULL && dst != NULL && src != dst);
     if (dst->entries != 0 || tbl_splitting(src) || tbl_splitting(dst)) {
         return KV_EINVAL;
@@ -1068,6 +1083,7 @@ int tbl_split_begin(struct tbl *src, struct tbl *dst, uint64_t m)
 
 int tbl_split_step(struct tbl *src, size_t slots_budget)
 {
+    KV_DASSERT(src == NULL || tbl__owned(src));
     KV_ASSERT(src != NULL && src->split_dst != NULL);
     struct tbl *dst = src->split_dst;
     KV_ASSERT(dst->split_src == src);
@@ -1110,6 +1126,7 @@ int tbl_split_step(struct tbl *src, size_t slots_budget)
 
 void tbl_prefetch(const struct tbl *t, const void *key, size_t key_len, uint64_t h, bool entry)
 {
+    KV_DASSERT(t == NULL || tbl__owned(t));
     KV_ASSERT(t != NULL && (key != NULL || key_len == 0));
     uint64_t ph = tbl__place(key, key_len, h);
     const struct seg *s = t->dir[dir_idx(t, ph)];
@@ -1127,6 +1144,13 @@ void tbl_prefetch(const struct tbl *t, const void *key, size_t key_len, uint64_t
     }
 }
 
+void tbl_owner_adopt(struct tbl *t)
+{
+    KV_ASSERT(t != NULL && t->dir != NULL);
+    KV_ASSERT(t->split_dst == NULL && t->split_src == NULL);
+    t->owner = pthread_self();
+}
+
 bool tbl_splitting(const struct tbl *t)
 {
     KV_ASSERT(t != NULL);
@@ -1137,6 +1161,7 @@ bool tbl_splitting(const struct tbl *t)
 
 void tbl_stats(const struct tbl *t, struct tbl_stats *out)
 {
+    KV_DASSERT(t == NULL || tbl__owned(t));
     KV_ASSERT(t != NULL && out != NULL);
     out->entries = t->entries;
     out->key_bytes = t->key_bytes;
@@ -1189,6 +1214,7 @@ static void tbl__check_seg(const struct tbl *t, const struct seg *s, size_t sums
 
 void tbl_check(const struct tbl *t)
 {
+    KV_DASSERT(t == NULL || tbl__owned(t));
     KV_ASSERT(t != NULL && t->dir != NULL && t->gdepth <= KV_TBL_DIR_DEPTH_MAX);
     KV_ASSERT(t->split_dst == NULL || t->split_dst->split_src == t);
     KV_ASSERT(t->split_src == NULL || t->split_src->split_dst == t);

@@ -2,7 +2,8 @@
  * tbl: the partition hash table.
  *
  * One table holds the keys of one partition. It is touched by exactly one thread,
- * the shard thread that owns the partition: no locks, no atomics. Every function
+ * the shard thread that owns the partition (the creating thread, or the one that called
+ * tbl_owner_adopt(); debug builds assert it): no locks, no atomics. Every function
  * below that takes a `struct tbl *` may only run on that owning thread (the
  * tbl_entry_* accessors and tbl_hash() are pure and may run anywhere).
  *
@@ -209,6 +210,13 @@ int tbl_split_step(struct tbl *src, size_t slots_budget);
  * table's content; ignores split routing (the hint may miss). Owning thread only.
  */
 void tbl_prefetch(const struct tbl *t, const void *key, size_t key_len, uint64_t h, bool entry);
+
+/*
+ * Make the calling thread the owner of `t`, after the table was handed over from its
+ * previous owner through a queue that orders memory (the previous owner must not touch
+ * it again). Not during a split. Debug builds assert ownership on every call.
+ */
+void tbl_owner_adopt(struct tbl *t);
 
 /* True while `t` is either side of a split in progress. */
 bool tbl_splitting(const struct tbl *t);

@@ -6,6 +6,8 @@
 #include <criterion/criterion.h>
 #include <inttypes.h>
 #include <mimalloc.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -206,6 +208,49 @@ Test(tbl, type_byte)
     cr_assert_eq(tbl_entry_type(get(t, "k", 0)), 5);
     tbl_destroy(t);
 }
+
+/* ---- ownership ----------------------------------------------------------------------- */
+
+static void *adopt_and_use(void *arg)
+{
+    struct tbl *t = arg;
+    tbl_owner_adopt(t);
+    if (put(t, "moved", "yes", 0, 0, 0) != 0 || get(t, "k", 0) == NULL) {
+        return NULL;
+    }
+    return t;
+}
+
+Test(tbl, owner_adopt_hands_over)
+{
+    struct tbl *t = tbl_create(heap);
+    cr_assert_eq(put(t, "k", "v", 0, 0, 0), 0);
+    pthread_t th;
+    void *res = NULL;
+    cr_assert_eq(pthread_create(&th, NULL, adopt_and_use, t), 0);
+    cr_assert_eq(pthread_join(th, &res), 0); /* the join orders memory */
+    cr_assert_eq(res, t);
+    tbl_owner_adopt(t); /* and back */
+    cr_assert(val_is(get(t, "moved", 0), "yes", 3));
+    tbl_destroy(t);
+}
+
+#ifndef NDEBUG
+static void *use_without_adopt(void *arg)
+{
+    (void)get(arg, "k", 0);
+    return NULL;
+}
+
+Test(tbl, other_thread_asserts, .signal = SIGABRT)
+{
+    struct tbl *t = tbl_create(heap);
+    pthread_t th;
+    cr_assert_eq(pthread_create(&th, NULL, use_without_adopt, t), 0);
+    pthread_join(th, NULL);
+    cr_assert_fail("a call from a thread that does not own the table must abort (debug builds)");
+}
+#endif
 
 /* ---- expiry -------------------------------------------------------------------------- */
 

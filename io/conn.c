@@ -64,7 +64,8 @@
 #define CONN_NAME_MAX     64
 #define OUT_BLOCK_BYTES   (16u * 1024)
 #define OUT_POOL_PREALLOC (1u << 20)
-#define ARGV_STACK        64 /* arguments decoded on the stack for remote requests */
+#define ARGV_STACK        64   /* arguments decoded on the stack for remote requests */
+#define CONN_TRIM_IDLE_MS 1000 /* idle time after which a client's parser gives back memory */
 
 /* One reply slot, in request order. */
 struct pend {
@@ -1457,14 +1458,16 @@ void conn_retry_blocked(struct shard *sh)
 void conn_cron(struct shard *sh, int64_t now_ms)
 {
     int64_t timeout_s = KV_CONF_GET(kvd_settings.timeout_s);
-    if (timeout_s <= 0) {
-        return;
-    }
     for (struct conn *c = sh->conns, *next; c != NULL; c = next) {
         next = c->next;
-        if (!(c->flags & CONN_CLOSING) && pend_count(c) == 0 &&
-            now_ms - c->last_ms > timeout_s * 1000) {
+        if ((c->flags & CONN_CLOSING) || pend_count(c) > 0) {
+            continue;
+        }
+        int64_t idle_ms = now_ms - c->last_ms;
+        if (timeout_s > 0 && idle_ms > timeout_s * 1000) {
             close_conn(c);
+        } else if (idle_ms >= CONN_TRIM_IDLE_MS) {
+            resp_parser_trim(c->parser); /* an idle client keeps no spare parse memory */
         }
     }
 }

@@ -701,6 +701,20 @@ static bool want(size_t argc, const struct resp_arg *argv, const char *section, 
         s_;                                                                                        \
     })
 
+/* The resident set size now (getrusage only gives the peak). */
+static long long current_rss_bytes(void)
+{
+    FILE *f = fopen("/proc/self/statm", "r");
+    long long pages = 0, resident = 0;
+    if (f != NULL) {
+        if (fscanf(f, "%lld %lld", &pages, &resident) != 2) {
+            resident = 0;
+        }
+        fclose(f);
+    }
+    return resident * sysconf(_SC_PAGESIZE);
+}
+
 void cmd_info(struct cmd_ctx *x)
 {
     struct server *srv = x->sh->srv;
@@ -730,12 +744,13 @@ void cmd_info(struct cmd_ctx *x)
         struct rusage ru;
         getrusage(RUSAGE_SELF, &ru);
         uint64_t used = SUM(mem_bytes);
+        long long rss = current_rss_bytes();
         info_add(&b,
                  "# Memory\r\nused_memory:%llu\r\nused_memory_human:%.2fM\r\n"
                  "used_memory_rss:%lld\r\nused_memory_peak:%lld\r\nmaxmemory:0\r\n"
                  "maxmemory_policy:noeviction\r\nmem_allocator:mimalloc\r\n\r\n",
-                 (unsigned long long)used, (double)used / (1024.0 * 1024.0),
-                 (long long)ru.ru_maxrss * 1024, (long long)ru.ru_maxrss * 1024);
+                 (unsigned long long)used, (double)used / (1024.0 * 1024.0), rss,
+                 (long long)ru.ru_maxrss * 1024);
     }
     if (want(x->argc, x->argv, "persistence", true)) {
         info_add(&b,

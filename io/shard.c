@@ -334,6 +334,7 @@ static void loop(struct shard *sh)
     uint64_t next_cron_ns = kv_clock_mono_ns() + cron_period_ns;
     bool draining = false;
     bool drained = false;
+    uint64_t published_at = 0;
     uint64_t drain_deadline_ns = 0;
     for (;;) {
         struct io_uring_cqe *cqe;
@@ -349,6 +350,11 @@ static void loop(struct shard *sh)
         }
         io_uring_cq_advance(&sh->ring, seen);
         drain_queues(sh);
+        if (STAT_GET(sh->stats.commands) != published_at) {
+            /* INFO on any shard sees this turn's writes (a few tbl_stats per turn). */
+            published_at = STAT_GET(sh->stats.commands);
+            publish_stats(sh);
+        }
         conn_retry_blocked(sh);
 
         uint64_t now_ns = kv_clock_mono_ns();

@@ -142,8 +142,13 @@ def main():
                                      fmt([x["client_us"] for x in r], 2)))
                     kb = statistics.median(x["ops"] for x in res["kvbench"])
                     rb = statistics.median(x["ops"] for x in res["redis-benchmark"])
+                    # the two runs of one round ran back to back: their ratio cancels
+                    # most of the drift of a shared machine's background load
+                    pairs = [k["ops"] / r["ops"]
+                             for k, r in zip(res["kvbench"], res["redis-benchmark"])]
                     rows.append((server, p, op.upper(), "kvbench / redis-benchmark",
-                                 "%.2fx" % (kb / rb), "", ""))
+                                 "%.2fx of medians; per round %s" % (kb / rb, fmt(pairs, 2)),
+                                 "", ""))
         finally:
             proc.terminate()
             proc.wait()

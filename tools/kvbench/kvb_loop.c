@@ -593,7 +593,8 @@ static uint64_t wake_at(const struct kvb_loop *l, uint64_t end_ns)
     if (end_ns != 0 && (at == 0 || end_ns < at)) {
         at = end_ns;
     }
-    if (l->phase == KVB_PHASE_RUN && l->w->rate > 0.0 && !l->stop) {
+    int quota_left = l->w->quota == 0 || l->issued < l->w->quota;
+    if (l->phase == KVB_PHASE_RUN && l->w->rate > 0.0 && !l->stop && quota_left) {
         for (int i = 0; i < l->nconns; i++) {
             const struct kvb_conn *c = &l->conns[i];
             if (c->alive && c->count < (uint32_t)l->cfg->pipeline && (uint64_t)c->next_ns < at) {

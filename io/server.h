@@ -129,6 +129,8 @@ struct shard {
     /* cross-shard queues: in[s] carries messages from shard s to this one */
     struct spsc **in;
     _Atomic int sleeping;       /* set while this shard may block in the kernel */
+    _Atomic uint64_t mail_seq;  /* bumped by senders after pushing to this shard */
+    uint64_t mail_seen;         /* mail_seq when this shard last drained its queues */
     bool wake[KVD_THREADS_MAX]; /* shards to wake at the end of this loop turn */
     bool accepting;
 

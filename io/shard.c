@@ -12,11 +12,11 @@
  *      this turn's messages need, and make exactly one io_uring_submit_and_wait call,
  *      which both submits everything and sleeps until the next completion or timer.
  *
- * Sleeping: before a turn that may block, the shard sets `sleeping` and then looks at
- * its inbound queues once more (both with sequentially consistent atomics); a sender
- * pushes and then reads `sleeping`. So either the shard sees the message, or the sender
- * sees the flag and wakes it with an IORING_OP_MSG_RING. When the shard is busy no
- * wake-up is sent at all.
+ * Sleeping: a sender pushes, bumps the receiver's `mail_seq`, then reads its
+ * `sleeping` flag; the receiver notes `mail_seq` before draining, and before blocking
+ * sets `sleeping` and reads `mail_seq` again (all four sequentially consistent). So
+ * either the receiver sees the bump and does not block, or the sender sees the flag and
+ * wakes it with an IORING_OP_MSG_RING. When the receiver is busy no wake-up is sent.
  *
  * Thread: every function here runs on its shard's thread, except shard_start/join.
  */
@@ -241,6 +241,8 @@ static void dispatch(struct shard *sh, struct io_uring_cqe *cqe)
 static void drain_queues(struct shard *sh)
 {
     struct server *srv = sh->srv;
+    /* Read before draining: a bump after this is seen by the sleep check. */
+    sh->mail_seen = atomic_load_explicit(&sh->mail_seq, memory_order_seq_cst);
     struct xmsg m;
     for (uint32_t s = 0; s < srv->nthreads; s++) {
         if (s == sh->id) {
@@ -273,15 +275,15 @@ static bool queues_empty(struct shard *sh)
 static void send_wakes(struct shard *sh)
 {
     struct server *srv = sh->srv;
-    /* Our pushes (release stores) must be visible before we read the peers' flags; a
-     * release store followed by a load may be reordered without this fence (Dekker). */
-    atomic_thread_fence(memory_order_seq_cst);
     for (uint32_t t = 0; t < srv->nthreads; t++) {
         if (!sh->wake[t]) {
             continue;
         }
         sh->wake[t] = false;
         struct shard *peer = &srv->shards[t];
+        /* Dekker with the peer's sleep check: our bump and its `sleeping` store are in
+         * one total order (seq_cst), so one of us sees the other. */
+        atomic_fetch_add_explicit(&peer->mail_seq, 1, memory_order_seq_cst);
         if (atomic_load_explicit(&peer->sleeping, memory_order_seq_cst) &&
             atomic_exchange_explicit(&peer->sleeping, 0, memory_order_seq_cst)) {
             struct io_uring_sqe *sqe = shard_sqe(sh);
@@ -400,8 +402,8 @@ static void loop(struct shard *sh)
             ts.tv_sec = (long long)(wait_ns / 1000000000ull);
             ts.tv_nsec = (long long)(wait_ns % 1000000000ull);
             atomic_store_explicit(&sh->sleeping, 1, memory_order_seq_cst);
-            atomic_thread_fence(memory_order_seq_cst); /* pairs with send_wakes' fence */
-            if (queues_empty(sh)) {
+            if (atomic_load_explicit(&sh->mail_seq, memory_order_seq_cst) == sh->mail_seen &&
+                queues_empty(sh)) {
                 wait_nr = 1;
             }
         }

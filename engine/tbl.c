@@ -115,6 +115,35 @@ __attribute__((unused)) static inline bool tbl__owned(const struct tbl *t)
     return pthread_equal(t->owner, pthread_self()) != 0;
 }
 
+/* ---- allocation (with fault injection in debug builds) ---------------------------- */
+
+#ifndef NDEBUG
+static _Thread_local long tbl__fail_after = -1; /* allocations left before failing */
+static _Thread_local bool tbl__fail_sticky;
+
+void tbl_debug_alloc_fail(long after, bool sticky)
+{
+    KV_ASSERT(after >= -1);
+    tbl__fail_after = after;
+    tbl__fail_sticky = sticky;
+}
+#endif
+
+static void *tbl__alloc(mi_heap_t *heap, size_t size, bool zero)
+{
+    KV_ASSERT(heap != NULL && size > 0);
+#ifndef NDEBUG
+    if (tbl__fail_after >= 0) {
+        if (tbl__fail_after == 0) {
+            tbl__fail_after = tbl__fail_sticky ? 0 : -1;
+            return NULL;
+        }
+        tbl__fail_after--;
+    }
+#endif
+    return zero ? mi_heap_zalloc(heap, size) : mi_heap_malloc(heap, size);
+}
+
 /* ---- entries -------------------------------------------------------------------- */
 
 struct ent_view {
@@ -208,7 +237,7 @@ static uint8_t *ent_alloc(mi_heap_t *heap, uint8_t type, int64_t expire_ms, cons
     size_t off_klen = 1 + (expire_ms ? 8 : 0);
     size_t off_vlen = off_klen + ((size_t)1 << kcode);
     size_t off_key = off_vlen + ((size_t)1 << vcode);
-    uint8_t *p = mi_heap_malloc(heap, off_key + klen + cap);
+    uint8_t *p = tbl__alloc(heap, off_key + klen + cap, false);
     if (p == NULL) {
         return NULL;
     }
@@ -353,7 +382,7 @@ static void seg_remove_at(struct seg *s, size_t i)
 static struct seg *seg_new(struct tbl *t, unsigned depth)
 {
     KV_ASSERT(t != NULL && depth <= KV_TBL_DIR_DEPTH_MAX);
-    struct seg *s = mi_heap_zalloc(t->heap, sizeof(struct seg));
+    struct seg *s = tbl__alloc(t->heap, sizeof(struct seg), true);
     if (s != NULL) {
         s->depth = depth;
         t->nseg++;
@@ -411,7 +440,7 @@ static int tbl__dir_double(struct tbl *t)
 {
     KV_ASSERT(t->gdepth < KV_TBL_DIR_DEPTH_MAX);
     size_t n = (size_t)1 << t->gdepth;
-    struct seg **nd = mi_heap_malloc(t->heap, 2 * n * sizeof(*nd));
+    struct seg **nd = tbl__alloc(t->heap, 2 * n * sizeof(*nd), false);
     if (nd == NULL) {
         return KV_ENOMEM;
     }
@@ -433,7 +462,7 @@ static void tbl__dir_maybe_halve(struct tbl *t)
     }
     size_t n = (size_t)1 << (t->gdepth - 1);
     KV_ASSERT(t->nseg <= n);
-    struct seg **nd = mi_heap_malloc(t->heap, n * sizeof(*nd));
+    struct seg **nd = tbl__alloc(t->heap, n * sizeof(*nd), false);
     if (nd == NULL) {
         return;
     }
@@ -598,36 +627,38 @@ static int tbl__move(struct tbl *src, struct tbl *dst, size_t di, size_t i, uint
 
 /*
  * Pick the table that serves hash h during a split, and make dst authoritative: a key
- * of dst's side not yet moved is pulled from src first. Returns 0 or KV_ENOMEM.
+ * of dst's side not yet moved is pulled from src first. If dst cannot grow to take it,
+ * the key is served where it is, in src (its position is at or beyond split_pos, so the
+ * walk still moves it later and every split invariant holds).
  */
-static int tbl__route(struct tbl **tp, const void *key, size_t klen, uint64_t h, uint64_t ph)
+static void tbl__route(struct tbl **tp, const void *key, size_t klen, uint64_t h, uint64_t ph)
 {
     struct tbl *t = *tp;
     struct tbl *src = t->split_dst ? t : t->split_src;
     if (KV_LIKELY(src == NULL)) {
-        return 0;
+        return;
     }
     KV_ASSERT(src->split_dst != NULL && src->split_dst->split_src == src);
     if (h < src->split_m) {
         *tp = src;
-        return 0;
+        return;
     }
     struct tbl *dst = src->split_dst;
     KV_ASSERT(dst != src);
     *tp = dst;
     if (ph < src->split_pos) {
-        return 0; /* the walk has passed this position: the key is in dst or nowhere */
+        return; /* the walk has passed this position: the key is in dst or nowhere */
     }
     size_t di;
     size_t i = tbl__find(src, key, klen, ph, &di);
     if (i == SEG_NONE) {
-        return 0;
+        return;
     }
-    int rc = tbl__move(src, dst, di, i, ph);
-    if (rc == 0) {
-        tbl__seg_maybe_merge(src, di);
+    if (tbl__move(src, dst, di, i, ph) != 0) {
+        *tp = src;
+        return;
     }
-    return rc;
+    tbl__seg_maybe_merge(src, di);
 }
 
 static inline uint64_t tbl__place(const void *key, size_t klen, uint64_t h)
@@ -647,15 +678,15 @@ struct loc {
     uint64_t ph;
 };
 
-/* Route, find, and drop the key if expired. Returns 0 or KV_ENOMEM (from a pull). */
-static int tbl__lookup(struct tbl *t, const void *key, size_t klen, uint64_t h, int64_t now_ms,
-                       struct loc *l)
+/* Route, find, and drop the key if expired. */
+static void tbl__lookup(struct tbl *t, const void *key, size_t klen, uint64_t h, int64_t now_ms,
+                        struct loc *l)
 {
     KV_DASSERT(t == NULL || tbl__owned(t));
     KV_ASSERT(t != NULL && (key != NULL || klen == 0));
     l->ph = tbl__place(key, klen, h);
     l->t = t;
-    int rc = tbl__route(&l->t, key, klen, h, l->ph);
+    tbl__route(&l->t, key, klen, h, l->ph);
     l->i = tbl__find(l->t, key, klen, l->ph, &l->di);
     KV_ASSERT(l->i == SEG_NONE || l->i < SEG_N);
     if (l->i != SEG_NONE) {
@@ -666,7 +697,6 @@ static int tbl__lookup(struct tbl *t, const void *key, size_t klen, uint64_t h, 
             l->i = SEG_NONE;
         }
     }
-    return l->i != SEG_NONE ? 0 : rc;
 }
 
 /* ---- public: hashing, lifecycle --------------------------------------------------- */
@@ -689,13 +719,13 @@ uint64_t tbl_hash(const void *key, size_t len)
 struct tbl *tbl_create(struct mi_heap_s *heap)
 {
     KV_ASSERT(heap != NULL);
-    struct tbl *t = mi_heap_zalloc(heap, sizeof(*t));
+    struct tbl *t = tbl__alloc(heap, sizeof(*t), true);
     if (t == NULL) {
         return NULL;
     }
     t->heap = heap;
     t->owner = pthread_self();
-    t->dir = mi_heap_malloc(heap, sizeof(*t->dir));
+    t->dir = tbl__alloc(heap, sizeof(*t->dir), false);
     if (t->dir == NULL) {
         mi_free(t);
         return NULL;
@@ -741,7 +771,7 @@ const struct tbl_entry *tbl_get(struct tbl *t, const void *key, size_t key_len, 
 {
     struct loc l;
     KV_ASSERT(key_len <= KV_KEY_BYTES_MAX);
-    (void)tbl__lookup(t, key, key_len, h, now_ms, &l);
+    tbl__lookup(t, key, key_len, h, now_ms, &l);
     if (l.i == SEG_NONE) {
         return NULL;
     }
@@ -791,10 +821,7 @@ int tbl_put(struct tbl *t, const void *key, size_t key_len, uint64_t h,
         return KV_ELIMIT;
     }
     struct loc l;
-    int rc = tbl__lookup(t, key, key_len, h, now_ms, &l);
-    if (rc != 0) {
-        return rc;
-    }
+    tbl__lookup(t, key, key_len, h, now_ms, &l);
     bool found = l.i != SEG_NONE;
     if ((args->flags & TBL_NX) && found) {
         return KV_EEXIST;
@@ -822,7 +849,7 @@ int tbl_put(struct tbl *t, const void *key, size_t key_len, uint64_t h,
         memcpy(p + v.off_val, args->val, args->val_len);
     }
     if (!found) {
-        rc = tbl__link(l.t, l.ph, slot_make(p, l.ph));
+        int rc = tbl__link(l.t, l.ph, slot_make(p, l.ph));
         if (rc != 0) {
             mi_free(p);
         }
@@ -847,9 +874,9 @@ int tbl_del(struct tbl *t, const void *key, size_t key_len, uint64_t h, int64_t 
     }
     KV_ASSERT(t != NULL && key_len <= KV_KEY_BYTES_MAX);
     struct loc l;
-    int rc = tbl__lookup(t, key, key_len, h, now_ms, &l);
+    tbl__lookup(t, key, key_len, h, now_ms, &l);
     if (l.i == SEG_NONE) {
-        return rc != 0 ? rc : KV_ENOTFOUND;
+        return KV_ENOTFOUND;
     }
     uint8_t *p = tbl__unlink(l.t, l.di, l.i);
     KV_ASSERT(ent_key_eq(p, key, key_len));
@@ -867,9 +894,9 @@ int tbl_expire_set(struct tbl *t, const void *key, size_t key_len, uint64_t h, i
 {
     KV_ASSERT(expire_ms >= 0);
     struct loc l;
-    int rc = tbl__lookup(t, key, key_len, h, now_ms, &l);
+    tbl__lookup(t, key, key_len, h, now_ms, &l);
     if (l.i == SEG_NONE) {
-        return rc != 0 ? rc : KV_ENOTFOUND;
+        return KV_ENOTFOUND;
     }
     uint64_t *slot = &l.t->dir[l.di]->slot[l.i];
     uint8_t *p = slot_ent(*slot);
@@ -926,10 +953,7 @@ int tbl_modify(struct tbl *t, const void *key, size_t key_len, uint64_t h, int64
         return KV_ELIMIT;
     }
     struct loc l;
-    int rc = tbl__lookup(t, key, key_len, h, now_ms, &l);
-    if (rc != 0) {
-        return rc;
-    }
+    tbl__lookup(t, key, key_len, h, now_ms, &l);
     if (l.i == SEG_NONE) {
         if (flags & TBL_XX) {
             return KV_ENOTFOUND;

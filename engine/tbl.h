@@ -188,7 +188,8 @@ uint64_t tbl_scan(struct tbl *t, uint64_t cursor, int64_t now_ms, tbl_scan_fn *f
  *  - the pair behaves as one table: any call on either table with h < m is served by
  *    src and any call with h >= m by dst, whichever of the two the caller passed;
  *  - dst is authoritative for h >= m: before serving such a key it pulls it from src if
- *    the split has not moved it yet (then each key lives in exactly one table);
+ *    the split has not moved it yet (then each key lives in exactly one table); if dst
+ *    cannot grow to take it, the key is served in src, where it still is;
  *  - tbl_split_step() moves the rest; tbl_scan() behaves as described above.
  * Both tables: owning thread only.
  */
@@ -229,6 +230,13 @@ void tbl_stats(const struct tbl *t, struct tbl_stats *out);
  * state); aborts on the first violation. For tests and debugging only. Owning thread.
  */
 void tbl_check(const struct tbl *t);
+
+/*
+ * Fault injection, debug builds only (not defined under NDEBUG): on the calling thread,
+ * let `after` more table allocations succeed, then fail the next one (and every later
+ * one if `sticky`). after = -1 turns it off. For tests of the KV_ENOMEM paths.
+ */
+void tbl_debug_alloc_fail(long after, bool sticky);
 
 /* Free an entry handed out through an `old` parameter. Any thread. */
 void tbl_entry_free(struct tbl_entry *e);

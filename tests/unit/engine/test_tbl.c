@@ -780,6 +780,219 @@ Test(tbl, split_scan_covers_pair)
     tbl_destroy(dst);
 }
 
+/* ---- allocation failures ---- */
+
+#ifndef NDEBUG
+#define F_KEYS 20000u
+
+struct fkey {
+    bool present;
+    uint8_t len;
+    int64_t exp;
+    char val[64];
+};
+
+static size_t f_name(char *k, size_t id)
+{
+    return id % 9 == 0 ? (size_t)sprintf(k, "{t%zu}:%zu", id % 37, id)
+                       : (size_t)sprintf(k, "f:%zu", id);
+}
+
+static void f_verify(struct tbl *t, const struct fkey *fk, const char *k, size_t kl, uint64_t h,
+                     uint64_t seed)
+{
+    const struct tbl_entry *e = tbl_get(t, k, kl, h, 0);
+    cr_assert_eq(e != NULL, fk->present, "seed=%" PRIu64 " key %s", seed, k);
+    if (e != NULL) {
+        cr_assert(val_is(e, fk->val, fk->len), "seed=%" PRIu64 " key %s value", seed, k);
+        cr_assert_eq(tbl_entry_expire_ms(e), fk->exp, "seed=%" PRIu64 " key %s exp", seed, k);
+    }
+}
+
+/* One random operation on a key; the model is updated only when it succeeds. */
+static int f_op(struct tbl *t, struct fkey *fk, const char *k, size_t kl, uint64_t h, uint64_t *rs)
+{
+    unsigned r = (unsigned)(rng_next(rs) % 4);
+    if (r == 0) {
+        char v[64];
+        uint8_t vl = (uint8_t)(rng_next(rs) % 40);
+        memset(v, 'a' + (int)(rng_next(rs) % 26), vl);
+        int64_t exp = rng_next(rs) % 3 == 0 ? INT64_C(1) << 40 : 0;
+        struct tbl_put_args a = {.val = v, .val_len = vl, .expire_ms = exp};
+        int rc = tbl_put(t, k, kl, h, &a, 0, NULL);
+        if (rc == 0) {
+            *fk = (struct fkey){.present = true, .len = vl, .exp = exp};
+            memcpy(fk->val, v, vl);
+        }
+        return rc;
+    }
+    if (r == 1) {
+        size_t nl = fk->present ? fk->len + 1 + rng_next(rs) % 16 : rng_next(rs) % 8;
+        nl = nl > sizeof(fk->val) ? 1 : nl;
+        struct tbl_mod m;
+        int rc = tbl_modify(t, k, kl, h, 0, nl, 0, &m);
+        if (rc == 0) {
+            size_t old = fk->present ? fk->len : 0;
+            for (size_t i = old; i < nl; i++) {
+                m.val[i] = fk->val[i] = (char)('A' + i % 26);
+            }
+            fk->exp = fk->present ? fk->exp : 0;
+            fk->present = true;
+            fk->len = (uint8_t)nl;
+        }
+        return rc;
+    }
+    if (r == 2) {
+        int64_t exp = rng_next(rs) % 2 ? INT64_C(1) << 41 : 0;
+        int rc = tbl_expire_set(t, k, kl, h, 0, exp);
+        if (rc == 0) {
+            fk->exp = exp;
+        }
+        return rc;
+    }
+    int rc = tbl_del(t, k, kl, h, 0, NULL);
+    if (rc == 0) {
+        fk->present = false;
+    }
+    return rc;
+}
+
+/* During a split, a key that dst cannot take (its segment is full and cannot split) is
+ * served from src, where it still is: a lookup must not report it absent. */
+Test(tbl, split_pull_without_memory_serves_from_src)
+{
+    struct tbl *src = tbl_create(heap), *dst = tbl_create(heap);
+    const uint64_t m = UINT64_C(1) << 63;
+    char k[32];
+    for (size_t i = 0; i < 2000; i++) {
+        snprintf(k, sizeof(k), "s:%zu", i);
+        cr_assert_eq(put(src, k, k, 0, 0, 0), 0);
+    }
+    cr_assert_eq(tbl_split_begin(src, dst, m), 0);
+    /* Fill dst's only segment: each put's entry allocation succeeds, the segment split
+     * (directory doubling) fails, so the segment fills past its target to 1021. */
+    struct tbl_stats st;
+    size_t i = 0;
+    for (tbl_stats(dst, &st); st.entries < 1021; i++, tbl_stats(dst, &st)) {
+        snprintf(k, sizeof(k), "d:%zu", i);
+        if (tbl_hash(k, strlen(k)) >= m) {
+            tbl_debug_alloc_fail(1, false);
+            cr_assert_eq(put(dst, k, "d", 0, 0, 0), 0);
+            tbl_debug_alloc_fail(-1, false);
+        }
+    }
+    cr_assert_eq(st.segments, 1);
+    /* A src key of dst's side, not moved yet: with allocations failing, get and del
+     * through dst are served from src. */
+    size_t id = 0;
+    for (;; id++) {
+        snprintf(k, sizeof(k), "s:%zu", id);
+        if (tbl_hash(k, strlen(k)) >= m) {
+            break;
+        }
+    }
+    tbl_debug_alloc_fail(0, true);
+    const struct tbl_entry *e = get(dst, k, 0);
+    cr_assert(e != NULL && val_is(e, k, strlen(k)));
+    cr_assert_eq(del(dst, k, 0), 0);
+    cr_assert_null(get(dst, k, 0));
+    tbl_debug_alloc_fail(-1, false);
+    tbl_check(src);
+    tbl_check(dst);
+    while (tbl_split_step(src, 4096) == 0) {
+    }
+    for (size_t j = 0; j < 2000; j++) {
+        snprintf(k, sizeof(k), "s:%zu", j);
+        uint64_t h = tbl_hash(k, strlen(k));
+        cr_assert_eq(get(h < m ? src : dst, k, 0) != NULL, j != id);
+    }
+    tbl_check(src);
+    tbl_check(dst);
+    tbl_destroy(src);
+    tbl_destroy(dst);
+}
+
+/* Every failed allocation (entries, segments, directories; in operations, pulls and split
+ * steps) leaves the tables as they were. Debug builds only: the hook is not in release. */
+Test(tbl, alloc_failures_leave_table_intact, .timeout = 300)
+{
+    uint64_t seed = env_u64("KV_SEED", 0);
+    seed = seed ? seed : (uint64_t)time(NULL);
+    fprintf(stderr, "tbl alloc failures: KV_SEED=%" PRIu64 "\n", seed);
+    uint64_t rs = seed;
+    struct fkey *keys = calloc(F_KEYS, sizeof(*keys));
+    struct tbl *src = tbl_create(heap), *dst = tbl_create(heap);
+    const uint64_t m = UINT64_C(1) << 63;
+    bool splitting = false, split_done = false;
+    size_t failures = 0, split_failures = 0;
+    for (size_t op = 0; op < 80000; op++) {
+        size_t hot = op < 40000 ? F_KEYS : F_KEYS / 4; /* grow, then mostly shrink */
+        bool plain_del = op >= 40000 && rng_next(&rs) % 2;
+        size_t id = rng_next(&rs) % (plain_del ? F_KEYS : hot);
+        char k[48];
+        size_t kl = f_name(k, id);
+        uint64_t h = tbl_hash(k, kl);
+        struct tbl *t = !split_done || h < m ? src : dst;
+        if (splitting && rng_next(&rs) % 2) {
+            t = t == src ? dst : src; /* either side serves during a split */
+        }
+        struct fkey before = keys[id];
+        tbl_debug_alloc_fail((long)(rng_next(&rs) % 4), rng_next(&rs) % 2);
+        int rc = plain_del ? tbl_del(t, k, kl, h, 0, NULL) : f_op(t, &keys[id], k, kl, h, &rs);
+        tbl_debug_alloc_fail(-1, false);
+        if (plain_del && rc == 0) {
+            keys[id].present = false;
+        }
+        if (rc == KV_ENOMEM) {
+            failures++;
+            cr_assert(memcmp(&before, &keys[id], sizeof(before)) == 0);
+        } else {
+            cr_assert(rc == 0 || rc == KV_ENOTFOUND, "seed=%" PRIu64 " rc %d", seed, rc);
+        }
+        f_verify(t, &keys[id], k, kl, h, seed);
+        if (op == 30000) {
+            cr_assert_eq(tbl_split_begin(src, dst, m), 0);
+            splitting = true;
+        }
+        if (splitting && op % 64 == 0) {
+            /* A failed segment split in dst is absorbed while the segment has room (it
+             * fills past its target); the step reports KV_ENOMEM only when it is full. */
+            tbl_debug_alloc_fail(0, rng_next(&rs) % 2);
+            int step_rc = tbl_split_step(src, 1);
+            tbl_debug_alloc_fail(-1, false);
+            split_failures += step_rc == KV_ENOMEM;
+            if (step_rc == 1) {
+                splitting = false;
+                split_done = true;
+            }
+        }
+        if (op % 10000 == 0) {
+            tbl_check(src);
+            tbl_check(dst);
+        }
+    }
+    while (splitting) {
+        if (tbl_split_step(src, 100000) == 1) {
+            splitting = false;
+        }
+    }
+    tbl_check(src);
+    tbl_check(dst);
+    for (size_t id = 0; id < F_KEYS; id++) {
+        char k[48];
+        size_t kl = f_name(k, id);
+        uint64_t h = tbl_hash(k, kl);
+        f_verify(h < m ? src : dst, &keys[id], k, kl, h, seed);
+    }
+    fprintf(stderr, "tbl alloc failures: %zu operations and %zu split steps failed cleanly\n",
+            failures, split_failures);
+    cr_assert(failures > 1000, "failures %zu", failures);
+    tbl_destroy(src);
+    tbl_destroy(dst);
+    free(keys);
+}
+#endif
+
 /* ---- randomized model test
  * ----------------------------------------------------------------------- */
 

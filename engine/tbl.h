@@ -27,11 +27,13 @@
  *  - a write (tbl_put, tbl_modify, tbl_expire_set, tbl_del and the lazy removal in
  *    tbl_get) does at most one segment split (KV_TBL_SEG_SLOTS slots visited, at most
  *    KV_TBL_SEG_SLOTS keys hashed and moved) or one segment merge (at most
- *    KV_TBL_SEG_SLOTS / 4 keys moved), plus at most one directory resize, which copies
- *    2^depth pointers (depth = log2 of the directory; 2^15 pointers = 256 KiB at 10M
- *    keys). A second segment split in one call needs 1000 keys whose 64-bit hashes share
- *    their top bits: it does not happen with XXH3 short of a hash collision attack.
- *  - tbl_scan() visits at most two segments (one of each table during a split).
+ *    KV_TBL_SEG_SLOTS / 4 keys moved; during a split, one more in src after a pull),
+ *    plus at most one directory resize, which copies 2^depth pointers (depth = log2 of
+ *    the directory; 2^14 pointers = 128 KiB at 10M keys). A second segment split in one
+ *    call needs 1000 keys whose 64-bit hashes share their top bits: it does not happen
+ *    with XXH3 short of a hash collision attack.
+ *  - tbl_scan() visits one segment; on the dst of a split, it first moves the entries of
+ *    at most one src segment into dst (with the few dst segment splits that causes).
  *  - tbl_expire_step() and tbl_split_step() visit at most their slot budget rounded up
  *    to whole segments, plus one merge per visited segment.
  *

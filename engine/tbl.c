@@ -1020,14 +1020,18 @@ size_t tbl_expire_step(struct tbl *t, int64_t now_ms, uint64_t *cursor, size_t s
     return removed;
 }
 
-/* During a split, move from src the keys of dst's side with placement in [lo, hi). */
-static void tbl__scan_pull(struct tbl *dst, uint64_t lo, uint64_t hi)
+/*
+ * During a split, move from src the keys of dst's side with placement in [lo, hi).
+ * Returns false if some could not move (dst could not grow): they are still in src.
+ */
+static bool tbl__scan_pull(struct tbl *dst, uint64_t lo, uint64_t hi)
 {
     struct tbl *src = dst->split_src;
     KV_ASSERT(src != NULL && src->split_dst == dst);
     if (hi != 0 && hi <= src->split_pos) {
-        return; /* the split walk has passed the whole range */
+        return true; /* the split walk has passed the whole range */
     }
+    bool all = true;
     size_t di = dir_idx(src, lo);
     struct seg *s = src->dir[di];
     KV_ASSERT(hi == 0 || hi <= range_hi(lo, s->depth) || range_hi(lo, s->depth) == 0);
@@ -1038,34 +1042,26 @@ static void tbl__scan_pull(struct tbl *dst, uint64_t lo, uint64_t hi)
             struct ent_view ev;
             ent_view(p, &ev);
             uint64_t ph = XXH3_64bits(p + ev.off_key, ev.klen);
-            if (in_range(ph, lo, hi) && tbl_hash(p + ev.off_key, ev.klen) >= src->split_m &&
-                tbl__move(src, dst, di, i, ph) == 0) {
-                continue; /* a later entry may shift into i */
+            if (in_range(ph, lo, hi) && tbl_hash(p + ev.off_key, ev.klen) >= src->split_m) {
+                if (tbl__move(src, dst, di, i, ph) == 0) {
+                    continue; /* a later entry may shift into i */
+                }
+                all = false;
             }
         }
         i++;
     }
     tbl__seg_maybe_merge(src, di);
+    return all;
 }
 
-uint64_t tbl_scan(struct tbl *t, uint64_t cursor, int64_t now_ms, tbl_scan_fn *fn, void *ctx)
+/* Emit the live entries of `s` with placement in [lo, hi) (and h >= m if m_min). */
+static void tbl__scan_emit(const struct seg *s, uint64_t lo, uint64_t hi, bool filter_pos,
+                           const uint64_t *m_max, const uint64_t *m_min, int64_t now_ms,
+                           tbl_scan_fn *fn, void *ctx)
 {
-    KV_DASSERT(t == NULL || tbl__owned(t));
-    KV_ASSERT(t != NULL && fn != NULL);
-    uint64_t end = 0;
-    if (t->split_src != NULL) {
-        /* dst of a split: the range visited is also bounded by src's segment. */
-        struct tbl *src = t->split_src;
-        end = range_hi(cursor, src->dir[dir_idx(src, cursor)]->depth);
-        end = end_min(end, range_hi(cursor, t->dir[dir_idx(t, cursor)]->depth));
-        tbl__scan_pull(t, cursor, end);
-    }
-    const struct seg *s = t->dir[dir_idx(t, cursor)]; /* after the pull: may have split */
-    uint64_t lo = range_lo(cursor, s->depth), hi = range_hi(cursor, s->depth);
-    end = t->split_src != NULL ? end_min(end, hi) : hi;
-    bool filter_pos = cursor != lo || end != hi;
-    bool filter_route = t->split_dst != NULL;
-    KV_ASSERT(in_range(cursor, lo, hi));
+    KV_ASSERT(s != NULL && fn != NULL);
+    KV_ASSERT(m_max == NULL || m_min == NULL);
     for (size_t i = 0; i < SEG_N; i++) {
         uint64_t v = s->slot[i];
         if (v == 0) {
@@ -1075,17 +1071,44 @@ uint64_t tbl_scan(struct tbl *t, uint64_t cursor, int64_t now_ms, tbl_scan_fn *f
         if ((v & SLOT_X) && ent_expired(p, now_ms)) {
             continue;
         }
-        if (filter_pos || filter_route) {
+        if (filter_pos || m_max != NULL || m_min != NULL) {
             struct ent_view ev;
             ent_view(p, &ev);
-            if (filter_pos && !in_range(XXH3_64bits(p + ev.off_key, ev.klen), cursor, end)) {
+            if (filter_pos && !in_range(XXH3_64bits(p + ev.off_key, ev.klen), lo, hi)) {
                 continue;
             }
-            if (filter_route && tbl_hash(p + ev.off_key, ev.klen) >= t->split_m) {
+            uint64_t h = m_max || m_min ? tbl_hash(p + ev.off_key, ev.klen) : 0;
+            if ((m_max != NULL && h >= *m_max) || (m_min != NULL && h < *m_min)) {
                 continue;
             }
         }
         fn(ctx, (const struct tbl_entry *)p);
+    }
+}
+
+uint64_t tbl_scan(struct tbl *t, uint64_t cursor, int64_t now_ms, tbl_scan_fn *fn, void *ctx)
+{
+    KV_ASSERT(t != NULL && fn != NULL);
+    KV_DASSERT(tbl__owned(t));
+    uint64_t end = 0;
+    bool pulled_all = true;
+    struct tbl *src = t->split_src;
+    if (src != NULL) {
+        /* dst of a split: the range visited is also bounded by src's segment. */
+        end = range_hi(cursor, src->dir[dir_idx(src, cursor)]->depth);
+        end = end_min(end, range_hi(cursor, t->dir[dir_idx(t, cursor)]->depth));
+        pulled_all = tbl__scan_pull(t, cursor, end);
+    }
+    const struct seg *s = t->dir[dir_idx(t, cursor)]; /* after the pull: may have split */
+    uint64_t lo = range_lo(cursor, s->depth), hi = range_hi(cursor, s->depth);
+    end = src != NULL ? end_min(end, hi) : hi;
+    KV_ASSERT(in_range(cursor, lo, hi));
+    const uint64_t *m_max = t->split_dst != NULL ? &t->split_m : NULL; /* src: h < m only */
+    tbl__scan_emit(s, cursor, end, cursor != lo || end != hi, m_max, NULL, now_ms, fn, ctx);
+    if (!pulled_all) {
+        /* Keys of this range that dst could not take are still in src: emit them there. */
+        tbl__scan_emit(src->dir[dir_idx(src, cursor)], cursor, end, true, NULL, &src->split_m,
+                       now_ms, fn, ctx);
     }
     return end;
 }

@@ -857,8 +857,18 @@ static int f_op(struct tbl *t, struct fkey *fk, const char *k, size_t kl, uint64
     return rc;
 }
 
+static void s_keys_cb(void *ctx, const struct tbl_entry *e)
+{
+    size_t len;
+    const char *k = tbl_entry_key(e, &len);
+    if (len > 2 && k[0] == 's' && k[1] == ':') {
+        seen_cb(ctx, e);
+    }
+}
+
 /* During a split, a key that dst cannot take (its segment is full and cannot split) is
- * served from src, where it still is: a lookup must not report it absent. */
+ * served from src, where it still is: a lookup must not report it absent, nor a scan
+ * miss it. */
 Test(tbl, split_pull_without_memory_serves_from_src)
 {
     struct tbl *src = tbl_create(heap), *dst = tbl_create(heap);
@@ -892,6 +902,19 @@ Test(tbl, split_pull_without_memory_serves_from_src)
         }
     }
     tbl_debug_alloc_fail(0, true);
+    struct seen sn = {.bits = calloc(2000, 1), .n = 2000};
+    uint64_t cur = 0;
+    do {
+        cur = tbl_scan(dst, cur, 0, s_keys_cb, &sn);
+    } while (cur != 0);
+    do {
+        cur = tbl_scan(src, cur, 0, s_keys_cb, &sn);
+    } while (cur != 0);
+    for (size_t j = 0; j < 2000; j++) {
+        cr_assert(sn.bits[j], "key s:%zu missed while dst could not grow", j);
+    }
+    cr_assert_eq(sn.calls, 2000);
+    free(sn.bits);
     const struct tbl_entry *e = get(dst, k, 0);
     cr_assert(e != NULL && val_is(e, k, strlen(k)));
     cr_assert_eq(del(dst, k, 0), 0);

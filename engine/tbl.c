@@ -37,13 +37,19 @@
  *   flags = type (bits 0-2) | X (bit 3) | klen width code (4-5) | vlen width code (6-7)
  *
  * The vlen width is chosen for the block's capacity, so an in-place append never moves
- * the value. A 16-byte key with a 32-byte value takes 3 header bytes: 51 -> 56 bytes.
+ * the value. A 16-byte key with a 32-byte value takes 3 header bytes: 51 bytes, a 64-byte
+ * block with Debian's mimalloc (its small size classes are 16 bytes apart).
  *
  * Invariants (checked by tbl_check): every entry sits in the segment that owns the top
  * bits of its placement hash, reachable from its home slot without crossing an empty
  * slot, once; a segment is never full; a segment of depth d appears in exactly 2^(gd-d)
  * aligned directory slots; the counters equal the sums over entries. During a split,
  * src holds no entry with h >= m below split_pos, and dst holds only h >= m.
+ *
+ * Allocation failure never leaves a half-done change: entries are allocated before the
+ * table is touched, a segment split that cannot allocate is skipped while the segment
+ * still has room, and a key dst cannot take during a split stays (and is served) in src.
+ * Debug builds can inject failures (tbl_debug_alloc_fail) to test this.
  *
  * Thread: everything here runs on the thread that owns the table; nothing is shared. The
  * owner is the creating thread (or the one that called tbl_owner_adopt); debug builds

@@ -94,14 +94,17 @@ def test_huge_declared_bulk_without_body_keeps_memory_bounded(kvd):
             s.close()
 
 
-def test_client_that_never_reads_is_disconnected(kvd_factory):
+@pytest.mark.parametrize("fanout", [False, True], ids=["get", "mget_both_threads"])
+def test_client_that_never_reads_is_disconnected(kvd_factory, fanout):
     k = kvd_factory(args=["--client-output-buffer-limit", "4mb"])
+    keys = ["big%d" % i for i in range(8)] if fanout else ["big"]
     with k.client() as c:
-        assert c.cmd("SET", "big", b"v" * (1 << 20)) == St("OK")
+        for key in keys:
+            assert c.cmd("SET", key, b"v" * ((1 << 20) // len(keys))) == St("OK")
     base = rss_kib(k.pid)
     s = socket.create_connection(("127.0.0.1", k.port), timeout=10)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
-    get = encode("GET", "big")
+    get = encode("MGET", *keys) if fanout else encode("GET", "big")
     sent = 0
     closed = False
     try:
@@ -115,7 +118,7 @@ def test_client_that_never_reads_is_disconnected(kvd_factory):
     with k.client() as c:
         for _ in range(20):
             assert c.cmd("PING") == St("PONG")
-        assert c.cmd("STRLEN", "big") == 1 << 20
+        assert c.cmd("STRLEN", keys[0]) == (1 << 20) // len(keys)
     grown = rss_kib(k.pid) - base
     assert grown < 150 * 1024, "RSS grew by %d KiB" % grown
 

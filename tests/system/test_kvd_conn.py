@@ -522,3 +522,12 @@ def test_command_info_acl_categories_and_key_specs(pair):
     r = pair.r.cmd("COMMAND", "INFO", "get")[0]
     assert k[6] == r[6]  # ACL categories
     assert k[8] == r[8]  # key specifications
+
+
+@pytest.mark.xfail(strict=True, reason="kvd: CLIENT SETNAME with a name of 64 bytes or more "
+                                       "replies +OK but keeps only the first 63 bytes; Redis "
+                                       "keeps the whole name")
+def test_client_setname_long_name(pair):
+    for n in (64, 200, 10000):
+        pair.same("CLIENT", "SETNAME", "n" * n)
+        pair.same("CLIENT", "GETNAME")

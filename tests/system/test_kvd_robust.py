@@ -55,6 +55,13 @@ PROTOCOL_CASES = [
     ("empty_multibulk", b"*0\r\n*-1\r\nPING\r\n"),
     ("inline_quotes", b"ECHO \"a\\x41\\n\"\r\nECHO 'b c'\r\n"),
     ("missing_crlf_after_bulk", b"*1\r\n$4\r\nPINGxx"),
+    ("inline_escapes", b'ECHO "\\t\\n\\r\\b\\a\\\\"\r\nECHO "\\x4"\r\nECHO "\\q"\r\nECHO "\\xff"\r\n'),
+    ("inline_single_quote_escape", b"ECHO 'it\\'s'\r\nECHO \"\"\r\n"),
+    ("inline_empty_key", b'SET "" x\r\nGET ""\r\n'),
+    ("inline_tabs_and_spaces", b"ECHO\ta\r\n   PING   \r\nECHO   a    b\r\nECHO \"a\"  \r\n"),
+    ("inline_lf_only", b"ECHO a\nECHO b\n"),
+    ("inline_nul_line", b"\x00\r\nPING\r\n"),
+    ("quit_mid_pipeline", b"PING\r\nQUIT\r\nPING\r\n"),
 ]
 
 

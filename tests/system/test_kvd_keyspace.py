@@ -322,3 +322,15 @@ def test_dbsize_counts_every_thread(pair):
     pair.same("DBSIZE")
     pair.same("FLUSHALL")
     pair.same("DBSIZE")
+
+
+def test_hash_tags_follow_redis_cluster_rules(kc):
+    # kvd-only: the part between the first '{' and the next '}' decides the partition,
+    # as in Redis Cluster; an empty tag ("{}") means the whole key is hashed
+    same = [("a{user}b", "{user}c"), ("x{user}", "{user}"), ("{{a}}b", "{{a}c"),
+            ("{a}}", "{a}x"), ("a{b}{c}", "x{b}"), ("{x}1", "{x}2")]
+    for a, b in same:
+        assert kc.cmd("MSETNX", a, "1", b, "2") == 1, (a, b)
+        assert kc.cmd("RENAME", a, b + ":renamed") == St("OK")
+    cross = [kc.cmd("MSETNX", "{}a%d" % i, "1", "{}b%d" % i, "2") for i in range(40)]
+    assert cross.count(Err("CROSSSLOT Keys in request don't hash to the same slot")) > 20

@@ -121,9 +121,10 @@ int resp_reply_parse(struct resp_reply_parser *p, const char *buf, size_t len, s
 /*
  * Tree form. Nodes are stored in pre-order: a node's children follow it, and
  * nodes[i].next is the index just after its subtree, so the children of node i are
- * i + 1, nodes[i + 1].next, ... (kids of them). Attribute nodes appear where they were
- * received: before the element they annotate, counted in the parent's kids. The
- * reply's own value is resp_reply_tree_root().
+ * j = i + 1, then j = nodes[j].next, nodes[i].kids times. Attribute nodes appear where
+ * they were received: before the element they annotate, counted in the parent's kids.
+ * The reply's own value is resp_reply_tree_root(). Views (str) are valid as long as
+ * the buffer passed to the call that completed the reply is unchanged.
  */
 struct resp_reply_node {
     uint8_t type;    /* enum resp_reply_type */

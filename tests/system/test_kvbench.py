@@ -188,3 +188,17 @@ def test_open_loop_counts_a_stall_closed_loop_hides():
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_sigint_stops_early_and_still_reports(redis):
+    run = subprocess.Popen([KVBENCH, "-p", str(redis), "--json", "--duration", "60", "-c", "4",
+                            "-T", "2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(1.0)
+    t0 = time.time()
+    run.send_signal(2)  # SIGINT
+    out, err = run.communicate(timeout=30)
+    assert run.returncode == 0, err
+    assert time.time() - t0 < 10
+    r = json.loads(out)
+    assert r["requests"] > 0 and r["elapsed_s"] < 30
+    assert_clean(r)

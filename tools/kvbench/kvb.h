@@ -112,6 +112,9 @@ size_t kvb_encode_get(char *out, uint64_t key);
 /* Encode SET key value; `filler` holds value_max bytes used when !cfg->verify. */
 size_t kvb_encode_set(char *out, const struct kvb_config *cfg, uint64_t key, const char *filler);
 
+/* Set by SIGINT/SIGTERM: workers stop issuing, drain and report (kvbench.c). */
+extern _Atomic int kvb_stop_requested;
+
 /* `kvbench --self-test` (kvb_selftest.c): histogram and distribution checks; 0 if ok. */
 int kvb_selftest(uint64_t seed);
 

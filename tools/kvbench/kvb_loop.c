@@ -613,7 +613,8 @@ static void run_phase(struct kvb_loop *l, uint64_t end_ns)
     l->issued = 0;
     for (;;) {
         l->now_ns = kv_clock_mono_ns();
-        if (end_ns != 0 && l->now_ns >= end_ns) {
+        if ((end_ns != 0 && l->now_ns >= end_ns) ||
+            atomic_load_explicit(&kvb_stop_requested, memory_order_relaxed)) {
             l->stop = 1;
         }
         if (l->phase == KVB_PHASE_RUN && l->now_ns >= l->tick_ns) {

@@ -18,6 +18,7 @@
 #include <getopt.h>
 #include <inttypes.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +27,15 @@
 
 #include "kv_assert.h"
 #include "kv_clock.h"
+
+_Atomic int kvb_stop_requested;
+
+/* First SIGINT/SIGTERM: finish early but still report; a second one kills. */
+static void on_stop_signal(int sig)
+{
+    (void)sig;
+    atomic_store(&kvb_stop_requested, 1);
+}
 
 static void usage(FILE *f)
 {
@@ -478,6 +488,12 @@ int main(int argc, char **argv)
         kvb_zipf_setup(&cfg);
     }
     cfg.progress = cfg.progress && isatty(STDERR_FILENO);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_stop_signal;
+    sa.sa_flags = SA_RESETHAND; /* no SA_RESTART: a worker's wait returns at once */
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
 
     struct kvb_worker *ws = calloc((size_t)cfg.threads, sizeof(*ws));
     pthread_t *tids = calloc((size_t)cfg.threads, sizeof(*tids));

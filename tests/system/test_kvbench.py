@@ -2,7 +2,9 @@
 
 Starts redis-server on a free port, runs kvbench briefly in closed loop and open loop
 with --json, and checks what it reports: the request count, zero errors, ordered
-percentiles, --verify over a loaded key space, AUTH. The kvbench binary is found in
+percentiles, --verify over a loaded key space, AUTH, a server stall under open and
+closed loop, SIGINT. It also drives perf/limit's limit_server, whose replies must come
+one per command, in order, however the requests are split. Binaries are found in
 $KV_BUILD_DIR (set by ctest) or build/release.
 """
 import json
@@ -202,3 +204,48 @@ def test_sigint_stops_early_and_still_reports(redis):
     r = json.loads(out)
     assert r["requests"] > 0 and r["elapsed_s"] < 30
     assert_clean(r)
+
+
+LIMIT = os.path.join(BUILD_DIR, "perf", "limit_server")
+
+
+@pytest.fixture
+def limit_server():
+    assert os.path.exists(LIMIT), "limit_server is not built: %s" % LIMIT
+    port = free_port()
+    proc = subprocess.Popen([LIMIT, "--port", str(port)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    for _ in range(100):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            break
+        except OSError:
+            time.sleep(0.05)
+    yield port, proc
+    proc.kill()
+    proc.wait()
+
+
+def test_limit_server_answers_every_command(limit_server):
+    port, proc = limit_server
+    r = kvbench(port, "-n", "30000", "-c", "6", "-P", "11", "--ratio", "1:1", "-d", "0-5000")
+    assert r["requests"] == 30000
+    assert_clean(r)
+    assert r["misses"] == r["gets"]  # GET is always answered $-1
+    # inline and multibulk commands, split at every byte, get one reply each in order
+    stream = (b"GET x\r\nset a b\r\n\r\nget\n*2\r\n$3\r\nGeT\r\n$3\r\na\r\n\r\n"
+              b"*1\r\n$4\r\nPING\r\n*0\r\n*3\r\n$3\r\nSET\r\n$0\r\n\r\n$5\r\nhello\r\n"
+              b"*1\r\n$4\r\ngets\r\n")
+    want = b"$-1\r\n+OK\r\n$-1\r\n$-1\r\n+OK\r\n+OK\r\n+OK\r\n"
+    for step in (1, 2, 5, len(stream)):
+        with socket.create_connection(("127.0.0.1", port)) as s:
+            for i in range(0, len(stream), step):
+                s.sendall(stream[i:i + step])
+                time.sleep(0.0005)
+            got = b""
+            s.settimeout(5)
+            while len(got) < len(want):
+                chunk = s.recv(4096)
+                assert chunk, "connection closed after %r" % got
+                got += chunk
+            assert got == want, (step, got)

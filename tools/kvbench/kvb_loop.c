@@ -360,7 +360,7 @@ static void issue(struct kvb_loop *l, struct kvb_conn *c)
         uint64_t total = (uint64_t)cfg->set_weight + cfg->get_weight;
         op = kvb_rng_next(&l->rng) % total < cfg->set_weight ? KVB_OP_SET : KVB_OP_GET;
     }
-    KV_DASSERT(c->fill + kvb_request_size_max(cfg) <= c->scap);
+    KV_ASSERT(c->fill + kvb_request_size_max(cfg) <= c->scap); /* at most 2 pipelines buffered */
     char *out = c->sbuf + c->fill;
     c->fill +=
         op == KVB_OP_GET ? kvb_encode_get(out, key) : kvb_encode_set(out, cfg, key, l->filler);

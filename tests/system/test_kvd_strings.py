@@ -107,6 +107,10 @@ SCENARIOS = {
         ("GETEX", "k", "EXAT", "0"), ("GETEX", "k", "EX", "9223372036854775807"),
         ("GETEX",), ("TTL", "k"), ("GETEX", "missing", "FOO"),
     ],
+    "getex_missing_key_bad_expiry": [
+        ("GETEX", "missing", "EX", "0"), ("GETEX", "missing", "PX", "-1"),
+        ("GETEX", "missing", "EX", "x"), ("GETEX", "missing", "EXAT", "0"),
+    ],
     "getex_past_time_deletes": [
         ("SET", "k", "v"), ("GETEX", "k", "EXAT", str(PAST_S)), ("EXISTS", "k"),
         ("SET", "k", "v"), ("GETEX", "k", "PXAT", "1"), ("EXISTS", "k"),
@@ -178,6 +182,10 @@ SCENARIOS = {
     "incrbyfloat_increment_with_nul_bytes": [
         ("INCRBYFLOAT", "f", b"1\x002"), ("EXISTS", "f"),
     ],
+    "incrbyfloat_leading_whitespace": [
+        ("SET", "w", "\n1"), ("INCRBYFLOAT", "w", "1"), ("INCRBYFLOAT", "x", "\r\n1"),
+        ("INCRBYFLOAT", "y", "\x0b1"), ("INCRBYFLOAT", "z", "\x0c1"), ("GET", "w"),
+    ],
     "append_strlen": [
         ("APPEND", "k", "ab"), ("APPEND", "k", "cd"), ("GET", "k"), ("STRLEN", "k"),
         ("STRLEN", "nope"), ("APPEND", "k", ""), ("STRLEN", "k"), ("SET", "n", "12"),
@@ -216,6 +224,14 @@ SCENARIOS = {
 }
 
 XFAIL = {
+    "incrbyfloat_leading_whitespace": "kvd: INCRBYFLOAT accepts a value or increment that "
+                                      "starts with \\n, \\r, \\v or \\f ('\\n1' + 1 -> 2); "
+                                      "Redis replies -ERR value is not a valid float (it "
+                                      "refuses any leading space)",
+    "getex_missing_key_bad_expiry": "kvd: GETEX missing EX 0 (or PX -1, EX x) replies -ERR "
+                                    "invalid expire time in 'getex' command (or not an "
+                                    "integer); Redis replies nil: it validates the time only "
+                                    "when the key exists",
     "set_repeated_option": "kvd: SET k v EX 10 EX 20 (an expiry option given twice) replies "
                            "-ERR syntax error; Redis accepts it (+OK, the last one wins)",
     "incrbyfloat_value_with_nul_bytes": "kvd: INCRBYFLOAT parses a stored value only up to "

@@ -531,3 +531,28 @@ def test_client_setname_long_name(pair):
     for n in (64, 200, 10000):
         pair.same("CLIENT", "SETNAME", "n" * n)
         pair.same("CLIENT", "GETNAME")
+
+
+@pytest.mark.xfail(strict=True, reason="kvd: CLIENT KILL TYPE normal / USER default / LADDR "
+                                       "<server addr> (with SKIPME yes) kill nobody and reply "
+                                       ":0; Redis kills every other matching client (:3), and "
+                                       "replies errors for TYPE foo, USER nobody")
+def test_client_kill_type_user_laddr_filters(pair):
+    results = []
+    for srv, c in ((pair.kvd, pair.k), (pair.redis, pair.r)):
+        got = []
+        for filt in (("TYPE", "normal"), ("USER", "default"),
+                     ("LADDR", "127.0.0.1:%d" % srv.port)):
+            others = [srv.client() for _ in range(3)]
+            for o in others:
+                assert o.cmd("PING") == St("PONG")
+            got.append(c.cmd("CLIENT", "KILL", *filt, "SKIPME", "yes"))
+            deadline = time.monotonic() + 2
+            got.append([o.closed_within(max(0.05, deadline - time.monotonic())) for o in others])
+            for o in others:
+                o.close()
+        got.append(c.cmd("CLIENT", "KILL", "TYPE", "foo"))
+        got.append(c.cmd("CLIENT", "KILL", "USER", "nobody"))
+        assert c.cmd("PING") == St("PONG")
+        results.append(got)
+    assert results[0] == results[1]

@@ -219,6 +219,13 @@ def test_maxclients(kvd_factory):
         extra.close()
         for c in conns:
             assert c.cmd("PING") == St("PONG")
+        stats = conns[0].cmd("INFO", "stats").decode()
+        assert "\r\nrejected_connections:1\r\n" in stats, stats
+        # lowering maxclients below the current count keeps the connected clients
+        assert conns[0].cmd("CONFIG", "SET", "maxclients", "5") == St("OK")
+        for c in conns:
+            assert c.cmd("PING") == St("PONG")
+        assert conns[0].cmd("CONFIG", "SET", "maxclients", "10") == St("OK")
         conns.pop().close()
 
         def can_connect():

@@ -74,6 +74,10 @@ SCENARIOS = {
         ("SET", "k", "v", "EX", "100"), ("EXPIRE", "k", "-5", "GT"), ("TTL", "k"),
         ("EXPIRE", "k", "-5", "NX"), ("TTL", "k"),
     ],
+    "expire_options_checked_before_time": [
+        ("SET", "k", "v"), ("EXPIRE", "k", "abc", "FOO"), ("PEXPIREAT", "k", "x", "NX", "XX"),
+        ("EXPIRE", "k", "a", "b", "c", "d"),
+    ],
     "type": [
         ("SET", "k", "v"), ("TYPE", "k"), ("TYPE", "missing"), ("SET", "n", "1"), ("INCR", "n"),
         ("TYPE", "n"),
@@ -121,6 +125,11 @@ SCENARIOS = {
 }
 
 XFAIL = {
+    "expire_options_checked_before_time": "kvd: EXPIRE k abc FOO (bad time and bad option) "
+                                          "replies -ERR value is not an integer or out of "
+                                          "range; Redis checks the options first: -ERR "
+                                          "Unsupported option FOO (likewise NX XX: 'not "
+                                          "compatible')",
     "flush_extra_args": "kvd: FLUSHALL x, FLUSHDB x, FLUSHALL SYNC x, FLUSHDB a b (bad "
                         "arguments) reply +OK (FLUSHALL x keeps the data, the error of every "
                         "shard is replaced by the merged +OK); Redis replies -ERR syntax error",

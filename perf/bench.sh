@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# perf/bench.sh BUILD_DIR: what `make bench` runs. It builds the benchmark binaries in
+# BUILD_DIR, then runs perf/compare (kvd against redis-server and limit_server, pinned
+# to core 0 with the client on core 1) with each client, kvbench and redis-benchmark,
+# and appends both tables to docs/PERFORMANCE.md.
+#
+# Environment: RUNS (3) runs per cell and server; COMPARE_ARGS extra perf/compare
+# arguments (e.g. "--servers redis,kvd --pipelines 16"); APPEND (docs/PERFORMANCE.md,
+# empty: print only).
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+root=$(dirname "$here")
+build=${1:-build/release}
+runs=${RUNS:-3}
+append=${APPEND-docs/PERFORMANCE.md}
+
+cd "$root"
+cmake --build "$build" --target kvd kvbench limit_server
+
+if ! command -v redis-server >/dev/null || ! command -v redis-benchmark >/dev/null; then
+    echo "bench: redis-server and redis-benchmark are needed (apt-get install redis-server)" >&2
+    exit 1
+fi
+
+extra=()
+if [ -n "$append" ]; then
+    extra+=(--append "$append")
+fi
+# shellcheck disable=SC2086 # COMPARE_ARGS is split into arguments on purpose
+for client in kvbench redis-benchmark; do
+    /usr/bin/python3 perf/compare --build "$build" --runs "$runs" --client "$client" \
+        "${extra[@]}" ${COMPARE_ARGS:-}
+done

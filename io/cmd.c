@@ -22,74 +22,79 @@
 
 static struct cmd_desc table[] = {
     /* strings */
-    {"get", 2, RO, KEY1, CMD_EXEC_KEY, 0, cmd_get, "readonly fast"},
-    {"set", -3, CMD_WRITE, KEY1, CMD_EXEC_KEY, 0, cmd_set, "write denyoom"},
-    {"setnx", 3, WR, KEY1, CMD_EXEC_KEY, 0, cmd_setnx, "write denyoom fast"},
-    {"setex", 4, CMD_WRITE, KEY1, CMD_EXEC_KEY, 0, cmd_setex, "write denyoom"},
-    {"psetex", 4, CMD_WRITE, KEY1, CMD_EXEC_KEY, 0, cmd_psetex, "write denyoom"},
-    {"getset", 3, WR, KEY1, CMD_EXEC_KEY, 0, cmd_getset, "write denyoom fast"},
-    {"getdel", 2, WR, KEY1, CMD_EXEC_KEY, 0, cmd_getdel, "write fast"},
-    {"getex", -2, WR, KEY1, CMD_EXEC_KEY, 0, cmd_getex, "write fast"},
-    {"mget", -2, RO, 1, -1, 1, CMD_EXEC_MULTI, CMD_MERGE_ARRAY, cmd_mget, "readonly fast"},
-    {"mset", -3, CMD_WRITE, 1, -1, 2, CMD_EXEC_MULTI, CMD_MERGE_OK, cmd_mset, "write denyoom"},
-    {"msetnx", -3, CMD_WRITE, 1, -1, 2, CMD_EXEC_SAME, 0, cmd_msetnx, "write denyoom"},
-    {"incr", 2, WR, KEY1, CMD_EXEC_KEY, 0, cmd_incr, "write denyoom fast"},
-    {"decr", 2, WR, KEY1, CMD_EXEC_KEY, 0, cmd_decr, "write denyoom fast"},
-    {"incrby", 3, WR, KEY1, CMD_EXEC_KEY, 0, cmd_incrby, "write denyoom fast"},
-    {"decrby", 3, WR, KEY1, CMD_EXEC_KEY, 0, cmd_decrby, "write denyoom fast"},
-    {"incrbyfloat", 3, WR, KEY1, CMD_EXEC_KEY, 0, cmd_incrbyfloat, "write denyoom fast"},
-    {"append", 3, WR, KEY1, CMD_EXEC_KEY, 0, cmd_append, "write denyoom fast"},
-    {"strlen", 2, RO, KEY1, CMD_EXEC_KEY, 0, cmd_strlen, "readonly fast"},
-    {"getrange", 4, CMD_READONLY, KEY1, CMD_EXEC_KEY, 0, cmd_getrange, "readonly"},
-    {"substr", 4, CMD_READONLY, KEY1, CMD_EXEC_KEY, 0, cmd_substr, "readonly"},
-    {"setrange", 4, CMD_WRITE, KEY1, CMD_EXEC_KEY, 0, cmd_setrange, "write denyoom"},
+    {"get", 2, RO, KEY1, CMD_EXEC_KEY, 0, cmd_get, "readonly fast", NULL},
+    {"set", -3, CMD_WRITE, KEY1, CMD_EXEC_KEY, 0, cmd_set, "write denyoom", NULL},
+    {"setnx", 3, WR, KEY1, CMD_EXEC_KEY, 0, cmd_setnx, "write denyoom fast", NULL},
+    {"setex", 4, CMD_WRITE, KEY1, CMD_EXEC_KEY, 0, cmd_setex, "write denyoom", NULL},
+    {"psetex", 4, CMD_WRITE, KEY1, CMD_EXEC_KEY, 0, cmd_psetex, "write denyoom", NULL},
+    {"getset", 3, WR, KEY1, CMD_EXEC_KEY, 0, cmd_getset, "write denyoom fast", NULL},
+    {"getdel", 2, WR, KEY1, CMD_EXEC_KEY, 0, cmd_getdel, "write fast", NULL},
+    {"getex", -2, WR, KEY1, CMD_EXEC_KEY, 0, cmd_getex, "write fast", NULL},
+    {"mget", -2, RO, 1, -1, 1, CMD_EXEC_MULTI, CMD_MERGE_ARRAY, cmd_mget, "readonly fast", NULL},
+    {"mset", -3, CMD_WRITE, 1, -1, 2, CMD_EXEC_MULTI, CMD_MERGE_OK, cmd_mset, "write denyoom",
+     NULL},
+    {"msetnx", -3, CMD_WRITE, 1, -1, 2, CMD_EXEC_SAME, 0, cmd_msetnx, "write denyoom", NULL},
+    {"incr", 2, WR, KEY1, CMD_EXEC_KEY, 0, cmd_incr, "write denyoom fast", NULL},
+    {"decr", 2, WR, KEY1, CMD_EXEC_KEY, 0, cmd_decr, "write denyoom fast", NULL},
+    {"incrby", 3, WR, KEY1, CMD_EXEC_KEY, 0, cmd_incrby, "write denyoom fast", NULL},
+    {"decrby", 3, WR, KEY1, CMD_EXEC_KEY, 0, cmd_decrby, "write denyoom fast", NULL},
+    {"incrbyfloat", 3, WR, KEY1, CMD_EXEC_KEY, 0, cmd_incrbyfloat, "write denyoom fast", NULL},
+    {"append", 3, WR, KEY1, CMD_EXEC_KEY, 0, cmd_append, "write denyoom fast", NULL},
+    {"strlen", 2, RO, KEY1, CMD_EXEC_KEY, 0, cmd_strlen, "readonly fast", NULL},
+    {"getrange", 4, CMD_READONLY, KEY1, CMD_EXEC_KEY, 0, cmd_getrange, "readonly", NULL},
+    {"substr", 4, CMD_READONLY, KEY1, CMD_EXEC_KEY, 0, cmd_substr, "readonly", NULL},
+    {"setrange", 4, CMD_WRITE, KEY1, CMD_EXEC_KEY, 0, cmd_setrange, "write denyoom", NULL},
     /* keyspace */
-    {"del", -2, CMD_WRITE, 1, -1, 1, CMD_EXEC_MULTI, CMD_MERGE_SUM, cmd_del, "write"},
-    {"unlink", -2, WR, 1, -1, 1, CMD_EXEC_MULTI, CMD_MERGE_SUM, cmd_del, "write fast"},
-    {"exists", -2, RO, 1, -1, 1, CMD_EXEC_MULTI, CMD_MERGE_SUM, cmd_exists, "readonly fast"},
-    {"touch", -2, RO, 1, -1, 1, CMD_EXEC_MULTI, CMD_MERGE_SUM, cmd_touch, "readonly fast"},
-    {"expire", -3, WR, KEY1, CMD_EXEC_KEY, 0, cmd_expire, "write fast"},
-    {"pexpire", -3, WR, KEY1, CMD_EXEC_KEY, 0, cmd_pexpire, "write fast"},
-    {"expireat", -3, WR, KEY1, CMD_EXEC_KEY, 0, cmd_expireat, "write fast"},
-    {"pexpireat", -3, WR, KEY1, CMD_EXEC_KEY, 0, cmd_pexpireat, "write fast"},
-    {"ttl", 2, RO, KEY1, CMD_EXEC_KEY, 0, cmd_ttl, "readonly fast"},
-    {"pttl", 2, RO, KEY1, CMD_EXEC_KEY, 0, cmd_pttl, "readonly fast"},
-    {"expiretime", 2, RO, KEY1, CMD_EXEC_KEY, 0, cmd_expiretime, "readonly fast"},
-    {"pexpiretime", 2, RO, KEY1, CMD_EXEC_KEY, 0, cmd_pexpiretime, "readonly fast"},
-    {"persist", 2, WR, KEY1, CMD_EXEC_KEY, 0, cmd_persist, "write fast"},
-    {"type", 2, RO, KEY1, CMD_EXEC_KEY, 0, cmd_type, "readonly fast"},
-    {"rename", 3, CMD_WRITE, 1, 2, 1, CMD_EXEC_SAME, 0, cmd_rename, "write"},
-    {"renamenx", 3, WR, 1, 2, 1, CMD_EXEC_SAME, 0, cmd_renamenx, "write fast"},
-    {"dbsize", 1, RO, NOKEY, CMD_EXEC_ALL, CMD_MERGE_SUM, cmd_dbsize, "readonly fast"},
-    {"keys", 2, CMD_READONLY, NOKEY, CMD_EXEC_ALL, CMD_MERGE_CONCAT, cmd_keys, "readonly"},
-    {"randomkey", 1, CMD_READONLY, NOKEY, CMD_EXEC_ALL, CMD_MERGE_FIRST, cmd_randomkey, "readonly"},
-    {"flushall", -1, CMD_WRITE, NOKEY, CMD_EXEC_ALL, CMD_MERGE_OK, cmd_flushall, "write"},
-    {"flushdb", -1, CMD_WRITE, NOKEY, CMD_EXEC_ALL, CMD_MERGE_OK, cmd_flushall, "write"},
-    {"scan", -2, CMD_READONLY, NOKEY, CMD_EXEC_SCAN, 0, cmd_scan, "readonly"},
+    {"del", -2, CMD_WRITE, 1, -1, 1, CMD_EXEC_MULTI, CMD_MERGE_SUM, cmd_del, "write", NULL},
+    {"unlink", -2, WR, 1, -1, 1, CMD_EXEC_MULTI, CMD_MERGE_SUM, cmd_del, "write fast", NULL},
+    {"exists", -2, RO, 1, -1, 1, CMD_EXEC_MULTI, CMD_MERGE_SUM, cmd_exists, "readonly fast", NULL},
+    {"touch", -2, RO, 1, -1, 1, CMD_EXEC_MULTI, CMD_MERGE_SUM, cmd_touch, "readonly fast", NULL},
+    {"expire", -3, WR, KEY1, CMD_EXEC_KEY, 0, cmd_expire, "write fast", NULL},
+    {"pexpire", -3, WR, KEY1, CMD_EXEC_KEY, 0, cmd_pexpire, "write fast", NULL},
+    {"expireat", -3, WR, KEY1, CMD_EXEC_KEY, 0, cmd_expireat, "write fast", NULL},
+    {"pexpireat", -3, WR, KEY1, CMD_EXEC_KEY, 0, cmd_pexpireat, "write fast", NULL},
+    {"ttl", 2, RO, KEY1, CMD_EXEC_KEY, 0, cmd_ttl, "readonly fast", NULL},
+    {"pttl", 2, RO, KEY1, CMD_EXEC_KEY, 0, cmd_pttl, "readonly fast", NULL},
+    {"expiretime", 2, RO, KEY1, CMD_EXEC_KEY, 0, cmd_expiretime, "readonly fast", NULL},
+    {"pexpiretime", 2, RO, KEY1, CMD_EXEC_KEY, 0, cmd_pexpiretime, "readonly fast", NULL},
+    {"persist", 2, WR, KEY1, CMD_EXEC_KEY, 0, cmd_persist, "write fast", NULL},
+    {"type", 2, RO, KEY1, CMD_EXEC_KEY, 0, cmd_type, "readonly fast", NULL},
+    {"rename", 3, CMD_WRITE, 1, 2, 1, CMD_EXEC_SAME, 0, cmd_rename, "write", NULL},
+    {"renamenx", 3, WR, 1, 2, 1, CMD_EXEC_SAME, 0, cmd_renamenx, "write fast", NULL},
+    {"dbsize", 1, RO, NOKEY, CMD_EXEC_ALL, CMD_MERGE_SUM, cmd_dbsize, "readonly fast", NULL},
+    {"keys", 2, CMD_READONLY, NOKEY, CMD_EXEC_ALL, CMD_MERGE_CONCAT, cmd_keys, "readonly", NULL},
+    {"randomkey", 1, CMD_READONLY, NOKEY, CMD_EXEC_ALL, CMD_MERGE_FIRST, cmd_randomkey, "readonly",
+     NULL},
+    {"flushall", -1, CMD_WRITE, NOKEY, CMD_EXEC_ALL, CMD_MERGE_OK, cmd_flushall, "write",
+     cmd_flushall_check},
+    {"flushdb", -1, CMD_WRITE, NOKEY, CMD_EXEC_ALL, CMD_MERGE_OK, cmd_flushall, "write",
+     cmd_flushall_check},
+    {"scan", -2, CMD_READONLY, NOKEY, CMD_EXEC_SCAN, 0, cmd_scan, "readonly", NULL},
     /* connection and server */
-    {"ping", -1, CMD_FAST, NOKEY, CMD_EXEC_CONN, 0, cmd_ping, "fast"},
-    {"echo", 2, CMD_FAST, NOKEY, CMD_EXEC_CONN, 0, cmd_echo, "fast"},
-    {"quit", -1, CMD_NOAUTH | CMD_FAST, NOKEY, CMD_EXEC_CONN, 0, cmd_quit, "noauth fast"},
-    {"select", 2, CMD_FAST, NOKEY, CMD_EXEC_CONN, 0, cmd_select, "loading stale fast"},
-    {"auth", -2, CMD_NOAUTH | CMD_FAST, NOKEY, CMD_EXEC_CONN, 0, cmd_auth, "noauth fast"},
-    {"hello", -1, CMD_NOAUTH | CMD_FAST, NOKEY, CMD_EXEC_CONN, 0, cmd_hello, "noauth fast"},
-    {"client", -2, 0, NOKEY, CMD_EXEC_CONN, 0, cmd_client, "loading stale"},
-    {"command", -1, 0, NOKEY, CMD_EXEC_CONN, 0, cmd_command, "loading stale"},
-    {"info", -1, 0, NOKEY, CMD_EXEC_CONN, 0, cmd_info, "loading stale"},
-    {"config", -2, CMD_ADMIN, NOKEY, CMD_EXEC_CONN, 0, cmd_config, "admin loading stale"},
-    {"time", 1, CMD_FAST, NOKEY, CMD_EXEC_CONN, 0, cmd_time, "loading stale fast"},
-    {"shutdown", -1, CMD_ADMIN, NOKEY, CMD_EXEC_CONN, 0, cmd_shutdown, "admin loading stale"},
-    {"slowlog", -2, CMD_ADMIN, NOKEY, CMD_EXEC_CONN, 0, cmd_slowlog, "admin loading stale"},
-    {"debug", -2, CMD_ADMIN, NOKEY, CMD_EXEC_CONN, 0, cmd_debug, "admin"},
-    {"lastsave", 1, CMD_FAST, NOKEY, CMD_EXEC_CONN, 0, cmd_lastsave, "loading stale fast"},
-    {"reset", 1, CMD_NOAUTH | CMD_FAST, NOKEY, CMD_EXEC_CONN, 0, cmd_reset, "noauth fast"},
-    {"wait", 3, 0, NOKEY, CMD_EXEC_CONN, 0, cmd_wait, ""},
+    {"ping", -1, CMD_FAST, NOKEY, CMD_EXEC_CONN, 0, cmd_ping, "fast", NULL},
+    {"echo", 2, CMD_FAST, NOKEY, CMD_EXEC_CONN, 0, cmd_echo, "fast", NULL},
+    {"quit", -1, CMD_NOAUTH | CMD_FAST, NOKEY, CMD_EXEC_CONN, 0, cmd_quit, "noauth fast", NULL},
+    {"select", 2, CMD_FAST, NOKEY, CMD_EXEC_CONN, 0, cmd_select, "loading stale fast", NULL},
+    {"auth", -2, CMD_NOAUTH | CMD_FAST, NOKEY, CMD_EXEC_CONN, 0, cmd_auth, "noauth fast", NULL},
+    {"hello", -1, CMD_NOAUTH | CMD_FAST, NOKEY, CMD_EXEC_CONN, 0, cmd_hello, "noauth fast", NULL},
+    {"client", -2, 0, NOKEY, CMD_EXEC_CONN, 0, cmd_client, "loading stale", NULL},
+    {"command", -1, 0, NOKEY, CMD_EXEC_CONN, 0, cmd_command, "loading stale", NULL},
+    {"info", -1, 0, NOKEY, CMD_EXEC_CONN, 0, cmd_info, "loading stale", NULL},
+    {"config", -2, CMD_ADMIN, NOKEY, CMD_EXEC_CONN, 0, cmd_config, "admin loading stale", NULL},
+    {"time", 1, CMD_FAST, NOKEY, CMD_EXEC_CONN, 0, cmd_time, "loading stale fast", NULL},
+    {"shutdown", -1, CMD_ADMIN, NOKEY, CMD_EXEC_CONN, 0, cmd_shutdown, "admin loading stale", NULL},
+    {"slowlog", -2, CMD_ADMIN, NOKEY, CMD_EXEC_CONN, 0, cmd_slowlog, "admin loading stale", NULL},
+    {"debug", -2, CMD_ADMIN, NOKEY, CMD_EXEC_CONN, 0, cmd_debug, "admin", NULL},
+    {"lastsave", 1, CMD_FAST, NOKEY, CMD_EXEC_CONN, 0, cmd_lastsave, "loading stale fast", NULL},
+    {"reset", 1, CMD_NOAUTH | CMD_FAST, NOKEY, CMD_EXEC_CONN, 0, cmd_reset, "noauth fast", NULL},
+    {"wait", 3, 0, NOKEY, CMD_EXEC_CONN, 0, cmd_wait, "", NULL},
     {"client|list", -2, CMD_HIDDEN, NOKEY, CMD_EXEC_ALL, CMD_MERGE_BULKCAT, cmd_client_list_part,
-     ""},
-    {"client|kill", -3, CMD_HIDDEN, NOKEY, CMD_EXEC_ALL, CMD_MERGE_SUM, cmd_client_kill_part, ""},
+     "", cmd_client_list_check},
+    {"client|kill", -3, CMD_HIDDEN, NOKEY, CMD_EXEC_ALL, CMD_MERGE_SUM, cmd_client_kill_part, "",
+     cmd_client_kill_check},
     {"client|kill-old", 3, CMD_HIDDEN, NOKEY, CMD_EXEC_ALL, CMD_MERGE_KILL, cmd_client_kill_part,
-     ""},
-    {"lcs", -3, CMD_READONLY, 1, 2, 1, CMD_EXEC_SAME, 0, cmd_lcs_unsupported, "readonly"},
+     "", cmd_client_kill_check},
+    {"lcs", -3, CMD_READONLY, 1, 2, 1, CMD_EXEC_SAME, 0, cmd_lcs_unsupported, "readonly", NULL},
 };
 
 static int by_name(const void *a, const void *b)
@@ -220,6 +225,57 @@ bool cmd_parse_i64(const struct resp_arg *a, int64_t *out)
         *out = (int64_t)v;
     }
     return true;
+}
+
+bool cmd_parse_cursor(const struct resp_arg *a, uint64_t *out)
+{
+    const char *p = a->ptr;
+    size_t n = a->len;
+    size_t i = 0;
+    if (n > 0 && isspace((unsigned char)p[0])) {
+        return false;
+    }
+    bool neg = false;
+    if (i < n && (p[i] == '+' || p[i] == '-')) {
+        neg = p[i] == '-';
+        i++;
+    }
+    uint64_t v = 0;
+    for (; i < n; i++) {
+        if (p[i] < '0' || p[i] > '9') {
+            return false;
+        }
+        uint64_t d = (uint64_t)(p[i] - '0');
+        if (v > (UINT64_MAX - d) / 10) {
+            return false; /* ERANGE */
+        }
+        v = v * 10 + d;
+    }
+    *out = neg ? (uint64_t)0 - v : v;
+    return true;
+}
+
+void cmd_full_name(const struct cmd_desc *d, size_t argc, const struct resp_arg *argv, char *buf,
+                   size_t cap)
+{
+    static const char *const with_subcommands[] = {"client", "config", "command", "slowlog",
+                                                   "debug"};
+    bool sub = false;
+    for (size_t i = 0; i < KV_ARRAY_LEN(with_subcommands); i++) {
+        sub |= strcmp(d->name, with_subcommands[i]) == 0;
+    }
+    size_t n = strlen(d->name);
+    if (n >= cap) {
+        n = cap - 1;
+    }
+    memcpy(buf, d->name, n);
+    if (sub && argc >= 2 && n + 1 + argv[1].len < cap) {
+        buf[n++] = '|';
+        for (size_t i = 0; i < argv[1].len; i++) {
+            buf[n++] = (char)tolower((unsigned char)argv[1].ptr[i]);
+        }
+    }
+    buf[n] = '\0';
 }
 
 bool cmd_arg_is(const struct resp_arg *a, const char *word)

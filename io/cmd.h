@@ -83,6 +83,9 @@ struct cmd_desc {
     enum cmd_merge merge;
     cmd_fn *fn;
     const char *flag_names; /* for COMMAND INFO, e.g. "write denyoom" */
+    /* CMD_EXEC_ALL: checks the arguments on the client's shard before the fan-out,
+     * replying the error and returning false if they are bad (NULL: no check). */
+    bool (*check)(struct cmd_ctx *x);
 };
 
 /* The context of one execution. */
@@ -95,6 +98,7 @@ struct cmd_ctx {
     struct resp_out *out; /* where the reply goes */
     int64_t now_ms;       /* the wall clock for expiry, read once per batch */
     int64_t sum;          /* MULTI with CMD_MERGE_SUM: the part's integer result */
+    uint64_t caller_id;   /* id of the client that sent the command (on any shard) */
 };
 
 /* Sorts the table; call once at start-up before any lookup. */
@@ -139,5 +143,16 @@ cmd_fn cmd_ping, cmd_echo, cmd_quit, cmd_select, cmd_auth, cmd_hello, cmd_client
 /* Whole-keyspace parts (cmd_server.c): each runs over the executing shard's tables. */
 cmd_fn cmd_dbsize, cmd_keys, cmd_randomkey, cmd_flushall, cmd_scan, cmd_client_list_part,
     cmd_client_kill_part;
+bool cmd_flushall_check(struct cmd_ctx *x);
+bool cmd_client_list_check(struct cmd_ctx *x);
+bool cmd_client_kill_check(struct cmd_ctx *x);
+
+/* SCAN's cursor, parsed as Redis does (strtoul: optional sign, wraps negatives, rejects
+ * leading space, trailing bytes and overflow). False if invalid. */
+bool cmd_parse_cursor(const struct resp_arg *a, uint64_t *out);
+
+/* The subcommand-qualified name a client last ran, e.g. "client|info" (CLIENT LIST). */
+void cmd_full_name(const struct cmd_desc *d, size_t argc, const struct resp_arg *argv, char *buf,
+                   size_t cap);
 
 #endif

@@ -32,6 +32,13 @@ static const struct tbl_entry *lookup(struct cmd_ctx *x, const struct resp_arg *
     return e;
 }
 
+/* A lookup for writing: Redis counts no keyspace hit or miss for it. */
+static const struct tbl_entry *lookup_write(struct cmd_ctx *x, const struct resp_arg *key,
+                                            uint64_t h)
+{
+    return tbl_get(cmd_tbl(x, h), key->ptr, key->len, h, x->now_ms);
+}
+
 void cmd_del(struct cmd_ctx *x)
 {
     int64_t n = 0;
@@ -107,11 +114,11 @@ static void expire_generic(struct cmd_ctx *x, int64_t unit_ms, bool relative)
 {
     int64_t when;
     unsigned cond;
-    if (!cmd_parse_i64(&x->argv[2], &when)) {
-        reply_err_not_int(x->out);
+    if (!parse_expire_cond(x, &cond)) { /* Redis checks the options first */
         return;
     }
-    if (!parse_expire_cond(x, &cond)) {
+    if (!cmd_parse_i64(&x->argv[2], &when)) {
+        reply_err_not_int(x->out);
         return;
     }
     /* Overflow checks, as Redis: the result must fit in ms since the epoch. */
@@ -189,7 +196,7 @@ static void ttl_generic(struct cmd_ctx *x, bool ms, bool absolute)
         v = 0;
     }
     if (!ms) {
-        v = absolute ? v / 1000 : (v + 500) / 1000;
+        v = (v + 500) / 1000;
     }
     reply_int(x->out, v);
 }
@@ -218,7 +225,7 @@ void cmd_persist(struct cmd_ctx *x)
 {
     const struct resp_arg *key = &x->argv[1];
     uint64_t h = key_hash(key);
-    const struct tbl_entry *e = lookup(x, key, h);
+    const struct tbl_entry *e = lookup_write(x, key, h);
     if (e == NULL || tbl_entry_expire_ms(e) == 0) {
         reply_int(x->out, 0);
         return;
@@ -245,13 +252,13 @@ static void rename_generic(struct cmd_ctx *x, bool nx)
     const struct resp_arg *dst = &x->argv[2];
     uint64_t hs = key_hash(src);
     uint64_t hd = key_hash(dst);
-    const struct tbl_entry *e = lookup(x, src, hs);
+    const struct tbl_entry *e = lookup_write(x, src, hs);
     if (e == NULL) {
         reply_error(x->out, "ERR no such key");
         return;
     }
     bool same = src->len == dst->len && memcmp(src->ptr, dst->ptr, src->len) == 0;
-    if (nx && lookup(x, dst, hd) != NULL) {
+    if (nx && lookup_write(x, dst, hd) != NULL) {
         reply_int(x->out, 0);
         return;
     }

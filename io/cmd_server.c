@@ -24,11 +24,13 @@
 #include "slowlog.h"
 #include "tbl.h"
 
+#include <ctype.h>
 #include <mimalloc.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -40,11 +42,32 @@ static bool arg_eq(const struct resp_arg *a, const char *s)
     return a->len == strlen(s) && memcmp(a->ptr, s, a->len) == 0;
 }
 
+static void stats_reset(struct server *srv);
+
+static void upper(const char *in, char *out, size_t cap)
+{
+    size_t i = 0;
+    for (; in[i] != '\0' && i + 1 < cap; i++) {
+        out[i] = (char)toupper((unsigned char)in[i]);
+    }
+    out[i] = '\0';
+}
+
 static void reply_unknown_subcommand(struct cmd_ctx *x)
 {
     const struct resp_arg *sub = &x->argv[1];
+    char name[32];
+    upper(x->desc->name, name, sizeof name);
     reply_error(x->out, "ERR unknown subcommand '%.*s'. Try %s HELP.",
-                (int)(sub->len > 128 ? 128 : sub->len), sub->ptr, x->desc->name);
+                (int)(sub->len > 128 ? 128 : sub->len), sub->ptr, name);
+}
+
+/* "wrong number of arguments for 'client|id' command" for a known subcommand. */
+static void reply_sub_arity(struct cmd_ctx *x)
+{
+    char full[64];
+    cmd_full_name(x->desc, x->argc, x->argv, full, sizeof full);
+    reply_err_arity(x->out, full);
 }
 
 void cmd_ping(struct cmd_ctx *x)
@@ -74,6 +97,9 @@ void cmd_select(struct cmd_ctx *x)
     int64_t db;
     if (!cmd_parse_i64(&x->argv[1], &db)) {
         reply_err_not_int(x->out);
+    } else if (db < INT32_MIN || db > INT32_MAX) {
+        reply_error(x->out,
+                    "ERR value is out of range, value must between -2147483648 and 2147483647");
     } else if (db != 0) {
         reply_error(x->out, "ERR DB index is out of range");
     } else {
@@ -220,9 +246,9 @@ void cmd_hello(struct cmd_ctx *x)
     }
     if (!conn_authed(x->conn)) {
         reply_error(x->out, "NOAUTH HELLO must be called with the client already "
-                            "authenticated, otherwise the HELLO <proto> AUTH <user> <pass> "
-                            "option can be used to authenticate the client and select the "
-                            "RESP protocol version at the same time");
+                            "authenticated, otherwise the HELLO AUTH <user> <pass> option can "
+                            "be used to authenticate the client and select the RESP protocol "
+                            "version at the same time");
         return;
     }
     if (name != NULL) {
@@ -275,10 +301,179 @@ static int client_line(const struct conn_info *ci, char *buf, size_t cap)
                     ci->resp);
 }
 
+/* Filters of CLIENT LIST and CLIENT KILL. */
+struct client_filter {
+    int64_t ids[64];
+    size_t nids;
+    bool has_id;
+    const struct resp_arg *addr;
+    const struct resp_arg *laddr;
+    bool type_none; /* TYPE master/replica/slave/pubsub: kvd has none of those */
+    bool user_none; /* USER other than default */
+    bool skipme;
+    int64_t maxage;
+};
+
+static bool parse_type(struct cmd_ctx *x, const struct resp_arg *a, bool *none)
+{
+    if (cmd_arg_is(a, "normal")) {
+        *none = false;
+    } else if (cmd_arg_is(a, "master") || cmd_arg_is(a, "replica") || cmd_arg_is(a, "slave") ||
+               cmd_arg_is(a, "pubsub")) {
+        *none = true;
+    } else {
+        reply_error(x->out, "ERR Unknown client type '%.*s'", (int)(a->len > 64 ? 64 : a->len),
+                    a->ptr);
+        return false;
+    }
+    return true;
+}
+
+/* CLIENT LIST [TYPE t] [ID id ...]. False after replying an error. */
+static bool parse_list_filter(struct cmd_ctx *x, struct client_filter *f)
+{
+    memset(f, 0, sizeof *f);
+    size_t i = 2;
+    while (i < x->argc) {
+        const struct resp_arg *a = &x->argv[i];
+        if (cmd_arg_is(a, "type") && i + 1 < x->argc) {
+            if (!parse_type(x, &x->argv[i + 1], &f->type_none)) {
+                return false;
+            }
+            i += 2;
+        } else if (cmd_arg_is(a, "id") && i + 1 < x->argc) {
+            f->has_id = true;
+            for (i++; i < x->argc; i++) {
+                int64_t id;
+                if (!cmd_parse_i64(&x->argv[i], &id) || id <= 0) {
+                    reply_error(x->out, "ERR Invalid client ID");
+                    return false;
+                }
+                if (f->nids < KV_ARRAY_LEN(f->ids)) {
+                    f->ids[f->nids++] = id;
+                }
+            }
+        } else {
+            reply_err_syntax(x->out);
+            return false;
+        }
+    }
+    return true;
+}
+
+/* CLIENT KILL addr:port | [ID id] [ADDR a] [LADDR a] [TYPE t] [USER u] [SKIPME yes/no]
+ * [MAXAGE s]. False after replying an error. */
+static bool parse_kill_filter(struct cmd_ctx *x, struct client_filter *f)
+{
+    memset(f, 0, sizeof *f);
+    if (x->argc == 3) { /* the old form: one address, the caller included */
+        f->addr = &x->argv[2];
+        return true;
+    }
+    f->skipme = true;
+    for (size_t i = 2; i < x->argc; i += 2) {
+        const struct resp_arg *a = &x->argv[i];
+        if (i + 1 >= x->argc) {
+            reply_err_syntax(x->out);
+            return false;
+        }
+        const struct resp_arg *v = &x->argv[i + 1];
+        if (cmd_arg_is(a, "id")) {
+            int64_t id;
+            if (!cmd_parse_i64(v, &id) || id <= 0) {
+                reply_error(x->out, "ERR client-id should be greater than 0");
+                return false;
+            }
+            f->has_id = true;
+            f->ids[0] = id;
+            f->nids = 1;
+        } else if (cmd_arg_is(a, "addr")) {
+            f->addr = v;
+        } else if (cmd_arg_is(a, "laddr")) {
+            f->laddr = v;
+        } else if (cmd_arg_is(a, "type")) {
+            if (!parse_type(x, v, &f->type_none)) {
+                return false;
+            }
+        } else if (cmd_arg_is(a, "user")) {
+            if (!cmd_arg_is(v, "default")) {
+                reply_error(x->out, "ERR No such user '%.*s'", (int)(v->len > 64 ? 64 : v->len),
+                            v->ptr);
+                return false;
+            }
+        } else if (cmd_arg_is(a, "skipme")) {
+            if (cmd_arg_is(v, "yes")) {
+                f->skipme = true;
+            } else if (cmd_arg_is(v, "no")) {
+                f->skipme = false;
+            } else {
+                reply_err_syntax(x->out);
+                return false;
+            }
+        } else if (cmd_arg_is(a, "maxage")) {
+            if (!cmd_parse_i64(v, &f->maxage) || f->maxage < 0) {
+                reply_err_syntax(x->out);
+                return false;
+            }
+        } else {
+            reply_err_syntax(x->out);
+            return false;
+        }
+    }
+    return true;
+}
+
+static bool arg_eq_str(const struct resp_arg *a, const char *s)
+{
+    return a->len == strlen(s) && memcmp(a->ptr, s, a->len) == 0;
+}
+
+static bool filter_match(const struct client_filter *f, const struct conn_info *ci)
+{
+    if (f->type_none || f->user_none) {
+        return false;
+    }
+    if (f->has_id) {
+        bool hit = false;
+        for (size_t i = 0; i < f->nids; i++) {
+            hit |= ci->id == (uint64_t)f->ids[i];
+        }
+        if (!hit) {
+            return false;
+        }
+    }
+    if (f->addr != NULL && !arg_eq_str(f->addr, ci->addr)) {
+        return false;
+    }
+    if (f->laddr != NULL && !arg_eq_str(f->laddr, ci->laddr)) {
+        return false;
+    }
+    if (f->maxage > 0 && ci->age_s < f->maxage) {
+        return false;
+    }
+    return true;
+}
+
+bool cmd_client_list_check(struct cmd_ctx *x)
+{
+    struct client_filter f;
+    return parse_list_filter(x, &f);
+}
+
+bool cmd_client_kill_check(struct cmd_ctx *x)
+{
+    struct client_filter f;
+    return parse_kill_filter(x, &f);
+}
+
 static void client_list(struct cmd_ctx *x)
 {
-    /* This shard's clients. Clients of other shards are listed by their own shard
-     * when the command is sent there; see docs/ARCHITECTURE.md. */
+    /* This shard's clients; with several shards the command runs on each of them and the
+     * parts are concatenated (CMD_MERGE_BULKCAT). */
+    struct client_filter f;
+    if (!parse_list_filter(x, &f)) {
+        return;
+    }
     size_t cap = 4096;
     size_t len = 0;
     char *buf = mi_heap_malloc(x->sh->heap, cap);
@@ -286,10 +481,17 @@ static void client_list(struct cmd_ctx *x)
     for (struct conn *c = conn_first(x->sh); c != NULL; c = conn_next(c)) {
         struct conn_info ci;
         conn_info(c, x->now_ms, &ci);
+        if (!filter_match(&f, &ci)) {
+            continue;
+        }
         char line[1024];
         int n = client_line(&ci, line, sizeof line);
         if (n < 0) {
             continue;
+        }
+        if ((size_t)n >= sizeof line) {
+            n = (int)sizeof line - 1;
+            line[n - 1] = '\n';
         }
         if (len + (size_t)n > cap) {
             cap = (len + (size_t)n) * 2;
@@ -309,49 +511,30 @@ static void client_list(struct cmd_ctx *x)
 
 static void client_kill(struct cmd_ctx *x)
 {
-    /* CLIENT KILL addr:port (old form) or CLIENT KILL ID id | ADDR addr ... */
-    int64_t id = -1;
-    const struct resp_arg *addr = NULL;
-    bool old_form = x->argc == 3;
-    if (old_form) {
-        addr = &x->argv[2];
-    } else {
-        for (size_t i = 2; i < x->argc; i += 2) {
-            if (i + 1 >= x->argc) {
-                reply_err_syntax(x->out);
-                return;
-            }
-            if (cmd_arg_is(&x->argv[i], "id")) {
-                if (!cmd_parse_i64(&x->argv[i + 1], &id)) {
-                    reply_error(x->out, "ERR client-id should be greater than 0");
-                    return;
-                }
-            } else if (cmd_arg_is(&x->argv[i], "addr")) {
-                addr = &x->argv[i + 1];
-            } else if (cmd_arg_is(&x->argv[i], "skipme") || cmd_arg_is(&x->argv[i], "type") ||
-                       cmd_arg_is(&x->argv[i], "user") || cmd_arg_is(&x->argv[i], "laddr")) {
-                continue;
-            } else {
-                reply_err_syntax(x->out);
-                return;
-            }
-        }
+    struct client_filter f;
+    if (!parse_kill_filter(x, &f)) {
+        return;
     }
     int64_t killed = 0;
     for (struct conn *c = conn_first(x->sh), *next; c != NULL; c = next) {
         next = conn_next(c);
         struct conn_info ci;
         conn_info(c, x->now_ms, &ci);
-        bool match = (id < 0 || ci.id == (uint64_t)id) &&
-                     (addr == NULL ||
-                      (strlen(ci.addr) == addr->len && memcmp(ci.addr, addr->ptr, addr->len) == 0));
-        if (match && (id >= 0 || addr != NULL)) {
-            conn_kill(c);
-            killed++;
+        if (!filter_match(&f, &ci)) {
+            continue;
         }
+        if (ci.id == x->caller_id) {
+            if (f.skipme) {
+                continue;
+            }
+            conn_close_after_reply(c); /* the caller still gets its reply */
+        } else {
+            conn_kill(c);
+        }
+        killed++;
     }
     x->sum = killed;
-    if (old_form) {
+    if (x->argc == 3) {
         if (killed == 0) {
             reply_error(x->out, "ERR No such client");
         } else {
@@ -374,10 +557,28 @@ void cmd_client_kill_part(struct cmd_ctx *x)
 
 void cmd_client(struct cmd_ctx *x)
 {
+    static const struct {
+        const char *name;
+        int arity; /* as Redis's subcommand arity, argv[0] included */
+    } subs[] = {{"id", 2},    {"setname", 3}, {"getname", 2},  {"list", -2},    {"info", 2},
+                {"kill", -3}, {"setinfo", 4}, {"no-evict", 3}, {"no-touch", 3}, {"help", 2}};
     const struct resp_arg *sub = &x->argv[1];
-    if (cmd_arg_is(sub, "id") && x->argc == 2) {
+    size_t k = 0;
+    while (k < KV_ARRAY_LEN(subs) && !cmd_arg_is(sub, subs[k].name)) {
+        k++;
+    }
+    if (k == KV_ARRAY_LEN(subs)) {
+        reply_unknown_subcommand(x);
+        return;
+    }
+    int ar = subs[k].arity;
+    if ((ar > 0 && x->argc != (size_t)ar) || (ar < 0 && x->argc < (size_t)-ar)) {
+        reply_sub_arity(x);
+        return;
+    }
+    if (cmd_arg_is(sub, "id")) {
         reply_int(x->out, (int64_t)conn_id(x->conn));
-    } else if (cmd_arg_is(sub, "setname") && x->argc == 3) {
+    } else if (cmd_arg_is(sub, "setname")) {
         if (!valid_client_name(&x->argv[2])) {
             reply_error(x->out, "ERR Client names cannot contain spaces, newlines or special "
                                 "characters.");
@@ -385,7 +586,7 @@ void cmd_client(struct cmd_ctx *x)
         }
         conn_set_name(x->conn, x->argv[2].ptr, x->argv[2].len);
         reply_ok(x->out);
-    } else if (cmd_arg_is(sub, "getname") && x->argc == 2) {
+    } else if (cmd_arg_is(sub, "getname")) {
         const char *n = conn_name(x->conn);
         if (n[0] == '\0') {
             reply_null(x->out);
@@ -394,20 +595,32 @@ void cmd_client(struct cmd_ctx *x)
         }
     } else if (cmd_arg_is(sub, "list")) {
         client_list(x);
-    } else if (cmd_arg_is(sub, "info") && x->argc == 2) {
+    } else if (cmd_arg_is(sub, "info")) {
         struct conn_info ci;
         conn_info(x->conn, x->now_ms, &ci);
         char line[1024];
         int n = client_line(&ci, line, sizeof line);
-        reply_bulk(x->out, line, (size_t)(n < 0 ? 0 : n));
-    } else if (cmd_arg_is(sub, "kill") && x->argc >= 3) {
+        size_t len =
+            (size_t)(n < 0 ? 0 : n) < sizeof line ? (size_t)(n < 0 ? 0 : n) : sizeof line - 1;
+        if (conn_resp(x->conn) == 3) {
+            reply_verbatim(x->out, line, len);
+        } else {
+            reply_bulk(x->out, line, len);
+        }
+    } else if (cmd_arg_is(sub, "kill")) {
         client_kill(x);
-    } else if (cmd_arg_is(sub, "setinfo") && x->argc == 4) {
+    } else if (cmd_arg_is(sub, "setinfo")) {
         reply_ok(x->out); /* lib-name / lib-ver: accepted, not stored */
     } else if (cmd_arg_is(sub, "no-evict") || cmd_arg_is(sub, "no-touch")) {
-        reply_ok(x->out);
+        if (cmd_arg_is(&x->argv[2], "on") || cmd_arg_is(&x->argv[2], "off")) {
+            reply_ok(x->out);
+        } else {
+            reply_err_syntax(x->out);
+        }
     } else {
-        reply_unknown_subcommand(x);
+        reply_array(x->out, 1);
+        reply_simple(x->out, "CLIENT <subcommand> [<arg> ...]. Subcommands: ID SETNAME GETNAME "
+                             "LIST INFO KILL SETINFO NO-EVICT NO-TOUCH HELP");
     }
 }
 
@@ -466,7 +679,11 @@ void cmd_command(struct cmd_ctx *x)
         return;
     }
     const struct resp_arg *sub = &x->argv[1];
-    if (cmd_arg_is(sub, "count") && x->argc == 2) {
+    if (cmd_arg_is(sub, "count")) {
+        if (x->argc != 2) {
+            reply_sub_arity(x);
+            return;
+        }
         reply_int(x->out, (int64_t)visible_count(t, n));
     } else if (cmd_arg_is(sub, "info")) {
         if (x->argc == 2) {
@@ -477,7 +694,7 @@ void cmd_command(struct cmd_ctx *x)
         for (size_t i = 2; i < x->argc; i++) {
             const struct cmd_desc *d = cmd_lookup(x->argv[i].ptr, x->argv[i].len);
             if (d == NULL) {
-                reply_null_array(x->out);
+                reply_null(x->out);
             } else {
                 command_entry(x->out, d);
             }
@@ -485,6 +702,10 @@ void cmd_command(struct cmd_ctx *x)
     } else if (cmd_arg_is(sub, "docs")) {
         reply_map(x->out, 0); /* no documentation: clients fall back to their own */
     } else if (cmd_arg_is(sub, "list")) {
+        if (x->argc != 2) {
+            reply_err_syntax(x->out); /* FILTERBY is not supported */
+            return;
+        }
         reply_array(x->out, visible_count(t, n));
         for (size_t i = 0; i < n; i++) {
             if (!(t[i].flags & CMD_HIDDEN)) {
@@ -535,60 +756,106 @@ static void config_get(struct cmd_ctx *x)
         if (!hit[i]) {
             continue;
         }
+        const char *name = i < kvd_setting_count ? kvd_setting_items[i].name
+                                                 : config_compat[i - kvd_setting_count].name;
+        /* Redis names a setting as it was asked for when the argument is no pattern. */
+        const struct resp_arg *asked = NULL;
+        for (size_t a = 2; a < x->argc && asked == NULL; a++) {
+            const struct resp_arg *p = &x->argv[a];
+            if (p->len == strlen(name) && strncasecmp(p->ptr, name, p->len) == 0) {
+                asked = p;
+            }
+        }
+        if (asked != NULL) {
+            reply_bulk(x->out, asked->ptr, asked->len);
+        } else {
+            reply_bulk_str(x->out, name);
+        }
         if (i < kvd_setting_count) {
             char buf[KVD_DIR_MAX + 32];
             size_t len = kv_conf_format(&kvd_setting_items[i], buf, sizeof buf);
-            reply_bulk_str(x->out, kvd_setting_items[i].name);
             reply_bulk(x->out, buf, len);
         } else {
-            reply_bulk_str(x->out, config_compat[i - kvd_setting_count].name);
             reply_bulk_str(x->out, config_compat[i - kvd_setting_count].value);
         }
     }
 }
 
+#define CONFIG_SET_PAIRS_MAX 32 /* settings changed by one CONFIG SET */
+
+/* Applies every pair or none: on a failure the pairs already applied get their old
+ * values back. */
 static void config_set(struct cmd_ctx *x)
 {
-    if (x->argc < 4 || (x->argc - 2) % 2 != 0) {
-        reply_err_arity(x->out, "config|set");
+    if (x->argc < 4) {
+        reply_sub_arity(x);
         return;
     }
-    /* Validate every pair first, so that a failing pair changes nothing. */
-    for (size_t i = 2; i < x->argc; i += 2) {
+    if (x->argc % 2 != 0) {
+        reply_err_syntax(x->out);
+        return;
+    }
+    size_t npairs = (x->argc - 2) / 2;
+    if (npairs > CONFIG_SET_PAIRS_MAX) {
+        reply_error(x->out, "ERR CONFIG SET accepts at most %d parameters", CONFIG_SET_PAIRS_MAX);
+        return;
+    }
+    const struct kv_conf_item *items[CONFIG_SET_PAIRS_MAX];
+    for (size_t p = 0; p < npairs; p++) {
+        const struct resp_arg *a = &x->argv[2 + 2 * p];
         char name[64];
-        size_t nl = x->argv[i].len < sizeof name - 1 ? x->argv[i].len : sizeof name - 1;
-        memcpy(name, x->argv[i].ptr, nl);
-        name[nl] = '\0';
+        snprintf(name, sizeof name, "%.*s", (int)(a->len < 63 ? a->len : 63), a->ptr);
         const struct kv_conf_item *it = kv_conf_find(kvd_setting_items, kvd_setting_count, name);
-        if (it == NULL || nl != x->argv[i].len) {
+        if (it == NULL || a->len >= sizeof name || memchr(a->ptr, '\0', a->len) != NULL) {
             reply_error(x->out, "ERR Unknown option or number of arguments for CONFIG SET - '%s'",
                         name);
             return;
+        }
+        for (size_t q = 0; q < p; q++) {
+            if (items[q] == it) {
+                reply_error(x->out,
+                            "ERR CONFIG SET failed (possibly related to argument '%s') - "
+                            "duplicate parameter",
+                            name);
+                return;
+            }
         }
         if (!(it->flags & KV_CONF_RUNTIME)) {
             reply_error(x->out,
                         "ERR CONFIG SET failed (possibly related to argument '%s') - can't set "
                         "immutable config",
-                        it->name);
-            return;
-        }
-    }
-    for (size_t i = 2; i < x->argc; i += 2) {
-        char name[64], value[512], why[256];
-        snprintf(name, sizeof name, "%.*s", (int)x->argv[i].len, x->argv[i].ptr);
-        if (x->argv[i + 1].len >= sizeof value) {
-            reply_error(x->out,
-                        "ERR CONFIG SET failed (possibly related to argument '%s') - "
-                        "argument too long",
                         name);
             return;
         }
-        memcpy(value, x->argv[i + 1].ptr, x->argv[i + 1].len);
-        value[x->argv[i + 1].len] = '\0';
-        const struct kv_conf_item *it = kv_conf_find(kvd_setting_items, kvd_setting_count, name);
-        if (kv_conf_set(it, value, true, why, sizeof why) != 0) {
-            reply_error(x->out, "ERR CONFIG SET failed (possibly related to argument '%s') - %s",
-                        it->name, why);
+        items[p] = it;
+    }
+    char old[CONFIG_SET_PAIRS_MAX][64];
+    for (size_t p = 0; p < npairs; p++) {
+        kv_conf_format(items[p], old[p], sizeof old[p]);
+    }
+    for (size_t p = 0; p < npairs; p++) {
+        const struct resp_arg *v = &x->argv[3 + 2 * p];
+        char value[512], why[256];
+        const char *fail = NULL;
+        if (v->len >= sizeof value) {
+            fail = "argument too long";
+        } else if (memchr(v->ptr, '\0', v->len) != NULL) {
+            fail = "argument couldn't be parsed into an integer";
+        } else {
+            memcpy(value, v->ptr, v->len);
+            value[v->len] = '\0';
+            if (kv_conf_set(items[p], value, true, why, sizeof why) != 0) {
+                fail = why;
+            }
+        }
+        if (fail != NULL) {
+            for (size_t q = 0; q < p; q++) {
+                char ignored[256];
+                kv_conf_set(items[q], old[q], true, ignored, sizeof ignored);
+            }
+            const struct resp_arg *a = &x->argv[2 + 2 * p];
+            reply_error(x->out, "ERR CONFIG SET failed (possibly related to argument '%.*s') - %s",
+                        (int)a->len, a->ptr, fail);
             return;
         }
     }
@@ -607,7 +874,12 @@ void cmd_config(struct cmd_ctx *x)
         config_get(x);
     } else if (cmd_arg_is(sub, "set")) {
         config_set(x);
-    } else if (cmd_arg_is(sub, "resetstat") && x->argc == 2) {
+    } else if (cmd_arg_is(sub, "resetstat")) {
+        if (x->argc != 2) {
+            reply_sub_arity(x);
+            return;
+        }
+        stats_reset(x->sh->srv);
         slowlog_reset();
         reply_ok(x->out);
     } else if (cmd_arg_is(sub, "rewrite") && x->argc == 2) {
@@ -623,16 +895,23 @@ void cmd_config(struct cmd_ctx *x)
 void cmd_slowlog(struct cmd_ctx *x)
 {
     const struct resp_arg *sub = &x->argv[1];
-    if (cmd_arg_is(sub, "get") && x->argc <= 3) {
+    if (cmd_arg_is(sub, "get") && x->argc > 3) {
+        reply_error(x->out,
+                    "ERR unknown subcommand or wrong number of arguments for '%.*s'. Try "
+                    "SLOWLOG HELP.",
+                    (int)(sub->len > 64 ? 64 : sub->len), sub->ptr);
+    } else if ((cmd_arg_is(sub, "len") || cmd_arg_is(sub, "reset")) && x->argc != 2) {
+        reply_sub_arity(x);
+    } else if (cmd_arg_is(sub, "get")) {
         int64_t count = 10;
         if (x->argc == 3 && (!cmd_parse_i64(&x->argv[2], &count) || count < -1)) {
             reply_error(x->out, "ERR count should be greater than or equal to -1");
             return;
         }
         slowlog_reply_get(x->out, count);
-    } else if (cmd_arg_is(sub, "len") && x->argc == 2) {
+    } else if (cmd_arg_is(sub, "len")) {
         reply_int(x->out, (int64_t)slowlog_len());
-    } else if (cmd_arg_is(sub, "reset") && x->argc == 2) {
+    } else if (cmd_arg_is(sub, "reset")) {
         slowlog_reset();
         reply_ok(x->out);
     } else {
@@ -715,6 +994,33 @@ static long long current_rss_bytes(void)
     return resident * sysconf(_SC_PAGESIZE);
 }
 
+/* CONFIG RESETSTAT: shards own their counters, so a reset records the current sums as
+ * a baseline that INFO subtracts (relaxed atomics: concurrent resets are harmless). */
+static struct shard_stats stat_base;
+
+#define SUMB(field)  (SUM(field) - STAT_GET(stat_base.field))
+#define RESET(field) STAT_SET(stat_base.field, SUM(field))
+
+static void stats_reset(struct server *srv)
+{
+    RESET(commands);
+    RESET(forwarded);
+    RESET(connections);
+    RESET(rejected);
+    RESET(net_in_bytes);
+    RESET(net_out_bytes);
+    RESET(keyspace_hits);
+    RESET(keyspace_misses);
+    RESET(expired_keys);
+    RESET(wakeups_sent);
+    RESET(queue_full_pauses);
+    RESET(recv_nobufs);
+    for (size_t i = 0; i < KVD_CMDS_MAX; i++) {
+        RESET(cmd_calls[i]);
+        RESET(cmd_usec[i]);
+    }
+}
+
 void cmd_info(struct cmd_ctx *x)
 {
     struct server *srv = x->sh->srv;
@@ -766,12 +1072,13 @@ void cmd_info(struct cmd_ctx *x)
                  "keyspace_hits:%llu\r\nkeyspace_misses:%llu\r\ncommands_forwarded:%llu\r\n"
                  "shard_wakeups_sent:%llu\r\nshard_queue_full_pauses:%llu\r\n"
                  "recv_buffer_exhaustions:%llu\r\n\r\n",
-                 (unsigned long long)SUM(connections), (unsigned long long)SUM(commands),
-                 (unsigned long long)SUM(net_in_bytes), (unsigned long long)SUM(net_out_bytes),
-                 (unsigned long long)SUM(rejected), (unsigned long long)SUM(expired_keys),
-                 (unsigned long long)SUM(keyspace_hits), (unsigned long long)SUM(keyspace_misses),
-                 (unsigned long long)SUM(forwarded), (unsigned long long)SUM(wakeups_sent),
-                 (unsigned long long)SUM(queue_full_pauses), (unsigned long long)SUM(recv_nobufs));
+                 (unsigned long long)SUMB(connections), (unsigned long long)SUMB(commands),
+                 (unsigned long long)SUMB(net_in_bytes), (unsigned long long)SUMB(net_out_bytes),
+                 (unsigned long long)SUMB(rejected), (unsigned long long)SUMB(expired_keys),
+                 (unsigned long long)SUMB(keyspace_hits), (unsigned long long)SUMB(keyspace_misses),
+                 (unsigned long long)SUMB(forwarded), (unsigned long long)SUMB(wakeups_sent),
+                 (unsigned long long)SUMB(queue_full_pauses),
+                 (unsigned long long)SUMB(recv_nobufs));
     }
     if (want(x->argc, x->argv, "replication", true)) {
         info_add(&b, "# Replication\r\nrole:master\r\nconnected_slaves:0\r\n\r\n");
@@ -788,8 +1095,8 @@ void cmd_info(struct cmd_ctx *x)
         size_t n;
         const struct cmd_desc *t = cmd_table(&n);
         for (size_t i = 0; i < n; i++) {
-            uint64_t calls = SUM(cmd_calls[i]);
-            uint64_t usec = SUM(cmd_usec[i]);
+            uint64_t calls = SUMB(cmd_calls[i]);
+            uint64_t usec = SUMB(cmd_usec[i]);
             if (calls > 0) {
                 info_add(&b,
                          "cmdstat_%s:calls=%llu,usec=%llu,usec_per_call=%.2f,rejected_calls=0,"
@@ -925,11 +1232,19 @@ void cmd_randomkey(struct cmd_ctx *x)
     reply_null(x->out);
 }
 
-void cmd_flushall(struct cmd_ctx *x)
+bool cmd_flushall_check(struct cmd_ctx *x)
 {
     if (x->argc > 2 ||
         (x->argc == 2 && !cmd_arg_is(&x->argv[1], "sync") && !cmd_arg_is(&x->argv[1], "async"))) {
         reply_err_syntax(x->out);
+        return false;
+    }
+    return true;
+}
+
+void cmd_flushall(struct cmd_ctx *x)
+{
+    if (!cmd_flushall_check(x)) {
         return;
     }
     for (uint32_t i = 0; i < x->sh->table_count; i++) {

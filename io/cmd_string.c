@@ -17,6 +17,7 @@
 #include "server.h"
 #include "tbl.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -39,6 +40,13 @@ static const struct tbl_entry *lookup(struct cmd_ctx *x, const struct resp_arg *
         STAT_ADD(x->sh->stats.keyspace_misses, 1);
     }
     return e;
+}
+
+/* A lookup for writing: Redis counts no keyspace hit or miss for it. */
+static const struct tbl_entry *lookup_write(struct cmd_ctx *x, const struct resp_arg *key,
+                                            uint64_t h)
+{
+    return tbl_get(cmd_tbl(x, h), key->ptr, key->len, h, x->now_ms);
 }
 
 static void reply_entry(struct cmd_ctx *x, const struct tbl_entry *e)
@@ -253,9 +261,11 @@ void cmd_getdel(struct cmd_ctx *x)
     uint64_t h = key_hash(key);
     struct tbl_entry *old = NULL;
     if (tbl_del(cmd_tbl(x, h), key->ptr, key->len, h, x->now_ms, &old) != 0) {
+        STAT_ADD(x->sh->stats.keyspace_misses, 1);
         reply_null(x->out);
         return;
     }
+    STAT_ADD(x->sh->stats.keyspace_hits, 1);
     reply_entry(x, old);
     tbl_entry_free(old);
 }
@@ -267,15 +277,19 @@ void cmd_getex(struct cmd_ctx *x)
     if (!parse_set_opts(x, 2, SET_ANY_EXPIRE | SET_PERSIST, &opts, &ea)) {
         return;
     }
+    const struct resp_arg *key = &x->argv[1];
+    uint64_t h = key_hash(key);
+    const struct tbl_entry *e = lookup(x, key, h);
+    if (e == NULL) {
+        reply_null(x->out); /* Redis answers a missing key before checking the time */
+        return;
+    }
     int64_t when = 0;
     if (ea != 0 && !expire_abs_ms(x, &x->argv[ea], opts & SET_ANY_EXPIRE, "getex", &when)) {
         return;
     }
-    const struct resp_arg *key = &x->argv[1];
-    uint64_t h = key_hash(key);
-    const struct tbl_entry *e = lookup(x, key, h);
     reply_entry(x, e);
-    if (e != NULL && (ea != 0 || (opts & SET_PERSIST))) {
+    if (ea != 0 || (opts & SET_PERSIST)) {
         tbl_expire_set(cmd_tbl(x, h), key->ptr, key->len, h, x->now_ms, when);
     }
 }
@@ -316,7 +330,7 @@ void cmd_msetnx(struct cmd_ctx *x)
         return;
     }
     for (size_t i = 1; i + 1 < x->argc; i += 2) {
-        if (lookup(x, &x->argv[i], key_hash(&x->argv[i])) != NULL) {
+        if (lookup_write(x, &x->argv[i], key_hash(&x->argv[i])) != NULL) {
             reply_int(x->out, 0);
             return;
         }
@@ -359,7 +373,7 @@ static void incr_generic(struct cmd_ctx *x, int64_t by)
 {
     const struct resp_arg *key = &x->argv[1];
     uint64_t h = key_hash(key);
-    const struct tbl_entry *e = lookup(x, key, h);
+    const struct tbl_entry *e = lookup_write(x, key, h);
     int64_t cur = 0;
     if (e != NULL && !value_i64(e, &cur)) {
         reply_err_not_int(x->out);
@@ -416,13 +430,14 @@ static bool parse_ld(const char *p, size_t n, long double *out)
     }
     memcpy(buf, p, n);
     buf[n] = '\0';
-    if (buf[0] == ' ' || buf[0] == '\t' || buf[n - 1] == ' ' || buf[n - 1] == '\t') {
+    if (isspace((unsigned char)buf[0])) {
         return false;
     }
     char *end;
     errno = 0;
     long double v = strtold(buf, &end);
-    if (*end != '\0' || errno == ERANGE || isnan(v)) {
+    /* The whole argument must be the number: a NUL inside it ends strtold early. */
+    if (*end != '\0' || (size_t)(end - buf) != n || errno == ERANGE || isnan(v)) {
         return false;
     }
     *out = v;
@@ -461,7 +476,7 @@ void cmd_incrbyfloat(struct cmd_ctx *x)
         return;
     }
     uint64_t h = key_hash(key);
-    const struct tbl_entry *e = lookup(x, key, h);
+    const struct tbl_entry *e = lookup_write(x, key, h);
     long double cur = 0;
     if (e != NULL) {
         size_t n;
@@ -498,7 +513,7 @@ void cmd_append(struct cmd_ctx *x)
     const struct resp_arg *key = &x->argv[1];
     const struct resp_arg *add = &x->argv[2];
     uint64_t h = key_hash(key);
-    const struct tbl_entry *e = lookup(x, key, h);
+    const struct tbl_entry *e = lookup_write(x, key, h);
     size_t cur = 0;
     if (e != NULL) {
         tbl_entry_val(e, &cur);
@@ -583,7 +598,7 @@ void cmd_setrange(struct cmd_ctx *x)
         return;
     }
     uint64_t h = key_hash(key);
-    const struct tbl_entry *e = lookup(x, key, h);
+    const struct tbl_entry *e = lookup_write(x, key, h);
     size_t cur = 0;
     if (e != NULL) {
         tbl_entry_val(e, &cur);

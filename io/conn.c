@@ -61,7 +61,6 @@
 #define CONN_UD_MASK      63u
 #define CONN_PENDING_MAX  256u /* replies outstanding per connection before input pauses */
 #define CONN_IOV_MAX      32   /* iovecs per sendmsg */
-#define CONN_NAME_MAX     64
 #define OUT_BLOCK_BYTES   (16u * 1024)
 #define OUT_POOL_PREALLOC (1u << 20)
 #define ARGV_STACK        64   /* arguments decoded on the stack for remote requests */
@@ -121,12 +120,12 @@ struct conn {
     struct iovec iov[CONN_IOV_MAX];
     struct msghdr msg;
 
-    char name[CONN_NAME_MAX];
+    char *name; /* CLIENT SETNAME, on the shard's heap; NULL if none */
     char addr[48];
     char laddr[48];
     int64_t created_ms;
     int64_t last_ms;
-    const char *last_cmd;
+    char last_cmd[40];
 };
 
 struct xmsg_list {
@@ -202,16 +201,19 @@ void conn_set_authed(struct conn *c, bool authed)
 
 void conn_set_name(struct conn *c, const char *name, size_t len)
 {
-    if (len >= sizeof c->name) {
-        len = sizeof c->name - 1;
+    mi_free(c->name);
+    c->name = NULL;
+    if (len > 0) {
+        c->name = mi_heap_malloc(c->sh->heap, len + 1);
+        KV_ASSERT(c->name != NULL);
+        memcpy(c->name, name, len);
+        c->name[len] = '\0';
     }
-    memcpy(c->name, name, len);
-    c->name[len] = '\0';
 }
 
 const char *conn_name(const struct conn *c)
 {
-    return c->name;
+    return c->name ? c->name : "";
 }
 
 void conn_close_after_reply(struct conn *c)
@@ -241,13 +243,13 @@ void conn_info(const struct conn *c, int64_t now_ms, struct conn_info *out)
     snprintf(out->addr, sizeof out->addr, "%s", c->addr);
     snprintf(out->laddr, sizeof out->laddr, "%s", c->laddr);
     out->fd = c->fd;
-    out->name = c->name;
+    out->name = conn_name(c);
     out->age_s = (now_ms - c->created_ms) / 1000;
     out->idle_s = (now_ms - c->last_ms) / 1000;
     out->resp = c->resp;
     out->qbuf = c->stash_len;
     out->omem = resp_out_queued_bytes(&c->out);
-    out->last_cmd = c->last_cmd ? c->last_cmd : "NULL";
+    out->last_cmd = c->last_cmd[0] ? c->last_cmd : "NULL";
 }
 
 /* ---- shard setup ------------------------------------------------------------- */
@@ -456,6 +458,7 @@ static void conn_maybe_free(struct conn *c)
         }
         mi_free(c->pend);
     }
+    mi_free(c->name);
     resp_parser_destroy(c->parser);
     resp_out_deinit(&c->out);
     close(c->fd);
@@ -694,7 +697,7 @@ static size_t argv_unpack(const char *blob, size_t len, struct resp_arg *argv, s
 /* ---- execution ------------------------------------------------------------------ */
 
 static void run(struct shard *sh, struct conn *c, const struct cmd_desc *d, size_t argc,
-                const struct resp_arg *argv, struct resp_out *out, int64_t *sum)
+                const struct resp_arg *argv, struct resp_out *out, int64_t *sum, uint64_t caller_id)
 {
     struct cmd_ctx x = {
         .argc = argc,
@@ -704,6 +707,7 @@ static void run(struct shard *sh, struct conn *c, const struct cmd_desc *d, size
         .conn = c,
         .out = out,
         .now_ms = sh->now_ms,
+        .caller_id = caller_id,
     };
     uint64_t t0 = kv_clock_mono_ns();
     d->fn(&x);
@@ -714,7 +718,7 @@ static void run(struct shard *sh, struct conn *c, const struct cmd_desc *d, size
     STAT_ADD(sh->stats.cmd_usec[row], us);
     int64_t slow_us = KV_CONF_GET(kvd_settings.slowlog_slower_than_us);
     if (KV_UNLIKELY(slow_us >= 0 && us >= (uint64_t)slow_us)) {
-        slowlog_maybe_add(argc, argv, us, sh->now_ms, c ? c->addr : "", c ? c->name : "");
+        slowlog_maybe_add(argc, argv, us, sh->now_ms, c ? c->addr : "", c ? conn_name(c) : "");
     }
     if (sum != NULL) {
         *sum = x.sum;
@@ -727,12 +731,12 @@ static void exec_local(struct conn *c, const struct cmd_desc *d, size_t argc,
 {
     struct shard *sh = c->sh;
     if (pend_count(c) == 0) {
-        run(sh, c, d, argc, argv, &c->out, NULL);
+        run(sh, c, d, argc, argv, &c->out, NULL, c->id);
         mark_dirty(c);
         return;
     }
     resp_out_set_proto(sh->scratch, c->resp);
-    run(sh, c, d, argc, argv, sh->scratch, NULL);
+    run(sh, c, d, argc, argv, sh->scratch, NULL, c->id);
     struct pend *p = pend_push(c);
     if (resp_out_error(sh->scratch) != 0) {
         scratch_reset(sh);
@@ -767,6 +771,7 @@ static void send_req(struct conn *c, uint32_t to, const struct cmd_desc *d, uint
         .conn = c,
         .desc = d,
         .part = part,
+        .caller_id = c->id,
     };
     size_t len;
     m.payload = argv_pack(c->sh, argc, args, &len);
@@ -884,7 +889,7 @@ static void fan_out(struct conn *c, const struct cmd_desc *d, size_t argc,
             }
             int64_t sum = 0;
             resp_out_set_proto(sh->scratch, c->resp);
-            run(sh, NULL, d, n, lv, sh->scratch, &sum);
+            run(sh, NULL, d, n, lv, sh->scratch, &sum, c->id);
             size_t len;
             char *blob = scratch_take(sh, &len);
             part_done(p, t, blob, len, sum);
@@ -915,21 +920,9 @@ static uint64_t arg_hash(const struct resp_arg *a)
 /* SCAN's cursor names a partition (top 16 bits) and a position in its table. */
 static bool scan_owner(struct conn *c, const struct resp_arg *cur, uint32_t *thread)
 {
-    int64_t v;
-    uint64_t u = 0;
-    if (cmd_parse_i64(cur, &v)) {
-        u = (uint64_t)v;
-    } else {
-        /* cursors above INT64_MAX: parse as unsigned */
-        if (cur->len == 0 || cur->len > 20) {
-            return false;
-        }
-        for (size_t i = 0; i < cur->len; i++) {
-            if (cur->ptr[i] < '0' || cur->ptr[i] > '9') {
-                return false;
-            }
-            u = u * 10 + (uint64_t)(cur->ptr[i] - '0');
-        }
+    uint64_t u;
+    if (!cmd_parse_cursor(cur, &u)) {
+        return false;
     }
     const struct route_table *rt = c->sh->srv->route;
     uint64_t idx = u >> 48;
@@ -938,6 +931,26 @@ static bool scan_owner(struct conn *c, const struct resp_arg *cur, uint32_t *thr
     }
     *thread = rt->parts[idx].thread;
     return true;
+}
+
+/* Runs an ALL command's argument check on this shard; false after replying an error. */
+static bool precheck(struct conn *c, const struct cmd_desc *d, size_t argc,
+                     const struct resp_arg *argv)
+{
+    if (d->check == NULL) {
+        return true;
+    }
+    struct resp_out *o = pend_count(c) == 0 ? &c->out : c->sh->scratch;
+    resp_out_set_proto(o, c->resp);
+    struct cmd_ctx x = {.argc = argc,
+                        .argv = argv,
+                        .desc = d,
+                        .sh = c->sh,
+                        .conn = c,
+                        .out = o,
+                        .now_ms = c->sh->now_ms,
+                        .caller_id = c->id};
+    return d->check(&x);
 }
 
 static void unknown_command(struct conn *c, const struct resp_cmd *cmd)
@@ -1001,20 +1014,20 @@ static void dispatch(struct conn *c, const struct resp_cmd *cmd)
         finish_early(c);
         return;
     }
-    c->last_cmd = d->name;
+    cmd_full_name(d, cmd->argc, cmd->argv, c->last_cmd, sizeof c->last_cmd);
+    if (!cmd_arity_ok(d, cmd->argc)) { /* Redis checks the arity before the password */
+        early_error(c, "ERR wrong number of arguments for '%s' command", d->name);
+        finish_early(c);
+        return;
+    }
     if (!(c->flags & CONN_AUTHED) && !(d->flags & CMD_NOAUTH)) {
         early_error(c, "NOAUTH Authentication required.%s", "");
         finish_early(c);
         return;
     }
-    if (!cmd_arity_ok(d, cmd->argc)) {
-        early_error(c, "ERR wrong number of arguments for '%s' command", d->name);
-        finish_early(c);
-        return;
-    }
     size_t argc = cmd->argc;
     const struct resp_arg *argv = cmd->argv;
-    if (d->fn == cmd_client && sh->srv->nthreads > 1) {
+    if (d->fn == cmd_client) {
         /* CLIENT LIST and KILL look at the clients of every shard. */
         if (cmd_arg_is(&argv[1], "list")) {
             d = cmd_lookup_hidden("client|list");
@@ -1092,7 +1105,9 @@ static void dispatch(struct conn *c, const struct resp_cmd *cmd)
         return;
     }
     case CMD_EXEC_ALL:
-        if (sh->srv->nthreads == 1) {
+        if (!precheck(c, d, argc, argv)) {
+            finish_early(c);
+        } else if (sh->srv->nthreads == 1) {
             exec_local(c, d, argc, argv);
         } else {
             fan_out(c, d, argc, argv, NULL);
@@ -1338,7 +1353,7 @@ void conn_exec_remote(struct shard *sh, const struct xmsg *m)
     argv_unpack(m->payload, m->payload_len, argv, argc);
     int64_t sum = 0;
     resp_out_set_proto(sh->scratch, m->proto);
-    run(sh, NULL, m->desc, argc, argv, sh->scratch, &sum);
+    run(sh, NULL, m->desc, argc, argv, sh->scratch, &sum, m->caller_id);
     STAT_ADD(sh->stats.executed_remote, 1);
     struct xmsg r = {
         .kind = XM_REPLY,

@@ -56,7 +56,7 @@ struct xmsg {
     int64_t value; /* XM_REPLY: the part's integer result (CMD_MERGE_SUM) */
     uint32_t part; /* fan-out: which part of the request (the owner shard) */
     uint32_t flags;
-    uint64_t pad;
+    uint64_t caller_id; /* XM_REQ: the id of the client that sent the command */
 };
 _Static_assert(sizeof(struct xmsg) == 64, "xmsg is one cache line");
 

@@ -36,14 +36,6 @@ TEMPLATES = {
 SKIP = {"select": {"7"}}
 
 XFAIL = {
-    "select": "kvd: SELECT 2147483648 (beyond a 32-bit int) replies -ERR DB index is out of "
-              "range; Redis replies -ERR value is out of range, value must between "
-              "-2147483648 and 2147483647",
-    "config_set_timeout": "kvd: CONFIG SET timeout accepts -0, 00, +0, 01 and '1\\0'; Redis "
-                          "replies -ERR CONFIG SET failed (possibly related to argument "
-                          "'timeout') - argument couldn't be parsed into an integer",
-    "incrbyfloat": "kvd: INCRBYFLOAT f '1\\0' takes the increment up to the NUL; Redis "
-                   "replies -ERR value is not a valid float",
 }
 
 

@@ -125,18 +125,8 @@ SCENARIOS = {
 }
 
 XFAIL = {
-    "expire_options_checked_before_time": "kvd: EXPIRE k abc FOO (bad time and bad option) "
-                                          "replies -ERR value is not an integer or out of "
-                                          "range; Redis checks the options first: -ERR "
-                                          "Unsupported option FOO (likewise NX XX: 'not "
-                                          "compatible')",
-    "flush_extra_args": "kvd: FLUSHALL x, FLUSHDB x, FLUSHALL SYNC x, FLUSHDB a b (bad "
-                        "arguments) reply +OK (FLUSHALL x keeps the data, the error of every "
-                        "shard is replaced by the merged +OK); Redis replies -ERR syntax error",
     "scan_cursor_strtoul_forms": "kvd: SCAN '' and SCAN +0 reply -ERR invalid cursor; Redis "
                                  "parses cursors with strtoul and takes both as 0",
-    "scan_cursor_overflow": "kvd: SCAN 18446744073709551616 (beyond 64 bits) is accepted; "
-                            "Redis replies -ERR invalid cursor",
 }
 
 

@@ -127,10 +127,6 @@ def test_info_keyspace_is_exact_immediately(kvd_factory):
         assert info(c, "keyspace")["keyspace"]["db0"].startswith("keys=20,")
 
 
-@pytest.mark.xfail(strict=True, reason="kvd: INCR, INCRBY, APPEND, ... count their key lookups "
-                                       "in keyspace_hits/keyspace_misses; Redis counts only "
-                                       "reads (GET, MGET, ...): after 10 INCR of new keys kvd "
-                                       "shows 10 more misses, Redis none")
 def test_keyspace_hits_misses_count_reads_only(pair):
     for c in (pair.k, pair.r):
         i0 = info(c, "stats")["stats"]
@@ -154,9 +150,6 @@ def test_info_keyspace_counts_expires(kc):
     assert 900000 < int(db0["avg_ttl"]) <= 1000000
 
 
-@pytest.mark.xfail(strict=True, reason="kvd: CONFIG RESETSTAT leaves total_commands_processed "
-                                       "and the commandstats counters as they were; Redis "
-                                       "resets them")
 def test_config_resetstat_resets_counters(pair):
     for c in (pair.k, pair.r):
         for i in range(20):
@@ -209,15 +202,6 @@ CONFIG_SCENARIOS = {
 }
 
 CONFIG_XFAIL = {
-    "config_set_odd_arguments": "kvd: CONFIG SET maxclients 1 timeout (odd argument count) "
-                                "replies -ERR wrong number of arguments for 'config|set' "
-                                "command; Redis replies -ERR syntax error",
-    "config_get_echoes_the_name_asked": "kvd: CONFIG GET MAXCLIENTS replies the name in lower "
-                                        "case (maxclients); Redis echoes it as asked "
-                                        "(MAXCLIENTS)",
-    "config_set_duplicate_parameter": "kvd: CONFIG SET maxclients 10 maxclients 20 replies "
-                                      "+OK; Redis replies -ERR CONFIG SET failed (possibly "
-                                      "related to argument 'maxclients') - duplicate parameter",
 }
 
 
@@ -280,9 +264,6 @@ def test_config_set_range_errors(kc):
     assert kc.cmd("CONFIG", "GET", "hz") == [b"hz", b"10"]
 
 
-@pytest.mark.xfail(strict=True, reason="kvd: CONFIG SET maxclients 5 timeout -1 applies "
-                                       "maxclients=5 although it fails on timeout; Redis "
-                                       "applies all the settings or none")
 def test_config_set_is_all_or_nothing(pair):
     try:
         for c in (pair.k, pair.r):

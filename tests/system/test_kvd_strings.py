@@ -224,25 +224,8 @@ SCENARIOS = {
 }
 
 XFAIL = {
-    "incrbyfloat_leading_whitespace": "kvd: INCRBYFLOAT accepts a value or increment that "
-                                      "starts with \\n, \\r, \\v or \\f ('\\n1' + 1 -> 2); "
-                                      "Redis replies -ERR value is not a valid float (it "
-                                      "refuses any leading space)",
-    "getex_missing_key_bad_expiry": "kvd: GETEX missing EX 0 (or PX -1, EX x) replies -ERR "
-                                    "invalid expire time in 'getex' command (or not an "
-                                    "integer); Redis replies nil: it validates the time only "
-                                    "when the key exists",
     "set_repeated_option": "kvd: SET k v EX 10 EX 20 (an expiry option given twice) replies "
                            "-ERR syntax error; Redis accepts it (+OK, the last one wins)",
-    "incrbyfloat_value_with_nul_bytes": "kvd: INCRBYFLOAT parses a stored value only up to "
-                                        "its first NUL byte ('1.5\\0' +1 -> 2.5); Redis "
-                                        "replies -ERR value is not a valid float",
-    "incrbyfloat_increment_with_nul_bytes": "kvd: INCRBYFLOAT f '1\\x002' parses the "
-                                            "increment up to the NUL and replies 1; Redis "
-                                            "replies -ERR value is not a valid float",
-    "expiretime_rounds_to_nearest_second": "kvd: EXPIRETIME truncates the expiry to the "
-                                           "second below (PXAT ...700 -> ...); Redis rounds "
-                                           "to the nearest second ((ms+500)/1000)",
 }
 
 

@@ -2,9 +2,9 @@
 """Compare clients and servers on this machine, pinned: the server on core 0, the client
 on core 1.
 
-For each server (redis-server, perf/limit's limit_server), pipeline depth (1, 16) and
-command (SET, then GET so that GETs hit), it runs kvbench and redis-benchmark in
-alternating order, --runs times each, with -c 50 and the same request count, and
+For each server (redis-server, perf/limit's limit_server; also kvd --threads 1 with
+--servers redis,limit,kvd), pipeline depth (1, 16) and command (SET, then GET so that
+GETs hit), it runs kvbench and redis-benchmark in alternating order, --runs times each, with -c 50 and the same request count, and
 records per run: the client's ops/s, the server's CPU time per request (utime + stime
 from /proc/PID/stat over the run) and the client's own CPU time per request. It prints
 one markdown table of medians (and min-max), and the exact commands used.
@@ -16,10 +16,12 @@ import json
 import os
 import re
 import shlex
+import shutil
 import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -54,6 +56,11 @@ def start_server(kind, build, port):
     if kind == "redis":
         cmd = ["taskset", "-c", "0", "redis-server", "--save", "", "--appendonly", "no",
                "--port", str(port)]
+    elif kind == "kvd":
+        # one shard thread, like redis-server's one; kvd creates --dir at start
+        cmd = ["taskset", "-c", "0", os.path.join(build, "io", "kvd"), "--threads", "1",
+               "--port", str(port), "--dir",
+               os.path.join(tempfile.gettempdir(), "kv-bench-kvd-%d" % port)]
     else:
         cmd = ["taskset", "-c", "0", os.path.join(build, "perf", "limit_server"),
                "--port", str(port)]
@@ -152,6 +159,8 @@ def main():
         finally:
             proc.terminate()
             proc.wait()
+            shutil.rmtree(os.path.join(tempfile.gettempdir(), "kv-bench-kvd-%d" % port),
+                          ignore_errors=True)
 
     print("| server | P | cmd | client | ops/s median (min-max) | server CPU us/req | "
           "client CPU us/req |")

@@ -1264,7 +1264,11 @@ void cmd_flushall(struct cmd_ctx *x)
 void cmd_scan(struct cmd_ctx *x)
 {
     const struct route_table *rt = x->sh->srv->route;
-    uint64_t cur = strtoull(x->argv[1].ptr, NULL, 10); /* validated by the dispatcher */
+    uint64_t cur;
+    if (!cmd_parse_cursor(&x->argv[1], &cur)) {
+        reply_error(x->out, "ERR invalid cursor");
+        return;
+    }
     const struct resp_arg *pattern = NULL;
     int64_t count = SCAN_COUNT_DEFAULT;
     bool type_none = false;

@@ -149,7 +149,8 @@ static bool parse_set_opts(struct cmd_ctx *x, size_t first, unsigned allowed, un
         while (w < KV_ARRAY_LEN(words) && !cmd_arg_is(&x->argv[i], words[w].word)) {
             w++;
         }
-        if (w == KV_ARRAY_LEN(words) || !(allowed & words[w].opt) || (*opts & words[w].conflicts)) {
+        if (w == KV_ARRAY_LEN(words) || !(allowed & words[w].opt) ||
+            (*opts & words[w].conflicts & ~words[w].opt)) {
             reply_err_syntax(x->out);
             return false;
         }

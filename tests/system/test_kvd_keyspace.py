@@ -125,8 +125,9 @@ SCENARIOS = {
 }
 
 XFAIL = {
-    "scan_cursor_strtoul_forms": "kvd: SCAN '' and SCAN +0 reply -ERR invalid cursor; Redis "
-                                 "parses cursors with strtoul and takes both as 0",
+    "scan_cursor_strtoul_forms": "kvd: SCAN '' and SCAN +0 are read as cursor 0 as in Redis, "
+                                 "but on an empty kvd with two shards the first call returns "
+                                 "the next partition's cursor where Redis returns 0",
 }
 
 

@@ -224,8 +224,6 @@ SCENARIOS = {
 }
 
 XFAIL = {
-    "set_repeated_option": "kvd: SET k v EX 10 EX 20 (an expiry option given twice) replies "
-                           "-ERR syntax error; Redis accepts it (+OK, the last one wins)",
 }
 
 

@@ -77,6 +77,29 @@ static int make_queues(void)
     return 0;
 }
 
+/* mkdir -p: creates `path` and any missing parent. Returns 0 or -1 with errno set. */
+static int make_dirs(const char *path)
+{
+    char buf[KVD_DIR_MAX];
+    size_t n = strlen(path);
+    if (n == 0 || n >= sizeof buf) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    memcpy(buf, path, n + 1);
+    for (size_t i = 1; i <= n; i++) {
+        if (buf[i] == '/' || buf[i] == '\0') {
+            char c = buf[i];
+            buf[i] = '\0';
+            if (mkdir(buf, 0755) != 0 && errno != EEXIST) {
+                return -1;
+            }
+            buf[i] = c;
+        }
+    }
+    return 0;
+}
+
 static uint32_t thread_count(void)
 {
     int64_t t = KV_CONF_GET(kvd_settings.threads);
@@ -107,7 +130,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "kvd: out of memory at start-up\n");
         return 1;
     }
-    if (mkdir(kvd_settings.dir, 0755) != 0 && errno != EEXIST) {
+    if (make_dirs(kvd_settings.dir) != 0) {
         fprintf(stderr, "kvd: cannot create dir %s: %s\n", kvd_settings.dir, strerror(errno));
         return 1;
     }

@@ -8,6 +8,7 @@
 #include "kv_assert.h"
 #include "resp_parse.h"
 #include "server.h"
+#include "tbl.h"
 
 #include <ctype.h>
 #include <stdlib.h>
@@ -175,6 +176,27 @@ bool cmd_arity_ok(const struct cmd_desc *d, size_t argc)
 struct tbl *cmd_tbl(struct cmd_ctx *x, uint64_t h)
 {
     return shard_table(x->sh, h);
+}
+
+uint64_t cmd_key_hash(const struct resp_arg *key)
+{
+    return tbl_hash(key->ptr, key->len);
+}
+
+const struct tbl_entry *cmd_lookup_read(struct cmd_ctx *x, const struct resp_arg *key, uint64_t h)
+{
+    const struct tbl_entry *e = cmd_lookup_write(x, key, h);
+    if (e != NULL) {
+        STAT_ADD(x->sh->stats.keyspace_hits, 1);
+    } else {
+        STAT_ADD(x->sh->stats.keyspace_misses, 1);
+    }
+    return e;
+}
+
+const struct tbl_entry *cmd_lookup_write(struct cmd_ctx *x, const struct resp_arg *key, uint64_t h)
+{
+    return tbl_get(cmd_tbl(x, h), key->ptr, key->len, h, x->now_ms);
 }
 
 bool cmd_parse_i64(const struct resp_arg *a, int64_t *out)

@@ -35,6 +35,7 @@ struct resp_arg;
 struct resp_out;
 struct shard;
 struct tbl;
+struct tbl_entry;
 
 enum cmd_exec {
     CMD_EXEC_KEY = 1,
@@ -121,6 +122,14 @@ bool cmd_arity_ok(const struct cmd_desc *d, size_t argc);
 
 /* The hash table holding key hash h, on the executing shard. */
 struct tbl *cmd_tbl(struct cmd_ctx *x, uint64_t h);
+
+/* The key hash of an argument (tbl_hash: Redis's {tag} rule). */
+uint64_t cmd_key_hash(const struct resp_arg *key);
+
+/* Looks a key up for reading (counts a keyspace hit or miss, as Redis's
+ * lookupKeyRead) or for writing (counts nothing). NULL if absent or expired. */
+const struct tbl_entry *cmd_lookup_read(struct cmd_ctx *x, const struct resp_arg *key, uint64_t h);
+const struct tbl_entry *cmd_lookup_write(struct cmd_ctx *x, const struct resp_arg *key, uint64_t h);
 
 /* Parses a whole argument as a signed 64-bit decimal, Redis's string2ll rules. */
 bool cmd_parse_i64(const struct resp_arg *a, int64_t *out);

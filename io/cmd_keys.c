@@ -16,35 +16,12 @@
 
 #include <string.h>
 
-static uint64_t key_hash(const struct resp_arg *a)
-{
-    return tbl_hash(a->ptr, a->len);
-}
-
-static const struct tbl_entry *lookup(struct cmd_ctx *x, const struct resp_arg *key, uint64_t h)
-{
-    const struct tbl_entry *e = tbl_get(cmd_tbl(x, h), key->ptr, key->len, h, x->now_ms);
-    if (e != NULL) {
-        STAT_ADD(x->sh->stats.keyspace_hits, 1);
-    } else {
-        STAT_ADD(x->sh->stats.keyspace_misses, 1);
-    }
-    return e;
-}
-
-/* A lookup for writing: Redis counts no keyspace hit or miss for it. */
-static const struct tbl_entry *lookup_write(struct cmd_ctx *x, const struct resp_arg *key,
-                                            uint64_t h)
-{
-    return tbl_get(cmd_tbl(x, h), key->ptr, key->len, h, x->now_ms);
-}
-
 void cmd_del(struct cmd_ctx *x)
 {
     int64_t n = 0;
     for (size_t i = 1; i < x->argc; i++) {
         const struct resp_arg *k = &x->argv[i];
-        uint64_t h = key_hash(k);
+        uint64_t h = cmd_key_hash(k);
         n += tbl_del(cmd_tbl(x, h), k->ptr, k->len, h, x->now_ms, NULL) == 0;
     }
     x->sum = n;
@@ -55,7 +32,7 @@ void cmd_exists(struct cmd_ctx *x)
 {
     int64_t n = 0;
     for (size_t i = 1; i < x->argc; i++) {
-        n += lookup(x, &x->argv[i], key_hash(&x->argv[i])) != NULL;
+        n += cmd_lookup_read(x, &x->argv[i], cmd_key_hash(&x->argv[i])) != NULL;
     }
     x->sum = n;
     reply_int(x->out, n);
@@ -136,7 +113,7 @@ static void expire_generic(struct cmd_ctx *x, int64_t unit_ms, bool relative)
         when += x->now_ms;
     }
     const struct resp_arg *key = &x->argv[1];
-    uint64_t h = key_hash(key);
+    uint64_t h = cmd_key_hash(key);
     struct tbl *t = cmd_tbl(x, h);
     const struct tbl_entry *e = tbl_get(t, key->ptr, key->len, h, x->now_ms);
     if (e == NULL) {
@@ -181,7 +158,7 @@ void cmd_pexpireat(struct cmd_ctx *x)
 /* TTL, PTTL, EXPIRETIME, PEXPIRETIME: -2 no key, -1 no expiry. */
 static void ttl_generic(struct cmd_ctx *x, bool ms, bool absolute)
 {
-    const struct tbl_entry *e = lookup(x, &x->argv[1], key_hash(&x->argv[1]));
+    const struct tbl_entry *e = cmd_lookup_read(x, &x->argv[1], cmd_key_hash(&x->argv[1]));
     if (e == NULL) {
         reply_int(x->out, -2);
         return;
@@ -224,8 +201,8 @@ void cmd_pexpiretime(struct cmd_ctx *x)
 void cmd_persist(struct cmd_ctx *x)
 {
     const struct resp_arg *key = &x->argv[1];
-    uint64_t h = key_hash(key);
-    const struct tbl_entry *e = lookup_write(x, key, h);
+    uint64_t h = cmd_key_hash(key);
+    const struct tbl_entry *e = cmd_lookup_write(x, key, h);
     if (e == NULL || tbl_entry_expire_ms(e) == 0) {
         reply_int(x->out, 0);
         return;
@@ -236,7 +213,7 @@ void cmd_persist(struct cmd_ctx *x)
 
 void cmd_type(struct cmd_ctx *x)
 {
-    const struct tbl_entry *e = lookup(x, &x->argv[1], key_hash(&x->argv[1]));
+    const struct tbl_entry *e = cmd_lookup_read(x, &x->argv[1], cmd_key_hash(&x->argv[1]));
     if (e == NULL) {
         reply_simple(x->out, "none");
         return;
@@ -250,15 +227,15 @@ static void rename_generic(struct cmd_ctx *x, bool nx)
 {
     const struct resp_arg *src = &x->argv[1];
     const struct resp_arg *dst = &x->argv[2];
-    uint64_t hs = key_hash(src);
-    uint64_t hd = key_hash(dst);
-    const struct tbl_entry *e = lookup_write(x, src, hs);
+    uint64_t hs = cmd_key_hash(src);
+    uint64_t hd = cmd_key_hash(dst);
+    const struct tbl_entry *e = cmd_lookup_write(x, src, hs);
     if (e == NULL) {
         reply_error(x->out, "ERR no such key");
         return;
     }
     bool same = src->len == dst->len && memcmp(src->ptr, dst->ptr, src->len) == 0;
-    if (nx && lookup_write(x, dst, hd) != NULL) {
+    if (nx && cmd_lookup_write(x, dst, hd) != NULL) {
         reply_int(x->out, 0);
         return;
     }

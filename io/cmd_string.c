@@ -26,29 +26,6 @@
 
 #define LONG_STR_SIZE 21 /* digits of INT64_MIN plus the sign */
 
-static uint64_t key_hash(const struct resp_arg *a)
-{
-    return tbl_hash(a->ptr, a->len);
-}
-
-static const struct tbl_entry *lookup(struct cmd_ctx *x, const struct resp_arg *key, uint64_t h)
-{
-    const struct tbl_entry *e = tbl_get(cmd_tbl(x, h), key->ptr, key->len, h, x->now_ms);
-    if (e != NULL) {
-        STAT_ADD(x->sh->stats.keyspace_hits, 1);
-    } else {
-        STAT_ADD(x->sh->stats.keyspace_misses, 1);
-    }
-    return e;
-}
-
-/* A lookup for writing: Redis counts no keyspace hit or miss for it. */
-static const struct tbl_entry *lookup_write(struct cmd_ctx *x, const struct resp_arg *key,
-                                            uint64_t h)
-{
-    return tbl_get(cmd_tbl(x, h), key->ptr, key->len, h, x->now_ms);
-}
-
 static void reply_entry(struct cmd_ctx *x, const struct tbl_entry *e)
 {
     if (e == NULL) {
@@ -71,7 +48,7 @@ static bool too_long(struct cmd_ctx *x, uint64_t total)
 
 void cmd_get(struct cmd_ctx *x)
 {
-    reply_entry(x, lookup(x, &x->argv[1], key_hash(&x->argv[1])));
+    reply_entry(x, cmd_lookup_read(x, &x->argv[1], cmd_key_hash(&x->argv[1])));
 }
 
 /* ---- SET and friends --------------------------------------------------------- */
@@ -170,7 +147,7 @@ static bool parse_set_opts(struct cmd_ctx *x, size_t first, unsigned allowed, un
 static void set_generic(struct cmd_ctx *x, const struct resp_arg *key, const struct resp_arg *val,
                         unsigned opts, int64_t expire_ms, int reply_kind)
 {
-    uint64_t h = key_hash(key);
+    uint64_t h = cmd_key_hash(key);
     struct tbl_put_args pa = {
         .val = val->ptr,
         .val_len = val->len,
@@ -194,7 +171,7 @@ static void set_generic(struct cmd_ctx *x, const struct resp_arg *key, const str
     if (opts & SET_GET) {
         /* SET ... GET replies the old value whether or not the condition held. */
         if (rc != 0) {
-            reply_entry(x, lookup(x, key, h));
+            reply_entry(x, cmd_lookup_read(x, key, h));
         } else {
             reply_entry(x, old);
         }
@@ -259,7 +236,7 @@ void cmd_getset(struct cmd_ctx *x)
 void cmd_getdel(struct cmd_ctx *x)
 {
     const struct resp_arg *key = &x->argv[1];
-    uint64_t h = key_hash(key);
+    uint64_t h = cmd_key_hash(key);
     struct tbl_entry *old = NULL;
     if (tbl_del(cmd_tbl(x, h), key->ptr, key->len, h, x->now_ms, &old) != 0) {
         STAT_ADD(x->sh->stats.keyspace_misses, 1);
@@ -279,8 +256,8 @@ void cmd_getex(struct cmd_ctx *x)
         return;
     }
     const struct resp_arg *key = &x->argv[1];
-    uint64_t h = key_hash(key);
-    const struct tbl_entry *e = lookup(x, key, h);
+    uint64_t h = cmd_key_hash(key);
+    const struct tbl_entry *e = cmd_lookup_read(x, key, h);
     if (e == NULL) {
         reply_null(x->out); /* Redis answers a missing key before checking the time */
         return;
@@ -301,7 +278,7 @@ void cmd_mget(struct cmd_ctx *x)
 {
     reply_array(x->out, x->argc - 1);
     for (size_t i = 1; i < x->argc; i++) {
-        reply_entry(x, lookup(x, &x->argv[i], key_hash(&x->argv[i])));
+        reply_entry(x, cmd_lookup_read(x, &x->argv[i], cmd_key_hash(&x->argv[i])));
     }
 }
 
@@ -313,7 +290,7 @@ void cmd_mset(struct cmd_ctx *x)
     }
     for (size_t i = 1; i + 1 < x->argc; i += 2) {
         const struct resp_arg *key = &x->argv[i];
-        uint64_t h = key_hash(key);
+        uint64_t h = cmd_key_hash(key);
         struct tbl_put_args pa = {.val = x->argv[i + 1].ptr, .val_len = x->argv[i + 1].len};
         int rc = tbl_put(cmd_tbl(x, h), key->ptr, key->len, h, &pa, x->now_ms, NULL);
         if (rc != 0) {
@@ -331,14 +308,14 @@ void cmd_msetnx(struct cmd_ctx *x)
         return;
     }
     for (size_t i = 1; i + 1 < x->argc; i += 2) {
-        if (lookup_write(x, &x->argv[i], key_hash(&x->argv[i])) != NULL) {
+        if (cmd_lookup_write(x, &x->argv[i], cmd_key_hash(&x->argv[i])) != NULL) {
             reply_int(x->out, 0);
             return;
         }
     }
     for (size_t i = 1; i + 1 < x->argc; i += 2) {
         const struct resp_arg *key = &x->argv[i];
-        uint64_t h = key_hash(key);
+        uint64_t h = cmd_key_hash(key);
         struct tbl_put_args pa = {.val = x->argv[i + 1].ptr, .val_len = x->argv[i + 1].len};
         tbl_put(cmd_tbl(x, h), key->ptr, key->len, h, &pa, x->now_ms, NULL);
     }
@@ -373,8 +350,8 @@ static void store_i64(struct cmd_ctx *x, const struct resp_arg *key, uint64_t h,
 static void incr_generic(struct cmd_ctx *x, int64_t by)
 {
     const struct resp_arg *key = &x->argv[1];
-    uint64_t h = key_hash(key);
-    const struct tbl_entry *e = lookup_write(x, key, h);
+    uint64_t h = cmd_key_hash(key);
+    const struct tbl_entry *e = cmd_lookup_write(x, key, h);
     int64_t cur = 0;
     if (e != NULL && !value_i64(e, &cur)) {
         reply_err_not_int(x->out);
@@ -476,8 +453,8 @@ void cmd_incrbyfloat(struct cmd_ctx *x)
         reply_error(x->out, "ERR value is not a valid float");
         return;
     }
-    uint64_t h = key_hash(key);
-    const struct tbl_entry *e = lookup_write(x, key, h);
+    uint64_t h = cmd_key_hash(key);
+    const struct tbl_entry *e = cmd_lookup_write(x, key, h);
     long double cur = 0;
     if (e != NULL) {
         size_t n;
@@ -513,8 +490,8 @@ void cmd_append(struct cmd_ctx *x)
 {
     const struct resp_arg *key = &x->argv[1];
     const struct resp_arg *add = &x->argv[2];
-    uint64_t h = key_hash(key);
-    const struct tbl_entry *e = lookup_write(x, key, h);
+    uint64_t h = cmd_key_hash(key);
+    const struct tbl_entry *e = cmd_lookup_write(x, key, h);
     size_t cur = 0;
     if (e != NULL) {
         tbl_entry_val(e, &cur);
@@ -535,7 +512,7 @@ void cmd_append(struct cmd_ctx *x)
 
 void cmd_strlen(struct cmd_ctx *x)
 {
-    const struct tbl_entry *e = lookup(x, &x->argv[1], key_hash(&x->argv[1]));
+    const struct tbl_entry *e = cmd_lookup_read(x, &x->argv[1], cmd_key_hash(&x->argv[1]));
     size_t n = 0;
     if (e != NULL) {
         tbl_entry_val(e, &n);
@@ -550,7 +527,7 @@ void cmd_getrange(struct cmd_ctx *x)
         reply_err_not_int(x->out);
         return;
     }
-    const struct tbl_entry *e = lookup(x, &x->argv[1], key_hash(&x->argv[1]));
+    const struct tbl_entry *e = cmd_lookup_read(x, &x->argv[1], cmd_key_hash(&x->argv[1]));
     size_t len = 0;
     const char *v = e ? tbl_entry_val(e, &len) : "";
     int64_t n = (int64_t)len;
@@ -598,8 +575,8 @@ void cmd_setrange(struct cmd_ctx *x)
         reply_error(x->out, "ERR offset is out of range");
         return;
     }
-    uint64_t h = key_hash(key);
-    const struct tbl_entry *e = lookup_write(x, key, h);
+    uint64_t h = cmd_key_hash(key);
+    const struct tbl_entry *e = cmd_lookup_write(x, key, h);
     size_t cur = 0;
     if (e != NULL) {
         tbl_entry_val(e, &cur);

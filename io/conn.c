@@ -60,6 +60,8 @@
 #define CONN_UD_SEND      2u
 #define CONN_UD_MASK      63u
 #define CONN_PENDING_MAX  256u /* replies outstanding per connection before input pauses */
+#define CONN_BATCH_MAX    16   /* commands parsed ahead of execution (prefetching) */
+#define CONN_BATCH_ARGS   4    /* commands with more arguments run unbatched */
 #define CONN_IOV_MAX      32   /* iovecs per sendmsg */
 #define OUT_BLOCK_BYTES   (16u * 1024)
 #define OUT_POOL_PREALLOC (1u << 20)
@@ -996,10 +998,13 @@ static void finish_early(struct conn *c)
     pend_drain(c);
 }
 
-static void dispatch(struct conn *c, const struct resp_cmd *cmd)
+/* Dispatches one command. `pre` is its row when the caller already looked it up (or
+ * NULL), `pre_h` its key's hash when `have_h`. */
+static void dispatch_pre(struct conn *c, const struct resp_cmd *cmd, const struct cmd_desc *pre,
+                         uint64_t pre_h, bool have_h)
 {
     struct shard *sh = c->sh;
-    const struct cmd_desc *d = cmd_lookup(cmd->argv[0].ptr, cmd->argv[0].len);
+    const struct cmd_desc *d = pre != NULL ? pre : cmd_lookup(cmd->argv[0].ptr, cmd->argv[0].len);
     c->last_ms = sh->now_ms;
     if (d == NULL && (cmd_arg_is(&cmd->argv[0], "post") || cmd_arg_is(&cmd->argv[0], "host:"))) {
         /* Redis's cross-protocol scripting defence: an HTTP request is not a client. */
@@ -1040,7 +1045,7 @@ static void dispatch(struct conn *c, const struct resp_cmd *cmd)
         exec_local(c, d, argc, argv);
         return;
     case CMD_EXEC_KEY: {
-        uint32_t t = owner(sh, arg_hash(&argv[d->first_key]));
+        uint32_t t = owner(sh, have_h ? pre_h : arg_hash(&argv[d->first_key]));
         if (t == sh->id) {
             exec_local(c, d, argc, argv);
         } else {
@@ -1119,10 +1124,77 @@ static void dispatch(struct conn *c, const struct resp_cmd *cmd)
 
 /* ---- input -------------------------------------------------------------------- */
 
+static void dispatch(struct conn *c, const struct resp_cmd *cmd)
+{
+    dispatch_pre(c, cmd, NULL, 0, false);
+}
+
+/* Leaves room in the pending ring for one batch of commands parsed ahead (run_batch). */
 static bool must_pause(const struct conn *c)
 {
     return (c->flags & (CONN_CLOSING | CONN_CLOSE_AFTER)) || c->outbox_len > 0 ||
-           pend_count(c) >= CONN_PENDING_MAX - 1;
+           pend_count(c) >= CONN_PENDING_MAX - CONN_BATCH_MAX - 1;
+}
+
+/* Commands parsed ahead of execution, so that their table slots and entries can be
+ * prefetched together: a lookup is two dependent cache misses, and a pipelined batch
+ * overlaps them instead of paying them one after the other. */
+struct batch_cmd {
+    size_t argc;
+    struct resp_arg argv[CONN_BATCH_ARGS];
+};
+
+static bool output_over_limit(struct conn *c)
+{
+    if (resp_out_error(&c->out) != 0) {
+        kv_log_notice("closing client over its output limit id=%llu addr=%s",
+                      (unsigned long long)c->id, c->addr);
+        close_conn(c);
+        return true;
+    }
+    return false;
+}
+
+/* Prefetches, then runs, the batch. False if the connection must stop taking commands
+ * (closing, QUIT, or over its output limit): the rest of the batch is dropped, as Redis
+ * drops what follows QUIT. */
+static bool run_batch(struct conn *c, struct batch_cmd *b, size_t n)
+{
+    struct shard *sh = c->sh;
+    const struct cmd_desc *d[CONN_BATCH_MAX];
+    uint64_t h[CONN_BATCH_MAX];
+    struct tbl *t[CONN_BATCH_MAX];
+    for (size_t i = 0; i < n; i++) {
+        d[i] = cmd_lookup(b[i].argv[0].ptr, b[i].argv[0].len);
+        t[i] = NULL;
+        if (d[i] != NULL && d[i]->exec == CMD_EXEC_KEY && cmd_arity_ok(d[i], b[i].argc)) {
+            const struct resp_arg *k = &b[i].argv[d[i]->first_key];
+            h[i] = arg_hash(k);
+            const struct route_part *p = route_lookup(sh->srv->route, h[i]);
+            if (p->thread == sh->id) {
+                t[i] = sh->tables[p->slot];
+                tbl_prefetch(t[i], k->ptr, k->len, h[i], false);
+            }
+        }
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (t[i] != NULL) {
+            const struct resp_arg *k = &b[i].argv[d[i]->first_key];
+            tbl_prefetch(t[i], k->ptr, k->len, h[i], true);
+        }
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (c->flags & (CONN_CLOSING | CONN_CLOSE_AFTER)) {
+            return false;
+        }
+        struct resp_cmd cmd = {.argc = b[i].argc, .argv = b[i].argv};
+        bool have_h = d[i] != NULL && d[i]->exec == CMD_EXEC_KEY && cmd_arity_ok(d[i], b[i].argc);
+        dispatch_pre(c, &cmd, d[i], have_h ? h[i] : 0, have_h);
+        if (output_over_limit(c)) {
+            return false;
+        }
+    }
+    return !(c->flags & (CONN_CLOSING | CONN_CLOSE_AFTER));
 }
 
 /* Parses and dispatches what the parser holds until it needs more input (true) or
@@ -1130,8 +1202,29 @@ static bool must_pause(const struct conn *c)
 static bool parse_some(struct conn *c)
 {
     struct resp_cmd cmd;
+    struct batch_cmd batch[CONN_BATCH_MAX];
+    size_t n = 0;
     while (!must_pause(c)) {
         int rc = resp_parser_next(c->parser, &cmd);
+        /* Before AUTH nothing is parsed ahead: AUTH lifts the codec's pre-AUTH limits
+         * for the commands after it, as in Redis. */
+        if (rc == 0 && cmd.argc <= CONN_BATCH_ARGS && (c->flags & CONN_AUTHED)) {
+            /* The argument views stay valid until the next feed; only the argv array is
+             * reused by the parser, so it is copied. */
+            batch[n].argc = cmd.argc;
+            memcpy(batch[n].argv, cmd.argv, cmd.argc * sizeof cmd.argv[0]);
+            if (++n == CONN_BATCH_MAX) {
+                if (!run_batch(c, batch, n)) {
+                    return false;
+                }
+                n = 0;
+            }
+            continue;
+        }
+        if (!run_batch(c, batch, n)) {
+            return false;
+        }
+        n = 0;
         if (rc == KV_EAGAIN) {
             return true;
         }
@@ -1145,13 +1238,11 @@ static bool parse_some(struct conn *c)
             return false;
         }
         dispatch(c, &cmd);
-        if (resp_out_error(&c->out) != 0) {
-            kv_log_notice("closing client over its output limit id=%llu addr=%s",
-                          (unsigned long long)c->id, c->addr);
-            close_conn(c);
+        if (output_over_limit(c)) {
             return false;
         }
     }
+    run_batch(c, batch, n);
     return false;
 }
 

@@ -164,6 +164,7 @@ static void blob_free(void *p)
 }
 
 static void conn_process(struct conn *c);
+static void mark_dirty(struct conn *c);
 static void conn_maybe_free(struct conn *c);
 static void close_conn(struct conn *c);
 
@@ -221,6 +222,9 @@ const char *conn_name(const struct conn *c)
 void conn_close_after_reply(struct conn *c)
 {
     c->flags |= CONN_CLOSE_AFTER;
+    /* The flush closes it once the queued replies are out; with nothing queued (a
+     * protocol error without a reply, such as the query buffer limit) it closes at once. */
+    mark_dirty(c);
 }
 
 struct conn *conn_first(struct shard *sh)

@@ -295,10 +295,6 @@ def test_query_buffer_limit_closes_inline_and_pipelined_floods(kvd_factory):
         assert c.cmd("GET", "k") == b"abcd"
 
 
-@pytest.mark.xfail(strict=True, reason="kvd: a client sending a 4 MB bulk argument that passes "
-                                       "client-query-buffer-limit 1mb is not closed (it may "
-                                       "buffer up to proto-max-bulk-len); Redis closes it "
-                                       "once its query buffer passes the limit")
 def test_query_buffer_limit_closes_big_partial_bulk(kvd_factory):
     k = kvd_factory(args=["--client-query-buffer-limit", "1mb"])
     base = rss_kib(k.pid)

@@ -111,6 +111,7 @@ struct conn {
     struct pend *pend;
     uint32_t pend_head, pend_tail;
     uint32_t remote_waiting; /* messages sent and not yet answered */
+    size_t pend_bytes;       /* reply bytes held in pending slots */
 
     /* messages that found their queue full */
     struct xmsg outbox[4];
@@ -433,8 +434,37 @@ static void close_conn(struct conn *c)
     conn_maybe_free(c);
 }
 
-static void free_pend(struct pend *p)
+/* Reply bytes a pending slot holds (they count against the output limit). */
+static size_t slot_bytes(const struct pend *p)
 {
+    size_t n = p->blob != NULL ? p->len : 0;
+    if (p->g != NULL) {
+        for (uint32_t i = 0; i < KVD_THREADS_MAX; i++) {
+            n += p->g->part_blob[i] != NULL ? p->g->part_len[i] : 0;
+        }
+    }
+    return n;
+}
+
+/* Replies kept aside in pending slots count against client-output-buffer-limit like the
+ * output chain itself: a client that does not read cannot grow them without bound. */
+static bool pend_over_limit(struct conn *c)
+{
+    size_t limit = (size_t)KV_CONF_GET(kvd_settings.output_buffer_limit);
+    if (!(c->flags & CONN_CLOSING) && c->pend_bytes + resp_out_queued_bytes(&c->out) > limit) {
+        kv_log_notice("closing client over its output limit id=%llu addr=%s",
+                      (unsigned long long)c->id, c->addr);
+        close_conn(c);
+        return true;
+    }
+    return false;
+}
+
+static void free_pend(struct conn *c, struct pend *p)
+{
+    size_t held = slot_bytes(p);
+    KV_ASSERT(c->pend_bytes >= held);
+    c->pend_bytes -= held;
     blob_free(p->blob);
     if (p->g != NULL) {
         for (uint32_t i = 0; i < KVD_THREADS_MAX; i++) {
@@ -460,7 +490,7 @@ static void conn_maybe_free(struct conn *c)
     mi_free(c->outbox_more);
     if (c->pend != NULL) {
         for (uint32_t s = c->pend_head; s != c->pend_tail; s++) {
-            free_pend(&c->pend[s % CONN_PENDING_MAX]);
+            free_pend(c, &c->pend[s % CONN_PENDING_MAX]);
         }
         mi_free(c->pend);
     }
@@ -642,7 +672,7 @@ static void pend_drain(struct conn *c)
                 emit_merged(c, p);
             }
         }
-        free_pend(p);
+        free_pend(c, p);
         c->pend_head++;
     }
     if (resp_out_error(&c->out) != 0 && !(c->flags & CONN_CLOSING)) {
@@ -750,6 +780,10 @@ static void exec_local(struct conn *c, const struct cmd_desc *d, size_t argc,
         return;
     }
     p->blob = scratch_take(sh, &p->len);
+    c->pend_bytes += p->len;
+    if (pend_over_limit(c)) {
+        return;
+    }
     pend_drain(c);
 }
 
@@ -898,7 +932,9 @@ static void fan_out(struct conn *c, const struct cmd_desc *d, size_t argc,
             run(sh, NULL, d, n, lv, sh->scratch, &sum, c->id);
             size_t len;
             char *blob = scratch_take(sh, &len);
+            size_t before = slot_bytes(p);
             part_done(p, t, blob, len, sum);
+            c->pend_bytes += slot_bytes(p) - before;
             if (lv != local) {
                 mi_free(lv);
             }
@@ -907,6 +943,9 @@ static void fan_out(struct conn *c, const struct cmd_desc *d, size_t argc,
         }
     }
     mi_free(args);
+    if (pend_over_limit(c)) {
+        return; /* closing: the slot is freed with the connection */
+    }
     if (--p->parts_left == 0) { /* the hold taken above */
         pend_drain(c);
     }
@@ -999,6 +1038,7 @@ static void finish_early(struct conn *c)
     }
     struct pend *p = pend_push(c);
     p->blob = scratch_take(c->sh, &p->len);
+    c->pend_bytes += p->len;
     pend_drain(c);
 }
 
@@ -1485,6 +1525,7 @@ void conn_on_reply(struct shard *sh, const struct xmsg *m)
     KV_ASSERT(m->seq - c->pend_head < pend_count(c));
     struct pend *p = &c->pend[m->seq % CONN_PENDING_MAX];
     bool ready;
+    size_t before = slot_bytes(p);
     if (p->g == NULL) {
         KV_ASSERT(p->parts_left == 1 && p->blob == NULL);
         p->blob = m->payload;
@@ -1493,6 +1534,10 @@ void conn_on_reply(struct shard *sh, const struct xmsg *m)
         ready = true;
     } else {
         ready = part_done(p, m->part, m->payload, m->payload_len, m->value);
+    }
+    c->pend_bytes += slot_bytes(p) - before;
+    if (pend_over_limit(c)) {
+        ready = false; /* closing: the slots are freed with the connection */
     }
     if (ready) {
         pend_drain(c);

@@ -8,6 +8,7 @@
 
 #include "kv_assert.h"
 #include "kv_error.h"
+#include "kv_num.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -30,35 +31,9 @@ const struct kv_conf_item *kv_conf_find(const struct kv_conf_item *items, size_t
     return NULL;
 }
 
-/* Redis's string2ll: an optional '-', digits without leading zeros ("0" alone is
- * fine), nothing else: no '+', no spaces, no "-0". */
 static int parse_int(const char *s, int64_t *out)
 {
-    size_t n = strlen(s);
-    if (n == 0 || n > 20) {
-        return KV_EINVAL;
-    }
-    if (n == 1 && s[0] == '0') {
-        *out = 0;
-        return 0;
-    }
-    size_t i = s[0] == '-' ? 1 : 0;
-    if (i >= n || s[i] < '1' || s[i] > '9') {
-        return KV_EINVAL;
-    }
-    for (size_t k = i; k < n; k++) {
-        if (s[k] < '0' || s[k] > '9') {
-            return KV_EINVAL;
-        }
-    }
-    char *end;
-    errno = 0;
-    long long v = strtoll(s, &end, 10);
-    if (errno != 0 || *end != '\0') {
-        return KV_EINVAL;
-    }
-    *out = v;
-    return 0;
+    return kv_parse_i64(s, strlen(s), out) ? 0 : KV_EINVAL;
 }
 
 int kv_conf_parse_bytes(const char *s, int64_t *out)

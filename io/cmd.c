@@ -6,6 +6,7 @@
 #include "cmd.h"
 
 #include "kv_assert.h"
+#include "kv_num.h"
 #include "resp_parse.h"
 #include "server.h"
 #include "tbl.h"
@@ -201,79 +202,23 @@ const struct tbl_entry *cmd_lookup_write(struct cmd_ctx *x, const struct resp_ar
 
 bool cmd_parse_i64(const struct resp_arg *a, int64_t *out)
 {
-    /* Redis's string2ll: optional '-', digits, no leading zeros (but "0"), no spaces,
-     * no '+', at most 20 characters, within int64. */
-    const char *p = a->ptr;
-    size_t n = a->len;
-    if (n == 0 || n > 20) {
-        return false;
-    }
-    if (n == 1 && p[0] == '0') {
-        *out = 0;
-        return true;
-    }
-    size_t i = 0;
-    bool neg = false;
-    if (p[0] == '-') {
-        neg = true;
-        i = 1;
-        if (n == 1) {
-            return false;
-        }
-    }
-    if (p[i] < '1' || p[i] > '9') {
-        return false;
-    }
-    uint64_t v = 0;
-    for (; i < n; i++) {
-        if (p[i] < '0' || p[i] > '9') {
-            return false;
-        }
-        uint64_t d = (uint64_t)(p[i] - '0');
-        if (v > (UINT64_MAX - d) / 10) {
-            return false;
-        }
-        v = v * 10 + d;
-    }
-    if (neg) {
-        if (v > (uint64_t)INT64_MAX + 1) {
-            return false;
-        }
-        *out = v == (uint64_t)INT64_MAX + 1 ? INT64_MIN : -(int64_t)v;
-    } else {
-        if (v > (uint64_t)INT64_MAX) {
-            return false;
-        }
-        *out = (int64_t)v;
-    }
-    return true;
+    return kv_parse_i64(a->ptr, a->len, out);
 }
 
 bool cmd_parse_cursor(const struct resp_arg *a, uint64_t *out)
 {
     const char *p = a->ptr;
     size_t n = a->len;
-    size_t i = 0;
     if (n > 0 && isspace((unsigned char)p[0])) {
         return false;
     }
-    bool neg = false;
-    if (i < n && (p[i] == '+' || p[i] == '-')) {
-        neg = p[i] == '-';
-        i++;
-    }
+    bool neg = n > 0 && p[0] == '-';
+    size_t i = n > 0 && (p[0] == '+' || p[0] == '-') ? 1 : 0;
     uint64_t v = 0;
-    for (; i < n; i++) {
-        if (p[i] < '0' || p[i] > '9') {
-            return false;
-        }
-        uint64_t d = (uint64_t)(p[i] - '0');
-        if (v > (UINT64_MAX - d) / 10) {
-            return false; /* ERANGE */
-        }
-        v = v * 10 + d;
+    if (i < n && !kv_parse_u64(p + i, n - i, &v)) {
+        return false; /* not digits, or beyond 64 bits (strtoul's ERANGE) */
     }
-    *out = neg ? (uint64_t)0 - v : v;
+    *out = neg ? (uint64_t)0 - v : v; /* "" and "+" read as 0, as strtoul does */
     return true;
 }
 

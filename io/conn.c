@@ -166,6 +166,7 @@ static void blob_free(void *p)
 
 static void conn_process(struct conn *c);
 static void mark_dirty(struct conn *c);
+static struct resp_out *early_out(struct conn *c);
 static void conn_maybe_free(struct conn *c);
 static void close_conn(struct conn *c);
 
@@ -985,8 +986,7 @@ static bool precheck(struct conn *c, const struct cmd_desc *d, size_t argc,
     if (d->check == NULL) {
         return true;
     }
-    struct resp_out *o = pend_count(c) == 0 ? &c->out : c->sh->scratch;
-    resp_out_set_proto(o, c->resp);
+    struct resp_out *o = early_out(c);
     struct cmd_ctx x = {.argc = argc,
                         .argv = argv,
                         .desc = d,
@@ -996,6 +996,15 @@ static bool precheck(struct conn *c, const struct cmd_desc *d, size_t argc,
                         .now_ms = c->sh->now_ms,
                         .caller_id = c->id};
     return d->check(&x);
+}
+
+/* Where a reply made before execution goes: straight to the output while nothing is
+ * pending, else to the scratch output (then kept in order by finish_early). */
+static struct resp_out *early_out(struct conn *c)
+{
+    struct resp_out *o = pend_count(c) == 0 ? &c->out : c->sh->scratch;
+    resp_out_set_proto(o, c->resp);
+    return o;
 }
 
 static void unknown_command(struct conn *c, const struct resp_cmd *cmd)
@@ -1016,8 +1025,7 @@ static void unknown_command(struct conn *c, const struct resp_cmd *cmd)
     }
     args[off] = '\0';
     const struct resp_arg *name = &cmd->argv[0];
-    struct resp_out *o = pend_count(c) == 0 ? &c->out : c->sh->scratch;
-    resp_out_set_proto(o, c->resp);
+    struct resp_out *o = early_out(c);
     reply_error(o, "ERR unknown command '%.*s', with args beginning with: %s",
                 (int)(name->len > 128 ? 128 : name->len), name->ptr, args);
 }
@@ -1025,8 +1033,7 @@ static void unknown_command(struct conn *c, const struct resp_cmd *cmd)
 /* Replies an error generated before execution, in order. */
 static void early_error(struct conn *c, const char *fmt, const char *arg)
 {
-    struct resp_out *o = pend_count(c) == 0 ? &c->out : c->sh->scratch;
-    resp_out_set_proto(o, c->resp);
+    struct resp_out *o = early_out(c);
     reply_error(o, fmt, arg);
 }
 

@@ -252,3 +252,34 @@ Test(kv_config, bad_file_and_args)
     cr_assert_eq(kv_conf_parse_args(c_items, N_ITEMS, 3, argv3, 1, NULL, err, sizeof err),
                  KV_EINVAL);
 }
+
+/* ---- kv_num ------------------------------------------------------------------- */
+
+#include "kv_num.h"
+
+static bool i64(const char *s, int64_t *v)
+{
+    return kv_parse_i64(s, strlen(s), v);
+}
+
+Test(kv_num, string2ll_rules)
+{
+    int64_t v;
+    cr_assert(i64("0", &v) && v == 0);
+    cr_assert(i64("-42", &v) && v == -42);
+    cr_assert(i64("9223372036854775807", &v) && v == INT64_MAX);
+    cr_assert(i64("-9223372036854775808", &v) && v == INT64_MIN);
+    cr_assert(!i64("9223372036854775808", &v));
+    cr_assert(!i64("", &v));
+    cr_assert(!i64("-", &v));
+    cr_assert(!i64("-0", &v));
+    cr_assert(!i64("01", &v));
+    cr_assert(!i64("+1", &v));
+    cr_assert(!i64(" 1", &v));
+    cr_assert(!i64("1 ", &v));
+    cr_assert(!kv_parse_i64("1\0002", 3, &v));
+    uint64_t u;
+    cr_assert(kv_parse_u64("18446744073709551615", 20, &u) && u == UINT64_MAX);
+    cr_assert(!kv_parse_u64("18446744073709551616", 20, &u));
+    cr_assert(!kv_parse_u64("", 0, &u));
+}

@@ -8,8 +8,10 @@
 #include "kv_assert.h"
 #include "kv_num.h"
 #include "resp_parse.h"
+#include "route.h"
 #include "server.h"
 #include "tbl.h"
+#include "wal.h"
 
 #include <ctype.h>
 #include <stdlib.h>
@@ -88,6 +90,8 @@ static struct cmd_desc table[] = {
     {"slowlog", -2, CMD_ADMIN, NOKEY, CMD_EXEC_CONN, 0, cmd_slowlog, "admin loading stale", NULL},
     {"debug", -2, CMD_ADMIN, NOKEY, CMD_EXEC_CONN, 0, cmd_debug, "admin", NULL},
     {"lastsave", 1, CMD_FAST, NOKEY, CMD_EXEC_CONN, 0, cmd_lastsave, "loading stale fast", NULL},
+    {"save", 1, CMD_ADMIN, NOKEY, CMD_EXEC_CONN, 0, cmd_save, "admin noscript", NULL},
+    {"bgsave", -1, CMD_ADMIN, NOKEY, CMD_EXEC_CONN, 0, cmd_bgsave, "admin noscript", NULL},
     {"reset", 1, CMD_NOAUTH | CMD_FAST, NOKEY, CMD_EXEC_CONN, 0, cmd_reset, "noauth fast", NULL},
     {"wait", 3, 0, NOKEY, CMD_EXEC_CONN, 0, cmd_wait, "", NULL},
     {"client|list", -2, CMD_HIDDEN, NOKEY, CMD_EXEC_ALL, CMD_MERGE_BULKCAT, cmd_client_list_part,
@@ -177,6 +181,53 @@ bool cmd_arity_ok(const struct cmd_desc *d, size_t argc)
 struct tbl *cmd_tbl(struct cmd_ctx *x, uint64_t h)
 {
     return shard_table(x->sh, h);
+}
+
+/* Appends one record of the key's partition, with the partition's next LSN. */
+static void log_record(struct shard *sh, uint64_t h, struct walfmt_view *v)
+{
+    const struct route_part *p = route_lookup(sh->srv->route, h);
+    KV_ASSERT(p->thread == sh->id);
+    v->part = (uint32_t)(p - sh->srv->route->parts);
+    v->lsn = ++sh->part_lsn[p->slot];
+    wal_append(sh->wal, v);
+}
+
+void cmd_log_key(struct cmd_ctx *x, const struct resp_arg *key, uint64_t h)
+{
+    struct shard *sh = x->sh;
+    if (sh->wal == NULL) {
+        return;
+    }
+    struct walfmt_view v = {.key = key->ptr, .klen = key->len, .type = WALFMT_DEL};
+    const struct tbl_entry *e = tbl_get(shard_table(sh, h), key->ptr, key->len, h, x->now_ms);
+    if (e != NULL) {
+        v.type = WALFMT_PUT;
+        v.val = tbl_entry_val(e, &v.vlen);
+        v.expire_ms = tbl_entry_expire_ms(e);
+    }
+    log_record(sh, h, &v);
+}
+
+void cmd_log_expire(struct cmd_ctx *x, const struct resp_arg *key, uint64_t h, int64_t when_ms)
+{
+    struct shard *sh = x->sh;
+    if (sh->wal == NULL) {
+        return;
+    }
+    struct walfmt_view v = {
+        .key = key->ptr, .klen = key->len, .type = WALFMT_EXPIRE, .expire_ms = when_ms};
+    log_record(sh, h, &v);
+}
+
+void cmd_log_flush(struct shard *sh, uint32_t slot)
+{
+    if (sh->wal == NULL) {
+        return;
+    }
+    struct walfmt_view v = {.type = WALFMT_FLUSH, .key = "", .part = sh->part_id[slot]};
+    v.lsn = ++sh->part_lsn[slot];
+    wal_append(sh->wal, &v);
 }
 
 uint64_t cmd_key_hash(const struct resp_arg *key)

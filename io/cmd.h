@@ -131,6 +131,15 @@ uint64_t cmd_key_hash(const struct resp_arg *key);
 const struct tbl_entry *cmd_lookup_read(struct cmd_ctx *x, const struct resp_arg *key, uint64_t h);
 const struct tbl_entry *cmd_lookup_write(struct cmd_ctx *x, const struct resp_arg *key, uint64_t h);
 
+/*
+ * Write-ahead logging of what a write command changed (physical records: the key's
+ * resulting value and expiry, or its absence). Handlers call these after every change
+ * they make, in the order they make them; they do nothing when the WAL is off.
+ */
+void cmd_log_key(struct cmd_ctx *x, const struct resp_arg *key, uint64_t h);
+void cmd_log_expire(struct cmd_ctx *x, const struct resp_arg *key, uint64_t h, int64_t when_ms);
+void cmd_log_flush(struct shard *sh, uint32_t slot);
+
 /* Parses a whole argument as a signed 64-bit decimal, Redis's string2ll rules. */
 bool cmd_parse_i64(const struct resp_arg *a, int64_t *out);
 
@@ -147,7 +156,7 @@ cmd_fn cmd_get, cmd_set, cmd_setnx, cmd_setex, cmd_psetex, cmd_getset, cmd_getde
 /* Connection and server handlers (cmd_server.c). */
 cmd_fn cmd_ping, cmd_echo, cmd_quit, cmd_select, cmd_auth, cmd_hello, cmd_client, cmd_command,
     cmd_info, cmd_config, cmd_time, cmd_shutdown, cmd_slowlog, cmd_debug, cmd_lastsave, cmd_reset,
-    cmd_wait;
+    cmd_save, cmd_bgsave, cmd_wait;
 
 /* Whole-keyspace parts (cmd_server.c): each runs over the executing shard's tables. */
 cmd_fn cmd_dbsize, cmd_keys, cmd_randomkey, cmd_flushall, cmd_scan, cmd_client_list_part,

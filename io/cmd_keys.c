@@ -22,7 +22,10 @@ void cmd_del(struct cmd_ctx *x)
     for (size_t i = 1; i < x->argc; i++) {
         const struct resp_arg *k = &x->argv[i];
         uint64_t h = cmd_key_hash(k);
-        n += tbl_del(cmd_tbl(x, h), k->ptr, k->len, h, x->now_ms, NULL) == 0;
+        if (tbl_del(cmd_tbl(x, h), k->ptr, k->len, h, x->now_ms, NULL) == 0) {
+            cmd_log_key(x, k, h);
+            n++;
+        }
     }
     x->sum = n;
     reply_int(x->out, n);
@@ -129,8 +132,10 @@ static void expire_generic(struct cmd_ctx *x, int64_t unit_ms, bool relative)
     }
     if (when <= x->now_ms) {
         tbl_del(t, key->ptr, key->len, h, x->now_ms, NULL);
+        cmd_log_key(x, key, h);
     } else {
         tbl_expire_set(t, key->ptr, key->len, h, x->now_ms, when);
+        cmd_log_expire(x, key, h, when);
     }
     reply_int(x->out, 1);
 }
@@ -208,6 +213,7 @@ void cmd_persist(struct cmd_ctx *x)
         return;
     }
     tbl_expire_set(cmd_tbl(x, h), key->ptr, key->len, h, x->now_ms, 0);
+    cmd_log_expire(x, key, h, 0);
     reply_int(x->out, 1);
 }
 
@@ -258,10 +264,12 @@ static void rename_generic(struct cmd_ctx *x, bool nx)
                               .type = tbl_entry_type(old)};
     rc = tbl_put(cmd_tbl(x, hd), dst->ptr, dst->len, hd, &pa, x->now_ms, NULL);
     tbl_entry_free(old);
+    cmd_log_key(x, src, hs);
     if (rc != 0) {
         reply_error(x->out, "OOM command not allowed when used memory > 'maxmemory'.");
         return;
     }
+    cmd_log_key(x, dst, hd);
     if (nx) {
         reply_int(x->out, 1);
     } else {

@@ -22,7 +22,9 @@
 #include "route.h"
 #include "server.h"
 #include "slowlog.h"
+#include "snap.h"
 #include "tbl.h"
+#include "wal.h"
 
 #include <ctype.h>
 #include <mimalloc.h>
@@ -116,9 +118,66 @@ void cmd_time(struct cmd_ctx *x)
     reply_bulk_i64(x->out, (int64_t)(ts.tv_nsec / 1000));
 }
 
+/* The end of the last snapshot round every shard has completed (ms), or the start. */
+static int64_t last_save_ms(const struct server *srv)
+{
+    int64_t t = INT64_MAX;
+    for (uint32_t i = 0; srv->persist && i < srv->nthreads; i++) {
+        int64_t s = STAT_GET(snap_stats(srv->shards[i].snap)->last_ok_ms);
+        t = s < t ? s : t;
+    }
+    return t == INT64_MAX || t == 0 ? srv->start_ms : t;
+}
+
+static bool any_snapshot_running(const struct server *srv)
+{
+    for (uint32_t i = 0; srv->persist && i < srv->nthreads; i++) {
+        if (STAT_GET(snap_stats(srv->shards[i].snap)->running)) {
+            return true;
+        }
+    }
+    return false;
+}
+
 void cmd_lastsave(struct cmd_ctx *x)
 {
-    reply_int(x->out, x->sh->srv->start_ms / 1000);
+    reply_int(x->out, last_save_ms(x->sh->srv) / 1000);
+}
+
+/* SAVE: every shard snapshots its partitions (in its loop, serving requests meanwhile);
+ * the reply comes when all are done. */
+void cmd_save(struct cmd_ctx *x)
+{
+    struct server *srv = x->sh->srv;
+    if (!srv->persist) {
+        reply_error(x->out, "ERR snapshots are off (appendonly no)");
+        return;
+    }
+    uint64_t target = atomic_fetch_add(&srv->save_req, 1) + 1;
+    if (!conn_save_wait(x->conn, target)) {
+        reply_error(x->out, "OOM command not allowed when used memory > 'maxmemory'.");
+    }
+}
+
+void cmd_bgsave(struct cmd_ctx *x)
+{
+    struct server *srv = x->sh->srv;
+    bool schedule = x->argc == 2 && cmd_arg_is(&x->argv[1], "schedule");
+    if (x->argc > 2 || (x->argc == 2 && !schedule)) {
+        reply_err_syntax(x->out);
+        return;
+    }
+    if (!srv->persist) {
+        reply_error(x->out, "ERR snapshots are off (appendonly no)");
+        return;
+    }
+    bool running = any_snapshot_running(srv);
+    if (running && !schedule) {
+        reply_error(x->out, "ERR Background save already in progress");
+        return;
+    }
+    atomic_fetch_add(&srv->save_req, 1);
+    reply_simple(x->out, running ? "Background saving scheduled" : "Background saving started");
 }
 
 void cmd_wait(struct cmd_ctx *x)
@@ -957,6 +1016,63 @@ static void info_add(struct info_buf *b, const char *fmt, ...)
     }
 }
 
+/* INFO persistence: Redis's fields (the snapshot rounds stand for RDB saves, the WAL
+ * for the AOF), then kvd's own. */
+static void info_persistence(struct info_buf *b, struct server *srv, int64_t now_ms)
+{
+    uint64_t appended = 0, durable = 0, batches = 0, bytes = 0, syncs = 0, segs = 0;
+    uint64_t changes = 0, rounds = 0, failed = 0, snap_keys = 0, rec_keys = 0;
+    int64_t last_round = -1, started = 0, rec_ms = 0;
+    bool running = false, last_ok = true, write_ok = true, refusing = false;
+    for (uint32_t i = 0; srv->persist && i < srv->nthreads; i++) {
+        struct shard *sh = &srv->shards[i];
+        struct wal_stats *w = wal_stats(sh->wal);
+        struct snap_stats *s = snap_stats(sh->snap);
+        appended += STAT_GET(w->appended);
+        durable += STAT_GET(w->durable);
+        changes += STAT_GET(w->appended) - STAT_GET(w->appended_at_snap);
+        batches += STAT_GET(w->batches);
+        bytes += STAT_GET(w->bytes);
+        syncs += STAT_GET(w->syncs);
+        segs += STAT_GET(w->segments);
+        write_ok &= STAT_GET(w->last_write_ok) != 0;
+        refusing |= STAT_GET(w->refusing) != 0;
+        rounds += STAT_GET(s->rounds_ok);
+        failed += STAT_GET(s->rounds_failed);
+        snap_keys += STAT_GET(s->keys);
+        last_ok &= STAT_GET(s->last_ok) != 0;
+        if (STAT_GET(s->running)) {
+            running = true;
+            int64_t st = STAT_GET(s->started_ms);
+            started = started == 0 || st < started ? st : started;
+        }
+        int64_t lr = STAT_GET(s->last_round_ms);
+        last_round = STAT_GET(s->rounds_ok) > 0 && lr / 1000 > last_round ? lr / 1000 : last_round;
+        rec_keys += sh->recovered_keys;
+        rec_ms = sh->recovered_ms > rec_ms ? sh->recovered_ms : rec_ms;
+    }
+    int fsync_mode = (int)KV_CONF_GET(kvd_settings.appendfsync);
+    info_add(b,
+             "# Persistence\r\nloading:0\r\nasync_loading:0\r\nrdb_changes_since_last_save:%llu\r\n"
+             "rdb_bgsave_in_progress:%d\r\nrdb_last_save_time:%lld\r\n"
+             "rdb_last_bgsave_status:%s\r\nrdb_last_bgsave_time_sec:%lld\r\n"
+             "rdb_current_bgsave_time_sec:%lld\r\nrdb_saves:%llu\r\n"
+             "aof_enabled:%d\r\naof_rewrite_in_progress:0\r\naof_rewrite_scheduled:0\r\n"
+             "aof_last_write_status:%s\r\naof_last_bgrewrite_status:ok\r\n"
+             "appendfsync:%s\r\nwal_records_appended:%llu\r\nwal_records_durable:%llu\r\n"
+             "wal_batches:%llu\r\nwal_bytes_written:%llu\r\nwal_syncs:%llu\r\nwal_segments:%llu\r\n"
+             "wal_refusing_writes:%d\r\nsnapshot_rounds_failed:%llu\r\nsnapshot_last_keys:%llu\r\n"
+             "recovered_keys:%llu\r\nrecovery_time_ms:%lld\r\n\r\n",
+             (unsigned long long)changes, running ? 1 : 0, (long long)(last_save_ms(srv) / 1000),
+             last_ok ? "ok" : "err", (long long)last_round,
+             (long long)(running ? (now_ms - started) / 1000 : -1), (unsigned long long)rounds,
+             srv->persist ? 1 : 0, write_ok ? "ok" : "err", wal_fsync_name(fsync_mode),
+             (unsigned long long)appended, (unsigned long long)durable, (unsigned long long)batches,
+             (unsigned long long)bytes, (unsigned long long)syncs, (unsigned long long)segs,
+             refusing ? 1 : 0, (unsigned long long)failed, (unsigned long long)snap_keys,
+             (unsigned long long)rec_keys, (long long)rec_ms);
+}
+
 static bool want(size_t argc, const struct resp_arg *argv, const char *section, bool dflt)
 {
     if (argc < 2) {
@@ -1059,10 +1175,7 @@ void cmd_info(struct cmd_ctx *x)
                  (long long)ru.ru_maxrss * 1024);
     }
     if (want(x->argc, x->argv, "persistence", true)) {
-        info_add(&b,
-                 "# Persistence\r\nloading:0\r\nrdb_changes_since_last_save:0\r\n"
-                 "rdb_bgsave_in_progress:0\r\nrdb_last_save_time:%lld\r\naof_enabled:0\r\n\r\n",
-                 (long long)(srv->start_ms / 1000));
+        info_persistence(&b, srv, x->sh->now_ms);
     }
     if (want(x->argc, x->argv, "stats", true)) {
         info_add(&b,
@@ -1252,6 +1365,7 @@ void cmd_flushall(struct cmd_ctx *x)
         KV_ASSERT(fresh != NULL);
         tbl_destroy(x->sh->tables[i]);
         x->sh->tables[i] = fresh;
+        cmd_log_flush(x->sh, i);
     }
     reply_ok(x->out);
 }

@@ -168,6 +168,9 @@ static void set_generic(struct cmd_ctx *x, const struct resp_arg *key, const str
         return;
     }
     KV_ASSERT(rc == 0 || rc == KV_EEXIST || rc == KV_ENOTFOUND);
+    if (rc == 0) {
+        cmd_log_key(x, key, h);
+    }
     if (opts & SET_GET) {
         /* SET ... GET replies the old value whether or not the condition held. */
         if (rc != 0) {
@@ -244,6 +247,7 @@ void cmd_getdel(struct cmd_ctx *x)
         return;
     }
     STAT_ADD(x->sh->stats.keyspace_hits, 1);
+    cmd_log_key(x, key, h);
     reply_entry(x, old);
     tbl_entry_free(old);
 }
@@ -269,6 +273,7 @@ void cmd_getex(struct cmd_ctx *x)
     reply_entry(x, e);
     if (ea != 0 || (opts & SET_PERSIST)) {
         tbl_expire_set(cmd_tbl(x, h), key->ptr, key->len, h, x->now_ms, when);
+        cmd_log_expire(x, key, h, when);
     }
 }
 
@@ -297,6 +302,7 @@ void cmd_mset(struct cmd_ctx *x)
             reply_error(x->out, "OOM command not allowed when used memory > 'maxmemory'.");
             return;
         }
+        cmd_log_key(x, key, h);
     }
     reply_ok(x->out);
 }
@@ -318,6 +324,7 @@ void cmd_msetnx(struct cmd_ctx *x)
         uint64_t h = cmd_key_hash(key);
         struct tbl_put_args pa = {.val = x->argv[i + 1].ptr, .val_len = x->argv[i + 1].len};
         tbl_put(cmd_tbl(x, h), key->ptr, key->len, h, &pa, x->now_ms, NULL);
+        cmd_log_key(x, key, h);
     }
     reply_int(x->out, 1);
 }
@@ -344,6 +351,7 @@ static void store_i64(struct cmd_ctx *x, const struct resp_arg *key, uint64_t h,
         return;
     }
     memcpy(m.val, buf, (size_t)n);
+    cmd_log_key(x, key, h);
     reply_int(x->out, v);
 }
 
@@ -481,6 +489,7 @@ void cmd_incrbyfloat(struct cmd_ctx *x)
         return;
     }
     memcpy(m.val, buf, (size_t)n);
+    cmd_log_key(x, key, h);
     reply_bulk(x->out, buf, (size_t)n);
 }
 
@@ -507,6 +516,7 @@ void cmd_append(struct cmd_ctx *x)
     }
     KV_ASSERT(m.old_len == cur);
     memcpy(m.val + cur, add->ptr, add->len);
+    cmd_log_key(x, key, h);
     reply_int(x->out, (int64_t)(cur + add->len));
 }
 
@@ -596,6 +606,7 @@ void cmd_setrange(struct cmd_ctx *x)
         return;
     }
     memcpy(m.val + off, val->ptr, val->len);
+    cmd_log_key(x, key, h);
     reply_int(x->out, (int64_t)len);
 }
 

@@ -43,7 +43,9 @@
 #include "shard.h"
 #include "slowlog.h"
 #include "spsc.h"
+#include "snap.h"
 #include "tbl.h"
+#include "wal.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -123,7 +125,8 @@ struct conn {
     struct iovec iov[CONN_IOV_MAX];
     struct msghdr msg;
 
-    char *name; /* CLIENT SETNAME, on the shard's heap; NULL if none */
+    uint64_t wal_wait; /* output leaves once the shard's WAL is durable up to this */
+    char *name;        /* CLIENT SETNAME, on the shard's heap; NULL if none */
     char addr[48];
     char laddr[48];
     int64_t created_ms;
@@ -134,6 +137,21 @@ struct conn {
 struct xmsg_list {
     struct xmsg m;
     struct xmsg_list *next;
+};
+
+/* A reply to another shard held until this shard's WAL is durable up to `token`. */
+struct held_reply {
+    struct xmsg m;
+    uint64_t token;
+    uint32_t to;
+};
+
+/* A SAVE waiting for every shard's snapshot round `target`. */
+struct save_waiter {
+    struct conn *c;
+    uint32_t seq; /* its pending-reply slot */
+    uint64_t target;
+    struct save_waiter *next;
 };
 
 /*
@@ -762,6 +780,16 @@ static void run(struct shard *sh, struct conn *c, const struct cmd_desc *d, size
     }
 }
 
+/* With appendfsync always, the connection's output waits for this shard's WAL to make
+ * durable what the command wrote, or saw written. */
+static void wal_gate(struct conn *c)
+{
+    struct wal *w = c->sh->wal;
+    if (w != NULL && wal_appended(w) > wal_durable(w)) {
+        c->wal_wait = wal_appended(w);
+    }
+}
+
 /* Runs a command here and queues its reply in order. */
 static void exec_local(struct conn *c, const struct cmd_desc *d, size_t argc,
                        const struct resp_arg *argv)
@@ -769,11 +797,13 @@ static void exec_local(struct conn *c, const struct cmd_desc *d, size_t argc,
     struct shard *sh = c->sh;
     if (pend_count(c) == 0) {
         run(sh, c, d, argc, argv, &c->out, NULL, c->id);
+        wal_gate(c);
         mark_dirty(c);
         return;
     }
     resp_out_set_proto(sh->scratch, c->resp);
     run(sh, c, d, argc, argv, sh->scratch, NULL, c->id);
+    wal_gate(c);
     struct pend *p = pend_push(c);
     if (resp_out_error(sh->scratch) != 0) {
         scratch_reset(sh);
@@ -931,6 +961,7 @@ static void fan_out(struct conn *c, const struct cmd_desc *d, size_t argc,
             int64_t sum = 0;
             resp_out_set_proto(sh->scratch, c->resp);
             run(sh, NULL, d, n, lv, sh->scratch, &sum, c->id);
+            wal_gate(c);
             size_t len;
             char *blob = scratch_take(sh, &len);
             size_t before = slot_bytes(p);
@@ -1078,6 +1109,16 @@ static void dispatch_pre(struct conn *c, const struct resp_cmd *cmd, const struc
     }
     if (!(c->flags & CONN_AUTHED) && !(d->flags & CMD_NOAUTH)) {
         early_error(c, "NOAUTH Authentication required.%s", "");
+        finish_early(c);
+        return;
+    }
+    if ((d->flags & CMD_WRITE) &&
+        atomic_load_explicit(&sh->srv->wal_refusing, memory_order_relaxed) != 0) {
+        int err = atomic_load_explicit(&sh->srv->wal_errno, memory_order_relaxed);
+        early_error(c,
+                    "MISCONF Errors writing to the WAL: %s. Write commands are refused until it "
+                    "can be written again; reads go on.",
+                    strerror(err));
         finish_early(c);
         return;
     }
@@ -1460,12 +1501,20 @@ static void flush_one(struct conn *c)
 
 void conn_flush(struct shard *sh)
 {
+    uint64_t durable = sh->wal != NULL ? wal_durable(sh->wal) : UINT64_MAX;
+    struct conn *waiting = NULL;
     while (sh->dirty != NULL) {
         struct conn *c = sh->dirty;
         sh->dirty = c->dirty_next;
         c->dirty_next = NULL;
+        if (c->wal_wait > durable && !(c->flags & CONN_CLOSING)) {
+            c->dirty_next = waiting; /* stays dirty: flushed once the WAL catches up */
+            waiting = c;
+            continue;
+        }
         flush_one(c);
     }
+    sh->dirty = waiting;
 }
 
 /* ---- cross-shard messages --------------------------------------------------------- */
@@ -1480,6 +1529,29 @@ static void send_reply(struct shard *sh, uint32_t to, const struct xmsg *m)
     l->m = *m;
     l->next = sh->overflow[to];
     sh->overflow[to] = l;
+}
+
+/* Keeps a reply to another shard until the WAL is durable up to `token` (a ring, in
+ * order: tokens never decrease). */
+static void held_push(struct shard *sh, const struct xmsg *r, uint32_t to, uint64_t token)
+{
+    if (sh->held_tail - sh->held_head == sh->held_cap) {
+        uint32_t cap = sh->held_cap ? sh->held_cap * 2 : 256;
+        struct held_reply *v = mi_heap_malloc(sh->heap, cap * sizeof *v);
+        KV_ASSERT(v != NULL);
+        for (uint32_t i = sh->held_head; i != sh->held_tail; i++) {
+            v[i - sh->held_head] = sh->held[i % sh->held_cap];
+        }
+        mi_free(sh->held);
+        sh->held = v;
+        sh->held_tail -= sh->held_head;
+        sh->held_head = 0;
+        sh->held_cap = cap;
+    }
+    struct held_reply *h = &sh->held[sh->held_tail++ % sh->held_cap];
+    h->m = *r;
+    h->to = to;
+    h->token = token;
 }
 
 void conn_exec_remote(struct shard *sh, const struct xmsg *m)
@@ -1521,6 +1593,11 @@ void conn_exec_remote(struct shard *sh, const struct xmsg *m)
         mi_free(argv);
     }
     blob_free(m->payload);
+    struct wal *w = sh->wal;
+    if (w != NULL && wal_appended(w) > wal_durable(w)) {
+        held_push(sh, &r, m->src, wal_appended(w));
+        return;
+    }
     send_reply(sh, m->src, &r);
 }
 
@@ -1665,5 +1742,88 @@ void conn_close_all(struct shard *sh)
     for (struct conn *c = sh->conns, *next; c != NULL; c = next) {
         next = c->next;
         close_conn(c);
+    }
+}
+
+/* ---- durability: held replies and SAVE ---------------------------------------------- */
+
+/* Completes a deferred reply slot with `text` (a whole RESP reply). */
+static void defer_complete(struct conn *c, uint32_t seq, const char *text)
+{
+    KV_ASSERT(c->remote_waiting > 0);
+    c->remote_waiting--;
+    struct pend *p = &c->pend[seq % CONN_PENDING_MAX];
+    KV_ASSERT(p->parts_left == 1 && p->blob == NULL);
+    size_t len = strlen(text);
+    p->blob = blob_alloc(c->sh, len);
+    KV_ASSERT(p->blob != NULL);
+    memcpy(p->blob, text, len);
+    p->len = len;
+    p->parts_left = 0;
+    c->pend_bytes += len;
+    pend_drain(c);
+    if (!must_pause(c) && (c->held_bid >= 0 || c->held_heap != NULL || c->stash_len > 0)) {
+        conn_process(c);
+    }
+    conn_maybe_free(c);
+}
+
+bool conn_save_wait(struct conn *c, uint64_t target)
+{
+    struct shard *sh = c->sh;
+    struct save_waiter *w = mi_heap_malloc(sh->heap, sizeof *w);
+    if (w == NULL) {
+        return false;
+    }
+    struct pend *p = pend_push(c);
+    p->parts_left = 1;
+    c->remote_waiting++; /* keeps the connection until the reply is in */
+    w->c = c;
+    w->seq = c->pend_tail - 1;
+    w->target = target;
+    w->next = sh->save_waiters;
+    sh->save_waiters = w;
+    return true;
+}
+
+/* 1 if every shard's snapshot round covered `target`, -1 if one failed it, else 0. */
+static int save_state(struct server *srv, uint64_t target)
+{
+    int state = 1;
+    for (uint32_t i = 0; i < srv->nthreads; i++) {
+        struct snap_stats *st = snap_stats(srv->shards[i].snap);
+        if (STAT_GET(st->done_target) >= target) {
+            continue;
+        }
+        if (STAT_GET(st->failed_target) >= target) {
+            return -1;
+        }
+        state = 0;
+    }
+    return state;
+}
+
+void conn_durability_turn(struct shard *sh)
+{
+    uint64_t durable = wal_durable(sh->wal);
+    while (sh->held_head != sh->held_tail) {
+        struct held_reply *h = &sh->held[sh->held_head % sh->held_cap];
+        if (h->token > durable) {
+            break;
+        }
+        send_reply(sh, h->to, &h->m);
+        sh->held_head++;
+    }
+    for (struct save_waiter **pp = &sh->save_waiters; *pp != NULL;) {
+        struct save_waiter *w = *pp;
+        int state = save_state(sh->srv, w->target);
+        if (state == 0) {
+            pp = &w->next;
+            continue;
+        }
+        *pp = w->next;
+        defer_complete(w->c, w->seq,
+                       state > 0 ? "+OK\r\n" : "-ERR snapshot failed: see the server log\r\n");
+        mi_free(w);
     }
 }

@@ -38,6 +38,15 @@ bool conn_overflow_pending(const struct shard *sh);
 /* Queues one send per connection with output. Once per loop turn. */
 void conn_flush(struct shard *sh);
 
+/* Releases replies held for the WAL and completes SAVEs whose snapshots are done.
+ * Once per loop turn when the WAL is on. */
+void conn_durability_turn(struct shard *sh);
+
+/* SAVE: the connection's next reply waits until every shard has finished a snapshot
+ * round covering request `target` (+OK, or an error if one failed). False if out of
+ * memory. */
+bool conn_save_wait(struct conn *c, uint64_t target);
+
 /* Timers: idle timeouts. */
 void conn_cron(struct shard *sh, int64_t now_ms);
 

@@ -23,6 +23,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -100,6 +102,35 @@ static int make_dirs(const char *path)
     return 0;
 }
 
+/* One kvd per data directory: a second one would interleave its WAL with ours. The
+ * lock (flock on "kvd.lock") lasts as long as the process, and ends with it. */
+static int lock_dir(const char *dir)
+{
+    char path[KVD_DIR_MAX + 16];
+    snprintf(path, sizeof path, "%s/kvd.lock", dir);
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        fprintf(stderr, "kvd: cannot open %s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        char pid[32] = "";
+        ssize_t n = pread(fd, pid, sizeof pid - 1, 0);
+        pid[n > 0 ? n : 0] = '\0';
+        pid[strcspn(pid, "\n")] = '\0';
+        fprintf(stderr, "kvd: another kvd (pid %s) is using the data directory %s\n",
+                pid[0] ? pid : "?", dir);
+        close(fd);
+        return -1;
+    }
+    char buf[32];
+    int n = snprintf(buf, sizeof buf, "%d\n", (int)getpid());
+    if (ftruncate(fd, 0) != 0 || pwrite(fd, buf, (size_t)n, 0) != n) {
+        /* the pid is only informative */
+    }
+    return 0; /* fd stays open: the lock is held until exit */
+}
+
 static uint32_t thread_count(void)
 {
     int64_t t = KV_CONF_GET(kvd_settings.threads);
@@ -120,6 +151,7 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     srv.nthreads = thread_count();
     srv.start_ms = kv_clock_real_ms();
+    srv.persist = KV_CONF_GET(kvd_settings.appendonly) != 0;
     srv.route = route_create_uniform(srv.nthreads,
                                      (uint32_t)KV_CONF_GET(kvd_settings.partitions_per_thread));
     srv.shards = calloc(srv.nthreads, sizeof srv.shards[0]);
@@ -132,6 +164,9 @@ int main(int argc, char **argv)
     }
     if (make_dirs(kvd_settings.dir) != 0) {
         fprintf(stderr, "kvd: cannot create dir %s: %s\n", kvd_settings.dir, strerror(errno));
+        return 1;
+    }
+    if (srv.persist && lock_dir(kvd_settings.dir) != 0) {
         return 1;
     }
     int port = (int)KV_CONF_GET(kvd_settings.port);
@@ -161,8 +196,24 @@ int main(int argc, char **argv)
             return explain_uring_failure(rc);
         }
     }
-    kv_log_notice("kvd ready addr=%s port=%d threads=%u partitions=%u pid=%d", kvd_settings.bind,
-                  port, srv.nthreads, srv.route->count, (int)getpid());
+    /* Each shard recovers its partitions on its own thread; serve once all have. */
+    while (atomic_load(&srv.shards_ready) < srv.nthreads) {
+        usleep(1000);
+    }
+    if (atomic_load(&srv.start_failed)) {
+        fprintf(stderr,
+                "kvd: cannot start: the data in %s could not be recovered (see the log "
+                "above)\n",
+                kvd_settings.dir);
+        _exit(1);
+    }
+    kv_log_notice("kvd ready addr=%s port=%d threads=%u partitions=%u pid=%d appendonly=%s "
+                  "appendfsync=%s",
+                  kvd_settings.bind, port, srv.nthreads, srv.route->count, (int)getpid(),
+                  srv.persist ? "yes" : "no",
+                  KV_CONF_GET(kvd_settings.appendfsync) == 0   ? "always"
+                  : KV_CONF_GET(kvd_settings.appendfsync) == 1 ? "everysec"
+                                                               : "no");
 
     /* Wait for a signal, or for SHUTDOWN (which sets `stopping` from a shard). */
     while (!atomic_load(&srv.stopping)) {

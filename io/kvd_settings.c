@@ -10,11 +10,13 @@
 
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 struct kvd_settings kvd_settings;
 
 static const char *const loglevels[] = {"debug", "verbose", "notice", "warning", NULL};
+static const char *const fsync_modes[] = {"always", "everysec", "no", NULL}; /* enum wal_fsync */
 
 #define S  (&kvd_settings)
 #define RT KV_CONF_RUNTIME
@@ -159,6 +161,43 @@ const struct kv_conf_item kvd_setting_items[] = {
      .help = "messages in each shard-to-shard queue (a power of two); a full queue pauses "
              "the client that wants to send",
      .num = &S->shard_queue_size},
+    {.name = "appendonly",
+     .type = KV_CONF_BOOL,
+     .def = "yes",
+     .help = "keep the data across restarts: a WAL per thread plus snapshots in --dir "
+             "(no: memory only)",
+     .num = &S->appendonly},
+    {.name = "appendfsync",
+     .type = KV_CONF_ENUM,
+     .flags = RT,
+     .def = "always",
+     .choices = fsync_modes,
+     .help = "always: a write is acknowledged once on stable storage (group commit); "
+             "everysec: synced once a second (a crash may lose the last second); no: never "
+             "synced by kvd (a power loss may lose what the disk caches)",
+     .num = &S->appendfsync},
+    {.name = "wal-segment-size",
+     .type = KV_CONF_BYTES,
+     .def = "64mb",
+     .min = 64 * 1024,
+     .max = 1024LL * 1024 * 1024,
+     .help = "bytes of each preallocated WAL segment file (a multiple of 4 KiB)",
+     .num = &S->wal_segment_size},
+    {.name = "snapshot-wal-size",
+     .type = KV_CONF_BYTES,
+     .flags = RT,
+     .def = "256mb",
+     .min = 0,
+     .max = INT64_MAX,
+     .help = "WAL bytes a thread writes before it snapshots its partitions and deletes the "
+             "segments the snapshot covers (0 = only on SAVE/BGSAVE)",
+     .num = &S->snapshot_wal_size},
+    {.name = "repair",
+     .type = KV_CONF_BOOL,
+     .def = "no",
+     .help = "at start, cut a corrupt WAL at the damage (the rest is kept aside) instead of "
+             "refusing to start; `--repair` alone means yes",
+     .num = &S->repair},
 };
 
 const size_t kvd_setting_count = sizeof kvd_setting_items / sizeof kvd_setting_items[0];
@@ -193,6 +232,11 @@ static int check_consistency(void)
         check_power_of_two("shard-queue-size", KV_CONF_GET(kvd_settings.shard_queue_size)) != 0) {
         return -1;
     }
+    if (KV_CONF_GET(kvd_settings.wal_segment_size) % 4096 != 0) {
+        fprintf(stderr, "kvd: --wal-segment-size must be a multiple of 4096 (got %lld)\n",
+                (long long)KV_CONF_GET(kvd_settings.wal_segment_size));
+        return -1;
+    }
     return 0;
 }
 
@@ -224,9 +268,24 @@ int kvd_settings_load(int argc, char **argv)
         fprintf(stderr, "kvd: config: %s\n", err);
         return -1;
     }
+    /* `--repair` alone (not followed by a value) means `--repair yes`. */
+    char **args = calloc((size_t)argc * 2 + 1, sizeof *args);
+    if (args == NULL) {
+        return -1;
+    }
+    int n = 0;
+    for (int i = 0; i < argc; i++) {
+        args[n++] = argv[i];
+        if (strcmp(argv[i], "--repair") == 0 &&
+            (i + 1 == argc || strncmp(argv[i + 1], "--", 2) == 0)) {
+            args[n++] = "yes";
+        }
+    }
     static const char *const skip[] = {"config", NULL};
-    if (kv_conf_parse_args(kvd_setting_items, kvd_setting_count, argc, argv, 1, skip, err,
-                           sizeof err) != 0) {
+    int rc =
+        kv_conf_parse_args(kvd_setting_items, kvd_setting_count, n, args, 1, skip, err, sizeof err);
+    free(args);
+    if (rc != 0) {
         fprintf(stderr, "kvd: %s\n", err);
         return -1;
     }

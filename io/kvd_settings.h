@@ -37,6 +37,11 @@ struct kvd_settings {
     _Atomic int64_t recv_buffer_size;
     _Atomic int64_t recv_buffers;
     _Atomic int64_t shard_queue_size;
+    _Atomic int64_t appendonly;
+    _Atomic int64_t appendfsync; /* enum wal_fsync */
+    _Atomic int64_t wal_segment_size;
+    _Atomic int64_t snapshot_wal_size;
+    _Atomic int64_t repair;
 };
 
 extern struct kvd_settings kvd_settings;

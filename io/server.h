@@ -28,8 +28,12 @@ struct conn;
 struct mi_heap_s;
 struct resp_pool;
 struct route_table;
+struct snap;
 struct spsc;
 struct tbl;
+struct wal;
+struct held_reply;
+struct save_waiter;
 
 #define KVD_THREADS_MAX 256
 
@@ -111,7 +115,20 @@ struct shard {
 
     /* partitions this shard owns, indexed by route_part.slot */
     struct tbl **tables;
+    uint32_t *part_id;  /* the partition's id (its index in the route table) */
+    uint64_t *part_lsn; /* the partition's last LSN written to the WAL */
     uint32_t table_count;
+
+    /* durability (NULL when appendonly is off) */
+    struct wal *wal;
+    struct snap *snap;
+    struct held_reply *held; /* replies to other shards waiting for the WAL (a ring) */
+    uint32_t held_cap, held_head, held_tail;
+    struct save_waiter *save_waiters; /* SAVE clients waiting for every shard's round */
+    uint64_t save_seen;               /* srv->save_req when this shard last started a round */
+    uint64_t recovered_keys;
+    int64_t recovered_ms;
+    int refusing; /* this shard's WAL refuses writes (counted in srv->wal_refusing) */
     uint64_t expire_cursor[64];
 
     /* connections */
@@ -148,7 +165,13 @@ struct server {
     _Atomic int stopping;            /* set by SIGTERM/SIGINT/SHUTDOWN */
     _Atomic uint32_t shards_drained; /* shards whose clients are all gone */
     int64_t start_ms;
-    int port; /* the bound port */
+    int port;                      /* the bound port */
+    bool persist;                  /* appendonly: the WAL and snapshots are on */
+    _Atomic uint64_t save_req;     /* SAVE/BGSAVE requests so far */
+    _Atomic uint32_t shards_ready; /* shards done with recovery */
+    _Atomic int start_failed;      /* a shard could not recover: kvd exits */
+    _Atomic uint32_t wal_refusing; /* shards whose WAL refuses writes */
+    _Atomic int wal_errno;         /* why, for -MISCONF */
 };
 
 /* The queue from shard `from` to shard `to`. */

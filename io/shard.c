@@ -27,10 +27,13 @@
 #include "kv_clock.h"
 #include "kv_log.h"
 #include "kvd_settings.h"
+#include "recover.h"
 #include "route.h"
 #include "server.h"
+#include "snap.h"
 #include "spsc.h"
 #include "tbl.h"
+#include "wal.h"
 
 #include <errno.h>
 #include <mimalloc.h>
@@ -231,6 +234,10 @@ static void dispatch(struct shard *sh, struct io_uring_cqe *cqe)
     uint64_t ud = io_uring_cqe_get_data64(cqe);
     if (ud == SHARD_UD_ACCEPT) {
         on_accept(sh, cqe);
+    } else if (ud >= SHARD_UD_WAL_WRITE && ud <= SHARD_UD_WAL_SYNC) {
+        wal_on_cqe(sh->wal, cqe, ud);
+    } else if (ud == SHARD_UD_SNAP) {
+        snap_on_cqe(sh->snap, cqe);
     } else if (ud == SHARD_UD_WAKE || ud == SHARD_UD_WAKE_SENT || ud == SHARD_UD_IGNORE) {
         /* a wake-up (or the completion of one we sent): the queues are drained below */
     } else {
@@ -321,6 +328,38 @@ static void cron(struct shard *sh, int64_t now_ms)
     conn_cron(sh, now_ms);
 }
 
+/* Snapshot triggers and steps, the WAL's group commit, and the replies and SAVE
+ * clients that were waiting for them. Once per loop turn, before the flush. */
+static void durability_turn(struct shard *sh)
+{
+    struct server *srv = sh->srv;
+    uint64_t req = atomic_load_explicit(&srv->save_req, memory_order_relaxed);
+    uint64_t threshold = (uint64_t)KV_CONF_GET(kvd_settings.snapshot_wal_size);
+    if (!snap_running(sh->snap)) {
+        if (req > sh->save_seen) {
+            if (snap_start(sh->snap, req, true)) {
+                sh->save_seen = req;
+            }
+        } else if (threshold > 0 && STAT_GET(wal_stats(sh->wal)->bytes_since) >= threshold) {
+            snap_start(sh->snap, sh->save_seen, false);
+        }
+    }
+    snap_turn(sh->snap);
+    wal_turn(sh->wal, sh->now_ms);
+    int err = wal_refusing(sh->wal);
+    int refusing = err != 0;
+    if (refusing != sh->refusing) {
+        sh->refusing = refusing;
+        if (refusing) {
+            atomic_store_explicit(&srv->wal_errno, err, memory_order_relaxed);
+            atomic_fetch_add(&srv->wal_refusing, 1);
+        } else {
+            atomic_fetch_sub(&srv->wal_refusing, 1);
+        }
+    }
+    conn_durability_turn(sh);
+}
+
 static void stop_listening(struct shard *sh)
 {
     if (sh->listen_fd >= 0) {
@@ -386,6 +425,9 @@ static void loop(struct shard *sh)
             queues_empty(sh)) {
             break;
         }
+        if (sh->wal != NULL) {
+            durability_turn(sh);
+        }
         conn_flush(sh);
         send_wakes(sh);
 
@@ -418,10 +460,107 @@ static void loop(struct shard *sh)
     }
 }
 
+/* Recovers the shard's partitions, then opens its WAL and snapshot writer. */
+static int durability_start(struct shard *sh)
+{
+    struct recover_result r;
+    bool repair = KV_CONF_GET(kvd_settings.repair) != 0;
+    if (recover_shard(sh, kvd_settings.dir, repair, &r) != 0) {
+        free(r.segs);
+        return -1;
+    }
+    uint64_t keys = 0;
+    for (uint32_t i = 0; i < sh->table_count; i++) {
+        struct tbl_stats st;
+        tbl_stats(sh->tables[i], &st);
+        keys += st.entries;
+    }
+    sh->recovered_keys = keys;
+    sh->recovered_ms = r.ms;
+    if (r.snapshots > 0 || r.segments > 0) {
+        double secs = r.ms > 0 ? (double)r.ms / 1000.0 : 0.001;
+        kv_log_notice("recovered shard=%u keys=%llu snapshots=%llu snapshot_keys=%llu "
+                      "wal_segments=%llu wal_records=%llu wal_mb=%.1f ms=%lld rate=%.0f keys/s",
+                      sh->id, (unsigned long long)keys, (unsigned long long)r.snapshots,
+                      (unsigned long long)r.snap_keys, (unsigned long long)r.segments,
+                      (unsigned long long)r.records, (double)r.wal_bytes / 1048576.0,
+                      (long long)r.ms, (double)(r.snap_keys + r.records) / secs);
+    }
+    struct wal_open_args a = {
+        .dir = kvd_settings.dir,
+        .shard = sh->id,
+        .threads = sh->srv->nthreads,
+        .partitions = sh->srv->route->count,
+        .segno = r.next_segno,
+        .next_seq = r.next_seq,
+        .segment_bytes = (uint64_t)KV_CONF_GET(kvd_settings.wal_segment_size),
+        .old = r.segs,
+        .nold = r.nsegs,
+    };
+    int rc = wal_open(&sh->wal, sh, &a);
+    free(r.segs);
+    if (rc != 0) {
+        kv_log_warning("cannot create the WAL in dir=%s err=%s", kvd_settings.dir, strerror(-rc));
+        return -1;
+    }
+    /* what was replayed counts towards the next snapshot, so that restarts stay short */
+    STAT_SET(wal_stats(sh->wal)->bytes_since, r.wal_bytes);
+    rc = snap_init(&sh->snap, sh, kvd_settings.dir);
+    if (rc != 0) {
+        kv_log_warning("cannot start the snapshot writer err=%s", strerror(-rc));
+        return -1;
+    }
+    return 0;
+}
+
+/* Waits for the durability completions in flight (shutdown): dispatches those, drops
+ * any other. */
+static void wait_durability_cqes(struct shard *sh)
+{
+    io_uring_submit_and_wait(&sh->ring, 1);
+    struct io_uring_cqe *cqe;
+    unsigned head, seen = 0;
+    io_uring_for_each_cqe(&sh->ring, head, cqe)
+    {
+        uint64_t ud = io_uring_cqe_get_data64(cqe);
+        if ((ud >= SHARD_UD_WAL_WRITE && ud <= SHARD_UD_WAL_SYNC) || ud == SHARD_UD_SNAP) {
+            dispatch(sh, cqe);
+        }
+        seen++;
+    }
+    io_uring_cq_advance(&sh->ring, seen);
+}
+
+/* At shutdown: gives up a running snapshot round, and writes and syncs everything the
+ * WAL holds. */
+static void durability_stop(struct shard *sh)
+{
+    if (sh->wal == NULL) {
+        return;
+    }
+    while (snap_busy(sh->snap)) {
+        wait_durability_cqes(sh);
+    }
+    snap_abort(sh->snap);
+    for (;;) {
+        sh->now_ms = kv_clock_real_ms();
+        wal_turn(sh->wal, sh->now_ms);
+        if (!wal_busy(sh->wal) || (wal_refusing(sh->wal) != 0 && !wal_inflight(sh->wal))) {
+            break;
+        }
+        wait_durability_cqes(sh);
+    }
+    snap_free(sh->snap);
+    sh->snap = NULL;
+    wal_close(sh->wal);
+    sh->wal = NULL;
+}
+
 /* Releases what the shard set up on its thread, once its loop has ended. */
 static void teardown(struct shard *sh)
 {
     KV_ASSERT(sh->conn_count == 0);
+    durability_stop(sh);
     for (uint32_t i = 0; i < sh->table_count; i++) {
         tbl_destroy(sh->tables[i]);
     }
@@ -452,6 +591,19 @@ static void *shard_main(void *arg)
     kv_log_thread_name(name);
     pthread_setname_np(pthread_self(), name);
     pin(sh->id);
+    bool ok = !sh->srv->persist || durability_start(sh) == 0;
+    if (!ok) {
+        atomic_store(&sh->srv->start_failed, 1);
+    }
+    /* Nobody is served before every shard has recovered. */
+    atomic_fetch_add(&sh->srv->shards_ready, 1);
+    while (atomic_load(&sh->srv->shards_ready) < sh->srv->nthreads &&
+           !atomic_load(&sh->srv->start_failed)) {
+        usleep(1000);
+    }
+    if (atomic_load(&sh->srv->start_failed)) {
+        return NULL; /* the main thread exits the process */
+    }
     arm_accept(sh);
     loop(sh);
     teardown(sh);
@@ -497,8 +649,15 @@ static int shard_setup_on_thread(struct shard *sh)
         }
     }
     sh->tables = mi_heap_calloc(sh->heap, sh->table_count, sizeof sh->tables[0]);
-    if (sh->tables == NULL) {
+    sh->part_id = mi_heap_calloc(sh->heap, sh->table_count, sizeof sh->part_id[0]);
+    sh->part_lsn = mi_heap_calloc(sh->heap, sh->table_count, sizeof sh->part_lsn[0]);
+    if (sh->tables == NULL || sh->part_id == NULL || sh->part_lsn == NULL) {
         return -ENOMEM;
+    }
+    for (uint32_t i = 0; i < rt->count; i++) {
+        if (rt->parts[i].thread == sh->id) {
+            sh->part_id[rt->parts[i].slot] = i;
+        }
     }
     for (uint32_t i = 0; i < sh->table_count; i++) {
         sh->tables[i] = tbl_create(sh->heap);

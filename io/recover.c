@@ -1,0 +1,655 @@
+/*
+ * recover: start-up recovery of one shard (see recover.h). Plain blocking reads: it
+ * runs before the shard serves anyone, on every shard thread at once.
+ */
+#include "recover.h"
+
+#include "kv_assert.h"
+#include "kv_clock.h"
+#include "kv_failpoint.h"
+#include "kv_log.h"
+#include "route.h"
+#include "server.h"
+#include "snap.h"
+#include "tbl.h"
+#include "wal.h"
+#include "walfmt.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <mimalloc.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#define XXH_STATIC_LINKING_ONLY /* XXH3_state_t */
+#include <xxhash.h>
+
+#define REC_SEGS_MAX 65536
+
+struct rec {
+    struct shard *sh;
+    const char *dir;
+    int dirfd;
+    bool repair;
+    int64_t now_ms;
+    uint64_t *snap_lsn; /* per slot */
+    uint64_t wal_seq_min;
+    struct recover_result *res;
+};
+
+/* ---- helpers ------------------------------------------------------------------------ */
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static int read_all(int fd, char *buf, uint64_t len, uint64_t off)
+{
+    uint64_t done = 0;
+    while (done < len) {
+        ssize_t n = pread(fd, buf + done, len - done, (off_t)(off + done));
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n <= 0) {
+            return n < 0 ? -errno : -EIO;
+        }
+        done += (uint64_t)n;
+    }
+    return 0;
+}
+
+/* Copies bytes [off, off+len) of `fd` into a new file `name` and syncs it. */
+static int keep_aside(struct rec *r, const char *buf, uint64_t len, const char *name)
+{
+    int fd = openat(r->dirfd, name, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        return -errno;
+    }
+    uint64_t done = 0;
+    while (done < len) {
+        ssize_t n = write(fd, buf + done, len - done);
+        if (n <= 0) {
+            int e = n < 0 ? errno : EIO;
+            close(fd);
+            return -e;
+        }
+        done += (uint64_t)n;
+    }
+    int rc = fsync(fd) == 0 ? 0 : -errno;
+    close(fd);
+    return rc;
+}
+
+static int slot_of(struct rec *r, uint32_t part, uint32_t *slot)
+{
+    const struct route_table *rt = r->sh->srv->route;
+    if (part >= rt->count || rt->parts[part].thread != r->sh->id) {
+        return -1;
+    }
+    *slot = rt->parts[part].slot;
+    return 0;
+}
+
+static void layout_error(struct rec *r, const char *file, uint32_t threads, uint32_t partitions)
+{
+    const struct route_table *rt = r->sh->srv->route;
+    kv_log_warning("refusing to start: %s/%s was written with %u threads and %u partitions, this "
+                   "start has %u threads and %u partitions. Start kvd with --threads %u "
+                   "--partitions-per-thread %u (changing the layout of existing data is not "
+                   "supported)",
+                   r->dir, file, threads, partitions, rt->threads, rt->count, threads,
+                   threads ? partitions / threads : 0);
+}
+
+/* ---- snapshots ---------------------------------------------------------------------- */
+
+static void put_entry(struct tbl *t, const char *k, size_t klen, const char *v, size_t vlen,
+                      int64_t expire_ms, int64_t now_ms)
+{
+    uint64_t h = tbl_hash(k, klen);
+    if (expire_ms != 0 && expire_ms <= now_ms) {
+        tbl_del(t, k, klen, h, now_ms, NULL);
+        return;
+    }
+    struct tbl_put_args pa = {.val = v, .val_len = vlen, .expire_ms = expire_ms};
+    int rc = tbl_put(t, k, klen, h, &pa, now_ms, NULL);
+    KV_ASSERT(rc == 0); /* out of memory at start-up: nothing sensible to do */
+}
+
+/* Loads one snapshot file into the slot's table. 0, or -1 with *why and *bad_off set. */
+static int load_snapshot(struct rec *r, const char *name, uint32_t slot, uint64_t *lsn,
+                         uint64_t *wal_seq, const char **why, uint64_t *bad_off)
+{
+    int fd = openat(r->dirfd, name, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        *why = strerror(errno);
+        *bad_off = 0;
+        return -1;
+    }
+    struct stat st;
+    fstat(fd, &st);
+    uint64_t size = (uint64_t)st.st_size;
+    struct walfmt_snap h;
+    *bad_off = 0;
+    if (size < sizeof h || read_all(fd, (char *)&h, sizeof h, 0) != 0 || !walfmt_snap_ok(&h)) {
+        *why = "bad snapshot header";
+        close(fd);
+        return -1;
+    }
+    const struct route_table *rt = r->sh->srv->route;
+    if (h.partitions != rt->count || h.part != r->sh->part_id[slot]) {
+        layout_error(r, name, 0, h.partitions);
+        *why = NULL;
+        close(fd);
+        return -1;
+    }
+    struct tbl *t = r->sh->tables[slot];
+    XXH3_state_t sums;
+    XXH3_64bits_reset(&sums);
+    uint64_t off = sizeof h;
+    char *buf = NULL;
+    size_t cap = 0;
+    uint64_t keys = 0;
+    int rc = -1;
+    *why = "snapshot ends without its trailer";
+    while (off + sizeof(struct walfmt_chunk) <= size) {
+        struct walfmt_chunk c;
+        *bad_off = off;
+        if (read_all(fd, (char *)&c, sizeof c, off) != 0 || !walfmt_chunk_ok(&c)) {
+            *why = "bad chunk header";
+            break;
+        }
+        if (c.flags & WALFMT_CHUNK_LAST) {
+            if (c.sum != XXH3_64bits_digest(&sums) || c.count != keys || off + sizeof c != size) {
+                *why = "trailer does not match the chunks";
+                break;
+            }
+            rc = 0;
+            break;
+        }
+        if (c.len > size - off - sizeof c) {
+            *why = "chunk runs past the end of the file";
+            break;
+        }
+        if (c.len > cap) {
+            mi_free(buf);
+            cap = c.len;
+            buf = mi_malloc(cap);
+            KV_ASSERT(buf != NULL);
+        }
+        if (read_all(fd, buf, c.len, off + sizeof c) != 0 || XXH3_64bits(buf, c.len) != c.sum) {
+            *why = "chunk checksum mismatch";
+            break;
+        }
+        XXH3_64bits_update(&sums, &c.crc, sizeof c.crc);
+        uint64_t p = 0;
+        uint64_t n = 0;
+        while (p + sizeof(struct walfmt_entry) <= c.len && n < c.count) {
+            struct walfmt_entry e;
+            memcpy(&e, buf + p, sizeof e);
+            if (e.klen + e.vlen > c.len - p - sizeof e) {
+                break;
+            }
+            const char *k = buf + p + sizeof e;
+            put_entry(t, k, e.klen, k + e.klen, e.vlen, e.expire_ms, r->now_ms);
+            p += sizeof e + e.klen + e.vlen;
+            n++;
+        }
+        if (n != c.count || p != c.len) {
+            *why = "chunk entries do not match its header";
+            break;
+        }
+        keys += n;
+        off += sizeof c + c.len;
+    }
+    mi_free(buf);
+    close(fd);
+    if (rc == 0) {
+        *lsn = h.lsn;
+        *wal_seq = h.wal_seq;
+        r->res->snap_keys += keys;
+        r->res->snapshots++;
+    }
+    return rc;
+}
+
+/* Replaces the slot's table with an empty one. */
+static void clear_slot(struct rec *r, uint32_t slot)
+{
+    struct tbl *fresh = tbl_create(r->sh->heap);
+    KV_ASSERT(fresh != NULL);
+    tbl_destroy(r->sh->tables[slot]);
+    r->sh->tables[slot] = fresh;
+}
+
+static int load_snapshots(struct rec *r)
+{
+    struct shard *sh = r->sh;
+    uint64_t *best = calloc(sh->table_count, sizeof *best);
+    bool *have = calloc(sh->table_count, sizeof *have);
+    KV_ASSERT(best != NULL && have != NULL);
+    DIR *d = opendir(r->dir);
+    if (d == NULL) {
+        kv_log_warning("cannot read dir=%s err=%s", r->dir, strerror(errno));
+        free(best);
+        free(have);
+        return -1;
+    }
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        unsigned part;
+        unsigned long long lsn;
+        char tail[16] = "";
+        int n = sscanf(de->d_name, "snap-%5u-%16llx.kvs%15s", &part, &lsn, tail);
+        uint32_t slot;
+        if (n < 2 || slot_of(r, part, &slot) != 0) {
+            continue;
+        }
+        if (n == 3 && strcmp(tail, ".tmp") == 0) {
+            unlinkat(r->dirfd, de->d_name, 0); /* an interrupted round */
+            continue;
+        }
+        if (n == 2 && (!have[slot] || lsn > best[slot])) {
+            have[slot] = true;
+            best[slot] = lsn;
+        }
+    }
+    closedir(d);
+    uint64_t seq_min = UINT64_MAX;
+    int rc = 0;
+    for (uint32_t slot = 0; slot < sh->table_count && rc == 0; slot++) {
+        if (!have[slot]) {
+            seq_min = 0;
+            continue;
+        }
+        char name[64];
+        snap_file_name(name, sizeof name, sh->part_id[slot], best[slot], false);
+        const char *why;
+        uint64_t bad_off, lsn, wal_seq;
+        if (load_snapshot(r, name, slot, &lsn, &wal_seq, &why, &bad_off) == 0) {
+            r->snap_lsn[slot] = lsn;
+            sh->part_lsn[slot] = lsn;
+            seq_min = wal_seq < seq_min ? wal_seq : seq_min;
+            continue;
+        }
+        if (why == NULL) {
+            rc = -1; /* layout error, logged */
+            break;
+        }
+        if (!r->repair) {
+            kv_log_warning("refusing to start: snapshot %s/%s is damaged at offset %llu (%s). "
+                           "Start with --repair to set it aside and recover the partition from "
+                           "the WAL alone (what only the snapshot held is then lost)",
+                           r->dir, name, (unsigned long long)bad_off, why);
+            rc = -1;
+            break;
+        }
+        char aside[96];
+        snprintf(aside, sizeof aside, "%s.corrupt", name);
+        renameat(r->dirfd, name, r->dirfd, aside);
+        kv_log_warning("repair: snapshot %s/%s is damaged at offset %llu (%s): set aside as %s; "
+                       "the partition is recovered from the WAL alone",
+                       r->dir, name, (unsigned long long)bad_off, why, aside);
+        clear_slot(r, slot);
+        seq_min = 0;
+    }
+    r->wal_seq_min = seq_min == UINT64_MAX ? 0 : seq_min;
+    free(best);
+    free(have);
+    return rc;
+}
+
+/* ---- WAL ------------------------------------------------------------------------------ */
+
+struct seg_file {
+    uint64_t segno;
+    char *buf;
+    uint64_t size; /* a whole number of blocks (zero-padded in memory) */
+    uint64_t file_size;
+};
+
+static int load_segment(struct rec *r, struct seg_file *f)
+{
+    char name[64];
+    wal_segment_name(name, sizeof name, r->sh->id, f->segno);
+    int fd = openat(r->dirfd, name, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        kv_log_warning("cannot open %s/%s err=%s", r->dir, name, strerror(errno));
+        return -1;
+    }
+    struct stat st;
+    fstat(fd, &st);
+    f->file_size = (uint64_t)st.st_size;
+    f->size = walfmt_round_up(f->file_size);
+    f->buf = mi_zalloc(f->size ? f->size : 1);
+    KV_ASSERT(f->buf != NULL);
+    int rc = read_all(fd, f->buf, f->file_size, 0);
+    close(fd);
+    if (rc != 0) {
+        kv_log_warning("cannot read %s/%s err=%s", r->dir, name, strerror(-rc));
+        return -1;
+    }
+    r->res->wal_bytes += f->file_size;
+    return 0;
+}
+
+static void apply(struct rec *r, const struct walfmt_view *v, uint32_t slot)
+{
+    struct shard *sh = r->sh;
+    if (v->lsn > sh->part_lsn[slot]) {
+        sh->part_lsn[slot] = v->lsn;
+    }
+    if (v->lsn <= r->snap_lsn[slot]) {
+        return; /* the snapshot holds it */
+    }
+    struct tbl *t = sh->tables[slot];
+    uint64_t h = v->klen > 0 ? tbl_hash(v->key, v->klen) : 0;
+    switch (v->type) {
+    case WALFMT_PUT:
+        put_entry(t, v->key, v->klen, v->val, v->vlen, v->expire_ms, r->now_ms);
+        break;
+    case WALFMT_DEL:
+        tbl_del(t, v->key, v->klen, h, r->now_ms, NULL);
+        break;
+    case WALFMT_EXPIRE:
+        if (v->expire_ms != 0 && v->expire_ms <= r->now_ms) {
+            tbl_del(t, v->key, v->klen, h, r->now_ms, NULL);
+        } else {
+            tbl_expire_set(t, v->key, v->klen, h, r->now_ms, v->expire_ms);
+        }
+        break;
+    case WALFMT_FLUSH:
+        clear_slot(r, slot);
+        break;
+    default:
+        KV_ASSERT(0);
+    }
+    r->res->records++;
+}
+
+/* Finds the first valid batch at a block boundary at or after `from` in segments
+ * i.. of the list; true with its place if there is one. Counts the records of every
+ * valid batch from there on into *records. */
+static bool valid_after(struct seg_file *segs, uint32_t n, uint32_t i, uint64_t from,
+                        uint32_t *at_seg, uint64_t *at_off, uint64_t *records)
+{
+    bool found = false;
+    *records = 0;
+    for (uint32_t k = i; k < n; k++) {
+        uint64_t start = k == i ? from : WALFMT_BLOCK;
+        for (uint64_t off = start; off + WALFMT_BLOCK <= segs[k].size; off += WALFMT_BLOCK) {
+            uint64_t span, seq;
+            uint32_t count;
+            const char *why;
+            if (walfmt_batch_header_ok(segs[k].buf + off, segs[k].size - off) &&
+                walfmt_scan_batch(segs[k].buf + off, segs[k].size - off, &span, &count, &seq,
+                                  &why) == WALFMT_SCAN_BATCH) {
+                if (!found) {
+                    *at_seg = k;
+                    *at_off = off;
+                    found = true;
+                }
+                *records += count;
+                off += span - WALFMT_BLOCK;
+            }
+        }
+    }
+    return found;
+}
+
+/* The end of the written bytes of a segment from `off`: past its last non-zero block. */
+static uint64_t written_end(const struct seg_file *f, uint64_t off)
+{
+    uint64_t end = f->size;
+    while (end > off) {
+        const char *b = f->buf + end - WALFMT_BLOCK;
+        bool zero = true;
+        for (size_t i = 0; i < WALFMT_BLOCK && zero; i++) {
+            zero = b[i] == 0;
+        }
+        if (!zero) {
+            break;
+        }
+        end -= WALFMT_BLOCK;
+    }
+    return end;
+}
+
+/* Cuts segment f at `off`, keeping bytes [off, end) aside under `suffix`-<off>. */
+static int cut_segment(struct rec *r, struct seg_file *f, uint64_t off, uint64_t end,
+                       const char *suffix)
+{
+    char name[64], aside[96];
+    wal_segment_name(name, sizeof name, r->sh->id, f->segno);
+    snprintf(aside, sizeof aside, "%s.%s-%llx", name, suffix, (unsigned long long)off);
+    int rc = keep_aside(r, f->buf + off, end - off, aside);
+    if (rc != 0) {
+        kv_log_warning("cannot keep the cut bytes of %s/%s aside err=%s", r->dir, name,
+                       strerror(-rc));
+        return -1;
+    }
+    int fd = openat(r->dirfd, name, O_WRONLY | O_CLOEXEC);
+    if (fd < 0 || ftruncate(fd, (off_t)off) != 0 || fsync(fd) != 0) {
+        kv_log_warning("cannot truncate %s/%s err=%s", r->dir, name, strerror(errno));
+        if (fd >= 0) {
+            close(fd);
+        }
+        return -1;
+    }
+    close(fd);
+    memset(f->buf + off, 0, f->size - off);
+    return 0;
+}
+
+static int replay_segments(struct rec *r, struct seg_file *segs, uint32_t n)
+{
+    struct shard *sh = r->sh;
+    const struct route_table *rt = sh->srv->route;
+    bool have_prev = false;
+    uint64_t prev_seq = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        struct seg_file *f = &segs[i];
+        char name[64];
+        wal_segment_name(name, sizeof name, sh->id, f->segno);
+        struct walfmt_seg hdr;
+        memcpy(&hdr, f->buf, f->size >= sizeof hdr ? sizeof hdr : 0);
+        if (f->size < WALFMT_BLOCK || !walfmt_seg_ok(&hdr)) {
+            uint32_t at_seg;
+            uint64_t at_off, recs;
+            if (!valid_after(segs, n, i, WALFMT_BLOCK, &at_seg, &at_off, &recs)) {
+                continue; /* a segment whose preparation was cut short: unused */
+            }
+            kv_log_warning("refusing to start: %s/%s has a bad segment header and valid "
+                           "batches follow. Restore the file, or move it and the segments after "
+                           "it away (their records are then lost)",
+                           r->dir, name);
+            return -1;
+        }
+        if (hdr.threads != rt->threads || hdr.partitions != rt->count) {
+            layout_error(r, name, hdr.threads, hdr.partitions);
+            return -1;
+        }
+        r->res->segments++;
+        uint64_t off = WALFMT_BLOCK;
+        while (off < f->size) {
+            uint64_t span, seq;
+            uint32_t count;
+            const char *why = "";
+            enum walfmt_scan s =
+                walfmt_scan_batch(f->buf + off, f->size - off, &span, &count, &seq, &why);
+            if (s == WALFMT_SCAN_END) {
+                break;
+            }
+            if (s == WALFMT_SCAN_BATCH && have_prev && seq != prev_seq + 1) {
+                s = WALFMT_SCAN_BAD;
+                why = "batch sequence number out of order (a segment is missing?)";
+            }
+            if (s == WALFMT_SCAN_BAD) {
+                uint32_t at_seg;
+                uint64_t at_off, recs;
+                uint64_t end = written_end(f, off);
+                bool later = valid_after(segs, n, i, off + WALFMT_BLOCK, &at_seg, &at_off, &recs);
+                if (!later) {
+                    /* a torn tail: the last write did not complete */
+                    if (cut_segment(r, f, off, end > off ? end : off + WALFMT_BLOCK, "torn") != 0) {
+                        return -1;
+                    }
+                    r->res->torn_bytes += end > off ? end - off : 0;
+                    kv_log_warning("WAL torn tail cut file=%s/%s offset=%llu bytes=%llu (%s); "
+                                   "the bytes are kept aside as %s.torn-%llx",
+                                   r->dir, name, (unsigned long long)off,
+                                   (unsigned long long)(end - off), why, name,
+                                   (unsigned long long)off);
+                    break;
+                }
+                char at_name[64];
+                wal_segment_name(at_name, sizeof at_name, sh->id, segs[at_seg].segno);
+                if (!r->repair) {
+                    kv_log_warning("refusing to start: WAL corrupt at %s/%s offset %llu (%s), "
+                                   "and valid records follow (from %s offset %llu). Start with "
+                                   "--repair to cut the log there (the rest is kept aside and "
+                                   "%llu records after the damage are dropped)",
+                                   r->dir, name, (unsigned long long)off, why, at_name,
+                                   (unsigned long long)at_off, (unsigned long long)recs);
+                    return -1;
+                }
+                if (cut_segment(r, f, off, f->size, "corrupt") != 0) {
+                    return -1;
+                }
+                for (uint32_t k = i + 1; k < n; k++) {
+                    char later_name[64], aside[96];
+                    wal_segment_name(later_name, sizeof later_name, sh->id, segs[k].segno);
+                    snprintf(aside, sizeof aside, "%s.corrupt", later_name);
+                    renameat(r->dirfd, later_name, r->dirfd, aside);
+                    memset(segs[k].buf, 0, segs[k].size);
+                }
+                fsync(r->dirfd);
+                r->res->dropped += recs;
+                kv_log_warning("repair: WAL cut at %s/%s offset %llu (%s); %llu records in valid "
+                               "batches after it dropped; the rest is kept aside (*.corrupt*)",
+                               r->dir, name, (unsigned long long)off, why,
+                               (unsigned long long)recs);
+                return 0;
+            }
+            have_prev = true;
+            prev_seq = seq;
+            if (seq >= r->wal_seq_min) {
+                uint64_t p = sizeof(struct walfmt_batch);
+                for (uint32_t k = 0; k < count; k++) {
+                    struct walfmt_view v;
+                    walfmt_rec_decode(f->buf + off, &p, &v);
+                    uint32_t slot;
+                    if (slot_of(r, v.part, &slot) != 0) {
+                        kv_log_warning("refusing to start: %s/%s offset %llu holds a record of "
+                                       "partition %u, which is not this shard's",
+                                       r->dir, name, (unsigned long long)off, v.part);
+                        return -1;
+                    }
+                    apply(r, &v, slot);
+                }
+            }
+            r->res->next_seq = seq + 1;
+            struct recover_result *res = r->res;
+            if (res->nsegs == 0 || res->segs[res->nsegs - 1].segno != f->segno) {
+                res->segs[res->nsegs++] = (struct recover_seg){.segno = f->segno};
+            }
+            res->segs[res->nsegs - 1].last_seq = seq;
+            off += span;
+            KV_FAILPOINT("recovery-mid");
+        }
+    }
+    return 0;
+}
+
+static int replay_wal(struct rec *r)
+{
+    struct shard *sh = r->sh;
+    uint64_t *nums = malloc(REC_SEGS_MAX * sizeof *nums);
+    KV_ASSERT(nums != NULL);
+    uint32_t n = 0;
+    DIR *d = opendir(r->dir);
+    if (d == NULL) {
+        free(nums);
+        return -1;
+    }
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        unsigned shard;
+        unsigned long long segno;
+        char tail[16] = "";
+        if (sscanf(de->d_name, "wal-%3u-%16llx.log%15s", &shard, &segno, tail) == 2 &&
+            shard == sh->id && n < REC_SEGS_MAX) {
+            nums[n++] = segno;
+        }
+        if (sscanf(de->d_name, "wal-%3u-%16llx.log%15s", &shard, &segno, tail) >= 2 &&
+            shard == sh->id && segno + 1 > r->res->next_segno) {
+            r->res->next_segno = segno + 1; /* never reuse a name, also of files set aside */
+        }
+    }
+    closedir(d);
+    qsort(nums, n, sizeof *nums, cmp_u64);
+    struct seg_file *segs = calloc(n ? n : 1, sizeof *segs);
+    r->res->segs = calloc(n ? n : 1, sizeof *r->res->segs);
+    KV_ASSERT(segs != NULL && r->res->segs != NULL);
+    int rc = 0;
+    for (uint32_t i = 0; i < n && rc == 0; i++) {
+        segs[i].segno = nums[i];
+        rc = load_segment(r, &segs[i]);
+    }
+    if (rc == 0) {
+        rc = replay_segments(r, segs, n);
+    }
+    /* segments without a batch are not needed: a fresh one is made for writing */
+    for (uint32_t i = 0; i < n && rc == 0; i++) {
+        struct walfmt_seg hdr;
+        uint64_t span, seq;
+        uint32_t count;
+        const char *why;
+        bool empty = segs[i].size < 2 * WALFMT_BLOCK ||
+                     walfmt_scan_batch(segs[i].buf + WALFMT_BLOCK, segs[i].size - WALFMT_BLOCK,
+                                       &span, &count, &seq, &why) == WALFMT_SCAN_END;
+        (void)hdr;
+        if (empty) {
+            char name[64];
+            wal_segment_name(name, sizeof name, sh->id, segs[i].segno);
+            unlinkat(r->dirfd, name, 0);
+        }
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        mi_free(segs[i].buf);
+    }
+    free(segs);
+    free(nums);
+    return rc;
+}
+
+int recover_shard(struct shard *sh, const char *dir, bool repair, struct recover_result *out)
+{
+    memset(out, 0, sizeof *out);
+    out->next_segno = 1;
+    out->next_seq = 1;
+    uint64_t t0 = kv_clock_mono_ns();
+    struct rec r = {
+        .sh = sh, .dir = dir, .repair = repair, .now_ms = kv_clock_real_ms(), .res = out};
+    r.dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (r.dirfd < 0) {
+        kv_log_warning("cannot open dir=%s err=%s", dir, strerror(errno));
+        return -1;
+    }
+    r.snap_lsn = calloc(sh->table_count, sizeof *r.snap_lsn);
+    KV_ASSERT(r.snap_lsn != NULL);
+    int rc = load_snapshots(&r);
+    if (rc == 0) {
+        rc = replay_wal(&r);
+    }
+    free(r.snap_lsn);
+    close(r.dirfd);
+    out->ms = (int64_t)((kv_clock_mono_ns() - t0) / 1000000);
+    return rc;
+}

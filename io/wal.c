@@ -1,0 +1,632 @@
+/*
+ * wal: the shard's write-ahead log writer (see wal.h).
+ *
+ * State. Two batch buffers: `open` fills, `flight` is being written. A segment is
+ * `cur` (being written) or the `spare` (being zero-filled, or ready). Segments that
+ * hold batches are remembered in `segs` with their last batch's sequence number, so
+ * that wal_trim can delete those a snapshot round has passed.
+ */
+#include "wal.h"
+
+#include "kv_assert.h"
+#include "kv_failpoint.h"
+#include "kv_log.h"
+#include "kvd_settings.h"
+#include "recover.h"
+#include "server.h"
+#include "shard.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <liburing.h>
+#include <mimalloc.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define WAL_BUF_INITIAL (1u << 20) /* bytes of each batch buffer at start */
+#define WAL_ZERO_CHUNK  (1u << 20) /* bytes of one zero-filling write */
+#define WAL_SEGS_MAX    4096       /* segments alive at most (a snapshot trims them) */
+#define WAL_RETRY_MS    1000       /* retry of a spare that could not be prepared */
+
+struct wal_buf {
+    char *p;
+    uint64_t cap;
+    uint64_t len; /* header + records */
+    uint32_t count;
+    uint64_t token; /* wal_appended() after its last record */
+    uint64_t seq;
+};
+
+enum spare_state {
+    SPARE_NONE = 0,
+    SPARE_FILLING,
+    SPARE_SYNCING,
+    SPARE_READY,
+    SPARE_FAILED,
+};
+
+struct wal_seg {
+    uint64_t segno;
+    uint64_t last_seq; /* 0 while it holds no batch */
+    bool has_batches;
+};
+
+struct wal {
+    struct shard *sh;
+    struct mi_heap_s *heap;
+    char dir[KVD_DIR_MAX];
+    int dirfd;
+    uint32_t shard_id, threads, partitions;
+    uint64_t seg_bytes;
+
+    struct wal_buf bufs[2];
+    struct wal_buf *open, *flight;
+    uint64_t flight_done; /* bytes of the flight batch written so far */
+    uint64_t flight_span; /* bytes it takes on disk */
+    uint64_t flight_off;  /* its offset in the current segment */
+    uint64_t appended, durable;
+    uint64_t next_seq;
+
+    int cur_fd;
+    uint64_t cur_segno;
+    uint64_t cur_off; /* where the next batch goes */
+    int spare_fd;
+    uint64_t spare_segno;
+    enum spare_state spare;
+    uint64_t spare_off; /* zero-filled so far */
+    bool spare_inflight;
+    int spare_err;
+    int64_t spare_retry_ms;
+
+    bool sync_inflight;
+    bool written_since_sync;
+    int64_t last_sync_ms;
+    bool failed; /* a write or sync failed (modes other than always) */
+    int fail_err;
+
+    char *zeros;
+    char *hdr_blk;
+    struct wal_seg segs[WAL_SEGS_MAX];
+    uint32_t nsegs;
+    struct wal_stats stats;
+};
+
+static int fsync_mode(void)
+{
+    return (int)KV_CONF_GET(kvd_settings.appendfsync);
+}
+
+const char *wal_fsync_name(int mode)
+{
+    static const char *const names[] = {"always", "everysec", "no"};
+    return mode >= 0 && mode <= 2 ? names[mode] : "?";
+}
+
+void wal_segment_name(char *buf, size_t cap, uint32_t shard, uint64_t segno)
+{
+    snprintf(buf, cap, "wal-%03u-%016llx.log", shard, (unsigned long long)segno);
+}
+
+static int buf_init(struct wal *w, struct wal_buf *b)
+{
+    b->p = mi_heap_malloc_aligned(w->heap, WAL_BUF_INITIAL, WALFMT_BLOCK);
+    if (b->p == NULL) {
+        return -ENOMEM;
+    }
+    b->cap = WAL_BUF_INITIAL;
+    b->len = sizeof(struct walfmt_batch);
+    b->count = 0;
+    return 0;
+}
+
+/* Makes room for `more` bytes plus the padding of the last block. */
+static void buf_reserve(struct wal *w, struct wal_buf *b, uint64_t more)
+{
+    uint64_t need = walfmt_round_up(b->len + more);
+    if (need <= b->cap) {
+        return;
+    }
+    uint64_t cap = b->cap;
+    while (cap < need) {
+        cap *= 2;
+    }
+    char *p = mi_heap_malloc_aligned(w->heap, cap, WALFMT_BLOCK);
+    KV_ASSERT(p != NULL);
+    memcpy(p, b->p, b->len);
+    mi_free(b->p);
+    b->p = p;
+    b->cap = cap;
+}
+
+static int open_segment_file(struct wal *w, uint64_t segno, int *fd_out)
+{
+    char name[64];
+    wal_segment_name(name, sizeof name, w->shard_id, segno);
+    int fd = openat(w->dirfd, name, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC | O_DIRECT, 0644);
+    if (fd < 0 && errno == EINVAL) {
+        static _Atomic int warned;
+        if (!atomic_exchange(&warned, 1)) {
+            kv_log_warning("O_DIRECT is not supported in dir=%s: the WAL uses buffered writes "
+                           "with the same syncs",
+                           w->dir);
+        }
+        fd = openat(w->dirfd, name, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    }
+    if (fd < 0) {
+        return -errno;
+    }
+    *fd_out = fd;
+    return 0;
+}
+
+static void unlink_segment(struct wal *w, uint64_t segno)
+{
+    char name[64];
+    wal_segment_name(name, sizeof name, w->shard_id, segno);
+    unlinkat(w->dirfd, name, 0);
+}
+
+/* Block 0 of segment `segno`: its header, then zeros. */
+static const char *header_block(struct wal *w, uint64_t segno)
+{
+    memset(w->hdr_blk, 0, WALFMT_BLOCK);
+    struct walfmt_seg s;
+    walfmt_seg_init(&s, w->shard_id, w->threads, w->partitions, segno);
+    memcpy(w->hdr_blk, &s, sizeof s);
+    return w->hdr_blk;
+}
+
+/* The next piece of a segment's preparation: block 0, then zeros in 1 MiB writes. */
+static uint64_t fill_piece(struct wal *w, uint64_t off, uint64_t segno, const char **src)
+{
+    if (off == 0) {
+        *src = header_block(w, segno);
+        return WALFMT_BLOCK;
+    }
+    *src = w->zeros;
+    uint64_t left = w->seg_bytes - off;
+    return left < WAL_ZERO_CHUNK ? left : WAL_ZERO_CHUNK;
+}
+
+/* Synchronous preparation of a segment (start-up only). */
+static int prepare_sync(struct wal *w, uint64_t segno, int *fd_out)
+{
+    int fd;
+    int rc = open_segment_file(w, segno, &fd);
+    if (rc != 0) {
+        return rc;
+    }
+    for (uint64_t off = 0; off < w->seg_bytes && rc == 0;) {
+        const char *src;
+        uint64_t n = fill_piece(w, off, segno, &src);
+        ssize_t done = pwrite(fd, src, n, (off_t)off);
+        if (done != (ssize_t)n) {
+            rc = done < 0 ? -errno : -ENOSPC;
+        }
+        off += n;
+    }
+    if (rc == 0 && (fdatasync(fd) != 0 || fsync(w->dirfd) != 0)) {
+        rc = -errno;
+    }
+    if (rc != 0) {
+        close(fd);
+        unlink_segment(w, segno);
+        return rc;
+    }
+    *fd_out = fd;
+    return 0;
+}
+
+int wal_open(struct wal **out, struct shard *sh, const struct wal_open_args *a)
+{
+    KV_ASSERT(a->segment_bytes % WALFMT_BLOCK == 0 && a->segment_bytes >= 2 * WALFMT_BLOCK);
+    struct wal *w = mi_heap_zalloc(sh->heap, sizeof *w);
+    if (w == NULL) {
+        return -ENOMEM;
+    }
+    w->sh = sh;
+    w->heap = sh->heap;
+    snprintf(w->dir, sizeof w->dir, "%s", a->dir);
+    w->shard_id = a->shard;
+    w->threads = a->threads;
+    w->partitions = a->partitions;
+    w->seg_bytes = a->segment_bytes;
+    w->next_seq = a->next_seq;
+    w->cur_fd = w->spare_fd = -1;
+    w->dirfd = open(a->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (w->dirfd < 0) {
+        int e = errno;
+        mi_free(w);
+        return -e;
+    }
+    w->zeros = mi_heap_zalloc_aligned(w->heap, WAL_ZERO_CHUNK, WALFMT_BLOCK);
+    w->hdr_blk = mi_heap_zalloc_aligned(w->heap, WALFMT_BLOCK, WALFMT_BLOCK);
+    if (w->zeros == NULL || w->hdr_blk == NULL || buf_init(w, &w->bufs[0]) != 0 ||
+        buf_init(w, &w->bufs[1]) != 0) {
+        return -ENOMEM;
+    }
+    w->open = &w->bufs[0];
+    w->open->seq = w->next_seq++;
+    int rc = prepare_sync(w, a->segno, &w->cur_fd);
+    if (rc != 0) {
+        close(w->dirfd);
+        return rc;
+    }
+    w->cur_segno = a->segno;
+    w->cur_off = WALFMT_BLOCK;
+    for (uint32_t i = 0; i < a->nold && w->nsegs < WAL_SEGS_MAX - 1; i++) {
+        w->segs[w->nsegs++] = (struct wal_seg){
+            .segno = a->old[i].segno, .last_seq = a->old[i].last_seq, .has_batches = true};
+    }
+    w->segs[w->nsegs++] = (struct wal_seg){.segno = a->segno};
+    w->spare_segno = a->segno + 1;
+    w->spare = SPARE_NONE;
+    STAT_SET(w->stats.segments, w->nsegs);
+    STAT_SET(w->stats.last_write_ok, 1);
+    STAT_SET(w->stats.batch_seq, w->open->seq);
+    *out = w;
+    return 0;
+}
+
+void wal_append(struct wal *w, const struct walfmt_view *r)
+{
+    struct wal_buf *b = w->open;
+    size_t n = walfmt_rec_size(r->klen, r->vlen);
+    buf_reserve(w, b, n);
+    walfmt_rec_encode(b->p + b->len, r);
+    b->len += n;
+    b->count++;
+    w->appended++;
+    b->token = w->appended;
+    if (fsync_mode() != WAL_FSYNC_ALWAYS) {
+        w->durable = w->appended;
+        STAT_SET(w->stats.durable, w->durable);
+    }
+    STAT_SET(w->stats.appended, w->appended);
+}
+
+uint64_t wal_appended(const struct wal *w)
+{
+    return w->appended;
+}
+
+uint64_t wal_durable(const struct wal *w)
+{
+    return w->durable;
+}
+
+uint64_t wal_open_seq(const struct wal *w)
+{
+    return w->open->seq;
+}
+
+struct wal_stats *wal_stats(struct wal *w)
+{
+    return &w->stats;
+}
+
+void wal_snapshot_started(struct wal *w)
+{
+    STAT_SET(w->stats.bytes_since, 0);
+    STAT_SET(w->stats.appended_at_snap, w->appended);
+}
+
+int wal_refusing(const struct wal *w)
+{
+    if (w->failed) {
+        return w->fail_err;
+    }
+    if (w->spare == SPARE_FAILED && w->open->count > 0 &&
+        w->cur_off + walfmt_round_up(w->open->len) > w->seg_bytes) {
+        return w->spare_err;
+    }
+    return 0;
+}
+
+bool wal_inflight(const struct wal *w)
+{
+    return w->flight != NULL || w->sync_inflight || w->spare_inflight;
+}
+
+bool wal_busy(const struct wal *w)
+{
+    return w->flight != NULL || w->open->count > 0 || w->sync_inflight || w->spare_inflight;
+}
+
+static void fatal(struct wal *w, const char *what, int err)
+{
+    STAT_SET(w->stats.last_write_ok, 0);
+    if (fsync_mode() == WAL_FSYNC_ALWAYS) {
+        kv_log_warning("WAL %s failed shard=%u segment=%llu err=%s: exiting, nothing it covered "
+                       "was acknowledged",
+                       what, w->shard_id, (unsigned long long)w->cur_segno, strerror(err));
+        _exit(1);
+    }
+    kv_log_warning("WAL %s failed shard=%u err=%s: write commands are refused from now on", what,
+                   w->shard_id, strerror(err));
+    w->failed = true;
+    w->fail_err = err;
+    STAT_SET(w->stats.refusing, 1);
+}
+
+/* ---- spare segment preparation ------------------------------------------------------ */
+
+static void spare_fail(struct wal *w, int err, int64_t now_ms)
+{
+    if (w->spare_fd >= 0) {
+        close(w->spare_fd);
+        w->spare_fd = -1;
+    }
+    unlink_segment(w, w->spare_segno);
+    if (w->spare != SPARE_FAILED || w->spare_err != err) {
+        kv_log_warning("cannot prepare WAL segment shard=%u segment=%llu err=%s (retrying every "
+                       "second)",
+                       w->shard_id, (unsigned long long)w->spare_segno, strerror(err));
+    }
+    w->spare = SPARE_FAILED;
+    w->spare_err = err;
+    w->spare_retry_ms = now_ms + WAL_RETRY_MS;
+}
+
+static void spare_submit(struct wal *w)
+{
+    struct io_uring_sqe *sqe = shard_sqe(w->sh);
+    if (w->spare == SPARE_FILLING) {
+        const char *src;
+        uint64_t n = fill_piece(w, w->spare_off, w->spare_segno, &src);
+        io_uring_prep_write(sqe, w->spare_fd, src, (unsigned)n, w->spare_off);
+    } else if (w->spare == SPARE_SYNCING) {
+        io_uring_prep_fsync(sqe, w->spare_fd, IORING_FSYNC_DATASYNC);
+    } else {
+        KV_ASSERT(0);
+    }
+    io_uring_sqe_set_data64(sqe, SHARD_UD_WAL_FILL);
+    w->spare_inflight = true;
+}
+
+static void spare_start(struct wal *w, int64_t now_ms)
+{
+    int rc = open_segment_file(w, w->spare_segno, &w->spare_fd);
+    if (rc != 0) {
+        spare_fail(w, -rc, now_ms);
+        return;
+    }
+    if (w->spare == SPARE_FAILED) {
+        kv_log_notice("WAL segment prepared again shard=%u segment=%llu", w->shard_id,
+                      (unsigned long long)w->spare_segno);
+    }
+    w->spare = SPARE_FILLING;
+    w->spare_off = 0;
+    spare_submit(w);
+}
+
+static void on_fill(struct wal *w, int res)
+{
+    w->spare_inflight = false;
+    int64_t now_ms = w->sh->now_ms;
+    if (res < 0) {
+        spare_fail(w, -res, now_ms);
+        return;
+    }
+    if (w->spare == SPARE_FILLING) {
+        if (res == 0) {
+            spare_fail(w, ENOSPC, now_ms);
+            return;
+        }
+        w->spare_off += (uint64_t)res;
+        if (w->spare_off >= w->seg_bytes) {
+            w->spare = SPARE_SYNCING;
+        }
+        spare_submit(w);
+        return;
+    }
+    /* synced: the new file's directory entry must be durable before the segment is used
+     * (once per segment, so a plain fsync of the directory here is fine) */
+    if (fsync(w->dirfd) != 0) {
+        spare_fail(w, errno, now_ms);
+        return;
+    }
+    w->spare = SPARE_READY;
+}
+
+/* ---- batches -------------------------------------------------------------------------- */
+
+static bool switch_segment(struct wal *w)
+{
+    if (w->spare != SPARE_READY || w->sync_inflight) {
+        return false;
+    }
+    if (w->nsegs == WAL_SEGS_MAX) {
+        return false; /* trimming is overdue; the batch waits */
+    }
+    if (fsync_mode() == WAL_FSYNC_EVERYSEC && w->written_since_sync) {
+        fdatasync(w->cur_fd); /* once per segment: what it holds stays within the second */
+        w->written_since_sync = false;
+    }
+    close(w->cur_fd);
+    w->cur_fd = w->spare_fd;
+    w->cur_segno = w->spare_segno;
+    w->cur_off = WALFMT_BLOCK;
+    w->segs[w->nsegs++] = (struct wal_seg){.segno = w->cur_segno};
+    w->spare_fd = -1;
+    w->spare_segno++;
+    w->spare = SPARE_NONE;
+    STAT_SET(w->stats.segments, w->nsegs);
+    return true;
+}
+
+static void submit_write(struct wal *w)
+{
+    struct io_uring_sqe *sqe = shard_sqe(w->sh);
+    io_uring_prep_write(sqe, w->cur_fd, w->flight->p + w->flight_done,
+                        (unsigned)(w->flight_span - w->flight_done),
+                        w->flight_off + w->flight_done);
+    if (fsync_mode() == WAL_FSYNC_ALWAYS) {
+        sqe->rw_flags = RWF_DSYNC;
+    }
+    io_uring_sqe_set_data64(sqe, SHARD_UD_WAL_WRITE);
+}
+
+static void start_write(struct wal *w)
+{
+    struct wal_buf *b = w->open;
+    KV_ASSERT(w->flight == NULL && b->count > 0);
+    uint64_t span = walfmt_round_up(b->len);
+    if (w->cur_off + span > w->seg_bytes && w->cur_off > WALFMT_BLOCK && !switch_segment(w)) {
+        return; /* waits for the spare */
+    }
+    KV_FAILPOINT("wal-before-write");
+    struct walfmt_batch h;
+    walfmt_batch_seal(&h, b->count, b->len - sizeof h, b->seq);
+    memcpy(b->p, &h, sizeof h);
+    memset(b->p + b->len, 0, span - b->len);
+    w->flight = b;
+    w->flight_off = w->cur_off;
+    w->flight_span = span;
+    w->flight_done = 0;
+    w->cur_off += span;
+    w->segs[w->nsegs - 1].last_seq = b->seq;
+    w->segs[w->nsegs - 1].has_batches = true;
+    struct wal_buf *o = b == &w->bufs[0] ? &w->bufs[1] : &w->bufs[0];
+    o->len = sizeof(struct walfmt_batch);
+    o->count = 0;
+    o->seq = w->next_seq++;
+    w->open = o;
+    STAT_SET(w->stats.batch_seq, o->seq);
+    submit_write(w);
+}
+
+static void on_write(struct wal *w, int res)
+{
+    KV_ASSERT(w->flight != NULL);
+    if (res <= 0) {
+        fatal(w, "write", res == 0 ? ENOSPC : -res);
+        w->flight = NULL;
+        return;
+    }
+    w->flight_done += (uint64_t)res;
+    if (w->flight_done < w->flight_span) {
+        submit_write(w); /* a short write: the rest */
+        return;
+    }
+    /* The sync is part of the write (RWF_DSYNC): this is after both, before any reply. */
+    KV_FAILPOINT("wal-after-write");
+    if (fsync_mode() == WAL_FSYNC_ALWAYS && w->flight->token > w->durable) {
+        w->durable = w->flight->token;
+    }
+    STAT_SET(w->stats.durable, w->durable);
+    STAT_ADD(w->stats.batches, 1);
+    STAT_ADD(w->stats.bytes, w->flight_span);
+    STAT_ADD(w->stats.bytes_since, w->flight_span);
+    w->written_since_sync = true;
+    w->flight = NULL;
+}
+
+static void on_sync(struct wal *w, int res)
+{
+    w->sync_inflight = false;
+    if (res < 0) {
+        fatal(w, "fdatasync", -res);
+        return;
+    }
+    STAT_ADD(w->stats.syncs, 1);
+}
+
+void wal_on_cqe(struct wal *w, struct io_uring_cqe *cqe, uint64_t ud)
+{
+    switch (ud) {
+    case SHARD_UD_WAL_WRITE:
+        on_write(w, cqe->res);
+        break;
+    case SHARD_UD_WAL_FILL:
+        on_fill(w, cqe->res);
+        break;
+    case SHARD_UD_WAL_SYNC:
+        on_sync(w, cqe->res);
+        break;
+    default:
+        KV_ASSERT(0);
+    }
+}
+
+void wal_turn(struct wal *w, int64_t now_ms)
+{
+    if (w->failed) {
+        return;
+    }
+    /* The spare is prepared once the current segment is half full, or at once when the
+     * open batch does not fit in what is left. */
+    bool half =
+        w->cur_off > w->seg_bytes / 2 || w->cur_off + walfmt_round_up(w->open->len) > w->seg_bytes;
+    if (!w->spare_inflight && ((w->spare == SPARE_NONE && half) ||
+                               (w->spare == SPARE_FAILED && now_ms >= w->spare_retry_ms))) {
+        spare_start(w, now_ms);
+    }
+    if (w->flight == NULL && w->open->count > 0) {
+        start_write(w);
+    }
+    if (fsync_mode() == WAL_FSYNC_EVERYSEC && !w->sync_inflight && w->written_since_sync &&
+        now_ms - w->last_sync_ms >= 1000) {
+        struct io_uring_sqe *sqe = shard_sqe(w->sh);
+        io_uring_prep_fsync(sqe, w->cur_fd, IORING_FSYNC_DATASYNC);
+        io_uring_sqe_set_data64(sqe, SHARD_UD_WAL_SYNC);
+        w->sync_inflight = true;
+        w->written_since_sync = false;
+        w->last_sync_ms = now_ms;
+    }
+    STAT_SET(w->stats.refusing, wal_refusing(w) != 0);
+}
+
+void wal_trim(struct wal *w, uint64_t seq)
+{
+    uint32_t keep = 0;
+    for (uint32_t i = 0; i < w->nsegs; i++) {
+        struct wal_seg *s = &w->segs[i];
+        bool current = i == w->nsegs - 1;
+        if (!current && s->has_batches && s->last_seq < seq) {
+            unlink_segment(w, s->segno);
+            kv_log_verbose("WAL segment deleted shard=%u segment=%llu", w->shard_id,
+                           (unsigned long long)s->segno);
+            continue;
+        }
+        w->segs[keep++] = *s;
+    }
+    w->nsegs = keep;
+    STAT_SET(w->stats.segments, w->nsegs);
+}
+
+void wal_close(struct wal *w)
+{
+    KV_ASSERT(w->flight == NULL && !w->sync_inflight && !w->spare_inflight);
+    if (w->open->count > 0 && !w->failed) {
+        /* left over when the spare could not be prepared: written in place, the segment
+         * grows (shutdown only; nothing in it was acknowledged in `always` mode) */
+        struct wal_buf *b = w->open;
+        uint64_t span = walfmt_round_up(b->len);
+        struct walfmt_batch h;
+        walfmt_batch_seal(&h, b->count, b->len - sizeof h, b->seq);
+        memcpy(b->p, &h, sizeof h);
+        memset(b->p + b->len, 0, span - b->len);
+        if (pwrite(w->cur_fd, b->p, span, (off_t)w->cur_off) != (ssize_t)span) {
+            kv_log_warning("WAL write at shutdown failed shard=%u err=%s", w->shard_id,
+                           strerror(errno));
+        }
+    }
+    if (w->cur_fd >= 0) {
+        fdatasync(w->cur_fd);
+        close(w->cur_fd);
+    }
+    if (w->spare_fd >= 0) {
+        close(w->spare_fd);
+        unlink_segment(w, w->spare_segno);
+    }
+    close(w->dirfd);
+    mi_free(w->bufs[0].p);
+    mi_free(w->bufs[1].p);
+    mi_free(w->zeros);
+    mi_free(w->hdr_blk);
+    mi_free(w);
+}

@@ -1,0 +1,125 @@
+/*
+ * wal: one shard's write-ahead log writer, on the shard's own io_uring ring.
+ *
+ * Group commit. Records appended during a loop turn go into the open batch. At the
+ * end of the turn (wal_turn) the open batch is sealed and written, unless a batch is
+ * already being written: then it keeps filling, and is written as soon as the first
+ * completes (double buffering). Batches are written in order, one at a time, so that
+ * what is durable is always a prefix of what was appended.
+ *
+ * Durability. With appendfsync always each batch is one O_DIRECT write with RWF_DSYNC
+ * (the data and whatever metadata reading it needs are on stable storage when it
+ * completes); `wal_durable()` then moves to the batch's last record. The caller holds
+ * the reply of a command until wal_durable() reaches the value wal_appended() had
+ * when the command ran. With `everysec` an fdatasync is issued once a second, with
+ * `no` never; in both, wal_durable() equals wal_appended() at once (replies are not
+ * held, and the last second, or what the device caches, may be lost).
+ *
+ * Segments are preallocated and zero-filled before they are used (a spare is
+ * prepared in the background while the current one fills), so that a write in
+ * `always` mode needs no metadata update. A batch larger than a whole segment still
+ * goes into one segment, which then grows.
+ *
+ * Errors. A failed write or sync in `always` mode is fatal: it is logged and the
+ * process exits with status 1 (what it covered was never acknowledged). In the other
+ * modes writes are refused from then on (wal_refusing). When the next segment cannot
+ * be prepared for lack of space, write commands are refused (-MISCONF) until a retry,
+ * once a second, succeeds; reads go on.
+ *
+ * Thread: the owning shard's thread only; the stats are read by INFO from any thread.
+ */
+#ifndef WAL_H
+#define WAL_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "walfmt.h"
+
+struct io_uring_cqe;
+struct recover_seg;
+struct shard;
+struct wal;
+
+enum wal_fsync {
+    WAL_FSYNC_ALWAYS = 0,
+    WAL_FSYNC_EVERYSEC = 1,
+    WAL_FSYNC_NO = 2,
+};
+
+struct wal_open_args {
+    const char *dir;
+    uint32_t shard;
+    uint32_t threads;
+    uint32_t partitions;
+    uint64_t segno;                /* number of the first segment to create */
+    uint64_t next_seq;             /* sequence number of the first batch */
+    uint64_t segment_bytes;        /* size of a segment (a multiple of 4 KiB) */
+    const struct recover_seg *old; /* segments kept from before the start, in order */
+    uint32_t nold;
+};
+
+/* Published for INFO (relaxed atomics, written by the shard only). */
+struct wal_stats {
+    _Atomic uint64_t appended;         /* records appended */
+    _Atomic uint64_t durable;          /* records known durable */
+    _Atomic uint64_t batches;          /* batches written */
+    _Atomic uint64_t bytes;            /* bytes written, padding included */
+    _Atomic uint64_t syncs;            /* fdatasync calls (everysec) */
+    _Atomic uint64_t segments;         /* segment files alive */
+    _Atomic uint64_t bytes_since;      /* bytes written since the last snapshot round began */
+    _Atomic int refusing;              /* write commands refused (disk full or failed) */
+    _Atomic int last_write_ok;         /* 0 after a failed write */
+    _Atomic uint64_t batch_seq;        /* sequence number of the open batch */
+    _Atomic uint64_t appended_at_snap; /* `appended` when the last snapshot round began */
+};
+
+/* Creates the WAL and its first segment (synchronously: at start-up). 0 or -errno. */
+int wal_open(struct wal **out, struct shard *sh, const struct wal_open_args *a);
+
+/* Writes what is still open, waits for it and syncs, then frees everything. */
+void wal_close(struct wal *w);
+
+/* Appends a record to the open batch (never fails: the batch grows). */
+void wal_append(struct wal *w, const struct walfmt_view *r);
+
+/* Records appended, and records durable (see the header comment). */
+uint64_t wal_appended(const struct wal *w);
+uint64_t wal_durable(const struct wal *w);
+
+/* 0, or the errno why write commands must be refused now (-MISCONF). */
+int wal_refusing(const struct wal *w);
+
+/* End of a loop turn: starts the next write, the everysec sync, segment preparation. */
+void wal_turn(struct wal *w, int64_t now_ms);
+
+/* True while the WAL has submitted work or records not yet written. */
+bool wal_busy(const struct wal *w);
+
+/* True while the WAL has submitted work (a write, a sync, a segment being prepared). */
+bool wal_inflight(const struct wal *w);
+
+/* A completion whose user_data is one of the SHARD_UD_WAL_* values. */
+void wal_on_cqe(struct wal *w, struct io_uring_cqe *cqe, uint64_t ud);
+
+/* The sequence number of the open batch: every record appended from now on is in a
+ * batch with this number or a later one. */
+uint64_t wal_open_seq(const struct wal *w);
+
+/* Deletes every segment all of whose batches have a sequence number below `seq`. */
+void wal_trim(struct wal *w, uint64_t seq);
+
+/* Marks the start of a snapshot round (resets stats.bytes_since). */
+void wal_snapshot_started(struct wal *w);
+
+struct wal_stats *wal_stats(struct wal *w);
+
+/* The WAL's fsync mode name for INFO. */
+const char *wal_fsync_name(int mode);
+
+/* File name of segment `segno` of `shard` (no directory). */
+void wal_segment_name(char *buf, size_t cap, uint32_t shard, uint64_t segno);
+
+#endif

@@ -1,0 +1,205 @@
+/*
+ * walfmt: encoding and checking of WAL and snapshot structures (see walfmt.h).
+ */
+#include "walfmt.h"
+
+#include "kv_assert.h"
+
+#include <string.h>
+#define XXH_STATIC_LINKING_ONLY /* XXH3_state_t */
+#include <xxhash.h>
+
+size_t walfmt_rec_size(size_t klen, size_t vlen)
+{
+    return sizeof(struct walfmt_rec) + klen + vlen;
+}
+
+void walfmt_rec_encode(char *dst, const struct walfmt_view *r)
+{
+    struct walfmt_rec h = {
+        .len = walfmt_rec_size(r->klen, r->vlen),
+        .lsn = r->lsn,
+        .epoch = r->epoch,
+        .expire_ms = r->expire_ms,
+        .part = r->part,
+        .klen = (uint32_t)r->klen,
+        .vlen = r->vlen,
+        .type = r->type,
+    };
+    memcpy(dst + sizeof h, r->key, r->klen);
+    if (r->vlen > 0) {
+        memcpy(dst + sizeof h + r->klen, r->val, r->vlen);
+    }
+    XXH3_state_t st;
+    XXH3_64bits_reset(&st);
+    XXH3_64bits_update(&st, &h, sizeof h);
+    XXH3_64bits_update(&st, dst + sizeof h, r->klen + r->vlen);
+    h.crc = XXH3_64bits_digest(&st);
+    memcpy(dst, &h, sizeof h);
+}
+
+/* Checksum of a header struct whose crc field is the last 8 bytes. */
+static uint64_t header_crc(const void *p, size_t size)
+{
+    return XXH3_64bits(p, size - 8);
+}
+
+void walfmt_batch_seal(struct walfmt_batch *b, uint32_t count, uint64_t len, uint64_t seq)
+{
+    memset(b, 0, sizeof *b);
+    b->magic = WALFMT_BATCH_MAGIC;
+    b->version = WALFMT_VERSION;
+    b->size = sizeof *b;
+    b->count = count;
+    b->len = len;
+    b->seq = seq;
+    b->crc = header_crc(b, sizeof *b);
+}
+
+void walfmt_seg_init(struct walfmt_seg *s, uint32_t shard, uint32_t threads, uint32_t partitions,
+                     uint64_t segno)
+{
+    memset(s, 0, sizeof *s);
+    s->magic = WALFMT_SEG_MAGIC;
+    s->version = WALFMT_VERSION;
+    s->size = sizeof *s;
+    s->shard = shard;
+    s->threads = threads;
+    s->partitions = partitions;
+    s->segno = segno;
+    s->crc = header_crc(s, sizeof *s);
+}
+
+void walfmt_snap_init(struct walfmt_snap *s, uint32_t part, uint32_t partitions, uint64_t lsn,
+                      uint64_t wal_seq, int64_t created_ms)
+{
+    memset(s, 0, sizeof *s);
+    s->magic = WALFMT_SNAP_MAGIC;
+    s->version = WALFMT_VERSION;
+    s->size = sizeof *s;
+    s->part = part;
+    s->partitions = partitions;
+    s->lsn = lsn;
+    s->wal_seq = wal_seq;
+    s->created_ms = created_ms;
+    s->crc = header_crc(s, sizeof *s);
+}
+
+void walfmt_chunk_seal(struct walfmt_chunk *c, uint32_t flags, uint64_t count, const void *entries,
+                       uint64_t len, uint64_t sum_override)
+{
+    memset(c, 0, sizeof *c);
+    c->magic = WALFMT_CHUNK_MAGIC;
+    c->flags = flags;
+    c->count = count;
+    c->len = len;
+    c->sum = (flags & WALFMT_CHUNK_LAST) ? sum_override : XXH3_64bits(entries, len);
+    c->crc = header_crc(c, sizeof *c);
+}
+
+bool walfmt_seg_ok(const struct walfmt_seg *s)
+{
+    return s->magic == WALFMT_SEG_MAGIC && s->version == WALFMT_VERSION && s->size == sizeof *s &&
+           s->crc == header_crc(s, sizeof *s);
+}
+
+bool walfmt_snap_ok(const struct walfmt_snap *s)
+{
+    return s->magic == WALFMT_SNAP_MAGIC && s->version == WALFMT_VERSION && s->size == sizeof *s &&
+           s->crc == header_crc(s, sizeof *s);
+}
+
+bool walfmt_chunk_ok(const struct walfmt_chunk *c)
+{
+    return c->magic == WALFMT_CHUNK_MAGIC && c->crc == header_crc(c, sizeof *c);
+}
+
+bool walfmt_batch_header_ok(const char *buf, uint64_t avail)
+{
+    struct walfmt_batch b;
+    if (avail < sizeof b) {
+        return false;
+    }
+    memcpy(&b, buf, sizeof b);
+    return b.magic == WALFMT_BATCH_MAGIC && b.version == WALFMT_VERSION && b.size == sizeof b &&
+           b.crc == header_crc(&b, sizeof b);
+}
+
+static bool all_zero(const char *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (p[i] != 0) {
+            return false;
+        }
+    }
+    return true;
+}
+
+enum walfmt_scan walfmt_scan_batch(const char *buf, uint64_t avail, uint64_t *span, uint32_t *count,
+                                   uint64_t *seq, const char **reason)
+{
+    KV_ASSERT(avail % WALFMT_BLOCK == 0);
+    if (avail == 0 || all_zero(buf, WALFMT_BLOCK)) {
+        return WALFMT_SCAN_END;
+    }
+    if (!walfmt_batch_header_ok(buf, avail)) {
+        *reason = "bad batch header";
+        return WALFMT_SCAN_BAD;
+    }
+    struct walfmt_batch b;
+    memcpy(&b, buf, sizeof b);
+    if (b.len > avail - sizeof b) {
+        *reason = "batch runs past the end of the file";
+        return WALFMT_SCAN_BAD;
+    }
+    uint64_t off = sizeof b;
+    uint64_t end = sizeof b + b.len;
+    for (uint32_t i = 0; i < b.count; i++) {
+        struct walfmt_rec r;
+        if (end - off < sizeof r) {
+            *reason = "record header cut short";
+            return WALFMT_SCAN_BAD;
+        }
+        memcpy(&r, buf + off, sizeof r);
+        if (r.len < sizeof r || r.len > end - off || r.klen + r.vlen != r.len - sizeof r ||
+            r.type < WALFMT_PUT || r.type > WALFMT_FLUSH) {
+            *reason = "bad record length or type";
+            return WALFMT_SCAN_BAD;
+        }
+        uint64_t want = r.crc;
+        r.crc = 0;
+        XXH3_state_t st;
+        XXH3_64bits_reset(&st);
+        XXH3_64bits_update(&st, &r, sizeof r);
+        XXH3_64bits_update(&st, buf + off + sizeof r, r.len - sizeof r);
+        if (XXH3_64bits_digest(&st) != want) {
+            *reason = "record checksum mismatch";
+            return WALFMT_SCAN_BAD;
+        }
+        off += r.len;
+    }
+    if (off != end) {
+        *reason = "batch length does not match its records";
+        return WALFMT_SCAN_BAD;
+    }
+    *span = walfmt_round_up(end);
+    *count = b.count;
+    *seq = b.seq;
+    return WALFMT_SCAN_BATCH;
+}
+
+void walfmt_rec_decode(const char *buf, uint64_t *off, struct walfmt_view *out)
+{
+    struct walfmt_rec r;
+    memcpy(&r, buf + *off, sizeof r);
+    out->type = r.type;
+    out->part = r.part;
+    out->lsn = r.lsn;
+    out->epoch = r.epoch;
+    out->expire_ms = r.expire_ms;
+    out->key = buf + *off + sizeof r;
+    out->klen = r.klen;
+    out->val = out->key + r.klen;
+    out->vlen = r.vlen;
+    *off += r.len;
+}

@@ -1,0 +1,181 @@
+/*
+ * walfmt: the on-disk formats of the write-ahead log and of snapshots, and pure
+ * functions to encode and check them. No I/O here (wal.c writes, recover.c reads).
+ *
+ * WAL segment file "wal-SSS-NNNNNNNNNNNNNNNN.log" (S: shard, N: segment number, hex):
+ *
+ *   block 0     struct walfmt_seg (the rest of the block is zero)
+ *   block 1...  batches, each starting on a 4 KiB block boundary:
+ *                 struct walfmt_batch, then `count` records, then zero padding to the
+ *                 next block boundary
+ *   the rest    zero (segments are zero-filled before use)
+ *
+ * A batch is what one group commit writes. It never shares a block with another
+ * batch, so writing a batch never rewrites a block that holds acknowledged records.
+ * A record is struct walfmt_rec, the key, then the value. Every header and every
+ * record carries its own checksum (XXH3-64); a header's checksum covers the header
+ * with the checksum field zero, a record's covers header (field zero), key and value.
+ *
+ * Records are physical: PUT carries the whole resulting value and absolute expiry, so
+ * replaying a record twice, or over a snapshot that already holds its effect, gives
+ * the same state.
+ *
+ * Snapshot file "snap-PPPPP-LLLLLLLLLLLLLLLL.kvs" (P: partition, L: LSN, hex):
+ *   struct walfmt_snap, then chunks (struct walfmt_chunk + entries, each entry being a
+ *   struct walfmt_entry, key, value), then a chunk with count 0 and the final flag
+ *   whose `sum` is the XXH3 of every earlier chunk's checksum.
+ */
+#ifndef WALFMT_H
+#define WALFMT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define WALFMT_VERSION     1
+#define WALFMT_BLOCK       4096u
+#define WALFMT_SEG_MAGIC   0x5357564bu /* "KVWS" */
+#define WALFMT_BATCH_MAGIC 0x4257564bu /* "KVWB" */
+#define WALFMT_SNAP_MAGIC  0x5053564bu /* "KVSP" */
+#define WALFMT_CHUNK_MAGIC 0x4353564bu /* "KVSC" */
+
+enum walfmt_type {
+    WALFMT_PUT = 1,    /* key = value, expire_ms (0: none) */
+    WALFMT_DEL = 2,    /* key removed */
+    WALFMT_EXPIRE = 3, /* key's expiry set to expire_ms (0: persist) */
+    WALFMT_FLUSH = 4,  /* every key of the partition removed */
+};
+
+struct walfmt_seg {
+    uint32_t magic;
+    uint16_t version;
+    uint16_t size; /* sizeof(struct walfmt_seg) */
+    uint32_t shard;
+    uint32_t threads;    /* layout the segment was written under */
+    uint32_t partitions; /* partitions in the node */
+    uint32_t reserved;
+    uint64_t segno;
+    uint64_t crc;
+};
+_Static_assert(sizeof(struct walfmt_seg) == 40, "walfmt_seg layout");
+
+struct walfmt_batch {
+    uint32_t magic;
+    uint16_t version;
+    uint16_t size;  /* sizeof(struct walfmt_batch) */
+    uint32_t count; /* records */
+    uint32_t reserved;
+    uint64_t len; /* bytes of records after this header (no padding) */
+    uint64_t seq; /* batch sequence number, +1 per batch across the shard's segments */
+    uint64_t crc;
+};
+_Static_assert(sizeof(struct walfmt_batch) == 40, "walfmt_batch layout");
+
+struct walfmt_rec {
+    uint64_t len; /* header + key + value */
+    uint64_t crc;
+    uint64_t lsn;   /* the partition's sequence number */
+    uint64_t epoch; /* the partition's epoch (0 until the cluster assigns one) */
+    int64_t expire_ms;
+    uint32_t part; /* partition id */
+    uint32_t klen;
+    uint64_t vlen;
+    uint8_t type; /* enum walfmt_type */
+    uint8_t reserved[7];
+};
+_Static_assert(sizeof(struct walfmt_rec) == 64, "walfmt_rec layout");
+
+struct walfmt_snap {
+    uint32_t magic;
+    uint16_t version;
+    uint16_t size;
+    uint32_t part;
+    uint32_t partitions;
+    uint64_t lsn;     /* every record of the partition up to this LSN is reflected */
+    uint64_t wal_seq; /* the shard's open WAL batch when the round began */
+    int64_t created_ms;
+    uint64_t crc;
+};
+_Static_assert(sizeof(struct walfmt_snap) == 48, "walfmt_snap layout");
+
+struct walfmt_chunk {
+    uint32_t magic;
+    uint32_t flags; /* WALFMT_CHUNK_LAST on the trailer */
+    uint64_t count; /* entries */
+    uint64_t len;   /* bytes of entries after this header */
+    uint64_t sum;   /* XXH3 of the entries; on the trailer, of every chunk's crc */
+    uint64_t crc;   /* of this header */
+};
+_Static_assert(sizeof(struct walfmt_chunk) == 40, "walfmt_chunk layout");
+#define WALFMT_CHUNK_LAST 1u
+
+struct walfmt_entry {
+    uint32_t klen;
+    uint32_t reserved;
+    uint64_t vlen;
+    int64_t expire_ms;
+};
+_Static_assert(sizeof(struct walfmt_entry) == 24, "walfmt_entry layout");
+
+/* One decoded record (views into the buffer it was read from). */
+struct walfmt_view {
+    uint8_t type;
+    uint32_t part;
+    uint64_t lsn;
+    uint64_t epoch;
+    int64_t expire_ms;
+    const char *key;
+    size_t klen;
+    const char *val;
+    size_t vlen;
+};
+
+/* Rounds n up to a whole number of blocks. */
+static inline uint64_t walfmt_round_up(uint64_t n)
+{
+    return (n + WALFMT_BLOCK - 1) & ~(uint64_t)(WALFMT_BLOCK - 1);
+}
+
+/* Bytes a record takes in a batch. */
+size_t walfmt_rec_size(size_t klen, size_t vlen);
+
+/* Writes one record at dst (walfmt_rec_size bytes). */
+void walfmt_rec_encode(char *dst, const struct walfmt_view *r);
+
+/* Fills and checksums a batch header / segment header / snapshot headers in place. */
+void walfmt_batch_seal(struct walfmt_batch *b, uint32_t count, uint64_t len, uint64_t seq);
+void walfmt_seg_init(struct walfmt_seg *s, uint32_t shard, uint32_t threads, uint32_t partitions,
+                     uint64_t segno);
+void walfmt_snap_init(struct walfmt_snap *s, uint32_t part, uint32_t partitions, uint64_t lsn,
+                      uint64_t wal_seq, int64_t created_ms);
+void walfmt_chunk_seal(struct walfmt_chunk *c, uint32_t flags, uint64_t count, const void *entries,
+                       uint64_t len, uint64_t sum_override);
+
+/* Checks (magic, version, checksum) of headers read from disk. */
+bool walfmt_seg_ok(const struct walfmt_seg *s);
+bool walfmt_snap_ok(const struct walfmt_snap *s);
+bool walfmt_chunk_ok(const struct walfmt_chunk *c);
+
+/* Result of checking the bytes at a block boundary. */
+enum walfmt_scan {
+    WALFMT_SCAN_BATCH = 0, /* a whole, valid batch */
+    WALFMT_SCAN_END,       /* a zero block: nothing more was written */
+    WALFMT_SCAN_BAD,       /* neither: torn or corrupt (see reason) */
+};
+
+/*
+ * Checks the batch at buf[0..avail): header, then every record. On BATCH, *span is
+ * the bytes the batch occupies (a whole number of blocks) and *count its records.
+ * On BAD, *reason says what failed (a static string).
+ */
+enum walfmt_scan walfmt_scan_batch(const char *buf, uint64_t avail, uint64_t *span, uint32_t *count,
+                                   uint64_t *seq, const char **reason);
+
+/* True if buf[0..avail) starts with a batch header whose own checksum holds (used to
+ * tell a torn tail from corruption: a valid header after a bad batch). */
+bool walfmt_batch_header_ok(const char *buf, uint64_t avail);
+
+/* Decodes the record at buf[*off] of a batch already checked; advances *off. */
+void walfmt_rec_decode(const char *buf, uint64_t *off, struct walfmt_view *out);
+
+#endif

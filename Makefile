@@ -6,13 +6,15 @@ BUILD        := build/$(PRESET)
 FUZZ_SECONDS ?= 60
 SEEDS        ?= 20000
 ARGS         ?=
+SOAK_CYCLES  ?= 500
+SOAK_KEYS    ?= 10000000
 
 ifeq ($(CI),true)
 export KV_WERROR := ON
 endif
 
 .PHONY: help deps configure build run test unit system asan tsan fuzz sim bench \
-        format format-check clean
+        format format-check clean soak
 
 help:
 	@echo "kvstore targets:"
@@ -25,6 +27,8 @@ help:
 	@echo "  make fuzz           build the libFuzzer targets (clang) and run each FUZZ_SECONDS=$(FUZZ_SECONDS)"
 	@echo "  make sim            run the Raft simulator over SEEDS=$(SEEDS) seeds"
 	@echo "  make bench          run the benchmarks in perf/ and append figures to docs/PERFORMANCE.md"
+	@echo "  make soak           build (release), then the kill -9 torture test over SOAK_CYCLES=$(SOAK_CYCLES)"
+	@echo "                      cycles and the recovery of SOAK_KEYS=$(SOAK_KEYS) keys (KV_SEED=N replays)"
 	@echo "  make format         clang-format every C file;  make format-check: fail if one differs"
 	@echo "  make deps           install the Debian packages the project needs (apt-get)"
 	@echo "  make clean          remove build/"
@@ -71,6 +75,11 @@ sim: build
 
 bench: build
 	@bash perf/bench.sh $(BUILD)
+
+soak: build
+	@KV_BUILD_DIR=$(CURDIR)/$(BUILD) KV_SOURCE_DIR=$(CURDIR) KV_TORTURE_CYCLES=$(SOAK_CYCLES) \
+	  KV_RECOVERY_KEYS=$(SOAK_KEYS) /usr/bin/python3 -m pytest -q -s -p no:cacheprovider \
+	  tests/system/test_torture.py
 
 format:
 	@git ls-files '*.c' '*.h' | xargs clang-format -i

@@ -164,6 +164,16 @@ static int ring_setup(struct shard *sh)
     }
     sh->ring_fd = sh->ring.ring_fd;
     io_uring_register_ring_fd(&sh->ring); /* optional: saves an fd lookup per enter */
+    /* Work the kernel cannot do inline (a synced WAL write, an fsync) runs in io-wq
+     * worker threads, which inherit this thread's pinning: let them run on any core
+     * rather than queue behind the shard on its own. */
+    cpu_set_t all;
+    CPU_ZERO(&all);
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    for (long c = 0; c < ncpu && c < CPU_SETSIZE; c++) {
+        CPU_SET((int)c, &all);
+    }
+    io_uring_register_iowq_aff(&sh->ring, sizeof all, &all);
     return 0;
 }
 
@@ -441,6 +451,10 @@ static void loop(struct shard *sh)
             if (draining && wait_ns > 10000000) {
                 wait_ns = 10000000;
             }
+            int64_t wal_ns = sh->wal != NULL ? wal_timer_ns(sh->wal, sh->now_ms, now_ns) : -1;
+            if (wal_ns >= 0 && wait_ns > (uint64_t)wal_ns) {
+                wait_ns = (uint64_t)wal_ns;
+            }
             ts.tv_sec = (long long)(wait_ns / 1000000000ull);
             ts.tv_nsec = (long long)(wait_ns % 1000000000ull);
             atomic_store_explicit(&sh->sleeping, 1, memory_order_seq_cst);
@@ -542,6 +556,7 @@ static void durability_stop(struct shard *sh)
         wait_durability_cqes(sh);
     }
     snap_abort(sh->snap);
+    wal_closing(sh->wal);
     for (;;) {
         sh->now_ms = kv_clock_real_ms();
         wal_turn(sh->wal, sh->now_ms);

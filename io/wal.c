@@ -9,6 +9,7 @@
 #include "wal.h"
 
 #include "kv_assert.h"
+#include "kv_clock.h"
 #include "kv_failpoint.h"
 #include "kv_log.h"
 #include "kvd_settings.h"
@@ -30,6 +31,20 @@
 #define WAL_ZERO_CHUNK  (1u << 20) /* bytes of one zero-filling write */
 #define WAL_SEGS_MAX    4096       /* segments alive at most (a snapshot trims them) */
 #define WAL_RETRY_MS    1000       /* retry of a spare that could not be prepared */
+/* Without `always`, batches are written once this big or this old: each write costs a
+ * device submission, and nothing waits for it. */
+#define WAL_LAZY_BYTES (64u * 1024)
+#define WAL_LAZY_MS    2
+/*
+ * Gathering (always). When a batch completes, the clients it answers send their next
+ * writes about one round trip later; written at once, the next batch would hold only
+ * the writes that came in meanwhile, and the clients would split into two halves that
+ * take turns. So the next batch waits until it holds 3/4 as many records as the
+ * completed one besides what it already had, or for WAL_GATHER_NS, whichever is first.
+ * A lone client is never delayed: its batch had one record, and the next one comes
+ * with its next write.
+ */
+#define WAL_GATHER_NS 200000
 
 struct wal_buf {
     char *p;
@@ -38,6 +53,7 @@ struct wal_buf {
     uint32_t count;
     uint64_t token; /* wal_appended() after its last record */
     uint64_t seq;
+    int64_t first_ms; /* when its first record was appended */
 };
 
 enum spare_state {
@@ -84,7 +100,10 @@ struct wal {
     bool sync_inflight;
     bool written_since_sync;
     int64_t last_sync_ms;
-    bool failed; /* a write or sync failed (modes other than always) */
+    bool failed;           /* a write or sync failed (modes other than always) */
+    bool closing;          /* shutting down: write whatever is open at once */
+    uint32_t gather_count; /* records the open batch waits for (always) */
+    uint64_t gather_until_ns;
     int fail_err;
 
     char *zeros;
@@ -276,6 +295,9 @@ void wal_append(struct wal *w, const struct walfmt_view *r)
     struct wal_buf *b = w->open;
     size_t n = walfmt_rec_size(r->klen, r->vlen);
     buf_reserve(w, b, n);
+    if (b->count == 0) {
+        b->first_ms = w->sh->now_ms;
+    }
     walfmt_rec_encode(b->p + b->len, r);
     b->len += n;
     b->count++;
@@ -324,6 +346,23 @@ int wal_refusing(const struct wal *w)
         return w->spare_err;
     }
     return 0;
+}
+
+int64_t wal_timer_ns(const struct wal *w, int64_t now_ms, uint64_t now_ns)
+{
+    if (w->flight != NULL || w->open->count == 0) {
+        return -1; /* a completion, or the next record, brings the next turn */
+    }
+    if (fsync_mode() == WAL_FSYNC_ALWAYS) {
+        return w->gather_until_ns > now_ns ? (int64_t)(w->gather_until_ns - now_ns) : 0;
+    }
+    int64_t due = w->open->first_ms + WAL_LAZY_MS - now_ms;
+    return due > 0 ? due * 1000000 : 0;
+}
+
+void wal_closing(struct wal *w)
+{
+    w->closing = true;
 }
 
 bool wal_inflight(const struct wal *w)
@@ -522,6 +561,8 @@ static void on_write(struct wal *w, int res)
     STAT_ADD(w->stats.bytes, w->flight_span);
     STAT_ADD(w->stats.bytes_since, w->flight_span);
     w->written_since_sync = true;
+    w->gather_count = w->open->count + w->flight->count * 3 / 4;
+    w->gather_until_ns = kv_clock_mono_ns() + WAL_GATHER_NS;
     w->flight = NULL;
 }
 
@@ -566,7 +607,17 @@ void wal_turn(struct wal *w, int64_t now_ms)
         spare_start(w, now_ms);
     }
     if (w->flight == NULL && w->open->count > 0) {
-        start_write(w);
+        bool go;
+        if (fsync_mode() == WAL_FSYNC_ALWAYS) {
+            go = w->open->count >= w->gather_count || w->closing ||
+                 kv_clock_mono_ns() >= w->gather_until_ns;
+        } else {
+            go = w->open->len >= WAL_LAZY_BYTES || now_ms - w->open->first_ms >= WAL_LAZY_MS ||
+                 w->closing;
+        }
+        if (go) {
+            start_write(w);
+        }
     }
     if (fsync_mode() == WAL_FSYNC_EVERYSEC && !w->sync_inflight && w->written_since_sync &&
         now_ms - w->last_sync_ms >= 1000) {

@@ -26,6 +26,11 @@
  * be prepared for lack of space, write commands are refused (-MISCONF) until a retry,
  * once a second, succeeds; reads go on.
  *
+ * Without `always`, nothing waits for a batch, so batches are written lazily: once
+ * 64 KiB or 2 ms old (each write costs a device submission, which on a virtual disk
+ * is a VM exit). A crash of the process can then lose the last 2 ms of writes, a
+ * power loss the last second (everysec) or whatever the device cached (no).
+ *
  * Thread: the owning shard's thread only; the stats are read by INFO from any thread.
  */
 #ifndef WAL_H
@@ -97,6 +102,13 @@ void wal_turn(struct wal *w, int64_t now_ms);
 
 /* True while the WAL has submitted work or records not yet written. */
 bool wal_busy(const struct wal *w);
+
+/* Nanoseconds until the WAL wants a loop turn to write a batch it is holding back
+ * (gathering in `always`, lazy in the other modes), or -1 if it needs none. */
+int64_t wal_timer_ns(const struct wal *w, int64_t now_ms, uint64_t now_ns);
+
+/* Shutdown: from now on every turn writes what is open. */
+void wal_closing(struct wal *w);
 
 /* True while the WAL has submitted work (a write, a sync, a segment being prepared). */
 bool wal_inflight(const struct wal *w);

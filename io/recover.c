@@ -307,15 +307,34 @@ static int load_snapshots(struct rec *r)
 
 /* ---- WAL ------------------------------------------------------------------------------ */
 
+/* A segment file; its bytes are in memory only while it is being read (one at a time,
+ * plus a look-ahead when damage is found), so recovery needs one segment of memory. */
 struct seg_file {
     uint64_t segno;
     char *buf;
     uint64_t size; /* a whole number of blocks (zero-padded in memory) */
     uint64_t file_size;
+    bool counted;     /* its bytes are in res->wal_bytes */
+    bool has_batches; /* replay found a valid batch in it */
+    bool gone;        /* set aside by --repair */
 };
+
+static void unload_segment(struct seg_file *f)
+{
+    mi_free(f->buf);
+    f->buf = NULL;
+}
 
 static int load_segment(struct rec *r, struct seg_file *f)
 {
+    if (f->buf != NULL) {
+        return 0;
+    }
+    if (f->gone) {
+        f->buf = mi_zalloc(1);
+        f->size = 0;
+        return 0;
+    }
     char name[64];
     wal_segment_name(name, sizeof name, r->sh->id, f->segno);
     int fd = openat(r->dirfd, name, O_RDONLY | O_CLOEXEC);
@@ -335,7 +354,10 @@ static int load_segment(struct rec *r, struct seg_file *f)
         kv_log_warning("cannot read %s/%s err=%s", r->dir, name, strerror(-rc));
         return -1;
     }
-    r->res->wal_bytes += f->file_size;
+    if (!f->counted) {
+        f->counted = true;
+        r->res->wal_bytes += f->file_size;
+    }
     return 0;
 }
 
@@ -376,12 +398,15 @@ static void apply(struct rec *r, const struct walfmt_view *v, uint32_t slot)
 /* Finds the first valid batch at a block boundary at or after `from` in segments
  * i.. of the list; true with its place if there is one. Counts the records of every
  * valid batch from there on into *records. */
-static bool valid_after(struct seg_file *segs, uint32_t n, uint32_t i, uint64_t from,
+static bool valid_after(struct rec *r, struct seg_file *segs, uint32_t n, uint32_t i, uint64_t from,
                         uint32_t *at_seg, uint64_t *at_off, uint64_t *records)
 {
     bool found = false;
     *records = 0;
     for (uint32_t k = i; k < n; k++) {
+        if (load_segment(r, &segs[k]) != 0) {
+            continue; /* unreadable: it shows no valid batch */
+        }
         uint64_t start = k == i ? from : WALFMT_BLOCK;
         for (uint64_t off = start; off + WALFMT_BLOCK <= segs[k].size; off += WALFMT_BLOCK) {
             uint64_t span, seq;
@@ -398,6 +423,9 @@ static bool valid_after(struct seg_file *segs, uint32_t n, uint32_t i, uint64_t 
                 *records += count;
                 off += span - WALFMT_BLOCK;
             }
+        }
+        if (k != i) {
+            unload_segment(&segs[k]);
         }
     }
     return found;
@@ -457,12 +485,18 @@ static int replay_segments(struct rec *r, struct seg_file *segs, uint32_t n)
         struct seg_file *f = &segs[i];
         char name[64];
         wal_segment_name(name, sizeof name, sh->id, f->segno);
+        if (i > 0) {
+            unload_segment(&segs[i - 1]);
+        }
+        if (load_segment(r, f) != 0) {
+            return -1;
+        }
         struct walfmt_seg hdr;
         memcpy(&hdr, f->buf, f->size >= sizeof hdr ? sizeof hdr : 0);
         if (f->size < WALFMT_BLOCK || !walfmt_seg_ok(&hdr)) {
             uint32_t at_seg;
             uint64_t at_off, recs;
-            if (!valid_after(segs, n, i, WALFMT_BLOCK, &at_seg, &at_off, &recs)) {
+            if (!valid_after(r, segs, n, i, WALFMT_BLOCK, &at_seg, &at_off, &recs)) {
                 continue; /* a segment whose preparation was cut short: unused */
             }
             kv_log_warning("refusing to start: %s/%s has a bad segment header and valid "
@@ -494,7 +528,8 @@ static int replay_segments(struct rec *r, struct seg_file *segs, uint32_t n)
                 uint32_t at_seg;
                 uint64_t at_off, recs;
                 uint64_t end = written_end(f, off);
-                bool later = valid_after(segs, n, i, off + WALFMT_BLOCK, &at_seg, &at_off, &recs);
+                bool later =
+                    valid_after(r, segs, n, i, off + WALFMT_BLOCK, &at_seg, &at_off, &recs);
                 if (!later) {
                     /* a torn tail: the last write did not complete */
                     if (cut_segment(r, f, off, end > off ? end : off + WALFMT_BLOCK, "torn") != 0) {
@@ -527,7 +562,7 @@ static int replay_segments(struct rec *r, struct seg_file *segs, uint32_t n)
                     wal_segment_name(later_name, sizeof later_name, sh->id, segs[k].segno);
                     snprintf(aside, sizeof aside, "%s.corrupt", later_name);
                     renameat(r->dirfd, later_name, r->dirfd, aside);
-                    memset(segs[k].buf, 0, segs[k].size);
+                    segs[k].gone = true;
                 }
                 fsync(r->dirfd);
                 r->res->dropped += recs;
@@ -539,6 +574,7 @@ static int replay_segments(struct rec *r, struct seg_file *segs, uint32_t n)
             }
             have_prev = true;
             prev_seq = seq;
+            f->has_batches = true;
             if (seq >= r->wal_seq_min) {
                 uint64_t p = sizeof(struct walfmt_batch);
                 for (uint32_t k = 0; k < count; k++) {
@@ -597,25 +633,13 @@ static int replay_wal(struct rec *r)
     struct seg_file *segs = calloc(n ? n : 1, sizeof *segs);
     r->res->segs = calloc(n ? n : 1, sizeof *r->res->segs);
     KV_ASSERT(segs != NULL && r->res->segs != NULL);
-    int rc = 0;
-    for (uint32_t i = 0; i < n && rc == 0; i++) {
+    for (uint32_t i = 0; i < n; i++) {
         segs[i].segno = nums[i];
-        rc = load_segment(r, &segs[i]);
     }
-    if (rc == 0) {
-        rc = replay_segments(r, segs, n);
-    }
+    int rc = replay_segments(r, segs, n);
     /* segments without a batch are not needed: a fresh one is made for writing */
     for (uint32_t i = 0; i < n && rc == 0; i++) {
-        struct walfmt_seg hdr;
-        uint64_t span, seq;
-        uint32_t count;
-        const char *why;
-        bool empty = segs[i].size < 2 * WALFMT_BLOCK ||
-                     walfmt_scan_batch(segs[i].buf + WALFMT_BLOCK, segs[i].size - WALFMT_BLOCK,
-                                       &span, &count, &seq, &why) == WALFMT_SCAN_END;
-        (void)hdr;
-        if (empty) {
+        if (!segs[i].has_batches && !segs[i].gone) {
             char name[64];
             wal_segment_name(name, sizeof name, sh->id, segs[i].segno);
             unlinkat(r->dirfd, name, 0);

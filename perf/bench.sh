@@ -2,7 +2,8 @@
 # perf/bench.sh BUILD_DIR: what `make bench` runs. It builds the benchmark binaries in
 # BUILD_DIR, then runs perf/compare (kvd against redis-server and limit_server, pinned
 # to core 0 with the client on core 1) with each client, kvbench and redis-benchmark,
-# and appends both tables to docs/PERFORMANCE.md.
+# with persistence off for both servers, then with kvbench and appendfsync always for
+# both (kvd's WAL against Redis's AOF), and appends the tables to docs/PERFORMANCE.md.
 #
 # Environment: RUNS (3) runs per cell and server; COMPARE_ARGS extra perf/compare
 # arguments (e.g. "--servers redis,kvd --pipelines 16"); APPEND (docs/PERFORMANCE.md,
@@ -32,3 +33,5 @@ for client in kvbench redis-benchmark; do
     /usr/bin/python3 perf/compare --build "$build" --runs "$runs" --client "$client" \
         "${extra[@]}" ${COMPARE_ARGS:-}
 done
+/usr/bin/python3 perf/compare --build "$build" --runs "$runs" --client kvbench \
+    --fsync always --servers redis,kvd "${extra[@]}" ${COMPARE_ARGS:-}

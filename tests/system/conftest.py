@@ -13,8 +13,12 @@
   sends one command to both and asserts identical reply bytes.
 
 The kvd binary: $KVD_BIN if set, else $KV_BUILD_DIR/io/kvd (set by ctest), else
-<repo>/build/release/io/kvd. Randomized tests take their seed from $KV_TEST_SEED
+<repo>/build/release/io/kvd. kvd-fp (kvd with failpoints, for crash tests): $KVD_FP_BIN
+if set, else kvd-fp next to that kvd. Randomized tests take their seed from $KV_TEST_SEED
 (printed on failure).
+
+Crash tests: Kvd(bin=..., env=...) picks the binary and environment, kill9() ends a kvd
+with SIGKILL and keeps its --dir, restart() starts a new kvd on the same --dir.
 """
 import os
 import random
@@ -42,6 +46,12 @@ def kvd_path():
         return os.environ["KVD_BIN"]
     build = os.environ.get("KV_BUILD_DIR") or os.path.join(SRC_DIR, "build", "release")
     return os.path.join(build, "io", "kvd")
+
+
+def kvd_fp_path():
+    if os.environ.get("KVD_FP_BIN"):
+        return os.environ["KVD_FP_BIN"]
+    return os.path.join(os.path.dirname(kvd_path()), "kvd-fp")
 
 
 def have_redis():
@@ -323,19 +333,39 @@ class Client:
 class Kvd:
     """One kvd process. Use Kvd.start(...) and stop() (or the kvd/kvd_factory fixtures)."""
 
-    def __init__(self, args=(), threads=2, ready_timeout=60):
-        self.bin = kvd_path()
+    def __init__(self, args=(), threads=2, ready_timeout=60, bin=None, env=None, base=None,
+                 ready=True):
+        """bin: the binary (default kvd_path()); env: extra environment variables; base: the
+        .dir of an earlier Kvd whose data dir to reuse (a restart); ready=False returns
+        at once without waiting for the "kvd ready" line (for a start meant to fail)."""
+        self.bin = bin or kvd_path()
         if not os.access(self.bin, os.X_OK):
-            pytest.fail("kvd is not built at %s (cmake --build <dir> --target kvd; "
+            pytest.fail("kvd is not built at %s (cmake --build <dir> --target kvd kvd-fp; "
                         "set KV_BUILD_DIR or KVD_BIN)" % self.bin)
-        self.dir = tempfile.mkdtemp(prefix="kv-systest-")
+        self.owns_dir = base is None
+        self.dir = base or tempfile.mkdtemp(prefix="kv-systest-")
         self.errpath = os.path.join(self.dir, "kvd.stderr")
+        n = 0
+        while os.path.exists(self.errpath):  # a restart keeps the earlier logs
+            n += 1
+            self.errpath = os.path.join(self.dir, "kvd.stderr.%d" % n)
+        self.user_args = list(args)
+        self.threads = threads
+        self.env = env
         self.args = [self.bin, "--port", "0", "--threads", str(threads),
                      "--dir", os.path.join(self.dir, "data")] + [str(a) for a in args]
         self.errf = open(self.errpath, "wb")
-        self.proc = subprocess.Popen(self.args, stdout=subprocess.DEVNULL, stderr=self.errf)
+        penv = None
+        if env:
+            penv = dict(os.environ)
+            penv.update(env)
+        self.proc = subprocess.Popen(self.args, stdout=subprocess.DEVNULL, stderr=self.errf,
+                                     env=penv)
+        self.pid = self.proc.pid
         self.port = None
         self.stopped = False
+        if not ready:
+            return
         deadline = time.monotonic() + ready_timeout
         while self.port is None:
             m = re.search(r"kvd ready .*port=(\d+)", self.stderr())
@@ -396,8 +426,33 @@ class Kvd:
                 self.check_sanitizers()
                 assert rc == 0, "kvd exited with %s; stderr:\n%s" % (rc, self.stderr()[-5000:])
         finally:
-            shutil.rmtree(self.dir, ignore_errors=True)
+            if self.owns_dir:
+                shutil.rmtree(self.dir, ignore_errors=True)
         return rc
+
+    def data_dir(self):
+        return os.path.join(self.dir, "data")
+
+    def kill9(self):
+        """A crash: SIGKILL, waits for the exit; the data dir stays for restart()."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+        rc = self.wait_exit()
+        assert rc == -signal.SIGKILL, "kvd exited with %s before the kill" % rc
+        return rc
+
+    def restart(self, args=None, threads=None, bin=None, env=None, ready=True):
+        """A new kvd on this one's data dir (this one must have exited), with the same
+        settings unless given; the new one owns (and stop() removes) the dir."""
+        assert self.proc.poll() is not None, "restart() of a kvd that is still running"
+        if not self.stopped:
+            self.wait_exit()
+        k = Kvd(args=self.user_args if args is None else args,
+                threads=self.threads if threads is None else threads,
+                bin=bin or self.bin, env=self.env if env is None else env, base=self.dir,
+                ready=ready)
+        k.owns_dir, self.owns_dir = self.owns_dir, False
+        return k
 
 
 class RedisServer:

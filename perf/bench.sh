@@ -3,11 +3,14 @@
 # BUILD_DIR, then runs perf/compare (kvd against redis-server and limit_server, pinned
 # to core 0 with the client on core 1) with each client, kvbench and redis-benchmark,
 # with persistence off for both servers, then with kvbench and appendfsync always for
-# both (kvd's WAL against Redis's AOF), and appends the tables to docs/PERFORMANCE.md.
+# both (kvd's WAL against Redis's AOF), then perf/durability.py (kvd appendfsync always
+# against kvd appendfsync no and Redis appendfsync always; restart time with 10M keys
+# against Redis loading an RDB), and appends the tables to docs/PERFORMANCE.md.
 #
 # Environment: RUNS (3) runs per cell and server; COMPARE_ARGS extra perf/compare
 # arguments (e.g. "--servers redis,kvd --pipelines 16"); APPEND (docs/PERFORMANCE.md,
-# empty: print only).
+# empty: print only); DURABILITY_ARGS extra perf/durability.py arguments (e.g. "--part a"
+# or "--keys 1000000").
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -35,3 +38,5 @@ for client in kvbench redis-benchmark; do
 done
 /usr/bin/python3 perf/compare --build "$build" --runs "$runs" --client kvbench \
     --fsync always --servers redis,kvd "${extra[@]}" ${COMPARE_ARGS:-}
+# shellcheck disable=SC2086 # DURABILITY_ARGS is split into arguments on purpose
+/usr/bin/python3 perf/durability.py --build "$build" "${extra[@]}" ${DURABILITY_ARGS:-}

@@ -780,12 +780,24 @@ static void run(struct shard *sh, struct conn *c, const struct cmd_desc *d, size
     }
 }
 
-/* With appendfsync always, the connection's output waits for this shard's WAL to make
- * durable what the command wrote, or saw written. */
-static void wal_gate(struct conn *c)
+/*
+ * With appendfsync always, a reply waits for this shard's WAL to make durable what the
+ * command wrote, or what it may have read. Commands that touch no data (PING, INFO,
+ * ...) never wait; reads do not wait while the WAL cannot be written at all (disk
+ * full): they go on, as the -MISCONF text promises.
+ */
+static bool wal_holds(struct wal *w, const struct cmd_desc *d)
+{
+    if (wal_appended(w) == wal_durable(w) || d->exec == CMD_EXEC_CONN) {
+        return false;
+    }
+    return (d->flags & CMD_WRITE) || wal_refusing(w) == 0;
+}
+
+static void wal_gate(struct conn *c, const struct cmd_desc *d)
 {
     struct wal *w = c->sh->wal;
-    if (w != NULL && wal_appended(w) > wal_durable(w)) {
+    if (w != NULL && wal_holds(w, d)) {
         c->wal_wait = wal_appended(w);
     }
 }
@@ -797,13 +809,13 @@ static void exec_local(struct conn *c, const struct cmd_desc *d, size_t argc,
     struct shard *sh = c->sh;
     if (pend_count(c) == 0) {
         run(sh, c, d, argc, argv, &c->out, NULL, c->id);
-        wal_gate(c);
+        wal_gate(c, d);
         mark_dirty(c);
         return;
     }
     resp_out_set_proto(sh->scratch, c->resp);
     run(sh, c, d, argc, argv, sh->scratch, NULL, c->id);
-    wal_gate(c);
+    wal_gate(c, d);
     struct pend *p = pend_push(c);
     if (resp_out_error(sh->scratch) != 0) {
         scratch_reset(sh);
@@ -961,7 +973,7 @@ static void fan_out(struct conn *c, const struct cmd_desc *d, size_t argc,
             int64_t sum = 0;
             resp_out_set_proto(sh->scratch, c->resp);
             run(sh, NULL, d, n, lv, sh->scratch, &sum, c->id);
-            wal_gate(c);
+            wal_gate(c, d);
             size_t len;
             char *blob = scratch_take(sh, &len);
             size_t before = slot_bytes(p);
@@ -1594,7 +1606,7 @@ void conn_exec_remote(struct shard *sh, const struct xmsg *m)
     }
     blob_free(m->payload);
     struct wal *w = sh->wal;
-    if (w != NULL && wal_appended(w) > wal_durable(w)) {
+    if (w != NULL && wal_holds(w, m->desc)) {
         held_push(sh, &r, m->src, wal_appended(w));
         return;
     }

@@ -37,6 +37,7 @@ struct rec {
     int64_t now_ms;
     uint64_t *snap_lsn; /* per slot */
     uint64_t wal_seq_min;
+    uint64_t wal_seq_max; /* the newest snapshot's WAL position: batches go on above it */
     struct recover_result *res;
 };
 
@@ -276,6 +277,7 @@ static int load_snapshots(struct rec *r)
             r->snap_lsn[slot] = lsn;
             sh->part_lsn[slot] = lsn;
             seq_min = wal_seq < seq_min ? wal_seq : seq_min;
+            r->wal_seq_max = wal_seq > r->wal_seq_max ? wal_seq : r->wal_seq_max;
             continue;
         }
         if (why == NULL) {
@@ -671,6 +673,11 @@ int recover_shard(struct shard *sh, const char *dir, bool repair, struct recover
     int rc = load_snapshots(&r);
     if (rc == 0) {
         rc = replay_wal(&r);
+    }
+    /* A WAL the snapshots trimmed to nothing must not number its batches from 1 again:
+     * the next recovery would skip them as covered by the snapshots. */
+    if (out->next_seq < r.wal_seq_max) {
+        out->next_seq = r.wal_seq_max;
     }
     free(r.snap_lsn);
     close(r.dirfd);

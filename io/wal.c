@@ -341,7 +341,8 @@ int wal_refusing(const struct wal *w)
     if (w->failed) {
         return w->fail_err;
     }
-    if (w->spare == SPARE_FAILED && w->open->count > 0 &&
+    /* spare_err stays set through the retries until a spare is ready again */
+    if (w->spare_err != 0 && w->spare != SPARE_READY && w->open->count > 0 &&
         w->cur_off + walfmt_round_up(w->open->len) > w->seg_bytes) {
         return w->spare_err;
     }
@@ -400,7 +401,7 @@ static void spare_fail(struct wal *w, int err, int64_t now_ms)
         w->spare_fd = -1;
     }
     unlink_segment(w, w->spare_segno);
-    if (w->spare != SPARE_FAILED || w->spare_err != err) {
+    if (w->spare_err != err) { /* once per cause, not at every retry */
         kv_log_warning("cannot prepare WAL segment shard=%u segment=%llu err=%s (retrying every "
                        "second)",
                        w->shard_id, (unsigned long long)w->spare_segno, strerror(err));
@@ -433,10 +434,6 @@ static void spare_start(struct wal *w, int64_t now_ms)
         spare_fail(w, -rc, now_ms);
         return;
     }
-    if (w->spare == SPARE_FAILED) {
-        kv_log_notice("WAL segment prepared again shard=%u segment=%llu", w->shard_id,
-                      (unsigned long long)w->spare_segno);
-    }
     w->spare = SPARE_FILLING;
     w->spare_off = 0;
     spare_submit(w);
@@ -467,6 +464,11 @@ static void on_fill(struct wal *w, int res)
     if (fsync(w->dirfd) != 0) {
         spare_fail(w, errno, now_ms);
         return;
+    }
+    if (w->spare_err != 0) {
+        kv_log_notice("WAL segment prepared again shard=%u segment=%llu: writes go on", w->shard_id,
+                      (unsigned long long)w->spare_segno);
+        w->spare_err = 0;
     }
     w->spare = SPARE_READY;
 }

@@ -92,6 +92,8 @@ static struct cmd_desc table[] = {
     {"lastsave", 1, CMD_FAST, NOKEY, CMD_EXEC_CONN, 0, cmd_lastsave, "loading stale fast", NULL},
     {"save", 1, CMD_ADMIN, NOKEY, CMD_EXEC_CONN, 0, cmd_save, "admin noscript", NULL},
     {"bgsave", -1, CMD_ADMIN, NOKEY, CMD_EXEC_CONN, 0, cmd_bgsave, "admin noscript", NULL},
+    {"bgrewriteaof", 1, CMD_ADMIN, NOKEY, CMD_EXEC_CONN, 0, cmd_bgrewriteaof, "admin noscript",
+     NULL},
     {"reset", 1, CMD_NOAUTH | CMD_FAST, NOKEY, CMD_EXEC_CONN, 0, cmd_reset, "noauth fast", NULL},
     {"wait", 3, 0, NOKEY, CMD_EXEC_CONN, 0, cmd_wait, "", NULL},
     {"client|list", -2, CMD_HIDDEN, NOKEY, CMD_EXEC_ALL, CMD_MERGE_BULKCAT, cmd_client_list_part,

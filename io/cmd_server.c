@@ -159,6 +159,21 @@ void cmd_save(struct cmd_ctx *x)
     }
 }
 
+/* BGREWRITEAOF: the WAL is compacted by a snapshot round (which deletes the segments it
+ * covers), so it starts one, as BGSAVE SCHEDULE does. */
+void cmd_bgrewriteaof(struct cmd_ctx *x)
+{
+    struct server *srv = x->sh->srv;
+    if (!srv->persist) {
+        reply_error(x->out, "ERR snapshots are off (appendonly no)");
+        return;
+    }
+    atomic_fetch_add(&srv->save_req, 1);
+    reply_simple(x->out, any_snapshot_running(srv)
+                             ? "Background append only file rewriting scheduled"
+                             : "Background append only file rewriting started");
+}
+
 void cmd_bgsave(struct cmd_ctx *x)
 {
     struct server *srv = x->sh->srv;

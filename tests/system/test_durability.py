@@ -353,9 +353,14 @@ def test_every_write_command_survives_kill9(kvds, rng):
     assert c.cmd("APPEND", "append", "more") == 10
     assert c.cmd("FLUSHALL") == St("OK")
     assert c.cmd("SET", "after-flush", "1") == St("OK")
-    k3, after = crash_and_compare(k2, kvds, c)
+    k3, after = crash_and_compare(k2, kvds, c, args=["--wal-segment-size", "64kb"])
     assert set(after) == {b"after-flush"}
-    assert k3.stop() == 0
+    # a third life with another segment size: the old segments are read as they are
+    c = k3.client()
+    assert c.cmd("SET", "third", rng.randbytes(100000)) == St("OK")
+    k4, after = crash_and_compare(k3, kvds, c, args=SEG)
+    assert set(after) == {b"after-flush", b"third"}
+    assert k4.stop() == 0
 
 
 # ---------------------------------------------------------------------------------------
@@ -391,7 +396,9 @@ def test_save_bgsave_trim_and_info(kvds, rng):
     assert segs_before >= 6, segs_before
     assert int(info(c)["rdb_changes_since_last_save"]) == 401
     wait_until(lambda: int(time.time()) > lastsave0, 2, what="the next second")
+    assert c.cmd("SET", "a:soon", "v", "PX", 1000) == St("OK")  # in snapshots, then expires
     assert c.cmd("SAVE") == St("OK")
+    assert c.cmd("PTTL", "a:soon") > 0
     i1 = info(c)
     assert i1["rdb_changes_since_last_save"] == "0"
     assert i1["rdb_saves"] == "2", i1  # one round per shard thread
@@ -420,8 +427,10 @@ def test_save_bgsave_trim_and_info(kvds, rng):
         assert c.cmd("DEL", "b:%d" % i) == 1
     assert c.cmd("SET", "c:1", "wal only") == St("OK")
     assert int(info(c)["rdb_changes_since_last_save"]) == 35
+    wait_until(lambda: c.cmd("EXISTS", "a:soon") == 0, 5, what="a:soon to expire")
     k2, after = crash_and_compare(k, kvds, c)
     assert after[b"a:1"][0] == b"over" and b"a:0" not in after and b"b:0" not in after
+    assert b"a:soon" not in after
     assert after[b"a:2"][0] == a[b"a:2"] and after[b"b:1"][0] == b[b"b:1"]
     assert after[b"a:ttl"][1] == -1 and 0 < after[b"a:5"][1] <= 3000000
     c = k2.client()
@@ -457,7 +466,9 @@ def test_automatic_snapshot_rounds(kvds, rng):
     # segments are deleted as rounds pass them: the WAL stays far below what was written
     written = int(i["wal_bytes_written"])
     assert written > 3_000_000
-    assert segs_max * 256 * 1024 < written / 2, (segs_max, written)
+    print("WAL bytes written %d, segment files at most %d" % (written, segs_max))
+    # without trimming there would be more than 20 segments of 256 KiB
+    assert segs_max <= 12 < written // (256 * 1024), (segs_max, written)
     k2, after = crash_and_compare(k, kvds, c)
     assert {x: after[x][0] for x in after} == expect
     assert k2.stop() == 0
@@ -1084,3 +1095,97 @@ def test_disk_full_log_reports_the_retry_truthfully(full_disk):
     for shard in (0, 1):
         n = len(re.findall(r"cannot prepare WAL segment shard=%d " % shard, log))
         assert n <= 1, log
+
+
+# ---------------------------------------------------------------------------------------
+# snapshots damaged on disk
+
+SNAP_HDR = struct.Struct("<IHHIIQQqQ")  # magic version size part partitions lsn seq ms crc
+CHUNK_HDR = struct.Struct("<IIQQQQ")  # magic flags count len sum crc
+ENTRY_HDR = struct.Struct("<IIQq")  # klen reserved vlen expire_ms
+
+
+def snapshot_keys(path):
+    """The keys of a snapshot file, and the offset of its first chunk with entries."""
+    with open(path, "rb") as f:
+        data = f.read()
+    keys, first = [], None
+    off = SNAP_HDR.size
+    while off + CHUNK_HDR.size <= len(data):
+        _m, flags, count, clen, _s, _c = CHUNK_HDR.unpack_from(data, off)
+        if flags & 1:
+            break
+        if first is None and count:
+            first = off
+        p = off + CHUNK_HDR.size
+        for _ in range(count):
+            klen, _r, vlen, _e = ENTRY_HDR.unpack_from(data, p)
+            keys.append(data[p + ENTRY_HDR.size:p + ENTRY_HDR.size + klen])
+            p += ENTRY_HDR.size + klen + vlen
+        off += CHUNK_HDR.size + clen
+    return keys, first
+
+
+def test_damaged_snapshot_refuses_start_then_repair(kvds, rng):
+    k = kvds(args=SEG + ["--snapshot-wal-size", "0"])
+    c = k.client()
+    pre = fill(c, "pre", 300, 2500, rng)  # several segments per shard
+    assert c.cmd("SAVE") == St("OK")  # and the segments it covers are deleted
+    post = fill(c, "post", 40, 100, rng)
+    c.close()
+    k.kill9()
+    data = k.data_dir()
+    snaps = sorted(glob.glob(os.path.join(data, "snap-*.kvs")))
+    assert len(snaps) == 8, snaps
+    victim = rng.choice([x for x in snaps if snapshot_keys(x)[0]])
+    vkeys, chunk = snapshot_keys(victim)
+    flip = chunk + CHUNK_HDR.size + rng.randrange(ENTRY_HDR.size + 10)
+    with open(victim, "r+b") as f:
+        f.seek(flip)
+        b = f.read(1)[0]
+        f.seek(flip)
+        f.write(bytes([b ^ 0x10]))
+    print("flipped a bit at %s offset %d (%d keys in it)"
+          % (os.path.basename(victim), flip, len(vkeys)))
+    k2 = restart(k, kvds, ready=False)
+    rc, log = run_exit(k2)
+    assert rc > 0, (rc, log)
+    assert "%s is damaged at offset %d" % (os.path.basename(victim), chunk) in log, log
+    assert "--repair" in log, log
+    k3 = restart(k2, kvds, args=SEG + ["--repair"])
+    log = k3.stderr()
+    assert "repair: snapshot" in log and os.path.basename(victim) in log, log
+    assert os.path.exists(victim + ".corrupt"), os.listdir(data)
+    c = k3.client()
+    after = dump(c)
+    # what only the snapshot held of that partition may be lost; nothing else is, and
+    # nothing comes back wrong
+    for key, v in list(pre.items()) + list(post.items()):
+        if key in vkeys:
+            assert after.get(key, (v, -1)) == (v, -1), key
+        else:
+            assert after.get(key) == (v, -1), key
+    assert set(after) <= set(pre) | set(post)
+    lost = [x for x in vkeys if x not in after]
+    print("%d of the partition's %d keys lost with its snapshot" % (len(lost), len(vkeys)))
+    # the repaired dir starts without --repair and a new SAVE covers the partition again
+    assert c.cmd("SAVE") == St("OK")
+    k4, _ = crash_and_compare(k3, kvds, c, args=SEG)
+    assert k4.stop() == 0
+
+
+@pytest.mark.xfail(strict=True, reason="kvd bug: once snapshots exist, a layout change is "
+                   "refused with 'written with 0 threads' and the advice '--threads 0 "
+                   "--partitions-per-thread 0' (snapshot headers carry no thread count)")
+def test_layout_refusal_after_save_names_the_layout(kvds):
+    k = kvds(args=SEG)
+    c = k.client()
+    set_seq(c, [(b"lay:%d" % i, b"%d" % i) for i in range(20)])
+    assert c.cmd("SAVE") == St("OK")
+    c.close()
+    k.kill9()
+    k2 = restart(k, kvds, threads=1, ready=False)
+    rc, log = run_exit(k2)
+    assert rc > 0, (rc, log)
+    assert "written with 2 threads and 8 partitions" in log, log
+    assert "--threads 2 --partitions-per-thread 4" in log, log

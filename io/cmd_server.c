@@ -1037,6 +1037,7 @@ static void info_persistence(struct info_buf *b, struct server *srv, int64_t now
 {
     uint64_t appended = 0, durable = 0, batches = 0, bytes = 0, syncs = 0, segs = 0;
     uint64_t changes = 0, rounds = 0, failed = 0, snap_keys = 0, rec_keys = 0;
+    uint64_t write_us = 0, write_us_max = 0;
     int64_t last_round = -1, started = 0, rec_ms = 0;
     bool running = false, last_ok = true, write_ok = true, refusing = false;
     for (uint32_t i = 0; srv->persist && i < srv->nthreads; i++) {
@@ -1049,6 +1050,9 @@ static void info_persistence(struct info_buf *b, struct server *srv, int64_t now
         batches += STAT_GET(w->batches);
         bytes += STAT_GET(w->bytes);
         syncs += STAT_GET(w->syncs);
+        write_us += STAT_GET(w->write_us);
+        write_us_max =
+            STAT_GET(w->write_us_max) > write_us_max ? STAT_GET(w->write_us_max) : write_us_max;
         segs += STAT_GET(w->segments);
         write_ok &= STAT_GET(w->last_write_ok) != 0;
         refusing |= STAT_GET(w->refusing) != 0;
@@ -1075,7 +1079,9 @@ static void info_persistence(struct info_buf *b, struct server *srv, int64_t now
              "aof_enabled:%d\r\naof_rewrite_in_progress:0\r\naof_rewrite_scheduled:0\r\n"
              "aof_last_write_status:%s\r\naof_last_bgrewrite_status:ok\r\n"
              "appendfsync:%s\r\nwal_records_appended:%llu\r\nwal_records_durable:%llu\r\n"
-             "wal_batches:%llu\r\nwal_bytes_written:%llu\r\nwal_syncs:%llu\r\nwal_segments:%llu\r\n"
+             "wal_batches:%llu\r\nwal_batch_records_avg:%.2f\r\nwal_write_usec_avg:%.1f\r\n"
+             "wal_write_usec_max:%llu\r\nwal_bytes_written:%llu\r\nwal_syncs:%llu\r\n"
+             "wal_segments:%llu\r\n"
              "wal_refusing_writes:%d\r\nsnapshot_rounds_failed:%llu\r\nsnapshot_last_keys:%llu\r\n"
              "recovered_keys:%llu\r\nrecovery_time_ms:%lld\r\n\r\n",
              (unsigned long long)changes, running ? 1 : 0, (long long)(last_save_ms(srv) / 1000),
@@ -1083,6 +1089,8 @@ static void info_persistence(struct info_buf *b, struct server *srv, int64_t now
              (long long)(running ? (now_ms - started) / 1000 : -1), (unsigned long long)rounds,
              srv->persist ? 1 : 0, write_ok ? "ok" : "err", wal_fsync_name(fsync_mode),
              (unsigned long long)appended, (unsigned long long)durable, (unsigned long long)batches,
+             batches ? (double)durable / (double)batches : 0.0,
+             batches ? (double)write_us / (double)batches : 0.0, (unsigned long long)write_us_max,
              (unsigned long long)bytes, (unsigned long long)syncs, (unsigned long long)segs,
              refusing ? 1 : 0, (unsigned long long)failed, (unsigned long long)snap_keys,
              (unsigned long long)rec_keys, (long long)rec_ms);

@@ -83,6 +83,7 @@ struct wal {
     uint64_t flight_done; /* bytes of the flight batch written so far */
     uint64_t flight_span; /* bytes it takes on disk */
     uint64_t flight_off;  /* its offset in the current segment */
+    uint64_t flight_t0;   /* when it was submitted (monotonic ns) */
     uint64_t appended, durable;
     uint64_t next_seq;
 
@@ -528,6 +529,7 @@ static void start_write(struct wal *w)
     w->flight_off = w->cur_off;
     w->flight_span = span;
     w->flight_done = 0;
+    w->flight_t0 = kv_clock_mono_ns();
     w->cur_off += span;
     w->segs[w->nsegs - 1].last_seq = b->seq;
     w->segs[w->nsegs - 1].has_batches = true;
@@ -559,6 +561,11 @@ static void on_write(struct wal *w, int res)
         w->durable = w->flight->token;
     }
     STAT_SET(w->stats.durable, w->durable);
+    uint64_t us = (kv_clock_mono_ns() - w->flight_t0) / 1000;
+    STAT_ADD(w->stats.write_us, us);
+    if (us > STAT_GET(w->stats.write_us_max)) {
+        STAT_SET(w->stats.write_us_max, us);
+    }
     STAT_ADD(w->stats.batches, 1);
     STAT_ADD(w->stats.bytes, w->flight_span);
     STAT_ADD(w->stats.bytes_since, w->flight_span);

@@ -79,6 +79,8 @@ struct wal_stats {
     _Atomic int last_write_ok;         /* 0 after a failed write */
     _Atomic uint64_t batch_seq;        /* sequence number of the open batch */
     _Atomic uint64_t appended_at_snap; /* `appended` when the last snapshot round began */
+    _Atomic uint64_t write_us;         /* time batches spent being written, in total */
+    _Atomic uint64_t write_us_max;     /* the longest batch write */
 };
 
 /* Creates the WAL and its first segment (synchronously: at start-up). 0 or -errno. */

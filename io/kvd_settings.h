@@ -40,6 +40,7 @@ struct kvd_settings {
     _Atomic int64_t appendonly;
     _Atomic int64_t appendfsync; /* enum wal_fsync */
     _Atomic int64_t wal_segment_size;
+    _Atomic int64_t wal_writes_in_flight;
     _Atomic int64_t snapshot_wal_size;
     _Atomic int64_t repair;
 };

@@ -397,40 +397,62 @@ static void apply(struct rec *r, const struct walfmt_view *v, uint32_t slot)
     r->res->records++;
 }
 
-/* Finds the first valid batch at a block boundary at or after `from` in segments
- * i.. of the list; true with its place if there is one. Counts the records of every
- * valid batch from there on into *records. */
-static bool valid_after(struct rec *r, struct seg_file *segs, uint32_t n, uint32_t i, uint64_t from,
-                        uint32_t *at_seg, uint64_t *at_off, uint64_t *records)
+/* What follows a damaged batch: the valid batches at block boundaries after it. */
+struct after {
+    bool found;
+    uint32_t seg; /* the first one's place */
+    uint64_t off;
+    uint64_t first_seq;
+    uint64_t max_acked; /* the highest `acked` among them */
+    uint64_t records;   /* theirs, all together */
+};
+
+/* Scans segments i.. from `from` (in segment i) for valid batches. */
+static void valid_after(struct rec *r, struct seg_file *segs, uint32_t n, uint32_t i, uint64_t from,
+                        struct after *a)
 {
-    bool found = false;
-    *records = 0;
+    memset(a, 0, sizeof *a);
     for (uint32_t k = i; k < n; k++) {
         if (load_segment(r, &segs[k]) != 0) {
             continue; /* unreadable: it shows no valid batch */
         }
         uint64_t start = k == i ? from : WALFMT_BLOCK;
         for (uint64_t off = start; off + WALFMT_BLOCK <= segs[k].size; off += WALFMT_BLOCK) {
-            uint64_t span, seq;
-            uint32_t count;
+            struct walfmt_batch_info b;
             const char *why;
             if (walfmt_batch_header_ok(segs[k].buf + off, segs[k].size - off) &&
-                walfmt_scan_batch(segs[k].buf + off, segs[k].size - off, &span, &count, &seq,
-                                  &why) == WALFMT_SCAN_BATCH) {
-                if (!found) {
-                    *at_seg = k;
-                    *at_off = off;
-                    found = true;
+                walfmt_scan_batch(segs[k].buf + off, segs[k].size - off, &b, &why) ==
+                    WALFMT_SCAN_BATCH) {
+                if (!a->found) {
+                    a->found = true;
+                    a->seg = k;
+                    a->off = off;
+                    a->first_seq = b.seq;
                 }
-                *records += count;
-                off += span - WALFMT_BLOCK;
+                a->max_acked = b.acked > a->max_acked ? b.acked : a->max_acked;
+                a->records += b.count;
+                off += b.span - WALFMT_BLOCK;
             }
         }
         if (k != i) {
             unload_segment(&segs[k]);
         }
     }
-    return found;
+}
+
+/* Sets segments i+1.. aside as "<name>.<suffix>" (nothing after a cut is replayed). */
+static void set_aside_after(struct rec *r, struct seg_file *segs, uint32_t n, uint32_t i,
+                            const char *suffix)
+{
+    for (uint32_t k = i + 1; k < n; k++) {
+        char later_name[64], aside[96];
+        wal_segment_name(later_name, sizeof later_name, r->sh->id, segs[k].segno);
+        snprintf(aside, sizeof aside, "%s.%s", later_name, suffix);
+        if (renameat(r->dirfd, later_name, r->dirfd, aside) == 0) {
+            segs[k].gone = true;
+        }
+    }
+    fsync(r->dirfd);
 }
 
 /* The end of the written bytes of a segment from `off`: past its last non-zero block. */
@@ -477,6 +499,71 @@ static int cut_segment(struct rec *r, struct seg_file *f, uint64_t off, uint64_t
     return 0;
 }
 
+/*
+ * A batch at `off` of segment i failed its checks. Returns 1 if it is a torn tail (cut
+ * and logged: replay stops there), 0 if --repair cut it, -1 if kvd must not start.
+ *
+ * Torn: no valid batch follows, or every one that follows was sealed before the damaged
+ * one was known durable (`acked` below it): those were written concurrently with it,
+ * and none of their replies could leave before it completed. Corrupt: a later batch says
+ * the damaged one had been written and synced.
+ */
+static int damaged(struct rec *r, struct seg_file *segs, uint32_t n, uint32_t i, uint64_t off,
+                   bool have_prev, uint64_t prev_seq, bool gap, const char *why)
+{
+    struct seg_file *f = &segs[i];
+    char name[64];
+    wal_segment_name(name, sizeof name, r->sh->id, f->segno);
+    struct after a;
+    valid_after(r, segs, n, i, off + WALFMT_BLOCK, &a);
+    uint64_t bad_seq = have_prev ? prev_seq + 1 : (a.first_seq > 0 ? a.first_seq - 1 : 0);
+    if (gap) {
+        a.found = true; /* a whole, valid batch out of sequence: never a torn write */
+        a.seg = i;
+        a.off = off;
+    }
+    if (!gap && (!a.found || a.max_acked < bad_seq)) {
+        uint64_t end = written_end(f, off);
+        if (end <= off) {
+            end = off + WALFMT_BLOCK;
+        }
+        if (cut_segment(r, f, off, end, "torn") != 0) {
+            return -1;
+        }
+        if (a.found) {
+            set_aside_after(r, segs, n, i, "torn");
+        }
+        r->res->torn_bytes += end - off;
+        r->res->dropped += a.records;
+        kv_log_warning("WAL torn tail cut file=%s/%s offset=%llu bytes=%llu (%s); %llu records "
+                       "of batches written at the same time (never acknowledged) dropped; the "
+                       "bytes are kept aside as %s.torn-%llx",
+                       r->dir, name, (unsigned long long)off, (unsigned long long)(end - off), why,
+                       (unsigned long long)a.records, name, (unsigned long long)off);
+        return 1;
+    }
+    char at_name[64];
+    wal_segment_name(at_name, sizeof at_name, r->sh->id, segs[a.seg].segno);
+    if (!r->repair) {
+        kv_log_warning("refusing to start: WAL corrupt at %s/%s offset %llu (%s), and valid "
+                       "records follow (from %s offset %llu). Start with --repair to cut the "
+                       "log there (the rest is kept aside and %llu records after the damage "
+                       "are dropped)",
+                       r->dir, name, (unsigned long long)off, why, at_name,
+                       (unsigned long long)a.off, (unsigned long long)a.records);
+        return -1;
+    }
+    if (cut_segment(r, f, off, f->size, "corrupt") != 0) {
+        return -1;
+    }
+    set_aside_after(r, segs, n, i, "corrupt");
+    r->res->dropped += a.records;
+    kv_log_warning("repair: WAL cut at %s/%s offset %llu (%s); %llu records in valid batches "
+                   "after it dropped; the rest is kept aside (*.corrupt*)",
+                   r->dir, name, (unsigned long long)off, why, (unsigned long long)a.records);
+    return 0;
+}
+
 static int replay_segments(struct rec *r, struct seg_file *segs, uint32_t n)
 {
     struct shard *sh = r->sh;
@@ -496,9 +583,9 @@ static int replay_segments(struct rec *r, struct seg_file *segs, uint32_t n)
         struct walfmt_seg hdr;
         memcpy(&hdr, f->buf, f->size >= sizeof hdr ? sizeof hdr : 0);
         if (f->size < WALFMT_BLOCK || !walfmt_seg_ok(&hdr)) {
-            uint32_t at_seg;
-            uint64_t at_off, recs;
-            if (!valid_after(r, segs, n, i, WALFMT_BLOCK, &at_seg, &at_off, &recs)) {
+            struct after a;
+            valid_after(r, segs, n, i, WALFMT_BLOCK, &a);
+            if (!a.found) {
                 continue; /* a segment whose preparation was cut short: unused */
             }
             kv_log_warning("refusing to start: %s/%s has a bad segment header and valid "
@@ -514,65 +601,26 @@ static int replay_segments(struct rec *r, struct seg_file *segs, uint32_t n)
         r->res->segments++;
         uint64_t off = WALFMT_BLOCK;
         while (off < f->size) {
-            uint64_t span, seq;
-            uint32_t count;
+            struct walfmt_batch_info b = {0};
             const char *why = "";
-            enum walfmt_scan s =
-                walfmt_scan_batch(f->buf + off, f->size - off, &span, &count, &seq, &why);
+            enum walfmt_scan s = walfmt_scan_batch(f->buf + off, f->size - off, &b, &why);
+            uint64_t seq = b.seq, span = b.span;
+            uint32_t count = b.count;
             if (s == WALFMT_SCAN_END) {
                 break;
             }
+            enum walfmt_scan s0 = s;
             if (s == WALFMT_SCAN_BATCH && have_prev && seq != prev_seq + 1) {
                 s = WALFMT_SCAN_BAD;
                 why = "batch sequence number out of order (a segment is missing?)";
             }
             if (s == WALFMT_SCAN_BAD) {
-                uint32_t at_seg;
-                uint64_t at_off, recs;
-                uint64_t end = written_end(f, off);
-                bool later =
-                    valid_after(r, segs, n, i, off + WALFMT_BLOCK, &at_seg, &at_off, &recs);
-                if (!later) {
-                    /* a torn tail: the last write did not complete */
-                    if (cut_segment(r, f, off, end > off ? end : off + WALFMT_BLOCK, "torn") != 0) {
-                        return -1;
-                    }
-                    r->res->torn_bytes += end > off ? end - off : 0;
-                    kv_log_warning("WAL torn tail cut file=%s/%s offset=%llu bytes=%llu (%s); "
-                                   "the bytes are kept aside as %s.torn-%llx",
-                                   r->dir, name, (unsigned long long)off,
-                                   (unsigned long long)(end - off), why, name,
-                                   (unsigned long long)off);
-                    break;
+                bool gap = s0 == WALFMT_SCAN_BATCH;
+                int rc = damaged(r, segs, n, i, off, have_prev, prev_seq, gap, why);
+                if (rc != 1) {
+                    return rc;
                 }
-                char at_name[64];
-                wal_segment_name(at_name, sizeof at_name, sh->id, segs[at_seg].segno);
-                if (!r->repair) {
-                    kv_log_warning("refusing to start: WAL corrupt at %s/%s offset %llu (%s), "
-                                   "and valid records follow (from %s offset %llu). Start with "
-                                   "--repair to cut the log there (the rest is kept aside and "
-                                   "%llu records after the damage are dropped)",
-                                   r->dir, name, (unsigned long long)off, why, at_name,
-                                   (unsigned long long)at_off, (unsigned long long)recs);
-                    return -1;
-                }
-                if (cut_segment(r, f, off, f->size, "corrupt") != 0) {
-                    return -1;
-                }
-                for (uint32_t k = i + 1; k < n; k++) {
-                    char later_name[64], aside[96];
-                    wal_segment_name(later_name, sizeof later_name, sh->id, segs[k].segno);
-                    snprintf(aside, sizeof aside, "%s.corrupt", later_name);
-                    renameat(r->dirfd, later_name, r->dirfd, aside);
-                    segs[k].gone = true;
-                }
-                fsync(r->dirfd);
-                r->res->dropped += recs;
-                kv_log_warning("repair: WAL cut at %s/%s offset %llu (%s); %llu records in valid "
-                               "batches after it dropped; the rest is kept aside (*.corrupt*)",
-                               r->dir, name, (unsigned long long)off, why,
-                               (unsigned long long)recs);
-                return 0;
+                break; /* torn: cut; nothing after it is replayed */
             }
             have_prev = true;
             prev_seq = seq;

@@ -244,7 +244,8 @@ static void dispatch(struct shard *sh, struct io_uring_cqe *cqe)
     uint64_t ud = io_uring_cqe_get_data64(cqe);
     if (ud == SHARD_UD_ACCEPT) {
         on_accept(sh, cqe);
-    } else if (ud >= SHARD_UD_WAL_WRITE && ud <= SHARD_UD_WAL_SYNC) {
+    } else if (ud == SHARD_UD_WAL_FILL || ud == SHARD_UD_WAL_SYNC ||
+               (ud >= SHARD_UD_WAL_WRITE && ud <= SHARD_UD_WAL_LAST)) {
         wal_on_cqe(sh->wal, cqe, ud);
     } else if (ud == SHARD_UD_SNAP) {
         snap_on_cqe(sh->snap, cqe);
@@ -508,6 +509,7 @@ static int durability_start(struct shard *sh)
         .segno = r.next_segno,
         .next_seq = r.next_seq,
         .segment_bytes = (uint64_t)KV_CONF_GET(kvd_settings.wal_segment_size),
+        .depth = (uint32_t)KV_CONF_GET(kvd_settings.wal_writes_in_flight),
         .old = r.segs,
         .nold = r.nsegs,
     };
@@ -537,7 +539,9 @@ static void wait_durability_cqes(struct shard *sh)
     io_uring_for_each_cqe(&sh->ring, head, cqe)
     {
         uint64_t ud = io_uring_cqe_get_data64(cqe);
-        if ((ud >= SHARD_UD_WAL_WRITE && ud <= SHARD_UD_WAL_SYNC) || ud == SHARD_UD_SNAP) {
+        if ((ud == SHARD_UD_WAL_FILL || ud == SHARD_UD_WAL_SYNC ||
+             (ud >= SHARD_UD_WAL_WRITE && ud <= SHARD_UD_WAL_LAST)) ||
+            ud == SHARD_UD_SNAP) {
             dispatch(sh, cqe);
         }
         seen++;

@@ -18,10 +18,11 @@ struct shard;
 #define SHARD_UD_WAKE      2u /* a MSG_RING from another shard */
 #define SHARD_UD_WAKE_SENT 3u /* completion of a MSG_RING this shard sent */
 #define SHARD_UD_IGNORE    4u
-#define SHARD_UD_WAL_WRITE 5u /* a WAL batch write */
-#define SHARD_UD_WAL_FILL  6u /* zero-filling or syncing the spare WAL segment */
-#define SHARD_UD_WAL_SYNC  7u /* the everysec fdatasync */
-#define SHARD_UD_SNAP      8u /* a snapshot write or sync */
+#define SHARD_UD_WAL_FILL  6u  /* zero-filling or syncing the spare WAL segment */
+#define SHARD_UD_WAL_SYNC  7u  /* the everysec fdatasync */
+#define SHARD_UD_SNAP      8u  /* a snapshot write or sync */
+#define SHARD_UD_WAL_WRITE 16u /* a WAL batch write: 16 + its slot (< 16 + WAL_DEPTH_MAX) */
+#define SHARD_UD_WAL_LAST  31u
 
 /* Zeroes `sh` as shard `id` of `srv`. Main thread, before shard_start. */
 int shard_init(struct shard *sh, struct server *srv, uint32_t id);

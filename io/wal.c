@@ -1,7 +1,8 @@
 /*
  * wal: the shard's write-ahead log writer (see wal.h).
  *
- * State. Two batch buffers: `open` fills, `flight` is being written. A segment is
+ * State. Batch buffers: `open` fills, up to `depth` others are being written (the
+ * `writes` ring, in sequence order), the rest are free. A segment is
  * `cur` (being written) or the `spare` (being zero-filled, or ready). Segments that
  * hold batches are remembered in `segs` with their last batch's sequence number, so
  * that wal_trim can delete those a snapshot round has passed.
@@ -35,16 +36,6 @@
  * device submission, and nothing waits for it. */
 #define WAL_LAZY_BYTES (64u * 1024)
 #define WAL_LAZY_MS    2
-/*
- * Gathering (always). When a batch completes, the clients it answers send their next
- * writes about one round trip later; written at once, the next batch would hold only
- * the writes that came in meanwhile, and the clients would split into two halves that
- * take turns. So the next batch waits until it holds 3/4 as many records as the
- * completed one besides what it already had, or for WAL_GATHER_NS, whichever is first.
- * A lone client is never delayed: its batch had one record, and the next one comes
- * with its next write.
- */
-#define WAL_GATHER_NS 200000
 
 struct wal_buf {
     char *p;
@@ -64,6 +55,16 @@ enum spare_state {
     SPARE_FAILED,
 };
 
+/* One batch being written. */
+struct wal_write {
+    struct wal_buf *buf;
+    uint64_t off;  /* in the current segment */
+    uint64_t span; /* bytes on disk */
+    uint64_t done; /* bytes written so far */
+    uint64_t t0;   /* submitted at (monotonic ns) */
+    bool complete;
+};
+
 struct wal_seg {
     uint64_t segno;
     uint64_t last_seq; /* 0 while it holds no batch */
@@ -78,12 +79,13 @@ struct wal {
     uint32_t shard_id, threads, partitions;
     uint64_t seg_bytes;
 
-    struct wal_buf bufs[2];
-    struct wal_buf *open, *flight;
-    uint64_t flight_done; /* bytes of the flight batch written so far */
-    uint64_t flight_span; /* bytes it takes on disk */
-    uint64_t flight_off;  /* its offset in the current segment */
-    uint64_t flight_t0;   /* when it was submitted (monotonic ns) */
+    struct wal_buf bufs[WAL_DEPTH_MAX + 1];
+    struct wal_buf *open;
+    struct wal_buf *free_bufs[WAL_DEPTH_MAX + 1];
+    uint32_t nfree;
+    struct wal_write writes[WAL_DEPTH_MAX]; /* a ring: oldest at w_head */
+    uint32_t w_head, w_count, depth;
+    uint64_t acked_seq; /* every batch up to this one is written (and synced, always) */
     uint64_t appended, durable;
     uint64_t next_seq;
 
@@ -101,10 +103,8 @@ struct wal {
     bool sync_inflight;
     bool written_since_sync;
     int64_t last_sync_ms;
-    bool failed;           /* a write or sync failed (modes other than always) */
-    bool closing;          /* shutting down: write whatever is open at once */
-    uint32_t gather_count; /* records the open batch waits for (always) */
-    uint64_t gather_until_ns;
+    bool failed;  /* a write or sync failed (modes other than always) */
+    bool closing; /* shutting down: write whatever is open at once */
     int fail_err;
 
     char *zeros;
@@ -264,11 +264,21 @@ int wal_open(struct wal **out, struct shard *sh, const struct wal_open_args *a)
     }
     w->zeros = mi_heap_zalloc_aligned(w->heap, WAL_ZERO_CHUNK, WALFMT_BLOCK);
     w->hdr_blk = mi_heap_zalloc_aligned(w->heap, WALFMT_BLOCK, WALFMT_BLOCK);
-    if (w->zeros == NULL || w->hdr_blk == NULL || buf_init(w, &w->bufs[0]) != 0 ||
-        buf_init(w, &w->bufs[1]) != 0) {
+    w->depth = a->depth;
+    KV_ASSERT(w->depth >= 1 && w->depth <= WAL_DEPTH_MAX);
+    if (w->zeros == NULL || w->hdr_blk == NULL) {
         return -ENOMEM;
     }
+    for (uint32_t i = 0; i <= w->depth; i++) {
+        if (buf_init(w, &w->bufs[i]) != 0) {
+            return -ENOMEM;
+        }
+        if (i > 0) {
+            w->free_bufs[w->nfree++] = &w->bufs[i];
+        }
+    }
     w->open = &w->bufs[0];
+    w->acked_seq = a->next_seq - 1;
     w->open->seq = w->next_seq++;
     int rc = prepare_sync(w, a->segno, &w->cur_fd);
     if (rc != 0) {
@@ -352,11 +362,9 @@ int wal_refusing(const struct wal *w)
 
 int64_t wal_timer_ns(const struct wal *w, int64_t now_ms, uint64_t now_ns)
 {
-    if (w->flight != NULL || w->open->count == 0) {
-        return -1; /* a completion, or the next record, brings the next turn */
-    }
-    if (fsync_mode() == WAL_FSYNC_ALWAYS) {
-        return w->gather_until_ns > now_ns ? (int64_t)(w->gather_until_ns - now_ns) : 0;
+    (void)now_ns;
+    if (w->open->count == 0 || w->w_count == w->depth || fsync_mode() == WAL_FSYNC_ALWAYS) {
+        return -1; /* the next record, or a completion, brings the next turn */
     }
     int64_t due = w->open->first_ms + WAL_LAZY_MS - now_ms;
     return due > 0 ? due * 1000000 : 0;
@@ -369,12 +377,12 @@ void wal_closing(struct wal *w)
 
 bool wal_inflight(const struct wal *w)
 {
-    return w->flight != NULL || w->sync_inflight || w->spare_inflight;
+    return w->w_count > 0 || w->sync_inflight || w->spare_inflight;
 }
 
 bool wal_busy(const struct wal *w)
 {
-    return w->flight != NULL || w->open->count > 0 || w->sync_inflight || w->spare_inflight;
+    return wal_inflight(w) || w->open->count > 0;
 }
 
 static void fatal(struct wal *w, const char *what, int err)
@@ -478,8 +486,8 @@ static void on_fill(struct wal *w, int res)
 
 static bool switch_segment(struct wal *w)
 {
-    if (w->spare != SPARE_READY || w->sync_inflight) {
-        return false;
+    if (w->spare != SPARE_READY || w->sync_inflight || w->w_count > 0) {
+        return false; /* the old segment's writes complete first */
     }
     if (w->nsegs == WAL_SEGS_MAX) {
         return false; /* trimming is overdue; the batch waits */
@@ -500,79 +508,87 @@ static bool switch_segment(struct wal *w)
     return true;
 }
 
-static void submit_write(struct wal *w)
+static void submit_write(struct wal *w, uint32_t slot)
 {
+    struct wal_write *wr = &w->writes[slot];
     struct io_uring_sqe *sqe = shard_sqe(w->sh);
-    io_uring_prep_write(sqe, w->cur_fd, w->flight->p + w->flight_done,
-                        (unsigned)(w->flight_span - w->flight_done),
-                        w->flight_off + w->flight_done);
+    io_uring_prep_write(sqe, w->cur_fd, wr->buf->p + wr->done, (unsigned)(wr->span - wr->done),
+                        wr->off + wr->done);
     if (fsync_mode() == WAL_FSYNC_ALWAYS) {
         sqe->rw_flags = RWF_DSYNC;
     }
-    io_uring_sqe_set_data64(sqe, SHARD_UD_WAL_WRITE);
+    io_uring_sqe_set_data64(sqe, SHARD_UD_WAL_WRITE + slot);
 }
 
 static void start_write(struct wal *w)
 {
     struct wal_buf *b = w->open;
-    KV_ASSERT(w->flight == NULL && b->count > 0);
+    KV_ASSERT(w->w_count < w->depth && b->count > 0 && w->nfree > 0);
     uint64_t span = walfmt_round_up(b->len);
     if (w->cur_off + span > w->seg_bytes && w->cur_off > WALFMT_BLOCK && !switch_segment(w)) {
-        return; /* waits for the spare */
+        return; /* waits for the spare, or for the writes into the old segment */
     }
     KV_FAILPOINT("wal-before-write");
     struct walfmt_batch h;
-    walfmt_batch_seal(&h, b->count, b->len - sizeof h, b->seq);
+    walfmt_batch_seal(&h, b->count, b->len - sizeof h, b->seq, w->acked_seq);
     memcpy(b->p, &h, sizeof h);
     memset(b->p + b->len, 0, span - b->len);
-    w->flight = b;
-    w->flight_off = w->cur_off;
-    w->flight_span = span;
-    w->flight_done = 0;
-    w->flight_t0 = kv_clock_mono_ns();
+    uint32_t slot = (w->w_head + w->w_count) % w->depth;
+    w->writes[slot] =
+        (struct wal_write){.buf = b, .off = w->cur_off, .span = span, .t0 = kv_clock_mono_ns()};
+    w->w_count++;
     w->cur_off += span;
     w->segs[w->nsegs - 1].last_seq = b->seq;
     w->segs[w->nsegs - 1].has_batches = true;
-    struct wal_buf *o = b == &w->bufs[0] ? &w->bufs[1] : &w->bufs[0];
+    struct wal_buf *o = w->free_bufs[--w->nfree];
     o->len = sizeof(struct walfmt_batch);
     o->count = 0;
     o->seq = w->next_seq++;
     w->open = o;
     STAT_SET(w->stats.batch_seq, o->seq);
-    submit_write(w);
+    submit_write(w, slot);
 }
 
-static void on_write(struct wal *w, int res)
+static void on_write(struct wal *w, uint32_t slot, int res)
 {
-    KV_ASSERT(w->flight != NULL);
+    KV_ASSERT(slot < w->depth && w->w_count > 0);
+    struct wal_write *wr = &w->writes[slot];
+    KV_ASSERT(wr->buf != NULL && !wr->complete);
     if (res <= 0) {
         fatal(w, "write", res == 0 ? ENOSPC : -res);
-        w->flight = NULL;
-        return;
+        return; /* not in always mode: writes are refused from now on */
     }
-    w->flight_done += (uint64_t)res;
-    if (w->flight_done < w->flight_span) {
-        submit_write(w); /* a short write: the rest */
+    wr->done += (uint64_t)res;
+    if (wr->done < wr->span) {
+        submit_write(w, slot); /* a short write: the rest */
         return;
     }
     /* The sync is part of the write (RWF_DSYNC): this is after both, before any reply. */
     KV_FAILPOINT("wal-after-write");
-    if (fsync_mode() == WAL_FSYNC_ALWAYS && w->flight->token > w->durable) {
-        w->durable = w->flight->token;
-    }
-    STAT_SET(w->stats.durable, w->durable);
-    uint64_t us = (kv_clock_mono_ns() - w->flight_t0) / 1000;
+    wr->complete = true;
+    uint64_t us = (kv_clock_mono_ns() - wr->t0) / 1000;
     STAT_ADD(w->stats.write_us, us);
     if (us > STAT_GET(w->stats.write_us_max)) {
         STAT_SET(w->stats.write_us_max, us);
     }
     STAT_ADD(w->stats.batches, 1);
-    STAT_ADD(w->stats.bytes, w->flight_span);
-    STAT_ADD(w->stats.bytes_since, w->flight_span);
+    STAT_ADD(w->stats.bytes, wr->span);
+    STAT_ADD(w->stats.bytes_since, wr->span);
     w->written_since_sync = true;
-    w->gather_count = w->open->count + w->flight->count * 3 / 4;
-    w->gather_until_ns = kv_clock_mono_ns() + WAL_GATHER_NS;
-    w->flight = NULL;
+    /* What is durable is the prefix of completed writes: a later batch may complete
+     * first, and its replies wait for the earlier ones. */
+    while (w->w_count > 0 && w->writes[w->w_head].complete) {
+        struct wal_write *h = &w->writes[w->w_head];
+        if (fsync_mode() == WAL_FSYNC_ALWAYS && h->buf->token > w->durable) {
+            w->durable = h->buf->token;
+        }
+        w->acked_seq = h->buf->seq;
+        w->free_bufs[w->nfree++] = h->buf;
+        *h = (struct wal_write){0};
+        w->w_head = (w->w_head + 1) % w->depth;
+        w->w_count--;
+    }
+    STAT_SET(w->stats.durable, w->durable);
 }
 
 static void on_sync(struct wal *w, int res)
@@ -587,10 +603,11 @@ static void on_sync(struct wal *w, int res)
 
 void wal_on_cqe(struct wal *w, struct io_uring_cqe *cqe, uint64_t ud)
 {
+    if (ud >= SHARD_UD_WAL_WRITE && ud < SHARD_UD_WAL_WRITE + WAL_DEPTH_MAX) {
+        on_write(w, (uint32_t)(ud - SHARD_UD_WAL_WRITE), cqe->res);
+        return;
+    }
     switch (ud) {
-    case SHARD_UD_WAL_WRITE:
-        on_write(w, cqe->res);
-        break;
     case SHARD_UD_WAL_FILL:
         on_fill(w, cqe->res);
         break;
@@ -615,12 +632,9 @@ void wal_turn(struct wal *w, int64_t now_ms)
                                (w->spare == SPARE_FAILED && now_ms >= w->spare_retry_ms))) {
         spare_start(w, now_ms);
     }
-    if (w->flight == NULL && w->open->count > 0) {
-        bool go;
-        if (fsync_mode() == WAL_FSYNC_ALWAYS) {
-            go = w->open->count >= w->gather_count || w->closing ||
-                 kv_clock_mono_ns() >= w->gather_until_ns;
-        } else {
+    if (w->w_count < w->depth && w->open->count > 0) {
+        bool go = true;
+        if (fsync_mode() != WAL_FSYNC_ALWAYS) {
             go = w->open->len >= WAL_LAZY_BYTES || now_ms - w->open->first_ms >= WAL_LAZY_MS ||
                  w->closing;
         }
@@ -660,14 +674,14 @@ void wal_trim(struct wal *w, uint64_t seq)
 
 void wal_close(struct wal *w)
 {
-    KV_ASSERT(w->flight == NULL && !w->sync_inflight && !w->spare_inflight);
+    KV_ASSERT(w->w_count == 0 && !w->sync_inflight && !w->spare_inflight);
     if (w->open->count > 0 && !w->failed) {
         /* left over when the spare could not be prepared: written in place, the segment
          * grows (shutdown only; nothing in it was acknowledged in `always` mode) */
         struct wal_buf *b = w->open;
         uint64_t span = walfmt_round_up(b->len);
         struct walfmt_batch h;
-        walfmt_batch_seal(&h, b->count, b->len - sizeof h, b->seq);
+        walfmt_batch_seal(&h, b->count, b->len - sizeof h, b->seq, w->acked_seq);
         memcpy(b->p, &h, sizeof h);
         memset(b->p + b->len, 0, span - b->len);
         if (pwrite(w->cur_fd, b->p, span, (off_t)w->cur_off) != (ssize_t)span) {
@@ -684,8 +698,9 @@ void wal_close(struct wal *w)
         unlink_segment(w, w->spare_segno);
     }
     close(w->dirfd);
-    mi_free(w->bufs[0].p);
-    mi_free(w->bufs[1].p);
+    for (uint32_t i = 0; i <= w->depth; i++) {
+        mi_free(w->bufs[i].p);
+    }
     mi_free(w->zeros);
     mi_free(w->hdr_blk);
     mi_free(w);

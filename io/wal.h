@@ -2,10 +2,13 @@
  * wal: one shard's write-ahead log writer, on the shard's own io_uring ring.
  *
  * Group commit. Records appended during a loop turn go into the open batch. At the
- * end of the turn (wal_turn) the open batch is sealed and written, unless a batch is
- * already being written: then it keeps filling, and is written as soon as the first
- * completes (double buffering). Batches are written in order, one at a time, so that
- * what is durable is always a prefix of what was appended.
+ * end of the turn (wal_turn) the open batch is sealed and written, unless `depth`
+ * batches are already being written: then it keeps filling, and is written as soon as
+ * one completes. Writes in flight complete in any order (a synced write's latency is
+ * the device's, and several overlap: measured 2x the rate at 2 in flight, 4x at 4);
+ * what is durable is the prefix of completed batches, and each batch header records
+ * the last batch of that prefix when it was sealed (`acked`), so that recovery can
+ * tell an interrupted write (later batches never acknowledged) from corruption.
  *
  * Durability. With appendfsync always each batch is one O_DIRECT write with RWF_DSYNC
  * (the data and whatever metadata reading it needs are on stable storage when it
@@ -48,6 +51,8 @@ struct recover_seg;
 struct shard;
 struct wal;
 
+#define WAL_DEPTH_MAX 8 /* batch writes in flight at most (wal-writes-in-flight) */
+
 enum wal_fsync {
     WAL_FSYNC_ALWAYS = 0,
     WAL_FSYNC_EVERYSEC = 1,
@@ -62,6 +67,7 @@ struct wal_open_args {
     uint64_t segno;                /* number of the first segment to create */
     uint64_t next_seq;             /* sequence number of the first batch */
     uint64_t segment_bytes;        /* size of a segment (a multiple of 4 KiB) */
+    uint32_t depth;                /* batches written at once, 1..WAL_DEPTH_MAX */
     const struct recover_seg *old; /* segments kept from before the start, in order */
     uint32_t nold;
 };

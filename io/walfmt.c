@@ -44,7 +44,8 @@ static uint64_t header_crc(const void *p, size_t size)
     return XXH3_64bits(p, size - 8);
 }
 
-void walfmt_batch_seal(struct walfmt_batch *b, uint32_t count, uint64_t len, uint64_t seq)
+void walfmt_batch_seal(struct walfmt_batch *b, uint32_t count, uint64_t len, uint64_t seq,
+                       uint64_t acked)
 {
     memset(b, 0, sizeof *b);
     b->magic = WALFMT_BATCH_MAGIC;
@@ -53,6 +54,7 @@ void walfmt_batch_seal(struct walfmt_batch *b, uint32_t count, uint64_t len, uin
     b->count = count;
     b->len = len;
     b->seq = seq;
+    b->acked = acked;
     b->crc = header_crc(b, sizeof *b);
 }
 
@@ -135,8 +137,8 @@ static bool all_zero(const char *p, size_t n)
     return true;
 }
 
-enum walfmt_scan walfmt_scan_batch(const char *buf, uint64_t avail, uint64_t *span, uint32_t *count,
-                                   uint64_t *seq, const char **reason)
+enum walfmt_scan walfmt_scan_batch(const char *buf, uint64_t avail, struct walfmt_batch_info *info,
+                                   const char **reason)
 {
     KV_ASSERT(avail % WALFMT_BLOCK == 0);
     if (avail == 0 || all_zero(buf, WALFMT_BLOCK)) {
@@ -182,9 +184,10 @@ enum walfmt_scan walfmt_scan_batch(const char *buf, uint64_t avail, uint64_t *sp
         *reason = "batch length does not match its records";
         return WALFMT_SCAN_BAD;
     }
-    *span = walfmt_round_up(end);
-    *count = b.count;
-    *seq = b.seq;
+    info->span = walfmt_round_up(end);
+    info->count = b.count;
+    info->seq = b.seq;
+    info->acked = b.acked;
     return WALFMT_SCAN_BATCH;
 }
 

@@ -65,11 +65,20 @@ struct walfmt_batch {
     uint16_t size;  /* sizeof(struct walfmt_batch) */
     uint32_t count; /* records */
     uint32_t reserved;
-    uint64_t len; /* bytes of records after this header (no padding) */
-    uint64_t seq; /* batch sequence number, +1 per batch across the shard's segments */
+    uint64_t len;   /* bytes of records after this header (no padding) */
+    uint64_t seq;   /* batch sequence number, +1 per batch across the shard's segments */
+    uint64_t acked; /* when sealed, every batch up to this one was written and synced */
     uint64_t crc;
 };
-_Static_assert(sizeof(struct walfmt_batch) == 40, "walfmt_batch layout");
+_Static_assert(sizeof(struct walfmt_batch) == 48, "walfmt_batch layout");
+
+/* What walfmt_scan_batch learnt of a valid batch. */
+struct walfmt_batch_info {
+    uint64_t span; /* bytes it occupies: a whole number of blocks */
+    uint64_t seq;
+    uint64_t acked;
+    uint32_t count; /* records */
+};
 
 struct walfmt_rec {
     uint64_t len; /* header + key + value */
@@ -143,7 +152,8 @@ size_t walfmt_rec_size(size_t klen, size_t vlen);
 void walfmt_rec_encode(char *dst, const struct walfmt_view *r);
 
 /* Fills and checksums a batch header / segment header / snapshot headers in place. */
-void walfmt_batch_seal(struct walfmt_batch *b, uint32_t count, uint64_t len, uint64_t seq);
+void walfmt_batch_seal(struct walfmt_batch *b, uint32_t count, uint64_t len, uint64_t seq,
+                       uint64_t acked);
 void walfmt_seg_init(struct walfmt_seg *s, uint32_t shard, uint32_t threads, uint32_t partitions,
                      uint64_t segno);
 void walfmt_snap_init(struct walfmt_snap *s, uint32_t part, uint32_t partitions, uint64_t lsn,
@@ -164,12 +174,11 @@ enum walfmt_scan {
 };
 
 /*
- * Checks the batch at buf[0..avail): header, then every record. On BATCH, *span is
- * the bytes the batch occupies (a whole number of blocks) and *count its records.
- * On BAD, *reason says what failed (a static string).
+ * Checks the batch at buf[0..avail): header, then every record. On BATCH, *info says
+ * what it is; on BAD, *reason says what failed (a static string).
  */
-enum walfmt_scan walfmt_scan_batch(const char *buf, uint64_t avail, uint64_t *span, uint32_t *count,
-                                   uint64_t *seq, const char **reason);
+enum walfmt_scan walfmt_scan_batch(const char *buf, uint64_t avail, struct walfmt_batch_info *info,
+                                   const char **reason);
 
 /* True if buf[0..avail) starts with a batch header whose own checksum holds (used to
  * tell a torn tail from corruption: a valid header after a bad batch). */

@@ -26,10 +26,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     KV_ASSERT(buf != NULL);
     memcpy(buf, data, size);
     for (uint64_t off = 0; off + WALFMT_BLOCK <= cap; off += WALFMT_BLOCK) {
-        uint64_t span, seq;
-        uint32_t count;
+        struct walfmt_batch_info bi;
         const char *why = NULL;
-        enum walfmt_scan s = walfmt_scan_batch(buf + off, cap - off, &span, &count, &seq, &why);
+        enum walfmt_scan s = walfmt_scan_batch(buf + off, cap - off, &bi, &why);
+        uint64_t span = bi.span, seq = bi.seq;
+        uint32_t count = bi.count;
         if (s == WALFMT_SCAN_BAD) {
             KV_ASSERT(why != NULL);
             continue;
@@ -51,12 +52,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             q += walfmt_rec_size(v.klen, v.vlen);
         }
         struct walfmt_batch h;
-        walfmt_batch_seal(&h, count, q - sizeof h, seq);
+        walfmt_batch_seal(&h, count, q - sizeof h, seq, bi.acked);
         memcpy(copy, &h, sizeof h);
-        uint64_t span2, seq2;
-        uint32_t count2;
-        KV_ASSERT(walfmt_scan_batch(copy, span, &span2, &count2, &seq2, &why) == WALFMT_SCAN_BATCH);
-        KV_ASSERT(span2 == span && count2 == count && seq2 == seq);
+        struct walfmt_batch_info b2;
+        KV_ASSERT(walfmt_scan_batch(copy, span, &b2, &why) == WALFMT_SCAN_BATCH);
+        KV_ASSERT(b2.span == span && b2.count == count && b2.seq == seq && b2.acked == bi.acked);
         free(copy);
         off += span - WALFMT_BLOCK;
     }

@@ -48,7 +48,7 @@ static uint64_t make_batch(uint32_t n, uint64_t seq)
         off += walfmt_rec_size((size_t)kl, (size_t)vl);
     }
     struct walfmt_batch h;
-    walfmt_batch_seal(&h, n, off - sizeof h, seq);
+    walfmt_batch_seal(&h, n, off - sizeof h, seq, seq - 1);
     memcpy(buf, &h, sizeof h);
     return off;
 }
@@ -56,7 +56,7 @@ static uint64_t make_batch(uint32_t n, uint64_t seq)
 Test(walfmt, struct_sizes_are_fixed)
 {
     cr_assert_eq(sizeof(struct walfmt_seg), 40);
-    cr_assert_eq(sizeof(struct walfmt_batch), 40);
+    cr_assert_eq(sizeof(struct walfmt_batch), 48);
     cr_assert_eq(sizeof(struct walfmt_rec), 64);
     cr_assert_eq(sizeof(struct walfmt_snap), 48);
     cr_assert_eq(sizeof(struct walfmt_chunk), 40);
@@ -66,14 +66,15 @@ Test(walfmt, struct_sizes_are_fixed)
 Test(walfmt, batch_round_trip)
 {
     uint64_t len = make_batch(50, 7);
-    uint64_t span, seq;
-    uint32_t count;
+    struct walfmt_batch_info bi;
     const char *why = NULL;
-    cr_assert_eq(walfmt_scan_batch(buf, BUF, &span, &count, &seq, &why), WALFMT_SCAN_BATCH);
-    cr_assert_eq(span, walfmt_round_up(len));
-    cr_assert_eq(span % WALFMT_BLOCK, 0);
-    cr_assert_eq(count, 50);
-    cr_assert_eq(seq, 7);
+    cr_assert_eq(walfmt_scan_batch(buf, BUF, &bi, &why), WALFMT_SCAN_BATCH);
+    cr_assert_eq(bi.span, walfmt_round_up(len));
+    cr_assert_eq(bi.span % WALFMT_BLOCK, 0);
+    cr_assert_eq(bi.count, 50);
+    cr_assert_eq(bi.seq, 7);
+    cr_assert_eq(bi.acked, 6);
+    uint32_t count = bi.count;
     uint64_t off = sizeof(struct walfmt_batch);
     for (uint32_t i = 0; i < count; i++) {
         struct walfmt_view v;
@@ -95,11 +96,10 @@ Test(walfmt, batch_round_trip)
 
 Test(walfmt, zero_block_is_the_end)
 {
-    uint64_t span, seq;
-    uint32_t count;
+    struct walfmt_batch_info bi;
     const char *why;
-    cr_assert_eq(walfmt_scan_batch(buf, BUF, &span, &count, &seq, &why), WALFMT_SCAN_END);
-    cr_assert_eq(walfmt_scan_batch(buf, 0, &span, &count, &seq, &why), WALFMT_SCAN_END);
+    cr_assert_eq(walfmt_scan_batch(buf, BUF, &bi, &why), WALFMT_SCAN_END);
+    cr_assert_eq(walfmt_scan_batch(buf, 0, &bi, &why), WALFMT_SCAN_END);
 }
 
 Test(walfmt, every_flipped_bit_is_detected)
@@ -110,10 +110,9 @@ Test(walfmt, every_flipped_bit_is_detected)
     for (uint64_t bit = 0; bit < len * 8; bit++) {
         memcpy(buf, orig, len);
         buf[bit / 8] ^= (char)(1u << (bit % 8));
-        uint64_t span, seq;
-        uint32_t count;
+        struct walfmt_batch_info bi;
         const char *why = NULL;
-        enum walfmt_scan s = walfmt_scan_batch(buf, BUF, &span, &count, &seq, &why);
+        enum walfmt_scan s = walfmt_scan_batch(buf, BUF, &bi, &why);
         cr_assert_eq(s, WALFMT_SCAN_BAD, "flipped bit %llu was not detected",
                      (unsigned long long)bit);
         cr_assert(why != NULL);
@@ -127,14 +126,13 @@ Test(walfmt, cut_batch_is_bad)
     cr_assert_gt(len, WALFMT_BLOCK); /* spans blocks */
     /* the second block never reached the disk */
     memset(buf + WALFMT_BLOCK, 0, BUF - WALFMT_BLOCK);
-    uint64_t span, seq;
-    uint32_t count;
+    struct walfmt_batch_info bi;
     const char *why = NULL;
-    cr_assert_eq(walfmt_scan_batch(buf, BUF, &span, &count, &seq, &why), WALFMT_SCAN_BAD);
+    cr_assert_eq(walfmt_scan_batch(buf, BUF, &bi, &why), WALFMT_SCAN_BAD);
     /* the header alone still verifies: a torn batch is told from a missing one */
     cr_assert(walfmt_batch_header_ok(buf, BUF));
     /* and a batch whose declared length runs past what was read is bad too */
-    cr_assert_eq(walfmt_scan_batch(buf, WALFMT_BLOCK, &span, &count, &seq, &why), WALFMT_SCAN_BAD);
+    cr_assert_eq(walfmt_scan_batch(buf, WALFMT_BLOCK, &bi, &why), WALFMT_SCAN_BAD);
 }
 
 Test(walfmt, delete_expire_flush_records)
@@ -150,12 +148,11 @@ Test(walfmt, delete_expire_flush_records)
         off += walfmt_rec_size(in[i].klen, in[i].vlen);
     }
     struct walfmt_batch h;
-    walfmt_batch_seal(&h, 3, off - sizeof h, 2);
+    walfmt_batch_seal(&h, 3, off - sizeof h, 2, 1);
     memcpy(buf, &h, sizeof h);
-    uint64_t span, seq;
-    uint32_t count;
+    struct walfmt_batch_info bi;
     const char *why;
-    cr_assert_eq(walfmt_scan_batch(buf, BUF, &span, &count, &seq, &why), WALFMT_SCAN_BATCH);
+    cr_assert_eq(walfmt_scan_batch(buf, BUF, &bi, &why), WALFMT_SCAN_BATCH);
     uint64_t p = sizeof h;
     for (int i = 0; i < 3; i++) {
         struct walfmt_view v;

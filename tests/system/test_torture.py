@@ -16,11 +16,17 @@ restarted on the same --dir, and every key must hold
 nothing else: no key that was never written, no value that was never written, no
 acknowledged write lost (DBSIZE and KEYS * are checked as well, and INFO's
 recovered_keys). What was recovered becomes the next cycle's acknowledged state (a
-process crash loses nothing the kernel has). Some cycles also kill kvd while it starts
-(during recovery, or just after). A small --wal-segment-size and --snapshot-wal-size
+process crash loses nothing the kernel has). Some cycles also kill kvd while it starts:
+kvd-fp with KVD_FAILPOINTS=recovery-mid=N (killed after the N-th replayed batch), or kvd
+at a random moment (recovering, in the snapshot round a long replay starts, or ready and
+idle, with nothing written since). A small --wal-segment-size and --snapshot-wal-size
 make segment rotation and snapshot rounds (and kills in the middle of them) happen
 throughout; the test asserts that they did. At the end kvd is stopped with SIGTERM
 (exit 0) and a last restart must show exactly the acknowledged state.
+
+test_writes_after_a_start_with_an_empty_wal_survive: SET, restart, SAVE (its round trims
+every segment that held a batch), restart, SET, kill -9, restart: the last SETs are there
+(the WAL of a start that found no batch must number its batches above the snapshots').
 
 test_recovery_many_keys: kvbench loads N keys (16-byte keys, 32-byte values derived
 from the key), a few hundred more are overwritten with known values, kvd is SIGKILLed
@@ -40,8 +46,6 @@ import subprocess
 import tempfile
 import threading
 import time
-
-import pytest
 
 from conftest import SANITIZER_MARKS, Client, ConnClosed, St, encode, kvd_path
 
@@ -394,14 +398,23 @@ def test_kill9_torture():
                 if m:
                     max_segno = max(max_segno, int(m.group(1)))
                 snap_files_seen |= f.startswith("snap-") and f.endswith(".kvs")
-            # sometimes kvd-fp, killed after the N-th WAL batch it replays (if it has N)
-            if rng.random() < 0.2:
+            r = rng.random()
+            if r < 0.15:
+                # kvd-fp, killed after the N-th WAL batch it replays (if it has N)
                 n = rng.randint(1, 300)
                 if srv.start_or_die("recovery-mid=%d" % n):
                     stats["recovery_kill_missed"] += 1
                 else:
                     stats["kills_in_recovery"] += 1
                     srv.start()
+            elif r < 0.30:
+                # killed at a random moment of its start: recovering, in the snapshot round
+                # a long replay starts, or ready and idle
+                srv.spawn()
+                time.sleep(rng.uniform(0, 0.3))
+                srv.kill9()
+                stats["kills_at_start"] += 1
+                srv.start()
             else:
                 srv.start()
             stats["in_flight_applied"] += verify(srv, writers, what)
@@ -427,12 +440,13 @@ def test_kill9_torture():
             shutil.rmtree(tmp, ignore_errors=True)
     elapsed = time.monotonic() - t0
     print("torture: %d cycles in %.1fs, %d kvd starts, %d acknowledged writes, %d in flight "
-          "at the kills (%d of them found applied), %d kills in recovery (%d kvd-fp starts "
-          "had fewer batches to replay), snapshot rounds "
+          "at the kills (%d of them found applied), %d kvd-fp kills in recovery (%d kvd-fp "
+          "starts had fewer batches to replay), %d kills at a random moment of a start, "
+          "snapshot rounds "
           "seen %d, highest WAL segment number %d, %d torn tails kept" % (
               CYCLES, elapsed, srv.starts, stats["acks"], stats["in_flight"],
               stats["in_flight_applied"], stats["kills_in_recovery"],
-              stats["recovery_kill_missed"], stats["snapshot_rounds"],
+              stats["recovery_kill_missed"], stats["kills_at_start"], stats["snapshot_rounds"],
               max_segno, len(torn)))
     # the run exercised what it is meant to
     assert stats["acks"] >= 50 * CYCLES, stats
@@ -442,10 +456,6 @@ def test_kill9_torture():
             "no snapshot round happened: %r" % stats
 
 
-@pytest.mark.xfail(strict=True, reason="kvd bug: a start that finds no WAL batch (a snapshot "
-                   "round had trimmed every segment) numbers its batches from 1 again, below "
-                   "the snapshots' wal_seq, and the next recovery skips them all: writes "
-                   "acknowledged with appendfsync always are lost")
 def test_writes_after_a_start_with_an_empty_wal_survive():
     """SETs (on both shards), restart, SAVE (the round trims the replayed segments: no
     batch is left), restart, more SETs: after kill -9 and a restart, they must be there."""

@@ -201,6 +201,9 @@ int main(int argc, char **argv)
         usleep(1000);
     }
     if (atomic_load(&srv.start_failed)) {
+        for (uint32_t i = 0; i < srv.nthreads; i++) {
+            pthread_join(tids[i], NULL); /* each has given up already */
+        }
         fprintf(stderr,
                 "kvd: cannot start: the data in %s could not be recovered (see the log "
                 "above)\n",

@@ -6,12 +6,18 @@
 #include "kv_assert.h"
 
 #include <string.h>
-#define XXH_STATIC_LINKING_ONLY /* XXH3_state_t */
 #include <xxhash.h>
 
 size_t walfmt_rec_size(size_t klen, size_t vlen)
 {
     return sizeof(struct walfmt_rec) + klen + vlen;
+}
+
+/* A record's checksum: its header (crc field zero) hashed, then key and value hashed
+ * with that as the seed (two one-shot hashes: no streaming state to set up). */
+static uint64_t rec_crc(const struct walfmt_rec *h, const char *payload, size_t len)
+{
+    return XXH3_64bits_withSeed(payload, len, XXH3_64bits(h, sizeof *h));
 }
 
 void walfmt_rec_encode(char *dst, const struct walfmt_view *r)
@@ -30,11 +36,7 @@ void walfmt_rec_encode(char *dst, const struct walfmt_view *r)
     if (r->vlen > 0) {
         memcpy(dst + sizeof h + r->klen, r->val, r->vlen);
     }
-    XXH3_state_t st;
-    XXH3_64bits_reset(&st);
-    XXH3_64bits_update(&st, &h, sizeof h);
-    XXH3_64bits_update(&st, dst + sizeof h, r->klen + r->vlen);
-    h.crc = XXH3_64bits_digest(&st);
+    h.crc = rec_crc(&h, dst + sizeof h, r->klen + r->vlen);
     memcpy(dst, &h, sizeof h);
 }
 
@@ -170,11 +172,7 @@ enum walfmt_scan walfmt_scan_batch(const char *buf, uint64_t avail, struct walfm
         }
         uint64_t want = r.crc;
         r.crc = 0;
-        XXH3_state_t st;
-        XXH3_64bits_reset(&st);
-        XXH3_64bits_update(&st, &r, sizeof r);
-        XXH3_64bits_update(&st, buf + off + sizeof r, r.len - sizeof r);
-        if (XXH3_64bits_digest(&st) != want) {
+        if (rec_crc(&r, buf + off + sizeof r, r.len - sizeof r) != want) {
             *reason = "record checksum mismatch";
             return WALFMT_SCAN_BAD;
         }

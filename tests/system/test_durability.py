@@ -427,6 +427,9 @@ def test_save_bgsave_trim_and_info(kvds, rng):
     wait_until(lambda: info(c)["rdb_saves"] == "4", 20, what="BGSAVE")
     i2 = info(c)
     assert i2["rdb_last_bgsave_status"] == "ok" and i2["rdb_bgsave_in_progress"] == "0"
+    # BGREWRITEAOF is a snapshot round too (it compacts the WAL)
+    assert c.cmd("BGREWRITEAOF") == St("Background append only file rewriting started")
+    wait_until(lambda: info(c)["rdb_saves"] == "6", 20, what="BGREWRITEAOF")
     # after the BGSAVE: more changes that only the WAL has
     for i in range(0, 100, 3):
         assert c.cmd("DEL", "b:%d" % i) == 1

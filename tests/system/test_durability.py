@@ -403,7 +403,6 @@ def test_save_bgsave_trim_and_info(kvds, rng):
     wait_until(lambda: int(time.time()) > lastsave0, 2, what="the next second")
     assert c.cmd("SET", "a:soon", "v", "PX", 1000) == St("OK")  # in snapshots, then expires
     assert c.cmd("SAVE") == St("OK")
-    assert c.cmd("PTTL", "a:soon") > 0
     i1 = info(c)
     assert i1["rdb_changes_since_last_save"] == "0"
     assert i1["rdb_saves"] == "2", i1  # one round per shard thread

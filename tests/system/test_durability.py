@@ -1075,34 +1075,40 @@ class FullDisk:
         return rep
 
     def drive(self):
-        """Pipelines of 16 SETs of 8 KB until a write is refused; returns the error."""
+        """Pipelines of 16 SETs of 8 KB until a write is refused; returns the error. A
+        reply that is late is told apart (by a probe write on another connection) from
+        one held because the WAL cannot be written."""
         self.writer = Client(self.port, timeout=3)
         misconf = None
         i = 0
+        probes = iter(range(1 << 30))
+        deadline = time.monotonic() + 120
         while misconf is None and i < 4000:
             cmds = [("SET", b"full:%d" % j, b"%d:" % j + self.rng.randbytes(8000))
                     for j in range(i, i + 16)]
             i += 16
             self.writer.send(b"".join(encode(*x) for x in cmds))
-            for n, (_, key, val) in enumerate(cmds):
+            n = 0
+            while n < len(cmds):
+                _, key, val = cmds[n]
                 try:
                     rep = self.writer.read()
-                except OSError:  # timeout: this and the rest wait for the WAL
-                    self.held = {kk: vv for _, kk, vv in cmds[n:]}
-                    break
+                except OSError:  # late: held for the WAL, or a slow machine?
+                    assert time.monotonic() < deadline, "no -MISCONF and no reply"
+                    probe = self.probe_write(b"probe:%d" % next(probes), b"x")
+                    if isinstance(probe, Err):
+                        assert probe.s.startswith("MISCONF"), probe
+                        misconf = probe.s
+                        self.held = {kk: vv for _, kk, vv in cmds[n:]}
+                        break
+                    continue
                 if rep == St("OK"):
                     self.acked[key] = val
                 else:
                     assert isinstance(rep, Err) and rep.s.startswith("MISCONF"), rep
                     misconf = rep.s
                     self.refused.add(key)
-            for p in range(10):
-                if not self.held or misconf is not None:
-                    break
-                rep = self.probe_write(b"probe:%d" % p, b"x")
-                if rep is not None:
-                    assert isinstance(rep, Err), rep
-                    misconf = rep.s
+                n += 1
         assert misconf is not None, "no -MISCONF after %d writes" % i
         print("MISCONF after %d writes (%d acknowledged, %d held)"
               % (i, len(self.acked), len(self.held)))

@@ -123,6 +123,33 @@ static void put_entry(struct tbl *t, const char *k, size_t klen, const char *v, 
     KV_ASSERT(rc == 0); /* out of memory at start-up: nothing sensible to do */
 }
 
+/* True (after logging) if snapshot `name`, whichever shard owns it, was written under
+ * another layout: its partition may not even exist in this one. Shard 0 checks the
+ * snapshots of every partition, the others only their own. */
+static bool layout_differs(struct rec *r, const char *name)
+{
+    unsigned part;
+    unsigned long long lsn;
+    uint32_t slot;
+    if (sscanf(name, "snap-%5u-%16llx", &part, &lsn) != 2 ||
+        (r->sh->id != 0 && slot_of(r, part, &slot) != 0)) {
+        return false;
+    }
+    int fd = openat(r->dirfd, name, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        return false;
+    }
+    struct walfmt_snap h;
+    bool ok = read_all(fd, (char *)&h, sizeof h, 0) == 0 && walfmt_snap_ok(&h);
+    close(fd);
+    const struct route_table *rt = r->sh->srv->route;
+    if (ok && (h.threads != rt->threads || h.partitions != rt->count)) {
+        layout_error(r, name, h.threads, h.partitions);
+        return true;
+    }
+    return false;
+}
+
 /* Loads one snapshot file into the slot's table. 0, or -1 with *why and *bad_off set. */
 static int load_snapshot(struct rec *r, const char *name, uint32_t slot, uint64_t *lsn,
                          uint64_t *wal_seq, const char **why, uint64_t *bad_off)
@@ -144,8 +171,8 @@ static int load_snapshot(struct rec *r, const char *name, uint32_t slot, uint64_
         return -1;
     }
     const struct route_table *rt = r->sh->srv->route;
-    if (h.partitions != rt->count || h.part != r->sh->part_id[slot]) {
-        layout_error(r, name, 0, h.partitions);
+    if (h.partitions != rt->count || h.threads != rt->threads || h.part != r->sh->part_id[slot]) {
+        layout_error(r, name, h.threads, h.partitions);
         *why = NULL;
         close(fd);
         return -1;
@@ -242,6 +269,7 @@ static int load_snapshots(struct rec *r)
         free(have);
         return -1;
     }
+    int rc = 0;
     struct dirent *de;
     while ((de = readdir(d)) != NULL) {
         unsigned part;
@@ -249,6 +277,10 @@ static int load_snapshots(struct rec *r)
         char tail[16] = "";
         int n = sscanf(de->d_name, "snap-%5u-%16llx.kvs%15s", &part, &lsn, tail);
         uint32_t slot;
+        if (n == 2 && layout_differs(r, de->d_name)) {
+            rc = -1; /* logged */
+            break;
+        }
         if (n < 2 || slot_of(r, part, &slot) != 0) {
             continue;
         }
@@ -263,7 +295,6 @@ static int load_snapshots(struct rec *r)
     }
     closedir(d);
     uint64_t seq_min = UINT64_MAX;
-    int rc = 0;
     for (uint32_t slot = 0; slot < sh->table_count && rc == 0; slot++) {
         if (!have[slot]) {
             seq_min = 0;
@@ -300,6 +331,7 @@ static int load_snapshots(struct rec *r)
                        r->dir, name, (unsigned long long)bad_off, why, aside);
         clear_slot(r, slot);
         seq_min = 0;
+        r->res->need_snapshot = true;
     }
     r->wal_seq_min = seq_min == UINT64_MAX ? 0 : seq_min;
     free(best);
@@ -438,6 +470,22 @@ static void valid_after(struct rec *r, struct seg_file *segs, uint32_t n, uint32
             unload_segment(&segs[k]);
         }
     }
+}
+
+/* True if a valid batch starts at a block boundary at or after `from` in f (the end of
+ * a segment's data must be followed by zeros only: the next batch after it goes to the
+ * next segment). */
+static bool valid_later_in_segment(const struct seg_file *f, uint64_t from)
+{
+    for (uint64_t off = from; off + WALFMT_BLOCK <= f->size; off += WALFMT_BLOCK) {
+        struct walfmt_batch_info b;
+        const char *why;
+        if (walfmt_batch_header_ok(f->buf + off, f->size - off) &&
+            walfmt_scan_batch(f->buf + off, f->size - off, &b, &why) == WALFMT_SCAN_BATCH) {
+            return true;
+        }
+    }
+    return false;
 }
 
 /* Sets segments i+1.. aside as "<name>.<suffix>" (nothing after a cut is replayed). */
@@ -606,8 +654,12 @@ static int replay_segments(struct rec *r, struct seg_file *segs, uint32_t n)
             enum walfmt_scan s = walfmt_scan_batch(f->buf + off, f->size - off, &b, &why);
             uint64_t seq = b.seq, span = b.span;
             uint32_t count = b.count;
-            if (s == WALFMT_SCAN_END) {
+            if (s == WALFMT_SCAN_END && !valid_later_in_segment(f, off + WALFMT_BLOCK)) {
                 break;
+            }
+            if (s == WALFMT_SCAN_END) {
+                s = WALFMT_SCAN_BAD; /* zeros where a batch was written: lost or torn */
+                why = "zeroed block before valid batches";
             }
             enum walfmt_scan s0 = s;
             if (s == WALFMT_SCAN_BATCH && have_prev && seq != prev_seq + 1) {
@@ -621,6 +673,24 @@ static int replay_segments(struct rec *r, struct seg_file *segs, uint32_t n)
                     return rc;
                 }
                 break; /* torn: cut; nothing after it is replayed */
+            }
+            uint64_t first_needed = r->wal_seq_min > 0 ? r->wal_seq_min : 1;
+            if (!have_prev && seq > first_needed) {
+                /* batches before this one are needed and no file holds them */
+                if (!r->repair) {
+                    kv_log_warning("refusing to start: the WAL of shard %u begins at batch %llu "
+                                   "(%s/%s offset %llu) but batch %llu is needed: a segment is "
+                                   "missing. Restore it, or start with --repair to go on without "
+                                   "its records",
+                                   sh->id, (unsigned long long)seq, r->dir, name,
+                                   (unsigned long long)off, (unsigned long long)first_needed);
+                    return -1;
+                }
+                kv_log_warning("repair: the WAL of shard %u begins at batch %llu but batch %llu "
+                               "is needed (a segment is missing): its records are lost; a "
+                               "snapshot round follows the start",
+                               sh->id, (unsigned long long)seq, (unsigned long long)first_needed);
+                r->res->need_snapshot = true;
             }
             have_prev = true;
             prev_seq = seq;

@@ -43,6 +43,7 @@ struct recover_result {
     uint64_t torn_bytes; /* bytes cut from a torn tail */
     uint64_t dropped;    /* records dropped by --repair */
     int64_t ms;          /* time taken */
+    bool need_snapshot;  /* --repair dropped what only a fresh snapshot can make whole */
 };
 
 /* Recovers shard `sh`'s tables from sh->srv's data directory. 0, or -1 after logging

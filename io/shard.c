@@ -521,6 +521,10 @@ static int durability_start(struct shard *sh)
     }
     /* what was replayed counts towards the next snapshot, so that restarts stay short */
     STAT_SET(wal_stats(sh->wal)->bytes_since, r.wal_bytes);
+    if (r.need_snapshot) {
+        /* after a repair: the next start must not need what was dropped */
+        atomic_fetch_add(&sh->srv->save_req, 1);
+    }
     rc = snap_init(&sh->snap, sh, kvd_settings.dir);
     if (rc != 0) {
         kv_log_warning("cannot start the snapshot writer err=%s", strerror(-rc));

@@ -191,8 +191,8 @@ static bool start_part(struct snap *s)
         return false;
     }
     struct walfmt_snap h;
-    walfmt_snap_init(&h, sh->part_id[s->slot], sh->srv->route->count, s->lsn, s->wal_seq,
-                     sh->now_ms);
+    walfmt_snap_init(&h, sh->part_id[s->slot], sh->srv->nthreads, sh->srv->route->count, s->lsn,
+                     s->wal_seq, sh->now_ms);
     if (pwrite(s->fd, &h, sizeof h, 0) != (ssize_t)sizeof h) {
         fail(s, "write", errno ? errno : ENOSPC);
         return false;

@@ -74,8 +74,8 @@ void walfmt_seg_init(struct walfmt_seg *s, uint32_t shard, uint32_t threads, uin
     s->crc = header_crc(s, sizeof *s);
 }
 
-void walfmt_snap_init(struct walfmt_snap *s, uint32_t part, uint32_t partitions, uint64_t lsn,
-                      uint64_t wal_seq, int64_t created_ms)
+void walfmt_snap_init(struct walfmt_snap *s, uint32_t part, uint32_t threads, uint32_t partitions,
+                      uint64_t lsn, uint64_t wal_seq, int64_t created_ms)
 {
     memset(s, 0, sizeof *s);
     s->magic = WALFMT_SNAP_MAGIC;
@@ -83,6 +83,7 @@ void walfmt_snap_init(struct walfmt_snap *s, uint32_t part, uint32_t partitions,
     s->size = sizeof *s;
     s->part = part;
     s->partitions = partitions;
+    s->threads = threads;
     s->lsn = lsn;
     s->wal_seq = wal_seq;
     s->created_ms = created_ms;

@@ -100,12 +100,14 @@ struct walfmt_snap {
     uint16_t size;
     uint32_t part;
     uint32_t partitions;
+    uint32_t threads; /* layout the snapshot was written under */
+    uint32_t reserved;
     uint64_t lsn;     /* every record of the partition up to this LSN is reflected */
     uint64_t wal_seq; /* the shard's open WAL batch when the round began */
     int64_t created_ms;
     uint64_t crc;
 };
-_Static_assert(sizeof(struct walfmt_snap) == 48, "walfmt_snap layout");
+_Static_assert(sizeof(struct walfmt_snap) == 56, "walfmt_snap layout");
 
 struct walfmt_chunk {
     uint32_t magic;
@@ -156,8 +158,8 @@ void walfmt_batch_seal(struct walfmt_batch *b, uint32_t count, uint64_t len, uin
                        uint64_t acked);
 void walfmt_seg_init(struct walfmt_seg *s, uint32_t shard, uint32_t threads, uint32_t partitions,
                      uint64_t segno);
-void walfmt_snap_init(struct walfmt_snap *s, uint32_t part, uint32_t partitions, uint64_t lsn,
-                      uint64_t wal_seq, int64_t created_ms);
+void walfmt_snap_init(struct walfmt_snap *s, uint32_t part, uint32_t threads, uint32_t partitions,
+                      uint64_t lsn, uint64_t wal_seq, int64_t created_ms);
 void walfmt_chunk_seal(struct walfmt_chunk *c, uint32_t flags, uint64_t count, const void *entries,
                        uint64_t len, uint64_t sum_override);
 

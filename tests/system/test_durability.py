@@ -760,10 +760,6 @@ def test_damaged_batch_written_with_later_ones_is_a_torn_tail(kvds, rng, mode):
     assert k3.stop() == 0
 
 
-@pytest.mark.xfail(strict=True, reason="kvd bug: an acknowledged batch in the middle of "
-                   "a segment that reads back as zeros (a lost write) ends the replay there "
-                   "silently: the valid batches after it, which vouch for it, are dropped "
-                   "without a refusal or a log line")
 def test_zeroed_batch_in_the_middle_refuses_start(kvds):
     k = kvds(args=SEG)
     c = k.client()
@@ -1317,9 +1313,6 @@ def test_damaged_snapshot_refuses_start_then_repair(kvds, rng):
     assert k4.stop() == 0
 
 
-@pytest.mark.xfail(strict=True, reason="kvd bug: once snapshots exist, a layout change is "
-                   "refused with 'written with 0 threads' and the advice '--threads 0 "
-                   "--partitions-per-thread 0' (snapshot headers carry no thread count)")
 def test_layout_refusal_after_save_names_the_layout(kvds):
     k = kvds(args=SEG)
     c = k.client()
@@ -1359,9 +1352,6 @@ def test_missing_middle_segment_refuses_start(kvds):
     assert "a segment is missing" in log and "--repair" in log, log
 
 
-@pytest.mark.xfail(strict=True, reason="kvd bug: with no snapshot, a WAL whose oldest "
-                   "segment is gone (its first batch is not batch 1) starts silently without "
-                   "that segment's records")
 def test_missing_first_segment_refuses_start(kvds):
     k, segs = segments_of_shard0(kvds)
     os.unlink(segs[0])

@@ -58,7 +58,7 @@ Test(walfmt, struct_sizes_are_fixed)
     cr_assert_eq(sizeof(struct walfmt_seg), 40);
     cr_assert_eq(sizeof(struct walfmt_batch), 48);
     cr_assert_eq(sizeof(struct walfmt_rec), 64);
-    cr_assert_eq(sizeof(struct walfmt_snap), 48);
+    cr_assert_eq(sizeof(struct walfmt_snap), 56);
     cr_assert_eq(sizeof(struct walfmt_chunk), 40);
     cr_assert_eq(sizeof(struct walfmt_entry), 24);
 }
@@ -175,9 +175,10 @@ Test(walfmt, headers_verify_and_reject_damage)
     cr_assert_not(walfmt_seg_ok(&s));
 
     struct walfmt_snap sn;
-    walfmt_snap_init(&sn, 5, 16, 1000, 77, 123456);
+    walfmt_snap_init(&sn, 5, 4, 16, 1000, 77, 123456);
     cr_assert(walfmt_snap_ok(&sn));
     cr_assert_eq(sn.wal_seq, 77);
+    cr_assert_eq(sn.threads, 4);
     sn.lsn ^= 1;
     cr_assert_not(walfmt_snap_ok(&sn));
 

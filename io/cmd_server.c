@@ -1394,6 +1394,31 @@ void cmd_flushall(struct cmd_ctx *x)
 }
 
 /*
+ * The first partition from `idx` on that may hold keys, or 0 (the cursor that ends the
+ * scan) if none does: this shard's partitions are looked at directly, another shard's
+ * by the key count it publishes every loop turn (before any reply of that turn leaves,
+ * so a key whose write was acknowledged before the SCAN began is never skipped). An
+ * empty keyspace thus ends at once, as in Redis.
+ */
+static uint64_t next_nonempty(struct cmd_ctx *x, uint64_t idx)
+{
+    const struct route_table *rt = x->sh->srv->route;
+    for (; idx < rt->count; idx++) {
+        const struct route_part *p = &rt->parts[idx];
+        if (p->thread == x->sh->id) {
+            struct tbl_stats st;
+            tbl_stats(x->sh->tables[p->slot], &st);
+            if (st.entries > 0) {
+                return idx;
+            }
+        } else if (STAT_GET(x->sh->srv->shards[p->thread].stats.keys) > 0) {
+            return idx;
+        }
+    }
+    return 0;
+}
+
+/*
  * SCAN cursor [MATCH pattern] [COUNT count] [TYPE type]. The cursor holds the index
  * of a partition in the map (top 16 bits) and the table position within it divided
  * by 2^16 (positions are multiples of a segment's span, at least 2^38).
@@ -1452,7 +1477,7 @@ void cmd_scan(struct cmd_ctx *x)
         KV_ASSERT((pos & 0xffff) == 0);
         next = (idx << 48) | (pos >> 16);
     } else {
-        next = idx + 1 < rt->count ? (idx + 1) << 48 : 0;
+        next = next_nonempty(x, idx + 1) << 48;
     }
     if (type_none) {
         mi_free(l.v);

@@ -126,11 +126,7 @@ SCENARIOS = {
     ],
 }
 
-XFAIL = {
-    "scan_cursor_strtoul_forms": "kvd: SCAN '' and SCAN +0 are read as cursor 0 as in Redis, "
-                                 "but on an empty kvd with two shards the first call returns "
-                                 "the next partition's cursor where Redis returns 0",
-}
+XFAIL = {}
 
 
 def cases():

@@ -309,9 +309,7 @@ def part_a(args, out, commands, anomalies):
                               ("redis-always", TARGET_ALWAYS_VS_REDIS)):
             m, lo, hi = ratio(ka, [x["ops"] for x in per[other]])
             out.append("| %d | kvd-always / %s | %.2fx (%.2f-%.2f) | >= %.1fx | %s |" % (
-                p, other, m, lo, hi, target,
-                verdict(m, target, True) if p == 1 or other == "redis-always"
-                else verdict(m, target, True) + " (target stated at P1)"))
+                p, other, m, lo, hi, target, verdict(m, target, True)))
     return results
 
 

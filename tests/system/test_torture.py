@@ -33,7 +33,8 @@ from the key), a few hundred more are overwritten with known values, kvd is SIGK
 and restarted: DBSIZE must be N and a sample of values must match. The recovery time
 of each shard (its "recovered ..." log line) is printed.
 
-Environment: KV_TORTURE_CYCLES (20), KV_RECOVERY_KEYS (1000000), KV_SEED (random; the
+Environment: KV_TORTURE_CYCLES (20), KV_RECOVERY_KEYS (1000000; 200000 when kvd was built
+with a sanitizer), KV_SEED (random; the
 seed is printed, replay with it; thread timing still varies between runs).
 """
 import collections
@@ -60,7 +61,25 @@ RUN_MIN_S = 0.05      # a cycle's writers run this long at least before the kill
 RUN_MAX_S = 1.0
 READY_TIMEOUT_S = 120
 CYCLES = int(os.environ.get("KV_TORTURE_CYCLES") or 20)
-RECOVERY_KEYS = int(os.environ.get("KV_RECOVERY_KEYS") or 1000000)
+RECOVERY_KEYS_DEFAULT = 1000000
+RECOVERY_KEYS_SANITIZED = 200000  # ASan / TSan kvd loads and replays several times slower
+
+
+def sanitized_build():
+    """True if kvd was built with a sanitizer (KV_SANITIZE in its build's CMake cache)."""
+    cache = os.path.join(os.path.dirname(os.path.dirname(kvd_path())), "CMakeCache.txt")
+    try:
+        with open(cache) as f:
+            m = re.search(r"^KV_SANITIZE:\w+=(\S+)", f.read(), re.M)
+    except OSError:
+        return False
+    return m is not None
+
+
+def recovery_keys():
+    if os.environ.get("KV_RECOVERY_KEYS"):
+        return int(os.environ["KV_RECOVERY_KEYS"])
+    return RECOVERY_KEYS_SANITIZED if sanitized_build() else RECOVERY_KEYS_DEFAULT
 
 
 def seed_from_env():
@@ -516,7 +535,7 @@ def kvbench_path():
 
 
 def test_recovery_many_keys():
-    n = RECOVERY_KEYS
+    n = recovery_keys()
     seed = seed_from_env()
     rng = random.Random(seed)
     kvbench = kvbench_path()

@@ -36,6 +36,7 @@ for client in kvbench redis-benchmark; do
     /usr/bin/python3 perf/compare --build "$build" --runs "$runs" --client "$client" \
         "${extra[@]}" ${COMPARE_ARGS:-}
 done
+# shellcheck disable=SC2086 # COMPARE_ARGS is split into arguments on purpose
 /usr/bin/python3 perf/compare --build "$build" --runs "$runs" --client kvbench \
     --fsync always --servers redis,kvd "${extra[@]}" ${COMPARE_ARGS:-}
 # shellcheck disable=SC2086 # DURABILITY_ARGS is split into arguments on purpose

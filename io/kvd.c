@@ -17,6 +17,7 @@
 
 #include <errno.h>
 #include <liburing.h>
+#include <mimalloc.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -149,6 +150,11 @@ int main(int argc, char **argv)
     }
     cmd_init();
     signal(SIGPIPE, SIG_IGN);
+    if (KV_CONF_GET(kvd_settings.large_pages) && getenv("MIMALLOC_LARGE_OS_PAGES") == NULL) {
+        /* 2 MiB pages (transparent huge pages) for the shards' heaps: a few per cent more
+         * memory, half the page faults when recovery fills memory, fewer TLB misses */
+        mi_option_enable(mi_option_large_os_pages);
+    }
     srv.nthreads = thread_count();
     srv.start_ms = kv_clock_real_ms();
     srv.persist = KV_CONF_GET(kvd_settings.appendonly) != 0;

@@ -206,6 +206,12 @@ const struct kv_conf_item kvd_setting_items[] = {
      .help = "at start, cut a corrupt WAL at the damage (the rest is kept aside) instead of "
              "refusing to start; `--repair` alone means yes",
      .num = &S->repair},
+    {.name = "large-pages",
+     .type = KV_CONF_BOOL,
+     .def = "yes",
+     .help = "allocate the data in 2 MiB pages (transparent huge pages): restarts that load "
+             "millions of keys take about half the time, for a few per cent more memory",
+     .num = &S->large_pages},
 };
 
 const size_t kvd_setting_count = sizeof kvd_setting_items / sizeof kvd_setting_items[0];

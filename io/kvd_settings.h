@@ -43,6 +43,7 @@ struct kvd_settings {
     _Atomic int64_t wal_writes_in_flight;
     _Atomic int64_t snapshot_wal_size;
     _Atomic int64_t repair;
+    _Atomic int64_t large_pages;
 };
 
 extern struct kvd_settings kvd_settings;

@@ -73,6 +73,7 @@ def kvds():
 
     start.track = made.append
     yield start
+    errors = []
     for k in made:
         if k.proc.poll() is None:
             k.proc.kill()
@@ -80,9 +81,13 @@ def kvds():
         if not k.errf.closed:
             k.errf.close()
         if os.path.exists(k.errpath):
-            k.check_sanitizers()
+            try:
+                k.check_sanitizers()
+            except AssertionError as e:
+                errors.append(str(e))
     for k in made:
         shutil.rmtree(k.dir, ignore_errors=True)
+    assert not errors, "\n".join(errors)
 
 
 def restart(k, kvds, env=None, **kw):

@@ -46,7 +46,7 @@ static void parse(void)
     }
 }
 
-void kv_failpoint_hit(const char *name)
+static void ensure_parsed(void)
 {
     while (atomic_flag_test_and_set_explicit(&fp_lock, memory_order_acquire)) {
     }
@@ -54,6 +54,22 @@ void kv_failpoint_hit(const char *name)
         parse();
     }
     atomic_flag_clear_explicit(&fp_lock, memory_order_release);
+}
+
+bool kv_failpoint_error(const char *name)
+{
+    ensure_parsed();
+    for (int i = 0; i < fp_count; i++) {
+        if (strcmp(fps[i].name, name) == 0 && atomic_fetch_add(&fps[i].hits, 1) + 1 >= fps[i].at) {
+            return true;
+        }
+    }
+    return false;
+}
+
+void kv_failpoint_hit(const char *name)
+{
+    ensure_parsed();
     for (int i = 0; i < fp_count; i++) {
         if (strcmp(fps[i].name, name) == 0 && atomic_fetch_add(&fps[i].hits, 1) + 1 == fps[i].at) {
             char msg[96];

@@ -554,9 +554,14 @@ static void on_write(struct wal *w, uint32_t slot, int res)
     KV_ASSERT(slot < w->depth && w->w_count > 0);
     struct wal_write *wr = &w->writes[slot];
     KV_ASSERT(wr->buf != NULL && !wr->complete);
+    if (KV_FAILPOINT_ERROR("wal-write-eio")) {
+        res = -EIO; /* tests: the device failed this write */
+    }
     if (res <= 0) {
+        /* always: exits. Otherwise writes are refused from now on, and this batch is
+         * given up (nothing waited for it) so that the ring drains. */
         fatal(w, "write", res == 0 ? ENOSPC : -res);
-        return; /* not in always mode: writes are refused from now on */
+        res = (int)(wr->span - wr->done);
     }
     wr->done += (uint64_t)res;
     if (wr->done < wr->span) {

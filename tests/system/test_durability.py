@@ -870,6 +870,69 @@ def test_failpoint_in_wal_writer(kvds, rng, point, clients):
     assert k2.stop() == 0
 
 
+@pytest.mark.parametrize("clients", [1, 3])
+def test_failed_wal_write_exits_without_acknowledging(kvds, rng, clients):
+    """appendfsync always: a WAL write that fails (EIO injected by kvd-fp on the N-th
+    batch write) makes kvd log it and exit with status 1, never retrying and never
+    acknowledging what the batch held; a restart has every acknowledged write."""
+    hit = rng.randrange(5, 40)
+    print("wal-write-eio=%d with %d clients" % (hit, clients))
+    k = kvds(args=SEG, bin=fp_bin(), env={"KVD_FAILPOINTS": "wal-write-eio=%d" % hit})
+    results = [[] for _ in range(clients)]
+    stop = threading.Event()
+    threads = [threading.Thread(target=writer, args=(k, b"e%d" % i, results[i], stop))
+               for i in range(clients)]
+    for t in threads:
+        t.start()
+    try:
+        rc, log = run_exit(k)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(30)
+    assert rc == 1, "kvd exited with %s:\n%s" % (rc, log[-3000:])
+    assert "WAL write failed" in log and "Input/output error" in log, log[-3000:]
+    k2 = restart(k, kvds, bin=kvd_path(), env={})
+    c = k2.client()
+    after = dump(c)
+    sent = {}
+    for i, res in enumerate(results):
+        assert res and res[-1][0] == "inflight", (i, res[-3:])
+        for state, key, val in res:
+            sent[key] = val
+            if state == "acked":
+                assert after.get(key) == (val, -1), "acknowledged %r lost" % key
+    for key, (val, _) in after.items():
+        assert sent.get(key) == val, key
+    c.close()
+    assert k2.stop() == 0
+
+
+def test_failed_wal_write_everysec_refuses_writes(kvds, rng):
+    """appendfsync everysec: a failed WAL write is not retried as if it had worked: from
+    then on write commands get -MISCONF, reads go on, INFO says aof_last_write_status:err."""
+    k = kvds(args=SEG + ["--appendfsync", "everysec"], bin=fp_bin(),
+             env={"KVD_FAILPOINTS": "wal-write-eio=3"})
+    c = k.client()
+    refused = None
+    for i in range(2000):
+        r = c.cmd("SET", "ev:%d" % i, "v")
+        if isinstance(r, Err):
+            refused = r
+            break
+        time.sleep(0.001)  # batches are written once 2 ms old
+    assert refused is not None and refused.s.startswith("MISCONF"), refused
+    assert "Input/output error" in refused.s, refused
+    assert c.cmd("GET", "ev:0") == b"v"
+    assert c.cmd("PING") == St("PONG")
+    i = info(c)
+    assert i["aof_last_write_status"] == "err" and i["wal_refusing_writes"] == "1", i
+    assert isinstance(c.cmd("DEL", "ev:0"), Err)
+    assert "WAL write failed" in k.stderr()
+    c.close()
+    assert k.stop() == 0
+
+
 def test_failpoint_snapshot_mid(kvds, rng):
     # the first SAVE makes 8 hits (one per partition), the second dies at its hit `n`
     n = rng.randrange(1, 9)

@@ -35,7 +35,9 @@ def need_tools(*names):
 
 
 def pids_of_servers():
-    """PIDs of the processes whose command line names a server of this build or Redis."""
+    """PIDs of the servers perf/compare started (it marks them with KV_COMPARE_SERVER in
+    their environment: other tests, which ctest may run at the same time, start kvds and
+    limit_servers of their own)."""
     found = set()
     for d in os.listdir("/proc"):
         if not d.isdigit():
@@ -45,8 +47,16 @@ def pids_of_servers():
                 argv = f.read().split(b"\0")
         except OSError:
             continue
-        if argv and argv[0].decode(errors="replace") in (
-                os.path.join(BUILD, "io", "kvd"), os.path.join(BUILD, "perf", "limit_server")):
+        exe = argv[0].decode(errors="replace") if argv else ""
+        if exe not in (os.path.join(BUILD, "io", "kvd"),
+                       os.path.join(BUILD, "perf", "limit_server")):
+            continue
+        try:
+            with open("/proc/%s/environ" % d, "rb") as f:
+                ours = b"KV_COMPARE_SERVER=" in f.read()
+        except OSError:
+            continue
+        if ours:
             found.add(int(d))
     return found
 

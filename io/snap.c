@@ -149,11 +149,9 @@ static void tmp_name(struct snap *s, char *buf, size_t cap)
     snap_file_name(buf, cap, s->sh->part_id[s->slot], s->lsn, true);
 }
 
-static void fail(struct snap *s, const char *what, int err)
+/* Closes and removes the partition's temporary file, if one is open. */
+static void drop_tmp(struct snap *s)
 {
-    kv_log_warning("snapshot failed shard=%u partition=%u step=%s err=%s (the previous snapshot "
-                   "stays)",
-                   s->sh->id, s->sh->part_id[s->slot], what, strerror(err));
     if (s->fd >= 0) {
         close(s->fd);
         s->fd = -1;
@@ -161,6 +159,14 @@ static void fail(struct snap *s, const char *what, int err)
         tmp_name(s, name, sizeof name);
         unlinkat(s->dirfd, name, 0);
     }
+}
+
+static void fail(struct snap *s, const char *what, int err)
+{
+    kv_log_warning("snapshot failed shard=%u partition=%u step=%s err=%s (the previous snapshot "
+                   "stays)",
+                   s->sh->id, s->sh->part_id[s->slot], what, strerror(err));
+    drop_tmp(s);
     s->running = false;
     s->retry_after_ms = s->sh->now_ms + SNAP_RETRY_MS;
     STAT_SET(s->stats.running, 0);
@@ -415,13 +421,7 @@ void snap_abort(struct snap *s)
 {
     KV_ASSERT(!s->inflight);
     if (s->running) {
-        if (s->fd >= 0) {
-            close(s->fd);
-            s->fd = -1;
-            char name[64];
-            tmp_name(s, name, sizeof name);
-            unlinkat(s->dirfd, name, 0);
-        }
+        drop_tmp(s);
         s->running = false;
         STAT_SET(s->stats.running, 0);
     }

@@ -827,6 +827,26 @@ def writer(k, prefix, results, stop):
     c.close()
 
 
+def restart_and_check_writers(k, kvds, results):
+    """Restarts a dead kvd(-fp) as plain kvd and checks what writer() threads recorded:
+    the last write of each was in flight (the client saw the connection break, never
+    +OK), every acknowledged one is there, nothing that was never written is. Returns
+    (the new kvd, a client of it, its keyspace)."""
+    k2 = restart(k, kvds, bin=kvd_path(), env={})
+    c = k2.client()
+    after = dump(c)
+    sent = {}
+    for i, res in enumerate(results):
+        assert res and res[-1][0] == "inflight", (i, res[-3:])
+        for state, key, val in res:
+            sent[key] = val
+            if state == "acked":
+                assert after.get(key) == (val, -1), "acknowledged %r lost" % key
+    for key, (val, _) in after.items():  # nothing that was never written
+        assert sent.get(key) == val, key
+    return k2, c, after
+
+
 @pytest.mark.parametrize("point", ["wal-before-write", "wal-after-write"])
 @pytest.mark.parametrize("clients", [1, 3])
 def test_failpoint_in_wal_writer(kvds, rng, point, clients):
@@ -845,20 +865,7 @@ def test_failpoint_in_wal_writer(kvds, rng, point, clients):
         stop.set()
         for t in threads:
             t.join(30)
-    k2 = restart(k, kvds, bin=kvd_path(), env={})
-    c = k2.client()
-    after = dump(c)
-    sent = {}
-    for i, res in enumerate(results):
-        # the last write of each client was in flight: the client saw the connection
-        # break, never +OK
-        assert res and res[-1][0] == "inflight", (i, res[-3:])
-        for state, key, val in res:
-            sent[key] = val
-            if state == "acked":
-                assert after.get(key) == (val, -1), "acknowledged %r lost" % key
-    for key, (val, _) in after.items():  # nothing that was never written
-        assert sent.get(key) == val, key
+    k2, c, after = restart_and_check_writers(k, kvds, results)
     if clients == 1:
         # one write at a time: the batch at the kill holds exactly the write in flight
         _, key, val = results[0][-1]
@@ -892,18 +899,7 @@ def test_failed_wal_write_exits_without_acknowledging(kvds, rng, clients):
             t.join(30)
     assert rc == 1, "kvd exited with %s:\n%s" % (rc, log[-3000:])
     assert "WAL write failed" in log and "Input/output error" in log, log[-3000:]
-    k2 = restart(k, kvds, bin=kvd_path(), env={})
-    c = k2.client()
-    after = dump(c)
-    sent = {}
-    for i, res in enumerate(results):
-        assert res and res[-1][0] == "inflight", (i, res[-3:])
-        for state, key, val in res:
-            sent[key] = val
-            if state == "acked":
-                assert after.get(key) == (val, -1), "acknowledged %r lost" % key
-    for key, (val, _) in after.items():
-        assert sent.get(key) == val, key
+    k2, c, _ = restart_and_check_writers(k, kvds, results)
     c.close()
     assert k2.stop() == 0
 

@@ -14,6 +14,7 @@
 #include "server.h"
 #include "shard.h"
 #include "spsc.h"
+#include "wal.h"
 
 #include <errno.h>
 #include <liburing.h>
@@ -220,9 +221,7 @@ int main(int argc, char **argv)
                   "appendfsync=%s",
                   kvd_settings.bind, port, srv.nthreads, srv.route->count, (int)getpid(),
                   srv.persist ? "yes" : "no",
-                  KV_CONF_GET(kvd_settings.appendfsync) == 0   ? "always"
-                  : KV_CONF_GET(kvd_settings.appendfsync) == 1 ? "everysec"
-                                                               : "no");
+                  wal_fsync_name((int)KV_CONF_GET(kvd_settings.appendfsync)));
 
     /* Wait for a signal, or for SHUTDOWN (which sets `stopping` from a shard). */
     while (!atomic_load(&srv.stopping)) {

@@ -739,12 +739,14 @@ static int replay_wal(struct rec *r)
         unsigned shard;
         unsigned long long segno;
         char tail[16] = "";
-        if (sscanf(de->d_name, "wal-%3u-%16llx.log%15s", &shard, &segno, tail) == 2 &&
-            shard == sh->id && n < REC_SEGS_MAX) {
+        int got = sscanf(de->d_name, "wal-%3u-%16llx.log%15s", &shard, &segno, tail);
+        if (got < 2 || shard != sh->id) {
+            continue;
+        }
+        if (got == 2 && n < REC_SEGS_MAX) {
             nums[n++] = segno;
         }
-        if (sscanf(de->d_name, "wal-%3u-%16llx.log%15s", &shard, &segno, tail) >= 2 &&
-            shard == sh->id && segno + 1 > r->res->next_segno) {
+        if (segno + 1 > r->res->next_segno) {
             r->res->next_segno = segno + 1; /* never reuse a name, also of files set aside */
         }
     }

@@ -452,7 +452,7 @@ static void loop(struct shard *sh)
             if (draining && wait_ns > 10000000) {
                 wait_ns = 10000000;
             }
-            int64_t wal_ns = sh->wal != NULL ? wal_timer_ns(sh->wal, sh->now_ms, now_ns) : -1;
+            int64_t wal_ns = sh->wal != NULL ? wal_timer_ns(sh->wal, sh->now_ms) : -1;
             if (wal_ns >= 0 && wait_ns > (uint64_t)wal_ns) {
                 wait_ns = (uint64_t)wal_ns;
             }

@@ -70,7 +70,6 @@ struct snap {
 
     struct chunk_buf bufs[2];
     struct chunk_buf *fill; /* being filled */
-    struct chunk_buf *wbuf; /* being written */
     char trailer[sizeof(struct walfmt_chunk)];
     const char *wptr;
     size_t wlen, wdone;
@@ -298,7 +297,6 @@ void snap_turn(struct snap *s)
         XXH3_64bits_update(&s->sums, &h.crc, sizeof h.crc);
         s->keys += b->count;
         s->part_keys += b->count;
-        s->wbuf = b;
         s->fill = b == &s->bufs[0] ? &s->bufs[1] : &s->bufs[0];
         buf_reset(s->fill);
         write_buf(s, b->p, b->len);

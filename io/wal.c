@@ -360,9 +360,8 @@ int wal_refusing(const struct wal *w)
     return 0;
 }
 
-int64_t wal_timer_ns(const struct wal *w, int64_t now_ms, uint64_t now_ns)
+int64_t wal_timer_ns(const struct wal *w, int64_t now_ms)
 {
-    (void)now_ns;
     if (w->open->count == 0 || w->w_count == w->depth || fsync_mode() == WAL_FSYNC_ALWAYS) {
         return -1; /* the next record, or a completion, brings the next turn */
     }

@@ -113,7 +113,7 @@ bool wal_busy(const struct wal *w);
 
 /* Nanoseconds until the WAL wants a loop turn to write a batch it is holding back
  * (gathering in `always`, lazy in the other modes), or -1 if it needs none. */
-int64_t wal_timer_ns(const struct wal *w, int64_t now_ms, uint64_t now_ns);
+int64_t wal_timer_ns(const struct wal *w, int64_t now_ms);
 
 /* Shutdown: from now on every turn writes what is open. */
 void wal_closing(struct wal *w);

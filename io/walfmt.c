@@ -40,54 +40,78 @@ void walfmt_rec_encode(char *dst, const struct walfmt_view *r)
     memcpy(dst, &h, sizeof h);
 }
 
+/*
+ * The versioned headers (segment, batch, snapshot) start with magic, version and size,
+ * and end with a checksum of everything before it: one stamp, one seal, one check.
+ */
+struct hdr_prefix {
+    uint32_t magic;
+    uint16_t version;
+    uint16_t size;
+};
+
+static void hdr_start(void *h, size_t size, uint32_t magic)
+{
+    memset(h, 0, size);
+    struct hdr_prefix p = {.magic = magic, .version = WALFMT_VERSION, .size = (uint16_t)size};
+    memcpy(h, &p, sizeof p);
+}
+
 /* Checksum of a header struct whose crc field is the last 8 bytes. */
 static uint64_t header_crc(const void *p, size_t size)
 {
     return XXH3_64bits(p, size - 8);
 }
 
+static void hdr_seal(void *h, size_t size)
+{
+    uint64_t crc = header_crc(h, size);
+    memcpy((char *)h + size - 8, &crc, 8);
+}
+
+static bool hdr_ok(const void *h, size_t size, uint32_t magic)
+{
+    struct hdr_prefix p;
+    uint64_t crc;
+    memcpy(&p, h, sizeof p);
+    memcpy(&crc, (const char *)h + size - 8, 8);
+    return p.magic == magic && p.version == WALFMT_VERSION && p.size == size &&
+           crc == header_crc(h, size);
+}
+
 void walfmt_batch_seal(struct walfmt_batch *b, uint32_t count, uint64_t len, uint64_t seq,
                        uint64_t acked)
 {
-    memset(b, 0, sizeof *b);
-    b->magic = WALFMT_BATCH_MAGIC;
-    b->version = WALFMT_VERSION;
-    b->size = sizeof *b;
+    hdr_start(b, sizeof *b, WALFMT_BATCH_MAGIC);
     b->count = count;
     b->len = len;
     b->seq = seq;
     b->acked = acked;
-    b->crc = header_crc(b, sizeof *b);
+    hdr_seal(b, sizeof *b);
 }
 
 void walfmt_seg_init(struct walfmt_seg *s, uint32_t shard, uint32_t threads, uint32_t partitions,
                      uint64_t segno)
 {
-    memset(s, 0, sizeof *s);
-    s->magic = WALFMT_SEG_MAGIC;
-    s->version = WALFMT_VERSION;
-    s->size = sizeof *s;
+    hdr_start(s, sizeof *s, WALFMT_SEG_MAGIC);
     s->shard = shard;
     s->threads = threads;
     s->partitions = partitions;
     s->segno = segno;
-    s->crc = header_crc(s, sizeof *s);
+    hdr_seal(s, sizeof *s);
 }
 
 void walfmt_snap_init(struct walfmt_snap *s, uint32_t part, uint32_t threads, uint32_t partitions,
                       uint64_t lsn, uint64_t wal_seq, int64_t created_ms)
 {
-    memset(s, 0, sizeof *s);
-    s->magic = WALFMT_SNAP_MAGIC;
-    s->version = WALFMT_VERSION;
-    s->size = sizeof *s;
+    hdr_start(s, sizeof *s, WALFMT_SNAP_MAGIC);
     s->part = part;
     s->partitions = partitions;
     s->threads = threads;
     s->lsn = lsn;
     s->wal_seq = wal_seq;
     s->created_ms = created_ms;
-    s->crc = header_crc(s, sizeof *s);
+    hdr_seal(s, sizeof *s);
 }
 
 void walfmt_chunk_seal(struct walfmt_chunk *c, uint32_t flags, uint64_t count, const void *entries,
@@ -99,19 +123,17 @@ void walfmt_chunk_seal(struct walfmt_chunk *c, uint32_t flags, uint64_t count, c
     c->count = count;
     c->len = len;
     c->sum = (flags & WALFMT_CHUNK_LAST) ? sum_override : XXH3_64bits(entries, len);
-    c->crc = header_crc(c, sizeof *c);
+    hdr_seal(c, sizeof *c);
 }
 
 bool walfmt_seg_ok(const struct walfmt_seg *s)
 {
-    return s->magic == WALFMT_SEG_MAGIC && s->version == WALFMT_VERSION && s->size == sizeof *s &&
-           s->crc == header_crc(s, sizeof *s);
+    return hdr_ok(s, sizeof *s, WALFMT_SEG_MAGIC);
 }
 
 bool walfmt_snap_ok(const struct walfmt_snap *s)
 {
-    return s->magic == WALFMT_SNAP_MAGIC && s->version == WALFMT_VERSION && s->size == sizeof *s &&
-           s->crc == header_crc(s, sizeof *s);
+    return hdr_ok(s, sizeof *s, WALFMT_SNAP_MAGIC);
 }
 
 bool walfmt_chunk_ok(const struct walfmt_chunk *c)
@@ -121,13 +143,8 @@ bool walfmt_chunk_ok(const struct walfmt_chunk *c)
 
 bool walfmt_batch_header_ok(const char *buf, uint64_t avail)
 {
-    struct walfmt_batch b;
-    if (avail < sizeof b) {
-        return false;
-    }
-    memcpy(&b, buf, sizeof b);
-    return b.magic == WALFMT_BATCH_MAGIC && b.version == WALFMT_VERSION && b.size == sizeof b &&
-           b.crc == header_crc(&b, sizeof b);
+    return avail >= sizeof(struct walfmt_batch) &&
+           hdr_ok(buf, sizeof(struct walfmt_batch), WALFMT_BATCH_MAGIC);
 }
 
 static bool all_zero(const char *p, size_t n)

@@ -540,6 +540,19 @@ def test_appendonly_no_keeps_nothing(kvds, rng):
 # ---------------------------------------------------------------------------------------
 # 4. torn tail
 
+def keyspace_without(c, items, missing):
+    """Checks that the keyspace is exactly `items` (key, value; no TTL) minus the keys in
+    `missing`; returns it."""
+    after = dump(c)
+    for key, v in items:
+        if key in missing:
+            assert key not in after, key
+        else:
+            assert after.get(key) == (v, -1), key
+    assert len(after) == len(items) - len(missing)
+    return after
+
+
 def last_batch(datadir, shard):
     """(segment path, its batches) of the shard's newest segment holding a batch."""
     for seg in reversed(wal_segments(datadir, shard)):
@@ -587,13 +600,7 @@ def test_torn_tail_is_cut_and_kept_aside(kvds, rng):
         assert os.path.getsize(seg) == off  # cut at the batch
         assert os.path.basename(seg) in log
     c = k2.client()
-    after = dump(c)
-    for key, v in items:
-        if key in lost:
-            assert key not in after, key
-        else:
-            assert after.get(key) == (v, -1), key
-    assert len(after) == len(items) - len(lost)
+    after = keyspace_without(c, items, lost)
     # the log goes on after the cut: another life, another crash
     more = [(b"torn2:%d" % i, b"v%d" % i) for i in range(20)]
     set_seq(c, more)
@@ -658,13 +665,7 @@ def test_corruption_refuses_start_then_repair(kvds, rng):
     aside = glob.glob(os.path.join(data, "*.corrupt*"))
     assert os.path.join(data, "%s.corrupt-%x" % (os.path.basename(seg), b.off)) in aside, aside
     c = k3.client()
-    after = dump(c)
-    for key, v in items:
-        if key in gone:
-            assert key not in after, key
-        else:
-            assert after.get(key) == (v, -1), key
-    assert len(after) == len(items) - len(gone)
+    after = keyspace_without(c, items, gone)
     # the repaired log starts again without --repair, and goes on
     c.cmd("SET", "after-repair", "1")
     k4, _ = crash_and_compare(k3, kvds, c, args=SEG)

@@ -108,6 +108,8 @@ struct tbl {
     size_t key_bytes;
     size_t val_bytes;
     size_t ent_mem_bytes;
+    size_t expiring;              /* entries with an expiry time */
+    unsigned __int128 expire_sum; /* sum of their expiry times (ms) */
     /* split by hash: set on both sides while in progress */
     struct tbl *split_dst; /* on src */
     struct tbl *split_src; /* on dst */
@@ -425,19 +427,34 @@ static void tbl__account(struct tbl *t, const uint8_t *p, int sign)
     struct ent_view v;
     ent_view(p, &v);
     size_t mem = mi_usable_size(p);
+    unsigned x = (p[0] & ENT_X) != 0;
+    uint64_t xms = (uint64_t)ent_expire(p);
     if (sign > 0) {
         t->entries++;
         t->key_bytes += v.klen;
         t->val_bytes += v.vlen;
         t->ent_mem_bytes += mem;
+        t->expiring += x;
+        t->expire_sum += xms;
     } else {
         KV_ASSERT(t->entries > 0 && t->key_bytes >= v.klen && t->val_bytes >= v.vlen);
-        KV_ASSERT(t->ent_mem_bytes >= mem);
+        KV_ASSERT(t->ent_mem_bytes >= mem && t->expiring >= x && t->expire_sum >= xms);
         t->entries--;
         t->key_bytes -= v.klen;
         t->val_bytes -= v.vlen;
         t->ent_mem_bytes -= mem;
+        t->expiring -= x;
+        t->expire_sum -= xms;
     }
+}
+
+/* An entry's expiry time changes in place (both old and new are set). */
+static void tbl__account_expire(struct tbl *t, uint8_t *p, int64_t expire_ms)
+{
+    KV_ASSERT((p[0] & ENT_X) && expire_ms > 0);
+    KV_ASSERT(t->expire_sum >= (uint64_t)ent_expire(p));
+    t->expire_sum = t->expire_sum - (uint64_t)ent_expire(p) + (uint64_t)expire_ms;
+    memcpy(p + 1, &expire_ms, 8);
 }
 
 /* ---- directory and segment split / merge ------------------------------------------ */
@@ -804,7 +821,7 @@ static bool tbl__overwrite(struct tbl *t, uint8_t *p, const struct tbl_put_args 
         return false;
     }
     if (expire_ms != 0) {
-        memcpy(p + 1, &expire_ms, 8);
+        tbl__account_expire(t, p, expire_ms);
     }
     if (args->val_len) {
         memmove(p + v.off_val, args->val, args->val_len); /* val may alias the old value */
@@ -908,7 +925,7 @@ int tbl_expire_set(struct tbl *t, const void *key, size_t key_len, uint64_t h, i
     uint8_t *p = slot_ent(*slot);
     if ((ent_expire(p) != 0) == (expire_ms != 0)) {
         if (expire_ms != 0) {
-            memcpy(p + 1, &expire_ms, 8); /* same layout: overwrite in place */
+            tbl__account_expire(l.t, p, expire_ms); /* same layout: overwrite in place */
         }
         return 0;
     }
@@ -1222,11 +1239,18 @@ void tbl_stats(const struct tbl *t, struct tbl_stats *out)
     out->segments = t->nseg;
     out->dir_depth = t->gdepth;
     out->slot_bytes = t->nseg * sizeof(struct seg);
+    out->expiring = t->expiring;
+    out->expire_avg_ms = t->expiring ? (int64_t)(t->expire_sum / t->expiring) : 0;
     out->mem_bytes =
         t->ent_mem_bytes + out->slot_bytes + mi_usable_size(t->dir) + mi_usable_size(t);
 }
 
-static void tbl__check_seg(const struct tbl *t, const struct seg *s, size_t sums[4])
+struct tbl__sums {
+    size_t key_bytes, val_bytes, mem, entries, expiring;
+    unsigned __int128 expire_sum;
+};
+
+static void tbl__check_seg(const struct tbl *t, const struct seg *s, struct tbl__sums *sums)
 {
     KV_ASSERT(s->count < SEG_N && s->depth <= t->gdepth);
     size_t n = 0;
@@ -1257,12 +1281,14 @@ static void tbl__check_seg(const struct tbl *t, const struct seg *s, size_t sums
         if (t->split_src != NULL) {
             KV_ASSERT(h >= t->split_src->split_m);
         }
-        sums[0] += ev.klen;
-        sums[1] += ev.vlen;
-        sums[2] += mi_usable_size(p);
+        sums->key_bytes += ev.klen;
+        sums->val_bytes += ev.vlen;
+        sums->mem += mi_usable_size(p);
+        sums->expiring += (p[0] & ENT_X) != 0;
+        sums->expire_sum += (uint64_t)ent_expire(p);
     }
     KV_ASSERT(n == s->count);
-    sums[3] += n;
+    sums->entries += n;
 }
 
 void tbl_check(const struct tbl *t)
@@ -1273,7 +1299,7 @@ void tbl_check(const struct tbl *t)
     KV_ASSERT(t->split_src == NULL || t->split_src->split_dst == t);
     size_t n = (size_t)1 << t->gdepth, nseg = 0;
     size_t at_depth[KV_TBL_DIR_DEPTH_MAX + 1] = {0};
-    size_t sums[4] = {0, 0, 0, 0};
+    struct tbl__sums sums = {0};
     for (size_t di = 0; di < n;) {
         const struct seg *s = t->dir[di];
         KV_ASSERT(s != NULL && s->depth <= t->gdepth);
@@ -1285,7 +1311,7 @@ void tbl_check(const struct tbl *t)
         if (di + span < n) {
             KV_ASSERT(t->dir[di + span] != s);
         }
-        tbl__check_seg(t, s, sums);
+        tbl__check_seg(t, s, &sums);
         at_depth[s->depth]++;
         nseg++;
         di += span;
@@ -1294,8 +1320,9 @@ void tbl_check(const struct tbl *t)
     for (unsigned d = 0; d <= KV_TBL_DIR_DEPTH_MAX; d++) {
         KV_ASSERT(at_depth[d] == t->seg_at_depth[d]);
     }
-    KV_ASSERT(sums[0] == t->key_bytes && sums[1] == t->val_bytes);
-    KV_ASSERT(sums[2] == t->ent_mem_bytes && sums[3] == t->entries);
+    KV_ASSERT(sums.key_bytes == t->key_bytes && sums.val_bytes == t->val_bytes);
+    KV_ASSERT(sums.mem == t->ent_mem_bytes && sums.entries == t->entries);
+    KV_ASSERT(sums.expiring == t->expiring && sums.expire_sum == t->expire_sum);
 }
 
 void tbl_entry_free(struct tbl_entry *e)

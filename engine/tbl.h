@@ -84,12 +84,14 @@ struct tbl_mod {
 
 struct tbl_stats {
     size_t entries;
-    size_t key_bytes;   /* sum of key lengths */
-    size_t val_bytes;   /* sum of value lengths */
-    size_t mem_bytes;   /* allocator usable sizes of entries + segments + directory + tbl */
-    size_t slot_bytes;  /* the slot arrays alone (part of mem_bytes) */
-    size_t segments;    /* number of segments */
-    unsigned dir_depth; /* the directory has 2^dir_depth pointers */
+    size_t key_bytes;      /* sum of key lengths */
+    size_t val_bytes;      /* sum of value lengths */
+    size_t mem_bytes;      /* allocator usable sizes of entries + segments + directory + tbl */
+    size_t slot_bytes;     /* the slot arrays alone (part of mem_bytes) */
+    size_t segments;       /* number of segments */
+    size_t expiring;       /* entries with an expiry time (expired ones not yet removed too) */
+    int64_t expire_avg_ms; /* the mean of their expiry times (absolute, ms); 0 if none */
+    unsigned dir_depth;    /* the directory has 2^dir_depth pointers */
 };
 
 /* Scan callback: called once per live entry. It must not modify the table. */

@@ -1033,6 +1033,31 @@ static void info_add(struct info_buf *b, const char *fmt, ...)
 
 /* INFO persistence: Redis's fields (the snapshot rounds stand for RDB saves, the WAL
  * for the AOF), then kvd's own. */
+/* db0's keys, keys with a TTL and their mean remaining TTL (ms; Redis samples it, kvd
+ * knows it: the tables keep the count and the sum of expiry times). */
+static void info_keyspace(struct info_buf *b, struct server *srv, int64_t now_ms)
+{
+    uint64_t keys = 0, expiring = 0;
+    unsigned __int128 expire_sum = 0;
+    for (uint32_t t = 0; t < srv->nthreads; t++) {
+        const struct shard_stats *st = &srv->shards[t].stats;
+        uint64_t n = STAT_GET(st->keys_with_expiry);
+        keys += STAT_GET(st->keys);
+        expiring += n;
+        expire_sum += (unsigned __int128)STAT_GET(st->expire_avg_ms) * n;
+    }
+    int64_t avg_ttl = 0;
+    if (expiring > 0) {
+        int64_t avg_at = (int64_t)(expire_sum / expiring);
+        avg_ttl = avg_at > now_ms ? avg_at - now_ms : 0;
+    }
+    info_add(b, "# Keyspace\r\n");
+    if (keys > 0) {
+        info_add(b, "db0:keys=%llu,expires=%llu,avg_ttl=%lld\r\n", (unsigned long long)keys,
+                 (unsigned long long)expiring, (long long)avg_ttl);
+    }
+}
+
 static void info_persistence(struct info_buf *b, struct server *srv, int64_t now_ms)
 {
     uint64_t appended = 0, durable = 0, batches = 0, bytes = 0, syncs = 0, segs = 0;
@@ -1244,11 +1269,7 @@ void cmd_info(struct cmd_ctx *x)
         info_add(&b, "\r\n");
     }
     if (want(x->argc, x->argv, "keyspace", true)) {
-        uint64_t keys = SUM(keys);
-        info_add(&b, "# Keyspace\r\n");
-        if (keys > 0) {
-            info_add(&b, "db0:keys=%llu,expires=0,avg_ttl=0\r\n", (unsigned long long)keys);
-        }
+        info_keyspace(&b, srv, x->sh->now_ms);
     }
     /* Redis ends the text without the final blank line. */
     while (b.len >= 4 && b.p[b.len - 1] == '\n' && b.p[b.len - 3] == '\n') {

@@ -93,6 +93,7 @@ struct shard_stats {
     /* published by the shard's timer for INFO (the tables are the shard's alone) */
     _Atomic uint64_t keys;
     _Atomic uint64_t keys_with_expiry;
+    _Atomic uint64_t expire_avg_ms; /* mean expiry time of those (absolute, ms) */
     _Atomic uint64_t mem_bytes;
     _Atomic uint64_t clients;
     _Atomic uint64_t cmd_calls[KVD_CMDS_MAX];

@@ -138,15 +138,23 @@ def test_keyspace_hits_misses_count_reads_only(pair):
                 int(i1["keyspace_misses"]) - int(i0["keyspace_misses"])) == (0, 0)
 
 
-@pytest.mark.xfail(strict=True, reason="kvd: INFO keyspace reports expires=0,avg_ttl=0 for "
-                                       "keys that all have a TTL; Redis reports expires=10 "
-                                       "and avg_ttl close to the TTL in ms")
 def test_info_keyspace_counts_expires(kc):
     for i in range(10):
         kc.cmd("SET", "key%d" % i, "v", "EX", "1000")
     time.sleep(0.5)
     db0 = dict(f.split("=") for f in info(kc, "keyspace")["keyspace"]["db0"].split(","))
     assert db0["keys"] == "10" and db0["expires"] == "10"
+    assert 900000 < int(db0["avg_ttl"]) <= 1000000
+    for i in range(5):
+        kc.cmd("PERSIST", "key%d" % i)
+    kc.cmd("SET", "key5", "v", "PX", "100")  # expires: counted until removed
+    kc.cmd("DEL", "key6")
+    kc.cmd("SET", "plain", "v")
+    time.sleep(0.5)
+    assert kc.cmd("GET", "key5") is None
+    time.sleep(0.3)
+    db0 = dict(f.split("=") for f in info(kc, "keyspace")["keyspace"]["db0"].split(","))
+    assert (db0["keys"], db0["expires"]) == ("9", "3")
     assert 900000 < int(db0["avg_ttl"]) <= 1000000
 
 

@@ -299,6 +299,76 @@ Test(tbl, expire_set_and_persist)
     tbl_destroy(t);
 }
 
+static void expiry_counts(const struct tbl *t, size_t n, int64_t avg)
+{
+    struct tbl_stats st;
+    tbl_stats(t, &st);
+    cr_assert_eq(st.expiring, n, "expiring %zu, want %zu", st.expiring, n);
+    cr_assert_eq(st.expire_avg_ms, avg, "expire_avg_ms %lld, want %lld",
+                 (long long)st.expire_avg_ms, (long long)avg);
+}
+
+Test(tbl, expiry_counters_follow_every_change)
+{
+    struct tbl *t = tbl_create(heap);
+    uint64_t h = tbl_hash("a", 1);
+    expiry_counts(t, 0, 0);
+    cr_assert_eq(put(t, "a", "v", 1000, 0, 0), 0);
+    cr_assert_eq(put(t, "b", "v", 3000, 0, 0), 0);
+    cr_assert_eq(put(t, "c", "v", 0, 0, 0), 0);
+    expiry_counts(t, 2, 2000);
+    cr_assert_eq(put(t, "a", "w", 5000, 0, 0), 0); /* overwritten in place */
+    expiry_counts(t, 2, 4000);
+    cr_assert_eq(tbl_expire_set(t, "a", 1, h, 0, 7000), 0); /* in place */
+    expiry_counts(t, 2, 5000);
+    cr_assert_eq(tbl_expire_set(t, "c", 1, tbl_hash("c", 1), 0, 9000), 0); /* relaid out */
+    expiry_counts(t, 3, 19000 / 3);
+    cr_assert_eq(tbl_expire_set(t, "a", 1, h, 0, 0), 0); /* PERSIST */
+    expiry_counts(t, 2, 6000);
+    cr_assert_eq(put(t, "b", "a longer value than before, in a new block", 0, 0, 0), 0);
+    expiry_counts(t, 1, 9000);
+    cr_assert_eq(put(t, "d", "v", 100, 0, 0), 0);
+    expiry_counts(t, 2, 4550);
+    cr_assert_null(get(t, "d", 100)); /* expired: removed on access */
+    expiry_counts(t, 1, 9000);
+    cr_assert_eq(del(t, "c", 0), 0);
+    expiry_counts(t, 0, 0);
+    tbl_check(t);
+
+    /* active expiry and a split keep them too */
+    for (int i = 0; i < 5000; i++) {
+        char k[16];
+        snprintf(k, sizeof(k), "k%d", i);
+        cr_assert_eq(put(t, k, "v", i % 2 ? 0 : 1000 + i % 4, 0, 0), 0);
+    }
+    expiry_counts(t, 2500, 1001);
+    struct tbl *dst = tbl_create(heap);
+    cr_assert_eq(tbl_split_begin(t, dst, UINT64_C(1) << 63), 0);
+    int rc;
+    while ((rc = tbl_split_step(t, 1024)) == 0) {
+    }
+    cr_assert_eq(rc, 1);
+    struct tbl_stats a, b;
+    tbl_stats(t, &a);
+    tbl_stats(dst, &b);
+    cr_assert_eq(a.expiring + b.expiring, 2500);
+    cr_assert(a.expiring > 1000 && b.expiring > 1000);
+    tbl_check(t);
+    tbl_check(dst);
+    size_t before = a.expiring, removed = 0;
+    uint64_t cursor = 0;
+    do {
+        removed += tbl_expire_step(t, 1001, &cursor, 1024); /* the 1000s go */
+    } while (cursor != 0);
+    tbl_stats(t, &a);
+    cr_assert(removed > 0 && removed + a.expiring == before, "%zu + %zu != %zu", removed,
+              a.expiring, before);
+    cr_assert_eq(a.expire_avg_ms, 1002);
+    tbl_check(t);
+    tbl_destroy(dst);
+    tbl_destroy(t);
+}
+
 Test(tbl, no_expiry_costs_no_bytes)
 {
     /* A 16-byte key with a 28-byte value: 3 header bytes + 44 = 47 bytes; an expiry time

@@ -170,6 +170,11 @@ bool cmd_client_kill_check(struct cmd_ctx *x);
 bool cmd_parse_cursor(const struct resp_arg *a, uint64_t *out);
 
 /* The subcommand-qualified name a client last ran, e.g. "client|info" (CLIENT LIST). */
+/* Errors of subcommand containers (CLIENT, CONFIG, ...), Redis's texts: an unknown
+ * subcommand, and the wrong number of arguments for a known one ('client|id'). */
+void cmd_reply_unknown_subcommand(struct cmd_ctx *x);
+void cmd_reply_sub_arity(struct cmd_ctx *x);
+
 void cmd_full_name(const struct cmd_desc *d, size_t argc, const struct resp_arg *argv, char *buf,
                    size_t cap);
 

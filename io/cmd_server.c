@@ -1,7 +1,7 @@
 /*
- * cmd_server: connection and server commands (PING, AUTH, HELLO, CLIENT, COMMAND,
- * INFO, CONFIG, SLOWLOG, ...) and the whole-keyspace parts (DBSIZE, KEYS, SCAN,
- * RANDOMKEY, FLUSHALL), with Redis 7's replies and error texts.
+ * cmd_server: connection and server commands (PING, AUTH, HELLO, CLIENT, INFO,
+ * CONFIG, SLOWLOG, ...; COMMAND is in cmd_command.c) and the whole-keyspace parts (DBSIZE, KEYS,
+ * SCAN, RANDOMKEY, FLUSHALL), with Redis 7's replies and error texts.
  *
  * Connection commands run on the connection's shard with x->conn set. Whole-keyspace
  * parts run on every shard (or, for SCAN, on the shard owning the cursor's partition)
@@ -55,7 +55,7 @@ static void upper(const char *in, char *out, size_t cap)
     out[i] = '\0';
 }
 
-static void reply_unknown_subcommand(struct cmd_ctx *x)
+void cmd_reply_unknown_subcommand(struct cmd_ctx *x)
 {
     const struct resp_arg *sub = &x->argv[1];
     char name[32];
@@ -65,7 +65,7 @@ static void reply_unknown_subcommand(struct cmd_ctx *x)
 }
 
 /* "wrong number of arguments for 'client|id' command" for a known subcommand. */
-static void reply_sub_arity(struct cmd_ctx *x)
+void cmd_reply_sub_arity(struct cmd_ctx *x)
 {
     char full[64];
     cmd_full_name(x->desc, x->argc, x->argv, full, sizeof full);
@@ -642,12 +642,12 @@ void cmd_client(struct cmd_ctx *x)
         k++;
     }
     if (k == KV_ARRAY_LEN(subs)) {
-        reply_unknown_subcommand(x);
+        cmd_reply_unknown_subcommand(x);
         return;
     }
     int ar = subs[k].arity;
     if ((ar > 0 && x->argc != (size_t)ar) || (ar < 0 && x->argc < (size_t)-ar)) {
-        reply_sub_arity(x);
+        cmd_reply_sub_arity(x);
         return;
     }
     if (cmd_arg_is(sub, "id")) {
@@ -695,101 +695,6 @@ void cmd_client(struct cmd_ctx *x)
         reply_array(x->out, 1);
         reply_simple(x->out, "CLIENT <subcommand> [<arg> ...]. Subcommands: ID SETNAME GETNAME "
                              "LIST INFO KILL SETINFO NO-EVICT NO-TOUCH HELP");
-    }
-}
-
-/* ---- COMMAND ---------------------------------------------------------------------- */
-
-static void command_entry(struct resp_out *o, const struct cmd_desc *d)
-{
-    reply_array(o, 10);
-    reply_bulk_str(o, d->name);
-    reply_int(o, d->arity);
-    /* flags as a set of status strings */
-    char flags[128];
-    snprintf(flags, sizeof flags, "%s", d->flag_names);
-    size_t nflags = 0;
-    for (char *p = flags; *p != '\0'; p++) {
-        nflags += (p == flags || p[-1] == ' ') && *p != ' ';
-    }
-    reply_set(o, nflags);
-    for (char *tok = strtok(flags, " "); tok != NULL; tok = strtok(NULL, " ")) {
-        reply_simple(o, tok);
-    }
-    reply_int(o, d->first_key);
-    reply_int(o, d->last_key);
-    reply_int(o, d->key_step);
-    reply_set(o, 0);   /* ACL categories */
-    reply_set(o, 0);   /* tips */
-    reply_array(o, 0); /* key specifications */
-    reply_array(o, 0); /* subcommands */
-}
-
-static size_t visible_count(const struct cmd_desc *t, size_t n)
-{
-    size_t v = 0;
-    for (size_t i = 0; i < n; i++) {
-        v += !(t[i].flags & CMD_HIDDEN);
-    }
-    return v;
-}
-
-static void command_all(struct resp_out *o, const struct cmd_desc *t, size_t n)
-{
-    reply_array(o, visible_count(t, n));
-    for (size_t i = 0; i < n; i++) {
-        if (!(t[i].flags & CMD_HIDDEN)) {
-            command_entry(o, &t[i]);
-        }
-    }
-}
-
-void cmd_command(struct cmd_ctx *x)
-{
-    size_t n;
-    const struct cmd_desc *t = cmd_table(&n);
-    if (x->argc == 1) {
-        command_all(x->out, t, n);
-        return;
-    }
-    const struct resp_arg *sub = &x->argv[1];
-    if (cmd_arg_is(sub, "count")) {
-        if (x->argc != 2) {
-            reply_sub_arity(x);
-            return;
-        }
-        reply_int(x->out, (int64_t)visible_count(t, n));
-    } else if (cmd_arg_is(sub, "info")) {
-        if (x->argc == 2) {
-            command_all(x->out, t, n);
-            return;
-        }
-        reply_array(x->out, x->argc - 2);
-        for (size_t i = 2; i < x->argc; i++) {
-            const struct cmd_desc *d = cmd_lookup(x->argv[i].ptr, x->argv[i].len);
-            if (d == NULL) {
-                reply_null(x->out);
-            } else {
-                command_entry(x->out, d);
-            }
-        }
-    } else if (cmd_arg_is(sub, "docs")) {
-        reply_map(x->out, 0); /* no documentation: clients fall back to their own */
-    } else if (cmd_arg_is(sub, "list")) {
-        if (x->argc != 2) {
-            reply_err_syntax(x->out); /* FILTERBY is not supported */
-            return;
-        }
-        reply_array(x->out, visible_count(t, n));
-        for (size_t i = 0; i < n; i++) {
-            if (!(t[i].flags & CMD_HIDDEN)) {
-                reply_bulk_str(x->out, t[i].name);
-            }
-        }
-    } else if (cmd_arg_is(sub, "getkeys")) {
-        reply_error(x->out, "ERR COMMAND GETKEYS is not supported");
-    } else {
-        reply_unknown_subcommand(x);
     }
 }
 
@@ -862,7 +767,7 @@ static void config_get(struct cmd_ctx *x)
 static void config_set(struct cmd_ctx *x)
 {
     if (x->argc < 4) {
-        reply_sub_arity(x);
+        cmd_reply_sub_arity(x);
         return;
     }
     if (x->argc % 2 != 0) {
@@ -950,7 +855,7 @@ void cmd_config(struct cmd_ctx *x)
         config_set(x);
     } else if (cmd_arg_is(sub, "resetstat")) {
         if (x->argc != 2) {
-            reply_sub_arity(x);
+            cmd_reply_sub_arity(x);
             return;
         }
         stats_reset(x->sh->srv);
@@ -960,7 +865,7 @@ void cmd_config(struct cmd_ctx *x)
         reply_error(x->out, "ERR CONFIG REWRITE is not supported: settings come from flags and "
                             "--config");
     } else {
-        reply_unknown_subcommand(x);
+        cmd_reply_unknown_subcommand(x);
     }
 }
 
@@ -975,7 +880,7 @@ void cmd_slowlog(struct cmd_ctx *x)
                     "SLOWLOG HELP.",
                     (int)(sub->len > 64 ? 64 : sub->len), sub->ptr);
     } else if ((cmd_arg_is(sub, "len") || cmd_arg_is(sub, "reset")) && x->argc != 2) {
-        reply_sub_arity(x);
+        cmd_reply_sub_arity(x);
     } else if (cmd_arg_is(sub, "get")) {
         int64_t count = 10;
         if (x->argc == 3 && (!cmd_parse_i64(&x->argv[2], &count) || count < -1)) {
@@ -989,7 +894,7 @@ void cmd_slowlog(struct cmd_ctx *x)
         slowlog_reset();
         reply_ok(x->out);
     } else {
-        reply_unknown_subcommand(x);
+        cmd_reply_unknown_subcommand(x);
     }
 }
 
@@ -1006,7 +911,7 @@ void cmd_debug(struct cmd_ctx *x)
         }
         reply_ok(x->out);
     } else {
-        reply_unknown_subcommand(x);
+        cmd_reply_unknown_subcommand(x);
     }
 }
 

@@ -1,40 +1,189 @@
 /*
- * cmd_command: COMMAND and its subcommands (COUNT, INFO, DOCS, LIST, GETKEYS), the
- * command table as clients see it.
+ * cmd_command: COMMAND and its subcommands (COUNT, LIST, INFO, DOCS, GETKEYS,
+ * GETKEYSANDFLAGS, HELP), the command table as clients see it, in Redis 7.0's reply
+ * shapes.
+ *
+ * Two sources: cmd.c's table says what kvd does (names, arity, key positions: the
+ * values a row's elements 1, 2, 4-6 take), cmd_docs.c holds Redis's metadata for the
+ * same commands (flags, ACL categories, tips, key specifications, subcommands and the
+ * documentation). A command without a cmd_docs entry still gets a row, built from
+ * cmd.c alone (no categories, no key specifications), so adding a command never breaks
+ * COMMAND; tools/gen_cmd_docs.py adds its entry.
+ *
+ * GETKEYS computes keys from the key specifications as Redis's getKeysUsingKeySpecs does
+ * (SET's GET-dependent flags as its setGetKeys does), in two passes over the arguments
+ * (count, then reply) so nothing is allocated. Any shard thread; reads const data only.
  */
 #include "cmd.h"
 
+#include "cmd_docs.h"
+#include "kv_assert.h"
+#include "kv_glob.h"
 #include "reply.h"
 #include "resp_parse.h"
 
-#include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
-/* ---- COMMAND ---------------------------------------------------------------------- */
+#define CMD_WORD_MAX   64 /* longest word of a metadata word list ("nondeterministic_output") */
+#define CMD_LOOKUP_MAX 64 /* longest "container|sub" name COMMAND INFO/DOCS looks up */
 
-static void command_entry(struct resp_out *o, const struct cmd_desc *d)
+/* What a row shows: kvd's own values for a top-level command, the table's for a
+ * subcommand (which cmd.c has no row for). */
+struct command_ref {
+    const char *name;
+    int arity, first_key, last_key, key_step;
+    const char *flags;
+    const struct cmd_docs *m; /* NULL: a command without metadata */
+};
+
+static struct command_ref ref_of_desc(const struct cmd_desc *d)
 {
+    const struct cmd_docs *m = cmd_docs_find(d->name);
+    return (struct command_ref){d->name,
+                                d->arity,
+                                d->first_key,
+                                d->last_key,
+                                d->key_step,
+                                m != NULL ? m->flags : d->flag_names,
+                                m};
+}
+
+static struct command_ref ref_of_docs(const struct cmd_docs *m)
+{
+    return (struct command_ref){m->name,  m->arity, m->first_key, m->last_key, m->key_step,
+                                m->flags, m};
+}
+
+/* ---- word lists ------------------------------------------------------------------- */
+
+static size_t words_count(const char *s)
+{
+    size_t n = 0;
+    for (const char *p = s; *p != '\0'; p++) {
+        n += *p != ' ' && (p == s || p[-1] == ' ');
+    }
+    return n;
+}
+
+/* A word list as a set of status strings (bulk strings if `bulk`). */
+static void reply_words(struct resp_out *o, const char *s, bool bulk)
+{
+    reply_set(o, words_count(s));
+    while (*s != '\0') {
+        size_t n = strcspn(s, " ");
+        if (n > 0) {
+            if (bulk) {
+                reply_bulk(o, s, n);
+            } else {
+                char w[CMD_WORD_MAX];
+                KV_ASSERT(n < sizeof w);
+                memcpy(w, s, n);
+                w[n] = '\0';
+                reply_simple(o, w);
+            }
+        }
+        s += n + (s[n] == ' ');
+    }
+}
+
+static bool words_has(const char *s, const char *word, size_t len, bool nocase)
+{
+    while (*s != '\0') {
+        size_t n = strcspn(s, " ");
+        if (n == len && (nocase ? strncasecmp(s, word, len) : strncmp(s, word, len)) == 0) {
+            return true;
+        }
+        s += n + (s[n] == ' ');
+    }
+    return false;
+}
+
+/* True if the ACL category list `acl` ("@read @string") has category `cat` (given
+ * without its '@', any case, as COMMAND LIST FILTERBY ACLCAT takes it). */
+static bool acl_has(const char *acl, const struct resp_arg *cat)
+{
+    while (*acl != '\0') {
+        size_t n = strcspn(acl, " ");
+        if (n == cat->len + 1 && acl[0] == '@' && strncasecmp(acl + 1, cat->ptr, cat->len) == 0) {
+            return true;
+        }
+        acl += n + (acl[n] == ' ');
+    }
+    return false;
+}
+
+/* ---- COMMAND INFO rows -------------------------------------------------------------- */
+
+static void reply_keyspec(struct resp_out *o, const struct cmd_docs_keyspec *ks)
+{
+    reply_map(o, ks->notes != NULL ? 4 : 3);
+    if (ks->notes != NULL) {
+        reply_bulk_str(o, "notes");
+        reply_bulk_str(o, ks->notes);
+    }
+    reply_bulk_str(o, "flags");
+    reply_words(o, ks->flags, false);
+    reply_bulk_str(o, "begin_search");
+    reply_map(o, 2);
+    reply_bulk_str(o, "type");
+    if (ks->keyword == NULL) {
+        reply_bulk_str(o, "index");
+        reply_bulk_str(o, "spec");
+        reply_map(o, 1);
+        reply_bulk_str(o, "index");
+        reply_int(o, ks->begin);
+    } else {
+        reply_bulk_str(o, "keyword");
+        reply_bulk_str(o, "spec");
+        reply_map(o, 2);
+        reply_bulk_str(o, "keyword");
+        reply_bulk_str(o, ks->keyword);
+        reply_bulk_str(o, "startfrom");
+        reply_int(o, ks->begin);
+    }
+    static const char *const range[] = {"lastkey", "keystep", "limit"};
+    static const char *const keynum[] = {"keynumidx", "firstkey", "keystep"};
+    const char *const *names = ks->keynum ? keynum : range;
+    reply_bulk_str(o, "find_keys");
+    reply_map(o, 2);
+    reply_bulk_str(o, "type");
+    reply_bulk_str(o, ks->keynum ? "keynum" : "range");
+    reply_bulk_str(o, "spec");
+    reply_map(o, 3);
+    for (size_t i = 0; i < 3; i++) {
+        reply_bulk_str(o, names[i]);
+        reply_int(o, ks->find[i]);
+    }
+}
+
+/* One row of COMMAND / COMMAND INFO: Redis's ten elements. Empty lists are sets, as
+ * Redis replies them; the subcommands are an array when there are some. */
+static void reply_row(struct resp_out *o, const struct command_ref *r)
+{
+    const struct cmd_docs *m = r->m;
     reply_array(o, 10);
-    reply_bulk_str(o, d->name);
-    reply_int(o, d->arity);
-    /* flags as a set of status strings */
-    char flags[128];
-    snprintf(flags, sizeof flags, "%s", d->flag_names);
-    size_t nflags = 0;
-    for (char *p = flags; *p != '\0'; p++) {
-        nflags += (p == flags || p[-1] == ' ') && *p != ' ';
+    reply_bulk_str(o, r->name);
+    reply_int(o, r->arity);
+    reply_words(o, r->flags, false);
+    reply_int(o, r->first_key);
+    reply_int(o, r->last_key);
+    reply_int(o, r->key_step);
+    reply_words(o, m != NULL ? m->acl : "", false);
+    reply_words(o, m != NULL ? m->tips : "", true);
+    reply_set(o, m != NULL ? m->nspecs : 0);
+    for (size_t i = 0; m != NULL && i < m->nspecs; i++) {
+        reply_keyspec(o, &m->specs[i]);
     }
-    reply_set(o, nflags);
-    for (char *tok = strtok(flags, " "); tok != NULL; tok = strtok(NULL, " ")) {
-        reply_simple(o, tok);
+    if (m == NULL || m->nsubs == 0) {
+        reply_set(o, 0);
+        return;
     }
-    reply_int(o, d->first_key);
-    reply_int(o, d->last_key);
-    reply_int(o, d->key_step);
-    reply_set(o, 0);   /* ACL categories */
-    reply_set(o, 0);   /* tips */
-    reply_array(o, 0); /* key specifications */
-    reply_array(o, 0); /* subcommands */
+    reply_array(o, m->nsubs);
+    for (size_t i = 0; i < m->nsubs; i++) {
+        struct command_ref sub = ref_of_docs(&m->subs[i]);
+        reply_row(o, &sub);
+    }
 }
 
 static size_t visible_count(const struct cmd_desc *t, size_t n)
@@ -46,61 +195,488 @@ static size_t visible_count(const struct cmd_desc *t, size_t n)
     return v;
 }
 
-static void command_all(struct resp_out *o, const struct cmd_desc *t, size_t n)
+static void command_all(struct resp_out *o)
 {
+    size_t n;
+    const struct cmd_desc *t = cmd_table(&n);
     reply_array(o, visible_count(t, n));
     for (size_t i = 0; i < n; i++) {
         if (!(t[i].flags & CMD_HIDDEN)) {
-            command_entry(o, &t[i]);
+            struct command_ref r = ref_of_desc(&t[i]);
+            reply_row(o, &r);
         }
+    }
+}
+
+/* A command by the name COMMAND INFO/DOCS take: "get", or "client|list" for a
+ * subcommand kvd implements (any case). False if kvd has no such command. */
+static bool lookup_full_name(const struct resp_arg *a, struct command_ref *out)
+{
+    const char *bar = memchr(a->ptr, '|', a->len);
+    size_t base_len = bar != NULL ? (size_t)(bar - a->ptr) : a->len;
+    const struct cmd_desc *d = cmd_lookup(a->ptr, base_len);
+    if (d == NULL || a->len > CMD_LOOKUP_MAX) {
+        return false;
+    }
+    *out = ref_of_desc(d);
+    if (bar == NULL) {
+        return true;
+    }
+    const char *sub = bar + 1;
+    size_t sub_len = a->len - base_len - 1;
+    if (out->m == NULL || memchr(sub, '|', sub_len) != NULL) {
+        return false;
+    }
+    const struct cmd_docs *s = cmd_docs_find_sub(out->m, sub, sub_len);
+    if (s == NULL) {
+        return false;
+    }
+    *out = ref_of_docs(s);
+    return true;
+}
+
+static void command_info(struct cmd_ctx *x)
+{
+    if (x->argc == 2) {
+        command_all(x->out);
+        return;
+    }
+    reply_array(x->out, x->argc - 2);
+    for (size_t i = 2; i < x->argc; i++) {
+        struct command_ref r;
+        if (lookup_full_name(&x->argv[i], &r)) {
+            reply_row(x->out, &r);
+        } else {
+            reply_null(x->out);
+        }
+    }
+}
+
+/* ---- COMMAND DOCS ------------------------------------------------------------------- */
+
+static void reply_str_field(struct resp_out *o, const char *name, const char *value)
+{
+    if (value != NULL) {
+        reply_bulk_str(o, name);
+        reply_bulk_str(o, value);
+    }
+}
+
+static void reply_args(struct resp_out *o, const struct cmd_docs_arg *args, size_t n)
+{
+    reply_array(o, n);
+    for (size_t i = 0; i < n; i++) {
+        const struct cmd_docs_arg *a = &args[i];
+        bool nested = strcmp(a->type, "oneof") == 0 || strcmp(a->type, "block") == 0;
+        reply_map(o, 2 + (a->key_spec_index >= 0) + (a->token != NULL) + (a->summary != NULL) +
+                         (a->since != NULL) + (a->deprecated_since != NULL) + (a->flags != NULL) +
+                         nested);
+        reply_str_field(o, "name", a->name);
+        reply_str_field(o, "type", a->type);
+        if (a->key_spec_index >= 0) {
+            reply_bulk_str(o, "key_spec_index");
+            reply_int(o, a->key_spec_index);
+        }
+        reply_str_field(o, "token", a->token);
+        reply_str_field(o, "summary", a->summary);
+        reply_str_field(o, "since", a->since);
+        reply_str_field(o, "deprecated_since", a->deprecated_since);
+        if (a->flags != NULL) {
+            reply_bulk_str(o, "flags");
+            reply_words(o, a->flags, false);
+        }
+        if (nested) {
+            reply_bulk_str(o, "arguments");
+            reply_args(o, a->args, a->nargs);
+        }
+    }
+}
+
+/* The documentation map of one command, Redis's addReplyCommandDocs. */
+static void reply_docs(struct resp_out *o, const struct cmd_docs *m)
+{
+    if (m == NULL) {
+        reply_map(o, 0);
+        return;
+    }
+    reply_map(o, (m->summary != NULL) + (m->since != NULL) + 1 + (m->complexity != NULL) +
+                     (m->doc_flags != NULL) + (m->deprecated_since != NULL) +
+                     (m->replaced_by != NULL) + (m->nhistory > 0) + (m->nargs > 0) +
+                     (m->nsubs > 0));
+    reply_str_field(o, "summary", m->summary);
+    reply_str_field(o, "since", m->since);
+    reply_str_field(o, "group", m->group);
+    reply_str_field(o, "complexity", m->complexity);
+    if (m->doc_flags != NULL) {
+        reply_bulk_str(o, "doc_flags");
+        reply_words(o, m->doc_flags, false);
+    }
+    reply_str_field(o, "deprecated_since", m->deprecated_since);
+    reply_str_field(o, "replaced_by", m->replaced_by);
+    if (m->nhistory > 0) {
+        reply_bulk_str(o, "history");
+        reply_set(o, m->nhistory);
+        for (size_t i = 0; i < m->nhistory; i++) {
+            reply_array(o, 2);
+            reply_bulk_str(o, m->history[i].version);
+            reply_bulk_str(o, m->history[i].text);
+        }
+    }
+    if (m->nargs > 0) {
+        reply_bulk_str(o, "arguments");
+        reply_args(o, m->args, m->nargs);
+    }
+    if (m->nsubs > 0) {
+        reply_bulk_str(o, "subcommands");
+        reply_map(o, m->nsubs);
+        for (size_t i = 0; i < m->nsubs; i++) {
+            reply_bulk_str(o, m->subs[i].name);
+            reply_docs(o, &m->subs[i]);
+        }
+    }
+}
+
+static void command_docs(struct cmd_ctx *x)
+{
+    if (x->argc == 2) {
+        size_t n;
+        const struct cmd_desc *t = cmd_table(&n);
+        reply_map(x->out, visible_count(t, n));
+        for (size_t i = 0; i < n; i++) {
+            if (!(t[i].flags & CMD_HIDDEN)) {
+                reply_bulk_str(x->out, t[i].name);
+                reply_docs(x->out, cmd_docs_find(t[i].name));
+            }
+        }
+        return;
+    }
+    /* Unknown names are skipped: count first, the map's length comes first. */
+    size_t found = 0;
+    for (size_t i = 2; i < x->argc; i++) {
+        struct command_ref r;
+        found += lookup_full_name(&x->argv[i], &r);
+    }
+    reply_map(x->out, found);
+    for (size_t i = 2; i < x->argc; i++) {
+        struct command_ref r;
+        if (lookup_full_name(&x->argv[i], &r)) {
+            reply_bulk_str(x->out, r.name);
+            reply_docs(x->out, r.m);
+        }
+    }
+}
+
+/* ---- COMMAND LIST ------------------------------------------------------------------- */
+
+enum list_filter { LIST_ALL, LIST_MODULE, LIST_ACLCAT, LIST_PATTERN };
+
+static bool list_match(enum list_filter f, const struct resp_arg *arg, const char *name,
+                       const struct cmd_docs *m)
+{
+    switch (f) {
+    case LIST_ALL:
+        return true;
+    case LIST_MODULE:
+        return false; /* kvd has no modules */
+    case LIST_ACLCAT:
+        return m != NULL && acl_has(m->acl, arg);
+    case LIST_PATTERN:
+        return kv_glob_match(arg->ptr, arg->len, name, strlen(name), true);
+    }
+    return false;
+}
+
+/* Names of the commands (and their subcommands) that pass the filter. Counts if `o` is
+ * NULL, else replies each name. */
+static size_t list_walk(struct resp_out *o, enum list_filter f, const struct resp_arg *arg)
+{
+    size_t n;
+    const struct cmd_desc *t = cmd_table(&n);
+    size_t found = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (t[i].flags & CMD_HIDDEN) {
+            continue;
+        }
+        const struct cmd_docs *m = cmd_docs_find(t[i].name);
+        if (list_match(f, arg, t[i].name, m)) {
+            found++;
+            if (o != NULL) {
+                reply_bulk_str(o, t[i].name);
+            }
+        }
+        /* Redis lists subcommands only when filtering */
+        for (size_t j = 0; f != LIST_ALL && m != NULL && j < m->nsubs; j++) {
+            if (list_match(f, arg, m->subs[j].name, &m->subs[j])) {
+                found++;
+                if (o != NULL) {
+                    reply_bulk_str(o, m->subs[j].name);
+                }
+            }
+        }
+    }
+    return found;
+}
+
+/* COMMAND LIST [FILTERBY MODULE name | ACLCAT category | PATTERN pattern] */
+static void command_list(struct cmd_ctx *x)
+{
+    enum list_filter f = LIST_ALL;
+    const struct resp_arg *arg = NULL;
+    if (x->argc != 2) {
+        const struct resp_arg *type = &x->argv[3];
+        if (x->argc != 5 || !cmd_arg_is(&x->argv[2], "filterby")) {
+            reply_err_syntax(x->out);
+            return;
+        }
+        if (cmd_arg_is(type, "module")) {
+            f = LIST_MODULE;
+        } else if (cmd_arg_is(type, "aclcat")) {
+            f = LIST_ACLCAT;
+        } else if (cmd_arg_is(type, "pattern")) {
+            f = LIST_PATTERN;
+        } else {
+            reply_err_syntax(x->out);
+            return;
+        }
+        arg = &x->argv[4];
+    }
+    reply_array(x->out, list_walk(NULL, f, arg));
+    list_walk(x->out, f, arg);
+}
+
+/* ---- COMMAND GETKEYS / GETKEYSANDFLAGS ------------------------------------------------ */
+
+/* Where one key specification finds its keys in argv: positions first, first + step, ...
+ * up to last. False if the arguments do not fit it (Redis's invalid_spec); `*none` is set
+ * when a keyword spec finds no keyword (no keys, not an error). */
+static bool keyspec_range(const struct cmd_docs_keyspec *ks, size_t argc,
+                          const struct resp_arg *argv, int *first, int *last, int *step, bool *none)
+{
+    int n = (int)argc;
+    int f = 0;
+    *none = false;
+    if (ks->keyword == NULL) {
+        f = ks->begin;
+    } else {
+        int start = ks->begin > 0 ? ks->begin : n + ks->begin;
+        int end = ks->begin > 0 ? n - 1 : 1;
+        for (int i = start; i != end; i = start <= end ? i + 1 : i - 1) {
+            if (i >= n || i < 1) {
+                break;
+            }
+            if (argv[i].len == strlen(ks->keyword) &&
+                strncasecmp(argv[i].ptr, ks->keyword, argv[i].len) == 0) {
+                f = i + 1;
+                break;
+            }
+        }
+        if (f == 0) {
+            *none = true;
+            return true;
+        }
+    }
+    int l;
+    if (!ks->keynum) {
+        *step = ks->find[1];
+        if (ks->find[0] >= 0) {
+            l = f + ks->find[0];
+        } else if (ks->find[2] == 0) {
+            l = n + ks->find[0];
+        } else {
+            l = f + ((n - f) / ks->find[2] + ks->find[0]);
+        }
+    } else {
+        int64_t numkeys;
+        *step = ks->find[2];
+        if (ks->find[0] >= n || f + ks->find[0] >= n ||
+            !cmd_parse_i64(&argv[f + ks->find[0]], &numkeys) || numkeys < 0 || numkeys > n) {
+            return false;
+        }
+        f += ks->find[1];
+        l = f + (int)numkeys - 1;
+    }
+    if (l >= n || l < f || f >= n || *step <= 0) {
+        return false;
+    }
+    *first = f;
+    *last = l;
+    return true;
+}
+
+/* SET's keys (Redis's setGetKeys): one, read and written if a GET option is given. */
+static const char *set_key_flags(size_t argc, const struct resp_arg *argv)
+{
+    for (size_t i = 3; i < argc; i++) {
+        if (cmd_arg_is(&argv[i], "get")) {
+            return "RW access update";
+        }
+    }
+    return "OW update";
+}
+
+/* Counts the keys (o == NULL) or replies them; -1 if the arguments fit no spec. */
+static int64_t getkeys_walk(struct resp_out *o, bool with_flags,
+                            const struct cmd_docs_keyspec *specs, size_t nspecs, size_t argc,
+                            const struct resp_arg *argv)
+{
+    int64_t count = 0;
+    for (size_t j = 0; j < nspecs; j++) {
+        const struct cmd_docs_keyspec *ks = &specs[j];
+        int first = 0;
+        int last = -1;
+        int step = 1;
+        bool none;
+        if (words_has(ks->flags, "not_key", 7, false)) {
+            continue;
+        }
+        if (!keyspec_range(ks, argc, argv, &first, &last, &step, &none) ||
+            words_has(ks->flags, "incomplete", 10, false)) {
+            return -1;
+        }
+        for (int i = first; !none && i <= last; i += step) {
+            count++;
+            if (o == NULL) {
+                continue;
+            }
+            if (with_flags) {
+                reply_array(o, 2);
+                reply_bulk(o, argv[i].ptr, argv[i].len);
+                reply_words(o, ks->flags, false);
+            } else {
+                reply_bulk(o, argv[i].ptr, argv[i].len);
+            }
+        }
+    }
+    return count;
+}
+
+static void command_getkeys(struct cmd_ctx *x, bool with_flags)
+{
+    size_t argc = x->argc - 2;
+    const struct resp_arg *argv = &x->argv[2];
+    const struct cmd_desc *d = cmd_lookup(argv[0].ptr, argv[0].len);
+    if (d == NULL) {
+        reply_error(x->out, "ERR Invalid command specified");
+        return;
+    }
+    struct command_ref r = ref_of_desc(d);
+    if (argc >= 2 && r.m != NULL && r.m->nsubs > 0) {
+        const struct cmd_docs *s = cmd_docs_find_sub(r.m, argv[1].ptr, argv[1].len);
+        if (s == NULL) {
+            reply_error(x->out, "ERR Invalid command specified");
+            return;
+        }
+        r = ref_of_docs(s);
+    }
+    /* Without metadata, cmd.c's key positions as one range spec. */
+    struct cmd_docs_keyspec legacy = {
+        NULL,  "",
+        NULL,  r.first_key,
+        false, {r.last_key < 0 ? r.last_key : r.last_key - r.first_key, r.key_step, 0}};
+    const struct cmd_docs_keyspec *specs = r.m != NULL ? r.m->specs : &legacy;
+    size_t nspecs = r.m != NULL ? r.m->nspecs : (r.first_key > 0);
+    if (nspecs == 0) {
+        reply_error(x->out, "ERR The command has no key arguments");
+        return;
+    }
+    if ((r.arity > 0 && (size_t)r.arity != argc) || (r.arity < 0 && argc < (size_t)-r.arity)) {
+        reply_error(x->out, "ERR Invalid number of arguments specified for command");
+        return;
+    }
+    if (words_has(specs[0].flags, "variable_flags", 14, false)) {
+        /* the flags depend on the arguments: only SET's rule is known (as in Redis,
+         * where only commands with a getkeys procedure declare variable flags) */
+        if (strcmp(r.name, "set") != 0) {
+            reply_error(x->out, "ERR Invalid arguments specified for command");
+            return;
+        }
+        reply_array(x->out, 1);
+        if (with_flags) {
+            reply_array(x->out, 2);
+            reply_bulk(x->out, argv[1].ptr, argv[1].len);
+            reply_words(x->out, set_key_flags(argc, argv), false);
+        } else {
+            reply_bulk(x->out, argv[1].ptr, argv[1].len);
+        }
+        return;
+    }
+    int64_t count = getkeys_walk(NULL, with_flags, specs, nspecs, argc, argv);
+    if (count <= 0) {
+        reply_error(x->out, "ERR Invalid arguments specified for command");
+        return;
+    }
+    reply_array(x->out, (size_t)count);
+    getkeys_walk(x->out, with_flags, specs, nspecs, argc, argv);
+}
+
+/* ---- COMMAND ------------------------------------------------------------------------ */
+
+static void command_help(struct cmd_ctx *x)
+{
+    static const char *const lines[] = {
+        "COMMAND <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+        "(no subcommand)",
+        "    Return details about all Redis commands.",
+        "COUNT",
+        "    Return the total number of commands in this Redis server.",
+        "LIST",
+        "    Return a list of all commands in this Redis server.",
+        "INFO [<command-name> ...]",
+        "    Return details about multiple Redis commands.",
+        "    If no command names are given, documentation details for all",
+        "    commands are returned.",
+        "DOCS [<command-name> ...]",
+        "    Return documentation details about multiple Redis commands.",
+        "    If no command names are given, documentation details for all",
+        "    commands are returned.",
+        "GETKEYS <full-command>",
+        "    Return the keys from a full Redis command.",
+        "GETKEYSANDFLAGS <full-command>",
+        "    Return the keys and the access flags from a full Redis command.",
+        "HELP",
+        "    Prints this help.",
+    };
+    reply_array(x->out, KV_ARRAY_LEN(lines));
+    for (size_t i = 0; i < KV_ARRAY_LEN(lines); i++) {
+        reply_simple(x->out, lines[i]);
     }
 }
 
 void cmd_command(struct cmd_ctx *x)
 {
-    size_t n;
-    const struct cmd_desc *t = cmd_table(&n);
     if (x->argc == 1) {
-        command_all(x->out, t, n);
+        command_all(x->out);
         return;
     }
-    const struct resp_arg *sub = &x->argv[1];
-    if (cmd_arg_is(sub, "count")) {
-        if (x->argc != 2) {
-            cmd_reply_sub_arity(x);
-            return;
-        }
-        reply_int(x->out, (int64_t)visible_count(t, n));
-    } else if (cmd_arg_is(sub, "info")) {
-        if (x->argc == 2) {
-            command_all(x->out, t, n);
-            return;
-        }
-        reply_array(x->out, x->argc - 2);
-        for (size_t i = 2; i < x->argc; i++) {
-            const struct cmd_desc *d = cmd_lookup(x->argv[i].ptr, x->argv[i].len);
-            if (d == NULL) {
-                reply_null(x->out);
-            } else {
-                command_entry(x->out, d);
-            }
-        }
-    } else if (cmd_arg_is(sub, "docs")) {
-        reply_map(x->out, 0); /* no documentation: clients fall back to their own */
-    } else if (cmd_arg_is(sub, "list")) {
-        if (x->argc != 2) {
-            reply_err_syntax(x->out); /* FILTERBY is not supported */
-            return;
-        }
-        reply_array(x->out, visible_count(t, n));
-        for (size_t i = 0; i < n; i++) {
-            if (!(t[i].flags & CMD_HIDDEN)) {
-                reply_bulk_str(x->out, t[i].name);
-            }
-        }
-    } else if (cmd_arg_is(sub, "getkeys")) {
-        reply_error(x->out, "ERR COMMAND GETKEYS is not supported");
-    } else {
+    const struct cmd_docs *self = cmd_docs_find("command");
+    KV_ASSERT(self != NULL); /* the generated table always has COMMAND's subcommands */
+    const struct cmd_docs *sub = cmd_docs_find_sub(self, x->argv[1].ptr, x->argv[1].len);
+    if (sub == NULL) {
         cmd_reply_unknown_subcommand(x);
+        return;
+    }
+    if ((sub->arity > 0 && x->argc != (size_t)sub->arity) ||
+        (sub->arity < 0 && x->argc < (size_t)-sub->arity)) {
+        cmd_reply_sub_arity(x);
+        return;
+    }
+    const char *name = sub->name + strlen("command|");
+    if (strcmp(name, "count") == 0) {
+        size_t n;
+        const struct cmd_desc *t = cmd_table(&n);
+        reply_int(x->out, (int64_t)visible_count(t, n));
+    } else if (strcmp(name, "info") == 0) {
+        command_info(x);
+    } else if (strcmp(name, "docs") == 0) {
+        command_docs(x);
+    } else if (strcmp(name, "list") == 0) {
+        command_list(x);
+    } else if (strcmp(name, "getkeys") == 0) {
+        command_getkeys(x, false);
+    } else if (strcmp(name, "getkeysandflags") == 0) {
+        command_getkeys(x, true);
+    } else {
+        KV_ASSERT(strcmp(name, "help") == 0);
+        command_help(x);
     }
 }

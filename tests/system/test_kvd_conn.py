@@ -90,10 +90,7 @@ SCENARIOS = {
     ],
 }
 
-XFAIL = {
-    "command_info_unknown_name": "kvd: COMMAND INFO get has no ACL categories (~0) and no "
-                                 "key specifications (*0); Redis lists them",
-}
+XFAIL = {}
 
 
 def cases():
@@ -168,9 +165,6 @@ def test_command_count_and_list_agree(kc):
     assert St("readonly") in info[0][2] and St("write") in info[1][2]
 
 
-@pytest.mark.xfail(strict=True, reason="kvd: COMMAND DOCS get replies an empty array; Redis "
-                                       "replies get's docs (summary, since, group, complexity, "
-                                       "arguments)")
 def test_command_docs_get(pair):
     for c in (pair.k, pair.r):
         d = c.cmd("COMMAND", "DOCS", "get")
@@ -468,16 +462,11 @@ def test_reset_matches_redis(pair):
         pair.same(*cmd)
 
 
-@pytest.mark.xfail(strict=True, reason="kvd: COMMAND GETKEYS get a replies -ERR COMMAND "
-                                       "GETKEYS is not supported; Redis replies *1 $1 a")
 def test_command_getkeys(pair):
     pair.same("COMMAND", "GETKEYS", "get", "a")
     pair.same("COMMAND", "GETKEYS", "mset", "a", "1", "b", "2")
 
 
-@pytest.mark.xfail(strict=True, reason="kvd: COMMAND INFO get has no ACL categories (~0) and "
-                                       "no key specifications (*0); Redis lists @read @string "
-                                       "@fast and get's key spec (RO access, index 1)")
 def test_command_info_acl_categories_and_key_specs(pair):
     k = pair.k.cmd("COMMAND", "INFO", "get")[0]
     r = pair.r.cmd("COMMAND", "INFO", "get")[0]

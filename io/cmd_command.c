@@ -25,8 +25,7 @@
 #include <string.h>
 #include <strings.h>
 
-#define CMD_WORD_MAX   64 /* longest word of a metadata word list ("nondeterministic_output") */
-#define CMD_LOOKUP_MAX 64 /* longest "container|sub" name COMMAND INFO/DOCS looks up */
+#define CMD_WORD_MAX 64 /* longest word of a metadata word list ("nondeterministic_output") */
 
 /* What a row shows: kvd's own values for a top-level command, the table's for a
  * subcommand (which cmd.c has no row for). */
@@ -215,7 +214,7 @@ static bool lookup_full_name(const struct resp_arg *a, struct command_ref *out)
     const char *bar = memchr(a->ptr, '|', a->len);
     size_t base_len = bar != NULL ? (size_t)(bar - a->ptr) : a->len;
     const struct cmd_desc *d = cmd_lookup(a->ptr, base_len);
-    if (d == NULL || a->len > CMD_LOOKUP_MAX) {
+    if (d == NULL) {
         return false;
     }
     *out = ref_of_desc(d);

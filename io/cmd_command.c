@@ -25,7 +25,7 @@
 #include <string.h>
 #include <strings.h>
 
-#define CMD_WORD_MAX 64 /* longest word of a metadata word list ("nondeterministic_output") */
+#define CMD_WORD_MAX 64 /* longest status word of a metadata word list (flags are ~15 bytes) */
 
 /* What a row shows: kvd's own values for a top-level command, the table's for a
  * subcommand (which cmd.c has no row for). */

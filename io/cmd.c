@@ -114,9 +114,15 @@ _Static_assert(KV_ARRAY_LEN(table) <= KVD_CMDS_MAX, "KVD_CMDS_MAX is too small")
 
 void cmd_init(void)
 {
+    static const char *const containers[] = {"client", "command", "config", "slowlog"};
     qsort(table, KV_ARRAY_LEN(table), sizeof table[0], by_name);
-    for (size_t i = 1; i < KV_ARRAY_LEN(table); i++) {
-        KV_ASSERT(strcmp(table[i - 1].name, table[i].name) < 0);
+    for (size_t i = 0; i < KV_ARRAY_LEN(table); i++) {
+        KV_ASSERT(i == 0 || strcmp(table[i - 1].name, table[i].name) < 0);
+        for (size_t k = 0; k < KV_ARRAY_LEN(containers); k++) {
+            if (strcmp(table[i].name, containers[k]) == 0) {
+                table[i].flags |= CMD_SUBCMDS;
+            }
+        }
     }
 }
 
@@ -164,6 +170,60 @@ size_t cmd_index(const struct cmd_desc *d)
     size_t i = (size_t)(d - table);
     KV_DASSERT(i < KV_ARRAY_LEN(table));
     return i;
+}
+
+/* The subcommands with a statistics row of their own, after the table's rows. */
+static const char *const sub_rows[] = {
+    "client|getname",  "client|help",
+    "client|id",       "client|info",
+    "client|kill",     "client|list",
+    "client|no-evict", "client|no-touch",
+    "client|setinfo",  "client|setname",
+    "command|count",   "command|docs",
+    "command|getkeys", "command|getkeysandflags",
+    "command|help",    "command|info",
+    "command|list",    "config|get",
+    "config|help",     "config|resetstat",
+    "config|rewrite",  "config|set",
+    "slowlog|get",     "slowlog|help",
+    "slowlog|len",     "slowlog|reset",
+};
+
+_Static_assert(KV_ARRAY_LEN(table) + KV_ARRAY_LEN(sub_rows) <= KVD_STAT_ROWS,
+               "KVD_STAT_ROWS is too small");
+
+static uint16_t sub_row(const char *full)
+{
+    for (size_t i = 0; i < KV_ARRAY_LEN(sub_rows); i++) {
+        if (strcmp(sub_rows[i], full) == 0) {
+            return (uint16_t)(KV_ARRAY_LEN(table) + i);
+        }
+    }
+    return CMD_ROW_NONE;
+}
+
+uint16_t cmd_stat_row(const struct cmd_desc *d, size_t argc, const struct resp_arg *argv)
+{
+    if (KV_LIKELY(!(d->flags & (CMD_SUBCMDS | CMD_HIDDEN))) || argc < 2) {
+        return (uint16_t)cmd_index(d);
+    }
+    if (d->flags & CMD_HIDDEN) { /* client|list, client|kill, client|kill-old */
+        return sub_row(strncmp(d->name, "client|kill", 11) == 0 ? "client|kill" : d->name);
+    }
+    char full[64];
+    cmd_full_name(d, argc, argv, full, sizeof full);
+    return sub_row(full);
+}
+
+size_t cmd_stat_rows(void)
+{
+    return KV_ARRAY_LEN(table) + KV_ARRAY_LEN(sub_rows);
+}
+
+const char *cmd_stat_name(size_t row)
+{
+    KV_ASSERT(row < cmd_stat_rows());
+    return row < KV_ARRAY_LEN(table) ? table[row].name : sub_rows[row - KV_ARRAY_LEN(table)];
 }
 
 const struct cmd_desc *cmd_table(size_t *count)

@@ -55,7 +55,8 @@ enum cmd_flag {
     CMD_LOADING = 1u << 5,
     CMD_STALE = 1u << 6,
     CMD_NOSCRIPT = 1u << 7,
-    CMD_HIDDEN = 1u << 8, /* internal row: not found by name, not listed by COMMAND */
+    CMD_HIDDEN = 1u << 8,  /* internal row: not found by name, not listed by COMMAND */
+    CMD_SUBCMDS = 1u << 9, /* a container: argv[1] names a subcommand (set by cmd_init) */
 };
 
 /* How a MULTI command's per-shard results merge. */
@@ -98,6 +99,8 @@ struct cmd_ctx {
     struct conn *conn;    /* CMD_EXEC_CONN only; NULL for data handlers */
     struct resp_out *out; /* where the reply goes */
     int64_t now_ms;       /* the wall clock for expiry, read once per batch */
+    bool rejected;        /* set by a handler that refused the call as Redis does before
+                           * execution (a subcommand's arity): counted as rejected */
     int64_t sum;          /* MULTI with CMD_MERGE_SUM: the part's integer result */
     uint64_t caller_id;   /* id of the client that sent the command (on any shard) */
 };
@@ -113,6 +116,18 @@ const struct cmd_desc *cmd_lookup_hidden(const char *name);
 
 /* The row's index in the table, below KVD_CMDS_MAX (per-command statistics). */
 size_t cmd_index(const struct cmd_desc *d);
+
+/*
+ * Per-command statistics rows (INFO commandstats): one per visible command, and one per
+ * subcommand of the containers (CLIENT, COMMAND, CONFIG, SLOWLOG) as Redis 7 has them
+ * ("config|get"). cmd_stat_row() is the row a call counts in, CMD_ROW_NONE for an unknown
+ * subcommand (Redis rejects it before it is a command); rows are below cmd_stat_rows(),
+ * itself at most KVD_STAT_ROWS, and cmd_stat_name() names them.
+ */
+#define CMD_ROW_NONE ((uint16_t)0xffff)
+uint16_t cmd_stat_row(const struct cmd_desc *d, size_t argc, const struct resp_arg *argv);
+size_t cmd_stat_rows(void);
+const char *cmd_stat_name(size_t row);
 
 /* Every row, for COMMAND. */
 const struct cmd_desc *cmd_table(size_t *count);

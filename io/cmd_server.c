@@ -67,6 +67,7 @@ void cmd_reply_unknown_subcommand(struct cmd_ctx *x)
 /* "wrong number of arguments for 'client|id' command" for a known subcommand. */
 void cmd_reply_sub_arity(struct cmd_ctx *x)
 {
+    x->rejected = true;
     char full[64];
     cmd_full_name(x->desc, x->argc, x->argv, full, sizeof full);
     reply_err_arity(x->out, full);
@@ -847,7 +848,7 @@ void cmd_config(struct cmd_ctx *x)
     const struct resp_arg *sub = &x->argv[1];
     if (cmd_arg_is(sub, "get")) {
         if (x->argc < 3) {
-            reply_err_arity(x->out, "config|get");
+            cmd_reply_sub_arity(x);
             return;
         }
         config_get(x);
@@ -1084,9 +1085,15 @@ static void stats_reset(struct server *srv)
     RESET(wakeups_sent);
     RESET(queue_full_pauses);
     RESET(recv_nobufs);
-    for (size_t i = 0; i < KVD_CMDS_MAX; i++) {
+    for (size_t i = 0; i < KVD_STAT_ROWS; i++) {
         RESET(cmd_calls[i]);
         RESET(cmd_usec[i]);
+        RESET(cmd_failed[i]);
+        RESET(cmd_rejected[i]);
+    }
+    RESET(errs.total);
+    for (size_t i = 0; i < REPLY_ERR_CODES; i++) {
+        RESET(errs.by_code[i]);
     }
 }
 
@@ -1137,14 +1144,14 @@ void cmd_info(struct cmd_ctx *x)
                  "rejected_connections:%llu\r\nexpired_keys:%llu\r\nevicted_keys:0\r\n"
                  "keyspace_hits:%llu\r\nkeyspace_misses:%llu\r\ncommands_forwarded:%llu\r\n"
                  "shard_wakeups_sent:%llu\r\nshard_queue_full_pauses:%llu\r\n"
-                 "recv_buffer_exhaustions:%llu\r\n\r\n",
+                 "recv_buffer_exhaustions:%llu\r\ntotal_error_replies:%llu\r\n\r\n",
                  (unsigned long long)SUMB(connections), (unsigned long long)SUMB(commands),
                  (unsigned long long)SUMB(net_in_bytes), (unsigned long long)SUMB(net_out_bytes),
                  (unsigned long long)SUMB(rejected), (unsigned long long)SUMB(expired_keys),
                  (unsigned long long)SUMB(keyspace_hits), (unsigned long long)SUMB(keyspace_misses),
                  (unsigned long long)SUMB(forwarded), (unsigned long long)SUMB(wakeups_sent),
-                 (unsigned long long)SUMB(queue_full_pauses),
-                 (unsigned long long)SUMB(recv_nobufs));
+                 (unsigned long long)SUMB(queue_full_pauses), (unsigned long long)SUMB(recv_nobufs),
+                 (unsigned long long)SUMB(errs.total));
     }
     if (want(x->argc, x->argv, "replication", true)) {
         info_add(&b, "# Replication\r\nrole:master\r\nconnected_slaves:0\r\n\r\n");
@@ -1158,17 +1165,29 @@ void cmd_info(struct cmd_ctx *x)
     }
     if (want(x->argc, x->argv, "commandstats", false)) {
         info_add(&b, "# Commandstats\r\n");
-        size_t n;
-        const struct cmd_desc *t = cmd_table(&n);
-        for (size_t i = 0; i < n; i++) {
+        for (size_t i = 0; i < cmd_stat_rows(); i++) {
             uint64_t calls = SUMB(cmd_calls[i]);
             uint64_t usec = SUMB(cmd_usec[i]);
-            if (calls > 0) {
+            uint64_t rejected = SUMB(cmd_rejected[i]);
+            uint64_t failed = SUMB(cmd_failed[i]);
+            if (calls > 0 || rejected > 0 || failed > 0) {
                 info_add(&b,
-                         "cmdstat_%s:calls=%llu,usec=%llu,usec_per_call=%.2f,rejected_calls=0,"
-                         "failed_calls=0\r\n",
-                         t[i].name, (unsigned long long)calls, (unsigned long long)usec,
-                         (double)usec / (double)calls);
+                         "cmdstat_%s:calls=%llu,usec=%llu,usec_per_call=%.2f,rejected_calls=%llu,"
+                         "failed_calls=%llu\r\n",
+                         cmd_stat_name(i), (unsigned long long)calls, (unsigned long long)usec,
+                         calls ? (double)usec / (double)calls : 0.0, (unsigned long long)rejected,
+                         (unsigned long long)failed);
+            }
+        }
+        info_add(&b, "\r\n");
+    }
+    if (want(x->argc, x->argv, "errorstats", true)) {
+        info_add(&b, "# Errorstats\r\n");
+        for (size_t i = 0; i < REPLY_ERR_CODES; i++) {
+            uint64_t n = SUMB(errs.by_code[i]);
+            if (n > 0) {
+                info_add(&b, "errorstat_%s:count=%llu\r\n", reply_err_codes[i],
+                         (unsigned long long)n);
             }
         }
         info_add(&b, "\r\n");

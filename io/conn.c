@@ -75,6 +75,11 @@ struct pend {
     uint32_t parts_left; /* messages still expected; 0 = ready */
     uint8_t merge;       /* enum cmd_merge, or CMD_MERGE_NONE for one blob */
     uint8_t proto;
+    /* statistics of a command run elsewhere, counted here when it is complete */
+    uint16_t row;               /* cmd_stat_row, CMD_ROW_NONE: counted already (or never) */
+    bool failed;                /* some part replied an error */
+    uint64_t us;                /* the parts' execution time */
+    struct slowlog_entry *slow; /* fan-out: the command as the slowlog would keep it */
     int64_t sum;
     char *blob; /* CMD_MERGE_NONE: the reply bytes (mi heap of whichever shard) */
     size_t len;
@@ -485,6 +490,7 @@ static void free_pend(struct conn *c, struct pend *p)
     KV_ASSERT(c->pend_bytes >= held);
     c->pend_bytes -= held;
     blob_free(p->blob);
+    slowlog_drop(p->slow);
     if (p->g != NULL) {
         for (uint32_t i = 0; i < KVD_THREADS_MAX; i++) {
             blob_free(p->g->part_blob[i]);
@@ -547,6 +553,7 @@ static struct pend *pend_push(struct conn *c)
     struct pend *p = &c->pend[c->pend_tail % CONN_PENDING_MAX];
     memset(p, 0, sizeof *p);
     p->proto = (uint8_t)c->resp;
+    p->row = CMD_ROW_NONE;
     c->pend_tail++;
     return p;
 }
@@ -751,8 +758,47 @@ static size_t argv_unpack(const char *blob, size_t len, struct resp_arg *argv, s
 
 /* ---- execution ------------------------------------------------------------------ */
 
-static void run(struct shard *sh, struct conn *c, const struct cmd_desc *d, size_t argc,
-                const struct resp_arg *argv, struct resp_out *out, int64_t *sum, uint64_t caller_id)
+/* What one execution (a whole command or a fan-out part) did, for the statistics. */
+struct run_res {
+    uint64_t us;
+    bool failed;   /* replied an error */
+    bool rejected; /* refused before doing anything (a subcommand's arity) */
+};
+
+/*
+ * Counts one command in the client shard's statistics (INFO commandstats, the slowlog),
+ * once, however many shards ran parts of it: executed calls with their time and
+ * failures, or a rejection. `slow` is the prepared slowlog copy of a fan-out (else
+ * argv is logged when the command was slow).
+ */
+static void account(struct shard *sh, struct conn *c, uint16_t row, struct run_res r, size_t argc,
+                    const struct resp_arg *argv, struct slowlog_entry *slow)
+{
+    if (row == CMD_ROW_NONE) {
+        slowlog_drop(slow);
+        return;
+    }
+    if (r.rejected) {
+        STAT_ADD(sh->stats.cmd_rejected[row], 1);
+        slowlog_drop(slow);
+        return;
+    }
+    STAT_ADD(sh->stats.commands, 1);
+    STAT_ADD(sh->stats.cmd_calls[row], 1);
+    STAT_ADD(sh->stats.cmd_usec[row], r.us);
+    if (r.failed) {
+        STAT_ADD(sh->stats.cmd_failed[row], 1);
+    }
+    if (slow != NULL) {
+        slowlog_commit(slow, r.us, sh->now_ms);
+    } else if (KV_UNLIKELY(argv != NULL && slowlog_wants(r.us))) {
+        slowlog_maybe_add(argc, argv, r.us, sh->now_ms, c ? c->addr : "", c ? conn_name(c) : "");
+    }
+}
+
+static struct run_res run(struct shard *sh, struct conn *c, const struct cmd_desc *d, size_t argc,
+                          const struct resp_arg *argv, struct resp_out *out, int64_t *sum,
+                          uint64_t caller_id)
 {
     struct cmd_ctx x = {
         .argc = argc,
@@ -764,20 +810,14 @@ static void run(struct shard *sh, struct conn *c, const struct cmd_desc *d, size
         .now_ms = sh->now_ms,
         .caller_id = caller_id,
     };
+    uint64_t errors = reply_errors();
     uint64_t t0 = kv_clock_mono_ns();
     d->fn(&x);
     uint64_t us = (kv_clock_mono_ns() - t0) / 1000;
-    size_t row = cmd_index(d);
-    STAT_ADD(sh->stats.commands, 1);
-    STAT_ADD(sh->stats.cmd_calls[row], 1);
-    STAT_ADD(sh->stats.cmd_usec[row], us);
-    int64_t slow_us = KV_CONF_GET(kvd_settings.slowlog_slower_than_us);
-    if (KV_UNLIKELY(slow_us >= 0 && us >= (uint64_t)slow_us)) {
-        slowlog_maybe_add(argc, argv, us, sh->now_ms, c ? c->addr : "", c ? conn_name(c) : "");
-    }
     if (sum != NULL) {
         *sum = x.sum;
     }
+    return (struct run_res){.us = us, .failed = reply_errors() != errors, .rejected = x.rejected};
 }
 
 /*
@@ -807,14 +847,17 @@ static void exec_local(struct conn *c, const struct cmd_desc *d, size_t argc,
                        const struct resp_arg *argv)
 {
     struct shard *sh = c->sh;
+    uint16_t row = cmd_stat_row(d, argc, argv);
     if (pend_count(c) == 0) {
-        run(sh, c, d, argc, argv, &c->out, NULL, c->id);
+        struct run_res r = run(sh, c, d, argc, argv, &c->out, NULL, c->id);
+        account(sh, c, row, r, argc, argv, NULL);
         wal_gate(c, d);
         mark_dirty(c);
         return;
     }
     resp_out_set_proto(sh->scratch, c->resp);
-    run(sh, c, d, argc, argv, sh->scratch, NULL, c->id);
+    struct run_res r = run(sh, c, d, argc, argv, sh->scratch, NULL, c->id);
+    account(sh, c, row, r, argc, argv, NULL);
     wal_gate(c, d);
     struct pend *p = pend_push(c);
     if (resp_out_error(sh->scratch) != 0) {
@@ -884,6 +927,7 @@ static void forward_one(struct conn *c, uint32_t to, const struct cmd_desc *d, s
     }
     struct pend *p = pend_push(c);
     p->parts_left = 1;
+    p->row = cmd_stat_row(d, argc, argv);
     send_req(c, to, d, c->pend_tail - 1, 0, argc, ap);
     if (ap != args) {
         mi_free(ap);
@@ -891,10 +935,13 @@ static void forward_one(struct conn *c, uint32_t to, const struct cmd_desc *d, s
 }
 
 /* Stores one part's result in a pending slot; true if the slot became ready. */
-static bool part_done(struct pend *p, uint32_t part, char *blob, size_t len, int64_t value)
+static bool part_done(struct pend *p, uint32_t part, char *blob, size_t len, int64_t value,
+                      struct run_res r)
 {
     KV_ASSERT(p->parts_left > 0);
     p->sum += value;
+    p->us += r.us;
+    p->failed |= r.failed;
     if (p->g != NULL && (p->merge == CMD_MERGE_ARRAY || p->merge == CMD_MERGE_CONCAT ||
                          p->merge == CMD_MERGE_FIRST || p->merge == CMD_MERGE_BULKCAT)) {
         KV_ASSERT(part < KVD_THREADS_MAX && p->g->part_blob[part] == NULL);
@@ -904,6 +951,41 @@ static bool part_done(struct pend *p, uint32_t part, char *blob, size_t len, int
         blob_free(blob);
     }
     return --p->parts_left == 0;
+}
+
+/* A forwarded command's reply came back: count it here, on the client's shard. */
+static void account_forwarded(struct conn *c, struct pend *p, struct run_res r, void *slow_argv)
+{
+    if (slow_argv == NULL) {
+        account(c->sh, c, p->row, r, 0, NULL, NULL);
+        return;
+    }
+    struct resp_arg stack_argv[ARGV_STACK];
+    uint32_t argc;
+    memcpy(&argc, slow_argv, 4);
+    struct resp_arg *argv =
+        argc <= ARGV_STACK ? stack_argv : mi_heap_malloc(c->sh->heap, argc * sizeof *argv);
+    KV_ASSERT(argv != NULL);
+    size_t len = 4;
+    for (uint32_t i = 0, l; i < argc; i++) {
+        memcpy(&l, (char *)slow_argv + len, 4);
+        len += 4 + l;
+    }
+    argv_unpack(slow_argv, len, argv, argc);
+    account(c->sh, c, p->row, r, argc, argv, NULL);
+    if (argv != stack_argv) {
+        mi_free(argv);
+    }
+    blob_free(slow_argv);
+}
+
+/* Every part of a fan-out is done: count the command once, with the parts' total time. */
+static void account_fan_out(struct conn *c, struct pend *p)
+{
+    struct run_res r = {.us = p->us, .failed = p->failed};
+    account(c->sh, c, p->row, r, 0, NULL, p->slow);
+    p->slow = NULL;
+    p->row = CMD_ROW_NONE;
 }
 
 /*
@@ -923,6 +1005,10 @@ static void fan_out(struct conn *c, const struct cmd_desc *d, size_t argc,
     struct pend *p = pend_push(c);
     uint32_t seq = c->pend_tail - 1;
     p->merge = (uint8_t)d->merge;
+    p->row = cmd_stat_row(d, argc, argv);
+    if (p->row != CMD_ROW_NONE) {
+        p->slow = slowlog_prepare(argc, argv, c->addr, conn_name(c));
+    }
     p->g = mi_heap_zalloc(sh->heap, sizeof *p->g + nkeys * sizeof p->g->owner[0]);
     KV_ASSERT(p->g != NULL);
     p->g->nkeys = (uint32_t)nkeys;
@@ -972,12 +1058,12 @@ static void fan_out(struct conn *c, const struct cmd_desc *d, size_t argc,
             }
             int64_t sum = 0;
             resp_out_set_proto(sh->scratch, c->resp);
-            run(sh, NULL, d, n, lv, sh->scratch, &sum, c->id);
+            struct run_res r = run(sh, NULL, d, n, lv, sh->scratch, &sum, c->id);
             wal_gate(c, d);
             size_t len;
             char *blob = scratch_take(sh, &len);
             size_t before = slot_bytes(p);
-            part_done(p, t, blob, len, sum);
+            part_done(p, t, blob, len, sum, r);
             c->pend_bytes += slot_bytes(p) - before;
             if (lv != local) {
                 mi_free(lv);
@@ -991,6 +1077,7 @@ static void fan_out(struct conn *c, const struct cmd_desc *d, size_t argc,
         return; /* closing: the slot is freed with the connection */
     }
     if (--p->parts_left == 0) { /* the hold taken above */
+        account_fan_out(c, p);
         pend_drain(c);
     }
 }
@@ -1080,6 +1167,16 @@ static void early_error(struct conn *c, const char *fmt, const char *arg)
     reply_error(o, fmt, arg);
 }
 
+/* Counts a known command refused before execution: rejected (arity, NOAUTH, MISCONF,
+ * CROSSSLOT, as Redis rejects them) or failed (errors Redis finds while executing:
+ * SCAN's cursor, MSET's pairs, the whole-keyspace commands' arguments). */
+static void early_count(struct conn *c, const struct cmd_desc *d, bool rejected, size_t argc,
+                        const struct resp_arg *argv)
+{
+    struct run_res r = {.failed = !rejected, .rejected = rejected};
+    account(c->sh, c, cmd_stat_row(d, argc, argv), r, argc, argv, NULL);
+}
+
 static void finish_early(struct conn *c)
 {
     if (pend_count(c) == 0) {
@@ -1116,11 +1213,13 @@ static void dispatch_pre(struct conn *c, const struct resp_cmd *cmd, const struc
     cmd_full_name(d, cmd->argc, cmd->argv, c->last_cmd, sizeof c->last_cmd);
     if (!cmd_arity_ok(d, cmd->argc)) { /* Redis checks the arity before the password */
         early_error(c, "ERR wrong number of arguments for '%s' command", d->name);
+        early_count(c, d, true, cmd->argc, cmd->argv);
         finish_early(c);
         return;
     }
     if (!(c->flags & CONN_AUTHED) && !(d->flags & CMD_NOAUTH)) {
         early_error(c, "NOAUTH Authentication required.%s", "");
+        early_count(c, d, true, cmd->argc, cmd->argv);
         finish_early(c);
         return;
     }
@@ -1131,6 +1230,7 @@ static void dispatch_pre(struct conn *c, const struct resp_cmd *cmd, const struc
                     "MISCONF Errors writing to the WAL: %s. Write commands are refused until it "
                     "can be written again; reads go on.",
                     strerror(err));
+        early_count(c, d, true, cmd->argc, cmd->argv);
         finish_early(c);
         return;
     }
@@ -1164,6 +1264,7 @@ static void dispatch_pre(struct conn *c, const struct resp_cmd *cmd, const struc
         for (size_t i = (size_t)d->first_key; i <= last; i += (size_t)d->key_step) {
             if (route_lookup(rt, arg_hash(&argv[i])) != first) {
                 early_error(c, "CROSSSLOT Keys in request don't hash to the same slot%s", "");
+                early_count(c, d, true, argc, argv);
                 finish_early(c);
                 return;
             }
@@ -1179,6 +1280,7 @@ static void dispatch_pre(struct conn *c, const struct resp_cmd *cmd, const struc
         uint32_t t;
         if (!scan_owner(c, &argv[1], &t)) {
             early_error(c, "ERR invalid cursor%s", "");
+            early_count(c, d, false, argc, argv);
             finish_early(c);
         } else if (t == sh->id) {
             exec_local(c, d, argc, argv);
@@ -1190,6 +1292,7 @@ static void dispatch_pre(struct conn *c, const struct resp_cmd *cmd, const struc
     case CMD_EXEC_MULTI: {
         if (d->key_step == 2 && (argc - 1) % 2 != 0) {
             early_error(c, "ERR wrong number of arguments for '%s' command", d->name);
+            early_count(c, d, false, argc, argv);
             finish_early(c);
             return;
         }
@@ -1215,6 +1318,7 @@ static void dispatch_pre(struct conn *c, const struct resp_cmd *cmd, const struc
     }
     case CMD_EXEC_ALL:
         if (!precheck(c, d, argc, argv)) {
+            early_count(c, d, false, argc, argv);
             finish_early(c);
         } else if (sh->srv->nthreads == 1) {
             exec_local(c, d, argc, argv);
@@ -1579,7 +1683,7 @@ void conn_exec_remote(struct shard *sh, const struct xmsg *m)
     argv_unpack(m->payload, m->payload_len, argv, argc);
     int64_t sum = 0;
     resp_out_set_proto(sh->scratch, m->proto);
-    run(sh, NULL, m->desc, argc, argv, sh->scratch, &sum, m->caller_id);
+    struct run_res res = run(sh, NULL, m->desc, argc, argv, sh->scratch, &sum, m->caller_id);
     STAT_ADD(sh->stats.executed_remote, 1);
     struct xmsg r = {
         .kind = XM_REPLY,
@@ -1588,6 +1692,8 @@ void conn_exec_remote(struct shard *sh, const struct xmsg *m)
         .conn = m->conn,
         .value = sum,
         .part = m->part,
+        .flags = (res.failed ? XR_FAILED : 0) | (res.rejected ? XR_REJECTED : 0),
+        .exec_us = res.us,
     };
     if (resp_out_error(sh->scratch) != 0) {
         scratch_reset(sh);
@@ -1604,7 +1710,11 @@ void conn_exec_remote(struct shard *sh, const struct xmsg *m)
     if (argv != stack_argv) {
         mi_free(argv);
     }
-    blob_free(m->payload);
+    if (KV_UNLIKELY(slowlog_wants(res.us))) {
+        r.slow_argv = m->payload; /* the client's shard logs it, with the client's name */
+    } else {
+        blob_free(m->payload);
+    }
     struct wal *w = sh->wal;
     if (w != NULL && wal_holds(w, m->desc)) {
         held_push(sh, &r, m->src, wal_appended(w));
@@ -1622,14 +1732,22 @@ void conn_on_reply(struct shard *sh, const struct xmsg *m)
     struct pend *p = &c->pend[m->seq % CONN_PENDING_MAX];
     bool ready;
     size_t before = slot_bytes(p);
+    struct run_res r = {.us = m->exec_us,
+                        .failed = (m->flags & XR_FAILED) != 0,
+                        .rejected = (m->flags & XR_REJECTED) != 0};
     if (p->g == NULL) {
         KV_ASSERT(p->parts_left == 1 && p->blob == NULL);
         p->blob = m->payload;
         p->len = m->payload_len;
         p->parts_left = 0;
         ready = true;
+        account_forwarded(c, p, r, m->slow_argv);
     } else {
-        ready = part_done(p, m->part, m->payload, m->payload_len, m->value);
+        ready = part_done(p, m->part, m->payload, m->payload_len, m->value, r);
+        blob_free(m->slow_argv); /* a fan-out is logged whole, from p->slow */
+        if (ready) {
+            account_fan_out(c, p);
+        }
     }
     c->pend_bytes += slot_bytes(p) - before;
     if (pend_over_limit(c)) {

@@ -5,13 +5,56 @@
  */
 #include "reply.h"
 
+#include "kv_assert.h"
 #include "resp_out.h"
 
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
 #define REPLY_ERROR_MAX 1024 /* longest formatted error text; longer ones are cut */
+#define REPLY_CODE_SCAN 32   /* Redis looks for the code's end in the first 32 bytes */
+
+const char *const reply_err_codes[REPLY_ERR_CODES] = {
+    "CROSSSLOT", "ERR", "MISCONF", "NOAUTH", "NOPROTO", "OOM", "WRONGPASS", "WRONGTYPE",
+};
+
+static _Thread_local struct reply_errstats *bound;
+
+void reply_errstats_bind(struct reply_errstats *s)
+{
+    bound = s;
+}
+
+uint64_t reply_errors(void)
+{
+    return bound != NULL ? atomic_load_explicit(&bound->total, memory_order_relaxed) : 0;
+}
+
+static void bump(_Atomic uint64_t *v)
+{
+    atomic_store_explicit(v, atomic_load_explicit(v, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
+}
+
+static void count_error(const char *text, size_t n)
+{
+    if (bound == NULL) {
+        return;
+    }
+    bump(&bound->total);
+    const char *sp = memchr(text, ' ', n < REPLY_CODE_SCAN ? n : REPLY_CODE_SCAN);
+    size_t len = sp != NULL ? (size_t)(sp - text) : 3;
+    const char *code = sp != NULL ? text : "ERR";
+    for (size_t i = 0; i < REPLY_ERR_CODES; i++) {
+        if (strlen(reply_err_codes[i]) == len && memcmp(reply_err_codes[i], code, len) == 0) {
+            bump(&bound->by_code[i]);
+            return;
+        }
+    }
+    KV_DASSERT(!"an error code missing from reply_err_codes");
+}
 
 void reply_simple(struct resp_out *r, const char *s)
 {
@@ -36,6 +79,7 @@ void reply_error(struct resp_out *r, const char *fmt, ...)
     if ((size_t)n >= sizeof buf) {
         n = sizeof buf - 1;
     }
+    count_error(buf, (size_t)n);
     (void)resp_out_error_reply(r, buf, (size_t)n);
 }
 

@@ -13,6 +13,7 @@
 #ifndef KVD_REPLY_H
 #define KVD_REPLY_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -33,6 +34,26 @@ void reply_set(struct resp_out *r, size_t n);
 void reply_double(struct resp_out *r, double d);
 void reply_verbatim(struct resp_out *r, const char *p, size_t n); /* "txt" */
 void reply_raw(struct resp_out *r, const void *p, size_t n);      /* bytes already in RESP */
+
+/*
+ * Error replies are counted per thread, by code (the first word of the text, as Redis's
+ * errorstats: "ERR" when there is no space in the first 32 bytes), into the counters
+ * the thread bound with reply_errstats_bind (none bound: not counted). The codes kvd
+ * replies are listed in reply_err_codes, sorted (INFO errorstats prints them in order).
+ * The counters are written by their thread only and read by any (relaxed atomics).
+ */
+#define REPLY_ERR_CODES 8
+extern const char *const reply_err_codes[REPLY_ERR_CODES];
+
+struct reply_errstats {
+    _Atomic uint64_t total;
+    _Atomic uint64_t by_code[REPLY_ERR_CODES];
+};
+
+void reply_errstats_bind(struct reply_errstats *s);
+/* The calling thread's error replies so far (0 if none bound): a command failed if
+ * this moved while it ran. */
+uint64_t reply_errors(void);
 
 /* Common errors, Redis's texts. */
 void reply_err_syntax(struct resp_out *r);

@@ -18,6 +18,8 @@
 #ifndef KVD_SERVER_H
 #define KVD_SERVER_H
 
+#include "reply.h"
+
 #include <liburing.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -54,15 +56,26 @@ struct xmsg {
     uint16_t src;  /* sending shard */
     uint32_t seq;  /* the requesting connection's pending-reply sequence number */
     struct conn *conn;
-    const struct cmd_desc *desc; /* XM_REQ: the command (the table is static) */
-    void *payload;               /* XM_REQ: serialized argv; XM_REPLY: reply bytes */
+    union {
+        const struct cmd_desc *desc; /* XM_REQ: the command (the table is static) */
+        void *slow_argv; /* XM_REPLY: the request's argv, handed back when the command was
+                          * slow enough for the slowlog (the receiver frees it) */
+    };
+    void *payload; /* XM_REQ: serialized argv; XM_REPLY: reply bytes */
     uint64_t payload_len;
-    int64_t value; /* XM_REPLY: the part's integer result (CMD_MERGE_SUM) */
-    uint32_t part; /* fan-out: which part of the request (the owner shard) */
-    uint32_t flags;
-    uint64_t caller_id; /* XM_REQ: the id of the client that sent the command */
+    int64_t value;  /* XM_REPLY: the part's integer result (CMD_MERGE_SUM) */
+    uint32_t part;  /* fan-out: which part of the request (the owner shard) */
+    uint32_t flags; /* XM_REPLY: XR_* */
+    union {
+        uint64_t caller_id; /* XM_REQ: the id of the client that sent the command */
+        uint64_t exec_us;   /* XM_REPLY: how long the execution took */
+    };
 };
 _Static_assert(sizeof(struct xmsg) == 64, "xmsg is one cache line");
+
+/* XM_REPLY flags */
+#define XR_FAILED   1u /* the execution replied an error */
+#define XR_REJECTED 2u /* refused before execution */
 
 /*
  * Counters of one shard. Only the shard writes them (STAT_ADD: a relaxed load and
@@ -74,7 +87,8 @@ _Static_assert(sizeof(struct xmsg) == 64, "xmsg is one cache line");
 #define STAT_SET(var, v) atomic_store_explicit(&(var), (v), memory_order_relaxed)
 #define STAT_GET(var)    atomic_load_explicit(&(var), memory_order_relaxed)
 
-#define KVD_CMDS_MAX 96 /* rows of the command table, for per-command stats */
+#define KVD_CMDS_MAX  96  /* rows of the command table */
+#define KVD_STAT_ROWS 128 /* per-command statistics rows: commands and subcommands */
 
 struct shard_stats {
     _Atomic uint64_t commands;
@@ -96,8 +110,12 @@ struct shard_stats {
     _Atomic uint64_t expire_avg_ms; /* mean expiry time of those (absolute, ms) */
     _Atomic uint64_t mem_bytes;
     _Atomic uint64_t clients;
-    _Atomic uint64_t cmd_calls[KVD_CMDS_MAX];
-    _Atomic uint64_t cmd_usec[KVD_CMDS_MAX];
+    /* per command (row: cmd_stat_row), counted on the client's shard */
+    _Atomic uint64_t cmd_calls[KVD_STAT_ROWS];
+    _Atomic uint64_t cmd_usec[KVD_STAT_ROWS];
+    _Atomic uint64_t cmd_failed[KVD_STAT_ROWS];   /* executed, replied an error */
+    _Atomic uint64_t cmd_rejected[KVD_STAT_ROWS]; /* refused before execution */
+    struct reply_errstats errs;                   /* error replies made on this shard, by code */
 };
 
 struct shard {

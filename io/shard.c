@@ -406,9 +406,10 @@ static void loop(struct shard *sh)
         }
         io_uring_cq_advance(&sh->ring, seen);
         drain_queues(sh);
-        if (STAT_GET(sh->stats.commands) != published_at) {
+        uint64_t ran = STAT_GET(sh->stats.commands) + STAT_GET(sh->stats.executed_remote);
+        if (ran != published_at) {
             /* INFO on any shard sees this turn's writes (a few tbl_stats per turn). */
-            published_at = STAT_GET(sh->stats.commands);
+            published_at = ran;
             publish_stats(sh);
         }
         conn_retry_blocked(sh);
@@ -618,6 +619,7 @@ static void *shard_main(void *arg)
     kv_log_thread_name(name);
     pthread_setname_np(pthread_self(), name);
     pin(sh->id);
+    reply_errstats_bind(&sh->stats.errs);
     bool ok = !sh->srv->persist || durability_start(sh) == 0;
     if (!ok) {
         atomic_store(&sh->srv->start_failed, 1);

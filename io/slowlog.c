@@ -1,9 +1,11 @@
 /*
- * slowlog: a bounded list kept newest first; entries and their argument copies are
- * allocated from the C heap under the mutex (slow commands only).
+ * slowlog: a bounded list kept newest first; an entry and its argument copies are one
+ * allocation from the C heap, made outside the mutex; the mutex is taken only to link
+ * an entry in (slow commands only) and to read or reset the list.
  */
 #include "slowlog.h"
 
+#include "kv_assert.h"
 #include "kv_config.h"
 #include "kvd_settings.h"
 #include "reply.h"
@@ -16,93 +18,120 @@
 
 #define SLOWLOG_ARGS_MAX      32
 #define SLOWLOG_ARG_BYTES_MAX 128
+#define SLOWLOG_NOTE_MAX      40 /* "... (N more bytes)" / "... (N more arguments)" */
 
-struct slow_entry {
-    struct slow_entry *next;
+/* One allocation: the header, then the argument bytes argv[] points into. */
+struct slowlog_entry {
+    struct slowlog_entry *next;
     uint64_t id;
     int64_t time_s;
     uint64_t duration_us;
     size_t argc;
-    char *argv[SLOWLOG_ARGS_MAX];
-    size_t argl[SLOWLOG_ARGS_MAX];
+    const char *argv[SLOWLOG_ARGS_MAX];
+    uint32_t argl[SLOWLOG_ARGS_MAX];
     char addr[48];
     char name[64];
+    char bytes[];
 };
 
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
-static struct slow_entry *head;
+static struct slowlog_entry *head;
 static size_t len;
 static uint64_t next_id;
 
-static void entry_free(struct slow_entry *e)
+struct slowlog_entry *slowlog_prepare(size_t argc, const struct resp_arg *argv, const char *addr,
+                                      const char *name)
 {
-    for (size_t i = 0; i < e->argc; i++) {
-        free(e->argv[i]);
+    if (KV_CONF_GET(kvd_settings.slowlog_slower_than_us) < 0 ||
+        KV_CONF_GET(kvd_settings.slowlog_max_len) == 0) {
+        return NULL;
     }
+    size_t n = argc > SLOWLOG_ARGS_MAX ? SLOWLOG_ARGS_MAX : argc;
+    size_t bytes = 0;
+    for (size_t i = 0; i < n; i++) {
+        bytes += (argv[i].len < SLOWLOG_ARG_BYTES_MAX ? argv[i].len : SLOWLOG_ARG_BYTES_MAX) +
+                 SLOWLOG_NOTE_MAX;
+    }
+    struct slowlog_entry *e = malloc(sizeof *e + bytes);
+    if (e == NULL) {
+        return NULL;
+    }
+    char *w = e->bytes;
+    for (size_t i = 0; i < n; i++) {
+        int k;
+        if (i == SLOWLOG_ARGS_MAX - 1 && argc > SLOWLOG_ARGS_MAX) {
+            k = snprintf(w, SLOWLOG_NOTE_MAX, "... (%zu more arguments)", argc - n + 1);
+        } else if (argv[i].len > SLOWLOG_ARG_BYTES_MAX) {
+            memcpy(w, argv[i].ptr, SLOWLOG_ARG_BYTES_MAX);
+            k = SLOWLOG_ARG_BYTES_MAX + snprintf(w + SLOWLOG_ARG_BYTES_MAX, SLOWLOG_NOTE_MAX,
+                                                 "... (%zu more bytes)",
+                                                 argv[i].len - SLOWLOG_ARG_BYTES_MAX);
+        } else {
+            memcpy(w, argv[i].ptr, argv[i].len);
+            k = (int)argv[i].len;
+        }
+        KV_ASSERT(k >= 0 && (size_t)k < SLOWLOG_ARG_BYTES_MAX + SLOWLOG_NOTE_MAX);
+        e->argv[i] = w;
+        e->argl[i] = (uint32_t)k;
+        w += k;
+    }
+    KV_ASSERT((size_t)(w - e->bytes) <= bytes);
+    e->argc = n;
+    snprintf(e->addr, sizeof e->addr, "%s", addr ? addr : "");
+    snprintf(e->name, sizeof e->name, "%s", name ? name : "");
+    return e;
+}
+
+void slowlog_drop(struct slowlog_entry *e)
+{
     free(e);
 }
 
-static char *copy_arg(const char *p, size_t n, size_t *out_len)
-{
-    char buf[SLOWLOG_ARG_BYTES_MAX + 64];
-    if (n > SLOWLOG_ARG_BYTES_MAX) {
-        int k = snprintf(buf, sizeof buf, "%.*s... (%zu more bytes)", SLOWLOG_ARG_BYTES_MAX, p,
-                         n - SLOWLOG_ARG_BYTES_MAX);
-        p = buf;
-        n = (size_t)k;
-    }
-    char *c = malloc(n ? n : 1);
-    if (c != NULL) {
-        memcpy(c, p, n);
-    }
-    *out_len = c ? n : 0;
-    return c;
-}
-
-void slowlog_maybe_add(size_t argc, const struct resp_arg *argv, uint64_t duration_us,
-                       int64_t now_ms, const char *addr, const char *name)
+void slowlog_commit(struct slowlog_entry *e, uint64_t duration_us, int64_t now_ms)
 {
     int64_t threshold = KV_CONF_GET(kvd_settings.slowlog_slower_than_us);
     int64_t max = KV_CONF_GET(kvd_settings.slowlog_max_len);
-    if (threshold < 0 || duration_us < (uint64_t)threshold || max == 0) {
+    if (e == NULL) {
         return;
     }
-    struct slow_entry *e = calloc(1, sizeof *e);
-    if (e == NULL) {
+    if (threshold < 0 || duration_us < (uint64_t)threshold || max == 0) {
+        free(e);
         return;
     }
     e->time_s = now_ms / 1000;
     e->duration_us = duration_us;
-    size_t n = argc > SLOWLOG_ARGS_MAX ? SLOWLOG_ARGS_MAX : argc;
-    for (size_t i = 0; i < n; i++) {
-        if (i == SLOWLOG_ARGS_MAX - 1 && argc > SLOWLOG_ARGS_MAX) {
-            char more[64];
-            int k = snprintf(more, sizeof more, "... (%zu more arguments)", argc - n + 1);
-            e->argv[i] = copy_arg(more, (size_t)k, &e->argl[i]);
-        } else {
-            e->argv[i] = copy_arg(argv[i].ptr, argv[i].len, &e->argl[i]);
-        }
-    }
-    e->argc = n;
-    snprintf(e->addr, sizeof e->addr, "%s", addr ? addr : "");
-    snprintf(e->name, sizeof e->name, "%s", name ? name : "");
     pthread_mutex_lock(&mu);
     e->id = next_id++;
     e->next = head;
     head = e;
     len++;
     /* Trim to the current maximum. */
-    struct slow_entry **pp = &head;
+    struct slowlog_entry **pp = &head;
     for (int64_t i = 0; *pp != NULL && i < max; i++) {
         pp = &(*pp)->next;
     }
     while (*pp != NULL) {
-        struct slow_entry *dead = *pp;
+        struct slowlog_entry *dead = *pp;
         *pp = dead->next;
-        entry_free(dead);
+        free(dead);
         len--;
     }
     pthread_mutex_unlock(&mu);
+}
+
+bool slowlog_wants(uint64_t duration_us)
+{
+    int64_t threshold = KV_CONF_GET(kvd_settings.slowlog_slower_than_us);
+    return threshold >= 0 && duration_us >= (uint64_t)threshold &&
+           KV_CONF_GET(kvd_settings.slowlog_max_len) != 0;
+}
+
+void slowlog_maybe_add(size_t argc, const struct resp_arg *argv, uint64_t duration_us,
+                       int64_t now_ms, const char *addr, const char *name)
+{
+    if (slowlog_wants(duration_us)) {
+        slowlog_commit(slowlog_prepare(argc, argv, addr, name), duration_us, now_ms);
+    }
 }
 
 void slowlog_reply_get(struct resp_out *o, int64_t count)
@@ -110,7 +139,7 @@ void slowlog_reply_get(struct resp_out *o, int64_t count)
     pthread_mutex_lock(&mu);
     size_t n = count < 0 || (size_t)count > len ? len : (size_t)count;
     reply_array(o, n);
-    struct slow_entry *e = head;
+    struct slowlog_entry *e = head;
     for (size_t i = 0; i < n; i++, e = e->next) {
         reply_array(o, 6);
         reply_int(o, (int64_t)e->id);
@@ -138,9 +167,9 @@ void slowlog_reset(void)
 {
     pthread_mutex_lock(&mu);
     while (head != NULL) {
-        struct slow_entry *e = head;
+        struct slowlog_entry *e = head;
         head = e->next;
-        entry_free(e);
+        free(e);
     }
     len = 0;
     pthread_mutex_unlock(&mu);

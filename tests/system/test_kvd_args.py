@@ -35,6 +35,15 @@ TEMPLATES = {
 # Values on which kvd and Redis legitimately differ: SELECT n (kvd has only db 0).
 SKIP = {"select": {"7"}}
 
+# Millisecond TTLs: after a TTL of a few ms, whether the key is still there when GET
+# arrives depends on timing, not on parsing; the GET afterwards is not compared.
+MS_TTL = {"psetex", "getex_px", "pexpire"}
+
+
+def short_ttl(name, w):
+    return name in MS_TTL and isinstance(w, str) and w.isascii() and w.isdigit() and \
+        0 < int(w) < 1000
+
 XFAIL = {
 }
 
@@ -61,7 +70,8 @@ def test_numeric_argument_parsing_matches_redis(pair, name, tpl):
             reset(pair.r)
             args = tuple(w if a == "{}" else a for a in tpl)
             pair.same(*args)
-            pair.same("GET", tpl[1])  # the key (or setting name) afterwards
+            if not short_ttl(name, w):
+                pair.same("GET", tpl[1])  # the key (or setting name) afterwards
     finally:
         for c in (pair.k, pair.r):
             c.cmd("CONFIG", "SET", "timeout", "0")

@@ -59,6 +59,9 @@ static struct command_ref ref_of_docs(const struct cmd_docs *m)
 static size_t words_count(const char *s)
 {
     size_t n = 0;
+    if (s == NULL) {
+        return 0;
+    }
     for (const char *p = s; *p != '\0'; p++) {
         n += *p != ' ' && (p == s || p[-1] == ' ');
     }
@@ -69,7 +72,7 @@ static size_t words_count(const char *s)
 static void reply_words(struct resp_out *o, const char *s, bool bulk)
 {
     reply_set(o, words_count(s));
-    while (*s != '\0') {
+    while (s != NULL && *s != '\0') {
         size_t n = strcspn(s, " ");
         if (n > 0) {
             if (bulk) {
@@ -88,7 +91,7 @@ static void reply_words(struct resp_out *o, const char *s, bool bulk)
 
 static bool words_has(const char *s, const char *word, size_t len, bool nocase)
 {
-    while (*s != '\0') {
+    while (s != NULL && *s != '\0') {
         size_t n = strcspn(s, " ");
         if (n == len && (nocase ? strncasecmp(s, word, len) : strncmp(s, word, len)) == 0) {
             return true;
@@ -102,7 +105,7 @@ static bool words_has(const char *s, const char *word, size_t len, bool nocase)
  * without its '@', any case, as COMMAND LIST FILTERBY ACLCAT takes it). */
 static bool acl_has(const char *acl, const struct resp_arg *cat)
 {
-    while (*acl != '\0') {
+    while (acl != NULL && *acl != '\0') {
         size_t n = strcspn(acl, " ");
         if (n == cat->len + 1 && acl[0] == '@' && strncasecmp(acl + 1, cat->ptr, cat->len) == 0) {
             return true;
@@ -168,8 +171,8 @@ static void reply_row(struct resp_out *o, const struct command_ref *r)
     reply_int(o, r->first_key);
     reply_int(o, r->last_key);
     reply_int(o, r->key_step);
-    reply_words(o, m != NULL ? m->acl : "", false);
-    reply_words(o, m != NULL ? m->tips : "", true);
+    reply_words(o, m != NULL ? m->acl : NULL, false);
+    reply_words(o, m != NULL ? m->tips : NULL, true);
     reply_set(o, m != NULL ? m->nspecs : 0);
     for (size_t i = 0; m != NULL && i < m->nspecs; i++) {
         reply_keyspec(o, &m->specs[i]);
@@ -266,13 +269,14 @@ static void reply_args(struct resp_out *o, const struct cmd_docs_arg *args, size
     reply_array(o, n);
     for (size_t i = 0; i < n; i++) {
         const struct cmd_docs_arg *a = &args[i];
+        bool key = strcmp(a->type, "key") == 0;
         bool nested = strcmp(a->type, "oneof") == 0 || strcmp(a->type, "block") == 0;
-        reply_map(o, 2 + (a->key_spec_index >= 0) + (a->token != NULL) + (a->summary != NULL) +
-                         (a->since != NULL) + (a->deprecated_since != NULL) + (a->flags != NULL) +
-                         nested);
+        KV_ASSERT(nested == (a->nargs > 0));
+        reply_map(o, 2 + key + (a->token != NULL) + (a->summary != NULL) + (a->since != NULL) +
+                         (a->deprecated_since != NULL) + (a->flags != NULL) + nested);
         reply_str_field(o, "name", a->name);
         reply_str_field(o, "type", a->type);
-        if (a->key_spec_index >= 0) {
+        if (key) {
             reply_bulk_str(o, "key_spec_index");
             reply_int(o, a->key_spec_index);
         }

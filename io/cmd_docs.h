@@ -9,7 +9,8 @@
  * const static data: nothing is allocated, any thread may read it.
  *
  * Word lists (flags, categories, tips, key-spec flags, argument flags) are one string of
- * space-separated words in Redis's reply order, e.g. "RW access update"; "" is none.
+ * space-separated words in Redis's reply order, e.g. "RW access update"; NULL is none.
+ * Fields the generator leaves out of an initializer are NULL or 0: absent.
  */
 #ifndef KVD_CMD_DOCS_H
 #define KVD_CMD_DOCS_H
@@ -32,7 +33,7 @@ struct cmd_docs_keyspec {
 struct cmd_docs_arg {
     const char *name;
     const char *type;   /* "key", "string", "integer", "oneof", "block", ... */
-    int key_spec_index; /* -1: none */
+    int key_spec_index; /* key arguments (type "key") only */
     const char *token;  /* NULL fields are left out of the reply */
     const char *summary;
     const char *since;

@@ -195,60 +195,71 @@ def ident(name):
     return re.sub(r"[^a-z0-9]", "_", name)
 
 
+def fields_init(pairs, keep=()):
+    """A designated initializer of the fields whose value is not the default (NULL, 0),
+    and of those named in `keep`."""
+    return "{" + ", ".join(".%s = %s" % (k, v) for k, v in pairs
+                           if k in keep or v not in (None, "NULL", "0", 0, "false")) + "},"
+
+
 class Writer:
     def __init__(self):
         self.defs = []  # static arrays, children before their parents
 
+    def array(self, ctype, name, rows):
+        self.defs.append("static const struct %s %s[] = {\n%s\n};\n" % (ctype, name,
+                                                                          "\n".join(rows)))
+        return name
+
     def args(self, prefix, args):
-        """Emits the array of `args` (and their children) and returns its name."""
+        """Emits the array of `args` (and their children); returns its fields."""
         if not args:
-            return "NULL"
+            return []
         rows = []
         for i, a in enumerate(args):
-            child = self.args("%s_%d" % (prefix, i), a["args"])
-            rows.append("{%s, %s, %d, %s, %s, %s, %s, %s, %s, %d}," % (
-                cstr(a["name"]), cstr(a["type"]), a["key_spec_index"], cstr(a["token"]),
-                cstr(a["summary"]), cstr(a["since"]), cstr(a["deprecated_since"]),
-                cstr(a["flags"]), child, len(a["args"])))
-        self.defs.append("static const struct cmd_docs_arg %s[] = {\n%s\n};\n"
-                         % (prefix, "\n".join(rows)))
-        return prefix
+            # only key arguments point at a key spec (the C code relies on it)
+            assert (a["key_spec_index"] >= 0) == (a["type"] == "key"), a
+            rows.append(fields_init([
+                ("name", cstr(a["name"])), ("type", cstr(a["type"])),
+                ("key_spec_index", a["key_spec_index"]), ("token", cstr(a["token"])),
+                ("summary", cstr(a["summary"])), ("since", cstr(a["since"])),
+                ("deprecated_since", cstr(a["deprecated_since"])), ("flags", cstr(a["flags"]))]
+                + self.args("%s_%d" % (prefix, i), a["args"]),
+                keep=("key_spec_index",) if a["type"] == "key" else ()))
+        name = self.array("cmd_docs_arg", prefix, rows)
+        return [("args", name), ("nargs", "DOCS_LEN(%s)" % name)]
 
     def specs(self, prefix, specs):
         if not specs:
-            return "NULL"
+            return []
         rows = ["{%s, %s, %s, %d, %s, {%d, %d, %d}}," % (
             cstr(s["notes"]), cstr(s["flags"]), cstr(s["keyword"]), s["begin"],
             "true" if s["keynum"] else "false", *s["find"]) for s in specs]
-        self.defs.append("static const struct cmd_docs_keyspec %s[] = {\n%s\n};\n"
-                         % (prefix, "\n".join(rows)))
-        return prefix
+        name = self.array("cmd_docs_keyspec", prefix, rows)
+        return [("specs", name), ("nspecs", "DOCS_LEN(%s)" % name)]
 
     def history(self, prefix, hist):
         if not hist:
-            return "NULL"
+            return []
         rows = ["{%s, %s}," % (cstr(v), cstr(t)) for v, t in hist]
-        self.defs.append("static const struct cmd_docs_history %s[] = {\n%s\n};\n"
-                         % (prefix, "\n".join(rows)))
-        return prefix
+        name = self.array("cmd_docs_history", prefix, rows)
+        return [("history", name), ("nhistory", "DOCS_LEN(%s)" % name)]
 
     def entry(self, c):
         p = ident(c["name"])
-        subs = "NULL"
+        subs = []
         if c["subs"]:
-            subs = p + "_subs"
-            rows = [self.entry(s) for s in c["subs"]]
-            self.defs.append("static const struct cmd_docs %s[] = {\n%s\n};\n"
-                             % (subs, "\n".join(rows)))
-        return ("{%s, %d, %d, %d, %d, %s, %s, %s, %s, %d, %s, %s, %s, %s, %s, %s, %s, %s, %d, "
-                "%s, %d, %s, %d}," % (
-                    cstr(c["name"]), c["arity"], c["first_key"], c["last_key"], c["key_step"],
-                    cstr(c["flags"]), cstr(c["acl"]), cstr(c["tips"]),
-                    self.specs(p + "_specs", c["specs"]), len(c["specs"]), cstr(c["summary"]),
-                    cstr(c["since"]), cstr(c["group"]), cstr(c["complexity"]),
-                    cstr(c["doc_flags"]), cstr(c["deprecated_since"]), cstr(c["replaced_by"]),
-                    self.history(p + "_history", c["history"]), len(c["history"]),
-                    self.args(p + "_args", c["args"]), len(c["args"]), subs, len(c["subs"])))
+            name = self.array("cmd_docs", p + "_subs", [self.entry(s) for s in c["subs"]])
+            subs = [("subs", name), ("nsubs", "DOCS_LEN(%s)" % name)]
+        return fields_init(
+            [("name", cstr(c["name"])), ("arity", c["arity"]), ("first_key", c["first_key"]),
+             ("last_key", c["last_key"]), ("key_step", c["key_step"]),
+             ("flags", cstr(c["flags"] or None)), ("acl", cstr(c["acl"] or None)),
+             ("tips", cstr(c["tips"] or None))] + self.specs(p + "_specs", c["specs"])
+            + [(k, cstr(c[k])) for k in ("summary", "since", "group", "complexity",
+                                          "doc_flags", "deprecated_since", "replaced_by")]
+            + self.history(p + "_history", c["history"])
+            + self.args(p + "_args", c["args"]) + subs)
 
 
 HEADER = """\
@@ -273,6 +284,8 @@ HEADER = """\
 
 #include <string.h>
 #include <strings.h>
+
+#define DOCS_LEN(a) ((uint8_t)(sizeof(a) / sizeof((a)[0])))
 
 """
 

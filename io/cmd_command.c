@@ -39,6 +39,9 @@ struct command_ref {
 static struct command_ref ref_of_desc(const struct cmd_desc *d)
 {
     const struct cmd_docs *m = cmd_docs_find(d->name);
+    /* a table generated before cmd.c changed the command (run tools/gen_cmd_docs.py) */
+    KV_DASSERT(m == NULL || (m->arity == d->arity && m->first_key == d->first_key &&
+                             m->last_key == d->last_key && m->key_step == d->key_step));
     return (struct command_ref){d->name,
                                 d->arity,
                                 d->first_key,
@@ -443,66 +446,39 @@ static void command_list(struct cmd_ctx *x)
         }
         arg = &x->argv[4];
     }
-    reply_array(x->out, list_walk(NULL, f, arg));
-    list_walk(x->out, f, arg);
+    size_t count = list_walk(NULL, f, arg);
+    reply_array(x->out, count);
+    size_t replied = list_walk(x->out, f, arg);
+    KV_ASSERT(replied == count);
 }
 
 /* ---- COMMAND GETKEYS / GETKEYSANDFLAGS ------------------------------------------------ */
 
 /* Where one key specification finds its keys in argv: positions first, first + step, ...
- * up to last. False if the arguments do not fit it (Redis's invalid_spec); `*none` is set
- * when a keyword spec finds no keyword (no keys, not an error). */
-static bool keyspec_range(const struct cmd_docs_keyspec *ks, size_t argc,
-                          const struct resp_arg *argv, int *first, int *last, int *step, bool *none)
+ * up to last (Redis's getKeysUsingKeySpecs). False if the arguments do not fit it (its
+ * invalid_spec). Every command kvd has begins its keys at an index and finds them by
+ * range; tools/gen_cmd_docs.py refuses keyword and keynum specifications until this
+ * function handles them. */
+static bool keyspec_range(const struct cmd_docs_keyspec *ks, size_t argc, int *first, int *last,
+                          int *step)
 {
+    KV_ASSERT(ks->keyword == NULL && !ks->keynum);
     int n = (int)argc;
-    int f = 0;
-    *none = false;
-    if (ks->keyword == NULL) {
-        f = ks->begin;
-    } else {
-        int start = ks->begin > 0 ? ks->begin : n + ks->begin;
-        int end = ks->begin > 0 ? n - 1 : 1;
-        for (int i = start; i != end; i = start <= end ? i + 1 : i - 1) {
-            if (i >= n || i < 1) {
-                break;
-            }
-            if (argv[i].len == strlen(ks->keyword) &&
-                strncasecmp(argv[i].ptr, ks->keyword, argv[i].len) == 0) {
-                f = i + 1;
-                break;
-            }
-        }
-        if (f == 0) {
-            *none = true;
-            return true;
-        }
-    }
+    int f = ks->begin;
     int l;
-    if (!ks->keynum) {
-        *step = ks->find[1];
-        if (ks->find[0] >= 0) {
-            l = f + ks->find[0];
-        } else if (ks->find[2] == 0) {
-            l = n + ks->find[0];
-        } else {
-            l = f + ((n - f) / ks->find[2] + ks->find[0]);
-        }
+    if (ks->find[0] >= 0) {
+        l = f + ks->find[0]; /* lastkey counts from the first key */
+    } else if (ks->find[2] == 0) {
+        l = n + ks->find[0]; /* from the end of the arguments */
     } else {
-        int64_t numkeys;
-        *step = ks->find[2];
-        if (ks->find[0] >= n || f + ks->find[0] >= n ||
-            !cmd_parse_i64(&argv[f + ks->find[0]], &numkeys) || numkeys < 0 || numkeys > n) {
-            return false;
-        }
-        f += ks->find[1];
-        l = f + (int)numkeys - 1;
+        l = f + ((n - f) / ks->find[2] + ks->find[0]); /* a 1/limit share of the rest */
     }
-    if (l >= n || l < f || f >= n || *step <= 0) {
+    if (l >= n || l < f || f >= n || ks->find[1] <= 0) {
         return false;
     }
     *first = f;
     *last = l;
+    *step = ks->find[1];
     return true;
 }
 
@@ -528,15 +504,14 @@ static int64_t getkeys_walk(struct resp_out *o, bool with_flags,
         int first = 0;
         int last = -1;
         int step = 1;
-        bool none;
         if (words_has(ks->flags, "not_key", 7, false)) {
             continue;
         }
-        if (!keyspec_range(ks, argc, argv, &first, &last, &step, &none) ||
+        if (!keyspec_range(ks, argc, &first, &last, &step) ||
             words_has(ks->flags, "incomplete", 10, false)) {
             return -1;
         }
-        for (int i = first; !none && i <= last; i += step) {
+        for (int i = first; i <= last; i += step) {
             count++;
             if (o == NULL) {
                 continue;
@@ -555,6 +530,7 @@ static int64_t getkeys_walk(struct resp_out *o, bool with_flags,
 
 static void command_getkeys(struct cmd_ctx *x, bool with_flags)
 {
+    KV_ASSERT(x->argc >= 4); /* COMMAND GETKEYS's arity (-4), checked by cmd_command */
     size_t argc = x->argc - 2;
     const struct resp_arg *argv = &x->argv[2];
     const struct cmd_desc *d = cmd_lookup(argv[0].ptr, argv[0].len);
@@ -586,7 +562,11 @@ static void command_getkeys(struct cmd_ctx *x, bool with_flags)
         reply_error(x->out, "ERR Invalid number of arguments specified for command");
         return;
     }
-    if (words_has(specs[0].flags, "variable_flags", 14, false)) {
+    bool variable_flags = false;
+    for (size_t i = 0; i < nspecs; i++) {
+        variable_flags |= words_has(specs[i].flags, "variable_flags", 14, false);
+    }
+    if (variable_flags) {
         /* the flags depend on the arguments: only SET's rule is known (as in Redis,
          * where only commands with a getkeys procedure declare variable flags) */
         if (strcmp(r.name, "set") != 0) {
@@ -609,7 +589,8 @@ static void command_getkeys(struct cmd_ctx *x, bool with_flags)
         return;
     }
     reply_array(x->out, (size_t)count);
-    getkeys_walk(x->out, with_flags, specs, nspecs, argc, argv);
+    int64_t replied = getkeys_walk(x->out, with_flags, specs, nspecs, argc, argv);
+    KV_ASSERT(replied == count);
 }
 
 /* ---- COMMAND ------------------------------------------------------------------------ */

@@ -18,6 +18,9 @@
 #include <string.h>
 
 #define CMD_NAME_MAX 32 /* longer names are unknown commands */
+/* A write of part of a value is logged as a RANGE record rather than the whole value
+ * when that saves at least this many bytes (below it, the whole value is as cheap). */
+#define CMD_LOG_RANGE_MIN_SAVING 256
 
 #define KEY1  1, 1, 1
 #define NOKEY 0, 0, 0
@@ -267,6 +270,33 @@ void cmd_log_key(struct cmd_ctx *x, const struct resp_arg *key, uint64_t h)
         v.type = WALFMT_PUT;
         v.val = tbl_entry_val(e, &v.vlen);
         v.expire_ms = tbl_entry_expire_ms(e);
+    }
+    log_record(sh, h, &v);
+}
+
+void cmd_log_range(struct cmd_ctx *x, const struct resp_arg *key, uint64_t h, size_t off, size_t n)
+{
+    struct shard *sh = x->sh;
+    if (sh->wal == NULL) {
+        return;
+    }
+    const struct tbl_entry *e = tbl_get(shard_table(sh, h), key->ptr, key->len, h, x->now_ms);
+    KV_ASSERT(e != NULL);
+    size_t len;
+    const char *val = tbl_entry_val(e, &len);
+    KV_ASSERT(off + n <= len);
+    struct walfmt_view v = {.key = key->ptr,
+                            .klen = key->len,
+                            .type = WALFMT_PUT,
+                            .val = val,
+                            .vlen = len,
+                            .expire_ms = tbl_entry_expire_ms(e)};
+    if (n + CMD_LOG_RANGE_MIN_SAVING < len) { /* much shorter than the whole value */
+        v.type = WALFMT_RANGE;
+        v.val = val + off;
+        v.vlen = n;
+        v.range_off = off;
+        v.range_len = len;
     }
     log_record(sh, h, &v);
 }

@@ -153,6 +153,9 @@ const struct tbl_entry *cmd_lookup_write(struct cmd_ctx *x, const struct resp_ar
  */
 void cmd_log_key(struct cmd_ctx *x, const struct resp_arg *key, uint64_t h);
 void cmd_log_expire(struct cmd_ctx *x, const struct resp_arg *key, uint64_t h, int64_t when_ms);
+/* After a write of bytes [off, off + n) of an existing key's value (APPEND, SETRANGE):
+ * logs those bytes alone (RANGE) when the value is much longer, else the whole value. */
+void cmd_log_range(struct cmd_ctx *x, const struct resp_arg *key, uint64_t h, size_t off, size_t n);
 void cmd_log_flush(struct shard *sh, uint32_t slot);
 
 /* Parses a whole argument as a signed 64-bit decimal, Redis's string2ll rules. */

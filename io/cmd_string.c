@@ -516,7 +516,7 @@ void cmd_append(struct cmd_ctx *x)
     }
     KV_ASSERT(m.old_len == cur);
     memcpy(m.val + cur, add->ptr, add->len);
-    cmd_log_key(x, key, h);
+    cmd_log_range(x, key, h, cur, add->len);
     reply_int(x->out, (int64_t)(cur + add->len));
 }
 
@@ -606,7 +606,7 @@ void cmd_setrange(struct cmd_ctx *x)
         return;
     }
     memcpy(m.val + off, val->ptr, val->len);
-    cmd_log_key(x, key, h);
+    cmd_log_range(x, key, h, off, val->len);
     reply_int(x->out, (int64_t)len);
 }
 

@@ -123,6 +123,25 @@ static void put_entry(struct tbl *t, const char *k, size_t klen, const char *v, 
     KV_ASSERT(rc == 0); /* out of memory at start-up: nothing sensible to do */
 }
 
+/* A RANGE record: the value's length set, its bytes [off, off + n) written, the expiry
+ * set (an already expired key is removed instead). */
+static void range_entry(struct tbl *t, const struct walfmt_view *v, uint64_t h, int64_t now_ms)
+{
+    if (v->expire_ms != 0 && v->expire_ms <= now_ms) {
+        tbl_del(t, v->key, v->klen, h, now_ms, NULL);
+        return;
+    }
+    KV_ASSERT(v->range_off + v->vlen <= v->range_len); /* walfmt_scan_batch checked it */
+    struct tbl_mod m;
+    int rc = tbl_modify(t, v->key, v->klen, h, now_ms, v->range_len, 0, &m);
+    KV_ASSERT(rc == 0); /* out of memory at start-up: nothing sensible to do */
+    if (v->vlen > 0) {
+        memcpy(m.val + v->range_off, v->val, v->vlen);
+    }
+    rc = tbl_expire_set(t, v->key, v->klen, h, now_ms, v->expire_ms);
+    KV_ASSERT(rc == 0);
+}
+
 /* True (after logging) if snapshot `name`, whichever shard owns it, was written under
  * another layout: its partition may not even exist in this one. Shard 0 checks the
  * snapshots of every partition, the others only their own. */
@@ -422,6 +441,9 @@ static void apply(struct rec *r, const struct walfmt_view *v, uint32_t slot)
         break;
     case WALFMT_FLUSH:
         clear_slot(r, slot);
+        break;
+    case WALFMT_RANGE:
+        range_entry(t, v, h, r->now_ms);
         break;
     default:
         KV_ASSERT(0);

@@ -304,7 +304,7 @@ int wal_open(struct wal **out, struct shard *sh, const struct wal_open_args *a)
 void wal_append(struct wal *w, const struct walfmt_view *r)
 {
     struct wal_buf *b = w->open;
-    size_t n = walfmt_rec_size(r->klen, r->vlen);
+    size_t n = walfmt_rec_size(r);
     buf_reserve(w, b, n);
     if (b->count == 0) {
         b->first_ms = w->sh->now_ms;

@@ -4,13 +4,15 @@
 #include "walfmt.h"
 
 #include "kv_assert.h"
+#include "kv_limits.h"
 
 #include <string.h>
 #include <xxhash.h>
 
-size_t walfmt_rec_size(size_t klen, size_t vlen)
+size_t walfmt_rec_size(const struct walfmt_view *r)
 {
-    return sizeof(struct walfmt_rec) + klen + vlen;
+    return sizeof(struct walfmt_rec) + r->klen + r->vlen +
+           (r->type == WALFMT_RANGE ? WALFMT_RANGE_PREFIX : 0);
 }
 
 /* A record's checksum: its header (crc field zero) hashed, then key and value hashed
@@ -22,21 +24,30 @@ static uint64_t rec_crc(const struct walfmt_rec *h, const char *payload, size_t 
 
 void walfmt_rec_encode(char *dst, const struct walfmt_view *r)
 {
+    size_t prefix = r->type == WALFMT_RANGE ? WALFMT_RANGE_PREFIX : 0;
+    KV_ASSERT(r->type != WALFMT_RANGE || r->range_off + r->vlen <= r->range_len);
     struct walfmt_rec h = {
-        .len = walfmt_rec_size(r->klen, r->vlen),
+        .len = walfmt_rec_size(r),
         .lsn = r->lsn,
         .epoch = r->epoch,
         .expire_ms = r->expire_ms,
         .part = r->part,
         .klen = (uint32_t)r->klen,
-        .vlen = r->vlen,
+        .vlen = prefix + r->vlen,
         .type = r->type,
     };
-    memcpy(dst + sizeof h, r->key, r->klen);
-    if (r->vlen > 0) {
-        memcpy(dst + sizeof h + r->klen, r->val, r->vlen);
+    char *p = dst + sizeof h;
+    memcpy(p, r->key, r->klen);
+    p += r->klen;
+    if (prefix) {
+        memcpy(p, &r->range_off, 8);
+        memcpy(p + 8, &r->range_len, 8);
+        p += prefix;
     }
-    h.crc = rec_crc(&h, dst + sizeof h, r->klen + r->vlen);
+    if (r->vlen > 0) {
+        memcpy(p, r->val, r->vlen);
+    }
+    h.crc = rec_crc(&h, dst + sizeof h, r->klen + h.vlen);
     memcpy(dst, &h, sizeof h);
 }
 
@@ -75,8 +86,8 @@ static bool hdr_ok(const void *h, size_t size, uint32_t magic)
     uint64_t crc;
     memcpy(&p, h, sizeof p);
     memcpy(&crc, (const char *)h + size - 8, 8);
-    return p.magic == magic && p.version == WALFMT_VERSION && p.size == size &&
-           crc == header_crc(h, size);
+    return p.magic == magic && p.version >= WALFMT_VERSION_MIN && p.version <= WALFMT_VERSION &&
+           p.size == size && crc == header_crc(h, size);
 }
 
 void walfmt_batch_seal(struct walfmt_batch *b, uint32_t count, uint64_t len, uint64_t seq,
@@ -147,6 +158,18 @@ bool walfmt_batch_header_ok(const char *buf, uint64_t avail)
            hdr_ok(buf, sizeof(struct walfmt_batch), WALFMT_BATCH_MAGIC);
 }
 
+/* A RANGE record's bytes fit the length it sets, and that length is a value's. */
+static bool range_ok(const struct walfmt_rec *r, const char *val)
+{
+    if (r->vlen < WALFMT_RANGE_PREFIX) {
+        return false;
+    }
+    uint64_t off, len, n = r->vlen - WALFMT_RANGE_PREFIX;
+    memcpy(&off, val, 8);
+    memcpy(&len, val + 8, 8);
+    return len <= KV_VALUE_BYTES_MAX && off <= len && n <= len - off;
+}
+
 static bool all_zero(const char *p, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
@@ -184,7 +207,7 @@ enum walfmt_scan walfmt_scan_batch(const char *buf, uint64_t avail, struct walfm
         }
         memcpy(&r, buf + off, sizeof r);
         if (r.len < sizeof r || r.len > end - off || r.klen + r.vlen != r.len - sizeof r ||
-            r.type < WALFMT_PUT || r.type > WALFMT_FLUSH) {
+            r.type < WALFMT_PUT || r.type > WALFMT_RANGE) {
             *reason = "bad record length or type";
             return WALFMT_SCAN_BAD;
         }
@@ -192,6 +215,10 @@ enum walfmt_scan walfmt_scan_batch(const char *buf, uint64_t avail, struct walfm
         r.crc = 0;
         if (rec_crc(&r, buf + off + sizeof r, r.len - sizeof r) != want) {
             *reason = "record checksum mismatch";
+            return WALFMT_SCAN_BAD;
+        }
+        if (r.type == WALFMT_RANGE && !range_ok(&r, buf + off + sizeof r + r.klen)) {
+            *reason = "bad range record";
             return WALFMT_SCAN_BAD;
         }
         off += r.len;
@@ -220,5 +247,14 @@ void walfmt_rec_decode(const char *buf, uint64_t *off, struct walfmt_view *out)
     out->klen = r.klen;
     out->val = out->key + r.klen;
     out->vlen = r.vlen;
+    out->range_off = 0;
+    out->range_len = 0;
+    if (r.type == WALFMT_RANGE) {
+        KV_ASSERT(r.vlen >= WALFMT_RANGE_PREFIX);
+        memcpy(&out->range_off, out->val, 8);
+        memcpy(&out->range_len, out->val + 8, 8);
+        out->val += WALFMT_RANGE_PREFIX;
+        out->vlen -= WALFMT_RANGE_PREFIX;
+    }
     *off += r.len;
 }

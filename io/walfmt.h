@@ -16,9 +16,14 @@
  * record carries its own checksum (XXH3-64); a header's checksum covers the header
  * with the checksum field zero, a record's covers header (field zero), key and value.
  *
- * Records are physical: PUT carries the whole resulting value and absolute expiry, so
- * replaying a record twice, or over a snapshot that already holds its effect, gives
- * the same state.
+ * Records are physical: PUT carries the whole resulting value and absolute expiry;
+ * RANGE (APPEND, SETRANGE on a value much longer than what they write) carries the bytes
+ * written, where they go, the value's resulting length and its expiry: both set
+ * absolute state, so replaying a record twice, or over a snapshot that already holds
+ * its effect or later ones, gives the same state once the later records are replayed
+ * after it (replay is in LSN order).
+ *
+ * Version 2 added RANGE; readers accept versions 1 and 2.
  *
  * Snapshot file "snap-PPPPP-LLLLLLLLLLLLLLLL.kvs" (P: partition, L: LSN, hex):
  *   struct walfmt_snap, then chunks (struct walfmt_chunk + entries, each entry being a
@@ -32,7 +37,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define WALFMT_VERSION     1
+#define WALFMT_VERSION     2
+#define WALFMT_VERSION_MIN 1 /* the oldest version readers accept */
 #define WALFMT_BLOCK       4096u
 #define WALFMT_SEG_MAGIC   0x5357564bu /* "KVWS" */
 #define WALFMT_BATCH_MAGIC 0x4257564bu /* "KVWB" */
@@ -44,7 +50,11 @@ enum walfmt_type {
     WALFMT_DEL = 2,    /* key removed */
     WALFMT_EXPIRE = 3, /* key's expiry set to expire_ms (0: persist) */
     WALFMT_FLUSH = 4,  /* every key of the partition removed */
+    WALFMT_RANGE = 5,  /* the value's bytes [off, off + n) written, its length set to len,
+                        * expire_ms set; the record's value: u64 off, u64 len, the bytes */
 };
+
+#define WALFMT_RANGE_PREFIX 16 /* RANGE: off and len before the bytes */
 
 struct walfmt_seg {
     uint32_t magic;
@@ -137,8 +147,10 @@ struct walfmt_view {
     int64_t expire_ms;
     const char *key;
     size_t klen;
-    const char *val;
+    const char *val; /* RANGE: the bytes written */
     size_t vlen;
+    uint64_t range_off; /* RANGE only */
+    uint64_t range_len;
 };
 
 /* Rounds n up to a whole number of blocks. */
@@ -148,7 +160,7 @@ static inline uint64_t walfmt_round_up(uint64_t n)
 }
 
 /* Bytes a record takes in a batch. */
-size_t walfmt_rec_size(size_t klen, size_t vlen);
+size_t walfmt_rec_size(const struct walfmt_view *r);
 
 /* Writes one record at dst (walfmt_rec_size bytes). */
 void walfmt_rec_encode(char *dst, const struct walfmt_view *r);

@@ -49,7 +49,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             KV_ASSERT(p <= span);
             KV_ASSERT(v.key >= buf + off && v.val + v.vlen <= buf + off + span);
             walfmt_rec_encode(copy + q, &v);
-            q += walfmt_rec_size(v.klen, v.vlen);
+            q += walfmt_rec_size(&v);
         }
         struct walfmt_batch h;
         walfmt_batch_seal(&h, count, q - sizeof h, seq, bi.acked);

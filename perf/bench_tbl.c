@@ -20,6 +20,13 @@
  * entry header, allocator rounding, slots, directory) and the process RSS growth per
  * key as a cross-check. Medians over the repetitions are printed last.
  *
+ * The timed lookups and deletes read their keys and hashes from a query stream laid out
+ * in query order (the random permutation of the table's keys copied out before timing),
+ * as a server reads each key from its receive buffer: the only random memory accesses
+ * timed are the table's own.
+ *
+ * Memory comes in 2 MiB pages, as in kvd (MIMALLOC_LARGE_OS_PAGES=0 for 4 KiB pages).
+ *
  * Usage: taskset -c 1 bench_tbl [-r reps] [N ...]
  * Single-threaded; it reads the clock itself (engine/ does not).
  */
@@ -78,6 +85,13 @@ static const char *metric_name[M_N] = {
     "bytes/key",
 };
 
+/* One step of a permutation walk of [0, n) (see perm_step). */
+static size_t perm_next(size_t idx, size_t step, size_t n)
+{
+    idx += step;
+    return idx >= n ? idx - n : idx;
+}
+
 struct keys {
     char *bytes; /* n keys of KEY_BYTES */
     uint64_t *hash;
@@ -109,10 +123,26 @@ static const char *key_at(const struct keys *k, size_t i)
     return k->bytes + i * KEY_BYTES;
 }
 
-/* A permutation walk of [0, n): i -> (i * step) mod n, step coprime with n. */
-static size_t perm_step(size_t n)
+/* q = the keys of k in the order of the walk idx -> idx + step (mod k->n), from 0. */
+static void keys_stream(struct keys *q, const struct keys *k, size_t step)
 {
-    size_t step = (size_t)(n * 0.6180339887) | 1;
+    size_t n = k->n, idx = 0;
+    q->n = n;
+    q->bytes = malloc(n * KEY_BYTES + 1);
+    q->hash = malloc(n * sizeof(uint64_t));
+    KV_ASSERT(q->bytes != NULL && q->hash != NULL);
+    for (size_t i = 0; i < n; i++) {
+        idx = perm_next(idx, step, n);
+        memcpy(q->bytes + i * KEY_BYTES, key_at(k, idx), KEY_BYTES);
+        q->hash[i] = k->hash[idx];
+    }
+}
+
+/* A permutation walk of [0, n): i -> (i * step) mod n, step coprime with n, near
+ * frac * n. */
+static size_t perm_step(size_t n, double frac)
+{
+    size_t step = (size_t)((double)n * frac) | 1;
     while (step > 1) {
         size_t a = n, b = step;
         while (b) {
@@ -176,25 +206,21 @@ static void print_bytes(size_t n, const struct tbl_stats *st, size_t rss)
            (double)rss / (double)n);
 }
 
-/* Gets in batches of B: prefetch all slots, then all entries, then look up. */
-static uint64_t get_batched(struct tbl *t, const struct keys *k, size_t n, size_t step, size_t *idx)
+/* Gets of the stream q in batches of B: prefetch all slots, then all entries, then
+ * look up. */
+static uint64_t get_batched(struct tbl *t, const struct keys *q)
 {
     enum { B = 16 };
-    size_t batch[B];
     uint64_t sum = 0;
-    for (size_t i = 0; i + B <= n; i += B) {
-        for (int j = 0; j < B; j++) {
-            *idx += step;
-            *idx = *idx >= n ? *idx - n : *idx;
-            batch[j] = *idx;
-            tbl_prefetch(t, key_at(k, *idx), KEY_BYTES, k->hash[*idx], false);
+    for (size_t i = 0; i + B <= q->n; i += B) {
+        for (size_t j = i; j < i + B; j++) {
+            tbl_prefetch(t, key_at(q, j), KEY_BYTES, q->hash[j], false);
         }
-        for (int j = 0; j < B; j++) {
-            tbl_prefetch(t, key_at(k, batch[j]), KEY_BYTES, k->hash[batch[j]], true);
+        for (size_t j = i; j < i + B; j++) {
+            tbl_prefetch(t, key_at(q, j), KEY_BYTES, q->hash[j], true);
         }
-        for (int j = 0; j < B; j++) {
-            const struct tbl_entry *e =
-                tbl_get(t, key_at(k, batch[j]), KEY_BYTES, k->hash[batch[j]], 0);
+        for (size_t j = i; j < i + B; j++) {
+            const struct tbl_entry *e = tbl_get(t, key_at(q, j), KEY_BYTES, q->hash[j], 0);
             sum += tbl_entry_type(e) + 1;
         }
     }
@@ -283,41 +309,44 @@ static void one_rep(size_t n, const struct keys *hit, const struct keys *miss, d
         print_bytes(n, &st, rss);
     }
 
-    size_t step = perm_step(n), idx = 0;
+    /* Each timed pass walks the keys in another order, so no pass finds the previous
+     * one's entries in cache in the order it needs them. */
+    struct keys q;
+    keys_stream(&q, hit, perm_step(n, 0.6180339887));
     uint64_t sum = 0;
     t0 = kv_clock_mono_ns();
     for (size_t i = 0; i < n; i++) {
-        idx += step;
-        idx = idx >= n ? idx - n : idx;
-        const struct tbl_entry *e = tbl_get(t, key_at(hit, idx), KEY_BYTES, hit->hash[idx], 0);
+        const struct tbl_entry *e = tbl_get(t, key_at(&q, i), KEY_BYTES, q.hash[i], 0);
         sum += tbl_entry_type(e) + 1;
     }
     out[M_GET_HIT] = ns_since(t0, n);
     KV_ASSERT(sum == n);
+    keys_free(&q);
 
+    keys_stream(&q, hit, perm_step(n, 0.4142135624));
     t0 = kv_clock_mono_ns();
-    sum = get_batched(t, hit, n, step, &idx);
+    sum = get_batched(t, &q);
     out[M_GET_BATCH] = ns_since(t0, n / 16 * 16);
     KV_ASSERT(sum == n / 16 * 16);
+    keys_free(&q);
 
-    size_t mstep = perm_step(miss->n), midx = 0;
+    keys_stream(&q, miss, perm_step(miss->n, 0.6180339887));
     t0 = kv_clock_mono_ns();
-    for (size_t i = 0; i < miss->n; i++) {
-        midx += mstep;
-        midx = midx >= miss->n ? midx - miss->n : midx;
-        sum += tbl_get(t, key_at(miss, midx), KEY_BYTES, miss->hash[midx], 0) != NULL;
+    for (size_t i = 0; i < q.n; i++) {
+        sum += tbl_get(t, key_at(&q, i), KEY_BYTES, q.hash[i], 0) != NULL;
     }
-    out[M_GET_MISS] = ns_since(t0, miss->n);
+    out[M_GET_MISS] = ns_since(t0, q.n);
     KV_ASSERT(sum == n / 16 * 16);
+    keys_free(&q);
 
+    keys_stream(&q, hit, perm_step(n, 0.7320508076));
     t0 = kv_clock_mono_ns();
     for (size_t i = 0; i < n; i++) {
-        idx += step;
-        idx = idx >= n ? idx - n : idx;
-        int rc = tbl_del(t, key_at(hit, idx), KEY_BYTES, hit->hash[idx], 0, NULL);
+        int rc = tbl_del(t, key_at(&q, i), KEY_BYTES, q.hash[i], 0, NULL);
         KV_ASSERT(rc == 0);
     }
     out[M_DEL] = ns_since(t0, n);
+    keys_free(&q);
     tbl_stats(t, &st);
     KV_ASSERT(st.entries == 0);
     tbl_destroy(t);
@@ -338,6 +367,11 @@ int main(int argc, char **argv)
         }
     }
     KV_ASSERT(reps >= 1 && reps <= REPS_MAX);
+    if (getenv("MIMALLOC_LARGE_OS_PAGES") == NULL) {
+        /* 2 MiB pages, as kvd uses by default (--large-pages yes); set
+         * MIMALLOC_LARGE_OS_PAGES=0 to measure with 4 KiB pages */
+        mi_option_enable(mi_option_large_os_pages);
+    }
     if (nsizes == 0) {
         sizes[nsizes++] = 1000000;
         sizes[nsizes++] = 10000000;

@@ -54,6 +54,20 @@ static uint64_t make_batch(uint32_t n, uint64_t seq)
     return off;
 }
 
+/* Encodes the n records of `in` as one batch at buf; returns its length. */
+static uint64_t encode_batch(const struct walfmt_view *in, uint32_t n, uint64_t seq)
+{
+    uint64_t off = sizeof(struct walfmt_batch);
+    for (uint32_t i = 0; i < n; i++) {
+        walfmt_rec_encode(buf + off, &in[i]);
+        off += walfmt_rec_size(&in[i]);
+    }
+    struct walfmt_batch h;
+    walfmt_batch_seal(&h, n, off - sizeof h, seq, seq - 1);
+    memcpy(buf, &h, sizeof h);
+    return off;
+}
+
 Test(walfmt, struct_sizes_are_fixed)
 {
     cr_assert_eq(sizeof(struct walfmt_seg), 40);
@@ -138,23 +152,16 @@ Test(walfmt, cut_batch_is_bad)
 
 Test(walfmt, delete_expire_flush_records)
 {
-    uint64_t off = sizeof(struct walfmt_batch);
     struct walfmt_view in[3] = {
         {.type = WALFMT_DEL, .part = 1, .lsn = 9, .key = "k", .klen = 1},
         {.type = WALFMT_EXPIRE, .part = 2, .lsn = 10, .key = "kk", .klen = 2, .expire_ms = 99},
         {.type = WALFMT_FLUSH, .part = 3, .lsn = 11, .key = "", .klen = 0},
     };
-    for (int i = 0; i < 3; i++) {
-        walfmt_rec_encode(buf + off, &in[i]);
-        off += walfmt_rec_size(&in[i]);
-    }
-    struct walfmt_batch h;
-    walfmt_batch_seal(&h, 3, off - sizeof h, 2, 1);
-    memcpy(buf, &h, sizeof h);
+    encode_batch(in, 3, 2);
     struct walfmt_batch_info bi;
     const char *why;
     cr_assert_eq(walfmt_scan_batch(buf, BUF, &bi, &why), WALFMT_SCAN_BATCH);
-    uint64_t p = sizeof h;
+    uint64_t p = sizeof(struct walfmt_batch);
     for (int i = 0; i < 3; i++) {
         struct walfmt_view v;
         walfmt_rec_decode(buf, &p, &v);
@@ -169,7 +176,6 @@ Test(walfmt, delete_expire_flush_records)
 
 Test(walfmt, range_records)
 {
-    uint64_t off = sizeof(struct walfmt_batch);
     struct walfmt_view in[3] = {
         {.type = WALFMT_RANGE,
          .lsn = 1,
@@ -200,12 +206,9 @@ Test(walfmt, range_records)
     for (int i = 0; i < 3; i++) {
         cr_assert_eq(walfmt_rec_size(&in[i]),
                      sizeof(struct walfmt_rec) + in[i].klen + in[i].vlen + WALFMT_RANGE_PREFIX);
-        walfmt_rec_encode(buf + off, &in[i]);
-        off += walfmt_rec_size(&in[i]);
     }
+    uint64_t off = encode_batch(in, 3, 2);
     struct walfmt_batch h;
-    walfmt_batch_seal(&h, 3, off - sizeof h, 2, 1);
-    memcpy(buf, &h, sizeof h);
     struct walfmt_batch_info bi;
     const char *why = NULL;
     cr_assert_eq(walfmt_scan_batch(buf, BUF, &bi, &why), WALFMT_SCAN_BATCH, "%s", why);
@@ -223,19 +226,19 @@ Test(walfmt, range_records)
     }
     cr_assert_eq(p, off);
 
-    /* A checksummed record whose bytes do not fit the length it sets is still bad. */
-    struct walfmt_view bad = {.type = WALFMT_RANGE,
-                              .key = "k",
-                              .klen = 1,
-                              .val = "abcd",
-                              .vlen = 4,
-                              .range_off = 10,
-                              .range_len = 12};
+    /* A checksummed record whose bytes do not fit the length it sets is still bad:
+     * walfmt_rec_encode asserts the range fits, so encode a good one (4 bytes at 10,
+     * length 14), then set its length to 12 and checksum it again, as a buggy writer
+     * would. */
+    struct walfmt_view good = {.type = WALFMT_RANGE,
+                               .key = "k",
+                               .klen = 1,
+                               .val = "abcd",
+                               .vlen = 4,
+                               .range_off = 10,
+                               .range_len = 14};
     off = sizeof h;
-    /* walfmt_rec_encode asserts the range fits: encode a good one, then rewrite its
-     * length field and its checksum as a buggy writer would */
-    bad.range_len = 14;
-    walfmt_rec_encode(buf + off, &bad);
+    walfmt_rec_encode(buf + off, &good);
     struct walfmt_rec r;
     memcpy(&r, buf + off, sizeof r);
     uint64_t len12 = 12;

@@ -105,7 +105,7 @@ static struct cmd_desc table[] = {
      cmd_client_kill_check},
     {"client|kill-old", 3, CMD_HIDDEN, NOKEY, CMD_EXEC_ALL, CMD_MERGE_KILL, cmd_client_kill_part,
      "", cmd_client_kill_check},
-    {"lcs", -3, CMD_READONLY, 1, 2, 1, CMD_EXEC_SAME, 0, cmd_lcs_unsupported, "readonly", NULL},
+    {"lcs", -3, CMD_READONLY, 1, 2, 1, CMD_EXEC_SAME, 0, cmd_lcs, "readonly", NULL},
 };
 
 static int by_name(const void *a, const void *b)

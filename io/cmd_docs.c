@@ -5,8 +5,6 @@
  * than editing the tables by hand.
  *
  * Where kvd differs from Redis, the metadata says so rather than copying Redis's:
- *   - LCS is refused (an error reply): its summary says so. Its key positions stay true:
- *     kvd parses LCS's two keys (one partition, else -CROSSSLOT) before refusing it.
  *   - SELECT accepts only index 0 (kvd has one database): its summary says so.
  *   - Containers list only the subcommands kvd implements: CLIENT without CACHING,
  *     GETREDIR, PAUSE, REPLY, TRACKING, TRACKINGINFO, UNBLOCK, UNPAUSE; CONFIG without
@@ -1612,7 +1610,7 @@ const struct cmd_docs cmd_docs_table[] = {
      .acl = "@read @string @slow",
      .specs = lcs_specs,
      .nspecs = DOCS_LEN(lcs_specs),
-     .summary = "Find longest common substring (refused by kvd: it replies an error)",
+     .summary = "Find longest common substring",
      .since = "7.0.0",
      .group = "string",
      .complexity = "O(N*M) where N and M are the lengths of s1 and s2, respectively",

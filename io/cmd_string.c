@@ -20,6 +20,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <math.h>
+#include <mimalloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -610,7 +611,169 @@ void cmd_setrange(struct cmd_ctx *x)
     reply_int(x->out, (int64_t)len);
 }
 
-void cmd_lcs_unsupported(struct cmd_ctx *x)
+/* ---- LCS ---------------------------------------------------------------------------- */
+
+/* One run of matching bytes: a[a0..a1] == b[b0..b1] (inclusive, as LCS IDX replies). */
+struct lcs_range {
+    uint32_t a0, a1, b0, b1;
+};
+
+struct lcs_opts {
+    bool len, idx, withmatchlen;
+    int64_t minmatchlen;
+};
+
+static bool lcs_parse(struct cmd_ctx *x, struct lcs_opts *o)
 {
-    reply_error(x->out, "ERR LCS is not supported");
+    *o = (struct lcs_opts){0};
+    for (size_t i = 3; i < x->argc; i++) {
+        const struct resp_arg *a = &x->argv[i];
+        if (cmd_arg_is(a, "idx")) {
+            o->idx = true;
+        } else if (cmd_arg_is(a, "len")) {
+            o->len = true;
+        } else if (cmd_arg_is(a, "withmatchlen")) {
+            o->withmatchlen = true;
+        } else if (cmd_arg_is(a, "minmatchlen") && i + 1 < x->argc) {
+            if (!cmd_parse_i64(&x->argv[++i], &o->minmatchlen)) {
+                reply_err_not_int(x->out);
+                return false;
+            }
+            o->minmatchlen = o->minmatchlen < 0 ? 0 : o->minmatchlen;
+        } else {
+            reply_err_syntax(x->out);
+            return false;
+        }
+    }
+    if (o->idx && o->len) {
+        reply_error(x->out, "ERR If you want both the length and indexes, please just use IDX.");
+        return false;
+    }
+    return true;
+}
+
+/*
+ * LCS key1 key2 [LEN] [IDX] [MINMATCHLEN n] [WITHMATCHLEN]: the longest common
+ * subsequence of two strings (missing keys read as ""), by the textbook dynamic program:
+ * a table of (alen + 1) x (blen + 1) lengths, which may take at most proto-max-bulk-len
+ * bytes (Redis's limit), then one walk back from the end that yields the subsequence
+ * and its runs of contiguous matches, last run first (as Redis lists them). O(alen x
+ * blen) time on the shard: like Redis, meant for short strings.
+ */
+void cmd_lcs(struct cmd_ctx *x)
+{
+    struct lcs_opts o;
+    if (!lcs_parse(x, &o)) {
+        return;
+    }
+    const struct tbl_entry *ea = cmd_lookup_read(x, &x->argv[1], cmd_key_hash(&x->argv[1]));
+    const struct tbl_entry *eb = cmd_lookup_read(x, &x->argv[2], cmd_key_hash(&x->argv[2]));
+    size_t alen = 0, blen = 0;
+    const char *a = ea != NULL ? tbl_entry_val(ea, &alen) : "";
+    const char *b = eb != NULL ? tbl_entry_val(eb, &blen) : "";
+    if (alen >= UINT32_MAX - 1 || blen >= UINT32_MAX - 1) {
+        reply_error(x->out, "ERR String too long for LCS");
+        return;
+    }
+    uint64_t cells = (uint64_t)(alen + 1) * (blen + 1);
+    if (cells * sizeof(uint32_t) > (uint64_t)KV_CONF_GET(kvd_settings.proto_max_bulk_len)) {
+        reply_error(x->out,
+                    "ERR Insufficient memory, transient memory for LCS exceeds proto-max-bulk-len");
+        return;
+    }
+    uint32_t *t = mi_heap_malloc(x->sh->heap, cells * sizeof(uint32_t));
+    if (t == NULL) {
+        reply_error(x->out, "ERR Insufficient memory, failed allocating transient memory for LCS");
+        return;
+    }
+#define LCS_AT(i, j) t[(size_t)(i) * (blen + 1) + (size_t)(j)]
+    for (size_t i = 0; i <= alen; i++) {
+        for (size_t j = 0; j <= blen; j++) {
+            if (i == 0 || j == 0) {
+                LCS_AT(i, j) = 0;
+            } else if (a[i - 1] == b[j - 1]) {
+                LCS_AT(i, j) = LCS_AT(i - 1, j - 1) + 1;
+            } else {
+                uint32_t up = LCS_AT(i - 1, j), left = LCS_AT(i, j - 1);
+                LCS_AT(i, j) = up > left ? up : left;
+            }
+        }
+    }
+    uint32_t n = LCS_AT(alen, blen);
+    if (o.len) {
+        mi_free(t);
+        reply_int(x->out, n);
+        return;
+    }
+    /* Walk back: the subsequence (written from its end) and its runs. */
+    char *seq = mi_heap_malloc(x->sh->heap, (size_t)n + 1);
+    struct lcs_range *runs = mi_heap_malloc(x->sh->heap, ((size_t)n + 1) * sizeof *runs);
+    if (seq == NULL || runs == NULL) {
+        mi_free(seq);
+        mi_free(runs);
+        mi_free(t);
+        reply_error(x->out, "ERR Insufficient memory, failed allocating transient memory for LCS");
+        return;
+    }
+    size_t nruns = 0, k = n, i = alen, j = blen;
+    bool open = false;
+    struct lcs_range cur = {0};
+    while (i > 0 && j > 0) {
+        bool close = false;
+        if (a[i - 1] == b[j - 1]) {
+            seq[--k] = a[i - 1];
+            if (!open) {
+                cur = (struct lcs_range){(uint32_t)(i - 1), (uint32_t)(i - 1), (uint32_t)(j - 1),
+                                         (uint32_t)(j - 1)};
+                open = true;
+            } else {
+                KV_ASSERT(cur.a0 == i && cur.b0 == j); /* a run only breaks at a mismatch */
+                cur.a0--;
+                cur.b0--;
+            }
+            close = cur.a0 == 0 || cur.b0 == 0;
+            i--;
+            j--;
+        } else {
+            if (LCS_AT(i - 1, j) > LCS_AT(i, j - 1)) {
+                i--;
+            } else {
+                j--;
+            }
+            close = open;
+        }
+        if (close) {
+            uint32_t len = cur.a1 - cur.a0 + 1;
+            if (o.minmatchlen == 0 || len >= (uint64_t)o.minmatchlen) {
+                runs[nruns++] = cur;
+            }
+            open = false;
+        }
+    }
+#undef LCS_AT
+    KV_ASSERT(k == 0 && nruns <= n);
+    if (!o.idx) {
+        reply_bulk(x->out, seq, n);
+    } else {
+        reply_map(x->out, 2);
+        reply_bulk_str(x->out, "matches");
+        reply_array(x->out, nruns);
+        for (size_t r = 0; r < nruns; r++) {
+            reply_array(x->out, o.withmatchlen ? 3 : 2);
+            reply_array(x->out, 2);
+            reply_int(x->out, runs[r].a0);
+            reply_int(x->out, runs[r].a1);
+            reply_array(x->out, 2);
+            reply_int(x->out, runs[r].b0);
+            reply_int(x->out, runs[r].b1);
+            if (o.withmatchlen) {
+                reply_int(x->out, runs[r].a1 - runs[r].a0 + 1);
+            }
+        }
+        reply_bulk_str(x->out, "len");
+        reply_int(x->out, n);
+    }
+    mi_free(runs);
+    mi_free(seq);
+    mi_free(t);
 }

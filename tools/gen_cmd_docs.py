@@ -31,7 +31,6 @@ SUBCOMMANDS = {
 
 # Commands kvd refuses or implements differently: their documentation says how.
 OVERRIDES = {
-    "lcs": {"summary": "Find longest common substring (refused by kvd: it replies an error)"},
     "select": {"summary": "Change the selected database for the current connection (kvd has "
                           "one database: only index 0 is accepted)"},
 }
@@ -264,8 +263,6 @@ HEADER = """\
  * than editing the tables by hand.
  *
  * Where kvd differs from Redis, the metadata says so rather than copying Redis's:
- *   - LCS is refused (an error reply): its summary says so. Its key positions stay true:
- *     kvd parses LCS's two keys (one partition, else -CROSSSLOT) before refusing it.
  *   - SELECT accepts only index 0 (kvd has one database): its summary says so.
  *   - Containers list only the subcommands kvd implements: CLIENT without CACHING,
  *     GETREDIR, PAUSE, REPLY, TRACKING, TRACKINGINFO, UNBLOCK, UNPAUSE; CONFIG without

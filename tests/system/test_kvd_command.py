@@ -7,7 +7,7 @@ byte. The known, deliberate differences are spelled out here and nowhere else:
     implements (KVD_SUBCOMMANDS), in name order; Redis lists all of its own in its hash
     table's order, which changes from one redis-server process to the next, so
     subcommand lists are compared as sets (they are sets in RESP3);
-  - the DOCS summary of LCS (refused by kvd) and SELECT (only index 0) says so: it is
+  - the DOCS summary of SELECT (only index 0) says so: it is
     Redis's summary followed by kvd's note in parentheses (DOCS_NOTES);
   - COMMAND, COMMAND LIST and COMMAND DOCS without names cover only kvd's commands, and
     their order is kvd's (name order), not Redis's hash order.
@@ -24,7 +24,6 @@ KVD_SUBCOMMANDS = {
 }
 
 DOCS_NOTES = {
-    "lcs": b" (refused by kvd: it replies an error)",
     "select": b" (kvd has one database: only index 0 is accepted)",
 }
 

@@ -114,15 +114,17 @@ def kvd_command_names(kvd):
 
 # Commands whose zero/many-argument forms are not comparable with Redis: they end the
 # connection or the server, depend on the server (INFO, TIME, HELLO's version), are
-# kvd's own choices (LCS is refused, DEBUG is admin-only differently), or are covered
+# kvd's own choices (DEBUG is admin-only differently), or are covered
 # by their own xfail scenario (the subcommand containers).
 # Without arguments these act, and their replies depend on state (the persistence
-# commands on whether a background save is running in either server).
+# commands on whether a background save is running in either server). With many
+# arguments, commands whose keys must share a partition (MSETNX, LCS) answer -CROSSSLOT
+# for keys that do not, before anything else.
 PERSISTENCE = {"save", "bgsave", "bgrewriteaof"}
-ARITY_SKIP_ZERO = {"quit", "shutdown", "reset", "info", "time", "hello", "command", "lcs",
+ARITY_SKIP_ZERO = {"quit", "shutdown", "reset", "info", "time", "hello", "command",
                    "lastsave", "debug"} | PERSISTENCE
 ARITY_SKIP_MANY = (ARITY_SKIP_ZERO - PERSISTENCE) | {
-    "client", "config", "slowlog", "msetnx", "expire", "pexpire", "expireat", "pexpireat",
+    "client", "config", "slowlog", "msetnx", "lcs", "expire", "pexpire", "expireat", "pexpireat",
     "flushall", "flushdb"}
 
 

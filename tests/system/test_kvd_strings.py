@@ -353,3 +353,47 @@ def test_incrbyfloat_random_against_redis(pair, rng):
         pair.same("INCRBYFLOAT", key, a)
     for i in range(6):
         pair.same("GET", "f%d" % i)
+
+
+LCS_OPTS = [(), ("LEN",), ("IDX",), ("IDX", "WITHMATCHLEN"), ("IDX", "MINMATCHLEN", "2"),
+            ("IDX", "MINMATCHLEN", "3", "WITHMATCHLEN"), ("WITHMATCHLEN", "IDX", "idx"),
+            ("MINMATCHLEN", "-5", "IDX"), ("LEN", "MINMATCHLEN", "100"),
+            # errors
+            ("LEN", "IDX"), ("IDX", "MINMATCHLEN"), ("MINMATCHLEN", "x", "IDX"), ("NOPE",),
+            ("IDX", "MINMATCHLEN", "99999999999999999999")]
+
+
+@pytest.mark.parametrize("proto", ["2", "3"])
+def test_lcs_random_against_redis(pair, rng, proto):
+    for c in (pair.k, pair.r):
+        c.cmd("HELLO", proto)
+    pair.same("LCS", "{l}a", "{l}b")  # both missing: ""
+    for _ in range(60):
+        alphabet = "ab" if rng.random() < 0.5 else "abcdefgh"
+        a = "".join(rng.choice(alphabet) for _ in range(rng.randrange(0, 40)))
+        b = "".join(rng.choice(alphabet) for _ in range(rng.randrange(0, 40)))
+        for c in (pair.k, pair.r):
+            c.cmd("MSET", "{l}a", a, "{l}b", b)
+        for opts in LCS_OPTS:
+            pair.same("LCS", "{l}a", "{l}b", *opts)
+        pair.same("LCS", "{l}a", "{l}missing", "IDX")
+    # the documented example
+    for c in (pair.k, pair.r):
+        c.cmd("MSET", "{l}k1", "ohmytext", "{l}k2", "mynewtext")
+    assert pair.same("LCS", "{l}k1", "{l}k2") == b"mytext"
+    pair.same("LCS", "{l}k1", "{l}k2", "IDX", "MINMATCHLEN", "4", "WITHMATCHLEN")
+
+
+def test_lcs_limits_match_redis(pair):
+    # the table would take more than proto-max-bulk-len: refused before any work
+    for c in (pair.k, pair.r):
+        assert c.cmd("CONFIG", "SET", "proto-max-bulk-len", "1mb") == St("OK")
+        c.cmd("MSET", "{m}a", "x" * 600, "{m}b", "y" * 600)
+    try:
+        assert isinstance(pair.same("LCS", "{m}a", "{m}b"), Err)
+        pair.same("LCS", "{m}a", "{m}b", "LEN")
+    finally:
+        for c in (pair.k, pair.r):
+            c.cmd("CONFIG", "SET", "proto-max-bulk-len", "512mb")
+    assert pair.same("LCS", "{m}a", "{m}b", "LEN") == 0
+    assert isinstance(pair.k.cmd("LCS", "a{x}", "b{y}"), Err)  # CROSSSLOT: kvd's partitions

@@ -105,6 +105,8 @@ static struct cmd_desc table[] = {
      cmd_client_kill_check},
     {"client|kill-old", 3, CMD_HIDDEN, NOKEY, CMD_EXEC_ALL, CMD_MERGE_KILL, cmd_client_kill_part,
      "", cmd_client_kill_check},
+    {"object", -2, 0, NOKEY, CMD_EXEC_CONN, 0, cmd_object, "", NULL},
+    {"object|key", 3, CMD_HIDDEN | CMD_READONLY, 2, 2, 1, CMD_EXEC_KEY, 0, cmd_object, "", NULL},
     {"lcs", -3, CMD_READONLY, 1, 2, 1, CMD_EXEC_SAME, 0, cmd_lcs, "readonly", NULL},
 };
 
@@ -117,7 +119,7 @@ _Static_assert(KV_ARRAY_LEN(table) <= KVD_CMDS_MAX, "KVD_CMDS_MAX is too small")
 
 void cmd_init(void)
 {
-    static const char *const containers[] = {"client", "command", "config", "slowlog"};
+    static const char *const containers[] = {"client", "command", "config", "object", "slowlog"};
     qsort(table, KV_ARRAY_LEN(table), sizeof table[0], by_name);
     for (size_t i = 0; i < KV_ARRAY_LEN(table); i++) {
         KV_ASSERT(i == 0 || strcmp(table[i - 1].name, table[i].name) < 0);
@@ -188,8 +190,11 @@ static const char *const sub_rows[] = {
     "command|list",    "config|get",
     "config|help",     "config|resetstat",
     "config|rewrite",  "config|set",
-    "slowlog|get",     "slowlog|help",
-    "slowlog|len",     "slowlog|reset",
+    "object|encoding", "object|freq",
+    "object|help",     "object|idletime",
+    "object|refcount", "slowlog|get",
+    "slowlog|help",    "slowlog|len",
+    "slowlog|reset",
 };
 
 _Static_assert(KV_ARRAY_LEN(table) + KV_ARRAY_LEN(sub_rows) <= KVD_STAT_ROWS,
@@ -210,7 +215,12 @@ uint16_t cmd_stat_row(const struct cmd_desc *d, size_t argc, const struct resp_a
     if (KV_LIKELY(!(d->flags & (CMD_SUBCMDS | CMD_HIDDEN))) || argc < 2) {
         return (uint16_t)cmd_index(d);
     }
-    if (d->flags & CMD_HIDDEN) { /* client|list, client|kill, client|kill-old */
+    if (d->flags & CMD_HIDDEN) { /* client|list, client|kill, client|kill-old, object|key */
+        if (strcmp(d->name, "object|key") == 0) {
+            char full[64];
+            cmd_full_name(cmd_lookup("object", 6), argc, argv, full, sizeof full);
+            return sub_row(full);
+        }
         return sub_row(strncmp(d->name, "client|kill", 11) == 0 ? "client|kill" : d->name);
     }
     char full[64];
@@ -368,8 +378,8 @@ bool cmd_parse_cursor(const struct resp_arg *a, uint64_t *out)
 void cmd_full_name(const struct cmd_desc *d, size_t argc, const struct resp_arg *argv, char *buf,
                    size_t cap)
 {
-    static const char *const with_subcommands[] = {"client", "config", "command", "slowlog",
-                                                   "debug"};
+    static const char *const with_subcommands[] = {"client", "config",  "command",
+                                                   "object", "slowlog", "debug"};
     bool sub = false;
     for (size_t i = 0; i < KV_ARRAY_LEN(with_subcommands); i++) {
         sub |= strcmp(d->name, with_subcommands[i]) == 0;

@@ -169,7 +169,10 @@ cmd_fn cmd_get, cmd_set, cmd_setnx, cmd_setex, cmd_psetex, cmd_getset, cmd_getde
     cmd_mget, cmd_mset, cmd_msetnx, cmd_incr, cmd_decr, cmd_incrby, cmd_decrby, cmd_incrbyfloat,
     cmd_append, cmd_strlen, cmd_getrange, cmd_setrange, cmd_del, cmd_exists, cmd_expire,
     cmd_pexpire, cmd_expireat, cmd_pexpireat, cmd_ttl, cmd_pttl, cmd_persist, cmd_type, cmd_rename,
-    cmd_renamenx, cmd_touch, cmd_expiretime, cmd_pexpiretime, cmd_substr, cmd_lcs;
+    cmd_renamenx, cmd_touch, cmd_expiretime, cmd_pexpiretime, cmd_substr, cmd_lcs, cmd_object;
+
+/* OBJECT's subcommands that take a key (they run on the key's shard). */
+bool cmd_object_keyed(const struct resp_arg *sub);
 
 /* Connection and server handlers (cmd_server.c). */
 cmd_fn cmd_ping, cmd_echo, cmd_quit, cmd_select, cmd_auth, cmd_hello, cmd_client, cmd_command,

@@ -795,6 +795,113 @@ static const struct cmd_docs_arg msetnx_args[] = {
      .nargs = DOCS_LEN(msetnx_args_0)},
 };
 
+static const struct cmd_docs_keyspec object_encoding_specs[] = {
+    {NULL, "RO", NULL, 2, false, {0, 1, 0}},
+};
+
+static const struct cmd_docs_arg object_encoding_args[] = {
+    {.name = "key", .type = "key", .key_spec_index = 0},
+};
+
+static const struct cmd_docs_keyspec object_freq_specs[] = {
+    {NULL, "RO", NULL, 2, false, {0, 1, 0}},
+};
+
+static const struct cmd_docs_arg object_freq_args[] = {
+    {.name = "key", .type = "key", .key_spec_index = 0},
+};
+
+static const struct cmd_docs_keyspec object_idletime_specs[] = {
+    {NULL, "RO", NULL, 2, false, {0, 1, 0}},
+};
+
+static const struct cmd_docs_arg object_idletime_args[] = {
+    {.name = "key", .type = "key", .key_spec_index = 0},
+};
+
+static const struct cmd_docs_keyspec object_refcount_specs[] = {
+    {NULL, "RO", NULL, 2, false, {0, 1, 0}},
+};
+
+static const struct cmd_docs_arg object_refcount_args[] = {
+    {.name = "key", .type = "key", .key_spec_index = 0},
+};
+
+static const struct cmd_docs object_subs[] = {
+    {.name = "object|encoding",
+     .arity = 3,
+     .first_key = 2,
+     .last_key = 2,
+     .key_step = 1,
+     .flags = "readonly",
+     .acl = "@keyspace @read @slow",
+     .tips = "nondeterministic_output",
+     .specs = object_encoding_specs,
+     .nspecs = DOCS_LEN(object_encoding_specs),
+     .summary = "Inspect the internal encoding of a Redis object",
+     .since = "2.2.3",
+     .group = "generic",
+     .complexity = "O(1)",
+     .args = object_encoding_args,
+     .nargs = DOCS_LEN(object_encoding_args)},
+    {.name = "object|freq",
+     .arity = 3,
+     .first_key = 2,
+     .last_key = 2,
+     .key_step = 1,
+     .flags = "readonly",
+     .acl = "@keyspace @read @slow",
+     .tips = "nondeterministic_output",
+     .specs = object_freq_specs,
+     .nspecs = DOCS_LEN(object_freq_specs),
+     .summary = "Get the logarithmic access frequency counter of a Redis object",
+     .since = "4.0.0",
+     .group = "generic",
+     .complexity = "O(1)",
+     .args = object_freq_args,
+     .nargs = DOCS_LEN(object_freq_args)},
+    {.name = "object|help",
+     .arity = 2,
+     .flags = "loading stale",
+     .acl = "@keyspace @slow",
+     .summary = "Show helpful text about the different subcommands",
+     .since = "6.2.0",
+     .group = "generic",
+     .complexity = "O(1)"},
+    {.name = "object|idletime",
+     .arity = 3,
+     .first_key = 2,
+     .last_key = 2,
+     .key_step = 1,
+     .flags = "readonly",
+     .acl = "@keyspace @read @slow",
+     .tips = "nondeterministic_output",
+     .specs = object_idletime_specs,
+     .nspecs = DOCS_LEN(object_idletime_specs),
+     .summary = "Get the time since a Redis object was last accessed",
+     .since = "2.2.3",
+     .group = "generic",
+     .complexity = "O(1)",
+     .args = object_idletime_args,
+     .nargs = DOCS_LEN(object_idletime_args)},
+    {.name = "object|refcount",
+     .arity = 3,
+     .first_key = 2,
+     .last_key = 2,
+     .key_step = 1,
+     .flags = "readonly",
+     .acl = "@keyspace @read @slow",
+     .tips = "nondeterministic_output",
+     .specs = object_refcount_specs,
+     .nspecs = DOCS_LEN(object_refcount_specs),
+     .summary = "Get the number of references to the value of the key",
+     .since = "2.2.3",
+     .group = "generic",
+     .complexity = "O(1)",
+     .args = object_refcount_args,
+     .nargs = DOCS_LEN(object_refcount_args)},
+};
+
 static const struct cmd_docs_keyspec persist_specs[] = {
     {NULL, "RW update", NULL, 1, false, {0, 1, 0}},
 };
@@ -1664,6 +1771,15 @@ const struct cmd_docs cmd_docs_table[] = {
      .complexity = "O(N) where N is the number of keys to set.",
      .args = msetnx_args,
      .nargs = DOCS_LEN(msetnx_args)},
+    {.name = "object",
+     .arity = -2,
+     .acl = "@slow",
+     .summary = "A container for object introspection commands",
+     .since = "2.2.3",
+     .group = "generic",
+     .complexity = "Depends on subcommand.",
+     .subs = object_subs,
+     .nsubs = DOCS_LEN(object_subs)},
     {.name = "persist",
      .arity = 2,
      .first_key = 1,

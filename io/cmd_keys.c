@@ -10,6 +10,7 @@
 
 #include "kv_assert.h"
 #include "kv_error.h"
+#include "kv_num.h"
 #include "resp_parse.h"
 #include "server.h"
 #include "tbl.h"
@@ -226,6 +227,93 @@ void cmd_type(struct cmd_ctx *x)
     }
     KV_ASSERT(tbl_entry_type(e) == TBL_TYPE_STRING);
     reply_simple(x->out, "string");
+}
+
+/* ---- OBJECT ------------------------------------------------------------------------- */
+
+#define OBJ_EMBSTR_MAX    44         /* Redis keeps strings up to 44 bytes "embstr" */
+#define OBJ_SHARED_INTS   10000      /* Redis shares the integers 0..9999 */
+#define OBJ_SHARED_REFCNT 2147483647 /* the refcount Redis reports for a shared object */
+#define OBJ_INT_CHARS_MAX 20         /* longer strings are never "int" */
+
+/*
+ * OBJECT ENCODING / REFCOUNT / IDLETIME / FREQ key, and OBJECT HELP. kvd stores every
+ * string the same way; ENCODING reports what Redis would choose for that content when
+ * it stores a value (an integer in range: "int", up to 44 bytes: "embstr", else "raw"),
+ * REFCOUNT what Redis reports for it (shared small integers). kvd keeps no access times
+ * or frequencies: IDLETIME replies 0, FREQ Redis's error for a server without an LFU
+ * eviction policy (kvd never evicts). The keyed forms run on the key's shard (row
+ * "object|key"), the others (HELP, errors) on the client's.
+ */
+static const char *const object_keyed[] = {"encoding", "freq", "idletime", "refcount"};
+
+bool cmd_object_keyed(const struct resp_arg *sub)
+{
+    for (size_t k = 0; k < KV_ARRAY_LEN(object_keyed); k++) {
+        if (cmd_arg_is(sub, object_keyed[k])) {
+            return true;
+        }
+    }
+    return false;
+}
+
+void cmd_object(struct cmd_ctx *x)
+{
+    const struct resp_arg *sub = &x->argv[1];
+    if (cmd_arg_is(sub, "help") && x->argc == 2) {
+        static const char *const help[] = {
+            "OBJECT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+            "ENCODING <key>",
+            "    Return the kind of internal representation used in order to store the value",
+            "    associated with a <key>.",
+            "FREQ <key>",
+            "    Return the access frequency index of the <key>. The returned integer is",
+            "    proportional to the logarithm of the recent access frequency of the key.",
+            "IDLETIME <key>",
+            "    Return the idle time of the <key>, that is the approximated number of",
+            "    seconds elapsed since the last access to the key.",
+            "REFCOUNT <key>",
+            "    Return the number of references of the value associated with the specified",
+            "    <key>.",
+            "HELP",
+            "    Prints this help.",
+        };
+        reply_array(x->out, KV_ARRAY_LEN(help));
+        for (size_t i = 0; i < KV_ARRAY_LEN(help); i++) {
+            reply_simple(x->out, help[i]);
+        }
+        return;
+    }
+    bool keyed = cmd_object_keyed(sub);
+    if (!keyed && !cmd_arg_is(sub, "help")) {
+        cmd_reply_unknown_subcommand(x);
+        return;
+    }
+    if (x->argc != (keyed ? 3u : 2u)) {
+        cmd_reply_sub_arity(x);
+        return;
+    }
+    KV_ASSERT(x->desc->flags & CMD_HIDDEN); /* dispatched to the key's shard */
+    const struct tbl_entry *e = cmd_lookup_read(x, &x->argv[2], cmd_key_hash(&x->argv[2]));
+    if (e == NULL) {
+        reply_null(x->out);
+        return;
+    }
+    size_t len;
+    const char *v = tbl_entry_val(e, &len);
+    int64_t n;
+    bool is_int = len <= OBJ_INT_CHARS_MAX && kv_parse_i64(v, len, &n);
+    if (cmd_arg_is(sub, "encoding")) {
+        reply_bulk_str(x->out, is_int ? "int" : len <= OBJ_EMBSTR_MAX ? "embstr" : "raw");
+    } else if (cmd_arg_is(sub, "refcount")) {
+        reply_int(x->out, is_int && n >= 0 && n < OBJ_SHARED_INTS ? OBJ_SHARED_REFCNT : 1);
+    } else if (cmd_arg_is(sub, "idletime")) {
+        reply_int(x->out, 0);
+    } else {
+        reply_error(x->out, "ERR An LFU maxmemory policy is not selected, access frequency not "
+                            "tracked. Please note that when switching between policies at "
+                            "runtime LRU and LFU data will take some time to adjust.");
+    }
 }
 
 /* RENAME and RENAMENX; both keys are in one partition (checked by the caller). */

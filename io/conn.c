@@ -1243,6 +1243,8 @@ static void dispatch_pre(struct conn *c, const struct resp_cmd *cmd, const struc
         } else if (cmd_arg_is(&argv[1], "kill") && argc >= 3) {
             d = cmd_lookup_hidden(argc == 3 ? "client|kill-old" : "client|kill");
         }
+    } else if (d->fn == cmd_object && argc == 3 && cmd_object_keyed(&argv[1])) {
+        d = cmd_lookup_hidden("object|key"); /* OBJECT ENCODING key, ...: the key's shard */
     }
     switch (d->exec) {
     case CMD_EXEC_CONN:

@@ -332,3 +332,25 @@ def test_hash_tags_follow_redis_cluster_rules(kc):
         assert kc.cmd("RENAME", a, b + ":renamed") == St("OK")
     cross = [kc.cmd("MSETNX", "{}a%d" % i, "1", "{}b%d" % i, "2") for i in range(40)]
     assert cross.count(Err("CROSSSLOT Keys in request don't hash to the same slot")) > 20
+
+
+OBJECT_VALUES = ["0", "9999", "10000", "-1", "123456789012345678", "12345678901234567890",
+                 "007", "+1", " 1", "1.5", "", "x", "x" * 44, "x" * 45, "9223372036854775808"]
+
+
+def test_object_encoding_and_refcount_match_redis(pair):
+    for i, v in enumerate(OBJECT_VALUES):
+        key = "obj%d" % i  # keys of both shards
+        for c in (pair.k, pair.r):
+            c.cmd("SET", key, v)
+        pair.same("OBJECT", "ENCODING", key)
+        pair.same("OBJECT", "REFCOUNT", key)
+        pair.same("OBJECT", "FREQ", key)
+    for args in [("ENCODING", "nokey"), ("REFCOUNT", "nokey"), ("IDLETIME", "nokey"),
+                 ("FREQ", "nokey"), ("HELP",), ("help",), ("HELP", "x"), ("ENCODING",),
+                 ("ENCODING", "a", "b"), ("NOPE",), ("NOPE", "k"), ("NOPE", "k", "x")]:
+        pair.same("OBJECT", *args)
+    pair.same("OBJECT")
+    # kvd keeps no access times: an existing key's idle time reads 0
+    assert pair.k.cmd("OBJECT", "IDLETIME", "obj0") == 0
+    assert isinstance(pair.r.cmd("OBJECT", "IDLETIME", "obj0"), int)

@@ -107,6 +107,12 @@ static struct cmd_desc table[] = {
      "", cmd_client_kill_check},
     {"object", -2, 0, NOKEY, CMD_EXEC_CONN, 0, cmd_object, "", NULL},
     {"object|key", 3, CMD_HIDDEN | CMD_READONLY, 2, 2, 1, CMD_EXEC_KEY, 0, cmd_object, "", NULL},
+    {"multi", 1, CMD_FAST, NOKEY, CMD_EXEC_CONN, 0, cmd_multi, "", NULL},
+    {"exec", 1, 0, NOKEY, CMD_EXEC_CONN, 0, cmd_exec, "", NULL},
+    {"discard", 1, CMD_FAST, NOKEY, CMD_EXEC_CONN, 0, cmd_discard, "", NULL},
+    {"watch", -2, CMD_FAST, 1, -1, 1, CMD_EXEC_CONN, 0, cmd_watch, "", NULL},
+    {"unwatch", 1, CMD_FAST, NOKEY, CMD_EXEC_CONN, 0, cmd_unwatch, "", NULL},
+    {"exec|run", -2, CMD_HIDDEN | CMD_WRITE, NOKEY, CMD_EXEC_CONN, 0, conn_txn_run, "", NULL},
     {"lcs", -3, CMD_READONLY, 1, 2, 1, CMD_EXEC_SAME, 0, cmd_lcs, "readonly", NULL},
 };
 
@@ -216,6 +222,9 @@ uint16_t cmd_stat_row(const struct cmd_desc *d, size_t argc, const struct resp_a
         return (uint16_t)cmd_index(d);
     }
     if (d->flags & CMD_HIDDEN) { /* client|list, client|kill, client|kill-old, object|key */
+        if (strcmp(d->name, "exec|run") == 0) {
+            return (uint16_t)cmd_index(cmd_lookup("exec", 4));
+        }
         if (strcmp(d->name, "object|key") == 0) {
             char full[64];
             cmd_full_name(cmd_lookup("object", 6), argc, argv, full, sizeof full);

@@ -95,14 +95,15 @@ struct cmd_ctx {
     size_t argc;
     const struct resp_arg *argv;
     const struct cmd_desc *desc;
-    struct shard *sh;     /* the executing shard */
-    struct conn *conn;    /* CMD_EXEC_CONN only; NULL for data handlers */
-    struct resp_out *out; /* where the reply goes */
-    int64_t now_ms;       /* the wall clock for expiry, read once per batch */
-    bool rejected;        /* set by a handler that refused the call as Redis does before
-                           * execution (a subcommand's arity): counted as rejected */
-    int64_t sum;          /* MULTI with CMD_MERGE_SUM: the part's integer result */
-    uint64_t caller_id;   /* id of the client that sent the command (on any shard) */
+    struct shard *sh;      /* the executing shard */
+    struct conn *conn;     /* CMD_EXEC_CONN only; NULL for data handlers */
+    struct resp_out *out;  /* where the reply goes */
+    int64_t now_ms;        /* the wall clock for expiry, read once per batch */
+    bool rejected;         /* set by a handler that refused the call as Redis does before
+                            * execution (a subcommand's arity): counted as rejected */
+    uint64_t inner_errors; /* EXEC: error replies of the commands it ran (not its own) */
+    int64_t sum;           /* MULTI with CMD_MERGE_SUM: the part's integer result */
+    uint64_t caller_id;    /* id of the client that sent the command (on any shard) */
 };
 
 /* Sorts the table; call once at start-up before any lookup. */
@@ -169,7 +170,8 @@ cmd_fn cmd_get, cmd_set, cmd_setnx, cmd_setex, cmd_psetex, cmd_getset, cmd_getde
     cmd_mget, cmd_mset, cmd_msetnx, cmd_incr, cmd_decr, cmd_incrby, cmd_decrby, cmd_incrbyfloat,
     cmd_append, cmd_strlen, cmd_getrange, cmd_setrange, cmd_del, cmd_exists, cmd_expire,
     cmd_pexpire, cmd_expireat, cmd_pexpireat, cmd_ttl, cmd_pttl, cmd_persist, cmd_type, cmd_rename,
-    cmd_renamenx, cmd_touch, cmd_expiretime, cmd_pexpiretime, cmd_substr, cmd_lcs, cmd_object;
+    cmd_renamenx, cmd_touch, cmd_expiretime, cmd_pexpiretime, cmd_substr, cmd_lcs, cmd_object,
+    cmd_multi, cmd_exec, cmd_discard, cmd_watch, cmd_unwatch, conn_txn_run;
 
 /* OBJECT's subcommands that take a key (they run on the key's shard). */
 bool cmd_object_keyed(const struct resp_arg *sub);

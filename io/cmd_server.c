@@ -353,8 +353,25 @@ void cmd_hello(struct cmd_ctx *x)
     reply_array(x->out, 0);
 }
 
+/* WATCH: kvd has no optimistic locking (yet); inside MULTI, Redis's error. */
+void cmd_watch(struct cmd_ctx *x)
+{
+    if (conn_in_multi(x->conn)) {
+        reply_error(x->out, "ERR WATCH inside MULTI is not allowed");
+        return;
+    }
+    reply_error(x->out, "ERR WATCH is not supported");
+}
+
+/* UNWATCH: nothing is ever watched. */
+void cmd_unwatch(struct cmd_ctx *x)
+{
+    reply_ok(x->out);
+}
+
 void cmd_reset(struct cmd_ctx *x)
 {
+    conn_txn_discard(x->conn);
     conn_set_resp(x->conn, 2);
     resp_out_set_proto(x->out, 2);
     conn_set_name(x->conn, "", 0);

@@ -137,6 +137,7 @@ struct conn {
     int64_t created_ms;
     int64_t last_ms;
     char last_cmd[40];
+    struct txn *txn; /* MULTI: the queued commands; NULL outside a transaction */
 };
 
 struct xmsg_list {
@@ -192,6 +193,7 @@ static void mark_dirty(struct conn *c);
 static struct resp_out *early_out(struct conn *c);
 static void conn_maybe_free(struct conn *c);
 static void close_conn(struct conn *c);
+static void txn_free(struct conn *c);
 
 /* ---- small accessors ----------------------------------------------------------- */
 
@@ -520,6 +522,7 @@ static void conn_maybe_free(struct conn *c)
         mi_free(c->pend);
     }
     mi_free(c->name);
+    txn_free(c);
     resp_parser_destroy(c->parser);
     resp_out_deinit(&c->out);
     close(c->fd);
@@ -534,6 +537,73 @@ static void conn_maybe_free(struct conn *c)
     sh->conn_count--;
     atomic_fetch_sub_explicit(&sh->srv->clients, 1, memory_order_relaxed);
     mi_free(c);
+}
+
+/* ---- MULTI / EXEC ------------------------------------------------------------------ */
+
+/*
+ * A transaction: between MULTI and EXEC the commands are checked and queued, not run.
+ * Their arguments are copied into one buffer, each command preceded by its argument
+ * count as a decimal argument, so that at EXEC the whole transaction is one argument
+ * list for the hidden command "exec|run" (conn_txn_run), which runs the commands one
+ * after another on one shard: atomic, as no other command runs there in between. All
+ * keys of a transaction must be in one partition (the first keyed command picks it,
+ * -CROSSSLOT otherwise, as in Redis Cluster); commands that span partitions (KEYS,
+ * SCAN, FLUSHALL, ...) or need the client's connection are refused inside MULTI. An
+ * error while queueing (unknown command, arity, CROSSSLOT, refusal) makes EXEC reply
+ * -EXECABORT. The queue counts against client-query-buffer-limit.
+ */
+struct txn_arg {
+    uint32_t off, len;
+};
+
+struct txn {
+    char *buf; /* argument bytes */
+    size_t len, cap;
+    struct txn_arg *args;
+    uint32_t nargs, args_cap;
+    uint32_t ncmds;
+    bool aborted;
+    const struct route_part *part; /* the partition of its keys, NULL until one */
+};
+
+static void txn_free(struct conn *c)
+{
+    if (c->txn != NULL) {
+        mi_free(c->txn->buf);
+        mi_free(c->txn->args);
+        mi_free(c->txn);
+        c->txn = NULL;
+    }
+}
+
+/* Appends one argument to the queue; false when the queue would pass its limit. */
+static bool txn_push(struct conn *c, const char *p, size_t n)
+{
+    struct txn *t = c->txn;
+    uint64_t limit = (uint64_t)KV_CONF_GET(kvd_settings.query_buffer_limit);
+    if ((uint64_t)t->len + n + 16 * ((uint64_t)t->nargs + 1) > limit ||
+        (uint64_t)t->len + n > UINT32_MAX) {
+        return false;
+    }
+    if (t->len + n > t->cap) {
+        size_t cap = t->cap * 2 > t->len + n ? t->cap * 2 : t->len + n + 256;
+        char *b = mi_heap_realloc(c->sh->heap, t->buf, cap);
+        KV_ASSERT(b != NULL);
+        t->buf = b;
+        t->cap = cap;
+    }
+    if (t->nargs == t->args_cap) {
+        uint32_t cap = t->args_cap ? t->args_cap * 2 : 16;
+        struct txn_arg *a = mi_heap_realloc(c->sh->heap, t->args, cap * sizeof *a);
+        KV_ASSERT(a != NULL);
+        t->args = a;
+        t->args_cap = cap;
+    }
+    memcpy(t->buf + t->len, p, n);
+    t->args[t->nargs++] = (struct txn_arg){(uint32_t)t->len, (uint32_t)n};
+    t->len += n;
+    return true;
 }
 
 /* ---- pending replies ----------------------------------------------------------- */
@@ -817,7 +887,9 @@ static struct run_res run(struct shard *sh, struct conn *c, const struct cmd_des
     if (sum != NULL) {
         *sum = x.sum;
     }
-    return (struct run_res){.us = us, .failed = reply_errors() != errors, .rejected = x.rejected};
+    /* errors replied by the commands a transaction ran are theirs, not EXEC's */
+    bool failed = reply_errors() - errors > x.inner_errors;
+    return (struct run_res){.us = us, .failed = failed, .rejected = x.rejected};
 }
 
 /*
@@ -848,16 +920,17 @@ static void exec_local(struct conn *c, const struct cmd_desc *d, size_t argc,
 {
     struct shard *sh = c->sh;
     uint16_t row = cmd_stat_row(d, argc, argv);
+    size_t logged = d->fn == conn_txn_run ? 0 : argc; /* EXEC is not logged, its commands are */
     if (pend_count(c) == 0) {
         struct run_res r = run(sh, c, d, argc, argv, &c->out, NULL, c->id);
-        account(sh, c, row, r, argc, argv, NULL);
+        account(sh, c, row, r, logged, logged ? argv : NULL, NULL);
         wal_gate(c, d);
         mark_dirty(c);
         return;
     }
     resp_out_set_proto(sh->scratch, c->resp);
     struct run_res r = run(sh, c, d, argc, argv, sh->scratch, NULL, c->id);
-    account(sh, c, row, r, argc, argv, NULL);
+    account(sh, c, row, r, logged, logged ? argv : NULL, NULL);
     wal_gate(c, d);
     struct pend *p = pend_push(c);
     if (resp_out_error(sh->scratch) != 0) {
@@ -1189,6 +1262,206 @@ static void finish_early(struct conn *c)
     pend_drain(c);
 }
 
+/* An early error inside MULTI: the transaction will not run (EXEC replies -EXECABORT). */
+static void txn_flag(struct conn *c)
+{
+    if (c->txn != NULL) {
+        c->txn->aborted = true;
+    }
+}
+
+static void early_simple(struct conn *c, const char *s)
+{
+    reply_simple(early_out(c), s);
+    finish_early(c);
+}
+
+/* Connection commands that need no connection state: they may run where the
+ * transaction's partition is. */
+static bool txn_conn_ok(const struct cmd_desc *d)
+{
+    return d->fn == cmd_ping || d->fn == cmd_echo || d->fn == cmd_time || d->fn == cmd_lastsave ||
+           d->fn == cmd_unwatch;
+}
+
+/* MULTI, EXEC and DISCARD act on the connection's queue: txn_control runs them. */
+void cmd_multi(struct cmd_ctx *x)
+{
+    (void)x;
+    KV_ASSERT(!"MULTI is dispatched by the connection");
+}
+
+void cmd_exec(struct cmd_ctx *x)
+{
+    (void)x;
+    KV_ASSERT(!"EXEC is dispatched by the connection");
+}
+
+void cmd_discard(struct cmd_ctx *x)
+{
+    (void)x;
+    KV_ASSERT(!"DISCARD is dispatched by the connection");
+}
+
+void conn_txn_discard(struct conn *c)
+{
+    txn_free(c);
+}
+
+bool conn_in_multi(const struct conn *c)
+{
+    return c->txn != NULL;
+}
+
+/* Checks and queues one command inside MULTI; replies +QUEUED or the error. */
+static void txn_queue(struct conn *c, const struct cmd_desc *d, size_t argc,
+                      const struct resp_arg *argv)
+{
+    struct txn *t = c->txn;
+    const struct route_table *rt = c->sh->srv->route;
+    bool allowed = d->exec == CMD_EXEC_KEY || d->exec == CMD_EXEC_SAME ||
+                   d->exec == CMD_EXEC_MULTI || (d->exec == CMD_EXEC_CONN && txn_conn_ok(d));
+    if (!allowed || (d->flags & CMD_HIDDEN)) {
+        early_error(c, "ERR Command not allowed inside a transaction%s", "");
+        early_count(c, d, true, argc, argv);
+        txn_flag(c);
+        finish_early(c);
+        return;
+    }
+    if (d->first_key > 0) {
+        size_t last = d->last_key < 0 ? argc - 1 : (size_t)d->last_key;
+        size_t step = d->key_step > 0 ? (size_t)d->key_step : 1;
+        for (size_t i = (size_t)d->first_key; i <= last && i < argc; i += step) {
+            const struct route_part *p = route_lookup(rt, arg_hash(&argv[i]));
+            if (t->part == NULL) {
+                t->part = p;
+            } else if (p != t->part) {
+                early_error(c, "CROSSSLOT Keys in request don't hash to the same slot%s", "");
+                early_count(c, d, true, argc, argv);
+                txn_flag(c);
+                finish_early(c);
+                return;
+            }
+        }
+    }
+    char count[24];
+    int k = snprintf(count, sizeof count, "%zu", argc);
+    bool ok = txn_push(c, count, (size_t)k);
+    for (size_t i = 0; ok && i < argc; i++) {
+        ok = txn_push(c, argv[i].ptr, argv[i].len);
+    }
+    if (!ok) {
+        early_error(c, "ERR transaction exceeds client-query-buffer-limit%s", "");
+        txn_flag(c);
+        finish_early(c);
+        return;
+    }
+    t->ncmds++;
+    early_simple(c, "QUEUED");
+}
+
+/* MULTI, EXEC, DISCARD (and WATCH, which kvd does not have, inside MULTI). */
+static void txn_control(struct conn *c, const struct cmd_desc *d, size_t argc,
+                        const struct resp_arg *argv)
+{
+    struct shard *sh = c->sh;
+    struct run_res ok = {0}, failed = {.failed = true};
+    uint16_t row = cmd_stat_row(d, argc, argv);
+    if (d->fn == cmd_multi) {
+        if (c->txn != NULL) {
+            early_error(c, "ERR MULTI calls can not be nested%s", "");
+            account(sh, c, row, failed, argc, argv, NULL);
+            finish_early(c);
+            return;
+        }
+        c->txn = mi_heap_zalloc(sh->heap, sizeof *c->txn);
+        KV_ASSERT(c->txn != NULL);
+        account(sh, c, row, ok, argc, argv, NULL);
+        early_simple(c, "OK");
+        return;
+    }
+    if (d->fn == cmd_discard) {
+        if (c->txn == NULL) {
+            early_error(c, "ERR DISCARD without MULTI%s", "");
+            account(sh, c, row, failed, argc, argv, NULL);
+            finish_early(c);
+            return;
+        }
+        txn_free(c);
+        account(sh, c, row, ok, argc, argv, NULL);
+        early_simple(c, "OK");
+        return;
+    }
+    KV_ASSERT(d->fn == cmd_exec);
+    if (c->txn == NULL || c->txn->aborted) {
+        early_error(c,
+                    c->txn == NULL
+                        ? "ERR EXEC without MULTI%s"
+                        : "EXECABORT Transaction discarded because of previous errors.%s",
+                    "");
+        account(sh, c, row, failed, argc, argv, NULL);
+        txn_free(c);
+        finish_early(c);
+        return;
+    }
+    /* argv of exec|run: "EXEC", the command count, then each command's count and args */
+    struct txn *t = c->txn;
+    size_t n = (size_t)t->nargs + 2;
+    struct resp_arg *av = mi_heap_malloc(sh->heap, n * sizeof *av);
+    KV_ASSERT(av != NULL);
+    char count[24];
+    av[0] = (struct resp_arg){.ptr = "EXEC", .len = 4};
+    av[1] = (struct resp_arg){.ptr = count,
+                              .len = (size_t)snprintf(count, sizeof count, "%u", t->ncmds)};
+    for (uint32_t i = 0; i < t->nargs; i++) {
+        av[i + 2] = (struct resp_arg){.ptr = t->buf + t->args[i].off, .len = t->args[i].len};
+    }
+    const struct cmd_desc *run_d = cmd_lookup_hidden("exec|run");
+    if (t->part == NULL || t->part->thread == sh->id) {
+        exec_local(c, run_d, n, av);
+    } else {
+        forward_one(c, t->part->thread, run_d, n, av);
+    }
+    mi_free(av);
+    txn_free(c);
+}
+
+/*
+ * exec|run: a transaction's commands, one after another on this shard (the one owning
+ * its partition, or the client's if it has no keys), their replies as one array. Each
+ * is counted in the statistics of the shard that runs it.
+ */
+void conn_txn_run(struct cmd_ctx *x)
+{
+    int64_t ncmds = 0;
+    bool ok = cmd_parse_i64(&x->argv[1], &ncmds);
+    KV_ASSERT(ok && ncmds >= 0);
+    reply_array(x->out, (size_t)ncmds);
+    size_t i = 2;
+    for (int64_t k = 0; k < ncmds; k++) {
+        int64_t cnt = 0;
+        ok = cmd_parse_i64(&x->argv[i], &cnt);
+        KV_ASSERT(ok && cnt >= 1 && i + 1 + (size_t)cnt <= x->argc);
+        const struct resp_arg *argv = &x->argv[i + 1];
+        size_t argc = (size_t)cnt;
+        i += 1 + argc;
+        const struct cmd_desc *d = cmd_lookup(argv[0].ptr, argv[0].len);
+        KV_ASSERT(d != NULL && cmd_arity_ok(d, argc)); /* checked when queued */
+        uint16_t row = cmd_stat_row(d, argc, argv);
+        if (d->exec == CMD_EXEC_MULTI && d->key_step == 2 && (argc - 1) % 2 != 0) {
+            reply_err_arity(x->out, d->name); /* MSET's pairs: found when it runs */
+            x->inner_errors++;
+            account(x->sh, x->conn, row, (struct run_res){.failed = true}, argc, argv, NULL);
+            continue;
+        }
+        uint64_t errors = reply_errors();
+        struct run_res r = run(x->sh, x->conn, d, argc, argv, x->out, NULL, x->caller_id);
+        account(x->sh, x->conn, row, r, argc, argv, NULL);
+        x->inner_errors += reply_errors() - errors;
+    }
+    KV_ASSERT(i == x->argc);
+}
+
 /* Dispatches one command. `pre` is its row when the caller already looked it up (or
  * NULL), `pre_h` its key's hash when `have_h`. */
 static void dispatch_pre(struct conn *c, const struct resp_cmd *cmd, const struct cmd_desc *pre,
@@ -1207,13 +1480,25 @@ static void dispatch_pre(struct conn *c, const struct resp_cmd *cmd, const struc
     }
     if (d == NULL) {
         unknown_command(c, cmd);
+        txn_flag(c);
         finish_early(c);
         return;
     }
     cmd_full_name(d, cmd->argc, cmd->argv, c->last_cmd, sizeof c->last_cmd);
-    if (!cmd_arity_ok(d, cmd->argc)) { /* Redis checks the arity before the password */
+    if (!cmd_arity_ok(d, cmd->argc)) {             /* Redis checks the arity before the password */
+        if (d->fn == cmd_exec) { /* a refused EXEC ends any transaction (Redis: even none) */
+            early_error(c,
+                        "EXECABORT Transaction discarded because of: wrong number of arguments "
+                        "for '%s' command",
+                        d->name);
+            early_count(c, d, true, cmd->argc, cmd->argv);
+            txn_free(c);
+            finish_early(c);
+            return;
+        }
         early_error(c, "ERR wrong number of arguments for '%s' command", d->name);
         early_count(c, d, true, cmd->argc, cmd->argv);
+        txn_flag(c);
         finish_early(c);
         return;
     }
@@ -1231,11 +1516,20 @@ static void dispatch_pre(struct conn *c, const struct resp_cmd *cmd, const struc
                     "can be written again; reads go on.",
                     strerror(err));
         early_count(c, d, true, cmd->argc, cmd->argv);
+        txn_flag(c);
         finish_early(c);
         return;
     }
     size_t argc = cmd->argc;
     const struct resp_arg *argv = cmd->argv;
+    if (d->fn == cmd_multi || d->fn == cmd_exec || d->fn == cmd_discard) {
+        txn_control(c, d, argc, argv);
+        return;
+    }
+    if (c->txn != NULL && d->fn != cmd_quit && d->fn != cmd_reset && d->fn != cmd_watch) {
+        txn_queue(c, d, argc, argv);
+        return;
+    }
     if (d->fn == cmd_client) {
         /* CLIENT LIST and KILL look at the clients of every shard. */
         if (cmd_arg_is(&argv[1], "list")) {
@@ -1712,7 +2006,7 @@ void conn_exec_remote(struct shard *sh, const struct xmsg *m)
     if (argv != stack_argv) {
         mi_free(argv);
     }
-    if (KV_UNLIKELY(slowlog_wants(res.us))) {
+    if (KV_UNLIKELY(slowlog_wants(res.us)) && m->desc->fn != conn_txn_run) {
         r.slow_argv = m->payload; /* the client's shard logs it, with the client's name */
     } else {
         blob_free(m->payload);

@@ -95,6 +95,9 @@ void conn_set_authed(struct conn *c, bool authed);
 void conn_set_name(struct conn *c, const char *name, size_t len);
 const char *conn_name(const struct conn *c);
 void conn_close_after_reply(struct conn *c);
+/* MULTI state: whether a transaction is open; drop it (RESET). */
+bool conn_in_multi(const struct conn *c);
+void conn_txn_discard(struct conn *c);
 void conn_info(const struct conn *c, int64_t now_ms, struct conn_info *out);
 
 /* Iterates the shard's connections (for CLIENT LIST / KILL). */

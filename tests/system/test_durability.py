@@ -1587,3 +1587,49 @@ def test_writes_after_a_save_that_left_no_wal_survive(kvds, rng):
     assert len([x for x in after if x.startswith(b"life3:")]) == 30
     assert b"life1:7" not in after and len(after) == 229
     assert k4.stop() == 0
+
+
+def test_transactions_survive_kill9_whole(kvds, rng):
+    """MULTI/EXEC transactions each move one unit between two counters of one partition
+    (every tag on its own) while kvd is killed -9: after the restart every pair sums to
+    zero (a transaction's records are in one batch: all or nothing) and no pair holds
+    less than what its acknowledged transactions wrote."""
+    k = kvds(args=SEG)
+    acked = {}
+    stop = threading.Event()
+    errors = []
+
+    def mover(i):
+        tag = "{tx%d}" % i
+        n = 0
+        try:
+            c = k.client()
+            while not stop.is_set():
+                r = c.pipeline([("MULTI",), ("INCR", tag + "a"), ("DECR", tag + "b"),
+                                ("EXEC",)])
+                assert r[-1] == [n + 1, -(n + 1)], r
+                n += 1
+                acked[i] = n
+        except (ConnClosed, OSError):
+            pass
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=mover, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    time.sleep(1.0 + rng.random())
+    k.kill9()
+    stop.set()
+    for t in threads:
+        t.join()
+    assert not errors, errors[:3]
+    k2 = restart(k, kvds)
+    c = k2.client()
+    for i in range(6):
+        tag = "{tx%d}" % i
+        a, b = c.cmd("MGET", tag + "a", tag + "b")
+        a, b = int(a or 0), int(b or 0)
+        assert a + b == 0, (i, a, b)
+        assert a >= acked.get(i, 0), (i, a, acked.get(i))
+    assert k2.stop() == 0

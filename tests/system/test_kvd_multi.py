@@ -1,0 +1,159 @@
+"""MULTI / EXEC / DISCARD of kvd against Redis 7: replies, queueing errors, EXECABORT,
+errors inside a transaction, RESP3, pipelining, transactions whose partition is on
+another shard thread, atomicity under concurrent clients, redis-py's transactional
+pipelines, and a transaction's writes across kill -9 (all or nothing).
+
+kvd's own rules (documented in README): all keys of a transaction must be in one
+partition (-CROSSSLOT while queueing otherwise, as in Redis Cluster); commands spanning
+partitions (KEYS, SCAN, DBSIZE, FLUSHALL, ...) or needing the connection (CLIENT, CONFIG,
+...) are refused inside MULTI; WATCH is not supported.
+"""
+import threading
+
+import pytest
+import redis
+
+from conftest import Err, St
+
+SCENARIOS = {
+    "basic": [("MULTI",), ("SET", "{t}a", "1"), ("INCR", "{t}a"), ("GET", "{t}a"),
+              ("MGET", "{t}a", "{t}b"), ("EXEC",)],
+    "empty": [("MULTI",), ("EXEC",)],
+    "without_multi": [("EXEC",), ("DISCARD",)],
+    "nested": [("MULTI",), ("MULTI",), ("SET", "{t}a", "2"), ("EXEC",), ("GET", "{t}a")],
+    "discard": [("MULTI",), ("SET", "{t}a", "3"), ("DISCARD",), ("GET", "{t}a"), ("EXEC",)],
+    "arity_aborts": [("MULTI",), ("SET", "{t}a"), ("SET", "{t}a", "4"), ("EXEC",),
+                     ("GET", "{t}a")],
+    "unknown_aborts": [("MULTI",), ("NOSUCH", "x"), ("SET", "{t}a", "5"), ("EXEC",),
+                       ("GET", "{t}a")],
+    "runtime_errors": [("SET", "{t}s", "abc"), ("MULTI",), ("INCR", "{t}s"),
+                       ("MSET", "{t}a", "1", "{t}b"), ("APPEND", "{t}s", "d"),
+                       ("GET", "{t}s"), ("EXEC",)],
+    "keyless": [("MULTI",), ("PING",), ("ECHO", "hi"), ("PING", "x"), ("EXEC",)],
+    "ttl_and_del": [("MULTI",), ("SET", "{t}e", "v", "EX", "100"), ("TTL", "{t}e"),
+                    ("PERSIST", "{t}e"), ("TTL", "{t}e"), ("DEL", "{t}e", "{t}a"),
+                    ("EXISTS", "{t}e"), ("EXEC",)],
+    "watch_inside": [("MULTI",), ("WATCH", "{t}a"), ("UNWATCH",), ("SET", "{t}a", "6"),
+                     ("EXEC",)],
+    "unwatch": [("UNWATCH",), ("UNWATCH", "x")],
+    "reset_drops_it": [("MULTI",), ("SET", "{t}a", "7"), ("RESET",), ("EXEC",),
+                       ("GET", "{t}a")],
+}
+
+
+@pytest.mark.parametrize("proto", ["2", "3"])
+@pytest.mark.parametrize("name", sorted(SCENARIOS))
+def test_multi_matches_redis(pair, name, proto):
+    for c in (pair.k, pair.r):
+        c.cmd("HELLO", proto)
+    for cmd in SCENARIOS[name]:
+        pair.same(*cmd)
+
+
+def test_transactions_on_every_shard(pair):
+    """Hash tags spread over both shard threads: some transactions run on the client's
+    thread, the others are forwarded whole to the owner."""
+    def forwarded():
+        text = pair.k.cmd("INFO", "stats").decode()
+        return int(text.split("commands_forwarded:")[1].split("\r\n")[0])
+
+    before = forwarded()
+    for tag in range(40):
+        cmds = [("MULTI",), ("SET", "{%d}a" % tag, tag), ("INCRBY", "{%d}a" % tag, 5),
+                ("APPEND", "{%d}b" % tag, "x"), ("MGET", "{%d}a" % tag, "{%d}b" % tag),
+                ("EXEC",)]
+        for cmd in cmds:
+            pair.same(*cmd)
+    assert forwarded() - before >= 10  # whole transactions sent to the other thread
+
+
+def test_pipelined_transactions_keep_order(kc):
+    cmds = []
+    for i in range(200):
+        tag = i % 17
+        cmds += [("MULTI",), ("INCR", "{%d}n" % tag), ("GET", "{%d}n" % tag), ("EXEC",),
+                 ("PING", str(i))]
+    replies = kc.pipeline(cmds)
+    count = {}
+    for i in range(200):
+        tag = i % 17
+        count[tag] = count.get(tag, 0) + 1
+        m, q1, q2, ex, ping = replies[5 * i:5 * i + 5]
+        assert (m, q1, q2) == (St("OK"), St("QUEUED"), St("QUEUED")), replies[5 * i:5 * i + 5]
+        assert ex == [count[tag], str(count[tag]).encode()], (i, ex)
+        assert ping == str(i).encode()
+
+
+def test_kvd_refusals_inside_multi(kc):
+    assert kc.cmd("MULTI") == St("OK")
+    for cmd in [("KEYS", "*"), ("DBSIZE",), ("SCAN", "0"), ("FLUSHALL",), ("CLIENT", "ID"),
+                ("CONFIG", "GET", "port"), ("SELECT", "0")]:
+        r = kc.cmd(*cmd)
+        assert isinstance(r, Err) and "not allowed inside a transaction" in r.s, (cmd, r)
+    assert isinstance(kc.cmd("EXEC"), Err)
+    assert kc.cmd("MULTI") == St("OK")
+    assert kc.cmd("SET", "{a}x", "1") == St("QUEUED")
+    r = kc.cmd("SET", "{b}y", "1")
+    assert isinstance(r, Err) and r.s.startswith("CROSSSLOT"), r
+    assert kc.cmd("EXEC").s.startswith("EXECABORT")
+    assert kc.cmd("EXISTS", "{a}x") == 0
+    assert kc.cmd("WATCH", "k") == Err("ERR WATCH is not supported")
+
+
+def test_transactions_are_atomic_under_concurrency(kvd):
+    """Each transaction moves one unit between two counters; a reader's transaction
+    always sees them sum to zero, and the final values add up."""
+    n_writers, rounds = 4, 300
+    with kvd.client() as c:
+        c.cmd("MSET", "{bank}a", 0, "{bank}b", 0)
+    errors = []
+
+    def writer():
+        try:
+            with kvd.client() as c:
+                for _ in range(rounds):
+                    r = c.pipeline([("MULTI",), ("INCR", "{bank}a"), ("DECR", "{bank}b"),
+                                    ("EXEC",)])
+                    assert r[-1][0] + r[-1][1] == 0, r
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    def reader():
+        try:
+            with kvd.client() as c:
+                for _ in range(rounds):
+                    r = c.pipeline([("MULTI",), ("GET", "{bank}a"), ("GET", "{bank}b"),
+                                    ("EXEC",)])
+                    a, b = r[-1]
+                    assert int(a) + int(b) == 0, r
+        except Exception as e:  # noqa: BLE001
+            errors.append(e)
+
+    threads = [threading.Thread(target=writer) for _ in range(n_writers)] + \
+        [threading.Thread(target=reader) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors[:3]
+    with kvd.client() as c:
+        assert c.cmd("MGET", "{bank}a", "{bank}b") == [str(n_writers * rounds).encode(),
+                                                      str(-n_writers * rounds).encode()]
+
+
+def test_redis_py_transactional_pipeline(kvd):
+    r = redis.Redis(host="127.0.0.1", port=kvd.port)
+    with r.pipeline(transaction=True) as p:
+        p.set("{p}a", 1).incr("{p}a").get("{p}a").expire("{p}a", 100).ttl("{p}a")
+        assert p.execute() == [True, 2, b"2", True, 100]
+    with r.pipeline(transaction=True) as p:
+        p.set("{p}s", "abc").incr("{p}s").get("{p}s")
+        with pytest.raises(redis.ResponseError):
+            p.execute()
+    assert r.get("{p}s") == b"abc"  # the other commands of the transaction ran
+    r.close()
+
+
+def test_refused_exec_ends_the_transaction(pair):
+    for cmd in [("MULTI",), ("SET", "{t}a", "1"), ("EXEC", "x"), ("EXEC",), ("GET", "{t}a")]:
+        pair.same(*cmd)

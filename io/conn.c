@@ -1485,8 +1485,8 @@ static void dispatch_pre(struct conn *c, const struct resp_cmd *cmd, const struc
         return;
     }
     cmd_full_name(d, cmd->argc, cmd->argv, c->last_cmd, sizeof c->last_cmd);
-    if (!cmd_arity_ok(d, cmd->argc)) {             /* Redis checks the arity before the password */
-        if (d->fn == cmd_exec) { /* a refused EXEC ends any transaction (Redis: even none) */
+    if (!cmd_arity_ok(d, cmd->argc)) { /* Redis checks the arity before the password */
+        if (d->fn == cmd_exec) {       /* a refused EXEC ends any transaction (Redis: even none) */
             early_error(c,
                         "EXECABORT Transaction discarded because of: wrong number of arguments "
                         "for '%s' command",

@@ -384,13 +384,13 @@ void cmd_reset(struct cmd_ctx *x)
 static int client_line(const struct conn_info *ci, char *buf, size_t cap)
 {
     return snprintf(buf, cap,
-                    "id=%llu addr=%s laddr=%s fd=%d name=%s age=%lld idle=%lld flags=N db=0 "
-                    "sub=0 psub=0 ssub=0 multi=-1 qbuf=%zu qbuf-free=0 argv-mem=0 "
+                    "id=%llu addr=%s laddr=%s fd=%d name=%s age=%lld idle=%lld flags=%s db=0 "
+                    "sub=0 psub=0 ssub=0 multi=%d qbuf=%zu qbuf-free=0 argv-mem=0 "
                     "multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=%zu tot-mem=0 events=r "
                     "cmd=%s user=default redir=-1 resp=%d\n",
                     (unsigned long long)ci->id, ci->addr, ci->laddr, ci->fd, ci->name,
-                    (long long)ci->age_s, (long long)ci->idle_s, ci->qbuf, ci->omem, ci->last_cmd,
-                    ci->resp);
+                    (long long)ci->age_s, (long long)ci->idle_s, ci->multi >= 0 ? "x" : "N",
+                    ci->multi, ci->qbuf, ci->omem, ci->last_cmd, ci->resp);
 }
 
 /* Filters of CLIENT LIST and CLIENT KILL. */

@@ -194,6 +194,7 @@ static struct resp_out *early_out(struct conn *c);
 static void conn_maybe_free(struct conn *c);
 static void close_conn(struct conn *c);
 static void txn_free(struct conn *c);
+static int txn_queued(const struct conn *c);
 
 /* ---- small accessors ----------------------------------------------------------- */
 
@@ -283,6 +284,7 @@ void conn_info(const struct conn *c, int64_t now_ms, struct conn_info *out)
     out->qbuf = c->stash_len;
     out->omem = resp_out_queued_bytes(&c->out);
     out->last_cmd = c->last_cmd[0] ? c->last_cmd : "NULL";
+    out->multi = txn_queued(c);
 }
 
 /* ---- shard setup ------------------------------------------------------------- */
@@ -566,6 +568,11 @@ struct txn {
     bool aborted;
     const struct route_part *part; /* the partition of its keys, NULL until one */
 };
+
+static int txn_queued(const struct conn *c)
+{
+    return c->txn != NULL ? (int)c->txn->ncmds : -1;
+}
 
 static void txn_free(struct conn *c)
 {

@@ -85,6 +85,7 @@ struct conn_info {
     size_t qbuf;
     size_t omem;
     const char *last_cmd;
+    int multi; /* commands queued in MULTI, -1 outside a transaction */
 };
 
 uint64_t conn_id(const struct conn *c);

@@ -157,3 +157,16 @@ def test_redis_py_transactional_pipeline(kvd):
 def test_refused_exec_ends_the_transaction(pair):
     for cmd in [("MULTI",), ("SET", "{t}a", "1"), ("EXEC", "x"), ("EXEC",), ("GET", "{t}a")]:
         pair.same(*cmd)
+
+
+def test_client_list_shows_the_open_transaction(kvd):
+    with kvd.client() as c, kvd.client() as other:
+        assert c.cmd("CLIENT", "SETNAME", "tx") == St("OK")
+        assert c.cmd("MULTI") == St("OK")
+        assert c.cmd("SET", "{t}a", "1") == St("QUEUED")
+        assert c.cmd("GET", "{t}a") == St("QUEUED")
+        line = [x for x in other.cmd("CLIENT", "LIST").decode().split("\n") if "name=tx " in x]
+        assert len(line) == 1 and " flags=x " in line[0] and " multi=2 " in line[0], line
+        assert c.cmd("EXEC") == [St("OK"), b"1"]
+        line = [x for x in other.cmd("CLIENT", "LIST").decode().split("\n") if "name=tx " in x]
+        assert " flags=N " in line[0] and " multi=-1 " in line[0], line

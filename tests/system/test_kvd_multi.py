@@ -170,3 +170,15 @@ def test_client_list_shows_the_open_transaction(kvd):
         assert c.cmd("EXEC") == [St("OK"), b"1"]
         line = [x for x in other.cmd("CLIENT", "LIST").decode().split("\n") if "name=tx " in x]
         assert " flags=N " in line[0] and " multi=-1 " in line[0], line
+
+
+def test_transaction_stats_match_redis(pair):
+    from test_kvd_server import stat_lines
+    for c in (pair.k, pair.r):
+        assert c.cmd("CONFIG", "RESETSTAT") == St("OK")
+    for name in ("basic", "arity_aborts", "runtime_errors", "nested", "discard"):
+        for cmd in SCENARIOS[name]:
+            pair.same(*cmd)
+    pair.same("EXEC", "x")
+    k, r = stat_lines(pair.k), stat_lines(pair.r)
+    assert k == r, "\n  kvd:   %r\n  redis: %r" % (sorted(k.items()), sorted(r.items()))

@@ -66,6 +66,7 @@ static struct cmd_desc table[] = {
     {"pexpiretime", 2, RO, KEY1, CMD_EXEC_KEY, 0, cmd_pexpiretime, "readonly fast", NULL},
     {"persist", 2, WR, KEY1, CMD_EXEC_KEY, 0, cmd_persist, "write fast", NULL},
     {"type", 2, RO, KEY1, CMD_EXEC_KEY, 0, cmd_type, "readonly fast", NULL},
+    {"copy", -3, CMD_WRITE, 1, 2, 1, CMD_EXEC_SAME, 0, cmd_copy, "write denyoom", NULL},
     {"rename", 3, CMD_WRITE, 1, 2, 1, CMD_EXEC_SAME, 0, cmd_rename, "write", NULL},
     {"renamenx", 3, WR, 1, 2, 1, CMD_EXEC_SAME, 0, cmd_renamenx, "write fast", NULL},
     {"dbsize", 1, RO, NOKEY, CMD_EXEC_ALL, CMD_MERGE_SUM, cmd_dbsize, "readonly fast", NULL},

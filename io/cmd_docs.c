@@ -443,6 +443,26 @@ static const struct cmd_docs config_subs[] = {
      .nargs = DOCS_LEN(config_set_args)},
 };
 
+static const struct cmd_docs_keyspec copy_specs[] = {
+    {NULL, "RO access", NULL, 1, false, {0, 1, 0}},
+    {NULL, "OW update", NULL, 2, false, {0, 1, 0}},
+};
+
+static const struct cmd_docs_arg copy_args[] = {
+    {.name = "source", .type = "key", .key_spec_index = 0},
+    {.name = "destination", .type = "key", .key_spec_index = 1},
+    {.name = "destination-db",
+     .type = "integer",
+     .key_spec_index = -1,
+     .token = "DB",
+     .flags = "optional"},
+    {.name = "replace",
+     .type = "pure-token",
+     .key_spec_index = -1,
+     .token = "REPLACE",
+     .flags = "optional"},
+};
+
 static const struct cmd_docs_keyspec decr_specs[] = {
     {NULL, "RW access update", NULL, 1, false, {0, 1, 0}},
 };
@@ -1374,6 +1394,22 @@ const struct cmd_docs cmd_docs_table[] = {
      .complexity = "Depends on subcommand.",
      .subs = config_subs,
      .nsubs = DOCS_LEN(config_subs)},
+    {.name = "copy",
+     .arity = -3,
+     .first_key = 1,
+     .last_key = 2,
+     .key_step = 1,
+     .flags = "write denyoom",
+     .acl = "@keyspace @write @slow",
+     .specs = copy_specs,
+     .nspecs = DOCS_LEN(copy_specs),
+     .summary = "Copy a key",
+     .since = "6.2.0",
+     .group = "generic",
+     .complexity = "O(N) worst case for collections, where N is the number of nested items. O(1) "
+                   "for string values.",
+     .args = copy_args,
+     .nargs = DOCS_LEN(copy_args)},
     {.name = "dbsize",
      .arity = 1,
      .flags = "readonly fast",

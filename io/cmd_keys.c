@@ -316,6 +316,58 @@ void cmd_object(struct cmd_ctx *x)
     }
 }
 
+/* COPY source destination [DB db] [REPLACE]; both keys are in one partition (checked by
+ * the caller). kvd has database 0 only: DB 0 is the source's database, others are out
+ * of range (as SELECT says). */
+void cmd_copy(struct cmd_ctx *x)
+{
+    const struct resp_arg *src = &x->argv[1];
+    const struct resp_arg *dst = &x->argv[2];
+    bool replace = false;
+    for (size_t i = 3; i < x->argc; i++) {
+        if (cmd_arg_is(&x->argv[i], "replace")) {
+            replace = true;
+        } else if (cmd_arg_is(&x->argv[i], "db") && i + 1 < x->argc) {
+            int64_t db;
+            if (!cmd_parse_i64(&x->argv[++i], &db) || db < INT32_MIN || db > INT32_MAX) {
+                reply_err_not_int(x->out);
+                return;
+            }
+            if (db != 0) {
+                reply_error(x->out, "ERR DB index is out of range");
+                return;
+            }
+        } else {
+            reply_err_syntax(x->out);
+            return;
+        }
+    }
+    if (src->len == dst->len && memcmp(src->ptr, dst->ptr, src->len) == 0) {
+        reply_error(x->out, "ERR source and destination objects are the same");
+        return;
+    }
+    uint64_t hs = cmd_key_hash(src), hd = cmd_key_hash(dst);
+    const struct tbl_entry *e = cmd_lookup_read(x, src, hs);
+    if (e == NULL) {
+        reply_int(x->out, 0);
+        return;
+    }
+    if (cmd_lookup_write(x, dst, hd) != NULL && !replace) {
+        reply_int(x->out, 0);
+        return;
+    }
+    size_t vlen;
+    const void *v = tbl_entry_val(e, &vlen);
+    struct tbl_put_args pa = {
+        .val = v, .val_len = vlen, .expire_ms = tbl_entry_expire_ms(e), .type = tbl_entry_type(e)};
+    if (tbl_put(cmd_tbl(x, hd), dst->ptr, dst->len, hd, &pa, x->now_ms, NULL) != 0) {
+        reply_error(x->out, "OOM command not allowed when used memory > 'maxmemory'.");
+        return;
+    }
+    cmd_log_key(x, dst, hd);
+    reply_int(x->out, 1);
+}
+
 /* RENAME and RENAMENX; both keys are in one partition (checked by the caller). */
 static void rename_generic(struct cmd_ctx *x, bool nx)
 {

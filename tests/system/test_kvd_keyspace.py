@@ -124,6 +124,18 @@ SCENARIOS = {
     "scan_cursor_overflow": [
         ("SCAN", "18446744073709551616"), ("SCAN", "99999999999999999999999"),
     ],
+    "copy": [
+        ("SET", "{c}a", "v1"), ("COPY", "{c}a", "{c}b"), ("GET", "{c}b"), ("TTL", "{c}b"),
+        ("COPY", "{c}a", "{c}b"), ("SET", "{c}a", "v2", "EX", "100"),
+        ("COPY", "{c}a", "{c}b", "REPLACE"), ("GET", "{c}b"), ("TTL", "{c}b"),
+        ("COPY", "{c}missing", "{c}b"), ("COPY", "{c}missing", "{c}b", "REPLACE"),
+        ("COPY", "{c}a", "{c}a"), ("COPY", "{c}a", "{c}a", "DB", "0"),
+        ("COPY", "{c}a", "{c}c", "DB", "0"), ("GET", "{c}c"),
+        ("COPY", "{c}a", "{c}d", "DB", "99"), ("COPY", "{c}a", "{c}d", "DB", "x"),
+        ("COPY", "{c}a", "{c}d", "DB"), ("COPY", "{c}a", "{c}d", "NOPE"),
+        ("COPY", "{c}a", "{c}d", "replace", "replace"), ("EXISTS", "{c}d"),
+        ("COPY", "{c}a"),
+    ],
 }
 
 XFAIL = {}

@@ -907,8 +907,8 @@ static struct run_res run(struct shard *sh, struct conn *c, const struct cmd_des
  */
 static bool wal_holds(struct wal *w, const struct cmd_desc *d)
 {
-    if (wal_appended(w) == wal_durable(w) || d->exec == CMD_EXEC_CONN) {
-        return false;
+    if (wal_appended(w) == wal_durable(w) || (d->exec == CMD_EXEC_CONN && d->fn != conn_txn_run)) {
+        return false; /* EXEC (exec|run) runs data commands: its reply waits like theirs */
     }
     return (d->flags & CMD_WRITE) || wal_refusing(w) == 0;
 }

@@ -29,12 +29,18 @@
 
 #define REC_SEGS_MAX 65536
 
+/* The time replay runs at: none, so no key counts as expired. A record whose expiry
+ * has passed may be followed by one that moved it (PERSIST, EXPIRE, a SET): dropping
+ * the key when the first is replayed would lose it. Keys whose final expiry has passed
+ * are removed after start-up by lazy and active expiry, as any other. */
+#define RECOVER_NO_EXPIRY 0
+
 struct rec {
     struct shard *sh;
     const char *dir;
     int dirfd;
     bool repair;
-    int64_t now_ms;
+    int64_t now_ms;     /* RECOVER_NO_EXPIRY: nothing expires while records replay */
     uint64_t *snap_lsn; /* per slot */
     uint64_t wal_seq_min;
     uint64_t wal_seq_max; /* the newest snapshot's WAL position: batches go on above it */
@@ -804,7 +810,7 @@ int recover_shard(struct shard *sh, const char *dir, bool repair, struct recover
     out->next_seq = 1;
     uint64_t t0 = kv_clock_mono_ns();
     struct rec r = {
-        .sh = sh, .dir = dir, .repair = repair, .now_ms = kv_clock_real_ms(), .res = out};
+        .sh = sh, .dir = dir, .repair = repair, .now_ms = RECOVER_NO_EXPIRY, .res = out};
     r.dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (r.dirfd < 0) {
         kv_log_warning("cannot open dir=%s err=%s", dir, strerror(errno));

@@ -206,8 +206,10 @@ enum walfmt_scan walfmt_scan_batch(const char *buf, uint64_t avail, struct walfm
             return WALFMT_SCAN_BAD;
         }
         memcpy(&r, buf + off, sizeof r);
-        if (r.len < sizeof r || r.len > end - off || r.klen + r.vlen != r.len - sizeof r ||
-            r.type < WALFMT_PUT || r.type > WALFMT_RANGE) {
+        if (r.len < sizeof r || r.len > end - off || r.klen > r.len - sizeof r ||
+            r.vlen != r.len - sizeof r - r.klen || r.klen > KV_KEY_BYTES_MAX ||
+            r.vlen > KV_VALUE_BYTES_MAX + WALFMT_RANGE_PREFIX || r.type < WALFMT_PUT ||
+            r.type > WALFMT_RANGE) {
             *reason = "bad record length or type";
             return WALFMT_SCAN_BAD;
         }

@@ -1633,3 +1633,76 @@ def test_transactions_survive_kill9_whole(kvds, rng):
         assert a + b == 0, (i, a, b)
         assert a >= acked.get(i, 0), (i, a, acked.get(i))
     assert k2.stop() == 0
+
+
+def tx_writer(k, prefix, results, stop):
+    """writer(), each SET inside MULTI/EXEC: acknowledged when EXEC replies."""
+    try:
+        c = k.client(timeout=20)
+    except CONN_ERRORS:
+        return
+    i = 0
+    while not stop.is_set():
+        key, val = b"%s:%d" % (prefix, i), b"value-%d" % i
+        try:
+            r = c.pipeline([("MULTI",), ("SET", key, val), ("EXEC",)])
+        except CONN_ERRORS:
+            results.append(("inflight", key, val))
+            return
+        assert r == [St("OK"), St("QUEUED"), [St("OK")]], (key, r)
+        results.append(("acked", key, val))
+        i += 1
+    c.close()
+
+
+@pytest.mark.parametrize("clients", [1, 3])
+def test_exec_is_acknowledged_only_once_durable(kvds, rng, clients):
+    """appendfsync always: a transaction's EXEC reply waits for its WAL batch, like a
+    plain write's. Killed before a batch write, every acknowledged EXEC is there."""
+    hit = rng.randrange(5, 40)
+    k = kvds(args=SEG, bin=fp_bin(), env={"KVD_FAILPOINTS": "wal-before-write=%d" % hit})
+    results = [[] for _ in range(clients)]
+    stop = threading.Event()
+    threads = [threading.Thread(target=tx_writer, args=(k, b"{x%d}" % i, results[i], stop))
+               for i in range(clients)]
+    for t in threads:
+        t.start()
+    try:
+        killed_by_failpoint(k, "wal-before-write")
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(30)
+    k2, c, after = restart_and_check_writers(k, kvds, results)
+    if clients == 1:
+        _, key, val = results[0][-1]
+        assert key not in after  # the transaction in flight was never acknowledged
+    c.close()
+    assert k2.stop() == 0
+
+
+def test_replay_keeps_keys_whose_expiry_was_moved(kvds):
+    """A key SET with a short TTL and then PERSISTed (or given a longer one) must not be
+    dropped at start-up because its first record's expiry has passed since, nor rebuilt
+    from a later RANGE record alone."""
+    k = kvds(args=SEG)
+    c = k.client()
+    assert c.cmd("SET", "k", "a" * 1000, "PX", 1500) == St("OK")
+    assert c.cmd("PERSIST", "k") == 1
+    assert c.cmd("APPEND", "k", "x") == 1001
+    assert c.cmd("SET", "j", "b", "PX", 1500) == St("OK")
+    assert c.cmd("PERSIST", "j") == 1
+    assert c.cmd("SET", "m", "c", "PX", 1500) == St("OK")
+    assert c.cmd("PEXPIRE", "m", 600000) == 1
+    assert c.cmd("SET", "gone", "d", "PX", 1500) == St("OK")
+    c.close()
+    k.kill9()
+    time.sleep(2.0)
+    k2 = restart(k, kvds)
+    c = k2.client()
+    assert c.cmd("GET", "k") == b"a" * 1000 + b"x" and c.cmd("TTL", "k") == -1
+    assert c.cmd("GET", "j") == b"b" and c.cmd("TTL", "j") == -1
+    assert c.cmd("GET", "m") == b"c" and c.cmd("PTTL", "m") > 590000
+    assert c.cmd("GET", "gone") is None  # its expiry passed: expired after start-up
+    c.close()
+    assert k2.stop() == 0

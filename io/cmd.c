@@ -114,6 +114,10 @@ static struct cmd_desc table[] = {
     {"watch", -2, CMD_FAST, 1, -1, 1, CMD_EXEC_CONN, 0, cmd_watch, "", NULL},
     {"unwatch", 1, CMD_FAST, NOKEY, CMD_EXEC_CONN, 0, cmd_unwatch, "", NULL},
     {"exec|run", -2, CMD_HIDDEN | CMD_WRITE, NOKEY, CMD_EXEC_CONN, 0, conn_txn_run, "", NULL},
+    {"setbit", 4, WR, KEY1, CMD_EXEC_KEY, 0, cmd_setbit, "write denyoom", NULL},
+    {"getbit", 3, RO, KEY1, CMD_EXEC_KEY, 0, cmd_getbit, "readonly fast", NULL},
+    {"bitcount", -2, CMD_READONLY, KEY1, CMD_EXEC_KEY, 0, cmd_bitcount, "readonly", NULL},
+    {"bitpos", -3, CMD_READONLY, KEY1, CMD_EXEC_KEY, 0, cmd_bitpos, "readonly", NULL},
     {"lcs", -3, CMD_READONLY, 1, 2, 1, CMD_EXEC_SAME, 0, cmd_lcs, "readonly", NULL},
 };
 

@@ -55,6 +55,86 @@ static const struct cmd_docs_arg bgsave_args[] = {
      .flags = "optional"},
 };
 
+static const struct cmd_docs_keyspec bitcount_specs[] = {
+    {NULL, "RO access", NULL, 1, false, {0, 1, 0}},
+};
+
+static const struct cmd_docs_history bitcount_history[] = {
+    {"7.0.0", "Added the `BYTE|BIT` option."},
+};
+
+static const struct cmd_docs_arg bitcount_args_1_2[] = {
+    {.name = "byte", .type = "pure-token", .key_spec_index = -1, .token = "BYTE"},
+    {.name = "bit", .type = "pure-token", .key_spec_index = -1, .token = "BIT"},
+};
+
+static const struct cmd_docs_arg bitcount_args_1[] = {
+    {.name = "start", .type = "integer", .key_spec_index = -1},
+    {.name = "end", .type = "integer", .key_spec_index = -1},
+    {.name = "index_unit",
+     .type = "oneof",
+     .key_spec_index = -1,
+     .since = "7.0.0",
+     .flags = "optional",
+     .args = bitcount_args_1_2,
+     .nargs = DOCS_LEN(bitcount_args_1_2)},
+};
+
+static const struct cmd_docs_arg bitcount_args[] = {
+    {.name = "key", .type = "key", .key_spec_index = 0},
+    {.name = "index",
+     .type = "block",
+     .key_spec_index = -1,
+     .flags = "optional",
+     .args = bitcount_args_1,
+     .nargs = DOCS_LEN(bitcount_args_1)},
+};
+
+static const struct cmd_docs_keyspec bitpos_specs[] = {
+    {NULL, "RO access", NULL, 1, false, {0, 1, 0}},
+};
+
+static const struct cmd_docs_history bitpos_history[] = {
+    {"7.0.0", "Added the `BYTE|BIT` option."},
+};
+
+static const struct cmd_docs_arg bitpos_args_2_1_1[] = {
+    {.name = "byte", .type = "pure-token", .key_spec_index = -1, .token = "BYTE"},
+    {.name = "bit", .type = "pure-token", .key_spec_index = -1, .token = "BIT"},
+};
+
+static const struct cmd_docs_arg bitpos_args_2_1[] = {
+    {.name = "end", .type = "integer", .key_spec_index = -1},
+    {.name = "index_unit",
+     .type = "oneof",
+     .key_spec_index = -1,
+     .since = "7.0.0",
+     .flags = "optional",
+     .args = bitpos_args_2_1_1,
+     .nargs = DOCS_LEN(bitpos_args_2_1_1)},
+};
+
+static const struct cmd_docs_arg bitpos_args_2[] = {
+    {.name = "start", .type = "integer", .key_spec_index = -1},
+    {.name = "end_index",
+     .type = "block",
+     .key_spec_index = -1,
+     .flags = "optional",
+     .args = bitpos_args_2_1,
+     .nargs = DOCS_LEN(bitpos_args_2_1)},
+};
+
+static const struct cmd_docs_arg bitpos_args[] = {
+    {.name = "key", .type = "key", .key_spec_index = 0},
+    {.name = "bit", .type = "integer", .key_spec_index = -1},
+    {.name = "index",
+     .type = "block",
+     .key_spec_index = -1,
+     .flags = "optional",
+     .args = bitpos_args_2,
+     .nargs = DOCS_LEN(bitpos_args_2)},
+};
+
 static const struct cmd_docs_history client_kill_history[] = {
     {"2.8.12", "Added new filter format."},
     {"2.8.12", "`ID` option."},
@@ -620,6 +700,15 @@ static const struct cmd_docs_arg get_args[] = {
     {.name = "key", .type = "key", .key_spec_index = 0},
 };
 
+static const struct cmd_docs_keyspec getbit_specs[] = {
+    {NULL, "RO access", NULL, 1, false, {0, 1, 0}},
+};
+
+static const struct cmd_docs_arg getbit_args[] = {
+    {.name = "key", .type = "key", .key_spec_index = 0},
+    {.name = "offset", .type = "integer", .key_spec_index = -1},
+};
+
 static const struct cmd_docs_keyspec getdel_specs[] = {
     {NULL, "RW access delete", NULL, 1, false, {0, 1, 0}},
 };
@@ -1140,6 +1229,16 @@ static const struct cmd_docs_arg set_args[] = {
      .nargs = DOCS_LEN(set_args_4)},
 };
 
+static const struct cmd_docs_keyspec setbit_specs[] = {
+    {NULL, "RW access update", NULL, 1, false, {0, 1, 0}},
+};
+
+static const struct cmd_docs_arg setbit_args[] = {
+    {.name = "key", .type = "key", .key_spec_index = 0},
+    {.name = "offset", .type = "integer", .key_spec_index = -1},
+    {.name = "value", .type = "integer", .key_spec_index = -1},
+};
+
 static const struct cmd_docs_keyspec setex_specs[] = {
     {NULL, "OW update", NULL, 1, false, {0, 1, 0}},
 };
@@ -1365,6 +1464,40 @@ const struct cmd_docs cmd_docs_table[] = {
      .nhistory = DOCS_LEN(bgsave_history),
      .args = bgsave_args,
      .nargs = DOCS_LEN(bgsave_args)},
+    {.name = "bitcount",
+     .arity = -2,
+     .first_key = 1,
+     .last_key = 1,
+     .key_step = 1,
+     .flags = "readonly",
+     .acl = "@read @bitmap @slow",
+     .specs = bitcount_specs,
+     .nspecs = DOCS_LEN(bitcount_specs),
+     .summary = "Count set bits in a string",
+     .since = "2.6.0",
+     .group = "bitmap",
+     .complexity = "O(N)",
+     .history = bitcount_history,
+     .nhistory = DOCS_LEN(bitcount_history),
+     .args = bitcount_args,
+     .nargs = DOCS_LEN(bitcount_args)},
+    {.name = "bitpos",
+     .arity = -3,
+     .first_key = 1,
+     .last_key = 1,
+     .key_step = 1,
+     .flags = "readonly",
+     .acl = "@read @bitmap @slow",
+     .specs = bitpos_specs,
+     .nspecs = DOCS_LEN(bitpos_specs),
+     .summary = "Find first bit set or clear in a string",
+     .since = "2.8.7",
+     .group = "bitmap",
+     .complexity = "O(N)",
+     .history = bitpos_history,
+     .nhistory = DOCS_LEN(bitpos_history),
+     .args = bitpos_args,
+     .nargs = DOCS_LEN(bitpos_args)},
     {.name = "client",
      .arity = -2,
      .acl = "@slow",
@@ -1611,6 +1744,21 @@ const struct cmd_docs cmd_docs_table[] = {
      .complexity = "O(1)",
      .args = get_args,
      .nargs = DOCS_LEN(get_args)},
+    {.name = "getbit",
+     .arity = 3,
+     .first_key = 1,
+     .last_key = 1,
+     .key_step = 1,
+     .flags = "readonly fast",
+     .acl = "@read @bitmap @fast",
+     .specs = getbit_specs,
+     .nspecs = DOCS_LEN(getbit_specs),
+     .summary = "Returns the bit value at offset in the string value stored at key",
+     .since = "2.2.0",
+     .group = "bitmap",
+     .complexity = "O(1)",
+     .args = getbit_args,
+     .nargs = DOCS_LEN(getbit_args)},
     {.name = "getdel",
      .arity = 2,
      .first_key = 1,
@@ -2064,6 +2212,21 @@ const struct cmd_docs cmd_docs_table[] = {
      .nhistory = DOCS_LEN(set_history),
      .args = set_args,
      .nargs = DOCS_LEN(set_args)},
+    {.name = "setbit",
+     .arity = 4,
+     .first_key = 1,
+     .last_key = 1,
+     .key_step = 1,
+     .flags = "write denyoom",
+     .acl = "@write @bitmap @slow",
+     .specs = setbit_specs,
+     .nspecs = DOCS_LEN(setbit_specs),
+     .summary = "Sets or clears the bit at offset in the string value stored at key",
+     .since = "2.2.0",
+     .group = "bitmap",
+     .complexity = "O(1)",
+     .args = setbit_args,
+     .nargs = DOCS_LEN(setbit_args)},
     {.name = "setex",
      .arity = 4,
      .first_key = 1,

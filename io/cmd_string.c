@@ -611,6 +611,221 @@ void cmd_setrange(struct cmd_ctx *x)
     reply_int(x->out, (int64_t)len);
 }
 
+/* ---- bits: SETBIT, GETBIT, BITCOUNT, BITPOS ------------------------------------------ */
+
+/* Bit i of a string: bit 0 is the most significant bit of byte 0, as in Redis. */
+static unsigned bit_at(const unsigned char *p, uint64_t i)
+{
+    return (p[i >> 3] >> (7 - (i & 7))) & 1u;
+}
+
+/* A bit offset argument: a non-negative integer whose byte is below proto-max-bulk-len. */
+static bool bit_offset(struct cmd_ctx *x, const struct resp_arg *a, uint64_t *out)
+{
+    int64_t off;
+    if (!cmd_parse_i64(a, &off) || off < 0 ||
+        (off >> 3) >= KV_CONF_GET(kvd_settings.proto_max_bulk_len)) {
+        reply_error(x->out, "ERR bit offset is not an integer or out of range");
+        return false;
+    }
+    *out = (uint64_t)off;
+    return true;
+}
+
+void cmd_setbit(struct cmd_ctx *x)
+{
+    const struct resp_arg *key = &x->argv[1];
+    uint64_t off;
+    int64_t on;
+    if (!bit_offset(x, &x->argv[2], &off)) {
+        return;
+    }
+    if (!cmd_parse_i64(&x->argv[3], &on) || (on & ~1) != 0) {
+        reply_error(x->out, "ERR bit is not an integer or out of range");
+        return;
+    }
+    uint64_t h = cmd_key_hash(key);
+    const struct tbl_entry *e = cmd_lookup_write(x, key, h);
+    size_t cur = 0;
+    if (e != NULL) {
+        tbl_entry_val(e, &cur);
+    }
+    size_t byte = (size_t)(off >> 3);
+    size_t len = byte + 1 > cur ? byte + 1 : cur;
+    struct tbl_mod m;
+    if (tbl_modify(cmd_tbl(x, h), key->ptr, key->len, h, x->now_ms, len, 0, &m) != 0) {
+        reply_error(x->out, "OOM command not allowed when used memory > 'maxmemory'.");
+        return;
+    }
+    unsigned char *p = (unsigned char *)m.val;
+    unsigned old = bit_at(p, off);
+    unsigned mask = 1u << (7 - (off & 7));
+    p[byte] = (unsigned char)(on ? (p[byte] | mask) : (p[byte] & ~mask));
+    cmd_log_range(x, key, h, byte, 1);
+    reply_int(x->out, old);
+}
+
+void cmd_getbit(struct cmd_ctx *x)
+{
+    uint64_t off;
+    if (!bit_offset(x, &x->argv[2], &off)) {
+        return;
+    }
+    const struct tbl_entry *e = cmd_lookup_read(x, &x->argv[1], cmd_key_hash(&x->argv[1]));
+    size_t len = 0;
+    const unsigned char *p = e != NULL ? tbl_entry_val(e, &len) : NULL;
+    reply_int(x->out, (off >> 3) < len ? bit_at(p, off) : 0);
+}
+
+/*
+ * The bit range [*lo, *hi] of a string of `len` bytes that a start/end pair selects,
+ * as BITCOUNT and BITPOS read them: byte or bit indexes, negative ones from the end,
+ * clamped to the string. False if the range is empty.
+ */
+static bool bit_range(int64_t start, int64_t end, bool isbit, size_t len, uint64_t *lo,
+                      uint64_t *hi)
+{
+    int64_t total = isbit ? (int64_t)len * 8 : (int64_t)len;
+    if (start < 0) {
+        start = total + start;
+    }
+    if (end < 0) {
+        end = total + end;
+    }
+    start = start < 0 ? 0 : start;
+    end = end < 0 ? 0 : end;
+    end = end >= total ? total - 1 : end;
+    if (start > end) {
+        return false;
+    }
+    *lo = isbit ? (uint64_t)start : (uint64_t)start * 8;
+    *hi = isbit ? (uint64_t)end : (uint64_t)end * 8 + 7;
+    return true;
+}
+
+/* BYTE or BIT (the unit of a range); false (after replying) if neither. */
+static bool bit_unit(struct cmd_ctx *x, const struct resp_arg *a, bool *isbit)
+{
+    if (cmd_arg_is(a, "bit") || cmd_arg_is(a, "byte")) {
+        *isbit = cmd_arg_is(a, "bit");
+        return true;
+    }
+    reply_err_syntax(x->out);
+    return false;
+}
+
+static uint64_t count_bits(const unsigned char *p, uint64_t lo, uint64_t hi)
+{
+    uint64_t n = 0, i = lo;
+    for (; i <= hi && (i & 7) != 0; i++) {
+        n += bit_at(p, i);
+    }
+    for (; i + 64 <= hi + 1; i += 64) {
+        uint64_t w;
+        memcpy(&w, p + (i >> 3), 8);
+        n += (uint64_t)__builtin_popcountll(w);
+    }
+    for (; i + 8 <= hi + 1; i += 8) {
+        n += (uint64_t)__builtin_popcount(p[i >> 3]);
+    }
+    for (; i <= hi; i++) {
+        n += bit_at(p, i);
+    }
+    return n;
+}
+
+void cmd_bitcount(struct cmd_ctx *x)
+{
+    /* Redis 7.0 looks the key up first: a missing key is 0 whatever the arguments */
+    const struct tbl_entry *e = cmd_lookup_read(x, &x->argv[1], cmd_key_hash(&x->argv[1]));
+    if (e == NULL) {
+        reply_int(x->out, 0);
+        return;
+    }
+    int64_t start = 0, end = -1;
+    bool isbit = false, ranged = x->argc >= 4;
+    if (x->argc == 3 || x->argc > 5) {
+        reply_err_syntax(x->out);
+        return;
+    }
+    if (ranged && (!cmd_parse_i64(&x->argv[2], &start) || !cmd_parse_i64(&x->argv[3], &end))) {
+        reply_err_not_int(x->out);
+        return;
+    }
+    if (ranged && start < 0 && end < 0 && start > end) { /* before the unit, as Redis 7.0 */
+        reply_int(x->out, 0);
+        return;
+    }
+    if (x->argc == 5 && !bit_unit(x, &x->argv[4], &isbit)) {
+        return;
+    }
+    size_t len;
+    const unsigned char *p = tbl_entry_val(e, &len);
+    uint64_t lo, hi;
+    if (!bit_range(start, end, isbit, len, &lo, &hi)) {
+        reply_int(x->out, 0);
+        return;
+    }
+    reply_int(x->out, (int64_t)count_bits(p, lo, hi));
+}
+
+void cmd_bitpos(struct cmd_ctx *x)
+{
+    int64_t bit;
+    if (!cmd_parse_i64(&x->argv[2], &bit)) {
+        reply_err_not_int(x->out);
+        return;
+    }
+    if (bit != 0 && bit != 1) {
+        reply_error(x->out, "ERR The bit argument must be 1 or 0.");
+        return;
+    }
+    const struct tbl_entry *e = cmd_lookup_read(x, &x->argv[1], cmd_key_hash(&x->argv[1]));
+    if (e == NULL) { /* an endless run of zeros */
+        reply_int(x->out, bit ? -1 : 0);
+        return;
+    }
+    size_t len;
+    const unsigned char *p = tbl_entry_val(e, &len);
+    int64_t start = 0, end = -1;
+    bool isbit = false, end_given = x->argc >= 5;
+    if (x->argc > 6) {
+        reply_err_syntax(x->out);
+        return;
+    }
+    if (x->argc >= 4 && !cmd_parse_i64(&x->argv[3], &start)) {
+        reply_err_not_int(x->out);
+        return;
+    }
+    if (x->argc == 6 && !bit_unit(x, &x->argv[5], &isbit)) {
+        return;
+    }
+    if (end_given && !cmd_parse_i64(&x->argv[4], &end)) {
+        reply_err_not_int(x->out);
+        return;
+    }
+    uint64_t lo, hi;
+    if (!bit_range(start, end, isbit, len, &lo, &hi)) {
+        reply_int(x->out, -1);
+        return;
+    }
+    unsigned char skip = bit ? 0x00 : 0xff; /* whole bytes that cannot hold the bit */
+    uint64_t i = lo;
+    while (i <= hi) {
+        if ((i & 7) == 0 && i + 7 <= hi && p[i >> 3] == skip) {
+            i += 8;
+        } else if (bit_at(p, i) == (unsigned)bit) {
+            reply_int(x->out, (int64_t)i);
+            return;
+        } else {
+            i++;
+        }
+    }
+    /* Not found. Looking for a 0 with no end given: the string reads as padded with
+     * zeros, so the first bit after it. */
+    reply_int(x->out, bit == 0 && !end_given ? (int64_t)hi + 1 : -1);
+}
+
 /* ---- LCS ---------------------------------------------------------------------------- */
 
 /* One run of matching bytes: a[a0..a1] == b[b0..b1] (inclusive, as LCS IDX replies). */

@@ -397,3 +397,56 @@ def test_lcs_limits_match_redis(pair):
             c.cmd("CONFIG", "SET", "proto-max-bulk-len", "512mb")
     assert pair.same("LCS", "{m}a", "{m}b", "LEN") == 0
     assert isinstance(pair.k.cmd("LCS", "a{x}", "b{y}"), Err)  # CROSSSLOT: kvd's partitions
+
+
+def bit_args(rng, n):
+    """A random start/end pair and unit for a string of n bytes (sometimes bad)."""
+    span = max(8 * n, 8)
+    pick = lambda: str(rng.randrange(-span - 3, span + 3))  # noqa: E731
+    forms = [(), (pick(),), (pick(), pick()), (pick(), pick(), "BIT"), (pick(), pick(), "BYTE"),
+             (pick(), pick(), "bit"), (pick(), pick(), "nope"), ("x", pick()), (pick(), "1.5"),
+             (pick(), pick(), "BIT", "extra")]
+    return rng.choice(forms)
+
+
+@pytest.mark.parametrize("proto", ["2", "3"])
+def test_bit_commands_random_against_redis(pair, rng, proto):
+    for c in (pair.k, pair.r):
+        c.cmd("HELLO", proto)
+    keys = ["bits%d" % i for i in range(4)]  # keys of both shards
+    for _ in range(250):
+        key = rng.choice(keys + ["missing"])
+        op = rng.random()
+        if op < 0.25:
+            off = rng.choice([str(rng.randrange(0, 200)), str(rng.randrange(0, 20)), "-1", "x",
+                              "4294967296", "1.5"])
+            val = rng.choice(["0", "1", "1", "2", "-1", "x"])
+            pair.same("SETBIT", key, off, val)
+        elif op < 0.35:
+            n = rng.randrange(0, 12)
+            data = bytes(rng.choice([0, 255, rng.randrange(256)]) for _ in range(n))
+            for c in (pair.k, pair.r):
+                c.cmd("SET", key, data)
+        elif op < 0.5:
+            pair.same("GETBIT", key, rng.choice([str(rng.randrange(0, 120)), "-1", "x"]))
+        elif op < 0.75:
+            n = len(pair.r.cmd("GET", key) or b"")
+            pair.same("BITCOUNT", key, *bit_args(rng, n))
+        else:
+            n = len(pair.r.cmd("GET", key) or b"")
+            pair.same("BITPOS", key, rng.choice(["0", "1", "1", "2", "x"]), *bit_args(rng, n))
+    for key in keys:
+        pair.same("GET", key)
+        pair.same("TTL", key)
+
+
+def test_setbit_keeps_ttl_and_limits(pair):
+    for c in (pair.k, pair.r):
+        c.cmd("SET", "b", "a", "EX", "100")
+    pair.same("SETBIT", "b", "7", "0")
+    assert 0 < pair.k.cmd("TTL", "b") <= 100
+    pair.same("GET", "b")
+    pair.same("SETBIT", "b", str(512 * 1024 * 1024 * 8), "1")  # the byte is past 512 MB
+    pair.same("GETBIT", "b", str(512 * 1024 * 1024 * 8 - 1))
+    pair.same("BITPOS", "b", "1", "0", "-1", "BIT")
+    pair.same("BITCOUNT", "b", "0", "-1", "BIT")

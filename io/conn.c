@@ -566,6 +566,7 @@ struct txn {
     uint32_t nargs, args_cap;
     uint32_t ncmds;
     bool aborted;
+    bool writes; /* some queued command writes (refused at EXEC while the WAL refuses) */
     const struct route_part *part; /* the partition of its keys, NULL until one */
 };
 
@@ -1288,7 +1289,7 @@ static void early_simple(struct conn *c, const char *s)
 static bool txn_conn_ok(const struct cmd_desc *d)
 {
     return d->fn == cmd_ping || d->fn == cmd_echo || d->fn == cmd_time || d->fn == cmd_lastsave ||
-           d->fn == cmd_unwatch;
+           d->fn == cmd_unwatch || d->fn == cmd_select || d->fn == cmd_object;
 }
 
 /* MULTI, EXEC and DISCARD act on the connection's queue: txn_control runs them. */
@@ -1335,10 +1336,37 @@ static void txn_queue(struct conn *c, const struct cmd_desc *d, size_t argc,
         finish_early(c);
         return;
     }
-    if (d->first_key > 0) {
-        size_t last = d->last_key < 0 ? argc - 1 : (size_t)d->last_key;
+    if (d->fn == cmd_object) { /* its subcommands are checked now, as Redis's are */
+        bool keyed = cmd_object_keyed(&argv[1]), help = cmd_arg_is(&argv[1], "help");
+        char msg[256];
+        if (!keyed && !help) {
+            snprintf(msg, sizeof msg, "ERR unknown subcommand '%.*s'. Try OBJECT HELP.",
+                     (int)(argv[1].len > 128 ? 128 : argv[1].len), argv[1].ptr);
+        } else if (argc != (keyed ? 3u : 2u)) {
+            char full[64];
+            cmd_full_name(d, argc, argv, full, sizeof full);
+            snprintf(msg, sizeof msg, "ERR wrong number of arguments for '%s' command", full);
+        } else {
+            msg[0] = '\0';
+        }
+        if (msg[0] != '\0') {
+            early_error(c, "%s", msg);
+            early_count(c, d, true, argc, argv);
+            txn_flag(c);
+            finish_early(c);
+            return;
+        }
+    }
+    size_t first = (size_t)d->first_key, last = d->last_key < 0 ? argc - 1 : (size_t)d->last_key;
+    if (d->fn == cmd_object && argc == 3 && cmd_object_keyed(&argv[1])) {
+        first = last = 2; /* OBJECT ENCODING key, ...: its key */
+    }
+    if (d->exec == CMD_EXEC_MULTI && d->key_step == 2 && (argc - 1) % 2 != 0) {
+        first = 0; /* MSET's missing value: an arity error when it runs, as in Redis */
+    }
+    if (first > 0) {
         size_t step = d->key_step > 0 ? (size_t)d->key_step : 1;
-        for (size_t i = (size_t)d->first_key; i <= last && i < argc; i += step) {
+        for (size_t i = first; i <= last && i < argc; i += step) {
             const struct route_part *p = route_lookup(rt, arg_hash(&argv[i]));
             if (t->part == NULL) {
                 t->part = p;
@@ -1364,6 +1392,7 @@ static void txn_queue(struct conn *c, const struct cmd_desc *d, size_t argc,
         return;
     }
     t->ncmds++;
+    t->writes |= (d->flags & CMD_WRITE) != 0;
     early_simple(c, "QUEUED");
 }
 
@@ -1411,8 +1440,20 @@ static void txn_control(struct conn *c, const struct cmd_desc *d, size_t argc,
         finish_early(c);
         return;
     }
-    /* argv of exec|run: "EXEC", the command count, then each command's count and args */
     struct txn *t = c->txn;
+    if (t->writes && atomic_load_explicit(&sh->srv->wal_refusing, memory_order_relaxed) != 0) {
+        int err = atomic_load_explicit(&sh->srv->wal_errno, memory_order_relaxed);
+        early_error(c,
+                    "EXECABORT Transaction discarded because of: MISCONF Errors writing to the "
+                    "WAL: %s. Write commands are refused until it can be written again; reads "
+                    "go on.",
+                    strerror(err));
+        account(sh, c, row, (struct run_res){.rejected = true}, argc, argv, NULL);
+        txn_free(c);
+        finish_early(c);
+        return;
+    }
+    /* argv of exec|run: "EXEC", the command count, then each command's count and args */
     size_t n = (size_t)t->nargs + 2;
     struct resp_arg *av = mi_heap_malloc(sh->heap, n * sizeof *av);
     KV_ASSERT(av != NULL);
@@ -1454,6 +1495,9 @@ void conn_txn_run(struct cmd_ctx *x)
         i += 1 + argc;
         const struct cmd_desc *d = cmd_lookup(argv[0].ptr, argv[0].len);
         KV_ASSERT(d != NULL && cmd_arity_ok(d, argc)); /* checked when queued */
+        if (d->fn == cmd_object && argc == 3 && cmd_object_keyed(&argv[1])) {
+            d = cmd_lookup_hidden("object|key"); /* its key is in this partition */
+        }
         uint16_t row = cmd_stat_row(d, argc, argv);
         if (d->exec == CMD_EXEC_MULTI && d->key_step == 2 && (argc - 1) % 2 != 0) {
             reply_err_arity(x->out, d->name); /* MSET's pairs: found when it runs */
@@ -1510,7 +1554,12 @@ static void dispatch_pre(struct conn *c, const struct resp_cmd *cmd, const struc
         return;
     }
     if (!(c->flags & CONN_AUTHED) && !(d->flags & CMD_NOAUTH)) {
-        early_error(c, "NOAUTH Authentication required.%s", "");
+        early_error(c,
+                    d->fn == cmd_exec
+                        ? "EXECABORT Transaction discarded because of: NOAUTH Authentication "
+                          "required.%s"
+                        : "NOAUTH Authentication required.%s",
+                    "");
         early_count(c, d, true, cmd->argc, cmd->argv);
         finish_early(c);
         return;

@@ -1343,6 +1343,25 @@ def test_disk_full_reads_go_on(full_disk):
         hung[:10],)
 
 
+def test_disk_full_aborts_transactions_that_write(full_disk):
+    """A transaction queued before the WAL started refusing: EXEC aborts it with the
+    MISCONF reason if it writes (as Redis 7 does), runs it if it only reads."""
+    fd = full_disk
+    first = Client(fd.port, timeout=5)
+    reader = Client(fd.port, timeout=5)
+    assert first.cmd("SET", "{tx}k", "before") == St("OK")
+    assert first.cmd("MULTI") == St("OK") and first.cmd("SET", "{tx}k", "new") == St("QUEUED")
+    assert reader.cmd("MULTI") == St("OK") and reader.cmd("GET", "{tx}k") == St("QUEUED")
+    fd.fill()
+    fd.drive()
+    r = first.cmd("EXEC")
+    assert isinstance(r, Err) and r.s.startswith(
+        "EXECABORT Transaction discarded because of: MISCONF"), r
+    assert reader.cmd("EXEC") == [b"before"]
+    first.close()
+    reader.close()
+
+
 def test_disk_full_log_reports_the_retry_truthfully(full_disk):
     fd = full_disk
     fd.fill()

@@ -30,6 +30,7 @@
 #include "recover.h"
 #include "route.h"
 #include "server.h"
+#include "slowlog.h"
 #include "snap.h"
 #include "spsc.h"
 #include "tbl.h"
@@ -636,6 +637,7 @@ static void *shard_main(void *arg)
     arm_accept(sh);
     loop(sh);
     teardown(sh);
+    slowlog_thread_exit();
     return NULL;
 }
 

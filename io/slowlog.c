@@ -1,7 +1,8 @@
 /*
  * slowlog: a bounded list kept newest first; an entry and its argument copies are one
- * allocation from the C heap, made outside the mutex; the mutex is taken only to link
- * an entry in (slow commands only) and to read or reset the list.
+ * allocation from the C heap, made outside the mutex (each thread reuses its last
+ * dropped entry); the mutex is taken only to link an entry in (slow commands only) and
+ * to read or reset the list.
  */
 #include "slowlog.h"
 
@@ -34,6 +35,14 @@ struct slowlog_entry {
     char bytes[];
 };
 
+/* Every entry is allocated at the largest size an entry can need, so that each thread
+ * keeps its last dropped one for the next prepare: a fan-out that is not slow (nearly
+ * all) costs a copy of its arguments, not an allocation. */
+#define SLOWLOG_ENTRY_BYTES                                                                        \
+    (sizeof(struct slowlog_entry) + SLOWLOG_ARGS_MAX * (SLOWLOG_ARG_BYTES_MAX + SLOWLOG_NOTE_MAX))
+
+static _Thread_local struct slowlog_entry *spare;
+
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static struct slowlog_entry *head;
 static size_t len;
@@ -47,12 +56,8 @@ struct slowlog_entry *slowlog_prepare(size_t argc, const struct resp_arg *argv, 
         return NULL;
     }
     size_t n = argc > SLOWLOG_ARGS_MAX ? SLOWLOG_ARGS_MAX : argc;
-    size_t bytes = 0;
-    for (size_t i = 0; i < n; i++) {
-        bytes += (argv[i].len < SLOWLOG_ARG_BYTES_MAX ? argv[i].len : SLOWLOG_ARG_BYTES_MAX) +
-                 SLOWLOG_NOTE_MAX;
-    }
-    struct slowlog_entry *e = malloc(sizeof *e + bytes);
+    struct slowlog_entry *e = spare != NULL ? spare : malloc(SLOWLOG_ENTRY_BYTES);
+    spare = NULL;
     if (e == NULL) {
         return NULL;
     }
@@ -75,7 +80,7 @@ struct slowlog_entry *slowlog_prepare(size_t argc, const struct resp_arg *argv, 
         e->argl[i] = (uint32_t)k;
         w += k;
     }
-    KV_ASSERT((size_t)(w - e->bytes) <= bytes);
+    KV_ASSERT((size_t)(w - (char *)e) <= SLOWLOG_ENTRY_BYTES);
     e->argc = n;
     snprintf(e->addr, sizeof e->addr, "%s", addr ? addr : "");
     snprintf(e->name, sizeof e->name, "%s", name ? name : "");
@@ -84,7 +89,17 @@ struct slowlog_entry *slowlog_prepare(size_t argc, const struct resp_arg *argv, 
 
 void slowlog_drop(struct slowlog_entry *e)
 {
-    free(e);
+    if (spare == NULL) {
+        spare = e; /* kept for this thread's next prepare */
+    } else {
+        free(e);
+    }
+}
+
+void slowlog_thread_exit(void)
+{
+    free(spare);
+    spare = NULL;
 }
 
 void slowlog_commit(struct slowlog_entry *e, uint64_t duration_us, int64_t now_ms)
@@ -95,7 +110,7 @@ void slowlog_commit(struct slowlog_entry *e, uint64_t duration_us, int64_t now_m
         return;
     }
     if (threshold < 0 || duration_us < (uint64_t)threshold || max == 0) {
-        free(e);
+        slowlog_drop(e);
         return;
     }
     e->time_s = now_ms / 1000;

@@ -36,6 +36,9 @@ void slowlog_drop(struct slowlog_entry *e);
 void slowlog_maybe_add(size_t argc, const struct resp_arg *argv, uint64_t duration_us,
                        int64_t now_ms, const char *addr, const char *name);
 
+/* Frees the calling thread's kept entry (a thread that used slowlog_prepare, at exit). */
+void slowlog_thread_exit(void);
+
 /* SLOWLOG GET [count] (count < 0: all), LEN, RESET. Any thread. */
 void slowlog_reply_get(struct resp_out *o, int64_t count);
 size_t slowlog_len(void);

@@ -849,8 +849,9 @@ struct run_res {
  * failures, or a rejection. `slow` is the prepared slowlog copy of a fan-out (else
  * argv is logged when the command was slow).
  */
-static void account(struct shard *sh, struct conn *c, uint16_t row, struct run_res r, size_t argc,
-                    const struct resp_arg *argv, struct slowlog_entry *slow)
+static void account_who(struct shard *sh, const char *addr, const char *name, uint16_t row,
+                        struct run_res r, size_t argc, const struct resp_arg *argv,
+                        struct slowlog_entry *slow)
 {
     if (row == CMD_ROW_NONE) {
         slowlog_drop(slow);
@@ -870,8 +871,14 @@ static void account(struct shard *sh, struct conn *c, uint16_t row, struct run_r
     if (slow != NULL) {
         slowlog_commit(slow, r.us, sh->now_ms);
     } else if (KV_UNLIKELY(argv != NULL && slowlog_wants(r.us))) {
-        slowlog_maybe_add(argc, argv, r.us, sh->now_ms, c ? c->addr : "", c ? conn_name(c) : "");
+        slowlog_maybe_add(argc, argv, r.us, sh->now_ms, addr, name);
     }
+}
+
+static void account(struct shard *sh, struct conn *c, uint16_t row, struct run_res r, size_t argc,
+                    const struct resp_arg *argv, struct slowlog_entry *slow)
+{
+    account_who(sh, c ? c->addr : "", c ? conn_name(c) : "", row, r, argc, argv, slow);
 }
 
 static struct run_res run(struct shard *sh, struct conn *c, const struct cmd_desc *d, size_t argc,
@@ -1453,16 +1460,19 @@ static void txn_control(struct conn *c, const struct cmd_desc *d, size_t argc,
         finish_early(c);
         return;
     }
-    /* argv of exec|run: "EXEC", the command count, then each command's count and args */
-    size_t n = (size_t)t->nargs + 2;
+    /* argv of exec|run: "EXEC", the command count, the client's address and name (for
+     * the slowlog of the shard that runs it), then each command's count and args */
+    size_t n = (size_t)t->nargs + 4;
     struct resp_arg *av = mi_heap_malloc(sh->heap, n * sizeof *av);
     KV_ASSERT(av != NULL);
     char count[24];
     av[0] = (struct resp_arg){.ptr = "EXEC", .len = 4};
     av[1] = (struct resp_arg){.ptr = count,
                               .len = (size_t)snprintf(count, sizeof count, "%u", t->ncmds)};
+    av[2] = (struct resp_arg){.ptr = c->addr, .len = strlen(c->addr)};
+    av[3] = (struct resp_arg){.ptr = conn_name(c), .len = strlen(conn_name(c))};
     for (uint32_t i = 0; i < t->nargs; i++) {
-        av[i + 2] = (struct resp_arg){.ptr = t->buf + t->args[i].off, .len = t->args[i].len};
+        av[i + 4] = (struct resp_arg){.ptr = t->buf + t->args[i].off, .len = t->args[i].len};
     }
     const struct cmd_desc *run_d = cmd_lookup_hidden("exec|run");
     if (t->part == NULL || t->part->thread == sh->id) {
@@ -1484,8 +1494,12 @@ void conn_txn_run(struct cmd_ctx *x)
     int64_t ncmds = 0;
     bool ok = cmd_parse_i64(&x->argv[1], &ncmds);
     KV_ASSERT(ok && ncmds >= 0);
+    KV_ASSERT(x->argc >= 4);
     reply_array(x->out, (size_t)ncmds);
-    size_t i = 2;
+    char addr[64], name[256];
+    snprintf(addr, sizeof addr, "%.*s", (int)x->argv[2].len, x->argv[2].ptr);
+    snprintf(name, sizeof name, "%.*s", (int)x->argv[3].len, x->argv[3].ptr);
+    size_t i = 4;
     for (int64_t k = 0; k < ncmds; k++) {
         int64_t cnt = 0;
         ok = cmd_parse_i64(&x->argv[i], &cnt);
@@ -1502,12 +1516,12 @@ void conn_txn_run(struct cmd_ctx *x)
         if (d->exec == CMD_EXEC_MULTI && d->key_step == 2 && (argc - 1) % 2 != 0) {
             reply_err_arity(x->out, d->name); /* MSET's pairs: found when it runs */
             x->inner_errors++;
-            account(x->sh, x->conn, row, (struct run_res){.failed = true}, argc, argv, NULL);
+            account_who(x->sh, addr, name, row, (struct run_res){.failed = true}, argc, argv, NULL);
             continue;
         }
         uint64_t errors = reply_errors();
         struct run_res r = run(x->sh, x->conn, d, argc, argv, x->out, NULL, x->caller_id);
-        account(x->sh, x->conn, row, r, argc, argv, NULL);
+        account_who(x->sh, addr, name, row, r, argc, argv, NULL);
         x->inner_errors += reply_errors() - errors;
     }
     KV_ASSERT(i == x->argc);

@@ -186,3 +186,24 @@ def test_transaction_stats_match_redis(pair):
     pair.same("EXEC", "x")
     k, r = stat_lines(pair.k), stat_lines(pair.r)
     assert k == r, "\n  kvd:   %r\n  redis: %r" % (sorted(k.items()), sorted(r.items()))
+
+
+def test_slowlog_of_transactions_names_the_client(kc):
+    """EXEC itself is not logged, the commands it ran are, with the client's address and
+    name, also when the transaction ran on the other shard thread."""
+    kc.cmd("CLIENT", "SETNAME", "txlog")
+    kc.cmd("CONFIG", "SET", "slowlog-log-slower-than", "0")
+    try:
+        kc.cmd("SLOWLOG", "RESET")
+        for tag in range(8):
+            assert kc.pipeline([("MULTI",), ("SET", "{%d}k" % tag, "v"), ("EXEC",)])[-1] == \
+                [St("OK")]
+        log = kc.cmd("SLOWLOG", "GET", "-1")
+        sets = [e for e in log if e[3][:1] == [b"SET"]]
+        assert len(sets) == 8, log
+        addr = "127.0.0.1:%d" % kc.sock.getsockname()[1]
+        assert all((e[4], e[5]) == (addr.encode(), b"txlog") for e in sets), sets
+        assert not [e for e in log if e[3][:1] in ([b"EXEC"], [b"exec|run"])], log
+    finally:
+        kc.cmd("CONFIG", "SET", "slowlog-log-slower-than", "10000")
+        kc.cmd("SLOWLOG", "RESET")

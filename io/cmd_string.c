@@ -496,16 +496,23 @@ void cmd_incrbyfloat(struct cmd_ctx *x)
 
 /* ---- APPEND, STRLEN, GETRANGE, SETRANGE ---------------------------------------- */
 
+/* The length of a key's value (0 if missing), looked up for a write. */
+static size_t value_len_for_write(struct cmd_ctx *x, const struct resp_arg *key, uint64_t h)
+{
+    const struct tbl_entry *e = cmd_lookup_write(x, key, h);
+    size_t len = 0;
+    if (e != NULL) {
+        tbl_entry_val(e, &len);
+    }
+    return len;
+}
+
 void cmd_append(struct cmd_ctx *x)
 {
     const struct resp_arg *key = &x->argv[1];
     const struct resp_arg *add = &x->argv[2];
     uint64_t h = cmd_key_hash(key);
-    const struct tbl_entry *e = cmd_lookup_write(x, key, h);
-    size_t cur = 0;
-    if (e != NULL) {
-        tbl_entry_val(e, &cur);
-    }
+    size_t cur = value_len_for_write(x, key, h);
     if (too_long(x, (uint64_t)cur + add->len)) {
         return;
     }
@@ -587,11 +594,7 @@ void cmd_setrange(struct cmd_ctx *x)
         return;
     }
     uint64_t h = cmd_key_hash(key);
-    const struct tbl_entry *e = cmd_lookup_write(x, key, h);
-    size_t cur = 0;
-    if (e != NULL) {
-        tbl_entry_val(e, &cur);
-    }
+    size_t cur = value_len_for_write(x, key, h);
     if (val->len == 0) {
         reply_int(x->out, (int64_t)cur); /* nothing to write; a missing key stays missing */
         return;
@@ -645,11 +648,7 @@ void cmd_setbit(struct cmd_ctx *x)
         return;
     }
     uint64_t h = cmd_key_hash(key);
-    const struct tbl_entry *e = cmd_lookup_write(x, key, h);
-    size_t cur = 0;
-    if (e != NULL) {
-        tbl_entry_val(e, &cur);
-    }
+    size_t cur = value_len_for_write(x, key, h);
     size_t byte = (size_t)(off >> 3);
     size_t len = byte + 1 > cur ? byte + 1 : cur;
     struct tbl_mod m;

@@ -862,9 +862,10 @@ def killed_by_failpoint(k, name, timeout=30):
     assert "failpoint %s: killing the process" % name in log, log[-3000:]
 
 
-def writer(k, prefix, results, stop):
+def writer(k, prefix, results, stop, tx=False):
     """One client writing prefix:N = value-N one at a time until the connection breaks:
-    appends ('acked', key, value) and finally ('inflight', key, value)."""
+    appends ('acked', key, value) and finally ('inflight', key, value). With tx, each SET
+    is inside MULTI/EXEC (acknowledged when EXEC replies)."""
     try:
         c = k.client(timeout=20)
     except CONN_ERRORS:
@@ -873,11 +874,14 @@ def writer(k, prefix, results, stop):
     while not stop.is_set():
         key, val = b"%s:%d" % (prefix, i), b"value-%d" % i
         try:
-            r = c.cmd("SET", key, val)
+            if tx:
+                r = c.pipeline([("MULTI",), ("SET", key, val), ("EXEC",)])
+            else:
+                r = c.cmd("SET", key, val)
         except CONN_ERRORS:
             results.append(("inflight", key, val))
             return
-        assert r == St("OK"), (key, r)
+        assert r == ([St("OK"), St("QUEUED"), [St("OK")]] if tx else St("OK")), (key, r)
         results.append(("acked", key, val))
         i += 1
     c.close()
@@ -1654,26 +1658,6 @@ def test_transactions_survive_kill9_whole(kvds, rng):
     assert k2.stop() == 0
 
 
-def tx_writer(k, prefix, results, stop):
-    """writer(), each SET inside MULTI/EXEC: acknowledged when EXEC replies."""
-    try:
-        c = k.client(timeout=20)
-    except CONN_ERRORS:
-        return
-    i = 0
-    while not stop.is_set():
-        key, val = b"%s:%d" % (prefix, i), b"value-%d" % i
-        try:
-            r = c.pipeline([("MULTI",), ("SET", key, val), ("EXEC",)])
-        except CONN_ERRORS:
-            results.append(("inflight", key, val))
-            return
-        assert r == [St("OK"), St("QUEUED"), [St("OK")]], (key, r)
-        results.append(("acked", key, val))
-        i += 1
-    c.close()
-
-
 @pytest.mark.parametrize("clients", [1, 3])
 def test_exec_is_acknowledged_only_once_durable(kvds, rng, clients):
     """appendfsync always: a transaction's EXEC reply waits for its WAL batch, like a
@@ -1682,7 +1666,7 @@ def test_exec_is_acknowledged_only_once_durable(kvds, rng, clients):
     k = kvds(args=SEG, bin=fp_bin(), env={"KVD_FAILPOINTS": "wal-before-write=%d" % hit})
     results = [[] for _ in range(clients)]
     stop = threading.Event()
-    threads = [threading.Thread(target=tx_writer, args=(k, b"{x%d}" % i, results[i], stop))
+    threads = [threading.Thread(target=writer, args=(k, b"{x%d}" % i, results[i], stop, True))
                for i in range(clients)]
     for t in threads:
         t.start()

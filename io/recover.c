@@ -32,7 +32,7 @@
 /* The time replay runs at: none, so no key counts as expired. A record whose expiry
  * has passed may be followed by one that moved it (PERSIST, EXPIRE, a SET): dropping
  * the key when the first is replayed would lose it. Keys whose final expiry has passed
- * are removed after start-up by lazy and active expiry, as any other. */
+ * are removed once replay is over (drop_expired). */
 #define RECOVER_NO_EXPIRY 0
 
 struct rec {
@@ -146,6 +146,19 @@ static void range_entry(struct tbl *t, const struct walfmt_view *v, uint64_t h, 
     }
     rc = tbl_expire_set(t, v->key, v->klen, h, now_ms, v->expire_ms);
     KV_ASSERT(rc == 0);
+}
+
+/* After replay (which expires nothing): the keys whose final expiry has passed go now,
+ * one full pass of active expiry over every table. */
+static void drop_expired(struct shard *sh)
+{
+    int64_t now = kv_clock_real_ms();
+    for (uint32_t i = 0; i < sh->table_count; i++) {
+        uint64_t cursor = 0;
+        do {
+            tbl_expire_step(sh->tables[i], now, &cursor, SIZE_MAX);
+        } while (cursor != 0);
+    }
 }
 
 /* True (after logging) if snapshot `name`, whichever shard owns it, was written under
@@ -821,6 +834,9 @@ int recover_shard(struct shard *sh, const char *dir, bool repair, struct recover
     int rc = load_snapshots(&r);
     if (rc == 0) {
         rc = replay_wal(&r);
+    }
+    if (rc == 0) {
+        drop_expired(sh);
     }
     /* A WAL the snapshots trimmed to nothing must not number its batches from 1 again:
      * the next recovery would skip them as covered by the snapshots. */

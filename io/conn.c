@@ -58,13 +58,17 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#define CONN_UD_RECV      1u
-#define CONN_UD_SEND      2u
-#define CONN_UD_MASK      63u
-#define CONN_PENDING_MAX  256u /* replies outstanding per connection before input pauses */
-#define CONN_BATCH_MAX    16   /* commands parsed ahead of execution (prefetching) */
-#define CONN_BATCH_ARGS   4    /* commands with more arguments run unbatched */
-#define CONN_IOV_MAX      32   /* iovecs per sendmsg */
+#define CONN_UD_RECV     1u
+#define CONN_UD_SEND     2u
+#define CONN_UD_MASK     63u
+#define CONN_PENDING_MAX 256u /* replies outstanding per connection before input pauses */
+#define CONN_BATCH_MAX   16   /* commands parsed ahead of execution (prefetching) */
+/* Requests of one connection running on other shards at once, at most (input pauses
+ * meanwhile): their replies, not yet arrived, do not count against the output limit
+ * yet, so this bounds what a client that never reads can make other shards build. */
+#define CONN_REMOTE_MAX   32
+#define CONN_BATCH_ARGS   4  /* commands with more arguments run unbatched */
+#define CONN_IOV_MAX      32 /* iovecs per sendmsg */
 #define OUT_BLOCK_BYTES   (16u * 1024)
 #define OUT_POOL_PREALLOC (1u << 20)
 #define ARGV_STACK        64   /* arguments decoded on the stack for remote requests */
@@ -1707,7 +1711,8 @@ static void dispatch(struct conn *c, const struct resp_cmd *cmd)
 static bool must_pause(const struct conn *c)
 {
     return (c->flags & (CONN_CLOSING | CONN_CLOSE_AFTER)) || c->outbox_len > 0 ||
-           pend_count(c) >= CONN_PENDING_MAX - CONN_BATCH_MAX - 1;
+           pend_count(c) >= CONN_PENDING_MAX - CONN_BATCH_MAX - 1 ||
+           c->remote_waiting >= CONN_REMOTE_MAX;
 }
 
 /* Commands parsed ahead of execution, so that their table slots and entries can be

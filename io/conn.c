@@ -2073,6 +2073,8 @@ void conn_exec_remote(struct shard *sh, const struct xmsg *m)
         KV_ASSERT(r.payload != NULL);
         memcpy(r.payload, oom, sizeof oom - 1);
         r.payload_len = sizeof oom - 1;
+        reply_count_error(oom + 1, sizeof oom - 4); /* without '-' and CRLF */
+        r.flags |= XR_FAILED;
     } else {
         size_t len;
         r.payload = scratch_take(sh, &len);
@@ -2323,8 +2325,12 @@ void conn_durability_turn(struct shard *sh)
             continue;
         }
         *pp = w->next;
-        defer_complete(w->c, w->seq,
-                       state > 0 ? "+OK\r\n" : "-ERR snapshot failed: see the server log\r\n");
+        static const char failed[] = "-ERR snapshot failed: see the server log\r\n";
+        if (state < 0) { /* SAVE was counted as a call when it started: now it failed */
+            reply_count_error(failed + 1, sizeof failed - 4);
+            STAT_ADD(sh->stats.cmd_failed[cmd_index(cmd_lookup("save", 4))], 1);
+        }
+        defer_complete(w->c, w->seq, state > 0 ? "+OK\r\n" : failed);
         mi_free(w);
     }
 }

@@ -39,7 +39,7 @@ static void bump(_Atomic uint64_t *v)
                           memory_order_relaxed);
 }
 
-static void count_error(const char *text, size_t n)
+void reply_count_error(const char *text, size_t n)
 {
     if (bound == NULL) {
         return;
@@ -80,7 +80,7 @@ void reply_error(struct resp_out *r, const char *fmt, ...)
     if ((size_t)n >= sizeof buf) {
         n = sizeof buf - 1;
     }
-    count_error(buf, (size_t)n);
+    reply_count_error(buf, (size_t)n);
     (void)resp_out_error_reply(r, buf, (size_t)n);
 }
 

@@ -51,6 +51,8 @@ struct reply_errstats {
 };
 
 void reply_errstats_bind(struct reply_errstats *s);
+/* Counts an error reply written some other way (raw bytes); `text` without the '-'. */
+void reply_count_error(const char *text, size_t n);
 /* The calling thread's error replies so far (0 if none bound): a command failed if
  * this moved while it ran. */
 uint64_t reply_errors(void);

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from conftest import Err, St, encode, rss_kib, wait_until
+from conftest import ConnClosed, Err, St, encode, rss_kib, wait_until
 
 
 def info(c, *sections):
@@ -514,3 +514,26 @@ def test_commandstats_and_errorstats_match_redis(pair):
     assert k == r, "\n  kvd:   %r\n  redis: %r" % (sorted(k.items()), sorted(r.items()))
     assert info(pair.k, "stats")["stats"]["total_error_replies"] == \
         info(pair.r, "stats")["stats"]["total_error_replies"]
+
+
+def test_error_replies_written_raw_are_counted(kvd_factory):
+    """A forwarded reply over client-output-buffer-limit is replaced by an error: it
+    counts in errorstats and as a failed call, like any error reply."""
+    k = kvd_factory(args=["--client-output-buffer-limit", "1mb"])
+    with k.client() as c:
+        for i in range(4):  # keys of both shard threads
+            assert c.cmd("SET", "big%d" % i, b"x" * (2 << 20)) == St("OK")
+        assert c.cmd("CONFIG", "RESETSTAT") == St("OK")
+    errors = 0
+    for i in range(4):
+        with k.client() as c:
+            try:
+                r = c.cmd("GET", "big%d" % i)
+            except (ConnClosed, OSError):
+                continue  # a local reply over the limit closes the connection
+            assert r == Err("ERR reply exceeds client-output-buffer-limit"), r
+            errors += 1
+    assert errors > 0
+    with k.client() as c:
+        assert info(c, "errorstats")["errorstats"]["errorstat_ERR"] == "count=%d" % errors
+        assert cmdstat(c, "get")["failed_calls"] == str(errors)

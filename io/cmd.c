@@ -118,6 +118,7 @@ static struct cmd_desc table[] = {
     {"getbit", 3, RO, KEY1, CMD_EXEC_KEY, 0, cmd_getbit, "readonly fast", NULL},
     {"bitcount", -2, CMD_READONLY, KEY1, CMD_EXEC_KEY, 0, cmd_bitcount, "readonly", NULL},
     {"bitpos", -3, CMD_READONLY, KEY1, CMD_EXEC_KEY, 0, cmd_bitpos, "readonly", NULL},
+    {"bitop", -4, CMD_WRITE, 2, -1, 1, CMD_EXEC_SAME, 0, cmd_bitop, "write denyoom", NULL},
     {"lcs", -3, CMD_READONLY, 1, 2, 1, CMD_EXEC_SAME, 0, cmd_lcs, "readonly", NULL},
 };
 

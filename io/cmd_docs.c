@@ -90,6 +90,17 @@ static const struct cmd_docs_arg bitcount_args[] = {
      .nargs = DOCS_LEN(bitcount_args_1)},
 };
 
+static const struct cmd_docs_keyspec bitop_specs[] = {
+    {NULL, "OW update", NULL, 2, false, {0, 1, 0}},
+    {NULL, "RO access", NULL, 3, false, {-1, 1, 0}},
+};
+
+static const struct cmd_docs_arg bitop_args[] = {
+    {.name = "operation", .type = "string", .key_spec_index = -1},
+    {.name = "destkey", .type = "key", .key_spec_index = 0},
+    {.name = "key", .type = "key", .key_spec_index = 1, .flags = "multiple"},
+};
+
 static const struct cmd_docs_keyspec bitpos_specs[] = {
     {NULL, "RO access", NULL, 1, false, {0, 1, 0}},
 };
@@ -1481,6 +1492,21 @@ const struct cmd_docs cmd_docs_table[] = {
      .nhistory = DOCS_LEN(bitcount_history),
      .args = bitcount_args,
      .nargs = DOCS_LEN(bitcount_args)},
+    {.name = "bitop",
+     .arity = -4,
+     .first_key = 2,
+     .last_key = -1,
+     .key_step = 1,
+     .flags = "write denyoom",
+     .acl = "@write @bitmap @slow",
+     .specs = bitop_specs,
+     .nspecs = DOCS_LEN(bitop_specs),
+     .summary = "Perform bitwise operations between strings",
+     .since = "2.6.0",
+     .group = "bitmap",
+     .complexity = "O(N)",
+     .args = bitop_args,
+     .nargs = DOCS_LEN(bitop_args)},
     {.name = "bitpos",
      .arity = -3,
      .first_key = 1,

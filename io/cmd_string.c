@@ -825,6 +825,84 @@ void cmd_bitpos(struct cmd_ctx *x)
     reply_int(x->out, bit == 0 && !end_given ? (int64_t)hi + 1 : -1);
 }
 
+/*
+ * BITOP AND|OR|XOR|NOT dest key [key ...]: every key in one partition (checked by the
+ * caller). Missing keys read as empty strings, shorter ones as padded with zeros; the
+ * result is as long as the longest source, and an empty result deletes dest (Redis).
+ */
+void cmd_bitop(struct cmd_ctx *x)
+{
+    const struct resp_arg *op = &x->argv[1];
+    int kind = cmd_arg_is(op, "and")   ? 0
+               : cmd_arg_is(op, "or")  ? 1
+               : cmd_arg_is(op, "xor") ? 2
+               : cmd_arg_is(op, "not") ? 3
+                                       : -1;
+    size_t nsrc = x->argc - 3;
+    if (kind < 0) {
+        reply_err_syntax(x->out);
+        return;
+    }
+    if (kind == 3 && nsrc != 1) {
+        reply_error(x->out, "ERR BITOP NOT must be called with a single source key.");
+        return;
+    }
+    struct bitop_src {
+        const unsigned char *p;
+        size_t len;
+    } *src = mi_heap_malloc(x->sh->heap, nsrc * sizeof *src);
+    if (src == NULL) {
+        reply_error(x->out, "OOM command not allowed when used memory > 'maxmemory'.");
+        return;
+    }
+    size_t max = 0;
+    for (size_t i = 0; i < nsrc; i++) {
+        const struct resp_arg *k = &x->argv[3 + i];
+        const struct tbl_entry *e = cmd_lookup_read(x, k, cmd_key_hash(k));
+        src[i].len = 0;
+        src[i].p = e != NULL ? tbl_entry_val(e, &src[i].len) : NULL;
+        max = src[i].len > max ? src[i].len : max;
+    }
+    const struct resp_arg *dest = &x->argv[2];
+    uint64_t h = cmd_key_hash(dest);
+    unsigned char *out = max > 0 ? mi_heap_malloc(x->sh->heap, max) : NULL;
+    if (max == 0 || out == NULL) {
+        mi_free(src);
+        if (max > 0) {
+            reply_error(x->out, "OOM command not allowed when used memory > 'maxmemory'.");
+            return;
+        }
+        if (tbl_del(cmd_tbl(x, h), dest->ptr, dest->len, h, x->now_ms, NULL) == 0) {
+            cmd_log_key(x, dest, h);
+        }
+        reply_int(x->out, 0);
+        return;
+    }
+    for (size_t j = 0; j < max; j++) {
+        unsigned char b = j < src[0].len ? src[0].p[j] : 0;
+        if (kind == 3) {
+            b = (unsigned char)~b;
+        }
+        for (size_t i = 1; i < nsrc; i++) {
+            unsigned char v = j < src[i].len ? src[i].p[j] : 0;
+            b = kind == 0   ? (unsigned char)(b & v)
+                : kind == 1 ? (unsigned char)(b | v)
+                            : (unsigned char)(b ^ v);
+        }
+        out[j] = b;
+    }
+    mi_free(src);
+    struct tbl_put_args pa = {.val = out, .val_len = max};
+    int rc = tbl_put(cmd_tbl(x, h), dest->ptr, dest->len, h, &pa, x->now_ms, NULL);
+    mi_free(out);
+    if (rc != 0) {
+        reply_error(x->out, "OOM command not allowed when used memory > 'maxmemory'.");
+        return;
+    }
+    cmd_log_key(x, dest, h);
+    reply_int(x->out, (int64_t)max);
+}
+
 /* ---- LCS ---------------------------------------------------------------------------- */
 
 /* One run of matching bytes: a[a0..a1] == b[b0..b1] (inclusive, as LCS IDX replies). */

@@ -118,15 +118,15 @@ def kvd_command_names(kvd):
 # by their own xfail scenario (the subcommand containers).
 # Without arguments these act, and their replies depend on state (the persistence
 # commands on whether a background save is running in either server). With many
-# arguments, commands whose keys must share a partition (MSETNX, LCS, COPY) answer -CROSSSLOT
-# for keys that do not, before anything else. MULTI without arguments opens a
-# transaction (every later command would be queued). WATCH is not supported by kvd.
+# arguments, commands whose keys must share a partition (MSETNX, LCS, COPY, BITOP)
+# answer -CROSSSLOT for keys that do not, before anything else. MULTI without arguments
+# opens a transaction (every later command would be queued). WATCH is not supported.
 PERSISTENCE = {"save", "bgsave", "bgrewriteaof"}
 ARITY_SKIP_ZERO = {"quit", "shutdown", "reset", "info", "time", "hello", "command",
                    "lastsave", "debug", "multi"} | PERSISTENCE
 ARITY_SKIP_MANY = (ARITY_SKIP_ZERO - PERSISTENCE) | {
-    "client", "config", "slowlog", "msetnx", "lcs", "copy", "watch", "expire", "pexpire", "expireat", "pexpireat",
-    "flushall", "flushdb"}
+    "client", "config", "slowlog", "msetnx", "lcs", "copy", "bitop", "watch", "expire",
+    "pexpire", "expireat", "pexpireat", "flushall", "flushdb"}
 
 
 def test_every_kvd_command_arity_errors_match_redis(kvd, pair):

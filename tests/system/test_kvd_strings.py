@@ -450,3 +450,22 @@ def test_setbit_keeps_ttl_and_limits(pair):
     pair.same("GETBIT", "b", str(512 * 1024 * 1024 * 8 - 1))
     pair.same("BITPOS", "b", "1", "0", "-1", "BIT")
     pair.same("BITCOUNT", "b", "0", "-1", "BIT")
+
+
+def test_bitop_random_against_redis(pair, rng):
+    keys = ["{b}%d" % i for i in range(4)] + ["{b}missing"]
+    for _ in range(150):
+        for k in keys[:4]:
+            if rng.random() < 0.3:
+                data = bytes(rng.randrange(256) for _ in range(rng.randrange(0, 6)))
+                for c in (pair.k, pair.r):
+                    c.cmd("SET", k, data, "EX", "100")
+        op = rng.choice(["AND", "OR", "XOR", "NOT", "and", "nope"])
+        n = 1 if op.upper() == "NOT" and rng.random() < 0.8 else rng.randrange(1, 4)
+        srcs = [rng.choice(keys) for _ in range(n)]
+        dest = rng.choice(keys[:4] + ["{b}dest"])
+        pair.same("BITOP", op, dest, *srcs)
+        pair.same("GET", dest)
+        pair.same("TTL", dest)
+    pair.same("BITOP", "AND", "{b}d")
+    assert isinstance(pair.k.cmd("BITOP", "AND", "a{x}", "b{y}"), Err)  # CROSSSLOT

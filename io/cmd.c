@@ -113,7 +113,9 @@ static struct cmd_desc table[] = {
     {"discard", 1, CMD_FAST, NOKEY, CMD_EXEC_CONN, 0, cmd_discard, "", NULL},
     {"watch", -2, CMD_FAST, 1, -1, 1, CMD_EXEC_CONN, 0, cmd_watch, "", NULL},
     {"unwatch", 1, CMD_FAST, NOKEY, CMD_EXEC_CONN, 0, cmd_unwatch, "", NULL},
-    {"exec|run", -2, CMD_HIDDEN | CMD_WRITE, NOKEY, CMD_EXEC_CONN, 0, conn_txn_run, "", NULL},
+    /* SAME: it runs data commands on the shard owning their one partition */
+    {"exec|run", -2, CMD_HIDDEN | CMD_WRITE | CMD_NOSLOWLOG, NOKEY, CMD_EXEC_SAME, 0, conn_txn_run,
+     "", NULL},
     {"setbit", 4, WR, KEY1, CMD_EXEC_KEY, 0, cmd_setbit, "write denyoom", NULL},
     {"getbit", 3, RO, KEY1, CMD_EXEC_KEY, 0, cmd_getbit, "readonly fast", NULL},
     {"bitcount", -2, CMD_READONLY, KEY1, CMD_EXEC_KEY, 0, cmd_bitcount, "readonly", NULL},
@@ -224,19 +226,16 @@ static uint16_t sub_row(const char *full)
 
 uint16_t cmd_stat_row(const struct cmd_desc *d, size_t argc, const struct resp_arg *argv)
 {
-    if (KV_LIKELY(!(d->flags & (CMD_SUBCMDS | CMD_HIDDEN))) || argc < 2) {
-        return (uint16_t)cmd_index(d);
+    if (KV_UNLIKELY(d->flags & CMD_HIDDEN)) {
+        /* An internal row (client|list, object|key, exec|run, ...) counts as the command
+         * the client sent, with the same arguments: the one named before its '|'. */
+        const char *bar = strchr(d->name, '|');
+        KV_ASSERT(bar != NULL);
+        d = cmd_lookup(d->name, (size_t)(bar - d->name));
+        KV_ASSERT(d != NULL);
     }
-    if (d->flags & CMD_HIDDEN) { /* client|list, client|kill, client|kill-old, object|key */
-        if (strcmp(d->name, "exec|run") == 0) {
-            return (uint16_t)cmd_index(cmd_lookup("exec", 4));
-        }
-        if (strcmp(d->name, "object|key") == 0) {
-            char full[64];
-            cmd_full_name(cmd_lookup("object", 6), argc, argv, full, sizeof full);
-            return sub_row(full);
-        }
-        return sub_row(strncmp(d->name, "client|kill", 11) == 0 ? "client|kill" : d->name);
+    if (KV_LIKELY(!(d->flags & CMD_SUBCMDS)) || argc < 2) {
+        return (uint16_t)cmd_index(d);
     }
     char full[64];
     cmd_full_name(d, argc, argv, full, sizeof full);

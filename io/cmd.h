@@ -55,8 +55,9 @@ enum cmd_flag {
     CMD_LOADING = 1u << 5,
     CMD_STALE = 1u << 6,
     CMD_NOSCRIPT = 1u << 7,
-    CMD_HIDDEN = 1u << 8,  /* internal row: not found by name, not listed by COMMAND */
-    CMD_SUBCMDS = 1u << 9, /* a container: argv[1] names a subcommand (set by cmd_init) */
+    CMD_HIDDEN = 1u << 8,     /* internal row: not found by name, not listed by COMMAND */
+    CMD_SUBCMDS = 1u << 9,    /* a container: argv[1] names a subcommand (set by cmd_init) */
+    CMD_NOSLOWLOG = 1u << 10, /* never in the slowlog (EXEC: the commands it ran are) */
 };
 
 /* How a MULTI command's per-shard results merge. */

@@ -620,10 +620,7 @@ static void command_help(struct cmd_ctx *x)
         "HELP",
         "    Prints this help.",
     };
-    reply_array(x->out, KV_ARRAY_LEN(lines));
-    for (size_t i = 0; i < KV_ARRAY_LEN(lines); i++) {
-        reply_simple(x->out, lines[i]);
-    }
+    reply_lines(x->out, lines, KV_ARRAY_LEN(lines));
 }
 
 void cmd_command(struct cmd_ctx *x)

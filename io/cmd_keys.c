@@ -278,10 +278,7 @@ void cmd_object(struct cmd_ctx *x)
             "HELP",
             "    Prints this help.",
         };
-        reply_array(x->out, KV_ARRAY_LEN(help));
-        for (size_t i = 0; i < KV_ARRAY_LEN(help); i++) {
-            reply_simple(x->out, help[i]);
-        }
+        reply_lines(x->out, help, KV_ARRAY_LEN(help));
         return;
     }
     bool keyed = cmd_object_keyed(sub);

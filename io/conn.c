@@ -919,8 +919,8 @@ static struct run_res run(struct shard *sh, struct conn *c, const struct cmd_des
  */
 static bool wal_holds(struct wal *w, const struct cmd_desc *d)
 {
-    if (wal_appended(w) == wal_durable(w) || (d->exec == CMD_EXEC_CONN && d->fn != conn_txn_run)) {
-        return false; /* EXEC (exec|run) runs data commands: its reply waits like theirs */
+    if (wal_appended(w) == wal_durable(w) || d->exec == CMD_EXEC_CONN) {
+        return false;
     }
     return (d->flags & CMD_WRITE) || wal_refusing(w) == 0;
 }
@@ -939,7 +939,7 @@ static void exec_local(struct conn *c, const struct cmd_desc *d, size_t argc,
 {
     struct shard *sh = c->sh;
     uint16_t row = cmd_stat_row(d, argc, argv);
-    size_t logged = d->fn == conn_txn_run ? 0 : argc; /* EXEC is not logged, its commands are */
+    size_t logged = (d->flags & CMD_NOSLOWLOG) ? 0 : argc;
     if (pend_count(c) == 0) {
         struct run_res r = run(sh, c, d, argc, argv, &c->out, NULL, c->id);
         account(sh, c, row, r, logged, logged ? argv : NULL, NULL);
@@ -2083,7 +2083,7 @@ void conn_exec_remote(struct shard *sh, const struct xmsg *m)
     if (argv != stack_argv) {
         mi_free(argv);
     }
-    if (KV_UNLIKELY(slowlog_wants(res.us)) && m->desc->fn != conn_txn_run) {
+    if (KV_UNLIKELY(slowlog_wants(res.us)) && !(m->desc->flags & CMD_NOSLOWLOG)) {
         r.slow_argv = m->payload; /* the client's shard logs it, with the client's name */
     } else {
         blob_free(m->payload);

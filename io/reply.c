@@ -84,6 +84,14 @@ void reply_error(struct resp_out *r, const char *fmt, ...)
     (void)resp_out_error_reply(r, buf, (size_t)n);
 }
 
+void reply_lines(struct resp_out *r, const char *const *lines, size_t n)
+{
+    reply_array(r, n);
+    for (size_t i = 0; i < n; i++) {
+        reply_simple(r, lines[i]);
+    }
+}
+
 void reply_int(struct resp_out *r, int64_t v)
 {
     (void)resp_out_int(r, v);

@@ -32,8 +32,9 @@ void reply_array(struct resp_out *r, size_t n);
 void reply_map(struct resp_out *r, size_t n); /* n key-value pairs */
 void reply_set(struct resp_out *r, size_t n);
 void reply_double(struct resp_out *r, double d);
-void reply_verbatim(struct resp_out *r, const char *p, size_t n); /* "txt" */
-void reply_raw(struct resp_out *r, const void *p, size_t n);      /* bytes already in RESP */
+void reply_lines(struct resp_out *r, const char *const *lines, size_t n); /* HELP texts */
+void reply_verbatim(struct resp_out *r, const char *p, size_t n);         /* "txt" */
+void reply_raw(struct resp_out *r, const void *p, size_t n); /* bytes already in RESP */
 
 /*
  * Error replies are counted per thread, by code (the first word of the text, as Redis's

@@ -887,6 +887,24 @@ def writer(k, prefix, results, stop, tx=False):
     c.close()
 
 
+def with_writers(k, prefix_fmt, clients, wait, tx=False):
+    """Runs `clients` writer() threads (thread i's keys start with prefix_fmt % i) until
+    wait() returns; stops and joins them. Returns (their results, wait's value)."""
+    results = [[] for _ in range(clients)]
+    stop = threading.Event()
+    threads = [threading.Thread(target=writer, args=(k, prefix_fmt % i, results[i], stop, tx))
+               for i in range(clients)]
+    for t in threads:
+        t.start()
+    try:
+        ended = wait()
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(30)
+    return results, ended
+
+
 def restart_and_check_writers(k, kvds, results):
     """Restarts a dead kvd(-fp) as plain kvd and checks what writer() threads recorded:
     the last write of each was in flight (the client saw the connection break, never
@@ -913,18 +931,7 @@ def test_failpoint_in_wal_writer(kvds, rng, point, clients):
     hit = rng.randrange(5, 60)
     print("%s=%d with %d clients" % (point, hit, clients))
     k = kvds(args=SEG, bin=fp_bin(), env={"KVD_FAILPOINTS": "%s=%d" % (point, hit)})
-    results = [[] for _ in range(clients)]
-    stop = threading.Event()
-    threads = [threading.Thread(target=writer, args=(k, b"w%d" % i, results[i], stop))
-               for i in range(clients)]
-    for t in threads:
-        t.start()
-    try:
-        killed_by_failpoint(k, point)
-    finally:
-        stop.set()
-        for t in threads:
-            t.join(30)
+    results, _ = with_writers(k, b"w%d", clients, lambda: killed_by_failpoint(k, point))
     k2, c, after = restart_and_check_writers(k, kvds, results)
     if clients == 1:
         # one write at a time: the batch at the kill holds exactly the write in flight
@@ -945,18 +952,7 @@ def test_failed_wal_write_exits_without_acknowledging(kvds, rng, clients):
     hit = rng.randrange(5, 40)
     print("wal-write-eio=%d with %d clients" % (hit, clients))
     k = kvds(args=SEG, bin=fp_bin(), env={"KVD_FAILPOINTS": "wal-write-eio=%d" % hit})
-    results = [[] for _ in range(clients)]
-    stop = threading.Event()
-    threads = [threading.Thread(target=writer, args=(k, b"e%d" % i, results[i], stop))
-               for i in range(clients)]
-    for t in threads:
-        t.start()
-    try:
-        rc, log = run_exit(k)
-    finally:
-        stop.set()
-        for t in threads:
-            t.join(30)
+    results, (rc, log) = with_writers(k, b"e%d", clients, lambda: run_exit(k))
     assert rc == 1, "kvd exited with %s:\n%s" % (rc, log[-3000:])
     assert "WAL write failed" in log and "Input/output error" in log, log[-3000:]
     k2, c, _ = restart_and_check_writers(k, kvds, results)
@@ -1664,18 +1660,8 @@ def test_exec_is_acknowledged_only_once_durable(kvds, rng, clients):
     plain write's. Killed before a batch write, every acknowledged EXEC is there."""
     hit = rng.randrange(5, 40)
     k = kvds(args=SEG, bin=fp_bin(), env={"KVD_FAILPOINTS": "wal-before-write=%d" % hit})
-    results = [[] for _ in range(clients)]
-    stop = threading.Event()
-    threads = [threading.Thread(target=writer, args=(k, b"{x%d}" % i, results[i], stop, True))
-               for i in range(clients)]
-    for t in threads:
-        t.start()
-    try:
-        killed_by_failpoint(k, "wal-before-write")
-    finally:
-        stop.set()
-        for t in threads:
-            t.join(30)
+    results, _ = with_writers(k, b"{x%d}", clients,
+                              lambda: killed_by_failpoint(k, "wal-before-write"), tx=True)
     k2, c, after = restart_and_check_writers(k, kvds, results)
     if clients == 1:
         _, key, val = results[0][-1]

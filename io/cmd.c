@@ -18,6 +18,7 @@
 #include <string.h>
 
 #define CMD_NAME_MAX 32 /* longer names are unknown commands */
+#define CMD_INDEX_SLOTS 512 /* the by-name index: a power of two, at least twice the table */
 /* A write of part of a value is logged as a RANGE record rather than the whole value
  * when that saves at least this many bytes (below it, the whole value is as cheap). */
 #define CMD_LOG_RANGE_MIN_SAVING 256
@@ -131,45 +132,88 @@ static int by_name(const void *a, const void *b)
 
 _Static_assert(KV_ARRAY_LEN(table) <= KVD_CMDS_MAX, "KVD_CMDS_MAX is too small");
 
+_Static_assert(KV_ARRAY_LEN(table) * 2 <= CMD_INDEX_SLOTS, "CMD_INDEX_SLOTS is too small");
+
+/*
+ * The by-name index: open addressing over the visible rows, keyed by an FNV-1a hash of
+ * the lower-cased name, so that a request's command is found with one hash and one
+ * comparison (a binary search costs ~8 string comparisons per request). Slot value:
+ * row index + 1, 0 = empty. Built once by cmd_init, read-only afterwards.
+ */
+static uint16_t by_hash[CMD_INDEX_SLOTS];
+static uint8_t name_len[KV_ARRAY_LEN(table)]; /* strlen of each row's name */
+
+static inline uint8_t lower(uint8_t c)
+{
+    return (uint8_t)((unsigned)(c - 'A') < 26u ? c + ('a' - 'A') : c);
+}
+
+static uint32_t name_hash(const char *name, size_t len)
+{
+    uint32_t h = 2166136261u;
+    for (size_t i = 0; i < len; i++) {
+        h = (h ^ lower((uint8_t)name[i])) * 16777619u;
+    }
+    return h;
+}
+
 void cmd_init(void)
 {
     static const char *const containers[] = {"client", "command", "config", "object", "slowlog"};
+    /* CLIENT LIST's cmd= names the subcommand of these (Redis: "config|get", "debug|sleep") */
+    static const char *const named_with_sub[] = {"client", "command", "config",
+                                                 "object", "slowlog", "debug"};
     qsort(table, KV_ARRAY_LEN(table), sizeof table[0], by_name);
+    memset(by_hash, 0, sizeof by_hash);
     for (size_t i = 0; i < KV_ARRAY_LEN(table); i++) {
         KV_ASSERT(i == 0 || strcmp(table[i - 1].name, table[i].name) < 0);
+        size_t len = strlen(table[i].name);
+        KV_ASSERT(len > 0 && len <= CMD_NAME_MAX);
+        name_len[i] = (uint8_t)len;
         for (size_t k = 0; k < KV_ARRAY_LEN(containers); k++) {
             if (strcmp(table[i].name, containers[k]) == 0) {
                 table[i].flags |= CMD_SUBCMDS;
             }
         }
+        for (size_t k = 0; k < KV_ARRAY_LEN(named_with_sub); k++) {
+            if (strcmp(table[i].name, named_with_sub[k]) == 0) {
+                table[i].flags |= CMD_NAMESUB;
+            }
+        }
+        if (table[i].flags & CMD_HIDDEN) {
+            continue;
+        }
+        size_t s = name_hash(table[i].name, len) & (CMD_INDEX_SLOTS - 1);
+        while (by_hash[s] != 0) {
+            s = (s + 1) & (CMD_INDEX_SLOTS - 1);
+        }
+        by_hash[s] = (uint16_t)(i + 1);
     }
 }
 
 const struct cmd_desc *cmd_lookup(const char *name, size_t len)
 {
-    char low[CMD_NAME_MAX + 1];
     if (len == 0 || len > CMD_NAME_MAX) {
         return NULL;
     }
-    for (size_t i = 0; i < len; i++) {
-        low[i] = (char)tolower((unsigned char)name[i]);
-    }
-    low[len] = '\0';
-    size_t lo = 0;
-    size_t hi = KV_ARRAY_LEN(table);
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        int c = strcmp(low, table[mid].name);
-        if (c == 0) {
-            return (table[mid].flags & CMD_HIDDEN) ? NULL : &table[mid];
+    size_t s = name_hash(name, len) & (CMD_INDEX_SLOTS - 1);
+    for (;;) {
+        uint16_t v = by_hash[s];
+        if (v == 0) {
+            return NULL;
         }
-        if (c < 0) {
-            hi = mid;
-        } else {
-            lo = mid + 1;
+        const struct cmd_desc *d = &table[v - 1];
+        if (name_len[v - 1] == len) {
+            size_t i = 0;
+            while (i < len && lower((uint8_t)name[i]) == (uint8_t)d->name[i]) {
+                i++;
+            }
+            if (i == len) {
+                return d;
+            }
         }
+        s = (s + 1) & (CMD_INDEX_SLOTS - 1);
     }
-    return NULL;
 }
 
 const struct cmd_desc *cmd_lookup_hidden(const char *name)
@@ -392,13 +436,8 @@ bool cmd_parse_cursor(const struct resp_arg *a, uint64_t *out)
 void cmd_full_name(const struct cmd_desc *d, size_t argc, const struct resp_arg *argv, char *buf,
                    size_t cap)
 {
-    static const char *const with_subcommands[] = {"client", "config",  "command",
-                                                   "object", "slowlog", "debug"};
-    bool sub = false;
-    for (size_t i = 0; i < KV_ARRAY_LEN(with_subcommands); i++) {
-        sub |= strcmp(d->name, with_subcommands[i]) == 0;
-    }
-    size_t n = strlen(d->name);
+    bool sub = d->flags & CMD_NAMESUB;
+    size_t n = name_len[cmd_index(d)];
     if (n >= cap) {
         n = cap - 1;
     }

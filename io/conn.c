@@ -900,9 +900,10 @@ static struct run_res run(struct shard *sh, struct conn *c, const struct cmd_des
         .caller_id = caller_id,
     };
     uint64_t errors = reply_errors();
-    uint64_t t0 = kv_clock_mono_ns();
+    uint64_t t0 = sh->clock_ns;
     d->fn(&x);
-    uint64_t us = (kv_clock_mono_ns() - t0) / 1000;
+    sh->clock_ns = kv_clock_mono_ns();
+    uint64_t us = (sh->clock_ns - t0) / 1000;
     if (sum != NULL) {
         *sum = x.sum;
     }

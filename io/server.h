@@ -173,6 +173,10 @@ struct shard {
     struct shard_stats stats;
     uint64_t loop_turns;
     int64_t now_ms; /* wall clock, read once per loop turn */
+    /* Monotonic ns: read when a turn starts and when each command ends, so that a
+     * command's duration (commandstats, SLOWLOG) costs one clock read, not two. It
+     * includes the parsing of that command since the previous one ended. */
+    uint64_t clock_ns;
 };
 
 struct server {

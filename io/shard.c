@@ -400,6 +400,7 @@ static void loop(struct shard *sh)
         /* The clock for expiry, read once per turn, after any sleep and before the
          * turn's commands run: a stale clock would keep expired keys alive. */
         sh->now_ms = kv_clock_real_ms();
+        sh->clock_ns = kv_clock_mono_ns();
         io_uring_for_each_cqe(&sh->ring, head, cqe)
         {
             dispatch(sh, cqe);

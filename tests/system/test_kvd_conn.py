@@ -139,6 +139,10 @@ def test_every_kvd_command_arity_errors_match_redis(kvd, pair):
             pair.same(n)
         if n not in ARITY_SKIP_MANY:
             pair.same(n, "a", "b", "c", "d", "e", "f")
+            # names are found in any case (kvd looks them up through a hash index)
+            mixed = "".join(ch.upper() if i % 2 else ch for i, ch in enumerate(n))
+            pair.same(mixed, "a", "b", "c", "d", "e", "f")
+            pair.same(n.upper(), "a", "b", "c", "d", "e", "f")
 
 
 def test_every_kvd_command_is_known_to_redis_with_same_arity_and_keys(kvd, pair):
@@ -270,6 +274,17 @@ def test_client_info_cmd_field(pair):
     for c in (pair.k, pair.r):
         line = c.cmd("CLIENT", "INFO")
         assert b" cmd=client|info " in line, line
+    # another connection's last command, named as Redis names it, whatever its case
+    for server in (pair.kvd, pair.redis):
+        with server.client() as other:
+            me = other.cmd("CLIENT", "ID")
+            for cmd, shown in ((("cOnFiG", "GeT", "maxclients"), b"config|get"),
+                               (("GeT", "k"), b"get"), (("Set", "k", "v"), b"set"),
+                               (("client", "SETNAME", "n1"), b"client|setname")):
+                other.cmd(*cmd)
+                with server.client() as c:
+                    line = c.cmd("CLIENT", "LIST", "ID", str(me))
+                assert (b" cmd=" + shown + b" ") in line, (cmd, line)
 
 
 def test_select_1_is_refused(kc):

@@ -12,6 +12,7 @@
 #include "server.h"
 #include "tbl.h"
 #include "wal.h"
+#include "watch.h"
 
 #include <ctype.h>
 #include <stdlib.h>
@@ -112,7 +113,7 @@ static struct cmd_desc table[] = {
     {"multi", 1, CMD_FAST, NOKEY, CMD_EXEC_CONN, 0, cmd_multi, "", NULL},
     {"exec", 1, 0, NOKEY, CMD_EXEC_CONN, 0, cmd_exec, "", NULL},
     {"discard", 1, CMD_FAST, NOKEY, CMD_EXEC_CONN, 0, cmd_discard, "", NULL},
-    {"watch", -2, CMD_FAST, 1, -1, 1, CMD_EXEC_CONN, 0, cmd_watch, "", NULL},
+    {"watch", -2, CMD_FAST, 1, -1, 1, CMD_EXEC_SAME, 0, cmd_watch, "", NULL},
     {"unwatch", 1, CMD_FAST, NOKEY, CMD_EXEC_CONN, 0, cmd_unwatch, "", NULL},
     /* SAME: it runs data commands on the shard owning their one partition */
     {"exec|run", -2, CMD_HIDDEN | CMD_WRITE | CMD_NOSLOWLOG, NOKEY, CMD_EXEC_SAME, 0, conn_txn_run,
@@ -326,9 +327,15 @@ static void log_record(struct shard *sh, uint64_t h, struct walfmt_view *v)
     wal_append(sh->wal, v);
 }
 
+/*
+ * Every change of data goes through the cmd_log_* functions below (they write the
+ * change to the WAL when there is one): they are also where a change makes the clients
+ * WATCHing the key dirty.
+ */
 void cmd_log_key(struct cmd_ctx *x, const struct resp_arg *key, uint64_t h)
 {
     struct shard *sh = x->sh;
+    watch_touch(sh->watch, key->ptr, key->len, h);
     if (sh->wal == NULL) {
         return;
     }
@@ -345,6 +352,7 @@ void cmd_log_key(struct cmd_ctx *x, const struct resp_arg *key, uint64_t h)
 void cmd_log_range(struct cmd_ctx *x, const struct resp_arg *key, uint64_t h, size_t off, size_t n)
 {
     struct shard *sh = x->sh;
+    watch_touch(sh->watch, key->ptr, key->len, h);
     if (sh->wal == NULL) {
         return;
     }
@@ -372,6 +380,7 @@ void cmd_log_range(struct cmd_ctx *x, const struct resp_arg *key, uint64_t h, si
 void cmd_log_expire(struct cmd_ctx *x, const struct resp_arg *key, uint64_t h, int64_t when_ms)
 {
     struct shard *sh = x->sh;
+    watch_touch(sh->watch, key->ptr, key->len, h);
     if (sh->wal == NULL) {
         return;
     }

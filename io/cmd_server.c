@@ -25,6 +25,7 @@
 #include "snap.h"
 #include "tbl.h"
 #include "wal.h"
+#include "watch.h"
 
 #include <ctype.h>
 #include <mimalloc.h>
@@ -353,17 +354,27 @@ void cmd_hello(struct cmd_ctx *x)
     reply_array(x->out, 0);
 }
 
-/* WATCH: kvd has no optimistic locking (yet); inside MULTI, Redis's error. */
+/*
+ * WATCH key [key ...], on the shard owning the keys' partition (the connection checked
+ * that they share it with its earlier watches, and refused WATCH inside MULTI): each
+ * key is watched by the calling client with the expiry it has now.
+ */
 void cmd_watch(struct cmd_ctx *x)
 {
-    if (conn_in_multi(x->conn)) {
-        reply_error(x->out, "ERR WATCH inside MULTI is not allowed");
-        return;
+    struct shard *sh = x->sh;
+    if (sh->watch == NULL) {
+        sh->watch = watch_create(sh->heap);
     }
-    reply_error(x->out, "ERR WATCH is not supported");
+    for (size_t i = 1; i < x->argc; i++) {
+        const struct resp_arg *k = &x->argv[i];
+        uint64_t h = cmd_key_hash(k);
+        const struct tbl_entry *e = tbl_get(cmd_tbl(x, h), k->ptr, k->len, h, x->now_ms);
+        watch_add(sh->watch, x->caller_id, k->ptr, k->len, h, e ? tbl_entry_expire_ms(e) : 0);
+    }
+    reply_ok(x->out);
 }
 
-/* UNWATCH: nothing is ever watched. */
+/* UNWATCH: the connection dropped its watches (conn_unwatch) before this runs. */
 void cmd_unwatch(struct cmd_ctx *x)
 {
     reply_ok(x->out);
@@ -1136,8 +1147,10 @@ void cmd_info(struct cmd_ctx *x)
     if (want(x->argc, x->argv, "clients", true)) {
         info_add(
             &b,
-            "# Clients\r\nconnected_clients:%lld\r\nmaxclients:%lld\r\nblocked_clients:0\r\n\r\n",
-            (long long)atomic_load(&srv->clients), (long long)KV_CONF_GET(kvd_settings.maxclients));
+            "# Clients\r\nconnected_clients:%lld\r\nmaxclients:%lld\r\nblocked_clients:0\r\n"
+            "watching_clients:%llu\r\ntotal_watched_keys:%llu\r\n\r\n",
+            (long long)atomic_load(&srv->clients), (long long)KV_CONF_GET(kvd_settings.maxclients),
+            (unsigned long long)SUM(watching_clients), (unsigned long long)SUM(watched_keys));
     }
     if (want(x->argc, x->argv, "memory", true)) {
         struct rusage ru;
@@ -1340,11 +1353,20 @@ bool cmd_flushall_check(struct cmd_ctx *x)
     return true;
 }
 
+/* A watched key that exists when FLUSHALL empties its partition changed (as in Redis: a
+ * missing key, or one already expired, did not). */
+static bool key_exists(void *arg, const char *key, size_t klen, uint64_t h)
+{
+    struct cmd_ctx *x = arg;
+    return tbl_get(cmd_tbl(x, h), key, klen, h, x->now_ms) != NULL;
+}
+
 void cmd_flushall(struct cmd_ctx *x)
 {
     if (!cmd_flushall_check(x)) {
         return;
     }
+    watch_touch_if(x->sh->watch, key_exists, x);
     for (uint32_t i = 0; i < x->sh->table_count; i++) {
         struct tbl *fresh = tbl_create(x->sh->heap);
         KV_ASSERT(fresh != NULL);

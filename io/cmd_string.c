@@ -272,7 +272,8 @@ void cmd_getex(struct cmd_ctx *x)
         return;
     }
     reply_entry(x, e);
-    if (ea != 0 || (opts & SET_PERSIST)) {
+    /* PERSIST of a key without a TTL changes nothing: no WAL record, no WATCH touch */
+    if (ea != 0 || ((opts & SET_PERSIST) && tbl_entry_expire_ms(e) != 0)) {
         tbl_expire_set(cmd_tbl(x, h), key->ptr, key->len, h, x->now_ms, when);
         cmd_log_expire(x, key, h, when);
     }
@@ -660,7 +661,9 @@ void cmd_setbit(struct cmd_ctx *x)
     unsigned old = bit_at(p, off);
     unsigned mask = 1u << (7 - (off & 7));
     p[byte] = (unsigned char)(on ? (p[byte] | mask) : (p[byte] & ~mask));
-    cmd_log_range(x, key, h, byte, 1);
+    if (len > cur || old != (unsigned)on) { /* as Redis: no change, no WAL record or touch */
+        cmd_log_range(x, key, h, byte, 1);
+    }
     reply_int(x->out, old);
 }
 

@@ -46,6 +46,7 @@
 #include "snap.h"
 #include "tbl.h"
 #include "wal.h"
+#include "watch.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -142,6 +143,9 @@ struct conn {
     int64_t last_ms;
     char last_cmd[40];
     struct txn *txn; /* MULTI: the queued commands; NULL outside a transaction */
+    /* WATCH: the partition of the watched keys (their shard keeps the watches), NULL
+     * when nothing is watched */
+    const struct route_part *watch_part;
 };
 
 struct xmsg_list {
@@ -197,6 +201,7 @@ static void mark_dirty(struct conn *c);
 static struct resp_out *early_out(struct conn *c);
 static void conn_maybe_free(struct conn *c);
 static void close_conn(struct conn *c);
+static void unwatch(struct conn *c);
 static void txn_free(struct conn *c);
 static int txn_queued(const struct conn *c);
 
@@ -461,6 +466,7 @@ static void close_conn(struct conn *c)
         return;
     }
     c->flags |= CONN_CLOSING;
+    unwatch(c);
     /* Ends the multishot receive and any send in flight; their completions free us. */
     shutdown(c->fd, SHUT_RDWR);
     conn_maybe_free(c);
@@ -1006,6 +1012,33 @@ static void send_req(struct conn *c, uint32_t to, const struct cmd_desc *d, uint
     }
 }
 
+/*
+ * Drops the connection's watches where they are kept: at once when that is this shard,
+ * else with a message that needs no reply. The message takes the connection's path to
+ * that shard (its outbox when the queue is full), so it arrives after the requests the
+ * connection sent there before and ahead of those it sends later.
+ */
+static void unwatch(struct conn *c)
+{
+    if (c->watch_part == NULL) {
+        return;
+    }
+    uint32_t to = c->watch_part->thread;
+    c->watch_part = NULL;
+    if (to == c->sh->id) {
+        watch_drop(c->sh->watch, c->id);
+        return;
+    }
+    struct xmsg m = {.kind = XM_UNWATCH, .src = (uint16_t)c->sh->id, .caller_id = c->id};
+    if (c->outbox_len > 0 || !shard_send(c->sh, to, &m)) {
+        m.flags = to; /* remember the destination */
+        if (c->outbox_len == 0) {
+            STAT_ADD(c->sh->stats.queue_full_pauses, 1);
+        }
+        outbox_add(c, &m);
+    }
+}
+
 static void forward_one(struct conn *c, uint32_t to, const struct cmd_desc *d, size_t argc,
                         const struct resp_arg *argv)
 {
@@ -1326,6 +1359,7 @@ void cmd_discard(struct cmd_ctx *x)
 void conn_txn_discard(struct conn *c)
 {
     txn_free(c);
+    unwatch(c);
 }
 
 bool conn_in_multi(const struct conn *c)
@@ -1424,6 +1458,7 @@ static void txn_control(struct conn *c, const struct cmd_desc *d, size_t argc,
         }
         c->txn = mi_heap_zalloc(sh->heap, sizeof *c->txn);
         KV_ASSERT(c->txn != NULL);
+        c->txn->part = c->watch_part; /* its keys must be where the watched ones are */
         account(sh, c, row, ok, argc, argv, NULL);
         early_simple(c, "OK");
         return;
@@ -1436,6 +1471,7 @@ static void txn_control(struct conn *c, const struct cmd_desc *d, size_t argc,
             return;
         }
         txn_free(c);
+        unwatch(c);
         account(sh, c, row, ok, argc, argv, NULL);
         early_simple(c, "OK");
         return;
@@ -1448,7 +1484,10 @@ static void txn_control(struct conn *c, const struct cmd_desc *d, size_t argc,
                         : "EXECABORT Transaction discarded because of previous errors.%s",
                     "");
         account(sh, c, row, failed, argc, argv, NULL);
-        txn_free(c);
+        if (c->txn != NULL) { /* as in Redis, EXEC without MULTI keeps the watches */
+            txn_free(c);
+            unwatch(c);
+        }
         finish_early(c);
         return;
     }
@@ -1462,6 +1501,7 @@ static void txn_control(struct conn *c, const struct cmd_desc *d, size_t argc,
                     strerror(err));
         account(sh, c, row, (struct run_res){.rejected = true}, argc, argv, NULL);
         txn_free(c);
+        unwatch(c);
         finish_early(c);
         return;
     }
@@ -1480,6 +1520,8 @@ static void txn_control(struct conn *c, const struct cmd_desc *d, size_t argc,
         av[i + 4] = (struct resp_arg){.ptr = t->buf + t->args[i].off, .len = t->args[i].len};
     }
     const struct cmd_desc *run_d = cmd_lookup_hidden("exec|run");
+    KV_ASSERT(c->watch_part == NULL || t->part == c->watch_part);
+    c->watch_part = NULL; /* exec|run drops the watches where they are */
     if (t->part == NULL || t->part->thread == sh->id) {
         exec_local(c, run_d, n, av);
     } else {
@@ -1500,6 +1542,13 @@ void conn_txn_run(struct cmd_ctx *x)
     bool ok = cmd_parse_i64(&x->argv[1], &ncmds);
     KV_ASSERT(ok && ncmds >= 0);
     KV_ASSERT(x->argc >= 4);
+    /* WATCH: a watched key changed (or expired) since: nothing runs, a null reply */
+    bool clean = watch_clean(x->sh->watch, x->caller_id, x->now_ms);
+    watch_drop(x->sh->watch, x->caller_id);
+    if (!clean) {
+        reply_null_array(x->out);
+        return;
+    }
     reply_array(x->out, (size_t)ncmds);
     char addr[64], name[256];
     snprintf(addr, sizeof addr, "%.*s", (int)x->argv[2].len, x->argv[2].ptr);
@@ -1563,6 +1612,7 @@ static void dispatch_pre(struct conn *c, const struct resp_cmd *cmd, const struc
                         d->name);
             early_count(c, d, true, cmd->argc, cmd->argv);
             txn_free(c);
+            unwatch(c);
             finish_early(c);
             return;
         }
@@ -1601,9 +1651,18 @@ static void dispatch_pre(struct conn *c, const struct resp_cmd *cmd, const struc
         txn_control(c, d, argc, argv);
         return;
     }
-    if (c->txn != NULL && d->fn != cmd_quit && d->fn != cmd_reset && d->fn != cmd_watch) {
+    if (d->fn == cmd_watch && c->txn != NULL) { /* not queued, not an abort: Redis's rule */
+        early_error(c, "ERR WATCH inside MULTI is not allowed%s", "");
+        early_count(c, d, false, argc, argv);
+        finish_early(c);
+        return;
+    }
+    if (c->txn != NULL && d->fn != cmd_quit && d->fn != cmd_reset) {
         txn_queue(c, d, argc, argv);
         return;
+    }
+    if (d->fn == cmd_unwatch) {
+        unwatch(c); /* then +OK from here: later requests to that shard follow the drop */
     }
     if (d->fn == cmd_client) {
         /* CLIENT LIST and KILL look at the clients of every shard. */
@@ -1632,13 +1691,18 @@ static void dispatch_pre(struct conn *c, const struct resp_cmd *cmd, const struc
         const struct route_table *rt = sh->srv->route;
         const struct route_part *first = route_lookup(rt, arg_hash(&argv[d->first_key]));
         size_t last = d->last_key < 0 ? argc - 1 : (size_t)d->last_key;
-        for (size_t i = (size_t)d->first_key; i <= last; i += (size_t)d->key_step) {
-            if (route_lookup(rt, arg_hash(&argv[i])) != first) {
-                early_error(c, "CROSSSLOT Keys in request don't hash to the same slot%s", "");
-                early_count(c, d, true, argc, argv);
-                finish_early(c);
-                return;
-            }
+        bool same = d->fn != cmd_watch || c->watch_part == NULL || c->watch_part == first;
+        for (size_t i = (size_t)d->first_key; same && i <= last; i += (size_t)d->key_step) {
+            same = route_lookup(rt, arg_hash(&argv[i])) == first;
+        }
+        if (!same) { /* WATCH: also with the keys watched before */
+            early_error(c, "CROSSSLOT Keys in request don't hash to the same slot%s", "");
+            early_count(c, d, true, argc, argv);
+            finish_early(c);
+            return;
+        }
+        if (d->fn == cmd_watch) {
+            c->watch_part = first;
         }
         if (first->thread == sh->id) {
             exec_local(c, d, argc, argv);

@@ -36,6 +36,7 @@ struct tbl;
 struct wal;
 struct held_reply;
 struct save_waiter;
+struct watch_reg;
 
 #define KVD_THREADS_MAX 256
 
@@ -43,6 +44,7 @@ struct save_waiter;
 enum xmsg_kind {
     XM_REQ = 1,   /* execute payload (a serialized command) and reply */
     XM_REPLY = 2, /* the reply bytes of an XM_REQ */
+    XM_UNWATCH = 3, /* drop the watches of caller_id (no reply) */
 };
 
 /*
@@ -67,7 +69,7 @@ struct xmsg {
     uint32_t part;  /* fan-out: which part of the request (the owner shard) */
     uint32_t flags; /* XM_REPLY: XR_* */
     union {
-        uint64_t caller_id; /* XM_REQ: the id of the client that sent the command */
+        uint64_t caller_id; /* XM_REQ, XM_UNWATCH: the id of the client that sent it */
         uint64_t exec_us;   /* XM_REPLY: how long the execution took */
     };
 };
@@ -110,6 +112,8 @@ struct shard_stats {
     _Atomic uint64_t expire_avg_ms; /* mean expiry time of those (absolute, ms) */
     _Atomic uint64_t mem_bytes;
     _Atomic uint64_t clients;
+    _Atomic uint64_t watching_clients; /* clients with watches kept here (every turn) */
+    _Atomic uint64_t watched_keys;     /* distinct keys watched here */
     /* per command (row: cmd_stat_row), counted on the client's shard */
     _Atomic uint64_t cmd_calls[KVD_STAT_ROWS];
     _Atomic uint64_t cmd_usec[KVD_STAT_ROWS];
@@ -149,6 +153,7 @@ struct shard {
     int64_t recovered_ms;
     int refusing; /* this shard's WAL refuses writes (counted in srv->wal_refusing) */
     uint64_t expire_cursor[64];
+    struct watch_reg *watch; /* keys WATCHed in this shard's partitions (NULL until one) */
 
     /* connections */
     struct conn *conns;   /* all open connections (doubly linked) */

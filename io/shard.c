@@ -25,6 +25,7 @@
 #include "conn.h"
 #include "kv_assert.h"
 #include "kv_clock.h"
+#include "watch.h"
 #include "kv_log.h"
 #include "kvd_settings.h"
 #include "recover.h"
@@ -272,6 +273,8 @@ static void drain_queues(struct shard *sh)
         for (int n = 0; n < 1024 && spsc_pop(q, &m); n++) {
             if (m.kind == XM_REQ) {
                 conn_exec_remote(sh, &m);
+            } else if (m.kind == XM_UNWATCH) {
+                watch_drop(sh->watch, m.caller_id);
             } else {
                 KV_ASSERT(m.kind == XM_REPLY);
                 conn_on_reply(sh, &m);
@@ -415,6 +418,8 @@ static void loop(struct shard *sh)
             publish_stats(sh);
         }
         conn_retry_blocked(sh);
+        STAT_SET(sh->stats.watching_clients, watch_client_count(sh->watch));
+        STAT_SET(sh->stats.watched_keys, watch_key_count(sh->watch));
 
         uint64_t now_ns = kv_clock_mono_ns();
         if (now_ns >= next_cron_ns) {
@@ -595,6 +600,8 @@ static void teardown(struct shard *sh)
         tbl_destroy(sh->tables[i]);
     }
     conn_shard_teardown(sh);
+    watch_destroy(sh->watch);
+    sh->watch = NULL;
     io_uring_queue_exit(&sh->ring);
     munmap(sh->br, sh->buf_count * sizeof(struct io_uring_buf));
     mi_heap_destroy(sh->heap); /* frees the tables array, buffers and anything left */

@@ -6,7 +6,7 @@ pipelines, and a transaction's writes across kill -9 (all or nothing).
 kvd's own rules (documented in README): all keys of a transaction must be in one
 partition (-CROSSSLOT while queueing otherwise, as in Redis Cluster); commands spanning
 partitions (KEYS, SCAN, DBSIZE, FLUSHALL, ...) or needing the connection (CLIENT, CONFIG,
-...) are refused inside MULTI; WATCH is not supported.
+...) are refused inside MULTI. WATCH has its own tests (test_kvd_watch.py).
 """
 import threading
 
@@ -101,7 +101,6 @@ def test_kvd_refusals_inside_multi(kc):
     assert isinstance(r, Err) and r.s.startswith("CROSSSLOT"), r
     assert kc.cmd("EXEC").s.startswith("EXECABORT")
     assert kc.cmd("EXISTS", "{a}x") == 0
-    assert kc.cmd("WATCH", "k") == Err("ERR WATCH is not supported")
 
 
 def test_transactions_are_atomic_under_concurrency(kvd):

@@ -18,7 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define CMD_NAME_MAX 32 /* longer names are unknown commands */
+#define CMD_NAME_MAX    32  /* longer names are unknown commands */
 #define CMD_INDEX_SLOTS 512 /* the by-name index: a power of two, at least twice the table */
 /* A write of part of a value is logged as a RANGE record rather than the whole value
  * when that saves at least this many bytes (below it, the whole value is as cheap). */

@@ -1145,12 +1145,12 @@ void cmd_info(struct cmd_ctx *x)
                  (long long)KV_CONF_GET(kvd_settings.hz), srv->nthreads, srv->route->count);
     }
     if (want(x->argc, x->argv, "clients", true)) {
-        info_add(
-            &b,
-            "# Clients\r\nconnected_clients:%lld\r\nmaxclients:%lld\r\nblocked_clients:0\r\n"
-            "watching_clients:%llu\r\ntotal_watched_keys:%llu\r\n\r\n",
-            (long long)atomic_load(&srv->clients), (long long)KV_CONF_GET(kvd_settings.maxclients),
-            (unsigned long long)SUM(watching_clients), (unsigned long long)SUM(watched_keys));
+        info_add(&b,
+                 "# Clients\r\nconnected_clients:%lld\r\nmaxclients:%lld\r\nblocked_clients:0\r\n"
+                 "watching_clients:%llu\r\ntotal_watched_keys:%llu\r\n\r\n",
+                 (long long)atomic_load(&srv->clients),
+                 (long long)KV_CONF_GET(kvd_settings.maxclients),
+                 (unsigned long long)SUM(watching_clients), (unsigned long long)SUM(watched_keys));
     }
     if (want(x->argc, x->argv, "memory", true)) {
         struct rusage ru;

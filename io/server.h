@@ -42,8 +42,8 @@ struct watch_reg;
 
 /* Kinds of cross-shard messages. */
 enum xmsg_kind {
-    XM_REQ = 1,   /* execute payload (a serialized command) and reply */
-    XM_REPLY = 2, /* the reply bytes of an XM_REQ */
+    XM_REQ = 1,     /* execute payload (a serialized command) and reply */
+    XM_REPLY = 2,   /* the reply bytes of an XM_REQ */
     XM_UNWATCH = 3, /* drop the watches of caller_id (no reply) */
 };
 

@@ -16,7 +16,9 @@ import redis
 from conftest import Err, St, encode, wait_until
 
 # (name, commands before WATCH, what happens between WATCH and MULTI, transaction).
-# "w" is the watching client, "o" another one; "sleep" waits 40 ms. Keys are {T}x etc.
+# "w" is the watching client, "o" another one; "sleep" waits until x has expired (PTTL
+# -2; the TTLs are long enough for WATCH to come first on a loaded machine). Keys are
+# {T}x etc.
 # (T: a hash tag, so that every key of a case is in one partition).
 CASES = [
     ("untouched", [("SET", "x", "1")], [("w", "WATCH", "x")], [("PING",)]),
@@ -53,10 +55,10 @@ CASES = [
     ("flushall", [("SET", "x", "1")], [("w", "WATCH", "x"), ("o", "FLUSHALL",)], None),
     ("flushdb", [("SET", "x", "1")], [("w", "WATCH", "x"), ("o", "FLUSHDB",)], None),
     ("flushall_missing", [("SET", "y", "1")], [("w", "WATCH", "x"), ("o", "FLUSHALL",)], None),
-    ("expires_after_watch", [("SET", "x", "1", "PX", "10")], [("w", "WATCH", "x"), "sleep"],
+    ("expires_after_watch", [("SET", "x", "1", "PX", "150")], [("w", "WATCH", "x"), "sleep"],
      None),
-    ("expires_then_read", [("SET", "x", "1", "PX", "10")], [("w", "WATCH", "x"), "sleep",
-                                                             ("o", "GET", "x")], None),
+    ("expires_then_read", [("SET", "x", "1", "PX", "150")], [("w", "WATCH", "x"), "sleep",
+                                                              ("o", "GET", "x")], None),
     ("stale_when_watched", [("SET", "x", "1", "PX", "1")], ["sleep", ("w", "WATCH", "x")], None),
     ("stale_then_exists", [("SET", "x", "1", "PX", "1")], ["sleep", ("w", "WATCH", "x"),
                                                            ("o", "EXISTS", "x")], None),
@@ -110,7 +112,9 @@ def run_case(server, tag, setup, between, txn):
         out = []
         for step in between:
             if step == "sleep":
-                time.sleep(0.04)
+                x = tagged(("x",), tag)[0]
+                while o.cmd("PTTL", x) != -2:
+                    time.sleep(0.005)
             else:
                 out.append(who[step[0]].cmd(*tagged(step[1:], tag)))
         out.append(w.cmd("MULTI"))

@@ -19,6 +19,10 @@
  * and after the build: bytes per key (table's own accounting, split into payload,
  * entry header, allocator rounding, slots, directory) and the process RSS growth per
  * key as a cross-check. Medians over the repetitions are printed last.
+ *   mem-lat ns  the machine's memory latency at that moment, measured just before the
+ *           gets: one dependent load after the other along a random cycle over 256 MiB
+ *           (in the same 2 MiB pages). On a shared VM it moves by 2x within minutes,
+ *           and the gets at 10M keys move with it: read them together.
  *
  * The timed lookups and deletes read their keys and hashes from a query stream laid out
  * in query order (the random permutation of the table's keys copied out before timing),
@@ -63,6 +67,7 @@ enum {
     M_SLOW,
     M_VSLOW,
     M_BYTES,
+    M_MEM_LAT,
     M_N
 };
 
@@ -83,7 +88,49 @@ static const char *metric_name[M_N] = {
     "puts >100us",
     "puts >1ms",
     "bytes/key",
+    "mem-lat ns",
 };
+
+/* A random cycle over CHASE_LINES cache lines: each line holds the index of the next. */
+#define CHASE_LINES (1u << 22) /* 256 MiB */
+#define CHASE_STEPS 500000u
+
+static uint64_t *chase_make(void)
+{
+    uint64_t *lines = mi_malloc_aligned((size_t)CHASE_LINES * 64, 2u << 20);
+    uint32_t *order = malloc((size_t)CHASE_LINES * sizeof *order);
+    KV_ASSERT(lines != NULL && order != NULL);
+    for (uint32_t i = 0; i < CHASE_LINES; i++) {
+        order[i] = i;
+    }
+    uint64_t s = 0x2545f4914f6cdd1dull;
+    for (uint32_t i = CHASE_LINES - 1; i > 0; i--) { /* Sattolo: one cycle through all */
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        uint32_t j = (uint32_t)(s % i);
+        uint32_t tmp = order[i];
+        order[i] = order[j];
+        order[j] = tmp;
+    }
+    for (uint32_t i = 0; i < CHASE_LINES; i++) {
+        lines[(size_t)order[i] * 8] = order[(i + 1) % CHASE_LINES];
+    }
+    free(order);
+    return lines;
+}
+
+/* ns per dependent random load now. */
+static double chase_ns(const uint64_t *lines)
+{
+    uint64_t at = 0, t0 = kv_clock_mono_ns();
+    for (uint32_t i = 0; i < CHASE_STEPS; i++) {
+        at = lines[at * 8];
+    }
+    double ns = (double)(kv_clock_mono_ns() - t0) / CHASE_STEPS;
+    KV_ASSERT(at < CHASE_LINES);
+    return ns;
+}
 
 /* One step of a permutation walk of [0, n) (see perm_step). */
 static size_t perm_next(size_t idx, size_t step, size_t n)
@@ -287,8 +334,8 @@ static void worst_puts(size_t n, const struct keys *hit, const char *val, double
     free(split_us);
 }
 
-static void one_rep(size_t n, const struct keys *hit, const struct keys *miss, double out[M_N],
-                    int verbose)
+static void one_rep(size_t n, const struct keys *hit, const struct keys *miss,
+                    const uint64_t *chase, double out[M_N], int verbose)
 {
     char val[VAL_BYTES];
     memset(val, 'v', sizeof(val));
@@ -313,6 +360,7 @@ static void one_rep(size_t n, const struct keys *hit, const struct keys *miss, d
      * one's entries in cache in the order it needs them. */
     struct keys q;
     keys_stream(&q, hit, perm_step(n, 0.6180339887));
+    out[M_MEM_LAT] = chase_ns(chase);
     uint64_t sum = 0;
     t0 = kv_clock_mono_ns();
     for (size_t i = 0; i < n; i++) {
@@ -387,6 +435,7 @@ int main(int argc, char **argv)
     printf("tbl_hash of a 16-byte key: %.2f ns (%" PRIx64 ")\n", ns_since(t0, hk.n), acc & 1);
     keys_free(&hk);
 
+    uint64_t *chase = chase_make();
     for (size_t s = 0; s < nsizes; s++) {
         size_t n = sizes[s];
         struct keys hit, miss;
@@ -394,7 +443,7 @@ int main(int argc, char **argv)
         keys_make(&miss, n < 2000000 ? n : 2000000, 'm');
         double res[REPS_MAX][M_N];
         for (int r = 0; r < reps; r++) {
-            one_rep(n, &hit, &miss, res[r], r == 0);
+            one_rep(n, &hit, &miss, chase, res[r], r == 0);
             printf("  N=%zu rep %d:", n, r + 1);
             for (int m = 0; m < M_N; m++) {
                 printf(" %s %.1f;", metric_name[m], res[r][m]);
@@ -415,5 +464,6 @@ int main(int argc, char **argv)
         keys_free(&hit);
         keys_free(&miss);
     }
+    mi_free(chase);
     return 0;
 }

@@ -119,6 +119,8 @@ static struct cmd_desc table[] = {
     {"exec|run", -2, CMD_HIDDEN | CMD_WRITE | CMD_NOSLOWLOG, NOKEY, CMD_EXEC_SAME, 0, conn_txn_run,
      "", NULL},
     {"setbit", 4, WR, KEY1, CMD_EXEC_KEY, 0, cmd_setbit, "write denyoom", NULL},
+    {"bitfield", -2, CMD_WRITE, KEY1, CMD_EXEC_KEY, 0, cmd_bitfield, "write denyoom", NULL},
+    {"bitfield_ro", -2, RO, KEY1, CMD_EXEC_KEY, 0, cmd_bitfield_ro, "readonly fast", NULL},
     {"getbit", 3, RO, KEY1, CMD_EXEC_KEY, 0, cmd_getbit, "readonly fast", NULL},
     {"bitcount", -2, CMD_READONLY, KEY1, CMD_EXEC_KEY, 0, cmd_bitcount, "readonly", NULL},
     {"bitpos", -3, CMD_READONLY, KEY1, CMD_EXEC_KEY, 0, cmd_bitpos, "readonly", NULL},

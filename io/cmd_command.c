@@ -493,6 +493,23 @@ static const char *set_key_flags(size_t argc, const struct resp_arg *argv)
     return "OW update";
 }
 
+/* BITFIELD's key flags, as Redis 7.0's bitfieldGetKeys finds them: read-only while the
+ * arguments are complete GETs and OVERFLOWs, else a write. */
+static const char *bitfield_key_flags(size_t argc, const struct resp_arg *argv)
+{
+    for (size_t j = 2; j < argc; j++) {
+        size_t rem = argc - j - 1;
+        if (cmd_arg_is(&argv[j], "get") && rem >= 2) {
+            j += 2;
+        } else if (cmd_arg_is(&argv[j], "overflow") && rem >= 1) {
+            j += 1;
+        } else {
+            return "RW access update";
+        }
+    }
+    return "RO access";
+}
+
 /* Counts the keys (o == NULL) or replies them; -1 if the arguments fit no spec. */
 static int64_t getkeys_walk(struct resp_out *o, bool with_flags,
                             const struct cmd_docs_keyspec *specs, size_t nspecs, size_t argc,
@@ -567,9 +584,10 @@ static void command_getkeys(struct cmd_ctx *x, bool with_flags)
         variable_flags |= words_has(specs[i].flags, "variable_flags", 14, false);
     }
     if (variable_flags) {
-        /* the flags depend on the arguments: only SET's rule is known (as in Redis,
-         * where only commands with a getkeys procedure declare variable flags) */
-        if (strcmp(r.name, "set") != 0) {
+        /* the flags depend on the arguments: SET's and BITFIELD's rules are known (as in
+         * Redis, where only commands with a getkeys procedure declare variable flags) */
+        bool set = strcmp(r.name, "set") == 0;
+        if (!set && strcmp(r.name, "bitfield") != 0) {
             reply_error(x->out, "ERR Invalid arguments specified for command");
             return;
         }
@@ -577,7 +595,8 @@ static void command_getkeys(struct cmd_ctx *x, bool with_flags)
         if (with_flags) {
             reply_array(x->out, 2);
             reply_bulk(x->out, argv[1].ptr, argv[1].len);
-            reply_words(x->out, set_key_flags(argc, argv), false);
+            reply_words(x->out, set ? set_key_flags(argc, argv) : bitfield_key_flags(argc, argv),
+                        false);
         } else {
             reply_bulk(x->out, argv[1].ptr, argv[1].len);
         }

@@ -90,6 +90,112 @@ static const struct cmd_docs_arg bitcount_args[] = {
      .nargs = DOCS_LEN(bitcount_args_1)},
 };
 
+static const struct cmd_docs_keyspec bitfield_specs[] = {
+    {"This command allows both access and modification of the key",
+     "RW access update variable_flags",
+     NULL,
+     1,
+     false,
+     {0, 1, 0}},
+};
+
+static const struct cmd_docs_arg bitfield_args_1_0[] = {
+    {.name = "encoding", .type = "string", .key_spec_index = -1},
+    {.name = "offset", .type = "integer", .key_spec_index = -1},
+};
+
+static const struct cmd_docs_arg bitfield_args_1_1_0[] = {
+    {.name = "wrap", .type = "pure-token", .key_spec_index = -1, .token = "WRAP"},
+    {.name = "sat", .type = "pure-token", .key_spec_index = -1, .token = "SAT"},
+    {.name = "fail", .type = "pure-token", .key_spec_index = -1, .token = "FAIL"},
+};
+
+static const struct cmd_docs_arg bitfield_args_1_1_1_0[] = {
+    {.name = "encoding", .type = "string", .key_spec_index = -1},
+    {.name = "offset", .type = "integer", .key_spec_index = -1},
+    {.name = "value", .type = "integer", .key_spec_index = -1},
+};
+
+static const struct cmd_docs_arg bitfield_args_1_1_1_1[] = {
+    {.name = "encoding", .type = "string", .key_spec_index = -1},
+    {.name = "offset", .type = "integer", .key_spec_index = -1},
+    {.name = "increment", .type = "integer", .key_spec_index = -1},
+};
+
+static const struct cmd_docs_arg bitfield_args_1_1_1[] = {
+    {.name = "encoding_offset_value",
+     .type = "block",
+     .key_spec_index = -1,
+     .token = "SET",
+     .args = bitfield_args_1_1_1_0,
+     .nargs = DOCS_LEN(bitfield_args_1_1_1_0)},
+    {.name = "encoding_offset_increment",
+     .type = "block",
+     .key_spec_index = -1,
+     .token = "INCRBY",
+     .args = bitfield_args_1_1_1_1,
+     .nargs = DOCS_LEN(bitfield_args_1_1_1_1)},
+};
+
+static const struct cmd_docs_arg bitfield_args_1_1[] = {
+    {.name = "wrap_sat_fail",
+     .type = "oneof",
+     .key_spec_index = -1,
+     .token = "OVERFLOW",
+     .flags = "optional",
+     .args = bitfield_args_1_1_0,
+     .nargs = DOCS_LEN(bitfield_args_1_1_0)},
+    {.name = "write_operation",
+     .type = "oneof",
+     .key_spec_index = -1,
+     .args = bitfield_args_1_1_1,
+     .nargs = DOCS_LEN(bitfield_args_1_1_1)},
+};
+
+static const struct cmd_docs_arg bitfield_args_1[] = {
+    {.name = "encoding_offset",
+     .type = "block",
+     .key_spec_index = -1,
+     .token = "GET",
+     .args = bitfield_args_1_0,
+     .nargs = DOCS_LEN(bitfield_args_1_0)},
+    {.name = "write",
+     .type = "block",
+     .key_spec_index = -1,
+     .args = bitfield_args_1_1,
+     .nargs = DOCS_LEN(bitfield_args_1_1)},
+};
+
+static const struct cmd_docs_arg bitfield_args[] = {
+    {.name = "key", .type = "key", .key_spec_index = 0},
+    {.name = "operation",
+     .type = "oneof",
+     .key_spec_index = -1,
+     .flags = "optional multiple",
+     .args = bitfield_args_1,
+     .nargs = DOCS_LEN(bitfield_args_1)},
+};
+
+static const struct cmd_docs_keyspec bitfield_ro_specs[] = {
+    {NULL, "RO access", NULL, 1, false, {0, 1, 0}},
+};
+
+static const struct cmd_docs_arg bitfield_ro_args_1[] = {
+    {.name = "encoding", .type = "string", .key_spec_index = -1},
+    {.name = "offset", .type = "integer", .key_spec_index = -1},
+};
+
+static const struct cmd_docs_arg bitfield_ro_args[] = {
+    {.name = "key", .type = "key", .key_spec_index = 0},
+    {.name = "encoding_offset",
+     .type = "block",
+     .key_spec_index = -1,
+     .token = "GET",
+     .flags = "optional multiple multiple_token",
+     .args = bitfield_ro_args_1,
+     .nargs = DOCS_LEN(bitfield_ro_args_1)},
+};
+
 static const struct cmd_docs_keyspec bitop_specs[] = {
     {NULL, "OW update", NULL, 2, false, {0, 1, 0}},
     {NULL, "RO access", NULL, 3, false, {-1, 1, 0}},
@@ -1492,6 +1598,37 @@ const struct cmd_docs cmd_docs_table[] = {
      .nhistory = DOCS_LEN(bitcount_history),
      .args = bitcount_args,
      .nargs = DOCS_LEN(bitcount_args)},
+    {.name = "bitfield",
+     .arity = -2,
+     .first_key = 1,
+     .last_key = 1,
+     .key_step = 1,
+     .flags = "write denyoom",
+     .acl = "@write @bitmap @slow",
+     .specs = bitfield_specs,
+     .nspecs = DOCS_LEN(bitfield_specs),
+     .summary = "Perform arbitrary bitfield integer operations on strings",
+     .since = "3.2.0",
+     .group = "bitmap",
+     .complexity = "O(1) for each subcommand specified",
+     .args = bitfield_args,
+     .nargs = DOCS_LEN(bitfield_args)},
+    {.name = "bitfield_ro",
+     .arity = -2,
+     .first_key = 1,
+     .last_key = 1,
+     .key_step = 1,
+     .flags = "readonly fast",
+     .acl = "@read @bitmap @fast",
+     .specs = bitfield_ro_specs,
+     .nspecs = DOCS_LEN(bitfield_ro_specs),
+     .summary =
+         "Perform arbitrary bitfield integer operations on strings. Read-only variant of BITFIELD",
+     .since = "6.0.0",
+     .group = "bitmap",
+     .complexity = "O(1) for each subcommand specified",
+     .args = bitfield_ro_args,
+     .nargs = DOCS_LEN(bitfield_ro_args)},
     {.name = "bitop",
      .arity = -4,
      .first_key = 2,

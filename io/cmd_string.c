@@ -10,6 +10,7 @@
 #include "cmd.h"
 
 #include "kv_assert.h"
+#include "kv_num.h"
 #include "kv_error.h"
 #include "kv_limits.h"
 #include "kvd_settings.h"
@@ -904,6 +905,290 @@ void cmd_bitop(struct cmd_ctx *x)
     }
     cmd_log_key(x, dest, h);
     reply_int(x->out, (int64_t)max);
+}
+
+/* ---- BITFIELD, BITFIELD_RO ------------------------------------------------------------ */
+
+/*
+ * Integers of 1 to 64 bits (unsigned: up to 63) at any bit offset of a string, most
+ * significant bit first, as Redis's BITFIELD reads and writes them; INCRBY and SET
+ * overflow as the last OVERFLOW before them says: WRAP (default), SAT or FAIL (the
+ * operation is skipped and replies a null).
+ */
+enum bf_op { BF_GET, BF_SET, BF_INCRBY };
+enum bf_overflow { BF_WRAP, BF_SAT, BF_FAIL };
+
+struct bf_step {
+    uint64_t offset;
+    int64_t arg;
+    uint8_t op, overflow, bits;
+    bool sign;
+};
+
+#define BF_STEPS_STACK 16 /* operations parsed without an allocation */
+
+static uint64_t bf_get_u(const unsigned char *p, uint64_t offset, unsigned bits)
+{
+    uint64_t v = 0;
+    for (unsigned j = 0; j < bits; j++, offset++) {
+        v = (v << 1) | bit_at(p, offset);
+    }
+    return v;
+}
+
+static int64_t bf_get_i(const unsigned char *p, uint64_t offset, unsigned bits)
+{
+    uint64_t v = bf_get_u(p, offset, bits);
+    if (bits < 64 && (v & (UINT64_C(1) << (bits - 1)))) {
+        v |= UINT64_MAX << bits; /* sign extension */
+    }
+    return (int64_t)v;
+}
+
+static void bf_set(unsigned char *p, uint64_t offset, unsigned bits, uint64_t v)
+{
+    for (unsigned j = 0; j < bits; j++, offset++) {
+        unsigned bit = (unsigned)(v >> (bits - 1 - j)) & 1u;
+        unsigned char mask = (unsigned char)(1u << (7 - (offset & 7)));
+        p[offset >> 3] = (unsigned char)(bit ? (p[offset >> 3] | mask) : (p[offset >> 3] & ~mask));
+    }
+}
+
+/* value + incr for an unsigned field: true on overflow, *out = what is stored
+ * (WRAP: the low bits; SAT: the limit; FAIL: unused). */
+static bool bf_add_u(uint64_t value, int64_t incr, unsigned bits, unsigned ow, uint64_t *out)
+{
+    uint64_t max = bits == 64 ? UINT64_MAX : (UINT64_C(1) << bits) - 1;
+    uint64_t sum = value + (uint64_t)incr;
+    bool up = value > max || (incr > 0 && (uint64_t)incr > max - value);
+    bool down = !up && incr < 0 && (uint64_t)0 - (uint64_t)incr > value;
+    if (!up && !down) {
+        *out = sum;
+        return false;
+    }
+    *out = ow == BF_WRAP ? sum & max : up ? max : 0;
+    return true;
+}
+
+/* The same for a signed field. */
+static bool bf_add_i(int64_t value, int64_t incr, unsigned bits, unsigned ow, int64_t *out)
+{
+    int64_t max = bits == 64 ? INT64_MAX : (int64_t)((UINT64_C(1) << (bits - 1)) - 1);
+    int64_t min = -max - 1;
+    bool up = value > max || (incr > 0 && value > max - incr);
+    bool down = !up && (value < min || (incr < 0 && value < min - incr));
+    uint64_t sum = (uint64_t)value + (uint64_t)incr;
+    if (!up && !down) {
+        *out = (int64_t)sum;
+        return false;
+    }
+    if (ow == BF_WRAP) {
+        if (bits < 64) {
+            uint64_t high = UINT64_MAX << bits;
+            sum = (sum & (UINT64_C(1) << (bits - 1))) ? sum | high : sum & ~high;
+        }
+        *out = (int64_t)sum;
+    } else {
+        *out = up ? max : min;
+    }
+    return true;
+}
+
+/* "i1".."i64", "u1".."u63" */
+static bool bf_type(struct cmd_ctx *x, const struct resp_arg *a, bool *sign, unsigned *bits)
+{
+    int64_t n;
+    bool ok = a->len >= 2 && (a->ptr[0] == 'i' || a->ptr[0] == 'u') &&
+              kv_parse_i64(a->ptr + 1, a->len - 1, &n) && n >= 1 &&
+              n <= (a->ptr[0] == 'i' ? 64 : 63);
+    if (!ok) {
+        reply_error(x->out, "ERR Invalid bitfield type. Use something like i16 u8. Note that u64 "
+                            "is not supported but i64 is.");
+        return false;
+    }
+    *sign = a->ptr[0] == 'i';
+    *bits = (unsigned)n;
+    return true;
+}
+
+/* A bit offset, or "#n": the n-th field of this width. Below proto-max-bulk-len bytes.
+ * "#n" multiplies modulo 2^64 as Redis's does (#2^62 of i8 is offset 0 there too). */
+static bool bf_offset(struct cmd_ctx *x, const struct resp_arg *a, unsigned bits, uint64_t *out)
+{
+    bool field = a->len > 0 && a->ptr[0] == '#';
+    int64_t n;
+    bool ok = kv_parse_i64(a->ptr + field, a->len - field, &n);
+    if (ok && field) {
+        n = (int64_t)((uint64_t)n * bits);
+    }
+    if (!ok || n < 0 || (n >> 3) >= KV_CONF_GET(kvd_settings.proto_max_bulk_len)) {
+        reply_error(x->out, "ERR bit offset is not an integer or out of range");
+        return false;
+    }
+    *out = (uint64_t)n;
+    return true;
+}
+
+static void bitfield_generic(struct cmd_ctx *x, bool ro)
+{
+    const struct resp_arg *key = &x->argv[1];
+    struct bf_step stack[BF_STEPS_STACK];
+    struct bf_step *steps = stack;
+    size_t n = 0, cap = BF_STEPS_STACK;
+    unsigned overflow = BF_WRAP;
+    bool writes = false;
+    uint64_t top = 0; /* the highest bit written, + 1 */
+    for (size_t j = 2; j < x->argc; j++) {
+        size_t rem = x->argc - j - 1;
+        const struct resp_arg *a = &x->argv[j];
+        unsigned op;
+        if (cmd_arg_is(a, "get") && rem >= 2) {
+            op = BF_GET;
+        } else if (cmd_arg_is(a, "set") && rem >= 3) {
+            op = BF_SET;
+        } else if (cmd_arg_is(a, "incrby") && rem >= 3) {
+            op = BF_INCRBY;
+        } else if (cmd_arg_is(a, "overflow") && rem >= 1) {
+            const struct resp_arg *w = &x->argv[++j];
+            if (cmd_arg_is(w, "wrap")) {
+                overflow = BF_WRAP;
+            } else if (cmd_arg_is(w, "sat")) {
+                overflow = BF_SAT;
+            } else if (cmd_arg_is(w, "fail")) {
+                overflow = BF_FAIL;
+            } else {
+                reply_error(x->out, "ERR Invalid OVERFLOW type specified");
+                goto out;
+            }
+            continue;
+        } else {
+            reply_err_syntax(x->out);
+            goto out;
+        }
+        struct bf_step s = {.op = (uint8_t)op, .overflow = (uint8_t)overflow};
+        unsigned bits;
+        if (!bf_type(x, &x->argv[j + 1], &s.sign, &bits) ||
+            !bf_offset(x, &x->argv[j + 2], bits, &s.offset)) {
+            goto out;
+        }
+        s.bits = (uint8_t)bits;
+        if (op != BF_GET) {
+            writes = true;
+            if (s.offset + bits > top) {
+                top = s.offset + bits;
+            }
+            if (!cmd_parse_i64(&x->argv[j + 3], &s.arg)) {
+                reply_err_not_int(x->out);
+                goto out;
+            }
+        }
+        if (n == cap) {
+            cap *= 2;
+            struct bf_step *more = mi_heap_malloc(x->sh->heap, cap * sizeof *more);
+            KV_ASSERT(more != NULL);
+            memcpy(more, steps, n * sizeof *more);
+            if (steps != stack) {
+                mi_free(steps);
+            }
+            steps = more;
+        }
+        steps[n++] = s;
+        j += op == BF_GET ? 2 : 3;
+    }
+    uint64_t h = cmd_key_hash(key);
+    unsigned char *val = NULL;
+    size_t len = 0, cur = 0;
+    if (!writes) {
+        const struct tbl_entry *e = cmd_lookup_read(x, key, h);
+        if (e != NULL) {
+            val = (unsigned char *)(uintptr_t)tbl_entry_val(e, &len);
+        }
+    } else if (ro) {
+        reply_error(x->out, "ERR BITFIELD_RO only supports the GET subcommand");
+        goto out;
+    } else {
+        cur = value_len_for_write(x, key, h);
+        size_t need = (size_t)((top + 7) >> 3);
+        len = need > cur ? need : cur;
+        struct tbl_mod m;
+        if (tbl_modify(cmd_tbl(x, h), key->ptr, key->len, h, x->now_ms, len, 0, &m) != 0) {
+            reply_error(x->out, "OOM command not allowed when used memory > 'maxmemory'.");
+            goto out;
+        }
+        val = (unsigned char *)m.val;
+    }
+    reply_array(x->out, n);
+    uint64_t lo = UINT64_MAX, hi = 0; /* the bits changed */
+    for (size_t i = 0; i < n; i++) {
+        const struct bf_step *s = &steps[i];
+        if (s->op == BF_GET) {
+            unsigned char buf[9] = {0}; /* the field's bytes, zero past the value's end */
+            uint64_t byte = s->offset >> 3;
+            for (uint64_t k = 0; k < 9 && byte + k < len; k++) {
+                buf[k] = val[byte + k];
+            }
+            uint64_t off = s->offset & 7;
+            if (s->sign) {
+                reply_int(x->out, bf_get_i(buf, off, s->bits));
+            } else {
+                reply_int(x->out, (int64_t)bf_get_u(buf, off, s->bits));
+            }
+            continue;
+        }
+        uint64_t old, stored;
+        int64_t reply;
+        bool over;
+        if (s->sign) {
+            int64_t o = bf_get_i(val, s->offset, s->bits), v;
+            over = s->op == BF_INCRBY ? bf_add_i(o, s->arg, s->bits, s->overflow, &v)
+                                      : bf_add_i(s->arg, 0, s->bits, s->overflow, &v);
+            old = (uint64_t)o;
+            stored = (uint64_t)v;
+            reply = s->op == BF_INCRBY ? v : o;
+        } else {
+            uint64_t o = bf_get_u(val, s->offset, s->bits), v;
+            over = s->op == BF_INCRBY ? bf_add_u(o, s->arg, s->bits, s->overflow, &v)
+                                      : bf_add_u((uint64_t)s->arg, 0, s->bits, s->overflow, &v);
+            old = o;
+            stored = v;
+            reply = s->op == BF_INCRBY ? (int64_t)v : (int64_t)o;
+        }
+        if (over && s->overflow == BF_FAIL) {
+            reply_null(x->out);
+            continue;
+        }
+        reply_int(x->out, reply);
+        uint64_t mask = s->bits == 64 ? UINT64_MAX : (UINT64_C(1) << s->bits) - 1;
+        bf_set(val, s->offset, s->bits, stored & mask);
+        if (((old ^ stored) & mask) != 0) {
+            lo = s->offset < lo ? s->offset : lo;
+            hi = s->offset + s->bits > hi ? s->offset + s->bits : hi;
+        }
+    }
+    if (writes && (len > cur || lo < hi)) {
+        /* as Redis, a changed or grown value is a write; the record covers what changed
+         * (from the old end when it grew) */
+        uint64_t first = lo < hi ? lo >> 3 : cur, last = lo < hi ? (hi + 7) >> 3 : cur;
+        if (len > cur) {
+            first = first < cur ? first : cur;
+            last = len;
+        }
+        cmd_log_range(x, key, h, (size_t)first, (size_t)(last - first));
+    }
+out:
+    if (steps != stack) {
+        mi_free(steps);
+    }
+}
+
+void cmd_bitfield(struct cmd_ctx *x)
+{
+    bitfield_generic(x, false);
+}
+
+void cmd_bitfield_ro(struct cmd_ctx *x)
+{
+    bitfield_generic(x, true);
 }
 
 /* ---- LCS ---------------------------------------------------------------------------- */

@@ -172,7 +172,7 @@ def command(info, docs):
 def kvd_command_names():
     with open(os.path.join(REPO, "io", "cmd.c")) as f:
         src = f.read()
-    names = re.findall(r'^\s*\{"([a-z0-9-]+)", -?\d+,', src, re.M)
+    names = re.findall(r'^\s*\{"([a-z0-9_-]+)", -?\d+,', src, re.M)
     assert len(names) > 40, names
     return sorted(set(names))
 

@@ -300,6 +300,12 @@ def write_commands(c, rng):
     eq(13, "SETRANGE", "setrange", 10, "xyz")  # zero-padded
     ok("SET", "setrange2", "Hello World")
     eq(11, "SETRANGE", "setrange2", 6, "Redis")
+    eq(0, "SETBIT", "setbit", 20, 1)  # grows to 3 bytes
+    eq([0, 3, -1], "BITFIELD", "bitfield", "SET", "u8", "#1", "200", "INCRBY", "i4", "0", "3",
+       "OVERFLOW", "SAT", "INCRBY", "i16", "40", "-1")
+    ok("SET", "bitfield-long", "x" * 3000, "EX", 1900)
+    eq([120, 88], "BITFIELD", "bitfield-long", "SET", "u8", "#2000", "0", "INCRBY", "u8",
+       "#2999", "-32")  # a RANGE record (the value is long), the TTL kept
     for i in range(6):
         ok("SET", "del:%d" % i, "v")
     eq(3, "DEL", "del:0", "del:1", "del:2", "del:missing")
@@ -349,6 +355,10 @@ def test_every_write_command_survives_kill9(kvds, rng):
     assert after[b"big"][0] == w["big"] and after[w["binkey"]][0] == w["binval"]
     assert after[b"empty"] == (b"", -1)
     assert after[b"setrange2"][0] == b"Hello Redis"
+    assert after[b"setbit"][0] == b"\0\0\x08"
+    assert after[b"bitfield"][0] == b"\x30\xc8\0\0\0\xff\xff"
+    long = after[b"bitfield-long"]
+    assert long[0] == b"x" * 2000 + b"\0" + b"x" * 998 + b"X" and 0 < long[1] <= 1900000
     assert after[b"{ren}over"] == (b"new", -1)
     assert after[b"{rnx}taken"][0] == b"t" and after[b"{rnx}free"][0] == b"v"
     assert 0 < after[b"{ren2}dst"][1] <= 1802000

@@ -323,3 +323,12 @@ def test_command_count_in_resp3(pair):
     # element 3 (flags) is a set of status strings in RESP3
     row = pair.k.cmd("COMMAND", "INFO", "get")[0]
     assert row[2] == RSet((St("readonly"), St("fast")))
+
+
+def test_getkeysandflags_of_bitfield_depend_on_its_operations(pair):
+    for args in (["k"], ["k", "get", "u8", "0"], ["k", "GET", "u8", "0", "overflow", "sat"],
+                 ["k", "get", "u8", "0", "set", "u8", "0", "1"], ["k", "get", "u8"],
+                 ["k", "overflow", "sat", "incrby", "u8", "0", "1"], ["k", "nope", "x"]):
+        pair.same("COMMAND", "GETKEYSANDFLAGS", "bitfield", *args)
+        pair.same("COMMAND", "GETKEYS", "bitfield", *args)
+        pair.same("COMMAND", "GETKEYSANDFLAGS", "bitfield_ro", *args)

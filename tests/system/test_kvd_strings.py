@@ -469,3 +469,70 @@ def test_bitop_random_against_redis(pair, rng):
         pair.same("TTL", dest)
     pair.same("BITOP", "AND", "{b}d")
     assert isinstance(pair.k.cmd("BITOP", "AND", "a{x}", "b{y}"), Err)  # CROSSSLOT
+
+
+def bitfield_op(rng):
+    """One random BITFIELD operation, valid most of the time."""
+    sign = rng.choice("iu")
+    bits = rng.choice([1, 2, 3, 5, 7, 8, 9, 15, 16, 31, 32, 33, 63, 64, rng.randrange(1, 65)])
+    typ = rng.choice(["%s%d" % (sign, bits)] * 12 + ["u64", "i65", "i0", "x8", "I8", "u", ""])
+    off = rng.choice([str(rng.randrange(0, 80)), str(rng.randrange(0, 8)),
+                      "#%d" % rng.randrange(0, 6), "-1", "x", "#-1", "#x", "1.5",
+                      "#4611686018427387904"])
+    edge = [0, 1, -1, 2 ** 63 - 1, -2 ** 63, 2 ** (bits - 1), -2 ** (bits - 1), 2 ** bits - 1,
+            2 ** bits, rng.randrange(-300, 300), rng.randrange(-2 ** 63, 2 ** 63)]
+    val = rng.choice([str(v) for v in edge if -2 ** 63 <= v < 2 ** 63] + ["x", "1.5",
+                                                                           "9223372036854775808"])
+    kind = rng.random()
+    if kind < 0.35:
+        return ["GET", typ, off]
+    if kind < 0.6:
+        return ["SET", typ, off, val]
+    if kind < 0.85:
+        return ["INCRBY", typ, off, val]
+    if kind < 0.95:
+        return ["OVERFLOW", rng.choice(["WRAP", "SAT", "FAIL", "wrap", "sat", "nope"])]
+    return rng.choice([["GET", typ], ["NOPE", typ, off], ["SET", typ, off], ["OVERFLOW"]])
+
+
+@pytest.mark.parametrize("proto", ["2", "3"])
+def test_bitfield_random_against_redis(pair, rng, proto):
+    """BITFIELD and BITFIELD_RO: random operations (types, offsets incl. #n, overflow
+    modes, bad arguments) on short strings of keys on both shard threads, replies and
+    resulting values byte for byte as Redis's."""
+    for c in (pair.k, pair.r):
+        c.cmd("HELLO", proto)
+    keys = ["bf%d" % i for i in range(4)]
+    for _ in range(400):
+        key = rng.choice(keys + ["missing"])
+        if rng.random() < 0.1:
+            data = bytes(rng.randrange(256) for _ in range(rng.randrange(0, 10)))
+            for c in (pair.k, pair.r):
+                c.cmd("SET", key, data)
+        ops = []
+        for _ in range(rng.randrange(0, 5)):
+            ops += bitfield_op(rng)
+        cmd = "BITFIELD" if rng.random() < 0.8 else "BITFIELD_RO"
+        pair.same(cmd, key, *ops)
+        pair.same("GET", key)
+    for key in keys:
+        pair.same("GET", key)
+
+
+def test_bitfield_limits_and_ttl(pair):
+    for c in (pair.k, pair.r):
+        c.cmd("SET", "bf", "ab", "EX", "100")
+    pair.same("BITFIELD", "bf", "SET", "u8", "8", "255", "GET", "u16", "0")
+    assert 0 < pair.k.cmd("TTL", "bf") <= 100  # a write keeps the TTL, as SETBIT does
+    last = 512 * 1024 * 1024 * 8
+    pair.same("BITFIELD", "bf", "GET", "u8", str(last - 8))
+    pair.same("BITFIELD", "bf", "GET", "u8", str(last))  # past proto-max-bulk-len
+    pair.same("BITFIELD", "bf", "SET", "i64", "#%d" % (2 ** 62), "1")
+    pair.same("BITFIELD_RO", "bf", "GET", "u8", "0", "INCRBY", "u8", "0", "1")
+    pair.same("BITFIELD", "bf")
+    pair.same("BITFIELD_RO", "bf")
+    pair.same("BITFIELD", "bf", "OVERFLOW", "FAIL", "INCRBY", "u2", "0", "9", "GET", "u8", "0")
+    pair.same("BITFIELD", "nokey", "OVERFLOW", "FAIL", "INCRBY", "u2", "100", "9")
+    pair.same("GET", "nokey")  # Redis creates the key even when the FAIL skips the write
+    pair.same("BITFIELD", "nokey2", "GET", "u2", "100")
+    pair.same("EXISTS", "nokey2")

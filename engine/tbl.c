@@ -115,6 +115,7 @@ struct tbl {
     struct tbl *split_src; /* on dst */
     uint64_t split_m;      /* on src: keys with h >= m go to dst */
     uint64_t split_pos;    /* on src: placement positions < pos are done */
+    size_t drop_di;        /* tbl_destroy_step: directory entries below this are freed */
     pthread_t owner;       /* the only thread that may call; checked in debug builds */
 };
 
@@ -769,22 +770,38 @@ void tbl_destroy(struct tbl *t)
     if (t == NULL) {
         return;
     }
+    while (!tbl_destroy_step(t, SIZE_MAX)) {
+    }
+}
+
+bool tbl_destroy_step(struct tbl *t, size_t max_segs)
+{
+    KV_DASSERT(tbl__owned(t));
+    KV_ASSERT(t != NULL && max_segs > 0);
     KV_ASSERT(t->split_dst == NULL && t->split_src == NULL);
-    size_t n = (size_t)1 << t->gdepth, freed = 0;
-    for (size_t di = 0; di < n;) {
-        struct seg *s = t->dir[di];
+    size_t n = (size_t)1 << t->gdepth;
+    for (size_t k = 0; k < max_segs && t->drop_di < n; k++) {
+        struct seg *s = t->dir[t->drop_di];
+        size_t freed = 0;
         for (size_t i = 0; i < SEG_N; i++) {
             if (s->slot[i] != 0) {
                 mi_free(slot_ent(s->slot[i]));
+                freed++;
             }
         }
-        di += (size_t)1 << (t->gdepth - s->depth);
+        KV_ASSERT(freed == s->count && freed <= t->entries && t->nseg > 0);
+        t->entries -= freed;
+        t->nseg--;
+        t->drop_di += (size_t)1 << (t->gdepth - s->depth);
         mi_free(s);
-        freed++;
     }
-    KV_ASSERT(freed == t->nseg);
+    if (t->drop_di < n) {
+        return false;
+    }
+    KV_ASSERT(t->nseg == 0 && t->entries == 0);
     mi_free(t->dir);
     mi_free(t);
+    return true;
 }
 
 /* ---- public: key operations ------------------------------------------------------- */

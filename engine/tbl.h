@@ -114,6 +114,15 @@ struct tbl *tbl_create(struct mi_heap_s *heap);
 void tbl_destroy(struct tbl *t);
 
 /*
+ * Free the table in bounded steps (a lazy FLUSHALL): each call frees at most
+ * `max_segs` segments with their entries (a segment holds at most 1023), and the table
+ * itself with the last one; returns true when the table is gone. Once begun, the table
+ * takes only tbl_destroy_step, tbl_destroy (frees the rest) and tbl_stats (whose
+ * `entries` counts the entries not yet freed; its other fields are stale).
+ */
+bool tbl_destroy_step(struct tbl *t, size_t max_segs);
+
+/*
  * Look a key up. Returns its entry, or NULL if absent or expired (an expired entry is
  * removed). The entry is borrowed (see "Pointers" above). Owning thread only.
  */

@@ -1160,9 +1160,10 @@ void cmd_info(struct cmd_ctx *x)
         info_add(&b,
                  "# Memory\r\nused_memory:%llu\r\nused_memory_human:%.2fM\r\n"
                  "used_memory_rss:%lld\r\nused_memory_peak:%lld\r\nmaxmemory:0\r\n"
-                 "maxmemory_policy:noeviction\r\nmem_allocator:mimalloc\r\n\r\n",
+                 "maxmemory_policy:noeviction\r\nmem_allocator:mimalloc\r\n"
+                 "lazyfree_pending_objects:%llu\r\n\r\n",
                  (unsigned long long)used, (double)used / (1024.0 * 1024.0), rss,
-                 (long long)ru.ru_maxrss * 1024);
+                 (long long)ru.ru_maxrss * 1024, (unsigned long long)SUM(lazyfree_pending));
     }
     if (want(x->argc, x->argv, "persistence", true)) {
         info_persistence(&b, srv, x->sh->now_ms);
@@ -1367,10 +1368,17 @@ void cmd_flushall(struct cmd_ctx *x)
         return;
     }
     watch_touch_if(x->sh->watch, key_exists, x);
+    /* ASYNC: the old tables are freed a few segments per loop turn (shard_drop_step),
+     * so that emptying millions of keys stalls no request; SYNC frees them now. */
+    bool async = x->argc == 2 && cmd_arg_is(&x->argv[1], "async");
     for (uint32_t i = 0; i < x->sh->table_count; i++) {
         struct tbl *fresh = tbl_create(x->sh->heap);
         KV_ASSERT(fresh != NULL);
-        tbl_destroy(x->sh->tables[i]);
+        if (async) {
+            shard_drop_table(x->sh, x->sh->tables[i]);
+        } else {
+            tbl_destroy(x->sh->tables[i]);
+        }
         x->sh->tables[i] = fresh;
         cmd_log_flush(x->sh, i);
     }

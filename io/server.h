@@ -114,6 +114,7 @@ struct shard_stats {
     _Atomic uint64_t clients;
     _Atomic uint64_t watching_clients; /* clients with watches kept here (every turn) */
     _Atomic uint64_t watched_keys;     /* distinct keys watched here */
+    _Atomic uint64_t lazyfree_pending; /* entries of dropped tables not yet freed */
     /* per command (row: cmd_stat_row), counted on the client's shard */
     _Atomic uint64_t cmd_calls[KVD_STAT_ROWS];
     _Atomic uint64_t cmd_usec[KVD_STAT_ROWS];
@@ -154,6 +155,9 @@ struct shard {
     int refusing; /* this shard's WAL refuses writes (counted in srv->wal_refusing) */
     uint64_t expire_cursor[64];
     struct watch_reg *watch; /* keys WATCHed in this shard's partitions (NULL until one) */
+    /* tables emptied by FLUSHALL ASYNC, freed a few segments per loop turn */
+    struct tbl **dropping;
+    uint32_t ndropping, dropping_cap;
 
     /* connections */
     struct conn *conns;   /* all open connections (doubly linked) */
@@ -210,5 +214,9 @@ bool shard_send(struct shard *sh, uint32_t to, const struct xmsg *msg);
 
 /* The hash table owning key hash `h`, which must be this shard's. */
 struct tbl *shard_table(struct shard *sh, uint64_t h);
+
+/* Hands a table to the shard's lazy free: freed SHARD_DROP_SEGS segments per loop turn
+ * (FLUSHALL ASYNC). Shard thread only. */
+void shard_drop_table(struct shard *sh, struct tbl *t);
 
 #endif

@@ -54,6 +54,9 @@
 #define SHARD_RING_ENTRIES 4096 /* SQ entries; the CQ is twice that */
 #define SHARD_BGID         1    /* our provided-buffer group id */
 #define SHARD_EXPIRE_SLOTS 4096 /* hash-table slots visited per table per expiry cycle */
+/* Segments (each up to 1023 entries, ~16 ns apiece to free) that the lazy free of
+ * FLUSHALL ASYNC frees per loop turn: ~0.25 ms at most. */
+#define SHARD_DROP_SEGS 16
 
 struct spsc *server_queue(struct server *srv, uint32_t from, uint32_t to)
 {
@@ -336,6 +339,34 @@ static void publish_stats(struct shard *sh)
     STAT_SET(sh->stats.clients, sh->conn_count);
 }
 
+void shard_drop_table(struct shard *sh, struct tbl *t)
+{
+    if (sh->ndropping == sh->dropping_cap) {
+        uint32_t cap = sh->dropping_cap ? sh->dropping_cap * 2 : 8;
+        struct tbl **v = mi_heap_realloc(sh->heap, sh->dropping, cap * sizeof *v);
+        KV_ASSERT(v != NULL);
+        sh->dropping = v;
+        sh->dropping_cap = cap;
+    }
+    sh->dropping[sh->ndropping++] = t;
+}
+
+/* One turn's share of the lazy free (at most SHARD_DROP_SEGS segments of one table);
+ * publishes what is left. */
+static void drop_step(struct shard *sh)
+{
+    if (sh->ndropping > 0 && tbl_destroy_step(sh->dropping[sh->ndropping - 1], SHARD_DROP_SEGS)) {
+        sh->ndropping--;
+    }
+    uint64_t left = 0;
+    for (uint32_t i = 0; i < sh->ndropping; i++) {
+        struct tbl_stats st;
+        tbl_stats(sh->dropping[i], &st);
+        left += st.entries;
+    }
+    STAT_SET(sh->stats.lazyfree_pending, left);
+}
+
 static void cron(struct shard *sh, int64_t now_ms)
 {
     for (uint32_t i = 0; i < sh->table_count && i < KV_ARRAY_LEN(sh->expire_cursor); i++) {
@@ -418,6 +449,9 @@ static void loop(struct shard *sh)
             publish_stats(sh);
         }
         conn_retry_blocked(sh);
+        if (sh->ndropping > 0) {
+            drop_step(sh);
+        }
         STAT_SET(sh->stats.watching_clients, watch_client_count(sh->watch));
         STAT_SET(sh->stats.watched_keys, watch_key_count(sh->watch));
 
@@ -456,7 +490,8 @@ static void loop(struct shard *sh)
 
         /* Never sleep while something waits for queue space: nobody would wake us
          * when the peer drains its queue. */
-        bool may_sleep = seen == 0 && sh->blocked == NULL && !conn_overflow_pending(sh);
+        bool may_sleep =
+            seen == 0 && sh->blocked == NULL && !conn_overflow_pending(sh) && sh->ndropping == 0;
         struct __kernel_timespec ts = {0, 0};
         unsigned wait_nr = 0;
         if (may_sleep) {
@@ -598,6 +633,9 @@ static void teardown(struct shard *sh)
     durability_stop(sh);
     for (uint32_t i = 0; i < sh->table_count; i++) {
         tbl_destroy(sh->tables[i]);
+    }
+    while (sh->ndropping > 0) {
+        tbl_destroy(sh->dropping[--sh->ndropping]);
     }
     conn_shard_teardown(sh);
     watch_destroy(sh->watch);

@@ -366,3 +366,33 @@ def test_object_encoding_and_refcount_match_redis(pair):
     # kvd keeps no access times: an existing key's idle time reads 0
     assert pair.k.cmd("OBJECT", "IDLETIME", "obj0") == 0
     assert isinstance(pair.r.cmd("OBJECT", "IDLETIME", "obj0"), int)
+
+
+def info_field(c, section, name):
+    text = c.cmd("INFO", section).decode()
+    return int(text.split(name + ":")[1].split("\r\n")[0])
+
+
+def test_flushall_async_frees_in_the_background(kvd):
+    """FLUSHALL ASYNC (and FLUSHDB ASYNC) empty the keyspace at once and free the old
+    entries a bounded share per loop turn: the keys are gone for every later command,
+    writes right after it stay, lazyfree_pending_objects goes back to 0 and the
+    memory the tables report drops at once."""
+    with kvd.client() as c:
+        for flush in (("FLUSHALL", "ASYNC"), ("FLUSHDB", "async"), ("FLUSHALL", "SYNC")):
+            for base in range(0, 200000, 5000):
+                c.pipeline([("MSET",) + tuple(x for i in range(base, base + 5000)
+                                              for x in ("k:%d" % i, "v" * 20))])
+            assert c.cmd("DBSIZE") == 200000
+            used = info_field(c, "memory", "used_memory")
+            replies = c.pipeline([flush, ("DBSIZE",), ("GET", "k:7"), ("SET", "k:7", "new"),
+                                  ("SET", "after", "1"), ("EXISTS", "k:1", "k:199999")])
+            assert replies == [St("OK"), 0, None, St("OK"), St("OK"), 0], (flush, replies)
+            assert info_field(c, "memory", "used_memory") < used / 10
+            deadline = time.time() + 10
+            while info_field(c, "memory", "lazyfree_pending_objects") != 0:
+                assert time.time() < deadline, "the lazy free did not finish"
+                time.sleep(0.01)
+            assert c.cmd("MGET", "k:7", "after", "k:8") == [b"new", b"1", None]
+            assert c.cmd("DBSIZE") == 2
+            c.cmd("FLUSHALL")

@@ -1471,3 +1471,55 @@ Test(tbl, model_randomized, .timeout = 600)
     free(md.scan_seen);
     free(md.scan_base);
 }
+
+static bool count_block(const mi_heap_t *h, const mi_heap_area_t *area, void *block,
+                        size_t block_size, void *arg)
+{
+    (void)h;
+    (void)area;
+    (void)block_size;
+    if (block != NULL) {
+        ++*(size_t *)arg;
+    }
+    return true;
+}
+
+Test(tbl, destroy_in_bounded_steps_frees_everything)
+{
+    mi_heap_t *own = mi_heap_new();
+    struct tbl *t = tbl_create(own);
+    const size_t total = 50000;
+    char k[32];
+    for (size_t i = 0; i < total; i++) {
+        key_of(k, sizeof(k), i);
+        cr_assert_eq(put(t, k, "value", i % 3 ? 0 : 99999, 0, 0), 0);
+    }
+    struct tbl_stats st;
+    tbl_stats(t, &st);
+    size_t segs = st.segments, left = st.entries, steps = 0;
+    cr_assert_eq(left, total);
+    while (!tbl_destroy_step(t, 1)) {
+        tbl_stats(t, &st);
+        cr_assert_lt(st.entries, left, "every step frees a segment's entries");
+        cr_assert_geq(left - st.entries, 1);
+        cr_assert_leq(left - st.entries, 1023, "at most one segment per step");
+        left = st.entries;
+        steps++;
+    }
+    cr_assert_eq(steps + 1, segs, "one segment per step, the table with the last");
+    size_t live = 0;
+    mi_heap_visit_blocks(own, true, count_block, &live);
+    cr_assert_eq(live, 0, "%zu blocks left in the table's heap", live);
+    /* tbl_destroy after some steps frees the rest */
+    t = tbl_create(own);
+    for (size_t i = 0; i < total; i++) {
+        key_of(k, sizeof(k), i);
+        cr_assert_eq(put(t, k, "v", 0, 0, 0), 0);
+    }
+    cr_assert(!tbl_destroy_step(t, 3));
+    tbl_destroy(t);
+    live = 0;
+    mi_heap_visit_blocks(own, true, count_block, &live);
+    cr_assert_eq(live, 0);
+    mi_heap_delete(own);
+}

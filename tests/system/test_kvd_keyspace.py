@@ -379,6 +379,7 @@ def test_flushall_async_frees_in_the_background(kvd):
     writes right after it stay, lazyfree_pending_objects goes back to 0 and the
     memory the tables report drops at once."""
     with kvd.client() as c:
+        c.cmd("FLUSHALL")
         for flush in (("FLUSHALL", "ASYNC"), ("FLUSHDB", "async"), ("FLUSHALL", "SYNC")):
             for base in range(0, 200000, 5000):
                 c.pipeline([("MSET",) + tuple(x for i in range(base, base + 5000)

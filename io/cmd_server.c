@@ -939,6 +939,14 @@ void cmd_debug(struct cmd_ctx *x)
             usleep((useconds_t)(s * 1e6)); /* blocks this shard, as Redis blocks itself */
         }
         reply_ok(x->out);
+    } else if (cmd_arg_is(sub, "set-active-expire") && x->argc == 3) {
+        /* as Redis: 0 stops the active expiry cycle (keys expire when touched), else on;
+         * the number is read as atoi reads it ("x" is 0) */
+        char buf[24];
+        snprintf(buf, sizeof buf, "%.*s", (int)(x->argv[2].len < 23 ? x->argv[2].len : 23),
+                 x->argv[2].ptr);
+        atomic_store(&x->sh->srv->active_expire_off, atoi(buf) == 0);
+        reply_ok(x->out);
     } else {
         cmd_reply_unknown_subcommand(x);
     }

@@ -195,6 +195,7 @@ struct server {
     _Atomic int64_t clients; /* connected, over all shards */
     _Atomic uint64_t next_conn_id;
     _Atomic int stopping;            /* set by SIGTERM/SIGINT/SHUTDOWN */
+    _Atomic int active_expire_off;   /* DEBUG SET-ACTIVE-EXPIRE 0: lazy expiry only */
     _Atomic uint32_t shards_drained; /* shards whose clients are all gone */
     int64_t start_ms;
     int port;                      /* the bound port */

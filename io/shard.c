@@ -369,7 +369,9 @@ static void drop_step(struct shard *sh)
 
 static void cron(struct shard *sh, int64_t now_ms)
 {
-    for (uint32_t i = 0; i < sh->table_count && i < KV_ARRAY_LEN(sh->expire_cursor); i++) {
+    bool active = !atomic_load_explicit(&sh->srv->active_expire_off, memory_order_relaxed);
+    for (uint32_t i = 0; active && i < sh->table_count && i < KV_ARRAY_LEN(sh->expire_cursor);
+         i++) {
         size_t n =
             tbl_expire_step(sh->tables[i], now_ms, &sh->expire_cursor[i], SHARD_EXPIRE_SLOTS);
         STAT_ADD(sh->stats.expired_keys, n);

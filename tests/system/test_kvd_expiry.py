@@ -119,3 +119,19 @@ def test_expired_key_cannot_resurrect_through_rename(kc):
     assert kc.cmd("RENAME", "{r}a", "{r}b") is not None
     assert kc.cmd("GET", "{r}b") == b"w"
     assert kc.cmd("EXISTS", "{r}a") == 0
+
+
+def test_debug_set_active_expire(kvd_factory):
+    """DEBUG SET-ACTIVE-EXPIRE 0 stops the active cycle on every shard (keys expire only
+    when touched, as Redis's tests use it); 1 starts it again."""
+    k = kvd_factory(args=["--hz", "100"])
+    with k.client() as c:
+        assert c.cmd("DEBUG", "SET-ACTIVE-EXPIRE", "0") == St("OK")
+        assert c.pipeline([("SET", "ae:%d" % i, "v", "PX", "20") for i in range(200)]) == \
+            [St("OK")] * 200
+        time.sleep(0.5)  # 50 cycles would have removed them
+        assert c.cmd("DBSIZE") == 200  # DBSIZE expires nothing
+        assert c.cmd("GET", "ae:1") is None  # touching still expires
+        assert c.cmd("DBSIZE") == 199
+        assert c.cmd("DEBUG", "SET-ACTIVE-EXPIRE", "1") == St("OK")
+        wait_until(lambda: c.cmd("DBSIZE") == 0, 10, what="active expiry back on")

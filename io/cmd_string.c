@@ -1111,7 +1111,12 @@ static void bitfield_generic(struct cmd_ctx *x, bool ro)
         size_t need = (size_t)((top + 7) >> 3);
         len = need > cur ? need : cur;
         struct tbl_mod m;
-        if (tbl_modify(cmd_tbl(x, h), key->ptr, key->len, h, x->now_ms, len, 0, &m) != 0) {
+        int rc = tbl_modify(cmd_tbl(x, h), key->ptr, key->len, h, x->now_ms, len, 0, &m);
+        if (rc == KV_ELIMIT) { /* a field past the last byte a value may have */
+            reply_error(x->out, "ERR string exceeds maximum allowed size (proto-max-bulk-len)");
+            goto out;
+        }
+        if (rc != 0) {
             reply_error(x->out, "OOM command not allowed when used memory > 'maxmemory'.");
             goto out;
         }

@@ -1356,6 +1356,12 @@ const void *tbl_entry_key(const struct tbl_entry *e, size_t *len)
     return (const uint8_t *)e + v.off_key;
 }
 
+size_t tbl_entry_mem(const struct tbl_entry *e)
+{
+    KV_ASSERT(e != NULL);
+    return mi_usable_size(e);
+}
+
 const void *tbl_entry_val(const struct tbl_entry *e, size_t *len)
 {
     KV_ASSERT(e != NULL && len != NULL);

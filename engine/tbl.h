@@ -259,5 +259,6 @@ const void *tbl_entry_key(const struct tbl_entry *e, size_t *len);
 const void *tbl_entry_val(const struct tbl_entry *e, size_t *len);
 uint8_t tbl_entry_type(const struct tbl_entry *e);
 int64_t tbl_entry_expire_ms(const struct tbl_entry *e); /* 0 = no expiry */
+size_t tbl_entry_mem(const struct tbl_entry *e); /* bytes of its allocation, header included */
 
 #endif

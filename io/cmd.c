@@ -110,6 +110,8 @@ static struct cmd_desc table[] = {
      "", cmd_client_kill_check},
     {"object", -2, 0, NOKEY, CMD_EXEC_CONN, 0, cmd_object, "", NULL},
     {"object|key", 3, CMD_HIDDEN | CMD_READONLY, 2, 2, 1, CMD_EXEC_KEY, 0, cmd_object, "", NULL},
+    {"memory", -2, 0, NOKEY, CMD_EXEC_CONN, 0, cmd_memory, "", NULL},
+    {"memory|usage", -3, CMD_HIDDEN | CMD_READONLY, 2, 2, 1, CMD_EXEC_KEY, 0, cmd_memory, "", NULL},
     {"multi", 1, CMD_FAST, NOKEY, CMD_EXEC_CONN, 0, cmd_multi, "", NULL},
     {"exec", 1, 0, NOKEY, CMD_EXEC_CONN, 0, cmd_exec, "", NULL},
     {"discard", 1, CMD_FAST, NOKEY, CMD_EXEC_CONN, 0, cmd_discard, "", NULL},
@@ -162,9 +164,10 @@ static uint32_t name_hash(const char *name, size_t len)
 
 void cmd_init(void)
 {
-    static const char *const containers[] = {"client", "command", "config", "object", "slowlog"};
+    static const char *const containers[] = {"client", "command", "config",
+                                             "memory", "object",  "slowlog"};
     /* CLIENT LIST's cmd= names the subcommand of these (Redis: "config|get", "debug|sleep") */
-    static const char *const named_with_sub[] = {"client", "command", "config",
+    static const char *const named_with_sub[] = {"client", "command", "config", "memory",
                                                  "object", "slowlog", "debug"};
     qsort(table, KV_ARRAY_LEN(table), sizeof table[0], by_name);
     memset(by_hash, 0, sizeof by_hash);
@@ -240,21 +243,24 @@ size_t cmd_index(const struct cmd_desc *d)
 
 /* The subcommands with a statistics row of their own, after the table's rows. */
 static const char *const sub_rows[] = {
-    "client|getname",  "client|help",
-    "client|id",       "client|info",
-    "client|kill",     "client|list",
-    "client|no-evict", "client|no-touch",
-    "client|setinfo",  "client|setname",
-    "command|count",   "command|docs",
-    "command|getkeys", "command|getkeysandflags",
-    "command|help",    "command|info",
-    "command|list",    "config|get",
-    "config|help",     "config|resetstat",
-    "config|rewrite",  "config|set",
-    "object|encoding", "object|freq",
-    "object|help",     "object|idletime",
-    "object|refcount", "slowlog|get",
-    "slowlog|help",    "slowlog|len",
+    "client|getname",      "client|help",
+    "client|id",           "client|info",
+    "client|kill",         "client|list",
+    "client|no-evict",     "client|no-touch",
+    "client|setinfo",      "client|setname",
+    "command|count",       "command|docs",
+    "command|getkeys",     "command|getkeysandflags",
+    "command|help",        "command|info",
+    "command|list",        "config|get",
+    "config|help",         "config|resetstat",
+    "config|rewrite",      "config|set",
+    "memory|doctor",       "memory|help",
+    "memory|malloc-stats", "memory|purge",
+    "memory|stats",        "memory|usage",
+    "object|encoding",     "object|freq",
+    "object|help",         "object|idletime",
+    "object|refcount",     "slowlog|get",
+    "slowlog|help",        "slowlog|len",
     "slowlog|reset",
 };
 

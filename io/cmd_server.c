@@ -952,6 +952,148 @@ void cmd_debug(struct cmd_ctx *x)
     }
 }
 
+/* ---- MEMORY ----------------------------------------------------------------------- */
+
+static long long current_rss_bytes(void);
+
+/* MEMORY USAGE key [SAMPLES count], on the key's shard (row "memory|usage"): the bytes
+ * of the key's entry (one allocation: header, key, value) and of its table slot. */
+static void memory_usage(struct cmd_ctx *x)
+{
+    for (size_t j = 3; j < x->argc; j++) {
+        int64_t samples;
+        if (!cmd_arg_is(&x->argv[j], "samples") || j + 1 >= x->argc) {
+            reply_err_syntax(x->out);
+            return;
+        }
+        if (!cmd_parse_i64(&x->argv[++j], &samples)) {
+            reply_err_not_int(x->out);
+            return;
+        }
+        if (samples < 0) {
+            reply_err_syntax(x->out);
+            return;
+        }
+    }
+    const struct tbl_entry *e = cmd_lookup_read(x, &x->argv[2], cmd_key_hash(&x->argv[2]));
+    if (e == NULL) {
+        reply_null(x->out);
+        return;
+    }
+    reply_int(x->out, (int64_t)(tbl_entry_mem(e) + sizeof(uint64_t)));
+}
+
+/* MEMORY STATS: Redis's fields that have a meaning in kvd (the tables' memory as
+ * allocated, the keys' and values' own bytes as the dataset, the process RSS). */
+static void memory_stats(struct cmd_ctx *x)
+{
+    struct server *srv = x->sh->srv;
+    uint64_t used = 0, data = 0, keys = 0;
+    for (uint32_t i = 0; i < srv->nthreads; i++) {
+        used += STAT_GET(srv->shards[i].stats.mem_bytes);
+        data += STAT_GET(srv->shards[i].stats.data_bytes);
+        keys += STAT_GET(srv->shards[i].stats.keys);
+    }
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    long long rss = current_rss_bytes(), peak = (long long)ru.ru_maxrss * 1024;
+    uint64_t clients = (uint64_t)atomic_load(&srv->clients);
+    reply_map(x->out, 17);
+    reply_bulk_str(x->out, "peak.allocated");
+    reply_int(x->out, peak);
+    reply_bulk_str(x->out, "total.allocated");
+    reply_int(x->out, (int64_t)used);
+    reply_bulk_str(x->out, "startup.allocated");
+    reply_int(x->out, 0);
+    reply_bulk_str(x->out, "replication.backlog");
+    reply_int(x->out, 0);
+    reply_bulk_str(x->out, "clients.slaves");
+    reply_int(x->out, 0);
+    reply_bulk_str(x->out, "clients.normal");
+    reply_int(x->out, (int64_t)clients);
+    reply_bulk_str(x->out, "aof.buffer");
+    reply_int(x->out, 0);
+    reply_bulk_str(x->out, "lua.caches");
+    reply_int(x->out, 0);
+    reply_bulk_str(x->out, "functions.caches");
+    reply_int(x->out, 0);
+    reply_bulk_str(x->out, "overhead.total");
+    reply_int(x->out, (int64_t)(used > data ? used - data : 0));
+    reply_bulk_str(x->out, "keys.count");
+    reply_int(x->out, (int64_t)keys);
+    reply_bulk_str(x->out, "keys.bytes-per-key");
+    reply_int(x->out, keys ? (int64_t)(used / keys) : 0);
+    reply_bulk_str(x->out, "dataset.bytes");
+    reply_int(x->out, (int64_t)data);
+    reply_bulk_str(x->out, "dataset.percentage");
+    reply_double(x->out, used ? 100.0 * (double)data / (double)used : 0.0);
+    reply_bulk_str(x->out, "peak.percentage");
+    reply_double(x->out, peak > 0 ? 100.0 * (double)rss / (double)peak : 0.0);
+    reply_bulk_str(x->out, "fragmentation");
+    reply_double(x->out, used ? (double)rss / (double)used : 0.0);
+    reply_bulk_str(x->out, "fragmentation.bytes");
+    reply_int(x->out, rss - (long long)used);
+}
+
+/*
+ * MEMORY DOCTOR / MALLOC-STATS / PURGE / STATS / USAGE / HELP. PURGE returns this
+ * shard's free pages to the system (each shard's heap is its own); MALLOC-STATS says
+ * what Redis says for an allocator without a report; DOCTOR answers as Redis's does
+ * when it finds nothing.
+ */
+void cmd_memory(struct cmd_ctx *x)
+{
+    const struct resp_arg *sub = &x->argv[1];
+    if (x->desc->flags & CMD_HIDDEN) {
+        memory_usage(x);
+    } else if (cmd_arg_is(sub, "help") && x->argc == 2) {
+        static const char *const help[] = {
+            "MEMORY <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+            "DOCTOR",
+            "    Return memory problems reports.",
+            "MALLOC-STATS",
+            "    Return internal statistics report from the memory allocator.",
+            "PURGE",
+            "    Attempt to purge dirty pages for reclamation by the allocator.",
+            "STATS",
+            "    Return information about the memory usage of the server.",
+            "USAGE <key> [SAMPLES <count>]",
+            "    Return memory in bytes used by <key> and its value. Nested values are",
+            "    sampled up to <count> times (default: 5, 0 means sample all).",
+            "HELP",
+            "    Prints this help.",
+        };
+        reply_lines(x->out, help, KV_ARRAY_LEN(help));
+    } else if (cmd_arg_is(sub, "stats") && x->argc == 2) {
+        memory_stats(x);
+    } else if (cmd_arg_is(sub, "malloc-stats") && x->argc == 2) {
+        reply_bulk_str(x->out, "Stats not supported for the current allocator");
+    } else if (cmd_arg_is(sub, "purge") && x->argc == 2) {
+        mi_heap_collect(x->sh->heap, true);
+        reply_ok(x->out);
+    } else if (cmd_arg_is(sub, "doctor") && x->argc == 2) {
+        uint64_t used = 0;
+        for (uint32_t i = 0; i < x->sh->srv->nthreads; i++) {
+            used += STAT_GET(x->sh->srv->shards[i].stats.mem_bytes);
+        }
+        reply_bulk_str(x->out,
+                       used < 5 * 1024 * 1024
+                           ? "Hi Sam, this instance is empty or is using very little memory, my "
+                             "issues detector can't be used in these conditions. Please, leave "
+                             "for your mission on Earth and fill it with some data. The new Sam "
+                             "and I will be back to our programming as soon as I finished "
+                             "rebooting."
+                           : "Hi Sam, I can't find any memory issue in your instance. I can only "
+                             "account for what occurs on this base.");
+    } else if (cmd_arg_is(sub, "usage") || cmd_arg_is(sub, "stats") ||
+               cmd_arg_is(sub, "malloc-stats") || cmd_arg_is(sub, "purge") ||
+               cmd_arg_is(sub, "doctor")) {
+        cmd_reply_sub_arity(x);
+    } else {
+        cmd_reply_unknown_subcommand(x);
+    }
+}
+
 /* ---- INFO ------------------------------------------------------------------------- */
 
 struct info_buf {

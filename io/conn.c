@@ -1673,6 +1673,8 @@ static void dispatch_pre(struct conn *c, const struct resp_cmd *cmd, const struc
         }
     } else if (d->fn == cmd_object && argc == 3 && cmd_object_keyed(&argv[1])) {
         d = cmd_lookup_hidden("object|key"); /* OBJECT ENCODING key, ...: the key's shard */
+    } else if (d->fn == cmd_memory && argc >= 3 && cmd_arg_is(&argv[1], "usage")) {
+        d = cmd_lookup_hidden("memory|usage"); /* MEMORY USAGE key: the key's shard */
     }
     switch (d->exec) {
     case CMD_EXEC_CONN:

@@ -111,6 +111,7 @@ struct shard_stats {
     _Atomic uint64_t keys_with_expiry;
     _Atomic uint64_t expire_avg_ms; /* mean expiry time of those (absolute, ms) */
     _Atomic uint64_t mem_bytes;
+    _Atomic uint64_t data_bytes; /* the keys' and values' own bytes */
     _Atomic uint64_t clients;
     _Atomic uint64_t watching_clients; /* clients with watches kept here (every turn) */
     _Atomic uint64_t watched_keys;     /* distinct keys watched here */

@@ -322,13 +322,14 @@ static void send_wakes(struct shard *sh)
 /* Publishes what INFO on another shard may not read from the tables directly. */
 static void publish_stats(struct shard *sh)
 {
-    uint64_t keys = 0, mem = 0, expiring = 0;
+    uint64_t keys = 0, mem = 0, expiring = 0, data = 0;
     unsigned __int128 expire_sum = 0;
     for (uint32_t i = 0; i < sh->table_count; i++) {
         struct tbl_stats st;
         tbl_stats(sh->tables[i], &st);
         keys += st.entries;
         mem += st.mem_bytes;
+        data += st.key_bytes + st.val_bytes;
         expiring += st.expiring;
         expire_sum += (unsigned __int128)st.expire_avg_ms * st.expiring;
     }
@@ -336,6 +337,7 @@ static void publish_stats(struct shard *sh)
     STAT_SET(sh->stats.keys_with_expiry, expiring);
     STAT_SET(sh->stats.expire_avg_ms, expiring ? (uint64_t)(expire_sum / expiring) : 0);
     STAT_SET(sh->stats.mem_bytes, mem);
+    STAT_SET(sh->stats.data_bytes, data);
     STAT_SET(sh->stats.clients, sh->conn_count);
 }
 

@@ -26,6 +26,7 @@ SUBCOMMANDS = {
     "client": ["getname", "help", "id", "info", "kill", "list", "no-evict", "setname"],
     "command": ["count", "docs", "getkeys", "getkeysandflags", "help", "info", "list"],
     "config": ["get", "resetstat", "set"],
+    "memory": ["doctor", "help", "malloc-stats", "purge", "stats", "usage"],
     "object": ["encoding", "freq", "help", "idletime", "refcount"],
     "slowlog": ["get", "len", "reset"],
 }

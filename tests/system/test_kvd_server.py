@@ -537,3 +537,37 @@ def test_error_replies_written_raw_are_counted(kvd_factory):
     with k.client() as c:
         assert info(c, "errorstats")["errorstats"]["errorstat_ERR"] == "count=%d" % errors
         assert cmdstat(c, "get")["failed_calls"] == str(errors)
+
+
+def test_memory_command_matches_redis_where_comparable(pair):
+    for c in (pair.k, pair.r):
+        c.cmd("SET", "k", "v")
+    for args in [("HELP",), ("help",), ("USAGE", "nokey"), ("USAGE", "k", "SAMPLES", "x"),
+                 ("USAGE", "k", "SAMPLES", "-1"), ("USAGE", "k", "foo"),
+                 ("USAGE", "k", "SAMPLES"), ("USAGE", "k", "samples", "3", "x"),
+                 ("USAGE",), ("NOPE",), ("DOCTOR", "x"), ("STATS", "x"), ("PURGE", "x"),
+                 ("MALLOC-STATS", "x"), ("PURGE",)]:
+        pair.same("MEMORY", *args)
+
+
+def test_memory_usage_and_stats(kvd):
+    """MEMORY USAGE: the key's entry and slot, on whichever thread owns the key; STATS
+    agrees with DBSIZE; DOCTOR and MALLOC-STATS answer."""
+    with kvd.client() as c:
+        c.cmd("FLUSHALL")
+        for i in range(8):  # keys of both threads
+            key = "mem:%d" % i
+            assert c.cmd("SET", key, "x" * (10 ** (i % 4))) == St("OK")
+            used = c.cmd("MEMORY", "USAGE", key)
+            assert isinstance(used, int) and used >= len(key) + 10 ** (i % 4) + 8, (key, used)
+            assert used < len(key) + 10 ** (i % 4) + 200, (key, used)
+            assert c.cmd("MEMORY", "USAGE", key, "SAMPLES", "0") == used
+        assert c.cmd("MEMORY", "USAGE", "mem:missing") is None
+        stats = c.cmd("MEMORY", "STATS")
+        fields = dict(zip(stats[0::2], stats[1::2]))
+        assert fields[b"keys.count"] == c.cmd("DBSIZE") == 8
+        assert fields[b"dataset.bytes"] >= sum(10 ** (i % 4) for i in range(8))
+        assert fields[b"total.allocated"] >= fields[b"dataset.bytes"]
+        assert isinstance(c.cmd("MEMORY", "DOCTOR"), bytes)
+        assert isinstance(c.cmd("MEMORY", "MALLOC-STATS"), bytes)
+        assert c.cmd("MEMORY", "PURGE") == St("OK")

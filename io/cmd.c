@@ -166,9 +166,6 @@ void cmd_init(void)
 {
     static const char *const containers[] = {"client", "command", "config",
                                              "memory", "object",  "slowlog"};
-    /* CLIENT LIST's cmd= names the subcommand of these (Redis: "config|get", "debug|sleep") */
-    static const char *const named_with_sub[] = {"client", "command", "config", "memory",
-                                                 "object", "slowlog", "debug"};
     qsort(table, KV_ARRAY_LEN(table), sizeof table[0], by_name);
     memset(by_hash, 0, sizeof by_hash);
     for (size_t i = 0; i < KV_ARRAY_LEN(table); i++) {
@@ -179,11 +176,6 @@ void cmd_init(void)
         for (size_t k = 0; k < KV_ARRAY_LEN(containers); k++) {
             if (strcmp(table[i].name, containers[k]) == 0) {
                 table[i].flags |= CMD_SUBCMDS;
-            }
-        }
-        for (size_t k = 0; k < KV_ARRAY_LEN(named_with_sub); k++) {
-            if (strcmp(table[i].name, named_with_sub[k]) == 0) {
-                table[i].flags |= CMD_NAMESUB;
             }
         }
         if (table[i].flags & CMD_HIDDEN) {
@@ -450,22 +442,30 @@ bool cmd_parse_cursor(const struct resp_arg *a, uint64_t *out)
     return true;
 }
 
-void cmd_full_name(const struct cmd_desc *d, size_t argc, const struct resp_arg *argv, char *buf,
+bool cmd_full_name(const struct cmd_desc *d, size_t argc, const struct resp_arg *argv, char *buf,
                    size_t cap)
 {
-    bool sub = d->flags & CMD_NAMESUB;
     size_t n = name_len[cmd_index(d)];
-    if (n >= cap) {
-        n = cap - 1;
-    }
+    KV_ASSERT(cap > CMD_NAME_MAX + 1);
     memcpy(buf, d->name, n);
-    if (sub && argc >= 2 && n + 1 + argv[1].len < cap) {
-        buf[n++] = '|';
-        for (size_t i = 0; i < argv[1].len; i++) {
-            buf[n++] = (char)tolower((unsigned char)argv[1].ptr[i]);
-        }
+    buf[n] = '\0';
+    if (!(d->flags & CMD_SUBCMDS) || argc < 2) {
+        return true;
+    }
+    /* a container: "config|get" when the subcommand is one kvd has, else unknown */
+    if (n + 1 + argv[1].len >= cap) {
+        return false;
+    }
+    buf[n] = '|';
+    for (size_t i = 0; i < argv[1].len; i++) {
+        buf[n + 1 + i] = (char)tolower((unsigned char)argv[1].ptr[i]);
+    }
+    buf[n + 1 + argv[1].len] = '\0';
+    if (sub_row(buf) != CMD_ROW_NONE) {
+        return true;
     }
     buf[n] = '\0';
+    return false;
 }
 
 bool cmd_arg_is(const struct resp_arg *a, const char *word)

@@ -202,7 +202,9 @@ bool cmd_parse_cursor(const struct resp_arg *a, uint64_t *out);
 void cmd_reply_unknown_subcommand(struct cmd_ctx *x);
 void cmd_reply_sub_arity(struct cmd_ctx *x);
 
-void cmd_full_name(const struct cmd_desc *d, size_t argc, const struct resp_arg *argv, char *buf,
+/* The command's name as Redis names it ("get", "config|get") into buf (cap > 33); false,
+ * with the container's name in buf, for a subcommand kvd does not have. */
+bool cmd_full_name(const struct cmd_desc *d, size_t argc, const struct resp_arg *argv, char *buf,
                    size_t cap);
 
 #endif

@@ -975,7 +975,11 @@ static bool bf_add_i(int64_t value, int64_t incr, unsigned bits, unsigned ow, in
 {
     int64_t max = bits == 64 ? INT64_MAX : (int64_t)((UINT64_C(1) << (bits - 1)) - 1);
     int64_t min = -max - 1;
-    bool up = value > max || (incr > 0 && value > max - incr);
+    /* The last term is Redis 7.0's too: its `(uint64_t)max - value` wraps for values at
+     * or below INT64_MIN + max, which it then counts as overflowing upwards (SET i8 with
+     * -2^63 saturates to 127 there); kept so that SAT stores what Redis stores. */
+    bool up = value > max || (incr > 0 && value > max - incr) ||
+              (bits < 64 && incr > (int64_t)((uint64_t)max - (uint64_t)value));
     bool down = !up && (value < min || (incr < 0 && value < min - incr));
     uint64_t sum = (uint64_t)value + (uint64_t)incr;
     if (!up && !down) {

@@ -1603,7 +1603,9 @@ static void dispatch_pre(struct conn *c, const struct resp_cmd *cmd, const struc
         finish_early(c);
         return;
     }
-    cmd_full_name(d, cmd->argc, cmd->argv, c->last_cmd, sizeof c->last_cmd);
+    if (!cmd_full_name(d, cmd->argc, cmd->argv, c->last_cmd, sizeof c->last_cmd)) {
+        c->last_cmd[0] = '\0'; /* an unknown subcommand: CLIENT LIST says cmd=NULL, as Redis */
+    }
     if (!cmd_arity_ok(d, cmd->argc)) { /* Redis checks the arity before the password */
         if (d->fn == cmd_exec) {       /* a refused EXEC ends any transaction (Redis: even none) */
             early_error(c,

@@ -159,6 +159,7 @@ struct shard {
     /* tables emptied by FLUSHALL ASYNC, freed a few segments per loop turn */
     struct tbl **dropping;
     uint32_t ndropping, dropping_cap;
+    uint64_t lazyfree_entries; /* entries in them not yet freed */
 
     /* connections */
     struct conn *conns;   /* all open connections (doubly linked) */
@@ -183,9 +184,10 @@ struct shard {
     struct shard_stats stats;
     uint64_t loop_turns;
     int64_t now_ms; /* wall clock, read once per loop turn */
-    /* Monotonic ns: read when a turn starts and when each command ends, so that a
-     * command's duration (commandstats, SLOWLOG) costs one clock read, not two. It
-     * includes the parsing of that command since the previous one ended. */
+    /* Monotonic ns: read before each completion, each stage of the loop turn that can
+     * run commands, and when each command ends, so that a command's duration
+     * (commandstats, SLOWLOG) costs one clock read, not two. It includes the parsing
+     * of that command since the previous one ended. */
     uint64_t clock_ns;
 };
 

@@ -343,6 +343,13 @@ static void publish_stats(struct shard *sh)
 
 void shard_drop_table(struct shard *sh, struct tbl *t)
 {
+    struct tbl_stats st;
+    tbl_stats(t, &st);
+    if (st.segments <= SHARD_DROP_SEGS) {
+        tbl_destroy(t); /* no more than one turn's share: at once (an empty table too) */
+        return;
+    }
+    sh->lazyfree_entries += st.entries;
     if (sh->ndropping == sh->dropping_cap) {
         uint32_t cap = sh->dropping_cap ? sh->dropping_cap * 2 : 8;
         struct tbl **v = mi_heap_realloc(sh->heap, sh->dropping, cap * sizeof *v);
@@ -353,20 +360,26 @@ void shard_drop_table(struct shard *sh, struct tbl *t)
     sh->dropping[sh->ndropping++] = t;
 }
 
-/* One turn's share of the lazy free (at most SHARD_DROP_SEGS segments of one table);
- * publishes what is left. */
+/* One turn's share of the lazy free: SHARD_DROP_SEGS segments, over as many tables as
+ * it takes; publishes the entries left. */
 static void drop_step(struct shard *sh)
 {
-    if (sh->ndropping > 0 && tbl_destroy_step(sh->dropping[sh->ndropping - 1], SHARD_DROP_SEGS)) {
-        sh->ndropping--;
+    size_t budget = SHARD_DROP_SEGS;
+    while (sh->ndropping > 0 && budget > 0) {
+        struct tbl *t = sh->dropping[sh->ndropping - 1];
+        struct tbl_stats before, after;
+        tbl_stats(t, &before);
+        if (tbl_destroy_step(t, budget)) {
+            sh->ndropping--;
+            sh->lazyfree_entries -= before.entries;
+            budget -= before.segments < budget ? before.segments : budget;
+        } else {
+            tbl_stats(t, &after);
+            sh->lazyfree_entries -= before.entries - after.entries;
+            budget = 0;
+        }
     }
-    uint64_t left = 0;
-    for (uint32_t i = 0; i < sh->ndropping; i++) {
-        struct tbl_stats st;
-        tbl_stats(sh->dropping[i], &st);
-        left += st.entries;
-    }
-    STAT_SET(sh->stats.lazyfree_pending, left);
+    STAT_SET(sh->stats.lazyfree_pending, sh->lazyfree_entries);
 }
 
 static void cron(struct shard *sh, int64_t now_ms)
@@ -438,13 +451,16 @@ static void loop(struct shard *sh)
         /* The clock for expiry, read once per turn, after any sleep and before the
          * turn's commands run: a stale clock would keep expired keys alive. */
         sh->now_ms = kv_clock_real_ms();
-        sh->clock_ns = kv_clock_mono_ns();
         io_uring_for_each_cqe(&sh->ring, head, cqe)
         {
+            /* a command's time starts here at the latest (see clock_ns): what the
+             * completions before it cost (accepts, WAL writes, ...) is not its own */
+            sh->clock_ns = kv_clock_mono_ns();
             dispatch(sh, cqe);
             seen++;
         }
         io_uring_cq_advance(&sh->ring, seen);
+        sh->clock_ns = kv_clock_mono_ns();
         drain_queues(sh);
         uint64_t ran = STAT_GET(sh->stats.commands) + STAT_GET(sh->stats.executed_remote);
         if (ran != published_at) {
@@ -452,6 +468,7 @@ static void loop(struct shard *sh)
             published_at = ran;
             publish_stats(sh);
         }
+        sh->clock_ns = kv_clock_mono_ns();
         conn_retry_blocked(sh);
         if (sh->ndropping > 0) {
             drop_step(sh);
@@ -487,6 +504,7 @@ static void loop(struct shard *sh)
             break;
         }
         if (sh->wal != NULL) {
+            sh->clock_ns = kv_clock_mono_ns(); /* commands resumed by SAVE's end */
             durability_turn(sh);
         }
         conn_flush(sh);

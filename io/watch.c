@@ -18,10 +18,13 @@ struct wkey {
     struct wkey *next; /* bucket chain */
     uint64_t h;
     struct wref *refs; /* the watches of this key */
+    size_t nrefs;
     uint32_t klen;
     char key[];
 };
 
+/* A client with watches here, or a dirty one (whose watches are gone: as in Redis, a
+ * client that can no longer succeed stops watching, so later writes skip it). */
 struct wcli {
     struct wcli *next; /* bucket chain */
     uint64_t id;
@@ -45,6 +48,7 @@ struct watch_reg {
     size_t kmask, nkeys;
     struct wcli **cb; /* client buckets */
     size_t cmask, nclients;
+    size_t nwatching; /* clients with at least one watch */
 };
 
 static inline size_t mix(uint64_t x)
@@ -90,7 +94,7 @@ size_t watch_key_count(const struct watch_reg *w)
 
 size_t watch_client_count(const struct watch_reg *w)
 {
-    return w != NULL ? w->nclients : 0;
+    return w != NULL ? w->nwatching : 0;
 }
 
 static struct wkey **key_slot(struct watch_reg *w, const char *key, size_t klen, uint64_t h)
@@ -162,6 +166,8 @@ void watch_add(struct watch_reg *w, uint64_t client, const char *key, size_t kle
         if (++w->nclients > w->cmask + 1) {
             grow_clients(w);
         }
+    } else if (c->dirty) {
+        return; /* its EXEC fails anyway (Redis: no point in watching) */
     }
     struct wkey **kp = key_slot(w, key, klen, h);
     struct wkey *k = *kp;
@@ -176,10 +182,16 @@ void watch_add(struct watch_reg *w, uint64_t client, const char *key, size_t kle
         if (++w->nkeys > w->kmask + 1) {
             grow_keys(w);
         }
-    } else {
+    } else if (k->nrefs <= c->count) { /* already watched by this client? */
         for (struct wref *r = k->refs; r != NULL; r = r->key_next) {
             if (r->cli == c) {
-                return; /* already watched by this client */
+                return;
+            }
+        }
+    } else {
+        for (struct wref *r = c->refs; r != NULL; r = r->cli_next) {
+            if (r->k == k) {
+                return;
             }
         }
     }
@@ -192,9 +204,37 @@ void watch_add(struct watch_reg *w, uint64_t client, const char *key, size_t kle
         k->refs->key_pprev = &r->key_next;
     }
     k->refs = r;
+    k->nrefs++;
     r->cli_next = c->refs;
     c->refs = r;
+    w->nwatching += c->count == 0;
     c->count++;
+}
+
+/* Frees every watch of c (and the keys nobody watches any more); c stays. */
+static void unwatch_all(struct watch_reg *w, struct wcli *c)
+{
+    for (struct wref *r = c->refs, *next; r != NULL; r = next) {
+        next = r->cli_next;
+        *r->key_pprev = r->key_next;
+        if (r->key_next != NULL) {
+            r->key_next->key_pprev = r->key_pprev;
+        }
+        struct wkey *k = r->k;
+        KV_ASSERT(k->nrefs > 0);
+        if (--k->nrefs == 0) {
+            KV_ASSERT(k->refs == NULL);
+            struct wkey **kp = key_slot(w, k->key, k->klen, k->h);
+            KV_ASSERT(*kp == k);
+            *kp = k->next;
+            w->nkeys--;
+            mi_free(k);
+        }
+        mi_free(r);
+    }
+    w->nwatching -= c->count > 0;
+    c->refs = NULL;
+    c->count = 0;
 }
 
 void watch_touch(struct watch_reg *w, const char *key, size_t klen, uint64_t h)
@@ -206,8 +246,17 @@ void watch_touch(struct watch_reg *w, const char *key, size_t klen, uint64_t h)
     if (k == NULL) {
         return;
     }
-    for (struct wref *r = k->refs; r != NULL; r = r->key_next) {
+    /* Each watcher becomes dirty and stops watching (its watches on this key included);
+     * the key is freed with its last watch. */
+    for (;;) {
+        struct wref *r = k->refs;
+        KV_ASSERT(r != NULL);
+        bool last = r->key_next == NULL;
         r->cli->dirty = true;
+        unwatch_all(w, r->cli);
+        if (last) {
+            return; /* k is gone */
+        }
     }
 }
 
@@ -219,6 +268,8 @@ void watch_touch_if(struct watch_reg *w, watch_pred *pred, void *arg)
     for (size_t b = 0; b <= w->kmask; b++) {
         for (struct wkey *k = w->kb[b]; k != NULL; k = k->next) {
             if (pred(arg, k->key, k->klen, k->h)) {
+                /* dirty only: their watches are freed at EXEC / UNWATCH / close, as
+                 * freeing them here would change the maps being walked */
                 for (struct wref *r = k->refs; r != NULL; r = r->key_next) {
                     r->cli->dirty = true;
                 }
@@ -259,39 +310,27 @@ void watch_drop(struct watch_reg *w, uint64_t client)
     }
     *cp = c->next;
     w->nclients--;
-    for (struct wref *r = c->refs, *next; r != NULL; r = next) {
-        next = r->cli_next;
-        *r->key_pprev = r->key_next;
-        if (r->key_next != NULL) {
-            r->key_next->key_pprev = r->key_pprev;
-        }
-        struct wkey *k = r->k;
-        if (k->refs == NULL) {
-            struct wkey **kp = key_slot(w, k->key, k->klen, k->h);
-            KV_ASSERT(*kp == k);
-            *kp = k->next;
-            w->nkeys--;
-            mi_free(k);
-        }
-        mi_free(r);
-    }
+    unwatch_all(w, c);
     mi_free(c);
 }
 
 void watch_check(const struct watch_reg *w)
 {
     KV_ASSERT(w != NULL);
-    size_t keys = 0, clients = 0, refs_by_key = 0, refs_by_cli = 0;
+    size_t keys = 0, clients = 0, refs_by_key = 0, refs_by_cli = 0, watching = 0;
     for (size_t b = 0; b <= w->kmask; b++) {
         for (const struct wkey *k = w->kb[b]; k != NULL; k = k->next) {
             KV_ASSERT((mix(k->h) & w->kmask) == b);
             KV_ASSERT(k->refs != NULL); /* a key without watchers is freed */
             struct wref *const *pprev = &k->refs;
+            size_t n = 0;
             for (const struct wref *r = k->refs; r != NULL; r = r->key_next) {
                 KV_ASSERT(r->k == k && (const void *)r->key_pprev == (const void *)pprev);
                 pprev = &r->key_next;
-                refs_by_key++;
+                n++;
             }
+            KV_ASSERT(n == k->nrefs);
+            refs_by_key += n;
             keys++;
         }
     }
@@ -303,10 +342,12 @@ void watch_check(const struct watch_reg *w)
                 KV_ASSERT(r->cli == c);
                 n++;
             }
-            KV_ASSERT(n == c->count && n > 0);
+            KV_ASSERT(n == c->count && (n > 0 || c->dirty));
             refs_by_cli += n;
             clients++;
+            watching += n > 0;
         }
     }
     KV_ASSERT(keys == w->nkeys && clients == w->nclients && refs_by_key == refs_by_cli);
+    KV_ASSERT(watching == w->nwatching);
 }

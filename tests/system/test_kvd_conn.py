@@ -280,7 +280,10 @@ def test_client_info_cmd_field(pair):
             me = other.cmd("CLIENT", "ID")
             for cmd, shown in ((("cOnFiG", "GeT", "maxclients"), b"config|get"),
                                (("GeT", "k"), b"get"), (("Set", "k", "v"), b"set"),
-                               (("client", "SETNAME", "n1"), b"client|setname")):
+                               (("client", "SETNAME", "n1"), b"client|setname"),
+                               (("CONFIG", "FOO"), b"NULL"), (("DEBUG", "SLEEP", "0"), b"debug"),
+                               (("CONFIG", "x\r\nid=1 addr=forged"), b"NULL"),
+                               (("OBJECT", "ENCODING", "k"), b"object|encoding")):
                 other.cmd(*cmd)
                 with server.client() as c:
                     line = c.cmd("CLIENT", "LIST", "ID", str(me))

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from conftest import Err, St
+from conftest import Err, St, rss_kib, wait_until
 
 FUTURE_S = int(time.time()) + 100000
 PAST_S = int(time.time()) - 1000
@@ -397,3 +397,26 @@ def test_flushall_async_frees_in_the_background(kvd):
             assert c.cmd("MGET", "k:7", "after", "k:8") == [b"new", b"1", None]
             assert c.cmd("DBSIZE") == 2
             c.cmd("FLUSHALL")
+
+
+def test_flushall_async_flood_stays_bounded(kvd):
+    """Thousands of pipelined FLUSHALL ASYNC from many clients: tables with no more than
+    one turn's share are freed at once, so nothing piles up (memory, time)."""
+    with kvd.client() as c:
+        c.cmd("FLUSHALL")
+        for base in range(0, 100000, 5000):
+            c.pipeline([("MSET",) + tuple(x for i in range(base, base + 5000)
+                                          for x in ("f:%d" % i, "v" * 20))])
+    before = rss_kib(kvd.pid)
+    clients = [kvd.client() for _ in range(10)]
+    for cl in clients:
+        cl.send(b"*2\r\n$8\r\nFLUSHALL\r\n$5\r\nASYNC\r\n" * 500)
+    for cl in clients:
+        for _ in range(500):
+            assert cl.read() == St("OK")
+        cl.close()
+    with kvd.client() as c:
+        assert c.cmd("DBSIZE") == 0
+        wait_until(lambda: info_field(c, "memory", "lazyfree_pending_objects") == 0, 10,
+                   what="the lazy free to finish")
+    assert rss_kib(kvd.pid) - before < 200 * 1024

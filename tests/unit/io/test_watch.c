@@ -40,11 +40,16 @@ Test(watch, clean_until_a_watched_key_changes)
     TOUCH(w, "a");
     cr_assert(!watch_clean(w, 1, 0));
     cr_assert(watch_clean(w, 2, 0), "only the watchers of the key are dirty");
+    cr_assert_eq(watch_key_count(w), 1, "a dirty client stops watching: only b is left");
+    cr_assert_eq(watch_client_count(w), 1);
+    ADD(w, 1, "c", 0); /* a dirty client's new watches are not kept */
+    cr_assert_eq(watch_key_count(w), 1);
     TOUCH(w, "b");
     cr_assert(!watch_clean(w, 2, 0));
+    cr_assert_eq(watch_key_count(w), 0);
+    watch_check(w);
     watch_drop(w, 1);
     cr_assert(watch_clean(w, 1, 0), "dropped: clean again");
-    cr_assert_eq(watch_key_count(w), 1, "a is freed with its last watcher");
     watch_drop(w, 2);
     cr_assert_eq(watch_key_count(w), 0);
     cr_assert_eq(watch_client_count(w), 0);
@@ -181,7 +186,7 @@ Test(watch, random_against_a_model)
         case 2: {
             int64_t exp = rnd(&s) % 3 == 0 ? now + (int64_t)(rnd(&s) % 50) + 1 : 0;
             ADD(w, (uint64_t)c, name, exp);
-            if (!m->watched[c][k]) {
+            if (!m->watched[c][k] && !m->dirty[c]) { /* a dirty client watches no more */
                 m->watched[c][k] = true;
                 m->exp[c][k] = exp;
             }
@@ -191,7 +196,10 @@ Test(watch, random_against_a_model)
         case 4:
             TOUCH(w, name);
             for (int i = 0; i < M_CLIENTS; i++) {
-                m->dirty[i] |= m->watched[i][k];
+                if (m->watched[i][k]) { /* dirty, and watching nothing any more */
+                    m->dirty[i] = true;
+                    memset(m->watched[i], 0, sizeof m->watched[i]);
+                }
             }
             break;
         case 5:
@@ -254,11 +262,17 @@ Test(watch, grows_and_shrinks_with_many_keys_and_clients)
         cr_assert_eq(watch_clean(w, c, 0), !touched, "client %llu", (unsigned long long)c);
     }
     cr_assert_geq(n_touched, 3);
+    cr_assert_eq(watch_client_count(w), 2000 - (size_t)n_touched, "dirty clients stop watching");
+    watch_check(w);
+    size_t odd_watching = 0;
+    for (uint64_t c = 1; c < 2000; c += 2) {
+        odd_watching += watch_clean(w, c, 0);
+    }
     for (uint64_t c = 0; c < 2000; c += 2) {
         watch_drop(w, c);
     }
     watch_check(w);
-    cr_assert_eq(watch_client_count(w), 1000);
+    cr_assert_eq(watch_client_count(w), odd_watching);
     for (uint64_t c = 1; c < 2000; c += 2) {
         watch_drop(w, c);
     }

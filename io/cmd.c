@@ -336,6 +336,7 @@ void cmd_log_key(struct cmd_ctx *x, const struct resp_arg *key, uint64_t h)
 {
     struct shard *sh = x->sh;
     watch_touch(sh->watch, key->ptr, key->len, h);
+    STAT_ADD(sh->stats.changes, 1);
     if (sh->wal == NULL) {
         return;
     }
@@ -353,6 +354,7 @@ void cmd_log_range(struct cmd_ctx *x, const struct resp_arg *key, uint64_t h, si
 {
     struct shard *sh = x->sh;
     watch_touch(sh->watch, key->ptr, key->len, h);
+    STAT_ADD(sh->stats.changes, 1);
     if (sh->wal == NULL) {
         return;
     }
@@ -381,6 +383,7 @@ void cmd_log_expire(struct cmd_ctx *x, const struct resp_arg *key, uint64_t h, i
 {
     struct shard *sh = x->sh;
     watch_touch(sh->watch, key->ptr, key->len, h);
+    STAT_ADD(sh->stats.changes, 1);
     if (sh->wal == NULL) {
         return;
     }

@@ -407,6 +407,7 @@ static void rename_generic(struct cmd_ctx *x, bool nx)
         return;
     }
     cmd_log_key(x, dst, hd);
+    STAT_SET(x->sh->stats.changes, STAT_GET(x->sh->stats.changes) - 1); /* one, as Redis */
     if (nx) {
         reply_int(x->out, 1);
     } else {

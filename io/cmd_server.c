@@ -1179,6 +1179,11 @@ static void info_persistence(struct info_buf *b, struct server *srv, int64_t now
         rec_keys += sh->recovered_keys;
         rec_ms = sh->recovered_ms > rec_ms ? sh->recovered_ms : rec_ms;
     }
+    if (!srv->persist) { /* nothing is ever saved: every change since the start */
+        for (uint32_t i = 0; i < srv->nthreads; i++) {
+            changes += STAT_GET(srv->shards[i].stats.changes);
+        }
+    }
     int fsync_mode = (int)KV_CONF_GET(kvd_settings.appendfsync);
     info_add(b,
              "# Persistence\r\nloading:0\r\nasync_loading:0\r\nrdb_changes_since_last_save:%llu\r\n"
@@ -1521,6 +1526,14 @@ void cmd_flushall(struct cmd_ctx *x)
     /* ASYNC: the old tables are freed a few segments per loop turn (shard_drop_step),
      * so that emptying millions of keys stalls no request; SYNC frees them now. */
     bool async = x->argc == 2 && cmd_arg_is(&x->argv[1], "async");
+    /* Redis counts a change per key removed */
+    uint64_t removed = 0;
+    for (uint32_t i = 0; i < x->sh->table_count; i++) {
+        struct tbl_stats st;
+        tbl_stats(x->sh->tables[i], &st);
+        removed += st.entries;
+    }
+    STAT_ADD(x->sh->stats.changes, removed);
     for (uint32_t i = 0; i < x->sh->table_count; i++) {
         struct tbl *fresh = tbl_create(x->sh->heap);
         KV_ASSERT(fresh != NULL);

@@ -1128,6 +1128,7 @@ static void bitfield_generic(struct cmd_ctx *x, bool ro)
     }
     reply_array(x->out, n);
     uint64_t lo = UINT64_MAX, hi = 0; /* the bits changed */
+    uint64_t changes = 0;             /* as Redis counts them: writes that changed or grew */
     for (size_t i = 0; i < n; i++) {
         const struct bf_step *s = &steps[i];
         if (s->op == BF_GET) {
@@ -1169,6 +1170,7 @@ static void bitfield_generic(struct cmd_ctx *x, bool ro)
         reply_int(x->out, reply);
         uint64_t mask = s->bits == 64 ? UINT64_MAX : (UINT64_C(1) << s->bits) - 1;
         bf_set(val, s->offset, s->bits, stored & mask);
+        changes += len > cur || ((old ^ stored) & mask) != 0;
         if (((old ^ stored) & mask) != 0) {
             lo = s->offset < lo ? s->offset : lo;
             hi = s->offset + s->bits > hi ? s->offset + s->bits : hi;
@@ -1183,6 +1185,7 @@ static void bitfield_generic(struct cmd_ctx *x, bool ro)
             last = len;
         }
         cmd_log_range(x, key, h, (size_t)first, (size_t)(last - first));
+        STAT_SET(x->sh->stats.changes, STAT_GET(x->sh->stats.changes) - 1 + changes);
     }
 out:
     if (steps != stack) {

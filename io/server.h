@@ -106,6 +106,7 @@ struct shard_stats {
     _Atomic uint64_t wakeups_sent;
     _Atomic uint64_t queue_full_pauses; /* a client paused because a queue was full */
     _Atomic uint64_t recv_nobufs;       /* a receive found the buffer ring empty */
+    _Atomic uint64_t changes;           /* data changes (cmd_log_*), as Redis's dirty */
     /* published by the shard's timer for INFO (the tables are the shard's alone) */
     _Atomic uint64_t keys;
     _Atomic uint64_t keys_with_expiry;

@@ -571,3 +571,34 @@ def test_memory_usage_and_stats(kvd):
         assert isinstance(c.cmd("MEMORY", "DOCTOR"), bytes)
         assert isinstance(c.cmd("MEMORY", "MALLOC-STATS"), bytes)
         assert c.cmd("MEMORY", "PURGE") == St("OK")
+
+
+def test_rdb_changes_since_last_save_counts_as_redis(kvd_factory, redis_server):
+    """Without persistence kvd counts every data change like Redis's dirty counter
+    (Redis's tests read it to check that a write that changes nothing is not one)."""
+    k = kvd_factory(args=["--appendonly", "no"])
+
+    def changes(c):
+        text = c.cmd("INFO", "persistence").decode()
+        return int(text.split("rdb_changes_since_last_save:")[1].split("\r\n")[0])
+
+    steps = [("SET", "{d}a", "1"), ("SET", "{d}a", "2", "NX"), ("MSET", "{d}b", "1", "c", "2", "d", "3"),
+             ("DEL", "{d}b", "nokey", "c"), ("INCR", "{d}a"), ("INCRBY", "{d}a", "0"),
+             ("APPEND", "{d}a", "x"), ("APPEND", "{d}a", ""), ("SETBIT", "{d}bits", "3", "1"),
+             ("SETBIT", "{d}bits", "3", "1"), ("SETBIT", "{d}bits", "3", "0"),
+             ("BITFIELD", "{d}bf", "SET", "i5", "0", "0"), ("BITFIELD", "{d}bf", "SET", "i5", "0", "0"),
+             ("BITFIELD", "{d}bf", "SET", "i5", "0", "3", "INCRBY", "u4", "8", "1"),
+             ("EXPIRE", "{d}a", "100"), ("PERSIST", "{d}a"), ("PERSIST", "{d}a"),
+             ("RENAME", "{d}a", "{d}r"), ("COPY", "{d}r", "{d}c"), ("GETDEL", "{d}c"),
+             ("GETEX", "{d}r", "EX", "50"), ("GETEX", "{d}r"), ("SETRANGE", "{d}r", "0", ""),
+             ("SETRANGE", "{d}r", "1", "zz"), ("MSETNX", "{d}n1", "1", "{d}n2", "2"),
+             ("MSETNX", "{d}n1", "1", "{d}n3", "2"), ("BITOP", "OR", "{d}o", "{d}bits", "{d}bf"),
+             ("SETNX", "{d}n1", "x"), ("GETSET", "{d}n1", "y"), ("INCRBYFLOAT", "{d}f", "1.5"),
+             ("UNLINK", "{d}n1", "{d}n2"), ("FLUSHALL",), ("FLUSHALL",)]
+    with k.client() as kc, redis_server.client() as rc:
+        rc.cmd("FLUSHALL")
+        for step in steps:
+            before = (changes(kc), changes(rc))
+            assert kc.cmd(*step) == rc.cmd(*step), step
+            delta = (changes(kc) - before[0], changes(rc) - before[1])
+            assert delta[0] == delta[1], "%r: kvd +%d, redis +%d" % (step, delta[0], delta[1])

@@ -1571,7 +1571,9 @@ def test_kill9_under_load_with_snapshot_rounds(kvds, rng):
     after = dump(c)
     writes = 0
     for i in range(nclients):
-        assert logs[i] and logs[i][-1][0] == "inflight", logs[i][-3:]
+        # a client ends on the request the kill cut off, or (its reply came just before
+        # the kill and it saw the stop) on an acknowledged one: both are checked below
+        assert logs[i], "client %d wrote nothing" % i
         last, inflight = {}, {}
         for state, key, ver in logs[i]:
             if state == "acked":

@@ -386,6 +386,20 @@ static const struct cmd_docs_arg client_no_evict_args[] = {
      .nargs = DOCS_LEN(client_no_evict_args_0)},
 };
 
+static const struct cmd_docs_arg client_reply_args_0[] = {
+    {.name = "on", .type = "pure-token", .key_spec_index = -1, .token = "ON"},
+    {.name = "off", .type = "pure-token", .key_spec_index = -1, .token = "OFF"},
+    {.name = "skip", .type = "pure-token", .key_spec_index = -1, .token = "SKIP"},
+};
+
+static const struct cmd_docs_arg client_reply_args[] = {
+    {.name = "on_off_skip",
+     .type = "oneof",
+     .key_spec_index = -1,
+     .args = client_reply_args_0,
+     .nargs = DOCS_LEN(client_reply_args_0)},
+};
+
 static const struct cmd_docs_arg client_setname_args[] = {
     {.name = "connection-name", .type = "string", .key_spec_index = -1},
 };
@@ -459,6 +473,16 @@ static const struct cmd_docs client_subs[] = {
      .complexity = "O(1)",
      .args = client_no_evict_args,
      .nargs = DOCS_LEN(client_no_evict_args)},
+    {.name = "client|reply",
+     .arity = 3,
+     .flags = "noscript loading stale",
+     .acl = "@slow @connection",
+     .summary = "Instruct the server whether to reply to commands",
+     .since = "3.2.0",
+     .group = "connection",
+     .complexity = "O(1)",
+     .args = client_reply_args,
+     .nargs = DOCS_LEN(client_reply_args)},
     {.name = "client|setname",
      .arity = 3,
      .flags = "noscript loading stale",

@@ -663,8 +663,9 @@ void cmd_client(struct cmd_ctx *x)
     static const struct {
         const char *name;
         int arity; /* as Redis's subcommand arity, argv[0] included */
-    } subs[] = {{"id", 2},    {"setname", 3}, {"getname", 2},  {"list", -2},    {"info", 2},
-                {"kill", -3}, {"setinfo", 4}, {"no-evict", 3}, {"no-touch", 3}, {"help", 2}};
+    } subs[] = {{"id", 2},       {"setname", 3}, {"getname", 2}, {"list", -2},
+                {"info", 2},     {"kill", -3},   {"setinfo", 4}, {"no-evict", 3},
+                {"no-touch", 3}, {"help", 2},    {"reply", 3}};
     const struct resp_arg *sub = &x->argv[1];
     size_t k = 0;
     while (k < KV_ARRAY_LEN(subs) && !cmd_arg_is(sub, subs[k].name)) {
@@ -679,7 +680,21 @@ void cmd_client(struct cmd_ctx *x)
         cmd_reply_sub_arity(x);
         return;
     }
-    if (cmd_arg_is(sub, "id")) {
+    if (cmd_arg_is(sub, "reply")) {
+        /* ON replies +OK; OFF and SKIP reply nothing (the output stays as it is) */
+        if (cmd_arg_is(&x->argv[2], "on")) {
+            conn_set_reply_mode(x->conn, CONN_REPLY_ON);
+            reply_ok(x->out);
+        } else if (cmd_arg_is(&x->argv[2], "off")) {
+            conn_set_reply_mode(x->conn, CONN_REPLY_OFF);
+        } else if (cmd_arg_is(&x->argv[2], "skip")) {
+            if (conn_reply_mode(x->conn) != CONN_REPLY_OFF) {
+                conn_set_reply_mode(x->conn, CONN_REPLY_SKIP_NEXT);
+            }
+        } else {
+            reply_err_syntax(x->out);
+        }
+    } else if (cmd_arg_is(sub, "id")) {
         reply_int(x->out, (int64_t)conn_id(x->conn));
     } else if (cmd_arg_is(sub, "setname")) {
         if (!valid_client_name(&x->argv[2])) {

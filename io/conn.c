@@ -78,6 +78,7 @@
 /* One reply slot, in request order. */
 struct pend {
     uint32_t parts_left; /* messages still expected; 0 = ready */
+    bool silent;         /* CLIENT REPLY OFF / SKIP: the reply is dropped, not sent */
     uint8_t merge;       /* enum cmd_merge, or CMD_MERGE_NONE for one blob */
     uint8_t proto;
     /* statistics of a command run elsewhere, counted here when it is complete */
@@ -142,7 +143,8 @@ struct conn {
     int64_t created_ms;
     int64_t last_ms;
     char last_cmd[40];
-    struct txn *txn; /* MULTI: the queued commands; NULL outside a transaction */
+    struct txn *txn;    /* MULTI: the queued commands; NULL outside a transaction */
+    uint8_t reply_mode; /* enum conn_reply_mode */
     /* WATCH: the partition of the watched keys (their shard keeps the watches), NULL
      * when nothing is watched */
     const struct route_part *watch_part;
@@ -210,6 +212,16 @@ static int txn_queued(const struct conn *c);
 uint64_t conn_id(const struct conn *c)
 {
     return c->id;
+}
+
+void conn_set_reply_mode(struct conn *c, enum conn_reply_mode m)
+{
+    c->reply_mode = (uint8_t)m;
+}
+
+enum conn_reply_mode conn_reply_mode(const struct conn *c)
+{
+    return (enum conn_reply_mode)c->reply_mode;
 }
 
 int conn_resp(const struct conn *c)
@@ -631,6 +643,13 @@ static uint32_t pend_count(const struct conn *c)
     return c->pend_tail - c->pend_head;
 }
 
+/* A reply may go straight to the output: nothing is waiting before it, and it is not
+ * to be dropped (CLIENT REPLY OFF / SKIP replies go through a pending slot). */
+static inline bool reply_direct(const struct conn *c)
+{
+    return pend_count(c) == 0 && c->reply_mode == CONN_REPLY_ON;
+}
+
 static struct pend *pend_push(struct conn *c)
 {
     if (c->pend == NULL) {
@@ -640,6 +659,7 @@ static struct pend *pend_push(struct conn *c)
     KV_ASSERT(pend_count(c) < CONN_PENDING_MAX);
     struct pend *p = &c->pend[c->pend_tail % CONN_PENDING_MAX];
     memset(p, 0, sizeof *p);
+    p->silent = c->reply_mode == CONN_REPLY_OFF || c->reply_mode == CONN_REPLY_SKIP;
     p->proto = (uint8_t)c->resp;
     p->row = CMD_ROW_NONE;
     c->pend_tail++;
@@ -777,7 +797,7 @@ static void pend_drain(struct conn *c)
         if (p->parts_left > 0) {
             break;
         }
-        if (!(c->flags & CONN_CLOSING)) {
+        if (!(c->flags & CONN_CLOSING) && !p->silent) {
             if (p->merge == CMD_MERGE_NONE) {
                 if (p->len > 0) {
                     reply_raw(&c->out, p->blob, p->len);
@@ -947,7 +967,7 @@ static void exec_local(struct conn *c, const struct cmd_desc *d, size_t argc,
     struct shard *sh = c->sh;
     uint16_t row = cmd_stat_row(d, argc, argv);
     size_t logged = (d->flags & CMD_NOSLOWLOG) ? 0 : argc;
-    if (pend_count(c) == 0) {
+    if (reply_direct(c)) {
         struct run_res r = run(sh, c, d, argc, argv, &c->out, NULL, c->id);
         account(sh, c, row, r, logged, logged ? argv : NULL, NULL);
         wal_gate(c, d);
@@ -1258,7 +1278,7 @@ static bool precheck(struct conn *c, const struct cmd_desc *d, size_t argc,
  * pending, else to the scratch output (then kept in order by finish_early). */
 static struct resp_out *early_out(struct conn *c)
 {
-    struct resp_out *o = pend_count(c) == 0 ? &c->out : c->sh->scratch;
+    struct resp_out *o = reply_direct(c) ? &c->out : c->sh->scratch;
     resp_out_set_proto(o, c->resp);
     return o;
 }
@@ -1305,7 +1325,7 @@ static void early_count(struct conn *c, const struct cmd_desc *d, bool rejected,
 
 static void finish_early(struct conn *c)
 {
-    if (pend_count(c) == 0) {
+    if (reply_direct(c)) {
         mark_dirty(c);
         return;
     }
@@ -1589,6 +1609,10 @@ static void dispatch_pre(struct conn *c, const struct resp_cmd *cmd, const struc
     struct shard *sh = c->sh;
     const struct cmd_desc *d = pre != NULL ? pre : cmd_lookup(cmd->argv[0].ptr, cmd->argv[0].len);
     c->last_ms = sh->now_ms;
+    if (KV_UNLIKELY(c->reply_mode >= CONN_REPLY_SKIP_NEXT)) {
+        /* CLIENT REPLY SKIP drops the reply of the command after it, whatever it is */
+        c->reply_mode = c->reply_mode == CONN_REPLY_SKIP_NEXT ? CONN_REPLY_SKIP : CONN_REPLY_ON;
+    }
     if (d == NULL && (cmd_arg_is(&cmd->argv[0], "post") || cmd_arg_is(&cmd->argv[0], "host:"))) {
         /* Redis's cross-protocol scripting defence: an HTTP request is not a client. */
         kv_log_warning("possible security attack detected: POST or Host: command from %s, "

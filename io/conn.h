@@ -98,6 +98,12 @@ const char *conn_name(const struct conn *c);
 void conn_close_after_reply(struct conn *c);
 /* MULTI state: whether a transaction is open; drop it (RESET). */
 bool conn_in_multi(const struct conn *c);
+
+/* CLIENT REPLY: ON (replies sent), OFF (none from now on), SKIP (none for the next
+ * command). The command that sets OFF or SKIP gets no reply either. */
+enum conn_reply_mode { CONN_REPLY_ON, CONN_REPLY_OFF, CONN_REPLY_SKIP_NEXT, CONN_REPLY_SKIP };
+void conn_set_reply_mode(struct conn *c, enum conn_reply_mode m);
+enum conn_reply_mode conn_reply_mode(const struct conn *c);
 void conn_txn_discard(struct conn *c);
 void conn_info(const struct conn *c, int64_t now_ms, struct conn_info *out);
 

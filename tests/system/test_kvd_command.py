@@ -17,7 +17,7 @@ import pytest
 from conftest import Err, Map, RSet, St
 
 KVD_SUBCOMMANDS = {
-    "client": {"getname", "help", "id", "info", "kill", "list", "no-evict", "setname"},
+    "client": {"getname", "help", "id", "info", "kill", "list", "no-evict", "reply", "setname"},
     "command": {"count", "docs", "getkeys", "getkeysandflags", "help", "info", "list"},
     "config": {"get", "resetstat", "set"},
     "memory": {"doctor", "help", "malloc-stats", "purge", "stats", "usage"},

@@ -520,3 +520,37 @@ def test_client_kill_type_user_laddr_filters(pair):
         assert c.cmd("PING") == St("PONG")
         results.append(got)
     assert results[0] == results[1]
+
+
+def raw_exchange(server, cmds):
+    """Sends the commands in one write, then PING; returns every byte up to the PONG."""
+    with server.client() as c:
+        c.send(b"".join(encode(*cmd) for cmd in cmds) + encode("PING", "end-marker"))
+        out = b""
+        while not out.endswith(b"$10\r\nend-marker\r\n"):
+            c._fill()
+            out = bytes(c.buf)
+        return out
+
+
+def test_client_reply_off_on_skip_match_redis(pair):
+    """CLIENT REPLY OFF / SKIP / ON drop exactly the replies Redis drops, pipelined, with
+    keys of both shard threads (replies of forwarded commands are dropped too)."""
+    keys = ["cr:%d" % i for i in range(6)]
+    flows = [
+        [("CLIENT", "REPLY", "OFF")] + [("SET", k, k) for k in keys] +
+        [("GET", keys[0]), ("NOSUCH",), ("MGET",) + tuple(keys), ("CLIENT", "REPLY", "ON")] +
+        [("GET", k) for k in keys],
+        [("CLIENT", "REPLY", "SKIP"), ("GET", keys[1]), ("GET", keys[2]),
+         ("CLIENT", "REPLY", "SKIP"), ("MGET",) + tuple(keys), ("DEL", keys[3]),
+         ("CLIENT", "REPLY", "SKIP"), ("NOSUCH",), ("INCR", keys[4])],
+        [("CLIENT", "REPLY", "OFF"), ("CLIENT", "REPLY", "SKIP"), ("GET", keys[5]),
+         ("CLIENT", "REPLY", "ON"), ("GET", keys[5]), ("CLIENT", "REPLY", "x"),
+         ("CLIENT", "REPLY"), ("CLIENT", "REPLY", "on", "x")],
+    ]
+    for flow in flows:
+        for c in (pair.k, pair.r):
+            c.cmd("MSET", *[x for k in keys for x in (k, "v")])
+        k = raw_exchange(pair.kvd, flow)
+        r = raw_exchange(pair.redis, flow)
+        assert k == r, "\n  kvd:   %r\n  redis: %r" % (k, r)

@@ -128,6 +128,8 @@ static struct cmd_desc table[] = {
     {"bitpos", -3, CMD_READONLY, KEY1, CMD_EXEC_KEY, 0, cmd_bitpos, "readonly", NULL},
     {"bitop", -4, CMD_WRITE, 2, -1, 1, CMD_EXEC_SAME, 0, cmd_bitop, "write denyoom", NULL},
     {"lcs", -3, CMD_READONLY, 1, 2, 1, CMD_EXEC_SAME, 0, cmd_lcs, "readonly", NULL},
+    {"dump", 2, CMD_READONLY, KEY1, CMD_EXEC_KEY, 0, cmd_dump, "readonly", NULL},
+    {"restore", -4, CMD_WRITE, KEY1, CMD_EXEC_KEY, 0, cmd_restore, "write denyoom", NULL},
 };
 
 static int by_name(const void *a, const void *b)

@@ -709,6 +709,14 @@ static const struct cmd_docs_arg del_args[] = {
     {.name = "key", .type = "key", .key_spec_index = 0, .flags = "multiple"},
 };
 
+static const struct cmd_docs_keyspec dump_specs[] = {
+    {NULL, "RO access", NULL, 1, false, {0, 1, 0}},
+};
+
+static const struct cmd_docs_arg dump_args[] = {
+    {.name = "key", .type = "key", .key_spec_index = 0},
+};
+
 static const struct cmd_docs_arg echo_args[] = {
     {.name = "message", .type = "string", .key_spec_index = -1},
 };
@@ -1344,6 +1352,46 @@ static const struct cmd_docs_arg renamenx_args[] = {
     {.name = "newkey", .type = "key", .key_spec_index = 1},
 };
 
+static const struct cmd_docs_keyspec restore_specs[] = {
+    {NULL, "OW update", NULL, 1, false, {0, 1, 0}},
+};
+
+static const struct cmd_docs_history restore_history[] = {
+    {"3.0.0", "Added the `REPLACE` modifier."},
+    {"5.0.0", "Added the `ABSTTL` modifier."},
+    {"5.0.0", "Added the `IDLETIME` and `FREQ` options."},
+};
+
+static const struct cmd_docs_arg restore_args[] = {
+    {.name = "key", .type = "key", .key_spec_index = 0},
+    {.name = "ttl", .type = "integer", .key_spec_index = -1},
+    {.name = "serialized-value", .type = "string", .key_spec_index = -1},
+    {.name = "replace",
+     .type = "pure-token",
+     .key_spec_index = -1,
+     .token = "REPLACE",
+     .since = "3.0.0",
+     .flags = "optional"},
+    {.name = "absttl",
+     .type = "pure-token",
+     .key_spec_index = -1,
+     .token = "ABSTTL",
+     .since = "5.0.0",
+     .flags = "optional"},
+    {.name = "seconds",
+     .type = "integer",
+     .key_spec_index = -1,
+     .token = "IDLETIME",
+     .since = "5.0.0",
+     .flags = "optional"},
+    {.name = "frequency",
+     .type = "integer",
+     .key_spec_index = -1,
+     .token = "FREQ",
+     .since = "5.0.0",
+     .flags = "optional"},
+};
+
 static const struct cmd_docs_history scan_history[] = {
     {"6.0.0", "Added the `TYPE` subcommand."},
 };
@@ -1876,6 +1924,25 @@ const struct cmd_docs cmd_docs_table[] = {
      .since = "2.0.0",
      .group = "transactions",
      .complexity = "O(N), when N is the number of queued commands"},
+    {.name = "dump",
+     .arity = 2,
+     .first_key = 1,
+     .last_key = 1,
+     .key_step = 1,
+     .flags = "readonly",
+     .acl = "@keyspace @read @slow",
+     .tips = "nondeterministic_output",
+     .specs = dump_specs,
+     .nspecs = DOCS_LEN(dump_specs),
+     .summary = "Return a serialized version of the value stored at the specified key.",
+     .since = "2.6.0",
+     .group = "generic",
+     .complexity =
+         "O(1) to access the key and additional O(N*M) to serialize it, where N is the number of "
+         "Redis objects composing the value and M their average size. For small string values the "
+         "time complexity is thus O(1)+O(1*M) where M is small, so simply O(1).",
+     .args = dump_args,
+     .nargs = DOCS_LEN(dump_args)},
     {.name = "echo",
      .arity = 2,
      .flags = "loading stale fast",
@@ -2428,6 +2495,27 @@ const struct cmd_docs cmd_docs_table[] = {
      .since = "6.2.0",
      .group = "connection",
      .complexity = "O(1)"},
+    {.name = "restore",
+     .arity = -4,
+     .first_key = 1,
+     .last_key = 1,
+     .key_step = 1,
+     .flags = "write denyoom",
+     .acl = "@keyspace @write @slow @dangerous",
+     .specs = restore_specs,
+     .nspecs = DOCS_LEN(restore_specs),
+     .summary = "Create a key using the provided serialized value, previously obtained using DUMP.",
+     .since = "2.6.0",
+     .group = "generic",
+     .complexity = "O(1) to create the new key and additional O(N*M) to reconstruct the serialized "
+                   "value, where N is the number of Redis objects composing the value and M their "
+                   "average size. For small string values the time complexity is thus O(1)+O(1*M) "
+                   "where M is small, so simply O(1). However for sorted set values the complexity "
+                   "is O(N*M*log(N)) because inserting values into sorted sets is O(log(N)).",
+     .history = restore_history,
+     .nhistory = DOCS_LEN(restore_history),
+     .args = restore_args,
+     .nargs = DOCS_LEN(restore_args)},
     {.name = "save",
      .arity = 1,
      .flags = "admin noscript no_async_loading no_multi",

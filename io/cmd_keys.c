@@ -10,11 +10,14 @@
 
 #include "kv_assert.h"
 #include "kv_error.h"
+#include "kv_limits.h"
 #include "kv_num.h"
+#include "rdbstr.h"
 #include "resp_parse.h"
 #include "server.h"
 #include "tbl.h"
 
+#include <mimalloc.h>
 #include <string.h>
 
 void cmd_del(struct cmd_ctx *x)
@@ -363,6 +366,118 @@ void cmd_copy(struct cmd_ctx *x)
     }
     cmd_log_key(x, dst, hd);
     reply_int(x->out, 1);
+}
+
+/* ---- DUMP, RESTORE ------------------------------------------------------------------ */
+
+/* DUMP key: the value in Redis 7.0's serialization (io/rdbstr), or nil. */
+void cmd_dump(struct cmd_ctx *x)
+{
+    const struct tbl_entry *e = cmd_lookup_read(x, &x->argv[1], cmd_key_hash(&x->argv[1]));
+    if (e == NULL) {
+        reply_null(x->out);
+        return;
+    }
+    size_t n;
+    const void *v = tbl_entry_val(e, &n);
+    uint8_t *out = mi_heap_malloc(x->sh->heap, RDBSTR_DUMP_MAX(n));
+    KV_ASSERT(out != NULL);
+    size_t len = rdbstr_dump(v, n, out);
+    reply_bulk(x->out, out, len);
+    mi_free(out);
+}
+
+/*
+ * RESTORE key ttl payload [REPLACE] [ABSTTL] [IDLETIME s] [FREQ f], as Redis 7.0 checks
+ * it (options, then BUSYKEY, then the TTL, then the payload). A payload of another
+ * type (a list, a hash, ...) is refused: kvd stores strings only. IDLETIME and FREQ are
+ * checked and ignored (kvd keeps no access times or frequencies).
+ */
+void cmd_restore(struct cmd_ctx *x)
+{
+    const struct resp_arg *key = &x->argv[1];
+    bool replace = false, absttl = false, idle = false, freq = false;
+    for (size_t j = 4; j < x->argc; j++) {
+        bool more = j + 1 < x->argc;
+        int64_t v;
+        if (cmd_arg_is(&x->argv[j], "replace")) {
+            replace = true;
+        } else if (cmd_arg_is(&x->argv[j], "absttl")) {
+            absttl = true;
+        } else if (cmd_arg_is(&x->argv[j], "idletime") && more && !freq) {
+            if (!cmd_parse_i64(&x->argv[++j], &v)) {
+                reply_err_not_int(x->out);
+                return;
+            }
+            if (v < 0) {
+                reply_error(x->out, "ERR Invalid IDLETIME value, must be >= 0");
+                return;
+            }
+            idle = true;
+        } else if (cmd_arg_is(&x->argv[j], "freq") && more && !idle) {
+            if (!cmd_parse_i64(&x->argv[++j], &v)) {
+                reply_err_not_int(x->out);
+                return;
+            }
+            if (v < 0 || v > 255) {
+                reply_error(x->out, "ERR Invalid FREQ value, must be >= 0 and <= 255");
+                return;
+            }
+            freq = true;
+        } else {
+            reply_err_syntax(x->out);
+            return;
+        }
+    }
+    uint64_t h = cmd_key_hash(key);
+    bool exists = cmd_lookup_write(x, key, h) != NULL;
+    if (exists && !replace) {
+        reply_error(x->out, "BUSYKEY Target key name already exists.");
+        return;
+    }
+    int64_t ttl;
+    if (!cmd_parse_i64(&x->argv[2], &ttl)) {
+        reply_err_not_int(x->out);
+        return;
+    }
+    if (ttl < 0) {
+        reply_error(x->out, "ERR Invalid TTL value, must be >= 0");
+        return;
+    }
+    const uint8_t *p = (const uint8_t *)x->argv[3].ptr, *val = NULL;
+    size_t n = x->argv[3].len, len = 0, need = 0;
+    uint8_t *buf = NULL;
+    enum rdbstr_result r = rdbstr_restore(p, n, KV_VALUE_BYTES_MAX, NULL, 0, &val, &len, &need);
+    if (r == RDBSTR_OK && need > 0) {
+        buf = mi_heap_malloc(x->sh->heap, need);
+        KV_ASSERT(buf != NULL);
+        r = rdbstr_restore(p, n, KV_VALUE_BYTES_MAX, buf, need, &val, &len, &need);
+    }
+    if (r == RDBSTR_BAD_FOOTER) {
+        reply_error(x->out, "ERR DUMP payload version or checksum are wrong");
+    } else if (r == RDBSTR_NOT_STRING) {
+        reply_error(x->out, "ERR Bad data format (kvd restores strings only)");
+    } else if (r != RDBSTR_OK) {
+        reply_error(x->out, "ERR Bad data format");
+    } else {
+        int64_t when = ttl != 0 && !absttl ? x->now_ms + ttl : ttl;
+        if (ttl != 0 && when <= x->now_ms) { /* already expired: only the old key goes */
+            if (exists && tbl_del(cmd_tbl(x, h), key->ptr, key->len, h, x->now_ms, NULL) == 0) {
+                cmd_log_key(x, key, h);
+            }
+            reply_ok(x->out);
+        } else {
+            struct tbl_put_args pa = {
+                .val = val, .val_len = len, .expire_ms = when, .type = TBL_TYPE_STRING};
+            if (tbl_put(cmd_tbl(x, h), key->ptr, key->len, h, &pa, x->now_ms, NULL) != 0) {
+                reply_error(x->out, "OOM command not allowed when used memory > 'maxmemory'.");
+            } else {
+                cmd_log_key(x, key, h);
+                reply_ok(x->out);
+            }
+        }
+    }
+    mi_free(buf);
 }
 
 /* RENAME and RENAMENX; both keys are in one partition (checked by the caller). */

@@ -303,6 +303,7 @@ def write_commands(c, rng):
     eq(0, "SETBIT", "setbit", 20, 1)  # grows to 3 bytes
     eq([0, 3, -1], "BITFIELD", "bitfield", "SET", "u8", "#1", "200", "INCRBY", "i4", "0", "3",
        "OVERFLOW", "SAT", "INCRBY", "i16", "40", "-1")
+    ok("RESTORE", "restored", 1950000, c.cmd("DUMP", "setrange2"))
     ok("SET", "bitfield-long", "x" * 3000, "EX", 1900)
     eq([120, 88], "BITFIELD", "bitfield-long", "SET", "u8", "#2000", "0", "INCRBY", "u8",
        "#2999", "-32")  # a RANGE record (the value is long), the TTL kept
@@ -355,6 +356,7 @@ def test_every_write_command_survives_kill9(kvds, rng):
     assert after[b"big"][0] == w["big"] and after[w["binkey"]][0] == w["binval"]
     assert after[b"empty"] == (b"", -1)
     assert after[b"setrange2"][0] == b"Hello Redis"
+    assert after[b"restored"][0] == b"Hello Redis" and 0 < after[b"restored"][1] <= 1950000
     assert after[b"setbit"][0] == b"\0\0\x08"
     assert after[b"bitfield"][0] == b"\x30\xc8\0\0\0\xff\xff"
     long = after[b"bitfield-long"]

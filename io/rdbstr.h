@@ -15,8 +15,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define RDBSTR_VERSION   10 /* Redis 7.0's RDB version */
-#define RDBSTR_TYPE_STR  0
+#define RDBSTR_VERSION     10 /* Redis 7.0's RDB version */
+#define RDBSTR_TYPE_STR    0
 #define RDBSTR_DUMP_MAX(n) ((n) + 1 + 9 + 2 + 8) /* type, length, version, checksum */
 
 /* CRC-64 (Jones polynomial, reflected, as Redis's crc64) of p[0..n), continuing crc. */

@@ -14,16 +14,24 @@ struct sample {
     size_t len;
 };
 
-#define S(v, p) {v, p, sizeof(p) - 1}
+#define S(v, p)                                                                                    \
+    {                                                                                              \
+        v, p, sizeof(p) - 1                                                                        \
+    }
 
 static const struct sample redis_dumps[] = {
     S("1", "\x00\xc0\x01\n\x00&x\xe7\xb6\xd1\x01\x11\xfc"),
     S("123", "\x00\xc0{\n\x00H\xe2S\xe1\x00zg\xb9"),
     S("-5", "\x00\xc0\xfb\n\x00I\xc4\xc6\xf4\xd7&?h"),
-    S("300", "\x00\xc1,\x01\n\x00\x95" "Ba\xf2" "e\x82\\\x10"),
-    S("70000", "\x00\xc2p\x11\x01\x00\n\x00\x01\xa4\b\xfe\x95" "0\x95\xa5"),
+    S("300", "\x00\xc1,\x01\n\x00\x95"
+             "Ba\xf2"
+             "e\x82\\\x10"),
+    S("70000", "\x00\xc2p\x11\x01\x00\n\x00\x01\xa4\b\xfe\x95"
+               "0\x95\xa5"),
     S("5000000000", "\x00\n5000000000\n\x00i\xa9\x0f\xd5~\x0f\xf4%"),
-    S("abc", "\x00\x03" "abc\n\x00\xd9\xac" "0=Ar\xa2\xe2"),
+    S("abc", "\x00\x03"
+             "abc\n\x00\xd9\xac"
+             "0=Ar\xa2\xe2"),
     S("hello world this is long text",
       "\x00\x1dhello world this is long text\n\x00\x1d\x05\xc4\xce\xf3\xce\x82K"),
 };
@@ -65,7 +73,9 @@ Test(rdbstr, restores_redis_payloads)
         restore_ok((const uint8_t *)s->payload, s->len, s->value, strlen(s->value));
     }
     /* 42 times "a", which Redis stored LZF-compressed */
-    static const char lzf[] = "\x00\xc3\t*\x01" "aa\xe0\x1d\x00\x01" "aa\n\x00\xf2`\x95\xdcM\\\xa9X";
+    static const char lzf[] = "\x00\xc3\t*\x01"
+                              "aa\xe0\x1d\x00\x01"
+                              "aa\n\x00\xf2`\x95\xdcM\\\xa9X";
     char want[42];
     memset(want, 'a', sizeof want);
     restore_ok((const uint8_t *)lzf, sizeof lzf - 1, want, sizeof want);
@@ -82,8 +92,9 @@ Test(rdbstr, round_trips)
         size_t n = rdbstr_dump(v, lens[k], out);
         restore_ok(out, n, (const char *)v, lens[k]);
     }
-    const char *ints[] = {"0", "-1", "127", "-128", "128", "32767", "-32768", "32768",
-                          "2147483647", "-2147483648", "2147483648", "007", "+5", "-0"};
+    const char *ints[] = {"0",          "-1",     "127",   "-128",       "128",
+                          "32767",      "-32768", "32768", "2147483647", "-2147483648",
+                          "2147483648", "007",    "+5",    "-0"};
     for (size_t k = 0; k < sizeof ints / sizeof ints[0]; k++) {
         size_t n = rdbstr_dump(ints[k], strlen(ints[k]), out);
         restore_ok(out, n, ints[k], strlen(ints[k]));
@@ -122,6 +133,5 @@ Test(rdbstr, damaged_payloads_are_refused)
     for (int k = 0; k < 8; k++) {
         list[4 + k] = (uint8_t)(crc >> (8 * k));
     }
-    cr_assert_eq(rdbstr_restore(list, 12, 1 << 20, NULL, 0, &val, &len, &need),
-                 RDBSTR_NOT_STRING);
+    cr_assert_eq(rdbstr_restore(list, 12, 1 << 20, NULL, 0, &val, &len, &need), RDBSTR_NOT_STRING);
 }

@@ -120,6 +120,16 @@ void cmd_time(struct cmd_ctx *x)
     reply_bulk_i64(x->out, (int64_t)(ts.tv_nsec / 1000));
 }
 
+/* ROLE: a master without replicas, at replication offset 0 (kvd replicates nothing yet),
+ * as Redis answers it. */
+void cmd_role(struct cmd_ctx *x)
+{
+    reply_array(x->out, 3);
+    reply_bulk_str(x->out, "master");
+    reply_int(x->out, 0);
+    reply_array(x->out, 0);
+}
+
 /* The end of the last snapshot round every shard has completed (ms), or the start. */
 static int64_t last_save_ms(const struct server *srv)
 {

@@ -1354,7 +1354,7 @@ static void early_simple(struct conn *c, const char *s)
 static bool txn_conn_ok(const struct cmd_desc *d)
 {
     return d->fn == cmd_ping || d->fn == cmd_echo || d->fn == cmd_time || d->fn == cmd_lastsave ||
-           d->fn == cmd_unwatch || d->fn == cmd_select || d->fn == cmd_object;
+           d->fn == cmd_unwatch || d->fn == cmd_select || d->fn == cmd_object || d->fn == cmd_role;
 }
 
 /* MULTI, EXEC and DISCARD act on the connection's queue: txn_control runs them. */

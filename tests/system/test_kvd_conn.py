@@ -11,6 +11,7 @@ import pytest
 from conftest import Bool, Client, Err, Map, St, Verb, encode, wait_until
 
 SCENARIOS = {
+    "role": [("ROLE",), ("ROLE", "x"), ("role",), ("MULTI",), ("ROLE",), ("EXEC",)],
     "ping_echo": [
         ("PING",), ("PING", "hello"), ("PING", ""), ("PING", "a", "b"), ("ping",), ("PiNg", "x"),
         ("ECHO", "hi"), ("ECHO", ""), ("ECHO",), ("ECHO", "a", "b"), ("ECHO", b"\x00\r\n\xff"),

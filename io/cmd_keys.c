@@ -460,8 +460,9 @@ void cmd_restore(struct cmd_ctx *x)
     } else if (r != RDBSTR_OK) {
         reply_error(x->out, "ERR Bad data format");
     } else {
-        int64_t when = ttl != 0 && !absttl ? x->now_ms + ttl : ttl;
-        if (ttl != 0 && when <= x->now_ms) { /* already expired: only the old key goes */
+        int64_t when = ttl;
+        bool over = ttl != 0 && !absttl && __builtin_add_overflow(x->now_ms, ttl, &when);
+        if (ttl != 0 && (over || when <= x->now_ms)) { /* expired: only the old key goes */
             if (exists && tbl_del(cmd_tbl(x, h), key->ptr, key->len, h, x->now_ms, NULL) == 0) {
                 cmd_log_key(x, key, h);
             }

@@ -392,6 +392,9 @@ void cmd_unwatch(struct cmd_ctx *x)
 
 void cmd_reset(struct cmd_ctx *x)
 {
+    if (conn_reply_mode(x->conn) != CONN_REPLY_SKIP) { /* Redis clears OFF and SKIP_NEXT */
+        conn_set_reply_mode(x->conn, CONN_REPLY_ON);
+    }
     conn_txn_discard(x->conn);
     conn_set_resp(x->conn, 2);
     resp_out_set_proto(x->out, 2);

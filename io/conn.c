@@ -1609,10 +1609,6 @@ static void dispatch_pre(struct conn *c, const struct resp_cmd *cmd, const struc
     struct shard *sh = c->sh;
     const struct cmd_desc *d = pre != NULL ? pre : cmd_lookup(cmd->argv[0].ptr, cmd->argv[0].len);
     c->last_ms = sh->now_ms;
-    if (KV_UNLIKELY(c->reply_mode >= CONN_REPLY_SKIP_NEXT)) {
-        /* CLIENT REPLY SKIP drops the reply of the command after it, whatever it is */
-        c->reply_mode = c->reply_mode == CONN_REPLY_SKIP_NEXT ? CONN_REPLY_SKIP : CONN_REPLY_ON;
-    }
     if (d == NULL && (cmd_arg_is(&cmd->argv[0], "post") || cmd_arg_is(&cmd->argv[0], "host:"))) {
         /* Redis's cross-protocol scripting defence: an HTTP request is not a client. */
         kv_log_warning("possible security attack detected: POST or Host: command from %s, "
@@ -1795,9 +1791,19 @@ static void dispatch_pre(struct conn *c, const struct resp_cmd *cmd, const struc
 
 /* ---- input -------------------------------------------------------------------- */
 
+/* After each command, as Redis's resetClient: CLIENT REPLY SKIP (which set SKIP_NEXT)
+ * drops the reply of the one command after it, whatever that is. */
+static inline void reply_mode_step(struct conn *c)
+{
+    if (KV_UNLIKELY(c->reply_mode >= CONN_REPLY_SKIP_NEXT)) {
+        c->reply_mode = c->reply_mode == CONN_REPLY_SKIP_NEXT ? CONN_REPLY_SKIP : CONN_REPLY_ON;
+    }
+}
+
 static void dispatch(struct conn *c, const struct resp_cmd *cmd)
 {
     dispatch_pre(c, cmd, NULL, 0, false);
+    reply_mode_step(c);
 }
 
 /* Leaves room in the pending ring for one batch of commands parsed ahead (run_batch). */
@@ -1862,6 +1868,7 @@ static bool run_batch(struct conn *c, struct batch_cmd *b, size_t n)
         struct resp_cmd cmd = {.argc = b[i].argc, .argv = b[i].argv};
         bool have_h = d[i] != NULL && d[i]->exec == CMD_EXEC_KEY && cmd_arity_ok(d[i], b[i].argc);
         dispatch_pre(c, &cmd, d[i], have_h ? h[i] : 0, have_h);
+        reply_mode_step(c);
         if (output_over_limit(c)) {
             return false;
         }

@@ -9,6 +9,7 @@
 #include "kv_assert.h"
 #include "kv_num.h"
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
@@ -21,7 +22,7 @@
 #define ENC_LZF   3
 
 static uint64_t crc_table[256];
-static bool crc_ready;
+static pthread_once_t crc_once = PTHREAD_ONCE_INIT;
 
 static void crc_init(void)
 {
@@ -32,14 +33,11 @@ static void crc_init(void)
         }
         crc_table[i] = c;
     }
-    crc_ready = true; /* idempotent: racing threads write the same values */
 }
 
 uint64_t rdbstr_crc64(uint64_t crc, const void *p, size_t n)
 {
-    if (!crc_ready) {
-        crc_init();
-    }
+    pthread_once(&crc_once, crc_init);
     const uint8_t *b = p;
     for (size_t i = 0; i < n; i++) {
         crc = crc_table[(uint8_t)(crc ^ b[i])] ^ (crc >> 8);
@@ -219,8 +217,13 @@ enum rdbstr_result rdbstr_restore(const uint8_t *p, size_t n, size_t max_len, ui
         uint64_t clen, ulen;
         bool e1, e2;
         if (!get_len(p, end, &at, &clen, &e1) || !get_len(p, end, &at, &ulen, &e2) || e1 || e2 ||
-            end - at < clen || ulen > max_len || ulen == 0) {
+            end - at < clen || ulen > max_len) {
             return RDBSTR_BAD_DATA;
+        }
+        if (ulen == 0) { /* as Redis, whatever the compressed bytes: an empty string */
+            *val = p + at;
+            *len = 0;
+            return RDBSTR_OK;
         }
         *need = (size_t)ulen;
         if (buf == NULL) {

@@ -457,9 +457,10 @@ def test_restore_options_and_errors_match_redis(pair):
                  ("new", "0", payload, "IDLETIME", "10", "REPLACE"),
                  ("new", "0", payload, "REPLACE", "FREQ", "5"),
                  ("past", "1000", payload, "ABSTTL"), ("dst", "1000", payload, "ABSTTL", "REPLACE"),
-                 ("ttl", "100000", payload), ("new", "0"), ("new",)]:
+                 ("ttl", "100000", payload), ("huge", "9223372036854775807", payload),
+                 ("new", "0"), ("new",)]:
         pair.same("RESTORE", *args)
-    for key in ("dst", "new", "past", "ttl"):
+    for key in ("dst", "new", "past", "ttl", "huge"):
         pair.same("EXISTS", key)
         pair.same("GET", key)
     assert 99000 <= pair.k.cmd("PTTL", "ttl") <= 100000

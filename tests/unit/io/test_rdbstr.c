@@ -101,6 +101,24 @@ Test(rdbstr, round_trips)
     }
 }
 
+static size_t with_footer(uint8_t *p, size_t n)
+{
+    p[n++] = RDBSTR_VERSION;
+    p[n++] = 0;
+    uint64_t crc = rdbstr_crc64(0, p, n);
+    for (int k = 0; k < 8; k++) {
+        p[n++] = (uint8_t)(crc >> (8 * k));
+    }
+    return n;
+}
+
+Test(rdbstr, empty_lzf_strings_restore_as_redis_restores_them)
+{
+    uint8_t a[32] = {0, 0xC3, 0x00, 0x00}, b[32] = {0, 0xC3, 0x01, 0x00, 0xAA};
+    restore_ok(a, with_footer(a, 4), "", 0);
+    restore_ok(b, with_footer(b, 5), "", 0);
+}
+
 Test(rdbstr, damaged_payloads_are_refused)
 {
     uint8_t out[64];

@@ -232,7 +232,7 @@ RESP3_CASES = [
     ("CONFIG", "GET", "maxclients"), ("CONFIG", "GET", "nosuch"), ("CONFIG", "GET", "timeout"),
     ("CLIENT", "GETNAME"), ("TYPE", "a"), ("TYPE", "missing"), ("STRLEN", "a"),
     ("EXPIRE", "a", "100"), ("PERSIST", "a"), ("DEL", "a", "missing"),
-    ("DBSIZE",), ("KEYS", "nomatch*"), ("GETRANGE", "missing", "0", "1"), ("SLOWLOG", "LEN"),
+    ("DBSIZE",), ("KEYS", "nomatch*"), ("GETRANGE", "missing", "0", "1"), ("SLOWLOG", "LEN", "x"),
     ("SELECT", "0"), ("NOSUCH",), ("GET",), ("INCR", "a", "b"), ("SET", "x", "y", "FOO"),
     ("FLUSHALL",), ("RANDOMKEY",), ("SET", "only", "1"), ("RANDOMKEY",), ("KEYS", "*"),
     ("MSET", "a", "1", "b", "2"), ("MSETNX", "{t}a", "1", "{t}b", "2"),

@@ -327,13 +327,23 @@ static void log_record(struct shard *sh, uint64_t h, struct walfmt_view *v)
 /*
  * Every change of data goes through the cmd_log_* functions below (they write the
  * change to the WAL when there is one): they are also where a change makes the clients
- * WATCHing the key dirty.
+ * WATCHing the key dirty, and where it is counted as one change (Redis's dirty count,
+ * INFO rdb_changes_since_last_save without persistence).
  */
+static void changed(struct shard *sh, const struct resp_arg *key, uint64_t h)
+{
+    watch_touch(sh->watch, key->ptr, key->len, h);
+    STAT_ADD(sh->stats.changes, 1);
+}
+
+void cmd_count_changes(struct shard *sh, int64_t delta)
+{
+    STAT_ADD(sh->stats.changes, (uint64_t)delta); /* modulo 2^64: a negative delta too */
+}
 void cmd_log_key(struct cmd_ctx *x, const struct resp_arg *key, uint64_t h)
 {
     struct shard *sh = x->sh;
-    watch_touch(sh->watch, key->ptr, key->len, h);
-    STAT_ADD(sh->stats.changes, 1);
+    changed(sh, key, h);
     if (sh->wal == NULL) {
         return;
     }
@@ -350,8 +360,7 @@ void cmd_log_key(struct cmd_ctx *x, const struct resp_arg *key, uint64_t h)
 void cmd_log_range(struct cmd_ctx *x, const struct resp_arg *key, uint64_t h, size_t off, size_t n)
 {
     struct shard *sh = x->sh;
-    watch_touch(sh->watch, key->ptr, key->len, h);
-    STAT_ADD(sh->stats.changes, 1);
+    changed(sh, key, h);
     if (sh->wal == NULL) {
         return;
     }
@@ -379,8 +388,7 @@ void cmd_log_range(struct cmd_ctx *x, const struct resp_arg *key, uint64_t h, si
 void cmd_log_expire(struct cmd_ctx *x, const struct resp_arg *key, uint64_t h, int64_t when_ms)
 {
     struct shard *sh = x->sh;
-    watch_touch(sh->watch, key->ptr, key->len, h);
-    STAT_ADD(sh->stats.changes, 1);
+    changed(sh, key, h);
     if (sh->wal == NULL) {
         return;
     }

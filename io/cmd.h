@@ -152,7 +152,8 @@ const struct tbl_entry *cmd_lookup_write(struct cmd_ctx *x, const struct resp_ar
 /*
  * Write-ahead logging of what a write command changed (physical records: the key's
  * resulting value and expiry, or its absence). Handlers call these after every change
- * they make, in the order they make them; they do nothing when the WAL is off.
+ * they make, in the order they make them. Each also makes the key's WATCHers dirty and
+ * counts one change, with or without a WAL.
  */
 void cmd_log_key(struct cmd_ctx *x, const struct resp_arg *key, uint64_t h);
 void cmd_log_expire(struct cmd_ctx *x, const struct resp_arg *key, uint64_t h, int64_t when_ms);
@@ -160,6 +161,10 @@ void cmd_log_expire(struct cmd_ctx *x, const struct resp_arg *key, uint64_t h, i
  * logs those bytes alone (RANGE) when the value is much longer, else the whole value. */
 void cmd_log_range(struct cmd_ctx *x, const struct resp_arg *key, uint64_t h, size_t off, size_t n);
 void cmd_log_flush(struct shard *sh, uint32_t slot);
+/* Corrects the change count where Redis counts otherwise than one per cmd_log_* call
+ * (RENAME: two records, one change; BITFIELD: one record, a change per operation;
+ * FLUSHALL: a change per key removed). */
+void cmd_count_changes(struct shard *sh, int64_t delta);
 
 /* Parses a whole argument as a signed 64-bit decimal, Redis's string2ll rules. */
 bool cmd_parse_i64(const struct resp_arg *a, int64_t *out);

@@ -18,6 +18,7 @@
 #include "tbl.h"
 
 #include <mimalloc.h>
+#include <stdio.h>
 #include <string.h>
 
 void cmd_del(struct cmd_ctx *x)
@@ -370,7 +371,8 @@ void cmd_copy(struct cmd_ctx *x)
 
 /* ---- DUMP, RESTORE ------------------------------------------------------------------ */
 
-/* DUMP key: the value in Redis 7.0's serialization (io/rdbstr), or nil. */
+/* DUMP key: the value in Redis 7.0's serialization (io/rdbstr), or nil; the bulk reply
+ * is written in pieces around the value's own bytes (no copy of the value). */
 void cmd_dump(struct cmd_ctx *x)
 {
     const struct tbl_entry *e = cmd_lookup_read(x, &x->argv[1], cmd_key_hash(&x->argv[1]));
@@ -380,11 +382,23 @@ void cmd_dump(struct cmd_ctx *x)
     }
     size_t n;
     const void *v = tbl_entry_val(e, &n);
-    uint8_t *out = mi_heap_malloc(x->sh->heap, RDBSTR_DUMP_MAX(n));
-    KV_ASSERT(out != NULL);
-    size_t len = rdbstr_dump(v, n, out);
-    reply_bulk(x->out, out, len);
-    mi_free(out);
+    uint8_t head[RDBSTR_HEAD_MAX], tail[RDBSTR_TAIL];
+    bool body;
+    size_t hn = rdbstr_dump_head(v, n, head, &body);
+    uint64_t crc = rdbstr_crc64(0, head, hn);
+    if (body) {
+        crc = rdbstr_crc64(crc, v, n);
+    }
+    rdbstr_dump_tail(crc, tail);
+    char len[32];
+    int k = snprintf(len, sizeof len, "$%zu\r\n", hn + (body ? n : 0) + RDBSTR_TAIL);
+    reply_raw(x->out, len, (size_t)k);
+    reply_raw(x->out, head, hn);
+    if (body) {
+        reply_raw(x->out, v, n);
+    }
+    reply_raw(x->out, tail, RDBSTR_TAIL);
+    reply_raw(x->out, "\r\n", 2);
 }
 
 /*
@@ -523,7 +537,7 @@ static void rename_generic(struct cmd_ctx *x, bool nx)
         return;
     }
     cmd_log_key(x, dst, hd);
-    STAT_SET(x->sh->stats.changes, STAT_GET(x->sh->stats.changes) - 1); /* one, as Redis */
+    cmd_count_changes(x->sh, -1); /* one change, as Redis counts it */
     if (nx) {
         reply_int(x->out, 1);
     } else {

@@ -1025,42 +1025,43 @@ static void memory_stats(struct cmd_ctx *x)
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     long long rss = current_rss_bytes(), peak = (long long)ru.ru_maxrss * 1024;
-    uint64_t clients = (uint64_t)atomic_load(&srv->clients);
-    reply_map(x->out, 17);
-    reply_bulk_str(x->out, "peak.allocated");
-    reply_int(x->out, peak);
-    reply_bulk_str(x->out, "total.allocated");
-    reply_int(x->out, (int64_t)used);
-    reply_bulk_str(x->out, "startup.allocated");
-    reply_int(x->out, 0);
-    reply_bulk_str(x->out, "replication.backlog");
-    reply_int(x->out, 0);
-    reply_bulk_str(x->out, "clients.slaves");
-    reply_int(x->out, 0);
-    reply_bulk_str(x->out, "clients.normal");
-    reply_int(x->out, (int64_t)clients);
-    reply_bulk_str(x->out, "aof.buffer");
-    reply_int(x->out, 0);
-    reply_bulk_str(x->out, "lua.caches");
-    reply_int(x->out, 0);
-    reply_bulk_str(x->out, "functions.caches");
-    reply_int(x->out, 0);
-    reply_bulk_str(x->out, "overhead.total");
-    reply_int(x->out, (int64_t)(used > data ? used - data : 0));
-    reply_bulk_str(x->out, "keys.count");
-    reply_int(x->out, (int64_t)keys);
-    reply_bulk_str(x->out, "keys.bytes-per-key");
-    reply_int(x->out, keys ? (int64_t)(used / keys) : 0);
-    reply_bulk_str(x->out, "dataset.bytes");
-    reply_int(x->out, (int64_t)data);
-    reply_bulk_str(x->out, "dataset.percentage");
-    reply_double(x->out, used ? 100.0 * (double)data / (double)used : 0.0);
-    reply_bulk_str(x->out, "peak.percentage");
-    reply_double(x->out, peak > 0 ? 100.0 * (double)rss / (double)peak : 0.0);
-    reply_bulk_str(x->out, "fragmentation");
-    reply_double(x->out, used ? (double)rss / (double)used : 0.0);
-    reply_bulk_str(x->out, "fragmentation.bytes");
-    reply_int(x->out, rss - (long long)used);
+    int64_t clients = atomic_load(&srv->clients);
+    double pct_data = used ? 100.0 * (double)data / (double)used : 0.0;
+    double pct_peak = peak > 0 ? 100.0 * (double)rss / (double)peak : 0.0;
+    double frag = used ? (double)rss / (double)used : 0.0;
+    const struct {
+        const char *name;
+        bool dbl; /* a double (the percentages, the ratio), else an integer */
+        int64_t i;
+        double d;
+    } fields[] = {
+        {"peak.allocated", false, peak, 0},
+        {"total.allocated", false, (int64_t)used, 0},
+        {"startup.allocated", false, 0, 0},
+        {"replication.backlog", false, 0, 0},
+        {"clients.slaves", false, 0, 0},
+        {"clients.normal", false, clients, 0},
+        {"aof.buffer", false, 0, 0},
+        {"lua.caches", false, 0, 0},
+        {"functions.caches", false, 0, 0},
+        {"overhead.total", false, (int64_t)(used > data ? used - data : 0), 0},
+        {"keys.count", false, (int64_t)keys, 0},
+        {"keys.bytes-per-key", false, keys ? (int64_t)(used / keys) : 0, 0},
+        {"dataset.bytes", false, (int64_t)data, 0},
+        {"dataset.percentage", true, 0, pct_data},
+        {"peak.percentage", true, 0, pct_peak},
+        {"fragmentation", true, 0, frag},
+        {"fragmentation.bytes", false, rss - (long long)used, 0},
+    };
+    reply_map(x->out, KV_ARRAY_LEN(fields));
+    for (size_t i = 0; i < KV_ARRAY_LEN(fields); i++) {
+        reply_bulk_str(x->out, fields[i].name);
+        if (fields[i].dbl) {
+            reply_double(x->out, fields[i].d);
+        } else {
+            reply_int(x->out, fields[i].i);
+        }
+    }
 }
 
 /*
@@ -1551,18 +1552,13 @@ void cmd_flushall(struct cmd_ctx *x)
         return;
     }
     watch_touch_if(x->sh->watch, key_exists, x);
-    /* ASYNC: the old tables are freed a few segments per loop turn (shard_drop_step),
+    /* ASYNC: the old tables are freed a few segments per loop turn (shard_drop_table),
      * so that emptying millions of keys stalls no request; SYNC frees them now. */
     bool async = x->argc == 2 && cmd_arg_is(&x->argv[1], "async");
-    /* Redis counts a change per key removed */
-    uint64_t removed = 0;
     for (uint32_t i = 0; i < x->sh->table_count; i++) {
         struct tbl_stats st;
         tbl_stats(x->sh->tables[i], &st);
-        removed += st.entries;
-    }
-    STAT_ADD(x->sh->stats.changes, removed);
-    for (uint32_t i = 0; i < x->sh->table_count; i++) {
+        cmd_count_changes(x->sh, (int64_t)st.entries); /* Redis: a change per key removed */
         struct tbl *fresh = tbl_create(x->sh->heap);
         KV_ASSERT(fresh != NULL);
         if (async) {

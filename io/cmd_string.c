@@ -1185,7 +1185,7 @@ static void bitfield_generic(struct cmd_ctx *x, bool ro)
             last = len;
         }
         cmd_log_range(x, key, h, (size_t)first, (size_t)(last - first));
-        STAT_SET(x->sh->stats.changes, STAT_GET(x->sh->stats.changes) - 1 + changes);
+        cmd_count_changes(x->sh, (int64_t)changes - 1); /* one per changing operation */
     }
 out:
     if (steps != stack) {

@@ -1005,6 +1005,19 @@ static void outbox_add(struct conn *c, const struct xmsg *m)
     mark_blocked(c);
 }
 
+/* Sends a message of the connection to shard `to` in the connection's order: behind
+ * what waits in its outbox, or into the outbox when the queue is full. */
+static void conn_send(struct conn *c, uint32_t to, struct xmsg *m)
+{
+    if (c->outbox_len > 0 || !shard_send(c->sh, to, m)) {
+        m->flags = to; /* remember the destination */
+        if (c->outbox_len == 0) {
+            STAT_ADD(c->sh->stats.queue_full_pauses, 1);
+        }
+        outbox_add(c, m);
+    }
+}
+
 static void send_req(struct conn *c, uint32_t to, const struct cmd_desc *d, uint32_t seq,
                      uint32_t part, size_t argc, const struct resp_arg *const *args)
 {
@@ -1023,13 +1036,7 @@ static void send_req(struct conn *c, uint32_t to, const struct cmd_desc *d, uint
     m.payload_len = len;
     c->remote_waiting++;
     STAT_ADD(c->sh->stats.forwarded, 1);
-    if (c->outbox_len > 0 || !shard_send(c->sh, to, &m)) {
-        m.flags = to; /* remember the destination */
-        if (c->outbox_len == 0) {
-            STAT_ADD(c->sh->stats.queue_full_pauses, 1);
-        }
-        outbox_add(c, &m);
-    }
+    conn_send(c, to, &m);
 }
 
 /*
@@ -1050,13 +1057,7 @@ static void unwatch(struct conn *c)
         return;
     }
     struct xmsg m = {.kind = XM_UNWATCH, .src = (uint16_t)c->sh->id, .caller_id = c->id};
-    if (c->outbox_len > 0 || !shard_send(c->sh, to, &m)) {
-        m.flags = to; /* remember the destination */
-        if (c->outbox_len == 0) {
-            STAT_ADD(c->sh->stats.queue_full_pauses, 1);
-        }
-        outbox_add(c, &m);
-    }
+    conn_send(c, to, &m);
 }
 
 static void forward_one(struct conn *c, uint32_t to, const struct cmd_desc *d, size_t argc,

@@ -75,31 +75,43 @@ static bool as_int(const void *v, size_t n, int64_t *out)
     return (size_t)k == n && memcmp(buf, v, n) == 0 && *out >= INT32_MIN && *out <= INT32_MAX;
 }
 
-size_t rdbstr_dump(const void *v, size_t n, uint8_t *out)
+size_t rdbstr_dump_head(const void *v, size_t n, uint8_t head[RDBSTR_HEAD_MAX], bool *body)
 {
     size_t o = 0;
-    out[o++] = RDBSTR_TYPE_STR;
+    head[o++] = RDBSTR_TYPE_STR;
     int64_t i;
-    if (as_int(v, n, &i)) {
-        int bytes = i >= INT8_MIN && i <= INT8_MAX ? 1 : i >= INT16_MIN && i <= INT16_MAX ? 2 : 4;
-        out[o++] = (uint8_t)(0xC0 | (bytes == 1 ? ENC_INT8 : bytes == 2 ? ENC_INT16 : ENC_INT32));
-        for (int k = 0; k < bytes; k++) {
-            out[o++] = (uint8_t)((uint64_t)i >> (8 * k)); /* little-endian */
-        }
-    } else {
-        o += put_len(out + o, n);
-        if (n > 0) {
-            memcpy(out + o, v, n);
-        }
-        o += n;
+    *body = !as_int(v, n, &i);
+    if (*body) {
+        return o + put_len(head + o, n);
     }
-    out[o++] = (uint8_t)RDBSTR_VERSION;
-    out[o++] = (uint8_t)(RDBSTR_VERSION >> 8);
-    uint64_t crc = rdbstr_crc64(0, out, o);
-    for (int k = 0; k < 8; k++) {
-        out[o++] = (uint8_t)(crc >> (8 * k));
+    int bytes = i >= INT8_MIN && i <= INT8_MAX ? 1 : i >= INT16_MIN && i <= INT16_MAX ? 2 : 4;
+    head[o++] = (uint8_t)(0xC0 | (bytes == 1 ? ENC_INT8 : bytes == 2 ? ENC_INT16 : ENC_INT32));
+    for (int k = 0; k < bytes; k++) {
+        head[o++] = (uint8_t)((uint64_t)i >> (8 * k)); /* little-endian */
     }
     return o;
+}
+
+void rdbstr_dump_tail(uint64_t crc, uint8_t tail[RDBSTR_TAIL])
+{
+    tail[0] = (uint8_t)RDBSTR_VERSION;
+    tail[1] = (uint8_t)(RDBSTR_VERSION >> 8);
+    crc = rdbstr_crc64(crc, tail, 2);
+    for (int k = 0; k < 8; k++) {
+        tail[2 + k] = (uint8_t)(crc >> (8 * k));
+    }
+}
+
+size_t rdbstr_dump(const void *v, size_t n, uint8_t *out)
+{
+    bool body;
+    size_t o = rdbstr_dump_head(v, n, out, &body);
+    if (body && n > 0) {
+        memcpy(out + o, v, n);
+        o += n;
+    }
+    rdbstr_dump_tail(rdbstr_crc64(0, out, o), out + o);
+    return o + RDBSTR_TAIL;
 }
 
 /* Reads a length or an encoding code at *at (below end). */

@@ -12,12 +12,15 @@
 #ifndef KVD_RDBSTR_H
 #define KVD_RDBSTR_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #define RDBSTR_VERSION     10 /* Redis 7.0's RDB version */
 #define RDBSTR_TYPE_STR    0
-#define RDBSTR_DUMP_MAX(n) ((n) + 1 + 9 + 2 + 8) /* type, length, version, checksum */
+#define RDBSTR_HEAD_MAX    (1 + 9) /* type, then length or integer */
+#define RDBSTR_TAIL        (2 + 8) /* version, checksum */
+#define RDBSTR_DUMP_MAX(n) ((n) + RDBSTR_HEAD_MAX + RDBSTR_TAIL)
 
 /* CRC-64 (Jones polynomial, reflected, as Redis's crc64) of p[0..n), continuing crc. */
 uint64_t rdbstr_crc64(uint64_t crc, const void *p, size_t n);
@@ -25,6 +28,15 @@ uint64_t rdbstr_crc64(uint64_t crc, const void *p, size_t n);
 /* Writes the payload of value v[0..n) into out (at least RDBSTR_DUMP_MAX(n) bytes);
  * returns its length. */
 size_t rdbstr_dump(const void *v, size_t n, uint8_t *out);
+
+/*
+ * The same in three pieces, for writing it out without a copy of the value: the head
+ * (its length returned; *body says whether the value's bytes follow it, or an integer
+ * encoding in the head stands for them), the value when *body, then the tail, whose
+ * checksum continues `crc`, the CRC-64 of head and body.
+ */
+size_t rdbstr_dump_head(const void *v, size_t n, uint8_t head[RDBSTR_HEAD_MAX], bool *body);
+void rdbstr_dump_tail(uint64_t crc, uint8_t tail[RDBSTR_TAIL]);
 
 enum rdbstr_result {
     RDBSTR_OK = 0,

@@ -14,9 +14,23 @@
 
 struct wref;
 
-struct wkey {
-    struct wkey *next; /* bucket chain */
+/*
+ * The first member of a watched key and of a client: both maps chain these, keyed by
+ * the key's hash or the client's id.
+ */
+struct wnode {
+    struct wnode *next; /* bucket chain */
     uint64_t h;
+};
+
+/* A chained hash map of wnodes that doubles when its load passes 1. */
+struct wmap {
+    struct wnode **b;
+    size_t mask, n;
+};
+
+struct wkey {
+    struct wnode node; /* node.h: the key's hash */
     struct wref *refs; /* the watches of this key */
     size_t nrefs;
     uint32_t klen;
@@ -26,8 +40,7 @@ struct wkey {
 /* A client with watches here, or a dirty one (whose watches are gone: as in Redis, a
  * client that can no longer succeed stops watching, so later writes skip it). */
 struct wcli {
-    struct wcli *next; /* bucket chain */
-    uint64_t id;
+    struct wnode node; /* node.h: the client's id */
     struct wref *refs; /* the watches of this client */
     size_t count;
     bool dirty;
@@ -44,10 +57,8 @@ struct wref {
 
 struct watch_reg {
     mi_heap_t *heap;
-    struct wkey **kb; /* key buckets */
-    size_t kmask, nkeys;
-    struct wcli **cb; /* client buckets */
-    size_t cmask, nclients;
+    struct wmap keys;
+    struct wmap clients;
     size_t nwatching; /* clients with at least one watch */
 };
 
@@ -59,15 +70,48 @@ static inline size_t mix(uint64_t x)
     return (size_t)x;
 }
 
+static void map_init(mi_heap_t *heap, struct wmap *m)
+{
+    m->b = mi_heap_calloc(heap, WATCH_BUCKETS_MIN, sizeof *m->b);
+    KV_ASSERT(m->b != NULL);
+    m->mask = WATCH_BUCKETS_MIN - 1;
+    m->n = 0;
+}
+
+static struct wnode **map_head(const struct wmap *m, uint64_t h)
+{
+    return &m->b[mix(h) & m->mask];
+}
+
+/* After inserting a node: doubles the buckets once the load passes 1. */
+static void map_added(mi_heap_t *heap, struct wmap *m)
+{
+    if (++m->n <= m->mask + 1) {
+        return;
+    }
+    size_t n = (m->mask + 1) * 2;
+    struct wnode **nb = mi_heap_calloc(heap, n, sizeof *nb);
+    KV_ASSERT(nb != NULL);
+    for (size_t b = 0; b <= m->mask; b++) {
+        for (struct wnode *e = m->b[b], *next; e != NULL; e = next) {
+            next = e->next;
+            size_t i = mix(e->h) & (n - 1);
+            e->next = nb[i];
+            nb[i] = e;
+        }
+    }
+    mi_free(m->b);
+    m->b = nb;
+    m->mask = n - 1;
+}
+
 struct watch_reg *watch_create(struct mi_heap_s *heap)
 {
     struct watch_reg *w = mi_heap_zalloc(heap, sizeof *w);
     KV_ASSERT(w != NULL);
     w->heap = heap;
-    w->kb = mi_heap_calloc(heap, WATCH_BUCKETS_MIN, sizeof *w->kb);
-    w->cb = mi_heap_calloc(heap, WATCH_BUCKETS_MIN, sizeof *w->cb);
-    KV_ASSERT(w->kb != NULL && w->cb != NULL);
-    w->kmask = w->cmask = WATCH_BUCKETS_MIN - 1;
+    map_init(heap, &w->keys);
+    map_init(heap, &w->clients);
     return w;
 }
 
@@ -76,20 +120,20 @@ void watch_destroy(struct watch_reg *w)
     if (w == NULL) {
         return;
     }
-    for (size_t b = 0; b <= w->cmask; b++) {
-        while (w->cb[b] != NULL) {
-            watch_drop(w, w->cb[b]->id);
+    for (size_t b = 0; b <= w->clients.mask; b++) {
+        while (w->clients.b[b] != NULL) {
+            watch_drop(w, w->clients.b[b]->h);
         }
     }
-    KV_ASSERT(w->nkeys == 0 && w->nclients == 0);
-    mi_free(w->kb);
-    mi_free(w->cb);
+    KV_ASSERT(w->keys.n == 0 && w->clients.n == 0);
+    mi_free(w->keys.b);
+    mi_free(w->clients.b);
     mi_free(w);
 }
 
 size_t watch_key_count(const struct watch_reg *w)
 {
-    return w != NULL ? w->nkeys : 0;
+    return w != NULL ? w->keys.n : 0;
 }
 
 size_t watch_client_count(const struct watch_reg *w)
@@ -97,91 +141,53 @@ size_t watch_client_count(const struct watch_reg *w)
     return w != NULL ? w->nwatching : 0;
 }
 
-static struct wkey **key_slot(struct watch_reg *w, const char *key, size_t klen, uint64_t h)
+static struct wnode **key_slot(const struct watch_reg *w, const char *key, size_t klen, uint64_t h)
 {
-    struct wkey **pp = &w->kb[mix(h) & w->kmask];
-    while (*pp != NULL &&
-           ((*pp)->h != h || (*pp)->klen != klen || memcmp((*pp)->key, key, klen) != 0)) {
-        pp = &(*pp)->next;
+    struct wnode **pp = map_head(&w->keys, h);
+    for (; *pp != NULL; pp = &(*pp)->next) {
+        const struct wkey *k = (const struct wkey *)*pp;
+        if (k->node.h == h && k->klen == klen && memcmp(k->key, key, klen) == 0) {
+            break;
+        }
     }
     return pp;
 }
 
-static struct wcli **cli_slot(const struct watch_reg *w, uint64_t id)
+static struct wnode **cli_slot(const struct watch_reg *w, uint64_t id)
 {
-    struct wcli **pp = &w->cb[mix(id) & w->cmask];
-    while (*pp != NULL && (*pp)->id != id) {
+    struct wnode **pp = map_head(&w->clients, id);
+    while (*pp != NULL && (*pp)->h != id) {
         pp = &(*pp)->next;
     }
     return pp;
-}
-
-static void grow_keys(struct watch_reg *w)
-{
-    size_t n = (w->kmask + 1) * 2;
-    struct wkey **nb = mi_heap_calloc(w->heap, n, sizeof *nb);
-    KV_ASSERT(nb != NULL);
-    for (size_t b = 0; b <= w->kmask; b++) {
-        for (struct wkey *k = w->kb[b], *next; k != NULL; k = next) {
-            next = k->next;
-            size_t i = mix(k->h) & (n - 1);
-            k->next = nb[i];
-            nb[i] = k;
-        }
-    }
-    mi_free(w->kb);
-    w->kb = nb;
-    w->kmask = n - 1;
-}
-
-static void grow_clients(struct watch_reg *w)
-{
-    size_t n = (w->cmask + 1) * 2;
-    struct wcli **nb = mi_heap_calloc(w->heap, n, sizeof *nb);
-    KV_ASSERT(nb != NULL);
-    for (size_t b = 0; b <= w->cmask; b++) {
-        for (struct wcli *c = w->cb[b], *next; c != NULL; c = next) {
-            next = c->next;
-            size_t i = mix(c->id) & (n - 1);
-            c->next = nb[i];
-            nb[i] = c;
-        }
-    }
-    mi_free(w->cb);
-    w->cb = nb;
-    w->cmask = n - 1;
 }
 
 void watch_add(struct watch_reg *w, uint64_t client, const char *key, size_t klen, uint64_t h,
                int64_t expire_ms)
 {
     KV_ASSERT(w != NULL && (key != NULL || klen == 0) && klen <= UINT32_MAX);
-    struct wcli **cp = cli_slot(w, client);
-    struct wcli *c = *cp;
+    struct wnode **cp = cli_slot(w, client);
+    struct wcli *c = (struct wcli *)*cp;
     if (c == NULL) {
         c = mi_heap_zalloc(w->heap, sizeof *c);
         KV_ASSERT(c != NULL);
-        c->id = client;
-        *cp = c;
-        if (++w->nclients > w->cmask + 1) {
-            grow_clients(w);
-        }
+        c->node.h = client;
+        *cp = &c->node;
+        map_added(w->heap, &w->clients);
     } else if (c->dirty) {
         return; /* its EXEC fails anyway (Redis: no point in watching) */
     }
-    struct wkey **kp = key_slot(w, key, klen, h);
-    struct wkey *k = *kp;
+    struct wnode **kp = key_slot(w, key, klen, h);
+    struct wkey *k = (struct wkey *)*kp;
     if (k == NULL) {
         k = mi_heap_malloc(w->heap, sizeof *k + klen);
         KV_ASSERT(k != NULL);
-        *k = (struct wkey){.h = h, .klen = (uint32_t)klen};
+        *k = (struct wkey){.node = {.h = h}, .klen = (uint32_t)klen};
         if (klen > 0) {
             memcpy(k->key, key, klen);
         }
-        *kp = k;
-        if (++w->nkeys > w->kmask + 1) {
-            grow_keys(w);
-        }
+        *kp = &k->node;
+        map_added(w->heap, &w->keys);
     } else if (k->nrefs <= c->count) { /* already watched by this client? */
         for (struct wref *r = k->refs; r != NULL; r = r->key_next) {
             if (r->cli == c) {
@@ -224,10 +230,10 @@ static void unwatch_all(struct watch_reg *w, struct wcli *c)
         KV_ASSERT(k->nrefs > 0);
         if (--k->nrefs == 0) {
             KV_ASSERT(k->refs == NULL);
-            struct wkey **kp = key_slot(w, k->key, k->klen, k->h);
-            KV_ASSERT(*kp == k);
-            *kp = k->next;
-            w->nkeys--;
+            struct wnode **kp = key_slot(w, k->key, k->klen, k->node.h);
+            KV_ASSERT(*kp == &k->node);
+            *kp = k->node.next;
+            w->keys.n--;
             mi_free(k);
         }
         mi_free(r);
@@ -239,10 +245,10 @@ static void unwatch_all(struct watch_reg *w, struct wcli *c)
 
 void watch_touch(struct watch_reg *w, const char *key, size_t klen, uint64_t h)
 {
-    if (w == NULL || w->nkeys == 0) {
+    if (w == NULL || w->keys.n == 0) {
         return;
     }
-    struct wkey *k = *key_slot(w, key, klen, h);
+    struct wkey *k = (struct wkey *)*key_slot(w, key, klen, h);
     if (k == NULL) {
         return;
     }
@@ -262,12 +268,13 @@ void watch_touch(struct watch_reg *w, const char *key, size_t klen, uint64_t h)
 
 void watch_touch_if(struct watch_reg *w, watch_pred *pred, void *arg)
 {
-    if (w == NULL || w->nkeys == 0) {
+    if (w == NULL || w->keys.n == 0) {
         return;
     }
-    for (size_t b = 0; b <= w->kmask; b++) {
-        for (struct wkey *k = w->kb[b]; k != NULL; k = k->next) {
-            if (pred(arg, k->key, k->klen, k->h)) {
+    for (size_t b = 0; b <= w->keys.mask; b++) {
+        for (struct wnode *e = w->keys.b[b]; e != NULL; e = e->next) {
+            struct wkey *k = (struct wkey *)e;
+            if (pred(arg, k->key, k->klen, k->node.h)) {
                 /* dirty only: their watches are freed at EXEC / UNWATCH / close, as
                  * freeing them here would change the maps being walked */
                 for (struct wref *r = k->refs; r != NULL; r = r->key_next) {
@@ -280,10 +287,10 @@ void watch_touch_if(struct watch_reg *w, watch_pred *pred, void *arg)
 
 bool watch_clean(const struct watch_reg *w, uint64_t client, int64_t now_ms)
 {
-    if (w == NULL || w->nclients == 0) {
+    if (w == NULL || w->clients.n == 0) {
         return true;
     }
-    const struct wcli *c = *cli_slot(w, client);
+    const struct wcli *c = (const struct wcli *)*cli_slot(w, client);
     if (c == NULL) {
         return true;
     }
@@ -300,16 +307,16 @@ bool watch_clean(const struct watch_reg *w, uint64_t client, int64_t now_ms)
 
 void watch_drop(struct watch_reg *w, uint64_t client)
 {
-    if (w == NULL || w->nclients == 0) {
+    if (w == NULL || w->clients.n == 0) {
         return;
     }
-    struct wcli **cp = cli_slot(w, client);
-    struct wcli *c = *cp;
+    struct wnode **cp = cli_slot(w, client);
+    struct wcli *c = (struct wcli *)*cp;
     if (c == NULL) {
         return;
     }
-    *cp = c->next;
-    w->nclients--;
+    *cp = c->node.next;
+    w->clients.n--;
     unwatch_all(w, c);
     mi_free(c);
 }
@@ -318,9 +325,10 @@ void watch_check(const struct watch_reg *w)
 {
     KV_ASSERT(w != NULL);
     size_t keys = 0, clients = 0, refs_by_key = 0, refs_by_cli = 0, watching = 0;
-    for (size_t b = 0; b <= w->kmask; b++) {
-        for (const struct wkey *k = w->kb[b]; k != NULL; k = k->next) {
-            KV_ASSERT((mix(k->h) & w->kmask) == b);
+    for (size_t b = 0; b <= w->keys.mask; b++) {
+        for (const struct wnode *e = w->keys.b[b]; e != NULL; e = e->next) {
+            const struct wkey *k = (const struct wkey *)e;
+            KV_ASSERT((mix(e->h) & w->keys.mask) == b);
             KV_ASSERT(k->refs != NULL); /* a key without watchers is freed */
             struct wref *const *pprev = &k->refs;
             size_t n = 0;
@@ -334,9 +342,10 @@ void watch_check(const struct watch_reg *w)
             keys++;
         }
     }
-    for (size_t b = 0; b <= w->cmask; b++) {
-        for (const struct wcli *c = w->cb[b]; c != NULL; c = c->next) {
-            KV_ASSERT((mix(c->id) & w->cmask) == b);
+    for (size_t b = 0; b <= w->clients.mask; b++) {
+        for (const struct wnode *e = w->clients.b[b]; e != NULL; e = e->next) {
+            const struct wcli *c = (const struct wcli *)e;
+            KV_ASSERT((mix(e->h) & w->clients.mask) == b);
             size_t n = 0;
             for (const struct wref *r = c->refs; r != NULL; r = r->cli_next) {
                 KV_ASSERT(r->cli == c);
@@ -348,6 +357,6 @@ void watch_check(const struct watch_reg *w)
             watching += n > 0;
         }
     }
-    KV_ASSERT(keys == w->nkeys && clients == w->nclients && refs_by_key == refs_by_cli);
+    KV_ASSERT(keys == w->keys.n && clients == w->clients.n && refs_by_key == refs_by_cli);
     KV_ASSERT(watching == w->nwatching);
 }

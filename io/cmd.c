@@ -77,8 +77,11 @@ static struct cmd_desc table[] = {
      NULL},
     {"flushall", -1, CMD_WRITE, NOKEY, CMD_EXEC_ALL, CMD_MERGE_OK, cmd_flushall, "write",
      cmd_flushall_check},
-    {"flushdb", -1, CMD_WRITE, NOKEY, CMD_EXEC_ALL, CMD_MERGE_OK, cmd_flushall, "write",
+    {"flushdb", -1, CMD_WRITE, NOKEY, CMD_EXEC_ALL, CMD_MERGE_OK, cmd_flushdb, "write",
      cmd_flushall_check},
+    {"swapdb", 3, WR, NOKEY, CMD_EXEC_ALL, CMD_MERGE_OK, cmd_swapdb, "write fast",
+     cmd_swapdb_check},
+    {"move", 3, WR, KEY1, CMD_EXEC_KEY, 0, cmd_move, "write fast", NULL},
     {"scan", -2, CMD_READONLY, NOKEY, CMD_EXEC_SCAN, 0, cmd_scan, "readonly", NULL},
     /* connection and server */
     {"ping", -1, CMD_FAST, NOKEY, CMD_EXEC_CONN, 0, cmd_ping, "fast", NULL},
@@ -311,7 +314,7 @@ bool cmd_arity_ok(const struct cmd_desc *d, size_t argc)
 
 struct tbl *cmd_tbl(struct cmd_ctx *x, uint64_t h)
 {
-    return shard_table(x->sh, h);
+    return shard_table(x->sh, x->db, h);
 }
 
 /* Appends one record of the key's partition, with the partition's next LSN. */
@@ -330,9 +333,9 @@ static void log_record(struct shard *sh, uint64_t h, struct walfmt_view *v)
  * WATCHing the key dirty, and where it is counted as one change (Redis's dirty count,
  * INFO rdb_changes_since_last_save without persistence).
  */
-static void changed(struct shard *sh, const struct resp_arg *key, uint64_t h)
+static void changed(struct shard *sh, uint32_t db, const struct resp_arg *key, uint64_t h)
 {
-    watch_touch(sh->watch, key->ptr, key->len, h);
+    watch_touch(sh->watch, db, key->ptr, key->len, h);
     STAT_ADD(sh->stats.changes, 1);
 }
 
@@ -343,12 +346,13 @@ void cmd_count_changes(struct shard *sh, int64_t delta)
 void cmd_log_key(struct cmd_ctx *x, const struct resp_arg *key, uint64_t h)
 {
     struct shard *sh = x->sh;
-    changed(sh, key, h);
+    changed(sh, x->db, key, h);
     if (sh->wal == NULL) {
         return;
     }
-    struct walfmt_view v = {.key = key->ptr, .klen = key->len, .type = WALFMT_DEL};
-    const struct tbl_entry *e = tbl_get(shard_table(sh, h), key->ptr, key->len, h, x->now_ms);
+    struct walfmt_view v = {.key = key->ptr, .klen = key->len, .type = WALFMT_DEL, .db = x->db};
+    const struct tbl_entry *e =
+        tbl_get(shard_table(sh, x->db, h), key->ptr, key->len, h, x->now_ms);
     if (e != NULL) {
         v.type = WALFMT_PUT;
         v.val = tbl_entry_val(e, &v.vlen);
@@ -360,17 +364,19 @@ void cmd_log_key(struct cmd_ctx *x, const struct resp_arg *key, uint64_t h)
 void cmd_log_range(struct cmd_ctx *x, const struct resp_arg *key, uint64_t h, size_t off, size_t n)
 {
     struct shard *sh = x->sh;
-    changed(sh, key, h);
+    changed(sh, x->db, key, h);
     if (sh->wal == NULL) {
         return;
     }
-    const struct tbl_entry *e = tbl_get(shard_table(sh, h), key->ptr, key->len, h, x->now_ms);
+    const struct tbl_entry *e =
+        tbl_get(shard_table(sh, x->db, h), key->ptr, key->len, h, x->now_ms);
     KV_ASSERT(e != NULL);
     size_t len;
     const char *val = tbl_entry_val(e, &len);
     KV_ASSERT(off + n <= len);
     struct walfmt_view v = {.key = key->ptr,
                             .klen = key->len,
+                            .db = x->db,
                             .type = WALFMT_PUT,
                             .val = val,
                             .vlen = len,
@@ -388,21 +394,35 @@ void cmd_log_range(struct cmd_ctx *x, const struct resp_arg *key, uint64_t h, si
 void cmd_log_expire(struct cmd_ctx *x, const struct resp_arg *key, uint64_t h, int64_t when_ms)
 {
     struct shard *sh = x->sh;
-    changed(sh, key, h);
+    changed(sh, x->db, key, h);
     if (sh->wal == NULL) {
         return;
     }
-    struct walfmt_view v = {
-        .key = key->ptr, .klen = key->len, .type = WALFMT_EXPIRE, .expire_ms = when_ms};
+    struct walfmt_view v = {.key = key->ptr,
+                            .klen = key->len,
+                            .db = x->db,
+                            .type = WALFMT_EXPIRE,
+                            .expire_ms = when_ms};
     log_record(sh, h, &v);
 }
 
-void cmd_log_flush(struct shard *sh, uint32_t slot)
+void cmd_log_swapdb(struct shard *sh, uint32_t slot, uint32_t a, uint32_t b)
 {
     if (sh->wal == NULL) {
         return;
     }
-    struct walfmt_view v = {.type = WALFMT_FLUSH, .key = "", .part = sh->part_id[slot]};
+    struct walfmt_view v = {
+        .type = WALFMT_SWAPDB, .key = "", .part = sh->part_id[slot], .db = a, .db2 = b};
+    v.lsn = ++sh->part_lsn[slot];
+    wal_append(sh->wal, &v);
+}
+
+void cmd_log_flush(struct shard *sh, uint32_t slot, uint32_t db)
+{
+    if (sh->wal == NULL) {
+        return;
+    }
+    struct walfmt_view v = {.type = WALFMT_FLUSH, .key = "", .part = sh->part_id[slot], .db = db};
     v.lsn = ++sh->part_lsn[slot];
     wal_append(sh->wal, &v);
 }
@@ -431,6 +451,31 @@ const struct tbl_entry *cmd_lookup_write(struct cmd_ctx *x, const struct resp_ar
 bool cmd_parse_i64(const struct resp_arg *a, int64_t *out)
 {
     return kv_parse_i64(a->ptr, a->len, out);
+}
+
+bool cmd_parse_db(struct cmd_ctx *x, const struct resp_arg *a, const char *msg, uint32_t *db)
+{
+    int64_t v;
+    if (!cmd_parse_i64(a, &v)) {
+        if (msg != NULL) {
+            reply_error(x->out, msg);
+        } else {
+            reply_err_not_int(x->out);
+        }
+        return false;
+    }
+    if (v < INT32_MIN || v > INT32_MAX) {
+        reply_error(x->out, msg != NULL ? msg
+                                        : "ERR value is out of range, value must between "
+                                          "-2147483648 and 2147483647");
+        return false;
+    }
+    if (v < 0 || v >= (int64_t)x->sh->ndb) {
+        reply_error(x->out, "ERR DB index is out of range");
+        return false;
+    }
+    *db = (uint32_t)v;
+    return true;
 }
 
 bool cmd_parse_cursor(const struct resp_arg *a, uint64_t *out)

@@ -106,6 +106,7 @@ struct cmd_ctx {
     uint64_t inner_errors; /* EXEC: error replies of the commands it ran (not its own) */
     int64_t sum;           /* MULTI with CMD_MERGE_SUM: the part's integer result */
     uint64_t caller_id;    /* id of the client that sent the command (on any shard) */
+    uint32_t db;           /* the client's selected database */
 };
 
 /* Sorts the table; call once at start-up before any lookup. */
@@ -138,7 +139,9 @@ const struct cmd_desc *cmd_table(size_t *count);
 /* True if argc satisfies the command's arity. */
 bool cmd_arity_ok(const struct cmd_desc *d, size_t argc);
 
-/* The hash table holding key hash h, on the executing shard. */
+/* The hash table holding key hash h in the selected database (x->db), on the executing
+ * shard. Handlers that touch another database (MOVE, COPY ... DB) set x->db around the
+ * calls that concern it, cmd_log_* included. */
 struct tbl *cmd_tbl(struct cmd_ctx *x, uint64_t h);
 
 /* The key hash of an argument (tbl_hash: Redis's {tag} rule). */
@@ -160,11 +163,17 @@ void cmd_log_expire(struct cmd_ctx *x, const struct resp_arg *key, uint64_t h, i
 /* After a write of bytes [off, off + n) of an existing key's value (APPEND, SETRANGE):
  * logs those bytes alone (RANGE) when the value is much longer, else the whole value. */
 void cmd_log_range(struct cmd_ctx *x, const struct resp_arg *key, uint64_t h, size_t off, size_t n);
-void cmd_log_flush(struct shard *sh, uint32_t slot);
+void cmd_log_flush(struct shard *sh, uint32_t slot, uint32_t db);
+void cmd_log_swapdb(struct shard *sh, uint32_t slot, uint32_t a, uint32_t b);
 /* Corrects the change count where Redis counts otherwise than one per cmd_log_* call
  * (RENAME: two records, one change; BITFIELD: one record, a change per operation;
  * FLUSHALL: a change per key removed). */
 void cmd_count_changes(struct shard *sh, int64_t delta);
+
+/* Parses a database index as Redis does (an int, then within `databases`), replying
+ * the error and returning false if it is not one: `msg` (e.g. "ERR invalid first DB
+ * index") replaces the texts of a non-integer or out-of-int value when not NULL. */
+bool cmd_parse_db(struct cmd_ctx *x, const struct resp_arg *a, const char *msg, uint32_t *db);
 
 /* Parses a whole argument as a signed 64-bit decimal, Redis's string2ll rules. */
 bool cmd_parse_i64(const struct resp_arg *a, int64_t *out);
@@ -179,8 +188,8 @@ cmd_fn cmd_get, cmd_set, cmd_setnx, cmd_setex, cmd_psetex, cmd_getset, cmd_getde
     cmd_pexpire, cmd_expireat, cmd_pexpireat, cmd_ttl, cmd_pttl, cmd_persist, cmd_type, cmd_rename,
     cmd_renamenx, cmd_touch, cmd_expiretime, cmd_pexpiretime, cmd_substr, cmd_lcs, cmd_object,
     cmd_memory, cmd_dump, cmd_restore, cmd_role, cmd_setbit, cmd_getbit, cmd_bitcount, cmd_bitpos,
-    cmd_bitop, cmd_bitfield, cmd_bitfield_ro, cmd_copy, cmd_multi, cmd_exec, cmd_discard, cmd_watch,
-    cmd_unwatch, conn_txn_run;
+    cmd_bitop, cmd_bitfield, cmd_bitfield_ro, cmd_copy, cmd_move, cmd_multi, cmd_exec, cmd_discard,
+    cmd_watch, cmd_unwatch, conn_txn_run;
 
 /* OBJECT's subcommands that take a key (they run on the key's shard). */
 bool cmd_object_keyed(const struct resp_arg *sub);
@@ -191,9 +200,10 @@ cmd_fn cmd_ping, cmd_echo, cmd_quit, cmd_select, cmd_auth, cmd_hello, cmd_client
     cmd_save, cmd_bgsave, cmd_bgrewriteaof, cmd_wait;
 
 /* Whole-keyspace parts (cmd_server.c): each runs over the executing shard's tables. */
-cmd_fn cmd_dbsize, cmd_keys, cmd_randomkey, cmd_flushall, cmd_scan, cmd_client_list_part,
-    cmd_client_kill_part;
+cmd_fn cmd_dbsize, cmd_keys, cmd_randomkey, cmd_flushall, cmd_flushdb, cmd_swapdb, cmd_scan,
+    cmd_client_list_part, cmd_client_kill_part;
 bool cmd_flushall_check(struct cmd_ctx *x);
+bool cmd_swapdb_check(struct cmd_ctx *x);
 bool cmd_client_list_check(struct cmd_ctx *x);
 bool cmd_client_kill_check(struct cmd_ctx *x);
 

@@ -5,7 +5,6 @@
  * than editing the tables by hand.
  *
  * Where kvd differs from Redis, the metadata says so rather than copying Redis's:
- *   - SELECT accepts only index 0 (kvd has one database): its summary says so.
  *   - Containers list only the subcommands kvd implements: CLIENT without CACHING,
  *     GETREDIR, PAUSE, REPLY, TRACKING, TRACKINGINFO, UNBLOCK, UNPAUSE; CONFIG without
  *     REWRITE (refused) and HELP; SLOWLOG without HELP. CLIENT SETINFO and NO-TOUCH,
@@ -1088,6 +1087,15 @@ static const struct cmd_docs_arg mget_args[] = {
     {.name = "key", .type = "key", .key_spec_index = 0, .flags = "multiple"},
 };
 
+static const struct cmd_docs_keyspec move_specs[] = {
+    {NULL, "RW access update", NULL, 1, false, {0, 1, 0}},
+};
+
+static const struct cmd_docs_arg move_args[] = {
+    {.name = "key", .type = "key", .key_spec_index = 0},
+    {.name = "db", .type = "integer", .key_spec_index = -1},
+};
+
 static const struct cmd_docs_keyspec mset_specs[] = {
     {NULL, "OW update", NULL, 1, false, {-1, 2, 0}},
 };
@@ -1622,6 +1630,11 @@ static const struct cmd_docs_arg substr_args[] = {
     {.name = "key", .type = "key", .key_spec_index = 0},
     {.name = "start", .type = "integer", .key_spec_index = -1},
     {.name = "end", .type = "integer", .key_spec_index = -1},
+};
+
+static const struct cmd_docs_arg swapdb_args[] = {
+    {.name = "index1", .type = "integer", .key_spec_index = -1},
+    {.name = "index2", .type = "integer", .key_spec_index = -1},
 };
 
 static const struct cmd_docs_keyspec touch_specs[] = {
@@ -2281,6 +2294,21 @@ const struct cmd_docs cmd_docs_table[] = {
      .complexity = "O(N) where N is the number of keys to retrieve.",
      .args = mget_args,
      .nargs = DOCS_LEN(mget_args)},
+    {.name = "move",
+     .arity = 3,
+     .first_key = 1,
+     .last_key = 1,
+     .key_step = 1,
+     .flags = "write fast",
+     .acl = "@keyspace @write @fast",
+     .specs = move_specs,
+     .nspecs = DOCS_LEN(move_specs),
+     .summary = "Move a key to another database",
+     .since = "1.0.0",
+     .group = "generic",
+     .complexity = "O(1)",
+     .args = move_args,
+     .nargs = DOCS_LEN(move_args)},
     {.name = "mset",
      .arity = -3,
      .first_key = 1,
@@ -2551,8 +2579,7 @@ const struct cmd_docs cmd_docs_table[] = {
      .arity = 2,
      .flags = "loading stale fast",
      .acl = "@fast @connection",
-     .summary = "Change the selected database for the current connection (kvd has one database: "
-                "only index 0 is accepted)",
+     .summary = "Change the selected database for the current connection",
      .since = "1.0.0",
      .group = "connection",
      .complexity = "O(1)",
@@ -2695,6 +2722,17 @@ const struct cmd_docs cmd_docs_table[] = {
      .replaced_by = "`GETRANGE`",
      .args = substr_args,
      .nargs = DOCS_LEN(substr_args)},
+    {.name = "swapdb",
+     .arity = 3,
+     .flags = "write fast",
+     .acl = "@keyspace @write @fast @dangerous",
+     .summary = "Swaps two Redis databases",
+     .since = "4.0.0",
+     .group = "server",
+     .complexity =
+         "O(N) where N is the count of clients watching or blocking on keys from both databases.",
+     .args = swapdb_args,
+     .nargs = DOCS_LEN(swapdb_args)},
     {.name = "time",
      .arity = 1,
      .flags = "loading stale fast",

@@ -325,17 +325,12 @@ void cmd_copy(struct cmd_ctx *x)
     const struct resp_arg *src = &x->argv[1];
     const struct resp_arg *dst = &x->argv[2];
     bool replace = false;
+    uint32_t src_db = x->db, dst_db = x->db;
     for (size_t i = 3; i < x->argc; i++) {
         if (cmd_arg_is(&x->argv[i], "replace")) {
             replace = true;
         } else if (cmd_arg_is(&x->argv[i], "db") && i + 1 < x->argc) {
-            int64_t db;
-            if (!cmd_parse_i64(&x->argv[++i], &db) || db < INT32_MIN || db > INT32_MAX) {
-                reply_err_not_int(x->out);
-                return;
-            }
-            if (db != 0) {
-                reply_error(x->out, "ERR DB index is out of range");
+            if (!cmd_parse_db(x, &x->argv[++i], NULL, &dst_db)) {
                 return;
             }
         } else {
@@ -343,7 +338,7 @@ void cmd_copy(struct cmd_ctx *x)
             return;
         }
     }
-    if (src->len == dst->len && memcmp(src->ptr, dst->ptr, src->len) == 0) {
+    if (src_db == dst_db && src->len == dst->len && memcmp(src->ptr, dst->ptr, src->len) == 0) {
         reply_error(x->out, "ERR source and destination objects are the same");
         return;
     }
@@ -353,7 +348,9 @@ void cmd_copy(struct cmd_ctx *x)
         reply_int(x->out, 0);
         return;
     }
+    x->db = dst_db; /* the destination's table, WATCH and WAL record */
     if (cmd_lookup_write(x, dst, hd) != NULL && !replace) {
+        x->db = src_db;
         reply_int(x->out, 0);
         return;
     }
@@ -362,10 +359,58 @@ void cmd_copy(struct cmd_ctx *x)
     struct tbl_put_args pa = {
         .val = v, .val_len = vlen, .expire_ms = tbl_entry_expire_ms(e), .type = tbl_entry_type(e)};
     if (tbl_put(cmd_tbl(x, hd), dst->ptr, dst->len, hd, &pa, x->now_ms, NULL) != 0) {
+        x->db = src_db;
         reply_error(x->out, "OOM command not allowed when used memory > 'maxmemory'.");
         return;
     }
     cmd_log_key(x, dst, hd);
+    x->db = src_db;
+    reply_int(x->out, 1);
+}
+
+/*
+ * MOVE key db: the key and its expiry into database `db` (same partition: the same
+ * shard), unless it is absent here or present there. Logged as the destination's PUT,
+ * then the source's DEL: both in one WAL batch, so a crash keeps both or neither.
+ */
+void cmd_move(struct cmd_ctx *x)
+{
+    const struct resp_arg *key = &x->argv[1];
+    uint32_t src_db = x->db, dst_db;
+    if (!cmd_parse_db(x, &x->argv[2], NULL, &dst_db)) {
+        return;
+    }
+    if (dst_db == src_db) {
+        reply_error(x->out, "ERR source and destination objects are the same");
+        return;
+    }
+    uint64_t h = cmd_key_hash(key);
+    const struct tbl_entry *e = cmd_lookup_write(x, key, h);
+    if (e == NULL) {
+        reply_int(x->out, 0);
+        return;
+    }
+    x->db = dst_db;
+    if (cmd_lookup_write(x, key, h) != NULL) {
+        x->db = src_db;
+        reply_int(x->out, 0);
+        return;
+    }
+    size_t vlen;
+    const void *v = tbl_entry_val(e, &vlen);
+    struct tbl_put_args pa = {
+        .val = v, .val_len = vlen, .expire_ms = tbl_entry_expire_ms(e), .type = tbl_entry_type(e)};
+    if (tbl_put(cmd_tbl(x, h), key->ptr, key->len, h, &pa, x->now_ms, NULL) != 0) {
+        x->db = src_db;
+        reply_error(x->out, "OOM command not allowed when used memory > 'maxmemory'.");
+        return;
+    }
+    cmd_log_key(x, key, h);
+    x->db = src_db;
+    int rc = tbl_del(cmd_tbl(x, h), key->ptr, key->len, h, x->now_ms, NULL);
+    KV_ASSERT(rc == 0);
+    cmd_log_key(x, key, h);
+    cmd_count_changes(x->sh, -1); /* two records, one change (Redis: dirty++ once) */
     reply_int(x->out, 1);
 }
 

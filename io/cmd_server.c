@@ -96,19 +96,20 @@ void cmd_quit(struct cmd_ctx *x)
     conn_close_after_reply(x->conn);
 }
 
+/* SELECT n: the connection's database from now on (also inside a transaction, where
+ * x->conn is NULL when the transaction runs on another shard: the client's shard then
+ * took the database from the queued SELECT, see txn_queue). */
 void cmd_select(struct cmd_ctx *x)
 {
-    int64_t db;
-    if (!cmd_parse_i64(&x->argv[1], &db)) {
-        reply_err_not_int(x->out);
-    } else if (db < INT32_MIN || db > INT32_MAX) {
-        reply_error(x->out,
-                    "ERR value is out of range, value must between -2147483648 and 2147483647");
-    } else if (db != 0) {
-        reply_error(x->out, "ERR DB index is out of range");
-    } else {
-        reply_ok(x->out);
+    uint32_t db;
+    if (!cmd_parse_db(x, &x->argv[1], NULL, &db)) {
+        return;
     }
+    x->db = db;
+    if (x->conn != NULL) {
+        conn_select(x->conn, db);
+    }
+    reply_ok(x->out);
 }
 
 void cmd_time(struct cmd_ctx *x)
@@ -379,7 +380,8 @@ void cmd_watch(struct cmd_ctx *x)
         const struct resp_arg *k = &x->argv[i];
         uint64_t h = cmd_key_hash(k);
         const struct tbl_entry *e = tbl_get(cmd_tbl(x, h), k->ptr, k->len, h, x->now_ms);
-        watch_add(sh->watch, x->caller_id, k->ptr, k->len, h, e ? tbl_entry_expire_ms(e) : 0);
+        watch_add(sh->watch, x->caller_id, x->db, k->ptr, k->len, h,
+                  e ? tbl_entry_expire_ms(e) : 0);
     }
     reply_ok(x->out);
 }
@@ -398,6 +400,7 @@ void cmd_reset(struct cmd_ctx *x)
     conn_txn_discard(x->conn);
     conn_set_resp(x->conn, 2);
     resp_out_set_proto(x->out, 2);
+    conn_select(x->conn, 0);
     conn_set_name(x->conn, "", 0);
     conn_set_authed(x->conn, kvd_settings.requirepass[0] == '\0');
     reply_simple(x->out, "RESET");
@@ -408,12 +411,12 @@ void cmd_reset(struct cmd_ctx *x)
 static int client_line(const struct conn_info *ci, char *buf, size_t cap)
 {
     return snprintf(buf, cap,
-                    "id=%llu addr=%s laddr=%s fd=%d name=%s age=%lld idle=%lld flags=%s db=0 "
+                    "id=%llu addr=%s laddr=%s fd=%d name=%s age=%lld idle=%lld flags=%s db=%u "
                     "sub=0 psub=0 ssub=0 multi=%d qbuf=%zu qbuf-free=0 argv-mem=0 "
                     "multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=%zu tot-mem=0 events=r "
                     "cmd=%s user=default redir=-1 resp=%d\n",
                     (unsigned long long)ci->id, ci->addr, ci->laddr, ci->fd, ci->name,
-                    (long long)ci->age_s, (long long)ci->idle_s, ci->multi >= 0 ? "x" : "N",
+                    (long long)ci->age_s, (long long)ci->idle_s, ci->multi >= 0 ? "x" : "N", ci->db,
                     ci->multi, ci->qbuf, ci->omem, ci->last_cmd, ci->resp);
 }
 
@@ -762,7 +765,6 @@ static const struct {
     const char *name;
     const char *value;
 } config_compat[] = {
-    {"databases", "1"},
     {"save", ""},
     {"appendonly", "no"},
     {"maxmemory", "0"},
@@ -1144,32 +1146,38 @@ static void info_add(struct info_buf *b, const char *fmt, ...)
     }
 }
 
-/* INFO persistence: Redis's fields (the snapshot rounds stand for RDB saves, the WAL
- * for the AOF), then kvd's own. */
-/* db0's keys, keys with a TTL and their mean remaining TTL (ms; Redis samples it, kvd
- * knows it: the tables keep the count and the sum of expiry times). */
+/* Each non-empty database's keys, keys with a TTL and their mean remaining TTL (ms;
+ * Redis samples it, kvd knows it: the tables keep the count and the sum of expiry
+ * times), from what every shard publishes. */
 static void info_keyspace(struct info_buf *b, struct server *srv, int64_t now_ms)
 {
-    uint64_t keys = 0, expiring = 0;
-    unsigned __int128 expire_sum = 0;
-    for (uint32_t t = 0; t < srv->nthreads; t++) {
-        const struct shard_stats *st = &srv->shards[t].stats;
-        uint64_t n = STAT_GET(st->keys_with_expiry);
-        keys += STAT_GET(st->keys);
-        expiring += n;
-        expire_sum += (unsigned __int128)STAT_GET(st->expire_avg_ms) * n;
-    }
-    int64_t avg_ttl = 0;
-    if (expiring > 0) {
-        int64_t avg_at = (int64_t)(expire_sum / expiring);
-        avg_ttl = avg_at > now_ms ? avg_at - now_ms : 0;
-    }
     info_add(b, "# Keyspace\r\n");
-    if (keys > 0) {
-        info_add(b, "db0:keys=%llu,expires=%llu,avg_ttl=%lld\r\n", (unsigned long long)keys,
+    uint32_t ndb = srv->shards[0].ndb;
+    for (uint32_t db = 0; db < ndb; db++) {
+        uint64_t keys = 0, expiring = 0;
+        unsigned __int128 expire_sum = 0;
+        for (uint32_t t = 0; t < srv->nthreads; t++) {
+            const struct shard_db_stats *st = &srv->shards[t].db_stats[db];
+            uint64_t n = STAT_GET(st->expires);
+            keys += STAT_GET(st->keys);
+            expiring += n;
+            expire_sum += (unsigned __int128)STAT_GET(st->expire_avg_ms) * n;
+        }
+        if (keys == 0) {
+            continue;
+        }
+        int64_t avg_ttl = 0;
+        if (expiring > 0) {
+            int64_t avg_at = (int64_t)(expire_sum / expiring);
+            avg_ttl = avg_at > now_ms ? avg_at - now_ms : 0;
+        }
+        info_add(b, "db%u:keys=%llu,expires=%llu,avg_ttl=%lld\r\n", db, (unsigned long long)keys,
                  (unsigned long long)expiring, (long long)avg_ttl);
     }
 }
+
+/* INFO persistence: Redis's fields (the snapshot rounds stand for RDB saves, the WAL
+ * for the AOF), then kvd's own. */
 
 static void info_persistence(struct info_buf *b, struct server *srv, int64_t now_ms)
 {
@@ -1424,13 +1432,23 @@ void cmd_info(struct cmd_ctx *x)
 
 /* ---- whole keyspace ----------------------------------------------------------------- */
 
+/* Keys of the selected database in this shard's partition `slot`. */
+static uint64_t part_keys(const struct cmd_ctx *x, uint32_t slot)
+{
+    const struct tbl *t = shard_part_peek(x->sh, slot, x->db);
+    if (t == NULL) {
+        return 0;
+    }
+    struct tbl_stats st;
+    tbl_stats(t, &st);
+    return st.entries;
+}
+
 void cmd_dbsize(struct cmd_ctx *x)
 {
     uint64_t n = 0;
     for (uint32_t i = 0; i < x->sh->table_count; i++) {
-        struct tbl_stats st;
-        tbl_stats(x->sh->tables[i], &st);
-        n += st.entries;
+        n += part_keys(x, i);
     }
     x->sum = (int64_t)n;
     reply_int(x->out, (int64_t)n);
@@ -1476,10 +1494,14 @@ void cmd_keys(struct cmd_ctx *x)
 {
     struct key_list l = {.sh = x->sh, .pattern = &x->argv[1], .now_ms = x->now_ms};
     for (uint32_t i = 0; i < x->sh->table_count; i++) {
+        struct tbl *t = shard_part_peek(x->sh, i, x->db);
         uint64_t cur = 0;
-        do {
-            cur = tbl_scan(x->sh->tables[i], cur, x->now_ms, collect, &l);
-        } while (cur != 0);
+        while (t != NULL) {
+            cur = tbl_scan(t, cur, x->now_ms, collect, &l);
+            if (cur == 0) {
+                break;
+            }
+        }
     }
     reply_keys(x, &l);
 }
@@ -1501,7 +1523,10 @@ void cmd_randomkey(struct cmd_ctx *x)
     }
     uint32_t n = x->sh->table_count;
     for (uint32_t tries = 0; tries < 2 * n; tries++) {
-        struct tbl *t = x->sh->tables[(tries < n ? xorshift(&seed) : tries) % n];
+        struct tbl *t = shard_part_peek(x->sh, (tries < n ? xorshift(&seed) : tries) % n, x->db);
+        if (t == NULL) {
+            continue;
+        }
         struct key_list l = {.sh = x->sh, .now_ms = x->now_ms};
         uint64_t start = xorshift(&seed);
         uint64_t cur = start;
@@ -1538,12 +1563,52 @@ bool cmd_flushall_check(struct cmd_ctx *x)
     return true;
 }
 
-/* A watched key that exists when FLUSHALL empties its partition changed (as in Redis: a
- * missing key, or one already expired, did not). */
-static bool key_exists(void *arg, const char *key, size_t klen, uint64_t h)
+/* True if key (db, key) exists on this shard now (NULL tables are empty). */
+static bool key_there(struct shard *sh, uint32_t db, const char *key, size_t klen, uint64_t h,
+                      int64_t now_ms)
 {
-    struct cmd_ctx *x = arg;
-    return tbl_get(cmd_tbl(x, h), key, klen, h, x->now_ms) != NULL;
+    const struct route_part *p = route_lookup(sh->srv->route, h);
+    KV_ASSERT(p->thread == sh->id);
+    struct tbl *t = shard_part_peek(sh, p->slot, db);
+    return t != NULL && tbl_get(t, key, klen, h, now_ms) != NULL;
+}
+
+/* The databases a flush or swap concerns, for the WATCH predicates below. */
+struct db_pair {
+    struct cmd_ctx *x;
+    uint32_t a, b; /* FLUSHALL: a = UINT32_MAX (every database) */
+};
+
+/* A watched key that exists when FLUSHALL / FLUSHDB empties its database changed (as in
+ * Redis: a missing key, or one already expired, did not). */
+static bool key_flushed(void *arg, uint32_t db, const char *key, size_t klen, uint64_t h)
+{
+    const struct db_pair *f = arg;
+    return (f->a == UINT32_MAX || db == f->a) &&
+           key_there(f->x->sh, db, key, klen, h, f->x->now_ms);
+}
+
+/* Empties database `db` of every partition of this shard (the tables are made again at
+ * their next use). ASYNC: the old tables are freed a few segments per loop turn
+ * (shard_drop_table), so that emptying millions of keys stalls no request; SYNC frees
+ * them now. */
+static void flush_db(struct cmd_ctx *x, uint32_t db, bool async)
+{
+    for (uint32_t i = 0; i < x->sh->table_count; i++) {
+        struct tbl *t = shard_part_swap(x->sh, i, db, NULL);
+        if (t == NULL) {
+            continue; /* never used here: nothing to flush, nothing to log */
+        }
+        struct tbl_stats st;
+        tbl_stats(t, &st);
+        cmd_count_changes(x->sh, (int64_t)st.entries); /* Redis: a change per key removed */
+        if (async) {
+            shard_drop_table(x->sh, t);
+        } else {
+            tbl_destroy(t);
+        }
+        cmd_log_flush(x->sh, i, db);
+    }
 }
 
 void cmd_flushall(struct cmd_ctx *x)
@@ -1551,23 +1616,89 @@ void cmd_flushall(struct cmd_ctx *x)
     if (!cmd_flushall_check(x)) {
         return;
     }
-    watch_touch_if(x->sh->watch, key_exists, x);
-    /* ASYNC: the old tables are freed a few segments per loop turn (shard_drop_table),
-     * so that emptying millions of keys stalls no request; SYNC frees them now. */
+    struct db_pair f = {.x = x, .a = UINT32_MAX};
+    watch_touch_if(x->sh->watch, key_flushed, &f);
     bool async = x->argc == 2 && cmd_arg_is(&x->argv[1], "async");
-    for (uint32_t i = 0; i < x->sh->table_count; i++) {
-        struct tbl_stats st;
-        tbl_stats(x->sh->tables[i], &st);
-        cmd_count_changes(x->sh, (int64_t)st.entries); /* Redis: a change per key removed */
-        struct tbl *fresh = tbl_create(x->sh->heap);
-        KV_ASSERT(fresh != NULL);
-        if (async) {
-            shard_drop_table(x->sh, x->sh->tables[i]);
-        } else {
-            tbl_destroy(x->sh->tables[i]);
+    for (uint32_t db = 0; db < x->sh->ndb; db++) {
+        flush_db(x, db, async);
+    }
+    reply_ok(x->out);
+}
+
+void cmd_flushdb(struct cmd_ctx *x)
+{
+    if (!cmd_flushall_check(x)) {
+        return;
+    }
+    struct db_pair f = {.x = x, .a = x->db};
+    watch_touch_if(x->sh->watch, key_flushed, &f);
+    flush_db(x, x->db, x->argc == 2 && cmd_arg_is(&x->argv[1], "async"));
+    reply_ok(x->out);
+}
+
+/* SWAPDB's arguments, checked on the client's shard before the fan-out: both parsed as
+ * ints first, then both ranges (Redis's order). */
+static bool swapdb_args(struct cmd_ctx *x, uint32_t *a, uint32_t *b)
+{
+    int64_t v[2];
+    static const char *const msg[2] = {"ERR invalid first DB index", "ERR invalid second DB index"};
+    for (int i = 0; i < 2; i++) {
+        if (!cmd_parse_i64(&x->argv[1 + i], &v[i]) || v[i] < INT32_MIN || v[i] > INT32_MAX) {
+            reply_error(x->out, msg[i]);
+            return false;
         }
-        x->sh->tables[i] = fresh;
-        cmd_log_flush(x->sh, i);
+    }
+    if (v[0] < 0 || v[0] >= (int64_t)x->sh->ndb || v[1] < 0 || v[1] >= (int64_t)x->sh->ndb) {
+        reply_error(x->out, "ERR DB index is out of range");
+        return false;
+    }
+    *a = (uint32_t)v[0];
+    *b = (uint32_t)v[1];
+    return true;
+}
+
+bool cmd_swapdb_check(struct cmd_ctx *x)
+{
+    uint32_t a, b;
+    return swapdb_args(x, &a, &b);
+}
+
+/* A watched key of either database that exists in either changed (Redis 7.0's
+ * touchAllWatchedKeysInDb, both ways). */
+static bool key_swapped(void *arg, uint32_t db, const char *key, size_t klen, uint64_t h)
+{
+    const struct db_pair *f = arg;
+    return (db == f->a || db == f->b) && (key_there(f->x->sh, f->a, key, klen, h, f->x->now_ms) ||
+                                          key_there(f->x->sh, f->b, key, klen, h, f->x->now_ms));
+}
+
+/*
+ * SWAPDB a b, on every shard: each swaps the two databases' tables in each of its
+ * partitions and logs it per partition (WALFMT_SWAPDB). The shards swap one after the
+ * other, not at one instant: a client of another shard may, for the few microseconds in
+ * between, find some keys swapped and others not.
+ */
+void cmd_swapdb(struct cmd_ctx *x)
+{
+    uint32_t a, b;
+    if (!swapdb_args(x, &a, &b)) {
+        return;
+    }
+    if (a != b) {
+        struct db_pair f = {.x = x, .a = a, .b = b};
+        watch_touch_if(x->sh->watch, key_swapped, &f);
+        x->sh->swap_gen++;
+        for (uint32_t i = 0; i < x->sh->table_count; i++) {
+            struct tbl *ta = shard_part_swap(x->sh, i, a, NULL);
+            struct tbl *tb = shard_part_swap(x->sh, i, b, ta);
+            shard_part_swap(x->sh, i, a, tb);
+            if (ta != NULL || tb != NULL) {
+                cmd_log_swapdb(x->sh, i, a, b);
+            }
+        }
+    }
+    if (x->sh->id == 0) {
+        cmd_count_changes(x->sh, 1); /* one change for the whole node, as Redis's dirty++ */
     }
     reply_ok(x->out);
 }
@@ -1585,12 +1716,10 @@ static uint64_t next_nonempty(struct cmd_ctx *x, uint64_t idx)
     for (; idx < rt->count; idx++) {
         const struct route_part *p = &rt->parts[idx];
         if (p->thread == x->sh->id) {
-            struct tbl_stats st;
-            tbl_stats(x->sh->tables[p->slot], &st);
-            if (st.entries > 0) {
+            if (part_keys(x, p->slot) > 0) {
                 return idx;
             }
-        } else if (STAT_GET(x->sh->srv->shards[p->thread].stats.keys) > 0) {
+        } else if (STAT_GET(x->sh->srv->shards[p->thread].db_stats[x->db].keys) > 0) {
             return idx;
         }
     }
@@ -1644,13 +1773,19 @@ void cmd_scan(struct cmd_ctx *x)
     }
     const struct route_part *part = &rt->parts[idx];
     KV_ASSERT(part->thread == x->sh->id);
-    struct tbl *t = x->sh->tables[part->slot];
+    struct tbl *t = shard_part_peek(x->sh, part->slot, x->db);
     struct key_list l = {.sh = x->sh, .pattern = pattern, .now_ms = x->now_ms};
     size_t visited = 0;
-    do {
+    if (t == NULL) {
+        pos = 0; /* nothing of this database in the partition */
+    }
+    while (t != NULL) {
         pos = tbl_scan(t, pos, x->now_ms, collect, &l);
         visited++;
-    } while (pos != 0 && (int64_t)l.n < count && visited < (size_t)count);
+        if (pos == 0 || (int64_t)l.n >= count || visited >= (size_t)count) {
+            break;
+        }
+    }
     uint64_t next;
     if (pos != 0) {
         KV_ASSERT((pos & 0xffff) == 0);

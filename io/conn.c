@@ -143,6 +143,7 @@ struct conn {
     int64_t created_ms;
     int64_t last_ms;
     char last_cmd[40];
+    uint32_t db;        /* SELECTed database */
     struct txn *txn;    /* MULTI: the queued commands; NULL outside a transaction */
     uint8_t reply_mode; /* enum conn_reply_mode */
     /* WATCH: the partition of the watched keys (their shard keeps the watches), NULL
@@ -229,6 +230,17 @@ int conn_resp(const struct conn *c)
     return c->resp;
 }
 
+uint32_t conn_db(const struct conn *c)
+{
+    return c->db;
+}
+
+void conn_select(struct conn *c, uint32_t db)
+{
+    KV_ASSERT(db < c->sh->ndb);
+    c->db = db;
+}
+
 void conn_set_resp(struct conn *c, int proto)
 {
     KV_ASSERT(proto == 2 || proto == 3);
@@ -302,6 +314,7 @@ void conn_info(const struct conn *c, int64_t now_ms, struct conn_info *out)
     out->age_s = (now_ms - c->created_ms) / 1000;
     out->idle_s = (now_ms - c->last_ms) / 1000;
     out->resp = c->resp;
+    out->db = c->db;
     out->qbuf = c->stash_len;
     out->omem = resp_out_queued_bytes(&c->out);
     out->last_cmd = c->last_cmd[0] ? c->last_cmd : "NULL";
@@ -588,7 +601,9 @@ struct txn {
     uint32_t nargs, args_cap;
     uint32_t ncmds;
     bool aborted;
-    bool writes; /* some queued command writes (refused at EXEC while the WAL refuses) */
+    bool writes;  /* some queued command writes (refused at EXEC while the WAL refuses) */
+    bool selects; /* a SELECT of a valid database is queued: `db` is the last one's */
+    uint32_t db;
     const struct route_part *part; /* the partition of its keys, NULL until one */
 };
 
@@ -871,6 +886,7 @@ struct run_res {
     uint64_t us;
     bool failed;   /* replied an error */
     bool rejected; /* refused before doing anything (a subcommand's arity) */
+    uint32_t db;   /* the database after it (SELECT inside a transaction changes it) */
 };
 
 /*
@@ -913,7 +929,7 @@ static void account(struct shard *sh, struct conn *c, uint16_t row, struct run_r
 
 static struct run_res run(struct shard *sh, struct conn *c, const struct cmd_desc *d, size_t argc,
                           const struct resp_arg *argv, struct resp_out *out, int64_t *sum,
-                          uint64_t caller_id)
+                          uint64_t caller_id, uint32_t db)
 {
     struct cmd_ctx x = {
         .argc = argc,
@@ -924,6 +940,7 @@ static struct run_res run(struct shard *sh, struct conn *c, const struct cmd_des
         .out = out,
         .now_ms = sh->now_ms,
         .caller_id = caller_id,
+        .db = db,
     };
     uint64_t errors = reply_errors();
     uint64_t t0 = sh->clock_ns;
@@ -935,7 +952,7 @@ static struct run_res run(struct shard *sh, struct conn *c, const struct cmd_des
     }
     /* errors replied by the commands a transaction ran are theirs, not EXEC's */
     bool failed = reply_errors() - errors > x.inner_errors;
-    return (struct run_res){.us = us, .failed = failed, .rejected = x.rejected};
+    return (struct run_res){.us = us, .failed = failed, .rejected = x.rejected, .db = x.db};
 }
 
 /*
@@ -968,14 +985,14 @@ static void exec_local(struct conn *c, const struct cmd_desc *d, size_t argc,
     uint16_t row = cmd_stat_row(d, argc, argv);
     size_t logged = (d->flags & CMD_NOSLOWLOG) ? 0 : argc;
     if (reply_direct(c)) {
-        struct run_res r = run(sh, c, d, argc, argv, &c->out, NULL, c->id);
+        struct run_res r = run(sh, c, d, argc, argv, &c->out, NULL, c->id, c->db);
         account(sh, c, row, r, logged, logged ? argv : NULL, NULL);
         wal_gate(c, d);
         mark_dirty(c);
         return;
     }
     resp_out_set_proto(sh->scratch, c->resp);
-    struct run_res r = run(sh, c, d, argc, argv, sh->scratch, NULL, c->id);
+    struct run_res r = run(sh, c, d, argc, argv, sh->scratch, NULL, c->id, c->db);
     account(sh, c, row, r, logged, logged ? argv : NULL, NULL);
     wal_gate(c, d);
     struct pend *p = pend_push(c);
@@ -1030,6 +1047,7 @@ static void send_req(struct conn *c, uint32_t to, const struct cmd_desc *d, uint
         .desc = d,
         .part = part,
         .caller_id = c->id,
+        .db = c->db,
     };
     size_t len;
     m.payload = argv_pack(c->sh, argc, args, &len);
@@ -1205,7 +1223,7 @@ static void fan_out(struct conn *c, const struct cmd_desc *d, size_t argc,
             }
             int64_t sum = 0;
             resp_out_set_proto(sh->scratch, c->resp);
-            struct run_res r = run(sh, NULL, d, n, lv, sh->scratch, &sum, c->id);
+            struct run_res r = run(sh, NULL, d, n, lv, sh->scratch, &sum, c->id, c->db);
             wal_gate(c, d);
             size_t len;
             char *blob = scratch_take(sh, &len);
@@ -1460,6 +1478,12 @@ static void txn_queue(struct conn *c, const struct cmd_desc *d, size_t argc,
     }
     t->ncmds++;
     t->writes |= (d->flags & CMD_WRITE) != 0;
+    int64_t db;
+    if (d->fn == cmd_select && cmd_parse_i64(&argv[1], &db) && db >= 0 &&
+        db < (int64_t)c->sh->ndb) {
+        t->selects = true; /* the database the connection has after EXEC */
+        t->db = (uint32_t)db;
+    }
     early_simple(c, "QUEUED");
 }
 
@@ -1480,6 +1504,7 @@ static void txn_control(struct conn *c, const struct cmd_desc *d, size_t argc,
         c->txn = mi_heap_zalloc(sh->heap, sizeof *c->txn);
         KV_ASSERT(c->txn != NULL);
         c->txn->part = c->watch_part; /* its keys must be where the watched ones are */
+        c->txn->db = c->db;
         account(sh, c, row, ok, argc, argv, NULL);
         early_simple(c, "OK");
         return;
@@ -1544,9 +1569,15 @@ static void txn_control(struct conn *c, const struct cmd_desc *d, size_t argc,
     KV_ASSERT(c->watch_part == NULL || t->part == c->watch_part);
     c->watch_part = NULL; /* exec|run drops the watches where they are */
     if (t->part == NULL || t->part->thread == sh->id) {
-        exec_local(c, run_d, n, av);
+        exec_local(c, run_d, n, av); /* a SELECT it runs sets c->db */
     } else {
         forward_one(c, t->part->thread, run_d, n, av);
+        if (t->selects) {
+            /* The database its last SELECT chose, now: the connection's next commands
+             * are sent before the transaction's reply comes back. (Should the EXEC fail
+             * a WATCH, Redis would keep the old database; kvd has changed it.) */
+            c->db = t->db;
+        }
     }
     mi_free(av);
     txn_free(c);
@@ -1575,6 +1606,7 @@ void conn_txn_run(struct cmd_ctx *x)
     snprintf(addr, sizeof addr, "%.*s", (int)x->argv[2].len, x->argv[2].ptr);
     snprintf(name, sizeof name, "%.*s", (int)x->argv[3].len, x->argv[3].ptr);
     size_t i = 4;
+    uint32_t db = x->db; /* a SELECT inside changes it for the commands after it */
     for (int64_t k = 0; k < ncmds; k++) {
         int64_t cnt = 0;
         ok = cmd_parse_i64(&x->argv[i], &cnt);
@@ -1595,7 +1627,8 @@ void conn_txn_run(struct cmd_ctx *x)
             continue;
         }
         uint64_t errors = reply_errors();
-        struct run_res r = run(x->sh, x->conn, d, argc, argv, x->out, NULL, x->caller_id);
+        struct run_res r = run(x->sh, x->conn, d, argc, argv, x->out, NULL, x->caller_id, db);
+        db = r.db;
         account_who(x->sh, addr, name, row, r, argc, argv, NULL);
         x->inner_errors += reply_errors() - errors;
     }
@@ -1850,9 +1883,11 @@ static bool run_batch(struct conn *c, struct batch_cmd *b, size_t n)
             const struct resp_arg *k = &b[i].argv[d[i]->first_key];
             h[i] = arg_hash(k);
             const struct route_part *p = route_lookup(sh->srv->route, h[i]);
-            if (p->thread == sh->id) {
-                t[i] = sh->tables[p->slot];
-                tbl_prefetch(t[i], k->ptr, k->len, h[i], false);
+            if (p->thread == sh->id) { /* NULL: nothing of that database there yet */
+                t[i] = shard_part_peek(sh, p->slot, c->db);
+                if (t[i] != NULL) {
+                    tbl_prefetch(t[i], k->ptr, k->len, h[i], false);
+                }
             }
         }
     }
@@ -2155,7 +2190,7 @@ void conn_exec_remote(struct shard *sh, const struct xmsg *m)
     argv_unpack(m->payload, m->payload_len, argv, argc);
     int64_t sum = 0;
     resp_out_set_proto(sh->scratch, m->proto);
-    struct run_res res = run(sh, NULL, m->desc, argc, argv, sh->scratch, &sum, m->caller_id);
+    struct run_res res = run(sh, NULL, m->desc, argc, argv, sh->scratch, &sum, m->caller_id, m->db);
     STAT_ADD(sh->stats.executed_remote, 1);
     struct xmsg r = {
         .kind = XM_REPLY,

@@ -86,11 +86,15 @@ struct conn_info {
     size_t omem;
     const char *last_cmd;
     int multi; /* commands queued in MULTI, -1 outside a transaction */
+    uint32_t db;
 };
 
 uint64_t conn_id(const struct conn *c);
 int conn_resp(const struct conn *c);
 void conn_set_resp(struct conn *c, int proto);
+/* The SELECTed database, and SELECT (db below the shard's ndb). */
+uint32_t conn_db(const struct conn *c);
+void conn_select(struct conn *c, uint32_t db);
 bool conn_authed(const struct conn *c);
 void conn_set_authed(struct conn *c, bool authed);
 void conn_set_name(struct conn *c, const char *name, size_t len);

@@ -15,13 +15,15 @@
 
 #define KVD_BIND_MAX 256 /* capacity of the bind address text */
 #define KVD_DIR_MAX  1024
-#define KVD_PASS_MAX 512 /* longest requirepass */
+#define KVD_PASS_MAX 512  /* longest requirepass */
+#define KVD_DB_MAX   4096 /* most databases (the WAL keeps a database in 16 bits) */
 
 struct kvd_settings {
     char bind[KVD_BIND_MAX];
     _Atomic int64_t port;
     _Atomic int64_t threads;
     _Atomic int64_t partitions_per_thread;
+    _Atomic int64_t databases;
     char dir[KVD_DIR_MAX];
     char requirepass[KVD_PASS_MAX];
     _Atomic int64_t maxclients;

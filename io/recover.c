@@ -114,6 +114,14 @@ static void layout_error(struct rec *r, const char *file, uint32_t threads, uint
                    threads ? partitions / threads : 0);
 }
 
+/* Data of a database the `databases` setting does not have: refuse, naming the fix. */
+static void db_error(struct rec *r, const char *file, uint32_t db)
+{
+    kv_log_warning("refusing to start: %s/%s holds keys of database %u, this start has "
+                   "databases %u. Start kvd with --databases %u or more",
+                   r->dir, file, db, r->sh->ndb, db + 1);
+}
+
 /* ---- snapshots ---------------------------------------------------------------------- */
 
 static void put_entry(struct tbl *t, const char *k, size_t klen, const char *v, size_t vlen,
@@ -153,11 +161,14 @@ static void range_entry(struct tbl *t, const struct walfmt_view *v, uint64_t h, 
 static void drop_expired(struct shard *sh)
 {
     int64_t now = kv_clock_real_ms();
-    for (uint32_t i = 0; i < sh->table_count; i++) {
+    for (size_t i = 0; i < (size_t)sh->table_count * sh->ndb; i++) {
         uint64_t cursor = 0;
-        do {
+        while (sh->tables[i] != NULL) {
             tbl_expire_step(sh->tables[i], now, &cursor, SIZE_MAX);
-        } while (cursor != 0);
+            if (cursor == 0) {
+                break;
+            }
+        }
     }
 }
 
@@ -215,7 +226,6 @@ static int load_snapshot(struct rec *r, const char *name, uint32_t slot, uint64_
         close(fd);
         return -1;
     }
-    struct tbl *t = r->sh->tables[slot];
     XXH3_state_t sums;
     XXH3_64bits_reset(&sums);
     uint64_t off = sizeof h;
@@ -262,10 +272,19 @@ static int load_snapshot(struct rec *r, const char *name, uint32_t slot, uint64_
             if (e.klen + e.vlen > c.len - p - sizeof e) {
                 break;
             }
+            if (e.db >= r->sh->ndb) {
+                db_error(r, name, e.db);
+                *why = NULL;
+                break;
+            }
             const char *k = buf + p + sizeof e;
-            put_entry(t, k, e.klen, k + e.klen, e.vlen, e.expire_ms, r->now_ms);
+            put_entry(shard_part_table(r->sh, slot, e.db), k, e.klen, k + e.klen, e.vlen,
+                      e.expire_ms, r->now_ms);
             p += sizeof e + e.klen + e.vlen;
             n++;
+        }
+        if (*why == NULL) {
+            break; /* a database beyond the setting, logged */
         }
         if (n != c.count || p != c.len) {
             *why = "chunk entries do not match its header";
@@ -285,13 +304,19 @@ static int load_snapshot(struct rec *r, const char *name, uint32_t slot, uint64_
     return rc;
 }
 
-/* Replaces the slot's table with an empty one. */
+/* Empties database `db` of the slot's partition (its table is made again at its next
+ * use). */
+static void clear_db(struct rec *r, uint32_t slot, uint32_t db)
+{
+    tbl_destroy(shard_part_swap(r->sh, slot, db, NULL));
+}
+
+/* Empties every database of the slot's partition. */
 static void clear_slot(struct rec *r, uint32_t slot)
 {
-    struct tbl *fresh = tbl_create(r->sh->heap);
-    KV_ASSERT(fresh != NULL);
-    tbl_destroy(r->sh->tables[slot]);
-    r->sh->tables[slot] = fresh;
+    for (uint32_t db = 0; db < r->sh->ndb; db++) {
+        clear_db(r, slot, db);
+    }
 }
 
 static int load_snapshots(struct rec *r)
@@ -442,7 +467,19 @@ static void apply(struct rec *r, const struct walfmt_view *v, uint32_t slot)
     if (v->lsn <= r->snap_lsn[slot]) {
         return; /* the snapshot holds it */
     }
-    struct tbl *t = sh->tables[slot];
+    if (v->type == WALFMT_SWAPDB) {
+        struct tbl *a = shard_part_swap(sh, slot, v->db, NULL);
+        struct tbl *b = shard_part_swap(sh, slot, v->db2, a);
+        shard_part_swap(sh, slot, v->db, b);
+        r->res->records++;
+        return;
+    }
+    if (v->type == WALFMT_FLUSH) {
+        clear_db(r, slot, v->db);
+        r->res->records++;
+        return;
+    }
+    struct tbl *t = shard_part_table(sh, slot, v->db);
     uint64_t h = v->klen > 0 ? tbl_hash(v->key, v->klen) : 0;
     switch (v->type) {
     case WALFMT_PUT:
@@ -457,9 +494,6 @@ static void apply(struct rec *r, const struct walfmt_view *v, uint32_t slot)
         } else {
             tbl_expire_set(t, v->key, v->klen, h, r->now_ms, v->expire_ms);
         }
-        break;
-    case WALFMT_FLUSH:
-        clear_slot(r, slot);
         break;
     case WALFMT_RANGE:
         range_entry(t, v, h, r->now_ms);
@@ -746,6 +780,10 @@ static int replay_segments(struct rec *r, struct seg_file *segs, uint32_t n)
                         kv_log_warning("refusing to start: %s/%s offset %llu holds a record of "
                                        "partition %u, which is not this shard's",
                                        r->dir, name, (unsigned long long)off, v.part);
+                        return -1;
+                    }
+                    if (v.db >= sh->ndb || (v.type == WALFMT_SWAPDB && v.db2 >= sh->ndb)) {
+                        db_error(r, name, v.db >= sh->ndb ? v.db : v.db2);
                         return -1;
                     }
                     apply(r, &v, slot);

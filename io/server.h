@@ -65,7 +65,10 @@ struct xmsg {
     };
     void *payload; /* XM_REQ: serialized argv; XM_REPLY: reply bytes */
     uint64_t payload_len;
-    int64_t value;  /* XM_REPLY: the part's integer result (CMD_MERGE_SUM) */
+    union {
+        int64_t value; /* XM_REPLY: the part's integer result (CMD_MERGE_SUM) */
+        uint32_t db;   /* XM_REQ: the client's selected database */
+    };
     uint32_t part;  /* fan-out: which part of the request (the owner shard) */
     uint32_t flags; /* XM_REPLY: XR_* */
     union {
@@ -91,6 +94,14 @@ _Static_assert(sizeof(struct xmsg) == 64, "xmsg is one cache line");
 
 #define KVD_CMDS_MAX  96  /* rows of the command table */
 #define KVD_STAT_ROWS 128 /* per-command statistics rows: commands and subcommands */
+
+/* One database's keys on one shard, published by the shard's timer for INFO keyspace and
+ * SCAN on other shards (the tables are the shard's alone). */
+struct shard_db_stats {
+    _Atomic uint64_t keys;
+    _Atomic uint64_t expires;
+    _Atomic uint64_t expire_avg_ms; /* mean expiry time of those (absolute, ms) */
+};
 
 struct shard_stats {
     _Atomic uint64_t commands;
@@ -139,11 +150,18 @@ struct shard {
     uint32_t buf_size;
     uint32_t buf_count;
 
-    /* partitions this shard owns, indexed by route_part.slot */
+    /* partitions this shard owns, indexed by route_part.slot (table_count of them), each
+     * with one table per database: tables[slot * ndb + db], NULL until that database is
+     * first used in that partition (see shard_part_table) */
     struct tbl **tables;
-    uint32_t *part_id;  /* the partition's id (its index in the route table) */
-    uint64_t *part_lsn; /* the partition's last LSN written to the WAL */
-    uint32_t table_count;
+    uint64_t *expire_cursor; /* per table: where the active expiry cycle goes on */
+    uint32_t *part_id;       /* the partition's id (its index in the route table) */
+    uint64_t *part_lsn;      /* the partition's last LSN written to the WAL */
+    uint32_t table_count;    /* partitions */
+    uint32_t ndb;            /* databases (the `databases` setting at start) */
+    uint32_t db_hi;          /* databases >= this never had a table here (walks stop there) */
+    struct shard_db_stats *db_stats; /* per database, published by the timer */
+    uint64_t swap_gen;               /* SWAPDBs run here (a snapshot restarts its partition) */
 
     /* durability (NULL when appendonly is off) */
     struct wal *wal;
@@ -154,8 +172,7 @@ struct shard {
     uint64_t save_seen;               /* srv->save_req when this shard last started a round */
     uint64_t recovered_keys;
     int64_t recovered_ms;
-    int refusing; /* this shard's WAL refuses writes (counted in srv->wal_refusing) */
-    uint64_t expire_cursor[64];
+    int refusing;            /* this shard's WAL refuses writes (counted in srv->wal_refusing) */
     struct watch_reg *watch; /* keys WATCHed in this shard's partitions (NULL until one) */
     /* tables emptied by FLUSHALL ASYNC, freed a few segments per loop turn */
     struct tbl **dropping;
@@ -217,8 +234,21 @@ struct spsc *server_queue(struct server *srv, uint32_t from, uint32_t to);
 /* Pushes msg to shard `to`, marking it for a wake-up. False if the queue is full. */
 bool shard_send(struct shard *sh, uint32_t to, const struct xmsg *msg);
 
-/* The hash table owning key hash `h`, which must be this shard's. */
-struct tbl *shard_table(struct shard *sh, uint64_t h);
+/* The hash table of database `db` owning key hash `h`, which must be this shard's;
+ * made at its first use. */
+struct tbl *shard_table(struct shard *sh, uint32_t db, uint64_t h);
+
+/* The table of database `db` in this shard's partition `slot`: shard_part_table makes it
+ * at its first use (an empty table is one segment, 8 KiB), shard_part_peek returns NULL
+ * until then (walks over every table skip those). Shard thread only. */
+struct tbl *shard_part_table(struct shard *sh, uint32_t slot, uint32_t db);
+static inline struct tbl *shard_part_peek(const struct shard *sh, uint32_t slot, uint32_t db)
+{
+    return sh->tables[(size_t)slot * sh->ndb + db];
+}
+
+/* Replaces the table of (slot, db) by `t` (NULL: none yet) and returns the old one. */
+struct tbl *shard_part_swap(struct shard *sh, uint32_t slot, uint32_t db, struct tbl *t);
 
 /* Hands a table to the shard's lazy free: freed SHARD_DROP_SEGS segments per loop turn
  * (FLUSHALL ASYNC). Shard thread only. */

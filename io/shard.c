@@ -64,12 +64,36 @@ struct spsc *server_queue(struct server *srv, uint32_t from, uint32_t to)
     return srv->shards[to].in[from];
 }
 
-struct tbl *shard_table(struct shard *sh, uint64_t h)
+struct tbl *shard_part_table(struct shard *sh, uint32_t slot, uint32_t db)
+{
+    KV_ASSERT(slot < sh->table_count && db < sh->ndb);
+    struct tbl **t = &sh->tables[(size_t)slot * sh->ndb + db];
+    if (KV_UNLIKELY(*t == NULL)) {
+        *t = tbl_create(sh->heap);
+        KV_ASSERT(*t != NULL); /* out of memory, as any allocation of a request */
+        sh->db_hi = db + 1 > sh->db_hi ? db + 1 : sh->db_hi;
+    }
+    return *t;
+}
+
+struct tbl *shard_part_swap(struct shard *sh, uint32_t slot, uint32_t db, struct tbl *t)
+{
+    KV_ASSERT(slot < sh->table_count && db < sh->ndb);
+    size_t i = (size_t)slot * sh->ndb + db;
+    struct tbl *old = sh->tables[i];
+    sh->tables[i] = t;
+    sh->expire_cursor[i] = 0;
+    if (t != NULL && db + 1 > sh->db_hi) {
+        sh->db_hi = db + 1;
+    }
+    return old;
+}
+
+struct tbl *shard_table(struct shard *sh, uint32_t db, uint64_t h)
 {
     const struct route_part *p = route_lookup(sh->srv->route, h);
     KV_ASSERT(p->thread == sh->id);
-    KV_ASSERT(p->slot < sh->table_count);
-    return sh->tables[p->slot];
+    return shard_part_table(sh, p->slot, db);
 }
 
 bool shard_send(struct shard *sh, uint32_t to, const struct xmsg *msg)
@@ -319,19 +343,39 @@ static void send_wakes(struct shard *sh)
     }
 }
 
-/* Publishes what INFO on another shard may not read from the tables directly. */
+/* Publishes what INFO on another shard may not read from the tables directly. The
+ * memory (INFO used_memory) is the tables' and the shard's fixed buffers' (receive
+ * buffers, table and cursor arrays), so that it is never 0 as Redis's never is. */
 static void publish_stats(struct shard *sh)
 {
-    uint64_t keys = 0, mem = 0, expiring = 0, data = 0;
+    size_t ntables = (size_t)sh->table_count * sh->ndb;
+    uint64_t keys = 0, expiring = 0, data = 0;
+    uint64_t mem = (uint64_t)sh->buf_size * sh->buf_count +
+                   ntables * (sizeof sh->tables[0] + sizeof sh->expire_cursor[0]);
     unsigned __int128 expire_sum = 0;
-    for (uint32_t i = 0; i < sh->table_count; i++) {
-        struct tbl_stats st;
-        tbl_stats(sh->tables[i], &st);
-        keys += st.entries;
-        mem += st.mem_bytes;
-        data += st.key_bytes + st.val_bytes;
-        expiring += st.expiring;
-        expire_sum += (unsigned __int128)st.expire_avg_ms * st.expiring;
+    for (uint32_t db = 0; db < sh->db_hi; db++) {
+        uint64_t db_keys = 0, db_expiring = 0;
+        unsigned __int128 db_sum = 0;
+        for (uint32_t slot = 0; slot < sh->table_count; slot++) {
+            const struct tbl *t = shard_part_peek(sh, slot, db);
+            if (t == NULL) {
+                continue;
+            }
+            struct tbl_stats st;
+            tbl_stats(t, &st);
+            db_keys += st.entries;
+            mem += st.mem_bytes;
+            data += st.key_bytes + st.val_bytes;
+            db_expiring += st.expiring;
+            db_sum += (unsigned __int128)st.expire_avg_ms * st.expiring;
+        }
+        struct shard_db_stats *ds = &sh->db_stats[db];
+        STAT_SET(ds->keys, db_keys);
+        STAT_SET(ds->expires, db_expiring);
+        STAT_SET(ds->expire_avg_ms, db_expiring ? (uint64_t)(db_sum / db_expiring) : 0);
+        keys += db_keys;
+        expiring += db_expiring;
+        expire_sum += db_sum;
     }
     STAT_SET(sh->stats.keys, keys);
     STAT_SET(sh->stats.keys_with_expiry, expiring);
@@ -385,11 +429,12 @@ static void drop_step(struct shard *sh)
 static void cron(struct shard *sh, int64_t now_ms)
 {
     bool active = !atomic_load_explicit(&sh->srv->active_expire_off, memory_order_relaxed);
-    for (uint32_t i = 0; active && i < sh->table_count && i < KV_ARRAY_LEN(sh->expire_cursor);
-         i++) {
-        size_t n =
-            tbl_expire_step(sh->tables[i], now_ms, &sh->expire_cursor[i], SHARD_EXPIRE_SLOTS);
-        STAT_ADD(sh->stats.expired_keys, n);
+    for (size_t i = 0; active && i < (size_t)sh->table_count * sh->ndb; i++) {
+        if (i % sh->ndb < sh->db_hi && sh->tables[i] != NULL) {
+            size_t n =
+                tbl_expire_step(sh->tables[i], now_ms, &sh->expire_cursor[i], SHARD_EXPIRE_SLOTS);
+            STAT_ADD(sh->stats.expired_keys, n);
+        }
     }
     publish_stats(sh);
     conn_cron(sh, now_ms);
@@ -554,10 +599,12 @@ static int durability_start(struct shard *sh)
         return -1;
     }
     uint64_t keys = 0;
-    for (uint32_t i = 0; i < sh->table_count; i++) {
-        struct tbl_stats st;
-        tbl_stats(sh->tables[i], &st);
-        keys += st.entries;
+    for (size_t i = 0; i < (size_t)sh->table_count * sh->ndb; i++) {
+        if (sh->tables[i] != NULL) {
+            struct tbl_stats st;
+            tbl_stats(sh->tables[i], &st);
+            keys += st.entries;
+        }
     }
     sh->recovered_keys = keys;
     sh->recovered_ms = r.ms;
@@ -653,7 +700,7 @@ static void teardown(struct shard *sh)
 {
     KV_ASSERT(sh->conn_count == 0);
     durability_stop(sh);
-    for (uint32_t i = 0; i < sh->table_count; i++) {
+    for (size_t i = 0; i < (size_t)sh->table_count * sh->ndb; i++) {
         tbl_destroy(sh->tables[i]);
     }
     while (sh->ndropping > 0) {
@@ -747,10 +794,16 @@ static int shard_setup_on_thread(struct shard *sh)
             sh->table_count = rt->parts[i].slot + 1u;
         }
     }
-    sh->tables = mi_heap_calloc(sh->heap, sh->table_count, sizeof sh->tables[0]);
+    sh->ndb = (uint32_t)KV_CONF_GET(kvd_settings.databases);
+    KV_ASSERT(sh->ndb >= 1 && sh->ndb <= KVD_DB_MAX);
+    size_t ntables = (size_t)sh->table_count * sh->ndb;
+    sh->tables = mi_heap_calloc(sh->heap, ntables, sizeof sh->tables[0]);
+    sh->expire_cursor = mi_heap_calloc(sh->heap, ntables, sizeof sh->expire_cursor[0]);
+    sh->db_stats = mi_heap_calloc(sh->heap, sh->ndb, sizeof sh->db_stats[0]);
     sh->part_id = mi_heap_calloc(sh->heap, sh->table_count, sizeof sh->part_id[0]);
     sh->part_lsn = mi_heap_calloc(sh->heap, sh->table_count, sizeof sh->part_lsn[0]);
-    if (sh->tables == NULL || sh->part_id == NULL || sh->part_lsn == NULL) {
+    if (sh->tables == NULL || sh->expire_cursor == NULL || sh->db_stats == NULL ||
+        sh->part_id == NULL || sh->part_lsn == NULL) {
         return -ENOMEM;
     }
     for (uint32_t i = 0; i < rt->count; i++) {
@@ -758,12 +811,13 @@ static int shard_setup_on_thread(struct shard *sh)
             sh->part_id[rt->parts[i].slot] = i;
         }
     }
-    for (uint32_t i = 0; i < sh->table_count; i++) {
-        sh->tables[i] = tbl_create(sh->heap);
-        if (sh->tables[i] == NULL) {
+    for (uint32_t slot = 0; slot < sh->table_count; slot++) {
+        sh->tables[(size_t)slot * sh->ndb] = tbl_create(sh->heap); /* database 0 */
+        if (sh->tables[(size_t)slot * sh->ndb] == NULL) {
             return -ENOMEM;
         }
     }
+    sh->db_hi = 1;
     return 0;
 }
 

@@ -57,7 +57,10 @@ struct snap {
     uint64_t keys, bytes;
     uint64_t part_keys; /* entries in the partition being written */
 
-    uint32_t slot; /* partition being written (index among the shard's) */
+    uint32_t slot;        /* partition being written (index among the shard's) */
+    uint32_t db;          /* its database being streamed */
+    uint64_t gen;         /* the shard's swap_gen when the partition began */
+    uint64_t part_bytes0; /* s->bytes when the partition began */
     int fd;
     uint64_t lsn;
     uint64_t cursor;
@@ -179,6 +182,9 @@ static bool start_part(struct snap *s)
 {
     struct shard *sh = s->sh;
     s->lsn = sh->part_lsn[s->slot];
+    s->db = 0;
+    s->gen = sh->swap_gen;
+    s->part_bytes0 = s->bytes;
     s->cursor = 0;
     s->scan_done = false;
     s->phase = PH_STREAM;
@@ -245,7 +251,7 @@ static void emit(void *ctx, const struct tbl_entry *e)
         b->cap = cap;
     }
     struct walfmt_entry en = {
-        .klen = (uint32_t)klen, .vlen = vlen, .expire_ms = tbl_entry_expire_ms(e)};
+        .klen = (uint32_t)klen, .db = s->db, .vlen = vlen, .expire_ms = tbl_entry_expire_ms(e)};
     memcpy(b->p + b->len, &en, sizeof en);
     memcpy(b->p + b->len + sizeof en, k, klen);
     memcpy(b->p + b->len + sizeof en + klen, v, vlen);
@@ -283,11 +289,27 @@ void snap_turn(struct snap *s)
     if (!s->running || s->inflight || s->phase != PH_STREAM) {
         return;
     }
+    if (s->gen != s->sh->swap_gen) {
+        /* SWAPDB while the partition was streamed: entries already written carry the
+         * databases as they were before it, so replaying its record over them would
+         * misplace them. The partition starts over, after the swap. */
+        s->keys -= s->part_keys;
+        s->bytes = s->part_bytes0;
+        drop_tmp(s);
+        if (!start_part(s)) {
+            return;
+        }
+    }
     struct chunk_buf *b = s->fill;
-    struct tbl *t = s->sh->tables[s->slot];
     while (!s->scan_done && b->len < SNAP_CHUNK) {
-        s->cursor = tbl_scan(t, s->cursor, s->sh->now_ms, emit, s);
-        s->scan_done = s->cursor == 0;
+        struct tbl *t = shard_part_peek(s->sh, s->slot, s->db);
+        if (t != NULL) {
+            s->cursor = tbl_scan(t, s->cursor, s->sh->now_ms, emit, s);
+        }
+        if (t == NULL || s->cursor == 0) { /* this database is done: the next one */
+            s->cursor = 0;
+            s->scan_done = ++s->db == s->sh->ndb;
+        }
         b = s->fill; /* emit may have grown it */
     }
     if (b->count > 0) {

@@ -2,13 +2,15 @@
  * snap: one shard's snapshot writer, driven from the shard's loop.
  *
  * A round snapshots every partition of the shard, one after the other. For each: note
- * the partition's LSN S, stream its table into "snap-P-S.kvs.tmp" in chunks of about
+ * the partition's LSN S, stream its tables (one per database in use, each entry tagged
+ * with its database) into "snap-P-S.kvs.tmp" in chunks of about
  * 256 KiB (one chunk filled per loop turn while the previous one is written through
  * the ring, so that no request waits on it for long), write the trailer, fdatasync,
  * rename to "snap-P-S.kvs", fsync the directory, and delete the partition's older
  * snapshots. The snapshot is fuzzy: writes go on meanwhile, and recovery replays the
  * WAL from S + 1 over it (records are physical, so replaying what the snapshot already
- * holds is harmless).
+ * holds is harmless). A SWAPDB on the shard while a partition is being streamed starts
+ * that partition over (its record is not idempotent over entries written before it).
  *
  * When every partition is done, the WAL segments whose batches all came before the
  * round began are deleted (wal_trim): each of their records is at or below its

@@ -26,6 +26,7 @@ void walfmt_rec_encode(char *dst, const struct walfmt_view *r)
 {
     size_t prefix = r->type == WALFMT_RANGE ? WALFMT_RANGE_PREFIX : 0;
     KV_ASSERT(r->type != WALFMT_RANGE || r->range_off + r->vlen <= r->range_len);
+    KV_ASSERT(r->db <= UINT16_MAX && r->db2 <= UINT16_MAX);
     struct walfmt_rec h = {
         .len = walfmt_rec_size(r),
         .lsn = r->lsn,
@@ -35,6 +36,8 @@ void walfmt_rec_encode(char *dst, const struct walfmt_view *r)
         .klen = (uint32_t)r->klen,
         .vlen = prefix + r->vlen,
         .type = r->type,
+        .db = (uint16_t)r->db,
+        .db2 = (uint16_t)r->db2,
     };
     char *p = dst + sizeof h;
     memcpy(p, r->key, r->klen);
@@ -209,7 +212,7 @@ enum walfmt_scan walfmt_scan_batch(const char *buf, uint64_t avail, struct walfm
         if (r.len < sizeof r || r.len > end - off || r.klen > r.len - sizeof r ||
             r.vlen != r.len - sizeof r - r.klen || r.klen > KV_KEY_BYTES_MAX ||
             r.vlen > KV_VALUE_BYTES_MAX + WALFMT_RANGE_PREFIX || r.type < WALFMT_PUT ||
-            r.type > WALFMT_RANGE) {
+            r.type > WALFMT_SWAPDB) {
             *reason = "bad record length or type";
             return WALFMT_SCAN_BAD;
         }
@@ -242,6 +245,8 @@ void walfmt_rec_decode(const char *buf, uint64_t *off, struct walfmt_view *out)
     memcpy(&r, buf + *off, sizeof r);
     out->type = r.type;
     out->part = r.part;
+    out->db = r.db;
+    out->db2 = r.db2;
     out->lsn = r.lsn;
     out->epoch = r.epoch;
     out->expire_ms = r.expire_ms;

@@ -23,7 +23,8 @@
  * its effect or later ones, gives the same state once the later records are replayed
  * after it (replay is in LSN order).
  *
- * Version 2 added RANGE; readers accept versions 1 and 2.
+ * Version 2 added RANGE; version 3 the database of records and snapshot entries (zero,
+ * i.e. database 0, in older files) and SWAPDB. Readers accept versions 1 to 3.
  *
  * Snapshot file "snap-PPPPP-LLLLLLLLLLLLLLLL.kvs" (P: partition, L: LSN, hex):
  *   struct walfmt_snap, then chunks (struct walfmt_chunk + entries, each entry being a
@@ -37,7 +38,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define WALFMT_VERSION     2
+#define WALFMT_VERSION     3
 #define WALFMT_VERSION_MIN 1 /* the oldest version readers accept */
 #define WALFMT_BLOCK       4096u
 #define WALFMT_SEG_MAGIC   0x5357564bu /* "KVWS" */
@@ -49,9 +50,10 @@ enum walfmt_type {
     WALFMT_PUT = 1,    /* key = value, expire_ms (0: none) */
     WALFMT_DEL = 2,    /* key removed */
     WALFMT_EXPIRE = 3, /* key's expiry set to expire_ms (0: persist) */
-    WALFMT_FLUSH = 4,  /* every key of the partition removed */
+    WALFMT_FLUSH = 4,  /* every key of the partition's database `db` removed */
     WALFMT_RANGE = 5,  /* the value's bytes [off, off + n) written, its length set to len,
                         * expire_ms set; the record's value: u64 off, u64 len, the bytes */
+    WALFMT_SWAPDB = 6, /* the partition's databases `db` and `db2` swapped (no key) */
 };
 
 #define WALFMT_RANGE_PREFIX 16 /* RANGE: off and len before the bytes */
@@ -100,7 +102,10 @@ struct walfmt_rec {
     uint32_t klen;
     uint64_t vlen;
     uint8_t type; /* enum walfmt_type */
-    uint8_t reserved[7];
+    uint8_t reserved;
+    uint16_t db;  /* the key's database (version 3; zero before) */
+    uint16_t db2; /* SWAPDB: the other database */
+    uint8_t reserved2[2];
 };
 _Static_assert(sizeof(struct walfmt_rec) == 64, "walfmt_rec layout");
 
@@ -132,7 +137,7 @@ _Static_assert(sizeof(struct walfmt_chunk) == 40, "walfmt_chunk layout");
 
 struct walfmt_entry {
     uint32_t klen;
-    uint32_t reserved;
+    uint32_t db; /* the key's database (version 3; zero before) */
     uint64_t vlen;
     int64_t expire_ms;
 };
@@ -142,6 +147,8 @@ _Static_assert(sizeof(struct walfmt_entry) == 24, "walfmt_entry layout");
 struct walfmt_view {
     uint8_t type;
     uint32_t part;
+    uint32_t db;
+    uint32_t db2; /* SWAPDB */
     uint64_t lsn;
     uint64_t epoch;
     int64_t expire_ms;

@@ -33,6 +33,7 @@ struct wkey {
     struct wnode node; /* node.h: the key's hash */
     struct wref *refs; /* the watches of this key */
     size_t nrefs;
+    uint32_t db;
     uint32_t klen;
     char key[];
 };
@@ -141,12 +142,13 @@ size_t watch_client_count(const struct watch_reg *w)
     return w != NULL ? w->nwatching : 0;
 }
 
-static struct wnode **key_slot(const struct watch_reg *w, const char *key, size_t klen, uint64_t h)
+static struct wnode **key_slot(const struct watch_reg *w, uint32_t db, const char *key, size_t klen,
+                               uint64_t h)
 {
     struct wnode **pp = map_head(&w->keys, h);
     for (; *pp != NULL; pp = &(*pp)->next) {
         const struct wkey *k = (const struct wkey *)*pp;
-        if (k->node.h == h && k->klen == klen && memcmp(k->key, key, klen) == 0) {
+        if (k->node.h == h && k->db == db && k->klen == klen && memcmp(k->key, key, klen) == 0) {
             break;
         }
     }
@@ -162,8 +164,8 @@ static struct wnode **cli_slot(const struct watch_reg *w, uint64_t id)
     return pp;
 }
 
-void watch_add(struct watch_reg *w, uint64_t client, const char *key, size_t klen, uint64_t h,
-               int64_t expire_ms)
+void watch_add(struct watch_reg *w, uint64_t client, uint32_t db, const char *key, size_t klen,
+               uint64_t h, int64_t expire_ms)
 {
     KV_ASSERT(w != NULL && (key != NULL || klen == 0) && klen <= UINT32_MAX);
     struct wnode **cp = cli_slot(w, client);
@@ -177,12 +179,12 @@ void watch_add(struct watch_reg *w, uint64_t client, const char *key, size_t kle
     } else if (c->dirty) {
         return; /* its EXEC fails anyway (Redis: no point in watching) */
     }
-    struct wnode **kp = key_slot(w, key, klen, h);
+    struct wnode **kp = key_slot(w, db, key, klen, h);
     struct wkey *k = (struct wkey *)*kp;
     if (k == NULL) {
         k = mi_heap_malloc(w->heap, sizeof *k + klen);
         KV_ASSERT(k != NULL);
-        *k = (struct wkey){.node = {.h = h}, .klen = (uint32_t)klen};
+        *k = (struct wkey){.node = {.h = h}, .db = db, .klen = (uint32_t)klen};
         if (klen > 0) {
             memcpy(k->key, key, klen);
         }
@@ -230,7 +232,7 @@ static void unwatch_all(struct watch_reg *w, struct wcli *c)
         KV_ASSERT(k->nrefs > 0);
         if (--k->nrefs == 0) {
             KV_ASSERT(k->refs == NULL);
-            struct wnode **kp = key_slot(w, k->key, k->klen, k->node.h);
+            struct wnode **kp = key_slot(w, k->db, k->key, k->klen, k->node.h);
             KV_ASSERT(*kp == &k->node);
             *kp = k->node.next;
             w->keys.n--;
@@ -243,12 +245,12 @@ static void unwatch_all(struct watch_reg *w, struct wcli *c)
     c->count = 0;
 }
 
-void watch_touch(struct watch_reg *w, const char *key, size_t klen, uint64_t h)
+void watch_touch(struct watch_reg *w, uint32_t db, const char *key, size_t klen, uint64_t h)
 {
     if (w == NULL || w->keys.n == 0) {
         return;
     }
-    struct wkey *k = (struct wkey *)*key_slot(w, key, klen, h);
+    struct wkey *k = (struct wkey *)*key_slot(w, db, key, klen, h);
     if (k == NULL) {
         return;
     }
@@ -274,7 +276,7 @@ void watch_touch_if(struct watch_reg *w, watch_pred *pred, void *arg)
     for (size_t b = 0; b <= w->keys.mask; b++) {
         for (struct wnode *e = w->keys.b[b]; e != NULL; e = e->next) {
             struct wkey *k = (struct wkey *)e;
-            if (pred(arg, k->key, k->klen, k->node.h)) {
+            if (pred(arg, k->db, k->key, k->klen, k->node.h)) {
                 /* dirty only: their watches are freed at EXEC / UNWATCH / close, as
                  * freeing them here would change the maps being walked */
                 for (struct wref *r = k->refs; r != NULL; r = r->key_next) {

@@ -31,16 +31,19 @@ void watch_destroy(struct watch_reg *w);
 size_t watch_key_count(const struct watch_reg *w);
 size_t watch_client_count(const struct watch_reg *w);
 
-/* `client` watches `key` (hash `h`), whose expiry now is `expire_ms` (0: none, or the
- * key is absent). Watching a key twice is one watch, the first one's expiry kept. */
-void watch_add(struct watch_reg *w, uint64_t client, const char *key, size_t klen, uint64_t h,
-               int64_t expire_ms);
+/* `client` watches `key` (hash `h`) of database `db`, whose expiry now is `expire_ms`
+ * (0: none, or the key is absent). Watching a key twice is one watch, the first one's
+ * expiry kept. A key is (database, name): the same name in two databases is two keys. */
+void watch_add(struct watch_reg *w, uint64_t client, uint32_t db, const char *key, size_t klen,
+               uint64_t h, int64_t expire_ms);
 
-/* `key` changed: every client watching it becomes dirty. Cheap when nothing is watched. */
-void watch_touch(struct watch_reg *w, const char *key, size_t klen, uint64_t h);
+/* `key` of `db` changed: every client watching it becomes dirty. Cheap when nothing is
+ * watched. */
+void watch_touch(struct watch_reg *w, uint32_t db, const char *key, size_t klen, uint64_t h);
 
-/* Touches every watched key for which `pred` says true (FLUSHALL: the keys that exist). */
-typedef bool watch_pred(void *arg, const char *key, size_t klen, uint64_t h);
+/* Touches every watched key for which `pred` says true (FLUSHALL, FLUSHDB, SWAPDB: the
+ * keys that exist in the databases concerned). */
+typedef bool watch_pred(void *arg, uint32_t db, const char *key, size_t klen, uint64_t h);
 void watch_touch_if(struct watch_reg *w, watch_pred *pred, void *arg);
 
 /* True if EXEC of `client` may run: not dirty, and no key it watched with an expiry has

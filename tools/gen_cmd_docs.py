@@ -32,10 +32,7 @@ SUBCOMMANDS = {
 }
 
 # Commands kvd refuses or implements differently: their documentation says how.
-OVERRIDES = {
-    "select": {"summary": "Change the selected database for the current connection (kvd has "
-                          "one database: only index 0 is accepted)"},
-}
+OVERRIDES = {}
 
 
 # ---- a small RESP3 client: values as (kind, payload) -----------------------------------
@@ -265,7 +262,6 @@ HEADER = """\
  * than editing the tables by hand.
  *
  * Where kvd differs from Redis, the metadata says so rather than copying Redis's:
- *   - SELECT accepts only index 0 (kvd has one database): its summary says so.
  *   - Containers list only the subcommands kvd implements: CLIENT without CACHING,
  *     GETREDIR, PAUSE, REPLY, TRACKING, TRACKINGINFO, UNBLOCK, UNPAUSE; CONFIG without
  *     REWRITE (refused) and HELP; SLOWLOG without HELP. CLIENT SETINFO and NO-TOUCH,

@@ -312,12 +312,16 @@ def test_select_db(kvd):
     flush(kvd.port)
     send(kvd.port, "SET", "k", "v")
     assert kv(kvd.port, "-n", "0", "GET", "k") == (0, b"v\n", b"")
-    # kvd has database 0 only: SELECT 1 fails as Redis reports it, the command still runs.
-    code, out, err = kv(kvd.port, "-n", "1", "GET", "k")
+    assert kv(kvd.port, "-n", "1", "SET", "k", "one") == (0, b"OK\n", b"")
+    assert kv(kvd.port, "-n", "1", "GET", "k") == (0, b"one\n", b"")
+    assert kv(kvd.port, "GET", "k") == (0, b"v\n", b"")
+    # A database beyond `databases` (16): SELECT fails as Redis reports it, the command
+    # still runs (in database 0), as with redis-cli.
+    code, out, err = kv(kvd.port, "-n", "16", "GET", "k")
     assert (code, out) == (0, b"v\n")
-    assert err == b"SELECT 1 failed: ERR DB index is out of range\n"
-    code, out, _ = kv(kvd.port, "--no-raw", stdin=b"SELECT 1\nSELECT 0\n")
-    assert out == b"(error) ERR DB index is out of range\nOK\n"
+    assert err == b"SELECT 16 failed: ERR DB index is out of range\n"
+    code, out, _ = kv(kvd.port, "--no-raw", stdin=b"SELECT 16\nSELECT 1\nGET k\n")
+    assert out == b"(error) ERR DB index is out of range\nOK\n\"one\"\n"
 
 
 # ---- stdin mode -----------------------------------------------------------------------
@@ -724,7 +728,7 @@ def test_interactive_prompt_round_trip_and_history(kvd, tmp_path):
     assert b'1) "hello world"\r\n2) (nil)\r\n' in t.expect(prompt)
     t.send(b"AUTH nopass")
     assert b"(error) ERR AUTH" in t.expect(prompt)
-    t.send(b"SELECT 3")
+    t.send(b"SELECT 16")
     assert b"(error) ERR DB index is out of range" in t.expect(prompt)
     t.send(b"quit")
     assert t.wait() == 0
@@ -734,13 +738,13 @@ def test_interactive_prompt_round_trip_and_history(kvd, tmp_path):
     assert hist.stat().st_mode & 0o777 == 0o600  # values may be private
     assert b"nopass" not in saved  # AUTH lines are kept out of the history
 
-    # A second session loads the history: two up-arrows recall "SELECT 3" (the last line
+    # A second session loads the history: two up-arrows recall "SELECT 16" (the last line
     # is "quit"), run again. Line editing needs a terminal type with cursor keys.
     t = Pty([KVCLI, "-p", str(kvd.port)], dict(env, TERM="vt100"))
     t.expect(prompt)
     t.send(b"\x1b[A\x1b[A")
     seen = t.expect(prompt)
-    assert b"SELECT 3" in seen and b"(error) ERR DB index is out of range" in seen
+    assert b"SELECT 16" in seen and b"(error) ERR DB index is out of range" in seen
     t.send(b"exit")
     assert t.wait() == 0
 

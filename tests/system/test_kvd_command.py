@@ -7,8 +7,8 @@ byte. The known, deliberate differences are spelled out here and nowhere else:
     implements (KVD_SUBCOMMANDS), in name order; Redis lists all of its own in its hash
     table's order, which changes from one redis-server process to the next, so
     subcommand lists are compared as sets (they are sets in RESP3);
-  - the DOCS summary of SELECT (only index 0) says so: it is
-    Redis's summary followed by kvd's note in parentheses (DOCS_NOTES);
+  - where kvd's behaviour differs, the DOCS summary says so: Redis's summary followed by
+    kvd's note in parentheses (DOCS_NOTES; none at present);
   - COMMAND, COMMAND LIST and COMMAND DOCS without names cover only kvd's commands, and
     their order is kvd's (name order), not Redis's hash order.
 """
@@ -25,9 +25,7 @@ KVD_SUBCOMMANDS = {
     "slowlog": {"get", "len", "reset"},
 }
 
-DOCS_NOTES = {
-    "select": b" (kvd has one database: only index 0 is accepted)",
-}
+DOCS_NOTES = {}
 
 PROTOCOLS = ["2", "3"]
 

@@ -291,12 +291,16 @@ def test_client_info_cmd_field(pair):
                 assert (b" cmd=" + shown + b" ") in line, (cmd, line)
 
 
-def test_select_1_is_refused(kc):
-    # kvd keeps one database (db 0); other indexes are refused, not silently mapped.
+def test_select_within_the_databases_setting(kc):
+    # 16 databases by default, as Redis; each its own keyspace (test_kvd_db.py has more).
+    assert kc.cmd("SET", "a", "0") == St("OK")
+    assert kc.cmd("SELECT", "15") == St("OK")
+    assert kc.cmd("GET", "a") is None
+    assert kc.cmd("SET", "a", "15") == St("OK")
+    assert kc.cmd("SELECT", "16") == Err("ERR DB index is out of range")
+    assert kc.cmd("GET", "a") == b"15", "a refused SELECT keeps the database"
     assert kc.cmd("SELECT", "0") == St("OK")
-    assert kc.cmd("SELECT", "1") == Err("ERR DB index is out of range")
-    assert kc.cmd("SET", "a", "1") == St("OK")
-    assert kc.cmd("GET", "a") == b"1"
+    assert kc.cmd("GET", "a") == b"0"
 
 
 def test_quit_replies_ok_then_closes(pair):

@@ -39,6 +39,7 @@ static uint64_t make_batch(uint32_t n, uint64_t seq)
         int vl = snprintf(val, sizeof val, "value-%u-%u", i, i * 7);
         struct walfmt_view v = {.type = WALFMT_PUT,
                                 .part = i % 8,
+                                .db = i % 3 == 0 ? 0 : i * 131 % 65536,
                                 .lsn = 100 + i,
                                 .expire_ms = i % 2 ? 1234567 : 0,
                                 .key = key,
@@ -99,6 +100,8 @@ Test(walfmt, batch_round_trip)
         int vl = snprintf(val, sizeof val, "value-%u-%u", i, i * 7);
         cr_assert_eq(v.type, WALFMT_PUT);
         cr_assert_eq(v.part, i % 8);
+        cr_assert_eq(v.db, i % 3 == 0 ? 0 : i * 131 % 65536);
+        cr_assert_eq(v.db2, 0);
         cr_assert_eq(v.lsn, 100 + i);
         cr_assert_eq(v.expire_ms, i % 2 ? 1234567 : 0);
         cr_assert_eq(v.klen, (size_t)kl);
@@ -106,6 +109,26 @@ Test(walfmt, batch_round_trip)
         cr_assert(memcmp(v.key, key, v.klen) == 0);
         cr_assert(memcmp(v.val, val, v.vlen) == 0);
     }
+    cr_assert_eq(off, len);
+}
+
+Test(walfmt, swapdb_record_round_trip)
+{
+    struct walfmt_view in[2] = {
+        {.type = WALFMT_SWAPDB, .part = 3, .db = 9, .db2 = 4095, .lsn = 77, .key = ""},
+        {.type = WALFMT_FLUSH, .part = 3, .db = 12, .lsn = 78, .key = ""},
+    };
+    uint64_t len = encode_batch(in, 2, 5);
+    struct walfmt_batch_info bi;
+    const char *why = NULL;
+    cr_assert_eq(walfmt_scan_batch(buf, BUF, &bi, &why), WALFMT_SCAN_BATCH, "%s", why);
+    uint64_t off = sizeof(struct walfmt_batch);
+    struct walfmt_view v;
+    walfmt_rec_decode(buf, &off, &v);
+    cr_assert(v.type == WALFMT_SWAPDB && v.part == 3 && v.db == 9 && v.db2 == 4095 && v.lsn == 77);
+    cr_assert_eq(v.klen, 0);
+    walfmt_rec_decode(buf, &off, &v);
+    cr_assert(v.type == WALFMT_FLUSH && v.db == 12 && v.db2 == 0 && v.lsn == 78);
     cr_assert_eq(off, len);
 }
 

@@ -22,8 +22,10 @@ static uint64_t hash_of(const char *k, size_t n)
     return h;
 }
 
-#define ADD(w, c, k, exp) watch_add(w, c, k, strlen(k), hash_of(k, strlen(k)), exp)
-#define TOUCH(w, k)       watch_touch(w, k, strlen(k), hash_of(k, strlen(k)))
+#define ADD_DB(w, c, db, k, exp) watch_add(w, c, db, k, strlen(k), hash_of(k, strlen(k)), exp)
+#define TOUCH_DB(w, db, k)       watch_touch(w, db, k, strlen(k), hash_of(k, strlen(k)))
+#define ADD(w, c, k, exp)        ADD_DB(w, c, 0, k, exp)
+#define TOUCH(w, k)              TOUCH_DB(w, 0, k)
 
 Test(watch, clean_until_a_watched_key_changes)
 {
@@ -75,11 +77,32 @@ Test(watch, expiry_seen_at_watch_fails_once_reached)
     mi_heap_destroy(heap);
 }
 
-static bool starts_with_x(void *arg, const char *key, size_t klen, uint64_t h)
+static bool starts_with_x(void *arg, uint32_t db, const char *key, size_t klen, uint64_t h)
 {
     (void)h;
     ++*(int *)arg;
-    return klen > 0 && key[0] == 'x';
+    return db == 0 && klen > 0 && key[0] == 'x';
+}
+
+Test(watch, a_key_is_its_database_and_name)
+{
+    mi_heap_t *heap = mi_heap_new();
+    struct watch_reg *w = watch_create(heap);
+    ADD_DB(w, 1, 0, "k", 0);
+    ADD_DB(w, 2, 9, "k", 0);
+    ADD_DB(w, 3, 9, "k", 0);
+    cr_assert_eq(watch_key_count(w), 2, "k of db 0 and k of db 9 are two keys");
+    TOUCH_DB(w, 1, "k"); /* nobody watches k in db 1 */
+    cr_assert(watch_clean(w, 1, 0) && watch_clean(w, 2, 0) && watch_clean(w, 3, 0));
+    TOUCH_DB(w, 9, "k");
+    cr_assert(watch_clean(w, 1, 0), "db 0's k did not change");
+    cr_assert(!watch_clean(w, 2, 0) && !watch_clean(w, 3, 0));
+    TOUCH_DB(w, 0, "k");
+    cr_assert(!watch_clean(w, 1, 0));
+    cr_assert_eq(watch_key_count(w), 0);
+    watch_check(w);
+    watch_destroy(w);
+    mi_heap_destroy(heap);
 }
 
 Test(watch, touch_if_touches_what_the_predicate_picks)
@@ -90,10 +113,12 @@ Test(watch, touch_if_touches_what_the_predicate_picks)
     ADD(w, 2, "y1", 0);
     ADD(w, 3, "x2", 0);
     ADD(w, 3, "y2", 0);
+    ADD_DB(w, 4, 5, "x1", 0);
     int calls = 0;
     watch_touch_if(w, starts_with_x, &calls);
-    cr_assert_eq(calls, 4, "every watched key once");
+    cr_assert_eq(calls, 5, "every watched key once");
     cr_assert(!watch_clean(w, 1, 0) && watch_clean(w, 2, 0) && !watch_clean(w, 3, 0));
+    cr_assert(watch_clean(w, 4, 0), "the predicate is told the key's database");
     watch_destroy(w); /* with watches left: frees them */
     mi_heap_destroy(heap);
 }
@@ -103,16 +128,16 @@ Test(watch, binary_and_empty_keys)
     mi_heap_t *heap = mi_heap_new();
     struct watch_reg *w = watch_create(heap);
     const char k1[] = {'a', 0, 'b'}, k2[] = {'a', 0, 'c'};
-    watch_add(w, 1, k1, 3, 42, 0); /* same hash, different bytes */
-    watch_add(w, 2, k2, 3, 42, 0);
-    watch_add(w, 3, "", 0, 43, 0);
+    watch_add(w, 1, 0, k1, 3, 42, 0); /* same hash, different bytes */
+    watch_add(w, 2, 0, k2, 3, 42, 0);
+    watch_add(w, 3, 0, "", 0, 43, 0);
     cr_assert_eq(watch_key_count(w), 3);
-    watch_touch(w, k2, 3, 42);
+    watch_touch(w, 0, k2, 3, 42);
     cr_assert(watch_clean(w, 1, 0) && !watch_clean(w, 2, 0) && watch_clean(w, 3, 0));
-    watch_touch(w, "", 0, 43);
+    watch_touch(w, 0, "", 0, 43);
     cr_assert(!watch_clean(w, 3, 0));
     cr_assert(watch_key_count(NULL) == 0 && watch_clean(NULL, 1, 0));
-    watch_touch(NULL, "a", 1, 1); /* a shard that never had a watch */
+    watch_touch(NULL, 0, "a", 1, 1); /* a shard that never had a watch */
     watch_drop(NULL, 1);
     watch_check(w);
     watch_destroy(w);
@@ -138,9 +163,10 @@ static uint64_t rnd(uint64_t *s)
     return *s;
 }
 
+/* Model key k is name "key:<k / 4>" in database k % 4: names repeat across databases. */
 static void key_name(int k, char *buf)
 {
-    snprintf(buf, 16, "key:%d", k);
+    snprintf(buf, 16, "key:%d", k / 4);
 }
 
 static bool model_clean(const struct model *m, int c, int64_t now)
@@ -185,7 +211,7 @@ Test(watch, random_against_a_model)
         case 1:
         case 2: {
             int64_t exp = rnd(&s) % 3 == 0 ? now + (int64_t)(rnd(&s) % 50) + 1 : 0;
-            ADD(w, (uint64_t)c, name, exp);
+            ADD_DB(w, (uint64_t)c, (uint32_t)(k % 4), name, exp);
             if (!m->watched[c][k] && !m->dirty[c]) { /* a dirty client watches no more */
                 m->watched[c][k] = true;
                 m->exp[c][k] = exp;
@@ -194,7 +220,7 @@ Test(watch, random_against_a_model)
         }
         case 3:
         case 4:
-            TOUCH(w, name);
+            TOUCH_DB(w, (uint32_t)(k % 4), name);
             for (int i = 0; i < M_CLIENTS; i++) {
                 if (m->watched[i][k]) { /* dirty, and watching nothing any more */
                     m->dirty[i] = true;

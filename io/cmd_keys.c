@@ -251,6 +251,55 @@ void cmd_type(struct cmd_ctx *x)
  */
 static const char *const object_keyed[] = {"encoding", "freq", "idletime", "refcount"};
 
+/* What Redis would report as the value's encoding and reference count. */
+static const char *obj_encoding(const struct tbl_entry *e)
+{
+    size_t len;
+    const char *v = tbl_entry_val(e, &len);
+    int64_t n;
+    bool is_int = len <= OBJ_INT_CHARS_MAX && kv_parse_i64(v, len, &n);
+    return is_int ? "int" : len <= OBJ_EMBSTR_MAX ? "embstr" : "raw";
+}
+
+static int64_t obj_refcount(const struct tbl_entry *e)
+{
+    size_t len;
+    const char *v = tbl_entry_val(e, &len);
+    int64_t n;
+    bool shared =
+        len <= OBJ_INT_CHARS_MAX && kv_parse_i64(v, len, &n) && n >= 0 && n < OBJ_SHARED_INTS;
+    return shared ? OBJ_SHARED_REFCNT : 1;
+}
+
+/*
+ * DEBUG OBJECT key, on the key's shard (row "debug|object"): Redis's line. The address
+ * is the entry's; serializedlength is the length of the value's RDB string encoding as
+ * kvd's DUMP writes it (Redis's equals it except for compressible values over 20 bytes,
+ * which Redis would LZF-compress); kvd keeps no access times: lru is the LRU clock now
+ * (seconds, 24 bits, as Redis's) and lru_seconds_idle 0, as OBJECT IDLETIME.
+ */
+void cmd_debug_object(struct cmd_ctx *x)
+{
+    const struct tbl_entry *e = cmd_lookup_read(x, &x->argv[2], cmd_key_hash(&x->argv[2]));
+    if (e == NULL) {
+        reply_error(x->out, "ERR no such key");
+        return;
+    }
+    size_t n;
+    const void *v = tbl_entry_val(e, &n);
+    uint8_t head[RDBSTR_HEAD_MAX];
+    bool body;
+    size_t hn = rdbstr_dump_head(v, n, head, &body);
+    KV_ASSERT(hn >= 1); /* the type byte, not part of the serialized string */
+    char line[256];
+    snprintf(line, sizeof line,
+             "Value at:%p refcount:%lld encoding:%s serializedlength:%zu lru:%lld "
+             "lru_seconds_idle:0",
+             (const void *)e, (long long)obj_refcount(e), obj_encoding(e), hn - 1 + (body ? n : 0),
+             (long long)((x->now_ms / 1000) & 0xffffff));
+    reply_simple(x->out, line);
+}
+
 bool cmd_object_keyed(const struct resp_arg *sub)
 {
     for (size_t k = 0; k < KV_ARRAY_LEN(object_keyed); k++) {
@@ -300,14 +349,10 @@ void cmd_object(struct cmd_ctx *x)
         reply_null(x->out);
         return;
     }
-    size_t len;
-    const char *v = tbl_entry_val(e, &len);
-    int64_t n;
-    bool is_int = len <= OBJ_INT_CHARS_MAX && kv_parse_i64(v, len, &n);
     if (cmd_arg_is(sub, "encoding")) {
-        reply_bulk_str(x->out, is_int ? "int" : len <= OBJ_EMBSTR_MAX ? "embstr" : "raw");
+        reply_bulk_str(x->out, obj_encoding(e));
     } else if (cmd_arg_is(sub, "refcount")) {
-        reply_int(x->out, is_int && n >= 0 && n < OBJ_SHARED_INTS ? OBJ_SHARED_REFCNT : 1);
+        reply_int(x->out, obj_refcount(e));
     } else if (cmd_arg_is(sub, "idletime")) {
         reply_int(x->out, 0);
     } else {
@@ -318,8 +363,7 @@ void cmd_object(struct cmd_ctx *x)
 }
 
 /* COPY source destination [DB db] [REPLACE]; both keys are in one partition (checked by
- * the caller). kvd has database 0 only: DB 0 is the source's database, others are out
- * of range (as SELECT says). */
+ * the caller), the destination in the selected database or in `db`. */
 void cmd_copy(struct cmd_ctx *x)
 {
     const struct resp_arg *src = &x->argv[1];

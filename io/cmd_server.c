@@ -957,10 +957,57 @@ void cmd_slowlog(struct cmd_ctx *x)
     }
 }
 
+/*
+ * DEBUG RELOAD [MERGE|NOFLUSH|NOSAVE ...]: Redis saves its RDB, empties itself and loads
+ * the file back, proving that what it persists is what it holds. kvd's memory is at all
+ * times what recovery rebuilds from its snapshots and WAL, so RELOAD is a SAVE (a
+ * snapshot round of every shard; nothing to do with appendonly no, or with NOSAVE) and
+ * the data goes on as it is.
+ */
+static void debug_reload(struct cmd_ctx *x)
+{
+    bool nosave = false;
+    for (size_t i = 2; i < x->argc; i++) {
+        if (cmd_arg_is(&x->argv[i], "nosave")) {
+            nosave = true;
+        } else if (!cmd_arg_is(&x->argv[i], "merge") && !cmd_arg_is(&x->argv[i], "noflush")) {
+            reply_error(x->out, "ERR DEBUG RELOAD only supports the MERGE, NOFLUSH and NOSAVE "
+                                "options.");
+            return;
+        }
+    }
+    if (nosave || !x->sh->srv->persist) {
+        reply_ok(x->out);
+        return;
+    }
+    cmd_save(x);
+}
+
 void cmd_debug(struct cmd_ctx *x)
 {
     const struct resp_arg *sub = &x->argv[1];
-    if (cmd_arg_is(sub, "sleep") && x->argc == 3) {
+    if (cmd_arg_is(sub, "help") && x->argc == 2) {
+        static const char *const help[] = {
+            "DEBUG <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+            "OBJECT <key>",
+            "    Show low level info about `key` and associated value.",
+            "RELOAD [option ...]",
+            "    Save the data on disk (a snapshot round of every thread) and go on with it:",
+            "    kvd's memory is what a restart would load. Options MERGE, NOFLUSH and",
+            "    NOSAVE (no snapshot) are accepted.",
+            "SET-ACTIVE-EXPIRE <0|1>",
+            "    Setting it to 0 disables expiring keys in background when they are not",
+            "    accessed (otherwise the Redis behavior). Setting it to 1 reenables back the",
+            "    default.",
+            "SLEEP <seconds>",
+            "    Stop the server for <seconds>. Decimals allowed.",
+            "HELP",
+            "    Prints this help.",
+        };
+        reply_lines(x->out, help, KV_ARRAY_LEN(help));
+    } else if (cmd_arg_is(sub, "reload")) {
+        debug_reload(x);
+    } else if (cmd_arg_is(sub, "sleep") && x->argc == 3) {
         char buf[32];
         snprintf(buf, sizeof buf, "%.*s", (int)(x->argv[2].len < 31 ? x->argv[2].len : 31),
                  x->argv[2].ptr);
@@ -978,7 +1025,12 @@ void cmd_debug(struct cmd_ctx *x)
         atomic_store(&x->sh->srv->active_expire_off, atoi(buf) == 0);
         reply_ok(x->out);
     } else {
-        cmd_reply_unknown_subcommand(x);
+        /* DEBUG is no container in Redis: its own syntax error (OBJECT with a key went to
+         * the key's shard, so here it has the wrong argument count) */
+        reply_error(x->out,
+                    "ERR unknown subcommand or wrong number of arguments for '%.*s'. Try DEBUG "
+                    "HELP.",
+                    (int)(sub->len > 128 ? 128 : sub->len), sub->ptr);
     }
 }
 

@@ -1731,6 +1731,8 @@ static void dispatch_pre(struct conn *c, const struct resp_cmd *cmd, const struc
         d = cmd_lookup_hidden("object|key"); /* OBJECT ENCODING key, ...: the key's shard */
     } else if (d->fn == cmd_memory && argc >= 3 && cmd_arg_is(&argv[1], "usage")) {
         d = cmd_lookup_hidden("memory|usage"); /* MEMORY USAGE key: the key's shard */
+    } else if (d->fn == cmd_debug && argc == 3 && cmd_arg_is(&argv[1], "object")) {
+        d = cmd_lookup_hidden("debug|object"); /* DEBUG OBJECT key: the key's shard */
     }
     switch (d->exec) {
     case CMD_EXEC_CONN:

@@ -92,8 +92,8 @@ _Static_assert(sizeof(struct xmsg) == 64, "xmsg is one cache line");
 #define STAT_SET(var, v) atomic_store_explicit(&(var), (v), memory_order_relaxed)
 #define STAT_GET(var)    atomic_load_explicit(&(var), memory_order_relaxed)
 
-#define KVD_CMDS_MAX  96  /* rows of the command table */
-#define KVD_STAT_ROWS 128 /* per-command statistics rows: commands and subcommands */
+#define KVD_CMDS_MAX  128 /* rows of the command table */
+#define KVD_STAT_ROWS 192 /* per-command statistics rows: commands and subcommands */
 
 /* One database's keys on one shard, published by the shard's timer for INFO keyspace and
  * SCAN on other shards (the tables are the shard's alone). */

@@ -2,11 +2,14 @@
 (against Redis 7 where the setting exists in both, kvd-only for kvd's own rules), SLOWLOG
 GET/LEN/RESET, TIME, and CONFIG SET changing behaviour at runtime.
 """
+import random
+import re
 import time
 
 import pytest
 
-from conftest import ConnClosed, Err, St, encode, rss_kib, wait_until
+from conftest import (ConnClosed, Err, RedisServer, St, encode, need_redis, rss_kib,
+                      wait_until)
 
 
 def info(c, *sections):
@@ -604,3 +607,55 @@ def test_rdb_changes_since_last_save_counts_as_redis(kvd_factory, redis_server):
             assert kc.cmd(*step) == rc.cmd(*step), step
             delta = (changes(kc) - before[0], changes(rc) - before[1])
             assert delta[0] == delta[1], "%r: kvd +%d, redis +%d" % (step, delta[0], delta[1])
+
+
+# ---- DEBUG OBJECT / RELOAD / HELP ------------------------------------------------------
+
+DEBUG_OBJECT = re.compile(r"^Value at:(0x[0-9a-f]+) refcount:(\d+) encoding:(\w+) "
+                          r"serializedlength:(\d+) lru:(\d+) lru_seconds_idle:(\d+)$")
+
+
+def test_debug_object_reload_and_errors_as_redis(kvd):
+    """DEBUG OBJECT's refcount, encoding and serializedlength equal Redis's (values up to 20
+    bytes and incompressible longer ones: Redis LZF-compresses the others, kvd does not);
+    its LRU clock is Redis's; errors, RELOAD's options and its keeping the data."""
+    need_redis()
+    r = RedisServer(["--enable-debug-command", "yes"])
+    try:
+        with kvd.client() as kc, r.client() as rc:
+            for c in (kc, rc):
+                assert c.cmd("FLUSHALL") == St("OK")
+            rnd = random.Random(7)
+            noise = bytes(rnd.randrange(256) for _ in range(300))
+            values = [b"1", b"0", b"-1", b"9999", b"10000", b"127", b"128", b"32767", b"32768",
+                      b"2147483647", b"2147483648", b"12345678901", b"-9223372036854775808",
+                      b"007", b"+1", b" 1", b"1.5", b"", b"hello", b"x" * 20, noise[:21],
+                      noise[:44], noise[:45], noise[:300]]
+            for i, v in enumerate(values):
+                key = "dbg:%d" % i
+                for c in (kc, rc):
+                    assert c.cmd("SET", key, v) == St("OK")
+                got = [DEBUG_OBJECT.match(c.cmd("DEBUG", "OBJECT", key).s) for c in (kc, rc)]
+                assert got[0] and got[1], (v, got)
+                k, rr = got[0].groups(), got[1].groups()
+                assert k[1:4] == rr[1:4], (v, k, rr)  # refcount, encoding, serializedlength
+                assert abs(int(k[4]) - int(rr[4])) <= 2, (k, rr)  # the LRU clock (s)
+                assert k[5] == "0"
+            for args in (("DEBUG", "OBJECT", "nokey"), ("DEBUG", "OBJECT"),
+                         ("DEBUG", "OBJECT", "a", "b"), ("DEBUG", "FOO"),
+                         ("DEBUG", "SLEEP"), ("DEBUG", "RELOAD", "BAD"),
+                         ("DEBUG", "RELOAD", "merge", "noflush")):
+                assert kc.raw(*args) == rc.raw(*args), args
+            # NOSAVE: Redis loads the RDB it has (none here: an error); kvd's memory is
+            # what its files hold, so there is nothing to load
+            assert kc.cmd("DEBUG", "RELOAD", "NOSAVE") == St("OK")
+            assert kc.cmd("SET", "dbg:ttl", "v", "PX", "100000") == St("OK")
+            assert kc.cmd("DEBUG", "RELOAD") == St("OK")
+            assert kc.cmd("GET", "dbg:3") == b"9999"
+            assert 99000 < kc.cmd("PTTL", "dbg:ttl") <= 100000
+            assert kc.cmd("DBSIZE") == len(values) + 1
+            lines = kc.cmd("DEBUG", "HELP")
+            assert lines[0] == St("DEBUG <subcommand> [<arg> [value] [opt] ...]. Subcommands are:")
+            assert St("OBJECT <key>") in lines and St("HELP") in lines
+    finally:
+        r.stop()

@@ -344,14 +344,13 @@ static void send_wakes(struct shard *sh)
 }
 
 /* Publishes what INFO on another shard may not read from the tables directly. The
- * memory (INFO used_memory) is the tables' and the shard's fixed buffers' (receive
- * buffers, table and cursor arrays), so that it is never 0 as Redis's never is. */
+ * memory (INFO used_memory) is the tables' and the arrays that hold them (so that it is
+ * never 0, as Redis's never is, even when FLUSHALL left no table). */
 static void publish_stats(struct shard *sh)
 {
     size_t ntables = (size_t)sh->table_count * sh->ndb;
     uint64_t keys = 0, expiring = 0, data = 0;
-    uint64_t mem = (uint64_t)sh->buf_size * sh->buf_count +
-                   ntables * (sizeof sh->tables[0] + sizeof sh->expire_cursor[0]);
+    uint64_t mem = ntables * (sizeof sh->tables[0] + sizeof sh->expire_cursor[0]);
     unsigned __int128 expire_sum = 0;
     for (uint32_t db = 0; db < sh->db_hi; db++) {
         uint64_t db_keys = 0, db_expiring = 0;

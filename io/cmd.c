@@ -121,11 +121,15 @@ static struct cmd_desc table[] = {
     {"multi", 1, CMD_FAST, NOKEY, CMD_EXEC_CONN, 0, cmd_multi, "", NULL},
     {"exec", 1, 0, NOKEY, CMD_EXEC_CONN, 0, cmd_exec, "", NULL},
     {"discard", 1, CMD_FAST, NOKEY, CMD_EXEC_CONN, 0, cmd_discard, "", NULL},
-    {"watch", -2, CMD_FAST, 1, -1, 1, CMD_EXEC_SAME, 0, cmd_watch, "", NULL},
+    {"watch", -2, CMD_FAST, 1, -1, 1, CMD_EXEC_MULTI, CMD_MERGE_OK, cmd_watch, "", NULL},
     {"unwatch", 1, CMD_FAST, NOKEY, CMD_EXEC_CONN, 0, cmd_unwatch, "", NULL},
     /* SAME: it runs data commands on the shard owning their one partition */
     {"exec|run", -2, CMD_HIDDEN | CMD_WRITE | CMD_NOSLOWLOG, NOKEY, CMD_EXEC_SAME, 0, conn_txn_run,
      "", NULL},
+    /* a cross-shard EXEC's wait for a parked shard's WAL: an empty reply, held there until
+     * what the transaction wrote is durable */
+    {"exec|sync", -1, CMD_HIDDEN | CMD_WRITE | CMD_NOSLOWLOG, NOKEY, CMD_EXEC_SAME, 0,
+     conn_txn_sync, "", NULL},
     {"setbit", 4, WR, KEY1, CMD_EXEC_KEY, 0, cmd_setbit, "write denyoom", NULL},
     {"bitfield", -2, CMD_WRITE, KEY1, CMD_EXEC_KEY, 0, cmd_bitfield, "write denyoom", NULL},
     {"bitfield_ro", -2, RO, KEY1, CMD_EXEC_KEY, 0, cmd_bitfield_ro, "readonly fast", NULL},

@@ -6,7 +6,7 @@
  *
  *   CMD_EXEC_KEY    touches one key (the first): runs on the shard owning that key's
  *                   partition, locally or forwarded there.
- *   CMD_EXEC_MULTI  touches several keys (MGET, MSET, DEL, EXISTS, UNLINK, TOUCH): the
+ *   CMD_EXEC_MULTI  touches several keys (MGET, MSET, DEL, EXISTS, UNLINK, TOUCH, WATCH): the
  *                   keys are grouped by owning shard, each shard runs the command on
  *                   its group, and the results are merged into one reply in key order.
  *   CMD_EXEC_SAME   several keys that must live in one partition (RENAME, MSETNX,
@@ -71,6 +71,8 @@ enum cmd_merge {
     CMD_MERGE_FIRST,   /* the first non-null bulk (RANDOMKEY) */
     CMD_MERGE_BULKCAT, /* bulk strings concatenated (CLIENT LIST) */
     CMD_MERGE_KILL,    /* +OK if the sum is positive, else "No such client" */
+    CMD_MERGE_RAW,     /* the parts' bytes as they are (a cross-shard EXEC: its array, and
+                        * the empty replies of the shards whose WAL it waits for) */
 };
 
 struct cmd_ctx;
@@ -189,7 +191,7 @@ cmd_fn cmd_get, cmd_set, cmd_setnx, cmd_setex, cmd_psetex, cmd_getset, cmd_getde
     cmd_renamenx, cmd_touch, cmd_expiretime, cmd_pexpiretime, cmd_substr, cmd_lcs, cmd_object,
     cmd_memory, cmd_dump, cmd_restore, cmd_role, cmd_setbit, cmd_getbit, cmd_bitcount, cmd_bitpos,
     cmd_bitop, cmd_bitfield, cmd_bitfield_ro, cmd_copy, cmd_move, cmd_debug_object, cmd_multi,
-    cmd_exec, cmd_discard, cmd_watch, cmd_unwatch, conn_txn_run;
+    cmd_exec, cmd_discard, cmd_watch, cmd_unwatch, conn_txn_run, conn_txn_sync;
 
 /* OBJECT's subcommands that take a key (they run on the key's shard). */
 bool cmd_object_keyed(const struct resp_arg *sub);

@@ -366,9 +366,9 @@ void cmd_hello(struct cmd_ctx *x)
 }
 
 /*
- * WATCH key [key ...], on the shard owning the keys' partition (the connection checked
- * that they share it with its earlier watches, and refused WATCH inside MULTI): each
- * key is watched by the calling client with the expiry it has now.
+ * WATCH key [key ...], split by owner like MGET: on each shard, the keys it owns are
+ * watched by the calling client with the expiry they have now (the connection notes
+ * the shard, and refused WATCH inside MULTI).
  */
 void cmd_watch(struct cmd_ctx *x)
 {
@@ -1419,14 +1419,15 @@ void cmd_info(struct cmd_ctx *x)
                  "rejected_connections:%llu\r\nexpired_keys:%llu\r\nevicted_keys:0\r\n"
                  "keyspace_hits:%llu\r\nkeyspace_misses:%llu\r\ncommands_forwarded:%llu\r\n"
                  "shard_wakeups_sent:%llu\r\nshard_queue_full_pauses:%llu\r\n"
-                 "recv_buffer_exhaustions:%llu\r\ntotal_error_replies:%llu\r\n\r\n",
+                 "recv_buffer_exhaustions:%llu\r\ncross_shard_transactions:%llu\r\n"
+                 "total_error_replies:%llu\r\n\r\n",
                  (unsigned long long)SUMB(connections), (unsigned long long)SUMB(commands),
                  (unsigned long long)SUMB(net_in_bytes), (unsigned long long)SUMB(net_out_bytes),
                  (unsigned long long)SUMB(rejected), (unsigned long long)SUMB(expired_keys),
                  (unsigned long long)SUMB(keyspace_hits), (unsigned long long)SUMB(keyspace_misses),
                  (unsigned long long)SUMB(forwarded), (unsigned long long)SUMB(wakeups_sent),
                  (unsigned long long)SUMB(queue_full_pauses), (unsigned long long)SUMB(recv_nobufs),
-                 (unsigned long long)SUMB(errs.total));
+                 (unsigned long long)SUMB(txn_cross), (unsigned long long)SUMB(errs.total));
     }
     if (want(x->argc, x->argv, "replication", true)) {
         info_add(&b, "# Replication\r\nrole:master\r\nconnected_slaves:0\r\n\r\n");

@@ -55,6 +55,7 @@
 #include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sched.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -146,9 +147,8 @@ struct conn {
     uint32_t db;        /* SELECTed database */
     struct txn *txn;    /* MULTI: the queued commands; NULL outside a transaction */
     uint8_t reply_mode; /* enum conn_reply_mode */
-    /* WATCH: the partition of the watched keys (their shard keeps the watches), NULL
-     * when nothing is watched */
-    const struct route_part *watch_part;
+    /* WATCH: the shards keeping this client's watches (each those of its own keys) */
+    struct shardset watch_shards;
 };
 
 struct xmsg_list {
@@ -355,11 +355,10 @@ void conn_shard_teardown(struct shard *sh)
     resp_pool_destroy(sh->pool);
 }
 
-/* Moves everything queued in the scratch output into one heap blob. Returns NULL (and
- * a zero length) when nothing is queued. */
-static char *scratch_take(struct shard *sh, size_t *len)
+/* Moves everything queued in output o into one heap blob. Returns NULL (and a zero
+ * length) when nothing is queued. */
+static char *out_take(struct shard *sh, struct resp_out *o, size_t *len)
 {
-    struct resp_out *o = sh->scratch;
     size_t n = resp_out_queued_bytes(o);
     *len = n;
     if (n == 0) {
@@ -382,6 +381,12 @@ static char *scratch_take(struct shard *sh, size_t *len)
     }
     KV_ASSERT(resp_out_queued_bytes(o) == 0);
     return blob;
+}
+
+/* The same for the shard's scratch output. */
+static char *scratch_take(struct shard *sh, size_t *len)
+{
+    return out_take(sh, sh->scratch, len);
 }
 
 /* Resets the scratch output after a failed encode (limit): drops what it holds. */
@@ -604,7 +609,8 @@ struct txn {
     bool writes;  /* some queued command writes (refused at EXEC while the WAL refuses) */
     bool selects; /* a SELECT of a valid database is queued: `db` is the last one's */
     uint32_t db;
-    const struct route_part *part; /* the partition of its keys, NULL until one */
+    bool silent;            /* its reply is dropped (CLIENT REPLY), as when EXEC came */
+    struct shardset shards; /* the shards owning its keys */
 };
 
 static int txn_queued(const struct conn *c)
@@ -708,14 +714,13 @@ static size_t after_header(const char *buf, size_t len, long long *count)
     return (size_t)(nl - buf) + 1;
 }
 
-/* Writes a finished fan-out reply into the connection's output. */
-static void emit_merged(struct conn *c, struct pend *p)
+/* Writes the merge of a fan-out's parts (g, and their integer results' sum) into o. */
+static void merge_parts(struct resp_out *o, int resp, mi_heap_t *heap, uint8_t merge,
+                        const struct gather *g, int64_t sum)
 {
-    struct resp_out *o = &c->out;
-    struct gather *g = p->g;
-    switch (p->merge) {
+    switch (merge) {
     case CMD_MERGE_SUM:
-        reply_int(o, p->sum);
+        reply_int(o, sum);
         break;
     case CMD_MERGE_OK:
         reply_ok(o);
@@ -754,7 +759,7 @@ static void emit_merged(struct conn *c, struct pend *p)
         break;
     }
     case CMD_MERGE_KILL:
-        if (p->sum > 0) {
+        if (sum > 0) {
             reply_ok(o);
         } else {
             reply_error(o, "ERR No such client");
@@ -768,7 +773,7 @@ static void emit_merged(struct conn *c, struct pend *p)
                 total += n > 0 ? (size_t)n : 0;
             }
         }
-        char *cat = mi_heap_malloc(c->sh->heap, total + 1);
+        char *cat = mi_heap_malloc(heap, total + 1);
         KV_ASSERT(cat != NULL);
         size_t off = 0;
         for (uint32_t t = 0; t < KVD_THREADS_MAX; t++) {
@@ -781,7 +786,7 @@ static void emit_merged(struct conn *c, struct pend *p)
                 }
             }
         }
-        if (c->resp == 3) {
+        if (resp == 3) {
             reply_verbatim(o, cat, off);
         } else {
             reply_bulk(o, cat, off);
@@ -799,9 +804,22 @@ static void emit_merged(struct conn *c, struct pend *p)
         reply_null(o);
         break;
     }
+    case CMD_MERGE_RAW:
+        for (uint32_t t = 0; t < KVD_THREADS_MAX; t++) {
+            if (g->part_blob[t] != NULL) {
+                reply_raw(o, g->part_blob[t], g->part_len[t]);
+            }
+        }
+        break;
     default:
         KV_ASSERT(0);
     }
+}
+
+/* Writes a finished fan-out reply into the connection's output. */
+static void emit_merged(struct conn *c, struct pend *p)
+{
+    merge_parts(&c->out, c->resp, c->sh->heap, p->merge, p->g, p->sum);
 }
 
 /* Moves the ready prefix of the pending ring into the output chain. */
@@ -1065,17 +1083,19 @@ static void send_req(struct conn *c, uint32_t to, const struct cmd_desc *d, uint
  */
 static void unwatch(struct conn *c)
 {
-    if (c->watch_part == NULL) {
-        return;
+    struct shardset s = c->watch_shards;
+    memset(&c->watch_shards, 0, sizeof c->watch_shards);
+    for (uint32_t to = 0; to < c->sh->srv->nthreads; to++) {
+        if (!shardset_has(&s, to)) {
+            continue;
+        }
+        if (to == c->sh->id) {
+            watch_drop(c->sh->watch, c->id);
+            continue;
+        }
+        struct xmsg m = {.kind = XM_UNWATCH, .src = (uint16_t)c->sh->id, .caller_id = c->id};
+        conn_send(c, to, &m);
     }
-    uint32_t to = c->watch_part->thread;
-    c->watch_part = NULL;
-    if (to == c->sh->id) {
-        watch_drop(c->sh->watch, c->id);
-        return;
-    }
-    struct xmsg m = {.kind = XM_UNWATCH, .src = (uint16_t)c->sh->id, .caller_id = c->id};
-    conn_send(c, to, &m);
 }
 
 static void forward_one(struct conn *c, uint32_t to, const struct cmd_desc *d, size_t argc,
@@ -1108,7 +1128,8 @@ static bool part_done(struct pend *p, uint32_t part, char *blob, size_t len, int
     p->us += r.us;
     p->failed |= r.failed;
     if (p->g != NULL && (p->merge == CMD_MERGE_ARRAY || p->merge == CMD_MERGE_CONCAT ||
-                         p->merge == CMD_MERGE_FIRST || p->merge == CMD_MERGE_BULKCAT)) {
+                         p->merge == CMD_MERGE_FIRST || p->merge == CMD_MERGE_BULKCAT ||
+                         p->merge == CMD_MERGE_RAW)) {
         KV_ASSERT(part < KVD_THREADS_MAX && p->g->part_blob[part] == NULL);
         p->g->part_blob[part] = blob;
         p->g->part_len[part] = len;
@@ -1449,20 +1470,26 @@ static void txn_queue(struct conn *c, const struct cmd_desc *d, size_t argc,
     if (d->exec == CMD_EXEC_MULTI && d->key_step == 2 && (argc - 1) % 2 != 0) {
         first = 0; /* MSET's missing value: an arity error when it runs, as in Redis */
     }
+    /* The shards of its keys join the transaction's; a command that needs its keys in
+     * one partition (RENAME, ...) is refused otherwise, as outside a transaction. */
+    struct shardset owners = {{0}};
+    const struct route_part *first_part = NULL;
+    bool same = true;
     if (first > 0) {
         size_t step = d->key_step > 0 ? (size_t)d->key_step : 1;
         for (size_t i = first; i <= last && i < argc; i += step) {
             const struct route_part *p = route_lookup(rt, arg_hash(&argv[i]));
-            if (t->part == NULL) {
-                t->part = p;
-            } else if (p != t->part) {
-                early_error(c, "CROSSSLOT Keys in request don't hash to the same slot%s", "");
-                early_count(c, d, true, argc, argv);
-                txn_flag(c);
-                finish_early(c);
-                return;
-            }
+            first_part = first_part != NULL ? first_part : p;
+            same &= p == first_part;
+            shardset_add(&owners, p->thread);
         }
+    }
+    if (!same && d->exec == CMD_EXEC_SAME) {
+        early_error(c, "CROSSSLOT Keys in request don't hash to the same slot%s", "");
+        early_count(c, d, true, argc, argv);
+        txn_flag(c);
+        finish_early(c);
+        return;
     }
     char count[24];
     int k = snprintf(count, sizeof count, "%zu", argc);
@@ -1478,6 +1505,9 @@ static void txn_queue(struct conn *c, const struct cmd_desc *d, size_t argc,
     }
     t->ncmds++;
     t->writes |= (d->flags & CMD_WRITE) != 0;
+    for (size_t w = 0; w < KV_ARRAY_LEN(owners.w); w++) {
+        t->shards.w[w] |= owners.w[w];
+    }
     int64_t db;
     if (d->fn == cmd_select && cmd_parse_i64(&argv[1], &db) && db >= 0 &&
         db < (int64_t)c->sh->ndb) {
@@ -1487,7 +1517,9 @@ static void txn_queue(struct conn *c, const struct cmd_desc *d, size_t argc,
     early_simple(c, "QUEUED");
 }
 
-/* MULTI, EXEC, DISCARD (and WATCH, which kvd does not have, inside MULTI). */
+static bool txn_exec_cross(struct conn *c);
+
+/* MULTI, EXEC, DISCARD (WATCH inside MULTI is refused before). */
 static void txn_control(struct conn *c, const struct cmd_desc *d, size_t argc,
                         const struct resp_arg *argv)
 {
@@ -1503,7 +1535,6 @@ static void txn_control(struct conn *c, const struct cmd_desc *d, size_t argc,
         }
         c->txn = mi_heap_zalloc(sh->heap, sizeof *c->txn);
         KV_ASSERT(c->txn != NULL);
-        c->txn->part = c->watch_part; /* its keys must be where the watched ones are */
         c->txn->db = c->db;
         account(sh, c, row, ok, argc, argv, NULL);
         early_simple(c, "OK");
@@ -1551,6 +1582,19 @@ static void txn_control(struct conn *c, const struct cmd_desc *d, size_t argc,
         finish_early(c);
         return;
     }
+    struct shardset where = t->shards;
+    for (size_t k = 0; k < KV_ARRAY_LEN(where.w); k++) {
+        where.w[k] |= c->watch_shards.w[k];
+    }
+    if (shardset_count(&where) > 1) {
+        /* keys (or watched keys) on several shards: run here, the others parked */
+        t->silent = c->reply_mode == CONN_REPLY_OFF || c->reply_mode == CONN_REPLY_SKIP;
+        if (!txn_exec_cross(c)) {
+            c->flags |= CONN_TXN_WAIT; /* another shard's transaction runs: next turn */
+            mark_blocked(c);
+        }
+        return;
+    }
     /* argv of exec|run: "EXEC", the command count, the client's address and name (for
      * the slowlog of the shard that runs it), then each command's count and args */
     size_t n = (size_t)t->nargs + 4;
@@ -1566,12 +1610,12 @@ static void txn_control(struct conn *c, const struct cmd_desc *d, size_t argc,
         av[i + 4] = (struct resp_arg){.ptr = t->buf + t->args[i].off, .len = t->args[i].len};
     }
     const struct cmd_desc *run_d = cmd_lookup_hidden("exec|run");
-    KV_ASSERT(c->watch_part == NULL || t->part == c->watch_part);
-    c->watch_part = NULL; /* exec|run drops the watches where they are */
-    if (t->part == NULL || t->part->thread == sh->id) {
+    uint32_t to = shardset_count(&where) == 0 ? sh->id : shardset_first(&where);
+    memset(&c->watch_shards, 0, sizeof c->watch_shards); /* exec|run drops the watches there */
+    if (to == sh->id) {
         exec_local(c, run_d, n, av); /* a SELECT it runs sets c->db */
     } else {
-        forward_one(c, t->part->thread, run_d, n, av);
+        forward_one(c, to, run_d, n, av);
         if (t->selects) {
             /* The database its last SELECT chose, now: the connection's next commands
              * are sent before the transaction's reply comes back. (Should the EXEC fail
@@ -1585,8 +1629,8 @@ static void txn_control(struct conn *c, const struct cmd_desc *d, size_t argc,
 
 /*
  * exec|run: a transaction's commands, one after another on this shard (the one owning
- * its partition, or the client's if it has no keys), their replies as one array. Each
- * is counted in the statistics of the shard that runs it.
+ * all its keys and watched keys, or the client's if it has none), their replies as one
+ * array. Each is counted in the statistics of the shard that runs it.
  */
 void conn_txn_run(struct cmd_ctx *x)
 {
@@ -1633,6 +1677,438 @@ void conn_txn_run(struct cmd_ctx *x)
         x->inner_errors += reply_errors() - errors;
     }
     KV_ASSERT(i == x->argc);
+}
+
+/*
+ * exec|sync: sent by a cross-shard EXEC to each parked shard its transaction wrote on,
+ * once released; its (empty) reply is held there until the WAL has made those writes
+ * durable, like any write's reply, so the EXEC's reply waits for every shard's WAL.
+ */
+void conn_txn_sync(struct cmd_ctx *x)
+{
+    (void)x;
+}
+
+/* ---- cross-shard transactions -------------------------------------------------- */
+
+/*
+ * A transaction whose keys or watched keys live on more than one shard runs on the
+ * client's shard, the coordinator, while every other shard involved is parked:
+ *
+ *   1. The coordinator takes the server's transaction lock (one cross-shard transaction
+ *      at a time, so two can never wait for each other); if another shard holds it, the
+ *      connection stops taking commands and tries again next loop turn (CONN_TXN_WAIT).
+ *   2. It sends XM_PARK to each other shard through the connection's queue to it, so
+ *      that the requests the client sent there before arrive first, and wakes them.
+ *      A shard that reads XM_PARK stops where it is (between two messages, its state
+ *      consistent) and serves the coordinator's operations (conn_txn_serve) on its own
+ *      thread: nothing else runs there until it is released.
+ *   3. The coordinator checks and drops the client's watches on each shard, then runs
+ *      the commands in order: each on the shard owning its keys (a parked shard runs it
+ *      on request and hands back the reply bytes), multi-key commands split by owner and
+ *      merged as a fan-out is, connection commands (SELECT, PING) here.
+ *   4. It releases the parked shards and the lock. The reply waits, as a fan-out's
+ *      does, for an exec|sync from each parked shard the transaction wrote on: those
+ *      come back once that shard's WAL holds the writes.
+ *
+ * Every command runs on its owner's thread, with that shard's tables, heap and WAL, and
+ * no other command runs on any of the shards involved in between: the transaction is
+ * isolated as a single-shard one is. After a crash, its records are in each shard's
+ * WAL, written by each separately: one shard's part may be there without another's if
+ * kvd dies before the reply (never after it, with appendfsync always).
+ */
+
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ volatile("yield");
+#endif
+}
+
+/* Spins (yielding the core after a while) until the slot's state is not `from`. */
+static uint32_t txn_wait_not(struct txn_slot *ts, uint32_t from)
+{
+    for (uint32_t i = 0;; i++) {
+        uint32_t s = atomic_load_explicit(&ts->state, memory_order_acquire);
+        if (s != from) {
+            return s;
+        }
+        if (i < 512) {
+            cpu_relax();
+        } else {
+            sched_yield();
+        }
+    }
+}
+
+/* Spins until the shard is parked (it may still be leaving the previous transaction). */
+static void txn_wait_parked(struct txn_slot *ts)
+{
+    for (uint32_t i = 0; atomic_load_explicit(&ts->state, memory_order_acquire) != TXS_PARKED;
+         i++) {
+        if (i < 512) {
+            cpu_relax();
+        } else {
+            sched_yield();
+        }
+    }
+}
+
+/* Runs the operation the coordinator posted in sh->txn (TXS_REQ). */
+static void txn_serve_one(struct shard *sh, struct txn_slot *ts)
+{
+    if (ts->op == TXO_WATCH) {
+        ts->clean = watch_clean(sh->watch, ts->caller_id, sh->now_ms);
+        watch_drop(sh->watch, ts->caller_id);
+        return;
+    }
+    KV_ASSERT(ts->op == TXO_RUN);
+    uint64_t before = sh->wal != NULL ? wal_appended(sh->wal) : 0;
+    resp_out_set_proto(sh->scratch, ts->proto);
+    sh->clock_ns = kv_clock_mono_ns();
+    int64_t sum = 0;
+    struct run_res r =
+        run(sh, NULL, ts->desc, ts->argc, ts->argv, sh->scratch, &sum, ts->caller_id, ts->db);
+    STAT_ADD(sh->stats.executed_remote, 1);
+    if (ts->addr != NULL) { /* NULL: a part of a split command, counted by the coordinator */
+        account_who(sh, ts->addr, ts->name, cmd_stat_row(ts->desc, ts->argc, ts->argv), r, ts->argc,
+                    ts->argv, NULL);
+    }
+    if (resp_out_error(sh->scratch) != 0) {
+        scratch_reset(sh);
+        static const char oom[] = "-ERR reply exceeds client-output-buffer-limit\r\n";
+        ts->blob = blob_alloc(sh, sizeof oom - 1);
+        memcpy(ts->blob, oom, sizeof oom - 1);
+        ts->len = sizeof oom - 1;
+        reply_count_error(oom + 1, sizeof oom - 4);
+    } else {
+        ts->blob = scratch_take(sh, &ts->len);
+    }
+    ts->sum = sum;
+    ts->wrote = sh->wal != NULL && wal_appended(sh->wal) != before;
+}
+
+void conn_txn_serve(struct shard *sh, const struct xmsg *m)
+{
+    struct txn_slot *ts = &sh->txn;
+    KV_ASSERT(m->src != sh->id &&
+              atomic_load_explicit(&sh->srv->txn_lock, memory_order_relaxed) == (int32_t)m->src);
+    KV_ASSERT(atomic_load_explicit(&ts->state, memory_order_relaxed) == TXS_IDLE);
+    sh->now_ms = kv_clock_real_ms(); /* the expiry clock of the commands run here */
+    uint32_t cur = TXS_PARKED;
+    atomic_store_explicit(&ts->state, cur, memory_order_release);
+    for (;;) {
+        uint32_t st = txn_wait_not(ts, cur);
+        if (st == TXS_RELEASE) {
+            break;
+        }
+        KV_ASSERT(st == TXS_REQ);
+        txn_serve_one(sh, ts);
+        cur = TXS_DONE;
+        atomic_store_explicit(&ts->state, cur, memory_order_release);
+    }
+    atomic_store_explicit(&ts->state, TXS_IDLE, memory_order_release);
+    sh->clock_ns = kv_clock_mono_ns(); /* the time parked is not the next command's */
+}
+
+/* The coordinator's state while it runs a cross-shard transaction. */
+struct txn_x {
+    struct conn *c;
+    struct shardset wrote; /* parked shards whose WAL the transaction wrote to */
+    uint32_t db;           /* SELECT inside the transaction changes it */
+};
+
+/* Posts one operation to parked shard `o` and waits for its result. */
+static void txn_post(struct shard *o, struct txn_slot *ts)
+{
+    (void)o;
+    atomic_store_explicit(&ts->state, TXS_REQ, memory_order_release);
+    uint32_t st = txn_wait_not(ts, TXS_REQ);
+    KV_ASSERT(st == TXS_DONE);
+}
+
+/* Runs one command (or one owner's part of a split one: counted = false) on shard `o`,
+ * here or parked, appending its reply to `out`; returns its CMD_MERGE_SUM result. */
+static int64_t txn_run_on(struct txn_x *tx, uint32_t o, const struct cmd_desc *d, size_t argc,
+                          const struct resp_arg *argv, struct resp_out *out, bool counted)
+{
+    struct conn *c = tx->c;
+    struct shard *sh = c->sh;
+    if (o == sh->id) {
+        int64_t sum = 0;
+        struct run_res r =
+            run(sh, d->exec == CMD_EXEC_CONN ? c : NULL, d, argc, argv, out, &sum, c->id, tx->db);
+        tx->db = r.db;
+        if (counted) {
+            account(sh, c, cmd_stat_row(d, argc, argv), r, argc, argv, NULL);
+        }
+        return sum;
+    }
+    struct shard *peer = &sh->srv->shards[o];
+    struct txn_slot *ts = &peer->txn;
+    ts->op = TXO_RUN;
+    ts->proto = (uint8_t)c->resp;
+    ts->db = tx->db;
+    ts->desc = d;
+    ts->argc = argc;
+    ts->argv = argv;
+    ts->caller_id = c->id;
+    ts->addr = counted ? c->addr : NULL;
+    ts->name = conn_name(c);
+    txn_post(peer, ts);
+    reply_raw(out, ts->blob, ts->len);
+    blob_free(ts->blob);
+    ts->blob = NULL;
+    if (ts->wrote) {
+        shardset_add(&tx->wrote, o);
+    }
+    return ts->sum;
+}
+
+/* A multi-key command (MGET, MSET, DEL, ...) whose keys are on several shards: each
+ * owner runs its keys, and the parts merge into one reply as a fan-out's do. */
+static void txn_run_split(struct txn_x *tx, const struct cmd_desc *d, size_t argc,
+                          const struct resp_arg *argv, const uint16_t *owners, size_t nkeys,
+                          struct resp_out *out)
+{
+    struct shard *sh = tx->c->sh;
+    size_t step = (size_t)d->key_step;
+    struct gather *g = mi_heap_zalloc(sh->heap, sizeof *g + nkeys * sizeof g->owner[0]);
+    struct resp_arg *part = mi_heap_malloc(sh->heap, argc * sizeof *part);
+    KV_ASSERT(g != NULL && part != NULL);
+    g->nkeys = (uint32_t)nkeys;
+    int64_t sum = 0;
+    uint64_t t0 = sh->clock_ns;
+    for (uint32_t o = 0; o < sh->srv->nthreads; o++) {
+        size_t n = 0;
+        part[n++] = argv[0];
+        for (size_t i = 0; i < nkeys; i++) {
+            if (owners[i] == o) {
+                g->owner[i] = (uint16_t)o;
+                for (size_t s = 0; s < step; s++) {
+                    part[n++] = argv[1 + i * step + s];
+                }
+            }
+        }
+        if (n == 1) {
+            continue;
+        }
+        struct resp_out tmp;
+        resp_out_init(&tmp, sh->pool, SIZE_MAX / 2);
+        resp_out_set_proto(&tmp, tx->c->resp);
+        sum += txn_run_on(tx, o, d, n, part, &tmp, false);
+        g->part_blob[o] = out_take(sh, &tmp, &g->part_len[o]);
+        resp_out_deinit(&tmp);
+    }
+    merge_parts(out, tx->c->resp, sh->heap, (uint8_t)d->merge, g, sum);
+    sh->clock_ns = kv_clock_mono_ns();
+    struct run_res r = {.us = (sh->clock_ns - t0) / 1000};
+    account(sh, tx->c, cmd_stat_row(d, argc, argv), r, argc, argv, NULL);
+    for (uint32_t o = 0; o < KVD_THREADS_MAX; o++) {
+        blob_free(g->part_blob[o]);
+    }
+    mi_free(g);
+    mi_free(part);
+}
+
+/* One queued command of a cross-shard transaction, on the shard(s) owning its keys. */
+static void txn_run_cmd(struct txn_x *tx, size_t argc, const struct resp_arg *argv,
+                        struct resp_out *out)
+{
+    struct shard *sh = tx->c->sh;
+    const struct cmd_desc *d = cmd_lookup(argv[0].ptr, argv[0].len);
+    KV_ASSERT(d != NULL && cmd_arity_ok(d, argc)); /* checked when queued */
+    if (d->fn == cmd_object && argc == 3 && cmd_object_keyed(&argv[1])) {
+        d = cmd_lookup_hidden("object|key");
+    }
+    switch (d->exec) {
+    case CMD_EXEC_KEY:
+    case CMD_EXEC_SAME: /* its keys are in one partition (checked when queued) */
+        txn_run_on(tx, owner(sh, arg_hash(&argv[d->first_key])), d, argc, argv, out, true);
+        return;
+    case CMD_EXEC_MULTI: {
+        if (d->key_step == 2 && (argc - 1) % 2 != 0) {
+            reply_err_arity(out, d->name); /* MSET's pairs: found when it runs */
+            account(sh, tx->c, cmd_stat_row(d, argc, argv), (struct run_res){.failed = true}, argc,
+                    argv, NULL);
+            return;
+        }
+        size_t nkeys = (argc - 1) / (size_t)d->key_step;
+        uint16_t *owners = mi_heap_malloc(sh->heap, nkeys * sizeof *owners);
+        KV_ASSERT(owners != NULL);
+        bool one = true;
+        for (size_t i = 0; i < nkeys; i++) {
+            owners[i] = (uint16_t)owner(sh, arg_hash(&argv[1 + i * (size_t)d->key_step]));
+            one &= owners[i] == owners[0];
+        }
+        if (one) {
+            txn_run_on(tx, owners[0], d, argc, argv, out, true);
+        } else {
+            txn_run_split(tx, d, argc, argv, owners, nkeys, out);
+        }
+        mi_free(owners);
+        return;
+    }
+    default: /* PING, ECHO, SELECT, TIME, ...: the connection's own shard */
+        KV_ASSERT(d->exec == CMD_EXEC_CONN);
+        txn_run_on(tx, sh->id, d, argc, argv, out, true);
+        return;
+    }
+}
+
+/* Checks and drops the client's watches on every shard keeping some; true if none of
+ * its watched keys changed. */
+static bool txn_watch_clean(struct txn_x *tx)
+{
+    struct conn *c = tx->c;
+    struct shard *sh = c->sh;
+    bool clean = true;
+    for (uint32_t o = 0; o < sh->srv->nthreads; o++) {
+        if (!shardset_has(&c->watch_shards, o)) {
+            continue;
+        }
+        if (o == sh->id) {
+            clean &= watch_clean(sh->watch, c->id, sh->now_ms);
+            watch_drop(sh->watch, c->id);
+            continue;
+        }
+        struct txn_slot *ts = &sh->srv->shards[o].txn;
+        ts->op = TXO_WATCH;
+        ts->caller_id = c->id;
+        txn_post(&sh->srv->shards[o], ts);
+        clean &= ts->clean;
+    }
+    memset(&c->watch_shards, 0, sizeof c->watch_shards);
+    return clean;
+}
+
+/* Runs the connection's transaction across shards (see above). False, with nothing
+ * done, if it must wait: another shard's transaction runs, or the connection's earlier
+ * messages still wait for queue space. */
+static bool txn_exec_cross(struct conn *c)
+{
+    struct shard *sh = c->sh;
+    struct server *srv = sh->srv;
+    struct txn *t = c->txn;
+    KV_ASSERT(t != NULL);
+    int32_t none = -1;
+    if (c->outbox_len > 0 ||
+        !atomic_compare_exchange_strong_explicit(&srv->txn_lock, &none, (int32_t)sh->id,
+                                                 memory_order_acquire, memory_order_relaxed)) {
+        return false;
+    }
+    struct shardset where = t->shards;
+    for (size_t k = 0; k < KV_ARRAY_LEN(where.w); k++) {
+        where.w[k] |= c->watch_shards.w[k];
+    }
+    /* park the others: behind what this connection sent them before */
+    for (uint32_t o = 0; o < srv->nthreads; o++) {
+        if (o != sh->id && shardset_has(&where, o)) {
+            struct xmsg m = {.kind = XM_PARK, .src = (uint16_t)sh->id, .caller_id = c->id};
+            while (!shard_send(sh, o, &m)) {
+                shard_wake_now(sh); /* a full queue: it drains it, it never waits for us */
+                sched_yield();
+            }
+        }
+    }
+    shard_wake_now(sh);
+    for (uint32_t o = 0; o < srv->nthreads; o++) {
+        if (o != sh->id && shardset_has(&where, o)) {
+            txn_wait_parked(&srv->shards[o].txn);
+        }
+    }
+    STAT_ADD(sh->stats.txn_cross, 1);
+    /* run */
+    struct txn_x tx = {.c = c, .db = c->db};
+    uint64_t t0 = sh->clock_ns;
+    uint64_t wal_before = sh->wal != NULL ? wal_appended(sh->wal) : 0;
+    resp_out_set_proto(sh->scratch, c->resp);
+    if (!txn_watch_clean(&tx)) {
+        reply_null_array(sh->scratch);
+    } else {
+        reply_array(sh->scratch, t->ncmds);
+        uint32_t a = 0;
+        for (uint32_t k = 0; k < t->ncmds; k++) {
+            int64_t cnt = 0;
+            const struct resp_arg cnt_arg = {.ptr = t->buf + t->args[a].off, .len = t->args[a].len};
+            bool ok = cmd_parse_i64(&cnt_arg, &cnt);
+            KV_ASSERT(ok && cnt >= 1 && a + 1 + (uint32_t)cnt <= t->nargs);
+            struct resp_arg stack[ARGV_STACK];
+            struct resp_arg *argv =
+                cnt <= ARGV_STACK ? stack : mi_heap_malloc(sh->heap, (size_t)cnt * sizeof *argv);
+            KV_ASSERT(argv != NULL);
+            for (int64_t i = 0; i < cnt; i++) {
+                const struct txn_arg *ta = &t->args[a + 1 + (uint32_t)i];
+                argv[i] = (struct resp_arg){.ptr = t->buf + ta->off, .len = ta->len};
+            }
+            a += 1 + (uint32_t)cnt;
+            txn_run_cmd(&tx, (size_t)cnt, argv, sh->scratch);
+            if (argv != stack) {
+                mi_free(argv);
+            }
+        }
+        KV_ASSERT(a == t->nargs);
+    }
+    /* release */
+    for (uint32_t o = 0; o < srv->nthreads; o++) {
+        if (o != sh->id && shardset_has(&where, o)) {
+            atomic_store_explicit(&srv->shards[o].txn.state, TXS_RELEASE, memory_order_release);
+        }
+    }
+    atomic_store_explicit(&srv->txn_lock, -1, memory_order_release);
+    if (tx.db != c->db) {
+        conn_select(c, tx.db); /* a SELECT it ran (when it ran here, it did so already) */
+    }
+    /* the reply: this shard's part (the array) and an exec|sync from each parked shard
+     * the transaction wrote on, which comes back once that shard's WAL holds it */
+    sh->clock_ns = kv_clock_mono_ns();
+    const struct cmd_desc *exec_d = cmd_lookup("exec", 4);
+    const struct resp_arg exec_arg = {.ptr = "EXEC", .len = 4};
+    const struct resp_arg *sync_args[1] = {&exec_arg};
+    struct pend *p = pend_push(c);
+    uint32_t seq = c->pend_tail - 1;
+    p->silent = t->silent;
+    p->merge = CMD_MERGE_RAW;
+    p->row = cmd_stat_row(exec_d, 1, &exec_arg);
+    p->g = mi_heap_zalloc(sh->heap, sizeof *p->g);
+    KV_ASSERT(p->g != NULL);
+    p->parts_left = 1 + shardset_count(&tx.wrote);
+    size_t len;
+    char *blob;
+    if (resp_out_error(sh->scratch) != 0) {
+        scratch_reset(sh);
+        static const char oom[] = "-ERR reply exceeds client-output-buffer-limit\r\n";
+        blob = blob_alloc(sh, sizeof oom - 1);
+        memcpy(blob, oom, sizeof oom - 1);
+        len = sizeof oom - 1;
+        reply_count_error(oom + 1, sizeof oom - 4);
+    } else {
+        blob = scratch_take(sh, &len);
+    }
+    size_t before = slot_bytes(p);
+    bool ready =
+        part_done(p, sh->id, blob, len, 0, (struct run_res){.us = (sh->clock_ns - t0) / 1000});
+    c->pend_bytes += slot_bytes(p) - before;
+    const struct cmd_desc *sync_d = cmd_lookup_hidden("exec|sync");
+    for (uint32_t o = 0; o < srv->nthreads; o++) {
+        if (shardset_has(&tx.wrote, o)) {
+            send_req(c, o, sync_d, seq, o, 1, sync_args);
+        }
+    }
+    if (sh->wal != NULL && wal_appended(sh->wal) != wal_before) {
+        wal_gate(c, cmd_lookup_hidden("exec|run")); /* what it wrote here */
+    }
+    txn_free(c);
+    if (pend_over_limit(c)) {
+        return true; /* closing */
+    }
+    if (ready) {
+        account_fan_out(c, p);
+        pend_drain(c);
+    }
+    return true;
 }
 
 /* Dispatches one command. `pre` is its row when the caller already looked it up (or
@@ -1751,18 +2227,15 @@ static void dispatch_pre(struct conn *c, const struct resp_cmd *cmd, const struc
         const struct route_table *rt = sh->srv->route;
         const struct route_part *first = route_lookup(rt, arg_hash(&argv[d->first_key]));
         size_t last = d->last_key < 0 ? argc - 1 : (size_t)d->last_key;
-        bool same = d->fn != cmd_watch || c->watch_part == NULL || c->watch_part == first;
+        bool same = true;
         for (size_t i = (size_t)d->first_key; same && i <= last; i += (size_t)d->key_step) {
             same = route_lookup(rt, arg_hash(&argv[i])) == first;
         }
-        if (!same) { /* WATCH: also with the keys watched before */
+        if (!same) {
             early_error(c, "CROSSSLOT Keys in request don't hash to the same slot%s", "");
             early_count(c, d, true, argc, argv);
             finish_early(c);
             return;
-        }
-        if (d->fn == cmd_watch) {
-            c->watch_part = first;
         }
         if (first->thread == sh->id) {
             exec_local(c, d, argc, argv);
@@ -1800,6 +2273,9 @@ static void dispatch_pre(struct conn *c, const struct resp_cmd *cmd, const struc
         for (size_t i = 0; i < nkeys; i++) {
             owners[i] = (uint16_t)owner(sh, arg_hash(&argv[1 + i * (size_t)d->key_step]));
             all_local &= owners[i] == sh->id;
+            if (d->fn == cmd_watch) { /* each shard keeps the watches of its keys */
+                shardset_add(&c->watch_shards, owners[i]);
+            }
         }
         if (all_local) {
             exec_local(c, d, argc, argv);
@@ -1845,7 +2321,7 @@ static void dispatch(struct conn *c, const struct resp_cmd *cmd)
 /* Leaves room in the pending ring for one batch of commands parsed ahead (run_batch). */
 static bool must_pause(const struct conn *c)
 {
-    return (c->flags & (CONN_CLOSING | CONN_CLOSE_AFTER)) || c->outbox_len > 0 ||
+    return (c->flags & (CONN_CLOSING | CONN_CLOSE_AFTER | CONN_TXN_WAIT)) || c->outbox_len > 0 ||
            pend_count(c) >= CONN_PENDING_MAX - CONN_BATCH_MAX - 1 ||
            c->remote_waiting >= CONN_REMOTE_MAX;
 }
@@ -1914,6 +2390,13 @@ static bool run_batch(struct conn *c, struct batch_cmd *b, size_t n)
     return !(c->flags & (CONN_CLOSING | CONN_CLOSE_AFTER));
 }
 
+/* EXEC is dispatched on its own, never in a batch parsed ahead: a cross-shard EXEC may
+ * have to wait for another shard's transaction, and what follows it must wait too. */
+static inline bool is_exec(const struct resp_arg *a)
+{
+    return a->len == 4 && cmd_arg_is(a, "exec");
+}
+
 /* Parses and dispatches what the parser holds until it needs more input (true) or
  * must pause (false). */
 static bool parse_some(struct conn *c)
@@ -1925,7 +2408,8 @@ static bool parse_some(struct conn *c)
         int rc = resp_parser_next(c->parser, &cmd);
         /* Before AUTH nothing is parsed ahead: AUTH lifts the codec's pre-AUTH limits
          * for the commands after it, as in Redis. */
-        if (rc == 0 && cmd.argc <= CONN_BATCH_ARGS && (c->flags & CONN_AUTHED)) {
+        if (rc == 0 && cmd.argc <= CONN_BATCH_ARGS && (c->flags & CONN_AUTHED) &&
+            !is_exec(&cmd.argv[0])) {
             /* The argument views stay valid until the next feed; only the argv array is
              * reused by the parser, so it is copied. */
             batch[n].argc = cmd.argc;
@@ -2325,6 +2809,13 @@ void conn_retry_blocked(struct shard *sh)
         if (!outbox_flush(c)) {
             mark_blocked(c);
             continue;
+        }
+        if ((c->flags & CONN_TXN_WAIT) && !(c->flags & CONN_CLOSING)) {
+            if (!txn_exec_cross(c)) {
+                mark_blocked(c);
+                continue;
+            }
+            c->flags &= ~CONN_TXN_WAIT;
         }
         if (!(c->flags & CONN_CLOSING)) {
             conn_process(c);

@@ -29,6 +29,10 @@ void conn_exec_remote(struct shard *sh, const struct xmsg *m);
 /* A reply to a request this shard forwarded. */
 void conn_on_reply(struct shard *sh, const struct xmsg *m);
 
+/* XM_PARK: serves shard m->src's cross-shard transaction (runs the operations it posts
+ * to sh->txn) until it releases this shard; nothing else runs here meanwhile. */
+void conn_txn_serve(struct shard *sh, const struct xmsg *m);
+
 /* Retries connections waiting for queue space, and replies waiting for it. */
 void conn_retry_blocked(struct shard *sh);
 
@@ -71,6 +75,7 @@ enum conn_flag {
     CONN_BLOCKED = 1u << 6, /* on the shard's blocked list */
     CONN_NOBUFS = 1u << 7,  /* receive ran out of buffers: re-arm at the next flush */
     CONN_KILLED = 1u << 8,
+    CONN_TXN_WAIT = 1u << 9, /* a cross-shard EXEC waits for the transaction lock */
 };
 
 struct conn_info {

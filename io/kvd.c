@@ -157,6 +157,7 @@ int main(int argc, char **argv)
         mi_option_enable(mi_option_large_os_pages);
     }
     srv.nthreads = thread_count();
+    atomic_store(&srv.txn_lock, -1);
     srv.start_ms = kv_clock_real_ms();
     srv.persist = KV_CONF_GET(kvd_settings.appendonly) != 0;
     srv.route = route_create_uniform(srv.nthreads,

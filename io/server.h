@@ -23,10 +23,12 @@
 #include <liburing.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 struct cmd_desc;
 struct conn;
+struct resp_arg;
 struct mi_heap_s;
 struct resp_pool;
 struct route_table;
@@ -45,6 +47,71 @@ enum xmsg_kind {
     XM_REQ = 1,     /* execute payload (a serialized command) and reply */
     XM_REPLY = 2,   /* the reply bytes of an XM_REQ */
     XM_UNWATCH = 3, /* drop the watches of caller_id (no reply) */
+    XM_PARK = 4,    /* serve shard `src`'s cross-shard transaction until it releases */
+};
+
+/* A set of shards (cross-shard transactions, WATCH). */
+struct shardset {
+    uint64_t w[KVD_THREADS_MAX / 64];
+};
+
+static inline void shardset_add(struct shardset *s, uint32_t i)
+{
+    s->w[i / 64] |= UINT64_C(1) << (i % 64);
+}
+
+static inline bool shardset_has(const struct shardset *s, uint32_t i)
+{
+    return (s->w[i / 64] >> (i % 64)) & 1u;
+}
+
+static inline uint32_t shardset_count(const struct shardset *s)
+{
+    uint32_t n = 0;
+    for (size_t k = 0; k < KVD_THREADS_MAX / 64; k++) {
+        n += (uint32_t)__builtin_popcountll(s->w[k]);
+    }
+    return n;
+}
+
+/* The lowest member, or KVD_THREADS_MAX for an empty set. */
+static inline uint32_t shardset_first(const struct shardset *s)
+{
+    for (size_t k = 0; k < KVD_THREADS_MAX / 64; k++) {
+        if (s->w[k] != 0) {
+            return (uint32_t)(k * 64 + (size_t)__builtin_ctzll(s->w[k]));
+        }
+    }
+    return KVD_THREADS_MAX;
+}
+
+/*
+ * The hand-off between a cross-shard transaction's coordinator and a shard it parked
+ * (conn.c, "cross-shard transactions"). Only the coordinator holding srv->txn_lock
+ * posts operations; the parked shard runs each on its own thread and posts the result.
+ * state: TXS_IDLE -> (XM_PARK) TXS_PARKED -> TXS_REQ (coordinator) -> TXS_DONE (parked
+ * shard) -> TXS_PARKED (coordinator, result read) ... -> TXS_RELEASE -> TXS_IDLE.
+ */
+enum txn_state { TXS_IDLE = 0, TXS_PARKED, TXS_REQ, TXS_DONE, TXS_RELEASE };
+enum txn_op { TXO_RUN = 1, TXO_WATCH };
+
+struct txn_slot {
+    _Alignas(64) _Atomic uint32_t state;
+    /* the operation, written by the coordinator before TXS_REQ */
+    uint8_t op;
+    uint8_t proto;
+    uint32_t db;
+    const struct cmd_desc *desc;
+    size_t argc;
+    const struct resp_arg *argv;
+    uint64_t caller_id;
+    const char *addr, *name; /* the client's, for the statistics and the slowlog */
+    /* the result, written by the parked shard before TXS_DONE */
+    char *blob; /* reply bytes (the receiver frees them) */
+    size_t len;
+    int64_t sum;
+    bool clean; /* TXO_WATCH: no watched key changed */
+    bool wrote; /* its WAL grew: the reply waits for it */
 };
 
 /*
@@ -118,6 +185,7 @@ struct shard_stats {
     _Atomic uint64_t queue_full_pauses; /* a client paused because a queue was full */
     _Atomic uint64_t recv_nobufs;       /* a receive found the buffer ring empty */
     _Atomic uint64_t changes;           /* data changes (cmd_log_*), as Redis's dirty */
+    _Atomic uint64_t txn_cross;         /* EXECs run across shards (coordinated here) */
     /* published by the shard's timer for INFO (the tables are the shard's alone) */
     _Atomic uint64_t keys;
     _Atomic uint64_t keys_with_expiry;
@@ -162,6 +230,7 @@ struct shard {
     uint32_t db_hi;          /* databases >= this never had a table here (walks stop there) */
     struct shard_db_stats *db_stats; /* per database, published by the timer */
     uint64_t swap_gen;               /* SWAPDBs run here (a snapshot restarts its partition) */
+    struct txn_slot txn;             /* when parked by a cross-shard transaction */
 
     /* durability (NULL when appendonly is off) */
     struct wal *wal;
@@ -226,6 +295,7 @@ struct server {
     _Atomic int start_failed;      /* a shard could not recover: kvd exits */
     _Atomic uint32_t wal_refusing; /* shards whose WAL refuses writes */
     _Atomic int wal_errno;         /* why, for -MISCONF */
+    _Atomic int32_t txn_lock;      /* shard coordinating a cross-shard transaction, or -1 */
 };
 
 /* The queue from shard `from` to shard `to`. */
@@ -233,6 +303,9 @@ struct spsc *server_queue(struct server *srv, uint32_t from, uint32_t to);
 
 /* Pushes msg to shard `to`, marking it for a wake-up. False if the queue is full. */
 bool shard_send(struct shard *sh, uint32_t to, const struct xmsg *msg);
+
+/* Sends the wake-ups shard_send marked, now rather than at the end of the loop turn. */
+void shard_wake_now(struct shard *sh);
 
 /* The hash table of database `db` owning key hash `h`, which must be this shard's;
  * made at its first use. */

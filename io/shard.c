@@ -302,6 +302,8 @@ static void drain_queues(struct shard *sh)
                 conn_exec_remote(sh, &m);
             } else if (m.kind == XM_UNWATCH) {
                 watch_drop(sh->watch, m.caller_id);
+            } else if (m.kind == XM_PARK) {
+                conn_txn_serve(sh, &m);
             } else {
                 KV_ASSERT(m.kind == XM_REPLY);
                 conn_on_reply(sh, &m);
@@ -341,6 +343,12 @@ static void send_wakes(struct shard *sh)
             STAT_ADD(sh->stats.wakeups_sent, 1);
         }
     }
+}
+
+void shard_wake_now(struct shard *sh)
+{
+    send_wakes(sh);
+    io_uring_submit(&sh->ring);
 }
 
 /* Publishes what INFO on another shard may not read from the tables directly. The

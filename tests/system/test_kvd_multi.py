@@ -3,10 +3,12 @@ errors inside a transaction, RESP3, pipelining, transactions whose partition is 
 another shard thread, atomicity under concurrent clients, redis-py's transactional
 pipelines, and a transaction's writes across kill -9 (all or nothing).
 
-kvd's own rules (documented in README): all keys of a transaction must be in one
-partition (-CROSSSLOT while queueing otherwise, as in Redis Cluster); commands spanning
-partitions (KEYS, SCAN, DBSIZE, FLUSHALL, ...) or needing the connection (CLIENT, CONFIG,
-...) are refused inside MULTI. WATCH has its own tests (test_kvd_watch.py).
+kvd's own rules (documented in README): a transaction's keys may be anywhere (across
+shard threads see test_kvd_txn_cross.py), but a command that needs its own keys in one
+partition (RENAME, MSETNX, ...) is refused with -CROSSSLOT while queueing when they are
+not; commands spanning the keyspace (KEYS, SCAN, DBSIZE, FLUSHALL, ...) or needing the
+connection (CLIENT, CONFIG, ...) are refused inside MULTI. WATCH has its own tests
+(test_kvd_watch.py).
 """
 import threading
 
@@ -97,10 +99,17 @@ def test_kvd_refusals_inside_multi(kc):
     assert isinstance(kc.cmd("EXEC"), Err)
     assert kc.cmd("MULTI") == St("OK")
     assert kc.cmd("SET", "{a}x", "1") == St("QUEUED")
-    r = kc.cmd("SET", "{b}y", "1")
+    assert kc.cmd("SET", "{b}y", "1") == St("QUEUED")  # another partition: fine
+    r = kc.cmd("RENAME", "{a}x", "{b}z")  # its own keys must share a partition
     assert isinstance(r, Err) and r.s.startswith("CROSSSLOT"), r
     assert kc.cmd("EXEC").s.startswith("EXECABORT")
-    assert kc.cmd("EXISTS", "{a}x") == 0
+    assert kc.cmd("EXISTS", "{a}x", "{b}y") == 0
+    assert kc.cmd("MULTI") == St("OK")
+    assert kc.cmd("SET", "{a}x", "1") == St("QUEUED")
+    assert kc.cmd("SET", "{b}y", "2") == St("QUEUED")
+    assert kc.cmd("RENAME", "{a}x", "{a}z") == St("QUEUED")
+    assert kc.cmd("EXEC") == [St("OK"), St("OK"), St("OK")]
+    assert kc.cmd("MGET", "{a}z", "{b}y") == [b"1", b"2"]
 
 
 def test_transactions_are_atomic_under_concurrency(kvd):

@@ -323,6 +323,11 @@ struct tbl *cmd_tbl(struct cmd_ctx *x, uint64_t h)
     return shard_table(x->sh, x->db, h);
 }
 
+struct tbl *cmd_tbl_peek(struct cmd_ctx *x, uint64_t h)
+{
+    return shard_table_peek(x->sh, x->db, h);
+}
+
 /* Appends one record of the key's partition, with the partition's next LSN. */
 static void log_record(struct shard *sh, uint64_t h, struct walfmt_view *v)
 {
@@ -357,8 +362,7 @@ void cmd_log_key(struct cmd_ctx *x, const struct resp_arg *key, uint64_t h)
         return;
     }
     struct walfmt_view v = {.key = key->ptr, .klen = key->len, .type = WALFMT_DEL, .db = x->db};
-    const struct tbl_entry *e =
-        tbl_get(shard_table(sh, x->db, h), key->ptr, key->len, h, x->now_ms);
+    const struct tbl_entry *e = cmd_lookup_write(x, key, h);
     if (e != NULL) {
         v.type = WALFMT_PUT;
         v.val = tbl_entry_val(e, &v.vlen);
@@ -374,8 +378,7 @@ void cmd_log_range(struct cmd_ctx *x, const struct resp_arg *key, uint64_t h, si
     if (sh->wal == NULL) {
         return;
     }
-    const struct tbl_entry *e =
-        tbl_get(shard_table(sh, x->db, h), key->ptr, key->len, h, x->now_ms);
+    const struct tbl_entry *e = cmd_lookup_write(x, key, h);
     KV_ASSERT(e != NULL);
     size_t len;
     const char *val = tbl_entry_val(e, &len);
@@ -414,6 +417,7 @@ void cmd_log_expire(struct cmd_ctx *x, const struct resp_arg *key, uint64_t h, i
 
 void cmd_log_swapdb(struct shard *sh, uint32_t slot, uint32_t a, uint32_t b)
 {
+    sh->part_swaps[slot]++;
     if (sh->wal == NULL) {
         return;
     }
@@ -451,7 +455,8 @@ const struct tbl_entry *cmd_lookup_read(struct cmd_ctx *x, const struct resp_arg
 
 const struct tbl_entry *cmd_lookup_write(struct cmd_ctx *x, const struct resp_arg *key, uint64_t h)
 {
-    return tbl_get(cmd_tbl(x, h), key->ptr, key->len, h, x->now_ms);
+    struct tbl *t = cmd_tbl_peek(x, h);
+    return t != NULL ? tbl_get(t, key->ptr, key->len, h, x->now_ms) : NULL;
 }
 
 bool cmd_parse_i64(const struct resp_arg *a, int64_t *out)

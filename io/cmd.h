@@ -146,6 +146,10 @@ bool cmd_arity_ok(const struct cmd_desc *d, size_t argc);
  * calls that concern it, cmd_log_* included. */
 struct tbl *cmd_tbl(struct cmd_ctx *x, uint64_t h);
 
+/* The same for reading: NULL while the database has no table there (no key; a read
+ * makes no table). cmd_lookup_read / cmd_lookup_write read through it. */
+struct tbl *cmd_tbl_peek(struct cmd_ctx *x, uint64_t h);
+
 /* The key hash of an argument (tbl_hash: Redis's {tag} rule). */
 uint64_t cmd_key_hash(const struct resp_arg *key);
 

@@ -27,7 +27,8 @@ void cmd_del(struct cmd_ctx *x)
     for (size_t i = 1; i < x->argc; i++) {
         const struct resp_arg *k = &x->argv[i];
         uint64_t h = cmd_key_hash(k);
-        if (tbl_del(cmd_tbl(x, h), k->ptr, k->len, h, x->now_ms, NULL) == 0) {
+        struct tbl *t = cmd_tbl_peek(x, h);
+        if (t != NULL && tbl_del(t, k->ptr, k->len, h, x->now_ms, NULL) == 0) {
             cmd_log_key(x, k, h);
             n++;
         }
@@ -122,8 +123,8 @@ static void expire_generic(struct cmd_ctx *x, int64_t unit_ms, bool relative)
     }
     const struct resp_arg *key = &x->argv[1];
     uint64_t h = cmd_key_hash(key);
-    struct tbl *t = cmd_tbl(x, h);
-    const struct tbl_entry *e = tbl_get(t, key->ptr, key->len, h, x->now_ms);
+    struct tbl *t = cmd_tbl_peek(x, h);
+    const struct tbl_entry *e = t != NULL ? tbl_get(t, key->ptr, key->len, h, x->now_ms) : NULL;
     if (e == NULL) {
         reply_int(x->out, 0);
         return;

@@ -379,7 +379,7 @@ void cmd_watch(struct cmd_ctx *x)
     for (size_t i = 1; i < x->argc; i++) {
         const struct resp_arg *k = &x->argv[i];
         uint64_t h = cmd_key_hash(k);
-        const struct tbl_entry *e = tbl_get(cmd_tbl(x, h), k->ptr, k->len, h, x->now_ms);
+        const struct tbl_entry *e = cmd_lookup_write(x, k, h);
         watch_add(sh->watch, x->caller_id, x->db, k->ptr, k->len, h,
                   e ? tbl_entry_expire_ms(e) : 0);
     }
@@ -1740,7 +1740,6 @@ void cmd_swapdb(struct cmd_ctx *x)
     if (a != b) {
         struct db_pair f = {.x = x, .a = a, .b = b};
         watch_touch_if(x->sh->watch, key_swapped, &f);
-        x->sh->swap_gen++;
         for (uint32_t i = 0; i < x->sh->table_count; i++) {
             struct tbl *ta = shard_part_swap(x->sh, i, a, NULL);
             struct tbl *tb = shard_part_swap(x->sh, i, b, ta);

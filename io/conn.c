@@ -609,7 +609,9 @@ struct txn {
     bool writes;  /* some queued command writes (refused at EXEC while the WAL refuses) */
     bool selects; /* a SELECT of a valid database is queued: `db` is the last one's */
     uint32_t db;
-    bool silent;            /* its reply is dropped (CLIENT REPLY), as when EXEC came */
+    bool silent; /* its reply is dropped (CLIENT REPLY), as when EXEC came */
+    bool bare;   /* one command outside MULTI run as a transaction (SWAPDB): its own reply,
+                  * no array, the client's watches untouched */
     struct shardset shards; /* the shards owning its keys */
 };
 
@@ -1075,6 +1077,16 @@ static void send_req(struct conn *c, uint32_t to, const struct cmd_desc *d, uint
     conn_send(c, to, &m);
 }
 
+/* The connection no longer watches anything (INFO watching_clients counts connections
+ * with watches, on their own shard). */
+static void watch_forget(struct conn *c)
+{
+    if (shardset_count(&c->watch_shards) > 0) {
+        STAT_SUB(c->sh->stats.watching_clients, 1);
+        memset(&c->watch_shards, 0, sizeof c->watch_shards);
+    }
+}
+
 /*
  * Drops the connection's watches where they are kept: at once when that is this shard,
  * else with a message that needs no reply. The message takes the connection's path to
@@ -1084,7 +1096,7 @@ static void send_req(struct conn *c, uint32_t to, const struct cmd_desc *d, uint
 static void unwatch(struct conn *c)
 {
     struct shardset s = c->watch_shards;
-    memset(&c->watch_shards, 0, sizeof c->watch_shards);
+    watch_forget(c);
     for (uint32_t to = 0; to < c->sh->srv->nthreads; to++) {
         if (!shardset_has(&s, to)) {
             continue;
@@ -1434,7 +1446,8 @@ static void txn_queue(struct conn *c, const struct cmd_desc *d, size_t argc,
     struct txn *t = c->txn;
     const struct route_table *rt = c->sh->srv->route;
     bool allowed = d->exec == CMD_EXEC_KEY || d->exec == CMD_EXEC_SAME ||
-                   d->exec == CMD_EXEC_MULTI || (d->exec == CMD_EXEC_CONN && txn_conn_ok(d));
+                   d->exec == CMD_EXEC_MULTI || d->exec == CMD_EXEC_ALL ||
+                   (d->exec == CMD_EXEC_CONN && txn_conn_ok(d));
     if (!allowed || (d->flags & CMD_HIDDEN)) {
         early_error(c, "ERR Command not allowed inside a transaction%s", "");
         early_count(c, d, true, argc, argv);
@@ -1484,6 +1497,11 @@ static void txn_queue(struct conn *c, const struct cmd_desc *d, size_t argc,
             shardset_add(&owners, p->thread);
         }
     }
+    if (d->exec == CMD_EXEC_ALL) { /* FLUSHALL, SWAPDB, KEYS, ...: every shard */
+        for (uint32_t s = 0; s < c->sh->srv->nthreads; s++) {
+            shardset_add(&owners, s);
+        }
+    }
     if (!same && d->exec == CMD_EXEC_SAME) {
         early_error(c, "CROSSSLOT Keys in request don't hash to the same slot%s", "");
         early_count(c, d, true, argc, argv);
@@ -1518,6 +1536,35 @@ static void txn_queue(struct conn *c, const struct cmd_desc *d, size_t argc,
 }
 
 static bool txn_exec_cross(struct conn *c);
+
+/* Runs one command outside MULTI as a cross-shard transaction of its own, on every
+ * shard (SWAPDB: no shard sees the databases half swapped). */
+static void txn_bare(struct conn *c, const struct cmd_desc *d, size_t argc,
+                     const struct resp_arg *argv)
+{
+    KV_ASSERT(c->txn == NULL && d->exec == CMD_EXEC_ALL);
+    c->txn = mi_heap_zalloc(c->sh->heap, sizeof *c->txn);
+    KV_ASSERT(c->txn != NULL);
+    struct txn *t = c->txn;
+    t->bare = true;
+    t->silent = c->reply_mode == CONN_REPLY_OFF || c->reply_mode == CONN_REPLY_SKIP;
+    char count[24];
+    int k = snprintf(count, sizeof count, "%zu", argc);
+    bool ok = txn_push(c, count, (size_t)k);
+    for (size_t i = 0; ok && i < argc; i++) {
+        ok = txn_push(c, argv[i].ptr, argv[i].len);
+    }
+    KV_ASSERT(ok); /* a few small arguments */
+    t->ncmds = 1;
+    t->writes = (d->flags & CMD_WRITE) != 0;
+    for (uint32_t s = 0; s < c->sh->srv->nthreads; s++) {
+        shardset_add(&t->shards, s);
+    }
+    if (!txn_exec_cross(c)) {
+        c->flags |= CONN_TXN_WAIT;
+        mark_blocked(c);
+    }
+}
 
 /* MULTI, EXEC, DISCARD (WATCH inside MULTI is refused before). */
 static void txn_control(struct conn *c, const struct cmd_desc *d, size_t argc,
@@ -1611,7 +1658,7 @@ static void txn_control(struct conn *c, const struct cmd_desc *d, size_t argc,
     }
     const struct cmd_desc *run_d = cmd_lookup_hidden("exec|run");
     uint32_t to = shardset_count(&where) == 0 ? sh->id : shardset_first(&where);
-    memset(&c->watch_shards, 0, sizeof c->watch_shards); /* exec|run drops the watches there */
+    watch_forget(c); /* exec|run drops the watches there */
     if (to == sh->id) {
         exec_local(c, run_d, n, av); /* a SELECT it runs sets c->db */
     } else {
@@ -1868,7 +1915,8 @@ static int64_t txn_run_on(struct txn_x *tx, uint32_t o, const struct cmd_desc *d
 }
 
 /* A multi-key command (MGET, MSET, DEL, ...) whose keys are on several shards: each
- * owner runs its keys, and the parts merge into one reply as a fan-out's do. */
+ * owner runs its keys, and the parts merge into one reply as a fan-out's do. With no
+ * owners (a whole-keyspace command: FLUSHALL, SWAPDB, KEYS, ...), every shard runs it. */
 static void txn_run_split(struct txn_x *tx, const struct cmd_desc *d, size_t argc,
                           const struct resp_arg *argv, const uint16_t *owners, size_t nkeys,
                           struct resp_out *out)
@@ -1884,7 +1932,10 @@ static void txn_run_split(struct txn_x *tx, const struct cmd_desc *d, size_t arg
     for (uint32_t o = 0; o < sh->srv->nthreads; o++) {
         size_t n = 0;
         part[n++] = argv[0];
-        for (size_t i = 0; i < nkeys; i++) {
+        for (size_t i = 1; owners == NULL && i < argc; i++) {
+            part[n++] = argv[i];
+        }
+        for (size_t i = 0; owners != NULL && i < nkeys; i++) {
             if (owners[i] == o) {
                 g->owner[i] = (uint16_t)o;
                 for (size_t s = 0; s < step; s++) {
@@ -1892,7 +1943,7 @@ static void txn_run_split(struct txn_x *tx, const struct cmd_desc *d, size_t arg
                 }
             }
         }
-        if (n == 1) {
+        if (owners != NULL && n == 1) {
             continue;
         }
         struct resp_out tmp;
@@ -1951,6 +2002,24 @@ static void txn_run_cmd(struct txn_x *tx, size_t argc, const struct resp_arg *ar
         mi_free(owners);
         return;
     }
+    case CMD_EXEC_ALL: {
+        struct cmd_ctx cx = {.argc = argc,
+                             .argv = argv,
+                             .desc = d,
+                             .sh = sh,
+                             .conn = tx->c,
+                             .out = out,
+                             .now_ms = sh->now_ms,
+                             .caller_id = tx->c->id,
+                             .db = tx->db};
+        if (d->check != NULL && !d->check(&cx)) { /* bad arguments: the error, once */
+            account(sh, tx->c, cmd_stat_row(d, argc, argv), (struct run_res){.failed = true}, argc,
+                    argv, NULL);
+            return;
+        }
+        txn_run_split(tx, d, argc, argv, NULL, 0, out);
+        return;
+    }
     default: /* PING, ECHO, SELECT, TIME, ...: the connection's own shard */
         KV_ASSERT(d->exec == CMD_EXEC_CONN);
         txn_run_on(tx, sh->id, d, argc, argv, out, true);
@@ -1980,7 +2049,7 @@ static bool txn_watch_clean(struct txn_x *tx)
         txn_post(&sh->srv->shards[o], ts);
         clean &= ts->clean;
     }
-    memset(&c->watch_shards, 0, sizeof c->watch_shards);
+    watch_forget(c);
     return clean;
 }
 
@@ -2000,7 +2069,7 @@ static bool txn_exec_cross(struct conn *c)
         return false;
     }
     struct shardset where = t->shards;
-    for (size_t k = 0; k < KV_ARRAY_LEN(where.w); k++) {
+    for (size_t k = 0; !t->bare && k < KV_ARRAY_LEN(where.w); k++) {
         where.w[k] |= c->watch_shards.w[k];
     }
     /* park the others: behind what this connection sent them before */
@@ -2025,10 +2094,12 @@ static bool txn_exec_cross(struct conn *c)
     uint64_t t0 = sh->clock_ns;
     uint64_t wal_before = sh->wal != NULL ? wal_appended(sh->wal) : 0;
     resp_out_set_proto(sh->scratch, c->resp);
-    if (!txn_watch_clean(&tx)) {
+    if (!t->bare && !txn_watch_clean(&tx)) {
         reply_null_array(sh->scratch);
     } else {
-        reply_array(sh->scratch, t->ncmds);
+        if (!t->bare) {
+            reply_array(sh->scratch, t->ncmds);
+        }
         uint32_t a = 0;
         for (uint32_t k = 0; k < t->ncmds; k++) {
             int64_t cnt = 0;
@@ -2071,7 +2142,7 @@ static bool txn_exec_cross(struct conn *c)
     uint32_t seq = c->pend_tail - 1;
     p->silent = t->silent;
     p->merge = CMD_MERGE_RAW;
-    p->row = cmd_stat_row(exec_d, 1, &exec_arg);
+    p->row = t->bare ? CMD_ROW_NONE : cmd_stat_row(exec_d, 1, &exec_arg); /* bare: counted */
     p->g = mi_heap_zalloc(sh->heap, sizeof *p->g);
     KV_ASSERT(p->g != NULL);
     p->parts_left = 1 + shardset_count(&tx.wrote);
@@ -2274,6 +2345,9 @@ static void dispatch_pre(struct conn *c, const struct resp_cmd *cmd, const struc
             owners[i] = (uint16_t)owner(sh, arg_hash(&argv[1 + i * (size_t)d->key_step]));
             all_local &= owners[i] == sh->id;
             if (d->fn == cmd_watch) { /* each shard keeps the watches of its keys */
+                if (shardset_count(&c->watch_shards) == 0) {
+                    STAT_ADD(sh->stats.watching_clients, 1);
+                }
                 shardset_add(&c->watch_shards, owners[i]);
             }
         }
@@ -2293,6 +2367,8 @@ static void dispatch_pre(struct conn *c, const struct resp_cmd *cmd, const struc
             finish_early(c);
         } else if (sh->srv->nthreads == 1) {
             exec_local(c, d, argc, argv);
+        } else if (d->fn == cmd_swapdb) {
+            txn_bare(c, d, argc, argv); /* on every shard at one instant, as in Redis */
         } else {
             fan_out(c, d, argc, argv, NULL);
         }

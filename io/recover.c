@@ -782,7 +782,8 @@ static int replay_segments(struct rec *r, struct seg_file *segs, uint32_t n)
                                        r->dir, name, (unsigned long long)off, v.part);
                         return -1;
                     }
-                    if (v.db >= sh->ndb || (v.type == WALFMT_SWAPDB && v.db2 >= sh->ndb)) {
+                    if (v.lsn > r->snap_lsn[slot] &&
+                        (v.db >= sh->ndb || (v.type == WALFMT_SWAPDB && v.db2 >= sh->ndb))) {
                         db_error(r, name, v.db >= sh->ndb ? v.db : v.db2);
                         return -1;
                     }

@@ -156,6 +156,7 @@ _Static_assert(sizeof(struct xmsg) == 64, "xmsg is one cache line");
 #define STAT_ADD(var, n)                                                                           \
     atomic_store_explicit(&(var), atomic_load_explicit(&(var), memory_order_relaxed) + (n),        \
                           memory_order_relaxed)
+#define STAT_SUB(var, n) STAT_ADD(var, -(uint64_t)(n))
 #define STAT_SET(var, v) atomic_store_explicit(&(var), (v), memory_order_relaxed)
 #define STAT_GET(var)    atomic_load_explicit(&(var), memory_order_relaxed)
 
@@ -193,7 +194,7 @@ struct shard_stats {
     _Atomic uint64_t mem_bytes;
     _Atomic uint64_t data_bytes; /* the keys' and values' own bytes */
     _Atomic uint64_t clients;
-    _Atomic uint64_t watching_clients; /* clients with watches kept here (every turn) */
+    _Atomic uint64_t watching_clients; /* this shard's clients that watch keys (anywhere) */
     _Atomic uint64_t watched_keys;     /* distinct keys watched here */
     _Atomic uint64_t lazyfree_pending; /* entries of dropped tables not yet freed */
     /* per command (row: cmd_stat_row), counted on the client's shard */
@@ -227,10 +228,15 @@ struct shard {
     uint64_t *part_lsn;      /* the partition's last LSN written to the WAL */
     uint32_t table_count;    /* partitions */
     uint32_t ndb;            /* databases (the `databases` setting at start) */
-    uint32_t db_hi;          /* databases >= this never had a table here (walks stop there) */
+    /* the databases with a table in some partition here, in no order (walks over the
+     * databases visit these only), each one's table count and place in the list */
+    uint32_t *db_used;
+    uint32_t ndb_used;
+    uint32_t *db_ntables;
+    uint32_t *db_pos;
     struct shard_db_stats *db_stats; /* per database, published by the timer */
-    uint64_t swap_gen;               /* SWAPDBs run here (a snapshot restarts its partition) */
-    struct txn_slot txn;             /* when parked by a cross-shard transaction */
+    uint64_t *part_swaps; /* per partition: SWAPDBs that changed it (a snapshot of it restarts) */
+    struct txn_slot txn;  /* when parked by a cross-shard transaction */
 
     /* durability (NULL when appendonly is off) */
     struct wal *wal;
@@ -319,6 +325,10 @@ static inline struct tbl *shard_part_peek(const struct shard *sh, uint32_t slot,
 {
     return sh->tables[(size_t)slot * sh->ndb + db];
 }
+
+/* The table of database `db` owning key hash `h`, or NULL if it has none yet (reads:
+ * a missing table holds no key, and a read makes none). */
+struct tbl *shard_table_peek(struct shard *sh, uint32_t db, uint64_t h);
 
 /* Replaces the table of (slot, db) by `t` (NULL: none yet) and returns the old one. */
 struct tbl *shard_part_swap(struct shard *sh, uint32_t slot, uint32_t db, struct tbl *t);

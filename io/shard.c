@@ -64,6 +64,27 @@ struct spsc *server_queue(struct server *srv, uint32_t from, uint32_t to)
     return srv->shards[to].in[from];
 }
 
+/* Database `db` gained (+1) or lost (-1) a table here: keeps the list of used ones. A
+ * database that lost its last table publishes zero counts once and leaves the list. */
+static void db_count(struct shard *sh, uint32_t db, int delta)
+{
+    if (delta > 0 && sh->db_ntables[db]++ == 0) {
+        sh->db_pos[db] = sh->ndb_used;
+        sh->db_used[sh->ndb_used++] = db;
+    } else if (delta < 0) {
+        KV_ASSERT(sh->db_ntables[db] > 0);
+        if (--sh->db_ntables[db] == 0) {
+            uint32_t last = sh->db_used[--sh->ndb_used];
+            sh->db_used[sh->db_pos[db]] = last;
+            sh->db_pos[last] = sh->db_pos[db];
+            struct shard_db_stats *ds = &sh->db_stats[db];
+            STAT_SET(ds->keys, 0);
+            STAT_SET(ds->expires, 0);
+            STAT_SET(ds->expire_avg_ms, 0);
+        }
+    }
+}
+
 struct tbl *shard_part_table(struct shard *sh, uint32_t slot, uint32_t db)
 {
     KV_ASSERT(slot < sh->table_count && db < sh->ndb);
@@ -71,7 +92,7 @@ struct tbl *shard_part_table(struct shard *sh, uint32_t slot, uint32_t db)
     if (KV_UNLIKELY(*t == NULL)) {
         *t = tbl_create(sh->heap);
         KV_ASSERT(*t != NULL); /* out of memory, as any allocation of a request */
-        sh->db_hi = db + 1 > sh->db_hi ? db + 1 : sh->db_hi;
+        db_count(sh, db, 1);
     }
     return *t;
 }
@@ -83,10 +104,20 @@ struct tbl *shard_part_swap(struct shard *sh, uint32_t slot, uint32_t db, struct
     struct tbl *old = sh->tables[i];
     sh->tables[i] = t;
     sh->expire_cursor[i] = 0;
-    if (t != NULL && db + 1 > sh->db_hi) {
-        sh->db_hi = db + 1;
+    if (t != NULL) {
+        db_count(sh, db, 1);
+    }
+    if (old != NULL) {
+        db_count(sh, db, -1);
     }
     return old;
+}
+
+struct tbl *shard_table_peek(struct shard *sh, uint32_t db, uint64_t h)
+{
+    const struct route_part *p = route_lookup(sh->srv->route, h);
+    KV_ASSERT(p->thread == sh->id);
+    return shard_part_peek(sh, p->slot, db);
 }
 
 struct tbl *shard_table(struct shard *sh, uint32_t db, uint64_t h)
@@ -360,7 +391,8 @@ static void publish_stats(struct shard *sh)
     uint64_t keys = 0, expiring = 0, data = 0;
     uint64_t mem = ntables * (sizeof sh->tables[0] + sizeof sh->expire_cursor[0]);
     unsigned __int128 expire_sum = 0;
-    for (uint32_t db = 0; db < sh->db_hi; db++) {
+    for (uint32_t u = 0; u < sh->ndb_used; u++) {
+        uint32_t db = sh->db_used[u];
         uint64_t db_keys = 0, db_expiring = 0;
         unsigned __int128 db_sum = 0;
         for (uint32_t slot = 0; slot < sh->table_count; slot++) {
@@ -436,11 +468,14 @@ static void drop_step(struct shard *sh)
 static void cron(struct shard *sh, int64_t now_ms)
 {
     bool active = !atomic_load_explicit(&sh->srv->active_expire_off, memory_order_relaxed);
-    for (size_t i = 0; active && i < (size_t)sh->table_count * sh->ndb; i++) {
-        if (i % sh->ndb < sh->db_hi && sh->tables[i] != NULL) {
-            size_t n =
-                tbl_expire_step(sh->tables[i], now_ms, &sh->expire_cursor[i], SHARD_EXPIRE_SLOTS);
-            STAT_ADD(sh->stats.expired_keys, n);
+    for (uint32_t u = 0; active && u < sh->ndb_used; u++) {
+        for (uint32_t slot = 0; slot < sh->table_count; slot++) {
+            size_t i = (size_t)slot * sh->ndb + sh->db_used[u];
+            if (sh->tables[i] != NULL) {
+                size_t n = tbl_expire_step(sh->tables[i], now_ms, &sh->expire_cursor[i],
+                                           SHARD_EXPIRE_SLOTS);
+                STAT_ADD(sh->stats.expired_keys, n);
+            }
         }
     }
     publish_stats(sh);
@@ -525,7 +560,6 @@ static void loop(struct shard *sh)
         if (sh->ndropping > 0) {
             drop_step(sh);
         }
-        STAT_SET(sh->stats.watching_clients, watch_client_count(sh->watch));
         STAT_SET(sh->stats.watched_keys, watch_key_count(sh->watch));
 
         uint64_t now_ns = kv_clock_mono_ns();
@@ -807,10 +841,15 @@ static int shard_setup_on_thread(struct shard *sh)
     sh->tables = mi_heap_calloc(sh->heap, ntables, sizeof sh->tables[0]);
     sh->expire_cursor = mi_heap_calloc(sh->heap, ntables, sizeof sh->expire_cursor[0]);
     sh->db_stats = mi_heap_calloc(sh->heap, sh->ndb, sizeof sh->db_stats[0]);
+    sh->db_used = mi_heap_calloc(sh->heap, sh->ndb, sizeof sh->db_used[0]);
+    sh->db_ntables = mi_heap_calloc(sh->heap, sh->ndb, sizeof sh->db_ntables[0]);
+    sh->db_pos = mi_heap_calloc(sh->heap, sh->ndb, sizeof sh->db_pos[0]);
     sh->part_id = mi_heap_calloc(sh->heap, sh->table_count, sizeof sh->part_id[0]);
     sh->part_lsn = mi_heap_calloc(sh->heap, sh->table_count, sizeof sh->part_lsn[0]);
+    sh->part_swaps = mi_heap_calloc(sh->heap, sh->table_count, sizeof sh->part_swaps[0]);
     if (sh->tables == NULL || sh->expire_cursor == NULL || sh->db_stats == NULL ||
-        sh->part_id == NULL || sh->part_lsn == NULL) {
+        sh->db_used == NULL || sh->db_ntables == NULL || sh->db_pos == NULL ||
+        sh->part_id == NULL || sh->part_lsn == NULL || sh->part_swaps == NULL) {
         return -ENOMEM;
     }
     for (uint32_t i = 0; i < rt->count; i++) {
@@ -823,8 +862,8 @@ static int shard_setup_on_thread(struct shard *sh)
         if (sh->tables[(size_t)slot * sh->ndb] == NULL) {
             return -ENOMEM;
         }
+        db_count(sh, 0, 1);
     }
-    sh->db_hi = 1;
     return 0;
 }
 

@@ -59,7 +59,7 @@ struct snap {
 
     uint32_t slot;        /* partition being written (index among the shard's) */
     uint32_t db;          /* its database being streamed */
-    uint64_t gen;         /* the shard's swap_gen when the partition began */
+    uint64_t gen;         /* the partition's part_swaps when it began */
     uint64_t part_bytes0; /* s->bytes when the partition began */
     int fd;
     uint64_t lsn;
@@ -183,7 +183,7 @@ static bool start_part(struct snap *s)
     struct shard *sh = s->sh;
     s->lsn = sh->part_lsn[s->slot];
     s->db = 0;
-    s->gen = sh->swap_gen;
+    s->gen = sh->part_swaps[s->slot];
     s->part_bytes0 = s->bytes;
     s->cursor = 0;
     s->scan_done = false;
@@ -289,7 +289,7 @@ void snap_turn(struct snap *s)
     if (!s->running || s->inflight || s->phase != PH_STREAM) {
         return;
     }
-    if (s->gen != s->sh->swap_gen) {
+    if (s->gen != s->sh->part_swaps[s->slot]) {
         /* SWAPDB while the partition was streamed: entries already written carry the
          * databases as they were before it, so replaying its record over them would
          * misplace them. The partition starts over, after the swap. */

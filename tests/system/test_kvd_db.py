@@ -24,6 +24,7 @@ several tags, so that both shard threads take part).
 import os
 import re
 import shutil
+import threading
 import time
 
 import pytest
@@ -1054,3 +1055,106 @@ def test_databases_setting(kvd_factory, redis_factory, n):
         assert keyspace(kc) == keyspace(rc)
         assert same("FLUSHALL") == St("OK")
         assert keyspace(kc) == {}
+
+
+# ---------------------------------------------------------------------------------------
+# whole-keyspace commands inside MULTI, SWAPDB at one instant, reads that make no table
+
+def test_whole_keyspace_commands_inside_multi_match_redis(pair):
+    """DBSIZE, KEYS, RANDOMKEY, FLUSHDB, FLUSHALL and SWAPDB queue and run inside MULTI as
+    in Redis (each on every shard thread; KEYS compared as a set), with their errors."""
+    k, r = pair.k, pair.r
+    for c in (k, r):
+        assert c.cmd("MSET", *sum([["k%d" % i, "v%d" % i] for i in range(40)], [])) == St("OK")
+        select(c, 1)
+        assert c.cmd("SET", "only1", "x") == St("OK")
+        select(c, 0)
+    script = [("MULTI",), ("DBSIZE",), ("KEYS", "k1*"), ("SWAPDB", "0", "1"), ("DBSIZE",),
+              ("RANDOMKEY",), ("GET", "only1"), ("SWAPDB", "0", "x"), ("SWAPDB", "0", "16"),
+              ("FLUSHALL", "bad"), ("SELECT", "1"), ("DBSIZE",), ("FLUSHDB",), ("DBSIZE",),
+              ("SELECT", "0"), ("DBSIZE",), ("EXEC",)]
+    got = {}
+    for name, c in (("k", k), ("r", r)):
+        got[name] = [c.cmd(*cmd) for cmd in script]
+    gk, gr = got["k"], got["r"]
+    assert gk[:-1] == gr[:-1]  # +OK and +QUEUED
+    ek, er = gk[-1], gr[-1]
+    assert len(ek) == len(er) == 15
+    assert sorted(ek[1]) == sorted(er[1])  # KEYS: a set
+    for i in (0, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14):
+        assert ek[i] == er[i], (i, script[i + 1], ek[i], er[i])
+    for c in (k, r):  # the connection stayed in database 0; db 1 was flushed
+        assert c.cmd("DBSIZE") == 1 and c.cmd("GET", "only1") == b"x"
+        select(c, 1)
+        assert c.cmd("DBSIZE") == 0
+        select(c, 0)
+    pair.same("MULTI")
+    pair.same("FLUSHALL", "ASYNC")
+    pair.same("DBSIZE")
+    pair.same("EXEC")
+
+
+def test_swapdb_is_seen_at_one_instant(kvd):
+    """Database 0 holds A in 48 keys (both shard threads), database 1 B in the same keys.
+    While one client swaps them over and over, transactions reading all 48 keys see all A
+    or all B, never a mix (a SWAPDB half done on one thread would show one)."""
+    keys = ["k%d" % i for i in range(48)]
+    with kvd.client() as c:
+        assert c.cmd("MSET", *sum([[x, "A"] for x in keys], [])) == St("OK")
+        select(c, 1)
+        assert c.cmd("MSET", *sum([[x, "B"] for x in keys], [])) == St("OK")
+    stop = []
+    swaps = [0]
+
+    def swapper():
+        with kvd.client() as s:
+            while not stop:
+                assert s.cmd("SWAPDB", "0", "1") == St("OK")
+                swaps[0] += 1
+
+    t = threading.Thread(target=swapper)
+    t.start()
+    seen = set()
+    try:
+        with kvd.client() as rd:
+            deadline = time.monotonic() + 3
+            while time.monotonic() < deadline and len(seen) < 2 or swaps[0] < 50:
+                vals = rd.pipeline([("MULTI",), ("MGET", *keys), ("EXEC",)])[-1][0]
+                assert len(set(vals)) == 1, vals
+                seen.add(vals[0])
+                if time.monotonic() > deadline + 10:
+                    break
+    finally:
+        stop.append(1)
+        t.join()
+    assert seen == {b"A", b"B"} and swaps[0] >= 50, (seen, swaps)
+
+
+def test_reads_in_unused_databases_make_no_tables(kvd):
+    """Reads (GET, EXISTS, TTL, EXPIRE of a missing key, WATCH, DEL of a missing key) in
+    databases nobody wrote to leave memory as it was: a table is made by a write only."""
+    def used(c):
+        info = c.cmd("INFO", "memory").decode()
+        return int(re.search(r"used_memory:(\d+)", info).group(1))
+
+    with kvd.client() as c:
+        assert c.cmd("FLUSHALL") == St("OK")
+        time.sleep(0.2)
+        before = used(c)
+        for db in range(1, 16):
+            select(c, db)
+            for i in range(20):
+                key = "r%d" % i
+                assert c.cmd("GET", key) is None
+                assert c.cmd("EXISTS", key) == 0
+                assert c.cmd("TTL", key) == -2
+                assert c.cmd("EXPIRE", key, "10") == 0
+                assert c.cmd("DEL", key) == 0
+            assert c.cmd("WATCH", "r1", "r2") == St("OK")
+            assert c.cmd("UNWATCH") == St("OK")
+        select(c, 0)
+        time.sleep(0.2)
+        after = used(c)
+        # one table is 8 KiB: 15 databases x 8 partitions would be ~1 MiB
+        assert after - before < 32 * 1024, (before, after)
+        assert c.cmd("INFO", "keyspace") == b"# Keyspace\r\n"

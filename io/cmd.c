@@ -118,6 +118,13 @@ static struct cmd_desc table[] = {
     {"memory|usage", -3, CMD_HIDDEN | CMD_READONLY, 2, 2, 1, CMD_EXEC_KEY, 0, cmd_memory, "", NULL},
     {"debug|object", 3, CMD_HIDDEN | CMD_READONLY, 2, 2, 1, CMD_EXEC_KEY, 0, cmd_debug_object, "",
      NULL},
+    /* scripting (script.c) */
+    {"eval", -3, 0, NOKEY, CMD_EXEC_SCRIPT, 0, cmd_eval, "noscript", NULL},
+    {"evalsha", -3, 0, NOKEY, CMD_EXEC_SCRIPT, 0, cmd_eval, "noscript", NULL},
+    {"eval_ro", -3, CMD_READONLY, NOKEY, CMD_EXEC_SCRIPT, 0, cmd_eval, "noscript readonly", NULL},
+    {"evalsha_ro", -3, CMD_READONLY, NOKEY, CMD_EXEC_SCRIPT, 0, cmd_eval, "noscript readonly",
+     NULL},
+    {"script", -2, 0, NOKEY, CMD_EXEC_CONN, 0, cmd_script, "noscript", NULL},
     {"multi", 1, CMD_FAST, NOKEY, CMD_EXEC_CONN, 0, cmd_multi, "", NULL},
     {"exec", 1, 0, NOKEY, CMD_EXEC_CONN, 0, cmd_exec, "", NULL},
     {"discard", 1, CMD_FAST, NOKEY, CMD_EXEC_CONN, 0, cmd_discard, "", NULL},
@@ -176,8 +183,8 @@ static uint32_t name_hash(const char *name, size_t len)
 
 void cmd_init(void)
 {
-    static const char *const containers[] = {"client", "command", "config",
-                                             "memory", "object",  "slowlog"};
+    static const char *const containers[] = {"client", "command", "config", "memory",
+                                             "object", "script",  "slowlog"};
     qsort(table, KV_ARRAY_LEN(table), sizeof table[0], by_name);
     memset(by_hash, 0, sizeof by_hash);
     for (size_t i = 0; i < KV_ARRAY_LEN(table); i++) {
@@ -258,8 +265,10 @@ static const char *const sub_rows[] = {
     "memory|help",     "memory|malloc-stats", "memory|purge",
     "memory|stats",    "memory|usage",        "object|encoding",
     "object|freq",     "object|help",         "object|idletime",
-    "object|refcount", "slowlog|get",         "slowlog|help",
-    "slowlog|len",     "slowlog|reset",
+    "object|refcount", "script|exists",       "script|flush",
+    "script|help",     "script|kill",         "script|load",
+    "slowlog|get",     "slowlog|help",        "slowlog|len",
+    "slowlog|reset",
 };
 
 _Static_assert(KV_ARRAY_LEN(table) + KV_ARRAY_LEN(sub_rows) <= KVD_STAT_ROWS,
@@ -469,16 +478,17 @@ bool cmd_parse_db(struct cmd_ctx *x, const struct resp_arg *a, const char *msg, 
     int64_t v;
     if (!cmd_parse_i64(a, &v)) {
         if (msg != NULL) {
-            reply_error(x->out, msg);
+            reply_error(x->out, "%s", msg);
         } else {
             reply_err_not_int(x->out);
         }
         return false;
     }
     if (v < INT32_MIN || v > INT32_MAX) {
-        reply_error(x->out, msg != NULL ? msg
-                                        : "ERR value is out of range, value must between "
-                                          "-2147483648 and 2147483647");
+        reply_error(x->out, "%s",
+                    msg != NULL ? msg
+                                : "ERR value is out of range, value must between -2147483648 "
+                                  "and 2147483647");
         return false;
     }
     if (v < 0 || v >= (int64_t)x->sh->ndb) {

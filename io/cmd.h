@@ -44,6 +44,8 @@ enum cmd_exec {
     CMD_EXEC_ALL,  /* runs on every shard over all its partitions, results merged */
     CMD_EXEC_SCAN, /* runs on the shard owning the partition the cursor names */
     CMD_EXEC_CONN,
+    CMD_EXEC_SCRIPT, /* EVAL & co: on the shard of its declared keys, or as a cross-shard
+                      * transaction (conn.c) */
 };
 
 enum cmd_flag {
@@ -195,7 +197,8 @@ cmd_fn cmd_get, cmd_set, cmd_setnx, cmd_setex, cmd_psetex, cmd_getset, cmd_getde
     cmd_renamenx, cmd_touch, cmd_expiretime, cmd_pexpiretime, cmd_substr, cmd_lcs, cmd_object,
     cmd_memory, cmd_dump, cmd_restore, cmd_role, cmd_setbit, cmd_getbit, cmd_bitcount, cmd_bitpos,
     cmd_bitop, cmd_bitfield, cmd_bitfield_ro, cmd_copy, cmd_move, cmd_debug_object, cmd_multi,
-    cmd_exec, cmd_discard, cmd_watch, cmd_unwatch, conn_txn_run, conn_txn_sync;
+    cmd_exec, cmd_discard, cmd_watch, cmd_unwatch, conn_txn_run, conn_txn_sync, cmd_eval,
+    cmd_script;
 
 /* OBJECT's subcommands that take a key (they run on the key's shard). */
 bool cmd_object_keyed(const struct resp_arg *sub);

@@ -462,7 +462,7 @@ static void command_list(struct cmd_ctx *x)
 static bool keyspec_range(const struct cmd_docs_keyspec *ks, size_t argc, int *first, int *last,
                           int *step)
 {
-    KV_ASSERT(ks->keyword == NULL && !ks->keynum);
+    KV_ASSERT(ks->keyword == NULL && !ks->keynum); /* keynum: keyspec_keynum */
     int n = (int)argc;
     int f = ks->begin;
     int l;
@@ -480,6 +480,24 @@ static bool keyspec_range(const struct cmd_docs_keyspec *ks, size_t argc, int *f
     *last = l;
     *step = ks->find[1];
     return true;
+}
+
+/* Where a keynum specification (EVAL's: a key count, then that many keys) finds its
+ * keys. A count that is no integer, negative or beyond the arguments finds none, as
+ * Redis's evalGetKeys does. */
+static void keyspec_keynum(const struct cmd_docs_keyspec *ks, size_t argc,
+                           const struct resp_arg *argv, int *first, int *last, int *step)
+{
+    KV_ASSERT(ks->keynum && ks->keyword == NULL);
+    size_t at = (size_t)ks->begin + (size_t)ks->find[0];
+    int64_t n;
+    *first = ks->begin + ks->find[1];
+    *step = ks->find[2] > 0 ? ks->find[2] : 1;
+    *last = *first - 1; /* none */
+    if (at < argc && cmd_parse_i64(&argv[at], &n) && n > 0 &&
+        (uint64_t)*first + (uint64_t)(n - 1) * (uint64_t)*step < argc) {
+        *last = *first + (int)(n - 1) * *step;
+    }
 }
 
 /* SET's keys (Redis's setGetKeys): one, read and written if a GET option is given. */
@@ -524,8 +542,10 @@ static int64_t getkeys_walk(struct resp_out *o, bool with_flags,
         if (words_has(ks->flags, "not_key", 7, false)) {
             continue;
         }
-        if (!keyspec_range(ks, argc, &first, &last, &step) ||
-            words_has(ks->flags, "incomplete", 10, false)) {
+        if (ks->keynum) {
+            keyspec_keynum(ks, argc, argv, &first, &last, &step);
+        } else if (!keyspec_range(ks, argc, &first, &last, &step) ||
+                   words_has(ks->flags, "incomplete", 10, false)) {
             return -1;
         }
         for (int i = first; i <= last; i += step) {
@@ -603,7 +623,11 @@ static void command_getkeys(struct cmd_ctx *x, bool with_flags)
         return;
     }
     int64_t count = getkeys_walk(NULL, with_flags, specs, nspecs, argc, argv);
-    if (count <= 0) {
+    bool keynum = false; /* EVAL & co: no keys is an empty answer, as Redis's evalGetKeys */
+    for (size_t i = 0; i < nspecs; i++) {
+        keynum |= specs[i].keynum;
+    }
+    if (count < 0 || (count == 0 && !keynum)) {
         reply_error(x->out, "ERR Invalid arguments specified for command");
         return;
     }

@@ -720,6 +720,60 @@ static const struct cmd_docs_arg echo_args[] = {
     {.name = "message", .type = "string", .key_spec_index = -1},
 };
 
+static const struct cmd_docs_keyspec eval_specs[] = {
+    {"We cannot tell how the keys will be used so we assume the worst, RW and UPDATE",
+     "RW access update",
+     NULL,
+     2,
+     true,
+     {0, 1, 1}},
+};
+
+static const struct cmd_docs_arg eval_args[] = {
+    {.name = "script", .type = "string", .key_spec_index = -1},
+    {.name = "numkeys", .type = "integer", .key_spec_index = -1},
+    {.name = "key", .type = "key", .key_spec_index = 0, .flags = "optional multiple"},
+    {.name = "arg", .type = "string", .key_spec_index = -1, .flags = "optional multiple"},
+};
+
+static const struct cmd_docs_keyspec eval_ro_specs[] = {
+    {"We cannot tell how the keys will be used so we assume the worst, RO and ACCESS",
+     "RO access",
+     NULL,
+     2,
+     true,
+     {0, 1, 1}},
+};
+
+static const struct cmd_docs_arg eval_ro_args[] = {
+    {.name = "script", .type = "string", .key_spec_index = -1},
+    {.name = "numkeys", .type = "integer", .key_spec_index = -1},
+    {.name = "key", .type = "key", .key_spec_index = 0, .flags = "optional multiple"},
+    {.name = "arg", .type = "string", .key_spec_index = -1, .flags = "optional multiple"},
+};
+
+static const struct cmd_docs_keyspec evalsha_specs[] = {
+    {NULL, "RW access update", NULL, 2, true, {0, 1, 1}},
+};
+
+static const struct cmd_docs_arg evalsha_args[] = {
+    {.name = "sha1", .type = "string", .key_spec_index = -1},
+    {.name = "numkeys", .type = "integer", .key_spec_index = -1},
+    {.name = "key", .type = "key", .key_spec_index = 0, .flags = "optional multiple"},
+    {.name = "arg", .type = "string", .key_spec_index = -1, .flags = "optional multiple"},
+};
+
+static const struct cmd_docs_keyspec evalsha_ro_specs[] = {
+    {NULL, "RO access", NULL, 2, true, {0, 1, 1}},
+};
+
+static const struct cmd_docs_arg evalsha_ro_args[] = {
+    {.name = "sha1", .type = "string", .key_spec_index = -1},
+    {.name = "numkeys", .type = "integer", .key_spec_index = -1},
+    {.name = "key", .type = "key", .key_spec_index = 0, .flags = "optional multiple"},
+    {.name = "arg", .type = "string", .key_spec_index = -1, .flags = "optional multiple"},
+};
+
 static const struct cmd_docs_keyspec exists_specs[] = {
     {NULL, "RO", NULL, 1, false, {-1, 1, 0}},
 };
@@ -1424,6 +1478,89 @@ static const struct cmd_docs_arg scan_args[] = {
      .flags = "optional"},
 };
 
+static const struct cmd_docs_arg script_exists_args[] = {
+    {.name = "sha1", .type = "string", .key_spec_index = -1, .flags = "multiple"},
+};
+
+static const struct cmd_docs_history script_flush_history[] = {
+    {"6.2.0", "Added the `ASYNC` and `SYNC` flushing mode modifiers."},
+};
+
+static const struct cmd_docs_arg script_flush_args_0[] = {
+    {.name = "async", .type = "pure-token", .key_spec_index = -1, .token = "ASYNC"},
+    {.name = "sync", .type = "pure-token", .key_spec_index = -1, .token = "SYNC"},
+};
+
+static const struct cmd_docs_arg script_flush_args[] = {
+    {.name = "async",
+     .type = "oneof",
+     .key_spec_index = -1,
+     .since = "6.2.0",
+     .flags = "optional",
+     .args = script_flush_args_0,
+     .nargs = DOCS_LEN(script_flush_args_0)},
+};
+
+static const struct cmd_docs_arg script_load_args[] = {
+    {.name = "script", .type = "string", .key_spec_index = -1},
+};
+
+static const struct cmd_docs script_subs[] = {
+    {.name = "script|exists",
+     .arity = -3,
+     .flags = "noscript",
+     .acl = "@slow @scripting",
+     .tips = "request_policy:all_shards response_policy:agg_logical_and",
+     .summary = "Check existence of scripts in the script cache.",
+     .since = "2.6.0",
+     .group = "scripting",
+     .complexity = "O(N) with N being the number of scripts to check (so checking a single script "
+                   "is an O(1) operation).",
+     .args = script_exists_args,
+     .nargs = DOCS_LEN(script_exists_args)},
+    {.name = "script|flush",
+     .arity = -2,
+     .flags = "noscript",
+     .acl = "@slow @scripting",
+     .tips = "request_policy:all_nodes response_policy:all_succeeded",
+     .summary = "Remove all the scripts from the script cache.",
+     .since = "2.6.0",
+     .group = "scripting",
+     .complexity = "O(N) with N being the number of scripts in cache",
+     .history = script_flush_history,
+     .nhistory = DOCS_LEN(script_flush_history),
+     .args = script_flush_args,
+     .nargs = DOCS_LEN(script_flush_args)},
+    {.name = "script|help",
+     .arity = 2,
+     .flags = "loading stale",
+     .acl = "@slow @scripting",
+     .summary = "Show helpful text about the different subcommands",
+     .since = "5.0.0",
+     .group = "scripting",
+     .complexity = "O(1)"},
+    {.name = "script|kill",
+     .arity = 2,
+     .flags = "noscript allow_busy",
+     .acl = "@slow @scripting",
+     .tips = "request_policy:all_shards response_policy:one_succeeded",
+     .summary = "Kill the script currently in execution.",
+     .since = "2.6.0",
+     .group = "scripting",
+     .complexity = "O(1)"},
+    {.name = "script|load",
+     .arity = 3,
+     .flags = "noscript stale",
+     .acl = "@slow @scripting",
+     .tips = "request_policy:all_nodes response_policy:all_succeeded",
+     .summary = "Load the specified Lua script into the script cache.",
+     .since = "2.6.0",
+     .group = "scripting",
+     .complexity = "O(N) with N being the length in bytes of the script body.",
+     .args = script_load_args,
+     .nargs = DOCS_LEN(script_load_args)},
+};
+
 static const struct cmd_docs_arg select_args[] = {
     {.name = "index", .type = "integer", .key_spec_index = -1},
 };
@@ -1966,6 +2103,54 @@ const struct cmd_docs cmd_docs_table[] = {
      .complexity = "O(1)",
      .args = echo_args,
      .nargs = DOCS_LEN(echo_args)},
+    {.name = "eval",
+     .arity = -3,
+     .flags = "noscript stale skip_monitor no_mandatory_keys movablekeys",
+     .acl = "@slow @scripting",
+     .specs = eval_specs,
+     .nspecs = DOCS_LEN(eval_specs),
+     .summary = "Execute a Lua script server side",
+     .since = "2.6.0",
+     .group = "scripting",
+     .complexity = "Depends on the script that is executed.",
+     .args = eval_args,
+     .nargs = DOCS_LEN(eval_args)},
+    {.name = "eval_ro",
+     .arity = -3,
+     .flags = "readonly noscript stale skip_monitor no_mandatory_keys movablekeys",
+     .acl = "@slow @scripting",
+     .specs = eval_ro_specs,
+     .nspecs = DOCS_LEN(eval_ro_specs),
+     .summary = "Execute a read-only Lua script server side",
+     .since = "7.0.0",
+     .group = "scripting",
+     .complexity = "Depends on the script that is executed.",
+     .args = eval_ro_args,
+     .nargs = DOCS_LEN(eval_ro_args)},
+    {.name = "evalsha",
+     .arity = -3,
+     .flags = "noscript stale skip_monitor no_mandatory_keys movablekeys",
+     .acl = "@slow @scripting",
+     .specs = evalsha_specs,
+     .nspecs = DOCS_LEN(evalsha_specs),
+     .summary = "Execute a Lua script server side",
+     .since = "2.6.0",
+     .group = "scripting",
+     .complexity = "Depends on the script that is executed.",
+     .args = evalsha_args,
+     .nargs = DOCS_LEN(evalsha_args)},
+    {.name = "evalsha_ro",
+     .arity = -3,
+     .flags = "readonly noscript stale skip_monitor no_mandatory_keys movablekeys",
+     .acl = "@slow @scripting",
+     .specs = evalsha_ro_specs,
+     .nspecs = DOCS_LEN(evalsha_ro_specs),
+     .summary = "Execute a read-only Lua script server side",
+     .since = "7.0.0",
+     .group = "scripting",
+     .complexity = "Depends on the script that is executed.",
+     .args = evalsha_ro_args,
+     .nargs = DOCS_LEN(evalsha_ro_args)},
     {.name = "exec",
      .arity = 1,
      .flags = "noscript loading stale skip_slowlog",
@@ -2575,6 +2760,15 @@ const struct cmd_docs cmd_docs_table[] = {
      .nhistory = DOCS_LEN(scan_history),
      .args = scan_args,
      .nargs = DOCS_LEN(scan_args)},
+    {.name = "script",
+     .arity = -2,
+     .acl = "@slow",
+     .summary = "A container for Lua scripts management commands",
+     .since = "2.6.0",
+     .group = "scripting",
+     .complexity = "Depends on subcommand.",
+     .subs = script_subs,
+     .nsubs = DOCS_LEN(script_subs)},
     {.name = "select",
      .arity = 2,
      .flags = "loading stale fast",

@@ -1697,7 +1697,7 @@ static bool swapdb_args(struct cmd_ctx *x, uint32_t *a, uint32_t *b)
     static const char *const msg[2] = {"ERR invalid first DB index", "ERR invalid second DB index"};
     for (int i = 0; i < 2; i++) {
         if (!cmd_parse_i64(&x->argv[1 + i], &v[i]) || v[i] < INT32_MIN || v[i] > INT32_MAX) {
-            reply_error(x->out, msg[i]);
+            reply_error(x->out, "%s", msg[i]);
             return false;
         }
     }

@@ -39,6 +39,7 @@
 #include "resp_out.h"
 #include "resp_parse.h"
 #include "route.h"
+#include "script.h"
 #include "server.h"
 #include "shard.h"
 #include "slowlog.h"
@@ -1447,7 +1448,7 @@ static void txn_queue(struct conn *c, const struct cmd_desc *d, size_t argc,
     const struct route_table *rt = c->sh->srv->route;
     bool allowed = d->exec == CMD_EXEC_KEY || d->exec == CMD_EXEC_SAME ||
                    d->exec == CMD_EXEC_MULTI || d->exec == CMD_EXEC_ALL ||
-                   (d->exec == CMD_EXEC_CONN && txn_conn_ok(d));
+                   d->exec == CMD_EXEC_SCRIPT || (d->exec == CMD_EXEC_CONN && txn_conn_ok(d));
     if (!allowed || (d->flags & CMD_HIDDEN)) {
         early_error(c, "ERR Command not allowed inside a transaction%s", "");
         early_count(c, d, true, argc, argv);
@@ -1497,8 +1498,14 @@ static void txn_queue(struct conn *c, const struct cmd_desc *d, size_t argc,
             shardset_add(&owners, p->thread);
         }
     }
-    if (d->exec == CMD_EXEC_ALL) { /* FLUSHALL, SWAPDB, KEYS, ...: every shard */
-        for (uint32_t s = 0; s < c->sh->srv->nthreads; s++) {
+    size_t numkeys = 0;
+    if (d->exec == CMD_EXEC_SCRIPT && script_numkeys(argc, argv, &numkeys) == NULL) {
+        for (size_t i = 0; i < numkeys; i++) { /* a script: its declared keys */
+            shardset_add(&owners, owner(c->sh, arg_hash(&argv[3 + i])));
+        }
+    }
+    if (d->exec == CMD_EXEC_ALL || (d->exec == CMD_EXEC_SCRIPT && numkeys == 0)) {
+        for (uint32_t s = 0; s < c->sh->srv->nthreads; s++) { /* may touch any shard */
             shardset_add(&owners, s);
         }
     }
@@ -1537,12 +1544,12 @@ static void txn_queue(struct conn *c, const struct cmd_desc *d, size_t argc,
 
 static bool txn_exec_cross(struct conn *c);
 
-/* Runs one command outside MULTI as a cross-shard transaction of its own, on every
- * shard (SWAPDB: no shard sees the databases half swapped). */
+/* Runs one command outside MULTI as a cross-shard transaction of its own (SWAPDB: no
+ * shard sees the databases half swapped; a script whose keys are not on one shard). */
 static void txn_bare(struct conn *c, const struct cmd_desc *d, size_t argc,
                      const struct resp_arg *argv)
 {
-    KV_ASSERT(c->txn == NULL && d->exec == CMD_EXEC_ALL);
+    KV_ASSERT(c->txn == NULL && (d->exec == CMD_EXEC_ALL || d->exec == CMD_EXEC_SCRIPT));
     c->txn = mi_heap_zalloc(c->sh->heap, sizeof *c->txn);
     KV_ASSERT(c->txn != NULL);
     struct txn *t = c->txn;
@@ -1557,9 +1564,6 @@ static void txn_bare(struct conn *c, const struct cmd_desc *d, size_t argc,
     KV_ASSERT(ok); /* a few small arguments */
     t->ncmds = 1;
     t->writes = (d->flags & CMD_WRITE) != 0;
-    for (uint32_t s = 0; s < c->sh->srv->nthreads; s++) {
-        shardset_add(&t->shards, s);
-    }
     if (!txn_exec_cross(c)) {
         c->flags |= CONN_TXN_WAIT;
         mark_blocked(c);
@@ -1863,9 +1867,31 @@ void conn_txn_serve(struct shard *sh, const struct xmsg *m)
 /* The coordinator's state while it runs a cross-shard transaction. */
 struct txn_x {
     struct conn *c;
-    struct shardset wrote; /* parked shards whose WAL the transaction wrote to */
-    uint32_t db;           /* SELECT inside the transaction changes it */
+    struct shardset parked; /* the shards parked so far (at their first use) */
+    struct shardset wrote;  /* parked shards whose WAL the transaction wrote to */
+    uint32_t db;            /* SELECT inside the transaction changes it */
+    bool script;            /* a script's redis.call: SELECT does not reach the client */
 };
+
+/* Parks shard `o` for the transaction, if it is not parked yet: XM_PARK through the
+ * connection's queue to it (behind what the connection sent there before), a wake-up
+ * now, and a wait until it serves. The lock makes this safe: no other coordinator
+ * exists, and a shard never waits for us, so it reads its queue soon. */
+static void txn_park(struct txn_x *tx, uint32_t o)
+{
+    struct shard *sh = tx->c->sh;
+    if (o == sh->id || shardset_has(&tx->parked, o)) {
+        return;
+    }
+    struct xmsg m = {.kind = XM_PARK, .src = (uint16_t)sh->id, .caller_id = tx->c->id};
+    while (!shard_send(sh, o, &m)) {
+        shard_wake_now(sh); /* a full queue: it drains it, it never waits for us */
+        sched_yield();
+    }
+    shard_wake_now(sh);
+    txn_wait_parked(&sh->srv->shards[o].txn);
+    shardset_add(&tx->parked, o);
+}
 
 /* Posts one operation to parked shard `o` and waits for its result. */
 static void txn_post(struct shard *o, struct txn_slot *ts)
@@ -1885,18 +1911,19 @@ static int64_t txn_run_on(struct txn_x *tx, uint32_t o, const struct cmd_desc *d
     struct shard *sh = c->sh;
     if (o == sh->id) {
         int64_t sum = 0;
-        struct run_res r =
-            run(sh, d->exec == CMD_EXEC_CONN ? c : NULL, d, argc, argv, out, &sum, c->id, tx->db);
+        struct conn *rc = d->exec == CMD_EXEC_CONN && !tx->script ? c : NULL;
+        struct run_res r = run(sh, rc, d, argc, argv, out, &sum, c->id, tx->db);
         tx->db = r.db;
         if (counted) {
             account(sh, c, cmd_stat_row(d, argc, argv), r, argc, argv, NULL);
         }
         return sum;
     }
+    txn_park(tx, o);
     struct shard *peer = &sh->srv->shards[o];
     struct txn_slot *ts = &peer->txn;
     ts->op = TXO_RUN;
-    ts->proto = (uint8_t)c->resp;
+    ts->proto = (uint8_t)(tx->script ? 2 : c->resp); /* a script gets RESP2 replies */
     ts->db = tx->db;
     ts->desc = d;
     ts->argc = argc;
@@ -1948,12 +1975,12 @@ static void txn_run_split(struct txn_x *tx, const struct cmd_desc *d, size_t arg
         }
         struct resp_out tmp;
         resp_out_init(&tmp, sh->pool, SIZE_MAX / 2);
-        resp_out_set_proto(&tmp, tx->c->resp);
+        resp_out_set_proto(&tmp, tx->script ? 2 : tx->c->resp);
         sum += txn_run_on(tx, o, d, n, part, &tmp, false);
         g->part_blob[o] = out_take(sh, &tmp, &g->part_len[o]);
         resp_out_deinit(&tmp);
     }
-    merge_parts(out, tx->c->resp, sh->heap, (uint8_t)d->merge, g, sum);
+    merge_parts(out, tx->script ? 2 : tx->c->resp, sh->heap, (uint8_t)d->merge, g, sum);
     sh->clock_ns = kv_clock_mono_ns();
     struct run_res r = {.us = (sh->clock_ns - t0) / 1000};
     account(sh, tx->c, cmd_stat_row(d, argc, argv), r, argc, argv, NULL);
@@ -2020,6 +2047,13 @@ static void txn_run_cmd(struct txn_x *tx, size_t argc, const struct resp_arg *ar
         txn_run_split(tx, d, argc, argv, NULL, 0, out);
         return;
     }
+    case CMD_EXEC_SCRIPT: { /* here, its redis.call reaching each key's shard */
+        void *outer = sh->script_tx;
+        sh->script_tx = tx;
+        txn_run_on(tx, sh->id, d, argc, argv, out, true);
+        sh->script_tx = outer;
+        return;
+    }
     default: /* PING, ECHO, SELECT, TIME, ...: the connection's own shard */
         KV_ASSERT(d->exec == CMD_EXEC_CONN);
         txn_run_on(tx, sh->id, d, argc, argv, out, true);
@@ -2043,6 +2077,7 @@ static bool txn_watch_clean(struct txn_x *tx)
             watch_drop(sh->watch, c->id);
             continue;
         }
+        txn_park(tx, o);
         struct txn_slot *ts = &sh->srv->shards[o].txn;
         ts->op = TXO_WATCH;
         ts->caller_id = c->id;
@@ -2051,6 +2086,81 @@ static bool txn_watch_clean(struct txn_x *tx)
     }
     watch_forget(c);
     return clean;
+}
+
+void conn_blob_free(void *p)
+{
+    blob_free(p);
+}
+
+/* The shard owning each key a command names (its key arguments as the table says,
+ * OBJECT's key for object|key): false if one is not `sh`. */
+static bool keys_local(struct shard *sh, const struct cmd_desc *d, size_t argc,
+                       const struct resp_arg *argv)
+{
+    if (d->exec == CMD_EXEC_ALL) {
+        return sh->srv->nthreads == 1;
+    }
+    if (d->first_key <= 0) {
+        return true;
+    }
+    size_t last = d->last_key < 0 ? argc - 1 : (size_t)d->last_key;
+    size_t step = d->key_step > 0 ? (size_t)d->key_step : 1;
+    for (size_t i = (size_t)d->first_key; i <= last && i < argc; i += step) {
+        if (owner(sh, arg_hash(&argv[i])) != sh->id) {
+            return false;
+        }
+    }
+    return true;
+}
+
+char *conn_script_call(struct cmd_ctx *x, uint32_t *db, const struct cmd_desc *d, size_t argc,
+                       const struct resp_arg *argv, size_t *len, const char **err)
+{
+    struct shard *sh = x->sh;
+    struct resp_out tmp;
+    resp_out_init(&tmp, sh->pool, (size_t)KV_CONF_GET(kvd_settings.output_buffer_limit));
+    resp_out_set_proto(&tmp, 2); /* scripts get RESP2 replies */
+    struct txn_x *tx = sh->script_tx;
+    if (tx != NULL) {
+        /* a cross-shard script: each key's shard parked as it is first touched */
+        uint32_t outer_db = tx->db;
+        bool outer_script = tx->script;
+        tx->db = *db;
+        tx->script = true;
+        txn_run_cmd(tx, argc, argv, &tmp);
+        *db = tx->db;
+        tx->db = outer_db;
+        tx->script = outer_script;
+    } else {
+        if (d->fn == cmd_object && argc == 3 && cmd_object_keyed(&argv[1])) {
+            d = cmd_lookup_hidden("object|key");
+        }
+        if (!keys_local(sh, d, argc, argv)) {
+            resp_out_deinit(&tmp);
+            *err = "Script attempted to access a non local key in a cluster node";
+            return NULL;
+        }
+        uint16_t row = cmd_stat_row(d, argc, argv);
+        if (d->exec == CMD_EXEC_MULTI && d->key_step == 2 && (argc - 1) % 2 != 0) {
+            reply_err_arity(&tmp, d->name); /* MSET's pairs */
+            account_who(sh, "", "", row, (struct run_res){.failed = true}, argc, argv, NULL);
+        } else {
+            int64_t sum = 0;
+            struct run_res r = run(sh, NULL, d, argc, argv, &tmp, &sum, x->caller_id, *db);
+            *db = r.db;
+            account_who(sh, "", "", row, r, argc, argv, NULL);
+        }
+    }
+    if (resp_out_error(&tmp) != 0) {
+        resp_out_deinit(&tmp);
+        *err = "reply exceeds client-output-buffer-limit";
+        return NULL;
+    }
+    char *blob = out_take(sh, &tmp, len);
+    resp_out_deinit(&tmp);
+    KV_ASSERT(blob != NULL); /* every command replies */
+    return blob;
 }
 
 /* Runs the connection's transaction across shards (see above). False, with nothing
@@ -2067,26 +2177,6 @@ static bool txn_exec_cross(struct conn *c)
         !atomic_compare_exchange_strong_explicit(&srv->txn_lock, &none, (int32_t)sh->id,
                                                  memory_order_acquire, memory_order_relaxed)) {
         return false;
-    }
-    struct shardset where = t->shards;
-    for (size_t k = 0; !t->bare && k < KV_ARRAY_LEN(where.w); k++) {
-        where.w[k] |= c->watch_shards.w[k];
-    }
-    /* park the others: behind what this connection sent them before */
-    for (uint32_t o = 0; o < srv->nthreads; o++) {
-        if (o != sh->id && shardset_has(&where, o)) {
-            struct xmsg m = {.kind = XM_PARK, .src = (uint16_t)sh->id, .caller_id = c->id};
-            while (!shard_send(sh, o, &m)) {
-                shard_wake_now(sh); /* a full queue: it drains it, it never waits for us */
-                sched_yield();
-            }
-        }
-    }
-    shard_wake_now(sh);
-    for (uint32_t o = 0; o < srv->nthreads; o++) {
-        if (o != sh->id && shardset_has(&where, o)) {
-            txn_wait_parked(&srv->shards[o].txn);
-        }
     }
     STAT_ADD(sh->stats.txn_cross, 1);
     /* run */
@@ -2124,12 +2214,12 @@ static bool txn_exec_cross(struct conn *c)
     }
     /* release */
     for (uint32_t o = 0; o < srv->nthreads; o++) {
-        if (o != sh->id && shardset_has(&where, o)) {
+        if (shardset_has(&tx.parked, o)) {
             atomic_store_explicit(&srv->shards[o].txn.state, TXS_RELEASE, memory_order_release);
         }
     }
     atomic_store_explicit(&srv->txn_lock, -1, memory_order_release);
-    if (tx.db != c->db) {
+    if (!t->bare && tx.db != c->db) {
         conn_select(c, tx.db); /* a SELECT it ran (when it ran here, it did so already) */
     }
     /* the reply: this shard's part (the array) and an exec|sync from each parked shard
@@ -2312,6 +2402,35 @@ static void dispatch_pre(struct conn *c, const struct resp_cmd *cmd, const struc
             exec_local(c, d, argc, argv);
         } else {
             forward_one(c, first->thread, d, argc, argv);
+        }
+        return;
+    }
+    case CMD_EXEC_SCRIPT: {
+        size_t numkeys;
+        const char *err = script_numkeys(argc, argv, &numkeys);
+        if (argv[1].len != 40 && strncmp(d->name, "evalsha", 7) == 0) { /* Redis's first check */
+            err = "NOSCRIPT No matching script. Please use EVAL.";
+        }
+        if (err != NULL) { /* Redis's EVAL replies these when it runs: a failed call */
+            early_error(c, "%s", err);
+            early_count(c, d, false, argc, argv);
+            finish_early(c);
+            return;
+        }
+        /* on the shard of its declared keys when they share one, else here with the
+         * others parked as it touches them */
+        uint32_t to = numkeys > 0 ? owner(sh, arg_hash(&argv[3])) : KVD_THREADS_MAX;
+        for (size_t i = 1; i < numkeys && to != KVD_THREADS_MAX; i++) {
+            if (owner(sh, arg_hash(&argv[3 + i])) != to) {
+                to = KVD_THREADS_MAX;
+            }
+        }
+        if (sh->srv->nthreads == 1 || to == sh->id) {
+            exec_local(c, d, argc, argv);
+        } else if (to != KVD_THREADS_MAX) {
+            forward_one(c, to, d, argc, argv);
+        } else {
+            txn_bare(c, d, argc, argv);
         }
         return;
     }

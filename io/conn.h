@@ -33,6 +33,20 @@ void conn_on_reply(struct shard *sh, const struct xmsg *m);
  * to sh->txn) until it releases this shard; nothing else runs here meanwhile. */
 void conn_txn_serve(struct shard *sh, const struct xmsg *m);
 
+/*
+ * redis.call from a script running on this shard (x: the EVAL's context; *db the
+ * script's database, which SELECT inside it changes): runs the command where its keys
+ * are and returns its RESP2 reply bytes (conn_blob_free them), or NULL with *err set
+ * when it may not run from here (a key on another shard in a script run on its keys'
+ * shard).
+ */
+struct cmd_desc;
+struct cmd_ctx;
+struct resp_arg;
+char *conn_script_call(struct cmd_ctx *x, uint32_t *db, const struct cmd_desc *d, size_t argc,
+                       const struct resp_arg *argv, size_t *len, const char **err);
+void conn_blob_free(void *p);
+
 /* Retries connections waiting for queue space, and replies waiting for it. */
 void conn_retry_blocked(struct shard *sh);
 

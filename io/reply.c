@@ -9,6 +9,7 @@
 #include "resp_out.h"
 
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -17,8 +18,8 @@
 #define REPLY_CODE_SCAN 32   /* Redis looks for the code's end in the first 32 bytes */
 
 const char *const reply_err_codes[REPLY_ERR_CODES] = {
-    "BUSYKEY", "CROSSSLOT", "ERR", "EXECABORT", "MISCONF",
-    "NOAUTH",  "NOPROTO",   "OOM", "WRONGPASS", "WRONGTYPE",
+    "BUSYKEY", "CROSSSLOT", "ERR",     "EXECABORT", "MISCONF",   "NOAUTH",
+    "NOPROTO", "NOSCRIPT",  "NOTBUSY", "OOM",       "WRONGPASS", "WRONGTYPE",
 };
 
 static _Thread_local struct reply_errstats *bound;
@@ -39,7 +40,7 @@ static void bump(_Atomic uint64_t *v)
                           memory_order_relaxed);
 }
 
-void reply_count_error(const char *text, size_t n)
+static void count_error(const char *text, size_t n, bool any_code)
 {
     if (bound == NULL) {
         return;
@@ -54,7 +55,18 @@ void reply_count_error(const char *text, size_t n)
             return;
         }
     }
-    KV_DASSERT(!"an error code missing from reply_err_codes");
+    KV_DASSERT(any_code || !"an error code missing from reply_err_codes");
+}
+
+void reply_count_error(const char *text, size_t n)
+{
+    count_error(text, n, false);
+}
+
+void reply_error_text(struct resp_out *r, const char *text, size_t n)
+{
+    count_error(text, n, true);
+    (void)resp_out_error_reply(r, text, n);
 }
 
 void reply_simple(struct resp_out *r, const char *s)

@@ -43,7 +43,7 @@ void reply_raw(struct resp_out *r, const void *p, size_t n); /* bytes already in
  * replies are listed in reply_err_codes, sorted (INFO errorstats prints them in order).
  * The counters are written by their thread only and read by any (relaxed atomics).
  */
-#define REPLY_ERR_CODES 10
+#define REPLY_ERR_CODES 12
 extern const char *const reply_err_codes[REPLY_ERR_CODES];
 
 struct reply_errstats {
@@ -60,6 +60,10 @@ uint64_t reply_errors(void);
 
 /* Common errors, Redis's texts. */
 void reply_err_syntax(struct resp_out *r);
+
+/* An error whose text (without '-' and CRLF) was chosen by a script: any code, counted
+ * by code in errorstats only when it is one of reply_err_codes. */
+void reply_error_text(struct resp_out *r, const char *text, size_t n);
 void reply_err_not_int(struct resp_out *r);
 void reply_err_arity(struct resp_out *r, const char *cmd);
 

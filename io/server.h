@@ -32,6 +32,7 @@ struct resp_arg;
 struct mi_heap_s;
 struct resp_pool;
 struct route_table;
+struct script_vm;
 struct snap;
 struct spsc;
 struct tbl;
@@ -237,6 +238,9 @@ struct shard {
     struct shard_db_stats *db_stats; /* per database, published by the timer */
     uint64_t *part_swaps; /* per partition: SWAPDBs that changed it (a snapshot of it restarts) */
     struct txn_slot txn;  /* when parked by a cross-shard transaction */
+    struct script_vm *script; /* Lua interpreter (script.c), NULL until a script */
+    void *script_tx;          /* the cross-shard transaction a script running here coordinates
+                               * (conn.c), NULL when it runs on the shard owning its keys */
 
     /* durability (NULL when appendonly is off) */
     struct wal *wal;

@@ -28,6 +28,7 @@
 #include "watch.h"
 #include "kv_log.h"
 #include "kvd_settings.h"
+#include "script.h"
 #include "recover.h"
 #include "route.h"
 #include "server.h"
@@ -748,6 +749,8 @@ static void teardown(struct shard *sh)
         tbl_destroy(sh->dropping[--sh->ndropping]);
     }
     conn_shard_teardown(sh);
+    script_vm_free(sh->script);
+    sh->script = NULL;
     watch_destroy(sh->watch);
     sh->watch = NULL;
     io_uring_queue_exit(&sh->ring);

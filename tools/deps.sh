@@ -7,6 +7,7 @@ set -euo pipefail
 pkgs=(
   build-essential cmake pkg-config git        # toolchain
   liburing-dev libmimalloc-dev libxxhash-dev  # runtime libraries
+  liblua5.1-0-dev lua-cjson-dev lua-bitop-dev # scripting (EVAL): Lua 5.1, cjson, bit
   libedit-dev                                 # kvcli line editing
   libcriterion-dev                            # unit tests
   python3 python3-pytest python3-redis        # system tests (Debian's python3)

@@ -28,6 +28,7 @@ SUBCOMMANDS = {
     "config": ["get", "resetstat", "set"],
     "memory": ["doctor", "help", "malloc-stats", "purge", "stats", "usage"],
     "object": ["encoding", "freq", "help", "idletime", "refcount"],
+    "script": ["exists", "flush", "help", "kill", "load"],
     "slowlog": ["get", "len", "reset"],
 }
 
@@ -113,13 +114,13 @@ def keyspec(m):
     bs = fields(f["begin_search"], ["type", "spec"])
     fk = fields(f["find_keys"], ["type", "spec"])
     s = {"notes": f["notes"][1] if "notes" in f else None, "flags": words(f["flags"], "status")}
-    # COMMAND INFO replies keyword and keynum specs too, but GETKEYS (cmd_command.c's
-    # keyspec_range) handles only index + range: extend it before allowing them here.
-    assert bs["type"][1] == "index" and fk["type"][1] == "range", (bs, fk)
+    # COMMAND INFO replies keyword begin_search specs too, but GETKEYS (cmd_command.c's
+    # keyspec_keys) handles only index + range / keynum: extend it before allowing them.
+    assert bs["type"][1] == "index" and fk["type"][1] in ("range", "keynum"), (bs, fk)
     s["keyword"], s["begin"] = None, fields(bs["spec"], ["index"])["index"][1]
-    order = ["lastkey", "keystep", "limit"]
-    k = fields(fk["spec"], order)
     s["keynum"] = fk["type"][1] == "keynum"
+    order = ["keynumidx", "firstkey", "keystep"] if s["keynum"] else ["lastkey", "keystep", "limit"]
+    k = fields(fk["spec"], order)
     s["find"] = [k[o][1] for o in order]
     return s
 

@@ -22,6 +22,7 @@ KVD_SUBCOMMANDS = {
     "config": {"get", "resetstat", "set"},
     "memory": {"doctor", "help", "malloc-stats", "purge", "stats", "usage"},
     "object": {"encoding", "freq", "help", "idletime", "refcount"},
+    "script": {"exists", "flush", "help", "kill", "load"},
     "slowlog": {"get", "len", "reset"},
 }
 
@@ -255,7 +256,8 @@ def test_getkeys_of_every_command_and_argument_count(pair):
                 args = head + ["k%d" % i for i in range(n)]
                 pair.same("COMMAND", "GETKEYS", name, *args)
                 pair.same("COMMAND", "GETKEYSANDFLAGS", name, *args)
-        if row[3] == 0:
+        movable = any(getattr(f, "s", f) == "movablekeys" for f in row[2])
+        if row[3] == 0 and not movable:  # EVAL's keys come from its key count
             assert isinstance(pair.k.cmd("COMMAND", "GETKEYS", name, "a", "b", "c"), Err)
     # subcommands kvd does not implement are unknown to GETKEYS, as to INFO and DOCS
     for args in [("config", "rewrite"), ("config", "help"), ("slowlog", "help"),

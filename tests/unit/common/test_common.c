@@ -8,6 +8,7 @@
 
 #include "kv_assert.h"
 #include "kv_error.h"
+#include "kv_sha1.h"
 
 Test(kv_error, names_project_codes)
 {
@@ -282,4 +283,33 @@ Test(kv_num, string2ll_rules)
     cr_assert(kv_parse_u64("18446744073709551615", 20, &u) && u == UINT64_MAX);
     cr_assert(!kv_parse_u64("18446744073709551616", 20, &u));
     cr_assert(!kv_parse_u64("", 0, &u));
+}
+
+/* FIPS 180 examples and the edges of the padding (55, 56, 63, 64 bytes). */
+Test(kv_sha1, known_digests)
+{
+    char hex[KV_SHA1_HEX];
+    kv_sha1_hex("", 0, hex);
+    cr_assert_str_eq(hex, "da39a3ee5e6b4b0d3255bfef95601890afd80709");
+    kv_sha1_hex("abc", 3, hex);
+    cr_assert_str_eq(hex, "a9993e364706816aba3e25717850c26c9cd0d89d");
+    const char *m = "abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq";
+    kv_sha1_hex(m, strlen(m), hex);
+    cr_assert_str_eq(hex, "84983e441c3bd26ebaae4aa1f95129e5e54670f1");
+    kv_sha1_hex("return 1", 8, hex); /* a script's name, as redis-server gives it */
+    cr_assert_str_eq(hex, "e0e1f9fabfc9d4800c877a703b823ac0578ff8db");
+    char a[1000];
+    memset(a, 'a', sizeof a);
+    static const char *const want[] = {
+        "c1c8bbdc22796e28c0e15163d20899b65621d65a", /* 55 */
+        "c2db330f6083854c99d4b5bfb6e8f29f201be699", /* 56 */
+        "03f09f5b158a7a8cdad920bddc29b81c18a551f5", /* 63 */
+        "0098ba824b5c16427bd7a1122a5a442a25ec644d", /* 64 */
+        "291e9a6c66994949b57ba5e650361e98fc36b1ba", /* 1000 */
+    };
+    static const size_t lens[] = {55, 56, 63, 64, 1000};
+    for (size_t i = 0; i < 5; i++) {
+        kv_sha1_hex(a, lens[i], hex);
+        cr_assert_str_eq(hex, want[i], "%zu bytes of 'a'", lens[i]);
+    }
 }

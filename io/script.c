@@ -232,9 +232,9 @@ static void protect_global(lua_State *L, const char *name)
         lua_pop(L, 1);
         return;
     }
-    lua_newtable(L);              /* proxy */
-    lua_newtable(L);              /* its metatable */
-    lua_pushvalue(L, -3);         /* the real table */
+    lua_newtable(L);      /* proxy */
+    lua_newtable(L);      /* its metatable */
+    lua_pushvalue(L, -3); /* the real table */
     lua_setfield(L, -2, "__index");
     lua_pushcfunction(L, l_global_newindex);
     lua_setfield(L, -2, "__newindex");
@@ -370,8 +370,8 @@ static bool noscript(const struct cmd_desc *d, size_t argc, const struct resp_ar
         return true;
     }
     if (d->exec == CMD_EXEC_CONN) {
-        return d->fn != cmd_ping && d->fn != cmd_echo && d->fn != cmd_time &&
-               d->fn != cmd_select && d->fn != cmd_lastsave && d->fn != cmd_object;
+        return d->fn != cmd_ping && d->fn != cmd_echo && d->fn != cmd_time && d->fn != cmd_select &&
+               d->fn != cmd_lastsave && d->fn != cmd_object;
     }
     return d->exec == CMD_EXEC_SCAN; /* a cursor over partitions: not from a script */
 }
@@ -522,8 +522,7 @@ static int l_log(lua_State *L)
         size_t n;
         const char *s = lua_tolstring(L, i, &n);
         if (s != NULL && off < sizeof line - 1) {
-            int k = snprintf(line + off, sizeof line - off, "%s%.*s", i > 2 ? " " : "", (int)n,
-                             s);
+            int k = snprintf(line + off, sizeof line - off, "%s%.*s", i > 2 ? " " : "", (int)n, s);
             off += k > 0 ? (size_t)k : 0;
         }
     }
@@ -666,8 +665,7 @@ static struct script_vm *vm_get(struct shard *sh)
 }
 
 /* Compiles `body` as script `sha` into the interpreter. NULL, or the compile error. */
-static const char *vm_compile(struct script_vm *vm, const char *sha, const char *body,
-                              size_t len)
+static const char *vm_compile(struct script_vm *vm, const char *sha, const char *body, size_t len)
 {
     lua_State *L = vm->L;
     lua_getfield(L, LUA_REGISTRYINDEX, "kvd_scripts");
@@ -876,8 +874,7 @@ static void vm_run(struct script_vm *vm, struct cmd_ctx *x, const char *sha, siz
     if (rc == 0) {
         reply_value(L, x->out, 0);
     } else if (rc == LUA_ERRMEM) {
-        reply_error(x->out, "ERR script ran out of memory script: %s, on %s:?.", sha,
-                    SCRIPT_CHUNK);
+        reply_error(x->out, "ERR script ran out of memory script: %s, on %s:?.", sha, SCRIPT_CHUNK);
     } else {
         reply_raised(L, x->out, sha);
     }
@@ -964,8 +961,8 @@ void cmd_script(struct cmd_ctx *x)
             reply_int(x->out, ok && reg_has(sha) ? 1 : 0);
         }
     } else if (cmd_arg_is(sub, "flush")) {
-        if (x->argc > 3 ||
-            (x->argc == 3 && !cmd_arg_is(&x->argv[2], "sync") && !cmd_arg_is(&x->argv[2], "async"))) {
+        if (x->argc > 3 || (x->argc == 3 && !cmd_arg_is(&x->argv[2], "sync") &&
+                            !cmd_arg_is(&x->argv[2], "async"))) {
             reply_error(x->out, "ERR SCRIPT FLUSH only support SYNC|ASYNC option");
             return;
         }

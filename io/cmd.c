@@ -118,6 +118,18 @@ static struct cmd_desc table[] = {
     {"memory|usage", -3, CMD_HIDDEN | CMD_READONLY, 2, 2, 1, CMD_EXEC_KEY, 0, cmd_memory, "", NULL},
     {"debug|object", 3, CMD_HIDDEN | CMD_READONLY, 2, 2, 1, CMD_EXEC_KEY, 0, cmd_debug_object, "",
      NULL},
+    /* publish / subscribe (pubsub.c): the connection's shard */
+    {"subscribe", -2, 0, NOKEY, CMD_EXEC_CONN, 0, cmd_subscribe, "pubsub noscript loading stale",
+     NULL},
+    {"unsubscribe", -1, 0, NOKEY, CMD_EXEC_CONN, 0, cmd_unsubscribe,
+     "pubsub noscript loading stale", NULL},
+    {"psubscribe", -2, 0, NOKEY, CMD_EXEC_CONN, 0, cmd_psubscribe, "pubsub noscript loading stale",
+     NULL},
+    {"punsubscribe", -1, 0, NOKEY, CMD_EXEC_CONN, 0, cmd_punsubscribe,
+     "pubsub noscript loading stale", NULL},
+    {"publish", 3, CMD_FAST, NOKEY, CMD_EXEC_CONN, 0, cmd_publish, "pubsub loading stale fast",
+     NULL},
+    {"pubsub", -2, 0, NOKEY, CMD_EXEC_CONN, 0, cmd_pubsub, "", NULL},
     /* scripting (script.c) */
     {"eval", -3, 0, NOKEY, CMD_EXEC_SCRIPT, 0, cmd_eval, "noscript", NULL},
     {"evalsha", -3, 0, NOKEY, CMD_EXEC_SCRIPT, 0, cmd_eval, "noscript", NULL},
@@ -184,7 +196,7 @@ static uint32_t name_hash(const char *name, size_t len)
 void cmd_init(void)
 {
     static const char *const containers[] = {"client", "command", "config", "memory",
-                                             "object", "script",  "slowlog"};
+                                             "object", "pubsub",  "script", "slowlog"};
     qsort(table, KV_ARRAY_LEN(table), sizeof table[0], by_name);
     memset(by_hash, 0, sizeof by_hash);
     for (size_t i = 0; i < KV_ARRAY_LEN(table); i++) {
@@ -265,10 +277,11 @@ static const char *const sub_rows[] = {
     "memory|help",     "memory|malloc-stats", "memory|purge",
     "memory|stats",    "memory|usage",        "object|encoding",
     "object|freq",     "object|help",         "object|idletime",
-    "object|refcount", "script|exists",       "script|flush",
-    "script|help",     "script|kill",         "script|load",
-    "slowlog|get",     "slowlog|help",        "slowlog|len",
-    "slowlog|reset",
+    "object|refcount", "pubsub|channels",     "pubsub|help",
+    "pubsub|numpat",   "pubsub|numsub",       "script|exists",
+    "script|flush",    "script|help",         "script|kill",
+    "script|load",     "slowlog|get",         "slowlog|help",
+    "slowlog|len",     "slowlog|reset",
 };
 
 _Static_assert(KV_ARRAY_LEN(table) + KV_ARRAY_LEN(sub_rows) <= KVD_STAT_ROWS,

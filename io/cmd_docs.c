@@ -1377,6 +1377,19 @@ static const struct cmd_docs_arg psetex_args[] = {
     {.name = "value", .type = "string", .key_spec_index = -1},
 };
 
+static const struct cmd_docs_arg psubscribe_args_0[] = {
+    {.name = "pattern", .type = "pattern", .key_spec_index = -1},
+};
+
+static const struct cmd_docs_arg psubscribe_args[] = {
+    {.name = "pattern",
+     .type = "block",
+     .key_spec_index = -1,
+     .flags = "multiple",
+     .args = psubscribe_args_0,
+     .nargs = DOCS_LEN(psubscribe_args_0)},
+};
+
 static const struct cmd_docs_keyspec pttl_specs[] = {
     {NULL, "RO access", NULL, 1, false, {0, 1, 0}},
 };
@@ -1387,6 +1400,63 @@ static const struct cmd_docs_history pttl_history[] = {
 
 static const struct cmd_docs_arg pttl_args[] = {
     {.name = "key", .type = "key", .key_spec_index = 0},
+};
+
+static const struct cmd_docs_arg publish_args[] = {
+    {.name = "channel", .type = "string", .key_spec_index = -1},
+    {.name = "message", .type = "string", .key_spec_index = -1},
+};
+
+static const struct cmd_docs_arg pubsub_channels_args[] = {
+    {.name = "pattern", .type = "pattern", .key_spec_index = -1, .flags = "optional"},
+};
+
+static const struct cmd_docs_arg pubsub_numsub_args[] = {
+    {.name = "channel", .type = "string", .key_spec_index = -1, .flags = "optional multiple"},
+};
+
+static const struct cmd_docs pubsub_subs[] = {
+    {.name = "pubsub|channels",
+     .arity = -2,
+     .flags = "pubsub loading stale",
+     .acl = "@pubsub @slow",
+     .summary = "List active channels",
+     .since = "2.8.0",
+     .group = "pubsub",
+     .complexity = "O(N) where N is the number of active channels, and assuming constant time "
+                   "pattern matching (relatively short channels and patterns)",
+     .args = pubsub_channels_args,
+     .nargs = DOCS_LEN(pubsub_channels_args)},
+    {.name = "pubsub|help",
+     .arity = 2,
+     .flags = "loading stale",
+     .acl = "@slow",
+     .summary = "Show helpful text about the different subcommands",
+     .since = "6.2.0",
+     .group = "pubsub",
+     .complexity = "O(1)"},
+    {.name = "pubsub|numpat",
+     .arity = 2,
+     .flags = "pubsub loading stale",
+     .acl = "@pubsub @slow",
+     .summary = "Get the count of unique patterns pattern subscriptions",
+     .since = "2.8.0",
+     .group = "pubsub",
+     .complexity = "O(1)"},
+    {.name = "pubsub|numsub",
+     .arity = -2,
+     .flags = "pubsub loading stale",
+     .acl = "@pubsub @slow",
+     .summary = "Get the count of subscribers for channels",
+     .since = "2.8.0",
+     .group = "pubsub",
+     .complexity = "O(N) for the NUMSUB subcommand, where N is the number of requested channels",
+     .args = pubsub_numsub_args,
+     .nargs = DOCS_LEN(pubsub_numsub_args)},
+};
+
+static const struct cmd_docs_arg punsubscribe_args[] = {
+    {.name = "pattern", .type = "pattern", .key_spec_index = -1, .flags = "optional multiple"},
 };
 
 static const struct cmd_docs_keyspec rename_specs[] = {
@@ -1759,6 +1829,10 @@ static const struct cmd_docs_arg strlen_args[] = {
     {.name = "key", .type = "key", .key_spec_index = 0},
 };
 
+static const struct cmd_docs_arg subscribe_args[] = {
+    {.name = "channel", .type = "string", .key_spec_index = -1, .flags = "multiple"},
+};
+
 static const struct cmd_docs_keyspec substr_specs[] = {
     {NULL, "RO access", NULL, 1, false, {0, 1, 0}},
 };
@@ -1808,6 +1882,10 @@ static const struct cmd_docs_keyspec unlink_specs[] = {
 
 static const struct cmd_docs_arg unlink_args[] = {
     {.name = "key", .type = "key", .key_spec_index = 0, .flags = "multiple"},
+};
+
+static const struct cmd_docs_arg unsubscribe_args[] = {
+    {.name = "channel", .type = "string", .key_spec_index = -1, .flags = "optional multiple"},
 };
 
 static const struct cmd_docs_arg wait_args[] = {
@@ -2633,6 +2711,16 @@ const struct cmd_docs cmd_docs_table[] = {
      .complexity = "O(1)",
      .args = psetex_args,
      .nargs = DOCS_LEN(psetex_args)},
+    {.name = "psubscribe",
+     .arity = -2,
+     .flags = "pubsub noscript loading stale",
+     .acl = "@pubsub @slow",
+     .summary = "Listen for messages published to channels matching the given patterns",
+     .since = "2.0.0",
+     .group = "pubsub",
+     .complexity = "O(N) where N is the number of patterns the client is already subscribed to.",
+     .args = psubscribe_args,
+     .nargs = DOCS_LEN(psubscribe_args)},
     {.name = "pttl",
      .arity = 2,
      .first_key = 1,
@@ -2651,6 +2739,37 @@ const struct cmd_docs cmd_docs_table[] = {
      .nhistory = DOCS_LEN(pttl_history),
      .args = pttl_args,
      .nargs = DOCS_LEN(pttl_args)},
+    {.name = "publish",
+     .arity = 3,
+     .flags = "pubsub loading stale fast",
+     .acl = "@pubsub @fast",
+     .summary = "Post a message to a channel",
+     .since = "2.0.0",
+     .group = "pubsub",
+     .complexity = "O(N+M) where N is the number of clients subscribed to the receiving channel "
+                   "and M is the total number of subscribed patterns (by any client).",
+     .args = publish_args,
+     .nargs = DOCS_LEN(publish_args)},
+    {.name = "pubsub",
+     .arity = -2,
+     .acl = "@slow",
+     .summary = "A container for Pub/Sub commands",
+     .since = "2.8.0",
+     .group = "pubsub",
+     .complexity = "Depends on subcommand.",
+     .subs = pubsub_subs,
+     .nsubs = DOCS_LEN(pubsub_subs)},
+    {.name = "punsubscribe",
+     .arity = -1,
+     .flags = "pubsub noscript loading stale",
+     .acl = "@pubsub @slow",
+     .summary = "Stop listening for messages posted to channels matching the given patterns",
+     .since = "2.0.0",
+     .group = "pubsub",
+     .complexity = "O(N+M) where N is the number of patterns the client is already subscribed and "
+                   "M is the number of total patterns subscribed in the system (by any client).",
+     .args = punsubscribe_args,
+     .nargs = DOCS_LEN(punsubscribe_args)},
     {.name = "quit",
      .arity = -1,
      .flags = "noscript loading stale fast no_auth allow_busy",
@@ -2895,6 +3014,16 @@ const struct cmd_docs cmd_docs_table[] = {
      .complexity = "O(1)",
      .args = strlen_args,
      .nargs = DOCS_LEN(strlen_args)},
+    {.name = "subscribe",
+     .arity = -2,
+     .flags = "pubsub noscript loading stale",
+     .acl = "@pubsub @slow",
+     .summary = "Listen for messages published to the given channels",
+     .since = "2.0.0",
+     .group = "pubsub",
+     .complexity = "O(N) where N is the number of channels to subscribe to.",
+     .args = subscribe_args,
+     .nargs = DOCS_LEN(subscribe_args)},
     {.name = "substr",
      .arity = 4,
      .first_key = 1,
@@ -3005,6 +3134,16 @@ const struct cmd_docs cmd_docs_table[] = {
                    "of allocations the deleted objects where composed of.",
      .args = unlink_args,
      .nargs = DOCS_LEN(unlink_args)},
+    {.name = "unsubscribe",
+     .arity = -1,
+     .flags = "pubsub noscript loading stale",
+     .acl = "@pubsub @slow",
+     .summary = "Stop listening for messages posted to the given channels",
+     .since = "2.0.0",
+     .group = "pubsub",
+     .complexity = "O(N) where N is the number of clients already subscribed to a channel.",
+     .args = unsubscribe_args,
+     .nargs = DOCS_LEN(unsubscribe_args)},
     {.name = "unwatch",
      .arity = 1,
      .flags = "noscript loading stale fast allow_busy",

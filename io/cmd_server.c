@@ -17,6 +17,7 @@
 #include "kv_glob.h"
 #include "kv_log.h"
 #include "kvd_settings.h"
+#include "pubsub.h"
 #include "resp_out.h"
 #include "resp_parse.h"
 #include "route.h"
@@ -76,8 +77,14 @@ void cmd_reply_sub_arity(struct cmd_ctx *x)
 
 void cmd_ping(struct cmd_ctx *x)
 {
+    struct pubsub_conn **ps = x->conn != NULL ? conn_pubsub(x->conn) : NULL;
     if (x->argc > 2) {
         reply_err_arity(x->out, "ping");
+    } else if (ps != NULL && pubsub_channels(*ps) + pubsub_patterns(*ps) > 0 &&
+               conn_resp(x->conn) == 2) { /* subscribed (RESP2): ["pong", arg or ""] */
+        reply_array(x->out, 2);
+        reply_bulk_str(x->out, "pong");
+        reply_bulk(x->out, x->argc == 2 ? x->argv[1].ptr : "", x->argc == 2 ? x->argv[1].len : 0);
     } else if (x->argc == 2) {
         reply_bulk(x->out, x->argv[1].ptr, x->argv[1].len);
     } else {
@@ -398,6 +405,7 @@ void cmd_reset(struct cmd_ctx *x)
         conn_set_reply_mode(x->conn, CONN_REPLY_ON);
     }
     conn_txn_discard(x->conn);
+    pubsub_drop(x->sh, x->conn);
     conn_set_resp(x->conn, 2);
     resp_out_set_proto(x->out, 2);
     conn_select(x->conn, 0);
@@ -412,12 +420,16 @@ static int client_line(const struct conn_info *ci, char *buf, size_t cap)
 {
     return snprintf(buf, cap,
                     "id=%llu addr=%s laddr=%s fd=%d name=%s age=%lld idle=%lld flags=%s db=%u "
-                    "sub=0 psub=0 ssub=0 multi=%d qbuf=%zu qbuf-free=0 argv-mem=0 "
+                    "sub=%zu psub=%zu ssub=0 multi=%d qbuf=%zu qbuf-free=0 argv-mem=0 "
                     "multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=%zu tot-mem=0 events=r "
                     "cmd=%s user=default redir=-1 resp=%d\n",
                     (unsigned long long)ci->id, ci->addr, ci->laddr, ci->fd, ci->name,
-                    (long long)ci->age_s, (long long)ci->idle_s, ci->multi >= 0 ? "x" : "N", ci->db,
-                    ci->multi, ci->qbuf, ci->omem, ci->last_cmd, ci->resp);
+                    (long long)ci->age_s, (long long)ci->idle_s,
+                    ci->multi >= 0           ? "x"
+                    : ci->sub + ci->psub > 0 ? "P"
+                                             : "N",
+                    ci->db, ci->sub, ci->psub, ci->multi, ci->qbuf, ci->omem, ci->last_cmd,
+                    ci->resp);
 }
 
 /* Filters of CLIENT LIST and CLIENT KILL. */

@@ -38,6 +38,7 @@
 #include "resp_alloc.h"
 #include "resp_out.h"
 #include "resp_parse.h"
+#include "pubsub.h"
 #include "route.h"
 #include "script.h"
 #include "server.h"
@@ -145,9 +146,10 @@ struct conn {
     int64_t created_ms;
     int64_t last_ms;
     char last_cmd[40];
-    uint32_t db;        /* SELECTed database */
-    struct txn *txn;    /* MULTI: the queued commands; NULL outside a transaction */
-    uint8_t reply_mode; /* enum conn_reply_mode */
+    uint32_t db;            /* SELECTed database */
+    struct pubsub_conn *ps; /* SUBSCRIBE / PSUBSCRIBE (pubsub.c), NULL without any */
+    struct txn *txn;        /* MULTI: the queued commands; NULL outside a transaction */
+    uint8_t reply_mode;     /* enum conn_reply_mode */
     /* WATCH: the shards keeping this client's watches (each those of its own keys) */
     struct shardset watch_shards;
 };
@@ -316,6 +318,8 @@ void conn_info(const struct conn *c, int64_t now_ms, struct conn_info *out)
     out->idle_s = (now_ms - c->last_ms) / 1000;
     out->resp = c->resp;
     out->db = c->db;
+    out->sub = pubsub_channels(c->ps);
+    out->psub = pubsub_patterns(c->ps);
     out->qbuf = c->stash_len;
     out->omem = resp_out_queued_bytes(&c->out);
     out->last_cmd = c->last_cmd[0] ? c->last_cmd : "NULL";
@@ -498,6 +502,7 @@ static void close_conn(struct conn *c)
     }
     c->flags |= CONN_CLOSING;
     unwatch(c);
+    pubsub_drop(c->sh, c);
     /* Ends the multishot receive and any send in flight; their completions free us. */
     shutdown(c->fd, SHUT_RDWR);
     conn_maybe_free(c);
@@ -636,7 +641,7 @@ static bool txn_push(struct conn *c, const char *p, size_t n)
 {
     struct txn *t = c->txn;
     uint64_t limit = (uint64_t)KV_CONF_GET(kvd_settings.query_buffer_limit);
-    if ((uint64_t)t->len + n + 16 * ((uint64_t)t->nargs + 1) > limit ||
+    if ((!t->bare && (uint64_t)t->len + n + 16 * ((uint64_t)t->nargs + 1) > limit) ||
         (uint64_t)t->len + n > UINT32_MAX) {
         return false;
     }
@@ -1407,7 +1412,8 @@ static void early_simple(struct conn *c, const char *s)
 static bool txn_conn_ok(const struct cmd_desc *d)
 {
     return d->fn == cmd_ping || d->fn == cmd_echo || d->fn == cmd_time || d->fn == cmd_lastsave ||
-           d->fn == cmd_unwatch || d->fn == cmd_select || d->fn == cmd_object || d->fn == cmd_role;
+           d->fn == cmd_unwatch || d->fn == cmd_select || d->fn == cmd_object ||
+           d->fn == cmd_role || d->fn == cmd_publish || d->fn == cmd_script;
 }
 
 /* MULTI, EXEC and DISCARD act on the connection's queue: txn_control runs them. */
@@ -1561,7 +1567,13 @@ static void txn_bare(struct conn *c, const struct cmd_desc *d, size_t argc,
     for (size_t i = 0; ok && i < argc; i++) {
         ok = txn_push(c, argv[i].ptr, argv[i].len);
     }
-    KV_ASSERT(ok); /* a few small arguments */
+    if (!ok) { /* more than 4 GiB of arguments */
+        txn_free(c);
+        early_error(c, "ERR %s", "the command's arguments exceed 4 GiB");
+        early_count(c, d, true, argc, argv);
+        finish_early(c);
+        return;
+    }
     t->ncmds = 1;
     t->writes = (d->flags & CMD_WRITE) != 0;
     if (!txn_exec_cross(c)) {
@@ -2088,9 +2100,59 @@ static bool txn_watch_clean(struct txn_x *tx)
     return clean;
 }
 
+static bool output_over_limit(struct conn *c);
+static void send_reply(struct shard *sh, uint32_t to, const struct xmsg *m);
+
 void conn_blob_free(void *p)
 {
     blob_free(p);
+}
+
+void *conn_blob_alloc(struct shard *sh, size_t n)
+{
+    return blob_alloc(sh, n);
+}
+
+struct pubsub_conn **conn_pubsub(struct conn *c)
+{
+    return &c->ps;
+}
+
+void conn_push(struct conn *c, const void *p, size_t n)
+{
+    if (c->flags & CONN_CLOSING) {
+        return;
+    }
+    if (reply_direct(c)) {
+        reply_raw(&c->out, p, n);
+        if (!output_over_limit(c)) {
+            mark_dirty(c);
+        }
+        return;
+    }
+    if (pend_count(c) >= CONN_PENDING_MAX) {
+        kv_log_notice("closing client with too many replies pending id=%llu addr=%s",
+                      (unsigned long long)c->id, c->addr);
+        close_conn(c);
+        return;
+    }
+    struct pend *pp = pend_push(c);
+    pp->blob = blob_alloc(c->sh, n);
+    memcpy(pp->blob, p, n);
+    pp->len = n;
+    c->pend_bytes += n;
+    if (!pend_over_limit(c)) {
+        pend_drain(c);
+    }
+}
+
+void conn_send_xmsg(struct shard *sh, struct conn *c, uint32_t to, struct xmsg *m)
+{
+    if (c != NULL && c->sh == sh) {
+        conn_send(c, to, m);
+    } else {
+        send_reply(sh, to, m);
+    }
 }
 
 /* The shard owning each key a command names (its key arguments as the table says,
@@ -2122,6 +2184,18 @@ char *conn_script_call(struct cmd_ctx *x, uint32_t *db, const struct cmd_desc *d
     resp_out_init(&tmp, sh->pool, (size_t)KV_CONF_GET(kvd_settings.output_buffer_limit));
     resp_out_set_proto(&tmp, 2); /* scripts get RESP2 replies */
     struct txn_x *tx = sh->script_tx;
+    if (d->exec == CMD_EXEC_SAME && d->first_key > 0) { /* RENAME & co: one partition */
+        const struct route_table *rt = sh->srv->route;
+        const struct route_part *first = route_lookup(rt, arg_hash(&argv[d->first_key]));
+        size_t last = d->last_key < 0 ? argc - 1 : (size_t)d->last_key;
+        for (size_t i = (size_t)d->first_key; i <= last && i < argc; i += (size_t)d->key_step) {
+            if (route_lookup(rt, arg_hash(&argv[i])) != first) {
+                resp_out_deinit(&tmp);
+                *err = "CROSSSLOT Keys in request don't hash to the same slot";
+                return NULL;
+            }
+        }
+    }
     if (tx != NULL) {
         /* a cross-shard script: each key's shard parked as it is first touched */
         uint32_t outer_db = tx->db;
@@ -2138,7 +2212,7 @@ char *conn_script_call(struct cmd_ctx *x, uint32_t *db, const struct cmd_desc *d
         }
         if (!keys_local(sh, d, argc, argv)) {
             resp_out_deinit(&tmp);
-            *err = "Script attempted to access a non local key in a cluster node";
+            *err = "ERR Script attempted to access a non local key in a cluster node";
             return NULL;
         }
         uint16_t row = cmd_stat_row(d, argc, argv);
@@ -2154,7 +2228,7 @@ char *conn_script_call(struct cmd_ctx *x, uint32_t *db, const struct cmd_desc *d
     }
     if (resp_out_error(&tmp) != 0) {
         resp_out_deinit(&tmp);
-        *err = "reply exceeds client-output-buffer-limit";
+        *err = "ERR reply exceeds client-output-buffer-limit";
         return NULL;
     }
     char *blob = out_take(sh, &tmp, len);
@@ -2340,6 +2414,21 @@ static void dispatch_pre(struct conn *c, const struct resp_cmd *cmd, const struc
     }
     size_t argc = cmd->argc;
     const struct resp_arg *argv = cmd->argv;
+    if (KV_UNLIKELY(c->ps != NULL) && c->resp == 2 && c->last_cmd[0] != '\0' &&
+        pubsub_channels(c->ps) + pubsub_patterns(c->ps) > 0 && d->fn != cmd_subscribe &&
+        d->fn != cmd_unsubscribe && d->fn != cmd_psubscribe && d->fn != cmd_punsubscribe &&
+        d->fn != cmd_ping && d->fn != cmd_quit && d->fn != cmd_reset) {
+        char name[64];
+        cmd_full_name(d, argc, argv, name, sizeof name);
+        early_error(
+            c,
+            "ERR Can't execute '%s': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / "
+            "RESET are allowed in this context",
+            name);
+        early_count(c, d, true, argc, argv);
+        finish_early(c);
+        return;
+    }
     if (d->fn == cmd_multi || d->fn == cmd_exec || d->fn == cmd_discard) {
         txn_control(c, d, argc, argv);
         return;
@@ -2577,6 +2666,7 @@ static bool run_batch(struct conn *c, struct batch_cmd *b, size_t n)
         struct resp_cmd cmd = {.argc = b[i].argc, .argv = b[i].argv};
         bool have_h = d[i] != NULL && d[i]->exec == CMD_EXEC_KEY && cmd_arity_ok(d[i], b[i].argc);
         dispatch_pre(c, &cmd, d[i], have_h ? h[i] : 0, have_h);
+        KV_ASSERT(!(c->flags & CONN_TXN_WAIT)); /* such commands are never batched */
         reply_mode_step(c);
         if (output_over_limit(c)) {
             return false;
@@ -2585,11 +2675,17 @@ static bool run_batch(struct conn *c, struct batch_cmd *b, size_t n)
     return !(c->flags & (CONN_CLOSING | CONN_CLOSE_AFTER));
 }
 
-/* EXEC is dispatched on its own, never in a batch parsed ahead: a cross-shard EXEC may
- * have to wait for another shard's transaction, and what follows it must wait too. */
+/* EXEC, EVAL & co and SWAPDB are dispatched on their own, never in a batch parsed ahead:
+ * each may run as a cross-shard transaction that has to wait for another shard's, and
+ * what follows it must wait too (only the unbatched path stops at CONN_TXN_WAIT). */
 static inline bool is_exec(const struct resp_arg *a)
 {
-    return a->len == 4 && cmd_arg_is(a, "exec");
+    char c0 = a->len > 0 ? (char)(a->ptr[0] | 0x20) : 0;
+    if (KV_LIKELY(c0 != 'e' && c0 != 's')) {
+        return false;
+    }
+    return cmd_arg_is(a, "exec") || cmd_arg_is(a, "eval") || cmd_arg_is(a, "evalsha") ||
+           cmd_arg_is(a, "eval_ro") || cmd_arg_is(a, "evalsha_ro") || cmd_arg_is(a, "swapdb");
 }
 
 /* Parses and dispatches what the parser holds until it needs more input (true) or

@@ -36,9 +36,9 @@ void conn_txn_serve(struct shard *sh, const struct xmsg *m);
 /*
  * redis.call from a script running on this shard (x: the EVAL's context; *db the
  * script's database, which SELECT inside it changes): runs the command where its keys
- * are and returns its RESP2 reply bytes (conn_blob_free them), or NULL with *err set
- * when it may not run from here (a key on another shard in a script run on its keys'
- * shard).
+ * are and returns its RESP2 reply bytes (conn_blob_free them), or NULL with *err set to
+ * the error text, code included, when it may not run from here (a key on another shard
+ * in a script run on its keys' shard, keys of RENAME & co in two partitions).
  */
 struct cmd_desc;
 struct cmd_ctx;
@@ -46,6 +46,17 @@ struct resp_arg;
 char *conn_script_call(struct cmd_ctx *x, uint32_t *db, const struct cmd_desc *d, size_t argc,
                        const struct resp_arg *argv, size_t *len, const char **err);
 void conn_blob_free(void *p);
+void *conn_blob_alloc(struct shard *sh, size_t n);
+
+/* Pub/sub (pubsub.c): the connection's subscriptions, a message pushed into its output
+ * after the replies it waits for, and a message to shard `to` that follows the
+ * connection's earlier messages there (c may be NULL: a script or a transaction run on
+ * another shard). */
+struct pubsub_conn;
+struct xmsg;
+struct pubsub_conn **conn_pubsub(struct conn *c);
+void conn_push(struct conn *c, const void *p, size_t n);
+void conn_send_xmsg(struct shard *sh, struct conn *c, uint32_t to, struct xmsg *m);
 
 /* Retries connections waiting for queue space, and replies waiting for it. */
 void conn_retry_blocked(struct shard *sh);
@@ -106,6 +117,7 @@ struct conn_info {
     const char *last_cmd;
     int multi; /* commands queued in MULTI, -1 outside a transaction */
     uint32_t db;
+    size_t sub, psub; /* channels and patterns subscribed */
 };
 
 uint64_t conn_id(const struct conn *c);

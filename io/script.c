@@ -136,9 +136,18 @@ struct script_vm {
     uint64_t gen; /* the registry generation its compiled scripts belong to */
     /* the running script */
     struct cmd_ctx *x;
-    uint32_t db; /* its database: SELECT inside a script changes it, not the client's */
-    bool ro;     /* EVAL_RO / EVALSHA_RO */
+    uint32_t db;       /* its database: SELECT inside a script changes it, not the client's */
+    bool ro;           /* EVAL_RO / EVALSHA_RO */
+    bool wrote;        /* it ran a write command: SCRIPT KILL cannot stop it any more */
+    uint64_t kill_gen; /* script_kill_gen when it started */
 };
+
+/* SCRIPT KILL: scripts running (on any shard) and those of them that wrote; a kill
+ * bumps the generation, and each running script that has not written stops at its
+ * next hook. */
+static _Atomic int scripts_running, scripts_wrote;
+static _Atomic uint64_t script_kill_gen;
+#define SCRIPT_HOOK_EVERY 100000 /* Lua instructions between two checks */
 
 void script_vm_free(struct script_vm *vm)
 {
@@ -352,6 +361,77 @@ static struct script_vm *vm_of(lua_State *L)
     return lua_touserdata(L, lua_upvalueindex(1));
 }
 
+/* Raises {err = text}: an error reply with the script's line added. */
+static int raise_reply(lua_State *L, const char *text)
+{
+    lua_newtable(L);
+    lua_pushstring(L, text);
+    lua_setfield(L, -2, "err");
+    return lua_error(L);
+}
+
+/* Every SCRIPT_HOOK_EVERY instructions: a shutdown, or SCRIPT KILL of a script that
+ * has not written, stops the script. */
+static void l_hook(lua_State *L, lua_Debug *ar)
+{
+    (void)ar;
+    lua_getfield(L, LUA_REGISTRYINDEX, "kvd_vm");
+    struct script_vm *vm = lua_touserdata(L, -1);
+    lua_pop(L, 1);
+    if (vm == NULL || vm->x == NULL) {
+        return;
+    }
+    if (atomic_load_explicit(&vm->x->sh->srv->stopping, memory_order_relaxed)) {
+        raise_reply(L, "ERR Script killed: the server is shutting down");
+    }
+    if (!vm->wrote && atomic_load(&script_kill_gen) != vm->kill_gen) {
+        raise_reply(L, "ERR Script killed by user with SCRIPT KILL...");
+    }
+}
+
+/* load(f [, name]) without binary chunks (Lua 5.1 has no bytecode verifier), and with
+ * the scripts' environment. */
+static int l_load(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TFUNCTION);
+    const char *name = luaL_optstring(L, 2, "=(load)");
+    lua_settop(L, 2);
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    for (;;) {
+        lua_pushvalue(L, 1);
+        lua_call(L, 0, 1);
+        if (lua_isnil(L, -1)) {
+            lua_pop(L, 1);
+            break;
+        }
+        if (!lua_isstring(L, -1)) {
+            return luaL_error(L, "reader function must return a string");
+        }
+        if (lua_objlen(L, -1) == 0) {
+            lua_pop(L, 1);
+            break;
+        }
+        luaL_addvalue(&b);
+    }
+    luaL_pushresult(&b);
+    size_t n;
+    const char *s = lua_tolstring(L, -1, &n);
+    if (n > 0 && s[0] == '\033') {
+        lua_pushnil(L);
+        lua_pushstring(L, "binary chunks are not allowed");
+        return 2;
+    }
+    if (luaL_loadbuffer(L, s, n, name) != 0) {
+        lua_pushnil(L);
+        lua_insert(L, -2);
+        return 2;
+    }
+    lua_getfield(L, LUA_REGISTRYINDEX, "kvd_env");
+    lua_setfenv(L, -2);
+    return 1;
+}
+
 /* Whether Redis refuses the command in scripts ("noscript" in its COMMAND INFO flags,
  * for a container that of the subcommand), and the connection commands kvd cannot run
  * without a connection (a script has none): only PING, ECHO, TIME, SELECT, LASTSAVE and
@@ -371,7 +451,7 @@ static bool noscript(const struct cmd_desc *d, size_t argc, const struct resp_ar
     }
     if (d->exec == CMD_EXEC_CONN) {
         return d->fn != cmd_ping && d->fn != cmd_echo && d->fn != cmd_time && d->fn != cmd_select &&
-               d->fn != cmd_lastsave && d->fn != cmd_object;
+               d->fn != cmd_lastsave && d->fn != cmd_object && d->fn != cmd_publish;
     }
     return d->exec == CMD_EXEC_SCAN; /* a cursor over partitions: not from a script */
 }
@@ -381,6 +461,9 @@ static bool noscript(const struct cmd_desc *d, size_t argc, const struct resp_ar
 static int call_common(lua_State *L, bool raise)
 {
     struct script_vm *vm = vm_of(L);
+    if (vm->x == NULL) {
+        return luaL_error(L, "redis.call outside a script");
+    }
     int argc = lua_gettop(L);
     const char *err = NULL;
     char errbuf[256];
@@ -423,12 +506,15 @@ static int call_common(lua_State *L, bool raise)
     }
     size_t len = 0;
     char *blob = NULL;
-    if (err == NULL) {
+    if (err != NULL) {
+        snprintf(errbuf, sizeof errbuf, "ERR %s", err);
+    } else {
         blob = conn_script_call(vm->x, &vm->db, d, (size_t)argc, argv, &len, &err);
+        if (blob == NULL) {
+            snprintf(errbuf, sizeof errbuf, "%s", err); /* with its code */
+        }
     }
     if (blob == NULL) {
-        KV_ASSERT(err != NULL);
-        snprintf(errbuf, sizeof errbuf, "ERR %s", err);
         lua_newtable(L);
         lua_pushstring(L, errbuf);
         lua_setfield(L, -2, "err");
@@ -439,10 +525,17 @@ static int call_common(lua_State *L, bool raise)
         conn_blob_free(blob);
         return raise ? lua_error(L) : 1;
     }
-    const char *p = blob;
-    push_reply(L, &p, blob + len);
-    KV_ASSERT(p == blob + len);
+    if (d->flags & CMD_WRITE) {
+        if (!vm->wrote) {
+            atomic_fetch_add(&scripts_wrote, 1);
+        }
+        vm->wrote = true;
+    }
+    lua_pushlstring(L, blob, len); /* the bytes, Lua-owned: no leak if converting raises */
     conn_blob_free(blob);
+    const char *p = lua_tostring(L, -1);
+    push_reply(L, &p, p + len);
+    lua_remove(L, -2);
     return 1;
 }
 
@@ -596,7 +689,8 @@ static struct script_vm *vm_create(void)
     open_lib(L, LUA_MATHLIBNAME, luaopen_math);
     open_lib(L, "cjson", luaopen_cjson);
     open_lib(L, "bit", luaopen_bit);
-    static const char *const removed[] = {"dofile", "loadfile", "loadstring", "print"};
+    static const char *const removed[] = {"dofile",  "loadfile", "loadstring", "print",
+                                          "getfenv", "setfenv",  "newproxy"};
     for (size_t i = 0; i < KV_ARRAY_LEN(removed); i++) {
         lua_pushnil(L);
         lua_setglobal(L, removed[i]);
@@ -623,10 +717,23 @@ static struct script_vm *vm_create(void)
     set_num(L, "REPL_REPLICA", 2);
     set_num(L, "REPL_ALL", 3);
     lua_setglobal(L, "redis");
+    lua_pushcfunction(L, l_load);
+    lua_setglobal(L, "load");
     static const char *const libs[] = {"string", "table", "math", "cjson", "bit", "redis"};
     for (size_t i = 0; i < KV_ARRAY_LEN(libs); i++) {
         protect_global(L, libs[i]);
     }
+    /* strings' methods through the read-only proxy, and their metatable out of reach */
+    lua_pushstring(L, "");
+    lua_getmetatable(L, -1);
+    lua_getglobal(L, "string");
+    lua_setfield(L, -2, "__index");
+    lua_pushboolean(L, 0);
+    lua_setfield(L, -2, "__metatable");
+    lua_pop(L, 2);
+    lua_pushlightuserdata(L, vm);
+    lua_setfield(L, LUA_REGISTRYINDEX, "kvd_vm");
+    lua_sethook(L, l_hook, LUA_MASKCOUNT, SCRIPT_HOOK_EVERY);
     lua_newtable(L); /* compiled scripts by sha, in the registry */
     lua_setfield(L, LUA_REGISTRYINDEX, "kvd_scripts");
     /* Scripts run in an environment that is a read-only proxy of the globals (Redis's
@@ -759,7 +866,8 @@ static void reply_value(lua_State *L, struct resp_out *o, int depth)
             reply_error(o, "ERR reached lua stack limit");
             return;
         }
-        lua_getfield(L, -1, "err");
+        lua_pushstring(L, "err"); /* raw reads: no metamethod runs outside the pcall */
+        lua_rawget(L, -2);
         if (lua_type(L, -1) == LUA_TSTRING) {
             size_t n;
             const char *s = lua_tolstring(L, -1, &n);
@@ -768,7 +876,8 @@ static void reply_value(lua_State *L, struct resp_out *o, int depth)
             return;
         }
         lua_pop(L, 1);
-        lua_getfield(L, -1, "ok");
+        lua_pushstring(L, "ok");
+        lua_rawget(L, -2);
         if (lua_type(L, -1) == LUA_TSTRING) {
             reply_simple(o, lua_tostring(L, -1));
             lua_pop(L, 1);
@@ -804,16 +913,19 @@ static void reply_raised(lua_State *L, struct resp_out *o, const char *sha)
 {
     int line = 0;
     char msg[1024];
-    if (lua_istable(L, -1)) {
-        lua_getfield(L, -1, "line");
+    if (lua_istable(L, -1)) { /* raw reads: no metamethod runs outside the pcall */
+        lua_pushstring(L, "line");
+        lua_rawget(L, -2);
         line = (int)lua_tonumber(L, -1);
         lua_pop(L, 1);
-        lua_getfield(L, -1, "e");
+        lua_pushstring(L, "e");
+        lua_rawget(L, -2);
     } else {
         lua_pushvalue(L, -1);
     }
     if (lua_istable(L, -1)) {
-        lua_getfield(L, -1, "err");
+        lua_pushstring(L, "err");
+        lua_rawget(L, -2);
         const char *e = lua_tostring(L, -1);
         snprintf(msg, sizeof msg, "%s",
                  e != NULL ? e : "ERR Script raised an error that is no string and no error reply");
@@ -864,13 +976,18 @@ static void vm_run(struct script_vm *vm, struct cmd_ctx *x, const char *sha, siz
     KV_ASSERT(lua_isfunction(L, -1));
     set_args(L, "KEYS", x->argv + 3, numkeys);
     set_args(L, "ARGV", x->argv + 3 + numkeys, x->argc - 3 - numkeys);
-    struct cmd_ctx *outer = vm->x;
-    uint32_t outer_db = vm->db;
-    bool outer_ro = vm->ro;
+    KV_ASSERT(vm->x == NULL); /* scripts do not nest (EVAL is refused in scripts) */
     vm->x = x;
     vm->db = x->db;
     vm->ro = cmd_arg_is(&x->argv[0], "eval_ro") || cmd_arg_is(&x->argv[0], "evalsha_ro");
+    vm->wrote = false;
+    vm->kill_gen = atomic_load(&script_kill_gen);
+    atomic_fetch_add(&scripts_running, 1);
     int rc = lua_pcall(L, 0, 1, base + 1);
+    atomic_fetch_sub(&scripts_running, 1);
+    if (vm->wrote) {
+        atomic_fetch_sub(&scripts_wrote, 1);
+    }
     if (rc == 0) {
         reply_value(L, x->out, 0);
     } else if (rc == LUA_ERRMEM) {
@@ -878,9 +995,7 @@ static void vm_run(struct script_vm *vm, struct cmd_ctx *x, const char *sha, siz
     } else {
         reply_raised(L, x->out, sha);
     }
-    vm->x = outer;
-    vm->db = outer_db;
-    vm->ro = outer_ro;
+    vm->x = NULL;
     lua_settop(L, base);
     lua_gc(L, LUA_GCSTEP, 1); /* a little collection per script, as Redis does */
 }
@@ -969,7 +1084,18 @@ void cmd_script(struct cmd_ctx *x)
         reg_flush(); /* every shard drops its interpreter at its next script */
         reply_ok(x->out);
     } else if (cmd_arg_is(sub, "kill") && x->argc == 2) {
-        reply_error(x->out, "NOTBUSY No scripts in execution right now.");
+        int running = atomic_load(&scripts_running), wrote = atomic_load(&scripts_wrote);
+        if (running == 0) {
+            reply_error(x->out, "NOTBUSY No scripts in execution right now.");
+        } else if (wrote >= running) {
+            reply_error(x->out, "UNKILLABLE Sorry the script already executed write commands "
+                                "against the dataset. You can either wait the script "
+                                "termination or kill the server in a hard way using the "
+                                "SHUTDOWN NOSAVE command.");
+        } else {
+            atomic_fetch_add(&script_kill_gen, 1);
+            reply_ok(x->out);
+        }
     } else if (cmd_arg_is(sub, "help") && x->argc == 2) {
         static const char *const help[] = {
             "SCRIPT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",

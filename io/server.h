@@ -32,6 +32,7 @@ struct resp_arg;
 struct mi_heap_s;
 struct resp_pool;
 struct route_table;
+struct pubsub_local;
 struct script_vm;
 struct snap;
 struct spsc;
@@ -49,6 +50,7 @@ enum xmsg_kind {
     XM_REPLY = 2,   /* the reply bytes of an XM_REQ */
     XM_UNWATCH = 3, /* drop the watches of caller_id (no reply) */
     XM_PARK = 4,    /* serve shard `src`'s cross-shard transaction until it releases */
+    XM_PUBLISH = 5, /* deliver payload (u32 channel length, channel, message) to subscribers */
 };
 
 /* A set of shards (cross-shard transactions, WATCH). */
@@ -238,9 +240,10 @@ struct shard {
     struct shard_db_stats *db_stats; /* per database, published by the timer */
     uint64_t *part_swaps; /* per partition: SWAPDBs that changed it (a snapshot of it restarts) */
     struct txn_slot txn;  /* when parked by a cross-shard transaction */
-    struct script_vm *script; /* Lua interpreter (script.c), NULL until a script */
-    void *script_tx;          /* the cross-shard transaction a script running here coordinates
-                               * (conn.c), NULL when it runs on the shard owning its keys */
+    struct script_vm *script;    /* Lua interpreter (script.c), NULL until a script */
+    struct pubsub_local *pubsub; /* subscriptions of this shard's clients (pubsub.c) */
+    void *script_tx;             /* the cross-shard transaction a script running here coordinates
+                                  * (conn.c), NULL when it runs on the shard owning its keys */
 
     /* durability (NULL when appendonly is off) */
     struct wal *wal;

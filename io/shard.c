@@ -28,6 +28,7 @@
 #include "watch.h"
 #include "kv_log.h"
 #include "kvd_settings.h"
+#include "pubsub.h"
 #include "script.h"
 #include "recover.h"
 #include "route.h"
@@ -336,6 +337,8 @@ static void drain_queues(struct shard *sh)
                 watch_drop(sh->watch, m.caller_id);
             } else if (m.kind == XM_PARK) {
                 conn_txn_serve(sh, &m);
+            } else if (m.kind == XM_PUBLISH) {
+                pubsub_on_message(sh, &m);
             } else {
                 KV_ASSERT(m.kind == XM_REPLY);
                 conn_on_reply(sh, &m);
@@ -751,6 +754,7 @@ static void teardown(struct shard *sh)
     conn_shard_teardown(sh);
     script_vm_free(sh->script);
     sh->script = NULL;
+    pubsub_local_free(sh);
     watch_destroy(sh->watch);
     sh->watch = NULL;
     io_uring_queue_exit(&sh->ring);

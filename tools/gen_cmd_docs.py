@@ -28,6 +28,7 @@ SUBCOMMANDS = {
     "config": ["get", "resetstat", "set"],
     "memory": ["doctor", "help", "malloc-stats", "purge", "stats", "usage"],
     "object": ["encoding", "freq", "help", "idletime", "refcount"],
+    "pubsub": ["channels", "help", "numpat", "numsub"],
     "script": ["exists", "flush", "help", "kill", "load"],
     "slowlog": ["get", "len", "reset"],
 }

@@ -22,6 +22,7 @@ KVD_SUBCOMMANDS = {
     "config": {"get", "resetstat", "set"},
     "memory": {"doctor", "help", "malloc-stats", "purge", "stats", "usage"},
     "object": {"encoding", "freq", "help", "idletime", "refcount"},
+    "pubsub": {"channels", "help", "numpat", "numsub"},
     "script": {"exists", "flush", "help", "kill", "load"},
     "slowlog": {"get", "len", "reset"},
 }

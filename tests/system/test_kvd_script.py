@@ -56,7 +56,7 @@ import pytest
 import redis
 from redis.exceptions import LockError, LockNotOwnedError, ResponseError
 
-from conftest import ConnClosed, Err, Kvd, St, encode, need_redis, wait_until
+from conftest import Client, ConnClosed, Err, Kvd, St, encode, need_redis, wait_until
 from test_kvd_server import stat_lines
 from test_kvd_txn_cross import classify, info_field
 
@@ -1142,3 +1142,113 @@ def test_script_help_is_redis_s_without_debug(pair):
         r = pair.r.cmd("SCRIPT", sub)
         i = r.index(St("DEBUG (YES|SYNC|NO)"))
         assert k == r[:i] + r[i + 2:], (k, r)
+
+
+# ---- robustness: ordering under contention, SCRIPT KILL, shutdown, the sandbox -------
+
+def test_pipelined_keyless_scripts_keep_order_under_contention(kvd):
+    """A keyless EVAL (a cross-shard script) or SWAPDB that has to wait for another
+    shard's transaction holds back what the client pipelined after it: every reply
+    comes in order, one per command."""
+    stop = []
+
+    def hammer():
+        with kvd.client() as h:
+            while not stop:
+                h.cmd("EVAL", "redis.call('incr', 'k1'); return redis.call('incr', 'k2')", "0")
+
+    ts = [threading.Thread(target=hammer) for _ in range(2)]
+    for t in ts:
+        t.start()
+    try:
+        conns = [kvd.client() for _ in range(6)]
+        for c in conns:
+            assert c.cmd("SET", "x", "vx") == St("OK")
+        for _ in range(30):
+            for c in conns:
+                c.send(encode("EVAL", "return 1", "0") + encode("GET", "x") +
+                       encode("SWAPDB", "5", "6") + encode("ECHO", "end"))
+            for c in conns:
+                assert [c.read() for _ in range(4)] == [1, b"vx", St("OK"), b"end"]
+        for c in conns:
+            c.close()
+    finally:
+        stop.append(1)
+        for t in ts:
+            t.join()
+
+
+def _busy_eval(port, script, key):
+    c = Client(port)
+    c.send(encode("EVAL", script, "1", key))
+    return c
+
+
+def _kill_from_other_shard(port, deadline_s=10):
+    """SCRIPT KILL from whichever of several new connections is on a shard not busy with
+    the script (a connection on the busy shard waits); returns its reply."""
+    import socket as _s
+    conns = []
+    end = time.monotonic() + deadline_s
+    while time.monotonic() < end:
+        c = Client(port)
+        c.sock.settimeout(0.3)
+        conns.append(c)
+        try:
+            r = c.cmd("SCRIPT", "KILL")
+            for o in conns:
+                o.close()
+            return r
+        except (_s.timeout, TimeoutError):
+            continue
+    raise AssertionError("no connection answered SCRIPT KILL")
+
+
+def test_script_kill_stops_a_read_only_busy_script(tmp_path):
+    need_redis()
+    k = Kvd()
+    try:
+        busy = _busy_eval(k.port, "local i = 0; while true do i = i + 1 end", "k1")
+        time.sleep(0.3)
+        assert _kill_from_other_shard(k.port) == St("OK")
+        r = busy.read()
+        assert isinstance(r, Err) and r.s.startswith("ERR Script killed by user with SCRIPT KILL"), r
+        busy.close()
+        with k.client() as c:
+            assert c.cmd("SCRIPT", "KILL") == Err("NOTBUSY No scripts in execution right now.")
+            assert c.cmd("PING") == St("PONG")
+    finally:
+        k.stop()
+
+
+def test_script_that_wrote_is_unkillable_and_shutdown_still_stops_it(tmp_path):
+    k = Kvd()
+    busy = _busy_eval(k.port, "redis.call('set', KEYS[1], 'w'); while true do end", "k1")
+    time.sleep(0.3)
+    r = _kill_from_other_shard(k.port)
+    assert isinstance(r, Err) and r.s.startswith("UNKILLABLE Sorry the script already executed"), r
+    busy.close()
+    k.stop()  # SIGTERM: the script stops at its next hook, kvd exits 0
+
+
+def test_sandbox_closes_the_escapes(pair):
+    """getfenv / setfenv / newproxy are missing (as in Redis 7), load() refuses binary
+    chunks, and an error object or reply table whose metamethods raise is an error reply,
+    never a crash; RENAME of keys in two partitions is CROSSSLOT."""
+    k = pair.k
+    for name in ("getfenv", "setfenv", "newproxy"):
+        pair.same("EVAL", "return %s" % name, "0")
+    assert k.cmd("EVAL", "local f = function() return 7 end; local s = string.dump(f); "
+                         "local g, e = load(function() local r = s; s = nil; return r end); "
+                         "return {tostring(g), e}", "0") == [b"nil", b"binary chunks are not allowed"]
+    assert k.cmd("EVAL", "return load(function() return nil end) ~= nil", "0") == 1
+    r = k.cmd("EVAL", "return setmetatable({}, {__index = function() error('x') end})", "0")
+    assert r == [], r
+    r = k.cmd("EVAL", "error(setmetatable({}, {__index = function() error('x') end}))", "0")
+    assert isinstance(r, Err), r
+    r = k.cmd("EVAL", "getmetatable('').__index.len = 1", "0")
+    assert isinstance(r, Err), r
+    assert k.cmd("EVAL", "return ('abc'):upper() .. string.len('xy')", "0") == b"ABC2"
+    r = k.cmd("EVAL", "return redis.call('rename', KEYS[1], KEYS[2])", "2", "{a}x", "{b}y")
+    assert isinstance(r, Err) and r.s.startswith("CROSSSLOT"), r
+    assert k.cmd("PING") == St("PONG")

@@ -427,8 +427,8 @@ static void unsubscribe(struct cmd_ctx *x, bool pattern)
     }
     for (size_t i = 1; i < x->argc; i++) {
         const struct resp_arg *a = &x->argv[i];
-        ssize_t at = find(pattern ? ps->pats : ps->chans, pattern ? ps->npats : ps->nchans, a->ptr,
-                          a->len);
+        ssize_t at =
+            find(pattern ? ps->pats : ps->chans, pattern ? ps->npats : ps->nchans, a->ptr, a->len);
         if (at >= 0) {
             unsub_at(x->sh, x->conn, ps, pattern, (size_t)at);
         }
@@ -517,10 +517,8 @@ void cmd_publish(struct cmd_ctx *x)
         memcpy(payload, &n, 4);
         memcpy(payload + 4, ch->ptr, ch->len);
         memcpy(payload + 4 + ch->len, msg->ptr, msg->len);
-        struct xmsg m = {.kind = XM_PUBLISH,
-                         .src = (uint16_t)x->sh->id,
-                         .payload = payload,
-                         .payload_len = len};
+        struct xmsg m = {
+            .kind = XM_PUBLISH, .src = (uint16_t)x->sh->id, .payload = payload, .payload_len = len};
         conn_send_xmsg(x->sh, x->conn, s, &m);
     }
     reply_int(x->out, (int64_t)total);

@@ -127,8 +127,8 @@ static struct cmd_desc table[] = {
      NULL},
     {"punsubscribe", -1, 0, NOKEY, CMD_EXEC_CONN, 0, cmd_punsubscribe,
      "pubsub noscript loading stale", NULL},
-    {"publish", 3, CMD_FAST, NOKEY, CMD_EXEC_CONN, 0, cmd_publish, "pubsub loading stale fast",
-     NULL},
+    {"publish", 3, CMD_FAST, NOKEY, CMD_EXEC_ALL, CMD_MERGE_SUM, cmd_publish,
+     "pubsub loading stale fast", NULL},
     {"pubsub", -2, 0, NOKEY, CMD_EXEC_CONN, 0, cmd_pubsub, "", NULL},
     /* scripting (script.c) */
     {"eval", -3, 0, NOKEY, CMD_EXEC_SCRIPT, 0, cmd_eval, "noscript", NULL},

@@ -1196,6 +1196,30 @@ static void account_fan_out(struct conn *c, struct pend *p)
  * Fan-out: runs `d` on every shard that owns some of its keys (or, for CMD_EXEC_ALL,
  * on every shard), each with its own subset of the arguments, and merges the results.
  */
+/* The arguments of shard t's part of a fan-out: the name, then every argument (ALL) or
+ * its keys (with their values, for MSET). Returns their count. */
+static size_t part_args(const struct cmd_desc *d, size_t argc, const struct resp_arg *argv,
+                        const uint16_t *owner_of_key, size_t nkeys, int step, uint32_t t,
+                        const struct resp_arg **args)
+{
+    size_t n = 0;
+    args[n++] = &argv[0];
+    if (d->exec == CMD_EXEC_ALL) {
+        for (size_t i = 1; i < argc; i++) {
+            args[n++] = &argv[i];
+        }
+        return n;
+    }
+    for (size_t i = 0; i < nkeys; i++) {
+        if (owner_of_key[i] == t) {
+            for (int s = 0; s < step; s++) {
+                args[n++] = &argv[1 + i * (size_t)step + (size_t)s];
+            }
+        }
+    }
+    return n;
+}
+
 static void fan_out(struct conn *c, const struct cmd_desc *d, size_t argc,
                     const struct resp_arg *argv, const uint16_t *owner_of_key)
 {
@@ -1205,19 +1229,6 @@ static void fan_out(struct conn *c, const struct cmd_desc *d, size_t argc,
     int step = d->key_step > 0 ? d->key_step : 1;
     if (d->exec == CMD_EXEC_MULTI) {
         nkeys = (argc - 1) / (size_t)step;
-    }
-    struct pend *p = pend_push(c);
-    uint32_t seq = c->pend_tail - 1;
-    p->merge = (uint8_t)d->merge;
-    p->row = cmd_stat_row(d, argc, argv);
-    if (p->row != CMD_ROW_NONE) {
-        p->slow = slowlog_prepare(argc, argv, c->addr, conn_name(c));
-    }
-    p->g = mi_heap_zalloc(sh->heap, sizeof *p->g + nkeys * sizeof p->g->owner[0]);
-    KV_ASSERT(p->g != NULL);
-    p->g->nkeys = (uint32_t)nkeys;
-    for (size_t i = 0; i < nkeys; i++) {
-        p->g->owner[i] = owner_of_key[i];
     }
     const struct resp_arg **args = mi_heap_malloc(sh->heap, argc * sizeof *args);
     KV_ASSERT(args != NULL);
@@ -1232,47 +1243,53 @@ static void fan_out(struct conn *c, const struct cmd_desc *d, size_t argc,
         used[t] = any;
         parts += any;
     }
+    /* This shard's part runs before the command's pending slot is made, so that what it
+     * pushes to this very connection (PUBLISH to a channel it subscribes to) comes before
+     * the command's reply, as in Redis. */
+    char *local_blob = NULL;
+    size_t local_len = 0;
+    int64_t local_sum = 0;
+    struct run_res local_r = {0};
+    if (used[sh->id]) {
+        size_t n = part_args(d, argc, argv, owner_of_key, nkeys, step, sh->id, args);
+        struct resp_arg local[ARGV_STACK];
+        struct resp_arg *lv = n <= ARGV_STACK ? local : mi_heap_malloc(sh->heap, n * sizeof *lv);
+        KV_ASSERT(lv != NULL);
+        for (size_t i = 0; i < n; i++) {
+            lv[i] = *args[i];
+        }
+        resp_out_set_proto(sh->scratch, c->resp);
+        local_r = run(sh, NULL, d, n, lv, sh->scratch, &local_sum, c->id, c->db);
+        wal_gate(c, d);
+        local_blob = scratch_take(sh, &local_len);
+        if (lv != local) {
+            mi_free(lv);
+        }
+    }
+    struct pend *p = pend_push(c);
+    uint32_t seq = c->pend_tail - 1;
+    p->merge = (uint8_t)d->merge;
+    p->row = cmd_stat_row(d, argc, argv);
+    if (p->row != CMD_ROW_NONE) {
+        p->slow = slowlog_prepare(argc, argv, c->addr, conn_name(c));
+    }
+    p->g = mi_heap_zalloc(sh->heap, sizeof *p->g + nkeys * sizeof p->g->owner[0]);
+    KV_ASSERT(p->g != NULL);
+    p->g->nkeys = (uint32_t)nkeys;
+    for (size_t i = 0; i < nkeys; i++) {
+        p->g->owner[i] = owner_of_key[i];
+    }
     p->parts_left = parts + 1; /* +1 held until every part is sent */
     for (uint32_t t = 0; t < nthreads; t++) {
         if (!used[t]) {
             continue;
         }
-        size_t n = 0;
-        args[n++] = &argv[0];
-        if (d->exec == CMD_EXEC_ALL) {
-            for (size_t i = 1; i < argc; i++) {
-                args[n++] = &argv[i];
-            }
-        } else {
-            for (size_t i = 0; i < nkeys; i++) {
-                if (owner_of_key[i] == t) {
-                    for (int s = 0; s < step; s++) {
-                        args[n++] = &argv[1 + i * (size_t)step + (size_t)s];
-                    }
-                }
-            }
-        }
         if (t == sh->id) {
-            struct resp_arg local[ARGV_STACK];
-            struct resp_arg *lv =
-                n <= ARGV_STACK ? local : mi_heap_malloc(sh->heap, n * sizeof *lv);
-            KV_ASSERT(lv != NULL);
-            for (size_t i = 0; i < n; i++) {
-                lv[i] = *args[i];
-            }
-            int64_t sum = 0;
-            resp_out_set_proto(sh->scratch, c->resp);
-            struct run_res r = run(sh, NULL, d, n, lv, sh->scratch, &sum, c->id, c->db);
-            wal_gate(c, d);
-            size_t len;
-            char *blob = scratch_take(sh, &len);
             size_t before = slot_bytes(p);
-            part_done(p, t, blob, len, sum, r);
+            part_done(p, t, local_blob, local_len, local_sum, local_r);
             c->pend_bytes += slot_bytes(p) - before;
-            if (lv != local) {
-                mi_free(lv);
-            }
         } else {
+            size_t n = part_args(d, argc, argv, owner_of_key, nkeys, step, t, args);
             send_req(c, t, d, seq, t, n, args);
         }
     }
@@ -2118,22 +2135,24 @@ struct pubsub_conn **conn_pubsub(struct conn *c)
     return &c->ps;
 }
 
+/* A pub/sub message, while the shard walks its subscribers: the connection is never
+ * closed here (that would change the lists being walked); one over its output limit is
+ * marked and closed by the next conn_flush, and gets no more messages. */
 void conn_push(struct conn *c, const void *p, size_t n)
 {
-    if (c->flags & CONN_CLOSING) {
+    if (c->flags & (CONN_CLOSING | CONN_PUSH_OVER)) {
+        return;
+    }
+    size_t limit = (size_t)KV_CONF_GET(kvd_settings.output_buffer_limit);
+    if (c->pend_bytes + resp_out_queued_bytes(&c->out) + n > limit ||
+        (!reply_direct(c) && pend_count(c) >= CONN_PENDING_MAX)) {
+        c->flags |= CONN_PUSH_OVER;
+        mark_dirty(c);
         return;
     }
     if (reply_direct(c)) {
         reply_raw(&c->out, p, n);
-        if (!output_over_limit(c)) {
-            mark_dirty(c);
-        }
-        return;
-    }
-    if (pend_count(c) >= CONN_PENDING_MAX) {
-        kv_log_notice("closing client with too many replies pending id=%llu addr=%s",
-                      (unsigned long long)c->id, c->addr);
-        close_conn(c);
+        mark_dirty(c);
         return;
     }
     struct pend *pp = pend_push(c);
@@ -2141,9 +2160,7 @@ void conn_push(struct conn *c, const void *p, size_t n)
     memcpy(pp->blob, p, n);
     pp->len = n;
     c->pend_bytes += n;
-    if (!pend_over_limit(c)) {
-        pend_drain(c);
-    }
+    pend_drain(c);
 }
 
 void conn_send_xmsg(struct shard *sh, struct conn *c, uint32_t to, struct xmsg *m)
@@ -2209,6 +2226,14 @@ char *conn_script_call(struct cmd_ctx *x, uint32_t *db, const struct cmd_desc *d
     } else {
         if (d->fn == cmd_object && argc == 3 && cmd_object_keyed(&argv[1])) {
             d = cmd_lookup_hidden("object|key");
+        }
+        if (d->fn == cmd_publish && sh->srv->nthreads > 1) { /* no fan-out from here */
+            int64_t n =
+                pubsub_publish_async(sh, argv[1].ptr, argv[1].len, argv[2].ptr, argv[2].len);
+            reply_int(&tmp, n);
+            char *blob = out_take(sh, &tmp, len);
+            resp_out_deinit(&tmp);
+            return blob;
         }
         if (!keys_local(sh, d, argc, argv)) {
             resp_out_deinit(&tmp);
@@ -2420,12 +2445,19 @@ static void dispatch_pre(struct conn *c, const struct resp_cmd *cmd, const struc
         d->fn != cmd_ping && d->fn != cmd_quit && d->fn != cmd_reset) {
         char name[64];
         cmd_full_name(d, argc, argv, name, sizeof name);
-        early_error(
-            c,
-            "ERR Can't execute '%s': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / "
-            "RESET are allowed in this context",
-            name);
+        early_error(c,
+                    d->fn == cmd_exec
+                        ? "EXECABORT Transaction discarded because of: Can't execute '%s': only "
+                          "(P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in "
+                          "this context"
+                        : "ERR Can't execute '%s': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / "
+                          "QUIT / RESET are allowed in this context",
+                    name);
         early_count(c, d, true, argc, argv);
+        if (d->fn == cmd_exec) { /* a refused EXEC ends the transaction, as in Redis */
+            txn_free(c);
+            unwatch(c);
+        }
         finish_early(c);
         return;
     }
@@ -2870,6 +2902,11 @@ void conn_on_cqe(struct shard *sh, struct io_uring_cqe *cqe, uint64_t ud)
 static void flush_one(struct conn *c)
 {
     c->flags &= ~CONN_DIRTY;
+    if ((c->flags & CONN_PUSH_OVER) && !(c->flags & CONN_CLOSING)) {
+        kv_log_notice("closing client over its output limit id=%llu addr=%s",
+                      (unsigned long long)c->id, c->addr);
+        close_conn(c);
+    }
     if (c->flags & CONN_CLOSING) {
         conn_maybe_free(c);
         return;

@@ -100,7 +100,9 @@ enum conn_flag {
     CONN_BLOCKED = 1u << 6, /* on the shard's blocked list */
     CONN_NOBUFS = 1u << 7,  /* receive ran out of buffers: re-arm at the next flush */
     CONN_KILLED = 1u << 8,
-    CONN_TXN_WAIT = 1u << 9, /* a cross-shard EXEC waits for the transaction lock */
+    CONN_TXN_WAIT = 1u << 9,   /* a cross-shard EXEC waits for the transaction lock */
+    CONN_PUSH_OVER = 1u << 10, /* a pub/sub message passed its output limit: closed at
+                                * the next flush (not while messages are delivered) */
 };
 
 struct conn_info {

@@ -284,23 +284,29 @@ static void push_message(struct conn *c, const struct name *pattern, const char 
     }
 }
 
-/* Delivers to this shard's subscribers of the channel and of matching patterns. */
-static void deliver(struct shard *sh, const char *ch, size_t chn, const char *msg, size_t mn)
+/* Delivers to this shard's subscribers of the channel and of matching patterns;
+ * returns how many got it (conn_push never closes a connection, so the lists stay as
+ * they are while this walks them). */
+static int64_t deliver(struct shard *sh, const char *ch, size_t chn, const char *msg, size_t mn)
 {
     struct pubsub_local *l = sh->pubsub;
     if (l == NULL) {
-        return;
+        return 0;
     }
+    int64_t n = 0;
     struct chan *e = *chan_slot(l, ch, chn, XXH3_64bits(ch, chn));
     for (size_t i = 0; e != NULL && i < e->n; i++) {
         push_message(e->subs[i], NULL, ch, chn, msg, mn);
+        n++;
     }
     for (size_t i = 0; i < l->npats; i++) {
         const struct pat *pt = &l->pats[i];
         if (kv_glob_match(pt->name.p, pt->name.n, ch, chn, false)) {
             push_message(pt->c, &pt->name, ch, chn, msg, mn);
+            n++;
         }
     }
+    return n;
 }
 
 void pubsub_on_message(struct shard *sh, const struct xmsg *m)
@@ -476,26 +482,34 @@ void cmd_punsubscribe(struct cmd_ctx *x)
 }
 
 /*
- * PUBLISH channel message: the receivers are counted from the registry (subscribers of
- * the channel and of every matching pattern, a connection matching twice counted twice,
- * as in Redis); this shard's get it now, every other shard with some gets an
- * XM_PUBLISH.
+ * PUBLISH channel message runs on every shard (a fan-out, CMD_MERGE_SUM): each delivers
+ * to its own subscribers of the channel and of matching patterns (a connection matching
+ * both counted twice, as in Redis) and replies how many; the client's reply is the sum
+ * and leaves only when every shard has delivered, so a subscriber's replies to commands
+ * it sends after that come after the message, as in Redis.
  */
 void cmd_publish(struct cmd_ctx *x)
 {
-    const struct resp_arg *ch = &x->argv[1], *msg = &x->argv[2];
-    struct server *srv = x->sh->srv;
+    int64_t n = deliver(x->sh, x->argv[1].ptr, x->argv[1].len, x->argv[2].ptr, x->argv[2].len);
+    x->sum = n;
+    reply_int(x->out, n);
+}
+
+int64_t pubsub_publish_async(struct shard *sh, const char *ch, size_t chn, const char *msg,
+                             size_t mn)
+{
+    struct server *srv = sh->srv;
     bool to[KVD_THREADS_MAX] = {false};
     uint64_t total = 0;
     pthread_mutex_lock(&g_mu);
-    struct gentry *e = g_find(g_chans, g_nchans, ch->ptr, ch->len);
+    struct gentry *e = g_find(g_chans, g_nchans, ch, chn);
     for (uint32_t s = 0; e != NULL && s < srv->nthreads; s++) {
         to[s] |= e->per[s] > 0;
     }
     total += e != NULL ? e->total : 0;
     for (size_t i = 0; i < g_npats; i++) {
         struct gentry *p = &g_pats[i];
-        if (kv_glob_match(p->name.p, p->name.n, ch->ptr, ch->len, false)) {
+        if (kv_glob_match(p->name.p, p->name.n, ch, chn, false)) {
             total += p->total;
             for (uint32_t s = 0; s < srv->nthreads; s++) {
                 to[s] |= p->per[s] > 0;
@@ -507,28 +521,33 @@ void cmd_publish(struct cmd_ctx *x)
         if (!to[s]) {
             continue;
         }
-        if (s == x->sh->id) {
-            deliver(x->sh, ch->ptr, ch->len, msg->ptr, msg->len);
+        if (s == sh->id) {
+            deliver(sh, ch, chn, msg, mn);
             continue;
         }
-        size_t len = 4 + ch->len + msg->len;
-        char *payload = conn_blob_alloc(x->sh, len);
-        uint32_t n = (uint32_t)ch->len;
+        size_t len = 4 + chn + mn;
+        char *payload = conn_blob_alloc(sh, len);
+        uint32_t n = (uint32_t)chn;
         memcpy(payload, &n, 4);
-        memcpy(payload + 4, ch->ptr, ch->len);
-        memcpy(payload + 4 + ch->len, msg->ptr, msg->len);
+        memcpy(payload + 4, ch, chn);
+        memcpy(payload + 4 + chn, msg, mn);
         struct xmsg m = {
-            .kind = XM_PUBLISH, .src = (uint16_t)x->sh->id, .payload = payload, .payload_len = len};
-        conn_send_xmsg(x->sh, x->conn, s, &m);
+            .kind = XM_PUBLISH, .src = (uint16_t)sh->id, .payload = payload, .payload_len = len};
+        conn_send_xmsg(sh, NULL, s, &m);
     }
-    reply_int(x->out, (int64_t)total);
+    return (int64_t)total;
 }
 
 /* PUBSUB CHANNELS [pattern] / NUMSUB [channel ...] / NUMPAT / HELP, from the registry. */
 void cmd_pubsub(struct cmd_ctx *x)
 {
     const struct resp_arg *sub = &x->argv[1];
-    if (cmd_arg_is(sub, "channels") && x->argc <= 3) {
+    if (cmd_arg_is(sub, "channels") && x->argc > 3) { /* Redis's own check, not the arity */
+        reply_error(x->out,
+                    "ERR unknown subcommand or wrong number of arguments for '%.*s'. Try PUBSUB "
+                    "HELP.",
+                    (int)(sub->len > 128 ? 128 : sub->len), sub->ptr);
+    } else if (cmd_arg_is(sub, "channels")) {
         pthread_mutex_lock(&g_mu);
         size_t n = 0;
         for (size_t i = 0; i < g_nchans; i++) {

@@ -4,13 +4,11 @@
  *
  * A connection's subscriptions are kept by its own shard (struct pubsub_local: channel ->
  * its subscribed connections there, and the patterns with their connection), which is
- * where messages are written into connections. A server-wide registry (a mutex) counts
- * the subscriptions of every channel and pattern per shard: PUBLISH reads it once to
- * know how many receive the message and which shards have any, delivers to its own
- * shard's subscribers at once and sends the message (XM_PUBLISH) to the others, through
- * the publishing connection's queues so that one publisher's messages arrive in order.
- * PUBSUB reads the registry alone. Pub/sub is not the key-value path: the mutex is taken
- * by these commands only.
+ * where messages are written into connections. PUBLISH is a fan-out to every shard:
+ * each delivers to its subscribers and counts them, and the reply (the sum) leaves once
+ * all have. A server-wide registry (a mutex) counts the subscriptions of every channel
+ * and pattern per shard for PUBSUB (and for PUBLISH from a script, which cannot fan
+ * out). Pub/sub is not the key-value path: the mutex is taken by these commands only.
  *
  * Limits: none beyond memory, as in Redis; a subscriber that does not read is closed at
  * the output limit like any client.
@@ -38,6 +36,12 @@ void pubsub_drop(struct shard *sh, struct conn *c);
 
 /* XM_PUBLISH: delivers the message to this shard's subscribers; frees its payload. */
 void pubsub_on_message(struct shard *sh, const struct xmsg *m);
+
+/* PUBLISH from a script run on one shard (no fan-out there): counts the receivers from
+ * the registry, delivers here at once and sends XM_PUBLISH to the other shards with
+ * subscribers. Their subscribers may then see their next replies before the message. */
+int64_t pubsub_publish_async(struct shard *sh, const char *ch, size_t chn, const char *msg,
+                             size_t mn);
 
 /* Frees a shard's subscription maps (teardown; no connection is left). */
 void pubsub_local_free(struct shard *sh);

@@ -613,11 +613,10 @@ struct txn {
     uint32_t ncmds;
     bool aborted;
     bool writes;  /* some queued command writes (refused at EXEC while the WAL refuses) */
-    bool selects; /* a SELECT of a valid database is queued: `db` is the last one's */
-    uint32_t db;
-    bool silent; /* its reply is dropped (CLIENT REPLY), as when EXEC came */
-    bool bare;   /* one command outside MULTI run as a transaction (SWAPDB): its own reply,
-                  * no array, the client's watches untouched */
+    bool selects; /* a SELECT is queued: EXEC runs on this shard (see txn_control) */
+    bool silent;  /* its reply is dropped (CLIENT REPLY), as when EXEC came */
+    bool bare;    /* one command outside MULTI run as a transaction (SWAPDB): its own reply,
+                   * no array, the client's watches untouched */
     struct shardset shards; /* the shards owning its keys */
 };
 
@@ -1556,12 +1555,7 @@ static void txn_queue(struct conn *c, const struct cmd_desc *d, size_t argc,
     for (size_t w = 0; w < KV_ARRAY_LEN(owners.w); w++) {
         t->shards.w[w] |= owners.w[w];
     }
-    int64_t db;
-    if (d->fn == cmd_select && cmd_parse_i64(&argv[1], &db) && db >= 0 &&
-        db < (int64_t)c->sh->ndb) {
-        t->selects = true; /* the database the connection has after EXEC */
-        t->db = (uint32_t)db;
-    }
+    t->selects |= d->fn == cmd_select; /* EXEC runs it here (see txn_control) */
     early_simple(c, "QUEUED");
 }
 
@@ -1615,7 +1609,6 @@ static void txn_control(struct conn *c, const struct cmd_desc *d, size_t argc,
         }
         c->txn = mi_heap_zalloc(sh->heap, sizeof *c->txn);
         KV_ASSERT(c->txn != NULL);
-        c->txn->db = c->db;
         account(sh, c, row, ok, argc, argv, NULL);
         early_simple(c, "OK");
         return;
@@ -1666,8 +1659,12 @@ static void txn_control(struct conn *c, const struct cmd_desc *d, size_t argc,
     for (size_t k = 0; k < KV_ARRAY_LEN(where.w); k++) {
         where.w[k] |= c->watch_shards.w[k];
     }
-    if (shardset_count(&where) > 1) {
-        /* keys (or watched keys) on several shards: run here, the others parked */
+    uint32_t one = shardset_count(&where) == 1 ? shardset_first(&where) : sh->id;
+    if (shardset_count(&where) > 1 || (t->selects && one != sh->id)) {
+        /* keys (or watched keys) on several shards: run here, the others parked; also a
+         * transaction with SELECT whose shard is another: run here, the connection
+         * knows its database once the transaction has run (a WATCH may stop it) before
+         * it takes its next command */
         t->silent = c->reply_mode == CONN_REPLY_OFF || c->reply_mode == CONN_REPLY_SKIP;
         if (!txn_exec_cross(c)) {
             c->flags |= CONN_TXN_WAIT; /* another shard's transaction runs: next turn */
@@ -1695,13 +1692,8 @@ static void txn_control(struct conn *c, const struct cmd_desc *d, size_t argc,
     if (to == sh->id) {
         exec_local(c, run_d, n, av); /* a SELECT it runs sets c->db */
     } else {
+        KV_ASSERT(!t->selects); /* those run here (above) */
         forward_one(c, to, run_d, n, av);
-        if (t->selects) {
-            /* The database its last SELECT chose, now: the connection's next commands
-             * are sent before the transaction's reply comes back. (Should the EXEC fail
-             * a WATCH, Redis would keep the old database; kvd has changed it.) */
-            c->db = t->db;
-        }
     }
     mi_free(av);
     txn_free(c);

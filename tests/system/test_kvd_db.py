@@ -1158,3 +1158,26 @@ def test_reads_in_unused_databases_make_no_tables(kvd):
         # one table is 8 KiB: 15 databases x 8 partitions would be ~1 MiB
         assert after - before < 32 * 1024, (before, after)
         assert c.cmd("INFO", "keyspace") == b"# Keyspace\r\n"
+
+
+def test_failed_exec_with_select_keeps_the_database(pair):
+    """WATCH, a change by another client, MULTI with SELECT, EXEC: the null reply, and the
+    connection stays in its database, as in Redis; the commands pipelined after EXEC run
+    there too. Keys of 8 partitions: the watched shard is this one or the other."""
+    for tag in ["{t%d}" % i for i in range(8)]:
+        got = []
+        for c, o in ((pair.k, pair.kvd.client()), (pair.r, pair.redis.client())):
+            try:
+                assert c.cmd("WATCH", tag + "x") == St("OK")
+                assert o.cmd("INCR", tag + "x") >= 1
+                got.append(c.pipeline([("MULTI",), ("SELECT", "5"), ("SET", tag + "y", "1"),
+                                       ("EXEC",), ("SET", tag + "after", "1"),
+                                       ("CLIENT", "INFO")]))
+                select(c, 0)
+                assert c.cmd("EXISTS", tag + "after") == 1, tag  # ran in database 0
+                assert c.cmd("DEL", tag + "after", tag + "x") == 2
+            finally:
+                o.close()
+        k, r = got
+        assert k[:5] == r[:5] == [St("OK"), St("QUEUED"), St("QUEUED"), None, St("OK")], (k, r)
+        assert b" db=0 " in k[5] and b" db=0 " in r[5], (k[5], r[5])

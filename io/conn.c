@@ -2135,24 +2135,31 @@ void conn_push(struct conn *c, const void *p, size_t n)
     if (c->flags & (CONN_CLOSING | CONN_PUSH_OVER)) {
         return;
     }
+    /* Over the output limit, or so many messages waiting behind an unanswered request
+     * that the pending ring would lose the room must_pause keeps for commands. */
     size_t limit = (size_t)KV_CONF_GET(kvd_settings.output_buffer_limit);
     if (c->pend_bytes + resp_out_queued_bytes(&c->out) + n > limit ||
-        (!reply_direct(c) && pend_count(c) >= CONN_PENDING_MAX)) {
+        pend_count(c) >= CONN_PENDING_MAX - CONN_BATCH_MAX - 1) {
         c->flags |= CONN_PUSH_OVER;
         mark_dirty(c);
         return;
     }
-    if (reply_direct(c)) {
+    if (pend_count(c) == 0) { /* messages are sent whatever CLIENT REPLY says, as Redis's */
         reply_raw(&c->out, p, n);
+        if (resp_out_error(&c->out) != 0) {
+            c->flags |= CONN_PUSH_OVER; /* the output's own limit (set when it was made) */
+        }
         mark_dirty(c);
         return;
     }
+    /* Behind a reply still awaited (the ring's head is never ready here): a slot of its
+     * own, moved into the output with the replies before it. */
     struct pend *pp = pend_push(c);
+    pp->silent = false;
     pp->blob = blob_alloc(c->sh, n);
     memcpy(pp->blob, p, n);
     pp->len = n;
     c->pend_bytes += n;
-    pend_drain(c);
 }
 
 void conn_send_xmsg(struct shard *sh, struct conn *c, uint32_t to, struct xmsg *m)
@@ -2629,8 +2636,8 @@ static void dispatch(struct conn *c, const struct resp_cmd *cmd)
 /* Leaves room in the pending ring for one batch of commands parsed ahead (run_batch). */
 static bool must_pause(const struct conn *c)
 {
-    return (c->flags & (CONN_CLOSING | CONN_CLOSE_AFTER | CONN_TXN_WAIT)) || c->outbox_len > 0 ||
-           pend_count(c) >= CONN_PENDING_MAX - CONN_BATCH_MAX - 1 ||
+    return (c->flags & (CONN_CLOSING | CONN_CLOSE_AFTER | CONN_TXN_WAIT | CONN_PUSH_OVER)) ||
+           c->outbox_len > 0 || pend_count(c) >= CONN_PENDING_MAX - CONN_BATCH_MAX - 1 ||
            c->remote_waiting >= CONN_REMOTE_MAX;
 }
 
@@ -2956,8 +2963,13 @@ static void send_reply(struct shard *sh, uint32_t to, const struct xmsg *m)
     struct xmsg_list *l = mi_heap_malloc(sh->heap, sizeof *l);
     KV_ASSERT(l != NULL);
     l->m = *m;
-    l->next = sh->overflow[to];
-    sh->overflow[to] = l;
+    l->next = NULL; /* at the tail: they leave in the order they came */
+    if (sh->overflow[to] == NULL) {
+        sh->overflow[to] = l;
+    } else {
+        sh->overflow_tail[to]->next = l;
+    }
+    sh->overflow_tail[to] = l;
 }
 
 /* Keeps a reply to another shard until the WAL is durable up to `token` (a ring, in
@@ -3116,6 +3128,9 @@ void conn_retry_blocked(struct shard *sh)
                 break;
             }
             sh->overflow[t] = l->next;
+            if (l->next == NULL) {
+                sh->overflow_tail[t] = NULL;
+            }
             mi_free(l);
         }
     }

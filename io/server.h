@@ -271,7 +271,10 @@ struct shard {
      * scratch output for replies that must be kept aside (see conn.c) */
     struct resp_pool *pool;
     struct resp_out *scratch;
-    struct xmsg_list *overflow[KVD_THREADS_MAX]; /* replies waiting for queue space */
+    /* messages waiting for queue space, oldest first (replies, and script PUBLISHes,
+     * whose order matters) */
+    struct xmsg_list *overflow[KVD_THREADS_MAX];
+    struct xmsg_list *overflow_tail[KVD_THREADS_MAX];
 
     /* cross-shard queues: in[s] carries messages from shard s to this one */
     struct spsc **in;

@@ -916,3 +916,68 @@ def test_slow_subscriber_is_disconnected_at_output_limit(kvd_factory):
         assert c.cmd("PUBSUB", "NUMSUB", "flood") == [b"flood", 0]
         assert c.cmd("PUBSUB", "NUMPAT") == 0
     k.check_alive()
+
+
+# ---- review regressions ------------------------------------------------------------------
+
+def test_publishing_to_itself_behind_pending_replies_never_aborts(kvd):
+    """A RESP3 connection subscribed to a channel and 20 matching patterns pipelines
+    reads of keys of both threads, 200 PINGs and PUBLISHes to itself: each PUBLISH adds a
+    message per match behind replies still awaited. kvd stays up; the connection either
+    gets everything in order or is closed for holding too much, never more."""
+    from conftest import ConnClosed
+    c = kvd.client()
+    c.cmd("HELLO", "3")
+    c.send(encode("SUBSCRIBE", "ch") + b"".join(encode("PSUBSCRIBE", "c%s" % ("*" * (i + 1)))
+                                              for i in range(20)))
+    for _ in range(21):
+        c.read()
+    batch = b"".join(encode("GET", "key%d" % i) for i in range(8))
+    batch += encode("PING") * 200 + encode("PUBLISH", "ch", "boom") * 3
+    try:
+        c.send(batch)
+        for _ in range(8 + 200 + 3 + 3 * 21):
+            c.read()
+    except (ConnClosed, OSError):
+        pass
+    c.close()
+    with kvd.client() as o:
+        assert o.cmd("PING") == St("PONG")
+    kvd.check_alive()
+
+
+def test_script_publishes_arrive_in_order_through_a_full_queue():
+    """A script publishing 300 messages while the queue to the subscriber's thread holds
+    two: they arrive in publish order (the overflow list is first in, first out)."""
+    from conftest import Kvd
+    k = Kvd(args=["--shard-queue-size", "2"])
+    try:
+        subs = []
+        for _ in range(8):  # some on each thread
+            s = k.client()
+            s.cmd("SUBSCRIBE", "ch")
+            subs.append(s)
+        with k.client() as p:
+            assert p.cmd("EVAL", "for i=1,300 do redis.call('publish','ch',i) end return 1",
+                         "1", "k") == 1
+        for s in subs:
+            got = [s.read()[2] for _ in range(300)]
+            assert got == [b"%d" % i for i in range(1, 301)], got[:10]
+            s.close()
+    finally:
+        k.stop()
+
+
+def test_messages_reach_a_client_with_replies_off(pair):
+    """CLIENT REPLY OFF silences replies, not messages (Redis 7.0 sends them)."""
+    for c, o in ((pair.k, pair.kvd.client()), (pair.r, pair.redis.client())):
+        try:
+            c.cmd("HELLO", "3")
+            c.send(encode("SUBSCRIBE", "ch") + encode("CLIENT", "REPLY", "OFF"))
+            c.read()
+            assert o.cmd("PUBLISH", "ch", "m1") == 1
+            assert c.read() == Push((b"message", b"ch", b"m1"))
+            c.send(encode("CLIENT", "REPLY", "ON"))
+            assert c.read() == St("OK")
+        finally:
+            o.close()

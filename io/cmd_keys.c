@@ -363,6 +363,28 @@ void cmd_object(struct cmd_ctx *x)
     }
 }
 
+/* Puts a copy of entry e (value, expiry, type) as key k (hash h) of database db, logs
+ * it, and returns to the caller's database. False after replying the error if it could
+ * not (out of memory). */
+static bool put_copy(struct cmd_ctx *x, const struct tbl_entry *e, const struct resp_arg *k,
+                     uint64_t h, uint32_t db)
+{
+    uint32_t back = x->db;
+    x->db = db; /* the table, WATCH and WAL record of that database */
+    size_t vlen;
+    const void *v = tbl_entry_val(e, &vlen);
+    struct tbl_put_args pa = {
+        .val = v, .val_len = vlen, .expire_ms = tbl_entry_expire_ms(e), .type = tbl_entry_type(e)};
+    bool ok = tbl_put(cmd_tbl(x, h), k->ptr, k->len, h, &pa, x->now_ms, NULL) == 0;
+    if (ok) {
+        cmd_log_key(x, k, h);
+    } else {
+        reply_error(x->out, "OOM command not allowed when used memory > 'maxmemory'.");
+    }
+    x->db = back;
+    return ok;
+}
+
 /* COPY source destination [DB db] [REPLACE]; both keys are in one partition (checked by
  * the caller), the destination in the selected database or in `db`. */
 void cmd_copy(struct cmd_ctx *x)
@@ -393,24 +415,16 @@ void cmd_copy(struct cmd_ctx *x)
         reply_int(x->out, 0);
         return;
     }
-    x->db = dst_db; /* the destination's table, WATCH and WAL record */
-    if (cmd_lookup_write(x, dst, hd) != NULL && !replace) {
-        x->db = src_db;
+    x->db = dst_db; /* the destination's table and WATCH */
+    bool taken = cmd_lookup_write(x, dst, hd) != NULL;
+    x->db = src_db;
+    if (taken && !replace) {
         reply_int(x->out, 0);
         return;
     }
-    size_t vlen;
-    const void *v = tbl_entry_val(e, &vlen);
-    struct tbl_put_args pa = {
-        .val = v, .val_len = vlen, .expire_ms = tbl_entry_expire_ms(e), .type = tbl_entry_type(e)};
-    if (tbl_put(cmd_tbl(x, hd), dst->ptr, dst->len, hd, &pa, x->now_ms, NULL) != 0) {
-        x->db = src_db;
-        reply_error(x->out, "OOM command not allowed when used memory > 'maxmemory'.");
-        return;
+    if (put_copy(x, e, dst, hd, dst_db)) {
+        reply_int(x->out, 1);
     }
-    cmd_log_key(x, dst, hd);
-    x->db = src_db;
-    reply_int(x->out, 1);
 }
 
 /*
@@ -436,22 +450,15 @@ void cmd_move(struct cmd_ctx *x)
         return;
     }
     x->db = dst_db;
-    if (cmd_lookup_write(x, key, h) != NULL) {
-        x->db = src_db;
+    bool taken = cmd_lookup_write(x, key, h) != NULL;
+    x->db = src_db;
+    if (taken) {
         reply_int(x->out, 0);
         return;
     }
-    size_t vlen;
-    const void *v = tbl_entry_val(e, &vlen);
-    struct tbl_put_args pa = {
-        .val = v, .val_len = vlen, .expire_ms = tbl_entry_expire_ms(e), .type = tbl_entry_type(e)};
-    if (tbl_put(cmd_tbl(x, h), key->ptr, key->len, h, &pa, x->now_ms, NULL) != 0) {
-        x->db = src_db;
-        reply_error(x->out, "OOM command not allowed when used memory > 'maxmemory'.");
+    if (!put_copy(x, e, key, h, dst_db)) {
         return;
     }
-    cmd_log_key(x, key, h);
-    x->db = src_db;
     int rc = tbl_del(cmd_tbl(x, h), key->ptr, key->len, h, x->now_ms, NULL);
     KV_ASSERT(rc == 0);
     cmd_log_key(x, key, h);

@@ -26,7 +26,6 @@ import glob
 import os
 import random
 import re
-import shutil
 import signal
 import struct
 import subprocess
@@ -58,36 +57,6 @@ def rng():
                or random.randrange(1 << 32))
     print("random seed: KV_SEED=%d" % seed)
     return random.Random(seed)
-
-
-@pytest.fixture
-def kvds():
-    """Starts kvds (Kvd(...) arguments); at the end any still running is killed and
-    every data dir removed. Clean exits are checked by the tests themselves."""
-    made = []
-
-    def start(**kw):
-        k = Kvd(**kw)
-        made.append(k)
-        return k
-
-    start.track = made.append
-    yield start
-    errors = []
-    for k in made:
-        if k.proc.poll() is None:
-            k.proc.kill()
-            k.proc.wait()
-        if not k.errf.closed:
-            k.errf.close()
-        if os.path.exists(k.errpath):
-            try:
-                k.check_sanitizers()
-            except AssertionError as e:
-                errors.append(str(e))
-    for k in made:
-        shutil.rmtree(k.dir, ignore_errors=True)
-    assert not errors, "\n".join(errors)
 
 
 def restart(k, kvds, env=None, **kw):

@@ -21,16 +21,14 @@ kvd's own rules hold here too: COPY and MSETNX need their keys in one partition,
 do a transaction's and a client's watched keys, so those use {hash tag} keys (over
 several tags, so that both shard threads take part).
 """
-import os
 import re
-import shutil
 import threading
 import time
 
 import pytest
 import redis
 
-from conftest import Client, Err, Kvd, Map, St, Verb, encode, need_redis, wait_until
+from conftest import Client, Err, Map, St, Verb, encode, need_redis, wait_until
 
 N = 200  # keys per database in the bulk tests: both shard threads, many partitions
 TAGS = ["t%d" % i for i in range(8)]  # hash tags spread over the partitions
@@ -757,30 +755,6 @@ def test_client_list_info_show_the_db_reset_and_hello(pair):
 # ---------------------------------------------------------------------------------------
 # durability
 
-@pytest.fixture
-def crashable():
-    """Starts kvds (Kvd(...) arguments) and tracks restarts; at the end any still
-    running is killed and every data dir removed."""
-    made = []
-
-    def start(**kw):
-        k = Kvd(**kw)
-        made.append(k)
-        return k
-
-    start.track = made.append
-    yield start
-    for k in made:
-        if k.proc.poll() is None:
-            k.proc.kill()
-            k.proc.wait()
-        if not k.errf.closed:
-            k.errf.close()
-        if os.path.exists(k.errpath):
-            k.check_sanitizers()
-    for k in made:
-        shutil.rmtree(k.dir, ignore_errors=True)
-
 
 class Model:
     """What each database should hold: {db: {key: (value, ttl_seconds or None)}}, with
@@ -902,8 +876,8 @@ def later_writes(m):
     m.move("k:150", 14)
 
 
-def test_databases_survive_kill9(crashable):
-    k = crashable()
+def test_databases_survive_kill9(kvds):
+    k = kvds()
     c = k.client()
     m = Model(c)
     first_writes(m)
@@ -912,7 +886,7 @@ def test_databases_survive_kill9(crashable):
     c.close()
     k.kill9()
     k2 = k.restart()
-    crashable.track(k2)
+    kvds.track(k2)
     with k2.client() as c2:
         m.c = c2
         m.check(c2, "after kill -9 and restart")
@@ -928,14 +902,14 @@ def test_databases_survive_kill9(crashable):
         m.check(c2, "after more writes")
     k2.kill9()
     k3 = k2.restart()
-    crashable.track(k3)
+    kvds.track(k3)
     with k3.client() as c3:
         m.check(c3, "after the second kill -9")
     k3.stop()
 
 
-def test_databases_survive_kill9_with_a_snapshot_between(crashable):
-    k = crashable()
+def test_databases_survive_kill9_with_a_snapshot_between(kvds):
+    k = kvds()
     c = k.client()
     m = Model(c)
     first_writes(m)
@@ -945,7 +919,7 @@ def test_databases_survive_kill9_with_a_snapshot_between(crashable):
     c.close()
     k.kill9()
     k2 = k.restart()
-    crashable.track(k2)
+    kvds.track(k2)
     with k2.client() as c2:
         m.c = c2
         m.check(c2, "after kill -9 and restart")
@@ -959,7 +933,7 @@ def test_databases_survive_kill9_with_a_snapshot_between(crashable):
         m.move("late:0", 15)
     k2.kill9()
     k3 = k2.restart()
-    crashable.track(k3)
+    kvds.track(k3)
     with k3.client() as c3:
         m.check(c3, "after the second kill -9")
     k3.stop()

@@ -47,8 +47,6 @@ Beyond the comparisons:
   running at the kill are there at most once.
 """
 import hashlib
-import os
-import shutil
 import threading
 import time
 
@@ -996,35 +994,13 @@ def test_scripts_are_atomic_under_concurrency(kvd, kc, groups):
 # ---------------------------------------------------------------------------------------
 # durability
 
-@pytest.fixture
-def own_kvds():
-    made = []
 
-    def start(**kw):
-        k = Kvd(**kw)
-        made.append(k)
-        return k
-
-    start.track = made.append
-    yield start
-    for k in made:
-        if k.proc.poll() is None:
-            k.proc.kill()
-            k.proc.wait()
-        if not k.errf.closed:
-            k.errf.close()
-        if os.path.exists(k.errpath):
-            k.check_sanitizers()
-    for k in made:
-        shutil.rmtree(k.dir, ignore_errors=True)
-
-
-def test_acknowledged_script_writes_survive_kill9(own_kvds):
+def test_acknowledged_script_writes_survive_kill9(kvds):
     """Default persistence (appendfsync always): every acknowledged script's writes are
     back after kill -9 (one-thread, both-thread and keyless scripts, EVALSHA, SELECT
     inside, inside MULTI, a TTL, a DEL, writes before a failure); scripts of 3 clients
     running at the kill are there at most once, every acknowledged one exactly once."""
-    k = own_kvds()
+    k = kvds()
     c = k.client()
     assert info_field(c, "persistence", "appendfsync") == "always"
     a, b = classify(c, ["d%d" % i for i in range(60)])
@@ -1110,7 +1086,7 @@ def test_acknowledged_script_writes_survive_kill9(own_kvds):
     assert not errors, errors[:3]
 
     k2 = k.restart()
-    own_kvds.track(k2)
+    kvds.track(k2)
     c2 = k2.client()
     for (db, key), val in sorted(expect.items(), key=lambda x: x[0]):
         assert c2.cmd("SELECT", db) == St("OK")

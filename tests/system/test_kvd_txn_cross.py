@@ -26,16 +26,14 @@ counter that the cross-shard path really ran.
 - kill -9 (appendfsync always): every acknowledged cross-shard transaction is back; one
   in flight at the kill may be there in part (documented), never beyond it.
 """
-import os
 import re
-import shutil
 import threading
 import time
 
 import pytest
 import redis
 
-from conftest import ConnClosed, Err, Kvd, St, encode, wait_until
+from conftest import ConnClosed, Err, St, encode, wait_until
 
 CONN_ERRORS = (ConnClosed, ConnectionError, OSError)
 
@@ -765,36 +763,14 @@ def test_client_reply_around_cross_exec_matches_redis(pair, groups, name, conten
 # ---------------------------------------------------------------------------------------
 # 6. durability
 
-@pytest.fixture
-def own_kvds():
-    made = []
 
-    def start(**kw):
-        k = Kvd(**kw)
-        made.append(k)
-        return k
-
-    start.track = made.append
-    yield start
-    for k in made:
-        if k.proc.poll() is None:
-            k.proc.kill()
-            k.proc.wait()
-        if not k.errf.closed:
-            k.errf.close()
-        if os.path.exists(k.errpath):
-            k.check_sanitizers()
-    for k in made:
-        shutil.rmtree(k.dir, ignore_errors=True)
-
-
-def test_acknowledged_cross_transactions_survive_kill9(own_kvds):
+def test_acknowledged_cross_transactions_survive_kill9(kvds):
     """Default persistence (appendfsync always): cross-shard transactions acknowledged
     one by one (a 1 MiB value on each thread among them), then 4 clients running them
     until a kill -9: after the restart every acknowledged one is there whole; the one in
     flight of each client may be there in part (each shard's WAL on its own), nothing
     beyond it."""
-    k = own_kvds()
+    k = kvds()
     c = k.client()
     assert info_field(c, "persistence", "appendfsync") == "always"
     a, b = classify(c, ["d%d" % i for i in range(30)])
@@ -861,7 +837,7 @@ def test_acknowledged_cross_transactions_survive_kill9(own_kvds):
         t.join(30)
     assert not errors, errors[:3]
     k2 = k.restart()
-    own_kvds.track(k2)
+    kvds.track(k2)
     c2 = k2.client()
     for key, val in expect.items():
         got = c2.cmd("GET", key)

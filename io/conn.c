@@ -594,12 +594,13 @@ static void conn_maybe_free(struct conn *c)
  * Their arguments are copied into one buffer, each command preceded by its argument
  * count as a decimal argument, so that at EXEC the whole transaction is one argument
  * list for the hidden command "exec|run" (conn_txn_run), which runs the commands one
- * after another on one shard: atomic, as no other command runs there in between. All
- * keys of a transaction must be in one partition (the first keyed command picks it,
- * -CROSSSLOT otherwise, as in Redis Cluster); commands that span partitions (KEYS,
- * SCAN, FLUSHALL, ...) or need the client's connection are refused inside MULTI. An
- * error while queueing (unknown command, arity, CROSSSLOT, refusal) makes EXEC reply
- * -EXECABORT. The queue counts against client-query-buffer-limit.
+ * after another on one shard: atomic, as no other command runs there in between, when
+ * all its keys and the client's watched keys are on that shard; otherwise EXEC runs as
+ * a cross-shard transaction (see "cross-shard transactions" below). A SAME command's
+ * keys must share a partition (-CROSSSLOT otherwise); SCAN and commands that need the
+ * client's connection are refused inside MULTI. An error while queueing (unknown
+ * command, arity, CROSSSLOT, refusal) makes EXEC reply -EXECABORT. The queue counts against
+ * client-query-buffer-limit.
  */
 struct txn_arg {
     uint32_t off, len;
@@ -1311,6 +1312,22 @@ static uint32_t owner(struct shard *sh, uint64_t h)
 static uint64_t arg_hash(const struct resp_arg *a)
 {
     return tbl_hash(a->ptr, a->len);
+}
+
+/* The partition of a SAME command's keys (RENAME, MSETNX, ...), or NULL when they are
+ * in more than one (-CROSSSLOT). */
+static const struct route_part *same_partition(struct shard *sh, const struct cmd_desc *d,
+                                               size_t argc, const struct resp_arg *argv)
+{
+    const struct route_table *rt = sh->srv->route;
+    const struct route_part *first = route_lookup(rt, arg_hash(&argv[d->first_key]));
+    size_t last = d->last_key < 0 ? argc - 1 : (size_t)d->last_key;
+    for (size_t i = (size_t)d->first_key; i <= last && i < argc; i += (size_t)d->key_step) {
+        if (route_lookup(rt, arg_hash(&argv[i])) != first) {
+            return NULL;
+        }
+    }
+    return first;
 }
 
 /* SCAN's cursor names a partition (top 16 bits) and a position in its table. */
@@ -2200,17 +2217,11 @@ char *conn_script_call(struct cmd_ctx *x, uint32_t *db, const struct cmd_desc *d
     resp_out_init(&tmp, sh->pool, (size_t)KV_CONF_GET(kvd_settings.output_buffer_limit));
     resp_out_set_proto(&tmp, 2); /* scripts get RESP2 replies */
     struct txn_x *tx = sh->script_tx;
-    if (d->exec == CMD_EXEC_SAME && d->first_key > 0) { /* RENAME & co: one partition */
-        const struct route_table *rt = sh->srv->route;
-        const struct route_part *first = route_lookup(rt, arg_hash(&argv[d->first_key]));
-        size_t last = d->last_key < 0 ? argc - 1 : (size_t)d->last_key;
-        for (size_t i = (size_t)d->first_key; i <= last && i < argc; i += (size_t)d->key_step) {
-            if (route_lookup(rt, arg_hash(&argv[i])) != first) {
-                resp_out_deinit(&tmp);
-                *err = "CROSSSLOT Keys in request don't hash to the same slot";
-                return NULL;
-            }
-        }
+    if (d->exec == CMD_EXEC_SAME && d->first_key > 0 &&
+        same_partition(sh, d, argc, argv) == NULL) { /* RENAME & co: one partition */
+        resp_out_deinit(&tmp);
+        *err = "CROSSSLOT Keys in request don't hash to the same slot";
+        return NULL;
     }
     if (tx != NULL) {
         /* a cross-shard script: each key's shard parked as it is first touched */
@@ -2505,14 +2516,8 @@ static void dispatch_pre(struct conn *c, const struct resp_cmd *cmd, const struc
         return;
     }
     case CMD_EXEC_SAME: {
-        const struct route_table *rt = sh->srv->route;
-        const struct route_part *first = route_lookup(rt, arg_hash(&argv[d->first_key]));
-        size_t last = d->last_key < 0 ? argc - 1 : (size_t)d->last_key;
-        bool same = true;
-        for (size_t i = (size_t)d->first_key; same && i <= last; i += (size_t)d->key_step) {
-            same = route_lookup(rt, arg_hash(&argv[i])) == first;
-        }
-        if (!same) {
+        const struct route_part *first = same_partition(sh, d, argc, argv);
+        if (first == NULL) {
             early_error(c, "CROSSSLOT Keys in request don't hash to the same slot%s", "");
             early_count(c, d, true, argc, argv);
             finish_early(c);

@@ -771,23 +771,6 @@ static struct script_vm *vm_get(struct shard *sh)
     return vm;
 }
 
-/* Compiles `body` as script `sha` into the interpreter. NULL, or the compile error. */
-static const char *vm_compile(struct script_vm *vm, const char *sha, const char *body, size_t len)
-{
-    lua_State *L = vm->L;
-    lua_getfield(L, LUA_REGISTRYINDEX, "kvd_scripts");
-    if (luaL_loadbuffer(L, body, len, SCRIPT_CHUNK) != 0) {
-        const char *e = lua_tostring(L, -1);
-        lua_pop(L, 2);
-        return e; /* still referenced by nothing: copied by the caller at once */
-    }
-    lua_getfield(L, LUA_REGISTRYINDEX, "kvd_env");
-    lua_setfenv(L, -2);
-    lua_setfield(L, -2, sha);
-    lua_pop(L, 1);
-    return NULL;
-}
-
 static bool vm_has(struct script_vm *vm, const char *sha)
 {
     lua_getfield(vm->L, LUA_REGISTRYINDEX, "kvd_scripts");
@@ -795,6 +778,30 @@ static bool vm_has(struct script_vm *vm, const char *sha)
     bool has = lua_isfunction(vm->L, -1);
     lua_pop(vm->L, 2);
     return has;
+}
+
+/* Compiles `body` as script `sha` into the interpreter (if it is not there yet) and
+ * registers it server-wide. False after replying Redis's compile error into `out`. */
+static bool vm_load(struct script_vm *vm, const char *sha, const char *body, size_t len,
+                    struct resp_out *out)
+{
+    if (vm_has(vm, sha)) {
+        reg_add(sha, body, len); /* after a SCRIPT FLUSH elsewhere, say */
+        return true;
+    }
+    lua_State *L = vm->L;
+    lua_getfield(L, LUA_REGISTRYINDEX, "kvd_scripts");
+    if (luaL_loadbuffer(L, body, len, SCRIPT_CHUNK) != 0) {
+        reply_error(out, "ERR Error compiling script (new function): %s", lua_tostring(L, -1));
+        lua_pop(L, 2);
+        return false;
+    }
+    lua_getfield(L, LUA_REGISTRYINDEX, "kvd_env");
+    lua_setfenv(L, -2);
+    lua_setfield(L, -2, sha);
+    lua_pop(L, 1);
+    reg_add(sha, body, len);
+    return true;
 }
 
 /* ---- running a script ---------------------------------------------------------------- */
@@ -1029,19 +1036,14 @@ void cmd_eval(struct cmd_ctx *x)
                 reply_error(x->out, "NOSCRIPT No matching script. Please use EVAL.");
                 return;
             }
-            const char *cerr = vm_compile(vm, sha, body, len);
+            bool ok = vm_load(vm, sha, body, len, x->out);
             free(body);
-            KV_ASSERT(cerr == NULL); /* it compiled when it was registered */
+            KV_ASSERT(ok); /* it compiled when it was registered */
         }
     } else {
         kv_sha1_hex(a->ptr, a->len, sha);
-        if (!vm_has(vm, sha)) {
-            const char *cerr = vm_compile(vm, sha, a->ptr, a->len);
-            if (cerr != NULL) {
-                reply_error(x->out, "ERR Error compiling script (new function): %s", cerr);
-                return;
-            }
-            reg_add(sha, a->ptr, a->len);
+        if (!vm_load(vm, sha, a->ptr, a->len, x->out)) {
+            return;
         }
     }
     vm_run(vm, x, sha, numkeys);
@@ -1055,15 +1057,9 @@ void cmd_script(struct cmd_ctx *x)
         struct script_vm *vm = vm_get(x->sh);
         char sha[KV_SHA1_HEX];
         kv_sha1_hex(x->argv[2].ptr, x->argv[2].len, sha);
-        if (!vm_has(vm, sha)) {
-            const char *cerr = vm_compile(vm, sha, x->argv[2].ptr, x->argv[2].len);
-            if (cerr != NULL) {
-                reply_error(x->out, "ERR Error compiling script (new function): %s", cerr);
-                return;
-            }
+        if (vm_load(vm, sha, x->argv[2].ptr, x->argv[2].len, x->out)) {
+            reply_bulk(x->out, sha, 40);
         }
-        reg_add(sha, x->argv[2].ptr, x->argv[2].len);
-        reply_bulk(x->out, sha, 40);
     } else if (cmd_arg_is(sub, "exists") && x->argc >= 3) {
         reply_array(x->out, x->argc - 2);
         for (size_t i = 2; i < x->argc; i++) {

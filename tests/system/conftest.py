@@ -634,3 +634,73 @@ def kvds():
     for k in made:
         shutil.rmtree(k.dir, ignore_errors=True)
     assert not errors, "\n".join(errors)
+
+
+# ---- keys by shard thread (tests of cross-shard transactions and scripts) -------------
+
+def info_field(c, section, name):
+    text = c.cmd("INFO", section).decode()
+    for line in text.split("\r\n"):
+        if line.startswith(name + ":"):
+            return line.split(":", 1)[1]
+    raise AssertionError("no %s in INFO %s:\n%s" % (name, section, text))
+
+
+def classify(c, names):
+    """Sorts key names by owning thread: (the names on names[0]'s thread, the others).
+    A transaction reading names[0] and a name runs across shards iff they differ."""
+    ref = names[0]
+    groups = ([ref], [])
+    for n in names[1:]:
+        before = int(info_field(c, "stats", "cross_shard_transactions"))
+        r = c.pipeline([("MULTI",), ("EXISTS", ref), ("EXISTS", n), ("EXEC",)])
+        assert isinstance(r[-1], list), r
+        d = int(info_field(c, "stats", "cross_shard_transactions")) - before
+        assert d in (0, 1), (n, d)
+        groups[d].append(n)
+    return groups
+
+
+_GROUPS = {}
+
+
+@pytest.fixture
+def groups(kvd):
+    """("k0".."k49" on one thread, those on the other) for the module's kvd."""
+    if kvd.port not in _GROUPS:
+        with kvd.client() as c:
+            a, b = classify(c, ["k%d" % i for i in range(50)])
+        assert len(a) >= 15 and len(b) >= 15, (a, b)  # 50 keys, 8 partitions, 2 threads
+        _GROUPS[kvd.port] = (a, b)
+    return _GROUPS[kvd.port]
+
+
+def keymap(groups):
+    """A0.. -> keys of the first thread, B0.. -> keys of the second."""
+    a, b = groups
+    m = {}
+    for i, k in enumerate(a):
+        m["A%d" % i] = k
+    for i, k in enumerate(b):
+        m["B%d" % i] = k
+    return m
+
+
+def raw_pipeline(c, cmds):
+    """Sends every command in one write (from a thread) and returns each reply's bytes."""
+    data = b"".join(encode(*x) for x in cmds)
+    err = []
+
+    def sender():
+        try:
+            c.sock.sendall(data)
+        except OSError as e:
+            err.append(e)
+
+    t = threading.Thread(target=sender)
+    t.start()
+    try:
+        return [c.read_raw() for _ in cmds]
+    finally:
+        t.join()
+        assert not err, err

@@ -54,9 +54,9 @@ import pytest
 import redis
 from redis.exceptions import LockError, LockNotOwnedError, ResponseError
 
-from conftest import Client, ConnClosed, Err, Kvd, St, encode, need_redis, wait_until
+from conftest import (Client, ConnClosed, Err, Kvd, St, classify, encode, info_field, keymap,
+                      need_redis, raw_pipeline, wait_until)
 from test_kvd_server import stat_lines
-from test_kvd_txn_cross import classify, info_field
 
 CONN_ERRORS = (ConnClosed, ConnectionError, OSError)
 
@@ -67,29 +67,6 @@ def sha(body):
 
 # ---------------------------------------------------------------------------------------
 # keys by thread
-
-_GROUPS = {}
-
-
-@pytest.fixture
-def groups(kvd):
-    """("k0".."k49" on one thread, those on the other) for the module's kvd."""
-    if kvd.port not in _GROUPS:
-        with kvd.client() as c:
-            a, b = classify(c, ["k%d" % i for i in range(50)])
-        assert len(a) >= 10 and len(b) >= 10, (a, b)
-        _GROUPS[kvd.port] = (a, b)
-    return _GROUPS[kvd.port]
-
-
-def keymap(groups):
-    a, b = groups
-    m = {}
-    for i, k in enumerate(a):
-        m["A%d" % i] = k
-    for i, k in enumerate(b):
-        m["B%d" % i] = k
-    return m
 
 
 def subst(cmd, m):
@@ -547,26 +524,6 @@ def test_script_cache_is_shared_by_connections(pair, kvd, redis_server):
     finally:
         for c in ks[1:] + rs[1:]:
             c.close()
-
-
-def raw_pipeline(c, cmds):
-    """Sends every command in one write (from a thread) and returns each reply's bytes."""
-    data = b"".join(encode(*x) for x in cmds)
-    err = []
-
-    def sender():
-        try:
-            c.sock.sendall(data)
-        except OSError as e:
-            err.append(e)
-
-    t = threading.Thread(target=sender)
-    t.start()
-    try:
-        return [c.read_raw() for _ in cmds]
-    finally:
-        t.join()
-        assert not err, err
 
 
 def test_pipelined_scripts_keep_order(pair, groups):

@@ -33,20 +33,14 @@ import time
 import pytest
 import redis
 
-from conftest import ConnClosed, Err, St, encode, wait_until
+from conftest import (ConnClosed, Err, St, classify, encode, info_field, keymap, raw_pipeline,
+                      wait_until)
 
 CONN_ERRORS = (ConnClosed, ConnectionError, OSError)
 
 
 # ---------------------------------------------------------------------------------------
 # helpers
-
-def info_field(c, section, name):
-    text = c.cmd("INFO", section).decode()
-    for line in text.split("\r\n"):
-        if line.startswith(name + ":"):
-            return line.split(":", 1)[1]
-    raise AssertionError("no %s in INFO %s:\n%s" % (name, section, text))
 
 
 def cross_count(kvd):
@@ -60,71 +54,11 @@ def watch_counts(kvd):
                 int(info_field(c, "clients", "total_watched_keys")))
 
 
-def classify(c, names):
-    """Sorts key names by owning thread: (the names on names[0]'s thread, the others).
-    A transaction reading names[0] and a name runs across shards iff they differ."""
-    ref = names[0]
-    groups = ([ref], [])
-    for n in names[1:]:
-        before = int(info_field(c, "stats", "cross_shard_transactions"))
-        r = c.pipeline([("MULTI",), ("EXISTS", ref), ("EXISTS", n), ("EXEC",)])
-        assert isinstance(r[-1], list), r
-        d = int(info_field(c, "stats", "cross_shard_transactions")) - before
-        assert d in (0, 1), (n, d)
-        groups[d].append(n)
-    return groups
-
-
-_GROUPS = {}
-
-
-@pytest.fixture
-def groups(kvd):
-    """("k0".."k49" on one thread, those on the other) for the module's kvd."""
-    if kvd.port not in _GROUPS:
-        with kvd.client() as c:
-            a, b = classify(c, ["k%d" % i for i in range(50)])
-        assert len(a) >= 15 and len(b) >= 15, (a, b)  # 50 keys, 8 partitions, 2 threads
-        _GROUPS[kvd.port] = (a, b)
-    return _GROUPS[kvd.port]
-
-
-def keymap(groups):
-    """A0.. -> keys of the first thread, B0.. -> keys of the second."""
-    a, b = groups
-    m = {}
-    for i, k in enumerate(a):
-        m["A%d" % i] = k
-    for i, k in enumerate(b):
-        m["B%d" % i] = k
-    return m
-
-
 PLACEHOLDER = re.compile(r"^[AB]\d+$")
 
 
 def subst(cmd, m):
     return tuple(m[a] if isinstance(a, str) and PLACEHOLDER.match(a) else a for a in cmd)
-
-
-def raw_pipeline(c, cmds):
-    """Sends every command in one write (from a thread) and returns each reply's bytes."""
-    data = b"".join(encode(*x) for x in cmds)
-    err = []
-
-    def sender():
-        try:
-            c.sock.sendall(data)
-        except OSError as e:
-            err.append(e)
-
-    t = threading.Thread(target=sender)
-    t.start()
-    try:
-        return [c.read_raw() for _ in cmds]
-    finally:
-        t.join()
-        assert not err, err
 
 
 def same_pipeline(pair, cmds):

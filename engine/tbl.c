@@ -34,7 +34,11 @@
  * Entry (one allocation; a varint-like fixed width chosen when the block is allocated):
  *
  *   [flags:1][expire_ms:8, only if flags.X][klen:1|2|4][vlen:1|2|4][key][value...cap]
- *   flags = type (bits 0-2) | X (bit 3) | klen width code (4-5) | vlen width code (6-7)
+ *   flags = type (bits 0-1) | R (bit 2) | X (bit 3) | klen width code (4-5)
+ *           | vlen width code (6-7)
+ *   R = referenced: set when the entry is made, read or written, cleared by an eviction
+ *       sample (tbl_sample). One bit of access history instead of Redis's 24-bit clock:
+ *       CLOCK's second chance, the approximation of LRU that page caches use.
  *
  * The vlen width is chosen for the block's capacity, so an in-place append never moves
  * the value. A 16-byte key with a 32-byte value takes 3 header bytes: 51 bytes, a 64-byte
@@ -78,7 +82,8 @@
 #define SLOT_TAG_MASK  UINT64_C(0x7fff)
 #define SLOT_X         (UINT64_C(1) << 63)
 
-#define ENT_TYPE_MASK 0x07u
+#define ENT_TYPE_MASK 0x03u
+#define ENT_REF       0x04u /* read or written since an eviction sample last cleared it */
 #define ENT_X         0x08u
 
 _Static_assert((KV_TBL_SEG_SLOTS & (KV_TBL_SEG_SLOTS - 1)) == 0, "segment slots: power of 2");
@@ -251,7 +256,7 @@ static uint8_t *ent_alloc(mi_heap_t *heap, uint8_t type, int64_t expire_ms, cons
         return NULL;
     }
     KV_ASSERT(((uintptr_t)p & ~SLOT_PTR_MASK) == 0);
-    p[0] = (uint8_t)(type | (expire_ms ? ENT_X : 0) | (kcode << 4) | (vcode << 6));
+    p[0] = (uint8_t)(type | ENT_REF | (expire_ms ? ENT_X : 0) | (kcode << 4) | (vcode << 6));
     if (expire_ms) {
         memcpy(p + 1, &expire_ms, 8);
     }
@@ -815,8 +820,21 @@ const struct tbl_entry *tbl_get(struct tbl *t, const void *key, size_t key_len, 
     if (l.i == SEG_NONE) {
         return NULL;
     }
-    KV_DASSERT(ent_key_eq(slot_ent(l.t->dir[l.di]->slot[l.i]), key, key_len));
-    return (const struct tbl_entry *)slot_ent(l.t->dir[l.di]->slot[l.i]);
+    uint8_t *p = slot_ent(l.t->dir[l.di]->slot[l.i]);
+    KV_DASSERT(ent_key_eq(p, key, key_len));
+    if (!(p[0] & ENT_REF)) { /* a store only on the first access since the last sample */
+        p[0] |= ENT_REF;
+    }
+    return (const struct tbl_entry *)p;
+}
+
+const struct tbl_entry *tbl_peek(struct tbl *t, const void *key, size_t key_len, uint64_t h,
+                                 int64_t now_ms)
+{
+    struct loc l;
+    KV_ASSERT(key_len <= KV_KEY_BYTES_MAX);
+    tbl__lookup(t, key, key_len, h, now_ms, &l);
+    return l.i == SEG_NONE ? NULL : (const struct tbl_entry *)slot_ent(l.t->dir[l.di]->slot[l.i]);
 }
 
 /*
@@ -840,6 +858,7 @@ static bool tbl__overwrite(struct tbl *t, uint8_t *p, const struct tbl_put_args 
     if (expire_ms != 0) {
         tbl__account_expire(t, p, expire_ms);
     }
+    p[0] |= ENT_REF;
     if (args->val_len) {
         memmove(p + v.off_val, args->val, args->val_len); /* val may alias the old value */
     }
@@ -1007,6 +1026,7 @@ int tbl_modify(struct tbl *t, const void *key, size_t key_len, uint64_t h, int64
     size_t cap = ent_cap(p, &v);
     out->old_len = v.vlen;
     out->created = false;
+    p[0] |= ENT_REF;
     if (val_len > cap) {
         /* Grow geometrically so that repeated appends are amortized O(1) per byte. */
         size_t ncap = cap * 2 > val_len ? cap * 2 : val_len;
@@ -1151,6 +1171,37 @@ uint64_t tbl_scan(struct tbl *t, uint64_t cursor, int64_t now_ms, tbl_scan_fn *f
                        now_ms, fn, ctx);
     }
     return end;
+}
+
+const struct tbl_entry *tbl_sample(struct tbl *t, uint64_t r, unsigned flags, bool *referenced)
+{
+    KV_DASSERT(t == NULL || tbl__owned(t));
+    KV_ASSERT(t != NULL && (flags & ~(unsigned)(TBL_SAMPLE_EXPIRING | TBL_SAMPLE_CLEAR)) == 0);
+    bool expiring_only = (flags & TBL_SAMPLE_EXPIRING) != 0;
+    if (t->entries == 0 || (expiring_only && t->expiring == 0)) {
+        return NULL;
+    }
+    uint64_t pos = r; /* the top bits pick the segment, the low ones the first slot */
+    size_t start = (size_t)(r % SEG_N);
+    for (unsigned k = 0; k < TBL_SAMPLE_SEGS; k++) {
+        const struct seg *s = t->dir[dir_idx(t, pos)];
+        for (size_t n = 0, i = start; s->count > 0 && n < SEG_N; n++, i = seg_next(i)) {
+            uint64_t v = s->slot[i];
+            if (v != 0 && (!expiring_only || (v & SLOT_X))) {
+                uint8_t *p = slot_ent(v);
+                if (referenced != NULL) {
+                    *referenced = (p[0] & ENT_REF) != 0;
+                }
+                if (flags & TBL_SAMPLE_CLEAR) {
+                    p[0] &= (uint8_t)~ENT_REF;
+                }
+                return (const struct tbl_entry *)p;
+            }
+        }
+        pos = range_hi(pos, s->depth); /* the next segment (0 after the last: wraps) */
+        start = 0;
+    }
+    return NULL;
 }
 
 int tbl_split_begin(struct tbl *src, struct tbl *dst, uint64_t m)
@@ -1375,6 +1426,11 @@ uint8_t tbl_entry_type(const struct tbl_entry *e)
 {
     KV_ASSERT(e != NULL);
     return e->flags & ENT_TYPE_MASK;
+}
+
+bool tbl_entry_referenced(const struct tbl_entry *e)
+{
+    return (e->flags & ENT_REF) != 0;
 }
 
 int64_t tbl_entry_expire_ms(const struct tbl_entry *e)

@@ -124,10 +124,15 @@ bool tbl_destroy_step(struct tbl *t, size_t max_segs);
 
 /*
  * Look a key up. Returns its entry, or NULL if absent or expired (an expired entry is
- * removed). The entry is borrowed (see "Pointers" above). Owning thread only.
+ * removed). The entry is borrowed (see "Pointers" above) and marked referenced (see
+ * tbl_sample()). Owning thread only.
  */
 const struct tbl_entry *tbl_get(struct tbl *t, const void *key, size_t key_len, uint64_t h,
                                 int64_t now_ms);
+
+/* tbl_get without marking the entry referenced (OBJECT FREQ looks without using). */
+const struct tbl_entry *tbl_peek(struct tbl *t, const void *key, size_t key_len, uint64_t h,
+                                 int64_t now_ms);
 
 /*
  * Insert or replace a key. Returns 0, KV_EEXIST (TBL_NX and the key exists),
@@ -194,6 +199,25 @@ size_t tbl_expire_step(struct tbl *t, int64_t now_ms, uint64_t *cursor, size_t s
  */
 uint64_t tbl_scan(struct tbl *t, uint64_t cursor, int64_t now_ms, tbl_scan_fn *fn, void *ctx);
 
+/* Flags of tbl_sample(). */
+enum tbl_sample_flag {
+    TBL_SAMPLE_EXPIRING = 1u << 0, /* only entries with an expiry time */
+    TBL_SAMPLE_CLEAR = 1u << 1,    /* clear the entry's referenced bit (a second chance) */
+};
+#define TBL_SAMPLE_SEGS 4 /* segments tbl_sample() reads at most */
+
+/*
+ * Eviction sampling: a live entry of this table picked by the random number r (the
+ * first one, possibly expired, at or after the position r names in this table's own
+ * segments, going on into the next ones; with TBL_SAMPLE_EXPIRING only entries with an
+ * expiry time), or NULL if none was met within TBL_SAMPLE_SEGS segments. *referenced
+ * (if not NULL) gets the entry's referenced bit: set when the entry was made, read
+ * (tbl_get) or written, and cleared by TBL_SAMPLE_CLEAR, so that an entry sampled twice
+ * without an access in between was not used meanwhile (CLOCK, a one-bit LRU). Not
+ * uniform: entries after a run of empty slots come up more often. Owning thread only.
+ */
+const struct tbl_entry *tbl_sample(struct tbl *t, uint64_t r, unsigned flags, bool *referenced);
+
 /*
  * Split by hash: move every entry with h >= m from `src` into `dst` (empty, created on
  * the same thread), in bounded steps. Returns 0 or KV_EINVAL (dst not empty, either
@@ -258,6 +282,7 @@ void tbl_entry_free(struct tbl_entry *e);
 const void *tbl_entry_key(const struct tbl_entry *e, size_t *len);
 const void *tbl_entry_val(const struct tbl_entry *e, size_t *len);
 uint8_t tbl_entry_type(const struct tbl_entry *e);
+bool tbl_entry_referenced(const struct tbl_entry *e);   /* see tbl_sample() */
 int64_t tbl_entry_expire_ms(const struct tbl_entry *e); /* 0 = no expiry */
 size_t tbl_entry_mem(const struct tbl_entry *e); /* bytes of its allocation, header included */
 

@@ -209,6 +209,9 @@ void cmd_init(void)
                 table[i].flags |= CMD_SUBCMDS;
             }
         }
+        if (table[i].flag_names != NULL && strstr(table[i].flag_names, "denyoom") != NULL) {
+            table[i].flags |= CMD_DENYOOM;
+        }
         if (table[i].flags & CMD_HIDDEN) {
             continue;
         }

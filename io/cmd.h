@@ -61,6 +61,8 @@ enum cmd_flag {
     CMD_SUBCMDS = 1u << 9,    /* a container: argv[1] names a subcommand (set by cmd_init) */
     CMD_NOSLOWLOG = 1u << 10, /* never in the slowlog (EXEC: the commands it ran are) */
     CMD_NAMESUB = 1u << 11,   /* CLIENT LIST's cmd= names argv[1] too (set by cmd_init) */
+    CMD_DENYOOM = 1u << 12,   /* may add memory: refused over maxmemory (set by cmd_init from
+                               * the "denyoom" flag name) */
 };
 
 /* How a MULTI command's per-shard results merge. */

@@ -8,7 +8,10 @@
  */
 #include "cmd.h"
 
+#include "evict.h"
 #include "kv_assert.h"
+#include "kv_config.h"
+#include "kvd_settings.h"
 #include "kv_error.h"
 #include "kv_limits.h"
 #include "kv_num.h"
@@ -345,17 +348,35 @@ void cmd_object(struct cmd_ctx *x)
         return;
     }
     KV_ASSERT(x->desc->flags & CMD_HIDDEN); /* dispatched to the key's shard */
-    const struct tbl_entry *e = cmd_lookup_read(x, &x->argv[2], cmd_key_hash(&x->argv[2]));
+    const struct resp_arg *key = &x->argv[2];
+    uint64_t h = cmd_key_hash(key);
+    struct tbl *t = cmd_tbl_peek(x, h); /* a look that does not count as a use */
+    const struct tbl_entry *e = t != NULL ? tbl_peek(t, key->ptr, key->len, h, x->now_ms) : NULL;
+    if (e != NULL) {
+        STAT_ADD(x->sh->stats.keyspace_hits, 1);
+    } else {
+        STAT_ADD(x->sh->stats.keyspace_misses, 1);
+    }
     if (e == NULL) {
         reply_null(x->out);
         return;
     }
+    int64_t policy = KV_CONF_GET(kvd_settings.maxmemory_policy);
+    bool lfu = policy == EVICT_ALLKEYS_LFU || policy == EVICT_VOLATILE_LFU;
     if (cmd_arg_is(sub, "encoding")) {
         reply_bulk_str(x->out, obj_encoding(e));
     } else if (cmd_arg_is(sub, "refcount")) {
         reply_int(x->out, obj_refcount(e));
     } else if (cmd_arg_is(sub, "idletime")) {
-        reply_int(x->out, 0);
+        if (lfu) {
+            reply_error(x->out, "ERR An LFU maxmemory policy is selected, idle time not tracked. "
+                                "Please note that when switching between policies at runtime LRU "
+                                "and LFU data will take some time to adjust.");
+        } else {
+            reply_int(x->out, 0); /* no access times are kept (one referenced bit per key) */
+        }
+    } else if (lfu) {
+        reply_int(x->out, tbl_entry_referenced(e) ? 1 : 0); /* used since last sampled */
     } else {
         reply_error(x->out, "ERR An LFU maxmemory policy is not selected, access frequency not "
                             "tracked. Please note that when switching between policies at "

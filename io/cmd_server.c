@@ -11,6 +11,7 @@
 #include "cmd.h"
 
 #include "conn.h"
+#include "evict.h"
 #include "kv_assert.h"
 #include "kv_clock.h"
 #include "kv_config.h"
@@ -779,8 +780,6 @@ static const struct {
 } config_compat[] = {
     {"save", ""},
     {"appendonly", "no"},
-    {"maxmemory", "0"},
-    {"maxmemory-policy", "noeviction"},
     {"cluster-enabled", "no"},
 };
 
@@ -1335,6 +1334,23 @@ static bool want(size_t argc, const struct resp_arg *argv, const char *section, 
     })
 
 /* The resident set size now (getrusage only gives the peak). */
+/* Redis's bytesToHuman: "0B", "1023B", "1.00K", "100.00M", ... */
+static void bytes_to_human(char *buf, size_t cap, long long n)
+{
+    static const char units[] = "KMGTPE";
+    if (n < 1024) {
+        snprintf(buf, cap, "%lldB", n);
+        return;
+    }
+    double d = (double)n / 1024.0;
+    size_t u = 0;
+    while (d >= 1024.0 && u + 1 < sizeof units - 1) {
+        d /= 1024.0;
+        u++;
+    }
+    snprintf(buf, cap, "%.2f%c", d, units[u]);
+}
+
 static long long current_rss_bytes(void)
 {
     FILE *f = fopen("/proc/self/statm", "r");
@@ -1366,6 +1382,7 @@ static void stats_reset(struct server *srv)
     RESET(keyspace_hits);
     RESET(keyspace_misses);
     RESET(expired_keys);
+    RESET(evicted_keys);
     RESET(wakeups_sent);
     RESET(queue_full_pauses);
     RESET(recv_nobufs);
@@ -1413,13 +1430,18 @@ void cmd_info(struct cmd_ctx *x)
         getrusage(RUSAGE_SELF, &ru);
         uint64_t used = SUM(mem_bytes);
         long long rss = current_rss_bytes();
+        long long max = (long long)KV_CONF_GET(kvd_settings.maxmemory);
+        char max_human[32];
+        bytes_to_human(max_human, sizeof max_human, max);
         info_add(&b,
                  "# Memory\r\nused_memory:%llu\r\nused_memory_human:%.2fM\r\n"
-                 "used_memory_rss:%lld\r\nused_memory_peak:%lld\r\nmaxmemory:0\r\n"
-                 "maxmemory_policy:noeviction\r\nmem_allocator:mimalloc\r\n"
+                 "used_memory_rss:%lld\r\nused_memory_peak:%lld\r\nmaxmemory:%lld\r\n"
+                 "maxmemory_human:%s\r\nmaxmemory_policy:%s\r\nmem_allocator:mimalloc\r\n"
                  "lazyfree_pending_objects:%llu\r\n\r\n",
                  (unsigned long long)used, (double)used / (1024.0 * 1024.0), rss,
-                 (long long)ru.ru_maxrss * 1024, (unsigned long long)SUM(lazyfree_pending));
+                 (long long)ru.ru_maxrss * 1024, max, max_human,
+                 evict_policy_names[KV_CONF_GET(kvd_settings.maxmemory_policy)],
+                 (unsigned long long)SUM(lazyfree_pending));
     }
     if (want(x->argc, x->argv, "persistence", true)) {
         info_persistence(&b, srv, x->sh->now_ms);
@@ -1428,7 +1450,7 @@ void cmd_info(struct cmd_ctx *x)
         info_add(&b,
                  "# Stats\r\ntotal_connections_received:%llu\r\ntotal_commands_processed:%llu\r\n"
                  "total_net_input_bytes:%llu\r\ntotal_net_output_bytes:%llu\r\n"
-                 "rejected_connections:%llu\r\nexpired_keys:%llu\r\nevicted_keys:0\r\n"
+                 "rejected_connections:%llu\r\nexpired_keys:%llu\r\nevicted_keys:%llu\r\n"
                  "keyspace_hits:%llu\r\nkeyspace_misses:%llu\r\ncommands_forwarded:%llu\r\n"
                  "shard_wakeups_sent:%llu\r\nshard_queue_full_pauses:%llu\r\n"
                  "recv_buffer_exhaustions:%llu\r\ncross_shard_transactions:%llu\r\n"
@@ -1436,8 +1458,9 @@ void cmd_info(struct cmd_ctx *x)
                  (unsigned long long)SUMB(connections), (unsigned long long)SUMB(commands),
                  (unsigned long long)SUMB(net_in_bytes), (unsigned long long)SUMB(net_out_bytes),
                  (unsigned long long)SUMB(rejected), (unsigned long long)SUMB(expired_keys),
-                 (unsigned long long)SUMB(keyspace_hits), (unsigned long long)SUMB(keyspace_misses),
-                 (unsigned long long)SUMB(forwarded), (unsigned long long)SUMB(wakeups_sent),
+                 (unsigned long long)SUMB(evicted_keys), (unsigned long long)SUMB(keyspace_hits),
+                 (unsigned long long)SUMB(keyspace_misses), (unsigned long long)SUMB(forwarded),
+                 (unsigned long long)SUMB(wakeups_sent),
                  (unsigned long long)SUMB(queue_full_pauses), (unsigned long long)SUMB(recv_nobufs),
                  (unsigned long long)SUMB(txn_cross), (unsigned long long)SUMB(errs.total));
     }

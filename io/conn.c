@@ -30,6 +30,7 @@
 #include "conn.h"
 
 #include "cmd.h"
+#include "evict.h"
 #include "kv_assert.h"
 #include "kv_clock.h"
 #include "kv_error.h"
@@ -614,6 +615,7 @@ struct txn {
     uint32_t ncmds;
     bool aborted;
     bool writes;  /* some queued command writes (refused at EXEC while the WAL refuses) */
+    bool denyoom; /* some queued command may add memory (refused at EXEC over maxmemory) */
     bool selects; /* a SELECT is queued: EXEC runs on this shard (see txn_control) */
     bool silent;  /* its reply is dropped (CLIENT REPLY), as when EXEC came */
     bool bare;    /* one command outside MULTI run as a transaction (SWAPDB): its own reply,
@@ -1426,6 +1428,22 @@ static void finish_early(struct conn *c)
     pend_drain(c);
 }
 
+/*
+ * maxmemory (evict.c): evicts this shard's share of any excess before the command, as
+ * Redis does before every command, then says whether it may run. Refused over the limit
+ * with nothing to evict: commands that may add memory; inside MULTI every command but
+ * EXEC, DISCARD, QUIT and RESET (queuing takes memory too); EXEC if it queued one.
+ */
+static bool oom_gate(struct conn *c, const struct cmd_desc *d)
+{
+    bool deny = (d->flags & CMD_DENYOOM) != 0;
+    if (c->txn != NULL) {
+        deny = d->fn == cmd_exec ? c->txn->denyoom
+                                 : d->fn != cmd_discard && d->fn != cmd_quit && d->fn != cmd_reset;
+    }
+    return evict_gate(c->sh, deny);
+}
+
 /* An early error inside MULTI: the transaction will not run (EXEC replies -EXECABORT). */
 static void txn_flag(struct conn *c)
 {
@@ -1569,6 +1587,7 @@ static void txn_queue(struct conn *c, const struct cmd_desc *d, size_t argc,
     }
     t->ncmds++;
     t->writes |= (d->flags & CMD_WRITE) != 0;
+    t->denyoom |= (d->flags & CMD_DENYOOM) != 0;
     for (size_t w = 0; w < KV_ARRAY_LEN(owners.w); w++) {
         t->shards.w[w] |= owners.w[w];
     }
@@ -2444,6 +2463,22 @@ static void dispatch_pre(struct conn *c, const struct resp_cmd *cmd, const struc
                     strerror(err));
         early_count(c, d, true, cmd->argc, cmd->argv);
         txn_flag(c);
+        finish_early(c);
+        return;
+    }
+    if (KV_UNLIKELY(KV_CONF_GET(kvd_settings.maxmemory) != 0) && !oom_gate(c, d)) {
+        early_error(c,
+                    d->fn == cmd_exec ? "EXECABORT Transaction discarded because of: OOM command "
+                                        "not allowed when used memory > 'maxmemory'.%s"
+                                      : "OOM command not allowed when used memory > 'maxmemory'.%s",
+                    "");
+        early_count(c, d, true, cmd->argc, cmd->argv);
+        if (d->fn == cmd_exec) { /* a refused EXEC ends the transaction, as in Redis */
+            txn_free(c);
+            unwatch(c);
+        } else {
+            txn_flag(c);
+        }
         finish_early(c);
         return;
     }

@@ -5,6 +5,7 @@
  */
 #include "kvd_settings.h"
 
+#include "evict.h"
 #include "kv_error.h"
 #include "kv_log.h"
 
@@ -220,6 +221,33 @@ const struct kv_conf_item kvd_setting_items[] = {
      .help = "allocate the data in 2 MiB pages (transparent huge pages): restarts that load "
              "millions of keys take about half the time, for a few per cent more memory",
      .num = &S->large_pages},
+    {.name = "maxmemory",
+     .type = KV_CONF_BYTES,
+     .flags = RT,
+     .def = "0",
+     .min = 0,
+     .max = INT64_MAX,
+     .help = "bytes of data (INFO used_memory: the tables of every thread) at most; beyond, "
+             "keys are evicted by maxmemory-policy (0 = no limit)",
+     .num = &S->maxmemory},
+    {.name = "maxmemory-policy",
+     .type = KV_CONF_ENUM,
+     .flags = RT,
+     .def = "noeviction",
+     .choices = evict_policy_names,
+     .help = "over maxmemory: noeviction (writes that add memory get -OOM), allkeys-lru, "
+             "allkeys-lfu, allkeys-random, volatile-lru, volatile-lfu, volatile-random or "
+             "volatile-ttl (volatile-*: only keys with an expiry time; lru and lfu: a key not "
+             "used since it was last sampled, from one bit per key)",
+     .num = &S->maxmemory_policy},
+    {.name = "maxmemory-samples",
+     .type = KV_CONF_INT,
+     .flags = RT,
+     .def = "5",
+     .min = 1,
+     .max = 64,
+     .help = "keys sampled to choose one to evict (lru, lfu, ttl policies)",
+     .num = &S->maxmemory_samples},
 };
 
 const size_t kvd_setting_count = sizeof kvd_setting_items / sizeof kvd_setting_items[0];

@@ -46,6 +46,9 @@ struct kvd_settings {
     _Atomic int64_t snapshot_wal_size;
     _Atomic int64_t repair;
     _Atomic int64_t large_pages;
+    _Atomic int64_t maxmemory;
+    _Atomic int64_t maxmemory_policy; /* enum evict_policy */
+    _Atomic int64_t maxmemory_samples;
 };
 
 extern struct kvd_settings kvd_settings;

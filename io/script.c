@@ -6,8 +6,11 @@
 #include "cmd.h"
 #include "cmd_docs.h"
 #include "conn.h"
+#include "evict.h"
 #include "kv_assert.h"
+#include "kv_config.h"
 #include "kv_log.h"
+#include "kvd_settings.h"
 #include "kv_sha1.h"
 #include "reply.h"
 #include "resp_parse.h"
@@ -502,12 +505,16 @@ static int call_common(lua_State *L, bool raise)
             err = "This Redis command is not allowed from script";
         } else if (vm->ro && (d->flags & CMD_WRITE)) {
             err = "Write commands are not allowed from read-only scripts.";
+        } else if ((d->flags & CMD_DENYOOM) && !vm->wrote &&
+                   KV_CONF_GET(kvd_settings.maxmemory) != 0 && evict_over(vm->x->sh)) {
+            /* as Redis: refused over the limit until the script wrote (then it must go on) */
+            err = "OOM command not allowed when used memory > 'maxmemory'.";
         }
     }
     size_t len = 0;
     char *blob = NULL;
     if (err != NULL) {
-        snprintf(errbuf, sizeof errbuf, "ERR %s", err);
+        snprintf(errbuf, sizeof errbuf, "%s%s", strncmp(err, "OOM ", 4) == 0 ? "" : "ERR ", err);
     } else {
         blob = conn_script_call(vm->x, &vm->db, d, (size_t)argc, argv, &len, &err);
         if (blob == NULL) {

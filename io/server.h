@@ -185,6 +185,7 @@ struct shard_stats {
     _Atomic uint64_t keyspace_hits;
     _Atomic uint64_t keyspace_misses;
     _Atomic uint64_t expired_keys;
+    _Atomic uint64_t evicted_keys; /* deleted for maxmemory (evict.c) */
     _Atomic uint64_t wakeups_sent;
     _Atomic uint64_t queue_full_pauses; /* a client paused because a queue was full */
     _Atomic uint64_t recv_nobufs;       /* a receive found the buffer ring empty */

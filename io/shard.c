@@ -23,6 +23,7 @@
 #include "shard.h"
 
 #include "conn.h"
+#include "evict.h"
 #include "kv_assert.h"
 #include "kv_clock.h"
 #include "watch.h"
@@ -482,6 +483,7 @@ static void cron(struct shard *sh, int64_t now_ms)
             }
         }
     }
+    evict_step(sh); /* a shard that runs no command sheds its share here */
     publish_stats(sh);
     conn_cron(sh, now_ms);
 }
@@ -555,8 +557,10 @@ static void loop(struct shard *sh)
         drain_queues(sh);
         uint64_t ran = STAT_GET(sh->stats.commands) + STAT_GET(sh->stats.executed_remote);
         if (ran != published_at) {
-            /* INFO on any shard sees this turn's writes (a few tbl_stats per turn). */
+            /* INFO on any shard sees this turn's writes (a few tbl_stats per turn), and
+             * over maxmemory this shard sheds its share of what they added. */
             published_at = ran;
+            evict_step(sh);
             publish_stats(sh);
         }
         sh->clock_ns = kv_clock_mono_ns();

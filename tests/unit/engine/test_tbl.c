@@ -420,6 +420,88 @@ Test(tbl, expire_step_bounded)
     tbl_destroy(t);
 }
 
+/* ---- eviction sampling ------------------------------------------------------------------ */
+
+Test(tbl, sample_empty_and_expiring_only)
+{
+    struct tbl *t = tbl_create(heap);
+    bool ref = true;
+    cr_assert_null(tbl_sample(t, 12345, 0, &ref));
+    cr_assert_eq(put(t, "plain", "v", 0, 0, 0), 0);
+    cr_assert_null(tbl_sample(t, 1, TBL_SAMPLE_EXPIRING, NULL)); /* no entry with a TTL */
+    for (uint64_t r = 0; r < 64; r++) {
+        const struct tbl_entry *e = tbl_sample(t, r * 0x9e3779b97f4a7c15ull, 0, NULL);
+        cr_assert_not_null(e); /* the only entry, from any position */
+        size_t kl;
+        cr_assert_eq(memcmp(tbl_entry_key(e, &kl), "plain", 5), 0);
+    }
+    cr_assert_eq(put(t, "ttl", "v", 1000, 0, 0), 0);
+    for (uint64_t r = 0; r < 64; r++) {
+        const struct tbl_entry *e =
+            tbl_sample(t, r * 0x9e3779b97f4a7c15ull, TBL_SAMPLE_EXPIRING, NULL);
+        cr_assert_not_null(e);
+        cr_assert_eq(tbl_entry_expire_ms(e), 1000);
+    }
+    tbl_destroy(t);
+}
+
+Test(tbl, sample_reaches_every_segment)
+{
+    struct tbl *t = tbl_create(heap);
+    char k[32];
+    enum { N = 50000 };
+    for (int i = 0; i < N; i++) {
+        snprintf(k, sizeof(k), "k%d", i);
+        cr_assert_eq(put(t, k, "v", 0, 0, 0), 0);
+    }
+    /* Samples spread over the table: many distinct keys, from both halves of the hash
+     * space (by placement hash). */
+    uint64_t s = 88172645463325252ull;
+    int low = 0, high = 0, found = 0;
+    for (int i = 0; i < 2000; i++) {
+        s ^= s << 13, s ^= s >> 7, s ^= s << 17;
+        const struct tbl_entry *e = tbl_sample(t, s, 0, NULL);
+        cr_assert_not_null(e); /* a dense table always has one within a segment */
+        size_t kl;
+        const void *kp = tbl_entry_key(e, &kl);
+        found++;
+        if (XXH3_64bits(kp, kl) >> 63) {
+            high++;
+        } else {
+            low++;
+        }
+    }
+    cr_assert_eq(found, 2000);
+    cr_assert(low > 800 && high > 800, "low %d high %d", low, high);
+    tbl_destroy(t);
+}
+
+Test(tbl, sample_referenced_bit_is_a_second_chance)
+{
+    struct tbl *t = tbl_create(heap);
+    cr_assert_eq(put(t, "a", "v", 0, 0, 0), 0);
+    bool ref = false;
+    const struct tbl_entry *e = tbl_sample(t, 7, 0, &ref);
+    cr_assert(ref && tbl_entry_referenced(e)); /* a new entry counts as used */
+    e = tbl_sample(t, 7, TBL_SAMPLE_CLEAR, &ref);
+    cr_assert(ref && !tbl_entry_referenced(e)); /* reported, then cleared */
+    tbl_sample(t, 7, 0, &ref);
+    cr_assert(!ref);
+    cr_assert_not_null(get(t, "a", 0)); /* a read marks it again */
+    tbl_sample(t, 7, TBL_SAMPLE_CLEAR, &ref);
+    cr_assert(ref);
+    cr_assert_eq(put(t, "a", "w", 0, 0, 0), 0); /* so does a write in place */
+    tbl_sample(t, 7, TBL_SAMPLE_CLEAR, &ref);
+    cr_assert(ref);
+    struct tbl_mod m;
+    cr_assert_eq(tbl_modify(t, "a", 1, tbl_hash("a", 1), 0, 2, 0, &m), 0); /* and a modify */
+    tbl_sample(t, 7, 0, &ref);
+    cr_assert(ref);
+    cr_assert_eq(tbl_entry_type(get(t, "a", 0)), TBL_TYPE_STRING); /* the bit is not the type */
+    tbl_check(t);
+    tbl_destroy(t);
+}
+
 /* ---- in-place modification ------------------------------------------------------------ */
 
 Test(tbl, modify_append_setrange_incr)

@@ -1,0 +1,269 @@
+/*
+ * evict.c: maxmemory and the eviction policies (see evict.h for the model).
+ *
+ * Measuring. used = this shard's tables counted now + the other shards' published
+ * figures (one turn old at most). Over the limit by `excess`, this shard sheds
+ * excess * own / used bytes (rounded up): with every shard doing the same, the excess goes
+ * once, not once per shard, even when all of them see it at the same moment (a lowered
+ * maxmemory). The bytes an eviction frees are the entry's allocation (tbl_entry_mem);
+ * segments that merge as a table empties free more, which the next measure sees.
+ *
+ * Choosing. Tables are picked at random among this shard's (partition, database) pairs
+ * that hold candidates, then a key within the table by tbl_sample.
+ */
+#include "evict.h"
+
+#include "cmd.h"
+#include "kv_assert.h"
+#include "kv_clock.h"
+#include "kv_config.h"
+#include "kvd_settings.h"
+#include "resp_parse.h"
+#include "server.h"
+#include "tbl.h"
+
+#include <stddef.h>
+
+const char *const evict_policy_names[] = {
+    "noeviction",      "allkeys-lru",  "allkeys-lfu",
+    "allkeys-random",  "volatile-lru", "volatile-lfu",
+    "volatile-random", "volatile-ttl", NULL,
+};
+
+#define TABLE_PICKS 8 /* random tries at a table with candidates before a walk over all */
+
+static uint64_t next_rand(void)
+{
+    static _Thread_local uint64_t s;
+    if (s == 0) {
+        s = kv_clock_mono_ns() | 1;
+    }
+    s ^= s << 13;
+    s ^= s >> 7;
+    s ^= s << 17;
+    return s;
+}
+
+uint64_t evict_shard_mem(const struct shard *sh)
+{
+    size_t ntables = (size_t)sh->table_count * sh->ndb;
+    uint64_t mem = ntables * (sizeof sh->tables[0] + sizeof sh->expire_cursor[0]);
+    for (uint32_t u = 0; u < sh->ndb_used; u++) {
+        for (uint32_t slot = 0; slot < sh->table_count; slot++) {
+            const struct tbl *t = shard_part_peek(sh, slot, sh->db_used[u]);
+            if (t != NULL) {
+                struct tbl_stats st;
+                tbl_stats(t, &st);
+                mem += st.mem_bytes;
+            }
+        }
+    }
+    return mem;
+}
+
+struct measure {
+    uint64_t max, own, used;
+};
+
+/* False when no limit is set or the memory is within it. */
+static bool measure(const struct shard *sh, struct measure *m)
+{
+    m->max = (uint64_t)KV_CONF_GET(kvd_settings.maxmemory);
+    if (m->max == 0) {
+        return false;
+    }
+    m->own = evict_shard_mem(sh);
+    m->used = m->own;
+    for (uint32_t i = 0; i < sh->srv->nthreads; i++) {
+        if (i != sh->id) {
+            m->used += STAT_GET(sh->srv->shards[i].stats.mem_bytes);
+        }
+    }
+    return m->used > m->max;
+}
+
+bool evict_over(struct shard *sh)
+{
+    struct measure m;
+    return measure(sh, &m);
+}
+
+static bool volatile_only(enum evict_policy p)
+{
+    return p >= EVICT_VOLATILE_LRU;
+}
+
+/* Candidates of table t under the policy. */
+static size_t candidates(const struct tbl *t, enum evict_policy p)
+{
+    struct tbl_stats st;
+    tbl_stats(t, &st);
+    return volatile_only(p) ? st.expiring : st.entries;
+}
+
+struct pick {
+    struct tbl *t;
+    uint32_t db;
+};
+
+/* A random table of this shard holding candidates, or false if none does. */
+static bool pick_table(struct shard *sh, enum evict_policy p, struct pick *out)
+{
+    size_t n = (size_t)sh->table_count * sh->ndb_used;
+    for (int k = 0; k < TABLE_PICKS && n > 0; k++) {
+        size_t i = (size_t)(next_rand() % n);
+        uint32_t db = sh->db_used[i / sh->table_count];
+        struct tbl *t = shard_part_peek(sh, (uint32_t)(i % sh->table_count), db);
+        if (t != NULL && candidates(t, p) > 0) {
+            *out = (struct pick){t, db};
+            return true;
+        }
+    }
+    for (size_t i = 0; i < n; i++) { /* few tables hold candidates: walk them all */
+        uint32_t db = sh->db_used[i / sh->table_count];
+        struct tbl *t = shard_part_peek(sh, (uint32_t)(i % sh->table_count), db);
+        if (t != NULL && candidates(t, p) > 0) {
+            *out = (struct pick){t, db};
+            return true;
+        }
+    }
+    return false;
+}
+
+/* The key the policy evicts next (its table in *where), or NULL if there is none. */
+static const struct tbl_entry *choose(struct shard *sh, enum evict_policy p, struct pick *where)
+{
+    unsigned samples = (unsigned)KV_CONF_GET(kvd_settings.maxmemory_samples);
+    unsigned flags = volatile_only(p) ? TBL_SAMPLE_EXPIRING : 0;
+    bool lru = p == EVICT_ALLKEYS_LRU || p == EVICT_ALLKEYS_LFU || p == EVICT_VOLATILE_LRU ||
+               p == EVICT_VOLATILE_LFU;
+    bool random = p == EVICT_ALLKEYS_RANDOM || p == EVICT_VOLATILE_RANDOM;
+    unsigned rounds = lru ? samples * EVICT_SAMPLE_ROUNDS : random ? 1 : samples;
+    const struct tbl_entry *best = NULL;
+    for (unsigned k = 0; k < rounds; k++) {
+        struct pick at;
+        if (!pick_table(sh, p, &at)) {
+            break;
+        }
+        bool ref = false;
+        const struct tbl_entry *e =
+            tbl_sample(at.t, next_rand(), flags | (lru ? TBL_SAMPLE_CLEAR : 0), &ref);
+        if (e == NULL) {
+            continue;
+        }
+        if (lru) {
+            if (!ref) { /* not used since a sample last saw it */
+                *where = at;
+                return e;
+            }
+            if (best == NULL) { /* every one referenced so far: the first, now cleared */
+                best = e;
+                *where = at;
+            }
+        } else if (best == NULL || (p == EVICT_VOLATILE_TTL &&
+                                    tbl_entry_expire_ms(e) < tbl_entry_expire_ms(best))) {
+            best = e;
+            *where = at;
+        }
+    }
+    return best;
+}
+
+/* Deletes e from where->t as DEL would; returns the bytes its allocation held. */
+static uint64_t evict_entry(struct shard *sh, const struct pick *where, const struct tbl_entry *e)
+{
+    uint64_t mem = tbl_entry_mem(e);
+    size_t klen;
+    const char *k = tbl_entry_key(e, &klen);
+    uint64_t h = tbl_hash(k, klen);
+    int64_t exp = tbl_entry_expire_ms(e);
+    if (exp != 0 && exp <= sh->now_ms) {
+        /* expired: the lookup removes it (no record: its expiry time is logged) */
+        int rc = tbl_del(where->t, k, klen, h, sh->now_ms, NULL);
+        KV_ASSERT(rc != 0);
+        STAT_ADD(sh->stats.expired_keys, 1);
+        return mem;
+    }
+    struct tbl_entry *old = NULL;
+    int rc = tbl_del(where->t, k, klen, h, sh->now_ms, &old);
+    KV_ASSERT(rc == 0 && old == e);
+    k = tbl_entry_key(old, &klen); /* the key lives in the entry, still ours */
+    struct resp_arg key = {.ptr = k, .len = klen};
+    struct cmd_ctx x = {.sh = sh, .now_ms = sh->now_ms, .db = where->db};
+    cmd_log_key(&x, &key, h); /* WAL DEL record, WATCH, changes */
+    tbl_entry_free(old);
+    STAT_ADD(sh->stats.evicted_keys, 1);
+    return mem;
+}
+
+enum shed_result {
+    SHED_DONE,    /* this shard's share is gone (or there was none) */
+    SHED_BUDGET,  /* EVICT_KEYS_PER_CALL keys went, some share is left */
+    SHED_NOTHING, /* no candidate left here */
+};
+
+static enum shed_result shed(struct shard *sh, struct measure *m, enum evict_policy p)
+{
+    uint64_t excess = m->used - m->max;
+    uint64_t share = (uint64_t)(((unsigned __int128)excess * m->own + m->used - 1) / m->used);
+    uint64_t freed = 0;
+    for (int n = 0; freed < share; n++) {
+        if (n == EVICT_KEYS_PER_CALL) {
+            return SHED_BUDGET;
+        }
+        struct pick where;
+        const struct tbl_entry *e = choose(sh, p, &where);
+        if (e == NULL) {
+            m->used -= freed;
+            return SHED_NOTHING;
+        }
+        freed += evict_entry(sh, &where, e);
+    }
+    m->used -= freed < m->used ? freed : m->used;
+    return SHED_DONE;
+}
+
+/* Whether another shard published candidates under the policy. */
+static bool others_hold_candidates(const struct shard *sh, enum evict_policy p)
+{
+    for (uint32_t i = 0; i < sh->srv->nthreads; i++) {
+        const struct shard_stats *st = &sh->srv->shards[i].stats;
+        uint64_t n = volatile_only(p) ? STAT_GET(st->keys_with_expiry) : STAT_GET(st->keys);
+        if (i != sh->id && n > 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+bool evict_gate(struct shard *sh, bool denyoom)
+{
+    struct measure m;
+    if (!measure(sh, &m)) {
+        return true;
+    }
+    enum evict_policy p = (enum evict_policy)KV_CONF_GET(kvd_settings.maxmemory_policy);
+    if (p == EVICT_NOEVICTION) {
+        return !denyoom;
+    }
+    enum shed_result r = shed(sh, &m, p);
+    if (!denyoom || m.used <= m.max || r == SHED_BUDGET) {
+        return true; /* within the limit, or eviction goes on at the next call */
+    }
+    /* Still over: the rest is the other shards' share, or more of this one's. The
+     * command runs if some shard can still shed it, as Redis runs it while it can evict. */
+    struct pick any;
+    return pick_table(sh, p, &any) || others_hold_candidates(sh, p);
+}
+
+void evict_step(struct shard *sh)
+{
+    struct measure m;
+    if (!measure(sh, &m)) {
+        return;
+    }
+    enum evict_policy p = (enum evict_policy)KV_CONF_GET(kvd_settings.maxmemory_policy);
+    if (p != EVICT_NOEVICTION) {
+        shed(sh, &m, p);
+    }
+}

@@ -1,0 +1,75 @@
+/*
+ * evict: the maxmemory limit and its eviction policies, as Redis has them.
+ *
+ * The memory measured is INFO's used_memory: the tables of every shard (entries, slot
+ * arrays, directories) and the arrays that hold them. Each shard publishes its own once
+ * per loop turn that ran commands; the shard deciding adds its own, counted afresh, to the
+ * others' published figures. Connection buffers, Lua and the WAL's buffers are not counted
+ * (they are bounded by their own settings).
+ *
+ * When that sum exceeds `maxmemory`, each shard evicts keys of its own tables, in
+ * proportion to its share of the memory, so that the shards together shed the excess
+ * once: before each command on the client's shard (evict_gate), at the end of each loop
+ * turn that ran commands (where forwarded writes grew a table) and at the shard's timer
+ * (a shard that gets no command still sheds its share). Each call evicts at most
+ * EVICT_KEYS_PER_CALL keys, so that no request waits for more than ~1 ms of eviction.
+ *
+ * Policies (maxmemory-policy): noeviction refuses commands that may add memory (Redis's
+ * denyoom ones) with -OOM; allkeys-* and volatile-* choose among all keys, or among keys
+ * with an expiry time: -random picks one sampled key, -ttl the sampled key that expires
+ * first, -lru and -lfu the first of up to maxmemory-samples sampled keys not used since a
+ * sample last saw it (one referenced bit per key: CLOCK's approximation of LRU, which
+ * serves for LFU too; see tbl_sample). A command that may add memory is refused with -OOM
+ * while the memory stays over the limit and no shard holds a key the policy may evict.
+ *
+ * An evicted key is deleted as DEL deletes it: WAL record (it stays evicted after a
+ * restart), WATCH invalidated, INFO evicted_keys counted.
+ *
+ * Thread: everything runs on the shard thread given, over its own tables.
+ */
+#ifndef KV_EVICT_H
+#define KV_EVICT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+struct shard;
+
+#define EVICT_KEYS_PER_CALL 256 /* keys one evict_gate / evict_step call evicts at most */
+#define EVICT_SAMPLE_ROUNDS                                                                        \
+    4 /* lru/lfu: samples go on up to this many times the setting                                  \
+       * while every key sampled was referenced */
+
+/* The order of the maxmemory-policy choices (kvd_settings.c). */
+enum evict_policy {
+    EVICT_NOEVICTION = 0,
+    EVICT_ALLKEYS_LRU,
+    EVICT_ALLKEYS_LFU,
+    EVICT_ALLKEYS_RANDOM,
+    EVICT_VOLATILE_LRU,
+    EVICT_VOLATILE_LFU,
+    EVICT_VOLATILE_RANDOM,
+    EVICT_VOLATILE_TTL,
+};
+extern const char *const evict_policy_names[]; /* NULL-terminated, in enum order */
+
+/*
+ * Before a command on the client's shard, when maxmemory is set: evicts this shard's
+ * share of any excess, then says whether the command may run. `denyoom`: the command may
+ * add memory (it is refused while over the limit with nothing left to evict, or always
+ * under noeviction). True: run it; false: reply -OOM.
+ */
+bool evict_gate(struct shard *sh, bool denyoom);
+
+/* At the end of a loop turn that ran commands, and at the shard's timer: evicts this
+ * shard's share of any excess. */
+void evict_step(struct shard *sh);
+
+/* True if used memory is over maxmemory now (no eviction): what a script's first write
+ * command checks, as Redis checks its state before the script. */
+bool evict_over(struct shard *sh);
+
+/* The shard's memory as INFO used_memory counts it, counted now. Shard thread only. */
+uint64_t evict_shard_mem(const struct shard *sh);
+
+#endif

@@ -36,9 +36,10 @@
  *   [flags:1][expire_ms:8, only if flags.X][klen:1|2|4][vlen:1|2|4][key][value...cap]
  *   flags = type (bits 0-1) | R (bit 2) | X (bit 3) | klen width code (4-5)
  *           | vlen width code (6-7)
- *   R = referenced: set when the entry is made, read or written, cleared by an eviction
- *       sample (tbl_sample). One bit of access history instead of Redis's 24-bit clock:
- *       CLOCK's second chance, the approximation of LRU that page caches use.
+ *   R = referenced: set when the key is read or written after it was made (not when it
+ *       is made: a burst of keys written once does not push out the keys in use), cleared
+ *       by an eviction sample (tbl_sample). One bit of access history instead of Redis's
+ *       24-bit clock: CLOCK's second chance, the approximation of LRU of page caches.
  *
  * The vlen width is chosen for the block's capacity, so an in-place append never moves
  * the value. A 16-byte key with a 32-byte value takes 3 header bytes: 51 bytes, a 64-byte
@@ -121,6 +122,8 @@ struct tbl {
     uint64_t split_m;      /* on src: keys with h >= m go to dst */
     uint64_t split_pos;    /* on src: placement positions < pos are done */
     size_t drop_di;        /* tbl_destroy_step: directory entries below this are freed */
+    uint64_t hand_pos;     /* tbl_sample's clock hand: a segment's hash position ... */
+    size_t hand_slot;      /* ... and the slot in it where the next TBL_SAMPLE_HAND looks */
     pthread_t owner;       /* the only thread that may call; checked in debug builds */
 };
 
@@ -256,7 +259,7 @@ static uint8_t *ent_alloc(mi_heap_t *heap, uint8_t type, int64_t expire_ms, cons
         return NULL;
     }
     KV_ASSERT(((uintptr_t)p & ~SLOT_PTR_MASK) == 0);
-    p[0] = (uint8_t)(type | ENT_REF | (expire_ms ? ENT_X : 0) | (kcode << 4) | (vcode << 6));
+    p[0] = (uint8_t)(type | (expire_ms ? ENT_X : 0) | (kcode << 4) | (vcode << 6));
     if (expire_ms) {
         memcpy(p + 1, &expire_ms, 8);
     }
@@ -510,10 +513,26 @@ static void tbl__dir_maybe_halve(struct tbl *t)
  * SEG_PREFETCH ahead so that their cache misses overlap; then both halves are rebuilt
  * by plain insertion (any insertion order yields valid probe runs). Stack: ~9 KiB.
  */
+/*
+ * Segment s is about to split or merge: if tbl_sample's hand is in it, the hand moves to
+ * the end of s's range. Entries keep their slots across a split or merge but change
+ * segments, so a hand left inside would meet again the entries it passed (and cleared)
+ * in the other half: a key in use could go at that second meeting. Skipping the rest of
+ * s only leaves its entries for the next round of the hand.
+ */
+static void tbl__hand_leave(struct tbl *t, const struct seg *s)
+{
+    if (t->dir[dir_idx(t, t->hand_pos)] == s) {
+        t->hand_pos = range_hi(t->hand_pos, s->depth);
+        t->hand_slot = 0;
+    }
+}
+
 static int tbl__seg_split(struct tbl *t, size_t di)
 {
     struct seg *a = t->dir[di];
     unsigned d = a->depth;
+    tbl__hand_leave(t, a);
     KV_ASSERT(d <= t->gdepth && a->count > 0);
     if (d == t->gdepth) {
         if (d >= KV_TBL_DIR_DEPTH_MAX) {
@@ -580,6 +599,8 @@ static void tbl__seg_maybe_merge(struct tbl *t, size_t di)
     }
     struct seg *lo = start < buddy ? a : b;
     struct seg *hi = start < buddy ? b : a;
+    tbl__hand_leave(t, lo);
+    tbl__hand_leave(t, hi);
     for (size_t i = 0; i < SEG_N; i++) {
         if (hi->slot[i] != 0) {
             seg_insert(lo, hi->slot[i]);
@@ -914,6 +935,7 @@ int tbl_put(struct tbl *t, const void *key, size_t key_len, uint64_t h,
         }
         return rc;
     }
+    p[0] |= ENT_REF; /* a new value for a key in the table: a use of the key */
     l.t->dir[l.di]->slot[l.i] = slot_make(p, l.ph);
     tbl__account(l.t, op, -1);
     tbl__account(l.t, p, +1);
@@ -1026,7 +1048,6 @@ int tbl_modify(struct tbl *t, const void *key, size_t key_len, uint64_t h, int64
     size_t cap = ent_cap(p, &v);
     out->old_len = v.vlen;
     out->created = false;
-    p[0] |= ENT_REF;
     if (val_len > cap) {
         /* Grow geometrically so that repeated appends are amortized O(1) per byte. */
         size_t ncap = cap * 2 > val_len ? cap * 2 : val_len;
@@ -1043,6 +1064,7 @@ int tbl_modify(struct tbl *t, const void *key, size_t key_len, uint64_t h, int64
         ent_view(p, &v);
         KV_ASSERT(ent_cap(p, &v) >= val_len);
     }
+    p[0] |= ENT_REF;
     if (val_len > v.vlen) {
         memset(p + v.off_val + v.vlen, 0, val_len - v.vlen);
     }
@@ -1176,19 +1198,32 @@ uint64_t tbl_scan(struct tbl *t, uint64_t cursor, int64_t now_ms, tbl_scan_fn *f
 const struct tbl_entry *tbl_sample(struct tbl *t, uint64_t r, unsigned flags, bool *referenced)
 {
     KV_DASSERT(t == NULL || tbl__owned(t));
-    KV_ASSERT(t != NULL && (flags & ~(unsigned)(TBL_SAMPLE_EXPIRING | TBL_SAMPLE_CLEAR)) == 0);
+    KV_ASSERT(t != NULL &&
+              (flags & ~(unsigned)(TBL_SAMPLE_EXPIRING | TBL_SAMPLE_CLEAR | TBL_SAMPLE_HAND)) == 0);
     bool expiring_only = (flags & TBL_SAMPLE_EXPIRING) != 0;
     if (t->entries == 0 || (expiring_only && t->expiring == 0)) {
         return NULL;
     }
-    uint64_t pos = r; /* the top bits pick the segment, the low ones the first slot */
-    size_t start = (size_t)(r % SEG_N);
-    for (unsigned k = 0; k < TBL_SAMPLE_SEGS; k++) {
+    /* The top bits of r pick the segment, the low ones the first slot; or the hand goes
+     * on from where it stopped, through the slots in order (it does not wrap inside a
+     * segment). A partition's keys share the top bits of their hashes, so most of the
+     * directory can point at empty segments: those are skipped (a look at their count)
+     * and not counted. */
+    bool hand = (flags & TBL_SAMPLE_HAND) != 0;
+    uint64_t pos = hand ? t->hand_pos : r;
+    size_t start = hand ? t->hand_slot : (size_t)(r % SEG_N);
+    for (size_t k = 0, seen = 0; k < TBL_SAMPLE_SEGS && seen <= t->nseg; seen++) {
         const struct seg *s = t->dir[dir_idx(t, pos)];
-        for (size_t n = 0, i = start; s->count > 0 && n < SEG_N; n++, i = seg_next(i)) {
+        k += s->count > 0;
+        size_t span = hand ? SEG_N - (start < SEG_N ? start : SEG_N) : SEG_N;
+        for (size_t n = 0, i = start; s->count > 0 && n < span; n++, i = seg_next(i)) {
             uint64_t v = s->slot[i];
             if (v != 0 && (!expiring_only || (v & SLOT_X))) {
                 uint8_t *p = slot_ent(v);
+                if (hand) {
+                    t->hand_pos = pos;
+                    t->hand_slot = i + 1;
+                }
                 if (referenced != NULL) {
                     *referenced = (p[0] & ENT_REF) != 0;
                 }
@@ -1200,6 +1235,10 @@ const struct tbl_entry *tbl_sample(struct tbl *t, uint64_t r, unsigned flags, bo
         }
         pos = range_hi(pos, s->depth); /* the next segment (0 after the last: wraps) */
         start = 0;
+    }
+    if (hand) {
+        t->hand_pos = pos;
+        t->hand_slot = 0;
     }
     return NULL;
 }

@@ -55,7 +55,8 @@ struct mi_heap_s;
 struct tbl;
 struct tbl_entry;
 
-/* Value types. Only strings exist now; the byte is stored so that TYPE can answer. */
+/* Value types (at most 3: two bits of the entry header). Only strings exist now; the
+ * type is stored so that TYPE can answer. */
 enum tbl_type {
     TBL_TYPE_STRING = 0,
 };
@@ -203,18 +204,29 @@ uint64_t tbl_scan(struct tbl *t, uint64_t cursor, int64_t now_ms, tbl_scan_fn *f
 enum tbl_sample_flag {
     TBL_SAMPLE_EXPIRING = 1u << 0, /* only entries with an expiry time */
     TBL_SAMPLE_CLEAR = 1u << 1,    /* clear the entry's referenced bit (a second chance) */
+    TBL_SAMPLE_HAND = 1u << 2,     /* the table's clock hand instead of r (see below) */
 };
-#define TBL_SAMPLE_SEGS 4 /* segments tbl_sample() reads at most */
+#define TBL_SAMPLE_SEGS 4 /* non-empty segments tbl_sample() reads at most */
 
 /*
  * Eviction sampling: a live entry of this table picked by the random number r (the
  * first one, possibly expired, at or after the position r names in this table's own
  * segments, going on into the next ones; with TBL_SAMPLE_EXPIRING only entries with an
- * expiry time), or NULL if none was met within TBL_SAMPLE_SEGS segments. *referenced
- * (if not NULL) gets the entry's referenced bit: set when the entry was made, read
- * (tbl_get) or written, and cleared by TBL_SAMPLE_CLEAR, so that an entry sampled twice
- * without an access in between was not used meanwhile (CLOCK, a one-bit LRU). Not
- * uniform: entries after a run of empty slots come up more often. Owning thread only.
+ * expiry time), or NULL if none was met within TBL_SAMPLE_SEGS non-empty segments (empty
+ * ones, such as those outside a partition's hash range, are skipped). *referenced
+ * (if not NULL) gets the entry's referenced bit: set when the key is read (tbl_get) or
+ * written after it was made (a new key is unreferenced until its first use: scans of
+ * keys written once do not push out the keys in use), and cleared by TBL_SAMPLE_CLEAR,
+ * so that an entry sampled twice
+ * without an access in between was not used meanwhile. Not uniform: entries after a run
+ * of empty slots come up more often.
+ *
+ * With TBL_SAMPLE_HAND the table's clock hand replaces r: each call returns the next
+ * entry after the one the previous call returned, going round the table (segments and
+ * their slots in order; entries that moved meanwhile may be met twice or missed once).
+ * With TBL_SAMPLE_CLEAR that is CLOCK, the one-bit approximation of LRU: an entry used
+ * at least once per round of the hand is never found unreferenced. Random samples would
+ * meet a used entry twice between two of its uses far more often. Owning thread only.
  */
 const struct tbl_entry *tbl_sample(struct tbl *t, uint64_t r, unsigned flags, bool *referenced);
 

@@ -9,7 +9,10 @@
  * segments that merge as a table empties free more, which the next measure sees.
  *
  * Choosing. Tables are picked at random among this shard's (partition, database) pairs
- * that hold candidates, then a key within the table by tbl_sample.
+ * that hold candidates, then a key within the table by tbl_sample: at random (-random,
+ * and the samples of -ttl), or by the table's clock hand (-lru, -lfu): the hand clears
+ * the referenced bits it passes and stops at the first key whose bit was clear, so a key
+ * used at least once per round of the hand stays.
  */
 #include "evict.h"
 
@@ -106,28 +109,37 @@ struct pick {
     uint32_t db;
 };
 
-/* A random table of this shard holding candidates, or false if none does. */
+/*
+ * A table of this shard holding candidates, or false if none does: of two picked at
+ * random, the one with more. Picking one at random would take as many keys from a small
+ * table as from a large one: sizes would drift apart until the small tables' keys, used
+ * or not, went at every turn of their hands. The better of two pulls sizes together.
+ */
 static bool pick_table(struct shard *sh, enum evict_policy p, struct pick *out)
 {
     size_t n = (size_t)sh->table_count * sh->ndb_used;
-    for (int k = 0; k < TABLE_PICKS && n > 0; k++) {
+    size_t found = 0, best = 0;
+    for (int k = 0; k < TABLE_PICKS && n > 0 && found < 2; k++) {
         size_t i = (size_t)(next_rand() % n);
         uint32_t db = sh->db_used[i / sh->table_count];
         struct tbl *t = shard_part_peek(sh, (uint32_t)(i % sh->table_count), db);
-        if (t != NULL && candidates(t, p) > 0) {
+        size_t c = t != NULL ? candidates(t, p) : 0;
+        if (c > 0 && c > best) {
             *out = (struct pick){t, db};
-            return true;
+            best = c;
         }
+        found += c > 0;
     }
-    for (size_t i = 0; i < n; i++) { /* few tables hold candidates: walk them all */
+    for (size_t i = 0; i < n && found == 0; i++) { /* few tables hold any: the largest */
         uint32_t db = sh->db_used[i / sh->table_count];
         struct tbl *t = shard_part_peek(sh, (uint32_t)(i % sh->table_count), db);
-        if (t != NULL && candidates(t, p) > 0) {
+        size_t c = t != NULL ? candidates(t, p) : 0;
+        if (c > best) {
             *out = (struct pick){t, db};
-            return true;
+            best = c;
         }
     }
-    return false;
+    return best > 0;
 }
 
 /* The key the policy evicts next (its table in *where), or NULL if there is none. */
@@ -138,7 +150,7 @@ static const struct tbl_entry *choose(struct shard *sh, enum evict_policy p, str
     bool lru = p == EVICT_ALLKEYS_LRU || p == EVICT_ALLKEYS_LFU || p == EVICT_VOLATILE_LRU ||
                p == EVICT_VOLATILE_LFU;
     bool random = p == EVICT_ALLKEYS_RANDOM || p == EVICT_VOLATILE_RANDOM;
-    unsigned rounds = lru ? samples * EVICT_SAMPLE_ROUNDS : random ? 1 : samples;
+    unsigned rounds = lru ? EVICT_HAND_STEPS : random ? 1 : samples;
     const struct tbl_entry *best = NULL;
     for (unsigned k = 0; k < rounds; k++) {
         struct pick at;
@@ -146,8 +158,8 @@ static const struct tbl_entry *choose(struct shard *sh, enum evict_policy p, str
             break;
         }
         bool ref = false;
-        const struct tbl_entry *e =
-            tbl_sample(at.t, next_rand(), flags | (lru ? TBL_SAMPLE_CLEAR : 0), &ref);
+        const struct tbl_entry *e = tbl_sample(
+            at.t, next_rand(), flags | (lru ? TBL_SAMPLE_CLEAR | TBL_SAMPLE_HAND : 0), &ref);
         if (e == NULL) {
             continue;
         }
@@ -211,7 +223,7 @@ static enum shed_result shed(struct shard *sh, struct measure *m, enum evict_pol
         if (n == EVICT_KEYS_PER_CALL) {
             return SHED_BUDGET;
         }
-        struct pick where;
+        struct pick where = {NULL, 0};
         const struct tbl_entry *e = choose(sh, p, &where);
         if (e == NULL) {
             m->used -= freed;

@@ -16,10 +16,11 @@
  *
  * Policies (maxmemory-policy): noeviction refuses commands that may add memory (Redis's
  * denyoom ones) with -OOM; allkeys-* and volatile-* choose among all keys, or among keys
- * with an expiry time: -random picks one sampled key, -ttl the sampled key that expires
- * first, -lru and -lfu the first of up to maxmemory-samples sampled keys not used since a
- * sample last saw it (one referenced bit per key: CLOCK's approximation of LRU, which
- * serves for LFU too; see tbl_sample). A command that may add memory is refused with -OOM
+ * with an expiry time: -random picks one key at random, -ttl the one of maxmemory-samples
+ * random keys that expires first, -lru and -lfu the next key the clock hand of a table
+ * meets that was not used since the hand last passed it (one referenced bit per key:
+ * CLOCK's approximation of LRU, which serves for LFU too; see tbl_sample; the samples
+ * setting does not apply to them). A command that may add memory is refused with -OOM
  * while the memory stays over the limit and no shard holds a key the policy may evict.
  *
  * An evicted key is deleted as DEL deletes it: WAL record (it stays evicted after a
@@ -36,9 +37,10 @@
 struct shard;
 
 #define EVICT_KEYS_PER_CALL 256 /* keys one evict_gate / evict_step call evicts at most */
-#define EVICT_SAMPLE_ROUNDS                                                                        \
-    4 /* lru/lfu: samples go on up to this many times the setting                                  \
-       * while every key sampled was referenced */
+/* lru/lfu: keys the clock hand passes at most to find one unreferenced (it clears the
+ * bits it passes, so it finds one within a round of the table; past this many, the first
+ * key it passed goes) */
+#define EVICT_HAND_STEPS 1024
 
 /* The order of the maxmemory-policy choices (kvd_settings.c). */
 enum evict_policy {

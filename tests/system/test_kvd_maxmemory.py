@@ -1,0 +1,350 @@
+"""maxmemory and the eviction policies of kvd (--threads 2 unless said):
+
+- the settings (maxmemory with units, maxmemory-policy, maxmemory-samples) in CONFIG GET /
+  SET and INFO (maxmemory, maxmemory_human, maxmemory_policy, evicted_keys);
+- noeviction: over the limit, commands that may add memory get Redis's -OOM text while
+  reads, DEL and EXPIRE go on; MULTI queuing and EXEC as Redis refuses them; scripts'
+  first write refused, writes after a write allowed; deleting makes room again;
+- allkeys-random / -lru / -lfu: a stream of writes far beyond the limit keeps used_memory
+  near it, every key left holds its value; -lru keeps a set of keys read between the
+  writes far better than the keys written once;
+- volatile-*: keys without an expiry time are never evicted, -OOM once no volatile key
+  is left; volatile-ttl evicts the keys that expire first;
+- a lowered maxmemory is reached without any command (the shards' timers) and not
+  overshot by the two threads evicting together;
+- an evicted key is gone after kill -9 and a restart (its delete is in the WAL), and a
+  WATCHed key evicted makes EXEC fail;
+- OBJECT FREQ / IDLETIME under LFU and LRU policies, byte-compared with Redis where
+  Redis's reply does not depend on its own access counters.
+"""
+import time
+
+import pytest
+
+from conftest import Err, St, info_field, need_redis, wait_until
+
+OOM = Err("OOM command not allowed when used memory > 'maxmemory'.")
+VAL = "v" * 100
+
+
+def used(c):
+    return int(info_field(c, "memory", "used_memory"))
+
+
+def evicted(c):
+    return int(info_field(c, "stats", "evicted_keys"))
+
+
+def fill(c, prefix, n, val=VAL, batch=500, ttl=None):
+    """Writes n keys prefix0..prefix{n-1} in pipelined batches; returns the replies."""
+    out = []
+    for start in range(0, n, batch):
+        cmds = []
+        for i in range(start, min(n, start + batch)):
+            if ttl is None:
+                cmds.append(("SET", "%s%d" % (prefix, i), val))
+            else:
+                cmds.append(("SET", "%s%d" % (prefix, i), val, "EX", str(ttl(i))))
+        out += c.pipeline(cmds)
+    return out
+
+
+def limit_over(c, extra):
+    """Sets maxmemory to the memory used now plus `extra` bytes; returns it."""
+    m = used(c) + extra
+    c.ok("CONFIG", "SET", "maxmemory", str(m))
+    return m
+
+
+@pytest.fixture
+def mc(kvd):
+    """A flushed client whose maxmemory settings are put back afterwards."""
+    c = kvd.client()
+    c.ok("FLUSHALL")
+    c.ok("CONFIG", "RESETSTAT")
+    yield c
+    c.ok("CONFIG", "SET", "maxmemory", "0")
+    c.ok("CONFIG", "SET", "maxmemory-policy", "noeviction")
+    c.ok("CONFIG", "SET", "maxmemory-samples", "5")
+    c.close()
+    kvd.check_alive()
+
+
+def test_settings_config_and_info(mc):
+    assert mc.cmd("CONFIG", "GET", "maxmemory*") == [
+        b"maxmemory", b"0", b"maxmemory-policy", b"noeviction", b"maxmemory-samples", b"5"]
+    assert info_field(mc, "memory", "maxmemory") == "0"
+    assert info_field(mc, "memory", "maxmemory_human") == "0B"
+    assert info_field(mc, "memory", "maxmemory_policy") == "noeviction"
+    assert info_field(mc, "stats", "evicted_keys") == "0"
+    mc.ok("CONFIG", "SET", "maxmemory", "100mb")
+    assert mc.cmd("CONFIG", "GET", "maxmemory") == [b"maxmemory", b"104857600"]
+    assert info_field(mc, "memory", "maxmemory") == "104857600"
+    assert info_field(mc, "memory", "maxmemory_human") == "100.00M"
+    mc.ok("CONFIG", "SET", "maxmemory", "1536kb")
+    assert info_field(mc, "memory", "maxmemory_human") == "1.50M"
+    mc.ok("CONFIG", "SET", "maxmemory", "1000")
+    assert info_field(mc, "memory", "maxmemory_human") == "1000B"
+    for p in ["allkeys-lru", "allkeys-lfu", "allkeys-random", "volatile-lru", "volatile-lfu",
+              "volatile-random", "volatile-ttl", "noeviction"]:
+        mc.ok("CONFIG", "SET", "maxmemory-policy", p)
+        assert mc.cmd("CONFIG", "GET", "maxmemory-policy") == [b"maxmemory-policy", p.encode()]
+        assert info_field(mc, "memory", "maxmemory_policy") == p
+    assert isinstance(mc.cmd("CONFIG", "SET", "maxmemory-policy", "lru"), Err)
+    assert isinstance(mc.cmd("CONFIG", "SET", "maxmemory", "-1"), Err)
+    assert isinstance(mc.cmd("CONFIG", "SET", "maxmemory-samples", "0"), Err)
+    mc.ok("CONFIG", "SET", "maxmemory-samples", "10")
+    assert mc.cmd("CONFIG", "GET", "maxmemory-samples") == [b"maxmemory-samples", b"10"]
+
+
+def test_settings_from_flags(kvd_factory):
+    k = kvd_factory(args=["--maxmemory", "2mb", "--maxmemory-policy", "allkeys-lru",
+                          "--maxmemory-samples", "7"])
+    c = k.client()
+    assert c.cmd("CONFIG", "GET", "maxmemory*") == [
+        b"maxmemory", b"2097152", b"maxmemory-policy", b"allkeys-lru", b"maxmemory-samples",
+        b"7"]
+    fill(c, "k", 30000)
+    assert used(c) <= 2097152 * 1.05 + 65536
+    assert evicted(c) > 0
+    c.close()
+
+
+def test_noeviction_refuses_writes_that_add_memory(mc):
+    fill(mc, "k", 2000)
+    limit_over(mc, -1)  # already over
+    for args in [("SET", "new", "x"), ("SET", "k1", "y"), ("APPEND", "k1", "z"),
+                 ("INCR", "n"), ("SETNX", "a", "b"), ("MSET", "a", "1", "b", "2"),
+                 ("SETRANGE", "k2", "0", "q"), ("SETBIT", "b", "7", "1"),
+                 ("GETSET", "k3", "x"), ("COPY", "k4", "k4copy"),
+                 ("INCRBYFLOAT", "f", "1.5"), ("PSETEX", "p", "1000", "v")]:
+        assert mc.cmd(*args) == OOM, args
+    # reads, deletes and TTL changes go on
+    assert mc.cmd("GET", "k1") == VAL.encode()
+    assert mc.cmd("EXISTS", "k1", "k2") == 2
+    assert mc.cmd("EXPIRE", "k5", "100") == 1
+    assert mc.cmd("GETDEL", "k6") == VAL.encode()
+    assert mc.cmd("DEL", "k7") == 1
+    assert mc.cmd("DBSIZE") == 1998
+    assert evicted(mc) == 0  # noeviction never evicts
+    rejected = int(info_field(mc, "commandstats", "cmdstat_set").split("rejected_calls=")[1]
+                   .split(",")[0])
+    assert rejected >= 2
+    # deleting makes room: the same SET now succeeds
+    mc.cmd("DEL", *["k%d" % i for i in range(0, 2000)])
+    assert mc.cmd("SET", "new", "x") == St("OK")
+
+
+def test_noeviction_transactions(mc, kvd):
+    fill(mc, "k", 500)
+    admin = kvd.client()  # CONFIG from another client while mc is inside MULTI
+    m = used(mc) - 1
+    mc.ok("MULTI")
+    assert mc.cmd("SET", "{t}a", "1") == St("QUEUED")
+    admin.ok("CONFIG", "SET", "maxmemory", str(m))
+    # over the limit: any command queued is refused, and EXEC aborts (for the OOM of its
+    # queued SET, as Redis says, before the earlier error)
+    assert mc.cmd("GET", "{t}a") == OOM
+    assert mc.cmd("EXEC") == Err("EXECABORT Transaction discarded because of: OOM command "
+                                 "not allowed when used memory > 'maxmemory'.")
+    # a transaction with no command that adds memory: the earlier error aborts it
+    admin.ok("CONFIG", "SET", "maxmemory", "0")
+    mc.ok("MULTI")
+    assert mc.cmd("GET", "{t}a") == St("QUEUED")
+    admin.ok("CONFIG", "SET", "maxmemory", str(m))
+    assert mc.cmd("GET", "{t}a") == OOM
+    assert mc.cmd("EXEC") == Err("EXECABORT Transaction discarded because of previous errors.")
+    # queued while there was room, EXEC'd over the limit: refused for its SET
+    admin.ok("CONFIG", "SET", "maxmemory", "0")
+    mc.ok("MULTI")
+    assert mc.cmd("SET", "{t}a", "1") == St("QUEUED")
+    admin.ok("CONFIG", "SET", "maxmemory", str(m))
+    assert mc.cmd("EXEC") == Err("EXECABORT Transaction discarded because of: OOM command "
+                                 "not allowed when used memory > 'maxmemory'.")
+    assert mc.cmd("EXISTS", "{t}a") == 0
+    # a transaction that only reads and deletes runs; DISCARD is never refused
+    admin.ok("CONFIG", "SET", "maxmemory", "0")
+    mc.ok("MULTI")
+    assert mc.cmd("GET", "k1") == St("QUEUED")
+    assert mc.cmd("DEL", "k2") == St("QUEUED")
+    admin.ok("CONFIG", "SET", "maxmemory", str(m))
+    assert mc.cmd("EXEC") == [VAL.encode(), 1]
+    admin.ok("CONFIG", "SET", "maxmemory", "0")
+    mc.ok("MULTI")
+    admin.ok("CONFIG", "SET", "maxmemory", str(m))
+    assert mc.cmd("DISCARD") == St("OK")
+    admin.close()
+
+
+def test_noeviction_scripts(mc):
+    fill(mc, "k", 500)
+    limit_over(mc, -1)
+    r = mc.cmd("EVAL", "return redis.call('set', KEYS[1], 'x')", "1", "s")
+    assert isinstance(r, Err) and r.s.startswith(OOM.s), r
+    assert mc.cmd("EVAL", "return redis.call('get', KEYS[1])", "1", "k1") == VAL.encode()
+    r = mc.cmd("EVAL", "return redis.pcall('set', KEYS[1], 'x')", "1", "s")
+    assert r == OOM  # pcall hands the error table back as the reply
+    # after a write (DEL) the script must go on, as in Redis
+    assert mc.cmd("EVAL", "redis.call('del', KEYS[1]); return redis.call('set', KEYS[1], 'x')",
+                  "1", "k1") == St("OK")
+    assert mc.cmd("GET", "k1") == b"x"
+
+
+@pytest.mark.parametrize("policy", ["allkeys-random", "allkeys-lru", "allkeys-lfu"])
+def test_allkeys_policies_hold_the_limit(mc, policy):
+    mc.ok("CONFIG", "SET", "maxmemory-policy", policy)
+    m = limit_over(mc, 1 << 20)
+    replies = fill(mc, "k", 40000)  # ~6 MB of entries through a 1 MB margin
+    assert all(r == St("OK") for r in replies)
+    u = used(mc)
+    assert u <= m * 1.05 + 65536, (u, m)
+    n = mc.cmd("DBSIZE")
+    ev = evicted(mc)
+    assert 0 < n < 40000 and ev > 0
+    assert n + ev == 40000, (n, ev)  # every key written is either there or evicted
+    keys = mc.cmd("KEYS", "k*")
+    assert len(keys) == n
+    vals = mc.cmd("MGET", *keys[:2000])
+    assert all(v == VAL.encode() for v in vals)
+
+
+def test_allkeys_lru_keeps_the_keys_in_use(mc):
+    mc.ok("CONFIG", "SET", "maxmemory-policy", "allkeys-lru")
+    hot = ["hot%d" % i for i in range(200)]
+    mc.pipeline([("SET", k, VAL) for k in hot])
+    limit_over(mc, 4 << 20)  # ~28000 keys: each table's hand takes batches to go round
+    cold = 0
+    for _ in range(40):
+        fill(mc, "cold%d_" % cold, 2000, batch=2000)
+        cold += 1
+        mc.pipeline([("GET", k) for k in hot])  # the hot keys are used between the writes
+    hot_left = sum(v is not None for v in mc.cmd("MGET", *hot))
+    cold_written = cold * 2000
+    cold_left = mc.cmd("DBSIZE") - hot_left
+    assert evicted(mc) > cold_written / 2
+    # A random policy would leave both at the same rate (~cold_left / cold_written).
+    assert hot_left / len(hot) >= 0.9, (hot_left, cold_left, cold_written)
+    assert cold_left / cold_written < 0.5, (hot_left, cold_left, cold_written)
+
+
+@pytest.mark.parametrize("policy", ["volatile-random", "volatile-lru", "volatile-lfu",
+                                    "volatile-ttl"])
+def test_volatile_policies_spare_persistent_keys(mc, policy):
+    mc.ok("CONFIG", "SET", "maxmemory-policy", policy)
+    fill(mc, "p", 3000)  # persistent
+    fill(mc, "v", 3000, ttl=lambda i: 1000 + i)
+    limit_over(mc, -1)
+    assert mc.cmd("SET", "x", "y") == St("OK")  # room made by evicting a volatile key
+    fill(mc, "w", 6000)  # persistent writes: the volatile keys make room until none is left
+    persistent = mc.cmd("EXISTS", *["p%d" % i for i in range(3000)])
+    assert persistent == 3000
+    assert mc.cmd("EXISTS", *["v%d" % i for i in range(3000)]) < 3000
+    assert evicted(mc) > 0
+    # once no volatile key is left, writes that add memory are refused
+    vol_left = [k for k in mc.cmd("KEYS", "v*")]
+    if vol_left:
+        mc.cmd("DEL", *vol_left)
+    limit_over(mc, -1)
+    assert mc.cmd("SET", "y", "z") == OOM
+    assert mc.cmd("GET", "p1") == VAL.encode()
+    assert mc.cmd("DEL", "p1") == 1
+
+
+def test_volatile_ttl_evicts_the_nearest_expiry_first(mc):
+    mc.ok("CONFIG", "SET", "maxmemory-policy", "volatile-ttl")
+    mc.ok("CONFIG", "SET", "maxmemory-samples", "10")
+    fill(mc, "v", 4000, ttl=lambda i: 10000 + i)  # v0 expires first, v3999 last
+    limit_over(mc, 64 * 1024)
+    fill(mc, "p", 3000)  # persistent writes that push volatile keys out
+    left = mc.cmd("EXISTS", *["v%d" % i for i in range(4000)])
+    assert left < 4000
+    first = mc.cmd("EXISTS", *["v%d" % i for i in range(1000)])
+    last = mc.cmd("EXISTS", *["v%d" % i for i in range(3000, 4000)])
+    assert last > 3 * first, (first, last)
+    assert last >= 700, (first, last)
+
+
+def test_lowered_limit_is_reached_without_commands_and_not_overshot(mc):
+    mc.ok("CONFIG", "SET", "maxmemory-policy", "allkeys-random")
+    fill(mc, "k", 40000)
+    before = used(mc)
+    target = before // 2
+    mc.ok("CONFIG", "SET", "maxmemory", str(target))
+    # no command that could evict is sent: INFO on this client's thread does not add
+    # memory, and the other thread has no client at all
+    wait_until(lambda: used(mc) <= target * 1.02, 10, what="used_memory under the limit")
+    after = used(mc)
+    n = mc.cmd("DBSIZE")
+    # the two threads shed the excess once together, not once each
+    assert after >= target * 0.8, (before, target, after)
+    assert 40000 * 0.3 < n < 40000 * 0.7, n
+
+
+def test_evicted_keys_stay_evicted_after_kill9(kvds):
+    k = kvds(args=["--maxmemory-policy", "allkeys-random"])
+    c = k.client()
+    fill(c, "k", 2000)
+    limit_over(c, 256 * 1024)
+    fill(c, "k", 20000)
+    time.sleep(0.5)  # the timers' last evictions, then nothing changes
+    keys = sorted(c.cmd("KEYS", "*"))
+    assert 0 < len(keys) < 20000 and evicted(c) > 0
+    c.close()
+    k.kill9()
+    k2 = k.restart(args=["--maxmemory", "0"])
+    kvds.track(k2)
+    c2 = k2.client()
+    assert sorted(c2.cmd("KEYS", "*")) == keys
+    c2.close()
+    k2.stop()
+
+
+def test_evicting_a_watched_key_fails_exec(mc):
+    mc.ok("CONFIG", "SET", "maxmemory-policy", "volatile-ttl")
+    fill(mc, "p", 2000)
+    mc.ok("SET", "{w}watched", "1", "EX", "1000")  # the only key the policy may evict
+    mc.ok("WATCH", "{w}watched")
+    limit_over(mc, -1)
+    # evicted before the next command if it is on this client's thread, else by the
+    # timer of the thread that owns it
+    wait_until(lambda: evicted(mc) >= 1, 10, what="the volatile key evicted")
+    mc.ok("CONFIG", "SET", "maxmemory", "0")
+    mc.ok("MULTI")
+    assert mc.cmd("GET", "{w}watched") == St("QUEUED")
+    assert mc.cmd("EXEC") is None
+    assert evicted(mc) >= 1
+    assert mc.cmd("EXISTS", "{w}watched") == 0
+
+
+def test_object_freq_and_idletime_by_policy(pair):
+    need_redis()
+    try:
+        pair.same("SET", "obj", "v")
+        for policy in ["allkeys-lfu", "volatile-lfu"]:
+            pair.same("CONFIG", "SET", "maxmemory-policy", policy)
+            pair.same("OBJECT", "IDLETIME", "obj")  # the error text of an LFU policy
+            assert isinstance(pair.k.cmd("OBJECT", "FREQ", "obj"), int)
+            pair.same("OBJECT", "FREQ", "nokey")
+        for policy in ["allkeys-lru", "noeviction", "volatile-ttl"]:
+            pair.same("CONFIG", "SET", "maxmemory-policy", policy)
+            pair.same("OBJECT", "FREQ", "obj")  # the error text without an LFU policy
+            assert pair.k.cmd("OBJECT", "IDLETIME", "obj") == 0
+    finally:
+        pair.k.cmd("CONFIG", "SET", "maxmemory-policy", "noeviction")
+        pair.r.cmd("CONFIG", "SET", "maxmemory-policy", "noeviction")
+
+
+def test_info_memory_and_config_match_redis_shape(pair):
+    need_redis()
+    try:
+        for v in ["0", "12345678"]:
+            pair.same("CONFIG", "SET", "maxmemory", v)
+            assert (info_field(pair.k, "memory", "maxmemory_human") ==
+                    info_field(pair.r, "memory", "maxmemory_human"))
+            assert (info_field(pair.k, "memory", "maxmemory") ==
+                    info_field(pair.r, "memory", "maxmemory"))
+        pair.same("CONFIG", "GET", "maxmemory-policy")
+        pair.same("CONFIG", "GET", "maxmemory-samples")
+    finally:
+        pair.k.cmd("CONFIG", "SET", "maxmemory", "0")
+        pair.r.cmd("CONFIG", "SET", "maxmemory", "0")

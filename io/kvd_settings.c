@@ -238,7 +238,7 @@ const struct kv_conf_item kvd_setting_items[] = {
      .help = "over maxmemory: noeviction (writes that add memory get -OOM), allkeys-lru, "
              "allkeys-lfu, allkeys-random, volatile-lru, volatile-lfu, volatile-random or "
              "volatile-ttl (volatile-*: only keys with an expiry time; lru and lfu: a key not "
-             "used since it was last sampled, from one bit per key)",
+             "used since the clock hand last passed it, from one bit per key)",
      .num = &S->maxmemory_policy},
     {.name = "maxmemory-samples",
      .type = KV_CONF_INT,
@@ -246,7 +246,8 @@ const struct kv_conf_item kvd_setting_items[] = {
      .def = "5",
      .min = 1,
      .max = 64,
-     .help = "keys sampled to choose one to evict (lru, lfu, ttl policies)",
+     .help = "keys sampled to choose one to evict under volatile-ttl (lru and lfu follow a "
+             "clock hand, random takes one)",
      .num = &S->maxmemory_samples},
 };
 

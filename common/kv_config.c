@@ -139,6 +139,13 @@ static int set_number(const struct kv_conf_item *item, const char *value, char *
         }
         break;
     }
+    case KV_CONF_CUSTOM:
+        KV_ASSERT(item->parse != NULL && item->format != NULL);
+        v = item->parse(value, err, errlen);
+        if (v < 0) {
+            return KV_EINVAL;
+        }
+        break;
     default:
         KV_ASSERT(0);
     }
@@ -191,6 +198,8 @@ size_t kv_conf_format(const struct kv_conf_item *item, char *buf, size_t cap)
             n = snprintf(buf, cap, "%s", v ? "yes" : "no");
         } else if (item->type == KV_CONF_ENUM) {
             n = snprintf(buf, cap, "%s", item->choices[v]);
+        } else if (item->type == KV_CONF_CUSTOM) {
+            return item->format(v, buf, cap);
         } else {
             n = snprintf(buf, cap, "%" PRId64, v);
         }

@@ -26,6 +26,7 @@ enum kv_conf_type {
     KV_CONF_BOOL,   /* yes / no */
     KV_CONF_ENUM,   /* one of `choices`, stored as its index */
     KV_CONF_STRING, /* text up to str_cap - 1 bytes */
+    KV_CONF_CUSTOM, /* a number with its own text form: `parse` and `format` */
 };
 
 #define KV_CONF_RUNTIME 1u /* CONFIG SET may change it while the server runs */
@@ -41,6 +42,9 @@ struct kv_conf_item {
     _Atomic int64_t *num;       /* INT, BYTES, BOOL, ENUM */
     char *str;                  /* STRING */
     size_t str_cap;             /* STRING: capacity of str, including the NUL */
+    /* CUSTOM: the value of a text (< 0: invalid, with the reason in err) and back */
+    int64_t (*parse)(const char *value, char *err, size_t errlen);
+    size_t (*format)(int64_t v, char *buf, size_t cap);
 };
 
 /* A relaxed read of a numeric setting. */

@@ -117,14 +117,17 @@ struct tbl {
     size_t expiring;              /* entries with an expiry time */
     unsigned __int128 expire_sum; /* sum of their expiry times (ms) */
     /* split by hash: set on both sides while in progress */
-    struct tbl *split_dst; /* on src */
-    struct tbl *split_src; /* on dst */
-    uint64_t split_m;      /* on src: keys with h >= m go to dst */
-    uint64_t split_pos;    /* on src: placement positions < pos are done */
-    size_t drop_di;        /* tbl_destroy_step: directory entries below this are freed */
-    uint64_t hand_pos;     /* tbl_sample's clock hand: a segment's hash position ... */
-    size_t hand_slot;      /* ... and the slot in it where the next TBL_SAMPLE_HAND looks */
-    pthread_t owner;       /* the only thread that may call; checked in debug builds */
+    struct tbl *split_dst;      /* on src */
+    struct tbl *split_src;      /* on dst */
+    uint64_t split_m;           /* on src: keys with h >= m go to dst */
+    uint64_t split_pos;         /* on src: placement positions < pos are done */
+    size_t drop_di;             /* tbl_destroy_step: directory entries below this are freed */
+    tbl_expired_fn *on_expired; /* tbl_on_expired */
+    void *on_expired_ctx;
+    uint32_t on_expired_tag;
+    uint64_t hand_pos; /* tbl_sample's clock hand: a segment's hash position ... */
+    size_t hand_slot;  /* ... and the slot in it where the next TBL_SAMPLE_HAND looks */
+    pthread_t owner;   /* the only thread that may call; checked in debug builds */
 };
 
 __attribute__((unused)) static inline bool tbl__owned(const struct tbl *t)
@@ -729,6 +732,14 @@ struct loc {
 };
 
 /* Route, find, and drop the key if expired. */
+/* An expired entry is about to go: tell the owner (tbl_on_expired). */
+static inline void tbl__expired(const struct tbl *t, const uint8_t *p)
+{
+    if (t->on_expired != NULL) {
+        t->on_expired(t->on_expired_ctx, t->on_expired_tag, (const struct tbl_entry *)p);
+    }
+}
+
 static void tbl__lookup(struct tbl *t, const void *key, size_t klen, uint64_t h, int64_t now_ms,
                         struct loc *l)
 {
@@ -742,6 +753,7 @@ static void tbl__lookup(struct tbl *t, const void *key, size_t klen, uint64_t h,
     if (l->i != SEG_NONE) {
         uint64_t v = l->t->dir[l->di]->slot[l->i];
         if (KV_UNLIKELY(v & SLOT_X) && ent_expired(slot_ent(v), now_ms)) {
+            tbl__expired(l->t, slot_ent(v));
             mi_free(tbl__unlink(l->t, l->di, l->i));
             tbl__seg_maybe_merge(l->t, l->di);
             l->i = SEG_NONE;
@@ -1087,6 +1099,7 @@ size_t tbl_expire_step(struct tbl *t, int64_t now_ms, uint64_t *cursor, size_t s
         for (size_t i = 0; i < SEG_N;) {
             uint64_t v = s->slot[i];
             if ((v & SLOT_X) && ent_expired(slot_ent(v), now_ms)) {
+                tbl__expired(t, slot_ent(v));
                 mi_free(tbl__unlink(t, di, i)); /* a later entry may shift into i */
                 removed++;
                 continue;
@@ -1465,6 +1478,14 @@ uint8_t tbl_entry_type(const struct tbl_entry *e)
 {
     KV_ASSERT(e != NULL);
     return e->flags & ENT_TYPE_MASK;
+}
+
+void tbl_on_expired(struct tbl *t, tbl_expired_fn *fn, void *ctx, uint32_t tag)
+{
+    KV_ASSERT(t != NULL);
+    t->on_expired = fn;
+    t->on_expired_ctx = ctx;
+    t->on_expired_tag = tag;
 }
 
 bool tbl_entry_referenced(const struct tbl_entry *e)

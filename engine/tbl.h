@@ -200,6 +200,14 @@ size_t tbl_expire_step(struct tbl *t, int64_t now_ms, uint64_t *cursor, size_t s
  */
 uint64_t tbl_scan(struct tbl *t, uint64_t cursor, int64_t now_ms, tbl_scan_fn *fn, void *ctx);
 
+/*
+ * Expiry hook: fn(ctx, tag, e) is called with each expired entry the table removes (by a
+ * lookup or tbl_expire_step), just before it is freed; it must not touch the table.
+ * NULL: none (the default). Owning thread only.
+ */
+typedef void tbl_expired_fn(void *ctx, uint32_t tag, const struct tbl_entry *e);
+void tbl_on_expired(struct tbl *t, tbl_expired_fn *fn, void *ctx, uint32_t tag);
+
 /* Flags of tbl_sample(). */
 enum tbl_sample_flag {
     TBL_SAMPLE_EXPIRING = 1u << 0, /* only entries with an expiry time */

@@ -462,6 +462,20 @@ void cmd_log_flush(struct shard *sh, uint32_t slot, uint32_t db)
     wal_append(sh->wal, &v);
 }
 
+void cmd_notify_mod(struct cmd_ctx *x, const struct tbl_mod *m, const char *event,
+                    const struct resp_arg *key)
+{
+    if (m->created) {
+        cmd_notify(x, NOTIFY_NEW, "new", key);
+    }
+    cmd_notify(x, NOTIFY_STRING, event, key);
+}
+
+bool cmd_new_key(struct cmd_ctx *x, const struct resp_arg *key, uint64_t h)
+{
+    return notify_wants(NOTIFY_NEW) && cmd_lookup_write(x, key, h) == NULL;
+}
+
 uint64_t cmd_key_hash(const struct resp_arg *key)
 {
     return tbl_hash(key->ptr, key->len);
@@ -474,6 +488,7 @@ const struct tbl_entry *cmd_lookup_read(struct cmd_ctx *x, const struct resp_arg
         STAT_ADD(x->sh->stats.keyspace_hits, 1);
     } else {
         STAT_ADD(x->sh->stats.keyspace_misses, 1);
+        cmd_notify(x, NOTIFY_KEY_MISS, "keymiss", key);
     }
     return e;
 }

@@ -28,6 +28,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "notify.h"
 #include "reply.h"
 
 struct conn;
@@ -169,6 +170,20 @@ const struct tbl_entry *cmd_lookup_write(struct cmd_ctx *x, const struct resp_ar
  * counts one change, with or without a WAL.
  */
 void cmd_log_key(struct cmd_ctx *x, const struct resp_arg *key, uint64_t h);
+
+/* Keyspace notification of `event` (class cls) for key in the command's database
+ * (notify.h): one relaxed load unless notify-keyspace-events enables the class. */
+#define cmd_notify(x, cls, event, key)                                                             \
+    notify_key((x)->sh, (cls), (event), (x)->db, (key)->ptr, (key)->len)
+
+/* "new" if the tbl_modify that gave m made the key, then `event` of class string. */
+struct tbl_mod;
+void cmd_notify_mod(struct cmd_ctx *x, const struct tbl_mod *m, const char *event,
+                    const struct resp_arg *key);
+
+/* Whether key is absent, asked before a write that may make it so that the "new" event
+ * can follow; false without a lookup when "new" events are off. */
+bool cmd_new_key(struct cmd_ctx *x, const struct resp_arg *key, uint64_t h);
 void cmd_log_expire(struct cmd_ctx *x, const struct resp_arg *key, uint64_t h, int64_t when_ms);
 /* After a write of bytes [off, off + n) of an existing key's value (APPEND, SETRANGE):
  * logs those bytes alone (RANGE) when the value is much longer, else the whole value. */

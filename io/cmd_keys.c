@@ -9,6 +9,7 @@
 #include "cmd.h"
 
 #include "evict.h"
+#include "notify.h"
 #include "kv_assert.h"
 #include "kv_config.h"
 #include "kvd_settings.h"
@@ -33,6 +34,7 @@ void cmd_del(struct cmd_ctx *x)
         struct tbl *t = cmd_tbl_peek(x, h);
         if (t != NULL && tbl_del(t, k->ptr, k->len, h, x->now_ms, NULL) == 0) {
             cmd_log_key(x, k, h);
+            cmd_notify(x, NOTIFY_GENERIC, "del", k);
             n++;
         }
     }
@@ -142,9 +144,11 @@ static void expire_generic(struct cmd_ctx *x, int64_t unit_ms, bool relative)
     if (when <= x->now_ms) {
         tbl_del(t, key->ptr, key->len, h, x->now_ms, NULL);
         cmd_log_key(x, key, h);
+        cmd_notify(x, NOTIFY_GENERIC, "del", key);
     } else {
         tbl_expire_set(t, key->ptr, key->len, h, x->now_ms, when);
         cmd_log_expire(x, key, h, when);
+        cmd_notify(x, NOTIFY_GENERIC, "expire", key);
     }
     reply_int(x->out, 1);
 }
@@ -223,6 +227,7 @@ void cmd_persist(struct cmd_ctx *x)
     }
     tbl_expire_set(cmd_tbl(x, h), key->ptr, key->len, h, x->now_ms, 0);
     cmd_log_expire(x, key, h, 0);
+    cmd_notify(x, NOTIFY_GENERIC, "persist", key);
     reply_int(x->out, 1);
 }
 
@@ -399,6 +404,7 @@ static bool put_copy(struct cmd_ctx *x, const struct tbl_entry *e, const struct 
     bool ok = tbl_put(cmd_tbl(x, h), k->ptr, k->len, h, &pa, x->now_ms, NULL) == 0;
     if (ok) {
         cmd_log_key(x, k, h);
+        cmd_notify(x, NOTIFY_NEW, "new", k); /* Redis adds the copy anew, replacing or not */
     } else {
         reply_error(x->out, "OOM command not allowed when used memory > 'maxmemory'.");
     }
@@ -444,6 +450,7 @@ void cmd_copy(struct cmd_ctx *x)
         return;
     }
     if (put_copy(x, e, dst, hd, dst_db)) {
+        notify_key(x->sh, NOTIFY_GENERIC, "copy_to", dst_db, dst->ptr, dst->len);
         reply_int(x->out, 1);
     }
 }
@@ -484,6 +491,8 @@ void cmd_move(struct cmd_ctx *x)
     KV_ASSERT(rc == 0);
     cmd_log_key(x, key, h);
     cmd_count_changes(x->sh, -1); /* two records, one change (Redis: dirty++ once) */
+    cmd_notify(x, NOTIFY_GENERIC, "move_from", key);
+    notify_key(x->sh, NOTIFY_GENERIC, "move_to", dst_db, key->ptr, key->len);
     reply_int(x->out, 1);
 }
 
@@ -597,6 +606,7 @@ void cmd_restore(struct cmd_ctx *x)
         if (ttl != 0 && (over || when <= x->now_ms)) { /* expired: only the old key goes */
             if (exists && tbl_del(cmd_tbl(x, h), key->ptr, key->len, h, x->now_ms, NULL) == 0) {
                 cmd_log_key(x, key, h);
+                cmd_notify(x, NOTIFY_GENERIC, "del", key);
             }
             reply_ok(x->out);
         } else {
@@ -606,6 +616,8 @@ void cmd_restore(struct cmd_ctx *x)
                 reply_error(x->out, "OOM command not allowed when used memory > 'maxmemory'.");
             } else {
                 cmd_log_key(x, key, h);
+                cmd_notify(x, NOTIFY_NEW, "new", key);
+                cmd_notify(x, NOTIFY_GENERIC, "restore", key);
                 reply_ok(x->out);
             }
         }
@@ -656,6 +668,9 @@ static void rename_generic(struct cmd_ctx *x, bool nx)
     }
     cmd_log_key(x, dst, hd);
     cmd_count_changes(x->sh, -1); /* one change, as Redis counts it */
+    cmd_notify(x, NOTIFY_NEW, "new", dst);
+    cmd_notify(x, NOTIFY_GENERIC, "rename_from", src);
+    cmd_notify(x, NOTIFY_GENERIC, "rename_to", dst);
     if (nx) {
         reply_int(x->out, 1);
     } else {

@@ -159,6 +159,7 @@ static void set_generic(struct cmd_ctx *x, const struct resp_arg *key, const str
         .type = TBL_TYPE_STRING,
     };
     struct tbl_entry *old = NULL;
+    bool created = cmd_new_key(x, key, h);
     int rc = tbl_put(cmd_tbl(x, h), key->ptr, key->len, h, &pa, x->now_ms,
                      (opts & SET_GET) ? &old : NULL);
     if (rc == KV_ENOMEM) {
@@ -172,6 +173,16 @@ static void set_generic(struct cmd_ctx *x, const struct resp_arg *key, const str
     KV_ASSERT(rc == 0 || rc == KV_EEXIST || rc == KV_ENOTFOUND);
     if (rc == 0) {
         cmd_log_key(x, key, h);
+        if ((opts & SET_GET) && old == NULL) {
+            cmd_notify(x, NOTIFY_KEY_MISS, "keymiss", key); /* Redis's GET part comes first */
+        }
+        if (created) {
+            cmd_notify(x, NOTIFY_NEW, "new", key);
+        }
+        cmd_notify(x, NOTIFY_STRING, "set", key);
+        if (expire_ms != 0) {
+            cmd_notify(x, NOTIFY_GENERIC, "expire", key);
+        }
     }
     if (opts & SET_GET) {
         /* SET ... GET replies the old value whether or not the condition held. */
@@ -245,11 +256,13 @@ void cmd_getdel(struct cmd_ctx *x)
     struct tbl_entry *old = NULL;
     if (tbl_del(cmd_tbl(x, h), key->ptr, key->len, h, x->now_ms, &old) != 0) {
         STAT_ADD(x->sh->stats.keyspace_misses, 1);
+        cmd_notify(x, NOTIFY_KEY_MISS, "keymiss", key);
         reply_null(x->out);
         return;
     }
     STAT_ADD(x->sh->stats.keyspace_hits, 1);
     cmd_log_key(x, key, h);
+    cmd_notify(x, NOTIFY_GENERIC, "del", key);
     reply_entry(x, old);
     tbl_entry_free(old);
 }
@@ -275,8 +288,15 @@ void cmd_getex(struct cmd_ctx *x)
     reply_entry(x, e);
     /* PERSIST of a key without a TTL changes nothing: no WAL record, no WATCH touch */
     if (ea != 0 || ((opts & SET_PERSIST) && tbl_entry_expire_ms(e) != 0)) {
+        if (when != 0 && when <= x->now_ms) { /* a time already past: deleted, as Redis */
+            tbl_del(cmd_tbl(x, h), key->ptr, key->len, h, x->now_ms, NULL);
+            cmd_log_key(x, key, h);
+            cmd_notify(x, NOTIFY_GENERIC, "del", key);
+            return;
+        }
         tbl_expire_set(cmd_tbl(x, h), key->ptr, key->len, h, x->now_ms, when);
         cmd_log_expire(x, key, h, when);
+        cmd_notify(x, NOTIFY_GENERIC, when == 0 ? "persist" : "expire", key);
     }
 }
 
@@ -300,12 +320,17 @@ void cmd_mset(struct cmd_ctx *x)
         const struct resp_arg *key = &x->argv[i];
         uint64_t h = cmd_key_hash(key);
         struct tbl_put_args pa = {.val = x->argv[i + 1].ptr, .val_len = x->argv[i + 1].len};
+        bool created = cmd_new_key(x, key, h);
         int rc = tbl_put(cmd_tbl(x, h), key->ptr, key->len, h, &pa, x->now_ms, NULL);
         if (rc != 0) {
             reply_error(x->out, "OOM command not allowed when used memory > 'maxmemory'.");
             return;
         }
         cmd_log_key(x, key, h);
+        if (created) {
+            cmd_notify(x, NOTIFY_NEW, "new", key);
+        }
+        cmd_notify(x, NOTIFY_STRING, "set", key);
     }
     reply_ok(x->out);
 }
@@ -328,6 +353,8 @@ void cmd_msetnx(struct cmd_ctx *x)
         struct tbl_put_args pa = {.val = x->argv[i + 1].ptr, .val_len = x->argv[i + 1].len};
         tbl_put(cmd_tbl(x, h), key->ptr, key->len, h, &pa, x->now_ms, NULL);
         cmd_log_key(x, key, h);
+        cmd_notify(x, NOTIFY_NEW, "new", key); /* every key was absent */
+        cmd_notify(x, NOTIFY_STRING, "set", key);
     }
     reply_int(x->out, 1);
 }
@@ -355,6 +382,10 @@ static void store_i64(struct cmd_ctx *x, const struct resp_arg *key, uint64_t h,
     }
     memcpy(m.val, buf, (size_t)n);
     cmd_log_key(x, key, h);
+    if (m.created) {
+        cmd_notify(x, NOTIFY_NEW, "new", key);
+    }
+    cmd_notify(x, NOTIFY_STRING, "incrby", key);
     reply_int(x->out, v);
 }
 
@@ -493,6 +524,7 @@ void cmd_incrbyfloat(struct cmd_ctx *x)
     }
     memcpy(m.val, buf, (size_t)n);
     cmd_log_key(x, key, h);
+    cmd_notify_mod(x, &m, "incrbyfloat", key);
     reply_bulk(x->out, buf, (size_t)n);
 }
 
@@ -527,6 +559,7 @@ void cmd_append(struct cmd_ctx *x)
     KV_ASSERT(m.old_len == cur);
     memcpy(m.val + cur, add->ptr, add->len);
     cmd_log_range(x, key, h, cur, add->len);
+    cmd_notify_mod(x, &m, "append", key);
     reply_int(x->out, (int64_t)(cur + add->len));
 }
 
@@ -613,6 +646,7 @@ void cmd_setrange(struct cmd_ctx *x)
     }
     memcpy(m.val + off, val->ptr, val->len);
     cmd_log_range(x, key, h, off, val->len);
+    cmd_notify_mod(x, &m, "setrange", key);
     reply_int(x->out, (int64_t)len);
 }
 
@@ -664,6 +698,7 @@ void cmd_setbit(struct cmd_ctx *x)
     p[byte] = (unsigned char)(on ? (p[byte] | mask) : (p[byte] & ~mask));
     if (len > cur || old != (unsigned)on) { /* as Redis: no change, no WAL record or touch */
         cmd_log_range(x, key, h, byte, 1);
+        cmd_notify_mod(x, &m, "setbit", key);
     }
     reply_int(x->out, old);
 }
@@ -878,6 +913,7 @@ void cmd_bitop(struct cmd_ctx *x)
         }
         if (tbl_del(cmd_tbl(x, h), dest->ptr, dest->len, h, x->now_ms, NULL) == 0) {
             cmd_log_key(x, dest, h);
+            cmd_notify(x, NOTIFY_GENERIC, "del", dest);
         }
         reply_int(x->out, 0);
         return;
@@ -897,6 +933,7 @@ void cmd_bitop(struct cmd_ctx *x)
     }
     mi_free(src);
     struct tbl_put_args pa = {.val = out, .val_len = max};
+    bool created = cmd_new_key(x, dest, h);
     int rc = tbl_put(cmd_tbl(x, h), dest->ptr, dest->len, h, &pa, x->now_ms, NULL);
     mi_free(out);
     if (rc != 0) {
@@ -904,6 +941,10 @@ void cmd_bitop(struct cmd_ctx *x)
         return;
     }
     cmd_log_key(x, dest, h);
+    if (created) {
+        cmd_notify(x, NOTIFY_NEW, "new", dest);
+    }
+    cmd_notify(x, NOTIFY_STRING, "set", dest);
     reply_int(x->out, (int64_t)max);
 }
 
@@ -1102,6 +1143,7 @@ static void bitfield_generic(struct cmd_ctx *x, bool ro)
     uint64_t h = cmd_key_hash(key);
     unsigned char *val = NULL;
     size_t len = 0, cur = 0;
+    bool created = false;
     if (!writes) {
         const struct tbl_entry *e = cmd_lookup_read(x, key, h);
         if (e != NULL) {
@@ -1125,6 +1167,7 @@ static void bitfield_generic(struct cmd_ctx *x, bool ro)
             goto out;
         }
         val = (unsigned char *)m.val;
+        created = m.created;
     }
     reply_array(x->out, n);
     uint64_t lo = UINT64_MAX, hi = 0; /* the bits changed */
@@ -1186,6 +1229,10 @@ static void bitfield_generic(struct cmd_ctx *x, bool ro)
         }
         cmd_log_range(x, key, h, (size_t)first, (size_t)(last - first));
         cmd_count_changes(x->sh, (int64_t)changes - 1); /* one per changing operation */
+        if (created) {
+            cmd_notify(x, NOTIFY_NEW, "new", key);
+        }
+        cmd_notify(x, NOTIFY_STRING, "setbit", key);
     }
 out:
     if (steps != stack) {

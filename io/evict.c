@@ -203,6 +203,7 @@ static uint64_t evict_entry(struct shard *sh, const struct pick *where, const st
     struct resp_arg key = {.ptr = k, .len = klen};
     struct cmd_ctx x = {.sh = sh, .now_ms = sh->now_ms, .db = where->db};
     cmd_log_key(&x, &key, h); /* WAL DEL record, WATCH, changes */
+    cmd_notify(&x, NOTIFY_EVICTED, "evicted", &key);
     tbl_entry_free(old);
     STAT_ADD(sh->stats.evicted_keys, 1);
     return mem;

@@ -7,6 +7,7 @@
 
 #include "evict.h"
 #include "kv_error.h"
+#include "notify.h"
 #include "kv_log.h"
 
 #include <stdint.h>
@@ -249,6 +250,15 @@ const struct kv_conf_item kvd_setting_items[] = {
      .help = "keys sampled to choose one to evict under volatile-ttl (lru and lfu follow a "
              "clock hand, random takes one)",
      .num = &S->maxmemory_samples},
+    {.name = "notify-keyspace-events",
+     .type = KV_CONF_CUSTOM,
+     .flags = RT,
+     .def = "",
+     .help = "keyspace notifications, as Redis: K (__keyspace@<db>__:<key>), E "
+             "(__keyevent@<db>__:<event>) and classes g $ x e n m, A for all (\"\" = none)",
+     .num = &S->notify_keyspace_events,
+     .parse = notify_parse,
+     .format = notify_format},
 };
 
 const size_t kvd_setting_count = sizeof kvd_setting_items / sizeof kvd_setting_items[0];

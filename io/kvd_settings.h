@@ -49,6 +49,7 @@ struct kvd_settings {
     _Atomic int64_t maxmemory;
     _Atomic int64_t maxmemory_policy; /* enum evict_policy */
     _Atomic int64_t maxmemory_samples;
+    _Atomic int64_t notify_keyspace_events; /* enum notify_class bits */
 };
 
 extern struct kvd_settings kvd_settings;

@@ -221,9 +221,21 @@ static struct gentry *g_find(struct gentry *v, size_t n, const char *p, size_t l
     return NULL;
 }
 
+/* Subscriptions that may receive keyspace notifications: to a channel starting with
+ * "__key", or to any pattern. Read without the mutex by notify.c's fast check. */
+static _Atomic int64_t g_notify_listeners;
+
+bool pubsub_notify_listened(void)
+{
+    return atomic_load_explicit(&g_notify_listeners, memory_order_relaxed) > 0;
+}
+
 /* +1 / -1 subscription of shard `s` to channel or pattern p. Under g_mu. */
 static void g_count(bool pattern, uint32_t s, const char *p, size_t n, int delta)
 {
+    if (pattern || (n >= 5 && memcmp(p, "__key", 5) == 0)) {
+        atomic_fetch_add_explicit(&g_notify_listeners, delta, memory_order_relaxed);
+    }
     struct gentry **v = pattern ? &g_pats : &g_chans;
     size_t *cnt = pattern ? &g_npats : &g_nchans;
     size_t *cap = pattern ? &g_cap_pats : &g_cap_chans;

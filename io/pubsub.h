@@ -43,6 +43,10 @@ void pubsub_on_message(struct shard *sh, const struct xmsg *m);
 int64_t pubsub_publish_async(struct shard *sh, const char *ch, size_t chn, const char *msg,
                              size_t mn);
 
+/* True if some subscription may receive a keyspace notification (a channel starting
+ * with "__key", or any pattern): a relaxed load, for notify.c to skip the work. */
+bool pubsub_notify_listened(void);
+
 /* Frees a shard's subscription maps (teardown; no connection is left). */
 void pubsub_local_free(struct shard *sh);
 

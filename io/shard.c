@@ -24,6 +24,7 @@
 
 #include "conn.h"
 #include "evict.h"
+#include "notify.h"
 #include "kv_assert.h"
 #include "kv_clock.h"
 #include "watch.h"
@@ -88,6 +89,16 @@ static void db_count(struct shard *sh, uint32_t db, int delta)
     }
 }
 
+/* A table's expired key: the "expired" keyspace notification (notify.h). */
+static void on_expired(void *ctx, uint32_t db, const struct tbl_entry *e)
+{
+    if (notify_wants(NOTIFY_EXPIRED)) {
+        size_t klen;
+        const char *k = tbl_entry_key(e, &klen);
+        notify_key(ctx, NOTIFY_EXPIRED, "expired", db, k, klen);
+    }
+}
+
 struct tbl *shard_part_table(struct shard *sh, uint32_t slot, uint32_t db)
 {
     KV_ASSERT(slot < sh->table_count && db < sh->ndb);
@@ -95,6 +106,7 @@ struct tbl *shard_part_table(struct shard *sh, uint32_t slot, uint32_t db)
     if (KV_UNLIKELY(*t == NULL)) {
         *t = tbl_create(sh->heap);
         KV_ASSERT(*t != NULL); /* out of memory, as any allocation of a request */
+        tbl_on_expired(*t, on_expired, sh, db);
         db_count(sh, db, 1);
     }
     return *t;
@@ -108,6 +120,7 @@ struct tbl *shard_part_swap(struct shard *sh, uint32_t slot, uint32_t db, struct
     sh->tables[i] = t;
     sh->expire_cursor[i] = 0;
     if (t != NULL) {
+        tbl_on_expired(t, on_expired, sh, db); /* SWAPDB: the table's database changed */
         db_count(sh, db, 1);
     }
     if (old != NULL) {
@@ -873,6 +886,7 @@ static int shard_setup_on_thread(struct shard *sh)
         if (sh->tables[(size_t)slot * sh->ndb] == NULL) {
             return -ENOMEM;
         }
+        tbl_on_expired(sh->tables[(size_t)slot * sh->ndb], on_expired, sh, 0);
         db_count(sh, 0, 1);
     }
     return 0;

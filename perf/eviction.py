@@ -1,0 +1,167 @@
+#!/usr/bin/python3
+"""perf/eviction.py: SET throughput while evicting, kvd against redis-server.
+
+Both servers run single-threaded on core 0 (kvd --threads 1 --appendonly no,
+redis-server --save '' --appendonly no), with the same maxmemory and policy; the client,
+redis-benchmark, on core 1 with 50 connections, 100-byte values and keys drawn from 10M
+(so that nearly every SET adds a key and, once the limit is reached, evicts one). Each
+server is first filled past its limit (not measured), then every run measures
+`-t set -n N -P P` on each server in turn (the order alternated by run) and records ops/s,
+the server's CPU time per request (utime + stime from /proc over the run), used_memory
+against maxmemory, and the keys evicted during the run. Prints a markdown table of
+medians (min-max) and the kvd/redis ratios; --append adds it to a file.
+
+    perf/eviction.py [--build build/release] [--runs 3] [--maxmemory 64mb]
+                     [--policy allkeys-lru] [--pipelines 16,1] [--append docs/PERFORMANCE.md]
+"""
+import argparse
+import datetime
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HZ = os.sysconf("SC_CLK_TCK")
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+def cpu_s(pid):
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / HZ
+
+
+def info(port, field):
+    out = subprocess.run(["redis-cli", "-p", str(port), "INFO"], capture_output=True,
+                         text=True, check=True).stdout
+    m = re.search(r"^%s:(\S+)" % field, out, re.M)
+    return int(m.group(1))
+
+
+def wait_port(port, proc):
+    for _ in range(500):
+        if proc.poll() is not None:
+            raise SystemExit("server exited: %s" % proc.args)
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.2).close()
+            return
+        except OSError:
+            time.sleep(0.02)
+    raise SystemExit("server did not start: %s" % proc.args)
+
+
+def bench(port, n, p):
+    cmd = ["taskset", "-c", "1", "redis-benchmark", "-p", str(port), "-c", "50", "-t", "set",
+           "-d", "100", "-r", "10000000", "-n", str(n), "-P", str(p), "-q"]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    m = re.findall(r"SET: ([\d.]+) requests per second", out.replace("\r", "\n"))
+    return float(m[-1]), " ".join(cmd)
+
+
+def med(v):
+    return "%s (%s-%s)" % (fmt(statistics.median(v)), fmt(min(v)), fmt(max(v)))
+
+
+def fmt(x):
+    return "%.0f" % x if x >= 100 else "%.2f" % x
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--build", default="build/release")
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--maxmemory", default="64mb")
+    ap.add_argument("--policy", default="allkeys-lru")
+    ap.add_argument("--pipelines", default="16,1")
+    ap.add_argument("--append")
+    a = ap.parse_args()
+    tmp = tempfile.mkdtemp(prefix="kv-evict-")
+    procs = {}
+    try:
+        kp, rp = free_port(), free_port()
+        kvd = [os.path.join(a.build, "io", "kvd"), "--port", str(kp), "--threads", "1",
+               "--appendonly", "no", "--dir", os.path.join(tmp, "kvd"), "--maxmemory",
+               a.maxmemory, "--maxmemory-policy", a.policy]
+        red = ["redis-server", "--port", str(rp), "--save", "", "--appendonly", "no", "--dir",
+               tmp, "--maxmemory", a.maxmemory, "--maxmemory-policy", a.policy]
+        for name, args, port in [("kvd", kvd, kp), ("redis", red, rp)]:
+            procs[name] = (subprocess.Popen(["taskset", "-c", "0"] + args,
+                                            stdout=subprocess.DEVNULL,
+                                            stderr=subprocess.DEVNULL), port)
+            wait_port(port, procs[name][0])
+        maxmem = info(kp, "maxmemory")
+        for name, (proc, port) in procs.items():  # fill past the limit (not measured)
+            bench(port, 1000000, 16)
+        rows = {}
+        cmds = set()
+        for p in [int(x) for x in a.pipelines.split(",")]:
+            n = 2000000 if p > 1 else 300000
+            for run in range(a.runs):
+                order = list(procs.items()) if run % 2 == 0 else list(procs.items())[::-1]
+                for name, (proc, port) in order:
+                    ev0, c0 = info(port, "evicted_keys"), cpu_s(proc.pid)
+                    ops, cmd = bench(port, n, p)
+                    cpu = (cpu_s(proc.pid) - c0) * 1e6 / n
+                    ev = info(port, "evicted_keys") - ev0
+                    used = info(port, "used_memory")
+                    cmds.add(cmd.replace(str(port), "PORT"))
+                    r = rows.setdefault((p, name), {"ops": [], "cpu": [], "used": [], "ev": []})
+                    r["ops"].append(ops)
+                    r["cpu"].append(cpu)
+                    r["used"].append(used / maxmem)
+                    r["ev"].append(ev / n)
+        now = datetime.datetime.utcnow().strftime("%Y-%m-%d %H:%M UTC")
+        load = open("/proc/loadavg").read().split()[:3]
+        lines = ["### perf/eviction.py, %s" % now, "",
+                 "`perf/eviction.py --build %s --runs %d --maxmemory %s --policy %s "
+                 "--pipelines %s`; load average %s at the end." % (
+                     a.build, a.runs, a.maxmemory, a.policy, a.pipelines, " ".join(load)),
+                 "",
+                 "| P | server | SET ops/s | server CPU us/req | used_memory / maxmemory "
+                 "| evictions per SET |",
+                 "| --- | --- | --- | --- | --- | --- |"]
+        for (p, name), r in sorted(rows.items()):
+            lines.append("| %d | %s | %s | %s | %s | %s |" % (
+                p, name, med(r["ops"]), med(r["cpu"]), med(r["used"]), med(r["ev"])))
+        lines += ["", "| P | kvd / redis ops/s | kvd / redis CPU per request |",
+                  "| --- | --- | --- |"]
+        for p in sorted({p for p, _ in rows}):
+            k, r = rows[(p, "kvd")], rows[(p, "redis")]
+            lines.append("| %d | %.2fx | %.2fx |" % (
+                p, statistics.median(k["ops"]) / statistics.median(r["ops"]),
+                statistics.median(k["cpu"]) / statistics.median(r["cpu"])))
+        lines += ["", "Servers and client:", "", "```sh"] + [
+            "taskset -c 0 " + " ".join(
+                x.replace(str(kp), "PORT").replace(str(rp), "PORT").replace(tmp, "$TMP")
+                for x in args)
+            for args in (kvd, red)] + sorted(cmds) + ["```", ""]
+        text = "\n".join(lines)
+        print(text)
+        if a.append:
+            with open(a.append, "a") as f:
+                f.write("\n" + text)
+    finally:
+        for proc, _ in procs.values():
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -44,6 +44,12 @@ def cpu_s(pid):
     return (int(fields[11]) + int(fields[12])) / HZ
 
 
+def rss_mb(pid):
+    with open("/proc/%d/status" % pid) as f:
+        kb = int(re.search(r"^VmRSS:\s+(\d+)", f.read(), re.M).group(1))
+    return kb / 1024.0
+
+
 def info(port, field):
     out = subprocess.run(["redis-cli", "-p", str(port), "INFO"], capture_output=True,
                          text=True, check=True).stdout
@@ -117,8 +123,14 @@ def main():
                     cpu = (cpu_s(proc.pid) - c0) * 1e6 / n
                     ev = info(port, "evicted_keys") - ev0
                     used = info(port, "used_memory")
+                    keys = int(subprocess.run(["redis-cli", "-p", str(port), "DBSIZE"],
+                                              capture_output=True, text=True).stdout)
                     cmds.add(cmd.replace(str(port), "PORT"))
-                    r = rows.setdefault((p, name), {"ops": [], "cpu": [], "used": [], "ev": []})
+                    r = rows.setdefault((p, name),
+                                        {"ops": [], "cpu": [], "used": [], "ev": [], "keys": [],
+                                         "rss": []})
+                    r["keys"].append(keys)
+                    r["rss"].append(rss_mb(proc.pid))
                     r["ops"].append(ops)
                     r["cpu"].append(cpu)
                     r["used"].append(used / maxmem)
@@ -131,11 +143,12 @@ def main():
                      a.build, a.runs, a.maxmemory, a.policy, a.pipelines, " ".join(load)),
                  "",
                  "| P | server | SET ops/s | server CPU us/req | used_memory / maxmemory "
-                 "| evictions per SET |",
-                 "| --- | --- | --- | --- | --- | --- |"]
+                 "| evictions per SET | keys held | RSS MB |",
+                 "| --- | --- | --- | --- | --- | --- | --- | --- |"]
         for (p, name), r in sorted(rows.items()):
-            lines.append("| %d | %s | %s | %s | %s | %s |" % (
-                p, name, med(r["ops"]), med(r["cpu"]), med(r["used"]), med(r["ev"])))
+            lines.append("| %d | %s | %s | %s | %s | %s | %s | %s |" % (
+                p, name, med(r["ops"]), med(r["cpu"]), med(r["used"]), med(r["ev"]),
+                med(r["keys"]), med(r["rss"])))
         lines += ["", "| P | kvd / redis ops/s | kvd / redis CPU per request |",
                   "| --- | --- | --- |"]
         for p in sorted({p for p, _ in rows}):
@@ -145,7 +158,7 @@ def main():
                 statistics.median(k["cpu"]) / statistics.median(r["cpu"])))
         lines += ["", "Servers and client:", "", "```sh"] + [
             "taskset -c 0 " + " ".join(
-                x.replace(str(kp), "PORT").replace(str(rp), "PORT").replace(tmp, "$TMP")
+                x.replace(str(kp), "PORT").replace(str(rp), "PORT").replace(tmp, "$TMP") or "''"
                 for x in args)
             for args in (kvd, red)] + sorted(cmds) + ["```", ""]
         text = "\n".join(lines)

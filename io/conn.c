@@ -1597,8 +1597,9 @@ static void txn_queue(struct conn *c, const struct cmd_desc *d, size_t argc,
 
 static bool txn_exec_cross(struct conn *c);
 
-/* Runs one command outside MULTI as a cross-shard transaction of its own (SWAPDB: no
- * shard sees the databases half swapped; a script whose keys are not on one shard). */
+/* Runs one command outside MULTI as a cross-shard transaction of its own (SWAPDB,
+ * FLUSHALL, FLUSHDB: no client sees the databases half swapped or half emptied; a script
+ * whose keys are not on one shard). */
 static void txn_bare(struct conn *c, const struct cmd_desc *d, size_t argc,
                      const struct resp_arg *argv)
 {
@@ -2646,7 +2647,7 @@ static void dispatch_pre(struct conn *c, const struct resp_cmd *cmd, const struc
             finish_early(c);
         } else if (sh->srv->nthreads == 1) {
             exec_local(c, d, argc, argv);
-        } else if (d->fn == cmd_swapdb) {
+        } else if (d->fn == cmd_swapdb || d->fn == cmd_flushall || d->fn == cmd_flushdb) {
             txn_bare(c, d, argc, argv); /* on every shard at one instant, as in Redis */
         } else {
             fan_out(c, d, argc, argv, NULL);
@@ -2746,17 +2747,19 @@ static bool run_batch(struct conn *c, struct batch_cmd *b, size_t n)
     return !(c->flags & (CONN_CLOSING | CONN_CLOSE_AFTER));
 }
 
-/* EXEC, EVAL & co and SWAPDB are dispatched on their own, never in a batch parsed ahead:
+/* EXEC, EVAL & co, SWAPDB, FLUSHALL and FLUSHDB are dispatched on their own, never in a
+ * batch parsed ahead:
  * each may run as a cross-shard transaction that has to wait for another shard's, and
  * what follows it must wait too (only the unbatched path stops at CONN_TXN_WAIT). */
 static inline bool is_exec(const struct resp_arg *a)
 {
     char c0 = a->len > 0 ? (char)(a->ptr[0] | 0x20) : 0;
-    if (KV_LIKELY(c0 != 'e' && c0 != 's')) {
+    if (KV_LIKELY(c0 != 'e' && c0 != 's' && c0 != 'f')) {
         return false;
     }
     return cmd_arg_is(a, "exec") || cmd_arg_is(a, "eval") || cmd_arg_is(a, "evalsha") ||
-           cmd_arg_is(a, "eval_ro") || cmd_arg_is(a, "evalsha_ro") || cmd_arg_is(a, "swapdb");
+           cmd_arg_is(a, "eval_ro") || cmd_arg_is(a, "evalsha_ro") || cmd_arg_is(a, "swapdb") ||
+           cmd_arg_is(a, "flushall") || cmd_arg_is(a, "flushdb");
 }
 
 /* Parses and dispatches what the parser holds until it needs more input (true) or

@@ -334,6 +334,54 @@ def test_cross_transactions_are_isolated(kc, kvd, groups):
     assert cross_count(kvd) - before >= total + reads[0]
 
 
+@pytest.mark.parametrize("flush", [("FLUSHALL",), ("FLUSHDB",), ("FLUSHALL", "ASYNC")])
+def test_flushes_are_atomic_across_threads(kc, kvd, groups, flush):
+    """Writers set a (one thread) and b (the other) together in MULTI/EXEC while another
+    client flushes: readers (MULTI/EXEC over both) see both or neither, never a flush
+    done on one thread only."""
+    a, b = groups[0][0], groups[1][0]
+    stop = threading.Event()
+    errors = []
+    seen = {"both": 0, "none": 0}
+
+    def writer():
+        try:
+            with kvd.client() as c:
+                i = 0
+                while not stop.is_set():
+                    i += 1
+                    r = c.pipeline([("MULTI",), ("SET", a, i), ("SET", b, i), ("EXEC",)])
+                    assert r[-1] == [St("OK"), St("OK")], r
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    def reader():
+        try:
+            with kvd.client() as c:
+                while not stop.is_set():
+                    va, vb = c.pipeline([("MULTI",), ("GET", a), ("GET", b), ("EXEC",)])[-1]
+                    assert va == vb, (va, vb)  # both with one value, or both gone
+                    seen["both" if va is not None else "none"] += 1
+        except Exception as e:  # noqa: BLE001
+            errors.append(e)
+
+    threads = [threading.Thread(target=writer), threading.Thread(target=reader),
+               threading.Thread(target=reader)]
+    for t in threads:
+        t.start()
+    try:
+        with kvd.client() as f:
+            deadline = time.monotonic() + 3
+            while time.monotonic() < deadline and not errors:
+                assert f.cmd(*flush) == St("OK")
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    assert not errors, errors[:3]
+    assert seen["both"] > 0 and seen["none"] > 0, seen
+
+
 def test_abandoned_cross_transactions_are_all_or_nothing(kc, kvd, groups):
     """Clients send transactions incrementing a key of each thread and close at once,
     without reading, while other clients contend for the transaction lock: each ran

@@ -7,6 +7,7 @@
 
 #include "kv_assert.h"
 #include "kv_num.h"
+#include "latency.h"
 #include "resp_parse.h"
 #include "route.h"
 #include "server.h"
@@ -98,6 +99,8 @@ static struct cmd_desc table[] = {
     {"role", 1, CMD_FAST, NOKEY, CMD_EXEC_CONN, 0, cmd_role, "noscript loading stale fast", NULL},
     {"shutdown", -1, CMD_ADMIN, NOKEY, CMD_EXEC_CONN, 0, cmd_shutdown, "admin loading stale", NULL},
     {"slowlog", -2, CMD_ADMIN, NOKEY, CMD_EXEC_CONN, 0, cmd_slowlog, "admin loading stale", NULL},
+    {"latency", -2, CMD_ADMIN | CMD_NOSCRIPT, NOKEY, CMD_EXEC_CONN, 0, cmd_latency,
+     "admin noscript loading stale", NULL},
     {"debug", -2, CMD_ADMIN, NOKEY, CMD_EXEC_CONN, 0, cmd_debug, "admin", NULL},
     {"lastsave", 1, CMD_FAST, NOKEY, CMD_EXEC_CONN, 0, cmd_lastsave, "loading stale fast", NULL},
     {"save", 1, CMD_ADMIN, NOKEY, CMD_EXEC_CONN, 0, cmd_save, "admin noscript", NULL},
@@ -195,7 +198,7 @@ static uint32_t name_hash(const char *name, size_t len)
 
 void cmd_init(void)
 {
-    static const char *const containers[] = {"client", "command", "config", "memory",
+    static const char *const containers[] = {"client", "command", "config", "latency", "memory",
                                              "object", "pubsub",  "script", "slowlog"};
     qsort(table, KV_ARRAY_LEN(table), sizeof table[0], by_name);
     memset(by_hash, 0, sizeof by_hash);
@@ -269,22 +272,24 @@ size_t cmd_index(const struct cmd_desc *d)
 
 /* The subcommands with a statistics row of their own, after the table's rows. */
 static const char *const sub_rows[] = {
-    "client|getname",  "client|help",         "client|id",
-    "client|info",     "client|kill",         "client|list",
-    "client|no-evict", "client|no-touch",     "client|reply",
-    "client|setinfo",  "client|setname",      "command|count",
-    "command|docs",    "command|getkeys",     "command|getkeysandflags",
-    "command|help",    "command|info",        "command|list",
-    "config|get",      "config|help",         "config|resetstat",
-    "config|rewrite",  "config|set",          "memory|doctor",
-    "memory|help",     "memory|malloc-stats", "memory|purge",
-    "memory|stats",    "memory|usage",        "object|encoding",
-    "object|freq",     "object|help",         "object|idletime",
-    "object|refcount", "pubsub|channels",     "pubsub|help",
-    "pubsub|numpat",   "pubsub|numsub",       "script|exists",
-    "script|flush",    "script|help",         "script|kill",
-    "script|load",     "slowlog|get",         "slowlog|help",
-    "slowlog|len",     "slowlog|reset",
+    "client|getname",  "client|help",     "client|id",
+    "client|info",     "client|kill",     "client|list",
+    "client|no-evict", "client|no-touch", "client|reply",
+    "client|setinfo",  "client|setname",  "command|count",
+    "command|docs",    "command|getkeys", "command|getkeysandflags",
+    "command|help",    "command|info",    "command|list",
+    "config|get",      "config|help",     "config|resetstat",
+    "config|rewrite",  "config|set",      "latency|doctor",
+    "latency|graph",   "latency|help",    "latency|histogram",
+    "latency|history", "latency|latest",  "latency|reset",
+    "memory|doctor",   "memory|help",     "memory|malloc-stats",
+    "memory|purge",    "memory|stats",    "memory|usage",
+    "object|encoding", "object|freq",     "object|help",
+    "object|idletime", "object|refcount", "pubsub|channels",
+    "pubsub|help",     "pubsub|numpat",   "pubsub|numsub",
+    "script|exists",   "script|flush",    "script|help",
+    "script|kill",     "script|load",     "slowlog|get",
+    "slowlog|help",    "slowlog|len",     "slowlog|reset",
 };
 
 _Static_assert(KV_ARRAY_LEN(table) + KV_ARRAY_LEN(sub_rows) <= KVD_STAT_ROWS,
@@ -316,6 +321,11 @@ uint16_t cmd_stat_row(const struct cmd_desc *d, size_t argc, const struct resp_a
     char full[64];
     cmd_full_name(d, argc, argv, full, sizeof full);
     return sub_row(full);
+}
+
+bool cmd_stat_row_fast(uint16_t row)
+{
+    return row < KV_ARRAY_LEN(table) && (table[row].flags & CMD_FAST) != 0;
 }
 
 size_t cmd_stat_rows(void)

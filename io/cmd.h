@@ -138,6 +138,7 @@ size_t cmd_index(const struct cmd_desc *d);
 #define CMD_ROW_NONE ((uint16_t)0xffff)
 uint16_t cmd_stat_row(const struct cmd_desc *d, size_t argc, const struct resp_arg *argv);
 size_t cmd_stat_rows(void);
+bool cmd_stat_row_fast(uint16_t row); /* the row's command is flagged fast (subcommands: no) */
 const char *cmd_stat_name(size_t row);
 
 /* Every row, for COMMAND. */
@@ -233,6 +234,11 @@ bool cmd_flushall_check(struct cmd_ctx *x);
 bool cmd_swapdb_check(struct cmd_ctx *x);
 bool cmd_client_list_check(struct cmd_ctx *x);
 bool cmd_client_kill_check(struct cmd_ctx *x);
+
+/* The per-command duration histogram of statistics row `row`, summed over the shards
+ * since the last CONFIG RESETSTAT (latency.h buckets); returns the row's calls. */
+struct server;
+uint64_t cmd_stats_hist(struct server *srv, size_t row, uint64_t *out);
 
 /* SCAN's cursor, parsed as Redis does (strtoul: optional sign, wraps negatives, rejects
  * leading space, trailing bytes and overflow). False if invalid. */

@@ -1033,6 +1033,96 @@ static const struct cmd_docs_arg keys_args[] = {
     {.name = "pattern", .type = "pattern", .key_spec_index = -1},
 };
 
+static const struct cmd_docs_arg latency_graph_args[] = {
+    {.name = "event", .type = "string", .key_spec_index = -1},
+};
+
+static const struct cmd_docs_arg latency_histogram_args[] = {
+    {.name = "command", .type = "string", .key_spec_index = -1, .flags = "optional multiple"},
+};
+
+static const struct cmd_docs_arg latency_history_args[] = {
+    {.name = "event", .type = "string", .key_spec_index = -1},
+};
+
+static const struct cmd_docs_arg latency_reset_args[] = {
+    {.name = "event", .type = "string", .key_spec_index = -1, .flags = "optional multiple"},
+};
+
+static const struct cmd_docs latency_subs[] = {
+    {.name = "latency|doctor",
+     .arity = 2,
+     .flags = "admin noscript loading stale",
+     .acl = "@admin @slow @dangerous",
+     .tips = "nondeterministic_output request_policy:all_nodes response_policy:special",
+     .summary = "Return a human readable latency analysis report.",
+     .since = "2.8.13",
+     .group = "server",
+     .complexity = "O(1)"},
+    {.name = "latency|graph",
+     .arity = 3,
+     .flags = "admin noscript loading stale",
+     .acl = "@admin @slow @dangerous",
+     .tips = "nondeterministic_output request_policy:all_nodes response_policy:special",
+     .summary = "Return a latency graph for the event.",
+     .since = "2.8.13",
+     .group = "server",
+     .complexity = "O(1)",
+     .args = latency_graph_args,
+     .nargs = DOCS_LEN(latency_graph_args)},
+    {.name = "latency|help",
+     .arity = 2,
+     .flags = "loading stale",
+     .acl = "@slow",
+     .summary = "Show helpful text about the different subcommands.",
+     .since = "2.8.13",
+     .group = "server",
+     .complexity = "O(1)"},
+    {.name = "latency|histogram",
+     .arity = -2,
+     .flags = "admin noscript loading stale",
+     .acl = "@admin @slow @dangerous",
+     .tips = "nondeterministic_output request_policy:all_nodes response_policy:special",
+     .summary = "Return the cumulative distribution of latencies of a subset of commands or all.",
+     .since = "7.0.0",
+     .group = "server",
+     .complexity =
+         "O(N) where N is the number of commands with latency information being retrieved.",
+     .args = latency_histogram_args,
+     .nargs = DOCS_LEN(latency_histogram_args)},
+    {.name = "latency|history",
+     .arity = 3,
+     .flags = "admin noscript loading stale",
+     .acl = "@admin @slow @dangerous",
+     .tips = "nondeterministic_output request_policy:all_nodes response_policy:special",
+     .summary = "Return timestamp-latency samples for the event.",
+     .since = "2.8.13",
+     .group = "server",
+     .complexity = "O(1)",
+     .args = latency_history_args,
+     .nargs = DOCS_LEN(latency_history_args)},
+    {.name = "latency|latest",
+     .arity = 2,
+     .flags = "admin noscript loading stale",
+     .acl = "@admin @slow @dangerous",
+     .tips = "nondeterministic_output request_policy:all_nodes response_policy:special",
+     .summary = "Return the latest latency samples for all events.",
+     .since = "2.8.13",
+     .group = "server",
+     .complexity = "O(1)"},
+    {.name = "latency|reset",
+     .arity = -2,
+     .flags = "admin noscript loading stale",
+     .acl = "@admin @slow @dangerous",
+     .tips = "request_policy:all_nodes response_policy:all_succeeded",
+     .summary = "Reset latency data for one or more events.",
+     .since = "2.8.13",
+     .group = "server",
+     .complexity = "O(1)",
+     .args = latency_reset_args,
+     .nargs = DOCS_LEN(latency_reset_args)},
+};
+
 static const struct cmd_docs_keyspec lcs_specs[] = {
     {NULL, "RO access", NULL, 1, false, {1, 1, 0}},
 };
@@ -2517,6 +2607,15 @@ const struct cmd_docs cmd_docs_table[] = {
      .since = "1.0.0",
      .group = "server",
      .complexity = "O(1)"},
+    {.name = "latency",
+     .arity = -2,
+     .acl = "@slow",
+     .summary = "A container for latency diagnostics commands",
+     .since = "2.8.13",
+     .group = "server",
+     .complexity = "Depends on subcommand.",
+     .subs = latency_subs,
+     .nsubs = DOCS_LEN(latency_subs)},
     {.name = "lcs",
      .arity = -3,
      .first_key = 1,

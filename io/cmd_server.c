@@ -13,6 +13,7 @@
 #include "conn.h"
 #include "evict.h"
 #include "kv_assert.h"
+#include "latency.h"
 #include "kv_clock.h"
 #include "kv_config.h"
 #include "kv_glob.h"
@@ -1333,7 +1334,6 @@ static bool want(size_t argc, const struct resp_arg *argv, const char *section, 
         s_;                                                                                        \
     })
 
-/* The resident set size now (getrusage only gives the peak). */
 /* Redis's bytesToHuman: "0B", "1023B", "1.00K", "100.00M", ... */
 static void bytes_to_human(char *buf, size_t cap, long long n)
 {
@@ -1351,6 +1351,7 @@ static void bytes_to_human(char *buf, size_t cap, long long n)
     snprintf(buf, cap, "%.2f%c", d, units[u]);
 }
 
+/* The resident set size now (getrusage only gives the peak). */
 static long long current_rss_bytes(void)
 {
     FILE *f = fopen("/proc/self/statm", "r");
@@ -1391,11 +1392,23 @@ static void stats_reset(struct server *srv)
         RESET(cmd_usec[i]);
         RESET(cmd_failed[i]);
         RESET(cmd_rejected[i]);
+        for (size_t b = 0; b < LATENCY_BUCKETS; b++) {
+            RESET(cmd_hist[i][b]);
+        }
     }
     RESET(errs.total);
     for (size_t i = 0; i < REPLY_ERR_CODES; i++) {
         RESET(errs.by_code[i]);
     }
+}
+
+uint64_t cmd_stats_hist(struct server *srv, size_t row, uint64_t *out)
+{
+    KV_ASSERT(row < KVD_STAT_ROWS);
+    for (size_t b = 0; b < LATENCY_BUCKETS; b++) {
+        out[b] = SUMB(cmd_hist[row][b]);
+    }
+    return SUMB(cmd_calls[row]);
 }
 
 void cmd_info(struct cmd_ctx *x)

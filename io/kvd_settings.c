@@ -250,6 +250,15 @@ const struct kv_conf_item kvd_setting_items[] = {
      .help = "keys sampled to choose one to evict under volatile-ttl (lru and lfu follow a "
              "clock hand, random takes one)",
      .num = &S->maxmemory_samples},
+    {.name = "latency-monitor-threshold",
+     .type = KV_CONF_INT,
+     .flags = RT,
+     .def = "0",
+     .min = 0,
+     .max = INT64_MAX,
+     .help = "milliseconds from which a command is a latency event for LATENCY LATEST / "
+             "HISTORY / DOCTOR (0 = the monitor is off)",
+     .num = &S->latency_monitor_threshold},
     {.name = "notify-keyspace-events",
      .type = KV_CONF_CUSTOM,
      .flags = RT,

@@ -50,6 +50,7 @@ struct kvd_settings {
     _Atomic int64_t maxmemory_policy; /* enum evict_policy */
     _Atomic int64_t maxmemory_samples;
     _Atomic int64_t notify_keyspace_events; /* enum notify_class bits */
+    _Atomic int64_t latency_monitor_threshold;
 };
 
 extern struct kvd_settings kvd_settings;

@@ -18,6 +18,7 @@
 #ifndef KVD_SERVER_H
 #define KVD_SERVER_H
 
+#include "latency.h"
 #include "reply.h"
 
 #include <liburing.h>
@@ -204,9 +205,10 @@ struct shard_stats {
     /* per command (row: cmd_stat_row), counted on the client's shard */
     _Atomic uint64_t cmd_calls[KVD_STAT_ROWS];
     _Atomic uint64_t cmd_usec[KVD_STAT_ROWS];
-    _Atomic uint64_t cmd_failed[KVD_STAT_ROWS];   /* executed, replied an error */
-    _Atomic uint64_t cmd_rejected[KVD_STAT_ROWS]; /* refused before execution */
-    struct reply_errstats errs;                   /* error replies made on this shard, by code */
+    _Atomic uint64_t cmd_failed[KVD_STAT_ROWS];                /* executed, replied an error */
+    _Atomic uint64_t cmd_rejected[KVD_STAT_ROWS];              /* refused before execution */
+    _Atomic uint64_t cmd_hist[KVD_STAT_ROWS][LATENCY_BUCKETS]; /* durations (latency.h) */
+    struct reply_errstats errs; /* error replies made on this shard, by code */
 };
 
 struct shard {

@@ -26,6 +26,7 @@ SUBCOMMANDS = {
     "client": ["getname", "help", "id", "info", "kill", "list", "no-evict", "reply", "setname"],
     "command": ["count", "docs", "getkeys", "getkeysandflags", "help", "info", "list"],
     "config": ["get", "resetstat", "set"],
+    "latency": ["doctor", "graph", "help", "histogram", "history", "latest", "reset"],
     "memory": ["doctor", "help", "malloc-stats", "purge", "stats", "usage"],
     "object": ["encoding", "freq", "help", "idletime", "refcount"],
     "pubsub": ["channels", "help", "numpat", "numsub"],

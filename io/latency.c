@@ -300,6 +300,14 @@ static void doctor(struct cmd_ctx *x)
     size_t n = snapshot(v);
     char buf[16384];
     struct text t = {buf, 0, sizeof buf};
+    if (n == 0 && KV_CONF_GET(kvd_settings.latency_monitor_threshold) == 0) {
+        add(&t, "I'm sorry, Dave, I can't do that. Latency monitoring is disabled in this Redis "
+                "instance. You may use \"CONFIG SET latency-monitor-threshold <milliseconds>.\" "
+                "in order to enable it. If we weren't in a deep space mission I'd suggest to take "
+                "a look at https://redis.io/topics/latency-monitor.\n");
+        reply_verbatim(x->out, buf, t.n);
+        return;
+    }
     if (n == 0) {
         add(&t, "Dave, no latency spike was observed during the lifetime of this Redis instance, "
                 "not in the slightest bit. I honestly think you ought to sit down calmly, take a "

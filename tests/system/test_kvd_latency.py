@@ -1,0 +1,138 @@
+"""LATENCY of kvd against Redis 7 (each test resets both monitors and puts the threshold
+back to 0):
+
+- HELP, the arity and unknown-subcommand errors, HISTORY / GRAPH of an unknown event,
+  LATEST / DOCTOR with no event, RESET's count, CONFIG GET/SET latency-monitor-threshold:
+  byte for byte;
+- with a threshold, DEBUG SLEEP spikes: LATEST, HISTORY (one sample per second, the
+  largest), DOCTOR and GRAPH byte for byte (the sleeps last the same on both; samples
+  are taken in separate seconds);
+- nothing is recorded below the threshold or with the monitor off;
+- HISTOGRAM: calls and cumulative counts per command (all, named ones, a container's
+  subcommands), Redis's bucket bounds, reset by CONFIG RESETSTAT.
+"""
+import time
+
+import pytest
+
+from conftest import Pair, need_redis
+
+BOUNDS = {((1 << (10 + k)) + (1 << (3 + k)) - 1) // 1000 for k in range(40)}
+
+
+@pytest.fixture
+def lpair(kvd, redis_factory):
+    """The module's kvd and a Redis that allows DEBUG (SLEEP makes the spikes)."""
+    need_redis()
+    pair = Pair(kvd, redis_factory(("--enable-debug-command", "yes")))
+    for c in (pair.k, pair.r):
+        c.cmd("LATENCY", "RESET")
+        c.cmd("CONFIG", "SET", "latency-monitor-threshold", "0")
+    yield pair
+    for c in (pair.k, pair.r):
+        c.cmd("LATENCY", "RESET")
+        c.cmd("CONFIG", "SET", "latency-monitor-threshold", "0")
+    pair.close()
+    kvd.check_alive()
+
+
+def next_second():
+    """Sleeps to just after the next second starts (samples are per second)."""
+    time.sleep(1.02 - (time.time() % 1.0))
+
+
+def test_help_errors_and_empty_monitor(lpair):
+    for args in [("LATENCY", "HELP"), ("LATENCY",), ("LATENCY", "FOO"), ("LATENCY", "HELP", "x"),
+                 ("LATENCY", "HISTORY"), ("LATENCY", "GRAPH"), ("LATENCY", "LATEST", "x"),
+                 ("LATENCY", "DOCTOR", "x"), ("LATENCY", "HISTORY", "command"),
+                 ("LATENCY", "GRAPH", "command"), ("LATENCY", "LATEST"), ("LATENCY", "DOCTOR"),
+                 ("LATENCY", "RESET"), ("LATENCY", "RESET", "command", "nosuch"),
+                 ("CONFIG", "GET", "latency-monitor-threshold"),
+                 ("CONFIG", "SET", "latency-monitor-threshold", "-1"),
+                 ("CONFIG", "SET", "latency-monitor-threshold", "x"),
+                 ("CONFIG", "SET", "latency-monitor-threshold", "100"),
+                 ("CONFIG", "GET", "latency-monitor-threshold")]:
+        lpair.same(*args)
+
+
+def test_spikes_match_redis(lpair):
+    for c in (lpair.k, lpair.r):
+        c.ok("CONFIG", "SET", "latency-monitor-threshold", "10")
+    # three seconds: 50 ms, then 20 and 30 ms in one second (the largest is kept), then 40
+    plan = [["0.05"], ["0.02", "0.03"], ["0.04"]]
+    for sleeps in plan:
+        next_second()
+        for s in sleeps:
+            for c in (lpair.k, lpair.r):
+                c.ok("DEBUG", "SLEEP", s)
+    lk, lr = lpair.k.cmd("LATENCY", "LATEST"), lpair.r.cmd("LATENCY", "LATEST")
+    assert len(lk) == len(lr) == 1
+    assert lk[0][0] == lr[0][0] == b"command"
+    assert abs(lk[0][1] - lr[0][1]) <= 1  # the second of the last sample
+    assert 40 <= lk[0][2] <= 45 and 50 <= lk[0][3] <= 55, lk
+    hk = lpair.k.cmd("LATENCY", "HISTORY", "command")
+    hr = lpair.r.cmd("LATENCY", "HISTORY", "command")
+    assert [ms for _, ms in hk] == [ms for _, ms in hr] or \
+        [ms // 5 for _, ms in hk] == [ms // 5 for _, ms in hr], (hk, hr)
+    assert len(hk) == 3 and [t for t, _ in hk] == sorted(t for t, _ in hk)
+    if [ms for _, ms in hk] == [ms for _, ms in hr] and \
+            [t for t, _ in hk] == [t for t, _ in hr]:
+        lpair.same("LATENCY", "DOCTOR")
+        lpair.same("LATENCY", "GRAPH", "command")
+    doc = lpair.k.cmd("LATENCY", "DOCTOR").decode()
+    assert "1. command: 3 latency spikes" in doc and "Slow Log" in doc
+    graph = lpair.k.cmd("LATENCY", "GRAPH", "command").decode().split("\n")
+    assert graph[0].startswith("command - high ")
+    assert graph[1] == "-" * 80
+    lpair.same("LATENCY", "RESET", "command")
+    lpair.same("LATENCY", "LATEST")
+
+
+def test_below_threshold_or_off_records_nothing(lpair):
+    k = lpair.k
+    k.ok("DEBUG", "SLEEP", "0.03")  # monitor off
+    assert k.cmd("LATENCY", "LATEST") == []
+    k.ok("CONFIG", "SET", "latency-monitor-threshold", "200")
+    k.ok("DEBUG", "SLEEP", "0.03")  # below
+    assert k.cmd("LATENCY", "LATEST") == []
+    k.ok("CONFIG", "SET", "latency-monitor-threshold", "20")
+    k.ok("DEBUG", "SLEEP", "0.03")
+    assert [e[0] for e in k.cmd("LATENCY", "LATEST")] == [b"command"]
+
+
+def hist(c, *names):
+    r = c.cmd("LATENCY", "HISTOGRAM", *names)
+    out = {}
+    for i in range(0, len(r), 2):
+        m = r[i + 1]
+        d = {m[j].decode(): m[j + 1] for j in range(0, len(m), 2)}
+        h = d["histogram_usec"]
+        out[r[i].decode()] = (d["calls"], [(h[j], h[j + 1]) for j in range(0, len(h), 2)])
+    return out
+
+
+def test_histogram(lpair):
+    k, r = lpair.k, lpair.r
+    for c in (k, r):
+        c.ok("CONFIG", "RESETSTAT")
+        c.pipeline([("SET", "h%d" % i, "v") for i in range(300)])
+        c.pipeline([("GET", "h%d" % i) for i in range(200)])
+        c.cmd("CONFIG", "GET", "maxmemory")
+    for c in (k, r):
+        h = hist(c, "set", "get", "nosuchcommand")
+        assert set(h) == {"set", "get"}, h
+        assert h["set"][0] == 300 and h["get"][0] == 200
+        for name, (calls, buckets) in h.items():
+            bounds = [b for b, _ in buckets]
+            counts = [n for _, n in buckets]
+            assert set(bounds) <= BOUNDS, bounds
+            assert bounds == sorted(bounds) and counts == sorted(counts)
+            assert counts[-1] == calls
+            assert len(set(counts)) == len(counts)  # only where the count grows
+        cfg = hist(c, "config")
+        assert "config|get" in cfg and all(n.startswith("config|") for n in cfg), cfg
+        everything = hist(c)
+        assert {"set", "get", "config|get", "config|resetstat"} <= set(everything)
+        c.ok("CONFIG", "RESETSTAT")
+        assert "set" not in hist(c)
+    assert isinstance(k.cmd("LATENCY", "HISTOGRAM"), list)

@@ -861,6 +861,18 @@ const struct tbl_entry *tbl_get(struct tbl *t, const void *key, size_t key_len, 
     return (const struct tbl_entry *)p;
 }
 
+const struct tbl_entry *tbl_find(struct tbl *t, const void *key, size_t key_len, uint64_t h)
+{
+    KV_DASSERT(t == NULL || tbl__owned(t));
+    KV_ASSERT(t != NULL && key_len <= KV_KEY_BYTES_MAX);
+    struct loc l;
+    l.ph = tbl__place(key, key_len, h);
+    l.t = t;
+    tbl__route(&l.t, key, key_len, h, l.ph);
+    l.i = tbl__find(l.t, key, key_len, l.ph, &l.di);
+    return l.i == SEG_NONE ? NULL : (const struct tbl_entry *)slot_ent(l.t->dir[l.di]->slot[l.i]);
+}
+
 const struct tbl_entry *tbl_peek(struct tbl *t, const void *key, size_t key_len, uint64_t h,
                                  int64_t now_ms)
 {

@@ -131,6 +131,10 @@ bool tbl_destroy_step(struct tbl *t, size_t max_segs);
 const struct tbl_entry *tbl_get(struct tbl *t, const void *key, size_t key_len, uint64_t h,
                                 int64_t now_ms);
 
+/* The entry of key as it is, expired or not, without marking it referenced or removing
+ * it: no side effect (the WAL's record of a change just made). */
+const struct tbl_entry *tbl_find(struct tbl *t, const void *key, size_t key_len, uint64_t h);
+
 /* tbl_get without marking the entry referenced (OBJECT FREQ looks without using). */
 const struct tbl_entry *tbl_peek(struct tbl *t, const void *key, size_t key_len, uint64_t h,
                                  int64_t now_ms);

@@ -385,6 +385,15 @@ static void changed(struct shard *sh, uint32_t db, const struct resp_arg *key, u
     STAT_ADD(sh->stats.changes, 1);
 }
 
+/* The entry a change left, for its record: as it is (an expiry time already past is
+ * logged as such), not counted as a use of the key (a key written once stays unused for
+ * eviction) and not expired here (no "expired" event ahead of the change's own). */
+static const struct tbl_entry *log_lookup(struct cmd_ctx *x, const struct resp_arg *key, uint64_t h)
+{
+    struct tbl *t = cmd_tbl_peek(x, h);
+    return t != NULL ? tbl_find(t, key->ptr, key->len, h) : NULL;
+}
+
 void cmd_count_changes(struct shard *sh, int64_t delta)
 {
     STAT_ADD(sh->stats.changes, (uint64_t)delta); /* modulo 2^64: a negative delta too */
@@ -397,7 +406,7 @@ void cmd_log_key(struct cmd_ctx *x, const struct resp_arg *key, uint64_t h)
         return;
     }
     struct walfmt_view v = {.key = key->ptr, .klen = key->len, .type = WALFMT_DEL, .db = x->db};
-    const struct tbl_entry *e = cmd_lookup_write(x, key, h);
+    const struct tbl_entry *e = log_lookup(x, key, h);
     if (e != NULL) {
         v.type = WALFMT_PUT;
         v.val = tbl_entry_val(e, &v.vlen);
@@ -413,7 +422,7 @@ void cmd_log_range(struct cmd_ctx *x, const struct resp_arg *key, uint64_t h, si
     if (sh->wal == NULL) {
         return;
     }
-    const struct tbl_entry *e = cmd_lookup_write(x, key, h);
+    const struct tbl_entry *e = log_lookup(x, key, h);
     KV_ASSERT(e != NULL);
     size_t len;
     const char *val = tbl_entry_val(e, &len);
@@ -501,6 +510,12 @@ const struct tbl_entry *cmd_lookup_read(struct cmd_ctx *x, const struct resp_arg
         cmd_notify(x, NOTIFY_KEY_MISS, "keymiss", key);
     }
     return e;
+}
+
+const struct tbl_entry *cmd_lookup_peek(struct cmd_ctx *x, const struct resp_arg *key, uint64_t h)
+{
+    struct tbl *t = cmd_tbl_peek(x, h);
+    return t != NULL ? tbl_peek(t, key->ptr, key->len, h, x->now_ms) : NULL;
 }
 
 const struct tbl_entry *cmd_lookup_write(struct cmd_ctx *x, const struct resp_arg *key, uint64_t h)

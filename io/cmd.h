@@ -163,6 +163,9 @@ uint64_t cmd_key_hash(const struct resp_arg *key);
  * lookupKeyRead) or for writing (counts nothing). NULL if absent or expired. */
 const struct tbl_entry *cmd_lookup_read(struct cmd_ctx *x, const struct resp_arg *key, uint64_t h);
 const struct tbl_entry *cmd_lookup_write(struct cmd_ctx *x, const struct resp_arg *key, uint64_t h);
+/* A look that is no use of the key: no statistics, no keymiss event, no referenced bit
+ * (MEMORY USAGE, DEBUG OBJECT, as Redis looks straight into its dictionary). */
+const struct tbl_entry *cmd_lookup_peek(struct cmd_ctx *x, const struct resp_arg *key, uint64_t h);
 
 /*
  * Write-ahead logging of what a write command changed (physical records: the key's

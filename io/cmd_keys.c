@@ -289,7 +289,7 @@ static int64_t obj_refcount(const struct tbl_entry *e)
  */
 void cmd_debug_object(struct cmd_ctx *x)
 {
-    const struct tbl_entry *e = cmd_lookup_read(x, &x->argv[2], cmd_key_hash(&x->argv[2]));
+    const struct tbl_entry *e = cmd_lookup_peek(x, &x->argv[2], cmd_key_hash(&x->argv[2]));
     if (e == NULL) {
         reply_error(x->out, "ERR no such key");
         return;
@@ -355,8 +355,7 @@ void cmd_object(struct cmd_ctx *x)
     KV_ASSERT(x->desc->flags & CMD_HIDDEN); /* dispatched to the key's shard */
     const struct resp_arg *key = &x->argv[2];
     uint64_t h = cmd_key_hash(key);
-    struct tbl *t = cmd_tbl_peek(x, h); /* a look that does not count as a use */
-    const struct tbl_entry *e = t != NULL ? tbl_peek(t, key->ptr, key->len, h, x->now_ms) : NULL;
+    const struct tbl_entry *e = cmd_lookup_peek(x, key, h); /* not a use of the key */
     if (e != NULL) {
         STAT_ADD(x->sh->stats.keyspace_hits, 1);
     } else {

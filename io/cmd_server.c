@@ -1069,7 +1069,7 @@ static void memory_usage(struct cmd_ctx *x)
             return;
         }
     }
-    const struct tbl_entry *e = cmd_lookup_read(x, &x->argv[2], cmd_key_hash(&x->argv[2]));
+    const struct tbl_entry *e = cmd_lookup_peek(x, &x->argv[2], cmd_key_hash(&x->argv[2]));
     if (e == NULL) {
         reply_null(x->out);
         return;

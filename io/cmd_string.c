@@ -1142,7 +1142,7 @@ static void bitfield_generic(struct cmd_ctx *x, bool ro)
     }
     uint64_t h = cmd_key_hash(key);
     unsigned char *val = NULL;
-    size_t len = 0, cur = 0;
+    size_t len = 0, cur = 0, done = 0;
     bool created = false;
     if (!writes) {
         const struct tbl_entry *e = cmd_lookup_read(x, key, h);
@@ -1210,6 +1210,7 @@ static void bitfield_generic(struct cmd_ctx *x, bool ro)
             reply_null(x->out);
             continue;
         }
+        done++; /* a SET or INCRBY that was carried out, as Redis counts its changes */
         reply_int(x->out, reply);
         uint64_t mask = s->bits == 64 ? UINT64_MAX : (UINT64_C(1) << s->bits) - 1;
         bf_set(val, s->offset, s->bits, stored & mask);
@@ -1229,9 +1230,12 @@ static void bitfield_generic(struct cmd_ctx *x, bool ro)
         }
         cmd_log_range(x, key, h, (size_t)first, (size_t)(last - first));
         cmd_count_changes(x->sh, (int64_t)changes - 1); /* one per changing operation */
-        if (created) {
-            cmd_notify(x, NOTIFY_NEW, "new", key);
-        }
+    }
+    if (created) {
+        cmd_notify(x, NOTIFY_NEW, "new", key); /* made even if every operation failed */
+    }
+    if (done > 0 && (len > cur || lo < hi)) { /* as Redis: an operation carried out that
+                                               * grew or changed the value */
         cmd_notify(x, NOTIFY_STRING, "setbit", key);
     }
 out:

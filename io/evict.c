@@ -28,9 +28,8 @@
 #include <stddef.h>
 
 const char *const evict_policy_names[] = {
-    "noeviction",      "allkeys-lru",  "allkeys-lfu",
-    "allkeys-random",  "volatile-lru", "volatile-lfu",
-    "volatile-random", "volatile-ttl", NULL,
+    "volatile-lru", "volatile-lfu",   "volatile-random", "volatile-ttl", "allkeys-lru",
+    "allkeys-lfu",  "allkeys-random", "noeviction",      NULL,
 };
 
 #define TABLE_PICKS 8 /* random tries at a table with candidates before a walk over all */
@@ -47,35 +46,20 @@ static uint64_t next_rand(void)
     return s;
 }
 
-uint64_t evict_shard_mem(const struct shard *sh)
-{
-    size_t ntables = (size_t)sh->table_count * sh->ndb;
-    uint64_t mem = ntables * (sizeof sh->tables[0] + sizeof sh->expire_cursor[0]);
-    for (uint32_t u = 0; u < sh->ndb_used; u++) {
-        for (uint32_t slot = 0; slot < sh->table_count; slot++) {
-            const struct tbl *t = shard_part_peek(sh, slot, sh->db_used[u]);
-            if (t != NULL) {
-                struct tbl_stats st;
-                tbl_stats(t, &st);
-                mem += st.mem_bytes;
-            }
-        }
-    }
-    return mem;
-}
-
 struct measure {
     uint64_t max, own, used;
 };
 
-/* False when no limit is set or the memory is within it. */
+/* False when no limit is set or the memory is within it. This shard's figure is the one
+ * it published last (publish_stats, once per loop turn that ran commands) less what it
+ * evicted since; the others' are theirs. */
 static bool measure(const struct shard *sh, struct measure *m)
 {
     m->max = (uint64_t)KV_CONF_GET(kvd_settings.maxmemory);
     if (m->max == 0) {
         return false;
     }
-    m->own = evict_shard_mem(sh);
+    m->own = sh->mem_own > sh->mem_freed ? sh->mem_own - sh->mem_freed : 0;
     m->used = m->own;
     for (uint32_t i = 0; i < sh->srv->nthreads; i++) {
         if (i != sh->id) {
@@ -85,15 +69,9 @@ static bool measure(const struct shard *sh, struct measure *m)
     return m->used > m->max;
 }
 
-bool evict_over(struct shard *sh)
-{
-    struct measure m;
-    return measure(sh, &m);
-}
-
 static bool volatile_only(enum evict_policy p)
 {
-    return p >= EVICT_VOLATILE_LRU;
+    return p <= EVICT_VOLATILE_TTL;
 }
 
 /* Candidates of table t under the policy. */
@@ -152,7 +130,7 @@ static const struct tbl_entry *choose(struct shard *sh, enum evict_policy p, str
     bool random = p == EVICT_ALLKEYS_RANDOM || p == EVICT_VOLATILE_RANDOM;
     unsigned rounds = lru ? EVICT_HAND_STEPS : random ? 1 : samples;
     const struct tbl_entry *best = NULL;
-    for (unsigned k = 0; k < rounds; k++) {
+    for (unsigned k = 0, tries = 0; k < rounds && tries < rounds + EVICT_SAMPLE_MISSES; tries++) {
         struct pick at;
         if (!pick_table(sh, p, &at)) {
             break;
@@ -160,9 +138,15 @@ static const struct tbl_entry *choose(struct shard *sh, enum evict_policy p, str
         bool ref = false;
         const struct tbl_entry *e = tbl_sample(
             at.t, next_rand(), flags | (lru ? TBL_SAMPLE_CLEAR | TBL_SAMPLE_HAND : 0), &ref);
+        if (e == NULL && !lru) {
+            /* keys with an expiry time too sparse for a random look at a few segments:
+             * the table's hand goes on through it in order */
+            e = tbl_sample(at.t, 0, flags | TBL_SAMPLE_HAND, &ref);
+        }
         if (e == NULL) {
             continue;
         }
+        k++;
         if (lru) {
             if (!ref) { /* not used since a sample last saw it */
                 *where = at;
@@ -227,10 +211,13 @@ static enum shed_result shed(struct shard *sh, struct measure *m, enum evict_pol
         struct pick where = {NULL, 0};
         const struct tbl_entry *e = choose(sh, p, &where);
         if (e == NULL) {
-            m->used -= freed;
-            return SHED_NOTHING;
+            m->used -= freed < m->used ? freed : m->used;
+            /* none met this time; there may still be some the looks did not reach */
+            return pick_table(sh, p, &where) ? SHED_BUDGET : SHED_NOTHING;
         }
-        freed += evict_entry(sh, &where, e);
+        uint64_t mem = evict_entry(sh, &where, e);
+        freed += mem;
+        sh->mem_freed += mem;
     }
     m->used -= freed < m->used ? freed : m->used;
     return SHED_DONE;
@@ -269,14 +256,24 @@ bool evict_gate(struct shard *sh, bool denyoom)
     return pick_table(sh, p, &any) || others_hold_candidates(sh, p);
 }
 
-void evict_step(struct shard *sh)
+bool evict_refuses(struct shard *sh)
 {
     struct measure m;
     if (!measure(sh, &m)) {
-        return;
+        return false;
     }
     enum evict_policy p = (enum evict_policy)KV_CONF_GET(kvd_settings.maxmemory_policy);
-    if (p != EVICT_NOEVICTION) {
-        shed(sh, &m, p);
+    struct pick any;
+    return p == EVICT_NOEVICTION || (!pick_table(sh, p, &any) && !others_hold_candidates(sh, p));
+}
+
+bool evict_step(struct shard *sh, uint64_t budget_ns)
+{
+    uint64_t freed = sh->mem_freed, t0 = kv_clock_mono_ns();
+    struct measure m;
+    enum evict_policy p = (enum evict_policy)KV_CONF_GET(kvd_settings.maxmemory_policy);
+    while (p != EVICT_NOEVICTION && measure(sh, &m) && shed(sh, &m, p) == SHED_BUDGET &&
+           kv_clock_mono_ns() - t0 < budget_ns) {
     }
+    return sh->mem_freed != freed;
 }

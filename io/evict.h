@@ -3,8 +3,9 @@
  *
  * The memory measured is INFO's used_memory: the tables of every shard (entries, slot
  * arrays, directories) and the arrays that hold them. Each shard publishes its own once
- * per loop turn that ran commands; the shard deciding adds its own, counted afresh, to the
- * others' published figures. Connection buffers, Lua and the WAL's buffers are not counted
+ * per loop turn that ran commands (and at its timer); the shard deciding takes its own
+ * last figure less what it evicted since, plus the others' published figures: no table
+ * is walked per command. Connection buffers, Lua and the WAL's buffers are not counted
  * (they are bounded by their own settings).
  *
  * When that sum exceeds `maxmemory`, each shard evicts keys of its own tables, in
@@ -41,17 +42,22 @@ struct shard;
  * bits it passes, so it finds one within a round of the table; past this many, the first
  * key it passed goes) */
 #define EVICT_HAND_STEPS 1024
+/* random and ttl: looks that may find nothing (keys with an expiry time are sparse)
+ * before a choice gives up for this call */
+#define EVICT_SAMPLE_MISSES 32
+/* time the timer's evict_step may spend shedding (a shard without commands) */
+#define EVICT_TIMER_BUDGET_NS 2000000
 
 /* The order of the maxmemory-policy choices (kvd_settings.c). */
-enum evict_policy {
-    EVICT_NOEVICTION = 0,
-    EVICT_ALLKEYS_LRU,
-    EVICT_ALLKEYS_LFU,
-    EVICT_ALLKEYS_RANDOM,
-    EVICT_VOLATILE_LRU,
-    EVICT_VOLATILE_LFU,
-    EVICT_VOLATILE_RANDOM,
-    EVICT_VOLATILE_TTL,
+enum evict_policy { /* Redis's order (its CONFIG SET error lists them so) */
+                    EVICT_VOLATILE_LRU = 0,
+                    EVICT_VOLATILE_LFU,
+                    EVICT_VOLATILE_RANDOM,
+                    EVICT_VOLATILE_TTL,
+                    EVICT_ALLKEYS_LRU,
+                    EVICT_ALLKEYS_LFU,
+                    EVICT_ALLKEYS_RANDOM,
+                    EVICT_NOEVICTION,
 };
 extern const char *const evict_policy_names[]; /* NULL-terminated, in enum order */
 
@@ -63,15 +69,14 @@ extern const char *const evict_policy_names[]; /* NULL-terminated, in enum order
  */
 bool evict_gate(struct shard *sh, bool denyoom);
 
-/* At the end of a loop turn that ran commands, and at the shard's timer: evicts this
- * shard's share of any excess. */
-void evict_step(struct shard *sh);
+/* At the end of a loop turn that ran commands (budget 0: one call's keys) and at the
+ * shard's timer (EVICT_TIMER_BUDGET_NS): evicts this shard's share of any excess. True if
+ * it evicted something (the caller publishes its memory again). */
+bool evict_step(struct shard *sh, uint64_t budget_ns);
 
-/* True if used memory is over maxmemory now (no eviction): what a script's first write
- * command checks, as Redis checks its state before the script. */
-bool evict_over(struct shard *sh);
-
-/* The shard's memory as INFO used_memory counts it, counted now. Shard thread only. */
-uint64_t evict_shard_mem(const struct shard *sh);
+/* True if a command that may add memory would be refused now, without evicting: over
+ * the limit under noeviction, or with nothing any shard may evict. What a script's first
+ * write command checks, as Redis checks its state before the script. */
+bool evict_refuses(struct shard *sh);
 
 #endif

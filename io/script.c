@@ -506,8 +506,9 @@ static int call_common(lua_State *L, bool raise)
         } else if (vm->ro && (d->flags & CMD_WRITE)) {
             err = "Write commands are not allowed from read-only scripts.";
         } else if ((d->flags & CMD_DENYOOM) && !vm->wrote &&
-                   KV_CONF_GET(kvd_settings.maxmemory) != 0 && evict_over(vm->x->sh)) {
-            /* as Redis: refused over the limit until the script wrote (then it must go on) */
+                   KV_CONF_GET(kvd_settings.maxmemory) != 0 && evict_refuses(vm->x->sh)) {
+            /* as Redis: refused when eviction cannot help, until the script wrote (then it
+             * must go on) */
             err = "OOM command not allowed when used memory > 'maxmemory'.";
         }
     }

@@ -263,6 +263,8 @@ struct shard {
     struct tbl **dropping;
     uint32_t ndropping, dropping_cap;
     uint64_t lazyfree_entries; /* entries in them not yet freed */
+    uint64_t mem_own;          /* used memory at its last publish_stats (evict.c) */
+    uint64_t mem_freed;        /* bytes evict.c freed here since then */
 
     /* connections */
     struct conn *conns;   /* all open connections (doubly linked) */

@@ -438,6 +438,8 @@ static void publish_stats(struct shard *sh)
     STAT_SET(sh->stats.keys_with_expiry, expiring);
     STAT_SET(sh->stats.expire_avg_ms, expiring ? (uint64_t)(expire_sum / expiring) : 0);
     STAT_SET(sh->stats.mem_bytes, mem);
+    sh->mem_own = mem;
+    sh->mem_freed = 0;
     STAT_SET(sh->stats.data_bytes, data);
     STAT_SET(sh->stats.clients, sh->conn_count);
 }
@@ -496,8 +498,10 @@ static void cron(struct shard *sh, int64_t now_ms)
             }
         }
     }
-    evict_step(sh); /* a shard that runs no command sheds its share here */
     publish_stats(sh);
+    if (evict_step(sh, EVICT_TIMER_BUDGET_NS)) { /* a shard without commands sheds here */
+        publish_stats(sh);
+    }
     conn_cron(sh, now_ms);
 }
 
@@ -573,8 +577,10 @@ static void loop(struct shard *sh)
             /* INFO on any shard sees this turn's writes (a few tbl_stats per turn), and
              * over maxmemory this shard sheds its share of what they added. */
             published_at = ran;
-            evict_step(sh);
             publish_stats(sh);
+            if (evict_step(sh, 0)) {
+                publish_stats(sh);
+            }
         }
         sh->clock_ns = kv_clock_mono_ns();
         conn_retry_blocked(sh);

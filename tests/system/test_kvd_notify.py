@@ -96,6 +96,10 @@ STRING_CMDS = [
     ("SETRANGE", "r2", "0", ""), ("SETBIT", "b1", "7", "1"), ("SETBIT", "b1", "7", "1"),
     ("SETBIT", "b1", "7", "0"), ("BITFIELD", "bf", "SET", "u8", "0", "255"),
     ("BITFIELD", "bf", "GET", "u8", "0"), ("BITFIELD", "bf", "SET", "u8", "0", "255"),
+    ("BITFIELD", "bf2", "OVERFLOW", "FAIL", "INCRBY", "u2", "0", "5"),
+    ("BITFIELD", "bf2", "OVERFLOW", "FAIL", "INCRBY", "u2", "0", "1"),
+    ("MEMORY", "USAGE", "nokey"), ("OBJECT", "ENCODING", "nokey"), ("SET", "past", "v", "EXAT", "1"),
+    ("GET", "past"),
     ("BITOP", "OR", "{b}d", "{b}s1", "{b}s2"), ("SET", "{b}s1", "ab"),
     ("BITOP", "AND", "{b}d", "{b}s1"), ("BITOP", "AND", "{b}d", "{b}none"),
 ]

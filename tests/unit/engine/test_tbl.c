@@ -546,6 +546,69 @@ Test(tbl, sample_hand_goes_round_every_entry)
     tbl_destroy(t);
 }
 
+struct expired_log {
+    int n;
+    uint32_t tag;
+    char keys[8][16];
+};
+
+static void on_expired_cb(void *ctx, uint32_t tag, const struct tbl_entry *e)
+{
+    struct expired_log *log = ctx;
+    size_t kl;
+    const char *k = tbl_entry_key(e, &kl);
+    if (log->n < 8) {
+        snprintf(log->keys[log->n], sizeof log->keys[0], "%.*s", (int)kl, k);
+    }
+    log->n++;
+    log->tag = tag;
+}
+
+Test(tbl, expiry_hook_sees_lazy_and_active_expiry)
+{
+    struct tbl *t = tbl_create(heap);
+    struct expired_log log = {0};
+    tbl_on_expired(t, on_expired_cb, &log, 7);
+    cr_assert_eq(put(t, "lazy", "v", 100, 0, 0), 0);
+    cr_assert_eq(put(t, "active", "v", 100, 0, 0), 0);
+    cr_assert_eq(put(t, "stays", "v", 0, 0, 0), 0);
+    cr_assert_not_null(get(t, "lazy", 99));
+    cr_assert_eq(log.n, 0);
+    cr_assert_null(get(t, "lazy", 100)); /* the lookup removes it: one call */
+    cr_assert_eq(log.n, 1);
+    cr_assert_str_eq(log.keys[0], "lazy");
+    cr_assert_eq(log.tag, 7);
+    uint64_t cursor = 0;
+    cr_assert_eq(tbl_expire_step(t, 100, &cursor, 1 << 20), 1);
+    cr_assert_eq(log.n, 2);
+    cr_assert_str_eq(log.keys[1], "active");
+    cr_assert_eq(del(t, "stays", 100), 0); /* a delete is no expiry */
+    cr_assert_eq(log.n, 2);
+    tbl_check(t);
+    tbl_destroy(t);
+}
+
+Test(tbl, find_and_peek_have_no_side_effects)
+{
+    struct tbl *t = tbl_create(heap);
+    cr_assert_eq(put(t, "k", "v", 50, 0, 0), 0);
+    const struct tbl_entry *e = tbl_find(t, "k", 1, tbl_hash("k", 1));
+    cr_assert_not_null(e);
+    cr_assert(!tbl_entry_referenced(e));
+    cr_assert_not_null(tbl_peek(t, "k", 1, tbl_hash("k", 1), 10));
+    cr_assert(!tbl_entry_referenced(tbl_find(t, "k", 1, tbl_hash("k", 1))));
+    /* expired: find still returns it and leaves it, peek removes it */
+    cr_assert_not_null(tbl_find(t, "k", 1, tbl_hash("k", 1)));
+    struct tbl_stats st;
+    tbl_stats(t, &st);
+    cr_assert_eq(st.entries, 1);
+    cr_assert_null(tbl_peek(t, "k", 1, tbl_hash("k", 1), 50));
+    tbl_stats(t, &st);
+    cr_assert_eq(st.entries, 0);
+    cr_assert_null(tbl_find(t, "missing", 7, tbl_hash("missing", 7)));
+    tbl_destroy(t);
+}
+
 Test(tbl, sample_referenced_bit_is_a_second_chance)
 {
     struct tbl *t = tbl_create(heap);

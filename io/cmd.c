@@ -99,6 +99,7 @@ static struct cmd_desc table[] = {
     {"role", 1, CMD_FAST, NOKEY, CMD_EXEC_CONN, 0, cmd_role, "noscript loading stale fast", NULL},
     {"shutdown", -1, CMD_ADMIN, NOKEY, CMD_EXEC_CONN, 0, cmd_shutdown, "admin loading stale", NULL},
     {"slowlog", -2, CMD_ADMIN, NOKEY, CMD_EXEC_CONN, 0, cmd_slowlog, "admin loading stale", NULL},
+    {"acl", -2, CMD_NOSCRIPT, NOKEY, CMD_EXEC_CONN, 0, cmd_acl, "noscript loading stale", NULL},
     {"latency", -2, CMD_ADMIN | CMD_NOSCRIPT, NOKEY, CMD_EXEC_CONN, 0, cmd_latency,
      "admin noscript loading stale", NULL},
     {"debug", -2, CMD_ADMIN, NOKEY, CMD_EXEC_CONN, 0, cmd_debug, "admin", NULL},
@@ -198,8 +199,8 @@ static uint32_t name_hash(const char *name, size_t len)
 
 void cmd_init(void)
 {
-    static const char *const containers[] = {"client", "command", "config", "latency", "memory",
-                                             "object", "pubsub",  "script", "slowlog"};
+    static const char *const containers[] = {"acl",    "client", "command", "config", "latency",
+                                             "memory", "object", "pubsub",  "script", "slowlog"};
     qsort(table, KV_ARRAY_LEN(table), sizeof table[0], by_name);
     memset(by_hash, 0, sizeof by_hash);
     for (size_t i = 0; i < KV_ARRAY_LEN(table); i++) {
@@ -272,24 +273,40 @@ size_t cmd_index(const struct cmd_desc *d)
 
 /* The subcommands with a statistics row of their own, after the table's rows. */
 static const char *const sub_rows[] = {
-    "client|getname",  "client|help",     "client|id",
-    "client|info",     "client|kill",     "client|list",
-    "client|no-evict", "client|no-touch", "client|reply",
-    "client|setinfo",  "client|setname",  "command|count",
-    "command|docs",    "command|getkeys", "command|getkeysandflags",
-    "command|help",    "command|info",    "command|list",
-    "config|get",      "config|help",     "config|resetstat",
-    "config|rewrite",  "config|set",      "latency|doctor",
-    "latency|graph",   "latency|help",    "latency|histogram",
-    "latency|history", "latency|latest",  "latency|reset",
-    "memory|doctor",   "memory|help",     "memory|malloc-stats",
-    "memory|purge",    "memory|stats",    "memory|usage",
-    "object|encoding", "object|freq",     "object|help",
-    "object|idletime", "object|refcount", "pubsub|channels",
-    "pubsub|help",     "pubsub|numpat",   "pubsub|numsub",
-    "script|exists",   "script|flush",    "script|help",
-    "script|kill",     "script|load",     "slowlog|get",
-    "slowlog|help",    "slowlog|len",     "slowlog|reset",
+    "acl|cat",         "acl|deluser",
+    "acl|dryrun",      "acl|genpass",
+    "acl|getuser",     "acl|help",
+    "acl|list",        "acl|load",
+    "acl|log",         "acl|save",
+    "acl|setuser",     "acl|users",
+    "acl|whoami",      "client|getname",
+    "client|help",     "client|id",
+    "client|info",     "client|kill",
+    "client|list",     "client|no-evict",
+    "client|no-touch", "client|reply",
+    "client|setinfo",  "client|setname",
+    "command|count",   "command|docs",
+    "command|getkeys", "command|getkeysandflags",
+    "command|help",    "command|info",
+    "command|list",    "config|get",
+    "config|help",     "config|resetstat",
+    "config|rewrite",  "config|set",
+    "latency|doctor",  "latency|graph",
+    "latency|help",    "latency|histogram",
+    "latency|history", "latency|latest",
+    "latency|reset",   "memory|doctor",
+    "memory|help",     "memory|malloc-stats",
+    "memory|purge",    "memory|stats",
+    "memory|usage",    "object|encoding",
+    "object|freq",     "object|help",
+    "object|idletime", "object|refcount",
+    "pubsub|channels", "pubsub|help",
+    "pubsub|numpat",   "pubsub|numsub",
+    "script|exists",   "script|flush",
+    "script|help",     "script|kill",
+    "script|load",     "slowlog|get",
+    "slowlog|help",    "slowlog|len",
+    "slowlog|reset",
 };
 
 _Static_assert(KV_ARRAY_LEN(table) + KV_ARRAY_LEN(sub_rows) <= KVD_STAT_ROWS,

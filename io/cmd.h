@@ -228,7 +228,7 @@ bool cmd_object_keyed(const struct resp_arg *sub);
 /* Connection and server handlers (cmd_server.c). */
 cmd_fn cmd_ping, cmd_echo, cmd_quit, cmd_select, cmd_auth, cmd_hello, cmd_client, cmd_command,
     cmd_info, cmd_config, cmd_time, cmd_shutdown, cmd_slowlog, cmd_debug, cmd_lastsave, cmd_reset,
-    cmd_save, cmd_bgsave, cmd_bgrewriteaof, cmd_wait;
+    cmd_save, cmd_bgsave, cmd_bgrewriteaof, cmd_wait, cmd_acl;
 
 /* Whole-keyspace parts (cmd_server.c): each runs over the executing shard's tables. */
 cmd_fn cmd_dbsize, cmd_keys, cmd_randomkey, cmd_flushall, cmd_flushdb, cmd_swapdb, cmd_scan,

@@ -19,6 +19,185 @@
 
 #define DOCS_LEN(a) ((uint8_t)(sizeof(a) / sizeof((a)[0])))
 
+static const struct cmd_docs_arg acl_cat_args[] = {
+    {.name = "categoryname", .type = "string", .key_spec_index = -1, .flags = "optional"},
+};
+
+static const struct cmd_docs_arg acl_deluser_args[] = {
+    {.name = "username", .type = "string", .key_spec_index = -1, .flags = "multiple"},
+};
+
+static const struct cmd_docs_arg acl_dryrun_args[] = {
+    {.name = "username", .type = "string", .key_spec_index = -1},
+    {.name = "command", .type = "string", .key_spec_index = -1},
+    {.name = "arg", .type = "string", .key_spec_index = -1, .flags = "optional multiple"},
+};
+
+static const struct cmd_docs_arg acl_genpass_args[] = {
+    {.name = "bits", .type = "integer", .key_spec_index = -1, .flags = "optional"},
+};
+
+static const struct cmd_docs_history acl_getuser_history[] = {
+    {"6.2.0", "Added Pub/Sub channel patterns."},
+    {"7.0.0", "Added selectors and changed the format of key and channel patterns from a list to "
+              "their rule representation."},
+};
+
+static const struct cmd_docs_arg acl_getuser_args[] = {
+    {.name = "username", .type = "string", .key_spec_index = -1},
+};
+
+static const struct cmd_docs_arg acl_log_args_0[] = {
+    {.name = "count", .type = "integer", .key_spec_index = -1},
+    {.name = "reset", .type = "pure-token", .key_spec_index = -1, .token = "RESET"},
+};
+
+static const struct cmd_docs_arg acl_log_args[] = {
+    {.name = "operation",
+     .type = "oneof",
+     .key_spec_index = -1,
+     .flags = "optional",
+     .args = acl_log_args_0,
+     .nargs = DOCS_LEN(acl_log_args_0)},
+};
+
+static const struct cmd_docs_history acl_setuser_history[] = {
+    {"6.2.0", "Added Pub/Sub channel patterns."},
+    {"7.0.0", "Added selectors and key based permissions."},
+};
+
+static const struct cmd_docs_arg acl_setuser_args[] = {
+    {.name = "username", .type = "string", .key_spec_index = -1},
+    {.name = "rule", .type = "string", .key_spec_index = -1, .flags = "optional multiple"},
+};
+
+static const struct cmd_docs acl_subs[] = {
+    {.name = "acl|cat",
+     .arity = -2,
+     .flags = "noscript loading stale",
+     .acl = "@slow",
+     .summary = "List the ACL categories or the commands inside a category",
+     .since = "6.0.0",
+     .group = "server",
+     .complexity = "O(1) since the categories and commands are a fixed set.",
+     .args = acl_cat_args,
+     .nargs = DOCS_LEN(acl_cat_args)},
+    {.name = "acl|deluser",
+     .arity = -3,
+     .flags = "admin noscript loading stale",
+     .acl = "@admin @slow @dangerous",
+     .summary = "Remove the specified ACL users and the associated rules",
+     .since = "6.0.0",
+     .group = "server",
+     .complexity = "O(1) amortized time considering the typical user.",
+     .args = acl_deluser_args,
+     .nargs = DOCS_LEN(acl_deluser_args)},
+    {.name = "acl|dryrun",
+     .arity = -4,
+     .flags = "admin noscript loading stale",
+     .acl = "@admin @slow @dangerous",
+     .summary =
+         "Returns whether the user can execute the given command without executing the command.",
+     .since = "7.0.0",
+     .group = "server",
+     .complexity = "O(1).",
+     .args = acl_dryrun_args,
+     .nargs = DOCS_LEN(acl_dryrun_args)},
+    {.name = "acl|genpass",
+     .arity = -2,
+     .flags = "noscript loading stale",
+     .acl = "@slow",
+     .summary = "Generate a pseudorandom secure password to use for ACL users",
+     .since = "6.0.0",
+     .group = "server",
+     .complexity = "O(1)",
+     .args = acl_genpass_args,
+     .nargs = DOCS_LEN(acl_genpass_args)},
+    {.name = "acl|getuser",
+     .arity = 3,
+     .flags = "admin noscript loading stale",
+     .acl = "@admin @slow @dangerous",
+     .summary = "Get the rules for a specific ACL user",
+     .since = "6.0.0",
+     .group = "server",
+     .complexity =
+         "O(N). Where N is the number of password, command and pattern rules that the user has.",
+     .history = acl_getuser_history,
+     .nhistory = DOCS_LEN(acl_getuser_history),
+     .args = acl_getuser_args,
+     .nargs = DOCS_LEN(acl_getuser_args)},
+    {.name = "acl|help",
+     .arity = 2,
+     .flags = "loading stale",
+     .acl = "@slow",
+     .summary = "Show helpful text about the different subcommands",
+     .since = "6.0.0",
+     .group = "server",
+     .complexity = "O(1)"},
+    {.name = "acl|list",
+     .arity = 2,
+     .flags = "admin noscript loading stale",
+     .acl = "@admin @slow @dangerous",
+     .summary = "List the current ACL rules in ACL config file format",
+     .since = "6.0.0",
+     .group = "server",
+     .complexity = "O(N). Where N is the number of configured users."},
+    {.name = "acl|load",
+     .arity = 2,
+     .flags = "admin noscript loading stale",
+     .acl = "@admin @slow @dangerous",
+     .summary = "Reload the ACLs from the configured ACL file",
+     .since = "6.0.0",
+     .group = "server",
+     .complexity = "O(N). Where N is the number of configured users."},
+    {.name = "acl|log",
+     .arity = -2,
+     .flags = "admin noscript loading stale",
+     .acl = "@admin @slow @dangerous",
+     .summary = "List latest events denied because of ACLs in place",
+     .since = "6.0.0",
+     .group = "server",
+     .complexity = "O(N) with N being the number of entries shown.",
+     .args = acl_log_args,
+     .nargs = DOCS_LEN(acl_log_args)},
+    {.name = "acl|save",
+     .arity = 2,
+     .flags = "admin noscript loading stale",
+     .acl = "@admin @slow @dangerous",
+     .summary = "Save the current ACL rules in the configured ACL file",
+     .since = "6.0.0",
+     .group = "server",
+     .complexity = "O(N). Where N is the number of configured users."},
+    {.name = "acl|setuser",
+     .arity = -3,
+     .flags = "admin noscript loading stale",
+     .acl = "@admin @slow @dangerous",
+     .summary = "Modify or create the rules for a specific ACL user",
+     .since = "6.0.0",
+     .group = "server",
+     .complexity = "O(N). Where N is the number of rules provided.",
+     .history = acl_setuser_history,
+     .nhistory = DOCS_LEN(acl_setuser_history),
+     .args = acl_setuser_args,
+     .nargs = DOCS_LEN(acl_setuser_args)},
+    {.name = "acl|users",
+     .arity = 2,
+     .flags = "admin noscript loading stale",
+     .acl = "@admin @slow @dangerous",
+     .summary = "List the username of all the configured ACL rules",
+     .since = "6.0.0",
+     .group = "server",
+     .complexity = "O(N). Where N is the number of configured users."},
+    {.name = "acl|whoami",
+     .arity = 2,
+     .flags = "noscript loading stale",
+     .acl = "@slow",
+     .summary = "Return the name of the user associated to the current connection",
+     .since = "6.0.0",
+     .group = "server",
+     .complexity = "O(1)"},
+};
+
 static const struct cmd_docs_keyspec append_specs[] = {
     {NULL, "RW insert", NULL, 1, false, {0, 1, 0}},
 };
@@ -1992,6 +2171,15 @@ static const struct cmd_docs_arg watch_args[] = {
 };
 
 const struct cmd_docs cmd_docs_table[] = {
+    {.name = "acl",
+     .arity = -2,
+     .acl = "@slow",
+     .summary = "A container for Access List Control commands ",
+     .since = "6.0.0",
+     .group = "server",
+     .complexity = "Depends on subcommand.",
+     .subs = acl_subs,
+     .nsubs = DOCS_LEN(acl_subs)},
     {.name = "append",
      .arity = 3,
      .first_key = 1,

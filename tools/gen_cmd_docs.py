@@ -23,6 +23,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # CONFIG REWRITE (refused by kvd: its settings come from flags and --config), and the
 # HELP subcommands kvd does not answer (CONFIG, SLOWLOG).
 SUBCOMMANDS = {
+    "acl": ["cat", "deluser", "dryrun", "genpass", "getuser", "help", "list", "load", "log",
+            "save", "setuser", "users", "whoami"],
     "client": ["getname", "help", "id", "info", "kill", "list", "no-evict", "reply", "setname"],
     "command": ["count", "docs", "getkeys", "getkeysandflags", "help", "info", "list"],
     "config": ["get", "resetstat", "set"],

@@ -17,6 +17,8 @@ import pytest
 from conftest import Err, Map, RSet, St
 
 KVD_SUBCOMMANDS = {
+    "acl": {"cat", "deluser", "dryrun", "genpass", "getuser", "help", "list", "load", "log",
+            "save", "setuser", "users", "whoami"},
     "client": {"getname", "help", "id", "info", "kill", "list", "no-evict", "reply", "setname"},
     "command": {"count", "docs", "getkeys", "getkeysandflags", "help", "info", "list"},
     "config": {"get", "resetstat", "set"},

@@ -9,6 +9,7 @@
 #include "kv_assert.h"
 #include "kv_error.h"
 #include "kv_sha1.h"
+#include "kv_sha256.h"
 
 Test(kv_error, names_project_codes)
 {
@@ -283,6 +284,36 @@ Test(kv_num, string2ll_rules)
     cr_assert(kv_parse_u64("18446744073709551615", 20, &u) && u == UINT64_MAX);
     cr_assert(!kv_parse_u64("18446744073709551616", 20, &u));
     cr_assert(!kv_parse_u64("", 0, &u));
+}
+
+/* FIPS 180 examples, the edges of the padding (55, 56, 64 bytes), and a password as
+ * Redis's ACL LIST shows it. */
+Test(kv_sha256, known_digests)
+{
+    static const struct {
+        const char *in;
+        size_t n;
+        const char *hex;
+    } cases[] = {
+        {"", 0, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"},
+        {"abc", 3, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"},
+        {"abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq", 56,
+         "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1"},
+        {"secret", 6, "2bb80d537b1da3e38bd30361aa855686bde0eacd7162fef6a25fe97bf527a25b"},
+    };
+    char hex[KV_SHA256_HEX];
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        kv_sha256_hex(cases[i].in, cases[i].n, hex);
+        cr_assert_str_eq(hex, cases[i].hex, "case %zu", i);
+    }
+    char a[64];
+    memset(a, 'a', sizeof a);
+    kv_sha256_hex(a, 55, hex);
+    cr_assert_str_eq(hex, "9f4390f8d30c2dd92ec9f095b65e2b9ae9b0a925a5258e241c9f1e910f734318");
+    kv_sha256_hex(a, 56, hex);
+    cr_assert_str_eq(hex, "b35439a4ac6f0948b6d6f9e3c6af0f5f590ce20f1bde7090ef7970686ec6738a");
+    kv_sha256_hex(a, 64, hex);
+    cr_assert_str_eq(hex, "ffe054fe7ae0cb6dc65c3af9b61d5209f439851db43d0ba5997337df154668eb");
 }
 
 /* FIPS 180 examples and the edges of the padding (55, 56, 63, 64 bytes). */

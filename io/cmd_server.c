@@ -1516,6 +1516,23 @@ void cmd_info(struct cmd_ctx *x)
         }
         info_add(&b, "\r\n");
     }
+    if (want(x->argc, x->argv, "latencystats", false)) {
+        info_add(&b, "# Latencystats\r\n");
+        for (size_t i = 0; i < cmd_stat_rows(); i++) {
+            uint64_t h[LATENCY_BUCKETS];
+            uint64_t calls = cmd_stats_hist(srv, i, h);
+            uint64_t counted = 0;
+            for (size_t k = 0; k < LATENCY_BUCKETS; k++) {
+                counted += h[k];
+            }
+            if (counted > 0) {
+                char line[1024];
+                latency_info_line(cmd_stat_name(i), calls, h, line, sizeof line);
+                info_add(&b, "%s\r\n", line);
+            }
+        }
+        info_add(&b, "\r\n");
+    }
     if (want(x->argc, x->argv, "keyspace", true)) {
         info_keyspace(&b, srv, x->sh->now_ms);
     }

@@ -939,7 +939,9 @@ static void account_who(struct shard *sh, const char *addr, const char *name, ui
     STAT_ADD(sh->stats.commands, 1);
     STAT_ADD(sh->stats.cmd_calls[row], 1);
     STAT_ADD(sh->stats.cmd_usec[row], r.us);
-    STAT_ADD(sh->stats.cmd_hist[row][latency_bucket(r.us)], 1);
+    if (KV_LIKELY(KV_CONF_GET(kvd_settings.latency_tracking))) {
+        STAT_ADD(sh->stats.cmd_hist[row][latency_bucket(r.us)], 1);
+    }
     if (KV_UNLIKELY(r.us >= 1000)) { /* the latency monitor counts whole milliseconds */
         latency_add(cmd_stat_row_fast(row) ? "fast-command" : "command", r.us / 1000);
     }

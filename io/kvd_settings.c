@@ -7,6 +7,7 @@
 
 #include "evict.h"
 #include "kv_error.h"
+#include "latency.h"
 #include "notify.h"
 #include "kv_log.h"
 
@@ -259,6 +260,21 @@ const struct kv_conf_item kvd_setting_items[] = {
      .help = "milliseconds from which a command is a latency event for LATENCY LATEST / "
              "HISTORY / DOCTOR (0 = the monitor is off)",
      .num = &S->latency_monitor_threshold},
+    {.name = "latency-tracking",
+     .type = KV_CONF_BOOL,
+     .flags = RT,
+     .def = "yes",
+     .help = "count every command's duration in its histogram (LATENCY HISTOGRAM, INFO "
+             "latencystats)",
+     .num = &S->latency_tracking},
+    {.name = "latency-tracking-info-percentiles",
+     .type = KV_CONF_CUSTOM,
+     .flags = RT,
+     .def = "50 99 99.9",
+     .help = "percentiles INFO latencystats reports (at most 16, each in [0, 100])",
+     .num = &S->latency_tracking_info_percentiles,
+     .parse = latency_percentiles_parse,
+     .format = latency_percentiles_format},
     {.name = "notify-keyspace-events",
      .type = KV_CONF_CUSTOM,
      .flags = RT,

@@ -51,6 +51,8 @@ struct kvd_settings {
     _Atomic int64_t maxmemory_samples;
     _Atomic int64_t notify_keyspace_events; /* enum notify_class bits */
     _Atomic int64_t latency_monitor_threshold;
+    _Atomic int64_t latency_tracking;
+    _Atomic int64_t latency_tracking_info_percentiles; /* how many (latency.h) */
 };
 
 extern struct kvd_settings kvd_settings;

@@ -14,6 +14,8 @@
 #include <mimalloc.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -32,6 +34,105 @@ struct event {
 };
 
 static pthread_mutex_t lat_mu = PTHREAD_MUTEX_INITIALIZER;
+
+/* the percentiles of latency-tracking-info-percentiles, in thousandths (the setting
+ * holds their count; a reader during CONFIG SET may see a mix of old and new values) */
+static _Atomic int64_t pct_milli[LATENCY_PERCENTILES_MAX];
+
+int64_t latency_percentiles_parse(const char *value, char *err, size_t errlen)
+{
+    int64_t v[LATENCY_PERCENTILES_MAX];
+    int64_t n = 0;
+    for (const char *p = value;;) {
+        while (*p == ' ') {
+            p++;
+        }
+        if (*p == '\0') {
+            break;
+        }
+        char *end;
+        double d = strtod(p, &end);
+        if (end == p || (*end != ' ' && *end != '\0') || n == LATENCY_PERCENTILES_MAX) {
+            snprintf(err, errlen, "Invalid latency-tracking-info-percentiles parameters");
+            return -1;
+        }
+        if (!(d >= 0.0 && d <= 100.0)) {
+            snprintf(err, errlen,
+                     "latency-tracking-info-percentiles parameters should sit between "
+                     "[0.0,100.0]");
+            return -1;
+        }
+        v[n++] = (int64_t)(d * 1000.0 + 0.5);
+        p = end;
+    }
+    for (int64_t i = 0; i < n; i++) {
+        atomic_store_explicit(&pct_milli[i], v[i], memory_order_relaxed);
+    }
+    return n;
+}
+
+/* A percentile as Redis prints it: "%f" without trailing zeros ("99.9", "50"). */
+static size_t pct_text(int64_t milli, char *buf, size_t cap)
+{
+    int k = snprintf(buf, cap, "%f", (double)milli / 1000.0);
+    size_t n = k > 0 && (size_t)k < cap ? (size_t)k : 0;
+    while (n > 0 && buf[n - 1] == '0') {
+        n--;
+    }
+    if (n > 0 && buf[n - 1] == '.') {
+        n--;
+    }
+    buf[n] = '\0';
+    return n;
+}
+
+size_t latency_percentiles_format(int64_t n, char *buf, size_t cap)
+{
+    size_t len = 0;
+    buf[0] = '\0';
+    for (int64_t i = 0; i < n && len + 24 < cap; i++) {
+        if (i > 0) {
+            buf[len++] = ' ';
+        }
+        len += pct_text(atomic_load_explicit(&pct_milli[i], memory_order_relaxed), buf + len,
+                        cap - len);
+    }
+    return len;
+}
+
+size_t latency_info_line(const char *name, uint64_t calls, const uint64_t h[LATENCY_BUCKETS],
+                         char *buf, size_t cap)
+{
+    (void)calls;
+    uint64_t total = 0;
+    for (size_t b = 0; b < LATENCY_BUCKETS; b++) {
+        total += h[b];
+    }
+    int k = snprintf(buf, cap, "latency_percentiles_usec_%s:", name);
+    size_t len = k > 0 && (size_t)k < cap ? (size_t)k : 0;
+    int64_t n = KV_CONF_GET(kvd_settings.latency_tracking_info_percentiles);
+    for (int64_t i = 0; i < n && len + 64 < cap; i++) {
+        int64_t milli = atomic_load_explicit(&pct_milli[i], memory_order_relaxed);
+        /* HdrHistogram's value at percentile: the bucket holding the count'th value */
+        uint64_t want = (uint64_t)((double)milli / 100000.0 * (double)total + 0.5);
+        want = want < 1 ? 1 : want;
+        uint64_t cum = 0;
+        size_t b = 0;
+        for (; b + 1 < LATENCY_BUCKETS; b++) {
+            cum += h[b];
+            if (cum >= want) {
+                break;
+            }
+        }
+        uint64_t bound_ns = (UINT64_C(1) << (10 + b)) + (UINT64_C(1) << (3 + b)) - 1;
+        char p[32];
+        pct_text(milli, p, sizeof p);
+        k = snprintf(buf + len, cap - len, "%sp%s=%.3f", i ? "," : "", p,
+                     total ? (double)bound_ns / 1000.0 : 0.0);
+        len += k > 0 && (size_t)k < cap - len ? (size_t)k : 0;
+    }
+    return len;
+}
 static struct event events[LATENCY_EVENTS_MAX];
 
 void latency_add(const char *event, uint64_t ms)
@@ -406,7 +507,11 @@ static void histogram(struct cmd_ctx *x)
     KV_ASSERT(want != NULL && h != NULL && calls != NULL);
     size_t n = 0;
     for (size_t r = 0; r < rows; r++) {
-        calls[r] = cmd_stats_hist(srv, r, h[r]);
+        cmd_stats_hist(srv, r, h[r]);
+        calls[r] = 0; /* as Redis: the histogram's own count (latency-tracking may be off) */
+        for (size_t b = 0; b < LATENCY_BUCKETS; b++) {
+            calls[r] += h[r][b];
+        }
         want[r] = calls[r] > 0 && x->argc == 2;
         for (size_t a = 2; a < x->argc && !want[r] && calls[r] > 0; a++) {
             want[r] = asked(cmd_stat_name(r), &x->argv[a]);

@@ -46,6 +46,20 @@ static inline unsigned latency_bucket(uint64_t us)
     return k < LATENCY_BUCKETS ? k : LATENCY_BUCKETS - 1;
 }
 
+/*
+ * latency-tracking-info-percentiles: Redis's list ("50 99 99.9": at most
+ * LATENCY_PERCENTILES_MAX values in [0, 100]); the setting holds how many there are.
+ */
+#define LATENCY_PERCENTILES_MAX 16
+int64_t latency_percentiles_parse(const char *value, char *err, size_t errlen);
+size_t latency_percentiles_format(int64_t n, char *buf, size_t cap);
+
+/* INFO latencystats: one line per command with a histogram, the setting's percentiles
+ * of its durations ("p50=1.031,p99=4.127,p99.9=8.255": the upper bound of the bucket
+ * that holds each, in microseconds). Writes at most cap bytes; returns the length. */
+size_t latency_info_line(const char *name, uint64_t calls, const uint64_t h[LATENCY_BUCKETS],
+                         char *buf, size_t cap);
+
 /* LATENCY <subcommand> ... (the client's shard). */
 void cmd_latency(struct cmd_ctx *x);
 

@@ -11,6 +11,7 @@ back to 0):
 - HISTOGRAM: calls and cumulative counts per command (all, named ones, a container's
   subcommands), Redis's bucket bounds, reset by CONFIG RESETSTAT.
 """
+import re
 import time
 
 import pytest
@@ -136,3 +137,42 @@ def test_histogram(lpair):
         c.ok("CONFIG", "RESETSTAT")
         assert "set" not in hist(c)
     assert isinstance(k.cmd("LATENCY", "HISTOGRAM"), list)
+
+
+def test_latencystats_and_tracking_settings(lpair):
+    k = lpair.k
+    kv, rv = (c.cmd("CONFIG", "GET", "latency-tracking*") for c in (lpair.k, lpair.r))
+    assert dict(zip(kv[::2], kv[1::2])) == dict(zip(rv[::2], rv[1::2]))  # Redis's order varies
+    for args in [("CONFIG", "SET", "latency-tracking-info-percentiles", "50 99.5 100 0"),
+                 ("CONFIG", "GET", "latency-tracking-info-percentiles"),
+                 ("CONFIG", "SET", "latency-tracking-info-percentiles", "101"),
+                 ("CONFIG", "SET", "latency-tracking-info-percentiles", "abc"),
+                 ("CONFIG", "SET", "latency-tracking-info-percentiles", ""),
+                 ("CONFIG", "GET", "latency-tracking-info-percentiles"),
+                 ("CONFIG", "SET", "latency-tracking-info-percentiles", "50 99 99.9"),
+                 ("CONFIG", "SET", "latency-tracking", "maybe")]:
+        lpair.same(*args)
+    k.ok("CONFIG", "RESETSTAT")
+    k.pipeline([("SET", "l%d" % i, "v") for i in range(100)])
+    text = k.cmd("INFO", "latencystats").decode()
+    assert text.startswith("# Latencystats\r\n")
+    line = [ln for ln in text.split("\r\n") if ln.startswith("latency_percentiles_usec_set:")]
+    assert len(line) == 1, text
+    m = re.fullmatch(r"latency_percentiles_usec_set:p50=([\d.]+),p99=([\d.]+),p99\.9=([\d.]+)",
+                     line[0])
+    assert m, line
+    vals = [float(v) for v in m.groups()]
+    assert vals == sorted(vals) and all(v > 0 for v in vals)
+    assert "# Latencystats" not in k.cmd("INFO").decode()  # not a default section
+    assert "# Latencystats" in k.cmd("INFO", "everything").decode()
+    k.ok("CONFIG", "SET", "latency-tracking-info-percentiles", "")
+    assert "latency_percentiles_usec_set:\r\n" in k.cmd("INFO", "latencystats").decode()
+    k.ok("CONFIG", "SET", "latency-tracking-info-percentiles", "50 99 99.9")
+    # latency-tracking no: durations are no longer counted
+    k.ok("CONFIG", "SET", "latency-tracking", "no")
+    try:
+        k.ok("CONFIG", "RESETSTAT")
+        k.pipeline([("SET", "l%d" % i, "v") for i in range(10)])
+        assert "set" not in hist(k, "set")
+    finally:
+        k.ok("CONFIG", "SET", "latency-tracking", "yes")

@@ -239,7 +239,7 @@ bool cmd_client_list_check(struct cmd_ctx *x);
 bool cmd_client_kill_check(struct cmd_ctx *x);
 
 /* The per-command duration histogram of statistics row `row`, summed over the shards
- * since the last CONFIG RESETSTAT (latency.h buckets); returns the row's calls. */
+ * since the last CONFIG RESETSTAT (latency.h buckets); returns how many it holds. */
 struct server;
 uint64_t cmd_stats_hist(struct server *srv, size_t row, uint64_t *out);
 

@@ -17,6 +17,7 @@
 #include "kv_clock.h"
 #include "kv_config.h"
 #include "kv_glob.h"
+#include "kv_text.h"
 #include "kv_log.h"
 #include "kvd_settings.h"
 #include "pubsub.h"
@@ -1191,31 +1192,12 @@ void cmd_memory(struct cmd_ctx *x)
 
 /* ---- INFO ------------------------------------------------------------------------- */
 
-struct info_buf {
-    char *p;
-    size_t len, cap;
-};
-
-static void info_add(struct info_buf *b, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
-static void info_add(struct info_buf *b, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(b->p + b->len, b->cap - b->len, fmt, ap);
-    va_end(ap);
-    if (n > 0) {
-        b->len += (size_t)n < b->cap - b->len ? (size_t)n : b->cap - b->len - 1;
-    }
-}
-
 /* Each non-empty database's keys, keys with a TTL and their mean remaining TTL (ms;
  * Redis samples it, kvd knows it: the tables keep the count and the sum of expiry
  * times), from what every shard publishes. */
-static void info_keyspace(struct info_buf *b, struct server *srv, int64_t now_ms)
+static void info_keyspace(struct kv_text *b, struct server *srv, int64_t now_ms)
 {
-    info_add(b, "# Keyspace\r\n");
+    kv_text_add(b, "# Keyspace\r\n");
     uint32_t ndb = srv->shards[0].ndb;
     for (uint32_t db = 0; db < ndb; db++) {
         uint64_t keys = 0, expiring = 0;
@@ -1235,15 +1217,15 @@ static void info_keyspace(struct info_buf *b, struct server *srv, int64_t now_ms
             int64_t avg_at = (int64_t)(expire_sum / expiring);
             avg_ttl = avg_at > now_ms ? avg_at - now_ms : 0;
         }
-        info_add(b, "db%u:keys=%llu,expires=%llu,avg_ttl=%lld\r\n", db, (unsigned long long)keys,
-                 (unsigned long long)expiring, (long long)avg_ttl);
+        kv_text_add(b, "db%u:keys=%llu,expires=%llu,avg_ttl=%lld\r\n", db, (unsigned long long)keys,
+                    (unsigned long long)expiring, (long long)avg_ttl);
     }
 }
 
 /* INFO persistence: Redis's fields (the snapshot rounds stand for RDB saves, the WAL
  * for the AOF), then kvd's own. */
 
-static void info_persistence(struct info_buf *b, struct server *srv, int64_t now_ms)
+static void info_persistence(struct kv_text *b, struct server *srv, int64_t now_ms)
 {
     uint64_t appended = 0, durable = 0, batches = 0, bytes = 0, syncs = 0, segs = 0;
     uint64_t changes = 0, rounds = 0, failed = 0, snap_keys = 0, rec_keys = 0;
@@ -1286,29 +1268,30 @@ static void info_persistence(struct info_buf *b, struct server *srv, int64_t now
         }
     }
     int fsync_mode = (int)KV_CONF_GET(kvd_settings.appendfsync);
-    info_add(b,
-             "# Persistence\r\nloading:0\r\nasync_loading:0\r\nrdb_changes_since_last_save:%llu\r\n"
-             "rdb_bgsave_in_progress:%d\r\nrdb_last_save_time:%lld\r\n"
-             "rdb_last_bgsave_status:%s\r\nrdb_last_bgsave_time_sec:%lld\r\n"
-             "rdb_current_bgsave_time_sec:%lld\r\nrdb_saves:%llu\r\n"
-             "aof_enabled:%d\r\naof_rewrite_in_progress:0\r\naof_rewrite_scheduled:0\r\n"
-             "aof_last_write_status:%s\r\naof_last_bgrewrite_status:ok\r\n"
-             "appendfsync:%s\r\nwal_records_appended:%llu\r\nwal_records_durable:%llu\r\n"
-             "wal_batches:%llu\r\nwal_batch_records_avg:%.2f\r\nwal_write_usec_avg:%.1f\r\n"
-             "wal_write_usec_max:%llu\r\nwal_bytes_written:%llu\r\nwal_syncs:%llu\r\n"
-             "wal_segments:%llu\r\n"
-             "wal_refusing_writes:%d\r\nsnapshot_rounds_failed:%llu\r\nsnapshot_last_keys:%llu\r\n"
-             "recovered_keys:%llu\r\nrecovery_time_ms:%lld\r\n\r\n",
-             (unsigned long long)changes, running ? 1 : 0, (long long)(last_save_ms(srv) / 1000),
-             last_ok ? "ok" : "err", (long long)last_round,
-             (long long)(running ? (now_ms - started) / 1000 : -1), (unsigned long long)rounds,
-             srv->persist ? 1 : 0, write_ok ? "ok" : "err", wal_fsync_name(fsync_mode),
-             (unsigned long long)appended, (unsigned long long)durable, (unsigned long long)batches,
-             batches ? (double)durable / (double)batches : 0.0,
-             batches ? (double)write_us / (double)batches : 0.0, (unsigned long long)write_us_max,
-             (unsigned long long)bytes, (unsigned long long)syncs, (unsigned long long)segs,
-             refusing ? 1 : 0, (unsigned long long)failed, (unsigned long long)snap_keys,
-             (unsigned long long)rec_keys, (long long)rec_ms);
+    kv_text_add(
+        b,
+        "# Persistence\r\nloading:0\r\nasync_loading:0\r\nrdb_changes_since_last_save:%llu\r\n"
+        "rdb_bgsave_in_progress:%d\r\nrdb_last_save_time:%lld\r\n"
+        "rdb_last_bgsave_status:%s\r\nrdb_last_bgsave_time_sec:%lld\r\n"
+        "rdb_current_bgsave_time_sec:%lld\r\nrdb_saves:%llu\r\n"
+        "aof_enabled:%d\r\naof_rewrite_in_progress:0\r\naof_rewrite_scheduled:0\r\n"
+        "aof_last_write_status:%s\r\naof_last_bgrewrite_status:ok\r\n"
+        "appendfsync:%s\r\nwal_records_appended:%llu\r\nwal_records_durable:%llu\r\n"
+        "wal_batches:%llu\r\nwal_batch_records_avg:%.2f\r\nwal_write_usec_avg:%.1f\r\n"
+        "wal_write_usec_max:%llu\r\nwal_bytes_written:%llu\r\nwal_syncs:%llu\r\n"
+        "wal_segments:%llu\r\n"
+        "wal_refusing_writes:%d\r\nsnapshot_rounds_failed:%llu\r\nsnapshot_last_keys:%llu\r\n"
+        "recovered_keys:%llu\r\nrecovery_time_ms:%lld\r\n\r\n",
+        (unsigned long long)changes, running ? 1 : 0, (long long)(last_save_ms(srv) / 1000),
+        last_ok ? "ok" : "err", (long long)last_round,
+        (long long)(running ? (now_ms - started) / 1000 : -1), (unsigned long long)rounds,
+        srv->persist ? 1 : 0, write_ok ? "ok" : "err", wal_fsync_name(fsync_mode),
+        (unsigned long long)appended, (unsigned long long)durable, (unsigned long long)batches,
+        batches ? (double)durable / (double)batches : 0.0,
+        batches ? (double)write_us / (double)batches : 0.0, (unsigned long long)write_us_max,
+        (unsigned long long)bytes, (unsigned long long)syncs, (unsigned long long)segs,
+        refusing ? 1 : 0, (unsigned long long)failed, (unsigned long long)snap_keys,
+        (unsigned long long)rec_keys, (long long)rec_ms);
 }
 
 static bool want(size_t argc, const struct resp_arg *argv, const char *section, bool dflt)
@@ -1405,38 +1388,40 @@ static void stats_reset(struct server *srv)
 uint64_t cmd_stats_hist(struct server *srv, size_t row, uint64_t *out)
 {
     KV_ASSERT(row < KVD_STAT_ROWS);
+    uint64_t total = 0;
     for (size_t b = 0; b < LATENCY_BUCKETS; b++) {
         out[b] = SUMB(cmd_hist[row][b]);
+        total += out[b];
     }
-    return SUMB(cmd_calls[row]);
+    return total;
 }
 
 void cmd_info(struct cmd_ctx *x)
 {
     struct server *srv = x->sh->srv;
-    struct info_buf b = {.cap = INFO_BYTES_MAX};
+    struct kv_text b = {.cap = INFO_BYTES_MAX};
     b.p = mi_heap_malloc(x->sh->heap, b.cap);
     KV_ASSERT(b.p != NULL);
     b.p[0] = '\0';
     int64_t now = x->now_ms;
     if (want(x->argc, x->argv, "server", true)) {
-        info_add(&b,
-                 "# Server\r\nredis_version:7.0.0\r\nkvd_version:%s\r\nredis_mode:standalone\r\n"
-                 "os:Linux\r\narch_bits:64\r\nmultiplexing_api:io_uring\r\nprocess_id:%d\r\n"
-                 "tcp_port:%d\r\nuptime_in_seconds:%lld\r\nuptime_in_days:%lld\r\n"
-                 "hz:%lld\r\nio_threads_active:0\r\nshard_threads:%u\r\npartitions:%u\r\n"
-                 "executable:kvd\r\nconfig_file:\r\n\r\n",
-                 KV_VERSION, (int)getpid(), srv->port, (long long)((now - srv->start_ms) / 1000),
-                 (long long)((now - srv->start_ms) / 86400000),
-                 (long long)KV_CONF_GET(kvd_settings.hz), srv->nthreads, srv->route->count);
+        kv_text_add(&b,
+                    "# Server\r\nredis_version:7.0.0\r\nkvd_version:%s\r\nredis_mode:standalone\r\n"
+                    "os:Linux\r\narch_bits:64\r\nmultiplexing_api:io_uring\r\nprocess_id:%d\r\n"
+                    "tcp_port:%d\r\nuptime_in_seconds:%lld\r\nuptime_in_days:%lld\r\n"
+                    "hz:%lld\r\nio_threads_active:0\r\nshard_threads:%u\r\npartitions:%u\r\n"
+                    "executable:kvd\r\nconfig_file:\r\n\r\n",
+                    KV_VERSION, (int)getpid(), srv->port, (long long)((now - srv->start_ms) / 1000),
+                    (long long)((now - srv->start_ms) / 86400000),
+                    (long long)KV_CONF_GET(kvd_settings.hz), srv->nthreads, srv->route->count);
     }
     if (want(x->argc, x->argv, "clients", true)) {
-        info_add(&b,
-                 "# Clients\r\nconnected_clients:%lld\r\nmaxclients:%lld\r\nblocked_clients:0\r\n"
-                 "watching_clients:%llu\r\ntotal_watched_keys:%llu\r\n\r\n",
-                 (long long)atomic_load(&srv->clients),
-                 (long long)KV_CONF_GET(kvd_settings.maxclients),
-                 (unsigned long long)SUM(watching_clients), (unsigned long long)SUM(watched_keys));
+        kv_text_add(
+            &b,
+            "# Clients\r\nconnected_clients:%lld\r\nmaxclients:%lld\r\nblocked_clients:0\r\n"
+            "watching_clients:%llu\r\ntotal_watched_keys:%llu\r\n\r\n",
+            (long long)atomic_load(&srv->clients), (long long)KV_CONF_GET(kvd_settings.maxclients),
+            (unsigned long long)SUM(watching_clients), (unsigned long long)SUM(watched_keys));
     }
     if (want(x->argc, x->argv, "memory", true)) {
         struct rusage ru;
@@ -1446,92 +1431,88 @@ void cmd_info(struct cmd_ctx *x)
         long long max = (long long)KV_CONF_GET(kvd_settings.maxmemory);
         char max_human[32];
         bytes_to_human(max_human, sizeof max_human, max);
-        info_add(&b,
-                 "# Memory\r\nused_memory:%llu\r\nused_memory_human:%.2fM\r\n"
-                 "used_memory_rss:%lld\r\nused_memory_peak:%lld\r\nmaxmemory:%lld\r\n"
-                 "maxmemory_human:%s\r\nmaxmemory_policy:%s\r\nmem_allocator:mimalloc\r\n"
-                 "lazyfree_pending_objects:%llu\r\n\r\n",
-                 (unsigned long long)used, (double)used / (1024.0 * 1024.0), rss,
-                 (long long)ru.ru_maxrss * 1024, max, max_human,
-                 evict_policy_names[KV_CONF_GET(kvd_settings.maxmemory_policy)],
-                 (unsigned long long)SUM(lazyfree_pending));
+        kv_text_add(&b,
+                    "# Memory\r\nused_memory:%llu\r\nused_memory_human:%.2fM\r\n"
+                    "used_memory_rss:%lld\r\nused_memory_peak:%lld\r\nmaxmemory:%lld\r\n"
+                    "maxmemory_human:%s\r\nmaxmemory_policy:%s\r\nmem_allocator:mimalloc\r\n"
+                    "lazyfree_pending_objects:%llu\r\n\r\n",
+                    (unsigned long long)used, (double)used / (1024.0 * 1024.0), rss,
+                    (long long)ru.ru_maxrss * 1024, max, max_human,
+                    evict_policy_names[KV_CONF_GET(kvd_settings.maxmemory_policy)],
+                    (unsigned long long)SUM(lazyfree_pending));
     }
     if (want(x->argc, x->argv, "persistence", true)) {
         info_persistence(&b, srv, x->sh->now_ms);
     }
     if (want(x->argc, x->argv, "stats", true)) {
-        info_add(&b,
-                 "# Stats\r\ntotal_connections_received:%llu\r\ntotal_commands_processed:%llu\r\n"
-                 "total_net_input_bytes:%llu\r\ntotal_net_output_bytes:%llu\r\n"
-                 "rejected_connections:%llu\r\nexpired_keys:%llu\r\nevicted_keys:%llu\r\n"
-                 "keyspace_hits:%llu\r\nkeyspace_misses:%llu\r\ncommands_forwarded:%llu\r\n"
-                 "shard_wakeups_sent:%llu\r\nshard_queue_full_pauses:%llu\r\n"
-                 "recv_buffer_exhaustions:%llu\r\ncross_shard_transactions:%llu\r\n"
-                 "total_error_replies:%llu\r\n\r\n",
-                 (unsigned long long)SUMB(connections), (unsigned long long)SUMB(commands),
-                 (unsigned long long)SUMB(net_in_bytes), (unsigned long long)SUMB(net_out_bytes),
-                 (unsigned long long)SUMB(rejected), (unsigned long long)SUMB(expired_keys),
-                 (unsigned long long)SUMB(evicted_keys), (unsigned long long)SUMB(keyspace_hits),
-                 (unsigned long long)SUMB(keyspace_misses), (unsigned long long)SUMB(forwarded),
-                 (unsigned long long)SUMB(wakeups_sent),
-                 (unsigned long long)SUMB(queue_full_pauses), (unsigned long long)SUMB(recv_nobufs),
-                 (unsigned long long)SUMB(txn_cross), (unsigned long long)SUMB(errs.total));
+        kv_text_add(
+            &b,
+            "# Stats\r\ntotal_connections_received:%llu\r\ntotal_commands_processed:%llu\r\n"
+            "total_net_input_bytes:%llu\r\ntotal_net_output_bytes:%llu\r\n"
+            "rejected_connections:%llu\r\nexpired_keys:%llu\r\nevicted_keys:%llu\r\n"
+            "keyspace_hits:%llu\r\nkeyspace_misses:%llu\r\ncommands_forwarded:%llu\r\n"
+            "shard_wakeups_sent:%llu\r\nshard_queue_full_pauses:%llu\r\n"
+            "recv_buffer_exhaustions:%llu\r\ncross_shard_transactions:%llu\r\n"
+            "total_error_replies:%llu\r\n\r\n",
+            (unsigned long long)SUMB(connections), (unsigned long long)SUMB(commands),
+            (unsigned long long)SUMB(net_in_bytes), (unsigned long long)SUMB(net_out_bytes),
+            (unsigned long long)SUMB(rejected), (unsigned long long)SUMB(expired_keys),
+            (unsigned long long)SUMB(evicted_keys), (unsigned long long)SUMB(keyspace_hits),
+            (unsigned long long)SUMB(keyspace_misses), (unsigned long long)SUMB(forwarded),
+            (unsigned long long)SUMB(wakeups_sent), (unsigned long long)SUMB(queue_full_pauses),
+            (unsigned long long)SUMB(recv_nobufs), (unsigned long long)SUMB(txn_cross),
+            (unsigned long long)SUMB(errs.total));
     }
     if (want(x->argc, x->argv, "replication", true)) {
-        info_add(&b, "# Replication\r\nrole:master\r\nconnected_slaves:0\r\n\r\n");
+        kv_text_add(&b, "# Replication\r\nrole:master\r\nconnected_slaves:0\r\n\r\n");
     }
     if (want(x->argc, x->argv, "cpu", true)) {
         struct rusage ru;
         getrusage(RUSAGE_SELF, &ru);
-        info_add(&b, "# CPU\r\nused_cpu_sys:%ld.%06ld\r\nused_cpu_user:%ld.%06ld\r\n\r\n",
-                 (long)ru.ru_stime.tv_sec, (long)ru.ru_stime.tv_usec, (long)ru.ru_utime.tv_sec,
-                 (long)ru.ru_utime.tv_usec);
+        kv_text_add(&b, "# CPU\r\nused_cpu_sys:%ld.%06ld\r\nused_cpu_user:%ld.%06ld\r\n\r\n",
+                    (long)ru.ru_stime.tv_sec, (long)ru.ru_stime.tv_usec, (long)ru.ru_utime.tv_sec,
+                    (long)ru.ru_utime.tv_usec);
     }
     if (want(x->argc, x->argv, "commandstats", false)) {
-        info_add(&b, "# Commandstats\r\n");
+        kv_text_add(&b, "# Commandstats\r\n");
         for (size_t i = 0; i < cmd_stat_rows(); i++) {
             uint64_t calls = SUMB(cmd_calls[i]);
             uint64_t usec = SUMB(cmd_usec[i]);
             uint64_t rejected = SUMB(cmd_rejected[i]);
             uint64_t failed = SUMB(cmd_failed[i]);
             if (calls > 0 || rejected > 0 || failed > 0) {
-                info_add(&b,
-                         "cmdstat_%s:calls=%llu,usec=%llu,usec_per_call=%.2f,rejected_calls=%llu,"
-                         "failed_calls=%llu\r\n",
-                         cmd_stat_name(i), (unsigned long long)calls, (unsigned long long)usec,
-                         calls ? (double)usec / (double)calls : 0.0, (unsigned long long)rejected,
-                         (unsigned long long)failed);
+                kv_text_add(
+                    &b,
+                    "cmdstat_%s:calls=%llu,usec=%llu,usec_per_call=%.2f,rejected_calls=%llu,"
+                    "failed_calls=%llu\r\n",
+                    cmd_stat_name(i), (unsigned long long)calls, (unsigned long long)usec,
+                    calls ? (double)usec / (double)calls : 0.0, (unsigned long long)rejected,
+                    (unsigned long long)failed);
             }
         }
-        info_add(&b, "\r\n");
+        kv_text_add(&b, "\r\n");
     }
     if (want(x->argc, x->argv, "errorstats", true)) {
-        info_add(&b, "# Errorstats\r\n");
+        kv_text_add(&b, "# Errorstats\r\n");
         for (size_t i = 0; i < REPLY_ERR_CODES; i++) {
             uint64_t n = SUMB(errs.by_code[i]);
             if (n > 0) {
-                info_add(&b, "errorstat_%s:count=%llu\r\n", reply_err_codes[i],
-                         (unsigned long long)n);
+                kv_text_add(&b, "errorstat_%s:count=%llu\r\n", reply_err_codes[i],
+                            (unsigned long long)n);
             }
         }
-        info_add(&b, "\r\n");
+        kv_text_add(&b, "\r\n");
     }
     if (want(x->argc, x->argv, "latencystats", false)) {
-        info_add(&b, "# Latencystats\r\n");
+        kv_text_add(&b, "# Latencystats\r\n");
         for (size_t i = 0; i < cmd_stat_rows(); i++) {
             uint64_t h[LATENCY_BUCKETS];
-            uint64_t calls = cmd_stats_hist(srv, i, h);
-            uint64_t counted = 0;
-            for (size_t k = 0; k < LATENCY_BUCKETS; k++) {
-                counted += h[k];
-            }
-            if (counted > 0) {
-                char line[1024];
-                latency_info_line(cmd_stat_name(i), calls, h, line, sizeof line);
-                info_add(&b, "%s\r\n", line);
+            uint64_t total = cmd_stats_hist(srv, i, h);
+            if (total > 0) {
+                latency_info_line(&b, cmd_stat_name(i), total, h);
             }
         }
-        info_add(&b, "\r\n");
+        kv_text_add(&b, "\r\n");
     }
     if (want(x->argc, x->argv, "keyspace", true)) {
         info_keyspace(&b, srv, x->sh->now_ms);

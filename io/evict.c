@@ -223,9 +223,13 @@ static enum shed_result shed(struct shard *sh, struct measure *m, enum evict_pol
     return SHED_DONE;
 }
 
-/* Whether another shard published candidates under the policy. */
-static bool others_hold_candidates(const struct shard *sh, enum evict_policy p)
+/* Whether this shard holds candidates under the policy, or another published some. */
+static bool some_shard_holds_candidates(struct shard *sh, enum evict_policy p)
 {
+    struct pick any;
+    if (pick_table(sh, p, &any)) {
+        return true;
+    }
     for (uint32_t i = 0; i < sh->srv->nthreads; i++) {
         const struct shard_stats *st = &sh->srv->shards[i].stats;
         uint64_t n = volatile_only(p) ? STAT_GET(st->keys_with_expiry) : STAT_GET(st->keys);
@@ -252,8 +256,7 @@ bool evict_gate(struct shard *sh, bool denyoom)
     }
     /* Still over: the rest is the other shards' share, or more of this one's. The
      * command runs if some shard can still shed it, as Redis runs it while it can evict. */
-    struct pick any;
-    return pick_table(sh, p, &any) || others_hold_candidates(sh, p);
+    return some_shard_holds_candidates(sh, p);
 }
 
 bool evict_refuses(struct shard *sh)
@@ -263,8 +266,7 @@ bool evict_refuses(struct shard *sh)
         return false;
     }
     enum evict_policy p = (enum evict_policy)KV_CONF_GET(kvd_settings.maxmemory_policy);
-    struct pick any;
-    return p == EVICT_NOEVICTION || (!pick_table(sh, p, &any) && !others_hold_candidates(sh, p));
+    return p == EVICT_NOEVICTION || !some_shard_holds_candidates(sh, p);
 }
 
 bool evict_step(struct shard *sh, uint64_t budget_ns)

@@ -6,6 +6,7 @@
 #include "cmd.h"
 #include "kv_assert.h"
 #include "kv_config.h"
+#include "kv_text.h"
 #include "kvd_settings.h"
 #include "reply.h"
 #include "resp_parse.h"
@@ -13,7 +14,6 @@
 
 #include <mimalloc.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <stdio.h>
@@ -100,18 +100,12 @@ size_t latency_percentiles_format(int64_t n, char *buf, size_t cap)
     return len;
 }
 
-size_t latency_info_line(const char *name, uint64_t calls, const uint64_t h[LATENCY_BUCKETS],
-                         char *buf, size_t cap)
+void latency_info_line(struct kv_text *t, const char *name, uint64_t total,
+                       const uint64_t h[LATENCY_BUCKETS])
 {
-    (void)calls;
-    uint64_t total = 0;
-    for (size_t b = 0; b < LATENCY_BUCKETS; b++) {
-        total += h[b];
-    }
-    int k = snprintf(buf, cap, "latency_percentiles_usec_%s:", name);
-    size_t len = k > 0 && (size_t)k < cap ? (size_t)k : 0;
+    kv_text_add(t, "latency_percentiles_usec_%s:", name);
     int64_t n = KV_CONF_GET(kvd_settings.latency_tracking_info_percentiles);
-    for (int64_t i = 0; i < n && len + 64 < cap; i++) {
+    for (int64_t i = 0; i < n; i++) {
         int64_t milli = atomic_load_explicit(&pct_milli[i], memory_order_relaxed);
         /* HdrHistogram's value at percentile: the bucket holding the count'th value */
         uint64_t want = (uint64_t)((double)milli / 100000.0 * (double)total + 0.5);
@@ -127,11 +121,9 @@ size_t latency_info_line(const char *name, uint64_t calls, const uint64_t h[LATE
         uint64_t bound_ns = (UINT64_C(1) << (10 + b)) + (UINT64_C(1) << (3 + b)) - 1;
         char p[32];
         pct_text(milli, p, sizeof p);
-        k = snprintf(buf + len, cap - len, "%sp%s=%.3f", i ? "," : "", p,
-                     total ? (double)bound_ns / 1000.0 : 0.0);
-        len += k > 0 && (size_t)k < cap - len ? (size_t)k : 0;
+        kv_text_add(t, "%sp%s=%.3f", i ? "," : "", p, total ? (double)bound_ns / 1000.0 : 0.0);
     }
-    return len;
+    kv_text_add(t, "\r\n");
 }
 static struct event events[LATENCY_EVENTS_MAX];
 
@@ -291,30 +283,13 @@ static void reset(struct cmd_ctx *x)
     reply_int(x->out, n);
 }
 
-struct text {
-    char *p;
-    size_t n, cap;
-};
-
-static void add(struct text *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void add(struct text *t, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    int k = vsnprintf(t->p + t->n, t->cap - t->n, fmt, ap);
-    va_end(ap);
-    if (k > 0) {
-        t->n += (size_t)k < t->cap - t->n ? (size_t)k : t->cap - t->n - 1;
-    }
-}
-
 /*
  * Redis's sparkline (latencyCommandGenSparkeline with SPARKLINE_FILL, 4 rows of 3 steps,
  * 80 columns): a column per sample, the height scaled between the lowest and highest,
  * then each sample's age ("12s", "3m", "2h", "1d") written downwards under it.
  */
-static void sparkline(struct text *t, const struct sample *s, const char (*label)[24], size_t off,
-                      size_t len, uint64_t min, uint64_t max)
+static void sparkline(struct kv_text *t, const struct sample *s, const char (*label)[24],
+                      size_t off, size_t len, uint64_t min, uint64_t max)
 {
     static const char fill[] = "_o#";
     enum { ROWS = 4, STEPS = 3 * ROWS, LABEL_TOP = 1 };
@@ -345,7 +320,7 @@ static void sparkline(struct text *t, const struct sample *s, const char (*label
         if (!more) {
             return;
         }
-        add(t, "%.*s\n", (int)len, line);
+        kv_text_add(t, "%.*s\n", (int)len, line);
     }
 }
 
@@ -379,20 +354,20 @@ static void graph(struct cmd_ctx *x)
         }
     }
     char buf[16384];
-    struct text t = {buf, 0, sizeof buf};
-    add(&t, "%s - high %llu ms, low %llu ms (all time high %llu ms)\n", e->name,
-        (unsigned long long)max, (unsigned long long)min, (unsigned long long)e->max);
+    struct kv_text t = {buf, 0, sizeof buf};
+    kv_text_add(&t, "%s - high %llu ms, low %llu ms (all time high %llu ms)\n", e->name,
+                (unsigned long long)max, (unsigned long long)min, (unsigned long long)e->max);
     for (int i = 0; i < 80; i++) {
-        add(&t, "-");
+        kv_text_add(&t, "-");
     }
-    add(&t, "\n");
+    kv_text_add(&t, "\n");
     for (size_t j = 0; j < k; j += 80) {
         if (j != 0) {
-            add(&t, "\n");
+            kv_text_add(&t, "\n");
         }
         sparkline(&t, s, label, j, k - j < 80 ? k - j : 80, min, max);
     }
-    reply_verbatim(x->out, buf, t.n);
+    reply_verbatim(x->out, buf, t.len);
 }
 
 static void doctor(struct cmd_ctx *x)
@@ -400,29 +375,33 @@ static void doctor(struct cmd_ctx *x)
     struct event v[LATENCY_EVENTS_MAX];
     size_t n = snapshot(v);
     char buf[16384];
-    struct text t = {buf, 0, sizeof buf};
+    struct kv_text t = {buf, 0, sizeof buf};
     if (n == 0 && KV_CONF_GET(kvd_settings.latency_monitor_threshold) == 0) {
-        add(&t, "I'm sorry, Dave, I can't do that. Latency monitoring is disabled in this Redis "
+        kv_text_add(
+            &t, "I'm sorry, Dave, I can't do that. Latency monitoring is disabled in this Redis "
                 "instance. You may use \"CONFIG SET latency-monitor-threshold <milliseconds>.\" "
                 "in order to enable it. If we weren't in a deep space mission I'd suggest to take "
                 "a look at https://redis.io/topics/latency-monitor.\n");
-        reply_verbatim(x->out, buf, t.n);
+        reply_verbatim(x->out, buf, t.len);
         return;
     }
     if (n == 0) {
-        add(&t, "Dave, no latency spike was observed during the lifetime of this Redis instance, "
+        kv_text_add(
+            &t, "Dave, no latency spike was observed during the lifetime of this Redis instance, "
                 "not in the slightest bit. I honestly think you ought to sit down calmly, take a "
                 "stress pill, and think things over.\n");
-        reply_verbatim(x->out, buf, t.n);
+        reply_verbatim(x->out, buf, t.len);
         return;
     }
-    add(&t, "Dave, I have observed latency spikes in this Redis instance. You don't mind talking "
+    kv_text_add(
+        &t, "Dave, I have observed latency spikes in this Redis instance. You don't mind talking "
             "about it, do you Dave?\n\n");
     bool slow = false, fast = false;
     for (size_t i = 0; i < n; i++) {
         struct stats st;
         analyze(&v[i], &st);
-        add(&t,
+        kv_text_add(
+            &t,
             "%zu. %s: %zu latency spikes (average %llums, mean deviation %llums, period %.2f "
             "sec). Worst all time event %llums.\n",
             i + 1, v[i].name, st.n, (unsigned long long)st.avg, (unsigned long long)st.mad,
@@ -430,34 +409,39 @@ static void doctor(struct cmd_ctx *x)
         slow |= strcmp(v[i].name, "command") == 0;
         fast |= strcmp(v[i].name, "fast-command") == 0;
     }
-    add(&t, "\nI have a few advices for you:\n\n");
+    kv_text_add(&t, "\nI have a few advices for you:\n\n");
     int64_t slower = KV_CONF_GET(kvd_settings.slowlog_slower_than_us);
     int64_t threshold = KV_CONF_GET(kvd_settings.latency_monitor_threshold);
     if (slow || fast) {
         if (slower < 0) {
-            add(&t, "- The slowlog is disabled: enable it with CONFIG SET slowlog-log-slower-than "
+            kv_text_add(
+                &t, "- The slowlog is disabled: enable it with CONFIG SET slowlog-log-slower-than "
                     "to see which commands are slow.\n");
         } else if (slower / 1000 > threshold) {
-            add(&t,
+            kv_text_add(
+                &t,
                 "- Your current Slow Log configuration only logs events that are slower than "
                 "your configured latency monitor threshold. Please use 'CONFIG SET "
                 "slowlog-log-slower-than %lld'.\n",
                 (long long)threshold * 1000);
         }
-        add(&t, "- Check your Slow Log to understand what are the commands you are running which "
+        kv_text_add(
+            &t, "- Check your Slow Log to understand what are the commands you are running which "
                 "are too slow to execute. Please check https://redis.io/commands/slowlog for more "
                 "information.\n");
-        add(&t, "- Deleting, expiring or evicting (because of maxmemory policy) large objects is a "
+        kv_text_add(
+            &t, "- Deleting, expiring or evicting (because of maxmemory policy) large objects is a "
                 "blocking operation. If you have very large objects that are often deleted, "
                 "expired, or evicted, try to fragment those objects into multiple smaller "
                 "objects.\n");
     }
     if (fast) {
-        add(&t, "- The system is slow to execute code paths not containing system calls. This "
-                "usually means the system does not give kvd CPU time to run for long periods: "
-                "lower the system load, or check for a noisy neighbour.\n");
+        kv_text_add(&t,
+                    "- The system is slow to execute code paths not containing system calls. This "
+                    "usually means the system does not give kvd CPU time to run for long periods: "
+                    "lower the system load, or check for a noisy neighbour.\n");
     }
-    reply_verbatim(x->out, buf, t.n);
+    reply_verbatim(x->out, buf, t.len);
 }
 
 /* The reply of one histogram: calls, then the cumulative counts where they grow. */
@@ -507,11 +491,7 @@ static void histogram(struct cmd_ctx *x)
     KV_ASSERT(want != NULL && h != NULL && calls != NULL);
     size_t n = 0;
     for (size_t r = 0; r < rows; r++) {
-        cmd_stats_hist(srv, r, h[r]);
-        calls[r] = 0; /* as Redis: the histogram's own count (latency-tracking may be off) */
-        for (size_t b = 0; b < LATENCY_BUCKETS; b++) {
-            calls[r] += h[r][b];
-        }
+        calls[r] = cmd_stats_hist(srv, r, h[r]); /* as Redis: the histogram's own count */
         want[r] = calls[r] > 0 && x->argc == 2;
         for (size_t a = 2; a < x->argc && !want[r] && calls[r] > 0; a++) {
             want[r] = asked(cmd_stat_name(r), &x->argv[a]);

@@ -54,11 +54,12 @@ static inline unsigned latency_bucket(uint64_t us)
 int64_t latency_percentiles_parse(const char *value, char *err, size_t errlen);
 size_t latency_percentiles_format(int64_t n, char *buf, size_t cap);
 
-/* INFO latencystats: one line per command with a histogram, the setting's percentiles
- * of its durations ("p50=1.031,p99=4.127,p99.9=8.255": the upper bound of the bucket
- * that holds each, in microseconds). Writes at most cap bytes; returns the length. */
-size_t latency_info_line(const char *name, uint64_t calls, const uint64_t h[LATENCY_BUCKETS],
-                         char *buf, size_t cap);
+/* INFO latencystats: the line of a command whose histogram h holds `total` durations,
+ * with the setting's percentiles of them ("p50=1.031,p99=4.127,p99.9=8.255": the upper
+ * bound of the bucket that holds each, in microseconds). */
+struct kv_text;
+void latency_info_line(struct kv_text *t, const char *name, uint64_t total,
+                       const uint64_t h[LATENCY_BUCKETS]);
 
 /* LATENCY <subcommand> ... (the client's shard). */
 void cmd_latency(struct cmd_ctx *x);

@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from conftest import Client, Err, Push, St, need_redis, wait_until
+from conftest import Client, Err, Push, St, info_field, need_redis, wait_until
 
 ALL = "__key*__:*"
 
@@ -191,13 +191,11 @@ def test_evicted_events(kvd):
     try:
         sub.cmd("SUBSCRIBE", "__keyevent@0__:evicted")
         c.pipeline([("SET", "k%d" % i, "v" * 100) for i in range(2000)])
-        used = int([ln for ln in c.cmd("INFO", "memory").decode().split("\r\n")
-                    if ln.startswith("used_memory:")][0].split(":")[1])
+        used = int(info_field(c, "memory", "used_memory"))
         c.ok("CONFIG", "SET", "maxmemory-policy", "allkeys-random")
         c.ok("CONFIG", "SET", "maxmemory", str(used - 20000))
-        wait_until(lambda: int([ln for ln in c.cmd("INFO", "stats").decode().split("\r\n")
-                                if ln.startswith("evicted_keys:")][0].split(":")[1]) > 0,
-                   10, what="evictions")
+        wait_until(lambda: int(info_field(c, "stats", "evicted_keys")) > 0, 10,
+                   what="evictions")
         c.ok("CONFIG", "SET", "maxmemory", "0")
         got = [m for ch, m in drain(sub, quiet=0.5)]
         left = set(k.decode() for k in c.cmd("KEYS", "k*"))

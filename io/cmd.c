@@ -12,6 +12,7 @@
 #include "route.h"
 #include "server.h"
 #include "tbl.h"
+#include "track.h"
 #include "wal.h"
 #include "watch.h"
 
@@ -279,12 +280,14 @@ static const char *const sub_rows[] = {
     "acl|list",        "acl|load",
     "acl|log",         "acl|save",
     "acl|setuser",     "acl|users",
-    "acl|whoami",      "client|getname",
+    "acl|whoami",      "client|caching",
+    "client|getname",  "client|getredir",
     "client|help",     "client|id",
     "client|info",     "client|kill",
     "client|list",     "client|no-evict",
     "client|no-touch", "client|reply",
     "client|setinfo",  "client|setname",
+    "client|tracking", "client|trackinginfo",
     "command|count",   "command|docs",
     "command|getkeys", "command|getkeysandflags",
     "command|help",    "command|info",
@@ -396,9 +399,11 @@ static void log_record(struct shard *sh, uint64_t h, struct walfmt_view *v)
  * WATCHing the key dirty, and where it is counted as one change (Redis's dirty count,
  * INFO rdb_changes_since_last_save without persistence).
  */
-static void changed(struct shard *sh, uint32_t db, const struct resp_arg *key, uint64_t h)
+static void changed(struct shard *sh, uint32_t db, const struct resp_arg *key, uint64_t h,
+                    uint64_t by)
 {
     watch_touch(sh->watch, db, key->ptr, key->len, h);
+    track_changed(sh, key->ptr, key->len, by); /* CLIENT TRACKING: by = the client, for NOLOOP */
     STAT_ADD(sh->stats.changes, 1);
 }
 
@@ -418,7 +423,7 @@ void cmd_count_changes(struct shard *sh, int64_t delta)
 void cmd_log_key(struct cmd_ctx *x, const struct resp_arg *key, uint64_t h)
 {
     struct shard *sh = x->sh;
-    changed(sh, x->db, key, h);
+    changed(sh, x->db, key, h, x->caller_id);
     if (sh->wal == NULL) {
         return;
     }
@@ -435,7 +440,7 @@ void cmd_log_key(struct cmd_ctx *x, const struct resp_arg *key, uint64_t h)
 void cmd_log_range(struct cmd_ctx *x, const struct resp_arg *key, uint64_t h, size_t off, size_t n)
 {
     struct shard *sh = x->sh;
-    changed(sh, x->db, key, h);
+    changed(sh, x->db, key, h, x->caller_id);
     if (sh->wal == NULL) {
         return;
     }
@@ -464,7 +469,7 @@ void cmd_log_range(struct cmd_ctx *x, const struct resp_arg *key, uint64_t h, si
 void cmd_log_expire(struct cmd_ctx *x, const struct resp_arg *key, uint64_t h, int64_t when_ms)
 {
     struct shard *sh = x->sh;
-    changed(sh, x->db, key, h);
+    changed(sh, x->db, key, h, x->caller_id);
     if (sh->wal == NULL) {
         return;
     }

@@ -114,6 +114,8 @@ struct cmd_ctx {
     int64_t sum;           /* MULTI with CMD_MERGE_SUM: the part's integer result */
     uint64_t caller_id;    /* id of the client that sent the command (on any shard) */
     uint32_t db;           /* the client's selected database */
+    uint32_t track;        /* CLIENT TRACKING: 1 + the client's shard when the keys its
+                            * reads touch are remembered (track.h), 0 if not */
 };
 
 /* Sorts the table; call once at start-up before any lookup. */

@@ -5,8 +5,8 @@
  * than editing the tables by hand.
  *
  * Where kvd differs from Redis, the metadata says so rather than copying Redis's:
- *   - Containers list only the subcommands kvd implements: CLIENT without CACHING,
- *     GETREDIR, PAUSE, REPLY, TRACKING, TRACKINGINFO, UNBLOCK, UNPAUSE; CONFIG without
+ *   - Containers list only the subcommands kvd implements: CLIENT without PAUSE,
+ *     UNBLOCK, UNPAUSE; CONFIG without
  *     REWRITE (refused) and HELP; SLOWLOG without HELP. CLIENT SETINFO and NO-TOUCH,
  *     which kvd accepts, have no row: Redis 7.0.15 does not know them.
  *
@@ -430,6 +430,19 @@ static const struct cmd_docs_arg bitpos_args[] = {
      .nargs = DOCS_LEN(bitpos_args_2)},
 };
 
+static const struct cmd_docs_arg client_caching_args_0[] = {
+    {.name = "yes", .type = "pure-token", .key_spec_index = -1, .token = "YES"},
+    {.name = "no", .type = "pure-token", .key_spec_index = -1, .token = "NO"},
+};
+
+static const struct cmd_docs_arg client_caching_args[] = {
+    {.name = "mode",
+     .type = "oneof",
+     .key_spec_index = -1,
+     .args = client_caching_args_0,
+     .nargs = DOCS_LEN(client_caching_args_0)},
+};
+
 static const struct cmd_docs_history client_kill_history[] = {
     {"2.8.12", "Added new filter format."},
     {"2.8.12", "`ID` option."},
@@ -582,13 +595,74 @@ static const struct cmd_docs_arg client_setname_args[] = {
     {.name = "connection-name", .type = "string", .key_spec_index = -1},
 };
 
+static const struct cmd_docs_arg client_tracking_args_0[] = {
+    {.name = "on", .type = "pure-token", .key_spec_index = -1, .token = "ON"},
+    {.name = "off", .type = "pure-token", .key_spec_index = -1, .token = "OFF"},
+};
+
+static const struct cmd_docs_arg client_tracking_args[] = {
+    {.name = "status",
+     .type = "oneof",
+     .key_spec_index = -1,
+     .args = client_tracking_args_0,
+     .nargs = DOCS_LEN(client_tracking_args_0)},
+    {.name = "client-id",
+     .type = "integer",
+     .key_spec_index = -1,
+     .token = "REDIRECT",
+     .flags = "optional"},
+    {.name = "prefix",
+     .type = "string",
+     .key_spec_index = -1,
+     .token = "PREFIX",
+     .flags = "optional multiple multiple_token"},
+    {.name = "bcast",
+     .type = "pure-token",
+     .key_spec_index = -1,
+     .token = "BCAST",
+     .flags = "optional"},
+    {.name = "optin",
+     .type = "pure-token",
+     .key_spec_index = -1,
+     .token = "OPTIN",
+     .flags = "optional"},
+    {.name = "optout",
+     .type = "pure-token",
+     .key_spec_index = -1,
+     .token = "OPTOUT",
+     .flags = "optional"},
+    {.name = "noloop",
+     .type = "pure-token",
+     .key_spec_index = -1,
+     .token = "NOLOOP",
+     .flags = "optional"},
+};
+
 static const struct cmd_docs client_subs[] = {
+    {.name = "client|caching",
+     .arity = 3,
+     .flags = "noscript loading stale",
+     .acl = "@slow @connection",
+     .summary = "Instruct the server about tracking or not keys in the next request",
+     .since = "6.0.0",
+     .group = "connection",
+     .complexity = "O(1)",
+     .args = client_caching_args,
+     .nargs = DOCS_LEN(client_caching_args)},
     {.name = "client|getname",
      .arity = 2,
      .flags = "noscript loading stale",
      .acl = "@slow @connection",
      .summary = "Get the current connection name",
      .since = "2.6.9",
+     .group = "connection",
+     .complexity = "O(1)"},
+    {.name = "client|getredir",
+     .arity = 2,
+     .flags = "noscript loading stale",
+     .acl = "@slow @connection",
+     .summary = "Get tracking notifications redirection client ID if any",
+     .since = "6.0.0",
      .group = "connection",
      .complexity = "O(1)"},
     {.name = "client|help",
@@ -671,6 +745,25 @@ static const struct cmd_docs client_subs[] = {
      .complexity = "O(1)",
      .args = client_setname_args,
      .nargs = DOCS_LEN(client_setname_args)},
+    {.name = "client|tracking",
+     .arity = -3,
+     .flags = "noscript loading stale",
+     .acl = "@slow @connection",
+     .summary = "Enable or disable server assisted client side caching support",
+     .since = "6.0.0",
+     .group = "connection",
+     .complexity = "O(1). Some options may introduce additional complexity.",
+     .args = client_tracking_args,
+     .nargs = DOCS_LEN(client_tracking_args)},
+    {.name = "client|trackinginfo",
+     .arity = 2,
+     .flags = "noscript loading stale",
+     .acl = "@slow @connection",
+     .summary =
+         "Return information about server assisted client side caching for the current connection",
+     .since = "6.2.0",
+     .group = "connection",
+     .complexity = "O(1)"},
 };
 
 static const struct cmd_docs_arg command_docs_args[] = {

@@ -28,6 +28,7 @@
 #include "slowlog.h"
 #include "snap.h"
 #include "tbl.h"
+#include "track.h"
 #include "wal.h"
 #include "watch.h"
 
@@ -409,6 +410,7 @@ void cmd_reset(struct cmd_ctx *x)
     }
     conn_txn_discard(x->conn);
     pubsub_drop(x->sh, x->conn);
+    track_conn_drop(x->sh, x->conn);
     conn_set_resp(x->conn, 2);
     resp_out_set_proto(x->out, 2);
     conn_select(x->conn, 0);
@@ -425,13 +427,10 @@ static int client_line(const struct conn_info *ci, char *buf, size_t cap)
                     "id=%llu addr=%s laddr=%s fd=%d name=%s age=%lld idle=%lld flags=%s db=%u "
                     "sub=%zu psub=%zu ssub=0 multi=%d qbuf=%zu qbuf-free=0 argv-mem=0 "
                     "multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=%zu tot-mem=0 events=r "
-                    "cmd=%s user=default redir=-1 resp=%d\n",
+                    "cmd=%s user=default redir=%lld resp=%d\n",
                     (unsigned long long)ci->id, ci->addr, ci->laddr, ci->fd, ci->name,
-                    (long long)ci->age_s, (long long)ci->idle_s,
-                    ci->multi >= 0           ? "x"
-                    : ci->sub + ci->psub > 0 ? "P"
-                                             : "N",
-                    ci->db, ci->sub, ci->psub, ci->multi, ci->qbuf, ci->omem, ci->last_cmd,
+                    (long long)ci->age_s, (long long)ci->idle_s, ci->flags, ci->db, ci->sub,
+                    ci->psub, ci->multi, ci->qbuf, ci->omem, ci->last_cmd, (long long)ci->redir,
                     ci->resp);
 }
 
@@ -694,9 +693,10 @@ void cmd_client(struct cmd_ctx *x)
     static const struct {
         const char *name;
         int arity; /* as Redis's subcommand arity, argv[0] included */
-    } subs[] = {{"id", 2},       {"setname", 3}, {"getname", 2}, {"list", -2},
-                {"info", 2},     {"kill", -3},   {"setinfo", 4}, {"no-evict", 3},
-                {"no-touch", 3}, {"help", 2},    {"reply", 3}};
+    } subs[] = {{"id", 2},       {"setname", 3},  {"getname", 2},     {"list", -2},
+                {"info", 2},     {"kill", -3},    {"setinfo", 4},     {"no-evict", 3},
+                {"no-touch", 3}, {"help", 2},     {"reply", 3},       {"tracking", -3},
+                {"caching", 3},  {"getredir", 2}, {"trackinginfo", 2}};
     const struct resp_arg *sub = &x->argv[1];
     size_t k = 0;
     while (k < KV_ARRAY_LEN(subs) && !cmd_arg_is(sub, subs[k].name)) {
@@ -758,6 +758,14 @@ void cmd_client(struct cmd_ctx *x)
         }
     } else if (cmd_arg_is(sub, "kill")) {
         client_kill(x);
+    } else if (cmd_arg_is(sub, "tracking")) {
+        track_cmd_tracking(x);
+    } else if (cmd_arg_is(sub, "caching")) {
+        track_cmd_caching(x);
+    } else if (cmd_arg_is(sub, "getredir")) {
+        track_cmd_getredir(x);
+    } else if (cmd_arg_is(sub, "trackinginfo")) {
+        track_cmd_trackinginfo(x);
     } else if (cmd_arg_is(sub, "setinfo")) {
         reply_ok(x->out); /* lib-name / lib-ver: accepted, not stored */
     } else if (cmd_arg_is(sub, "no-evict") || cmd_arg_is(sub, "no-touch")) {
@@ -769,7 +777,8 @@ void cmd_client(struct cmd_ctx *x)
     } else {
         reply_array(x->out, 1);
         reply_simple(x->out, "CLIENT <subcommand> [<arg> ...]. Subcommands: ID SETNAME GETNAME "
-                             "LIST INFO KILL SETINFO NO-EVICT NO-TOUCH HELP");
+                             "LIST INFO KILL SETINFO NO-EVICT NO-TOUCH REPLY TRACKING CACHING "
+                             "GETREDIR TRACKINGINFO HELP");
     }
 }
 
@@ -1419,9 +1428,10 @@ void cmd_info(struct cmd_ctx *x)
         kv_text_add(
             &b,
             "# Clients\r\nconnected_clients:%lld\r\nmaxclients:%lld\r\nblocked_clients:0\r\n"
-            "watching_clients:%llu\r\ntotal_watched_keys:%llu\r\n\r\n",
+            "tracking_clients:%llu\r\nwatching_clients:%llu\r\ntotal_watched_keys:%llu\r\n\r\n",
             (long long)atomic_load(&srv->clients), (long long)KV_CONF_GET(kvd_settings.maxclients),
-            (unsigned long long)SUM(watching_clients), (unsigned long long)SUM(watched_keys));
+            (unsigned long long)SUM(tracking_clients), (unsigned long long)SUM(watching_clients),
+            (unsigned long long)SUM(watched_keys));
     }
     if (want(x->argc, x->argv, "memory", true)) {
         struct rusage ru;
@@ -1453,7 +1463,8 @@ void cmd_info(struct cmd_ctx *x)
             "keyspace_hits:%llu\r\nkeyspace_misses:%llu\r\ncommands_forwarded:%llu\r\n"
             "shard_wakeups_sent:%llu\r\nshard_queue_full_pauses:%llu\r\n"
             "recv_buffer_exhaustions:%llu\r\ncross_shard_transactions:%llu\r\n"
-            "total_error_replies:%llu\r\n\r\n",
+            "total_error_replies:%llu\r\ntracking_total_keys:%llu\r\n"
+            "tracking_total_items:%llu\r\ntracking_total_prefixes:%llu\r\n\r\n",
             (unsigned long long)SUMB(connections), (unsigned long long)SUMB(commands),
             (unsigned long long)SUMB(net_in_bytes), (unsigned long long)SUMB(net_out_bytes),
             (unsigned long long)SUMB(rejected), (unsigned long long)SUMB(expired_keys),
@@ -1461,7 +1472,8 @@ void cmd_info(struct cmd_ctx *x)
             (unsigned long long)SUMB(keyspace_misses), (unsigned long long)SUMB(forwarded),
             (unsigned long long)SUMB(wakeups_sent), (unsigned long long)SUMB(queue_full_pauses),
             (unsigned long long)SUMB(recv_nobufs), (unsigned long long)SUMB(txn_cross),
-            (unsigned long long)SUMB(errs.total));
+            (unsigned long long)SUMB(errs.total), (unsigned long long)SUM(tracking_keys),
+            (unsigned long long)SUM(tracking_items), (unsigned long long)track_prefixes());
     }
     if (want(x->argc, x->argv, "replication", true)) {
         kv_text_add(&b, "# Replication\r\nrole:master\r\nconnected_slaves:0\r\n\r\n");
@@ -1721,6 +1733,7 @@ void cmd_flushall(struct cmd_ctx *x)
     for (uint32_t db = 0; db < x->sh->ndb; db++) {
         flush_db(x, db, async);
     }
+    track_flushed(x->sh);
     reply_ok(x->out);
 }
 
@@ -1732,6 +1745,7 @@ void cmd_flushdb(struct cmd_ctx *x)
     struct db_pair f = {.x = x, .a = x->db};
     watch_touch_if(x->sh->watch, key_flushed, &f);
     flush_db(x, x->db, x->argc == 2 && cmd_arg_is(&x->argv[1], "async"));
+    track_flushed(x->sh);
     reply_ok(x->out);
 }
 

@@ -48,6 +48,7 @@
 #include "spsc.h"
 #include "snap.h"
 #include "tbl.h"
+#include "track.h"
 #include "wal.h"
 #include "watch.h"
 
@@ -150,6 +151,7 @@ struct conn {
     uint32_t db;            /* SELECTed database */
     struct pubsub_conn *ps; /* SUBSCRIBE / PSUBSCRIBE (pubsub.c), NULL without any */
     struct txn *txn;        /* MULTI: the queued commands; NULL outside a transaction */
+    struct track_conn *trk; /* CLIENT TRACKING (track.c), NULL when it never tracked */
     uint8_t reply_mode;     /* enum conn_reply_mode */
     /* WATCH: the shards keeping this client's watches (each those of its own keys) */
     struct shardset watch_shards;
@@ -213,6 +215,43 @@ static void txn_free(struct conn *c);
 static int txn_queued(const struct conn *c);
 
 /* ---- small accessors ----------------------------------------------------------- */
+
+struct track_conn **conn_track(struct conn *c)
+{
+    return &c->trk;
+}
+
+/* The shard id to remember this connection's reads for now, or -1 (track.h). */
+static inline int32_t reads_tracked(const struct conn *c)
+{
+    return KV_UNLIKELY(c->trk != NULL) ? track_reads(c->trk, c->sh->id) : -1;
+}
+
+struct conn *conn_by_id(struct shard *sh, uint64_t id)
+{
+    return idmap_get(&sh->conn_ids, id);
+}
+
+bool conn_id_shard(struct shard *sh, uint64_t id, uint32_t *shard)
+{
+    struct server *srv = sh->srv;
+    for (uint32_t s = 0; s < srv->nthreads; s++) {
+        struct shard *o = &srv->shards[s];
+        bool found;
+        if (o == sh) {
+            found = idmap_get(&o->conn_ids, id) != NULL;
+        } else {
+            pthread_mutex_lock(&o->conn_ids_mu);
+            found = idmap_get(&o->conn_ids, id) != NULL;
+            pthread_mutex_unlock(&o->conn_ids_mu);
+        }
+        if (found) {
+            *shard = s;
+            return true;
+        }
+    }
+    return false;
+}
 
 uint64_t conn_id(const struct conn *c)
 {
@@ -325,6 +364,19 @@ void conn_info(const struct conn *c, int64_t now_ms, struct conn_info *out)
     out->omem = resp_out_queued_bytes(&c->out);
     out->last_cmd = c->last_cmd[0] ? c->last_cmd : "NULL";
     out->multi = txn_queued(c);
+    size_t n = 0; /* Redis's order: P x t R B, N for none */
+    if (out->sub + out->psub > 0) {
+        out->flags[n++] = 'P';
+    }
+    if (out->multi >= 0) {
+        out->flags[n++] = 'x';
+    }
+    n += track_client_flags(c->trk, out->flags + n);
+    if (n == 0) {
+        out->flags[n++] = 'N';
+    }
+    out->flags[n] = '\0';
+    out->redir = track_client_redir(c->trk);
 }
 
 /* ---- shard setup ------------------------------------------------------------- */
@@ -486,6 +538,10 @@ void conn_accept(struct shard *sh, int fd)
     format_addr(fd, true, c->addr, sizeof c->addr);
     format_addr(fd, false, c->laddr, sizeof c->laddr);
     conn_set_authed(c, kvd_settings.requirepass[0] == '\0');
+    pthread_mutex_lock(&sh->conn_ids_mu);
+    bool put = idmap_put(&sh->conn_ids, c->id, c);
+    pthread_mutex_unlock(&sh->conn_ids_mu);
+    KV_ASSERT(put); /* out of memory, as any allocation of a request */
     c->next = sh->conns;
     if (sh->conns != NULL) {
         sh->conns->prev = c;
@@ -504,6 +560,10 @@ static void close_conn(struct conn *c)
     c->flags |= CONN_CLOSING;
     unwatch(c);
     pubsub_drop(c->sh, c);
+    track_conn_drop(c->sh, c);
+    pthread_mutex_lock(&c->sh->conn_ids_mu);
+    idmap_del(&c->sh->conn_ids, c->id);
+    pthread_mutex_unlock(&c->sh->conn_ids_mu);
     /* Ends the multishot receive and any send in flight; their completions free us. */
     shutdown(c->fd, SHUT_RDWR);
     conn_maybe_free(c);
@@ -961,9 +1021,10 @@ static void account(struct shard *sh, struct conn *c, uint16_t row, struct run_r
     account_who(sh, c ? c->addr : "", c ? conn_name(c) : "", row, r, argc, argv, slow);
 }
 
+/* `trk`: the client's shard when it tracks the keys it reads (CLIENT TRACKING), else -1. */
 static struct run_res run(struct shard *sh, struct conn *c, const struct cmd_desc *d, size_t argc,
                           const struct resp_arg *argv, struct resp_out *out, int64_t *sum,
-                          uint64_t caller_id, uint32_t db)
+                          uint64_t caller_id, uint32_t db, int32_t trk)
 {
     struct cmd_ctx x = {
         .argc = argc,
@@ -975,10 +1036,14 @@ static struct run_res run(struct shard *sh, struct conn *c, const struct cmd_des
         .now_ms = sh->now_ms,
         .caller_id = caller_id,
         .db = db,
+        .track = (uint32_t)(trk + 1),
     };
     uint64_t errors = reply_errors();
     uint64_t t0 = sh->clock_ns;
     d->fn(&x);
+    if (KV_UNLIKELY(trk >= 0) && (d->flags & CMD_READONLY)) {
+        track_remember(sh, (uint32_t)trk, caller_id, d, argc, argv);
+    }
     sh->clock_ns = kv_clock_mono_ns();
     uint64_t us = (sh->clock_ns - t0) / 1000;
     if (sum != NULL) {
@@ -1019,14 +1084,14 @@ static void exec_local(struct conn *c, const struct cmd_desc *d, size_t argc,
     uint16_t row = cmd_stat_row(d, argc, argv);
     size_t logged = (d->flags & CMD_NOSLOWLOG) ? 0 : argc;
     if (reply_direct(c)) {
-        struct run_res r = run(sh, c, d, argc, argv, &c->out, NULL, c->id, c->db);
+        struct run_res r = run(sh, c, d, argc, argv, &c->out, NULL, c->id, c->db, reads_tracked(c));
         account(sh, c, row, r, logged, logged ? argv : NULL, NULL);
         wal_gate(c, d);
         mark_dirty(c);
         return;
     }
     resp_out_set_proto(sh->scratch, c->resp);
-    struct run_res r = run(sh, c, d, argc, argv, sh->scratch, NULL, c->id, c->db);
+    struct run_res r = run(sh, c, d, argc, argv, sh->scratch, NULL, c->id, c->db, reads_tracked(c));
     account(sh, c, row, r, logged, logged ? argv : NULL, NULL);
     wal_gate(c, d);
     struct pend *p = pend_push(c);
@@ -1079,7 +1144,7 @@ static void send_req(struct conn *c, uint32_t to, const struct cmd_desc *d, uint
         .seq = seq,
         .conn = c,
         .desc = d,
-        .part = part,
+        .part = part | (reads_tracked(c) >= 0 ? XQ_PART_TRACK : 0),
         .caller_id = c->id,
         .db = c->db,
     };
@@ -1267,7 +1332,7 @@ static void fan_out(struct conn *c, const struct cmd_desc *d, size_t argc,
             lv[i] = *args[i];
         }
         resp_out_set_proto(sh->scratch, c->resp);
-        local_r = run(sh, NULL, d, n, lv, sh->scratch, &local_sum, c->id, c->db);
+        local_r = run(sh, NULL, d, n, lv, sh->scratch, &local_sum, c->id, c->db, reads_tracked(c));
         wal_gate(c, d);
         local_blob = scratch_take(sh, &local_len);
         if (lv != local) {
@@ -1786,7 +1851,8 @@ void conn_txn_run(struct cmd_ctx *x)
             continue;
         }
         uint64_t errors = reply_errors();
-        struct run_res r = run(x->sh, x->conn, d, argc, argv, x->out, NULL, x->caller_id, db);
+        struct run_res r = run(x->sh, x->conn, d, argc, argv, x->out, NULL, x->caller_id, db,
+                               (int32_t)x->track - 1);
         db = r.db;
         account_who(x->sh, addr, name, row, r, argc, argv, NULL);
         x->inner_errors += reply_errors() - errors;
@@ -1884,8 +1950,8 @@ static void txn_serve_one(struct shard *sh, struct txn_slot *ts)
     resp_out_set_proto(sh->scratch, ts->proto);
     sh->clock_ns = kv_clock_mono_ns();
     int64_t sum = 0;
-    struct run_res r =
-        run(sh, NULL, ts->desc, ts->argc, ts->argv, sh->scratch, &sum, ts->caller_id, ts->db);
+    struct run_res r = run(sh, NULL, ts->desc, ts->argc, ts->argv, sh->scratch, &sum, ts->caller_id,
+                           ts->db, ts->track);
     STAT_ADD(sh->stats.executed_remote, 1);
     if (ts->addr != NULL) { /* NULL: a part of a split command, counted by the coordinator */
         account_who(sh, ts->addr, ts->name, cmd_stat_row(ts->desc, ts->argc, ts->argv), r, ts->argc,
@@ -1976,7 +2042,7 @@ static int64_t txn_run_on(struct txn_x *tx, uint32_t o, const struct cmd_desc *d
     if (o == sh->id) {
         int64_t sum = 0;
         struct conn *rc = d->exec == CMD_EXEC_CONN && !tx->script ? c : NULL;
-        struct run_res r = run(sh, rc, d, argc, argv, out, &sum, c->id, tx->db);
+        struct run_res r = run(sh, rc, d, argc, argv, out, &sum, c->id, tx->db, reads_tracked(c));
         tx->db = r.db;
         if (counted) {
             account(sh, c, cmd_stat_row(d, argc, argv), r, argc, argv, NULL);
@@ -1993,6 +2059,7 @@ static int64_t txn_run_on(struct txn_x *tx, uint32_t o, const struct cmd_desc *d
     ts->argc = argc;
     ts->argv = argv;
     ts->caller_id = c->id;
+    ts->track = reads_tracked(c);
     ts->addr = counted ? c->addr : NULL;
     ts->name = conn_name(c);
     txn_post(peer, ts);
@@ -2282,7 +2349,8 @@ char *conn_script_call(struct cmd_ctx *x, uint32_t *db, const struct cmd_desc *d
             account_who(sh, "", "", row, (struct run_res){.failed = true}, argc, argv, NULL);
         } else {
             int64_t sum = 0;
-            struct run_res r = run(sh, NULL, d, argc, argv, &tmp, &sum, x->caller_id, *db);
+            struct run_res r =
+                run(sh, NULL, d, argc, argv, &tmp, &sum, x->caller_id, *db, (int32_t)x->track - 1);
             *db = r.db;
             account_who(sh, "", "", row, r, argc, argv, NULL);
         }
@@ -2409,7 +2477,7 @@ static bool txn_exec_cross(struct conn *c)
 
 /* Dispatches one command. `pre` is its row when the caller already looked it up (or
  * NULL), `pre_h` its key's hash when `have_h`. */
-static void dispatch_pre(struct conn *c, const struct resp_cmd *cmd, const struct cmd_desc *pre,
+static void dispatch_cmd(struct conn *c, const struct resp_cmd *cmd, const struct cmd_desc *pre,
                          uint64_t pre_h, bool have_h)
 {
     struct shard *sh = c->sh;
@@ -2489,6 +2557,7 @@ static void dispatch_pre(struct conn *c, const struct resp_cmd *cmd, const struc
         finish_early(c);
         return;
     }
+    track_deliver(sh); /* what eviction invalidated goes before this command's reply, as Redis */
     size_t argc = cmd->argc;
     const struct resp_arg *argv = cmd->argv;
     if (KV_UNLIKELY(c->ps != NULL) && c->resp == 2 && c->last_cmd[0] != '\0' &&
@@ -2674,6 +2743,18 @@ static inline void reply_mode_step(struct conn *c)
     }
 }
 
+/* dispatch_cmd, then what CLIENT TRACKING does between commands: CLIENT CACHING lasts
+ * one command (or transaction), and invalidations this shard made for its own clients
+ * go out now, after the command's reply (never inside one). */
+static void dispatch_pre(struct conn *c, const struct resp_cmd *cmd, const struct cmd_desc *pre,
+                         uint64_t pre_h, bool have_h)
+{
+    dispatch_cmd(c, cmd, pre, pre_h, have_h);
+    if (KV_UNLIKELY(c->trk != NULL)) {
+        track_command_done(c->trk, cmd_arg_is(&cmd->argv[0], "client"), c->txn != NULL);
+    }
+    track_deliver(c->sh);
+}
 static void dispatch(struct conn *c, const struct resp_cmd *cmd)
 {
     dispatch_pre(c, cmd, NULL, 0, false);
@@ -3057,7 +3138,9 @@ void conn_exec_remote(struct shard *sh, const struct xmsg *m)
     argv_unpack(m->payload, m->payload_len, argv, argc);
     int64_t sum = 0;
     resp_out_set_proto(sh->scratch, m->proto);
-    struct run_res res = run(sh, NULL, m->desc, argc, argv, sh->scratch, &sum, m->caller_id, m->db);
+    int32_t trk = (m->part & XQ_PART_TRACK) ? (int32_t)m->src : -1;
+    struct run_res res =
+        run(sh, NULL, m->desc, argc, argv, sh->scratch, &sum, m->caller_id, m->db, trk);
     STAT_ADD(sh->stats.executed_remote, 1);
     struct xmsg r = {
         .kind = XM_REPLY,
@@ -3065,7 +3148,7 @@ void conn_exec_remote(struct shard *sh, const struct xmsg *m)
         .seq = m->seq,
         .conn = m->conn,
         .value = sum,
-        .part = m->part,
+        .part = m->part & ~XQ_PART_TRACK,
         .flags = (res.failed ? XR_FAILED : 0) | (res.rejected ? XR_REJECTED : 0),
         .exec_us = res.us,
     };

@@ -120,9 +120,19 @@ struct conn_info {
     int multi; /* commands queued in MULTI, -1 outside a transaction */
     uint32_t db;
     size_t sub, psub; /* channels and patterns subscribed */
+    char flags[8];    /* CLIENT LIST flags= ("N" when none) */
+    int64_t redir;    /* CLIENT TRACKING's redirect (-1: not tracking) */
 };
 
 uint64_t conn_id(const struct conn *c);
+
+/* This shard's open connection with that id, or NULL (closing ones are gone). */
+struct conn *conn_by_id(struct shard *sh, uint64_t id);
+/* Whether client id is connected to some shard (locks the others' maps), and which. */
+bool conn_id_shard(struct shard *sh, uint64_t id, uint32_t *shard);
+/* The connection's CLIENT TRACKING state (track.c; NULL when it never tracked). */
+struct track_conn;
+struct track_conn **conn_track(struct conn *c);
 int conn_resp(const struct conn *c);
 void conn_set_resp(struct conn *c, int proto);
 /* The SELECTed database, and SELECT (db below the shard's ndb). */

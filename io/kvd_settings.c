@@ -284,6 +284,15 @@ const struct kv_conf_item kvd_setting_items[] = {
      .num = &S->notify_keyspace_events,
      .parse = notify_parse,
      .format = notify_format},
+    {.name = "tracking-table-max-keys",
+     .type = KV_CONF_INT,
+     .flags = RT,
+     .def = "1000000",
+     .min = 0,
+     .max = INT64_MAX,
+     .help = "keys CLIENT TRACKING remembers (split evenly over the threads); over it, keys "
+             "are forgotten and their readers sent an invalidation (0 = no limit)",
+     .num = &S->tracking_table_max_keys},
 };
 
 const size_t kvd_setting_count = sizeof kvd_setting_items / sizeof kvd_setting_items[0];

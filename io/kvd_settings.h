@@ -53,6 +53,7 @@ struct kvd_settings {
     _Atomic int64_t latency_monitor_threshold;
     _Atomic int64_t latency_tracking;
     _Atomic int64_t latency_tracking_info_percentiles; /* how many (latency.h) */
+    _Atomic int64_t tracking_table_max_keys;
 };
 
 extern struct kvd_settings kvd_settings;

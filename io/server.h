@@ -18,10 +18,12 @@
 #ifndef KVD_SERVER_H
 #define KVD_SERVER_H
 
+#include "idmap.h"
 #include "latency.h"
 #include "reply.h"
 
 #include <liburing.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -36,6 +38,7 @@ struct route_table;
 struct pubsub_local;
 struct script_vm;
 struct snap;
+struct track_shard;
 struct spsc;
 struct tbl;
 struct wal;
@@ -47,11 +50,12 @@ struct watch_reg;
 
 /* Kinds of cross-shard messages. */
 enum xmsg_kind {
-    XM_REQ = 1,     /* execute payload (a serialized command) and reply */
-    XM_REPLY = 2,   /* the reply bytes of an XM_REQ */
-    XM_UNWATCH = 3, /* drop the watches of caller_id (no reply) */
-    XM_PARK = 4,    /* serve shard `src`'s cross-shard transaction until it releases */
-    XM_PUBLISH = 5, /* deliver payload (u32 channel length, channel, message) to subscribers */
+    XM_REQ = 1,        /* execute payload (a serialized command) and reply */
+    XM_REPLY = 2,      /* the reply bytes of an XM_REQ */
+    XM_UNWATCH = 3,    /* drop the watches of caller_id (no reply) */
+    XM_PARK = 4,       /* serve shard `src`'s cross-shard transaction until it releases */
+    XM_PUBLISH = 5,    /* deliver payload (u32 channel length, channel, message) to subscribers */
+    XM_INVALIDATE = 6, /* CLIENT TRACKING records for this shard's clients (track.c) */
 };
 
 /* A set of shards (cross-shard transactions, WATCH). */
@@ -109,6 +113,7 @@ struct txn_slot {
     size_t argc;
     const struct resp_arg *argv;
     uint64_t caller_id;
+    int32_t track;           /* the client's shard when it tracks its reads, else -1 */
     const char *addr, *name; /* the client's, for the statistics and the slowlog */
     /* the result, written by the parked shard before TXS_DONE */
     char *blob; /* reply bytes (the receiver frees them) */
@@ -152,6 +157,10 @@ _Static_assert(sizeof(struct xmsg) == 64, "xmsg is one cache line");
 /* XM_REPLY flags */
 #define XR_FAILED   1u /* the execution replied an error */
 #define XR_REJECTED 2u /* refused before execution */
+
+/* XM_REQ: high bit of `part`: the client tracks the keys this command reads (CLIENT
+ * TRACKING; the client's shard is `src`) */
+#define XQ_PART_TRACK (1u << 31)
 
 /*
  * Counters of one shard. Only the shard writes them (STAT_ADD: a relaxed load and
@@ -202,6 +211,9 @@ struct shard_stats {
     _Atomic uint64_t watching_clients; /* this shard's clients that watch keys (anywhere) */
     _Atomic uint64_t watched_keys;     /* distinct keys watched here */
     _Atomic uint64_t lazyfree_pending; /* entries of dropped tables not yet freed */
+    _Atomic uint64_t tracking_clients; /* this shard's clients with CLIENT TRACKING on */
+    _Atomic uint64_t tracking_keys;    /* keys in this shard's tracking table */
+    _Atomic uint64_t tracking_items;   /* (key, client) pairs in it */
     /* per command (row: cmd_stat_row), counted on the client's shard */
     _Atomic uint64_t cmd_calls[KVD_STAT_ROWS];
     _Atomic uint64_t cmd_usec[KVD_STAT_ROWS];
@@ -266,8 +278,18 @@ struct shard {
     uint64_t mem_own;          /* used memory at its last publish_stats (evict.c) */
     uint64_t mem_freed;        /* bytes evict.c freed here since then */
 
+    /* CLIENT TRACKING (track.c): its state, the keys in its table and the records waiting
+     * for this shard's own clients (both tested per change / command) */
+    struct track_shard *track;
+    size_t track_keys;
+    uint32_t track_local;
+
     /* connections */
-    struct conn *conns;   /* all open connections (doubly linked) */
+    struct conn *conns; /* all open connections (doubly linked) */
+    /* client id -> open connection: written by this shard under conn_ids_mu, read by it
+     * without and by other shards under it (CLIENT TRACKING REDIRECT) */
+    struct idmap conn_ids;
+    pthread_mutex_t conn_ids_mu;
     struct conn *dirty;   /* connections with output to send (singly linked) */
     struct conn *blocked; /* connections waiting for queue space (singly linked) */
     uint32_t conn_count;

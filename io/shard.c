@@ -39,6 +39,7 @@
 #include "snap.h"
 #include "spsc.h"
 #include "tbl.h"
+#include "track.h"
 #include "wal.h"
 
 #include <errno.h>
@@ -89,14 +90,17 @@ static void db_count(struct shard *sh, uint32_t db, int delta)
     }
 }
 
-/* A table's expired key: the "expired" keyspace notification (notify.h). */
+/* A table's expired key: the "expired" keyspace notification (notify.h), and the
+ * invalidation of the clients tracking it (track.h). */
 static void on_expired(void *ctx, uint32_t db, const struct tbl_entry *e)
 {
+    struct shard *sh = ctx;
+    size_t klen;
+    const char *k = tbl_entry_key(e, &klen);
     if (notify_wants(NOTIFY_EXPIRED)) {
-        size_t klen;
-        const char *k = tbl_entry_key(e, &klen);
-        notify_key(ctx, NOTIFY_EXPIRED, "expired", db, k, klen);
+        notify_key(sh, NOTIFY_EXPIRED, "expired", db, k, klen);
     }
+    track_changed(sh, k, klen, 0);
 }
 
 struct tbl *shard_part_table(struct shard *sh, uint32_t slot, uint32_t db)
@@ -353,6 +357,8 @@ static void drain_queues(struct shard *sh)
                 conn_txn_serve(sh, &m);
             } else if (m.kind == XM_PUBLISH) {
                 pubsub_on_message(sh, &m);
+            } else if (m.kind == XM_INVALIDATE) {
+                track_on_message(sh, &m);
             } else {
                 KV_ASSERT(m.kind == XM_REPLY);
                 conn_on_reply(sh, &m);
@@ -503,6 +509,7 @@ static void cron(struct shard *sh, int64_t now_ms)
         publish_stats(sh);
     }
     conn_cron(sh, now_ms);
+    track_cron(sh);
 }
 
 /* Snapshot triggers and steps, the WAL's group commit, and the replies and SAVE
@@ -620,6 +627,7 @@ static void loop(struct shard *sh)
             sh->clock_ns = kv_clock_mono_ns(); /* commands resumed by SAVE's end */
             durability_turn(sh);
         }
+        track_turn(sh);
         conn_flush(sh);
         send_wakes(sh);
 
@@ -775,6 +783,10 @@ static void teardown(struct shard *sh)
         tbl_destroy(sh->dropping[--sh->ndropping]);
     }
     conn_shard_teardown(sh);
+    track_shard_teardown(sh);
+    pthread_mutex_lock(&sh->conn_ids_mu);
+    idmap_deinit(&sh->conn_ids);
+    pthread_mutex_unlock(&sh->conn_ids_mu);
     script_vm_free(sh->script);
     sh->script = NULL;
     pubsub_local_free(sh);
@@ -834,7 +846,8 @@ int shard_init(struct shard *sh, struct server *srv, uint32_t id)
     sh->srv = srv;
     sh->listen_fd = -1;
     sh->ring_fd = -1;
-    return 0;
+    idmap_init(&sh->conn_ids);
+    return pthread_mutex_init(&sh->conn_ids_mu, NULL) == 0 ? 0 : -1;
 }
 
 /* Runs on the shard's own thread before the loop: the heap must be created by the
@@ -858,6 +871,9 @@ static int shard_setup_on_thread(struct shard *sh)
     rc = conn_shard_setup(sh);
     if (rc != 0) {
         return rc;
+    }
+    if (track_shard_setup(sh) != 0) {
+        return -ENOMEM;
     }
     struct route_table *rt = sh->srv->route;
     for (uint32_t i = 0; i < rt->count; i++) {

@@ -19,7 +19,8 @@ from conftest import Err, Map, RSet, St
 KVD_SUBCOMMANDS = {
     "acl": {"cat", "deluser", "dryrun", "genpass", "getuser", "help", "list", "load", "log",
             "save", "setuser", "users", "whoami"},
-    "client": {"getname", "help", "id", "info", "kill", "list", "no-evict", "reply", "setname"},
+    "client": {"caching", "getname", "getredir", "help", "id", "info", "kill", "list", "no-evict",
+               "reply", "setname", "tracking", "trackinginfo"},
     "command": {"count", "docs", "getkeys", "getkeysandflags", "help", "info", "list"},
     "config": {"get", "resetstat", "set"},
     "latency": {"doctor", "graph", "help", "histogram", "history", "latest", "reset"},

@@ -15,6 +15,7 @@
 #include "reply.h"
 #include "resp_parse.h"
 #include "server.h"
+#include "track.h"
 
 #include <lauxlib.h>
 #include <lua.h>
@@ -142,6 +143,7 @@ struct script_vm {
     uint32_t db;       /* its database: SELECT inside a script changes it, not the client's */
     bool ro;           /* EVAL_RO / EVALSHA_RO */
     bool wrote;        /* it ran a write command: SCRIPT KILL cannot stop it any more */
+    bool read;         /* it ran a read-only command (CLIENT TRACKING: its keys count read) */
     uint64_t kill_gen; /* script_kill_gen when it started */
 };
 
@@ -517,6 +519,7 @@ static int call_common(lua_State *L, bool raise)
     if (err != NULL) {
         snprintf(errbuf, sizeof errbuf, "%s%s", strncmp(err, "OOM ", 4) == 0 ? "" : "ERR ", err);
     } else {
+        vm->read |= (d->flags & CMD_READONLY) != 0;
         blob = conn_script_call(vm->x, &vm->db, d, (size_t)argc, argv, &len, &err);
         if (blob == NULL) {
             snprintf(errbuf, sizeof errbuf, "%s", err); /* with its code */
@@ -996,12 +999,19 @@ static void vm_run(struct script_vm *vm, struct cmd_ctx *x, const char *sha, siz
     vm->db = x->db;
     vm->ro = cmd_arg_is(&x->argv[0], "eval_ro") || cmd_arg_is(&x->argv[0], "evalsha_ro");
     vm->wrote = false;
+    vm->read = false;
     vm->kill_gen = atomic_load(&script_kill_gen);
     atomic_fetch_add(&scripts_running, 1);
     int rc = lua_pcall(L, 0, 1, base + 1);
     atomic_fetch_sub(&scripts_running, 1);
     if (vm->wrote) {
         atomic_fetch_sub(&scripts_wrote, 1);
+    }
+    if (vm->read && x->track > 0) {
+        /* As Redis 7.2: a script that read anything counts as a read of its declared
+         * keys (here, those of this shard: a script over several shards has the keys its
+         * commands read remembered where they are). */
+        track_remember_local(x->sh, x->track - 1, x->caller_id, x->argv + 3, numkeys);
     }
     if (rc == 0) {
         reply_value(L, x->out, 0);

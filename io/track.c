@@ -23,6 +23,7 @@
 #include "pubsub.h"
 #include "reply.h"
 #include "resp_parse.h"
+#include "route.h"
 #include "trktab.h"
 
 #include <mimalloc.h>
@@ -305,6 +306,24 @@ void track_remember(struct shard *sh, uint32_t client_shard, uint64_t id, const 
     size_t step = d->key_step > 0 ? (size_t)d->key_step : 1;
     for (size_t i = (size_t)d->first_key; i <= last && i < argc; i += step) {
         trktab_add(ts->tab, argv[i].ptr, argv[i].len, who);
+    }
+    apply_limit(sh);
+    publish(sh);
+}
+
+void track_remember_local(struct shard *sh, uint32_t client_shard, uint64_t id,
+                          const struct resp_arg *keys, size_t n)
+{
+    struct track_shard *ts = sh->track;
+    for (size_t i = 0; i < n; i++) {
+        if (route_lookup(sh->srv->route, cmd_key_hash(&keys[i]))->thread != sh->id) {
+            continue;
+        }
+        if (ts->tab == NULL) {
+            ts->tab = trktab_create(sh->heap);
+            KV_ASSERT(ts->tab != NULL);
+        }
+        trktab_add(ts->tab, keys[i].ptr, keys[i].len, ((uint64_t)client_shard << TRK_ID_BITS) | id);
     }
     apply_limit(sh);
     publish(sh);

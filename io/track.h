@@ -62,6 +62,10 @@ void track_command_done(struct track_conn *t, bool client_cmd, bool in_multi);
 void track_remember(struct shard *sh, uint32_t client_shard, uint64_t id, const struct cmd_desc *d,
                     size_t argc, const struct resp_arg *argv);
 
+/* A script's declared keys (argv[0..n)): those this shard owns are remembered. */
+void track_remember_local(struct shard *sh, uint32_t client_shard, uint64_t id,
+                          const struct resp_arg *keys, size_t n);
+
 /* Key changed on this shard (by client `modifier`, 0 for none: expiry, eviction). */
 void track__changed(struct shard *sh, const char *key, size_t klen, uint64_t modifier);
 static inline void track_changed(struct shard *sh, const char *key, size_t klen, uint64_t modifier)

@@ -430,6 +430,16 @@ def test_script_reads_are_tracked_and_noloop_writes_are_not(port):
     assert t.cmd("EVAL", "return redis.call('get', KEYS[1])", "1", "skey") == b"1"
     w.cmd("SET", "skey", "2")
     assert inval_keys(t) == [b"skey"]
+    # a script that reads counts as a read of its declared keys; one that only writes not
+    w.cmd("MSET", "d1{t}", "1", "d2{t}", "1")
+    t.cmd("EVAL", "redis.call('set', 'd3{t}', 'bar')", "2", "d1{t}", "d2{t}")
+    w.cmd("MSET", "d2{t}", "2", "d1{t}", "2")
+    quiet(t)
+    t.cmd("EVAL", "redis.call('get', 'd3{t}')", "2", "d1{t}", "d2{t}")
+    w.cmd("MSET", "d2{t}", "3", "d1{t}", "3")
+    assert inval_keys(t) == [b"d2{t}"]
+    assert inval_keys(t) == [b"d1{t}"]
+    quiet(t)
     assert t.cmd("CLIENT", "TRACKING", "on", "NOLOOP") == St("OK")
     t.cmd("GET", "skey")
     t.cmd("EVAL", "return redis.call('set', KEYS[1], '3')", "1", "skey")

@@ -95,6 +95,10 @@ struct pend {
     char *blob; /* CMD_MERGE_NONE: the reply bytes (mi heap of whichever shard) */
     size_t len;
     struct gather *g; /* fan-out with per-part bytes */
+    /* messages pushed while this was the last reply awaited (pub/sub, invalidations):
+     * sent right after it, whatever CLIENT REPLY says (this shard's heap) */
+    char *after;
+    size_t after_len;
 };
 
 /* Fan-out state: each part's reply bytes, and for MGET which part holds each key. */
@@ -572,7 +576,7 @@ static void close_conn(struct conn *c)
 /* Reply bytes a pending slot holds (they count against the output limit). */
 static size_t slot_bytes(const struct pend *p)
 {
-    size_t n = p->blob != NULL ? p->len : 0;
+    size_t n = (p->blob != NULL ? p->len : 0) + p->after_len;
     if (p->g != NULL) {
         for (uint32_t i = 0; i < KVD_THREADS_MAX; i++) {
             n += p->g->part_blob[i] != NULL ? p->g->part_len[i] : 0;
@@ -601,6 +605,7 @@ static void free_pend(struct conn *c, struct pend *p)
     KV_ASSERT(c->pend_bytes >= held);
     c->pend_bytes -= held;
     blob_free(p->blob);
+    mi_free(p->after);
     slowlog_drop(p->slow);
     if (p->g != NULL) {
         for (uint32_t i = 0; i < KVD_THREADS_MAX; i++) {
@@ -908,6 +913,9 @@ static void pend_drain(struct conn *c)
             } else {
                 emit_merged(c, p);
             }
+        }
+        if (!(c->flags & CONN_CLOSING) && p->after_len > 0) {
+            reply_raw(&c->out, p->after, p->after_len);
         }
         free_pend(c, p);
         c->pend_head++;
@@ -2245,11 +2253,8 @@ void conn_push(struct conn *c, const void *p, size_t n)
     if (c->flags & (CONN_CLOSING | CONN_PUSH_OVER)) {
         return;
     }
-    /* Over the output limit, or so many messages waiting behind an unanswered request
-     * that the pending ring would lose the room must_pause keeps for commands. */
     size_t limit = (size_t)KV_CONF_GET(kvd_settings.output_buffer_limit);
-    if (c->pend_bytes + resp_out_queued_bytes(&c->out) + n > limit ||
-        pend_count(c) >= CONN_PENDING_MAX - CONN_BATCH_MAX - 1) {
+    if (c->pend_bytes + resp_out_queued_bytes(&c->out) + n > limit) {
         c->flags |= CONN_PUSH_OVER;
         mark_dirty(c);
         return;
@@ -2262,13 +2267,14 @@ void conn_push(struct conn *c, const void *p, size_t n)
         mark_dirty(c);
         return;
     }
-    /* Behind a reply still awaited (the ring's head is never ready here): a slot of its
-     * own, moved into the output with the replies before it. */
-    struct pend *pp = pend_push(c);
-    pp->silent = false;
-    pp->blob = blob_alloc(c->sh, n);
-    memcpy(pp->blob, p, n);
-    pp->len = n;
+    /* Behind the replies still awaited (the ring's head is never ready here): after the
+     * last of them, so that no message takes a slot (a client with a deep pipeline is
+     * not closed for a full ring by messages). */
+    struct pend *tail = &c->pend[(c->pend_tail - 1) % CONN_PENDING_MAX];
+    tail->after = mi_heap_realloc(c->sh->heap, tail->after, tail->after_len + n);
+    KV_ASSERT(tail->after != NULL);
+    memcpy(tail->after + tail->after_len, p, n);
+    tail->after_len += n;
     c->pend_bytes += n;
 }
 

@@ -14,6 +14,7 @@ and on Redis 7 side by side where the behaviour is the same:
 - CLIENT TRACKINGINFO / GETREDIR / INFO / LIST fields, every error text against Redis;
 - tracking-table-max-keys: keys over the limit are forgotten with an invalidation each.
 """
+import threading
 import time
 
 import pytest
@@ -596,4 +597,52 @@ def test_tracking_clients_closing_and_churn(kvd, groups):
     got = sorted(inval_keys(keeper)[0] for _ in range(2))
     assert got == sorted([a[7].encode(), b[7].encode()])
     keeper.close()
+    w.close()
+
+
+def test_deep_pipeline_with_invalidations_arriving(kvd, groups):
+    """A RESP3 client with hundreds of reads outstanding on the other thread keeps getting
+    invalidations in between (they wait behind the replies, taking no slot of their own):
+    it is not disconnected, every reply is right, every invalidation arrives."""
+    a, b = groups
+    t, w = resp3(kvd.port), Client(kvd.port)
+    mine, other = (a, b) if thread_of(t, a[0]) == 0 else (b, a)
+    assert t.cmd("CLIENT", "TRACKING", "on") == St("OK")
+    # one read of the other thread, then many of this one: the local replies wait
+    # behind the remote one, filling the ring of replies awaited
+    keys = other[:1] + mine[:9] * 30
+    w.cmd("MSET", *[x for k in set(keys) for x in (k, "v")])
+    t.cmd("MGET", *set(keys))
+    stop = []
+
+    def writer():
+        i = 0
+        with Client(kvd.port) as c:
+            while not stop:
+                c.cmd("SET", keys[i % 10], "v")
+                i += 1
+
+    th = threading.Thread(target=writer)
+    th.start()
+    try:
+        for _ in range(20):
+            t.send(b"".join(encode("GET", k) for k in (keys * 4)))
+            got = 0
+            while got < len(keys) * 4:
+                m = t.read()
+                if isinstance(m, Push):
+                    assert m.items[0] == b"invalidate", m
+                    continue
+                assert m == b"v", m
+                got += 1
+    finally:
+        stop.append(1)
+        th.join()
+    t.send(encode("PING"))
+    while True:  # invalidations may still come first
+        m = t.read()
+        if not isinstance(m, Push):
+            break
+    assert m == St("PONG"), m
+    t.close()
     w.close()

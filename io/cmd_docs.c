@@ -5,8 +5,7 @@
  * than editing the tables by hand.
  *
  * Where kvd differs from Redis, the metadata says so rather than copying Redis's:
- *   - Containers list only the subcommands kvd implements: CLIENT without PAUSE,
- *     UNBLOCK, UNPAUSE; CONFIG without
+ *   - Containers list only the subcommands kvd implements: CONFIG without
  *     REWRITE (refused) and HELP; SLOWLOG without HELP. CLIENT SETINFO and NO-TOUCH,
  *     which kvd accepts, have no row: Redis 7.0.15 does not know them.
  *
@@ -577,6 +576,26 @@ static const struct cmd_docs_arg client_no_evict_args[] = {
      .nargs = DOCS_LEN(client_no_evict_args_0)},
 };
 
+static const struct cmd_docs_history client_pause_history[] = {
+    {"6.2.0", "`CLIENT PAUSE WRITE` mode added along with the `mode` option."},
+};
+
+static const struct cmd_docs_arg client_pause_args_1[] = {
+    {.name = "write", .type = "pure-token", .key_spec_index = -1, .token = "WRITE"},
+    {.name = "all", .type = "pure-token", .key_spec_index = -1, .token = "ALL"},
+};
+
+static const struct cmd_docs_arg client_pause_args[] = {
+    {.name = "timeout", .type = "integer", .key_spec_index = -1},
+    {.name = "mode",
+     .type = "oneof",
+     .key_spec_index = -1,
+     .since = "6.2.0",
+     .flags = "optional",
+     .args = client_pause_args_1,
+     .nargs = DOCS_LEN(client_pause_args_1)},
+};
+
 static const struct cmd_docs_arg client_reply_args_0[] = {
     {.name = "on", .type = "pure-token", .key_spec_index = -1, .token = "ON"},
     {.name = "off", .type = "pure-token", .key_spec_index = -1, .token = "OFF"},
@@ -636,6 +655,21 @@ static const struct cmd_docs_arg client_tracking_args[] = {
      .key_spec_index = -1,
      .token = "NOLOOP",
      .flags = "optional"},
+};
+
+static const struct cmd_docs_arg client_unblock_args_1[] = {
+    {.name = "timeout", .type = "pure-token", .key_spec_index = -1, .token = "TIMEOUT"},
+    {.name = "error", .type = "pure-token", .key_spec_index = -1, .token = "ERROR"},
+};
+
+static const struct cmd_docs_arg client_unblock_args[] = {
+    {.name = "client-id", .type = "integer", .key_spec_index = -1},
+    {.name = "timeout_error",
+     .type = "oneof",
+     .key_spec_index = -1,
+     .flags = "optional",
+     .args = client_unblock_args_1,
+     .nargs = DOCS_LEN(client_unblock_args_1)},
 };
 
 static const struct cmd_docs client_subs[] = {
@@ -725,6 +759,18 @@ static const struct cmd_docs client_subs[] = {
      .complexity = "O(1)",
      .args = client_no_evict_args,
      .nargs = DOCS_LEN(client_no_evict_args)},
+    {.name = "client|pause",
+     .arity = -3,
+     .flags = "admin noscript loading stale",
+     .acl = "@admin @slow @dangerous @connection",
+     .summary = "Stop processing commands from clients for some time",
+     .since = "2.9.50",
+     .group = "connection",
+     .complexity = "O(1)",
+     .history = client_pause_history,
+     .nhistory = DOCS_LEN(client_pause_history),
+     .args = client_pause_args,
+     .nargs = DOCS_LEN(client_pause_args)},
     {.name = "client|reply",
      .arity = 3,
      .flags = "noscript loading stale",
@@ -764,6 +810,24 @@ static const struct cmd_docs client_subs[] = {
      .since = "6.2.0",
      .group = "connection",
      .complexity = "O(1)"},
+    {.name = "client|unblock",
+     .arity = -3,
+     .flags = "admin noscript loading stale",
+     .acl = "@admin @slow @dangerous @connection",
+     .summary = "Unblock a client blocked in a blocking command from a different connection",
+     .since = "5.0.0",
+     .group = "connection",
+     .complexity = "O(log N) where N is the number of client connections",
+     .args = client_unblock_args,
+     .nargs = DOCS_LEN(client_unblock_args)},
+    {.name = "client|unpause",
+     .arity = 2,
+     .flags = "admin noscript loading stale",
+     .acl = "@admin @slow @dangerous @connection",
+     .summary = "Resume processing of clients that were paused",
+     .since = "6.2.0",
+     .group = "connection",
+     .complexity = "O(N) Where N is the number of paused clients"},
 };
 
 static const struct cmd_docs_arg command_docs_args[] = {

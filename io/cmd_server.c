@@ -688,15 +688,72 @@ void cmd_client_kill_part(struct cmd_ctx *x)
     client_kill(x);
 }
 
+/* CLIENT PAUSE timeout [WRITE|ALL]: Redis's checks and texts. */
+static void client_pause(struct cmd_ctx *x)
+{
+    if (x->argc > 4) { /* Redis's addReplySubcommandSyntaxError */
+        reply_error(x->out,
+                    "ERR unknown subcommand or wrong number of arguments for '%.*s'. Try "
+                    "CLIENT HELP.",
+                    (int)(x->argv[1].len > 128 ? 128 : x->argv[1].len), x->argv[1].ptr);
+        return;
+    }
+    int64_t ms;
+    if (!cmd_parse_i64(&x->argv[2], &ms)) {
+        reply_error(x->out, "ERR timeout is not an integer or out of range");
+        return;
+    }
+    if (ms < 0) {
+        reply_error(x->out, "ERR timeout is negative");
+        return;
+    }
+    int type = SERVER_PAUSE_ALL;
+    if (x->argc == 4) {
+        if (cmd_arg_is(&x->argv[3], "write")) {
+            type = SERVER_PAUSE_WRITE;
+        } else if (!cmd_arg_is(&x->argv[3], "all")) {
+            reply_error(x->out, "ERR CLIENT PAUSE mode must be WRITE or ALL");
+            return;
+        }
+    }
+    int64_t max = (INT64_C(1) << 61) - 1; /* what srv->pause can hold: ~73 million years */
+    conn_pause(x->sh, ms > max - x->now_ms ? max : x->now_ms + ms, type);
+    reply_ok(x->out);
+}
+
+/* CLIENT UNBLOCK id [TIMEOUT|ERROR]: kvd has no blocking commands (and a client held by
+ * CLIENT PAUSE is not unblocked by it, as in Redis): 0 once the arguments are valid. */
+static void client_unblock(struct cmd_ctx *x)
+{
+    if (x->argc > 4) { /* Redis's addReplySubcommandSyntaxError */
+        reply_error(x->out,
+                    "ERR unknown subcommand or wrong number of arguments for '%.*s'. Try "
+                    "CLIENT HELP.",
+                    (int)(x->argv[1].len > 128 ? 128 : x->argv[1].len), x->argv[1].ptr);
+        return;
+    }
+    int64_t id;
+    if (!cmd_parse_i64(&x->argv[2], &id)) {
+        reply_err_not_int(x->out);
+        return;
+    }
+    if (x->argc == 4 && !cmd_arg_is(&x->argv[3], "timeout") && !cmd_arg_is(&x->argv[3], "error")) {
+        reply_error(x->out, "ERR CLIENT UNBLOCK reason should be TIMEOUT or ERROR");
+        return;
+    }
+    reply_int(x->out, 0);
+}
+
 void cmd_client(struct cmd_ctx *x)
 {
     static const struct {
         const char *name;
         int arity; /* as Redis's subcommand arity, argv[0] included */
-    } subs[] = {{"id", 2},       {"setname", 3},  {"getname", 2},     {"list", -2},
-                {"info", 2},     {"kill", -3},    {"setinfo", 4},     {"no-evict", 3},
-                {"no-touch", 3}, {"help", 2},     {"reply", 3},       {"tracking", -3},
-                {"caching", 3},  {"getredir", 2}, {"trackinginfo", 2}};
+    } subs[] = {{"id", 2},       {"setname", 3},  {"getname", 2},      {"list", -2},
+                {"info", 2},     {"kill", -3},    {"setinfo", 4},      {"no-evict", 3},
+                {"no-touch", 3}, {"help", 2},     {"reply", 3},        {"tracking", -3},
+                {"caching", 3},  {"getredir", 2}, {"trackinginfo", 2}, {"pause", -3},
+                {"unpause", 2},  {"unblock", -3}};
     const struct resp_arg *sub = &x->argv[1];
     size_t k = 0;
     while (k < KV_ARRAY_LEN(subs) && !cmd_arg_is(sub, subs[k].name)) {
@@ -758,6 +815,13 @@ void cmd_client(struct cmd_ctx *x)
         }
     } else if (cmd_arg_is(sub, "kill")) {
         client_kill(x);
+    } else if (cmd_arg_is(sub, "pause")) {
+        client_pause(x);
+    } else if (cmd_arg_is(sub, "unpause")) {
+        conn_unpause(x->sh);
+        reply_ok(x->out);
+    } else if (cmd_arg_is(sub, "unblock")) {
+        client_unblock(x);
     } else if (cmd_arg_is(sub, "tracking")) {
         track_cmd_tracking(x);
     } else if (cmd_arg_is(sub, "caching")) {
@@ -778,7 +842,7 @@ void cmd_client(struct cmd_ctx *x)
         reply_array(x->out, 1);
         reply_simple(x->out, "CLIENT <subcommand> [<arg> ...]. Subcommands: ID SETNAME GETNAME "
                              "LIST INFO KILL SETINFO NO-EVICT NO-TOUCH REPLY TRACKING CACHING "
-                             "GETREDIR TRACKINGINFO HELP");
+                             "GETREDIR TRACKINGINFO PAUSE UNPAUSE UNBLOCK HELP");
     }
 }
 
@@ -1427,11 +1491,11 @@ void cmd_info(struct cmd_ctx *x)
     if (want(x->argc, x->argv, "clients", true)) {
         kv_text_add(
             &b,
-            "# Clients\r\nconnected_clients:%lld\r\nmaxclients:%lld\r\nblocked_clients:0\r\n"
+            "# Clients\r\nconnected_clients:%lld\r\nmaxclients:%lld\r\nblocked_clients:%llu\r\n"
             "tracking_clients:%llu\r\nwatching_clients:%llu\r\ntotal_watched_keys:%llu\r\n\r\n",
             (long long)atomic_load(&srv->clients), (long long)KV_CONF_GET(kvd_settings.maxclients),
-            (unsigned long long)SUM(tracking_clients), (unsigned long long)SUM(watching_clients),
-            (unsigned long long)SUM(watched_keys));
+            (unsigned long long)SUM(blocked_clients), (unsigned long long)SUM(tracking_clients),
+            (unsigned long long)SUM(watching_clients), (unsigned long long)SUM(watched_keys));
     }
     if (want(x->argc, x->argv, "memory", true)) {
         struct rusage ru;

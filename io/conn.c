@@ -156,7 +156,12 @@ struct conn {
     struct pubsub_conn *ps; /* SUBSCRIBE / PSUBSCRIBE (pubsub.c), NULL without any */
     struct txn *txn;        /* MULTI: the queued commands; NULL outside a transaction */
     struct track_conn *trk; /* CLIENT TRACKING (track.c), NULL when it never tracked */
-    uint8_t reply_mode;     /* enum conn_reply_mode */
+    /* CLIENT PAUSE: the command kept aside (CONN_PAUSED; argv and bytes in one block) */
+    struct resp_arg *paused_argv;
+    size_t paused_argc;
+    struct conn *paused_next;
+    bool batching;      /* dispatching commands parsed ahead (they are never paused) */
+    uint8_t reply_mode; /* enum conn_reply_mode */
     /* WATCH: the shards keeping this client's watches (each those of its own keys) */
     struct shardset watch_shards;
 };
@@ -374,6 +379,9 @@ void conn_info(const struct conn *c, int64_t now_ms, struct conn_info *out)
     }
     if (out->multi >= 0) {
         out->flags[n++] = 'x';
+    }
+    if (c->flags & CONN_PAUSED) {
+        out->flags[n++] = 'b';
     }
     n += track_client_flags(c->trk, out->flags + n);
     if (n == 0) {
@@ -619,7 +627,7 @@ static void free_pend(struct conn *c, struct pend *p)
 static void conn_maybe_free(struct conn *c)
 {
     if (!(c->flags & CONN_CLOSING) || c->inflight > 0 || c->remote_waiting > 0 ||
-        c->outbox_len > 0 || (c->flags & (CONN_DIRTY | CONN_BLOCKED))) {
+        c->outbox_len > 0 || (c->flags & (CONN_DIRTY | CONN_BLOCKED | CONN_PAUSED))) {
         return;
     }
     struct shard *sh = c->sh;
@@ -679,12 +687,13 @@ struct txn {
     uint32_t nargs, args_cap;
     uint32_t ncmds;
     bool aborted;
-    bool writes;  /* some queued command writes (refused at EXEC while the WAL refuses) */
-    bool denyoom; /* some queued command may add memory (refused at EXEC over maxmemory) */
-    bool selects; /* a SELECT is queued: EXEC runs on this shard (see txn_control) */
-    bool silent;  /* its reply is dropped (CLIENT REPLY), as when EXEC came */
-    bool bare;    /* one command outside MULTI run as a transaction (SWAPDB): its own reply,
-                   * no array, the client's watches untouched */
+    bool writes;     /* some queued command writes (refused at EXEC while the WAL refuses) */
+    bool replicates; /* some queued command writes or publishes (CLIENT PAUSE WRITE holds it) */
+    bool denyoom;    /* some queued command may add memory (refused at EXEC over maxmemory) */
+    bool selects;    /* a SELECT is queued: EXEC runs on this shard (see txn_control) */
+    bool silent;     /* its reply is dropped (CLIENT REPLY), as when EXEC came */
+    bool bare;       /* one command outside MULTI run as a transaction (SWAPDB): its own reply,
+                      * no array, the client's watches untouched */
     struct shardset shards; /* the shards owning its keys */
 };
 
@@ -1576,6 +1585,14 @@ bool conn_in_multi(const struct conn *c)
     return c->txn != NULL;
 }
 
+/* A command CLIENT PAUSE WRITE holds, as Redis's write and may-replicate ones: writes,
+ * PUBLISH, EVAL and EVALSHA (not their _RO forms). */
+static bool replicates(const struct cmd_desc *d)
+{
+    return (d->flags & CMD_WRITE) || d->fn == cmd_publish ||
+           (d->exec == CMD_EXEC_SCRIPT && !(d->flags & CMD_READONLY));
+}
+
 /* Checks and queues one command inside MULTI; replies +QUEUED or the error. */
 static void txn_queue(struct conn *c, const struct cmd_desc *d, size_t argc,
                       const struct resp_arg *argv)
@@ -1584,7 +1601,9 @@ static void txn_queue(struct conn *c, const struct cmd_desc *d, size_t argc,
     const struct route_table *rt = c->sh->srv->route;
     bool allowed = d->exec == CMD_EXEC_KEY || d->exec == CMD_EXEC_SAME ||
                    d->exec == CMD_EXEC_MULTI || d->exec == CMD_EXEC_ALL ||
-                   d->exec == CMD_EXEC_SCRIPT || (d->exec == CMD_EXEC_CONN && txn_conn_ok(d));
+                   d->exec == CMD_EXEC_SCRIPT || (d->exec == CMD_EXEC_CONN && txn_conn_ok(d)) ||
+                   (d->fn == cmd_client && argc >= 2 &&
+                    (cmd_arg_is(&argv[1], "pause") || cmd_arg_is(&argv[1], "unpause")));
     if (!allowed || (d->flags & CMD_HIDDEN)) {
         early_error(c, "ERR Command not allowed inside a transaction%s", "");
         early_count(c, d, true, argc, argv);
@@ -1666,6 +1685,7 @@ static void txn_queue(struct conn *c, const struct cmd_desc *d, size_t argc,
     }
     t->ncmds++;
     t->writes |= (d->flags & CMD_WRITE) != 0;
+    t->replicates |= replicates(d);
     t->denyoom |= (d->flags & CMD_DENYOOM) != 0;
     for (size_t w = 0; w < KV_ARRAY_LEN(owners.w); w++) {
         t->shards.w[w] |= owners.w[w];
@@ -2481,6 +2501,125 @@ static bool txn_exec_cross(struct conn *c)
     return true;
 }
 
+/* ---- CLIENT PAUSE ------------------------------------------------------------------ */
+
+static void dispatch_pre(struct conn *c, const struct resp_cmd *cmd, const struct cmd_desc *pre,
+                         uint64_t pre_h, bool have_h);
+static void reply_mode_step(struct conn *c);
+
+/* Whether the pause in force holds command d of c: ALL holds every command, WRITE those
+ * that write or may replicate, and EXEC of a transaction holding one. */
+static bool pause_holds(const struct conn *c, const struct cmd_desc *d)
+{
+    enum server_pause p = server_paused(c->sh->srv, c->sh->now_ms);
+    if (p == SERVER_PAUSE_ALL) {
+        return true;
+    }
+    return p == SERVER_PAUSE_WRITE &&
+           (replicates(d) || (d->fn == cmd_exec && c->txn != NULL && c->txn->replicates));
+}
+
+/* Keeps the command aside (one block: the argv array, then the bytes) and stops taking
+ * commands from the connection until the pause is over. */
+static void pause_keep(struct conn *c, const struct resp_cmd *cmd)
+{
+    size_t bytes = cmd->argc * sizeof(struct resp_arg);
+    for (size_t i = 0; i < cmd->argc; i++) {
+        bytes += cmd->argv[i].len;
+    }
+    struct resp_arg *v = mi_heap_malloc(c->sh->heap, bytes ? bytes : 1);
+    KV_ASSERT(v != NULL);
+    char *p = (char *)(v + cmd->argc);
+    for (size_t i = 0; i < cmd->argc; i++) {
+        memcpy(p, cmd->argv[i].ptr, cmd->argv[i].len);
+        v[i] = (struct resp_arg){.ptr = p, .len = cmd->argv[i].len};
+        p += cmd->argv[i].len;
+    }
+    c->paused_argv = v;
+    c->paused_argc = cmd->argc;
+    c->flags |= CONN_PAUSED;
+    struct conn **pp = &c->sh->paused; /* released in the order they came (a short list) */
+    while (*pp != NULL) {
+        pp = &(*pp)->paused_next;
+    }
+    c->paused_next = NULL;
+    *pp = c;
+    STAT_ADD(c->sh->stats.blocked_clients, 1);
+}
+
+void conn_pause(struct shard *sh, int64_t end_ms, int type)
+{
+    KV_ASSERT(type == SERVER_PAUSE_WRITE || type == SERVER_PAUSE_ALL);
+    KV_ASSERT(end_ms >= 0 && end_ms < (INT64_C(1) << 61));
+    struct server *srv = sh->srv;
+    uint64_t old = atomic_load_explicit(&srv->pause, memory_order_relaxed);
+    for (;;) {
+        /* the more restrictive kind and the later end win, as Redis's (one lapsed counts
+         * as none) */
+        bool live = old != 0 && (int64_t)(old >> 2) > sh->now_ms;
+        uint64_t t = live && (old & 3u) > (uint64_t)type ? (old & 3u) : (uint64_t)type;
+        uint64_t e = live && (int64_t)(old >> 2) > end_ms ? old >> 2 : (uint64_t)end_ms;
+        if (atomic_compare_exchange_weak_explicit(&srv->pause, &old, e << 2 | t,
+                                                  memory_order_relaxed, memory_order_relaxed)) {
+            return;
+        }
+    }
+}
+
+void conn_unpause(struct shard *sh)
+{
+    atomic_store_explicit(&sh->srv->pause, 0, memory_order_relaxed);
+    for (uint32_t t = 0; t < sh->srv->nthreads; t++) {
+        sh->wake[t] = t != sh->id; /* shards asleep with paused clients look again */
+    }
+}
+
+void conn_retry_paused(struct shard *sh)
+{
+    struct conn *list = sh->paused;
+    sh->paused = NULL; /* a command released below may be held again: it lands here */
+    struct conn *kept = NULL, **kept_tail = &kept;
+    while (list != NULL) {
+        struct conn *c = list;
+        list = c->paused_next;
+        c->paused_next = NULL;
+        struct resp_cmd cmd = {.argc = c->paused_argc, .argv = c->paused_argv};
+        const struct cmd_desc *d = cmd_lookup(cmd.argv[0].ptr, cmd.argv[0].len);
+        KV_ASSERT(d != NULL);
+        if (!(c->flags & CONN_CLOSING) && pause_holds(c, d)) {
+            *kept_tail = c; /* still held, in its place */
+            kept_tail = &c->paused_next;
+            continue;
+        }
+        struct resp_arg *held = c->paused_argv;
+        c->paused_argv = NULL;
+        c->flags &= ~CONN_PAUSED;
+        STAT_SUB(sh->stats.blocked_clients, 1);
+        if (!(c->flags & CONN_CLOSING)) {
+            sh->clock_ns = kv_clock_mono_ns();
+            dispatch_pre(c, &cmd, NULL, 0, false); /* may keep it again (a new pause) */
+            reply_mode_step(c);
+            if (!output_over_limit(c)) {
+                conn_process(c);
+            }
+        }
+        mi_free(held);
+        conn_maybe_free(c);
+    }
+    *kept_tail = sh->paused; /* the ones still held first, in their order */
+    sh->paused = kept;
+}
+
+int64_t conn_paused_wait_ns(struct shard *sh)
+{
+    if (sh->paused == NULL) {
+        return -1;
+    }
+    uint64_t p = atomic_load_explicit(&sh->srv->pause, memory_order_relaxed);
+    int64_t left_ms = p == 0 ? 0 : (int64_t)(p >> 2) - kv_clock_real_ms();
+    return left_ms <= 0 ? 0 : left_ms * 1000000;
+}
+
 /* Dispatches one command. `pre` is its row when the caller already looked it up (or
  * NULL), `pre_h` its key's hash when `have_h`. */
 static void dispatch_cmd(struct conn *c, const struct resp_cmd *cmd, const struct cmd_desc *pre,
@@ -2564,6 +2703,11 @@ static void dispatch_cmd(struct conn *c, const struct resp_cmd *cmd, const struc
         return;
     }
     track_deliver(sh); /* what eviction invalidated goes before this command's reply, as Redis */
+    if (KV_UNLIKELY(atomic_load_explicit(&sh->srv->pause, memory_order_relaxed) != 0) &&
+        !c->batching && pause_holds(c, d)) {
+        pause_keep(c, cmd); /* run by conn_retry_paused once the pause is over */
+        return;
+    }
     size_t argc = cmd->argc;
     const struct resp_arg *argv = cmd->argv;
     if (KV_UNLIKELY(c->ps != NULL) && c->resp == 2 && c->last_cmd[0] != '\0' &&
@@ -2770,7 +2914,8 @@ static void dispatch(struct conn *c, const struct resp_cmd *cmd)
 /* Leaves room in the pending ring for one batch of commands parsed ahead (run_batch). */
 static bool must_pause(const struct conn *c)
 {
-    return (c->flags & (CONN_CLOSING | CONN_CLOSE_AFTER | CONN_TXN_WAIT | CONN_PUSH_OVER)) ||
+    return (c->flags &
+            (CONN_CLOSING | CONN_CLOSE_AFTER | CONN_TXN_WAIT | CONN_PUSH_OVER | CONN_PAUSED)) ||
            c->outbox_len > 0 || pend_count(c) >= CONN_PENDING_MAX - CONN_BATCH_MAX - 1 ||
            c->remote_waiting >= CONN_REMOTE_MAX;
 }
@@ -2830,7 +2975,9 @@ static bool run_batch(struct conn *c, struct batch_cmd *b, size_t n)
         }
         struct resp_cmd cmd = {.argc = b[i].argc, .argv = b[i].argv};
         bool have_h = d[i] != NULL && d[i]->exec == CMD_EXEC_KEY && cmd_arity_ok(d[i], b[i].argc);
+        c->batching = true;
         dispatch_pre(c, &cmd, d[i], have_h ? h[i] : 0, have_h);
+        c->batching = false;
         KV_ASSERT(!(c->flags & CONN_TXN_WAIT)); /* such commands are never batched */
         reply_mode_step(c);
         if (output_over_limit(c)) {
@@ -2862,11 +3009,14 @@ static bool parse_some(struct conn *c)
     struct resp_cmd cmd;
     struct batch_cmd batch[CONN_BATCH_MAX];
     size_t n = 0;
+    /* While CLIENT PAUSE is on nothing is parsed ahead: a command that waits keeps the
+     * ones after it in the input. */
+    bool ahead = server_paused(c->sh->srv, c->sh->now_ms) == SERVER_PAUSE_NONE;
     while (!must_pause(c)) {
         int rc = resp_parser_next(c->parser, &cmd);
         /* Before AUTH nothing is parsed ahead: AUTH lifts the codec's pre-AUTH limits
          * for the commands after it, as in Redis. */
-        if (rc == 0 && cmd.argc <= CONN_BATCH_ARGS && (c->flags & CONN_AUTHED) &&
+        if (rc == 0 && ahead && cmd.argc <= CONN_BATCH_ARGS && (c->flags & CONN_AUTHED) &&
             !is_exec(&cmd.argv[0])) {
             /* The argument views stay valid until the next feed; only the argv array is
              * reused by the parser, so it is copied. */

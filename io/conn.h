@@ -61,6 +61,14 @@ void conn_send_xmsg(struct shard *sh, struct conn *c, uint32_t to, struct xmsg *
 /* Retries connections waiting for queue space, and replies waiting for it. */
 void conn_retry_blocked(struct shard *sh);
 
+/* CLIENT PAUSE / UNPAUSE (the handlers), and the paused connections of this shard: run
+ * the commands whose pause is over (each loop turn while some wait); how long until the
+ * pause ends (ns, for the loop's sleep), or -1 when none waits. */
+void conn_pause(struct shard *sh, int64_t end_ms, int type); /* enum server_pause */
+void conn_unpause(struct shard *sh);
+void conn_retry_paused(struct shard *sh);
+int64_t conn_paused_wait_ns(struct shard *sh);
+
 /* True while replies wait in the overflow lists for space in a queue. */
 bool conn_overflow_pending(const struct shard *sh);
 
@@ -103,6 +111,7 @@ enum conn_flag {
     CONN_TXN_WAIT = 1u << 9,   /* a cross-shard EXEC waits for the transaction lock */
     CONN_PUSH_OVER = 1u << 10, /* a pub/sub message passed its output limit: closed at
                                 * the next flush (not while messages are delivered) */
+    CONN_PAUSED = 1u << 11,    /* its next command (kept aside) waits out CLIENT PAUSE */
 };
 
 struct conn_info {

@@ -176,8 +176,7 @@ static uint64_t evict_entry(struct shard *sh, const struct pick *where, const st
     if (exp != 0 && exp <= sh->now_ms) {
         /* expired: the lookup removes it (no record: its expiry time is logged) */
         int rc = tbl_del(where->t, k, klen, h, sh->now_ms, NULL);
-        KV_ASSERT(rc != 0);
-        STAT_ADD(sh->stats.expired_keys, 1);
+        KV_ASSERT(rc != 0); /* counted in expired_keys by the table's expiry hook */
         return mem;
     }
     struct tbl_entry *old = NULL;
@@ -243,8 +242,8 @@ static bool some_shard_holds_candidates(struct shard *sh, enum evict_policy p)
 bool evict_gate(struct shard *sh, bool denyoom)
 {
     struct measure m;
-    if (!measure(sh, &m)) {
-        return true;
+    if (!measure(sh, &m) || server_paused(sh->srv, sh->now_ms) != SERVER_PAUSE_NONE) {
+        return true; /* under CLIENT PAUSE nothing is evicted nor refused, as in Redis */
     }
     enum evict_policy p = (enum evict_policy)KV_CONF_GET(kvd_settings.maxmemory_policy);
     if (p == EVICT_NOEVICTION) {
@@ -271,6 +270,9 @@ bool evict_refuses(struct shard *sh)
 
 bool evict_step(struct shard *sh, uint64_t budget_ns)
 {
+    if (server_paused(sh->srv, sh->now_ms) != SERVER_PAUSE_NONE) {
+        return false; /* the data stays as it is under CLIENT PAUSE */
+    }
     uint64_t freed = sh->mem_freed, t0 = kv_clock_mono_ns();
     struct measure m;
     enum evict_policy p = (enum evict_policy)KV_CONF_GET(kvd_settings.maxmemory_policy);

@@ -211,6 +211,7 @@ struct shard_stats {
     _Atomic uint64_t watching_clients; /* this shard's clients that watch keys (anywhere) */
     _Atomic uint64_t watched_keys;     /* distinct keys watched here */
     _Atomic uint64_t lazyfree_pending; /* entries of dropped tables not yet freed */
+    _Atomic uint64_t blocked_clients;  /* this shard's clients held by CLIENT PAUSE */
     _Atomic uint64_t tracking_clients; /* this shard's clients with CLIENT TRACKING on */
     _Atomic uint64_t tracking_keys;    /* keys in this shard's tracking table */
     _Atomic uint64_t tracking_items;   /* (key, client) pairs in it */
@@ -292,6 +293,7 @@ struct shard {
     pthread_mutex_t conn_ids_mu;
     struct conn *dirty;   /* connections with output to send (singly linked) */
     struct conn *blocked; /* connections waiting for queue space (singly linked) */
+    struct conn *paused;  /* connections whose next command waits out CLIENT PAUSE */
     uint32_t conn_count;
 
     /* reply encoding: the block pool every connection's output borrows from, and a
@@ -339,7 +341,21 @@ struct server {
     _Atomic uint32_t wal_refusing; /* shards whose WAL refuses writes */
     _Atomic int wal_errno;         /* why, for -MISCONF */
     _Atomic int32_t txn_lock;      /* shard coordinating a cross-shard transaction, or -1 */
+    _Atomic uint64_t pause;        /* CLIENT PAUSE: end_ms << 2 | enum server_pause, 0: none */
 };
+
+/* CLIENT PAUSE's kinds, the more restrictive the higher. */
+enum server_pause { SERVER_PAUSE_NONE = 0, SERVER_PAUSE_WRITE = 1, SERVER_PAUSE_ALL = 2 };
+
+/* The pause in force at now_ms (one relaxed load while there is none). */
+static inline enum server_pause server_paused(struct server *srv, int64_t now_ms)
+{
+    uint64_t p = atomic_load_explicit(&srv->pause, memory_order_relaxed);
+    if (__builtin_expect(p == 0, 1) || (int64_t)(p >> 2) <= now_ms) {
+        return SERVER_PAUSE_NONE;
+    }
+    return (enum server_pause)(p & 3u);
+}
 
 /* The queue from shard `from` to shard `to`. */
 struct spsc *server_queue(struct server *srv, uint32_t from, uint32_t to);

@@ -90,11 +90,13 @@ static void db_count(struct shard *sh, uint32_t db, int delta)
     }
 }
 
-/* A table's expired key: the "expired" keyspace notification (notify.h), and the
+/* A table's expired key, however it was found (a lookup, the active cycle, eviction):
+ * INFO expired_keys, the "expired" keyspace notification (notify.h), and the
  * invalidation of the clients tracking it (track.h). */
 static void on_expired(void *ctx, uint32_t db, const struct tbl_entry *e)
 {
     struct shard *sh = ctx;
+    STAT_ADD(sh->stats.expired_keys, 1);
     size_t klen;
     const char *k = tbl_entry_key(e, &klen);
     if (notify_wants(NOTIFY_EXPIRED)) {
@@ -493,14 +495,22 @@ static void drop_step(struct shard *sh)
 
 static void cron(struct shard *sh, int64_t now_ms)
 {
-    bool active = !atomic_load_explicit(&sh->srv->active_expire_off, memory_order_relaxed);
+    /* no active expiry under CLIENT PAUSE: the data stays as it is, as in Redis; a pause
+     * whose time is over is cleared (the per-command test is then one load of 0 again) */
+    uint64_t pause = atomic_load_explicit(&sh->srv->pause, memory_order_relaxed);
+    if (pause != 0 && (int64_t)(pause >> 2) <= now_ms) { /* unless a new one came meanwhile */
+        atomic_compare_exchange_strong_explicit(&sh->srv->pause, &pause, 0, memory_order_relaxed,
+                                                memory_order_relaxed);
+    }
+    enum server_pause paused = server_paused(sh->srv, now_ms);
+    bool active = !atomic_load_explicit(&sh->srv->active_expire_off, memory_order_relaxed) &&
+                  paused == SERVER_PAUSE_NONE;
     for (uint32_t u = 0; active && u < sh->ndb_used; u++) {
         for (uint32_t slot = 0; slot < sh->table_count; slot++) {
             size_t i = (size_t)slot * sh->ndb + sh->db_used[u];
             if (sh->tables[i] != NULL) {
-                size_t n = tbl_expire_step(sh->tables[i], now_ms, &sh->expire_cursor[i],
-                                           SHARD_EXPIRE_SLOTS);
-                STAT_ADD(sh->stats.expired_keys, n);
+                tbl_expire_step(sh->tables[i], now_ms, &sh->expire_cursor[i],
+                                SHARD_EXPIRE_SLOTS); /* counted by on_expired */
             }
         }
     }
@@ -591,6 +601,9 @@ static void loop(struct shard *sh)
         }
         sh->clock_ns = kv_clock_mono_ns();
         conn_retry_blocked(sh);
+        if (sh->paused != NULL) {
+            conn_retry_paused(sh);
+        }
         if (sh->ndropping > 0) {
             drop_step(sh);
         }
@@ -645,6 +658,10 @@ static void loop(struct shard *sh)
             int64_t wal_ns = sh->wal != NULL ? wal_timer_ns(sh->wal, sh->now_ms) : -1;
             if (wal_ns >= 0 && wait_ns > (uint64_t)wal_ns) {
                 wait_ns = (uint64_t)wal_ns;
+            }
+            int64_t pause_ns = conn_paused_wait_ns(sh); /* CLIENT PAUSE ends: resume */
+            if (pause_ns >= 0 && wait_ns > (uint64_t)pause_ns) {
+                wait_ns = (uint64_t)pause_ns;
             }
             ts.tv_sec = (long long)(wait_ns / 1000000000ull);
             ts.tv_nsec = (long long)(wait_ns % 1000000000ull);

@@ -26,7 +26,7 @@ SUBCOMMANDS = {
     "acl": ["cat", "deluser", "dryrun", "genpass", "getuser", "help", "list", "load", "log",
             "save", "setuser", "users", "whoami"],
     "client": ["caching", "getname", "getredir", "help", "id", "info", "kill", "list", "no-evict",
-               "reply", "setname", "tracking", "trackinginfo"],
+               "pause", "reply", "setname", "tracking", "trackinginfo", "unblock", "unpause"],
     "command": ["count", "docs", "getkeys", "getkeysandflags", "help", "info", "list"],
     "config": ["get", "resetstat", "set"],
     "latency": ["doctor", "graph", "help", "histogram", "history", "latest", "reset"],
@@ -268,8 +268,7 @@ HEADER = """\
  * than editing the tables by hand.
  *
  * Where kvd differs from Redis, the metadata says so rather than copying Redis's:
- *   - Containers list only the subcommands kvd implements: CLIENT without PAUSE,
- *     UNBLOCK, UNPAUSE; CONFIG without
+ *   - Containers list only the subcommands kvd implements: CONFIG without
  *     REWRITE (refused) and HELP; SLOWLOG without HELP. CLIENT SETINFO and NO-TOUCH,
  *     which kvd accepts, have no row: Redis %(version)s does not know them.
  *

@@ -1,0 +1,251 @@
+"""CLIENT PAUSE / UNPAUSE / UNBLOCK of kvd (--threads 2), each scenario run on kvd and on
+Redis 7 side by side:
+
+- WRITE holds writes, PUBLISH, EVAL and EXEC of a transaction holding one; reads, PING,
+  INFO, read-only transactions and EVAL_RO go on; ALL holds everything; held clients
+  count in INFO blocked_clients and show flag b; UNPAUSE or the timeout releases them, in
+  order, with every reply; arity errors are replied at once;
+- a second pause keeps the more restrictive kind and the later end;
+- the pause starts after the transaction that asked for it;
+- keys neither expire nor are evicted while paused (an expired key reads as absent), and
+  expire once it is over; INFO expired_keys counts lazy expiry as Redis does;
+- the error texts against Redis.
+"""
+import time
+
+import pytest
+
+from conftest import Client, St, encode, info_field, need_redis, wait_until
+
+
+@pytest.fixture(params=["kvd", "redis"])
+def port(request, kvd):
+    if request.param == "redis":
+        need_redis()
+        p = request.getfixturevalue("redis_server").port
+    else:
+        p = kvd.port
+    with Client(p) as c:
+        assert c.cmd("CLIENT", "UNPAUSE") == St("OK")
+        assert c.cmd("FLUSHALL") == St("OK")
+    yield p
+    with Client(p) as c:
+        assert c.cmd("CLIENT", "UNPAUSE") == St("OK")
+    if request.param == "kvd":
+        kvd.check_alive()
+
+
+def blocked(c):
+    return int(info_field(c, "clients", "blocked_clients"))
+
+
+def wait_blocked(c, n):
+    wait_until(lambda: blocked(c) == n, 5, what="%d blocked clients" % n)
+
+
+def no_reply(c, wait=0.2):
+    c.settimeout(wait)
+    try:
+        m = c.read()
+    except OSError:
+        m = None
+    c.settimeout(20)
+    assert m is None, "reply while paused: %r" % (m,)
+
+
+def test_write_pause_holds_writes_not_reads(port):
+    r = Client(port)
+    r.cmd("SET", "foo", "bar")
+    assert r.cmd("CLIENT", "PAUSE", "100000", "WRITE") == St("OK")
+    rd = Client(port)
+    assert rd.cmd("GET", "foo") == b"bar"
+    assert rd.cmd("PING") == St("PONG")
+    assert b"redis_version" in rd.cmd("INFO")
+    assert rd.cmd("EVAL_RO", "return redis.call('get', KEYS[1])", "1", "foo") == b"bar"
+    assert rd.pipeline([("MULTI",), ("PING",), ("GET", "foo"), ("EXEC",)])[-1] == [
+        St("PONG"), b"bar"]
+    assert blocked(r) == 0
+    writers = [Client(port) for _ in range(3)]
+    for i, w in enumerate(writers):
+        w.send(encode("SET", "foo%d" % i, "v%d" % i))
+    pub = Client(port)
+    pub.send(encode("PUBLISH", "ch", "m"))
+    ev = Client(port)
+    ev.send(encode("EVAL", "return 1", "0"))
+    wait_blocked(r, 5)
+    for w in writers:
+        no_reply(w, 0.05)
+    assert r.cmd("GET", "foo") == b"bar"
+    # an arity error is no command to hold
+    assert r.cmd("SET", "foo").s.startswith("ERR wrong number of arguments")
+    assert r.cmd("CLIENT", "UNPAUSE") == St("OK")
+    for w in writers:
+        assert w.read() == St("OK")
+    assert pub.read() == 0
+    assert ev.read() == 1
+    assert r.cmd("MGET", "foo0", "foo1", "foo2") == [b"v0", b"v1", b"v2"]
+    wait_blocked(r, 0)
+    for c in writers + [r, rd, pub, ev]:
+        c.close()
+
+
+def test_held_client_flag_and_its_later_commands_wait(port):
+    r = Client(port)
+    assert r.cmd("CLIENT", "PAUSE", "100000", "WRITE") == St("OK")
+    w = Client(port)
+    wid = w.cmd("CLIENT", "ID")
+    w.send(encode("SET", "a", "1") + encode("GET", "a") + encode("INCR", "n"))
+    wait_blocked(r, 1)
+    mine = [x for x in r.cmd("CLIENT", "LIST").decode().splitlines()
+            if x.startswith("id=%d " % wid)]
+    assert len(mine) == 1 and " flags=b " in mine[0], mine
+    no_reply(w)  # GET waits behind the held SET: replies stay in order
+    assert r.cmd("CLIENT", "UNBLOCK", str(r.cmd("CLIENT", "ID"))) == 0  # nothing blocks
+    assert r.cmd("CLIENT", "UNPAUSE") == St("OK")
+    assert [w.read() for _ in range(3)] == [St("OK"), b"1", 1]
+    w.close()
+    r.close()
+
+
+def test_write_transactions_and_scripts(port):
+    rd = Client(port)
+    assert rd.cmd("MULTI") == St("OK")
+    assert rd.cmd("SET", "foo", "bar") == St("QUEUED")
+    r = Client(port)
+    assert r.cmd("CLIENT", "PAUSE", "60000", "WRITE") == St("OK")
+    rd.send(encode("EXEC"))
+    rd2 = Client(port)
+    assert rd2.cmd("MULTI") == St("OK")
+    rd2.send(encode("SET", "x", "1"))  # queuing a write waits too, as in Redis
+    wait_blocked(r, 2)
+    assert r.cmd("CLIENT", "UNPAUSE") == St("OK")
+    assert rd.read() == [St("OK")]
+    assert rd2.read() == St("QUEUED")
+    assert rd2.cmd("EXEC") == [St("OK")]
+    for c in (r, rd, rd2):
+        c.close()
+
+
+def test_all_pause_holds_everything_and_ends_by_itself(port):
+    rd = Client(port)
+    rd.cmd("SET", "foo", "bar")
+    r = Client(port)
+    start = time.monotonic()
+    assert r.cmd("CLIENT", "PAUSE", "300", "ALL") == St("OK")
+    rd.send(encode("GET", "foo"))
+    no_reply(rd, 0.1)  # reads wait too
+    r.send(encode("CLIENT", "PAUSE", "20", "WRITE"))  # so does its own next command
+    assert rd.read() == b"bar"
+    assert time.monotonic() - start >= 0.29, "released before the pause's end"
+    assert r.read() == St("OK")
+    rd.close()
+    r.close()
+
+
+def test_later_end_kept(port):
+    r = Client(port)
+    assert r.cmd("CLIENT", "PAUSE", "60000", "WRITE") == St("OK")
+    assert r.cmd("CLIENT", "PAUSE", "10", "WRITE") == St("OK")
+    time.sleep(0.1)
+    rd = Client(port)
+    rd.send(encode("SET", "foo", "bar"))
+    wait_blocked(r, 1)
+    assert r.cmd("CLIENT", "UNPAUSE") == St("OK")
+    assert rd.read() == St("OK")
+    rd.close()
+    r.close()
+
+
+def test_pause_starts_after_its_transaction(port):
+    r = Client(port)
+    r.pipeline([("MULTI",), ("SET", "foo1{t}", "bar"), ("CLIENT", "PAUSE", "60000", "WRITE"),
+                ("SET", "foo2{t}", "bar")])
+    assert r.cmd("EXEC") == [St("OK"), St("OK"), St("OK")]
+    rd = Client(port)
+    rd.send(encode("SET", "foo3{t}", "bar"))
+    wait_blocked(r, 1)
+    assert r.cmd("GET", "foo1{t}") == b"bar"
+    assert r.cmd("GET", "foo2{t}") == b"bar"
+    assert r.cmd("GET", "foo3{t}") is None
+    assert r.cmd("CLIENT", "UNPAUSE") == St("OK")
+    assert rd.read() == St("OK")
+    rd.close()
+    r.close()
+
+
+def test_no_expiry_while_paused(port):
+    r = Client(port)
+    before = int(info_field(r, "stats", "expired_keys"))
+    r.pipeline([("MULTI",), ("SET", "foo{t}", "bar", "PX", "10"),
+                ("SET", "bar{t}", "foo", "PX", "10"), ("CLIENT", "PAUSE", "50000", "WRITE")])
+    assert r.cmd("EXEC") == [St("OK"), St("OK"), St("OK")]
+    time.sleep(0.3)  # a few active expiry cycles
+    assert r.cmd("GET", "foo{t}") is None  # expired: absent
+    assert r.cmd("GET", "bar{t}") is None
+    assert int(info_field(r, "stats", "expired_keys")) == before  # but not deleted
+    assert r.cmd("CLIENT", "UNPAUSE") == St("OK")
+    r.cmd("GET", "foo{t}")
+    r.cmd("GET", "bar{t}")
+    assert int(info_field(r, "stats", "expired_keys")) == before + 2
+    r.close()
+
+
+def test_lazy_expiry_counts_in_expired_keys(port):
+    r = Client(port)
+    r.cmd("DEBUG", "SET-ACTIVE-EXPIRE", "0")  # refused by a Redis without debug: fine
+    try:
+        before = int(info_field(r, "stats", "expired_keys"))
+        r.cmd("SET", "k", "v", "PX", "5")
+        time.sleep(0.05)
+        assert r.cmd("GET", "k") is None
+        assert int(info_field(r, "stats", "expired_keys")) == before + 1
+    finally:
+        r.cmd("DEBUG", "SET-ACTIVE-EXPIRE", "1")
+    r.close()
+
+
+def test_errors_match_redis(pair):
+    s = pair.same
+    s("CLIENT", "PAUSE")
+    s("CLIENT", "PAUSE", "abc")
+    s("CLIENT", "PAUSE", "-1")
+    s("CLIENT", "PAUSE", "10", "foo")
+    s("CLIENT", "PAUSE", "10", "write", "extra")
+    s("CLIENT", "PAUSE", "0", "WRITE")
+    s("CLIENT", "PAUSE", "0")
+    s("CLIENT", "UNPAUSE", "x")
+    s("CLIENT", "UNPAUSE")
+    s("CLIENT", "UNBLOCK")
+    s("CLIENT", "UNBLOCK", "abc")
+    s("CLIENT", "UNBLOCK", "5")
+    s("CLIENT", "UNBLOCK", "5", "foo")
+    s("CLIENT", "UNBLOCK", "5", "timeout")
+    s("CLIENT", "UNBLOCK", "5", "ERROR")
+    s("CLIENT", "UNBLOCK", "5", "error", "x")
+    s("CLIENT", "PAUSE", "9999999999999999", "write")
+    s("CLIENT", "UNPAUSE")
+
+
+def test_paused_clients_closing(kvd):
+    """Held clients that disconnect are dropped cleanly; the others run once the pause
+    has timed out (under ALL the UNPAUSE of a client is held too)."""
+    r = Client(kvd.port)
+    assert r.cmd("CLIENT", "PAUSE", "500", "ALL") == St("OK")
+    start = time.monotonic()
+    gone = [Client(kvd.port) for _ in range(5)]
+    for c in gone:
+        c.send(encode("SET", "k", "v"))
+    stay = Client(kvd.port)
+    stay.send(encode("INCR", "n"))
+    un = Client(kvd.port)
+    un.send(encode("CLIENT", "UNPAUSE"))
+    time.sleep(0.1)
+    for c in gone:
+        c.close()
+    assert stay.read() == 1
+    assert un.read() == St("OK")
+    assert time.monotonic() - start >= 0.45
+    assert int(info_field(r, "clients", "blocked_clients")) == 0
+    assert r.cmd("GET", "k") is None  # the closed clients' commands never ran
+    for c in (r, stay, un):
+        c.close()

@@ -690,7 +690,8 @@ struct txn {
     bool writes;     /* some queued command writes (refused at EXEC while the WAL refuses) */
     bool replicates; /* some queued command writes or publishes (CLIENT PAUSE WRITE holds it) */
     bool denyoom;    /* some queued command may add memory (refused at EXEC over maxmemory) */
-    bool selects;    /* a SELECT is queued: EXEC runs on this shard (see txn_control) */
+    bool selects;    /* a SELECT, or a command needing the connection (CLIENT, HELLO, INFO
+                      * ...), is queued: EXEC runs on this shard (see txn_control) */
     bool silent;     /* its reply is dropped (CLIENT REPLY), as when EXEC came */
     bool bare;       /* one command outside MULTI run as a transaction (SWAPDB): its own reply,
                       * no array, the client's watches untouched */
@@ -1555,6 +1556,26 @@ static bool txn_conn_ok(const struct cmd_desc *d)
            d->fn == cmd_role || d->fn == cmd_publish || d->fn == cmd_script;
 }
 
+/*
+ * Connection and server commands a transaction may hold: all but SAVE and SHUTDOWN
+ * (Redis's no-multi ones), the pub/sub subscriptions (kvd's limit: a subscription is not
+ * set up from inside EXEC), and the keyed forms MEMORY USAGE and DEBUG OBJECT (they run
+ * where their key is, which a transaction does not route). Those that need the
+ * connection make EXEC run on its shard (txn.here).
+ */
+static bool txn_conn_allowed(const struct cmd_desc *d, size_t argc, const struct resp_arg *argv)
+{
+    if (d->fn == cmd_save || d->fn == cmd_shutdown || d->fn == cmd_subscribe ||
+        d->fn == cmd_unsubscribe || d->fn == cmd_psubscribe || d->fn == cmd_punsubscribe) {
+        return false;
+    }
+    if ((d->fn == cmd_memory && argc >= 2 && cmd_arg_is(&argv[1], "usage")) ||
+        (d->fn == cmd_debug && argc >= 2 && cmd_arg_is(&argv[1], "object"))) {
+        return false;
+    }
+    return true;
+}
+
 /* MULTI, EXEC and DISCARD act on the connection's queue: txn_control runs them. */
 void cmd_multi(struct cmd_ctx *x)
 {
@@ -1601,9 +1622,8 @@ static void txn_queue(struct conn *c, const struct cmd_desc *d, size_t argc,
     const struct route_table *rt = c->sh->srv->route;
     bool allowed = d->exec == CMD_EXEC_KEY || d->exec == CMD_EXEC_SAME ||
                    d->exec == CMD_EXEC_MULTI || d->exec == CMD_EXEC_ALL ||
-                   d->exec == CMD_EXEC_SCRIPT || (d->exec == CMD_EXEC_CONN && txn_conn_ok(d)) ||
-                   (d->fn == cmd_client && argc >= 2 &&
-                    (cmd_arg_is(&argv[1], "pause") || cmd_arg_is(&argv[1], "unpause")));
+                   d->exec == CMD_EXEC_SCRIPT ||
+                   (d->exec == CMD_EXEC_CONN && txn_conn_allowed(d, argc, argv));
     if (!allowed || (d->flags & CMD_HIDDEN)) {
         early_error(c, "ERR Command not allowed inside a transaction%s", "");
         early_count(c, d, true, argc, argv);
@@ -1659,7 +1679,9 @@ static void txn_queue(struct conn *c, const struct cmd_desc *d, size_t argc,
             shardset_add(&owners, owner(c->sh, arg_hash(&argv[3 + i])));
         }
     }
-    if (d->exec == CMD_EXEC_ALL || (d->exec == CMD_EXEC_SCRIPT && numkeys == 0)) {
+    bool every = d->fn == cmd_client &&
+                 (cmd_arg_is(&argv[1], "list") || (cmd_arg_is(&argv[1], "kill") && argc >= 3));
+    if (d->exec == CMD_EXEC_ALL || (d->exec == CMD_EXEC_SCRIPT && numkeys == 0) || every) {
         for (uint32_t s = 0; s < c->sh->srv->nthreads; s++) { /* may touch any shard */
             shardset_add(&owners, s);
         }
@@ -1690,7 +1712,8 @@ static void txn_queue(struct conn *c, const struct cmd_desc *d, size_t argc,
     for (size_t w = 0; w < KV_ARRAY_LEN(owners.w); w++) {
         t->shards.w[w] |= owners.w[w];
     }
-    t->selects |= d->fn == cmd_select; /* EXEC runs it here (see txn_control) */
+    /* EXEC runs those here (see txn_control) */
+    t->selects |= d->fn == cmd_select || (d->exec == CMD_EXEC_CONN && !txn_conn_ok(d));
     early_simple(c, "QUEUED");
 }
 
@@ -2160,6 +2183,11 @@ static void txn_run_cmd(struct txn_x *tx, size_t argc, const struct resp_arg *ar
     if (d->fn == cmd_object && argc == 3 && cmd_object_keyed(&argv[1])) {
         d = cmd_lookup_hidden("object|key");
     }
+    if (d->fn == cmd_client && cmd_arg_is(&argv[1], "list")) { /* every shard's clients */
+        d = cmd_lookup_hidden("client|list");
+    } else if (d->fn == cmd_client && cmd_arg_is(&argv[1], "kill") && argc >= 3) {
+        d = cmd_lookup_hidden(argc == 3 ? "client|kill-old" : "client|kill");
+    }
     switch (d->exec) {
     case CMD_EXEC_KEY:
     case CMD_EXEC_SAME: /* its keys are in one partition (checked when queued) */
@@ -2213,7 +2241,7 @@ static void txn_run_cmd(struct txn_x *tx, size_t argc, const struct resp_arg *ar
         sh->script_tx = outer;
         return;
     }
-    default: /* PING, ECHO, SELECT, TIME, ...: the connection's own shard */
+    default: /* PING, ECHO, SELECT, TIME, INFO, CLIENT ...: the connection's own shard */
         KV_ASSERT(d->exec == CMD_EXEC_CONN);
         txn_run_on(tx, sh->id, d, argc, argv, out, true);
         return;

@@ -92,7 +92,8 @@ def test_pipelined_transactions_keep_order(kc):
 
 def test_kvd_refusals_inside_multi(kc):
     assert kc.cmd("MULTI") == St("OK")
-    for cmd in [("SCAN", "0"), ("CLIENT", "ID"), ("CONFIG", "GET", "port")]:
+    for cmd in [("SCAN", "0"), ("SUBSCRIBE", "ch"), ("SAVE",), ("SHUTDOWN",),
+                ("MEMORY", "USAGE", "k"), ("DEBUG", "OBJECT", "k")]:
         r = kc.cmd(*cmd)
         assert isinstance(r, Err) and "not allowed inside a transaction" in r.s, (cmd, r)
     assert isinstance(kc.cmd("EXEC"), Err)
@@ -214,3 +215,34 @@ def test_slowlog_of_transactions_names_the_client(kc):
     finally:
         kc.cmd("CONFIG", "SET", "slowlog-log-slower-than", "10000")
         kc.cmd("SLOWLOG", "RESET")
+
+
+def test_connection_commands_inside_multi_as_redis(pair):
+    """CONFIG, CLIENT, ECHO, ACL, DEBUG ... queue and run in EXEC (on the client's thread
+    whatever the transaction's keys), byte for byte as Redis."""
+    for keys in (["a"], ["a", "b", "c", "d", "e", "f"]):  # one thread, then both
+        cmds = [("MULTI",), ("CLIENT", "SETNAME", "inside"), ("CLIENT", "GETNAME")]
+        cmds += [("SET", k, "1") for k in keys]
+        cmds += [("CONFIG", "GET", "maxmemory-policy"), ("ECHO", "x"), ("ACL", "WHOAMI"),
+                 ("CLIENT", "TRACKING", "on"),
+                 ("CLIENT", "GETREDIR"), ("CLIENT", "TRACKING", "off"), ("SELECT", "1"),
+                 ("SET", "k", "v"), ("SELECT", "0"), ("MGET", *keys), ("EXEC",)]
+        for c in cmds:
+            pair.same(*c)
+        pair.same("CLIENT", "GETNAME")
+        pair.same("SELECT", "1")
+        pair.same("GET", "k")
+        pair.same("SELECT", "0")
+
+
+def test_client_list_inside_multi_sees_every_thread(kvd):
+    cs = [kvd.client() for _ in range(6)]
+    ids = [c.cmd("CLIENT", "ID") for c in cs]
+    c = cs[0]
+    r = c.pipeline([("MULTI",), ("CLIENT", "LIST"), ("CLIENT", "INFO"), ("EXEC",)])
+    listing, info = r[-1]
+    got = {int(line.split()[0][3:]) for line in listing.decode().splitlines()}
+    assert set(ids) <= got, (ids, listing)
+    assert info.decode().startswith("id=%d " % ids[0])
+    for x in cs:
+        x.close()

@@ -156,11 +156,12 @@ struct conn {
     struct pubsub_conn *ps; /* SUBSCRIBE / PSUBSCRIBE (pubsub.c), NULL without any */
     struct txn *txn;        /* MULTI: the queued commands; NULL outside a transaction */
     struct track_conn *trk; /* CLIENT TRACKING (track.c), NULL when it never tracked */
-    /* CLIENT PAUSE: the command kept aside (CONN_PAUSED; argv and bytes in one block) */
-    struct resp_arg *paused_argv;
-    size_t paused_argc;
+    /* CLIENT PAUSE: the commands held (CONN_PAUSED), oldest first: the one that met the
+     * pause and those parsed ahead with it; each one block, argv then bytes */
+    struct held_cmd *held;
+    uint32_t nheld, cap_held;
     struct conn *paused_next;
-    bool batching;      /* dispatching commands parsed ahead (they are never paused) */
+    bool releasing;     /* running a held command: no second look at the pause */
     uint8_t reply_mode; /* enum conn_reply_mode */
     /* WATCH: the shards keeping this client's watches (each those of its own keys) */
     struct shardset watch_shards;
@@ -169,6 +170,12 @@ struct conn {
 struct xmsg_list {
     struct xmsg m;
     struct xmsg_list *next;
+};
+
+/* A command held by CLIENT PAUSE. */
+struct held_cmd {
+    struct resp_arg *argv; /* then the bytes, one block on the shard's heap */
+    size_t argc;
 };
 
 /* A reply to another shard held until this shard's WAL is durable up to `token`. */
@@ -637,6 +644,8 @@ static void conn_maybe_free(struct conn *c)
     mi_free(c->held_heap);
     mi_free(c->stash);
     mi_free(c->outbox_more);
+    KV_ASSERT(c->nheld == 0); /* released (or dropped) before CONN_PAUSED went */
+    mi_free(c->held);
     if (c->pend != NULL) {
         for (uint32_t s = c->pend_head; s != c->pend_tail; s++) {
             free_pend(c, &c->pend[s % CONN_PENDING_MAX]);
@@ -2533,6 +2542,7 @@ static bool txn_exec_cross(struct conn *c)
 
 static void dispatch_pre(struct conn *c, const struct resp_cmd *cmd, const struct cmd_desc *pre,
                          uint64_t pre_h, bool have_h);
+static void dispatch(struct conn *c, const struct resp_cmd *cmd);
 static void reply_mode_step(struct conn *c);
 
 /* Whether the pause in force holds command d of c: ALL holds every command, WRITE those
@@ -2563,8 +2573,15 @@ static void pause_keep(struct conn *c, const struct resp_cmd *cmd)
         v[i] = (struct resp_arg){.ptr = p, .len = cmd->argv[i].len};
         p += cmd->argv[i].len;
     }
-    c->paused_argv = v;
-    c->paused_argc = cmd->argc;
+    if (c->nheld == c->cap_held) {
+        c->cap_held = c->cap_held ? c->cap_held * 2 : 4;
+        c->held = mi_heap_realloc(c->sh->heap, c->held, c->cap_held * sizeof *c->held);
+        KV_ASSERT(c->held != NULL);
+    }
+    c->held[c->nheld++] = (struct held_cmd){.argv = v, .argc = cmd->argc};
+    if (c->flags & CONN_PAUSED) {
+        return; /* one parsed ahead with the first: it follows it */
+    }
     c->flags |= CONN_PAUSED;
     struct conn **pp = &c->sh->paused; /* released in the order they came (a short list) */
     while (*pp != NULL) {
@@ -2573,6 +2590,26 @@ static void pause_keep(struct conn *c, const struct resp_cmd *cmd)
     c->paused_next = NULL;
     *pp = c;
     STAT_ADD(c->sh->stats.blocked_clients, 1);
+}
+
+/* A held connection gives its receive buffer back to the ring: what it has not parsed
+ * moves to the heap (a pause may last long; the ring is shared by the shard's clients). */
+static void pause_detach_input(struct conn *c)
+{
+    if (c->held_bid < 0) {
+        return;
+    }
+    size_t len;
+    const void *rest = resp_parser_unread(c->parser, &len);
+    KV_ASSERT(c->held_heap == NULL);
+    if (len > 0) {
+        c->held_heap = mi_heap_malloc(c->sh->heap, len);
+        KV_ASSERT(c->held_heap != NULL);
+        memcpy(c->held_heap, rest, len);
+    }
+    resp_parser_move(c->parser, c->held_heap);
+    shard_buf_return(c->sh, (uint16_t)c->held_bid);
+    c->held_bid = -1;
 }
 
 void conn_pause(struct shard *sh, int64_t end_ms, int type)
@@ -2602,39 +2639,64 @@ void conn_unpause(struct shard *sh)
     }
 }
 
+/* Runs the connection's held commands whose pause is over, in order; true if one is
+ * still held (it and those after it stay). */
+static bool release_held(struct conn *c)
+{
+    uint32_t done = 0;
+    bool held = false;
+    while (done < c->nheld && !(c->flags & CONN_CLOSING)) {
+        struct held_cmd h = c->held[done];
+        struct resp_cmd cmd = {.argc = h.argc, .argv = h.argv};
+        const struct cmd_desc *d = cmd_lookup(cmd.argv[0].ptr, cmd.argv[0].len);
+        if (d != NULL && pause_holds(c, d)) { /* (an unknown one, parsed ahead: its error) */
+            held = true;
+            break;
+        }
+        c->sh->clock_ns = kv_clock_mono_ns();
+        c->releasing = true;
+        dispatch(c, &cmd);
+        c->releasing = false;
+        mi_free(h.argv);
+        done++;
+        if (output_over_limit(c)) {
+            break;
+        }
+    }
+    if (c->flags & CONN_CLOSING) { /* what is left never runs */
+        while (done < c->nheld) {
+            mi_free(c->held[done++].argv);
+        }
+        held = false;
+    }
+    memmove(c->held, c->held + done, (c->nheld - done) * sizeof *c->held);
+    c->nheld -= done;
+    return held;
+}
+
 void conn_retry_paused(struct shard *sh)
 {
     struct conn *list = sh->paused;
-    sh->paused = NULL; /* a command released below may be held again: it lands here */
+    sh->paused = NULL;
     struct conn *kept = NULL, **kept_tail = &kept;
     while (list != NULL) {
         struct conn *c = list;
         list = c->paused_next;
         c->paused_next = NULL;
-        struct resp_cmd cmd = {.argc = c->paused_argc, .argv = c->paused_argv};
-        const struct cmd_desc *d = cmd_lookup(cmd.argv[0].ptr, cmd.argv[0].len);
-        KV_ASSERT(d != NULL);
-        if (!(c->flags & CONN_CLOSING) && pause_holds(c, d)) {
+        if (release_held(c)) {
             *kept_tail = c; /* still held, in its place */
             kept_tail = &c->paused_next;
             continue;
         }
-        struct resp_arg *held = c->paused_argv;
-        c->paused_argv = NULL;
+        KV_ASSERT(c->nheld == 0);
         c->flags &= ~CONN_PAUSED;
         STAT_SUB(sh->stats.blocked_clients, 1);
         if (!(c->flags & CONN_CLOSING)) {
-            sh->clock_ns = kv_clock_mono_ns();
-            dispatch_pre(c, &cmd, NULL, 0, false); /* may keep it again (a new pause) */
-            reply_mode_step(c);
-            if (!output_over_limit(c)) {
-                conn_process(c);
-            }
+            conn_process(c); /* the input that waited behind them */
         }
-        mi_free(held);
         conn_maybe_free(c);
     }
-    *kept_tail = sh->paused; /* the ones still held first, in their order */
+    *kept_tail = sh->paused;
     sh->paused = kept;
 }
 
@@ -2645,7 +2707,7 @@ int64_t conn_paused_wait_ns(struct shard *sh)
     }
     uint64_t p = atomic_load_explicit(&sh->srv->pause, memory_order_relaxed);
     int64_t left_ms = p == 0 ? 0 : (int64_t)(p >> 2) - kv_clock_real_ms();
-    return left_ms <= 0 ? 0 : left_ms * 1000000;
+    return left_ms <= 0 ? 0 : (left_ms > 3600000 ? 3600000 : left_ms) * 1000000;
 }
 
 /* Dispatches one command. `pre` is its row when the caller already looked it up (or
@@ -2732,7 +2794,7 @@ static void dispatch_cmd(struct conn *c, const struct resp_cmd *cmd, const struc
     }
     track_deliver(sh); /* what eviction invalidated goes before this command's reply, as Redis */
     if (KV_UNLIKELY(atomic_load_explicit(&sh->srv->pause, memory_order_relaxed) != 0) &&
-        !c->batching && pause_holds(c, d)) {
+        !c->releasing && pause_holds(c, d)) {
         pause_keep(c, cmd); /* run by conn_retry_paused once the pause is over */
         return;
     }
@@ -2928,6 +2990,10 @@ static void dispatch_pre(struct conn *c, const struct resp_cmd *cmd, const struc
                          uint64_t pre_h, bool have_h)
 {
     dispatch_cmd(c, cmd, pre, pre_h, have_h);
+    if (KV_UNLIKELY(c->flags & CONN_PAUSED) && !c->releasing) {
+        track_deliver(c->sh);
+        return; /* held: it has not run (CLIENT CACHING stays for it) */
+    }
     if (KV_UNLIKELY(c->trk != NULL)) {
         track_command_done(c->trk, cmd_arg_is(&cmd->argv[0], "client"), c->txn != NULL);
     }
@@ -2936,7 +3002,9 @@ static void dispatch_pre(struct conn *c, const struct resp_cmd *cmd, const struc
 static void dispatch(struct conn *c, const struct resp_cmd *cmd)
 {
     dispatch_pre(c, cmd, NULL, 0, false);
-    reply_mode_step(c);
+    if (!(c->flags & CONN_PAUSED) || c->releasing) { /* a held command's REPLY SKIP waits */
+        reply_mode_step(c);
+    }
 }
 
 /* Leaves room in the pending ring for one batch of commands parsed ahead (run_batch). */
@@ -3002,11 +3070,16 @@ static bool run_batch(struct conn *c, struct batch_cmd *b, size_t n)
             return false;
         }
         struct resp_cmd cmd = {.argc = b[i].argc, .argv = b[i].argv};
+        if (c->flags & CONN_PAUSED) { /* behind a held one: held too, in order */
+            pause_keep(c, &cmd);
+            continue;
+        }
         bool have_h = d[i] != NULL && d[i]->exec == CMD_EXEC_KEY && cmd_arity_ok(d[i], b[i].argc);
-        c->batching = true;
         dispatch_pre(c, &cmd, d[i], have_h ? h[i] : 0, have_h);
-        c->batching = false;
         KV_ASSERT(!(c->flags & CONN_TXN_WAIT)); /* such commands are never batched */
+        if (c->flags & CONN_PAUSED) {
+            continue; /* held (CLIENT REPLY SKIP waits for it) */
+        }
         reply_mode_step(c);
         if (output_over_limit(c)) {
             return false;
@@ -3115,6 +3188,9 @@ static void conn_process(struct conn *c)
             resp_parser_feed(c->parser, c->held_heap, len);
         }
         if (!parse_some(c)) {
+            if (c->flags & CONN_PAUSED) {
+                pause_detach_input(c);
+            }
             return;
         }
         if (c->held_bid >= 0) {
@@ -3155,6 +3231,9 @@ static void on_recv(struct conn *c, struct io_uring_cqe *cqe)
                 shard_buf_return(sh, bid);
             } else if (!(c->flags & CONN_CLOSING)) {
                 c->held_bid = bid;
+                if (c->flags & CONN_PAUSED) {
+                    pause_detach_input(c);
+                }
             } else {
                 shard_buf_return(sh, bid);
             }
@@ -3482,8 +3561,8 @@ void conn_cron(struct shard *sh, int64_t now_ms)
     int64_t timeout_s = KV_CONF_GET(kvd_settings.timeout_s);
     for (struct conn *c = sh->conns, *next; c != NULL; c = next) {
         next = c->next;
-        if ((c->flags & CONN_CLOSING) || pend_count(c) > 0) {
-            continue;
+        if ((c->flags & (CONN_CLOSING | CONN_PAUSED)) || pend_count(c) > 0) {
+            continue; /* a client held by CLIENT PAUSE is not idle (Redis's rule) */
         }
         int64_t idle_ms = now_ms - c->last_ms;
         if (timeout_s > 0 && idle_ms > timeout_s * 1000) {

@@ -42,7 +42,6 @@
 #define TRK_BROKEN  (1u << 6) /* the REDIRECT client was found gone */
 
 #define TRK_ID_BITS      56   /* a reader packs (shard << 56 | client id) */
-#define TRK_DEDUPE_MAX   4096 /* BCAST keys of one turn deduplicated (beyond: sent as they are) */
 #define TRK_PREFIXES_MAX 1024 /* PREFIX options of one CLIENT TRACKING */
 
 struct prefix {
@@ -406,6 +405,37 @@ static void regs_refresh(struct track_shard *ts)
     pthread_mutex_unlock(&registry.mu);
 }
 
+/* A key changed twice in the turn is sent once, with its last modifier: the earlier
+ * entries are marked dead (an open-addressing set of entry indexes, newest first). */
+static void bkeys_dedupe(struct track_shard *ts)
+{
+    if (ts->nbk < 2) {
+        return;
+    }
+    size_t cap = 16;
+    while (cap < ts->nbk * 2) {
+        cap *= 2;
+    }
+    uint32_t *set = calloc(cap, sizeof *set); /* index + 1, 0 = empty */
+    KV_ASSERT(set != NULL);
+    const char *kb = ts->bk_bytes.p;
+    for (size_t i = ts->nbk; i-- > 0;) {
+        struct bkey *k = &ts->bk[i];
+        size_t s = (size_t)k->h & (cap - 1);
+        for (; set[s] != 0; s = (s + 1) & (cap - 1)) {
+            const struct bkey *o = &ts->bk[set[s] - 1];
+            if (o->h == k->h && o->len == k->len && memcmp(kb + o->off, kb + k->off, k->len) == 0) {
+                k->dead = true;
+                break;
+            }
+        }
+        if (!k->dead) {
+            set[s] = (uint32_t)i + 1;
+        }
+    }
+    free(set);
+}
+
 /* The turn's changed keys against every BCAST prefix: one record per (prefix, client). */
 static void bcast_flush(struct shard *sh)
 {
@@ -414,17 +444,7 @@ static void bcast_flush(struct shard *sh)
         return;
     }
     const char *kb = ts->bk_bytes.p;
-    if (ts->nbk <= TRK_DEDUPE_MAX) { /* a key changed twice is sent once, its last modifier */
-        for (size_t i = 0; i < ts->nbk; i++) {
-            for (size_t j = i + 1; j < ts->nbk && !ts->bk[i].dead; j++) {
-                const struct bkey *a = &ts->bk[i], *b = &ts->bk[j];
-                if (a->h == b->h && a->len == b->len &&
-                    memcmp(kb + a->off, kb + b->off, a->len) == 0) {
-                    ts->bk[i].dead = true;
-                }
-            }
-        }
-    }
+    bkeys_dedupe(ts);
     regs_refresh(ts);
     for (size_t r = 0; r < ts->nregs; r++) {
         const struct reg *g = &ts->regs[r];

@@ -932,6 +932,21 @@ int resp_parser_next(struct resp_parser *p, struct resp_cmd *cmd)
     }
 }
 
+const void *resp_parser_unread(const struct resp_parser *p, size_t *len)
+{
+    KV_ASSERT(p->st == ST_START || p->st == ST_FAILED || p->pos == 0);
+    *len = p->len - p->pos;
+    return *len > 0 ? p->buf + p->pos : NULL;
+}
+
+void resp_parser_move(struct resp_parser *p, const void *buf)
+{
+    KV_ASSERT((p->st == ST_START || p->pos == 0) && (buf != NULL || p->len == p->pos));
+    p->len -= p->pos;
+    p->pos = 0;
+    p->buf = buf;
+}
+
 void resp_parser_feed(struct resp_parser *p, const void *buf, size_t len)
 {
     KV_ASSERT(p != NULL);

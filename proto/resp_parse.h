@@ -106,6 +106,16 @@ void resp_parser_set_auth_required(struct resp_parser *p, bool required);
  * failed. Views into the arena from before this call become invalid. */
 void resp_parser_feed(struct resp_parser *p, const void *buf, size_t len);
 
+/* The unread bytes of the fed buffer (*len of them; NULL when none). Only between
+ * requests (after next() returned a command) or before anything of the buffer was read
+ * (no view points into it yet): with resp_parser_move, a caller that must keep its input
+ * for long copies them and gives the buffer back. */
+const void *resp_parser_unread(const struct resp_parser *p, size_t *len);
+
+/* The unread bytes now live at buf (a copy of what resp_parser_unread gave): parsing
+ * goes on there. The views of the last command stay where they were. */
+void resp_parser_move(struct resp_parser *p, const void *buf);
+
 /* Takes the next complete command from the fed bytes.
  * Returns 0 and fills *cmd; KV_EAGAIN when the buffer is consumed (feed the next one);
  * KV_EPROTO on a protocol error (sticky: every later call returns it again);

@@ -249,3 +249,83 @@ def test_paused_clients_closing(kvd):
     assert r.cmd("GET", "k") is None  # the closed clients' commands never ran
     for c in (r, stay, un):
         c.close()
+
+
+def test_held_command_keeps_client_caching_and_reply_skip(port):
+    """A held command has not run: CLIENT CACHING yes still applies to it, and CLIENT REPLY
+    SKIP still skips its reply, once it runs after the pause."""
+    t = Client(port)
+    t.cmd("HELLO", "3")
+    w = Client(port)
+    w.cmd("SET", "kk", "1")
+    assert t.cmd("CLIENT", "TRACKING", "on", "OPTIN") == St("OK")
+    assert t.cmd("CLIENT", "CACHING", "yes") == St("OK")
+    assert w.cmd("CLIENT", "PAUSE", "400", "ALL") == St("OK")
+    t.send(encode("GET", "kk"))
+    assert t.read() == b"1"  # after the pause
+    w.cmd("SET", "kk", "2")
+    t.settimeout(5)
+    assert t.read().items == (b"invalidate", [b"kk"])
+    r = Client(port)
+    assert w.cmd("CLIENT", "PAUSE", "100000", "WRITE") == St("OK")
+    r.send(encode("CLIENT", "REPLY", "SKIP") + encode("SET", "k", "v1") + encode("PING"))
+    wait_blocked(w, 1)
+    assert w.cmd("CLIENT", "UNPAUSE") == St("OK")
+    assert r.read() == St("PONG")  # SET's reply skipped, as without the pause
+    assert w.cmd("GET", "k") == b"v1"
+    for c in (t, w, r):
+        c.close()
+
+
+def test_writes_after_pause_in_the_same_packet_are_held(port):
+    c = Client(port)
+    c.send(encode("CLIENT", "PAUSE", "100000", "WRITE") + encode("SET", "k", "v") +
+           encode("GET", "k"))
+    assert c.read() == St("OK")
+    other = Client(port)
+    wait_blocked(other, 1)
+    assert other.cmd("GET", "k") is None  # the SET has not run
+    no_reply(c)
+    assert other.cmd("CLIENT", "UNPAUSE") == St("OK")
+    assert c.read() == St("OK")
+    assert c.read() == b"v"
+    c.close()
+    other.close()
+
+
+def test_held_clients_give_back_receive_buffers(kvd_factory):
+    """More held clients than receive buffers: the others are still served, and the
+    thread does not spin on an empty buffer ring."""
+    k = kvd_factory(args=["--recv-buffers", "8"], threads=1)
+    r = Client(k.port)
+    assert r.cmd("CLIENT", "PAUSE", "100000", "WRITE") == St("OK")
+    held = [Client(k.port) for _ in range(12)]
+    for i, c in enumerate(held):
+        c.send(encode("SET", "k%d" % i, "v"))
+    wait_blocked(r, 12)
+    before = int(info_field(r, "stats", "recv_buffer_exhaustions"))
+    rd = Client(k.port, timeout=2)
+    assert rd.cmd("GET", "k0") is None
+    for c in held:  # more input from held clients waits on the heap, not in buffers
+        c.send(encode("SET", "x", "y"))
+    time.sleep(0.3)
+    assert rd.cmd("PING") == St("PONG")
+    assert int(info_field(r, "stats", "recv_buffer_exhaustions")) - before < 100
+    assert r.cmd("CLIENT", "UNPAUSE") == St("OK")
+    for c in held:
+        assert c.read() == St("OK") and c.read() == St("OK")
+        c.close()
+    rd.close()
+    r.close()
+
+
+def test_held_client_is_not_idle(kvd_factory):
+    k = kvd_factory(args=["--timeout", "1"])
+    r = Client(k.port)
+    assert r.cmd("CLIENT", "PAUSE", "2500", "WRITE") == St("OK")
+    c = Client(k.port)
+    c.send(encode("SET", "k", "v"))
+    c.settimeout(10)
+    assert c.read() == St("OK")  # after the pause, though idle for longer than timeout
+    c.close()
+    r.close()

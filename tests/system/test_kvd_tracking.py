@@ -646,3 +646,35 @@ def test_deep_pipeline_with_invalidations_arriving(kvd, groups):
     assert m == St("PONG"), m
     t.close()
     w.close()
+
+
+def test_bcast_noloop_lazy_expiry_in_one_transaction(kvd):
+    """The client's own SET (NOLOOP: not told) and the key's expiry soon after: one
+    message, for the expiry (nobody's change)."""
+    t = resp3(kvd.port)
+    assert t.cmd("CLIENT", "TRACKING", "on", "BCAST", "NOLOOP") == St("OK")
+    r = t.pipeline([("MULTI",), ("SET", "mykey{t}", "myval", "PX", "1"),
+                    ("SET", "mykeyotherkey{t}", "myval"), ("DEBUG", "SLEEP", "0.1"),
+                    ("GET", "mykey{t}"), ("EXEC",)])
+    # (the transaction's clock is its loop turn's: the GET may still see the key, and the
+    # active cycle then expires it; either way one message, for the expiry)
+    assert r[-1][:3] == [St("OK"), St("OK"), St("OK")], r
+    assert inval_keys(t, timeout=10) == [b"mykey{t}"]
+    quiet(t)
+    t.close()
+
+
+def test_bcast_key_changed_many_times_in_one_turn_sent_once(port):
+    t, w = resp3(port), Client(port)
+    assert t.cmd("CLIENT", "TRACKING", "on", "BCAST", "PREFIX", "dup:") == St("OK")
+    keys = ["dup:%d{t}" % i for i in range(300)]
+    args = [x for k in keys for x in (k, "v")]
+    r = w.pipeline([("MULTI",), ("MSET", *args), ("MSET", *args), ("DEL", *keys), ("EXEC",)])
+    assert r[-1] == [St("OK"), St("OK"), 300], r[-1]
+    got = []
+    while len(got) < len(keys):
+        got += inval_keys(t)
+    assert sorted(got) == sorted(k.encode() for k in keys)  # each once
+    quiet(t)
+    t.close()
+    w.close()

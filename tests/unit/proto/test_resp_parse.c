@@ -719,3 +719,45 @@ Test(resp_parse, pipeline_across_buffers_allocates_nothing_once_warm)
         free(in);
     }
 }
+
+/* resp_parser_unread / resp_parser_move: a caller keeping its input for long (CLIENT
+ * PAUSE) copies what is unread, gives the buffer back, and parsing goes on in the copy:
+ * between requests, and right after a feed in the middle of a straddling request. */
+Test(resp_parse, unread_moves_to_a_copy)
+{
+    struct resp_parser *p;
+    cr_assert_eq(resp_parser_create(&p, &resp_alloc_libc, NULL), 0);
+    char buf[] = "*1\r\n$4\r\nPING\r\n*2\r\n$3\r\nGET\r\n$1\r\nk\r\n*2\r\n$3\r\nGET\r\n$2\r\nk";
+    resp_parser_feed(p, buf, sizeof buf - 1);
+    struct resp_cmd cmd;
+    cr_assert_eq(resp_parser_next(p, &cmd), 0);
+    cr_assert_eq(cmd.argc, 1);
+    size_t len;
+    const char *rest = resp_parser_unread(p, &len);
+    cr_assert_eq(len, sizeof buf - 1 - 14);
+    cr_assert(rest == buf + 14);
+    char *copy = malloc(len);
+    memcpy(copy, rest, len);
+    memset(buf, 'x', sizeof buf - 1); /* the buffer is gone */
+    resp_parser_move(p, copy);
+    cr_assert_eq(resp_parser_next(p, &cmd), 0);
+    cr_assert_eq(cmd.argc, 2);
+    cr_assert(cmd.argv[1].len == 1 && cmd.argv[1].ptr[0] == 'k');
+    cr_assert_eq(resp_parser_next(p, &cmd), KV_EAGAIN); /* "GET k" straddles */
+    char more[] = "2\r\n";
+    resp_parser_feed(p, more, 3);
+    rest = resp_parser_unread(p, &len); /* nothing of it read yet: movable */
+    cr_assert_eq(len, 3);
+    char *copy2 = malloc(3);
+    memcpy(copy2, rest, 3);
+    memset(more, 'x', 3);
+    resp_parser_move(p, copy2);
+    cr_assert_eq(resp_parser_next(p, &cmd), 0);
+    cr_assert_eq(cmd.argc, 2);
+    cr_assert(cmd.argv[1].len == 2 && memcmp(cmd.argv[1].ptr, "k2", 2) == 0);
+    cr_assert_null(resp_parser_unread(p, &len));
+    cr_assert_eq(len, 0);
+    resp_parser_destroy(p);
+    free(copy);
+    free(copy2);
+}

@@ -6,8 +6,9 @@
 # both (kvd's WAL against Redis's AOF), then perf/durability.py (kvd appendfsync always
 # against kvd appendfsync no and Redis appendfsync always; restart time with 10M keys
 # against Redis loading an RDB), then perf/eviction.py (SET throughput while evicting at
-# a 64 MB maxmemory, kvd against redis-server), and appends the tables to
-# docs/PERFORMANCE.md.
+# a 64 MB maxmemory, kvd against redis-server), then perf/tracking.py (client-side
+# caching: tracking readers and a writer, kvd against redis-server), and appends the
+# tables to docs/PERFORMANCE.md.
 #
 # Environment: RUNS (3) runs per cell and server; COMPARE_ARGS extra perf/compare
 # arguments (e.g. "--servers redis,kvd --pipelines 16"); APPEND (docs/PERFORMANCE.md,
@@ -44,3 +45,4 @@ done
 # shellcheck disable=SC2086 # DURABILITY_ARGS is split into arguments on purpose
 /usr/bin/python3 perf/durability.py --build "$build" "${extra[@]}" ${DURABILITY_ARGS:-}
 /usr/bin/python3 perf/eviction.py --build "$build" --runs "$runs" "${extra[@]}"
+/usr/bin/python3 perf/tracking.py --build "$build" --runs "$runs" "${extra[@]}"

@@ -1631,7 +1631,7 @@ static void txn_queue(struct conn *c, const struct cmd_desc *d, size_t argc,
     const struct route_table *rt = c->sh->srv->route;
     bool allowed = d->exec == CMD_EXEC_KEY || d->exec == CMD_EXEC_SAME ||
                    d->exec == CMD_EXEC_MULTI || d->exec == CMD_EXEC_ALL ||
-                   d->exec == CMD_EXEC_SCRIPT ||
+                   d->exec == CMD_EXEC_SCRIPT || d->exec == CMD_EXEC_SCAN ||
                    (d->exec == CMD_EXEC_CONN && txn_conn_allowed(d, argc, argv));
     if (!allowed || (d->flags & CMD_HIDDEN)) {
         early_error(c, "ERR Command not allowed inside a transaction%s", "");
@@ -1681,6 +1681,11 @@ static void txn_queue(struct conn *c, const struct cmd_desc *d, size_t argc,
             same &= p == first_part;
             shardset_add(&owners, p->thread);
         }
+    }
+    uint32_t scan_at;
+    if (d->exec == CMD_EXEC_SCAN && scan_owner(c, &argv[1], &scan_at)) {
+        shardset_add(&owners, scan_at); /* the partition its cursor names (an invalid
+                                         * cursor: its error, wherever EXEC runs) */
     }
     size_t numkeys = 0;
     if (d->exec == CMD_EXEC_SCRIPT && script_numkeys(argc, argv, &numkeys) == NULL) {
@@ -2241,6 +2246,11 @@ static void txn_run_cmd(struct txn_x *tx, size_t argc, const struct resp_arg *ar
             return;
         }
         txn_run_split(tx, d, argc, argv, NULL, 0, out);
+        return;
+    }
+    case CMD_EXEC_SCAN: { /* where its cursor's partition is */
+        uint32_t o;
+        txn_run_on(tx, scan_owner(tx->c, &argv[1], &o) ? o : sh->id, d, argc, argv, out, true);
         return;
     }
     case CMD_EXEC_SCRIPT: { /* here, its redis.call reaching each key's shard */

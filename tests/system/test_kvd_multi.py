@@ -92,7 +92,7 @@ def test_pipelined_transactions_keep_order(kc):
 
 def test_kvd_refusals_inside_multi(kc):
     assert kc.cmd("MULTI") == St("OK")
-    for cmd in [("SCAN", "0"), ("SUBSCRIBE", "ch"), ("SAVE",), ("SHUTDOWN",),
+    for cmd in [("SUBSCRIBE", "ch"), ("SAVE",), ("SHUTDOWN",),
                 ("MEMORY", "USAGE", "k"), ("DEBUG", "OBJECT", "k")]:
         r = kc.cmd(*cmd)
         assert isinstance(r, Err) and "not allowed inside a transaction" in r.s, (cmd, r)
@@ -246,3 +246,24 @@ def test_client_list_inside_multi_sees_every_thread(kvd):
     assert info.decode().startswith("id=%d " % ids[0])
     for x in cs:
         x.close()
+
+
+def test_scan_inside_multi_walks_every_thread(kc):
+    """SCAN in a transaction runs where its cursor's partition is: a full walk made of
+    one SCAN per transaction (with a key of another thread written in each) returns every
+    key; an invalid cursor is its error inside EXEC's reply."""
+    keys = {"sk%d" % i for i in range(300)}
+    kc.cmd("MSET", *[x for k in sorted(keys) for x in (k, "v")])
+    seen, cur, i = set(), b"0", 0
+    while True:
+        r = kc.pipeline([("MULTI",), ("SCAN", cur, "COUNT", "50"), ("SET", "other%d" % i, "x"),
+                         ("EXEC",)])
+        (cur, batch), ok = r[-1]
+        assert ok == St("OK")
+        seen.update(k.decode() for k in batch)
+        i += 1
+        if cur == b"0":
+            break
+    assert keys <= seen
+    r = kc.pipeline([("MULTI",), ("SCAN", "abc"), ("EXEC",)])
+    assert r[-1] == [Err("ERR invalid cursor")]

@@ -505,6 +505,7 @@ static void cron(struct shard *sh, int64_t now_ms)
     enum server_pause paused = server_paused(sh->srv, now_ms);
     bool active = !atomic_load_explicit(&sh->srv->active_expire_off, memory_order_relaxed) &&
                   paused == SERVER_PAUSE_NONE;
+    uint64_t t0 = kv_clock_mono_ns();
     for (uint32_t u = 0; active && u < sh->ndb_used; u++) {
         for (uint32_t slot = 0; slot < sh->table_count; slot++) {
             size_t i = (size_t)slot * sh->ndb + sh->db_used[u];
@@ -514,8 +515,11 @@ static void cron(struct shard *sh, int64_t now_ms)
             }
         }
     }
+    uint64_t t1 = kv_clock_mono_ns();
+    latency_add("expire-cycle", (t1 - t0) / 1000000); /* LATENCY, as Redis's event */
     publish_stats(sh);
     if (evict_step(sh, EVICT_TIMER_BUDGET_NS)) { /* a shard without commands sheds here */
+        latency_add("eviction-cycle", (kv_clock_mono_ns() - t1) / 1000000);
         publish_stats(sh);
     }
     conn_cron(sh, now_ms);
@@ -595,7 +599,9 @@ static void loop(struct shard *sh)
              * over maxmemory this shard sheds its share of what they added. */
             published_at = ran;
             publish_stats(sh);
+            uint64_t t0 = kv_clock_mono_ns();
             if (evict_step(sh, 0)) {
+                latency_add("eviction-cycle", (kv_clock_mono_ns() - t0) / 1000000);
                 publish_stats(sh);
             }
         }

@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from conftest import Pair, need_redis
+from conftest import Client, Pair, St, need_redis
 
 BOUNDS = {((1 << (10 + k)) + (1 << (3 + k)) - 1) // 1000 for k in range(40)}
 
@@ -176,3 +176,24 @@ def test_latencystats_and_tracking_settings(lpair):
         assert "set" not in hist(k, "set")
     finally:
         k.ok("CONFIG", "SET", "latency-tracking", "yes")
+
+
+def test_eviction_cycle_event(kvd_factory):
+    """Shedding many keys at once (maxmemory lowered under a full table) is an
+    eviction-cycle event of the monitor, as in Redis."""
+    k = kvd_factory(args=["--maxmemory-policy", "allkeys-random"], threads=1)
+    c = Client(k.port)
+    assert c.cmd("CONFIG", "SET", "latency-monitor-threshold", "1") == St("OK")
+    val = "x" * 1000
+    for base in range(0, 40000, 2000):
+        c.pipeline([("SET", "k%d" % i, val) for i in range(base, base + 2000)])
+    assert c.cmd("CONFIG", "SET", "maxmemory", "1mb") == St("OK")
+    deadline = time.monotonic() + 10
+    names = []
+    while time.monotonic() < deadline:
+        names = [e[0] for e in c.cmd("LATENCY", "LATEST")]
+        if b"eviction-cycle" in names:
+            break
+        time.sleep(0.05)
+    assert b"eviction-cycle" in names, names
+    c.close()

@@ -688,14 +688,24 @@ void cmd_client_kill_part(struct cmd_ctx *x)
     client_kill(x);
 }
 
+/* A CLIENT subcommand with more than `max` arguments: Redis's
+ * addReplySubcommandSyntaxError text, and false. */
+static bool client_args_max(struct cmd_ctx *x, size_t max)
+{
+    if (x->argc <= max) {
+        return true;
+    }
+    reply_error(x->out,
+                "ERR unknown subcommand or wrong number of arguments for '%.*s'. Try CLIENT "
+                "HELP.",
+                (int)(x->argv[1].len > 128 ? 128 : x->argv[1].len), x->argv[1].ptr);
+    return false;
+}
+
 /* CLIENT PAUSE timeout [WRITE|ALL]: Redis's checks and texts. */
 static void client_pause(struct cmd_ctx *x)
 {
-    if (x->argc > 4) { /* Redis's addReplySubcommandSyntaxError */
-        reply_error(x->out,
-                    "ERR unknown subcommand or wrong number of arguments for '%.*s'. Try "
-                    "CLIENT HELP.",
-                    (int)(x->argv[1].len > 128 ? 128 : x->argv[1].len), x->argv[1].ptr);
+    if (!client_args_max(x, 4)) {
         return;
     }
     int64_t ms;
@@ -725,11 +735,7 @@ static void client_pause(struct cmd_ctx *x)
  * CLIENT PAUSE is not unblocked by it, as in Redis): 0 once the arguments are valid. */
 static void client_unblock(struct cmd_ctx *x)
 {
-    if (x->argc > 4) { /* Redis's addReplySubcommandSyntaxError */
-        reply_error(x->out,
-                    "ERR unknown subcommand or wrong number of arguments for '%.*s'. Try "
-                    "CLIENT HELP.",
-                    (int)(x->argv[1].len > 128 ? 128 : x->argv[1].len), x->argv[1].ptr);
+    if (!client_args_max(x, 4)) {
         return;
     }
     int64_t id;

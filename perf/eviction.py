@@ -19,29 +19,19 @@ import datetime
 import os
 import re
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 
-HZ = os.sysconf("SC_CLK_TCK")
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
+from perf_util import cpu_s, emit, free_port, med, start_pinned, stop
 
 
-def cpu_s(pid):
-    with open("/proc/%d/stat" % pid) as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / HZ
+
+
+
+
+
 
 
 def rss_mb(pid):
@@ -57,16 +47,7 @@ def info(port, field):
     return int(m.group(1))
 
 
-def wait_port(port, proc):
-    for _ in range(500):
-        if proc.poll() is not None:
-            raise SystemExit("server exited: %s" % proc.args)
-        try:
-            socket.create_connection(("127.0.0.1", port), 0.2).close()
-            return
-        except OSError:
-            time.sleep(0.02)
-    raise SystemExit("server did not start: %s" % proc.args)
+
 
 
 def bench(port, n, p):
@@ -77,12 +58,10 @@ def bench(port, n, p):
     return float(m[-1]), " ".join(cmd)
 
 
-def med(v):
-    return "%s (%s-%s)" % (fmt(statistics.median(v)), fmt(min(v)), fmt(max(v)))
 
 
-def fmt(x):
-    return "%.0f" % x if x >= 100 else "%.2f" % x
+
+
 
 
 def main():
@@ -104,10 +83,7 @@ def main():
         red = ["redis-server", "--port", str(rp), "--save", "", "--appendonly", "no", "--dir",
                tmp, "--maxmemory", a.maxmemory, "--maxmemory-policy", a.policy]
         for name, args, port in [("kvd", kvd, kp), ("redis", red, rp)]:
-            procs[name] = (subprocess.Popen(["taskset", "-c", "0"] + args,
-                                            stdout=subprocess.DEVNULL,
-                                            stderr=subprocess.DEVNULL), port)
-            wait_port(port, procs[name][0])
+            procs[name] = (start_pinned(0, args, port), port)
         maxmem = info(kp, "maxmemory")
         for name, (proc, port) in procs.items():  # fill past the limit (not measured)
             bench(port, 1000000, 16)
@@ -161,18 +137,9 @@ def main():
                 x.replace(str(kp), "PORT").replace(str(rp), "PORT").replace(tmp, "$TMP") or "''"
                 for x in args)
             for args in (kvd, red)] + sorted(cmds) + ["```", ""]
-        text = "\n".join(lines)
-        print(text)
-        if a.append:
-            with open(a.append, "a") as f:
-                f.write("\n" + text)
+        emit("\n".join(lines), a.append)
     finally:
-        for proc, _ in procs.values():
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop([proc for proc, _ in procs.values()])
         shutil.rmtree(tmp, ignore_errors=True)
 
 

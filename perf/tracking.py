@@ -21,43 +21,25 @@ import multiprocessing
 import os
 import random
 import shutil
-import signal
 import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 
-HZ = os.sysconf("SC_CLK_TCK")
+from perf_util import cpu_s, emit, free_port, med, start_pinned, stop
+
 KEYS = 10000
 BATCH = 100
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
 
 
-def cpu_s(pid):
-    with open("/proc/%d/stat" % pid) as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / HZ
 
 
-def wait_port(port, proc):
-    for _ in range(500):
-        if proc.poll() is not None:
-            raise SystemExit("server exited: %s" % proc.args)
-        try:
-            socket.create_connection(("127.0.0.1", port), 0.2).close()
-            return
-        except OSError:
-            time.sleep(0.02)
-    raise SystemExit("server did not start: %s" % proc.args)
+
+
+
 
 
 def enc(*args):
@@ -161,12 +143,10 @@ def run(port, pid, readers, batches, seed):
             "inval": sum(results) / (batches * BATCH)}
 
 
-def med(v):
-    return "%s (%s-%s)" % (fmt(statistics.median(v)), fmt(min(v)), fmt(max(v)))
 
 
-def fmt(x):
-    return "%.0f" % x if x >= 100 else "%.2f" % x
+
+
 
 
 def main():
@@ -186,10 +166,7 @@ def main():
         red = ["redis-server", "--port", str(rp), "--save", "", "--appendonly", "no", "--dir",
                tmp]
         for name, args, port in [("kvd", kvd, kp), ("redis", red, rp)]:
-            servers[name] = (subprocess.Popen(["taskset", "-c", "0"] + args,
-                                              stdout=subprocess.DEVNULL,
-                                              stderr=subprocess.DEVNULL), port)
-            wait_port(port, servers[name][0])
+            servers[name] = (start_pinned(0, args, port), port)
             s = socket.create_connection(("127.0.0.1", port))
             s.sendall(b"".join(enc("SET", "key:%d" % i, "v" * 32) for i in range(KEYS)))
             r = Reader(s)
@@ -222,18 +199,9 @@ def main():
         lines += ["", "kvd / redis: requests/s %.2fx, CPU per request %.2fx." % (
             statistics.median(k["rps"]) / statistics.median(r["rps"]),
             statistics.median(k["cpu"]) / statistics.median(r["cpu"])), ""]
-        text = "\n".join(lines)
-        print(text)
-        if a.append:
-            with open(a.append, "a") as f:
-                f.write("\n" + text)
+        emit("\n".join(lines), a.append)
     finally:
-        for proc, _ in servers.values():
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop([proc for proc, _ in servers.values()])
         shutil.rmtree(tmp, ignore_errors=True)
 
 

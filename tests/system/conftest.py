@@ -323,6 +323,16 @@ class Client:
         except (ConnectionResetError, BrokenPipeError):
             return True
 
+    def next_within(self, wait):
+        """The next reply or message if one arrives within `wait` seconds, else None."""
+        self.settimeout(wait)
+        try:
+            return self.read()
+        except OSError:
+            return None
+        finally:
+            self.settimeout(20)
+
     def pending_bytes(self):
         return bytes(self.buf[self.pos:])
 
@@ -586,6 +596,22 @@ def pair(kvd, redis_server):
     yield p
     p.close()
     kvd.check_alive()
+
+
+@pytest.fixture(params=["kvd", "redis"])
+def either(request, kvd):
+    """A test run twice, on the module's kvd and on the module's Redis: yields the port
+    (the server flushed); kvd must still be alive after."""
+    if request.param == "redis":
+        need_redis()
+        port = request.getfixturevalue("redis_server").port
+    else:
+        port = kvd.port
+    with Client(port) as c:
+        assert c.cmd("FLUSHALL") == St("OK")
+    yield port
+    if request.param == "kvd":
+        kvd.check_alive()
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@
 
 #include "kv_assert.h"
 #include "kv_num.h"
+#include "monitor.h"
 #include "latency.h"
 #include "resp_parse.h"
 #include "route.h"
@@ -111,6 +112,8 @@ static struct cmd_desc table[] = {
      NULL},
     {"reset", 1, CMD_NOAUTH | CMD_FAST, NOKEY, CMD_EXEC_CONN, 0, cmd_reset, "noauth fast", NULL},
     {"wait", 3, 0, NOKEY, CMD_EXEC_CONN, 0, cmd_wait, "", NULL},
+    {"monitor", 1, CMD_ADMIN | CMD_NOSCRIPT | CMD_LOADING | CMD_STALE, NOKEY, CMD_EXEC_CONN, 0,
+     cmd_monitor_conn, "admin noscript loading stale", NULL},
     {"client|list", -2, CMD_HIDDEN, NOKEY, CMD_EXEC_ALL, CMD_MERGE_BULKCAT, cmd_client_list_part,
      "", cmd_client_list_check},
     {"client|kill", -3, CMD_HIDDEN, NOKEY, CMD_EXEC_ALL, CMD_MERGE_SUM, cmd_client_kill_part, "",

@@ -27,6 +27,7 @@
 #include "server.h"
 #include "slowlog.h"
 #include "snap.h"
+#include "monitor.h"
 #include "tbl.h"
 #include "track.h"
 #include "wal.h"
@@ -411,6 +412,7 @@ void cmd_reset(struct cmd_ctx *x)
     conn_txn_discard(x->conn);
     pubsub_drop(x->sh, x->conn);
     track_conn_drop(x->sh, x->conn);
+    monitor_drop(x->sh, x->conn);
     conn_set_resp(x->conn, 2);
     resp_out_set_proto(x->out, 2);
     conn_select(x->conn, 0);

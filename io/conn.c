@@ -36,6 +36,7 @@
 #include "kv_error.h"
 #include "kv_log.h"
 #include "kvd_settings.h"
+#include "monitor.h"
 #include "resp_alloc.h"
 #include "resp_out.h"
 #include "resp_parse.h"
@@ -237,6 +238,16 @@ struct track_conn **conn_track(struct conn *c)
     return &c->trk;
 }
 
+bool conn_monitor(const struct conn *c)
+{
+    return (c->flags & CONN_MONITOR) != 0;
+}
+
+void conn_set_monitor(struct conn *c, bool on)
+{
+    c->flags = on ? c->flags | CONN_MONITOR : c->flags & ~CONN_MONITOR;
+}
+
 /* The shard id to remember this connection's reads for now, or -1 (track.h). */
 static inline int32_t reads_tracked(const struct conn *c)
 {
@@ -380,7 +391,10 @@ void conn_info(const struct conn *c, int64_t now_ms, struct conn_info *out)
     out->omem = resp_out_queued_bytes(&c->out);
     out->last_cmd = c->last_cmd[0] ? c->last_cmd : "NULL";
     out->multi = txn_queued(c);
-    size_t n = 0; /* Redis's order: P x t R B, N for none */
+    size_t n = 0; /* Redis's order: O P x b t R B, N for none */
+    if (c->flags & CONN_MONITOR) {
+        out->flags[n++] = 'O';
+    }
     if (out->sub + out->psub > 0) {
         out->flags[n++] = 'P';
     }
@@ -580,6 +594,7 @@ static void close_conn(struct conn *c)
     unwatch(c);
     pubsub_drop(c->sh, c);
     track_conn_drop(c->sh, c);
+    monitor_drop(c->sh, c);
     pthread_mutex_lock(&c->sh->conn_ids_mu);
     idmap_del(&c->sh->conn_ids, c->id);
     pthread_mutex_unlock(&c->sh->conn_ids_mu);
@@ -1574,8 +1589,9 @@ static bool txn_conn_ok(const struct cmd_desc *d)
  */
 static bool txn_conn_allowed(const struct cmd_desc *d, size_t argc, const struct resp_arg *argv)
 {
-    if (d->fn == cmd_save || d->fn == cmd_shutdown || d->fn == cmd_subscribe ||
-        d->fn == cmd_unsubscribe || d->fn == cmd_psubscribe || d->fn == cmd_punsubscribe) {
+    if (d->fn == cmd_save || d->fn == cmd_shutdown || d->fn == cmd_monitor_conn ||
+        d->fn == cmd_subscribe || d->fn == cmd_unsubscribe || d->fn == cmd_psubscribe ||
+        d->fn == cmd_punsubscribe) {
         return false;
     }
     if ((d->fn == cmd_memory && argc >= 2 && cmd_arg_is(&argv[1], "usage")) ||
@@ -2379,6 +2395,9 @@ char *conn_script_call(struct cmd_ctx *x, uint32_t *db, const struct cmd_desc *d
                        const struct resp_arg *argv, size_t *len, const char **err)
 {
     struct shard *sh = x->sh;
+    if (KV_UNLIKELY(monitor_on())) {
+        monitor_feed(sh, NULL, *db, "lua", d, argc, argv);
+    }
     struct resp_out tmp;
     resp_out_init(&tmp, sh->pool, (size_t)KV_CONF_GET(kvd_settings.output_buffer_limit));
     resp_out_set_proto(&tmp, 2); /* scripts get RESP2 replies */
@@ -2808,6 +2827,16 @@ static void dispatch_cmd(struct conn *c, const struct resp_cmd *cmd, const struc
         pause_keep(c, cmd); /* run by conn_retry_paused once the pause is over */
         return;
     }
+    if (KV_UNLIKELY(monitor_on())) { /* the database it runs in: SELECT's new one */
+        uint32_t db = c->db;
+        if (d->fn == cmd_select && cmd->argc == 2) {
+            int64_t v;
+            if (cmd_parse_i64(&cmd->argv[1], &v) && v >= 0 && v < (int64_t)sh->ndb) {
+                db = (uint32_t)v;
+            }
+        }
+        monitor_feed(sh, c, db, c->addr, d, cmd->argc, cmd->argv);
+    }
     size_t argc = cmd->argc;
     const struct resp_arg *argv = cmd->argv;
     if (KV_UNLIKELY(c->ps != NULL) && c->resp == 2 && c->last_cmd[0] != '\0' &&
@@ -3000,6 +3029,9 @@ static void dispatch_pre(struct conn *c, const struct resp_cmd *cmd, const struc
                          uint64_t pre_h, bool have_h)
 {
     dispatch_cmd(c, cmd, pre, pre_h, have_h);
+    if (KV_UNLIKELY(c->flags & CONN_MONITOR)) {
+        monitor_flush_self(); /* its own command's line, after the reply */
+    }
     if (KV_UNLIKELY(c->flags & CONN_PAUSED) && !c->releasing) {
         track_deliver(c->sh);
         return; /* held: it has not run (CLIENT CACHING stays for it) */

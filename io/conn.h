@@ -112,6 +112,7 @@ enum conn_flag {
     CONN_PUSH_OVER = 1u << 10, /* a pub/sub message passed its output limit: closed at
                                 * the next flush (not while messages are delivered) */
     CONN_PAUSED = 1u << 11,    /* its next command (kept aside) waits out CLIENT PAUSE */
+    CONN_MONITOR = 1u << 12,   /* MONITOR: gets every command's line (monitor.c) */
 };
 
 struct conn_info {
@@ -142,6 +143,9 @@ bool conn_id_shard(struct shard *sh, uint64_t id, uint32_t *shard);
 /* The connection's CLIENT TRACKING state (track.c; NULL when it never tracked). */
 struct track_conn;
 struct track_conn **conn_track(struct conn *c);
+/* MONITOR mode (monitor.c keeps the registry). */
+bool conn_monitor(const struct conn *c);
+void conn_set_monitor(struct conn *c, bool on);
 int conn_resp(const struct conn *c);
 void conn_set_resp(struct conn *c, int proto);
 /* The SELECTed database, and SELECT (db below the shard's ndb). */

@@ -56,6 +56,7 @@ enum xmsg_kind {
     XM_PARK = 4,       /* serve shard `src`'s cross-shard transaction until it releases */
     XM_PUBLISH = 5,    /* deliver payload (u32 channel length, channel, message) to subscribers */
     XM_INVALIDATE = 6, /* CLIENT TRACKING records for this shard's clients (track.c) */
+    XM_MONITOR = 7,    /* a MONITOR line for a monitor of this shard (monitor.c) */
 };
 
 /* A set of shards (cross-shard transactions, WATCH). */

@@ -29,6 +29,7 @@
 #include "kv_clock.h"
 #include "watch.h"
 #include "kv_log.h"
+#include "monitor.h"
 #include "kvd_settings.h"
 #include "pubsub.h"
 #include "script.h"
@@ -361,6 +362,8 @@ static void drain_queues(struct shard *sh)
                 pubsub_on_message(sh, &m);
             } else if (m.kind == XM_INVALIDATE) {
                 track_on_message(sh, &m);
+            } else if (m.kind == XM_MONITOR) {
+                monitor_on_message(sh, &m);
             } else {
                 KV_ASSERT(m.kind == XM_REPLY);
                 conn_on_reply(sh, &m);

@@ -124,7 +124,7 @@ def kvd_command_names(kvd):
 # opens a transaction (every later command would be queued). WATCH is not supported.
 PERSISTENCE = {"save", "bgsave", "bgrewriteaof"}
 ARITY_SKIP_ZERO = {"quit", "shutdown", "reset", "info", "time", "hello", "command",
-                   "lastsave", "debug", "multi"} | PERSISTENCE
+                   "lastsave", "debug", "multi", "monitor"} | PERSISTENCE
 ARITY_SKIP_MANY = (ARITY_SKIP_ZERO - PERSISTENCE) | {
     "client", "config", "slowlog", "msetnx", "lcs", "copy", "bitop", "watch", "expire",
     "pexpire", "expireat", "pexpireat", "flushall", "flushdb"}

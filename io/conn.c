@@ -3029,9 +3029,7 @@ static void dispatch_pre(struct conn *c, const struct resp_cmd *cmd, const struc
                          uint64_t pre_h, bool have_h)
 {
     dispatch_cmd(c, cmd, pre, pre_h, have_h);
-    if (KV_UNLIKELY(c->flags & CONN_MONITOR)) {
-        monitor_flush_self(); /* its own command's line, after the reply */
-    }
+    monitor_after_command(); /* a monitor's own command's line, after the reply */
     if (KV_UNLIKELY(c->flags & CONN_PAUSED) && !c->releasing) {
         track_deliver(c->sh);
         return; /* held: it has not run (CLIENT CACHING stays for it) */

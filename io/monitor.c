@@ -22,7 +22,7 @@ _Atomic uint32_t monitor_count;
 
 /* A monitor's line for its own command, written once the command has replied (this
  * thread's). */
-static _Thread_local struct conn *self_conn;
+_Thread_local struct conn *monitor_self;
 static _Thread_local char *self_line;
 static _Thread_local size_t self_len;
 
@@ -173,12 +173,12 @@ static bool redacted(const struct cmd_desc *d, size_t argc, const struct resp_ar
 
 void monitor_flush_self(void)
 {
-    if (self_conn != NULL && conn_monitor(self_conn)) { /* RESET may have ended it */
-        conn_push(self_conn, self_line, self_len);
+    if (monitor_self != NULL && conn_monitor(monitor_self)) { /* RESET, a kill: none */
+        conn_push(monitor_self, self_line, self_len);
     }
     free(self_line);
     self_line = NULL;
-    self_conn = NULL;
+    monitor_self = NULL;
 }
 
 void monitor_feed(struct shard *sh, struct conn *self, uint32_t db, const char *addr,
@@ -216,9 +216,9 @@ void monitor_feed(struct shard *sh, struct conn *self, uint32_t db, const char *
                 self_line = malloc(self_len);
                 KV_ASSERT(self_line != NULL);
                 memcpy(self_line, l.p + sizeof zero, self_len);
-                self_conn = c;
+                monitor_self = c;
             } else if (c != NULL) {
-                if (c == self_conn) {
+                if (c == monitor_self) {
                     monitor_flush_self(); /* its EVAL's line, then the script's commands */
                 }
                 conn_push(c, l.p + sizeof zero, l.len - sizeof zero);

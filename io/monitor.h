@@ -56,6 +56,16 @@ void monitor_feed(struct shard *sh, struct conn *self, uint32_t db, const char *
                   const struct cmd_desc *d, size_t argc, const struct resp_arg *argv);
 void monitor_flush_self(void);
 
+/* After every command (the line waits for its reply; a connection that stopped being a
+ * monitor meanwhile, or was closed, gets none). */
+extern _Thread_local struct conn *monitor_self;
+static inline void monitor_after_command(void)
+{
+    if (__builtin_expect(monitor_self != NULL, 0)) {
+        monitor_flush_self();
+    }
+}
+
 /* XM_MONITOR: a line for a monitor of this shard (frees the payload). */
 void monitor_on_message(struct shard *sh, const struct xmsg *m);
 

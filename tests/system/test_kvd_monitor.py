@@ -118,3 +118,20 @@ def test_monitor_refused_in_multi(kvd):
     assert r.s == "ERR Command not allowed inside a transaction", r
     assert c.cmd("DISCARD") == St("OK")
     c.close()
+
+
+def test_monitor_that_resets_and_leaves(kvd):
+    """A monitor's RESET (shown to the others, not to itself) then its departure, while
+    another monitor keeps going: nothing of the first is kept."""
+    m1, m2, c = Client(kvd.port), Client(kvd.port), Client(kvd.port)
+    assert m1.cmd("MONITOR") == St("OK") and m2.cmd("MONITOR") == St("OK")
+    assert m1.cmd("RESET") == St("RESET")
+    m1.close()
+    assert [normal(v)[2] for v in lines(m2)] == [b'"RESET"']
+    assert m2.cmd("PING") == St("PONG")
+    c.cmd("SET", "k", "v")
+    got = [normal(v)[2] for v in lines(m2)]
+    assert got == [b'"PING"', b'"SET" "k" "v"'], got
+    m2.close()
+    c.close()
+    kvd.check_alive()

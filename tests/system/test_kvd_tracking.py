@@ -71,6 +71,24 @@ def thread_of(c, key):
     return forwarded(c) - before
 
 
+def both_threads(port, key, per_thread=3):
+    """RESP3 connections, per_thread on each of kvd's two threads, alternating (the kernel
+    spreads connections over the threads' listeners by hash: open until both have
+    enough)."""
+    sides = ([], [])
+    for _ in range(200):
+        if min(len(sides[0]), len(sides[1])) >= per_thread:
+            break
+        c = resp3(port)
+        side = sides[thread_of(c, key)]
+        if len(side) < per_thread:
+            side.append(c)
+        else:
+            c.close()
+    assert min(len(sides[0]), len(sides[1])) >= per_thread, "connections on one thread only"
+    return [c for pair in zip(*sides) for c in pair]
+
+
 # ---- default mode --------------------------------------------------------------------
 
 def test_basic_invalidation_once_per_read(port):
@@ -179,9 +197,7 @@ def test_reader_and_writer_on_every_thread_pairing(kvd, groups):
     """Tracking clients and writers on both threads, keys of both: every reader of a key
     hears of every change once."""
     a, b = groups
-    conns = [resp3(kvd.port) for _ in range(6)]
-    side = [thread_of(c, a[0]) for c in conns]
-    assert 0 in side and 1 in side, "connections all landed on one thread; rerun"
+    conns = both_threads(kvd.port, a[0])
     for c in conns:
         assert c.cmd("CLIENT", "TRACKING", "on") == St("OK")
         c.cmd("MGET", a[3], b[3])
@@ -223,9 +239,7 @@ def test_redirect_to_resp2_subscriber_bytes(pair):
 
 def test_redirect_to_resp3_client_on_either_thread(kvd, groups):
     a, b = groups
-    targets = [resp3(kvd.port) for _ in range(6)]
-    sides = [thread_of(c, a[0]) for c in targets]
-    assert 0 in sides and 1 in sides, "connections all landed on one thread; rerun"
+    targets = both_threads(kvd.port, a[0])
     w = Client(kvd.port)
     for tgt in targets:
         rid = tgt.cmd("CLIENT", "ID")

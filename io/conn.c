@@ -1554,7 +1554,10 @@ static bool oom_gate(struct conn *c, const struct cmd_desc *d)
         deny = d->fn == cmd_exec ? c->txn->denyoom
                                  : d->fn != cmd_discard && d->fn != cmd_quit && d->fn != cmd_reset;
     }
-    return evict_gate(c->sh, deny);
+    bool ok = evict_gate(c->sh, deny);
+    track_deliver(c->sh); /* what eviction invalidated goes before this command's reply, as
+                           * Redis */
+    return ok;
 }
 
 /* An early error inside MULTI: the transaction will not run (EXEC replies -EXECABORT). */
@@ -2821,7 +2824,6 @@ static void dispatch_cmd(struct conn *c, const struct resp_cmd *cmd, const struc
         finish_early(c);
         return;
     }
-    track_deliver(sh); /* what eviction invalidated goes before this command's reply, as Redis */
     if (KV_UNLIKELY(atomic_load_explicit(&sh->srv->pause, memory_order_relaxed) != 0) &&
         !c->releasing && pause_holds(c, d)) {
         pause_keep(c, cmd); /* run by conn_retry_paused once the pause is over */

@@ -245,6 +245,10 @@ bool cmd_client_kill_check(struct cmd_ctx *x);
 struct server;
 uint64_t cmd_stats_hist(struct server *srv, size_t row, uint64_t *out);
 
+/* INFO instantaneous_ops_per_sec & co: shard 0's timer samples the totals (every 100 ms
+ * at most). */
+void cmd_info_sample(struct server *srv, int64_t now_ms);
+
 /* SCAN's cursor, parsed as Redis does (strtoul: optional sign, wraps negatives, rejects
  * leading space, trailing bytes and overflow). False if invalid. */
 bool cmd_parse_cursor(const struct resp_arg *a, uint64_t *out);

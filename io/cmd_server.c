@@ -19,6 +19,7 @@
 #include "kv_glob.h"
 #include "kv_text.h"
 #include "kv_log.h"
+#include "kv_sha1.h"
 #include "kvd_settings.h"
 #include "pubsub.h"
 #include "resp_out.h"
@@ -41,6 +42,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/resource.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #define INFO_BYTES_MAX     (64 * 1024) /* INFO's text at most */
@@ -1477,6 +1479,54 @@ uint64_t cmd_stats_hist(struct server *srv, size_t row, uint64_t *out)
     return total;
 }
 
+/* INFO instantaneous_*: shard 0's timer samples the totals every 100 ms into a ring of
+ * Redis's 16 samples (one writer; INFO on any shard reads them, relaxed). */
+#define INST_SAMPLES 16
+static struct {
+    _Atomic uint64_t ops[INST_SAMPLES], in[INST_SAMPLES], out[INST_SAMPLES]; /* per second */
+    int64_t last_ms;
+    uint64_t last_ops, last_in, last_out;
+    uint32_t next;
+} inst;
+
+void cmd_info_sample(struct server *srv, int64_t now_ms)
+{
+    if (inst.last_ms != 0 && now_ms - inst.last_ms < 100) {
+        return;
+    }
+    uint64_t ops = SUM(commands), in = SUM(net_in_bytes), out = SUM(net_out_bytes);
+    if (inst.last_ms != 0) {
+        uint64_t dt = (uint64_t)(now_ms - inst.last_ms);
+        STAT_SET(inst.ops[inst.next], (ops - inst.last_ops) * 1000 / dt);
+        STAT_SET(inst.in[inst.next], (in - inst.last_in) * 1000 / dt);
+        STAT_SET(inst.out[inst.next], (out - inst.last_out) * 1000 / dt);
+        inst.next = (inst.next + 1) % INST_SAMPLES;
+    }
+    inst.last_ms = now_ms;
+    inst.last_ops = ops;
+    inst.last_in = in;
+    inst.last_out = out;
+}
+
+static uint64_t inst_mean(_Atomic uint64_t *v)
+{
+    uint64_t sum = 0;
+    for (size_t i = 0; i < INST_SAMPLES; i++) {
+        sum += STAT_GET(v[i]);
+    }
+    return sum / INST_SAMPLES;
+}
+
+/* The process's run id (and the replication id, from another seed): 40 hex digits, the
+ * same for the process's life. */
+static void info_id(struct server *srv, const char *what, char out[KV_SHA1_HEX])
+{
+    char seed[128];
+    int n = snprintf(seed, sizeof seed, "%s %d %lld %p", what, (int)getpid(),
+                     (long long)srv->start_ms, (void *)srv);
+    kv_sha1_hex(seed, (size_t)n, out);
+}
+
 void cmd_info(struct cmd_ctx *x)
 {
     struct server *srv = x->sh->srv;
@@ -1485,16 +1535,25 @@ void cmd_info(struct cmd_ctx *x)
     KV_ASSERT(b.p != NULL);
     b.p[0] = '\0';
     int64_t now = x->now_ms;
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    int64_t now_us = (int64_t)tv.tv_sec * 1000000 + tv.tv_usec;
+    char run_id[KV_SHA1_HEX], replid[KV_SHA1_HEX];
+    info_id(srv, "run", run_id);
+    info_id(srv, "replication", replid);
     if (want(x->argc, x->argv, "server", true)) {
         kv_text_add(&b,
                     "# Server\r\nredis_version:7.0.0\r\nkvd_version:%s\r\nredis_mode:standalone\r\n"
                     "os:Linux\r\narch_bits:64\r\nmultiplexing_api:io_uring\r\nprocess_id:%d\r\n"
                     "tcp_port:%d\r\nuptime_in_seconds:%lld\r\nuptime_in_days:%lld\r\n"
-                    "hz:%lld\r\nio_threads_active:0\r\nshard_threads:%u\r\npartitions:%u\r\n"
-                    "executable:kvd\r\nconfig_file:\r\n\r\n",
+                    "hz:%lld\r\nconfigured_hz:%lld\r\nlru_clock:%lld\r\nrun_id:%s\r\n"
+                    "server_time_usec:%lld\r\nio_threads_active:0\r\nshard_threads:%u\r\n"
+                    "partitions:%u\r\nexecutable:kvd\r\nconfig_file:\r\n\r\n",
                     KV_VERSION, (int)getpid(), srv->port, (long long)((now - srv->start_ms) / 1000),
                     (long long)((now - srv->start_ms) / 86400000),
-                    (long long)KV_CONF_GET(kvd_settings.hz), srv->nthreads, srv->route->count);
+                    (long long)KV_CONF_GET(kvd_settings.hz),
+                    (long long)KV_CONF_GET(kvd_settings.hz), (long long)((now / 1000) & 0xffffff),
+                    run_id, (long long)now_us, srv->nthreads, srv->route->count);
     }
     if (want(x->argc, x->argv, "clients", true)) {
         kv_text_add(
@@ -1511,16 +1570,25 @@ void cmd_info(struct cmd_ctx *x)
         uint64_t used = SUM(mem_bytes);
         long long rss = current_rss_bytes();
         long long max = (long long)KV_CONF_GET(kvd_settings.maxmemory);
-        char max_human[32];
+        long long peak = (long long)ru.ru_maxrss * 1024;
+        long long sys = (long long)sysconf(_SC_PHYS_PAGES) * sysconf(_SC_PAGESIZE);
+        char max_human[32], rss_human[32], peak_human[32], sys_human[32];
         bytes_to_human(max_human, sizeof max_human, max);
+        bytes_to_human(rss_human, sizeof rss_human, rss);
+        bytes_to_human(peak_human, sizeof peak_human, peak);
+        bytes_to_human(sys_human, sizeof sys_human, sys);
+        /* (kvd's used_memory is its tables: the peak is the process's, from getrusage) */
         kv_text_add(&b,
                     "# Memory\r\nused_memory:%llu\r\nused_memory_human:%.2fM\r\n"
-                    "used_memory_rss:%lld\r\nused_memory_peak:%lld\r\nmaxmemory:%lld\r\n"
-                    "maxmemory_human:%s\r\nmaxmemory_policy:%s\r\nmem_allocator:mimalloc\r\n"
-                    "lazyfree_pending_objects:%llu\r\n\r\n",
-                    (unsigned long long)used, (double)used / (1024.0 * 1024.0), rss,
-                    (long long)ru.ru_maxrss * 1024, max, max_human,
+                    "used_memory_rss:%lld\r\nused_memory_rss_human:%s\r\nused_memory_peak:%lld\r\n"
+                    "used_memory_peak_human:%s\r\ntotal_system_memory:%lld\r\n"
+                    "total_system_memory_human:%s\r\nmaxmemory:%lld\r\n"
+                    "maxmemory_human:%s\r\nmaxmemory_policy:%s\r\nmem_fragmentation_ratio:%.2f\r\n"
+                    "mem_allocator:mimalloc\r\nlazyfree_pending_objects:%llu\r\n\r\n",
+                    (unsigned long long)used, (double)used / (1024.0 * 1024.0), rss, rss_human,
+                    peak, peak_human, sys, sys_human, max, max_human,
                     evict_policy_names[KV_CONF_GET(kvd_settings.maxmemory_policy)],
+                    used > 0 ? (double)rss / (double)used : 0.0,
                     (unsigned long long)SUM(lazyfree_pending));
     }
     if (want(x->argc, x->argv, "persistence", true)) {
@@ -1535,7 +1603,9 @@ void cmd_info(struct cmd_ctx *x)
             "keyspace_hits:%llu\r\nkeyspace_misses:%llu\r\ncommands_forwarded:%llu\r\n"
             "shard_wakeups_sent:%llu\r\nshard_queue_full_pauses:%llu\r\n"
             "recv_buffer_exhaustions:%llu\r\ncross_shard_transactions:%llu\r\n"
-            "total_error_replies:%llu\r\ntracking_total_keys:%llu\r\n"
+            "total_error_replies:%llu\r\ninstantaneous_ops_per_sec:%llu\r\n"
+            "instantaneous_input_kbps:%.2f\r\ninstantaneous_output_kbps:%.2f\r\n"
+            "tracking_total_keys:%llu\r\n"
             "tracking_total_items:%llu\r\ntracking_total_prefixes:%llu\r\n\r\n",
             (unsigned long long)SUMB(connections), (unsigned long long)SUMB(commands),
             (unsigned long long)SUMB(net_in_bytes), (unsigned long long)SUMB(net_out_bytes),
@@ -1544,11 +1614,23 @@ void cmd_info(struct cmd_ctx *x)
             (unsigned long long)SUMB(keyspace_misses), (unsigned long long)SUMB(forwarded),
             (unsigned long long)SUMB(wakeups_sent), (unsigned long long)SUMB(queue_full_pauses),
             (unsigned long long)SUMB(recv_nobufs), (unsigned long long)SUMB(txn_cross),
-            (unsigned long long)SUMB(errs.total), (unsigned long long)SUM(tracking_keys),
-            (unsigned long long)SUM(tracking_items), (unsigned long long)track_prefixes());
+            (unsigned long long)SUMB(errs.total), (unsigned long long)inst_mean(inst.ops),
+            (double)inst_mean(inst.in) / 1024.0, (double)inst_mean(inst.out) / 1024.0,
+            (unsigned long long)SUM(tracking_keys), (unsigned long long)SUM(tracking_items),
+            (unsigned long long)track_prefixes());
     }
     if (want(x->argc, x->argv, "replication", true)) {
-        kv_text_add(&b, "# Replication\r\nrole:master\r\nconnected_slaves:0\r\n\r\n");
+        kv_text_add(&b,
+                    "# Replication\r\nrole:master\r\nconnected_slaves:0\r\n"
+                    "master_failover_state:no-failover\r\nmaster_replid:%s\r\n"
+                    "master_replid2:0000000000000000000000000000000000000000\r\n"
+                    "master_repl_offset:0\r\nsecond_repl_offset:-1\r\nrepl_backlog_active:0\r\n"
+                    "repl_backlog_size:1048576\r\nrepl_backlog_first_byte_offset:0\r\n"
+                    "repl_backlog_histlen:0\r\n\r\n",
+                    replid);
+    }
+    if (want(x->argc, x->argv, "cluster", true)) { /* (kvd's cluster is its own) */
+        kv_text_add(&b, "# Cluster\r\ncluster_enabled:0\r\n\r\n");
     }
     if (want(x->argc, x->argv, "cpu", true)) {
         struct rusage ru;

@@ -22,6 +22,7 @@
  */
 #include "shard.h"
 
+#include "cmd.h"
 #include "conn.h"
 #include "evict.h"
 #include "notify.h"
@@ -527,6 +528,9 @@ static void cron(struct shard *sh, int64_t now_ms)
     }
     conn_cron(sh, now_ms);
     track_cron(sh);
+    if (sh->id == 0) {
+        cmd_info_sample(sh->srv, now_ms);
+    }
 }
 
 /* Snapshot triggers and steps, the WAL's group commit, and the replies and SAVE

@@ -4,6 +4,7 @@ GET/LEN/RESET, TIME, and CONFIG SET changing behaviour at runtime.
 """
 import random
 import re
+import threading
 import time
 
 import pytest
@@ -659,3 +660,40 @@ def test_debug_object_reload_and_errors_as_redis(kvd):
             assert St("OBJECT <key>") in lines and St("HELP") in lines
     finally:
         r.stop()
+
+
+def test_info_fields_tools_read(kvd, kc):
+    """Fields monitoring tools read: instantaneous rates (sampled every 100 ms over 16
+    samples), run_id and master_replid (40 hex digits, stable), lru_clock,
+    server_time_usec, configured_hz, the memory figures' human forms and the
+    fragmentation ratio, cluster_enabled."""
+    stop = []
+
+    def load():
+        with kvd.client() as c:
+            while not stop:
+                c.pipeline([("PING",)] * 200)
+
+    th = threading.Thread(target=load)
+    th.start()
+    try:
+        ops = wait_until(lambda: int(info(kc, "stats")["stats"]["instantaneous_ops_per_sec"]),
+                         5, what="instantaneous_ops_per_sec > 0")
+        assert ops > 100, ops
+        assert float(info(kc, "stats")["stats"]["instantaneous_input_kbps"]) > 0
+    finally:
+        stop.append(1)
+        th.join()
+    a, b = info(kc), info(kc)
+    srv = a["server"]
+    assert re.fullmatch(r"[0-9a-f]{40}", srv["run_id"]) and srv["run_id"] == b["server"]["run_id"]
+    assert abs(int(srv["server_time_usec"]) / 1e6 - time.time()) < 5
+    assert int(srv["configured_hz"]) == int(srv["hz"])
+    assert 0 <= int(srv["lru_clock"]) < (1 << 24)
+    rep = a["replication"]
+    assert re.fullmatch(r"[0-9a-f]{40}", rep["master_replid"]) and rep["master_repl_offset"] == "0"
+    mem = a["memory"]
+    for f in ("used_memory_rss_human", "used_memory_peak_human", "total_system_memory_human"):
+        assert re.fullmatch(r"\d+(\.\d\d[KMGTPE]|B)", mem[f]), (f, mem[f])
+    assert float(mem["mem_fragmentation_ratio"]) > 0
+    assert a["cluster"] == {"cluster_enabled": "0"}

@@ -25,6 +25,7 @@
 #include "resp_out.h"
 #include "resp_parse.h"
 #include "route.h"
+#include "script.h"
 #include "server.h"
 #include "slowlog.h"
 #include "snap.h"
@@ -1584,17 +1585,20 @@ void cmd_info(struct cmd_ctx *x)
                     "used_memory_peak_human:%s\r\ntotal_system_memory:%lld\r\n"
                     "total_system_memory_human:%s\r\nmaxmemory:%lld\r\n"
                     "maxmemory_human:%s\r\nmaxmemory_policy:%s\r\nmem_fragmentation_ratio:%.2f\r\n"
-                    "mem_allocator:mimalloc\r\nlazyfree_pending_objects:%llu\r\n\r\n",
+                    "number_of_cached_scripts:%zu\r\nmem_allocator:mimalloc\r\n"
+                    "lazyfree_pending_objects:%llu\r\n\r\n",
                     (unsigned long long)used, (double)used / (1024.0 * 1024.0), rss, rss_human,
                     peak, peak_human, sys, sys_human, max, max_human,
                     evict_policy_names[KV_CONF_GET(kvd_settings.maxmemory_policy)],
-                    used > 0 ? (double)rss / (double)used : 0.0,
+                    used > 0 ? (double)rss / (double)used : 0.0, script_count(),
                     (unsigned long long)SUM(lazyfree_pending));
     }
     if (want(x->argc, x->argv, "persistence", true)) {
         info_persistence(&b, srv, x->sh->now_ms);
     }
     if (want(x->argc, x->argv, "stats", true)) {
+        size_t nchans, npats;
+        pubsub_counts(&nchans, &npats);
         kv_text_add(
             &b,
             "# Stats\r\ntotal_connections_received:%llu\r\ntotal_commands_processed:%llu\r\n"
@@ -1605,6 +1609,7 @@ void cmd_info(struct cmd_ctx *x)
             "recv_buffer_exhaustions:%llu\r\ncross_shard_transactions:%llu\r\n"
             "total_error_replies:%llu\r\ninstantaneous_ops_per_sec:%llu\r\n"
             "instantaneous_input_kbps:%.2f\r\ninstantaneous_output_kbps:%.2f\r\n"
+            "pubsub_channels:%zu\r\npubsub_patterns:%zu\r\n"
             "tracking_total_keys:%llu\r\n"
             "tracking_total_items:%llu\r\ntracking_total_prefixes:%llu\r\n\r\n",
             (unsigned long long)SUMB(connections), (unsigned long long)SUMB(commands),
@@ -1615,8 +1620,8 @@ void cmd_info(struct cmd_ctx *x)
             (unsigned long long)SUMB(wakeups_sent), (unsigned long long)SUMB(queue_full_pauses),
             (unsigned long long)SUMB(recv_nobufs), (unsigned long long)SUMB(txn_cross),
             (unsigned long long)SUMB(errs.total), (unsigned long long)inst_mean(inst.ops),
-            (double)inst_mean(inst.in) / 1024.0, (double)inst_mean(inst.out) / 1024.0,
-            (unsigned long long)SUM(tracking_keys), (unsigned long long)SUM(tracking_items),
+            (double)inst_mean(inst.in) / 1024.0, (double)inst_mean(inst.out) / 1024.0, nchans,
+            npats, (unsigned long long)SUM(tracking_keys), (unsigned long long)SUM(tracking_items),
             (unsigned long long)track_prefixes());
     }
     if (want(x->argc, x->argv, "replication", true)) {

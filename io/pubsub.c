@@ -211,6 +211,14 @@ static struct gentry *g_chans, *g_pats; /* small vectors; channels also hashed b
 static size_t g_nchans, g_npats, g_cap_chans, g_cap_pats;
 static uint32_t g_nthreads;
 
+void pubsub_counts(size_t *channels, size_t *patterns)
+{
+    pthread_mutex_lock(&g_mu);
+    *channels = g_nchans;
+    *patterns = g_npats;
+    pthread_mutex_unlock(&g_mu);
+}
+
 static struct gentry *g_find(struct gentry *v, size_t n, const char *p, size_t len)
 {
     for (size_t i = 0; i < n; i++) {

@@ -47,6 +47,10 @@ int64_t pubsub_publish_async(struct shard *sh, const char *ch, size_t chn, const
  * with "__key", or any pattern): a relaxed load, for notify.c to skip the work. */
 bool pubsub_notify_listened(void);
 
+/* Channels with a subscriber and pattern subscriptions, server-wide (INFO stats's
+ * pubsub_channels / pubsub_patterns; locks the registry). */
+void pubsub_counts(size_t *channels, size_t *patterns);
+
 /* Frees a shard's subscription maps (teardown; no connection is left). */
 void pubsub_local_free(struct shard *sh);
 

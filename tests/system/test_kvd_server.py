@@ -697,3 +697,15 @@ def test_info_fields_tools_read(kvd, kc):
         assert re.fullmatch(r"\d+(\.\d\d[KMGTPE]|B)", mem[f]), (f, mem[f])
     assert float(mem["mem_fragmentation_ratio"]) > 0
     assert a["cluster"] == {"cluster_enabled": "0"}
+    subs = [kvd.client() for _ in range(4)]
+    for i, c in enumerate(subs):
+        c.cmd("SUBSCRIBE", "ch%d" % (i % 2))
+        c.cmd("PSUBSCRIBE", "p%d*" % i)
+    st = wait_until(lambda: (lambda s: s["pubsub_patterns"] == "4" and s)(
+        info(kc, "stats")["stats"]), 5, what="4 patterns")
+    assert st["pubsub_channels"] == "2"
+    for c in subs:
+        c.close()
+    kc.cmd("SCRIPT", "FLUSH")
+    kc.cmd("SCRIPT", "LOAD", "return 1")
+    assert info(kc, "memory")["memory"]["number_of_cached_scripts"] == "1"

@@ -677,9 +677,9 @@ def test_info_fields_tools_read(kvd, kc):
     th = threading.Thread(target=load)
     th.start()
     try:
-        ops = wait_until(lambda: int(info(kc, "stats")["stats"]["instantaneous_ops_per_sec"]),
-                         5, what="instantaneous_ops_per_sec > 0")
-        assert ops > 100, ops
+        # the mean of 16 samples fills as they come: a steady load shows within 1.6 s
+        wait_until(lambda: int(info(kc, "stats")["stats"]["instantaneous_ops_per_sec"]) > 100,
+                   10, what="instantaneous_ops_per_sec > 100")
         assert float(info(kc, "stats")["stats"]["instantaneous_input_kbps"]) > 0
     finally:
         stop.append(1)

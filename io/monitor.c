@@ -7,6 +7,7 @@
 #include "cmd_docs.h"
 #include "conn.h"
 #include "kv_assert.h"
+#include "kv_buf.h"
 #include "reply.h"
 #include "resp_parse.h"
 #include "server.h"
@@ -74,11 +75,6 @@ void monitor_drop(struct shard *sh, struct conn *c)
     pthread_mutex_unlock(&registry.mu);
 }
 
-bool monitor_is(const struct conn *c)
-{
-    return conn_monitor(c);
-}
-
 /* Admin commands and subcommands are not shown (Redis's rule), nor QUIT. */
 static bool shown(const struct cmd_desc *d, size_t argc, const struct resp_arg *argv)
 {
@@ -102,61 +98,27 @@ static bool shown(const struct cmd_desc *d, size_t argc, const struct resp_arg *
     return true;
 }
 
-struct line {
-    char *p;
-    size_t len, cap;
-};
-
-static void put(struct line *l, const void *p, size_t n)
-{
-    if (l->len + n > l->cap) {
-        l->cap = (l->len + n) * 2 + 64;
-        l->p = realloc(l->p, l->cap);
-        KV_ASSERT(l->p != NULL);
-    }
-    memcpy(l->p + l->len, p, n);
-    l->len += n;
-}
-
 /* The argument quoted as Redis's sdscatrepr. */
-static void put_repr(struct line *l, const char *s, size_t n)
+static void put_repr(struct kv_buf *l, const char *s, size_t n)
 {
-    put(l, "\"", 1);
+    static const char from[] = "\\\"\n\r\t\a\b", to[] = "\\\"nrtab";
+    kv_buf_put(l, "\"", 1);
     for (size_t i = 0; i < n; i++) {
         unsigned char ch = (unsigned char)s[i];
+        const char *e = ch != 0 ? strchr(from, ch) : NULL;
         char esc[8];
-        switch (ch) {
-        case '\\':
-            put(l, "\\\\", 2);
-            break;
-        case '"':
-            put(l, "\\\"", 2);
-            break;
-        case '\n':
-            put(l, "\\n", 2);
-            break;
-        case '\r':
-            put(l, "\\r", 2);
-            break;
-        case '\t':
-            put(l, "\\t", 2);
-            break;
-        case '\a':
-            put(l, "\\a", 2);
-            break;
-        case '\b':
-            put(l, "\\b", 2);
-            break;
-        default:
-            if (isprint(ch)) {
-                put(l, &ch, 1);
-            } else {
-                snprintf(esc, sizeof esc, "\\x%02x", ch);
-                put(l, esc, 4);
-            }
+        if (e != NULL) {
+            esc[0] = '\\';
+            esc[1] = to[e - from];
+            kv_buf_put(l, esc, 2);
+        } else if (isprint(ch)) {
+            kv_buf_put(l, &ch, 1);
+        } else {
+            snprintf(esc, sizeof esc, "\\x%02x", ch);
+            kv_buf_put(l, esc, 4);
         }
     }
-    put(l, "\"", 1);
+    kv_buf_put(l, "\"", 1);
 }
 
 /* Which arguments are credentials: all of AUTH's, HELLO's two after AUTH. */
@@ -189,22 +151,22 @@ void monitor_feed(struct shard *sh, struct conn *self, uint32_t db, const char *
     }
     struct timeval tv;
     gettimeofday(&tv, NULL);
-    struct line l = {0};
+    struct kv_buf l = {0};
     uint64_t zero = 0;
-    put(&l, &zero, sizeof zero); /* room for the monitor's id (XM_MONITOR payload) */
+    kv_buf_put(&l, &zero, sizeof zero); /* room for the monitor's id (XM_MONITOR payload) */
     char head[128];
     int n = snprintf(head, sizeof head, "+%ld.%06ld [%u %s]", (long)tv.tv_sec, (long)tv.tv_usec, db,
                      addr);
-    put(&l, head, (size_t)n);
+    kv_buf_put(&l, head, (size_t)n);
     for (size_t i = 0; i < argc; i++) {
-        put(&l, " ", 1);
+        kv_buf_put(&l, " ", 1);
         if (redacted(d, argc, argv, i)) {
-            put(&l, "\"(redacted)\"", 12);
+            kv_buf_put(&l, "\"(redacted)\"", 12);
         } else {
             put_repr(&l, argv[i].ptr, argv[i].len);
         }
     }
-    put(&l, "\r\n", 2);
+    kv_buf_put(&l, "\r\n", 2);
     pthread_mutex_lock(&registry.mu);
     for (size_t i = 0; i < registry.n; i++) {
         const struct mon *m = &registry.v[i];
@@ -233,7 +195,7 @@ void monitor_feed(struct shard *sh, struct conn *self, uint32_t db, const char *
         conn_send_xmsg(sh, NULL, m->shard, &x);
     }
     pthread_mutex_unlock(&registry.mu);
-    free(l.p);
+    kv_buf_free(&l);
 }
 
 void monitor_on_message(struct shard *sh, const struct xmsg *m)

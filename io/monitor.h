@@ -45,9 +45,6 @@ void cmd_monitor_conn(struct cmd_ctx *x);
 /* The connection stops monitoring (closing, RESET): no-op if it does not. */
 void monitor_drop(struct shard *sh, struct conn *c);
 
-/* Whether c is a monitor (CLIENT LIST flag O). */
-bool monitor_is(const struct conn *c);
-
 /* Shows a command to every monitor (call only while monitor_on()): `addr` is the
  * client's address, or "lua". If `self` (the client running it, or NULL) is a monitor,
  * its own line waits for monitor_flush_self, after the command's reply (Redis shows a

@@ -19,6 +19,7 @@
 #include "cmd.h"
 #include "conn.h"
 #include "kv_assert.h"
+#include "kv_buf.h"
 #include "kvd_settings.h"
 #include "pubsub.h"
 #include "reply.h"
@@ -70,11 +71,6 @@ struct rec {
 };
 _Static_assert(sizeof(struct rec) == 32, "records are packed by hand");
 
-struct buf {
-    char *p;
-    size_t len, cap;
-};
-
 /* A key changed this turn, for BCAST matching (bytes in track_shard.bk_bytes). */
 struct bkey {
     size_t off;
@@ -93,16 +89,16 @@ struct reg {
 
 struct track_shard {
     struct trktab *tab;
-    struct buf *out; /* records per destination shard; out[own id]: for this shard's clients */
-    struct buf spare;
+    struct kv_buf *out; /* records per destination shard; out[own id]: for this shard's clients */
+    struct kv_buf spare;
     struct bkey *bk;
     size_t nbk, cap_bk;
-    struct buf bk_bytes;
+    struct kv_buf bk_bytes;
     uint64_t gen; /* the registry generation of regs */
     struct reg *regs;
     size_t nregs;
     char *regs_bytes;
-    struct buf push; /* a push being encoded */
+    struct kv_buf push; /* a push being encoded */
 };
 
 _Atomic uint32_t track_bcast_regs;
@@ -117,45 +113,24 @@ static struct {
 
 /* ---- buffers ------------------------------------------------------------------------ */
 
-static void buf_put(struct buf *b, const void *p, size_t n)
-{
-    if (b->len + n > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->len + n) {
-            cap *= 2;
-        }
-        b->p = realloc(b->p, cap);
-        KV_ASSERT(b->p != NULL);
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, p, n);
-    b->len += n;
-}
-
-static void buf_free(struct buf *b)
-{
-    free(b->p);
-    memset(b, 0, sizeof *b);
-}
-
-static void buf_printf(struct buf *b, const char *fmt, unsigned long long v)
+static void buf_printf(struct kv_buf *b, const char *fmt, unsigned long long v)
 {
     char tmp[48];
     int n = snprintf(tmp, sizeof tmp, fmt, v);
     KV_ASSERT(n > 0 && (size_t)n < sizeof tmp);
-    buf_put(b, tmp, (size_t)n);
+    kv_buf_put(b, tmp, (size_t)n);
 }
 
-static void buf_bulk(struct buf *b, const char *p, size_t n)
+static void buf_bulk(struct kv_buf *b, const char *p, size_t n)
 {
     buf_printf(b, "$%llu\r\n", n);
-    buf_put(b, p, n);
-    buf_put(b, "\r\n", 2);
+    kv_buf_put(b, p, n);
+    kv_buf_put(b, "\r\n", 2);
 }
 
 /* ---- records -------------------------------------------------------------------------- */
 
-static struct buf *dest(struct shard *sh, uint32_t to)
+static struct kv_buf *dest(struct shard *sh, uint32_t to)
 {
     KV_ASSERT(to < sh->srv->nthreads);
     if (to == sh->id) {
@@ -164,21 +139,21 @@ static struct buf *dest(struct shard *sh, uint32_t to)
     return &sh->track->out[to];
 }
 
-static void rec_put(struct buf *b, uint8_t kind, uint64_t client, uint64_t aux, uint32_t aux_shard,
-                    uint32_t nkeys)
+static void rec_put(struct kv_buf *b, uint8_t kind, uint64_t client, uint64_t aux,
+                    uint32_t aux_shard, uint32_t nkeys)
 {
     struct rec r = {
         .kind = kind, .nkeys = nkeys, .client = client, .aux = aux, .aux_shard = aux_shard};
-    buf_put(b, &r, sizeof r);
+    kv_buf_put(b, &r, sizeof r);
 }
 
-static void rec_key(struct buf *b, uint64_t modifier, const char *k, size_t n)
+static void rec_key(struct kv_buf *b, uint64_t modifier, const char *k, size_t n)
 {
     KV_ASSERT(n <= UINT32_MAX);
     uint32_t len = (uint32_t)n;
-    buf_put(b, &modifier, sizeof modifier);
-    buf_put(b, &len, sizeof len);
-    buf_put(b, k, n);
+    kv_buf_put(b, &modifier, sizeof modifier);
+    kv_buf_put(b, &len, sizeof len);
+    kv_buf_put(b, k, n);
 }
 
 /* A key of a record: the next one at *off. */
@@ -225,12 +200,12 @@ void track_shard_teardown(struct shard *sh)
     }
     trktab_destroy(ts->tab);
     for (uint32_t i = 0; i < sh->srv->nthreads; i++) {
-        buf_free(&ts->out[i]);
+        kv_buf_free(&ts->out[i]);
     }
     free(ts->out);
-    buf_free(&ts->spare);
-    buf_free(&ts->bk_bytes);
-    buf_free(&ts->push);
+    kv_buf_free(&ts->spare);
+    kv_buf_free(&ts->bk_bytes);
+    kv_buf_free(&ts->push);
     free(ts->bk);
     free(ts->regs);
     free(ts->regs_bytes);
@@ -258,7 +233,7 @@ static void on_reader(void *arg, const char *key, size_t klen, uint64_t who)
     struct take_ctx *tc = arg;
     uint32_t shard = (uint32_t)(who >> TRK_ID_BITS);
     uint64_t id = who & ((UINT64_C(1) << TRK_ID_BITS) - 1);
-    struct buf *b = dest(tc->sh, shard);
+    struct kv_buf *b = dest(tc->sh, shard);
     rec_put(b, REC_KEYS, id, 0, 0, 1);
     rec_key(b, tc->modifier, key, klen);
 }
@@ -347,7 +322,7 @@ void track__changed(struct shard *sh, const char *key, size_t klen, uint64_t mod
                                           .len = (uint32_t)klen,
                                           .h = XXH3_64bits(key, klen),
                                           .modifier = modifier};
-        buf_put(&ts->bk_bytes, key, klen);
+        kv_buf_put(&ts->bk_bytes, key, klen);
     }
 }
 
@@ -456,7 +431,7 @@ static void bcast_flush(struct shard *sh)
         if (n == 0) {
             continue;
         }
-        struct buf *b = dest(sh, g->shard);
+        struct kv_buf *b = dest(sh, g->shard);
         rec_put(b, REC_BCAST, g->id, 0, 0, n);
         for (size_t i = 0; i < ts->nbk; i++) {
             const struct bkey *k = &ts->bk[i];
@@ -545,22 +520,22 @@ static bool key_passes(struct rkey k, uint64_t noloop_id)
 static void emit(struct shard *sh, struct conn *target, bool null, const char *keys, uint32_t nkeys,
                  uint32_t npass, uint64_t noloop_id)
 {
-    struct buf *b = &sh->track->push;
+    struct kv_buf *b = &sh->track->push;
     b->len = 0;
     int resp = conn_resp(target);
     if (resp == 3) {
         static const char hdr[] = ">2\r\n$10\r\ninvalidate\r\n";
-        buf_put(b, hdr, sizeof hdr - 1);
+        kv_buf_put(b, hdr, sizeof hdr - 1);
     } else {
         struct pubsub_conn *ps = *conn_pubsub(target);
         if (pubsub_channels(ps) + pubsub_patterns(ps) == 0) {
             return; /* RESP2 has no pushes: only a subscribed client can get it */
         }
         static const char hdr[] = "*3\r\n$7\r\nmessage\r\n$20\r\n__redis__:invalidate\r\n";
-        buf_put(b, hdr, sizeof hdr - 1);
+        kv_buf_put(b, hdr, sizeof hdr - 1);
     }
     if (null) {
-        buf_put(b, resp == 3 ? "_\r\n" : "$-1\r\n", resp == 3 ? 3 : 5);
+        kv_buf_put(b, resp == 3 ? "_\r\n" : "$-1\r\n", resp == 3 ? 3 : 5);
     } else {
         buf_printf(b, "*%llu\r\n", npass);
         size_t off = 0;
@@ -578,10 +553,10 @@ static void mark_broken(struct shard *sh, struct conn *c, struct track_conn *t)
 {
     t->flags |= TRK_BROKEN;
     if (conn_resp(c) == 3) {
-        struct buf *b = &sh->track->push;
+        struct kv_buf *b = &sh->track->push;
         b->len = 0;
         static const char hdr[] = ">2\r\n$21\r\ntracking-redir-broken\r\n";
-        buf_put(b, hdr, sizeof hdr - 1);
+        kv_buf_put(b, hdr, sizeof hdr - 1);
         buf_printf(b, ":%llu\r\n", (unsigned long long)t->redir);
         conn_push(c, b->p, b->len);
     }
@@ -615,7 +590,7 @@ static void send_to(struct shard *sh, struct conn *c, struct track_conn *t, bool
         }
         return;
     }
-    struct buf *b = dest(sh, t->redir_shard);
+    struct kv_buf *b = dest(sh, t->redir_shard);
     rec_put(b, null ? REC_REDIR_NULL : REC_REDIR, t->redir, conn_id(c), sh->id, null ? 0 : npass);
     off = 0;
     for (uint32_t i = 0; i < nkeys; i++) {
@@ -692,7 +667,7 @@ void track__deliver(struct shard *sh)
     struct track_shard *ts = sh->track;
     /* A delivery may make records for this shard again (BROKEN): until none is left. */
     while (sh->track_local > 0) {
-        struct buf own = ts->out[sh->id];
+        struct kv_buf own = ts->out[sh->id];
         ts->out[sh->id] = ts->spare;
         ts->out[sh->id].len = 0;
         sh->track_local = 0;
@@ -707,7 +682,7 @@ void track_turn(struct shard *sh)
     bcast_flush(sh);
     track_deliver(sh);
     for (uint32_t to = 0; to < sh->srv->nthreads; to++) {
-        struct buf *b = &ts->out[to];
+        struct kv_buf *b = &ts->out[to];
         if (to == sh->id || b->len == 0) {
             continue;
         }

@@ -1,0 +1,22 @@
+/*
+ * kv_buf: a growable byte buffer on the C heap (records and lines built off the request
+ * path: invalidation records, MONITOR lines). The caller owns the struct; zero it to
+ * start; kv_buf_free gives the memory back. Out of memory aborts.
+ */
+#ifndef KV_BUF_H
+#define KV_BUF_H
+
+#include <stddef.h>
+
+struct kv_buf {
+    char *p;
+    size_t len, cap;
+};
+
+/* Appends n bytes (doubling the capacity as needed). */
+void kv_buf_put(struct kv_buf *b, const void *p, size_t n);
+
+/* Frees the bytes and zeroes the struct. */
+void kv_buf_free(struct kv_buf *b);
+
+#endif

@@ -145,6 +145,10 @@ static struct cmd_desc table[] = {
     {"evalsha_ro", -3, CMD_READONLY, NOKEY, CMD_EXEC_SCRIPT, 0, cmd_eval, "noscript readonly",
      NULL},
     {"script", -2, 0, NOKEY, CMD_EXEC_CONN, 0, cmd_script, "noscript", NULL},
+    /* functions (func.c) */
+    {"fcall", -3, 0, NOKEY, CMD_EXEC_SCRIPT, 0, cmd_fcall, "noscript", NULL},
+    {"fcall_ro", -3, CMD_READONLY, NOKEY, CMD_EXEC_SCRIPT, 0, cmd_fcall, "noscript readonly", NULL},
+    {"function", -2, 0, NOKEY, CMD_EXEC_CONN, 0, cmd_function, "noscript", NULL},
     {"multi", 1, CMD_FAST, NOKEY, CMD_EXEC_CONN, 0, cmd_multi, "", NULL},
     {"exec", 1, 0, NOKEY, CMD_EXEC_CONN, 0, cmd_exec, "", NULL},
     {"discard", 1, CMD_FAST, NOKEY, CMD_EXEC_CONN, 0, cmd_discard, "", NULL},
@@ -203,8 +207,9 @@ static uint32_t name_hash(const char *name, size_t len)
 
 void cmd_init(void)
 {
-    static const char *const containers[] = {"acl",    "client", "command", "config", "latency",
-                                             "memory", "object", "pubsub",  "script", "slowlog"};
+    static const char *const containers[] = {"acl",      "client",  "command", "config",
+                                             "function", "latency", "memory",  "object",
+                                             "pubsub",   "script",  "slowlog"};
     qsort(table, KV_ARRAY_LEN(table), sizeof table[0], by_name);
     memset(by_hash, 0, sizeof by_hash);
     for (size_t i = 0; i < KV_ARRAY_LEN(table); i++) {
@@ -320,6 +325,15 @@ static const char *const sub_rows[] = {
     "config|resetstat",
     "config|rewrite",
     "config|set",
+    "function|delete",
+    "function|dump",
+    "function|flush",
+    "function|help",
+    "function|kill",
+    "function|list",
+    "function|load",
+    "function|restore",
+    "function|stats",
     "latency|doctor",
     "latency|graph",
     "latency|help",

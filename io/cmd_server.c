@@ -25,6 +25,7 @@
 #include "resp_out.h"
 #include "resp_parse.h"
 #include "route.h"
+#include "func.h"
 #include "script.h"
 #include "server.h"
 #include "slowlog.h"
@@ -367,7 +368,7 @@ void cmd_hello(struct cmd_ctx *x)
     reply_bulk_str(x->out, "server");
     reply_bulk_str(x->out, "redis");
     reply_bulk_str(x->out, "version");
-    reply_bulk_str(x->out, "7.0.0");
+    reply_bulk_str(x->out, KVD_REDIS_VERSION);
     reply_bulk_str(x->out, "proto");
     reply_int(x->out, ver);
     reply_bulk_str(x->out, "id");
@@ -1544,7 +1545,8 @@ void cmd_info(struct cmd_ctx *x)
     info_id(srv, "replication", replid);
     if (want(x->argc, x->argv, "server", true)) {
         kv_text_add(&b,
-                    "# Server\r\nredis_version:7.0.0\r\nkvd_version:%s\r\nredis_mode:standalone\r\n"
+                    "# Server\r\nredis_version:" KVD_REDIS_VERSION
+                    "\r\nkvd_version:%s\r\nredis_mode:standalone\r\n"
                     "os:Linux\r\narch_bits:64\r\nmultiplexing_api:io_uring\r\nprocess_id:%d\r\n"
                     "tcp_port:%d\r\nuptime_in_seconds:%lld\r\nuptime_in_days:%lld\r\n"
                     "hz:%lld\r\nconfigured_hz:%lld\r\nlru_clock:%lld\r\nrun_id:%s\r\n"
@@ -1578,6 +1580,8 @@ void cmd_info(struct cmd_ctx *x)
         bytes_to_human(rss_human, sizeof rss_human, rss);
         bytes_to_human(peak_human, sizeof peak_human, peak);
         bytes_to_human(sys_human, sizeof sys_human, sys);
+        size_t nlibs, nfns;
+        func_counts(&nlibs, &nfns);
         /* (kvd's used_memory is its tables: the peak is the process's, from getrusage) */
         kv_text_add(&b,
                     "# Memory\r\nused_memory:%llu\r\nused_memory_human:%.2fM\r\n"
@@ -1585,12 +1589,13 @@ void cmd_info(struct cmd_ctx *x)
                     "used_memory_peak_human:%s\r\ntotal_system_memory:%lld\r\n"
                     "total_system_memory_human:%s\r\nmaxmemory:%lld\r\n"
                     "maxmemory_human:%s\r\nmaxmemory_policy:%s\r\nmem_fragmentation_ratio:%.2f\r\n"
-                    "number_of_cached_scripts:%zu\r\nmem_allocator:mimalloc\r\n"
+                    "number_of_cached_scripts:%zu\r\nnumber_of_functions:%zu\r\n"
+                    "number_of_libraries:%zu\r\nmem_allocator:mimalloc\r\n"
                     "lazyfree_pending_objects:%llu\r\n\r\n",
                     (unsigned long long)used, (double)used / (1024.0 * 1024.0), rss, rss_human,
                     peak, peak_human, sys, sys_human, max, max_human,
                     evict_policy_names[KV_CONF_GET(kvd_settings.maxmemory_policy)],
-                    used > 0 ? (double)rss / (double)used : 0.0, script_count(),
+                    used > 0 ? (double)rss / (double)used : 0.0, script_count(), nfns, nlibs,
                     (unsigned long long)SUM(lazyfree_pending));
     }
     if (want(x->argc, x->argv, "persistence", true)) {

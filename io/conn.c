@@ -27,6 +27,7 @@
  * Thread: the owning shard's thread only, except conn_exec_remote which runs on the
  * executing shard and touches nothing of the connection but its address.
  */
+#include "func.h"
 #include "conn.h"
 
 #include "cmd.h"
@@ -1635,9 +1636,13 @@ bool conn_in_multi(const struct conn *c)
 }
 
 /* A command CLIENT PAUSE WRITE holds, as Redis's write and may-replicate ones: writes,
- * PUBLISH, EVAL and EVALSHA (not their _RO forms). */
-static bool replicates(const struct cmd_desc *d)
+ * PUBLISH, EVAL and EVALSHA (not their _RO forms), FCALL of a function without the
+ * no-writes flag. */
+static bool replicates(const struct cmd_desc *d, size_t argc, const struct resp_arg *argv)
 {
+    if (d->fn == cmd_fcall && !(d->flags & CMD_READONLY) && argc >= 2) {
+        return func_may_write(argv[1].ptr, argv[1].len);
+    }
     return (d->flags & CMD_WRITE) || d->fn == cmd_publish ||
            (d->exec == CMD_EXEC_SCRIPT && !(d->flags & CMD_READONLY));
 }
@@ -1740,7 +1745,7 @@ static void txn_queue(struct conn *c, const struct cmd_desc *d, size_t argc,
     }
     t->ncmds++;
     t->writes |= (d->flags & CMD_WRITE) != 0;
-    t->replicates |= replicates(d);
+    t->replicates |= replicates(d, argc, argv);
     t->denyoom |= (d->flags & CMD_DENYOOM) != 0;
     for (size_t w = 0; w < KV_ARRAY_LEN(owners.w); w++) {
         t->shards.w[w] |= owners.w[w];
@@ -2579,14 +2584,15 @@ static void reply_mode_step(struct conn *c);
 
 /* Whether the pause in force holds command d of c: ALL holds every command, WRITE those
  * that write or may replicate, and EXEC of a transaction holding one. */
-static bool pause_holds(const struct conn *c, const struct cmd_desc *d)
+static bool pause_holds(const struct conn *c, const struct cmd_desc *d, size_t argc,
+                        const struct resp_arg *argv)
 {
     enum server_pause p = server_paused(c->sh->srv, c->sh->now_ms);
     if (p == SERVER_PAUSE_ALL) {
         return true;
     }
-    return p == SERVER_PAUSE_WRITE &&
-           (replicates(d) || (d->fn == cmd_exec && c->txn != NULL && c->txn->replicates));
+    return p == SERVER_PAUSE_WRITE && (replicates(d, argc, argv) ||
+                                       (d->fn == cmd_exec && c->txn != NULL && c->txn->replicates));
 }
 
 /* Keeps the command aside (one block: the argv array, then the bytes) and stops taking
@@ -2681,7 +2687,8 @@ static bool release_held(struct conn *c)
         struct held_cmd h = c->held[done];
         struct resp_cmd cmd = {.argc = h.argc, .argv = h.argv};
         const struct cmd_desc *d = cmd_lookup(cmd.argv[0].ptr, cmd.argv[0].len);
-        if (d != NULL && pause_holds(c, d)) { /* (an unknown one, parsed ahead: its error) */
+        if (d != NULL &&
+            pause_holds(c, d, cmd.argc, cmd.argv)) { /* (an unknown one, parsed ahead: its error) */
             held = true;
             break;
         }
@@ -2825,7 +2832,7 @@ static void dispatch_cmd(struct conn *c, const struct resp_cmd *cmd, const struc
         return;
     }
     if (KV_UNLIKELY(atomic_load_explicit(&sh->srv->pause, memory_order_relaxed) != 0) &&
-        !c->releasing && pause_holds(c, d)) {
+        !c->releasing && pause_holds(c, d, cmd->argc, cmd->argv)) {
         pause_keep(c, cmd); /* run by conn_retry_paused once the pause is over */
         return;
     }
@@ -2927,6 +2934,10 @@ static void dispatch_cmd(struct conn *c, const struct resp_cmd *cmd, const struc
         const char *err = script_numkeys(argc, argv, &numkeys);
         if (argv[1].len != 40 && strncmp(d->name, "evalsha", 7) == 0) { /* Redis's first check */
             err = "NOSCRIPT No matching script. Please use EVAL.";
+        }
+        if (err != NULL && d->fn == cmd_fcall) { /* "Function not found" comes first */
+            exec_local(c, d, argc, argv);
+            return;
         }
         if (err != NULL) { /* Redis's EVAL replies these when it runs: a failed call */
             early_error(c, "%s", err);

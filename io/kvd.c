@@ -6,6 +6,7 @@
  * The main thread handles signals only: shard threads block them, so a signal never
  * interrupts a shard's io_uring wait.
  */
+#include "func.h"
 #include "cmd.h"
 #include "kv_clock.h"
 #include "kv_log.h"
@@ -177,6 +178,9 @@ int main(int argc, char **argv)
     if (srv.persist && lock_dir(kvd_settings.dir) != 0) {
         return 1;
     }
+    if (srv.persist && func_recover(kvd_settings.dir, KV_CONF_GET(kvd_settings.repair) != 0) != 0) {
+        return 1;
+    }
     int port = (int)KV_CONF_GET(kvd_settings.port);
     for (uint32_t i = 0; i < srv.nthreads; i++) {
         struct shard *sh = &srv.shards[i];
@@ -245,6 +249,7 @@ int main(int argc, char **argv)
     free(tids);
     free(srv.shards);
     free(srv.route);
+    func_shutdown();
     kv_log_notice("kvd stopped");
     return 0;
 }

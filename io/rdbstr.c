@@ -190,27 +190,28 @@ static bool lzf_decode(const uint8_t *in, size_t in_len, uint8_t *out, size_t ou
     return op == out_len;
 }
 
-enum rdbstr_result rdbstr_restore(const uint8_t *p, size_t n, size_t max_len, uint8_t *buf,
-                                  size_t cap, const uint8_t **val, size_t *len, size_t *need)
+bool rdbstr_footer_ok(const uint8_t *p, size_t n)
 {
-    if (n < 10) {
-        return RDBSTR_BAD_FOOTER;
+    if (n < RDBSTR_TAIL) {
+        return false;
     }
     unsigned version = (unsigned)p[n - 10] | ((unsigned)p[n - 9] << 8);
     uint64_t crc = 0;
     for (int k = 0; k < 8; k++) {
         crc |= (uint64_t)p[n - 8 + k] << (8 * k);
     }
-    if (version > RDBSTR_VERSION || rdbstr_crc64(0, p, n - 8) != crc) {
-        return RDBSTR_BAD_FOOTER;
-    }
-    size_t end = n - 10, at = 0;
-    if (end == 0) {
-        return RDBSTR_BAD_DATA;
-    }
-    if (p[at++] != RDBSTR_TYPE_STR) {
-        return RDBSTR_NOT_STRING;
-    }
+    return version <= RDBSTR_VERSION && rdbstr_crc64(0, p, n - 8) == crc;
+}
+
+size_t rdbstr_put_len(uint8_t out[RDBSTR_HEAD_MAX], uint64_t len)
+{
+    return put_len(out, len);
+}
+
+enum rdbstr_result rdbstr_read_string(const uint8_t *p, size_t end, size_t at, size_t max_len,
+                                      uint8_t *buf, size_t cap, const uint8_t **val, size_t *len,
+                                      size_t *need, size_t *next)
+{
     uint64_t l;
     bool enc;
     if (!get_len(p, end, &at, &l, &enc)) {
@@ -223,6 +224,7 @@ enum rdbstr_result rdbstr_restore(const uint8_t *p, size_t n, size_t max_len, ui
         }
         *val = p + at;
         *len = (size_t)l;
+        *next = at + (size_t)l;
         return RDBSTR_OK;
     }
     if (l == ENC_LZF) {
@@ -232,6 +234,7 @@ enum rdbstr_result rdbstr_restore(const uint8_t *p, size_t n, size_t max_len, ui
             end - at < clen || ulen > max_len) {
             return RDBSTR_BAD_DATA;
         }
+        *next = at + (size_t)clen;
         if (ulen == 0) { /* as Redis, whatever the compressed bytes: an empty string */
             *val = p + at;
             *len = 0;
@@ -260,6 +263,7 @@ enum rdbstr_result rdbstr_restore(const uint8_t *p, size_t n, size_t max_len, ui
     for (size_t k = 0; k < bytes; k++) {
         u |= (uint64_t)p[at + k] << (8 * k);
     }
+    *next = at + bytes;
     int64_t v = bytes == 1 ? (int8_t)u : bytes == 2 ? (int16_t)u : (int32_t)u;
     *need = 24;
     if (buf == NULL) {
@@ -270,4 +274,21 @@ enum rdbstr_result rdbstr_restore(const uint8_t *p, size_t n, size_t max_len, ui
     *val = buf;
     *len = (size_t)k;
     return RDBSTR_OK;
+}
+
+enum rdbstr_result rdbstr_restore(const uint8_t *p, size_t n, size_t max_len, uint8_t *buf,
+                                  size_t cap, const uint8_t **val, size_t *len, size_t *need)
+{
+    if (!rdbstr_footer_ok(p, n)) {
+        return RDBSTR_BAD_FOOTER;
+    }
+    size_t end = n - RDBSTR_TAIL;
+    if (end == 0) {
+        return RDBSTR_BAD_DATA;
+    }
+    if (p[0] != RDBSTR_TYPE_STR) {
+        return RDBSTR_NOT_STRING;
+    }
+    size_t next;
+    return rdbstr_read_string(p, end, 1, max_len, buf, cap, val, len, need, &next);
 }

@@ -56,4 +56,16 @@ enum rdbstr_result {
 enum rdbstr_result rdbstr_restore(const uint8_t *p, size_t n, size_t max_len, uint8_t *buf,
                                   size_t cap, const uint8_t **val, size_t *len, size_t *need);
 
+/* True if payload p[0..n) ends with a version up to ours and its checksum. */
+bool rdbstr_footer_ok(const uint8_t *p, size_t n);
+
+/* Writes an RDB length (for payloads of other types); returns its size. */
+size_t rdbstr_put_len(uint8_t out[RDBSTR_HEAD_MAX], uint64_t len);
+
+/* Reads one RDB string at p[at..end) as rdbstr_restore reads the value (same buf / need
+ * protocol); on RDBSTR_OK *next is the offset after it. */
+enum rdbstr_result rdbstr_read_string(const uint8_t *p, size_t end, size_t at, size_t max_len,
+                                      uint8_t *buf, size_t cap, const uint8_t **val, size_t *len,
+                                      size_t *need, size_t *next);
+
 #endif

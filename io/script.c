@@ -8,6 +8,7 @@
 #include "conn.h"
 #include "evict.h"
 #include "kv_assert.h"
+#include "kv_clock.h"
 #include "kv_config.h"
 #include "kv_log.h"
 #include "kvd_settings.h"
@@ -32,8 +33,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define SCRIPT_CHUNK      "@user_script" /* the chunk name Redis 7 gives scripts */
-#define SCRIPT_DEPTH_MAX  1000           /* nested tables converted into a reply */
+#define SCRIPT_CHUNK      "@user_script"   /* the chunk name Redis 7 gives scripts */
+#define FUNCTION_CHUNK    "@user_function" /* and libraries of functions */
+#define SCRIPT_DEPTH_MAX  1000             /* nested tables converted into a reply */
 #define SCRIPT_ARGV_STACK 16
 #define REG_BUCKETS       1024 /* registry hash buckets (a power of two) */
 
@@ -137,21 +139,26 @@ size_t script_count(void)
 
 struct script_vm {
     lua_State *L;
-    uint64_t gen; /* the registry generation its compiled scripts belong to */
-    /* the running script */
+    uint64_t gen; /* the generation of the registry (scripts or libraries) it reflects */
+    bool fn;      /* a functions interpreter (FCALL), not EVAL's */
+    /* a library being loaded (fn only): redis.register_function adds to kvd_loading */
+    bool loading;
+    uint64_t load_deadline_ns;
+    /* the running script or function */
     struct cmd_ctx *x;
     uint32_t db;       /* its database: SELECT inside a script changes it, not the client's */
-    bool ro;           /* EVAL_RO / EVALSHA_RO */
+    bool ro;           /* EVAL_RO / EVALSHA_RO, a no-writes function */
+    bool allow_oom;    /* a function flagged allow-oom: no OOM refusal of its commands */
     bool wrote;        /* it ran a write command: SCRIPT KILL cannot stop it any more */
     bool read;         /* it ran a read-only command (CLIENT TRACKING: its keys count read) */
-    uint64_t kill_gen; /* script_kill_gen when it started */
+    uint64_t kill_gen; /* kill_gen[fn] when it started */
 };
 
-/* SCRIPT KILL: scripts running (on any shard) and those of them that wrote; a kill
- * bumps the generation, and each running script that has not written stops at its
- * next hook. */
-static _Atomic int scripts_running, scripts_wrote;
-static _Atomic uint64_t script_kill_gen;
+/* SCRIPT KILL (index 0) and FUNCTION KILL (1): scripts running (on any shard) and those
+ * of them that wrote; a kill bumps the generation, and each running script that has not
+ * written stops at its next hook. */
+static _Atomic int scripts_running[2], scripts_wrote[2];
+static _Atomic uint64_t kill_gen[2];
 #define SCRIPT_HOOK_EVERY 100000 /* Lua instructions between two checks */
 
 void script_vm_free(struct script_vm *vm)
@@ -383,14 +390,17 @@ static void l_hook(lua_State *L, lua_Debug *ar)
     lua_getfield(L, LUA_REGISTRYINDEX, "kvd_vm");
     struct script_vm *vm = lua_touserdata(L, -1);
     lua_pop(L, 1);
+    if (vm != NULL && vm->loading && kv_clock_mono_ns() > vm->load_deadline_ns) {
+        raise_reply(L, "ERR FUNCTION LOAD timeout");
+    }
     if (vm == NULL || vm->x == NULL) {
         return;
     }
     if (atomic_load_explicit(&vm->x->sh->srv->stopping, memory_order_relaxed)) {
         raise_reply(L, "ERR Script killed: the server is shutting down");
     }
-    if (!vm->wrote && atomic_load(&script_kill_gen) != vm->kill_gen) {
-        raise_reply(L, "ERR Script killed by user with SCRIPT KILL...");
+    if (!vm->wrote && atomic_load(&kill_gen[vm->fn]) != vm->kill_gen) {
+        raise_reply(L, "ERR Script killed by user with SCRIPT KILL..."); /* (FUNCTION KILL too) */
     }
 }
 
@@ -507,7 +517,7 @@ static int call_common(lua_State *L, bool raise)
             err = "This Redis command is not allowed from script";
         } else if (vm->ro && (d->flags & CMD_WRITE)) {
             err = "Write commands are not allowed from read-only scripts.";
-        } else if ((d->flags & CMD_DENYOOM) && !vm->wrote &&
+        } else if ((d->flags & CMD_DENYOOM) && !vm->wrote && !vm->allow_oom &&
                    KV_CONF_GET(kvd_settings.maxmemory) != 0 && evict_refuses(vm->x->sh)) {
             /* as Redis: refused when eviction cannot help, until the script wrote (then it
              * must go on) */
@@ -538,7 +548,7 @@ static int call_common(lua_State *L, bool raise)
     }
     if (d->flags & CMD_WRITE) {
         if (!vm->wrote) {
-            atomic_fetch_add(&scripts_wrote, 1);
+            atomic_fetch_add(&scripts_wrote[vm->fn], 1);
         }
         vm->wrote = true;
     }
@@ -686,14 +696,52 @@ static void set_num(lua_State *L, const char *name, int v)
     lua_setfield(L, -2, name);
 }
 
-static struct script_vm *vm_create(void)
+/* redis.acl_check_cmd(cmd, ...): whether the script's user may run the command (kvd's
+ * only user may run every command). */
+static int l_acl_check_cmd(lua_State *L)
+{
+    size_t n;
+    const char *name = lua_gettop(L) >= 1 ? lua_tolstring(L, 1, &n) : NULL;
+    const struct cmd_desc *d = name != NULL ? cmd_lookup(name, n) : NULL;
+    if (d == NULL) { /* a string error, as Redis raises it */
+        lua_pushstring(L, "ERR Invalid command passed to redis.acl_check_cmd()");
+        return lua_error(L);
+    }
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static void set_str(lua_State *L, const char *name, const char *v)
+{
+    lua_pushstring(L, v);
+    lua_setfield(L, -2, name);
+}
+
+static void set_version(lua_State *L)
+{
+    set_str(L, "REDIS_VERSION", KVD_REDIS_VERSION);
+    set_num(L, "REDIS_VERSION_NUM", KVD_REDIS_VERSION_NUM);
+}
+
+static void set_log_levels(lua_State *L)
+{
+    set_num(L, "LOG_DEBUG", 0);
+    set_num(L, "LOG_VERBOSE", 1);
+    set_num(L, "LOG_NOTICE", 2);
+    set_num(L, "LOG_WARNING", 3);
+}
+
+static void make_fn_env(lua_State *L, struct script_vm *vm);
+
+static struct script_vm *vm_create(bool fn, uint64_t gen)
 {
     struct script_vm *vm = calloc(1, sizeof *vm);
     KV_ASSERT(vm != NULL);
     lua_State *L = luaL_newstate();
     KV_ASSERT(L != NULL);
     vm->L = L;
-    vm->gen = atomic_load(&reg_gen);
+    vm->gen = gen;
+    vm->fn = fn;
     open_lib(L, "", luaopen_base);
     open_lib(L, LUA_TABLIBNAME, luaopen_table);
     open_lib(L, LUA_STRLIBNAME, luaopen_string);
@@ -715,13 +763,14 @@ static struct script_vm *vm_create(void)
     set_fn(L, vm, "log", l_log);
     set_fn(L, vm, "setresp", l_setresp);
     set_fn(L, vm, "set_repl", l_nothing);
-    set_fn(L, vm, "replicate_commands", l_true);
-    set_fn(L, vm, "breakpoint", l_nothing);
-    set_fn(L, vm, "debug", l_nothing);
-    set_num(L, "LOG_DEBUG", 0);
-    set_num(L, "LOG_VERBOSE", 1);
-    set_num(L, "LOG_NOTICE", 2);
-    set_num(L, "LOG_WARNING", 3);
+    set_fn(L, vm, "acl_check_cmd", l_acl_check_cmd);
+    if (!fn) { /* EVAL's only, as in Redis */
+        set_fn(L, vm, "replicate_commands", l_true);
+        set_fn(L, vm, "breakpoint", l_nothing);
+        set_fn(L, vm, "debug", l_nothing);
+    }
+    set_log_levels(L);
+    set_version(L);
     set_num(L, "REPL_NONE", 0);
     set_num(L, "REPL_AOF", 1);
     set_num(L, "REPL_SLAVE", 2);
@@ -764,6 +813,9 @@ static struct script_vm *vm_create(void)
     lua_setfield(L, LUA_REGISTRYINDEX, "kvd_env");
     lua_setglobal(L, "_G");
     guard_base(L);
+    if (fn) {
+        make_fn_env(L, vm);
+    }
     return vm;
 }
 
@@ -776,7 +828,7 @@ static struct script_vm *vm_get(struct shard *sh)
         vm = NULL;
     }
     if (vm == NULL) {
-        vm = vm_create();
+        vm = vm_create(false, atomic_load(&reg_gen));
         sh->script = vm;
     }
     return vm;
@@ -824,7 +876,8 @@ static int l_errfunc(lua_State *L)
     lua_Debug ar;
     for (int level = 1; lua_getstack(L, level, &ar); level++) {
         lua_getinfo(L, "Sl", &ar);
-        if (strcmp(ar.source, SCRIPT_CHUNK) == 0 && ar.currentline > 0) {
+        if ((strcmp(ar.source, SCRIPT_CHUNK) == 0 || strcmp(ar.source, FUNCTION_CHUNK) == 0) &&
+            ar.currentline > 0) {
             line = ar.currentline;
             break;
         }
@@ -926,8 +979,9 @@ static void reply_value(lua_State *L, struct resp_out *o, int depth)
     }
 }
 
-/* The reply of a script that raised an error: Redis 7's text and suffix. */
-static void reply_raised(lua_State *L, struct resp_out *o, const char *sha)
+/* The reply of a script (`name`: its sha, or the function's name) that raised an error:
+ * Redis 7's text and suffix. */
+static void reply_raised(lua_State *L, struct resp_out *o, const char *name, const char *chunk)
 {
     int line = 0;
     char msg[1024];
@@ -956,9 +1010,9 @@ static void reply_raised(lua_State *L, struct resp_out *o, const char *sha)
     char text[1200];
     int n;
     if (line > 0) {
-        n = snprintf(text, sizeof text, "%s script: %s, on %s:%d.", msg, sha, SCRIPT_CHUNK, line);
+        n = snprintf(text, sizeof text, "%s script: %s, on %s:%d.", msg, name, chunk, line);
     } else {
-        n = snprintf(text, sizeof text, "%s script: %s, on %s:?.", msg, sha, SCRIPT_CHUNK);
+        n = snprintf(text, sizeof text, "%s script: %s, on %s:?.", msg, name, chunk);
     }
     if (n < 0) {
         n = 0;
@@ -970,7 +1024,9 @@ const char *script_numkeys(size_t argc, const struct resp_arg *argv, size_t *num
 {
     int64_t n;
     if (!cmd_parse_i64(&argv[2], &n)) {
-        return "ERR value is not an integer or out of range";
+        bool fcall = argv[0].len > 0 && (argv[0].ptr[0] == 'f' || argv[0].ptr[0] == 'F');
+        return fcall ? "ERR Bad number of keys provided"
+                     : "ERR value is not an integer or out of range";
     }
     if (n < 0) {
         return "ERR Number of keys can't be negative";
@@ -982,30 +1038,34 @@ const char *script_numkeys(size_t argc, const struct resp_arg *argv, size_t *num
     return NULL;
 }
 
-/* Runs the compiled script `sha` with its keys and arguments; writes its reply. */
-static void vm_run(struct script_vm *vm, struct cmd_ctx *x, const char *sha, size_t numkeys)
+/* Pushes a table of args[0..n). */
+static void push_args(lua_State *L, const struct resp_arg *args, size_t n)
+{
+    lua_createtable(L, (int)n, 0);
+    for (size_t i = 0; i < n; i++) {
+        lua_pushlstring(L, args[i].ptr, args[i].len);
+        lua_rawseti(L, -2, (int)i + 1);
+    }
+}
+
+/* Runs the function below its `nargs` arguments on the stack (above l_errfunc) as the
+ * script `name` of command x with `numkeys` keys; writes its reply. */
+static void vm_call(struct script_vm *vm, struct cmd_ctx *x, int nargs, const char *name,
+                    size_t numkeys)
 {
     lua_State *L = vm->L;
-    int base = lua_gettop(L);
-    lua_pushcfunction(L, l_errfunc);
-    lua_getfield(L, LUA_REGISTRYINDEX, "kvd_scripts");
-    lua_getfield(L, -1, sha);
-    lua_remove(L, -2);
-    KV_ASSERT(lua_isfunction(L, -1));
-    set_args(L, "KEYS", x->argv + 3, numkeys);
-    set_args(L, "ARGV", x->argv + 3 + numkeys, x->argc - 3 - numkeys);
+    int base = lua_gettop(L) - nargs - 2;
     KV_ASSERT(vm->x == NULL); /* scripts do not nest (EVAL is refused in scripts) */
     vm->x = x;
     vm->db = x->db;
-    vm->ro = cmd_arg_is(&x->argv[0], "eval_ro") || cmd_arg_is(&x->argv[0], "evalsha_ro");
     vm->wrote = false;
     vm->read = false;
-    vm->kill_gen = atomic_load(&script_kill_gen);
-    atomic_fetch_add(&scripts_running, 1);
-    int rc = lua_pcall(L, 0, 1, base + 1);
-    atomic_fetch_sub(&scripts_running, 1);
+    vm->kill_gen = atomic_load(&kill_gen[vm->fn]);
+    atomic_fetch_add(&scripts_running[vm->fn], 1);
+    int rc = lua_pcall(L, nargs, 1, base + 1);
+    atomic_fetch_sub(&scripts_running[vm->fn], 1);
     if (vm->wrote) {
-        atomic_fetch_sub(&scripts_wrote, 1);
+        atomic_fetch_sub(&scripts_wrote[vm->fn], 1);
     }
     if (vm->read && x->track > 0) {
         /* As Redis 7.2: a script that read anything counts as a read of its declared
@@ -1013,16 +1073,33 @@ static void vm_run(struct script_vm *vm, struct cmd_ctx *x, const char *sha, siz
          * commands read remembered where they are). */
         track_remember_local(x->sh, x->track - 1, x->caller_id, x->argv + 3, numkeys);
     }
+    const char *chunk = vm->fn ? FUNCTION_CHUNK : SCRIPT_CHUNK;
     if (rc == 0) {
         reply_value(L, x->out, 0);
     } else if (rc == LUA_ERRMEM) {
-        reply_error(x->out, "ERR script ran out of memory script: %s, on %s:?.", sha, SCRIPT_CHUNK);
+        reply_error(x->out, "ERR script ran out of memory script: %s, on %s:?.", name, chunk);
     } else {
-        reply_raised(L, x->out, sha);
+        reply_raised(L, x->out, name, chunk);
     }
     vm->x = NULL;
     lua_settop(L, base);
     lua_gc(L, LUA_GCSTEP, 1); /* a little collection per script, as Redis does */
+}
+
+/* Runs the compiled script `sha` with its keys and arguments; writes its reply. */
+static void vm_run(struct script_vm *vm, struct cmd_ctx *x, const char *sha, size_t numkeys)
+{
+    lua_State *L = vm->L;
+    lua_pushcfunction(L, l_errfunc);
+    lua_getfield(L, LUA_REGISTRYINDEX, "kvd_scripts");
+    lua_getfield(L, -1, sha);
+    lua_remove(L, -2);
+    KV_ASSERT(lua_isfunction(L, -1));
+    set_args(L, "KEYS", x->argv + 3, numkeys);
+    set_args(L, "ARGV", x->argv + 3 + numkeys, x->argc - 3 - numkeys);
+    vm->ro = cmd_arg_is(&x->argv[0], "eval_ro") || cmd_arg_is(&x->argv[0], "evalsha_ro");
+    vm->allow_oom = false;
+    vm_call(vm, x, 0, sha, numkeys);
 }
 
 /* EVAL, EVAL_RO, EVALSHA, EVALSHA_RO: argv[1] is the body or the sha. */
@@ -1098,18 +1175,7 @@ void cmd_script(struct cmd_ctx *x)
         reg_flush(); /* every shard drops its interpreter at its next script */
         reply_ok(x->out);
     } else if (cmd_arg_is(sub, "kill") && x->argc == 2) {
-        int running = atomic_load(&scripts_running), wrote = atomic_load(&scripts_wrote);
-        if (running == 0) {
-            reply_error(x->out, "NOTBUSY No scripts in execution right now.");
-        } else if (wrote >= running) {
-            reply_error(x->out, "UNKILLABLE Sorry the script already executed write commands "
-                                "against the dataset. You can either wait the script "
-                                "termination or kill the server in a hard way using the "
-                                "SHUTDOWN NOSAVE command.");
-        } else {
-            atomic_fetch_add(&script_kill_gen, 1);
-            reply_ok(x->out);
-        }
+        script_kill(x->out, false);
     } else if (cmd_arg_is(sub, "help") && x->argc == 2) {
         static const char *const help[] = {
             "SCRIPT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
@@ -1135,4 +1201,419 @@ void cmd_script(struct cmd_ctx *x)
     } else {
         cmd_reply_unknown_subcommand(x);
     }
+}
+
+void script_kill(struct resp_out *out, bool functions)
+{
+    int running = atomic_load(&scripts_running[functions]);
+    int wrote = atomic_load(&scripts_wrote[functions]);
+    if (running == 0) {
+        reply_error(out, "NOTBUSY No scripts in execution right now.");
+    } else if (wrote >= running) {
+        reply_error(out, "UNKILLABLE Sorry the script already executed write commands "
+                         "against the dataset. You can either wait the script "
+                         "termination or kill the server in a hard way using the "
+                         "SHUTDOWN NOSAVE command.");
+    } else {
+        atomic_fetch_add(&kill_gen[functions], 1);
+        reply_ok(out);
+    }
+}
+
+/* ---- functions (FCALL): libraries loaded into a functions interpreter ----------------- */
+
+const char *const script_fn_flag_names[SCRIPT_FN_FLAGS] = {"no-writes", "allow-oom", "allow-stale",
+                                                           "no-cluster", "allow-cross-slot-keys"};
+
+/* __index of a read-only proxy whose upvalue 1 is the real table: a missing name is an
+ * error, as a missing global is. */
+static int l_strict_index(lua_State *L)
+{
+    lua_pushvalue(L, 2);
+    lua_rawget(L, lua_upvalueindex(1));
+    if (!lua_isnil(L, -1)) {
+        return 1;
+    }
+    const char *name = lua_tostring(L, 2);
+    char msg[256];
+    snprintf(msg, sizeof msg, "Script attempted to access nonexistent global variable '%s'",
+             name != NULL ? name : "?");
+    return raise_at_caller(L, msg);
+}
+
+/* __index of the libraries' environment: while a library loads, only `redis` (the
+ * load-time one, upvalue 2) exists; when its functions run, the scripts' globals. */
+static int l_fenv_index(lua_State *L)
+{
+    struct script_vm *vm = lua_touserdata(L, lua_upvalueindex(1));
+    if (!vm->loading) {
+        return l_global_index(L);
+    }
+    const char *name = lua_tostring(L, 2);
+    if (name != NULL && strcmp(name, "redis") == 0) {
+        lua_pushvalue(L, lua_upvalueindex(2));
+        return 1;
+    }
+    char msg[256];
+    snprintf(msg, sizeof msg, "Script attempted to access nonexistent global variable '%s'",
+             name != NULL ? name : "?");
+    return raise_at_caller(L, msg);
+}
+
+/* Pushes an empty read-only proxy whose __index is `index` with the nup upvalues on
+ * top of the stack (which it consumes). */
+static void push_proxy(lua_State *L, lua_CFunction index, int nup)
+{
+    lua_pushcclosure(L, index, nup);
+    lua_newtable(L); /* the proxy */
+    lua_newtable(L); /* its metatable */
+    lua_pushvalue(L, -3);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, l_global_newindex);
+    lua_setfield(L, -2, "__newindex");
+    lua_pushboolean(L, 0);
+    lua_setfield(L, -2, "__metatable");
+    lua_setmetatable(L, -2);
+    lua_remove(L, -2);
+    set_protected(L, -1);
+}
+
+static bool valid_name(const char *s, size_t n)
+{
+    if (n == 0) {
+        return false;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (!isalnum((unsigned char)s[i]) && s[i] != '_') {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* Raises {err = "ERR <msg>"} (no position: Redis's register_function errors have none). */
+static int raise_err(lua_State *L, const char *msg)
+{
+    lua_newtable(L);
+    lua_pushfstring(L, "ERR %s", msg);
+    lua_setfield(L, -2, "err");
+    return lua_error(L);
+}
+
+/* redis.register_function(name, callback) or redis.register_function{function_name = ,
+ * callback = , flags = , description = }: adds an entry {name, cb, flags, desc} to the
+ * library being loaded (registry kvd_loading). */
+static int l_register(lua_State *L)
+{
+    int argc = lua_gettop(L);
+    const char *name = NULL, *desc = NULL;
+    size_t name_len = 0, desc_len = 0;
+    int cb = 0; /* stack index of the callback */
+    uint32_t flags = 0;
+    if (argc == 1) {
+        if (!lua_istable(L, 1)) {
+            return raise_err(L, "calling redis.register_function with a single argument is "
+                                "only applicable to Lua table (representing named arguments).");
+        }
+        bool has_name = false, has_cb = false, has_desc = false;
+        lua_pushnil(L);
+        while (lua_next(L, 1) != 0) {   /* key at -2, value at -1 */
+            if (!lua_isstring(L, -2)) { /* (a number passes, as in Redis: unknown below) */
+                return raise_err(L, "named argument key given to redis.register_function is "
+                                    "not a string");
+            }
+            /* no lua_tostring of a number key: it would break lua_next */
+            const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "";
+            if (strcmp(k, "function_name") == 0) {
+                if (!lua_isstring(L, -1)) {
+                    return raise_err(L, "function_name argument given to "
+                                        "redis.register_function must be a string");
+                }
+                has_name = true;
+            } else if (strcmp(k, "description") == 0) {
+                if (!lua_isstring(L, -1)) {
+                    return raise_err(L, "description argument given to redis.register_function "
+                                        "must be a string");
+                }
+                has_desc = true;
+            } else if (strcmp(k, "callback") == 0) {
+                if (!lua_isfunction(L, -1)) {
+                    return raise_err(L, "callback argument given to redis.register_function "
+                                        "must be a function");
+                }
+                has_cb = true;
+            } else if (strcmp(k, "flags") == 0) {
+                if (!lua_istable(L, -1)) {
+                    return raise_err(L, "flags argument to redis.register_function must be a "
+                                        "table representing function flags");
+                }
+                for (int i = 1;; i++) {
+                    lua_rawgeti(L, -1, i);
+                    if (lua_isnil(L, -1)) {
+                        lua_pop(L, 1);
+                        break;
+                    }
+                    const char *f = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "";
+                    int bit = -1;
+                    for (int f_bit = 0; f_bit < SCRIPT_FN_FLAGS; f_bit++) {
+                        if (strcasecmp(f, script_fn_flag_names[f_bit]) == 0) {
+                            bit = f_bit;
+                        }
+                    }
+                    if (bit < 0) {
+                        return raise_err(L, "unknown flag given");
+                    }
+                    flags |= 1u << bit;
+                    lua_pop(L, 1);
+                }
+            } else {
+                return raise_err(L, "unknown argument given to redis.register_function");
+            }
+            lua_pop(L, 1);
+        }
+        if (!has_name) {
+            return raise_err(L, "redis.register_function must get a function name argument");
+        }
+        if (!has_cb) {
+            return raise_err(L, "redis.register_function must get a callback argument");
+        }
+        /* the values, kept on the stack (a number converted to a string stays there) */
+        lua_getfield(L, 1, "function_name");
+        name = lua_tolstring(L, -1, &name_len);
+        lua_getfield(L, 1, "callback");
+        cb = lua_gettop(L);
+        if (has_desc) {
+            lua_getfield(L, 1, "description");
+            desc = lua_tolstring(L, -1, &desc_len);
+        }
+    } else if (argc == 2) {
+        if (!lua_isstring(L, 1)) {
+            return raise_err(L, "first argument to redis.register_function must be a string");
+        }
+        if (!lua_isfunction(L, 2)) {
+            return raise_err(L, "second argument to redis.register_function must be a function");
+        }
+        name = lua_tolstring(L, 1, &name_len);
+        cb = 2;
+    } else {
+        return raise_err(L, "wrong number of arguments to redis.register_function");
+    }
+    if (!valid_name(name, name_len)) { /* (sic: Redis 7.0's text) */
+        return raise_err(L, "Library names can only contain letters, numbers, or underscores(_) "
+                            "and must be at least one character long");
+    }
+    lua_getfield(L, LUA_REGISTRYINDEX, "kvd_loading");
+    int list = lua_gettop(L);
+    int n = (int)lua_objlen(L, list);
+    for (int i = 1; i <= n; i++) {
+        lua_rawgeti(L, list, i);
+        lua_getfield(L, -1, "name");
+        size_t len;
+        const char *other = lua_tolstring(L, -1, &len);
+        if (len == name_len && memcmp(other, name, len) == 0) {
+            return raise_err(L, "Function already exists in the library");
+        }
+        lua_pop(L, 2);
+    }
+    lua_createtable(L, 0, 4);
+    lua_pushlstring(L, name, name_len);
+    lua_setfield(L, -2, "name");
+    lua_pushvalue(L, cb);
+    lua_setfield(L, -2, "cb");
+    lua_pushnumber(L, flags);
+    lua_setfield(L, -2, "flags");
+    if (desc != NULL) {
+        lua_pushlstring(L, desc, desc_len);
+        lua_setfield(L, -2, "desc");
+    }
+    lua_rawseti(L, list, n + 1);
+    return 0;
+}
+
+/* The libraries' environment (registry kvd_fenv) and the table of functions by
+ * lower-case name (registry kvd_fns), made with a functions interpreter. */
+static void make_fn_env(lua_State *L, struct script_vm *vm)
+{
+    lua_newtable(L); /* the load-time redis table */
+    set_fn(L, vm, "register_function", l_register);
+    set_fn(L, vm, "log", l_log);
+    set_log_levels(L);
+    set_version(L);
+    push_proxy(L, l_strict_index, 1); /* its proxy */
+    lua_pushlightuserdata(L, vm);
+    lua_insert(L, -2);
+    push_proxy(L, l_fenv_index, 2); /* the environment: upvalues vm and that proxy */
+    lua_setfield(L, LUA_REGISTRYINDEX, "kvd_fenv");
+    lua_newtable(L);
+    lua_setfield(L, LUA_REGISTRYINDEX, "kvd_fns");
+}
+
+struct script_vm *script_fvm_new(uint64_t gen)
+{
+    return vm_create(true, gen);
+}
+
+uint64_t script_vm_gen(const struct script_vm *vm)
+{
+    return vm->gen;
+}
+
+void script_fn_infos_free(struct script_fn_info *fns, size_t n)
+{
+    for (size_t i = 0; fns != NULL && i < n; i++) {
+        free(fns[i].name);
+        free(fns[i].desc);
+    }
+    free(fns);
+}
+
+static char *dup_lua(lua_State *L, int idx, size_t *len)
+{
+    size_t n;
+    const char *s = lua_tolstring(L, idx, &n);
+    char *d = malloc(n + 1);
+    KV_ASSERT(d != NULL);
+    memcpy(d, s, n);
+    d[n] = '\0';
+    *len = n;
+    return d;
+}
+
+bool script_lib_load(struct script_vm *vm, const char *code, size_t len, size_t skip,
+                     struct script_fn_info **fns, size_t *nfns, char *err, size_t cap)
+{
+    KV_ASSERT(vm->fn && vm->x == NULL && skip <= len);
+    lua_State *L = vm->L;
+    int base = lua_gettop(L);
+    *fns = NULL;
+    *nfns = 0;
+    if (luaL_loadbuffer(L, code + skip, len - skip, FUNCTION_CHUNK) != 0) {
+        snprintf(err, cap, "ERR Error compiling function: %s", lua_tostring(L, -1));
+        lua_settop(L, base);
+        return false;
+    }
+    lua_getfield(L, LUA_REGISTRYINDEX, "kvd_fenv");
+    lua_setfenv(L, -2);
+    lua_newtable(L);
+    lua_setfield(L, LUA_REGISTRYINDEX, "kvd_loading");
+    vm->loading = true;
+    vm->load_deadline_ns = kv_clock_mono_ns() + (uint64_t)SCRIPT_LOAD_TIMEOUT_MS * 1000000u;
+    int rc = lua_pcall(L, 0, 0, 0);
+    vm->loading = false;
+    if (rc != 0) {
+        const char *e = NULL;
+        if (lua_istable(L, -1)) {
+            lua_pushstring(L, "err");
+            lua_rawget(L, -2);
+            e = lua_tostring(L, -1);
+        }
+        if (e != NULL) {
+            snprintf(err, cap, "ERR Error registering functions: %s", e);
+        } else {
+            const char *m = lua_tostring(L, base + 1);
+            snprintf(err, cap, "ERR Error registering functions: ERR %s",
+                     m != NULL ? m : (rc == LUA_ERRMEM ? "out of memory" : "(not a string)"));
+        }
+        lua_settop(L, base);
+        return false;
+    }
+    lua_getfield(L, LUA_REGISTRYINDEX, "kvd_loading");
+    int list = lua_gettop(L);
+    size_t n = lua_objlen(L, list);
+    if (n == 0) {
+        snprintf(err, cap, "ERR No functions registered");
+        lua_settop(L, base);
+        return false;
+    }
+    struct script_fn_info *out = calloc(n, sizeof *out);
+    KV_ASSERT(out != NULL);
+    lua_getfield(L, LUA_REGISTRYINDEX, "kvd_fns");
+    int table = lua_gettop(L);
+    for (size_t i = 0; i < n; i++) {
+        lua_rawgeti(L, list, (int)i + 1);
+        int e = lua_gettop(L);
+        lua_getfield(L, e, "name");
+        size_t name_len;
+        out[i].name = dup_lua(L, -1, &name_len);
+        lua_pop(L, 1);
+        lua_getfield(L, e, "flags");
+        out[i].flags = (uint32_t)lua_tonumber(L, -1);
+        lua_pop(L, 1);
+        lua_getfield(L, e, "desc");
+        if (!lua_isnil(L, -1)) {
+            size_t dl;
+            out[i].desc = dup_lua(L, -1, &dl);
+        }
+        lua_pop(L, 1);
+        for (size_t k = 0; k < name_len; k++) {
+            out[i].name[k] = (char)tolower((unsigned char)out[i].name[k]);
+        }
+        lua_pushstring(L, out[i].name); /* kvd_fns[lower-case name] = the entry */
+        lua_pushvalue(L, e);
+        lua_rawset(L, table);
+        lua_getfield(L, e, "name"); /* the name as given, back */
+        memcpy(out[i].name, lua_tostring(L, -1), name_len);
+        lua_pop(L, 2);
+    }
+    lua_pushnil(L);
+    lua_setfield(L, LUA_REGISTRYINDEX, "kvd_loading");
+    lua_settop(L, base);
+    *fns = out;
+    *nfns = n;
+    return true;
+}
+
+/* Pushes the entry of function `name` (any case), or returns false. */
+static bool fn_find(lua_State *L, const char *name, size_t len)
+{
+    char low[256];
+    if (len >= sizeof low) {
+        return false; /* longer than any name a library could hold here */
+    }
+    for (size_t i = 0; i < len; i++) {
+        low[i] = (char)tolower((unsigned char)name[i]);
+    }
+    lua_getfield(L, LUA_REGISTRYINDEX, "kvd_fns");
+    lua_pushlstring(L, low, len);
+    lua_rawget(L, -2);
+    lua_remove(L, -2);
+    if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        return false;
+    }
+    return true;
+}
+
+int64_t script_fn_flags(struct script_vm *vm, const char *name, size_t len)
+{
+    lua_State *L = vm->L;
+    if (!fn_find(L, name, len)) {
+        return -1;
+    }
+    lua_getfield(L, -1, "flags");
+    int64_t flags = (int64_t)lua_tonumber(L, -1);
+    lua_pop(L, 2);
+    return flags;
+}
+
+void script_fn_run(struct script_vm *vm, struct cmd_ctx *x, size_t numkeys)
+{
+    lua_State *L = vm->L;
+    lua_pushcfunction(L, l_errfunc);
+    bool found = fn_find(L, x->argv[1].ptr, x->argv[1].len);
+    KV_ASSERT(found);
+    lua_getfield(L, -1, "flags");
+    uint32_t flags = (uint32_t)lua_tonumber(L, -1);
+    lua_pop(L, 1);
+    lua_getfield(L, -1, "name");
+    char name[256];
+    snprintf(name, sizeof name, "%s", lua_tostring(L, -1));
+    lua_pop(L, 1);
+    lua_getfield(L, -1, "cb");
+    lua_remove(L, -2);
+    push_args(L, x->argv + 3, numkeys);
+    push_args(L, x->argv + 3 + numkeys, x->argc - 3 - numkeys);
+    vm->ro = (flags & SCRIPT_FN_NO_WRITES) != 0;
+    vm->allow_oom = (flags & SCRIPT_FN_ALLOW_OOM) != 0;
+    vm_call(vm, x, 2, name, numkeys);
 }

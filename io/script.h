@@ -36,11 +36,66 @@ struct resp_arg;
 struct script_vm;
 void script_vm_free(struct script_vm *vm);
 
+/* SCRIPT KILL (functions false) / FUNCTION KILL (true): stops the running scripts of
+ * that kind that have not written yet; replies +OK, -NOTBUSY or -UNKILLABLE. */
+struct resp_out;
+void script_kill(struct resp_out *out, bool functions);
+
 /* Scripts in the registry (INFO memory number_of_cached_scripts). */
 size_t script_count(void);
 
-/* EVAL / EVALSHA's key count (argv[2] of argc arguments): NULL with *numkeys set, or
- * Redis's error text. */
+/* EVAL / EVALSHA / FCALL's key count (argv[2] of argc arguments): NULL with *numkeys
+ * set, or Redis's error text (that of the command argv[0]). */
 const char *script_numkeys(size_t argc, const struct resp_arg *argv, size_t *numkeys);
+
+/*
+ * Functions (FCALL). A functions interpreter holds libraries: each library's code ran
+ * once in it, at load, where its environment has only `redis` with register_function,
+ * log, the LOG_* levels and REDIS_VERSION(_NUM) (any other name is an error, as in
+ * Redis); the functions it registered then run with the scripts' environment (no KEYS
+ * nor ARGV: they get (keys, args)). Function names are looked up in any case. func.c
+ * keeps the server-wide set of libraries and makes a shard's interpreter from it.
+ */
+#define SCRIPT_LOAD_TIMEOUT_MS 500 /* a library's code runs at most this long (Redis's) */
+#define SCRIPT_FN_FLAGS        5
+enum script_fn_flag {
+    SCRIPT_FN_NO_WRITES = 1u << 0,
+    SCRIPT_FN_ALLOW_OOM = 1u << 1,
+    SCRIPT_FN_ALLOW_STALE = 1u << 2,
+    SCRIPT_FN_NO_CLUSTER = 1u << 3,
+    SCRIPT_FN_ALLOW_CROSS_SLOT = 1u << 4,
+};
+extern const char *const script_fn_flag_names[SCRIPT_FN_FLAGS]; /* by bit, as Redis lists them */
+
+/* A function a library registered; name and desc (NULL: none) are malloc()ed. */
+struct script_fn_info {
+    char *name;
+    char *desc;
+    uint32_t flags;
+};
+void script_fn_infos_free(struct script_fn_info *fns, size_t n);
+
+/* A new functions interpreter for libraries of generation `gen` (freed by
+ * script_vm_free), and that generation. */
+struct script_vm *script_fvm_new(uint64_t gen);
+uint64_t script_vm_gen(const struct script_vm *vm);
+
+/*
+ * Runs library code[skip..len) (skip: its shebang line without the newline, so that
+ * lines keep their numbers) in vm, adding its functions to vm's. True with *fns (*nfns
+ * of them, in registration order) to free; false with Redis's error text (no '-') in
+ * err: a compile error, an error raised while registering, the load timeout, or no
+ * function registered. The caller checks names against other libraries.
+ */
+bool script_lib_load(struct script_vm *vm, const char *code, size_t len, size_t skip,
+                     struct script_fn_info **fns, size_t *nfns, char *err, size_t cap);
+
+/* The flags of function `name` in vm, or -1 if it has none of that name. */
+int64_t script_fn_flags(struct script_vm *vm, const char *name, size_t len);
+
+/* FCALL / FCALL_RO x: runs function argv[1] (which must exist) with its numkeys keys
+ * and the arguments after; writes its reply. */
+struct cmd_ctx;
+void script_fn_run(struct script_vm *vm, struct cmd_ctx *x, size_t numkeys);
 
 #endif

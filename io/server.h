@@ -48,6 +48,10 @@ struct watch_reg;
 
 #define KVD_THREADS_MAX 256
 
+/* The Redis version kvd answers as (HELLO, INFO, Lua's redis.REDIS_VERSION). */
+#define KVD_REDIS_VERSION     "7.0.0"
+#define KVD_REDIS_VERSION_NUM 0x070000
+
 /* Kinds of cross-shard messages. */
 enum xmsg_kind {
     XM_REQ = 1,        /* execute payload (a serialized command) and reply */
@@ -175,7 +179,7 @@ _Static_assert(sizeof(struct xmsg) == 64, "xmsg is one cache line");
 #define STAT_GET(var)    atomic_load_explicit(&(var), memory_order_relaxed)
 
 #define KVD_CMDS_MAX  128 /* rows of the command table */
-#define KVD_STAT_ROWS 192 /* per-command statistics rows: commands and subcommands */
+#define KVD_STAT_ROWS 224 /* per-command statistics rows: commands and subcommands */
 
 /* One database's keys on one shard, published by the shard's timer for INFO keyspace and
  * SCAN on other shards (the tables are the shard's alone). */
@@ -258,6 +262,7 @@ struct shard {
     uint64_t *part_swaps; /* per partition: SWAPDBs that changed it (a snapshot of it restarts) */
     struct txn_slot txn;  /* when parked by a cross-shard transaction */
     struct script_vm *script;    /* Lua interpreter (script.c), NULL until a script */
+    struct script_vm *fvm;       /* functions interpreter (func.c), NULL until an FCALL */
     struct pubsub_local *pubsub; /* subscriptions of this shard's clients (pubsub.c) */
     void *script_tx;             /* the cross-shard transaction a script running here coordinates
                                   * (conn.c), NULL when it runs on the shard owning its keys */

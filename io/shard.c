@@ -819,6 +819,8 @@ static void teardown(struct shard *sh)
     pthread_mutex_unlock(&sh->conn_ids_mu);
     script_vm_free(sh->script);
     sh->script = NULL;
+    script_vm_free(sh->fvm);
+    sh->fvm = NULL;
     pubsub_local_free(sh);
     watch_destroy(sh->watch);
     sh->watch = NULL;

@@ -29,6 +29,7 @@ SUBCOMMANDS = {
                "pause", "reply", "setname", "tracking", "trackinginfo", "unblock", "unpause"],
     "command": ["count", "docs", "getkeys", "getkeysandflags", "help", "info", "list"],
     "config": ["get", "resetstat", "set"],
+    "function": ["delete", "dump", "flush", "help", "kill", "list", "load", "restore", "stats"],
     "latency": ["doctor", "graph", "help", "histogram", "history", "latest", "reset"],
     "memory": ["doctor", "help", "malloc-stats", "purge", "stats", "usage"],
     "object": ["encoding", "freq", "help", "idletime", "refcount"],

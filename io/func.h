@@ -1,0 +1,48 @@
+/*
+ * func: Redis 7 functions. FUNCTION LOAD / DELETE / FLUSH / LIST / STATS / DUMP / RESTORE /
+ * KILL / HELP, FCALL and FCALL_RO.
+ *
+ * The libraries form one server-wide set: an immutable, reference-counted list (sorted
+ * by library name) replaced as a whole by each change, under a mutex that readers take
+ * only to copy the pointer. A change (LOAD, DELETE, FLUSH, RESTORE) runs on the client's
+ * shard: it checks the metadata line ("#!lua name=<lib>"), runs the new libraries' code
+ * in a scratch interpreter to learn their functions (script.h), checks names against the
+ * other libraries, writes the new set to disk, then publishes it and bumps the set's
+ * generation (an atomic word). Each shard rebuilds its functions interpreter from the
+ * set when FCALL finds the generation moved; otherwise FCALL takes no lock.
+ *
+ * Durability: with appendonly yes the set is written to "functions.kvf" in --dir (the
+ * FUNCTION DUMP payload: Redis's RDB function records, version and CRC-64) through a
+ * temporary file, fdatasync, rename and a directory fsync, before the change replies;
+ * func_recover reads it at start-up. Changes are rare and written synchronously on the
+ * shard that runs them.
+ *
+ * Shard threads, except func_recover (main thread, before the shards start).
+ */
+#ifndef KVD_FUNC_H
+#define KVD_FUNC_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define FUNC_FILE "functions.kvf"
+
+/* Loads dir/functions.kvf if there is one. 0, or -1 after printing why (a damaged
+ * file: with repair it is moved aside to functions.kvf.bad and kvd starts without
+ * functions, returning 0). */
+int func_recover(const char *dir, bool repair);
+
+/* Frees the set (at exit, for leak checkers). */
+void func_shutdown(void);
+
+/* Libraries and functions in the set (INFO memory). */
+void func_counts(size_t *libraries, size_t *functions);
+
+/* Whether FCALL of function name may write (CLIENT PAUSE WRITE holds it): true unless
+ * the function exists and is flagged no-writes. Takes the set's mutex. */
+bool func_may_write(const char *name, size_t len);
+
+/* (Handlers cmd_function and cmd_fcall, of FCALL and FCALL_RO: cmd.h.) */
+
+#endif

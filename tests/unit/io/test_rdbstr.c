@@ -153,3 +153,44 @@ Test(rdbstr, damaged_payloads_are_refused)
     }
     cr_assert_eq(rdbstr_restore(list, 12, 1 << 20, NULL, 0, &val, &len, &need), RDBSTR_NOT_STRING);
 }
+
+/* A FUNCTION DUMP-shaped payload: opcode + string, twice (one plain with a 2-byte length,
+ * one LZF-compressed as Redis writes long code), then the footer; every string read in
+ * turn, and a truncated one refused. */
+Test(rdbstr, reads_a_sequence_of_strings)
+{
+    static uint8_t p[1024];
+    char code[300];
+    memset(code, 'x', sizeof code);
+    size_t n = 0;
+    p[n++] = 245;
+    n += rdbstr_put_len(p + n, sizeof code);
+    memcpy(p + n, code, sizeof code);
+    n += sizeof code;
+    /* "aaaaaaaaaaaaaaaaaaaaaaaa" (24 bytes) as LZF: literal 'a', then a back reference of
+     * length 23 at distance 1 */
+    static const uint8_t lzf[] = {245, 0xC3, 5, 24, 0x00, 'a', 0xE0, 23 - 2 - 7, 0x00};
+    memcpy(p + n, lzf, sizeof lzf);
+    n += sizeof lzf;
+    n = with_footer(p, n);
+    cr_assert(rdbstr_footer_ok(p, n));
+    size_t end = n - RDBSTR_TAIL, at = 1, len, need, next;
+    const uint8_t *val;
+    cr_assert_eq(rdbstr_read_string(p, end, at, 1 << 20, NULL, 0, &val, &len, &need, &next),
+                 RDBSTR_OK);
+    cr_assert(need == 0 && len == sizeof code && memcmp(val, code, len) == 0);
+    cr_assert_eq(p[next], 245);
+    at = next + 1;
+    cr_assert_eq(rdbstr_read_string(p, end, at, 1 << 20, NULL, 0, &val, &len, &need, &next),
+                 RDBSTR_OK);
+    cr_assert_eq(need, 24);
+    uint8_t buf[24];
+    cr_assert_eq(rdbstr_read_string(p, end, at, 1 << 20, buf, sizeof buf, &val, &len, &need, &next),
+                 RDBSTR_OK);
+    cr_assert(len == 24 && memcmp(val, "aaaaaaaaaaaaaaaaaaaaaaaa", 24) == 0);
+    cr_assert_eq(next, end);
+    cr_assert_eq(rdbstr_read_string(p, end - 1, at, 1 << 20, NULL, 0, &val, &len, &need, &next),
+                 RDBSTR_BAD_DATA, "cut short");
+    p[5] ^= 1;
+    cr_assert(!rdbstr_footer_ok(p, n));
+}

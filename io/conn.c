@@ -1636,12 +1636,17 @@ bool conn_in_multi(const struct conn *c)
 }
 
 /* A command CLIENT PAUSE WRITE holds, as Redis's write and may-replicate ones: writes,
- * PUBLISH, EVAL and EVALSHA (not their _RO forms), FCALL of a function without the
- * no-writes flag. */
+ * PUBLISH, EVAL (unless its shebang says no-writes) and EVALSHA (not their _RO forms),
+ * FCALL of a function without the no-writes flag. */
 static bool replicates(const struct cmd_desc *d, size_t argc, const struct resp_arg *argv)
 {
     if (d->fn == cmd_fcall && !(d->flags & CMD_READONLY) && argc >= 2) {
         return func_may_write(argv[1].ptr, argv[1].len);
+    }
+    if (d->fn == cmd_eval && !(d->flags & CMD_READONLY) && argc >= 2 &&
+        cmd_arg_is(&argv[0], "eval")) {
+        int64_t flags = script_shebang_flags(argv[1].ptr, argv[1].len);
+        return flags < 0 || !(flags & SCRIPT_FN_NO_WRITES);
     }
     return (d->flags & CMD_WRITE) || d->fn == cmd_publish ||
            (d->exec == CMD_EXEC_SCRIPT && !(d->flags & CMD_READONLY));

@@ -9,6 +9,7 @@
 #include "kv_config.h"
 #include "kv_glob.h"
 #include "kv_log.h"
+#include "kv_splitargs.h"
 #include "kvd_settings.h"
 #include "rdbstr.h"
 #include "reply.h"
@@ -123,77 +124,6 @@ void func_shutdown(void)
 
 /* ---- a library's metadata line: "#!<engine> name=<name>" ----------------------------- */
 
-/* The next argument of s[*i..n) into out (room for n bytes), split by Redis's
- * sdssplitargs rules: 1, or 0 when none is left, or -1 for an unbalanced quote or a
- * closing quote not followed by a space. */
-static int next_arg(const char *s, size_t n, size_t *i, char *out, size_t *olen)
-{
-    size_t p = *i, o = 0;
-    while (p < n && isspace((unsigned char)s[p])) {
-        p++;
-    }
-    if (p >= n) {
-        *i = p;
-        return 0;
-    }
-    bool dq = false, sq = false;
-    for (;;) {
-        if (dq) {
-            if (p >= n) {
-                return -1;
-            }
-            if (s[p] == '\\' && p + 3 < n && s[p + 1] == 'x' && isxdigit((unsigned char)s[p + 2]) &&
-                isxdigit((unsigned char)s[p + 3])) {
-                char hex[3] = {s[p + 2], s[p + 3], 0};
-                out[o++] = (char)strtol(hex, NULL, 16);
-                p += 4;
-            } else if (s[p] == '\\' && p + 1 < n) {
-                static const char from[] = "nrtba", to[] = "\n\r\t\b\a";
-                const char *e = strchr(from, s[p + 1]);
-                out[o++] = e != NULL && s[p + 1] != '\0' ? to[e - from] : s[p + 1];
-                p += 2;
-            } else if (s[p] == '"') {
-                if (p + 1 < n && !isspace((unsigned char)s[p + 1])) {
-                    return -1;
-                }
-                p++;
-                break;
-            } else {
-                out[o++] = s[p++];
-            }
-        } else if (sq) {
-            if (p >= n) {
-                return -1;
-            }
-            if (s[p] == '\\' && p + 1 < n && s[p + 1] == '\'') {
-                out[o++] = '\'';
-                p += 2;
-            } else if (s[p] == '\'') {
-                if (p + 1 < n && !isspace((unsigned char)s[p + 1])) {
-                    return -1;
-                }
-                p++;
-                break;
-            } else {
-                out[o++] = s[p++];
-            }
-        } else if (p >= n || s[p] == ' ' || s[p] == '\n' || s[p] == '\r' || s[p] == '\t') {
-            break;
-        } else if (s[p] == '"') {
-            dq = true;
-            p++;
-        } else if (s[p] == '\'') {
-            sq = true;
-            p++;
-        } else {
-            out[o++] = s[p++];
-        }
-    }
-    *i = p;
-    *olen = o;
-    return 1;
-}
-
 static bool valid_name(const char *s, size_t n)
 {
     if (n == 0) {
@@ -231,7 +161,7 @@ static bool parse_meta(const char *code, size_t len, char **name, size_t *skip, 
     KV_ASSERT(buf != NULL && engine != NULL);
     size_t i = 0, olen = 0, count = 0;
     int r;
-    while ((r = next_arg(code, n, &i, buf, &olen)) == 1) {
+    while ((r = kv_splitargs_next(code, n, &i, buf, &olen)) == 1) {
         count++;
     }
     bool ok = false;
@@ -240,11 +170,11 @@ static bool parse_meta(const char *code, size_t len, char **name, size_t *skip, 
         goto out;
     }
     i = 0;
-    next_arg(code, n, &i, buf, &olen);
+    kv_splitargs_next(code, n, &i, buf, &olen);
     size_t elen = olen >= 2 ? olen - 2 : 0;
     memcpy(engine, buf + (olen >= 2 ? 2 : olen), elen);
     engine[elen] = '\0';
-    while (next_arg(code, n, &i, buf, &olen) == 1) {
+    while (kv_splitargs_next(code, n, &i, buf, &olen) == 1) {
         buf[olen] = '\0';
         if (olen >= 5 && strncasecmp(buf, "name=", 5) == 0) {
             if (*name != NULL) {

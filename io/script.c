@@ -13,6 +13,7 @@
 #include "kv_log.h"
 #include "kvd_settings.h"
 #include "kv_sha1.h"
+#include "kv_splitargs.h"
 #include "reply.h"
 #include "resp_parse.h"
 #include "server.h"
@@ -796,6 +797,8 @@ static struct script_vm *vm_create(bool fn, uint64_t gen)
     lua_sethook(L, l_hook, LUA_MASKCOUNT, SCRIPT_HOOK_EVERY);
     lua_newtable(L); /* compiled scripts by sha, in the registry */
     lua_setfield(L, LUA_REGISTRYINDEX, "kvd_scripts");
+    lua_newtable(L); /* and the shebang flags of those that have them */
+    lua_setfield(L, LUA_REGISTRYINDEX, "kvd_sflags");
     /* Scripts run in an environment that is a read-only proxy of the globals (Redis's
      * globals are read-only tables; stock Lua has none): writes raise, reads of missing
      * names raise, _G names the proxy, and rawset / setmetatable refuse the protected
@@ -845,6 +848,76 @@ static bool vm_has(struct script_vm *vm, const char *sha)
 
 /* Compiles `body` as script `sha` into the interpreter (if it is not there yet) and
  * registers it server-wide. False after replying Redis's compile error into `out`. */
+/*
+ * A script's shebang line ("#!lua flags=no-writes,allow-oom"), as Redis 7 reads it: -1
+ * without one (Redis's compatibility mode), else its flags (*skip: the line's length);
+ * -2 with the error in err.
+ */
+static int64_t eval_shebang(const char *body, size_t len, size_t *skip, char *err, size_t cap)
+{
+    *skip = 0;
+    if (len < 2 || memcmp(body, "#!", 2) != 0) {
+        return -1;
+    }
+    const char *nl = memchr(body, '\n', len);
+    if (nl == NULL) {
+        snprintf(err, cap, "ERR Invalid script shebang");
+        return -2;
+    }
+    *skip = (size_t)(nl - body);
+    size_t n = strnlen(body, *skip), i = 0, olen, count = 0;
+    char *buf = malloc(n + 1);
+    KV_ASSERT(buf != NULL);
+    int r;
+    while ((r = kv_splitargs_next(body, n, &i, buf, &olen)) == 1) {
+        count++;
+    }
+    int64_t flags = -2;
+    if (r < 0 || count == 0) {
+        snprintf(err, cap, "ERR Invalid engine in script shebang");
+        goto out;
+    }
+    i = 0;
+    kv_splitargs_next(body, n, &i, buf, &olen);
+    buf[olen] = '\0';
+    if (strcmp(buf, "#!lua") != 0) {
+        snprintf(err, cap, "ERR Unexpected engine in script shebang: %s", buf);
+        goto out;
+    }
+    uint32_t f = 0;
+    while (kv_splitargs_next(body, n, &i, buf, &olen) == 1) {
+        buf[olen] = '\0';
+        if (strncmp(buf, "flags=", 6) != 0) {
+            snprintf(err, cap, "ERR Unknown lua shebang option: %s", buf);
+            goto out;
+        }
+        for (char *p = buf + 6; olen > 6;) { /* comma-separated, exact names */
+            char *comma = strchr(p, ',');
+            size_t plen = comma != NULL ? (size_t)(comma - p) : strlen(p);
+            int bit = -1;
+            for (int b = 0; b < SCRIPT_FN_FLAGS; b++) {
+                if (strlen(script_fn_flag_names[b]) == plen &&
+                    memcmp(script_fn_flag_names[b], p, plen) == 0) {
+                    bit = b;
+                }
+            }
+            if (bit < 0) {
+                snprintf(err, cap, "ERR Unexpected flag in script shebang: %.*s", (int)plen, p);
+                goto out;
+            }
+            f |= 1u << bit;
+            if (comma == NULL) {
+                break;
+            }
+            p = comma + 1;
+        }
+    }
+    flags = f;
+out:
+    free(buf);
+    return flags;
+}
+
 static bool vm_load(struct script_vm *vm, const char *sha, const char *body, size_t len,
                     struct resp_out *out)
 {
@@ -852,9 +925,17 @@ static bool vm_load(struct script_vm *vm, const char *sha, const char *body, siz
         reg_add(sha, body, len); /* after a SCRIPT FLUSH elsewhere, say */
         return true;
     }
+    char err[256];
+    size_t skip;
+    int64_t flags = eval_shebang(body, len, &skip, err, sizeof err);
+    if (flags == -2) {
+        reply_error(out, "%s", err);
+        return false;
+    }
     lua_State *L = vm->L;
     lua_getfield(L, LUA_REGISTRYINDEX, "kvd_scripts");
-    if (luaL_loadbuffer(L, body, len, SCRIPT_CHUNK) != 0) {
+    /* (without the shebang line, but with its newline: lines keep their numbers) */
+    if (luaL_loadbuffer(L, body + skip, len - skip, SCRIPT_CHUNK) != 0) {
         reply_error(out, "ERR Error compiling script (new function): %s", lua_tostring(L, -1));
         lua_pop(L, 2);
         return false;
@@ -863,8 +944,32 @@ static bool vm_load(struct script_vm *vm, const char *sha, const char *body, siz
     lua_setfenv(L, -2);
     lua_setfield(L, -2, sha);
     lua_pop(L, 1);
+    if (flags >= 0) {
+        lua_getfield(L, LUA_REGISTRYINDEX, "kvd_sflags");
+        lua_pushnumber(L, (lua_Number)flags);
+        lua_setfield(L, -2, sha);
+        lua_pop(L, 1);
+    }
     reg_add(sha, body, len);
     return true;
+}
+
+int64_t script_shebang_flags(const char *body, size_t len)
+{
+    char err[256];
+    size_t skip;
+    int64_t flags = eval_shebang(body, len, &skip, err, sizeof err);
+    return flags < 0 ? -1 : flags;
+}
+
+/* The shebang flags of compiled script sha, or -1 if it has no shebang. */
+static int64_t vm_script_flags(struct script_vm *vm, const char *sha)
+{
+    lua_getfield(vm->L, LUA_REGISTRYINDEX, "kvd_sflags");
+    lua_getfield(vm->L, -1, sha);
+    int64_t flags = lua_isnumber(vm->L, -1) ? (int64_t)lua_tonumber(vm->L, -1) : -1;
+    lua_pop(vm->L, 2);
+    return flags;
 }
 
 /* ---- running a script ---------------------------------------------------------------- */
@@ -1087,7 +1192,8 @@ static void vm_call(struct script_vm *vm, struct cmd_ctx *x, int nargs, const ch
 }
 
 /* Runs the compiled script `sha` with its keys and arguments; writes its reply. */
-static void vm_run(struct script_vm *vm, struct cmd_ctx *x, const char *sha, size_t numkeys)
+static void vm_run(struct script_vm *vm, struct cmd_ctx *x, const char *sha, size_t numkeys,
+                   bool ro, int64_t flags)
 {
     lua_State *L = vm->L;
     lua_pushcfunction(L, l_errfunc);
@@ -1097,8 +1203,8 @@ static void vm_run(struct script_vm *vm, struct cmd_ctx *x, const char *sha, siz
     KV_ASSERT(lua_isfunction(L, -1));
     set_args(L, "KEYS", x->argv + 3, numkeys);
     set_args(L, "ARGV", x->argv + 3 + numkeys, x->argc - 3 - numkeys);
-    vm->ro = cmd_arg_is(&x->argv[0], "eval_ro") || cmd_arg_is(&x->argv[0], "evalsha_ro");
-    vm->allow_oom = false;
+    vm->ro = ro || (flags >= 0 && (flags & SCRIPT_FN_NO_WRITES));
+    vm->allow_oom = flags >= 0 && (flags & SCRIPT_FN_ALLOW_OOM);
     vm_call(vm, x, 0, sha, numkeys);
 }
 
@@ -1141,7 +1247,19 @@ void cmd_eval(struct cmd_ctx *x)
             return;
         }
     }
-    vm_run(vm, x, sha, numkeys);
+    /* With a shebang the script's flags rule, as Redis 7's (without, its old rules) */
+    bool ro = cmd_arg_is(&x->argv[0], "eval_ro") || cmd_arg_is(&x->argv[0], "evalsha_ro");
+    int64_t flags = vm_script_flags(vm, sha);
+    if (flags >= 0 && ro && !(flags & SCRIPT_FN_NO_WRITES)) {
+        reply_error(x->out, "ERR Can not execute a script with write flag using *_ro command.");
+        return;
+    }
+    if (flags >= 0 && !(flags & (SCRIPT_FN_NO_WRITES | SCRIPT_FN_ALLOW_OOM)) &&
+        KV_CONF_GET(kvd_settings.maxmemory) != 0 && evict_refuses(x->sh)) {
+        reply_error(x->out, "OOM command not allowed when used memory > 'maxmemory'.");
+        return;
+    }
+    vm_run(vm, x, sha, numkeys, ro, flags);
 }
 
 /* SCRIPT LOAD / EXISTS / FLUSH / KILL / HELP, on the client's shard. */

@@ -32,6 +32,10 @@
 
 struct resp_arg;
 
+/* The flags of an EVAL script's shebang line ("#!lua flags=no-writes"), or -1 if it
+ * has none or an invalid one. */
+int64_t script_shebang_flags(const char *body, size_t len);
+
 /* A shard's interpreter: freed with the shard (NULL until its first script). */
 struct script_vm;
 void script_vm_free(struct script_vm *vm);

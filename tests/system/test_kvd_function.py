@@ -316,6 +316,29 @@ SCENARIOS = {
         ("FCALL", "xf", "0"),
         ("FCALL", "xl", "0"),
     ],
+    # EVAL scripts may have a shebang line too (Redis 7): its flags then rule
+    "eval_shebang": [
+        ("EVAL", body, "0") for body in [
+            "#!lua\nreturn 1", "#!lua flags=no-writes\nreturn redis.call('set','a','b')",
+            "#!lua flags=no-writes,allow-oom\nreturn 2", "#!lua flags=\nreturn 3",
+            "#!lua flags=bad\nreturn 1", "#!py\nreturn 1", "#!lua name=x\nreturn 1",
+            "#!lua flags=no-writes flags=allow-oom\nreturn 1", "#!lua", "#!lua\nerror('x')",
+            "#!lua\n\nlocal x = ", "#!lua flags=NO-WRITES\nreturn 1",
+            "#! flags=no-writes\nreturn 1", "#!lua x\nreturn 1", "#!lua flags=no-writes,\nreturn 1",
+            "#!lua flags=,no-writes\nreturn 1", "#!lua  flags=no-writes  \nreturn 1",
+            "#!LUA\nreturn 1", '#!lua "flags=no-writes"\nreturn 1', "#!lua 'x\nreturn 1",
+            "#!lua\nreturn redis.call('set', 'sk', 'v')",
+        ]
+    ] + [
+        ("EVAL_RO", "#!lua\nreturn 1", "0"),
+        ("EVAL_RO", "#!lua flags=no-writes\nreturn redis.call('get', 'sk')", "0"),
+        ("EVAL_RO", "#!lua flags=allow-oom\nreturn 1", "0"),
+        ("SCRIPT", "LOAD", "#!lua flags=bad\nreturn 1"),
+        ("SCRIPT", "LOAD", "#!lua flags=no-writes\nreturn redis.call('del', 'sk')"),
+        ("EVALSHA", "62356792f13974dd79e49ef0426b22d78d30086e", "0"),
+        ("EVALSHA_RO", "62356792f13974dd79e49ef0426b22d78d30086e", "0"),
+        ("GET", "sk"),
+    ],
 }
 
 
@@ -348,6 +371,12 @@ def test_oom_rule_matches_redis(pair):
         pair.same("FCALL", "oom", "1", "k")
         pair.same("FCALL", "R", "1", "k")
         pair.same("FCALL_RO", "R", "1", "k")
+        # and EVAL scripts with a shebang line (without one: their old rules)
+        pair.same("EVAL", "#!lua\nreturn redis.call('get', 'k')", "0")
+        pair.same("EVAL", "#!lua flags=no-writes\nreturn redis.call('get', 'k')", "0")
+        pair.same("EVAL", "#!lua flags=allow-oom\nreturn redis.call('set', 'k', 'z')", "0")
+        pair.same("EVAL", "return redis.call('get', 'k')", "0")
+        pair.same("EVAL", "return redis.call('set', 'k', 'q')", "0")
     finally:
         pair.same("CONFIG", "SET", "maxmemory", "0")
         flush_both(pair)
@@ -498,6 +527,7 @@ def test_replace_while_clients_call(kvd, kf, groups):
 
 
 def test_pause_write_holds_writing_functions_only(kvd, kf):
+    """(and EVAL scripts whose shebang says no-writes run too, as in Redis)"""
     assert kf.cmd("FUNCTION", "LOAD", lib("p", REG + "('w', function(k) return redis.call('set', k[1], 'w') end)\n" +
                                           REG + "{function_name='r', callback=function(k) return redis.call('get', k[1]) end, flags={'no-writes'}}")) == b"p"
     assert kf.cmd("SET", "pk", "v") == St("OK")
@@ -506,6 +536,8 @@ def test_pause_write_holds_writing_functions_only(kvd, kf):
         try:
             assert c.cmd("FCALL", "r", "1", "pk") == b"v"
             assert c.cmd("FCALL_RO", "r", "1", "pk") == b"v"
+            assert c.cmd("EVAL", "#!lua flags=no-writes\nreturn redis.call('get', KEYS[1])",
+                         "1", "pk") == b"v"
             c.send(encode("FCALL", "w", "1", "pk"))
             assert c.next_within(0.3) is None  # held
             assert kf.cmd("GET", "pk") == b"v"

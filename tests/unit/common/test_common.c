@@ -344,3 +344,46 @@ Test(kv_sha1, known_digests)
         cr_assert_str_eq(hex, want[i], "%zu bytes of 'a'", lens[i]);
     }
 }
+
+#include "kv_splitargs.h"
+
+/* Splits a line; returns the arguments joined by '|' into out, or "INVALID". */
+static const char *split_all(const char *line, char *out, size_t cap)
+{
+    size_t n = strlen(line), i = 0, olen, o = 0;
+    char arg[256];
+    int r;
+    out[0] = '\0';
+    while ((r = kv_splitargs_next(line, n, &i, arg, &olen)) == 1) {
+        o += (size_t)snprintf(out + o, cap - o, "%s%.*s", o ? "|" : "", (int)olen, arg);
+    }
+    return r < 0 ? "INVALID" : out;
+}
+
+/* The cases as redis-cli (sdssplitargs) splits them. */
+Test(kv_splitargs, redis_rules)
+{
+    static const char *const cases[][2] = {
+        {"#!lua name=x", "#!lua|name=x"},
+        {"  a \t b\r\n", "a|b"},
+        {"", ""},
+        {"   ", ""},
+        {"\"a b\" c", "a b|c"},
+        {"a\"b c\"", "ab c"},
+        {"\"\\x41\\n\\q\"", "A\n"
+                            "q"},
+        {"'it\\'s' x", "it's|x"},
+        {"'a\\nb'", "a\\nb"},
+        {"\"unterminated", "INVALID"},
+        {"'unterminated", "INVALID"},
+        {"\"a\"b", "INVALID"},
+        {"'a'b", "INVALID"},
+        {"name=q\"", "INVALID"},
+        {"\"\"", ""},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        char out[256];
+        cr_assert_str_eq(split_all(cases[k][0], out, sizeof out), cases[k][1], "case %zu: %s", k,
+                         cases[k][0]);
+    }
+}

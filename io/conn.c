@@ -1586,16 +1586,14 @@ static bool txn_conn_ok(const struct cmd_desc *d)
 
 /*
  * Connection and server commands a transaction may hold: all but SAVE and SHUTDOWN
- * (Redis's no-multi ones), the pub/sub subscriptions (kvd's limit: a subscription is not
- * set up from inside EXEC), and the keyed forms MEMORY USAGE and DEBUG OBJECT (they run
- * where their key is, which a transaction does not route). Those that need the
- * connection make EXEC run on its shard (txn.here).
+ * (Redis's no-multi ones) and the keyed forms MEMORY USAGE and DEBUG OBJECT (they run
+ * where their key is, which a transaction does not route). The subscriptions are set up
+ * by EXEC, as in Redis; MONITOR is queued and refused by EXEC, as in Redis. Those that
+ * need the connection make EXEC run on its shard (txn.here).
  */
 static bool txn_conn_allowed(const struct cmd_desc *d, size_t argc, const struct resp_arg *argv)
 {
-    if (d->fn == cmd_save || d->fn == cmd_shutdown || d->fn == cmd_monitor_conn ||
-        d->fn == cmd_subscribe || d->fn == cmd_unsubscribe || d->fn == cmd_psubscribe ||
-        d->fn == cmd_punsubscribe) {
+    if (d->fn == cmd_save || d->fn == cmd_shutdown) {
         return false;
     }
     if ((d->fn == cmd_memory && argc >= 2 && cmd_arg_is(&argv[1], "usage")) ||

@@ -40,6 +40,10 @@ static struct {
 
 void cmd_monitor_conn(struct cmd_ctx *x)
 {
+    if (conn_in_multi(x->conn)) { /* queued in MULTI: Redis's reply when EXEC runs it */
+        reply_error(x->out, "ERR MONITOR isn't allowed for DENY BLOCKING client");
+        return;
+    }
     if (conn_monitor(x->conn)) {
         return; /* already one: no reply, as Redis */
     }

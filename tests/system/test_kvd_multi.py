@@ -92,8 +92,7 @@ def test_pipelined_transactions_keep_order(kc):
 
 def test_kvd_refusals_inside_multi(kc):
     assert kc.cmd("MULTI") == St("OK")
-    for cmd in [("SUBSCRIBE", "ch"), ("SAVE",), ("SHUTDOWN",),
-                ("MEMORY", "USAGE", "k"), ("DEBUG", "OBJECT", "k")]:
+    for cmd in [("SAVE",), ("SHUTDOWN",), ("MEMORY", "USAGE", "k"), ("DEBUG", "OBJECT", "k")]:
         r = kc.cmd(*cmd)
         assert isinstance(r, Err) and "not allowed inside a transaction" in r.s, (cmd, r)
     assert isinstance(kc.cmd("EXEC"), Err)
@@ -110,6 +109,32 @@ def test_kvd_refusals_inside_multi(kc):
     assert kc.cmd("RENAME", "{a}x", "{a}z") == St("QUEUED")
     assert kc.cmd("EXEC") == [St("OK"), St("OK"), St("OK")]
     assert kc.cmd("MGET", "{a}z", "{b}y") == [b"1", b"2"]
+
+
+@pytest.mark.parametrize("proto", ["2", "3"])
+def test_subscriptions_and_monitor_inside_multi_match_redis(pair, proto):
+    """SUBSCRIBE & co queued in MULTI are set up by EXEC, their confirmations inside
+    EXEC's array; MONITOR is queued and refused by EXEC; a RESP2 client is then in
+    subscribed mode, and messages reach it."""
+    for c in (pair.k, pair.r):
+        c.cmd("HELLO", proto)
+    for cmd in [("MULTI",), ("SUBSCRIBE", "ch1"), ("PSUBSCRIBE", "p*"), ("SET", "k", "v"),
+                ("UNSUBSCRIBE",), ("SUBSCRIBE", "ch2"), ("MONITOR",), ("GET", "k"), ("EXEC",),
+                ("MULTI",) if proto == "2" else ("PING",), ("PUNSUBSCRIBE",),
+                ("UNSUBSCRIBE",), ("MULTI",), ("MONITOR",), ("DISCARD",), ("PING",)]:
+        pair.same(*cmd)
+    for c in (pair.k, pair.r):
+        c.cmd("HELLO", "2")
+
+
+def test_subscribed_in_multi_gets_messages(kc, kvd):
+    assert kc.cmd("MULTI") == St("OK")
+    assert kc.cmd("SUBSCRIBE", "news") == St("QUEUED")
+    assert kc.cmd("EXEC") == [[b"subscribe", b"news", 1]]
+    with kvd.client() as p:
+        assert p.cmd("PUBLISH", "news", "hello") == 1
+    assert kc.read() == [b"message", b"news", b"hello"]
+    assert kc.cmd("UNSUBSCRIBE") == [b"unsubscribe", b"news", 0]
 
 
 def test_transactions_are_atomic_under_concurrency(kvd):

@@ -1580,22 +1580,41 @@ void cmd_info(struct cmd_ctx *x)
         bytes_to_human(rss_human, sizeof rss_human, rss);
         bytes_to_human(peak_human, sizeof peak_human, peak);
         bytes_to_human(sys_human, sizeof sys_human, sys);
-        size_t nlibs, nfns;
-        func_counts(&nlibs, &nfns);
+        size_t nlibs, nfns, fn_bytes, script_bytes;
+        func_counts(&nlibs, &nfns, &fn_bytes);
+        size_t nscripts = script_count(&script_bytes);
+        uint64_t vm_eval = SUM(lua_eval_bytes), vm_fn = SUM(lua_fn_bytes);
+        char lua_human[32], vm_human[32], scripts_human[32];
+        bytes_to_human(lua_human, sizeof lua_human, (long long)vm_eval);
+        bytes_to_human(vm_human, sizeof vm_human, (long long)(vm_eval + vm_fn));
+        bytes_to_human(scripts_human, sizeof scripts_human, (long long)(script_bytes + fn_bytes));
         /* (kvd's used_memory is its tables: the peak is the process's, from getrusage) */
         kv_text_add(&b,
                     "# Memory\r\nused_memory:%llu\r\nused_memory_human:%.2fM\r\n"
                     "used_memory_rss:%lld\r\nused_memory_rss_human:%s\r\nused_memory_peak:%lld\r\n"
                     "used_memory_peak_human:%s\r\ntotal_system_memory:%lld\r\n"
-                    "total_system_memory_human:%s\r\nmaxmemory:%lld\r\n"
-                    "maxmemory_human:%s\r\nmaxmemory_policy:%s\r\nmem_fragmentation_ratio:%.2f\r\n"
-                    "number_of_cached_scripts:%zu\r\nnumber_of_functions:%zu\r\n"
-                    "number_of_libraries:%zu\r\nmem_allocator:mimalloc\r\n"
-                    "lazyfree_pending_objects:%llu\r\n\r\n",
+                    "total_system_memory_human:%s\r\n",
                     (unsigned long long)used, (double)used / (1024.0 * 1024.0), rss, rss_human,
-                    peak, peak_human, sys, sys_human, max, max_human,
-                    evict_policy_names[KV_CONF_GET(kvd_settings.maxmemory_policy)],
-                    used > 0 ? (double)rss / (double)used : 0.0, script_count(), nfns, nlibs,
+                    peak, peak_human, sys, sys_human);
+        /* the Lua interpreters (summed over the shards) and the scripts and libraries */
+        kv_text_add(&b,
+                    "used_memory_lua:%llu\r\nused_memory_vm_eval:%llu\r\n"
+                    "used_memory_lua_human:%s\r\nused_memory_scripts_eval:%zu\r\n"
+                    "number_of_cached_scripts:%zu\r\nnumber_of_functions:%zu\r\n"
+                    "number_of_libraries:%zu\r\nused_memory_vm_functions:%llu\r\n"
+                    "used_memory_vm_total:%llu\r\nused_memory_vm_total_human:%s\r\n"
+                    "used_memory_functions:%zu\r\nused_memory_scripts:%zu\r\n"
+                    "used_memory_scripts_human:%s\r\n",
+                    (unsigned long long)vm_eval, (unsigned long long)vm_eval, lua_human,
+                    script_bytes, nscripts, nfns, nlibs, (unsigned long long)vm_fn,
+                    (unsigned long long)(vm_eval + vm_fn), vm_human, fn_bytes,
+                    script_bytes + fn_bytes, scripts_human);
+        kv_text_add(&b,
+                    "maxmemory:%lld\r\nmaxmemory_human:%s\r\nmaxmemory_policy:%s\r\n"
+                    "mem_fragmentation_ratio:%.2f\r\nmem_allocator:mimalloc\r\n"
+                    "lazyfree_pending_objects:%llu\r\n\r\n",
+                    max, max_human, evict_policy_names[KV_CONF_GET(kvd_settings.maxmemory_policy)],
+                    used > 0 ? (double)rss / (double)used : 0.0,
                     (unsigned long long)SUM(lazyfree_pending));
     }
     if (want(x->argc, x->argv, "persistence", true)) {

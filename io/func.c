@@ -88,11 +88,20 @@ static void set_put(struct func_set *s)
     }
 }
 
-void func_counts(size_t *libraries, size_t *functions)
+void func_counts(size_t *libraries, size_t *functions, size_t *bytes)
 {
     struct func_set *s = set_get();
     *libraries = s->nlibs;
     *functions = s->nfns;
+    *bytes = 0;
+    for (size_t i = 0; i < s->nlibs; i++) {
+        const struct func_lib *l = s->libs[i];
+        *bytes += sizeof *l + strlen(l->name) + 1 + l->len + l->nfns * sizeof l->fns[0];
+        for (size_t k = 0; k < l->nfns; k++) {
+            *bytes +=
+                strlen(l->fns[k].name) + 1 + (l->fns[k].desc ? strlen(l->fns[k].desc) + 1 : 0);
+        }
+    }
     set_put(s);
 }
 
@@ -445,6 +454,7 @@ static struct script_vm *fvm_get(struct shard *sh)
         }
     }
     set_put(s);
+    script_vm_publish(sh->fvm, sh);
     return sh->fvm;
 }
 
@@ -774,8 +784,8 @@ static void function_restore(struct cmd_ctx *x)
 
 static void function_stats(struct cmd_ctx *x)
 {
-    size_t libs, fns;
-    func_counts(&libs, &fns);
+    size_t libs, fns, bytes;
+    func_counts(&libs, &fns, &bytes);
     reply_map(x->out, 2);
     reply_bulk_str(x->out, "running_script");
     reply_null(x->out);

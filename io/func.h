@@ -36,8 +36,8 @@ int func_recover(const char *dir, bool repair);
 /* Frees the set (at exit, for leak checkers). */
 void func_shutdown(void);
 
-/* Libraries and functions in the set (INFO memory). */
-void func_counts(size_t *libraries, size_t *functions);
+/* Libraries and functions in the set, and their memory (INFO memory). */
+void func_counts(size_t *libraries, size_t *functions, size_t *bytes);
 
 /* Whether FCALL of function name may write (CLIENT PAUSE WRITE holds it): true unless
  * the function exists and is flagged no-writes. Takes the set's mutex. */

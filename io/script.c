@@ -52,6 +52,7 @@ struct reg_entry {
 static pthread_mutex_t reg_mu = PTHREAD_MUTEX_INITIALIZER;
 static struct reg_entry *reg[REG_BUCKETS];
 static size_t reg_n;
+static size_t reg_bytes;             /* the entries' memory */
 static _Atomic uint64_t reg_gen = 1; /* bumped by SCRIPT FLUSH */
 
 static size_t reg_bucket(const char *sha)
@@ -85,6 +86,7 @@ static void reg_add(const char *sha, const char *body, size_t len)
         memcpy(e->body, body, len);
         *pp = e;
         reg_n++;
+        reg_bytes += sizeof *e + len;
     }
     pthread_mutex_unlock(&reg_mu);
 }
@@ -124,14 +126,16 @@ static void reg_flush(void)
         }
     }
     reg_n = 0;
+    reg_bytes = 0;
     atomic_fetch_add(&reg_gen, 1);
     pthread_mutex_unlock(&reg_mu);
 }
 
-size_t script_count(void)
+size_t script_count(size_t *bytes)
 {
     pthread_mutex_lock(&reg_mu);
     size_t n = reg_n;
+    *bytes = reg_bytes;
     pthread_mutex_unlock(&reg_mu);
     return n;
 }
@@ -167,6 +171,17 @@ void script_vm_free(struct script_vm *vm)
     if (vm != NULL) {
         lua_close(vm->L);
         free(vm);
+    }
+}
+
+void script_vm_publish(struct script_vm *vm, struct shard *sh)
+{
+    uint64_t bytes =
+        (uint64_t)lua_gc(vm->L, LUA_GCCOUNT, 0) * 1024u + (uint64_t)lua_gc(vm->L, LUA_GCCOUNTB, 0);
+    if (vm->fn) {
+        STAT_SET(sh->stats.lua_fn_bytes, bytes);
+    } else {
+        STAT_SET(sh->stats.lua_eval_bytes, bytes);
     }
 }
 
@@ -833,6 +848,7 @@ static struct script_vm *vm_get(struct shard *sh)
     if (vm == NULL) {
         vm = vm_create(false, atomic_load(&reg_gen));
         sh->script = vm;
+        script_vm_publish(vm, sh);
     }
     return vm;
 }
@@ -1189,6 +1205,7 @@ static void vm_call(struct script_vm *vm, struct cmd_ctx *x, int nargs, const ch
     vm->x = NULL;
     lua_settop(L, base);
     lua_gc(L, LUA_GCSTEP, 1); /* a little collection per script, as Redis does */
+    script_vm_publish(vm, x->sh);
 }
 
 /* Runs the compiled script `sha` with its keys and arguments; writes its reply. */

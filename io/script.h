@@ -45,8 +45,12 @@ void script_vm_free(struct script_vm *vm);
 struct resp_out;
 void script_kill(struct resp_out *out, bool functions);
 
-/* Scripts in the registry (INFO memory number_of_cached_scripts). */
-size_t script_count(void);
+/* Scripts in the registry and their memory (INFO memory). */
+size_t script_count(size_t *bytes);
+
+/* Publishes the interpreter's memory in sh's statistics (INFO used_memory_vm_*). */
+struct shard;
+void script_vm_publish(struct script_vm *vm, struct shard *sh);
 
 /* EVAL / EVALSHA / FCALL's key count (argv[2] of argc arguments): NULL with *numkeys
  * set, or Redis's error text (that of the command argv[0]). */

@@ -216,6 +216,8 @@ struct shard_stats {
     _Atomic uint64_t watching_clients; /* this shard's clients that watch keys (anywhere) */
     _Atomic uint64_t watched_keys;     /* distinct keys watched here */
     _Atomic uint64_t lazyfree_pending; /* entries of dropped tables not yet freed */
+    _Atomic uint64_t lua_eval_bytes;   /* memory of the EVAL interpreter (after each script) */
+    _Atomic uint64_t lua_fn_bytes;     /* and of the functions interpreter */
     _Atomic uint64_t blocked_clients;  /* this shard's clients held by CLIENT PAUSE */
     _Atomic uint64_t tracking_clients; /* this shard's clients with CLIENT TRACKING on */
     _Atomic uint64_t tracking_keys;    /* keys in this shard's tracking table */

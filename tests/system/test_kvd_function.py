@@ -600,6 +600,16 @@ def test_info_counts_functions(kf):
     assert kf.cmd("FUNCTION", "LOAD", lib("i2", REG + "('c', function() return 1 end)")) == b"i2"
     assert info_field(kf, "memory", "number_of_functions") == "3"
     assert info_field(kf, "memory", "number_of_libraries") == "2"
+    assert kf.cmd("FCALL", "c", "0") == 1 and kf.cmd("EVAL", "return 1", "0") == 1
+    mem = {f: int(info_field(kf, "memory", f)) for f in (
+        "used_memory_lua", "used_memory_vm_eval", "used_memory_vm_functions",
+        "used_memory_vm_total", "used_memory_functions", "used_memory_scripts_eval",
+        "used_memory_scripts")}
+    assert mem["used_memory_vm_functions"] > 10000 and mem["used_memory_vm_eval"] > 10000, mem
+    assert mem["used_memory_lua"] == mem["used_memory_vm_eval"]
+    assert mem["used_memory_vm_total"] == mem["used_memory_vm_eval"] + mem["used_memory_vm_functions"]
+    assert mem["used_memory_functions"] > 2 * len(lib("i1", ""))
+    assert mem["used_memory_scripts"] == mem["used_memory_functions"] + mem["used_memory_scripts_eval"]
     assert kf.cmd("CONFIG", "RESETSTAT") == St("OK")
     for _ in range(3):
         assert kf.cmd("FCALL", "a", "0") == 1

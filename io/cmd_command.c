@@ -410,8 +410,8 @@ static size_t list_walk(struct resp_out *o, enum list_filter f, const struct res
                 reply_bulk_str(o, t[i].name);
             }
         }
-        /* Redis lists subcommands only when filtering */
-        for (size_t j = 0; f != LIST_ALL && m != NULL && j < m->nsubs; j++) {
+        /* and its subcommands, as "container|sub" (Redis 7.0 does, filtered or not) */
+        for (size_t j = 0; m != NULL && j < m->nsubs; j++) {
             if (list_match(f, arg, m->subs[j].name, &m->subs[j])) {
                 found++;
                 if (o != NULL) {

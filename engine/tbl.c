@@ -34,8 +34,9 @@
  * Entry (one allocation; a varint-like fixed width chosen when the block is allocated):
  *
  *   [flags:1][expire_ms:8, only if flags.X][klen:1|2|4][vlen:1|2|4][key][value...cap]
- *   flags = type (bits 0-1) | R (bit 2) | X (bit 3) | klen width code (4-5)
+ *   flags = type (bit 0) | W (bit 1) | R (bit 2) | X (bit 3) | klen width code (4-5)
  *           | vlen width code (6-7)
+ *   W = the value was edited in place (tbl_modify with TBL_RAW), cleared by a rewrite.
  *   R = referenced: set when the key is read or written after it was made (not when it
  *       is made: a burst of keys written once does not push out the keys in use), cleared
  *       by an eviction sample (tbl_sample). One bit of access history instead of Redis's
@@ -83,7 +84,8 @@
 #define SLOT_TAG_MASK  UINT64_C(0x7fff)
 #define SLOT_X         (UINT64_C(1) << 63)
 
-#define ENT_TYPE_MASK 0x03u
+#define ENT_TYPE_MASK 0x01u
+#define ENT_RAW       0x02u /* edited in place (TBL_RAW) */
 #define ENT_REF       0x04u /* read or written since an eviction sample last cleared it */
 #define ENT_X         0x08u
 
@@ -283,6 +285,7 @@ static uint8_t *ent_clone(mi_heap_t *heap, const uint8_t *p, int64_t expire_ms, 
     uint8_t *np =
         ent_alloc(heap, p[0] & ENT_TYPE_MASK, expire_ms, p + v.off_key, v.klen, v.vlen, cap);
     if (np != NULL) {
+        np[0] |= p[0] & ENT_RAW;
         struct ent_view nv;
         ent_view(np, &nv);
         KV_ASSERT(nv.klen == v.klen && nv.vlen == v.vlen);
@@ -900,6 +903,8 @@ static bool tbl__overwrite(struct tbl *t, uint8_t *p, const struct tbl_put_args 
     if (args->val_len > cap || args->val_len < cap / 2) {
         return false;
     }
+    /* a new value: marked only if the caller says it is an edited one (RENAME, COPY) */
+    p[0] = (uint8_t)((p[0] & ~ENT_RAW) | ((args->flags & TBL_RAW) ? ENT_RAW : 0));
     if (expire_ms != 0) {
         tbl__account_expire(t, p, expire_ms);
     }
@@ -947,6 +952,7 @@ int tbl_put(struct tbl *t, const void *key, size_t key_len, uint64_t h,
     if (p == NULL) {
         return KV_ENOMEM;
     }
+    p[0] |= (args->flags & TBL_RAW) ? ENT_RAW : 0;
     if (args->val_len) {
         struct ent_view v;
         ent_view(p, &v);
@@ -1027,13 +1033,14 @@ int tbl_expire_set(struct tbl *t, const void *key, size_t key_len, uint64_t h, i
 }
 
 static int tbl__modify_create(struct tbl *t, const void *key, size_t klen, uint64_t ph, size_t vlen,
-                              struct tbl_mod *out)
+                              bool raw, struct tbl_mod *out)
 {
     KV_ASSERT(out != NULL && vlen <= KV_VALUE_BYTES_MAX);
     uint8_t *p = ent_alloc(t->heap, TBL_TYPE_STRING, 0, key, klen, vlen, vlen);
     if (p == NULL) {
         return KV_ENOMEM;
     }
+    p[0] |= raw ? ENT_RAW : 0;
     struct ent_view v;
     ent_view(p, &v);
     KV_ASSERT(v.klen == klen && v.vlen == vlen);
@@ -1053,7 +1060,7 @@ int tbl_modify(struct tbl *t, const void *key, size_t key_len, uint64_t h, int64
                size_t val_len, unsigned flags, struct tbl_mod *out)
 {
     KV_ASSERT(out != NULL);
-    KV_ASSERT((flags & ~(unsigned)TBL_XX) == 0);
+    KV_ASSERT((flags & ~(unsigned)(TBL_XX | TBL_RAW | TBL_RAW_NEW)) == 0);
     if (key_len > KV_KEY_BYTES_MAX || val_len > KV_VALUE_BYTES_MAX) {
         return KV_ELIMIT;
     }
@@ -1063,7 +1070,8 @@ int tbl_modify(struct tbl *t, const void *key, size_t key_len, uint64_t h, int64
         if (flags & TBL_XX) {
             return KV_ENOTFOUND;
         }
-        return tbl__modify_create(l.t, key, key_len, l.ph, val_len, out);
+        return tbl__modify_create(l.t, key, key_len, l.ph, val_len, (flags & TBL_RAW_NEW) != 0,
+                                  out);
     }
     uint64_t *slot = &l.t->dir[l.di]->slot[l.i];
     uint8_t *p = slot_ent(*slot);
@@ -1088,7 +1096,7 @@ int tbl_modify(struct tbl *t, const void *key, size_t key_len, uint64_t h, int64
         ent_view(p, &v);
         KV_ASSERT(ent_cap(p, &v) >= val_len);
     }
-    p[0] |= ENT_REF;
+    p[0] = (uint8_t)((p[0] & ~ENT_RAW) | ENT_REF | ((flags & TBL_RAW) ? ENT_RAW : 0));
     if (val_len > v.vlen) {
         memset(p + v.off_val + v.vlen, 0, val_len - v.vlen);
     }
@@ -1490,6 +1498,12 @@ uint8_t tbl_entry_type(const struct tbl_entry *e)
 {
     KV_ASSERT(e != NULL);
     return e->flags & ENT_TYPE_MASK;
+}
+
+bool tbl_entry_raw(const struct tbl_entry *e)
+{
+    KV_ASSERT(e != NULL);
+    return (e->flags & ENT_RAW) != 0;
 }
 
 void tbl_on_expired(struct tbl *t, tbl_expired_fn *fn, void *ctx, uint32_t tag)

@@ -55,7 +55,7 @@ struct mi_heap_s;
 struct tbl;
 struct tbl_entry;
 
-/* Value types (at most 3: two bits of the entry header). Only strings exist now; the
+/* Value types (at most 2: one bit of the entry header). Only strings exist now; the
  * type is stored so that TYPE can answer. */
 enum tbl_type {
     TBL_TYPE_STRING = 0,
@@ -66,6 +66,11 @@ enum tbl_put_flag {
     TBL_NX = 1u << 0,      /* only if the key is absent: else KV_EEXIST */
     TBL_XX = 1u << 1,      /* only if the key is present: else KV_ENOTFOUND */
     TBL_KEEPTTL = 1u << 2, /* keep the old expiry time instead of args->expire_ms */
+    /* tbl_modify(): mark the value edited in place (tbl_entry_raw), or, without the flag,
+     * clear the mark; TBL_RAW_NEW marks a value tbl_modify() creates too. tbl_put():
+     * mark the new value (a moved or copied one that was marked) */
+    TBL_RAW = 1u << 3,
+    TBL_RAW_NEW = 1u << 4,
 };
 
 struct tbl_put_args {
@@ -172,7 +177,8 @@ int tbl_expire_set(struct tbl *t, const void *key, size_t key_len, uint64_t h, i
  * content, new bytes read as zero. A missing key is created as an empty string of type
  * TBL_TYPE_STRING without expiry, unless `flags` has TBL_XX (then KV_ENOTFOUND). The
  * expiry time is kept. When the value outgrows its block, the new capacity is at least
- * twice the old one, so repeated appends cost amortized O(1) per byte. Returns 0,
+ * twice the old one, so repeated appends cost amortized O(1) per byte. `flags` may also
+ * have TBL_RAW / TBL_RAW_NEW (the edited-in-place mark, see tbl_entry_raw). Returns 0,
  * KV_ENOTFOUND, KV_ELIMIT or KV_ENOMEM. Owning thread only.
  */
 int tbl_modify(struct tbl *t, const void *key, size_t key_len, uint64_t h, int64_t now_ms,
@@ -306,7 +312,11 @@ void tbl_entry_free(struct tbl_entry *e);
 const void *tbl_entry_key(const struct tbl_entry *e, size_t *len);
 const void *tbl_entry_val(const struct tbl_entry *e, size_t *len);
 uint8_t tbl_entry_type(const struct tbl_entry *e);
-bool tbl_entry_referenced(const struct tbl_entry *e);   /* see tbl_sample() */
+bool tbl_entry_referenced(const struct tbl_entry *e); /* see tbl_sample() */
+/* Whether the value was last changed by a tbl_modify() with TBL_RAW (an APPEND, SETRANGE,
+ * SETBIT...: Redis then reports the "raw" encoding whatever the value); not kept across
+ * a restart (Redis's reload neither). */
+bool tbl_entry_raw(const struct tbl_entry *e);
 int64_t tbl_entry_expire_ms(const struct tbl_entry *e); /* 0 = no expiry */
 size_t tbl_entry_mem(const struct tbl_entry *e); /* bytes of its allocation, header included */
 

@@ -260,9 +260,13 @@ void cmd_type(struct cmd_ctx *x)
  */
 static const char *const object_keyed[] = {"encoding", "freq", "idletime", "refcount"};
 
-/* What Redis would report as the value's encoding and reference count. */
+/* What Redis would report as the value's encoding and reference count: "raw" once it
+ * was edited in place (APPEND, SETRANGE, SETBIT, BITFIELD), else by its content. */
 static const char *obj_encoding(const struct tbl_entry *e)
 {
+    if (tbl_entry_raw(e)) {
+        return "raw";
+    }
     size_t len;
     const char *v = tbl_entry_val(e, &len);
     int64_t n;
@@ -398,8 +402,11 @@ static bool put_copy(struct cmd_ctx *x, const struct tbl_entry *e, const struct 
     x->db = db; /* the table, WATCH and WAL record of that database */
     size_t vlen;
     const void *v = tbl_entry_val(e, &vlen);
-    struct tbl_put_args pa = {
-        .val = v, .val_len = vlen, .expire_ms = tbl_entry_expire_ms(e), .type = tbl_entry_type(e)};
+    struct tbl_put_args pa = {.val = v,
+                              .val_len = vlen,
+                              .expire_ms = tbl_entry_expire_ms(e),
+                              .type = tbl_entry_type(e),
+                              .flags = tbl_entry_raw(e) ? TBL_RAW : 0};
     bool ok = tbl_put(cmd_tbl(x, h), k->ptr, k->len, h, &pa, x->now_ms, NULL) == 0;
     if (ok) {
         cmd_log_key(x, k, h);
@@ -657,7 +664,8 @@ static void rename_generic(struct cmd_ctx *x, bool nx)
     struct tbl_put_args pa = {.val = v,
                               .val_len = vlen,
                               .expire_ms = tbl_entry_expire_ms(old),
-                              .type = tbl_entry_type(old)};
+                              .type = tbl_entry_type(old),
+                              .flags = tbl_entry_raw(old) ? TBL_RAW : 0};
     rc = tbl_put(cmd_tbl(x, hd), dst->ptr, dst->len, hd, &pa, x->now_ms, NULL);
     tbl_entry_free(old);
     cmd_log_key(x, src, hs);

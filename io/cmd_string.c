@@ -551,7 +551,9 @@ void cmd_append(struct cmd_ctx *x)
         return;
     }
     struct tbl_mod m;
-    int rc = tbl_modify(cmd_tbl(x, h), key->ptr, key->len, h, x->now_ms, cur + add->len, 0, &m);
+    /* (an existing value edited in place is "raw" for OBJECT ENCODING, as in Redis) */
+    int rc =
+        tbl_modify(cmd_tbl(x, h), key->ptr, key->len, h, x->now_ms, cur + add->len, TBL_RAW, &m);
     if (rc != 0) {
         reply_error(x->out, "OOM command not allowed when used memory > 'maxmemory'.");
         return;
@@ -640,7 +642,8 @@ void cmd_setrange(struct cmd_ctx *x)
     size_t need = (size_t)off + val->len;
     size_t len = need > cur ? need : cur;
     struct tbl_mod m;
-    if (tbl_modify(cmd_tbl(x, h), key->ptr, key->len, h, x->now_ms, len, 0, &m) != 0) {
+    if (tbl_modify(cmd_tbl(x, h), key->ptr, key->len, h, x->now_ms, len, TBL_RAW | TBL_RAW_NEW,
+                   &m) != 0) {
         reply_error(x->out, "OOM command not allowed when used memory > 'maxmemory'.");
         return;
     }
@@ -688,7 +691,8 @@ void cmd_setbit(struct cmd_ctx *x)
     size_t byte = (size_t)(off >> 3);
     size_t len = byte + 1 > cur ? byte + 1 : cur;
     struct tbl_mod m;
-    if (tbl_modify(cmd_tbl(x, h), key->ptr, key->len, h, x->now_ms, len, 0, &m) != 0) {
+    if (tbl_modify(cmd_tbl(x, h), key->ptr, key->len, h, x->now_ms, len, TBL_RAW | TBL_RAW_NEW,
+                   &m) != 0) {
         reply_error(x->out, "OOM command not allowed when used memory > 'maxmemory'.");
         return;
     }
@@ -1157,7 +1161,8 @@ static void bitfield_generic(struct cmd_ctx *x, bool ro)
         size_t need = (size_t)((top + 7) >> 3);
         len = need > cur ? need : cur;
         struct tbl_mod m;
-        int rc = tbl_modify(cmd_tbl(x, h), key->ptr, key->len, h, x->now_ms, len, 0, &m);
+        int rc = tbl_modify(cmd_tbl(x, h), key->ptr, key->len, h, x->now_ms, len,
+                            TBL_RAW | TBL_RAW_NEW, &m);
         if (rc == KV_ELIMIT) { /* a field past the last byte a value may have */
             reply_error(x->out, "ERR string exceeds maximum allowed size (proto-max-bulk-len)");
             goto out;

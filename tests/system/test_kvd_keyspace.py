@@ -368,6 +368,37 @@ def test_object_encoding_and_refcount_match_redis(pair):
     assert isinstance(pair.r.cmd("OBJECT", "IDLETIME", "obj0"), int)
 
 
+def test_object_encoding_after_edits_matches_redis(pair):
+    """A value edited in place (APPEND to an existing key, SETRANGE, SETBIT, BITFIELD
+    writes) reads "raw" whatever it holds, until a command writes a new value (SET, INCR,
+    INCRBYFLOAT, ...); expiry changes keep it; a key those create from nothing is raw
+    too, except APPEND's. RENAME, COPY and MOVE keep it."""
+    steps = [
+        ("SET", "e1", "1"), ("APPEND", "e1", "2"), ("INCR", "e1"), ("APPEND", "e1", "x"),
+        ("SET", "e1", "short"), ("SETRANGE", "e1", "0", "S"), ("EXPIRE", "e1", "100"),
+        ("PERSIST", "e1"), ("GETEX", "e1", "EX", "50"), ("SET", "e1", "7"),
+        ("SETBIT", "e1", "1", "1"), ("INCRBYFLOAT", "e2", "1.5"), ("APPEND", "e2", "0"),
+        ("INCRBYFLOAT", "e2", "1"), ("APPEND", "e3", "new"), ("APPEND", "e4", "12"),
+        ("SETRANGE", "e5", "2", "ab"), ("SETBIT", "e6", "9", "1"),
+        ("BITFIELD", "e7", "SET", "u8", "0", "65"), ("BITFIELD", "e8", "GET", "u8", "0"),
+        ("SET", "e9", "x" * 50), ("APPEND", "e9", "y"), ("SET", "e10", "5"),
+        ("BITFIELD", "e10", "GET", "u8", "0"), ("DECRBY", "e10", "3"),
+        ("SETRANGE", "e10", "0", ""), ("GETSET", "e9", "1"), ("SETRANGE", "e11", "0", ""),
+        # a moved or copied value keeps it
+        ("SET", "{m}a", "1"), ("APPEND", "{m}a", "2"), ("RENAME", "{m}a", "{m}b"),
+        ("COPY", "{m}b", "{m}c"), ("MOVE", "{m}c", "1"), ("SET", "{m}d", "3"),
+        ("RENAME", "{m}d", "{m}b"),
+    ]
+    for step in steps:
+        pair.same(*step)
+        for key in {step[1], "e1"}:
+            pair.same("OBJECT", "ENCODING", key)
+    pair.same("SELECT", "1")
+    pair.same("OBJECT", "ENCODING", "{m}c")
+    pair.same("FLUSHDB")
+    pair.same("SELECT", "0")
+
+
 def info_field(c, section, name):
     text = c.cmd("INFO", section).decode()
     return int(text.split(name + ":")[1].split("\r\n")[0])

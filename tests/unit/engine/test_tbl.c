@@ -203,9 +203,47 @@ Test(tbl, overwrite_in_place)
 Test(tbl, type_byte)
 {
     struct tbl *t = tbl_create(heap);
-    struct tbl_put_args a = {.val = "x", .val_len = 1, .type = 3};
+    struct tbl_put_args a = {.val = "x", .val_len = 1, .type = 1};
     cr_assert_eq(tbl_put(t, "k", 1, tbl_hash("k", 1), &a, 0, NULL), 0);
-    cr_assert_eq(tbl_entry_type(get(t, "k", 0)), 3); /* two bits: 0..3 */
+    cr_assert_eq(tbl_entry_type(get(t, "k", 0)), 1); /* one bit: 0..1 */
+    cr_assert(!tbl_entry_raw(get(t, "k", 0)));
+    tbl_destroy(t);
+}
+
+/* The edited-in-place mark: set by tbl_modify with TBL_RAW (TBL_RAW_NEW for a value it
+ * creates), cleared by a tbl_modify without it and by any tbl_put (in place or not),
+ * kept when the value moves to a bigger block or gets an expiry time; never the type. */
+Test(tbl, raw_mark)
+{
+    struct tbl *t = tbl_create(heap);
+    uint64_t h = tbl_hash("k", 1), h2 = tbl_hash("n", 1);
+    struct tbl_mod m;
+    cr_assert_eq(tbl_modify(t, "k", 1, h, 0, 3, TBL_RAW, &m), 0); /* created: not marked */
+    cr_assert(m.created && !tbl_entry_raw(get(t, "k", 0)));
+    cr_assert_eq(tbl_modify(t, "k", 1, h, 0, 4, TBL_RAW, &m), 0);
+    cr_assert(tbl_entry_raw(get(t, "k", 0)));
+    cr_assert_eq(tbl_entry_type(get(t, "k", 0)), TBL_TYPE_STRING);
+    cr_assert_eq(tbl_modify(t, "k", 1, h, 0, 4000, TBL_RAW, &m), 0); /* a bigger block */
+    cr_assert(tbl_entry_raw(get(t, "k", 0)));
+    cr_assert_eq(tbl_expire_set(t, "k", 1, h, 0, 1000000), 0);
+    cr_assert(tbl_entry_raw(get(t, "k", 0)));
+    cr_assert_eq(tbl_modify(t, "k", 1, h, 0, 4000, 0, &m), 0); /* INCR-like: cleared */
+    cr_assert(!tbl_entry_raw(get(t, "k", 0)));
+    cr_assert_eq(tbl_modify(t, "k", 1, h, 0, 4000, TBL_RAW, &m), 0);
+    struct tbl_put_args a = {.val = m.val, .val_len = 3000, .expire_ms = 1000000};
+    cr_assert_eq(tbl_put(t, "k", 1, h, &a, 0, NULL), 0); /* in place: cleared */
+    cr_assert(!tbl_entry_raw(get(t, "k", 0)));
+    cr_assert_eq(tbl_modify(t, "n", 1, h2, 0, 2, TBL_RAW | TBL_RAW_NEW, &m), 0);
+    cr_assert(m.created && tbl_entry_raw(get(t, "n", 0)));
+    struct tbl_put_args b = {.val = "v", .val_len = 1};
+    cr_assert_eq(tbl_put(t, "n", 1, h2, &b, 0, NULL), 0);
+    cr_assert(!tbl_entry_raw(get(t, "n", 0)));
+    b.flags = TBL_RAW; /* a marked value moved (RENAME): marked, in place or not */
+    cr_assert_eq(tbl_put(t, "n", 1, h2, &b, 0, NULL), 0);
+    cr_assert(tbl_entry_raw(get(t, "n", 0)));
+    cr_assert_eq(tbl_put(t, "k", 1, h, &b, 0, NULL), 0);
+    cr_assert(tbl_entry_raw(get(t, "k", 0)));
+    tbl_check(t);
     tbl_destroy(t);
 }
 

@@ -1634,20 +1634,22 @@ bool conn_in_multi(const struct conn *c)
 }
 
 /* A command CLIENT PAUSE WRITE holds, as Redis's write and may-replicate ones: writes,
- * PUBLISH, EVAL (unless its shebang says no-writes) and EVALSHA (not their _RO forms),
- * FCALL of a function without the no-writes flag. */
+ * PUBLISH, FUNCTION LOAD / DELETE / FLUSH / RESTORE, and scripts and functions as Redis
+ * flags them: by their flags when they have some (held unless no-writes, _RO forms
+ * included), else EVAL, EVALSHA and FCALL but not their _RO forms. Only evaluated while
+ * a pause is in force or a command is queued in MULTI. */
 static bool replicates(const struct cmd_desc *d, size_t argc, const struct resp_arg *argv)
 {
-    if (d->fn == cmd_fcall && !(d->flags & CMD_READONLY) && argc >= 2) {
-        return func_may_write(argv[1].ptr, argv[1].len);
+    if (d->exec == CMD_EXEC_SCRIPT && argc >= 2) {
+        int64_t flags =
+            d->fn == cmd_fcall ? func_flags(argv[1].ptr, argv[1].len) : script_flags(argc, argv);
+        return flags >= 0 ? !(flags & SCRIPT_FN_NO_WRITES) : !(d->flags & CMD_READONLY);
     }
-    if (d->fn == cmd_eval && !(d->flags & CMD_READONLY) && argc >= 2 &&
-        cmd_arg_is(&argv[0], "eval")) {
-        int64_t flags = script_shebang_flags(argv[1].ptr, argv[1].len);
-        return flags < 0 || !(flags & SCRIPT_FN_NO_WRITES);
+    if (d->fn == cmd_function && argc >= 2) {
+        return cmd_arg_is(&argv[1], "load") || cmd_arg_is(&argv[1], "delete") ||
+               cmd_arg_is(&argv[1], "flush") || cmd_arg_is(&argv[1], "restore");
     }
-    return (d->flags & CMD_WRITE) || d->fn == cmd_publish ||
-           (d->exec == CMD_EXEC_SCRIPT && !(d->flags & CMD_READONLY));
+    return (d->flags & CMD_WRITE) || d->fn == cmd_publish;
 }
 
 /* Checks and queues one command inside MULTI; replies +QUEUED or the error. */

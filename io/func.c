@@ -8,6 +8,7 @@
 #include "kv_assert.h"
 #include "kv_config.h"
 #include "kv_glob.h"
+#include "kv_limits.h"
 #include "kv_log.h"
 #include "kv_splitargs.h"
 #include "kvd_settings.h"
@@ -105,20 +106,20 @@ void func_counts(size_t *libraries, size_t *functions, size_t *bytes)
     set_put(s);
 }
 
-bool func_may_write(const char *name, size_t len)
+int64_t func_flags(const char *name, size_t len)
 {
     struct func_set *s = set_get();
-    bool may = true;
-    for (size_t i = 0; i < s->nlibs; i++) {
+    int64_t flags = -1;
+    for (size_t i = 0; flags < 0 && i < s->nlibs; i++) {
         const struct func_lib *l = s->libs[i];
-        for (size_t k = 0; k < l->nfns; k++) {
+        for (size_t k = 0; flags < 0 && k < l->nfns; k++) { /* the first, as FCALL finds */
             if (strlen(l->fns[k].name) == len && strncasecmp(l->fns[k].name, name, len) == 0) {
-                may = !(l->fns[k].flags & SCRIPT_FN_NO_WRITES);
+                flags = l->fns[k].flags;
             }
         }
     }
     set_put(s);
-    return may;
+    return flags;
 }
 
 void func_shutdown(void)
@@ -159,13 +160,13 @@ static bool parse_meta(const char *code, size_t len, char **name, size_t *skip, 
         snprintf(err, cap, "ERR Missing library metadata");
         return false;
     }
-    const char *nl = memchr(code, '\n', len);
+    const char *nl = memchr(code, '\n', strnlen(code, len)); /* a NUL ends it, as in Redis */
     if (nl == NULL) {
         snprintf(err, cap, "ERR Invalid library metadata");
         return false;
     }
     *skip = (size_t)(nl - code);
-    size_t n = strnlen(code, *skip); /* a NUL ends it, as in Redis */
+    size_t n = *skip, name_len = 0;
     char *buf = malloc(n + 1), *engine = malloc(n + 1);
     KV_ASSERT(buf != NULL && engine != NULL);
     size_t i = 0, olen = 0, count = 0;
@@ -192,8 +193,11 @@ static bool parse_meta(const char *code, size_t len, char **name, size_t *skip, 
                          "times");
                 goto out;
             }
-            *name = strdup(buf + 5);
+            name_len = olen - 5; /* (a quoted \x00 stays in it: an invalid name) */
+            *name = malloc(name_len + 1);
             KV_ASSERT(*name != NULL);
+            memcpy(*name, buf + 5, name_len);
+            (*name)[name_len] = '\0';
             continue;
         }
         snprintf(err, cap, "ERR Invalid metadata value given: %s", buf);
@@ -201,12 +205,12 @@ static bool parse_meta(const char *code, size_t len, char **name, size_t *skip, 
     }
     if (*name == NULL) {
         snprintf(err, cap, "ERR Library name was not given");
-    } else if (strcasecmp(engine, "lua") != 0) {
-        snprintf(err, cap, "ERR Engine '%s' not found", engine);
-    } else if (!valid_name(*name, strlen(*name))) {
+    } else if (!valid_name(*name, name_len)) {
         snprintf(err, cap,
                  "ERR Library names can only contain letters, numbers, or "
                  "underscores(_) and must be at least one character long");
+    } else if (strcasecmp(engine, "lua") != 0) {
+        snprintf(err, cap, "ERR Engine '%s' not found", engine);
     } else {
         ok = true;
     }
@@ -305,11 +309,11 @@ static bool change_add(struct change *c, struct func_lib *lib, char *err, size_t
 /* Runs code (its metadata line parsed: name, skip) in vm and makes it a library (one
  * reference, the caller's); NULL with the error. */
 static struct func_lib *lib_make(struct script_vm *vm, const char *code, size_t len, char *name,
-                                 size_t skip, char *err, size_t cap)
+                                 size_t skip, bool timed, char *err, size_t cap)
 {
     struct script_fn_info *fns;
     size_t nfns;
-    if (!script_lib_load(vm, code, len, skip, &fns, &nfns, err, cap)) {
+    if (!script_lib_load(vm, code, len, skip, timed, &fns, &nfns, err, cap)) {
         free(name);
         return NULL;
     }
@@ -379,19 +383,28 @@ static int write_file(const char *dir, const uint8_t *p, size_t n)
         unlink(tmp);
         return e;
     }
-    close(fd);
+    if (close(fd) != 0) {
+        int e = errno;
+        unlink(tmp);
+        return e;
+    }
     if (rename(tmp, path) != 0) {
         int e = errno;
         unlink(tmp);
         return e;
     }
+    /* Renamed: the new set is the file now, whatever comes next, so it is the set. A
+     * failed directory sync may lose the rename in a power cut (then the old set comes
+     * back): said in the log, not to the client, whose change did take effect. */
     int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd < 0) {
-        return errno;
+    if (dfd < 0 || fsync(dfd) != 0) {
+        kv_log_warning("cannot sync directory %s after writing %s: %s", dir, FUNC_FILE,
+                       strerror(errno));
     }
-    int rc = fsync(dfd) != 0 ? errno : 0;
-    close(dfd);
-    return rc;
+    if (dfd >= 0) {
+        close(dfd);
+    }
+    return 0;
 }
 
 /* Makes the change the set (written first when persist), ending it. Change_mu held. */
@@ -432,30 +445,67 @@ static bool publish(struct change *c, bool persist, char *err, size_t cap)
 
 /* ---- FCALL ------------------------------------------------------------------------- */
 
-/* The shard's functions interpreter, made again from the set when it changed. */
+static bool set_holds(const struct func_set *s, const struct func_lib *l)
+{
+    for (size_t i = 0; s != NULL && i < s->nlibs; i++) {
+        if (s->libs[i] == l) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* The shard's functions interpreter, brought up to the set when it changed: the
+ * libraries gone (or replaced) are forgotten, the new ones loaded (libraries are shared
+ * between sets, so a library kept is the same object). Their code loaded before, so it
+ * runs without the load timeout. */
 static struct script_vm *fvm_get(struct shard *sh)
 {
     uint64_t gen = atomic_load_explicit(&cur_gen, memory_order_acquire);
-    if (sh->fvm != NULL && script_vm_gen(sh->fvm) == gen) {
+    if (sh->fvm != NULL && sh->fset != NULL && sh->fset->gen == gen) {
         return sh->fvm;
     }
-    struct func_set *s = set_get();
-    script_vm_free(sh->fvm);
-    sh->fvm = script_fvm_new(s->gen);
+    struct func_set *s = set_get(), *old = sh->fset;
+    if (sh->fvm == NULL) {
+        sh->fvm = script_fvm_new();
+        old = NULL; /* (none loaded) */
+    }
+    for (size_t i = 0; old != NULL && i < old->nlibs; i++) {
+        if (!set_holds(s, old->libs[i])) {
+            script_lib_unload(sh->fvm, old->libs[i]->fns, old->libs[i]->nfns);
+        }
+    }
     for (size_t i = 0; i < s->nlibs; i++) {
         const struct func_lib *l = s->libs[i];
+        if (set_holds(old, l)) {
+            continue;
+        }
         struct script_fn_info *fns;
         size_t nfns;
         char err[FUNC_ERR_MAX];
-        if (script_lib_load(sh->fvm, l->code, l->len, l->skip, &fns, &nfns, err, sizeof err)) {
+        if (script_lib_load(sh->fvm, l->code, l->len, l->skip, false, &fns, &nfns, err,
+                            sizeof err)) {
             script_fn_infos_free(fns, nfns);
-        } else { /* it loaded before: only the load timeout on a starved thread can do it */
+        } else { /* it loaded before, and runs the same: only memory can fail it */
             kv_log_warning("function library %s not loaded on shard %u: %s", l->name, sh->id, err);
         }
     }
-    set_put(s);
+    if (sh->fset != NULL) {
+        set_put(sh->fset);
+    }
+    sh->fset = s;
     script_vm_publish(sh->fvm, sh);
     return sh->fvm;
+}
+
+void func_shard_free(struct shard *sh)
+{
+    script_vm_free(sh->fvm);
+    sh->fvm = NULL;
+    if (sh->fset != NULL) {
+        set_put(sh->fset);
+        sh->fset = NULL;
+    }
 }
 
 void cmd_fcall(struct cmd_ctx *x)
@@ -556,8 +606,33 @@ static void function_list(struct cmd_ctx *x)
     set_put(s);
 }
 
+/* Whether the set has a library of that name (exact bytes). */
+static bool set_has(const struct func_set *s, const char *name, size_t len)
+{
+    for (size_t i = 0; i < s->nlibs; i++) {
+        if (strlen(s->libs[i]->name) == len && memcmp(s->libs[i]->name, name, len) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* FUNCTION LOAD, LOAD .. RESTORE and FLUSH write and LOAD / RESTORE may add memory:
+ * refused over maxmemory when eviction cannot help, as Redis's denyoom commands are. */
+static bool refused_oom(struct cmd_ctx *x)
+{
+    if (KV_CONF_GET(kvd_settings.maxmemory) != 0 && evict_refuses(x->sh)) {
+        reply_error(x->out, "OOM command not allowed when used memory > 'maxmemory'.");
+        return true;
+    }
+    return false;
+}
+
 static void function_load(struct cmd_ctx *x)
 {
+    if (refused_oom(x)) {
+        return;
+    }
     bool replace = false;
     for (size_t i = 2; i + 1 < x->argc; i++) {
         if (cmd_arg_is(&x->argv[i], "replace")) {
@@ -575,21 +650,36 @@ static void function_load(struct cmd_ctx *x)
         reply_error(x->out, "%s", err);
         return;
     }
+    struct func_set *s = set_get();
+    bool exists = set_has(s, name, strlen(name));
+    set_put(s);
+    if (!replace && exists) { /* (Redis's check before the code runs) */
+        reply_error(x->out, "ERR Library '%s' already exists", name);
+        free(name);
+        return;
+    }
+    /* The code runs (up to the load timeout) before the change lock is taken, so that
+     * changes on other shards do not wait for it. */
+    struct script_vm *vm = script_fvm_new();
+    struct func_lib *l = lib_make(vm, code->ptr, code->len, name, skip, true, err, sizeof err);
+    script_vm_free(vm);
+    if (l == NULL) {
+        reply_error(x->out, "%s", err);
+        return;
+    }
+    char *lname = strdup(l->name);
+    KV_ASSERT(lname != NULL);
     pthread_mutex_lock(&change_mu);
     struct change c;
     change_init(&c, cur); /* cur only changes under change_mu */
-    if (!replace && change_find(&c, name) != SIZE_MAX) {
-        reply_error(x->out, "ERR Library '%s' already exists", name);
-        free(name);
-        change_free(&c);
-        pthread_mutex_unlock(&change_mu);
-        return;
+    bool ok;
+    if (!replace && change_find(&c, l->name) != SIZE_MAX) { /* loaded meanwhile */
+        snprintf(err, sizeof err, "ERR Library '%s' already exists", l->name);
+        lib_put(l);
+        ok = false;
+    } else {
+        ok = change_add(&c, l, err, sizeof err);
     }
-    struct script_vm *vm = script_fvm_new(0);
-    struct func_lib *l = lib_make(vm, code->ptr, code->len, name, skip, err, sizeof err);
-    script_vm_free(vm);
-    char *lname = l != NULL ? strdup(l->name) : NULL;
-    bool ok = l != NULL && change_add(&c, l, err, sizeof err);
     if (ok) {
         ok = publish(&c, x->sh->srv->persist, err, sizeof err);
     } else {
@@ -607,18 +697,16 @@ static void function_load(struct cmd_ctx *x)
 static void function_delete(struct cmd_ctx *x)
 {
     const struct resp_arg *a = &x->argv[2];
-    char name[256];
-    if (a->len >= sizeof name || memchr(a->ptr, '\0', a->len) != NULL) {
-        reply_error(x->out, "ERR Library not found");
-        return;
-    }
-    memcpy(name, a->ptr, a->len);
-    name[a->len] = '\0';
     char err[FUNC_ERR_MAX];
     pthread_mutex_lock(&change_mu);
     struct change c;
     change_init(&c, cur);
-    size_t at = change_find(&c, name);
+    size_t at = SIZE_MAX;
+    for (size_t i = 0; i < c.n && at == SIZE_MAX; i++) {
+        if (strlen(c.libs[i]->name) == a->len && memcmp(c.libs[i]->name, a->ptr, a->len) == 0) {
+            at = i;
+        }
+    }
     bool ok = at != SIZE_MAX;
     if (!ok) {
         snprintf(err, sizeof err, "ERR Library not found");
@@ -670,19 +758,21 @@ static void function_flush(struct cmd_ctx *x)
 enum restore_policy { RESTORE_APPEND, RESTORE_REPLACE, RESTORE_FLUSH };
 
 /*
- * Reads the libraries of a FUNCTION DUMP payload into c (each replacing or refused
- * against those already there, by policy), running their code in vm. False with the
- * error.
+ * Reads the libraries of a FUNCTION DUMP payload into c as Redis joins them: all of them
+ * are loaded first (into vm, `timed` as a new library's code is), then those of c with
+ * a name of the payload's are refused (APPEND) or dropped (REPLACE; FLUSH came with c
+ * empty), then function names are checked. False with the error (c is then to be
+ * dropped).
  */
 static bool load_payload(struct change *c, const uint8_t *p, size_t n, enum restore_policy policy,
-                         struct script_vm *vm, char *err, size_t cap)
+                         struct script_vm *vm, bool timed, char *err, size_t cap)
 {
     if (!rdbstr_footer_ok(p, n)) {
         snprintf(err, cap, "ERR DUMP payload version or checksum are wrong");
         return false;
     }
     size_t end = n - RDBSTR_TAIL, at = 0;
-    struct change fresh; /* the payload's own libraries: one name once */
+    struct change fresh; /* the payload's libraries: one name once, no function twice */
     change_init(&fresh, NULL);
     bool ok = true;
     while (ok && at < end) {
@@ -693,17 +783,17 @@ static bool load_payload(struct change *c, const uint8_t *p, size_t n, enum rest
         }
         const uint8_t *val;
         size_t len, need, next;
-        enum rdbstr_result r =
-            rdbstr_read_string(p, end, at + 1, SIZE_MAX / 2, NULL, 0, &val, &len, &need, &next);
+        enum rdbstr_result r = rdbstr_read_string(p, end, at + 1, KV_VALUE_BYTES_MAX, NULL, 0, &val,
+                                                  &len, &need, &next);
         uint8_t *buf = NULL;
         if (r == RDBSTR_OK && need > 0) {
             buf = malloc(need);
-            KV_ASSERT(buf != NULL);
-            r = rdbstr_read_string(p, end, at + 1, SIZE_MAX / 2, buf, need, &val, &len, &need,
-                                   &next);
+            r = buf == NULL ? RDBSTR_BAD_DATA
+                            : rdbstr_read_string(p, end, at + 1, KV_VALUE_BYTES_MAX, buf, need,
+                                                 &val, &len, &need, &next);
         }
         if (r != RDBSTR_OK) {
-            snprintf(err, cap, "ERR Failed loading library: the payload is damaged");
+            snprintf(err, cap, "ERR Failed loading library payload");
             free(buf);
             ok = false;
             break;
@@ -717,27 +807,24 @@ static bool load_payload(struct change *c, const uint8_t *p, size_t n, enum rest
                 snprintf(err, cap, "ERR Library '%s' already exists", name);
                 free(name);
             } else {
-                l = lib_make(vm, (const char *)val, len, name, skip, err, cap);
+                l = lib_make(vm, (const char *)val, len, name, skip, timed, err, cap);
             }
         }
         free(buf);
-        if (l == NULL) {
+        ok = l != NULL && change_add(&fresh, l, err, cap);
+    }
+    for (size_t i = 0; ok && i < fresh.n; i++) {
+        size_t old = change_find(c, fresh.libs[i]->name);
+        if (old != SIZE_MAX && policy == RESTORE_APPEND) {
+            snprintf(err, cap, "ERR Library %s already exists", fresh.libs[i]->name);
             ok = false;
-            break;
+        } else if (old != SIZE_MAX) {
+            change_remove(c, old);
         }
-        atomic_fetch_add(&l->refs, 1);          /* one for fresh, one for c */
-        if (!change_add(&fresh, l, err, cap)) { /* a function of another library in it */
-            lib_put(l);
-            ok = false;
-            break;
-        }
-        if (policy == RESTORE_APPEND && change_find(c, l->name) != SIZE_MAX) {
-            snprintf(err, cap, "ERR Library %s already exists", l->name);
-            lib_put(l);
-            ok = false;
-            break;
-        }
-        ok = change_add(c, l, err, cap);
+    }
+    for (size_t i = 0; ok && i < fresh.n; i++) {
+        atomic_fetch_add(&fresh.libs[i]->refs, 1); /* c's */
+        ok = change_add(c, fresh.libs[i], err, cap);
     }
     change_free(&fresh);
     return ok;
@@ -747,6 +834,9 @@ static void function_restore(struct cmd_ctx *x)
 {
     if (x->argc > 4) {
         reply_sub_syntax(x);
+        return;
+    }
+    if (refused_oom(x)) {
         return;
     }
     enum restore_policy policy = RESTORE_APPEND;
@@ -765,9 +855,9 @@ static void function_restore(struct cmd_ctx *x)
     pthread_mutex_lock(&change_mu);
     struct change c;
     change_init(&c, policy == RESTORE_FLUSH ? NULL : cur);
-    struct script_vm *vm = script_fvm_new(0);
-    bool ok = load_payload(&c, (const uint8_t *)x->argv[2].ptr, x->argv[2].len, policy, vm, err,
-                           sizeof err);
+    struct script_vm *vm = script_fvm_new();
+    bool ok = load_payload(&c, (const uint8_t *)x->argv[2].ptr, x->argv[2].len, policy, vm, true,
+                           err, sizeof err);
     script_vm_free(vm);
     if (ok) {
         ok = publish(&c, x->sh->srv->persist, err, sizeof err);
@@ -912,6 +1002,7 @@ int func_recover(const char *dir, bool repair)
     uint8_t *p = NULL;
     size_t n = 0;
     bool read_ok = fstat(fd, &st) == 0;
+    int e = errno;
     if (read_ok) {
         n = (size_t)st.st_size;
         p = malloc(n ? n : 1);
@@ -919,20 +1010,21 @@ int func_recover(const char *dir, bool repair)
         for (size_t off = 0; read_ok && off < n;) {
             ssize_t r = read(fd, p + off, n - off);
             read_ok = r > 0 || (r < 0 && errno == EINTR);
+            e = r == 0 ? EIO : errno; /* (it shrank under us) */
             off += r > 0 ? (size_t)r : 0;
         }
     }
     close(fd);
     if (!read_ok) {
-        fprintf(stderr, "kvd: cannot read %s: %s\n", path, strerror(errno));
+        fprintf(stderr, "kvd: cannot read %s: %s\n", path, strerror(e));
         free(p);
         return -1;
     }
     char err[FUNC_ERR_MAX];
     struct change c;
     change_init(&c, NULL);
-    struct script_vm *vm = script_fvm_new(0);
-    bool ok = load_payload(&c, p, n, RESTORE_APPEND, vm, err, sizeof err);
+    struct script_vm *vm = script_fvm_new();
+    bool ok = load_payload(&c, p, n, RESTORE_APPEND, vm, false, err, sizeof err);
     script_vm_free(vm);
     free(p);
     if (!ok) {
@@ -950,6 +1042,15 @@ int func_recover(const char *dir, bool repair)
             fprintf(stderr, "kvd: cannot move %s aside: %s\n", path, strerror(errno));
             return -1;
         }
+        int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (dfd < 0 || fsync(dfd) != 0) {
+            fprintf(stderr, "kvd: cannot sync %s: %s\n", dir, strerror(errno));
+            if (dfd >= 0) {
+                close(dfd);
+            }
+            return -1;
+        }
+        close(dfd);
         kv_log_warning("repair: %s is damaged (%s), moved to %s; no functions loaded", path, err,
                        bad);
         return 0;

@@ -33,15 +33,20 @@
  * functions, returning 0). */
 int func_recover(const char *dir, bool repair);
 
+/* Frees a shard's functions interpreter and its reference to the set (its thread, at
+ * its end). */
+struct shard;
+void func_shard_free(struct shard *sh);
+
 /* Frees the set (at exit, for leak checkers). */
 void func_shutdown(void);
 
 /* Libraries and functions in the set, and their memory (INFO memory). */
 void func_counts(size_t *libraries, size_t *functions, size_t *bytes);
 
-/* Whether FCALL of function name may write (CLIENT PAUSE WRITE holds it): true unless
- * the function exists and is flagged no-writes. Takes the set's mutex. */
-bool func_may_write(const char *name, size_t len);
+/* The flags (SCRIPT_FN_*) of function `name` (any case), or -1 if there is none (for
+ * CLIENT PAUSE WRITE: no-writes lets FCALL through). Takes the set's mutex. */
+int64_t func_flags(const char *name, size_t len);
 
 /* (Handlers cmd_function and cmd_fcall, of FCALL and FCALL_RO: cmd.h.) */
 

@@ -144,11 +144,14 @@ size_t script_count(size_t *bytes)
 
 struct script_vm {
     lua_State *L;
-    uint64_t gen; /* the generation of the registry (scripts or libraries) it reflects */
+    uint64_t gen; /* EVAL's: the generation of the script registry it reflects */
     bool fn;      /* a functions interpreter (FCALL), not EVAL's */
     /* a library being loaded (fn only): redis.register_function adds to kvd_loading */
     bool loading;
-    uint64_t load_deadline_ns;
+    uint64_t load_deadline_ns; /* 0: no limit (a library that loaded before, loaded again) */
+    /* a stop (SCRIPT / FUNCTION KILL, shutdown, the load timeout) raised: raised again at
+     * every instruction, so that pcall inside the script cannot swallow it */
+    const char *doomed;
     /* the running script or function */
     struct cmd_ctx *x;
     uint32_t db;       /* its database: SELECT inside a script changes it, not the client's */
@@ -400,23 +403,49 @@ static int raise_reply(lua_State *L, const char *text)
 
 /* Every SCRIPT_HOOK_EVERY instructions: a shutdown, or SCRIPT KILL of a script that
  * has not written, stops the script. */
+static void l_hook(lua_State *L, lua_Debug *ar);
+
+/* Stops the running script: raises msg now and at every instruction after (a pcall in
+ * the script gets the error, and the next instruction raises it again). */
+static void doom(lua_State *L, struct script_vm *vm, const char *msg)
+{
+    vm->doomed = msg;
+    lua_sethook(L, l_hook, LUA_MASKCOUNT, 1);
+    raise_reply(L, msg);
+}
+
+/* After a script or a library's code returned: the hook back to its usual pace. */
+static void undoom(lua_State *L, struct script_vm *vm)
+{
+    if (vm->doomed != NULL) {
+        vm->doomed = NULL;
+        lua_sethook(L, l_hook, LUA_MASKCOUNT, SCRIPT_HOOK_EVERY);
+    }
+}
+
 static void l_hook(lua_State *L, lua_Debug *ar)
 {
     (void)ar;
     lua_getfield(L, LUA_REGISTRYINDEX, "kvd_vm");
     struct script_vm *vm = lua_touserdata(L, -1);
     lua_pop(L, 1);
-    if (vm != NULL && vm->loading && kv_clock_mono_ns() > vm->load_deadline_ns) {
-        raise_reply(L, "ERR FUNCTION LOAD timeout");
+    if (vm == NULL) {
+        return;
     }
-    if (vm == NULL || vm->x == NULL) {
+    if (vm->doomed != NULL) {
+        raise_reply(L, vm->doomed);
+    }
+    if (vm->loading && vm->load_deadline_ns != 0 && kv_clock_mono_ns() > vm->load_deadline_ns) {
+        doom(L, vm, "ERR FUNCTION LOAD timeout");
+    }
+    if (vm->x == NULL) {
         return;
     }
     if (atomic_load_explicit(&vm->x->sh->srv->stopping, memory_order_relaxed)) {
-        raise_reply(L, "ERR Script killed: the server is shutting down");
+        doom(L, vm, "ERR Script killed: the server is shutting down");
     }
     if (!vm->wrote && atomic_load(&kill_gen[vm->fn]) != vm->kill_gen) {
-        raise_reply(L, "ERR Script killed by user with SCRIPT KILL..."); /* (FUNCTION KILL too) */
+        doom(L, vm, "ERR Script killed by user with SCRIPT KILL..."); /* (FUNCTION KILL too) */
     }
 }
 
@@ -875,7 +904,7 @@ static int64_t eval_shebang(const char *body, size_t len, size_t *skip, char *er
     if (len < 2 || memcmp(body, "#!", 2) != 0) {
         return -1;
     }
-    const char *nl = memchr(body, '\n', len);
+    const char *nl = memchr(body, '\n', strnlen(body, len)); /* (a NUL ends it, as in Redis) */
     if (nl == NULL) {
         snprintf(err, cap, "ERR Invalid script shebang");
         return -2;
@@ -941,7 +970,7 @@ static bool vm_load(struct script_vm *vm, const char *sha, const char *body, siz
         reg_add(sha, body, len); /* after a SCRIPT FLUSH elsewhere, say */
         return true;
     }
-    char err[256];
+    char err[1024];
     size_t skip;
     int64_t flags = eval_shebang(body, len, &skip, err, sizeof err);
     if (flags == -2) {
@@ -970,11 +999,28 @@ static bool vm_load(struct script_vm *vm, const char *sha, const char *body, siz
     return true;
 }
 
-int64_t script_shebang_flags(const char *body, size_t len)
+int64_t script_flags(size_t argc, const struct resp_arg *argv)
 {
-    char err[256];
-    size_t skip;
-    int64_t flags = eval_shebang(body, len, &skip, err, sizeof err);
+    if (argc < 2) {
+        return -1;
+    }
+    char err[1024], sha[KV_SHA1_HEX];
+    size_t skip, len = argv[1].len;
+    bool by_sha = argv[0].len >= 7 && strncasecmp(argv[0].ptr, "evalsha", 7) == 0;
+    if (!by_sha) {
+        int64_t flags = eval_shebang(argv[1].ptr, len, &skip, err, sizeof err);
+        return flags < 0 ? -1 : flags;
+    }
+    if (len != 40) {
+        return -1;
+    }
+    for (size_t i = 0; i < 40; i++) {
+        sha[i] = (char)tolower((unsigned char)argv[1].ptr[i]);
+    }
+    sha[40] = '\0';
+    char *body = reg_get(sha, &len);
+    int64_t flags = body != NULL ? eval_shebang(body, len, &skip, err, sizeof err) : -1;
+    free(body);
     return flags < 0 ? -1 : flags;
 }
 
@@ -1184,6 +1230,7 @@ static void vm_call(struct script_vm *vm, struct cmd_ctx *x, int nargs, const ch
     vm->kill_gen = atomic_load(&kill_gen[vm->fn]);
     atomic_fetch_add(&scripts_running[vm->fn], 1);
     int rc = lua_pcall(L, nargs, 1, base + 1);
+    undoom(L, vm);
     atomic_fetch_sub(&scripts_running[vm->fn], 1);
     if (vm->wrote) {
         atomic_fetch_sub(&scripts_wrote[vm->fn], 1);
@@ -1342,6 +1389,19 @@ void script_kill(struct resp_out *out, bool functions)
 {
     int running = atomic_load(&scripts_running[functions]);
     int wrote = atomic_load(&scripts_wrote[functions]);
+    int others = atomic_load(&scripts_running[!functions]);
+    if (running == 0 && others > 0) { /* the other kind runs: Redis's replies */
+        if (atomic_load(&scripts_wrote[!functions]) >= others) {
+            running = others; /* UNKILLABLE comes first, as in Redis */
+            wrote = others;
+        } else {
+            reply_error(out, functions ? "BUSY Redis is busy running a script. You can only "
+                                         "call SCRIPT KILL or SHUTDOWN NOSAVE."
+                                       : "BUSY Redis is busy running a script. You can only "
+                                         "call FUNCTION KILL or SHUTDOWN NOSAVE.");
+            return;
+        }
+    }
     if (running == 0) {
         reply_error(out, "NOTBUSY No scripts in execution right now.");
     } else if (wrote >= running) {
@@ -1440,6 +1500,10 @@ static int raise_err(lua_State *L, const char *msg)
  * library being loaded (registry kvd_loading). */
 static int l_register(lua_State *L)
 {
+    if (!vm_of(L)->loading) { /* the load-time table kept by a function, called later */
+        return raise_err(L, "redis.register_function can only be called on FUNCTION LOAD "
+                            "command");
+    }
     int argc = lua_gettop(L);
     const char *name = NULL, *desc = NULL;
     size_t name_len = 0, desc_len = 0;
@@ -1583,14 +1647,9 @@ static void make_fn_env(lua_State *L, struct script_vm *vm)
     lua_setfield(L, LUA_REGISTRYINDEX, "kvd_fns");
 }
 
-struct script_vm *script_fvm_new(uint64_t gen)
+struct script_vm *script_fvm_new(void)
 {
-    return vm_create(true, gen);
-}
-
-uint64_t script_vm_gen(const struct script_vm *vm)
-{
-    return vm->gen;
+    return vm_create(true, 0);
 }
 
 void script_fn_infos_free(struct script_fn_info *fns, size_t n)
@@ -1614,7 +1673,7 @@ static char *dup_lua(lua_State *L, int idx, size_t *len)
     return d;
 }
 
-bool script_lib_load(struct script_vm *vm, const char *code, size_t len, size_t skip,
+bool script_lib_load(struct script_vm *vm, const char *code, size_t len, size_t skip, bool timed,
                      struct script_fn_info **fns, size_t *nfns, char *err, size_t cap)
 {
     KV_ASSERT(vm->fn && vm->x == NULL && skip <= len);
@@ -1632,8 +1691,10 @@ bool script_lib_load(struct script_vm *vm, const char *code, size_t len, size_t 
     lua_newtable(L);
     lua_setfield(L, LUA_REGISTRYINDEX, "kvd_loading");
     vm->loading = true;
-    vm->load_deadline_ns = kv_clock_mono_ns() + (uint64_t)SCRIPT_LOAD_TIMEOUT_MS * 1000000u;
+    vm->load_deadline_ns =
+        timed ? kv_clock_mono_ns() + (uint64_t)SCRIPT_LOAD_TIMEOUT_MS * 1000000u : 0;
     int rc = lua_pcall(L, 0, 0, 0);
+    undoom(L, vm);
     vm->loading = false;
     if (rc != 0) {
         const char *e = NULL;
@@ -1683,9 +1744,15 @@ bool script_lib_load(struct script_vm *vm, const char *code, size_t len, size_t 
         for (size_t k = 0; k < name_len; k++) {
             out[i].name[k] = (char)tolower((unsigned char)out[i].name[k]);
         }
-        lua_pushstring(L, out[i].name); /* kvd_fns[lower-case name] = the entry */
-        lua_pushvalue(L, e);
-        lua_rawset(L, table);
+        lua_pushlstring(L, out[i].name, name_len); /* kvd_fns[lower-case name] = the entry */
+        lua_rawget(L, table);
+        bool taken = !lua_isnil(L, -1); /* 'f' then 'F' in one library: the first, as Redis */
+        lua_pop(L, 1);
+        if (!taken) {
+            lua_pushlstring(L, out[i].name, name_len);
+            lua_pushvalue(L, e);
+            lua_rawset(L, table);
+        }
         lua_getfield(L, e, "name"); /* the name as given, back */
         memcpy(out[i].name, lua_tostring(L, -1), name_len);
         lua_pop(L, 2);
@@ -1698,18 +1765,38 @@ bool script_lib_load(struct script_vm *vm, const char *code, size_t len, size_t 
     return true;
 }
 
+void script_lib_unload(struct script_vm *vm, const struct script_fn_info *fns, size_t nfns)
+{
+    lua_State *L = vm->L;
+    lua_getfield(L, LUA_REGISTRYINDEX, "kvd_fns");
+    for (size_t i = 0; i < nfns; i++) {
+        size_t n = strlen(fns[i].name);
+        luaL_Buffer b;
+        luaL_buffinit(L, &b);
+        for (size_t k = 0; k < n; k++) {
+            luaL_addchar(&b, (char)tolower((unsigned char)fns[i].name[k]));
+        }
+        luaL_pushresult(&b);
+        lua_pushnil(L);
+        lua_rawset(L, -3);
+    }
+    lua_pop(L, 1);
+}
+
 /* Pushes the entry of function `name` (any case), or returns false. */
 static bool fn_find(lua_State *L, const char *name, size_t len)
 {
-    char low[256];
-    if (len >= sizeof low) {
-        return false; /* longer than any name a library could hold here */
-    }
+    char stack[256];
+    char *low = len <= sizeof stack ? stack : malloc(len);
+    KV_ASSERT(low != NULL);
     for (size_t i = 0; i < len; i++) {
         low[i] = (char)tolower((unsigned char)name[i]);
     }
     lua_getfield(L, LUA_REGISTRYINDEX, "kvd_fns");
     lua_pushlstring(L, low, len);
+    if (low != stack) {
+        free(low);
+    }
     lua_rawget(L, -2);
     lua_remove(L, -2);
     if (lua_isnil(L, -1)) {
@@ -1741,8 +1828,7 @@ void script_fn_run(struct script_vm *vm, struct cmd_ctx *x, size_t numkeys)
     uint32_t flags = (uint32_t)lua_tonumber(L, -1);
     lua_pop(L, 1);
     lua_getfield(L, -1, "name");
-    char name[256];
-    snprintf(name, sizeof name, "%s", lua_tostring(L, -1));
+    const char *name = lua_tostring(L, -1); /* the entry, in kvd_fns for the call, keeps it */
     lua_pop(L, 1);
     lua_getfield(L, -1, "cb");
     lua_remove(L, -2);

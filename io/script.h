@@ -32,9 +32,10 @@
 
 struct resp_arg;
 
-/* The flags of an EVAL script's shebang line ("#!lua flags=no-writes"), or -1 if it
- * has none or an invalid one. */
-int64_t script_shebang_flags(const char *body, size_t len);
+/* The flags of the shebang line ("#!lua flags=no-writes") of the script EVAL / EVALSHA
+ * (_RO) argv runs (EVALSHA's from the registry), or -1 if it has none (or an invalid one,
+ * or is unknown). Takes the registry's mutex for EVALSHA. */
+int64_t script_flags(size_t argc, const struct resp_arg *argv);
 
 /* A shard's interpreter: freed with the shard (NULL until its first script). */
 struct script_vm;
@@ -83,20 +84,24 @@ struct script_fn_info {
 };
 void script_fn_infos_free(struct script_fn_info *fns, size_t n);
 
-/* A new functions interpreter for libraries of generation `gen` (freed by
- * script_vm_free), and that generation. */
-struct script_vm *script_fvm_new(uint64_t gen);
-uint64_t script_vm_gen(const struct script_vm *vm);
+/* A new functions interpreter, without libraries (freed by script_vm_free). */
+struct script_vm *script_fvm_new(void);
 
 /*
  * Runs library code[skip..len) (skip: its shebang line without the newline, so that
- * lines keep their numbers) in vm, adding its functions to vm's. True with *fns (*nfns
+ * lines keep their numbers) in vm, adding its functions to vm's; `timed`: at most
+ * SCRIPT_LOAD_TIMEOUT_MS (a new library; one that loaded before runs untimed). Two
+ * functions of one library whose names differ only in case: the first is called, as in
+ * Redis. True with *fns (*nfns
  * of them, in registration order) to free; false with Redis's error text (no '-') in
  * err: a compile error, an error raised while registering, the load timeout, or no
  * function registered. The caller checks names against other libraries.
  */
-bool script_lib_load(struct script_vm *vm, const char *code, size_t len, size_t skip,
+bool script_lib_load(struct script_vm *vm, const char *code, size_t len, size_t skip, bool timed,
                      struct script_fn_info **fns, size_t *nfns, char *err, size_t cap);
+
+/* Forgets the functions of a library (those script_lib_load returned) in vm. */
+void script_lib_unload(struct script_vm *vm, const struct script_fn_info *fns, size_t nfns);
 
 /* The flags of function `name` in vm, or -1 if it has none of that name. */
 int64_t script_fn_flags(struct script_vm *vm, const char *name, size_t len);

@@ -37,6 +37,7 @@ struct resp_pool;
 struct route_table;
 struct pubsub_local;
 struct script_vm;
+struct func_set;
 struct snap;
 struct track_shard;
 struct spsc;
@@ -265,6 +266,7 @@ struct shard {
     struct txn_slot txn;  /* when parked by a cross-shard transaction */
     struct script_vm *script;    /* Lua interpreter (script.c), NULL until a script */
     struct script_vm *fvm;       /* functions interpreter (func.c), NULL until an FCALL */
+    struct func_set *fset;       /* the set of libraries fvm holds (a reference) */
     struct pubsub_local *pubsub; /* subscriptions of this shard's clients (pubsub.c) */
     void *script_tx;             /* the cross-shard transaction a script running here coordinates
                                   * (conn.c), NULL when it runs on the shard owning its keys */

@@ -33,6 +33,7 @@
 #include "monitor.h"
 #include "kvd_settings.h"
 #include "pubsub.h"
+#include "func.h"
 #include "script.h"
 #include "recover.h"
 #include "route.h"
@@ -819,8 +820,7 @@ static void teardown(struct shard *sh)
     pthread_mutex_unlock(&sh->conn_ids_mu);
     script_vm_free(sh->script);
     sh->script = NULL;
-    script_vm_free(sh->fvm);
-    sh->fvm = NULL;
+    func_shard_free(sh);
     pubsub_local_free(sh);
     watch_destroy(sh->watch);
     sh->watch = NULL;

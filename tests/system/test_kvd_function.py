@@ -51,6 +51,21 @@ from conftest import (Client, Err, Kvd, St, classify, encode, info_field, need_r
 LIB = "#!lua name=%s\n"
 
 
+def crc64(data):
+    """Redis's CRC-64 (Jones, reflected), for hand-made DUMP payloads."""
+    poly, crc = 0x95AC9329AC4BC9B5, 0
+    for b in data:
+        crc ^= b
+        for _ in range(8):
+            crc = (crc >> 1) ^ poly if crc & 1 else crc >> 1
+    return crc
+
+
+def with_footer(body):
+    body = body + b"\x0a\x00"
+    return body + crc64(body).to_bytes(8, "little")
+
+
 def lib(name, body):
     return LIB % name + body
 
@@ -87,6 +102,9 @@ SCENARIOS = {
         ("FUNCTION", "LOAD", "#!LUA NAME=Up\n" + REG + "('f', function() return 1 end)"),
         ("FUNCTION", "LOAD", "#!lua\tname=t2  \r\n" + REG + "('g', function() return 2 end)"),
         ("FUNCTION", "LOAD", '#!lua "name=t3"\n' + REG + "('h', function() return 3 end)"),
+        ("FUNCTION", "LOAD", "#!foo name=a-b\nreturn 1"),  # the name is checked first
+        ("FUNCTION", "LOAD", '#!lua name="ab\\x00cd"\n' + REG + "('n0', function() end)"),
+        ("FUNCTION", "LOAD", "#!lua name=a\x00b\n" + REG + "('n0', function() end)"),
         ("FCALL", "f", "0"),
         ("FCALL", "g", "0"),
         ("FCALL", "h", "0"),
@@ -126,6 +144,21 @@ SCENARIOS = {
         ("FUNCTION", "LOAD", lib("n3", REG + "('a_B9', function() end)")),
         ("FUNCTION", "LIST", "LIBRARYNAME", "n2"),
         ("FCALL", "5", "0"),
+        # names differing only in case in one library: both registered (which one FCALL
+        # finds depends on Redis's hash order; kvd's is the first, see below)
+        ("FUNCTION", "LOAD", lib("n4", REG + "('cv', function() return 1 end)\n" +
+                                 REG + "('CV', function() return 2 end)")),
+        ("FUNCTION", "STATS"),
+        # the load-time table kept by a function: register_function fails at run time
+        ("FUNCTION", "LOAD", lib("n5", "local r = redis\n" + REG +
+                                 "('late', function() return r.register_function('g', function() end) end)")),
+        ("FCALL", "late", "0"),
+        ("FCALL", "late", "0"),
+        # long names (300 bytes)
+        ("FUNCTION", "LOAD", lib("L" * 300, REG + "('%s', function() return 300 end)" % ("g" * 300))),
+        ("FCALL", "G" * 300, "0"),
+        ("FUNCTION", "DELETE", "L" * 300),
+        ("FCALL", "g" * 300, "0"),
     ],
     "load_environment": [
         ("FUNCTION", "LOAD", lib("e", "local x = %s\n" % g + REG + "('pf', function() end)"))
@@ -292,6 +325,11 @@ SCENARIOS = {
         ("FUNCTION", "RESTORE", b"\x0a\x00\x5d\x9b\x5c\x40\x0f\x7f\xa2\xda", "FLUSH", "APPEND"),
         ("FUNCTION", "restore", "a", "b", "c"),
         ("FUNCTION", "RESTORE"),
+        # an LZF string claiming 2^62 bytes (a valid checksum): refused, nothing allocated
+        ("FUNCTION", "RESTORE", with_footer(b"\xf5\xc3\x01\x81" + (1 << 62).to_bytes(8, "big") +
+                                            b"\x00\x61")),
+        ("FUNCTION", "RESTORE", with_footer(b"\xf5\xc3\x05\x40\xff\x00a\xe0\xff\x00")),
+        ("FUNCTION", "RESTORE", with_footer(b"\xf5\x05#!lua")),
         ("FUNCTION", "STATS"),
     ],
     "multi_and_scripts": [
@@ -355,6 +393,34 @@ def test_scenario_matches_redis(pair, name):
         flush_both(pair)
 
 
+def test_restore_joins_as_redis(pair):
+    """FUNCTION RESTORE loads the whole payload, then refuses (APPEND) or replaces
+    (REPLACE) the libraries of its names, then checks function names: a function may move
+    from one library to another."""
+    flush_both(pair)
+    for c in (pair.k, pair.r):
+        assert c.cmd("FUNCTION", "LOAD", lib("A", REG + "('f', function() return 'A.f' end)")) == b"A"
+        assert c.cmd("FUNCTION", "LOAD", lib("B", REG + "('g', function() return 'B.g' end)")) == b"B"
+    payload = pair.r.cmd("FUNCTION", "DUMP")  # A(f), B(g)
+    flush_both(pair)
+    try:
+        pair.same("FUNCTION", "LOAD", lib("B", REG + "('f', function() return 'B.f' end)"))
+        pair.same("FUNCTION", "RESTORE", payload, "REPLACE")
+        pair.same("FCALL", "f", "0")
+        pair.same("FCALL", "g", "0")
+        flush_both(pair)
+        pair.same("FUNCTION", "LOAD", lib("B", REG + "('g', function() return 'B.g' end)"))
+        pair.same("FUNCTION", "LOAD", lib("C", REG + "('f', function() return 'C.f' end)"))
+        pair.same("FUNCTION", "RESTORE", payload)  # B exists: that error, not f's
+        pair.same("FUNCTION", "RESTORE", payload, "REPLACE")  # f is C's
+        pair.same("FCALL", "f", "0")
+        pair.same("FUNCTION", "RESTORE", payload, "FLUSH")
+        pair.same("FCALL", "f", "0")
+        pair.same("FUNCTION", "STATS")
+    finally:
+        flush_both(pair)
+
+
 def test_oom_rule_matches_redis(pair):
     """Over maxmemory a function runs only if flagged no-writes or allow-oom; inside an
     allow-oom function the writes go on."""
@@ -377,6 +443,10 @@ def test_oom_rule_matches_redis(pair):
         pair.same("EVAL", "#!lua flags=allow-oom\nreturn redis.call('set', 'k', 'z')", "0")
         pair.same("EVAL", "return redis.call('get', 'k')", "0")
         pair.same("EVAL", "return redis.call('set', 'k', 'q')", "0")
+        # FUNCTION LOAD and RESTORE may add memory: refused; DELETE and FLUSH are not
+        pair.same("FUNCTION", "LOAD", lib("more", REG + "('m', function() end)"))
+        pair.same("FUNCTION", "RESTORE", with_footer(b""))
+        pair.same("FUNCTION", "DELETE", "nope")
     finally:
         pair.same("CONFIG", "SET", "maxmemory", "0")
         flush_both(pair)
@@ -401,6 +471,14 @@ def kf(kvd):
 
 def names(listing):
     return [e[1] for e in listing]
+
+
+def test_case_variants_in_one_library_call_the_first(kf):
+    assert kf.cmd("FUNCTION", "LOAD", lib("cv", REG + "('cv', function() return 1 end)\n" +
+                                          REG + "('CV', function() return 2 end)")) == b"cv"
+    assert [kf.cmd("FCALL", n, "0") for n in ("cv", "CV", "Cv")] == [1, 1, 1]
+    assert kf.cmd("FUNCTION", "DELETE", "cv") == St("OK")
+    assert kf.cmd("FCALL", "CV", "0") == Err("ERR Function not found")
 
 
 def test_list_is_by_name_with_functions_in_registration_order(kf):
@@ -547,9 +625,9 @@ def test_pause_write_holds_writing_functions_only(kvd, kf):
     assert kf.cmd("GET", "pk") == b"w"
 
 
-def _kill_from_other_shard(port, deadline_s=10):
-    """FUNCTION KILL from whichever of several new connections is on a shard not busy with
-    the function; returns its reply."""
+def _kill_from_other_shard(port, deadline_s=10, cmd=("FUNCTION", "KILL")):
+    """FUNCTION KILL (or cmd) from whichever of several new connections is on a shard not
+    busy with the function; returns its reply."""
     import socket as _s
     conns = []
     end = time.monotonic() + deadline_s
@@ -559,7 +637,7 @@ def _kill_from_other_shard(port, deadline_s=10):
             c.sock.settimeout(0.3)
             conns.append(c)
             try:
-                return c.cmd("FUNCTION", "KILL")
+                return c.cmd(*cmd)
             except (_s.timeout, TimeoutError):
                 continue
         raise AssertionError("no connection answered FUNCTION KILL")
@@ -591,6 +669,96 @@ def test_function_kill_stops_a_read_only_function():
         busy.close()
     finally:
         k.stop()  # SIGTERM stops the unkillable one at its next hook
+
+
+def test_kill_is_not_swallowed_by_pcall():
+    """A function (or EVAL script) that pcalls its busy loop is still stopped by FUNCTION
+    KILL (SCRIPT KILL), and by shutdown: the stop is raised again at every instruction."""
+    k = Kvd()
+    try:
+        with k.client() as c:
+            assert c.cmd("FUNCTION", "LOAD", lib("swallow", REG + "{function_name='spin', callback=function() local n = 0 while true do n = n + 1 pcall(function() local i = 0 while true do i = i + 1 end end) end end, flags={'no-writes'}}")) == b"swallow"
+        for run, kill in ((("FCALL", "spin", "0"), "FUNCTION"),
+                          (("EVAL", "while true do pcall(function() while true do end end) end", "0"),
+                           "SCRIPT")):
+            busy = Client(k.port)
+            busy.send(encode(*run))
+            time.sleep(0.3)
+            other = "SCRIPT" if kill == "FUNCTION" else "FUNCTION"
+            r = _kill_from_other_shard(k.port, cmd=(other, "KILL"))
+            assert isinstance(r, Err) and r.s.startswith("BUSY Redis is busy running a script. "
+                                                         "You can only call %s KILL" % kill), r
+            assert _kill_from_other_shard(k.port, cmd=(kill, "KILL")) == St("OK")
+            busy.settimeout(10)
+            r = busy.read()
+            assert isinstance(r, Err) and r.s.startswith("ERR Script killed by user with SCRIPT KILL"), r
+            busy.close()
+        busy = Client(k.port)
+        busy.send(encode("FCALL", "spin", "0"))
+        time.sleep(0.3)
+        k.stop()  # SIGTERM: stopped too, kvd exits 0
+        busy.close()
+    finally:
+        if k.alive():
+            k.stop()
+
+
+def test_shards_load_only_new_libraries(kvd, kf, groups):
+    """After a change each shard loads the libraries it lacks and forgets those gone; a
+    library's code runs once in the scratch interpreter of its LOAD and once per shard,
+    not again at every later change (its load timeout is not at stake)."""
+    a, b = groups
+    marker = "loading-lib-once-%d" % time.monotonic_ns()
+    assert kf.cmd("FUNCTION", "LOAD", lib("once", "redis.log(redis.LOG_WARNING, '%s')\n" % marker +
+                                          REG + "('o', function(k) return 1 end)")) == b"once"
+    for key in (a[0], b[0]):
+        assert kf.cmd("FCALL", "o", "1", key) == 1
+    for i in range(3):
+        assert kf.cmd("FUNCTION", "LOAD", "REPLACE", lib("other", REG + "('x%d', function() return 2 end)" % i)) == b"other"
+        for key in (a[0], b[0]):
+            assert kf.cmd("FCALL", "o", "1", key) == 1
+            assert kf.cmd("FCALL", "x%d" % i, "1", key) == 2
+            if i > 0:
+                assert kf.cmd("FCALL", "x%d" % (i - 1), "1", key) == Err("ERR Function not found")
+    wait_until(lambda: kvd.stderr().count(marker) >= 3, 5, what="the log lines")
+    assert kvd.stderr().count(marker) == 3, kvd.stderr().count(marker)  # LOAD + 2 shards
+    assert kf.cmd("FUNCTION", "DELETE", "once") == St("OK")
+    for key in (a[0], b[0]):
+        assert kf.cmd("FCALL", "o", "1", key) == Err("ERR Function not found")
+        assert kf.cmd("FCALL", "x2", "1", key) == 2
+
+
+@pytest.mark.parametrize("server", ["kvd", "redis"])
+def test_pause_write_follows_script_flags(kvd, redis_server, server):
+    """CLIENT PAUSE WRITE holds scripts and functions by their flags when they have some
+    (EVALSHA of a no-writes script runs; FCALL_RO of a writing function and EVAL_RO of a
+    "#!lua" script are held, then refused), and FUNCTION LOAD / DELETE / FLUSH."""
+    if server == "redis":
+        need_redis()
+    port = kvd.port if server == "kvd" else redis_server.port
+    c, p = Client(port), Client(port)
+    try:
+        assert c.cmd("FUNCTION", "FLUSH") == St("OK")
+        assert c.cmd("FUNCTION", "LOAD", lib("pw", REG + "('w', function() return 1 end)")) == b"pw"
+        ro_sha = c.cmd("SCRIPT", "LOAD", "#!lua flags=no-writes\nreturn 5").decode()
+        assert p.cmd("CLIENT", "PAUSE", "10000", "WRITE") == St("OK")
+        try:
+            assert c.cmd("EVALSHA", ro_sha, "0") == 5
+            for cmd in [("FCALL_RO", "w", "0"), ("EVAL_RO", "#!lua\nreturn 1", "0"),
+                        ("FUNCTION", "DELETE", "pw")]:
+                c.send(encode(*cmd))
+                assert c.next_within(0.3) is None, cmd  # held
+                assert p.cmd("CLIENT", "UNPAUSE") == St("OK")
+                r = c.read()
+                assert p.cmd("CLIENT", "PAUSE", "10000", "WRITE") == St("OK")
+                if cmd[0] != "FUNCTION":
+                    assert r == Err("ERR Can not execute a script with write flag using *_ro command."), r
+        finally:
+            assert p.cmd("CLIENT", "UNPAUSE") == St("OK")
+    finally:
+        c.cmd("FUNCTION", "FLUSH")
+        c.close()
+        p.close()
 
 
 def test_info_counts_functions(kf):

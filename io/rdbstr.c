@@ -231,8 +231,8 @@ enum rdbstr_result rdbstr_read_string(const uint8_t *p, size_t end, size_t at, s
         uint64_t clen, ulen;
         bool e1, e2;
         if (!get_len(p, end, &at, &clen, &e1) || !get_len(p, end, &at, &ulen, &e2) || e1 || e2 ||
-            end - at < clen || ulen > max_len) {
-            return RDBSTR_BAD_DATA;
+            end - at < clen || ulen > max_len || ulen > clen * RDBSTR_LZF_RATIO_MAX) {
+            return RDBSTR_BAD_DATA; /* (a length LZF cannot reach: no allocation for it) */
         }
         *next = at + (size_t)clen;
         if (ulen == 0) { /* as Redis, whatever the compressed bytes: an empty string */

@@ -21,6 +21,9 @@
 #define RDBSTR_HEAD_MAX    (1 + 9) /* type, then length or integer */
 #define RDBSTR_TAIL        (2 + 8) /* version, checksum */
 #define RDBSTR_DUMP_MAX(n) ((n) + RDBSTR_HEAD_MAX + RDBSTR_TAIL)
+/* LZF expands at most 264 bytes out of 3 in: a compressed string claiming more than this
+ * many times its compressed length is damaged (and allocates nothing) */
+#define RDBSTR_LZF_RATIO_MAX 88
 
 /* CRC-64 (Jones polynomial, reflected, as Redis's crc64) of p[0..n), continuing crc. */
 uint64_t rdbstr_crc64(uint64_t crc, const void *p, size_t n);

@@ -191,6 +191,14 @@ Test(rdbstr, reads_a_sequence_of_strings)
     cr_assert_eq(next, end);
     cr_assert_eq(rdbstr_read_string(p, end - 1, at, 1 << 20, NULL, 0, &val, &len, &need, &next),
                  RDBSTR_BAD_DATA, "cut short");
+    /* an uncompressed length LZF cannot reach from 5 bytes is refused before any buffer:
+     * 5 * 88 = 440 is the most (Redis's 1 MB of 'a' compresses 87.8 times) */
+    uint8_t q[32] = {245, 0xC3, 5, 0x41, 0xB8, 0x00, 'a', 0xE0, 0xFF, 0x00};
+    cr_assert_eq(rdbstr_read_string(q, 10, 1, 1 << 20, NULL, 0, &val, &len, &need, &next),
+                 RDBSTR_OK, "440 bytes claimed");
+    q[4] = 0xB9;
+    cr_assert_eq(rdbstr_read_string(q, 10, 1, 1 << 20, NULL, 0, &val, &len, &need, &next),
+                 RDBSTR_BAD_DATA, "441 bytes claimed");
     p[5] ^= 1;
     cr_assert(!rdbstr_footer_ok(p, n));
 }

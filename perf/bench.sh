@@ -7,8 +7,9 @@
 # against kvd appendfsync no and Redis appendfsync always; restart time with 10M keys
 # against Redis loading an RDB), then perf/eviction.py (SET throughput while evicting at
 # a 64 MB maxmemory, kvd against redis-server), then perf/tracking.py (client-side
-# caching: tracking readers and a writer, kvd against redis-server), and appends the
-# tables to docs/PERFORMANCE.md.
+# caching: tracking readers and a writer, kvd against redis-server), then
+# perf/functions.py (FCALL and EVALSHA against INCR, kvd against redis-server), and
+# appends the tables to docs/PERFORMANCE.md.
 #
 # Environment: RUNS (3) runs per cell and server; COMPARE_ARGS extra perf/compare
 # arguments (e.g. "--servers redis,kvd --pipelines 16"); APPEND (docs/PERFORMANCE.md,
@@ -46,3 +47,4 @@ done
 /usr/bin/python3 perf/durability.py --build "$build" "${extra[@]}" ${DURABILITY_ARGS:-}
 /usr/bin/python3 perf/eviction.py --build "$build" --runs "$runs" "${extra[@]}"
 /usr/bin/python3 perf/tracking.py --build "$build" --runs "$runs" "${extra[@]}"
+/usr/bin/python3 perf/functions.py --build "$build" --runs "$runs" "${extra[@]}"

@@ -45,8 +45,7 @@ import time
 import pytest
 import redis
 
-from conftest import (Client, Err, Kvd, St, classify, encode, info_field, need_redis,
-                      wait_until)
+from conftest import Client, Err, Kvd, St, encode, info_field, need_redis, wait_until
 
 LIB = "#!lua name=%s\n"
 

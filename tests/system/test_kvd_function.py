@@ -688,6 +688,8 @@ def test_kill_is_not_swallowed_by_pcall():
             assert isinstance(r, Err) and r.s.startswith("BUSY Redis is busy running a script. "
                                                          "You can only call %s KILL" % kill), r
             assert _kill_from_other_shard(k.port, cmd=(kill, "KILL")) == St("OK")
+            with k.client() as c:  # (that reply's code is counted: errorstat_BUSY)
+                assert info_field(c, "errorstats", "errorstat_BUSY").startswith("count=")
             busy.settimeout(10)
             r = busy.read()
             assert isinstance(r, Err) and r.s.startswith("ERR Script killed by user with SCRIPT KILL"), r

@@ -263,6 +263,54 @@ static void guard_base(lua_State *L)
     lua_pop(L, 1);
 }
 
+/* Records that next() / pairs() on the proxy at `proxy` iterate the table at `real`
+ * (Redis's read-only tables are real tables: pairs(redis) lists its functions). */
+static void see_through(lua_State *L, int proxy, int real)
+{
+    proxy = proxy < 0 ? lua_gettop(L) + proxy + 1 : proxy;
+    real = real < 0 ? lua_gettop(L) + real + 1 : real;
+    lua_getfield(L, LUA_REGISTRYINDEX, "kvd_real");
+    if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        lua_newtable(L);
+        lua_pushvalue(L, -1);
+        lua_setfield(L, LUA_REGISTRYINDEX, "kvd_real");
+    }
+    lua_pushvalue(L, proxy);
+    lua_pushvalue(L, real);
+    lua_rawset(L, -3);
+    lua_pop(L, 1);
+}
+
+/* next(t, k), iterating the real table of a read-only proxy. */
+static int l_next(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_settop(L, 2);
+    lua_getfield(L, LUA_REGISTRYINDEX, "kvd_real");
+    lua_pushvalue(L, 1);
+    lua_rawget(L, -2);
+    if (lua_istable(L, -1)) {
+        lua_replace(L, 1);
+    }
+    lua_settop(L, 2);
+    if (lua_next(L, 1)) {
+        return 2;
+    }
+    lua_pushnil(L);
+    return 1;
+}
+
+/* pairs(t): next, t, nil (with the next above). */
+static int l_pairs(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_pushcfunction(L, l_next);
+    lua_pushvalue(L, 1);
+    lua_pushnil(L);
+    return 3;
+}
+
 /* Replaces global library table `name` by a read-only proxy (reads go to the table,
  * writes raise "Attempt to modify a readonly table", as Redis 7's tables do). */
 static void protect_global(lua_State *L, const char *name)
@@ -282,6 +330,7 @@ static void protect_global(lua_State *L, const char *name)
     lua_setfield(L, -2, "__metatable"); /* getmetatable() cannot reach the real table */
     lua_setmetatable(L, -2);
     set_protected(L, -1);
+    see_through(L, -1, -2);
     lua_setglobal(L, name);
     lua_pop(L, 1);
 }
@@ -824,6 +873,10 @@ static struct script_vm *vm_create(bool fn, uint64_t gen)
     lua_setglobal(L, "redis");
     lua_pushcfunction(L, l_load);
     lua_setglobal(L, "load");
+    lua_pushcfunction(L, l_next);
+    lua_setglobal(L, "next");
+    lua_pushcfunction(L, l_pairs);
+    lua_setglobal(L, "pairs");
     static const char *const libs[] = {"string", "table", "math", "cjson", "bit", "redis"};
     for (size_t i = 0; i < KV_ARRAY_LEN(libs); i++) {
         protect_global(L, libs[i]);
@@ -858,6 +911,9 @@ static struct script_vm *vm_create(bool fn, uint64_t gen)
     lua_setmetatable(L, -2);
     lua_pushvalue(L, -1);
     lua_setfield(L, LUA_REGISTRYINDEX, "kvd_env");
+    lua_pushvalue(L, LUA_GLOBALSINDEX);
+    see_through(L, -2, -1);
+    lua_pop(L, 1);
     lua_setglobal(L, "_G");
     guard_base(L);
     if (fn) {
@@ -1642,6 +1698,9 @@ static void make_fn_env(lua_State *L, struct script_vm *vm)
     lua_pushlightuserdata(L, vm);
     lua_insert(L, -2);
     push_proxy(L, l_fenv_index, 2); /* the environment: upvalues vm and that proxy */
+    lua_pushvalue(L, LUA_GLOBALSINDEX);
+    see_through(L, -2, -1);
+    lua_pop(L, 1);
     lua_setfield(L, LUA_REGISTRYINDEX, "kvd_fenv");
     lua_newtable(L);
     lua_setfield(L, LUA_REGISTRYINDEX, "kvd_fns");

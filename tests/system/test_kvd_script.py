@@ -91,6 +91,15 @@ def lua_call(fn, args):
 
 
 SCENARIOS = {
+    # the read-only library tables iterate as Redis's (real read-only tables) do
+    "pairs": [
+        ("EVAL", "local t = {} for k in pairs(%s) do t[#t+1] = k end table.sort(t) return t" % lib, 0)
+        for lib in ("redis", "string", "table", "math", "bit")
+    ] + [
+        ("EVAL", "local n = 0 for k, v in next, redis do n = n + 1 end return n", 0),
+        ("EVAL", "return type(next(string))", 0),
+        ("EVAL", "return {pcall(pairs, 5)}", 0),
+    ],
     "conversions": [
         ("EVAL", "return 1", 0),
         ("EVAL", "return 1.9", 0),

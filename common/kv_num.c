@@ -3,6 +3,8 @@
  */
 #include "kv_num.h"
 
+#include <string.h>
+
 bool kv_parse_u64(const char *p, size_t n, uint64_t *out)
 {
     if (n == 0 || n > 20) {
@@ -47,4 +49,38 @@ bool kv_parse_i64(const char *p, size_t n, int64_t *out)
         *out = (int64_t)v;
     }
     return true;
+}
+
+size_t kv_fmt_u64(char *dst, uint64_t v)
+{
+    static const char pairs[201] = "0001020304050607080910111213141516171819"
+                                   "2021222324252627282930313233343536373839"
+                                   "4041424344454647484950515253545556575859"
+                                   "6061626364656667686970717273747576777879"
+                                   "8081828384858687888990919293949596979899";
+    char tmp[20];
+    size_t i = sizeof tmp;
+    while (v >= 100) {
+        size_t r = (size_t)(v % 100) * 2;
+        v /= 100;
+        tmp[--i] = pairs[r + 1];
+        tmp[--i] = pairs[r];
+    }
+    if (v >= 10) {
+        tmp[--i] = pairs[v * 2 + 1];
+        tmp[--i] = pairs[v * 2];
+    } else {
+        tmp[--i] = (char)('0' + v);
+    }
+    memcpy(dst, tmp + i, sizeof tmp - i);
+    return sizeof tmp - i;
+}
+
+size_t kv_fmt_i64(char *dst, int64_t v)
+{
+    if (v < 0) {
+        dst[0] = '-';
+        return 1 + kv_fmt_u64(dst + 1, (uint64_t)0 - (uint64_t)v);
+    }
+    return kv_fmt_u64(dst, (uint64_t)v);
 }

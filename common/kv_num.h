@@ -16,4 +16,10 @@ bool kv_parse_u64(const char *p, size_t n, uint64_t *out);
  * spaces, no "-0", within int64 (Redis's string2ll). */
 bool kv_parse_i64(const char *p, size_t n, int64_t *out);
 
+/* Writes v in decimal (no NUL) into dst, which has room for 20 (u64) or 21 (i64)
+ * bytes; returns the length. Two digits per division, no locale, no printf. */
+#define KV_I64_CHARS_MAX 21
+size_t kv_fmt_u64(char *dst, uint64_t v);
+size_t kv_fmt_i64(char *dst, int64_t v);
+
 #endif

@@ -4,6 +4,7 @@
  * handlers.
  */
 #include "cmd.h"
+#include "cmd_docs.h"
 
 #include "kv_assert.h"
 #include "kv_num.h"
@@ -224,6 +225,10 @@ void cmd_init(void)
         }
         if (table[i].flag_names != NULL && strstr(table[i].flag_names, "denyoom") != NULL) {
             table[i].flags |= CMD_DENYOOM;
+        }
+        const struct cmd_docs *doc = cmd_docs_find(table[i].name); /* (Redis's flags) */
+        if (doc != NULL && doc->flags != NULL && strstr(doc->flags, "noscript") != NULL) {
+            table[i].flags |= CMD_NOSCRIPT;
         }
         if (table[i].flags & CMD_HIDDEN) {
             continue;

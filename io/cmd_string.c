@@ -372,15 +372,15 @@ static bool value_i64(const struct tbl_entry *e, int64_t *out)
 
 static void store_i64(struct cmd_ctx *x, const struct resp_arg *key, uint64_t h, int64_t v)
 {
-    char buf[LONG_STR_SIZE + 1];
-    int n = snprintf(buf, sizeof buf, "%lld", (long long)v);
+    char buf[KV_I64_CHARS_MAX];
+    size_t n = kv_fmt_i64(buf, v);
     struct tbl_mod m;
-    int rc = tbl_modify(cmd_tbl(x, h), key->ptr, key->len, h, x->now_ms, (size_t)n, 0, &m);
+    int rc = tbl_modify(cmd_tbl(x, h), key->ptr, key->len, h, x->now_ms, n, 0, &m);
     if (rc != 0) {
         reply_error(x->out, "OOM command not allowed when used memory > 'maxmemory'.");
         return;
     }
-    memcpy(m.val, buf, (size_t)n);
+    memcpy(m.val, buf, n);
     cmd_log_key(x, key, h);
     if (m.created) {
         cmd_notify(x, NOTIFY_NEW, "new", key);

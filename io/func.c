@@ -511,24 +511,23 @@ void func_shard_free(struct shard *sh)
 void cmd_fcall(struct cmd_ctx *x)
 {
     struct script_vm *vm = fvm_get(x->sh);
-    int64_t flags = script_fn_flags(vm, x->argv[1].ptr, x->argv[1].len);
+    int64_t flags = script_fn_find(vm, x->argv[1].ptr, x->argv[1].len);
     if (flags < 0) {
         reply_error(x->out, "ERR Function not found");
         return;
     }
     size_t numkeys;
     const char *err = script_numkeys(x->argc, x->argv, &numkeys);
-    if (err != NULL) {
-        reply_error(x->out, "%s", err);
-        return;
+    if (err == NULL && cmd_arg_is(&x->argv[0], "fcall_ro") && !(flags & SCRIPT_FN_NO_WRITES)) {
+        err = "ERR Can not execute a script with write flag using *_ro command.";
     }
-    if (cmd_arg_is(&x->argv[0], "fcall_ro") && !(flags & SCRIPT_FN_NO_WRITES)) {
-        reply_error(x->out, "ERR Can not execute a script with write flag using *_ro command.");
-        return;
-    }
-    if (!(flags & (SCRIPT_FN_NO_WRITES | SCRIPT_FN_ALLOW_OOM)) &&
+    if (err == NULL && !(flags & (SCRIPT_FN_NO_WRITES | SCRIPT_FN_ALLOW_OOM)) &&
         KV_CONF_GET(kvd_settings.maxmemory) != 0 && evict_refuses(x->sh)) {
-        reply_error(x->out, "OOM command not allowed when used memory > 'maxmemory'.");
+        err = "OOM command not allowed when used memory > 'maxmemory'.";
+    }
+    if (err != NULL) {
+        script_fn_forget(vm);
+        reply_error(x->out, "%s", err);
         return;
     }
     script_fn_run(vm, x, numkeys);

@@ -142,6 +142,24 @@ size_t script_count(size_t *bytes)
 
 /* ---- a shard's interpreter ------------------------------------------------------- */
 
+/* Registry keys of the tables looked up per call: light userdata (a pointer hash) rather
+ * than strings (interned, hashed, at each lookup). */
+static const char rk_scripts, rk_sflags, rk_fns, rk_errfunc;
+
+static void reg_push(lua_State *L, const void *key)
+{
+    lua_pushlightuserdata(L, (void *)(uintptr_t)key);
+    lua_rawget(L, LUA_REGISTRYINDEX);
+}
+
+/* Sets registry[key] to the value on top (popped). */
+static void reg_set(lua_State *L, const void *key)
+{
+    lua_pushlightuserdata(L, (void *)(uintptr_t)key);
+    lua_insert(L, -2);
+    lua_rawset(L, LUA_REGISTRYINDEX);
+}
+
 struct script_vm {
     lua_State *L;
     uint64_t gen; /* EVAL's: the generation of the script registry it reflects */
@@ -152,6 +170,7 @@ struct script_vm {
     /* a stop (SCRIPT / FUNCTION KILL, shutdown, the load timeout) raised: raised again at
      * every instruction, so that pcall inside the script cannot swallow it */
     const char *doomed;
+    uint32_t gc_count; /* scripts since the last collection step */
     /* the running script or function */
     struct cmd_ctx *x;
     uint32_t db;       /* its database: SELECT inside a script changes it, not the client's */
@@ -167,7 +186,9 @@ struct script_vm {
  * written stops at its next hook. */
 static _Atomic int scripts_running[2], scripts_wrote[2];
 static _Atomic uint64_t kill_gen[2];
-#define SCRIPT_HOOK_EVERY 100000 /* Lua instructions between two checks */
+#define SCRIPT_HOOK_EVERY 100000       /* Lua instructions between two checks */
+#define SCRIPT_GC_PERIOD  50           /* scripts between two collection steps (Redis's) */
+enum { FN_CB = 1, FN_FLAGS, FN_NAME }; /* a function's entry in kvd_fns: an array */
 
 void script_vm_free(struct script_vm *vm)
 {
@@ -550,12 +571,16 @@ static bool noscript(const struct cmd_desc *d, size_t argc, const struct resp_ar
     if ((d->flags & CMD_HIDDEN) || d->exec == CMD_EXEC_SCRIPT) {
         return true;
     }
-    const struct cmd_docs *doc = cmd_docs_find(d->name);
-    if (doc != NULL && (d->flags & CMD_SUBCMDS) && argc >= 2) {
-        const struct cmd_docs *sub = cmd_docs_find_sub(doc, argv[1].ptr, argv[1].len);
-        doc = sub != NULL ? sub : doc;
-    }
-    if (doc != NULL && doc->flags != NULL && strstr(doc->flags, "noscript") != NULL) {
+    if (d->flags & CMD_SUBCMDS) { /* a container: its subcommand's flags */
+        const struct cmd_docs *doc = cmd_docs_find(d->name);
+        if (doc != NULL && argc >= 2) {
+            const struct cmd_docs *sub = cmd_docs_find_sub(doc, argv[1].ptr, argv[1].len);
+            doc = sub != NULL ? sub : doc;
+        }
+        if (doc != NULL && doc->flags != NULL && strstr(doc->flags, "noscript") != NULL) {
+            return true;
+        }
+    } else if (d->flags & CMD_NOSCRIPT) { /* (set by cmd_init from Redis's flags) */
         return true;
     }
     if (d->exec == CMD_EXEC_CONN) {
@@ -826,6 +851,7 @@ static void set_log_levels(lua_State *L)
 }
 
 static void make_fn_env(lua_State *L, struct script_vm *vm);
+static int l_errfunc(lua_State *L);
 
 static struct script_vm *vm_create(bool fn, uint64_t gen)
 {
@@ -893,9 +919,11 @@ static struct script_vm *vm_create(bool fn, uint64_t gen)
     lua_setfield(L, LUA_REGISTRYINDEX, "kvd_vm");
     lua_sethook(L, l_hook, LUA_MASKCOUNT, SCRIPT_HOOK_EVERY);
     lua_newtable(L); /* compiled scripts by sha, in the registry */
-    lua_setfield(L, LUA_REGISTRYINDEX, "kvd_scripts");
+    reg_set(L, &rk_scripts);
+    lua_pushcfunction(L, l_errfunc);
+    reg_set(L, &rk_errfunc);
     lua_newtable(L); /* and the shebang flags of those that have them */
-    lua_setfield(L, LUA_REGISTRYINDEX, "kvd_sflags");
+    reg_set(L, &rk_sflags);
     /* Scripts run in an environment that is a read-only proxy of the globals (Redis's
      * globals are read-only tables; stock Lua has none): writes raise, reads of missing
      * names raise, _G names the proxy, and rawset / setmetatable refuse the protected
@@ -940,7 +968,7 @@ static struct script_vm *vm_get(struct shard *sh)
 
 static bool vm_has(struct script_vm *vm, const char *sha)
 {
-    lua_getfield(vm->L, LUA_REGISTRYINDEX, "kvd_scripts");
+    reg_push(vm->L, &rk_scripts);
     lua_getfield(vm->L, -1, sha);
     bool has = lua_isfunction(vm->L, -1);
     lua_pop(vm->L, 2);
@@ -1034,7 +1062,7 @@ static bool vm_load(struct script_vm *vm, const char *sha, const char *body, siz
         return false;
     }
     lua_State *L = vm->L;
-    lua_getfield(L, LUA_REGISTRYINDEX, "kvd_scripts");
+    reg_push(L, &rk_scripts);
     /* (without the shebang line, but with its newline: lines keep their numbers) */
     if (luaL_loadbuffer(L, body + skip, len - skip, SCRIPT_CHUNK) != 0) {
         reply_error(out, "ERR Error compiling script (new function): %s", lua_tostring(L, -1));
@@ -1046,7 +1074,7 @@ static bool vm_load(struct script_vm *vm, const char *sha, const char *body, siz
     lua_setfield(L, -2, sha);
     lua_pop(L, 1);
     if (flags >= 0) {
-        lua_getfield(L, LUA_REGISTRYINDEX, "kvd_sflags");
+        reg_push(L, &rk_sflags);
         lua_pushnumber(L, (lua_Number)flags);
         lua_setfield(L, -2, sha);
         lua_pop(L, 1);
@@ -1080,14 +1108,27 @@ int64_t script_flags(size_t argc, const struct resp_arg *argv)
     return flags < 0 ? -1 : flags;
 }
 
-/* The shebang flags of compiled script sha, or -1 if it has no shebang. */
-static int64_t vm_script_flags(struct script_vm *vm, const char *sha)
+/* Pushes compiled script sha and sets *flags to its shebang flags (-1: none); false
+ * (nothing pushed) if the interpreter has not compiled it. One interned sha per call. */
+static bool vm_fetch(struct script_vm *vm, const char *sha, int64_t *flags)
 {
-    lua_getfield(vm->L, LUA_REGISTRYINDEX, "kvd_sflags");
-    lua_getfield(vm->L, -1, sha);
-    int64_t flags = lua_isnumber(vm->L, -1) ? (int64_t)lua_tonumber(vm->L, -1) : -1;
-    lua_pop(vm->L, 2);
-    return flags;
+    lua_State *L = vm->L;
+    lua_pushlstring(L, sha, 40);
+    reg_push(L, &rk_scripts);
+    lua_pushvalue(L, -2);
+    lua_rawget(L, -2);
+    if (!lua_isfunction(L, -1)) {
+        lua_pop(L, 3);
+        return false;
+    }
+    lua_replace(L, -2); /* sha, fn */
+    reg_push(L, &rk_sflags);
+    lua_pushvalue(L, -3);
+    lua_rawget(L, -2);
+    *flags = lua_isnumber(L, -1) ? (int64_t)lua_tonumber(L, -1) : -1;
+    lua_pop(L, 2);
+    lua_remove(L, -2); /* fn */
+    return true;
 }
 
 /* ---- running a script ---------------------------------------------------------------- */
@@ -1307,7 +1348,12 @@ static void vm_call(struct script_vm *vm, struct cmd_ctx *x, int nargs, const ch
     }
     vm->x = NULL;
     lua_settop(L, base);
-    lua_gc(L, LUA_GCSTEP, 1); /* a little collection per script, as Redis does */
+    /* Some collection every SCRIPT_GC_PERIOD scripts, of that many steps (Redis's pace):
+     * a step per script costs more than the script itself for small ones. */
+    if (++vm->gc_count >= SCRIPT_GC_PERIOD) {
+        vm->gc_count = 0;
+        lua_gc(L, LUA_GCSTEP, SCRIPT_GC_PERIOD);
+    }
     script_vm_publish(vm, x->sh);
 }
 
@@ -1316,11 +1362,9 @@ static void vm_run(struct script_vm *vm, struct cmd_ctx *x, const char *sha, siz
                    bool ro, int64_t flags)
 {
     lua_State *L = vm->L;
-    lua_pushcfunction(L, l_errfunc);
-    lua_getfield(L, LUA_REGISTRYINDEX, "kvd_scripts");
-    lua_getfield(L, -1, sha);
-    lua_remove(L, -2);
-    KV_ASSERT(lua_isfunction(L, -1));
+    KV_ASSERT(lua_isfunction(L, -1)); /* vm_fetch's */
+    reg_push(L, &rk_errfunc);         /* (one closure, not one per call) */
+    lua_insert(L, -2);
     set_args(L, "KEYS", x->argv + 3, numkeys);
     set_args(L, "ARGV", x->argv + 3 + numkeys, x->argc - 3 - numkeys);
     vm->ro = ro || (flags >= 0 && (flags & SCRIPT_FN_NO_WRITES));
@@ -1350,7 +1394,12 @@ void cmd_eval(struct cmd_ctx *x)
             sha[i] = (char)tolower((unsigned char)a->ptr[i]);
         }
         sha[40] = '\0';
-        if (!vm_has(vm, sha)) {
+    } else {
+        kv_sha1_hex(a->ptr, a->len, sha);
+    }
+    int64_t flags;
+    if (!vm_fetch(vm, sha, &flags)) { /* compiled here first */
+        if (by_sha) {
             size_t len;
             char *body = reg_get(sha, &len);
             if (body == NULL) {
@@ -1360,23 +1409,24 @@ void cmd_eval(struct cmd_ctx *x)
             bool ok = vm_load(vm, sha, body, len, x->out);
             free(body);
             KV_ASSERT(ok); /* it compiled when it was registered */
-        }
-    } else {
-        kv_sha1_hex(a->ptr, a->len, sha);
-        if (!vm_load(vm, sha, a->ptr, a->len, x->out)) {
+        } else if (!vm_load(vm, sha, a->ptr, a->len, x->out)) {
             return;
         }
-    }
+        bool found = vm_fetch(vm, sha, &flags);
+        KV_ASSERT(found);
+    } /* (compiled here: in the registry since, or vm_get would have dropped it) */
     /* With a shebang the script's flags rule, as Redis 7's (without, its old rules) */
     bool ro = cmd_arg_is(&x->argv[0], "eval_ro") || cmd_arg_is(&x->argv[0], "evalsha_ro");
-    int64_t flags = vm_script_flags(vm, sha);
+    const char *err2 = NULL;
     if (flags >= 0 && ro && !(flags & SCRIPT_FN_NO_WRITES)) {
-        reply_error(x->out, "ERR Can not execute a script with write flag using *_ro command.");
-        return;
+        err2 = "ERR Can not execute a script with write flag using *_ro command.";
+    } else if (flags >= 0 && !(flags & (SCRIPT_FN_NO_WRITES | SCRIPT_FN_ALLOW_OOM)) &&
+               KV_CONF_GET(kvd_settings.maxmemory) != 0 && evict_refuses(x->sh)) {
+        err2 = "OOM command not allowed when used memory > 'maxmemory'.";
     }
-    if (flags >= 0 && !(flags & (SCRIPT_FN_NO_WRITES | SCRIPT_FN_ALLOW_OOM)) &&
-        KV_CONF_GET(kvd_settings.maxmemory) != 0 && evict_refuses(x->sh)) {
-        reply_error(x->out, "OOM command not allowed when used memory > 'maxmemory'.");
+    if (err2 != NULL) {
+        lua_pop(vm->L, 1);
+        reply_error(x->out, "%s", err2);
         return;
     }
     vm_run(vm, x, sha, numkeys, ro, flags);
@@ -1703,7 +1753,7 @@ static void make_fn_env(lua_State *L, struct script_vm *vm)
     lua_pop(L, 1);
     lua_setfield(L, LUA_REGISTRYINDEX, "kvd_fenv");
     lua_newtable(L);
-    lua_setfield(L, LUA_REGISTRYINDEX, "kvd_fns");
+    reg_set(L, &rk_fns);
 }
 
 struct script_vm *script_fvm_new(void)
@@ -1782,7 +1832,7 @@ bool script_lib_load(struct script_vm *vm, const char *code, size_t len, size_t 
     }
     struct script_fn_info *out = calloc(n, sizeof *out);
     KV_ASSERT(out != NULL);
-    lua_getfield(L, LUA_REGISTRYINDEX, "kvd_fns");
+    reg_push(L, &rk_fns);
     int table = lua_gettop(L);
     for (size_t i = 0; i < n; i++) {
         lua_rawgeti(L, list, (int)i + 1);
@@ -1807,9 +1857,15 @@ bool script_lib_load(struct script_vm *vm, const char *code, size_t len, size_t 
         lua_rawget(L, table);
         bool taken = !lua_isnil(L, -1); /* 'f' then 'F' in one library: the first, as Redis */
         lua_pop(L, 1);
-        if (!taken) {
+        if (!taken) { /* the entry: {callback, flags, name} */
             lua_pushlstring(L, out[i].name, name_len);
-            lua_pushvalue(L, e);
+            lua_createtable(L, 3, 0);
+            lua_getfield(L, e, "cb");
+            lua_rawseti(L, -2, FN_CB);
+            lua_pushnumber(L, out[i].flags);
+            lua_rawseti(L, -2, FN_FLAGS);
+            lua_getfield(L, e, "name");
+            lua_rawseti(L, -2, FN_NAME);
             lua_rawset(L, table);
         }
         lua_getfield(L, e, "name"); /* the name as given, back */
@@ -1827,7 +1883,7 @@ bool script_lib_load(struct script_vm *vm, const char *code, size_t len, size_t 
 void script_lib_unload(struct script_vm *vm, const struct script_fn_info *fns, size_t nfns)
 {
     lua_State *L = vm->L;
-    lua_getfield(L, LUA_REGISTRYINDEX, "kvd_fns");
+    reg_push(L, &rk_fns);
     for (size_t i = 0; i < nfns; i++) {
         size_t n = strlen(fns[i].name);
         luaL_Buffer b;
@@ -1842,7 +1898,8 @@ void script_lib_unload(struct script_vm *vm, const struct script_fn_info *fns, s
     lua_pop(L, 1);
 }
 
-/* Pushes the entry of function `name` (any case), or returns false. */
+/* Pushes the entry {FN_CB, FN_FLAGS, FN_NAME} of function `name` (any case), or returns
+ * false. */
 static bool fn_find(lua_State *L, const char *name, size_t len)
 {
     char stack[256];
@@ -1851,7 +1908,7 @@ static bool fn_find(lua_State *L, const char *name, size_t len)
     for (size_t i = 0; i < len; i++) {
         low[i] = (char)tolower((unsigned char)name[i]);
     }
-    lua_getfield(L, LUA_REGISTRYINDEX, "kvd_fns");
+    reg_push(L, &rk_fns);
     lua_pushlstring(L, low, len);
     if (low != stack) {
         free(low);
@@ -1865,31 +1922,37 @@ static bool fn_find(lua_State *L, const char *name, size_t len)
     return true;
 }
 
-int64_t script_fn_flags(struct script_vm *vm, const char *name, size_t len)
+int64_t script_fn_find(struct script_vm *vm, const char *name, size_t len)
 {
     lua_State *L = vm->L;
     if (!fn_find(L, name, len)) {
         return -1;
     }
-    lua_getfield(L, -1, "flags");
+    lua_rawgeti(L, -1, FN_FLAGS);
     int64_t flags = (int64_t)lua_tonumber(L, -1);
-    lua_pop(L, 2);
+    lua_pop(L, 1);
     return flags;
+}
+
+void script_fn_forget(struct script_vm *vm)
+{
+    KV_ASSERT(lua_istable(vm->L, -1));
+    lua_pop(vm->L, 1);
 }
 
 void script_fn_run(struct script_vm *vm, struct cmd_ctx *x, size_t numkeys)
 {
     lua_State *L = vm->L;
-    lua_pushcfunction(L, l_errfunc);
-    bool found = fn_find(L, x->argv[1].ptr, x->argv[1].len);
-    KV_ASSERT(found);
-    lua_getfield(L, -1, "flags");
+    KV_ASSERT(lua_istable(L, -1)); /* the entry script_fn_find left */
+    reg_push(L, &rk_errfunc);      /* (one closure, not one per call) */
+    lua_insert(L, -2);
+    lua_rawgeti(L, -1, FN_FLAGS);
     uint32_t flags = (uint32_t)lua_tonumber(L, -1);
     lua_pop(L, 1);
-    lua_getfield(L, -1, "name");
+    lua_rawgeti(L, -1, FN_NAME);
     const char *name = lua_tostring(L, -1); /* the entry, in kvd_fns for the call, keeps it */
     lua_pop(L, 1);
-    lua_getfield(L, -1, "cb");
+    lua_rawgeti(L, -1, FN_CB);
     lua_remove(L, -2);
     push_args(L, x->argv + 3, numkeys);
     push_args(L, x->argv + 3 + numkeys, x->argc - 3 - numkeys);

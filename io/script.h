@@ -103,11 +103,13 @@ bool script_lib_load(struct script_vm *vm, const char *code, size_t len, size_t 
 /* Forgets the functions of a library (those script_lib_load returned) in vm. */
 void script_lib_unload(struct script_vm *vm, const struct script_fn_info *fns, size_t nfns);
 
-/* The flags of function `name` in vm, or -1 if it has none of that name. */
-int64_t script_fn_flags(struct script_vm *vm, const char *name, size_t len);
+/* Finds function `name` (any case) in vm: its flags, with it kept aside for the
+ * script_fn_run or script_fn_forget that must follow; -1 if there is none (nothing kept). */
+int64_t script_fn_find(struct script_vm *vm, const char *name, size_t len);
+void script_fn_forget(struct script_vm *vm);
 
-/* FCALL / FCALL_RO x: runs function argv[1] (which must exist) with its numkeys keys
- * and the arguments after; writes its reply. */
+/* FCALL / FCALL_RO x: runs the function script_fn_find kept with x's numkeys keys and
+ * the arguments after; writes its reply. */
 struct cmd_ctx;
 void script_fn_run(struct script_vm *vm, struct cmd_ctx *x, size_t numkeys);
 

@@ -31,6 +31,7 @@
 
 #include "kv_assert.h"
 #include "kv_error.h"
+#include "kv_num.h"
 #include "resp_alloc.h"
 
 /* Longest header or scalar this encoder writes: a type byte, 20 digits and a sign,
@@ -327,33 +328,6 @@ void resp_out_consume(struct resp_out *o, size_t n)
 
 /* ---- encoders --------------------------------------------------------------------- */
 
-/* Writes the decimal form of v; returns its length (at most 20). Two digits per
- * division: replies are mostly short integers and lengths, written once each. */
-static size_t fmt_u64(char *dst, uint64_t v)
-{
-    static const char pairs[201] = "0001020304050607080910111213141516171819"
-                                   "2021222324252627282930313233343536373839"
-                                   "4041424344454647484950515253545556575859"
-                                   "6061626364656667686970717273747576777879"
-                                   "8081828384858687888990919293949596979899";
-    char tmp[20];
-    size_t i = sizeof tmp;
-    while (v >= 100) {
-        size_t r = (size_t)(v % 100) * 2;
-        v /= 100;
-        tmp[--i] = pairs[r + 1];
-        tmp[--i] = pairs[r];
-    }
-    if (v >= 10) {
-        tmp[--i] = pairs[v * 2 + 1];
-        tmp[--i] = pairs[v * 2];
-    } else {
-        tmp[--i] = (char)('0' + v);
-    }
-    memcpy(dst, tmp + i, sizeof tmp - i);
-    return sizeof tmp - i;
-}
-
 /* "<type><n>\r\n" into dst; returns its length. */
 static size_t fmt_header(char *dst, char type, int64_t n)
 {
@@ -361,9 +335,9 @@ static size_t fmt_header(char *dst, char type, int64_t n)
     dst[k++] = type;
     if (n < 0) {
         dst[k++] = '-';
-        k += fmt_u64(dst + k, (uint64_t)0 - (uint64_t)n);
+        k += kv_fmt_u64(dst + k, (uint64_t)0 - (uint64_t)n);
     } else {
-        k += fmt_u64(dst + k, (uint64_t)n);
+        k += kv_fmt_u64(dst + k, (uint64_t)n);
     }
     dst[k++] = '\r';
     dst[k++] = '\n';

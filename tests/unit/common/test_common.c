@@ -387,3 +387,39 @@ Test(kv_splitargs, redis_rules)
                          cases[k][0]);
     }
 }
+
+/* kv_fmt_i64 / kv_fmt_u64 write what printf's %lld / %llu write, at every digit count and
+ * at the limits. */
+Test(kv_num, format_like_printf)
+{
+    int64_t vals[] = {0,
+                      1,
+                      -1,
+                      9,
+                      10,
+                      -10,
+                      99,
+                      100,
+                      12345,
+                      -98765,
+                      INT64_MAX,
+                      INT64_MIN,
+                      INT64_MIN + 1,
+                      1000000000000000000LL,
+                      999999999999999999LL};
+    char a[32], b[32];
+    for (size_t i = 0; i < sizeof vals / sizeof vals[0]; i++) {
+        size_t n = kv_fmt_i64(a, vals[i]);
+        int m = snprintf(b, sizeof b, "%lld", (long long)vals[i]);
+        cr_assert(n == (size_t)m && memcmp(a, b, n) == 0, "%s", b);
+    }
+    uint64_t p = 1;
+    for (int d = 0; d < 20; d++, p *= 10) {
+        uint64_t us[] = {p, p - 1, p + 7, UINT64_MAX};
+        for (size_t i = 0; i < 4; i++) {
+            size_t n = kv_fmt_u64(a, us[i]);
+            int m = snprintf(b, sizeof b, "%llu", (unsigned long long)us[i]);
+            cr_assert(n == (size_t)m && memcmp(a, b, n) == 0, "%s", b);
+        }
+    }
+}

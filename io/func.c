@@ -875,9 +875,14 @@ static void function_stats(struct cmd_ctx *x)
 {
     size_t libs, fns, bytes;
     func_counts(&libs, &fns, &bytes);
+    if (script_eval_busy()) { /* as Redis while an EVAL script runs */
+        reply_error(x->out, "BUSY Redis is busy running a script. You can only call SCRIPT KILL "
+                            "or SHUTDOWN NOSAVE.");
+        return;
+    }
     reply_map(x->out, 2);
     reply_bulk_str(x->out, "running_script");
-    reply_null(x->out);
+    script_running_reply(x->out, x->now_ms);
     reply_bulk_str(x->out, "engines");
     reply_map(x->out, 1);
     reply_bulk_str(x->out, "LUA");

@@ -170,7 +170,9 @@ struct script_vm {
     /* a stop (SCRIPT / FUNCTION KILL, shutdown, the load timeout) raised: raised again at
      * every instruction, so that pcall inside the script cannot swallow it */
     const char *doomed;
-    uint32_t gc_count; /* scripts since the last collection step */
+    uint32_t gc_count;    /* scripts since the last collection step */
+    const char *run_name; /* the running script's sha or function name */
+    bool published;       /* it ran long enough to be in running_slots */
     /* the running script or function */
     struct cmd_ctx *x;
     uint32_t db;       /* its database: SELECT inside a script changes it, not the client's */
@@ -473,6 +475,103 @@ static int raise_reply(lua_State *L, const char *text)
 
 /* Every SCRIPT_HOOK_EVERY instructions: a shutdown, or SCRIPT KILL of a script that
  * has not written, stops the script. */
+/* ---- long scripts, for FUNCTION STATS -------------------------------------------- */
+
+/* A script still running at its first hook (SCRIPT_HOOK_EVERY instructions, a
+ * millisecond or so) is recorded by its shard in its slot here, and forgotten when it
+ * ends: FUNCTION STATS on any thread names it. Short scripts never take the mutex. */
+struct running {
+    bool on, fn;
+    int64_t start_ms;
+    char *name;
+    size_t argc;
+    size_t *lens; /* argc lengths, then the bytes: one block */
+    char **argv;  /* into the same block */
+};
+static pthread_mutex_t running_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct running running_slots[KVD_THREADS_MAX];
+
+static void publish_running(struct script_vm *vm)
+{
+    struct cmd_ctx *x = vm->x;
+    size_t bytes = x->argc * (sizeof(size_t) + sizeof(char *));
+    for (size_t i = 0; i < x->argc; i++) {
+        bytes += x->argv[i].len;
+    }
+    char *block = malloc(bytes ? bytes : 1), *name = strdup(vm->run_name);
+    KV_ASSERT(block != NULL && name != NULL);
+    size_t *lens = (size_t *)(void *)block;
+    char **argv = (char **)(void *)(block + x->argc * sizeof(size_t));
+    char *p = block + x->argc * (sizeof(size_t) + sizeof(char *));
+    for (size_t i = 0; i < x->argc; i++) {
+        lens[i] = x->argv[i].len;
+        argv[i] = p;
+        memcpy(p, x->argv[i].ptr, x->argv[i].len);
+        p += x->argv[i].len;
+    }
+    pthread_mutex_lock(&running_mu);
+    struct running *r = &running_slots[x->sh->id];
+    KV_ASSERT(!r->on);
+    *r = (struct running){.on = true,
+                          .fn = vm->fn,
+                          .start_ms = x->now_ms,
+                          .name = name,
+                          .argc = x->argc,
+                          .lens = lens,
+                          .argv = argv};
+    pthread_mutex_unlock(&running_mu);
+    vm->published = true;
+}
+
+static void unpublish_running(struct script_vm *vm, struct shard *sh)
+{
+    pthread_mutex_lock(&running_mu);
+    struct running *r = &running_slots[sh->id];
+    free(r->name);
+    free(r->lens);
+    *r = (struct running){0};
+    pthread_mutex_unlock(&running_mu);
+    vm->published = false;
+}
+
+bool script_eval_busy(void)
+{
+    bool busy = false;
+    pthread_mutex_lock(&running_mu);
+    for (size_t i = 0; i < KVD_THREADS_MAX; i++) {
+        busy |= running_slots[i].on && !running_slots[i].fn;
+    }
+    pthread_mutex_unlock(&running_mu);
+    return busy;
+}
+
+void script_running_reply(struct resp_out *out, int64_t now_ms)
+{
+    pthread_mutex_lock(&running_mu);
+    const struct running *found = NULL;
+    for (size_t i = 0; i < KVD_THREADS_MAX; i++) {
+        const struct running *r = &running_slots[i];
+        if (r->on && r->fn && (found == NULL || r->start_ms < found->start_ms)) {
+            found = r;
+        }
+    }
+    if (found == NULL) {
+        reply_null(out);
+    } else {
+        reply_map(out, 3);
+        reply_bulk_str(out, "name");
+        reply_bulk_str(out, found->name);
+        reply_bulk_str(out, "command");
+        reply_array(out, found->argc);
+        for (size_t i = 0; i < found->argc; i++) {
+            reply_bulk(out, found->argv[i], found->lens[i]);
+        }
+        reply_bulk_str(out, "duration_ms");
+        reply_int(out, now_ms > found->start_ms ? now_ms - found->start_ms : 0);
+    }
+    pthread_mutex_unlock(&running_mu);
+}
+
 static void l_hook(lua_State *L, lua_Debug *ar);
 
 /* Stops the running script: raises msg now and at every instruction after (a pcall in
@@ -516,6 +615,9 @@ static void l_hook(lua_State *L, lua_Debug *ar)
     }
     if (!vm->wrote && atomic_load(&kill_gen[vm->fn]) != vm->kill_gen) {
         doom(L, vm, "ERR Script killed by user with SCRIPT KILL..."); /* (FUNCTION KILL too) */
+    }
+    if (!vm->published) { /* a long one: FUNCTION STATS shows it */
+        publish_running(vm);
     }
 }
 
@@ -1325,9 +1427,13 @@ static void vm_call(struct script_vm *vm, struct cmd_ctx *x, int nargs, const ch
     vm->wrote = false;
     vm->read = false;
     vm->kill_gen = atomic_load(&kill_gen[vm->fn]);
+    vm->run_name = name;
     atomic_fetch_add(&scripts_running[vm->fn], 1);
     int rc = lua_pcall(L, nargs, 1, base + 1);
     undoom(L, vm);
+    if (vm->published) {
+        unpublish_running(vm, x->sh);
+    }
     atomic_fetch_sub(&scripts_running[vm->fn], 1);
     if (vm->wrote) {
         atomic_fetch_sub(&scripts_wrote[vm->fn], 1);

@@ -46,6 +46,12 @@ void script_vm_free(struct script_vm *vm);
 struct resp_out;
 void script_kill(struct resp_out *out, bool functions);
 
+/* FUNCTION STATS: whether an EVAL script has been running for more than a moment
+ * (Redis's BUSY reply then), and its running_script: the function that has run longest
+ * of those running for more than a moment (name, command, duration_ms), or null. */
+bool script_eval_busy(void);
+void script_running_reply(struct resp_out *out, int64_t now_ms);
+
 /* Scripts in the registry and their memory (INFO memory). */
 size_t script_count(size_t *bytes);
 

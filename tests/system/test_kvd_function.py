@@ -657,6 +657,11 @@ def test_function_kill_stops_a_read_only_function():
         busy = Client(k.port)
         busy.send(encode("FCALL", "spin", "1", "k1"))
         time.sleep(0.3)
+        stats = _kill_from_other_shard(k.port, cmd=("FUNCTION", "STATS"))  # names it
+        assert stats[0:2] == [b"running_script", [b"name", b"spin", b"command",
+                                                  [b"FCALL", b"spin", b"1", b"k1"],
+                                                  b"duration_ms", stats[1][5]]], stats
+        assert 100 <= stats[1][5] < 60000, stats
         assert _kill_from_other_shard(k.port) == St("OK")
         r = busy.read()
         # (Redis's text names SCRIPT KILL for functions too)
@@ -670,6 +675,14 @@ def test_function_kill_stops_a_read_only_function():
         busy.close()
     finally:
         k.stop()  # SIGTERM stops the unkillable one at its next hook
+    k = Kvd()
+    try:
+        with k.client() as c:  # a short function is not named
+            assert c.cmd("FUNCTION", "LOAD", lib("quick", REG + "('q', function() return 1 end)")) == b"quick"
+            assert c.cmd("FCALL", "q", "0") == 1
+            assert c.cmd("FUNCTION", "STATS")[1] is None
+    finally:
+        k.stop()
 
 
 def test_kill_is_not_swallowed_by_pcall():

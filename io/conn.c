@@ -2094,7 +2094,8 @@ struct txn_x {
     struct shardset parked; /* the shards parked so far (at their first use) */
     struct shardset wrote;  /* parked shards whose WAL the transaction wrote to */
     uint32_t db;            /* SELECT inside the transaction changes it */
-    bool script;            /* a script's redis.call: SELECT does not reach the client */
+    uint8_t script;         /* a script's redis.call: its protocol (2 or 3), else 0; SELECT
+                             * does not reach the client */
 };
 
 /* Parks shard `o` for the transaction, if it is not parked yet: XM_PARK through the
@@ -2147,7 +2148,7 @@ static int64_t txn_run_on(struct txn_x *tx, uint32_t o, const struct cmd_desc *d
     struct shard *peer = &sh->srv->shards[o];
     struct txn_slot *ts = &peer->txn;
     ts->op = TXO_RUN;
-    ts->proto = (uint8_t)(tx->script ? 2 : c->resp); /* a script gets RESP2 replies */
+    ts->proto = (uint8_t)(tx->script ? tx->script : c->resp); /* a script: its protocol */
     ts->db = tx->db;
     ts->desc = d;
     ts->argc = argc;
@@ -2200,12 +2201,12 @@ static void txn_run_split(struct txn_x *tx, const struct cmd_desc *d, size_t arg
         }
         struct resp_out tmp;
         resp_out_init(&tmp, sh->pool, SIZE_MAX / 2);
-        resp_out_set_proto(&tmp, tx->script ? 2 : tx->c->resp);
+        resp_out_set_proto(&tmp, tx->script ? tx->script : tx->c->resp);
         sum += txn_run_on(tx, o, d, n, part, &tmp, false);
         g->part_blob[o] = out_take(sh, &tmp, &g->part_len[o]);
         resp_out_deinit(&tmp);
     }
-    merge_parts(out, tx->script ? 2 : tx->c->resp, sh->heap, (uint8_t)d->merge, g, sum);
+    merge_parts(out, tx->script ? tx->script : tx->c->resp, sh->heap, (uint8_t)d->merge, g, sum);
     sh->clock_ns = kv_clock_mono_ns();
     struct run_res r = {.us = (sh->clock_ns - t0) / 1000};
     account(sh, tx->c, cmd_stat_row(d, argc, argv), r, argc, argv, NULL);
@@ -2404,8 +2405,8 @@ static bool keys_local(struct shard *sh, const struct cmd_desc *d, size_t argc,
     return true;
 }
 
-char *conn_script_call(struct cmd_ctx *x, uint32_t *db, const struct cmd_desc *d, size_t argc,
-                       const struct resp_arg *argv, size_t *len, const char **err)
+char *conn_script_call(struct cmd_ctx *x, uint32_t *db, int proto, const struct cmd_desc *d,
+                       size_t argc, const struct resp_arg *argv, size_t *len, const char **err)
 {
     struct shard *sh = x->sh;
     if (KV_UNLIKELY(monitor_on())) {
@@ -2413,7 +2414,7 @@ char *conn_script_call(struct cmd_ctx *x, uint32_t *db, const struct cmd_desc *d
     }
     struct resp_out tmp;
     resp_out_init(&tmp, sh->pool, (size_t)KV_CONF_GET(kvd_settings.output_buffer_limit));
-    resp_out_set_proto(&tmp, 2); /* scripts get RESP2 replies */
+    resp_out_set_proto(&tmp, proto); /* RESP2, or 3 after redis.setresp(3) */
     struct txn_x *tx = sh->script_tx;
     if (d->exec == CMD_EXEC_SAME && d->first_key > 0 &&
         same_partition(sh, d, argc, argv) == NULL) { /* RENAME & co: one partition */
@@ -2424,9 +2425,9 @@ char *conn_script_call(struct cmd_ctx *x, uint32_t *db, const struct cmd_desc *d
     if (tx != NULL) {
         /* a cross-shard script: each key's shard parked as it is first touched */
         uint32_t outer_db = tx->db;
-        bool outer_script = tx->script;
+        uint8_t outer_script = tx->script;
         tx->db = *db;
-        tx->script = true;
+        tx->script = (uint8_t)proto;
         txn_run_cmd(tx, argc, argv, &tmp);
         *db = tx->db;
         tx->db = outer_db;

@@ -36,15 +36,16 @@ void conn_txn_serve(struct shard *sh, const struct xmsg *m);
 /*
  * redis.call from a script running on this shard (x: the EVAL's context; *db the
  * script's database, which SELECT inside it changes): runs the command where its keys
- * are and returns its RESP2 reply bytes (conn_blob_free them), or NULL with *err set to
+ * are and returns its reply bytes in RESP `proto` (2, or 3 after redis.setresp(3);
+ * conn_blob_free them), or NULL with *err set to
  * the error text, code included, when it may not run from here (a key on another shard
  * in a script run on its keys' shard, keys of RENAME & co in two partitions).
  */
 struct cmd_desc;
 struct cmd_ctx;
 struct resp_arg;
-char *conn_script_call(struct cmd_ctx *x, uint32_t *db, const struct cmd_desc *d, size_t argc,
-                       const struct resp_arg *argv, size_t *len, const char **err);
+char *conn_script_call(struct cmd_ctx *x, uint32_t *db, int proto, const struct cmd_desc *d,
+                       size_t argc, const struct resp_arg *argv, size_t *len, const char **err);
 void conn_blob_free(void *p);
 void *conn_blob_alloc(struct shard *sh, size_t n);
 

@@ -15,6 +15,7 @@
 #include "kv_sha1.h"
 #include "kv_splitargs.h"
 #include "reply.h"
+#include "resp_out.h"
 #include "resp_parse.h"
 #include "server.h"
 #include "track.h"
@@ -171,6 +172,7 @@ struct script_vm {
      * every instruction, so that pcall inside the script cannot swallow it */
     const char *doomed;
     uint32_t gc_count;    /* scripts since the last collection step */
+    uint8_t resp;         /* what redis.call's replies come as: 2, or 3 after redis.setresp(3) */
     const char *run_name; /* the running script's sha or function name */
     bool published;       /* it ran long enough to be in running_slots */
     /* the running script or function */
@@ -447,15 +449,63 @@ static void push_reply(lua_State *L, const char **p, const char *end)
             return;
         }
         luaL_checkstack(L, 4, "reply too deep");
-        lua_createtable(L, (int)(n < INT32_MAX ? n : 0), 0);
+        lua_newtable(L); /* (not presized: with RESP3's nils, #t is what Redis's gives) */
         for (long long i = 1; i <= n; i++) {
             push_reply(L, p, end);
             lua_rawseti(L, -2, (int)i);
         }
         return;
     }
+    /* RESP3, after redis.setresp(3): Redis's Lua forms */
+    case '_':
+        lua_pushnil(L);
+        return;
+    case '#':
+        lua_pushboolean(L, s[1] == 't');
+        return;
+    case ',':
+        lua_newtable(L);
+        lua_pushnumber(L, strtod(s + 1, NULL));
+        lua_setfield(L, -2, "double");
+        return;
+    case '(':
+        lua_newtable(L);
+        lua_pushlstring(L, s + 1, line);
+        lua_setfield(L, -2, "big_number");
+        return;
+    case '=': { /* "fmt:text" */
+        long long n = strtoll(s + 1, NULL, 10);
+        KV_ASSERT(n >= 4 && *p + n + 2 <= end);
+        lua_newtable(L);
+        lua_newtable(L);
+        lua_pushlstring(L, *p, 3);
+        lua_setfield(L, -2, "format");
+        lua_pushlstring(L, *p + 4, (size_t)n - 4);
+        lua_setfield(L, -2, "string");
+        lua_setfield(L, -2, "verbatim_string");
+        *p += n + 2;
+        return;
+    }
+    case '%':
+    case '~': { /* {map = {k = v}}, {set = {member = true}} */
+        long long n = strtoll(s + 1, NULL, 10);
+        luaL_checkstack(L, 6, "reply too deep");
+        lua_newtable(L);
+        lua_newtable(L);
+        for (long long i = 0; i < n; i++) {
+            push_reply(L, p, end);
+            if (s[0] == '%') {
+                push_reply(L, p, end);
+            } else {
+                lua_pushboolean(L, 1);
+            }
+            lua_rawset(L, -3);
+        }
+        lua_setfield(L, -2, s[0] == '%' ? "map" : "set");
+        return;
+    }
     default:
-        KV_ASSERT(!"a reply type scripts do not get (RESP2 only)");
+        KV_ASSERT(!"a reply type scripts do not get");
     }
 }
 
@@ -751,7 +801,7 @@ static int call_common(lua_State *L, bool raise)
         snprintf(errbuf, sizeof errbuf, "%s%s", strncmp(err, "OOM ", 4) == 0 ? "" : "ERR ", err);
     } else {
         vm->read |= (d->flags & CMD_READONLY) != 0;
-        blob = conn_script_call(vm->x, &vm->db, d, (size_t)argc, argv, &len, &err);
+        blob = conn_script_call(vm->x, &vm->db, vm->resp, d, (size_t)argc, argv, &len, &err);
         if (blob == NULL) {
             snprintf(errbuf, sizeof errbuf, "%s", err); /* with its code */
         }
@@ -869,12 +919,18 @@ static int l_log(lua_State *L)
     return 0;
 }
 
+/* redis.setresp(2 | 3): the protocol of the replies redis.call returns to the script
+ * (each script starts with 2). */
 static int l_setresp(lua_State *L)
 {
-    if (lua_gettop(L) != 1 || lua_tonumber(L, 1) != 2) {
-        lua_pushstring(L, "RESP version must be 2 (kvd's scripts speak RESP2).");
-        return lua_error(L);
+    if (lua_gettop(L) != 1) {
+        return raise_reply(L, "ERR redis.setresp() requires one argument.");
     }
+    lua_Number v = lua_tonumber(L, 1);
+    if (v != 2 && v != 3) {
+        return raise_reply(L, "ERR RESP version must be 2 or 3.");
+    }
+    vm_of(L)->resp = (uint8_t)v;
     return 0;
 }
 
@@ -1279,6 +1335,116 @@ static int64_t lua_to_i64(lua_Number d)
 }
 
 /* Writes the value on top of the stack as the script's reply (RESP2 rules). */
+static void reply_value(lua_State *L, struct resp_out *o, int depth);
+
+/* Pushes t[name] of the table on top (raw: no metamethod runs outside the pcall). */
+static int raw_field(lua_State *L, const char *name)
+{
+    lua_pushstring(L, name);
+    lua_rawget(L, -2);
+    return lua_type(L, -1);
+}
+
+/* The number of pairs of the table on top. */
+static size_t pairs_count(lua_State *L)
+{
+    size_t n = 0;
+    lua_pushnil(L);
+    while (lua_next(L, -2) != 0) {
+        lua_pop(L, 1);
+        n++;
+    }
+    return n;
+}
+
+/*
+ * The typed replies a script may return, as Redis 7 reads them, in its order:
+ * {double = n}, {big_number = s}, {verbatim_string = {format = f, string = s}},
+ * {map = t}, {set = t}; written in the client's protocol (RESP2: bulk strings, a flat
+ * array, an array). True if the table on top was one.
+ */
+static bool reply_typed(lua_State *L, struct resp_out *o, int depth)
+{
+    bool resp3 = resp_out_proto(o) == 3;
+    if (raw_field(L, "double") == LUA_TNUMBER) {
+        char num[64]; /* %.17g, as Redis writes doubles: "inf", "-nan" included */
+        int k = snprintf(num, sizeof num, "%s%.17g\r\n", resp3 ? "," : "", lua_tonumber(L, -1));
+        lua_pop(L, 1);
+        if (resp3) {
+            reply_raw(o, num, (size_t)k);
+        } else {
+            reply_bulk(o, num, (size_t)k - 2);
+        }
+        return true;
+    }
+    lua_pop(L, 1);
+    if (raw_field(L, "big_number") == LUA_TSTRING) {
+        size_t n;
+        const char *s = lua_tolstring(L, -1, &n);
+        luaL_Buffer b; /* (CR and LF become spaces, as Redis writes them) */
+        luaL_buffinit(L, &b);
+        for (size_t i = 0; i < n; i++) {
+            luaL_addchar(&b, s[i] == '\r' || s[i] == '\n' ? ' ' : s[i]);
+        }
+        luaL_pushresult(&b);
+        s = lua_tolstring(L, -1, &n);
+        if (resp3) {
+            reply_raw(o, "(", 1);
+            reply_raw(o, s, n);
+            reply_raw(o, "\r\n", 2);
+        } else {
+            reply_bulk(o, s, n);
+        }
+        lua_pop(L, 2);
+        return true;
+    }
+    lua_pop(L, 1);
+    if (raw_field(L, "verbatim_string") == LUA_TTABLE) {
+        int tf = raw_field(L, "format");
+        lua_insert(L, -2);
+        int ts = raw_field(L, "string");
+        if (tf == LUA_TSTRING && ts == LUA_TSTRING) {
+            size_t fn, n;
+            const char *f = lua_tolstring(L, -3, &fn), *s = lua_tolstring(L, -1, &n);
+            char fmt[3] = {fn > 0 ? f[0] : ' ', fn > 1 ? f[1] : ' ', fn > 2 ? f[2] : ' '};
+            (void)resp_out_verbatim(o, fmt, s, n);
+            lua_pop(L, 3);
+            return true;
+        }
+        lua_pop(L, 3);
+    } else {
+        lua_pop(L, 1);
+    }
+    if (raw_field(L, "map") == LUA_TTABLE) {
+        reply_map(o, pairs_count(L));
+        lua_pushnil(L);
+        while (lua_next(L, -2) != 0) { /* key, value */
+            lua_pushvalue(L, -2);
+            reply_value(L, o, depth + 1);
+            lua_pop(L, 1);
+            reply_value(L, o, depth + 1);
+            lua_pop(L, 1);
+        }
+        lua_pop(L, 1);
+        return true;
+    }
+    lua_pop(L, 1);
+    if (raw_field(L, "set") == LUA_TTABLE) {
+        reply_set(o, pairs_count(L));
+        lua_pushnil(L);
+        while (lua_next(L, -2) != 0) { /* its keys are the members */
+            lua_pop(L, 1);
+            lua_pushvalue(L, -1);
+            reply_value(L, o, depth + 1);
+            lua_pop(L, 1);
+        }
+        lua_pop(L, 1);
+        return true;
+    }
+    lua_pop(L, 1);
+    return false;
+}
+
 static void reply_value(lua_State *L, struct resp_out *o, int depth)
 {
     switch (lua_type(L, -1)) {
@@ -1321,6 +1487,9 @@ static void reply_value(lua_State *L, struct resp_out *o, int depth)
             return;
         }
         lua_pop(L, 1);
+        if (reply_typed(L, o, depth)) {
+            return;
+        }
         size_t n = 0;
         for (;;) {
             lua_rawgeti(L, -1, (int)n + 1);
@@ -1428,6 +1597,7 @@ static void vm_call(struct script_vm *vm, struct cmd_ctx *x, int nargs, const ch
     vm->read = false;
     vm->kill_gen = atomic_load(&kill_gen[vm->fn]);
     vm->run_name = name;
+    vm->resp = 2;
     atomic_fetch_add(&scripts_running[vm->fn], 1);
     int rc = lua_pcall(L, nargs, 1, base + 1);
     undoom(L, vm);

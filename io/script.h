@@ -10,9 +10,10 @@
  *
  * The environment is Redis's: base (without dofile and loadfile), table, string, math,
  * cjson and bit; KEYS and ARGV; redis.call / pcall / error_reply / status_reply /
- * sha1hex / log / setresp (2 only) / set_repl / replicate_commands and the LOG_* and
+ * sha1hex / log / setresp / set_repl / replicate_commands / acl_check_cmd and the LOG_* and
  * REPL_* constants; globals are read-only and reading a missing one is an error. Replies
- * convert both ways with Redis's RESP2 rules; errors carry Redis's "script: <sha>, on
+ * convert both ways with Redis's rules (RESP3 after redis.setresp(3), typed tables such
+ * as {map = ...} returned in the client's protocol); errors carry Redis's "script: <sha>, on
  * @user_script:<line>." suffix. A script runs to its end: kvd has no script timeout
  * (SCRIPT KILL always answers NOTBUSY), so a script that loops forever holds its shard.
  *

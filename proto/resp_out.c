@@ -182,6 +182,11 @@ void resp_out_set_proto(struct resp_out *o, int proto)
     o->proto = proto;
 }
 
+int resp_out_proto(const struct resp_out *o)
+{
+    return o->proto;
+}
+
 size_t resp_out_queued_bytes(const struct resp_out *o)
 {
     return o->queued;

@@ -69,6 +69,7 @@ void resp_out_deinit(struct resp_out *o);
 
 /* Protocol version of the replies that follow: 2 or 3 (HELLO). */
 void resp_out_set_proto(struct resp_out *o, int proto);
+int resp_out_proto(const struct resp_out *o);
 
 /* Bytes queued and not yet consumed (to compare with an output limit, or to know
  * whether a send is needed). */

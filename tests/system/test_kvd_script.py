@@ -1173,6 +1173,56 @@ def test_script_that_wrote_is_unkillable_and_shutdown_still_stops_it(tmp_path):
     k.stop()  # SIGTERM: the script stops at its next hook, kvd exits 0
 
 
+RESP3_SCRIPTS = [
+    # typed replies a script returns, in the client's protocol
+    "return {double=3.5}", "return {double=0.1}", "return {double='2.5'}", "return {double=1/0}",
+    "return {double=-1/0}", "return {double=0/0}", "return {big_number='123'}",
+    "return {big_number=5}", "return {map={a=1}}", "return {map={}}",
+    "return {map={a={1,2}, b={map={c=1}}}}", "return {map={[1]='x'}}", "return {map=5}",
+    "return {set={a=true}}", "return {set={}}", "return {set={a=false}}", "return {set=5}",
+    "return {verbatim_string={format='txt', string='hi'}}",
+    "return {verbatim_string={format='mkd', string='# x'}}",
+    "return {verbatim_string={string='hi'}}",
+    "return {verbatim_string={format='toolong', string='hi'}}", "return {verbatim_string=5}",
+    "return {err='E x', double=1}", "return {ok='O', map={}}", "return {double=1, map={a=1}}",
+    "return {map={a=1}, set={b=true}}", "return {set={b=true}, big_number='1'}",
+    "return {big_number='1', double=2}",
+    "return {verbatim_string={format='txt', string='v'}, set={a=true}}",
+    "return {verbatim_string={format='txt', string='v'}, double=1}",
+    "return {1, {double=2.5}, {map={x='y'}}}", "return true", "return false", "return nil",
+    # redis.setresp(3): replies come to the script as RESP3 (nil, {map=...}, ...)
+    "redis.setresp(3); return redis.call('get', 'nokey')",
+    "redis.setresp(3); local r = redis.call('get', 'nokey'); return type(r)",
+    "redis.setresp(2); local r = redis.call('get', 'nokey'); return type(r)",
+    "redis.setresp(3); return redis.call('lcs', '{r}s', '{r}t', 'idx')",
+    "redis.setresp(3); local r = redis.call('lcs', '{r}s', '{r}t', 'idx'); return type(r.map)",
+    "redis.setresp(3); return redis.call('lcs', '{r}s', '{r}t', 'idx', 'withmatchlen').map.len",
+    "redis.setresp(3); return redis.call('mget', 'nokey', '{r}s')",
+    "redis.setresp(3); local r = redis.call('mget', 'nokey', '{r}s'); return {type(r[1]), #r}",
+    "redis.setresp(3); return redis.call('ping')", "redis.setresp(3); return redis.call('exists', '{r}s')",
+    "redis.setresp(4)", "redis.setresp()", "redis.setresp('3')", "redis.setresp(1)",
+    "redis.setresp(3); redis.setresp(2); return redis.call('get', 'nokey')",
+    "return redis.setresp(3)",
+    "redis.setresp(3); return redis.pcall('incr', '{r}s')",
+]
+
+
+@pytest.mark.parametrize("proto", ["2", "3"])
+def test_resp3_in_scripts_matches_redis(pair, proto):
+    """Scripts return Redis 7's typed tables ({double=}, {big_number=}, {map=}, {set=},
+    {verbatim_string=}) in the client's protocol, and after redis.setresp(3) get RESP3
+    replies from redis.call as Redis's Lua forms; each script starts in RESP2."""
+    for c in (pair.k, pair.r):
+        assert not isinstance(c.cmd("HELLO", proto), Err)
+        assert c.cmd("SET", "{r}s", "hello") == St("OK")
+        assert c.cmd("SET", "{r}t", "hallo") == St("OK")
+    try:
+        for body in RESP3_SCRIPTS:
+            pair.same("EVAL", body, "0")
+    finally:
+        for c in (pair.k, pair.r):
+            c.cmd("HELLO", "2")
+
 def test_sandbox_closes_the_escapes(pair):
     """getfenv / setfenv / newproxy are missing (as in Redis 7), load() refuses binary
     chunks, and an error object or reply table whose metamethods raise is an error reply,

@@ -14,6 +14,7 @@
 #include "kvd_settings.h"
 #include "kv_sha1.h"
 #include "kv_splitargs.h"
+#include "luamp.h"
 #include "reply.h"
 #include "resp_out.h"
 #include "resp_parse.h"
@@ -1026,6 +1027,7 @@ static struct script_vm *vm_create(bool fn, uint64_t gen)
     open_lib(L, LUA_MATHLIBNAME, luaopen_math);
     open_lib(L, "cjson", luaopen_cjson);
     open_lib(L, "bit", luaopen_bit);
+    open_lib(L, "cmsgpack", luamp_open);
     static const char *const removed[] = {"dofile",  "loadfile", "loadstring", "print",
                                           "getfenv", "setfenv",  "newproxy"};
     for (size_t i = 0; i < KV_ARRAY_LEN(removed); i++) {
@@ -1061,7 +1063,8 @@ static struct script_vm *vm_create(bool fn, uint64_t gen)
     lua_setglobal(L, "next");
     lua_pushcfunction(L, l_pairs);
     lua_setglobal(L, "pairs");
-    static const char *const libs[] = {"string", "table", "math", "cjson", "bit", "redis"};
+    static const char *const libs[] = {"string", "table",    "math", "cjson",
+                                       "bit",    "cmsgpack", "redis"};
     for (size_t i = 0; i < KV_ARRAY_LEN(libs); i++) {
         protect_global(L, libs[i]);
     }

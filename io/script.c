@@ -15,6 +15,7 @@
 #include "kv_sha1.h"
 #include "kv_splitargs.h"
 #include "luamp.h"
+#include "luastruct.h"
 #include "reply.h"
 #include "resp_out.h"
 #include "resp_parse.h"
@@ -1028,6 +1029,7 @@ static struct script_vm *vm_create(bool fn, uint64_t gen)
     open_lib(L, "cjson", luaopen_cjson);
     open_lib(L, "bit", luaopen_bit);
     open_lib(L, "cmsgpack", luamp_open);
+    open_lib(L, "struct", luastruct_open);
     static const char *const removed[] = {"dofile",  "loadfile", "loadstring", "print",
                                           "getfenv", "setfenv",  "newproxy"};
     for (size_t i = 0; i < KV_ARRAY_LEN(removed); i++) {
@@ -1063,8 +1065,8 @@ static struct script_vm *vm_create(bool fn, uint64_t gen)
     lua_setglobal(L, "next");
     lua_pushcfunction(L, l_pairs);
     lua_setglobal(L, "pairs");
-    static const char *const libs[] = {"string", "table",    "math", "cjson",
-                                       "bit",    "cmsgpack", "redis"};
+    static const char *const libs[] = {"string", "table",    "math",   "cjson",
+                                       "bit",    "cmsgpack", "struct", "redis"};
     for (size_t i = 0; i < KV_ARRAY_LEN(libs); i++) {
         protect_global(L, libs[i]);
     }

@@ -936,7 +936,7 @@ void cmd_bitop(struct cmd_ctx *x)
         out[j] = b;
     }
     mi_free(src);
-    struct tbl_put_args pa = {.val = out, .val_len = max};
+    struct tbl_put_args pa = {.val = out, .val_len = max, .flags = TBL_RAW}; /* ("raw", Redis's) */
     bool created = cmd_new_key(x, dest, h);
     int rc = tbl_put(cmd_tbl(x, h), dest->ptr, dest->len, h, &pa, x->now_ms, NULL);
     mi_free(out);

@@ -465,11 +465,16 @@ static struct script_vm *fvm_get(struct shard *sh)
     if (sh->fvm != NULL && sh->fset != NULL && sh->fset->gen == gen) {
         return sh->fvm;
     }
+    if (sh->fvm != NULL && sh->fset == NULL) { /* a load failed last time: start over */
+        script_vm_free(sh->fvm);
+        sh->fvm = NULL;
+    }
     struct func_set *s = set_get(), *old = sh->fset;
     if (sh->fvm == NULL) {
         sh->fvm = script_fvm_new();
         old = NULL; /* (none loaded) */
     }
+    bool failed = false;
     for (size_t i = 0; old != NULL && i < old->nlibs; i++) {
         if (!set_holds(s, old->libs[i])) {
             script_lib_unload(sh->fvm, old->libs[i]->fns, old->libs[i]->nfns);
@@ -488,12 +493,17 @@ static struct script_vm *fvm_get(struct shard *sh)
             script_fn_infos_free(fns, nfns);
         } else { /* it loaded before, and runs the same: only memory can fail it */
             kv_log_warning("function library %s not loaded on shard %u: %s", l->name, sh->id, err);
+            failed = true;
         }
     }
     if (sh->fset != NULL) {
         set_put(sh->fset);
     }
     sh->fset = s;
+    if (failed) { /* not adopted: the next FCALL loads everything again */
+        set_put(s);
+        sh->fset = NULL;
+    }
     script_vm_publish(sh->fvm, sh);
     return sh->fvm;
 }

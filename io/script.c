@@ -631,7 +631,8 @@ static void l_hook(lua_State *L, lua_Debug *ar);
 static void doom(lua_State *L, struct script_vm *vm, const char *msg)
 {
     vm->doomed = msg;
-    lua_sethook(L, l_hook, LUA_MASKCOUNT, 1);
+    lua_sethook(L, l_hook, LUA_MASKCOUNT, 1);     /* this thread (maybe a coroutine), */
+    lua_sethook(vm->L, l_hook, LUA_MASKCOUNT, 1); /* the main one (and those it makes) */
     raise_reply(L, msg);
 }
 
@@ -653,8 +654,12 @@ static void l_hook(lua_State *L, lua_Debug *ar)
     if (vm == NULL) {
         return;
     }
-    if (vm->doomed != NULL) {
+    if (vm->doomed != NULL) { /* every thread that gets here raises at every instruction */
+        lua_sethook(L, l_hook, LUA_MASKCOUNT, 1);
         raise_reply(L, vm->doomed);
+    }
+    if (lua_gethookcount(L) == 1) { /* a coroutine made while doomed, kept and resumed later */
+        lua_sethook(L, l_hook, LUA_MASKCOUNT, SCRIPT_HOOK_EVERY);
     }
     if (vm->loading && vm->load_deadline_ns != 0 && kv_clock_mono_ns() > vm->load_deadline_ns) {
         doom(L, vm, "ERR FUNCTION LOAD timeout");
@@ -1065,8 +1070,8 @@ static struct script_vm *vm_create(bool fn, uint64_t gen)
     lua_setglobal(L, "next");
     lua_pushcfunction(L, l_pairs);
     lua_setglobal(L, "pairs");
-    static const char *const libs[] = {"string", "table",    "math",   "cjson",
-                                       "bit",    "cmsgpack", "struct", "redis"};
+    static const char *const libs[] = {"string",   "table",  "math",      "cjson", "bit",
+                                       "cmsgpack", "struct", "coroutine", "redis"};
     for (size_t i = 0; i < KV_ARRAY_LEN(libs); i++) {
         protect_global(L, libs[i]);
     }
@@ -1340,7 +1345,30 @@ static int64_t lua_to_i64(lua_Number d)
 }
 
 /* Writes the value on top of the stack as the script's reply (RESP2 rules). */
-static void reply_value(lua_State *L, struct resp_out *o, int depth);
+static void reply_value(lua_State *L, struct resp_out *o, int depth, int sresp);
+
+/* The big number string on top (popped), CR and LF turned into spaces as Redis writes
+ * it. Not inlined: its buffer stays out of the recursive frames of reply_value. */
+static __attribute__((noinline)) void reply_bignum(lua_State *L, struct resp_out *o)
+{
+    size_t n;
+    const char *s = lua_tolstring(L, -1, &n);
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    for (size_t i = 0; i < n; i++) {
+        luaL_addchar(&b, s[i] == '\r' || s[i] == '\n' ? ' ' : s[i]);
+    }
+    luaL_pushresult(&b);
+    s = lua_tolstring(L, -1, &n);
+    if (resp_out_proto(o) == 3) {
+        reply_raw(o, "(", 1);
+        reply_raw(o, s, n);
+        reply_raw(o, "\r\n", 2);
+    } else {
+        reply_bulk(o, s, n);
+    }
+    lua_pop(L, 2);
+}
 
 /* Pushes t[name] of the table on top (raw: no metamethod runs outside the pcall). */
 static int raw_field(lua_State *L, const char *name)
@@ -1368,7 +1396,7 @@ static size_t pairs_count(lua_State *L)
  * {map = t}, {set = t}; written in the client's protocol (RESP2: bulk strings, a flat
  * array, an array). True if the table on top was one.
  */
-static bool reply_typed(lua_State *L, struct resp_out *o, int depth)
+static bool reply_typed(lua_State *L, struct resp_out *o, int depth, int sresp)
 {
     bool resp3 = resp_out_proto(o) == 3;
     if (raw_field(L, "double") == LUA_TNUMBER) {
@@ -1384,23 +1412,7 @@ static bool reply_typed(lua_State *L, struct resp_out *o, int depth)
     }
     lua_pop(L, 1);
     if (raw_field(L, "big_number") == LUA_TSTRING) {
-        size_t n;
-        const char *s = lua_tolstring(L, -1, &n);
-        luaL_Buffer b; /* (CR and LF become spaces, as Redis writes them) */
-        luaL_buffinit(L, &b);
-        for (size_t i = 0; i < n; i++) {
-            luaL_addchar(&b, s[i] == '\r' || s[i] == '\n' ? ' ' : s[i]);
-        }
-        luaL_pushresult(&b);
-        s = lua_tolstring(L, -1, &n);
-        if (resp3) {
-            reply_raw(o, "(", 1);
-            reply_raw(o, s, n);
-            reply_raw(o, "\r\n", 2);
-        } else {
-            reply_bulk(o, s, n);
-        }
-        lua_pop(L, 2);
+        reply_bignum(L, o);
         return true;
     }
     lua_pop(L, 1);
@@ -1425,9 +1437,9 @@ static bool reply_typed(lua_State *L, struct resp_out *o, int depth)
         lua_pushnil(L);
         while (lua_next(L, -2) != 0) { /* key, value */
             lua_pushvalue(L, -2);
-            reply_value(L, o, depth + 1);
+            reply_value(L, o, depth + 1, sresp);
             lua_pop(L, 1);
-            reply_value(L, o, depth + 1);
+            reply_value(L, o, depth + 1, sresp);
             lua_pop(L, 1);
         }
         lua_pop(L, 1);
@@ -1440,7 +1452,7 @@ static bool reply_typed(lua_State *L, struct resp_out *o, int depth)
         while (lua_next(L, -2) != 0) { /* its keys are the members */
             lua_pop(L, 1);
             lua_pushvalue(L, -1);
-            reply_value(L, o, depth + 1);
+            reply_value(L, o, depth + 1, sresp);
             lua_pop(L, 1);
         }
         lua_pop(L, 1);
@@ -1450,7 +1462,7 @@ static bool reply_typed(lua_State *L, struct resp_out *o, int depth)
     return false;
 }
 
-static void reply_value(lua_State *L, struct resp_out *o, int depth)
+static void reply_value(lua_State *L, struct resp_out *o, int depth, int sresp)
 {
     switch (lua_type(L, -1)) {
     case LUA_TSTRING: {
@@ -1460,7 +1472,9 @@ static void reply_value(lua_State *L, struct resp_out *o, int depth)
         return;
     }
     case LUA_TBOOLEAN:
-        if (lua_toboolean(L, -1)) {
+        if (sresp == 3) { /* after redis.setresp(3), as Redis: #t / #f (RESP2: :1 / :0) */
+            (void)resp_out_bool(o, lua_toboolean(L, -1));
+        } else if (lua_toboolean(L, -1)) {
             reply_int(o, 1);
         } else {
             reply_null(o);
@@ -1492,7 +1506,7 @@ static void reply_value(lua_State *L, struct resp_out *o, int depth)
             return;
         }
         lua_pop(L, 1);
-        if (reply_typed(L, o, depth)) {
+        if (reply_typed(L, o, depth, sresp)) {
             return;
         }
         size_t n = 0;
@@ -1508,7 +1522,7 @@ static void reply_value(lua_State *L, struct resp_out *o, int depth)
         reply_array(o, n);
         for (size_t i = 1; i <= n; i++) {
             lua_rawgeti(L, -1, (int)i);
-            reply_value(L, o, depth + 1);
+            reply_value(L, o, depth + 1, sresp);
             lua_pop(L, 1);
         }
         return;
@@ -1621,7 +1635,7 @@ static void vm_call(struct script_vm *vm, struct cmd_ctx *x, int nargs, const ch
     }
     const char *chunk = vm->fn ? FUNCTION_CHUNK : SCRIPT_CHUNK;
     if (rc == 0) {
-        reply_value(L, x->out, 0);
+        reply_value(L, x->out, 0, vm->resp); /* (booleans: by the script's protocol) */
     } else if (rc == LUA_ERRMEM) {
         reply_error(x->out, "ERR script ran out of memory script: %s, on %s:?.", name, chunk);
     } else {

@@ -686,8 +686,9 @@ def test_function_kill_stops_a_read_only_function():
 
 
 def test_kill_is_not_swallowed_by_pcall():
-    """A function (or EVAL script) that pcalls its busy loop is still stopped by FUNCTION
-    KILL (SCRIPT KILL), and by shutdown: the stop is raised again at every instruction."""
+    """A function (or EVAL script) that pcalls its busy loop, even in coroutines, is still
+    stopped by FUNCTION KILL (SCRIPT KILL), and by shutdown: the stop is raised again at
+    every instruction of every thread of the interpreter."""
     k = Kvd()
     try:
         with k.client() as c:
@@ -709,8 +710,20 @@ def test_kill_is_not_swallowed_by_pcall():
             r = busy.read()
             assert isinstance(r, Err) and r.s.startswith("ERR Script killed by user with SCRIPT KILL"), r
             busy.close()
+        # coroutines: the stop reaches every thread of the interpreter, as in Redis
+        co = ("local body = function() while true do end end "
+              "while true do pcall(function() while true do "
+              "coroutine.resume(coroutine.create(body)) end end) end")
         busy = Client(k.port)
-        busy.send(encode("FCALL", "spin", "0"))
+        busy.send(encode("EVAL", co, "0"))
+        time.sleep(0.3)
+        assert _kill_from_other_shard(k.port, cmd=("SCRIPT", "KILL")) == St("OK")
+        busy.settimeout(10)
+        r = busy.read()
+        assert isinstance(r, Err) and r.s.startswith("ERR Script killed by user with SCRIPT KILL"), r
+        busy.close()
+        busy = Client(k.port)
+        busy.send(encode("EVAL", co, "0"))
         time.sleep(0.3)
         k.stop()  # SIGTERM: stopped too, kvd exits 0
         busy.close()

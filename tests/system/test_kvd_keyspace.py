@@ -393,6 +393,11 @@ def test_object_encoding_after_edits_matches_redis(pair):
         pair.same(*step)
         for key in {step[1], "e1"}:
             pair.same("OBJECT", "ENCODING", key)
+    for step in [("SET", "{k}a", "abc"), ("SET", "{k}b", "12"), ("BITOP", "AND", "{k}d", "{k}a"),
+                 ("BITOP", "OR", "{k}e", "{k}b"), ("BITOP", "NOT", "{k}f", "{k}b")]:
+        pair.same(*step)  # BITOP's result is "raw" whatever it holds, as Redis
+    for key in ("{k}d", "{k}e", "{k}f"):
+        pair.same("OBJECT", "ENCODING", key)
     pair.same("SELECT", "1")
     pair.same("OBJECT", "ENCODING", "{m}c")
     pair.same("FLUSHDB")

@@ -47,6 +47,7 @@ Beyond the comparisons:
   running at the kill are there at most once.
 """
 import hashlib
+import sys
 import threading
 import time
 
@@ -1204,6 +1205,10 @@ RESP3_SCRIPTS = [
     "redis.setresp(3); redis.setresp(2); return redis.call('get', 'nokey')",
     "return redis.setresp(3)",
     "redis.setresp(3); return redis.pcall('incr', '{r}s')",
+    # booleans a script returns after redis.setresp(3): #t / #f (RESP2 clients: :1 / :0)
+    "redis.setresp(3); return false", "redis.setresp(3); return true",
+    "redis.setresp(3); return {true, false, 1}", "redis.setresp(3); return {map={a=false}}",
+    "redis.setresp(3); redis.setresp(2); return false",
 ]
 
 
@@ -1326,6 +1331,27 @@ def test_struct_matches_redis(pair, rng):
                           "return {pcall(struct.unpack, %r, s)}" % (pack, fmt), "0")
         pair.same("EVAL", "return {pcall(struct.size, %r)}" % fmt, "0")
 
+def test_self_referencing_typed_replies_stop_at_the_depth_limit(kc, kvd):
+    """A map or set table holding itself is written down to the depth limit, then an
+    error, without exhausting the thread's stack (the ASan build checks it)."""
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(limit, 20000))  # (the test client parses replies recursively)
+    try:
+        replies = [kc.cmd("EVAL", body, "0") for body in [
+            "local t = {}; t.map = t; return t",
+            "local t = {}; t.set = {}; t.set[t] = true; return t",
+            "local t = {}; t[1] = {map = {a = t}}; return t"]]
+    finally:
+        sys.setrecursionlimit(limit)
+    for r in replies:
+        depth = 0
+        while isinstance(r, list) and r:
+            r = r[-1]
+            depth += 1
+        assert r == Err("ERR reached lua stack limit") and depth >= 500, (depth, r)
+    assert kc.cmd("PING") == St("PONG")
+
+
 def test_sandbox_closes_the_escapes(pair):
     """getfenv / setfenv / newproxy are missing (as in Redis 7), load() refuses binary
     chunks, and an error object or reply table whose metamethods raise is an error reply,
@@ -1333,6 +1359,8 @@ def test_sandbox_closes_the_escapes(pair):
     k = pair.k
     for name in ("getfenv", "setfenv", "newproxy"):
         pair.same("EVAL", "return %s" % name, "0")
+    for lib in ("coroutine", "string", "table", "math", "cjson", "bit", "cmsgpack", "struct"):
+        pair.same("EVAL", "%s.x = 1 return 1" % lib, "0")  # every library table read-only
     assert k.cmd("EVAL", "local f = function() return 7 end; local s = string.dump(f); "
                          "local g, e = load(function() local r = s; s = nil; return r end); "
                          "return {tostring(g), e}", "0") == [b"nil", b"binary chunks are not allowed"]

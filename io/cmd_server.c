@@ -1468,6 +1468,59 @@ static void stats_reset(struct server *srv)
     for (size_t i = 0; i < REPLY_ERR_CODES; i++) {
         RESET(errs.by_code[i]);
     }
+    for (uint32_t t = 0; t < srv->nthreads; t++) { /* the other codes: a mark per slot */
+        struct reply_errstats *e = &srv->shards[t].stats.errs;
+        uint32_t used = atomic_load_explicit(&e->others, memory_order_acquire);
+        for (uint32_t i = 0; i < used; i++) {
+            STAT_SET(e->other[i].base, STAT_GET(e->other[i].count));
+        }
+    }
+}
+
+/* errorstat_<code>:count=N lines, in code order: kvd's own codes (reply_err_codes) and
+ * the others the threads met (scripts' error replies), summed over the threads. */
+static void info_errorstats(struct kv_text *b, struct server *srv)
+{
+    struct line {
+        const char *name;
+        uint64_t n;
+    } lines[REPLY_ERR_CODES + REPLY_OTHER_CODES * 4];
+    size_t n = 0;
+    for (size_t i = 0; i < REPLY_ERR_CODES; i++) {
+        lines[n++] = (struct line){reply_err_codes[i], SUMB(errs.by_code[i])};
+    }
+    for (uint32_t t = 0; t < srv->nthreads; t++) {
+        struct reply_errstats *e = &srv->shards[t].stats.errs;
+        uint32_t used = atomic_load_explicit(&e->others, memory_order_acquire);
+        for (uint32_t i = 0; i < used; i++) {
+            const struct reply_other_code *o = &e->other[i];
+            uint64_t c = STAT_GET(o->count) - STAT_GET(o->base);
+            size_t k = 0;
+            while (k < n && strcmp(lines[k].name, o->name) != 0) {
+                k++;
+            }
+            if (k < n) {
+                lines[k].n += c;
+            } else if (n < KV_ARRAY_LEN(lines)) {
+                lines[n++] = (struct line){o->name, c};
+            }
+        }
+    }
+    for (size_t i = 1; i < n; i++) { /* insertion sort by name */
+        struct line l = lines[i];
+        size_t k = i;
+        while (k > 0 && strcmp(lines[k - 1].name, l.name) > 0) {
+            lines[k] = lines[k - 1];
+            k--;
+        }
+        lines[k] = l;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (lines[i].n > 0) {
+            kv_text_add(b, "errorstat_%s:count=%llu\r\n", lines[i].name,
+                        (unsigned long long)lines[i].n);
+        }
+    }
 }
 
 uint64_t cmd_stats_hist(struct server *srv, size_t row, uint64_t *out)
@@ -1689,13 +1742,7 @@ void cmd_info(struct cmd_ctx *x)
     }
     if (want(x->argc, x->argv, "errorstats", true)) {
         kv_text_add(&b, "# Errorstats\r\n");
-        for (size_t i = 0; i < REPLY_ERR_CODES; i++) {
-            uint64_t n = SUMB(errs.by_code[i]);
-            if (n > 0) {
-                kv_text_add(&b, "errorstat_%s:count=%llu\r\n", reply_err_codes[i],
-                            (unsigned long long)n);
-            }
-        }
+        info_errorstats(&b, srv);
         kv_text_add(&b, "\r\n");
     }
     if (want(x->argc, x->argv, "latencystats", false)) {

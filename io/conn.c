@@ -2405,6 +2405,10 @@ static bool keys_local(struct shard *sh, const struct cmd_desc *d, size_t argc,
     return true;
 }
 
+static char *script_call_run(struct cmd_ctx *x, uint32_t *db, int proto, const struct cmd_desc *d,
+                             size_t argc, const struct resp_arg *argv, size_t *len,
+                             const char **err);
+
 char *conn_script_call(struct cmd_ctx *x, uint32_t *db, int proto, const struct cmd_desc *d,
                        size_t argc, const struct resp_arg *argv, size_t *len, const char **err)
 {
@@ -2412,6 +2416,21 @@ char *conn_script_call(struct cmd_ctx *x, uint32_t *db, int proto, const struct 
     if (KV_UNLIKELY(monitor_on())) {
         monitor_feed(sh, NULL, *db, "lua", d, argc, argv);
     }
+    return script_call_run(x, db, proto, d, argc, argv, len, err);
+}
+
+void conn_script_rejected(struct cmd_ctx *x, const struct cmd_desc *d, size_t argc,
+                          const struct resp_arg *argv)
+{
+    account_who(x->sh, "", "", cmd_stat_row(d, argc, argv), (struct run_res){.rejected = true},
+                argc, argv, NULL);
+}
+
+static char *script_call_run(struct cmd_ctx *x, uint32_t *db, int proto, const struct cmd_desc *d,
+                             size_t argc, const struct resp_arg *argv, size_t *len,
+                             const char **err)
+{
+    struct shard *sh = x->sh;
     struct resp_out tmp;
     resp_out_init(&tmp, sh->pool, (size_t)KV_CONF_GET(kvd_settings.output_buffer_limit));
     resp_out_set_proto(&tmp, proto); /* RESP2, or 3 after redis.setresp(3) */

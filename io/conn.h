@@ -47,6 +47,11 @@ struct resp_arg;
 char *conn_script_call(struct cmd_ctx *x, uint32_t *db, int proto, const struct cmd_desc *d,
                        size_t argc, const struct resp_arg *argv, size_t *len, const char **err);
 void conn_blob_free(void *p);
+
+/* Counts command d refused inside a script (over maxmemory, a write in a read-only
+ * script) as a rejected call of d, as Redis does. */
+void conn_script_rejected(struct cmd_ctx *x, const struct cmd_desc *d, size_t argc,
+                          const struct resp_arg *argv);
 void *conn_blob_alloc(struct shard *sh, size_t n);
 
 /* Pub/sub (pubsub.c): the connection's subscriptions, a message pushed into its output

@@ -31,7 +31,9 @@ void reply_errstats_bind(struct reply_errstats *s)
 
 uint64_t reply_errors(void)
 {
-    return bound != NULL ? atomic_load_explicit(&bound->total, memory_order_relaxed) : 0;
+    return bound != NULL ? atomic_load_explicit(&bound->total, memory_order_relaxed) +
+                               atomic_load_explicit(&bound->uncounted, memory_order_relaxed)
+                         : 0;
 }
 
 static void bump(_Atomic uint64_t *v)
@@ -56,6 +58,22 @@ static void count_error(const char *text, size_t n, bool any_code)
         }
     }
     KV_DASSERT(any_code || !"an error code missing from reply_err_codes");
+    uint32_t used = atomic_load_explicit(&bound->others, memory_order_relaxed);
+    for (uint32_t i = 0; i < used; i++) {
+        struct reply_other_code *o = &bound->other[i];
+        if (strlen(o->name) == len && memcmp(o->name, code, len) == 0) {
+            bump(&o->count);
+            return;
+        }
+    }
+    if (used < REPLY_OTHER_CODES && len <= REPLY_OTHER_CODE_MAX &&
+        memchr(code, '\0', len) == NULL) {
+        struct reply_other_code *o = &bound->other[used];
+        memcpy(o->name, code, len);
+        o->name[len] = '\0';
+        atomic_store_explicit(&o->count, 1, memory_order_relaxed);
+        atomic_store_explicit(&bound->others, used + 1, memory_order_release);
+    }
 }
 
 void reply_count_error(const char *text, size_t n)
@@ -66,6 +84,14 @@ void reply_count_error(const char *text, size_t n)
 void reply_error_text(struct resp_out *r, const char *text, size_t n)
 {
     count_error(text, n, true);
+    (void)resp_out_error_reply(r, text, n);
+}
+
+void reply_error_seen(struct resp_out *r, const char *text, size_t n)
+{
+    if (bound != NULL) {
+        bump(&bound->uncounted);
+    }
     (void)resp_out_error_reply(r, text, n);
 }
 

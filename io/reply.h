@@ -46,24 +46,41 @@ void reply_raw(struct resp_out *r, const void *p, size_t n); /* bytes already in
 #define REPLY_ERR_CODES 14
 extern const char *const reply_err_codes[REPLY_ERR_CODES];
 
+/* Other codes (those a script's error reply chose), per thread: a slot's name is written
+ * once, before `others` counts it (release), and never changes. */
+#define REPLY_OTHER_CODES    32 /* per thread; more distinct codes count in total only */
+#define REPLY_OTHER_CODE_MAX 32 /* bytes of such a code (Redis reads at most 32) */
+struct reply_other_code {
+    char name[REPLY_OTHER_CODE_MAX + 1];
+    _Atomic uint64_t count;
+    _Atomic uint64_t base; /* CONFIG RESETSTAT's mark (written by any thread) */
+};
+
 struct reply_errstats {
     _Atomic uint64_t total;
+    _Atomic uint64_t uncounted; /* error replies not counted above (reply_error_seen) */
     _Atomic uint64_t by_code[REPLY_ERR_CODES];
+    _Atomic uint32_t others;
+    struct reply_other_code other[REPLY_OTHER_CODES];
 };
 
 void reply_errstats_bind(struct reply_errstats *s);
 /* Counts an error reply written some other way (raw bytes); `text` without the '-'. */
 void reply_count_error(const char *text, size_t n);
-/* The calling thread's error replies so far (0 if none bound): a command failed if
- * this moved while it ran. */
+/* The calling thread's error replies so far, counted or not (0 if none bound): a
+ * command failed if this moved while it ran. */
 uint64_t reply_errors(void);
 
 /* Common errors, Redis's texts. */
 void reply_err_syntax(struct resp_out *r);
 
 /* An error whose text (without '-' and CRLF) was chosen by a script: any code, counted
- * by code in errorstats only when it is one of reply_err_codes. */
+ * by code in errorstats (codes kvd never replies in the thread's `other` slots). */
 void reply_error_text(struct resp_out *r, const char *text, size_t n);
+/* The same for an error already counted where it was made (a script's command's error
+ * that the script replies, as Redis's ignore_error_stats_update): the command that
+ * replies it still fails. */
+void reply_error_seen(struct resp_out *r, const char *text, size_t n);
 void reply_err_not_int(struct resp_out *r);
 void reply_err_arity(struct resp_out *r, const char *cmd);
 

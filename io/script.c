@@ -309,6 +309,35 @@ static void see_through(lua_State *L, int proxy, int real)
     lua_pop(L, 1);
 }
 
+/* pcall(f, ...) as Redis's: an error that is a table with an err string (redis.call's,
+ * error({err = ...})) is caught as that string. */
+static int l_pcall_compat(lua_State *L)
+{
+    int argc = lua_gettop(L);
+    if (argc == 0) { /* (what Redis's replies: it calls its status placeholder) */
+        lua_pushboolean(L, 0);
+        lua_pushstring(L, "attempt to call a boolean value");
+        return 2;
+    }
+    lua_pushboolean(L, 1); /* the status, in place */
+    lua_insert(L, 1);
+    if (lua_pcall(L, argc - 1, LUA_MULTRET, 0) != 0) {
+        if (lua_istable(L, -1)) {
+            lua_pushstring(L, "err");
+            lua_rawget(L, -2);
+            if (lua_isstring(L, -1)) {
+                lua_replace(L, -2);
+            } else {
+                lua_pop(L, 1);
+            }
+        }
+        lua_pushboolean(L, 0);
+        lua_replace(L, 1);
+        return 2;
+    }
+    return lua_gettop(L);
+}
+
 /* next(t, k), iterating the real table of a read-only proxy. */
 static int l_next(lua_State *L)
 {
@@ -407,6 +436,18 @@ static void push_error_table(lua_State *L, const char *text, size_t n)
     lua_newtable(L);
     lua_pushstring(L, buf);
     lua_setfield(L, -2, "err");
+}
+
+/* Whether the error table at idx came from a command's error reply, already counted
+ * in errorstats (Redis's ignore_error_stats_update field; raw read). */
+static bool error_seen(lua_State *L, int idx)
+{
+    idx = idx < 0 ? lua_gettop(L) + idx + 1 : idx;
+    lua_pushstring(L, "ignore_error_stats_update");
+    lua_rawget(L, idx);
+    bool seen = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    return seen;
 }
 
 /* Pushes one RESP2 reply element at *p as a Lua value (Redis's conversion) and
@@ -795,11 +836,13 @@ static int call_common(lua_State *L, bool raise)
             err = "This Redis command is not allowed from script";
         } else if (vm->ro && (d->flags & CMD_WRITE)) {
             err = "Write commands are not allowed from read-only scripts.";
+            conn_script_rejected(vm->x, d, (size_t)argc, argv);
         } else if ((d->flags & CMD_DENYOOM) && !vm->wrote && !vm->allow_oom &&
                    KV_CONF_GET(kvd_settings.maxmemory) != 0 && evict_refuses(vm->x->sh)) {
             /* as Redis: refused when eviction cannot help, until the script wrote (then it
              * must go on) */
             err = "OOM command not allowed when used memory > 'maxmemory'.";
+            conn_script_rejected(vm->x, d, (size_t)argc, argv);
         }
     }
     size_t len = 0;
@@ -821,6 +864,8 @@ static int call_common(lua_State *L, bool raise)
     }
     if (blob[0] == '-') {
         push_error_table(L, blob, len - 2); /* "-CODE msg" without CRLF */
+        lua_pushboolean(L, 1); /* counted as the command's: not again as the script's */
+        lua_setfield(L, -2, "ignore_error_stats_update");
         conn_blob_free(blob);
         return raise ? lua_error(L) : 1;
     }
@@ -1070,6 +1115,8 @@ static struct script_vm *vm_create(bool fn, uint64_t gen)
     lua_setglobal(L, "next");
     lua_pushcfunction(L, l_pairs);
     lua_setglobal(L, "pairs");
+    lua_pushcfunction(L, l_pcall_compat);
+    lua_setglobal(L, "pcall");
     static const char *const libs[] = {"string",   "table",  "math",      "cjson", "bit",
                                        "cmsgpack", "struct", "coroutine", "redis"};
     for (size_t i = 0; i < KV_ARRAY_LEN(libs); i++) {
@@ -1493,7 +1540,11 @@ static void reply_value(lua_State *L, struct resp_out *o, int depth, int sresp)
         if (lua_type(L, -1) == LUA_TSTRING) {
             size_t n;
             const char *s = lua_tolstring(L, -1, &n);
-            reply_error_text(o, s, n);
+            if (error_seen(L, -2)) {
+                reply_error_seen(o, s, n);
+            } else {
+                reply_error_text(o, s, n);
+            }
             lua_pop(L, 1);
             return;
         }
@@ -1549,7 +1600,9 @@ static void reply_raised(lua_State *L, struct resp_out *o, const char *name, con
     } else {
         lua_pushvalue(L, -1);
     }
+    bool seen = false;
     if (lua_istable(L, -1)) {
+        seen = error_seen(L, -1);
         lua_pushstring(L, "err");
         lua_rawget(L, -2);
         const char *e = lua_tostring(L, -1);
@@ -1571,7 +1624,12 @@ static void reply_raised(lua_State *L, struct resp_out *o, const char *name, con
     if (n < 0) {
         n = 0;
     }
-    reply_error_text(o, text, (size_t)n < sizeof text ? (size_t)n : sizeof text - 1);
+    size_t len = (size_t)n < sizeof text ? (size_t)n : sizeof text - 1;
+    if (seen) { /* a command's error, counted as that command's */
+        reply_error_seen(o, text, len);
+    } else {
+        reply_error_text(o, text, len);
+    }
 }
 
 const char *script_numkeys(size_t argc, const struct resp_arg *argv, size_t *numkeys)

@@ -1352,6 +1352,69 @@ def test_self_referencing_typed_replies_stop_at_the_depth_limit(kc, kvd):
     assert kc.cmd("PING") == St("PONG")
 
 
+def stats_of(c):
+    """INFO errorstats, the error total and commandstats without timings."""
+    out = {}
+    for line in c.cmd("INFO", "errorstats").decode().split("\r\n"):
+        if line.startswith("errorstat_"):
+            out[line.split(":")[0]] = line.split(":")[1]
+    for line in c.cmd("INFO", "commandstats").decode().split("\r\n"):
+        if line.startswith("cmdstat_") and not line.startswith("cmdstat_info"):
+            name, fields = line.split(":")
+            kept = [f for f in fields.split(",") if not f.startswith("usec")]
+            out[name] = ",".join(kept)
+    out["total_error_replies"] = info_field(c, "stats", "total_error_replies")
+    return out
+
+
+def test_script_error_accounting_matches_redis(pair):
+    """As Redis 7.0: only a script's own error reply counts in errorstats (any code,
+    MY_ERR_CODE too), a failed command inside counts as its failed call, and a command
+    refused inside (over maxmemory, a write in a read-only script) as its rejected call;
+    the same for keys on the script's thread and on the other one."""
+    for c in (pair.k, pair.r):
+        assert c.cmd("CONFIG", "RESETSTAT") == St("OK")
+        for k in ("k7", "k1", "k2", "k3", "k4"):
+            c.cmd("SET", k, "abc")
+    try:
+        for c in (pair.k, pair.r):
+            assert c.cmd("CONFIG", "SET", "maxmemory", "1") == St("OK")
+        pair.same("EVAL", "return redis.call('set','x','y')", "1", "x")
+    finally:
+        for c in (pair.k, pair.r):
+            assert c.cmd("CONFIG", "SET", "maxmemory", "0") == St("OK")
+    for cmd in [("EVAL", "return redis.call('select',99)", "0"),
+                ("EVAL_RO", "return redis.call('set','x','y')", "1", "x"),
+                ("EVAL", 'return redis.error_reply("MY_ERR_CODE custom msg")', "0"),
+                ("EVAL", 'return redis.pcall("select",99)', "0"),
+                ("EVAL", "return redis.pcall('incr', 'k7')", "0"),
+                ("EVAL", "redis.pcall('incr', 'k7'); return 1", "0")] + [
+                ("EVAL", "redis.pcall('incr', '%s'); return redis.call('incr', 'k7')" % k, "0")
+                for k in ("k1", "k2", "k3", "k4")]:  # (keyless: keys of both threads)
+        pair.same(*cmd)
+    assert stats_of(pair.k) == stats_of(pair.r)
+    assert stats_of(pair.k)["errorstat_MY_ERR_CODE"] == "count=1"
+
+
+def test_pcall_matches_redis(pair):
+    """Lua's pcall as Redis's: an error table with an err string (redis.call's error,
+    error({err = ...})) is caught as that string; redis.pcall's error tables carry
+    ignore_error_stats_update."""
+    for body in [
+        "local ok, t = pcall(redis.call, 'select', 99); return {tostring(ok), type(t), tostring(t)}",
+        "local t = redis.pcall('select', 99); local k = {} for x in pairs(t) do k[#k+1] = x end "
+        "table.sort(k) return k",
+        "local ok, e = pcall(error, {err='X y'}); return {tostring(ok), e}",
+        "local ok, e = pcall(error, {1}); return {tostring(ok), type(e)}",
+        "local ok, e = pcall(error, 'plain'); return {tostring(ok), e}",
+        "return {pcall(function() return 1, 2 end)}", "return {pcall()}",
+        "local ok, e = pcall(redis.call, 'incr', 'k1'); return redis.error_reply(e)",
+        "return pcall(redis.call, 'nosuchcommand')",
+    ]:
+        pair.same("SET", "k1", "abc")
+        pair.same("EVAL", body, "0")
+
+
 def test_sandbox_closes_the_escapes(pair):
     """getfenv / setfenv / newproxy are missing (as in Redis 7), load() refuses binary
     chunks, and an error object or reply table whose metamethods raise is an error reply,

@@ -110,7 +110,8 @@ struct cmd_ctx {
     int64_t now_ms;        /* the wall clock for expiry, read once per batch */
     bool rejected;         /* set by a handler that refused the call as Redis does before
                             * execution (a subcommand's arity): counted as rejected */
-    uint64_t inner_errors; /* EXEC: error replies of the commands it ran (not its own) */
+    uint64_t inner_errors; /* EXEC, scripts: error replies of the commands they ran (not
+                            * their own) */
     int64_t sum;           /* MULTI with CMD_MERGE_SUM: the part's integer result */
     uint64_t caller_id;    /* id of the client that sent the command (on any shard) */
     uint32_t db;           /* the client's selected database */

@@ -2416,7 +2416,12 @@ char *conn_script_call(struct cmd_ctx *x, uint32_t *db, int proto, const struct 
     if (KV_UNLIKELY(monitor_on())) {
         monitor_feed(sh, NULL, *db, "lua", d, argc, argv);
     }
-    return script_call_run(x, db, proto, d, argc, argv, len, err);
+    /* the errors the command replies are its own, not the script's: a script failed only
+     * if its reply is an error (as Redis's per-call error count) */
+    uint64_t before = reply_errors();
+    char *blob = script_call_run(x, db, proto, d, argc, argv, len, err);
+    x->inner_errors += reply_errors() - before;
+    return blob;
 }
 
 void conn_script_rejected(struct cmd_ctx *x, const struct cmd_desc *d, size_t argc,

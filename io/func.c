@@ -134,19 +134,6 @@ void func_shutdown(void)
 
 /* ---- a library's metadata line: "#!<engine> name=<name>" ----------------------------- */
 
-static bool valid_name(const char *s, size_t n)
-{
-    if (n == 0) {
-        return false;
-    }
-    for (size_t i = 0; i < n; i++) {
-        if (!isalnum((unsigned char)s[i]) && s[i] != '_') {
-            return false;
-        }
-    }
-    return true;
-}
-
 /*
  * Reads the metadata line of code[0..len): the library's name (malloc()ed, into *name)
  * and the line's length (*skip). False with Redis's error text in err, checked in
@@ -205,7 +192,7 @@ static bool parse_meta(const char *code, size_t len, char **name, size_t *skip, 
     }
     if (*name == NULL) {
         snprintf(err, cap, "ERR Library name was not given");
-    } else if (!valid_name(*name, name_len)) {
+    } else if (!script_valid_name(*name, name_len)) {
         snprintf(err, cap,
                  "ERR Library names can only contain letters, numbers, or "
                  "underscores(_) and must be at least one character long");
@@ -252,14 +239,21 @@ static void change_free(struct change *c)
     free(c->libs);
 }
 
-static size_t change_find(const struct change *c, const char *name)
+/* The index of the library named name[0..len) (exact bytes) among libs[0..n), or
+ * SIZE_MAX. */
+static size_t lib_index(struct func_lib *const *libs, size_t n, const char *name, size_t len)
 {
-    for (size_t i = 0; i < c->n; i++) {
-        if (strcmp(c->libs[i]->name, name) == 0) {
+    for (size_t i = 0; i < n; i++) {
+        if (strlen(libs[i]->name) == len && memcmp(libs[i]->name, name, len) == 0) {
             return i;
         }
     }
     return SIZE_MAX;
+}
+
+static size_t change_find(const struct change *c, const char *name)
+{
+    return lib_index(c->libs, c->n, name, strlen(name));
 }
 
 static void change_remove(struct change *c, size_t i)
@@ -443,6 +437,29 @@ static bool publish(struct change *c, bool persist, char *err, size_t cap)
     return true;
 }
 
+/* Ends a change begun under change_mu: published when ok (else dropped), the lock
+ * released; whether it took effect (else err says why). */
+static bool change_end(struct change *c, bool ok, bool persist, char *err, size_t cap)
+{
+    if (ok) {
+        ok = publish(c, persist, err, cap);
+    } else {
+        change_free(c);
+    }
+    pthread_mutex_unlock(&change_mu);
+    return ok;
+}
+
+/* +OK, or the error of a change that did not take effect. */
+static void reply_change(struct cmd_ctx *x, bool ok, const char *err)
+{
+    if (ok) {
+        reply_ok(x->out);
+    } else {
+        reply_error(x->out, "%s", err);
+    }
+}
+
 /* ---- FCALL ------------------------------------------------------------------------- */
 
 static bool set_holds(const struct func_set *s, const struct func_lib *l)
@@ -615,17 +632,6 @@ static void function_list(struct cmd_ctx *x)
     set_put(s);
 }
 
-/* Whether the set has a library of that name (exact bytes). */
-static bool set_has(const struct func_set *s, const char *name, size_t len)
-{
-    for (size_t i = 0; i < s->nlibs; i++) {
-        if (strlen(s->libs[i]->name) == len && memcmp(s->libs[i]->name, name, len) == 0) {
-            return true;
-        }
-    }
-    return false;
-}
-
 /* FUNCTION LOAD, LOAD .. RESTORE and FLUSH write and LOAD / RESTORE may add memory:
  * refused over maxmemory when eviction cannot help, as Redis's denyoom commands are. */
 static bool refused_oom(struct cmd_ctx *x)
@@ -660,7 +666,7 @@ static void function_load(struct cmd_ctx *x)
         return;
     }
     struct func_set *s = set_get();
-    bool exists = set_has(s, name, strlen(name));
+    bool exists = lib_index(s->libs, s->nlibs, name, strlen(name)) != SIZE_MAX;
     set_put(s);
     if (!replace && exists) { /* (Redis's check before the code runs) */
         reply_error(x->out, "ERR Library '%s' already exists", name);
@@ -689,13 +695,7 @@ static void function_load(struct cmd_ctx *x)
     } else {
         ok = change_add(&c, l, err, sizeof err);
     }
-    if (ok) {
-        ok = publish(&c, x->sh->srv->persist, err, sizeof err);
-    } else {
-        change_free(&c);
-    }
-    pthread_mutex_unlock(&change_mu);
-    if (ok) {
+    if (change_end(&c, ok, x->sh->srv->persist, err, sizeof err)) {
         reply_bulk_str(x->out, lname);
     } else {
         reply_error(x->out, "%s", err);
@@ -710,26 +710,13 @@ static void function_delete(struct cmd_ctx *x)
     pthread_mutex_lock(&change_mu);
     struct change c;
     change_init(&c, cur);
-    size_t at = SIZE_MAX;
-    for (size_t i = 0; i < c.n && at == SIZE_MAX; i++) {
-        if (strlen(c.libs[i]->name) == a->len && memcmp(c.libs[i]->name, a->ptr, a->len) == 0) {
-            at = i;
-        }
-    }
-    bool ok = at != SIZE_MAX;
-    if (!ok) {
+    size_t at = lib_index(c.libs, c.n, a->ptr, a->len);
+    if (at == SIZE_MAX) {
         snprintf(err, sizeof err, "ERR Library not found");
-        change_free(&c);
     } else {
         change_remove(&c, at);
-        ok = publish(&c, x->sh->srv->persist, err, sizeof err);
     }
-    pthread_mutex_unlock(&change_mu);
-    if (ok) {
-        reply_ok(x->out);
-    } else {
-        reply_error(x->out, "%s", err);
-    }
+    reply_change(x, change_end(&c, at != SIZE_MAX, x->sh->srv->persist, err, sizeof err), err);
 }
 
 static void reply_sub_syntax(struct cmd_ctx *x)
@@ -755,40 +742,29 @@ static void function_flush(struct cmd_ctx *x)
     pthread_mutex_lock(&change_mu);
     struct change c;
     change_init(&c, NULL);
-    bool ok = publish(&c, x->sh->srv->persist, err, sizeof err);
-    pthread_mutex_unlock(&change_mu);
-    if (ok) {
-        reply_ok(x->out);
-    } else {
-        reply_error(x->out, "%s", err);
-    }
+    reply_change(x, change_end(&c, true, x->sh->srv->persist, err, sizeof err), err);
 }
 
 enum restore_policy { RESTORE_APPEND, RESTORE_REPLACE, RESTORE_FLUSH };
 
 /*
- * Reads the libraries of a FUNCTION DUMP payload into c as Redis joins them: all of them
- * are loaded first (into vm, `timed` as a new library's code is), then those of c with
- * a name of the payload's are refused (APPEND) or dropped (REPLACE; FLUSH came with c
- * empty), then function names are checked. False with the error (c is then to be
- * dropped).
+ * Reads the libraries of a FUNCTION DUMP payload into `fresh` (an empty change; one
+ * name once, no function twice), running their code in vm (`timed` as a new library's
+ * code is). False with the error (fresh is then to be dropped).
  */
-static bool load_payload(struct change *c, const uint8_t *p, size_t n, enum restore_policy policy,
-                         struct script_vm *vm, bool timed, char *err, size_t cap)
+static bool payload_load(struct change *fresh, const uint8_t *p, size_t n, struct script_vm *vm,
+                         bool timed, char *err, size_t cap)
 {
     if (!rdbstr_footer_ok(p, n)) {
         snprintf(err, cap, "ERR DUMP payload version or checksum are wrong");
         return false;
     }
     size_t end = n - RDBSTR_TAIL, at = 0;
-    struct change fresh; /* the payload's libraries: one name once, no function twice */
-    change_init(&fresh, NULL);
     bool ok = true;
     while (ok && at < end) {
         if (p[at] != FUNC_OPCODE) {
             snprintf(err, cap, "ERR given type is not a function");
-            ok = false;
-            break;
+            return false;
         }
         const uint8_t *val;
         size_t len, need, next;
@@ -804,15 +780,14 @@ static bool load_payload(struct change *c, const uint8_t *p, size_t n, enum rest
         if (r != RDBSTR_OK) {
             snprintf(err, cap, "ERR Failed loading library payload");
             free(buf);
-            ok = false;
-            break;
+            return false;
         }
         at = next;
         char *name;
         size_t skip;
         struct func_lib *l = NULL;
         if (parse_meta((const char *)val, len, &name, &skip, err, cap)) {
-            if (change_find(&fresh, name) != SIZE_MAX) {
+            if (change_find(fresh, name) != SIZE_MAX) {
                 snprintf(err, cap, "ERR Library '%s' already exists", name);
                 free(name);
             } else {
@@ -820,22 +795,35 @@ static bool load_payload(struct change *c, const uint8_t *p, size_t n, enum rest
             }
         }
         free(buf);
-        ok = l != NULL && change_add(&fresh, l, err, cap);
+        ok = l != NULL && change_add(fresh, l, err, cap);
     }
-    for (size_t i = 0; ok && i < fresh.n; i++) {
-        size_t old = change_find(c, fresh.libs[i]->name);
+    return ok;
+}
+
+/*
+ * Joins a payload's libraries (`fresh`, consumed) to c as Redis does: those of c with a
+ * name of the payload's are refused (APPEND) or dropped (REPLACE; FLUSH came with c
+ * empty), then function names are checked. False with the error (c is then to be
+ * dropped).
+ */
+static bool payload_join(struct change *c, struct change *fresh, enum restore_policy policy,
+                         char *err, size_t cap)
+{
+    bool ok = true;
+    for (size_t i = 0; ok && i < fresh->n; i++) {
+        size_t old = change_find(c, fresh->libs[i]->name);
         if (old != SIZE_MAX && policy == RESTORE_APPEND) {
-            snprintf(err, cap, "ERR Library %s already exists", fresh.libs[i]->name);
+            snprintf(err, cap, "ERR Library %s already exists", fresh->libs[i]->name);
             ok = false;
         } else if (old != SIZE_MAX) {
             change_remove(c, old);
         }
     }
-    for (size_t i = 0; ok && i < fresh.n; i++) {
-        atomic_fetch_add(&fresh.libs[i]->refs, 1); /* c's */
-        ok = change_add(c, fresh.libs[i], err, cap);
+    for (size_t i = 0; ok && i < fresh->n; i++) {
+        atomic_fetch_add(&fresh->libs[i]->refs, 1); /* c's */
+        ok = change_add(c, fresh->libs[i], err, cap);
     }
-    change_free(&fresh);
+    change_free(fresh);
     return ok;
 }
 
@@ -861,35 +849,33 @@ static void function_restore(struct cmd_ctx *x)
         }
     }
     char err[FUNC_ERR_MAX];
+    struct change fresh; /* the payload's code runs before the change lock is taken */
+    change_init(&fresh, NULL);
+    struct script_vm *vm = script_fvm_new();
+    bool ok = payload_load(&fresh, (const uint8_t *)x->argv[2].ptr, x->argv[2].len, vm, true, err,
+                           sizeof err);
+    script_vm_free(vm);
+    if (!ok) {
+        change_free(&fresh);
+        reply_error(x->out, "%s", err);
+        return;
+    }
     pthread_mutex_lock(&change_mu);
     struct change c;
     change_init(&c, policy == RESTORE_FLUSH ? NULL : cur);
-    struct script_vm *vm = script_fvm_new();
-    bool ok = load_payload(&c, (const uint8_t *)x->argv[2].ptr, x->argv[2].len, policy, vm, true,
-                           err, sizeof err);
-    script_vm_free(vm);
-    if (ok) {
-        ok = publish(&c, x->sh->srv->persist, err, sizeof err);
-    } else {
-        change_free(&c);
-    }
-    pthread_mutex_unlock(&change_mu);
-    if (ok) {
-        reply_ok(x->out);
-    } else {
-        reply_error(x->out, "%s", err);
-    }
+    ok = payload_join(&c, &fresh, policy, err, sizeof err);
+    reply_change(x, change_end(&c, ok, x->sh->srv->persist, err, sizeof err), err);
 }
 
 static void function_stats(struct cmd_ctx *x)
 {
-    size_t libs, fns, bytes;
-    func_counts(&libs, &fns, &bytes);
     if (script_eval_busy()) { /* as Redis while an EVAL script runs */
         reply_error(x->out, "BUSY Redis is busy running a script. You can only call SCRIPT KILL "
                             "or SHUTDOWN NOSAVE.");
         return;
     }
+    size_t libs, fns, bytes;
+    func_counts(&libs, &fns, &bytes);
     reply_map(x->out, 2);
     reply_bulk_str(x->out, "running_script");
     script_running_reply(x->out, x->now_ms);
@@ -1038,7 +1024,7 @@ int func_recover(const char *dir, bool repair)
     struct change c;
     change_init(&c, NULL);
     struct script_vm *vm = script_fvm_new();
-    bool ok = load_payload(&c, p, n, RESTORE_APPEND, vm, false, err, sizeof err);
+    bool ok = payload_load(&c, p, n, vm, false, err, sizeof err); /* (the set it was) */
     script_vm_free(vm);
     free(p);
     if (!ok) {

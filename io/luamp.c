@@ -117,6 +117,18 @@ static void add_encoded(lua_State *L, luaL_Buffer *b, int level)
     luaL_addvalue(b);
 }
 
+/* Adds an array's or a map's header (n elements: the fix form up to 15, else 16 or 32
+ * bits) to b, through a buffer of its own (what is above b's pieces must go first). */
+static void add_header(lua_State *L, luaL_Buffer *b, size_t n, uint8_t fix, uint8_t t16,
+                       uint8_t t32)
+{
+    luaL_Buffer hdr;
+    luaL_buffinit(L, &hdr);
+    enc_len(&hdr, n, fix, 15, t16, t32);
+    luaL_pushresult(&hdr);
+    luaL_addvalue(b);
+}
+
 static void enc_table(lua_State *L, luaL_Buffer *b, int idx, int level)
 {
     luaL_checkstack(L, 6, "in function mp_encode_lua_table");
@@ -125,11 +137,7 @@ static void enc_table(lua_State *L, luaL_Buffer *b, int idx, int level)
     if (array) {
         size_t n = lua_objlen(L, -1);
         lua_pop(L, 1);
-        luaL_Buffer hdr;
-        luaL_buffinit(L, &hdr);
-        enc_len(&hdr, n, 0x90, 15, 0xdc, 0xdd);
-        luaL_pushresult(&hdr);
-        luaL_addvalue(b);
+        add_header(L, b, n, 0x90, 0xdc, 0xdd);
         for (size_t i = 1; i <= n; i++) {
             lua_rawgeti(L, idx, (int)i);
             add_encoded(L, b, level + 1);
@@ -143,11 +151,7 @@ static void enc_table(lua_State *L, luaL_Buffer *b, int idx, int level)
         n++;
     }
     lua_pop(L, 1);
-    luaL_Buffer hdr;
-    luaL_buffinit(L, &hdr);
-    enc_len(&hdr, n, 0x80, 15, 0xde, 0xdf);
-    luaL_pushresult(&hdr);
-    luaL_addvalue(b);
+    add_header(L, b, n, 0x80, 0xde, 0xdf);
     /* The traversal's key stays on the stack between lua_next calls, above b's pieces:
      * each pair's encoding is kept in a string below the key, in order, and the strings
      * are joined and added to b once the traversal is over. */

@@ -71,6 +71,12 @@ static size_t optsize(lua_State *L, char opt, const char **fmt)
     }
 }
 
+/* b B h H l L T i I: the integer options (upper case unsigned). */
+static bool is_integer(char opt)
+{
+    return opt != '\0' && strchr("bBhHlLTiI", opt) != NULL;
+}
+
 static size_t gettoalign(size_t len, const struct header *h, char opt, size_t size)
 {
     if (size == 0 || opt == 'c') {
@@ -171,17 +177,6 @@ static int l_pack(lua_State *L)
             luaL_addchar(&b, '\0');
         }
         switch (opt) {
-        case 'b':
-        case 'B':
-        case 'h':
-        case 'H':
-        case 'l':
-        case 'L':
-        case 'T':
-        case 'i':
-        case 'I':
-            putinteger(L, &b, arg++, h.endian, size);
-            break;
         case 'x':
             luaL_addchar(&b, '\0');
             break;
@@ -213,7 +208,11 @@ static int l_pack(lua_State *L)
             break;
         }
         default:
-            controloptions(L, opt, &fmt, &h);
+            if (is_integer(opt)) {
+                putinteger(L, &b, arg++, h.endian, size);
+            } else {
+                controloptions(L, opt, &fmt, &h);
+            }
         }
         total += size;
     }
@@ -255,18 +254,6 @@ static int l_unpack(lua_State *L)
         luaL_argcheck(L, size <= ld && pos <= ld - size, 2, "data string too short");
         luaL_checkstack(L, 2, "too many results");
         switch (opt) {
-        case 'b':
-        case 'B':
-        case 'h':
-        case 'H':
-        case 'l':
-        case 'L':
-        case 'T':
-        case 'i':
-        case 'I':
-            lua_pushnumber(L, getinteger(data + pos, h.endian, islower((unsigned char)opt), size));
-            n++;
-            break;
         case 'x':
             break;
         case 'f': {
@@ -309,7 +296,13 @@ static int l_unpack(lua_State *L)
             break;
         }
         default:
-            controloptions(L, opt, &fmt, &h);
+            if (is_integer(opt)) {
+                lua_pushnumber(L,
+                               getinteger(data + pos, h.endian, islower((unsigned char)opt), size));
+                n++;
+            } else {
+                controloptions(L, opt, &fmt, &h);
+            }
         }
         pos += size;
     }

@@ -232,6 +232,15 @@ static int raise_at_caller(lua_State *L, const char *msg)
     return lua_error(L);
 }
 
+/* Raises Redis's error for a name an environment does not have. */
+static int raise_missing(lua_State *L, const char *name)
+{
+    char msg[256];
+    snprintf(msg, sizeof msg, "Script attempted to access nonexistent global variable '%s'",
+             name != NULL ? name : "?");
+    return raise_at_caller(L, msg);
+}
+
 static int l_global_newindex(lua_State *L);
 
 /* True if the table at `idx` is one of the read-only ones (the environment, the library
@@ -285,9 +294,6 @@ static void guard_base(lua_State *L)
         lua_pushcclosure(L, l_guarded, 1);
         lua_setglobal(L, fns[i]);
     }
-    lua_getfield(L, LUA_REGISTRYINDEX, "kvd_env");
-    set_protected(L, -1);
-    lua_pop(L, 1);
 }
 
 /* Records that next() / pairs() on the proxy at `proxy` iterate the table at `real`
@@ -409,10 +415,7 @@ static int l_global_index(lua_State *L)
     if (name != NULL && strcmp(name, "loadstring") == 0) {
         return 0; /* Redis 7 removed it but lets scripts test for it */
     }
-    char msg[256];
-    snprintf(msg, sizeof msg, "Script attempted to access nonexistent global variable '%s'",
-             name != NULL ? name : "?");
-    return raise_at_caller(L, msg);
+    return raise_missing(L, name);
 }
 
 /* Pushes an error table {err = text} the way Redis builds one from an error reply or
@@ -1061,6 +1064,7 @@ static void set_log_levels(lua_State *L)
 }
 
 static void make_fn_env(lua_State *L, struct script_vm *vm);
+static void push_proxy(lua_State *L, lua_CFunction index, int nup);
 static int l_errfunc(lua_State *L);
 
 static struct script_vm *vm_create(bool fn, uint64_t gen)
@@ -1143,15 +1147,7 @@ static struct script_vm *vm_create(bool fn, uint64_t gen)
      * globals are read-only tables; stock Lua has none): writes raise, reads of missing
      * names raise, _G names the proxy, and rawset / setmetatable refuse the protected
      * tables. */
-    lua_newtable(L); /* the environment */
-    lua_newtable(L);
-    lua_pushcfunction(L, l_global_index);
-    lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, l_global_newindex);
-    lua_setfield(L, -2, "__newindex");
-    lua_pushboolean(L, 0);
-    lua_setfield(L, -2, "__metatable");
-    lua_setmetatable(L, -2);
+    push_proxy(L, l_global_index, 0); /* the environment */
     lua_pushvalue(L, -1);
     lua_setfield(L, LUA_REGISTRYINDEX, "kvd_env");
     lua_pushvalue(L, LUA_GLOBALSINDEX);
@@ -1192,6 +1188,22 @@ static bool vm_has(struct script_vm *vm, const char *sha)
 
 /* Compiles `body` as script `sha` into the interpreter (if it is not there yet) and
  * registers it server-wide. False after replying Redis's compile error into `out`. */
+const char *const script_fn_flag_names[SCRIPT_FN_FLAGS] = {"no-writes", "allow-oom", "allow-stale",
+                                                           "no-cluster", "allow-cross-slot-keys"};
+
+/* The bit of flag name s[0..n) (the shebang's exact names, or register_function's in any
+ * case), or -1. */
+static int fn_flag_bit(const char *s, size_t n, bool nocase)
+{
+    for (int b = 0; b < SCRIPT_FN_FLAGS; b++) {
+        const char *f = script_fn_flag_names[b];
+        if (strlen(f) == n && (nocase ? strncasecmp(f, s, n) : memcmp(f, s, n)) == 0) {
+            return b;
+        }
+    }
+    return -1;
+}
+
 /*
  * A script's shebang line ("#!lua flags=no-writes,allow-oom"), as Redis 7 reads it: -1
  * without one (Redis's compatibility mode), else its flags (*skip: the line's length);
@@ -1238,13 +1250,7 @@ static int64_t eval_shebang(const char *body, size_t len, size_t *skip, char *er
         for (char *p = buf + 6; olen > 6;) { /* comma-separated, exact names */
             char *comma = strchr(p, ',');
             size_t plen = comma != NULL ? (size_t)(comma - p) : strlen(p);
-            int bit = -1;
-            for (int b = 0; b < SCRIPT_FN_FLAGS; b++) {
-                if (strlen(script_fn_flag_names[b]) == plen &&
-                    memcmp(script_fn_flag_names[b], p, plen) == 0) {
-                    bit = b;
-                }
-            }
+            int bit = fn_flag_bit(p, plen, false);
             if (bit < 0) {
                 snprintf(err, cap, "ERR Unexpected flag in script shebang: %.*s", (int)plen, p);
                 goto out;
@@ -1370,14 +1376,12 @@ static int l_errfunc(lua_State *L)
 }
 
 /* Sets the global table `name` (KEYS, ARGV) to args[0..n), past the read-only guard. */
+static void push_args(lua_State *L, const struct resp_arg *args, size_t n);
+
 static void set_args(lua_State *L, const char *name, const struct resp_arg *args, size_t n)
 {
     lua_pushstring(L, name);
-    lua_createtable(L, (int)n, 0);
-    for (size_t i = 0; i < n; i++) {
-        lua_pushlstring(L, args[i].ptr, args[i].len);
-        lua_rawseti(L, -2, (int)i + 1);
-    }
+    push_args(L, args, n);
     lua_rawset(L, LUA_GLOBALSINDEX);
 }
 
@@ -1876,9 +1880,6 @@ void script_kill(struct resp_out *out, bool functions)
 
 /* ---- functions (FCALL): libraries loaded into a functions interpreter ----------------- */
 
-const char *const script_fn_flag_names[SCRIPT_FN_FLAGS] = {"no-writes", "allow-oom", "allow-stale",
-                                                           "no-cluster", "allow-cross-slot-keys"};
-
 /* __index of a read-only proxy whose upvalue 1 is the real table: a missing name is an
  * error, as a missing global is. */
 static int l_strict_index(lua_State *L)
@@ -1889,10 +1890,7 @@ static int l_strict_index(lua_State *L)
         return 1;
     }
     const char *name = lua_tostring(L, 2);
-    char msg[256];
-    snprintf(msg, sizeof msg, "Script attempted to access nonexistent global variable '%s'",
-             name != NULL ? name : "?");
-    return raise_at_caller(L, msg);
+    return raise_missing(L, name);
 }
 
 /* __index of the libraries' environment: while a library loads, only `redis` (the
@@ -1908,10 +1906,7 @@ static int l_fenv_index(lua_State *L)
         lua_pushvalue(L, lua_upvalueindex(2));
         return 1;
     }
-    char msg[256];
-    snprintf(msg, sizeof msg, "Script attempted to access nonexistent global variable '%s'",
-             name != NULL ? name : "?");
-    return raise_at_caller(L, msg);
+    return raise_missing(L, name);
 }
 
 /* Pushes an empty read-only proxy whose __index is `index` with the nup upvalues on
@@ -1932,7 +1927,7 @@ static void push_proxy(lua_State *L, lua_CFunction index, int nup)
     set_protected(L, -1);
 }
 
-static bool valid_name(const char *s, size_t n)
+bool script_valid_name(const char *s, size_t n)
 {
     if (n == 0) {
         return false;
@@ -1973,7 +1968,21 @@ static int l_register(lua_State *L)
             return raise_err(L, "calling redis.register_function with a single argument is "
                                 "only applicable to Lua table (representing named arguments).");
         }
-        bool has_name = false, has_cb = false, has_desc = false;
+        /* the named arguments but flags: their key, whether a string (numbers pass, as
+         * lua_isstring says) or a function, Redis's error */
+        static const struct {
+            const char *key;
+            bool string;
+            const char *err;
+        } named[] = {
+            {"function_name", true,
+             "function_name argument given to redis.register_function must be a string"},
+            {"description", true,
+             "description argument given to redis.register_function must be a string"},
+            {"callback", false,
+             "callback argument given to redis.register_function must be a function"},
+        };
+        bool has[3] = {false, false, false};
         lua_pushnil(L);
         while (lua_next(L, 1) != 0) {   /* key at -2, value at -1 */
             if (!lua_isstring(L, -2)) { /* (a number passes, as in Redis: unknown below) */
@@ -1982,24 +1991,15 @@ static int l_register(lua_State *L)
             }
             /* no lua_tostring of a number key: it would break lua_next */
             const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "";
-            if (strcmp(k, "function_name") == 0) {
-                if (!lua_isstring(L, -1)) {
-                    return raise_err(L, "function_name argument given to "
-                                        "redis.register_function must be a string");
+            size_t a = 0;
+            while (a < KV_ARRAY_LEN(named) && strcmp(k, named[a].key) != 0) {
+                a++;
+            }
+            if (a < KV_ARRAY_LEN(named)) {
+                if (named[a].string ? !lua_isstring(L, -1) : !lua_isfunction(L, -1)) {
+                    return raise_err(L, named[a].err);
                 }
-                has_name = true;
-            } else if (strcmp(k, "description") == 0) {
-                if (!lua_isstring(L, -1)) {
-                    return raise_err(L, "description argument given to redis.register_function "
-                                        "must be a string");
-                }
-                has_desc = true;
-            } else if (strcmp(k, "callback") == 0) {
-                if (!lua_isfunction(L, -1)) {
-                    return raise_err(L, "callback argument given to redis.register_function "
-                                        "must be a function");
-                }
-                has_cb = true;
+                has[a] = true;
             } else if (strcmp(k, "flags") == 0) {
                 if (!lua_istable(L, -1)) {
                     return raise_err(L, "flags argument to redis.register_function must be a "
@@ -2011,13 +2011,9 @@ static int l_register(lua_State *L)
                         lua_pop(L, 1);
                         break;
                     }
-                    const char *f = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "";
-                    int bit = -1;
-                    for (int f_bit = 0; f_bit < SCRIPT_FN_FLAGS; f_bit++) {
-                        if (strcasecmp(f, script_fn_flag_names[f_bit]) == 0) {
-                            bit = f_bit;
-                        }
-                    }
+                    size_t fl = 0;
+                    const char *f = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &fl) : "";
+                    int bit = fn_flag_bit(f, fl, true);
                     if (bit < 0) {
                         return raise_err(L, "unknown flag given");
                     }
@@ -2029,6 +2025,7 @@ static int l_register(lua_State *L)
             }
             lua_pop(L, 1);
         }
+        bool has_name = has[0], has_desc = has[1], has_cb = has[2];
         if (!has_name) {
             return raise_err(L, "redis.register_function must get a function name argument");
         }
@@ -2056,7 +2053,7 @@ static int l_register(lua_State *L)
     } else {
         return raise_err(L, "wrong number of arguments to redis.register_function");
     }
-    if (!valid_name(name, name_len)) { /* (sic: Redis 7.0's text) */
+    if (!script_valid_name(name, name_len)) { /* (sic: Redis 7.0's text) */
         return raise_err(L, "Library names can only contain letters, numbers, or underscores(_) "
                             "and must be at least one character long");
     }

@@ -83,6 +83,9 @@ enum script_fn_flag {
 };
 extern const char *const script_fn_flag_names[SCRIPT_FN_FLAGS]; /* by bit, as Redis lists them */
 
+/* Whether s[0..n) may name a library or a function: letters, digits, '_', at least one. */
+bool script_valid_name(const char *s, size_t n);
+
 /* A function a library registered; name and desc (NULL: none) are malloc()ed. */
 struct script_fn_info {
     char *name;

@@ -16,7 +16,6 @@ medians (min-max) and the kvd/redis ratios; --append adds it to a file.
 """
 import argparse
 import datetime
-import os
 import re
 import shutil
 import statistics
@@ -24,7 +23,7 @@ import subprocess
 import sys
 import tempfile
 
-from perf_util import cpu_s, emit, free_port, med, start_pinned, stop
+from perf_util import cpu_s, emit, med, start_pair, stop
 
 
 
@@ -76,15 +75,9 @@ def main():
     tmp = tempfile.mkdtemp(prefix="kv-evict-")
     procs = {}
     try:
-        kp, rp = free_port(), free_port()
-        kvd = [os.path.join(a.build, "io", "kvd"), "--port", str(kp), "--threads", "1",
-               "--appendonly", "no", "--dir", os.path.join(tmp, "kvd"), "--maxmemory",
-               a.maxmemory, "--maxmemory-policy", a.policy]
-        red = ["redis-server", "--port", str(rp), "--save", "", "--appendonly", "no", "--dir",
-               tmp, "--maxmemory", a.maxmemory, "--maxmemory-policy", a.policy]
-        for name, args, port in [("kvd", kvd, kp), ("redis", red, rp)]:
-            procs[name] = (start_pinned(0, args, port), port)
-        maxmem = info(kp, "maxmemory")
+        procs = start_pair(a.build, tmp,
+                           ["--maxmemory", a.maxmemory, "--maxmemory-policy", a.policy])
+        maxmem = info(procs["kvd"][1], "maxmemory")
         for name, (proc, port) in procs.items():  # fill past the limit (not measured)
             bench(port, 1000000, 16)
         rows = {}
@@ -132,11 +125,12 @@ def main():
             lines.append("| %d | %.2fx | %.2fx |" % (
                 p, statistics.median(k["ops"]) / statistics.median(r["ops"]),
                 statistics.median(k["cpu"]) / statistics.median(r["cpu"])))
+        ports = [str(port) for _, port in procs.values()]
         lines += ["", "Servers and client:", "", "```sh"] + [
-            "taskset -c 0 " + " ".join(
-                x.replace(str(kp), "PORT").replace(str(rp), "PORT").replace(tmp, "$TMP") or "''"
-                for x in args)
-            for args in (kvd, red)] + sorted(cmds) + ["```", ""]
+            " ".join(  # (proc.args: the taskset line start_pair ran)
+                x.replace(ports[0], "PORT").replace(ports[1], "PORT").replace(tmp, "$TMP") or "''"
+                for x in proc.args)
+            for proc, _ in procs.values()] + sorted(cmds) + ["```", ""]
         emit("\n".join(lines), a.append)
     finally:
         stop([proc for proc, _ in procs.values()])

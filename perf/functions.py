@@ -29,7 +29,7 @@ import sys
 import tempfile
 import time
 
-from perf_util import cpu_s, emit, free_port, med, start_pinned, stop
+from perf_util import cpu_s, emit, enc, med, start_pair, stop
 
 KEYS = 10000
 BATCH = 100
@@ -38,14 +38,6 @@ LIBRARY = ("#!lua name=bench\n"
 SCRIPT = "return redis.call('incr', KEYS[1])"
 SHA = hashlib.sha1(SCRIPT.encode()).hexdigest()
 KINDS = ["INCR", "FCALL", "EVALSHA"]
-
-
-def enc(*args):
-    out = [b"*%d\r\n" % len(args)]
-    for a in args:
-        a = a if isinstance(a, bytes) else str(a).encode()
-        out.append(b"$%d\r\n%s\r\n" % (len(a), a))
-    return b"".join(out)
 
 
 def request(kind, key):
@@ -114,13 +106,8 @@ def main():
     tmp = tempfile.mkdtemp(prefix="kv-func-")
     servers = {}
     try:
-        kp, rp = free_port(), free_port()
-        kvd = [os.path.join(a.build, "io", "kvd"), "--port", str(kp), "--threads", "1",
-               "--appendonly", "no", "--dir", os.path.join(tmp, "kvd")]
-        red = ["redis-server", "--port", str(rp), "--save", "", "--appendonly", "no", "--dir",
-               tmp]
-        for name, args, port in [("kvd", kvd, kp), ("redis", red, rp)]:
-            servers[name] = (start_pinned(0, args, port), port)
+        servers = start_pair(a.build, tmp)
+        for name, (_, port) in servers.items():
             s = socket.create_connection(("127.0.0.1", port))
             s.sendall(enc("FUNCTION", "LOAD", "REPLACE", LIBRARY) + enc("SCRIPT", "LOAD", SCRIPT))
             reply = b""

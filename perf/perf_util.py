@@ -1,6 +1,7 @@
 """perf/perf_util.py: what the perf/ scripts that pit kvd against redis-server share: a
 free port, a process's CPU seconds, waiting for a server to listen, starting servers
-pinned to a core and stopping them, and the medians (min-max) their tables print."""
+pinned to a core (the pair of kvd and redis-server) and stopping them, a RESP request's
+bytes, and the medians (min-max) their tables print."""
 import os
 import signal
 import socket
@@ -44,6 +45,34 @@ def start_pinned(core, args, port):
                             stderr=subprocess.DEVNULL)
     wait_port(port, proc)
     return proc
+
+
+def enc(*args):
+    """A RESP request."""
+    out = [b"*%d\r\n" % len(args)]
+    for a in args:
+        a = a if isinstance(a, bytes) else str(a).encode()
+        out.append(b"$%d\r\n%s\r\n" % (len(a), a))
+    return b"".join(out)
+
+
+def start_pair(build, tmp, extra=()):
+    """kvd (one thread, no persistence) and redis-server (no persistence), each on a free
+    port, pinned to core 0, with the same `extra` settings ("--name", "value", ...):
+    {"kvd": (proc, port), "redis": (proc, port)}."""
+    kp, rp = free_port(), free_port()
+    kvd = [os.path.join(build, "io", "kvd"), "--port", str(kp), "--threads", "1",
+           "--appendonly", "no", "--dir", os.path.join(tmp, "kvd")] + list(extra)
+    red = ["redis-server", "--port", str(rp), "--save", "", "--appendonly", "no", "--dir",
+           tmp] + list(extra)
+    pair = {}
+    try:
+        for name, args, port in [("kvd", kvd, kp), ("redis", red, rp)]:
+            pair[name] = (start_pinned(0, args, port), port)
+    except BaseException:
+        stop([proc for proc, _ in pair.values()])
+        raise
+    return pair
 
 
 def stop(procs):

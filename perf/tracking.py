@@ -27,7 +27,7 @@ import sys
 import tempfile
 import time
 
-from perf_util import cpu_s, emit, free_port, med, start_pinned, stop
+from perf_util import cpu_s, emit, enc, med, start_pair, stop
 
 KEYS = 10000
 BATCH = 100
@@ -40,14 +40,6 @@ BATCH = 100
 
 
 
-
-
-def enc(*args):
-    out = [b"*%d\r\n" % len(args)]
-    for a in args:
-        a = a if isinstance(a, bytes) else str(a).encode()
-        out.append(b"$%d\r\n%s\r\n" % (len(a), a))
-    return b"".join(out)
 
 
 class Reader:
@@ -160,13 +152,8 @@ def main():
     tmp = tempfile.mkdtemp(prefix="kv-track-")
     servers = {}
     try:
-        kp, rp = free_port(), free_port()
-        kvd = [os.path.join(a.build, "io", "kvd"), "--port", str(kp), "--threads", "1",
-               "--appendonly", "no", "--dir", os.path.join(tmp, "kvd")]
-        red = ["redis-server", "--port", str(rp), "--save", "", "--appendonly", "no", "--dir",
-               tmp]
-        for name, args, port in [("kvd", kvd, kp), ("redis", red, rp)]:
-            servers[name] = (start_pinned(0, args, port), port)
+        servers = start_pair(a.build, tmp)
+        for name, (_, port) in servers.items():
             s = socket.create_connection(("127.0.0.1", port))
             s.sendall(b"".join(enc("SET", "key:%d" % i, "v" * 32) for i in range(KEYS)))
             r = Reader(s)

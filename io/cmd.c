@@ -230,6 +230,9 @@ void cmd_init(void)
         if (doc != NULL && doc->flags != NULL && strstr(doc->flags, "noscript") != NULL) {
             table[i].flags |= CMD_NOSCRIPT;
         }
+        if (doc != NULL && doc->flags != NULL && strstr(doc->flags, "allow_busy") != NULL) {
+            table[i].flags |= CMD_ALLOW_BUSY;
+        }
         if (table[i].flags & CMD_HIDDEN) {
             continue;
         }
@@ -239,6 +242,20 @@ void cmd_init(void)
         }
         by_hash[s] = (uint16_t)(i + 1);
     }
+}
+
+bool cmd_allows_busy(const struct cmd_desc *d, size_t argc, const struct resp_arg *argv)
+{
+    if (d->flags & CMD_ALLOW_BUSY) {
+        return true;
+    }
+    if (!(d->flags & CMD_SUBCMDS) || argc < 2) {
+        return false;
+    }
+    const struct cmd_docs *doc = cmd_docs_find(d->name);
+    const struct cmd_docs *sub =
+        doc != NULL ? cmd_docs_find_sub(doc, argv[1].ptr, argv[1].len) : NULL;
+    return sub != NULL && sub->flags != NULL && strstr(sub->flags, "allow_busy") != NULL;
 }
 
 const struct cmd_desc *cmd_lookup(const char *name, size_t len)

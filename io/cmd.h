@@ -58,12 +58,14 @@ enum cmd_flag {
     CMD_LOADING = 1u << 5,
     CMD_STALE = 1u << 6,
     CMD_NOSCRIPT = 1u << 7,
-    CMD_HIDDEN = 1u << 8,     /* internal row: not found by name, not listed by COMMAND */
-    CMD_SUBCMDS = 1u << 9,    /* a container: argv[1] names a subcommand (set by cmd_init) */
-    CMD_NOSLOWLOG = 1u << 10, /* never in the slowlog (EXEC: the commands it ran are) */
-    CMD_NAMESUB = 1u << 11,   /* CLIENT LIST's cmd= names argv[1] too (set by cmd_init) */
-    CMD_DENYOOM = 1u << 12,   /* may add memory: refused over maxmemory (set by cmd_init from
-                               * the "denyoom" flag name) */
+    CMD_HIDDEN = 1u << 8,      /* internal row: not found by name, not listed by COMMAND */
+    CMD_SUBCMDS = 1u << 9,     /* a container: argv[1] names a subcommand (set by cmd_init) */
+    CMD_NOSLOWLOG = 1u << 10,  /* never in the slowlog (EXEC: the commands it ran are) */
+    CMD_NAMESUB = 1u << 11,    /* CLIENT LIST's cmd= names argv[1] too (set by cmd_init) */
+    CMD_DENYOOM = 1u << 12,    /* may add memory: refused over maxmemory (set by cmd_init from
+                                * the "denyoom" flag name) */
+    CMD_ALLOW_BUSY = 1u << 13, /* runs while a script is past busy-reply-threshold (set by
+                                * cmd_init from Redis's "allow_busy" flag) */
 };
 
 /* How a MULTI command's per-shard results merge. */
@@ -121,6 +123,10 @@ struct cmd_ctx {
 
 /* Sorts the table; call once at start-up before any lookup. */
 void cmd_init(void);
+
+/* Whether command d (argv: its arguments, for a container's subcommand) runs while a
+ * script is past busy-reply-threshold, as in Redis (SCRIPT KILL, SHUTDOWN, MULTI, ...). */
+bool cmd_allows_busy(const struct cmd_desc *d, size_t argc, const struct resp_arg *argv);
 
 /* The row for a command name (case-insensitive), or NULL. */
 const struct cmd_desc *cmd_lookup(const char *name, size_t len);

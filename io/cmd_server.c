@@ -240,6 +240,7 @@ void cmd_wait(struct cmd_ctx *x)
 
 void cmd_shutdown(struct cmd_ctx *x)
 {
+    bool nosave = false;
     for (size_t i = 1; i < x->argc; i++) {
         const struct resp_arg *a = &x->argv[i];
         if (cmd_arg_is(a, "abort")) {
@@ -251,6 +252,12 @@ void cmd_shutdown(struct cmd_ctx *x)
             reply_err_syntax(x->out);
             return;
         }
+        nosave |= cmd_arg_is(a, "nosave");
+    }
+    const char *busy = script_busy_text(x->sh->srv);
+    if (busy != NULL && !nosave) { /* as Redis: a script past its threshold needs NOSAVE */
+        reply_error(x->out, "%s", busy);
+        return;
     }
     kv_log_notice("SHUTDOWN requested by client id=%llu", (unsigned long long)conn_id(x->conn));
     atomic_store(&x->sh->srv->stopping, 1);

@@ -86,6 +86,7 @@
 struct pend {
     uint32_t parts_left; /* messages still expected; 0 = ready */
     bool silent;         /* CLIENT REPLY OFF / SKIP: the reply is dropped, not sent */
+    bool script;         /* a script run on another shard (its client is not refused -BUSY) */
     uint8_t merge;       /* enum cmd_merge, or CMD_MERGE_NONE for one blob */
     uint8_t proto;
     /* statistics of a command run elsewhere, counted here when it is complete */
@@ -1247,6 +1248,7 @@ static void forward_one(struct conn *c, uint32_t to, const struct cmd_desc *d, s
     struct pend *p = pend_push(c);
     p->parts_left = 1;
     p->row = cmd_stat_row(d, argc, argv);
+    p->script = d->exec == CMD_EXEC_SCRIPT;
     send_req(c, to, d, c->pend_tail - 1, 0, argc, ap);
     if (ap != args) {
         mi_free(ap);
@@ -2018,6 +2020,32 @@ static uint32_t txn_wait_not(struct txn_slot *ts, uint32_t from)
     }
 }
 
+/* A parked shard's wait for the coordinator's next step: while a script runs past
+ * busy-reply-threshold it serves its own clients about every millisecond (they get
+ * -BUSY, SCRIPT KILL runs), as the script's own shard does from its hook. */
+static uint32_t txn_wait_serving(struct shard *sh, struct txn_slot *ts, uint32_t from)
+{
+    uint64_t next_ns = 0;
+    for (uint32_t i = 0;; i++) {
+        uint32_t s = atomic_load_explicit(&ts->state, memory_order_acquire);
+        if (s != from) {
+            return s;
+        }
+        if (i < 512) {
+            cpu_relax();
+            continue;
+        }
+        sched_yield();
+        if (KV_UNLIKELY(atomic_load_explicit(&sh->srv->busy, memory_order_relaxed) != 0)) {
+            uint64_t now = kv_clock_mono_ns();
+            if (now >= next_ns) {
+                shard_busy_turn(sh, NULL);
+                next_ns = now + 1000000;
+            }
+        }
+    }
+}
+
 /* Spins until the shard is parked (it may still be leaving the previous transaction). */
 static void txn_wait_parked(struct txn_slot *ts)
 {
@@ -2075,7 +2103,7 @@ void conn_txn_serve(struct shard *sh, const struct xmsg *m)
     uint32_t cur = TXS_PARKED;
     atomic_store_explicit(&ts->state, cur, memory_order_release);
     for (;;) {
-        uint32_t st = txn_wait_not(ts, cur);
+        uint32_t st = txn_wait_serving(sh, ts, cur);
         if (st == TXS_RELEASE) {
             break;
         }
@@ -2779,6 +2807,31 @@ int64_t conn_paused_wait_ns(struct shard *sh)
     return left_ms <= 0 ? 0 : (left_ms > 3600000 ? 3600000 : left_ms) * 1000000;
 }
 
+/* Whether a script of this client runs on another shard (its later commands are not
+ * refused -BUSY: Redis keeps a busy script's client waiting, not refused). */
+static bool script_pending(const struct conn *c)
+{
+    for (uint32_t s = c->pend_head; s != c->pend_tail; s++) {
+        const struct pend *p = &c->pend[s % CONN_PENDING_MAX];
+        if (p->script && p->parts_left > 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* While a script runs past busy-reply-threshold (on any shard): the -BUSY text that
+ * refuses command d, or NULL if it runs (what Redis allows then: SCRIPT KILL, FUNCTION
+ * KILL and STATS, SHUTDOWN, AUTH, HELLO, MULTI, DISCARD, WATCH, ...). */
+static const char *busy_refusal(const struct conn *c, const struct cmd_desc *d, size_t argc,
+                                const struct resp_arg *argv)
+{
+    if (cmd_allows_busy(d, argc, argv) || script_pending(c)) {
+        return NULL;
+    }
+    return script_busy_text(c->sh->srv);
+}
+
 /* Dispatches one command. `pre` is its row when the caller already looked it up (or
  * NULL), `pre_h` its key's hash when `have_h`. */
 static void dispatch_cmd(struct conn *c, const struct resp_cmd *cmd, const struct cmd_desc *pre,
@@ -2861,21 +2914,6 @@ static void dispatch_cmd(struct conn *c, const struct resp_cmd *cmd, const struc
         finish_early(c);
         return;
     }
-    if (KV_UNLIKELY(atomic_load_explicit(&sh->srv->pause, memory_order_relaxed) != 0) &&
-        !c->releasing && pause_holds(c, d, cmd->argc, cmd->argv)) {
-        pause_keep(c, cmd); /* run by conn_retry_paused once the pause is over */
-        return;
-    }
-    if (KV_UNLIKELY(monitor_on())) { /* the database it runs in: SELECT's new one */
-        uint32_t db = c->db;
-        if (d->fn == cmd_select && cmd->argc == 2) {
-            int64_t v;
-            if (cmd_parse_i64(&cmd->argv[1], &v) && v >= 0 && v < (int64_t)sh->ndb) {
-                db = (uint32_t)v;
-            }
-        }
-        monitor_feed(sh, c, db, c->addr, d, cmd->argc, cmd->argv);
-    }
     size_t argc = cmd->argc;
     const struct resp_arg *argv = cmd->argv;
     if (KV_UNLIKELY(c->ps != NULL) && c->resp == 2 && c->last_cmd[0] != '\0' &&
@@ -2899,6 +2937,38 @@ static void dispatch_cmd(struct conn *c, const struct resp_cmd *cmd, const struc
         }
         finish_early(c);
         return;
+    }
+    if (KV_UNLIKELY(atomic_load_explicit(&sh->srv->busy, memory_order_relaxed) != 0)) {
+        const char *busy = busy_refusal(c, d, argc, argv);
+        if (busy != NULL) {
+            early_error(c,
+                        d->fn == cmd_exec ? "EXECABORT Transaction discarded because of: %s" : "%s",
+                        busy);
+            early_count(c, d, true, argc, argv);
+            if (d->fn == cmd_exec) { /* a refused EXEC ends the transaction, as in Redis */
+                txn_free(c);
+                unwatch(c);
+            } else {
+                txn_flag(c);
+            }
+            finish_early(c);
+            return;
+        }
+    }
+    if (KV_UNLIKELY(atomic_load_explicit(&sh->srv->pause, memory_order_relaxed) != 0) &&
+        !c->releasing && pause_holds(c, d, cmd->argc, cmd->argv)) {
+        pause_keep(c, cmd); /* run by conn_retry_paused once the pause is over */
+        return;
+    }
+    if (KV_UNLIKELY(monitor_on())) { /* the database it runs in: SELECT's new one */
+        uint32_t db = c->db;
+        if (d->fn == cmd_select && cmd->argc == 2) {
+            int64_t v;
+            if (cmd_parse_i64(&cmd->argv[1], &v) && v >= 0 && v < (int64_t)sh->ndb) {
+                db = (uint32_t)v;
+            }
+        }
+        monitor_feed(sh, c, db, c->addr, d, cmd->argc, cmd->argv);
     }
     if (d->fn == cmd_multi || d->fn == cmd_exec || d->fn == cmd_discard) {
         txn_control(c, d, argc, argv);
@@ -3288,6 +3358,10 @@ static void conn_process(struct conn *c)
 static void on_recv(struct conn *c, struct io_uring_cqe *cqe)
 {
     struct shard *sh = c->sh;
+    if (KV_UNLIKELY(c == sh->busy_conn) && cqe->res <= 0 && cqe->res != -ENOBUFS) {
+        shard_defer_cqe(sh, cqe, c); /* its script runs: closed once it is over */
+        return;
+    }
     bool more = cqe->flags & IORING_CQE_F_MORE;
     if (cqe->res > 0) {
         KV_ASSERT(cqe->flags & IORING_CQE_F_BUFFER);
@@ -3298,20 +3372,29 @@ static void on_recv(struct conn *c, struct io_uring_cqe *cqe)
         if (c->flags & CONN_CLOSING) {
             shard_buf_return(sh, bid);
         } else if (c->held_bid >= 0 || c->held_heap != NULL || c->stash_len > 0 ||
-                   (c->flags & CONN_CLOSE_AFTER)) {
+                   (c->flags & CONN_CLOSE_AFTER) || c == sh->busy_conn) {
+            /* (the busy client: its script's arguments point into what it is parsing) */
             if (!(c->flags & CONN_CLOSE_AFTER)) {
                 stash_append(c, data, len);
             }
             shard_buf_return(sh, bid);
-            if ((int64_t)c->stash_len > KV_CONF_GET(kvd_settings.query_buffer_limit)) {
+            if ((int64_t)c->stash_len > KV_CONF_GET(kvd_settings.query_buffer_limit) &&
+                !(c->flags & CONN_CLOSE_AFTER)) {
                 kv_log_notice("closing client over its query buffer limit id=%llu",
                               (unsigned long long)c->id);
-                close_conn(c);
+                if (c == sh->busy_conn) {
+                    conn_close_after_reply(c); /* its script's reply first */
+                } else {
+                    close_conn(c);
+                }
             }
         } else {
             resp_parser_feed(c->parser, data, len);
             if (parse_some(c)) {
                 shard_buf_return(sh, bid);
+                if (c->stash_len > 0) { /* what came while a script of it was busy */
+                    conn_process(c);
+                }
             } else if (!(c->flags & CONN_CLOSING)) {
                 c->held_bid = bid;
                 if (c->flags & CONN_PAUSED) {
@@ -3344,6 +3427,10 @@ static void on_recv(struct conn *c, struct io_uring_cqe *cqe)
 
 static void on_send(struct conn *c, struct io_uring_cqe *cqe)
 {
+    if (KV_UNLIKELY(c == c->sh->busy_conn)) {
+        shard_defer_cqe(c->sh, cqe, c); /* its output stays as its script left it */
+        return;
+    }
     c->flags &= ~CONN_SEND_INFLIGHT;
     c->inflight--;
     if (cqe->res < 0) {
@@ -3419,8 +3506,9 @@ void conn_flush(struct shard *sh)
         struct conn *c = sh->dirty;
         sh->dirty = c->dirty_next;
         c->dirty_next = NULL;
-        if (c->wal_wait > durable && !(c->flags & CONN_CLOSING)) {
-            c->dirty_next = waiting; /* stays dirty: flushed once the WAL catches up */
+        if ((c->wal_wait > durable && !(c->flags & CONN_CLOSING)) || c == sh->busy_conn) {
+            /* stays dirty: flushed once the WAL catches up (or its script is over) */
+            c->dirty_next = waiting;
             waiting = c;
             continue;
         }

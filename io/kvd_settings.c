@@ -293,6 +293,23 @@ const struct kv_conf_item kvd_setting_items[] = {
      .help = "keys CLIENT TRACKING remembers (split evenly over the threads); over it, keys "
              "are forgotten and their readers sent an invalidation (0 = no limit)",
      .num = &S->tracking_table_max_keys},
+    {.name = "busy-reply-threshold",
+     .type = KV_CONF_INT,
+     .flags = RT,
+     .def = "5000",
+     .min = 0,
+     .max = INT64_MAX / 1000000,
+     .help = "ms a script runs before other commands get -BUSY (but SCRIPT KILL, FUNCTION "
+             "KILL, SHUTDOWN NOSAVE, ...) and its shard serves them from the script",
+     .num = &S->busy_reply_threshold_ms},
+    {.name = "lua-time-limit",
+     .type = KV_CONF_INT,
+     .flags = RT,
+     .def = "5000",
+     .min = 0,
+     .max = INT64_MAX / 1000000,
+     .help = "the same as busy-reply-threshold (its older name)",
+     .num = &S->busy_reply_threshold_ms},
 };
 
 const size_t kvd_setting_count = sizeof kvd_setting_items / sizeof kvd_setting_items[0];

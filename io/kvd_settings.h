@@ -54,6 +54,7 @@ struct kvd_settings {
     _Atomic int64_t latency_tracking;
     _Atomic int64_t latency_tracking_info_percentiles; /* how many (latency.h) */
     _Atomic int64_t tracking_table_max_keys;
+    _Atomic int64_t busy_reply_threshold_ms; /* also lua-time-limit */
 };
 
 extern struct kvd_settings kvd_settings;

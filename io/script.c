@@ -20,6 +20,7 @@
 #include "resp_out.h"
 #include "resp_parse.h"
 #include "server.h"
+#include "shard.h"
 #include "track.h"
 
 #include <lauxlib.h>
@@ -185,6 +186,8 @@ struct script_vm {
     bool wrote;        /* it ran a write command: SCRIPT KILL cannot stop it any more */
     bool read;         /* it ran a read-only command (CLIENT TRACKING: its keys count read) */
     uint64_t kill_gen; /* kill_gen[fn] when it started */
+    uint64_t start_ns; /* when it started (monotonic) */
+    bool busy;         /* it ran past busy-reply-threshold (counted in srv->busy) */
 };
 
 /* SCRIPT KILL (index 0) and FUNCTION KILL (1): scripts running (on any shard) and those
@@ -689,6 +692,39 @@ static void undoom(lua_State *L, struct script_vm *vm)
     }
 }
 
+/* The script has run past busy-reply-threshold: from now on until it ends, commands get
+ * -BUSY on every shard (conn.c) and its hook serves its own shard's clients. */
+static void busy_enter(struct script_vm *vm)
+{
+    vm->busy = true;
+    atomic_fetch_add(&vm->x->sh->srv->busy, vm->fn ? SERVER_BUSY_FN : SERVER_BUSY_EVAL);
+    kv_log_warning("Slow script detected: still in execution after %llu milliseconds. You can "
+                   "try killing the script using the %s command. Script name is: %s.",
+                   (unsigned long long)((kv_clock_mono_ns() - vm->start_ns) / 1000000),
+                   vm->fn ? "FUNCTION KILL" : "SCRIPT KILL", vm->run_name);
+}
+
+static void busy_leave(struct script_vm *vm, struct server *srv)
+{
+    if (vm->busy) {
+        vm->busy = false;
+        atomic_fetch_sub(&srv->busy, vm->fn ? SERVER_BUSY_FN : SERVER_BUSY_EVAL);
+    }
+}
+
+const char *script_busy_text(struct server *srv)
+{
+    uint32_t busy = atomic_load_explicit(&srv->busy, memory_order_relaxed);
+    if (busy == 0) {
+        return NULL;
+    }
+    return (busy & (SERVER_BUSY_FN - 1)) != 0
+               ? "BUSY Redis is busy running a script. You can only call SCRIPT KILL or "
+                 "SHUTDOWN NOSAVE."
+               : "BUSY Redis is busy running a script. You can only call FUNCTION KILL or "
+                 "SHUTDOWN NOSAVE.";
+}
+
 static void l_hook(lua_State *L, lua_Debug *ar)
 {
     (void)ar;
@@ -711,7 +747,15 @@ static void l_hook(lua_State *L, lua_Debug *ar)
     if (vm->x == NULL) {
         return;
     }
-    if (atomic_load_explicit(&vm->x->sh->srv->stopping, memory_order_relaxed)) {
+    struct shard *sh = vm->x->sh;
+    if (!vm->busy && kv_clock_mono_ns() - vm->start_ns >=
+                         (uint64_t)KV_CONF_GET(kvd_settings.busy_reply_threshold_ms) * 1000000) {
+        busy_enter(vm);
+    }
+    if (vm->busy) { /* Redis's busy mode: the shard's clients get -BUSY, SCRIPT KILL runs */
+        shard_busy_turn(sh, conn_by_id(sh, vm->x->caller_id));
+    }
+    if (atomic_load_explicit(&sh->srv->stopping, memory_order_relaxed)) {
         doom(L, vm, "ERR Script killed: the server is shutting down");
     }
     if (!vm->wrote && atomic_load(&kill_gen[vm->fn]) != vm->kill_gen) {
@@ -1679,9 +1723,11 @@ static void vm_call(struct script_vm *vm, struct cmd_ctx *x, int nargs, const ch
     vm->kill_gen = atomic_load(&kill_gen[vm->fn]);
     vm->run_name = name;
     vm->resp = 2;
+    vm->start_ns = x->sh->clock_ns;
     atomic_fetch_add(&scripts_running[vm->fn], 1);
     int rc = lua_pcall(L, nargs, 1, base + 1);
     undoom(L, vm);
+    busy_leave(vm, x->sh->srv);
     if (vm->published) {
         unpublish_running(vm, x->sh);
     }

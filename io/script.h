@@ -51,6 +51,12 @@ void script_kill(struct resp_out *out, bool functions);
  * (Redis's BUSY reply then), and its running_script: the function that has run longest
  * of those running for more than a moment (name, command, duration_ms), or null. */
 bool script_eval_busy(void);
+
+/* While a script runs past busy-reply-threshold: Redis's -BUSY text for the commands it
+ * refuses (naming SCRIPT KILL while an EVAL script is one of them, else FUNCTION KILL);
+ * NULL otherwise. Any thread. */
+struct server;
+const char *script_busy_text(struct server *srv);
 void script_running_reply(struct resp_out *out, int64_t now_ms);
 
 /* Scripts in the registry and their memory (INFO memory). */

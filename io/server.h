@@ -179,8 +179,9 @@ _Static_assert(sizeof(struct xmsg) == 64, "xmsg is one cache line");
 #define STAT_SET(var, v) atomic_store_explicit(&(var), (v), memory_order_relaxed)
 #define STAT_GET(var)    atomic_load_explicit(&(var), memory_order_relaxed)
 
-#define KVD_CMDS_MAX  128 /* rows of the command table */
-#define KVD_STAT_ROWS 224 /* per-command statistics rows: commands and subcommands */
+#define SHARD_DEFER_MAX 4   /* a busy client's completions kept aside: one send, one receive */
+#define KVD_CMDS_MAX    128 /* rows of the command table */
+#define KVD_STAT_ROWS   224 /* per-command statistics rows: commands and subcommands */
 
 /* One database's keys on one shard, published by the shard's timer for INFO keyspace and
  * SCAN on other shards (the tables are the shard's alone). */
@@ -305,6 +306,17 @@ struct shard {
     struct conn *blocked; /* connections waiting for queue space (singly linked) */
     struct conn *paused;  /* connections whose next command waits out CLIENT PAUSE */
     uint32_t conn_count;
+    /* A script past busy-reply-threshold serves this shard's clients from its hook
+     * (shard_busy_turn): busy_conn is its own client here (NULL if it has none here),
+     * whose completions that cannot wait in its state wait in deferred[] until the loop
+     * is back at its top. */
+    bool in_busy_turn;
+    struct conn *busy_conn;
+    struct shard_deferred {
+        struct io_uring_cqe cqe;
+        struct conn *c;
+    } deferred[SHARD_DEFER_MAX];
+    uint32_t ndeferred;
 
     /* reply encoding: the block pool every connection's output borrows from, and a
      * scratch output for replies that must be kept aside (see conn.c) */
@@ -352,7 +364,12 @@ struct server {
     _Atomic int wal_errno;         /* why, for -MISCONF */
     _Atomic int32_t txn_lock;      /* shard coordinating a cross-shard transaction, or -1 */
     _Atomic uint64_t pause;        /* CLIENT PAUSE: end_ms << 2 | enum server_pause, 0: none */
+    /* scripts running past busy-reply-threshold: EVAL's in the low 16 bits, functions'
+     * above (SERVER_BUSY_FN each); while not 0, commands get -BUSY (see conn.c) */
+    _Atomic uint32_t busy;
 };
+#define SERVER_BUSY_EVAL 1u
+#define SERVER_BUSY_FN   (1u << 16)
 
 /* CLIENT PAUSE's kinds, the more restrictive the higher. */
 enum server_pause { SERVER_PAUSE_NONE = 0, SERVER_PAUSE_WRITE = 1, SERVER_PAUSE_ALL = 2 };

@@ -65,6 +65,7 @@
 /* Segments (each up to 1023 entries, ~16 ns apiece to free) that the lazy free of
  * FLUSHALL ASYNC frees per loop turn: ~0.25 ms at most. */
 #define SHARD_DROP_SEGS 16
+#define SHARD_BUSY_CQES 4096 /* completions one busy turn handles at most */
 
 struct spsc *server_queue(struct server *srv, uint32_t from, uint32_t to)
 {
@@ -341,6 +342,78 @@ static void dispatch(struct shard *sh, struct io_uring_cqe *cqe)
     }
 }
 
+static void send_wakes(struct shard *sh);
+
+/* Takes the next completion off the ring, as a copy: a handler that runs a script past
+ * busy-reply-threshold reaps the completions after it itself (shard_busy_turn). */
+static bool next_cqe(struct shard *sh, struct io_uring_cqe *out)
+{
+    struct io_uring_cqe *cqe;
+    unsigned head;
+    io_uring_for_each_cqe(&sh->ring, head, cqe)
+    {
+        *out = *cqe;
+        io_uring_cq_advance(&sh->ring, 1);
+        return true;
+    }
+    return false;
+}
+
+/* The completions busy turns kept aside for scripts' own clients, but those of `keep`
+ * (whose script still runs; NULL: none). Returns how many ran. */
+static unsigned replay_deferred(struct shard *sh, const struct conn *keep)
+{
+    struct shard_deferred d[SHARD_DEFER_MAX];
+    uint32_t n = 0, kept = 0;
+    for (uint32_t i = 0; i < sh->ndeferred; i++) {
+        if (sh->deferred[i].c == keep) {
+            sh->deferred[kept++] = sh->deferred[i];
+        } else {
+            d[n++] = sh->deferred[i];
+        }
+    }
+    sh->ndeferred = kept;
+    for (uint32_t i = 0; i < n; i++) {
+        sh->clock_ns = kv_clock_mono_ns();
+        dispatch(sh, &d[i].cqe);
+    }
+    return n;
+}
+
+void shard_defer_cqe(struct shard *sh, const struct io_uring_cqe *cqe, struct conn *c)
+{
+    /* one send and one ending receive per client, of one busy client (those of clients
+     * whose script is over run at the start of the next busy turn) */
+    KV_ASSERT(sh->in_busy_turn && sh->ndeferred < SHARD_DEFER_MAX);
+    sh->deferred[sh->ndeferred++] = (struct shard_deferred){.cqe = *cqe, .c = c};
+}
+
+void shard_busy_turn(struct shard *sh, struct conn *self)
+{
+    KV_ASSERT(!sh->in_busy_turn);
+    sh->in_busy_turn = true;
+    int64_t now_ms = sh->now_ms; /* the script's clock, given back after */
+    uint64_t clock_ns = sh->clock_ns;
+    sh->now_ms = kv_clock_real_ms();
+    if (sh->ndeferred > 0) {
+        replay_deferred(sh, self); /* of an earlier script's client, idle now */
+    }
+    sh->busy_conn = self;
+    struct io_uring_cqe cqe;
+    for (unsigned n = 0; n < SHARD_BUSY_CQES && next_cqe(sh, &cqe); n++) {
+        sh->clock_ns = kv_clock_mono_ns();
+        dispatch(sh, &cqe);
+    }
+    conn_flush(sh);
+    send_wakes(sh);
+    /* with DEFER_TASKRUN, completions reach the ring only when asked for */
+    io_uring_submit_and_get_events(&sh->ring);
+    sh->busy_conn = NULL;
+    sh->now_ms = now_ms;
+    sh->clock_ns = clock_ns;
+    sh->in_busy_turn = false;
+}
+
 static void drain_queues(struct shard *sh)
 {
     struct server *srv = sh->srv;
@@ -584,21 +657,21 @@ static void loop(struct shard *sh)
     uint64_t published_at = 0;
     uint64_t drain_deadline_ns = 0;
     for (;;) {
-        struct io_uring_cqe *cqe;
-        unsigned head;
+        struct io_uring_cqe cqe;
         unsigned seen = 0;
         /* The clock for expiry, read once per turn, after any sleep and before the
          * turn's commands run: a stale clock would keep expired keys alive. */
         sh->now_ms = kv_clock_real_ms();
-        io_uring_for_each_cqe(&sh->ring, head, cqe)
-        {
+        if (KV_UNLIKELY(sh->ndeferred > 0)) {
+            seen += replay_deferred(sh, NULL);
+        }
+        while (next_cqe(sh, &cqe)) {
             /* a command's time starts here at the latest (see clock_ns): what the
              * completions before it cost (accepts, WAL writes, ...) is not its own */
             sh->clock_ns = kv_clock_mono_ns();
-            dispatch(sh, cqe);
+            dispatch(sh, &cqe);
             seen++;
         }
-        io_uring_cq_advance(&sh->ring, seen);
         sh->clock_ns = kv_clock_mono_ns();
         drain_queues(sh);
         uint64_t ran = STAT_GET(sh->stats.commands) + STAT_GET(sh->stats.executed_remote);
@@ -660,8 +733,8 @@ static void loop(struct shard *sh)
 
         /* Never sleep while something waits for queue space: nobody would wake us
          * when the peer drains its queue. */
-        bool may_sleep =
-            seen == 0 && sh->blocked == NULL && !conn_overflow_pending(sh) && sh->ndropping == 0;
+        bool may_sleep = seen == 0 && sh->blocked == NULL && !conn_overflow_pending(sh) &&
+                         sh->ndropping == 0 && sh->ndeferred == 0;
         struct __kernel_timespec ts = {0, 0};
         unsigned wait_nr = 0;
         if (may_sleep) {

@@ -34,6 +34,17 @@ int shard_listen(struct shard *sh, const char *bind_addr, int port, int backlog)
  * Returns 0, or -errno from the setup (the thread has then exited). */
 int shard_start(struct shard *sh, pthread_t *tid);
 
+/* Shard thread only, from a script's hook past busy-reply-threshold (script.c) or from a
+ * shard parked by such a script (conn.c): one bounded turn of serving this shard's
+ * clients, whose commands get -BUSY but those Redis allows then (SCRIPT KILL, ...).
+ * `self` is the script's own client when it is on this shard, else NULL: its input waits
+ * in its state and its completions that cannot (a send's, a closed receive's) in the
+ * shard's deferred list, handled when the loop is back at its top. */
+struct conn;
+struct io_uring_cqe;
+void shard_busy_turn(struct shard *sh, struct conn *self);
+void shard_defer_cqe(struct shard *sh, const struct io_uring_cqe *cqe, struct conn *c);
+
 /* Shard thread only: a submission entry (submits early if the queue is full). */
 struct io_uring_sqe *shard_sqe(struct shard *sh);
 

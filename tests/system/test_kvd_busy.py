@@ -1,0 +1,330 @@
+"""Scripts past busy-reply-threshold (lua-time-limit), as Redis 7.0's busy mode.
+
+While a script or function has run longer than busy-reply-threshold, every other client,
+on every kvd thread, gets -BUSY for all commands but those Redis allows then (SCRIPT KILL,
+FUNCTION KILL, FUNCTION STATS, SHUTDOWN NOSAVE, AUTH, HELLO, MULTI, DISCARD, WATCH,
+UNWATCH, QUIT, RESET, ...); the script's own client waits. Compared byte for byte with
+Debian's redis-server 7.0 where both behave alike (reply texts, EXEC's EXECABORT, SHUTDOWN
+without NOSAVE, UNKILLABLE, the killed script's error, a pipelined command behind the
+script).
+
+kvd only: clients of both threads are refused, the script's thread serving them from the
+script's hook and a thread parked by a script across shards from its wait; a client whose
+script runs on another thread is not refused; input sent by the script's own client while
+it runs is kept and served after it; a client that hangs up meanwhile is closed after.
+"""
+import socket
+import time
+
+import pytest
+
+from conftest import Client, Err, St, encode, wait_until
+
+BUSY_EVAL = Err("BUSY Redis is busy running a script. You can only call SCRIPT KILL or "
+                "SHUTDOWN NOSAVE.")
+BUSY_FN = Err("BUSY Redis is busy running a script. You can only call FUNCTION KILL or "
+              "SHUTDOWN NOSAVE.")
+LOOP = "while true do end"
+
+
+def stats_field(c, section, name):
+    text = c.cmd("INFO", section).decode()
+    for line in text.split("\r\n"):
+        if line.startswith(name + ":"):
+            return line.split(":", 1)[1]
+    return None
+
+
+def forwarded(c):
+    return int(stats_field(c, "stats", "commands_forwarded"))
+
+
+def clients_by_thread(port, key, per_thread=2):
+    """Fresh connections, per_thread on the thread owning `key` and per_thread on the
+    other: (local, remote). The kernel spreads connections over the threads' listeners."""
+    sides = ([], [])
+    for _ in range(200):
+        if min(len(sides[0]), len(sides[1])) >= per_thread:
+            break
+        c = Client(port)
+        before = forwarded(c)
+        c.cmd("GET", key)
+        side = sides[forwarded(c) - before]
+        (side.append if len(side) < per_thread else lambda _: c.close())(c)
+    assert min(len(sides[0]), len(sides[1])) >= per_thread, "connections on one thread only"
+    return sides
+
+
+def start_busy(port, *cmd, probe=None):
+    """Sends cmd from a fresh client, then waits until another client gets -BUSY."""
+    runner = Client(port)
+    runner.send(encode(*cmd))
+    own = probe is None
+    probe = probe or Client(port)
+    wait_until(lambda: isinstance(probe.cmd("PING"), Err), 10, what="the script to be busy")
+    if own:
+        probe.close()
+    return runner
+
+
+def busy_replies(port, threshold_ms=50):
+    """What fresh clients get while an EVAL loops past the threshold, then how it ends."""
+    admin = Client(port)
+    assert admin.cmd("CONFIG", "SET", "busy-reply-threshold", str(threshold_ms)) == St("OK")
+    runner = start_busy(port, "EVAL", LOOP, "0")
+    out = []
+    c = Client(port)
+    for cmd in [("PING",), ("GET", "x"), ("SET", "x", "1"), ("SELECT", "0"), ("CLIENT", "LIST"),
+                ("EVAL", "return 1", "0"), ("FCALL", "f", "0"), ("FUNCTION", "STATS"),
+                ("FUNCTION", "KILL"), ("CONFIG", "GET", "port"), ("SHUTDOWN",),
+                ("SHUTDOWN", "SAVE"), ("AUTH", "pw"), ("UNWATCH",),
+                ("MULTI",), ("GET", "x"), ("SCRIPT", "FLUSH"), ("EXEC",), ("MULTI",),
+                ("DISCARD",), ("EXEC",), ("RESET",), ("PING",)]:
+        c.send(encode(*cmd))
+        out.append((cmd, c.read_raw()))
+    c.send(encode("QUIT"))
+    out.append((("QUIT",), c.read_raw()))
+    assert c.closed_within(5)
+    out.append((("SCRIPT", "KILL"), admin.raw("SCRIPT", "KILL")))
+    out.append((("EVAL",), runner.read_raw()))
+    out.append((("PING",), runner.raw("PING")))
+    wait_until(lambda: admin.cmd("PING") == St("PONG"), 10, what="the busy mode to end")
+    admin.cmd("CONFIG", "SET", "busy-reply-threshold", "5000")
+    for x in (admin, runner):
+        x.close()
+    return out
+
+
+def test_busy_replies_match_redis(kvd, redis_server):
+    if redis_server is None:
+        pytest.skip("redis-server not installed")
+    k = busy_replies(kvd.port)
+    r = busy_replies(redis_server.port)
+    for (cmd, kb), (_, rb) in zip(k, r):
+        assert kb == rb, "%r: kvd %r, redis %r" % (cmd, kb, rb)
+    kvd.check_alive()
+
+
+def test_config_names_match_redis(kvd, redis_server):
+    if redis_server is None:
+        pytest.skip("redis-server not installed")
+    for port in (kvd.port, redis_server.port):
+        with Client(port) as c:
+            assert c.cmd("CONFIG", "GET", "busy-reply-threshold") == \
+                [b"busy-reply-threshold", b"5000"]
+            assert c.cmd("CONFIG", "SET", "lua-time-limit", "1234") == St("OK")
+            assert c.cmd("CONFIG", "GET", "busy-reply-threshold") == \
+                [b"busy-reply-threshold", b"1234"]
+            assert c.cmd("CONFIG", "GET", "lua-time-limit") == [b"lua-time-limit", b"1234"]
+            assert c.cmd("CONFIG", "SET", "busy-reply-threshold", "5000") == St("OK")
+
+
+def pipelined_ping_behind_script(port):
+    """Redis's "Timedout script does not cause a false dead client": EVAL and PING in one
+    write; the PING is answered after the killed script's error."""
+    admin = Client(port)
+    admin.cmd("CONFIG", "SET", "busy-reply-threshold", "20")
+    runner = Client(port)
+    runner.send(encode("EVAL", "while 1 do redis.call('ping') end", "0") + encode("PING"))
+    wait_until(lambda: isinstance(admin.cmd("PING"), Err), 10, what="the script to be busy")
+    assert admin.cmd("PING") == BUSY_EVAL
+    assert admin.cmd("SCRIPT", "KILL") == St("OK")
+    killed = runner.read_raw()
+    pong = runner.read_raw()
+    wait_until(lambda: admin.cmd("PING") == St("PONG"), 10, what="the busy mode to end")
+    admin.cmd("CONFIG", "SET", "busy-reply-threshold", "5000")
+    admin.close()
+    runner.close()
+    return killed, pong
+
+
+def test_pipelined_command_behind_script_is_served_after_it(kvd, redis_server):
+    k = pipelined_ping_behind_script(kvd.port)
+    assert k[1] == b"+PONG\r\n"
+    assert b"Script killed by user with SCRIPT KILL" in k[0]
+    if redis_server is not None:
+        assert k == pipelined_ping_behind_script(redis_server.port)
+
+
+def unkillable_then_shutdown_nosave(server, port):
+    admin = Client(port)
+    admin.cmd("CONFIG", "SET", "busy-reply-threshold", "20")
+    runner = start_busy(port, "EVAL", "redis.call('set', KEYS[1], 'y') " + LOOP, "1", "x")
+    out = [admin.raw("SCRIPT", "KILL"), admin.raw("PING"), admin.raw("SHUTDOWN")]
+    admin.send(encode("SHUTDOWN", "NOSAVE"))
+    assert admin.closed_within(10)
+    assert runner.closed_within(10)
+    return out
+
+
+def test_unkillable_script_and_shutdown_nosave_match_redis(kvd_factory, redis_factory):
+    k = kvd_factory(args=["--appendonly", "no"])
+    r = redis_factory()
+    kout = unkillable_then_shutdown_nosave(k, k.port)
+    assert k.wait_exit(30) == 0
+    rout = unkillable_then_shutdown_nosave(r, r.port)
+    assert kout == rout
+    assert kout[0].startswith(b"-UNKILLABLE Sorry the script already executed write commands")
+
+
+def function_busy(port):
+    admin = Client(port)
+    admin.cmd("FUNCTION", "FLUSH")
+    assert admin.cmd("FUNCTION", "LOAD", "#!lua name=busy\nredis.register_function('spin', "
+                     "function() local a = 1 while true do a = a + 1 end end)") == b"busy"
+    admin.cmd("CONFIG", "SET", "busy-reply-threshold", "20")
+    runner = start_busy(port, "FCALL", "spin", "0")
+    stats = admin.cmd("FUNCTION", "STATS")
+    out = [admin.raw("PING"), admin.raw("SCRIPT", "KILL"), admin.raw("EVAL", "return 1", "0")]
+    out.append(admin.raw("FUNCTION", "KILL"))
+    out.append(runner.read_raw())
+    wait_until(lambda: admin.cmd("PING") == St("PONG"), 10, what="the busy mode to end")
+    admin.cmd("CONFIG", "SET", "busy-reply-threshold", "5000")
+    admin.cmd("FUNCTION", "FLUSH")
+    admin.close()
+    runner.close()
+    return stats, out
+
+
+def test_function_busy_matches_redis(kvd, redis_server):
+    stats, out = function_busy(kvd.port)
+    running = dict(zip(stats[1][::2], stats[1][1::2]))
+    assert running[b"name"] == b"spin" and running[b"command"] == [b"FCALL", b"spin", b"0"]
+    assert out[0] == b"-" + BUSY_FN.s.encode() + b"\r\n"
+    if redis_server is not None:
+        rstats, rout = function_busy(redis_server.port)
+        assert out == rout
+
+
+# ---- kvd's threads --------------------------------------------------------------------
+
+def test_clients_of_both_threads_are_refused_and_kill_works_from_either(kvd, groups):
+    a, _ = groups
+    admin = Client(kvd.port)
+    admin.cmd("CONFIG", "SET", "busy-reply-threshold", "20")
+    try:
+        for side in (0, 1):
+            local, remote = clients_by_thread(kvd.port, a[0])
+            runner = start_busy(kvd.port, "EVAL", LOOP, "1", a[0], probe=local[0])
+            for c in local + remote:
+                assert c.cmd("GET", a[0]) == BUSY_EVAL
+                assert c.cmd("PING") == BUSY_EVAL
+            # SCRIPT KILL from the script's own thread (served by its hook), then the other
+            killer = (local, remote)[side][1]
+            assert killer.cmd("SCRIPT", "KILL") == St("OK")
+            assert b"Script killed by user" in runner.read_raw()
+            for c in local + remote:
+                wait_until(lambda: c.cmd("PING") == St("PONG"), 10, what="PONG")
+            for c in local + remote + [runner]:
+                c.close()
+    finally:
+        admin.cmd("CONFIG", "SET", "busy-reply-threshold", "5000")
+        admin.close()
+    kvd.check_alive()
+
+
+def test_script_across_threads_parks_the_other_which_still_serves(kvd, groups):
+    a, b = groups
+    admin = Client(kvd.port)
+    admin.cmd("CONFIG", "SET", "busy-reply-threshold", "20")
+    admin.cmd("MSET", a[0], "va", b[0], "vb")
+    try:
+        local, remote = clients_by_thread(kvd.port, a[0])
+        # both keys read first: the other thread is parked while the script loops
+        runner = start_busy(kvd.port, "EVAL",
+                            "redis.call('get', KEYS[1]) redis.call('get', KEYS[2]) " + LOOP,
+                            "2", a[0], b[0], probe=local[0])
+        for c in local + remote:
+            assert c.cmd("PING") == BUSY_EVAL
+        stats = remote[1].cmd("FUNCTION", "STATS")
+        assert stats == BUSY_EVAL  # (as Redis while an EVAL script runs)
+        assert remote[1].cmd("SCRIPT", "KILL") == St("OK")
+        assert b"Script killed by user" in runner.read_raw()
+        for c in local + remote:
+            wait_until(lambda: c.cmd("PING") == St("PONG"), 10, what="PONG")
+        assert admin.cmd("MGET", a[0], b[0]) == [b"va", b"vb"]
+        for c in local + remote + [runner]:
+            c.close()
+    finally:
+        admin.cmd("CONFIG", "SET", "busy-reply-threshold", "5000")
+        admin.close()
+    kvd.check_alive()
+
+
+def test_client_of_a_script_on_another_thread_waits_not_refused(kvd, groups):
+    a, _ = groups
+    admin = Client(kvd.port)
+    admin.cmd("CONFIG", "SET", "busy-reply-threshold", "20")
+    admin.cmd("DEL", a[0])
+    try:
+        local, remote = clients_by_thread(kvd.port, a[0])
+        runner = remote[0]  # the script runs on a[0]'s thread, for a client of the other
+        runner.send(encode("EVAL", LOOP, "1", a[0]) + encode("PING") + encode("GET", a[0]))
+        wait_until(lambda: isinstance(local[0].cmd("PING"), Err), 10, what="busy")
+        assert remote[1].cmd("PING") == BUSY_EVAL  # its thread's other clients are refused
+        assert local[1].cmd("SCRIPT", "KILL") == St("OK")
+        assert b"Script killed by user" in runner.read_raw()
+        assert runner.read_raw() == b"+PONG\r\n"
+        assert runner.read_raw() == b"$-1\r\n"
+        for c in local + remote:
+            c.close()
+    finally:
+        admin.cmd("CONFIG", "SET", "busy-reply-threshold", "5000")
+        admin.close()
+    kvd.check_alive()
+
+
+def test_input_sent_during_the_script_is_served_after_it(kc, kvd):
+    kc.cmd("CONFIG", "SET", "busy-reply-threshold", "20")
+    try:
+        runner = start_busy(kvd.port, "EVAL", LOOP, "0")
+        # sent while the script runs: kept aside, not parsed under the script's arguments
+        big = b"v" * 100000
+        runner.send(encode("SET", "a", big) + encode("APPEND", "a", "w") + encode("STRLEN", "a"))
+        time.sleep(0.3)
+        assert kc.cmd("SCRIPT", "KILL") == St("OK")
+        assert b"Script killed by user" in runner.read_raw()
+        assert runner.read_raw() == b"+OK\r\n"
+        assert runner.read_raw() == b":100001\r\n"
+        assert runner.read_raw() == b":100001\r\n"
+        runner.close()
+    finally:
+        kc.cmd("CONFIG", "SET", "busy-reply-threshold", "5000")
+    kvd.check_alive()
+
+
+def test_script_client_hanging_up_is_closed_after_the_script(kc, kvd):
+    kc.cmd("CONFIG", "SET", "busy-reply-threshold", "20")
+    try:
+        before = int(stats_field(kc, "clients", "connected_clients"))
+        runner = start_busy(kvd.port, "EVAL", LOOP, "0")
+        runner.sock.shutdown(socket.SHUT_RDWR)
+        runner.close()
+        time.sleep(0.2)
+        assert kc.cmd("PING") == BUSY_EVAL
+        assert kc.cmd("SCRIPT", "KILL") == St("OK")
+        wait_until(lambda: kc.cmd("PING") == St("PONG"), 10, what="PONG")
+        wait_until(lambda: int(stats_field(kc, "clients", "connected_clients")) == before, 10,
+                   what="the script's client to be closed")
+    finally:
+        kc.cmd("CONFIG", "SET", "busy-reply-threshold", "5000")
+    kvd.check_alive()
+
+
+def test_no_busy_mode_under_the_threshold(kvd):
+    """A script shorter than the threshold (5 s by default) is not noticed by the other
+    thread's clients."""
+    runner = Client(kvd.port)
+    runner.send(encode("EVAL", "local i = 0 while i < 3000000 do i = i + 1 end return i", "0"))
+    replies = []
+    deadline = time.time() + 0.2
+    while time.time() < deadline:
+        with Client(kvd.port) as c:
+            c.settimeout(2)
+            try:
+                replies.append(c.cmd("PING"))
+            except socket.timeout:
+                pass  # a client of the script's own thread waits for it
+    assert replies and all(r == St("PONG") for r in replies), replies
+    assert runner.read() == 3000000
+    runner.close()

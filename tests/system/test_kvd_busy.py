@@ -71,8 +71,11 @@ def busy_replies(port, threshold_ms=50):
     """What fresh clients get while an EVAL loops past the threshold, then how it ends."""
     admin = Client(port)
     assert admin.cmd("CONFIG", "SET", "busy-reply-threshold", str(threshold_ms)) == St("OK")
+    admin.cmd("SET", "xx", "1")
     runner = start_busy(port, "EVAL", LOOP, "0")
     out = []
+    m = Client(port)  # Redis's "MULTI and script timeout": never half a transaction
+    out += [(("MULTI",), m.raw("MULTI")), (("INCR", "xx"), m.raw("INCR", "xx"))]
     c = Client(port)
     for cmd in [("PING",), ("GET", "x"), ("SET", "x", "1"), ("SELECT", "0"), ("CLIENT", "LIST"),
                 ("EVAL", "return 1", "0"), ("FCALL", "f", "0"), ("FUNCTION", "STATS"),
@@ -89,6 +92,9 @@ def busy_replies(port, threshold_ms=50):
     out.append((("EVAL",), runner.read_raw()))
     out.append((("PING",), runner.raw("PING")))
     wait_until(lambda: admin.cmd("PING") == St("PONG"), 10, what="the busy mode to end")
+    for cmd in [("INCR", "xx"), ("EXEC",), ("PING", "asdf"), ("GET", "xx")]:
+        out.append((cmd, m.raw(*cmd)))
+    m.close()
     admin.cmd("CONFIG", "SET", "busy-reply-threshold", "5000")
     for x in (admin, runner):
         x.close()

@@ -240,19 +240,29 @@ void cmd_wait(struct cmd_ctx *x)
 
 void cmd_shutdown(struct cmd_ctx *x)
 {
-    bool nosave = false;
+    bool nosave = false, save = false, abort = false, other = false;
     for (size_t i = 1; i < x->argc; i++) {
         const struct resp_arg *a = &x->argv[i];
-        if (cmd_arg_is(a, "abort")) {
-            reply_error(x->out, "ERR No shutdown in progress.");
-            return;
-        }
-        if (!cmd_arg_is(a, "nosave") && !cmd_arg_is(a, "save") && !cmd_arg_is(a, "now") &&
-            !cmd_arg_is(a, "force")) {
+        if (cmd_arg_is(a, "nosave")) {
+            nosave = true;
+        } else if (cmd_arg_is(a, "save")) {
+            save = true;
+        } else if (cmd_arg_is(a, "abort")) {
+            abort = true;
+        } else if (cmd_arg_is(a, "now") || cmd_arg_is(a, "force")) {
+            other = true;
+        } else {
             reply_err_syntax(x->out);
             return;
         }
-        nosave |= cmd_arg_is(a, "nosave");
+    }
+    if ((abort && (nosave || save || other)) || (nosave && save)) { /* Redis's illegal combos */
+        reply_err_syntax(x->out);
+        return;
+    }
+    if (abort) {
+        reply_error(x->out, "ERR No shutdown in progress.");
+        return;
     }
     const char *busy = script_busy_text(x->sh->srv);
     if (busy != NULL && !nosave) { /* as Redis: a script past its threshold needs NOSAVE */

@@ -430,6 +430,12 @@ int conn_shard_setup(struct shard *sh)
         return -ENOMEM;
     }
     resp_out_init(sh->scratch, sh->pool, (size_t)KV_CONF_GET(kvd_settings.output_buffer_limit));
+    sh->busy_scratch = mi_heap_malloc(sh->heap, sizeof *sh->busy_scratch);
+    if (sh->busy_scratch == NULL) {
+        return -ENOMEM;
+    }
+    resp_out_init(sh->busy_scratch, sh->pool,
+                  (size_t)KV_CONF_GET(kvd_settings.output_buffer_limit));
     return 0;
 }
 
@@ -445,6 +451,8 @@ void conn_shard_teardown(struct shard *sh)
     }
     resp_out_deinit(sh->scratch);
     mi_free(sh->scratch);
+    resp_out_deinit(sh->busy_scratch);
+    mi_free(sh->busy_scratch);
     resp_pool_destroy(sh->pool);
 }
 
@@ -716,6 +724,7 @@ struct txn {
     bool writes;     /* some queued command writes (refused at EXEC while the WAL refuses) */
     bool replicates; /* some queued command writes or publishes (CLIENT PAUSE WRITE holds it) */
     bool denyoom;    /* some queued command may add memory (refused at EXEC over maxmemory) */
+    bool scripts;    /* a script or function is queued (its client waits in busy mode) */
     bool selects;    /* a SELECT, or a command needing the connection (CLIENT, HELLO, INFO
                       * ...), is queued: EXEC runs on this shard (see txn_control) */
     bool silent;     /* its reply is dropped (CLIENT REPLY), as when EXEC came */
@@ -1754,6 +1763,7 @@ static void txn_queue(struct conn *c, const struct cmd_desc *d, size_t argc,
     t->writes |= (d->flags & CMD_WRITE) != 0;
     t->replicates |= replicates(d, argc, argv);
     t->denyoom |= (d->flags & CMD_DENYOOM) != 0;
+    t->scripts |= d->exec == CMD_EXEC_SCRIPT;
     for (size_t w = 0; w < KV_ARRAY_LEN(owners.w); w++) {
         t->shards.w[w] |= owners.w[w];
     }
@@ -1898,6 +1908,7 @@ static void txn_control(struct conn *c, const struct cmd_desc *d, size_t argc,
     } else {
         KV_ASSERT(!t->selects); /* those run here (above) */
         forward_one(c, to, run_d, n, av);
+        c->pend[(c->pend_tail - 1) % CONN_PENDING_MAX].script = t->scripts;
     }
     mi_free(av);
     txn_free(c);
@@ -2004,31 +2015,18 @@ static inline void cpu_relax(void)
 #endif
 }
 
-/* Spins (yielding the core after a while) until the slot's state is not `from`. */
-static uint32_t txn_wait_not(struct txn_slot *ts, uint32_t from)
-{
-    for (uint32_t i = 0;; i++) {
-        uint32_t s = atomic_load_explicit(&ts->state, memory_order_acquire);
-        if (s != from) {
-            return s;
-        }
-        if (i < 512) {
-            cpu_relax();
-        } else {
-            sched_yield();
-        }
-    }
-}
-
-/* A parked shard's wait for the coordinator's next step: while a script runs past
- * busy-reply-threshold it serves its own clients about every millisecond (they get
- * -BUSY, SCRIPT KILL runs), as the script's own shard does from its hook. */
-static uint32_t txn_wait_serving(struct shard *sh, struct txn_slot *ts, uint32_t from)
+/* Spins until the slot's state is `until` (until_not: is not `from`), yielding the core
+ * after a while. While a script runs past busy-reply-threshold the waiting shard serves
+ * its own clients about every millisecond (they get -BUSY, SCRIPT KILL runs), as the
+ * script's own shard does from its hook: a shard parked by that script, or a coordinator
+ * waiting for a shard busy with one (`self`: the coordinator's client, left as it is). */
+static uint32_t txn_spin(struct shard *sh, struct conn *self, struct txn_slot *ts, uint32_t v,
+                         bool until_not)
 {
     uint64_t next_ns = 0;
     for (uint32_t i = 0;; i++) {
         uint32_t s = atomic_load_explicit(&ts->state, memory_order_acquire);
-        if (s != from) {
+        if (until_not ? s != v : s == v) {
             return s;
         }
         if (i < 512) {
@@ -2036,25 +2034,13 @@ static uint32_t txn_wait_serving(struct shard *sh, struct txn_slot *ts, uint32_t
             continue;
         }
         sched_yield();
-        if (KV_UNLIKELY(atomic_load_explicit(&sh->srv->busy, memory_order_relaxed) != 0)) {
+        if (KV_UNLIKELY(atomic_load_explicit(&sh->srv->busy, memory_order_relaxed) != 0) &&
+            !sh->in_busy_turn) {
             uint64_t now = kv_clock_mono_ns();
             if (now >= next_ns) {
-                shard_busy_turn(sh, NULL);
+                shard_busy_turn(sh, self);
                 next_ns = now + 1000000;
             }
-        }
-    }
-}
-
-/* Spins until the shard is parked (it may still be leaving the previous transaction). */
-static void txn_wait_parked(struct txn_slot *ts)
-{
-    for (uint32_t i = 0; atomic_load_explicit(&ts->state, memory_order_acquire) != TXS_PARKED;
-         i++) {
-        if (i < 512) {
-            cpu_relax();
-        } else {
-            sched_yield();
         }
     }
 }
@@ -2103,7 +2089,7 @@ void conn_txn_serve(struct shard *sh, const struct xmsg *m)
     uint32_t cur = TXS_PARKED;
     atomic_store_explicit(&ts->state, cur, memory_order_release);
     for (;;) {
-        uint32_t st = txn_wait_serving(sh, ts, cur);
+        uint32_t st = txn_spin(sh, NULL, ts, cur, true);
         if (st == TXS_RELEASE) {
             break;
         }
@@ -2142,16 +2128,15 @@ static void txn_park(struct txn_x *tx, uint32_t o)
         sched_yield();
     }
     shard_wake_now(sh);
-    txn_wait_parked(&sh->srv->shards[o].txn);
+    txn_spin(sh, tx->c, &sh->srv->shards[o].txn, TXS_PARKED, false);
     shardset_add(&tx->parked, o);
 }
 
-/* Posts one operation to parked shard `o` and waits for its result. */
-static void txn_post(struct shard *o, struct txn_slot *ts)
+/* Posts one operation to a parked shard (its slot ts) and waits for its result. */
+static void txn_post(struct txn_x *tx, struct txn_slot *ts)
 {
-    (void)o;
     atomic_store_explicit(&ts->state, TXS_REQ, memory_order_release);
-    uint32_t st = txn_wait_not(ts, TXS_REQ);
+    uint32_t st = txn_spin(tx->c->sh, tx->c, ts, TXS_REQ, true);
     KV_ASSERT(st == TXS_DONE);
 }
 
@@ -2185,7 +2170,7 @@ static int64_t txn_run_on(struct txn_x *tx, uint32_t o, const struct cmd_desc *d
     ts->track = reads_tracked(c);
     ts->addr = counted ? c->addr : NULL;
     ts->name = conn_name(c);
-    txn_post(peer, ts);
+    txn_post(tx, ts);
     reply_raw(out, ts->blob, ts->len);
     blob_free(ts->blob);
     ts->blob = NULL;
@@ -2345,7 +2330,7 @@ static bool txn_watch_clean(struct txn_x *tx)
         struct txn_slot *ts = &sh->srv->shards[o].txn;
         ts->op = TXO_WATCH;
         ts->caller_id = c->id;
-        txn_post(&sh->srv->shards[o], ts);
+        txn_post(tx, ts);
         clean &= ts->clean;
     }
     watch_forget(c);
@@ -2820,18 +2805,6 @@ static bool script_pending(const struct conn *c)
     return false;
 }
 
-/* While a script runs past busy-reply-threshold (on any shard): the -BUSY text that
- * refuses command d, or NULL if it runs (what Redis allows then: SCRIPT KILL, FUNCTION
- * KILL and STATS, SHUTDOWN, AUTH, HELLO, MULTI, DISCARD, WATCH, ...). */
-static const char *busy_refusal(const struct conn *c, const struct cmd_desc *d, size_t argc,
-                                const struct resp_arg *argv)
-{
-    if (cmd_allows_busy(d, argc, argv) || script_pending(c)) {
-        return NULL;
-    }
-    return script_busy_text(c->sh->srv);
-}
-
 /* Dispatches one command. `pre` is its row when the caller already looked it up (or
  * NULL), `pre_h` its key's hash when `have_h`. */
 static void dispatch_cmd(struct conn *c, const struct resp_cmd *cmd, const struct cmd_desc *pre,
@@ -2898,7 +2871,9 @@ static void dispatch_cmd(struct conn *c, const struct resp_cmd *cmd, const struc
         finish_early(c);
         return;
     }
-    if (KV_UNLIKELY(KV_CONF_GET(kvd_settings.maxmemory) != 0) && !oom_gate(c, d)) {
+    /* (no eviction while a script is busy, as Redis: its denyoom commands get -BUSY) */
+    if (KV_UNLIKELY(KV_CONF_GET(kvd_settings.maxmemory) != 0) &&
+        atomic_load_explicit(&sh->srv->busy, memory_order_relaxed) == 0 && !oom_gate(c, d)) {
         early_error(c,
                     d->fn == cmd_exec ? "EXECABORT Transaction discarded because of: OOM command "
                                         "not allowed when used memory > 'maxmemory'.%s"
@@ -2938,21 +2913,31 @@ static void dispatch_cmd(struct conn *c, const struct resp_cmd *cmd, const struc
         finish_early(c);
         return;
     }
-    if (KV_UNLIKELY(atomic_load_explicit(&sh->srv->busy, memory_order_relaxed) != 0)) {
-        const char *busy = busy_refusal(c, d, argc, argv);
-        if (busy != NULL) {
-            early_error(c,
-                        d->fn == cmd_exec ? "EXECABORT Transaction discarded because of: %s" : "%s",
-                        busy);
-            early_count(c, d, true, argc, argv);
-            if (d->fn == cmd_exec) { /* a refused EXEC ends the transaction, as in Redis */
-                txn_free(c);
-                unwatch(c);
-            } else {
-                txn_flag(c);
+    if (KV_UNLIKELY(atomic_load_explicit(&sh->srv->busy, memory_order_relaxed) != 0) &&
+        !cmd_allows_busy(d, argc, argv)) {
+        if (script_pending(c)) {
+            /* it waits behind its script; never inside this thread's busy turn (another
+             * script's, or a parked wait): held until the loop runs again */
+            if (sh->in_busy_turn) {
+                pause_keep(c, cmd);
+                return;
             }
-            finish_early(c);
-            return;
+        } else {
+            const char *busy = script_busy_text(sh->srv); /* (NULL: it just ended) */
+            if (busy != NULL) {
+                early_error(
+                    c, d->fn == cmd_exec ? "EXECABORT Transaction discarded because of: %s" : "%s",
+                    busy);
+                early_count(c, d, true, argc, argv);
+                if (d->fn == cmd_exec) { /* a refused EXEC ends the transaction, as in Redis */
+                    txn_free(c);
+                    unwatch(c);
+                } else {
+                    txn_flag(c);
+                }
+                finish_early(c);
+                return;
+            }
         }
     }
     if (KV_UNLIKELY(atomic_load_explicit(&sh->srv->pause, memory_order_relaxed) != 0) &&
@@ -3143,14 +3128,20 @@ static void dispatch_pre(struct conn *c, const struct resp_cmd *cmd, const struc
 {
     dispatch_cmd(c, cmd, pre, pre_h, have_h);
     monitor_after_command(); /* a monitor's own command's line, after the reply */
+    /* (not inside a busy turn: the interrupted command may be writing a reply; the
+     * loop's track_turn delivers them) */
     if (KV_UNLIKELY(c->flags & CONN_PAUSED) && !c->releasing) {
-        track_deliver(c->sh);
+        if (!c->sh->in_busy_turn) {
+            track_deliver(c->sh);
+        }
         return; /* held: it has not run (CLIENT CACHING stays for it) */
     }
     if (KV_UNLIKELY(c->trk != NULL)) {
         track_command_done(c->trk, cmd_arg_is(&cmd->argv[0], "client"), c->txn != NULL);
     }
-    track_deliver(c->sh);
+    if (!c->sh->in_busy_turn) {
+        track_deliver(c->sh);
+    }
 }
 static void dispatch(struct conn *c, const struct resp_cmd *cmd)
 {
@@ -3241,8 +3232,8 @@ static bool run_batch(struct conn *c, struct batch_cmd *b, size_t n)
     return !(c->flags & (CONN_CLOSING | CONN_CLOSE_AFTER));
 }
 
-/* EXEC, EVAL & co, SWAPDB, FLUSHALL and FLUSHDB are dispatched on their own, never in a
- * batch parsed ahead:
+/* EXEC, EVAL & co, FCALL & co, SWAPDB, FLUSHALL and FLUSHDB are dispatched on their own,
+ * never in a batch parsed ahead:
  * each may run as a cross-shard transaction that has to wait for another shard's, and
  * what follows it must wait too (only the unbatched path stops at CONN_TXN_WAIT). */
 static inline bool is_exec(const struct resp_arg *a)
@@ -3252,8 +3243,9 @@ static inline bool is_exec(const struct resp_arg *a)
         return false;
     }
     return cmd_arg_is(a, "exec") || cmd_arg_is(a, "eval") || cmd_arg_is(a, "evalsha") ||
-           cmd_arg_is(a, "eval_ro") || cmd_arg_is(a, "evalsha_ro") || cmd_arg_is(a, "swapdb") ||
-           cmd_arg_is(a, "flushall") || cmd_arg_is(a, "flushdb");
+           cmd_arg_is(a, "eval_ro") || cmd_arg_is(a, "evalsha_ro") || cmd_arg_is(a, "fcall") ||
+           cmd_arg_is(a, "fcall_ro") || cmd_arg_is(a, "swapdb") || cmd_arg_is(a, "flushall") ||
+           cmd_arg_is(a, "flushdb");
 }
 
 /* Parses and dispatches what the parser holds until it needs more input (true) or

@@ -180,14 +180,15 @@ struct script_vm {
     bool published;       /* it ran long enough to be in running_slots */
     /* the running script or function */
     struct cmd_ctx *x;
-    uint32_t db;       /* its database: SELECT inside a script changes it, not the client's */
-    bool ro;           /* EVAL_RO / EVALSHA_RO, a no-writes function */
-    bool allow_oom;    /* a function flagged allow-oom: no OOM refusal of its commands */
-    bool wrote;        /* it ran a write command: SCRIPT KILL cannot stop it any more */
-    bool read;         /* it ran a read-only command (CLIENT TRACKING: its keys count read) */
-    uint64_t kill_gen; /* kill_gen[fn] when it started */
-    uint64_t start_ns; /* when it started (monotonic) */
-    bool busy;         /* it ran past busy-reply-threshold (counted in srv->busy) */
+    uint32_t db;            /* its database: SELECT inside a script changes it, not the client's */
+    bool ro;                /* EVAL_RO / EVALSHA_RO, a no-writes function */
+    bool allow_oom;         /* a function flagged allow-oom: no OOM refusal of its commands */
+    bool wrote;             /* it ran a write command: SCRIPT KILL cannot stop it any more */
+    bool read;              /* it ran a read-only command (CLIENT TRACKING: its keys count read) */
+    uint64_t kill_gen;      /* kill_gen[fn] when it started */
+    uint64_t start_ns;      /* when it started (monotonic) */
+    bool busy;              /* it ran past busy-reply-threshold (counted in srv->busy) */
+    struct conn *busy_conn; /* then: its client, when it is on this shard */
 };
 
 /* SCRIPT KILL (index 0) and FUNCTION KILL (1): scripts running (on any shard) and those
@@ -697,6 +698,9 @@ static void undoom(lua_State *L, struct script_vm *vm)
 static void busy_enter(struct script_vm *vm)
 {
     vm->busy = true;
+    /* its client, if on this shard (none when it runs for another shard's): busy turns
+     * leave it as it is, so it stays open (and found) until the script is over */
+    vm->busy_conn = conn_by_id(vm->x->sh, vm->x->caller_id);
     atomic_fetch_add(&vm->x->sh->srv->busy, vm->fn ? SERVER_BUSY_FN : SERVER_BUSY_EVAL);
     kv_log_warning("Slow script detected: still in execution after %llu milliseconds. You can "
                    "try killing the script using the %s command. Script name is: %s.",
@@ -708,6 +712,7 @@ static void busy_leave(struct script_vm *vm, struct server *srv)
 {
     if (vm->busy) {
         vm->busy = false;
+        vm->busy_conn = NULL;
         atomic_fetch_sub(&srv->busy, vm->fn ? SERVER_BUSY_FN : SERVER_BUSY_EVAL);
     }
 }
@@ -753,7 +758,7 @@ static void l_hook(lua_State *L, lua_Debug *ar)
         busy_enter(vm);
     }
     if (vm->busy) { /* Redis's busy mode: the shard's clients get -BUSY, SCRIPT KILL runs */
-        shard_busy_turn(sh, conn_by_id(sh, vm->x->caller_id));
+        shard_busy_turn(sh, vm->busy_conn);
     }
     if (atomic_load_explicit(&sh->srv->stopping, memory_order_relaxed)) {
         doom(L, vm, "ERR Script killed: the server is shutting down");

@@ -322,6 +322,7 @@ struct shard {
      * scratch output for replies that must be kept aside (see conn.c) */
     struct resp_pool *pool;
     struct resp_out *scratch;
+    struct resp_out *busy_scratch; /* the scratch a busy turn uses (shard_busy_turn) */
     /* messages waiting for queue space, oldest first (replies, and script PUBLISHes,
      * whose order matters) */
     struct xmsg_list *overflow[KVD_THREADS_MAX];

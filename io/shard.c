@@ -36,6 +36,7 @@
 #include "func.h"
 #include "script.h"
 #include "recover.h"
+#include "resp_out.h"
 #include "route.h"
 #include "server.h"
 #include "slowlog.h"
@@ -399,6 +400,9 @@ void shard_busy_turn(struct shard *sh, struct conn *self)
         replay_deferred(sh, self); /* of an earlier script's client, idle now */
     }
     sh->busy_conn = self;
+    /* the interrupted command may be building a reply in the scratch output */
+    struct resp_out *scratch = sh->scratch;
+    sh->scratch = sh->busy_scratch;
     struct io_uring_cqe cqe;
     for (unsigned n = 0; n < SHARD_BUSY_CQES && next_cqe(sh, &cqe); n++) {
         sh->clock_ns = kv_clock_mono_ns();
@@ -408,6 +412,8 @@ void shard_busy_turn(struct shard *sh, struct conn *self)
     send_wakes(sh);
     /* with DEFER_TASKRUN, completions reach the ring only when asked for */
     io_uring_submit_and_get_events(&sh->ring);
+    KV_ASSERT(resp_out_queued_bytes(sh->scratch) == 0); /* each use takes what it wrote */
+    sh->scratch = scratch;
     sh->busy_conn = NULL;
     sh->now_ms = now_ms;
     sh->clock_ns = clock_ns;

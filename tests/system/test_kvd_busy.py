@@ -18,7 +18,7 @@ import time
 
 import pytest
 
-from conftest import Client, Err, St, encode, wait_until
+from conftest import Client, Err, St, classify, encode, wait_until
 
 BUSY_EVAL = Err("BUSY Redis is busy running a script. You can only call SCRIPT KILL or "
                 "SHUTDOWN NOSAVE.")
@@ -334,3 +334,330 @@ def test_no_busy_mode_under_the_threshold(kvd):
     assert replies and all(r == St("PONG") for r in replies), replies
     assert runner.read() == 3000000
     runner.close()
+
+
+# ---- interleavings: busy turns never disturb what they interrupt ---------------------
+
+def spin(ms):
+    # a script that runs ~ms milliseconds, then returns
+    return ("local t = redis.call('time') local s = t[1]*1000000 + t[2] "
+            "while true do local n = redis.call('time') "
+            "if n[1]*1000000 + n[2] - s > %d then break end end " % (ms * 1000))
+
+
+def setup_threshold(port, ms):
+    with Client(port) as a:
+        assert a.cmd("CONFIG", "SET", "busy-reply-threshold", str(ms)) == St("OK")
+
+
+def test_cross_shard_exec_reply_intact_when_others_refused_silently(kvd, groups):
+    """A cross-shard EXEC builds its reply in the shard's scratch output while its script
+    is busy; a -BUSY reply to another client of that thread (CLIENT REPLY OFF: its replies
+    go through a scratch output) must not take it (busy turns use their own)."""
+    a, b = groups
+    setup_threshold(kvd.port, 50)
+    try:
+        local, remote = clients_by_thread(kvd.port, a[0])
+        x, y = local[0], local[1]          # both on a[0]'s thread
+        y.send(encode("CLIENT", "REPLY", "OFF"))
+        x.cmd("MULTI")
+        assert x.cmd("SET", b[0], "1") == St("QUEUED")
+        assert x.cmd("EVAL", spin(600) + "return 'done'", "1", a[0]) == St("QUEUED")
+        x.send(encode("EXEC"))
+        time.sleep(0.3)                    # the script is busy now
+        y.send(encode("PING"))             # -BUSY (silent) through sh->scratch
+        time.sleep(0.1)
+        x.settimeout(5)
+        raw = x.read_raw()
+        assert raw == b"*2\r\n+OK\r\n$4\r\ndone\r\n", raw
+    finally:
+        setup_threshold(kvd.port, 5000)
+    kvd.check_alive()
+
+
+def test_remote_script_reply_keeps_its_protocol(kvd, groups):
+    """A RESP2 client's EVAL forwarded to the other thread is encoded in that thread's
+    scratch output; a RESP3 client refused -BUSY there meanwhile (CLIENT REPLY OFF) must
+    not switch its protocol: the RESP2 client gets $-1 for false."""
+    a, b = groups
+    setup_threshold(kvd.port, 50)
+    try:
+        local, remote = clients_by_thread(kvd.port, a[0])
+        x = remote[0]                      # RESP2, on the other thread: forwarded
+        y = local[0]                       # on a[0]'s thread, where the script runs
+        y.cmd("HELLO", "3")
+        y.send(encode("CLIENT", "REPLY", "OFF"))
+        x.send(encode("EVAL", spin(600) + "return false", "1", a[0]))
+        time.sleep(0.3)
+        y.send(encode("PING"))
+        time.sleep(0.1)
+        x.settimeout(5)
+        raw = x.read_raw()
+        assert raw == b"$-1\r\n", raw
+    finally:
+        setup_threshold(kvd.port, 5000)
+    kvd.check_alive()
+
+
+def test_script_pending_client_never_runs_inside_a_busy_script(kvd, groups):
+    """A client with a script pending on the other thread is not refused -BUSY, but its
+    commands never run inside its own thread's busy script (they wait for the thread's
+    loop): the script's SET and GET see no intruder."""
+    a, b = groups
+    setup_threshold(kvd.port, 400)
+    try:
+        la, ra = clients_by_thread(kvd.port, a[0], per_thread=3)   # la: a's thread
+        la[1].cmd("SET", a[0], "orig")
+        w = ra[0]                          # on b's thread: a long script there
+        w.send(encode("EVAL", spin(2000) + "return 'w'", "1", b[0]))
+        time.sleep(0.05)
+        z = la[0]                          # on a's thread: its EVAL waits on b's thread
+        z.send(encode("EVAL", "return 'z1'", "1", b[0]))
+        time.sleep(0.05)
+        x = la[1]                          # a's thread runs a script that watches a key
+        x.send(encode("EVAL", "redis.call('set', KEYS[1], 'mine') " + spin(1200) +
+                      "return redis.call('get', KEYS[1])", "1", a[0]))
+        time.sleep(0.6)                    # both busy
+        z.send(encode("SET", a[0], "intruder"))   # runs inside x's script
+        time.sleep(0.2)
+        x.settimeout(5)
+        got = x.read_raw()
+        assert got == b"$4\r\nmine\r\n", got
+    finally:
+        time.sleep(2)
+        setup_threshold(kvd.port, 5000)
+    kvd.check_alive()
+
+
+def test_script_pending_client_cannot_nest_an_eval(kvd_factory):
+    k = kvd_factory()
+    with Client(k.port) as c:
+        a, b = classify(c, ["k%d" % i for i in range(50)])
+    setup_threshold(k.port, 400)
+    la, ra = clients_by_thread(k.port, a[0], per_thread=3)
+    w = ra[0]
+    w.send(encode("EVAL", spin(2000) + "return 'w'", "1", b[0]))
+    time.sleep(0.05)
+    z = la[0]
+    z.send(encode("EVAL", "return 'z1'", "1", b[0]))
+    time.sleep(0.05)
+    x = la[1]
+    x.send(encode("EVAL", spin(1200) + "return 'x'", "1", a[0]))
+    time.sleep(0.6)
+    z.send(encode("EVAL", "return 'z2'", "1", a[0]))   # nested in a's VM
+    time.sleep(0.5)
+    alive = k.alive()
+    assert alive, "kvd died"
+
+
+def test_exec_reply_not_given_to_another_client(kvd, groups):
+    """The same, with the other client's -BUSY visible (its SAVE still pending when the
+    script starts, so its replies go through a scratch output)."""
+    a, b = groups
+    with Client(kvd.port) as f:
+        for i in range(20):
+            f.send(b"".join(encode("SET", "fill:%d:%d" % (i, j), "x" * 100) for j in range(5000)))
+            for j in range(5000):
+                f.read_raw()
+    setup_threshold(kvd.port, 50)
+    try:
+        local, remote = clients_by_thread(kvd.port, a[0])
+        x, y = local[0], local[1]
+        x.cmd("MULTI")
+        assert x.cmd("SET", b[0], "1") == St("QUEUED")
+        assert x.cmd("EVAL", spin(600) + "return 'done'", "1", a[0]) == St("QUEUED")
+        y.send(encode("SAVE"))
+        x.send(encode("EXEC"))
+        time.sleep(0.3)
+        y.send(encode("PING"))
+        y.settimeout(5)
+        assert y.read_raw() == b"+OK\r\n"  # SAVE
+        assert y.read_raw() == b"-" + BUSY_EVAL.s.encode() + b"\r\n"
+        x.settimeout(5)
+        raw = x.read_raw()
+        assert raw == b"*2\r\n+OK\r\n$4\r\ndone\r\n", raw
+    finally:
+        setup_threshold(kvd.port, 5000)
+    kvd.check_alive()
+
+
+def info_int(c, section, name):
+    for line in c.cmd("INFO", section).decode().split("\r\n"):
+        if line.startswith(name + ":"):
+            return int(line.split(":", 1)[1])
+    return None
+
+
+def test_no_eviction_inside_a_busy_script(kvd_factory):
+    """No eviction while a script is busy (as Redis: `server.maxmemory &&
+    !isInsideYieldingLongCommand()`): the -BUSY commands its hook serves do not evict the
+    script's keys under it."""
+    k = kvd_factory()
+    with Client(k.port) as c:
+        a, b = classify(c, ["k%d" % i for i in range(50)])
+    adm = Client(k.port)
+    adm.cmd("CONFIG", "SET", "maxmemory-policy", "allkeys-random")
+    keys = ["{%s}:%d" % (a[0], i) for i in range(16)]
+    for key in keys:
+        adm.cmd("SET", key, "x" * (512 << 10))
+    time.sleep(0.3)
+    used = info_int(adm, "memory", "used_memory")
+    assert adm.cmd("CONFIG", "SET", "maxmemory", str(used + (1 << 20))) == St("OK")
+    adm.cmd("CONFIG", "SET", "busy-reply-threshold", "400")
+    la, ra = clients_by_thread(k.port, a[0], per_thread=2)
+    x = la[0]
+    count = "local n = 0 for i, k in ipairs(KEYS) do n = n + redis.call('exists', k) end "
+    x.send(encode("EVAL", count + "local n0 = n " + spin(1500) + count + "return {n0, n}",
+                  str(len(keys)), *keys))
+    w = ra[0]
+    for i in range(3000):   # the other thread grows by ~6 MiB before the busy mode
+        w.send(encode("SET", "{%s}:%d" % (b[0], i), "y" * 2000))
+    for i in range(3000):
+        w.read_raw()
+    time.sleep(0.6)
+    assert la[1].cmd("PING") == BUSY_EVAL   # served by the script's hook: evicts first
+    x.settimeout(5)
+    got = x.read()
+    assert got[0] == got[1], got
+
+
+def test_no_invalidation_pushed_inside_an_exec_reply(kvd, groups):
+    """Invalidations are not delivered from a busy turn: the one the transaction's own SET
+    made would land in the middle of EXEC's array in the script client's output."""
+    a, b = groups
+    setup_threshold(kvd.port, 50)
+    try:
+        local, remote = clients_by_thread(kvd.port, a[0])
+        x, y = local[0], local[1]
+        x.cmd("HELLO", "3")
+        assert x.cmd("CLIENT", "TRACKING", "ON") == St("OK")
+        x.cmd("GET", a[0])
+        x.cmd("MULTI")
+        x.cmd("SET", a[0], "v2")
+        x.cmd("EVAL", spin(600) + "return 'done'", "1", a[0])
+        x.send(encode("EXEC"))
+        time.sleep(0.3)
+        assert y.cmd("PING") == BUSY_EVAL
+        x.settimeout(5)
+        time.sleep(0.5)
+        data = x.sock.recv(1 << 16)
+        assert data.startswith(b"*2\r\n+OK\r\n$4\r\ndone\r\n"), data
+    finally:
+        setup_threshold(kvd.port, 5000)
+    kvd.check_alive()
+
+
+def test_pipelined_fcall_waiting_for_the_transaction_lock(kvd_factory):
+    """`FCALL f 0` is never parsed ahead into a batch: with no keys it runs as a
+    cross-shard transaction, which waits (CONN_TXN_WAIT) while another holds the lock."""
+    k = kvd_factory()
+    adm = Client(k.port)
+    assert adm.cmd("FUNCTION", "LOAD", "#!lua name=l\nredis.register_function('f', function() return 1 end)") == b"l"
+    local, remote = clients_by_thread(k.port, "k0")
+    r, c = local[0], remote[0]
+    r.send(encode("EVAL", spin(1000) + "return 1", "0"))   # cross-shard: holds the lock
+    time.sleep(0.2)
+    c.send(encode("FCALL", "f", "0") + encode("PING"))
+    assert c.read() == 1 and c.read() == St("PONG")
+    assert r.read() == 1
+    assert k.alive()
+
+
+def test_client_of_a_forwarded_exec_with_a_script_waits(kvd, groups):
+    """A transaction forwarded to the other thread (exec|run) whose EVAL goes busy: the
+    client's own pipelined PING waits for it and gets +PONG, as in Redis."""
+    a, b = groups
+    setup_threshold(kvd.port, 50)
+    try:
+        local, remote = clients_by_thread(kvd.port, a[0])
+        x = remote[0]
+        x.cmd("MULTI")
+        x.cmd("EVAL", spin(600) + "return 'done'", "1", a[0])
+        x.send(encode("EXEC"))
+        time.sleep(0.3)
+        x.send(encode("PING"))
+        x.settimeout(5)
+        r1 = x.read_raw()
+        r2 = x.read_raw()
+        assert (r1, r2) == (b"*1\r\n$4\r\ndone\r\n", b"+PONG\r\n"), (r1, r2)
+    finally:
+        setup_threshold(kvd.port, 5000)
+    kvd.check_alive()
+
+
+def test_watch_across_threads_while_busy_leaves_exec_reply_intact(kvd, groups):
+    """WATCH is allowed while busy; with keys on both threads its local part goes through
+    a scratch output, which must not be the one a cross-shard EXEC's reply is built in."""
+    a, b = groups
+    setup_threshold(kvd.port, 50)
+    try:
+        local, remote = clients_by_thread(kvd.port, a[0])
+        x, y = local[0], local[1]
+        x.cmd("MULTI")
+        assert x.cmd("SET", b[0], "1") == St("QUEUED")
+        assert x.cmd("EVAL", spin(600) + "return 'done'", "1", a[0]) == St("QUEUED")
+        x.send(encode("EXEC"))
+        time.sleep(0.3)
+        y.send(encode("WATCH", a[1], b[1]))
+        y.settimeout(5)
+        assert y.read_raw() == b"+OK\r\n"
+        x.settimeout(5)
+        raw = x.read_raw()
+        assert raw == b"*2\r\n+OK\r\n$4\r\ndone\r\n", raw
+    finally:
+        setup_threshold(kvd.port, 5000)
+    kvd.check_alive()
+
+
+def test_script_client_not_killed_from_a_busy_turn(kvd_factory):
+    """A script-pending client's CLIENT KILL of the busy script's own client, on that
+    thread, waits for the thread's loop (it never runs from a busy turn, where it would
+    free the client under its script)."""
+    k = kvd_factory()
+    with Client(k.port) as c:
+        a, b = classify(c, ["k%d" % i for i in range(50)])
+    setup_threshold(k.port, 300)
+    la, ra = clients_by_thread(k.port, a[0], per_thread=3)
+    xid = la[1].cmd("CLIENT", "ID")
+    w = ra[0]
+    w.send(encode("EVAL", spin(2500) + "return 'w'", "1", b[0]))
+    time.sleep(0.05)
+    z = la[0]
+    z.send(encode("EVAL", "return 'z1'", "1", b[0]))
+    time.sleep(0.05)
+    x = la[1]
+    x.send(encode("EVAL", spin(1500) + "return 'x'", "1", a[0]))
+    time.sleep(0.6)
+    z.send(encode("CLIENT", "KILL", "ID", str(xid)))
+    z.settimeout(10)
+    assert z.read() == b"z1"
+    assert z.read() == 1  # once the scripts are over
+    assert x.closed_within(10)
+    assert w.read() == b"w"
+    assert k.alive() and "AddressSanitizer" not in k.stderr()
+
+
+def test_coordinator_waiting_for_a_busy_thread_serves_its_clients(kvd, groups):
+    """A cross-shard EXEC sent before the busy mode waits to park the busy script's
+    thread: its coordinator serves its own thread's clients while it waits (-BUSY)."""
+    a, b = groups
+    setup_threshold(kvd.port, 300)
+    try:
+        la, ra = clients_by_thread(kvd.port, a[0])
+        x = la[0]
+        x.send(encode("EVAL", spin(2500) + "return 'x'", "1", a[0]))
+        time.sleep(0.05)
+        t = ra[0]
+        t.send(encode("MULTI") + encode("GET", a[1]) + encode("GET", b[1]) + encode("EXEC"))
+        wait_until(lambda: la[1].cmd("PING") == BUSY_EVAL, 10, what="the script to be busy")
+        p = ra[1]
+        p.settimeout(2.0)
+        try:
+            got = p.cmd("PING")
+        except (socket.timeout, TimeoutError):
+            got = "no reply within 2 s"
+        assert got == BUSY_EVAL, got
+    finally:
+        time.sleep(2.5)
+        setup_threshold(kvd.port, 5000)
+    kvd.check_alive()

@@ -2022,6 +2022,14 @@ static const struct cmd_docs_arg pubsub_numsub_args[] = {
     {.name = "channel", .type = "string", .key_spec_index = -1, .flags = "optional multiple"},
 };
 
+static const struct cmd_docs_arg pubsub_shardchannels_args[] = {
+    {.name = "pattern", .type = "pattern", .key_spec_index = -1, .flags = "optional"},
+};
+
+static const struct cmd_docs_arg pubsub_shardnumsub_args[] = {
+    {.name = "shardchannel", .type = "string", .key_spec_index = -1, .flags = "optional multiple"},
+};
+
 static const struct cmd_docs pubsub_subs[] = {
     {.name = "pubsub|channels",
      .arity = -2,
@@ -2060,6 +2068,28 @@ static const struct cmd_docs pubsub_subs[] = {
      .complexity = "O(N) for the NUMSUB subcommand, where N is the number of requested channels",
      .args = pubsub_numsub_args,
      .nargs = DOCS_LEN(pubsub_numsub_args)},
+    {.name = "pubsub|shardchannels",
+     .arity = -2,
+     .flags = "pubsub loading stale",
+     .acl = "@pubsub @slow",
+     .summary = "List active shard channels",
+     .since = "7.0.0",
+     .group = "pubsub",
+     .complexity = "O(N) where N is the number of active shard channels, and assuming constant "
+                   "time pattern matching (relatively short shard channels).",
+     .args = pubsub_shardchannels_args,
+     .nargs = DOCS_LEN(pubsub_shardchannels_args)},
+    {.name = "pubsub|shardnumsub",
+     .arity = -2,
+     .flags = "pubsub loading stale",
+     .acl = "@pubsub @slow",
+     .summary = "Get the count of subscribers for shard channels",
+     .since = "7.0.0",
+     .group = "pubsub",
+     .complexity =
+         "O(N) for the SHARDNUMSUB subcommand, where N is the number of requested shard channels",
+     .args = pubsub_shardnumsub_args,
+     .nargs = DOCS_LEN(pubsub_shardnumsub_args)},
 };
 
 static const struct cmd_docs_arg punsubscribe_args[] = {
@@ -2428,6 +2458,23 @@ static const struct cmd_docs slowlog_subs[] = {
      .complexity = "O(N) where N is the number of entries in the slowlog"},
 };
 
+static const struct cmd_docs_keyspec spublish_specs[] = {
+    {NULL, "not_key", NULL, 1, false, {0, 1, 0}},
+};
+
+static const struct cmd_docs_arg spublish_args[] = {
+    {.name = "shardchannel", .type = "string", .key_spec_index = -1},
+    {.name = "message", .type = "string", .key_spec_index = -1},
+};
+
+static const struct cmd_docs_keyspec ssubscribe_specs[] = {
+    {NULL, "not_key", NULL, 1, false, {-1, 1, 0}},
+};
+
+static const struct cmd_docs_arg ssubscribe_args[] = {
+    {.name = "shardchannel", .type = "string", .key_spec_index = -1, .flags = "multiple"},
+};
+
 static const struct cmd_docs_keyspec strlen_specs[] = {
     {NULL, "RO", NULL, 1, false, {0, 1, 0}},
 };
@@ -2448,6 +2495,14 @@ static const struct cmd_docs_arg substr_args[] = {
     {.name = "key", .type = "key", .key_spec_index = 0},
     {.name = "start", .type = "integer", .key_spec_index = -1},
     {.name = "end", .type = "integer", .key_spec_index = -1},
+};
+
+static const struct cmd_docs_keyspec sunsubscribe_specs[] = {
+    {NULL, "not_key", NULL, 1, false, {-1, 1, 0}},
+};
+
+static const struct cmd_docs_arg sunsubscribe_args[] = {
+    {.name = "shardchannel", .type = "string", .key_spec_index = -1, .flags = "optional multiple"},
 };
 
 static const struct cmd_docs_arg swapdb_args[] = {
@@ -3664,6 +3719,37 @@ const struct cmd_docs cmd_docs_table[] = {
      .complexity = "Depends on subcommand.",
      .subs = slowlog_subs,
      .nsubs = DOCS_LEN(slowlog_subs)},
+    {.name = "spublish",
+     .arity = 3,
+     .first_key = 1,
+     .last_key = 1,
+     .key_step = 1,
+     .flags = "pubsub loading stale fast",
+     .acl = "@pubsub @fast",
+     .specs = spublish_specs,
+     .nspecs = DOCS_LEN(spublish_specs),
+     .summary = "Post a message to a shard channel",
+     .since = "7.0.0",
+     .group = "pubsub",
+     .complexity =
+         "O(N) where N is the number of clients subscribed to the receiving shard channel.",
+     .args = spublish_args,
+     .nargs = DOCS_LEN(spublish_args)},
+    {.name = "ssubscribe",
+     .arity = -2,
+     .first_key = 1,
+     .last_key = -1,
+     .key_step = 1,
+     .flags = "pubsub noscript loading stale",
+     .acl = "@pubsub @slow",
+     .specs = ssubscribe_specs,
+     .nspecs = DOCS_LEN(ssubscribe_specs),
+     .summary = "Listen for messages published to the given shard channels",
+     .since = "7.0.0",
+     .group = "pubsub",
+     .complexity = "O(N) where N is the number of shard channels to subscribe to.",
+     .args = ssubscribe_args,
+     .nargs = DOCS_LEN(ssubscribe_args)},
     {.name = "strlen",
      .arity = 2,
      .first_key = 1,
@@ -3710,6 +3796,21 @@ const struct cmd_docs cmd_docs_table[] = {
      .replaced_by = "`GETRANGE`",
      .args = substr_args,
      .nargs = DOCS_LEN(substr_args)},
+    {.name = "sunsubscribe",
+     .arity = -1,
+     .first_key = 1,
+     .last_key = -1,
+     .key_step = 1,
+     .flags = "pubsub noscript loading stale",
+     .acl = "@pubsub @slow",
+     .specs = sunsubscribe_specs,
+     .nspecs = DOCS_LEN(sunsubscribe_specs),
+     .summary = "Stop listening for messages posted to the given shard channels",
+     .since = "7.0.0",
+     .group = "pubsub",
+     .complexity = "O(N) where N is the number of clients already subscribed to a shard channel.",
+     .args = sunsubscribe_args,
+     .nargs = DOCS_LEN(sunsubscribe_args)},
     {.name = "swapdb",
      .arity = 3,
      .flags = "write fast",

@@ -89,7 +89,7 @@ void cmd_ping(struct cmd_ctx *x)
     struct pubsub_conn **ps = x->conn != NULL ? conn_pubsub(x->conn) : NULL;
     if (x->argc > 2) {
         reply_err_arity(x->out, "ping");
-    } else if (ps != NULL && pubsub_channels(*ps) + pubsub_patterns(*ps) > 0 &&
+    } else if (ps != NULL && pubsub_subscribed(*ps) &&
                conn_resp(x->conn) == 2) { /* subscribed (RESP2): ["pong", arg or ""] */
         reply_array(x->out, 2);
         reply_bulk_str(x->out, "pong");
@@ -448,13 +448,13 @@ static int client_line(const struct conn_info *ci, char *buf, size_t cap)
 {
     return snprintf(buf, cap,
                     "id=%llu addr=%s laddr=%s fd=%d name=%s age=%lld idle=%lld flags=%s db=%u "
-                    "sub=%zu psub=%zu ssub=0 multi=%d qbuf=%zu qbuf-free=0 argv-mem=0 "
+                    "sub=%zu psub=%zu ssub=%zu multi=%d qbuf=%zu qbuf-free=0 argv-mem=0 "
                     "multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=%zu tot-mem=0 events=r "
                     "cmd=%s user=default redir=%lld resp=%d\n",
                     (unsigned long long)ci->id, ci->addr, ci->laddr, ci->fd, ci->name,
                     (long long)ci->age_s, (long long)ci->idle_s, ci->flags, ci->db, ci->sub,
-                    ci->psub, ci->multi, ci->qbuf, ci->omem, ci->last_cmd, (long long)ci->redir,
-                    ci->resp);
+                    ci->psub, ci->ssub, ci->multi, ci->qbuf, ci->omem, ci->last_cmd,
+                    (long long)ci->redir, ci->resp);
 }
 
 /* Filters of CLIENT LIST and CLIENT KILL. */
@@ -1691,8 +1691,8 @@ void cmd_info(struct cmd_ctx *x)
         info_persistence(&b, srv, x->sh->now_ms);
     }
     if (want(x->argc, x->argv, "stats", true)) {
-        size_t nchans, npats;
-        pubsub_counts(&nchans, &npats);
+        size_t nchans, npats, nschans;
+        pubsub_counts(&nchans, &npats, &nschans);
         kv_text_add(
             &b,
             "# Stats\r\ntotal_connections_received:%llu\r\ntotal_commands_processed:%llu\r\n"
@@ -1703,7 +1703,7 @@ void cmd_info(struct cmd_ctx *x)
             "recv_buffer_exhaustions:%llu\r\ncross_shard_transactions:%llu\r\n"
             "total_error_replies:%llu\r\ninstantaneous_ops_per_sec:%llu\r\n"
             "instantaneous_input_kbps:%.2f\r\ninstantaneous_output_kbps:%.2f\r\n"
-            "pubsub_channels:%zu\r\npubsub_patterns:%zu\r\n"
+            "pubsub_channels:%zu\r\npubsub_patterns:%zu\r\npubsubshard_channels:%zu\r\n"
             "tracking_total_keys:%llu\r\n"
             "tracking_total_items:%llu\r\ntracking_total_prefixes:%llu\r\n\r\n",
             (unsigned long long)SUMB(connections), (unsigned long long)SUMB(commands),
@@ -1715,8 +1715,8 @@ void cmd_info(struct cmd_ctx *x)
             (unsigned long long)SUMB(recv_nobufs), (unsigned long long)SUMB(txn_cross),
             (unsigned long long)SUMB(errs.total), (unsigned long long)inst_mean(inst.ops),
             (double)inst_mean(inst.in) / 1024.0, (double)inst_mean(inst.out) / 1024.0, nchans,
-            npats, (unsigned long long)SUM(tracking_keys), (unsigned long long)SUM(tracking_items),
-            (unsigned long long)track_prefixes());
+            npats, nschans, (unsigned long long)SUM(tracking_keys),
+            (unsigned long long)SUM(tracking_items), (unsigned long long)track_prefixes());
     }
     if (want(x->argc, x->argv, "replication", true)) {
         kv_text_add(&b,

@@ -389,6 +389,7 @@ void conn_info(const struct conn *c, int64_t now_ms, struct conn_info *out)
     out->db = c->db;
     out->sub = pubsub_channels(c->ps);
     out->psub = pubsub_patterns(c->ps);
+    out->ssub = pubsub_shard_channels(c->ps);
     out->qbuf = c->stash_len;
     out->omem = resp_out_queued_bytes(&c->out);
     out->last_cmd = c->last_cmd[0] ? c->last_cmd : "NULL";
@@ -1592,7 +1593,8 @@ static bool txn_conn_ok(const struct cmd_desc *d)
 {
     return d->fn == cmd_ping || d->fn == cmd_echo || d->fn == cmd_time || d->fn == cmd_lastsave ||
            d->fn == cmd_unwatch || d->fn == cmd_select || d->fn == cmd_object ||
-           d->fn == cmd_role || d->fn == cmd_publish || d->fn == cmd_script;
+           d->fn == cmd_role || d->fn == cmd_publish || d->fn == cmd_spublish ||
+           d->fn == cmd_script;
 }
 
 /*
@@ -2473,9 +2475,10 @@ static char *script_call_run(struct cmd_ctx *x, uint32_t *db, int proto, const s
         if (d->fn == cmd_object && argc == 3 && cmd_object_keyed(&argv[1])) {
             d = cmd_lookup_hidden("object|key");
         }
-        if (d->fn == cmd_publish && sh->srv->nthreads > 1) { /* no fan-out from here */
-            int64_t n =
-                pubsub_publish_async(sh, argv[1].ptr, argv[1].len, argv[2].ptr, argv[2].len);
+        if ((d->fn == cmd_publish || d->fn == cmd_spublish) &&
+            sh->srv->nthreads > 1) { /* no fan-out from here */
+            int64_t n = pubsub_publish_async(sh, d->fn == cmd_spublish, argv[1].ptr, argv[1].len,
+                                             argv[2].ptr, argv[2].len);
             reply_int(&tmp, n);
             char *blob = out_take(sh, &tmp, len);
             resp_out_deinit(&tmp);
@@ -2892,9 +2895,9 @@ static void dispatch_cmd(struct conn *c, const struct resp_cmd *cmd, const struc
     size_t argc = cmd->argc;
     const struct resp_arg *argv = cmd->argv;
     if (KV_UNLIKELY(c->ps != NULL) && c->resp == 2 && c->last_cmd[0] != '\0' &&
-        pubsub_channels(c->ps) + pubsub_patterns(c->ps) > 0 && d->fn != cmd_subscribe &&
-        d->fn != cmd_unsubscribe && d->fn != cmd_psubscribe && d->fn != cmd_punsubscribe &&
-        d->fn != cmd_ping && d->fn != cmd_quit && d->fn != cmd_reset) {
+        pubsub_subscribed(c->ps) && d->fn != cmd_subscribe && d->fn != cmd_unsubscribe &&
+        d->fn != cmd_psubscribe && d->fn != cmd_punsubscribe && d->fn != cmd_ssubscribe &&
+        d->fn != cmd_sunsubscribe && d->fn != cmd_ping && d->fn != cmd_quit && d->fn != cmd_reset) {
         char name[64];
         cmd_full_name(d, argc, argv, name, sizeof name);
         early_error(c,

@@ -135,9 +135,9 @@ struct conn_info {
     const char *last_cmd;
     int multi; /* commands queued in MULTI, -1 outside a transaction */
     uint32_t db;
-    size_t sub, psub; /* channels and patterns subscribed */
-    char flags[8];    /* CLIENT LIST flags= ("N" when none) */
-    int64_t redir;    /* CLIENT TRACKING's redirect (-1: not tracking) */
+    size_t sub, psub, ssub; /* channels, patterns and shard channels subscribed */
+    char flags[8];          /* CLIENT LIST flags= ("N" when none) */
+    int64_t redir;          /* CLIENT TRACKING's redirect (-1: not tracking) */
 };
 
 uint64_t conn_id(const struct conn *c);

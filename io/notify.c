@@ -124,12 +124,12 @@ void notify_publish(struct shard *sh, int cls, const char *event, uint32_t db, c
     if (f & NOTIFY_KEYSPACE) {
         int n = snprintf(ch, cap, "__keyspace@%u__:", db);
         memcpy(ch + n, key, klen);
-        pubsub_publish_async(sh, ch, (size_t)n + klen, event, evlen);
+        pubsub_publish_async(sh, false, ch, (size_t)n + klen, event, evlen);
     }
     if (f & NOTIFY_KEYEVENT) {
         int n = snprintf(ch, cap, "__keyevent@%u__:", db);
         memcpy(ch + n, event, evlen);
-        pubsub_publish_async(sh, ch, (size_t)n + evlen, key, klen);
+        pubsub_publish_async(sh, false, ch, (size_t)n + evlen, key, klen);
     }
     if (ch != stackbuf) {
         mi_free(ch);

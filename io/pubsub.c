@@ -42,19 +42,36 @@ static struct name name_dup(const char *p, size_t n)
 
 /* ---- a connection's subscriptions (its shard's thread only) ---------------------- */
 
+/* What a subscription is to: a channel, a pattern, or a shard channel (SSUBSCRIBE:
+ * its own namespace, which patterns do not match, as in Redis). */
+enum ps_kind { PS_CHAN, PS_PAT, PS_SHARD, PS_KINDS };
+
+static const char *const kind_sub[PS_KINDS] = {"subscribe", "psubscribe", "ssubscribe"};
+static const char *const kind_unsub[PS_KINDS] = {"unsubscribe", "punsubscribe", "sunsubscribe"};
+
 struct pubsub_conn {
-    struct name *chans, *pats; /* in subscription order */
-    size_t nchans, npats, cap_chans, cap_pats;
+    struct name *v[PS_KINDS]; /* in subscription order */
+    size_t n[PS_KINDS], cap[PS_KINDS];
 };
 
 size_t pubsub_channels(const struct pubsub_conn *p)
 {
-    return p != NULL ? p->nchans : 0;
+    return p != NULL ? p->n[PS_CHAN] : 0;
 }
 
 size_t pubsub_patterns(const struct pubsub_conn *p)
 {
-    return p != NULL ? p->npats : 0;
+    return p != NULL ? p->n[PS_PAT] : 0;
+}
+
+size_t pubsub_shard_channels(const struct pubsub_conn *p)
+{
+    return p != NULL ? p->n[PS_SHARD] : 0;
+}
+
+bool pubsub_subscribed(const struct pubsub_conn *p)
+{
+    return p != NULL && p->n[PS_CHAN] + p->n[PS_PAT] + p->n[PS_SHARD] > 0;
 }
 
 static ssize_t find(const struct name *v, size_t n, const char *p, size_t len)
@@ -77,7 +94,7 @@ static void push_name(struct name **v, size_t *n, size_t *cap, struct name s)
     (*v)[(*n)++] = s;
 }
 
-/* ---- the shard's map: channel -> its subscribed connections here ----------------- */
+/* ---- the shard's maps: channel -> its subscribed connections here ---------------- */
 
 struct chan {
     struct chan *next;
@@ -87,14 +104,18 @@ struct chan {
     size_t n, cap;
 };
 
+struct chanmap {
+    struct chan **b;
+    size_t mask, nchans;
+};
+
 struct pat {
     struct name name;
     struct conn *c;
 };
 
 struct pubsub_local {
-    struct chan **b;
-    size_t mask, nchans;
+    struct chanmap maps[2]; /* channels, shard channels */
     struct pat *pats;
     size_t npats, cap_pats;
 };
@@ -104,15 +125,23 @@ static struct pubsub_local *local_of(struct shard *sh)
     if (sh->pubsub == NULL) {
         struct pubsub_local *l = calloc(1, sizeof *l);
         KV_ASSERT(l != NULL);
-        l->b = calloc(PS_BUCKETS_MIN, sizeof *l->b);
-        KV_ASSERT(l->b != NULL);
-        l->mask = PS_BUCKETS_MIN - 1;
+        for (int i = 0; i < 2; i++) {
+            l->maps[i].b = calloc(PS_BUCKETS_MIN, sizeof *l->maps[i].b);
+            KV_ASSERT(l->maps[i].b != NULL);
+            l->maps[i].mask = PS_BUCKETS_MIN - 1;
+        }
         sh->pubsub = l;
     }
     return sh->pubsub;
 }
 
-static struct chan **chan_slot(struct pubsub_local *l, const char *p, size_t n, uint64_t h)
+static struct chanmap *map_of(struct pubsub_local *l, enum ps_kind kind)
+{
+    KV_ASSERT(kind != PS_PAT);
+    return &l->maps[kind == PS_SHARD];
+}
+
+static struct chan **chan_slot(struct chanmap *l, const char *p, size_t n, uint64_t h)
 {
     struct chan **pp = &l->b[h & l->mask];
     while (*pp != NULL && !((*pp)->h == h && name_eq(&(*pp)->name, p, n))) {
@@ -121,7 +150,7 @@ static struct chan **chan_slot(struct pubsub_local *l, const char *p, size_t n, 
     return pp;
 }
 
-static void local_grow(struct pubsub_local *l)
+static void local_grow(struct chanmap *l)
 {
     if (l->nchans <= l->mask + 1) {
         return;
@@ -141,7 +170,7 @@ static void local_grow(struct pubsub_local *l)
     l->mask = nb - 1;
 }
 
-static void local_sub(struct pubsub_local *l, struct conn *c, const char *p, size_t n)
+static void local_sub(struct chanmap *l, struct conn *c, const char *p, size_t n)
 {
     uint64_t h = XXH3_64bits(p, n);
     struct chan **pp = chan_slot(l, p, n, h);
@@ -164,7 +193,7 @@ static void local_sub(struct pubsub_local *l, struct conn *c, const char *p, siz
     e->subs[e->n++] = c;
 }
 
-static void local_unsub(struct pubsub_local *l, struct conn *c, const char *p, size_t n)
+static void local_unsub(struct chanmap *l, struct conn *c, const char *p, size_t n)
 {
     struct chan **pp = chan_slot(l, p, n, XXH3_64bits(p, n));
     struct chan *e = *pp;
@@ -191,8 +220,10 @@ void pubsub_local_free(struct shard *sh)
     if (l == NULL) {
         return;
     }
-    KV_ASSERT(l->nchans == 0 && l->npats == 0); /* every connection dropped its own */
-    free(l->b);
+    /* every connection dropped its own */
+    KV_ASSERT(l->maps[0].nchans == 0 && l->maps[1].nchans == 0 && l->npats == 0);
+    free(l->maps[0].b);
+    free(l->maps[1].b);
     free(l->pats);
     free(l);
     sh->pubsub = NULL;
@@ -207,15 +238,16 @@ struct gentry {
 };
 
 static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
-static struct gentry *g_chans, *g_pats; /* small vectors; channels also hashed below */
-static size_t g_nchans, g_npats, g_cap_chans, g_cap_pats;
+static struct gentry *g_v[PS_KINDS]; /* small vectors, by kind */
+static size_t g_n[PS_KINDS], g_cap[PS_KINDS];
 static uint32_t g_nthreads;
 
-void pubsub_counts(size_t *channels, size_t *patterns)
+void pubsub_counts(size_t *channels, size_t *patterns, size_t *shard_channels)
 {
     pthread_mutex_lock(&g_mu);
-    *channels = g_nchans;
-    *patterns = g_npats;
+    *channels = g_n[PS_CHAN];
+    *patterns = g_n[PS_PAT];
+    *shard_channels = g_n[PS_SHARD];
     pthread_mutex_unlock(&g_mu);
 }
 
@@ -238,24 +270,22 @@ bool pubsub_notify_listened(void)
     return atomic_load_explicit(&g_notify_listeners, memory_order_relaxed) > 0;
 }
 
-/* +1 / -1 subscription of shard `s` to channel or pattern p. Under g_mu. */
-static void g_count(bool pattern, uint32_t s, const char *p, size_t n, int delta)
+/* +1 / -1 subscription of shard `s` to p (a channel, pattern or shard channel). Under
+ * g_mu. */
+static void g_count(enum ps_kind kind, uint32_t s, const char *p, size_t n, int delta)
 {
-    if (pattern || (n >= 5 && memcmp(p, "__key", 5) == 0)) {
+    if (kind == PS_PAT || (kind == PS_CHAN && n >= 5 && memcmp(p, "__key", 5) == 0)) {
         atomic_fetch_add_explicit(&g_notify_listeners, delta, memory_order_relaxed);
     }
-    struct gentry **v = pattern ? &g_pats : &g_chans;
-    size_t *cnt = pattern ? &g_npats : &g_nchans;
-    size_t *cap = pattern ? &g_cap_pats : &g_cap_chans;
-    struct gentry *e = g_find(*v, *cnt, p, n);
+    struct gentry *e = g_find(g_v[kind], g_n[kind], p, n);
     if (e == NULL) {
         KV_ASSERT(delta > 0);
-        if (*cnt == *cap) {
-            *cap = *cap ? *cap * 2 : 16;
-            *v = realloc(*v, *cap * sizeof **v);
-            KV_ASSERT(*v != NULL);
+        if (g_n[kind] == g_cap[kind]) {
+            g_cap[kind] = g_cap[kind] ? g_cap[kind] * 2 : 16;
+            g_v[kind] = realloc(g_v[kind], g_cap[kind] * sizeof *g_v[kind]);
+            KV_ASSERT(g_v[kind] != NULL);
         }
-        e = &(*v)[(*cnt)++];
+        e = &g_v[kind][g_n[kind]++];
         e->name = name_dup(p, n);
         e->total = 0;
         e->per = calloc(g_nthreads, sizeof e->per[0]);
@@ -266,7 +296,7 @@ static void g_count(bool pattern, uint32_t s, const char *p, size_t n, int delta
     if (e->total == 0) {
         free(e->name.p);
         free(e->per);
-        *e = (*v)[--*cnt];
+        *e = g_v[kind][--g_n[kind]];
     }
 }
 
@@ -280,21 +310,20 @@ static size_t put_bulk(char *dst, const char *p, size_t n)
     return (size_t)k + n + 2;
 }
 
-/* The frame of a message: ["message", channel, payload] or ["pmessage", pattern,
- * channel, payload], an array in RESP2 and a push in RESP3. */
-static void push_message(struct conn *c, const struct name *pattern, const char *ch, size_t chn,
-                         const char *msg, size_t mn)
+/* The frame of a message: ["message", channel, payload], ["smessage", shard channel,
+ * payload] or ["pmessage", pattern, channel, payload], an array in RESP2 and a push in
+ * RESP3. */
+static void push_message(struct conn *c, const char *kind, const struct name *pattern,
+                         const char *ch, size_t chn, const char *msg, size_t mn)
 {
     size_t cap = 64 + chn + mn + (pattern ? pattern->n : 0);
     char stack[512];
     char *buf = cap <= sizeof stack ? stack : malloc(cap);
     KV_ASSERT(buf != NULL);
     size_t off = (size_t)sprintf(buf, "%c%d\r\n", conn_resp(c) == 3 ? '>' : '*', pattern ? 4 : 3);
+    off += put_bulk(buf + off, kind, strlen(kind));
     if (pattern != NULL) {
-        off += put_bulk(buf + off, "pmessage", 8);
         off += put_bulk(buf + off, pattern->p, pattern->n);
-    } else {
-        off += put_bulk(buf + off, "message", 7);
     }
     off += put_bulk(buf + off, ch, chn);
     off += put_bulk(buf + off, msg, mn);
@@ -304,25 +333,27 @@ static void push_message(struct conn *c, const struct name *pattern, const char 
     }
 }
 
-/* Delivers to this shard's subscribers of the channel and of matching patterns;
- * returns how many got it (conn_push never closes a connection, so the lists stay as
- * they are while this walks them). */
-static int64_t deliver(struct shard *sh, const char *ch, size_t chn, const char *msg, size_t mn)
+/* Delivers to this shard's subscribers of the channel and of matching patterns (or of
+ * the shard channel); returns how many got it (conn_push never closes a connection, so
+ * the lists stay as they are while this walks them). */
+static int64_t deliver(struct shard *sh, bool shard_chan, const char *ch, size_t chn,
+                       const char *msg, size_t mn)
 {
     struct pubsub_local *l = sh->pubsub;
     if (l == NULL) {
         return 0;
     }
     int64_t n = 0;
-    struct chan *e = *chan_slot(l, ch, chn, XXH3_64bits(ch, chn));
+    struct chanmap *m = map_of(l, shard_chan ? PS_SHARD : PS_CHAN);
+    struct chan *e = *chan_slot(m, ch, chn, XXH3_64bits(ch, chn));
     for (size_t i = 0; e != NULL && i < e->n; i++) {
-        push_message(e->subs[i], NULL, ch, chn, msg, mn);
+        push_message(e->subs[i], shard_chan ? "smessage" : "message", NULL, ch, chn, msg, mn);
         n++;
     }
-    for (size_t i = 0; i < l->npats; i++) {
+    for (size_t i = 0; !shard_chan && i < l->npats; i++) {
         const struct pat *pt = &l->pats[i];
         if (kv_glob_match(pt->name.p, pt->name.n, ch, chn, false)) {
-            push_message(pt->c, &pt->name, ch, chn, msg, mn);
+            push_message(pt->c, "pmessage", &pt->name, ch, chn, msg, mn);
             n++;
         }
     }
@@ -334,7 +365,7 @@ void pubsub_on_message(struct shard *sh, const struct xmsg *m)
     const char *p = m->payload;
     uint32_t chn;
     memcpy(&chn, p, 4);
-    deliver(sh, p + 4, chn, p + 4 + chn, m->payload_len - 4 - chn);
+    deliver(sh, m->flags != 0, p + 4, chn, p + 4 + chn, m->payload_len - 4 - chn);
     conn_blob_free(m->payload);
 }
 
@@ -366,52 +397,51 @@ static struct pubsub_conn *conn_ps(struct conn *c)
     return *pp;
 }
 
-static size_t subs_of(const struct pubsub_conn *p)
+/* The count a confirmation carries: shard channels count apart, as in Redis. */
+static size_t subs_of(const struct pubsub_conn *p, enum ps_kind kind)
 {
-    return p->nchans + p->npats;
+    return kind == PS_SHARD ? p->n[PS_SHARD] : p->n[PS_CHAN] + p->n[PS_PAT];
 }
 
-static void subscribe(struct cmd_ctx *x, bool pattern)
+static void subscribe(struct cmd_ctx *x, enum ps_kind kind)
 {
     KV_ASSERT(x->conn != NULL);
     struct pubsub_conn *ps = conn_ps(x->conn);
     struct pubsub_local *l = local_of(x->sh);
     for (size_t i = 1; i < x->argc; i++) {
         const struct resp_arg *a = &x->argv[i];
-        struct name **v = pattern ? &ps->pats : &ps->chans;
-        size_t *n = pattern ? &ps->npats : &ps->nchans;
-        if (find(*v, *n, a->ptr, a->len) < 0) {
-            push_name(v, n, pattern ? &ps->cap_pats : &ps->cap_chans, name_dup(a->ptr, a->len));
-            if (pattern) {
+        if (find(ps->v[kind], ps->n[kind], a->ptr, a->len) < 0) {
+            push_name(&ps->v[kind], &ps->n[kind], &ps->cap[kind], name_dup(a->ptr, a->len));
+            if (kind == PS_PAT) {
                 if (l->npats == l->cap_pats) {
                     l->cap_pats = l->cap_pats ? l->cap_pats * 2 : 8;
                     l->pats = realloc(l->pats, l->cap_pats * sizeof *l->pats);
                     KV_ASSERT(l->pats != NULL);
                 }
-                l->pats[l->npats++] = (struct pat){.name = (*v)[*n - 1], .c = x->conn};
+                l->pats[l->npats++] =
+                    (struct pat){.name = ps->v[kind][ps->n[kind] - 1], .c = x->conn};
             } else {
-                local_sub(l, x->conn, a->ptr, a->len);
+                local_sub(map_of(l, kind), x->conn, a->ptr, a->len);
             }
             pthread_mutex_lock(&g_mu);
             g_nthreads = x->sh->srv->nthreads;
-            g_count(pattern, x->sh->id, a->ptr, a->len, 1);
+            g_count(kind, x->sh->id, a->ptr, a->len, 1);
             pthread_mutex_unlock(&g_mu);
         }
-        reply_confirm(x, pattern ? "psubscribe" : "subscribe", a, subs_of(ps));
+        reply_confirm(x, kind_sub[kind], a, subs_of(ps, kind));
     }
 }
 
 /* Removes subscription i of the connection (its name freed). */
-static void unsub_at(struct shard *sh, struct conn *c, struct pubsub_conn *ps, bool pattern,
+static void unsub_at(struct shard *sh, struct conn *c, struct pubsub_conn *ps, enum ps_kind kind,
                      size_t i)
 {
     struct pubsub_local *l = local_of(sh);
-    struct name *v = pattern ? ps->pats : ps->chans;
-    size_t *n = pattern ? &ps->npats : &ps->nchans;
+    struct name *v = ps->v[kind];
     struct name s = v[i];
-    memmove(&v[i], &v[i + 1], (*n - i - 1) * sizeof v[0]);
-    (*n)--;
-    if (pattern) {
+    memmove(&v[i], &v[i + 1], (ps->n[kind] - i - 1) * sizeof v[0]);
+    ps->n[kind]--;
+    if (kind == PS_PAT) {
         for (size_t k = 0; k < l->npats; k++) {
             if (l->pats[k].c == c && name_eq(&l->pats[k].name, s.p, s.n)) {
                 memmove(&l->pats[k], &l->pats[k + 1], (l->npats - k - 1) * sizeof l->pats[0]);
@@ -420,45 +450,41 @@ static void unsub_at(struct shard *sh, struct conn *c, struct pubsub_conn *ps, b
             }
         }
     } else {
-        local_unsub(l, c, s.p, s.n);
+        local_unsub(map_of(l, kind), c, s.p, s.n);
     }
     pthread_mutex_lock(&g_mu);
-    g_count(pattern, sh->id, s.p, s.n, -1);
+    g_count(kind, sh->id, s.p, s.n, -1);
     pthread_mutex_unlock(&g_mu);
     free(s.p);
 }
 
-static void unsubscribe(struct cmd_ctx *x, bool pattern)
+static void unsubscribe(struct cmd_ctx *x, enum ps_kind kind)
 {
     KV_ASSERT(x->conn != NULL);
     struct pubsub_conn *ps = conn_ps(x->conn);
-    const char *kind = pattern ? "punsubscribe" : "unsubscribe";
     if (x->argc == 1) { /* all of them, in subscription order */
-        size_t *n = pattern ? &ps->npats : &ps->nchans;
-        if (*n == 0) {
-            reply_confirm(x, kind, NULL, subs_of(ps));
+        if (ps->n[kind] == 0) {
+            reply_confirm(x, kind_unsub[kind], NULL, subs_of(ps, kind));
         }
-        while (*n > 0) {
-            struct name *v = pattern ? ps->pats : ps->chans;
-            struct resp_arg a = {.ptr = v[0].p, .len = v[0].n};
+        while (ps->n[kind] > 0) {
+            struct resp_arg a = {.ptr = ps->v[kind][0].p, .len = ps->v[kind][0].n};
             char *keep = malloc(a.len ? a.len : 1); /* the name outlives its removal */
             KV_ASSERT(keep != NULL);
             memcpy(keep, a.ptr, a.len);
             a.ptr = keep;
-            unsub_at(x->sh, x->conn, ps, pattern, 0);
-            reply_confirm(x, kind, &a, subs_of(ps));
+            unsub_at(x->sh, x->conn, ps, kind, 0);
+            reply_confirm(x, kind_unsub[kind], &a, subs_of(ps, kind));
             free(keep);
         }
         return;
     }
     for (size_t i = 1; i < x->argc; i++) {
         const struct resp_arg *a = &x->argv[i];
-        ssize_t at =
-            find(pattern ? ps->pats : ps->chans, pattern ? ps->npats : ps->nchans, a->ptr, a->len);
+        ssize_t at = find(ps->v[kind], ps->n[kind], a->ptr, a->len);
         if (at >= 0) {
-            unsub_at(x->sh, x->conn, ps, pattern, (size_t)at);
+            unsub_at(x->sh, x->conn, ps, kind, (size_t)at);
         }
-        reply_confirm(x, kind, a, subs_of(ps));
+        reply_confirm(x, kind_unsub[kind], a, subs_of(ps, kind));
     }
 }
 
@@ -469,36 +495,48 @@ void pubsub_drop(struct shard *sh, struct conn *c)
     if (ps == NULL) {
         return;
     }
-    while (ps->nchans > 0) {
-        unsub_at(sh, c, ps, false, ps->nchans - 1);
+    for (int k = 0; k < PS_KINDS; k++) {
+        while (ps->n[k] > 0) {
+            unsub_at(sh, c, ps, (enum ps_kind)k, ps->n[k] - 1);
+        }
+        free(ps->v[k]);
     }
-    while (ps->npats > 0) {
-        unsub_at(sh, c, ps, true, ps->npats - 1);
-    }
-    free(ps->chans);
-    free(ps->pats);
     free(ps);
     *pp = NULL;
 }
 
 void cmd_subscribe(struct cmd_ctx *x)
 {
-    subscribe(x, false);
+    subscribe(x, PS_CHAN);
 }
 
 void cmd_psubscribe(struct cmd_ctx *x)
 {
-    subscribe(x, true);
+    subscribe(x, PS_PAT);
+}
+
+void cmd_ssubscribe(struct cmd_ctx *x)
+{
+    if (conn_in_multi(x->conn)) { /* queued in MULTI: Redis's reply when EXEC runs it */
+        reply_error(x->out, "ERR SSUBSCRIBE isn't allowed for a DENY BLOCKING client");
+        return;
+    }
+    subscribe(x, PS_SHARD);
 }
 
 void cmd_unsubscribe(struct cmd_ctx *x)
 {
-    unsubscribe(x, false);
+    unsubscribe(x, PS_CHAN);
 }
 
 void cmd_punsubscribe(struct cmd_ctx *x)
 {
-    unsubscribe(x, true);
+    unsubscribe(x, PS_PAT);
+}
+
+void cmd_sunsubscribe(struct cmd_ctx *x)
+{
+    unsubscribe(x, PS_SHARD);
 }
 
 /*
@@ -506,29 +544,40 @@ void cmd_punsubscribe(struct cmd_ctx *x)
  * to its own subscribers of the channel and of matching patterns (a connection matching
  * both counted twice, as in Redis) and replies how many; the client's reply is the sum
  * and leaves only when every shard has delivered, so a subscriber's replies to commands
- * it sends after that come after the message, as in Redis.
+ * it sends after that come after the message, as in Redis. SPUBLISH does the same for
+ * the shard channel's subscribers.
  */
 void cmd_publish(struct cmd_ctx *x)
 {
-    int64_t n = deliver(x->sh, x->argv[1].ptr, x->argv[1].len, x->argv[2].ptr, x->argv[2].len);
+    int64_t n =
+        deliver(x->sh, false, x->argv[1].ptr, x->argv[1].len, x->argv[2].ptr, x->argv[2].len);
     x->sum = n;
     reply_int(x->out, n);
 }
 
-int64_t pubsub_publish_async(struct shard *sh, const char *ch, size_t chn, const char *msg,
-                             size_t mn)
+void cmd_spublish(struct cmd_ctx *x)
+{
+    int64_t n =
+        deliver(x->sh, true, x->argv[1].ptr, x->argv[1].len, x->argv[2].ptr, x->argv[2].len);
+    x->sum = n;
+    reply_int(x->out, n);
+}
+
+int64_t pubsub_publish_async(struct shard *sh, bool shard_chan, const char *ch, size_t chn,
+                             const char *msg, size_t mn)
 {
     struct server *srv = sh->srv;
     bool to[KVD_THREADS_MAX] = {false};
     uint64_t total = 0;
     pthread_mutex_lock(&g_mu);
-    struct gentry *e = g_find(g_chans, g_nchans, ch, chn);
+    enum ps_kind kind = shard_chan ? PS_SHARD : PS_CHAN;
+    struct gentry *e = g_find(g_v[kind], g_n[kind], ch, chn);
     for (uint32_t s = 0; e != NULL && s < srv->nthreads; s++) {
         to[s] |= e->per[s] > 0;
     }
     total += e != NULL ? e->total : 0;
-    for (size_t i = 0; i < g_npats; i++) {
-        struct gentry *p = &g_pats[i];
+    for (size_t i = 0; !shard_chan && i < g_n[PS_PAT]; i++) {
+        struct gentry *p = &g_v[PS_PAT][i];
         if (kv_glob_match(p->name.p, p->name.n, ch, chn, false)) {
             total += p->total;
             for (uint32_t s = 0; s < srv->nthreads; s++) {
@@ -542,7 +591,7 @@ int64_t pubsub_publish_async(struct shard *sh, const char *ch, size_t chn, const
             continue;
         }
         if (s == sh->id) {
-            deliver(sh, ch, chn, msg, mn);
+            deliver(sh, shard_chan, ch, chn, msg, mn);
             continue;
         }
         size_t len = 4 + chn + mn;
@@ -551,49 +600,69 @@ int64_t pubsub_publish_async(struct shard *sh, const char *ch, size_t chn, const
         memcpy(payload, &n, 4);
         memcpy(payload + 4, ch, chn);
         memcpy(payload + 4 + chn, msg, mn);
-        struct xmsg m = {
-            .kind = XM_PUBLISH, .src = (uint16_t)sh->id, .payload = payload, .payload_len = len};
+        struct xmsg m = {.kind = XM_PUBLISH,
+                         .src = (uint16_t)sh->id,
+                         .payload = payload,
+                         .payload_len = len,
+                         .flags = shard_chan};
         conn_send_xmsg(sh, NULL, s, &m);
     }
     return (int64_t)total;
 }
 
-/* PUBSUB CHANNELS [pattern] / NUMSUB [channel ...] / NUMPAT / HELP, from the registry. */
+/* CHANNELS / SHARDCHANNELS [pattern]: the names of one kind matching the pattern. */
+static void reply_names(struct cmd_ctx *x, enum ps_kind kind)
+{
+    pthread_mutex_lock(&g_mu);
+    const struct gentry *v = g_v[kind];
+    size_t n = 0;
+    for (size_t i = 0; i < g_n[kind]; i++) {
+        n += x->argc == 2 ||
+             kv_glob_match(x->argv[2].ptr, x->argv[2].len, v[i].name.p, v[i].name.n, false);
+    }
+    reply_array(x->out, n);
+    for (size_t i = 0; i < g_n[kind]; i++) {
+        if (x->argc == 2 ||
+            kv_glob_match(x->argv[2].ptr, x->argv[2].len, v[i].name.p, v[i].name.n, false)) {
+            reply_bulk(x->out, v[i].name.p, v[i].name.n);
+        }
+    }
+    pthread_mutex_unlock(&g_mu);
+}
+
+/* NUMSUB / SHARDNUMSUB [name ...]: each name and its subscribers. */
+static void reply_numsub(struct cmd_ctx *x, enum ps_kind kind)
+{
+    reply_array(x->out, (x->argc - 2) * 2);
+    pthread_mutex_lock(&g_mu);
+    for (size_t i = 2; i < x->argc; i++) {
+        struct gentry *e = g_find(g_v[kind], g_n[kind], x->argv[i].ptr, x->argv[i].len);
+        reply_bulk(x->out, x->argv[i].ptr, x->argv[i].len);
+        reply_int(x->out, e != NULL ? (int64_t)e->total : 0);
+    }
+    pthread_mutex_unlock(&g_mu);
+}
+
+/* PUBSUB CHANNELS [pattern] / NUMSUB [channel ...] / NUMPAT / SHARDCHANNELS [pattern] /
+ * SHARDNUMSUB [channel ...] / HELP, from the registry. */
 void cmd_pubsub(struct cmd_ctx *x)
 {
     const struct resp_arg *sub = &x->argv[1];
-    if (cmd_arg_is(sub, "channels") && x->argc > 3) { /* Redis's own check, not the arity */
+    bool chans = cmd_arg_is(sub, "channels"), schans = cmd_arg_is(sub, "shardchannels");
+    if ((chans || schans) && x->argc > 3) { /* Redis's own check, not the arity */
         reply_error(x->out,
                     "ERR unknown subcommand or wrong number of arguments for '%.*s'. Try PUBSUB "
                     "HELP.",
                     (int)(sub->len > 128 ? 128 : sub->len), sub->ptr);
-    } else if (cmd_arg_is(sub, "channels")) {
-        pthread_mutex_lock(&g_mu);
-        size_t n = 0;
-        for (size_t i = 0; i < g_nchans; i++) {
-            n += x->argc == 2 || kv_glob_match(x->argv[2].ptr, x->argv[2].len, g_chans[i].name.p,
-                                               g_chans[i].name.n, false);
-        }
-        reply_array(x->out, n);
-        for (size_t i = 0; i < g_nchans; i++) {
-            if (x->argc == 2 || kv_glob_match(x->argv[2].ptr, x->argv[2].len, g_chans[i].name.p,
-                                              g_chans[i].name.n, false)) {
-                reply_bulk(x->out, g_chans[i].name.p, g_chans[i].name.n);
-            }
-        }
-        pthread_mutex_unlock(&g_mu);
+    } else if (chans || schans) {
+        reply_names(x, chans ? PS_CHAN : PS_SHARD);
     } else if (cmd_arg_is(sub, "numsub")) {
-        reply_array(x->out, (x->argc - 2) * 2);
-        pthread_mutex_lock(&g_mu);
-        for (size_t i = 2; i < x->argc; i++) {
-            struct gentry *e = g_find(g_chans, g_nchans, x->argv[i].ptr, x->argv[i].len);
-            reply_bulk(x->out, x->argv[i].ptr, x->argv[i].len);
-            reply_int(x->out, e != NULL ? (int64_t)e->total : 0);
-        }
-        pthread_mutex_unlock(&g_mu);
+        reply_numsub(x, PS_CHAN);
+    } else if (cmd_arg_is(sub, "shardnumsub")) {
+        reply_numsub(x, PS_SHARD);
     } else if (cmd_arg_is(sub, "numpat") && x->argc == 2) {
         pthread_mutex_lock(&g_mu);
-        size_t n = g_npats;
+        size_t n = g_n[PS_PAT];
         pthread_mutex_unlock(&g_mu);
         reply_int(x->out, (int64_t)n);
     } else if (cmd_arg_is(sub, "help") && x->argc == 2) {
@@ -606,12 +675,16 @@ void cmd_pubsub(struct cmd_ctx *x)
             "NUMSUB [<channel> ...]",
             "    Return the number of subscribers for the specified channels, excluding",
             "    pattern subscriptions(default: no channels).",
+            "SHARDCHANNELS [<pattern>]",
+            "    Return the currently active shard level channels matching a <pattern> (default: "
+            "'*').",
+            "SHARDNUMSUB [<shardchannel> ...]",
+            "    Return the number of subscribers for the specified shard level channel(s)",
             "HELP",
             "    Prints this help.",
         };
         reply_lines(x->out, help, KV_ARRAY_LEN(help));
-    } else if (cmd_arg_is(sub, "channels") || cmd_arg_is(sub, "numpat") ||
-               cmd_arg_is(sub, "help")) {
+    } else if (cmd_arg_is(sub, "numpat") || cmd_arg_is(sub, "help")) {
         cmd_reply_sub_arity(x);
     } else {
         cmd_reply_unknown_subcommand(x);

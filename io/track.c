@@ -528,7 +528,7 @@ static void emit(struct shard *sh, struct conn *target, bool null, const char *k
         kv_buf_put(b, hdr, sizeof hdr - 1);
     } else {
         struct pubsub_conn *ps = *conn_pubsub(target);
-        if (pubsub_channels(ps) + pubsub_patterns(ps) == 0) {
+        if (!pubsub_subscribed(ps)) {
             return; /* RESP2 has no pushes: only a subscribed client can get it */
         }
         static const char hdr[] = "*3\r\n$7\r\nmessage\r\n$20\r\n__redis__:invalidate\r\n";

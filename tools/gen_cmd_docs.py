@@ -33,7 +33,7 @@ SUBCOMMANDS = {
     "latency": ["doctor", "graph", "help", "histogram", "history", "latest", "reset"],
     "memory": ["doctor", "help", "malloc-stats", "purge", "stats", "usage"],
     "object": ["encoding", "freq", "help", "idletime", "refcount"],
-    "pubsub": ["channels", "help", "numpat", "numsub"],
+    "pubsub": ["channels", "help", "numpat", "numsub", "shardchannels", "shardnumsub"],
     "script": ["exists", "flush", "help", "kill", "load"],
     "slowlog": ["get", "len", "reset"],
 }

@@ -1,5 +1,6 @@
 """Pub/sub of kvd against Redis 7.0: SUBSCRIBE, UNSUBSCRIBE, PSUBSCRIBE, PUNSUBSCRIBE,
-PUBLISH and PUBSUB CHANNELS / NUMSUB / NUMPAT / HELP.
+PUBLISH, Redis 7's shard channels (SSUBSCRIBE, SUNSUBSCRIBE, SPUBLISH) and PUBSUB CHANNELS /
+NUMSUB / NUMPAT / SHARDCHANNELS / SHARDNUMSUB / HELP.
 
 Most tests run one scenario on kvd and on Redis (fresh connections on each) and compare
 the transcripts byte for byte: subscribe/unsubscribe confirmations and their counts, the
@@ -14,7 +15,11 @@ kvd runs 2 shard threads and a connection lives on the thread that accepted it
 and count every matching subscription (a connection matching by channel and by pattern
 counts twice, as in Redis).
 
-Not tested: SSUBSCRIBE / SUNSUBSCRIBE / SPUBLISH (kvd has no sharded pub/sub).
+Shard channels: the confirmations and their own count, smessage frames (not matched by
+patterns), the subscribed context they keep, SSUBSCRIBE refused in MULTI and in scripts,
+SPUBLISH from a script, PUBSUB SHARDCHANNELS / SHARDNUMSUB, COMMAND INFO / GETKEYS of the
+three, INFO pubsubshard_channels and CLIENT LIST ssub=, compared with Redis; SPUBLISH
+reaching subscribers on both threads.
 """
 import fnmatch
 import socket
@@ -981,3 +986,91 @@ def test_messages_reach_a_client_with_replies_off(pair):
             assert c.read() == St("OK")
         finally:
             o.close()
+
+
+# ---- shard channels (SSUBSCRIBE, SUNSUBSCRIBE, SPUBLISH) ---------------------------------
+
+def test_shard_channels_match_redis(pair):
+    def scenario(server):
+        t = []
+        c, d, e = server.client(timeout=5), server.client(timeout=5), server.client(timeout=5)
+        try:
+            t.append(exchange(c, 2, "SSUBSCRIBE", "s1", "s2"))
+            t.append(exchange(c, 1, "SUBSCRIBE", "c1"))     # counted apart from shard ones
+            t.append(exchange(c, 1, "SSUBSCRIBE", "s1"))    # again: no change
+            t.append(exchange(c, 1, "PING"))
+            t.append(exchange(c, 1, "GET", "x"))            # the subscribed context
+            t.append(exchange(c, 1, "SUNSUBSCRIBE", "s1"))
+            t.append(exchange(c, 1, "UNSUBSCRIBE"))
+            t.append(exchange(c, 1, "GET", "x"))            # s2 keeps the context
+            t.append(exchange(c, 1, "SUNSUBSCRIBE"))
+            t.append(exchange(c, 1, "SUNSUBSCRIBE"))        # none left: nil, 0
+            t.append(exchange(c, 1, "GET", "x"))
+            t.append(exchange(d, 1, "SPUBLISH", "nobody", "m"))
+            t.append(exchange(d, 1, "MULTI") + exchange(d, 1, "SSUBSCRIBE", "q") +
+                     exchange(d, 1, "EXEC"))
+            t.append(exchange(d, 1, "MULTI") + exchange(d, 1, "SUNSUBSCRIBE", "q") +
+                     exchange(d, 1, "EXEC"))
+            t.append(exchange(d, 1, "HELLO", "3")[0][:1])
+            t.append(exchange(d, 1, "SSUBSCRIBE", "z"))
+            t.append(exchange(d, 1, "PSUBSCRIBE", "z*"))
+            t.append(exchange(e, 1, "SPUBLISH", "z", "hi") + frames(d, 1))   # no pmessage
+            t.append(exchange(e, 1, "PUBLISH", "z", "hi2") + frames(d, 1))   # no smessage
+            t.append(exchange(e, 1, "EVAL", "return redis.call('spublish', 'z', 'lua')", "0") +
+                     frames(d, 1))
+            t.append(exchange(e, 1, "EVAL", "return redis.call('ssubscribe', 'z')", "0"))
+            for args in [("SPUBLISH",), ("SSUBSCRIBE",), ("SPUBLISH", "a"),
+                         ("PUBSUB", "SHARDCHANNELS", "a", "b"), ("PUBSUB", "SHARDCHANNELS"),
+                         ("PUBSUB", "SHARDCHANNELS", "z*"), ("PUBSUB", "SHARDCHANNELS", "q*"),
+                         ("PUBSUB", "SHARDNUMSUB", "z", "s1"), ("PUBSUB", "SHARDNUMSUB"),
+                         ("PUBSUB", "NUMSUB", "z"), ("PUBSUB", "CHANNELS"),
+                         ("COMMAND", "INFO", "spublish", "ssubscribe", "sunsubscribe"),
+                         ("COMMAND", "GETKEYS", "spublish", "a", "b"),
+                         ("COMMAND", "GETKEYS", "ssubscribe", "a", "b"),
+                         ("COMMAND", "GETKEYSANDFLAGS", "sunsubscribe", "a")]:
+                t.append(exchange(e, 1, *args))
+            info = e.cmd("INFO", "stats").decode()
+            t.append([x for x in info.split("\r\n") if x.startswith("pubsub")])
+            t.append(exchange(e, 1, "HELLO", "3")[0][:1])
+            t.append(exchange(e, 2, "SSUBSCRIBE", "k1", "k2"))
+            line = e.cmd("CLIENT", "INFO").data.decode()  # (RESP3: verbatim)
+            t.append([w for w in line.split() if w.split("=")[0] in ("sub", "psub", "ssub")])
+            t.append(exchange(d, 1, "RESET"))
+            t.append(exchange(d, 1, "SPUBLISH", "z", "after reset"))
+            info = d.cmd("INFO", "stats").decode()
+            t.append([x for x in info.split("\r\n") if x.startswith("pubsub")])
+        finally:
+            close_all([c, d, e])
+        return t
+    on_both(pair, scenario)
+
+
+def test_spublish_reaches_shard_subscribers_on_both_threads(pair):
+    """SPUBLISH counts and reaches every subscriber of the shard channel, wherever its
+    connection lives; PUBSUB SHARDNUMSUB counts them; a script's SPUBLISH too."""
+    def scenario(server):
+        t = []
+        subs = clients(server, 20)
+        try:
+            for i, c in enumerate(subs):
+                names = ["sc:all"] + (["sc:even"] if i % 2 == 0 else [])
+                assert len(exchange(c, len(names), "SSUBSCRIBE", *names)) == len(names)
+            with server.client(timeout=5) as pub:
+                t.append(pub.cmd("PUBSUB", "SHARDNUMSUB", "sc:all", "sc:even", "sc:none"))
+                t.append(pub.cmd("SPUBLISH", "sc:all", "one"))
+                t.append(pub.cmd("SPUBLISH", "sc:even", "two"))
+                t.append(pub.cmd("EVAL", "return redis.call('spublish', KEYS[1], 'three')", "1",
+                                 "sc:all"))
+                for i, c in enumerate(subs):
+                    got = [c.read() for _ in range(3 if i % 2 == 0 else 2)]
+                    want = [[b"smessage", b"sc:all", b"one"]]
+                    want += [[b"smessage", b"sc:even", b"two"]] * (i % 2 == 0)
+                    want += [[b"smessage", b"sc:all", b"three"]]
+                    assert got == want, (i, got)
+                    assert c.cmd("PING", "end") == [b"pong", b"end"], "an extra frame"
+                t.append(pub.cmd("SPUBLISH", "sc:none", "x"))
+        finally:
+            close_all(subs)
+        return t
+    assert on_both(pair, scenario)[:4] == [[b"sc:all", 20, b"sc:even", 10, b"sc:none", 0],
+                                           20, 10, 20]

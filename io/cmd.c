@@ -99,6 +99,7 @@ static struct cmd_desc table[] = {
     {"info", -1, 0, NOKEY, CMD_EXEC_CONN, 0, cmd_info, "loading stale", NULL},
     {"config", -2, CMD_ADMIN, NOKEY, CMD_EXEC_CONN, 0, cmd_config, "admin loading stale", NULL},
     {"time", 1, CMD_FAST, NOKEY, CMD_EXEC_CONN, 0, cmd_time, "loading stale fast", NULL},
+    {"lolwut", -1, CMD_FAST, NOKEY, CMD_EXEC_CONN, 0, cmd_lolwut, "readonly fast", NULL},
     {"role", 1, CMD_FAST, NOKEY, CMD_EXEC_CONN, 0, cmd_role, "noscript loading stale fast", NULL},
     {"shutdown", -1, CMD_ADMIN, NOKEY, CMD_EXEC_CONN, 0, cmd_shutdown, "admin loading stale", NULL},
     {"slowlog", -2, CMD_ADMIN, NOKEY, CMD_EXEC_CONN, 0, cmd_slowlog, "admin loading stale", NULL},

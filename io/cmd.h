@@ -229,7 +229,8 @@ cmd_fn cmd_get, cmd_set, cmd_setnx, cmd_setex, cmd_psetex, cmd_getset, cmd_getde
     cmd_bitop, cmd_bitfield, cmd_bitfield_ro, cmd_copy, cmd_move, cmd_debug_object, cmd_multi,
     cmd_exec, cmd_discard, cmd_watch, cmd_unwatch, conn_txn_run, conn_txn_sync, cmd_eval,
     cmd_script, cmd_fcall, cmd_function, cmd_subscribe, cmd_unsubscribe, cmd_psubscribe,
-    cmd_punsubscribe, cmd_publish, cmd_pubsub, cmd_ssubscribe, cmd_sunsubscribe, cmd_spublish;
+    cmd_punsubscribe, cmd_publish, cmd_pubsub, cmd_ssubscribe, cmd_sunsubscribe, cmd_spublish,
+    cmd_lolwut;
 
 /* OBJECT's subcommands that take a key (they run on the key's shard). */
 bool cmd_object_keyed(const struct resp_arg *sub);

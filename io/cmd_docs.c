@@ -1669,6 +1669,14 @@ static const struct cmd_docs_arg lcs_args[] = {
      .flags = "optional"},
 };
 
+static const struct cmd_docs_arg lolwut_args[] = {
+    {.name = "version",
+     .type = "integer",
+     .key_spec_index = -1,
+     .token = "VERSION",
+     .flags = "optional"},
+};
+
 static const struct cmd_docs_keyspec memory_usage_specs[] = {
     {NULL, "RO", NULL, 2, false, {0, 1, 0}},
 };
@@ -3245,6 +3253,15 @@ const struct cmd_docs cmd_docs_table[] = {
      .complexity = "O(N*M) where N and M are the lengths of s1 and s2, respectively",
      .args = lcs_args,
      .nargs = DOCS_LEN(lcs_args)},
+    {.name = "lolwut",
+     .arity = -1,
+     .flags = "readonly fast",
+     .acl = "@read @fast",
+     .summary = "Display some computer art and the Redis version",
+     .since = "5.0.0",
+     .group = "server",
+     .args = lolwut_args,
+     .nargs = DOCS_LEN(lolwut_args)},
     {.name = "memory",
      .arity = -2,
      .acl = "@slow",

@@ -137,6 +137,24 @@ void cmd_time(struct cmd_ctx *x)
     reply_bulk_i64(x->out, (int64_t)(ts.tv_nsec / 1000));
 }
 
+/* LOLWUT [VERSION v [args]]: Redis's "Redis ver. <version>" line. Redis draws pictures
+ * for versions 5 and 6 (kvd does not: the line only); their arguments are integers. */
+void cmd_lolwut(struct cmd_ctx *x)
+{
+    int64_t v = 0;
+    bool versioned = x->argc >= 3 && cmd_arg_is(&x->argv[1], "version");
+    for (size_t i = 2; versioned && i < x->argc && (i == 2 || v == 5 || v == 6); i++) {
+        int64_t n;
+        if (!cmd_parse_i64(&x->argv[i], &n)) {
+            reply_err_not_int(x->out);
+            return;
+        }
+        v = i == 2 ? n : v;
+    }
+    static const char line[] = "Redis ver. " KVD_REDIS_VERSION "\n";
+    reply_verbatim(x->out, line, sizeof line - 1);
+}
+
 /* ROLE: a master without replicas, at replication offset 0 (kvd replicates nothing yet),
  * as Redis answers it. */
 void cmd_role(struct cmd_ctx *x)

@@ -73,9 +73,12 @@ def test_spikes_match_redis(lpair):
     assert 40 <= lk[0][2] <= 45 and 50 <= lk[0][3] <= 55, lk
     hk = lpair.k.cmd("LATENCY", "HISTORY", "command")
     hr = lpair.r.cmd("LATENCY", "HISTORY", "command")
-    assert [ms for _, ms in hk] == [ms for _, ms in hr] or \
-        [ms // 5 for _, ms in hk] == [ms // 5 for _, ms in hr], (hk, hr)
-    assert len(hk) == 3 and [t for t, _ in hk] == sorted(t for t, _ in hk)
+    # each second keeps its largest spike: 50, 30 (not 20), 40 ms, a sleep's own time plus
+    # scheduling delay (Redis's own under a loaded machine: up to +26 ms seen)
+    assert len(hk) == len(hr) == 3, (hk, hr)
+    for (_, k_ms), (_, r_ms), planned in zip(hk, hr, (50, 30, 40)):
+        assert planned <= k_ms <= planned + 30 and planned <= r_ms, (hk, hr)
+    assert [t for t, _ in hk] == sorted(t for t, _ in hk)
     if [ms for _, ms in hk] == [ms for _, ms in hr] and \
             [t for t, _ in hk] == [t for t, _ in hr]:
         lpair.same("LATENCY", "DOCTOR")

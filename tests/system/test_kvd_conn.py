@@ -122,9 +122,10 @@ def kvd_command_names(kvd):
 # arguments, commands whose keys must share a partition (MSETNX, LCS, COPY, BITOP)
 # answer -CROSSSLOT for keys that do not, before anything else. MULTI without arguments
 # opens a transaction (every later command would be queued). WATCH is not supported.
+# LOLWUT answers the version each server claims.
 PERSISTENCE = {"save", "bgsave", "bgrewriteaof"}
 ARITY_SKIP_ZERO = {"quit", "shutdown", "reset", "info", "time", "hello", "command",
-                   "lastsave", "debug", "multi", "monitor"} | PERSISTENCE
+                   "lastsave", "debug", "multi", "monitor", "lolwut"} | PERSISTENCE
 ARITY_SKIP_MANY = (ARITY_SKIP_ZERO - PERSISTENCE) | {
     "client", "config", "slowlog", "msetnx", "lcs", "copy", "bitop", "watch", "expire",
     "pexpire", "expireat", "pexpireat", "flushall", "flushdb"}

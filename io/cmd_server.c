@@ -475,6 +475,9 @@ static int client_line(const struct conn_info *ci, char *buf, size_t cap)
                     (long long)ci->redir, ci->resp);
 }
 
+/* CLIENT LIST / KILL TYPE. */
+enum client_type { CLIENT_TYPE_ANY = 0, CLIENT_TYPE_NORMAL, CLIENT_TYPE_PUBSUB, CLIENT_TYPE_NONE };
+
 /* Filters of CLIENT LIST and CLIENT KILL. */
 struct client_filter {
     int64_t ids[64];
@@ -482,19 +485,20 @@ struct client_filter {
     bool has_id;
     const struct resp_arg *addr;
     const struct resp_arg *laddr;
-    bool type_none; /* TYPE master/replica/slave/pubsub: kvd has none of those */
-    bool user_none; /* USER other than default */
+    enum client_type type; /* TYPE: master/replica/slave match none (kvd has no such) */
+    bool user_none;        /* USER other than default */
     bool skipme;
     int64_t maxage;
 };
 
-static bool parse_type(struct cmd_ctx *x, const struct resp_arg *a, bool *none)
+static bool parse_type(struct cmd_ctx *x, const struct resp_arg *a, enum client_type *type)
 {
     if (cmd_arg_is(a, "normal")) {
-        *none = false;
-    } else if (cmd_arg_is(a, "master") || cmd_arg_is(a, "replica") || cmd_arg_is(a, "slave") ||
-               cmd_arg_is(a, "pubsub")) {
-        *none = true;
+        *type = CLIENT_TYPE_NORMAL;
+    } else if (cmd_arg_is(a, "pubsub")) {
+        *type = CLIENT_TYPE_PUBSUB;
+    } else if (cmd_arg_is(a, "master") || cmd_arg_is(a, "replica") || cmd_arg_is(a, "slave")) {
+        *type = CLIENT_TYPE_NONE;
     } else {
         reply_error(x->out, "ERR Unknown client type '%.*s'", (int)(a->len > 64 ? 64 : a->len),
                     a->ptr);
@@ -511,7 +515,7 @@ static bool parse_list_filter(struct cmd_ctx *x, struct client_filter *f)
     while (i < x->argc) {
         const struct resp_arg *a = &x->argv[i];
         if (cmd_arg_is(a, "type") && i + 1 < x->argc) {
-            if (!parse_type(x, &x->argv[i + 1], &f->type_none)) {
+            if (!parse_type(x, &x->argv[i + 1], &f->type)) {
                 return false;
             }
             i += 2;
@@ -566,7 +570,7 @@ static bool parse_kill_filter(struct cmd_ctx *x, struct client_filter *f)
         } else if (cmd_arg_is(a, "laddr")) {
             f->laddr = v;
         } else if (cmd_arg_is(a, "type")) {
-            if (!parse_type(x, v, &f->type_none)) {
+            if (!parse_type(x, v, &f->type)) {
                 return false;
             }
         } else if (cmd_arg_is(a, "user")) {
@@ -604,7 +608,10 @@ static bool arg_eq_str(const struct resp_arg *a, const char *s)
 
 static bool filter_match(const struct client_filter *f, const struct conn_info *ci)
 {
-    if (f->type_none || f->user_none) {
+    /* Redis's types: a client subscribed to anything is "pubsub", else "normal" */
+    bool pubsub = ci->sub + ci->psub + ci->ssub > 0;
+    if (f->type == CLIENT_TYPE_NONE || f->user_none || (f->type == CLIENT_TYPE_NORMAL && pubsub) ||
+        (f->type == CLIENT_TYPE_PUBSUB && !pubsub)) {
         return false;
     }
     if (f->has_id) {

@@ -398,7 +398,7 @@ void conn_info(const struct conn *c, int64_t now_ms, struct conn_info *out)
     if (c->flags & CONN_MONITOR) {
         out->flags[n++] = 'O';
     }
-    if (out->sub + out->psub > 0) {
+    if (out->sub + out->psub + out->ssub > 0) {
         out->flags[n++] = 'P';
     }
     if (out->multi >= 0) {

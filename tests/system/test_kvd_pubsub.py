@@ -1074,3 +1074,26 @@ def test_spublish_reaches_shard_subscribers_on_both_threads(pair):
         return t
     assert on_both(pair, scenario)[:4] == [[b"sc:all", 20, b"sc:even", 10, b"sc:none", 0],
                                            20, 10, 20]
+
+
+def test_client_types_of_subscribers_match_redis(pair):
+    """A client subscribed to anything (shard channels too) is of type pubsub (flag P),
+    the others normal: CLIENT LIST TYPE and CLIENT KILL TYPE select them as Redis does."""
+    def scenario(server):
+        t = []
+        a, b, c = server.client(timeout=5), server.client(timeout=5), server.client(timeout=5)
+        try:
+            exchange(a, 1, "SUBSCRIBE", "ct:1")
+            exchange(b, 1, "SSUBSCRIBE", "ct:2")
+            with server.client(timeout=5) as q:
+                for typ in ("pubsub", "normal"):
+                    lines = q.cmd("CLIENT", "LIST", "TYPE", typ).decode().splitlines()
+                    t.append((typ, sorted(w for x in lines for w in x.split()
+                                          if w.startswith(("flags=", "sub=", "ssub=")))))
+                t.append(q.cmd("CLIENT", "KILL", "TYPE", "pubsub"))
+                t.append((a.closed_within(5), b.closed_within(5)))
+                t.append(q.cmd("CLIENT", "KILL", "TYPE", "pubsub"))
+        finally:
+            close_all([a, b, c])
+        return t
+    assert on_both(pair, scenario)[2] == 2

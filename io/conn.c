@@ -1116,8 +1116,8 @@ static struct run_res run(struct shard *sh, struct conn *c, const struct cmd_des
  */
 static bool wal_holds(struct wal *w, const struct cmd_desc *d)
 {
-    if (wal_appended(w) == wal_durable(w) || d->exec == CMD_EXEC_CONN) {
-        return false;
+    if (wal_appended(w) == wal_durable(w) || d->exec == CMD_EXEC_CONN || d->fn == cmd_watch) {
+        return false; /* (WATCH reads nothing: its +OK depends on nothing unwritten) */
     }
     return (d->flags & CMD_WRITE) || wal_refusing(w) == 0;
 }

@@ -389,6 +389,32 @@ void shard_defer_cqe(struct shard *sh, const struct io_uring_cqe *cqe, struct co
     sh->deferred[sh->ndeferred++] = (struct shard_deferred){.cqe = *cqe, .c = c};
 }
 
+/* What a busy turn takes from the other shards' queues: the parts of commands Redis
+ * allows while busy (WATCH's) and UNWATCH notes, while they lead their queue; whatever
+ * came before them (requests sent before the script turned busy, replies, messages)
+ * waits for the script's end, and so does all that is behind it. */
+static void busy_drain(struct shard *sh)
+{
+    struct xmsg m;
+    for (uint32_t s = 0; s < sh->srv->nthreads; s++) {
+        if (s == sh->id) {
+            continue;
+        }
+        struct spsc *q = sh->in[s];
+        for (int n = 0; n < 1024 && spsc_peek(q, &m); n++) {
+            if (m.kind == XM_REQ && (m.desc->flags & CMD_ALLOW_BUSY)) {
+                spsc_pop(q, &m);
+                conn_exec_remote(sh, &m);
+            } else if (m.kind == XM_UNWATCH) {
+                spsc_pop(q, &m);
+                watch_drop(sh->watch, m.caller_id);
+            } else {
+                break;
+            }
+        }
+    }
+}
+
 void shard_busy_turn(struct shard *sh, struct conn *self)
 {
     KV_ASSERT(!sh->in_busy_turn);
@@ -408,6 +434,7 @@ void shard_busy_turn(struct shard *sh, struct conn *self)
         sh->clock_ns = kv_clock_mono_ns();
         dispatch(sh, &cqe);
     }
+    busy_drain(sh);
     conn_flush(sh);
     send_wakes(sh);
     /* with DEFER_TASKRUN, completions reach the ring only when asked for */

@@ -59,6 +59,19 @@ bool spsc_pop(struct spsc *q, void *elem)
     return true;
 }
 
+bool spsc_peek(struct spsc *q, void *elem)
+{
+    uint32_t head = atomic_load_explicit(&q->head, memory_order_relaxed);
+    if (head == q->tail_cached) {
+        q->tail_cached = atomic_load_explicit(&q->tail, memory_order_acquire);
+        if (head == q->tail_cached) {
+            return false;
+        }
+    }
+    memcpy(elem, q->slots + (size_t)(head & q->mask) * q->elem_size, q->elem_size);
+    return true;
+}
+
 bool spsc_empty(struct spsc *q)
 {
     return atomic_load_explicit(&q->head, memory_order_acquire) ==

@@ -52,6 +52,9 @@ bool spsc_push(struct spsc *q, const void *elem);
 /* Consumer only. Copies the oldest element out; false if the queue is empty. */
 bool spsc_pop(struct spsc *q, void *elem);
 
+/* Consumer only. Copies the oldest element out, leaving it in; false if empty. */
+bool spsc_peek(struct spsc *q, void *elem);
+
 /* Either side. True if the queue looked empty at the moment of the call. */
 bool spsc_empty(struct spsc *q);
 

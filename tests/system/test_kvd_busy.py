@@ -661,3 +661,29 @@ def test_coordinator_waiting_for_a_busy_thread_serves_its_clients(kvd, groups):
         time.sleep(2.5)
         setup_threshold(kvd.port, 5000)
     kvd.check_alive()
+
+
+def test_watch_of_a_busy_thread_s_key_answers_at_once(kvd, groups):
+    """WATCH is allowed while busy: its part for a key of the busy script's thread is
+    served by the script's hook (not after the script), and the watch holds afterwards."""
+    a, b = groups
+    admin = Client(kvd.port)
+    admin.cmd("CONFIG", "SET", "busy-reply-threshold", "20")
+    try:
+        local, remote = clients_by_thread(kvd.port, a[0])
+        runner = start_busy(kvd.port, "EVAL", LOOP, "1", a[0], probe=local[0])
+        w = remote[1]  # on the other thread: its WATCH of a[0] goes to the busy thread
+        w.settimeout(3)
+        assert w.cmd("WATCH", a[0], b[0]) == St("OK")
+        assert local[1].cmd("SCRIPT", "KILL") == St("OK")
+        assert b"Script killed by user" in runner.read_raw()
+        wait_until(lambda: admin.cmd("PING") == St("PONG"), 10, what="the busy mode to end")
+        admin.cmd("SET", a[0], "changed")  # after the WATCH: the transaction must abort
+        assert w.cmd("MULTI") == St("OK") and w.cmd("GET", b[0]) == St("QUEUED")
+        assert w.cmd("EXEC") is None
+        for c in local + remote:
+            c.close()
+    finally:
+        admin.cmd("CONFIG", "SET", "busy-reply-threshold", "5000")
+        admin.close()
+    kvd.check_alive()

@@ -1,5 +1,5 @@
 /*
- * Unit tests of io/spsc: FIFO order, full and empty, wrap-around. The two-thread
+ * Unit tests of io/spsc: FIFO order, full and empty, wrap-around, peek. The two-thread
  * run is stress_spsc.c (a plain program, so that it also runs under TSan).
  */
 #include <criterion/criterion.h>
@@ -61,5 +61,27 @@ Test(spsc, wraps_many_times)
         cr_assert_eq(m.seq, next_out++);
     }
     cr_assert_eq(next_in, next_out);
+    free(q);
+}
+
+Test(spsc, peek_leaves_the_oldest_in)
+{
+    struct spsc *q = make(4);
+    struct msg m;
+    cr_assert(!spsc_peek(q, &m), "peek into an empty queue must fail");
+    cr_assert(spsc_push(q, &(struct msg){1, ~UINT64_C(1)}));
+    cr_assert(spsc_push(q, &(struct msg){2, ~UINT64_C(2)}));
+    for (int i = 0; i < 3; i++) {
+        cr_assert(spsc_peek(q, &m));
+        cr_assert_eq(m.seq, 1);
+    }
+    cr_assert_eq(spsc_free(q), 2, "peek must not free a slot");
+    cr_assert(spsc_pop(q, &m));
+    cr_assert_eq(m.seq, 1);
+    cr_assert(spsc_peek(q, &m));
+    cr_assert_eq(m.seq, 2);
+    cr_assert_eq(m.check, ~UINT64_C(2));
+    cr_assert(spsc_pop(q, &m));
+    cr_assert(!spsc_peek(q, &m));
     free(q);
 }

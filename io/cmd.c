@@ -715,17 +715,3 @@ bool cmd_full_name(const struct cmd_desc *d, size_t argc, const struct resp_arg 
     buf[n] = '\0';
     return false;
 }
-
-bool cmd_arg_is(const struct resp_arg *a, const char *word)
-{
-    size_t n = strlen(word);
-    if (a->len != n) {
-        return false;
-    }
-    for (size_t i = 0; i < n; i++) {
-        if (tolower((unsigned char)a->ptr[i]) != word[i]) {
-            return false;
-        }
-    }
-    return true;
-}

@@ -30,6 +30,7 @@
 
 #include "notify.h"
 #include "reply.h"
+#include "resp_parse.h"
 
 struct conn;
 struct resp_arg;
@@ -216,8 +217,23 @@ bool cmd_parse_db(struct cmd_ctx *x, const struct resp_arg *a, const char *msg, 
 /* Parses a whole argument as a signed 64-bit decimal, Redis's string2ll rules. */
 bool cmd_parse_i64(const struct resp_arg *a, int64_t *out);
 
-/* Case-insensitive comparison of an argument with a NUL-terminated lower-case word. */
-bool cmd_arg_is(const struct resp_arg *a, const char *word);
+/* Case-insensitive (ASCII) comparison of an argument with a NUL-terminated lower-case
+ * word; inline, so that a literal word's length is known at compile time. */
+static inline bool cmd_arg_is(const struct resp_arg *a, const char *word)
+{
+    size_t n = __builtin_strlen(word);
+    if (a->len != n) {
+        return false;
+    }
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)a->ptr[i];
+        if ((unsigned char)((unsigned)(c - 'A') < 26u ? c + ('a' - 'A') : c) !=
+            (unsigned char)word[i]) {
+            return false;
+        }
+    }
+    return true;
+}
 
 /* Data handlers (cmd_string.c, cmd_keys.c). */
 cmd_fn cmd_get, cmd_set, cmd_setnx, cmd_setex, cmd_psetex, cmd_getset, cmd_getdel, cmd_getex,

@@ -3242,7 +3242,8 @@ static bool run_batch(struct conn *c, struct batch_cmd *b, size_t n)
 static inline bool is_exec(const struct resp_arg *a)
 {
     char c0 = a->len > 0 ? (char)(a->ptr[0] | 0x20) : 0;
-    if (KV_LIKELY(c0 != 'e' && c0 != 's' && c0 != 'f')) {
+    /* (the names below are 4 to 10 bytes long: GET, SET, ... stop at once) */
+    if (KV_LIKELY((c0 != 'e' && c0 != 's' && c0 != 'f') || a->len < 4 || a->len > 10)) {
         return false;
     }
     return cmd_arg_is(a, "exec") || cmd_arg_is(a, "eval") || cmd_arg_is(a, "evalsha") ||

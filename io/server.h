@@ -312,8 +312,10 @@ struct shard {
      * is back at its top. */
     bool in_busy_turn;
     struct conn *busy_conn;
-    struct shard_deferred {
-        struct io_uring_cqe cqe;
+    struct shard_deferred { /* a completion's fields (io_uring_cqe ends in a flexible array) */
+        uint64_t user_data;
+        int32_t res;
+        uint32_t flags;
         struct conn *c;
     } deferred[SHARD_DEFER_MAX];
     uint32_t ndeferred;

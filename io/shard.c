@@ -375,8 +375,10 @@ static unsigned replay_deferred(struct shard *sh, const struct conn *keep)
     }
     sh->ndeferred = kept;
     for (uint32_t i = 0; i < n; i++) {
+        struct io_uring_cqe cqe = {
+            .user_data = d[i].user_data, .res = d[i].res, .flags = d[i].flags};
         sh->clock_ns = kv_clock_mono_ns();
-        dispatch(sh, &d[i].cqe);
+        dispatch(sh, &cqe);
     }
     return n;
 }
@@ -386,7 +388,8 @@ void shard_defer_cqe(struct shard *sh, const struct io_uring_cqe *cqe, struct co
     /* one send and one ending receive per client, of one busy client (those of clients
      * whose script is over run at the start of the next busy turn) */
     KV_ASSERT(sh->in_busy_turn && sh->ndeferred < SHARD_DEFER_MAX);
-    sh->deferred[sh->ndeferred++] = (struct shard_deferred){.cqe = *cqe, .c = c};
+    sh->deferred[sh->ndeferred++] = (struct shard_deferred){
+        .user_data = cqe->user_data, .res = cqe->res, .flags = cqe->flags, .c = c};
 }
 
 /* What a busy turn takes from the other shards' queues: the parts of commands Redis

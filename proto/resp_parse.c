@@ -856,6 +856,82 @@ static int st_inline_nul(struct resp_parser *p)
     return STEP_NEED_INPUT;
 }
 
+/* ---- the whole-request fast path -------------------------------------------------- */
+
+/*
+ * Most requests arrive whole, with plain numbers: "*<n>\r\n" then n times
+ * "$<len>\r\n<len bytes>\r\n". fast_request parses such a request in one pass over the
+ * buffer; on anything else (a part not here yet, a number the byte-wise states would
+ * refuse or read differently, a limit reached, the pre-AUTH limits) it leaves the parser
+ * as it found it, and the byte-wise states below take the request from its first byte,
+ * so every request gets exactly their result. Like them it skips the byte after each
+ * '\r' and the two bytes after each bulk without looking at them (Redis does).
+ */
+
+/* A number of 1 to 18 digits (and at most `max` digits: the line limit) without a
+ * leading zero, or "0", then '\r' and one more byte, from *s: its value and *s past
+ * them, or false. */
+static inline bool fast_num(const char **s, const char *e, int64_t max, uint64_t *out)
+{
+    const char *q = *s;
+    if (q >= e || (unsigned)(*q - '0') > 9) {
+        return false;
+    }
+    uint64_t v = (uint64_t)(*q++ - '0');
+    if (v == 0) {
+        if (q >= e || *q != '\r') {
+            return false; /* a leading zero: the byte-wise states decide */
+        }
+    } else {
+        for (int n = 1; q < e && (unsigned)(*q - '0') <= 9; n++, q++) {
+            if (n == 18 || n >= max) {
+                return false;
+            }
+            v = v * 10 + (uint64_t)(*q - '0');
+        }
+    }
+    if (e - q < 2 || *q != '\r' || max < 1) {
+        return false;
+    }
+    *s = q + 2;
+    *out = v;
+    return true;
+}
+
+/* At a '*': STEP_COMMAND with the request's arguments pushed and pos past it, 0 when the
+ * byte-wise states must parse it, or an error (no memory for the arguments). */
+static int fast_request(struct resp_parser *p)
+{
+    const char *s = p->buf + p->pos + 1, *e = p->buf + p->len;
+    int64_t digits_max = p->lim.inline_bytes_max - 1; /* the line: its type byte, digits */
+    uint64_t n;
+    if (p->auth_required || !fast_num(&s, e, digits_max, &n) || n == 0 ||
+        n > (uint64_t)p->lim.mbulk_count_max) {
+        return 0;
+    }
+    KV_ASSERT(p->argc == 0);
+    for (uint64_t i = 0; i < n; i++) {
+        uint64_t len;
+        if (s >= e || *s != '$') {
+            p->argc = 0;
+            return 0;
+        }
+        s++;
+        if (!fast_num(&s, e, digits_max, &len) || len > (uint64_t)p->lim.bulk_bytes_max ||
+            (uint64_t)(e - s) < len + 2) {
+            p->argc = 0;
+            return 0;
+        }
+        int rc = push_arg(p, len > 0 ? s : "", (size_t)len);
+        if (rc < 0) {
+            return rc;
+        }
+        s += len + 2;
+    }
+    p->pos = (size_t)(s - p->buf);
+    return STEP_COMMAND;
+}
+
 /* ---- the public calls ------------------------------------------------------------- */
 
 static int st_start(struct resp_parser *p)
@@ -866,6 +942,10 @@ static int st_start(struct resp_parser *p)
     p->mark = NULL;
     p->pend_bytes = 0;
     if (p->buf[p->pos] == '*') {
+        int rc = fast_request(p);
+        if (rc != 0) {
+            return rc;
+        }
         p->pos++;
         line_begin(p, true);
         p->st = ST_LINE;

@@ -288,4 +288,11 @@ void cmd_reply_sub_arity(struct cmd_ctx *x);
 bool cmd_full_name(const struct cmd_desc *d, size_t argc, const struct resp_arg *argv, char *buf,
                    size_t cap);
 
+/* Whether command d is one Redis flags may_replicate besides its writes: PUBLISH and
+ * SPUBLISH (held by CLIENT PAUSE WRITE, refused in read-only scripts). */
+static inline bool cmd_publishes(const struct cmd_desc *d)
+{
+    return d->fn == cmd_publish || d->fn == cmd_spublish;
+}
+
 #endif

@@ -141,15 +141,17 @@ void cmd_time(struct cmd_ctx *x)
  * for versions 5 and 6 (kvd does not: the line only); their arguments are integers. */
 void cmd_lolwut(struct cmd_ctx *x)
 {
-    int64_t v = 0;
+    /* Redis reads the version into an unsigned int, then 3 numbers for version 5 and 2
+     * for version 6 (the rest ignored) */
+    uint32_t v = 0;
     bool versioned = x->argc >= 3 && cmd_arg_is(&x->argv[1], "version");
-    for (size_t i = 2; versioned && i < x->argc && (i == 2 || v == 5 || v == 6); i++) {
+    for (size_t i = 2; versioned && i < x->argc && i < 3 + (v == 5 ? 3u : v == 6 ? 2u : 0u); i++) {
         int64_t n;
         if (!cmd_parse_i64(&x->argv[i], &n)) {
             reply_err_not_int(x->out);
             return;
         }
-        v = i == 2 ? n : v;
+        v = i == 2 ? (uint32_t)n : v;
     }
     static const char line[] = "Redis ver. " KVD_REDIS_VERSION "\n";
     reply_verbatim(x->out, line, sizeof line - 1);
@@ -258,7 +260,7 @@ void cmd_wait(struct cmd_ctx *x)
 
 void cmd_shutdown(struct cmd_ctx *x)
 {
-    bool nosave = false, save = false, abort = false, other = false;
+    bool nosave = false, save = false, abort_req = false, other = false;
     for (size_t i = 1; i < x->argc; i++) {
         const struct resp_arg *a = &x->argv[i];
         if (cmd_arg_is(a, "nosave")) {
@@ -266,7 +268,7 @@ void cmd_shutdown(struct cmd_ctx *x)
         } else if (cmd_arg_is(a, "save")) {
             save = true;
         } else if (cmd_arg_is(a, "abort")) {
-            abort = true;
+            abort_req = true;
         } else if (cmd_arg_is(a, "now") || cmd_arg_is(a, "force")) {
             other = true;
         } else {
@@ -274,11 +276,11 @@ void cmd_shutdown(struct cmd_ctx *x)
             return;
         }
     }
-    if ((abort && (nosave || save || other)) || (nosave && save)) { /* Redis's illegal combos */
+    if ((abort_req && (nosave || save || other)) || (nosave && save)) { /* Redis's illegal combos */
         reply_err_syntax(x->out);
         return;
     }
-    if (abort) {
+    if (abort_req) {
         reply_error(x->out, "ERR No shutdown in progress.");
         return;
     }

@@ -1662,7 +1662,7 @@ static bool replicates(const struct cmd_desc *d, size_t argc, const struct resp_
         return cmd_arg_is(&argv[1], "load") || cmd_arg_is(&argv[1], "delete") ||
                cmd_arg_is(&argv[1], "flush") || cmd_arg_is(&argv[1], "restore");
     }
-    return (d->flags & CMD_WRITE) || d->fn == cmd_publish;
+    return (d->flags & CMD_WRITE) || cmd_publishes(d);
 }
 
 /* Checks and queues one command inside MULTI; replies +QUEUED or the error. */

@@ -838,7 +838,7 @@ static bool noscript(const struct cmd_desc *d, size_t argc, const struct resp_ar
     if (d->exec == CMD_EXEC_CONN) {
         return d->fn != cmd_ping && d->fn != cmd_echo && d->fn != cmd_time && d->fn != cmd_select &&
                d->fn != cmd_lastsave && d->fn != cmd_object && d->fn != cmd_publish &&
-               d->fn != cmd_spublish && d->fn != cmd_lolwut;
+               d->fn != cmd_spublish && d->fn != cmd_lolwut && d->fn != cmd_pubsub;
     }
     return d->exec == CMD_EXEC_SCAN; /* a cursor over partitions: not from a script */
 }
@@ -887,7 +887,8 @@ static int call_common(lua_State *L, bool raise)
             err = "Wrong number of args calling Redis command from script";
         } else if (noscript(d, (size_t)argc, argv)) {
             err = "This Redis command is not allowed from script";
-        } else if (vm->ro && (d->flags & CMD_WRITE)) {
+        } else if (vm->ro && ((d->flags & CMD_WRITE) || cmd_publishes(d))) { /* as Redis's
+                                                                              * may_replicate */
             err = "Write commands are not allowed from read-only scripts.";
             conn_script_rejected(vm->x, d, (size_t)argc, argv);
         } else if ((d->flags & CMD_DENYOOM) && !vm->wrote && !vm->allow_oom &&

@@ -152,7 +152,7 @@ struct xmsg {
         uint32_t db;   /* XM_REQ: the client's selected database */
     };
     uint32_t part;  /* fan-out: which part of the request (the owner shard) */
-    uint32_t flags; /* XM_REPLY: XR_* */
+    uint32_t flags; /* XM_REPLY: XR_*; XM_PUBLISH: 1 for a shard channel (SPUBLISH) */
     union {
         uint64_t caller_id; /* XM_REQ, XM_UNWATCH: the id of the client that sent it */
         uint64_t exec_us;   /* XM_REPLY: how long the execution took */

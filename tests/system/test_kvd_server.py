@@ -714,10 +714,12 @@ def test_info_fields_tools_read(kvd, kc):
 def test_lolwut_matches_redis(pair):
     """LOLWUT answers Redis's version line (kvd draws no pictures for versions 5 and 6:
     the line only); its argument errors are Redis's."""
-    for args in [("VERSION", "x"), ("VERSION", "6", "x"), ("VERSION", "5", "1", "x")]:
+    for args in [("VERSION", "x"), ("VERSION", "6", "x"), ("VERSION", "5", "1", "x"),
+                 ("VERSION", "6", "1", "x"), ("VERSION", "4294967301", "x")]:
         pair.same("LOLWUT", *args)
     for args in [(), ("foo", "x"), ("VERSION", "1", "x"), ("VERSION", "7", "x"),
-                 ("VERSION", "5", "1", "2")]:
+                 ("VERSION", "5", "1", "2"), ("VERSION", "5", "1", "2", "3", "x"),
+                 ("VERSION", "6", "1", "2", "x")]:
         k, r = pair.both("LOLWUT", *args)
         assert k == b"Redis ver. 7.0.0\n" and b"Redis ver. " in r, (args, k, r)
     assert pair.k.cmd("EVAL", "return redis.call('lolwut')", "0") == b"Redis ver. 7.0.0\n"

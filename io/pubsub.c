@@ -193,6 +193,19 @@ static void local_sub(struct chanmap *l, struct conn *c, const char *p, size_t n
     e->subs[e->n++] = c;
 }
 
+/* Whether connection c is subscribed to channel p here (a hash lookup, then the
+ * channel's subscribers on this shard: no walk over all of c's subscriptions). */
+static bool local_has(struct chanmap *l, const struct conn *c, const char *p, size_t n)
+{
+    const struct chan *e = *chan_slot(l, p, n, XXH3_64bits(p, n));
+    for (size_t i = 0; e != NULL && i < e->n; i++) {
+        if (e->subs[i] == c) {
+            return true;
+        }
+    }
+    return false;
+}
+
 static void local_unsub(struct chanmap *l, struct conn *c, const char *p, size_t n)
 {
     struct chan **pp = chan_slot(l, p, n, XXH3_64bits(p, n));
@@ -231,34 +244,65 @@ void pubsub_local_free(struct shard *sh)
 
 /* ---- the server-wide counts ------------------------------------------------------ */
 
+/* One channel, pattern or shard channel with subscribers somewhere: how many, and how
+ * many on each shard. Hashed by kind (a PUBLISH from a script or a notification looks
+ * its channel up under the mutex: no scan of every channel). */
 struct gentry {
+    struct gentry *next;
+    uint64_t h;
     struct name name;
     uint64_t total;
     uint32_t *per; /* per shard */
 };
 
+struct gmap {
+    struct gentry **b; /* NULL until the first entry */
+    size_t mask, n;
+};
+
 static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
-static struct gentry *g_v[PS_KINDS]; /* small vectors, by kind */
-static size_t g_n[PS_KINDS], g_cap[PS_KINDS];
+static struct gmap g_maps[PS_KINDS];
 static uint32_t g_nthreads;
 
 void pubsub_counts(size_t *channels, size_t *patterns, size_t *shard_channels)
 {
     pthread_mutex_lock(&g_mu);
-    *channels = g_n[PS_CHAN];
-    *patterns = g_n[PS_PAT];
-    *shard_channels = g_n[PS_SHARD];
+    *channels = g_maps[PS_CHAN].n;
+    *patterns = g_maps[PS_PAT].n;
+    *shard_channels = g_maps[PS_SHARD].n;
     pthread_mutex_unlock(&g_mu);
 }
 
-static struct gentry *g_find(struct gentry *v, size_t n, const char *p, size_t len)
+static struct gentry **g_slot(struct gmap *m, const char *p, size_t len, uint64_t h)
 {
-    for (size_t i = 0; i < n; i++) {
-        if (name_eq(&v[i].name, p, len)) {
-            return &v[i];
+    struct gentry **pp = &m->b[h & m->mask];
+    while (*pp != NULL && !((*pp)->h == h && name_eq(&(*pp)->name, p, len))) {
+        pp = &(*pp)->next;
+    }
+    return pp;
+}
+
+static struct gentry *g_find(enum ps_kind kind, const char *p, size_t len)
+{
+    struct gmap *m = &g_maps[kind];
+    return m->b != NULL ? *g_slot(m, p, len, XXH3_64bits(p, len)) : NULL;
+}
+
+/* Rehashes into nb buckets (a power of two). */
+static void g_resize(struct gmap *m, size_t nb)
+{
+    struct gentry **b = calloc(nb, sizeof *b);
+    KV_ASSERT(b != NULL);
+    for (size_t i = 0; m->b != NULL && i <= m->mask; i++) {
+        for (struct gentry *e = m->b[i], *next; e != NULL; e = next) {
+            next = e->next;
+            e->next = b[e->h & (nb - 1)];
+            b[e->h & (nb - 1)] = e;
         }
     }
-    return NULL;
+    free(m->b);
+    m->b = b;
+    m->mask = nb - 1;
 }
 
 /* Subscriptions that may receive keyspace notifications: to a channel starting with
@@ -277,26 +321,37 @@ static void g_count(enum ps_kind kind, uint32_t s, const char *p, size_t n, int 
     if (kind == PS_PAT || (kind == PS_CHAN && n >= 5 && memcmp(p, "__key", 5) == 0)) {
         atomic_fetch_add_explicit(&g_notify_listeners, delta, memory_order_relaxed);
     }
-    struct gentry *e = g_find(g_v[kind], g_n[kind], p, n);
+    struct gmap *m = &g_maps[kind];
+    uint64_t h = XXH3_64bits(p, n);
+    if (m->b == NULL) {
+        g_resize(m, PS_BUCKETS_MIN);
+    }
+    struct gentry **pp = g_slot(m, p, n, h);
+    struct gentry *e = *pp;
     if (e == NULL) {
         KV_ASSERT(delta > 0);
-        if (g_n[kind] == g_cap[kind]) {
-            g_cap[kind] = g_cap[kind] ? g_cap[kind] * 2 : 16;
-            g_v[kind] = realloc(g_v[kind], g_cap[kind] * sizeof *g_v[kind]);
-            KV_ASSERT(g_v[kind] != NULL);
-        }
-        e = &g_v[kind][g_n[kind]++];
+        e = calloc(1, sizeof *e);
+        KV_ASSERT(e != NULL);
+        e->h = h;
         e->name = name_dup(p, n);
-        e->total = 0;
         e->per = calloc(g_nthreads, sizeof e->per[0]);
         KV_ASSERT(e->per != NULL);
+        *pp = e;
+        if (++m->n > m->mask + 1) {
+            g_resize(m, (m->mask + 1) * 2);
+            pp = g_slot(m, p, n, h);
+        }
     }
     e->per[s] = (uint32_t)((int64_t)e->per[s] + delta);
     e->total = (uint64_t)((int64_t)e->total + delta);
     if (e->total == 0) {
+        *pp = e->next;
         free(e->name.p);
         free(e->per);
-        *e = g_v[kind][--g_n[kind]];
+        free(e);
+        if (--m->n < (m->mask + 1) / 4 && m->mask + 1 > PS_BUCKETS_MIN) {
+            g_resize(m, (m->mask + 1) / 2);
+        }
     }
 }
 
@@ -410,7 +465,9 @@ static void subscribe(struct cmd_ctx *x, enum ps_kind kind)
     struct pubsub_local *l = local_of(x->sh);
     for (size_t i = 1; i < x->argc; i++) {
         const struct resp_arg *a = &x->argv[i];
-        if (find(ps->v[kind], ps->n[kind], a->ptr, a->len) < 0) {
+        bool have = kind == PS_PAT ? find(ps->v[kind], ps->n[kind], a->ptr, a->len) >= 0
+                                   : local_has(map_of(l, kind), x->conn, a->ptr, a->len);
+        if (!have) {
             push_name(&ps->v[kind], &ps->n[kind], &ps->cap[kind], name_dup(a->ptr, a->len));
             if (kind == PS_PAT) {
                 if (l->npats == l->cap_pats) {
@@ -433,14 +490,11 @@ static void subscribe(struct cmd_ctx *x, enum ps_kind kind)
 }
 
 /* Removes subscription i of the connection (its name freed). */
-static void unsub_at(struct shard *sh, struct conn *c, struct pubsub_conn *ps, enum ps_kind kind,
-                     size_t i)
+/* Removes connection c's subscription s from the shard's map and the registry (not from
+ * the connection's list, nor frees the name). */
+static void unsub_name(struct shard *sh, struct conn *c, enum ps_kind kind, struct name s)
 {
     struct pubsub_local *l = local_of(sh);
-    struct name *v = ps->v[kind];
-    struct name s = v[i];
-    memmove(&v[i], &v[i + 1], (ps->n[kind] - i - 1) * sizeof v[0]);
-    ps->n[kind]--;
     if (kind == PS_PAT) {
         for (size_t k = 0; k < l->npats; k++) {
             if (l->pats[k].c == c && name_eq(&l->pats[k].name, s.p, s.n)) {
@@ -455,6 +509,17 @@ static void unsub_at(struct shard *sh, struct conn *c, struct pubsub_conn *ps, e
     pthread_mutex_lock(&g_mu);
     g_count(kind, sh->id, s.p, s.n, -1);
     pthread_mutex_unlock(&g_mu);
+}
+
+/* Removes subscription i of the connection (its name freed). */
+static void unsub_at(struct shard *sh, struct conn *c, struct pubsub_conn *ps, enum ps_kind kind,
+                     size_t i)
+{
+    struct name *v = ps->v[kind];
+    struct name s = v[i];
+    memmove(&v[i], &v[i + 1], (ps->n[kind] - i - 1) * sizeof v[0]);
+    ps->n[kind]--;
+    unsub_name(sh, c, kind, s);
     free(s.p);
 }
 
@@ -466,16 +531,17 @@ static void unsubscribe(struct cmd_ctx *x, enum ps_kind kind)
         if (ps->n[kind] == 0) {
             reply_confirm(x, kind_unsub[kind], NULL, subs_of(ps, kind));
         }
-        while (ps->n[kind] > 0) {
-            struct resp_arg a = {.ptr = ps->v[kind][0].p, .len = ps->v[kind][0].n};
-            char *keep = malloc(a.len ? a.len : 1); /* the name outlives its removal */
-            KV_ASSERT(keep != NULL);
-            memcpy(keep, a.ptr, a.len);
-            a.ptr = keep;
-            unsub_at(x->sh, x->conn, ps, kind, 0);
+        /* front to back, the list cut once at the end (no shift per name) */
+        size_t n = ps->n[kind];
+        struct name *v = ps->v[kind];
+        for (size_t i = 0; i < n; i++) {
+            unsub_name(x->sh, x->conn, kind, v[i]);
+            ps->n[kind]--; /* (the count the confirmation carries) */
+            struct resp_arg a = {.ptr = v[i].p, .len = v[i].n};
             reply_confirm(x, kind_unsub[kind], &a, subs_of(ps, kind));
-            free(keep);
+            free(v[i].p);
         }
+        KV_ASSERT(ps->n[kind] == 0);
         return;
     }
     for (size_t i = 1; i < x->argc; i++) {
@@ -571,17 +637,19 @@ int64_t pubsub_publish_async(struct shard *sh, bool shard_chan, const char *ch, 
     uint64_t total = 0;
     pthread_mutex_lock(&g_mu);
     enum ps_kind kind = shard_chan ? PS_SHARD : PS_CHAN;
-    struct gentry *e = g_find(g_v[kind], g_n[kind], ch, chn);
+    struct gentry *e = g_find(kind, ch, chn);
     for (uint32_t s = 0; e != NULL && s < srv->nthreads; s++) {
         to[s] |= e->per[s] > 0;
     }
     total += e != NULL ? e->total : 0;
-    for (size_t i = 0; !shard_chan && i < g_n[PS_PAT]; i++) {
-        struct gentry *p = &g_v[PS_PAT][i];
-        if (kv_glob_match(p->name.p, p->name.n, ch, chn, false)) {
-            total += p->total;
-            for (uint32_t s = 0; s < srv->nthreads; s++) {
-                to[s] |= p->per[s] > 0;
+    const struct gmap *pm = &g_maps[PS_PAT];
+    for (size_t i = 0; !shard_chan && pm->b != NULL && i <= pm->mask; i++) {
+        for (const struct gentry *p = pm->b[i]; p != NULL; p = p->next) {
+            if (kv_glob_match(p->name.p, p->name.n, ch, chn, false)) {
+                total += p->total;
+                for (uint32_t s = 0; s < srv->nthreads; s++) {
+                    to[s] |= p->per[s] > 0;
+                }
             }
         }
     }
@@ -611,20 +679,28 @@ int64_t pubsub_publish_async(struct shard *sh, bool shard_chan, const char *ch, 
 }
 
 /* CHANNELS / SHARDCHANNELS [pattern]: the names of one kind matching the pattern. */
+static bool names_match(struct cmd_ctx *x, const struct gentry *e)
+{
+    return x->argc == 2 ||
+           kv_glob_match(x->argv[2].ptr, x->argv[2].len, e->name.p, e->name.n, false);
+}
+
 static void reply_names(struct cmd_ctx *x, enum ps_kind kind)
 {
     pthread_mutex_lock(&g_mu);
-    const struct gentry *v = g_v[kind];
+    const struct gmap *m = &g_maps[kind];
     size_t n = 0;
-    for (size_t i = 0; i < g_n[kind]; i++) {
-        n += x->argc == 2 ||
-             kv_glob_match(x->argv[2].ptr, x->argv[2].len, v[i].name.p, v[i].name.n, false);
+    for (size_t i = 0; m->b != NULL && i <= m->mask; i++) {
+        for (const struct gentry *e = m->b[i]; e != NULL; e = e->next) {
+            n += names_match(x, e);
+        }
     }
     reply_array(x->out, n);
-    for (size_t i = 0; i < g_n[kind]; i++) {
-        if (x->argc == 2 ||
-            kv_glob_match(x->argv[2].ptr, x->argv[2].len, v[i].name.p, v[i].name.n, false)) {
-            reply_bulk(x->out, v[i].name.p, v[i].name.n);
+    for (size_t i = 0; m->b != NULL && i <= m->mask; i++) {
+        for (const struct gentry *e = m->b[i]; e != NULL; e = e->next) {
+            if (names_match(x, e)) {
+                reply_bulk(x->out, e->name.p, e->name.n);
+            }
         }
     }
     pthread_mutex_unlock(&g_mu);
@@ -636,7 +712,7 @@ static void reply_numsub(struct cmd_ctx *x, enum ps_kind kind)
     reply_array(x->out, (x->argc - 2) * 2);
     pthread_mutex_lock(&g_mu);
     for (size_t i = 2; i < x->argc; i++) {
-        struct gentry *e = g_find(g_v[kind], g_n[kind], x->argv[i].ptr, x->argv[i].len);
+        struct gentry *e = g_find(kind, x->argv[i].ptr, x->argv[i].len);
         reply_bulk(x->out, x->argv[i].ptr, x->argv[i].len);
         reply_int(x->out, e != NULL ? (int64_t)e->total : 0);
     }
@@ -662,7 +738,7 @@ void cmd_pubsub(struct cmd_ctx *x)
         reply_numsub(x, PS_SHARD);
     } else if (cmd_arg_is(sub, "numpat") && x->argc == 2) {
         pthread_mutex_lock(&g_mu);
-        size_t n = g_n[PS_PAT];
+        size_t n = g_maps[PS_PAT].n;
         pthread_mutex_unlock(&g_mu);
         reply_int(x->out, (int64_t)n);
     } else if (cmd_arg_is(sub, "help") && x->argc == 2) {

@@ -2795,6 +2795,22 @@ int64_t conn_paused_wait_ns(struct shard *sh)
     return left_ms <= 0 ? 0 : (left_ms > 3600000 ? 3600000 : left_ms) * 1000000;
 }
 
+/* The end of a command refused before it ran, its error replied: counted as rejected; a
+ * refused EXEC ends the transaction, another command flags it (EXEC aborts), as in
+ * Redis's rejectCommand. */
+static void refused(struct conn *c, const struct cmd_desc *d, size_t argc,
+                    const struct resp_arg *argv)
+{
+    early_count(c, d, true, argc, argv);
+    if (d->fn == cmd_exec) {
+        txn_free(c);
+        unwatch(c);
+    } else {
+        txn_flag(c);
+    }
+    finish_early(c);
+}
+
 /* Whether a script of this client runs on another shard (its later commands are not
  * refused -BUSY: Redis keeps a busy script's client waiting, not refused). */
 static bool script_pending(const struct conn *c)
@@ -2882,14 +2898,7 @@ static void dispatch_cmd(struct conn *c, const struct resp_cmd *cmd, const struc
                                         "not allowed when used memory > 'maxmemory'.%s"
                                       : "OOM command not allowed when used memory > 'maxmemory'.%s",
                     "");
-        early_count(c, d, true, cmd->argc, cmd->argv);
-        if (d->fn == cmd_exec) { /* a refused EXEC ends the transaction, as in Redis */
-            txn_free(c);
-            unwatch(c);
-        } else {
-            txn_flag(c);
-        }
-        finish_early(c);
+        refused(c, d, cmd->argc, cmd->argv);
         return;
     }
     size_t argc = cmd->argc;
@@ -2908,12 +2917,7 @@ static void dispatch_cmd(struct conn *c, const struct resp_cmd *cmd, const struc
                         : "ERR Can't execute '%s': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / "
                           "QUIT / RESET are allowed in this context",
                     name);
-        early_count(c, d, true, argc, argv);
-        if (d->fn == cmd_exec) { /* a refused EXEC ends the transaction, as in Redis */
-            txn_free(c);
-            unwatch(c);
-        }
-        finish_early(c);
+        refused(c, d, argc, argv);
         return;
     }
     if (KV_UNLIKELY(atomic_load_explicit(&sh->srv->busy, memory_order_relaxed) != 0) &&
@@ -2931,14 +2935,7 @@ static void dispatch_cmd(struct conn *c, const struct resp_cmd *cmd, const struc
                 early_error(
                     c, d->fn == cmd_exec ? "EXECABORT Transaction discarded because of: %s" : "%s",
                     busy);
-                early_count(c, d, true, argc, argv);
-                if (d->fn == cmd_exec) { /* a refused EXEC ends the transaction, as in Redis */
-                    txn_free(c);
-                    unwatch(c);
-                } else {
-                    txn_flag(c);
-                }
-                finish_early(c);
+                refused(c, d, argc, argv);
                 return;
             }
         }

@@ -154,6 +154,9 @@ struct conn {
     char laddr[48];
     int64_t created_ms;
     int64_t last_ms;
+    /* the last command's name for CLIENT LIST (NULL: none yet, or an unknown subcommand):
+     * the table's name, or a container's "name|sub" built in last_cmd */
+    const char *last_name;
     char last_cmd[40];
     uint32_t db;            /* SELECTed database */
     struct pubsub_conn *ps; /* SUBSCRIBE / PSUBSCRIBE (pubsub.c), NULL without any */
@@ -392,7 +395,7 @@ void conn_info(const struct conn *c, int64_t now_ms, struct conn_info *out)
     out->ssub = pubsub_shard_channels(c->ps);
     out->qbuf = c->stash_len;
     out->omem = resp_out_queued_bytes(&c->out);
-    out->last_cmd = c->last_cmd[0] ? c->last_cmd : "NULL";
+    out->last_cmd = c->last_name != NULL ? c->last_name : "NULL";
     out->multi = txn_queued(c);
     size_t n = 0; /* Redis's order: O P x b t R B, N for none */
     if (c->flags & CONN_MONITOR) {
@@ -2846,8 +2849,12 @@ static void dispatch_cmd(struct conn *c, const struct resp_cmd *cmd, const struc
         finish_early(c);
         return;
     }
-    if (!cmd_full_name(d, cmd->argc, cmd->argv, c->last_cmd, sizeof c->last_cmd)) {
-        c->last_cmd[0] = '\0'; /* an unknown subcommand: CLIENT LIST says cmd=NULL, as Redis */
+    if (KV_LIKELY(!(d->flags & CMD_SUBCMDS) || cmd->argc < 2)) {
+        c->last_name = d->name; /* (no copy per command) */
+    } else if (cmd_full_name(d, cmd->argc, cmd->argv, c->last_cmd, sizeof c->last_cmd)) {
+        c->last_name = c->last_cmd;
+    } else {
+        c->last_name = NULL; /* an unknown subcommand: CLIENT LIST says cmd=NULL, as Redis */
     }
     if (!cmd_arity_ok(d, cmd->argc)) { /* Redis checks the arity before the password */
         if (d->fn == cmd_exec) {       /* a refused EXEC ends any transaction (Redis: even none) */
@@ -2903,7 +2910,7 @@ static void dispatch_cmd(struct conn *c, const struct resp_cmd *cmd, const struc
     }
     size_t argc = cmd->argc;
     const struct resp_arg *argv = cmd->argv;
-    if (KV_UNLIKELY(c->ps != NULL) && c->resp == 2 && c->last_cmd[0] != '\0' &&
+    if (KV_UNLIKELY(c->ps != NULL) && c->resp == 2 && c->last_name != NULL &&
         pubsub_subscribed(c->ps) && d->fn != cmd_subscribe && d->fn != cmd_unsubscribe &&
         d->fn != cmd_psubscribe && d->fn != cmd_punsubscribe && d->fn != cmd_ssubscribe &&
         d->fn != cmd_sunsubscribe && d->fn != cmd_ping && d->fn != cmd_quit && d->fn != cmd_reset) {

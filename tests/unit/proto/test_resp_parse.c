@@ -761,3 +761,35 @@ Test(resp_parse, unread_moves_to_a_copy)
     free(copy);
     free(copy2);
 }
+
+/* Whole requests take the one-pass path; what it cannot take (a limit, a number it does
+ * not read, a missing part) must end exactly as the byte-wise states end it: compared
+ * whole and cut at every byte, under limits small enough to be reached. */
+Test(resp_parse, whole_request_path_agrees_at_limits)
+{
+    struct resp_parse_limits lim = resp_parse_limits_default();
+    lim.inline_bytes_max = 3; /* "*NN" and "$NN" lines at most: 2 digits */
+    lim.bulk_bytes_max = 20;
+    lim.mbulk_count_max = 5;
+    static const struct {
+        const char *in;
+        const char *want;
+        const char *err;
+    } cases[] = {
+        {"*2\r\n$3\r\nGET\r\n$10\r\n0123456789\r\n", "2 3:GET 10:0123456789 \n", ""},
+        {"*2\r\n$3\r\nGET\r\n$100\r\n", "", E_BIG_BULK},
+        {"*10\r\n", "", E_INV_MBULK},
+        {"*100\r\n", "", E_BIG_MBULK},
+        {"*1\r\n$21\r\n", "", E_INV_BULK},
+        {"*1\r\n$20\r\n01234567890123456789\r\n", "1 20:01234567890123456789 \n", ""},
+        {"*1\r\n$03\r\nabc\r\n", "", E_INV_BULK},
+        {"*1\r\n$3\rXabcYZ*1\r\n$1\r\nx\r\n", "1 3:abc \n1 1:x \n", ""},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        struct collect ref;
+        parse_all_ways(&ref, cases[i].in, strlen(cases[i].in), &lim, false, 50);
+        cr_assert_str_eq(ref.out, cases[i].want, "case %zu", i);
+        cr_assert_str_eq(ref.err_text, cases[i].err, "case %zu", i);
+        collect_free(&ref);
+    }
+}

@@ -70,7 +70,8 @@ def test_spikes_match_redis(lpair):
     assert len(lk) == len(lr) == 1
     assert lk[0][0] == lr[0][0] == b"command"
     assert abs(lk[0][1] - lr[0][1]) <= 1  # the second of the last sample
-    assert 40 <= lk[0][2] <= 45 and 50 <= lk[0][3] <= 55, lk
+    # (a sleep's own time plus scheduling delay on a loaded machine)
+    assert 40 <= lk[0][2] <= 70 and 50 <= lk[0][3] <= 80, lk
     hk = lpair.k.cmd("LATENCY", "HISTORY", "command")
     hr = lpair.r.cmd("LATENCY", "HISTORY", "command")
     # each second keeps its largest spike: 50, 30 (not 20), 40 ms, a sleep's own time plus

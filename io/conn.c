@@ -2117,6 +2117,13 @@ struct txn_x {
                              * does not reach the client */
 };
 
+/* The protocol the transaction's replies are encoded in: a script's (RESP2, or 3 after
+ * redis.setresp(3)), else the client's. */
+static int tx_proto(const struct txn_x *tx)
+{
+    return tx->script ? tx->script : tx->c->resp;
+}
+
 /* Parks shard `o` for the transaction, if it is not parked yet: XM_PARK through the
  * connection's queue to it (behind what the connection sent there before), a wake-up
  * now, and a wait until it serves. The lock makes this safe: no other coordinator
@@ -2166,7 +2173,7 @@ static int64_t txn_run_on(struct txn_x *tx, uint32_t o, const struct cmd_desc *d
     struct shard *peer = &sh->srv->shards[o];
     struct txn_slot *ts = &peer->txn;
     ts->op = TXO_RUN;
-    ts->proto = (uint8_t)(tx->script ? tx->script : c->resp); /* a script: its protocol */
+    ts->proto = (uint8_t)tx_proto(tx);
     ts->db = tx->db;
     ts->desc = d;
     ts->argc = argc;
@@ -2219,12 +2226,12 @@ static void txn_run_split(struct txn_x *tx, const struct cmd_desc *d, size_t arg
         }
         struct resp_out tmp;
         resp_out_init(&tmp, sh->pool, SIZE_MAX / 2);
-        resp_out_set_proto(&tmp, tx->script ? tx->script : tx->c->resp);
+        resp_out_set_proto(&tmp, tx_proto(tx));
         sum += txn_run_on(tx, o, d, n, part, &tmp, false);
         g->part_blob[o] = out_take(sh, &tmp, &g->part_len[o]);
         resp_out_deinit(&tmp);
     }
-    merge_parts(out, tx->script ? tx->script : tx->c->resp, sh->heap, (uint8_t)d->merge, g, sum);
+    merge_parts(out, tx_proto(tx), sh->heap, (uint8_t)d->merge, g, sum);
     sh->clock_ns = kv_clock_mono_ns();
     struct run_res r = {.us = (sh->clock_ns - t0) / 1000};
     account(sh, tx->c, cmd_stat_row(d, argc, argv), r, argc, argv, NULL);
@@ -3135,20 +3142,12 @@ static void dispatch_pre(struct conn *c, const struct resp_cmd *cmd, const struc
 {
     dispatch_cmd(c, cmd, pre, pre_h, have_h);
     monitor_after_command(); /* a monitor's own command's line, after the reply */
-    /* (not inside a busy turn: the interrupted command may be writing a reply; the
-     * loop's track_turn delivers them) */
-    if (KV_UNLIKELY(c->flags & CONN_PAUSED) && !c->releasing) {
-        if (!c->sh->in_busy_turn) {
-            track_deliver(c->sh);
-        }
-        return; /* held: it has not run (CLIENT CACHING stays for it) */
-    }
-    if (KV_UNLIKELY(c->trk != NULL)) {
+    bool held = (c->flags & CONN_PAUSED) && !c->releasing; /* it has not run: CLIENT
+                                                            * CACHING stays for it */
+    if (KV_UNLIKELY(c->trk != NULL) && !held) {
         track_command_done(c->trk, cmd_arg_is(&cmd->argv[0], "client"), c->txn != NULL);
     }
-    if (!c->sh->in_busy_turn) {
-        track_deliver(c->sh);
-    }
+    track_deliver(c->sh);
 }
 static void dispatch(struct conn *c, const struct resp_cmd *cmd)
 {

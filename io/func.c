@@ -870,8 +870,7 @@ static void function_restore(struct cmd_ctx *x)
 static void function_stats(struct cmd_ctx *x)
 {
     if (script_eval_busy()) { /* as Redis while an EVAL script runs */
-        reply_error(x->out, "BUSY Redis is busy running a script. You can only call SCRIPT KILL "
-                            "or SHUTDOWN NOSAVE.");
+        reply_error(x->out, "%s", SCRIPT_BUSY_EVAL_TEXT);
         return;
     }
     size_t libs, fns, bytes;

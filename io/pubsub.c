@@ -96,17 +96,81 @@ static void push_name(struct name **v, size_t *n, size_t *cap, struct name s)
 
 /* ---- the shard's maps: channel -> its subscribed connections here ---------------- */
 
-struct chan {
-    struct chan *next;
+/* ---- maps of names: chained hash tables, by XXH3 of the name -------------------------- */
+
+/* The head of what a map holds (a channel of a shard, an entry of the registry). */
+struct node {
+    struct node *next;
     uint64_t h;
     struct name name;
-    struct conn **subs;
-    size_t n, cap;
 };
 
-struct chanmap {
-    struct chan **b;
-    size_t mask, nchans;
+struct nmap {
+    struct node **b; /* NULL until the first node */
+    size_t mask, n;
+};
+
+/* The link holding node p, or the empty link ending its bucket (the map has buckets). */
+static struct node **nmap_slot(struct nmap *m, const char *p, size_t n, uint64_t h)
+{
+    struct node **pp = &m->b[h & m->mask];
+    while (*pp != NULL && !((*pp)->h == h && name_eq(&(*pp)->name, p, n))) {
+        pp = &(*pp)->next;
+    }
+    return pp;
+}
+
+/* The node named p (h: its hash), or NULL. */
+static struct node *nmap_find(struct nmap *m, const char *p, size_t n, uint64_t h)
+{
+    return m->b != NULL ? *nmap_slot(m, p, n, h) : NULL;
+}
+
+/* Rehashes into nb buckets (a power of two). */
+static void nmap_resize(struct nmap *m, size_t nb)
+{
+    struct node **b = calloc(nb, sizeof *b);
+    KV_ASSERT(b != NULL);
+    for (size_t i = 0; m->b != NULL && i <= m->mask; i++) {
+        for (struct node *e = m->b[i], *next; e != NULL; e = next) {
+            next = e->next;
+            e->next = b[e->h & (nb - 1)];
+            b[e->h & (nb - 1)] = e;
+        }
+    }
+    free(m->b);
+    m->b = b;
+    m->mask = nb - 1;
+}
+
+/* Links in a new node (its name and hash set); past one node per bucket the map doubles. */
+static void nmap_add(struct nmap *m, struct node *e)
+{
+    if (m->b == NULL) {
+        nmap_resize(m, PS_BUCKETS_MIN);
+    }
+    e->next = m->b[e->h & m->mask];
+    m->b[e->h & m->mask] = e;
+    if (++m->n > m->mask + 1) {
+        nmap_resize(m, (m->mask + 1) * 2);
+    }
+}
+
+/* Unlinks the node *pp (a link from nmap_slot); a map a quarter full halves. */
+static void nmap_unlink(struct nmap *m, struct node **pp)
+{
+    *pp = (*pp)->next;
+    if (--m->n < (m->mask + 1) / 4 && m->mask + 1 > PS_BUCKETS_MIN) {
+        nmap_resize(m, (m->mask + 1) / 2);
+    }
+}
+
+/* ---- the shard's maps: channel -> its subscribed connections here ---------------- */
+
+struct chan {
+    struct node node; /* first: a node is its chan */
+    struct conn **subs;
+    size_t n, cap;
 };
 
 struct pat {
@@ -115,7 +179,7 @@ struct pat {
 };
 
 struct pubsub_local {
-    struct chanmap maps[2]; /* channels, shard channels */
+    struct nmap maps[2]; /* channels, shard channels */
     struct pat *pats;
     size_t npats, cap_pats;
 };
@@ -123,68 +187,29 @@ struct pubsub_local {
 static struct pubsub_local *local_of(struct shard *sh)
 {
     if (sh->pubsub == NULL) {
-        struct pubsub_local *l = calloc(1, sizeof *l);
-        KV_ASSERT(l != NULL);
-        for (int i = 0; i < 2; i++) {
-            l->maps[i].b = calloc(PS_BUCKETS_MIN, sizeof *l->maps[i].b);
-            KV_ASSERT(l->maps[i].b != NULL);
-            l->maps[i].mask = PS_BUCKETS_MIN - 1;
-        }
-        sh->pubsub = l;
+        sh->pubsub = calloc(1, sizeof *sh->pubsub);
+        KV_ASSERT(sh->pubsub != NULL);
     }
     return sh->pubsub;
 }
 
-static struct chanmap *map_of(struct pubsub_local *l, enum ps_kind kind)
+static struct nmap *map_of(struct pubsub_local *l, enum ps_kind kind)
 {
     KV_ASSERT(kind != PS_PAT);
     return &l->maps[kind == PS_SHARD];
 }
 
-static struct chan **chan_slot(struct chanmap *l, const char *p, size_t n, uint64_t h)
-{
-    struct chan **pp = &l->b[h & l->mask];
-    while (*pp != NULL && !((*pp)->h == h && name_eq(&(*pp)->name, p, n))) {
-        pp = &(*pp)->next;
-    }
-    return pp;
-}
-
-static void local_grow(struct chanmap *l)
-{
-    if (l->nchans <= l->mask + 1) {
-        return;
-    }
-    size_t nb = (l->mask + 1) * 2;
-    struct chan **b = calloc(nb, sizeof *b);
-    KV_ASSERT(b != NULL);
-    for (size_t i = 0; i <= l->mask; i++) {
-        for (struct chan *e = l->b[i], *next; e != NULL; e = next) {
-            next = e->next;
-            e->next = b[e->h & (nb - 1)];
-            b[e->h & (nb - 1)] = e;
-        }
-    }
-    free(l->b);
-    l->b = b;
-    l->mask = nb - 1;
-}
-
-static void local_sub(struct chanmap *l, struct conn *c, const char *p, size_t n)
+static void local_sub(struct nmap *m, struct conn *c, const char *p, size_t n)
 {
     uint64_t h = XXH3_64bits(p, n);
-    struct chan **pp = chan_slot(l, p, n, h);
-    if (*pp == NULL) {
-        struct chan *e = calloc(1, sizeof *e);
+    struct chan *e = (struct chan *)nmap_find(m, p, n, h);
+    if (e == NULL) {
+        e = calloc(1, sizeof *e);
         KV_ASSERT(e != NULL);
-        e->h = h;
-        e->name = name_dup(p, n);
-        *pp = e;
-        l->nchans++;
-        local_grow(l);
-        pp = chan_slot(l, p, n, h);
+        e->node.h = h;
+        e->node.name = name_dup(p, n);
+        nmap_add(m, &e->node);
     }
-    struct chan *e = *pp;
     if (e->n == e->cap) {
         e->cap = e->cap ? e->cap * 2 : 4;
         e->subs = realloc(e->subs, e->cap * sizeof *e->subs);
@@ -195,9 +220,9 @@ static void local_sub(struct chanmap *l, struct conn *c, const char *p, size_t n
 
 /* Whether connection c is subscribed to channel p here (a hash lookup, then the
  * channel's subscribers on this shard: no walk over all of c's subscriptions). */
-static bool local_has(struct chanmap *l, const struct conn *c, const char *p, size_t n)
+static bool local_has(struct nmap *m, const struct conn *c, const char *p, size_t n)
 {
-    const struct chan *e = *chan_slot(l, p, n, XXH3_64bits(p, n));
+    const struct chan *e = (const struct chan *)nmap_find(m, p, n, XXH3_64bits(p, n));
     for (size_t i = 0; e != NULL && i < e->n; i++) {
         if (e->subs[i] == c) {
             return true;
@@ -206,10 +231,11 @@ static bool local_has(struct chanmap *l, const struct conn *c, const char *p, si
     return false;
 }
 
-static void local_unsub(struct chanmap *l, struct conn *c, const char *p, size_t n)
+static void local_unsub(struct nmap *m, struct conn *c, const char *p, size_t n)
 {
-    struct chan **pp = chan_slot(l, p, n, XXH3_64bits(p, n));
-    struct chan *e = *pp;
+    KV_ASSERT(m->b != NULL);
+    struct node **pp = nmap_slot(m, p, n, XXH3_64bits(p, n));
+    struct chan *e = (struct chan *)*pp;
     KV_ASSERT(e != NULL);
     for (size_t i = 0; i < e->n; i++) {
         if (e->subs[i] == c) {
@@ -219,11 +245,10 @@ static void local_unsub(struct chanmap *l, struct conn *c, const char *p, size_t
         }
     }
     if (e->n == 0) {
-        *pp = e->next;
+        nmap_unlink(m, pp);
         free(e->subs);
-        free(e->name.p);
+        free(e->node.name.p);
         free(e);
-        l->nchans--;
     }
 }
 
@@ -234,7 +259,7 @@ void pubsub_local_free(struct shard *sh)
         return;
     }
     /* every connection dropped its own */
-    KV_ASSERT(l->maps[0].nchans == 0 && l->maps[1].nchans == 0 && l->npats == 0);
+    KV_ASSERT(l->maps[0].n == 0 && l->maps[1].n == 0 && l->npats == 0);
     free(l->maps[0].b);
     free(l->maps[1].b);
     free(l->pats);
@@ -248,20 +273,13 @@ void pubsub_local_free(struct shard *sh)
  * many on each shard. Hashed by kind (a PUBLISH from a script or a notification looks
  * its channel up under the mutex: no scan of every channel). */
 struct gentry {
-    struct gentry *next;
-    uint64_t h;
-    struct name name;
+    struct node node; /* first: a node is its gentry */
     uint64_t total;
     uint32_t *per; /* per shard */
 };
 
-struct gmap {
-    struct gentry **b; /* NULL until the first entry */
-    size_t mask, n;
-};
-
 static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
-static struct gmap g_maps[PS_KINDS];
+static struct nmap g_maps[PS_KINDS];
 static uint32_t g_nthreads;
 
 void pubsub_counts(size_t *channels, size_t *patterns, size_t *shard_channels)
@@ -273,36 +291,9 @@ void pubsub_counts(size_t *channels, size_t *patterns, size_t *shard_channels)
     pthread_mutex_unlock(&g_mu);
 }
 
-static struct gentry **g_slot(struct gmap *m, const char *p, size_t len, uint64_t h)
-{
-    struct gentry **pp = &m->b[h & m->mask];
-    while (*pp != NULL && !((*pp)->h == h && name_eq(&(*pp)->name, p, len))) {
-        pp = &(*pp)->next;
-    }
-    return pp;
-}
-
 static struct gentry *g_find(enum ps_kind kind, const char *p, size_t len)
 {
-    struct gmap *m = &g_maps[kind];
-    return m->b != NULL ? *g_slot(m, p, len, XXH3_64bits(p, len)) : NULL;
-}
-
-/* Rehashes into nb buckets (a power of two). */
-static void g_resize(struct gmap *m, size_t nb)
-{
-    struct gentry **b = calloc(nb, sizeof *b);
-    KV_ASSERT(b != NULL);
-    for (size_t i = 0; m->b != NULL && i <= m->mask; i++) {
-        for (struct gentry *e = m->b[i], *next; e != NULL; e = next) {
-            next = e->next;
-            e->next = b[e->h & (nb - 1)];
-            b[e->h & (nb - 1)] = e;
-        }
-    }
-    free(m->b);
-    m->b = b;
-    m->mask = nb - 1;
+    return (struct gentry *)nmap_find(&g_maps[kind], p, len, XXH3_64bits(p, len));
 }
 
 /* Subscriptions that may receive keyspace notifications: to a channel starting with
@@ -321,37 +312,26 @@ static void g_count(enum ps_kind kind, uint32_t s, const char *p, size_t n, int 
     if (kind == PS_PAT || (kind == PS_CHAN && n >= 5 && memcmp(p, "__key", 5) == 0)) {
         atomic_fetch_add_explicit(&g_notify_listeners, delta, memory_order_relaxed);
     }
-    struct gmap *m = &g_maps[kind];
+    struct nmap *m = &g_maps[kind];
     uint64_t h = XXH3_64bits(p, n);
-    if (m->b == NULL) {
-        g_resize(m, PS_BUCKETS_MIN);
-    }
-    struct gentry **pp = g_slot(m, p, n, h);
-    struct gentry *e = *pp;
+    struct gentry *e = (struct gentry *)nmap_find(m, p, n, h);
     if (e == NULL) {
         KV_ASSERT(delta > 0);
         e = calloc(1, sizeof *e);
         KV_ASSERT(e != NULL);
-        e->h = h;
-        e->name = name_dup(p, n);
+        e->node.h = h;
+        e->node.name = name_dup(p, n);
         e->per = calloc(g_nthreads, sizeof e->per[0]);
         KV_ASSERT(e->per != NULL);
-        *pp = e;
-        if (++m->n > m->mask + 1) {
-            g_resize(m, (m->mask + 1) * 2);
-            pp = g_slot(m, p, n, h);
-        }
+        nmap_add(m, &e->node);
     }
     e->per[s] = (uint32_t)((int64_t)e->per[s] + delta);
     e->total = (uint64_t)((int64_t)e->total + delta);
     if (e->total == 0) {
-        *pp = e->next;
-        free(e->name.p);
+        nmap_unlink(m, nmap_slot(m, p, n, h));
+        free(e->node.name.p);
         free(e->per);
         free(e);
-        if (--m->n < (m->mask + 1) / 4 && m->mask + 1 > PS_BUCKETS_MIN) {
-            g_resize(m, (m->mask + 1) / 2);
-        }
     }
 }
 
@@ -399,8 +379,8 @@ static int64_t deliver(struct shard *sh, bool shard_chan, const char *ch, size_t
         return 0;
     }
     int64_t n = 0;
-    struct chanmap *m = map_of(l, shard_chan ? PS_SHARD : PS_CHAN);
-    struct chan *e = *chan_slot(m, ch, chn, XXH3_64bits(ch, chn));
+    struct nmap *m = map_of(l, shard_chan ? PS_SHARD : PS_CHAN);
+    struct chan *e = (struct chan *)nmap_find(m, ch, chn, XXH3_64bits(ch, chn));
     for (size_t i = 0; e != NULL && i < e->n; i++) {
         push_message(e->subs[i], shard_chan ? "smessage" : "message", NULL, ch, chn, msg, mn);
         n++;
@@ -642,10 +622,11 @@ int64_t pubsub_publish_async(struct shard *sh, bool shard_chan, const char *ch, 
         to[s] |= e->per[s] > 0;
     }
     total += e != NULL ? e->total : 0;
-    const struct gmap *pm = &g_maps[PS_PAT];
+    const struct nmap *pm = &g_maps[PS_PAT];
     for (size_t i = 0; !shard_chan && pm->b != NULL && i <= pm->mask; i++) {
-        for (const struct gentry *p = pm->b[i]; p != NULL; p = p->next) {
-            if (kv_glob_match(p->name.p, p->name.n, ch, chn, false)) {
+        for (const struct node *nd = pm->b[i]; nd != NULL; nd = nd->next) {
+            const struct gentry *p = (const struct gentry *)nd;
+            if (kv_glob_match(nd->name.p, nd->name.n, ch, chn, false)) {
                 total += p->total;
                 for (uint32_t s = 0; s < srv->nthreads; s++) {
                     to[s] |= p->per[s] > 0;
@@ -679,7 +660,7 @@ int64_t pubsub_publish_async(struct shard *sh, bool shard_chan, const char *ch, 
 }
 
 /* CHANNELS / SHARDCHANNELS [pattern]: the names of one kind matching the pattern. */
-static bool names_match(struct cmd_ctx *x, const struct gentry *e)
+static bool names_match(struct cmd_ctx *x, const struct node *e)
 {
     return x->argc == 2 ||
            kv_glob_match(x->argv[2].ptr, x->argv[2].len, e->name.p, e->name.n, false);
@@ -688,16 +669,16 @@ static bool names_match(struct cmd_ctx *x, const struct gentry *e)
 static void reply_names(struct cmd_ctx *x, enum ps_kind kind)
 {
     pthread_mutex_lock(&g_mu);
-    const struct gmap *m = &g_maps[kind];
+    const struct nmap *m = &g_maps[kind];
     size_t n = 0;
     for (size_t i = 0; m->b != NULL && i <= m->mask; i++) {
-        for (const struct gentry *e = m->b[i]; e != NULL; e = e->next) {
+        for (const struct node *e = m->b[i]; e != NULL; e = e->next) {
             n += names_match(x, e);
         }
     }
     reply_array(x->out, n);
     for (size_t i = 0; m->b != NULL && i <= m->mask; i++) {
-        for (const struct gentry *e = m->b[i]; e != NULL; e = e->next) {
+        for (const struct node *e = m->b[i]; e != NULL; e = e->next) {
             if (names_match(x, e)) {
                 reply_bulk(x->out, e->name.p, e->name.n);
             }

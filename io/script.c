@@ -723,11 +723,7 @@ const char *script_busy_text(struct server *srv)
     if (busy == 0) {
         return NULL;
     }
-    return (busy & (SERVER_BUSY_FN - 1)) != 0
-               ? "BUSY Redis is busy running a script. You can only call SCRIPT KILL or "
-                 "SHUTDOWN NOSAVE."
-               : "BUSY Redis is busy running a script. You can only call FUNCTION KILL or "
-                 "SHUTDOWN NOSAVE.";
+    return (busy & (SERVER_BUSY_FN - 1)) != 0 ? SCRIPT_BUSY_EVAL_TEXT : SCRIPT_BUSY_FN_TEXT;
 }
 
 static void l_hook(lua_State *L, lua_Debug *ar)
@@ -1911,10 +1907,7 @@ void script_kill(struct resp_out *out, bool functions)
             running = others; /* UNKILLABLE comes first, as in Redis */
             wrote = others;
         } else {
-            reply_error(out, functions ? "BUSY Redis is busy running a script. You can only "
-                                         "call SCRIPT KILL or SHUTDOWN NOSAVE."
-                                       : "BUSY Redis is busy running a script. You can only "
-                                         "call FUNCTION KILL or SHUTDOWN NOSAVE.");
+            reply_error(out, "%s", functions ? SCRIPT_BUSY_EVAL_TEXT : SCRIPT_BUSY_FN_TEXT);
             return;
         }
     }

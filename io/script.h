@@ -57,6 +57,12 @@ bool script_eval_busy(void);
  * NULL otherwise. Any thread. */
 struct server;
 const char *script_busy_text(struct server *srv);
+
+/* Redis's -BUSY texts while an EVAL script runs, and while a function does. */
+#define SCRIPT_BUSY_EVAL_TEXT                                                                      \
+    "BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE."
+#define SCRIPT_BUSY_FN_TEXT                                                                        \
+    "BUSY Redis is busy running a script. You can only call FUNCTION KILL or SHUTDOWN NOSAVE."
 void script_running_reply(struct resp_out *out, int64_t now_ms);
 
 /* Scripts in the registry and their memory (INFO memory). */

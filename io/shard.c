@@ -345,6 +345,27 @@ static void dispatch(struct shard *sh, struct io_uring_cqe *cqe)
 
 static void send_wakes(struct shard *sh);
 
+/* Handles one message from another shard's queue. */
+static void on_message(struct shard *sh, const struct xmsg *m)
+{
+    if (m->kind == XM_REQ) {
+        conn_exec_remote(sh, m);
+    } else if (m->kind == XM_UNWATCH) {
+        watch_drop(sh->watch, m->caller_id);
+    } else if (m->kind == XM_PARK) {
+        conn_txn_serve(sh, m);
+    } else if (m->kind == XM_PUBLISH) {
+        pubsub_on_message(sh, m);
+    } else if (m->kind == XM_INVALIDATE) {
+        track_on_message(sh, m);
+    } else if (m->kind == XM_MONITOR) {
+        monitor_on_message(sh, m);
+    } else {
+        KV_ASSERT(m->kind == XM_REPLY);
+        conn_on_reply(sh, m);
+    }
+}
+
 /* Takes the next completion off the ring, as a copy: a handler that runs a script past
  * busy-reply-threshold reaps the completions after it itself (shard_busy_turn). */
 static bool next_cqe(struct shard *sh, struct io_uring_cqe *out)
@@ -404,16 +425,12 @@ static void busy_drain(struct shard *sh)
             continue;
         }
         struct spsc *q = sh->in[s];
-        for (int n = 0; n < 1024 && spsc_peek(q, &m); n++) {
-            if (m.kind == XM_REQ && (m.desc->flags & CMD_ALLOW_BUSY)) {
-                spsc_pop(q, &m);
-                conn_exec_remote(sh, &m);
-            } else if (m.kind == XM_UNWATCH) {
-                spsc_pop(q, &m);
-                watch_drop(sh->watch, m.caller_id);
-            } else {
-                break;
-            }
+        for (int n = 0;
+             n < 1024 && spsc_peek(q, &m) &&
+             ((m.kind == XM_REQ && (m.desc->flags & CMD_ALLOW_BUSY)) || m.kind == XM_UNWATCH);
+             n++) {
+            spsc_pop(q, &m);
+            on_message(sh, &m);
         }
     }
 }
@@ -463,22 +480,7 @@ static void drain_queues(struct shard *sh)
         struct spsc *q = sh->in[s];
         /* Bounded per turn so that one busy peer cannot starve the network. */
         for (int n = 0; n < 1024 && spsc_pop(q, &m); n++) {
-            if (m.kind == XM_REQ) {
-                conn_exec_remote(sh, &m);
-            } else if (m.kind == XM_UNWATCH) {
-                watch_drop(sh->watch, m.caller_id);
-            } else if (m.kind == XM_PARK) {
-                conn_txn_serve(sh, &m);
-            } else if (m.kind == XM_PUBLISH) {
-                pubsub_on_message(sh, &m);
-            } else if (m.kind == XM_INVALIDATE) {
-                track_on_message(sh, &m);
-            } else if (m.kind == XM_MONITOR) {
-                monitor_on_message(sh, &m);
-            } else {
-                KV_ASSERT(m.kind == XM_REPLY);
-                conn_on_reply(sh, &m);
-            }
+            on_message(sh, &m);
         }
     }
 }

@@ -80,11 +80,12 @@ static inline void track_changed(struct shard *sh, const char *key, size_t klen,
 void track_flushed(struct shard *sh);
 
 /* Delivers the records waiting for this shard's own clients: call where no reply is
- * being written (after a command, before the next). */
+ * being written (after a command, before the next). Not inside a busy turn (the command
+ * it interrupts may be writing one): the loop's track_turn delivers them after. */
 void track__deliver(struct shard *sh);
 static inline void track_deliver(struct shard *sh)
 {
-    if (sh->track_local > 0) {
+    if (sh->track_local > 0 && !sh->in_busy_turn) {
         track__deliver(sh);
     }
 }

@@ -13,6 +13,7 @@ script's hook and a thread parked by a script across shards from its wait; a cli
 script runs on another thread is not refused; input sent by the script's own client while
 it runs is kept and served after it; a client that hangs up meanwhile is closed after.
 """
+import contextlib
 import socket
 import time
 
@@ -67,37 +68,52 @@ def start_busy(port, *cmd, probe=None):
     return runner
 
 
+def set_threshold(port, ms):
+    with Client(port) as a:
+        assert a.cmd("CONFIG", "SET", "busy-reply-threshold", str(ms)) == St("OK")
+
+
+@contextlib.contextmanager
+def busy_threshold(port, ms):
+    """busy-reply-threshold at ms for the block, the default (5000) after it; yields a
+    client of the server for the test's own commands."""
+    admin = Client(port)
+    assert admin.cmd("CONFIG", "SET", "busy-reply-threshold", str(ms)) == St("OK")
+    try:
+        yield admin
+    finally:
+        admin.cmd("CONFIG", "SET", "busy-reply-threshold", "5000")
+        admin.close()
+
+
 def busy_replies(port, threshold_ms=50):
     """What fresh clients get while an EVAL loops past the threshold, then how it ends."""
-    admin = Client(port)
-    assert admin.cmd("CONFIG", "SET", "busy-reply-threshold", str(threshold_ms)) == St("OK")
-    admin.cmd("SET", "xx", "1")
-    runner = start_busy(port, "EVAL", LOOP, "0")
-    out = []
-    m = Client(port)  # Redis's "MULTI and script timeout": never half a transaction
-    out += [(("MULTI",), m.raw("MULTI")), (("INCR", "xx"), m.raw("INCR", "xx"))]
-    c = Client(port)
-    for cmd in [("PING",), ("GET", "x"), ("SET", "x", "1"), ("SELECT", "0"), ("CLIENT", "LIST"),
-                ("EVAL", "return 1", "0"), ("FCALL", "f", "0"), ("FUNCTION", "STATS"),
-                ("FUNCTION", "KILL"), ("CONFIG", "GET", "port"), ("SHUTDOWN",),
-                ("SHUTDOWN", "SAVE"), ("AUTH", "pw"), ("UNWATCH",),
-                ("MULTI",), ("GET", "x"), ("SCRIPT", "FLUSH"), ("EXEC",), ("MULTI",),
-                ("DISCARD",), ("EXEC",), ("RESET",), ("PING",)]:
-        c.send(encode(*cmd))
-        out.append((cmd, c.read_raw()))
-    c.send(encode("QUIT"))
-    out.append((("QUIT",), c.read_raw()))
-    assert c.closed_within(5)
-    out.append((("SCRIPT", "KILL"), admin.raw("SCRIPT", "KILL")))
-    out.append((("EVAL",), runner.read_raw()))
-    out.append((("PING",), runner.raw("PING")))
-    wait_until(lambda: admin.cmd("PING") == St("PONG"), 10, what="the busy mode to end")
-    for cmd in [("INCR", "xx"), ("EXEC",), ("PING", "asdf"), ("GET", "xx")]:
-        out.append((cmd, m.raw(*cmd)))
-    m.close()
-    admin.cmd("CONFIG", "SET", "busy-reply-threshold", "5000")
-    for x in (admin, runner):
-        x.close()
+    with busy_threshold(port, threshold_ms) as admin:
+        admin.cmd("SET", "xx", "1")
+        runner = start_busy(port, "EVAL", LOOP, "0")
+        out = []
+        m = Client(port)  # Redis's "MULTI and script timeout": never half a transaction
+        out += [(("MULTI",), m.raw("MULTI")), (("INCR", "xx"), m.raw("INCR", "xx"))]
+        c = Client(port)
+        for cmd in [("PING",), ("GET", "x"), ("SET", "x", "1"), ("SELECT", "0"), ("CLIENT", "LIST"),
+                    ("EVAL", "return 1", "0"), ("FCALL", "f", "0"), ("FUNCTION", "STATS"),
+                    ("FUNCTION", "KILL"), ("CONFIG", "GET", "port"), ("SHUTDOWN",),
+                    ("SHUTDOWN", "SAVE"), ("AUTH", "pw"), ("UNWATCH",),
+                    ("MULTI",), ("GET", "x"), ("SCRIPT", "FLUSH"), ("EXEC",), ("MULTI",),
+                    ("DISCARD",), ("EXEC",), ("RESET",), ("PING",)]:
+            c.send(encode(*cmd))
+            out.append((cmd, c.read_raw()))
+        c.send(encode("QUIT"))
+        out.append((("QUIT",), c.read_raw()))
+        assert c.closed_within(5)
+        out.append((("SCRIPT", "KILL"), admin.raw("SCRIPT", "KILL")))
+        out.append((("EVAL",), runner.read_raw()))
+        out.append((("PING",), runner.raw("PING")))
+        wait_until(lambda: admin.cmd("PING") == St("PONG"), 10, what="the busy mode to end")
+        for cmd in [("INCR", "xx"), ("EXEC",), ("PING", "asdf"), ("GET", "xx")]:
+            out.append((cmd, m.raw(*cmd)))
+        m.close()
+        runner.close()
     return out
 
 
@@ -128,19 +144,16 @@ def test_config_names_match_redis(kvd, redis_server):
 def pipelined_ping_behind_script(port):
     """Redis's "Timedout script does not cause a false dead client": EVAL and PING in one
     write; the PING is answered after the killed script's error."""
-    admin = Client(port)
-    admin.cmd("CONFIG", "SET", "busy-reply-threshold", "20")
-    runner = Client(port)
-    runner.send(encode("EVAL", "while 1 do redis.call('ping') end", "0") + encode("PING"))
-    wait_until(lambda: isinstance(admin.cmd("PING"), Err), 10, what="the script to be busy")
-    assert admin.cmd("PING") == BUSY_EVAL
-    assert admin.cmd("SCRIPT", "KILL") == St("OK")
-    killed = runner.read_raw()
-    pong = runner.read_raw()
-    wait_until(lambda: admin.cmd("PING") == St("PONG"), 10, what="the busy mode to end")
-    admin.cmd("CONFIG", "SET", "busy-reply-threshold", "5000")
-    admin.close()
-    runner.close()
+    with busy_threshold(port, 20) as admin:
+        runner = Client(port)
+        runner.send(encode("EVAL", "while 1 do redis.call('ping') end", "0") + encode("PING"))
+        wait_until(lambda: isinstance(admin.cmd("PING"), Err), 10, what="the script to be busy")
+        assert admin.cmd("PING") == BUSY_EVAL
+        assert admin.cmd("SCRIPT", "KILL") == St("OK")
+        killed = runner.read_raw()
+        pong = runner.read_raw()
+        wait_until(lambda: admin.cmd("PING") == St("PONG"), 10, what="the busy mode to end")
+        runner.close()
     return killed, pong
 
 
@@ -174,21 +187,18 @@ def test_unkillable_script_and_shutdown_nosave_match_redis(kvd_factory, redis_fa
 
 
 def function_busy(port):
-    admin = Client(port)
-    admin.cmd("FUNCTION", "FLUSH")
-    assert admin.cmd("FUNCTION", "LOAD", "#!lua name=busy\nredis.register_function('spin', "
-                     "function() local a = 1 while true do a = a + 1 end end)") == b"busy"
-    admin.cmd("CONFIG", "SET", "busy-reply-threshold", "20")
-    runner = start_busy(port, "FCALL", "spin", "0")
-    stats = admin.cmd("FUNCTION", "STATS")
-    out = [admin.raw("PING"), admin.raw("SCRIPT", "KILL"), admin.raw("EVAL", "return 1", "0")]
-    out.append(admin.raw("FUNCTION", "KILL"))
-    out.append(runner.read_raw())
-    wait_until(lambda: admin.cmd("PING") == St("PONG"), 10, what="the busy mode to end")
-    admin.cmd("CONFIG", "SET", "busy-reply-threshold", "5000")
-    admin.cmd("FUNCTION", "FLUSH")
-    admin.close()
-    runner.close()
+    with busy_threshold(port, 20) as admin:
+        admin.cmd("FUNCTION", "FLUSH")
+        assert admin.cmd("FUNCTION", "LOAD", "#!lua name=busy\nredis.register_function('spin', "
+                         "function() local a = 1 while true do a = a + 1 end end)") == b"busy"
+        runner = start_busy(port, "FCALL", "spin", "0")
+        stats = admin.cmd("FUNCTION", "STATS")
+        out = [admin.raw("PING"), admin.raw("SCRIPT", "KILL"), admin.raw("EVAL", "return 1", "0")]
+        out.append(admin.raw("FUNCTION", "KILL"))
+        out.append(runner.read_raw())
+        wait_until(lambda: admin.cmd("PING") == St("PONG"), 10, what="the busy mode to end")
+        admin.cmd("FUNCTION", "FLUSH")
+        runner.close()
     return stats, out
 
 
@@ -206,9 +216,7 @@ def test_function_busy_matches_redis(kvd, redis_server):
 
 def test_clients_of_both_threads_are_refused_and_kill_works_from_either(kvd, groups):
     a, _ = groups
-    admin = Client(kvd.port)
-    admin.cmd("CONFIG", "SET", "busy-reply-threshold", "20")
-    try:
+    with busy_threshold(kvd.port, 20):
         for side in (0, 1):
             local, remote = clients_by_thread(kvd.port, a[0])
             runner = start_busy(kvd.port, "EVAL", LOOP, "1", a[0], probe=local[0])
@@ -223,18 +231,13 @@ def test_clients_of_both_threads_are_refused_and_kill_works_from_either(kvd, gro
                 wait_until(lambda: c.cmd("PING") == St("PONG"), 10, what="PONG")
             for c in local + remote + [runner]:
                 c.close()
-    finally:
-        admin.cmd("CONFIG", "SET", "busy-reply-threshold", "5000")
-        admin.close()
     kvd.check_alive()
 
 
 def test_script_across_threads_parks_the_other_which_still_serves(kvd, groups):
     a, b = groups
-    admin = Client(kvd.port)
-    admin.cmd("CONFIG", "SET", "busy-reply-threshold", "20")
-    admin.cmd("MSET", a[0], "va", b[0], "vb")
-    try:
+    with busy_threshold(kvd.port, 20) as admin:
+        admin.cmd("MSET", a[0], "va", b[0], "vb")
         local, remote = clients_by_thread(kvd.port, a[0])
         # both keys read first: the other thread is parked while the script loops
         runner = start_busy(kvd.port, "EVAL",
@@ -251,18 +254,13 @@ def test_script_across_threads_parks_the_other_which_still_serves(kvd, groups):
         assert admin.cmd("MGET", a[0], b[0]) == [b"va", b"vb"]
         for c in local + remote + [runner]:
             c.close()
-    finally:
-        admin.cmd("CONFIG", "SET", "busy-reply-threshold", "5000")
-        admin.close()
     kvd.check_alive()
 
 
 def test_client_of_a_script_on_another_thread_waits_not_refused(kvd, groups):
     a, _ = groups
-    admin = Client(kvd.port)
-    admin.cmd("CONFIG", "SET", "busy-reply-threshold", "20")
-    admin.cmd("DEL", a[0])
-    try:
+    with busy_threshold(kvd.port, 20) as admin:
+        admin.cmd("DEL", a[0])
         local, remote = clients_by_thread(kvd.port, a[0])
         runner = remote[0]  # the script runs on a[0]'s thread, for a client of the other
         runner.send(encode("EVAL", LOOP, "1", a[0]) + encode("PING") + encode("GET", a[0]))
@@ -274,15 +272,11 @@ def test_client_of_a_script_on_another_thread_waits_not_refused(kvd, groups):
         assert runner.read_raw() == b"$-1\r\n"
         for c in local + remote:
             c.close()
-    finally:
-        admin.cmd("CONFIG", "SET", "busy-reply-threshold", "5000")
-        admin.close()
     kvd.check_alive()
 
 
 def test_input_sent_during_the_script_is_served_after_it(kc, kvd):
-    kc.cmd("CONFIG", "SET", "busy-reply-threshold", "20")
-    try:
+    with busy_threshold(kvd.port, 20):
         runner = start_busy(kvd.port, "EVAL", LOOP, "0")
         # sent while the script runs: kept aside, not parsed under the script's arguments
         big = b"v" * 100000
@@ -294,14 +288,11 @@ def test_input_sent_during_the_script_is_served_after_it(kc, kvd):
         assert runner.read_raw() == b":100001\r\n"
         assert runner.read_raw() == b":100001\r\n"
         runner.close()
-    finally:
-        kc.cmd("CONFIG", "SET", "busy-reply-threshold", "5000")
     kvd.check_alive()
 
 
 def test_script_client_hanging_up_is_closed_after_the_script(kc, kvd):
-    kc.cmd("CONFIG", "SET", "busy-reply-threshold", "20")
-    try:
+    with busy_threshold(kvd.port, 20):
         before = int(stats_field(kc, "clients", "connected_clients"))
         runner = start_busy(kvd.port, "EVAL", LOOP, "0")
         runner.sock.shutdown(socket.SHUT_RDWR)
@@ -312,8 +303,6 @@ def test_script_client_hanging_up_is_closed_after_the_script(kc, kvd):
         wait_until(lambda: kc.cmd("PING") == St("PONG"), 10, what="PONG")
         wait_until(lambda: int(stats_field(kc, "clients", "connected_clients")) == before, 10,
                    what="the script's client to be closed")
-    finally:
-        kc.cmd("CONFIG", "SET", "busy-reply-threshold", "5000")
     kvd.check_alive()
 
 
@@ -345,18 +334,12 @@ def spin(ms):
             "if n[1]*1000000 + n[2] - s > %d then break end end " % (ms * 1000))
 
 
-def setup_threshold(port, ms):
-    with Client(port) as a:
-        assert a.cmd("CONFIG", "SET", "busy-reply-threshold", str(ms)) == St("OK")
-
-
 def test_cross_shard_exec_reply_intact_when_others_refused_silently(kvd, groups):
     """A cross-shard EXEC builds its reply in the shard's scratch output while its script
     is busy; a -BUSY reply to another client of that thread (CLIENT REPLY OFF: its replies
     go through a scratch output) must not take it (busy turns use their own)."""
     a, b = groups
-    setup_threshold(kvd.port, 50)
-    try:
+    with busy_threshold(kvd.port, 50):
         local, remote = clients_by_thread(kvd.port, a[0])
         x, y = local[0], local[1]          # both on a[0]'s thread
         y.send(encode("CLIENT", "REPLY", "OFF"))
@@ -370,8 +353,6 @@ def test_cross_shard_exec_reply_intact_when_others_refused_silently(kvd, groups)
         x.settimeout(5)
         raw = x.read_raw()
         assert raw == b"*2\r\n+OK\r\n$4\r\ndone\r\n", raw
-    finally:
-        setup_threshold(kvd.port, 5000)
     kvd.check_alive()
 
 
@@ -380,8 +361,7 @@ def test_remote_script_reply_keeps_its_protocol(kvd, groups):
     scratch output; a RESP3 client refused -BUSY there meanwhile (CLIENT REPLY OFF) must
     not switch its protocol: the RESP2 client gets $-1 for false."""
     a, b = groups
-    setup_threshold(kvd.port, 50)
-    try:
+    with busy_threshold(kvd.port, 50):
         local, remote = clients_by_thread(kvd.port, a[0])
         x = remote[0]                      # RESP2, on the other thread: forwarded
         y = local[0]                       # on a[0]'s thread, where the script runs
@@ -394,8 +374,6 @@ def test_remote_script_reply_keeps_its_protocol(kvd, groups):
         x.settimeout(5)
         raw = x.read_raw()
         assert raw == b"$-1\r\n", raw
-    finally:
-        setup_threshold(kvd.port, 5000)
     kvd.check_alive()
 
 
@@ -404,28 +382,27 @@ def test_script_pending_client_never_runs_inside_a_busy_script(kvd, groups):
     commands never run inside its own thread's busy script (they wait for the thread's
     loop): the script's SET and GET see no intruder."""
     a, b = groups
-    setup_threshold(kvd.port, 400)
-    try:
-        la, ra = clients_by_thread(kvd.port, a[0], per_thread=3)   # la: a's thread
-        la[1].cmd("SET", a[0], "orig")
-        w = ra[0]                          # on b's thread: a long script there
-        w.send(encode("EVAL", spin(2000) + "return 'w'", "1", b[0]))
-        time.sleep(0.05)
-        z = la[0]                          # on a's thread: its EVAL waits on b's thread
-        z.send(encode("EVAL", "return 'z1'", "1", b[0]))
-        time.sleep(0.05)
-        x = la[1]                          # a's thread runs a script that watches a key
-        x.send(encode("EVAL", "redis.call('set', KEYS[1], 'mine') " + spin(1200) +
-                      "return redis.call('get', KEYS[1])", "1", a[0]))
-        time.sleep(0.6)                    # both busy
-        z.send(encode("SET", a[0], "intruder"))   # runs inside x's script
-        time.sleep(0.2)
-        x.settimeout(5)
-        got = x.read_raw()
-        assert got == b"$4\r\nmine\r\n", got
-    finally:
-        time.sleep(2)
-        setup_threshold(kvd.port, 5000)
+    with busy_threshold(kvd.port, 400):
+        try:
+            la, ra = clients_by_thread(kvd.port, a[0], per_thread=3)   # la: a's thread
+            la[1].cmd("SET", a[0], "orig")
+            w = ra[0]                          # on b's thread: a long script there
+            w.send(encode("EVAL", spin(2000) + "return 'w'", "1", b[0]))
+            time.sleep(0.05)
+            z = la[0]                          # on a's thread: its EVAL waits on b's thread
+            z.send(encode("EVAL", "return 'z1'", "1", b[0]))
+            time.sleep(0.05)
+            x = la[1]                          # a's thread runs a script that watches a key
+            x.send(encode("EVAL", "redis.call('set', KEYS[1], 'mine') " + spin(1200) +
+                          "return redis.call('get', KEYS[1])", "1", a[0]))
+            time.sleep(0.6)                    # both busy
+            z.send(encode("SET", a[0], "intruder"))   # runs inside x's script
+            time.sleep(0.2)
+            x.settimeout(5)
+            got = x.read_raw()
+            assert got == b"$4\r\nmine\r\n", got
+        finally:
+            time.sleep(2)
     kvd.check_alive()
 
 
@@ -433,7 +410,7 @@ def test_script_pending_client_cannot_nest_an_eval(kvd_factory):
     k = kvd_factory()
     with Client(k.port) as c:
         a, b = classify(c, ["k%d" % i for i in range(50)])
-    setup_threshold(k.port, 400)
+    set_threshold(k.port, 400)
     la, ra = clients_by_thread(k.port, a[0], per_thread=3)
     w = ra[0]
     w.send(encode("EVAL", spin(2000) + "return 'w'", "1", b[0]))
@@ -459,8 +436,7 @@ def test_exec_reply_not_given_to_another_client(kvd, groups):
             f.send(b"".join(encode("SET", "fill:%d:%d" % (i, j), "x" * 100) for j in range(5000)))
             for j in range(5000):
                 f.read_raw()
-    setup_threshold(kvd.port, 50)
-    try:
+    with busy_threshold(kvd.port, 50):
         local, remote = clients_by_thread(kvd.port, a[0])
         x, y = local[0], local[1]
         x.cmd("MULTI")
@@ -477,8 +453,6 @@ def test_exec_reply_not_given_to_another_client(kvd, groups):
         x.settimeout(5)
         raw = x.read_raw()
         assert raw == b"*2\r\n+OK\r\n$4\r\ndone\r\n", raw
-    finally:
-        setup_threshold(kvd.port, 5000)
     kvd.check_alive()
 
 
@@ -526,8 +500,7 @@ def test_no_invalidation_pushed_inside_an_exec_reply(kvd, groups):
     """Invalidations are not delivered from a busy turn: the one the transaction's own SET
     made would land in the middle of EXEC's array in the script client's output."""
     a, b = groups
-    setup_threshold(kvd.port, 50)
-    try:
+    with busy_threshold(kvd.port, 50):
         local, remote = clients_by_thread(kvd.port, a[0])
         x, y = local[0], local[1]
         x.cmd("HELLO", "3")
@@ -544,8 +517,6 @@ def test_no_invalidation_pushed_inside_an_exec_reply(kvd, groups):
         time.sleep(0.5)
         data = x.sock.recv(1 << 16)
         assert data.startswith(b"*2\r\n+OK\r\n$4\r\ndone\r\n"), data
-    finally:
-        setup_threshold(kvd.port, 5000)
     kvd.check_alive()
 
 
@@ -569,8 +540,7 @@ def test_client_of_a_forwarded_exec_with_a_script_waits(kvd, groups):
     """A transaction forwarded to the other thread (exec|run) whose EVAL goes busy: the
     client's own pipelined PING waits for it and gets +PONG, as in Redis."""
     a, b = groups
-    setup_threshold(kvd.port, 50)
-    try:
+    with busy_threshold(kvd.port, 50):
         local, remote = clients_by_thread(kvd.port, a[0])
         x = remote[0]
         x.cmd("MULTI")
@@ -582,8 +552,6 @@ def test_client_of_a_forwarded_exec_with_a_script_waits(kvd, groups):
         r1 = x.read_raw()
         r2 = x.read_raw()
         assert (r1, r2) == (b"*1\r\n$4\r\ndone\r\n", b"+PONG\r\n"), (r1, r2)
-    finally:
-        setup_threshold(kvd.port, 5000)
     kvd.check_alive()
 
 
@@ -591,8 +559,7 @@ def test_watch_across_threads_while_busy_leaves_exec_reply_intact(kvd, groups):
     """WATCH is allowed while busy; with keys on both threads its local part goes through
     a scratch output, which must not be the one a cross-shard EXEC's reply is built in."""
     a, b = groups
-    setup_threshold(kvd.port, 50)
-    try:
+    with busy_threshold(kvd.port, 50):
         local, remote = clients_by_thread(kvd.port, a[0])
         x, y = local[0], local[1]
         x.cmd("MULTI")
@@ -606,8 +573,6 @@ def test_watch_across_threads_while_busy_leaves_exec_reply_intact(kvd, groups):
         x.settimeout(5)
         raw = x.read_raw()
         assert raw == b"*2\r\n+OK\r\n$4\r\ndone\r\n", raw
-    finally:
-        setup_threshold(kvd.port, 5000)
     kvd.check_alive()
 
 
@@ -618,7 +583,7 @@ def test_script_client_not_killed_from_a_busy_turn(kvd_factory):
     k = kvd_factory()
     with Client(k.port) as c:
         a, b = classify(c, ["k%d" % i for i in range(50)])
-    setup_threshold(k.port, 300)
+    set_threshold(k.port, 300)
     la, ra = clients_by_thread(k.port, a[0], per_thread=3)
     xid = la[1].cmd("CLIENT", "ID")
     w = ra[0]
@@ -643,26 +608,25 @@ def test_coordinator_waiting_for_a_busy_thread_serves_its_clients(kvd, groups):
     """A cross-shard EXEC sent before the busy mode waits to park the busy script's
     thread: its coordinator serves its own thread's clients while it waits (-BUSY)."""
     a, b = groups
-    setup_threshold(kvd.port, 300)
-    try:
-        la, ra = clients_by_thread(kvd.port, a[0])
-        x = la[0]
-        x.send(encode("EVAL", spin(6000) + "return 'x'", "1", a[0]))
-        time.sleep(0.05)
-        t = ra[0]
-        t.send(encode("MULTI") + encode("GET", a[1]) + encode("GET", b[1]) + encode("EXEC"))
-        wait_until(lambda: la[1].cmd("PING") == BUSY_EVAL, 10, what="the script to be busy")
-        p = ra[1]
-        p.settimeout(2.0)
+    with busy_threshold(kvd.port, 300):
         try:
-            got = p.cmd("PING")
-        except (socket.timeout, TimeoutError):
-            got = "no reply within 2 s"
-        assert got == BUSY_EVAL, got
-    finally:
-        with Client(kvd.port) as q:  # the script and the transaction over
-            wait_until(lambda: q.cmd("PING") == St("PONG"), 20, what="the script's end")
-        setup_threshold(kvd.port, 5000)
+            la, ra = clients_by_thread(kvd.port, a[0])
+            x = la[0]
+            x.send(encode("EVAL", spin(6000) + "return 'x'", "1", a[0]))
+            time.sleep(0.05)
+            t = ra[0]
+            t.send(encode("MULTI") + encode("GET", a[1]) + encode("GET", b[1]) + encode("EXEC"))
+            wait_until(lambda: la[1].cmd("PING") == BUSY_EVAL, 10, what="the script to be busy")
+            p = ra[1]
+            p.settimeout(2.0)
+            try:
+                got = p.cmd("PING")
+            except (socket.timeout, TimeoutError):
+                got = "no reply within 2 s"
+            assert got == BUSY_EVAL, got
+        finally:
+            with Client(kvd.port) as q:  # the script and the transaction over
+                wait_until(lambda: q.cmd("PING") == St("PONG"), 20, what="the script's end")
     kvd.check_alive()
 
 
@@ -670,9 +634,7 @@ def test_watch_of_a_busy_thread_s_key_answers_at_once(kvd, groups):
     """WATCH is allowed while busy: its part for a key of the busy script's thread is
     served by the script's hook (not after the script), and the watch holds afterwards."""
     a, b = groups
-    admin = Client(kvd.port)
-    admin.cmd("CONFIG", "SET", "busy-reply-threshold", "20")
-    try:
+    with busy_threshold(kvd.port, 20) as admin:
         local, remote = clients_by_thread(kvd.port, a[0])
         runner = start_busy(kvd.port, "EVAL", LOOP, "1", a[0], probe=local[0])
         w = remote[1]  # on the other thread: its WATCH of a[0] goes to the busy thread
@@ -686,7 +648,4 @@ def test_watch_of_a_busy_thread_s_key_answers_at_once(kvd, groups):
         assert w.cmd("EXEC") is None
         for c in local + remote:
             c.close()
-    finally:
-        admin.cmd("CONFIG", "SET", "busy-reply-threshold", "5000")
-        admin.close()
     kvd.check_alive()

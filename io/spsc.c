@@ -44,32 +44,36 @@ bool spsc_push(struct spsc *q, const void *elem)
     return true;
 }
 
-bool spsc_pop(struct spsc *q, void *elem)
+/* Consumer: copies the oldest element out (and its index into *head), leaving it in;
+ * false when the queue is empty. */
+static inline bool copy_front(struct spsc *q, void *elem, uint32_t *head)
 {
-    uint32_t head = atomic_load_explicit(&q->head, memory_order_relaxed);
-    if (head == q->tail_cached) {
+    *head = atomic_load_explicit(&q->head, memory_order_relaxed);
+    if (*head == q->tail_cached) {
         q->tail_cached = atomic_load_explicit(&q->tail, memory_order_acquire);
-        if (head == q->tail_cached) {
+        if (*head == q->tail_cached) {
             return false;
         }
     }
-    KV_DASSERT(q->tail_cached - head <= q->mask + 1);
-    memcpy(elem, q->slots + (size_t)(head & q->mask) * q->elem_size, q->elem_size);
+    KV_DASSERT(q->tail_cached - *head <= q->mask + 1);
+    memcpy(elem, q->slots + (size_t)(*head & q->mask) * q->elem_size, q->elem_size);
+    return true;
+}
+
+bool spsc_pop(struct spsc *q, void *elem)
+{
+    uint32_t head;
+    if (!copy_front(q, elem, &head)) {
+        return false;
+    }
     atomic_store_explicit(&q->head, head + 1, memory_order_release);
     return true;
 }
 
 bool spsc_peek(struct spsc *q, void *elem)
 {
-    uint32_t head = atomic_load_explicit(&q->head, memory_order_relaxed);
-    if (head == q->tail_cached) {
-        q->tail_cached = atomic_load_explicit(&q->tail, memory_order_acquire);
-        if (head == q->tail_cached) {
-            return false;
-        }
-    }
-    memcpy(elem, q->slots + (size_t)(head & q->mask) * q->elem_size, q->elem_size);
-    return true;
+    uint32_t head;
+    return copy_front(q, elem, &head);
 }
 
 bool spsc_empty(struct spsc *q)

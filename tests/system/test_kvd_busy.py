@@ -334,6 +334,25 @@ def spin(ms):
             "if n[1]*1000000 + n[2] - s > %d then break end end " % (ms * 1000))
 
 
+def pending_behind_busy(port, a, b, w_ms, x_script):
+    """Two busy scripts and a client caught between: w's script (w_ms) on b's thread, z (a
+    client of a's thread) with an EVAL pending behind it, then x's script (x_script, key
+    a[0]) on a's thread; returns (w, z, x, x's client id) once both may be busy."""
+    la, ra = clients_by_thread(port, a[0], per_thread=3)   # la: a's thread
+    la[1].cmd("SET", a[0], "orig")
+    xid = la[1].cmd("CLIENT", "ID")
+    w = ra[0]                          # on b's thread: a long script there
+    w.send(encode("EVAL", spin(w_ms) + "return 'w'", "1", b[0]))
+    time.sleep(0.05)
+    z = la[0]                          # on a's thread: its EVAL waits on b's thread
+    z.send(encode("EVAL", "return 'z1'", "1", b[0]))
+    time.sleep(0.05)
+    x = la[1]                          # a's thread runs x's script
+    x.send(encode("EVAL", x_script, "1", a[0]))
+    time.sleep(0.6)                    # both busy
+    return w, z, x, xid
+
+
 def test_cross_shard_exec_reply_intact_when_others_refused_silently(kvd, groups):
     """A cross-shard EXEC builds its reply in the shard's scratch output while its script
     is busy; a -BUSY reply to another client of that thread (CLIENT REPLY OFF: its replies
@@ -384,18 +403,9 @@ def test_script_pending_client_never_runs_inside_a_busy_script(kvd, groups):
     a, b = groups
     with busy_threshold(kvd.port, 400):
         try:
-            la, ra = clients_by_thread(kvd.port, a[0], per_thread=3)   # la: a's thread
-            la[1].cmd("SET", a[0], "orig")
-            w = ra[0]                          # on b's thread: a long script there
-            w.send(encode("EVAL", spin(2000) + "return 'w'", "1", b[0]))
-            time.sleep(0.05)
-            z = la[0]                          # on a's thread: its EVAL waits on b's thread
-            z.send(encode("EVAL", "return 'z1'", "1", b[0]))
-            time.sleep(0.05)
-            x = la[1]                          # a's thread runs a script that watches a key
-            x.send(encode("EVAL", "redis.call('set', KEYS[1], 'mine') " + spin(1200) +
-                          "return redis.call('get', KEYS[1])", "1", a[0]))
-            time.sleep(0.6)                    # both busy
+            w, z, x, _ = pending_behind_busy(kvd.port, a, b, 2000,
+                                             "redis.call('set', KEYS[1], 'mine') " + spin(1200) +
+                                             "return redis.call('get', KEYS[1])")
             z.send(encode("SET", a[0], "intruder"))   # runs inside x's script
             time.sleep(0.2)
             x.settimeout(5)
@@ -411,16 +421,7 @@ def test_script_pending_client_cannot_nest_an_eval(kvd_factory):
     with Client(k.port) as c:
         a, b = classify(c, ["k%d" % i for i in range(50)])
     set_threshold(k.port, 400)
-    la, ra = clients_by_thread(k.port, a[0], per_thread=3)
-    w = ra[0]
-    w.send(encode("EVAL", spin(2000) + "return 'w'", "1", b[0]))
-    time.sleep(0.05)
-    z = la[0]
-    z.send(encode("EVAL", "return 'z1'", "1", b[0]))
-    time.sleep(0.05)
-    x = la[1]
-    x.send(encode("EVAL", spin(1200) + "return 'x'", "1", a[0]))
-    time.sleep(0.6)
+    w, z, x, _ = pending_behind_busy(k.port, a, b, 2000, spin(1200) + "return 'x'")
     z.send(encode("EVAL", "return 'z2'", "1", a[0]))   # nested in a's VM
     time.sleep(0.5)
     alive = k.alive()
@@ -584,17 +585,7 @@ def test_script_client_not_killed_from_a_busy_turn(kvd_factory):
     with Client(k.port) as c:
         a, b = classify(c, ["k%d" % i for i in range(50)])
     set_threshold(k.port, 300)
-    la, ra = clients_by_thread(k.port, a[0], per_thread=3)
-    xid = la[1].cmd("CLIENT", "ID")
-    w = ra[0]
-    w.send(encode("EVAL", spin(2500) + "return 'w'", "1", b[0]))
-    time.sleep(0.05)
-    z = la[0]
-    z.send(encode("EVAL", "return 'z1'", "1", b[0]))
-    time.sleep(0.05)
-    x = la[1]
-    x.send(encode("EVAL", spin(1500) + "return 'x'", "1", a[0]))
-    time.sleep(0.6)
+    w, z, x, xid = pending_behind_busy(k.port, a, b, 2500, spin(1500) + "return 'x'")
     z.send(encode("CLIENT", "KILL", "ID", str(xid)))
     z.settimeout(10)
     assert z.read() == b"z1"

@@ -214,6 +214,15 @@ def test_function_busy_matches_redis(kvd, redis_server):
 
 # ---- kvd's threads --------------------------------------------------------------------
 
+def kill_and_settle(killer, runner, clients):
+    """SCRIPT KILL from killer; the runner gets the killed script's error and every client
+    of clients PONG again."""
+    assert killer.cmd("SCRIPT", "KILL") == St("OK")
+    assert b"Script killed by user" in runner.read_raw()
+    for c in clients:
+        wait_until(lambda: c.cmd("PING") == St("PONG"), 10, what="PONG")
+
+
 def test_clients_of_both_threads_are_refused_and_kill_works_from_either(kvd, groups):
     a, _ = groups
     with busy_threshold(kvd.port, 20):
@@ -225,10 +234,7 @@ def test_clients_of_both_threads_are_refused_and_kill_works_from_either(kvd, gro
                 assert c.cmd("PING") == BUSY_EVAL
             # SCRIPT KILL from the script's own thread (served by its hook), then the other
             killer = (local, remote)[side][1]
-            assert killer.cmd("SCRIPT", "KILL") == St("OK")
-            assert b"Script killed by user" in runner.read_raw()
-            for c in local + remote:
-                wait_until(lambda: c.cmd("PING") == St("PONG"), 10, what="PONG")
+            kill_and_settle(killer, runner, local + remote)
             for c in local + remote + [runner]:
                 c.close()
     kvd.check_alive()
@@ -247,10 +253,7 @@ def test_script_across_threads_parks_the_other_which_still_serves(kvd, groups):
             assert c.cmd("PING") == BUSY_EVAL
         stats = remote[1].cmd("FUNCTION", "STATS")
         assert stats == BUSY_EVAL  # (as Redis while an EVAL script runs)
-        assert remote[1].cmd("SCRIPT", "KILL") == St("OK")
-        assert b"Script killed by user" in runner.read_raw()
-        for c in local + remote:
-            wait_until(lambda: c.cmd("PING") == St("PONG"), 10, what="PONG")
+        kill_and_settle(remote[1], runner, local + remote)
         assert admin.cmd("MGET", a[0], b[0]) == [b"va", b"vb"]
         for c in local + remote + [runner]:
             c.close()

@@ -672,6 +672,31 @@ def info_field(c, section, name):
     raise AssertionError("no %s in INFO %s:\n%s" % (name, section, text))
 
 
+def kill_from_free_shard(port, cmd=("SCRIPT", "KILL"), deadline_s=10):
+    """SCRIPT KILL (or cmd: FUNCTION KILL, ...) from whichever of several new connections is
+    on a shard not busy with the script, returning its reply. Each connection is tried
+    with a PING first: one on the busy shard waits (under busy-reply-threshold) holding a
+    PING, not a kill that would run later and stop the next script."""
+    conns = []
+    end = time.monotonic() + deadline_s
+    try:
+        while time.monotonic() < end:
+            c = Client(port)
+            c.sock.settimeout(0.3)
+            conns.append(c)
+            try:
+                if c.cmd("PING") != St("PONG"):
+                    continue
+            except (socket.timeout, TimeoutError):
+                continue
+            c.sock.settimeout(10)
+            return c.cmd(*cmd)
+        raise AssertionError("no connection answered %r" % (cmd,))
+    finally:
+        for o in conns:
+            o.close()
+
+
 def classify(c, names):
     """Sorts key names by owning thread: (the names on names[0]'s thread, the others).
     A transaction reading names[0] and a name runs across shards iff they differ."""

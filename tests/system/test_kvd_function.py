@@ -45,7 +45,8 @@ import time
 import pytest
 import redis
 
-from conftest import Client, Err, Kvd, St, encode, info_field, need_redis, wait_until
+from conftest import (Client, Err, Kvd, St, encode, info_field, kill_from_free_shard,
+                      need_redis, wait_until)
 
 LIB = "#!lua name=%s\n"
 
@@ -626,27 +627,6 @@ def test_pause_write_holds_writing_functions_only(kvd, kf):
     assert kf.cmd("GET", "pk") == b"w"
 
 
-def _kill_from_other_shard(port, deadline_s=10, cmd=("FUNCTION", "KILL")):
-    """FUNCTION KILL (or cmd) from whichever of several new connections is on a shard not
-    busy with the function; returns its reply."""
-    import socket as _s
-    conns = []
-    end = time.monotonic() + deadline_s
-    try:
-        while time.monotonic() < end:
-            c = Client(port)
-            c.sock.settimeout(0.3)
-            conns.append(c)
-            try:
-                return c.cmd(*cmd)
-            except (_s.timeout, TimeoutError):
-                continue
-        raise AssertionError("no connection answered FUNCTION KILL")
-    finally:
-        for o in conns:
-            o.close()
-
-
 def test_function_kill_stops_a_read_only_function():
     k = Kvd()
     try:
@@ -657,12 +637,12 @@ def test_function_kill_stops_a_read_only_function():
         busy = Client(k.port)
         busy.send(encode("FCALL", "spin", "1", "k1"))
         time.sleep(0.3)
-        stats = _kill_from_other_shard(k.port, cmd=("FUNCTION", "STATS"))  # names it
+        stats = kill_from_free_shard(k.port, cmd=("FUNCTION", "STATS"))  # names it
         assert stats[0:2] == [b"running_script", [b"name", b"spin", b"command",
                                                   [b"FCALL", b"spin", b"1", b"k1"],
                                                   b"duration_ms", stats[1][5]]], stats
         assert 100 <= stats[1][5] < 60000, stats
-        assert _kill_from_other_shard(k.port) == St("OK")
+        assert kill_from_free_shard(k.port, cmd=("FUNCTION", "KILL")) == St("OK")
         r = busy.read()
         # (Redis's text names SCRIPT KILL for functions too)
         assert r.s == "ERR Script killed by user with SCRIPT KILL... script: spin, on @user_function:2.", r
@@ -670,7 +650,7 @@ def test_function_kill_stops_a_read_only_function():
         busy = Client(k.port)
         busy.send(encode("FCALL", "spinw", "1", "k2"))
         time.sleep(0.3)
-        r = _kill_from_other_shard(k.port)
+        r = kill_from_free_shard(k.port, cmd=("FUNCTION", "KILL"))
         assert isinstance(r, Err) and r.s.startswith("UNKILLABLE"), r
         busy.close()
     finally:
@@ -700,10 +680,10 @@ def test_kill_is_not_swallowed_by_pcall():
             busy.send(encode(*run))
             time.sleep(0.3)
             other = "SCRIPT" if kill == "FUNCTION" else "FUNCTION"
-            r = _kill_from_other_shard(k.port, cmd=(other, "KILL"))
+            r = kill_from_free_shard(k.port, cmd=(other, "KILL"))
             assert isinstance(r, Err) and r.s.startswith("BUSY Redis is busy running a script. "
                                                          "You can only call %s KILL" % kill), r
-            assert _kill_from_other_shard(k.port, cmd=(kill, "KILL")) == St("OK")
+            assert kill_from_free_shard(k.port, cmd=(kill, "KILL")) == St("OK")
             with k.client() as c:  # (that reply's code is counted: errorstat_BUSY)
                 assert info_field(c, "errorstats", "errorstat_BUSY").startswith("count=")
             busy.settimeout(10)
@@ -717,7 +697,7 @@ def test_kill_is_not_swallowed_by_pcall():
         busy = Client(k.port)
         busy.send(encode("EVAL", co, "0"))
         time.sleep(0.3)
-        assert _kill_from_other_shard(k.port, cmd=("SCRIPT", "KILL")) == St("OK")
+        assert kill_from_free_shard(k.port, cmd=("SCRIPT", "KILL")) == St("OK")
         busy.settimeout(10)
         r = busy.read()
         assert isinstance(r, Err) and r.s.startswith("ERR Script killed by user with SCRIPT KILL"), r

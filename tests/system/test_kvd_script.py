@@ -56,7 +56,7 @@ import redis
 from redis.exceptions import LockError, LockNotOwnedError, ResponseError
 
 from conftest import (Client, ConnClosed, Err, Kvd, St, classify, encode, info_field, keymap,
-                      need_redis, raw_pipeline, wait_until)
+                      kill_from_free_shard, need_redis, raw_pipeline, wait_until)
 from test_kvd_server import stat_lines
 
 CONN_ERRORS = (ConnClosed, ConnectionError, OSError)
@@ -1127,33 +1127,13 @@ def _busy_eval(port, script, key):
     return c
 
 
-def _kill_from_other_shard(port, deadline_s=10):
-    """SCRIPT KILL from whichever of several new connections is on a shard not busy with
-    the script (a connection on the busy shard waits); returns its reply."""
-    import socket as _s
-    conns = []
-    end = time.monotonic() + deadline_s
-    while time.monotonic() < end:
-        c = Client(port)
-        c.sock.settimeout(0.3)
-        conns.append(c)
-        try:
-            r = c.cmd("SCRIPT", "KILL")
-            for o in conns:
-                o.close()
-            return r
-        except (_s.timeout, TimeoutError):
-            continue
-    raise AssertionError("no connection answered SCRIPT KILL")
-
-
 def test_script_kill_stops_a_read_only_busy_script(tmp_path):
     need_redis()
     k = Kvd()
     try:
         busy = _busy_eval(k.port, "local i = 0; while true do i = i + 1 end", "k1")
         time.sleep(0.3)
-        assert _kill_from_other_shard(k.port) == St("OK")
+        assert kill_from_free_shard(k.port) == St("OK")
         r = busy.read()
         assert isinstance(r, Err) and r.s.startswith("ERR Script killed by user with SCRIPT KILL"), r
         busy.close()
@@ -1168,7 +1148,7 @@ def test_script_that_wrote_is_unkillable_and_shutdown_still_stops_it(tmp_path):
     k = Kvd()
     busy = _busy_eval(k.port, "redis.call('set', KEYS[1], 'w'); while true do end", "k1")
     time.sleep(0.3)
-    r = _kill_from_other_shard(k.port)
+    r = kill_from_free_shard(k.port)
     assert isinstance(r, Err) and r.s.startswith("UNKILLABLE Sorry the script already executed"), r
     busy.close()
     k.stop()  # SIGTERM: the script stops at its next hook, kvd exits 0

@@ -1,14 +1,13 @@
 /*
- * acl.c: ACL, for the one user kvd has: "default", whose password is requirepass (none
- * when it is empty) and who may run every command on every key and channel, as Redis's
- * default user is unless configured otherwise. The read-only subcommands answer as Redis
- * 7.0 does for that user (WHOAMI, USERS, LIST, GETUSER, CAT from the commands' ACL
- * categories, DRYRUN, GENPASS, LOG, which stays empty); the ones that would make or
- * change users (SETUSER, DELUSER of another user, LOAD, SAVE) are refused with a reason.
+ * acl.c: the ACL command. Users, their rules and the checks are users.c's; this file
+ * parses the subcommands and replies as Redis 7.0 (CAT from the commands' categories,
+ * GENPASS from getrandom).
  */
 #include "cmd.h"
 #include "cmd_docs.h"
-#include "kv_sha256.h"
+#include "conn.h"
+#include "server.h"
+#include "users.h"
 #include "kvd_settings.h"
 #include "reply.h"
 #include "resp_parse.h"
@@ -19,29 +18,6 @@
 #include <sys/random.h>
 
 #define ACL_GENPASS_BITS_MAX 4096
-
-static const char *const categories[] = {
-    "keyspace", "read",   "write",       "set",       "sortedset",  "list",        "hash",
-    "string",   "bitmap", "hyperloglog", "geo",       "stream",     "pubsub",      "admin",
-    "fast",     "slow",   "blocking",    "dangerous", "connection", "transaction", "scripting",
-};
-
-static bool is_default(const struct resp_arg *a)
-{
-    return a->len == 7 && memcmp(a->ptr, "default", 7) == 0;
-}
-
-/* "#<sha256 of requirepass>", or NULL when there is no password. */
-static const char *password_hash(char out[KV_SHA256_HEX + 1])
-{
-    const char *pass = kvd_settings.requirepass;
-    if (pass[0] == '\0') {
-        return NULL;
-    }
-    out[0] = '#';
-    kv_sha256_hex(pass, strlen(pass), out + 1);
-    return out;
-}
 
 /* Whether command d's ACL categories name `cat` ("@string" in "@write @string @slow"). */
 static bool in_category(const char *acl, const char *cat)
@@ -58,17 +34,17 @@ static bool in_category(const char *acl, const char *cat)
 static void cat(struct cmd_ctx *x)
 {
     if (x->argc == 2) {
-        reply_array(x->out, sizeof categories / sizeof categories[0]);
-        for (size_t i = 0; i < sizeof categories / sizeof categories[0]; i++) {
-            reply_bulk_str(x->out, categories[i]);
+        reply_array(x->out, users_ncategories);
+        for (size_t i = 0; i < users_ncategories; i++) {
+            reply_bulk_str(x->out, users_categories[i]);
         }
         return;
     }
     const struct resp_arg *c = &x->argv[2];
     const char *found = NULL;
-    for (size_t i = 0; i < sizeof categories / sizeof categories[0] && found == NULL; i++) {
-        if (strlen(categories[i]) == c->len && strncasecmp(categories[i], c->ptr, c->len) == 0) {
-            found = categories[i];
+    for (size_t i = 0; i < users_ncategories && found == NULL; i++) {
+        if (strlen(users_categories[i]) == c->len && strncasecmp(users_categories[i], c->ptr, c->len) == 0) {
+            found = users_categories[i];
         }
     }
     if (found == NULL) {
@@ -101,36 +77,6 @@ static void cat(struct cmd_ctx *x)
     }
 }
 
-static void getuser(struct cmd_ctx *x)
-{
-    if (!is_default(&x->argv[2])) {
-        reply_null(x->out);
-        return;
-    }
-    char hash[KV_SHA256_HEX + 1];
-    const char *h = password_hash(hash);
-    reply_map(x->out, 6);
-    reply_bulk_str(x->out, "flags");
-    reply_set(x->out, h != NULL ? 1 : 2);
-    reply_bulk_str(x->out, "on");
-    if (h == NULL) {
-        reply_bulk_str(x->out, "nopass");
-    }
-    reply_bulk_str(x->out, "passwords");
-    reply_array(x->out, h != NULL ? 1 : 0);
-    if (h != NULL) {
-        reply_bulk_str(x->out, h + 1);
-    }
-    reply_bulk_str(x->out, "commands");
-    reply_bulk_str(x->out, "+@all");
-    reply_bulk_str(x->out, "keys");
-    reply_bulk_str(x->out, "~*");
-    reply_bulk_str(x->out, "channels");
-    reply_bulk_str(x->out, "&*");
-    reply_bulk_str(x->out, "selectors");
-    reply_array(x->out, 0);
-}
-
 static void genpass(struct cmd_ctx *x)
 {
     int64_t bits = 256;
@@ -156,26 +102,6 @@ static void genpass(struct cmd_ctx *x)
         out[i] = hex[(raw[i / 2] >> (i % 2 ? 0 : 4)) & 15];
     }
     reply_bulk(x->out, out, chars);
-}
-
-static void dryrun(struct cmd_ctx *x)
-{
-    if (!is_default(&x->argv[2])) {
-        reply_error(x->out, "ERR User '%.*s' not found",
-                    (int)(x->argv[2].len > 64 ? 64 : x->argv[2].len), x->argv[2].ptr);
-        return;
-    }
-    const struct cmd_desc *d = cmd_lookup(x->argv[3].ptr, x->argv[3].len);
-    if (d == NULL) {
-        reply_error(x->out, "ERR Command '%.*s' not found",
-                    (int)(x->argv[3].len > 64 ? 64 : x->argv[3].len), x->argv[3].ptr);
-        return;
-    }
-    if (!cmd_arity_ok(d, x->argc - 3)) {
-        reply_error(x->out, "ERR wrong number of arguments for '%s' command", d->name);
-        return;
-    }
-    reply_ok(x->out); /* the default user may run everything */
 }
 
 void cmd_acl(struct cmd_ctx *x)
@@ -217,50 +143,37 @@ void cmd_acl(struct cmd_ctx *x)
     if (cmd_arg_is(sub, "help") && argc == 2) {
         reply_lines(x->out, help, sizeof help / sizeof help[0]);
     } else if (cmd_arg_is(sub, "whoami") && argc == 2) {
-        reply_bulk_str(x->out, "default");
+        const struct user *u = users_view_get(&x->sh->users, conn_user(x->conn));
+        reply_bulk_str(x->out, u != NULL ? user_name(u) : "default");
     } else if (cmd_arg_is(sub, "users") && argc == 2) {
-        reply_array(x->out, 1);
-        reply_bulk_str(x->out, "default");
+        users_cmd_users(x->out);
     } else if (cmd_arg_is(sub, "list") && argc == 2) {
-        char hash[KV_SHA256_HEX + 1], line[160];
-        const char *h = password_hash(hash);
-        snprintf(line, sizeof line, "user default on %s ~* &* +@all", h != NULL ? h : "nopass");
-        reply_array(x->out, 1);
-        reply_bulk_str(x->out, line);
+        users_cmd_list(x->out);
     } else if (cmd_arg_is(sub, "getuser") && argc == 3) {
-        getuser(x);
+        users_cmd_getuser(x->out, &x->argv[2]);
     } else if (cmd_arg_is(sub, "cat") && argc <= 3) {
         cat(x);
     } else if (cmd_arg_is(sub, "genpass") && argc <= 3) {
         genpass(x);
     } else if (cmd_arg_is(sub, "dryrun") && argc >= 4) {
-        dryrun(x);
+        users_cmd_dryrun(x->out, x->argv, argc);
     } else if (cmd_arg_is(sub, "log") && argc <= 3) {
-        int64_t count;
+        int64_t count = 10; /* Redis's default */
         if (argc == 3 && cmd_arg_is(&x->argv[2], "reset")) {
-            reply_ok(x->out);
+            users_cmd_log(x->out, 0, true);
         } else if (argc == 3 && !cmd_parse_i64(&x->argv[2], &count)) {
             reply_err_not_int(x->out);
         } else {
-            reply_array(x->out, 0); /* kvd keeps no ACL log (no user can be denied) */
+            users_cmd_log(x->out, count < 0 ? 0 : count, false);
         }
     } else if (cmd_arg_is(sub, "deluser") && argc >= 3) {
-        for (size_t i = 2; i < argc; i++) {
-            if (is_default(&x->argv[i])) {
-                reply_error(x->out, "ERR The 'default' user cannot be removed");
-                return;
-            }
-        }
-        reply_int(x->out, 0); /* no such users */
+        users_cmd_deluser(x->out, x->argv, argc);
     } else if (cmd_arg_is(sub, "setuser") && argc >= 3) {
-        reply_error(x->out, "ERR kvd has one user, 'default' (its password is requirepass): "
-                            "ACL SETUSER is not supported");
-    } else if ((cmd_arg_is(sub, "load") || cmd_arg_is(sub, "save")) && argc == 2) {
-        reply_error(x->out,
-                    "ERR This Redis instance is not configured to use an ACL file. You may want "
-                    "to specify users via the ACL SETUSER command and then issue a CONFIG "
-                    "REWRITE (assuming you have a Redis configuration file set) in order to "
-                    "store users in the Redis configuration.");
+        users_cmd_setuser(x->out, x->argv, argc);
+    } else if (cmd_arg_is(sub, "load") && argc == 2) {
+        users_cmd_load(x->out);
+    } else if (cmd_arg_is(sub, "save") && argc == 2) {
+        users_cmd_save(x->out);
     } else if (cmd_arg_is(sub, "cat")) {
         reply_error(x->out,
                     "ERR unknown subcommand or wrong number of arguments for '%.*s'. Try ACL "

@@ -117,6 +117,8 @@ struct cmd_ctx {
                             * their own) */
     int64_t sum;           /* MULTI with CMD_MERGE_SUM: the part's integer result */
     uint64_t caller_id;    /* id of the client that sent the command (on any shard) */
+    uint32_t user;         /* that client's ACL user (users.h handle): scripts check their
+                            * calls against it */
     uint32_t db;           /* the client's selected database */
     uint32_t track;        /* CLIENT TRACKING: 1 + the client's shard when the keys its
                             * reads touch are remembered (track.h), 0 if not */
@@ -234,6 +236,18 @@ static inline bool cmd_arg_is(const struct resp_arg *a, const char *word)
     }
     return true;
 }
+
+/* Calls fn for each key argument of a command (its index in argv, and its access flags
+ * as Redis's key specifications give them, e.g. "RW access update"), as COMMAND GETKEYS
+ * finds them; where the specs cannot follow the arguments, every key position with
+ * read-write flags. */
+typedef void cmd_key_fn(void *arg, size_t index, const char *flags);
+void cmd_keys_each(const struct cmd_desc *d, size_t argc, const struct resp_arg *argv,
+                   cmd_key_fn *fn, void *arg);
+
+/* A client's CLIENT LIST line, newline included (cmd_server.c); snprintf's result. */
+struct conn_info;
+int cmd_client_line(const struct conn_info *ci, char *buf, size_t cap);
 
 /* Data handlers (cmd_string.c, cmd_keys.c). */
 cmd_fn cmd_get, cmd_set, cmd_setnx, cmd_setex, cmd_psetex, cmd_getset, cmd_getdel, cmd_getex,

@@ -583,6 +583,57 @@ static int64_t getkeys_walk(struct resp_out *o, bool with_flags,
     return count;
 }
 
+void cmd_keys_each(const struct cmd_desc *d, size_t argc, const struct resp_arg *argv,
+                   cmd_key_fn *fn, void *arg)
+{
+    struct command_ref r = ref_of_desc(d);
+    if (argc >= 2 && r.m != NULL && r.m->nsubs > 0) {
+        const struct cmd_docs *s = cmd_docs_find_sub(r.m, argv[1].ptr, argv[1].len);
+        if (s == NULL) {
+            return; /* an unknown subcommand has no keys (it fails anyway) */
+        }
+        r = ref_of_docs(s);
+    }
+    if (r.m != NULL && !has_keys(r.m)) {
+        return;
+    }
+    const char *vflags = NULL; /* the flags that depend on the arguments */
+    if (r.m != NULL && strcmp(r.name, "set") == 0) {
+        vflags = set_key_flags(argc, argv);
+    } else if (r.m != NULL && strcmp(r.name, "bitfield") == 0) {
+        vflags = bitfield_key_flags(argc, argv);
+    }
+    bool walked = r.m != NULL;
+    for (size_t j = 0; r.m != NULL && j < r.m->nspecs; j++) {
+        const struct cmd_docs_keyspec *ks = &r.m->specs[j];
+        int first = 0;
+        int last = -1;
+        int step = 1;
+        if (words_has(ks->flags, "not_key", 7, false)) {
+            continue;
+        }
+        if (ks->keynum) {
+            keyspec_keynum(ks, argc, argv, &first, &last, &step);
+        } else if (!keyspec_range(ks, argc, &first, &last, &step) ||
+                   words_has(ks->flags, "incomplete", 10, false)) {
+            walked = false;
+            break;
+        }
+        for (int i = first; i <= last; i += step) {
+            fn(arg, (size_t)i, vflags != NULL ? vflags : ks->flags);
+        }
+    }
+    if (!walked && r.first_key > 0) {
+        /* no metadata, or arguments its specs cannot follow: every key position, read
+         * and written */
+        size_t last = r.last_key < 0 ? (size_t)((int64_t)argc + r.last_key) : (size_t)r.last_key;
+        size_t step = r.key_step > 0 ? (size_t)r.key_step : 1;
+        for (size_t i = (size_t)r.first_key; i <= last && i < argc; i += step) {
+            fn(arg, i, "RW access update");
+        }
+    }
+}
+
 static void command_getkeys(struct cmd_ctx *x, bool with_flags)
 {
     KV_ASSERT(x->argc >= 4); /* COMMAND GETKEYS's arity (-4), checked by cmd_command */

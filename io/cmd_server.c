@@ -35,6 +35,7 @@
 #include "track.h"
 #include "wal.h"
 #include "watch.h"
+#include "users.h"
 
 #include <ctype.h>
 #include <mimalloc.h>
@@ -49,11 +50,6 @@
 
 #define INFO_BYTES_MAX     (64 * 1024) /* INFO's text at most */
 #define SCAN_COUNT_DEFAULT 10
-
-static bool arg_eq(const struct resp_arg *a, const char *s)
-{
-    return a->len == strlen(s) && memcmp(a->ptr, s, a->len) == 0;
-}
 
 static void stats_reset(struct server *srv);
 
@@ -296,34 +292,33 @@ void cmd_shutdown(struct cmd_ctx *x)
 
 /* ---- AUTH and HELLO --------------------------------------------------------------- */
 
-/* Constant-time comparison: the time taken depends on the lengths only. */
-static bool secret_eq(const char *a, size_t alen, const char *b, size_t blen)
-{
-    unsigned char diff = (unsigned char)(alen != blen);
-    for (size_t i = 0; i < alen; i++) {
-        diff |= (unsigned char)(a[i] ^ b[i % (blen ? blen : 1)]);
-    }
-    return diff == 0 && blen > 0;
-}
-
-/* Checks [username] password. Replies an error and returns false on failure. */
+/* Checks [username] password: the connection is the user's if they match; else
+ * -WRONGPASS and an ACL LOG entry, as Redis's ACLAuthenticateUser. */
 static bool check_auth(struct cmd_ctx *x, const struct resp_arg *user, const struct resp_arg *pass)
 {
-    const char *pw = kvd_settings.requirepass;
-    if (pw[0] == '\0') {
-        if (user == NULL) {
-            reply_error(x->out, "ERR AUTH <password> called without any password configured "
-                                "for the default user. Are you sure your configuration is "
-                                "correct?");
-            return false;
-        }
+    if (user == NULL && users_default_nopass()) {
+        reply_error(x->out, "ERR AUTH <password> called without any password configured "
+                            "for the default user. Are you sure your configuration is "
+                            "correct?");
+        return false;
     }
-    bool user_ok = user == NULL || arg_eq(user, "default");
-    bool pass_ok = pw[0] == '\0' ? true : secret_eq(pass->ptr, pass->len, pw, strlen(pw));
-    if (!user_ok || !pass_ok) {
+    const char *name = user != NULL ? user->ptr : "default";
+    size_t nlen = user != NULL ? user->len : 7;
+    uint32_t handle;
+    if (!users_auth(name, nlen, pass->ptr, pass->len, &handle)) {
+        struct conn_info ci;
+        char info[1024];
+        conn_info(x->conn, x->now_ms, &ci);
+        int n = cmd_client_line(&ci, info, sizeof info);
+        if (n > 0 && (size_t)n < sizeof info) {
+            info[n - 1] = '\0'; /* without the newline */
+        }
+        users_log(USERS_DENIED_AUTH, USERS_CTX_TOPLEVEL, x->desc->name, strlen(x->desc->name),
+                  name, nlen, info);
         reply_error(x->out, "WRONGPASS invalid username-password pair or user is disabled.");
         return false;
     }
+    conn_set_user(x->conn, handle);
     conn_set_authed(x->conn, true);
     return true;
 }
@@ -458,23 +453,24 @@ void cmd_reset(struct cmd_ctx *x)
     resp_out_set_proto(x->out, 2);
     conn_select(x->conn, 0);
     conn_set_name(x->conn, "", 0);
-    conn_set_authed(x->conn, kvd_settings.requirepass[0] == '\0');
+    conn_set_user(x->conn, USERS_DEFAULT);
+    conn_set_authed(x->conn, users_default_open());
     reply_simple(x->out, "RESET");
 }
 
 /* ---- CLIENT --------------------------------------------------------------------- */
 
-static int client_line(const struct conn_info *ci, char *buf, size_t cap)
+int cmd_client_line(const struct conn_info *ci, char *buf, size_t cap)
 {
     return snprintf(buf, cap,
                     "id=%llu addr=%s laddr=%s fd=%d name=%s age=%lld idle=%lld flags=%s db=%u "
                     "sub=%zu psub=%zu ssub=%zu multi=%d qbuf=%zu qbuf-free=0 argv-mem=0 "
                     "multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=%zu tot-mem=0 events=r "
-                    "cmd=%s user=default redir=%lld resp=%d\n",
+                    "cmd=%s user=%s redir=%lld resp=%d\n",
                     (unsigned long long)ci->id, ci->addr, ci->laddr, ci->fd, ci->name,
                     (long long)ci->age_s, (long long)ci->idle_s, ci->flags, ci->db, ci->sub,
                     ci->psub, ci->ssub, ci->multi, ci->qbuf, ci->omem, ci->last_cmd,
-                    (long long)ci->redir, ci->resp);
+                    ci->user, (long long)ci->redir, ci->resp);
 }
 
 /* CLIENT LIST / KILL TYPE. */
@@ -488,7 +484,7 @@ struct client_filter {
     const struct resp_arg *addr;
     const struct resp_arg *laddr;
     enum client_type type; /* TYPE: master/replica/slave match none (kvd has no such) */
-    bool user_none;        /* USER other than default */
+    const struct resp_arg *user; /* USER */
     bool skipme;
     int64_t maxage;
 };
@@ -576,11 +572,12 @@ static bool parse_kill_filter(struct cmd_ctx *x, struct client_filter *f)
                 return false;
             }
         } else if (cmd_arg_is(a, "user")) {
-            if (!cmd_arg_is(v, "default")) {
+            if (!users_exists(v->ptr, v->len)) {
                 reply_error(x->out, "ERR No such user '%.*s'", (int)(v->len > 64 ? 64 : v->len),
                             v->ptr);
                 return false;
             }
+            f->user = v;
         } else if (cmd_arg_is(a, "skipme")) {
             if (cmd_arg_is(v, "yes")) {
                 f->skipme = true;
@@ -612,7 +609,7 @@ static bool filter_match(const struct client_filter *f, const struct conn_info *
 {
     /* Redis's types: a client subscribed to anything is "pubsub", else "normal" */
     bool pubsub = ci->sub + ci->psub + ci->ssub > 0;
-    if (f->type == CLIENT_TYPE_NONE || f->user_none || (f->type == CLIENT_TYPE_NORMAL && pubsub) ||
+    if (f->type == CLIENT_TYPE_NONE || (f->type == CLIENT_TYPE_NORMAL && pubsub) ||
         (f->type == CLIENT_TYPE_PUBSUB && !pubsub)) {
         return false;
     }
@@ -629,6 +626,9 @@ static bool filter_match(const struct client_filter *f, const struct conn_info *
         return false;
     }
     if (f->laddr != NULL && !arg_eq_str(f->laddr, ci->laddr)) {
+        return false;
+    }
+    if (f->user != NULL && !arg_eq_str(f->user, ci->user)) {
         return false;
     }
     if (f->maxage > 0 && ci->age_s < f->maxage) {
@@ -668,7 +668,7 @@ static void client_list(struct cmd_ctx *x)
             continue;
         }
         char line[1024];
-        int n = client_line(&ci, line, sizeof line);
+        int n = cmd_client_line(&ci, line, sizeof line);
         if (n < 0) {
             continue;
         }
@@ -861,7 +861,7 @@ void cmd_client(struct cmd_ctx *x)
         struct conn_info ci;
         conn_info(x->conn, x->now_ms, &ci);
         char line[1024];
-        int n = client_line(&ci, line, sizeof line);
+        int n = cmd_client_line(&ci, line, sizeof line);
         size_t len =
             (size_t)(n < 0 ? 0 : n) < sizeof line ? (size_t)(n < 0 ? 0 : n) : sizeof line - 1;
         if (conn_resp(x->conn) == 3) {
@@ -914,6 +914,13 @@ static const struct {
     {"cluster-enabled", "no"},
 };
 
+/* requirepass is the default user's password: CONFIG SET changes the user (users.h),
+ * not the start-up setting. */
+static bool is_requirepass(const struct kv_conf_item *it)
+{
+    return strcmp(it->name, "requirepass") == 0;
+}
+
 static void config_get(struct cmd_ctx *x)
 {
     size_t total = kvd_setting_count + KV_ARRAY_LEN(config_compat);
@@ -951,7 +958,11 @@ static void config_get(struct cmd_ctx *x)
         } else {
             reply_bulk_str(x->out, name);
         }
-        if (i < kvd_setting_count) {
+        if (i < kvd_setting_count && is_requirepass(&kvd_setting_items[i])) {
+            char buf[KVD_PASS_MAX];
+            users_requirepass(buf, sizeof buf);
+            reply_bulk_str(x->out, buf);
+        } else if (i < kvd_setting_count) {
             char buf[KVD_DIR_MAX + 32];
             size_t len = kv_conf_format(&kvd_setting_items[i], buf, sizeof buf);
             reply_bulk(x->out, buf, len);
@@ -1000,7 +1011,7 @@ static void config_set(struct cmd_ctx *x)
                 return;
             }
         }
-        if (!(it->flags & KV_CONF_RUNTIME)) {
+        if (!(it->flags & KV_CONF_RUNTIME) && !is_requirepass(it)) {
             reply_error(x->out,
                         "ERR CONFIG SET failed (possibly related to argument '%s') - can't set "
                         "immutable config",
@@ -1017,7 +1028,13 @@ static void config_set(struct cmd_ctx *x)
         const struct resp_arg *v = &x->argv[3 + 2 * p];
         char value[512], why[256];
         const char *fail = NULL;
-        if (v->len >= sizeof value) {
+        if (is_requirepass(items[p])) {
+            if (v->len >= KVD_PASS_MAX || memchr(v->ptr, '\0', v->len) != NULL) {
+                fail = "argument too long";
+            } else {
+                continue; /* the default user's, once every other pair is set */
+            }
+        } else if (v->len >= sizeof value) {
             fail = "argument too long";
         } else if (memchr(v->ptr, '\0', v->len) != NULL) {
             fail = "argument couldn't be parsed into an integer";
@@ -1037,6 +1054,15 @@ static void config_set(struct cmd_ctx *x)
             reply_error(x->out, "ERR CONFIG SET failed (possibly related to argument '%.*s') - %s",
                         (int)a->len, a->ptr, fail);
             return;
+        }
+    }
+    for (size_t p = 0; p < npairs; p++) {
+        if (is_requirepass(items[p])) {
+            const struct resp_arg *v = &x->argv[3 + 2 * p];
+            char pass[KVD_PASS_MAX];
+            memcpy(pass, v->ptr, v->len);
+            pass[v->len] = '\0';
+            users_set_requirepass(pass);
         }
     }
     kv_log_level_set((enum kv_log_level)KV_CONF_GET(kvd_settings.loglevel));

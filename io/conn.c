@@ -51,6 +51,7 @@
 #include "snap.h"
 #include "tbl.h"
 #include "track.h"
+#include "users.h"
 #include "wal.h"
 #include "watch.h"
 
@@ -159,6 +160,9 @@ struct conn {
     const char *last_name;
     char last_cmd[40];
     uint32_t db;            /* SELECTed database */
+    uint32_t user;          /* its ACL user's handle (users.h) */
+    bool acl_free;          /* that user may run everything: no ACL check */
+    uint64_t user_gen;      /* the users generation user/acl_free were read at */
     struct pubsub_conn *ps; /* SUBSCRIBE / PSUBSCRIBE (pubsub.c), NULL without any */
     struct txn *txn;        /* MULTI: the queued commands; NULL outside a transaction */
     struct track_conn *trk; /* CLIENT TRACKING (track.c), NULL when it never tracked */
@@ -323,6 +327,50 @@ void conn_set_resp(struct conn *c, int proto)
     resp_out_set_proto(&c->out, proto);
 }
 
+/* Reads the connection's user again after a change of any user: false (and the
+ * connection closed, as Redis kills the clients of a deleted user) if it is gone. */
+static bool user_refresh(struct conn *c)
+{
+    struct shard *sh = c->sh;
+    users_view_refresh(&sh->users);
+    const struct user *u = users_view_get(&sh->users, c->user);
+    if (u == NULL) {
+        close_conn(c);
+        return false;
+    }
+    c->acl_free = user_unrestricted(u);
+    c->user_gen = sh->users.gen;
+    if (!(c->flags & CONN_AUTHED) && c->user == USERS_DEFAULT && user_open(u)) {
+        conn_set_authed(c, true); /* as Redis's authRequired: nopass needs no AUTH */
+    }
+    return true;
+}
+
+void conn_set_user(struct conn *c, uint32_t handle)
+{
+    c->user = handle;
+    c->user_gen = 0; /* read at the next command */
+}
+
+uint32_t conn_user(const struct conn *c)
+{
+    return c->user;
+}
+
+void conn_users_sweep(struct shard *sh)
+{
+    if (sh->users.gen == users_generation()) {
+        return;
+    }
+    users_view_refresh(&sh->users);
+    for (struct conn *c = sh->conns, *next; c != NULL; c = next) {
+        next = c->next;
+        if (!(c->flags & CONN_CLOSING) && users_view_get(&sh->users, c->user) == NULL) {
+            close_conn(c);
+        }
+    }
+}
+
 bool conn_authed(const struct conn *c)
 {
     return c->flags & CONN_AUTHED;
@@ -416,6 +464,8 @@ void conn_info(const struct conn *c, int64_t now_ms, struct conn_info *out)
     }
     out->flags[n] = '\0';
     out->redir = track_client_redir(c->trk);
+    const struct user *u = users_view_get(&c->sh->users, c->user);
+    out->user = u != NULL ? user_name(u) : "";
 }
 
 /* ---- shard setup ------------------------------------------------------------- */
@@ -584,7 +634,9 @@ void conn_accept(struct shard *sh, int fd)
     resp_out_init(&c->out, sh->pool, (size_t)KV_CONF_GET(kvd_settings.output_buffer_limit));
     format_addr(fd, true, c->addr, sizeof c->addr);
     format_addr(fd, false, c->laddr, sizeof c->laddr);
-    conn_set_authed(c, kvd_settings.requirepass[0] == '\0');
+    users_view_refresh(&sh->users);
+    c->user = USERS_DEFAULT;
+    conn_set_authed(c, user_open(users_view_get(&sh->users, USERS_DEFAULT)));
     pthread_mutex_lock(&sh->conn_ids_mu);
     bool put = idmap_put(&sh->conn_ids, c->id, c);
     pthread_mutex_unlock(&sh->conn_ids_mu);
@@ -1081,7 +1133,7 @@ static void account(struct shard *sh, struct conn *c, uint16_t row, struct run_r
 /* `trk`: the client's shard when it tracks the keys it reads (CLIENT TRACKING), else -1. */
 static struct run_res run(struct shard *sh, struct conn *c, const struct cmd_desc *d, size_t argc,
                           const struct resp_arg *argv, struct resp_out *out, int64_t *sum,
-                          uint64_t caller_id, uint32_t db, int32_t trk)
+                          uint64_t caller_id, uint32_t user, uint32_t db, int32_t trk)
 {
     struct cmd_ctx x = {
         .argc = argc,
@@ -1092,6 +1144,7 @@ static struct run_res run(struct shard *sh, struct conn *c, const struct cmd_des
         .out = out,
         .now_ms = sh->now_ms,
         .caller_id = caller_id,
+        .user = user,
         .db = db,
         .track = (uint32_t)(trk + 1),
     };
@@ -1141,14 +1194,16 @@ static void exec_local(struct conn *c, const struct cmd_desc *d, size_t argc,
     uint16_t row = cmd_stat_row(d, argc, argv);
     size_t logged = (d->flags & CMD_NOSLOWLOG) ? 0 : argc;
     if (reply_direct(c)) {
-        struct run_res r = run(sh, c, d, argc, argv, &c->out, NULL, c->id, c->db, reads_tracked(c));
+        struct run_res r = run(sh, c, d, argc, argv, &c->out, NULL, c->id, c->user, c->db,
+                               reads_tracked(c));
         account(sh, c, row, r, logged, logged ? argv : NULL, NULL);
         wal_gate(c, d);
         mark_dirty(c);
         return;
     }
     resp_out_set_proto(sh->scratch, c->resp);
-    struct run_res r = run(sh, c, d, argc, argv, sh->scratch, NULL, c->id, c->db, reads_tracked(c));
+    struct run_res r = run(sh, c, d, argc, argv, sh->scratch, NULL, c->id, c->user, c->db,
+                               reads_tracked(c));
     account(sh, c, row, r, logged, logged ? argv : NULL, NULL);
     wal_gate(c, d);
     struct pend *p = pend_push(c);
@@ -1204,6 +1259,7 @@ static void send_req(struct conn *c, uint32_t to, const struct cmd_desc *d, uint
         .part = part | (reads_tracked(c) >= 0 ? XQ_PART_TRACK : 0),
         .caller_id = c->id,
         .db = c->db,
+        .flags = c->user, /* (XM_REQ: the client's ACL user, for scripts' checks) */
     };
     size_t len;
     m.payload = argv_pack(c->sh, argc, args, &len);
@@ -1390,7 +1446,8 @@ static void fan_out(struct conn *c, const struct cmd_desc *d, size_t argc,
             lv[i] = *args[i];
         }
         resp_out_set_proto(sh->scratch, c->resp);
-        local_r = run(sh, NULL, d, n, lv, sh->scratch, &local_sum, c->id, c->db, reads_tracked(c));
+        local_r = run(sh, NULL, d, n, lv, sh->scratch, &local_sum, c->id, c->user, c->db,
+                      reads_tracked(c));
         wal_gate(c, d);
         local_blob = scratch_take(sh, &local_len);
         if (lv != local) {
@@ -1963,7 +2020,7 @@ void conn_txn_run(struct cmd_ctx *x)
             continue;
         }
         uint64_t errors = reply_errors();
-        struct run_res r = run(x->sh, x->conn, d, argc, argv, x->out, NULL, x->caller_id, db,
+        struct run_res r = run(x->sh, x->conn, d, argc, argv, x->out, NULL, x->caller_id, x->user, db,
                                (int32_t)x->track - 1);
         db = r.db;
         account_who(x->sh, addr, name, row, r, argc, argv, NULL);
@@ -2064,7 +2121,7 @@ static void txn_serve_one(struct shard *sh, struct txn_slot *ts)
     sh->clock_ns = kv_clock_mono_ns();
     int64_t sum = 0;
     struct run_res r = run(sh, NULL, ts->desc, ts->argc, ts->argv, sh->scratch, &sum, ts->caller_id,
-                           ts->db, ts->track);
+                           ts->user, ts->db, ts->track);
     STAT_ADD(sh->stats.executed_remote, 1);
     if (ts->addr != NULL) { /* NULL: a part of a split command, counted by the coordinator */
         account_who(sh, ts->addr, ts->name, cmd_stat_row(ts->desc, ts->argc, ts->argv), r, ts->argc,
@@ -2162,7 +2219,7 @@ static int64_t txn_run_on(struct txn_x *tx, uint32_t o, const struct cmd_desc *d
     if (o == sh->id) {
         int64_t sum = 0;
         struct conn *rc = d->exec == CMD_EXEC_CONN && !tx->script ? c : NULL;
-        struct run_res r = run(sh, rc, d, argc, argv, out, &sum, c->id, tx->db, reads_tracked(c));
+        struct run_res r = run(sh, rc, d, argc, argv, out, &sum, c->id, c->user, tx->db, reads_tracked(c));
         tx->db = r.db;
         if (counted) {
             account(sh, c, cmd_stat_row(d, argc, argv), r, argc, argv, NULL);
@@ -2179,6 +2236,7 @@ static int64_t txn_run_on(struct txn_x *tx, uint32_t o, const struct cmd_desc *d
     ts->argc = argc;
     ts->argv = argv;
     ts->caller_id = c->id;
+    ts->user = c->user;
     ts->track = reads_tracked(c);
     ts->addr = counted ? c->addr : NULL;
     ts->name = conn_name(c);
@@ -2506,7 +2564,8 @@ static char *script_call_run(struct cmd_ctx *x, uint32_t *db, int proto, const s
         } else {
             int64_t sum = 0;
             struct run_res r =
-                run(sh, NULL, d, argc, argv, &tmp, &sum, x->caller_id, *db, (int32_t)x->track - 1);
+                run(sh, NULL, d, argc, argv, &tmp, &sum, x->caller_id, x->user, *db,
+                    (int32_t)x->track - 1);
             *db = r.db;
             account_who(sh, "", "", row, r, argc, argv, NULL);
         }
@@ -2821,6 +2880,48 @@ static void refused(struct conn *c, const struct cmd_desc *d, size_t argc,
     finish_early(c);
 }
 
+/* The client's CLIENT LIST line without its newline, for ACL LOG. */
+static void client_info_line(const struct conn *c, char *buf, size_t cap)
+{
+    struct conn_info ci;
+    conn_info(c, c->sh->now_ms, &ci);
+    int n = cmd_client_line(&ci, buf, cap);
+    if (n > 0 && (size_t)n <= cap && buf[n - 1] == '\n') {
+        buf[n - 1] = '\0';
+    }
+}
+
+/* The ACL check of a command (the connection's user is not unrestricted): -NOPERM and an
+ * ACL LOG entry if it is refused, as Redis's processCommand. */
+static bool acl_gate(struct conn *c, const struct cmd_desc *d, size_t argc,
+                     const struct resp_arg *argv)
+{
+    const struct user *u = users_view_get(&c->sh->users, c->user);
+    KV_ASSERT(u != NULL); /* (user_refresh closed the connection otherwise) */
+    size_t pos;
+    enum users_denied why = user_check(u, d, argc, argv, &pos);
+    if (KV_LIKELY(why == USERS_OK)) {
+        return true;
+    }
+    char text[256], info[1024], name[64];
+    users_denied_text(why, d, argc, argv, pos, false, text, sizeof text);
+    client_info_line(c, info, sizeof info);
+    if (why == USERS_DENIED_CMD) {
+        cmd_full_name(d, argc, argv, name, sizeof name);
+        users_log(why, c->txn != NULL ? USERS_CTX_MULTI : USERS_CTX_TOPLEVEL, name, strlen(name),
+                  user_name(u), strlen(user_name(u)), info);
+    } else {
+        users_log(why, c->txn != NULL ? USERS_CTX_MULTI : USERS_CTX_TOPLEVEL, argv[pos].ptr,
+                  argv[pos].len, user_name(u), strlen(user_name(u)), info);
+    }
+    early_error(c,
+                d->fn == cmd_exec ? "EXECABORT Transaction discarded because of: NOPERM %s"
+                                  : "NOPERM %s",
+                text);
+    refused(c, d, argc, argv);
+    return false;
+}
+
 /* Whether a script of this client runs on another shard (its later commands are not
  * refused -BUSY: Redis keeps a busy script's client waiting, not refused). */
 static bool script_pending(const struct conn *c)
@@ -2881,6 +2982,10 @@ static void dispatch_cmd(struct conn *c, const struct resp_cmd *cmd, const struc
         finish_early(c);
         return;
     }
+    if (KV_UNLIKELY(c->user_gen != atomic_load_explicit(&users_gen, memory_order_relaxed)) &&
+        !user_refresh(c)) {
+        return; /* its user was deleted */
+    }
     if (!(c->flags & CONN_AUTHED) && !(d->flags & CMD_NOAUTH)) {
         early_error(c,
                     d->fn == cmd_exec
@@ -2890,6 +2995,9 @@ static void dispatch_cmd(struct conn *c, const struct resp_cmd *cmd, const struc
                     "");
         early_count(c, d, true, cmd->argc, cmd->argv);
         finish_early(c);
+        return;
+    }
+    if (KV_UNLIKELY(!c->acl_free) && !acl_gate(c, d, cmd->argc, cmd->argv)) {
         return;
     }
     if ((d->flags & CMD_WRITE) &&
@@ -3573,7 +3681,7 @@ void conn_exec_remote(struct shard *sh, const struct xmsg *m)
     resp_out_set_proto(sh->scratch, m->proto);
     int32_t trk = (m->part & XQ_PART_TRACK) ? (int32_t)m->src : -1;
     struct run_res res =
-        run(sh, NULL, m->desc, argc, argv, sh->scratch, &sum, m->caller_id, m->db, trk);
+        run(sh, NULL, m->desc, argc, argv, sh->scratch, &sum, m->caller_id, m->flags, m->db, trk);
     STAT_ADD(sh->stats.executed_remote, 1);
     struct xmsg r = {
         .kind = XM_REPLY,

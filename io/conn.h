@@ -138,6 +138,7 @@ struct conn_info {
     size_t sub, psub, ssub; /* channels, patterns and shard channels subscribed */
     char flags[8];          /* CLIENT LIST flags= ("N" when none) */
     int64_t redir;          /* CLIENT TRACKING's redirect (-1: not tracking) */
+    const char *user;       /* its ACL user's name */
 };
 
 uint64_t conn_id(const struct conn *c);
@@ -158,6 +159,12 @@ void conn_set_resp(struct conn *c, int proto);
 uint32_t conn_db(const struct conn *c);
 void conn_select(struct conn *c, uint32_t db);
 bool conn_authed(const struct conn *c);
+/* The connection's ACL user (a users.h handle); AUTH and RESET set it. */
+void conn_set_user(struct conn *c, uint32_t handle);
+uint32_t conn_user(const struct conn *c);
+/* Closes the clients whose user was deleted, when any user changed (the shard's
+ * timer calls it; a client that sends a command finds out before it runs). */
+void conn_users_sweep(struct shard *sh);
 void conn_set_authed(struct conn *c, bool authed);
 void conn_set_name(struct conn *c, const char *name, size_t len);
 const char *conn_name(const struct conn *c);

@@ -13,6 +13,7 @@
 #include "kvd_settings.h"
 #include "route.h"
 #include "server.h"
+#include "users.h"
 #include "shard.h"
 #include "spsc.h"
 #include "wal.h"
@@ -151,6 +152,11 @@ int main(int argc, char **argv)
         return rc > 0 ? 0 : 1;
     }
     cmd_init();
+    char uerr[4096];
+    if (users_init(kvd_settings.requirepass, kvd_settings.aclfile, uerr, sizeof uerr) != 0) {
+        fprintf(stderr, "kvd: %s\n", uerr);
+        return 1;
+    }
     signal(SIGPIPE, SIG_IGN);
     if (KV_CONF_GET(kvd_settings.large_pages) && getenv("MIMALLOC_LARGE_OS_PAGES") == NULL) {
         /* 2 MiB pages (transparent huge pages) for the shards' heaps: a few per cent more

@@ -26,6 +26,8 @@ struct kvd_settings {
     _Atomic int64_t databases;
     char dir[KVD_DIR_MAX];
     char requirepass[KVD_PASS_MAX];
+    char aclfile[KVD_DIR_MAX];
+    _Atomic int64_t acllog_max_len;
     _Atomic int64_t maxclients;
     _Atomic int64_t timeout_s;
     _Atomic int64_t tcp_backlog;

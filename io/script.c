@@ -22,6 +22,7 @@
 #include "server.h"
 #include "shard.h"
 #include "track.h"
+#include "users.h"
 
 #include <lauxlib.h>
 #include <lua.h>
@@ -841,6 +842,44 @@ static bool noscript(const struct cmd_desc *d, size_t argc, const struct resp_ar
 
 /* redis.call / redis.pcall: the command's reply as a Lua value; an error reply (or a
  * command that may not run) raises {err = ...} from call, is returned by pcall. */
+/* Whether the script's user may run the command (ACL): USERS_OK, or why not, logged in
+ * ACL LOG (context "lua") when `log`. */
+static enum users_denied acl_verdict(struct cmd_ctx *x, const struct cmd_desc *d, size_t argc,
+                                     const struct resp_arg *argv, bool log)
+{
+    users_view_refresh(&x->sh->users);
+    const struct user *u = users_view_get(&x->sh->users, x->user);
+    if (u == NULL) {
+        return USERS_DENIED_CMD; /* its user was deleted meanwhile */
+    }
+    size_t pos;
+    enum users_denied why = user_check(u, d, argc, argv, &pos);
+    if (why == USERS_OK || !log) {
+        return why;
+    }
+    char info[1024], name[64];
+    struct conn *c = conn_by_id(x->sh, x->caller_id);
+    if (c != NULL) {
+        struct conn_info ci;
+        conn_info(c, x->now_ms, &ci);
+        int n = cmd_client_line(&ci, info, sizeof info);
+        if (n > 0 && (size_t)n < sizeof info) {
+            info[n - 1] = '\0';
+        }
+    } else { /* a client of another shard: what this one knows of it */
+        snprintf(info, sizeof info, "id=%llu user=%s", (unsigned long long)x->caller_id,
+                 user_name(u));
+    }
+    const char *un = user_name(u);
+    if (why == USERS_DENIED_CMD) {
+        cmd_full_name(d, argc, argv, name, sizeof name);
+        users_log(why, USERS_CTX_LUA, name, strlen(name), un, strlen(un), info);
+    } else {
+        users_log(why, USERS_CTX_LUA, argv[pos].ptr, argv[pos].len, un, strlen(un), info);
+    }
+    return why;
+}
+
 static int call_common(lua_State *L, bool raise)
 {
     struct script_vm *vm = vm_of(L);
@@ -875,6 +914,7 @@ static int call_common(lua_State *L, bool raise)
         argv[i].len = n;
     }
     const struct cmd_desc *d = NULL;
+    enum users_denied why;
     if (err == NULL) {
         d = cmd_lookup(argv[0].ptr, argv[0].len);
         if (d == NULL) {
@@ -883,6 +923,14 @@ static int call_common(lua_State *L, bool raise)
             err = "Wrong number of args calling Redis command from script";
         } else if (noscript(d, (size_t)argc, argv)) {
             err = "This Redis command is not allowed from script";
+        } else if ((why = acl_verdict(vm->x, d, (size_t)argc, argv, true)) != USERS_OK) {
+            err = why == USERS_DENIED_KEY
+                      ? "The user executing the script can't access at least one of the keys "
+                        "mentioned in the command arguments"
+                  : why == USERS_DENIED_CHANNEL
+                      ? "The user executing the script can't publish to the channel mentioned "
+                        "in the command"
+                      : "The user executing the script can't run this command or subcommand";
         } else if (vm->ro && ((d->flags & CMD_WRITE) || cmd_publishes(d))) { /* as Redis's
                                                                               * may_replicate */
             err = "Write commands are not allowed from read-only scripts.";
@@ -1075,18 +1123,35 @@ static void set_num(lua_State *L, const char *name, int v)
     lua_setfield(L, -2, name);
 }
 
-/* redis.acl_check_cmd(cmd, ...): whether the script's user may run the command (kvd's
- * only user may run every command). */
+/* redis.acl_check_cmd(cmd, ...): whether the script's user may run the command with
+ * those arguments (keys and channels included), as Redis's. */
 static int l_acl_check_cmd(lua_State *L)
 {
-    size_t n;
-    const char *name = lua_gettop(L) >= 1 ? lua_tolstring(L, 1, &n) : NULL;
-    const struct cmd_desc *d = name != NULL ? cmd_lookup(name, n) : NULL;
-    if (d == NULL) { /* a string error, as Redis raises it */
-        lua_pushstring(L, "ERR Invalid command passed to redis.acl_check_cmd()");
+    struct script_vm *vm = vm_of(L);
+    int argc = lua_gettop(L);
+    struct resp_arg stack_argv[SCRIPT_ARGV_STACK];
+    struct resp_arg *argv = stack_argv;
+    if (argc > SCRIPT_ARGV_STACK) {
+        argv = lua_newuserdata(L, (size_t)argc * sizeof *argv);
+    }
+    for (int i = 0; i < argc; i++) {
+        int t = lua_type(L, i + 1);
+        if (t != LUA_TNUMBER && t != LUA_TSTRING) {
+            lua_pushstring(L, "Lua redis lib command arguments must be strings or integers");
+            return lua_error(L);
+        }
+        size_t n;
+        argv[i].ptr = lua_tolstring(L, i + 1, &n);
+        argv[i].len = n;
+    }
+    const struct cmd_desc *d = argc >= 1 ? cmd_lookup(argv[0].ptr, argv[0].len) : NULL;
+    if (d == NULL || (argc >= 2 && (d->flags & CMD_SUBCMDS) &&
+                      cmd_stat_row(d, (size_t)argc, argv) == CMD_ROW_NONE)) {
+        lua_pushstring(L, "Invalid command passed to redis.acl_check_cmd()");
         return lua_error(L);
     }
-    lua_pushboolean(L, 1);
+    bool ok = vm->x == NULL || acl_verdict(vm->x, d, (size_t)argc, argv, false) == USERS_OK;
+    lua_pushboolean(L, ok);
     return 1;
 }
 

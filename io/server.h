@@ -21,6 +21,7 @@
 #include "idmap.h"
 #include "latency.h"
 #include "reply.h"
+#include "users.h"
 
 #include <liburing.h>
 #include <pthread.h>
@@ -119,6 +120,7 @@ struct txn_slot {
     size_t argc;
     const struct resp_arg *argv;
     uint64_t caller_id;
+    uint32_t user;           /* the client's ACL user (users.h handle) */
     int32_t track;           /* the client's shard when it tracks its reads, else -1 */
     const char *addr, *name; /* the client's, for the statistics and the slowlog */
     /* the result, written by the parked shard before TXS_DONE */
@@ -152,7 +154,8 @@ struct xmsg {
         uint32_t db;   /* XM_REQ: the client's selected database */
     };
     uint32_t part;  /* fan-out: which part of the request (the owner shard) */
-    uint32_t flags; /* XM_REPLY: XR_*; XM_PUBLISH: 1 for a shard channel (SPUBLISH) */
+    uint32_t flags; /* XM_REPLY: XR_*; XM_PUBLISH: 1 for a shard channel (SPUBLISH); XM_REQ:
+                     * the client's ACL user (users.h handle) */
     union {
         uint64_t caller_id; /* XM_REQ, XM_UNWATCH: the id of the client that sent it */
         uint64_t exec_us;   /* XM_REPLY: how long the execution took */
@@ -240,6 +243,7 @@ struct shard {
     int ring_fd; /* the ring's real fd, target of other shards' MSG_RING */
     int listen_fd;
     struct mi_heap_s *heap;
+    struct users_view users; /* the ACL users as this shard last read them */
 
     /* provided receive buffers */
     struct io_uring_buf_ring *br;

@@ -737,6 +737,7 @@ static void loop(struct shard *sh)
         uint64_t now_ns = kv_clock_mono_ns();
         if (now_ns >= next_cron_ns) {
             cron(sh, kv_clock_real_ms());
+            conn_users_sweep(sh);
             cron_period_ns = 1000000000ull / (uint64_t)KV_CONF_GET(kvd_settings.hz);
             next_cron_ns = now_ns + cron_period_ns;
         }
@@ -935,6 +936,7 @@ static void teardown(struct shard *sh)
     pubsub_local_free(sh);
     watch_destroy(sh->watch);
     sh->watch = NULL;
+    users_view_free(&sh->users);
     io_uring_queue_exit(&sh->ring);
     munmap(sh->br, sh->buf_count * sizeof(struct io_uring_buf));
     mi_heap_destroy(sh->heap); /* frees the tables array, buffers and anything left */

@@ -313,8 +313,8 @@ static bool check_auth(struct cmd_ctx *x, const struct resp_arg *user, const str
         if (n > 0 && (size_t)n < sizeof info) {
             info[n - 1] = '\0'; /* without the newline */
         }
-        users_log(USERS_DENIED_AUTH, USERS_CTX_TOPLEVEL, x->desc->name, strlen(x->desc->name),
-                  name, nlen, info);
+        users_log(USERS_DENIED_AUTH, USERS_CTX_TOPLEVEL, x->argv[0].ptr, x->argv[0].len, name,
+                  nlen, info); /* (the command's name as the client wrote it, as Redis) */
         reply_error(x->out, "WRONGPASS invalid username-password pair or user is disabled.");
         return false;
     }

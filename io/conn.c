@@ -359,10 +359,11 @@ uint32_t conn_user(const struct conn *c)
 
 void conn_users_sweep(struct shard *sh)
 {
-    if (sh->users.gen == users_generation()) {
-        return;
+    if (sh->users_swept == users_generation()) {
+        return; /* (the view's own generation may be newer than the last sweep) */
     }
     users_view_refresh(&sh->users);
+    sh->users_swept = sh->users.gen;
     for (struct conn *c = sh->conns, *next; c != NULL; c = next) {
         next = c->next;
         if (!(c->flags & CONN_CLOSING) && users_view_get(&sh->users, c->user) == NULL) {

@@ -244,6 +244,7 @@ struct shard {
     int listen_fd;
     struct mi_heap_s *heap;
     struct users_view users; /* the ACL users as this shard last read them */
+    uint64_t users_swept;    /* the users generation its clients were last checked at */
 
     /* provided receive buffers */
     struct io_uring_buf_ring *br;

@@ -43,7 +43,8 @@ static void cat(struct cmd_ctx *x)
     const struct resp_arg *c = &x->argv[2];
     const char *found = NULL;
     for (size_t i = 0; i < users_ncategories && found == NULL; i++) {
-        if (strlen(users_categories[i]) == c->len && strncasecmp(users_categories[i], c->ptr, c->len) == 0) {
+        if (strlen(users_categories[i]) == c->len &&
+            strncasecmp(users_categories[i], c->ptr, c->len) == 0) {
             found = users_categories[i];
         }
     }

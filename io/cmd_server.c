@@ -313,8 +313,8 @@ static bool check_auth(struct cmd_ctx *x, const struct resp_arg *user, const str
         if (n > 0 && (size_t)n < sizeof info) {
             info[n - 1] = '\0'; /* without the newline */
         }
-        users_log(USERS_DENIED_AUTH, USERS_CTX_TOPLEVEL, x->argv[0].ptr, x->argv[0].len, name,
-                  nlen, info); /* (the command's name as the client wrote it, as Redis) */
+        users_log(USERS_DENIED_AUTH, USERS_CTX_TOPLEVEL, x->argv[0].ptr, x->argv[0].len, name, nlen,
+                  info); /* (the command's name as the client wrote it, as Redis) */
         reply_error(x->out, "WRONGPASS invalid username-password pair or user is disabled.");
         return false;
     }
@@ -469,8 +469,8 @@ int cmd_client_line(const struct conn_info *ci, char *buf, size_t cap)
                     "cmd=%s user=%s redir=%lld resp=%d\n",
                     (unsigned long long)ci->id, ci->addr, ci->laddr, ci->fd, ci->name,
                     (long long)ci->age_s, (long long)ci->idle_s, ci->flags, ci->db, ci->sub,
-                    ci->psub, ci->ssub, ci->multi, ci->qbuf, ci->omem, ci->last_cmd,
-                    ci->user, (long long)ci->redir, ci->resp);
+                    ci->psub, ci->ssub, ci->multi, ci->qbuf, ci->omem, ci->last_cmd, ci->user,
+                    (long long)ci->redir, ci->resp);
 }
 
 /* CLIENT LIST / KILL TYPE. */
@@ -483,7 +483,7 @@ struct client_filter {
     bool has_id;
     const struct resp_arg *addr;
     const struct resp_arg *laddr;
-    enum client_type type; /* TYPE: master/replica/slave match none (kvd has no such) */
+    enum client_type type;       /* TYPE: master/replica/slave match none (kvd has no such) */
     const struct resp_arg *user; /* USER */
     bool skipme;
     int64_t maxage;

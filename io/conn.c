@@ -1195,16 +1195,16 @@ static void exec_local(struct conn *c, const struct cmd_desc *d, size_t argc,
     uint16_t row = cmd_stat_row(d, argc, argv);
     size_t logged = (d->flags & CMD_NOSLOWLOG) ? 0 : argc;
     if (reply_direct(c)) {
-        struct run_res r = run(sh, c, d, argc, argv, &c->out, NULL, c->id, c->user, c->db,
-                               reads_tracked(c));
+        struct run_res r =
+            run(sh, c, d, argc, argv, &c->out, NULL, c->id, c->user, c->db, reads_tracked(c));
         account(sh, c, row, r, logged, logged ? argv : NULL, NULL);
         wal_gate(c, d);
         mark_dirty(c);
         return;
     }
     resp_out_set_proto(sh->scratch, c->resp);
-    struct run_res r = run(sh, c, d, argc, argv, sh->scratch, NULL, c->id, c->user, c->db,
-                               reads_tracked(c));
+    struct run_res r =
+        run(sh, c, d, argc, argv, sh->scratch, NULL, c->id, c->user, c->db, reads_tracked(c));
     account(sh, c, row, r, logged, logged ? argv : NULL, NULL);
     wal_gate(c, d);
     struct pend *p = pend_push(c);
@@ -1977,6 +1977,62 @@ static void txn_control(struct conn *c, const struct cmd_desc *d, size_t argc,
     txn_free(c);
 }
 
+void conn_client_info(struct shard *sh, uint64_t id, const char *user, char *buf, size_t cap)
+{
+    struct conn *c = conn_by_id(sh, id);
+    if (c == NULL) { /* a client of another shard: what this one knows of it */
+        snprintf(buf, cap, "id=%llu user=%s", (unsigned long long)id, user);
+        return;
+    }
+    struct conn_info ci;
+    conn_info(c, sh->now_ms, &ci);
+    int n = cmd_client_line(&ci, buf, cap);
+    if (n > 0 && (size_t)n <= cap && buf[n - 1] == '\n') {
+        buf[n - 1] = '\0';
+    }
+}
+
+void conn_acl_log(struct shard *sh, uint64_t id, const struct user *u, enum users_denied why,
+                  enum users_ctx ctx, const struct cmd_desc *d, size_t argc,
+                  const struct resp_arg *argv, size_t pos)
+{
+    char info[1024], name[64];
+    const char *un = user_name(u);
+    conn_client_info(sh, id, un, info, sizeof info);
+    if (why == USERS_DENIED_CMD) {
+        cmd_full_name(d, argc, argv, name, sizeof name);
+        users_log(why, ctx, name, strlen(name), un, strlen(un), info);
+    } else {
+        users_log(why, ctx, argv[pos].ptr, argv[pos].len, un, strlen(un), info);
+    }
+}
+
+/* EXEC: whether a queued command's user may still run it (Redis checks again, as the
+ * rules may have changed since it was queued); false after the error reply. */
+static bool exec_acl_ok(struct shard *sh, uint64_t id, uint32_t user, const struct cmd_desc *d,
+                        size_t argc, const struct resp_arg *argv, struct resp_out *out)
+{
+    users_view_refresh(&sh->users);
+    const struct user *u = users_view_get(&sh->users, user);
+    size_t pos = 0;
+    enum users_denied why = u == NULL ? USERS_DENIED_CMD : user_check(u, d, argc, argv, &pos);
+    if (KV_LIKELY(why == USERS_OK)) {
+        return true;
+    }
+    if (u != NULL) {
+        conn_acl_log(sh, id, u, why, USERS_CTX_MULTI, d, argc, argv, pos);
+    }
+    reply_error(out,
+                "NOPERM ACLs rules changed between the moment the transaction was accumulated "
+                "and the EXEC call. This command is no longer allowed for the following reason: "
+                "%s",
+                why == USERS_DENIED_KEY ? "no permission to touch the specified keys"
+                : why == USERS_DENIED_CHANNEL
+                    ? "no permission to access one of the channels used as arguments"
+                    : "no permission to execute the command or subcommand");
+    return false;
+}
+
 /*
  * exec|run: a transaction's commands, one after another on this shard (the one owning
  * all its keys and watched keys, or the client's if it has none), their replies as one
@@ -2014,6 +2070,11 @@ void conn_txn_run(struct cmd_ctx *x)
             d = cmd_lookup_hidden("object|key"); /* its key is in this partition */
         }
         uint16_t row = cmd_stat_row(d, argc, argv);
+        if (!exec_acl_ok(x->sh, x->caller_id, x->user, d, argc, argv, x->out)) {
+            x->inner_errors++;
+            account_who(x->sh, addr, name, row, (struct run_res){.failed = true}, argc, argv, NULL);
+            continue;
+        }
         if (d->exec == CMD_EXEC_MULTI && d->key_step == 2 && (argc - 1) % 2 != 0) {
             reply_err_arity(x->out, d->name); /* MSET's pairs: found when it runs */
             x->inner_errors++;
@@ -2021,8 +2082,8 @@ void conn_txn_run(struct cmd_ctx *x)
             continue;
         }
         uint64_t errors = reply_errors();
-        struct run_res r = run(x->sh, x->conn, d, argc, argv, x->out, NULL, x->caller_id, x->user, db,
-                               (int32_t)x->track - 1);
+        struct run_res r = run(x->sh, x->conn, d, argc, argv, x->out, NULL, x->caller_id, x->user,
+                               db, (int32_t)x->track - 1);
         db = r.db;
         account_who(x->sh, addr, name, row, r, argc, argv, NULL);
         x->inner_errors += reply_errors() - errors;
@@ -2220,7 +2281,8 @@ static int64_t txn_run_on(struct txn_x *tx, uint32_t o, const struct cmd_desc *d
     if (o == sh->id) {
         int64_t sum = 0;
         struct conn *rc = d->exec == CMD_EXEC_CONN && !tx->script ? c : NULL;
-        struct run_res r = run(sh, rc, d, argc, argv, out, &sum, c->id, c->user, tx->db, reads_tracked(c));
+        struct run_res r =
+            run(sh, rc, d, argc, argv, out, &sum, c->id, c->user, tx->db, reads_tracked(c));
         tx->db = r.db;
         if (counted) {
             account(sh, c, cmd_stat_row(d, argc, argv), r, argc, argv, NULL);
@@ -2308,6 +2370,11 @@ static void txn_run_cmd(struct txn_x *tx, size_t argc, const struct resp_arg *ar
     struct shard *sh = tx->c->sh;
     const struct cmd_desc *d = cmd_lookup(argv[0].ptr, argv[0].len);
     KV_ASSERT(d != NULL && cmd_arity_ok(d, argc)); /* checked when queued */
+    if (!exec_acl_ok(sh, tx->c->id, tx->c->user, d, argc, argv, out)) {
+        account(sh, tx->c, cmd_stat_row(d, argc, argv), (struct run_res){.failed = true}, argc,
+                argv, NULL);
+        return;
+    }
     if (d->fn == cmd_object && argc == 3 && cmd_object_keyed(&argv[1])) {
         d = cmd_lookup_hidden("object|key");
     }
@@ -2564,9 +2631,8 @@ static char *script_call_run(struct cmd_ctx *x, uint32_t *db, int proto, const s
             account_who(sh, "", "", row, (struct run_res){.failed = true}, argc, argv, NULL);
         } else {
             int64_t sum = 0;
-            struct run_res r =
-                run(sh, NULL, d, argc, argv, &tmp, &sum, x->caller_id, x->user, *db,
-                    (int32_t)x->track - 1);
+            struct run_res r = run(sh, NULL, d, argc, argv, &tmp, &sum, x->caller_id, x->user, *db,
+                                   (int32_t)x->track - 1);
             *db = r.db;
             account_who(sh, "", "", row, r, argc, argv, NULL);
         }
@@ -2881,17 +2947,6 @@ static void refused(struct conn *c, const struct cmd_desc *d, size_t argc,
     finish_early(c);
 }
 
-/* The client's CLIENT LIST line without its newline, for ACL LOG. */
-static void client_info_line(const struct conn *c, char *buf, size_t cap)
-{
-    struct conn_info ci;
-    conn_info(c, c->sh->now_ms, &ci);
-    int n = cmd_client_line(&ci, buf, cap);
-    if (n > 0 && (size_t)n <= cap && buf[n - 1] == '\n') {
-        buf[n - 1] = '\0';
-    }
-}
-
 /* The ACL check of a command (the connection's user is not unrestricted): -NOPERM and an
  * ACL LOG entry if it is refused, as Redis's processCommand. */
 static bool acl_gate(struct conn *c, const struct cmd_desc *d, size_t argc,
@@ -2904,17 +2959,10 @@ static bool acl_gate(struct conn *c, const struct cmd_desc *d, size_t argc,
     if (KV_LIKELY(why == USERS_OK)) {
         return true;
     }
-    char text[256], info[1024], name[64];
+    char text[256];
     users_denied_text(why, d, argc, argv, pos, false, text, sizeof text);
-    client_info_line(c, info, sizeof info);
-    if (why == USERS_DENIED_CMD) {
-        cmd_full_name(d, argc, argv, name, sizeof name);
-        users_log(why, c->txn != NULL ? USERS_CTX_MULTI : USERS_CTX_TOPLEVEL, name, strlen(name),
-                  user_name(u), strlen(user_name(u)), info);
-    } else {
-        users_log(why, c->txn != NULL ? USERS_CTX_MULTI : USERS_CTX_TOPLEVEL, argv[pos].ptr,
-                  argv[pos].len, user_name(u), strlen(user_name(u)), info);
-    }
+    conn_acl_log(c->sh, c->id, u, why, c->txn != NULL ? USERS_CTX_MULTI : USERS_CTX_TOPLEVEL, d,
+                 argc, argv, pos);
     early_error(c,
                 d->fn == cmd_exec ? "EXECABORT Transaction discarded because of: NOPERM %s"
                                   : "NOPERM %s",

@@ -857,26 +857,7 @@ static enum users_denied acl_verdict(struct cmd_ctx *x, const struct cmd_desc *d
     if (why == USERS_OK || !log) {
         return why;
     }
-    char info[1024], name[64];
-    struct conn *c = conn_by_id(x->sh, x->caller_id);
-    if (c != NULL) {
-        struct conn_info ci;
-        conn_info(c, x->now_ms, &ci);
-        int n = cmd_client_line(&ci, info, sizeof info);
-        if (n > 0 && (size_t)n < sizeof info) {
-            info[n - 1] = '\0';
-        }
-    } else { /* a client of another shard: what this one knows of it */
-        snprintf(info, sizeof info, "id=%llu user=%s", (unsigned long long)x->caller_id,
-                 user_name(u));
-    }
-    const char *un = user_name(u);
-    if (why == USERS_DENIED_CMD) {
-        cmd_full_name(d, argc, argv, name, sizeof name);
-        users_log(why, USERS_CTX_LUA, name, strlen(name), un, strlen(un), info);
-    } else {
-        users_log(why, USERS_CTX_LUA, argv[pos].ptr, argv[pos].len, un, strlen(un), info);
-    }
+    conn_acl_log(x->sh, x->caller_id, u, why, USERS_CTX_LUA, d, argc, argv, pos);
     return why;
 }
 

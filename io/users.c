@@ -30,8 +30,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#define ROWS_MAX   512 /* command rows a bitmap covers (cmd_stat_rows() is below) */
-#define ROW_WORDS  (ROWS_MAX / 64)
+#define ROWS_MAX     512 /* command rows a bitmap covers (cmd_stat_rows() is below) */
+#define ROW_WORDS    (ROWS_MAX / 64)
 #define LOG_GROUP_MS 60000 /* a refusal like a logged one within this joins its entry */
 
 #define PERM_R 1u
@@ -1204,8 +1204,7 @@ enum users_denied user_check(const struct user *u, const struct cmd_desc *d, siz
 }
 
 void users_denied_text(enum users_denied why, const struct cmd_desc *d, size_t argc,
-                       const struct resp_arg *argv, size_t pos, bool dryrun, char *buf,
-                       size_t cap)
+                       const struct resp_arg *argv, size_t pos, bool dryrun, char *buf, size_t cap)
 {
     char name[64];
     cmd_full_name(d, argc, argv, name, sizeof name);
@@ -1226,8 +1225,9 @@ void users_denied_text(enum users_denied why, const struct cmd_desc *d, size_t a
             snprintf(buf, cap, "This user has no permissions to access the '%.*s' channel", alen,
                      a->ptr);
         } else {
-            snprintf(buf, cap, "this user has no permissions to access one of the channels used "
-                               "as arguments");
+            snprintf(buf, cap,
+                     "this user has no permissions to access one of the channels used "
+                     "as arguments");
         }
         break;
     default:
@@ -1364,8 +1364,8 @@ static enum rule_err apply_rules(struct user *u, const struct resp_arg *ops, siz
  * with ')' are one selector, joined by spaces. Returns the merged count, or -1 with the
  * index of an unmatched '(' in *bad. The merged texts live in *buf (freed by the caller).
  */
-static long merge_selectors(const struct resp_arg *in, size_t n, struct resp_arg *out,
-                            char **buf, size_t *bad)
+static long merge_selectors(const struct resp_arg *in, size_t n, struct resp_arg *out, char **buf,
+                            size_t *bad)
 {
     size_t total = 0;
     for (size_t i = 0; i < n; i++) {
@@ -1434,8 +1434,7 @@ void users_cmd_setuser(struct resp_out *o, const struct resp_arg *argv, size_t a
         pthread_mutex_unlock(&mu);
         user_unref(u);
         reply_error(o, "ERR Error in ACL SETUSER modifier '%.*s': %s",
-                    (int)(ops[bad].len > 128 ? 128 : ops[bad].len), ops[bad].ptr,
-                    rule_err_text(e));
+                    (int)(ops[bad].len > 128 ? 128 : ops[bad].len), ops[bad].ptr, rule_err_text(e));
     } else if (publish_locked(u) < 0) {
         pthread_mutex_unlock(&mu);
         reply_error(o, "ERR too many users (at most %u)", USERS_SLOTS_MAX);
@@ -1592,8 +1591,8 @@ void users_cmd_dryrun(struct resp_out *o, const struct resp_arg *argv, size_t ar
         reply_error(o, "ERR User '%.*s' not found", (int)(name->len > 128 ? 128 : name->len),
                     name->ptr);
     } else if (d == NULL) {
-        reply_error(o, "ERR Command '%.*s' not found",
-                    (int)(argv[3].len > 128 ? 128 : argv[3].len), argv[3].ptr);
+        reply_error(o, "ERR Command '%.*s' not found", (int)(argv[3].len > 128 ? 128 : argv[3].len),
+                    argv[3].ptr);
     } else if (!cmd_arity_ok(d, argc - 3)) {
         reply_error(o, "ERR wrong number of arguments for '%s' command", d->name);
     } else {
@@ -1618,8 +1617,7 @@ static int load_file_locked(const char *path, char *err, size_t errcap)
 {
     FILE *f = fopen(path, "r");
     if (f == NULL) {
-        snprintf(err, errcap, "Error loading ACLs, opening file '%s': %s", path,
-                 strerror(errno));
+        snprintf(err, errcap, "Error loading ACLs, opening file '%s': %s", path, strerror(errno));
         return -1;
     }
     struct user **nu = NULL;
@@ -1661,8 +1659,8 @@ static int load_file_locked(const char *path, char *err, size_t errcap)
                      "%s:%d should start with user keyword followed by the username. ", path,
                      lineno);
         } else if (has_space(argv[1].ptr, argv[1].len)) {
-            snprintf(msg, sizeof msg, "%s:%d: username '%.*s' contains invalid characters. ",
-                     path, lineno, (int)argv[1].len, argv[1].ptr);
+            snprintf(msg, sizeof msg, "%s:%d: username '%.*s' contains invalid characters. ", path,
+                     lineno, (int)argv[1].len, argv[1].ptr);
         } else {
             bool dup = false;
             for (size_t j = 0; j < nn && !dup; j++) {

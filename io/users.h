@@ -30,7 +30,7 @@ struct resp_arg;
 struct resp_out;
 
 #define USERS_SLOTS_MAX 65535u /* users at most (a handle holds a 16-bit slot) */
-#define USERS_DEFAULT    0u     /* the default user's handle: slot 0, tag 0 */
+#define USERS_DEFAULT   0u     /* the default user's handle: slot 0, tag 0 */
 
 /* Why a command was refused, as Redis's ACL_DENIED_*: the larger, the more specific. */
 enum users_denied {
@@ -94,8 +94,7 @@ enum users_denied user_check(const struct user *u, const struct cmd_desc *d, siz
 /* The NOPERM text of a refusal ("this user has no permissions to run the 'get'
  * command"); dryrun: DRYRUN's capitalised form with the key or channel named. */
 void users_denied_text(enum users_denied why, const struct cmd_desc *d, size_t argc,
-                       const struct resp_arg *argv, size_t pos, bool dryrun, char *buf,
-                       size_t cap);
+                       const struct resp_arg *argv, size_t pos, bool dryrun, char *buf, size_t cap);
 
 /* AUTH: the handle of an enabled user whose password matches (constant-time compare of
  * hashes), or false. */

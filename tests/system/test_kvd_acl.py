@@ -539,3 +539,43 @@ def test_acl_load_save_without_aclfile_match_redis(pair):
     need_redis()
     pair.same("ACL", "LOAD")
     pair.same("ACL", "SAVE")
+
+
+def test_exec_checks_again_as_redis(upair):
+    """Rules that changed between MULTI and EXEC: the command is refused at EXEC."""
+    k0, r0 = upair.k, upair.r
+    _same(k0, r0, "ACL", "SETUSER", "tx", "on", ">x", "+@all", "~*")
+    k, r = _authed(upair, "tx", "x")
+    for c in (k, r):
+        c.ok("MULTI")
+        assert c.cmd("SET", "k1", "v") == St("QUEUED")
+        assert c.cmd("GET", "k1") == St("QUEUED")
+        assert c.cmd("SET", "z1", "v") == St("QUEUED")
+    _same(k0, r0, "ACL", "SETUSER", "tx", "-get", "resetkeys", "~k*")
+    _same(k, r, "EXEC")
+    assert _log(k0) == _log(r0)
+
+
+def test_exec_across_threads_checks_again(kvd, groups):
+    a, b = groups
+    c0 = kvd.client()
+    try:
+        _reset_users(c0)
+        c0.ok("ACL", "SETUSER", "tx2", "on", ">x", "+@all", "~*")
+        c = kvd.client()
+        c.ok("AUTH", "tx2", "x")
+        c.ok("MULTI")
+        for key in (a[0], b[0], a[1], b[1]):
+            assert c.cmd("SET", key, "v") == St("QUEUED")
+        c0.ok("ACL", "SETUSER", "tx2", "resetkeys", "~" + a[0], "~" + b[0])
+        r = c.cmd("EXEC")
+        assert r[:2] == [St("OK"), St("OK")], r
+        for e in r[2:]:
+            assert isinstance(e, Err) and e.s.startswith(
+                "NOPERM ACLs rules changed between the moment the transaction was "
+                "accumulated and the EXEC call."), e
+        assert c0.cmd("EXISTS", a[1], b[1]) == 0
+        c.close()
+    finally:
+        _reset_users(c0)
+        c0.close()

@@ -327,6 +327,18 @@ void conn_set_resp(struct conn *c, int proto)
     resp_out_set_proto(&c->out, proto);
 }
 
+static bool may_hear(void *arg, const char *ch, size_t n, bool pattern)
+{
+    return user_may_hear(arg, ch, n, pattern);
+}
+
+/* Whether every subscription of the connection is still allowed to its user. */
+static bool hears_only_allowed(const struct conn *c, const struct user *u)
+{
+    return c->ps == NULL || user_unrestricted(u) ||
+           pubsub_all(c->ps, may_hear, (void *)(uintptr_t)u);
+}
+
 /* Reads the connection's user again after a change of any user: false (and the
  * connection closed, as Redis kills the clients of a deleted user) if it is gone. */
 static bool user_refresh(struct conn *c)
@@ -336,6 +348,10 @@ static bool user_refresh(struct conn *c)
     const struct user *u = users_view_get(&sh->users, c->user);
     if (u == NULL) {
         close_conn(c);
+        return false;
+    }
+    if (!hears_only_allowed(c, u)) {
+        close_conn(c); /* as Redis kills subscribers whose channels a change revoked */
         return false;
     }
     c->acl_free = user_unrestricted(u);
@@ -366,7 +382,11 @@ void conn_users_sweep(struct shard *sh)
     sh->users_swept = sh->users.gen;
     for (struct conn *c = sh->conns, *next; c != NULL; c = next) {
         next = c->next;
-        if (!(c->flags & CONN_CLOSING) && users_view_get(&sh->users, c->user) == NULL) {
+        if (c->flags & CONN_CLOSING) {
+            continue;
+        }
+        const struct user *u = users_view_get(&sh->users, c->user);
+        if (u == NULL || !hears_only_allowed(c, u)) {
             close_conn(c);
         }
     }

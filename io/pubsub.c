@@ -69,6 +69,19 @@ size_t pubsub_shard_channels(const struct pubsub_conn *p)
     return p != NULL ? p->n[PS_SHARD] : 0;
 }
 
+bool pubsub_all(const struct pubsub_conn *p,
+                bool (*fn)(void *arg, const char *ch, size_t n, bool pattern), void *arg)
+{
+    for (int k = 0; p != NULL && k < PS_KINDS; k++) {
+        for (size_t i = 0; i < p->n[k]; i++) {
+            if (!fn(arg, p->v[k][i].p, p->v[k][i].n, k == PS_PAT)) {
+                return false;
+            }
+        }
+    }
+    return true;
+}
+
 bool pubsub_subscribed(const struct pubsub_conn *p)
 {
     return p != NULL && p->n[PS_CHAN] + p->n[PS_PAT] + p->n[PS_SHARD] > 0;

@@ -36,6 +36,10 @@ size_t pubsub_patterns(const struct pubsub_conn *p);
 size_t pubsub_shard_channels(const struct pubsub_conn *p);
 bool pubsub_subscribed(const struct pubsub_conn *p);
 
+/* Whether fn holds for every subscription (the channel or pattern, and which). */
+bool pubsub_all(const struct pubsub_conn *p,
+                bool (*fn)(void *arg, const char *ch, size_t n, bool pattern), void *arg);
+
 /* Drops every subscription of connection c (closing, RESET): no replies. */
 void pubsub_drop(struct shard *sh, struct conn *c);
 

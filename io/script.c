@@ -1118,7 +1118,9 @@ static int l_acl_check_cmd(lua_State *L)
     for (int i = 0; i < argc; i++) {
         int t = lua_type(L, i + 1);
         if (t != LUA_TNUMBER && t != LUA_TSTRING) {
-            lua_pushstring(L, "Lua redis lib command arguments must be strings or integers");
+            lua_newtable(L);
+            lua_pushstring(L, "ERR Lua redis lib command arguments must be strings or integers");
+            lua_setfield(L, -2, "err");
             return lua_error(L);
         }
         size_t n;
@@ -1128,7 +1130,9 @@ static int l_acl_check_cmd(lua_State *L)
     const struct cmd_desc *d = argc >= 1 ? cmd_lookup(argv[0].ptr, argv[0].len) : NULL;
     if (d == NULL || (argc >= 2 && (d->flags & CMD_SUBCMDS) &&
                       cmd_stat_row(d, (size_t)argc, argv) == CMD_ROW_NONE)) {
-        lua_pushstring(L, "Invalid command passed to redis.acl_check_cmd()");
+        lua_newtable(L); /* an error reply, as Redis's luaPushError: pcall gives its text */
+        lua_pushstring(L, "ERR Invalid command passed to redis.acl_check_cmd()");
+        lua_setfield(L, -2, "err");
         return lua_error(L);
     }
     bool ok = vm->x == NULL || acl_verdict(vm->x, d, (size_t)argc, argv, false) == USERS_OK;

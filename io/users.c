@@ -20,6 +20,7 @@
 #include "reply.h"
 #include "resp_parse.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -444,7 +445,7 @@ static void perm_row(struct sel *s, size_t row, bool allow)
 static bool has_space(const char *p, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
-        if (p[i] == ' ' || p[i] == '\0') {
+        if (isspace((unsigned char)p[i]) || p[i] == '\0') { /* Redis's ACLStringHasSpaces */
             return true;
         }
     }
@@ -1118,6 +1119,19 @@ static void check_key(void *arg, size_t index, const char *flags)
         }
     }
     kw->bad = index;
+}
+
+static bool channel_ok(const struct sel *s, const struct resp_arg *ch, bool pattern);
+
+bool user_may_hear(const struct user *u, const char *ch, size_t n, bool pattern)
+{
+    struct resp_arg a = {.ptr = ch, .len = n};
+    for (uint32_t i = 0; i < u->nsels; i++) {
+        if (u->sels[i].allchannels || channel_ok(&u->sels[i], &a, pattern)) {
+            return true;
+        }
+    }
+    return false;
 }
 
 static bool channel_ok(const struct sel *s, const struct resp_arg *ch, bool pattern)

@@ -86,6 +86,10 @@ bool user_unrestricted(const struct user *u);
 /* Whether a connection of this user is authenticated without AUTH ("on" and nopass). */
 bool user_open(const struct user *u);
 
+/* Whether one of the user's selectors allows a subscription to the channel (a pattern
+ * must be allowed literally), as Redis's ACLUserCheckChannelPerm. */
+bool user_may_hear(const struct user *u, const char *ch, size_t n, bool pattern);
+
 /* Checks a command for the user. USERS_OK, or why not, with the argument index of the
  * refused key or channel in *pos (0 for the command itself). */
 enum users_denied user_check(const struct user *u, const struct cmd_desc *d, size_t argc,

@@ -306,6 +306,14 @@ def test_auth(kvd_auth):
     # AUTH typed as a command.
     code, out, _ = kv(port, "--no-raw", stdin=b"GET a\nAUTH s3cret\nGET a\n")
     assert (code, out) == (0, b'(error) NOAUTH Authentication required.\nOK\n"2"\n')
+    # --user: AUTH user password (an ACL user)
+    assert kv(port, "--no-auth-warning", "-a", "s3cret", "ACL", "SETUSER", "cli", "on",
+              ">pw2", "~*", "+@all") == (0, b"OK\n", b"")
+    assert kv(port, "--no-auth-warning", "--user", "cli", "-a", "pw2", "ACL", "WHOAMI") == (
+        0, b"cli\n", b"")
+    code, out, err = kv(port, "--no-auth-warning", "--user", "cli", "-a", "s3cret", "--no-raw",
+                        "GET", "a")
+    assert code == 0 and err.startswith(b"AUTH failed: WRONGPASS")
 
 
 def test_select_db(kvd):

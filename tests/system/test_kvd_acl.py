@@ -579,3 +579,25 @@ def test_exec_across_threads_checks_again(kvd, groups):
     finally:
         _reset_users(c0)
         c0.close()
+
+
+def test_subscribers_of_revoked_channels_are_closed_as_redis(upair):
+    k0, r0 = upair.k, upair.r
+    _same(k0, r0, "ACL", "SETUSER", "sub", "on", ">x", "+@all", "~*", "resetchannels",
+          "&news.*", "&keep")
+    subs = {}
+    for name, args in [("chan", ("SUBSCRIBE", "news.1")), ("pat", ("PSUBSCRIBE", "news.*")),
+                       ("keep", ("SUBSCRIBE", "keep")), ("shard", ("SSUBSCRIBE", "news.2"))]:
+        k, r = _authed(upair, "sub", "x")
+        _same(k, r, *args)
+        subs[name] = (k, r)
+    _same(k0, r0, "ACL", "SETUSER", "sub", "resetchannels", "&keep", "&news.1")
+    for name, closed in [("chan", False), ("pat", True), ("keep", False), ("shard", True)]:
+        for c in subs[name]:
+            assert c.closed_within(2 if closed else 0.5) == closed, name
+    _same(k0, r0, "PUBLISH", "keep", "m")
+    for c in subs["keep"]:
+        assert c.read()[:2] == [b"message", b"keep"]
+    for pair in subs.values():
+        for c in pair:
+            c.close()

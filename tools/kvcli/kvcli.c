@@ -66,6 +66,7 @@ struct cli {
     const char *host;
     int port;
     const char *password;
+    const char *user; /* --user: AUTH user password */
     bool auth_warning;
     int db_input; /* the database asked for: -n, then each successful SELECT */
     bool resp3;
@@ -103,6 +104,7 @@ static void usage(int status)
             "                     You can also use the KVCLI_AUTH environment\n"
             "                     variable to pass this password more safely.\n"
             "  --pass <password>  Alias of -a.\n"
+            "  --user <username>  Used to send ACL style 'AUTH username pass'. Needs -a.\n"
             "  --no-auth-warning  Don't show the warning when using -a.\n"
             "  -n <db>            Database number.\n"
             "  -x                 Read last argument from STDIN.\n"
@@ -182,6 +184,8 @@ static int parse_options(struct cli *c, int argc, char **argv)
             c->port = parse_int(a, opt_value(argc, argv, &i), 1, 65535);
         } else if (!strcmp(a, "-a") || !strcmp(a, "--pass")) {
             c->password = opt_value(argc, argv, &i);
+        } else if (!strcmp(a, "--user")) {
+            c->user = opt_value(argc, argv, &i);
         } else if (!strcmp(a, "--no-auth-warning")) {
             c->auth_warning = false;
         } else if (!strcmp(a, "-n")) {
@@ -282,10 +286,10 @@ static int cli_auth(struct cli *c)
     if (c->password == NULL) {
         return 0;
     }
-    char *argv[] = {"AUTH", (char *)c->password};
+    char *argv[] = {"AUTH", (char *)(c->user != NULL ? c->user : c->password), (char *)c->password};
     const struct resp_reply_tree *t;
     uint32_t root;
-    int rc = call_quiet(c, 2, argv, &t, &root);
+    int rc = call_quiet(c, c->user != NULL ? 3 : 2, argv, &t, &root);
     if (rc == 0 && is_error(&t->nodes[root])) {
         print_failed("AUTH", &t->nodes[root]);
         rc = KV_EINVAL;

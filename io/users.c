@@ -362,7 +362,9 @@ static struct user *user_copy(const struct user *src)
     atomic_init(&u->refs, 1);
     u->name = xdup(src->name, src->name_len);
     u->pass = xalloc(src->npass * sizeof *u->pass);
-    memcpy(u->pass, src->pass, src->npass * sizeof *u->pass);
+    if (src->npass > 0) {
+        memcpy(u->pass, src->pass, src->npass * sizeof *u->pass);
+    }
     u->sels = xalloc(src->nsels * sizeof *u->sels);
     for (uint32_t i = 0; i < src->nsels; i++) {
         sel_copy(&u->sels[i], &src->sels[i]);

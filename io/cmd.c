@@ -445,6 +445,24 @@ const char *cmd_stat_name(size_t row)
     return row < KV_ARRAY_LEN(table) ? table[row].name : sub_rows[row - KV_ARRAY_LEN(table)];
 }
 
+bool cmd_arg_secret(const struct cmd_desc *d, size_t argc, const struct resp_arg *argv, size_t i)
+{
+    if (d->fn == cmd_auth) {
+        return i >= 1;
+    }
+    if (d->fn == cmd_hello && i >= 3 && i < argc) { /* HELLO 3 AUTH user pass ... */
+        return cmd_arg_is(&argv[i - 1], "auth") || (i >= 4 && cmd_arg_is(&argv[i - 2], "auth"));
+    }
+    if (d->fn == cmd_acl && argc >= 3 && cmd_arg_is(&argv[1], "setuser")) {
+        return i >= 2;
+    }
+    if (d->fn == cmd_config && argc >= 4 && cmd_arg_is(&argv[1], "set") && i >= 3 &&
+        (i - 3) % 2 == 0) {
+        return cmd_arg_is(&argv[i - 1], "requirepass");
+    }
+    return false;
+}
+
 const struct cmd_desc *cmd_table(size_t *count)
 {
     *count = KV_ARRAY_LEN(table);

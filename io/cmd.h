@@ -237,6 +237,11 @@ static inline bool cmd_arg_is(const struct resp_arg *a, const char *word)
     return true;
 }
 
+/* Whether argument i of the command is a secret that MONITOR and SLOWLOG show as
+ * "(redacted)", as Redis 7.0: AUTH's arguments, HELLO's after AUTH, ACL SETUSER's user and
+ * rules, CONFIG SET requirepass's value. */
+bool cmd_arg_secret(const struct cmd_desc *d, size_t argc, const struct resp_arg *argv, size_t i);
+
 /* Calls fn for each key argument of a command (its index in argv, and its access flags
  * as Redis's key specifications give them, e.g. "RW access update"), as COMMAND GETKEYS
  * finds them; where the specs cannot follow the arguments, every key position with

@@ -125,18 +125,6 @@ static void put_repr(struct kv_buf *l, const char *s, size_t n)
     kv_buf_put(l, "\"", 1);
 }
 
-/* Which arguments are credentials: all of AUTH's, HELLO's two after AUTH. */
-static bool redacted(const struct cmd_desc *d, size_t argc, const struct resp_arg *argv, size_t i)
-{
-    if (d->fn == cmd_auth) {
-        return i >= 1;
-    }
-    if (d->fn == cmd_hello && i >= 3 && i < argc) { /* HELLO 3 AUTH user pass ... */
-        return cmd_arg_is(&argv[i - 1], "auth") || (i >= 4 && cmd_arg_is(&argv[i - 2], "auth"));
-    }
-    return false;
-}
-
 void monitor_flush_self(void)
 {
     if (monitor_self != NULL && conn_monitor(monitor_self)) { /* RESET, a kill: none */
@@ -164,7 +152,7 @@ void monitor_feed(struct shard *sh, struct conn *self, uint32_t db, const char *
     kv_buf_put(&l, head, (size_t)n);
     for (size_t i = 0; i < argc; i++) {
         kv_buf_put(&l, " ", 1);
-        if (redacted(d, argc, argv, i)) {
+        if (cmd_arg_secret(d, argc, argv, i)) {
             kv_buf_put(&l, "\"(redacted)\"", 12);
         } else {
             put_repr(&l, argv[i].ptr, argv[i].len);

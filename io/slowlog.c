@@ -5,6 +5,7 @@
  * to read or reset the list.
  */
 #include "slowlog.h"
+#include "cmd.h"
 
 #include "kv_assert.h"
 #include "kv_config.h"
@@ -62,10 +63,18 @@ struct slowlog_entry *slowlog_prepare(size_t argc, const struct resp_arg *argv, 
         return NULL;
     }
     char *w = e->bytes;
+    /* credentials are not kept (only commands that may carry them are looked up) */
+    const struct cmd_desc *d = NULL;
+    if (argc >= 2 && argv[0].len >= 3 && strchr("aAhHcC", argv[0].ptr[0]) != NULL) {
+        d = cmd_lookup(argv[0].ptr, argv[0].len);
+    }
     for (size_t i = 0; i < n; i++) {
         int k;
         if (i == SLOWLOG_ARGS_MAX - 1 && argc > SLOWLOG_ARGS_MAX) {
             k = snprintf(w, SLOWLOG_NOTE_MAX, "... (%zu more arguments)", argc - n + 1);
+        } else if (d != NULL && cmd_arg_secret(d, argc, argv, i)) {
+            memcpy(w, "(redacted)", 10);
+            k = 10;
         } else if (argv[i].len > SLOWLOG_ARG_BYTES_MAX) {
             memcpy(w, argv[i].ptr, SLOWLOG_ARG_BYTES_MAX);
             k = SLOWLOG_ARG_BYTES_MAX + snprintf(w + SLOWLOG_ARG_BYTES_MAX, SLOWLOG_NOTE_MAX,

@@ -391,6 +391,20 @@ def test_slowlog_records_client_of_forwarded_commands(slow_pair):
         assert (e[4], e[5]) == (addr.encode(), b"slowtest"), e
 
 
+def test_slowlog_redacts_credentials_as_redis(slow_pair):
+    p = slow_pair
+    cmds = [("AUTH", "default", "pw"), ("AUTH", "pw"), ("HELLO", "2", "AUTH", "default", "x"),
+            ("ACL", "SETUSER", "slowu", "on", ">secret", "~*"), ("ACL", "DELUSER", "slowu"),
+            ("CONFIG", "SET", "requirepass", "", "slowlog-max-len", "128")]
+    for c in (p.k, p.r):
+        for args in cmds:
+            c.cmd(*args)
+    klog = [e[3] for e in p.k.cmd("SLOWLOG", "GET", str(len(cmds)))]
+    rlog = [e[3] for e in p.r.cmd("SLOWLOG", "GET", str(len(cmds)))]
+    assert klog == rlog
+    assert b"secret" not in b" ".join(x for e in klog for x in e)
+
+
 def test_slowlog_argument_truncation_matches_redis(slow_pair):
     p = slow_pair
     for c in (p.k, p.r):

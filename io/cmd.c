@@ -445,6 +445,19 @@ const char *cmd_stat_name(size_t row)
     return row < KV_ARRAY_LEN(table) ? table[row].name : sub_rows[row - KV_ARRAY_LEN(table)];
 }
 
+bool cmd_sub_arity_ok(const struct cmd_desc *d, size_t argc, const struct resp_arg *argv)
+{
+    if (!(d->flags & CMD_SUBCMDS) || argc < 2) {
+        return true;
+    }
+    const struct cmd_docs *m = cmd_docs_find(d->name);
+    const struct cmd_docs *sub = m != NULL ? cmd_docs_find_sub(m, argv[1].ptr, argv[1].len) : NULL;
+    if (sub == NULL) {
+        return true;
+    }
+    return sub->arity > 0 ? argc == (size_t)sub->arity : argc >= (size_t)-sub->arity;
+}
+
 bool cmd_arg_secret(const struct cmd_desc *d, size_t argc, const struct resp_arg *argv, size_t i)
 {
     if (d->fn == cmd_auth) {

@@ -159,6 +159,10 @@ const struct cmd_desc *cmd_table(size_t *count);
 /* True if argc satisfies the command's arity. */
 bool cmd_arity_ok(const struct cmd_desc *d, size_t argc);
 
+/* For a container (CONFIG, CLIENT, ...) whose argv[1] is a subcommand kvd has: whether
+ * argc satisfies that subcommand's arity (Redis 7's table); true otherwise. */
+bool cmd_sub_arity_ok(const struct cmd_desc *d, size_t argc, const struct resp_arg *argv);
+
 /* The hash table holding key hash h in the selected database (x->db), on the executing
  * shard. Handlers that touch another database (MOVE, COPY ... DB) set x->db around the
  * calls that concern it, cmd_log_* included. */

@@ -114,6 +114,13 @@ struct gather {
     uint16_t owner[]; /* MGET: key i (0-based) lives on part owner[i] */
 };
 
+/* A message waiting for room in the queue to shard `to` (the message's own fields all
+ * have meanings: the destination is kept beside it). */
+struct outmsg {
+    struct xmsg m;
+    uint32_t to;
+};
+
 struct conn {
     struct shard *sh;
     struct conn *prev, *next;
@@ -140,9 +147,9 @@ struct conn {
     size_t pend_bytes;       /* reply bytes held in pending slots */
 
     /* messages that found their queue full */
-    struct xmsg outbox[4];
+    struct outmsg outbox[4];
     uint32_t outbox_len;
-    struct xmsg *outbox_more; /* heap spill for fan-outs wider than outbox */
+    struct outmsg *outbox_more; /* heap spill for fan-outs wider than outbox */
     uint32_t outbox_more_len;
 
     /* sending */
@@ -1241,15 +1248,16 @@ static void exec_local(struct conn *c, const struct cmd_desc *d, size_t argc,
     pend_drain(c);
 }
 
-static void outbox_add(struct conn *c, const struct xmsg *m)
+static void outbox_add(struct conn *c, uint32_t to, const struct xmsg *m)
 {
+    struct outmsg o = {.m = *m, .to = to};
     if (c->outbox_len < KV_ARRAY_LEN(c->outbox)) {
-        c->outbox[c->outbox_len++] = *m;
+        c->outbox[c->outbox_len++] = o;
     } else {
         c->outbox_more =
-            mi_heap_realloc(c->sh->heap, c->outbox_more, (c->outbox_more_len + 1) * sizeof *m);
+            mi_heap_realloc(c->sh->heap, c->outbox_more, (c->outbox_more_len + 1) * sizeof o);
         KV_ASSERT(c->outbox_more != NULL);
-        c->outbox_more[c->outbox_more_len++] = *m;
+        c->outbox_more[c->outbox_more_len++] = o;
     }
     mark_blocked(c);
 }
@@ -1259,11 +1267,10 @@ static void outbox_add(struct conn *c, const struct xmsg *m)
 static void conn_send(struct conn *c, uint32_t to, struct xmsg *m)
 {
     if (c->outbox_len > 0 || !shard_send(c->sh, to, m)) {
-        m->flags = to; /* remember the destination */
         if (c->outbox_len == 0) {
             STAT_ADD(c->sh->stats.queue_full_pauses, 1);
         }
-        outbox_add(c, m);
+        outbox_add(c, to, m);
     }
 }
 
@@ -2090,7 +2097,9 @@ void conn_txn_run(struct cmd_ctx *x)
             d = cmd_lookup_hidden("object|key"); /* its key is in this partition */
         }
         uint16_t row = cmd_stat_row(d, argc, argv);
-        if (!exec_acl_ok(x->sh, x->caller_id, x->user, d, argc, argv, x->out)) {
+        /* (the connection's user now: an AUTH inside the transaction changes it) */
+        uint32_t user = x->conn != NULL ? x->conn->user : x->user;
+        if (!exec_acl_ok(x->sh, x->caller_id, user, d, argc, argv, x->out)) {
             x->inner_errors++;
             account_who(x->sh, addr, name, row, (struct run_res){.failed = true}, argc, argv, NULL);
             continue;
@@ -2976,8 +2985,9 @@ static bool acl_gate(struct conn *c, const struct cmd_desc *d, size_t argc,
     KV_ASSERT(u != NULL); /* (user_refresh closed the connection otherwise) */
     size_t pos;
     enum users_denied why = user_check(u, d, argc, argv, &pos);
-    if (KV_LIKELY(why == USERS_OK)) {
-        return true;
+    if (KV_LIKELY(why == USERS_OK) || !cmd_sub_arity_ok(d, argc, argv)) {
+        return true; /* (a subcommand's arity error comes first, as in Redis: its handler
+                      * replies it) */
     }
     char text[256];
     users_denied_text(why, d, argc, argv, pos, false, text, sizeof text);
@@ -3836,7 +3846,7 @@ static bool outbox_flush(struct conn *c)
     struct shard *sh = c->sh;
     uint32_t i = 0;
     while (i < c->outbox_len) {
-        if (!shard_send(sh, c->outbox[i].flags, &c->outbox[i])) {
+        if (!shard_send(sh, c->outbox[i].to, &c->outbox[i].m)) {
             break;
         }
         i++;

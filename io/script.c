@@ -1127,7 +1127,13 @@ static int l_acl_check_cmd(lua_State *L)
         argv[i].ptr = lua_tolstring(L, i + 1, &n);
         argv[i].len = n;
     }
-    const struct cmd_desc *d = argc >= 1 ? cmd_lookup(argv[0].ptr, argv[0].len) : NULL;
+    if (argc == 0) {
+        lua_newtable(L);
+        lua_pushstring(L, "ERR Please specify at least one argument for this redis lib call");
+        lua_setfield(L, -2, "err");
+        return lua_error(L);
+    }
+    const struct cmd_desc *d = cmd_lookup(argv[0].ptr, argv[0].len);
     if (d == NULL || (argc >= 2 && (d->flags & CMD_SUBCMDS) &&
                       cmd_stat_row(d, (size_t)argc, argv) == CMD_ROW_NONE)) {
         lua_newtable(L); /* an error reply, as Redis's luaPushError: pcall gives its text */

@@ -15,7 +15,6 @@
 #include "kv_glob.h"
 #include "kv_log.h"
 #include "kv_sha256.h"
-#include "kv_splitargs.h"
 #include "kvd_settings.h"
 #include "reply.h"
 #include "resp_parse.h"
@@ -388,8 +387,7 @@ static void user_finish(struct user *u)
  * (Redis 7.2's ACLUpdateCommandRules). */
 static void rules_update(struct sel *s, const char *rule, size_t n, bool allow)
 {
-    char lower[160];
-    n = n < sizeof lower - 1 ? n : sizeof lower - 1;
+    char *lower = xalloc(n + 1);
     for (size_t i = 0; i < n; i++) {
         lower[i] = (char)((unsigned)(rule[i] - 'A') < 26u ? rule[i] + 32 : rule[i]);
     }
@@ -413,6 +411,7 @@ static void rules_update(struct sel *s, const char *rule, size_t n, bool allow)
     }
     sb_catn(&b, allow ? "+" : "-", 1);
     sb_catn(&b, lower, n);
+    free(lower);
     free(s->rules);
     s->rules = b.p;
 }
@@ -459,6 +458,9 @@ static enum rule_err sel_command_rule(struct sel *s, const char *op, size_t n)
     bool allow = op[0] == '+';
     const char *name = op + 1;
     size_t nlen = n - 1;
+    if (nlen == 0) {
+        return RULE_ENOENT; /* "+" alone: no such command, as Redis says */
+    }
     if (name[0] == '@') {
         if (nlen == 4 && strncasecmp(name, "@all", 4) == 0) {
             memset(s->cmds, allow ? 0xff : 0, sizeof s->cmds);
@@ -588,8 +590,8 @@ static enum rule_err sel_rule(struct sel *s, const char *op, size_t n)
                     return RULE_EINVAL;
                 }
             }
-            if (flags == 0 || off > n || op[off - 1] != '~') {
-                return RULE_EINVAL;
+            if (flags == 0) {
+                return RULE_EINVAL; /* ("%R" alone is an empty pattern, as in Redis 7.0) */
             }
         } else {
             flags = PERM_R | PERM_W;
@@ -627,7 +629,7 @@ static enum rule_err sel_rule(struct sel *s, const char *op, size_t n)
         s->chans[s->nchans].p = xdup(op + 1, n - 1);
         s->chans[s->nchans].len = n - 1;
         s->nchans++;
-    } else if (n >= 2 && (op[0] == '+' || op[0] == '-')) {
+    } else if (n >= 1 && (op[0] == '+' || op[0] == '-')) {
         return sel_command_rule(s, op, n);
     } else {
         return RULE_EINVAL;
@@ -655,7 +657,6 @@ static enum rule_err selector_rule(struct user *u, const char *op, size_t n)
 {
     struct sel s;
     sel_init(&s);
-    char word[512];
     size_t i = 1;
     while (i < n - 1) {
         while (i < n - 1 && op[i] == ' ') {
@@ -668,14 +669,7 @@ static enum rule_err selector_rule(struct user *u, const char *op, size_t n)
         if (i == start) {
             break;
         }
-        size_t wl = i - start;
-        if (wl >= sizeof word) {
-            sel_free(&s);
-            return RULE_EINVAL;
-        }
-        memcpy(word, op + start, wl);
-        word[wl] = '\0';
-        enum rule_err e = sel_rule(&s, word, wl);
+        enum rule_err e = sel_rule(&s, op + start, i - start);
         if (e != RULE_OK) {
             sel_free(&s);
             return e;
@@ -689,6 +683,9 @@ static enum rule_err selector_rule(struct user *u, const char *op, size_t n)
 static enum rule_err user_rule(struct user *u, const char *op, size_t n)
 {
     char hex[KV_SHA256_HEX];
+    if (n == 0) {
+        return RULE_OK; /* an empty rule does nothing, as in Redis */
+    }
     if (n == 2 && strncasecmp(op, "on", 2) == 0) {
         u->on = true;
     } else if (n == 3 && strncasecmp(op, "off", 3) == 0) {
@@ -858,6 +855,52 @@ static uint32_t nslots;
 static char requirepass[KVD_PASS_MAX];
 static char aclfile[4096];
 
+static uint32_t *free_slots; /* slots of deleted users, to reuse */
+static uint32_t nfree;
+
+/* The names' index: buckets of slot + 1 (0: none), chained through name_next. */
+static uint32_t *name_head, *name_next;
+static uint32_t nbuckets; /* a power of two, or 0 */
+
+static uint32_t name_bucket(const char *p, size_t n)
+{
+    uint64_t h = 1469598103934665603ull; /* FNV-1a */
+    for (size_t i = 0; i < n; i++) {
+        h = (h ^ (unsigned char)p[i]) * 1099511628211ull;
+    }
+    return (uint32_t)(h ^ (h >> 32)) & (nbuckets - 1);
+}
+
+static void index_add(uint32_t slot)
+{
+    if ((nslots + 1) * 2 > nbuckets) { /* grow, and index every user again */
+        nbuckets = nbuckets ? nbuckets * 2 : 64;
+        free(name_head);
+        name_head = xalloc(nbuckets * sizeof *name_head);
+        memset(name_head, 0, nbuckets * sizeof *name_head);
+        for (uint32_t i = 0; i < nslots; i++) {
+            if (slots[i] != NULL && i != slot) {
+                uint32_t b = name_bucket(slots[i]->name, slots[i]->name_len);
+                name_next[i] = name_head[b];
+                name_head[b] = i + 1;
+            }
+        }
+    }
+    uint32_t b = name_bucket(slots[slot]->name, slots[slot]->name_len);
+    name_next[slot] = name_head[b];
+    name_head[b] = slot + 1;
+}
+
+static void index_del(uint32_t slot)
+{
+    uint32_t *at = &name_head[name_bucket(slots[slot]->name, slots[slot]->name_len)];
+    while (*at != slot + 1) {
+        KV_ASSERT(*at != 0);
+        at = &name_next[*at - 1];
+    }
+    *at = name_next[slot];
+}
+
 static uint32_t handle_of(uint32_t slot)
 {
     return slot << 16 | tags[slot];
@@ -866,9 +909,11 @@ static uint32_t handle_of(uint32_t slot)
 /* The slot holding the user named so, or -1 (mu held). */
 static int find_locked(const char *name, size_t n)
 {
-    for (uint32_t i = 0; i < nslots; i++) {
-        if (slots[i] != NULL && slots[i]->name_len == n && memcmp(slots[i]->name, name, n) == 0) {
-            return (int)i;
+    for (uint32_t at = nbuckets ? name_head[name_bucket(name, n)] : 0; at != 0;
+         at = name_next[at - 1]) {
+        const struct user *u = slots[at - 1];
+        if (u->name_len == n && memcmp(u->name, name, n) == 0) {
+            return (int)at - 1;
         }
     }
     return -1;
@@ -880,8 +925,8 @@ static int publish_locked(struct user *u)
     user_finish(u);
     int at = find_locked(u->name, u->name_len);
     if (at < 0) {
-        for (uint32_t i = 0; i < nslots && at < 0; i++) {
-            at = slots[i] == NULL ? (int)i : -1;
+        if (nfree > 0) {
+            at = (int)free_slots[--nfree];
         }
         if (at < 0) {
             if (nslots >= USERS_SLOTS_MAX) {
@@ -890,12 +935,19 @@ static int publish_locked(struct user *u)
             }
             slots = xrealloc(slots, (nslots + 1) * sizeof *slots);
             tags = xrealloc(tags, (nslots + 1) * sizeof *tags);
+            name_next = xrealloc(name_next, (nslots + 1) * sizeof *name_next);
             slots[nslots] = NULL;
             tags[nslots] = 0;
+            name_next[nslots] = 0;
             at = (int)nslots++;
         } else {
             tags[at]++; /* a new user in a reused slot: old handles name nobody */
         }
+        u->handle = handle_of((uint32_t)at);
+        slots[at] = u;
+        index_add((uint32_t)at);
+        atomic_fetch_add_explicit(&users_gen, 1, memory_order_release);
+        return at;
     }
     u->handle = handle_of((uint32_t)at);
     user_unref(slots[at]);
@@ -906,8 +958,11 @@ static int publish_locked(struct user *u)
 
 static void drop_locked(uint32_t slot)
 {
+    index_del(slot);
     user_unref(slots[slot]);
     slots[slot] = NULL;
+    free_slots = xrealloc(free_slots, (nfree + 1) * sizeof *free_slots);
+    free_slots[nfree++] = slot;
     atomic_fetch_add_explicit(&users_gen, 1, memory_order_release);
 }
 
@@ -1393,7 +1448,8 @@ static long merge_selectors(const struct resp_arg *in, size_t n, struct resp_arg
     bool open = false;
     for (size_t i = 0; i < n; i++) {
         const struct resp_arg *a = &in[i];
-        if (!open && a->len > 0 && a->ptr[0] == '(' && a->ptr[a->len - 1] != ')') {
+        if (a->len > 0 && a->ptr[0] == '(' && a->ptr[a->len - 1] != ')') {
+            /* (a second one while open starts the selector again, as Redis's merge) */
             open = true;
             open_at = i;
             out[k].ptr = b + used;
@@ -1544,22 +1600,22 @@ void users_cmd_deluser(struct resp_out *o, const struct resp_arg *argv, size_t a
     reply_int(o, n);
 }
 
+static int by_name(const void *a, const void *b)
+{
+    return strcmp(slots[*(const uint32_t *)a]->name, slots[*(const uint32_t *)b]->name);
+}
+
 /* The slots in name order (mu held); the caller frees the array. */
 static uint32_t *sorted_locked(uint32_t *count)
 {
     uint32_t *v = xalloc(nslots * sizeof *v);
     uint32_t n = 0;
     for (uint32_t i = 0; i < nslots; i++) {
-        if (slots[i] == NULL) {
-            continue;
+        if (slots[i] != NULL) {
+            v[n++] = i;
         }
-        uint32_t j = n++;
-        while (j > 0 && strcmp(slots[v[j - 1]]->name, slots[i]->name) > 0) {
-            v[j] = v[j - 1];
-            j--;
-        }
-        v[j] = i;
     }
+    qsort(v, n, sizeof *v, by_name);
     *count = n;
     return v;
 }
@@ -1596,6 +1652,15 @@ void users_cmd_dryrun(struct resp_out *o, const struct resp_arg *argv, size_t ar
 {
     const struct resp_arg *name = &argv[2];
     const struct cmd_desc *d = cmd_lookup(argv[3].ptr, argv[3].len);
+    /* a container's subcommand is the command (Redis's lookupCommand) */
+    const struct cmd_docs *sub = NULL;
+    if (d != NULL && (d->flags & CMD_SUBCMDS) && argc >= 5) {
+        const struct cmd_docs *m = cmd_docs_find(d->name);
+        sub = m != NULL ? cmd_docs_find_sub(m, argv[4].ptr, argv[4].len) : NULL;
+        if (sub == NULL) {
+            d = NULL;
+        }
+    }
     pthread_mutex_lock(&mu);
     int at = find_locked(name->ptr, name->len);
     struct user *u = at >= 0 ? slots[at] : NULL;
@@ -1609,6 +1674,8 @@ void users_cmd_dryrun(struct resp_out *o, const struct resp_arg *argv, size_t ar
     } else if (d == NULL) {
         reply_error(o, "ERR Command '%.*s' not found", (int)(argv[3].len > 128 ? 128 : argv[3].len),
                     argv[3].ptr);
+    } else if (sub != NULL && !cmd_sub_arity_ok(d, argc - 3, argv + 3)) {
+        reply_error(o, "ERR wrong number of arguments for '%s' command", sub->name);
     } else if (!cmd_arity_ok(d, argc - 3)) {
         reply_error(o, "ERR wrong number of arguments for '%s' command", d->name);
     } else {
@@ -1648,29 +1715,41 @@ static int load_file_locked(const char *path, char *err, size_t errcap)
         while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r')) {
             line[--len] = '\0';
         }
-        size_t i = 0;
-        while (i < (size_t)len && (line[i] == ' ' || line[i] == '\t')) {
-            i++;
+        /* Redis 7.0's reading: the line trimmed of " \t\r\n", blank ones skipped, then
+         * split at every single space (no quoting: what ACL SAVE writes reads back) */
+        char *lb = line, *le = line + len;
+        while (lb < le && memchr(" \t\r\n", *lb, 4) != NULL) {
+            lb++;
         }
-        if (i == (size_t)len) {
-            continue; /* blank */
+        while (le > lb && memchr(" \t\r\n", le[-1], 4) != NULL) {
+            le--;
         }
-        /* split, as sdssplitargs */
-        char *words = xalloc((size_t)len + 1);
-        struct resp_arg *argv = xalloc(((size_t)len + 1) * sizeof *argv);
-        size_t argc = 0, at = 0, pos = 0, wl;
-        int rc;
-        while ((rc = kv_splitargs_next(line, (size_t)len, &pos, words + at, &wl)) == 1) {
-            argv[argc].ptr = words + at;
-            argv[argc].len = wl;
+        if (lb == le) {
+            continue;
+        }
+        struct resp_arg *argv = xalloc(((size_t)(le - lb) + 1) * sizeof *argv);
+        size_t argc = 0;
+        for (char *w = lb;;) {
+            char *sp = memchr(w, ' ', (size_t)(le - w));
+            char *end = sp != NULL ? sp : le;
+            char *ob = w, *oe = end; /* each argument trimmed of "\t\r\n" */
+            while (ob < oe && memchr("\t\r\n", *ob, 3) != NULL) {
+                ob++;
+            }
+            while (oe > ob && memchr("\t\r\n", oe[-1], 3) != NULL) {
+                oe--;
+            }
+            argv[argc].ptr = ob;
+            argv[argc].len = (size_t)(oe - ob);
             argc++;
-            at += wl;
+            if (sp == NULL) {
+                break;
+            }
+            w = sp + 1;
         }
         char msg[600];
         msg[0] = '\0';
-        if (rc < 0) {
-            snprintf(msg, sizeof msg, "%s:%d: unbalanced quotes in acl line. ", path, lineno);
-        } else if (argc < 2 || argv[0].len != 4 || memcmp(argv[0].ptr, "user", 4) != 0) {
+        if (argc < 2 || argv[0].len != 4 || memcmp(argv[0].ptr, "user", 4) != 0) {
             snprintf(msg, sizeof msg,
                      "%s:%d should start with user keyword followed by the username. ", path,
                      lineno);
@@ -1694,8 +1773,10 @@ static int load_file_locked(const char *path, char *err, size_t errcap)
                 struct user *u = user_new(argv[1].ptr, argv[1].len);
                 enum rule_err e = k < 0 ? RULE_EINVAL : apply_rules(u, ops, (size_t)k, &bad);
                 if (k < 0) {
-                    snprintf(msg, sizeof msg, "%s:%d: Unmatched parenthesis in acl selector. ",
-                             path, lineno);
+                    snprintf(msg, sizeof msg,
+                             "%s:%d: Unmatched parenthesis in acl selector starting at '%.*s'. ",
+                             path, lineno, (int)(argv[2 + bad].len > 128 ? 128 : argv[2 + bad].len),
+                             argv[2 + bad].ptr);
                     user_unref(u);
                 } else if (e != RULE_OK) {
                     snprintf(msg, sizeof msg, "%s:%d: Error in applying operation '%.*s': %s. ",
@@ -1713,7 +1794,6 @@ static int load_file_locked(const char *path, char *err, size_t errcap)
         if (msg[0] != '\0') {
             sb_cat(&errs, msg);
         }
-        free(words);
         free(argv);
     }
     free(line);
@@ -1787,6 +1867,11 @@ void users_cmd_save(struct resp_out *o)
         sb_cat(&b, "\n");
     }
     free(v);
+    pthread_mutex_unlock(&mu);
+    /* the file is written outside the registry's lock (AUTH and the shards' refreshes
+     * do not wait for the disk), one SAVE at a time */
+    static pthread_mutex_t save_mu = PTHREAD_MUTEX_INITIALIZER;
+    pthread_mutex_lock(&save_mu);
     char tmp[sizeof aclfile + 16];
     snprintf(tmp, sizeof tmp, "%s.tmp-%d", aclfile, (int)getpid());
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
@@ -1817,7 +1902,7 @@ void users_cmd_save(struct resp_out *o)
         kv_log_warning("ACL SAVE: cannot write %s: %s", aclfile, strerror(errno));
         unlink(tmp);
     }
-    pthread_mutex_unlock(&mu);
+    pthread_mutex_unlock(&save_mu);
     free(b.p);
     if (ok) {
         reply_ok(o);

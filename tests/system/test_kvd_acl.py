@@ -151,7 +151,9 @@ SETUSER_CASES = [
     ["ON", "NOPASS", "RESETPASS", ">x", "#" + "a" * 64, "!" + "a" * 64, "!" + "b" * 64],
     ["#" + "A" * 64], ["#" + "a" * 63], ["+@ALL", "-GET"], ["allcommands"], ["nocommands"],
     ["skip-sanitize-payload"], ["sanitize-payload"], ["clearselectors"], ["reset"],
-    [],
+    [], [""], ["on", "", "nopass"], ["+"], ["-"], ["%R"], ["%W"], ["%"], ["%R~"],
+    ["(+get", "(~x", ")"], ["(~" + "x" * 1000 + " +get)"], ["+select|" + "y" * 300],
+    ["~a\tb"], ["&a\nb"], ["(~x  +get)"], ["()"],
 ]
 
 
@@ -241,7 +243,9 @@ PERMISSION_CASES = [
     ("ACL", "WHOAMI"), ("ACL", "USERS"), ("FLUSHALL",), ("PING",), ("ECHO", "x"),
     ("MULTI",), ("SET", "r1", "v"), ("GET", "a1"), ("EXEC",),
     ("MULTI",), ("GET", "a1"), ("EXEC",), ("MULTI",), ("FLUSHALL",), ("DISCARD",),
-    ("ACL", "DRYRUN", "limited", "get", "x"), ("NOSUCHCMD",),
+    ("ACL", "DRYRUN", "limited", "get", "x"), ("NOSUCHCMD",), ("CONFIG", "GET"),
+    ("CONFIG", "SET", "x"), ("CLIENT", "LIST", "TYPE"), ("ACL", "WHOAMI", "x"),
+    ("MULTI",), ("AUTH", "limited", "pw"), ("GET", "x1"), ("EXEC",),
 ]
 
 
@@ -272,7 +276,12 @@ def test_selectors_match_redis(upair):
     for args in [("ACL", "DRYRUN", "sel", "get", "a1"), ("ACL", "DRYRUN", "sel", "set", "a1", "v"),
                  ("ACL", "DRYRUN", "sel", "set", "b1", "v"), ("ACL", "DRYRUN", "sel", "del", "z"),
                  ("ACL", "DRYRUN", "sel", "strlen", "z"), ("ACL", "DRYRUN", "nobody", "get", "a"),
-                 ("ACL", "DRYRUN", "sel", "nosuch"), ("ACL", "DRYRUN", "sel", "get")]:
+                 ("ACL", "DRYRUN", "sel", "nosuch"), ("ACL", "DRYRUN", "sel", "get"),
+                 ("ACL", "DRYRUN", "sel", "config"), ("ACL", "DRYRUN", "sel", "config", "foo"),
+                 ("ACL", "DRYRUN", "sel", "config", "get"),
+                 ("ACL", "DRYRUN", "sel", "config", "get", "x"),
+                 ("ACL", "DRYRUN", "default", "config", "get", "x"),
+                 ("ACL", "DRYRUN", "default", "config", "GET")]:
         _same(k0, r0, *args)
     assert _log(k0) == _log(r0)
 
@@ -357,6 +366,8 @@ def test_scripts_check_the_callers_user_as_redis(upair):
             ("return redis.acl_check_cmd('get','k')", ()),
             ("return redis.acl_check_cmd('get','zz')", ()),
             ("return redis.acl_check_cmd('nosuch','zz')", ()),
+            ("return redis.acl_check_cmd()", ()),
+            ("return {pcall(redis.acl_check_cmd)}", ()),
             ("return redis.call('get',KEYS[1])", ("k5",)),
             ("return redis.call('get',KEYS[1])", ("q5",))]:
         _same(k, r, "EVAL", script, str(len(keys)), *keys)
@@ -501,6 +512,13 @@ def test_aclfile_load_save_and_errors(kvd_factory, tmp_path):
     assert a.cmd("GET", "ann:1") is None
     assert isinstance(a.cmd("GET", "bob:1"), Err)
     c.ok("ACL", "SETUSER", "bob", "on", ">pw2", "~bob:*", "+@read", "(~x +set)")
+    c.ok("ACL", "SETUSER", "odd", "on", "nopass", '~a"b', "~c'd", "+select|" + "z" * 300)
+    c.ok("ACL", "SAVE")
+    before = c.cmd("ACL", "LIST")
+    c.ok("ACL", "LOAD")  # what SAVE wrote reads back the same
+    assert c.cmd("ACL", "LIST") == before
+    assert c.cmd("ACL", "DRYRUN", "odd", "select", "z" * 300) == St("OK")
+    assert c.cmd("ACL", "DELUSER", "odd") == 1
     c.ok("ACL", "SAVE")
     lines = path.read_text().splitlines()
     assert lines == [x.decode() for x in c.cmd("ACL", "LIST")]
@@ -601,3 +619,55 @@ def test_subscribers_of_revoked_channels_are_closed_as_redis(upair):
     for pair in subs.values():
         for c in pair:
             c.close()
+
+
+def test_auth_inside_multi_changes_the_user_for_the_rest_as_redis(upair):
+    k0, r0 = upair.k, upair.r
+    _same(k0, r0, "ACL", "SETUSER", "u1", "on", ">pw", "+@all", "~k*")
+    for tag in "abcdefgh":
+        k, r = upair.kvd.client(), upair.redis.client()
+        for args in [("MULTI",), ("SET", "k{%s}1" % tag, "1"), ("AUTH", "u1", "pw"),
+                     ("GET", "x{%s}" % tag), ("GET", "k{%s}1" % tag), ("EXEC",)]:
+            _same(k, r, *args)
+        k.close()
+        r.close()
+
+
+def test_forwarded_scripts_keep_their_user_when_queues_are_full(kvd_factory):
+    """A request waiting for room in a full queue between threads keeps its user."""
+    k = kvd_factory(args=["--shard-queue-size", "2"])
+    c0 = k.client()
+    c0.ok("ACL", "SETUSER", "r", "on", ">pw", "~k*", "+@all")
+    c = k.client()
+    c.ok("AUTH", "r", "pw")
+    cmds = [("EVAL", "return redis.call('set','secret','x')", "1", "k%d" % (i % 16))
+            for i in range(3000)]
+    for rep in c.pipeline(cmds):
+        assert isinstance(rep, Err) and "can't access at least one of the keys" in rep.s, rep
+    assert c0.cmd("GET", "secret") is None
+
+
+def test_many_users(kvd_factory, tmp_path):
+    path = tmp_path / "many.acl"
+    path.write_text("")
+    k = kvd_factory(args=["--aclfile", str(path)])
+    c = k.client()
+    n = 20000
+    names = ["user%05d" % i for i in reversed(range(n))]
+    for rep in c.pipeline([("ACL", "SETUSER", u, "on", ">" + u, "~" + u + ":*", "+get")
+                           for u in names]):
+        assert rep == St("OK")
+    users = c.cmd("ACL", "USERS")
+    assert users == sorted([u.encode() for u in names] + [b"default"])
+    for rep in c.pipeline([("ACL", "DELUSER", u) for u in names[::2]]):
+        assert rep == 1
+    for rep in c.pipeline([("ACL", "SETUSER", u, "off") for u in names[::2]]):
+        assert rep == St("OK")
+    a = k.client()
+    a.ok("AUTH", names[1], names[1])
+    assert a.cmd("GET", names[1] + ":x") is None
+    assert isinstance(a.cmd("GET", names[3] + ":x"), Err)
+    c.ok("ACL", "SAVE")
+    c.ok("ACL", "LOAD")
+    assert len(c.cmd("ACL", "LIST")) == n + 1
+    assert a.closed_within(5)  # ACL LOAD made new users

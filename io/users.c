@@ -855,6 +855,18 @@ static uint32_t nslots;
 static char requirepass[KVD_PASS_MAX];
 static char aclfile[4096];
 
+/* The slots of the last JOURNAL changes, by generation: a view that is not too far
+ * behind reads again only the slots that changed. */
+#define JOURNAL 1024
+static uint32_t journal[JOURNAL];
+
+static void changed_locked(uint32_t slot)
+{
+    uint64_t gen = atomic_load_explicit(&users_gen, memory_order_relaxed) + 1;
+    journal[gen % JOURNAL] = slot;
+    atomic_store_explicit(&users_gen, gen, memory_order_release);
+}
+
 static uint32_t *free_slots; /* slots of deleted users, to reuse */
 static uint32_t nfree;
 
@@ -946,13 +958,13 @@ static int publish_locked(struct user *u)
         u->handle = handle_of((uint32_t)at);
         slots[at] = u;
         index_add((uint32_t)at);
-        atomic_fetch_add_explicit(&users_gen, 1, memory_order_release);
+        changed_locked((uint32_t)at);
         return at;
     }
     u->handle = handle_of((uint32_t)at);
     user_unref(slots[at]);
     slots[at] = u;
-    atomic_fetch_add_explicit(&users_gen, 1, memory_order_release);
+    changed_locked((uint32_t)at);
     return at;
 }
 
@@ -963,7 +975,7 @@ static void drop_locked(uint32_t slot)
     slots[slot] = NULL;
     free_slots = xrealloc(free_slots, (nfree + 1) * sizeof *free_slots);
     free_slots[nfree++] = slot;
-    atomic_fetch_add_explicit(&users_gen, 1, memory_order_release);
+    changed_locked(slot);
 }
 
 static struct user *default_user(void)
@@ -1011,6 +1023,19 @@ int users_init(const char *pass, const char *file, char *err, size_t errcap)
     return rc;
 }
 
+/* The view's reference for one slot, as the registry has it now (mu held). */
+static void view_take(struct users_view *w, uint32_t slot)
+{
+    struct user *u = slot < nslots ? slots[slot] : NULL;
+    if (w->v[slot] != u) {
+        if (u != NULL) {
+            user_ref(u);
+        }
+        user_unref(w->v[slot]);
+        w->v[slot] = u;
+    }
+}
+
 void users_view_refresh(struct users_view *w)
 {
     uint64_t gen = users_generation();
@@ -1023,17 +1048,17 @@ void users_view_refresh(struct users_view *w)
         memset(w->v + w->n, 0, (nslots - w->n) * sizeof *w->v);
         w->n = nslots;
     }
-    for (uint32_t i = 0; i < w->n; i++) {
-        struct user *u = i < nslots ? slots[i] : NULL;
-        if (w->v[i] != u) {
-            if (u != NULL) {
-                user_ref(u);
-            }
-            user_unref(w->v[i]);
-            w->v[i] = u;
+    uint64_t now = atomic_load_explicit(&users_gen, memory_order_relaxed); /* (exact: mu) */
+    if (w->gen != 0 && now - w->gen <= JOURNAL) {
+        for (uint64_t g = w->gen + 1; g <= now; g++) {
+            view_take(w, journal[g % JOURNAL]);
+        }
+    } else {
+        for (uint32_t i = 0; i < w->n; i++) {
+            view_take(w, i);
         }
     }
-    w->gen = atomic_load_explicit(&users_gen, memory_order_relaxed);
+    w->gen = now;
     pthread_mutex_unlock(&mu);
 }
 
@@ -1694,6 +1719,54 @@ void users_cmd_dryrun(struct resp_out *o, const struct resp_arg *argv, size_t ar
 
 /* ---- the ACL file ---------------------------------------------------------------------- */
 
+/* The names of the users read so far from a file: an open-addressing set of their
+ * indexes (+ 1) in the list. */
+struct seen {
+    uint32_t *v;
+    size_t cap, n;
+};
+
+static size_t seen_slot(const struct seen *t, struct user *const *nu, const char *p, size_t n)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (size_t i = 0; i < n; i++) {
+        h = (h ^ (unsigned char)p[i]) * 1099511628211ull;
+    }
+    size_t i = (size_t)h & (t->cap - 1);
+    while (t->v[i] != 0) {
+        const struct user *u = nu[t->v[i] - 1];
+        if (u->name_len == n && memcmp(u->name, p, n) == 0) {
+            break;
+        }
+        i = (i + 1) & (t->cap - 1);
+    }
+    return i;
+}
+
+static bool seen_has(const struct seen *t, struct user *const *nu, const char *p, size_t n)
+{
+    return t->cap > 0 && t->v[seen_slot(t, nu, p, n)] != 0;
+}
+
+static void seen_add(struct seen *t, struct user *const *nu, size_t idx)
+{
+    if ((t->n + 1) * 2 > t->cap) {
+        struct seen g = {.cap = t->cap ? t->cap * 2 : 64, .n = t->n};
+        g.v = xalloc(g.cap * sizeof *g.v);
+        memset(g.v, 0, g.cap * sizeof *g.v);
+        for (size_t i = 0; i < t->cap; i++) {
+            if (t->v[i] != 0) {
+                const struct user *u = nu[t->v[i] - 1];
+                g.v[seen_slot(&g, nu, u->name, u->name_len)] = t->v[i];
+            }
+        }
+        free(t->v);
+        *t = g;
+    }
+    t->v[seen_slot(t, nu, nu[idx]->name, nu[idx]->name_len)] = (uint32_t)idx + 1;
+    t->n++;
+}
+
 /* Reads the file and, if every line is good, replaces every user with its users (the
  * default user as shipped if it has none). 0, or -1 with Redis's report in err. */
 static int load_file_locked(const char *path, char *err, size_t errcap)
@@ -1705,6 +1778,7 @@ static int load_file_locked(const char *path, char *err, size_t errcap)
     }
     struct user **nu = NULL;
     size_t nn = 0;
+    struct seen seen = {0};
     struct sb errs = {0};
     char *line = NULL;
     size_t cap = 0;
@@ -1757,12 +1831,7 @@ static int load_file_locked(const char *path, char *err, size_t errcap)
             snprintf(msg, sizeof msg, "%s:%d: username '%.*s' contains invalid characters. ", path,
                      lineno, (int)argv[1].len, argv[1].ptr);
         } else {
-            bool dup = false;
-            for (size_t j = 0; j < nn && !dup; j++) {
-                dup = nu[j]->name_len == argv[1].len &&
-                      memcmp(nu[j]->name, argv[1].ptr, argv[1].len) == 0;
-            }
-            if (dup) {
+            if (seen_has(&seen, nu, argv[1].ptr, argv[1].len)) {
                 snprintf(msg, sizeof msg, "WARNING: Duplicate user '%.*s' found on line %d. ",
                          (int)argv[1].len, argv[1].ptr, lineno);
             } else {
@@ -1786,6 +1855,7 @@ static int load_file_locked(const char *path, char *err, size_t errcap)
                 } else {
                     nu = xrealloc(nu, (nn + 1) * sizeof *nu);
                     nu[nn++] = u;
+                    seen_add(&seen, nu, nn - 1);
                 }
                 free(ops);
                 free(mbuf);
@@ -1798,6 +1868,7 @@ static int load_file_locked(const char *path, char *err, size_t errcap)
     }
     free(line);
     fclose(f);
+    free(seen.v);
     if (errs.len > 0) {
         snprintf(err, errcap,
                  "%sWARNING: ACL errors detected, no change to the previously active ACL rules "

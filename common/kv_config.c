@@ -262,6 +262,12 @@ static int split_line(char *line, char **name, char **value)
 int kv_conf_load_file(const struct kv_conf_item *items, size_t n, const char *path, char *err,
                       size_t errlen)
 {
+    return kv_conf_load_file_ex(items, n, path, NULL, NULL, err, errlen);
+}
+
+int kv_conf_load_file_ex(const struct kv_conf_item *items, size_t n, const char *path,
+                         kv_conf_other_fn *other, void *arg, char *err, size_t errlen)
+{
     FILE *f = fopen(path, "r");
     if (f == NULL) {
         int e = errno;
@@ -273,15 +279,23 @@ int kv_conf_load_file(const struct kv_conf_item *items, size_t n, const char *pa
     int rc = 0;
     while (rc == 0 && fgets(line, sizeof line, f) != NULL) {
         lineno++;
+        char raw[KV_CONF_LINE_MAX];
+        snprintf(raw, sizeof raw, "%s", line);
+        raw[strcspn(raw, "\r\n")] = '\0';
         char *name = NULL;
         char *value = NULL;
         int words = split_line(line, &name, &value);
         if (words == 0) {
             continue;
         }
-        const struct kv_conf_item *item = words == 2 ? kv_conf_find(items, n, name) : NULL;
+        const struct kv_conf_item *item = kv_conf_find(items, n, name);
         char why[200];
-        if (words != 2 || item == NULL) {
+        if (item == NULL && other != NULL) {
+            rc = other(arg, raw, lineno, why, sizeof why);
+            if (rc != 0) {
+                snprintf(err, errlen, "%s:%d: %s", path, lineno, why);
+            }
+        } else if (words != 2 || item == NULL) {
             snprintf(err, errlen, "%s:%d: bad directive or wrong number of arguments", path,
                      lineno);
             rc = KV_EINVAL;

@@ -78,6 +78,15 @@ int kv_conf_load_file(const struct kv_conf_item *items, size_t n, const char *pa
                       size_t errlen);
 
 /*
+ * The same, with a handler for the directives that are no setting (redis.conf's "user
+ * name rules..."): it gets the line without its newline and its number, and returns 0,
+ * or KV_EINVAL with the reason in err. Without a handler (NULL) they are errors.
+ */
+typedef int kv_conf_other_fn(void *arg, const char *line, int lineno, char *err, size_t errlen);
+int kv_conf_load_file_ex(const struct kv_conf_item *items, size_t n, const char *path,
+                         kv_conf_other_fn *other, void *arg, char *err, size_t errlen);
+
+/*
  * Applies `--name value` pairs from argv[first..argc). `--name=value` is accepted too.
  * `skip` names flags the caller handles itself (e.g. "config"), NULL-terminated; they
  * are consumed with their value and ignored here. Returns 0 or KV_EINVAL with reason.

@@ -153,7 +153,9 @@ int main(int argc, char **argv)
     }
     cmd_init();
     char uerr[4096];
-    if (users_init(kvd_settings.requirepass, kvd_settings.aclfile, uerr, sizeof uerr) != 0) {
+    if (users_init(kvd_settings.requirepass, kvd_settings.aclfile, kvd_conf_users.lines,
+                   kvd_conf_users.linenos, kvd_conf_users.n, kvd_conf_users.path, uerr,
+                   sizeof uerr) != 0) {
         fprintf(stderr, "kvd: %s\n", uerr);
         return 1;
     }

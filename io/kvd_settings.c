@@ -12,9 +12,11 @@
 #include "kv_log.h"
 
 #include <stdint.h>
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 struct kvd_settings kvd_settings;
 
@@ -329,6 +331,41 @@ const struct kv_conf_item kvd_setting_items[] = {
 
 const size_t kvd_setting_count = sizeof kvd_setting_items / sizeof kvd_setting_items[0];
 
+struct kvd_conf_users kvd_conf_users;
+
+/* A config line that is no setting: "user name rules..." is kept for users_init. */
+static int conf_user_line(void *arg, const char *line, int lineno, char *err, size_t errlen)
+{
+    (void)arg;
+    while (isspace((unsigned char)*line)) {
+        line++;
+    }
+    if (strncasecmp(line, "user", 4) != 0 || !isspace((unsigned char)line[4])) {
+        snprintf(err, errlen, "bad directive or wrong number of arguments");
+        return KV_EINVAL;
+    }
+    struct kvd_conf_users *u = &kvd_conf_users;
+    char **lines = realloc(u->lines, (u->n + 1) * sizeof *lines);
+    int *nos = realloc(u->linenos, (u->n + 1) * sizeof *nos);
+    char *copy = strdup(line);
+    if (lines != NULL) {
+        u->lines = lines;
+    }
+    if (nos != NULL) {
+        u->linenos = nos;
+    }
+    if (lines == NULL || nos == NULL || copy == NULL) {
+        free(copy);
+        snprintf(err, errlen, "out of memory");
+        return KV_EINVAL;
+    }
+    memcpy(copy, "user", 4); /* (the directive's name in any case, as Redis's) */
+    u->lines[u->n] = copy;
+    u->linenos[u->n] = lineno;
+    u->n++;
+    return 0;
+}
+
 static void print_help(void)
 {
     printf("Usage: kvd [--config FILE] [--name value ...]\n\n"
@@ -390,8 +427,11 @@ int kvd_settings_load(int argc, char **argv)
         fprintf(stderr, "kvd: %s\n", err);
         return -1;
     }
-    if (config != NULL &&
-        kv_conf_load_file(kvd_setting_items, kvd_setting_count, config, err, sizeof err) != 0) {
+    if (config != NULL) {
+        snprintf(kvd_conf_users.path, sizeof kvd_conf_users.path, "%s", config);
+    }
+    if (config != NULL && kv_conf_load_file_ex(kvd_setting_items, kvd_setting_count, config,
+                                               conf_user_line, NULL, err, sizeof err) != 0) {
         fprintf(stderr, "kvd: config: %s\n", err);
         return -1;
     }

@@ -60,6 +60,16 @@ struct kvd_settings {
 };
 
 extern struct kvd_settings kvd_settings;
+
+/* The "user ..." lines of the --config file (ACL users, as redis.conf declares them),
+ * for users_init: each line as written, and its number in the file. */
+struct kvd_conf_users {
+    char **lines;
+    int *linenos;
+    size_t n;
+    char path[KVD_DIR_MAX]; /* the config file's path, for messages */
+};
+extern struct kvd_conf_users kvd_conf_users;
 extern const struct kv_conf_item kvd_setting_items[];
 extern const size_t kvd_setting_count;
 

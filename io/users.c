@@ -1004,25 +1004,6 @@ static void set_requirepass_locked(const char *pass)
     publish_locked(u);
 }
 
-static int load_file_locked(const char *path, char *err, size_t errcap);
-
-int users_init(const char *pass, const char *file, char *err, size_t errcap)
-{
-    rows_init();
-    pthread_mutex_lock(&mu);
-    KV_ASSERT(nslots == 0);
-    int at = publish_locked(default_user());
-    KV_ASSERT(at == 0 && handle_of(0) == USERS_DEFAULT);
-    set_requirepass_locked(pass);
-    snprintf(aclfile, sizeof aclfile, "%s", file);
-    int rc = 0;
-    if (file[0] != '\0') {
-        rc = load_file_locked(file, err, errcap);
-    }
-    pthread_mutex_unlock(&mu);
-    return rc;
-}
-
 /* The view's reference for one slot, as the registry has it now (mu held). */
 static void view_take(struct users_view *w, uint32_t slot)
 {
@@ -1769,124 +1750,117 @@ static void seen_add(struct seen *t, struct user *const *nu, size_t idx)
 
 /* Reads the file and, if every line is good, replaces every user with its users (the
  * default user as shipped if it has none). 0, or -1 with Redis's report in err. */
-static int load_file_locked(const char *path, char *err, size_t errcap)
+/* Users read from lines, not yet in force. */
+struct loader {
+    struct user **nu;
+    size_t nn;
+    struct seen seen;
+    struct sb errs; /* Redis's report, one sentence per bad line */
+};
+
+/* One line of an ACL file ("user name rule ..."), `path` and `lineno` naming it. */
+static void load_line(struct loader *L, const char *path, int lineno, char *line, size_t len)
 {
-    FILE *f = fopen(path, "r");
-    if (f == NULL) {
-        snprintf(err, errcap, "Error loading ACLs, opening file '%s': %s", path, strerror(errno));
-        return -1;
+    /* Redis 7.0's reading: the line trimmed of " \t\r\n", blank ones skipped, then
+     * split at every single space (no quoting: what ACL SAVE writes reads back) */
+    char *lb = line, *le = line + len;
+    while (lb < le && memchr(" \t\r\n", *lb, 4) != NULL) {
+        lb++;
     }
-    struct user **nu = NULL;
-    size_t nn = 0;
-    struct seen seen = {0};
-    struct sb errs = {0};
-    char *line = NULL;
-    size_t cap = 0;
-    ssize_t len;
-    int lineno = 0;
-    while ((len = getline(&line, &cap, f)) >= 0) {
-        lineno++;
-        while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r')) {
-            line[--len] = '\0';
+    while (le > lb && memchr(" \t\r\n", le[-1], 4) != NULL) {
+        le--;
+    }
+    if (lb == le) {
+        return;
+    }
+    struct resp_arg *argv = xalloc(((size_t)(le - lb) + 1) * sizeof *argv);
+    size_t argc = 0;
+    for (char *w = lb;;) {
+        char *sp = memchr(w, ' ', (size_t)(le - w));
+        char *end = sp != NULL ? sp : le;
+        char *ob = w, *oe = end; /* each argument trimmed of "\t\r\n" */
+        while (ob < oe && memchr("\t\r\n", *ob, 3) != NULL) {
+            ob++;
         }
-        /* Redis 7.0's reading: the line trimmed of " \t\r\n", blank ones skipped, then
-         * split at every single space (no quoting: what ACL SAVE writes reads back) */
-        char *lb = line, *le = line + len;
-        while (lb < le && memchr(" \t\r\n", *lb, 4) != NULL) {
-            lb++;
+        while (oe > ob && memchr("\t\r\n", oe[-1], 3) != NULL) {
+            oe--;
         }
-        while (le > lb && memchr(" \t\r\n", le[-1], 4) != NULL) {
-            le--;
+        argv[argc].ptr = ob;
+        argv[argc].len = (size_t)(oe - ob);
+        argc++;
+        if (sp == NULL) {
+            break;
         }
-        if (lb == le) {
-            continue;
-        }
-        struct resp_arg *argv = xalloc(((size_t)(le - lb) + 1) * sizeof *argv);
-        size_t argc = 0;
-        for (char *w = lb;;) {
-            char *sp = memchr(w, ' ', (size_t)(le - w));
-            char *end = sp != NULL ? sp : le;
-            char *ob = w, *oe = end; /* each argument trimmed of "\t\r\n" */
-            while (ob < oe && memchr("\t\r\n", *ob, 3) != NULL) {
-                ob++;
-            }
-            while (oe > ob && memchr("\t\r\n", oe[-1], 3) != NULL) {
-                oe--;
-            }
-            argv[argc].ptr = ob;
-            argv[argc].len = (size_t)(oe - ob);
-            argc++;
-            if (sp == NULL) {
-                break;
-            }
-            w = sp + 1;
-        }
-        char msg[600];
-        msg[0] = '\0';
-        if (argc < 2 || argv[0].len != 4 || memcmp(argv[0].ptr, "user", 4) != 0) {
-            snprintf(msg, sizeof msg,
-                     "%s:%d should start with user keyword followed by the username. ", path,
-                     lineno);
-        } else if (has_space(argv[1].ptr, argv[1].len)) {
-            snprintf(msg, sizeof msg, "%s:%d: username '%.*s' contains invalid characters. ", path,
-                     lineno, (int)argv[1].len, argv[1].ptr);
+        w = sp + 1;
+    }
+    char msg[600];
+    msg[0] = '\0';
+    if (argc < 2 || argv[0].len != 4 || memcmp(argv[0].ptr, "user", 4) != 0) {
+        snprintf(msg, sizeof msg, "%s:%d should start with user keyword followed by the username. ",
+                 path, lineno);
+    } else if (has_space(argv[1].ptr, argv[1].len)) {
+        snprintf(msg, sizeof msg, "%s:%d: username '%.*s' contains invalid characters. ", path,
+                 lineno, (int)argv[1].len, argv[1].ptr);
+    } else {
+        if (seen_has(&L->seen, L->nu, argv[1].ptr, argv[1].len)) {
+            snprintf(msg, sizeof msg, "WARNING: Duplicate user '%.*s' found on line %d. ",
+                     (int)argv[1].len, argv[1].ptr, lineno);
         } else {
-            if (seen_has(&seen, nu, argv[1].ptr, argv[1].len)) {
-                snprintf(msg, sizeof msg, "WARNING: Duplicate user '%.*s' found on line %d. ",
-                         (int)argv[1].len, argv[1].ptr, lineno);
+            struct resp_arg *ops = xalloc((argc + 1) * sizeof *ops);
+            char *mbuf = NULL;
+            size_t bad = 0;
+            long k = merge_selectors(argv + 2, argc - 2, ops, &mbuf, &bad);
+            struct user *u = user_new(argv[1].ptr, argv[1].len);
+            enum rule_err e = k < 0 ? RULE_EINVAL : apply_rules(u, ops, (size_t)k, &bad);
+            if (k < 0) {
+                snprintf(msg, sizeof msg,
+                         "%s:%d: Unmatched parenthesis in acl selector starting at '%.*s'. ", path,
+                         lineno, (int)(argv[2 + bad].len > 128 ? 128 : argv[2 + bad].len),
+                         argv[2 + bad].ptr);
+                user_unref(u);
+            } else if (e != RULE_OK) {
+                snprintf(msg, sizeof msg, "%s:%d: Error in applying operation '%.*s': %s. ", path,
+                         lineno, (int)(ops[bad].len > 128 ? 128 : ops[bad].len), ops[bad].ptr,
+                         rule_err_text(e));
+                user_unref(u);
             } else {
-                struct resp_arg *ops = xalloc((argc + 1) * sizeof *ops);
-                char *mbuf = NULL;
-                size_t bad = 0;
-                long k = merge_selectors(argv + 2, argc - 2, ops, &mbuf, &bad);
-                struct user *u = user_new(argv[1].ptr, argv[1].len);
-                enum rule_err e = k < 0 ? RULE_EINVAL : apply_rules(u, ops, (size_t)k, &bad);
-                if (k < 0) {
-                    snprintf(msg, sizeof msg,
-                             "%s:%d: Unmatched parenthesis in acl selector starting at '%.*s'. ",
-                             path, lineno, (int)(argv[2 + bad].len > 128 ? 128 : argv[2 + bad].len),
-                             argv[2 + bad].ptr);
-                    user_unref(u);
-                } else if (e != RULE_OK) {
-                    snprintf(msg, sizeof msg, "%s:%d: Error in applying operation '%.*s': %s. ",
-                             path, lineno, (int)(ops[bad].len > 128 ? 128 : ops[bad].len),
-                             ops[bad].ptr, rule_err_text(e));
-                    user_unref(u);
-                } else {
-                    nu = xrealloc(nu, (nn + 1) * sizeof *nu);
-                    nu[nn++] = u;
-                    seen_add(&seen, nu, nn - 1);
-                }
-                free(ops);
-                free(mbuf);
+                L->nu = xrealloc(L->nu, (L->nn + 1) * sizeof *L->nu);
+                L->nu[L->nn++] = u;
+                seen_add(&L->seen, L->nu, L->nn - 1);
             }
+            free(ops);
+            free(mbuf);
         }
-        if (msg[0] != '\0') {
-            sb_cat(&errs, msg);
-        }
-        free(argv);
     }
-    free(line);
-    fclose(f);
-    free(seen.v);
-    if (errs.len > 0) {
+    if (msg[0] != '\0') {
+        sb_cat(&L->errs, msg);
+    }
+    free(argv);
+}
+
+/* If every line was good, every user is replaced by the lines' users (the default user
+ * as shipped if they have none): 0. Else nothing changes: -1 with the report in err. */
+static int load_apply_locked(struct loader *L, char *err, size_t errcap)
+{
+    free(L->seen.v);
+    if (L->errs.len > 0) {
         snprintf(err, errcap,
                  "%sWARNING: ACL errors detected, no change to the previously active ACL rules "
                  "was performed",
-                 errs.p);
-        free(errs.p);
-        for (size_t i = 0; i < nn; i++) {
-            user_unref(nu[i]);
+                 L->errs.p);
+        free(L->errs.p);
+        for (size_t i = 0; i < L->nn; i++) {
+            user_unref(L->nu[i]);
         }
-        free(nu);
+        free(L->nu);
         return -1;
     }
     /* the new set: the default user keeps its slot (and its connections); every other
      * user is new (their connections are closed, as Redis frees the old users) */
     struct user *def = NULL;
-    for (size_t i = 0; i < nn; i++) {
-        if (nu[i]->name_len == 7 && memcmp(nu[i]->name, "default", 7) == 0) {
-            def = nu[i];
+    for (size_t i = 0; i < L->nn; i++) {
+        if (L->nu[i]->name_len == 7 && memcmp(L->nu[i]->name, "default", 7) == 0) {
+            def = L->nu[i];
         }
     }
     for (uint32_t i = 1; i < nslots; i++) {
@@ -1895,13 +1869,67 @@ static int load_file_locked(const char *path, char *err, size_t errcap)
         }
     }
     publish_locked(def != NULL ? def : default_user());
-    for (size_t i = 0; i < nn; i++) {
-        if (nu[i] != def) {
-            publish_locked(nu[i]);
+    for (size_t i = 0; i < L->nn; i++) {
+        if (L->nu[i] != def) {
+            publish_locked(L->nu[i]);
         }
     }
-    free(nu);
+    free(L->nu);
     return 0;
+}
+
+static int load_file_locked(const char *path, char *err, size_t errcap)
+{
+    FILE *f = fopen(path, "r");
+    if (f == NULL) {
+        snprintf(err, errcap, "Error loading ACLs, opening file '%s': %s", path, strerror(errno));
+        return -1;
+    }
+    struct loader L = {0};
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t len;
+    int lineno = 0;
+    while ((len = getline(&line, &cap, f)) >= 0) {
+        lineno++;
+        load_line(&L, path, lineno, line, (size_t)len);
+    }
+    free(line);
+    fclose(f);
+    return load_apply_locked(&L, err, errcap);
+}
+
+int users_init(const char *pass, const char *file, char *const *conf, const int *conf_linenos,
+               size_t nconf, const char *conf_path, char *err, size_t errcap)
+{
+    rows_init();
+    pthread_mutex_lock(&mu);
+    KV_ASSERT(nslots == 0);
+    int at = publish_locked(default_user());
+    KV_ASSERT(at == 0 && handle_of(0) == USERS_DEFAULT);
+    set_requirepass_locked(pass);
+    snprintf(aclfile, sizeof aclfile, "%s", file);
+    int rc = 0;
+    if (nconf > 0 && file[0] != '\0') {
+        snprintf(err, errcap,
+                 "Configuring Redis with users defined in redis.conf and at the same setting "
+                 "an ACL file path is invalid. This setup is very likely to lead to "
+                 "configuration errors and security holes, please define either an ACL file "
+                 "or declare users directly in your redis.conf, but not both.");
+        rc = -1;
+    } else if (nconf > 0) {
+        struct loader L = {0};
+        for (size_t i = 0; i < nconf; i++) {
+            char *copy = xdup(conf[i], strlen(conf[i]));
+            load_line(&L, conf_path, conf_linenos[i], copy, strlen(copy));
+            free(copy);
+        }
+        rc = load_apply_locked(&L, err, errcap);
+    } else if (file[0] != '\0') {
+        rc = load_file_locked(file, err, errcap);
+    }
+    pthread_mutex_unlock(&mu);
+    return rc;
 }
 
 void users_cmd_load(struct resp_out *o)

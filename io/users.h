@@ -51,8 +51,12 @@ enum users_ctx {
 struct user;
 
 /* Creates the default user ("on", every permission; nopass, or requirepass as its one
- * password) and loads `aclfile` when it is not empty. 0, or -1 with the reason in err. */
-int users_init(const char *requirepass, const char *aclfile, char *err, size_t errcap);
+ * password), then the users of the config file's "user" lines (conf: nconf of them, with
+ * their line numbers, from conf_path) or of `aclfile` when it is not empty (not both, as
+ * Redis). 0, or -1 with the reason in err. */
+int users_init(const char *requirepass, const char *aclfile, char *const *conf,
+               const int *conf_linenos, size_t nconf, const char *conf_path, char *err,
+               size_t errcap);
 
 /* The generation: bumped by every change of any user. */
 extern _Atomic uint64_t users_gen;

@@ -671,3 +671,31 @@ def test_many_users(kvd_factory, tmp_path):
     c.ok("ACL", "LOAD")
     assert len(c.cmd("ACL", "LIST")) == n + 1
     assert a.closed_within(5)  # ACL LOAD made new users
+
+
+def test_users_declared_in_the_config_file(kvd_factory, tmp_path):
+    conf = tmp_path / "kvd.conf"
+    conf.write_text("maxclients 100\n"
+                    "user default on >defpw ~* &* +@all\n"
+                    "USER cfg on >pw ~cfg:* -@all +get +set\n")
+    k = kvd_factory(args=["--config", str(conf)])
+    c = k.client()
+    assert isinstance(c.cmd("PING"), Err)  # the default user has a password now
+    c.ok("AUTH", "defpw")
+    assert c.cmd("ACL", "USERS") == [b"cfg", b"default"]
+    u = k.client()
+    u.ok("AUTH", "cfg", "pw")
+    assert u.cmd("SET", "cfg:1", "v") == St("OK")
+    assert isinstance(u.cmd("SET", "x", "v"), Err)
+    # a bad user line, or users in both the config file and an aclfile: kvd does not start
+    bad = tmp_path / "bad.conf"
+    bad.write_text("user x on +nosuch\n")
+    both = tmp_path / "both.conf"
+    both.write_text("user y on nopass +@all\naclfile %s\n" % (tmp_path / "x.acl"))
+    (tmp_path / "x.acl").write_text("")
+    for path, text in [(bad, "%s:1: Error in applying operation '+nosuch'" % bad),
+                       (both, "but not both")]:
+        x = k.__class__(args=["--config", str(path)], ready=False)
+        assert x.wait_exit(30) != 0
+        assert text in x.stderr(), x.stderr()
+        x.stop(check=False)

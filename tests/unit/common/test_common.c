@@ -102,6 +102,7 @@ Test(kv_glob, binary_and_pathological)
 #include "kv_config.h"
 
 #include <stdio.h>
+#include <fcntl.h>
 #include <unistd.h>
 
 static _Atomic int64_t c_port, c_mem, c_flag, c_mode;
@@ -227,6 +228,45 @@ Test(kv_config, file_then_flags_override)
                  err);
     cr_assert_eq(KV_CONF_GET(c_port), 7001);
     cr_assert_eq(KV_CONF_GET(c_flag), 1);
+    unlink(path);
+}
+
+static int other_lines(void *arg, const char *line, int lineno, char *err, size_t errlen)
+{
+    int *seen = arg;
+    if (strncmp(line, "user ", 5) != 0) {
+        snprintf(err, errlen, "not a user line");
+        return KV_EINVAL;
+    }
+    cr_assert_str_eq(line, lineno == 2 ? "user a on >x" : "user b  off");
+    (*seen)++;
+    return 0;
+}
+
+Test(kv_config, other_directives_go_to_the_handler)
+{
+    conf_reset();
+    char path[] = "/tmp/kvconf-XXXXXX";
+    int fd = mkstemp(path);
+    cr_assert(fd >= 0);
+    const char *text = "port 7000\nuser a on >x\r\nuser b  off\n";
+    cr_assert_eq(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+    close(fd);
+    char err[256];
+    int seen = 0;
+    cr_assert_eq(kv_conf_load_file_ex(c_items, N_ITEMS, path, other_lines, &seen, err, sizeof err),
+                 0, "%s", err);
+    cr_assert_eq(seen, 2);
+    cr_assert_eq(KV_CONF_GET(c_port), 7000);
+    /* without a handler they are errors; a handler's refusal names the line */
+    cr_assert_eq(kv_conf_load_file(c_items, N_ITEMS, path, err, sizeof err), KV_EINVAL);
+    cr_assert(strstr(err, ":2: bad directive") != NULL, "%s", err);
+    fd = open(path, O_WRONLY | O_TRUNC);
+    cr_assert_eq(write(fd, "bogus 1\n", 8), 8);
+    close(fd);
+    cr_assert_eq(kv_conf_load_file_ex(c_items, N_ITEMS, path, other_lines, &seen, err, sizeof err),
+                 KV_EINVAL);
+    cr_assert(strstr(err, ":1: not a user line") != NULL, "%s", err);
     unlink(path);
 }
 

@@ -20,6 +20,7 @@
 
 struct kvd_settings kvd_settings;
 
+static const char *const pubsub_defaults[] = {"allchannels", "resetchannels", NULL};
 static const char *const loglevels[] = {"debug", "verbose", "notice", "warning", NULL};
 static const char *const fsync_modes[] = {"always", "everysec", "no", NULL}; /* enum wal_fsync */
 
@@ -81,6 +82,14 @@ const struct kv_conf_item kvd_setting_items[] = {
              "by ACL SAVE (empty: none)",
      .str = S->aclfile,
      .str_cap = sizeof S->aclfile},
+    {.name = "acl-pubsub-default",
+     .type = KV_CONF_ENUM,
+     .flags = RT,
+     .def = "resetchannels",
+     .choices = pubsub_defaults,
+     .help = "the channels of a new user (or selector, or after reset): resetchannels "
+             "(none) or allchannels",
+     .num = &S->acl_pubsub_default},
     {.name = "acllog-max-len",
      .type = KV_CONF_INT,
      .flags = RT,

@@ -28,6 +28,7 @@ struct kvd_settings {
     char requirepass[KVD_PASS_MAX];
     char aclfile[KVD_DIR_MAX];
     _Atomic int64_t acllog_max_len;
+    _Atomic int64_t acl_pubsub_default; /* 0: allchannels, 1: resetchannels (Redis's order) */
     _Atomic int64_t maxclients;
     _Atomic int64_t timeout_s;
     _Atomic int64_t tcp_backlog;

@@ -291,7 +291,7 @@ static void sel_init(struct sel *s)
 {
     memset(s, 0, sizeof *s);
     s->rules = xdup("", 0);
-    /* acl-pubsub-default is resetchannels, as in Redis 7 */
+    s->allchannels = KV_CONF_GET(kvd_settings.acl_pubsub_default) == 0; /* acl-pubsub-default */
 }
 
 static void sel_copy(struct sel *dst, const struct sel *src)
@@ -747,6 +747,9 @@ static enum rule_err user_rule(struct user *u, const char *op, size_t n)
         user_rule(u, "resetpass", 9);
         sel_rule(&u->sels[0], "resetkeys", 9);
         sel_rule(&u->sels[0], "resetchannels", 13);
+        if (KV_CONF_GET(kvd_settings.acl_pubsub_default) == 0) {
+            sel_rule(&u->sels[0], "allchannels", 11);
+        }
         user_rule(u, "off", 3);
         user_rule(u, "sanitize-payload", 16);
         user_rule(u, "clearselectors", 14);

@@ -699,3 +699,49 @@ def test_users_declared_in_the_config_file(kvd_factory, tmp_path):
         assert x.wait_exit(30) != 0
         assert text in x.stderr(), x.stderr()
         x.stop(check=False)
+
+
+def test_acl_pubsub_default_matches_redis(upair):
+    k0, r0 = upair.k, upair.r
+    try:
+        for args in [("CONFIG", "GET", "acl-pubsub-default"),
+                     ("CONFIG", "SET", "acl-pubsub-default", "foo"),
+                     ("ACL", "SETUSER", "before", "on", "nopass", "+@all", "~*"),
+                     ("CONFIG", "SET", "acl-pubsub-default", "allchannels"),
+                     ("CONFIG", "GET", "acl-pubsub-default"),
+                     ("ACL", "SETUSER", "after", "on", "nopass", "+@all", "~*", "(+get)"),
+                     ("ACL", "SETUSER", "after2", "reset"),
+                     ("ACL", "SETUSER", "after3", "&x"),
+                     ("ACL", "LIST"), ("ACL", "GETUSER", "after")]:
+            _same(k0, r0, *args)
+        k, r = _authed(upair, "before", "x")
+        _same(k, r, "PUBLISH", "c", "m")  # existing users keep theirs
+        k, r = _authed(upair, "after", "x")
+        _same(k, r, "PUBLISH", "c", "m")
+    finally:
+        for c in (k0, r0):
+            c.cmd("CONFIG", "SET", "acl-pubsub-default", "resetchannels")
+
+
+def test_default_user_off_and_hello_as_redis(upair):
+    k0, r0 = upair.k, upair.r
+    _same(k0, r0, "ACL", "SETUSER", "hu", "on", ">pw", "+@all", "~*")
+    try:
+        _same(k0, r0, "ACL", "SETUSER", "default", "off")
+        k, r = upair.kvd.client(), upair.redis.client()
+        for args in [("PING",), ("HELLO", "2"), ("HELLO", "2", "AUTH", "default", "x"),
+                     ("AUTH", "hu", "pw"), ("PING",), ("ACL", "WHOAMI")]:
+            _same(k, r, *args)
+        _same(k0, r0, "ACL", "SETUSER", "default", "on", "nopass", "-@all")
+        k, r = upair.kvd.client(), upair.redis.client()
+        for args in [("PING",), ("ACL", "WHOAMI"), ("AUTH", "hu", "pw"), ("PING",)]:
+            _same(k, r, *args)
+        k, r = upair.kvd.client(), upair.redis.client()
+        for c in (k, r):  # HELLO itself needs no permission
+            c.send(encode("HELLO", "2", "AUTH", "hu", "pw"))
+            assert isinstance(c.read(), list)
+        _same(k, r, "ACL", "WHOAMI")
+    finally:
+        for c in (upair.kvd.client(), upair.redis.client()):
+            c.cmd("AUTH", "hu", "pw")
+            c.cmd("ACL", "SETUSER", "default", "on", "nopass", "+@all")

@@ -2004,11 +2004,12 @@ static void txn_control(struct conn *c, const struct cmd_desc *d, size_t argc,
     txn_free(c);
 }
 
-void conn_client_info(struct shard *sh, uint64_t id, const char *user, char *buf, size_t cap)
+void conn_client_info(struct shard *sh, uint64_t id, const char *cmd, const char *user, char *buf,
+                      size_t cap)
 {
     struct conn *c = conn_by_id(sh, id);
     if (c == NULL) { /* a client of another shard: what this one knows of it */
-        snprintf(buf, cap, "id=%llu user=%s", (unsigned long long)id, user);
+        snprintf(buf, cap, "id=%llu cmd=%s user=%s", (unsigned long long)id, cmd, user);
         return;
     }
     struct conn_info ci;
@@ -2019,13 +2020,13 @@ void conn_client_info(struct shard *sh, uint64_t id, const char *user, char *buf
     }
 }
 
-void conn_acl_log(struct shard *sh, uint64_t id, const struct user *u, enum users_denied why,
-                  enum users_ctx ctx, const struct cmd_desc *d, size_t argc,
+void conn_acl_log(struct shard *sh, uint64_t id, const char *cmd, const struct user *u,
+                  enum users_denied why, enum users_ctx ctx, const struct cmd_desc *d, size_t argc,
                   const struct resp_arg *argv, size_t pos)
 {
     char info[1024], name[64];
     const char *un = user_name(u);
-    conn_client_info(sh, id, un, info, sizeof info);
+    conn_client_info(sh, id, cmd, un, info, sizeof info);
     if (why == USERS_DENIED_CMD) {
         cmd_full_name(d, argc, argv, name, sizeof name);
         users_log(why, ctx, name, strlen(name), un, strlen(un), info);
@@ -2047,7 +2048,7 @@ static bool exec_acl_ok(struct shard *sh, uint64_t id, uint32_t user, const stru
         return true;
     }
     if (u != NULL) {
-        conn_acl_log(sh, id, u, why, USERS_CTX_MULTI, d, argc, argv, pos);
+        conn_acl_log(sh, id, "exec", u, why, USERS_CTX_MULTI, d, argc, argv, pos);
     }
     reply_error(out,
                 "NOPERM ACLs rules changed between the moment the transaction was accumulated "
@@ -2991,8 +2992,8 @@ static bool acl_gate(struct conn *c, const struct cmd_desc *d, size_t argc,
     }
     char text[256];
     users_denied_text(why, d, argc, argv, pos, false, text, sizeof text);
-    conn_acl_log(c->sh, c->id, u, why, c->txn != NULL ? USERS_CTX_MULTI : USERS_CTX_TOPLEVEL, d,
-                 argc, argv, pos);
+    conn_acl_log(c->sh, c->id, d->name, u, why,
+                 c->txn != NULL ? USERS_CTX_MULTI : USERS_CTX_TOPLEVEL, d, argc, argv, pos);
     early_error(c,
                 d->fn == cmd_exec ? "EXECABORT Transaction discarded because of: NOPERM %s"
                                   : "NOPERM %s",

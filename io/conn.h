@@ -168,11 +168,12 @@ uint32_t conn_user(const struct conn *c);
  * timer calls it; a client that sends a command finds out before it runs). */
 void conn_users_sweep(struct shard *sh);
 /* The CLIENT LIST line (no newline) of client id when it is this shard's, else "id=..
- * user=..": for ACL LOG. */
-void conn_client_info(struct shard *sh, uint64_t id, const char *user, char *buf, size_t cap);
+ * cmd=<cmd> user=..": for ACL LOG. */
+void conn_client_info(struct shard *sh, uint64_t id, const char *cmd, const char *user, char *buf,
+                      size_t cap);
 /* Logs a refusal of command d for user u of client id in ACL LOG (users_log). */
-void conn_acl_log(struct shard *sh, uint64_t id, const struct user *u, enum users_denied why,
-                  enum users_ctx ctx, const struct cmd_desc *d, size_t argc,
+void conn_acl_log(struct shard *sh, uint64_t id, const char *cmd, const struct user *u,
+                  enum users_denied why, enum users_ctx ctx, const struct cmd_desc *d, size_t argc,
                   const struct resp_arg *argv, size_t pos);
 void conn_set_authed(struct conn *c, bool authed);
 void conn_set_name(struct conn *c, const char *name, size_t len);

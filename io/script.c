@@ -857,7 +857,7 @@ static enum users_denied acl_verdict(struct cmd_ctx *x, const struct cmd_desc *d
     if (why == USERS_OK || !log) {
         return why;
     }
-    conn_acl_log(x->sh, x->caller_id, u, why, USERS_CTX_LUA, d, argc, argv, pos);
+    conn_acl_log(x->sh, x->caller_id, x->desc->name, u, why, USERS_CTX_LUA, d, argc, argv, pos);
     return why;
 }
 

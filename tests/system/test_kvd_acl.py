@@ -396,6 +396,10 @@ def test_scripts_on_every_thread_check_the_user(kvd, groups):
             assert c.cmd("EVAL", "return redis.acl_check_cmd('set',KEYS[1],'v')", "1",
                          b[2]) is None
         assert c0.cmd("GET", a[0]) is None and c0.cmd("GET", b[1]) is None
+        for e in c0.cmd("ACL", "LOG", "100"):  # the client named on every thread
+            d = dict(zip(e[::2], e[1::2]))
+            assert d[b"context"] == b"lua" and d[b"username"] == b"st", d
+            assert b" cmd=eval " in d[b"client-info"] + b" ", d
         for c in clients:
             c.close()
     finally:

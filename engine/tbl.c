@@ -1336,9 +1336,20 @@ int tbl_split_step(struct tbl *src, size_t slots_budget)
 
 void tbl_prefetch(const struct tbl *t, const void *key, size_t key_len, uint64_t h, bool entry)
 {
+    KV_ASSERT(key != NULL || key_len == 0);
+    tbl_prefetch_at(t, tbl__place(key, key_len, h), entry);
+}
+
+uint64_t tbl_place(const void *key, size_t key_len, uint64_t h)
+{
+    KV_ASSERT(key != NULL || key_len == 0);
+    return tbl__place(key, key_len, h);
+}
+
+void tbl_prefetch_at(const struct tbl *t, uint64_t ph, bool entry)
+{
     KV_DASSERT(t == NULL || tbl__owned(t));
-    KV_ASSERT(t != NULL && (key != NULL || key_len == 0));
-    uint64_t ph = tbl__place(key, key_len, h);
+    KV_ASSERT(t != NULL);
     const struct seg *s = t->dir[dir_idx(t, ph)];
     size_t i = home_of_bits(ph);
     if (!entry) {

@@ -279,6 +279,11 @@ int tbl_split_step(struct tbl *src, size_t slots_budget);
  */
 void tbl_prefetch(const struct tbl *t, const void *key, size_t key_len, uint64_t h, bool entry);
 
+/* The key's placement in a table (what tbl_prefetch computes from its hash h), and the
+ * same prefetches by placement, for a caller that prefetches one key more than once. */
+uint64_t tbl_place(const void *key, size_t key_len, uint64_t h);
+void tbl_prefetch_at(const struct tbl *t, uint64_t ph, bool entry);
+
 /*
  * Make the calling thread the owner of `t`, after the table was handed over from its
  * previous owner through a queue that orders memory (the previous owner must not touch

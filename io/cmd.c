@@ -197,15 +197,50 @@ _Static_assert(KV_ARRAY_LEN(table) * 2 <= CMD_INDEX_SLOTS, "CMD_INDEX_SLOTS is t
  * row index + 1, 0 = empty. Built once by cmd_init, read-only afterwards.
  */
 static uint16_t by_hash[CMD_INDEX_SLOTS];
-static uint8_t name_len[KV_ARRAY_LEN(table)]; /* strlen of each row's name */
+static uint8_t name_len[KV_ARRAY_LEN(table)];     /* strlen of each row's name */
+static uint64_t name_packed[KV_ARRAY_LEN(table)]; /* name_pack of names of <= 8 bytes */
 
 static inline uint8_t lower(uint8_t c)
 {
     return (uint8_t)((unsigned)(c - 'A') < 26u ? c + ('a' - 'A') : c);
 }
 
-static uint32_t name_hash(const char *name, size_t len)
+/* A name of 1 to 8 bytes, lower-cased, as one word (byte i in bits 8i..8i+7): two
+ * overlapping loads, then the ASCII capitals of all bytes at once. */
+static inline uint64_t name_pack(const char *name, size_t len)
 {
+    KV_DASSERT(len >= 1 && len <= 8);
+    const uint8_t *p = (const uint8_t *)name;
+    uint64_t v;
+    if (len >= 4) {
+        uint32_t a, b;
+        memcpy(&a, p, 4);
+        memcpy(&b, p + len - 4, 4);
+        v = (uint64_t)a | (uint64_t)b << (8 * (len - 4));
+    } else {
+        v = (uint64_t)p[0] | (uint64_t)p[len / 2] << (8 * (len / 2)) |
+            (uint64_t)p[len - 1] << (8 * (len - 1));
+    }
+    const uint64_t ones = 0x0101010101010101ull;
+    uint64_t low7 = v & (ones * 0x7f);
+    uint64_t ge_a = low7 + ones * (0x80 - 'A'); /* top bit: byte >= 'A' */
+    uint64_t gt_z = low7 + ones * (0x7f - 'Z'); /* top bit: byte > 'Z' */
+    uint64_t upper = (ge_a ^ gt_z) & ~v & (ones * 0x80);
+    return v | upper >> 2; /* 0x80 >> 2: the 0x20 bit */
+}
+
+static inline uint32_t pack_hash(uint64_t packed, size_t len)
+{
+    return (uint32_t)(((packed ^ len) * 0x9E3779B97F4A7C15ull) >> 40);
+}
+
+/* The index slot a name hashes to: a multiplicative hash of its packed form when it is
+ * at most 8 bytes long (most commands: GET, SET, MGET, ...), else FNV-1a. */
+static inline uint32_t name_hash(const char *name, size_t len)
+{
+    if (len <= 8) {
+        return pack_hash(name_pack(name, len), len);
+    }
     uint32_t h = 2166136261u;
     for (size_t i = 0; i < len; i++) {
         h = (h ^ lower((uint8_t)name[i])) * 16777619u;
@@ -225,6 +260,7 @@ void cmd_init(void)
         size_t len = strlen(table[i].name);
         KV_ASSERT(len > 0 && len <= CMD_NAME_MAX);
         name_len[i] = (uint8_t)len;
+        name_packed[i] = len <= 8 ? name_pack(table[i].name, len) : 0;
         for (size_t k = 0; k < KV_ARRAY_LEN(containers); k++) {
             if (strcmp(table[i].name, containers[k]) == 0) {
                 table[i].flags |= CMD_SUBCMDS;
@@ -269,6 +305,19 @@ const struct cmd_desc *cmd_lookup(const char *name, size_t len)
 {
     if (len == 0 || len > CMD_NAME_MAX) {
         return NULL;
+    }
+    if (len <= 8) { /* one word compared per candidate */
+        uint64_t packed = name_pack(name, len);
+        for (size_t s = pack_hash(packed, len) & (CMD_INDEX_SLOTS - 1);;
+             s = (s + 1) & (CMD_INDEX_SLOTS - 1)) {
+            uint16_t v = by_hash[s];
+            if (v == 0) {
+                return NULL;
+            }
+            if (name_packed[v - 1] == packed && name_len[v - 1] == len) {
+                return &table[v - 1];
+            }
+        }
     }
     size_t s = name_hash(name, len) & (CMD_INDEX_SLOTS - 1);
     for (;;) {
@@ -634,8 +683,25 @@ bool cmd_new_key(struct cmd_ctx *x, const struct resp_arg *key, uint64_t h)
     return notify_wants(NOTIFY_NEW) && cmd_lookup_write(x, key, h) == NULL;
 }
 
+static _Thread_local struct {
+    const char *ptr;
+    size_t len; /* SIZE_MAX: none */
+    uint64_t h;
+} key_memo = {NULL, SIZE_MAX, 0};
+
+void cmd_key_hash_memo(const struct resp_arg *key, uint64_t h)
+{
+    key_memo.ptr = key != NULL ? key->ptr : NULL;
+    key_memo.len = key != NULL ? key->len : SIZE_MAX;
+    key_memo.h = h;
+    KV_DASSERT(key == NULL || h == tbl_hash(key->ptr, key->len));
+}
+
 uint64_t cmd_key_hash(const struct resp_arg *key)
 {
+    if (key->ptr == key_memo.ptr && key->len == key_memo.len) {
+        return key_memo.h;
+    }
     return tbl_hash(key->ptr, key->len);
 }
 

@@ -175,6 +175,11 @@ struct tbl *cmd_tbl_peek(struct cmd_ctx *x, uint64_t h);
 /* The key hash of an argument (tbl_hash: Redis's {tag} rule). */
 uint64_t cmd_key_hash(const struct resp_arg *key);
 
+/* The dispatcher hashed the running command's key already (to route it): cmd_key_hash of
+ * that same argument returns h without hashing again. NULL clears it, which the
+ * dispatcher does as soon as the command returned (this thread only). */
+void cmd_key_hash_memo(const struct resp_arg *key, uint64_t h);
+
 /* Looks a key up for reading (counts a keyspace hit or miss, as Redis's
  * lookupKeyRead) or for writing (counts nothing). NULL if absent or expired. */
 const struct tbl_entry *cmd_lookup_read(struct cmd_ctx *x, const struct resp_arg *key, uint64_t h);

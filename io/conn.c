@@ -2789,8 +2789,15 @@ static bool txn_exec_cross(struct conn *c)
 
 /* ---- CLIENT PAUSE ------------------------------------------------------------------ */
 
-static void dispatch_pre(struct conn *c, const struct resp_cmd *cmd, const struct cmd_desc *pre,
-                         uint64_t pre_h, bool have_h);
+/* What run_batch found out about a command before dispatching it. */
+struct precomp {
+    const struct cmd_desc *d; /* its row, NULL if unknown */
+    bool have_h;              /* a KEY command with its arity: */
+    uint64_t h;               /* its key's hash */
+    uint32_t owner;           /* and the shard owning that key */
+};
+
+static void dispatch_pre(struct conn *c, const struct resp_cmd *cmd, const struct precomp *pre);
 static void dispatch(struct conn *c, const struct resp_cmd *cmd);
 static void reply_mode_step(struct conn *c);
 
@@ -3015,13 +3022,13 @@ static bool script_pending(const struct conn *c)
     return false;
 }
 
-/* Dispatches one command. `pre` is its row when the caller already looked it up (or
- * NULL), `pre_h` its key's hash when `have_h`. */
-static void dispatch_cmd(struct conn *c, const struct resp_cmd *cmd, const struct cmd_desc *pre,
-                         uint64_t pre_h, bool have_h)
+/* Dispatches one command; `pre` is what the caller found out about it already (or
+ * NULL). */
+static void dispatch_cmd(struct conn *c, const struct resp_cmd *cmd, const struct precomp *pre)
 {
     struct shard *sh = c->sh;
-    const struct cmd_desc *d = pre != NULL ? pre : cmd_lookup(cmd->argv[0].ptr, cmd->argv[0].len);
+    const struct cmd_desc *d =
+        pre != NULL && pre->d != NULL ? pre->d : cmd_lookup(cmd->argv[0].ptr, cmd->argv[0].len);
     c->last_ms = sh->now_ms;
     if (d == NULL && (cmd_arg_is(&cmd->argv[0], "post") || cmd_arg_is(&cmd->argv[0], "host:"))) {
         /* Redis's cross-protocol scripting defence: an HTTP request is not a client. */
@@ -3193,9 +3200,13 @@ static void dispatch_cmd(struct conn *c, const struct resp_cmd *cmd, const struc
         exec_local(c, d, argc, argv);
         return;
     case CMD_EXEC_KEY: {
-        uint32_t t = owner(sh, have_h ? pre_h : arg_hash(&argv[d->first_key]));
+        bool known = pre != NULL && pre->have_h;
+        uint64_t h = known ? pre->h : arg_hash(&argv[d->first_key]);
+        uint32_t t = known ? pre->owner : owner(sh, h);
         if (t == sh->id) {
+            cmd_key_hash_memo(&argv[d->first_key], h); /* (the handler's hash of it) */
             exec_local(c, d, argc, argv);
+            cmd_key_hash_memo(NULL, 0);
         } else {
             forward_one(c, t, d, argc, argv);
         }
@@ -3325,10 +3336,9 @@ static inline void reply_mode_step(struct conn *c)
 /* dispatch_cmd, then what CLIENT TRACKING does between commands: CLIENT CACHING lasts
  * one command (or transaction), and invalidations this shard made for its own clients
  * go out now, after the command's reply (never inside one). */
-static void dispatch_pre(struct conn *c, const struct resp_cmd *cmd, const struct cmd_desc *pre,
-                         uint64_t pre_h, bool have_h)
+static void dispatch_pre(struct conn *c, const struct resp_cmd *cmd, const struct precomp *pre)
 {
-    dispatch_cmd(c, cmd, pre, pre_h, have_h);
+    dispatch_cmd(c, cmd, pre);
     monitor_after_command(); /* a monitor's own command's line, after the reply */
     bool held = (c->flags & CONN_PAUSED) && !c->releasing; /* it has not run: CLIENT
                                                             * CACHING stays for it */
@@ -3339,7 +3349,7 @@ static void dispatch_pre(struct conn *c, const struct resp_cmd *cmd, const struc
 }
 static void dispatch(struct conn *c, const struct resp_cmd *cmd)
 {
-    dispatch_pre(c, cmd, NULL, 0, false);
+    dispatch_pre(c, cmd, NULL);
     if (!(c->flags & CONN_PAUSED) || c->releasing) { /* a held command's REPLY SKIP waits */
         reply_mode_step(c);
     }
@@ -3379,28 +3389,31 @@ static bool output_over_limit(struct conn *c)
 static bool run_batch(struct conn *c, struct batch_cmd *b, size_t n)
 {
     struct shard *sh = c->sh;
-    const struct cmd_desc *d[CONN_BATCH_MAX];
-    uint64_t h[CONN_BATCH_MAX];
+    struct precomp pre[CONN_BATCH_MAX];
     struct tbl *t[CONN_BATCH_MAX];
+    uint64_t ph[CONN_BATCH_MAX];
     for (size_t i = 0; i < n; i++) {
-        d[i] = cmd_lookup(b[i].argv[0].ptr, b[i].argv[0].len);
+        const struct cmd_desc *d = cmd_lookup(b[i].argv[0].ptr, b[i].argv[0].len);
+        pre[i] = (struct precomp){.d = d};
         t[i] = NULL;
-        if (d[i] != NULL && d[i]->exec == CMD_EXEC_KEY && cmd_arity_ok(d[i], b[i].argc)) {
-            const struct resp_arg *k = &b[i].argv[d[i]->first_key];
-            h[i] = arg_hash(k);
-            const struct route_part *p = route_lookup(sh->srv->route, h[i]);
+        if (d != NULL && d->exec == CMD_EXEC_KEY && cmd_arity_ok(d, b[i].argc)) {
+            const struct resp_arg *k = &b[i].argv[d->first_key];
+            pre[i].have_h = true;
+            pre[i].h = arg_hash(k);
+            const struct route_part *p = route_lookup(sh->srv->route, pre[i].h);
+            pre[i].owner = p->thread;
             if (p->thread == sh->id) { /* NULL: nothing of that database there yet */
                 t[i] = shard_part_peek(sh, p->slot, c->db);
                 if (t[i] != NULL) {
-                    tbl_prefetch(t[i], k->ptr, k->len, h[i], false);
+                    ph[i] = tbl_place(k->ptr, k->len, pre[i].h);
+                    tbl_prefetch_at(t[i], ph[i], false);
                 }
             }
         }
     }
     for (size_t i = 0; i < n; i++) {
         if (t[i] != NULL) {
-            const struct resp_arg *k = &b[i].argv[d[i]->first_key];
-            tbl_prefetch(t[i], k->ptr, k->len, h[i], true);
+            tbl_prefetch_at(t[i], ph[i], true);
         }
     }
     for (size_t i = 0; i < n; i++) {
@@ -3412,8 +3425,7 @@ static bool run_batch(struct conn *c, struct batch_cmd *b, size_t n)
             pause_keep(c, &cmd);
             continue;
         }
-        bool have_h = d[i] != NULL && d[i]->exec == CMD_EXEC_KEY && cmd_arity_ok(d[i], b[i].argc);
-        dispatch_pre(c, &cmd, d[i], have_h ? h[i] : 0, have_h);
+        dispatch_pre(c, &cmd, &pre[i]);
         KV_ASSERT(!(c->flags & CONN_TXN_WAIT)); /* such commands are never batched */
         if (c->flags & CONN_PAUSED) {
             continue; /* held (CLIENT REPLY SKIP waits for it) */

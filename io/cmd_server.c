@@ -313,8 +313,10 @@ static bool check_auth(struct cmd_ctx *x, const struct resp_arg *user, const str
         if (n > 0 && (size_t)n < sizeof info) {
             info[n - 1] = '\0'; /* without the newline */
         }
-        users_log(USERS_DENIED_AUTH, USERS_CTX_TOPLEVEL, x->argv[0].ptr, x->argv[0].len, name, nlen,
-                  info); /* (the command's name as the client wrote it, as Redis) */
+        /* (the command's name as the client wrote it; inside EXEC, context "multi", as
+         * Redis) */
+        users_log(USERS_DENIED_AUTH, ci.multi >= 0 ? USERS_CTX_MULTI : USERS_CTX_TOPLEVEL,
+                  x->argv[0].ptr, x->argv[0].len, name, nlen, info);
         reply_error(x->out, "WRONGPASS invalid username-password pair or user is disabled.");
         return false;
     }

@@ -246,6 +246,7 @@ PERMISSION_CASES = [
     ("ACL", "DRYRUN", "limited", "get", "x"), ("NOSUCHCMD",), ("CONFIG", "GET"),
     ("CONFIG", "SET", "x"), ("CLIENT", "LIST", "TYPE"), ("ACL", "WHOAMI", "x"),
     ("MULTI",), ("AUTH", "limited", "pw"), ("GET", "x1"), ("EXEC",),
+    ("MULTI",), ("AUTH", "limited", "bad"), ("EXEC",),
 ]
 
 

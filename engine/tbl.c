@@ -766,6 +766,19 @@ static void tbl__lookup(struct tbl *t, const void *key, size_t klen, uint64_t h,
 
 /* ---- public: hashing, lifecycle --------------------------------------------------- */
 
+uint64_t tbl_hash_place(const void *key, size_t len, uint64_t *ph)
+{
+    KV_ASSERT(key != NULL || len == 0);
+    const char *k = key;
+    const char *open = len ? memchr(k, '{', len) : NULL;
+    if (KV_LIKELY(open == NULL)) {
+        *ph = XXH3_64bits(key, len); /* no tag: the placement is the hash */
+        return *ph;
+    }
+    *ph = XXH3_64bits(key, len);
+    return tbl_hash(key, len);
+}
+
 uint64_t tbl_hash(const void *key, size_t len)
 {
     KV_ASSERT(key != NULL || len == 0);

@@ -110,6 +110,9 @@ typedef void tbl_scan_fn(void *ctx, const struct tbl_entry *e);
  */
 uint64_t tbl_hash(const void *key, size_t len);
 
+/* tbl_hash, and the key's placement in a table (tbl_place) from the same scan. */
+uint64_t tbl_hash_place(const void *key, size_t len, uint64_t *ph);
+
 /*
  * Create an empty table whose memory comes from `heap` (the owning thread's heap;
  * borrowed, must outlive the table). Returns NULL when out of memory.

@@ -3399,13 +3399,12 @@ static bool run_batch(struct conn *c, struct batch_cmd *b, size_t n)
         if (d != NULL && d->exec == CMD_EXEC_KEY && cmd_arity_ok(d, b[i].argc)) {
             const struct resp_arg *k = &b[i].argv[d->first_key];
             pre[i].have_h = true;
-            pre[i].h = arg_hash(k);
+            pre[i].h = tbl_hash_place(k->ptr, k->len, &ph[i]);
             const struct route_part *p = route_lookup(sh->srv->route, pre[i].h);
             pre[i].owner = p->thread;
             if (p->thread == sh->id) { /* NULL: nothing of that database there yet */
                 t[i] = shard_part_peek(sh, p->slot, c->db);
                 if (t[i] != NULL) {
-                    ph[i] = tbl_place(k->ptr, k->len, pre[i].h);
                     tbl_prefetch_at(t[i], ph[i], false);
                 }
             }
@@ -3474,7 +3473,9 @@ static bool parse_some(struct conn *c)
             /* The argument views stay valid until the next feed; only the argv array is
              * reused by the parser, so it is copied. */
             batch[n].argc = cmd.argc;
-            memcpy(batch[n].argv, cmd.argv, cmd.argc * sizeof cmd.argv[0]);
+            for (size_t a = 0; a < cmd.argc; a++) { /* (at most CONN_BATCH_ARGS: inline) */
+                batch[n].argv[a] = cmd.argv[a];
+            }
             if (++n == CONN_BATCH_MAX) {
                 if (!run_batch(c, batch, n)) {
                     return false;

@@ -96,6 +96,22 @@ Test(tbl, hash_tag_rule)
     cr_assert_eq(tbl_hash(NULL, 0), XXH3_64bits("", 0));
 }
 
+Test(tbl, hash_place_is_hash_and_place_of_one_scan)
+{
+    static const char *const keys[] = {
+        "{user1}.a", "x{user1}y{z}", "{}user", "ab{cd", "}{a}", "{{a}}",
+        "a{}{b}",    "plain",        "",       "{",     "}",    "{}"};
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+        size_t n = strlen(keys[i]);
+        uint64_t ph = 0;
+        uint64_t h = tbl_hash_place(keys[i], n, &ph);
+        cr_assert_eq(h, tbl_hash(keys[i], n), "%s", keys[i]);
+        cr_assert_eq(ph, tbl_place(keys[i], n, h), "%s", keys[i]);
+        /* a key's placement is the hash of all its bytes, tag or not */
+        cr_assert_eq(ph, XXH3_64bits(keys[i], n), "%s", keys[i]);
+    }
+}
+
 /* ---- basic operations ---------------------------------------------------------------- */
 
 Test(tbl, put_get_del_binary)

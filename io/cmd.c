@@ -276,6 +276,12 @@ void cmd_init(void)
         if (doc != NULL && doc->flags != NULL && strstr(doc->flags, "allow_busy") != NULL) {
             table[i].flags |= CMD_ALLOW_BUSY;
         }
+        cmd_fn *fn = table[i].fn;
+        if (fn == cmd_multi || fn == cmd_exec || fn == cmd_discard || fn == cmd_watch ||
+            fn == cmd_unwatch || fn == cmd_client || fn == cmd_object || fn == cmd_memory ||
+            fn == cmd_debug) {
+            table[i].flags |= CMD_SPECIAL;
+        }
         if (table[i].flags & CMD_HIDDEN) {
             continue;
         }

@@ -67,6 +67,9 @@ enum cmd_flag {
                                 * the "denyoom" flag name) */
     CMD_ALLOW_BUSY = 1u << 13, /* runs while a script is past busy-reply-threshold (set by
                                 * cmd_init from Redis's "allow_busy" flag) */
+    CMD_SPECIAL = 1u << 14,    /* dispatch handles it apart (MULTI, EXEC, DISCARD, WATCH,
+                                * UNWATCH; CLIENT, OBJECT, MEMORY, DEBUG may change rows):
+                                * set by cmd_init, so that other commands skip those checks */
 };
 
 /* How a MULTI command's per-shard results merge. */

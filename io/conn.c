@@ -3164,36 +3164,39 @@ static void dispatch_cmd(struct conn *c, const struct resp_cmd *cmd, const struc
         }
         monitor_feed(sh, c, db, c->addr, d, cmd->argc, cmd->argv);
     }
-    if (d->fn == cmd_multi || d->fn == cmd_exec || d->fn == cmd_discard) {
-        txn_control(c, d, argc, argv);
-        return;
-    }
-    if (d->fn == cmd_watch && c->txn != NULL) { /* not queued, not an abort: Redis's rule */
-        early_error(c, "ERR WATCH inside MULTI is not allowed%s", "");
-        early_count(c, d, false, argc, argv);
-        finish_early(c);
-        return;
-    }
-    if (c->txn != NULL && d->fn != cmd_quit && d->fn != cmd_reset) {
-        txn_queue(c, d, argc, argv);
-        return;
-    }
-    if (d->fn == cmd_unwatch) {
-        unwatch(c); /* then +OK from here: later requests to that shard follow the drop */
-    }
-    if (d->fn == cmd_client) {
-        /* CLIENT LIST and KILL look at the clients of every shard. */
-        if (cmd_arg_is(&argv[1], "list")) {
-            d = cmd_lookup_hidden("client|list");
-        } else if (cmd_arg_is(&argv[1], "kill") && argc >= 3) {
-            d = cmd_lookup_hidden(argc == 3 ? "client|kill-old" : "client|kill");
+    /* (one test for the commands dispatch treats apart, and for a transaction's) */
+    if (KV_UNLIKELY((d->flags & CMD_SPECIAL) || c->txn != NULL)) {
+        if (d->fn == cmd_multi || d->fn == cmd_exec || d->fn == cmd_discard) {
+            txn_control(c, d, argc, argv);
+            return;
         }
-    } else if (d->fn == cmd_object && argc == 3 && cmd_object_keyed(&argv[1])) {
-        d = cmd_lookup_hidden("object|key"); /* OBJECT ENCODING key, ...: the key's shard */
-    } else if (d->fn == cmd_memory && argc >= 3 && cmd_arg_is(&argv[1], "usage")) {
-        d = cmd_lookup_hidden("memory|usage"); /* MEMORY USAGE key: the key's shard */
-    } else if (d->fn == cmd_debug && argc == 3 && cmd_arg_is(&argv[1], "object")) {
-        d = cmd_lookup_hidden("debug|object"); /* DEBUG OBJECT key: the key's shard */
+        if (d->fn == cmd_watch && c->txn != NULL) { /* not queued, not an abort: Redis's rule */
+            early_error(c, "ERR WATCH inside MULTI is not allowed%s", "");
+            early_count(c, d, false, argc, argv);
+            finish_early(c);
+            return;
+        }
+        if (c->txn != NULL && d->fn != cmd_quit && d->fn != cmd_reset) {
+            txn_queue(c, d, argc, argv);
+            return;
+        }
+        if (d->fn == cmd_unwatch) {
+            unwatch(c); /* then +OK from here: later requests to that shard follow the drop */
+        }
+        if (d->fn == cmd_client) {
+            /* CLIENT LIST and KILL look at the clients of every shard. */
+            if (cmd_arg_is(&argv[1], "list")) {
+                d = cmd_lookup_hidden("client|list");
+            } else if (cmd_arg_is(&argv[1], "kill") && argc >= 3) {
+                d = cmd_lookup_hidden(argc == 3 ? "client|kill-old" : "client|kill");
+            }
+        } else if (d->fn == cmd_object && argc == 3 && cmd_object_keyed(&argv[1])) {
+            d = cmd_lookup_hidden("object|key"); /* OBJECT ENCODING key, ...: the key's shard */
+        } else if (d->fn == cmd_memory && argc >= 3 && cmd_arg_is(&argv[1], "usage")) {
+            d = cmd_lookup_hidden("memory|usage"); /* MEMORY USAGE key: the key's shard */
+        } else if (d->fn == cmd_debug && argc == 3 && cmd_arg_is(&argv[1], "object")) {
+            d = cmd_lookup_hidden("debug|object"); /* DEBUG OBJECT key: the key's shard */
+        }
     }
     switch (d->exec) {
     case CMD_EXEC_CONN:

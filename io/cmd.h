@@ -180,7 +180,9 @@ uint64_t cmd_key_hash(const struct resp_arg *key);
 
 /* The dispatcher hashed the running command's key already (to route it): cmd_key_hash of
  * that same argument returns h without hashing again. NULL clears it, which the
- * dispatcher does as soon as the command returned (this thread only). */
+ * dispatcher does as soon as the command returned (this thread only). It relies on an
+ * argument's bytes never changing while its command runs (handlers never write argv),
+ * and a command dispatched inside another clears it (the outer one then hashes). */
 void cmd_key_hash_memo(const struct resp_arg *key, uint64_t h);
 
 /* Looks a key up for reading (counts a keyspace hit or miss, as Redis's

@@ -3203,7 +3203,7 @@ static void dispatch_cmd(struct conn *c, const struct resp_cmd *cmd, const struc
         exec_local(c, d, argc, argv);
         return;
     case CMD_EXEC_KEY: {
-        bool known = pre != NULL && pre->have_h;
+        bool known = pre != NULL && pre->have_h && pre->d == d; /* (not a changed row) */
         uint64_t h = known ? pre->h : arg_hash(&argv[d->first_key]);
         uint32_t t = known ? pre->owner : owner(sh, h);
         if (t == sh->id) {

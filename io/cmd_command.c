@@ -546,6 +546,33 @@ static const char *bitfield_key_flags(size_t argc, const struct resp_arg *argv)
     return "RO access";
 }
 
+/* Where key spec ks finds its keys in argv (first to last by step). */
+enum spec_span {
+    SPAN_KEYS,
+    SPAN_NONE, /* a "not_key" spec (SPUBLISH's channel) */
+    SPAN_LOST, /* the arguments fit the spec not, or it is "incomplete" */
+};
+
+static enum spec_span spec_span(const struct cmd_docs_keyspec *ks, size_t argc,
+                                const struct resp_arg *argv, int *first, int *last, int *step)
+{
+    *first = 0;
+    *last = -1;
+    *step = 1;
+    if (words_has(ks->flags, "not_key", 7, false)) {
+        return SPAN_NONE;
+    }
+    if (ks->keynum) {
+        keyspec_keynum(ks, argc, argv, first, last, step);
+        return SPAN_KEYS;
+    }
+    if (!keyspec_range(ks, argc, first, last, step) ||
+        words_has(ks->flags, "incomplete", 10, false)) {
+        return SPAN_LOST;
+    }
+    return SPAN_KEYS;
+}
+
 /* Counts the keys (o == NULL) or replies them; -1 if the arguments fit no spec. */
 static int64_t getkeys_walk(struct resp_out *o, bool with_flags,
                             const struct cmd_docs_keyspec *specs, size_t nspecs, size_t argc,
@@ -554,17 +581,9 @@ static int64_t getkeys_walk(struct resp_out *o, bool with_flags,
     int64_t count = 0;
     for (size_t j = 0; j < nspecs; j++) {
         const struct cmd_docs_keyspec *ks = &specs[j];
-        int first = 0;
-        int last = -1;
-        int step = 1;
-        if (words_has(ks->flags, "not_key", 7, false)) {
-            continue;
-        }
-        if (ks->keynum) {
-            keyspec_keynum(ks, argc, argv, &first, &last, &step);
-        } else if (!keyspec_range(ks, argc, &first, &last, &step) ||
-                   words_has(ks->flags, "incomplete", 10, false)) {
-            return -1;
+        int first, last, step;
+        if (spec_span(ks, argc, argv, &first, &last, &step) == SPAN_LOST) {
+            return -1; /* (SPAN_NONE: first > last, nothing to walk) */
         }
         for (int i = first; i <= last; i += step) {
             count++;
@@ -606,16 +625,8 @@ void cmd_keys_each(const struct cmd_desc *d, size_t argc, const struct resp_arg 
     bool walked = r.m != NULL;
     for (size_t j = 0; r.m != NULL && j < r.m->nspecs; j++) {
         const struct cmd_docs_keyspec *ks = &r.m->specs[j];
-        int first = 0;
-        int last = -1;
-        int step = 1;
-        if (words_has(ks->flags, "not_key", 7, false)) {
-            continue;
-        }
-        if (ks->keynum) {
-            keyspec_keynum(ks, argc, argv, &first, &last, &step);
-        } else if (!keyspec_range(ks, argc, &first, &last, &step) ||
-                   words_has(ks->flags, "incomplete", 10, false)) {
+        int first, last, step;
+        if (spec_span(ks, argc, argv, &first, &last, &step) == SPAN_LOST) {
             walked = false;
             break;
         }

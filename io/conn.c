@@ -2993,9 +2993,8 @@ static bool acl_gate(struct conn *c, const struct cmd_desc *d, size_t argc,
     KV_ASSERT(u != NULL); /* (user_refresh closed the connection otherwise) */
     size_t pos;
     enum users_denied why = user_check(u, d, argc, argv, &pos);
-    if (KV_LIKELY(why == USERS_OK) || !cmd_sub_arity_ok(d, argc, argv)) {
-        return true; /* (a subcommand's arity error comes first, as in Redis: its handler
-                      * replies it) */
+    if (KV_LIKELY(why == USERS_OK)) {
+        return true;
     }
     char text[256];
     users_denied_text(why, d, argc, argv, pos, false, text, sizeof text);
@@ -3064,6 +3063,17 @@ static void dispatch_cmd(struct conn *c, const struct resp_cmd *cmd, const struc
             return;
         }
         early_error(c, "ERR wrong number of arguments for '%s' command", d->name);
+        early_count(c, d, true, cmd->argc, cmd->argv);
+        txn_flag(c);
+        finish_early(c);
+        return;
+    }
+    if (KV_UNLIKELY(d->flags & CMD_SUBCMDS) && !cmd_sub_arity_ok(d, cmd->argc, cmd->argv)) {
+        /* a subcommand's arity, also before the password and the ACL, as Redis checks the
+         * arity of the (sub)command it looked up */
+        char name[64];
+        cmd_full_name(d, cmd->argc, cmd->argv, name, sizeof name);
+        early_error(c, "ERR wrong number of arguments for '%s' command", name);
         early_count(c, d, true, cmd->argc, cmd->argv);
         txn_flag(c);
         finish_early(c);

@@ -900,7 +900,7 @@ static int call_common(lua_State *L, bool raise)
         d = cmd_lookup(argv[0].ptr, argv[0].len);
         if (d == NULL) {
             err = "Unknown Redis command called from script";
-        } else if (!cmd_arity_ok(d, (size_t)argc)) {
+        } else if (!cmd_arity_ok(d, (size_t)argc) || !cmd_sub_arity_ok(d, (size_t)argc, argv)) {
             err = "Wrong number of args calling Redis command from script";
         } else if (noscript(d, (size_t)argc, argv)) {
             err = "This Redis command is not allowed from script";

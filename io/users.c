@@ -136,8 +136,46 @@ static void sb_cat(struct sb *b, const char *s)
 
 struct keypat {
     struct str s;
-    unsigned flags; /* PERM_R | PERM_W */
+    unsigned flags; /* keys: PERM_R | PERM_W; channels: 0 */
 };
+
+/* A selector's key patterns, or its channel patterns: in the order given, each once. */
+struct patlist {
+    struct keypat *v;
+    uint32_t n;
+};
+
+static void pl_clear(struct patlist *l)
+{
+    for (uint32_t i = 0; i < l->n; i++) {
+        free(l->v[i].s.p);
+    }
+    l->n = 0;
+}
+
+static void pl_copy(struct patlist *dst, const struct patlist *src)
+{
+    dst->v = xalloc(src->n * sizeof *dst->v);
+    dst->n = src->n;
+    for (uint32_t i = 0; i < src->n; i++) {
+        dst->v[i].s.p = xdup(src->v[i].s.p, src->v[i].s.len);
+        dst->v[i].s.len = src->v[i].s.len;
+        dst->v[i].flags = src->v[i].flags;
+    }
+}
+
+/* Adds a pattern, or its flags to the same pattern given before (as Redis). */
+static void pl_add(struct patlist *l, const char *p, size_t n, unsigned flags)
+{
+    for (uint32_t i = 0; i < l->n; i++) {
+        if (l->v[i].s.len == n && memcmp(l->v[i].s.p, p, n) == 0) {
+            l->v[i].flags |= flags;
+            return;
+        }
+    }
+    l->v = xrealloc(l->v, (l->n + 1) * sizeof *l->v);
+    l->v[l->n++] = (struct keypat){.s = {xdup(p, n), n}, .flags = flags};
+}
 
 struct firstarg {
     uint16_t row;
@@ -148,10 +186,7 @@ struct sel {
     uint64_t cmds[ROW_WORDS]; /* allowed rows */
     bool future;              /* +@all: described as starting from +@all */
     bool allkeys, allchannels;
-    struct keypat *pats;
-    uint32_t npats;
-    struct str *chans;
-    uint32_t nchans;
+    struct patlist keys, chans;
     struct firstarg *fa;
     uint32_t nfa;
     char *rules; /* the command rules in order ("+@read -keys"), NUL-terminated */
@@ -271,14 +306,10 @@ static int row_of(const char *name, size_t n)
 
 static void sel_free(struct sel *s)
 {
-    for (uint32_t i = 0; i < s->npats; i++) {
-        free(s->pats[i].s.p);
-    }
-    free(s->pats);
-    for (uint32_t i = 0; i < s->nchans; i++) {
-        free(s->chans[i].p);
-    }
-    free(s->chans);
+    pl_clear(&s->keys);
+    free(s->keys.v);
+    pl_clear(&s->chans);
+    free(s->chans.v);
     for (uint32_t i = 0; i < s->nfa; i++) {
         free(s->fa[i].arg.p);
     }
@@ -297,17 +328,8 @@ static void sel_init(struct sel *s)
 static void sel_copy(struct sel *dst, const struct sel *src)
 {
     *dst = *src;
-    dst->pats = xalloc(src->npats * sizeof *dst->pats);
-    for (uint32_t i = 0; i < src->npats; i++) {
-        dst->pats[i].s.p = xdup(src->pats[i].s.p, src->pats[i].s.len);
-        dst->pats[i].s.len = src->pats[i].s.len;
-        dst->pats[i].flags = src->pats[i].flags;
-    }
-    dst->chans = xalloc(src->nchans * sizeof *dst->chans);
-    for (uint32_t i = 0; i < src->nchans; i++) {
-        dst->chans[i].p = xdup(src->chans[i].p, src->chans[i].len);
-        dst->chans[i].len = src->chans[i].len;
-    }
+    pl_copy(&dst->keys, &src->keys);
+    pl_copy(&dst->chans, &src->chans);
     dst->fa = xalloc(src->nfa * sizeof *dst->fa);
     for (uint32_t i = 0; i < src->nfa; i++) {
         dst->fa[i].row = src->fa[i].row;
@@ -543,29 +565,17 @@ static enum rule_err sel_rule(struct sel *s, const char *op, size_t n)
 {
     if ((n == 7 && strncasecmp(op, "allkeys", 7) == 0) || (n == 2 && memcmp(op, "~*", 2) == 0)) {
         s->allkeys = true;
-        for (uint32_t i = 0; i < s->npats; i++) {
-            free(s->pats[i].s.p);
-        }
-        s->npats = 0;
+        pl_clear(&s->keys);
     } else if (n == 9 && strncasecmp(op, "resetkeys", 9) == 0) {
         s->allkeys = false;
-        for (uint32_t i = 0; i < s->npats; i++) {
-            free(s->pats[i].s.p);
-        }
-        s->npats = 0;
+        pl_clear(&s->keys);
     } else if ((n == 11 && strncasecmp(op, "allchannels", 11) == 0) ||
                (n == 2 && memcmp(op, "&*", 2) == 0)) {
         s->allchannels = true;
-        for (uint32_t i = 0; i < s->nchans; i++) {
-            free(s->chans[i].p);
-        }
-        s->nchans = 0;
+        pl_clear(&s->chans);
     } else if (n == 13 && strncasecmp(op, "resetchannels", 13) == 0) {
         s->allchannels = false;
-        for (uint32_t i = 0; i < s->nchans; i++) {
-            free(s->chans[i].p);
-        }
-        s->nchans = 0;
+        pl_clear(&s->chans);
     } else if ((n == 11 && strncasecmp(op, "allcommands", 11) == 0)) {
         return sel_command_rule(s, "+@all", 5);
     } else if ((n == 10 && strncasecmp(op, "nocommands", 10) == 0)) {
@@ -602,17 +612,7 @@ static enum rule_err sel_rule(struct sel *s, const char *op, size_t n)
         if (flags == (PERM_R | PERM_W) && n - off == 1 && op[off] == '*') {
             return sel_rule(s, "allkeys", 7);
         }
-        for (uint32_t i = 0; i < s->npats; i++) {
-            if (s->pats[i].s.len == n - off && memcmp(s->pats[i].s.p, op + off, n - off) == 0) {
-                s->pats[i].flags |= flags;
-                return RULE_OK;
-            }
-        }
-        s->pats = xrealloc(s->pats, (s->npats + 1) * sizeof *s->pats);
-        s->pats[s->npats].s.p = xdup(op + off, n - off);
-        s->pats[s->npats].s.len = n - off;
-        s->pats[s->npats].flags = flags;
-        s->npats++;
+        pl_add(&s->keys, op + off, n - off, flags);
     } else if (n > 0 && op[0] == '&') {
         if (s->allchannels) {
             return RULE_EISDIR;
@@ -620,15 +620,7 @@ static enum rule_err sel_rule(struct sel *s, const char *op, size_t n)
         if (has_space(op + 1, n - 1)) {
             return RULE_EINVAL;
         }
-        for (uint32_t i = 0; i < s->nchans; i++) {
-            if (s->chans[i].len == n - 1 && memcmp(s->chans[i].p, op + 1, n - 1) == 0) {
-                return RULE_OK;
-            }
-        }
-        s->chans = xrealloc(s->chans, (s->nchans + 1) * sizeof *s->chans);
-        s->chans[s->nchans].p = xdup(op + 1, n - 1);
-        s->chans[s->nchans].len = n - 1;
-        s->nchans++;
+        pl_add(&s->chans, op + 1, n - 1, 0);
     } else if (n >= 1 && (op[0] == '+' || op[0] == '-')) {
         return sel_command_rule(s, op, n);
     } else {
@@ -762,34 +754,18 @@ static enum rule_err user_rule(struct user *u, const char *op, size_t n)
 
 /* ---- descriptions -------------------------------------------------------------------- */
 
-static void describe_keys(struct sb *b, const struct sel *s)
+/* "~*" / "&*" for all, else the patterns: "%R~a ~b" (keys) or "&c &d" (channels). */
+static void describe_pats(struct sb *b, const struct patlist *l, bool all, bool chans)
 {
-    if (s->allkeys) {
-        sb_cat(b, "~*");
+    if (all) {
+        sb_cat(b, chans ? "&*" : "~*");
         return;
     }
-    for (uint32_t i = 0; i < s->npats; i++) {
-        if (i > 0) {
-            sb_cat(b, " ");
-        }
-        unsigned f = s->pats[i].flags;
-        sb_cat(b, f == PERM_R ? "%R~" : f == PERM_W ? "%W~" : "~");
-        sb_catn(b, s->pats[i].s.p, s->pats[i].s.len);
-    }
-}
-
-static void describe_channels(struct sb *b, const struct sel *s)
-{
-    if (s->allchannels) {
-        sb_cat(b, "&*");
-        return;
-    }
-    for (uint32_t i = 0; i < s->nchans; i++) {
-        if (i > 0) {
-            sb_cat(b, " ");
-        }
-        sb_cat(b, "&");
-        sb_catn(b, s->chans[i].p, s->chans[i].len);
+    for (uint32_t i = 0; i < l->n; i++) {
+        unsigned f = l->v[i].flags;
+        sb_cat(b, i > 0 ? " " : "");
+        sb_cat(b, chans ? "&" : f == PERM_R ? "%R~" : f == PERM_W ? "%W~" : "~");
+        sb_catn(b, l->v[i].s.p, l->v[i].s.len);
     }
 }
 
@@ -806,7 +782,7 @@ static void describe_commands(struct sb *b, const struct sel *s)
 static void describe_sel(struct sb *b, const struct sel *s)
 {
     size_t before = b->len;
-    describe_keys(b, s);
+    describe_pats(b, &s->keys, s->allkeys, false);
     if (b->len > before) {
         sb_cat(b, " ");
     }
@@ -814,7 +790,7 @@ static void describe_sel(struct sb *b, const struct sel *s)
         sb_cat(b, "resetchannels ");
     }
     before = b->len;
-    describe_channels(b, s);
+    describe_pats(b, &s->chans, s->allchannels, true);
     if (b->len > before) {
         sb_cat(b, " ");
     }
@@ -877,13 +853,19 @@ static uint32_t nfree;
 static uint32_t *name_head, *name_next;
 static uint32_t nbuckets; /* a power of two, or 0 */
 
-static uint32_t name_bucket(const char *p, size_t n)
+/* A user name's hash (FNV-1a), for the registry's index and the ACL file's loader. */
+static uint64_t name_fnv(const char *p, size_t n)
 {
-    uint64_t h = 1469598103934665603ull; /* FNV-1a */
+    uint64_t h = 1469598103934665603ull;
     for (size_t i = 0; i < n; i++) {
         h = (h ^ (unsigned char)p[i]) * 1099511628211ull;
     }
-    return (uint32_t)(h ^ (h >> 32)) & (nbuckets - 1);
+    return h ^ (h >> 32);
+}
+
+static uint32_t name_bucket(const char *p, size_t n)
+{
+    return (uint32_t)name_fnv(p, n) & (nbuckets - 1);
 }
 
 static void index_add(uint32_t slot)
@@ -1178,8 +1160,8 @@ static void check_key(void *arg, size_t index, const char *flags)
     }
     unsigned need = key_need(flags);
     const struct resp_arg *k = &kw->argv[index];
-    for (uint32_t i = 0; i < kw->s->npats; i++) {
-        const struct keypat *p = &kw->s->pats[i];
+    for (uint32_t i = 0; i < kw->s->keys.n; i++) {
+        const struct keypat *p = &kw->s->keys.v[i];
         if ((p->flags & need) == need && kv_glob_match(p->s.p, p->s.len, k->ptr, k->len, false)) {
             return;
         }
@@ -1202,8 +1184,8 @@ bool user_may_hear(const struct user *u, const char *ch, size_t n, bool pattern)
 
 static bool channel_ok(const struct sel *s, const struct resp_arg *ch, bool pattern)
 {
-    for (uint32_t i = 0; i < s->nchans; i++) {
-        const struct str *p = &s->chans[i];
+    for (uint32_t i = 0; i < s->chans.n; i++) {
+        const struct str *p = &s->chans.v[i].s;
         if (pattern ? (p->len == ch->len && memcmp(p->p, ch->ptr, ch->len) == 0)
                     : kv_glob_match(p->p, p->len, ch->ptr, ch->len, false)) {
             return true;
@@ -1541,10 +1523,10 @@ static void reply_sel_parts(struct resp_out *o, const struct sel *s)
     describe_commands(&b, s);
     reply_sb(o, &b);
     reply_bulk_str(o, "keys");
-    describe_keys(&b, s);
+    describe_pats(&b, &s->keys, s->allkeys, false);
     reply_sb(o, &b);
     reply_bulk_str(o, "channels");
-    describe_channels(&b, s);
+    describe_pats(&b, &s->chans, s->allchannels, true);
     reply_sb(o, &b);
 }
 
@@ -1712,11 +1694,7 @@ struct seen {
 
 static size_t seen_slot(const struct seen *t, struct user *const *nu, const char *p, size_t n)
 {
-    uint64_t h = 1469598103934665603ull;
-    for (size_t i = 0; i < n; i++) {
-        h = (h ^ (unsigned char)p[i]) * 1099511628211ull;
-    }
-    size_t i = (size_t)h & (t->cap - 1);
+    size_t i = (size_t)name_fnv(p, n) & (t->cap - 1);
     while (t->v[i] != 0) {
         const struct user *u = nu[t->v[i] - 1];
         if (u->name_len == n && memcmp(u->name, p, n) == 0) {

@@ -101,6 +101,16 @@ def _reset_users(c):
 
 
 @pytest.fixture
+def c0(kvd):
+    """A client of the module's kvd, with no users but default before and after."""
+    c = kvd.client()
+    _reset_users(c)
+    yield c
+    _reset_users(c)
+    c.close()
+
+
+@pytest.fixture
 def upair(pair):
     """The pair, with no users but default before and after."""
     _reset_users(pair.k)
@@ -205,25 +215,19 @@ def test_getuser_list_users_match_redis(upair, proto):
     _same(k, r, "ACL", "GETUSER", "user5")
 
 
-def test_commands_keep_the_rules_in_order(kvd):
-    c = kvd.client()
-    try:
-        _reset_users(c)
-        cases = [
-            (["+@string", "-set", "+config|get", "+select|0"],
-             b"-@all +@string -set +config|get +select|0"),
-            (["+@all", "-get", "+get"], b"+@all +get"),
-            (["-@all", "+config|get", "+config|set", "-config"], b"-@all -config"),
-            (["-@all", "+@READ", "-@read"], b"-@all -@read"),
-            (["-@all", "+GET", "+client", "-client|kill"], b"-@all +get +client -client|kill"),
-        ]
-        for i, (rules, want) in enumerate(cases):
-            assert c.cmd("ACL", "SETUSER", "w%d" % i, *rules) == St("OK")
-            d = c.cmd("ACL", "GETUSER", "w%d" % i)
-            assert dict(zip(d[::2], d[1::2]))[b"commands"] == want, rules
-    finally:
-        _reset_users(c)
-        c.close()
+def test_commands_keep_the_rules_in_order(c0):
+    cases = [
+        (["+@string", "-set", "+config|get", "+select|0"],
+         b"-@all +@string -set +config|get +select|0"),
+        (["+@all", "-get", "+get"], b"+@all +get"),
+        (["-@all", "+config|get", "+config|set", "-config"], b"-@all -config"),
+        (["-@all", "+@READ", "-@read"], b"-@all -@read"),
+        (["-@all", "+GET", "+client", "-client|kill"], b"-@all +get +client -client|kill"),
+    ]
+    for i, (rules, want) in enumerate(cases):
+        assert c0.cmd("ACL", "SETUSER", "w%d" % i, *rules) == St("OK")
+        d = c0.cmd("ACL", "GETUSER", "w%d" % i)
+        assert dict(zip(d[::2], d[1::2]))[b"commands"] == want, rules
 
 
 PERMISSION_RULES = ["on", ">pw", "%R~r*", "%W~w*", "~a*", "&news*", "-@all", "+get", "+set",
@@ -317,6 +321,7 @@ def test_config_set_requirepass_matches_redis(upair):
         _same(k0, r0, "ACL", "LIST")
         k, r = upair.kvd.client(), upair.redis.client()
         _same(k, r, "GET", "x")
+        _same(k, r, "CONFIG", "GET")  # a subcommand's arity comes before NOAUTH
         _same(k, r, "AUTH", "pw2")
         _same(k, r, "AUTH", "pw1")
         _same(k, r, "GET", "x")
@@ -369,6 +374,7 @@ def test_scripts_check_the_callers_user_as_redis(upair):
             ("return redis.acl_check_cmd('nosuch','zz')", ()),
             ("return redis.acl_check_cmd()", ()),
             ("return {pcall(redis.acl_check_cmd)}", ()),
+            ("return redis.pcall('config','get')", ()),
             ("return redis.call('get',KEYS[1])", ("k5",)),
             ("return redis.call('get',KEYS[1])", ("q5",))]:
         _same(k, r, "EVAL", script, str(len(keys)), *keys)
@@ -376,133 +382,109 @@ def test_scripts_check_the_callers_user_as_redis(upair):
     assert any(e[b"context"] == b"lua" for e in _log(k0))
 
 
-def test_scripts_on_every_thread_check_the_user(kvd, groups):
+def test_scripts_on_every_thread_check_the_user(kvd, c0, groups):
     """A script runs on its keys' thread (forwarded there): it still checks the caller's
     user, as does a cross-thread script."""
-    c0 = kvd.client()
-    try:
-        _reset_users(c0)
-        a, b = groups
-        c0.ok("ACL", "SETUSER", "st", "on", ">x", "-@all", "+eval", "+get", "~*")
-        clients = [kvd.client() for _ in range(6)]  # on both threads
-        for c in clients:
-            c.ok("AUTH", "st", "x")
-            for key in (a[0], b[0]):  # the script runs on the key's thread
-                assert c.cmd("EVAL", "return redis.call('get',KEYS[1])", "1", key) is None
-                r = c.cmd("EVAL", "return redis.call('set',KEYS[1],'v')", "1", key)
-                assert isinstance(r, Err) and "can't run this command" in r.s, r
-            r = c.cmd("EVAL", "redis.call('get',KEYS[1]) return redis.call('set',KEYS[2],'v')",
-                      "2", a[0], b[1])  # across threads
+    a, b = groups
+    c0.ok("ACL", "SETUSER", "st", "on", ">x", "-@all", "+eval", "+get", "~*")
+    clients = [kvd.client() for _ in range(6)]  # on both threads
+    for c in clients:
+        c.ok("AUTH", "st", "x")
+        for key in (a[0], b[0]):  # the script runs on the key's thread
+            assert c.cmd("EVAL", "return redis.call('get',KEYS[1])", "1", key) is None
+            r = c.cmd("EVAL", "return redis.call('set',KEYS[1],'v')", "1", key)
             assert isinstance(r, Err) and "can't run this command" in r.s, r
-            assert c.cmd("EVAL", "return redis.acl_check_cmd('set',KEYS[1],'v')", "1",
-                         b[2]) is None
-        assert c0.cmd("GET", a[0]) is None and c0.cmd("GET", b[1]) is None
-        for e in c0.cmd("ACL", "LOG", "100"):  # the client named on every thread
-            d = dict(zip(e[::2], e[1::2]))
-            assert d[b"context"] == b"lua" and d[b"username"] == b"st", d
-            assert b" cmd=eval " in d[b"client-info"] + b" ", d
-        for c in clients:
-            c.close()
-    finally:
-        _reset_users(c0)
-        c0.close()
-
-
-def test_a_change_reaches_connected_clients_on_every_thread(kvd):
-    c0 = kvd.client()
-    try:
-        _reset_users(c0)
-        c0.ok("ACL", "SETUSER", "live", "on", ">x", "+@all", "~*")
-        clients = [kvd.client() for _ in range(8)]  # on both threads
-        for c in clients:
-            c.ok("AUTH", "live", "x")
-            assert c.cmd("SET", "k", "v") == St("OK")
-        c0.ok("ACL", "SETUSER", "live", "-set")
-        for c in clients:
-            assert c.cmd("SET", "k", "v") == Err(
-                "NOPERM this user has no permissions to run the 'set' command")
-            assert c.cmd("GET", "k") == b"v"
-        c0.ok("ACL", "SETUSER", "live", "+set", "resetkeys", "~j*")
-        for c in clients:
-            assert c.cmd("SET", "j1", "v") == St("OK")
-            assert c.cmd("SET", "k", "v") == Err(
-                "NOPERM this user has no permissions to access one of the keys used as "
-                "arguments")
-        # the default user restricted too: its clients follow, new ones start restricted
-        c0.ok("ACL", "SETUSER", "default", "-flushall")
-        c1 = kvd.client()
-        assert isinstance(c1.cmd("FLUSHALL"), Err)
-        c0.ok("ACL", "SETUSER", "default", "+flushall")
-        assert c1.cmd("PING") == St("PONG")
-        for c in clients + [c1]:
-            c.close()
-    finally:
-        _reset_users(c0)
-        c0.close()
-
-
-def test_deluser_closes_its_clients_idle_or_not(kvd):
-    c0 = kvd.client()
-    try:
-        _reset_users(c0)
-        c0.ok("ACL", "SETUSER", "gone", "on", ">x", "+@all", "~*")
-        c0.ok("ACL", "SETUSER", "stays", "on", ">x", "+@all", "~*")
-        gone = [kvd.client() for _ in range(6)]
-        stays = [kvd.client() for _ in range(4)]
-        for c in gone:
-            c.ok("AUTH", "gone", "x")
-        for c in stays:
-            c.ok("AUTH", "stays", "x")
-        assert c0.cmd("ACL", "DELUSER", "gone") == 1
-        for c in gone:  # idle: closed by their thread's timer
-            assert c.closed_within(5)
-        for c in stays:
-            assert c.cmd("PING") == St("PONG")
-        # recreated under the same name: a new user, the old clients stay gone
-        c0.ok("ACL", "SETUSER", "gone", "on", ">x", "+@all", "~*")
-        c = kvd.client()
-        c.ok("AUTH", "gone", "x")
-        busy = kvd.client()
-        busy.ok("AUTH", "gone", "x")
-        assert c0.cmd("ACL", "DELUSER", "gone") == 1
-        busy.send(encode("PING"))
-        assert busy.closed_within(5)
-        assert c.closed_within(5)
-        # deleting one's own user: the reply, then the close
-        c0.ok("ACL", "SETUSER", "self", "on", ">x", "+@all", "~*")
-        me = kvd.client()
-        me.ok("AUTH", "self", "x")
-        assert me.cmd("ACL", "DELUSER", "self") == 1
-        assert me.closed_within(5)
-        for c in stays:
-            c.close()
-    finally:
-        _reset_users(c0)
-        c0.close()
-
-
-def test_pipelined_commands_are_checked_one_by_one(kvd):
-    c0 = kvd.client()
-    try:
-        _reset_users(c0)
-        c0.ok("ACL", "SETUSER", "pp", "on", ">x", "-@all", "+get", "+set", "~ok*")
-        c = kvd.client()
-        c.ok("AUTH", "pp", "x")
-        cmds = []
-        for i in range(400):
-            key = ("ok%d" if i % 3 else "no%d") % i
-            cmds.append(("SET", key, str(i)) if i % 2 else ("GET", key))
-        replies = c.pipeline(cmds)
-        for i, (cmd, rep) in enumerate(zip(cmds, replies)):
-            if i % 3 == 0:
-                assert rep == Err("NOPERM this user has no permissions to access one of the "
-                                  "keys used as arguments"), (i, rep)
-            else:
-                assert rep in (None, St("OK")), (i, rep)
+        r = c.cmd("EVAL", "redis.call('get',KEYS[1]) return redis.call('set',KEYS[2],'v')",
+                  "2", a[0], b[1])  # across threads
+        assert isinstance(r, Err) and "can't run this command" in r.s, r
+        assert c.cmd("EVAL", "return redis.acl_check_cmd('set',KEYS[1],'v')", "1",
+                     b[2]) is None
+    assert c0.cmd("GET", a[0]) is None and c0.cmd("GET", b[1]) is None
+    for e in c0.cmd("ACL", "LOG", "100"):  # the client named on every thread
+        d = dict(zip(e[::2], e[1::2]))
+        assert d[b"context"] == b"lua" and d[b"username"] == b"st", d
+        assert b" cmd=eval " in d[b"client-info"] + b" ", d
+    for c in clients:
         c.close()
-    finally:
-        _reset_users(c0)
-        c0.close()
+
+
+def test_a_change_reaches_connected_clients_on_every_thread(kvd, c0):
+    c0.ok("ACL", "SETUSER", "live", "on", ">x", "+@all", "~*")
+    clients = [kvd.client() for _ in range(8)]  # on both threads
+    for c in clients:
+        c.ok("AUTH", "live", "x")
+        assert c.cmd("SET", "k", "v") == St("OK")
+    c0.ok("ACL", "SETUSER", "live", "-set")
+    for c in clients:
+        assert c.cmd("SET", "k", "v") == Err(
+            "NOPERM this user has no permissions to run the 'set' command")
+        assert c.cmd("GET", "k") == b"v"
+    c0.ok("ACL", "SETUSER", "live", "+set", "resetkeys", "~j*")
+    for c in clients:
+        assert c.cmd("SET", "j1", "v") == St("OK")
+        assert c.cmd("SET", "k", "v") == Err(
+            "NOPERM this user has no permissions to access one of the keys used as "
+            "arguments")
+    # the default user restricted too: its clients follow, new ones start restricted
+    c0.ok("ACL", "SETUSER", "default", "-flushall")
+    c1 = kvd.client()
+    assert isinstance(c1.cmd("FLUSHALL"), Err)
+    c0.ok("ACL", "SETUSER", "default", "+flushall")
+    assert c1.cmd("PING") == St("PONG")
+    for c in clients + [c1]:
+        c.close()
+
+
+def test_deluser_closes_its_clients_idle_or_not(kvd, c0):
+    c0.ok("ACL", "SETUSER", "gone", "on", ">x", "+@all", "~*")
+    c0.ok("ACL", "SETUSER", "stays", "on", ">x", "+@all", "~*")
+    gone = [kvd.client() for _ in range(6)]
+    stays = [kvd.client() for _ in range(4)]
+    for c in gone:
+        c.ok("AUTH", "gone", "x")
+    for c in stays:
+        c.ok("AUTH", "stays", "x")
+    assert c0.cmd("ACL", "DELUSER", "gone") == 1
+    for c in gone:  # idle: closed by their thread's timer
+        assert c.closed_within(5)
+    for c in stays:
+        assert c.cmd("PING") == St("PONG")
+    # recreated under the same name: a new user, the old clients stay gone
+    c0.ok("ACL", "SETUSER", "gone", "on", ">x", "+@all", "~*")
+    c = kvd.client()
+    c.ok("AUTH", "gone", "x")
+    busy = kvd.client()
+    busy.ok("AUTH", "gone", "x")
+    assert c0.cmd("ACL", "DELUSER", "gone") == 1
+    busy.send(encode("PING"))
+    assert busy.closed_within(5)
+    assert c.closed_within(5)
+    # deleting one's own user: the reply, then the close
+    c0.ok("ACL", "SETUSER", "self", "on", ">x", "+@all", "~*")
+    me = kvd.client()
+    me.ok("AUTH", "self", "x")
+    assert me.cmd("ACL", "DELUSER", "self") == 1
+    assert me.closed_within(5)
+    for c in stays:
+        c.close()
+
+
+def test_pipelined_commands_are_checked_one_by_one(kvd, c0):
+    c0.ok("ACL", "SETUSER", "pp", "on", ">x", "-@all", "+get", "+set", "~ok*")
+    c = kvd.client()
+    c.ok("AUTH", "pp", "x")
+    cmds = []
+    for i in range(400):
+        key = ("ok%d" if i % 3 else "no%d") % i
+        cmds.append(("SET", key, str(i)) if i % 2 else ("GET", key))
+    replies = c.pipeline(cmds)
+    for i, (cmd, rep) in enumerate(zip(cmds, replies)):
+        if i % 3 == 0:
+            assert rep == Err("NOPERM this user has no permissions to access one of the "
+                              "keys used as arguments"), (i, rep)
+        else:
+            assert rep in (None, St("OK")), (i, rep)
+    c.close()
 
 
 def test_aclfile_load_save_and_errors(kvd_factory, tmp_path):
@@ -579,29 +561,23 @@ def test_exec_checks_again_as_redis(upair):
     assert _log(k0) == _log(r0)
 
 
-def test_exec_across_threads_checks_again(kvd, groups):
+def test_exec_across_threads_checks_again(kvd, c0, groups):
     a, b = groups
-    c0 = kvd.client()
-    try:
-        _reset_users(c0)
-        c0.ok("ACL", "SETUSER", "tx2", "on", ">x", "+@all", "~*")
-        c = kvd.client()
-        c.ok("AUTH", "tx2", "x")
-        c.ok("MULTI")
-        for key in (a[0], b[0], a[1], b[1]):
-            assert c.cmd("SET", key, "v") == St("QUEUED")
-        c0.ok("ACL", "SETUSER", "tx2", "resetkeys", "~" + a[0], "~" + b[0])
-        r = c.cmd("EXEC")
-        assert r[:2] == [St("OK"), St("OK")], r
-        for e in r[2:]:
-            assert isinstance(e, Err) and e.s.startswith(
-                "NOPERM ACLs rules changed between the moment the transaction was "
-                "accumulated and the EXEC call."), e
-        assert c0.cmd("EXISTS", a[1], b[1]) == 0
-        c.close()
-    finally:
-        _reset_users(c0)
-        c0.close()
+    c0.ok("ACL", "SETUSER", "tx2", "on", ">x", "+@all", "~*")
+    c = kvd.client()
+    c.ok("AUTH", "tx2", "x")
+    c.ok("MULTI")
+    for key in (a[0], b[0], a[1], b[1]):
+        assert c.cmd("SET", key, "v") == St("QUEUED")
+    c0.ok("ACL", "SETUSER", "tx2", "resetkeys", "~" + a[0], "~" + b[0])
+    r = c.cmd("EXEC")
+    assert r[:2] == [St("OK"), St("OK")], r
+    for e in r[2:]:
+        assert isinstance(e, Err) and e.s.startswith(
+            "NOPERM ACLs rules changed between the moment the transaction was "
+            "accumulated and the EXEC call."), e
+    assert c0.cmd("EXISTS", a[1], b[1]) == 0
+    c.close()
 
 
 def test_subscribers_of_revoked_channels_are_closed_as_redis(upair):

@@ -208,15 +208,20 @@ Test(kv_config, set_validates_with_redis_reasons)
     cr_assert_str_eq(c_name, "kv");
 }
 
+/* Writes text into a new temporary file whose name goes to path (a mkstemp template). */
+static void temp_file(char *path, const char *text)
+{
+    int fd = mkstemp(path);
+    cr_assert(fd >= 0);
+    cr_assert_eq(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+    close(fd);
+}
+
 Test(kv_config, file_then_flags_override)
 {
     conf_reset();
     char path[] = "/tmp/kvconf-XXXXXX";
-    int fd = mkstemp(path);
-    cr_assert(fd >= 0);
-    const char *text = "# comment\n\nport 7000\nmaxmemory 2mb\nname \"a \\\"b\\\"\"\n";
-    cr_assert_eq(write(fd, text, strlen(text)), (ssize_t)strlen(text));
-    close(fd);
+    temp_file(path, "# comment\n\nport 7000\nmaxmemory 2mb\nname \"a \\\"b\\\"\"\n");
     char err[256];
     cr_assert_eq(kv_conf_load_file(c_items, N_ITEMS, path, err, sizeof err), 0, "%s", err);
     cr_assert_eq(KV_CONF_GET(c_port), 7000);
@@ -247,11 +252,7 @@ Test(kv_config, other_directives_go_to_the_handler)
 {
     conf_reset();
     char path[] = "/tmp/kvconf-XXXXXX";
-    int fd = mkstemp(path);
-    cr_assert(fd >= 0);
-    const char *text = "port 7000\nuser a on >x\r\nuser b  off\n";
-    cr_assert_eq(write(fd, text, strlen(text)), (ssize_t)strlen(text));
-    close(fd);
+    temp_file(path, "port 7000\nuser a on >x\r\nuser b  off\n");
     char err[256];
     int seen = 0;
     cr_assert_eq(kv_conf_load_file_ex(c_items, N_ITEMS, path, other_lines, &seen, err, sizeof err),
@@ -261,7 +262,7 @@ Test(kv_config, other_directives_go_to_the_handler)
     /* without a handler they are errors; a handler's refusal names the line */
     cr_assert_eq(kv_conf_load_file(c_items, N_ITEMS, path, err, sizeof err), KV_EINVAL);
     cr_assert(strstr(err, ":2: bad directive") != NULL, "%s", err);
-    fd = open(path, O_WRONLY | O_TRUNC);
+    int fd = open(path, O_WRONLY | O_TRUNC);
     cr_assert_eq(write(fd, "bogus 1\n", 8), 8);
     close(fd);
     cr_assert_eq(kv_conf_load_file_ex(c_items, N_ITEMS, path, other_lines, &seen, err, sizeof err),
@@ -274,10 +275,7 @@ Test(kv_config, bad_file_and_args)
 {
     conf_reset();
     char path[] = "/tmp/kvconf-XXXXXX";
-    int fd = mkstemp(path);
-    const char *text = "port 7000\nbogus 1\n";
-    cr_assert_eq(write(fd, text, strlen(text)), (ssize_t)strlen(text));
-    close(fd);
+    temp_file(path, "port 7000\nbogus 1\n");
     char err[256];
     cr_assert_eq(kv_conf_load_file(c_items, N_ITEMS, path, err, sizeof err), KV_EINVAL);
     cr_assert(strstr(err, ":2: bad directive") != NULL, "%s", err);

@@ -1177,7 +1177,7 @@ static struct run_res run(struct shard *sh, struct conn *c, const struct cmd_des
         .track = (uint32_t)(trk + 1),
     };
     uint64_t errors = reply_errors();
-    uint64_t t0 = sh->clock_ns;
+    uint64_t t0 = shard_cmd_clock(sh);
     d->fn(&x);
     if (KV_UNLIKELY(trk >= 0) && (d->flags & CMD_READONLY)) {
         track_remember(sh, (uint32_t)trk, caller_id, d, argc, argv);
@@ -2210,7 +2210,7 @@ static void txn_serve_one(struct shard *sh, struct txn_slot *ts)
     KV_ASSERT(ts->op == TXO_RUN);
     uint64_t before = sh->wal != NULL ? wal_appended(sh->wal) : 0;
     resp_out_set_proto(sh->scratch, ts->proto);
-    sh->clock_ns = kv_clock_mono_ns();
+    shard_clock_stale(sh);
     int64_t sum = 0;
     struct run_res r = run(sh, NULL, ts->desc, ts->argc, ts->argv, sh->scratch, &sum, ts->caller_id,
                            ts->user, ts->db, ts->track);
@@ -2253,7 +2253,7 @@ void conn_txn_serve(struct shard *sh, const struct xmsg *m)
         atomic_store_explicit(&ts->state, cur, memory_order_release);
     }
     atomic_store_explicit(&ts->state, TXS_IDLE, memory_order_release);
-    sh->clock_ns = kv_clock_mono_ns(); /* the time parked is not the next command's */
+    shard_clock_stale(sh); /* the time parked is not the next command's */
 }
 
 /* The coordinator's state while it runs a cross-shard transaction. */
@@ -2357,7 +2357,7 @@ static void txn_run_split(struct txn_x *tx, const struct cmd_desc *d, size_t arg
     KV_ASSERT(g != NULL && part != NULL);
     g->nkeys = (uint32_t)nkeys;
     int64_t sum = 0;
-    uint64_t t0 = sh->clock_ns;
+    uint64_t t0 = shard_cmd_clock(sh);
     for (uint32_t o = 0; o < sh->srv->nthreads; o++) {
         size_t n = 0;
         part[n++] = argv[0];
@@ -2696,7 +2696,7 @@ static bool txn_exec_cross(struct conn *c)
     STAT_ADD(sh->stats.txn_cross, 1);
     /* run */
     struct txn_x tx = {.c = c, .db = c->db};
-    uint64_t t0 = sh->clock_ns;
+    uint64_t t0 = shard_cmd_clock(sh);
     uint64_t wal_before = sh->wal != NULL ? wal_appended(sh->wal) : 0;
     resp_out_set_proto(sh->scratch, c->resp);
     if (!t->bare && !txn_watch_clean(&tx)) {
@@ -2911,7 +2911,7 @@ static bool release_held(struct conn *c)
             held = true;
             break;
         }
-        c->sh->clock_ns = kv_clock_mono_ns();
+        shard_clock_stale(c->sh);
         c->releasing = true;
         dispatch(c, &cmd);
         c->releasing = false;

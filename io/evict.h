@@ -71,7 +71,8 @@ bool evict_gate(struct shard *sh, bool denyoom);
 
 /* At the end of a loop turn that ran commands (budget 0: one call's keys) and at the
  * shard's timer (EVICT_TIMER_BUDGET_NS): evicts this shard's share of any excess. True if
- * it evicted something (the caller publishes its memory again). */
+ * it evicted something (the caller publishes its memory again); then the time it took is
+ * a LATENCY "eviction-cycle" sample. */
 bool evict_step(struct shard *sh, uint64_t budget_ns);
 
 /* True if a command that may add memory would be refused now, without evicting: over

@@ -1782,7 +1782,7 @@ static void vm_call(struct script_vm *vm, struct cmd_ctx *x, int nargs, const ch
     vm->kill_gen = atomic_load(&kill_gen[vm->fn]);
     vm->run_name = name;
     vm->resp = 2;
-    vm->start_ns = x->sh->clock_ns;
+    vm->start_ns = shard_cmd_clock(x->sh);
     atomic_fetch_add(&scripts_running[vm->fn], 1);
     int rc = lua_pcall(L, nargs, 1, base + 1);
     undoom(L, vm);

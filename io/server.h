@@ -19,6 +19,7 @@
 #define KVD_SERVER_H
 
 #include "idmap.h"
+#include "kv_clock.h"
 #include "latency.h"
 #include "reply.h"
 #include "users.h"
@@ -346,10 +347,12 @@ struct shard {
     struct shard_stats stats;
     uint64_t loop_turns;
     int64_t now_ms; /* wall clock, read once per loop turn */
-    /* Monotonic ns: read before each completion, each stage of the loop turn that can
-     * run commands, and when each command ends, so that a command's duration
-     * (commandstats, SLOWLOG) costs one clock read, not two. It includes the parsing
-     * of that command since the previous one ended. */
+    /* Monotonic ns: the start of the next command. Read when a command ends, so that
+     * the next one of a pipelined batch costs one clock read, not two (its time then
+     * includes its parsing); 0 (shard_clock_stale) after anything that is not a
+     * command's own work (a completion, a stage of the loop turn), and then read by
+     * the command's start (shard_cmd_clock): no clock read for completions that run no
+     * command, such as sends. */
     uint64_t clock_ns;
 };
 
@@ -409,6 +412,21 @@ struct tbl *shard_table(struct shard *sh, uint32_t db, uint64_t h);
  * at its first use (an empty table is one segment, 8 KiB), shard_part_peek returns NULL
  * until then (walks over every table skip those). Shard thread only. */
 struct tbl *shard_part_table(struct shard *sh, uint32_t slot, uint32_t db);
+/* The time spent since now is not the next command's: its start reads the clock. */
+static inline void shard_clock_stale(struct shard *sh)
+{
+    sh->clock_ns = 0;
+}
+
+/* A command starts: its start time (a clock read if the last one is stale). */
+static inline uint64_t shard_cmd_clock(struct shard *sh)
+{
+    if (sh->clock_ns == 0) {
+        sh->clock_ns = kv_clock_mono_ns();
+    }
+    return sh->clock_ns;
+}
+
 static inline struct tbl *shard_part_peek(const struct shard *sh, uint32_t slot, uint32_t db)
 {
     return sh->tables[(size_t)slot * sh->ndb + db];

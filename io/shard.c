@@ -398,7 +398,7 @@ static unsigned replay_deferred(struct shard *sh, const struct conn *keep)
     for (uint32_t i = 0; i < n; i++) {
         struct io_uring_cqe cqe = {
             .user_data = d[i].user_data, .res = d[i].res, .flags = d[i].flags};
-        sh->clock_ns = kv_clock_mono_ns();
+        shard_clock_stale(sh);
         dispatch(sh, &cqe);
     }
     return n;
@@ -451,7 +451,7 @@ void shard_busy_turn(struct shard *sh, struct conn *self)
     sh->scratch = sh->busy_scratch;
     struct io_uring_cqe cqe;
     for (unsigned n = 0; n < SHARD_BUSY_CQES && next_cqe(sh, &cqe); n++) {
-        sh->clock_ns = kv_clock_mono_ns();
+        shard_clock_stale(sh);
         dispatch(sh, &cqe);
     }
     busy_drain(sh);
@@ -635,7 +635,6 @@ static void cron(struct shard *sh, int64_t now_ms)
     latency_add("expire-cycle", (t1 - t0) / 1000000); /* LATENCY, as Redis's event */
     publish_stats(sh);
     if (evict_step(sh, EVICT_TIMER_BUDGET_NS)) { /* a shard without commands sheds here */
-        latency_add("eviction-cycle", (kv_clock_mono_ns() - t1) / 1000000);
         publish_stats(sh);
     }
     conn_cron(sh, now_ms);
@@ -704,13 +703,13 @@ static void loop(struct shard *sh)
             seen += replay_deferred(sh, NULL);
         }
         while (next_cqe(sh, &cqe)) {
-            /* a command's time starts here at the latest (see clock_ns): what the
-             * completions before it cost (accepts, WAL writes, ...) is not its own */
-            sh->clock_ns = kv_clock_mono_ns();
+            /* a command's time starts after this at the latest (see clock_ns): what
+             * the completions before it cost (accepts, WAL writes, ...) is not its own */
+            shard_clock_stale(sh);
             dispatch(sh, &cqe);
             seen++;
         }
-        sh->clock_ns = kv_clock_mono_ns();
+        shard_clock_stale(sh);
         drain_queues(sh);
         uint64_t ran = STAT_GET(sh->stats.commands) + STAT_GET(sh->stats.executed_remote);
         if (ran != published_at) {
@@ -718,13 +717,11 @@ static void loop(struct shard *sh)
              * over maxmemory this shard sheds its share of what they added. */
             published_at = ran;
             publish_stats(sh);
-            uint64_t t0 = kv_clock_mono_ns();
             if (evict_step(sh, 0)) {
-                latency_add("eviction-cycle", (kv_clock_mono_ns() - t0) / 1000000);
                 publish_stats(sh);
             }
         }
-        sh->clock_ns = kv_clock_mono_ns();
+        shard_clock_stale(sh);
         conn_retry_blocked(sh);
         if (sh->paused != NULL) {
             conn_retry_paused(sh);
@@ -763,7 +760,7 @@ static void loop(struct shard *sh)
             break;
         }
         if (sh->wal != NULL) {
-            sh->clock_ns = kv_clock_mono_ns(); /* commands resumed by SAVE's end */
+            shard_clock_stale(sh); /* commands resumed by SAVE's end */
             durability_turn(sh);
         }
         track_turn(sh);

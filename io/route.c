@@ -28,24 +28,22 @@ struct route_table *route_create_uniform(uint32_t threads, uint32_t parts_per_th
         t->parts[i].slot = (uint16_t)(i / threads);
     }
     KV_ASSERT(t->parts[0].lo == 0);
+    route_index(t);
     return t;
 }
 
-const struct route_part *route_lookup(const struct route_table *t, uint64_t hash)
+void route_index(struct route_table *t)
 {
-    KV_DASSERT(t->count >= 1 && t->parts[0].lo == 0);
-    /* Find the last part with lo <= hash. */
-    uint32_t lo = 0;
-    uint32_t hi = t->count;
-    while (hi - lo > 1) {
-        uint32_t mid = lo + (hi - lo) / 2;
-        if (t->parts[mid].lo <= hash) {
-            lo = mid;
-        } else {
-            hi = mid;
+    KV_ASSERT(t->count >= 1 && t->parts[0].lo == 0);
+    uint32_t i = 0;
+    for (uint32_t b = 0; b < ROUTE_INDEX_SLOTS; b++) {
+        uint64_t bound = (uint64_t)b << (64 - ROUTE_INDEX_BITS);
+        while (i + 1 < t->count && t->parts[i + 1].lo <= bound) {
+            KV_ASSERT(t->parts[i + 1].lo > t->parts[i].lo);
+            i++;
         }
+        t->index[b] = i;
     }
-    return &t->parts[lo];
 }
 
 uint64_t route_part_hi(const struct route_table *t, uint32_t i)

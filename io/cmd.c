@@ -442,6 +442,7 @@ static const char *const sub_rows[] = {
     "pubsub|numsub",
     "pubsub|shardchannels",
     "pubsub|shardnumsub",
+    "script|debug",
     "script|exists",
     "script|flush",
     "script|help",
@@ -511,6 +512,11 @@ bool cmd_sub_arity_ok(const struct cmd_desc *d, size_t argc, const struct resp_a
         return true;
     }
     return sub->arity > 0 ? argc == (size_t)sub->arity : argc >= (size_t)-sub->arity;
+}
+
+bool cmd_sub_known(const struct cmd_desc *d, size_t argc, const struct resp_arg *argv)
+{
+    return !(d->flags & CMD_SUBCMDS) || argc < 2 || cmd_stat_row(d, argc, argv) != CMD_ROW_NONE;
 }
 
 bool cmd_arg_secret(const struct cmd_desc *d, size_t argc, const struct resp_arg *argv, size_t i)

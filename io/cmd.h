@@ -166,6 +166,12 @@ bool cmd_arity_ok(const struct cmd_desc *d, size_t argc);
  * argc satisfies that subcommand's arity (Redis 7's table); true otherwise. */
 bool cmd_sub_arity_ok(const struct cmd_desc *d, size_t argc, const struct resp_arg *argv);
 
+/* False for a container (CONFIG, CLIENT, ...) whose argv[1] names no subcommand kvd
+ * has (its statistics rows: Redis 7.0's, and CLIENT SETINFO / NO-TOUCH of 7.2): Redis's
+ * lookup finds no command then ("unknown subcommand", before the arity, the password
+ * and the ACL; "Unknown Redis command" in scripts). */
+bool cmd_sub_known(const struct cmd_desc *d, size_t argc, const struct resp_arg *argv);
+
 /* The hash table holding key hash h in the selected database (x->db), on the executing
  * shard. Handlers that touch another database (MOVE, COPY ... DB) set x->db around the
  * calls that concern it, cmd_log_* included. */

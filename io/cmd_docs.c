@@ -976,12 +976,28 @@ static const struct cmd_docs config_subs[] = {
      .nhistory = DOCS_LEN(config_get_history),
      .args = config_get_args,
      .nargs = DOCS_LEN(config_get_args)},
+    {.name = "config|help",
+     .arity = 2,
+     .flags = "loading stale",
+     .acl = "@slow",
+     .summary = "Show helpful text about the different subcommands",
+     .since = "5.0.0",
+     .group = "server",
+     .complexity = "O(1)"},
     {.name = "config|resetstat",
      .arity = 2,
      .flags = "admin noscript loading stale",
      .acl = "@admin @slow @dangerous",
      .summary = "Reset the stats returned by INFO",
      .since = "2.0.0",
+     .group = "server",
+     .complexity = "O(1)"},
+    {.name = "config|rewrite",
+     .arity = 2,
+     .flags = "admin noscript loading stale",
+     .acl = "@admin @slow @dangerous",
+     .summary = "Rewrite the configuration file with the in memory configuration",
+     .since = "2.8.0",
      .group = "server",
      .complexity = "O(1)"},
     {.name = "config|set",
@@ -2193,6 +2209,20 @@ static const struct cmd_docs_arg scan_args[] = {
      .flags = "optional"},
 };
 
+static const struct cmd_docs_arg script_debug_args_0[] = {
+    {.name = "yes", .type = "pure-token", .key_spec_index = -1, .token = "YES"},
+    {.name = "sync", .type = "pure-token", .key_spec_index = -1, .token = "SYNC"},
+    {.name = "no", .type = "pure-token", .key_spec_index = -1, .token = "NO"},
+};
+
+static const struct cmd_docs_arg script_debug_args[] = {
+    {.name = "mode",
+     .type = "oneof",
+     .key_spec_index = -1,
+     .args = script_debug_args_0,
+     .nargs = DOCS_LEN(script_debug_args_0)},
+};
+
 static const struct cmd_docs_arg script_exists_args[] = {
     {.name = "sha1", .type = "string", .key_spec_index = -1, .flags = "multiple"},
 };
@@ -2221,6 +2251,16 @@ static const struct cmd_docs_arg script_load_args[] = {
 };
 
 static const struct cmd_docs script_subs[] = {
+    {.name = "script|debug",
+     .arity = 3,
+     .flags = "noscript",
+     .acl = "@slow @scripting",
+     .summary = "Set the debug mode for executed scripts.",
+     .since = "3.2.0",
+     .group = "scripting",
+     .complexity = "O(1)",
+     .args = script_debug_args,
+     .nargs = DOCS_LEN(script_debug_args)},
     {.name = "script|exists",
      .arity = -3,
      .flags = "noscript",
@@ -2446,6 +2486,14 @@ static const struct cmd_docs slowlog_subs[] = {
      .nhistory = DOCS_LEN(slowlog_get_history),
      .args = slowlog_get_args,
      .nargs = DOCS_LEN(slowlog_get_args)},
+    {.name = "slowlog|help",
+     .arity = 2,
+     .flags = "loading stale",
+     .acl = "@slow",
+     .summary = "Show helpful text about the different subcommands",
+     .since = "6.2.0",
+     .group = "server",
+     .complexity = "O(1)"},
     {.name = "slowlog|len",
      .arity = 2,
      .flags = "admin loading stale",

@@ -15,7 +15,9 @@
 #include "kv_assert.h"
 #include "latency.h"
 #include "kv_clock.h"
+#include "kv_buf.h"
 #include "kv_config.h"
+#include "kv_file.h"
 #include "kv_glob.h"
 #include "kv_text.h"
 #include "kv_log.h"
@@ -38,7 +40,9 @@
 #include "users.h"
 
 #include <ctype.h>
+#include <errno.h>
 #include <mimalloc.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -974,6 +978,72 @@ static void config_get(struct cmd_ctx *x)
     }
 }
 
+/* A setting's value as CONFIG GET shows it (requirepass: the default user's). */
+static size_t config_value(const struct kv_conf_item *it, char *buf, size_t cap)
+{
+    if (is_requirepass(it)) {
+        users_requirepass(buf, cap);
+        return strlen(buf);
+    }
+    return kv_conf_format(it, buf, cap);
+}
+
+/*
+ * CONFIG REWRITE, as Redis's: the file kvd was started with (--config) gets every
+ * setting's current value in place of its line, the settings it lacks that differ from
+ * their defaults at its end, and the current ACL users as its "user" lines (unless
+ * they come from an aclfile); the rest of it is kept. Replaced durably (kv_file.h), one
+ * rewrite at a time.
+ */
+static void config_rewrite(struct cmd_ctx *x)
+{
+    const char *path = kvd_conf_users.path;
+    if (path[0] == '\0') {
+        reply_error(x->out, "ERR The server is running without a config file");
+        return;
+    }
+    static pthread_mutex_t rewrite_mu = PTHREAD_MUTEX_INITIALIZER;
+    pthread_mutex_lock(&rewrite_mu);
+    struct kv_buf old = {0}, text = {0};
+    char err[256] = "";
+    int e = 0;
+    FILE *f = fopen(path, "r");
+    if (f == NULL && errno != ENOENT) {
+        e = errno;
+    }
+    char chunk[4096];
+    size_t got;
+    while (f != NULL && (got = fread(chunk, 1, sizeof chunk, f)) > 0) {
+        kv_buf_put(&old, chunk, got);
+    }
+    if (f != NULL && ferror(f)) {
+        e = EIO;
+    }
+    if (f != NULL) {
+        fclose(f);
+    }
+    kv_buf_put(&old, "", 1); /* NUL-terminated (a NUL inside cuts it: not a config file) */
+    char *users = users_conf_lines();
+    if (e == 0 && kv_conf_rewrite_text(kvd_setting_items, kvd_setting_count, config_value, old.p,
+                                       "user", users, &text, err, sizeof err) == 0) {
+        e = kv_file_replace(path, text.p, text.len);
+    } else if (e == 0) {
+        e = -1;
+    }
+    free(users);
+    kv_buf_free(&old);
+    kv_buf_free(&text);
+    pthread_mutex_unlock(&rewrite_mu);
+    if (e == 0) {
+        kv_log_notice("CONFIG REWRITE executed with success.");
+        reply_ok(x->out);
+    } else {
+        const char *why = e > 0 ? strerror(e) : err;
+        kv_log_warning("CONFIG REWRITE failed: %s", why);
+        reply_error(x->out, "ERR Rewriting config file: %s", why);
+    }
+}
+
 #define CONFIG_SET_PAIRS_MAX 32 /* settings changed by one CONFIG SET */
 
 /* Applies every pair or none: on a failure the pairs already applied get their old
@@ -1091,8 +1161,24 @@ void cmd_config(struct cmd_ctx *x)
         slowlog_reset();
         reply_ok(x->out);
     } else if (cmd_arg_is(sub, "rewrite") && x->argc == 2) {
-        reply_error(x->out, "ERR CONFIG REWRITE is not supported: settings come from flags and "
-                            "--config");
+        config_rewrite(x);
+    } else if (cmd_arg_is(sub, "help") && x->argc == 2) {
+        static const char *const help[] = {
+            "CONFIG <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+            "GET <pattern>",
+            "    Return parameters matching the glob-like <pattern> and their values.",
+            "SET <directive> <value>",
+            "    Set the configuration <directive> to <value>.",
+            "RESETSTAT",
+            "    Reset statistics reported by the INFO command.",
+            "REWRITE",
+            "    Rewrite the configuration file.",
+            "HELP",
+            "    Prints this help.",
+        };
+        reply_lines(x->out, help, KV_ARRAY_LEN(help));
+    } else if (cmd_arg_is(sub, "rewrite") || cmd_arg_is(sub, "help")) {
+        cmd_reply_sub_arity(x);
     } else {
         cmd_reply_unknown_subcommand(x);
     }
@@ -1122,6 +1208,24 @@ void cmd_slowlog(struct cmd_ctx *x)
     } else if (cmd_arg_is(sub, "reset")) {
         slowlog_reset();
         reply_ok(x->out);
+    } else if (cmd_arg_is(sub, "help") && x->argc == 2) {
+        static const char *const help[] = {
+            "SLOWLOG <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+            "GET [<count>]",
+            "    Return top <count> entries from the slowlog (default: 10, -1 mean all).",
+            "    Entries are made of:",
+            "    id, timestamp, time in microseconds, arguments array, client IP and port,",
+            "    client name",
+            "LEN",
+            "    Return the length of the slowlog.",
+            "RESET",
+            "    Reset the slowlog.",
+            "HELP",
+            "    Prints this help.",
+        };
+        reply_lines(x->out, help, KV_ARRAY_LEN(help));
+    } else if (cmd_arg_is(sub, "help")) {
+        cmd_reply_sub_arity(x);
     } else {
         cmd_reply_unknown_subcommand(x);
     }

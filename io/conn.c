@@ -56,6 +56,7 @@
 #include "watch.h"
 
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <mimalloc.h>
 #include <netinet/in.h>
@@ -3049,6 +3050,21 @@ static void dispatch_cmd(struct conn *c, const struct resp_cmd *cmd, const struc
         c->last_name = c->last_cmd;
     } else {
         c->last_name = NULL; /* an unknown subcommand: CLIENT LIST says cmd=NULL, as Redis */
+    }
+    if (KV_UNLIKELY(d->flags & CMD_SUBCMDS) && !cmd_sub_known(d, cmd->argc, cmd->argv)) {
+        /* Redis's lookup finds no command: not counted as one, before anything else */
+        char upper[32];
+        size_t n = 0;
+        for (; d->name[n] != '\0' && n + 1 < sizeof upper; n++) {
+            upper[n] = (char)toupper((unsigned char)d->name[n]);
+        }
+        upper[n] = '\0';
+        const struct resp_arg *sub = &cmd->argv[1];
+        reply_error(early_out(c), "ERR unknown subcommand '%.*s'. Try %s HELP.",
+                    (int)(sub->len > 128 ? 128 : sub->len), sub->ptr, upper);
+        txn_flag(c);
+        finish_early(c);
+        return;
     }
     if (!cmd_arity_ok(d, cmd->argc)) { /* Redis checks the arity before the password */
         if (d->fn == cmd_exec) {       /* a refused EXEC ends any transaction (Redis: even none) */

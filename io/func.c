@@ -6,6 +6,7 @@
 #include "cmd.h"
 #include "evict.h"
 #include "kv_assert.h"
+#include "kv_file.h"
 #include "kv_config.h"
 #include "kv_glob.h"
 #include "kv_limits.h"
@@ -346,59 +347,12 @@ static uint8_t *dump(struct func_lib *const *libs, size_t n, size_t *size)
     return p;
 }
 
-/* Writes the payload to dir/FUNC_FILE durably (temporary file, fdatasync, rename, the
- * directory's fsync). 0 or an errno. */
+/* Writes the payload to dir/FUNC_FILE durably (kv_file_replace). 0 or an errno. */
 static int write_file(const char *dir, const uint8_t *p, size_t n)
 {
-    char tmp[PATH_MAX], path[PATH_MAX];
-    snprintf(tmp, sizeof tmp, "%s/%s.tmp", dir, FUNC_FILE);
+    char path[PATH_MAX];
     snprintf(path, sizeof path, "%s/%s", dir, FUNC_FILE);
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) {
-        return errno;
-    }
-    size_t off = 0;
-    while (off < n) {
-        ssize_t w = write(fd, p + off, n - off);
-        if (w < 0 && errno == EINTR) {
-            continue;
-        }
-        if (w <= 0) {
-            int e = w < 0 ? errno : EIO;
-            close(fd);
-            unlink(tmp);
-            return e;
-        }
-        off += (size_t)w;
-    }
-    if (fdatasync(fd) != 0) {
-        int e = errno;
-        close(fd);
-        unlink(tmp);
-        return e;
-    }
-    if (close(fd) != 0) {
-        int e = errno;
-        unlink(tmp);
-        return e;
-    }
-    if (rename(tmp, path) != 0) {
-        int e = errno;
-        unlink(tmp);
-        return e;
-    }
-    /* Renamed: the new set is the file now, whatever comes next, so it is the set. A
-     * failed directory sync may lose the rename in a power cut (then the old set comes
-     * back): said in the log, not to the client, whose change did take effect. */
-    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd < 0 || fsync(dfd) != 0) {
-        kv_log_warning("cannot sync directory %s after writing %s: %s", dir, FUNC_FILE,
-                       strerror(errno));
-    }
-    if (dfd >= 0) {
-        close(dfd);
-    }
-    return 0;
+    return kv_file_replace(path, p, n);
 }
 
 /* Makes the change the set (written first when persist), ending it. Change_mu held. */

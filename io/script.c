@@ -898,7 +898,7 @@ static int call_common(lua_State *L, bool raise)
     enum users_denied why;
     if (err == NULL) {
         d = cmd_lookup(argv[0].ptr, argv[0].len);
-        if (d == NULL) {
+        if (d == NULL || !cmd_sub_known(d, (size_t)argc, argv)) {
             err = "Unknown Redis command called from script";
         } else if (!cmd_arity_ok(d, (size_t)argc) || !cmd_sub_arity_ok(d, (size_t)argc, argv)) {
             err = "Wrong number of args calling Redis command from script";
@@ -1926,9 +1926,25 @@ void cmd_script(struct cmd_ctx *x)
         reply_ok(x->out);
     } else if (cmd_arg_is(sub, "kill") && x->argc == 2) {
         script_kill(x->out, false);
+    } else if (cmd_arg_is(sub, "debug") && x->argc == 3) {
+        /* kvd has no Lua debugger (Redis's LDB): NO, the default, is all it accepts */
+        const struct resp_arg *mode = &x->argv[2];
+        if (x->conn != NULL && conn_in_multi(x->conn)) {
+            reply_error(x->out, "ERR SCRIPT DEBUG must be called outside a pipeline");
+        } else if (cmd_arg_is(mode, "no")) {
+            reply_ok(x->out);
+        } else if (cmd_arg_is(mode, "yes") || cmd_arg_is(mode, "sync")) {
+            reply_error(x->out, "ERR SCRIPT DEBUG YES and SYNC are not supported: kvd has no "
+                                "Lua debugger");
+        } else {
+            reply_error(x->out, "ERR Use SCRIPT DEBUG YES/SYNC/NO");
+        }
     } else if (cmd_arg_is(sub, "help") && x->argc == 2) {
         static const char *const help[] = {
             "SCRIPT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+            "DEBUG NO",
+            "    Set the debug mode for subsequent scripts executed: only NO (kvd has no Lua",
+            "    debugger; YES and SYNC are refused).",
             "EXISTS <sha1> [<sha1> ...]",
             "    Return information about the existence of the scripts in the script cache.",
             "FLUSH [ASYNC|SYNC]",
@@ -1946,7 +1962,7 @@ void cmd_script(struct cmd_ctx *x)
         };
         reply_lines(x->out, help, KV_ARRAY_LEN(help));
     } else if (cmd_arg_is(sub, "load") || cmd_arg_is(sub, "exists") || cmd_arg_is(sub, "kill") ||
-               cmd_arg_is(sub, "help")) {
+               cmd_arg_is(sub, "help") || cmd_arg_is(sub, "debug")) {
         cmd_reply_sub_arity(x);
     } else {
         cmd_reply_unknown_subcommand(x);

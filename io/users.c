@@ -11,6 +11,7 @@
 #include "cmd.h"
 #include "cmd_docs.h"
 #include "kv_assert.h"
+#include "kv_file.h"
 #include "kv_config.h"
 #include "kv_glob.h"
 #include "kv_log.h"
@@ -1931,6 +1932,28 @@ void users_cmd_load(struct resp_out *o)
     }
 }
 
+char *users_conf_lines(void)
+{
+    struct sb b = {0};
+    pthread_mutex_lock(&mu);
+    bool none = aclfile[0] != '\0';
+    uint32_t n = 0;
+    uint32_t *v = none ? NULL : sorted_locked(&n);
+    for (uint32_t i = 0; i < n; i++) {
+        describe_user(&b, slots[v[i]]);
+        sb_cat(&b, "\n");
+    }
+    free(v);
+    pthread_mutex_unlock(&mu);
+    if (none) {
+        return NULL;
+    }
+    if (b.p == NULL) {
+        sb_cat(&b, ""); /* (no user: an empty string) */
+    }
+    return b.p;
+}
+
 void users_cmd_save(struct resp_out *o)
 {
     pthread_mutex_lock(&mu);
@@ -1952,35 +1975,10 @@ void users_cmd_save(struct resp_out *o)
      * do not wait for the disk), one SAVE at a time */
     static pthread_mutex_t save_mu = PTHREAD_MUTEX_INITIALIZER;
     pthread_mutex_lock(&save_mu);
-    char tmp[sizeof aclfile + 16];
-    snprintf(tmp, sizeof tmp, "%s.tmp-%d", aclfile, (int)getpid());
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    bool ok = fd >= 0;
-    for (size_t off = 0; ok && off < b.len;) {
-        ssize_t w = write(fd, b.p + off, b.len - off);
-        ok = w > 0;
-        off += ok ? (size_t)w : 0;
-    }
-    ok = ok && fdatasync(fd) == 0;
-    if (fd >= 0) {
-        close(fd);
-    }
-    ok = ok && rename(tmp, aclfile) == 0;
-    if (ok) { /* the rename itself, durable */
-        char dir[sizeof aclfile];
-        snprintf(dir, sizeof dir, "%s", aclfile);
-        char *slash = strrchr(dir, '/');
-        snprintf(slash != NULL ? slash + (slash == dir) : dir, sizeof dir, "%s",
-                 slash != NULL ? "" : ".");
-        int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        ok = dfd >= 0 && fsync(dfd) == 0;
-        if (dfd >= 0) {
-            close(dfd);
-        }
-    }
+    int e = kv_file_replace(aclfile, b.p, b.len);
+    bool ok = e == 0;
     if (!ok) {
-        kv_log_warning("ACL SAVE: cannot write %s: %s", aclfile, strerror(errno));
-        unlink(tmp);
+        kv_log_warning("ACL SAVE: cannot write %s: %s", aclfile, strerror(e));
     }
     pthread_mutex_unlock(&save_mu);
     free(b.p);

@@ -130,6 +130,11 @@ void users_requirepass(char *buf, size_t cap);
 void users_log(enum users_denied why, enum users_ctx ctx, const char *object, size_t olen,
                const char *username, size_t ulen, const char *client_info);
 
+/* CONFIG REWRITE: every user as a config file line ("user name rules...\n"), in name
+ * order, as one malloc'ed string; NULL when users come from an aclfile (they are not
+ * the config file's). */
+char *users_conf_lines(void);
+
 /* ACL <subcommand> (acl.c calls these; each replies). */
 void users_cmd_setuser(struct resp_out *o, const struct resp_arg *argv, size_t argc);
 void users_cmd_getuser(struct resp_out *o, const struct resp_arg *name);

@@ -28,14 +28,14 @@ SUBCOMMANDS = {
     "client": ["caching", "getname", "getredir", "help", "id", "info", "kill", "list", "no-evict",
                "pause", "reply", "setname", "tracking", "trackinginfo", "unblock", "unpause"],
     "command": ["count", "docs", "getkeys", "getkeysandflags", "help", "info", "list"],
-    "config": ["get", "resetstat", "set"],
+    "config": ["get", "help", "resetstat", "rewrite", "set"],
     "function": ["delete", "dump", "flush", "help", "kill", "list", "load", "restore", "stats"],
     "latency": ["doctor", "graph", "help", "histogram", "history", "latest", "reset"],
     "memory": ["doctor", "help", "malloc-stats", "purge", "stats", "usage"],
     "object": ["encoding", "freq", "help", "idletime", "refcount"],
     "pubsub": ["channels", "help", "numpat", "numsub", "shardchannels", "shardnumsub"],
-    "script": ["exists", "flush", "help", "kill", "load"],
-    "slowlog": ["get", "len", "reset"],
+    "script": ["debug", "exists", "flush", "help", "kill", "load"],
+    "slowlog": ["get", "help", "len", "reset"],
 }
 
 # Commands kvd refuses or implements differently: their documentation says how.

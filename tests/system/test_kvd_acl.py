@@ -322,6 +322,9 @@ def test_config_set_requirepass_matches_redis(upair):
         k, r = upair.kvd.client(), upair.redis.client()
         _same(k, r, "GET", "x")
         _same(k, r, "CONFIG", "GET")  # a subcommand's arity comes before NOAUTH
+        _same(k, r, "CONFIG", "FOO")  # and an unknown subcommand too
+        _same(k, r, "CLIENT", "NOSUCH", "x")
+        _same(k, r, "CONFIG", "HELP")  # a known one: NOAUTH
         _same(k, r, "AUTH", "pw2")
         _same(k, r, "AUTH", "pw1")
         _same(k, r, "GET", "x")

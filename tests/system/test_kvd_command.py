@@ -23,14 +23,14 @@ KVD_SUBCOMMANDS = {
     "client": {"caching", "getname", "getredir", "help", "id", "info", "kill", "list", "no-evict",
                "pause", "reply", "setname", "tracking", "trackinginfo", "unblock", "unpause"},
     "command": {"count", "docs", "getkeys", "getkeysandflags", "help", "info", "list"},
-    "config": {"get", "resetstat", "set"},
+    "config": {"get", "help", "resetstat", "rewrite", "set"},
     "function": {"delete", "dump", "flush", "help", "kill", "list", "load", "restore", "stats"},
     "latency": {"doctor", "graph", "help", "histogram", "history", "latest", "reset"},
     "memory": {"doctor", "help", "malloc-stats", "purge", "stats", "usage"},
     "object": {"encoding", "freq", "help", "idletime", "refcount"},
     "pubsub": {"channels", "help", "numpat", "numsub", "shardchannels", "shardnumsub"},
-    "script": {"exists", "flush", "help", "kill", "load"},
-    "slowlog": {"get", "len", "reset"},
+    "script": {"debug", "exists", "flush", "help", "kill", "load"},
+    "slowlog": {"get", "help", "len", "reset"},
 }
 
 DOCS_NOTES = {}
@@ -135,9 +135,9 @@ def test_info_unknown_names(pair, proto):
                  ("client|list|x",), ("client|",), ("|list",), ("|",), ("",),
                  ("x" * 100,), ("client|" + "x" * 100,), ("get", "GET", "Get")]:
         pair.same("COMMAND", "INFO", *args)
-    # in kvd but not in Redis 7.0 (7.2's), or refused by kvd: no row in kvd either
-    k = pair.k.cmd("COMMAND", "INFO", "client|setinfo", "client|no-touch", "config|rewrite")
-    assert k == [None, None, None]
+    # in kvd but not in Redis 7.0 (7.2's): no row in kvd either
+    k = pair.k.cmd("COMMAND", "INFO", "client|setinfo", "client|no-touch")
+    assert k == [None, None]
 
 
 def test_every_row_has_redis_metadata(pair):
@@ -268,9 +268,8 @@ def test_getkeys_of_every_command_and_argument_count(pair):
         movable = any(getattr(f, "s", f) == "movablekeys" for f in row[2])
         if row[3] == 0 and not movable:  # EVAL's keys come from its key count
             assert isinstance(pair.k.cmd("COMMAND", "GETKEYS", name, "a", "b", "c"), Err)
-    # subcommands kvd does not implement are unknown to GETKEYS, as to INFO and DOCS
-    for args in [("config", "rewrite"), ("config", "help"), ("slowlog", "help"),
-                 ("client", "setinfo", "lib-name", "x")]:
+    # subcommands that are not Redis 7.0's are unknown to GETKEYS, as to INFO and DOCS
+    for args in [("client", "setinfo", "lib-name", "x"), ("client", "no-touch", "on")]:
         assert pair.k.cmd("COMMAND", "GETKEYS", *args) == Err("ERR Invalid command specified")
 
 
@@ -347,3 +346,41 @@ def test_getkeysandflags_of_bitfield_depend_on_its_operations(pair):
         pair.same("COMMAND", "GETKEYSANDFLAGS", "bitfield", *args)
         pair.same("COMMAND", "GETKEYS", "bitfield", *args)
         pair.same("COMMAND", "GETKEYSANDFLAGS", "bitfield_ro", *args)
+
+
+def test_unknown_subcommands_match_redis(pair):
+    """Redis's lookup finds no command for a container's unknown subcommand: the error
+    comes before anything else (the arity, and, in test_kvd_acl, NOAUTH), a MULTI that
+    queued one is aborted, a script gets "Unknown Redis command", and the HELP of every
+    container lists the subcommands the error points to."""
+    for container in KVD_SUBCOMMANDS:
+        pair.same(container, "nosuch")
+        pair.same(container, "NoSuch", "x", "y")
+        pair.same(container, "x" * 200)  # the name is cut at 128 bytes, as Redis does
+    for args in [("CONFIG", "HELP"), ("SLOWLOG", "HELP"), ("CONFIG", "HELP", "x"),
+                 ("SLOWLOG", "HELP", "x"), ("SCRIPT", "DEBUG"), ("SCRIPT", "DEBUG", "x"),
+                 ("SCRIPT", "DEBUG", "no"), ("SCRIPT", "DEBUG", "NO", "x")]:
+        pair.same(*args)
+    for c in (pair.k, pair.r):
+        assert c.cmd("MULTI") == St("OK")
+    pair.same("CONFIG", "FOO")
+    pair.same("SCRIPT", "DEBUG", "NO")  # queued: refused inside a transaction at EXEC
+    pair.same("EXEC")
+    for c in (pair.k, pair.r):
+        assert c.cmd("MULTI") == St("OK")
+    pair.same("SCRIPT", "DEBUG", "NO")
+    pair.same("EXEC")
+    pair.same("EVAL", "return redis.pcall('config', 'foo')", "0")
+    pair.same("EVAL", "return redis.pcall('client', 'nosuch', 'x')", "0")
+    pair.same("EVAL", "return redis.pcall('config', 'get')", "0")
+
+
+def test_script_debug_yes_is_refused(kvd):
+    """kvd has no Lua debugger: SCRIPT DEBUG YES and SYNC are refused (Redis turns it on
+    for the client's next script); NO, the default, is accepted."""
+    c = kvd.client()
+    for mode in ("YES", "sync"):
+        r = c.cmd("SCRIPT", "DEBUG", mode)
+        assert isinstance(r, Err) and "not supported" in str(r), r
+    assert c.cmd("SCRIPT", "DEBUG", "NO") == St("OK")
+    assert c.cmd("EVAL", "return 1", "0") == 1

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from conftest import (ConnClosed, Err, RedisServer, St, encode, need_redis, rss_kib,
+from conftest import (ConnClosed, Err, RedisServer, St, need_redis, rss_kib,
                       wait_until)
 
 

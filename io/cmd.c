@@ -86,7 +86,8 @@ static struct cmd_desc table[] = {
     {"swapdb", 3, WR, NOKEY, CMD_EXEC_ALL, CMD_MERGE_OK, cmd_swapdb, "write fast",
      cmd_swapdb_check},
     {"move", 3, WR, KEY1, CMD_EXEC_KEY, 0, cmd_move, "write fast", NULL},
-    {"scan", -2, CMD_READONLY, NOKEY, CMD_EXEC_SCAN, 0, cmd_scan, "readonly", NULL},
+    {"scan", -2, CMD_READONLY, NOKEY, CMD_EXEC_ALL, CMD_MERGE_SCAN, cmd_scan, "readonly",
+     cmd_scan_check},
     /* connection and server */
     {"ping", -1, CMD_FAST, NOKEY, CMD_EXEC_CONN, 0, cmd_ping, "fast", NULL},
     {"echo", 2, CMD_FAST, NOKEY, CMD_EXEC_CONN, 0, cmd_echo, "fast", NULL},

@@ -11,9 +11,8 @@
  *                   its group, and the results are merged into one reply in key order.
  *   CMD_EXEC_SAME   several keys that must live in one partition (RENAME, MSETNX,
  *                   ...): refused with -CROSSSLOT otherwise, then run like KEY.
- *   CMD_EXEC_ALL    the whole keyspace (DBSIZE, KEYS, FLUSHALL, RANDOMKEY): runs on
+ *   CMD_EXEC_ALL    the whole keyspace (DBSIZE, KEYS, SCAN, FLUSHALL, RANDOMKEY): runs on
  *                   every shard, results merged.
- *   CMD_EXEC_SCAN   SCAN: runs on the shard owning the partition its cursor names.
  *   CMD_EXEC_CONN   connection or server state (PING, AUTH, CLIENT, INFO, CONFIG, ...):
  *                   runs on the connection's shard.
  *
@@ -43,8 +42,7 @@ enum cmd_exec {
     CMD_EXEC_KEY = 1,
     CMD_EXEC_MULTI,
     CMD_EXEC_SAME,
-    CMD_EXEC_ALL,  /* runs on every shard over all its partitions, results merged */
-    CMD_EXEC_SCAN, /* runs on the shard owning the partition the cursor names */
+    CMD_EXEC_ALL, /* runs on every shard over all its partitions, results merged */
     CMD_EXEC_CONN,
     CMD_EXEC_SCRIPT, /* EVAL & co: on the shard of its declared keys, or as a cross-shard
                       * transaction (conn.c) */
@@ -84,6 +82,8 @@ enum cmd_merge {
     CMD_MERGE_KILL,    /* +OK if the sum is positive, else "No such client" */
     CMD_MERGE_RAW,     /* the parts' bytes as they are (a cross-shard EXEC: its array, and
                         * the empty replies of the shards whose WAL it waits for) */
+    CMD_MERGE_SCAN,    /* SCAN: the keys of the partitions every shard covered, in map
+                        * order, and the cursor where the first shard stopped */
 };
 
 struct cmd_ctx;
@@ -299,6 +299,7 @@ cmd_fn cmd_ping, cmd_echo, cmd_quit, cmd_select, cmd_auth, cmd_hello, cmd_client
 cmd_fn cmd_dbsize, cmd_keys, cmd_randomkey, cmd_flushall, cmd_flushdb, cmd_swapdb, cmd_scan,
     cmd_client_list_part, cmd_client_kill_part;
 bool cmd_flushall_check(struct cmd_ctx *x);
+bool cmd_scan_check(struct cmd_ctx *x);
 bool cmd_swapdb_check(struct cmd_ctx *x);
 bool cmd_client_list_check(struct cmd_ctx *x);
 bool cmd_client_kill_check(struct cmd_ctx *x);

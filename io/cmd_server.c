@@ -2221,104 +2221,156 @@ void cmd_swapdb(struct cmd_ctx *x)
     reply_ok(x->out);
 }
 
-/*
- * The first partition from `idx` on that may hold keys, or 0 (the cursor that ends the
- * scan) if none does: this shard's partitions are looked at directly, another shard's
- * by the key count it publishes every loop turn (before any reply of that turn leaves,
- * so a key whose write was acknowledged before the SCAN began is never skipped). An
- * empty keyspace thus ends at once, as in Redis.
- */
-static uint64_t next_nonempty(struct cmd_ctx *x, uint64_t idx)
+/* SCAN's arguments: false after replying the error (Redis's texts and order). */
+static bool scan_args(struct cmd_ctx *x, uint64_t *cur, const struct resp_arg **pattern,
+                      int64_t *count, bool *type_none)
 {
-    const struct route_table *rt = x->sh->srv->route;
-    for (; idx < rt->count; idx++) {
-        const struct route_part *p = &rt->parts[idx];
-        if (p->thread == x->sh->id) {
-            if (part_keys(x, p->slot) > 0) {
-                return idx;
+    if (!cmd_parse_cursor(&x->argv[1], cur)) {
+        reply_error(x->out, "ERR invalid cursor");
+        return false;
+    }
+    *pattern = NULL;
+    *count = SCAN_COUNT_DEFAULT;
+    *type_none = false;
+    for (size_t i = 2; i < x->argc; i += 2) {
+        if (i + 1 >= x->argc) {
+            reply_err_syntax(x->out);
+            return false;
+        }
+        if (cmd_arg_is(&x->argv[i], "match")) {
+            *pattern = &x->argv[i + 1];
+        } else if (cmd_arg_is(&x->argv[i], "count")) {
+            if (!cmd_parse_i64(&x->argv[i + 1], count)) {
+                reply_err_not_int(x->out);
+                return false;
             }
-        } else if (STAT_GET(x->sh->srv->shards[p->thread].db_stats[x->db].keys) > 0) {
-            return idx;
+            if (*count < 1) {
+                reply_err_syntax(x->out);
+                return false;
+            }
+        } else if (cmd_arg_is(&x->argv[i], "type")) {
+            *type_none = !cmd_arg_is(&x->argv[i + 1], "string");
+        } else {
+            reply_err_syntax(x->out);
+            return false;
         }
     }
-    return 0;
+    return true;
+}
+
+bool cmd_scan_check(struct cmd_ctx *x)
+{
+    uint64_t cur;
+    const struct resp_arg *pattern;
+    int64_t count;
+    bool type_none;
+    return scan_args(x, &cur, &pattern, &count, &type_none);
 }
 
 /*
- * SCAN cursor [MATCH pattern] [COUNT count] [TYPE type]. The cursor holds the index
- * of a partition in the map (top 16 bits) and the table position within it divided
- * by 2^16 (positions are multiples of a segment's span, at least 2^38).
+ * SCAN cursor [MATCH pattern] [COUNT count] [TYPE type], one shard's part of it (the
+ * command runs on every shard; cmd_scan_merge makes the reply). The cursor holds the
+ * index of a partition in the map (top 16 bits) and the table position within it
+ * divided by 2^16 (positions are multiples of a segment's span, at least 2^38): the
+ * scan visits the partitions in map order. This shard scans its own partitions from
+ * the cursor on, in that order, until it has COUNT keys or has visited COUNT segments
+ * (an empty partition counts as one), as Redis's SCAN stops at COUNT keys or 10 x COUNT
+ * buckets. Its reply, for the merge:
+ *
+ *   [resume partition, resume position >> 16, then per partition visited:
+ *    partition, end position >> 16 (0: done with it), [keys...]]
+ *
+ * where "resume" is where this shard would go on: the partition it stopped inside, the
+ * next partition of its own it did not visit, or the map's end.
  */
+struct scan_chunk { /* the keys one partition gave (cmd_scan) */
+    uint32_t idx;
+    uint64_t end;
+    size_t first, n;
+};
+
 void cmd_scan(struct cmd_ctx *x)
 {
     const struct route_table *rt = x->sh->srv->route;
     uint64_t cur;
-    if (!cmd_parse_cursor(&x->argv[1], &cur)) {
-        reply_error(x->out, "ERR invalid cursor");
+    const struct resp_arg *pattern;
+    int64_t count;
+    bool type_none;
+    if (!scan_args(x, &cur, &pattern, &count, &type_none)) {
         return;
-    }
-    const struct resp_arg *pattern = NULL;
-    int64_t count = SCAN_COUNT_DEFAULT;
-    bool type_none = false;
-    for (size_t i = 2; i < x->argc; i += 2) {
-        if (i + 1 >= x->argc) {
-            reply_err_syntax(x->out);
-            return;
-        }
-        if (cmd_arg_is(&x->argv[i], "match")) {
-            pattern = &x->argv[i + 1];
-        } else if (cmd_arg_is(&x->argv[i], "count")) {
-            if (!cmd_parse_i64(&x->argv[i + 1], &count)) {
-                reply_err_not_int(x->out);
-                return;
-            }
-            if (count < 1) {
-                reply_err_syntax(x->out);
-                return;
-            }
-        } else if (cmd_arg_is(&x->argv[i], "type")) {
-            type_none = !cmd_arg_is(&x->argv[i + 1], "string");
-        } else {
-            reply_err_syntax(x->out);
-            return;
-        }
     }
     uint64_t idx = cur >> 48;
     uint64_t pos = cur << 16;
     if (idx >= rt->count) {
-        idx = 0;
+        idx = 0; /* a cursor never issued: start over, as Redis tolerates */
         pos = 0;
     }
-    const struct route_part *part = &rt->parts[idx];
-    KV_ASSERT(part->thread == x->sh->id);
-    struct tbl *t = shard_part_peek(x->sh, part->slot, x->db);
     struct key_list l = {.sh = x->sh, .pattern = pattern, .now_ms = x->now_ms};
-    size_t visited = 0;
-    if (t == NULL) {
-        pos = 0; /* nothing of this database in the partition */
-    }
-    while (t != NULL) {
-        pos = tbl_scan(t, pos, x->now_ms, collect, &l);
-        visited++;
-        if (pos == 0 || (int64_t)l.n >= count || visited >= (size_t)count) {
+    struct scan_chunk *chunk = mi_heap_malloc(x->sh->heap, x->sh->table_count * sizeof *chunk);
+    KV_ASSERT(chunk != NULL);
+    size_t nchunks = 0;
+    int64_t visited = 0;
+    uint64_t resume_idx = rt->count, resume_pos = 0;
+    for (uint64_t p = idx; p < rt->count; p++) {
+        const struct route_part *part = &rt->parts[p];
+        if (part->thread != x->sh->id) {
+            continue;
+        }
+        if (visited >= count || (int64_t)l.n >= count) {
+            resume_idx = p; /* not visited */
+            break;
+        }
+        KV_ASSERT(nchunks < x->sh->table_count);
+        struct tbl *t = shard_part_peek(x->sh, part->slot, x->db);
+        uint64_t at = p == idx ? pos : 0;
+        size_t before = l.n;
+        if (t == NULL) {
+            at = 0; /* nothing of this database in the partition */
+            visited++;
+        }
+        while (t != NULL) {
+            at = tbl_scan(t, at, x->now_ms, collect, &l);
+            visited++;
+            if (at == 0 || (int64_t)l.n >= count || visited >= count) {
+                break;
+            }
+        }
+        KV_ASSERT((at & 0xffff) == 0);
+        chunk[nchunks++] =
+            (struct scan_chunk){.idx = (uint32_t)p, .end = at, .first = before, .n = l.n - before};
+        if (at != 0) {
+            resume_idx = p; /* stopped inside it */
+            resume_pos = at;
             break;
         }
     }
-    uint64_t next;
-    if (pos != 0) {
-        KV_ASSERT((pos & 0xffff) == 0);
-        next = (idx << 48) | (pos >> 16);
-    } else {
-        next = next_nonempty(x, idx + 1) << 48;
+    if (x->sh->srv->nthreads == 1) { /* the only part: the reply itself */
+        uint64_t next = resume_idx == rt->count ? 0 : (resume_idx << 48) | (resume_pos >> 16);
+        char cbuf[24];
+        int n = snprintf(cbuf, sizeof cbuf, "%llu", (unsigned long long)next);
+        reply_array(x->out, 2);
+        reply_bulk(x->out, cbuf, (size_t)n);
+        if (type_none) {
+            l.n = 0;
+        }
+        mi_free(chunk);
+        reply_keys(x, &l);
+        return;
     }
-    if (type_none) {
-        mi_free(l.v);
-        l.v = NULL;
-        l.n = 0;
+    reply_array(x->out, 2 + 3 * nchunks);
+    reply_int(x->out, resume_idx == rt->count ? -1 : (int64_t)resume_idx); /* -1: done */
+    reply_int(x->out, (int64_t)(resume_pos >> 16));
+    for (size_t c = 0; c < nchunks; c++) {
+        reply_int(x->out, chunk[c].idx);
+        reply_int(x->out, (int64_t)(chunk[c].end >> 16));
+        size_t n = type_none ? 0 : chunk[c].n;
+        reply_array(x->out, n);
+        for (size_t i = 0; i < n; i++) {
+            size_t klen;
+            const char *k = tbl_entry_key(l.v[chunk[c].first + i], &klen);
+            reply_bulk(x->out, k, klen);
+        }
     }
-    char cbuf[24];
-    int n = snprintf(cbuf, sizeof cbuf, "%llu", (unsigned long long)next);
-    reply_array(x->out, 2);
-    reply_bulk(x->out, cbuf, (size_t)n);
-    reply_keys(x, &l);
+    mi_free(chunk);
+    mi_free(l.v);
 }

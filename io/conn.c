@@ -919,6 +919,105 @@ static size_t after_header(const char *buf, size_t len, long long *count)
     return (size_t)(nl - buf) + 1;
 }
 
+/* ":<n>\r\n" at *off: n, and *off past it. */
+static long long take_int(const char *buf, size_t len, size_t *off)
+{
+    KV_ASSERT(*off < len && buf[*off] == ':');
+    long long n = strtoll(buf + *off + 1, NULL, 10);
+    skip_elem(buf, len, off);
+    return n;
+}
+
+/*
+ * SCAN's reply from every shard's part (cmd_scan): the cursor is the earliest place
+ * where a shard stopped (what lies beyond it is not covered by every shard); the keys
+ * are those of the partitions before it, and of the partition it stopped inside up to
+ * where it stopped, in map order. A shard stops after at least one segment, so the
+ * cursor always moves on.
+ */
+struct scan_pick { /* one partition's keys in a shard's SCAN part */
+    uint64_t idx;
+    uint32_t t;
+    size_t at; /* offset of its first key in the part */
+    long long n;
+};
+
+static void merge_scan(struct resp_out *o, mi_heap_t *heap, const struct gather *g)
+{
+    uint64_t stop_idx = UINT64_MAX, stop_pos = 0; /* UINT64_MAX: every shard is done */
+    size_t chunks = 0;
+    for (uint32_t t = 0; t < KVD_THREADS_MAX; t++) {
+        const char *b = g->part_blob[t];
+        if (b == NULL) {
+            continue;
+        }
+        if (b[0] != '*') { /* an error (the reply exceeded the output limit): it */
+            reply_raw(o, b, g->part_len[t]);
+            return;
+        }
+        long long n;
+        size_t off = after_header(b, g->part_len[t], &n);
+        long long idx = take_int(b, g->part_len[t], &off);
+        uint64_t pos = (uint64_t)take_int(b, g->part_len[t], &off);
+        uint64_t i = idx < 0 ? UINT64_MAX : (uint64_t)idx;
+        if (i < stop_idx || (i == stop_idx && pos < stop_pos)) {
+            stop_idx = i;
+            stop_pos = pos;
+        }
+        chunks += (size_t)(n - 2) / 3;
+    }
+    struct scan_pick *pick = mi_heap_malloc(heap, (chunks + 1) * sizeof *pick);
+    KV_ASSERT(pick != NULL);
+    size_t npick = 0;
+    long long total = 0;
+    for (uint32_t t = 0; t < KVD_THREADS_MAX; t++) {
+        const char *b = g->part_blob[t];
+        if (b == NULL) {
+            continue;
+        }
+        long long n;
+        size_t len = g->part_len[t], off = after_header(b, len, &n);
+        take_int(b, len, &off);
+        take_int(b, len, &off);
+        for (long long c = 0; c < (n - 2) / 3; c++) {
+            uint64_t idx = (uint64_t)take_int(b, len, &off);
+            uint64_t end = (uint64_t)take_int(b, len, &off);
+            long long k;
+            off += after_header(b + off, len - off, &k);
+            /* before the stop, or the partition a shard stopped inside, up to there */
+            if ((idx < stop_idx || (idx == stop_idx && end == stop_pos && end != 0)) && k > 0) {
+                pick[npick++] = (struct scan_pick){.idx = idx, .t = t, .at = off, .n = k};
+                total += k;
+            }
+            for (long long i = 0; i < k; i++) {
+                skip_elem(b, len, &off);
+            }
+        }
+    }
+    for (size_t i = 1; i < npick; i++) { /* in map order (a handful: insertion sort) */
+        for (size_t j = i; j > 0 && pick[j].idx < pick[j - 1].idx; j--) {
+            struct scan_pick tmp = pick[j];
+            pick[j] = pick[j - 1];
+            pick[j - 1] = tmp;
+        }
+    }
+    char cbuf[24];
+    uint64_t next = stop_idx == UINT64_MAX ? 0 : (stop_idx << 48) | stop_pos;
+    int cn = snprintf(cbuf, sizeof cbuf, "%llu", (unsigned long long)next);
+    reply_array(o, 2);
+    reply_bulk(o, cbuf, (size_t)cn);
+    reply_array(o, (size_t)total);
+    for (size_t i = 0; i < npick; i++) {
+        const char *b = g->part_blob[pick[i].t];
+        size_t off = pick[i].at, start = off;
+        for (long long k = 0; k < pick[i].n; k++) {
+            skip_elem(b, g->part_len[pick[i].t], &off);
+        }
+        reply_raw(o, b + start, off - start);
+    }
+    mi_free(pick);
+}
+
 /* Writes the merge of a fan-out's parts (g, and their integer results' sum) into o. */
 static void merge_parts(struct resp_out *o, int resp, mi_heap_t *heap, uint8_t merge,
                         const struct gather *g, int64_t sum)
@@ -963,6 +1062,9 @@ static void merge_parts(struct resp_out *o, int resp, mi_heap_t *heap, uint8_t m
         }
         break;
     }
+    case CMD_MERGE_SCAN:
+        merge_scan(o, heap, g);
+        break;
     case CMD_MERGE_KILL:
         if (sum > 0) {
             reply_ok(o);
@@ -1363,7 +1465,7 @@ static bool part_done(struct pend *p, uint32_t part, char *blob, size_t len, int
     p->failed |= r.failed;
     if (p->g != NULL && (p->merge == CMD_MERGE_ARRAY || p->merge == CMD_MERGE_CONCAT ||
                          p->merge == CMD_MERGE_FIRST || p->merge == CMD_MERGE_BULKCAT ||
-                         p->merge == CMD_MERGE_RAW)) {
+                         p->merge == CMD_MERGE_RAW || p->merge == CMD_MERGE_SCAN)) {
         KV_ASSERT(part < KVD_THREADS_MAX && p->g->part_blob[part] == NULL);
         p->g->part_blob[part] = blob;
         p->g->part_len[part] = len;
@@ -1545,22 +1647,6 @@ static const struct route_part *same_partition(struct shard *sh, const struct cm
         }
     }
     return first;
-}
-
-/* SCAN's cursor names a partition (top 16 bits) and a position in its table. */
-static bool scan_owner(struct conn *c, const struct resp_arg *cur, uint32_t *thread)
-{
-    uint64_t u;
-    if (!cmd_parse_cursor(cur, &u)) {
-        return false;
-    }
-    const struct route_table *rt = c->sh->srv->route;
-    uint64_t idx = u >> 48;
-    if (idx >= rt->count) {
-        idx = 0; /* a cursor we never issued: start over, as Redis tolerates */
-    }
-    *thread = rt->parts[idx].thread;
-    return true;
 }
 
 /* Runs an ALL command's argument check on this shard; false after replying an error. */
@@ -1762,7 +1848,7 @@ static void txn_queue(struct conn *c, const struct cmd_desc *d, size_t argc,
     const struct route_table *rt = c->sh->srv->route;
     bool allowed = d->exec == CMD_EXEC_KEY || d->exec == CMD_EXEC_SAME ||
                    d->exec == CMD_EXEC_MULTI || d->exec == CMD_EXEC_ALL ||
-                   d->exec == CMD_EXEC_SCRIPT || d->exec == CMD_EXEC_SCAN ||
+                   d->exec == CMD_EXEC_SCRIPT ||
                    (d->exec == CMD_EXEC_CONN && txn_conn_allowed(d, argc, argv));
     if (!allowed || (d->flags & CMD_HIDDEN)) {
         early_error(c, "ERR Command not allowed inside a transaction%s", "");
@@ -1812,11 +1898,6 @@ static void txn_queue(struct conn *c, const struct cmd_desc *d, size_t argc,
             same &= p == first_part;
             shardset_add(&owners, p->thread);
         }
-    }
-    uint32_t scan_at;
-    if (d->exec == CMD_EXEC_SCAN && scan_owner(c, &argv[1], &scan_at)) {
-        shardset_add(&owners, scan_at); /* the partition its cursor names (an invalid
-                                         * cursor: its error, wherever EXEC runs) */
     }
     size_t numkeys = 0;
     if (d->exec == CMD_EXEC_SCRIPT && script_numkeys(argc, argv, &numkeys) == NULL) {
@@ -2458,11 +2539,6 @@ static void txn_run_cmd(struct txn_x *tx, size_t argc, const struct resp_arg *ar
             return;
         }
         txn_run_split(tx, d, argc, argv, NULL, 0, out);
-        return;
-    }
-    case CMD_EXEC_SCAN: { /* where its cursor's partition is */
-        uint32_t o;
-        txn_run_on(tx, scan_owner(tx->c, &argv[1], &o) ? o : sh->id, d, argc, argv, out, true);
         return;
     }
     case CMD_EXEC_SCRIPT: { /* here, its redis.call reaching each key's shard */
@@ -3286,19 +3362,6 @@ static void dispatch_cmd(struct conn *c, const struct resp_cmd *cmd, const struc
             forward_one(c, to, d, argc, argv);
         } else {
             txn_bare(c, d, argc, argv);
-        }
-        return;
-    }
-    case CMD_EXEC_SCAN: {
-        uint32_t t;
-        if (!scan_owner(c, &argv[1], &t)) {
-            early_error(c, "ERR invalid cursor%s", "");
-            early_count(c, d, false, argc, argv);
-            finish_early(c);
-        } else if (t == sh->id) {
-            exec_local(c, d, argc, argv);
-        } else {
-            forward_one(c, t, d, argc, argv);
         }
         return;
     }

@@ -837,7 +837,7 @@ static bool noscript(const struct cmd_desc *d, size_t argc, const struct resp_ar
                d->fn != cmd_lastsave && d->fn != cmd_object && d->fn != cmd_publish &&
                d->fn != cmd_spublish && d->fn != cmd_lolwut && d->fn != cmd_pubsub;
     }
-    return d->exec == CMD_EXEC_SCAN; /* a cursor over partitions: not from a script */
+    return false;
 }
 
 /* redis.call / redis.pcall: the command's reply as a Lua value; an error reply (or a

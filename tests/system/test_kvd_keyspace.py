@@ -257,12 +257,44 @@ def test_scan_match_and_type(kc):
     assert seen == []
 
 
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_scan_of_a_small_keyspace_ends_in_one_call(kvd_factory, threads):
+    """Redis's SCAN returns a small keyspace in one call (redis-py's test_scan asserts
+    it): kvd's covers every partition of every shard in one call while COUNT allows,
+    also inside MULTI and from a script."""
+    c = kvd_factory(threads=threads).client()
+    c.ok("MSET", "a", "1", "b", "2", "c", "3")
+    for args in [(), ("COUNT", "10"), ("MATCH", "*"), ("TYPE", "string"), ("COUNT", "1000")]:
+        cursor, keys = c.cmd("SCAN", "0", *args)
+        assert cursor == b"0" and sorted(keys) == [b"a", b"b", b"c"], (args, cursor, keys)
+    assert c.cmd("SCAN", "0", "MATCH", "b*") == [b"0", [b"b"]]
+    assert c.cmd("SCAN", "0", "TYPE", "hash") == [b"0", []]
+    cursor, keys = c.cmd("EVAL", "return redis.call('SCAN', '0')", "0")
+    assert cursor == b"0" and sorted(keys) == [b"a", b"b", b"c"]
+    c.ok("MULTI")
+    assert c.cmd("SCAN", "0") == St("QUEUED")
+    [(cursor, keys)] = c.cmd("EXEC")
+    assert cursor == b"0" and sorted(keys) == [b"a", b"b", b"c"]
+    # an empty database: one call, as Redis
+    c.ok("SELECT", "1")
+    assert c.cmd("SCAN", "0") == [b"0", []]
+    # many keys: every one once whatever COUNT, in fewer calls for a larger COUNT
+    c.ok("SELECT", "0")
+    for chunk in range(0, 5000, 500):
+        c.ok("MSET", *[x for i in range(chunk, chunk + 500) for x in (b"k%d" % i, b"v")])
+    calls = {}
+    for count in (1, 10, 10000):
+        seen, calls[count] = full_scan(c, count=count)
+        assert len(seen) == len(set(seen)) == 5003, count
+    assert calls[10000] == 1 and calls[1] >= calls[10] > 1, calls
+
+
 def test_scan_keys_present_throughout_are_returned_while_keys_are_added(kc, rng):
     # keys added (and others deleted) during the iteration make the tables split; every
     # key present from start to end must still be returned
-    base = [b"base:%d" % i for i in range(2000)]
+    base = [b"base:%d" % i for i in range(20000)]
     doomed = [b"doomed:%d" % i for i in range(500)]
-    for chunk in range(0, 2000, 500):
+    for chunk in range(0, 20000, 500):
         args = []
         for k in base[chunk:chunk + 500]:
             args += [k, b"1"]
@@ -293,7 +325,8 @@ def test_scan_keys_present_throughout_are_returned_while_keys_are_added(kc, rng)
     missing = set(base) - seen
     assert not missing, "%d keys present throughout were not returned, e.g. %r" % (
         len(missing), sorted(missing)[:5])
-    assert added > 2000  # the tables grew a lot during the iteration
+    assert added > 4000  # the tables grew a lot during the iteration (a call covers a
+    # segment of every shard's partition it is at: ~800 keys each)
 
 
 def test_keys_patterns_match_redis(pair):

@@ -1263,6 +1263,9 @@ void cmd_debug(struct cmd_ctx *x)
     if (cmd_arg_is(sub, "help") && x->argc == 2) {
         static const char *const help[] = {
             "DEBUG <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+            "ERROR <string>",
+            "    Return a Redis protocol error with <string> as message. Useful for clients",
+            "    unit tests to simulate Redis errors.",
             "OBJECT <key>",
             "    Show low level info about `key` and associated value.",
             "RELOAD [option ...]",
@@ -1281,6 +1284,19 @@ void cmd_debug(struct cmd_ctx *x)
         reply_lines(x->out, help, KV_ARRAY_LEN(help));
     } else if (cmd_arg_is(sub, "reload")) {
         debug_reload(x);
+    } else if (cmd_arg_is(sub, "error") && x->argc == 3) {
+        /* the argument as an error reply, line breaks made spaces, as Redis 7.0 writes it
+         * (raw: no "ERR", not counted in errorstats) */
+        const struct resp_arg *a = &x->argv[2];
+        char *e = mi_heap_malloc(x->sh->heap, a->len + 3);
+        KV_ASSERT(e != NULL);
+        e[0] = '-';
+        for (size_t i = 0; i < a->len; i++) {
+            e[1 + i] = a->ptr[i] == '\r' || a->ptr[i] == '\n' ? ' ' : a->ptr[i];
+        }
+        memcpy(e + 1 + a->len, "\r\n", 2);
+        reply_raw(x->out, e, a->len + 3);
+        mi_free(e);
     } else if (cmd_arg_is(sub, "sleep") && x->argc == 3) {
         char buf[32];
         snprintf(buf, sizeof buf, "%.*s", (int)(x->argv[2].len < 31 ? x->argv[2].len : 31),

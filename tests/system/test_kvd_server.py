@@ -704,8 +704,14 @@ def test_debug_object_reload_and_errors_as_redis(kvd):
             for args in (("DEBUG", "OBJECT", "nokey"), ("DEBUG", "OBJECT"),
                          ("DEBUG", "OBJECT", "a", "b"), ("DEBUG", "FOO"),
                          ("DEBUG", "SLEEP"), ("DEBUG", "RELOAD", "BAD"),
-                         ("DEBUG", "RELOAD", "merge", "noflush")):
+                         ("DEBUG", "RELOAD", "merge", "noflush"),
+                         ("DEBUG", "ERROR", "LOADING fake message"), ("DEBUG", "ERROR", "-x y"),
+                         ("DEBUG", "ERROR", "a\r\nb"), ("DEBUG", "ERROR"),
+                         ("DEBUG", "ERROR", "a", "b")):
                 assert kc.raw(*args) == rc.raw(*args), args
+            # DEBUG ERROR's reply is no error of the command's: not counted
+            for c in (kc, rc):
+                assert "errorstat_LOADING" not in c.cmd("INFO", "errorstats").decode()
             # NOSAVE: Redis loads the RDB it has (none here: an error); kvd's memory is
             # what its files hold, so there is nothing to load
             assert kc.cmd("DEBUG", "RELOAD", "NOSAVE") == St("OK")

@@ -129,6 +129,10 @@ static struct cmd_desc table[] = {
     {"memory|usage", -3, CMD_HIDDEN | CMD_READONLY, 2, 2, 1, CMD_EXEC_KEY, 0, cmd_memory, "", NULL},
     {"debug|object", 3, CMD_HIDDEN | CMD_READONLY, 2, 2, 1, CMD_EXEC_KEY, 0, cmd_debug_object, "",
      NULL},
+    /* the parts of RENAME, RENAMENX, COPY, MSETNX, LCS and BITOP across shards (conn.c) */
+    {"rename|get", 3, CMD_HIDDEN | CMD_READONLY, KEY1, CMD_EXEC_KEY, 0, cmd_rename_get, "", NULL},
+    {"rename|put", 7, CMD_HIDDEN | CMD_WRITE, KEY1, CMD_EXEC_KEY, 0, cmd_rename_put, "", NULL},
+    {"rename|del", 3, CMD_HIDDEN | CMD_WRITE, KEY1, CMD_EXEC_KEY, 0, cmd_rename_del, "", NULL},
     /* publish / subscribe (pubsub.c): the connection's shard */
     {"subscribe", -2, 0, NOKEY, CMD_EXEC_CONN, 0, cmd_subscribe, "pubsub noscript loading stale",
      NULL},
@@ -163,7 +167,7 @@ static struct cmd_desc table[] = {
     {"discard", 1, CMD_FAST, NOKEY, CMD_EXEC_CONN, 0, cmd_discard, "", NULL},
     {"watch", -2, CMD_FAST, 1, -1, 1, CMD_EXEC_MULTI, CMD_MERGE_OK, cmd_watch, "", NULL},
     {"unwatch", 1, CMD_FAST, NOKEY, CMD_EXEC_CONN, 0, cmd_unwatch, "", NULL},
-    /* SAME: it runs data commands on the shard owning their one partition */
+    /* SAME: it runs data commands on the shard owning all their keys */
     {"exec|run", -2, CMD_HIDDEN | CMD_WRITE | CMD_NOSLOWLOG, NOKEY, CMD_EXEC_SAME, 0, conn_txn_run,
      "", NULL},
     /* a cross-shard EXEC's wait for a parked shard's WAL: an empty reply, held there until

@@ -9,7 +9,7 @@
  *   CMD_EXEC_MULTI  touches several keys (MGET, MSET, DEL, EXISTS, UNLINK, TOUCH, WATCH): the
  *                   keys are grouped by owning shard, each shard runs the command on
  *                   its group, and the results are merged into one reply in key order.
- *   CMD_EXEC_SAME   several keys that must live in one partition (RENAME, MSETNX,
+ *   CMD_EXEC_SAME   several keys that must live on one shard thread (RENAME, MSETNX,
  *                   ...): refused with -CROSSSLOT otherwise, then run like KEY.
  *   CMD_EXEC_ALL    the whole keyspace (DBSIZE, KEYS, SCAN, FLUSHALL, RANDOMKEY): runs on
  *                   every shard, results merged.
@@ -26,6 +26,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include <mimalloc.h>
 
 #include "notify.h"
 #include "reply.h"
@@ -281,11 +283,26 @@ cmd_fn cmd_get, cmd_set, cmd_setnx, cmd_setex, cmd_psetex, cmd_getset, cmd_getde
     cmd_pexpire, cmd_expireat, cmd_pexpireat, cmd_ttl, cmd_pttl, cmd_persist, cmd_type, cmd_rename,
     cmd_renamenx, cmd_touch, cmd_expiretime, cmd_pexpiretime, cmd_substr, cmd_lcs, cmd_object,
     cmd_memory, cmd_dump, cmd_restore, cmd_role, cmd_setbit, cmd_getbit, cmd_bitcount, cmd_bitpos,
-    cmd_bitop, cmd_bitfield, cmd_bitfield_ro, cmd_copy, cmd_move, cmd_debug_object, cmd_multi,
-    cmd_exec, cmd_discard, cmd_watch, cmd_unwatch, conn_txn_run, conn_txn_sync, cmd_eval,
-    cmd_script, cmd_fcall, cmd_function, cmd_subscribe, cmd_unsubscribe, cmd_psubscribe,
-    cmd_punsubscribe, cmd_publish, cmd_pubsub, cmd_ssubscribe, cmd_sunsubscribe, cmd_spublish,
-    cmd_lolwut;
+    cmd_bitop, cmd_bitfield, cmd_bitfield_ro, cmd_copy, cmd_move, cmd_debug_object, cmd_rename_get,
+    cmd_rename_put, cmd_rename_del, cmd_multi, cmd_exec, cmd_discard, cmd_watch, cmd_unwatch,
+    conn_txn_run, conn_txn_sync, cmd_eval, cmd_script, cmd_fcall, cmd_function, cmd_subscribe,
+    cmd_unsubscribe, cmd_psubscribe, cmd_punsubscribe, cmd_publish, cmd_pubsub, cmd_ssubscribe,
+    cmd_sunsubscribe, cmd_spublish, cmd_lolwut;
+
+/* LCS's options: false after replying their error. Its reply for the values of its two
+ * keys (options checked already). */
+bool cmd_lcs_check(struct cmd_ctx *x);
+void cmd_lcs_values(struct cmd_ctx *x, const char *a, size_t alen, const char *b, size_t blen);
+
+/* BITOP's operation (0 AND, 1 OR, 2 XOR, 3 NOT), or -1 after replying its error; and
+ * its result over the sources' values (NULL: empty, or no memory when *len > 0). */
+struct cmd_bitop_src {
+    const unsigned char *p;
+    size_t len;
+};
+int cmd_bitop_kind(struct cmd_ctx *x);
+unsigned char *cmd_bitop_apply(mi_heap_t *heap, int kind, const struct cmd_bitop_src *src,
+                               size_t nsrc, size_t *len);
 
 /* OBJECT's subcommands that take a key (they run on the key's shard). */
 bool cmd_object_keyed(const struct resp_arg *sub);

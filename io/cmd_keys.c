@@ -418,7 +418,7 @@ static bool put_copy(struct cmd_ctx *x, const struct tbl_entry *e, const struct 
     return ok;
 }
 
-/* COPY source destination [DB db] [REPLACE]; both keys are in one partition (checked by
+/* COPY source destination [DB db] [REPLACE]; both keys are on this shard (checked by
  * the caller), the destination in the selected database or in `db`. */
 void cmd_copy(struct cmd_ctx *x)
 {
@@ -631,7 +631,7 @@ void cmd_restore(struct cmd_ctx *x)
     mi_free(buf);
 }
 
-/* RENAME and RENAMENX; both keys are in one partition (checked by the caller). */
+/* RENAME and RENAMENX; both keys are on this shard (checked by the caller). */
 static void rename_generic(struct cmd_ctx *x, bool nx)
 {
     const struct resp_arg *src = &x->argv[1];
@@ -693,4 +693,91 @@ void cmd_rename(struct cmd_ctx *x)
 void cmd_renamenx(struct cmd_ctx *x)
 {
     rename_generic(x, true);
+}
+
+/*
+ * RENAME, RENAMENX, COPY and MSETNX whose keys are on more than one shard run as a
+ * cross-shard transaction (conn.c, "SAME commands across shards"): the client's shard
+ * moves the value with these hidden rows, each run on the shard of the key it names.
+ */
+
+/* rename|get key r|w: the entry as [value, expire ms (0: none), raw 0|1, type], or
+ * null; looked up as a read (COPY's source: keyspace hits and misses, keymiss) or as a
+ * write (RENAME's keys, MSETNX's: an expired one goes). */
+void cmd_rename_get(struct cmd_ctx *x)
+{
+    const struct resp_arg *k = &x->argv[1];
+    uint64_t h = cmd_key_hash(k);
+    const struct tbl_entry *e =
+        cmd_arg_is(&x->argv[2], "r") ? cmd_lookup_read(x, k, h) : cmd_lookup_write(x, k, h);
+    if (e == NULL) {
+        reply_null(x->out);
+        return;
+    }
+    size_t vlen;
+    const void *v = tbl_entry_val(e, &vlen);
+    reply_array(x->out, 4);
+    reply_bulk(x->out, v, vlen);
+    reply_int(x->out, tbl_entry_expire_ms(e));
+    reply_int(x->out, tbl_entry_raw(e) ? 1 : 0);
+    reply_int(x->out, tbl_entry_type(e));
+}
+
+static int64_t internal_int(const struct resp_arg *a)
+{
+    int64_t v = 0;
+    bool ok = cmd_parse_i64(a, &v);
+    KV_ASSERT(ok); /* made by conn.c, never by a client */
+    return v;
+}
+
+/* rename|put key value expire-ms raw type event: the key made anew with that value
+ * (replacing it), logged, and notified: "new" and the event (0: rename_to, 1: copy_to),
+ * or, for BITOP's result (2), "new" if it was no key, then "set". */
+void cmd_rename_put(struct cmd_ctx *x)
+{
+    const struct resp_arg *k = &x->argv[1];
+    uint64_t h = cmd_key_hash(k);
+    int64_t event = internal_int(&x->argv[6]);
+    bool created = event != 2 || cmd_new_key(x, k, h);
+    struct tbl_put_args pa = {.val = x->argv[2].ptr,
+                              .val_len = x->argv[2].len,
+                              .expire_ms = internal_int(&x->argv[3]),
+                              .type = (uint8_t)internal_int(&x->argv[5]),
+                              .flags = internal_int(&x->argv[4]) ? TBL_RAW : 0};
+    if (tbl_put(cmd_tbl(x, h), k->ptr, k->len, h, &pa, x->now_ms, NULL) != 0) {
+        reply_error(x->out, "OOM command not allowed when used memory > 'maxmemory'.");
+        return;
+    }
+    cmd_log_key(x, k, h);
+    if (created) {
+        cmd_notify(x, NOTIFY_NEW, "new", k);
+    }
+    if (event == 2) {
+        cmd_notify(x, NOTIFY_STRING, "set", k);
+    } else {
+        cmd_notify(x, NOTIFY_GENERIC, event == 0 ? "rename_to" : "copy_to", k);
+    }
+    reply_ok(x->out);
+}
+
+/* rename|del key event: the key deleted, logged, and notified: RENAME's source (0:
+ * rename_from; RENAME is one change, counted by the destination's log) or BITOP's empty
+ * result (1: del). */
+void cmd_rename_del(struct cmd_ctx *x)
+{
+    const struct resp_arg *k = &x->argv[1];
+    uint64_t h = cmd_key_hash(k);
+    if (tbl_del(cmd_tbl(x, h), k->ptr, k->len, h, x->now_ms, NULL) != 0) {
+        reply_int(x->out, 0); /* no such key */
+        return;
+    }
+    cmd_log_key(x, k, h);
+    if (internal_int(&x->argv[2]) == 0) {
+        cmd_count_changes(x->sh, -1);
+        cmd_notify(x, NOTIFY_GENERIC, "rename_from", k);
+    } else {
+        cmd_notify(x, NOTIFY_GENERIC, "del", k);
+    }
+    reply_int(x->out, 1);
 }

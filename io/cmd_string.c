@@ -869,11 +869,11 @@ void cmd_bitpos(struct cmd_ctx *x)
 }
 
 /*
- * BITOP AND|OR|XOR|NOT dest key [key ...]: every key in one partition (checked by the
+ * BITOP AND|OR|XOR|NOT dest key [key ...]: every key on this shard (checked by the
  * caller). Missing keys read as empty strings, shorter ones as padded with zeros; the
  * result is as long as the longest source, and an empty result deletes dest (Redis).
  */
-void cmd_bitop(struct cmd_ctx *x)
+int cmd_bitop_kind(struct cmd_ctx *x)
 {
     const struct resp_arg *op = &x->argv[1];
     int kind = cmd_arg_is(op, "and")   ? 0
@@ -881,48 +881,25 @@ void cmd_bitop(struct cmd_ctx *x)
                : cmd_arg_is(op, "xor") ? 2
                : cmd_arg_is(op, "not") ? 3
                                        : -1;
-    size_t nsrc = x->argc - 3;
     if (kind < 0) {
         reply_err_syntax(x->out);
-        return;
-    }
-    if (kind == 3 && nsrc != 1) {
+    } else if (kind == 3 && x->argc != 4) {
         reply_error(x->out, "ERR BITOP NOT must be called with a single source key.");
-        return;
+        kind = -1;
     }
-    struct bitop_src {
-        const unsigned char *p;
-        size_t len;
-    } *src = mi_heap_malloc(x->sh->heap, nsrc * sizeof *src);
-    if (src == NULL) {
-        reply_error(x->out, "OOM command not allowed when used memory > 'maxmemory'.");
-        return;
-    }
+    return kind;
+}
+
+unsigned char *cmd_bitop_apply(mi_heap_t *heap, int kind, const struct cmd_bitop_src *src,
+                               size_t nsrc, size_t *len)
+{
     size_t max = 0;
     for (size_t i = 0; i < nsrc; i++) {
-        const struct resp_arg *k = &x->argv[3 + i];
-        const struct tbl_entry *e = cmd_lookup_read(x, k, cmd_key_hash(k));
-        src[i].len = 0;
-        src[i].p = e != NULL ? tbl_entry_val(e, &src[i].len) : NULL;
         max = src[i].len > max ? src[i].len : max;
     }
-    const struct resp_arg *dest = &x->argv[2];
-    uint64_t h = cmd_key_hash(dest);
-    unsigned char *out = max > 0 ? mi_heap_malloc(x->sh->heap, max) : NULL;
-    if (max == 0 || out == NULL) {
-        mi_free(src);
-        if (max > 0) {
-            reply_error(x->out, "OOM command not allowed when used memory > 'maxmemory'.");
-            return;
-        }
-        if (tbl_del(cmd_tbl(x, h), dest->ptr, dest->len, h, x->now_ms, NULL) == 0) {
-            cmd_log_key(x, dest, h);
-            cmd_notify(x, NOTIFY_GENERIC, "del", dest);
-        }
-        reply_int(x->out, 0);
-        return;
-    }
-    for (size_t j = 0; j < max; j++) {
+    *len = max;
+    unsigned char *out = max > 0 ? mi_heap_malloc(heap, max) : NULL;
+    for (size_t j = 0; out != NULL && j < max; j++) {
         unsigned char b = j < src[0].len ? src[0].p[j] : 0;
         if (kind == 3) {
             b = (unsigned char)~b;
@@ -935,7 +912,44 @@ void cmd_bitop(struct cmd_ctx *x)
         }
         out[j] = b;
     }
+    return out;
+}
+
+void cmd_bitop(struct cmd_ctx *x)
+{
+    int kind = cmd_bitop_kind(x);
+    if (kind < 0) {
+        return;
+    }
+    size_t nsrc = x->argc - 3;
+    struct cmd_bitop_src *src = mi_heap_malloc(x->sh->heap, nsrc * sizeof *src);
+    if (src == NULL) {
+        reply_error(x->out, "OOM command not allowed when used memory > 'maxmemory'.");
+        return;
+    }
+    for (size_t i = 0; i < nsrc; i++) {
+        const struct resp_arg *k = &x->argv[3 + i];
+        const struct tbl_entry *e = cmd_lookup_read(x, k, cmd_key_hash(k));
+        src[i].len = 0;
+        src[i].p = e != NULL ? tbl_entry_val(e, &src[i].len) : NULL;
+    }
+    size_t max;
+    unsigned char *out = cmd_bitop_apply(x->sh->heap, kind, src, nsrc, &max);
     mi_free(src);
+    const struct resp_arg *dest = &x->argv[2];
+    uint64_t h = cmd_key_hash(dest);
+    if (max == 0 || out == NULL) {
+        if (max > 0) {
+            reply_error(x->out, "OOM command not allowed when used memory > 'maxmemory'.");
+            return;
+        }
+        if (tbl_del(cmd_tbl(x, h), dest->ptr, dest->len, h, x->now_ms, NULL) == 0) {
+            cmd_log_key(x, dest, h);
+            cmd_notify(x, NOTIFY_GENERIC, "del", dest);
+        }
+        reply_int(x->out, 0);
+        return;
+    }
     struct tbl_put_args pa = {.val = out, .val_len = max, .flags = TBL_RAW}; /* ("raw", Redis's) */
     bool created = cmd_new_key(x, dest, h);
     int rc = tbl_put(cmd_tbl(x, h), dest->ptr, dest->len, h, &pa, x->now_ms, NULL);
@@ -1308,6 +1322,12 @@ static bool lcs_parse(struct cmd_ctx *x, struct lcs_opts *o)
  * and its runs of contiguous matches, last run first (as Redis lists them). O(alen x
  * blen) time on the shard: like Redis, meant for short strings.
  */
+bool cmd_lcs_check(struct cmd_ctx *x)
+{
+    struct lcs_opts o;
+    return lcs_parse(x, &o);
+}
+
 void cmd_lcs(struct cmd_ctx *x)
 {
     struct lcs_opts o;
@@ -1319,6 +1339,14 @@ void cmd_lcs(struct cmd_ctx *x)
     size_t alen = 0, blen = 0;
     const char *a = ea != NULL ? tbl_entry_val(ea, &alen) : "";
     const char *b = eb != NULL ? tbl_entry_val(eb, &blen) : "";
+    cmd_lcs_values(x, a, alen, b, blen);
+}
+
+void cmd_lcs_values(struct cmd_ctx *x, const char *a, size_t alen, const char *b, size_t blen)
+{
+    struct lcs_opts o;
+    bool parsed = lcs_parse(x, &o);
+    KV_ASSERT(parsed); /* (checked before the keys were read) */
     if (alen >= UINT32_MAX - 1 || blen >= UINT32_MAX - 1) {
         reply_error(x->out, "ERR String too long for LCS");
         return;

@@ -790,8 +790,8 @@ static void conn_maybe_free(struct conn *c)
  * after another on one shard: atomic, as no other command runs there in between, when
  * all its keys and the client's watched keys are on that shard; otherwise EXEC runs as
  * a cross-shard transaction (see "cross-shard transactions" below). A SAME command's
- * keys must share a partition (-CROSSSLOT otherwise); SCAN and commands that need the
- * client's connection are refused inside MULTI. An error while queueing (unknown
+ * keys must share a shard (-CROSSSLOT otherwise); commands that need the client's
+ * connection are refused inside MULTI. An error while queueing (unknown
  * command, arity, CROSSSLOT, refusal) makes EXEC reply -EXECABORT. The queue counts against
  * client-query-buffer-limit.
  */
@@ -1633,17 +1633,25 @@ static uint64_t arg_hash(const struct resp_arg *a)
     return tbl_hash(a->ptr, a->len);
 }
 
-/* The partition of a SAME command's keys (RENAME, MSETNX, ...), or NULL when they are
- * in more than one (-CROSSSLOT). */
-static const struct route_part *same_partition(struct shard *sh, const struct cmd_desc *d,
-                                               size_t argc, const struct resp_arg *argv)
+/* Whether SAME command d runs with its keys on several shards (else -CROSSSLOT):
+ * all of them but the internal ones. */
+static bool same_crosses(const struct cmd_desc *d)
+{
+    return !(d->flags & CMD_HIDDEN);
+}
+
+/* The shard owning all of a SAME command's keys (RENAME, MSETNX, ...: its handler works
+ * on the tables of any partitions of its shard), or KVD_THREADS_MAX when they are on
+ * more than one (-CROSSSLOT). */
+static uint32_t same_shard(struct shard *sh, const struct cmd_desc *d, size_t argc,
+                           const struct resp_arg *argv)
 {
     const struct route_table *rt = sh->srv->route;
-    const struct route_part *first = route_lookup(rt, arg_hash(&argv[d->first_key]));
+    uint32_t first = route_lookup(rt, arg_hash(&argv[d->first_key]))->thread;
     size_t last = d->last_key < 0 ? argc - 1 : (size_t)d->last_key;
     for (size_t i = (size_t)d->first_key; i <= last && i < argc; i += (size_t)d->key_step) {
-        if (route_lookup(rt, arg_hash(&argv[i])) != first) {
-            return NULL;
+        if (route_lookup(rt, arg_hash(&argv[i]))->thread != first) {
+            return KVD_THREADS_MAX;
         }
     }
     return first;
@@ -1886,16 +1894,16 @@ static void txn_queue(struct conn *c, const struct cmd_desc *d, size_t argc,
         first = 0; /* MSET's missing value: an arity error when it runs, as in Redis */
     }
     /* The shards of its keys join the transaction's; a command that needs its keys in
-     * one partition (RENAME, ...) is refused otherwise, as outside a transaction. */
+     * one shard (RENAME, ...) is refused otherwise, as outside a transaction. */
     struct shardset owners = {{0}};
-    const struct route_part *first_part = NULL;
+    uint32_t first_shard = KVD_THREADS_MAX;
     bool same = true;
     if (first > 0) {
         size_t step = d->key_step > 0 ? (size_t)d->key_step : 1;
         for (size_t i = first; i <= last && i < argc; i += step) {
             const struct route_part *p = route_lookup(rt, arg_hash(&argv[i]));
-            first_part = first_part != NULL ? first_part : p;
-            same &= p == first_part;
+            first_shard = first_shard != KVD_THREADS_MAX ? first_shard : p->thread;
+            same &= p->thread == first_shard;
             shardset_add(&owners, p->thread);
         }
     }
@@ -1912,7 +1920,7 @@ static void txn_queue(struct conn *c, const struct cmd_desc *d, size_t argc,
             shardset_add(&owners, s);
         }
     }
-    if (!same && d->exec == CMD_EXEC_SAME) {
+    if (!same && d->exec == CMD_EXEC_SAME && !same_crosses(d)) {
         early_error(c, "CROSSSLOT Keys in request don't hash to the same slot%s", "");
         early_count(c, d, true, argc, argv);
         txn_flag(c);
@@ -1952,7 +1960,8 @@ static bool txn_exec_cross(struct conn *c);
 static void txn_bare(struct conn *c, const struct cmd_desc *d, size_t argc,
                      const struct resp_arg *argv)
 {
-    KV_ASSERT(c->txn == NULL && (d->exec == CMD_EXEC_ALL || d->exec == CMD_EXEC_SCRIPT));
+    KV_ASSERT(c->txn == NULL &&
+              (d->exec == CMD_EXEC_ALL || d->exec == CMD_EXEC_SCRIPT || d->exec == CMD_EXEC_SAME));
     c->txn = mi_heap_zalloc(c->sh->heap, sizeof *c->txn);
     KV_ASSERT(c->txn != NULL);
     struct txn *t = c->txn;
@@ -2475,6 +2484,275 @@ static void txn_run_split(struct txn_x *tx, const struct cmd_desc *d, size_t arg
     mi_free(part);
 }
 
+/*
+ * SAME commands across shards. RENAME, RENAMENX, COPY and MSETNX need their keys on one
+ * shard to run as one handler; when they are on several, the command runs as a
+ * cross-shard transaction (alone: txn_bare; or inside EXEC, or a keyless script) and
+ * this shard moves the data with hidden rows run on the keys' shards (cmd_keys.c:
+ * rename|get, rename|put, rename|del), the others parked meanwhile: no client sees a
+ * half-done command. The destination is written before the source is deleted, so a
+ * refused write (OOM) loses nothing. The events are the single-shard command's; only
+ * their order across shards differs (RENAME's rename_to before its rename_from).
+ */
+
+/* A key's entry, fetched from its shard (rename|get). */
+struct same_entry {
+    char *blob; /* the reply it is in (free with blob_free) */
+    const char *val;
+    size_t vlen;
+    long long expire, raw, type;
+};
+
+/* Runs hidden row `name` with args on key args[1]'s shard; its reply as a blob. */
+static char *same_part(struct txn_x *tx, const char *name, size_t argc, const struct resp_arg *args,
+                       size_t *len)
+{
+    struct shard *sh = tx->c->sh;
+    struct resp_out tmp;
+    resp_out_init(&tmp, sh->pool, SIZE_MAX / 2);
+    resp_out_set_proto(&tmp, tx_proto(tx));
+    txn_run_on(tx, owner(sh, arg_hash(&args[1])), cmd_lookup_hidden(name), argc, args, &tmp, false);
+    char *blob = out_take(sh, &tmp, len);
+    resp_out_deinit(&tmp);
+    KV_ASSERT(blob != NULL);
+    return blob;
+}
+
+/* The entry of `key` (looked up as a read if `read`), or false if there is none. */
+static bool same_get(struct txn_x *tx, const struct resp_arg *key, bool read, struct same_entry *e)
+{
+    struct resp_arg a[3] = {{"rename|get", 10}, *key, {read ? "r" : "w", 1}};
+    size_t len;
+    e->blob = same_part(tx, "rename|get", 3, a, &len);
+    if (e->blob[0] != '*') { /* null ($-1 or _) */
+        blob_free(e->blob);
+        e->blob = NULL;
+        return false;
+    }
+    long long n;
+    size_t off = after_header(e->blob, len, &n);
+    KV_ASSERT(n == 4 && e->blob[off] == '$');
+    size_t start = off;
+    skip_elem(e->blob, len, &off);
+    e->vlen = (size_t)strtoll(e->blob + start + 1, NULL, 10);
+    e->val = off - e->vlen - 2 + e->blob;
+    e->expire = take_int(e->blob, len, &off);
+    e->raw = take_int(e->blob, len, &off);
+    e->type = take_int(e->blob, len, &off);
+    return true;
+}
+
+/* Writes `e` as `key` (event 0: rename_to, 1: copy_to) in database db; false after
+ * replying the error (OOM) into out. */
+static bool same_put(struct txn_x *tx, const struct resp_arg *key, const struct same_entry *e,
+                     int event, uint32_t db, struct resp_out *out)
+{
+    char nums[4][24];
+    struct resp_arg a[7] = {{"rename|put", 10}, *key, {e->val, e->vlen}};
+    long long v[4] = {e->expire, e->raw, e->type, event};
+    for (int i = 0; i < 4; i++) {
+        a[3 + i].ptr = nums[i];
+        a[3 + i].len = (size_t)snprintf(nums[i], sizeof nums[i], "%lld", v[i]);
+    }
+    uint32_t back = tx->db;
+    tx->db = db;
+    size_t len;
+    char *blob = same_part(tx, "rename|put", 7, a, &len);
+    tx->db = back;
+    bool ok = blob[0] == '+';
+    if (!ok) {
+        reply_raw(out, blob, len);
+    }
+    blob_free(blob);
+    return ok;
+}
+
+/* COPY's options, checked as cmd_copy checks them: false if any is not plain (the
+ * handler then replies its error). */
+static bool copy_opts(struct shard *sh, size_t argc, const struct resp_arg *argv, bool *replace,
+                      uint32_t *db)
+{
+    for (size_t i = 3; i < argc; i++) {
+        int64_t v;
+        if (cmd_arg_is(&argv[i], "replace")) {
+            *replace = true;
+        } else if (cmd_arg_is(&argv[i], "db") && i + 1 < argc && cmd_parse_i64(&argv[i + 1], &v) &&
+                   v >= 0 && v < (int64_t)sh->ndb) {
+            *db = (uint32_t)v;
+            i++;
+        } else {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* LCS and BITOP across shards: their options checked by the handler's own code here,
+ * the values read from the keys' shards, the result computed here (BITOP's written to
+ * its destination's shard). False if it replied an error. */
+static bool same_compute(struct txn_x *tx, const struct cmd_desc *d, size_t argc,
+                         const struct resp_arg *argv, struct resp_out *out)
+{
+    struct shard *sh = tx->c->sh;
+    uint64_t errors = reply_errors();
+    struct cmd_ctx x = {.argc = argc,
+                        .argv = argv,
+                        .desc = d,
+                        .sh = sh,
+                        .out = out,
+                        .now_ms = sh->now_ms,
+                        .caller_id = tx->c->id,
+                        .user = tx->c->user,
+                        .db = tx->db};
+    size_t first = d->fn == cmd_lcs ? 1 : 3, last = d->fn == cmd_lcs ? 2 : argc - 1;
+    int kind = d->fn == cmd_lcs ? (cmd_lcs_check(&x) ? 0 : -1) : cmd_bitop_kind(&x);
+    if (kind < 0) {
+        return false;
+    }
+    struct same_entry *e = mi_heap_zalloc(sh->heap, (last - first + 1) * sizeof *e);
+    struct cmd_bitop_src *src = mi_heap_zalloc(sh->heap, (last - first + 1) * sizeof *src);
+    KV_ASSERT(e != NULL && src != NULL);
+    for (size_t i = first; i <= last; i++) {
+        struct same_entry *v = &e[i - first];
+        if (same_get(tx, &argv[i], true, v)) {
+            src[i - first] = (struct cmd_bitop_src){(const unsigned char *)v->val, v->vlen};
+        }
+    }
+    bool ok = true;
+    if (d->fn == cmd_lcs) {
+        cmd_lcs_values(&x, src[0].p != NULL ? (const char *)src[0].p : "", src[0].len,
+                       src[1].p != NULL ? (const char *)src[1].p : "", src[1].len);
+        ok = reply_errors() == errors;
+    } else {
+        size_t len;
+        unsigned char *res = cmd_bitop_apply(sh->heap, kind, src, last - first + 1, &len);
+        if (len > 0 && res == NULL) {
+            reply_error(out, "OOM command not allowed when used memory > 'maxmemory'.");
+            ok = false;
+        } else if (len == 0) {
+            struct resp_arg a[3] = {{"rename|del", 10}, argv[2], {"1", 1}};
+            size_t n;
+            blob_free(same_part(tx, "rename|del", 3, a, &n));
+            reply_int(out, 0);
+        } else {
+            struct same_entry r = {.val = (const char *)res, .vlen = len, .raw = 1};
+            if ((ok = same_put(tx, &argv[2], &r, 2, tx->db, out))) {
+                reply_int(out, (int64_t)len);
+            }
+        }
+        mi_free(res);
+    }
+    for (size_t i = 0; i <= last - first; i++) {
+        if (e[i].blob != NULL) {
+            blob_free(e[i].blob);
+        }
+    }
+    mi_free(e);
+    mi_free(src);
+    return ok;
+}
+
+/* Runs SAME command d whose keys are on several shards; false if it replied an error. */
+static bool same_cross(struct txn_x *tx, const struct cmd_desc *d, size_t argc,
+                       const struct resp_arg *argv, struct resp_out *out)
+{
+    struct shard *sh = tx->c->sh;
+    if (d->fn == cmd_rename || d->fn == cmd_renamenx) {
+        bool nx = d->fn == cmd_renamenx;
+        struct same_entry src, dst;
+        if (!same_get(tx, &argv[1], false, &src)) {
+            reply_error(out, "ERR no such key");
+            return false;
+        }
+        bool taken = nx && same_get(tx, &argv[2], false, &dst);
+        if (taken) {
+            blob_free(dst.blob);
+            reply_int(out, 0);
+        } else if (same_put(tx, &argv[2], &src, 0, tx->db, out)) {
+            struct resp_arg a[3] = {{"rename|del", 10}, argv[1], {"0", 1}};
+            size_t len;
+            blob_free(same_part(tx, "rename|del", 3, a, &len));
+            if (nx) {
+                reply_int(out, 1);
+            } else {
+                reply_ok(out);
+            }
+        } else {
+            blob_free(src.blob);
+            return false;
+        }
+        blob_free(src.blob);
+        return true;
+    }
+    if (d->fn == cmd_copy) {
+        bool replace = false;
+        uint32_t db = tx->db;
+        if (!copy_opts(sh, argc, argv, &replace, &db)) { /* its error, from the handler */
+            txn_run_on(tx, owner(sh, arg_hash(&argv[1])), d, argc, argv, out, false);
+            return false;
+        }
+        struct same_entry src, dst;
+        if (!same_get(tx, &argv[1], true, &src)) {
+            reply_int(out, 0);
+            return true;
+        }
+        uint32_t back = tx->db;
+        tx->db = db;
+        bool taken = same_get(tx, &argv[2], false, &dst);
+        tx->db = back;
+        if (taken) {
+            blob_free(dst.blob);
+        }
+        bool ok = true;
+        if (taken && !replace) {
+            reply_int(out, 0);
+        } else if ((ok = same_put(tx, &argv[2], &src, 1, db, out))) {
+            reply_int(out, 1);
+        }
+        blob_free(src.blob);
+        return ok;
+    }
+    if (d->fn == cmd_lcs || d->fn == cmd_bitop) {
+        return same_compute(tx, d, argc, argv, out);
+    }
+    KV_ASSERT(d->fn == cmd_msetnx);
+    if ((argc - 1) % 2 != 0) { /* its arity error, from the handler */
+        txn_run_on(tx, owner(sh, arg_hash(&argv[1])), d, argc, argv, out, false);
+        return false;
+    }
+    for (size_t i = 1; i < argc; i += 2) {
+        struct same_entry e;
+        if (same_get(tx, &argv[i], false, &e)) {
+            blob_free(e.blob);
+            reply_int(out, 0);
+            return true;
+        }
+    }
+    /* every key absent: each shard sets its own, as MSET's parts */
+    const struct cmd_desc *mset = cmd_lookup("mset", 4);
+    struct resp_arg *part = mi_heap_malloc(sh->heap, argc * sizeof *part);
+    KV_ASSERT(part != NULL);
+    for (uint32_t o = 0; o < sh->srv->nthreads; o++) {
+        size_t n = 0;
+        part[n++] = argv[0];
+        for (size_t i = 1; i < argc; i += 2) {
+            if (owner(sh, arg_hash(&argv[i])) == o) {
+                part[n++] = argv[i];
+                part[n++] = argv[i + 1];
+            }
+        }
+        if (n > 1) {
+            struct resp_out tmp;
+            resp_out_init(&tmp, sh->pool, SIZE_MAX / 2);
+            txn_run_on(tx, o, mset, n, part, &tmp, false);
+            resp_out_deinit(&tmp);
+        }
+    }
+    mi_free(part);
+    reply_int(out, 1);
+    return true;
+}
+
 /* One queued command of a cross-shard transaction, on the shard(s) owning its keys. */
 static void txn_run_cmd(struct txn_x *tx, size_t argc, const struct resp_arg *argv,
                         struct resp_out *out)
@@ -2497,9 +2775,22 @@ static void txn_run_cmd(struct txn_x *tx, size_t argc, const struct resp_arg *ar
     }
     switch (d->exec) {
     case CMD_EXEC_KEY:
-    case CMD_EXEC_SAME: /* its keys are in one partition (checked when queued) */
         txn_run_on(tx, owner(sh, arg_hash(&argv[d->first_key])), d, argc, argv, out, true);
         return;
+    case CMD_EXEC_SAME: {
+        uint32_t o = same_shard(sh, d, argc, argv);
+        if (o != KVD_THREADS_MAX) {
+            txn_run_on(tx, o, d, argc, argv, out, true);
+            return;
+        }
+        KV_ASSERT(same_crosses(d)); /* (LCS and BITOP: refused when queued or called) */
+        uint64_t t0 = shard_cmd_clock(sh);
+        struct run_res r = {.failed = !same_cross(tx, d, argc, argv, out), .db = tx->db};
+        sh->clock_ns = kv_clock_mono_ns();
+        r.us = (sh->clock_ns - t0) / 1000;
+        account(sh, tx->c, cmd_stat_row(d, argc, argv), r, argc, argv, NULL);
+        return;
+    }
     case CMD_EXEC_MULTI: {
         if (d->key_step == 2 && (argc - 1) % 2 != 0) {
             reply_err_arity(out, d->name); /* MSET's pairs: found when it runs */
@@ -2698,8 +2989,8 @@ static char *script_call_run(struct cmd_ctx *x, uint32_t *db, int proto, const s
     resp_out_init(&tmp, sh->pool, (size_t)KV_CONF_GET(kvd_settings.output_buffer_limit));
     resp_out_set_proto(&tmp, proto); /* RESP2, or 3 after redis.setresp(3) */
     struct txn_x *tx = sh->script_tx;
-    if (d->exec == CMD_EXEC_SAME && d->first_key > 0 &&
-        same_partition(sh, d, argc, argv) == NULL) { /* RENAME & co: one partition */
+    if (d->exec == CMD_EXEC_SAME && d->first_key > 0 && (tx == NULL || !same_crosses(d)) &&
+        same_shard(sh, d, argc, argv) == KVD_THREADS_MAX) { /* LCS, BITOP: one shard */
         resp_out_deinit(&tmp);
         *err = "CROSSSLOT Keys in request don't hash to the same slot";
         return NULL;
@@ -3318,17 +3609,21 @@ static void dispatch_cmd(struct conn *c, const struct resp_cmd *cmd, const struc
         return;
     }
     case CMD_EXEC_SAME: {
-        const struct route_part *first = same_partition(sh, d, argc, argv);
-        if (first == NULL) {
+        uint32_t to = same_shard(sh, d, argc, argv);
+        if (to == KVD_THREADS_MAX && same_crosses(d)) {
+            txn_bare(c, d, argc, argv); /* on the keys' shards at one instant */
+            return;
+        }
+        if (to == KVD_THREADS_MAX) {
             early_error(c, "CROSSSLOT Keys in request don't hash to the same slot%s", "");
             early_count(c, d, true, argc, argv);
             finish_early(c);
             return;
         }
-        if (first->thread == sh->id) {
+        if (to == sh->id) {
             exec_local(c, d, argc, argv);
         } else {
-            forward_one(c, first->thread, d, argc, argv);
+            forward_one(c, to, d, argc, argv);
         }
         return;
     }
@@ -3529,21 +3824,39 @@ static bool run_batch(struct conn *c, struct batch_cmd *b, size_t n)
     return !(c->flags & (CONN_CLOSING | CONN_CLOSE_AFTER));
 }
 
-/* EXEC, EVAL & co, FCALL & co, SWAPDB, FLUSHALL and FLUSHDB are dispatched on their own,
- * never in a batch parsed ahead:
- * each may run as a cross-shard transaction that has to wait for another shard's, and
- * what follows it must wait too (only the unbatched path stops at CONN_TXN_WAIT). */
+/* EXEC, EVAL & co, FCALL & co, SWAPDB, FLUSHALL, FLUSHDB and the SAME commands (RENAME,
+ * RENAMENX, COPY, MSETNX, LCS, BITOP) are dispatched on their own, never in a batch
+ * parsed ahead: each may run as a cross-shard transaction that has to wait for another
+ * shard's, and what follows it must wait too (only the unbatched path stops at
+ * CONN_TXN_WAIT). The first byte and the length keep GET, SET, ... to two tests. */
 static inline bool is_exec(const struct resp_arg *a)
 {
-    char c0 = a->len > 0 ? (char)(a->ptr[0] | 0x20) : 0;
-    /* (the names below are 4 to 10 bytes long: GET, SET, ... stop at once) */
-    if (KV_LIKELY((c0 != 'e' && c0 != 's' && c0 != 'f') || a->len < 4 || a->len > 10)) {
+    if (a->len < 3 || a->len > 10) {
         return false;
     }
-    return cmd_arg_is(a, "exec") || cmd_arg_is(a, "eval") || cmd_arg_is(a, "evalsha") ||
-           cmd_arg_is(a, "eval_ro") || cmd_arg_is(a, "evalsha_ro") || cmd_arg_is(a, "fcall") ||
-           cmd_arg_is(a, "fcall_ro") || cmd_arg_is(a, "swapdb") || cmd_arg_is(a, "flushall") ||
-           cmd_arg_is(a, "flushdb");
+    switch (a->ptr[0] | 0x20) {
+    case 'e':
+        return cmd_arg_is(a, "exec") || cmd_arg_is(a, "eval") || cmd_arg_is(a, "evalsha") ||
+               cmd_arg_is(a, "eval_ro") || cmd_arg_is(a, "evalsha_ro");
+    case 'f':
+        return cmd_arg_is(a, "fcall") || cmd_arg_is(a, "fcall_ro") || cmd_arg_is(a, "flushall") ||
+               cmd_arg_is(a, "flushdb");
+    case 's':
+        return a->len == 6 && cmd_arg_is(a, "swapdb");
+    case 'r':
+        return (a->len == 6 && cmd_arg_is(a, "rename")) ||
+               (a->len == 8 && cmd_arg_is(a, "renamenx"));
+    case 'c':
+        return a->len == 4 && cmd_arg_is(a, "copy");
+    case 'm':
+        return a->len == 6 && cmd_arg_is(a, "msetnx");
+    case 'l':
+        return a->len == 3 && cmd_arg_is(a, "lcs");
+    case 'b':
+        return a->len == 5 && cmd_arg_is(a, "bitop");
+    default:
+        return false;
+    }
 }
 
 /* Parses and dispatches what the parser holds until it needs more input (true) or

@@ -119,15 +119,14 @@ def kvd_command_names(kvd):
 # by their own xfail scenario (the subcommand containers).
 # Without arguments these act, and their replies depend on state (the persistence
 # commands on whether a background save is running in either server). With many
-# arguments, commands whose keys must share a partition (MSETNX, LCS, COPY, BITOP)
-# answer -CROSSSLOT for keys that do not, before anything else. MULTI without arguments
+# arguments, WATCH's keys must share a partition (-CROSSSLOT). MULTI without arguments
 # opens a transaction (every later command would be queued). WATCH is not supported.
 # LOLWUT answers the version each server claims.
 PERSISTENCE = {"save", "bgsave", "bgrewriteaof"}
 ARITY_SKIP_ZERO = {"quit", "shutdown", "reset", "info", "time", "hello", "command",
                    "lastsave", "debug", "multi", "monitor", "lolwut"} | PERSISTENCE
 ARITY_SKIP_MANY = (ARITY_SKIP_ZERO - PERSISTENCE) | {
-    "client", "config", "slowlog", "msetnx", "lcs", "copy", "bitop", "watch", "expire",
+    "client", "config", "slowlog", "watch", "expire",
     "pexpire", "expireat", "pexpireat", "flushall", "flushdb"}
 
 

@@ -2,10 +2,12 @@
 family (NX XX GT LT), TTL, PTTL, EXPIRETIME, PEXPIRETIME, PERSIST, TYPE, RENAME,
 RENAMENX, DBSIZE, SCAN, KEYS, RANDOMKEY, FLUSHALL, FLUSHDB.
 
-Multi-key commands that must be atomic (RENAME, RENAMENX, MSETNX) need their keys in
-one partition on kvd: the success cases use {tag} keys, and the -CROSSSLOT reply for
-keys in different partitions is a kvd-only assertion (Redis has no partitions).
+Multi-key commands that must be atomic (RENAME, RENAMENX, COPY, MSETNX, LCS, BITOP)
+work on any keys, as in Redis: kvd runs them as one handler when their keys are on one
+shard thread and as a cross-shard transaction when they are not (tested here with many
+key pairs, so both ways).
 """
+import threading
 import time
 
 import pytest
@@ -169,47 +171,79 @@ def test_ttl_pttl_values(pair):
         assert 28000 < c.cmd("PTTL", "k") <= 30000
 
 
-def find_pairs(c, n=60):
-    """Key pairs in one partition and in different ones, found through kvd's CROSSSLOT."""
-    same, cross = [], []
-    for i in range(n):
-        src, dst = "src%d" % i, "dst%d" % i
-        c.cmd("SET", src, "v%d" % i)
-        r = c.cmd("RENAMENX", src, dst)
-        if r == Err("CROSSSLOT Keys in request don't hash to the same slot"):
-            cross.append((src, dst))
-            assert c.cmd("GET", src) == b"v%d" % i
-            assert c.cmd("EXISTS", dst) == 0
-        else:
-            assert r == 1, r
-            same.append((dst, src))
-    return same, cross
+def test_same_commands_on_any_keys_match_redis(pair):
+    """RENAME, RENAMENX, COPY (DB, REPLACE), MSETNX, LCS and BITOP on 40 key pairs (most
+    on two shards, some on one): replies, values and expiry times as Redis's."""
+    for i in range(40):
+        a, b, c = "src%d" % i, "dst%d" % i, "oth%d" % i
+        for args in [("SET", a, "ohmytext%d" % i, "PX", "100000"), ("SET", c, "mynewtext"),
+                     ("RENAME", a, b), ("EXISTS", a), ("GET", b), ("RENAME", a, b),
+                     ("RENAMENX", b, c), ("RENAMENX", b, a), ("GET", a), ("COPY", a, b),
+                     ("COPY", a, c), ("COPY", a, c, "REPLACE"), ("GET", c), ("COPY", a, b, "DB", "1"),
+                     ("COPY", a, b, "DB", "x"), ("COPY", a, b, "bogus"),
+                     ("MSETNX", a, "1", b, "2"), ("MSETNX", b, "1", "n%d" % i, "2"),
+                     ("MSETNX", "n%d" % i, "1", "m%d" % i, "2"), ("MGET", "n%d" % i, "m%d" % i),
+                     ("MSETNX", a, "1", b), ("LCS", a, c), ("LCS", a, c, "IDX", "WITHMATCHLEN"),
+                     ("LCS", a, "nokey", "LEN"), ("LCS", a, c, "x"),
+                     ("BITOP", "AND", b, a, c), ("GET", b), ("BITOP", "XOR", b, a, c, "nokey"),
+                     ("BITOP", "NOT", b, a), ("GET", b), ("BITOP", "NOT", b, a, c),
+                     ("BITOP", "OR", b, "nokey"), ("EXISTS", b), ("SELECT", "1"), ("GET", b),
+                     ("FLUSHDB",), ("SELECT", "0")]:
+            pair.same(*args)
+        for c_ in (pair.k, pair.r):
+            assert 99000 < c_.cmd("PTTL", a) <= 100000
+    assert pair.k.cmd("INFO", "commandstats") is not None
 
 
-def test_rename_across_partitions_is_crossslot(kc):
-    # kvd-only: 8 partitions (2 threads x 4): most random pairs land in different ones.
-    same, cross = find_pairs(kc)
-    assert len(cross) > 30 and same, (len(same), len(cross))
-    for src, dst in cross:
-        assert kc.cmd("RENAME", src, dst) == Err("CROSSSLOT Keys in request don't hash to the "
-                                                 "same slot")
-        assert kc.cmd("EXISTS", src, dst) == 1
-    # the same names with a shared {tag} are always allowed
-    for src, dst in cross:
-        kc.cmd("SET", "{%s}x" % src, "1")
-        assert kc.cmd("RENAME", "{%s}x" % src, "{%s}%s" % (src, dst)) == St("OK")
-    # pairs that happen to share a partition rename without tags
-    for src, dst in same:
-        assert kc.cmd("RENAME", src, dst) == St("OK")
-        assert kc.cmd("EXISTS", src) == 0 and kc.cmd("EXISTS", dst) == 1
+def test_rename_across_shards_is_atomic_to_other_clients(kvd):
+    """A key renamed back and forth between two shards: a transaction reading both
+    names always finds exactly one of them (the cross-shard RENAME is never seen half
+    done), and the value is never lost."""
+    c = kvd.client()
+    # two names on different shards: RENAME of such a pair runs as a cross-shard
+    # transaction (INFO's counter of them goes up)
+    before = int(c.cmd("INFO", "stats").split(b"cross_shard_transactions:")[1].split()[0])
+    names = None
+    for i in range(100):
+        a, b = "ping%d" % i, "pong%d" % i
+        c.ok("SET", a, "v")
+        c.ok("RENAME", a, b)
+        now = int(c.cmd("INFO", "stats").split(b"cross_shard_transactions:")[1].split()[0])
+        c.cmd("DEL", b)
+        if now > before:
+            names = (a, b)
+            break
+        before = now
+    assert names is not None
+    a, b = names
+    c.ok("SET", a, "value")
+    stop = threading.Event()
+    errors = []
 
+    def renamer():
+        r = kvd.client()
+        src, dst = a, b
+        while not stop.is_set():
+            got = r.cmd("RENAME", src, dst)
+            if got != St("OK"):
+                errors.append(got)
+                return
+            src, dst = dst, src
 
-def test_msetnx_and_rename_missing_key_crossslot_first(kc):
-    # CROSSSLOT is decided before the keys are looked at
-    same, cross = find_pairs(kc, 20)
-    src, dst = cross[0]
-    kc.cmd("DEL", src)
-    assert kc.cmd("RENAME", src, dst) == Err("CROSSSLOT Keys in request don't hash to the same slot")
+    t = threading.Thread(target=renamer)
+    t.start()
+    try:
+        for _ in range(300):
+            c.ok("MULTI")
+            c.cmd("EXISTS", a)
+            c.cmd("EXISTS", b)
+            c.cmd("MGET", a, b)
+            e1, e2, vals = c.cmd("EXEC")
+            assert e1 + e2 == 1 and sorted(vals, key=lambda v: v is None) == [b"value", None]
+    finally:
+        stop.set()
+        t.join()
+    assert not errors, errors
 
 
 def full_scan(c, *extra, count=None, limit=200000):
@@ -372,11 +406,17 @@ def test_hash_tags_follow_redis_cluster_rules(kc):
     # as in Redis Cluster; an empty tag ("{}") means the whole key is hashed
     same = [("a{user}b", "{user}c"), ("x{user}", "{user}"), ("{{a}}b", "{{a}c"),
             ("{a}}", "{a}x"), ("a{b}{c}", "x{b}"), ("{x}1", "{x}2")]
+    # (keys on two shard threads make MSETNX a cross-shard transaction, which INFO counts)
+    def crossed(*args):
+        before = int(kc.cmd("INFO", "stats").split(b"cross_shard_transactions:")[1].split()[0])
+        assert kc.cmd(*args) in (1, St("OK")), args
+        return int(kc.cmd("INFO", "stats").split(b"cross_shard_transactions:")[1].split()[0]) > before
+
     for a, b in same:
-        assert kc.cmd("MSETNX", a, "1", b, "2") == 1, (a, b)
-        assert kc.cmd("RENAME", a, b + ":renamed") == St("OK")
-    cross = [kc.cmd("MSETNX", "{}a%d" % i, "1", "{}b%d" % i, "2") for i in range(40)]
-    assert cross.count(Err("CROSSSLOT Keys in request don't hash to the same slot")) > 20
+        assert not crossed("MSETNX", a, "1", b, "2"), (a, b)
+        assert not crossed("RENAME", a, b + ":renamed"), (a, b)
+    cross = [crossed("MSETNX", "{}a%d" % i, "1", "{}b%d" % i, "2") for i in range(40)]
+    assert cross.count(True) > 10, cross
 
 
 OBJECT_VALUES = ["0", "9999", "10000", "-1", "123456789012345678", "12345678901234567890",

@@ -13,8 +13,8 @@ counter that the cross-shard path really ran.
 - replies of cross-shard transactions byte for byte as Redis 7's (RESP2 and RESP3):
   strings, split multi-key commands, errors inside, SELECT inside, EXECABORT, DISCARD,
   WATCH flows of two clients, 500 commands, 1 MiB values, INFO commandstats;
-- kvd's own rule: a command that needs its own keys in one partition (RENAME, RENAMENX,
-  COPY, MSETNX, LCS, BITOP) is refused with -CROSSSLOT while queueing when they are not;
+- RENAME, RENAMENX, COPY, MSETNX, LCS and BITOP with their own keys on both threads,
+  inside a transaction and alone (each a cross-shard transaction), as Redis's;
 - isolation under concurrent writers and readers, transactions of clients that leave
   without reading the reply (all or nothing);
 - WATCH on both threads: no lost update under concurrent redis-py transaction()s, a
@@ -195,40 +195,26 @@ def test_cross_transactions_match_redis(pair, groups, name, proto):
     assert cross_count(pair.kvd) - before == crosses, name
 
 
-def test_single_partition_commands_refused_across(kc, kvd, groups):
-    """RENAME, RENAMENX, COPY, MSETNX, LCS and BITOP need their own keys in one
-    partition: -CROSSSLOT while queueing (the transaction then fails with EXECABORT),
-    even though the transaction's keys may span threads. With their keys in one
-    partition they run in a cross-shard transaction."""
+def test_same_commands_across_threads_inside_a_transaction(pair, groups):
+    """RENAME, RENAMENX, COPY, MSETNX, LCS and BITOP with their own keys on two threads,
+    queued in a transaction whose other keys are on both threads: one cross-shard
+    transaction, replies and data as Redis's; outside a transaction each is one too."""
     a, b = groups
-    refused = [("RENAME", a[0], b[0]), ("RENAMENX", b[0], a[0]), ("COPY", a[0], b[0]),
-               ("MSETNX", a[1], "1", b[1], "1"), ("LCS", a[0], b[0]),
-               ("BITOP", "AND", a[2], a[0], b[0]), ("BITOP", "OR", b[2], a[0])]
-    kc.ok("MSET", a[0], "x", b[0], "y")
-    before = cross_count(kvd)
-    for cmd in refused:
-        assert kc.cmd("MULTI") == St("OK")
-        assert kc.cmd("SET", a[3], "1") == St("QUEUED")
-        assert kc.cmd("SET", b[3], "1") == St("QUEUED")
-        r = kc.cmd(*cmd)
-        assert isinstance(r, Err) and r.s.startswith("CROSSSLOT"), (cmd, r)
-        r = kc.cmd("EXEC")
-        assert isinstance(r, Err) and r.s.startswith("EXECABORT"), (cmd, r)
-        assert kc.cmd("EXISTS", a[3], b[3], a[1], b[1], a[2], b[2]) == 0, cmd
-        assert kc.cmd("MGET", a[0], b[0]) == [b"x", b"y"], cmd
-    assert cross_count(kvd) == before
-    # the same commands with their keys in one partition (a hash tag), in a transaction
-    # whose other keys are on both threads
-    ta, tb = "{%s}" % a[0], "{%s}" % b[0]
-    kc.ok("SET", ta + "s", "v")
-    ok = [("RENAME", ta + "s", ta + "d"), ("COPY", ta + "d", ta + "c"),
-          ("MSETNX", tb + "1", "p", tb + "2", "q"), ("LCS", tb + "1", tb + "2"),
-          ("BITOP", "OR", tb + "o", tb + "1", tb + "2"), ("RENAMENX", ta + "c", ta + "n")]
-    got = kc.pipeline([("MULTI",), ("SET", a[3], "1"), ("SET", b[3], "2")] + ok + [("EXEC",)])
-    assert got[-1] == [St("OK"), St("OK"), St("OK"), 1, 1, b"", 1, 1], got[-1]
-    assert kc.cmd("MGET", ta + "s", ta + "d", ta + "n", tb + "o", a[3], b[3]) == \
-        [None, b"v", b"v", b"q", b"1", b"2"]  # "p" | "q" == "q"
-    assert cross_count(kvd) == before + 1
+    m = {}
+    for i in range(4):
+        m["A%d" % i], m["B%d" % i] = a[i], b[i]
+    cmds = [("MSET", "A0", "ohmytext", "B0", "mynewtext"), ("MULTI",), ("SET", "A3", "1"),
+            ("SET", "B3", "1"), ("RENAME", "A0", "B1"), ("RENAMENX", "B1", "A0"),
+            ("COPY", "A0", "B2"), ("MSETNX", "A1", "1", "B3", "1"), ("MSETNX", "A1", "1", "B1", "2"),
+            ("LCS", "A0", "B0"), ("BITOP", "OR", "A2", "A0", "B0"), ("EXEC",),
+            ("MGET", "A0", "A1", "A2", "A3", "B0", "B1", "B2", "B3")]
+    before = cross_count(pair.kvd)
+    same_pipeline(pair, [tuple(m.get(x, x) for x in c) for c in cmds])
+    assert cross_count(pair.kvd) - before == 1
+    for c in [("RENAME", "A0", "B1"), ("COPY", "B1", "A1"), ("MSETNX", "A3", "x", "B0", "y")]:
+        before = cross_count(pair.kvd)
+        same_pipeline(pair, [tuple(m.get(x, x) for x in c)])
+        assert cross_count(pair.kvd) - before == 1, c
 
 
 def test_big_cross_transaction_matches_redis(pair, groups):

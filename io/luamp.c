@@ -154,9 +154,13 @@ static void enc_table(lua_State *L, luaL_Buffer *b, int idx, int level)
     add_header(L, b, n, 0x80, 0xde, 0xdf);
     /* The traversal's key stays on the stack between lua_next calls, above b's pieces:
      * each pair's encoding is kept in a string below the key, in order, and the strings
-     * are joined and added to b once the traversal is over. */
+     * are joined and added to b once the traversal is over. Two strings of as many
+     * pairs are joined at once (a binary counter), so that a map of n pairs keeps at
+     * most log2(n) + 1 of them on the stack (Lua's is a few thousand slots deep) and
+     * copies each byte log2(n) times. */
     luaL_Buffer one;
     int pieces = 0;
+    size_t pairs[64];
     lua_pushnil(L);
     while (lua_next(L, idx) != 0) { /* ..., pairs, key, value */
         luaL_checkstack(L, 4, "in function mp_encode_lua_table_as_map");
@@ -170,7 +174,14 @@ static void enc_table(lua_State *L, luaL_Buffer *b, int idx, int level)
         luaL_pushresult(&one);         /* key, enc(key), enc(value) */
         lua_concat(L, 2);              /* key, enc(pair) */
         lua_insert(L, -2);             /* enc(pair), key */
-        pieces++;
+        pairs[pieces++] = 1;
+        while (pieces >= 2 && pairs[pieces - 1] == pairs[pieces - 2]) {
+            lua_insert(L, -3); /* key, enc(a), enc(b) */
+            lua_concat(L, 2);  /* key, enc(a b) */
+            lua_insert(L, -2); /* enc(a b), key */
+            pairs[pieces - 2] *= 2;
+            pieces--;
+        }
     }
     lua_concat(L, pieces); /* (0: an empty string) */
     luaL_addvalue(b);

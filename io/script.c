@@ -37,6 +37,7 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <limits.h>
 #include <string.h>
 
 #define SCRIPT_CHUNK      "@user_script"   /* the chunk name Redis 7 gives scripts */
@@ -291,6 +292,20 @@ static int l_guarded(lua_State *L)
     return lua_gettop(L);
 }
 
+/* getmetatable (upvalue 1: the original): a hidden metatable (__metatable false: the
+ * library tables') reads as none, as Redis's read-only tables have none. */
+static int l_getmetatable(lua_State *L)
+{
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    lua_call(L, lua_gettop(L) - 1, 1);
+    if (lua_isboolean(L, -1) && !lua_toboolean(L, -1)) {
+        lua_pop(L, 1);
+        lua_pushnil(L);
+    }
+    return 1;
+}
+
 static void guard_base(lua_State *L)
 {
     static const char *const fns[] = {"rawset", "setmetatable"};
@@ -299,6 +314,31 @@ static void guard_base(lua_State *L)
         lua_pushcclosure(L, l_guarded, 1);
         lua_setglobal(L, fns[i]);
     }
+    lua_getglobal(L, "getmetatable");
+    lua_pushcclosure(L, l_getmetatable, 1);
+    lua_setglobal(L, "getmetatable");
+}
+
+static int l_global_newindex(lua_State *L);
+
+/* Makes getmetatable() of the value at idx (whose metatable is a table) return a
+ * read-only view of that metatable, as Redis's getmetatable(_G) and getmetatable('')
+ * return their (read-only) metatables. */
+static void show_metatable(lua_State *L, int idx)
+{
+    lua_getmetatable(L, idx); /* the real one (the C API ignores __metatable) */
+    lua_newtable(L);          /* the view */
+    lua_newtable(L);          /* its metatable */
+    lua_pushvalue(L, -3);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, l_global_newindex);
+    lua_setfield(L, -2, "__newindex");
+    lua_pushboolean(L, 0);
+    lua_setfield(L, -2, "__metatable");
+    lua_setmetatable(L, -2);
+    set_protected(L, -1);
+    lua_setfield(L, -2, "__metatable");
+    lua_pop(L, 1);
 }
 
 /* Records that next() / pairs() on the proxy at `proxy` iterate the table at `real`
@@ -416,11 +456,7 @@ static int l_global_index(lua_State *L)
     if (!lua_isnil(L, -1)) {
         return 1;
     }
-    const char *name = lua_tostring(L, 2);
-    if (name != NULL && strcmp(name, "loadstring") == 0) {
-        return 0; /* Redis 7 removed it but lets scripts test for it */
-    }
-    return raise_missing(L, name);
+    return raise_missing(L, lua_tostring(L, 2));
 }
 
 /* Pushes an error table {err = text} the way Redis builds one from an error reply or
@@ -811,6 +847,84 @@ static int l_load(lua_State *L)
     return 1;
 }
 
+/* loadstring(s [, name]): as Redis 7.0's (which keeps it): compiles s in the scripts'
+ * environment; a binary chunk is refused (nil and a message), as load() refuses it. */
+static int l_loadstring(lua_State *L)
+{
+    size_t n;
+    const char *s = luaL_checklstring(L, 1, &n);
+    const char *name = luaL_optstring(L, 2, s);
+    if (n > 0 && s[0] == '\033') {
+        lua_pushnil(L);
+        lua_pushstring(L, "binary chunks are not allowed");
+        return 2;
+    }
+    if (luaL_loadbuffer(L, s, n, name) != 0) {
+        lua_pushnil(L);
+        lua_insert(L, -2);
+        return 2;
+    }
+    lua_getfield(L, LUA_REGISTRYINDEX, "kvd_env");
+    lua_setfenv(L, -2);
+    return 1;
+}
+
+/* unpack(t [, i [, j]]) with Redis's fix of Lua 5.1's: a range too long for the stack
+ * is an error ("too many results to unpack"), not a crash (the system's liblua5.1
+ * computes the count in an int and overflows). */
+static int l_unpack(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    int i = luaL_optint(L, 2, 1);
+    int e = lua_isnoneornil(L, 3) ? (int)lua_objlen(L, 1) : luaL_checkint(L, 3);
+    if (i > e) {
+        return 0;
+    }
+    long long n = (long long)e - i + 1;
+    if (n >= INT_MAX || !lua_checkstack(L, (int)n)) {
+        return luaL_error(L, "too many results to unpack");
+    }
+    for (long long k = 0; k < n; k++) {
+        lua_rawgeti(L, 1, (int)(i + k));
+    }
+    return (int)n;
+}
+
+/* bit.tohex(x [, n]) with Redis's fix of LuaBitOp's: n = INT32_MIN no longer negates to
+ * itself and writes out of bounds (the system's liblua5.1-bitop crashes). */
+static uint32_t bit_arg(lua_State *L, int idx)
+{
+    union {
+        double n;
+        uint64_t b;
+    } bn = {.n = luaL_checknumber(L, idx) + 6755399441055744.0}; /* 2^52 + 2^51: LuaBitOp's */
+    return (uint32_t)bn.b;
+}
+
+static int l_bit_tohex(lua_State *L)
+{
+    uint32_t b = bit_arg(L, 1);
+    int32_t n = lua_isnone(L, 2) ? 8 : (int32_t)bit_arg(L, 2);
+    const char *digits = "0123456789abcdef";
+    char buf[8];
+    if (n == INT32_MIN) {
+        n = INT32_MIN + 1;
+    }
+    if (n < 0) {
+        n = -n;
+        digits = "0123456789ABCDEF";
+    }
+    if (n > 8) {
+        n = 8;
+    }
+    for (int i = n; --i >= 0;) {
+        buf[i] = digits[b & 15];
+        b >>= 4;
+    }
+    lua_pushlstring(L, buf, (size_t)n);
+    return 1;
+}
+
 /* Whether Redis refuses the command in scripts ("noscript" in its COMMAND INFO flags,
  * for a container that of the subcommand), and the connection commands kvd cannot run
  * without a connection (a script has none): only PING, ECHO, TIME, SELECT, LASTSAVE and
@@ -1187,12 +1301,20 @@ static struct script_vm *vm_create(bool fn, uint64_t gen)
     open_lib(L, "bit", luaopen_bit);
     open_lib(L, "cmsgpack", luamp_open);
     open_lib(L, "struct", luastruct_open);
-    static const char *const removed[] = {"dofile",  "loadfile", "loadstring", "print",
+    static const char *const removed[] = {"dofile",  "loadfile", "print",
                                           "getfenv", "setfenv",  "newproxy"};
     for (size_t i = 0; i < KV_ARRAY_LEN(removed); i++) {
         lua_pushnil(L);
         lua_setglobal(L, removed[i]);
     }
+    lua_pushcfunction(L, l_loadstring);
+    lua_setglobal(L, "loadstring");
+    lua_pushcfunction(L, l_unpack);
+    lua_setglobal(L, "unpack");
+    lua_getglobal(L, "bit");
+    lua_pushcfunction(L, l_bit_tohex);
+    lua_setfield(L, -2, "tohex");
+    lua_pop(L, 1);
     lua_newtable(L); /* redis */
     set_fn(L, vm, "call", l_call);
     set_fn(L, vm, "pcall", l_pcall);
@@ -1234,9 +1356,9 @@ static struct script_vm *vm_create(bool fn, uint64_t gen)
     lua_getmetatable(L, -1);
     lua_getglobal(L, "string");
     lua_setfield(L, -2, "__index");
-    lua_pushboolean(L, 0);
-    lua_setfield(L, -2, "__metatable");
-    lua_pop(L, 2);
+    lua_pop(L, 1);
+    show_metatable(L, -1);
+    lua_pop(L, 1);
     lua_pushlightuserdata(L, vm);
     lua_setfield(L, LUA_REGISTRYINDEX, "kvd_vm");
     lua_sethook(L, l_hook, LUA_MASKCOUNT, SCRIPT_HOOK_EVERY);
@@ -1251,6 +1373,7 @@ static struct script_vm *vm_create(bool fn, uint64_t gen)
      * names raise, _G names the proxy, and rawset / setmetatable refuse the protected
      * tables. */
     push_proxy(L, l_global_index, 0); /* the environment */
+    show_metatable(L, -1);
     lua_pushvalue(L, -1);
     lua_setfield(L, LUA_REGISTRYINDEX, "kvd_env");
     lua_pushvalue(L, LUA_GLOBALSINDEX);

@@ -1422,3 +1422,33 @@ def test_sandbox_closes_the_escapes(pair):
     pair.same("EVAL", "return redis.call('rename', KEYS[1], KEYS[2])", "2", "{a}x", "{b}y")
     pair.same("MGET", "{a}x", "{b}y")
     assert k.cmd("PING") == St("PONG")
+
+
+def test_lua_library_edges_match_redis(pair):
+    """Redis's fixes of Lua 5.1's libraries (kvd runs Debian's liblua5.1, which lacks
+    them): unpack of a huge range and bit.tohex of INT32_MIN are errors or values, not
+    crashes; loadstring exists (binary chunks refused); getmetatable of the globals and
+    of strings is a read-only table, of the libraries none; cmsgpack packs maps of any
+    size."""
+    k = pair.k
+    for script in ["return {unpack({1,2,3}, -2, 2147483647)}",
+                   "return {unpack({1,2,3}, 0, 2147483647)}",
+                   "return {unpack({1,2,3}, -2147483648, -2)}", "return {unpack({1,2,3}, 2)}",
+                   "return {unpack({1,2,3}, 2, 5)}", "return unpack({})",
+                   "return bit.tohex(65535, -2147483648)", "return bit.tohex(65535, -3)",
+                   "return bit.tohex(65535)", "return bit.tohex(-1, 9)",
+                   "return loadstring('return 1')()",
+                   "return loadstring(string.dump(function() return 1 end))()",
+                   "local f, e = loadstring('x x') return {tostring(f), e}",
+                   "return type(getmetatable(_G))", "local g = getmetatable(_G) g.__index = {}",
+                   "return type(getmetatable(''))", "local g = getmetatable('') g.__index = {}",
+                   "return getmetatable('').__index.upper('a')", "return getmetatable(cjson)",
+                   "return type(getmetatable(redis))",
+                   "local m = {} for i = 1, 100000 do m[tostring(i)] = i end "
+                   "return #cmsgpack.pack(m)",
+                   "local m = {} for i = 1, 20000 do m['k' .. i] = i end "
+                   "local u = cmsgpack.unpack(cmsgpack.pack(m)) local n = 0 "
+                   "for key, v in pairs(u) do if m[key] ~= v then return 'bad' end n = n + 1 end "
+                   "return n"]:
+        pair.same("EVAL", script, "0")
+    assert k.cmd("PING") == St("PONG")

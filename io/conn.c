@@ -1338,6 +1338,10 @@ static void exec_local(struct conn *c, const struct cmd_desc *d, size_t argc,
     account(sh, c, row, r, logged, logged ? argv : NULL, NULL);
     wal_gate(c, d);
     struct pend *p = pend_push(c);
+    if (d->fn == cmd_subscribe || d->fn == cmd_psubscribe || d->fn == cmd_ssubscribe ||
+        d->fn == cmd_unsubscribe || d->fn == cmd_punsubscribe || d->fn == cmd_sunsubscribe) {
+        p->silent = false; /* confirmations are pushes, sent under CLIENT REPLY OFF too */
+    }
     if (resp_out_error(sh->scratch) != 0) {
         scratch_reset(sh);
         close_conn(c);

@@ -1111,3 +1111,32 @@ def test_spublish_is_held_by_pause_write_and_refused_read_only(pair):
             t1 = time.monotonic()
             assert b.cmd("EXEC") == [0]
             assert t1 - t0 >= 0.3 and time.monotonic() - t1 >= 0.3, server
+
+
+def _raw_exchange(port, data):
+    s = socket.create_connection(("127.0.0.1", port), timeout=2)
+    s.sendall(data + b"ECHO end-of-exchange\r\n")
+    out = b""
+    while b"end-of-exchange" not in out:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        out += chunk
+    s.close()
+    return out
+
+
+def test_subscribe_confirmations_under_client_reply_off_match_redis(pair):
+    """(P/S)(UN)SUBSCRIBE confirmations are pushes: Redis sends them under CLIENT REPLY
+    OFF and SKIP too (a client waiting for one would hang), in RESP2 and RESP3; the
+    replies of other commands stay dropped."""
+    for data in [b"CLIENT REPLY OFF\r\nPSUBSCRIBE *\r\nSUBSCRIBE ch\r\nPING\r\n"
+                 b"UNSUBSCRIBE ch\r\nPUNSUBSCRIBE\r\nCLIENT REPLY ON\r\n",
+                 b"HELLO 3\r\nCLIENT REPLY SKIP\r\nSUBSCRIBE channel\r\nPING\r\n",
+                 b"HELLO 3\r\nCLIENT REPLY OFF\r\nSSUBSCRIBE s1\r\nSET k v\r\nSUNSUBSCRIBE\r\n"
+                 b"CLIENT REPLY ON\r\n"]:
+        k = _raw_exchange(pair.kvd.port, data)
+        r = _raw_exchange(pair.redis.port, data)
+        if data.startswith(b"HELLO"):  # (HELLO's map names each server)
+            k, r = k[k.index(b">"):], r[r.index(b">"):]
+        assert k == r, (data, k, r)

@@ -77,7 +77,7 @@ static struct cmd_desc table[] = {
     {"renamenx", 3, WR, 1, 2, 1, CMD_EXEC_SAME, 0, cmd_renamenx, "write fast", NULL},
     {"dbsize", 1, RO, NOKEY, CMD_EXEC_ALL, CMD_MERGE_SUM, cmd_dbsize, "readonly fast", NULL},
     {"keys", 2, CMD_READONLY, NOKEY, CMD_EXEC_ALL, CMD_MERGE_CONCAT, cmd_keys, "readonly", NULL},
-    {"randomkey", 1, CMD_READONLY, NOKEY, CMD_EXEC_ALL, CMD_MERGE_FIRST, cmd_randomkey, "readonly",
+    {"randomkey", 1, CMD_READONLY, NOKEY, CMD_EXEC_ALL, CMD_MERGE_RANDOM, cmd_randomkey, "readonly",
      NULL},
     {"flushall", -1, CMD_WRITE, NOKEY, CMD_EXEC_ALL, CMD_MERGE_OK, cmd_flushall, "write",
      cmd_flushall_check},

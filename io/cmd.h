@@ -79,7 +79,7 @@ enum cmd_merge {
     CMD_MERGE_OK,      /* every part replies +OK (MSET) */
     CMD_MERGE_ARRAY,   /* one element per key, in key order (MGET) */
     CMD_MERGE_CONCAT,  /* arrays concatenated (KEYS) */
-    CMD_MERGE_FIRST,   /* the first non-null bulk (RANDOMKEY) */
+    CMD_MERGE_RANDOM,  /* a key of one part, picked by the parts' key counts (RANDOMKEY) */
     CMD_MERGE_BULKCAT, /* bulk strings concatenated (CLIENT LIST) */
     CMD_MERGE_KILL,    /* +OK if the sum is positive, else "No such client" */
     CMD_MERGE_RAW,     /* the parts' bytes as they are (a cross-shard EXEC: its array, and

@@ -2048,6 +2048,14 @@ static uint64_t xorshift(uint64_t *s)
     return *s = v;
 }
 
+/*
+ * RANDOMKEY, one shard's part: a partition picked with a chance proportional to its
+ * keys, a random position in its table, and a random key of the segment found there
+ * (another partition if that one's keys are all expired). The merge (CMD_MERGE_RANDOM)
+ * picks among the shards' keys in proportion to their key counts, so every shard's keys
+ * are as likely as Redis's; the part is [key count, key or null], or the key alone when
+ * this is the only shard.
+ */
 void cmd_randomkey(struct cmd_ctx *x)
 {
     static _Thread_local uint64_t seed;
@@ -2055,12 +2063,26 @@ void cmd_randomkey(struct cmd_ctx *x)
         seed = kv_clock_mono_ns() | 1;
     }
     uint32_t n = x->sh->table_count;
-    for (uint32_t tries = 0; tries < 2 * n; tries++) {
-        struct tbl *t = shard_part_peek(x->sh, (tries < n ? xorshift(&seed) : tries) % n, x->db);
+    uint64_t total = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        total += part_keys(x, i);
+    }
+    const char *key = NULL;
+    size_t klen = 0;
+    struct key_list l = {.sh = x->sh, .now_ms = x->now_ms};
+    uint64_t r = total > 0 ? xorshift(&seed) % total : 0;
+    uint32_t first = 0;
+    for (uint64_t acc = 0; first < n && total > 0; first++) {
+        acc += part_keys(x, first);
+        if (r < acc) {
+            break;
+        }
+    }
+    for (uint32_t tries = 0; total > 0 && tries < n && key == NULL; tries++) {
+        struct tbl *t = shard_part_peek(x->sh, (first + tries) % n, x->db);
         if (t == NULL) {
             continue;
         }
-        struct key_list l = {.sh = x->sh, .now_ms = x->now_ms};
         uint64_t start = xorshift(&seed);
         uint64_t cur = start;
         /* From a random position to the end, then from the start: at most two passes
@@ -2075,15 +2097,19 @@ void cmd_randomkey(struct cmd_ctx *x)
             }
         }
         if (l.n > 0) {
-            size_t klen;
-            const char *k = tbl_entry_key(l.v[xorshift(&seed) % l.n], &klen);
-            reply_bulk(x->out, k, klen);
-            mi_free(l.v);
-            return;
+            key = tbl_entry_key(l.v[xorshift(&seed) % l.n], &klen);
         }
-        mi_free(l.v);
     }
-    reply_null(x->out);
+    if (x->sh->srv->nthreads > 1) {
+        reply_array(x->out, 2);
+        reply_int(x->out, (int64_t)total);
+    }
+    if (key != NULL) {
+        reply_bulk(x->out, key, klen);
+    } else {
+        reply_null(x->out);
+    }
+    mi_free(l.v);
 }
 
 bool cmd_flushall_check(struct cmd_ctx *x)

@@ -1101,14 +1101,41 @@ static void merge_parts(struct resp_out *o, int resp, mi_heap_t *heap, uint8_t m
         mi_free(cat);
         break;
     }
-    case CMD_MERGE_FIRST: {
-        for (uint32_t t = 0; t < KVD_THREADS_MAX; t++) {
-            if (g->part_blob[t] != NULL && g->part_blob[t][0] == '$' && g->part_blob[t][1] != '-') {
-                reply_raw(o, g->part_blob[t], g->part_len[t]);
-                return;
-            }
+    case CMD_MERGE_RANDOM: { /* [key count, key or null] per shard */
+        static _Thread_local uint64_t seed;
+        if (seed == 0) {
+            seed = kv_clock_mono_ns() | 1;
         }
-        reply_null(o);
+        long long total = 0, count[KVD_THREADS_MAX] = {0};
+        size_t at[KVD_THREADS_MAX] = {0};
+        for (uint32_t t = 0; t < KVD_THREADS_MAX; t++) {
+            const char *b = g->part_blob[t];
+            if (b == NULL || b[0] != '*') {
+                continue;
+            }
+            long long n;
+            size_t off = after_header(b, g->part_len[t], &n);
+            count[t] = take_int(b, g->part_len[t], &off);
+            at[t] = off;
+            bool has = b[off] == '$' && b[off + 1] != '-';
+            count[t] = has ? count[t] : 0;
+            total += count[t];
+        }
+        if (total <= 0) {
+            reply_null(o);
+            break;
+        }
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        long long r = (long long)(seed % (uint64_t)total);
+        for (uint32_t t = 0; t < KVD_THREADS_MAX; t++) {
+            if (r < count[t]) {
+                reply_raw(o, g->part_blob[t] + at[t], g->part_len[t] - at[t]);
+                break;
+            }
+            r -= count[t];
+        }
         break;
     }
     case CMD_MERGE_RAW:
@@ -1468,7 +1495,7 @@ static bool part_done(struct pend *p, uint32_t part, char *blob, size_t len, int
     p->us += r.us;
     p->failed |= r.failed;
     if (p->g != NULL && (p->merge == CMD_MERGE_ARRAY || p->merge == CMD_MERGE_CONCAT ||
-                         p->merge == CMD_MERGE_FIRST || p->merge == CMD_MERGE_BULKCAT ||
+                         p->merge == CMD_MERGE_RANDOM || p->merge == CMD_MERGE_BULKCAT ||
                          p->merge == CMD_MERGE_RAW || p->merge == CMD_MERGE_SCAN)) {
         KV_ASSERT(part < KVD_THREADS_MAX && p->g->part_blob[part] == NULL);
         p->g->part_blob[part] = blob;

@@ -390,6 +390,25 @@ def test_randomkey_returns_existing_keys(kc):
     assert len(got) > 5  # not always the same key
 
 
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_randomkey_is_fair_across_shards_and_partitions(kvd_factory, threads):
+    """Every key about as likely as the others, wherever it lives (Redis's "RANDOMKEY"
+    test draws two keys 100 times and wants both): shards are picked by their key
+    counts, partitions by theirs."""
+    c = kvd_factory(threads=threads).client()
+    c.ok("SET", "foo", "x")
+    c.ok("SET", "bar", "y")
+    draws = [c.cmd("RANDOMKEY") for _ in range(200)]
+    assert min(draws.count(b"foo"), draws.count(b"bar")) > 50, draws
+    c.ok("FLUSHALL")
+    c.ok("MSET", *[x for i in range(10) for x in ("k%d" % i, "v")])
+    draws = [c.cmd("RANDOMKEY") for _ in range(1000)]
+    assert min(draws.count(b"k%d" % i) for i in range(10)) > 40
+    c.ok("FLUSHALL")
+    c.ok("MSET", *[x for i in range(1000) for x in ("n%d" % i, "v")])
+    assert len({c.cmd("RANDOMKEY") for _ in range(2000)}) > 750  # Redis: ~865 of 1000
+
+
 def test_dbsize_counts_every_thread(pair):
     for i in range(500):
         pair.k.cmd("SET", "d%d" % i, "1")

@@ -1029,30 +1029,39 @@ static int call_common(lua_State *L, bool raise)
         } else if (vm->ro && ((d->flags & CMD_WRITE) || cmd_publishes(d))) { /* as Redis's
                                                                               * may_replicate */
             err = "Write commands are not allowed from read-only scripts.";
-            conn_script_rejected(vm->x, d, (size_t)argc, argv);
         } else if ((d->flags & CMD_DENYOOM) && !vm->wrote && !vm->allow_oom &&
                    KV_CONF_GET(kvd_settings.maxmemory) != 0 && evict_refuses(vm->x->sh)) {
             /* as Redis: refused when eviction cannot help, until the script wrote (then it
              * must go on) */
             err = "OOM command not allowed when used memory > 'maxmemory'.";
-            conn_script_rejected(vm->x, d, (size_t)argc, argv);
         }
     }
     size_t len = 0;
     char *blob = NULL;
     if (err != NULL) {
         snprintf(errbuf, sizeof errbuf, "%s%s", strncmp(err, "OOM ", 4) == 0 ? "" : "ERR ", err);
+        /* refused before it ran: counted as Redis's scriptCall counts it (an error reply,
+         * and the command's rejected call), whether or not pcall catches it */
+        reply_count_error(errbuf, strlen(errbuf));
+        vm->x->inner_errors++; /* (not the script's own error) */
+        if (d != NULL) {
+            conn_script_rejected(vm->x, d, (size_t)argc, argv);
+        }
     } else {
         vm->read |= (d->flags & CMD_READONLY) != 0;
         blob = conn_script_call(vm->x, &vm->db, vm->resp, d, (size_t)argc, argv, &len, &err);
-        if (blob == NULL) {
+        if (blob == NULL) { /* refused where it would run (keys of another shard, ...) */
             snprintf(errbuf, sizeof errbuf, "%s", err); /* with its code */
+            reply_count_error(errbuf, strlen(errbuf));
+            vm->x->inner_errors++;
         }
     }
     if (blob == NULL) {
         lua_newtable(L);
         lua_pushstring(L, errbuf);
         lua_setfield(L, -2, "err");
+        lua_pushboolean(L, 1); /* counted above or by the call: not again as the script's */
+        lua_setfield(L, -2, "ignore_error_stats_update");
         return raise ? lua_error(L) : 1;
     }
     if (blob[0] == '-') {

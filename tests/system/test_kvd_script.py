@@ -1452,3 +1452,33 @@ def test_lua_library_edges_match_redis(pair):
                    "return n"]:
         pair.same("EVAL", script, "0")
     assert k.cmd("PING") == St("PONG")
+
+
+def test_calls_refused_inside_scripts_are_counted_as_redis(pair):
+    """A call the script machinery refuses (arity, unknown command, OOM, ...) counts as
+    an error reply and as the command's rejected call, as Redis's scriptCall counts it,
+    also when redis.pcall catches it; the script fails only if its reply is an error."""
+    def stats(c):
+        lines = c.cmd("INFO", "stats").decode().split("\r\n")
+        lines += c.cmd("INFO", "errorstats").decode().split("\r\n")
+        lines += c.cmd("INFO", "commandstats").decode().split("\r\n")
+        keep = []
+        for ln in lines:
+            if ln.startswith(("errorstat_", "total_error_replies")):
+                keep.append(ln)
+            elif ln.startswith(("cmdstat_incr", "cmdstat_set:", "cmdstat_eval")):
+                keep.append(ln.split(":")[0] + ":" + ",".join(
+                    f for f in ln.split(":")[1].split(",") if f.startswith(("rejected", "failed"))))
+        return sorted(keep)
+
+    for c in (pair.k, pair.r):
+        c.cmd("CONFIG", "RESETSTAT")
+    for args in [("EVAL", "local t = redis.pcall('incr', 'k', 'x') return 1", "0"),
+                 ("EVAL", "return redis.call('incr', 'k', 'x')", "0"),
+                 ("EVAL", "return redis.pcall('nosuchcmd')", "0"),
+                 ("CONFIG", "SET", "maxmemory", "1"),
+                 ("EVAL", "local t = redis.pcall('set', 'x', 'y') return t['err']", "1", "x"),
+                 ("EVAL", "return redis.call('set', 'x', 'y')", "1", "x"),
+                 ("CONFIG", "SET", "maxmemory", "0")]:
+        pair.same(*args)
+    assert stats(pair.k) == stats(pair.r)

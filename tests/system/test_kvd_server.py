@@ -173,6 +173,9 @@ def test_config_resetstat_resets_counters(pair):
 
 
 CONFIG_SCENARIOS = {
+    "save_off_as_clients_set_it": [
+        ("CONFIG", "SET", "save", ""), ("CONFIG", "SET", "SAVE", "", "timeout", "0"),
+        ("CONFIG", "SET", "save", "", "save", ""), ("CONFIG", "GET", "save")],
     "get_set_runtime_settings": [
         ("CONFIG", "GET", "maxclients"), ("CONFIG", "GET", "timeout"),
         ("CONFIG", "GET", "slowlog-max-len"),

@@ -470,13 +470,13 @@ int cmd_client_line(const struct conn_info *ci, char *buf, size_t cap)
 {
     return snprintf(buf, cap,
                     "id=%llu addr=%s laddr=%s fd=%d name=%s age=%lld idle=%lld flags=%s db=%u "
-                    "sub=%zu psub=%zu ssub=%zu multi=%d qbuf=%zu qbuf-free=0 argv-mem=0 "
-                    "multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=%zu tot-mem=0 events=r "
+                    "sub=%zu psub=%zu ssub=%zu multi=%d qbuf=%zu qbuf-free=0 argv-mem=%zu "
+                    "multi-mem=0 rbs=%zu rbp=%zu obl=0 oll=0 omem=%zu tot-mem=%zu events=r "
                     "cmd=%s user=%s redir=%lld resp=%d\n",
                     (unsigned long long)ci->id, ci->addr, ci->laddr, ci->fd, ci->name,
                     (long long)ci->age_s, (long long)ci->idle_s, ci->flags, ci->db, ci->sub,
-                    ci->psub, ci->ssub, ci->multi, ci->qbuf, ci->omem, ci->last_cmd, ci->user,
-                    (long long)ci->redir, ci->resp);
+                    ci->psub, ci->ssub, ci->multi, ci->qbuf, ci->argv_mem, ci->rbs, ci->rbs,
+                    ci->omem, ci->tot_mem, ci->last_cmd, ci->user, (long long)ci->redir, ci->resp);
 }
 
 /* CLIENT LIST / KILL TYPE. */
@@ -673,6 +673,9 @@ static void client_list(struct cmd_ctx *x)
         if (!filter_match(&f, &ci)) {
             continue;
         }
+        if (ci.id == x->caller_id) {
+            conn_info_running(&ci, x->argc, x->argv);
+        }
         char line[1024];
         int n = cmd_client_line(&ci, line, sizeof line);
         if (n < 0) {
@@ -866,6 +869,7 @@ void cmd_client(struct cmd_ctx *x)
     } else if (cmd_arg_is(sub, "info")) {
         struct conn_info ci;
         conn_info(x->conn, x->now_ms, &ci);
+        conn_info_running(&ci, x->argc, x->argv);
         char line[1024];
         int n = cmd_client_line(&ci, line, sizeof line);
         size_t len =

@@ -440,6 +440,28 @@ void conn_close_after_reply(struct conn *c)
     mark_dirty(c);
 }
 
+static size_t digits(size_t n)
+{
+    size_t d = 1;
+    while (n >= 10) {
+        n /= 10;
+        d++;
+    }
+    return d;
+}
+
+void conn_info_running(struct conn_info *ci, size_t argc, const struct resp_arg *argv)
+{
+    size_t wire = 1 + digits(argc) + 2, mem = 0; /* "*<argc>\r\n", then "$<len>\r\n<arg>\r\n" */
+    for (size_t i = 0; i < argc; i++) {
+        wire += 1 + digits(argv[i].len) + 2 + argv[i].len + 2;
+        mem += argv[i].len;
+    }
+    ci->qbuf += wire;
+    ci->argv_mem = mem;
+    ci->tot_mem += wire + mem;
+}
+
 struct conn *conn_first(struct shard *sh)
 {
     return sh->conns;
@@ -471,7 +493,11 @@ void conn_info(const struct conn *c, int64_t now_ms, struct conn_info *out)
     out->psub = pubsub_patterns(c->ps);
     out->ssub = pubsub_shard_channels(c->ps);
     out->qbuf = c->stash_len;
+    out->argv_mem = 0;
+    out->rbs = (size_t)KV_CONF_GET(kvd_settings.recv_buffer_size);
     out->omem = resp_out_queued_bytes(&c->out);
+    out->tot_mem = sizeof *c + c->stash_len + out->omem + c->pend_bytes +
+                   (c->parser != NULL ? resp_parser_memory_bytes(c->parser) : 0);
     out->last_cmd = c->last_name != NULL ? c->last_name : "NULL";
     out->multi = txn_queued(c);
     size_t n = 0; /* Redis's order: O P x b t R B, N for none */

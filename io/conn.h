@@ -132,8 +132,11 @@ struct conn_info {
     int64_t age_s;
     int64_t idle_s;
     int resp;
-    size_t qbuf;
+    size_t qbuf;     /* bytes received, not parsed yet (and the running command's) */
+    size_t argv_mem; /* bytes of the running command's arguments (the caller's) */
+    size_t rbs;      /* its receive buffer: recv-buffer-size */
     size_t omem;
+    size_t tot_mem; /* its state, parser, queued input and output */
     const char *last_cmd;
     int multi; /* commands queued in MULTI, -1 outside a transaction */
     uint32_t db;
@@ -142,6 +145,11 @@ struct conn_info {
     int64_t redir;          /* CLIENT TRACKING's redirect (-1: not tracking) */
     const char *user;       /* its ACL user's name */
 };
+
+/* For the client running the command (CLIENT LIST / INFO about itself): its query
+ * buffer holds that command (as RESP: Redis's qbuf=26 for CLIENT LIST) and its
+ * arguments' bytes (argv-mem), as in Redis while a command runs. */
+void conn_info_running(struct conn_info *ci, size_t argc, const struct resp_arg *argv);
 
 uint64_t conn_id(const struct conn *c);
 

@@ -271,6 +271,23 @@ def test_resp3_client_info_is_verbatim(pair):
         assert isinstance(v, Verb) and v.fmt == b"txt", v
 
 
+def test_client_list_and_info_lines_match_redis_s_pattern(pair):
+    """Redis's own test of CLIENT LIST / INFO matches the running client's line with a
+    pattern whose qbuf is exact (the running command, as RESP) and whose memory fields
+    are there; argv-mem is the arguments' bytes."""
+    import re
+    pattern = re.compile(
+        rb"^id=\d+ addr=[\d.]+:\d+ laddr=[\d.]+:\d+ fd=\d+ name= age=\d+ idle=\d+ flags=N db=0 "
+        rb"sub=0 psub=0 ssub=0 multi=-1 qbuf=26 qbuf-free=\d+ argv-mem=10 multi-mem=0 "
+        rb"rbs=\d+ rbp=\d+ obl=0 oll=0 omem=0 tot-mem=\d+ events=r cmd=client\|(list|info) "
+        rb"user=default redir=-1 resp=2\n?$")
+    for c in (pair.k, pair.r):
+        for sub in ("LIST", "INFO"):
+            line = c.cmd("CLIENT", sub)
+            assert pattern.match(line), line
+        assert int(re.search(rb" tot-mem=(\d+)", c.cmd("CLIENT", "INFO")).group(1)) > 0
+
+
 def test_client_info_cmd_field(pair):
     for c in (pair.k, pair.r):
         line = c.cmd("CLIENT", "INFO")

@@ -806,6 +806,25 @@ static void l_hook(lua_State *L, lua_Debug *ar)
 
 /* load(f [, name]) without binary chunks (Lua 5.1 has no bytecode verifier), and with
  * the scripts' environment. */
+/* load() and loadstring(): the chunk compiled in the scripts' environment, or nil and
+ * the reason (binary chunks are refused, as Redis's patched Lua refuses them). */
+static int load_text(lua_State *L, const char *s, size_t n, const char *name)
+{
+    if (n > 0 && s[0] == '\033') {
+        lua_pushnil(L);
+        lua_pushstring(L, "binary chunks are not allowed");
+        return 2;
+    }
+    if (luaL_loadbuffer(L, s, n, name) != 0) {
+        lua_pushnil(L);
+        lua_insert(L, -2);
+        return 2;
+    }
+    lua_getfield(L, LUA_REGISTRYINDEX, "kvd_env");
+    lua_setfenv(L, -2);
+    return 1;
+}
+
 static int l_load(lua_State *L)
 {
     luaL_checktype(L, 1, LUA_TFUNCTION);
@@ -832,19 +851,7 @@ static int l_load(lua_State *L)
     luaL_pushresult(&b);
     size_t n;
     const char *s = lua_tolstring(L, -1, &n);
-    if (n > 0 && s[0] == '\033') {
-        lua_pushnil(L);
-        lua_pushstring(L, "binary chunks are not allowed");
-        return 2;
-    }
-    if (luaL_loadbuffer(L, s, n, name) != 0) {
-        lua_pushnil(L);
-        lua_insert(L, -2);
-        return 2;
-    }
-    lua_getfield(L, LUA_REGISTRYINDEX, "kvd_env");
-    lua_setfenv(L, -2);
-    return 1;
+    return load_text(L, s, n, name);
 }
 
 /* loadstring(s [, name]): as Redis 7.0's (which keeps it): compiles s in the scripts'
@@ -853,20 +860,7 @@ static int l_loadstring(lua_State *L)
 {
     size_t n;
     const char *s = luaL_checklstring(L, 1, &n);
-    const char *name = luaL_optstring(L, 2, s);
-    if (n > 0 && s[0] == '\033') {
-        lua_pushnil(L);
-        lua_pushstring(L, "binary chunks are not allowed");
-        return 2;
-    }
-    if (luaL_loadbuffer(L, s, n, name) != 0) {
-        lua_pushnil(L);
-        lua_insert(L, -2);
-        return 2;
-    }
-    lua_getfield(L, LUA_REGISTRYINDEX, "kvd_env");
-    lua_setfenv(L, -2);
-    return 1;
+    return load_text(L, s, n, luaL_optstring(L, 2, s));
 }
 
 /* unpack(t [, i [, j]]) with Redis's fix of Lua 5.1's: a range too long for the stack

@@ -1277,6 +1277,52 @@ static void debug_reload(struct cmd_ctx *x)
     cmd_save(x);
 }
 
+/* DEBUG PROTOCOL <type>: Redis 7.0's sample reply of each RESP type, for clients' tests
+ * (and scripts' conversions, with DEBUG SET-DISABLE-DENY-SCRIPTS 1). */
+static void debug_protocol(struct cmd_ctx *x)
+{
+    static const struct {
+        const char *name, *resp2, *resp3;
+    } t[] = {
+        {"string", "$11\r\nHello World\r\n", NULL},
+        {"integer", ":12345\r\n", NULL},
+        {"double", "$5\r\n3.141\r\n", ",3.141\r\n"},
+        {"bignum", "$37\r\n1234567999999999999999999999999999999\r\n",
+         "(1234567999999999999999999999999999999\r\n"},
+        {"null", "$-1\r\n", "_\r\n"},
+        {"array", "*3\r\n:0\r\n:1\r\n:2\r\n", NULL},
+        {"set", "*3\r\n:0\r\n:1\r\n:2\r\n", "~3\r\n:0\r\n:1\r\n:2\r\n"},
+        {"map", "*6\r\n:0\r\n:0\r\n:1\r\n:1\r\n:2\r\n:0\r\n",
+         "%3\r\n:0\r\n#f\r\n:1\r\n#t\r\n:2\r\n#f\r\n"},
+        {"attrib", "$39\r\nSome real reply following the attribute\r\n",
+         "|1\r\n$14\r\nkey-popularity\r\n*2\r\n$7\r\nkey:123\r\n:90\r\n"
+         "$39\r\nSome real reply following the attribute\r\n"},
+        {"push", NULL,
+         ">2\r\n$16\r\nserver-cpu-usage\r\n:42\r\n"
+         "$40\r\nSome real reply following the push reply\r\n"},
+        {"verbatim", "$25\r\nThis is a verbatim\nstring\r\n",
+         "=29\r\ntxt:This is a verbatim\nstring\r\n"},
+        {"true", ":1\r\n", "#t\r\n"},
+        {"false", ":0\r\n", "#f\r\n"},
+    };
+    bool resp3 = resp_out_proto(x->out) == 3;
+    for (size_t i = 0; i < KV_ARRAY_LEN(t); i++) {
+        if (!cmd_arg_is(&x->argv[2], t[i].name)) {
+            continue;
+        }
+        const char *r = resp3 && t[i].resp3 != NULL ? t[i].resp3 : t[i].resp2;
+        if (r == NULL) {
+            reply_error(x->out, "ERR RESP2 is not supported by this command");
+        } else {
+            reply_raw(x->out, r, strlen(r));
+        }
+        return;
+    }
+    reply_error(x->out, "ERR Wrong protocol type name. Please use one of the following: "
+                        "string|integer|double|bignum|null|array|set|map|attrib|push|verbatim|"
+                        "true|false");
+}
+
 void cmd_debug(struct cmd_ctx *x)
 {
     const struct resp_arg *sub = &x->argv[1];
@@ -1288,10 +1334,17 @@ void cmd_debug(struct cmd_ctx *x)
             "    unit tests to simulate Redis errors.",
             "OBJECT <key>",
             "    Show low level info about `key` and associated value.",
+            "PROTOCOL <type>",
+            "    Reply with a test value of the specified type. <type> can be: string,",
+            "    integer, double, bignum, null, array, set, map, attrib, push, verbatim,",
+            "    true, false.",
             "RELOAD [option ...]",
             "    Save the data on disk (a snapshot round of every thread) and go on with it:",
             "    kvd's memory is what a restart would load. Options MERGE, NOFLUSH and",
             "    NOSAVE (no snapshot) are accepted.",
+            "SET-DISABLE-DENY-SCRIPTS <0|1>",
+            "    For testing only: 1 lets scripts run DEBUG (and the other commands Redis",
+            "    denies scripts that kvd can run without a connection), 0 denies it again.",
             "SET-ACTIVE-EXPIRE <0|1>",
             "    Setting it to 0 disables expiring keys in background when they are not",
             "    accessed (otherwise the Redis behavior). Setting it to 1 reenables back the",
@@ -1304,6 +1357,14 @@ void cmd_debug(struct cmd_ctx *x)
         reply_lines(x->out, help, KV_ARRAY_LEN(help));
     } else if (cmd_arg_is(sub, "reload")) {
         debug_reload(x);
+    } else if (cmd_arg_is(sub, "protocol") && x->argc == 3) {
+        debug_protocol(x);
+    } else if (cmd_arg_is(sub, "set-disable-deny-scripts") && x->argc == 3) {
+        char buf[24]; /* as Redis: atoi's reading, any non-zero lets scripts run DEBUG */
+        snprintf(buf, sizeof buf, "%.*s", (int)(x->argv[2].len < 23 ? x->argv[2].len : 23),
+                 x->argv[2].ptr);
+        script_set_deny_off(atoi(buf) != 0);
+        reply_ok(x->out);
     } else if (cmd_arg_is(sub, "error") && x->argc == 3) {
         /* the argument as an error reply, line breaks made spaces, as Redis 7.0 writes it
          * (raw: no "ERR", not counted in errorstats) */

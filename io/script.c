@@ -591,7 +591,26 @@ static void push_reply(lua_State *L, const char **p, const char *end)
         lua_setfield(L, -2, s[0] == '%' ? "map" : "set");
         return;
     }
-    default:
+    case '|': { /* an attribute: Redis skips it, and the reply is what follows */
+        long long n = strtoll(s + 1, NULL, 10);
+        for (long long i = 0; i < 2 * n; i++) {
+            push_reply(L, p, end);
+            lua_pop(L, 1);
+        }
+        push_reply(L, p, end);
+        return;
+    }
+    case '>': { /* a push: read as an array */
+        long long n = strtoll(s + 1, NULL, 10);
+        luaL_checkstack(L, 4, "reply too deep");
+        lua_newtable(L);
+        for (long long i = 1; i <= n; i++) {
+            push_reply(L, p, end);
+            lua_rawseti(L, -2, (int)i);
+        }
+        return;
+    }
+    default: /* (no command replies another type) */
         KV_ASSERT(!"a reply type scripts do not get");
     }
 }
@@ -923,8 +942,19 @@ static int l_bit_tohex(lua_State *L)
  * for a container that of the subcommand), and the connection commands kvd cannot run
  * without a connection (a script has none): only PING, ECHO, TIME, SELECT, LASTSAVE and
  * OBJECT are allowed among those. */
+static _Atomic bool deny_off; /* DEBUG SET-DISABLE-DENY-SCRIPTS */
+
+void script_set_deny_off(bool off)
+{
+    atomic_store(&deny_off, off);
+}
+
 static bool noscript(const struct cmd_desc *d, size_t argc, const struct resp_arg *argv)
 {
+    if (KV_UNLIKELY(atomic_load_explicit(&deny_off, memory_order_relaxed)) && d->fn == cmd_debug &&
+        argc >= 2 && !cmd_arg_is(&argv[1], "reload") && !cmd_arg_is(&argv[1], "sleep")) {
+        return false; /* (DEBUG PROTOCOL, ERROR, ... need no connection) */
+    }
     if ((d->flags & CMD_HIDDEN) || d->exec == CMD_EXEC_SCRIPT) {
         return true;
     }

@@ -135,4 +135,8 @@ void script_fn_forget(struct script_vm *vm);
 struct cmd_ctx;
 void script_fn_run(struct script_vm *vm, struct cmd_ctx *x, size_t numkeys);
 
+/* DEBUG SET-DISABLE-DENY-SCRIPTS: scripts may call DEBUG (its subcommands that need no
+ * connection), as Redis's tests of Lua's RESP3 conversions need. */
+void script_set_deny_off(bool off);
+
 #endif

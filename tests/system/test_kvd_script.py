@@ -55,8 +55,9 @@ import pytest
 import redis
 from redis.exceptions import LockError, LockNotOwnedError, ResponseError
 
-from conftest import (Client, ConnClosed, Err, Kvd, St, classify, encode, info_field, keymap,
-                      kill_from_free_shard, need_redis, raw_pipeline, wait_until)
+from conftest import (Client, ConnClosed, Err, Kvd, Pair, RedisServer, St, classify, encode,
+                      info_field, keymap, kill_from_free_shard, need_redis, raw_pipeline,
+                      wait_until)
 from test_kvd_server import stat_lines
 
 CONN_ERRORS = (ConnClosed, ConnectionError, OSError)
@@ -1482,3 +1483,41 @@ def test_calls_refused_inside_scripts_are_counted_as_redis(pair):
                  ("CONFIG", "SET", "maxmemory", "0")]:
         pair.same(*args)
     assert stats(pair.k) == stats(pair.r)
+
+
+@pytest.fixture(scope="module")
+def debug_redis():
+    need_redis()
+    r = RedisServer(["--enable-debug-command", "yes"])
+    yield r
+    r.stop()
+
+
+@pytest.mark.parametrize("proto", ["2", "3"])
+def test_debug_protocol_and_its_conversions_in_scripts_match_redis(kvd, debug_redis, proto):
+    """DEBUG PROTOCOL's sample of each RESP type, to the client and (with DEBUG
+    SET-DISABLE-DENY-SCRIPTS 1, as Redis's own tests do) to scripts in RESP2 and RESP3,
+    as Lua values: Redis's conversions (an attribute is skipped). Push is left out:
+    Redis's Lua gets a stray value for it."""
+    pair = Pair(kvd, debug_redis)
+    for c in (pair.k, pair.r):
+        c.cmd("HELLO", proto)
+    types = ["string", "integer", "double", "bignum", "null", "array", "set", "map", "attrib",
+             "verbatim", "true", "false", "bogus"]
+    for t in types + ["push"]:
+        pair.same("DEBUG", "PROTOCOL", t)
+    pair.same("EVAL", "return redis.call('debug', 'protocol', 'string')", "0")  # denied
+    try:
+        pair.same("DEBUG", "SET-DISABLE-DENY-SCRIPTS", "1")
+        for lua_proto in ("2", "3"):
+            for t in types:
+                pair.same("EVAL", "redis.setresp(%s) return redis.call('debug', 'protocol', '%s')"
+                          % (lua_proto, t), "0")
+                pair.same("EVAL", "redis.setresp(%s) local r = redis.pcall('debug', 'protocol', "
+                          "'%s') if type(r) ~= 'table' then return tostring(r) end local o = {} "
+                          "for k, v in pairs(r) do o[#o + 1] = tostring(k) .. '=' .. "
+                          "(type(v) == 'table' and 'table' or tostring(v)) end table.sort(o) "
+                          "return o" % (lua_proto, t), "0")
+    finally:
+        for c in (pair.k, pair.r):
+            c.cmd("DEBUG", "SET-DISABLE-DENY-SCRIPTS", "0")

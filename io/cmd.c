@@ -129,6 +129,10 @@ static struct cmd_desc table[] = {
     {"memory|usage", -3, CMD_HIDDEN | CMD_READONLY, 2, 2, 1, CMD_EXEC_KEY, 0, cmd_memory, "", NULL},
     {"debug|object", 3, CMD_HIDDEN | CMD_READONLY, 2, 2, 1, CMD_EXEC_KEY, 0, cmd_debug_object, "",
      NULL},
+    {"debug|digest", 2, CMD_HIDDEN | CMD_READONLY, NOKEY, CMD_EXEC_ALL, CMD_MERGE_DIGEST,
+     cmd_debug_digest, "", NULL},
+    {"debug|digest-value", -2, CMD_HIDDEN | CMD_READONLY, NOKEY, CMD_EXEC_ALL, CMD_MERGE_XOR,
+     cmd_debug_digest_value, "", NULL},
     /* the parts of RENAME, RENAMENX, COPY, MSETNX, LCS and BITOP across shards (conn.c) */
     {"rename|get", 3, CMD_HIDDEN | CMD_READONLY, KEY1, CMD_EXEC_KEY, 0, cmd_rename_get, "", NULL},
     {"rename|put", 7, CMD_HIDDEN | CMD_WRITE, KEY1, CMD_EXEC_KEY, 0, cmd_rename_put, "", NULL},

@@ -84,6 +84,8 @@ enum cmd_merge {
     CMD_MERGE_KILL,    /* +OK if the sum is positive, else "No such client" */
     CMD_MERGE_RAW,     /* the parts' bytes as they are (a cross-shard EXEC: its array, and
                         * the empty replies of the shards whose WAL it waits for) */
+    CMD_MERGE_DIGEST,  /* DEBUG DIGEST: the shards' per-database sums, mixed as Redis's */
+    CMD_MERGE_XOR,     /* DEBUG DIGEST-VALUE: the shards' digests of each key, xored */
     CMD_MERGE_SCAN,    /* SCAN: the keys of the partitions every shard covered, in map
                         * order, and the cursor where the first shard stopped */
 };
@@ -317,6 +319,13 @@ cmd_fn cmd_dbsize, cmd_keys, cmd_randomkey, cmd_flushall, cmd_flushdb, cmd_swapd
     cmd_client_list_part, cmd_client_kill_part;
 bool cmd_flushall_check(struct cmd_ctx *x);
 bool cmd_scan_check(struct cmd_ctx *x);
+
+/* DEBUG DIGEST / DIGEST-VALUE: the parts (cmd_server.c) and their merge (the dataset's
+ * digest, or each key's). */
+void cmd_debug_digest(struct cmd_ctx *x);
+void cmd_debug_digest_value(struct cmd_ctx *x);
+void cmd_merge_digest(struct resp_out *o, bool dataset, const char *const *part, const size_t *len,
+                      size_t nparts);
 bool cmd_swapdb_check(struct cmd_ctx *x);
 bool cmd_client_list_check(struct cmd_ctx *x);
 bool cmd_client_kill_check(struct cmd_ctx *x);

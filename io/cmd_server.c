@@ -1277,6 +1277,181 @@ static void debug_reload(struct cmd_ctx *x)
     cmd_save(x);
 }
 
+/*
+ * DEBUG DIGEST and DIGEST-VALUE key...: Redis 7.0's digests, byte for byte (debug.c):
+ * a value's digest mixes its type (0, a string), its bytes and, if it has an expiry,
+ * xors "!!expire!!"; a key's digest mixes its name first; the dataset's, per database
+ * in order, mixes the database number then xors in SHA1 of every key's digest. XOR
+ * does not care about order, so each shard sums its keys per database and the merge
+ * (CMD_MERGE_DIGEST) sums the shards' and mixes the databases.
+ */
+static void xor_digest(uint8_t d[20], const void *p, size_t n)
+{
+    uint8_t h[20];
+    kv_sha1(p, n, h);
+    for (int j = 0; j < 20; j++) {
+        d[j] ^= h[j];
+    }
+}
+
+static void mix_digest(uint8_t d[20], const void *p, size_t n)
+{
+    xor_digest(d, p, n);
+    uint8_t h[20];
+    kv_sha1(d, 20, h);
+    memcpy(d, h, 20);
+}
+
+static void value_digest(const struct tbl_entry *e, uint8_t d[20])
+{
+    uint8_t type[4] = {0, 0, 0, 0}; /* htonl(OBJ_STRING) */
+    mix_digest(d, type, sizeof type);
+    size_t n;
+    const void *v = tbl_entry_val(e, &n);
+    mix_digest(d, v, n);
+    if (tbl_entry_expire_ms(e) != 0) {
+        xor_digest(d, "!!expire!!", 10);
+    }
+}
+
+static void reply_digest(struct resp_out *o, const uint8_t d[20])
+{
+    char hex[41];
+    for (int j = 0; j < 20; j++) {
+        snprintf(hex + 2 * j, 3, "%02x", d[j]);
+    }
+    reply_simple(o, hex);
+}
+
+struct digest_sum {
+    uint8_t x[20];
+    uint64_t keys;
+};
+
+static void digest_key(void *ctx, const struct tbl_entry *e)
+{
+    struct digest_sum *sum = ctx;
+    uint8_t d[20] = {0};
+    size_t klen;
+    const char *k = tbl_entry_key(e, &klen);
+    mix_digest(d, k, klen);
+    value_digest(e, d);
+    xor_digest(sum->x, d, 20);
+    sum->keys++;
+}
+
+void cmd_debug_digest(struct cmd_ctx *x)
+{
+    struct shard *sh = x->sh;
+    bool alone = sh->srv->nthreads == 1;
+    uint8_t final[20] = {0};
+    if (!alone) {
+        reply_array(x->out, sh->ndb); /* per database: its sum, "" if it has no key here */
+    }
+    for (uint32_t db = 0; db < sh->ndb; db++) {
+        struct digest_sum sum = {{0}, 0};
+        for (uint32_t slot = 0; slot < sh->table_count; slot++) {
+            struct tbl *t = shard_part_peek(sh, slot, db);
+            for (uint64_t cur = 0; t != NULL;) {
+                cur = tbl_scan(t, cur, x->now_ms, digest_key, &sum);
+                if (cur == 0) {
+                    break;
+                }
+            }
+        }
+        if (!alone) {
+            reply_bulk(x->out, sum.x, sum.keys > 0 ? 20 : 0);
+        } else if (sum.keys > 0) {
+            uint8_t aux[4] = {(uint8_t)(db >> 24), (uint8_t)(db >> 16), (uint8_t)(db >> 8),
+                              (uint8_t)db};
+            mix_digest(final, aux, sizeof aux);
+            for (int j = 0; j < 20; j++) {
+                final[j] ^= sum.x[j];
+            }
+        }
+    }
+    if (alone) {
+        reply_digest(x->out, final);
+    }
+}
+
+void cmd_debug_digest_value(struct cmd_ctx *x)
+{
+    bool alone = x->sh->srv->nthreads == 1;
+    reply_array(x->out, x->argc - 2);
+    for (size_t i = 2; i < x->argc; i++) {
+        uint8_t d[20] = {0};
+        uint64_t h = tbl_hash(x->argv[i].ptr, x->argv[i].len);
+        if (route_lookup(x->sh->srv->route, h)->thread == x->sh->id) {
+            const struct tbl_entry *e = cmd_lookup_peek(x, &x->argv[i], h);
+            if (e != NULL) {
+                value_digest(e, d);
+            }
+        }
+        if (alone) {
+            reply_digest(x->out, d);
+        } else {
+            reply_bulk(x->out, d, 20); /* (every shard's: xored by the merge) */
+        }
+    }
+}
+
+void cmd_merge_digest(struct resp_out *o, bool dataset, const char *const *part, const size_t *len,
+                      size_t nparts)
+{
+    /* every part is an array of 20-byte bulks ("" for a database with no key there) */
+    long long n = -1;
+    size_t off[KVD_THREADS_MAX] = {0};
+    for (size_t t = 0; t < nparts; t++) {
+        if (part[t] != NULL) {
+            if (part[t][0] != '*') { /* an error: it */
+                reply_raw(o, part[t], len[t]);
+                return;
+            }
+            const char *nl = memchr(part[t], '\n', len[t]);
+            KV_ASSERT(nl != NULL);
+            n = strtoll(part[t] + 1, NULL, 10);
+            off[t] = (size_t)(nl - part[t]) + 1;
+        }
+    }
+    KV_ASSERT(n >= 0);
+    uint8_t final[20] = {0};
+    if (!dataset) {
+        reply_array(o, (size_t)n);
+    }
+    for (long long i = 0; i < n; i++) {
+        uint8_t x[20] = {0};
+        bool any = false;
+        for (size_t t = 0; t < nparts; t++) {
+            if (part[t] == NULL) {
+                continue;
+            }
+            const char *b = part[t] + off[t];
+            long long bl = strtoll(b + 1, NULL, 10);
+            const char *body = memchr(b, '\n', len[t] - off[t]) + 1;
+            for (long long j = 0; j < bl && j < 20; j++) {
+                x[j] ^= (uint8_t)body[j];
+            }
+            any |= bl > 0;
+            off[t] = (size_t)(body - part[t]) + (size_t)bl + 2;
+        }
+        if (!dataset) {
+            reply_digest(o, x);
+        } else if (any) {
+            uint32_t db = (uint32_t)i;
+            uint8_t aux[4] = {(uint8_t)(db >> 24), (uint8_t)(db >> 16), (uint8_t)(db >> 8),
+                              (uint8_t)db};
+            mix_digest(final, aux, sizeof aux);
+            for (int j = 0; j < 20; j++) {
+                final[j] ^= x[j];
+            }
+        }
+    }
+    if (dataset) {
+        reply_digest(o, final);
+    }
+}
+
 /* DEBUG PROTOCOL <type>: Redis 7.0's sample reply of each RESP type, for clients' tests
  * (and scripts' conversions, with DEBUG SET-DISABLE-DENY-SCRIPTS 1). */
 static void debug_protocol(struct cmd_ctx *x)
@@ -1329,6 +1504,10 @@ void cmd_debug(struct cmd_ctx *x)
     if (cmd_arg_is(sub, "help") && x->argc == 2) {
         static const char *const help[] = {
             "DEBUG <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+            "DIGEST",
+            "    Output a hex signature representing the current DB content.",
+            "DIGEST-VALUE <key> [<key> ...]",
+            "    Output a hex signature of the values of all the specified keys.",
             "ERROR <string>",
             "    Return a Redis protocol error with <string> as message. Useful for clients",
             "    unit tests to simulate Redis errors.",
@@ -1357,6 +1536,10 @@ void cmd_debug(struct cmd_ctx *x)
         reply_lines(x->out, help, KV_ARRAY_LEN(help));
     } else if (cmd_arg_is(sub, "reload")) {
         debug_reload(x);
+    } else if (cmd_arg_is(sub, "digest") && x->argc == 2 && x->sh->srv->nthreads == 1) {
+        cmd_debug_digest(x); /* (with more threads, a fan-out: row debug|digest) */
+    } else if (cmd_arg_is(sub, "digest-value") && x->sh->srv->nthreads == 1) {
+        cmd_debug_digest_value(x);
     } else if (cmd_arg_is(sub, "protocol") && x->argc == 3) {
         debug_protocol(x);
     } else if (cmd_arg_is(sub, "set-disable-deny-scripts") && x->argc == 3) {

@@ -1091,6 +1091,11 @@ static void merge_parts(struct resp_out *o, int resp, mi_heap_t *heap, uint8_t m
     case CMD_MERGE_SCAN:
         merge_scan(o, heap, g);
         break;
+    case CMD_MERGE_DIGEST:
+    case CMD_MERGE_XOR:
+        cmd_merge_digest(o, merge == CMD_MERGE_DIGEST, (const char *const *)g->part_blob,
+                         g->part_len, KVD_THREADS_MAX);
+        break;
     case CMD_MERGE_KILL:
         if (sum > 0) {
             reply_ok(o);
@@ -1522,7 +1527,8 @@ static bool part_done(struct pend *p, uint32_t part, char *blob, size_t len, int
     p->failed |= r.failed;
     if (p->g != NULL && (p->merge == CMD_MERGE_ARRAY || p->merge == CMD_MERGE_CONCAT ||
                          p->merge == CMD_MERGE_RANDOM || p->merge == CMD_MERGE_BULKCAT ||
-                         p->merge == CMD_MERGE_RAW || p->merge == CMD_MERGE_SCAN)) {
+                         p->merge == CMD_MERGE_RAW || p->merge == CMD_MERGE_SCAN ||
+                         p->merge == CMD_MERGE_DIGEST || p->merge == CMD_MERGE_XOR)) {
         KV_ASSERT(part < KVD_THREADS_MAX && p->g->part_blob[part] == NULL);
         p->g->part_blob[part] = blob;
         p->g->part_len[part] = len;
@@ -1970,8 +1976,10 @@ static void txn_queue(struct conn *c, const struct cmd_desc *d, size_t argc,
             shardset_add(&owners, owner(c->sh, arg_hash(&argv[3 + i])));
         }
     }
-    bool every = d->fn == cmd_client &&
-                 (cmd_arg_is(&argv[1], "list") || (cmd_arg_is(&argv[1], "kill") && argc >= 3));
+    bool every = (d->fn == cmd_client &&
+                  (cmd_arg_is(&argv[1], "list") || (cmd_arg_is(&argv[1], "kill") && argc >= 3))) ||
+                 (d->fn == cmd_debug &&
+                  (cmd_arg_is(&argv[1], "digest") || cmd_arg_is(&argv[1], "digest-value")));
     if (d->exec == CMD_EXEC_ALL || (d->exec == CMD_EXEC_SCRIPT && numkeys == 0) || every) {
         for (uint32_t s = 0; s < c->sh->srv->nthreads; s++) { /* may touch any shard */
             shardset_add(&owners, s);
@@ -2829,6 +2837,10 @@ static void txn_run_cmd(struct txn_x *tx, size_t argc, const struct resp_arg *ar
         d = cmd_lookup_hidden("client|list");
     } else if (d->fn == cmd_client && cmd_arg_is(&argv[1], "kill") && argc >= 3) {
         d = cmd_lookup_hidden(argc == 3 ? "client|kill-old" : "client|kill");
+    } else if (d->fn == cmd_debug && argc == 2 && cmd_arg_is(&argv[1], "digest")) {
+        d = cmd_lookup_hidden("debug|digest");
+    } else if (d->fn == cmd_debug && argc >= 2 && cmd_arg_is(&argv[1], "digest-value")) {
+        d = cmd_lookup_hidden("debug|digest-value");
     }
     switch (d->exec) {
     case CMD_EXEC_KEY:
@@ -3646,6 +3658,10 @@ static void dispatch_cmd(struct conn *c, const struct resp_cmd *cmd, const struc
             d = cmd_lookup_hidden("memory|usage"); /* MEMORY USAGE key: the key's shard */
         } else if (d->fn == cmd_debug && argc == 3 && cmd_arg_is(&argv[1], "object")) {
             d = cmd_lookup_hidden("debug|object"); /* DEBUG OBJECT key: the key's shard */
+        } else if (d->fn == cmd_debug && argc == 2 && cmd_arg_is(&argv[1], "digest")) {
+            d = cmd_lookup_hidden("debug|digest"); /* every shard's keys */
+        } else if (d->fn == cmd_debug && cmd_arg_is(&argv[1], "digest-value")) {
+            d = cmd_lookup_hidden("debug|digest-value");
         }
     }
     switch (d->exec) {

@@ -791,3 +791,38 @@ def test_lolwut_matches_redis(pair):
         k, r = pair.both("LOLWUT", *args)
         assert k == b"Redis ver. 7.0.0\n" and b"Redis ver. " in r, (args, k, r)
     assert pair.k.cmd("EVAL", "return redis.call('lolwut')", "0") == b"Redis ver. 7.0.0\n"
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_debug_digest_matches_redis_byte_for_byte(kvd_factory, threads):
+    """DEBUG DIGEST and DIGEST-VALUE equal Redis 7.0's for the same data (Redis's SHA1
+    mixing: values with and without expiry, several databases, an empty dataset), also
+    inside MULTI; the shards' sums are merged."""
+    need_redis()
+    r = RedisServer(["--enable-debug-command", "yes"])
+    try:
+        k = kvd_factory(threads=threads).client()
+        rc = r.client()
+        for args in [("DEBUG", "DIGEST"), ("DEBUG", "DIGEST-VALUE"),
+                     ("DEBUG", "DIGEST-VALUE", "nokey")]:
+            assert k.raw(*args) == rc.raw(*args), args
+        for c in (k, rc):
+            for i in range(200):
+                c.cmd("SET", "k%d" % i, "v%d" % i)
+            c.cmd("SET", "e1", "x", "EX", "1000")
+            c.cmd("SET", "bin", bytes(range(256)))
+            c.cmd("SELECT", "3")
+            c.cmd("SET", "k1", "other")
+            c.cmd("SELECT", "0")
+        for args in [("DEBUG", "DIGEST"), ("DEBUG", "DIGEST-VALUE", "k1", "e1", "bin", "no"),
+                     ("DEBUG", "DIGEST", "x")]:
+            assert k.raw(*args) == rc.raw(*args), args
+        got = []
+        for c in (k, rc):
+            c.cmd("MULTI")
+            c.cmd("DEBUG", "DIGEST")
+            c.cmd("DEBUG", "DIGEST-VALUE", "k7")
+            got.append(c.raw("EXEC"))
+        assert got[0] == got[1], got
+    finally:
+        r.stop()

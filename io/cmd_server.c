@@ -1815,8 +1815,15 @@ static void info_persistence(struct kv_text *b, struct server *srv, int64_t now_
         "rdb_bgsave_in_progress:%d\r\nrdb_last_save_time:%lld\r\n"
         "rdb_last_bgsave_status:%s\r\nrdb_last_bgsave_time_sec:%lld\r\n"
         "rdb_current_bgsave_time_sec:%lld\r\nrdb_saves:%llu\r\n"
+        "rdb_last_cow_size:0\r\nrdb_last_load_keys_expired:0\r\n"
+        "rdb_last_load_keys_loaded:%llu\r\ncurrent_cow_peak:0\r\ncurrent_cow_size:0\r\n"
+        "current_cow_size_age:0\r\ncurrent_fork_perc:0.00\r\ncurrent_save_keys_processed:0\r\n"
+        "current_save_keys_total:0\r\nmodule_fork_in_progress:0\r\n"
+        "module_fork_last_cow_size:0\r\n"
         "aof_enabled:%d\r\naof_rewrite_in_progress:0\r\naof_rewrite_scheduled:0\r\n"
-        "aof_last_write_status:%s\r\naof_last_bgrewrite_status:ok\r\n"
+        "aof_last_rewrite_time_sec:-1\r\naof_current_rewrite_time_sec:-1\r\n"
+        "aof_last_write_status:%s\r\naof_last_bgrewrite_status:ok\r\naof_rewrites:0\r\n"
+        "aof_rewrites_consecutive_failures:0\r\naof_last_cow_size:0\r\n"
         "appendfsync:%s\r\nwal_records_appended:%llu\r\nwal_records_durable:%llu\r\n"
         "wal_batches:%llu\r\nwal_batch_records_avg:%.2f\r\nwal_write_usec_avg:%.1f\r\n"
         "wal_write_usec_max:%llu\r\nwal_bytes_written:%llu\r\nwal_syncs:%llu\r\n"
@@ -1826,9 +1833,9 @@ static void info_persistence(struct kv_text *b, struct server *srv, int64_t now_
         (unsigned long long)changes, running ? 1 : 0, (long long)(last_save_ms(srv) / 1000),
         last_ok ? "ok" : "err", (long long)last_round,
         (long long)(running ? (now_ms - started) / 1000 : -1), (unsigned long long)rounds,
-        srv->persist ? 1 : 0, write_ok ? "ok" : "err", wal_fsync_name(fsync_mode),
-        (unsigned long long)appended, (unsigned long long)durable, (unsigned long long)batches,
-        batches ? (double)durable / (double)batches : 0.0,
+        (unsigned long long)rec_keys, srv->persist ? 1 : 0, write_ok ? "ok" : "err",
+        wal_fsync_name(fsync_mode), (unsigned long long)appended, (unsigned long long)durable,
+        (unsigned long long)batches, batches ? (double)durable / (double)batches : 0.0,
         batches ? (double)write_us / (double)batches : 0.0, (unsigned long long)write_us_max,
         (unsigned long long)bytes, (unsigned long long)syncs, (unsigned long long)segs,
         refusing ? 1 : 0, (unsigned long long)failed, (unsigned long long)snap_keys,
@@ -2055,23 +2062,30 @@ void cmd_info(struct cmd_ctx *x)
     if (want(x->argc, x->argv, "server", true)) {
         kv_text_add(&b,
                     "# Server\r\nredis_version:" KVD_REDIS_VERSION
-                    "\r\nkvd_version:%s\r\nredis_mode:standalone\r\n"
-                    "os:Linux\r\narch_bits:64\r\nmultiplexing_api:io_uring\r\nprocess_id:%d\r\n"
-                    "tcp_port:%d\r\nuptime_in_seconds:%lld\r\nuptime_in_days:%lld\r\n"
-                    "hz:%lld\r\nconfigured_hz:%lld\r\nlru_clock:%lld\r\nrun_id:%s\r\n"
-                    "server_time_usec:%lld\r\nio_threads_active:0\r\nshard_threads:%u\r\n"
-                    "partitions:%u\r\nexecutable:kvd\r\nconfig_file:\r\n\r\n",
-                    KV_VERSION, (int)getpid(), srv->port, (long long)((now - srv->start_ms) / 1000),
+                    "\r\nkvd_version:%s\r\nredis_git_sha1:00000000\r\nredis_git_dirty:0\r\n"
+                    "redis_build_id:0\r\nredis_mode:standalone\r\n"
+                    "os:Linux\r\narch_bits:64\r\nmonotonic_clock:POSIX clock_gettime\r\n"
+                    "multiplexing_api:io_uring\r\natomicvar_api:c11-builtin\r\n"
+                    "gcc_version:%d.%d.%d\r\nprocess_id:%d\r\nprocess_supervised:no\r\n"
+                    "run_id:%s\r\ntcp_port:%d\r\nserver_time_usec:%lld\r\n"
+                    "uptime_in_seconds:%lld\r\nuptime_in_days:%lld\r\n"
+                    "hz:%lld\r\nconfigured_hz:%lld\r\nlru_clock:%lld\r\n"
+                    "executable:kvd\r\nconfig_file:%s\r\nio_threads_active:0\r\n"
+                    "shard_threads:%u\r\npartitions:%u\r\n\r\n",
+                    KV_VERSION, __GNUC__, __GNUC_MINOR__, __GNUC_PATCHLEVEL__, (int)getpid(),
+                    run_id, srv->port, (long long)now_us, (long long)((now - srv->start_ms) / 1000),
                     (long long)((now - srv->start_ms) / 86400000),
                     (long long)KV_CONF_GET(kvd_settings.hz),
                     (long long)KV_CONF_GET(kvd_settings.hz), (long long)((now / 1000) & 0xffffff),
-                    run_id, (long long)now_us, srv->nthreads, srv->route->count);
+                    kvd_conf_users.path, srv->nthreads, srv->route->count);
     }
     if (want(x->argc, x->argv, "clients", true)) {
         kv_text_add(
             &b,
-            "# Clients\r\nconnected_clients:%lld\r\nmaxclients:%lld\r\nblocked_clients:%llu\r\n"
-            "tracking_clients:%llu\r\nwatching_clients:%llu\r\ntotal_watched_keys:%llu\r\n\r\n",
+            "# Clients\r\nconnected_clients:%lld\r\ncluster_connections:0\r\nmaxclients:%lld\r\n"
+            "client_recent_max_input_buffer:0\r\nclient_recent_max_output_buffer:0\r\n"
+            "blocked_clients:%llu\r\ntracking_clients:%llu\r\nclients_in_timeout_table:0\r\n"
+            "watching_clients:%llu\r\ntotal_watched_keys:%llu\r\n\r\n",
             (long long)atomic_load(&srv->clients), (long long)KV_CONF_GET(kvd_settings.maxclients),
             (unsigned long long)SUM(blocked_clients), (unsigned long long)SUM(tracking_clients),
             (unsigned long long)SUM(watching_clients), (unsigned long long)SUM(watched_keys));
@@ -2118,10 +2132,32 @@ void cmd_info(struct cmd_ctx *x)
                     script_bytes, nscripts, nfns, nlibs, (unsigned long long)vm_fn,
                     (unsigned long long)(vm_eval + vm_fn), vm_human, fn_bytes,
                     script_bytes + fn_bytes, scripts_human);
+        /* Redis's breakdown, as far as kvd has its parts: the dataset is the keys' and
+         * values' bytes, the overhead the rest of the tables; no replication, AOF
+         * buffer, cluster links or defragmentation (0) */
+        uint64_t data = SUM(data_bytes);
+        uint64_t dataset = data < used ? data : used;
+        kv_text_add(&b,
+                    "used_memory_overhead:%llu\r\nused_memory_startup:0\r\n"
+                    "used_memory_dataset:%llu\r\nused_memory_dataset_perc:%.2f%%\r\n"
+                    "used_memory_peak_perc:%.2f%%\r\nallocator_allocated:%llu\r\n"
+                    "allocator_active:%llu\r\nallocator_resident:%lld\r\n"
+                    "allocator_frag_ratio:1.00\r\nallocator_frag_bytes:0\r\n"
+                    "allocator_rss_ratio:1.00\r\nallocator_rss_bytes:0\r\n"
+                    "rss_overhead_ratio:1.00\r\nrss_overhead_bytes:0\r\n"
+                    "mem_fragmentation_bytes:%lld\r\nmem_not_counted_for_evict:0\r\n"
+                    "mem_replication_backlog:0\r\nmem_total_replication_buffers:0\r\n"
+                    "mem_clients_slaves:0\r\nmem_clients_normal:0\r\nmem_cluster_links:0\r\n"
+                    "mem_aof_buffer:0\r\n",
+                    (unsigned long long)(used - dataset), (unsigned long long)dataset,
+                    used > 0 ? 100.0 * (double)dataset / (double)used : 0.0,
+                    peak > 0 ? 100.0 * (double)used / (double)peak : 0.0, (unsigned long long)used,
+                    (unsigned long long)used, rss, rss - (long long)used);
         kv_text_add(&b,
                     "maxmemory:%lld\r\nmaxmemory_human:%s\r\nmaxmemory_policy:%s\r\n"
                     "mem_fragmentation_ratio:%.2f\r\nmem_allocator:mimalloc\r\n"
-                    "lazyfree_pending_objects:%llu\r\n\r\n",
+                    "active_defrag_running:0\r\nlazyfree_pending_objects:%llu\r\n"
+                    "lazyfreed_objects:0\r\n\r\n",
                     max, max_human, evict_policy_names[KV_CONF_GET(kvd_settings.maxmemory_policy)],
                     used > 0 ? (double)rss / (double)used : 0.0,
                     (unsigned long long)SUM(lazyfree_pending));
@@ -2144,7 +2180,22 @@ void cmd_info(struct cmd_ctx *x)
             "instantaneous_input_kbps:%.2f\r\ninstantaneous_output_kbps:%.2f\r\n"
             "pubsub_channels:%zu\r\npubsub_patterns:%zu\r\npubsubshard_channels:%zu\r\n"
             "tracking_total_keys:%llu\r\n"
-            "tracking_total_items:%llu\r\ntracking_total_prefixes:%llu\r\n\r\n",
+            "tracking_total_items:%llu\r\ntracking_total_prefixes:%llu\r\n"
+            /* what kvd has no part of (forks, replication, defragmentation, ...): 0 */
+            "instantaneous_input_repl_kbps:0.00\r\ninstantaneous_output_repl_kbps:0.00\r\n"
+            "total_net_repl_input_bytes:0\r\ntotal_net_repl_output_bytes:0\r\n"
+            "sync_full:0\r\nsync_partial_ok:0\r\nsync_partial_err:0\r\n"
+            "expired_stale_perc:0.00\r\nexpired_time_cap_reached_count:0\r\n"
+            "expire_cycle_cpu_milliseconds:0\r\nevicted_clients:0\r\n"
+            "total_eviction_exceeded_time:0\r\ncurrent_eviction_exceeded_time:0\r\n"
+            "latest_fork_usec:0\r\ntotal_forks:0\r\nmigrate_cached_sockets:0\r\n"
+            "slave_expires_tracked_keys:0\r\nactive_defrag_hits:0\r\nactive_defrag_misses:0\r\n"
+            "active_defrag_key_hits:0\r\nactive_defrag_key_misses:0\r\n"
+            "total_active_defrag_time:0\r\ncurrent_active_defrag_time:0\r\n"
+            "unexpected_error_replies:0\r\ndump_payload_sanitizations:0\r\n"
+            "total_reads_processed:%llu\r\ntotal_writes_processed:%llu\r\n"
+            "io_threaded_reads_processed:0\r\nio_threaded_writes_processed:0\r\n"
+            "reply_buffer_shrinks:0\r\nreply_buffer_expands:0\r\n\r\n",
             (unsigned long long)SUMB(connections), (unsigned long long)SUMB(commands),
             (unsigned long long)SUMB(net_in_bytes), (unsigned long long)SUMB(net_out_bytes),
             (unsigned long long)SUMB(rejected), (unsigned long long)SUMB(expired_keys),
@@ -2155,7 +2206,8 @@ void cmd_info(struct cmd_ctx *x)
             (unsigned long long)SUMB(errs.total), (unsigned long long)inst_mean(inst.ops),
             (double)inst_mean(inst.in) / 1024.0, (double)inst_mean(inst.out) / 1024.0, nchans,
             npats, nschans, (unsigned long long)SUM(tracking_keys),
-            (unsigned long long)SUM(tracking_items), (unsigned long long)track_prefixes());
+            (unsigned long long)SUM(tracking_items), (unsigned long long)track_prefixes(),
+            (unsigned long long)SUMB(commands), (unsigned long long)SUMB(commands));
     }
     if (want(x->argc, x->argv, "replication", true)) {
         kv_text_add(&b,
@@ -2173,9 +2225,16 @@ void cmd_info(struct cmd_ctx *x)
     if (want(x->argc, x->argv, "cpu", true)) {
         struct rusage ru;
         getrusage(RUSAGE_SELF, &ru);
-        kv_text_add(&b, "# CPU\r\nused_cpu_sys:%ld.%06ld\r\nused_cpu_user:%ld.%06ld\r\n\r\n",
+        struct rusage th; /* (the thread answering: Redis's main thread) */
+        getrusage(RUSAGE_THREAD, &th);
+        kv_text_add(&b,
+                    "# CPU\r\nused_cpu_sys:%ld.%06ld\r\nused_cpu_user:%ld.%06ld\r\n"
+                    "used_cpu_sys_children:0.000000\r\nused_cpu_user_children:0.000000\r\n"
+                    "used_cpu_sys_main_thread:%ld.%06ld\r\nused_cpu_user_main_thread:%ld.%06ld"
+                    "\r\n\r\n",
                     (long)ru.ru_stime.tv_sec, (long)ru.ru_stime.tv_usec, (long)ru.ru_utime.tv_sec,
-                    (long)ru.ru_utime.tv_usec);
+                    (long)ru.ru_utime.tv_usec, (long)th.ru_stime.tv_sec, (long)th.ru_stime.tv_usec,
+                    (long)th.ru_utime.tv_sec, (long)th.ru_utime.tv_usec);
     }
     if (want(x->argc, x->argv, "commandstats", false)) {
         kv_text_add(&b, "# Commandstats\r\n");

@@ -826,3 +826,17 @@ def test_debug_digest_matches_redis_byte_for_byte(kvd_factory, threads):
         assert got[0] == got[1], got
     finally:
         r.stop()
+
+
+def test_info_has_every_field_redis_has(pair):
+    """Monitoring tools read INFO fields by name: every field Redis 7.0 has in the
+    server, clients, memory, persistence, stats, replication, cpu and cluster sections
+    is in kvd's (kvd's own fields come on top)."""
+    for section in ("server", "clients", "memory", "persistence", "stats", "replication",
+                    "cpu", "cluster"):
+        names = []
+        for c in (pair.k, pair.r):
+            text = c.cmd("INFO", section)
+            text = (text.data if hasattr(text, "data") else text).decode()
+            names.append({ln.split(":")[0] for ln in text.split("\r\n") if ":" in ln})
+        assert names[1] - names[0] == set(), (section, sorted(names[1] - names[0]))

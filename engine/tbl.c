@@ -33,7 +33,7 @@
  *
  * Entry (one allocation; a varint-like fixed width chosen when the block is allocated):
  *
- *   [flags:1][expire_ms:8, only if flags.X][klen:1|2|4][vlen:1|2|4][key][value...cap]
+ *   [flags:1][lru:3][expire_ms:8, only if flags.X][klen:1|2|4][vlen:1|2|4][key][value...cap]
  *   flags = type (bit 0) | W (bit 1) | R (bit 2) | X (bit 3) | klen width code (4-5)
  *           | vlen width code (6-7)
  *   W = the value was edited in place (tbl_modify with TBL_RAW), cleared by a rewrite.
@@ -41,6 +41,10 @@
  *       is made: a burst of keys written once does not push out the keys in use), cleared
  *       by an eviction sample (tbl_sample). One bit of access history instead of Redis's
  *       24-bit clock: CLOCK's second chance, the approximation of LRU of page caches.
+ *
+ * lru = the time of the last access, in seconds modulo 2^24 (Redis's LRU clock): set when
+ *       the key is made, read (tbl_get: not tbl_peek / tbl_find) or written; OBJECT
+ *       IDLETIME is the time since (tbl_entry_idle_s).
  *
  * The vlen width is chosen for the block's capacity, so an in-place append never moves
  * the value. A 16-byte key with a 32-byte value takes 3 header bytes: 51 bytes, a 64-byte
@@ -88,6 +92,7 @@
 #define ENT_RAW       0x02u /* edited in place (TBL_RAW) */
 #define ENT_REF       0x04u /* read or written since an eviction sample last cleared it */
 #define ENT_X         0x08u
+#define ENT_HDR       4u /* flags and the 3-byte access clock */
 
 _Static_assert((KV_TBL_SEG_SLOTS & (KV_TBL_SEG_SLOTS - 1)) == 0, "segment slots: power of 2");
 _Static_assert(KV_TBL_SEG_SLOTS <= 1024, "the home slot must fit the 15-bit tag with 5 spare");
@@ -198,10 +203,37 @@ static inline void store_le(uint8_t *p, unsigned code, size_t n)
     memcpy(p, &v, (size_t)1 << code);
 }
 
+/* Redis's LRU clock: seconds, modulo 2^24. */
+static inline uint32_t lru_clock(int64_t now_ms)
+{
+    return (uint32_t)((uint64_t)(now_ms / 1000) & 0xffffffu);
+}
+
+static inline uint32_t ent_lru(const uint8_t *p)
+{
+    return (uint32_t)p[1] | (uint32_t)p[2] << 8 | (uint32_t)p[3] << 16;
+}
+
+static inline void ent_set_lru(uint8_t *p, uint32_t c)
+{
+    p[1] = (uint8_t)c;
+    p[2] = (uint8_t)(c >> 8);
+    p[3] = (uint8_t)(c >> 16);
+}
+
+/* An access: the clock is stored only when it moved (a read keeps its line clean). */
+static inline void ent_touch(uint8_t *p, int64_t now_ms)
+{
+    uint32_t c = lru_clock(now_ms);
+    if (ent_lru(p) != c) {
+        ent_set_lru(p, c);
+    }
+}
+
 static inline void ent_view(const uint8_t *p, struct ent_view *v)
 {
     unsigned f = p[0];
-    size_t off_klen = 1 + ((f & ENT_X) ? 8 : 0);
+    size_t off_klen = ENT_HDR + ((f & ENT_X) ? 8 : 0);
     unsigned kcode = (f >> 4) & 3u;
     v->vcode = (f >> 6) & 3u;
     v->klen = load_le(p + off_klen, kcode);
@@ -215,7 +247,7 @@ static inline int64_t ent_expire(const uint8_t *p)
 {
     int64_t x = 0;
     if (p[0] & ENT_X) {
-        memcpy(&x, p + 1, 8);
+        memcpy(&x, p + ENT_HDR, 8);
     }
     return x;
 }
@@ -228,7 +260,7 @@ static inline bool ent_expired(const uint8_t *p, int64_t now_ms)
 static inline bool ent_key_eq(const uint8_t *p, const void *key, size_t klen)
 {
     unsigned f = p[0];
-    size_t off = 1 + ((f & ENT_X) ? 8 : 0);
+    size_t off = ENT_HDR + ((f & ENT_X) ? 8 : 0);
     unsigned kcode = (f >> 4) & 3u;
     if (load_le(p + off, kcode) != klen) {
         return false;
@@ -256,7 +288,7 @@ static uint8_t *ent_alloc(mi_heap_t *heap, uint8_t type, int64_t expire_ms, cons
     KV_ASSERT(klen <= KV_KEY_BYTES_MAX && vlen <= cap && cap <= KV_VALUE_BYTES_MAX);
     KV_ASSERT(type <= ENT_TYPE_MASK && expire_ms >= 0);
     unsigned kcode = width_code(klen), vcode = width_code(cap);
-    size_t off_klen = 1 + (expire_ms ? 8 : 0);
+    size_t off_klen = ENT_HDR + (expire_ms ? 8 : 0);
     size_t off_vlen = off_klen + ((size_t)1 << kcode);
     size_t off_key = off_vlen + ((size_t)1 << vcode);
     uint8_t *p = tbl__alloc(heap, off_key + klen + cap, false);
@@ -265,8 +297,9 @@ static uint8_t *ent_alloc(mi_heap_t *heap, uint8_t type, int64_t expire_ms, cons
     }
     KV_ASSERT(((uintptr_t)p & ~SLOT_PTR_MASK) == 0);
     p[0] = (uint8_t)(type | (expire_ms ? ENT_X : 0) | (kcode << 4) | (vcode << 6));
+    ent_set_lru(p, 0); /* (the caller sets it) */
     if (expire_ms) {
-        memcpy(p + 1, &expire_ms, 8);
+        memcpy(p + ENT_HDR, &expire_ms, 8);
     }
     store_le(p + off_klen, kcode, klen);
     store_le(p + off_vlen, vcode, vlen);
@@ -286,6 +319,7 @@ static uint8_t *ent_clone(mi_heap_t *heap, const uint8_t *p, int64_t expire_ms, 
         ent_alloc(heap, p[0] & ENT_TYPE_MASK, expire_ms, p + v.off_key, v.klen, v.vlen, cap);
     if (np != NULL) {
         np[0] |= p[0] & ENT_RAW;
+        ent_set_lru(np, ent_lru(p));
         struct ent_view nv;
         ent_view(np, &nv);
         KV_ASSERT(nv.klen == v.klen && nv.vlen == v.vlen);
@@ -469,7 +503,7 @@ static void tbl__account_expire(struct tbl *t, uint8_t *p, int64_t expire_ms)
     KV_ASSERT((p[0] & ENT_X) && expire_ms > 0);
     KV_ASSERT(t->expire_sum >= (uint64_t)ent_expire(p));
     t->expire_sum = t->expire_sum - (uint64_t)ent_expire(p) + (uint64_t)expire_ms;
-    memcpy(p + 1, &expire_ms, 8);
+    memcpy(p + ENT_HDR, &expire_ms, 8);
 }
 
 /* ---- directory and segment split / merge ------------------------------------------ */
@@ -874,6 +908,7 @@ const struct tbl_entry *tbl_get(struct tbl *t, const void *key, size_t key_len, 
     if (!(p[0] & ENT_REF)) { /* a store only on the first access since the last sample */
         p[0] |= ENT_REF;
     }
+    ent_touch(p, now_ms);
     return (const struct tbl_entry *)p;
 }
 
@@ -904,7 +939,7 @@ const struct tbl_entry *tbl_peek(struct tbl *t, const void *key, size_t key_len,
  * fits the block without leaving it more than half empty. Saves a free and a malloc.
  */
 static bool tbl__overwrite(struct tbl *t, uint8_t *p, const struct tbl_put_args *args,
-                           int64_t expire_ms)
+                           int64_t expire_ms, uint32_t lru)
 {
     KV_ASSERT(t != NULL && p != NULL);
     if ((p[0] & ENT_TYPE_MASK) != args->type || (ent_expire(p) != 0) != (expire_ms != 0)) {
@@ -922,6 +957,7 @@ static bool tbl__overwrite(struct tbl *t, uint8_t *p, const struct tbl_put_args 
         tbl__account_expire(t, p, expire_ms);
     }
     p[0] |= ENT_REF;
+    ent_set_lru(p, lru);
     if (args->val_len) {
         memmove(p + v.off_val, args->val, args->val_len); /* val may alias the old value */
     }
@@ -956,7 +992,9 @@ int tbl_put(struct tbl *t, const void *key, size_t key_len, uint64_t h,
     if ((args->flags & TBL_KEEPTTL) && op != NULL) {
         expire_ms = ent_expire(op);
     }
-    if (op != NULL && old == NULL && tbl__overwrite(l.t, op, args, expire_ms)) {
+    /* its access time: now, or idle_s seconds ago (RESTORE ... IDLETIME) */
+    uint32_t lru = (lru_clock(now_ms) - args->idle_s) & 0xffffffu;
+    if (op != NULL && old == NULL && tbl__overwrite(l.t, op, args, expire_ms, lru)) {
         l.t->dir[l.di]->slot[l.i] = slot_make(op, l.ph); /* the expiry bit may change */
         return 0;
     }
@@ -966,6 +1004,7 @@ int tbl_put(struct tbl *t, const void *key, size_t key_len, uint64_t h,
         return KV_ENOMEM;
     }
     p[0] |= (args->flags & TBL_RAW) ? ENT_RAW : 0;
+    ent_set_lru(p, lru);
     if (args->val_len) {
         struct ent_view v;
         ent_view(p, &v);
@@ -1046,7 +1085,7 @@ int tbl_expire_set(struct tbl *t, const void *key, size_t key_len, uint64_t h, i
 }
 
 static int tbl__modify_create(struct tbl *t, const void *key, size_t klen, uint64_t ph, size_t vlen,
-                              bool raw, struct tbl_mod *out)
+                              bool raw, int64_t now_ms, struct tbl_mod *out)
 {
     KV_ASSERT(out != NULL && vlen <= KV_VALUE_BYTES_MAX);
     uint8_t *p = ent_alloc(t->heap, TBL_TYPE_STRING, 0, key, klen, vlen, vlen);
@@ -1054,6 +1093,7 @@ static int tbl__modify_create(struct tbl *t, const void *key, size_t klen, uint6
         return KV_ENOMEM;
     }
     p[0] |= raw ? ENT_RAW : 0;
+    ent_set_lru(p, lru_clock(now_ms));
     struct ent_view v;
     ent_view(p, &v);
     KV_ASSERT(v.klen == klen && v.vlen == vlen);
@@ -1084,7 +1124,7 @@ int tbl_modify(struct tbl *t, const void *key, size_t key_len, uint64_t h, int64
             return KV_ENOTFOUND;
         }
         return tbl__modify_create(l.t, key, key_len, l.ph, val_len, (flags & TBL_RAW_NEW) != 0,
-                                  out);
+                                  now_ms, out);
     }
     uint64_t *slot = &l.t->dir[l.di]->slot[l.i];
     uint8_t *p = slot_ent(*slot);
@@ -1110,6 +1150,7 @@ int tbl_modify(struct tbl *t, const void *key, size_t key_len, uint64_t h, int64
         KV_ASSERT(ent_cap(p, &v) >= val_len);
     }
     p[0] = (uint8_t)((p[0] & ~ENT_RAW) | ENT_REF | ((flags & TBL_RAW) ? ENT_RAW : 0));
+    ent_touch(p, now_ms);
     if (val_len > v.vlen) {
         memset(p + v.off_val + v.vlen, 0, val_len - v.vlen);
     }
@@ -1516,6 +1557,19 @@ const void *tbl_entry_val(const struct tbl_entry *e, size_t *len)
     ent_view((const uint8_t *)e, &v);
     *len = v.vlen;
     return (const uint8_t *)e + v.off_val;
+}
+
+uint32_t tbl_entry_lru(const struct tbl_entry *e)
+{
+    KV_ASSERT(e != NULL);
+    return ent_lru((const uint8_t *)e);
+}
+
+uint64_t tbl_entry_idle_s(const struct tbl_entry *e, int64_t now_ms)
+{
+    KV_ASSERT(e != NULL);
+    uint32_t now = lru_clock(now_ms), then = ent_lru((const uint8_t *)e);
+    return now >= then ? now - then : now + (0x1000000u - then); /* as Redis's estimate */
 }
 
 uint8_t tbl_entry_type(const struct tbl_entry *e)

@@ -79,6 +79,7 @@ struct tbl_put_args {
     int64_t expire_ms; /* absolute expiry time, 0 = none */
     unsigned flags;    /* TBL_NX | TBL_XX | TBL_KEEPTTL */
     uint8_t type;      /* enum tbl_type */
+    uint32_t idle_s;   /* the key's access time is this long ago (0: now) */
 };
 
 /* Result of tbl_modify(): a writable value of the requested length. */
@@ -320,6 +321,10 @@ void tbl_entry_free(struct tbl_entry *e);
 const void *tbl_entry_key(const struct tbl_entry *e, size_t *len);
 const void *tbl_entry_val(const struct tbl_entry *e, size_t *len);
 uint8_t tbl_entry_type(const struct tbl_entry *e);
+/* Its last access (made, read with tbl_get, written): Redis's LRU clock (seconds modulo
+ * 2^24), and the seconds since (OBJECT IDLETIME). */
+uint32_t tbl_entry_lru(const struct tbl_entry *e);
+uint64_t tbl_entry_idle_s(const struct tbl_entry *e, int64_t now_ms);
 bool tbl_entry_referenced(const struct tbl_entry *e); /* see tbl_sample() */
 /* Whether the value was last changed by a tbl_modify() with TBL_RAW (an APPEND, SETRANGE,
  * SETBIT...: Redis then reports the "raw" encoding whatever the value); not kept across

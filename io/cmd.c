@@ -726,9 +726,13 @@ uint64_t cmd_key_hash(const struct resp_arg *key)
     return tbl_hash(key->ptr, key->len);
 }
 
-const struct tbl_entry *cmd_lookup_read(struct cmd_ctx *x, const struct resp_arg *key, uint64_t h)
+static const struct tbl_entry *lookup(struct cmd_ctx *x, const struct resp_arg *key, uint64_t h,
+                                      bool touch);
+
+static const struct tbl_entry *lookup_read(struct cmd_ctx *x, const struct resp_arg *key,
+                                           uint64_t h, bool touch)
 {
-    const struct tbl_entry *e = cmd_lookup_write(x, key, h);
+    const struct tbl_entry *e = lookup(x, key, h, touch);
     if (e != NULL) {
         STAT_ADD(x->sh->stats.keyspace_hits, 1);
     } else {
@@ -738,6 +742,17 @@ const struct tbl_entry *cmd_lookup_read(struct cmd_ctx *x, const struct resp_arg
     return e;
 }
 
+const struct tbl_entry *cmd_lookup_read(struct cmd_ctx *x, const struct resp_arg *key, uint64_t h)
+{
+    return lookup_read(x, key, h, true);
+}
+
+const struct tbl_entry *cmd_lookup_read_notouch(struct cmd_ctx *x, const struct resp_arg *key,
+                                                uint64_t h)
+{
+    return lookup_read(x, key, h, false);
+}
+
 const struct tbl_entry *cmd_lookup_peek(struct cmd_ctx *x, const struct resp_arg *key, uint64_t h)
 {
     struct tbl *t = cmd_tbl_peek(x, h);
@@ -745,6 +760,12 @@ const struct tbl_entry *cmd_lookup_peek(struct cmd_ctx *x, const struct resp_arg
 }
 
 const struct tbl_entry *cmd_lookup_write(struct cmd_ctx *x, const struct resp_arg *key, uint64_t h)
+{
+    return lookup(x, key, h, true);
+}
+
+static const struct tbl_entry *lookup(struct cmd_ctx *x, const struct resp_arg *key, uint64_t h,
+                                      bool touch)
 {
     struct tbl *t = cmd_tbl_peek(x, h);
     if (t == NULL) {
@@ -757,7 +778,8 @@ const struct tbl_entry *cmd_lookup_write(struct cmd_ctx *x, const struct resp_ar
         int64_t exp = e != NULL ? tbl_entry_expire_ms(e) : 0;
         return exp != 0 && exp <= x->now_ms ? NULL : e;
     }
-    return tbl_get(t, key->ptr, key->len, h, x->now_ms);
+    return touch ? tbl_get(t, key->ptr, key->len, h, x->now_ms)
+                 : tbl_peek(t, key->ptr, key->len, h, x->now_ms);
 }
 
 bool cmd_parse_i64(const struct resp_arg *a, int64_t *out)

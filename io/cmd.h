@@ -201,6 +201,10 @@ const struct tbl_entry *cmd_lookup_read(struct cmd_ctx *x, const struct resp_arg
 const struct tbl_entry *cmd_lookup_write(struct cmd_ctx *x, const struct resp_arg *key, uint64_t h);
 /* A look that is no use of the key: no statistics, no keymiss event, no referenced bit
  * (MEMORY USAGE, DEBUG OBJECT, as Redis looks straight into its dictionary). */
+/* cmd_lookup_read without it being a use of the key (its access clock stays): TTL, TYPE,
+ * EXISTS, as Redis's LOOKUP_NOTOUCH. */
+const struct tbl_entry *cmd_lookup_read_notouch(struct cmd_ctx *x, const struct resp_arg *key,
+                                                uint64_t h);
 const struct tbl_entry *cmd_lookup_peek(struct cmd_ctx *x, const struct resp_arg *key, uint64_t h);
 
 /*

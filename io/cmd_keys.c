@@ -42,19 +42,27 @@ void cmd_del(struct cmd_ctx *x)
     reply_int(x->out, n);
 }
 
-void cmd_exists(struct cmd_ctx *x)
+/* EXISTS, and TOUCH: the same count, but a use of each key (its access clock moves). */
+static void count_keys(struct cmd_ctx *x, bool touch)
 {
     int64_t n = 0;
     for (size_t i = 1; i < x->argc; i++) {
-        n += cmd_lookup_read(x, &x->argv[i], cmd_key_hash(&x->argv[i])) != NULL;
+        uint64_t h = cmd_key_hash(&x->argv[i]);
+        n += (touch ? cmd_lookup_read(x, &x->argv[i], h)
+                    : cmd_lookup_read_notouch(x, &x->argv[i], h)) != NULL;
     }
     x->sum = n;
     reply_int(x->out, n);
 }
 
+void cmd_exists(struct cmd_ctx *x)
+{
+    count_keys(x, false);
+}
+
 void cmd_touch(struct cmd_ctx *x)
 {
-    cmd_exists(x);
+    count_keys(x, true);
 }
 
 /* ---- expiry ------------------------------------------------------------------ */
@@ -176,7 +184,7 @@ void cmd_pexpireat(struct cmd_ctx *x)
 /* TTL, PTTL, EXPIRETIME, PEXPIRETIME: -2 no key, -1 no expiry. */
 static void ttl_generic(struct cmd_ctx *x, bool ms, bool absolute)
 {
-    const struct tbl_entry *e = cmd_lookup_read(x, &x->argv[1], cmd_key_hash(&x->argv[1]));
+    const struct tbl_entry *e = cmd_lookup_read_notouch(x, &x->argv[1], cmd_key_hash(&x->argv[1]));
     if (e == NULL) {
         reply_int(x->out, -2);
         return;
@@ -233,7 +241,7 @@ void cmd_persist(struct cmd_ctx *x)
 
 void cmd_type(struct cmd_ctx *x)
 {
-    const struct tbl_entry *e = cmd_lookup_read(x, &x->argv[1], cmd_key_hash(&x->argv[1]));
+    const struct tbl_entry *e = cmd_lookup_read_notouch(x, &x->argv[1], cmd_key_hash(&x->argv[1]));
     if (e == NULL) {
         reply_simple(x->out, "none");
         return;
@@ -253,10 +261,11 @@ void cmd_type(struct cmd_ctx *x)
  * OBJECT ENCODING / REFCOUNT / IDLETIME / FREQ key, and OBJECT HELP. kvd stores every
  * string the same way; ENCODING reports what Redis would choose for that content when
  * it stores a value (an integer in range: "int", up to 44 bytes: "embstr", else "raw"),
- * REFCOUNT what Redis reports for it (shared small integers). kvd keeps no access times
- * or frequencies: IDLETIME replies 0, FREQ Redis's error for a server without an LFU
- * eviction policy (kvd never evicts). The keyed forms run on the key's shard (row
- * "object|key"), the others (HELP, errors) on the client's.
+ * REFCOUNT what Redis reports for it (shared small integers), IDLETIME the seconds since
+ * the key was last read or written (its access clock), FREQ under an LFU policy whether
+ * it was used since the eviction's last sample (kvd keeps one bit, not Redis's counter).
+ * The keyed forms run on the key's shard (row "object|key"), the others (HELP, errors)
+ * on the client's.
  */
 static const char *const object_keyed[] = {"encoding", "freq", "idletime", "refcount"};
 
@@ -288,8 +297,8 @@ static int64_t obj_refcount(const struct tbl_entry *e)
  * DEBUG OBJECT key, on the key's shard (row "debug|object"): Redis's line. The address
  * is the entry's; serializedlength is the length of the value's RDB string encoding as
  * kvd's DUMP writes it (Redis's equals it except for compressible values over 20 bytes,
- * which Redis would LZF-compress); kvd keeps no access times: lru is the LRU clock now
- * (seconds, 24 bits, as Redis's) and lru_seconds_idle 0, as OBJECT IDLETIME.
+ * which Redis would LZF-compress); lru is the key's access clock (seconds, 24 bits, as
+ * Redis's) and lru_seconds_idle the time since, as OBJECT IDLETIME.
  */
 void cmd_debug_object(struct cmd_ctx *x)
 {
@@ -307,9 +316,9 @@ void cmd_debug_object(struct cmd_ctx *x)
     char line[256];
     snprintf(line, sizeof line,
              "Value at:%p refcount:%lld encoding:%s serializedlength:%zu lru:%lld "
-             "lru_seconds_idle:0",
+             "lru_seconds_idle:%llu",
              (const void *)e, (long long)obj_refcount(e), obj_encoding(e), hn - 1 + (body ? n : 0),
-             (long long)((x->now_ms / 1000) & 0xffffff));
+             (long long)tbl_entry_lru(e), (unsigned long long)tbl_entry_idle_s(e, x->now_ms));
     reply_simple(x->out, line);
 }
 
@@ -381,7 +390,7 @@ void cmd_object(struct cmd_ctx *x)
                                 "Please note that when switching between policies at runtime LRU "
                                 "and LFU data will take some time to adjust.");
         } else {
-            reply_int(x->out, 0); /* no access times are kept (one referenced bit per key) */
+            reply_int(x->out, (int64_t)tbl_entry_idle_s(e, x->now_ms));
         }
     } else if (lfu) {
         reply_int(x->out, tbl_entry_referenced(e) ? 1 : 0); /* used since last sampled */
@@ -537,13 +546,15 @@ void cmd_dump(struct cmd_ctx *x)
 /*
  * RESTORE key ttl payload [REPLACE] [ABSTTL] [IDLETIME s] [FREQ f], as Redis 7.0 checks
  * it (options, then BUSYKEY, then the TTL, then the payload). A payload of another
- * type (a list, a hash, ...) is refused: kvd stores strings only. IDLETIME and FREQ are
- * checked and ignored (kvd keeps no access times or frequencies).
+ * type (a list, a hash, ...) is refused: kvd stores strings only. IDLETIME sets the key's
+ * access clock that long ago; FREQ is checked and ignored (kvd keeps one referenced bit,
+ * not Redis's LFU counter).
  */
 void cmd_restore(struct cmd_ctx *x)
 {
     const struct resp_arg *key = &x->argv[1];
     bool replace = false, absttl = false, idle = false, freq = false;
+    int64_t idle_s = 0;
     for (size_t j = 4; j < x->argc; j++) {
         bool more = j + 1 < x->argc;
         int64_t v;
@@ -561,6 +572,7 @@ void cmd_restore(struct cmd_ctx *x)
                 return;
             }
             idle = true;
+            idle_s = v < 0xffffff ? v : 0xffffff; /* (the clock's range, as Redis caps it) */
         } else if (cmd_arg_is(&x->argv[j], "freq") && more && !idle) {
             if (!cmd_parse_i64(&x->argv[++j], &v)) {
                 reply_err_not_int(x->out);
@@ -616,8 +628,11 @@ void cmd_restore(struct cmd_ctx *x)
             }
             reply_ok(x->out);
         } else {
-            struct tbl_put_args pa = {
-                .val = val, .val_len = len, .expire_ms = when, .type = TBL_TYPE_STRING};
+            struct tbl_put_args pa = {.val = val,
+                                      .val_len = len,
+                                      .expire_ms = when,
+                                      .type = TBL_TYPE_STRING,
+                                      .idle_s = (uint32_t)idle_s};
             if (tbl_put(cmd_tbl(x, h), key->ptr, key->len, h, &pa, x->now_ms, NULL) != 0) {
                 reply_error(x->out, "OOM command not allowed when used memory > 'maxmemory'.");
             } else {

@@ -189,28 +189,28 @@ Test(tbl, nx_xx_old_keepttl)
 Test(tbl, overwrite_in_place)
 {
     struct tbl *t = tbl_create(heap);
-    cr_assert_eq(put(t, "k", "0123456789", 0, 0, 0), 0);
+    cr_assert_eq(put(t, "k", "0123456789abcdefghij", 0, 0, 0), 0);
     const struct tbl_entry *e0 = get(t, "k", 0);
-    cr_assert_eq(put(t, "k", "abcdefghij", 0, 0, 0), 0); /* same size: same block */
+    cr_assert_eq(put(t, "k", "abcdefghij0123456789", 0, 0, 0), 0); /* same size: same block */
     cr_assert_eq(get(t, "k", 0), e0);
-    cr_assert(val_is(e0, "abcdefghij", 10));
+    cr_assert(val_is(e0, "abcdefghij0123456789", 20));
     cr_assert_eq(put(t, "k", "xyz", 0, 0, 0), 0); /* block would be mostly empty: new one */
     cr_assert(val_is(get(t, "k", 0), "xyz", 3));
-    cr_assert_eq(put(t, "k", "xyw", 50, 0, 0), 0); /* expiry field added: new layout */
+    cr_assert_eq(put(t, "k", "xywxywxyw", 50, 0, 0), 0); /* expiry field added: new layout */
     cr_assert_eq(tbl_entry_expire_ms(get(t, "k", 0)), 50);
     const struct tbl_entry *e1 = get(t, "k", 0);
-    cr_assert_eq(put(t, "k", "xyv", 60, 0, 0), 0); /* same layout again: in place */
+    cr_assert_eq(put(t, "k", "xyvxyvxyv", 60, 0, 0), 0); /* same layout again: in place */
     cr_assert_eq(get(t, "k", 0), e1);
     cr_assert_eq(tbl_entry_expire_ms(e1), 60);
     /* the value may come from the entry itself */
     size_t len;
     const char *v = tbl_entry_val(e1, &len);
-    struct tbl_put_args a = {.val = v + 1, .val_len = 2, .expire_ms = 60};
+    struct tbl_put_args a = {.val = v + 1, .val_len = 8, .expire_ms = 60};
     cr_assert_eq(tbl_put(t, "k", 1, tbl_hash("k", 1), &a, 0, NULL), 0);
-    cr_assert(val_is(get(t, "k", 0), "yv", 2));
+    cr_assert(val_is(get(t, "k", 0), "yvxyvxyv", 8));
     struct tbl_stats st;
     tbl_stats(t, &st);
-    cr_assert_eq(st.val_bytes, 2);
+    cr_assert_eq(st.val_bytes, 8);
     cr_assert(tbl_get(t, "k", 1, tbl_hash("k", 1), 60) == NULL);
     tbl_check(t);
     tbl_destroy(t);
@@ -425,18 +425,18 @@ Test(tbl, expiry_counters_follow_every_change)
 
 Test(tbl, no_expiry_costs_no_bytes)
 {
-    /* A 16-byte key with a 28-byte value: 3 header bytes + 44 = 47 bytes; an expiry time
-     * adds 8 (55), which lands in the next size class. */
+    /* A 16-byte key with a 40-byte value: 6 header bytes (flags, access clock, lengths)
+     * + 56 = 62 bytes; an expiry time adds 8 (70), which lands in the next size class. */
     struct tbl *t = tbl_create(heap);
     size_t base = entry_mem(t);
-    const char *k = "0123456789abcdef", *v = "0123456789abcdef0123456789ab";
-    cr_assert(mi_good_size(47) < mi_good_size(55));
+    const char *k = "0123456789abcdef", *v = "0123456789abcdef0123456789abcdef01234567";
+    cr_assert(mi_good_size(62) < mi_good_size(70));
     cr_assert_eq(put(t, k, v, 0, 0, 0), 0);
-    cr_assert_eq(entry_mem(t) - base, mi_good_size(47));
+    cr_assert_eq(entry_mem(t) - base, mi_good_size(62));
     cr_assert_eq(put(t, k, v, 9, 0, 0), 0);
-    cr_assert_eq(entry_mem(t) - base, mi_good_size(55));
+    cr_assert_eq(entry_mem(t) - base, mi_good_size(70));
     cr_assert_eq(tbl_expire_set(t, k, 16, tbl_hash(k, 16), 0, 0), 0);
-    cr_assert_eq(entry_mem(t) - base, mi_good_size(47));
+    cr_assert_eq(entry_mem(t) - base, mi_good_size(62));
     tbl_destroy(t);
 }
 
@@ -1799,4 +1799,33 @@ Test(tbl, destroy_in_bounded_steps_frees_everything)
     mi_heap_visit_blocks(own, true, count_block, &live);
     cr_assert_eq(live, 0);
     mi_heap_delete(own);
+}
+
+Test(tbl, access_clock_follows_reads_and_writes_not_peeks)
+{
+    struct tbl *t = tbl_create(heap);
+    uint64_t h = tbl_hash("k", 1);
+    cr_assert_eq(put(t, "k", "v", 0, 0, 5000), 0); /* made at t = 5 s */
+    cr_assert_eq(tbl_entry_lru(tbl_peek(t, "k", 1, h, 5000)), 5);
+    cr_assert_eq(tbl_entry_idle_s(tbl_peek(t, "k", 1, h, 9000), 9000), 4); /* a peek: no use */
+    cr_assert_eq(tbl_entry_idle_s(tbl_find(t, "k", 1, h), 9000), 4);
+    cr_assert_eq(tbl_entry_idle_s(tbl_get(t, "k", 1, h, 9500), 9500), 0); /* a read */
+    cr_assert_eq(tbl_entry_lru(tbl_find(t, "k", 1, h)), 9);
+    struct tbl_mod m;
+    cr_assert_eq(tbl_modify(t, "k", 1, h, 20000, 2, 0, &m), 0); /* a write */
+    cr_assert_eq(tbl_entry_idle_s(tbl_find(t, "k", 1, h), 21000), 1);
+    /* RESTORE ... IDLETIME: the access was idle_s ago; the clock wraps at 2^24 s */
+    struct tbl_put_args a = {.val = "x", .val_len = 1, .idle_s = 100};
+    cr_assert_eq(tbl_put(t, "r", 1, tbl_hash("r", 1), &a, 50000, NULL), 0);
+    cr_assert_eq(tbl_entry_idle_s(tbl_find(t, "r", 1, tbl_hash("r", 1)), 50000), 100);
+    cr_assert_eq(tbl_put(t, "w", 1, tbl_hash("w", 1), &a, 30000, NULL), 0); /* lru = 2^24 - 70 */
+    cr_assert_eq(tbl_entry_lru(tbl_find(t, "w", 1, tbl_hash("w", 1))), 0x1000000u - 70);
+    cr_assert_eq(tbl_entry_idle_s(tbl_find(t, "w", 1, tbl_hash("w", 1)), 30000), 100);
+    /* a value that grows into a new block keeps the clock; an expiry change too */
+    cr_assert_eq(tbl_modify(t, "r", 1, tbl_hash("r", 1), 50000, 5000, 0, &m), 0);
+    cr_assert_eq(tbl_entry_idle_s(tbl_find(t, "r", 1, tbl_hash("r", 1)), 50000), 0);
+    cr_assert_eq(tbl_expire_set(t, "w", 1, tbl_hash("w", 1), 30000, 99999), 0);
+    cr_assert_eq(tbl_entry_idle_s(tbl_find(t, "w", 1, tbl_hash("w", 1)), 30000), 100);
+    tbl_check(t);
+    tbl_destroy(t);
 }

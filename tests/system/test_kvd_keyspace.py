@@ -456,6 +456,7 @@ def test_object_encoding_and_refcount_match_redis(pair):
         pair.same("OBJECT", *args)
     pair.same("OBJECT")
     for c in (pair.k, pair.r):
+        c.cmd("GET", "obj0")  # (a use: the OBJECT calls above are none)
         assert c.cmd("OBJECT", "IDLETIME", "obj0") in (0, 1)
 
 

@@ -244,7 +244,7 @@ static void print_bytes(size_t n, const struct tbl_stats *st, size_t rss)
     double slots = (double)st->slot_bytes / (double)n;
     double ent = (double)(st->mem_bytes - st->slot_bytes) / (double)n; /* + dir, tbl */
     double dir = (double)((sizeof(void *) << st->dir_depth)) / (double)n;
-    double header = 3.0; /* flags + 1-byte klen + 1-byte vlen (no expiry) */
+    double header = 6.0; /* flags, 3-byte access clock, 1-byte klen, 1-byte vlen (no expiry) */
     printf("  N=%zu: %.2f bytes/key = payload %.2f + header %.2f + rounding %.2f + "
            "slots %.2f + directory %.2f (segments %zu, depth %u, load %.3f); "
            "process RSS growth %.2f bytes/key\n",

@@ -5,6 +5,8 @@
  */
 #include "kv_glob.h"
 
+#include "kv_assert.h"
+
 #include <ctype.h>
 
 static int fold(int c, bool nocase)
@@ -50,8 +52,38 @@ static bool match_class(const char *pat, size_t plen, size_t *pi, int c, bool no
     return negate ? !hit : hit;
 }
 
+/* Redis's matcher recurses at every '*' that more pattern follows and gives up (no match)
+ * past 1000 levels: a pattern with more such stars never matches there, so not here
+ * either (KEYS, SCAN MATCH, PSUBSCRIBE answer as Redis's). Stars in a class or escaped
+ * are literal; a run of stars is one. */
+#define GLOB_NESTING_MAX 1000
+
+static bool too_nested(const char *pat, size_t plen)
+{
+    size_t stars = 0;
+    for (size_t i = 0; i < plen; i++) {
+        if (pat[i] == '\\') {
+            i++;
+        } else if (pat[i] == '[') {
+            while (i + 1 < plen && pat[i + 1] != ']') {
+                i += pat[i + 1] == '\\' ? 2 : 1;
+            }
+            i++;
+        } else if (pat[i] == '*') {
+            while (i + 1 < plen && pat[i + 1] == '*') {
+                i++;
+            }
+            stars += i + 1 < plen; /* (a trailing one ends the match at once) */
+        }
+    }
+    return stars > GLOB_NESTING_MAX;
+}
+
 bool kv_glob_match(const char *pat, size_t plen, const char *str, size_t slen, bool nocase)
 {
+    if (KV_UNLIKELY(plen > 2 * GLOB_NESTING_MAX) && too_nested(pat, plen)) {
+        return false;
+    }
     size_t p = 0;
     size_t s = 0;
     size_t star_p = (size_t)-1; /* pattern index just after the last '*' */

@@ -623,3 +623,13 @@ def test_restore_options_and_errors_match_redis(pair):
     pair.r.cmd("RPUSH", "list", "a", "b")
     r = pair.k.cmd("RESTORE", "list", "0", pair.r.cmd("DUMP", "list"))
     assert isinstance(r, Err) and r.s.startswith("ERR Bad data format"), r
+
+
+def test_keys_with_deeply_nested_stars_match_redis(pair):
+    """Redis's own regression test: 50000 a's against "*?" x 50000 finds nothing (its
+    matcher stops past 1000 nested stars), quickly; 1000 stars still match."""
+    pair.same("SET", "a" * 50000, "1")
+    assert pair.same("KEYS", "*?" * 50000) == []
+    assert pair.same("KEYS", "*a" * 1000) == [b"a" * 50000]
+    pair.same("KEYS", "*a" * 1001)
+    pair.same("SCAN", "0", "MATCH", "*a" * 1001, "COUNT", "100")

@@ -95,6 +95,30 @@ Test(kv_glob, binary_and_pathological)
     memset(s, 'a', sizeof s);
     const char *p = "a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*b";
     cr_assert(!kv_glob_match(p, strlen(p), s, sizeof s, false));
+    /* Redis's matcher gives up past 1000 nested stars: 1000 "*a" match 1200 a's, 1001
+     * do not (with a trailing star too); escaped stars, stars in a class and runs of
+     * stars do not count */
+    static char pat[8192];
+    for (int n = 999; n <= 1002; n++) {
+        size_t k = 0;
+        for (int i = 0; i < n; i++) {
+            pat[k++] = '*';
+            pat[k++] = 'a';
+        }
+        cr_assert_eq(kv_glob_match(pat, k, s, 1200, false), n <= 1000, "%d", n);
+        pat[k] = '*';
+        cr_assert_eq(kv_glob_match(pat, k + 1, s, 1200, false), n <= 1000, "%d", n);
+    }
+    size_t k = 0;
+    for (int i = 0; i < 1500; i++) {
+        memcpy(pat + k, i % 2 ? "[*]" : "\\*", i % 2 ? 3 : 2);
+        k += i % 2 ? 3 : 2;
+    }
+    memset(s, '*', 1500);
+    cr_assert(kv_glob_match(pat, k, s, 1500, false));
+    memset(pat, '*', 3000);
+    pat[3000] = 'a';
+    cr_assert(kv_glob_match(pat, 3001, "a", 1, false)); /* one run: one star */
 }
 
 /* ---- kv_config ---------------------------------------------------------------- */

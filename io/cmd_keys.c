@@ -302,7 +302,11 @@ static int64_t obj_refcount(const struct tbl_entry *e)
  */
 void cmd_debug_object(struct cmd_ctx *x)
 {
-    const struct tbl_entry *e = cmd_lookup_peek(x, &x->argv[2], cmd_key_hash(&x->argv[2]));
+    /* as Redis's, straight from the table: a key past its expiry time that no one removed
+     * yet (DEBUG SET-ACTIVE-EXPIRE 0) is still shown */
+    uint64_t h = cmd_key_hash(&x->argv[2]);
+    struct tbl *t = cmd_tbl_peek(x, h);
+    const struct tbl_entry *e = t != NULL ? tbl_find(t, x->argv[2].ptr, x->argv[2].len, h) : NULL;
     if (e == NULL) {
         reply_error(x->out, "ERR no such key");
         return;

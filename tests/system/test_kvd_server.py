@@ -715,6 +715,16 @@ def test_debug_object_reload_and_errors_as_redis(kvd):
             # DEBUG ERROR's reply is no error of the command's: not counted
             for c in (kc, rc):
                 assert "errorstat_LOADING" not in c.cmd("INFO", "errorstats").decode()
+            # a key past its expiry that nothing removed yet: DEBUG OBJECT still sees it
+            for c in (kc, rc):
+                assert c.cmd("DEBUG", "SET-ACTIVE-EXPIRE", "0") == St("OK")
+                assert c.cmd("SET", "dbg:gone", "v", "PX", "1") == St("OK")
+            time.sleep(0.05)
+            for c in (kc, rc):
+                assert DEBUG_OBJECT.match(c.cmd("DEBUG", "OBJECT", "dbg:gone").s)
+                assert c.cmd("EXISTS", "dbg:gone") == 0
+                assert isinstance(c.cmd("DEBUG", "OBJECT", "dbg:gone"), Err)
+                assert c.cmd("DEBUG", "SET-ACTIVE-EXPIRE", "1") == St("OK")
             # NOSAVE: Redis loads the RDB it has (none here: an error); kvd's memory is
             # what its files hold, so there is nothing to load
             assert kc.cmd("DEBUG", "RELOAD", "NOSAVE") == St("OK")

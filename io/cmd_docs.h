@@ -80,6 +80,10 @@ extern const size_t cmd_docs_count;
 /* The entry of a top-level command by its lower-case name, or NULL. */
 const struct cmd_docs *cmd_docs_find(const char *name);
 
+/* Whether Redis 7.0 has a command of that name (any case), kvd or not: ACL rules may
+ * name commands kvd lacks, as clients' tests and configurations written for Redis do. */
+bool cmd_docs_redis_has(const char *name, size_t len);
+
 /* The entry of a subcommand of `parent` by name (any case, without "parent|"), or NULL. */
 const struct cmd_docs *cmd_docs_find_sub(const struct cmd_docs *parent, const char *name,
                                          size_t len);

@@ -439,6 +439,13 @@ static void rules_update(struct sel *s, const char *rule, size_t n, bool allow)
     s->rules = b.p;
 }
 
+/* A rule naming a command of Redis that kvd lacks: kept in the text, granting nothing. */
+static enum rule_err redis_only_rule(struct sel *s, const char *name, size_t n, bool allow)
+{
+    rules_update(s, name, n, allow);
+    return RULE_OK;
+}
+
 static void firstargs_drop(struct sel *s, size_t row)
 {
     uint32_t k = 0;
@@ -517,6 +524,13 @@ static enum rule_err sel_command_rule(struct sel *s, const char *op, size_t n)
     }
     if (!allow || bar == NULL) {
         int row = row_of(name, nlen);
+        size_t plen = bar != NULL ? (size_t)(bar - name) : nlen;
+        if (row < 0 && nlen < 64 && memchr(name, '|', plen) == NULL && row_of(name, plen) < 0 &&
+            cmd_docs_redis_has(name, plen)) {
+            /* a command of Redis that kvd lacks (+hset, +cluster, -cluster|info): the rule
+             * is kept and shown as Redis shows it; it grants nothing kvd could run */
+            return redis_only_rule(s, name, nlen, allow);
+        }
         if (row < 0 || row_hidden[row]) {
             return RULE_ENOENT;
         }
@@ -528,6 +542,10 @@ static enum rule_err sel_command_rule(struct sel *s, const char *op, size_t n)
     /* +command|sub: a subcommand, or a first argument of a command without any */
     size_t plen = (size_t)(bar - name);
     int prow = row_of(name, plen);
+    if (prow < 0 && cmd_docs_redis_has(name, plen) && memchr(name, '|', plen) == NULL &&
+        nlen < 64) { /* of a Redis command kvd lacks (+cluster|info): kept, as above */
+        return redis_only_rule(s, name, nlen, true);
+    }
     if (prow < 0) {
         return RULE_ENOENT;
     }

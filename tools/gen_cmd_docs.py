@@ -287,6 +287,25 @@ HEADER = """\
 FOOTER = """
 const size_t cmd_docs_count = sizeof cmd_docs_table / sizeof cmd_docs_table[0];
 
+bool cmd_docs_redis_has(const char *name, size_t len)
+{
+    size_t lo = 0;
+    size_t hi = sizeof redis_names / sizeof redis_names[0];
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = strncasecmp(name, redis_names[mid], len);
+        if (c == 0 && redis_names[mid][len] == '\\0') {
+            return true;
+        }
+        if (c < 0 || (c == 0 && redis_names[mid][len] != '\\0')) {
+            hi = mid;
+        } else {
+            lo = mid + 1;
+        }
+    }
+    return false;
+}
+
 const struct cmd_docs *cmd_docs_find(const char *name)
 {
     size_t lo = 0;
@@ -338,6 +357,11 @@ def main():
         rows.append(w.entry(command(info, docs[1][0][1])))
     text = HEADER % {"version": version} + "\n".join(w.defs)
     text += "\nconst struct cmd_docs cmd_docs_table[] = {\n%s\n};\n" % "\n".join(rows)
+    # every command name of that Redis (ACL rules may name the ones kvd lacks)
+    names = sorted(n[1].lower() for n in r.call("COMMAND", "LIST")[1] if "|" not in n[1])
+    text += ("\n/* Every command of redis-server %s, sorted (cmd_docs_redis_has). */\n"
+             "static const char *const redis_names[] = {\n%s\n};\n"
+             % (version, "\n".join('    "%s",' % n for n in names)))
     text += FOOTER
     with open(args.out, "w") as f:
         f.write(text)

@@ -729,3 +729,20 @@ def test_default_user_off_and_hello_as_redis(upair):
         for c in (upair.kvd.client(), upair.redis.client()):
             c.cmd("AUTH", "hu", "pw")
             c.cmd("ACL", "SETUSER", "default", "on", "nopass", "+@all")
+
+
+def test_rules_may_name_redis_commands_kvd_lacks(upair):
+    """Configurations and clients' tests written for Redis name its other commands
+    (+hset, +cluster, +cluster|info): accepted and shown as given, granting nothing kvd
+    could run; a name Redis does not know is an error as in Redis."""
+    k0, r0 = upair.k, upair.r
+    for args in [("ACL", "SETUSER", "rk", "reset", "on", "nopass", "+get", "+HSET", "+cluster",
+                  "-cluster|nodes", "+cluster|info", "~cache:*"),
+                 ("ACL", "SETUSER", "rk2", "+nosuch"), ("ACL", "SETUSER", "rk2", "+get|x|y"),
+                 ("ACL", "SETUSER", "rk2", "+nosuch|info")]:
+        _same(k0, r0, *args)
+    line = [u for u in k0.cmd("ACL", "LIST") if u.startswith(b"user rk ")][0]
+    for rule in (b"+get", b"+hset", b"+cluster", b"-cluster|nodes", b"+cluster|info"):
+        assert rule in line.split(), line
+    k0.cmd("ACL", "DELUSER", "rk")
+    r0.cmd("ACL", "DELUSER", "rk")

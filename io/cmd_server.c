@@ -914,7 +914,9 @@ void cmd_client(struct cmd_ctx *x)
 
 /* ---- CONFIG ----------------------------------------------------------------------- */
 
-/* Read-only values clients and tools ask for (redis-benchmark, redis-cli). */
+/* Read-only values clients and tools ask for (redis-benchmark, redis-cli, clients'
+ * tests): Redis 7.0's, for parts kvd does not have (RDB save points, the encodings of
+ * types kvd does not store). */
 static const struct {
     const char *name;
     const char *value;
@@ -922,6 +924,20 @@ static const struct {
     {"save", ""},
     {"appendonly", "no"},
     {"cluster-enabled", "no"},
+    {"hash-max-listpack-entries", "512"},
+    {"hash-max-ziplist-entries", "512"},
+    {"hash-max-listpack-value", "64"},
+    {"hash-max-ziplist-value", "64"},
+    {"zset-max-listpack-entries", "128"},
+    {"zset-max-ziplist-entries", "128"},
+    {"zset-max-listpack-value", "64"},
+    {"zset-max-ziplist-value", "64"},
+    {"set-max-intset-entries", "512"},
+    {"list-max-listpack-size", "-2"},
+    {"list-max-ziplist-size", "-2"},
+    {"list-compress-depth", "0"},
+    {"stream-node-max-entries", "100"},
+    {"stream-node-max-bytes", "4096"},
 };
 
 /* requirepass is the default user's password: CONFIG SET changes the user (users.h),

@@ -173,6 +173,9 @@ def test_config_resetstat_resets_counters(pair):
 
 
 CONFIG_SCENARIOS = {
+    "encodings_of_other_types_read_as_redis_s": [
+        ("CONFIG", "GET", "hash-max-listpack-entries"), ("CONFIG", "GET", "zset-max-ziplist-value"),
+        ("CONFIG", "GET", "list-max-listpack-size"), ("CONFIG", "GET", "stream-node-max-bytes")],
     "save_off_as_clients_set_it": [
         ("CONFIG", "SET", "save", ""), ("CONFIG", "SET", "SAVE", "", "timeout", "0"),
         ("CONFIG", "SET", "save", "", "save", ""), ("CONFIG", "GET", "save")],

@@ -952,8 +952,8 @@ void script_set_deny_off(bool off)
 static bool noscript(const struct cmd_desc *d, size_t argc, const struct resp_arg *argv)
 {
     if (KV_UNLIKELY(atomic_load_explicit(&deny_off, memory_order_relaxed)) && d->fn == cmd_debug &&
-        argc >= 2 && !cmd_arg_is(&argv[1], "reload") && !cmd_arg_is(&argv[1], "sleep")) {
-        return false; /* (DEBUG PROTOCOL, ERROR, ... need no connection) */
+        argc >= 2 && !cmd_arg_is(&argv[1], "reload")) {
+        return false; /* (DEBUG PROTOCOL, ERROR, SLEEP, ... need no connection) */
     }
     if ((d->flags & CMD_HIDDEN) || d->exec == CMD_EXEC_SCRIPT) {
         return true;

@@ -920,24 +920,31 @@ void cmd_client(struct cmd_ctx *x)
 static const struct {
     const char *name;
     const char *value;
+    bool hidden; /* Redis's hidden configs: named exactly, never by a pattern */
 } config_compat[] = {
-    {"save", ""},
-    {"appendonly", "no"},
-    {"cluster-enabled", "no"},
-    {"hash-max-listpack-entries", "512"},
-    {"hash-max-ziplist-entries", "512"},
-    {"hash-max-listpack-value", "64"},
-    {"hash-max-ziplist-value", "64"},
-    {"zset-max-listpack-entries", "128"},
-    {"zset-max-ziplist-entries", "128"},
-    {"zset-max-listpack-value", "64"},
-    {"zset-max-ziplist-value", "64"},
-    {"set-max-intset-entries", "512"},
-    {"list-max-listpack-size", "-2"},
-    {"list-max-ziplist-size", "-2"},
-    {"list-compress-depth", "0"},
-    {"stream-node-max-entries", "100"},
-    {"stream-node-max-bytes", "4096"},
+    {"save", "", false},
+    {"replicaof", "", false},
+    {"slaveof", "", false},
+    {"maxmemory-clients", "0", false},
+    {"key-load-delay", "0", true},
+    {"rdb-key-save-delay", "0", true},
+    {"loading-process-events-interval-bytes", "2097152", true},
+    {"appendonly", "no", false},
+    {"cluster-enabled", "no", false},
+    {"hash-max-listpack-entries", "512", false},
+    {"hash-max-ziplist-entries", "512", false},
+    {"hash-max-listpack-value", "64", false},
+    {"hash-max-ziplist-value", "64", false},
+    {"zset-max-listpack-entries", "128", false},
+    {"zset-max-ziplist-entries", "128", false},
+    {"zset-max-listpack-value", "64", false},
+    {"zset-max-ziplist-value", "64", false},
+    {"set-max-intset-entries", "512", false},
+    {"list-max-listpack-size", "-2", false},
+    {"list-max-ziplist-size", "-2", false},
+    {"list-compress-depth", "0", false},
+    {"stream-node-max-entries", "100", false},
+    {"stream-node-max-bytes", "4096", false},
 };
 
 /* requirepass is the default user's password: CONFIG SET changes the user (users.h),
@@ -958,7 +965,10 @@ static void config_get(struct cmd_ctx *x)
         for (size_t i = 0; i < total; i++) {
             const char *name = i < kvd_setting_count ? kvd_setting_items[i].name
                                                      : config_compat[i - kvd_setting_count].name;
-            if (!hit[i] && kv_glob_match(pat->ptr, pat->len, name, strlen(name), true)) {
+            bool hidden = i >= kvd_setting_count && config_compat[i - kvd_setting_count].hidden;
+            if (!hit[i] &&
+                (hidden ? pat->len == strlen(name) && strncasecmp(pat->ptr, name, pat->len) == 0
+                        : kv_glob_match(pat->ptr, pat->len, name, strlen(name), true))) {
                 hit[i] = true;
                 n++;
             }

@@ -173,6 +173,10 @@ def test_config_resetstat_resets_counters(pair):
 
 
 CONFIG_SCENARIOS = {
+    "replicaof_and_hidden_configs_as_redis": [
+        ("CONFIG", "GET", "replicaof"), ("CONFIG", "GET", "slaveof"),
+        ("CONFIG", "GET", "maxmemory-clients"), ("CONFIG", "GET", "key-load-delay"),
+        ("CONFIG", "GET", "*load-delay"), ("CONFIG", "GET", "rdb-key-save-delay")],
     "encodings_of_other_types_read_as_redis_s": [
         ("CONFIG", "GET", "hash-max-listpack-entries"), ("CONFIG", "GET", "zset-max-ziplist-value"),
         ("CONFIG", "GET", "list-max-listpack-size"), ("CONFIG", "GET", "stream-node-max-bytes")],

@@ -470,13 +470,15 @@ int cmd_client_line(const struct conn_info *ci, char *buf, size_t cap)
 {
     return snprintf(buf, cap,
                     "id=%llu addr=%s laddr=%s fd=%d name=%s age=%lld idle=%lld flags=%s db=%u "
-                    "sub=%zu psub=%zu ssub=%zu multi=%d qbuf=%zu qbuf-free=0 argv-mem=%zu "
+                    "sub=%zu psub=%zu ssub=%zu multi=%d qbuf=%zu qbuf-free=%zu argv-mem=%zu "
                     "multi-mem=0 rbs=%zu rbp=%zu obl=0 oll=0 omem=%zu tot-mem=%zu events=r "
                     "cmd=%s user=%s redir=%lld resp=%d\n",
                     (unsigned long long)ci->id, ci->addr, ci->laddr, ci->fd, ci->name,
                     (long long)ci->age_s, (long long)ci->idle_s, ci->flags, ci->db, ci->sub,
-                    ci->psub, ci->ssub, ci->multi, ci->qbuf, ci->argv_mem, ci->rbs, ci->rbs,
-                    ci->omem, ci->tot_mem, ci->last_cmd, ci->user, (long long)ci->redir, ci->resp);
+                    ci->psub, ci->ssub, ci->multi, ci->qbuf,
+                    ci->rbs > ci->qbuf ? ci->rbs - ci->qbuf : 0, /* (the receive buffer's rest) */
+                    ci->argv_mem, ci->rbs, ci->rbs, ci->omem, ci->tot_mem, ci->last_cmd, ci->user,
+                    (long long)ci->redir, ci->resp);
 }
 
 /* CLIENT LIST / KILL TYPE. */

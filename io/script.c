@@ -321,14 +321,13 @@ static void guard_base(lua_State *L)
 
 static int l_global_newindex(lua_State *L);
 
-/* Makes getmetatable() of the value at idx (whose metatable is a table) return a
- * read-only view of that metatable, as Redis's getmetatable(_G) and getmetatable('')
- * return their (read-only) metatables. */
-static void show_metatable(lua_State *L, int idx)
+/* Pushes a read-only proxy of the value on top (its reads go there, its writes raise
+ * "Attempt to modify a readonly table", its metatable is out of reach), leaving that
+ * value below it. */
+static void push_readonly(lua_State *L)
 {
-    lua_getmetatable(L, idx); /* the real one (the C API ignores __metatable) */
-    lua_newtable(L);          /* the view */
-    lua_newtable(L);          /* its metatable */
+    lua_newtable(L); /* the proxy */
+    lua_newtable(L); /* its metatable */
     lua_pushvalue(L, -3);
     lua_setfield(L, -2, "__index");
     lua_pushcfunction(L, l_global_newindex);
@@ -337,6 +336,15 @@ static void show_metatable(lua_State *L, int idx)
     lua_setfield(L, -2, "__metatable");
     lua_setmetatable(L, -2);
     set_protected(L, -1);
+}
+
+/* Makes getmetatable() of the value at idx (whose metatable is a table) return a
+ * read-only view of that metatable, as Redis's getmetatable(_G) and getmetatable('')
+ * return their (read-only) metatables. */
+static void show_metatable(lua_State *L, int idx)
+{
+    lua_getmetatable(L, idx); /* the real one (the C API ignores __metatable) */
+    push_readonly(L);
     lua_setfield(L, -2, "__metatable");
     lua_pop(L, 1);
 }
@@ -427,16 +435,7 @@ static void protect_global(lua_State *L, const char *name)
         lua_pop(L, 1);
         return;
     }
-    lua_newtable(L);      /* proxy */
-    lua_newtable(L);      /* its metatable */
-    lua_pushvalue(L, -3); /* the real table */
-    lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, l_global_newindex);
-    lua_setfield(L, -2, "__newindex");
-    lua_pushboolean(L, 0);
-    lua_setfield(L, -2, "__metatable"); /* getmetatable() cannot reach the real table */
-    lua_setmetatable(L, -2);
-    set_protected(L, -1);
+    push_readonly(L); /* (getmetatable() cannot reach the real table) */
     see_through(L, -1, -2);
     lua_setglobal(L, name);
     lua_pop(L, 1);
@@ -2188,17 +2187,8 @@ static int l_fenv_index(lua_State *L)
 static void push_proxy(lua_State *L, lua_CFunction index, int nup)
 {
     lua_pushcclosure(L, index, nup);
-    lua_newtable(L); /* the proxy */
-    lua_newtable(L); /* its metatable */
-    lua_pushvalue(L, -3);
-    lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, l_global_newindex);
-    lua_setfield(L, -2, "__newindex");
-    lua_pushboolean(L, 0);
-    lua_setfield(L, -2, "__metatable");
-    lua_setmetatable(L, -2);
+    push_readonly(L);
     lua_remove(L, -2);
-    set_protected(L, -1);
 }
 
 bool script_valid_name(const char *s, size_t n)

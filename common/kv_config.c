@@ -275,13 +275,25 @@ int kv_conf_load_file_ex(const struct kv_conf_item *items, size_t n, const char 
         snprintf(err, errlen, "%s: %s", path, strerror(e));
         return -e;
     }
-    char line[KV_CONF_LINE_MAX];
+    /* lines of any length (CONFIG REWRITE writes a user's rules on one line, as Redis) */
+    char *line = NULL, *raw = NULL;
+    size_t cap = 0, raw_cap = 0;
     int lineno = 0;
     int rc = 0;
-    while (rc == 0 && fgets(line, sizeof line, f) != NULL) {
+    ssize_t got;
+    while (rc == 0 && (got = getline(&line, &cap, f)) >= 0) {
         lineno++;
-        char raw[KV_CONF_LINE_MAX];
-        snprintf(raw, sizeof raw, "%s", line);
+        if ((size_t)got + 1 > raw_cap) {
+            char *r = realloc(raw, (size_t)got + 1);
+            if (r == NULL) {
+                snprintf(err, errlen, "%s:%d: out of memory", path, lineno);
+                rc = KV_EINVAL;
+                break;
+            }
+            raw = r;
+            raw_cap = (size_t)got + 1;
+        }
+        memcpy(raw, line, (size_t)got + 1);
         raw[strcspn(raw, "\r\n")] = '\0';
         char *name = NULL;
         char *value = NULL;
@@ -305,6 +317,8 @@ int kv_conf_load_file_ex(const struct kv_conf_item *items, size_t n, const char 
             rc = KV_EINVAL;
         }
     }
+    free(line);
+    free(raw);
     fclose(f);
     return rc;
 }
@@ -378,14 +392,20 @@ int kv_conf_rewrite_text(const struct kv_conf_item *items, size_t n, kv_conf_val
         const char *end = strchr(l, '\n');
         size_t len = end != NULL ? (size_t)(end - l) : strlen(l);
         const char *next = end != NULL ? end + 1 : l + len;
-        char line[KV_CONF_LINE_MAX];
-        snprintf(line, sizeof line, "%.*s", (int)len, l);
-        line[strcspn(line, "\r")] = '\0';
+        /* the line, and a copy split into words (any length: user lines are long) */
+        struct kv_buf line = {0}, words = {0};
+        kv_buf_put(&line, l, len);
+        kv_buf_put(&line, "", 1);
+        line.p[strcspn(line.p, "\r")] = '\0';
+        kv_buf_put(&words, line.p, strlen(line.p) + 1);
         char *name = NULL, *val = NULL;
-        char words[KV_CONF_LINE_MAX];
-        snprintf(words, sizeof words, "%s", line);
-        int nw = len < sizeof line ? split_line(words, &name, &val) : -1;
+        int nw = split_line(words.p, &name, &val);
         const struct kv_conf_item *item = nw > 0 ? kv_conf_find(items, n, name) : NULL;
+        bool signature = strcmp(line.p, KV_CONF_SIGNATURE) == 0;
+        bool other_line = nw > 0 && other != NULL && other_lines != NULL && item == NULL &&
+                          strcasecmp(name, other) == 0;
+        kv_buf_free(&line);
+        kv_buf_free(&words);
         if (item != NULL) {
             size_t i = (size_t)(item - items);
             if (!done[i]) {
@@ -395,13 +415,13 @@ int kv_conf_rewrite_text(const struct kv_conf_item *items, size_t n, kv_conf_val
                     return KV_EINVAL;
                 }
             }
-        } else if (nw > 0 && other != NULL && other_lines != NULL && strcasecmp(name, other) == 0) {
+        } else if (other_line) {
             if (!other_done) {
                 other_done = true;
                 put_str(out, other_lines);
             }
         } else {
-            signed_ = signed_ || strcmp(line, KV_CONF_SIGNATURE) == 0;
+            signed_ = signed_ || signature;
             kv_buf_put(out, l, (size_t)(next - l));
             if (end == NULL) {
                 kv_buf_put(out, "\n", 1); /* the last line gets its newline */

@@ -599,12 +599,32 @@ static char *scratch_take(struct shard *sh, size_t *len)
     return out_take(sh, sh->scratch, len);
 }
 
-/* Resets the scratch output after a failed encode (limit): drops what it holds. */
 static void scratch_reset(struct shard *sh)
 {
     resp_out_deinit(sh->scratch);
     resp_out_init(sh->scratch, sh->pool, (size_t)KV_CONF_GET(kvd_settings.output_buffer_limit));
 }
+
+/* What a command run into the scratch output replied, as a blob: its reply, or, if the
+ * reply exceeded client-output-buffer-limit (the scratch's error is sticky: reset), that
+ * error (counted). *over says which. */
+static char *scratch_result(struct shard *sh, size_t *len, bool *over)
+{
+    *over = resp_out_error(sh->scratch) != 0;
+    if (!*over) {
+        return scratch_take(sh, len);
+    }
+    scratch_reset(sh);
+    static const char text[] = "-ERR reply exceeds client-output-buffer-limit\r\n";
+    char *blob = blob_alloc(sh, sizeof text - 1);
+    KV_ASSERT(blob != NULL);
+    memcpy(blob, text, sizeof text - 1);
+    *len = sizeof text - 1;
+    reply_count_error(text + 1, sizeof text - 4); /* without '-' and CRLF */
+    return blob;
+}
+
+/* Resets the scratch output after a failed encode (limit): drops what it holds. */
 
 /* ---- lists ------------------------------------------------------------------- */
 
@@ -1048,6 +1068,17 @@ static void merge_scan(struct resp_out *o, mi_heap_t *heap, const struct gather 
 static void merge_parts(struct resp_out *o, int resp, mi_heap_t *heap, uint8_t merge,
                         const struct gather *g, int64_t sum)
 {
+    if (merge != CMD_MERGE_SUM && merge != CMD_MERGE_OK && merge != CMD_MERGE_KILL &&
+        merge != CMD_MERGE_RAW) {
+        /* a part that is an error (one that exceeded client-output-buffer-limit): the
+         * reply (the merges below read well-formed parts) */
+        for (uint32_t t = 0; t < KVD_THREADS_MAX; t++) {
+            if (g->part_blob[t] != NULL && g->part_blob[t][0] == '-') {
+                reply_raw(o, g->part_blob[t], g->part_len[t]);
+                return;
+            }
+        }
+    }
     switch (merge) {
     case CMD_MERGE_SUM:
         reply_int(o, sum);
@@ -1643,7 +1674,8 @@ static void fan_out(struct conn *c, const struct cmd_desc *d, size_t argc,
         local_r = run(sh, NULL, d, n, lv, sh->scratch, &local_sum, c->id, c->user, c->db,
                       reads_tracked(c));
         wal_gate(c, d);
-        local_blob = scratch_take(sh, &local_len);
+        bool over;
+        local_blob = scratch_result(sh, &local_len, &over); /* (over the limit: that error) */
         if (lv != local) {
             mi_free(lv);
         }
@@ -2375,16 +2407,8 @@ static void txn_serve_one(struct shard *sh, struct txn_slot *ts)
         account_who(sh, ts->addr, ts->name, cmd_stat_row(ts->desc, ts->argc, ts->argv), r, ts->argc,
                     ts->argv, NULL);
     }
-    if (resp_out_error(sh->scratch) != 0) {
-        scratch_reset(sh);
-        static const char oom[] = "-ERR reply exceeds client-output-buffer-limit\r\n";
-        ts->blob = blob_alloc(sh, sizeof oom - 1);
-        memcpy(ts->blob, oom, sizeof oom - 1);
-        ts->len = sizeof oom - 1;
-        reply_count_error(oom + 1, sizeof oom - 4);
-    } else {
-        ts->blob = scratch_take(sh, &ts->len);
-    }
+    bool over;
+    ts->blob = scratch_result(sh, &ts->len, &over);
     ts->sum = sum;
     ts->wrote = sh->wal != NULL && wal_appended(sh->wal) != before;
 }
@@ -4264,19 +4288,12 @@ void conn_exec_remote(struct shard *sh, const struct xmsg *m)
         .flags = (res.failed ? XR_FAILED : 0) | (res.rejected ? XR_REJECTED : 0),
         .exec_us = res.us,
     };
-    if (resp_out_error(sh->scratch) != 0) {
-        scratch_reset(sh);
-        static const char oom[] = "-ERR reply exceeds client-output-buffer-limit\r\n";
-        r.payload = blob_alloc(sh, sizeof oom - 1);
-        KV_ASSERT(r.payload != NULL);
-        memcpy(r.payload, oom, sizeof oom - 1);
-        r.payload_len = sizeof oom - 1;
-        reply_count_error(oom + 1, sizeof oom - 4); /* without '-' and CRLF */
+    size_t len;
+    bool over;
+    r.payload = scratch_result(sh, &len, &over);
+    r.payload_len = len;
+    if (over) {
         r.flags |= XR_FAILED;
-    } else {
-        size_t len;
-        r.payload = scratch_take(sh, &len);
-        r.payload_len = len;
     }
     if (argv != stack_argv) {
         mi_free(argv);

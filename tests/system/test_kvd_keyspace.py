@@ -633,3 +633,23 @@ def test_keys_with_deeply_nested_stars_match_redis(pair):
     assert pair.same("KEYS", "*a" * 1000) == [b"a" * 50000]
     pair.same("KEYS", "*a" * 1001)
     pair.same("SCAN", "0", "MATCH", "*a" * 1001, "COUNT", "100")
+
+
+@pytest.mark.parametrize("threads", [2, 3])
+def test_whole_keyspace_replies_over_the_output_limit(kvd_factory, threads):
+    """KEYS and SCAN whose parts (one shard's keys) exceed client-output-buffer-limit
+    reply that error, and the server and the connection go on (a part that was that
+    error crashed the merge; the shard's scratch output stayed in error for the next
+    command). (With one thread the reply goes straight to the client's output, and a
+    client over the limit is disconnected, as any.)"""
+    k = kvd_factory(args=["--client-output-buffer-limit", "1mb"], threads=threads)
+    c = k.client()
+    keys = [("k%d" % i) + "x" * 1000 for i in range(4500)]  # 1.5 MB of names per shard
+    for chunk in range(0, len(keys), 500):
+        c.ok("MSET", *[x for key in keys[chunk:chunk + 500] for x in (key, "v")])
+    for args in [("KEYS", "*"), ("SCAN", "0", "COUNT", "100000")]:
+        r = c.cmd(*args)
+        assert r == Err("ERR reply exceeds client-output-buffer-limit"), (args, r)
+        assert c.cmd("MGET", *keys[:2000]) == [b"v"] * 2000
+        assert c.cmd("DBSIZE") == 4500
+    assert len(c.cmd("KEYS", "k1x*")) == 1

@@ -10,6 +10,9 @@
 
 void kv_buf_put(struct kv_buf *b, const void *p, size_t n)
 {
+    if (n == 0) {
+        return; /* (nothing to copy: b->p may still be NULL) */
+    }
     if (b->len + n > b->cap) {
         size_t cap = b->cap ? b->cap : 256;
         while (cap < b->len + n) {

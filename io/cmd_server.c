@@ -1431,11 +1431,7 @@ void cmd_merge_digest(struct resp_out *o, bool dataset, const char *const *part,
     long long n = -1;
     size_t off[KVD_THREADS_MAX] = {0};
     for (size_t t = 0; t < nparts; t++) {
-        if (part[t] != NULL) {
-            if (part[t][0] != '*') { /* an error: it */
-                reply_raw(o, part[t], len[t]);
-                return;
-            }
+        if (part[t] != NULL) { /* (an error part was replied by merge_parts) */
             const char *nl = memchr(part[t], '\n', len[t]);
             KV_ASSERT(nl != NULL);
             n = strtoll(part[t] + 1, NULL, 10);

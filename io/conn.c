@@ -34,6 +34,7 @@
 #include "evict.h"
 #include "kv_assert.h"
 #include "kv_clock.h"
+#include "kv_num.h"
 #include "kv_error.h"
 #include "kv_log.h"
 #include "kvd_settings.h"
@@ -442,12 +443,8 @@ void conn_close_after_reply(struct conn *c)
 
 static size_t digits(size_t n)
 {
-    size_t d = 1;
-    while (n >= 10) {
-        n /= 10;
-        d++;
-    }
-    return d;
+    char buf[24];
+    return kv_fmt_u64(buf, n);
 }
 
 void conn_info_running(struct conn_info *ci, size_t argc, const struct resp_arg *argv)
@@ -599,6 +596,7 @@ static char *scratch_take(struct shard *sh, size_t *len)
     return out_take(sh, sh->scratch, len);
 }
 
+/* Resets the scratch output after a failed encode (limit): drops what it holds. */
 static void scratch_reset(struct shard *sh)
 {
     resp_out_deinit(sh->scratch);
@@ -607,11 +605,14 @@ static void scratch_reset(struct shard *sh)
 
 /* What a command run into the scratch output replied, as a blob: its reply, or, if the
  * reply exceeded client-output-buffer-limit (the scratch's error is sticky: reset), that
- * error (counted). *over says which. */
+ * error (counted). *over (if not NULL) says which. */
 static char *scratch_result(struct shard *sh, size_t *len, bool *over)
 {
-    *over = resp_out_error(sh->scratch) != 0;
-    if (!*over) {
+    bool failed = resp_out_error(sh->scratch) != 0;
+    if (over != NULL) {
+        *over = failed;
+    }
+    if (!failed) {
         return scratch_take(sh, len);
     }
     scratch_reset(sh);
@@ -623,8 +624,6 @@ static char *scratch_result(struct shard *sh, size_t *len, bool *over)
     reply_count_error(text + 1, sizeof text - 4); /* without '-' and CRLF */
     return blob;
 }
-
-/* Resets the scratch output after a failed encode (limit): drops what it holds. */
 
 /* ---- lists ------------------------------------------------------------------- */
 
@@ -997,11 +996,7 @@ static void merge_scan(struct resp_out *o, mi_heap_t *heap, const struct gather 
         if (b == NULL) {
             continue;
         }
-        if (b[0] != '*') { /* an error (the reply exceeded the output limit): it */
-            reply_raw(o, b, g->part_len[t]);
-            return;
-        }
-        long long n;
+        long long n; /* (an error part was replied by merge_parts) */
         size_t off = after_header(b, g->part_len[t], &n);
         long long idx = take_int(b, g->part_len[t], &off);
         uint64_t pos = (uint64_t)take_int(b, g->part_len[t], &off);
@@ -1064,12 +1059,18 @@ static void merge_scan(struct resp_out *o, mi_heap_t *heap, const struct gather 
     mi_free(pick);
 }
 
+/* Whether a fan-out's merge reads its parts' bytes (the others use their sums). */
+static bool merge_keeps_parts(uint8_t merge)
+{
+    return merge != CMD_MERGE_NONE && merge != CMD_MERGE_SUM && merge != CMD_MERGE_OK &&
+           merge != CMD_MERGE_KILL;
+}
+
 /* Writes the merge of a fan-out's parts (g, and their integer results' sum) into o. */
 static void merge_parts(struct resp_out *o, int resp, mi_heap_t *heap, uint8_t merge,
                         const struct gather *g, int64_t sum)
 {
-    if (merge != CMD_MERGE_SUM && merge != CMD_MERGE_OK && merge != CMD_MERGE_KILL &&
-        merge != CMD_MERGE_RAW) {
+    if (merge_keeps_parts(merge) && merge != CMD_MERGE_RAW) {
         /* a part that is an error (one that exceeded client-output-buffer-limit): the
          * reply (the merges below read well-formed parts) */
         for (uint32_t t = 0; t < KVD_THREADS_MAX; t++) {
@@ -1172,7 +1173,7 @@ static void merge_parts(struct resp_out *o, int resp, mi_heap_t *heap, uint8_t m
         size_t at[KVD_THREADS_MAX] = {0};
         for (uint32_t t = 0; t < KVD_THREADS_MAX; t++) {
             const char *b = g->part_blob[t];
-            if (b == NULL || b[0] != '*') {
+            if (b == NULL) {
                 continue;
             }
             long long n;
@@ -1556,10 +1557,7 @@ static bool part_done(struct pend *p, uint32_t part, char *blob, size_t len, int
     p->sum += value;
     p->us += r.us;
     p->failed |= r.failed;
-    if (p->g != NULL && (p->merge == CMD_MERGE_ARRAY || p->merge == CMD_MERGE_CONCAT ||
-                         p->merge == CMD_MERGE_RANDOM || p->merge == CMD_MERGE_BULKCAT ||
-                         p->merge == CMD_MERGE_RAW || p->merge == CMD_MERGE_SCAN ||
-                         p->merge == CMD_MERGE_DIGEST || p->merge == CMD_MERGE_XOR)) {
+    if (p->g != NULL && merge_keeps_parts(p->merge)) {
         KV_ASSERT(part < KVD_THREADS_MAX && p->g->part_blob[part] == NULL);
         p->g->part_blob[part] = blob;
         p->g->part_len[part] = len;
@@ -1674,8 +1672,7 @@ static void fan_out(struct conn *c, const struct cmd_desc *d, size_t argc,
         local_r = run(sh, NULL, d, n, lv, sh->scratch, &local_sum, c->id, c->user, c->db,
                       reads_tracked(c));
         wal_gate(c, d);
-        bool over;
-        local_blob = scratch_result(sh, &local_len, &over); /* (over the limit: that error) */
+        local_blob = scratch_result(sh, &local_len, NULL); /* (over the limit: that error) */
         if (lv != local) {
             mi_free(lv);
         }
@@ -2407,8 +2404,7 @@ static void txn_serve_one(struct shard *sh, struct txn_slot *ts)
         account_who(sh, ts->addr, ts->name, cmd_stat_row(ts->desc, ts->argc, ts->argv), r, ts->argc,
                     ts->argv, NULL);
     }
-    bool over;
-    ts->blob = scratch_result(sh, &ts->len, &over);
+    ts->blob = scratch_result(sh, &ts->len, NULL);
     ts->sum = sum;
     ts->wrote = sh->wal != NULL && wal_appended(sh->wal) != before;
 }
@@ -3213,17 +3209,7 @@ static bool txn_exec_cross(struct conn *c)
     KV_ASSERT(p->g != NULL);
     p->parts_left = 1 + shardset_count(&tx.wrote);
     size_t len;
-    char *blob;
-    if (resp_out_error(sh->scratch) != 0) {
-        scratch_reset(sh);
-        static const char oom[] = "-ERR reply exceeds client-output-buffer-limit\r\n";
-        blob = blob_alloc(sh, sizeof oom - 1);
-        memcpy(blob, oom, sizeof oom - 1);
-        len = sizeof oom - 1;
-        reply_count_error(oom + 1, sizeof oom - 4);
-    } else {
-        blob = scratch_take(sh, &len);
-    }
+    char *blob = scratch_result(sh, &len, NULL);
     size_t before = slot_bytes(p);
     bool ready =
         part_done(p, sh->id, blob, len, 0, (struct run_res){.us = (sh->clock_ns - t0) / 1000});

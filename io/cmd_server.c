@@ -167,11 +167,15 @@ void cmd_role(struct cmd_ctx *x)
     reply_array(x->out, 0);
 }
 
-/* The end of the last snapshot round every shard has completed (ms), or the start. */
+/* The end of the last snapshot round every shard has completed (appendonly no: of the
+ * last successful dump) in ms, or the start. */
 static int64_t last_save_ms(const struct server *srv)
 {
+    if (!srv->persist) {
+        return atomic_load(&srv->dump.last_ok_ms);
+    }
     int64_t t = INT64_MAX;
-    for (uint32_t i = 0; srv->persist && i < srv->nthreads; i++) {
+    for (uint32_t i = 0; i < srv->nthreads; i++) {
         int64_t s = STAT_GET(snap_stats(srv->shards[i].snap)->last_ok_ms);
         t = s < t ? s : t;
     }
@@ -180,7 +184,10 @@ static int64_t last_save_ms(const struct server *srv)
 
 static bool any_snapshot_running(const struct server *srv)
 {
-    for (uint32_t i = 0; srv->persist && i < srv->nthreads; i++) {
+    if (!srv->persist) {
+        return dump_in_progress(srv);
+    }
+    for (uint32_t i = 0; i < srv->nthreads; i++) {
         if (STAT_GET(snap_stats(srv->shards[i].snap)->running)) {
             return true;
         }
@@ -194,16 +201,22 @@ void cmd_lastsave(struct cmd_ctx *x)
 }
 
 /* SAVE: every shard snapshots its partitions (in its loop, serving requests meanwhile);
- * the reply comes when all are done. */
+ * the reply comes when all are done. With appendonly no, a dump (dump.h) of this
+ * instant, as Redis's SAVE but without blocking the other clients. */
 void cmd_save(struct cmd_ctx *x)
 {
     struct server *srv = x->sh->srv;
+    uint64_t target;
     if (!srv->persist) {
-        reply_error(x->out, "ERR snapshots are off (appendonly no)");
-        return;
+        if (dump_in_progress(srv)) {
+            reply_error(x->out, "ERR Background save already in progress");
+            return;
+        }
+        target = dump_request(x->sh, true);
+    } else {
+        target = atomic_fetch_add(&srv->save_req, 1) + 1;
     }
-    uint64_t target = atomic_fetch_add(&srv->save_req, 1) + 1;
-    if (!conn_save_wait(x->conn, target)) {
+    if (!conn_save_wait(x->conn, target, false)) {
         reply_error(x->out, "OOM command not allowed when used memory > 'maxmemory'.");
     }
 }
@@ -231,16 +244,16 @@ void cmd_bgsave(struct cmd_ctx *x)
         reply_err_syntax(x->out);
         return;
     }
-    if (!srv->persist) {
-        reply_error(x->out, "ERR snapshots are off (appendonly no)");
-        return;
-    }
     bool running = any_snapshot_running(srv);
     if (running && !schedule) {
         reply_error(x->out, "ERR Background save already in progress");
         return;
     }
-    atomic_fetch_add(&srv->save_req, 1);
+    if (!srv->persist) {
+        dump_request(x->sh, true); /* after the running one, if any */
+    } else {
+        atomic_fetch_add(&srv->save_req, 1);
+    }
     reply_simple(x->out, running ? "Background saving scheduled" : "Background saving started");
 }
 
@@ -290,6 +303,13 @@ void cmd_shutdown(struct cmd_ctx *x)
         return;
     }
     kv_log_notice("SHUTDOWN requested by client id=%llu", (unsigned long long)conn_id(x->conn));
+    if (!x->sh->srv->persist && !nosave && (save || dump_points_any())) {
+        /* as Redis: a dump first; its end stops the server (or replies the failure) */
+        if (!conn_save_wait(x->conn, dump_request(x->sh, true), true)) {
+            reply_error(x->out, "ERR Errors trying to SHUTDOWN. Check logs.");
+        }
+        return;
+    }
     atomic_store(&x->sh->srv->stopping, 1);
     conn_close_after_reply(x->conn); /* like Redis: no reply, the connection closes */
 }
@@ -924,7 +944,6 @@ static const struct {
     const char *value;
     bool hidden; /* Redis's hidden configs: named exactly, never by a pattern */
 } config_compat[] = {
-    {"save", "", false},
     {"replicaof", "", false},
     {"slaveof", "", false},
     {"maxmemory-clients", "0", false},
@@ -954,6 +973,13 @@ static const struct {
 static bool is_requirepass(const struct kv_conf_item *it)
 {
     return strcmp(it->name, "requirepass") == 0;
+}
+
+/* save: the save points live in dump.c (any thread reads them), the setting holds the
+ * start-up value. */
+static bool is_save(const struct kv_conf_item *it)
+{
+    return strcmp(it->name, "save") == 0;
 }
 
 static void config_get(struct cmd_ctx *x)
@@ -1000,6 +1026,9 @@ static void config_get(struct cmd_ctx *x)
             char buf[KVD_PASS_MAX];
             users_requirepass(buf, sizeof buf);
             reply_bulk_str(x->out, buf);
+        } else if (i < kvd_setting_count && is_save(&kvd_setting_items[i])) {
+            char buf[DUMP_POINTS_TEXT_MAX];
+            reply_bulk(x->out, buf, dump_points_text(buf, sizeof buf));
         } else if (i < kvd_setting_count) {
             char buf[KVD_DIR_MAX + 32];
             size_t len = kv_conf_format(&kvd_setting_items[i], buf, sizeof buf);
@@ -1016,6 +1045,9 @@ static size_t config_value(const struct kv_conf_item *it, char *buf, size_t cap)
     if (is_requirepass(it)) {
         users_requirepass(buf, cap);
         return strlen(buf);
+    }
+    if (is_save(it)) {
+        return dump_points_text(buf, cap);
     }
     return kv_conf_format(it, buf, cap);
 }
@@ -1101,16 +1133,7 @@ static void config_set(struct cmd_ctx *x)
         char name[64];
         snprintf(name, sizeof name, "%.*s", (int)(a->len < 63 ? a->len : 63), a->ptr);
         const struct kv_conf_item *it = kv_conf_find(kvd_setting_items, kvd_setting_count, name);
-        if (it == NULL && strcasecmp(name, "save") == 0) {
-            /* Redis's RDB save points: kvd has none (its snapshots follow the WAL), so
-             * `save ""`, what clients and tests set to turn them off, is kvd's state */
-            if (x->argv[3 + 2 * p].len != 0) {
-                reply_error(x->out,
-                            "ERR CONFIG SET failed (possibly related to argument 'save') - kvd "
-                            "has no RDB save points (snapshots follow the WAL: appendonly)");
-                return;
-            }
-        } else if (it == NULL || a->len >= sizeof name || memchr(a->ptr, '\0', a->len) != NULL) {
+        if (it == NULL || a->len >= sizeof name || memchr(a->ptr, '\0', a->len) != NULL) {
             reply_error(x->out, "ERR Unknown option or number of arguments for CONFIG SET - '%s'",
                         name);
             return;
@@ -1124,7 +1147,7 @@ static void config_set(struct cmd_ctx *x)
                 return;
             }
         }
-        if (it != NULL && !(it->flags & KV_CONF_RUNTIME) && !is_requirepass(it)) {
+        if (!(it->flags & KV_CONF_RUNTIME) && !is_requirepass(it) && !is_save(it)) {
             reply_error(x->out,
                         "ERR CONFIG SET failed (possibly related to argument '%s') - can't set "
                         "immutable config",
@@ -1135,18 +1158,25 @@ static void config_set(struct cmd_ctx *x)
     }
     char old[CONFIG_SET_PAIRS_MAX][64];
     for (size_t p = 0; p < npairs; p++) {
-        if (items[p] != NULL) { /* (NULL: `save ""`, nothing to do) */
-            kv_conf_format(items[p], old[p], sizeof old[p]);
-        }
+        kv_conf_format(items[p], old[p], sizeof old[p]);
     }
     for (size_t p = 0; p < npairs; p++) {
         const struct resp_arg *v = &x->argv[3 + 2 * p];
         char value[512], why[256];
         const char *fail = NULL;
-        if (items[p] == NULL) {
-            continue;
-        }
-        if (is_requirepass(items[p])) {
+        if (is_save(items[p])) {
+            if (v->len >= sizeof value || memchr(v->ptr, '\0', v->len) != NULL) {
+                fail = "Invalid save parameters";
+            } else {
+                memcpy(value, v->ptr, v->len);
+                value[v->len] = '\0';
+                if (dump_points_check(value, why, sizeof why) != 0) {
+                    fail = why;
+                } else {
+                    continue; /* set once every other pair is */
+                }
+            }
+        } else if (is_requirepass(items[p])) {
             if (v->len >= KVD_PASS_MAX || memchr(v->ptr, '\0', v->len) != NULL) {
                 fail = "argument too long";
             } else {
@@ -1166,7 +1196,7 @@ static void config_set(struct cmd_ctx *x)
         if (fail != NULL) {
             for (size_t q = 0; q < p; q++) {
                 char ignored[256];
-                if (items[q] != NULL) {
+                if (!is_requirepass(items[q]) && !is_save(items[q])) {
                     kv_conf_set(items[q], old[q], true, ignored, sizeof ignored);
                 }
             }
@@ -1177,7 +1207,14 @@ static void config_set(struct cmd_ctx *x)
         }
     }
     for (size_t p = 0; p < npairs; p++) {
-        if (items[p] != NULL && is_requirepass(items[p])) {
+        if (is_save(items[p])) {
+            const struct resp_arg *v = &x->argv[3 + 2 * p];
+            char value[512], ignored[128];
+            memcpy(value, v->ptr, v->len); /* checked above */
+            value[v->len] = '\0';
+            dump_points_set(value, ignored, sizeof ignored);
+        }
+        if (is_requirepass(items[p])) {
             const struct resp_arg *v = &x->argv[3 + 2 * p];
             char pass[KVD_PASS_MAX];
             memcpy(pass, v->ptr, v->len);
@@ -1282,9 +1319,9 @@ void cmd_slowlog(struct cmd_ctx *x)
 /*
  * DEBUG RELOAD [MERGE|NOFLUSH|NOSAVE ...]: Redis saves its RDB, empties itself and loads
  * the file back, proving that what it persists is what it holds. kvd's memory is at all
- * times what recovery rebuilds from its snapshots and WAL, so RELOAD is a SAVE (a
- * snapshot round of every shard; nothing to do with appendonly no, or with NOSAVE) and
- * the data goes on as it is.
+ * times what recovery rebuilds from its snapshots and WAL (with appendonly no: from its
+ * last dump), so RELOAD is a SAVE (nothing to do with NOSAVE) and the data goes on as it
+ * is.
  */
 static void debug_reload(struct cmd_ctx *x)
 {
@@ -1298,7 +1335,7 @@ static void debug_reload(struct cmd_ctx *x)
             return;
         }
     }
-    if (nosave || !x->sh->srv->persist) {
+    if (nosave) {
         reply_ok(x->out);
         return;
     }
@@ -1827,9 +1864,18 @@ static void info_persistence(struct kv_text *b, struct server *srv, int64_t now_
         rec_keys += sh->recovered_keys;
         rec_ms = sh->recovered_ms > rec_ms ? sh->recovered_ms : rec_ms;
     }
-    if (!srv->persist) { /* nothing is ever saved: every change since the start */
+    if (!srv->persist) { /* the dumps (dump.h) */
+        const struct dump_state *d = &srv->dump;
+        changes = dump_changes_since(srv);
+        running = dump_in_progress(srv);
+        started = atomic_load(&d->pid) != 0 ? atomic_load(&d->started_ms) : now_ms;
+        last_ok = atomic_load(&d->last_ok) != 0;
+        last_round = atomic_load(&d->last_secs);
+        rounds = atomic_load(&d->saves);
         for (uint32_t i = 0; i < srv->nthreads; i++) {
-            changes += STAT_GET(srv->shards[i].stats.changes);
+            rec_keys += srv->shards[i].recovered_keys;
+            int64_t ms = srv->shards[i].recovered_ms;
+            rec_ms = ms > rec_ms ? ms : rec_ms;
         }
     }
     int fsync_mode = (int)KV_CONF_GET(kvd_settings.appendfsync);
@@ -2529,6 +2575,12 @@ void cmd_flushall(struct cmd_ctx *x)
         flush_db(x, db, async);
     }
     track_flushed(x->sh);
+    if (!x->sh->srv->persist && dump_points_any()) {
+        /* as Redis with save points: the emptied data set is saved, so that a restart
+         * does not bring back what the last dump held. Each shard asks once its part is
+         * done: a dump another shard starts earlier is followed by this one's. */
+        dump_request(x->sh, false);
+    }
     reply_ok(x->out);
 }
 

@@ -204,10 +204,12 @@ struct held_reply {
     uint32_t to;
 };
 
-/* A SAVE waiting for every shard's snapshot round `target`. */
+/* A SAVE waiting for every shard's snapshot round `target` (appendonly no: for the dump
+ * of generation `target`); a SHUTDOWN's stops the server when it is done. */
 struct save_waiter {
     struct conn *c;
     uint32_t seq; /* its pending-reply slot */
+    bool shutdown;
     uint64_t target;
     struct save_waiter *next;
 };
@@ -2469,6 +2471,44 @@ static void txn_park(struct txn_x *tx, uint32_t o)
     shardset_add(&tx->parked, o);
 }
 
+bool conn_park_all(struct shard *sh)
+{
+    struct server *srv = sh->srv;
+    int32_t none = -1;
+    if (conn_overflow_pending(sh) ||
+        !atomic_compare_exchange_strong_explicit(&srv->txn_lock, &none, (int32_t)sh->id,
+                                                 memory_order_acquire, memory_order_relaxed)) {
+        return false;
+    }
+    struct xmsg m = {.kind = XM_PARK, .src = (uint16_t)sh->id};
+    for (uint32_t o = 0; o < srv->nthreads; o++) {
+        while (o != sh->id && !shard_send(sh, o, &m)) {
+            shard_wake_now(sh); /* a full queue: it drains it, it never waits for us */
+            sched_yield();
+        }
+    }
+    shard_wake_now(sh);
+    for (uint32_t o = 0; o < srv->nthreads; o++) {
+        if (o != sh->id) {
+            txn_spin(sh, NULL, &srv->shards[o].txn, TXS_PARKED, false);
+        }
+    }
+    return true;
+}
+
+void conn_release_all(struct shard *sh)
+{
+    struct server *srv = sh->srv;
+    KV_ASSERT(atomic_load_explicit(&srv->txn_lock, memory_order_relaxed) == (int32_t)sh->id);
+    for (uint32_t o = 0; o < srv->nthreads; o++) {
+        if (o != sh->id) {
+            atomic_store_explicit(&srv->shards[o].txn.state, TXS_RELEASE, memory_order_release);
+        }
+    }
+    atomic_store_explicit(&srv->txn_lock, -1, memory_order_release);
+    shard_clock_stale(sh);
+}
+
 /* Posts one operation to a parked shard (its slot ts) and waits for its result. */
 static void txn_post(struct txn_x *tx, struct txn_slot *ts)
 {
@@ -4482,7 +4522,7 @@ static void defer_complete(struct conn *c, uint32_t seq, const char *text)
     conn_maybe_free(c);
 }
 
-bool conn_save_wait(struct conn *c, uint64_t target)
+bool conn_save_wait(struct conn *c, uint64_t target, bool shutdown)
 {
     struct shard *sh = c->sh;
     struct save_waiter *w = mi_heap_malloc(sh->heap, sizeof *w);
@@ -4494,15 +4534,23 @@ bool conn_save_wait(struct conn *c, uint64_t target)
     c->remote_waiting++; /* keeps the connection until the reply is in */
     w->c = c;
     w->seq = c->pend_tail - 1;
+    w->shutdown = shutdown;
     w->target = target;
     w->next = sh->save_waiters;
     sh->save_waiters = w;
     return true;
 }
 
-/* 1 if every shard's snapshot round covered `target`, -1 if one failed it, else 0. */
+/* 1 if every shard's snapshot round (appendonly no: the dump) covered `target`, -1 if
+ * one failed it, else 0. */
 static int save_state(struct server *srv, uint64_t target)
 {
+    if (!srv->persist) {
+        if (atomic_load(&srv->dump.done) >= target) {
+            return 1;
+        }
+        return atomic_load(&srv->dump.failed) >= target ? -1 : 0;
+    }
     int state = 1;
     for (uint32_t i = 0; i < srv->nthreads; i++) {
         struct snap_stats *st = snap_stats(srv->shards[i].snap);
@@ -4517,6 +4565,34 @@ static int save_state(struct server *srv, uint64_t target)
     return state;
 }
 
+void conn_save_turn(struct shard *sh)
+{
+    for (struct save_waiter **pp = &sh->save_waiters; *pp != NULL;) {
+        struct save_waiter *w = *pp;
+        int state = save_state(sh->srv, w->target);
+        if (state == 0) {
+            pp = &w->next;
+            continue;
+        }
+        *pp = w->next;
+        static const char failed[] = "-ERR snapshot failed: see the server log\r\n";
+        static const char shut_failed[] = "-ERR Errors trying to SHUTDOWN. Check logs.\r\n";
+        const char *err = w->shutdown ? shut_failed : failed;
+        size_t err_len = w->shutdown ? sizeof shut_failed : sizeof failed;
+        const char *cmd = w->shutdown ? "shutdown" : "save";
+        if (state < 0) { /* SAVE was counted as a call when it started: now it failed */
+            reply_count_error(err + 1, err_len - 4);
+            STAT_ADD(sh->stats.cmd_failed[cmd_index(cmd_lookup(cmd, strlen(cmd)))], 1);
+        } else if (w->shutdown) { /* saved: stop, without a reply (as Redis) */
+            kv_log_notice("DB saved on disk; SHUTDOWN");
+            atomic_store(&sh->srv->stopping, 1);
+            conn_close_after_reply(w->c);
+        }
+        defer_complete(w->c, w->seq, state > 0 ? (w->shutdown ? "" : "+OK\r\n") : err);
+        mi_free(w);
+    }
+}
+
 void conn_durability_turn(struct shard *sh)
 {
     uint64_t durable = wal_durable(sh->wal);
@@ -4528,20 +4604,5 @@ void conn_durability_turn(struct shard *sh)
         send_reply(sh, h->to, &h->m);
         sh->held_head++;
     }
-    for (struct save_waiter **pp = &sh->save_waiters; *pp != NULL;) {
-        struct save_waiter *w = *pp;
-        int state = save_state(sh->srv, w->target);
-        if (state == 0) {
-            pp = &w->next;
-            continue;
-        }
-        *pp = w->next;
-        static const char failed[] = "-ERR snapshot failed: see the server log\r\n";
-        if (state < 0) { /* SAVE was counted as a call when it started: now it failed */
-            reply_count_error(failed + 1, sizeof failed - 4);
-            STAT_ADD(sh->stats.cmd_failed[cmd_index(cmd_lookup("save", 4))], 1);
-        }
-        defer_complete(w->c, w->seq, state > 0 ? "+OK\r\n" : failed);
-        mi_free(w);
-    }
+    conn_save_turn(sh);
 }

@@ -88,9 +88,21 @@ void conn_flush(struct shard *sh);
 void conn_durability_turn(struct shard *sh);
 
 /* SAVE: the connection's next reply waits until every shard has finished a snapshot
- * round covering request `target` (+OK, or an error if one failed). False if out of
+ * round covering request `target` (appendonly no: until the dump of generation `target`
+ * is done, dump.h): +OK, or an error if one failed. With `shutdown` (SHUTDOWN's save),
+ * success stops the server and closes the connection without a reply. False if out of
  * memory. */
-bool conn_save_wait(struct conn *c, uint64_t target);
+bool conn_save_wait(struct conn *c, uint64_t target, bool shutdown);
+
+/* Completes the SAVEs whose snapshots or dump are done. Once per loop turn. */
+void conn_save_turn(struct shard *sh);
+
+/* Parks every other shard for this one, as a cross-shard transaction does (the
+ * transaction lock, XM_PARK through the queues, a wait until each serves): nothing runs
+ * anywhere else until conn_release_all. False, with nothing done, if the lock is taken
+ * or a reply of this shard waits for queue space (try again at a later turn). */
+bool conn_park_all(struct shard *sh);
+void conn_release_all(struct shard *sh);
 
 /* Timers: idle timeouts. */
 void conn_cron(struct shard *sh, int64_t now_ms);

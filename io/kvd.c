@@ -6,6 +6,7 @@
  * The main thread handles signals only: shard threads block them, so a signal never
  * interrupts a shard's io_uring wait.
  */
+#include "dump.h"
 #include "func.h"
 #include "cmd.h"
 #include "kv_clock.h"
@@ -169,6 +170,12 @@ int main(int argc, char **argv)
     atomic_store(&srv.txn_lock, -1);
     srv.start_ms = kv_clock_real_ms();
     srv.persist = KV_CONF_GET(kvd_settings.appendonly) != 0;
+    dump_init(&srv);
+    char perr[128];
+    if (dump_points_set(kvd_settings.save, perr, sizeof perr) != 0) {
+        fprintf(stderr, "kvd: save \"%s\": %s\n", kvd_settings.save, perr);
+        return 1;
+    }
     srv.route = route_create_uniform(srv.nthreads,
                                      (uint32_t)KV_CONF_GET(kvd_settings.partitions_per_thread));
     srv.shards = calloc(srv.nthreads, sizeof srv.shards[0]);
@@ -183,7 +190,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "kvd: cannot create dir %s: %s\n", kvd_settings.dir, strerror(errno));
         return 1;
     }
-    if (srv.persist && lock_dir(kvd_settings.dir) != 0) {
+    if (lock_dir(kvd_settings.dir) != 0) {
         return 1;
     }
     if (srv.persist && func_recover(kvd_settings.dir, KV_CONF_GET(kvd_settings.repair) != 0) != 0) {
@@ -242,7 +249,14 @@ int main(int argc, char **argv)
         int sig = sigtimedwait(&set, NULL, &ts);
         if (sig == SIGTERM || sig == SIGINT) {
             kv_log_notice("received %s, shutting down", sig == SIGTERM ? "SIGTERM" : "SIGINT");
-            atomic_store(&srv.stopping, 1);
+            if (!srv.persist && dump_points_any() && atomic_load(&srv.dump.shutdown) == 0) {
+                /* as Redis with save points: a dump first (shard 0 runs it, then stops;
+                 * a failed one keeps the server up); a second signal stops at once */
+                kv_log_notice("saving the final snapshot before exit");
+                atomic_store(&srv.dump.shutdown, 1);
+            } else {
+                atomic_store(&srv.stopping, 1);
+            }
         }
     }
     for (uint32_t i = 0; i < srv.nthreads; i++) {

@@ -204,6 +204,14 @@ const struct kv_conf_item kvd_setting_items[] = {
      .help = "keep the data across restarts: a WAL per thread plus snapshots in --dir "
              "(no: memory only)",
      .num = &S->appendonly},
+    {.name = "save",
+     .type = KV_CONF_STRING,
+     .def = "3600 1 300 100 60 10000",
+     .help = "with appendonly no: save points \"<seconds> <changes> ...\" (a dump of the data "
+             "after that many seconds with at least that many changes; \"\": none); SAVE, "
+             "BGSAVE and SHUTDOWN save too",
+     .str = S->save,
+     .str_cap = sizeof S->save},
     {.name = "appendfsync",
      .type = KV_CONF_ENUM,
      .flags = RT,

@@ -27,6 +27,7 @@ struct kvd_settings {
     char dir[KVD_DIR_MAX];
     char requirepass[KVD_PASS_MAX];
     char aclfile[KVD_DIR_MAX];
+    char save[512]; /* appendonly no: the save points (dump.h; CONFIG SET keeps them there) */
     _Atomic int64_t acllog_max_len;
     _Atomic int64_t acl_pubsub_default; /* 0: allchannels, 1: resetchannels (Redis's order) */
     _Atomic int64_t maxclients;

@@ -18,6 +18,7 @@
 #ifndef KVD_SERVER_H
 #define KVD_SERVER_H
 
+#include "dump.h"
 #include "idmap.h"
 #include "kv_clock.h"
 #include "latency.h"
@@ -287,6 +288,11 @@ struct shard {
     uint64_t save_seen;               /* srv->save_req when this shard last started a round */
     uint64_t recovered_keys;
     int64_t recovered_ms;
+    /* appendonly no (dump.h): the newest dump this shard's clients asked for, the pidfd
+     * of the child it forked (-1: none), the WAL batch number the dumps record */
+    uint64_t dump_want;
+    int dump_pidfd;
+    uint64_t dump_wal_seq;
     int refusing;            /* this shard's WAL refuses writes (counted in srv->wal_refusing) */
     struct watch_reg *watch; /* keys WATCHed in this shard's partitions (NULL until one) */
     /* tables emptied by FLUSHALL ASYNC, freed a few segments per loop turn */
@@ -369,6 +375,7 @@ struct server {
     int port;                      /* the bound port */
     bool persist;                  /* appendonly: the WAL and snapshots are on */
     _Atomic uint64_t save_req;     /* SAVE/BGSAVE requests so far */
+    struct dump_state dump;        /* appendonly no: SAVE, BGSAVE, save points (dump.h) */
     _Atomic uint32_t shards_ready; /* shards done with recovery */
     _Atomic int start_failed;      /* a shard could not recover: kvd exits */
     _Atomic uint32_t wal_refusing; /* shards whose WAL refuses writes */

@@ -24,6 +24,7 @@
 
 #include "cmd.h"
 #include "conn.h"
+#include "dump.h"
 #include "evict.h"
 #include "notify.h"
 #include "kv_assert.h"
@@ -336,6 +337,8 @@ static void dispatch(struct shard *sh, struct io_uring_cqe *cqe)
         wal_on_cqe(sh->wal, cqe, ud);
     } else if (ud == SHARD_UD_SNAP) {
         snap_on_cqe(sh->snap, cqe);
+    } else if (ud == SHARD_UD_DUMP) {
+        dump_on_cqe(sh, cqe);
     } else if (ud == SHARD_UD_WAKE || ud == SHARD_UD_WAKE_SENT || ud == SHARD_UD_IGNORE) {
         /* a wake-up (or the completion of one we sent): the queues are drained below */
     } else {
@@ -641,6 +644,9 @@ static void cron(struct shard *sh, int64_t now_ms)
     track_cron(sh);
     if (sh->id == 0) {
         cmd_info_sample(sh->srv, now_ms);
+        if (!sh->srv->persist) {
+            dump_cron(sh, now_ms);
+        }
     }
 }
 
@@ -762,6 +768,12 @@ static void loop(struct shard *sh)
         if (sh->wal != NULL) {
             shard_clock_stale(sh); /* commands resumed by SAVE's end */
             durability_turn(sh);
+        } else {
+            dump_turn(sh);
+            if (sh->save_waiters != NULL) {
+                shard_clock_stale(sh);
+                conn_save_turn(sh);
+            }
         }
         track_turn(sh);
         conn_flush(sh);
@@ -916,6 +928,7 @@ static void teardown(struct shard *sh)
 {
     KV_ASSERT(sh->conn_count == 0);
     durability_stop(sh);
+    dump_stop(sh);
     for (size_t i = 0; i < (size_t)sh->table_count * sh->ndb; i++) {
         tbl_destroy(sh->tables[i]);
     }
@@ -961,7 +974,7 @@ static void *shard_main(void *arg)
     pthread_setname_np(pthread_self(), name);
     pin(sh->id);
     reply_errstats_bind(&sh->stats.errs);
-    bool ok = !sh->srv->persist || durability_start(sh) == 0;
+    bool ok = (sh->srv->persist ? durability_start(sh) : dump_load(sh)) == 0;
     if (!ok) {
         atomic_store(&sh->srv->start_failed, 1);
     }
@@ -988,6 +1001,7 @@ int shard_init(struct shard *sh, struct server *srv, uint32_t id)
     sh->srv = srv;
     sh->listen_fd = -1;
     sh->ring_fd = -1;
+    sh->dump_pidfd = -1;
     idmap_init(&sh->conn_ids);
     return pthread_mutex_init(&sh->conn_ids_mu, NULL) == 0 ? 0 : -1;
 }

@@ -21,6 +21,7 @@ struct shard;
 #define SHARD_UD_WAL_FILL  6u  /* zero-filling or syncing the spare WAL segment */
 #define SHARD_UD_WAL_SYNC  7u  /* the everysec fdatasync */
 #define SHARD_UD_SNAP      8u  /* a snapshot write or sync */
+#define SHARD_UD_DUMP      9u  /* the pidfd of a dump's child is readable (it exited) */
 #define SHARD_UD_WAL_WRITE 16u /* a WAL batch write: 16 + its slot (< 16 + WAL_DEPTH_MAX) */
 #define SHARD_UD_WAL_LAST  31u
 

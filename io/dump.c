@@ -1,0 +1,594 @@
+/*
+ * dump: point-in-time snapshots with appendonly no (see dump.h).
+ *
+ * Parent side: a request takes the next generation and marks its shard (dump_want);
+ * that shard's loop turn starts the dump when it can (no child running, the transaction
+ * lock free, nothing of its clients waiting for queue space), so that everything its
+ * clients sent to other shards before is in the queues ahead of the park. The child is
+ * watched through a pidfd polled on the forking shard's ring.
+ *
+ * Child side: one thread, a frozen copy of every shard. It takes each table over
+ * (tbl_owner_adopt: the threads that owned them do not exist in the child), writes with
+ * plain blocking calls (the rings belong to the parent), allocates only with mmap (a
+ * mimalloc heap belongs to a thread of the parent) and leaves with _exit.
+ */
+#include "dump.h"
+#include "conn.h"
+#include "kv_assert.h"
+#include "kv_clock.h"
+#include "kv_log.h"
+#include "kvd_settings.h"
+#include "recover.h"
+#include "route.h"
+#include "server.h"
+#include "shard.h"
+#include "snap.h"
+#include "tbl.h"
+#include "wal.h"
+#include "walfmt.h"
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <liburing.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#define XXH_STATIC_LINKING_ONLY /* XXH3_state_t */
+#include <xxhash.h>
+
+#define DUMP_CHUNK (256u * 1024) /* bytes of entries per chunk, about (as snap.c) */
+
+/* ---- the save points ------------------------------------------------------------- */
+
+struct save_point {
+    int64_t secs;
+    int64_t changes;
+};
+
+static pthread_mutex_t points_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct save_point points[DUMP_POINTS_MAX];
+static size_t npoints;
+
+/* Parses "<seconds> <changes> ..." into out (NULL: check only); the count, or -1. */
+static int points_parse(const char *text, struct save_point *out, char *err, size_t errlen)
+{
+    int64_t v[2 * DUMP_POINTS_MAX];
+    size_t n = 0;
+    const char *p = text;
+    for (;;) {
+        while (*p == ' ' || *p == '\t') {
+            p++;
+        }
+        if (*p == '\0') {
+            break;
+        }
+        char *end;
+        errno = 0;
+        long long x = strtoll(p, &end, 10);
+        if (end == p || (*end != '\0' && *end != ' ' && *end != '\t') || errno != 0 || x < 0) {
+            snprintf(err, errlen, "Invalid save parameters");
+            return -1;
+        }
+        if (n == KV_ARRAY_LEN(v)) {
+            snprintf(err, errlen, "Too many save parameters (at most %d pairs)", DUMP_POINTS_MAX);
+            return -1;
+        }
+        v[n++] = x;
+        p = end;
+    }
+    if (n % 2 != 0) {
+        snprintf(err, errlen, "Invalid save parameters");
+        return -1;
+    }
+    for (size_t i = 0; out != NULL && i < n / 2; i++) {
+        out[i] = (struct save_point){.secs = v[2 * i], .changes = v[2 * i + 1]};
+    }
+    return (int)(n / 2);
+}
+
+int dump_points_check(const char *text, char *err, size_t errlen)
+{
+    return points_parse(text, NULL, err, errlen) < 0 ? -1 : 0;
+}
+
+int dump_points_set(const char *text, char *err, size_t errlen)
+{
+    struct save_point tmp[DUMP_POINTS_MAX];
+    int n = points_parse(text, tmp, err, errlen);
+    if (n < 0) {
+        return -1;
+    }
+    pthread_mutex_lock(&points_mu);
+    memcpy(points, tmp, (size_t)n * sizeof tmp[0]);
+    npoints = (size_t)n;
+    pthread_mutex_unlock(&points_mu);
+    return 0;
+}
+
+size_t dump_points_text(char *buf, size_t cap)
+{
+    KV_ASSERT(cap > 0);
+    size_t len = 0;
+    buf[0] = '\0';
+    pthread_mutex_lock(&points_mu);
+    for (size_t i = 0; i < npoints && len < cap; i++) {
+        int w = snprintf(buf + len, cap - len, "%s%lld %lld", i ? " " : "",
+                         (long long)points[i].secs, (long long)points[i].changes);
+        len += w > 0 ? (size_t)w : 0;
+    }
+    pthread_mutex_unlock(&points_mu);
+    return len < cap ? len : cap - 1;
+}
+
+bool dump_points_any(void)
+{
+    pthread_mutex_lock(&points_mu);
+    bool any = npoints > 0;
+    pthread_mutex_unlock(&points_mu);
+    return any;
+}
+
+/* Whether a save point is due (Redis's serverCron rule): enough changes and seconds
+ * since the last successful dump, and, after a failed one, DUMP_RETRY_MS since it. */
+static bool points_due(const struct server *srv, int64_t now_ms)
+{
+    const struct dump_state *d = &srv->dump;
+    uint64_t changes = dump_changes_since(srv);
+    int64_t since_ms = now_ms - atomic_load(&d->last_ok_ms);
+    bool may = atomic_load(&d->last_ok) || now_ms - atomic_load(&d->last_try_ms) > DUMP_RETRY_MS;
+    bool due = false;
+    pthread_mutex_lock(&points_mu);
+    for (size_t i = 0; i < npoints && may && !due; i++) {
+        due = changes >= (uint64_t)points[i].changes && since_ms > points[i].secs * 1000;
+    }
+    pthread_mutex_unlock(&points_mu);
+    return due;
+}
+
+/* ---- state -------------------------------------------------------------------------- */
+
+void dump_init(struct server *srv)
+{
+    struct dump_state *d = &srv->dump;
+    atomic_store(&d->last_ok_ms, srv->start_ms);
+    atomic_store(&d->last_secs, -1);
+    atomic_store(&d->last_ok, 1);
+}
+
+static uint64_t changes_total(const struct server *srv)
+{
+    uint64_t n = 0;
+    for (uint32_t i = 0; i < srv->nthreads; i++) {
+        n += STAT_GET(srv->shards[i].stats.changes);
+    }
+    return n;
+}
+
+uint64_t dump_changes_since(const struct server *srv)
+{
+    uint64_t base = atomic_load(&srv->dump.changes_base), now = changes_total(srv);
+    return now > base ? now - base : 0;
+}
+
+bool dump_in_progress(const struct server *srv)
+{
+    const struct dump_state *d = &srv->dump;
+    return atomic_load(&d->pid) != 0 || atomic_load(&d->req) > atomic_load(&d->covered);
+}
+
+static bool start(struct shard *sh);
+
+uint64_t dump_request(struct shard *sh, bool now)
+{
+    uint64_t gen = atomic_fetch_add(&sh->srv->dump.req, 1) + 1;
+    sh->dump_want = gen;
+    if (now) {
+        dump_turn(sh);
+    }
+    return gen;
+}
+
+/* A dump ended (the child's status, or the fork's failure). */
+static void finished(struct shard *sh, bool ok, int64_t now_ms)
+{
+    struct dump_state *d = &sh->srv->dump;
+    uint64_t gen = atomic_load(&d->covered);
+    int64_t secs = (now_ms - atomic_load(&d->started_ms)) / 1000;
+    atomic_store(&d->last_secs, secs);
+    atomic_store(&d->last_ok, ok ? 1 : 0);
+    if (ok) {
+        atomic_store(&d->changes_base, atomic_load(&d->changes_fork));
+        atomic_store(&d->last_ok_ms, now_ms);
+        atomic_fetch_add(&d->saves, 1);
+        atomic_store(&d->done, gen);
+        kv_log_notice("background save done secs=%lld", (long long)secs);
+    } else {
+        atomic_store(&d->failed, gen);
+        kv_log_warning("background save failed (the previous snapshot stays; see above)");
+    }
+    atomic_store(&d->pid, 0);
+}
+
+static int child_main(struct server *srv, int64_t now_ms);
+
+static int pidfd_open_(pid_t pid)
+{
+    return (int)syscall(SYS_pidfd_open, pid, 0);
+}
+
+/* Parks every shard, forks, releases them. False if it must be tried again later. */
+static bool start(struct shard *sh)
+{
+    struct server *srv = sh->srv;
+    struct dump_state *d = &srv->dump;
+    if (!conn_park_all(sh)) {
+        return false;
+    }
+    uint64_t gen = atomic_load(&d->req);
+    int64_t now_ms = kv_clock_real_ms();
+    atomic_store(&d->changes_fork, changes_total(srv));
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL); /* never outlive kvd: a restart would race it */
+        if (getppid() != parent) {
+            _exit(1);
+        }
+        _exit(child_main(srv, now_ms) == 0 ? 0 : 1);
+    }
+    conn_release_all(sh);
+    atomic_store(&d->covered, gen);
+    atomic_store(&d->started_ms, now_ms);
+    atomic_store(&d->last_try_ms, now_ms);
+    if (pid < 0) {
+        kv_log_warning("background save: fork failed err=%s", strerror(errno));
+        finished(sh, false, now_ms);
+        return true;
+    }
+    int fd = pidfd_open_(pid);
+    KV_ASSERT(fd >= 0); /* Linux >= 5.3, as io_uring's features need anyway */
+    sh->dump_pidfd = fd;
+    atomic_store(&d->pid, pid);
+    kv_log_notice("background save started by pid %d", (int)pid);
+    struct io_uring_sqe *sqe = shard_sqe(sh);
+    io_uring_prep_poll_add(sqe, fd, POLLIN);
+    io_uring_sqe_set_data64(sqe, SHARD_UD_DUMP);
+    return true;
+}
+
+void dump_turn(struct shard *sh)
+{
+    struct dump_state *d = &sh->srv->dump;
+    if (KV_LIKELY(sh->dump_want <= atomic_load_explicit(&d->covered, memory_order_relaxed))) {
+        return;
+    }
+    if (atomic_load_explicit(&d->pid, memory_order_relaxed) == 0) {
+        start(sh);
+    }
+}
+
+/* Reaps the child once its pidfd is readable. */
+static void reap(struct shard *sh)
+{
+    int status = 0;
+    pid_t pid = (pid_t)atomic_load(&sh->srv->dump.pid);
+    pid_t r;
+    do {
+        r = waitpid(pid, &status, 0);
+    } while (r < 0 && errno == EINTR);
+    close(sh->dump_pidfd);
+    sh->dump_pidfd = -1;
+    bool ok = r == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0;
+    if (r == pid && WIFSIGNALED(status)) {
+        kv_log_warning("background save: the child was killed by signal %d", WTERMSIG(status));
+    }
+    finished(sh, ok, kv_clock_real_ms());
+}
+
+void dump_on_cqe(struct shard *sh, struct io_uring_cqe *cqe)
+{
+    if (sh->dump_pidfd < 0) {
+        return; /* reaped at shutdown */
+    }
+    if (cqe->res < 0 && cqe->res != -ECANCELED) {
+        KV_ASSERT(cqe->res == -EINTR || cqe->res == -EAGAIN);
+        struct io_uring_sqe *sqe = shard_sqe(sh);
+        io_uring_prep_poll_add(sqe, sh->dump_pidfd, POLLIN);
+        io_uring_sqe_set_data64(sqe, SHARD_UD_DUMP);
+        return;
+    }
+    reap(sh);
+}
+
+void dump_stop(struct shard *sh)
+{
+    if (sh->dump_pidfd < 0) {
+        return;
+    }
+    kill((pid_t)atomic_load(&sh->srv->dump.pid), SIGKILL);
+    reap(sh);
+}
+
+void dump_cron(struct shard *sh, int64_t now_ms)
+{
+    struct server *srv = sh->srv;
+    struct dump_state *d = &srv->dump;
+    KV_ASSERT(sh->id == 0);
+    int shut = atomic_load(&d->shutdown);
+    if (shut == 1) {
+        atomic_store(&d->shutdown_gen, dump_request(sh, true));
+        atomic_store(&d->shutdown, 2);
+        return;
+    }
+    if (shut == 2) {
+        uint64_t gen = atomic_load(&d->shutdown_gen);
+        if (atomic_load(&d->done) >= gen) {
+            kv_log_notice("DB saved on disk");
+            atomic_store(&srv->stopping, 1);
+        } else if (atomic_load(&d->failed) >= gen) {
+            kv_log_warning("Error trying to save the DB, can't exit.");
+            atomic_store(&d->shutdown, 0);
+        }
+        return;
+    }
+    if (!dump_in_progress(srv) && points_due(srv, now_ms)) {
+        kv_log_notice("save point reached: %llu changes, background saving",
+                      (unsigned long long)dump_changes_since(srv));
+        dump_request(sh, true);
+    }
+}
+
+/* ---- start-up ------------------------------------------------------------------------ */
+
+int dump_load(struct shard *sh)
+{
+    struct recover_result r;
+    if (recover_shard(sh, kvd_settings.dir, KV_CONF_GET(kvd_settings.repair) != 0, &r) != 0) {
+        free(r.segs);
+        return -1;
+    }
+    free(r.segs); /* no WAL to hand them to: the next dump removes them */
+    sh->dump_wal_seq = r.next_seq;
+    uint64_t keys = 0;
+    for (size_t i = 0; i < (size_t)sh->table_count * sh->ndb; i++) {
+        if (sh->tables[i] != NULL) {
+            struct tbl_stats st;
+            tbl_stats(sh->tables[i], &st);
+            keys += st.entries;
+        }
+    }
+    sh->recovered_keys = keys;
+    sh->recovered_ms = r.ms;
+    if (r.snapshots > 0 || r.segments > 0) {
+        kv_log_notice("loaded shard=%u keys=%llu snapshots=%llu wal_segments=%llu ms=%lld", sh->id,
+                      (unsigned long long)keys, (unsigned long long)r.snapshots,
+                      (unsigned long long)r.segments, (long long)r.ms);
+    }
+    return 0;
+}
+
+/* ---- the child ------------------------------------------------------------------------ */
+
+/* The child's output buffer (mmap'ed: no heap of the parent's threads is used). */
+struct wbuf {
+    char *p;
+    size_t cap, len;
+    uint64_t count; /* entries in the chunk being filled */
+    int fd;
+    uint64_t off; /* file offset of p[0] */
+    uint32_t db;
+    bool failed;
+    int err;
+    XXH3_state_t sums;
+    uint64_t part_keys;
+};
+
+static bool wbuf_reserve(struct wbuf *w, size_t need)
+{
+    if (w->len + need <= w->cap) {
+        return true;
+    }
+    size_t cap = w->cap;
+    while (w->len + need > cap) {
+        cap *= 2;
+    }
+    void *p = mremap(w->p, w->cap, cap, MREMAP_MAYMOVE);
+    if (p == MAP_FAILED) {
+        w->failed = true;
+        w->err = errno;
+        return false;
+    }
+    w->p = p;
+    w->cap = cap;
+    return true;
+}
+
+static bool write_all(struct wbuf *w, const char *p, size_t len)
+{
+    while (len > 0 && !w->failed) {
+        ssize_t n = pwrite(w->fd, p, len, (off_t)w->off);
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n <= 0) {
+            w->failed = true;
+            w->err = n < 0 ? errno : ENOSPC;
+            return false;
+        }
+        p += n;
+        len -= (size_t)n;
+        w->off += (uint64_t)n;
+    }
+    return !w->failed;
+}
+
+/* Seals the chunk being filled and writes it. */
+static void flush_chunk(struct wbuf *w)
+{
+    if (w->count == 0 || w->failed) {
+        return;
+    }
+    struct walfmt_chunk h;
+    walfmt_chunk_seal(&h, 0, w->count, w->p + sizeof h, w->len - sizeof h, 0);
+    memcpy(w->p, &h, sizeof h);
+    XXH3_64bits_update(&w->sums, &h.crc, sizeof h.crc);
+    w->part_keys += w->count;
+    write_all(w, w->p, w->len);
+    w->len = sizeof h;
+    w->count = 0;
+}
+
+static void emit(void *ctx, const struct tbl_entry *e)
+{
+    struct wbuf *w = ctx;
+    size_t klen, vlen;
+    const void *k = tbl_entry_key(e, &klen);
+    const void *v = tbl_entry_val(e, &vlen);
+    size_t need = sizeof(struct walfmt_entry) + klen + vlen;
+    if (w->failed || !wbuf_reserve(w, need)) {
+        return;
+    }
+    struct walfmt_entry en = {
+        .klen = (uint32_t)klen, .db = w->db, .vlen = vlen, .expire_ms = tbl_entry_expire_ms(e)};
+    memcpy(w->p + w->len, &en, sizeof en);
+    memcpy(w->p + w->len + sizeof en, k, klen);
+    memcpy(w->p + w->len + sizeof en + klen, v, vlen);
+    w->len += need;
+    w->count++;
+}
+
+/* Writes partition `slot` of shard `sh` into its snapshot file. 0 or -errno. */
+static int write_part(struct shard *sh, uint32_t slot, int dirfd, struct wbuf *w, int64_t now_ms)
+{
+    uint32_t part = sh->part_id[slot];
+    uint64_t lsn = sh->part_lsn[slot];
+    char tmp[64], name[64];
+    snap_file_name(tmp, sizeof tmp, part, lsn, true);
+    snap_file_name(name, sizeof name, part, lsn, false);
+    w->fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (w->fd < 0) {
+        return -errno;
+    }
+    w->off = 0;
+    w->failed = false;
+    w->part_keys = 0;
+    w->count = 0;
+    w->len = sizeof(struct walfmt_chunk);
+    XXH3_64bits_reset(&w->sums);
+    struct walfmt_snap h;
+    walfmt_snap_init(&h, part, sh->srv->nthreads, sh->srv->route->count, lsn, sh->dump_wal_seq,
+                     now_ms);
+    write_all(w, (const char *)&h, sizeof h);
+    for (uint32_t db = 0; db < sh->ndb && !w->failed; db++) {
+        struct tbl *t = shard_part_peek(sh, slot, db);
+        w->db = db;
+        uint64_t cursor = 0;
+        do {
+            if (t == NULL) {
+                break;
+            }
+            cursor = tbl_scan(t, cursor, now_ms, emit, w);
+            if (w->len >= DUMP_CHUNK) {
+                flush_chunk(w);
+            }
+        } while (cursor != 0 && !w->failed);
+    }
+    flush_chunk(w);
+    struct walfmt_chunk tr;
+    walfmt_chunk_seal(&tr, WALFMT_CHUNK_LAST, w->part_keys, NULL, 0, XXH3_64bits_digest(&w->sums));
+    write_all(w, (const char *)&tr, sizeof tr);
+    int rc = w->failed ? -w->err : 0;
+    if (rc == 0 && fdatasync(w->fd) != 0) {
+        rc = -errno;
+    }
+    close(w->fd);
+    if (rc == 0 && renameat(dirfd, tmp, dirfd, name) != 0) {
+        rc = -errno;
+    }
+    if (rc != 0) {
+        unlinkat(dirfd, tmp, 0);
+        kv_log_warning("background save: partition %u failed err=%s", part, strerror(-rc));
+    }
+    return rc;
+}
+
+/* Removes the snapshots the new ones replace and every WAL segment (the new files
+ * cover all their records: their LSNs and batch numbers are past them). */
+static void remove_covered(struct server *srv, int dirfd, const uint64_t *lsn_of, uint32_t nparts)
+{
+    DIR *dir = fdopendir(dup(dirfd));
+    if (dir == NULL) {
+        return;
+    }
+    struct dirent *de;
+    while ((de = readdir(dir)) != NULL) {
+        unsigned a;
+        unsigned long long b;
+        char tail[8] = "";
+        if (sscanf(de->d_name, "snap-%5u-%16llx.kvs%7s", &a, &b, tail) == 2 && a < nparts &&
+            b != lsn_of[a]) {
+            unlinkat(dirfd, de->d_name, 0);
+        } else if (sscanf(de->d_name, "wal-%3u-%16llx.log%7s", &a, &b, tail) == 2 &&
+                   a < srv->nthreads) {
+            unlinkat(dirfd, de->d_name, 0);
+        }
+    }
+    closedir(dir);
+}
+
+static int child_main(struct server *srv, int64_t now_ms)
+{
+    int dirfd = open(kvd_settings.dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dirfd < 0) {
+        kv_log_warning("background save: cannot open dir=%s err=%s", kvd_settings.dir,
+                       strerror(errno));
+        return -1;
+    }
+    uint32_t nparts = srv->route->count;
+    size_t map_len = nparts * sizeof(uint64_t);
+    uint64_t *lsn_of = mmap(NULL, map_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+                            -1, 0);
+    struct wbuf w = {.cap = 2 * DUMP_CHUNK};
+    w.p = mmap(NULL, w.cap, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (lsn_of == MAP_FAILED || w.p == MAP_FAILED) {
+        return -1;
+    }
+    for (uint32_t i = 0; i < srv->nthreads; i++) {
+        struct shard *sh = &srv->shards[i];
+        for (size_t k = 0; k < (size_t)sh->table_count * sh->ndb; k++) {
+            if (sh->tables[k] != NULL) {
+                tbl_owner_adopt(sh->tables[k]);
+            }
+        }
+    }
+    int rc = 0;
+    uint64_t keys = 0;
+    for (uint32_t i = 0; i < srv->nthreads && rc == 0; i++) {
+        struct shard *sh = &srv->shards[i];
+        for (uint32_t slot = 0; slot < sh->table_count && rc == 0; slot++) {
+            rc = write_part(sh, slot, dirfd, &w, now_ms);
+            KV_ASSERT(sh->part_id[slot] < nparts);
+            lsn_of[sh->part_id[slot]] = sh->part_lsn[slot];
+            keys += w.part_keys;
+        }
+    }
+    if (rc == 0 && fsync(dirfd) != 0) {
+        rc = -errno;
+        kv_log_warning("background save: fsync dir=%s err=%s", kvd_settings.dir, strerror(-rc));
+    }
+    if (rc == 0) {
+        remove_covered(srv, dirfd, lsn_of, nparts);
+        kv_log_notice("DB saved on disk keys=%llu", (unsigned long long)keys);
+    }
+    close(dirfd);
+    return rc;
+}

@@ -1,0 +1,289 @@
+"""Snapshots with --appendonly no (io/dump.h), as Redis's RDB: SAVE, BGSAVE, the `save`
+points, SHUTDOWN and SIGTERM saving first, FLUSHALL saving the emptied data set, DEBUG
+RELOAD, LASTSAVE and INFO persistence, and switching between appendonly no and yes on one
+data directory. Every durability claim is checked by kill -9 and a restart on the same
+--dir. A dump is one instant of every shard: writes pipelined after SAVE or BGSAVE (on
+either shard thread) are not in it, those before it are.
+"""
+import os
+import signal
+import time
+
+from conftest import Err, St, info_field, wait_until
+
+NO = ["--appendonly", "no"]
+
+
+def keys_on_both_threads(c, prefix, n=40):
+    """Keys of both shard threads (2 threads, 8 partitions: 40 keys cover both)."""
+    return ["%s:%d" % (prefix, i) for i in range(n)]
+
+
+def info(c):
+    text = c.cmd("INFO", "persistence").decode()
+    return dict(line.split(":", 1) for line in text.split("\r\n") if ":" in line)
+
+
+def wait_dump_done(c, saves):
+    wait_until(lambda: info(c)["rdb_saves"] == str(saves) and
+               info(c)["rdb_bgsave_in_progress"] == "0", 30, what="rdb_saves %d" % saves)
+
+
+def test_save_survives_kill9_with_ttls_databases_and_binary_values(kvds):
+    k = kvds(args=NO)
+    c = k.client()
+    keys = keys_on_both_threads(c, "s")
+    assert c.pipeline([("SET", key, "v-" + key) for key in keys]) == [St("OK")] * len(keys)
+    c.ok("SET", "ttl", "t", "EX", "1000")
+    c.ok("SET", b"bin\x00\r\n", b"\x00\xff\r\n" * 1000)
+    c.ok("SELECT", "3")
+    c.ok("SET", "in3", "three")
+    c.ok("SELECT", "0")
+    i = info(c)
+    assert i["rdb_changes_since_last_save"] == str(len(keys) + 3)
+    assert i["rdb_saves"] == "0" and i["rdb_last_bgsave_time_sec"] == "-1"
+    before = c.cmd("LASTSAVE")
+    time.sleep(1.05)  # LASTSAVE counts seconds
+    assert c.cmd("SAVE") == St("OK")
+    i = info(c)
+    assert i["rdb_changes_since_last_save"] == "0"
+    assert i["rdb_saves"] == "1" and i["rdb_last_bgsave_status"] == "ok"
+    assert i["rdb_bgsave_in_progress"] == "0" and i["rdb_last_bgsave_time_sec"] != "-1"
+    assert c.cmd("LASTSAVE") > before
+    c.ok("SET", "after", "lost")  # not saved
+    c.close()
+    k.kill9()
+    assert [f for f in os.listdir(k.data_dir()) if f.startswith("snap-")]
+    k2 = k.restart()
+    kvds.track(k2)
+    c = k2.client()
+    assert c.cmd("DBSIZE") == len(keys) + 2
+    assert c.cmd("MGET", *keys) == [("v-" + key).encode() for key in keys]
+    assert 990 <= c.cmd("TTL", "ttl") <= 1000
+    assert c.cmd("GET", b"bin\x00\r\n") == b"\x00\xff\r\n" * 1000
+    assert c.cmd("GET", "after") is None
+    c.ok("SELECT", "3")
+    assert c.cmd("GET", "in3") == b"three"
+    assert info_field(c, "persistence", "rdb_last_load_keys_loaded") == str(len(keys) + 3)
+    c.close()
+    assert k2.stop() == 0
+
+
+def test_save_and_bgsave_are_the_instant_of_the_command_in_a_pipeline(kvds):
+    """What a pipeline wrote before SAVE / BGSAVE is in the dump (also on the other shard
+    thread), what it wrote after is not."""
+    k = kvds(args=NO)
+    c = k.client()
+    keys = keys_on_both_threads(c, "p")
+    cmds = [("SET", key, "1") for key in keys] + [("SAVE",)] + [("SET", key, "2") for key in keys]
+    cmds += [("SET", "only-after", "x")]
+    replies = c.pipeline(cmds)
+    assert replies == [St("OK")] * len(cmds)
+    c.close()
+    k.kill9()
+    k2 = k.restart()
+    kvds.track(k2)
+    c = k2.client()
+    assert c.cmd("MGET", *keys) == [b"1"] * len(keys)
+    assert c.cmd("EXISTS", "only-after") == 0
+    # BGSAVE: the same, once its child is done
+    cmds = [("SET", key, "3") for key in keys] + [("BGSAVE",)]
+    cmds += [("SET", key, "4") for key in keys] + [("DEL", "bg-after")]
+    replies = c.pipeline(cmds)
+    assert St("Background saving started") in replies
+    wait_dump_done(c, 1)
+    c.close()
+    k2.kill9()
+    k3 = k2.restart()
+    kvds.track(k3)
+    c = k3.client()
+    assert c.cmd("MGET", *keys) == [b"3"] * len(keys)
+    c.close()
+    assert k3.stop() == 0
+
+
+def test_bgsave_replies_and_errors(kvds):
+    k = kvds(args=NO)
+    c = k.client()
+    assert c.cmd("BGSAVE", "NOW") == Err("ERR syntax error")
+    assert c.cmd("BGSAVE", "SCHEDULE", "x") == Err("ERR syntax error")
+    c.ok("SET", "a", "1")
+    assert c.cmd("BGSAVE", "SCHEDULE") in (St("Background saving started"),
+                                           St("Background saving scheduled"))
+    # while one runs or is asked for: another is refused, SAVE too; SCHEDULE queues one
+    r = c.pipeline([("BGSAVE",), ("BGSAVE",), ("SAVE",)])
+    assert r[0] in (St("Background saving started"), Err("ERR Background save already in progress"))
+    if r[0] == St("Background saving started"):
+        assert r[1] == Err("ERR Background save already in progress")
+        assert r[2] == Err("ERR Background save already in progress")
+    wait_until(lambda: info(c)["rdb_bgsave_in_progress"] == "0", 30)
+    assert info(c)["rdb_last_bgsave_status"] == "ok"
+    c.close()
+    assert k.stop() == 0
+
+
+def test_save_points_and_config_set_save(kvds):
+    k = kvds(args=NO + ["--save", "1 1"])
+    c = k.client()
+    assert c.cmd("CONFIG", "GET", "save") == [b"save", b"1 1"]
+    c.ok("SET", "a", "1")
+    wait_dump_done(c, 1)  # a second and a change after the start
+    for bad in ["1", "a b", "1 -1", "1 2 3"]:
+        r = c.cmd("CONFIG", "SET", "save", bad)
+        assert r == Err("ERR CONFIG SET failed (possibly related to argument 'save') - "
+                        "Invalid save parameters"), (bad, r)
+    assert c.cmd("CONFIG", "GET", "save") == [b"save", b"1 1"]
+    c.ok("CONFIG", "SET", "save", "")
+    assert c.cmd("CONFIG", "GET", "save") == [b"save", b""]
+    c.ok("SET", "b", "1")
+    time.sleep(1.5)
+    assert info(c)["rdb_saves"] == "1"  # no save point any more
+    assert info(c)["rdb_changes_since_last_save"] == "1"
+    c.ok("CONFIG", "SET", "save", "3600 1000 1 1")
+    assert c.cmd("CONFIG", "GET", "save") == [b"save", b"3600 1000 1 1"]
+    wait_dump_done(c, 2)
+    c.close()
+    k.kill9()
+    k2 = k.restart()
+    kvds.track(k2)
+    c = k2.client()
+    assert c.cmd("MGET", "a", "b") == [b"1", b"1"]
+    c.close()
+    assert k2.stop() == 0
+
+
+def test_a_bad_save_setting_refuses_the_start(kvds):
+    k = kvds(args=NO + ["--save", "60"], ready=False)
+    assert k.proc.wait(30) != 0
+    assert "Invalid save parameters" in k.stderr()
+
+
+def test_shutdown_and_sigterm_save_first_with_save_points(kvds):
+    k = kvds(args=NO + ["--save", "3600 1"])
+    c = k.client()
+    c.ok("SET", "a", "1")
+    c.send(b"*1\r\n$8\r\nSHUTDOWN\r\n")
+    assert c.closed_within(30)
+    assert k.wait_exit() == 0
+    k2 = k.restart()
+    kvds.track(k2)
+    c = k2.client()
+    assert c.cmd("GET", "a") == b"1"
+    c.ok("SET", "b", "1")
+    c.close()
+    k2.proc.send_signal(signal.SIGTERM)
+    assert k2.wait_exit() == 0
+    assert "DB saved on disk" in k2.stderr()
+    k3 = k2.restart()
+    kvds.track(k3)
+    c = k3.client()
+    assert c.cmd("GET", "b") == b"1"
+    c.ok("SET", "c", "1")
+    c.send(b"*2\r\n$8\r\nSHUTDOWN\r\n$6\r\nNOSAVE\r\n")
+    assert c.closed_within(30)
+    assert k3.wait_exit() == 0
+    k4 = k3.restart(args=NO + ["--save", ""])
+    kvds.track(k4)
+    c = k4.client()
+    assert c.cmd("MGET", "b", "c") == [b"1", None]
+    c.ok("SET", "d", "1")
+    c.close()
+    k4.proc.send_signal(signal.SIGTERM)  # no save points: no save
+    assert k4.wait_exit() == 0
+    k5 = k4.restart(args=NO + ["--save", ""])
+    kvds.track(k5)
+    c = k5.client()
+    assert c.cmd("EXISTS", "d") == 0
+    c.ok("SET", "e", "1")
+    c.send(b"*2\r\n$8\r\nSHUTDOWN\r\n$4\r\nSAVE\r\n")  # SAVE without save points
+    assert c.closed_within(30)
+    assert k5.wait_exit() == 0
+    k6 = k5.restart()
+    kvds.track(k6)
+    c = k6.client()
+    assert c.cmd("GET", "e") == b"1"
+    c.close()
+    assert k6.stop() == 0
+
+
+def test_a_failed_dump_is_reported_and_keeps_the_server_up(kvds):
+    k = kvds(args=NO + ["--save", "3600 1"])
+    c = k.client()
+    c.ok("SET", "a", "1")
+    assert c.cmd("SAVE") == St("OK")
+    c.ok("SET", "a", "2")
+    # a directory where a partition's temporary file must go: that write fails
+    blocker = os.path.join(k.data_dir(), "snap-00000-0000000000000000.kvs.tmp")
+    os.mkdir(blocker)
+    r = c.cmd("SAVE")
+    assert isinstance(r, Err) and r.s.startswith("ERR"), r
+    i = info(c)
+    assert i["rdb_last_bgsave_status"] == "err" and i["rdb_saves"] == "1"
+    assert i["rdb_changes_since_last_save"] == "1"
+    assert c.cmd("SHUTDOWN") == Err("ERR Errors trying to SHUTDOWN. Check logs.")
+    k.proc.send_signal(signal.SIGTERM)  # the save fails: Redis stays up too
+    wait_until(lambda: "can't exit" in k.stderr(), 30, what="the failed save's log line")
+    assert c.cmd("GET", "a") == b"2"
+    os.rmdir(blocker)
+    assert c.cmd("SAVE") == St("OK")
+    assert info(c)["rdb_last_bgsave_status"] == "ok"
+    c.close()
+    k.kill9()
+    k2 = k.restart()
+    kvds.track(k2)
+    c = k2.client()
+    assert c.cmd("GET", "a") == b"2"
+    c.close()
+    assert k2.stop() == 0
+
+
+def test_flushall_saves_the_empty_data_set_and_debug_reload_saves(kvds):
+    k = kvds(args=NO + ["--save", "3600 1"])
+    c = k.client()
+    keys = keys_on_both_threads(c, "f")
+    c.pipeline([("SET", key, "1") for key in keys])
+    assert c.cmd("DEBUG", "RELOAD") == St("OK")
+    assert info(c)["rdb_saves"] == "1"
+    assert c.cmd("DBSIZE") == len(keys)
+    c.ok("FLUSHALL")
+    wait_dump_done(c, 2)
+    c.close()
+    k.kill9()
+    k2 = k.restart()
+    kvds.track(k2)
+    c = k2.client()
+    assert c.cmd("DBSIZE") == 0
+    c.close()
+    assert k2.stop() == 0
+
+
+def test_switching_between_appendonly_no_and_yes_loses_nothing(kvds):
+    k = kvds(args=[])  # appendonly yes: the WAL
+    c = k.client()
+    keys = keys_on_both_threads(c, "w")
+    c.pipeline([("SET", key, "wal") for key in keys])
+    c.close()
+    k.kill9()
+    k2 = k.restart(args=NO)  # recovers from the WAL, then keeps nothing itself
+    kvds.track(k2)
+    c = k2.client()
+    assert c.cmd("MGET", *keys) == [b"wal"] * len(keys)
+    c.pipeline([("SET", key, "dump") for key in keys[:10]])
+    assert c.cmd("SAVE") == St("OK")
+    c.close()
+    k2.kill9()
+    names = os.listdir(k2.data_dir())
+    assert not [f for f in names if f.startswith("wal-")], names  # the dump covers them
+    k3 = k2.restart(args=[])  # the WAL again: the dump is its snapshot
+    kvds.track(k3)
+    c = k3.client()
+    assert c.cmd("MGET", *keys) == [b"dump"] * 10 + [b"wal"] * (len(keys) - 10)
+    c.ok("SET", keys[0], "wal2")
+    c.close()
+    k3.kill9()
+    k4 = k3.restart(args=[])
+    kvds.track(k4)
+    c = k4.client()
+    assert c.cmd("MGET", *keys[:2]) == [b"wal2", b"dump"]
+    c.close()
+    assert k4.stop() == 0

@@ -25,7 +25,9 @@
  * memchr for inline lines, and whole slices for bulk data. A piece that straddles two
  * buffers (a bulk's data, an inline line) is assembled in its own growing chunk `grow`;
  * when the buffer ends inside a multibulk request, the arguments already complete in
- * that buffer are copied ("spilled") into the arena.
+ * that buffer are copied ("spilled") into the arena. A request that lies whole in the
+ * buffer with plain numbers (the common case) is read in one pass instead, by fast_next,
+ * which takes only what the states would take identically.
  *
  * Arena: a list of chunks, bump-allocated, never moved (views stay valid). Each feed
  * frees the chunks older than `mark`, the first chunk holding the pending request; every
@@ -860,76 +862,110 @@ static int st_inline_nul(struct resp_parser *p)
 
 /*
  * Most requests arrive whole, with plain numbers: "*<n>\r\n" then n times
- * "$<len>\r\n<len bytes>\r\n". fast_request parses such a request in one pass over the
- * buffer; on anything else (a part not here yet, a number the byte-wise states would
- * refuse or read differently, a limit reached, the pre-AUTH limits) it leaves the parser
- * as it found it, and the byte-wise states below take the request from its first byte,
- * so every request gets exactly their result. Like them it skips the byte after each
- * '\r' and the two bytes after each bulk without looking at them (Redis does).
+ * "$<len>\r\n<len bytes>\r\n". fast_next parses such a request in one pass over the
+ * buffer, straight from resp_parser_next; on anything else (a part not here yet, a number
+ * the byte-wise states would refuse or read differently, a limit reached, the pre-AUTH
+ * limits) it consumes nothing, and the byte-wise states take the request from its first
+ * byte, so every request gets exactly their result. Like them it skips the byte after
+ * each '\r' and the two bytes after each bulk without looking at them (Redis does). A
+ * request that follows an ignored one in the same call (after "*0" or an empty inline
+ * line) is left to the states too: rare, and their result is the same.
+ *
+ * It is the per-command hot path of a pipeline, so it keeps the cursor and the limits in
+ * locals and writes the parser back once, writes argv entries itself (no push_arg call
+ * per argument), and reads a number of one or two digits (most "*N" and "$N" lines)
+ * without entering the digit loop.
  */
 
-/* A number of 1 to 18 digits (and at most `max` digits: the line limit) without a
- * leading zero, or "0", then '\r' and one more byte, from *s: its value and *s past
- * them, or false. */
-static inline bool fast_num(const char **s, const char *e, int64_t max, uint64_t *out)
+/* fast_next's "not mine": the byte-wise states parse the request. */
+#define FAST_DECLINED 1
+/* The longest number fast_next reads, in digits: every value of 18 digits fits an
+ * int64_t. A header line of that many digits and its type byte must be within
+ * inline_bytes_max; a smaller limit (only tests set one) leaves every request to the
+ * byte-wise states. */
+#define FAST_DIGITS_MAX 18
+
+/* The number of a "*N" or "$N" line as fast_next takes it, at q (its first byte, with
+ * e - q >= 3): 1 to FAST_DIGITS_MAX digits without a leading zero, or "0", then '\r'
+ * and one more byte. Returns the byte after those and sets *out; NULL for anything
+ * else. */
+static inline const char *fast_num(const char *q, const char *e, uint64_t *out)
 {
-    const char *q = *s;
-    if (q >= e || (unsigned)(*q - '0') > 9) {
-        return false;
+    KV_DASSERT(e - q >= 3);
+    unsigned d = (unsigned)(unsigned char)q[0] - '0';
+    if (d > 9) {
+        return NULL;
     }
-    uint64_t v = (uint64_t)(*q++ - '0');
-    if (v == 0) {
-        if (q >= e || *q != '\r') {
-            return false; /* a leading zero: the byte-wise states decide */
-        }
-    } else {
-        for (int n = 1; q < e && (unsigned)(*q - '0') <= 9; n++, q++) {
-            if (n == 18 || n >= max) {
-                return false;
-            }
-            v = v * 10 + (uint64_t)(*q - '0');
-        }
+    if (q[1] == '\r') {
+        *out = d;
+        return q + 3;
     }
-    if (e - q < 2 || *q != '\r' || max < 1) {
-        return false;
+    if (d == 0) {
+        return NULL; /* a leading zero: the byte-wise states decide */
     }
-    *s = q + 2;
+    unsigned d1 = (unsigned)(unsigned char)q[1] - '0';
+    if (d1 <= 9 && q[2] == '\r' && e - q >= 4) { /* two digits: keys' lengths, often */
+        *out = d * 10 + d1;
+        return q + 4;
+    }
+    /* The digits must leave room for the '\r' and its byte: they end by e - 2. */
+    size_t room = (size_t)(e - q) - 2;
+    const char *stop = q + (room < FAST_DIGITS_MAX ? room : FAST_DIGITS_MAX);
+    const char *t = q + 1;
+    uint64_t v = d;
+    while (t < stop && (d = (unsigned)(unsigned char)*t - '0') <= 9) {
+        v = v * 10 + d;
+        t++;
+    }
+    if (*t != '\r') { /* t <= stop <= e - 2: readable */
+        return NULL;
+    }
     *out = v;
-    return true;
+    return t + 2;
 }
 
-/* At a '*': STEP_COMMAND with the request's arguments pushed and pos past it, 0 when the
- * byte-wise states must parse it, or an error (no memory for the arguments). */
-static int fast_request(struct resp_parser *p)
+/* In ST_START at a '*': 0 with the whole request in argv, *cmd set and pos past it, or
+ * FAST_DECLINED (nothing changed) when the byte-wise states must parse it. A request of
+ * more arguments than the argv array holds is declined too: they grow the array exactly
+ * as they always do (once per connection in practice: it never shrinks), so the loop
+ * needs no growth check. */
+static inline int fast_next(struct resp_parser *p, struct resp_cmd *cmd)
 {
-    const char *s = p->buf + p->pos + 1, *e = p->buf + p->len;
-    int64_t digits_max = p->lim.inline_bytes_max - 1; /* the line: its type byte, digits */
+    const char *s = p->buf + p->pos + 1;
+    const char *e = p->buf + p->len;
     uint64_t n;
-    if (p->auth_required || !fast_num(&s, e, digits_max, &n) || n == 0 ||
-        n > (uint64_t)p->lim.mbulk_count_max) {
-        return 0;
+    if (p->auth_required || p->lim.inline_bytes_max < FAST_DIGITS_MAX + 1 || e - s < 3) {
+        return FAST_DECLINED;
     }
-    KV_ASSERT(p->argc == 0);
-    for (uint64_t i = 0; i < n; i++) {
+    s = fast_num(s, e, &n);
+    if (s == NULL || n == 0 || n > (uint64_t)p->lim.mbulk_count_max || n > p->argv_cap) {
+        return FAST_DECLINED;
+    }
+    uint64_t bulk_max = (uint64_t)p->lim.bulk_bytes_max;
+    struct resp_arg *a = p->argv;
+    struct resp_arg *a_end = a + n;
+    do {
         uint64_t len;
-        if (s >= e || *s != '$') {
-            p->argc = 0;
-            return 0;
+        if (e - s < 4 || *s != '$') { /* '$', a digit, '\r' and its byte */
+            return FAST_DECLINED;
         }
-        s++;
-        if (!fast_num(&s, e, digits_max, &len) || len > (uint64_t)p->lim.bulk_bytes_max ||
-            (uint64_t)(e - s) < len + 2) {
-            p->argc = 0;
-            return 0;
+        s = fast_num(s + 1, e, &len);
+        if (s == NULL || len > bulk_max || (uint64_t)(e - s) < len + 2) {
+            return FAST_DECLINED;
         }
-        int rc = push_arg(p, len > 0 ? s : "", (size_t)len);
-        if (rc < 0) {
-            return rc;
-        }
+        a->ptr = len > 0 ? s : "";
+        a->len = (size_t)len;
+        a++;
         s += len + 2;
-    }
+    } while (a != a_end);
     p->pos = (size_t)(s - p->buf);
-    return STEP_COMMAND;
+    p->argc = (size_t)n;
+    p->cmd_done = true;
+    p->mark = NULL;
+    p->pend_bytes = 0;
+    cmd->argc = (size_t)n;
+    cmd->argv = p->argv;
+    return 0;
 }
 
 /* ---- the public calls ------------------------------------------------------------- */
@@ -942,10 +978,6 @@ static int st_start(struct resp_parser *p)
     p->mark = NULL;
     p->pend_bytes = 0;
     if (p->buf[p->pos] == '*') {
-        int rc = fast_request(p);
-        if (rc != 0) {
-            return rc;
-        }
         p->pos++;
         line_begin(p, true);
         p->st = ST_LINE;
@@ -979,9 +1011,10 @@ static int step(struct resp_parser *p)
     return p->err_rc;
 }
 
-int resp_parser_next(struct resp_parser *p, struct resp_cmd *cmd)
+/* resp_parser_next by the byte-wise states. Kept out of line so that the fast path's
+ * caller stays small (no register saves for this loop's sake). */
+static __attribute__((noinline)) int next_bytewise(struct resp_parser *p, struct resp_cmd *cmd)
 {
-    KV_ASSERT(p != NULL && cmd != NULL);
     if (p->st == ST_FAILED) {
         return p->err_rc;
     }
@@ -1010,6 +1043,18 @@ int resp_parser_next(struct resp_parser *p, struct resp_cmd *cmd)
         rc = spill(p);
         return rc < 0 ? rc : KV_EAGAIN;
     }
+}
+
+int resp_parser_next(struct resp_parser *p, struct resp_cmd *cmd)
+{
+    KV_ASSERT(p != NULL && cmd != NULL);
+    if (p->st == ST_START && p->pos < p->len && p->buf[p->pos] == '*') {
+        int rc = fast_next(p, cmd);
+        if (rc != FAST_DECLINED) {
+            return rc;
+        }
+    }
+    return next_bytewise(p, cmd);
 }
 
 const void *resp_parser_unread(const struct resp_parser *p, size_t *len)

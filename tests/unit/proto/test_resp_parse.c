@@ -793,3 +793,80 @@ Test(resp_parse, whole_request_path_agrees_at_limits)
         collect_free(&ref);
     }
 }
+
+/* The one-pass path's own shortcuts: one- and two-digit numbers read without the digit
+ * loop (also where the buffer ends right after their '\r'), longer numbers up to its 18
+ * digits, header lines at the line limit, requests of more arguments than the argv
+ * array holds yet, and a line limit too small for the path (it is then never taken).
+ * Each must end exactly as the byte-wise states end it, whole and cut at every byte. */
+Test(resp_parse, whole_request_path_shortcuts)
+{
+    struct resp_parse_limits dflt = resp_parse_limits_default();
+    struct resp_parse_limits big = dflt; /* 18- and 19-digit numbers within the limits */
+    big.bulk_bytes_max = INT64_MAX;
+    big.mbulk_count_max = INT64_MAX;
+    big.inline_bytes_max = 19;
+    struct resp_parse_limits big20 = big;
+    big20.inline_bytes_max = 20;
+    struct resp_parse_limits tiny = dflt;
+    tiny.inline_bytes_max = 18;
+    static const char *const hex = "0123456789abcdef";
+    static const struct {
+        int lim; /* 0 dflt, 1 big, 2 big20, 3 tiny */
+        const char *in;
+        const char *want;
+        const char *err;
+    } cases[] = {
+        {0, "*1\r\n$16\r\n0123456789abcdef\r\n", "1 16:0123456789abcdef \n", ""},
+        {0, "*1\r\n$16\r", "", ""},
+        {0, "*1\r\n$16\r\n0123456789abcdef\r", "", ""},
+        {0, "*1\r\n$9\r\n012345678\r\n*1\r\n$1\r", "1 9:012345678 \n", ""},
+        {0, "*1\r\n$10\rX0123456789YZ", "1 10:0123456789 \n", ""},
+        {0, "*1\r\n$100\r\n", "", ""},
+        {0, "*2\r\n$0\r\n\r\n$0\r\n\r\n", "2 0: 0: \n", ""},
+        {0,
+         "*12\r\n$1\r\na\r\n$1\r\nb\r\n$1\r\nc\r\n$1\r\nd\r\n$1\r\ne\r\n$1\r\nf\r\n"
+         "$1\r\ng\r\n$1\r\nh\r\n$1\r\ni\r\n$1\r\nj\r\n$1\r\nk\r\n$1\r\nl\r\n",
+         "12 1:a 1:b 1:c 1:d 1:e 1:f 1:g 1:h 1:i 1:j 1:k 1:l \n", ""},
+        {0, "*1\r\n$05\r\nhello\r\n", "", E_INV_BULK},
+        {0, "*1\r\n$00\r\n\r\n", "", E_INV_BULK},
+        {0, "*1\r\n$12x\r\n", "", E_INV_BULK},
+        {0, "*1\r\n$12\n\r\n", "", E_INV_BULK},
+        {0, "*03\r\n", "", E_INV_MBULK},
+        {0, "*1\r\n*1\r\n", "", "ERR Protocol error: expected '$', got '*'"},
+        {1, "*1\r\n$100000000000000000\r\nab", "", ""},
+        {1, "*1\r\n$1000000000000000000\r\n", "", E_BIG_BULK},
+        {1, "*100000000000000000\r\n$1\r\nx\r\n", "", ""},
+        {1, "*1000000000000000000\r\n", "", E_BIG_MBULK},
+        {2, "*1\r\n$1000000000000000000\r\nab", "", ""},
+        {2, "*1\r\n$9999999999999999999\r\n", "", E_INV_BULK},
+        {3, "*2\r\n$3\r\nGET\r\n$3\r\nkey\r\n", "2 3:GET 3:key \n", ""},
+        {3, "*1\r\n$0000000000000000\r\n", "", E_INV_BULK},
+    };
+    const struct resp_parse_limits *lims[] = {&dflt, &big, &big20, &tiny};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        struct collect ref;
+        parse_all_ways(&ref, cases[i].in, strlen(cases[i].in), lims[cases[i].lim], false, 50);
+        cr_assert_str_eq(ref.out, cases[i].want, "case %zu", i);
+        cr_assert_str_eq(ref.err_text, cases[i].err, "case %zu", i);
+        collect_free(&ref);
+    }
+
+    /* 40 arguments, twice: more than the argv array first holds, then as many again. */
+    char in[1024], want[1024];
+    size_t n = 0, w = 0;
+    for (int r = 0; r < 2; r++) {
+        n += (size_t)sprintf(in + n, "*40\r\n");
+        w += (size_t)sprintf(want + w, "40");
+        for (int k = 0; k < 40; k++) {
+            n += (size_t)sprintf(in + n, "$1\r\n%c\r\n", hex[k % 16]);
+            w += (size_t)sprintf(want + w, " 1:%c", hex[k % 16]);
+        }
+        w += (size_t)sprintf(want + w, " \n");
+    }
+    struct collect ref;
+    parse_all_ways(&ref, in, n, NULL, false, 50);
+    cr_assert_str_eq(ref.out, want);
+    cr_assert_eq(ref.rc, KV_EAGAIN);
+    collect_free(&ref);
+}

@@ -62,7 +62,7 @@ def start_pair(build, tmp, extra=()):
     {"kvd": (proc, port), "redis": (proc, port)}."""
     kp, rp = free_port(), free_port()
     kvd = [os.path.join(build, "io", "kvd"), "--port", str(kp), "--threads", "1",
-           "--appendonly", "no", "--dir", os.path.join(tmp, "kvd")] + list(extra)
+           "--appendonly", "no", "--save", "", "--dir", os.path.join(tmp, "kvd")] + list(extra)
     red = ["redis-server", "--port", str(rp), "--save", "", "--appendonly", "no", "--dir",
            tmp] + list(extra)
     pair = {}

@@ -208,11 +208,7 @@ void cmd_save(struct cmd_ctx *x)
     struct server *srv = x->sh->srv;
     uint64_t target;
     if (!srv->persist) {
-        if (dump_in_progress(srv)) {
-            reply_error(x->out, "ERR Background save already in progress");
-            return;
-        }
-        target = dump_request(x->sh, true);
+        target = dump_request(x->sh, true); /* after the running one, if any */
     } else {
         target = atomic_fetch_add(&srv->save_req, 1) + 1;
     }
@@ -226,14 +222,16 @@ void cmd_save(struct cmd_ctx *x)
 void cmd_bgrewriteaof(struct cmd_ctx *x)
 {
     struct server *srv = x->sh->srv;
-    if (!srv->persist) {
-        reply_error(x->out, "ERR snapshots are off (appendonly no)");
-        return;
+    bool running;
+    if (!srv->persist) { /* Redis writes an AOF of the data then: here a dump */
+        running = dump_bg_in_progress(srv);
+        dump_request_bg(x->sh);
+    } else {
+        running = any_snapshot_running(srv);
+        atomic_fetch_add(&srv->save_req, 1);
     }
-    atomic_fetch_add(&srv->save_req, 1);
-    reply_simple(x->out, any_snapshot_running(srv)
-                             ? "Background append only file rewriting scheduled"
-                             : "Background append only file rewriting started");
+    reply_simple(x->out, running ? "Background append only file rewriting scheduled"
+                                 : "Background append only file rewriting started");
 }
 
 void cmd_bgsave(struct cmd_ctx *x)
@@ -244,13 +242,13 @@ void cmd_bgsave(struct cmd_ctx *x)
         reply_err_syntax(x->out);
         return;
     }
-    bool running = any_snapshot_running(srv);
+    bool running = srv->persist ? any_snapshot_running(srv) : dump_bg_in_progress(srv);
     if (running && !schedule) {
         reply_error(x->out, "ERR Background save already in progress");
         return;
     }
     if (!srv->persist) {
-        dump_request(x->sh, true); /* after the running one, if any */
+        dump_request_bg(x->sh); /* after the running one, if any */
     } else {
         atomic_fetch_add(&srv->save_req, 1);
     }
@@ -1582,6 +1580,8 @@ void cmd_debug(struct cmd_ctx *x)
             "    Save the data on disk (a snapshot round of every thread) and go on with it:",
             "    kvd's memory is what a restart would load. Options MERGE, NOFLUSH and",
             "    NOSAVE (no snapshot) are accepted.",
+            "LOADAOF",
+            "    The same as RELOAD.",
             "SET-DISABLE-DENY-SCRIPTS <0|1>",
             "    For testing only: 1 lets scripts run DEBUG (and the other commands Redis",
             "    denies scripts that kvd can run without a connection), 0 denies it again.",
@@ -1597,6 +1597,8 @@ void cmd_debug(struct cmd_ctx *x)
         reply_lines(x->out, help, KV_ARRAY_LEN(help));
     } else if (cmd_arg_is(sub, "reload")) {
         debug_reload(x);
+    } else if (cmd_arg_is(sub, "loadaof") && x->argc == 2) {
+        cmd_save(x); /* as RELOAD: what the files hold is what memory holds */
     } else if (cmd_arg_is(sub, "digest") && x->argc == 2 && x->sh->srv->nthreads == 1) {
         cmd_debug_digest(x); /* (with more threads, a fan-out: row debug|digest) */
     } else if (cmd_arg_is(sub, "digest-value") && x->sh->srv->nthreads == 1) {

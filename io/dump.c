@@ -197,6 +197,20 @@ uint64_t dump_request(struct shard *sh, bool now)
     return gen;
 }
 
+uint64_t dump_request_bg(struct shard *sh)
+{
+    uint64_t gen = dump_request(sh, true);
+    atomic_store(&sh->srv->dump.bg, gen);
+    return gen;
+}
+
+bool dump_bg_in_progress(const struct server *srv)
+{
+    const struct dump_state *d = &srv->dump;
+    uint64_t bg = atomic_load(&d->bg);
+    return bg > atomic_load(&d->done) && bg > atomic_load(&d->failed);
+}
+
 /* A dump ended (the child's status, or the fork's failure). */
 static void finished(struct shard *sh, bool ok, int64_t now_ms)
 {
@@ -343,7 +357,7 @@ void dump_cron(struct shard *sh, int64_t now_ms)
     if (!dump_in_progress(srv) && points_due(srv, now_ms)) {
         kv_log_notice("save point reached: %llu changes, background saving",
                       (unsigned long long)dump_changes_since(srv));
-        dump_request(sh, true);
+        dump_request_bg(sh);
     }
 }
 

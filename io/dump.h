@@ -44,6 +44,7 @@ struct dump_state {
     _Atomic uint64_t covered;      /* the newest request a started dump covers */
     _Atomic uint64_t done;         /* ... that a successful dump covered */
     _Atomic uint64_t failed;       /* ... that a failed dump covered */
+    _Atomic uint64_t bg;           /* the newest BGSAVE or save point request */
     _Atomic int64_t pid;           /* the child writing, 0 if none */
     _Atomic int64_t started_ms;    /* when it forked */
     _Atomic int64_t last_ok_ms;    /* end of the last successful dump (start-up before one) */
@@ -79,6 +80,14 @@ bool dump_points_any(void);
  * (FLUSHALL: its parts on other shards must be in their queues before the park).
  * Shard thread. */
 uint64_t dump_request(struct shard *sh, bool now);
+
+/* The same for BGSAVE and the save points: what Redis does in a child (while one runs,
+ * another BGSAVE is refused; SAVE, FLUSHALL, DEBUG RELOAD and SHUTDOWN save in the
+ * foreground there, so here they queue behind a running dump instead). */
+uint64_t dump_request_bg(struct shard *sh);
+
+/* Whether a BGSAVE or save point dump is asked for or running. */
+bool dump_bg_in_progress(const struct server *srv);
 
 /* Whether a dump is running or asked for (rdb_bgsave_in_progress). */
 bool dump_in_progress(const struct server *srv);

@@ -14,6 +14,7 @@
  */
 #include "dump.h"
 #include "conn.h"
+#include "func.h"
 #include "kv_assert.h"
 #include "kv_clock.h"
 #include "kv_log.h"
@@ -232,7 +233,7 @@ static void finished(struct shard *sh, bool ok, int64_t now_ms)
     atomic_store(&d->pid, 0);
 }
 
-static int child_main(struct server *srv, int64_t now_ms);
+static int child_main(struct server *srv, int64_t now_ms, const uint8_t *fn, size_t fn_len);
 
 static int pidfd_open_(pid_t pid)
 {
@@ -250,6 +251,8 @@ static bool start(struct shard *sh)
     uint64_t gen = atomic_load(&d->req);
     int64_t now_ms = kv_clock_real_ms();
     atomic_store(&d->changes_fork, changes_total(srv));
+    size_t fn_len;
+    uint8_t *fn = func_dump_current(&fn_len); /* no change runs while every shard waits */
     pid_t parent = getpid();
     pid_t pid = fork();
     if (pid == 0) {
@@ -257,9 +260,10 @@ static bool start(struct shard *sh)
         if (getppid() != parent) {
             _exit(1);
         }
-        _exit(child_main(srv, now_ms) == 0 ? 0 : 1);
+        _exit(child_main(srv, now_ms, fn, fn_len) == 0 ? 0 : 1);
     }
     conn_release_all(sh);
+    free(fn);
     atomic_store(&d->covered, gen);
     atomic_store(&d->started_ms, now_ms);
     atomic_store(&d->last_try_ms, now_ms);
@@ -559,8 +563,13 @@ static void remove_covered(struct server *srv, int dirfd, const uint64_t *lsn_of
     closedir(dir);
 }
 
-static int child_main(struct server *srv, int64_t now_ms)
+static int child_main(struct server *srv, int64_t now_ms, const uint8_t *fn, size_t fn_len)
 {
+    int e = func_file_write(kvd_settings.dir, fn, fn_len);
+    if (e != 0) {
+        kv_log_warning("background save: cannot write the functions err=%s", strerror(e));
+        return -1;
+    }
     int dirfd = open(kvd_settings.dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dirfd < 0) {
         kv_log_warning("background save: cannot open dir=%s err=%s", kvd_settings.dir,

@@ -355,6 +355,19 @@ static int write_file(const char *dir, const uint8_t *p, size_t n)
     return kv_file_replace(path, p, n);
 }
 
+uint8_t *func_dump_current(size_t *size)
+{
+    struct func_set *set = set_get();
+    uint8_t *p = dump(set->libs, set->nlibs, size);
+    set_put(set);
+    return p;
+}
+
+int func_file_write(const char *dir, const uint8_t *p, size_t n)
+{
+    return write_file(dir, p, n);
+}
+
 /* Makes the change the set (written first when persist), ending it. Change_mu held. */
 static bool publish(struct change *c, bool persist, char *err, size_t cap)
 {

@@ -15,7 +15,8 @@
  * FUNCTION DUMP payload: Redis's RDB function records, version and CRC-64) through a
  * temporary file, fdatasync, rename and a directory fsync, before the change replies;
  * func_recover reads it at start-up. Changes are rare and written synchronously on the
- * shard that runs them.
+ * shard that runs them. With appendonly no, a dump writes the file (dump.h), as Redis's
+ * RDB holds the functions.
  *
  * Shard threads, except func_recover (main thread, before the shards start).
  */
@@ -32,6 +33,12 @@
  * file: with repair it is moved aside to functions.kvf.bad and kvd starts without
  * functions, returning 0). */
 int func_recover(const char *dir, bool repair);
+
+/* The current set as FUNCTION DUMP's payload (malloc'ed: the caller frees it), and its
+ * durable write to dir/functions.kvf (0 or an errno; no allocation: a dump's child
+ * calls it). With appendonly no, dumps (dump.h) write the file, not the changes. */
+uint8_t *func_dump_current(size_t *size);
+int func_file_write(const char *dir, const uint8_t *p, size_t n);
 
 /* Frees a shard's functions interpreter and its reference to the set (its thread, at
  * its end). */

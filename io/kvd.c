@@ -193,7 +193,7 @@ int main(int argc, char **argv)
     if (lock_dir(kvd_settings.dir) != 0) {
         return 1;
     }
-    if (srv.persist && func_recover(kvd_settings.dir, KV_CONF_GET(kvd_settings.repair) != 0) != 0) {
+    if (func_recover(kvd_settings.dir, KV_CONF_GET(kvd_settings.repair) != 0) != 0) {
         return 1;
     }
     int port = (int)KV_CONF_GET(kvd_settings.port);

@@ -299,3 +299,35 @@ def test_switching_between_appendonly_no_and_yes_loses_nothing(kvds):
     assert c.cmd("MGET", *keys[:2]) == [b"wal2", b"dump"]
     c.close()
     assert k4.stop() == 0
+
+
+def test_functions_are_in_the_dump(kvds):
+    """As Redis's RDB holds them: FUNCTION LOAD is kept by the next dump, not before."""
+    k = kvds(args=NO + ["--save", ""])
+    c = k.client()
+    lib = "#!lua name=dumplib\nredis.register_function('dumpfn', function() return 7 end)"
+    assert c.cmd("FUNCTION", "LOAD", lib) == b"dumplib"
+    c.close()
+    k.kill9()
+    k2 = k.restart()
+    kvds.track(k2)
+    c = k2.client()
+    assert c.cmd("FUNCTION", "LIST") == []  # no dump yet: gone
+    assert c.cmd("FUNCTION", "LOAD", lib) == b"dumplib"
+    assert c.cmd("SAVE") == St("OK")
+    c.close()
+    k2.kill9()
+    k3 = k2.restart()
+    kvds.track(k3)
+    c = k3.client()
+    assert c.cmd("FCALL", "dumpfn", "0") == 7
+    c.ok("FUNCTION", "FLUSH")
+    assert c.cmd("SAVE") == St("OK")
+    c.close()
+    k3.kill9()
+    k4 = k3.restart()
+    kvds.track(k4)
+    c = k4.client()
+    assert c.cmd("FUNCTION", "LIST") == []
+    c.close()
+    assert k4.stop() == 0

@@ -578,8 +578,8 @@ static int child_main(struct server *srv, int64_t now_ms, const uint8_t *fn, siz
     }
     uint32_t nparts = srv->route->count;
     size_t map_len = nparts * sizeof(uint64_t);
-    uint64_t *lsn_of = mmap(NULL, map_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
-                            -1, 0);
+    uint64_t *lsn_of =
+        mmap(NULL, map_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     struct wbuf w = {.cap = 2 * DUMP_CHUNK};
     w.p = mmap(NULL, w.cap, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (lsn_of == MAP_FAILED || w.p == MAP_FAILED) {

@@ -44,7 +44,9 @@
  *
  * lru = the time of the last access, in seconds modulo 2^24 (Redis's LRU clock): set when
  *       the key is made, read (tbl_get: not tbl_peek / tbl_find) or written; OBJECT
- *       IDLETIME is the time since (tbl_entry_idle_s).
+ *       IDLETIME is the time since (tbl_entry_idle_s). In LFU mode (tbl_access_config)
+ *       the same bits are Redis's LFU form instead: minutes of the last access (16 bits)
+ *       and a logarithmic access counter (8 bits), see "LFU" below.
  *
  * The vlen width is chosen for the block's capacity, so an in-place append never moves
  * the value. A 16-byte key with a 32-byte value takes 3 header bytes: 51 bytes, a 64-byte
@@ -69,6 +71,7 @@
 
 #include <mimalloc.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <string.h>
 #include <xxhash.h>
 
@@ -221,10 +224,88 @@ static inline void ent_set_lru(uint8_t *p, uint32_t c)
     p[3] = (uint8_t)(c >> 16);
 }
 
-/* An access: the clock is stored only when it moved (a read keeps its line clean). */
+/*
+ * LFU (tbl_access_config): the same 24 bits hold Redis's LFU form instead, the minutes of
+ * the last access (16 bits) and a logarithmic counter (8 bits, LFU_INIT_VAL when made):
+ * an access first takes one off the counter per `decay` minutes since the last one, then
+ * adds one with probability 1 / ((counter - LFU_INIT_VAL) * log_factor + 1). The counter
+ * is what OBJECT FREQ reports and what the LFU policies evict by.
+ */
+#define LFU_INIT_VAL 5
+
+static _Atomic int tbl__lfu;                 /* the entries' 24 bits are LFU, not LRU */
+static _Atomic uint32_t tbl__lfu_log_factor; /* lfu-log-factor */
+static _Atomic uint32_t tbl__lfu_decay_min;  /* lfu-decay-time (0: no decay) */
+
+void tbl_access_config(bool lfu, uint32_t log_factor, uint32_t decay_min)
+{
+    atomic_store_explicit(&tbl__lfu_log_factor, log_factor, memory_order_relaxed);
+    atomic_store_explicit(&tbl__lfu_decay_min, decay_min, memory_order_relaxed);
+    atomic_store_explicit(&tbl__lfu, lfu ? 1 : 0, memory_order_relaxed);
+}
+
+static inline bool lfu_on(void)
+{
+    return atomic_load_explicit(&tbl__lfu, memory_order_relaxed) != 0;
+}
+
+static inline uint32_t lfu_minutes(int64_t now_ms)
+{
+    return (uint32_t)((uint64_t)(now_ms / 60000) & 0xffffu);
+}
+
+/* The counter after its decay since the last access (Redis's LFUDecrAndReturn). */
+static uint32_t lfu_decayed(uint32_t v, int64_t now_ms)
+{
+    uint32_t ldt = v >> 8, counter = v & 0xffu, now = lfu_minutes(now_ms);
+    uint32_t elapsed = now >= ldt ? now - ldt : 0xffffu - ldt + now;
+    uint32_t decay = atomic_load_explicit(&tbl__lfu_decay_min, memory_order_relaxed);
+    uint32_t periods = decay ? elapsed / decay : 0;
+    return periods > counter ? 0 : counter - periods;
+}
+
+static uint32_t lfu_rand32(void)
+{
+    static _Thread_local uint64_t s;
+    if (s == 0) {
+        s = (uint64_t)(uintptr_t)&s | 1; /* a per-thread seed; quality is not the point */
+    }
+    s ^= s << 13;
+    s ^= s >> 7;
+    s ^= s << 17;
+    return (uint32_t)(s >> 32);
+}
+
+/* Redis's LFULogIncr. */
+static uint32_t lfu_incr(uint32_t counter)
+{
+    if (counter == 255) {
+        return 255;
+    }
+    uint64_t base = counter > LFU_INIT_VAL ? counter - LFU_INIT_VAL : 0;
+    uint64_t denom = base * atomic_load_explicit(&tbl__lfu_log_factor, memory_order_relaxed) + 1;
+    return lfu_rand32() < (UINT64_C(1) << 32) / denom ? counter + 1 : counter;
+}
+
+/* The 24 bits of a key made now. */
+static inline uint32_t access_new(int64_t now_ms)
+{
+    return lfu_on() ? lfu_minutes(now_ms) << 8 | LFU_INIT_VAL : lru_clock(now_ms);
+}
+
+/* The 24 bits after an access of a key whose bits were `cur`. */
+static inline uint32_t access_touch(uint32_t cur, int64_t now_ms)
+{
+    if (!lfu_on()) {
+        return lru_clock(now_ms);
+    }
+    return lfu_minutes(now_ms) << 8 | lfu_incr(lfu_decayed(cur, now_ms));
+}
+
+/* An access: the bits are stored only when they moved (a read keeps its line clean). */
 static inline void ent_touch(uint8_t *p, int64_t now_ms)
 {
-    uint32_t c = lru_clock(now_ms);
+    uint32_t c = access_touch(ent_lru(p), now_ms);
     if (ent_lru(p) != c) {
         ent_set_lru(p, c);
     }
@@ -992,8 +1073,15 @@ int tbl_put(struct tbl *t, const void *key, size_t key_len, uint64_t h,
     if ((args->flags & TBL_KEEPTTL) && op != NULL) {
         expire_ms = ent_expire(op);
     }
-    /* its access time: now, or idle_s seconds ago (RESTORE ... IDLETIME) */
-    uint32_t lru = (lru_clock(now_ms) - args->idle_s) & 0xffffffu;
+    /* its access: a use of the key it replaces, or a new key's; RESTORE's IDLETIME (its
+     * access time that long ago) or FREQ (its LFU counter), as Redis, each only in its
+     * mode */
+    uint32_t lru = op != NULL ? access_touch(ent_lru(op), now_ms) : access_new(now_ms);
+    if (!lfu_on() && args->idle_s > 0) {
+        lru = (lru_clock(now_ms) - args->idle_s) & 0xffffffu;
+    } else if (lfu_on() && (args->flags & TBL_FREQ)) {
+        lru = lfu_minutes(now_ms) << 8 | args->freq;
+    }
     if (op != NULL && old == NULL && tbl__overwrite(l.t, op, args, expire_ms, lru)) {
         l.t->dir[l.di]->slot[l.i] = slot_make(op, l.ph); /* the expiry bit may change */
         return 0;
@@ -1093,7 +1181,7 @@ static int tbl__modify_create(struct tbl *t, const void *key, size_t klen, uint6
         return KV_ENOMEM;
     }
     p[0] |= raw ? ENT_RAW : 0;
-    ent_set_lru(p, lru_clock(now_ms));
+    ent_set_lru(p, access_new(now_ms));
     struct ent_view v;
     ent_view(p, &v);
     KV_ASSERT(v.klen == klen && v.vlen == vlen);
@@ -1150,7 +1238,9 @@ int tbl_modify(struct tbl *t, const void *key, size_t key_len, uint64_t h, int64
         KV_ASSERT(ent_cap(p, &v) >= val_len);
     }
     p[0] = (uint8_t)((p[0] & ~ENT_RAW) | ENT_REF | ((flags & TBL_RAW) ? ENT_RAW : 0));
-    ent_touch(p, now_ms);
+    if (!lfu_on()) { /* (LFU: its callers' lookup counted the use, once, as Redis's) */
+        ent_touch(p, now_ms);
+    }
     if (val_len > v.vlen) {
         memset(p + v.off_val + v.vlen, 0, val_len - v.vlen);
     }
@@ -1299,6 +1389,14 @@ const struct tbl_entry *tbl_sample(struct tbl *t, uint64_t r, unsigned flags, bo
     bool hand = (flags & TBL_SAMPLE_HAND) != 0;
     uint64_t pos = hand ? t->hand_pos : r;
     size_t start = hand ? t->hand_slot : (size_t)(r % SEG_N);
+    /* A random position: redrawn while it names an empty segment, so that the segments
+     * after a long empty range (a partition's first one) are not met far more often than
+     * the others. */
+    for (unsigned k = 0; !hand && k < TBL_SAMPLE_REDRAWS && t->dir[dir_idx(t, pos)]->count == 0;
+         k++) {
+        r = r * UINT64_C(6364136223846793005) + UINT64_C(1442695040888963407);
+        pos = r ^ (r >> 29);
+    }
     for (size_t k = 0, seen = 0; k < TBL_SAMPLE_SEGS && seen <= t->nseg; seen++) {
         const struct seg *s = t->dir[dir_idx(t, pos)];
         k += s->count > 0;
@@ -1563,6 +1661,12 @@ uint32_t tbl_entry_lru(const struct tbl_entry *e)
 {
     KV_ASSERT(e != NULL);
     return ent_lru((const uint8_t *)e);
+}
+
+uint32_t tbl_entry_freq(const struct tbl_entry *e, int64_t now_ms)
+{
+    KV_ASSERT(e != NULL);
+    return lfu_decayed(ent_lru((const uint8_t *)e), now_ms);
 }
 
 uint64_t tbl_entry_idle_s(const struct tbl_entry *e, int64_t now_ms)

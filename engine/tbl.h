@@ -71,6 +71,7 @@ enum tbl_put_flag {
      * mark the new value (a moved or copied one that was marked) */
     TBL_RAW = 1u << 3,
     TBL_RAW_NEW = 1u << 4,
+    TBL_FREQ = 1u << 5, /* tbl_put(): args->freq is the key's LFU counter */
 };
 
 struct tbl_put_args {
@@ -79,7 +80,8 @@ struct tbl_put_args {
     int64_t expire_ms; /* absolute expiry time, 0 = none */
     unsigned flags;    /* TBL_NX | TBL_XX | TBL_KEEPTTL */
     uint8_t type;      /* enum tbl_type */
-    uint32_t idle_s;   /* the key's access time is this long ago (0: now) */
+    uint32_t idle_s;   /* LRU: the key's access time is this long ago (0: now) */
+    uint8_t freq;      /* LFU, with TBL_FREQ: the key's counter (RESTORE ... FREQ) */
 };
 
 /* Result of tbl_modify(): a writable value of the requested length. */
@@ -182,8 +184,9 @@ int tbl_expire_set(struct tbl *t, const void *key, size_t key_len, uint64_t h, i
  * TBL_TYPE_STRING without expiry, unless `flags` has TBL_XX (then KV_ENOTFOUND). The
  * expiry time is kept. When the value outgrows its block, the new capacity is at least
  * twice the old one, so repeated appends cost amortized O(1) per byte. `flags` may also
- * have TBL_RAW / TBL_RAW_NEW (the edited-in-place mark, see tbl_entry_raw). Returns 0,
- * KV_ENOTFOUND, KV_ELIMIT or KV_ENOMEM. Owning thread only.
+ * have TBL_RAW / TBL_RAW_NEW (the edited-in-place mark, see tbl_entry_raw). The access
+ * clock is set to now; an LFU counter is left as it is (the caller's lookup of the key
+ * counted the use). Returns 0, KV_ENOTFOUND, KV_ELIMIT or KV_ENOMEM. Owning thread only.
  */
 int tbl_modify(struct tbl *t, const void *key, size_t key_len, uint64_t h, int64_t now_ms,
                size_t val_len, unsigned flags, struct tbl_mod *out);
@@ -229,13 +232,16 @@ enum tbl_sample_flag {
     TBL_SAMPLE_HAND = 1u << 2,     /* the table's clock hand instead of r (see below) */
 };
 #define TBL_SAMPLE_SEGS 4 /* non-empty segments tbl_sample() reads at most */
+/* random positions tbl_sample() draws at most while they fall in empty segments */
+#define TBL_SAMPLE_REDRAWS 64
 
 /*
  * Eviction sampling: a live entry of this table picked by the random number r (the
  * first one, possibly expired, at or after the position r names in this table's own
  * segments, going on into the next ones; with TBL_SAMPLE_EXPIRING only entries with an
- * expiry time), or NULL if none was met within TBL_SAMPLE_SEGS non-empty segments (empty
- * ones, such as those outside a partition's hash range, are skipped). *referenced
+ * expiry time), or NULL if none was met within TBL_SAMPLE_SEGS non-empty segments (a
+ * position in an empty segment, such as those outside a partition's hash range, is drawn
+ * again from r, up to TBL_SAMPLE_REDRAWS times, then empty ones are skipped). *referenced
  * (if not NULL) gets the entry's referenced bit: set when the key is read (tbl_get) or
  * written after it was made (a new key is unreferenced until its first use: scans of
  * keys written once do not push out the keys in use), and cleared by TBL_SAMPLE_CLEAR,
@@ -325,6 +331,15 @@ uint8_t tbl_entry_type(const struct tbl_entry *e);
  * 2^24), and the seconds since (OBJECT IDLETIME). */
 uint32_t tbl_entry_lru(const struct tbl_entry *e);
 uint64_t tbl_entry_idle_s(const struct tbl_entry *e, int64_t now_ms);
+/* In LFU mode (tbl_access_config) the same bits are Redis's LFU counter and the minute of
+ * the last access: the counter after its decay until now (OBJECT FREQ). */
+uint32_t tbl_entry_freq(const struct tbl_entry *e, int64_t now_ms);
+
+/* Whether the entries' access bits are LRU (Redis's clock) or LFU (Redis's counter), and
+ * the LFU's lfu-log-factor and lfu-decay-time (minutes). Any thread (relaxed atomics);
+ * entries keep their bits across a change, which reads them in the other form for a
+ * while, as in Redis. */
+void tbl_access_config(bool lfu, uint32_t log_factor, uint32_t decay_min);
 bool tbl_entry_referenced(const struct tbl_entry *e); /* see tbl_sample() */
 /* Whether the value was last changed by a tbl_modify() with TBL_RAW (an APPEND, SETRANGE,
  * SETBIT...: Redis then reports the "raw" encoding whatever the value); not kept across

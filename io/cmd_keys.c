@@ -262,8 +262,8 @@ void cmd_type(struct cmd_ctx *x)
  * string the same way; ENCODING reports what Redis would choose for that content when
  * it stores a value (an integer in range: "int", up to 44 bytes: "embstr", else "raw"),
  * REFCOUNT what Redis reports for it (shared small integers), IDLETIME the seconds since
- * the key was last read or written (its access clock), FREQ under an LFU policy whether
- * it was used since the eviction's last sample (kvd keeps one bit, not Redis's counter).
+ * the key was last read or written (its access clock), FREQ under an LFU policy its
+ * logarithmic access counter (Redis's, in the same bits: tbl_access_config).
  * The keyed forms run on the key's shard (row "object|key"), the others (HELP, errors)
  * on the client's.
  */
@@ -397,7 +397,7 @@ void cmd_object(struct cmd_ctx *x)
             reply_int(x->out, (int64_t)tbl_entry_idle_s(e, x->now_ms));
         }
     } else if (lfu) {
-        reply_int(x->out, tbl_entry_referenced(e) ? 1 : 0); /* used since last sampled */
+        reply_int(x->out, (int64_t)tbl_entry_freq(e, x->now_ms));
     } else {
         reply_error(x->out, "ERR An LFU maxmemory policy is not selected, access frequency not "
                             "tracked. Please note that when switching between policies at "
@@ -551,14 +551,14 @@ void cmd_dump(struct cmd_ctx *x)
  * RESTORE key ttl payload [REPLACE] [ABSTTL] [IDLETIME s] [FREQ f], as Redis 7.0 checks
  * it (options, then BUSYKEY, then the TTL, then the payload). A payload of another
  * type (a list, a hash, ...) is refused: kvd stores strings only. IDLETIME sets the key's
- * access clock that long ago; FREQ is checked and ignored (kvd keeps one referenced bit,
- * not Redis's LFU counter).
+ * access clock that long ago (under an LRU or no policy), FREQ its LFU counter (under an
+ * LFU policy), as Redis's.
  */
 void cmd_restore(struct cmd_ctx *x)
 {
     const struct resp_arg *key = &x->argv[1];
     bool replace = false, absttl = false, idle = false, freq = false;
-    int64_t idle_s = 0;
+    int64_t idle_s = 0, freq_v = 0;
     for (size_t j = 4; j < x->argc; j++) {
         bool more = j + 1 < x->argc;
         int64_t v;
@@ -587,6 +587,7 @@ void cmd_restore(struct cmd_ctx *x)
                 return;
             }
             freq = true;
+            freq_v = v;
         } else {
             reply_err_syntax(x->out);
             return;
@@ -636,7 +637,9 @@ void cmd_restore(struct cmd_ctx *x)
                                       .val_len = len,
                                       .expire_ms = when,
                                       .type = TBL_TYPE_STRING,
-                                      .idle_s = (uint32_t)idle_s};
+                                      .flags = freq ? TBL_FREQ : 0,
+                                      .idle_s = (uint32_t)idle_s,
+                                      .freq = (uint8_t)freq_v};
             if (tbl_put(cmd_tbl(x, h), key->ptr, key->len, h, &pa, x->now_ms, NULL) != 0) {
                 reply_error(x->out, "OOM command not allowed when used memory > 'maxmemory'.");
             } else {

@@ -1221,6 +1221,7 @@ static void config_set(struct cmd_ctx *x)
         }
     }
     kv_log_level_set((enum kv_log_level)KV_CONF_GET(kvd_settings.loglevel));
+    evict_access_apply();
     reply_ok(x->out);
 }
 

@@ -10,7 +10,7 @@
  *
  * Choosing. Tables are picked at random among this shard's (partition, database) pairs
  * that hold candidates, then a key within the table by tbl_sample: at random (-random,
- * and the samples of -ttl), or by the table's clock hand (-lru, -lfu): the hand clears
+ * and the samples of -ttl and -lfu), or by the table's clock hand (-lru): the hand clears
  * the referenced bits it passes and stops at the first key whose bit was clear, so a key
  * used at least once per round of the hand stays.
  */
@@ -125,8 +125,8 @@ static const struct tbl_entry *choose(struct shard *sh, enum evict_policy p, str
 {
     unsigned samples = (unsigned)KV_CONF_GET(kvd_settings.maxmemory_samples);
     unsigned flags = volatile_only(p) ? TBL_SAMPLE_EXPIRING : 0;
-    bool lru = p == EVICT_ALLKEYS_LRU || p == EVICT_ALLKEYS_LFU || p == EVICT_VOLATILE_LRU ||
-               p == EVICT_VOLATILE_LFU;
+    bool lru = p == EVICT_ALLKEYS_LRU || p == EVICT_VOLATILE_LRU;
+    bool lfu = p == EVICT_ALLKEYS_LFU || p == EVICT_VOLATILE_LFU;
     bool random = p == EVICT_ALLKEYS_RANDOM || p == EVICT_VOLATILE_RANDOM;
     unsigned rounds = lru ? EVICT_HAND_STEPS : random ? 1 : samples;
     const struct tbl_entry *best = NULL;
@@ -156,13 +156,23 @@ static const struct tbl_entry *choose(struct shard *sh, enum evict_policy p, str
                 best = e;
                 *where = at;
             }
-        } else if (best == NULL || (p == EVICT_VOLATILE_TTL &&
-                                    tbl_entry_expire_ms(e) < tbl_entry_expire_ms(best))) {
+        } else if (best == NULL ||
+                   (p == EVICT_VOLATILE_TTL &&
+                    tbl_entry_expire_ms(e) < tbl_entry_expire_ms(best)) ||
+                   (lfu && tbl_entry_freq(e, sh->now_ms) < tbl_entry_freq(best, sh->now_ms))) {
             best = e;
             *where = at;
         }
     }
     return best;
+}
+
+void evict_access_apply(void)
+{
+    int64_t p = KV_CONF_GET(kvd_settings.maxmemory_policy);
+    tbl_access_config(p == EVICT_ALLKEYS_LFU || p == EVICT_VOLATILE_LFU,
+                      (uint32_t)KV_CONF_GET(kvd_settings.lfu_log_factor),
+                      (uint32_t)KV_CONF_GET(kvd_settings.lfu_decay_time));
 }
 
 /* Deletes e from where->t as DEL would; returns the bytes its allocation held. */

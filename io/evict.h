@@ -18,10 +18,12 @@
  * Policies (maxmemory-policy): noeviction refuses commands that may add memory (Redis's
  * denyoom ones) with -OOM; allkeys-* and volatile-* choose among all keys, or among keys
  * with an expiry time: -random picks one key at random, -ttl the one of maxmemory-samples
- * random keys that expires first, -lru and -lfu the next key the clock hand of a table
- * meets that was not used since the hand last passed it (one referenced bit per key:
- * CLOCK's approximation of LRU, which serves for LFU too; see tbl_sample; the samples
- * setting does not apply to them). A command that may add memory is refused with -OOM
+ * random keys that expires first, -lfu the one of maxmemory-samples random keys with the
+ * lowest access counter (Redis's logarithmic counter with decay, kept in the entry's
+ * access bits under an LFU policy: tbl_access_config, evict_access_apply), -lru the next
+ * key the clock hand of a table meets that was not used since the hand last passed it
+ * (one referenced bit per key: CLOCK's approximation of LRU; see tbl_sample; the samples
+ * setting does not apply). A command that may add memory is refused with -OOM
  * while the memory stays over the limit and no shard holds a key the policy may evict.
  *
  * An evicted key is deleted as DEL deletes it: WAL record (it stays evicted after a
@@ -38,10 +40,14 @@
 struct shard;
 
 #define EVICT_KEYS_PER_CALL 256 /* keys one evict_gate / evict_step call evicts at most */
-/* lru/lfu: keys the clock hand passes at most to find one unreferenced (it clears the
+/* lru: keys the clock hand passes at most to find one unreferenced (it clears the
  * bits it passes, so it finds one within a round of the table; past this many, the first
  * key it passed goes) */
 #define EVICT_HAND_STEPS 1024
+
+/* Applies maxmemory-policy, lfu-log-factor and lfu-decay-time to the tables' access bits
+ * (LRU or LFU form). At start and after CONFIG SET; any thread. */
+void evict_access_apply(void);
 /* random and ttl: looks that may find nothing (keys with an expiry time are sparse)
  * before a choice gives up for this call */
 #define EVICT_SAMPLE_MISSES 32

@@ -7,6 +7,7 @@
  * interrupts a shard's io_uring wait.
  */
 #include "dump.h"
+#include "evict.h"
 #include "func.h"
 #include "cmd.h"
 #include "kv_clock.h"
@@ -171,6 +172,7 @@ int main(int argc, char **argv)
     srv.start_ms = kv_clock_real_ms();
     srv.persist = KV_CONF_GET(kvd_settings.appendonly) != 0;
     dump_init(&srv);
+    evict_access_apply();
     char perr[128];
     if (dump_points_set(kvd_settings.save, perr, sizeof perr) != 0) {
         fprintf(stderr, "kvd: save \"%s\": %s\n", kvd_settings.save, perr);

@@ -274,8 +274,9 @@ const struct kv_conf_item kvd_setting_items[] = {
      .choices = evict_policy_names,
      .help = "over maxmemory: noeviction (writes that add memory get -OOM), allkeys-lru, "
              "allkeys-lfu, allkeys-random, volatile-lru, volatile-lfu, volatile-random or "
-             "volatile-ttl (volatile-*: only keys with an expiry time; lru and lfu: a key not "
-             "used since the clock hand last passed it, from one bit per key)",
+             "volatile-ttl (volatile-*: only keys with an expiry time; lru: a key not used "
+             "since the clock hand last passed it, from one bit per key; lfu: the sampled key "
+             "with the lowest access counter, as Redis's)",
      .num = &S->maxmemory_policy},
     {.name = "maxmemory-samples",
      .type = KV_CONF_INT,
@@ -283,9 +284,27 @@ const struct kv_conf_item kvd_setting_items[] = {
      .def = "5",
      .min = 1,
      .max = 64,
-     .help = "keys sampled to choose one to evict under volatile-ttl (lru and lfu follow a "
-             "clock hand, random takes one)",
+     .help = "keys sampled to choose one to evict under volatile-ttl and the lfu policies "
+             "(lru follows a clock hand, random takes one)",
      .num = &S->maxmemory_samples},
+    {.name = "lfu-log-factor",
+     .type = KV_CONF_INT,
+     .flags = RT,
+     .def = "10",
+     .min = 0,
+     .max = INT32_MAX,
+     .help = "under an lfu policy: how slowly a key's access counter grows (its 8 bits "
+             "saturate after about a million accesses at 10), as Redis's",
+     .num = &S->lfu_log_factor},
+    {.name = "lfu-decay-time",
+     .type = KV_CONF_INT,
+     .flags = RT,
+     .def = "1",
+     .min = 0,
+     .max = INT32_MAX,
+     .help = "under an lfu policy: minutes after which an unused key's access counter "
+             "loses one (0: never), as Redis's",
+     .num = &S->lfu_decay_time},
     {.name = "latency-monitor-threshold",
      .type = KV_CONF_INT,
      .flags = RT,

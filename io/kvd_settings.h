@@ -53,6 +53,8 @@ struct kvd_settings {
     _Atomic int64_t maxmemory;
     _Atomic int64_t maxmemory_policy; /* enum evict_policy */
     _Atomic int64_t maxmemory_samples;
+    _Atomic int64_t lfu_log_factor;
+    _Atomic int64_t lfu_decay_time;
     _Atomic int64_t notify_keyspace_events; /* enum notify_class bits */
     _Atomic int64_t latency_monitor_threshold;
     _Atomic int64_t latency_tracking;

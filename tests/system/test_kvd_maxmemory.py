@@ -14,8 +14,8 @@
   overshot by the two threads evicting together;
 - an evicted key is gone after kill -9 and a restart (its delete is in the WAL), and a
   WATCHed key evicted makes EXEC fail;
-- OBJECT FREQ / IDLETIME under LFU and LRU policies, byte-compared with Redis where
-  Redis's reply does not depend on its own access counters.
+- OBJECT FREQ / IDLETIME under LFU and LRU policies, byte-compared with Redis (the LFU
+  counter with lfu-log-factor 0, RESTORE FREQ); -lfu keeps the keys used most.
 """
 import time
 
@@ -272,16 +272,58 @@ def test_scripts_write_while_eviction_can_make_room(mc):
     assert evicted(mc) > 0
 
 
-def test_object_freq_of_new_and_used_keys(mc):
+def test_object_freq_counts_uses_as_redis(pair):
+    """Redis's LFU counter: 5 for a new key, one more per use while lfu-log-factor is 0
+    (its increments are random otherwise), OBJECT itself no use, an overwrite a use,
+    RESTORE FREQ sets it; lfu-log-factor and lfu-decay-time in CONFIG."""
+    need_redis()
+    try:
+        pair.same("CONFIG", "SET", "maxmemory-policy", "allkeys-lfu")
+        pair.same("CONFIG", "SET", "lfu-log-factor", "0")
+        pair.same("CONFIG", "GET", "lfu-log-factor")
+        pair.same("CONFIG", "GET", "lfu-decay-time")
+        pair.same("SET", "fresh", "v")
+        pair.same("OBJECT", "FREQ", "fresh")
+        for _ in range(3):
+            pair.same("GET", "fresh")
+            pair.same("OBJECT", "FREQ", "fresh")
+        pair.same("OBJECT", "FREQ", "fresh")
+        pair.same("SET", "fresh", "w")
+        pair.same("OBJECT", "FREQ", "fresh")
+        pair.same("APPEND", "fresh", "x")
+        pair.same("OBJECT", "FREQ", "fresh")
+        pair.same("SET", "src", "v")
+        for c in (pair.k, pair.r):
+            payload = c.cmd("DUMP", "src")
+            assert c.cmd("RESTORE", "r100", "0", payload, "FREQ", "100") == St("OK")
+            assert c.cmd("RESTORE", "r0", "0", payload, "FREQ", "0") == St("OK")
+        pair.same("OBJECT", "FREQ", "r100")
+        pair.same("OBJECT", "FREQ", "r0")
+        pair.same("CONFIG", "SET", "lfu-decay-time", "-1")
+        pair.same("CONFIG", "SET", "lfu-log-factor", "x")
+    finally:
+        for c in (pair.k, pair.r):
+            c.cmd("CONFIG", "SET", "maxmemory-policy", "noeviction")
+            c.cmd("CONFIG", "SET", "lfu-log-factor", "10")
+
+
+def test_allkeys_lfu_keeps_the_keys_used_most(mc):
+    """Keys read many times outlive keys written once under allkeys-lfu (the sampled key
+    with the lowest counter goes), with no reads of them between the writes."""
     mc.ok("CONFIG", "SET", "maxmemory-policy", "allkeys-lfu")
-    mc.ok("SET", "fresh", "v")
-    assert mc.cmd("OBJECT", "FREQ", "fresh") == 0  # written once: not used yet
-    assert mc.cmd("GET", "fresh") == b"v"
-    assert mc.cmd("OBJECT", "FREQ", "fresh") == 1
-    assert mc.cmd("OBJECT", "FREQ", "fresh") == 1  # OBJECT itself is no use
-    mc.ok("SET", "fresh", "w")  # overwriting is a use
-    assert mc.cmd("OBJECT", "FREQ", "fresh") == 1
-    assert mc.cmd("MEMORY", "USAGE", "nokey") is None
+    try:
+        hot = ["hot%d" % i for i in range(200)]
+        mc.pipeline([("SET", k, VAL) for k in hot])
+        for _ in range(20):
+            mc.pipeline([("GET", k) for k in hot])
+        limit_over(mc, 2 << 20)
+        fill(mc, "cold", 40000, batch=2000)
+        assert evicted(mc) > 20000
+        hot_left = sum(v is not None for v in mc.cmd("MGET", *hot))
+        assert hot_left / len(hot) >= 0.9, hot_left
+        assert mc.cmd("OBJECT", "FREQ", hot[0]) > 5
+    finally:
+        mc.cmd("CONFIG", "SET", "maxmemory-policy", "noeviction")
 
 
 @pytest.mark.parametrize("policy", ["volatile-random", "volatile-lru", "volatile-lfu",

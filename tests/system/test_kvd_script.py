@@ -1236,9 +1236,15 @@ def lua_literal(rng, depth=0):
     if kind == 6:  # map with string keys
         return "{" + ", ".join("k%d = %s" % (i, lua_literal(rng, depth + 1))
                                for i in range(n)) + "}"
+    # (no `x = nil`: a string key set to nil becomes a dead key once the collector
+    # passes the table, and a later `x = ...` then takes another node, so the order of
+    # pairs() depends on when the collector ran, in Redis as in kvd)
     keys = ["[%d]" % rng.choice([1, 2, 3, 5, -1, 0]), "[1.5]", "[true]", "x"]
-    return "{" + ", ".join("%s = %s" % (rng.choice(keys), lua_literal(rng, depth + 1))
-                           for _ in range(n)) + "}"
+    items = []
+    for _ in range(n):
+        key, val = rng.choice(keys), lua_literal(rng, depth + 1)
+        items.append("%s = %s" % (key, "0" if key == "x" and val == "nil" else val))
+    return "{" + ", ".join(items) + "}"
 
 
 def test_cmsgpack_matches_redis(pair, rng):

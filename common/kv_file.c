@@ -28,7 +28,10 @@ int kv_file_replace(const char *path, const void *data, size_t n)
     }
     struct stat st;
     mode_t mode = stat(path, &st) == 0 ? (st.st_mode & 07777) : 0644;
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+    /* A leftover of a crashed process with our pid goes; O_EXCL (which also refuses a
+     * symlink planted under the name) makes sure the file written is a new one. */
+    unlink(tmp);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
     if (fd < 0) {
         return errno;
     }

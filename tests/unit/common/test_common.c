@@ -636,3 +636,29 @@ Test(kv_config, long_lines_load_and_rewrite)
     free(again);
     free(t);
 }
+
+Test(kv_file, replace_never_writes_through_a_planted_temporary_name)
+{
+    char path[] = "/tmp/kvfile-XXXXXX", victim[] = "/tmp/kvvictim-XXXXXX";
+    temp_file(path, "old");
+    temp_file(victim, "precious");
+    char tmp[64];
+    snprintf(tmp, sizeof tmp, "%s.tmp-%d", path, (int)getpid());
+    cr_assert_eq(symlink(victim, tmp), 0); /* where the temporary file would go */
+    cr_assert_eq(kv_file_replace(path, "new", 3), 0);
+    char buf[16] = {0};
+    FILE *f = fopen(victim, "r");
+    cr_assert_not_null(f);
+    cr_assert_eq(fread(buf, 1, sizeof buf - 1, f), 8);
+    fclose(f);
+    cr_assert_str_eq(buf, "precious");
+    memset(buf, 0, sizeof buf);
+    f = fopen(path, "r");
+    cr_assert_not_null(f);
+    cr_assert_eq(fread(buf, 1, sizeof buf - 1, f), 3);
+    fclose(f);
+    cr_assert_str_eq(buf, "new");
+    cr_assert_eq(access(tmp, F_OK), -1); /* renamed away */
+    unlink(path);
+    unlink(victim);
+}

@@ -248,6 +248,12 @@ static bool start(struct shard *sh)
     if (!conn_park_all(sh)) {
         return false;
     }
+    /* Checked again under the lock: another shard may have forked one since this shard
+     * looked (the lock's release and acquisition order its stores before ours). */
+    if (atomic_load(&d->pid) != 0 || sh->dump_want <= atomic_load(&d->covered)) {
+        conn_release_all(sh);
+        return atomic_load(&d->pid) == 0;
+    }
     uint64_t gen = atomic_load(&d->req);
     int64_t now_ms = kv_clock_real_ms();
     atomic_store(&d->changes_fork, changes_total(srv));
@@ -262,20 +268,31 @@ static bool start(struct shard *sh)
         }
         _exit(child_main(srv, now_ms, fn, fn_len) == 0 ? 0 : 1);
     }
-    conn_release_all(sh);
+    int fork_errno = errno;
     free(fn);
+    /* the state of the dump, before the release: a shard that takes the lock next sees it */
     atomic_store(&d->covered, gen);
     atomic_store(&d->started_ms, now_ms);
     atomic_store(&d->last_try_ms, now_ms);
     if (pid < 0) {
-        kv_log_warning("background save: fork failed err=%s", strerror(errno));
+        kv_log_warning("background save: fork failed err=%s", strerror(fork_errno));
         finished(sh, false, now_ms);
+        conn_release_all(sh);
         return true;
     }
-    int fd = pidfd_open_(pid);
-    KV_ASSERT(fd >= 0); /* Linux >= 5.3, as io_uring's features need anyway */
+    int fd = pidfd_open_(pid); /* (Linux >= 5.3, as io_uring's features need anyway) */
+    if (fd < 0) {              /* no fd left (EMFILE): no way to watch it, so no dump */
+        kv_log_warning("background save: cannot watch the child err=%s", strerror(errno));
+        kill(pid, SIGKILL);
+        while (waitpid(pid, NULL, 0) < 0 && errno == EINTR) {
+        }
+        finished(sh, false, now_ms);
+        conn_release_all(sh);
+        return true;
+    }
     sh->dump_pidfd = fd;
     atomic_store(&d->pid, pid);
+    conn_release_all(sh);
     kv_log_notice("background save started by pid %d", (int)pid);
     struct io_uring_sqe *sqe = shard_sqe(sh);
     io_uring_prep_poll_add(sqe, fd, POLLIN);

@@ -260,7 +260,7 @@ static uint32_t lfu_decayed(uint32_t v, int64_t now_ms)
     uint32_t ldt = v >> 8, counter = v & 0xffu, now = lfu_minutes(now_ms);
     uint32_t elapsed = now >= ldt ? now - ldt : 0xffffu - ldt + now;
     uint32_t decay = atomic_load_explicit(&tbl__lfu_decay_min, memory_order_relaxed);
-    uint32_t periods = decay ? elapsed / decay : 0;
+    uint32_t periods = decay == 1 ? elapsed : decay ? elapsed / decay : 0; /* (1: the default) */
     return periods > counter ? 0 : counter - periods;
 }
 
@@ -284,7 +284,8 @@ static uint32_t lfu_incr(uint32_t counter)
     }
     uint64_t base = counter > LFU_INIT_VAL ? counter - LFU_INIT_VAL : 0;
     uint64_t denom = base * atomic_load_explicit(&tbl__lfu_log_factor, memory_order_relaxed) + 1;
-    return lfu_rand32() < (UINT64_C(1) << 32) / denom ? counter + 1 : counter;
+    /* r < 1 / denom for r uniform in [0, 1), without a division: rand * denom < 2^32 */
+    return (uint64_t)lfu_rand32() * denom < (UINT64_C(1) << 32) ? counter + 1 : counter;
 }
 
 /* The 24 bits of a key made now. */
@@ -1076,7 +1077,14 @@ int tbl_put(struct tbl *t, const void *key, size_t key_len, uint64_t h,
     /* its access: a use of the key it replaces, or a new key's; RESTORE's IDLETIME (its
      * access time that long ago) or FREQ (its LFU counter), as Redis, each only in its
      * mode */
-    uint32_t lru = op != NULL ? access_touch(ent_lru(op), now_ms) : access_new(now_ms);
+    uint32_t lru;
+    if (args->flags & TBL_ACCESS) {
+        lru = args->access & 0xffffffu;
+    } else if (op != NULL && !(args->flags & TBL_NEW_ACCESS)) {
+        lru = access_touch(ent_lru(op), now_ms);
+    } else {
+        lru = access_new(now_ms);
+    }
     if (!lfu_on() && args->idle_s > 0) {
         lru = (lru_clock(now_ms) - args->idle_s) & 0xffffffu;
     } else if (lfu_on() && (args->flags & TBL_FREQ)) {

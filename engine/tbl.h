@@ -72,6 +72,11 @@ enum tbl_put_flag {
     TBL_RAW = 1u << 3,
     TBL_RAW_NEW = 1u << 4,
     TBL_FREQ = 1u << 5, /* tbl_put(): args->freq is the key's LFU counter */
+    /* tbl_put(): the key's access bits (tbl_entry_lru) are args->access (a moved key keeps
+     * its own), or with TBL_NEW_ACCESS a new key's even over an existing one (a restored
+     * or copied value is a new object in Redis); else a use of the key replaced */
+    TBL_ACCESS = 1u << 6,
+    TBL_NEW_ACCESS = 1u << 7,
 };
 
 struct tbl_put_args {
@@ -82,6 +87,7 @@ struct tbl_put_args {
     uint8_t type;      /* enum tbl_type */
     uint32_t idle_s;   /* LRU: the key's access time is this long ago (0: now) */
     uint8_t freq;      /* LFU, with TBL_FREQ: the key's counter (RESTORE ... FREQ) */
+    uint32_t access;   /* with TBL_ACCESS: the key's access bits */
 };
 
 /* Result of tbl_modify(): a writable value of the requested length. */

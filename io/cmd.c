@@ -701,7 +701,7 @@ void cmd_notify_mod(struct cmd_ctx *x, const struct tbl_mod *m, const char *even
 
 bool cmd_new_key(struct cmd_ctx *x, const struct resp_arg *key, uint64_t h)
 {
-    return notify_wants(NOTIFY_NEW) && cmd_lookup_write(x, key, h) == NULL;
+    return notify_wants(NOTIFY_NEW) && cmd_lookup_peek(x, key, h) == NULL; /* (no use) */
 }
 
 static _Thread_local struct {

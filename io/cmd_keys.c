@@ -409,17 +409,20 @@ void cmd_object(struct cmd_ctx *x)
  * it, and returns to the caller's database. False after replying the error if it could
  * not (out of memory). */
 static bool put_copy(struct cmd_ctx *x, const struct tbl_entry *e, const struct resp_arg *k,
-                     uint64_t h, uint32_t db)
+                     uint64_t h, uint32_t db, bool moved)
 {
     uint32_t back = x->db;
     x->db = db; /* the table, WATCH and WAL record of that database */
     size_t vlen;
     const void *v = tbl_entry_val(e, &vlen);
+    /* (access bits: a moved key keeps its own, a copy is a new object, as in Redis) */
     struct tbl_put_args pa = {.val = v,
                               .val_len = vlen,
                               .expire_ms = tbl_entry_expire_ms(e),
                               .type = tbl_entry_type(e),
-                              .flags = tbl_entry_raw(e) ? TBL_RAW : 0};
+                              .flags = (tbl_entry_raw(e) ? TBL_RAW : 0) |
+                                       (moved ? TBL_ACCESS : TBL_NEW_ACCESS),
+                              .access = tbl_entry_lru(e)};
     bool ok = tbl_put(cmd_tbl(x, h), k->ptr, k->len, h, &pa, x->now_ms, NULL) == 0;
     if (ok) {
         cmd_log_key(x, k, h);
@@ -468,7 +471,7 @@ void cmd_copy(struct cmd_ctx *x)
         reply_int(x->out, 0);
         return;
     }
-    if (put_copy(x, e, dst, hd, dst_db)) {
+    if (put_copy(x, e, dst, hd, dst_db, false)) {
         notify_key(x->sh, NOTIFY_GENERIC, "copy_to", dst_db, dst->ptr, dst->len);
         reply_int(x->out, 1);
     }
@@ -503,7 +506,7 @@ void cmd_move(struct cmd_ctx *x)
         reply_int(x->out, 0);
         return;
     }
-    if (!put_copy(x, e, key, h, dst_db)) {
+    if (!put_copy(x, e, key, h, dst_db, true)) {
         return;
     }
     int rc = tbl_del(cmd_tbl(x, h), key->ptr, key->len, h, x->now_ms, NULL);
@@ -637,7 +640,7 @@ void cmd_restore(struct cmd_ctx *x)
                                       .val_len = len,
                                       .expire_ms = when,
                                       .type = TBL_TYPE_STRING,
-                                      .flags = freq ? TBL_FREQ : 0,
+                                      .flags = TBL_NEW_ACCESS | (freq ? TBL_FREQ : 0),
                                       .idle_s = (uint32_t)idle_s,
                                       .freq = (uint8_t)freq_v};
             if (tbl_put(cmd_tbl(x, h), key->ptr, key->len, h, &pa, x->now_ms, NULL) != 0) {
@@ -687,7 +690,8 @@ static void rename_generic(struct cmd_ctx *x, bool nx)
                               .val_len = vlen,
                               .expire_ms = tbl_entry_expire_ms(old),
                               .type = tbl_entry_type(old),
-                              .flags = tbl_entry_raw(old) ? TBL_RAW : 0};
+                              .flags = (tbl_entry_raw(old) ? TBL_RAW : 0) | TBL_ACCESS,
+                              .access = tbl_entry_lru(old)}; /* (the key moves, as in Redis) */
     rc = tbl_put(cmd_tbl(x, hd), dst->ptr, dst->len, hd, &pa, x->now_ms, NULL);
     tbl_entry_free(old);
     cmd_log_key(x, src, hs);

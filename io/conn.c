@@ -2299,8 +2299,10 @@ void conn_txn_run(struct cmd_ctx *x)
             continue;
         }
         uint64_t errors = reply_errors();
+        x->sh->in_exec = true; /* (a BGSAVE in it forks after it: dump.h) */
         struct run_res r = run(x->sh, x->conn, d, argc, argv, x->out, NULL, x->caller_id, x->user,
                                db, (int32_t)x->track - 1);
+        x->sh->in_exec = false;
         db = r.db;
         account_who(x->sh, addr, name, row, r, argc, argv, NULL);
         x->inner_errors += reply_errors() - errors;

@@ -192,7 +192,7 @@ uint64_t dump_request(struct shard *sh, bool now)
 {
     uint64_t gen = atomic_fetch_add(&sh->srv->dump.req, 1) + 1;
     sh->dump_want = gen;
-    if (now) {
+    if (now && !sh->in_exec) { /* (in EXEC: after it, as Redis schedules it then) */
         dump_turn(sh);
     }
     return gen;
@@ -201,7 +201,9 @@ uint64_t dump_request(struct shard *sh, bool now)
 uint64_t dump_request_bg(struct shard *sh)
 {
     uint64_t gen = dump_request(sh, true);
-    atomic_store(&sh->srv->dump.bg, gen);
+    uint64_t bg = atomic_load(&sh->srv->dump.bg);
+    while (bg < gen && !atomic_compare_exchange_weak(&sh->srv->dump.bg, &bg, gen)) {
+    }
     return gen;
 }
 
@@ -231,6 +233,15 @@ static void finished(struct shard *sh, bool ok, int64_t now_ms)
         kv_log_warning("background save failed (the previous snapshot stays; see above)");
     }
     atomic_store(&d->pid, 0);
+    /* the other shards' SAVE clients (and dumps asked for meanwhile) need a loop turn */
+    struct xmsg m = {.kind = XM_WAKE, .src = (uint16_t)sh->id};
+    bool stopping = atomic_load(&sh->srv->stopping) != 0; /* (then nobody may read them) */
+    for (uint32_t o = 0; o < sh->srv->nthreads && !stopping; o++) {
+        if (o != sh->id) {
+            shard_send(sh, o, &m); /* (a full queue: that shard turns anyway) */
+        }
+    }
+    shard_wake_now(sh);
 }
 
 static int child_main(struct server *srv, int64_t now_ms, const uint8_t *fn, size_t fn_len);
@@ -291,6 +302,7 @@ static bool start(struct shard *sh)
         return true;
     }
     sh->dump_pidfd = fd;
+    sh->dump_pid = pid;
     atomic_store(&d->pid, pid);
     conn_release_all(sh);
     kv_log_notice("background save started by pid %d", (int)pid);
@@ -306,6 +318,9 @@ void dump_turn(struct shard *sh)
     if (KV_LIKELY(sh->dump_want <= atomic_load_explicit(&d->covered, memory_order_relaxed))) {
         return;
     }
+    if (atomic_load_explicit(&sh->srv->stopping, memory_order_relaxed)) {
+        return; /* shards leave their loops: none may be parked any more */
+    }
     if (atomic_load_explicit(&d->pid, memory_order_relaxed) == 0) {
         start(sh);
     }
@@ -315,13 +330,15 @@ void dump_turn(struct shard *sh)
 static void reap(struct shard *sh)
 {
     int status = 0;
-    pid_t pid = (pid_t)atomic_load(&sh->srv->dump.pid);
+    pid_t pid = (pid_t)sh->dump_pid;
+    KV_ASSERT(pid > 0 && pid == (pid_t)atomic_load(&sh->srv->dump.pid));
     pid_t r;
     do {
         r = waitpid(pid, &status, 0);
     } while (r < 0 && errno == EINTR);
     close(sh->dump_pidfd);
     sh->dump_pidfd = -1;
+    sh->dump_pid = 0;
     bool ok = r == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0;
     if (r == pid && WIFSIGNALED(status)) {
         kv_log_warning("background save: the child was killed by signal %d", WTERMSIG(status));
@@ -349,7 +366,8 @@ void dump_stop(struct shard *sh)
     if (sh->dump_pidfd < 0) {
         return;
     }
-    kill((pid_t)atomic_load(&sh->srv->dump.pid), SIGKILL);
+    KV_ASSERT(sh->dump_pid > 0);
+    kill((pid_t)sh->dump_pid, SIGKILL);
     reap(sh);
 }
 
@@ -501,17 +519,20 @@ static void emit(void *ctx, const struct tbl_entry *e)
     w->count++;
 }
 
-/* Writes partition `slot` of shard `sh` into its snapshot file. 0 or -errno. */
+/* Writes partition `slot` of shard `sh` into its temporary snapshot file, synced (the
+ * renames come once every partition is written). 0 or -errno (logged, the file removed). */
 static int write_part(struct shard *sh, uint32_t slot, int dirfd, struct wbuf *w, int64_t now_ms)
 {
     uint32_t part = sh->part_id[slot];
     uint64_t lsn = sh->part_lsn[slot];
-    char tmp[64], name[64];
+    char tmp[64];
     snap_file_name(tmp, sizeof tmp, part, lsn, true);
-    snap_file_name(name, sizeof name, part, lsn, false);
     w->fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (w->fd < 0) {
-        return -errno;
+        int e = errno;
+        kv_log_warning("background save: partition %u: cannot create %s err=%s", part, tmp,
+                       strerror(e));
+        return -e;
     }
     w->off = 0;
     w->failed = false;
@@ -526,16 +547,15 @@ static int write_part(struct shard *sh, uint32_t slot, int dirfd, struct wbuf *w
     for (uint32_t db = 0; db < sh->ndb && !w->failed; db++) {
         struct tbl *t = shard_part_peek(sh, slot, db);
         w->db = db;
-        uint64_t cursor = 0;
-        do {
-            if (t == NULL) {
-                break;
-            }
+        for (uint64_t cursor = 0; t != NULL && !w->failed;) {
             cursor = tbl_scan(t, cursor, now_ms, emit, w);
             if (w->len >= DUMP_CHUNK) {
                 flush_chunk(w);
             }
-        } while (cursor != 0 && !w->failed);
+            if (cursor == 0) {
+                break;
+            }
+        }
     }
     flush_chunk(w);
     struct walfmt_chunk tr;
@@ -546,9 +566,6 @@ static int write_part(struct shard *sh, uint32_t slot, int dirfd, struct wbuf *w
         rc = -errno;
     }
     close(w->fd);
-    if (rc == 0 && renameat(dirfd, tmp, dirfd, name) != 0) {
-        rc = -errno;
-    }
     if (rc != 0) {
         unlinkat(dirfd, tmp, 0);
         kv_log_warning("background save: partition %u failed err=%s", part, strerror(-rc));
@@ -556,37 +573,77 @@ static int write_part(struct shard *sh, uint32_t slot, int dirfd, struct wbuf *w
     return rc;
 }
 
-/* Removes the snapshots the new ones replace and every WAL segment (the new files
- * cover all their records: their LSNs and batch numbers are past them). */
-static void remove_covered(struct server *srv, int dirfd, const uint64_t *lsn_of, uint32_t nparts)
+/* Each name in directory dirfd passed to fn, read with getdents64 into a stack buffer
+ * (readdir would allocate). */
+static void each_name(int dirfd, void (*fn)(int dirfd, const char *name, void *ctx), void *ctx)
 {
-    DIR *dir = fdopendir(dup(dirfd));
-    if (dir == NULL) {
-        return;
-    }
-    struct dirent *de;
-    while ((de = readdir(dir)) != NULL) {
-        unsigned a;
-        unsigned long long b;
-        char tail[8] = "";
-        if (sscanf(de->d_name, "snap-%5u-%16llx.kvs%7s", &a, &b, tail) == 2 && a < nparts &&
-            b != lsn_of[a]) {
-            unlinkat(dirfd, de->d_name, 0);
-        } else if (sscanf(de->d_name, "wal-%3u-%16llx.log%7s", &a, &b, tail) == 2 &&
-                   a < srv->nthreads) {
-            unlinkat(dirfd, de->d_name, 0);
+    char buf[8192] __attribute__((aligned(8)));
+    lseek(dirfd, 0, SEEK_SET);
+    for (;;) {
+        long n = syscall(SYS_getdents64, dirfd, buf, sizeof buf);
+        if (n <= 0) {
+            return;
+        }
+        for (long off = 0; off < n;) {
+            const struct {
+                uint64_t ino;
+                int64_t off;
+                unsigned short reclen;
+                unsigned char type;
+                char name[];
+            } *de = (const void *)(buf + off);
+            fn(dirfd, de->name, ctx);
+            off += de->reclen;
         }
     }
-    closedir(dir);
+}
+
+struct covered {
+    const struct server *srv;
+    const uint64_t *lsn_of; /* each partition's LSN in the new dump */
+    uint32_t nparts;
+};
+
+/* Removes a snapshot the new ones replace, or a WAL segment (the new files cover all
+ * its records: their LSNs and batch numbers are past them). */
+static void remove_if_covered(int dirfd, const char *name, void *ctx)
+{
+    const struct covered *c = ctx;
+    unsigned a;
+    unsigned long long b;
+    char tail[8] = "";
+    if (sscanf(name, "snap-%5u-%16llx.kvs%7s", &a, &b, tail) == 2 && a < c->nparts &&
+        b != c->lsn_of[a]) {
+        unlinkat(dirfd, name, 0);
+    } else if (sscanf(name, "wal-%3u-%16llx.log%7s", &a, &b, tail) == 2 && a < c->srv->nthreads) {
+        unlinkat(dirfd, name, 0);
+    }
+}
+
+/* Renames every partition's temporary file to its final name (or, !keep, removes them).
+ * 0 or the first rename's -errno (logged). */
+static int finish_parts(struct server *srv, int dirfd, bool keep)
+{
+    int rc = 0;
+    for (uint32_t i = 0; i < srv->nthreads; i++) {
+        struct shard *sh = &srv->shards[i];
+        for (uint32_t slot = 0; slot < sh->table_count; slot++) {
+            char tmp[64], name[64];
+            snap_file_name(tmp, sizeof tmp, sh->part_id[slot], sh->part_lsn[slot], true);
+            snap_file_name(name, sizeof name, sh->part_id[slot], sh->part_lsn[slot], false);
+            if (!keep) {
+                unlinkat(dirfd, tmp, 0);
+            } else if (renameat(dirfd, tmp, dirfd, name) != 0 && rc == 0) {
+                rc = -errno;
+                kv_log_warning("background save: rename %s err=%s", tmp, strerror(-rc));
+            }
+        }
+    }
+    return rc;
 }
 
 static int child_main(struct server *srv, int64_t now_ms, const uint8_t *fn, size_t fn_len)
 {
-    int e = func_file_write(kvd_settings.dir, fn, fn_len);
-    if (e != 0) {
-        kv_log_warning("background save: cannot write the functions err=%s", strerror(e));
-        return -1;
-    }
     int dirfd = open(kvd_settings.dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dirfd < 0) {
         kv_log_warning("background save: cannot open dir=%s err=%s", kvd_settings.dir,
@@ -610,6 +667,9 @@ static int child_main(struct server *srv, int64_t now_ms, const uint8_t *fn, siz
             }
         }
     }
+    /* Every partition written and synced first, then all renamed: a failure leaves the
+     * previous dump whole rather than some partitions of each. (A crash during the
+     * renames can still leave a mix: they take microseconds.) */
     int rc = 0;
     uint64_t keys = 0;
     for (uint32_t i = 0; i < srv->nthreads && rc == 0; i++) {
@@ -621,13 +681,24 @@ static int child_main(struct server *srv, int64_t now_ms, const uint8_t *fn, siz
             keys += w.part_keys;
         }
     }
+    if (rc == 0) {
+        rc = finish_parts(srv, dirfd, true);
+    } else {
+        finish_parts(srv, dirfd, false);
+    }
     if (rc == 0 && fsync(dirfd) != 0) {
         rc = -errno;
         kv_log_warning("background save: fsync dir=%s err=%s", kvd_settings.dir, strerror(-rc));
     }
+    int e = rc == 0 ? func_file_write(kvd_settings.dir, fn, fn_len) : 0;
+    if (e != 0) {
+        kv_log_warning("background save: cannot write the functions err=%s", strerror(e));
+        rc = -e;
+    }
     if (rc == 0) {
-        remove_covered(srv, dirfd, lsn_of, nparts);
-        kv_log_notice("DB saved on disk keys=%llu", (unsigned long long)keys);
+        struct covered c = {.srv = srv, .lsn_of = lsn_of, .nparts = nparts};
+        each_name(dirfd, remove_if_covered, &c);
+        kv_log_notice("dump written keys=%llu", (unsigned long long)keys);
     }
     close(dirfd);
     return rc;

@@ -21,6 +21,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
@@ -952,8 +953,26 @@ void cmd_function(struct cmd_ctx *x)
 
 /* ---- start-up ---------------------------------------------------------------------- */
 
+/* Removes what a writer killed mid-way left (kv_file_replace's "<file>.tmp-<pid>"; a
+ * dump's child can be killed). */
+static void remove_leftovers(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (d == NULL) {
+        return;
+    }
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        if (strncmp(de->d_name, FUNC_FILE ".tmp-", sizeof FUNC_FILE + 4) == 0) {
+            unlinkat(dirfd(d), de->d_name, 0);
+        }
+    }
+    closedir(d);
+}
+
 int func_recover(const char *dir, bool repair)
 {
+    remove_leftovers(dir);
     char path[PATH_MAX];
     snprintf(path, sizeof path, "%s/%s", dir, FUNC_FILE);
     int fd = open(path, O_RDONLY | O_CLOEXEC);

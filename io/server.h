@@ -65,6 +65,7 @@ enum xmsg_kind {
     XM_PUBLISH = 5,    /* deliver payload (u32 channel length, channel, message) to subscribers */
     XM_INVALIDATE = 6, /* CLIENT TRACKING records for this shard's clients (track.c) */
     XM_MONITOR = 7,    /* a MONITOR line for a monitor of this shard (monitor.c) */
+    XM_WAKE = 8,       /* nothing: a loop turn (a dump ended: its SAVE clients, dump.c) */
 };
 
 /* A set of shards (cross-shard transactions, WATCH). */
@@ -292,7 +293,9 @@ struct shard {
      * of the child it forked (-1: none), the WAL batch number the dumps record */
     uint64_t dump_want;
     int dump_pidfd;
+    int64_t dump_pid; /* that child */
     uint64_t dump_wal_seq;
+    bool in_exec; /* running a (single-shard) transaction's commands */
     int refusing;            /* this shard's WAL refuses writes (counted in srv->wal_refusing) */
     struct watch_reg *watch; /* keys WATCHed in this shard's partitions (NULL until one) */
     /* tables emptied by FLUSHALL ASYNC, freed a few segments per loop turn */

@@ -363,6 +363,8 @@ static void on_message(struct shard *sh, const struct xmsg *m)
         track_on_message(sh, m);
     } else if (m->kind == XM_MONITOR) {
         monitor_on_message(sh, m);
+    } else if (m->kind == XM_WAKE) {
+        /* the loop turn it causes is the point */
     } else {
         KV_ASSERT(m->kind == XM_REPLY);
         conn_on_reply(sh, m);

@@ -7,6 +7,7 @@ either shard thread) are not in it, those before it are.
 """
 import os
 import signal
+import threading
 import time
 
 from conftest import Err, St, info_field, wait_until
@@ -221,18 +222,34 @@ def test_a_failed_dump_is_reported_and_keeps_the_server_up(kvds):
     c.ok("SET", "a", "1")
     assert c.cmd("SAVE") == St("OK")
     c.ok("SET", "a", "2")
-    # a directory where a partition's temporary file must go: that write fails
-    blocker = os.path.join(k.data_dir(), "snap-00000-0000000000000000.kvs.tmp")
+    keys = keys_on_both_threads(c, "m")
+    c.pipeline([("SET", key, "old") for key in keys])
+    assert c.cmd("SAVE") == St("OK")
+    c.pipeline([("SET", key, "new") for key in keys])
+    # a directory where a late partition's temporary file must go: that write fails, and
+    # the partitions written before it are not renamed into place (no mix of two dumps)
+    blocker = os.path.join(k.data_dir(), "snap-00005-0000000000000000.kvs.tmp")
     os.mkdir(blocker)
     r = c.cmd("SAVE")
     assert isinstance(r, Err) and r.s.startswith("ERR"), r
+    assert "cannot create snap-00005" in k.stderr()
     i = info(c)
-    assert i["rdb_last_bgsave_status"] == "err" and i["rdb_saves"] == "1"
-    assert i["rdb_changes_since_last_save"] == "1"
+    assert i["rdb_last_bgsave_status"] == "err" and i["rdb_saves"] == "2"
+    assert i["rdb_changes_since_last_save"] == str(len(keys))
+    c.close()
+    k.kill9()  # what the failed dump left: the previous one, whole
+    os.rmdir(blocker)
+    k = k.restart()
+    kvds.track(k)
+    c = k.client()
+    assert c.cmd("MGET", *keys) == [b"old"] * len(keys)
+    assert c.cmd("GET", "a") == b"2"
+    c.ok("SET", "a", "3")
+    os.mkdir(blocker)
     assert c.cmd("SHUTDOWN") == Err("ERR Errors trying to SHUTDOWN. Check logs.")
     k.proc.send_signal(signal.SIGTERM)  # the save fails: Redis stays up too
     wait_until(lambda: "can't exit" in k.stderr(), 30, what="the failed save's log line")
-    assert c.cmd("GET", "a") == b"2"
+    assert c.cmd("GET", "a") == b"3"
     os.rmdir(blocker)
     assert c.cmd("SAVE") == St("OK")
     assert info(c)["rdb_last_bgsave_status"] == "ok"
@@ -241,7 +258,63 @@ def test_a_failed_dump_is_reported_and_keeps_the_server_up(kvds):
     k2 = k.restart()
     kvds.track(k2)
     c = k2.client()
-    assert c.cmd("GET", "a") == b"2"
+    assert c.cmd("GET", "a") == b"3"
+    c.close()
+    assert k2.stop() == 0
+
+
+def test_concurrent_saves_on_both_threads_each_get_a_whole_dump(kvds):
+    """Clients on both shard threads asking at once: one dump at a time (no child may
+    write over another's files), every SAVE answered +OK, and what each client wrote
+    before its SAVE is in the last dump."""
+    k = kvds(args=NO + ["--save", ""])
+    clients = [k.client() for _ in range(8)]
+    errors = []
+
+    def run(n, c):
+        try:
+            for i in range(10):
+                c.ok("SET", "c%d" % n, str(i))
+                r = c.cmd("SAVE")
+                if r != St("OK"):
+                    errors.append(r)
+        except Exception as e:  # noqa: BLE001 (reported below)
+            errors.append(e)
+
+    threads = [threading.Thread(target=run, args=(n, c)) for n, c in enumerate(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    assert "failed" not in k.stderr()
+    for c in clients:
+        c.close()
+    k.kill9()
+    k2 = k.restart()
+    kvds.track(k2)
+    c = k2.client()
+    assert c.cmd("MGET", *["c%d" % n for n in range(8)]) == [b"9"] * 8
+    c.close()
+    assert k2.stop() == 0
+
+
+def test_bgsave_inside_multi_starts_after_exec(kvds):
+    """As Redis: a BGSAVE queued in a transaction runs after it, so the commands after
+    it in the transaction are in the dump."""
+    k = kvds(args=NO + ["--save", ""], threads=1)
+    c = k.client()
+    c.ok("MULTI")
+    for cmd in [("SET", "a", "1"), ("BGSAVE",), ("SET", "b", "1")]:
+        assert c.cmd(*cmd) == St("QUEUED")
+    assert c.cmd("EXEC") == [St("OK"), St("Background saving started"), St("OK")]
+    wait_dump_done(c, 1)
+    c.close()
+    k.kill9()
+    k2 = k.restart()
+    kvds.track(k2)
+    c = k2.client()
+    assert c.cmd("MGET", "a", "b") == [b"1", b"1"]
     c.close()
     assert k2.stop() == 0
 
@@ -327,9 +400,13 @@ def test_functions_are_in_the_dump(kvds):
     assert c.cmd("SAVE") == St("OK")
     c.close()
     k3.kill9()
+    leftover = os.path.join(k3.data_dir(), "functions.kvf.tmp-99999")  # a killed writer's
+    with open(leftover, "wb") as f:
+        f.write(b"partial")
     k4 = k3.restart()
     kvds.track(k4)
     c = k4.client()
     assert c.cmd("FUNCTION", "LIST") == []
+    assert not os.path.exists(leftover)
     c.close()
     assert k4.stop() == 0

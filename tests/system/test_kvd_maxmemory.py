@@ -280,6 +280,7 @@ def test_object_freq_counts_uses_as_redis(pair):
     try:
         pair.same("CONFIG", "SET", "maxmemory-policy", "allkeys-lfu")
         pair.same("CONFIG", "SET", "lfu-log-factor", "0")
+        pair.same("CONFIG", "SET", "lfu-decay-time", "0")  # (a minute may pass)
         pair.same("CONFIG", "GET", "lfu-log-factor")
         pair.same("CONFIG", "GET", "lfu-decay-time")
         pair.same("SET", "fresh", "v")
@@ -299,18 +300,40 @@ def test_object_freq_counts_uses_as_redis(pair):
             assert c.cmd("RESTORE", "r0", "0", payload, "FREQ", "0") == St("OK")
         pair.same("OBJECT", "FREQ", "r100")
         pair.same("OBJECT", "FREQ", "r0")
+        # (values that are no small integers: Redis shares those objects, and their
+        # counters, between keys)
+        steps = [("CONFIG", "SET", "notify-keyspace-events", "KEA"), ("SET", "n", "v1"),
+                 ("SET", "n", "v2"), ("CONFIG", "SET", "notify-keyspace-events", ""),
+                 ("RESTORE", "r100", "0", None, "REPLACE"), ("GET", "r100"),
+                 ("MOVE", "r100", "3"), ("SELECT", "3"), ("MOVE", "r100", "0"), ("SELECT", "0"),
+                 ("SET", "{t}b", "x"), ("GET", "{t}b"), ("SET", "{t}c", "y"),
+                 ("RENAME", "{t}b", "{t}c"), ("COPY", "{t}c", "{t}d"), ("SETRANGE", "{t}c", "0", "z"),
+                 ("SET", "f", "v1", "NX"), ("SET", "f", "v2", "XX"), ("MSET", "f", "v3"),
+                 ("SETEX", "f", "100", "v4"), ("EXPIRE", "f", "200"), ("TTL", "f"),
+                 ("EXISTS", "f"), ("TYPE", "f"), ("STRLEN", "f"), ("GETRANGE", "f", "0", "1")]
+        payload = pair.k.cmd("DUMP", "src")
+        for step in steps:
+            step = tuple(payload if a is None else a for a in step)
+            pair.same(*step)
+            for key in ("n", "r100", "{t}c", "{t}d", "f"):
+                pair.same("OBJECT", "FREQ", key)
         pair.same("CONFIG", "SET", "lfu-decay-time", "-1")
         pair.same("CONFIG", "SET", "lfu-log-factor", "x")
+        pair.same("CONFIG", "GET", "lfu-decay-time")
     finally:
         for c in (pair.k, pair.r):
+            c.cmd("SELECT", "0")
+            c.cmd("CONFIG", "SET", "notify-keyspace-events", "")
             c.cmd("CONFIG", "SET", "maxmemory-policy", "noeviction")
             c.cmd("CONFIG", "SET", "lfu-log-factor", "10")
+            c.cmd("CONFIG", "SET", "lfu-decay-time", "1")
 
 
 def test_allkeys_lfu_keeps_the_keys_used_most(mc):
     """Keys read many times outlive keys written once under allkeys-lfu (the sampled key
     with the lowest counter goes), with no reads of them between the writes."""
     mc.ok("CONFIG", "SET", "maxmemory-policy", "allkeys-lfu")
+    mc.ok("CONFIG", "SET", "lfu-decay-time", "0")  # (a minute passing would even them out)
     try:
         hot = ["hot%d" % i for i in range(200)]
         mc.pipeline([("SET", k, VAL) for k in hot])
@@ -324,6 +347,7 @@ def test_allkeys_lfu_keeps_the_keys_used_most(mc):
         assert mc.cmd("OBJECT", "FREQ", hot[0]) > 5
     finally:
         mc.cmd("CONFIG", "SET", "maxmemory-policy", "noeviction")
+        mc.cmd("CONFIG", "SET", "lfu-decay-time", "1")
 
 
 @pytest.mark.parametrize("policy", ["volatile-random", "volatile-lru", "volatile-lfu",

@@ -267,6 +267,21 @@ static bool start(struct shard *sh)
     }
     uint64_t gen = atomic_load(&d->req);
     int64_t now_ms = kv_clock_real_ms();
+    /* One LSN for every partition, past any file's: the new dump's names differ from the
+     * previous one's, which stays until the new one is whole (recover.c). Without a WAL
+     * nothing else moves the LSNs, and the shards are parked. */
+    uint64_t lsn = 0;
+    for (uint32_t i = 0; i < srv->nthreads; i++) {
+        for (uint32_t slot = 0; slot < srv->shards[i].table_count; slot++) {
+            uint64_t l = srv->shards[i].part_lsn[slot];
+            lsn = l > lsn ? l : lsn;
+        }
+    }
+    for (uint32_t i = 0; i < srv->nthreads; i++) {
+        for (uint32_t slot = 0; slot < srv->shards[i].table_count; slot++) {
+            srv->shards[i].part_lsn[slot] = lsn + 1;
+        }
+    }
     atomic_store(&d->changes_fork, changes_total(srv));
     size_t fn_len;
     uint8_t *fn = func_dump_current(&fn_len); /* no change runs while every shard waits */
@@ -526,7 +541,7 @@ static int write_part(struct shard *sh, uint32_t slot, int dirfd, struct wbuf *w
     uint32_t part = sh->part_id[slot];
     uint64_t lsn = sh->part_lsn[slot];
     char tmp[64];
-    snap_file_name(tmp, sizeof tmp, part, lsn, true);
+    snap_dump_file_name(tmp, sizeof tmp, part, lsn, true);
     w->fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (w->fd < 0) {
         int e = errno;
@@ -611,11 +626,12 @@ static void remove_if_covered(int dirfd, const char *name, void *ctx)
     const struct covered *c = ctx;
     unsigned a;
     unsigned long long b;
-    char tail[8] = "";
-    if (sscanf(name, "snap-%5u-%16llx.kvs%7s", &a, &b, tail) == 2 && a < c->nparts &&
-        b != c->lsn_of[a]) {
+    char tail[16] = "";
+    bool dump;
+    if (snap_name_parse(name, &a, &b, tail, &dump) == 2 && a < c->nparts &&
+        (!dump || b != c->lsn_of[a])) {
         unlinkat(dirfd, name, 0);
-    } else if (sscanf(name, "wal-%3u-%16llx.log%7s", &a, &b, tail) == 2 && a < c->srv->nthreads) {
+    } else if (sscanf(name, "wal-%3u-%16llx.log%15s", &a, &b, tail) == 2 && a < c->srv->nthreads) {
         unlinkat(dirfd, name, 0);
     }
 }
@@ -629,8 +645,8 @@ static int finish_parts(struct server *srv, int dirfd, bool keep)
         struct shard *sh = &srv->shards[i];
         for (uint32_t slot = 0; slot < sh->table_count; slot++) {
             char tmp[64], name[64];
-            snap_file_name(tmp, sizeof tmp, sh->part_id[slot], sh->part_lsn[slot], true);
-            snap_file_name(name, sizeof name, sh->part_id[slot], sh->part_lsn[slot], false);
+            snap_dump_file_name(tmp, sizeof tmp, sh->part_id[slot], sh->part_lsn[slot], true);
+            snap_dump_file_name(name, sizeof name, sh->part_id[slot], sh->part_lsn[slot], false);
             if (!keep) {
                 unlinkat(dirfd, tmp, 0);
             } else if (renameat(dirfd, tmp, dirfd, name) != 0 && rc == 0) {

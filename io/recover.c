@@ -180,7 +180,9 @@ static bool layout_differs(struct rec *r, const char *name)
     unsigned part;
     unsigned long long lsn;
     uint32_t slot;
-    if (sscanf(name, "snap-%5u-%16llx", &part, &lsn) != 2 ||
+    char tail[16];
+    bool dump;
+    if (snap_name_parse(name, &part, &lsn, tail, &dump) < 2 ||
         (r->sh->id != 0 && slot_of(r, part, &slot) != 0)) {
         return false;
     }
@@ -319,17 +321,67 @@ static void clear_slot(struct rec *r, uint32_t slot)
     }
 }
 
+/*
+ * A dump (dump.h) writes every partition's "dump-P-G.kvs" at one LSN G, then renames them
+ * one by one: a crash among the renames leaves some partitions at G and the others at the
+ * dump before. So the newest dump G is used only if every partition has a file (of a
+ * dump or of a WAL round) at G or later; otherwise its files are passed over, and each
+ * partition loads the previous one (removed only once G was whole). Files of every
+ * partition are looked at, not only this shard's.
+ */
+static uint64_t dump_to_skip(struct rec *r)
+{
+    uint32_t nparts = r->sh->srv->route->count;
+    uint64_t *newest = calloc(nparts, sizeof *newest);
+    KV_ASSERT(newest != NULL);
+    uint64_t top = 0;
+    bool any = false;
+    DIR *d = opendir(r->dir);
+    struct dirent *de;
+    while (d != NULL && (de = readdir(d)) != NULL) {
+        unsigned part;
+        unsigned long long lsn;
+        char tail[16];
+        bool dump;
+        if (snap_name_parse(de->d_name, &part, &lsn, tail, &dump) != 2 || part >= nparts) {
+            continue;
+        }
+        newest[part] = lsn > newest[part] ? lsn : newest[part];
+        if (dump && (!any || lsn > top)) {
+            top = lsn;
+            any = true;
+        }
+    }
+    if (d != NULL) {
+        closedir(d);
+    }
+    bool whole = true;
+    for (uint32_t p = 0; p < nparts && any; p++) {
+        whole &= newest[p] >= top;
+    }
+    free(newest);
+    if (!any || whole) {
+        return UINT64_MAX;
+    }
+    kv_log_warning("the newest dump (lsn %llu) was not finished: using the one before it",
+                   (unsigned long long)top);
+    return top;
+}
+
 static int load_snapshots(struct rec *r)
 {
     struct shard *sh = r->sh;
     uint64_t *best = calloc(sh->table_count, sizeof *best);
     bool *have = calloc(sh->table_count, sizeof *have);
-    KV_ASSERT(best != NULL && have != NULL);
+    bool *best_dump = calloc(sh->table_count, sizeof *best_dump);
+    KV_ASSERT(best != NULL && have != NULL && best_dump != NULL);
+    uint64_t skip = dump_to_skip(r);
     DIR *d = opendir(r->dir);
     if (d == NULL) {
         kv_log_warning("cannot read dir=%s err=%s", r->dir, strerror(errno));
         free(best);
         free(have);
+        free(best_dump);
         return -1;
     }
     int rc = 0;
@@ -338,7 +390,8 @@ static int load_snapshots(struct rec *r)
         unsigned part;
         unsigned long long lsn;
         char tail[16] = "";
-        int n = sscanf(de->d_name, "snap-%5u-%16llx.kvs%15s", &part, &lsn, tail);
+        bool dump;
+        int n = snap_name_parse(de->d_name, &part, &lsn, tail, &dump);
         uint32_t slot;
         if (n == 2 && layout_differs(r, de->d_name)) {
             rc = -1; /* logged */
@@ -348,12 +401,17 @@ static int load_snapshots(struct rec *r)
             continue;
         }
         if (n == 3 && strcmp(tail, ".tmp") == 0) {
-            unlinkat(r->dirfd, de->d_name, 0); /* an interrupted round */
+            unlinkat(r->dirfd, de->d_name, 0); /* an interrupted round or dump */
             continue;
         }
-        if (n == 2 && (!have[slot] || lsn > best[slot])) {
+        if (n == 2 && dump && lsn == skip) {
+            continue; /* of an unfinished dump */
+        }
+        /* (a round's file and a dump's at one LSN hold the same data: the round's wins) */
+        if (n == 2 && (!have[slot] || lsn > best[slot] || (lsn == best[slot] && !dump))) {
             have[slot] = true;
             best[slot] = lsn;
+            best_dump[slot] = dump;
         }
     }
     closedir(d);
@@ -364,7 +422,11 @@ static int load_snapshots(struct rec *r)
             continue;
         }
         char name[64];
-        snap_file_name(name, sizeof name, sh->part_id[slot], best[slot], false);
+        if (best_dump[slot]) {
+            snap_dump_file_name(name, sizeof name, sh->part_id[slot], best[slot], false);
+        } else {
+            snap_file_name(name, sizeof name, sh->part_id[slot], best[slot], false);
+        }
         const char *why;
         uint64_t bad_off, lsn, wal_seq;
         if (load_snapshot(r, name, slot, &lsn, &wal_seq, &why, &bad_off) == 0) {
@@ -399,6 +461,7 @@ static int load_snapshots(struct rec *r)
     r->wal_seq_min = seq_min == UINT64_MAX ? 0 : seq_min;
     free(best);
     free(have);
+    free(best_dump);
     return rc;
 }
 

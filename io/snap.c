@@ -85,6 +85,22 @@ void snap_file_name(char *buf, size_t cap, uint32_t part, uint64_t lsn, bool tmp
     snprintf(buf, cap, "snap-%05u-%016llx.kvs%s", part, (unsigned long long)lsn, tmp ? ".tmp" : "");
 }
 
+void snap_dump_file_name(char *buf, size_t cap, uint32_t part, uint64_t lsn, bool tmp)
+{
+    snprintf(buf, cap, "dump-%05u-%016llx.kvs%s", part, (unsigned long long)lsn, tmp ? ".tmp" : "");
+}
+
+int snap_name_parse(const char *name, unsigned *part, unsigned long long *lsn, char *tail,
+                    bool *dump)
+{
+    *dump = strncmp(name, "dump-", 5) == 0;
+    if (!*dump && strncmp(name, "snap-", 5) != 0) {
+        return 0;
+    }
+    tail[0] = '\0';
+    return sscanf(name + 5, "%5u-%16llx.kvs%15s", part, lsn, tail);
+}
+
 int snap_init(struct snap **out, struct shard *sh, const char *dir)
 {
     struct snap *s = mi_heap_zalloc(sh->heap, sizeof *s);
@@ -343,9 +359,10 @@ static void delete_older(struct snap *s, uint32_t part)
     while ((de = readdir(d)) != NULL) {
         unsigned p;
         unsigned long long lsn;
-        char tail[8];
-        if (sscanf(de->d_name, "snap-%5u-%16llx.kvs%7s", &p, &lsn, tail) == 2 && p == part &&
-            lsn != s->lsn) {
+        char tail[16];
+        bool dump;
+        if (snap_name_parse(de->d_name, &p, &lsn, tail, &dump) == 2 && p == part &&
+            (lsn != s->lsn || dump)) {
             unlinkat(s->dirfd, de->d_name, 0);
         }
     }

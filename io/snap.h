@@ -73,7 +73,15 @@ void snap_on_cqe(struct snap *s, struct io_uring_cqe *cqe);
 
 struct snap_stats *snap_stats(struct snap *s);
 
-/* File name of a snapshot (no directory). */
+/* File name of a snapshot (no directory): "snap-P-L.kvs" of a round, or with `dump`
+ * "dump-P-L.kvs" of a dump (dump.h: every partition at one LSN, which recovery uses
+ * only if the dump is whole); ".tmp" while being written. */
 void snap_file_name(char *buf, size_t cap, uint32_t part, uint64_t lsn, bool tmp);
+void snap_dump_file_name(char *buf, size_t cap, uint32_t part, uint64_t lsn, bool tmp);
+
+/* Parses a snapshot file name of either kind: the number of fields sscanf matched (2: a
+ * finished file, 3: with a tail such as ".tmp" in tail[16]), *dump for "dump-". */
+int snap_name_parse(const char *name, unsigned *part, unsigned long long *lsn, char *tail,
+                    bool *dump);
 
 #endif

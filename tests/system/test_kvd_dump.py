@@ -56,7 +56,8 @@ def test_save_survives_kill9_with_ttls_databases_and_binary_values(kvds):
     c.ok("SET", "after", "lost")  # not saved
     c.close()
     k.kill9()
-    assert [f for f in os.listdir(k.data_dir()) if f.startswith("snap-")]
+    names = os.listdir(k.data_dir())
+    assert len([f for f in names if f.startswith("dump-") and f.endswith(".kvs")]) == 8, names
     k2 = k.restart()
     kvds.track(k2)
     c = k2.client()
@@ -226,31 +227,37 @@ def test_a_failed_dump_is_reported_and_keeps_the_server_up(kvds):
     c.pipeline([("SET", key, "old") for key in keys])
     assert c.cmd("SAVE") == St("OK")
     c.pipeline([("SET", key, "new") for key in keys])
-    # a directory where a late partition's temporary file must go: that write fails, and
-    # the partitions written before it are not renamed into place (no mix of two dumps)
-    blocker = os.path.join(k.data_dir(), "snap-00005-0000000000000000.kvs.tmp")
-    os.mkdir(blocker)
+    # directories where a late partition's temporary file must go (each dump's files
+    # have the next LSN): that write fails, and the partitions written before it are not
+    # renamed into place (no mix of two dumps)
+    data = k.data_dir()
+    blockers = [os.path.join(data, "dump-00005-%016x.kvs.tmp" % lsn) for lsn in range(3, 12)]
+    for b in blockers:
+        os.mkdir(b)
     r = c.cmd("SAVE")
     assert isinstance(r, Err) and r.s.startswith("ERR"), r
-    assert "cannot create snap-00005" in k.stderr()
+    assert "cannot create dump-00005" in k.stderr()
     i = info(c)
     assert i["rdb_last_bgsave_status"] == "err" and i["rdb_saves"] == "2"
     assert i["rdb_changes_since_last_save"] == str(len(keys))
     c.close()
     k.kill9()  # what the failed dump left: the previous one, whole
-    os.rmdir(blocker)
+    for b in blockers:
+        os.rmdir(b)
     k = k.restart()
     kvds.track(k)
     c = k.client()
     assert c.cmd("MGET", *keys) == [b"old"] * len(keys)
     assert c.cmd("GET", "a") == b"2"
     c.ok("SET", "a", "3")
-    os.mkdir(blocker)
+    for b in blockers:
+        os.mkdir(b)
     assert c.cmd("SHUTDOWN") == Err("ERR Errors trying to SHUTDOWN. Check logs.")
     k.proc.send_signal(signal.SIGTERM)  # the save fails: Redis stays up too
     wait_until(lambda: "can't exit" in k.stderr(), 30, what="the failed save's log line")
     assert c.cmd("GET", "a") == b"3"
-    os.rmdir(blocker)
+    for b in blockers:
+        os.rmdir(b)
     assert c.cmd("SAVE") == St("OK")
     assert info(c)["rdb_last_bgsave_status"] == "ok"
     c.close()
@@ -261,6 +268,50 @@ def test_a_failed_dump_is_reported_and_keeps_the_server_up(kvds):
     assert c.cmd("GET", "a") == b"3"
     c.close()
     assert k2.stop() == 0
+
+
+def test_a_dump_cut_short_among_its_renames_is_passed_over(kvds):
+    """A crash while the child renames its files leaves some partitions at the new dump
+    and the others at the one before: recovery uses the previous dump for all."""
+    k = kvds(args=NO + ["--save", ""])
+    c = k.client()
+    keys = keys_on_both_threads(c, "r")
+    c.pipeline([("SET", key, "first") for key in keys])
+    assert c.cmd("SAVE") == St("OK")
+    data = k.data_dir()
+    first = {f: open(os.path.join(data, f), "rb").read() for f in os.listdir(data)
+             if f.startswith("dump-")}
+    assert len(first) == 8
+    c.pipeline([("SET", key, "second") for key in keys])
+    assert c.cmd("SAVE") == St("OK")
+    c.close()
+    k.kill9()
+    # as if the crash came after three renames: the first dump's files back, the second
+    # dump's files of the other partitions not there
+    second = sorted(f for f in os.listdir(data) if f.startswith("dump-"))
+    assert len(second) == 8 and not set(second) & set(first)
+    for f, b in first.items():
+        with open(os.path.join(data, f), "wb") as out:
+            out.write(b)
+    for f in second[3:]:
+        os.unlink(os.path.join(data, f))
+    k2 = k.restart()
+    kvds.track(k2)
+    assert "was not finished" in k2.stderr()
+    c = k2.client()
+    assert c.cmd("MGET", *keys) == [b"first"] * len(keys)
+    c.pipeline([("SET", key, "third") for key in keys])
+    assert c.cmd("SAVE") == St("OK")
+    names = os.listdir(data)
+    assert len([f for f in names if f.startswith("dump-")]) == 8, names
+    c.close()
+    k2.kill9()
+    k3 = k2.restart()
+    kvds.track(k3)
+    c = k3.client()
+    assert c.cmd("MGET", *keys) == [b"third"] * len(keys)
+    c.close()
+    assert k3.stop() == 0
 
 
 def test_concurrent_saves_on_both_threads_each_get_a_whole_dump(kvds):

@@ -292,6 +292,9 @@ static bool start(struct shard *sh)
         if (getppid() != parent) {
             _exit(1);
         }
+        /* Only stderr is needed (the rest is opened by name): a client socket kept open
+         * here would not close for its peer, when kvd closes it, until the child ends. */
+        close_range(3, ~0u, 0);
         _exit(child_main(srv, now_ms, fn, fn_len) == 0 ? 0 : 1);
     }
     int fork_errno = errno;

@@ -461,3 +461,46 @@ def test_functions_are_in_the_dump(kvds):
     assert not os.path.exists(leftover)
     c.close()
     assert k4.stop() == 0
+
+
+def test_the_dump_child_holds_no_client_socket(kvds):
+    """The child closes every inherited fd but stderr: a client kvd closes during a dump
+    sees its connection end then, not when the child exits. Looked at in /proc while
+    the child writes 64 MB."""
+    k = kvds(args=NO + ["--save", ""])
+    c = k.client()
+    value = os.urandom(1 << 16)
+    for start in range(0, 1024, 128):
+        c.pipeline([("SET", "big%d" % i, value) for i in range(start, start + 128)])
+    other = k.client()
+    assert other.cmd("PING") == St("PONG")
+    assert c.cmd("BGSAVE") == St("Background saving started")
+    child = None
+    deadline = time.monotonic() + 10
+    while child is None and time.monotonic() < deadline:
+        for task in os.listdir("/proc/%d/task" % k.pid):
+            try:
+                with open("/proc/%d/task/%s/children" % (k.pid, task)) as f:
+                    kids = f.read().split()
+            except OSError:
+                continue
+            if kids:
+                child = int(kids[0])
+                break
+    assert child is not None, "no dump child seen"
+    fds = None  # once it writes its files (right after the fork it still has them all)
+    while time.monotonic() < deadline:
+        try:
+            fds = [os.readlink("/proc/%d/fd/%s" % (child, fd))
+                   for fd in os.listdir("/proc/%d/fd" % child)]
+        except FileNotFoundError:
+            fds = None  # it ended between two looks: nothing left to check
+            break
+        if any(".kvs.tmp" in f for f in fds):
+            break
+    if fds is not None:
+        assert not [f for f in fds if f.startswith(("socket:", "anon_inode:[io_uring]"))], fds
+    wait_dump_done(c, 1)
+    other.close()
+    c.close()
+    assert k.stop() == 0

@@ -937,6 +937,68 @@ static int l_bit_tohex(lua_State *L)
     return 1;
 }
 
+/*
+ * cjson.encode: Debian's lua-cjson sizes its output buffer in int, so a string over 357 MB
+ * (6 bytes reserved per byte, for \\u escapes) or an output over 2 GB wraps around and
+ * writes past the buffer (Redis's CVE-2022-24834, fixed in Redis's own copy). The value
+ * is measured first, with the worst case of every string, and refused over
+ * SCRIPT_CJSON_BOUND_MAX; then the library's encode runs (its upvalue).
+ */
+#define SCRIPT_CJSON_BOUND_MAX ((uint64_t)INT32_MAX / 2) /* worst-case output bytes */
+#define SCRIPT_CJSON_DEPTH     1000 /* cjson's own default nesting limit: it reports it */
+
+/* Adds the worst-case output of the value at absolute index idx to *bound; stops once
+ * over the limit or deeper than cjson's nesting limit (cjson then reports that). */
+static void cjson_bound(lua_State *L, int idx, int depth, uint64_t *bound)
+{
+    size_t n;
+    switch (lua_type(L, idx)) {
+    case LUA_TSTRING:
+        lua_tolstring(L, idx, &n); /* (a string: no conversion in place) */
+        *bound += (uint64_t)n * 6 + 2;
+        return;
+    case LUA_TTABLE:
+        *bound += 2;
+        if (depth >= SCRIPT_CJSON_DEPTH || !lua_checkstack(L, 3)) {
+            return;
+        }
+        lua_pushnil(L);
+        while (lua_next(L, idx) != 0) {
+            int top = lua_gettop(L);
+            cjson_bound(L, top - 1, depth + 1, bound);
+            cjson_bound(L, top, depth + 1, bound);
+            *bound += 2;
+            lua_pop(L, 1);
+            if (*bound > SCRIPT_CJSON_BOUND_MAX) {
+                lua_pop(L, 1); /* the key: the walk stops here */
+                return;
+            }
+        }
+        return;
+    default:
+        *bound += 32; /* a number ("%.14g"), true, false, null */
+        return;
+    }
+}
+
+static int l_cjson_encode(lua_State *L)
+{
+    uint64_t bound = 0;
+    if (lua_gettop(L) == 1) { /* (else the library's own argument error) */
+        cjson_bound(L, 1, 0, &bound);
+    }
+    if (bound > SCRIPT_CJSON_BOUND_MAX) {
+        return luaL_error(L,
+                          "Cannot serialise: the value could encode to more than %d bytes "
+                          "(kvd's limit for cjson.encode)",
+                          (int)SCRIPT_CJSON_BOUND_MAX);
+    }
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
+    return lua_gettop(L);
+}
+
 /* Whether Redis refuses the command in scripts ("noscript" in its COMMAND INFO flags,
  * for a container that of the subcommand), and the connection commands kvd cannot run
  * without a connection (a script has none): only PING, ECHO, TIME, SELECT, LASTSAVE and
@@ -1346,6 +1408,11 @@ static struct script_vm *vm_create(bool fn, uint64_t gen)
     lua_getglobal(L, "bit");
     lua_pushcfunction(L, l_bit_tohex);
     lua_setfield(L, -2, "tohex");
+    lua_pop(L, 1);
+    lua_getglobal(L, "cjson");
+    lua_getfield(L, -1, "encode");
+    lua_pushcclosure(L, l_cjson_encode, 1);
+    lua_setfield(L, -2, "encode");
     lua_pop(L, 1);
     lua_newtable(L); /* redis */
     set_fn(L, vm, "call", l_call);

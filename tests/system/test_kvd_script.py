@@ -1527,3 +1527,21 @@ def test_debug_protocol_and_its_conversions_in_scripts_match_redis(kvd, debug_re
     finally:
         for c in (pair.k, pair.r):
             c.cmd("DEBUG", "SET-DISABLE-DENY-SCRIPTS", "0")
+
+
+def test_cjson_encode_refuses_what_could_overflow_its_buffer(kvd):
+    """Debian's lua-cjson sizes its buffer in int (Redis's CVE-2022-24834 in its own copy):
+    kvd measures the worst case first and refuses past 1 GB (6 bytes per string byte),
+    with an error the script can catch; small values encode as before."""
+    with kvd.client() as c:
+        r = c.cmd("EVAL", "local s = string.rep('x', 1000000) local t = {} "
+                          "for i = 1, 200 do t[i] = s end return cjson.encode(t)", "0")
+        assert isinstance(r, Err) and "Cannot serialise" in r.s and "kvd's limit" in r.s, r
+        r = c.cmd("EVAL", "local s = string.rep('y', 40000000) "
+                          "return {pcall(cjson.encode, {s, s, s, s, s})}", "0")
+        assert r[0] is None and b"kvd's limit" in r[1], r[:1]
+        assert c.cmd("EVAL", "return cjson.encode({a = {1, 2, 'x'}})", "0") == \
+            b'{"a":[1,2,"x"]}'
+        assert c.cmd("EVAL", "return #cjson.encode({string.rep('x', 1000000)})", "0") == 1000004
+        assert isinstance(c.cmd("EVAL", "return cjson.encode()", "0"), Err)  # its own check
+        assert c.cmd("PING") == St("PONG")

@@ -418,6 +418,17 @@ static bool change_end(struct change *c, bool ok, bool persist, char *err, size_
     return ok;
 }
 
+/* change_end on the command's shard; a change that took effect is one data change (INFO
+ * rdb_changes_since_last_save, the save points), as Redis's dirty counter has it. */
+static bool change_done(struct cmd_ctx *x, struct change *c, bool ok, char *err, size_t cap)
+{
+    ok = change_end(c, ok, x->sh->srv->persist, err, cap);
+    if (ok) {
+        cmd_count_changes(x->sh, 1);
+    }
+    return ok;
+}
+
 /* +OK, or the error of a change that did not take effect. */
 static void reply_change(struct cmd_ctx *x, bool ok, const char *err)
 {
@@ -663,7 +674,7 @@ static void function_load(struct cmd_ctx *x)
     } else {
         ok = change_add(&c, l, err, sizeof err);
     }
-    if (change_end(&c, ok, x->sh->srv->persist, err, sizeof err)) {
+    if (change_done(x, &c, ok, err, sizeof err)) {
         reply_bulk_str(x->out, lname);
     } else {
         reply_error(x->out, "%s", err);
@@ -684,7 +695,7 @@ static void function_delete(struct cmd_ctx *x)
     } else {
         change_remove(&c, at);
     }
-    reply_change(x, change_end(&c, at != SIZE_MAX, x->sh->srv->persist, err, sizeof err), err);
+    reply_change(x, change_done(x, &c, at != SIZE_MAX, err, sizeof err), err);
 }
 
 static void reply_sub_syntax(struct cmd_ctx *x)
@@ -710,7 +721,7 @@ static void function_flush(struct cmd_ctx *x)
     pthread_mutex_lock(&change_mu);
     struct change c;
     change_init(&c, NULL);
-    reply_change(x, change_end(&c, true, x->sh->srv->persist, err, sizeof err), err);
+    reply_change(x, change_done(x, &c, true, err, sizeof err), err);
 }
 
 enum restore_policy { RESTORE_APPEND, RESTORE_REPLACE, RESTORE_FLUSH };
@@ -832,7 +843,7 @@ static void function_restore(struct cmd_ctx *x)
     struct change c;
     change_init(&c, policy == RESTORE_FLUSH ? NULL : cur);
     ok = payload_join(&c, &fresh, policy, err, sizeof err);
-    reply_change(x, change_end(&c, ok, x->sh->srv->persist, err, sizeof err), err);
+    reply_change(x, change_done(x, &c, ok, err, sizeof err), err);
 }
 
 static void function_stats(struct cmd_ctx *x)

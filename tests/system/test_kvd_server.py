@@ -670,7 +670,10 @@ def test_rdb_changes_since_last_save_counts_as_redis(kvd_factory, redis_server):
              ("SETRANGE", "{d}r", "1", "zz"), ("MSETNX", "{d}n1", "1", "{d}n2", "2"),
              ("MSETNX", "{d}n1", "1", "{d}n3", "2"), ("BITOP", "OR", "{d}o", "{d}bits", "{d}bf"),
              ("SETNX", "{d}n1", "x"), ("GETSET", "{d}n1", "y"), ("INCRBYFLOAT", "{d}f", "1.5"),
-             ("UNLINK", "{d}n1", "{d}n2"), ("FLUSHALL",), ("FLUSHALL",)]
+             ("UNLINK", "{d}n1", "{d}n2"), ("FLUSHALL",), ("FLUSHALL",),
+             ("FUNCTION", "LOAD", "#!lua name=chg\nredis.register_function('chg', "
+              "function() return 1 end)"), ("FUNCTION", "DELETE", "chg"),
+             ("FUNCTION", "FLUSH"), ("FUNCTION", "LOAD", "#!lua name=bad\nbad code")]
     with k.client() as kc, redis_server.client() as rc:
         rc.cmd("FLUSHALL")
         for step in steps:

@@ -270,7 +270,7 @@ static bool start(struct shard *sh)
     /* One LSN for every partition, past any file's: the new dump's names differ from the
      * previous one's, which stays until the new one is whole (recover.c). Without a WAL
      * nothing else moves the LSNs, and the shards are parked. */
-    uint64_t lsn = 0;
+    uint64_t lsn = d->lsn_floor; /* (files on disk above memory's LSNs: none may be reused) */
     for (uint32_t i = 0; i < srv->nthreads; i++) {
         for (uint32_t slot = 0; slot < srv->shards[i].table_count; slot++) {
             uint64_t l = srv->shards[i].part_lsn[slot];
@@ -294,7 +294,11 @@ static bool start(struct shard *sh)
         }
         /* Only stderr is needed (the rest is opened by name): a client socket kept open
          * here would not close for its peer, when kvd closes it, until the child ends. */
-        close_range(3, ~0u, 0);
+        int lock = srv->lock_fd; /* kept: no kvd may take the directory while we write */
+        if (lock > 3) {
+            close_range(3, (unsigned)lock - 1, 0);
+        }
+        close_range((unsigned)(lock >= 3 ? lock + 1 : 3), ~0u, 0);
         _exit(child_main(srv, now_ms, fn, fn_len) == 0 ? 0 : 1);
     }
     int fork_errno = errno;
@@ -444,6 +448,66 @@ int dump_load(struct shard *sh)
                       (unsigned long long)keys, (unsigned long long)r.snapshots,
                       (unsigned long long)r.segments, (long long)r.ms);
     }
+    return 0;
+}
+
+static void marker_name(char *buf, size_t cap, uint64_t lsn)
+{
+    snprintf(buf, cap, "dump-%016llx.done", (unsigned long long)lsn);
+}
+
+/* The LSN of a marker's name, or false if the name is none. */
+static bool marker_parse(const char *name, uint64_t *lsn)
+{
+    unsigned long long v;
+    int end = -1;
+    if (sscanf(name, "dump-%16llx.done%n", &v, &end) != 1 || end != 5 + 16 + 5 ||
+        name[end] != '\0') {
+        return false;
+    }
+    *lsn = v;
+    return true;
+}
+
+int dump_prepare_dir(struct server *srv, const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (d == NULL) {
+        fprintf(stderr, "kvd: cannot read %s: %s\n", dir, strerror(errno));
+        return -1;
+    }
+    uint64_t done = 0, floor = 0, lsn;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        if (marker_parse(de->d_name, &lsn) && lsn > done) {
+            done = lsn;
+        }
+    }
+    rewinddir(d);
+    int removed = 0;
+    while ((de = readdir(d)) != NULL) {
+        unsigned part;
+        unsigned long long l;
+        char tail[16];
+        bool dump;
+        int n = snap_name_parse(de->d_name, &part, &l, tail, &dump);
+        if ((n == 2 || (n == 3 && strcmp(tail, ".tmp") == 0)) && dump && l > done) {
+            /* of a dump cut short */
+            removed += unlinkat(dirfd(d), de->d_name, 0) == 0;
+        } else if (marker_parse(de->d_name, &lsn) && lsn < done) {
+            removed += unlinkat(dirfd(d), de->d_name, 0) == 0;
+        } else if (n >= 2 && l > floor) {
+            floor = l;
+        }
+    }
+    if (removed > 0) {
+        fsync(dirfd(d));
+        kv_log_warning("removed %d files of a dump that was not finished (the one before it, "
+                       "lsn %llu, stays)",
+                       removed, (unsigned long long)done);
+    }
+    closedir(d);
+    srv->dump.lsn_floor = floor > done ? floor : done;
     return 0;
 }
 
@@ -616,10 +680,17 @@ static void each_name(int dirfd, void (*fn)(int dirfd, const char *name, void *c
     }
 }
 
+struct wal_range {
+    uint64_t lo, hi; /* segment numbers seen */
+    bool any;
+};
+
 struct covered {
     const struct server *srv;
     const uint64_t *lsn_of; /* each partition's LSN in the new dump */
     uint32_t nparts;
+    uint64_t lsn;          /* the new dump's */
+    struct wal_range *wal; /* per shard (mmap'ed) */
 };
 
 /* Removes a snapshot the new ones replace, or a WAL segment (the new files cover all
@@ -631,11 +702,33 @@ static void remove_if_covered(int dirfd, const char *name, void *ctx)
     unsigned long long b;
     char tail[16] = "";
     bool dump;
+    uint64_t m;
     if (snap_name_parse(name, &a, &b, tail, &dump) == 2 && a < c->nparts &&
         (!dump || b != c->lsn_of[a])) {
         unlinkat(dirfd, name, 0);
-    } else if (sscanf(name, "wal-%3u-%16llx.log%15s", &a, &b, tail) == 2 && a < c->srv->nthreads) {
+    } else if (marker_parse(name, &m) && m != c->lsn) {
         unlinkat(dirfd, name, 0);
+    } else if (sscanf(name, "wal-%3u-%16llx.log%15s", &a, &b, tail) == 2 && a < c->srv->nthreads &&
+               tail[0] == '\0') {
+        /* the shard's segment numbers seen: removed afterwards from the oldest on, so that
+         * a crash meanwhile leaves a contiguous log (recovery checks batch order) */
+        struct wal_range *r = &c->wal[a];
+        r->lo = r->any && r->lo < b ? r->lo : b;
+        r->hi = r->any && r->hi > b ? r->hi : b;
+        r->any = true;
+    }
+}
+
+/* Removes each shard's WAL segments seen, oldest first. */
+static void remove_wal(const struct covered *c, int dirfd)
+{
+    for (uint32_t i = 0; i < c->srv->nthreads; i++) {
+        const struct wal_range *r = &c->wal[i];
+        for (uint64_t segno = r->lo; r->any && segno <= r->hi; segno++) {
+            char name[64];
+            wal_segment_name(name, sizeof name, i, segno);
+            unlinkat(dirfd, name, 0); /* (ENOENT: a gap in the numbers) */
+        }
     }
 }
 
@@ -714,9 +807,28 @@ static int child_main(struct server *srv, int64_t now_ms, const uint8_t *fn, siz
         kv_log_warning("background save: cannot write the functions err=%s", strerror(e));
         rc = -e;
     }
+    uint64_t lsn = srv->shards[0].part_lsn[0]; /* (every partition's, dump.c start) */
+    if (rc == 0) { /* the dump is finished once its marker is there (dump_prepare_dir) */
+        char name[64];
+        marker_name(name, sizeof name, lsn);
+        int fd = openat(dirfd, name, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        if (fd < 0 || fsync(fd) != 0 || fsync(dirfd) != 0) {
+            rc = -errno;
+            kv_log_warning("background save: cannot write %s err=%s", name, strerror(-rc));
+        }
+        if (fd >= 0) {
+            close(fd);
+        }
+    }
     if (rc == 0) {
-        struct covered c = {.srv = srv, .lsn_of = lsn_of, .nparts = nparts};
-        each_name(dirfd, remove_if_covered, &c);
+        struct wal_range *wal = mmap(NULL, srv->nthreads * sizeof *wal, PROT_READ | PROT_WRITE,
+                                     MAP_PRIVATE | MAP_ANONYMOUS, -1, 0); /* (zeroed) */
+        if (wal != MAP_FAILED) {
+            struct covered c = {
+                .srv = srv, .lsn_of = lsn_of, .nparts = nparts, .lsn = lsn, .wal = wal};
+            each_name(dirfd, remove_if_covered, &c);
+            remove_wal(&c, dirfd);
+        }
         kv_log_notice("dump written keys=%llu", (unsigned long long)keys);
     }
     close(dirfd);

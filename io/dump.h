@@ -56,7 +56,17 @@ struct dump_state {
     _Atomic uint64_t changes_base; /* ... when the last successful one forked */
     _Atomic int shutdown;          /* a signal asked to save, then stop: 1 asked, 2 saving */
     _Atomic uint64_t shutdown_gen; /* the request that save is */
+    uint64_t lsn_floor;            /* the highest LSN of the files at start: dumps go past it */
 };
+
+/*
+ * At start, on the main thread before the shards recover (both modes): a dump is finished
+ * once its marker "dump-G.done" is written (after all its files are renamed and the
+ * directory synced), so dump files of a G above the newest marker are of a dump cut
+ * short: removed here, once, before any shard looks; so are older markers. Records the
+ * highest LSN of the files left in srv->dump.lsn_floor. 0, or -1 after printing why.
+ */
+int dump_prepare_dir(struct server *srv, const char *dir);
 
 /* Sets up srv->dump at start (the last save time is the start). */
 void dump_init(struct server *srv);

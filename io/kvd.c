@@ -134,7 +134,7 @@ static int lock_dir(const char *dir)
     if (ftruncate(fd, 0) != 0 || pwrite(fd, buf, (size_t)n, 0) != n) {
         /* the pid is only informative */
     }
-    return 0; /* fd stays open: the lock is held until exit */
+    return fd; /* stays open: the lock is held until exit */
 }
 
 static uint32_t thread_count(void)
@@ -192,7 +192,11 @@ int main(int argc, char **argv)
         fprintf(stderr, "kvd: cannot create dir %s: %s\n", kvd_settings.dir, strerror(errno));
         return 1;
     }
-    if (lock_dir(kvd_settings.dir) != 0) {
+    srv.lock_fd = lock_dir(kvd_settings.dir);
+    if (srv.lock_fd < 0) {
+        return 1;
+    }
+    if (dump_prepare_dir(&srv, kvd_settings.dir) != 0) {
         return 1;
     }
     if (func_recover(kvd_settings.dir, KV_CONF_GET(kvd_settings.repair) != 0) != 0) {

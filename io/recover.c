@@ -321,53 +321,6 @@ static void clear_slot(struct rec *r, uint32_t slot)
     }
 }
 
-/*
- * A dump (dump.h) writes every partition's "dump-P-G.kvs" at one LSN G, then renames them
- * one by one: a crash among the renames leaves some partitions at G and the others at the
- * dump before. So the newest dump G is used only if every partition has a file (of a
- * dump or of a WAL round) at G or later; otherwise its files are passed over, and each
- * partition loads the previous one (removed only once G was whole). Files of every
- * partition are looked at, not only this shard's.
- */
-static uint64_t dump_to_skip(struct rec *r)
-{
-    uint32_t nparts = r->sh->srv->route->count;
-    uint64_t *newest = calloc(nparts, sizeof *newest);
-    KV_ASSERT(newest != NULL);
-    uint64_t top = 0;
-    bool any = false;
-    DIR *d = opendir(r->dir);
-    struct dirent *de;
-    while (d != NULL && (de = readdir(d)) != NULL) {
-        unsigned part;
-        unsigned long long lsn;
-        char tail[16];
-        bool dump;
-        if (snap_name_parse(de->d_name, &part, &lsn, tail, &dump) != 2 || part >= nparts) {
-            continue;
-        }
-        newest[part] = lsn > newest[part] ? lsn : newest[part];
-        if (dump && (!any || lsn > top)) {
-            top = lsn;
-            any = true;
-        }
-    }
-    if (d != NULL) {
-        closedir(d);
-    }
-    bool whole = true;
-    for (uint32_t p = 0; p < nparts && any; p++) {
-        whole &= newest[p] >= top;
-    }
-    free(newest);
-    if (!any || whole) {
-        return UINT64_MAX;
-    }
-    kv_log_warning("the newest dump (lsn %llu) was not finished: using the one before it",
-                   (unsigned long long)top);
-    return top;
-}
-
 static int load_snapshots(struct rec *r)
 {
     struct shard *sh = r->sh;
@@ -375,7 +328,6 @@ static int load_snapshots(struct rec *r)
     bool *have = calloc(sh->table_count, sizeof *have);
     bool *best_dump = calloc(sh->table_count, sizeof *best_dump);
     KV_ASSERT(best != NULL && have != NULL && best_dump != NULL);
-    uint64_t skip = dump_to_skip(r);
     DIR *d = opendir(r->dir);
     if (d == NULL) {
         kv_log_warning("cannot read dir=%s err=%s", r->dir, strerror(errno));
@@ -403,9 +355,6 @@ static int load_snapshots(struct rec *r)
         if (n == 3 && strcmp(tail, ".tmp") == 0) {
             unlinkat(r->dirfd, de->d_name, 0); /* an interrupted round or dump */
             continue;
-        }
-        if (n == 2 && dump && lsn == skip) {
-            continue; /* of an unfinished dump */
         }
         /* (a round's file and a dump's at one LSN hold the same data: the round's wins) */
         if (n == 2 && (!have[slot] || lsn > best[slot] || (lsn == best[slot] && !dump))) {

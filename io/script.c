@@ -940,63 +940,152 @@ static int l_bit_tohex(lua_State *L)
 /*
  * cjson.encode: Debian's lua-cjson sizes its output buffer in int, so a string over 357 MB
  * (6 bytes reserved per byte, for \\u escapes) or an output over 2 GB wraps around and
- * writes past the buffer (Redis's CVE-2022-24834, fixed in Redis's own copy). The value
- * is measured first, with the worst case of every string, and refused over
- * SCRIPT_CJSON_BOUND_MAX; then the library's encode runs (its upvalue).
+ * writes past the buffer, or loops for ever (Redis's CVE-2022-24834, fixed in Redis's own
+ * copy). The value is measured first, with the worst case of every string, the nulls of
+ * an array's holes, the library's current nesting and sparse-array settings (read from
+ * its own getters), and refused over SCRIPT_CJSON_BOUND_MAX; then the library's encode
+ * runs (upvalue 1; upvalue 2 is its module table). cjson.new() hands out modules whose
+ * encode is wrapped the same way.
  */
 #define SCRIPT_CJSON_BOUND_MAX ((uint64_t)INT32_MAX / 2) /* worst-case output bytes */
-#define SCRIPT_CJSON_DEPTH     1000 /* cjson's own default nesting limit: it reports it */
+#define SCRIPT_CJSON_DEPTH_MAX 10000 /* nesting measured at most (cjson's default: 1000) */
 
-/* Adds the worst-case output of the value at absolute index idx to *bound; stops once
- * over the limit or deeper than cjson's nesting limit (cjson then reports that). */
-static void cjson_bound(lua_State *L, int idx, int depth, uint64_t *bound)
+struct cjson_cfg {
+    int max_depth;    /* encode_max_depth() */
+    bool sparse_conv; /* encode_sparse_array(): convert, ratio, safe */
+    int sparse_ratio, sparse_safe;
+    uint64_t bound;
+    bool too_deep; /* deeper than SCRIPT_CJSON_DEPTH_MAX with a setting that allows it */
+};
+
+/* Adds the worst-case output of the value at absolute index idx to cfg->bound; stops
+ * once over the limit, or past the library's nesting limit (it reports that itself). */
+static void cjson_bound(lua_State *L, int idx, int depth, struct cjson_cfg *cfg)
 {
     size_t n;
     switch (lua_type(L, idx)) {
     case LUA_TSTRING:
         lua_tolstring(L, idx, &n); /* (a string: no conversion in place) */
-        *bound += (uint64_t)n * 6 + 2;
+        cfg->bound += (uint64_t)n * 6 + 2;
         return;
     case LUA_TTABLE:
-        *bound += 2;
-        if (depth >= SCRIPT_CJSON_DEPTH || !lua_checkstack(L, 3)) {
-            return;
-        }
-        lua_pushnil(L);
-        while (lua_next(L, idx) != 0) {
-            int top = lua_gettop(L);
-            cjson_bound(L, top - 1, depth + 1, bound);
-            cjson_bound(L, top, depth + 1, bound);
-            *bound += 2;
-            lua_pop(L, 1);
-            if (*bound > SCRIPT_CJSON_BOUND_MAX) {
-                lua_pop(L, 1); /* the key: the walk stops here */
-                return;
-            }
-        }
-        return;
+        break;
     default:
-        *bound += 32; /* a number ("%.14g"), true, false, null */
+        cfg->bound += 32; /* a number ("%.14g"), true, false, null */
         return;
     }
+    cfg->bound += 2;
+    if (depth >= cfg->max_depth) {
+        return; /* cjson refuses it */
+    }
+    if (depth >= SCRIPT_CJSON_DEPTH_MAX || !lua_checkstack(L, 3)) {
+        cfg->too_deep = true;
+        cfg->bound = SCRIPT_CJSON_BOUND_MAX + 1;
+        return;
+    }
+    bool array = true;
+    double max = 0, items = 0;
+    lua_pushnil(L);
+    while (lua_next(L, idx) != 0) {
+        int top = lua_gettop(L);
+        if (lua_type(L, top - 1) == LUA_TNUMBER) {
+            double k = lua_tonumber(L, top - 1);
+            array &= k >= 1 && k == (double)(int64_t)k;
+            max = k > max ? k : max;
+        } else {
+            array = false;
+        }
+        items++;
+        cjson_bound(L, top - 1, depth + 1, cfg);
+        cjson_bound(L, top, depth + 1, cfg);
+        cfg->bound += 2;
+        lua_pop(L, 1);
+        if (cfg->bound > SCRIPT_CJSON_BOUND_MAX) {
+            lua_pop(L, 1); /* the key: the walk stops here */
+            return;
+        }
+    }
+    /* an array is written up to its largest index, its holes as null, unless cjson finds
+     * it excessively sparse (an error, or an object with convert) */
+    bool sparse =
+        cfg->sparse_ratio > 0 && max > cfg->sparse_safe && max > items * cfg->sparse_ratio;
+    if (array && items > 0 && !sparse) {
+        cfg->bound +=
+            max > (double)SCRIPT_CJSON_BOUND_MAX ? SCRIPT_CJSON_BOUND_MAX : (uint64_t)max * 5;
+    }
+}
+
+/* Calls the module's getter `name` (no arguments) for n results. */
+static void cjson_get(lua_State *L, int module, const char *name, int n)
+{
+    lua_getfield(L, module, name);
+    lua_call(L, 0, n);
 }
 
 static int l_cjson_encode(lua_State *L)
 {
-    uint64_t bound = 0;
-    if (lua_gettop(L) == 1) { /* (else the library's own argument error) */
-        cjson_bound(L, 1, 0, &bound);
-    }
-    if (bound > SCRIPT_CJSON_BOUND_MAX) {
-        return luaL_error(L,
-                          "Cannot serialise: the value could encode to more than %d bytes "
-                          "(kvd's limit for cjson.encode)",
-                          (int)SCRIPT_CJSON_BOUND_MAX);
+    int nargs = lua_gettop(L);
+    luaL_argcheck(L, nargs == 1, 1, "expected 1 argument"); /* (the library's check) */
+    {
+        struct cjson_cfg cfg = {0};
+        int module = lua_upvalueindex(2);
+        cjson_get(L, module, "encode_max_depth", 1);
+        cfg.max_depth = (int)lua_tointeger(L, -1);
+        cjson_get(L, module, "encode_sparse_array", 3);
+        cfg.sparse_conv = lua_toboolean(L, -3);
+        cfg.sparse_ratio = (int)lua_tointeger(L, -2);
+        cfg.sparse_safe = (int)lua_tointeger(L, -1);
+        lua_settop(L, nargs);
+        cjson_bound(L, 1, 0, &cfg);
+        if (cfg.too_deep) {
+            return luaL_error(L,
+                              "Cannot serialise: nested deeper than %d (kvd's limit for "
+                              "cjson.encode)",
+                              SCRIPT_CJSON_DEPTH_MAX);
+        }
+        if (cfg.bound > SCRIPT_CJSON_BOUND_MAX) {
+            return luaL_error(L,
+                              "Cannot serialise: the value could encode to more than %d "
+                              "bytes (kvd's limit for cjson.encode)",
+                              (int)SCRIPT_CJSON_BOUND_MAX);
+        }
     }
     lua_pushvalue(L, lua_upvalueindex(1));
     lua_insert(L, 1);
-    lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
+    int rc = lua_pcall(L, nargs, LUA_MULTRET, 0);
+    if (rc == LUA_ERRRUN && lua_type(L, -1) == LUA_TSTRING) {
+        /* the library's luaL_error names its caller's line, which is now this function
+         * (none): the script's line, as when the script calls it directly */
+        luaL_where(L, 1);
+        lua_insert(L, -2);
+        lua_concat(L, 2);
+    }
+    if (rc != 0) {
+        return lua_error(L);
+    }
     return lua_gettop(L);
+}
+
+/* Replaces the encode of the cjson module table at idx by the checked one. */
+static void cjson_guard(lua_State *L, int idx)
+{
+    idx = idx < 0 ? lua_gettop(L) + idx + 1 : idx;
+    lua_getfield(L, idx, "encode");
+    lua_pushvalue(L, idx);
+    lua_pushcclosure(L, l_cjson_encode, 2);
+    lua_setfield(L, idx, "encode");
+}
+
+/* cjson.new(): the library's new module, its encode checked too (upvalue 1: the
+ * library's new). */
+static int l_cjson_new(lua_State *L)
+{
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_call(L, 0, 1);
+    if (lua_istable(L, -1)) {
+        cjson_guard(L, -1);
+    }
+    return 1;
 }
 
 /* Whether Redis refuses the command in scripts ("noscript" in its COMMAND INFO flags,
@@ -1410,9 +1499,10 @@ static struct script_vm *vm_create(bool fn, uint64_t gen)
     lua_setfield(L, -2, "tohex");
     lua_pop(L, 1);
     lua_getglobal(L, "cjson");
-    lua_getfield(L, -1, "encode");
-    lua_pushcclosure(L, l_cjson_encode, 1);
-    lua_setfield(L, -2, "encode");
+    cjson_guard(L, -1);
+    lua_getfield(L, -1, "new");
+    lua_pushcclosure(L, l_cjson_new, 1);
+    lua_setfield(L, -2, "new");
     lua_pop(L, 1);
     lua_newtable(L); /* redis */
     set_fn(L, vm, "call", l_call);

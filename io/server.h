@@ -379,6 +379,7 @@ struct server {
     bool persist;                  /* appendonly: the WAL and snapshots are on */
     _Atomic uint64_t save_req;     /* SAVE/BGSAVE requests so far */
     struct dump_state dump;        /* appendonly no: SAVE, BGSAVE, save points (dump.h) */
+    int lock_fd;                   /* the data directory's lock (kvd.lock), held to exit */
     _Atomic uint32_t shards_ready; /* shards done with recovery */
     _Atomic int start_failed;      /* a shard could not recover: kvd exits */
     _Atomic uint32_t wal_refusing; /* shards whose WAL refuses writes */

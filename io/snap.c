@@ -98,7 +98,19 @@ int snap_name_parse(const char *name, unsigned *part, unsigned long long *lsn, c
         return 0;
     }
     tail[0] = '\0';
-    return sscanf(name + 5, "%5u-%16llx.kvs%15s", part, lsn, tail);
+    int end = -1; /* the whole name must match: a "dump-...-copy.kvs" is none of ours */
+    if (sscanf(name + 5, "%5u-%16llx.kvs%n", part, lsn, &end) != 2 || end != 5 + 1 + 16 + 4) {
+        return 0;
+    }
+    const char *rest = name + 5 + end;
+    if (*rest == '\0') {
+        return 2;
+    }
+    if (strcmp(rest, ".tmp") == 0 || strncmp(rest, ".corrupt", 8) == 0) {
+        snprintf(tail, 16, "%s", rest);
+        return 3;
+    }
+    return 0;
 }
 
 int snap_init(struct snap **out, struct shard *sh, const char *dir)

@@ -79,8 +79,9 @@ struct snap_stats *snap_stats(struct snap *s);
 void snap_file_name(char *buf, size_t cap, uint32_t part, uint64_t lsn, bool tmp);
 void snap_dump_file_name(char *buf, size_t cap, uint32_t part, uint64_t lsn, bool tmp);
 
-/* Parses a snapshot file name of either kind: the number of fields sscanf matched (2: a
- * finished file, 3: with a tail such as ".tmp" in tail[16]), *dump for "dump-". */
+/* Parses a snapshot file name of either kind, exactly: 2 for a finished file, 3 for one
+ * with ".tmp" or ".corrupt..." after it (in tail[16]), 0 for any other name; *dump for
+ * "dump-". */
 int snap_name_parse(const char *name, unsigned *part, unsigned long long *lsn, char *tail,
                     bool *dump);
 

@@ -310,6 +310,14 @@ SCENARIOS = {
         ("EVAL", "return cjson.decode('[1,2,{\"a\":5}]')[3].a", 0),
         ("EVAL", "return cjson.decode('[true,false,null,\"s\"]')[4]", 0),
         ("EVAL", "return cjson.encode(cjson.decode(ARGV[1]))", 0, '{"a":[1,2,3]}'),
+        # (kvd's checked encode in front of the library's: the same errors and lines)
+        ("EVAL", "return cjson.encode()", 0), ("EVAL", "return cjson.encode(1, 2)", 0),
+        ("EVAL", "return cjson.encode(function() end)", 0),
+        ("EVAL", "local r = {} for i = 1, 1100 do r = {r} end return cjson.encode(r)", 0),
+        ("EVAL", "return {pcall(cjson.encode, {1/0})}", 0),
+        ("EVAL", "local t = {} t[1] = 1 t[3000] = 1 return cjson.encode(t)", 0),
+        ("EVAL", "local t = {} t[1] = 1 t[9] = 1 return cjson.encode(t)", 0),
+        ("EVAL", "return cjson.new().encode({1, 'a', {b = true}})", 0),
         ("EVAL", "return {bit.band(12, 10), bit.bor(1, 6), bit.bxor(5, 3), bit.bnot(0), "
                  "bit.lshift(1, 10), bit.rshift(256, 4), bit.arshift(-16, 2)}", 0),
         ("EVAL", "return bit.tohex(65535)", 0),
@@ -1544,4 +1552,19 @@ def test_cjson_encode_refuses_what_could_overflow_its_buffer(kvd):
             b'{"a":[1,2,"x"]}'
         assert c.cmd("EVAL", "return #cjson.encode({string.rep('x', 1000000)})", "0") == 1000004
         assert isinstance(c.cmd("EVAL", "return cjson.encode()", "0"), Err)  # its own check
+        # the ways round a check of cjson.encode alone: a module of cjson.new(), a nesting
+        # limit raised past the walk's default, holes turned into nulls
+        big = "local s = string.rep('x', 1000000) local t = {} for i = 1, 200 do t[i] = s end "
+        for body in [big + "return cjson.new().encode(t)",
+                     big + "local m = cjson.new() m.encode_max_depth(5000) local r = t "
+                           "for i = 1, 1100 do r = {r} end return m.encode(r)",
+                     "local m = cjson.new() m.encode_sparse_array(false, 0) local t = {} "
+                     "t[1] = 1 t[450000000] = 1 return #m.encode(t)"]:
+            r = c.cmd("EVAL", body, "0")
+            assert isinstance(r, Err) and "kvd's limit" in r.s, (body, r)
+        r = c.cmd("EVAL", "local m = cjson.new() m.encode_max_depth(20000) local r = {} "
+                          "for i = 1, 12000 do r = {r} end return m.encode(r)", "0")
+        assert isinstance(r, Err) and "nested deeper than 10000" in r.s, r
+        assert c.cmd("EVAL", "local m = cjson.new() m.encode_sparse_array(false, 0) "
+                             "local t = {} t[1] = 1 t[30] = 1 return #m.encode(t)", "0") == 145
         assert c.cmd("PING") == St("PONG")

@@ -281,6 +281,12 @@ int kv_conf_load_file_ex(const struct kv_conf_item *items, size_t n, const char 
     int lineno = 0;
     int rc = 0;
     ssize_t got;
+    bool *listed = calloc(n ? n : 1, sizeof *listed); /* KV_CONF_LIST items set by this file */
+    if (listed == NULL) {
+        fclose(f);
+        snprintf(err, errlen, "%s: out of memory", path);
+        return KV_EINVAL;
+    }
     while (rc == 0 && (got = getline(&line, &cap, f)) >= 0) {
         lineno++;
         if ((size_t)got + 1 > raw_cap) {
@@ -312,11 +318,24 @@ int kv_conf_load_file_ex(const struct kv_conf_item *items, size_t n, const char 
             snprintf(err, errlen, "%s:%d: bad directive or wrong number of arguments", path,
                      lineno);
             rc = KV_EINVAL;
+        } else if ((item->flags & KV_CONF_LIST) && item->type == KV_CONF_STRING &&
+                   listed[item - items] && value[0] != '\0' && item->str[0] != '\0') {
+            size_t have = strlen(item->str), add = strlen(value);
+            if (have + 1 + add >= item->str_cap) {
+                snprintf(err, errlen, "%s:%d: '%s': too long", path, lineno, item->name);
+                rc = KV_EINVAL;
+            } else {
+                item->str[have] = ' ';
+                memcpy(item->str + have + 1, value, add + 1);
+            }
         } else if (kv_conf_set(item, value, false, why, sizeof why) != 0) {
             snprintf(err, errlen, "%s:%d: '%s': %s", path, lineno, item->name, why);
             rc = KV_EINVAL;
+        } else {
+            listed[item - items] = true;
         }
     }
+    free(listed);
     free(line);
     free(raw);
     fclose(f);

@@ -30,6 +30,9 @@ enum kv_conf_type {
 };
 
 #define KV_CONF_RUNTIME 1u /* CONFIG SET may change it while the server runs */
+/* STRING: lines of one config file add up, space-separated, as redis.conf's "save" lines
+ * (an empty value clears what came before) */
+#define KV_CONF_LIST 2u
 
 struct kv_conf_item {
     const char *name; /* lower case, Redis's name where Redis has the setting */

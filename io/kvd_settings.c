@@ -206,7 +206,7 @@ const struct kv_conf_item kvd_setting_items[] = {
      .num = &S->appendonly},
     {.name = "save",
      .type = KV_CONF_STRING,
-     .flags = RT, /* (CONFIG SET hands it to dump.c) */
+     .flags = RT | KV_CONF_LIST, /* (CONFIG SET hands it to dump.c) */
      .def = "3600 1 300 100 60 10000",
      .help = "with appendonly no: save points \"<seconds> <changes> ...\" (a dump of the data "
              "after that many seconds with at least that many changes; \"\": none); SAVE, "

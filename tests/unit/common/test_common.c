@@ -662,3 +662,35 @@ Test(kv_file, replace_never_writes_through_a_planted_temporary_name)
     unlink(path);
     unlink(victim);
 }
+
+static char l_save[32];
+static const struct kv_conf_item l_items[] = {
+    {.name = "save",
+     .type = KV_CONF_STRING,
+     .flags = KV_CONF_LIST,
+     .def = "3600 1",
+     .help = "save points",
+     .str = l_save,
+     .str_cap = sizeof l_save},
+};
+
+static void load_list(const char *text, int want_rc)
+{
+    char path[] = "/tmp/kvlist-XXXXXX", err[256];
+    temp_file(path, text);
+    cr_assert_eq(kv_conf_defaults(l_items, 1, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(kv_conf_load_file(l_items, 1, path, err, sizeof err), want_rc, "%s", err);
+    unlink(path);
+}
+
+Test(kv_config, list_lines_add_up_as_redis_save_lines)
+{
+    load_list("save 900 1\nsave 300 10\n", 0);
+    cr_assert_str_eq(l_save, "900 1 300 10"); /* the default replaced, then added to */
+    load_list("save 900 1\nsave \"\"\nsave 60 5\n", 0);
+    cr_assert_str_eq(l_save, "60 5"); /* an empty one clears what came before */
+    load_list("# none\n", 0);
+    cr_assert_str_eq(l_save, "3600 1");
+    load_list("save 1 1\nsave 2 2\nsave 3 3\nsave 4 4\nsave 5 5\nsave 6 6\nsave 7777777 7\n",
+              KV_EINVAL); /* past the setting's room */
+}

@@ -1324,15 +1324,27 @@ void cmd_slowlog(struct cmd_ctx *x)
  */
 static void debug_reload(struct cmd_ctx *x)
 {
-    bool nosave = false;
+    bool nosave = false, noflush = false, merge = false;
     for (size_t i = 2; i < x->argc; i++) {
         if (cmd_arg_is(&x->argv[i], "nosave")) {
             nosave = true;
-        } else if (!cmd_arg_is(&x->argv[i], "merge") && !cmd_arg_is(&x->argv[i], "noflush")) {
+        } else if (cmd_arg_is(&x->argv[i], "noflush")) {
+            noflush = true;
+        } else if (cmd_arg_is(&x->argv[i], "merge")) {
+            merge = true;
+        } else {
             reply_error(x->out, "ERR DEBUG RELOAD only supports the MERGE, NOFLUSH and NOSAVE "
                                 "options.");
             return;
         }
+    }
+    size_t libraries = 0, functions = 0, bytes = 0;
+    func_counts(&libraries, &functions, &bytes);
+    if (noflush && !merge && libraries > 0) {
+        /* Redis loads its file over the functions it holds: each library is there
+         * already, and without MERGE that fails the load */
+        reply_error(x->out, "ERR Error trying to load the RDB dump");
+        return;
     }
     if (nosave) {
         reply_ok(x->out);

@@ -45,8 +45,8 @@ import time
 import pytest
 import redis
 
-from conftest import (Client, Err, Kvd, St, encode, info_field, kill_from_free_shard,
-                      need_redis, wait_until)
+from conftest import (Client, Err, Kvd, RedisServer, St, encode, info_field,
+                      kill_from_free_shard, need_redis, wait_until)
 
 LIB = "#!lua name=%s\n"
 
@@ -898,4 +898,24 @@ def test_appendonly_no_writes_no_function_file():
             assert c.cmd("FCALL", "mf", "0") == 1
         assert not os.path.exists(os.path.join(k.data_dir(), "functions.kvf"))
     finally:
+        k.stop()
+
+
+def test_debug_reload_noflush_without_merge_fails_over_functions_as_redis():
+    """Redis's DEBUG RELOAD NOFLUSH loads its file over the libraries it holds: without
+    MERGE that fails (its error text); with MERGE, or with no library, it goes on."""
+    need_redis()
+    r = RedisServer(["--enable-debug-command", "yes"])
+    k = Kvd(args=["--appendonly", "no", "--save", ""])
+    try:
+        with k.client() as kc, r.client() as rc:
+            for c in (kc, rc):
+                assert c.cmd("DEBUG", "RELOAD", "NOFLUSH") == St("OK")  # no library yet
+                assert c.cmd("FUNCTION", "LOAD", lib("rl", "redis.register_function('rl', "
+                                                   "function() return 1 end)")) == b"rl"
+            for args in (("DEBUG", "RELOAD", "NOFLUSH"), ("DEBUG", "RELOAD", "NOFLUSH", "NOSAVE"),
+                         ("DEBUG", "RELOAD", "NOFLUSH", "MERGE"), ("FCALL", "rl", "0")):
+                assert kc.raw(*args) == rc.raw(*args), args
+    finally:
+        r.stop()
         k.stop()

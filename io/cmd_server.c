@@ -948,7 +948,6 @@ static const struct {
     {"key-load-delay", "0", true},
     {"rdb-key-save-delay", "0", true},
     {"loading-process-events-interval-bytes", "2097152", true},
-    {"appendonly", "no", false},
     {"cluster-enabled", "no", false},
     {"hash-max-listpack-entries", "512", false},
     {"hash-max-ziplist-entries", "512", false},

@@ -257,7 +257,10 @@ def test_config_get_several_names(pair):
 
 def test_config_get_glob_lists_kvd_settings(kc):
     flat = kc.cmd("CONFIG", "GET", "*")
+    names = flat[0::2]
+    assert len(names) == len(set(names)), [n for n in names if names.count(n) > 1]  # once each
     got = dict(zip(flat[0::2], flat[1::2]))
+    assert kc.cmd("CONFIG", "GET", "appendonly") == [b"appendonly", b"yes"]
     for name in (b"maxclients", b"timeout", b"port", b"threads", b"dir", b"bind",
                  b"slowlog-log-slower-than", b"client-output-buffer-limit", b"proto-max-bulk-len"):
         assert name in got, name

@@ -19,7 +19,6 @@
 #include "kv_clock.h"
 #include "kv_log.h"
 #include "kvd_settings.h"
-#include "recover.h"
 #include "route.h"
 #include "server.h"
 #include "shard.h"
@@ -145,7 +144,7 @@ static bool points_due(const struct server *srv, int64_t now_ms)
     const struct dump_state *d = &srv->dump;
     uint64_t changes = dump_changes_since(srv);
     int64_t since_ms = now_ms - atomic_load(&d->last_ok_ms);
-    bool may = atomic_load(&d->last_ok) || now_ms - atomic_load(&d->last_try_ms) > DUMP_RETRY_MS;
+    bool may = atomic_load(&d->last_ok) || now_ms - atomic_load(&d->started_ms) > DUMP_RETRY_MS;
     bool due = false;
     pthread_mutex_lock(&points_mu);
     for (size_t i = 0; i < npoints && may && !due; i++) {
@@ -244,7 +243,8 @@ static void finished(struct shard *sh, bool ok, int64_t now_ms)
     shard_wake_now(sh);
 }
 
-static int child_main(struct server *srv, int64_t now_ms, const uint8_t *fn, size_t fn_len);
+static int child_main(struct server *srv, uint64_t lsn, int64_t now_ms, const uint8_t *fn,
+                      size_t fn_len);
 
 static int pidfd_open_(pid_t pid)
 {
@@ -277,9 +277,10 @@ static bool start(struct shard *sh)
             lsn = l > lsn ? l : lsn;
         }
     }
+    lsn++;
     for (uint32_t i = 0; i < srv->nthreads; i++) {
         for (uint32_t slot = 0; slot < srv->shards[i].table_count; slot++) {
-            srv->shards[i].part_lsn[slot] = lsn + 1;
+            srv->shards[i].part_lsn[slot] = lsn;
         }
     }
     atomic_store(&d->changes_fork, changes_total(srv));
@@ -299,14 +300,13 @@ static bool start(struct shard *sh)
             close_range(3, (unsigned)lock - 1, 0);
         }
         close_range((unsigned)(lock >= 3 ? lock + 1 : 3), ~0u, 0);
-        _exit(child_main(srv, now_ms, fn, fn_len) == 0 ? 0 : 1);
+        _exit(child_main(srv, lsn, now_ms, fn, fn_len) == 0 ? 0 : 1);
     }
     int fork_errno = errno;
     free(fn);
     /* the state of the dump, before the release: a shard that takes the lock next sees it */
     atomic_store(&d->covered, gen);
     atomic_store(&d->started_ms, now_ms);
-    atomic_store(&d->last_try_ms, now_ms);
     if (pid < 0) {
         kv_log_warning("background save: fork failed err=%s", strerror(fork_errno));
         finished(sh, false, now_ms);
@@ -423,33 +423,6 @@ void dump_cron(struct shard *sh, int64_t now_ms)
 }
 
 /* ---- start-up ------------------------------------------------------------------------ */
-
-int dump_load(struct shard *sh)
-{
-    struct recover_result r;
-    if (recover_shard(sh, kvd_settings.dir, KV_CONF_GET(kvd_settings.repair) != 0, &r) != 0) {
-        free(r.segs);
-        return -1;
-    }
-    free(r.segs); /* no WAL to hand them to: the next dump removes them */
-    sh->dump_wal_seq = r.next_seq;
-    uint64_t keys = 0;
-    for (size_t i = 0; i < (size_t)sh->table_count * sh->ndb; i++) {
-        if (sh->tables[i] != NULL) {
-            struct tbl_stats st;
-            tbl_stats(sh->tables[i], &st);
-            keys += st.entries;
-        }
-    }
-    sh->recovered_keys = keys;
-    sh->recovered_ms = r.ms;
-    if (r.snapshots > 0 || r.segments > 0) {
-        kv_log_notice("loaded shard=%u keys=%llu snapshots=%llu wal_segments=%llu ms=%lld", sh->id,
-                      (unsigned long long)keys, (unsigned long long)r.snapshots,
-                      (unsigned long long)r.segments, (long long)r.ms);
-    }
-    return 0;
-}
 
 static void marker_name(char *buf, size_t cap, uint64_t lsn)
 {
@@ -585,18 +558,11 @@ static void flush_chunk(struct wbuf *w)
 static void emit(void *ctx, const struct tbl_entry *e)
 {
     struct wbuf *w = ctx;
-    size_t klen, vlen;
-    const void *k = tbl_entry_key(e, &klen);
-    const void *v = tbl_entry_val(e, &vlen);
-    size_t need = sizeof(struct walfmt_entry) + klen + vlen;
+    size_t need = snap_entry_size(e);
     if (w->failed || !wbuf_reserve(w, need)) {
         return;
     }
-    struct walfmt_entry en = {
-        .klen = (uint32_t)klen, .db = w->db, .vlen = vlen, .expire_ms = tbl_entry_expire_ms(e)};
-    memcpy(w->p + w->len, &en, sizeof en);
-    memcpy(w->p + w->len + sizeof en, k, klen);
-    memcpy(w->p + w->len + sizeof en + klen, v, vlen);
+    snap_entry_put(w->p + w->len, e, w->db);
     w->len += need;
     w->count++;
 }
@@ -687,8 +653,6 @@ struct wal_range {
 
 struct covered {
     const struct server *srv;
-    const uint64_t *lsn_of; /* each partition's LSN in the new dump */
-    uint32_t nparts;
     uint64_t lsn;          /* the new dump's */
     struct wal_range *wal; /* per shard (mmap'ed) */
 };
@@ -703,8 +667,7 @@ static void remove_if_covered(int dirfd, const char *name, void *ctx)
     char tail[16] = "";
     bool dump;
     uint64_t m;
-    if (snap_name_parse(name, &a, &b, tail, &dump) == 2 && a < c->nparts &&
-        (!dump || b != c->lsn_of[a])) {
+    if (snap_name_parse(name, &a, &b, tail, &dump) == 2 && (!dump || b != c->lsn)) {
         unlinkat(dirfd, name, 0);
     } else if (marker_parse(name, &m) && m != c->lsn) {
         unlinkat(dirfd, name, 0);
@@ -754,7 +717,10 @@ static int finish_parts(struct server *srv, int dirfd, bool keep)
     return rc;
 }
 
-static int child_main(struct server *srv, int64_t now_ms, const uint8_t *fn, size_t fn_len)
+/* The child: writes every partition's file at LSN `lsn`, the functions and the marker,
+ * then removes what they cover. 0 or -1 / -errno (logged). */
+static int child_main(struct server *srv, uint64_t lsn, int64_t now_ms, const uint8_t *fn,
+                      size_t fn_len)
 {
     int dirfd = open(kvd_settings.dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dirfd < 0) {
@@ -762,13 +728,9 @@ static int child_main(struct server *srv, int64_t now_ms, const uint8_t *fn, siz
                        strerror(errno));
         return -1;
     }
-    uint32_t nparts = srv->route->count;
-    size_t map_len = nparts * sizeof(uint64_t);
-    uint64_t *lsn_of =
-        mmap(NULL, map_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     struct wbuf w = {.cap = 2 * DUMP_CHUNK};
     w.p = mmap(NULL, w.cap, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (lsn_of == MAP_FAILED || w.p == MAP_FAILED) {
+    if (w.p == MAP_FAILED) {
         return -1;
     }
     for (uint32_t i = 0; i < srv->nthreads; i++) {
@@ -780,16 +742,15 @@ static int child_main(struct server *srv, int64_t now_ms, const uint8_t *fn, siz
         }
     }
     /* Every partition written and synced first, then all renamed: a failure leaves the
-     * previous dump whole rather than some partitions of each. (A crash during the
-     * renames can still leave a mix: they take microseconds.) */
+     * previous dump whole rather than some partitions of each (a crash during the
+     * renames: the marker, written last, is missing, dump_prepare_dir). */
     int rc = 0;
     uint64_t keys = 0;
     for (uint32_t i = 0; i < srv->nthreads && rc == 0; i++) {
         struct shard *sh = &srv->shards[i];
         for (uint32_t slot = 0; slot < sh->table_count && rc == 0; slot++) {
+            KV_ASSERT(sh->part_lsn[slot] == lsn); /* (set while every shard was parked) */
             rc = write_part(sh, slot, dirfd, &w, now_ms);
-            KV_ASSERT(sh->part_id[slot] < nparts);
-            lsn_of[sh->part_id[slot]] = sh->part_lsn[slot];
             keys += w.part_keys;
         }
     }
@@ -807,7 +768,6 @@ static int child_main(struct server *srv, int64_t now_ms, const uint8_t *fn, siz
         kv_log_warning("background save: cannot write the functions err=%s", strerror(e));
         rc = -e;
     }
-    uint64_t lsn = srv->shards[0].part_lsn[0]; /* (every partition's, dump.c start) */
     if (rc == 0) { /* the dump is finished once its marker is there (dump_prepare_dir) */
         char name[64];
         marker_name(name, sizeof name, lsn);
@@ -824,8 +784,7 @@ static int child_main(struct server *srv, int64_t now_ms, const uint8_t *fn, siz
         struct wal_range *wal = mmap(NULL, srv->nthreads * sizeof *wal, PROT_READ | PROT_WRITE,
                                      MAP_PRIVATE | MAP_ANONYMOUS, -1, 0); /* (zeroed) */
         if (wal != MAP_FAILED) {
-            struct covered c = {
-                .srv = srv, .lsn_of = lsn_of, .nparts = nparts, .lsn = lsn, .wal = wal};
+            struct covered c = {.srv = srv, .lsn = lsn, .wal = wal};
             each_name(dirfd, remove_if_covered, &c);
             remove_wal(&c, dirfd);
         }

@@ -14,8 +14,9 @@
  * failure: the previous files stay, the temporary ones are removed at the next start).
  * The shard that forked it watches a pidfd through its ring and reaps it.
  *
- * At start, with appendonly no, recovery (recover.h) loads those files (and replays any
- * WAL a run with appendonly yes left, so switching modes loses nothing); the files keep
+ * At start, with appendonly no, recovery (recover.h, from shard.c) loads those files (and
+ * replays any WAL a run with appendonly yes left, so switching modes loses nothing); the
+ * files keep
  * each partition's LSN, so a later run with the WAL on replays only what is newer.
  *
  * Thread: dump_request/dump_turn/dump_on_cqe on a shard thread; the stats from any.
@@ -46,9 +47,8 @@ struct dump_state {
     _Atomic uint64_t failed;       /* ... that a failed dump covered */
     _Atomic uint64_t bg;           /* the newest BGSAVE or save point request */
     _Atomic int64_t pid;           /* the child writing, 0 if none */
-    _Atomic int64_t started_ms;    /* when it forked */
+    _Atomic int64_t started_ms;    /* when the running (or last) one forked */
     _Atomic int64_t last_ok_ms;    /* end of the last successful dump (start-up before one) */
-    _Atomic int64_t last_try_ms;   /* start of the last dump */
     _Atomic int64_t last_secs;     /* duration of the last dump, -1 before any */
     _Atomic int last_ok;           /* whether the last dump succeeded */
     _Atomic uint64_t saves;        /* successful dumps */
@@ -117,9 +117,5 @@ void dump_on_cqe(struct shard *sh, struct io_uring_cqe *cqe);
 
 /* At shutdown: kills and reaps a child this shard forked. Shard thread. */
 void dump_stop(struct shard *sh);
-
-/* At start with appendonly no: loads the shard's snapshots (and any WAL left by a run
- * with appendonly yes). 0, or -1 after logging why kvd must not start. Shard thread. */
-int dump_load(struct shard *sh);
 
 #endif

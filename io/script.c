@@ -951,9 +951,8 @@ static int l_bit_tohex(lua_State *L)
 #define SCRIPT_CJSON_DEPTH_MAX 10000 /* nesting measured at most (cjson's default: 1000) */
 
 struct cjson_cfg {
-    int max_depth;    /* encode_max_depth() */
-    bool sparse_conv; /* encode_sparse_array(): convert, ratio, safe */
-    int sparse_ratio, sparse_safe;
+    int max_depth;                 /* encode_max_depth() */
+    int sparse_ratio, sparse_safe; /* encode_sparse_array()'s ratio and safe */
     uint64_t bound;
     bool too_deep; /* deeper than SCRIPT_CJSON_DEPTH_MAX with a setting that allows it */
 };
@@ -1032,7 +1031,6 @@ static int l_cjson_encode(lua_State *L)
         cjson_get(L, module, "encode_max_depth", 1);
         cfg.max_depth = (int)lua_tointeger(L, -1);
         cjson_get(L, module, "encode_sparse_array", 3);
-        cfg.sparse_conv = lua_toboolean(L, -3);
         cfg.sparse_ratio = (int)lua_tointeger(L, -2);
         cfg.sparse_safe = (int)lua_tointeger(L, -1);
         lua_settop(L, nargs);

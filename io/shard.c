@@ -819,13 +819,13 @@ static void loop(struct shard *sh)
     }
 }
 
-/* Recovers the shard's partitions, then opens its WAL and snapshot writer. */
-static int durability_start(struct shard *sh)
+/* Recovers the shard's partitions from its data directory (snapshots and WAL, in both
+ * modes) and logs what it loaded. 0, or -1 after logging why kvd must not start;
+ * r->segs is the caller's to free either way. */
+static int recover(struct shard *sh, struct recover_result *r)
 {
-    struct recover_result r;
     bool repair = KV_CONF_GET(kvd_settings.repair) != 0;
-    if (recover_shard(sh, kvd_settings.dir, repair, &r) != 0) {
-        free(r.segs);
+    if (recover_shard(sh, kvd_settings.dir, repair, r) != 0) {
         return -1;
     }
     uint64_t keys = 0;
@@ -837,15 +837,37 @@ static int durability_start(struct shard *sh)
         }
     }
     sh->recovered_keys = keys;
-    sh->recovered_ms = r.ms;
-    if (r.snapshots > 0 || r.segments > 0) {
-        double secs = r.ms > 0 ? (double)r.ms / 1000.0 : 0.001;
+    sh->recovered_ms = r->ms;
+    if (r->snapshots > 0 || r->segments > 0) {
+        double secs = r->ms > 0 ? (double)r->ms / 1000.0 : 0.001;
         kv_log_notice("recovered shard=%u keys=%llu snapshots=%llu snapshot_keys=%llu "
                       "wal_segments=%llu wal_records=%llu wal_mb=%.1f ms=%lld rate=%.0f keys/s",
-                      sh->id, (unsigned long long)keys, (unsigned long long)r.snapshots,
-                      (unsigned long long)r.snap_keys, (unsigned long long)r.segments,
-                      (unsigned long long)r.records, (double)r.wal_bytes / 1048576.0,
-                      (long long)r.ms, (double)(r.snap_keys + r.records) / secs);
+                      sh->id, (unsigned long long)keys, (unsigned long long)r->snapshots,
+                      (unsigned long long)r->snap_keys, (unsigned long long)r->segments,
+                      (unsigned long long)r->records, (double)r->wal_bytes / 1048576.0,
+                      (long long)r->ms, (double)(r->snap_keys + r->records) / secs);
+    }
+    return 0;
+}
+
+/* appendonly no: recovery only; the dumps (dump.h) record the WAL batch number it found
+ * next, so that a later WAL numbers its batches past any left in the directory. */
+static int dump_start(struct shard *sh)
+{
+    struct recover_result r;
+    int rc = recover(sh, &r);
+    free(r.segs); /* no WAL to hand them to: the next dump removes them */
+    sh->dump_wal_seq = r.next_seq;
+    return rc;
+}
+
+/* Recovers the shard's partitions, then opens its WAL and snapshot writer. */
+static int durability_start(struct shard *sh)
+{
+    struct recover_result r;
+    if (recover(sh, &r) != 0) {
+        free(r.segs);
+        return -1;
     }
     struct wal_open_args a = {
         .dir = kvd_settings.dir,
@@ -976,7 +998,7 @@ static void *shard_main(void *arg)
     pthread_setname_np(pthread_self(), name);
     pin(sh->id);
     reply_errstats_bind(&sh->stats.errs);
-    bool ok = (sh->srv->persist ? durability_start(sh) : dump_load(sh)) == 0;
+    bool ok = (sh->srv->persist ? durability_start(sh) : dump_start(sh)) == 0;
     if (!ok) {
         atomic_store(&sh->srv->start_failed, 1);
     }

@@ -80,6 +80,26 @@ struct snap {
     struct snap_stats stats;
 };
 
+size_t snap_entry_size(const struct tbl_entry *e)
+{
+    size_t klen, vlen;
+    tbl_entry_key(e, &klen);
+    tbl_entry_val(e, &vlen);
+    return sizeof(struct walfmt_entry) + klen + vlen;
+}
+
+void snap_entry_put(char *dst, const struct tbl_entry *e, uint32_t db)
+{
+    size_t klen, vlen;
+    const void *k = tbl_entry_key(e, &klen);
+    const void *v = tbl_entry_val(e, &vlen);
+    struct walfmt_entry en = {
+        .klen = (uint32_t)klen, .db = db, .vlen = vlen, .expire_ms = tbl_entry_expire_ms(e)};
+    memcpy(dst, &en, sizeof en);
+    memcpy(dst + sizeof en, k, klen);
+    memcpy(dst + sizeof en + klen, v, vlen);
+}
+
 void snap_file_name(char *buf, size_t cap, uint32_t part, uint64_t lsn, bool tmp)
 {
     snprintf(buf, cap, "snap-%05u-%016llx.kvs%s", part, (unsigned long long)lsn, tmp ? ".tmp" : "");
@@ -264,10 +284,7 @@ static void emit(void *ctx, const struct tbl_entry *e)
 {
     struct snap *s = ctx;
     struct chunk_buf *b = s->fill;
-    size_t klen, vlen;
-    const void *k = tbl_entry_key(e, &klen);
-    const void *v = tbl_entry_val(e, &vlen);
-    size_t need = sizeof(struct walfmt_entry) + klen + vlen;
+    size_t need = snap_entry_size(e);
     if (b->len + need > b->cap) {
         size_t cap = b->cap;
         while (b->len + need > cap) {
@@ -278,11 +295,7 @@ static void emit(void *ctx, const struct tbl_entry *e)
         b->p = p;
         b->cap = cap;
     }
-    struct walfmt_entry en = {
-        .klen = (uint32_t)klen, .db = s->db, .vlen = vlen, .expire_ms = tbl_entry_expire_ms(e)};
-    memcpy(b->p + b->len, &en, sizeof en);
-    memcpy(b->p + b->len + sizeof en, k, klen);
-    memcpy(b->p + b->len + sizeof en + klen, v, vlen);
+    snap_entry_put(b->p + b->len, e, s->db);
     b->len += need;
     b->count++;
 }

@@ -73,6 +73,12 @@ void snap_on_cqe(struct snap *s, struct io_uring_cqe *cqe);
 
 struct snap_stats *snap_stats(struct snap *s);
 
+/* A snapshot file's entry for table entry e of database db (struct walfmt_entry, key,
+ * value): its size, and its bytes written at dst (that many). Any thread. */
+struct tbl_entry;
+size_t snap_entry_size(const struct tbl_entry *e);
+void snap_entry_put(char *dst, const struct tbl_entry *e, uint32_t db);
+
 /* File name of a snapshot (no directory): "snap-P-L.kvs" of a round, or with `dump`
  * "dump-P-L.kvs" of a dump (dump.h: every partition at one LSN, which recovery uses
  * only if the dump is whole); ".tmp" while being written. */

@@ -20,6 +20,19 @@ def keys_on_both_threads(c, prefix, n=40):
     return ["%s:%d" % (prefix, i) for i in range(n)]
 
 
+def restart(kvds, k, **kw):
+    """A new kvd on the data dir of k (which has exited), tracked, and a client of it."""
+    k2 = k.restart(**kw)
+    kvds.track(k2)
+    return k2, k2.client()
+
+
+def crash_restart(kvds, k, **kw):
+    """kill -9 of k, then restart()."""
+    k.kill9()
+    return restart(kvds, k, **kw)
+
+
 def info(c):
     text = c.cmd("INFO", "persistence").decode()
     return dict(line.split(":", 1) for line in text.split("\r\n") if ":" in line)
@@ -59,9 +72,7 @@ def test_save_survives_kill9_with_ttls_databases_and_binary_values(kvds):
     names = os.listdir(k.data_dir())
     assert len([f for f in names if f.startswith("dump-") and f.endswith(".kvs")]) == 8, names
     assert len([f for f in names if f.endswith(".done")]) == 1, names  # the dump's marker
-    k2 = k.restart()
-    kvds.track(k2)
-    c = k2.client()
+    k2, c = restart(kvds, k)
     assert c.cmd("DBSIZE") == len(keys) + 2
     assert c.cmd("MGET", *keys) == [("v-" + key).encode() for key in keys]
     assert 990 <= c.cmd("TTL", "ttl") <= 1000
@@ -85,10 +96,7 @@ def test_save_and_bgsave_are_the_instant_of_the_command_in_a_pipeline(kvds):
     replies = c.pipeline(cmds)
     assert replies == [St("OK")] * len(cmds)
     c.close()
-    k.kill9()
-    k2 = k.restart()
-    kvds.track(k2)
-    c = k2.client()
+    k2, c = crash_restart(kvds, k)
     assert c.cmd("MGET", *keys) == [b"1"] * len(keys)
     assert c.cmd("EXISTS", "only-after") == 0
     # BGSAVE: the same, once its child is done
@@ -98,10 +106,7 @@ def test_save_and_bgsave_are_the_instant_of_the_command_in_a_pipeline(kvds):
     assert St("Background saving started") in replies
     wait_dump_done(c, 1)
     c.close()
-    k2.kill9()
-    k3 = k2.restart()
-    kvds.track(k3)
-    c = k3.client()
+    k3, c = crash_restart(kvds, k2)
     assert c.cmd("MGET", *keys) == [b"3"] * len(keys)
     c.close()
     assert k3.stop() == 0
@@ -155,10 +160,7 @@ def test_save_points_and_config_set_save(kvds):
     assert c.cmd("CONFIG", "GET", "save") == [b"save", b"3600 1000 1 1"]
     wait_dump_done(c, 2)
     c.close()
-    k.kill9()
-    k2 = k.restart()
-    kvds.track(k2)
-    c = k2.client()
+    k2, c = crash_restart(kvds, k)
     assert c.cmd("MGET", "a", "b") == [b"1", b"1"]
     c.close()
     assert k2.stop() == 0
@@ -177,42 +179,32 @@ def test_shutdown_and_sigterm_save_first_with_save_points(kvds):
     c.send(b"*1\r\n$8\r\nSHUTDOWN\r\n")
     assert c.closed_within(30)
     assert k.wait_exit() == 0
-    k2 = k.restart()
-    kvds.track(k2)
-    c = k2.client()
+    k2, c = restart(kvds, k)
     assert c.cmd("GET", "a") == b"1"
     c.ok("SET", "b", "1")
     c.close()
     k2.proc.send_signal(signal.SIGTERM)
     assert k2.wait_exit() == 0
     assert "DB saved on disk" in k2.stderr()
-    k3 = k2.restart()
-    kvds.track(k3)
-    c = k3.client()
+    k3, c = restart(kvds, k2)
     assert c.cmd("GET", "b") == b"1"
     c.ok("SET", "c", "1")
     c.send(b"*2\r\n$8\r\nSHUTDOWN\r\n$6\r\nNOSAVE\r\n")
     assert c.closed_within(30)
     assert k3.wait_exit() == 0
-    k4 = k3.restart(args=NO + ["--save", ""])
-    kvds.track(k4)
-    c = k4.client()
+    k4, c = restart(kvds, k3, args=NO + ["--save", ""])
     assert c.cmd("MGET", "b", "c") == [b"1", None]
     c.ok("SET", "d", "1")
     c.close()
     k4.proc.send_signal(signal.SIGTERM)  # no save points: no save
     assert k4.wait_exit() == 0
-    k5 = k4.restart(args=NO + ["--save", ""])
-    kvds.track(k5)
-    c = k5.client()
+    k5, c = restart(kvds, k4, args=NO + ["--save", ""])
     assert c.cmd("EXISTS", "d") == 0
     c.ok("SET", "e", "1")
     c.send(b"*2\r\n$8\r\nSHUTDOWN\r\n$4\r\nSAVE\r\n")  # SAVE without save points
     assert c.closed_within(30)
     assert k5.wait_exit() == 0
-    k6 = k5.restart()
-    kvds.track(k6)
-    c = k6.client()
+    k6, c = restart(kvds, k5)
     assert c.cmd("GET", "e") == b"1"
     c.close()
     assert k6.stop() == 0
@@ -245,9 +237,7 @@ def test_a_failed_dump_is_reported_and_keeps_the_server_up(kvds):
     k.kill9()  # what the failed dump left: the previous one, whole
     for b in blockers:
         os.rmdir(b)
-    k = k.restart()
-    kvds.track(k)
-    c = k.client()
+    k, c = restart(kvds, k)
     assert c.cmd("MGET", *keys) == [b"old"] * len(keys)
     assert c.cmd("GET", "a") == b"2"
     c.ok("SET", "a", "3")
@@ -262,10 +252,7 @@ def test_a_failed_dump_is_reported_and_keeps_the_server_up(kvds):
     assert c.cmd("SAVE") == St("OK")
     assert info(c)["rdb_last_bgsave_status"] == "ok"
     c.close()
-    k.kill9()
-    k2 = k.restart()
-    kvds.track(k2)
-    c = k2.client()
+    k2, c = crash_restart(kvds, k)
     assert c.cmd("GET", "a") == b"3"
     c.close()
     assert k2.stop() == 0
@@ -310,10 +297,7 @@ def test_a_dump_cut_short_among_its_renames_is_passed_over(kvds):
     assert len([f for f in names if f.startswith("dump-") and f.endswith(".kvs")]) == 8, names
     assert len([f for f in names if f.endswith(".done")]) == 1, names
     c.close()
-    k2.kill9()
-    k3 = k2.restart()
-    kvds.track(k3)
-    c = k3.client()
+    k3, c = crash_restart(kvds, k2)
     assert c.cmd("MGET", *keys) == [b"third"] * len(keys)
     c.close()
     assert k3.stop() == 0
@@ -337,23 +321,15 @@ def test_repair_of_a_damaged_dump_file_keeps_the_other_partitions(kvds):
     bad = k.restart(ready=False)
     kvds.track(bad)
     assert bad.proc.wait(60) != 0 and "damaged" in bad.stderr()
-    k2 = bad.restart(args=NO + ["--save", "", "--repair", "yes"])
-    kvds.track(k2)
-    c = k2.client()
+    k2, c = restart(kvds, bad, args=NO + ["--save", "", "--repair", "yes"])
     n = c.cmd("DBSIZE")
     assert 0 < n < len(keys)
     c.close()
-    k2.kill9()
-    k3 = k2.restart(args=NO + ["--save", ""])
-    kvds.track(k3)
-    c = k3.client()
+    k3, c = crash_restart(kvds, k2, args=NO + ["--save", ""])
     assert c.cmd("DBSIZE") == n
     assert c.cmd("SAVE") == St("OK")
     c.close()
-    k3.kill9()
-    k4 = k3.restart()
-    kvds.track(k4)
-    c = k4.client()
+    k4, c = crash_restart(kvds, k3)
     assert c.cmd("DBSIZE") == n
     c.close()
     assert k4.stop() == 0
@@ -386,10 +362,7 @@ def test_concurrent_saves_on_both_threads_each_get_a_whole_dump(kvds):
     assert "failed" not in k.stderr()
     for c in clients:
         c.close()
-    k.kill9()
-    k2 = k.restart()
-    kvds.track(k2)
-    c = k2.client()
+    k2, c = crash_restart(kvds, k)
     assert c.cmd("MGET", *["c%d" % n for n in range(8)]) == [b"9"] * 8
     c.close()
     assert k2.stop() == 0
@@ -406,10 +379,7 @@ def test_bgsave_inside_multi_starts_after_exec(kvds):
     assert c.cmd("EXEC") == [St("OK"), St("Background saving started"), St("OK")]
     wait_dump_done(c, 1)
     c.close()
-    k.kill9()
-    k2 = k.restart()
-    kvds.track(k2)
-    c = k2.client()
+    k2, c = crash_restart(kvds, k)
     assert c.cmd("MGET", "a", "b") == [b"1", b"1"]
     c.close()
     assert k2.stop() == 0
@@ -431,10 +401,7 @@ def test_flushall_saves_the_empty_data_set_and_debug_reload_saves(kvds):
     c.ok("FLUSHALL")
     wait_dump_done(c, 4)
     c.close()
-    k.kill9()
-    k2 = k.restart()
-    kvds.track(k2)
-    c = k2.client()
+    k2, c = crash_restart(kvds, k)
     assert c.cmd("DBSIZE") == 0
     c.close()
     assert k2.stop() == 0
@@ -463,10 +430,7 @@ def test_switching_between_appendonly_no_and_yes_loses_nothing(kvds):
     assert c.cmd("MGET", *keys) == [b"dump"] * 10 + [b"wal"] * (len(keys) - 10)
     c.ok("SET", keys[0], "wal2")
     c.close()
-    k3.kill9()
-    k4 = k3.restart(args=[])
-    kvds.track(k4)
-    c = k4.client()
+    k4, c = crash_restart(kvds, k3, args=[])
     assert c.cmd("MGET", *keys[:2]) == [b"wal2", b"dump"]
     c.close()
     assert k4.stop() == 0
@@ -479,18 +443,12 @@ def test_functions_are_in_the_dump(kvds):
     lib = "#!lua name=dumplib\nredis.register_function('dumpfn', function() return 7 end)"
     assert c.cmd("FUNCTION", "LOAD", lib) == b"dumplib"
     c.close()
-    k.kill9()
-    k2 = k.restart()
-    kvds.track(k2)
-    c = k2.client()
+    k2, c = crash_restart(kvds, k)
     assert c.cmd("FUNCTION", "LIST") == []  # no dump yet: gone
     assert c.cmd("FUNCTION", "LOAD", lib) == b"dumplib"
     assert c.cmd("SAVE") == St("OK")
     c.close()
-    k2.kill9()
-    k3 = k2.restart()
-    kvds.track(k3)
-    c = k3.client()
+    k3, c = crash_restart(kvds, k2)
     assert c.cmd("FCALL", "dumpfn", "0") == 7
     c.ok("FUNCTION", "FLUSH")
     assert c.cmd("SAVE") == St("OK")
@@ -499,9 +457,7 @@ def test_functions_are_in_the_dump(kvds):
     leftover = os.path.join(k3.data_dir(), "functions.kvf.tmp-99999")  # a killed writer's
     with open(leftover, "wb") as f:
         f.write(b"partial")
-    k4 = k3.restart()
-    kvds.track(k4)
-    c = k4.client()
+    k4, c = restart(kvds, k3)
     assert c.cmd("FUNCTION", "LIST") == []
     assert not os.path.exists(leftover)
     c.close()

@@ -8,6 +8,7 @@
  * over that shard's own tables, with x->conn NULL. INFO reads other shards' counters
  * only through their relaxed atomics (server.h).
  */
+#include "aof.h"
 #include "cmd.h"
 
 #include "conn.h"
@@ -271,7 +272,7 @@ void cmd_wait(struct cmd_ctx *x)
 
 void cmd_shutdown(struct cmd_ctx *x)
 {
-    bool nosave = false, save = false, abort_req = false, other = false;
+    bool nosave = false, save = false, abort_req = false, other = false, force = false;
     for (size_t i = 1; i < x->argc; i++) {
         const struct resp_arg *a = &x->argv[i];
         if (cmd_arg_is(a, "nosave")) {
@@ -281,6 +282,7 @@ void cmd_shutdown(struct cmd_ctx *x)
         } else if (cmd_arg_is(a, "abort")) {
             abort_req = true;
         } else if (cmd_arg_is(a, "now") || cmd_arg_is(a, "force")) {
+            force |= cmd_arg_is(a, "force");
             other = true;
         } else {
             reply_err_syntax(x->out);
@@ -301,6 +303,14 @@ void cmd_shutdown(struct cmd_ctx *x)
         return;
     }
     kv_log_notice("SHUTDOWN requested by client id=%llu", (unsigned long long)conn_id(x->conn));
+    if (aof_base_pending(x->sh->srv)) { /* as Redis: a WAL switched on has no base yet */
+        if (!force) {
+            kv_log_warning("Writing initial AOF, can't exit.");
+            reply_error(x->out, "ERR Errors trying to SHUTDOWN. Check logs.");
+            return;
+        }
+        kv_log_warning("Writing initial AOF. Exit anyway.");
+    }
     if (!x->sh->srv->persist && !nosave && (save || dump_points_any())) {
         /* as Redis: a dump first; its end stops the server (or replies the failure) */
         if (!conn_save_wait(x->conn, dump_request(x->sh, true), true)) {
@@ -1221,6 +1231,11 @@ static void config_set(struct cmd_ctx *x)
     }
     kv_log_level_set((enum kv_log_level)KV_CONF_GET(kvd_settings.loglevel));
     evict_access_apply();
+    for (size_t p = 0; p < npairs; p++) {
+        if (items[p]->num == &kvd_settings.appendonly) {
+            aof_changed(x->sh); /* the shards switch it (aof.h) */
+        }
+    }
     reply_ok(x->out);
 }
 
@@ -1848,9 +1863,10 @@ static void info_persistence(struct kv_text *b, struct server *srv, int64_t now_
     uint64_t write_us = 0, write_us_max = 0;
     int64_t last_round = -1, started = 0, rec_ms = 0;
     bool running = false, last_ok = true, write_ok = true, refusing = false;
-    for (uint32_t i = 0; srv->persist && i < srv->nthreads; i++) {
+    bool persist = atomic_load(&srv->persist); /* (switched at run time: aof.h) */
+    for (uint32_t i = 0; persist && i < srv->nthreads; i++) {
         struct shard *sh = &srv->shards[i];
-        struct wal_stats *w = wal_stats(sh->wal);
+        struct wal_stats *w = &sh->wal_stats;
         struct snap_stats *s = snap_stats(sh->snap);
         appended += STAT_GET(w->appended);
         durable += STAT_GET(w->durable);
@@ -1878,7 +1894,7 @@ static void info_persistence(struct kv_text *b, struct server *srv, int64_t now_
         rec_keys += sh->recovered_keys;
         rec_ms = sh->recovered_ms > rec_ms ? sh->recovered_ms : rec_ms;
     }
-    if (!srv->persist) { /* the dumps (dump.h) */
+    if (!persist) { /* the dumps (dump.h) */
         const struct dump_state *d = &srv->dump;
         changes = dump_changes_since(srv);
         running = dump_in_progress(srv);
@@ -1904,7 +1920,7 @@ static void info_persistence(struct kv_text *b, struct server *srv, int64_t now_
         "current_cow_size_age:0\r\ncurrent_fork_perc:0.00\r\ncurrent_save_keys_processed:0\r\n"
         "current_save_keys_total:0\r\nmodule_fork_in_progress:0\r\n"
         "module_fork_last_cow_size:0\r\n"
-        "aof_enabled:%d\r\naof_rewrite_in_progress:0\r\naof_rewrite_scheduled:0\r\n"
+        "aof_enabled:%d\r\naof_rewrite_in_progress:%d\r\naof_rewrite_scheduled:%d\r\n"
         "aof_last_rewrite_time_sec:-1\r\naof_current_rewrite_time_sec:-1\r\n"
         "aof_last_write_status:%s\r\naof_last_bgrewrite_status:ok\r\naof_rewrites:0\r\n"
         "aof_rewrites_consecutive_failures:0\r\naof_last_cow_size:0\r\n"
@@ -1917,9 +1933,11 @@ static void info_persistence(struct kv_text *b, struct server *srv, int64_t now_
         (unsigned long long)changes, running ? 1 : 0, (long long)(last_save_ms(srv) / 1000),
         last_ok ? "ok" : "err", (long long)last_round,
         (long long)(running ? (now_ms - started) / 1000 : -1), (unsigned long long)rounds,
-        (unsigned long long)rec_keys, srv->persist ? 1 : 0, write_ok ? "ok" : "err",
-        wal_fsync_name(fsync_mode), (unsigned long long)appended, (unsigned long long)durable,
-        (unsigned long long)batches, batches ? (double)durable / (double)batches : 0.0,
+        (unsigned long long)rec_keys, KV_CONF_GET(kvd_settings.appendonly) != 0 ? 1 : 0,
+        aof_rewrite_in_progress(srv) ? 1 : 0, aof_rewrite_scheduled(srv) ? 1 : 0,
+        write_ok ? "ok" : "err", wal_fsync_name(fsync_mode), (unsigned long long)appended,
+        (unsigned long long)durable, (unsigned long long)batches,
+        batches ? (double)durable / (double)batches : 0.0,
         batches ? (double)write_us / (double)batches : 0.0, (unsigned long long)write_us_max,
         (unsigned long long)bytes, (unsigned long long)syncs, (unsigned long long)segs,
         refusing ? 1 : 0, (unsigned long long)failed, (unsigned long long)snap_keys,

@@ -30,6 +30,7 @@
 #include "func.h"
 #include "conn.h"
 
+#include "aof.h"
 #include "cmd.h"
 #include "evict.h"
 #include "kv_assert.h"
@@ -210,6 +211,7 @@ struct save_waiter {
     struct conn *c;
     uint32_t seq; /* its pending-reply slot */
     bool shutdown;
+    bool dump; /* target is a dump's request (appendonly was off), else a round's */
     uint64_t target;
     struct save_waiter *next;
 };
@@ -2396,6 +2398,10 @@ static void txn_serve_one(struct shard *sh, struct txn_slot *ts)
         watch_drop(sh->watch, ts->caller_id);
         return;
     }
+    if (ts->op == TXO_AOF) {
+        aof_switch_parked(sh, ts->lsn);
+        return;
+    }
     KV_ASSERT(ts->op == TXO_RUN);
     uint64_t before = sh->wal != NULL ? wal_appended(sh->wal) : 0;
     resp_out_set_proto(sh->scratch, ts->proto);
@@ -2509,6 +2515,17 @@ void conn_release_all(struct shard *sh)
     }
     atomic_store_explicit(&srv->txn_lock, -1, memory_order_release);
     shard_clock_stale(sh);
+}
+
+void conn_post_aof(struct shard *sh, uint32_t o, uint64_t lsn)
+{
+    KV_ASSERT(atomic_load_explicit(&sh->srv->txn_lock, memory_order_relaxed) == (int32_t)sh->id);
+    struct txn_slot *ts = &sh->srv->shards[o].txn;
+    ts->op = TXO_AOF;
+    ts->lsn = lsn;
+    atomic_store_explicit(&ts->state, TXS_REQ, memory_order_release);
+    uint32_t st = txn_spin(sh, NULL, ts, TXS_REQ, true);
+    KV_ASSERT(st == TXS_DONE); /* (the next request or the release follows) */
 }
 
 /* Posts one operation to a parked shard (its slot ts) and waits for its result. */
@@ -4230,7 +4247,8 @@ static void flush_one(struct conn *c)
 
 void conn_flush(struct shard *sh)
 {
-    uint64_t durable = sh->wal != NULL ? wal_durable(sh->wal) : UINT64_MAX;
+    struct wal *w = aof_durable_wal(sh); /* (also one being written out: aof.h) */
+    uint64_t durable = w != NULL ? wal_durable(w) : UINT64_MAX;
     struct conn *waiting = NULL;
     while (sh->dirty != NULL) {
         struct conn *c = sh->dirty;
@@ -4537,6 +4555,7 @@ bool conn_save_wait(struct conn *c, uint64_t target, bool shutdown)
     w->c = c;
     w->seq = c->pend_tail - 1;
     w->shutdown = shutdown;
+    w->dump = !atomic_load(&sh->srv->persist);
     w->target = target;
     w->next = sh->save_waiters;
     sh->save_waiters = w;
@@ -4545,13 +4564,17 @@ bool conn_save_wait(struct conn *c, uint64_t target, bool shutdown)
 
 /* 1 if every shard's snapshot round (appendonly no: the dump) covered `target`, -1 if
  * one failed it, else 0. */
-static int save_state(struct server *srv, uint64_t target)
+static int save_state(struct server *srv, const struct save_waiter *w)
 {
-    if (!srv->persist) {
+    uint64_t target = w->target;
+    if (w->dump) {
         if (atomic_load(&srv->dump.done) >= target) {
             return 1;
         }
         return atomic_load(&srv->dump.failed) >= target ? -1 : 0;
+    }
+    if (!atomic_load(&srv->persist)) {
+        return -1; /* appendonly was switched off: no round will cover it */
     }
     int state = 1;
     for (uint32_t i = 0; i < srv->nthreads; i++) {
@@ -4571,7 +4594,7 @@ void conn_save_turn(struct shard *sh)
 {
     for (struct save_waiter **pp = &sh->save_waiters; *pp != NULL;) {
         struct save_waiter *w = *pp;
-        int state = save_state(sh->srv, w->target);
+        int state = save_state(sh->srv, w);
         if (state == 0) {
             pp = &w->next;
             continue;
@@ -4597,7 +4620,8 @@ void conn_save_turn(struct shard *sh)
 
 void conn_durability_turn(struct shard *sh)
 {
-    uint64_t durable = wal_durable(sh->wal);
+    struct wal *w = aof_durable_wal(sh);
+    uint64_t durable = w != NULL ? wal_durable(w) : UINT64_MAX;
     while (sh->held_head != sh->held_tail) {
         struct held_reply *h = &sh->held[sh->held_head % sh->held_cap];
         if (h->token > durable) {

@@ -104,6 +104,9 @@ void conn_save_turn(struct shard *sh);
 bool conn_park_all(struct shard *sh);
 void conn_release_all(struct shard *sh);
 
+/* Parked shard `o` runs aof_switch_parked(lsn) (aof.h); returns once it has. */
+void conn_post_aof(struct shard *sh, uint32_t o, uint64_t lsn);
+
 /* Timers: idle timeouts. */
 void conn_cron(struct shard *sh, int64_t now_ms);
 

@@ -16,6 +16,7 @@
 #include "conn.h"
 #include "func.h"
 #include "kv_assert.h"
+#include "kv_failpoint.h"
 #include "kv_clock.h"
 #include "kv_log.h"
 #include "kvd_settings.h"
@@ -251,6 +252,29 @@ static int pidfd_open_(pid_t pid)
     return (int)syscall(SYS_pidfd_open, pid, 0);
 }
 
+uint64_t dump_bump_lsns(struct server *srv)
+{
+    /* One LSN for every partition, past any file's: the new dump's names differ from the
+     * previous one's, which stays until the new one is whole (recover.c). The shards
+     * are parked: nothing else moves the LSNs meanwhile. */
+    uint64_t lsn = srv->dump.lsn_floor; /* (files on disk above memory's: none reused) */
+    for (uint32_t i = 0; i < srv->nthreads; i++) {
+        for (uint32_t slot = 0; slot < srv->shards[i].table_count; slot++) {
+            uint64_t l = srv->shards[i].part_lsn[slot];
+            lsn = l > lsn ? l : lsn;
+        }
+    }
+    lsn++;
+    for (uint32_t i = 0; i < srv->nthreads; i++) {
+        for (uint32_t slot = 0; slot < srv->shards[i].table_count; slot++) {
+            srv->shards[i].part_lsn[slot] = lsn;
+        }
+    }
+    return lsn;
+}
+
+static void fork_parked(struct shard *sh, uint64_t lsn, uint64_t gen);
+
 /* Parks every shard, forks, releases them. False if it must be tried again later. */
 static bool start(struct shard *sh)
 {
@@ -265,24 +289,34 @@ static bool start(struct shard *sh)
         conn_release_all(sh);
         return atomic_load(&d->pid) == 0;
     }
-    uint64_t gen = atomic_load(&d->req);
+    fork_parked(sh, dump_bump_lsns(srv), atomic_load(&d->req));
+    conn_release_all(sh);
+    return true;
+}
+
+void dump_base_parked(struct shard *sh, uint64_t lsn)
+{
+    struct server *srv = sh->srv;
+    KV_ASSERT(atomic_load(&srv->dump.pid) == 0);
+    uint64_t gen = atomic_fetch_add(&srv->dump.req, 1) + 1;
+    sh->dump_want = gen;
+    atomic_store(&srv->aof_base_gen, gen);
+    fork_parked(sh, lsn, gen);
+}
+
+/* Forks the child writing the dump at `lsn` (every partition's LSN), covering the
+ * requests up to `gen`. Every shard parked. */
+static void fork_parked(struct shard *sh, uint64_t lsn, uint64_t gen)
+{
+    struct server *srv = sh->srv;
+    struct dump_state *d = &srv->dump;
+    for (uint32_t i = 0; i < srv->nthreads; i++) {
+        struct shard *o = &srv->shards[i];
+        if (o->wal != NULL) { /* its records from the open batch on are past the dump */
+            o->dump_wal_seq = wal_open_seq(o->wal);
+        }
+    }
     int64_t now_ms = kv_clock_real_ms();
-    /* One LSN for every partition, past any file's: the new dump's names differ from the
-     * previous one's, which stays until the new one is whole (recover.c). Without a WAL
-     * nothing else moves the LSNs, and the shards are parked. */
-    uint64_t lsn = d->lsn_floor; /* (files on disk above memory's LSNs: none may be reused) */
-    for (uint32_t i = 0; i < srv->nthreads; i++) {
-        for (uint32_t slot = 0; slot < srv->shards[i].table_count; slot++) {
-            uint64_t l = srv->shards[i].part_lsn[slot];
-            lsn = l > lsn ? l : lsn;
-        }
-    }
-    lsn++;
-    for (uint32_t i = 0; i < srv->nthreads; i++) {
-        for (uint32_t slot = 0; slot < srv->shards[i].table_count; slot++) {
-            srv->shards[i].part_lsn[slot] = lsn;
-        }
-    }
     atomic_store(&d->changes_fork, changes_total(srv));
     size_t fn_len;
     uint8_t *fn = func_dump_current(&fn_len); /* no change runs while every shard waits */
@@ -310,8 +344,7 @@ static bool start(struct shard *sh)
     if (pid < 0) {
         kv_log_warning("background save: fork failed err=%s", strerror(fork_errno));
         finished(sh, false, now_ms);
-        conn_release_all(sh);
-        return true;
+        return;
     }
     int fd = pidfd_open_(pid); /* (Linux >= 5.3, as io_uring's features need anyway) */
     if (fd < 0) {              /* no fd left (EMFILE): no way to watch it, so no dump */
@@ -320,18 +353,15 @@ static bool start(struct shard *sh)
         while (waitpid(pid, NULL, 0) < 0 && errno == EINTR) {
         }
         finished(sh, false, now_ms);
-        conn_release_all(sh);
-        return true;
+        return;
     }
     sh->dump_pidfd = fd;
     sh->dump_pid = pid;
     atomic_store(&d->pid, pid);
-    conn_release_all(sh);
     kv_log_notice("background save started by pid %d", (int)pid);
     struct io_uring_sqe *sqe = shard_sqe(sh);
     io_uring_prep_poll_add(sqe, fd, POLLIN);
     io_uring_sqe_set_data64(sqe, SHARD_UD_DUMP);
-    return true;
 }
 
 void dump_turn(struct shard *sh)
@@ -667,12 +697,14 @@ static void remove_if_covered(int dirfd, const char *name, void *ctx)
     char tail[16] = "";
     bool dump;
     uint64_t m;
-    if (snap_name_parse(name, &a, &b, tail, &dump) == 2 && (!dump || b != c->lsn)) {
+    if (snap_name_parse(name, &a, &b, tail, &dump) == 2 && b < c->lsn) {
         unlinkat(dirfd, name, 0);
-    } else if (marker_parse(name, &m) && m != c->lsn) {
+    } else if (marker_parse(name, &m) && m < c->lsn) {
         unlinkat(dirfd, name, 0);
     } else if (sscanf(name, "wal-%3u-%16llx.log%15s", &a, &b, tail) == 2 && a < c->srv->nthreads &&
-               tail[0] == '\0') {
+               tail[0] == '\0' && b < c->srv->shards[a].wal_segno) {
+        /* (segments of a WAL open at the fork (logging, prepared or being written out)
+         * are kept: only those of closed WALs are all below the dump's LSN) */
         /* the shard's segment numbers seen: removed afterwards from the oldest on, so that
          * a crash meanwhile leaves a contiguous log (recovery checks batch order) */
         struct wal_range *r = &c->wal[a];
@@ -768,6 +800,7 @@ static int child_main(struct server *srv, uint64_t lsn, int64_t now_ms, const ui
         kv_log_warning("background save: cannot write the functions err=%s", strerror(e));
         rc = -e;
     }
+    KV_FAILPOINT("dump-before-marker"); /* (kills the child: the dump fails) */
     if (rc == 0) { /* the dump is finished once its marker is there (dump_prepare_dir) */
         char name[64];
         marker_name(name, sizeof name, lsn);

@@ -12,12 +12,14 @@
  * chunks, trailer), syncs it, renames it over the previous one, syncs the directory,
  * removes the older snapshots and WAL segments that file covers, and exits 0 (1 on any
  * failure: the previous files stay, the temporary ones are removed at the next start).
- * The shard that forked it watches a pidfd through its ring and reaps it.
+ * The shard that forked it watches a pidfd through its ring and reaps it. A WAL that
+ * logs while the dump is written (switched on at run time: the dump is its base, aof.h)
+ * keeps its segments (those from shard->wal_segno on).
  *
  * At start, with appendonly no, recovery (recover.h, from shard.c) loads those files (and
  * replays any WAL a run with appendonly yes left, so switching modes loses nothing); the
- * files keep
- * each partition's LSN, so a later run with the WAL on replays only what is newer.
+ * files keep each partition's LSN, so a later run with the WAL on replays only what is
+ * newer.
  *
  * Thread: dump_request/dump_turn/dump_on_cqe on a shard thread; the stats from any.
  */
@@ -108,6 +110,14 @@ uint64_t dump_changes_since(const struct server *srv);
 /* Once per loop turn of a shard without the WAL: starts the dump its clients asked for
  * when no other runs and the transaction lock is free. Shard thread. */
 void dump_turn(struct shard *sh);
+
+/* Every shard parked: sets every partition's LSN to one value past all (any file's
+ * too) and returns it. */
+uint64_t dump_bump_lsns(struct server *srv);
+
+/* Every shard parked, no dump running: forks a dump at `lsn` (dump_bump_lsns's) as the
+ * base of a WAL switched on at run time (aof.h); srv->aof_base_gen is its request. */
+void dump_base_parked(struct shard *sh, uint64_t lsn);
 
 /* The shard's timer (shard 0): the save points and a signal's save before stopping. */
 void dump_cron(struct shard *sh, int64_t now_ms);

@@ -6,6 +6,7 @@
  * The main thread handles signals only: shard threads block them, so a signal never
  * interrupts a shard's io_uring wait.
  */
+#include "aof.h"
 #include "dump.h"
 #include "evict.h"
 #include "func.h"
@@ -250,12 +251,18 @@ int main(int argc, char **argv)
                   wal_fsync_name((int)KV_CONF_GET(kvd_settings.appendfsync)));
 
     /* Wait for a signal, or for SHUTDOWN (which sets `stopping` from a shard). */
+    bool refused = false;
     while (!atomic_load(&srv.stopping)) {
         struct timespec ts = {0, 100 * 1000 * 1000};
         int sig = sigtimedwait(&set, NULL, &ts);
         if (sig == SIGTERM || sig == SIGINT) {
             kv_log_notice("received %s, shutting down", sig == SIGTERM ? "SIGTERM" : "SIGINT");
-            if (!srv.persist && dump_points_any() && atomic_load(&srv.dump.shutdown) == 0) {
+            if (aof_base_pending(&srv) && !refused) {
+                /* as Redis: the WAL switched on at run time has no base yet, and
+                 * stopping now would lose what it holds; a second signal stops anyway */
+                kv_log_warning("Writing initial AOF, can't exit.");
+                refused = true;
+            } else if (!srv.persist && dump_points_any() && atomic_load(&srv.dump.shutdown) == 0) {
                 /* as Redis with save points: a dump first (shard 0 runs it, then stops;
                  * a failed one keeps the server up); a second signal stops at once */
                 kv_log_notice("saving the final snapshot before exit");

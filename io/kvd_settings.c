@@ -200,10 +200,18 @@ const struct kv_conf_item kvd_setting_items[] = {
      .num = &S->shard_queue_size},
     {.name = "appendonly",
      .type = KV_CONF_BOOL,
+     .flags = RT, /* (switched by the shards' loops: aof.h) */
      .def = "yes",
-     .help = "keep the data across restarts: a WAL per thread plus snapshots in --dir "
-             "(no: memory only)",
+     .help = "log every write: a WAL per thread plus snapshots in --dir (no: only the dumps "
+             "of `save`, SAVE and BGSAVE persist the data); CONFIG SET switches it at run "
+             "time (yes: the WAL starts at once, over a dump of that instant)",
      .num = &S->appendonly},
+    {.name = "aof-use-rdb-preamble",
+     .type = KV_CONF_BOOL,
+     .flags = RT,
+     .def = "yes",
+     .help = "accepted as Redis's; the WAL has one format (its base is always a dump)",
+     .num = &S->aof_use_rdb_preamble},
     {.name = "save",
      .type = KV_CONF_STRING,
      .flags = RT | KV_CONF_LIST, /* (CONFIG SET hands it to dump.c) */

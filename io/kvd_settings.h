@@ -44,7 +44,8 @@ struct kvd_settings {
     _Atomic int64_t recv_buffers;
     _Atomic int64_t shard_queue_size;
     _Atomic int64_t appendonly;
-    _Atomic int64_t appendfsync; /* enum wal_fsync */
+    _Atomic int64_t aof_use_rdb_preamble; /* (no effect: Redis's name) */
+    _Atomic int64_t appendfsync;          /* enum wal_fsync */
     _Atomic int64_t wal_segment_size;
     _Atomic int64_t wal_writes_in_flight;
     _Atomic int64_t snapshot_wal_size;

@@ -42,6 +42,7 @@ struct rec {
     bool repair;
     int64_t now_ms;     /* RECOVER_NO_EXPIRY: nothing expires while records replay */
     uint64_t *snap_lsn; /* per slot */
+    bool *repaired;     /* per slot: its snapshot was damaged and set aside (--repair) */
     uint64_t wal_seq_min;
     uint64_t wal_seq_max; /* the newest snapshot's WAL position: batches go on above it */
     struct recover_result *res;
@@ -404,6 +405,7 @@ static int load_snapshots(struct rec *r)
                        "the partition is recovered from the WAL alone",
                        r->dir, name, (unsigned long long)bad_off, why, aside);
         clear_slot(r, slot);
+        r->repaired[slot] = true;
         seq_min = 0;
         r->res->need_snapshot = true;
     }
@@ -576,10 +578,10 @@ static bool valid_later_in_segment(const struct seg_file *f, uint64_t from)
 }
 
 /* Sets segments i+1.. aside as "<name>.<suffix>" (nothing after a cut is replayed). */
-static void set_aside_after(struct rec *r, struct seg_file *segs, uint32_t n, uint32_t i,
-                            const char *suffix)
+static void set_aside_from(struct rec *r, struct seg_file *segs, uint32_t n, uint32_t first,
+                           const char *suffix)
 {
-    for (uint32_t k = i + 1; k < n; k++) {
+    for (uint32_t k = first; k < n; k++) {
         char later_name[64], aside[96];
         wal_segment_name(later_name, sizeof later_name, r->sh->id, segs[k].segno);
         snprintf(aside, sizeof aside, "%s.%s", later_name, suffix);
@@ -666,7 +668,7 @@ static int damaged(struct rec *r, struct seg_file *segs, uint32_t n, uint32_t i,
             return -1;
         }
         if (a.found) {
-            set_aside_after(r, segs, n, i, "torn");
+            set_aside_from(r, segs, n, i + 1, "torn");
         }
         r->res->torn_bytes += end - off;
         r->res->dropped += a.records;
@@ -691,12 +693,25 @@ static int damaged(struct rec *r, struct seg_file *segs, uint32_t n, uint32_t i,
     if (cut_segment(r, f, off, f->size, "corrupt") != 0) {
         return -1;
     }
-    set_aside_after(r, segs, n, i, "corrupt");
+    set_aside_from(r, segs, n, i + 1, "corrupt");
     r->res->dropped += a.records;
     kv_log_warning("repair: WAL cut at %s/%s offset %llu (%s); %llu records in valid batches "
                    "after it dropped; the rest is kept aside (*.corrupt*)",
                    r->dir, name, (unsigned long long)off, why, (unsigned long long)a.records);
     return 0;
+}
+
+/* A WAL switched on at run time over a dump at `base` (walfmt_seg): its records apply
+ * only if every partition's snapshot is that dump or newer (else the dump was never
+ * finished, and the WAL stands on nothing: aof.h). */
+static bool based(const struct rec *r, uint64_t base)
+{
+    for (uint32_t slot = 0; slot < r->sh->table_count; slot++) {
+        if (!r->repaired[slot] && r->snap_lsn[slot] < base) {
+            return false;
+        }
+    }
+    return true;
 }
 
 static int replay_segments(struct rec *r, struct seg_file *segs, uint32_t n)
@@ -716,8 +731,7 @@ static int replay_segments(struct rec *r, struct seg_file *segs, uint32_t n)
             return -1;
         }
         struct walfmt_seg hdr;
-        memcpy(&hdr, f->buf, f->size >= sizeof hdr ? sizeof hdr : 0);
-        if (f->size < WALFMT_BLOCK || !walfmt_seg_ok(&hdr)) {
+        if (f->size < WALFMT_BLOCK || !walfmt_seg_read(f->buf, &hdr)) {
             struct after a;
             valid_after(r, segs, n, i, WALFMT_BLOCK, &a);
             if (!a.found) {
@@ -732,6 +746,14 @@ static int replay_segments(struct rec *r, struct seg_file *segs, uint32_t n)
         if (hdr.threads != rt->threads || hdr.partitions != rt->count) {
             layout_error(r, name, hdr.threads, hdr.partitions);
             return -1;
+        }
+        if (hdr.base_lsn != 0 && !based(r, hdr.base_lsn)) {
+            set_aside_from(r, segs, n, i, "unbased");
+            kv_log_warning("the WAL of shard %u from %s/%s on was switched on at run time over a "
+                           "dump at LSN %llu that was never finished: set aside (*.unbased); "
+                           "the data is that of the last finished dump",
+                           sh->id, r->dir, name, (unsigned long long)hdr.base_lsn);
+            return 0;
         }
         r->res->segments++;
         uint64_t off = WALFMT_BLOCK;
@@ -881,7 +903,8 @@ int recover_shard(struct shard *sh, const char *dir, bool repair, struct recover
         return -1;
     }
     r.snap_lsn = calloc(sh->table_count, sizeof *r.snap_lsn);
-    KV_ASSERT(r.snap_lsn != NULL);
+    r.repaired = calloc(sh->table_count, sizeof *r.repaired);
+    KV_ASSERT(r.snap_lsn != NULL && r.repaired != NULL);
     int rc = load_snapshots(&r);
     if (rc == 0) {
         rc = replay_wal(&r);
@@ -895,6 +918,7 @@ int recover_shard(struct shard *sh, const char *dir, bool repair, struct recover
         out->next_seq = r.wal_seq_max;
     }
     free(r.snap_lsn);
+    free(r.repaired);
     close(r.dirfd);
     out->ms = (int64_t)((kv_clock_mono_ns() - t0) / 1000000);
     return rc;

@@ -6,6 +6,10 @@
  *      file checksummed); leftover "*.tmp" files of an interrupted round are deleted.
  *   2. Replay the shard's WAL segments in order, skipping each record at or below its
  *      partition's snapshot LSN, and segments a snapshot round had already passed.
+ *      A segment of a WAL switched on at run time (its header's base_lsn, aof.h) whose
+ *      base dump was never finished (some partition's snapshot is older than the base)
+ *      is set aside with every later one ("<segment>.unbased"): the start is then the
+ *      last finished dump, not a mix.
  *   3. A batch that fails its checks with nothing valid after it is a torn tail: the
  *      file is cut there and the cut bytes kept aside as "<segment>.torn-<offset>".
  *      A bad batch followed by a valid one is corruption: recovery refuses (kvd exits

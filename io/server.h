@@ -24,6 +24,7 @@
 #include "latency.h"
 #include "reply.h"
 #include "users.h"
+#include "wal.h"
 
 #include <liburing.h>
 #include <pthread.h>
@@ -111,7 +112,7 @@ static inline uint32_t shardset_first(const struct shardset *s)
  * shard) -> TXS_PARKED (coordinator, result read) ... -> TXS_RELEASE -> TXS_IDLE.
  */
 enum txn_state { TXS_IDLE = 0, TXS_PARKED, TXS_REQ, TXS_DONE, TXS_RELEASE };
-enum txn_op { TXO_RUN = 1, TXO_WATCH };
+enum txn_op { TXO_RUN = 1, TXO_WATCH, TXO_AOF }; /* TXO_AOF: aof_switch_parked (aof.h) */
 
 struct txn_slot {
     _Alignas(64) _Atomic uint32_t state;
@@ -130,8 +131,9 @@ struct txn_slot {
     char *blob; /* reply bytes (the receiver frees them) */
     size_t len;
     int64_t sum;
-    bool clean; /* TXO_WATCH: no watched key changed */
-    bool wrote; /* its WAL grew: the reply waits for it */
+    uint64_t lsn; /* TXO_AOF: the base LSN (0: switch the WAL off) */
+    bool clean;   /* TXO_WATCH: no watched key changed */
+    bool wrote;   /* its WAL grew: the reply waits for it */
 };
 
 /*
@@ -280,9 +282,23 @@ struct shard {
     void *script_tx;             /* the cross-shard transaction a script running here coordinates
                                   * (conn.c), NULL when it runs on the shard owning its keys */
 
-    /* durability (NULL when appendonly is off) */
+    /* durability: wal is NULL when appendonly is off; snap, once made, lives as long as
+     * the shard (INFO reads its statistics from any thread) */
     struct wal *wal;
     struct snap *snap;
+    struct wal_stats wal_stats; /* published by whichever WAL the shard has */
+    /* switching appendonly at run time (aof.h): a WAL made ready to be switched on, a
+     * WAL switched off whose last batches are still being written, the first segment
+     * number of the shard's open WAL (logging, standby or being written out), else of
+     * the next one: every segment below it belongs to a closed WAL, which a dump covers
+     * (and removes), none from it on does; the next WAL's first reply token (the last
+     * one's end), and whether wal_standby is ready (read by the shard that switches) */
+    struct wal *wal_standby;
+    struct wal *wal_drain;
+    uint64_t wal_segno;
+    uint64_t wal_token;
+    _Atomic int aof_ready;
+    int64_t aof_retry_ms;    /* a failed preparation is tried again from then on */
     struct held_reply *held; /* replies to other shards waiting for the WAL (a ring) */
     uint32_t held_cap, held_head, held_tail;
     struct save_waiter *save_waiters; /* SAVE clients waiting for every shard's round */
@@ -376,7 +392,9 @@ struct server {
     _Atomic uint32_t shards_drained; /* shards whose clients are all gone */
     int64_t start_ms;
     int port;                      /* the bound port */
-    bool persist;                  /* appendonly: the WAL and snapshots are on */
+    _Atomic bool persist;          /* the WAL and snapshots are on (aof.h switches it) */
+    _Atomic bool aof_base_pending; /* switched on at run time; its base dump not yet made */
+    _Atomic uint64_t aof_base_gen; /* the dump request that is to be the base */
     _Atomic uint64_t save_req;     /* SAVE/BGSAVE requests so far */
     struct dump_state dump;        /* appendonly no: SAVE, BGSAVE, save points (dump.h) */
     int lock_fd;                   /* the data directory's lock (kvd.lock), held to exit */

@@ -22,6 +22,7 @@
  */
 #include "shard.h"
 
+#include "aof.h"
 #include "cmd.h"
 #include "conn.h"
 #include "dump.h"
@@ -334,7 +335,7 @@ static void dispatch(struct shard *sh, struct io_uring_cqe *cqe)
         on_accept(sh, cqe);
     } else if (ud == SHARD_UD_WAL_FILL || ud == SHARD_UD_WAL_SYNC ||
                (ud >= SHARD_UD_WAL_WRITE && ud <= SHARD_UD_WAL_LAST)) {
-        wal_on_cqe(sh->wal, cqe, ud);
+        wal_on_cqe(aof_durable_wal(sh), cqe, ud); /* (the logging WAL or one written out) */
     } else if (ud == SHARD_UD_SNAP) {
         snap_on_cqe(sh->snap, cqe);
     } else if (ud == SHARD_UD_DUMP) {
@@ -659,12 +660,14 @@ static void durability_turn(struct shard *sh)
     struct server *srv = sh->srv;
     uint64_t req = atomic_load_explicit(&srv->save_req, memory_order_relaxed);
     uint64_t threshold = (uint64_t)KV_CONF_GET(kvd_settings.snapshot_wal_size);
-    if (!snap_running(sh->snap)) {
+    /* (no round before the base of a WAL switched on at run time: aof.h) */
+    if (!snap_running(sh->snap) &&
+        !atomic_load_explicit(&srv->aof_base_pending, memory_order_relaxed)) {
         if (req > sh->save_seen) {
             if (snap_start(sh->snap, req, true)) {
                 sh->save_seen = req;
             }
-        } else if (threshold > 0 && STAT_GET(wal_stats(sh->wal)->bytes_since) >= threshold) {
+        } else if (threshold > 0 && STAT_GET(sh->wal_stats.bytes_since) >= threshold) {
             snap_start(sh->snap, sh->save_seen, false);
         }
     }
@@ -767,9 +770,11 @@ static void loop(struct shard *sh)
             queues_empty(sh)) {
             break;
         }
+        aof_turn(sh); /* CONFIG SET appendonly: the switch, in steps */
         if (sh->wal != NULL) {
             shard_clock_stale(sh); /* commands resumed by SAVE's end */
             durability_turn(sh);
+            dump_turn(sh); /* (the base of a WAL switched on at run time) */
         } else {
             dump_turn(sh);
             if (sh->save_waiters != NULL) {
@@ -792,7 +797,8 @@ static void loop(struct shard *sh)
             if (draining && wait_ns > 10000000) {
                 wait_ns = 10000000;
             }
-            int64_t wal_ns = sh->wal != NULL ? wal_timer_ns(sh->wal, sh->now_ms) : -1;
+            struct wal *w = aof_durable_wal(sh);
+            int64_t wal_ns = w != NULL ? wal_timer_ns(w, sh->now_ms) : -1;
             if (wal_ns >= 0 && wait_ns > (uint64_t)wal_ns) {
                 wait_ns = (uint64_t)wal_ns;
             }
@@ -858,6 +864,7 @@ static int dump_start(struct shard *sh)
     int rc = recover(sh, &r);
     free(r.segs); /* no WAL to hand them to: the next dump removes them */
     sh->dump_wal_seq = r.next_seq;
+    sh->wal_segno = r.next_segno; /* (a WAL switched on at run time starts there) */
     return rc;
 }
 
@@ -880,15 +887,17 @@ static int durability_start(struct shard *sh)
         .depth = (uint32_t)KV_CONF_GET(kvd_settings.wal_writes_in_flight),
         .old = r.segs,
         .nold = r.nsegs,
+        .stats = &sh->wal_stats,
     };
     int rc = wal_open(&sh->wal, sh, &a);
     free(r.segs);
+    sh->wal_segno = r.next_segno; /* (its first segment: see server.h) */
     if (rc != 0) {
         kv_log_warning("cannot create the WAL in dir=%s err=%s", kvd_settings.dir, strerror(-rc));
         return -1;
     }
     /* what was replayed counts towards the next snapshot, so that restarts stay short */
-    STAT_SET(wal_stats(sh->wal)->bytes_since, r.wal_bytes);
+    STAT_SET(sh->wal_stats.bytes_since, r.wal_bytes);
     if (r.need_snapshot) {
         /* after a repair: the next start must not need what was dropped */
         atomic_fetch_add(&sh->srv->save_req, 1);
@@ -925,26 +934,34 @@ static void wait_durability_cqes(struct shard *sh)
  * WAL holds. */
 static void durability_stop(struct shard *sh)
 {
-    if (sh->wal == NULL) {
-        return;
+    if (sh->wal_standby != NULL) { /* (never logged to) */
+        wal_close(sh->wal_standby);
+        sh->wal_standby = NULL;
     }
-    while (snap_busy(sh->snap)) {
+    struct wal *w = aof_durable_wal(sh); /* the logging WAL, or one switched off */
+    while (w != NULL && snap_busy(sh->snap)) {
         wait_durability_cqes(sh);
     }
-    snap_abort(sh->snap);
-    wal_closing(sh->wal);
-    for (;;) {
+    if (sh->snap != NULL) {
+        snap_abort(sh->snap);
+    }
+    if (w != NULL) {
+        wal_closing(w);
+    }
+    while (w != NULL) {
         sh->now_ms = kv_clock_real_ms();
-        wal_turn(sh->wal, sh->now_ms);
-        if (!wal_busy(sh->wal) || (wal_refusing(sh->wal) != 0 && !wal_inflight(sh->wal))) {
+        wal_turn(w, sh->now_ms);
+        if (!wal_busy(w) || (wal_refusing(w) != 0 && !wal_inflight(w))) {
             break;
         }
         wait_durability_cqes(sh);
     }
     snap_free(sh->snap);
     sh->snap = NULL;
-    wal_close(sh->wal);
-    sh->wal = NULL;
+    if (w != NULL) {
+        wal_close(w);
+    }
+    sh->wal = sh->wal_drain = NULL;
 }
 
 /* Releases what the shard set up on its thread, once its loop has ended. */

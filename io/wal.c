@@ -111,7 +111,8 @@ struct wal {
     char *hdr_blk;
     struct wal_seg segs[WAL_SEGS_MAX];
     uint32_t nsegs;
-    struct wal_stats stats;
+    struct wal_stats *stats; /* the shard's (it outlives this WAL: INFO reads it) */
+    uint64_t base_lsn;       /* written into every segment header (walfmt.h) */
 };
 
 static int fsync_mode(void)
@@ -194,7 +195,7 @@ static const char *header_block(struct wal *w, uint64_t segno)
 {
     memset(w->hdr_blk, 0, WALFMT_BLOCK);
     struct walfmt_seg s;
-    walfmt_seg_init(&s, w->shard_id, w->threads, w->partitions, segno);
+    walfmt_seg_init(&s, w->shard_id, w->threads, w->partitions, segno, w->base_lsn);
     memcpy(w->hdr_blk, &s, sizeof s);
     return w->hdr_blk;
 }
@@ -255,6 +256,9 @@ int wal_open(struct wal **out, struct shard *sh, const struct wal_open_args *a)
     w->partitions = a->partitions;
     w->seg_bytes = a->segment_bytes;
     w->next_seq = a->next_seq;
+    w->base_lsn = a->base_lsn;
+    w->stats = a->stats;
+    w->appended = w->durable = a->token;
     w->cur_fd = w->spare_fd = -1;
     w->dirfd = open(a->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (w->dirfd < 0) {
@@ -294,9 +298,12 @@ int wal_open(struct wal **out, struct shard *sh, const struct wal_open_args *a)
     w->segs[w->nsegs++] = (struct wal_seg){.segno = a->segno};
     w->spare_segno = a->segno + 1;
     w->spare = SPARE_NONE;
-    STAT_SET(w->stats.segments, w->nsegs);
-    STAT_SET(w->stats.last_write_ok, 1);
-    STAT_SET(w->stats.batch_seq, w->open->seq);
+    STAT_SET(w->stats->segments, w->nsegs);
+    STAT_SET(w->stats->last_write_ok, 1);
+    STAT_SET(w->stats->refusing, 0);
+    STAT_SET(w->stats->batch_seq, w->open->seq);
+    STAT_SET(w->stats->appended, w->appended);
+    STAT_SET(w->stats->durable, w->durable);
     *out = w;
     return 0;
 }
@@ -316,9 +323,9 @@ void wal_append(struct wal *w, const struct walfmt_view *r)
     b->token = w->appended;
     if (fsync_mode() != WAL_FSYNC_ALWAYS) {
         w->durable = w->appended;
-        STAT_SET(w->stats.durable, w->durable);
+        STAT_SET(w->stats->durable, w->durable);
     }
-    STAT_SET(w->stats.appended, w->appended);
+    STAT_SET(w->stats->appended, w->appended);
 }
 
 uint64_t wal_appended(const struct wal *w)
@@ -336,15 +343,33 @@ uint64_t wal_open_seq(const struct wal *w)
     return w->open->seq;
 }
 
+int wal_set_base(struct wal *w, uint64_t base_lsn)
+{
+    KV_ASSERT(w->appended == w->durable && w->open->count == 0 && w->w_count == 0 &&
+              w->spare == SPARE_NONE && !w->spare_inflight);
+    w->base_lsn = base_lsn;
+    const char *blk = header_block(w, w->cur_segno);
+    if (pwrite(w->cur_fd, blk, WALFMT_BLOCK, 0) != (ssize_t)WALFMT_BLOCK) {
+        return errno ? -errno : -EIO;
+    }
+    return fdatasync(w->cur_fd) == 0 ? 0 : -errno;
+}
+
+uint64_t wal_next_segno(const struct wal *w)
+{
+    uint64_t last = w->spare_segno > w->cur_segno ? w->spare_segno : w->cur_segno;
+    return last + 1;
+}
+
 struct wal_stats *wal_stats(struct wal *w)
 {
-    return &w->stats;
+    return w->stats;
 }
 
 void wal_snapshot_started(struct wal *w)
 {
-    STAT_SET(w->stats.bytes_since, 0);
-    STAT_SET(w->stats.appended_at_snap, w->appended);
+    STAT_SET(w->stats->bytes_since, 0);
+    STAT_SET(w->stats->appended_at_snap, w->appended);
 }
 
 int wal_refusing(const struct wal *w)
@@ -386,7 +411,7 @@ bool wal_busy(const struct wal *w)
 
 static void fatal(struct wal *w, const char *what, int err)
 {
-    STAT_SET(w->stats.last_write_ok, 0);
+    STAT_SET(w->stats->last_write_ok, 0);
     if (fsync_mode() == WAL_FSYNC_ALWAYS) {
         kv_log_warning("WAL %s failed shard=%u segment=%llu err=%s: exiting, nothing it covered "
                        "was acknowledged",
@@ -397,7 +422,7 @@ static void fatal(struct wal *w, const char *what, int err)
                    w->shard_id, strerror(err));
     w->failed = true;
     w->fail_err = err;
-    STAT_SET(w->stats.refusing, 1);
+    STAT_SET(w->stats->refusing, 1);
 }
 
 /* ---- spare segment preparation ------------------------------------------------------ */
@@ -503,7 +528,7 @@ static bool switch_segment(struct wal *w)
     w->spare_fd = -1;
     w->spare_segno++;
     w->spare = SPARE_NONE;
-    STAT_SET(w->stats.segments, w->nsegs);
+    STAT_SET(w->stats->segments, w->nsegs);
     return true;
 }
 
@@ -544,7 +569,7 @@ static void start_write(struct wal *w)
     o->count = 0;
     o->seq = w->next_seq++;
     w->open = o;
-    STAT_SET(w->stats.batch_seq, o->seq);
+    STAT_SET(w->stats->batch_seq, o->seq);
     submit_write(w, slot);
 }
 
@@ -571,13 +596,13 @@ static void on_write(struct wal *w, uint32_t slot, int res)
     KV_FAILPOINT("wal-after-write");
     wr->complete = true;
     uint64_t us = (kv_clock_mono_ns() - wr->t0) / 1000;
-    STAT_ADD(w->stats.write_us, us);
-    if (us > STAT_GET(w->stats.write_us_max)) {
-        STAT_SET(w->stats.write_us_max, us);
+    STAT_ADD(w->stats->write_us, us);
+    if (us > STAT_GET(w->stats->write_us_max)) {
+        STAT_SET(w->stats->write_us_max, us);
     }
-    STAT_ADD(w->stats.batches, 1);
-    STAT_ADD(w->stats.bytes, wr->span);
-    STAT_ADD(w->stats.bytes_since, wr->span);
+    STAT_ADD(w->stats->batches, 1);
+    STAT_ADD(w->stats->bytes, wr->span);
+    STAT_ADD(w->stats->bytes_since, wr->span);
     w->written_since_sync = true;
     /* What is durable is the prefix of completed writes: a later batch may complete
      * first, and its replies wait for the earlier ones. */
@@ -592,7 +617,7 @@ static void on_write(struct wal *w, uint32_t slot, int res)
         w->w_head = (w->w_head + 1) % w->depth;
         w->w_count--;
     }
-    STAT_SET(w->stats.durable, w->durable);
+    STAT_SET(w->stats->durable, w->durable);
 }
 
 static void on_sync(struct wal *w, int res)
@@ -602,7 +627,7 @@ static void on_sync(struct wal *w, int res)
         fatal(w, "fdatasync", -res);
         return;
     }
-    STAT_ADD(w->stats.syncs, 1);
+    STAT_ADD(w->stats->syncs, 1);
 }
 
 void wal_on_cqe(struct wal *w, struct io_uring_cqe *cqe, uint64_t ud)
@@ -655,7 +680,7 @@ void wal_turn(struct wal *w, int64_t now_ms)
         w->written_since_sync = false;
         w->last_sync_ms = now_ms;
     }
-    STAT_SET(w->stats.refusing, wal_refusing(w) != 0);
+    STAT_SET(w->stats->refusing, wal_refusing(w) != 0);
 }
 
 void wal_trim(struct wal *w, uint64_t seq)
@@ -673,7 +698,7 @@ void wal_trim(struct wal *w, uint64_t seq)
         w->segs[keep++] = *s;
     }
     w->nsegs = keep;
-    STAT_SET(w->stats.segments, w->nsegs);
+    STAT_SET(w->stats->segments, w->nsegs);
 }
 
 void wal_close(struct wal *w)

@@ -70,6 +70,10 @@ struct wal_open_args {
     uint32_t depth;                /* batches written at once, 1..WAL_DEPTH_MAX */
     const struct recover_seg *old; /* segments kept from before the start, in order */
     uint32_t nold;
+    uint64_t base_lsn;       /* opened at run time: the LSN of its base (walfmt_seg), else 0 */
+    uint64_t token;          /* where wal_appended() and wal_durable() start (the last
+                              * WAL's end: replies compare tokens across WALs) */
+    struct wal_stats *stats; /* where the WAL publishes (the shard's: outlives it) */
 };
 
 /* Published for INFO (relaxed atomics, written by the shard only). */
@@ -89,7 +93,8 @@ struct wal_stats {
     _Atomic uint64_t write_us_max;     /* the longest batch write */
 };
 
-/* Creates the WAL and its first segment (synchronously: at start-up). 0 or -errno. */
+/* Creates the WAL and its first segment (synchronously: at start-up, or on the shard's
+ * thread when appendonly is switched on). 0 or -errno. */
 int wal_open(struct wal **out, struct shard *sh, const struct wal_open_args *a);
 
 /* Writes what is still open, waits for it and syncs, then frees everything. */
@@ -127,6 +132,13 @@ void wal_on_cqe(struct wal *w, struct io_uring_cqe *cqe, uint64_t ud);
 /* The sequence number of the open batch: every record appended from now on is in a
  * batch with this number or a later one. */
 uint64_t wal_open_seq(const struct wal *w);
+
+/* Writes base_lsn into the header of the WAL's first segment, synchronously (a WAL
+ * opened at run time, before anything is appended to it). 0 or -errno. */
+int wal_set_base(struct wal *w, uint64_t base_lsn);
+
+/* A segment number past every one this WAL made (for the next WAL of the shard). */
+uint64_t wal_next_segno(const struct wal *w);
 
 /* Deletes every segment all of whose batches have a sequence number below `seq`. */
 void wal_trim(struct wal *w, uint64_t seq);

@@ -105,13 +105,14 @@ void walfmt_batch_seal(struct walfmt_batch *b, uint32_t count, uint64_t len, uin
 }
 
 void walfmt_seg_init(struct walfmt_seg *s, uint32_t shard, uint32_t threads, uint32_t partitions,
-                     uint64_t segno)
+                     uint64_t segno, uint64_t base_lsn)
 {
     hdr_start(s, sizeof *s, WALFMT_SEG_MAGIC);
     s->shard = shard;
     s->threads = threads;
     s->partitions = partitions;
     s->segno = segno;
+    s->base_lsn = base_lsn;
     hdr_seal(s, sizeof *s);
 }
 
@@ -140,9 +141,24 @@ void walfmt_chunk_seal(struct walfmt_chunk *c, uint32_t flags, uint64_t count, c
     hdr_seal(c, sizeof *c);
 }
 
-bool walfmt_seg_ok(const struct walfmt_seg *s)
+bool walfmt_seg_read(const void *blk, struct walfmt_seg *out)
 {
-    return hdr_ok(s, sizeof *s, WALFMT_SEG_MAGIC);
+    struct hdr_prefix p;
+    memcpy(&p, blk, sizeof p);
+    memset(out, 0, sizeof *out);
+    if (p.version < 4 && p.size == WALFMT_SEG_SIZE_V3) { /* crc where base_lsn is now */
+        if (!hdr_ok(blk, WALFMT_SEG_SIZE_V3, WALFMT_SEG_MAGIC)) {
+            return false;
+        }
+        memcpy(out, blk, WALFMT_SEG_SIZE_V3 - 8);
+        memcpy(&out->crc, (const char *)blk + WALFMT_SEG_SIZE_V3 - 8, 8);
+        return true;
+    }
+    if (p.version < 4 || !hdr_ok(blk, sizeof *out, WALFMT_SEG_MAGIC)) {
+        return false;
+    }
+    memcpy(out, blk, sizeof *out);
+    return true;
 }
 
 bool walfmt_snap_ok(const struct walfmt_snap *s)

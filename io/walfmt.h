@@ -24,7 +24,9 @@
  * after it (replay is in LSN order).
  *
  * Version 2 added RANGE; version 3 the database of records and snapshot entries (zero,
- * i.e. database 0, in older files) and SWAPDB. Readers accept versions 1 to 3.
+ * i.e. database 0, in older files) and SWAPDB; version 4 the segment header's base_lsn
+ * (older segment headers are 40 bytes: read as base_lsn 0). Readers accept versions 1 to
+ * 4.
  *
  * Snapshot file "snap-PPPPP-LLLLLLLLLLLLLLLL.kvs" (P: partition, L: LSN, hex):
  *   struct walfmt_snap, then chunks (struct walfmt_chunk + entries, each entry being a
@@ -38,7 +40,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define WALFMT_VERSION     3
+#define WALFMT_VERSION     4
 #define WALFMT_VERSION_MIN 1 /* the oldest version readers accept */
 #define WALFMT_BLOCK       4096u
 #define WALFMT_SEG_MAGIC   0x5357564bu /* "KVWS" */
@@ -61,15 +63,21 @@ enum walfmt_type {
 struct walfmt_seg {
     uint32_t magic;
     uint16_t version;
-    uint16_t size; /* sizeof(struct walfmt_seg) */
+    uint16_t size; /* sizeof(struct walfmt_seg); WALFMT_SEG_SIZE_V3 before version 4 */
     uint32_t shard;
     uint32_t threads;    /* layout the segment was written under */
     uint32_t partitions; /* partitions in the node */
     uint32_t reserved;
     uint64_t segno;
+    /* Version 4. Not 0: the WAL this segment belongs to was switched on at run time
+     * (CONFIG SET appendonly yes) when every partition's LSN was set to base_lsn, and a
+     * dump at that LSN is its base: its records replay only over snapshots at or past
+     * base_lsn (recover.h). 0: a WAL opened at start, over what recovery loaded. */
+    uint64_t base_lsn;
     uint64_t crc;
 };
-_Static_assert(sizeof(struct walfmt_seg) == 40, "walfmt_seg layout");
+_Static_assert(sizeof(struct walfmt_seg) == 48, "walfmt_seg layout");
+#define WALFMT_SEG_SIZE_V3 40 /* the header of versions 1 to 3: no base_lsn */
 
 struct walfmt_batch {
     uint32_t magic;
@@ -176,14 +184,16 @@ void walfmt_rec_encode(char *dst, const struct walfmt_view *r);
 void walfmt_batch_seal(struct walfmt_batch *b, uint32_t count, uint64_t len, uint64_t seq,
                        uint64_t acked);
 void walfmt_seg_init(struct walfmt_seg *s, uint32_t shard, uint32_t threads, uint32_t partitions,
-                     uint64_t segno);
+                     uint64_t segno, uint64_t base_lsn);
 void walfmt_snap_init(struct walfmt_snap *s, uint32_t part, uint32_t threads, uint32_t partitions,
                       uint64_t lsn, uint64_t wal_seq, int64_t created_ms);
 void walfmt_chunk_seal(struct walfmt_chunk *c, uint32_t flags, uint64_t count, const void *entries,
                        uint64_t len, uint64_t sum_override);
 
 /* Checks (magic, version, checksum) of headers read from disk. */
-bool walfmt_seg_ok(const struct walfmt_seg *s);
+/* Reads a segment header from the start of block 0 (at least sizeof(struct walfmt_seg)
+ * bytes): true if it is valid, of this version or an older one (base_lsn 0). */
+bool walfmt_seg_read(const void *blk, struct walfmt_seg *out);
 bool walfmt_snap_ok(const struct walfmt_snap *s);
 bool walfmt_chunk_ok(const struct walfmt_chunk *c);
 

@@ -662,6 +662,26 @@ def kvds():
     assert not errors, "\n".join(errors)
 
 
+def restart(kvds, k, **kw):
+    """A new kvd on the data dir of k (which has exited), tracked by the kvds fixture, and
+    a client of it."""
+    k2 = k.restart(**kw)
+    kvds.track(k2)
+    return k2, k2.client()
+
+
+def crash_restart(kvds, k, **kw):
+    """kill -9 of k, then restart()."""
+    k.kill9()
+    return restart(kvds, k, **kw)
+
+
+def info_persistence(c):
+    """INFO persistence as a dict."""
+    text = c.cmd("INFO", "persistence").decode()
+    return dict(line.split(":", 1) for line in text.split("\r\n") if ":" in line)
+
+
 # ---- keys by shard thread (tests of cross-shard transactions and scripts) -------------
 
 def info_field(c, section, name):

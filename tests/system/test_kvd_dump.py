@@ -10,7 +10,8 @@ import signal
 import threading
 import time
 
-from conftest import Err, St, info_field, wait_until
+from conftest import Err, St, crash_restart, info_field, restart, wait_until
+from conftest import info_persistence as info
 
 NO = ["--appendonly", "no"]
 
@@ -18,24 +19,6 @@ NO = ["--appendonly", "no"]
 def keys_on_both_threads(c, prefix, n=40):
     """Keys of both shard threads (2 threads, 8 partitions: 40 keys cover both)."""
     return ["%s:%d" % (prefix, i) for i in range(n)]
-
-
-def restart(kvds, k, **kw):
-    """A new kvd on the data dir of k (which has exited), tracked, and a client of it."""
-    k2 = k.restart(**kw)
-    kvds.track(k2)
-    return k2, k2.client()
-
-
-def crash_restart(kvds, k, **kw):
-    """kill -9 of k, then restart()."""
-    k.kill9()
-    return restart(kvds, k, **kw)
-
-
-def info(c):
-    text = c.cmd("INFO", "persistence").decode()
-    return dict(line.split(":", 1) for line in text.split("\r\n") if ":" in line)
 
 
 def wait_dump_done(c, saves):

@@ -71,7 +71,7 @@ static uint64_t encode_batch(const struct walfmt_view *in, uint32_t n, uint64_t 
 
 Test(walfmt, struct_sizes_are_fixed)
 {
-    cr_assert_eq(sizeof(struct walfmt_seg), 40);
+    cr_assert_eq(sizeof(struct walfmt_seg), 48);
     cr_assert_eq(sizeof(struct walfmt_batch), 48);
     cr_assert_eq(sizeof(struct walfmt_rec), 64);
     cr_assert_eq(sizeof(struct walfmt_snap), 56);
@@ -294,13 +294,51 @@ Test(walfmt, version_1_files_still_read)
     cr_assert_eq(walfmt_scan_batch(buf, BUF, &bi, &why), WALFMT_SCAN_BAD);
 }
 
+/* A version 3 segment header (40 bytes, no base_lsn) as older kvd wrote it. */
+Test(walfmt, old_segment_header_reads_as_base_zero)
+{
+    unsigned char blk[64] = {0};
+    uint32_t magic = WALFMT_SEG_MAGIC, shard = 2, threads = 4, parts = 16;
+    uint16_t version = 3, size = WALFMT_SEG_SIZE_V3;
+    uint64_t segno = 9;
+    memcpy(blk, &magic, 4);
+    memcpy(blk + 4, &version, 2);
+    memcpy(blk + 6, &size, 2);
+    memcpy(blk + 8, &shard, 4);
+    memcpy(blk + 12, &threads, 4);
+    memcpy(blk + 16, &parts, 4);
+    memcpy(blk + 24, &segno, 8);
+    uint64_t crc = XXH3_64bits(blk, WALFMT_SEG_SIZE_V3 - 8);
+    memcpy(blk + 32, &crc, 8);
+    struct walfmt_seg got;
+    cr_assert(walfmt_seg_read(blk, &got));
+    cr_assert_eq(got.shard, 2);
+    cr_assert_eq(got.threads, 4);
+    cr_assert_eq(got.partitions, 16);
+    cr_assert_eq(got.segno, 9);
+    cr_assert_eq(got.base_lsn, 0);
+    blk[24] ^= 1; /* damaged */
+    cr_assert_not(walfmt_seg_read(blk, &got));
+    blk[24] ^= 1;
+    version = 4; /* a version 4 header must be the long one */
+    memcpy(blk + 4, &version, 2);
+    crc = XXH3_64bits(blk, WALFMT_SEG_SIZE_V3 - 8);
+    memcpy(blk + 32, &crc, 8);
+    cr_assert_not(walfmt_seg_read(blk, &got));
+}
+
 Test(walfmt, headers_verify_and_reject_damage)
 {
-    struct walfmt_seg s;
-    walfmt_seg_init(&s, 3, 4, 16, 42);
-    cr_assert(walfmt_seg_ok(&s));
+    struct walfmt_seg s, got;
+    walfmt_seg_init(&s, 3, 4, 16, 42, 0x1234);
+    cr_assert(walfmt_seg_read(&s, &got));
+    cr_assert_eq(got.segno, 42);
+    cr_assert_eq(got.base_lsn, 0x1234);
     s.segno++;
-    cr_assert_not(walfmt_seg_ok(&s));
+    cr_assert_not(walfmt_seg_read(&s, &got));
+    s.segno--;
+    s.base_lsn++;
+    cr_assert_not(walfmt_seg_read(&s, &got));
 
     struct walfmt_snap sn;
     walfmt_snap_init(&sn, 5, 4, 16, 1000, 77, 123456);

@@ -4235,11 +4235,15 @@ static void flush_one(struct conn *c)
     }
     int n = resp_out_iov(&c->out, c->iov, CONN_IOV_MAX);
     KV_ASSERT(n > 0);
-    memset(&c->msg, 0, sizeof c->msg);
-    c->msg.msg_iov = c->iov;
-    c->msg.msg_iovlen = (size_t)n;
     struct io_uring_sqe *sqe = shard_sqe(c->sh);
-    io_uring_prep_sendmsg(sqe, c->fd, &c->msg, MSG_NOSIGNAL);
+    if (n == 1) { /* the common case: a send, no msghdr for the kernel to copy and check */
+        io_uring_prep_send(sqe, c->fd, c->iov[0].iov_base, c->iov[0].iov_len, MSG_NOSIGNAL);
+    } else {
+        memset(&c->msg, 0, sizeof c->msg);
+        c->msg.msg_iov = c->iov;
+        c->msg.msg_iovlen = (size_t)n;
+        io_uring_prep_sendmsg(sqe, c->fd, &c->msg, MSG_NOSIGNAL);
+    }
     io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)c | CONN_UD_SEND);
     c->flags |= CONN_SEND_INFLIGHT;
     c->inflight++;

@@ -25,13 +25,7 @@ static bool wanted(void)
 
 void aof_changed(struct shard *sh)
 {
-    struct xmsg m = {.kind = XM_WAKE, .src = (uint16_t)sh->id};
-    for (uint32_t o = 0; o < sh->srv->nthreads; o++) {
-        if (o != sh->id) {
-            shard_send(sh, o, &m); /* (a full queue: that shard turns anyway) */
-        }
-    }
-    shard_wake_now(sh);
+    shard_wake_all(sh);
 }
 
 /* Makes the standby WAL (and the snapshot writer, once). */

@@ -1235,6 +1235,9 @@ static void config_set(struct cmd_ctx *x)
         if (items[p]->num == &kvd_settings.appendonly) {
             aof_changed(x->sh); /* the shards switch it (aof.h) */
         }
+        if (items[p]->num == &kvd_settings.tracking_table_max_keys) {
+            shard_wake_all(x->sh); /* each applies it at its next turn (track_turn) */
+        }
     }
     reply_ok(x->out);
 }
@@ -1612,6 +1615,8 @@ void cmd_debug(struct cmd_ctx *x)
             "SET-DISABLE-DENY-SCRIPTS <0|1>",
             "    For testing only: 1 lets scripts run DEBUG (and the other commands Redis",
             "    denies scripts that kvd can run without a connection), 0 denies it again.",
+            "PAUSE-CRON <0|1>",
+            "    Stop periodic cron job processing.",
             "SET-ACTIVE-EXPIRE <0|1>",
             "    Setting it to 0 disables expiring keys in background when they are not",
             "    accessed (otherwise the Redis behavior). Setting it to 1 reenables back the",
@@ -1667,6 +1672,14 @@ void cmd_debug(struct cmd_ctx *x)
         snprintf(buf, sizeof buf, "%.*s", (int)(x->argv[2].len < 23 ? x->argv[2].len : 23),
                  x->argv[2].ptr);
         atomic_store(&x->sh->srv->active_expire_off, atoi(buf) == 0);
+        reply_ok(x->out);
+    } else if (cmd_arg_is(sub, "pause-cron") && x->argc == 3) {
+        /* as Redis: 1 stops every shard's timer work (cron: active expiry, eviction off
+         * the command path, the tracking table's limit, timeouts, save points), 0 resumes */
+        char buf[24];
+        snprintf(buf, sizeof buf, "%.*s", (int)(x->argv[2].len < 23 ? x->argv[2].len : 23),
+                 x->argv[2].ptr);
+        atomic_store(&x->sh->srv->cron_paused, atoi(buf) != 0);
         reply_ok(x->out);
     } else {
         /* DEBUG is no container in Redis: its own syntax error (OBJECT with a key went to

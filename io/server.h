@@ -389,6 +389,7 @@ struct server {
     _Atomic uint64_t next_conn_id;
     _Atomic int stopping;            /* set by SIGTERM/SIGINT/SHUTDOWN */
     _Atomic int active_expire_off;   /* DEBUG SET-ACTIVE-EXPIRE 0: lazy expiry only */
+    _Atomic int cron_paused;         /* DEBUG PAUSE-CRON 1: no shard runs its cron */
     _Atomic uint32_t shards_drained; /* shards whose clients are all gone */
     int64_t start_ms;
     int port;                      /* the bound port */
@@ -432,6 +433,9 @@ bool shard_send(struct shard *sh, uint32_t to, const struct xmsg *msg);
 
 /* Sends the wake-ups shard_send marked, now rather than at the end of the loop turn. */
 void shard_wake_now(struct shard *sh);
+
+/* A loop turn of every other shard, soon (XM_WAKE): a setting they act on changed. */
+void shard_wake_all(struct shard *sh);
 
 /* The hash table of database `db` owning key hash `h`, which must be this shard's;
  * made at its first use. */

@@ -530,6 +530,17 @@ void shard_wake_now(struct shard *sh)
     io_uring_submit(&sh->ring);
 }
 
+void shard_wake_all(struct shard *sh)
+{
+    struct xmsg m = {.kind = XM_WAKE, .src = (uint16_t)sh->id};
+    for (uint32_t o = 0; o < sh->srv->nthreads; o++) {
+        if (o != sh->id) {
+            shard_send(sh, o, &m); /* (a full queue: that shard turns anyway) */
+        }
+    }
+    shard_wake_now(sh);
+}
+
 /* Publishes what INFO on another shard may not read from the tables directly. The
  * memory (INFO used_memory) is the tables' and the arrays that hold them (so that it is
  * never 0, as Redis's never is, even when FLUSHALL left no table). */
@@ -744,8 +755,10 @@ static void loop(struct shard *sh)
 
         uint64_t now_ns = kv_clock_mono_ns();
         if (now_ns >= next_cron_ns) {
-            cron(sh, kv_clock_real_ms());
-            conn_users_sweep(sh);
+            if (!atomic_load_explicit(&sh->srv->cron_paused, memory_order_relaxed)) {
+                cron(sh, kv_clock_real_ms()); /* (not under DEBUG PAUSE-CRON 1) */
+                conn_users_sweep(sh);
+            }
             cron_period_ns = 1000000000ull / (uint64_t)KV_CONF_GET(kvd_settings.hz);
             next_cron_ns = now_ns + cron_period_ns;
         }

@@ -238,7 +238,12 @@ static void on_reader(void *arg, const char *key, size_t klen, uint64_t who)
     rec_key(b, tc->modifier, key, klen);
 }
 
-/* This shard's part of tracking-table-max-keys (0: no limit; *limited false). */
+/* How many keys this shard's table may hold (0: no limit; *limited false). The limit is
+ * on the node's total, as Redis's on its one table: a shard keeps its fair part
+ * (tracking-table-max-keys / threads) in any case, and more while the others (their
+ * published counts) leave room. A shard over its fair part evicts at most down to it, so
+ * shards evicting at once, each with a stale view of the others, never take the node
+ * below the limit; one that keeps a few too many corrects at its next turn. */
 static size_t limit_share(const struct shard *sh, bool *limited)
 {
     int64_t max = KV_CONF_GET(kvd_settings.tracking_table_max_keys);
@@ -246,8 +251,13 @@ static size_t limit_share(const struct shard *sh, bool *limited)
     if (max <= 0) {
         return 0;
     }
-    uint64_t n = sh->srv->nthreads;
-    return (size_t)((uint64_t)max / n + (sh->id < (uint64_t)max % n ? 1 : 0));
+    uint64_t n = sh->srv->nthreads, others = 0;
+    uint64_t fair = (uint64_t)max / n + (sh->id < (uint64_t)max % n ? 1 : 0);
+    for (uint32_t i = 0; i < n; i++) {
+        others += i != sh->id ? STAT_GET(sh->srv->shards[i].stats.tracking_keys) : 0;
+    }
+    uint64_t room = others >= (uint64_t)max ? 0 : (uint64_t)max - others;
+    return (size_t)(room > fair ? room : fair);
 }
 
 static void apply_limit(struct shard *sh)
@@ -679,6 +689,12 @@ void track__deliver(struct shard *sh)
 void track_turn(struct shard *sh)
 {
     struct track_shard *ts = sh->track;
+    if (KV_UNLIKELY(sh->track_keys > 0)) {
+        /* the limit, once per turn (Redis applies it before every command): a smaller
+         * tracking-table-max-keys takes effect before the next commands run here */
+        apply_limit(sh);
+        publish(sh);
+    }
     bcast_flush(sh);
     track_deliver(sh);
     for (uint32_t to = 0; to < sh->srv->nthreads; to++) {

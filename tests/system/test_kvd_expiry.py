@@ -4,9 +4,8 @@ deleted by the shards' expiry cycle, on every thread).
 """
 import time
 
-import pytest
 
-from conftest import St, wait_until
+from conftest import St, info_field, wait_until
 
 SHORT = [("SET", "s%d" % i, "v%d" % i, "PX", "150") for i in range(20)]
 SHORT += [("SET", "{t}s%d" % i, str(i), "PX", "150") for i in range(4)]
@@ -135,3 +134,25 @@ def test_debug_set_active_expire(kvd_factory):
         assert c.cmd("DBSIZE") == 199
         assert c.cmd("DEBUG", "SET-ACTIVE-EXPIRE", "1") == St("OK")
         wait_until(lambda: c.cmd("DBSIZE") == 0, 10, what="active expiry back on")
+
+
+def test_debug_pause_cron(kvd_factory):
+    """DEBUG PAUSE-CRON 1 stops every shard's timer work (here: the active expiry cycle,
+    and the save point that would otherwise dump), as Redis's pauses serverCron; 0 resumes
+    it. The server goes on serving (and is idle meanwhile: no busy loop)."""
+    k = kvd_factory(args=["--hz", "100", "--appendonly", "no", "--save", "1 1"])
+    with k.client() as c:
+        assert c.cmd("DEBUG", "PAUSE-CRON", "1") == St("OK")
+        assert c.pipeline([("SET", "pc:%d" % i, "v", "PX", "20") for i in range(200)]) == \
+            [St("OK")] * 200
+        cpu0 = sum(int(x) for x in open("/proc/%d/stat" % k.pid).read().split()[13:15])
+        time.sleep(1.2)
+        cpu1 = sum(int(x) for x in open("/proc/%d/stat" % k.pid).read().split()[13:15])
+        assert cpu1 - cpu0 < 50, "busy while paused: %d ticks" % (cpu1 - cpu0)
+        assert c.cmd("DBSIZE") == 200
+        assert c.cmd("PING") == St("PONG")
+        assert info_field(c, "persistence", "rdb_saves") == "0"  # the save point waits too
+        assert c.cmd("DEBUG", "PAUSE-CRON", "0") == St("OK")
+        wait_until(lambda: c.cmd("DBSIZE") == 0, 10, what="the cron back on")
+        wait_until(lambda: info_field(c, "persistence", "rdb_saves") != "0", 10,
+                   what="the save point back on")

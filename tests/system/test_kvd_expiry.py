@@ -4,7 +4,6 @@ deleted by the shards' expiry cycle, on every thread).
 """
 import time
 
-
 from conftest import St, info_field, wait_until
 
 SHORT = [("SET", "s%d" % i, "v%d" % i, "PX", "150") for i in range(20)]

@@ -73,22 +73,20 @@ static void drop_standby(struct shard *sh)
     sh->wal_standby = NULL;
 }
 
-/* A WAL switched off: written out over the loop's turns, then closed. */
+/* A WAL switched off: written out over the loop's turns, then closed. Only once all it
+ * holds is written (a WAL refusing for want of space keeps trying, as it does logging:
+ * the replies waiting for it are released only when it is durable). */
 static void drain_step(struct shard *sh)
 {
     struct wal *w = sh->wal_drain;
-    if (snap_busy(sh->snap)) {
-        return; /* its write completes first */
-    }
-    snap_abort(sh->snap);
     wal_turn(w, sh->now_ms);
     conn_durability_turn(sh);
-    if (wal_busy(w) && !(wal_refusing(w) != 0 && !wal_inflight(w))) {
-        return;
+    if (snap_busy(sh->snap) || wal_busy(w)) {
+        return; /* (the cancelled round's completion comes first too) */
     }
     sh->wal_token = wal_appended(w);
     sh->wal_segno = wal_next_segno(w);
-    sh->dump_wal_seq = wal_open_seq(w);
+    sh->dump_wal_seq = wal_open_seq(w); /* (nothing open: the next batch number) */
     wal_close(w);
     sh->wal_drain = NULL;
     if (sh->refusing) {
@@ -105,10 +103,14 @@ void aof_switch_parked(struct shard *sh, uint64_t lsn)
         KV_ASSERT(sh->wal != NULL && sh->wal_standby == NULL);
         sh->wal_standby = sh->wal;
         sh->wal = NULL;
+        atomic_store_explicit(&sh->aof_ready, 1, memory_order_release);
         return;
     }
     if (lsn != 0) {
-        KV_ASSERT(sh->wal == NULL && sh->wal_standby != NULL && sh->wal_drain == NULL);
+        KV_ASSERT(sh->wal == NULL && sh->wal_drain == NULL);
+        if (sh->wal_standby == NULL) {
+            return; /* (dropped meanwhile: the switch is undone) */
+        }
         if (wal_set_base(sh->wal_standby, lsn) != 0) {
             kv_log_warning("appendonly yes: shard %u cannot write its WAL's header", sh->id);
             return;
@@ -119,6 +121,7 @@ void aof_switch_parked(struct shard *sh, uint64_t lsn)
         return;
     }
     KV_ASSERT(sh->wal != NULL && sh->wal_drain == NULL);
+    snap_cancel(sh->snap); /* no rename, deletion or trim after the switch */
     sh->wal_drain = sh->wal;
     sh->wal = NULL;
     wal_closing(sh->wal_drain);
@@ -141,7 +144,11 @@ static void switch_on_all(struct shard *sh)
     if (dump_in_progress(srv) || !conn_park_all(sh)) {
         return; /* a dump first (it must not bump LSNs meanwhile), or another's lock */
     }
-    if (atomic_load(&srv->dump.pid) != 0) { /* started since we looked */
+    bool ready = atomic_load(&srv->dump.pid) == 0 && wanted(); /* (since we looked) */
+    for (uint32_t o = 0; o < srv->nthreads && ready; o++) {
+        ready = srv->shards[o].wal_standby != NULL; /* (a CONFIG SET no dropped one) */
+    }
+    if (!ready) {
         conn_release_all(sh);
         return;
     }
@@ -174,6 +181,10 @@ static void switch_off_all(struct shard *sh)
 {
     struct server *srv = sh->srv;
     if (!conn_park_all(sh)) {
+        return;
+    }
+    if (wanted()) { /* (yes again since we looked) */
+        conn_release_all(sh);
         return;
     }
     for (uint32_t o = 0; o < srv->nthreads; o++) {
@@ -228,6 +239,9 @@ void aof_turn(struct shard *sh)
     if (sh->wal_drain != NULL) {
         drain_step(sh);
     }
+    if (atomic_load_explicit(&srv->stopping, memory_order_relaxed)) {
+        return; /* no switch once stopping: the shards leave their loops (none may park) */
+    }
     if (want && !on && sh->wal_standby == NULL && sh->wal_drain == NULL) {
         prepare(sh);
     } else if (!want && sh->wal_standby != NULL) {
@@ -251,7 +265,7 @@ bool aof_rewrite_in_progress(struct server *srv)
 bool aof_rewrite_scheduled(struct server *srv)
 {
     bool on = atomic_load(&srv->persist);
-    if (wanted() && !on) {
+    if (wanted() != on) { /* (the switch, either way, waits for shard 0) */
         return true;
     }
     return aof_base_pending(srv) && atomic_load(&srv->dump.pid) == 0;

@@ -180,7 +180,8 @@ static int64_t last_save_ms(const struct server *srv)
         int64_t s = STAT_GET(snap_stats(srv->shards[i].snap)->last_ok_ms);
         t = s < t ? s : t;
     }
-    return t == INT64_MAX || t == 0 ? srv->start_ms : t;
+    int64_t dumped = atomic_load(&srv->dump.last_ok_ms); /* (the start, or the WAL's base) */
+    return t == INT64_MAX || t < dumped ? dumped : t;
 }
 
 static bool any_snapshot_running(const struct server *srv)
@@ -1198,6 +1199,15 @@ static void config_set(struct cmd_ctx *x)
             value[v->len] = '\0';
             if (kv_conf_set(items[p], value, true, why, sizeof why) != 0) {
                 fail = why;
+            } else if (items[p]->num == &kvd_settings.appendonly &&
+                       KV_CONF_GET(kvd_settings.appendonly) != 0 &&
+                       access(kvd_settings.dir, W_OK | X_OK) != 0) {
+                /* as Redis when it cannot open its AOF: the WAL could not be written */
+                kv_log_warning("appendonly yes: dir=%s is not writable: %s", kvd_settings.dir,
+                               strerror(errno));
+                char ignored[256];
+                kv_conf_set(items[p], old[p], true, ignored, sizeof ignored);
+                fail = "Unable to turn on AOF. Check server logs.";
             }
         }
         if (fail != NULL) {

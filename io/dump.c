@@ -245,7 +245,7 @@ static void finished(struct shard *sh, bool ok, int64_t now_ms)
 }
 
 static int child_main(struct server *srv, uint64_t lsn, int64_t now_ms, const uint8_t *fn,
-                      size_t fn_len);
+                      size_t fn_len, bool write_fn);
 
 static int pidfd_open_(pid_t pid)
 {
@@ -312,14 +312,28 @@ static void fork_parked(struct shard *sh, uint64_t lsn, uint64_t gen)
     struct dump_state *d = &srv->dump;
     for (uint32_t i = 0; i < srv->nthreads; i++) {
         struct shard *o = &srv->shards[i];
-        if (o->wal != NULL) { /* its records from the open batch on are past the dump */
-            o->dump_wal_seq = wal_open_seq(o->wal);
+        struct wal *w = o->wal != NULL ? o->wal : o->wal_drain; /* (logging or written out) */
+        if (w != NULL) { /* its records from the open batch on are past the dump */
+            o->dump_wal_seq = wal_open_seq(w);
         }
     }
     int64_t now_ms = kv_clock_real_ms();
     atomic_store(&d->changes_fork, changes_total(srv));
     size_t fn_len;
     uint8_t *fn = func_dump_current(&fn_len); /* no change runs while every shard waits */
+    /* With persistence on, every FUNCTION change writes the file at once (func.c): a
+     * child writing this copy later could put an older set over a newer one. So the
+     * file is written here, while nothing can change it, and the child leaves it. */
+    bool child_fn = !atomic_load(&srv->persist);
+    int fe = child_fn ? 0 : func_file_write(kvd_settings.dir, fn, fn_len);
+    if (fe != 0) {
+        kv_log_warning("background save: cannot write the functions err=%s", strerror(fe));
+        free(fn);
+        atomic_store(&d->covered, gen);
+        atomic_store(&d->started_ms, now_ms);
+        finished(sh, false, now_ms);
+        return;
+    }
     pid_t parent = getpid();
     pid_t pid = fork();
     if (pid == 0) {
@@ -334,7 +348,7 @@ static void fork_parked(struct shard *sh, uint64_t lsn, uint64_t gen)
             close_range(3, (unsigned)lock - 1, 0);
         }
         close_range((unsigned)(lock >= 3 ? lock + 1 : 3), ~0u, 0);
-        _exit(child_main(srv, lsn, now_ms, fn, fn_len) == 0 ? 0 : 1);
+        _exit(child_main(srv, lsn, now_ms, fn, fn_len, child_fn) == 0 ? 0 : 1);
     }
     int fork_errno = errno;
     free(fn);
@@ -749,10 +763,10 @@ static int finish_parts(struct server *srv, int dirfd, bool keep)
     return rc;
 }
 
-/* The child: writes every partition's file at LSN `lsn`, the functions and the marker,
- * then removes what they cover. 0 or -1 / -errno (logged). */
+/* The child: writes every partition's file at LSN `lsn`, the functions (write_fn: else the parent
+ * wrote them) and the marker, then removes what they cover. 0 or -1 / -errno (logged). */
 static int child_main(struct server *srv, uint64_t lsn, int64_t now_ms, const uint8_t *fn,
-                      size_t fn_len)
+                      size_t fn_len, bool write_fn)
 {
     int dirfd = open(kvd_settings.dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dirfd < 0) {
@@ -795,7 +809,7 @@ static int child_main(struct server *srv, uint64_t lsn, int64_t now_ms, const ui
         rc = -errno;
         kv_log_warning("background save: fsync dir=%s err=%s", kvd_settings.dir, strerror(-rc));
     }
-    int e = rc == 0 ? func_file_write(kvd_settings.dir, fn, fn_len) : 0;
+    int e = rc == 0 && write_fn ? func_file_write(kvd_settings.dir, fn, fn_len) : 0;
     if (e != 0) {
         kv_log_warning("background save: cannot write the functions err=%s", strerror(e));
         rc = -e;

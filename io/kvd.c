@@ -254,6 +254,7 @@ int main(int argc, char **argv)
     bool refused = false;
     while (!atomic_load(&srv.stopping)) {
         struct timespec ts = {0, 100 * 1000 * 1000};
+        refused &= aof_base_pending(&srv); /* (a later base window refuses again) */
         int sig = sigtimedwait(&set, NULL, &ts);
         if (sig == SIGTERM || sig == SIGINT) {
             kv_log_notice("received %s, shutting down", sig == SIGTERM ? "SIGTERM" : "SIGINT");

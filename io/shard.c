@@ -904,7 +904,8 @@ static int durability_start(struct shard *sh)
     };
     int rc = wal_open(&sh->wal, sh, &a);
     free(r.segs);
-    sh->wal_segno = r.next_segno; /* (its first segment: see server.h) */
+    sh->wal_segno = r.next_segno;  /* (its first segment: see server.h) */
+    sh->dump_wal_seq = r.next_seq; /* (what a dump records while this WAL is open) */
     if (rc != 0) {
         kv_log_warning("cannot create the WAL in dir=%s err=%s", kvd_settings.dir, strerror(-rc));
         return -1;

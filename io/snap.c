@@ -398,6 +398,7 @@ static void finish_round(struct snap *s)
 {
     struct shard *sh = s->sh;
     KV_FAILPOINT("snapshot-before-trim");
+    KV_ASSERT(sh->wal != NULL); /* (a round ends with the WAL on: snap_cancel) */
     wal_trim(sh->wal, s->wal_seq);
     s->running = false;
     int64_t took = sh->now_ms - s->started_ms;
@@ -476,6 +477,15 @@ void snap_on_cqe(struct snap *s, struct io_uring_cqe *cqe)
             finish_round(s);
         }
         return;
+    }
+}
+
+void snap_cancel(struct snap *s)
+{
+    if (s->running) {
+        drop_tmp(s); /* (an operation in flight holds its own reference to the file) */
+        s->running = false;
+        STAT_SET(s->stats.running, 0);
     }
 }
 

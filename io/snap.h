@@ -68,6 +68,11 @@ bool snap_busy(const struct snap *s);
 /* Gives up the running round (shutdown); only when !snap_busy. */
 void snap_abort(struct snap *s);
 
+/* Gives up the running round now, also with a write or sync in flight: its completion
+ * only clears snap_busy (no rename, no deletion, no WAL trim). No round may start until
+ * !snap_busy. (The WAL switched off at run time, aof.h.) */
+void snap_cancel(struct snap *s);
+
 /* A completion whose user_data is SHARD_UD_SNAP. */
 void snap_on_cqe(struct snap *s, struct io_uring_cqe *cqe);
 

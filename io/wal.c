@@ -241,6 +241,21 @@ static int prepare_sync(struct wal *w, uint64_t segno, int *fd_out)
     return 0;
 }
 
+/* What wal_open made before it failed (mi_free of NULL is nothing). */
+static int open_failed(struct wal *w, int rc)
+{
+    for (uint32_t i = 0; i <= WAL_DEPTH_MAX; i++) {
+        mi_free(w->bufs[i].p);
+    }
+    mi_free(w->zeros);
+    mi_free(w->hdr_blk);
+    if (w->dirfd >= 0) {
+        close(w->dirfd);
+    }
+    mi_free(w);
+    return rc;
+}
+
 int wal_open(struct wal **out, struct shard *sh, const struct wal_open_args *a)
 {
     KV_ASSERT(a->segment_bytes % WALFMT_BLOCK == 0 && a->segment_bytes >= 2 * WALFMT_BLOCK);
@@ -262,20 +277,18 @@ int wal_open(struct wal **out, struct shard *sh, const struct wal_open_args *a)
     w->cur_fd = w->spare_fd = -1;
     w->dirfd = open(a->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (w->dirfd < 0) {
-        int e = errno;
-        mi_free(w);
-        return -e;
+        return open_failed(w, -errno);
     }
     w->zeros = mi_heap_zalloc_aligned(w->heap, WAL_ZERO_CHUNK, WALFMT_BLOCK);
     w->hdr_blk = mi_heap_zalloc_aligned(w->heap, WALFMT_BLOCK, WALFMT_BLOCK);
     w->depth = a->depth;
     KV_ASSERT(w->depth >= 1 && w->depth <= WAL_DEPTH_MAX);
     if (w->zeros == NULL || w->hdr_blk == NULL) {
-        return -ENOMEM;
+        return open_failed(w, -ENOMEM);
     }
     for (uint32_t i = 0; i <= w->depth; i++) {
         if (buf_init(w, &w->bufs[i]) != 0) {
-            return -ENOMEM;
+            return open_failed(w, -ENOMEM);
         }
         if (i > 0) {
             w->free_bufs[w->nfree++] = &w->bufs[i];
@@ -286,8 +299,7 @@ int wal_open(struct wal **out, struct shard *sh, const struct wal_open_args *a)
     w->open->seq = w->next_seq++;
     int rc = prepare_sync(w, a->segno, &w->cur_fd);
     if (rc != 0) {
-        close(w->dirfd);
-        return rc;
+        return open_failed(w, rc);
     }
     w->cur_segno = a->segno;
     w->cur_off = WALFMT_BLOCK;

@@ -67,7 +67,8 @@ struct hdr_prefix {
 static void hdr_start(void *h, size_t size, uint32_t magic)
 {
     memset(h, 0, size);
-    struct hdr_prefix p = {.magic = magic, .version = WALFMT_VERSION, .size = (uint16_t)size};
+    uint16_t version = magic == WALFMT_SEG_MAGIC ? WALFMT_VERSION : WALFMT_VERSION_3;
+    struct hdr_prefix p = {.magic = magic, .version = version, .size = (uint16_t)size};
     memcpy(h, &p, sizeof p);
 }
 

@@ -40,7 +40,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define WALFMT_VERSION     4
+#define WALFMT_VERSION 4
+#define WALFMT_VERSION_3                                                                           \
+    3                        /* written on batches and snapshots (unchanged since 3: readers of    \
+                              * version 3 read them); segment headers are version 4 */
 #define WALFMT_VERSION_MIN 1 /* the oldest version readers accept */
 #define WALFMT_BLOCK       4096u
 #define WALFMT_SEG_MAGIC   0x5357564bu /* "KVWS" */

@@ -141,9 +141,10 @@ def test_a_base_never_finished_sets_the_new_wal_aside(kvds):
 
 
 def test_switching_back_and_forth_under_writes_loses_nothing_acknowledged(kvds):
-    """A writer INCRs keys of both threads while appendonly goes yes, no, yes, ...; once
-    it is on (its base written) and the writer stopped, kill -9: every key has the value
-    of its last acknowledged INCR."""
+    """A writer INCRs keys of both threads while appendonly goes yes, no, yes, ... and
+    BGSAVEs run into the switches (snapshot rounds cancelled by a switch off, dumps forked
+    while a WAL is written out); once it is on (its base written) and the writer stopped,
+    kill -9: every key has the value of its last acknowledged INCR, in both modes."""
     k = kvds(args=NO)
     c = k.client()
     names = keys("n", 20)
@@ -164,22 +165,64 @@ def test_switching_back_and_forth_under_writes_loses_nothing_acknowledged(kvds):
         finally:
             w.close()
 
-    t = threading.Thread(target=writer)
-    t.start()
+    def saver():  # snapshot rounds and dumps running into the switches
+        s = k.client()
+        try:
+            while not stop.is_set():
+                r = s.cmd("BGSAVE")
+                assert r in (St("Background saving started"),
+                             Err("ERR Background save already in progress")), r
+                time.sleep(0.01)
+        except Exception as e:  # reported below
+            errors.append(e)
+        finally:
+            s.close()
+
+    threads = [threading.Thread(target=writer), threading.Thread(target=saver)]
+    for t in threads:
+        t.start()
     try:
-        for on in (True, False, True, False, True):
+        for on in (True, False, True, False, True, False, True):
             assert c.cmd("CONFIG", "SET", "appendonly", "yes" if on else "no") == St("OK")
             wait_switched(c, on)
-            time.sleep(0.2)
+            time.sleep(0.15)
     finally:
         stop.set()
-        t.join()
+        for t in threads:
+            t.join()
     assert not errors, errors
     assert len(last) == len(names)
     c.close()
+    want = [str(last[n]).encode() for n in names]
     k, c = crash_restart(kvds, k, args=YES)
-    got = c.cmd("MGET", *names)
-    assert got == [str(last[n]).encode() for n in names]
+    assert c.cmd("MGET", *names) == want
+    c.close()
+    k, c = crash_restart(kvds, k, args=NO)  # the same files, read without the WAL on
+    assert c.cmd("MGET", *names) == want
+    c.close()
+    assert k.stop() == 0
+
+
+def test_functions_loaded_while_the_base_is_written_stay(kvds):
+    """A FUNCTION LOAD while the base dump's child writes (the data of the switch's
+    instant): with the WAL on, the function file is written at once, and the child must
+    not put its older copy over it."""
+    k = kvds(args=NO)
+    c = k.client()
+    value = "v" * 200
+    for start in range(0, 300000, 10000):  # enough for the child to take a while
+        assert c.pipeline([("SET", "big:%d" % i, value) for i in range(start, start + 10000)]) \
+            == [St("OK")] * 10000
+    assert c.cmd("CONFIG", "SET", "appendonly", "yes") == St("OK")
+    wait_until(lambda: info(c)["aof_rewrite_in_progress"] == "1", 30, interval=0.001,
+               what="the base dump running")
+    code = "#!lua name=late\nredis.register_function('late', function() return 7 end)"
+    assert c.cmd("FUNCTION", "LOAD", code) == b"late"
+    wait_switched(c, True)
+    c.close()
+    k, c = crash_restart(kvds, k, args=YES)
+    assert c.cmd("FCALL", "late", "0") == 7
+    assert c.cmd("DBSIZE") == 300000
     c.close()
     assert k.stop() == 0
 

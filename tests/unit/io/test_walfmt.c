@@ -281,7 +281,7 @@ Test(walfmt, version_1_files_still_read)
     make_batch(3, 5);
     struct walfmt_batch h;
     memcpy(&h, buf, sizeof h);
-    cr_assert_eq(h.version, WALFMT_VERSION);
+    cr_assert_eq(h.version, WALFMT_VERSION_3); /* (a batch is written as version 3) */
     h.version = 1;
     h.crc = XXH3_64bits(&h, sizeof h - 8); /* a header's checksum: all but itself */
     memcpy(buf, &h, sizeof h);
@@ -331,6 +331,7 @@ Test(walfmt, headers_verify_and_reject_damage)
 {
     struct walfmt_seg s, got;
     walfmt_seg_init(&s, 3, 4, 16, 42, 0x1234);
+    cr_assert_eq(s.version, WALFMT_VERSION); /* (version 4: the header with base_lsn) */
     cr_assert(walfmt_seg_read(&s, &got));
     cr_assert_eq(got.segno, 42);
     cr_assert_eq(got.base_lsn, 0x1234);

@@ -436,6 +436,67 @@ static void unload_segment(struct seg_file *f)
     f->buf = NULL;
 }
 
+static bool zero_block(const char *p)
+{
+    for (size_t i = 0; i < WALFMT_BLOCK; i++) {
+        if (p[i] != 0) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* Reads what recovery needs of a segment into f->buf (sized for the whole file, zeroed)
+ * and returns its length in *got. A version 4 segment (WALFMT_INFLIGHT_MAX): the chain of
+ * batches from block 1 (headers followed by their spans), then, if the chain ends in a
+ * zero block, at most WALFMT_INFLIGHT_MAX more (nothing written lies further: the rest is
+ * the preallocated zeros); anything else, or a chain ending in a non-zero block
+ * (damage, looked at whole), is read whole. */
+static int read_segment(int fd, struct seg_file *f, uint64_t *got)
+{
+    const uint64_t chunk = 1u << 20, size = f->file_size;
+    uint64_t have = 0, pos = WALFMT_BLOCK;
+    bool bounded = false;
+    for (;;) {
+        while (have < pos + WALFMT_BLOCK && have < size) {
+            uint64_t n = size - have < chunk ? size - have : chunk;
+            int rc = read_all(fd, f->buf + have, n, have);
+            if (rc != 0) {
+                return rc;
+            }
+            have += n;
+        }
+        struct walfmt_seg hdr;
+        if (pos == WALFMT_BLOCK &&
+            (have < WALFMT_BLOCK || !walfmt_seg_read(f->buf, &hdr) || hdr.version < 4)) {
+            break; /* an older segment (or a bad header): all of it */
+        }
+        if (pos >= size) {
+            bounded = true; /* the chain reached the end */
+            break;
+        }
+        const char *b = f->buf + pos;
+        if (!walfmt_batch_header_ok(b, have - pos) || walfmt_batch_span(b) > size - pos) {
+            bounded = zero_block(b); /* (bytes past the file's end read as zeros) */
+            break;
+        }
+        pos += walfmt_batch_span(b);
+    }
+    uint64_t end = size;
+    if (bounded && pos < size && size - pos > WALFMT_INFLIGHT_MAX) {
+        end = pos + WALFMT_INFLIGHT_MAX;
+    }
+    if (have < end) {
+        int rc = read_all(fd, f->buf + have, end - have, have);
+        if (rc != 0) {
+            return rc;
+        }
+        have = end;
+    }
+    *got = have > end ? have : end;
+    return 0;
+}
+
 static int load_segment(struct rec *r, struct seg_file *f)
 {
     if (f->buf != NULL) {
@@ -456,18 +517,19 @@ static int load_segment(struct rec *r, struct seg_file *f)
     struct stat st;
     fstat(fd, &st);
     f->file_size = (uint64_t)st.st_size;
-    f->size = walfmt_round_up(f->file_size);
-    f->buf = mi_zalloc(f->size ? f->size : 1);
+    f->buf = mi_zalloc(f->file_size ? walfmt_round_up(f->file_size) : 1);
     KV_ASSERT(f->buf != NULL);
-    int rc = read_all(fd, f->buf, f->file_size, 0);
+    uint64_t got = 0;
+    int rc = read_segment(fd, f, &got);
     close(fd);
     if (rc != 0) {
         kv_log_warning("cannot read %s/%s err=%s", r->dir, name, strerror(-rc));
         return -1;
     }
+    f->size = walfmt_round_up(got); /* (past it: zeros, as far as recovery is concerned) */
     if (!f->counted) {
         f->counted = true;
-        r->res->wal_bytes += f->file_size;
+        r->res->wal_bytes += got;
     }
     return 0;
 }

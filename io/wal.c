@@ -564,6 +564,9 @@ static void start_write(struct wal *w)
     if (w->cur_off + span > w->seg_bytes && w->cur_off > WALFMT_BLOCK && !switch_segment(w)) {
         return; /* waits for the spare, or for the writes into the old segment */
     }
+    if (w->w_count > 0 && w->cur_off + span - w->writes[w->w_head].off > WALFMT_INFLIGHT_MAX) {
+        return; /* waits for the writes ahead: recovery reads only this far past a gap */
+    }
     KV_FAILPOINT("wal-before-write");
     struct walfmt_batch h;
     walfmt_batch_seal(&h, b->count, b->len - sizeof h, b->seq, w->acked_seq);

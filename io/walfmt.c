@@ -178,6 +178,13 @@ bool walfmt_batch_header_ok(const char *buf, uint64_t avail)
            hdr_ok(buf, sizeof(struct walfmt_batch), WALFMT_BATCH_MAGIC);
 }
 
+uint64_t walfmt_batch_span(const char *buf)
+{
+    struct walfmt_batch b;
+    memcpy(&b, buf, sizeof b);
+    return walfmt_round_up(sizeof b + b.len);
+}
+
 /* A RANGE record's bytes fit the length it sets, and that length is a value's. */
 static bool range_ok(const struct walfmt_rec *r, const char *val)
 {

@@ -41,15 +41,21 @@
 #include <stdint.h>
 
 #define WALFMT_VERSION 4
-#define WALFMT_VERSION_3                                                                           \
-    3                        /* written on batches and snapshots (unchanged since 3: readers of    \
-                              * version 3 read them); segment headers are version 4 */
-#define WALFMT_VERSION_MIN 1 /* the oldest version readers accept */
-#define WALFMT_BLOCK       4096u
-#define WALFMT_SEG_MAGIC   0x5357564bu /* "KVWS" */
-#define WALFMT_BATCH_MAGIC 0x4257564bu /* "KVWB" */
-#define WALFMT_SNAP_MAGIC  0x5053564bu /* "KVSP" */
-#define WALFMT_CHUNK_MAGIC 0x4353564bu /* "KVSC" */
+/* Batches and snapshots are written as version 3 (unchanged since: readers of version 3
+ * read them); segment headers as version 4. */
+#define WALFMT_VERSION_3 3
+/* Version 4 segments: when a write is issued while others are in flight, it ends at most
+ * this far past the start of the oldest of them (and no write spans two segments). So
+ * where the chain of valid batches from block 1 ends in a zero block at E (a crash with
+ * writes in flight), every byte written after E lies below E + WALFMT_INFLIGHT_MAX:
+ * recovery reads no further (not the whole preallocated segment). */
+#define WALFMT_INFLIGHT_MAX (8u << 20)
+#define WALFMT_VERSION_MIN  1 /* the oldest version readers accept */
+#define WALFMT_BLOCK        4096u
+#define WALFMT_SEG_MAGIC    0x5357564bu /* "KVWS" */
+#define WALFMT_BATCH_MAGIC  0x4257564bu /* "KVWB" */
+#define WALFMT_SNAP_MAGIC   0x5053564bu /* "KVSP" */
+#define WALFMT_CHUNK_MAGIC  0x4353564bu /* "KVSC" */
 
 enum walfmt_type {
     WALFMT_PUT = 1,    /* key = value, expire_ms (0: none) */
@@ -217,6 +223,9 @@ enum walfmt_scan walfmt_scan_batch(const char *buf, uint64_t avail, struct walfm
 /* True if buf[0..avail) starts with a batch header whose own checksum holds (used to
  * tell a torn tail from corruption: a valid header after a bad batch). */
 bool walfmt_batch_header_ok(const char *buf, uint64_t avail);
+
+/* The bytes a batch whose header is valid (walfmt_batch_header_ok) occupies. */
+uint64_t walfmt_batch_span(const char *buf);
 
 /* Decodes the record at buf[*off] of a batch already checked; advances *off. */
 void walfmt_rec_decode(const char *buf, uint64_t *off, struct walfmt_view *out);

@@ -648,6 +648,26 @@ def test_torn_tail_is_cut_and_kept_aside(kvds, rng):
 # ---------------------------------------------------------------------------------------
 # 5. corruption in the middle
 
+def test_recovery_reads_the_written_part_of_a_preallocated_segment(kvds):
+    """A segment is preallocated (64 MB of zeros): after a crash, recovery reads its
+    batches and at most WALFMT_INFLIGHT_MAX (8 MB) past their end (nothing written lies
+    further), not the whole file."""
+    k = kvds(args=["--wal-segment-size", "64mb"])
+    c = k.client()
+    items = [(b"rd:%d" % i, b"v" * 100) for i in range(2000)]
+    set_seq(c, items)
+    c.close()
+    k.kill9()
+    k2 = restart(k, kvds)
+    log = k2.stderr()
+    read = [float(m) for m in re.findall(r"recovered shard=\d+ .* wal_mb=([0-9.]+)", log)]
+    assert len(read) == 2 and all(mb < 20 for mb in read), log  # (of 64 MB each)
+    c = k2.client()
+    assert c.cmd("MGET", *[key for key, _ in items]) == [v for _, v in items]
+    c.close()
+    assert k2.stop() == 0
+
+
 def test_corruption_refuses_start_then_repair(kvds, rng):
     k = kvds(args=SEG)
     c = k.client()

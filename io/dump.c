@@ -797,6 +797,9 @@ static int child_main(struct server *srv, uint64_t lsn, int64_t now_ms, const ui
         for (uint32_t slot = 0; slot < sh->table_count && rc == 0; slot++) {
             KV_ASSERT(sh->part_lsn[slot] == lsn); /* (set while every shard was parked) */
             rc = write_part(sh, slot, dirfd, &w, now_ms);
+            if (KV_FAILPOINT_ERROR("dump-child-slow")) {
+                usleep(100000); /* (test builds: a child that takes its time) */
+            }
             keys += w.part_keys;
         }
     }

@@ -207,22 +207,23 @@ def test_functions_loaded_while_the_base_is_written_stay(kvds):
     """A FUNCTION LOAD while the base dump's child writes (the data of the switch's
     instant): with the WAL on, the function file is written at once, and the child must
     not put its older copy over it."""
-    k = kvds(args=NO)
+    # kvd-fp: the dump's child sleeps 100 ms after each partition (dump-child-slow)
+    k = kvds(args=NO, bin=kvd_fp_path(), env={"KVD_FAILPOINTS": "dump-child-slow"})
     c = k.client()
     value = "v" * 200
-    for start in range(0, 300000, 10000):  # enough for the child to take a while
+    for start in range(0, 20000, 10000):
         assert c.pipeline([("SET", "big:%d" % i, value) for i in range(start, start + 10000)]) \
             == [St("OK")] * 10000
     assert c.cmd("CONFIG", "SET", "appendonly", "yes") == St("OK")
-    wait_until(lambda: info(c)["aof_rewrite_in_progress"] == "1", 30, interval=0.001,
+    wait_until(lambda: info(c)["aof_rewrite_in_progress"] == "1", 30, interval=0.005,
                what="the base dump running")
     code = "#!lua name=late\nredis.register_function('late', function() return 7 end)"
     assert c.cmd("FUNCTION", "LOAD", code) == b"late"
     wait_switched(c, True)
     c.close()
-    k, c = crash_restart(kvds, k, args=YES)
+    k, c = crash_restart(kvds, k, args=YES, env={})
     assert c.cmd("FCALL", "late", "0") == 7
-    assert c.cmd("DBSIZE") == 300000
+    assert c.cmd("DBSIZE") == 20000
     c.close()
     assert k.stop() == 0
 

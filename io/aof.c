@@ -23,11 +23,6 @@ static bool wanted(void)
     return KV_CONF_GET(kvd_settings.appendonly) != 0;
 }
 
-void aof_changed(struct shard *sh)
-{
-    shard_wake_all(sh);
-}
-
 /* Makes the standby WAL (and the snapshot writer, once). */
 static void prepare(struct shard *sh)
 {

@@ -40,9 +40,6 @@ struct shard;
 
 #define AOF_RETRY_MS 1000 /* a standby WAL that could not be made is tried again after */
 
-/* After CONFIG SET appendonly: wakes every shard so that they act on it. */
-void aof_changed(struct shard *sh);
-
 /* Once per loop turn: prepares or drops the standby WAL, writes out a WAL switched off,
  * and (shard 0) switches when every shard is ready. Cheap while nothing is to do. */
 void aof_turn(struct shard *sh);

@@ -1242,11 +1242,11 @@ static void config_set(struct cmd_ctx *x)
     kv_log_level_set((enum kv_log_level)KV_CONF_GET(kvd_settings.loglevel));
     evict_access_apply();
     for (size_t p = 0; p < npairs; p++) {
-        if (items[p]->num == &kvd_settings.appendonly) {
-            aof_changed(x->sh); /* the shards switch it (aof.h) */
-        }
-        if (items[p]->num == &kvd_settings.tracking_table_max_keys) {
-            shard_wake_all(x->sh); /* each applies it at its next turn (track_turn) */
+        /* the shards act on these at their next turn: they switch appendonly (aof.h),
+         * apply the tracking table's limit (track_turn) */
+        if (items[p]->num == &kvd_settings.appendonly ||
+            items[p]->num == &kvd_settings.tracking_table_max_keys) {
+            shard_wake_all(x->sh);
         }
     }
     reply_ok(x->out);

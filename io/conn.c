@@ -2517,23 +2517,22 @@ void conn_release_all(struct shard *sh)
     shard_clock_stale(sh);
 }
 
+/* Posts one operation to a parked shard (its slot ts) and waits for its result; c is
+ * the coordinating client, if any (txn_spin). */
+static void post(struct shard *sh, struct conn *c, struct txn_slot *ts)
+{
+    atomic_store_explicit(&ts->state, TXS_REQ, memory_order_release);
+    uint32_t st = txn_spin(sh, c, ts, TXS_REQ, true);
+    KV_ASSERT(st == TXS_DONE); /* (the next request or the release follows) */
+}
+
 void conn_post_aof(struct shard *sh, uint32_t o, uint64_t lsn)
 {
     KV_ASSERT(atomic_load_explicit(&sh->srv->txn_lock, memory_order_relaxed) == (int32_t)sh->id);
     struct txn_slot *ts = &sh->srv->shards[o].txn;
     ts->op = TXO_AOF;
     ts->lsn = lsn;
-    atomic_store_explicit(&ts->state, TXS_REQ, memory_order_release);
-    uint32_t st = txn_spin(sh, NULL, ts, TXS_REQ, true);
-    KV_ASSERT(st == TXS_DONE); /* (the next request or the release follows) */
-}
-
-/* Posts one operation to a parked shard (its slot ts) and waits for its result. */
-static void txn_post(struct txn_x *tx, struct txn_slot *ts)
-{
-    atomic_store_explicit(&ts->state, TXS_REQ, memory_order_release);
-    uint32_t st = txn_spin(tx->c->sh, tx->c, ts, TXS_REQ, true);
-    KV_ASSERT(st == TXS_DONE);
+    post(sh, NULL, ts);
 }
 
 /* Runs one command (or one owner's part of a split one: counted = false) on shard `o`,
@@ -2568,7 +2567,7 @@ static int64_t txn_run_on(struct txn_x *tx, uint32_t o, const struct cmd_desc *d
     ts->track = reads_tracked(c);
     ts->addr = counted ? c->addr : NULL;
     ts->name = conn_name(c);
-    txn_post(tx, ts);
+    post(tx->c->sh, tx->c, ts);
     reply_raw(out, ts->blob, ts->len);
     blob_free(ts->blob);
     ts->blob = NULL;
@@ -3014,7 +3013,7 @@ static bool txn_watch_clean(struct txn_x *tx)
         struct txn_slot *ts = &sh->srv->shards[o].txn;
         ts->op = TXO_WATCH;
         ts->caller_id = c->id;
-        txn_post(tx, ts);
+        post(tx->c->sh, tx->c, ts);
         clean &= ts->clean;
     }
     watch_forget(c);

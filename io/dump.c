@@ -233,15 +233,13 @@ static void finished(struct shard *sh, bool ok, int64_t now_ms)
         kv_log_warning("background save failed (the previous snapshot stays; see above)");
     }
     atomic_store(&d->pid, 0);
-    /* the other shards' SAVE clients (and dumps asked for meanwhile) need a loop turn */
-    struct xmsg m = {.kind = XM_WAKE, .src = (uint16_t)sh->id};
-    bool stopping = atomic_load(&sh->srv->stopping) != 0; /* (then nobody may read them) */
-    for (uint32_t o = 0; o < sh->srv->nthreads && !stopping; o++) {
-        if (o != sh->id) {
-            shard_send(sh, o, &m); /* (a full queue: that shard turns anyway) */
-        }
+    /* the other shards' SAVE clients (and dumps asked for meanwhile) need a loop turn;
+     * not once stopping: nobody may read the queues then */
+    if (atomic_load(&sh->srv->stopping) == 0) {
+        shard_wake_all(sh);
+    } else {
+        shard_wake_now(sh);
     }
-    shard_wake_now(sh);
 }
 
 static int child_main(struct server *srv, uint64_t lsn, int64_t now_ms, const uint8_t *fn,
@@ -318,6 +316,9 @@ static void fork_parked(struct shard *sh, uint64_t lsn, uint64_t gen)
         }
     }
     int64_t now_ms = kv_clock_real_ms();
+    /* the state of the dump, before the release: a shard that takes the lock next sees it */
+    atomic_store(&d->covered, gen);
+    atomic_store(&d->started_ms, now_ms);
     atomic_store(&d->changes_fork, changes_total(srv));
     size_t fn_len;
     uint8_t *fn = func_dump_current(&fn_len); /* no change runs while every shard waits */
@@ -329,8 +330,6 @@ static void fork_parked(struct shard *sh, uint64_t lsn, uint64_t gen)
     if (fe != 0) {
         kv_log_warning("background save: cannot write the functions err=%s", strerror(fe));
         free(fn);
-        atomic_store(&d->covered, gen);
-        atomic_store(&d->started_ms, now_ms);
         finished(sh, false, now_ms);
         return;
     }
@@ -352,9 +351,6 @@ static void fork_parked(struct shard *sh, uint64_t lsn, uint64_t gen)
     }
     int fork_errno = errno;
     free(fn);
-    /* the state of the dump, before the release: a shard that takes the lock next sees it */
-    atomic_store(&d->covered, gen);
-    atomic_store(&d->started_ms, now_ms);
     if (pid < 0) {
         kv_log_warning("background save: fork failed err=%s", strerror(fork_errno));
         finished(sh, false, now_ms);
@@ -717,10 +713,9 @@ static void remove_if_covered(int dirfd, const char *name, void *ctx)
         unlinkat(dirfd, name, 0);
     } else if (sscanf(name, "wal-%3u-%16llx.log%15s", &a, &b, tail) == 2 && a < c->srv->nthreads &&
                tail[0] == '\0' && b < c->srv->shards[a].wal_segno) {
-        /* (segments of a WAL open at the fork (logging, prepared or being written out)
-         * are kept: only those of closed WALs are all below the dump's LSN) */
-        /* the shard's segment numbers seen: removed afterwards from the oldest on, so that
-         * a crash meanwhile leaves a contiguous log (recovery checks batch order) */
+        /* a closed WAL's segment (those of a WAL open at the fork, logging, prepared or
+         * being written out, are kept: wal_segno): the numbers seen are removed afterwards
+         * from the oldest on, so that a crash meanwhile leaves a contiguous log */
         struct wal_range *r = &c->wal[a];
         r->lo = r->any && r->lo < b ? r->lo : b;
         r->hi = r->any && r->hi > b ? r->hi : b;

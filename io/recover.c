@@ -436,14 +436,20 @@ static void unload_segment(struct seg_file *f)
     f->buf = NULL;
 }
 
-static bool zero_block(const char *p)
+/* Reads bytes [*have, want) of the segment into f->buf (1 MiB at a time, stopping at
+ * the end of the file). */
+static int read_more(int fd, struct seg_file *f, uint64_t *have, uint64_t want)
 {
-    for (size_t i = 0; i < WALFMT_BLOCK; i++) {
-        if (p[i] != 0) {
-            return false;
+    const uint64_t chunk = 1u << 20;
+    while (*have < want && *have < f->file_size) {
+        uint64_t n = f->file_size - *have < chunk ? f->file_size - *have : chunk;
+        int rc = read_all(fd, f->buf + *have, n, *have);
+        if (rc != 0) {
+            return rc;
         }
+        *have += n;
     }
-    return true;
+    return 0;
 }
 
 /* Reads what recovery needs of a segment into f->buf (sized for the whole file, zeroed)
@@ -454,47 +460,28 @@ static bool zero_block(const char *p)
  * (damage, looked at whole), is read whole. */
 static int read_segment(int fd, struct seg_file *f, uint64_t *got)
 {
-    const uint64_t chunk = 1u << 20, size = f->file_size;
-    uint64_t have = 0, pos = WALFMT_BLOCK;
-    bool bounded = false;
-    for (;;) {
-        while (have < pos + WALFMT_BLOCK && have < size) {
-            uint64_t n = size - have < chunk ? size - have : chunk;
-            int rc = read_all(fd, f->buf + have, n, have);
-            if (rc != 0) {
-                return rc;
-            }
-            have += n;
+    const uint64_t size = f->file_size;
+    uint64_t have = 0, end = size;
+    int rc = read_more(fd, f, &have, WALFMT_BLOCK);
+    struct walfmt_seg hdr;
+    if (rc == 0 && have >= WALFMT_BLOCK && walfmt_seg_read(f->buf, &hdr) && hdr.version >= 4) {
+        uint64_t pos = WALFMT_BLOCK;
+        while ((rc = read_more(fd, f, &have, pos + WALFMT_BLOCK)) == 0 && pos < size &&
+               walfmt_batch_header_ok(f->buf + pos, have - pos) &&
+               walfmt_batch_span(f->buf + pos) <= size - pos) {
+            pos += walfmt_batch_span(f->buf + pos);
         }
-        struct walfmt_seg hdr;
-        if (pos == WALFMT_BLOCK &&
-            (have < WALFMT_BLOCK || !walfmt_seg_read(f->buf, &hdr) || hdr.version < 4)) {
-            break; /* an older segment (or a bad header): all of it */
+        /* (bytes past the file's end read as zeros) */
+        if (rc == 0 && pos < size && walfmt_zero_block(f->buf + pos) &&
+            size - pos > WALFMT_INFLIGHT_MAX) {
+            end = pos + WALFMT_INFLIGHT_MAX;
         }
-        if (pos >= size) {
-            bounded = true; /* the chain reached the end */
-            break;
-        }
-        const char *b = f->buf + pos;
-        if (!walfmt_batch_header_ok(b, have - pos) || walfmt_batch_span(b) > size - pos) {
-            bounded = zero_block(b); /* (bytes past the file's end read as zeros) */
-            break;
-        }
-        pos += walfmt_batch_span(b);
     }
-    uint64_t end = size;
-    if (bounded && pos < size && size - pos > WALFMT_INFLIGHT_MAX) {
-        end = pos + WALFMT_INFLIGHT_MAX;
+    if (rc == 0) {
+        rc = read_more(fd, f, &have, end);
     }
-    if (have < end) {
-        int rc = read_all(fd, f->buf + have, end - have, have);
-        if (rc != 0) {
-            return rc;
-        }
-        have = end;
-    }
-    *got = have > end ? have : end;
-    return 0;
+    *got = have;
+    return rc;
 }
 
 static int load_segment(struct rec *r, struct seg_file *f)
@@ -658,15 +645,7 @@ static void set_aside_from(struct rec *r, struct seg_file *segs, uint32_t n, uin
 static uint64_t written_end(const struct seg_file *f, uint64_t off)
 {
     uint64_t end = f->size;
-    while (end > off) {
-        const char *b = f->buf + end - WALFMT_BLOCK;
-        bool zero = true;
-        for (size_t i = 0; i < WALFMT_BLOCK && zero; i++) {
-            zero = b[i] == 0;
-        }
-        if (!zero) {
-            break;
-        }
+    while (end > off && walfmt_zero_block(f->buf + end - WALFMT_BLOCK)) {
         end -= WALFMT_BLOCK;
     }
     return end;

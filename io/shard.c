@@ -783,17 +783,14 @@ static void loop(struct shard *sh)
             queues_empty(sh)) {
             break;
         }
-        aof_turn(sh); /* CONFIG SET appendonly: the switch, in steps */
+        aof_turn(sh);  /* CONFIG SET appendonly: the switch, in steps */
+        dump_turn(sh); /* (with the WAL on: the base of one switched on at run time) */
         if (sh->wal != NULL) {
             shard_clock_stale(sh); /* commands resumed by SAVE's end */
             durability_turn(sh);
-            dump_turn(sh); /* (the base of a WAL switched on at run time) */
-        } else {
-            dump_turn(sh);
-            if (sh->save_waiters != NULL) {
-                shard_clock_stale(sh);
-                conn_save_turn(sh);
-            }
+        } else if (sh->save_waiters != NULL) {
+            shard_clock_stale(sh);
+            conn_save_turn(sh);
         }
         track_turn(sh);
         conn_flush(sh);
@@ -839,14 +836,18 @@ static void loop(struct shard *sh)
 }
 
 /* Recovers the shard's partitions from its data directory (snapshots and WAL, in both
- * modes) and logs what it loaded. 0, or -1 after logging why kvd must not start;
- * r->segs is the caller's to free either way. */
+ * modes) and logs what it loaded. The next WAL, now or switched on later, starts past
+ * what is on disk: its first segment number and batch number (which the dumps record
+ * meanwhile). 0, or -1 after logging why kvd must not start; r->segs is the caller's to
+ * free either way. */
 static int recover(struct shard *sh, struct recover_result *r)
 {
     bool repair = KV_CONF_GET(kvd_settings.repair) != 0;
     if (recover_shard(sh, kvd_settings.dir, repair, r) != 0) {
         return -1;
     }
+    sh->wal_segno = r->next_segno;
+    sh->dump_wal_seq = r->next_seq;
     uint64_t keys = 0;
     for (size_t i = 0; i < (size_t)sh->table_count * sh->ndb; i++) {
         if (sh->tables[i] != NULL) {
@@ -869,15 +870,12 @@ static int recover(struct shard *sh, struct recover_result *r)
     return 0;
 }
 
-/* appendonly no: recovery only; the dumps (dump.h) record the WAL batch number it found
- * next, so that a later WAL numbers its batches past any left in the directory. */
+/* appendonly no: recovery only. */
 static int dump_start(struct shard *sh)
 {
     struct recover_result r;
     int rc = recover(sh, &r);
     free(r.segs); /* no WAL to hand them to: the next dump removes them */
-    sh->dump_wal_seq = r.next_seq;
-    sh->wal_segno = r.next_segno; /* (a WAL switched on at run time starts there) */
     return rc;
 }
 
@@ -904,8 +902,6 @@ static int durability_start(struct shard *sh)
     };
     int rc = wal_open(&sh->wal, sh, &a);
     free(r.segs);
-    sh->wal_segno = r.next_segno;  /* (its first segment: see server.h) */
-    sh->dump_wal_seq = r.next_seq; /* (what a dump records while this WAL is open) */
     if (rc != 0) {
         kv_log_warning("cannot create the WAL in dir=%s err=%s", kvd_settings.dir, strerror(-rc));
         return -1;
@@ -953,29 +949,24 @@ static void durability_stop(struct shard *sh)
         sh->wal_standby = NULL;
     }
     struct wal *w = aof_durable_wal(sh); /* the logging WAL, or one switched off */
-    while (w != NULL && snap_busy(sh->snap)) {
-        wait_durability_cqes(sh);
-    }
-    if (sh->snap != NULL) {
-        snap_abort(sh->snap);
-    }
     if (w != NULL) {
-        wal_closing(w);
-    }
-    while (w != NULL) {
-        sh->now_ms = kv_clock_real_ms();
-        wal_turn(w, sh->now_ms);
-        if (!wal_busy(w) || (wal_refusing(w) != 0 && !wal_inflight(w))) {
-            break;
+        while (snap_busy(sh->snap)) {
+            wait_durability_cqes(sh);
         }
-        wait_durability_cqes(sh);
-    }
-    snap_free(sh->snap);
-    sh->snap = NULL;
-    if (w != NULL) {
+        wal_closing(w);
+        for (;;) {
+            sh->now_ms = kv_clock_real_ms();
+            wal_turn(w, sh->now_ms);
+            if (!wal_busy(w) || (wal_refusing(w) != 0 && !wal_inflight(w))) {
+                break;
+            }
+            wait_durability_cqes(sh);
+        }
         wal_close(w);
+        sh->wal = sh->wal_drain = NULL;
     }
-    sh->wal = sh->wal_drain = NULL;
+    snap_free(sh->snap); /* (gives up a round not finished) */
+    sh->snap = NULL;
 }
 
 /* Releases what the shard set up on its thread, once its loop has ended. */

@@ -238,36 +238,28 @@ static void on_reader(void *arg, const char *key, size_t klen, uint64_t who)
     rec_key(b, tc->modifier, key, klen);
 }
 
-/* How many keys this shard's table may hold (0: no limit; *limited false). The limit is
- * on the node's total, as Redis's on its one table: a shard keeps its fair part
- * (tracking-table-max-keys / threads) in any case, and more while the others (their
- * published counts) leave room. A shard over its fair part evicts at most down to it, so
- * shards evicting at once, each with a stale view of the others, never take the node
- * below the limit; one that keeps a few too many corrects at its next turn. */
-static size_t limit_share(const struct shard *sh, bool *limited)
+/* Holds the shard's table to tracking-table-max-keys (0: no limit), invalidating the
+ * keys it takes out. The limit is on the node's total, as Redis's on its one table: a
+ * shard keeps its fair part (the limit / threads) in any case, and more while the
+ * others (their published counts) leave room. A shard over its fair part evicts at most
+ * down to it, so shards evicting at once, each with a stale view of the others, never
+ * take the node below the limit; one that keeps a few too many corrects at its next
+ * turn. A table within its fair part costs no look at the others. */
+static void apply_limit(struct shard *sh)
 {
+    struct trktab *t = sh->track->tab;
     int64_t max = KV_CONF_GET(kvd_settings.tracking_table_max_keys);
-    *limited = max > 0;
-    if (max <= 0) {
-        return 0;
+    uint64_t n = sh->srv->nthreads;
+    uint64_t fair = max > 0 ? (uint64_t)max / n + (sh->id < (uint64_t)max % n ? 1 : 0) : 0;
+    if (t == NULL || max <= 0 || trktab_keys(t) <= fair) {
+        return;
     }
-    uint64_t n = sh->srv->nthreads, others = 0;
-    uint64_t fair = (uint64_t)max / n + (sh->id < (uint64_t)max % n ? 1 : 0);
+    uint64_t others = 0;
     for (uint32_t i = 0; i < n; i++) {
         others += i != sh->id ? STAT_GET(sh->srv->shards[i].stats.tracking_keys) : 0;
     }
     uint64_t room = others >= (uint64_t)max ? 0 : (uint64_t)max - others;
-    return (size_t)(room > fair ? room : fair);
-}
-
-static void apply_limit(struct shard *sh)
-{
-    struct trktab *t = sh->track->tab;
-    bool limited;
-    size_t share = limit_share(sh, &limited);
-    if (t == NULL || !limited) {
-        return;
-    }
+    size_t share = (size_t)(room > fair ? room : fair);
     struct take_ctx tc = {.sh = sh, .modifier = 0};
     while (trktab_keys(t) > share && trktab_take_any(t, on_reader, &tc)) {
     }

@@ -271,7 +271,6 @@ int wal_open(struct wal **out, struct shard *sh, const struct wal_open_args *a)
     w->partitions = a->partitions;
     w->seg_bytes = a->segment_bytes;
     w->next_seq = a->next_seq;
-    w->base_lsn = a->base_lsn;
     w->stats = a->stats;
     w->appended = w->durable = a->token;
     w->cur_fd = w->spare_fd = -1;
@@ -371,11 +370,6 @@ uint64_t wal_next_segno(const struct wal *w)
 {
     uint64_t last = w->spare_segno > w->cur_segno ? w->spare_segno : w->cur_segno;
     return last + 1;
-}
-
-struct wal_stats *wal_stats(struct wal *w)
-{
-    return w->stats;
 }
 
 void wal_snapshot_started(struct wal *w)

@@ -70,7 +70,6 @@ struct wal_open_args {
     uint32_t depth;                /* batches written at once, 1..WAL_DEPTH_MAX */
     const struct recover_seg *old; /* segments kept from before the start, in order */
     uint32_t nold;
-    uint64_t base_lsn;       /* opened at run time: the LSN of its base (walfmt_seg), else 0 */
     uint64_t token;          /* where wal_appended() and wal_durable() start (the last
                               * WAL's end: replies compare tokens across WALs) */
     struct wal_stats *stats; /* where the WAL publishes (the shard's: outlives it) */
@@ -145,8 +144,6 @@ void wal_trim(struct wal *w, uint64_t seq);
 
 /* Marks the start of a snapshot round (resets stats.bytes_since). */
 void wal_snapshot_started(struct wal *w);
-
-struct wal_stats *wal_stats(struct wal *w);
 
 /* The WAL's fsync mode name for INFO. */
 const char *wal_fsync_name(int mode);

@@ -197,9 +197,9 @@ static bool range_ok(const struct walfmt_rec *r, const char *val)
     return len <= KV_VALUE_BYTES_MAX && off <= len && n <= len - off;
 }
 
-static bool all_zero(const char *p, size_t n)
+bool walfmt_zero_block(const char *p)
 {
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; i < WALFMT_BLOCK; i++) {
         if (p[i] != 0) {
             return false;
         }
@@ -211,7 +211,7 @@ enum walfmt_scan walfmt_scan_batch(const char *buf, uint64_t avail, struct walfm
                                    const char **reason)
 {
     KV_ASSERT(avail % WALFMT_BLOCK == 0);
-    if (avail == 0 || all_zero(buf, WALFMT_BLOCK)) {
+    if (avail == 0 || walfmt_zero_block(buf)) {
         return WALFMT_SCAN_END;
     }
     if (!walfmt_batch_header_ok(buf, avail)) {

@@ -224,6 +224,9 @@ enum walfmt_scan walfmt_scan_batch(const char *buf, uint64_t avail, struct walfm
  * tell a torn tail from corruption: a valid header after a bad batch). */
 bool walfmt_batch_header_ok(const char *buf, uint64_t avail);
 
+/* True if the WALFMT_BLOCK bytes at p are all zero (never written, or preallocated). */
+bool walfmt_zero_block(const char *p);
+
 /* The bytes a batch whose header is valid (walfmt_batch_header_ok) occupies. */
 uint64_t walfmt_batch_span(const char *buf);
 

@@ -20,6 +20,7 @@ if set, else kvd-fp next to that kvd. Randomized tests take their seed from $KV_
 Crash tests: Kvd(bin=..., env=...) picks the binary and environment, kill9() ends a kvd
 with SIGKILL and keeps its --dir, restart() starts a new kvd on the same --dir.
 """
+import contextlib
 import os
 import random
 import re
@@ -64,6 +65,20 @@ def need_redis():
         print("SKIP: %s is missing, the Redis comparison cannot run "
               "(apt-get install redis-server)" % REDIS_BIN)
         pytest.skip("%s is missing" % REDIS_BIN)
+
+
+@contextlib.contextmanager
+def threads_running(threads, stop):
+    """Starts the threads; on leaving (also by an exception) sets the event `stop` they
+    watch and joins them."""
+    for t in threads:
+        t.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
 
 
 def wait_until(pred, timeout, interval=0.02, what="condition"):

@@ -7,7 +7,7 @@ import os
 import threading
 import time
 
-from conftest import Err, St, crash_restart, info_field, kvd_fp_path, wait_until
+from conftest import Err, St, crash_restart, info_field, kvd_fp_path, threads_running, wait_until
 from conftest import info_persistence as info
 
 NO = ["--appendonly", "no", "--save", ""]
@@ -179,17 +179,11 @@ def test_switching_back_and_forth_under_writes_loses_nothing_acknowledged(kvds):
             s.close()
 
     threads = [threading.Thread(target=writer), threading.Thread(target=saver)]
-    for t in threads:
-        t.start()
-    try:
+    with threads_running(threads, stop):
         for on in (True, False, True, False, True, False, True):
             assert c.cmd("CONFIG", "SET", "appendonly", "yes" if on else "no") == St("OK")
             wait_switched(c, on)
             time.sleep(0.15)
-    finally:
-        stop.set()
-        for t in threads:
-            t.join()
     assert not errors, errors
     assert len(last) == len(names)
     c.close()

@@ -46,7 +46,7 @@ import pytest
 import redis
 
 from conftest import (Client, Err, Kvd, RedisServer, St, encode, info_field,
-                      kill_from_free_shard, need_redis, wait_until)
+                      kill_from_free_shard, need_redis, threads_running, wait_until)
 
 LIB = "#!lua name=%s\n"
 
@@ -589,18 +589,12 @@ def test_replace_while_clients_call(kvd, kf, groups):
                     return
 
     ts = [threading.Thread(target=caller, args=(k,)) for k in (a[0], b[0], a[1], b[1])]
-    for t in ts:
-        t.start()
-    try:
+    with threads_running(ts, done):
         for v in range(1, 41):
             assert kf.cmd("FUNCTION", "LOAD", "REPLACE",
                           lib("v", REG + "('f', function() return %d end)" % v)) == b"v"
             latest[0] = v
             time.sleep(0.005)
-    finally:
-        done.set()
-        for t in ts:
-            t.join()
     assert not errors, errors
     for key in (a[0], b[0]):
         assert kf.cmd("FCALL", "f", "1", key) == 40

@@ -1241,13 +1241,21 @@ static void config_set(struct cmd_ctx *x)
     }
     kv_log_level_set((enum kv_log_level)KV_CONF_GET(kvd_settings.loglevel));
     evict_access_apply();
+    uint64_t track_gen = 0;
     for (size_t p = 0; p < npairs; p++) {
         /* the shards act on these at their next turn: they switch appendonly (aof.h),
          * apply the tracking table's limit (track_turn) */
-        if (items[p]->num == &kvd_settings.appendonly ||
-            items[p]->num == &kvd_settings.tracking_table_max_keys) {
+        if (items[p]->num == &kvd_settings.tracking_table_max_keys) {
+            track_gen = track_limit_changed();
+        }
+        if (items[p]->num == &kvd_settings.appendonly || track_gen != 0) {
             shard_wake_all(x->sh);
         }
+    }
+    /* Redis applies the limit before the next command: the reply waits until every shard
+     * has (not inside a transaction: its reply is EXEC's) */
+    if (track_gen != 0 && !x->sh->in_exec && conn_track_limit_wait(x->conn, track_gen)) {
+        return;
     }
     reply_ok(x->out);
 }

@@ -205,13 +205,21 @@ struct held_reply {
     uint32_t to;
 };
 
+/* What a waiting reply waits for. */
+enum wait_kind {
+    WAIT_ROUND, /* SAVE: every shard's snapshot round `target` */
+    WAIT_DUMP,  /* SAVE with appendonly off: the dump of generation `target` */
+    WAIT_TRACK, /* CONFIG SET tracking-table-max-keys: every shard applied limit `target` */
+};
+
 /* A SAVE waiting for every shard's snapshot round `target` (appendonly no: for the dump
- * of generation `target`); a SHUTDOWN's stops the server when it is done. */
+ * of generation `target`); a SHUTDOWN's stops the server when it is done. Also a CONFIG
+ * SET's +OK (WAIT_TRACK), which never fails. */
 struct save_waiter {
     struct conn *c;
     uint32_t seq; /* its pending-reply slot */
     bool shutdown;
-    bool dump; /* target is a dump's request (appendonly was off), else a round's */
+    enum wait_kind kind;
     uint64_t target;
     struct save_waiter *next;
 };
@@ -2545,8 +2553,11 @@ static int64_t txn_run_on(struct txn_x *tx, uint32_t o, const struct cmd_desc *d
     if (o == sh->id) {
         int64_t sum = 0;
         struct conn *rc = d->exec == CMD_EXEC_CONN && !tx->script ? c : NULL;
+        bool outer = sh->in_exec;
+        sh->in_exec = true;
         struct run_res r =
             run(sh, rc, d, argc, argv, out, &sum, c->id, c->user, tx->db, reads_tracked(c));
+        sh->in_exec = outer;
         tx->db = r.db;
         if (counted) {
             account(sh, c, cmd_stat_row(d, argc, argv), r, argc, argv, NULL);
@@ -4545,7 +4556,7 @@ static void defer_complete(struct conn *c, uint32_t seq, const char *text)
     conn_maybe_free(c);
 }
 
-bool conn_save_wait(struct conn *c, uint64_t target, bool shutdown)
+static bool wait_add(struct conn *c, enum wait_kind kind, uint64_t target, bool shutdown)
 {
     struct shard *sh = c->sh;
     struct save_waiter *w = mi_heap_malloc(sh->heap, sizeof *w);
@@ -4558,19 +4569,33 @@ bool conn_save_wait(struct conn *c, uint64_t target, bool shutdown)
     w->c = c;
     w->seq = c->pend_tail - 1;
     w->shutdown = shutdown;
-    w->dump = !atomic_load(&sh->srv->persist);
+    w->kind = kind;
     w->target = target;
     w->next = sh->save_waiters;
     sh->save_waiters = w;
     return true;
 }
 
+bool conn_save_wait(struct conn *c, uint64_t target, bool shutdown)
+{
+    bool dump = !atomic_load(&c->sh->srv->persist);
+    return wait_add(c, dump ? WAIT_DUMP : WAIT_ROUND, target, shutdown);
+}
+
+bool conn_track_limit_wait(struct conn *c, uint64_t gen)
+{
+    return wait_add(c, WAIT_TRACK, gen, false);
+}
+
 /* 1 if every shard's snapshot round (appendonly no: the dump) covered `target`, -1 if
- * one failed it, else 0. */
+ * one failed it, else 0; WAIT_TRACK: 1 once every shard applied the limit. */
 static int save_state(struct server *srv, const struct save_waiter *w)
 {
     uint64_t target = w->target;
-    if (w->dump) {
+    if (w->kind == WAIT_TRACK) {
+        return track_limit_applied(srv, target) ? 1 : 0;
+    }
+    if (w->kind == WAIT_DUMP) {
         if (atomic_load(&srv->dump.done) >= target) {
             return 1;
         }

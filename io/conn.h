@@ -94,7 +94,12 @@ void conn_durability_turn(struct shard *sh);
  * memory. */
 bool conn_save_wait(struct conn *c, uint64_t target, bool shutdown);
 
-/* Completes the SAVEs whose snapshots or dump are done. Once per loop turn. */
+/* CONFIG SET tracking-table-max-keys: the connection's next reply, +OK, waits until
+ * every shard applied limit generation `gen` (track_limit_applied). False if out of
+ * memory. */
+bool conn_track_limit_wait(struct conn *c, uint64_t gen);
+
+/* Completes the SAVEs (and CONFIG SETs) whose waits are over. Once per loop turn. */
 void conn_save_turn(struct shard *sh);
 
 /* Parks every other shard for this one, as a cross-shard transaction does (the

@@ -311,7 +311,7 @@ struct shard {
     int dump_pidfd;
     int64_t dump_pid; /* that child */
     uint64_t dump_wal_seq;
-    bool in_exec;            /* running a (single-shard) transaction's commands */
+    bool in_exec;            /* running a transaction's (or a cross-shard script's) commands */
     int refusing;            /* this shard's WAL refuses writes (counted in srv->wal_refusing) */
     struct watch_reg *watch; /* keys WATCHed in this shard's partitions (NULL until one) */
     /* tables emptied by FLUSHALL ASYNC, freed a few segments per loop turn */

@@ -793,6 +793,9 @@ static void loop(struct shard *sh)
             conn_save_turn(sh);
         }
         track_turn(sh);
+        if (KV_UNLIKELY(sh->save_waiters != NULL)) {
+            conn_save_turn(sh); /* (a CONFIG SET waiting for track_turns, this one's too) */
+        }
         conn_flush(sh);
         send_wakes(sh);
 

@@ -9,10 +9,18 @@
  * kinds:  KEYS    default mode: keys a client read changed        -> the client's shard
  *         BCAST   a prefix's keys changed this turn              -> the client's shard
  *         NULL    FLUSHALL / FLUSHDB (no keys)                   -> the client's shard
- *         REDIR   the same, for a REDIRECT client elsewhere      -> that client's shard
+ *         REDIR   the same, for a REDIRECT client                -> that client's shard
  *         BROKEN  the REDIRECT client is gone                    -> back to the client
  * NOLOOP is applied where the client is (its flags may have changed meanwhile), from
  * each key's modifier.
+ *
+ * REDIRECT. The key's shard makes REDIR records itself, from the routes registry (a
+ * CLIENT TRACKING ... REDIRECT puts its route there before it replies), so that one hop
+ * carries them: two tracking clients on different shards redirecting to one connection
+ * get their invalidations there in the order of the changes (through their own shards
+ * they could cross). NOLOOP is then applied at the key's shard, from the route. A shard
+ * without a route for a client (none, or the mode differs) sends to the client's shard,
+ * which decides by the client's state.
  */
 #include "track.h"
 
@@ -87,6 +95,19 @@ struct reg {
     uint32_t shard;
 };
 
+/* A REDIRECT client's route: the key's shard sends its invalidations straight to the
+ * REDIRECT client's shard (one hop, so that every invalidation one key's shard makes for
+ * one REDIRECT client arrives in the order of the changes, whichever tracking clients
+ * they are for). Kept sorted by id. */
+struct route {
+    uint64_t id;     /* the tracking client */
+    uint64_t target; /* its REDIRECT client */
+    uint32_t shard;  /* the tracking client's shard */
+    uint32_t target_shard;
+    uint32_t flags; /* the tracking client's TRK_BCAST | TRK_NOLOOP */
+    uint32_t pad;
+};
+
 struct track_shard {
     struct trktab *tab;
     struct kv_buf *out; /* records per destination shard; out[own id]: for this shard's clients */
@@ -98,17 +119,29 @@ struct track_shard {
     struct reg *regs;
     size_t nregs;
     char *regs_bytes;
-    struct kv_buf push; /* a push being encoded */
+    struct kv_buf push;  /* a push being encoded */
+    uint64_t routes_gen; /* the registry generation of routes */
+    struct route *routes;
+    size_t nroutes;
+    _Atomic uint64_t limit_applied; /* the last track_limit_gen applied (read by others) */
 };
 
 _Atomic uint32_t track_bcast_regs;
 
-/* The server-wide BCAST registry. */
+/* Bumped by each CONFIG SET of tracking-table-max-keys (track_limit_changed). */
+static _Atomic uint64_t track_limit_gen;
+
+/* The server-wide registry: BCAST prefixes and REDIRECT routes, each with the
+ * generation the shards compare their copies with. */
 static struct {
     pthread_mutex_t mu;
     struct reg *v;
     size_t n, cap;
     _Atomic uint64_t gen;
+    struct route *routes;
+    size_t nroutes, cap_routes;
+    _Atomic uint64_t routes_gen;
+    _Atomic uint32_t nroutes_pub; /* nroutes, read without the lock */
 } registry = {.mu = PTHREAD_MUTEX_INITIALIZER};
 
 /* ---- buffers ------------------------------------------------------------------------ */
@@ -173,6 +206,12 @@ static struct rkey rec_next_key(const char *p, size_t *off)
     return k;
 }
 
+/* Whether key k of a record goes to a client (NOLOOP: not the keys it changed itself). */
+static bool key_passes(struct rkey k, uint64_t noloop_id)
+{
+    return noloop_id == 0 || k.modifier != noloop_id;
+}
+
 /* ---- setup ---------------------------------------------------------------------------- */
 
 int track_shard_setup(struct shard *sh)
@@ -209,8 +248,89 @@ void track_shard_teardown(struct shard *sh)
     free(ts->bk);
     free(ts->regs);
     free(ts->regs_bytes);
+    free(ts->routes);
     free(ts);
     sh->track = NULL;
+}
+
+/* ---- REDIRECT routes ------------------------------------------------------------------------- */
+
+/* Sets (or replaces) the route of tracking client id. */
+static void routes_set(const struct route *r)
+{
+    pthread_mutex_lock(&registry.mu);
+    size_t i = 0;
+    while (i < registry.nroutes && registry.routes[i].id < r->id) {
+        i++;
+    }
+    if (i == registry.nroutes || registry.routes[i].id != r->id) {
+        if (registry.nroutes == registry.cap_routes) {
+            registry.cap_routes = registry.cap_routes ? registry.cap_routes * 2 : 16;
+            registry.routes =
+                realloc(registry.routes, registry.cap_routes * sizeof *registry.routes);
+            KV_ASSERT(registry.routes != NULL);
+        }
+        memmove(&registry.routes[i + 1], &registry.routes[i],
+                (registry.nroutes - i) * sizeof *registry.routes);
+        registry.nroutes++;
+    }
+    registry.routes[i] = *r;
+    atomic_fetch_add_explicit(&registry.routes_gen, 1, memory_order_release);
+    atomic_store_explicit(&registry.nroutes_pub, (uint32_t)registry.nroutes, memory_order_relaxed);
+    pthread_mutex_unlock(&registry.mu);
+}
+
+static void routes_drop(uint64_t id)
+{
+    pthread_mutex_lock(&registry.mu);
+    for (size_t i = 0; i < registry.nroutes; i++) {
+        if (registry.routes[i].id == id) {
+            memmove(&registry.routes[i], &registry.routes[i + 1],
+                    (registry.nroutes - i - 1) * sizeof *registry.routes);
+            registry.nroutes--;
+            atomic_fetch_add_explicit(&registry.routes_gen, 1, memory_order_release);
+            atomic_store_explicit(&registry.nroutes_pub, (uint32_t)registry.nroutes,
+                                  memory_order_relaxed);
+            break;
+        }
+    }
+    pthread_mutex_unlock(&registry.mu);
+}
+
+static int route_cmp(const void *key, const void *elem)
+{
+    uint64_t id = *(const uint64_t *)key;
+    const struct route *r = elem;
+    return (id > r->id) - (id < r->id);
+}
+
+/* The route of tracking client id when its invalidations of this mode (BCAST or not) go
+ * straight to its REDIRECT client, else NULL: they go to the client's shard, which
+ * decides by the client's state then. The shard's copy of the routes is renewed when the
+ * registry's generation moved: a CLIENT TRACKING that replied is seen by every change
+ * made after it. */
+static const struct route *route_of(struct shard *sh, uint64_t id, bool bcast)
+{
+    if (atomic_load_explicit(&registry.nroutes_pub, memory_order_relaxed) == 0) {
+        return NULL;
+    }
+    struct track_shard *ts = sh->track;
+    uint64_t gen = atomic_load_explicit(&registry.routes_gen, memory_order_acquire);
+    if (gen != ts->routes_gen) {
+        pthread_mutex_lock(&registry.mu);
+        free(ts->routes);
+        ts->routes = malloc((registry.nroutes ? registry.nroutes : 1) * sizeof *ts->routes);
+        KV_ASSERT(ts->routes != NULL);
+        memcpy(ts->routes, registry.routes, registry.nroutes * sizeof *ts->routes);
+        ts->nroutes = registry.nroutes;
+        ts->routes_gen = atomic_load_explicit(&registry.routes_gen, memory_order_relaxed);
+        pthread_mutex_unlock(&registry.mu);
+    }
+    const struct route *r = bsearch(&id, ts->routes, ts->nroutes, sizeof *r, route_cmp);
+    if (r == NULL || ((r->flags & TRK_BCAST) != 0) != bcast) {
+        return NULL;
+    }
+    return r;
 }
 
 /* ---- the table -------------------------------------------------------------------------- */
@@ -233,6 +353,15 @@ static void on_reader(void *arg, const char *key, size_t klen, uint64_t who)
     struct take_ctx *tc = arg;
     uint32_t shard = (uint32_t)(who >> TRK_ID_BITS);
     uint64_t id = who & ((UINT64_C(1) << TRK_ID_BITS) - 1);
+    const struct route *r = route_of(tc->sh, id, false);
+    if (r != NULL) {
+        if (!(r->flags & TRK_NOLOOP) || tc->modifier != id) {
+            struct kv_buf *b = dest(tc->sh, r->target_shard);
+            rec_put(b, REC_REDIR, r->target, id, r->shard, 1);
+            rec_key(b, tc->modifier, key, klen);
+        }
+        return;
+    }
     struct kv_buf *b = dest(tc->sh, shard);
     rec_put(b, REC_KEYS, id, 0, 0, 1);
     rec_key(b, tc->modifier, key, klen);
@@ -413,6 +542,25 @@ static void bkeys_dedupe(struct track_shard *ts)
     free(set);
 }
 
+/* A key changed this turn (the last change of it) is under the registration's prefix. */
+static bool bkey_matches(const struct track_shard *ts, const struct bkey *k, const struct reg *g)
+{
+    return !k->dead && k->len >= g->pre.n &&
+           memcmp(ts->bk_bytes.p + k->off, g->pre.p, g->pre.n) == 0;
+}
+
+/* Appends the turn's keys under g's prefix that pass NOLOOP (noloop_id, 0: none) to b. */
+static void bcast_keys(const struct track_shard *ts, struct kv_buf *b, const struct reg *g,
+                       uint64_t noloop_id)
+{
+    for (size_t i = 0; i < ts->nbk; i++) {
+        const struct bkey *k = &ts->bk[i];
+        if (bkey_matches(ts, k, g) && (noloop_id == 0 || k->modifier != noloop_id)) {
+            rec_key(b, k->modifier, ts->bk_bytes.p + k->off, k->len);
+        }
+    }
+}
+
 /* The turn's changed keys against every BCAST prefix: one record per (prefix, client). */
 static void bcast_flush(struct shard *sh)
 {
@@ -420,26 +568,34 @@ static void bcast_flush(struct shard *sh)
     if (ts->nbk == 0) {
         return;
     }
-    const char *kb = ts->bk_bytes.p;
     bkeys_dedupe(ts);
     regs_refresh(ts);
     for (size_t r = 0; r < ts->nregs; r++) {
         const struct reg *g = &ts->regs[r];
         uint32_t n = 0;
         for (size_t i = 0; i < ts->nbk; i++) {
-            const struct bkey *k = &ts->bk[i];
-            n += !k->dead && k->len >= g->pre.n && memcmp(kb + k->off, g->pre.p, g->pre.n) == 0;
+            n += bkey_matches(ts, &ts->bk[i], g);
         }
         if (n == 0) {
             continue;
         }
-        struct kv_buf *b = dest(sh, g->shard);
-        rec_put(b, REC_BCAST, g->id, 0, 0, n);
+        const struct route *rt = route_of(sh, g->id, true);
+        if (rt == NULL) {
+            struct kv_buf *b = dest(sh, g->shard);
+            rec_put(b, REC_BCAST, g->id, 0, 0, n);
+            bcast_keys(ts, b, g, 0);
+            continue;
+        }
+        uint64_t noloop_id = (rt->flags & TRK_NOLOOP) ? g->id : 0;
+        uint32_t npass = 0;
         for (size_t i = 0; i < ts->nbk; i++) {
             const struct bkey *k = &ts->bk[i];
-            if (!k->dead && k->len >= g->pre.n && memcmp(kb + k->off, g->pre.p, g->pre.n) == 0) {
-                rec_key(b, k->modifier, kb + k->off, k->len);
-            }
+            npass += bkey_matches(ts, k, g) && (noloop_id == 0 || k->modifier != noloop_id);
+        }
+        if (npass > 0) {
+            struct kv_buf *b = dest(sh, rt->target_shard);
+            rec_put(b, REC_REDIR, rt->target, g->id, rt->shard, npass);
+            bcast_keys(ts, b, g, noloop_id);
         }
     }
     ts->nbk = 0;
@@ -511,12 +667,6 @@ uint64_t track_prefixes(void)
 }
 
 /* ---- delivery ----------------------------------------------------------------------------- */
-
-/* Whether key k of a record goes to a client (NOLOOP: not the keys it changed itself). */
-static bool key_passes(struct rkey k, uint64_t noloop_id)
-{
-    return noloop_id == 0 || k.modifier != noloop_id;
-}
 
 /* Writes the invalidation (keys of the record that pass, or a null) into target. */
 static void emit(struct shard *sh, struct conn *target, bool null, const char *keys, uint32_t nkeys,
@@ -681,6 +831,8 @@ void track__deliver(struct shard *sh)
 void track_turn(struct shard *sh)
 {
     struct track_shard *ts = sh->track;
+    uint64_t limit_gen = atomic_load_explicit(&track_limit_gen, memory_order_acquire);
+    bool limit_new = limit_gen != atomic_load_explicit(&ts->limit_applied, memory_order_relaxed);
     if (KV_UNLIKELY(sh->track_keys > 0)) {
         /* the limit, once per turn (Redis applies it before every command): a smaller
          * tracking-table-max-keys takes effect before the next commands run here */
@@ -701,6 +853,28 @@ void track_turn(struct shard *sh)
         conn_send_xmsg(sh, NULL, to, &m);
         b->len = 0;
     }
+    if (KV_UNLIKELY(limit_new)) {
+        /* the records the new limit made are in the queues: a CONFIG SET waiting for
+         * every shard may reply (its shard polls; wake it) */
+        atomic_store_explicit(&ts->limit_applied, limit_gen, memory_order_release);
+        shard_wake_all(sh);
+    }
+}
+
+uint64_t track_limit_changed(void)
+{
+    return atomic_fetch_add_explicit(&track_limit_gen, 1, memory_order_acq_rel) + 1;
+}
+
+bool track_limit_applied(const struct server *srv, uint64_t gen)
+{
+    for (uint32_t i = 0; i < srv->nthreads; i++) {
+        const struct track_shard *ts = srv->shards[i].track;
+        if (atomic_load_explicit(&ts->limit_applied, memory_order_acquire) < gen) {
+            return false;
+        }
+    }
+    return true;
 }
 
 void track_on_message(struct shard *sh, const struct xmsg *m)
@@ -748,6 +922,9 @@ void track_conn_drop(struct shard *sh, struct conn *c)
     }
     if (t->flags & TRK_BCAST) {
         registry_drop(conn_id(c));
+    }
+    if (t->redir != 0) {
+        routes_drop(conn_id(c));
     }
     if (t->flags & TRK_ON) {
         STAT_SUB(sh->stats.tracking_clients, 1);
@@ -923,6 +1100,16 @@ void track_cmd_tracking(struct cmd_ctx *x)
         STAT_ADD(sh->stats.tracking_clients, 1);
     }
     t->flags = TRK_ON | (t->flags & TRK_CACHING) | opts;
+    if (redir != 0) {
+        struct route r = {.id = conn_id(c),
+                          .target = (uint64_t)redir,
+                          .shard = sh->id,
+                          .target_shard = redir_shard,
+                          .flags = opts & (TRK_BCAST | TRK_NOLOOP)};
+        routes_set(&r);
+    } else if (t->redir != 0) {
+        routes_drop(conn_id(c));
+    }
     t->redir = (uint64_t)redir;
     t->redir_shard = redir_shard;
     if (opts & TRK_BCAST) {

@@ -15,6 +15,9 @@
  * this shard's own clients wait in the same kind of buffer) which writes the push:
  * RESP3 ">2 invalidate [keys]", or to the REDIRECT client (on any shard) as a push or,
  * for a RESP2 client in pub/sub mode, a message of channel __redis__:invalidate. A
+ * client with REDIRECT has a route in a server-wide registry: the key's shard sends its
+ * records straight to the REDIRECT client's shard, so that invalidations for one
+ * connection keep the order of the changes whichever clients they are for. A
  * FLUSHALL / FLUSHDB sends a null invalidation to every tracking client. Records for
  * this shard's clients are delivered after the command that made them has replied
  * (never inside a reply), and a push follows the replies its client already waits for.
@@ -22,8 +25,10 @@
  * Cost when nobody tracks: one load per change (table empty, no BCAST registration) and
  * one pointer test per command of the client.
  *
- * Limit: tracking-table-max-keys, split evenly over the shards (Redis: one table); over
- * it, keys are taken out (their readers invalidated) when one is added and at the timer.
+ * Limit: tracking-table-max-keys on the node's total (Redis: one table): each shard keeps
+ * its fair part and more while the others leave room; over it, keys are taken out (their
+ * readers invalidated) when one is added, once per loop turn, and before a CONFIG SET of
+ * the limit replies (track_limit_changed).
  *
  * Thread: the shard thread that owns the state named (connection, table), except the
  * registry functions, which lock.
@@ -96,6 +101,16 @@ void track_turn(struct shard *sh);
 
 /* XM_INVALIDATE from another shard: delivers its records (frees the payload). */
 void track_on_message(struct shard *sh, const struct xmsg *m);
+
+/* CONFIG SET tracking-table-max-keys: returns the generation every shard's track_turn
+ * applies next (it takes out the keys over the limit and sends their invalidations
+ * before it counts as applied); wake the shards. Any thread. */
+uint64_t track_limit_changed(void);
+
+/* Whether every shard has applied the limit of generation gen (and queued the records
+ * it made): a CONFIG SET's reply waits for it, so that a client's next command runs
+ * after the invalidations, as in Redis, where the limit applies before it. */
+bool track_limit_applied(const struct server *srv, uint64_t gen);
 
 /* Timer: applies tracking-table-max-keys (after CONFIG SET lowered it). */
 void track_cron(struct shard *sh);

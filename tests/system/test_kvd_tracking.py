@@ -281,6 +281,110 @@ def test_redirect_broken(port):
     w.close()
 
 
+def test_redirect_order_of_changes_whichever_threads(kvd, groups):
+    """Two tracking clients redirecting to one connection, every placement of the three
+    on kvd's two threads: a pipelined INCR k1, INCR k2 (k1 read by the first client, k2
+    by the second, both keys on one thread) reaches the target as k1 then k2, as Redis
+    sends them (Redis's unit/tracking "Different clients can redirect to the same
+    connection")."""
+    a, _ = groups
+    k1, k2 = a[7], a[8]
+    conns = both_threads(kvd.port, a[0])  # even index: the keys' thread, odd: the other
+    side = {0: conns[0::2], 1: conns[1::2]}
+    w = Client(kvd.port)
+    w.cmd("MSET", k1, "0", k2, "0")
+    for t_side in (0, 1):
+        for a_side in (0, 1):
+            for b_side in (0, 1):
+                pool = {0: list(side[0]), 1: list(side[1])}
+                tgt = pool[t_side].pop()
+                ca, cb = pool[a_side].pop(), pool[b_side].pop()
+                rid = tgt.cmd("CLIENT", "ID")
+                for c in (ca, cb):
+                    assert c.cmd("CLIENT", "TRACKING", "on", "REDIRECT", str(rid)) == St("OK")
+                for _ in range(5):
+                    ca.cmd("GET", k1)
+                    cb.cmd("GET", k2)
+                    w.pipeline([("INCR", k1), ("INCR", k2)])
+                    got = [inval_keys(tgt), inval_keys(tgt)]
+                    assert got == [[k1.encode()], [k2.encode()]], (t_side, a_side, b_side)
+                for c in (ca, cb):
+                    assert c.cmd("CLIENT", "TRACKING", "off") == St("OK")
+                quiet(tgt, 0.05)
+    for c in conns + [w]:
+        c.close()
+
+
+def test_redirect_follows_tracking_changes(kvd, groups):
+    """The key's thread sends a REDIRECT client's invalidations on the route its CLIENT
+    TRACKING set: a new REDIRECT target gets them (the keys read before the change too),
+    NOLOOP applies to the tracking client's own changes, OFF stops them, a client's
+    closing drops its route; tracking client, targets and keys on every thread pairing."""
+    a, b = groups
+    conns = both_threads(kvd.port, a[0], per_thread=2)
+    w = Client(kvd.port)
+    for t in conns:
+        t1, t2 = [c for c in conns if c is not t][:2]
+        id1, id2 = t1.cmd("CLIENT", "ID"), t2.cmd("CLIENT", "ID")
+        assert t.cmd("CLIENT", "TRACKING", "on", "REDIRECT", str(id1), "NOLOOP") == St("OK")
+        t.cmd("MGET", a[9], b[9])
+        w.cmd("SET", a[9], "x")
+        assert inval_keys(t1) == [a[9].encode()]
+        t.cmd("SET", b[9], "own")  # NOLOOP: its own change is not sent
+        w.cmd("SET", a[9], "y")  # forgotten since the invalidation: nothing either
+        quiet(t1, 0.1)
+        t.cmd("MGET", a[9], b[9])
+        assert t.cmd("CLIENT", "TRACKING", "on", "REDIRECT", str(id2)) == St("OK")
+        assert w.cmd("DEL", a[9], b[9]) == 2
+        got = sorted(inval_keys(t2)[0] for _ in range(2))
+        assert got == sorted([a[9].encode(), b[9].encode()])
+        t.cmd("SET", a[9], "own2")  # NOLOOP is off now: its own change is sent
+        quiet(t2, 0.1)  # (not read since: nothing)
+        t.cmd("GET", a[9])
+        t.cmd("SET", a[9], "own3")
+        assert inval_keys(t2) == [a[9].encode()]
+        t.cmd("GET", b[9])
+        assert t.cmd("CLIENT", "TRACKING", "off") == St("OK")
+        w.cmd("SET", b[9], "z")
+        quiet(t1, 0.1)
+        quiet(t2, 0.1)
+    # a closed tracking client's route goes with it: its keys reach nobody
+    t = Client(kvd.port)
+    tid = conns[0].cmd("CLIENT", "ID")
+    assert t.cmd("CLIENT", "TRACKING", "on", "REDIRECT", str(tid)) == St("OK")
+    t.cmd("MGET", a[10], b[10])
+    t.close()
+    wait_until(lambda: w.cmd("CLIENT", "LIST").count(b"flags=t") == 0, 5)
+    w.cmd("MSET", a[10], "1", b[10], "1")
+    quiet(conns[0], 0.1)
+    for c in conns + [w]:
+        c.close()
+
+
+def test_bcast_redirect_noloop(kvd, groups):
+    """BCAST with REDIRECT: the key's thread matches the prefixes and sends to the
+    target directly, NOLOOP dropping the tracking client's own changes."""
+    a, b = groups
+    conns = both_threads(kvd.port, a[0], per_thread=1)
+    w = Client(kvd.port)
+    for t, tgt in ((conns[0], conns[1]), (conns[1], conns[0])):
+        rid = tgt.cmd("CLIENT", "ID")
+        assert t.cmd("CLIENT", "TRACKING", "on", "BCAST", "PREFIX", "k", "REDIRECT", str(rid),
+                     "NOLOOP") == St("OK")
+        w.cmd("MSET", a[11], "1", b[11], "1")
+        got = sorted(k for _ in range(2) for k in inval_keys(tgt))
+        assert got == sorted([a[11].encode(), b[11].encode()])
+        t.cmd("MSET", a[11], "2", b[11], "2")  # its own: nothing
+        quiet(tgt, 0.2)
+        w.cmd("SET", "other", "1")  # not under the prefix
+        quiet(tgt, 0.1)
+        assert t.cmd("CLIENT", "TRACKING", "off") == St("OK")
+        w.cmd("SET", a[11], "3")
+        quiet(tgt, 0.1)
+    for c in conns + [w]:
+        c.close()
+
+
 # ---- BCAST ---------------------------------------------------------------------------
 
 def test_bcast_all_keys_and_prefixes(port):
@@ -487,34 +591,52 @@ def test_table_limit_forgets_keys_with_an_invalidation(port):
     w.close()
 
 
-def test_table_limit_is_the_nodes_total_and_applies_without_the_timer(kvd):
+def test_table_limit_is_the_nodes_total_and_applies_before_the_next_command(kvd):
     """Two keys of one thread under a limit of 2 stay (the limit is on the node's total,
     not a per-thread part); lowered to 1 while the timer work is stopped (DEBUG
-    PAUSE-CRON), one of them goes at once, with an invalidation, also while the reader
-    is inside MULTI (Redis's regression test for #11715: nothing breaks)."""
-    t = resp3(kvd.port)
+    PAUSE-CRON), one of them goes before CONFIG SET replies, its invalidation ahead of
+    any later reply to the reader, also inside MULTI (Redis's regression test for #11715,
+    where the limit applies before the next command); readers on both threads."""
     w = Client(kvd.port)
+    readers = both_threads(kvd.port, "1{tag}", per_thread=1)
     try:
-        assert w.cmd("FLUSHALL") == St("OK")
-        assert w.cmd("CONFIG", "SET", "tracking-table-max-keys", "2") == St("OK")
         assert w.cmd("DEBUG", "PAUSE-CRON", "1") == St("OK")
-        assert t.cmd("CLIENT", "TRACKING", "on") == St("OK")
-        assert t.cmd("MGET", "1{tag}", "2{tag}") == [None, None]
-        assert t.cmd("MULTI") == St("OK")  # no invalidation ahead of its reply
-        assert int(info_field(w, "stats", "tracking_total_keys")) == 2
-        assert w.cmd("CONFIG", "SET", "tracking-table-max-keys", "1") == St("OK")
-        wait_until(lambda: int(info_field(w, "stats", "tracking_total_keys")) == 1, 5,
-                   what="the lower limit applied without the timer")
-        first = t.read()
-        assert isinstance(first, Push) and first.items[0] == b"invalidate", first
-        assert first.items[1][0] in (b"1{tag}", b"2{tag}")
-        t.send(encode("PING") + encode("EXEC"))
-        assert t.read() == St("QUEUED")
-        assert t.read() == [St("PONG")]
+        for _ in range(10):
+            for t in readers:
+                assert w.cmd("FLUSHALL") == St("OK")  # (t is not tracking: no null)
+                assert w.cmd("CONFIG", "SET", "tracking-table-max-keys", "2") == St("OK")
+                assert t.cmd("CLIENT", "TRACKING", "on") == St("OK")
+                assert t.cmd("MGET", "1{tag}", "2{tag}") == [None, None]
+                assert t.cmd("MULTI") == St("OK")  # no invalidation ahead of its reply
+                assert int(info_field(w, "stats", "tracking_total_keys")) == 2
+                assert w.cmd("CONFIG", "SET", "tracking-table-max-keys", "1") == St("OK")
+                assert int(info_field(w, "stats", "tracking_total_keys")) == 1
+                t.send(encode("PING") + encode("EXEC"))
+                first = t.read()
+                assert isinstance(first, Push) and first.items[0] == b"invalidate", first
+                assert first.items[1][0] in (b"1{tag}", b"2{tag}")
+                assert t.read() == St("QUEUED")
+                assert t.read() == [St("PONG")]
+                assert t.cmd("CLIENT", "TRACKING", "off") == St("OK")
     finally:
         assert w.cmd("DEBUG", "PAUSE-CRON", "0") == St("OK")
         assert w.cmd("CONFIG", "SET", "tracking-table-max-keys", "1000000") == St("OK")
-        t.close()
+        for c in readers + [w]:
+            c.close()
+
+
+def test_config_set_of_the_limit_in_a_transaction(kvd, groups):
+    """Inside MULTI the CONFIG SET's +OK is part of EXEC's reply (it does not wait), in a
+    transaction on the connection's thread and in one reaching the other thread."""
+    a, _ = groups
+    for w in both_threads(kvd.port, a[0], per_thread=1):
+        for n in ("5", "1000000"):
+            assert w.cmd("MULTI") == St("OK")
+            assert w.cmd("CONFIG", "SET", "tracking-table-max-keys", n) == St("QUEUED")
+            assert w.cmd("GET", a[0]) == St("QUEUED")
+            assert w.cmd("EXEC") == [St("OK"), None]
+            got = w.cmd("CONFIG", "GET", "tracking-table-max-keys").dict()  # (RESP3)
+            assert got == {b"tracking-table-max-keys": n.encode()}
         w.close()
 
 

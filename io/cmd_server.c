@@ -24,6 +24,7 @@
 #include "kv_log.h"
 #include "kv_sha1.h"
 #include "kvd_settings.h"
+#include "obuf.h"
 #include "pubsub.h"
 #include "resp_out.h"
 #include "resp_parse.h"
@@ -983,11 +984,36 @@ static bool is_requirepass(const struct kv_conf_item *it)
     return strcmp(it->name, "requirepass") == 0;
 }
 
-/* save: the save points live in dump.c (any thread reads them), the setting holds the
- * start-up value. */
-static bool is_save(const struct kv_conf_item *it)
+/* Settings whose live values are kept by their module (any thread reads them there), the
+ * setting holding the start-up text: save (the save points, dump.h) and
+ * client-output-buffer-limit (obuf.h). CONFIG SET checks them with the other pairs and
+ * applies them once every pair is set; GET and REWRITE show the live value. */
+struct special {
+    const char *name;
+    int (*check)(const char *text, char *why, size_t why_len);
+    int (*set)(const char *text, char *why, size_t why_len);
+    size_t (*text)(char *buf, size_t cap);
+    const char *bad; /* the reason for a value too long or holding a NUL */
+};
+
+#define SPECIAL_TEXT_MAX 512
+_Static_assert(DUMP_POINTS_TEXT_MAX <= SPECIAL_TEXT_MAX && OBUF_TEXT_MAX <= SPECIAL_TEXT_MAX,
+               "CONFIG GET's buffer holds every special setting's text");
+
+static const struct special specials[] = {
+    {"save", dump_points_check, dump_points_set, dump_points_text, "Invalid save parameters"},
+    {"client-output-buffer-limit", obuf_check, obuf_set, obuf_text,
+     "Wrong number of arguments in buffer limit configuration."},
+};
+
+static const struct special *special_of(const struct kv_conf_item *it)
 {
-    return strcmp(it->name, "save") == 0;
+    for (size_t i = 0; i < KV_ARRAY_LEN(specials); i++) {
+        if (strcmp(it->name, specials[i].name) == 0) {
+            return &specials[i];
+        }
+    }
+    return NULL;
 }
 
 static void config_get(struct cmd_ctx *x)
@@ -1034,9 +1060,9 @@ static void config_get(struct cmd_ctx *x)
             char buf[KVD_PASS_MAX];
             users_requirepass(buf, sizeof buf);
             reply_bulk_str(x->out, buf);
-        } else if (i < kvd_setting_count && is_save(&kvd_setting_items[i])) {
-            char buf[DUMP_POINTS_TEXT_MAX];
-            reply_bulk(x->out, buf, dump_points_text(buf, sizeof buf));
+        } else if (i < kvd_setting_count && special_of(&kvd_setting_items[i]) != NULL) {
+            char buf[SPECIAL_TEXT_MAX];
+            reply_bulk(x->out, buf, special_of(&kvd_setting_items[i])->text(buf, sizeof buf));
         } else if (i < kvd_setting_count) {
             char buf[KVD_DIR_MAX + 32];
             size_t len = kv_conf_format(&kvd_setting_items[i], buf, sizeof buf);
@@ -1054,8 +1080,8 @@ static size_t config_value(const struct kv_conf_item *it, char *buf, size_t cap)
         users_requirepass(buf, cap);
         return strlen(buf);
     }
-    if (is_save(it)) {
-        return dump_points_text(buf, cap);
+    if (special_of(it) != NULL) {
+        return special_of(it)->text(buf, cap);
     }
     return kv_conf_format(it, buf, cap);
 }
@@ -1155,7 +1181,7 @@ static void config_set(struct cmd_ctx *x)
                 return;
             }
         }
-        if (!(it->flags & KV_CONF_RUNTIME) && !is_requirepass(it) && !is_save(it)) {
+        if (!(it->flags & KV_CONF_RUNTIME) && !is_requirepass(it) && special_of(it) == NULL) {
             reply_error(x->out,
                         "ERR CONFIG SET failed (possibly related to argument '%s') - can't set "
                         "immutable config",
@@ -1172,13 +1198,14 @@ static void config_set(struct cmd_ctx *x)
         const struct resp_arg *v = &x->argv[3 + 2 * p];
         char value[512], why[256];
         const char *fail = NULL;
-        if (is_save(items[p])) {
+        const struct special *sp = special_of(items[p]);
+        if (sp != NULL) {
             if (v->len >= sizeof value || memchr(v->ptr, '\0', v->len) != NULL) {
-                fail = "Invalid save parameters";
+                fail = sp->bad;
             } else {
                 memcpy(value, v->ptr, v->len);
                 value[v->len] = '\0';
-                if (dump_points_check(value, why, sizeof why) != 0) {
+                if (sp->check(value, why, sizeof why) != 0) {
                     fail = why;
                 } else {
                     continue; /* set once every other pair is */
@@ -1213,7 +1240,7 @@ static void config_set(struct cmd_ctx *x)
         if (fail != NULL) {
             for (size_t q = 0; q < p; q++) {
                 char ignored[256];
-                if (!is_requirepass(items[q]) && !is_save(items[q])) {
+                if (!is_requirepass(items[q]) && special_of(items[q]) == NULL) {
                     kv_conf_set(items[q], old[q], true, ignored, sizeof ignored);
                 }
             }
@@ -1224,12 +1251,14 @@ static void config_set(struct cmd_ctx *x)
         }
     }
     for (size_t p = 0; p < npairs; p++) {
-        if (is_save(items[p])) {
+        const struct special *sp = special_of(items[p]);
+        if (sp != NULL) {
             const struct resp_arg *v = &x->argv[3 + 2 * p];
-            char value[512], ignored[128];
+            char value[512], ignored[256];
             memcpy(value, v->ptr, v->len); /* checked above */
             value[v->len] = '\0';
-            dump_points_set(value, ignored, sizeof ignored);
+            int rc = sp->set(value, ignored, sizeof ignored);
+            KV_ASSERT(rc == 0); /* (checked above) */
         }
         if (is_requirepass(items[p])) {
             const struct resp_arg *v = &x->argv[3 + 2 * p];
@@ -2042,6 +2071,7 @@ static void stats_reset(struct server *srv)
     RESET(forwarded);
     RESET(connections);
     RESET(rejected);
+    RESET(obuf_closed);
     RESET(net_in_bytes);
     RESET(net_out_bytes);
     RESET(keyspace_hits);
@@ -2314,6 +2344,7 @@ void cmd_info(struct cmd_ctx *x)
             "pubsub_channels:%zu\r\npubsub_patterns:%zu\r\npubsubshard_channels:%zu\r\n"
             "tracking_total_keys:%llu\r\n"
             "tracking_total_items:%llu\r\ntracking_total_prefixes:%llu\r\n"
+            "client_output_buffer_limit_disconnections:%llu\r\n"
             /* what kvd has no part of (forks, replication, defragmentation, ...): 0 */
             "instantaneous_input_repl_kbps:0.00\r\ninstantaneous_output_repl_kbps:0.00\r\n"
             "total_net_repl_input_bytes:0\r\ntotal_net_repl_output_bytes:0\r\n"
@@ -2340,7 +2371,8 @@ void cmd_info(struct cmd_ctx *x)
             (double)inst_mean(inst.in) / 1024.0, (double)inst_mean(inst.out) / 1024.0, nchans,
             npats, nschans, (unsigned long long)SUM(tracking_keys),
             (unsigned long long)SUM(tracking_items), (unsigned long long)track_prefixes(),
-            (unsigned long long)SUMB(commands), (unsigned long long)SUMB(commands));
+            (unsigned long long)SUMB(obuf_closed), (unsigned long long)SUMB(commands),
+            (unsigned long long)SUMB(commands));
     }
     if (want(x->argc, x->argv, "replication", true)) {
         kv_text_add(&b,

@@ -40,6 +40,7 @@
 #include "kv_log.h"
 #include "kvd_settings.h"
 #include "monitor.h"
+#include "obuf.h"
 #include "resp_alloc.h"
 #include "resp_out.h"
 #include "resp_parse.h"
@@ -83,6 +84,10 @@
 #define CONN_IOV_MAX      32 /* iovecs per sendmsg */
 #define OUT_BLOCK_BYTES   (16u * 1024)
 #define OUT_POOL_PREALLOC (1u << 20)
+/* Redis counts against client-output-buffer-limit only what is past a client's 16 KiB
+ * reply buffer (CLIENT LIST's omem): so does kvd, so that a tiny limit still lets small
+ * replies through, as there. */
+#define OBUF_FREE_BYTES   16384
 #define ARGV_STACK        64   /* arguments decoded on the stack for remote requests */
 #define CONN_TRIM_IDLE_MS 1000 /* idle time after which a client's parser gives back memory */
 
@@ -165,6 +170,7 @@ struct conn {
     char laddr[48];
     int64_t created_ms;
     int64_t last_ms;
+    int64_t soft_since_ms; /* over its class's soft output limit since (0: not over) */
     /* the last command's name for CLIENT LIST (NULL: none yet, or an unknown subcommand):
      * the table's name, or a container's "name|sub" built in last_cmd */
     const char *last_name;
@@ -504,8 +510,9 @@ void conn_info(const struct conn *c, int64_t now_ms, struct conn_info *out)
     out->qbuf = c->stash_len;
     out->argv_mem = 0;
     out->rbs = (size_t)KV_CONF_GET(kvd_settings.recv_buffer_size);
-    out->omem = resp_out_queued_bytes(&c->out);
-    out->tot_mem = sizeof *c + c->stash_len + out->omem + c->pend_bytes +
+    size_t queued = c->pend_bytes + resp_out_queued_bytes(&c->out);
+    out->omem = queued > OBUF_FREE_BYTES ? queued - OBUF_FREE_BYTES : 0; /* (as Redis's) */
+    out->tot_mem = sizeof *c + c->stash_len + queued +
                    (c->parser != NULL ? resp_parser_memory_bytes(c->parser) : 0);
     out->last_cmd = c->last_name != NULL ? c->last_name : "NULL";
     out->multi = txn_queued(c);
@@ -532,6 +539,63 @@ void conn_info(const struct conn *c, int64_t now_ms, struct conn_info *out)
     out->user = u != NULL ? user_name(u) : "";
 }
 
+/* ---- output limits (client-output-buffer-limit, obuf.h) ------------------------ */
+
+static size_t hard_bytes(uint64_t hard)
+{
+    return hard == 0 || hard > SIZE_MAX / 4 ? SIZE_MAX / 2 : (size_t)hard + OBUF_FREE_BYTES;
+}
+
+/* Redis's client classes: a client subscribed to anything is "pubsub". */
+static enum obuf_class conn_class(const struct conn *c)
+{
+    return c->ps != NULL && pubsub_subscribed(c->ps) ? OBUF_PUBSUB : OBUF_NORMAL;
+}
+
+/* The hard limit of what is built for a client on another shard than its own (whose
+ * class that shard does not know): a normal client's, as only those run commands there. */
+static size_t normal_limit(void)
+{
+    return hard_bytes(obuf_get(OBUF_NORMAL).hard_bytes);
+}
+
+/* Whether `queued` bytes for c pass its class's limits: the hard one, or the soft one
+ * for longer than its seconds (Redis's checkClientOutputBufferLimits; the soft clock
+ * starts the first time it is seen over, and stops when seen under). */
+static bool over_limits(struct conn *c, size_t queued)
+{
+    struct obuf_limit l = obuf_get(conn_class(c));
+    if (l.hard_bytes != 0 && queued >= hard_bytes(l.hard_bytes)) {
+        return true;
+    }
+    if (l.soft_bytes == 0 || queued < l.soft_bytes + OBUF_FREE_BYTES) {
+        c->soft_since_ms = 0;
+        return false;
+    }
+    int64_t now = c->sh->now_ms;
+    if (c->soft_since_ms == 0) {
+        c->soft_since_ms = now > 0 ? now : 1;
+        return false;
+    }
+    return now - c->soft_since_ms > l.soft_s * 1000;
+}
+
+static size_t queued_bytes(const struct conn *c)
+{
+    return c->pend_bytes + resp_out_queued_bytes(&c->out);
+}
+
+/* Closes a client past its output limits, as Redis: nothing more is sent to it. */
+static void close_over(struct conn *c)
+{
+    if (!(c->flags & CONN_CLOSING)) {
+        kv_log_notice("closing client over its output limit id=%llu addr=%s",
+                      (unsigned long long)c->id, c->addr);
+        STAT_ADD(c->sh->stats.obuf_closed, 1);
+        close_conn(c);
+    }
+}
+
 /* ---- shard setup ------------------------------------------------------------- */
 
 int conn_shard_setup(struct shard *sh)
@@ -547,13 +611,12 @@ int conn_shard_setup(struct shard *sh)
     if (sh->scratch == NULL) {
         return -ENOMEM;
     }
-    resp_out_init(sh->scratch, sh->pool, (size_t)KV_CONF_GET(kvd_settings.output_buffer_limit));
+    resp_out_init(sh->scratch, sh->pool, normal_limit());
     sh->busy_scratch = mi_heap_malloc(sh->heap, sizeof *sh->busy_scratch);
     if (sh->busy_scratch == NULL) {
         return -ENOMEM;
     }
-    resp_out_init(sh->busy_scratch, sh->pool,
-                  (size_t)KV_CONF_GET(kvd_settings.output_buffer_limit));
+    resp_out_init(sh->busy_scratch, sh->pool, normal_limit());
     return 0;
 }
 
@@ -612,12 +675,14 @@ static char *scratch_take(struct shard *sh, size_t *len)
 static void scratch_reset(struct shard *sh)
 {
     resp_out_deinit(sh->scratch);
-    resp_out_init(sh->scratch, sh->pool, (size_t)KV_CONF_GET(kvd_settings.output_buffer_limit));
+    resp_out_init(sh->scratch, sh->pool, normal_limit());
 }
 
 /* What a command run into the scratch output replied, as a blob: its reply, or, if the
  * reply exceeded client-output-buffer-limit (the scratch's error is sticky: reset), that
- * error (counted). *over (if not NULL) says which. */
+ * error. With `over` (not NULL) the caller is told which and closes the client (as
+ * Redis: no reply, not an error reply); without, the error is the reply (a part of a
+ * transaction's or script's), counted as one. */
 static char *scratch_result(struct shard *sh, size_t *len, bool *over)
 {
     bool failed = resp_out_error(sh->scratch) != 0;
@@ -633,7 +698,9 @@ static char *scratch_result(struct shard *sh, size_t *len, bool *over)
     KV_ASSERT(blob != NULL);
     memcpy(blob, text, sizeof text - 1);
     *len = sizeof text - 1;
-    reply_count_error(text + 1, sizeof text - 4); /* without '-' and CRLF */
+    if (over == NULL) {
+        reply_count_error(text + 1, sizeof text - 4); /* without '-' and CRLF */
+    }
     return blob;
 }
 
@@ -717,7 +784,7 @@ void conn_accept(struct shard *sh, int fd)
     c->held_bid = -1;
     c->resp = 2;
     c->created_ms = c->last_ms = kv_clock_real_ms();
-    resp_out_init(&c->out, sh->pool, (size_t)KV_CONF_GET(kvd_settings.output_buffer_limit));
+    resp_out_init(&c->out, sh->pool, normal_limit());
     format_addr(fd, true, c->addr, sizeof c->addr);
     format_addr(fd, false, c->laddr, sizeof c->laddr);
     users_view_refresh(&sh->users);
@@ -771,11 +838,8 @@ static size_t slot_bytes(const struct pend *p)
  * output chain itself: a client that does not read cannot grow them without bound. */
 static bool pend_over_limit(struct conn *c)
 {
-    size_t limit = (size_t)KV_CONF_GET(kvd_settings.output_buffer_limit);
-    if (!(c->flags & CONN_CLOSING) && c->pend_bytes + resp_out_queued_bytes(&c->out) > limit) {
-        kv_log_notice("closing client over its output limit id=%llu addr=%s",
-                      (unsigned long long)c->id, c->addr);
-        close_conn(c);
+    if (!(c->flags & CONN_CLOSING) && over_limits(c, queued_bytes(c))) {
+        close_over(c);
         return true;
     }
     return false;
@@ -1255,9 +1319,7 @@ static void pend_drain(struct conn *c)
         c->pend_head++;
     }
     if (resp_out_error(&c->out) != 0 && !(c->flags & CONN_CLOSING)) {
-        kv_log_notice("closing client over its output limit id=%llu addr=%s",
-                      (unsigned long long)c->id, c->addr);
-        close_conn(c);
+        close_over(c);
         return;
     }
     if (resp_out_queued_bytes(&c->out) > 0) {
@@ -1446,7 +1508,7 @@ static void exec_local(struct conn *c, const struct cmd_desc *d, size_t argc,
     }
     if (resp_out_error(sh->scratch) != 0) {
         scratch_reset(sh);
-        close_conn(c);
+        close_over(c);
         return;
     }
     p->blob = scratch_take(sh, &p->len);
@@ -1670,6 +1732,7 @@ static void fan_out(struct conn *c, const struct cmd_desc *d, size_t argc,
      * the command's reply, as in Redis. */
     char *local_blob = NULL;
     size_t local_len = 0;
+    bool local_over = false; /* its reply passed the output limit: the client is closed */
     int64_t local_sum = 0;
     struct run_res local_r = {0};
     if (used[sh->id]) {
@@ -1684,7 +1747,7 @@ static void fan_out(struct conn *c, const struct cmd_desc *d, size_t argc,
         local_r = run(sh, NULL, d, n, lv, sh->scratch, &local_sum, c->id, c->user, c->db,
                       reads_tracked(c));
         wal_gate(c, d);
-        local_blob = scratch_result(sh, &local_len, NULL); /* (over the limit: that error) */
+        local_blob = scratch_result(sh, &local_len, &local_over);
         if (lv != local) {
             mi_free(lv);
         }
@@ -1717,7 +1780,10 @@ static void fan_out(struct conn *c, const struct cmd_desc *d, size_t argc,
         }
     }
     mi_free(args);
-    if (pend_over_limit(c)) {
+    if (local_over) {
+        close_over(c);
+    }
+    if (pend_over_limit(c) || (c->flags & CONN_CLOSING)) {
         return; /* closing: the slot is freed with the connection */
     }
     if (--p->parts_left == 0) { /* the hold taken above */
@@ -2422,6 +2488,7 @@ static void txn_serve_one(struct shard *sh, struct txn_slot *ts)
         account_who(sh, ts->addr, ts->name, cmd_stat_row(ts->desc, ts->argc, ts->argv), r, ts->argc,
                     ts->argv, NULL);
     }
+    ts->over = resp_out_error(sh->scratch) != 0;
     ts->blob = scratch_result(sh, &ts->len, NULL);
     ts->sum = sum;
     ts->wrote = sh->wal != NULL && wal_appended(sh->wal) != before;
@@ -2458,6 +2525,9 @@ struct txn_x {
     uint32_t db;            /* SELECT inside the transaction changes it */
     uint8_t script;         /* a script's redis.call: its protocol (2 or 3), else 0; SELECT
                              * does not reach the client */
+    bool over;              /* a command's reply passed client-output-buffer-limit: after
+                             * EXEC the client is closed, as Redis closes it (a script's
+                             * calls have no limit of the client's) */
 };
 
 /* The protocol the transaction's replies are encoded in: a script's (RESP2, or 3 after
@@ -2579,6 +2649,7 @@ static int64_t txn_run_on(struct txn_x *tx, uint32_t o, const struct cmd_desc *d
     ts->addr = counted ? c->addr : NULL;
     ts->name = conn_name(c);
     post(tx->c->sh, tx->c, ts);
+    tx->over |= ts->over && !tx->script;
     reply_raw(out, ts->blob, ts->len);
     blob_free(ts->blob);
     ts->blob = NULL;
@@ -3057,8 +3128,9 @@ void conn_push(struct conn *c, const void *p, size_t n)
     if (c->flags & (CONN_CLOSING | CONN_PUSH_OVER)) {
         return;
     }
-    size_t limit = (size_t)KV_CONF_GET(kvd_settings.output_buffer_limit);
-    if (c->pend_bytes + resp_out_queued_bytes(&c->out) + n > limit) {
+    struct obuf_limit l = obuf_get(conn_class(c));
+    resp_out_set_limit(&c->out, hard_bytes(l.hard_bytes)); /* (its class may have changed) */
+    if (over_limits(c, queued_bytes(c) + n)) {
         c->flags |= CONN_PUSH_OVER;
         mark_dirty(c);
         return;
@@ -3144,7 +3216,7 @@ static char *script_call_run(struct cmd_ctx *x, uint32_t *db, int proto, const s
 {
     struct shard *sh = x->sh;
     struct resp_out tmp;
-    resp_out_init(&tmp, sh->pool, (size_t)KV_CONF_GET(kvd_settings.output_buffer_limit));
+    resp_out_init(&tmp, sh->pool, normal_limit());
     resp_out_set_proto(&tmp, proto); /* RESP2, or 3 after redis.setresp(3) */
     struct txn_x *tx = sh->script_tx;
     if (d->exec == CMD_EXEC_SAME && d->first_key > 0 && (tx == NULL || !same_crosses(d)) &&
@@ -3278,7 +3350,8 @@ static bool txn_exec_cross(struct conn *c)
     KV_ASSERT(p->g != NULL);
     p->parts_left = 1 + shardset_count(&tx.wrote);
     size_t len;
-    char *blob = scratch_result(sh, &len, NULL);
+    bool over;
+    char *blob = scratch_result(sh, &len, &over);
     size_t before = slot_bytes(p);
     bool ready =
         part_done(p, sh->id, blob, len, 0, (struct run_res){.us = (sh->clock_ns - t0) / 1000});
@@ -3293,7 +3366,10 @@ static bool txn_exec_cross(struct conn *c)
         wal_gate(c, cmd_lookup_hidden("exec|run")); /* what it wrote here */
     }
     txn_free(c);
-    if (pend_over_limit(c)) {
+    if (over || tx.over) {
+        close_over(c); /* the transaction ran whole; its reply would pass the limit */
+    }
+    if (pend_over_limit(c) || (c->flags & CONN_CLOSING)) {
         return true; /* closing */
     }
     if (ready) {
@@ -3914,9 +3990,7 @@ struct batch_cmd {
 static bool output_over_limit(struct conn *c)
 {
     if (resp_out_error(&c->out) != 0) {
-        kv_log_notice("closing client over its output limit id=%llu addr=%s",
-                      (unsigned long long)c->id, c->addr);
-        close_conn(c);
+        close_over(c);
         return true;
     }
     return false;
@@ -4015,6 +4089,8 @@ static inline bool is_exec(const struct resp_arg *a)
  * must pause (false). */
 static bool parse_some(struct conn *c)
 {
+    /* the output limit of its class now (CONFIG SET, SUBSCRIBE change it) */
+    resp_out_set_limit(&c->out, hard_bytes(obuf_get(conn_class(c)).hard_bytes));
     struct resp_cmd cmd;
     struct batch_cmd batch[CONN_BATCH_MAX];
     size_t n = 0;
@@ -4221,10 +4297,8 @@ void conn_on_cqe(struct shard *sh, struct io_uring_cqe *cqe, uint64_t ud)
 static void flush_one(struct conn *c)
 {
     c->flags &= ~CONN_DIRTY;
-    if ((c->flags & CONN_PUSH_OVER) && !(c->flags & CONN_CLOSING)) {
-        kv_log_notice("closing client over its output limit id=%llu addr=%s",
-                      (unsigned long long)c->id, c->addr);
-        close_conn(c);
+    if (c->flags & CONN_PUSH_OVER) {
+        close_over(c);
     }
     if (c->flags & CONN_CLOSING) {
         conn_maybe_free(c);
@@ -4257,6 +4331,12 @@ static void flush_one(struct conn *c)
     io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)c | CONN_UD_SEND);
     c->flags |= CONN_SEND_INFLIGHT;
     c->inflight++;
+}
+
+void conn_turn_begin(struct shard *sh)
+{
+    resp_out_set_limit(sh->scratch, normal_limit()); /* (after a CONFIG SET) */
+    resp_out_set_limit(sh->busy_scratch, normal_limit());
 }
 
 void conn_flush(struct shard *sh)
@@ -4353,7 +4433,7 @@ void conn_exec_remote(struct shard *sh, const struct xmsg *m)
     r.payload = scratch_result(sh, &len, &over);
     r.payload_len = len;
     if (over) {
-        r.flags |= XR_FAILED;
+        r.flags |= XR_OVER; /* the client's shard closes it */
     }
     if (argv != stack_argv) {
         mi_free(argv);
@@ -4398,7 +4478,10 @@ void conn_on_reply(struct shard *sh, const struct xmsg *m)
         }
     }
     c->pend_bytes += slot_bytes(p) - before;
-    if (pend_over_limit(c)) {
+    if (m->flags & XR_OVER) {
+        close_over(c); /* as Redis, whose reply would have passed the client's limit */
+    }
+    if (pend_over_limit(c) || (c->flags & CONN_CLOSING)) {
         ready = false; /* closing: the slots are freed with the connection */
     }
     if (ready) {
@@ -4487,6 +4570,11 @@ void conn_cron(struct shard *sh, int64_t now_ms)
     int64_t timeout_s = KV_CONF_GET(kvd_settings.timeout_s);
     for (struct conn *c = sh->conns, *next; c != NULL; c = next) {
         next = c->next;
+        if (c->soft_since_ms != 0 && !(c->flags & CONN_CLOSING) &&
+            over_limits(c, queued_bytes(c))) {
+            close_over(c); /* over its soft limit for its seconds, with no traffic since */
+            continue;
+        }
         if ((c->flags & (CONN_CLOSING | CONN_PAUSED)) || pend_count(c) > 0) {
             continue; /* a client held by CLIENT PAUSE is not idle (Redis's rule) */
         }

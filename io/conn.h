@@ -80,6 +80,10 @@ int64_t conn_paused_wait_ns(struct shard *sh);
 /* True while replies wait in the overflow lists for space in a queue. */
 bool conn_overflow_pending(const struct shard *sh);
 
+/* Start of a loop turn, before its commands: takes up what a CONFIG SET on any thread
+ * changed since (the output limit of replies built for other shards' clients). */
+void conn_turn_begin(struct shard *sh);
+
 /* Queues one send per connection with output. Once per loop turn. */
 void conn_flush(struct shard *sh);
 

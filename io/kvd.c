@@ -14,6 +14,7 @@
 #include "kv_clock.h"
 #include "kv_log.h"
 #include "kvd_settings.h"
+#include "obuf.h"
 #include "route.h"
 #include "server.h"
 #include "users.h"
@@ -175,6 +176,11 @@ int main(int argc, char **argv)
     dump_init(&srv);
     evict_access_apply();
     char perr[128];
+    if (obuf_set(kvd_settings.client_obuf, perr, sizeof perr) != 0) {
+        fprintf(stderr, "kvd: client-output-buffer-limit \"%s\": %s\n", kvd_settings.client_obuf,
+                perr);
+        return 1;
+    }
     if (dump_points_set(kvd_settings.save, perr, sizeof perr) != 0) {
         fprintf(stderr, "kvd: save \"%s\": %s\n", kvd_settings.save, perr);
         return 1;

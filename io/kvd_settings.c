@@ -9,6 +9,7 @@
 #include "kv_error.h"
 #include "latency.h"
 #include "notify.h"
+#include "obuf.h"
 #include "kv_log.h"
 
 #include <stdint.h>
@@ -130,13 +131,14 @@ const struct kv_conf_item kvd_setting_items[] = {
      .help = "bytes of one client's unparsed input at most; beyond, it is closed",
      .num = &S->query_buffer_limit},
     {.name = "client-output-buffer-limit",
-     .type = KV_CONF_BYTES,
-     .flags = RT,
-     .def = "256mb",
-     .min = 1024 * 1024,
-     .max = INT64_MAX,
-     .help = "bytes of replies queued for one client; beyond, it is closed (new clients)",
-     .num = &S->output_buffer_limit},
+     .type = KV_CONF_STRING,
+     .flags = RT | KV_CONF_LIST, /* (CONFIG SET hands it to obuf.c) */
+     .def = OBUF_DEFAULT,
+     .help = "per client class (normal, replica, pubsub): \"<class> <hard> <soft> <seconds>\" "
+             "groups; past hard bytes of replies queued, or past soft for longer than seconds, "
+             "the client is closed (0: no limit; Redis's normal default is 0 0 0)",
+     .str = S->client_obuf,
+     .str_cap = sizeof S->client_obuf},
     {.name = "proto-max-bulk-len",
      .type = KV_CONF_BYTES,
      .flags = RT,

@@ -27,6 +27,7 @@ struct kvd_settings {
     char dir[KVD_DIR_MAX];
     char requirepass[KVD_PASS_MAX];
     char aclfile[KVD_DIR_MAX];
+    char client_obuf[512]; /* client-output-buffer-limit's start-up text (obuf.h keeps it) */
     char save[512]; /* appendonly no: the save points (dump.h; CONFIG SET keeps them there) */
     _Atomic int64_t acllog_max_len;
     _Atomic int64_t acl_pubsub_default; /* 0: allchannels, 1: resetchannels (Redis's order) */
@@ -34,7 +35,6 @@ struct kvd_settings {
     _Atomic int64_t timeout_s;
     _Atomic int64_t tcp_backlog;
     _Atomic int64_t query_buffer_limit;
-    _Atomic int64_t output_buffer_limit;
     _Atomic int64_t proto_max_bulk_len;
     _Atomic int64_t slowlog_slower_than_us;
     _Atomic int64_t slowlog_max_len;

@@ -134,6 +134,7 @@ struct txn_slot {
     uint64_t lsn; /* TXO_AOF: the base LSN (0: switch the WAL off) */
     bool clean;   /* TXO_WATCH: no watched key changed */
     bool wrote;   /* its WAL grew: the reply waits for it */
+    bool over;    /* the reply passed client-output-buffer-limit (blob: an error instead) */
 };
 
 /*
@@ -171,6 +172,7 @@ _Static_assert(sizeof(struct xmsg) == 64, "xmsg is one cache line");
 /* XM_REPLY flags */
 #define XR_FAILED   1u /* the execution replied an error */
 #define XR_REJECTED 2u /* refused before execution */
+#define XR_OVER     4u /* the reply passed the output limit: the client is closed */
 
 /* XM_REQ: high bit of `part`: the client tracks the keys this command reads (CLIENT
  * TRACKING; the client's shard is `src`) */
@@ -205,6 +207,7 @@ struct shard_stats {
     _Atomic uint64_t executed_remote; /* requests executed for other shards */
     _Atomic uint64_t connections;     /* accepted, total */
     _Atomic uint64_t rejected;        /* refused at maxclients */
+    _Atomic uint64_t obuf_closed;     /* clients closed past client-output-buffer-limit */
     _Atomic uint64_t net_in_bytes;
     _Atomic uint64_t net_out_bytes;
     _Atomic uint64_t keyspace_hits;

@@ -721,6 +721,7 @@ static void loop(struct shard *sh)
         /* The clock for expiry, read once per turn, after any sleep and before the
          * turn's commands run: a stale clock would keep expired keys alive. */
         sh->now_ms = kv_clock_real_ms();
+        conn_turn_begin(sh);
         if (KV_UNLIKELY(sh->ndeferred > 0)) {
             seen += replay_deferred(sh, NULL);
         }

@@ -187,6 +187,12 @@ int resp_out_proto(const struct resp_out *o)
     return o->proto;
 }
 
+void resp_out_set_limit(struct resp_out *o, size_t limit_bytes)
+{
+    KV_ASSERT(limit_bytes > 0);
+    o->limit = limit_bytes;
+}
+
 size_t resp_out_queued_bytes(const struct resp_out *o)
 {
     return o->queued;

@@ -67,6 +67,10 @@ void resp_out_init(struct resp_out *o, struct resp_pool *pool, size_t limit_byte
 /* Returns every block to the pool; queued bytes are dropped. */
 void resp_out_deinit(struct resp_out *o);
 
+/* A new limit for what follows (a setting changed): bytes already queued stay, even
+ * past it; the next element that would pass it is refused. */
+void resp_out_set_limit(struct resp_out *o, size_t limit_bytes);
+
 /* Protocol version of the replies that follow: 2 or 3 (HELLO). */
 void resp_out_set_proto(struct resp_out *o, int proto);
 int resp_out_proto(const struct resp_out *o);

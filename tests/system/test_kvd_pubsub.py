@@ -827,7 +827,7 @@ def kvd_has_option(opt):
 
 def test_slow_subscriber_is_disconnected_at_output_limit(kvd_factory):
     """Two subscribers (one by channel, one by pattern) that never read while 40 MiB of
-    messages are published are closed at kvd's client-output-buffer-limit (2 MiB here);
+    messages are published are closed at the pubsub class's client-output-buffer-limit (2 MiB here);
     the publisher is not held up; six other subscribers of the same messages (channel and
     pattern, subscribed after the slow ones, so some share a thread with them and come
     after them in its lists), reading as they go, get every message PUBLISH counted, in
@@ -835,7 +835,7 @@ def test_slow_subscriber_is_disconnected_at_output_limit(kvd_factory):
     are gone and kvd keeps serving."""
     if not kvd_has_option("--client-output-buffer-limit"):
         pytest.skip("kvd --help lists no --client-output-buffer-limit")
-    k = kvd_factory(args=["--client-output-buffer-limit", "2mb"])
+    k = kvd_factory(args=["--client-output-buffer-limit", "pubsub 2mb 0 0"])
     big = b"x" * (256 * 1024)
     batches, per = 40, 4  # 40 MiB in batches of 1 MiB
     slows = []

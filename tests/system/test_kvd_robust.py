@@ -105,7 +105,7 @@ def test_huge_declared_bulk_without_body_keeps_memory_bounded(kvd):
 
 @pytest.mark.parametrize("fanout", [False, True], ids=["get", "mget_both_threads"])
 def test_client_that_never_reads_is_disconnected(kvd_factory, fanout):
-    k = kvd_factory(args=["--client-output-buffer-limit", "4mb"])
+    k = kvd_factory(args=["--client-output-buffer-limit", "normal 4mb 0 0"])
     keys = ["big%d" % i for i in range(8)] if fanout else ["big"]
     with k.client() as c:
         for key in keys:

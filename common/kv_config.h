@@ -33,6 +33,9 @@ enum kv_conf_type {
 /* STRING: lines of one config file add up, space-separated, as redis.conf's "save" lines
  * (an empty value clears what came before) */
 #define KV_CONF_LIST 2u
+/* Accepted so that a redis.conf loads (and CONFIG GET/SET answer as Redis), with no
+ * effect on this program: --help lists these apart. */
+#define KV_CONF_COMPAT 4u
 
 struct kv_conf_item {
     const char *name; /* lower case, Redis's name where Redis has the setting */

@@ -954,27 +954,10 @@ static const struct {
     const char *value;
     bool hidden; /* Redis's hidden configs: named exactly, never by a pattern */
 } config_compat[] = {
-    {"replicaof", "", false},
-    {"slaveof", "", false},
-    {"maxmemory-clients", "0", false},
-    {"key-load-delay", "0", true},
-    {"rdb-key-save-delay", "0", true},
-    {"loading-process-events-interval-bytes", "2097152", true},
+    {"replicaof", "", false},          {"slaveof", "", false},
+    {"maxmemory-clients", "0", false}, {"key-load-delay", "0", true},
+    {"rdb-key-save-delay", "0", true}, {"loading-process-events-interval-bytes", "2097152", true},
     {"cluster-enabled", "no", false},
-    {"hash-max-listpack-entries", "512", false},
-    {"hash-max-ziplist-entries", "512", false},
-    {"hash-max-listpack-value", "64", false},
-    {"hash-max-ziplist-value", "64", false},
-    {"zset-max-listpack-entries", "128", false},
-    {"zset-max-ziplist-entries", "128", false},
-    {"zset-max-listpack-value", "64", false},
-    {"zset-max-ziplist-value", "64", false},
-    {"set-max-intset-entries", "512", false},
-    {"list-max-listpack-size", "-2", false},
-    {"list-max-ziplist-size", "-2", false},
-    {"list-compress-depth", "0", false},
-    {"stream-node-max-entries", "100", false},
-    {"stream-node-max-bytes", "4096", false},
 };
 
 /* requirepass is the default user's password: CONFIG SET changes the user (users.h),

@@ -166,8 +166,8 @@ struct conn {
 
     uint64_t wal_wait; /* output leaves once the shard's WAL is durable up to this */
     char *name;        /* CLIENT SETNAME, on the shard's heap; NULL if none */
-    char addr[48];
-    char laddr[48];
+    char addr[64];
+    char laddr[64];
     int64_t created_ms;
     int64_t last_ms;
     int64_t soft_since_ms; /* over its class's soft output limit since (0: not over) */
@@ -726,17 +726,25 @@ static void mark_blocked(struct conn *c)
 
 /* ---- accept and close --------------------------------------------------------- */
 
+/* "ip:port" of a connection's peer or own end, as Redis writes it (IPv6 too, unbracketed). */
 static void format_addr(int fd, bool peer, char *buf, size_t cap)
 {
-    struct sockaddr_in sa;
-    socklen_t len = sizeof sa;
-    int rc = peer ? getpeername(fd, (struct sockaddr *)&sa, &len)
-                  : getsockname(fd, (struct sockaddr *)&sa, &len);
-    char ip[INET_ADDRSTRLEN] = "?";
-    if (rc == 0 && sa.sin_family == AF_INET) {
-        inet_ntop(AF_INET, &sa.sin_addr, ip, sizeof ip);
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    int rc = peer ? getpeername(fd, (struct sockaddr *)&ss, &len)
+                  : getsockname(fd, (struct sockaddr *)&ss, &len);
+    char ip[INET6_ADDRSTRLEN] = "?";
+    unsigned port = 0;
+    if (rc == 0 && ss.ss_family == AF_INET) {
+        const struct sockaddr_in *a = (const struct sockaddr_in *)&ss;
+        inet_ntop(AF_INET, &a->sin_addr, ip, sizeof ip);
+        port = ntohs(a->sin_port);
+    } else if (rc == 0 && ss.ss_family == AF_INET6) {
+        const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)&ss;
+        inet_ntop(AF_INET6, &a->sin6_addr, ip, sizeof ip);
+        port = ntohs(a->sin6_port);
     }
-    snprintf(buf, cap, "%s:%u", ip, rc == 0 ? ntohs(sa.sin_port) : 0);
+    snprintf(buf, cap, "%s:%u", ip, port);
 }
 
 static void arm_recv(struct conn *c)
@@ -751,18 +759,79 @@ static void arm_recv(struct conn *c)
     c->inflight++;
 }
 
+/* Whether the peer of a new connection is on the loopback interface (127.0.0.0/8, ::1,
+ * or an IPv4-mapped 127.x). */
+static bool peer_is_loopback(int fd)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    if (getpeername(fd, (struct sockaddr *)&ss, &len) != 0) {
+        return false;
+    }
+    if (ss.ss_family == AF_INET) {
+        const struct sockaddr_in *a = (const struct sockaddr_in *)&ss;
+        return (ntohl(a->sin_addr.s_addr) >> 24) == 127;
+    }
+    if (ss.ss_family == AF_INET6) {
+        const struct in6_addr *a = &((const struct sockaddr_in6 *)&ss)->sin6_addr;
+        return IN6_IS_ADDR_LOOPBACK(a) || (IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127);
+    }
+    return ss.ss_family == AF_UNIX;
+}
+
+/* Refuses a new connection with a one-line error (nothing read from it). */
+static void refuse(struct shard *sh, int fd, const char *msg)
+{
+    ssize_t w = write(fd, msg, strlen(msg));
+    (void)w;
+    close(fd);
+    STAT_ADD(sh->stats.rejected, 1);
+}
+
+/* tcp-keepalive: probes after `idle_s` of silence, then every third of it, 3 times (as
+ * Redis's anetKeepAlive). */
+static void keepalive(int fd, int idle_s)
+{
+    int one = 1, intvl = idle_s / 3 > 0 ? idle_s / 3 : 1, cnt = 3;
+    setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
+    setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle_s, sizeof idle_s);
+    setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof intvl);
+    setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof cnt);
+}
+
 void conn_accept(struct shard *sh, int fd)
 {
     struct server *srv = sh->srv;
     int64_t max = KV_CONF_GET(kvd_settings.maxclients);
     if (atomic_fetch_add_explicit(&srv->clients, 1, memory_order_relaxed) >= max) {
         atomic_fetch_sub_explicit(&srv->clients, 1, memory_order_relaxed);
-        static const char msg[] = "-ERR max number of clients reached\r\n";
-        ssize_t w = write(fd, msg, sizeof msg - 1);
-        (void)w;
-        close(fd);
-        STAT_ADD(sh->stats.rejected, 1);
+        refuse(sh, fd, "-ERR max number of clients reached\r\n");
         return;
+    }
+    if (KV_CONF_GET(kvd_settings.protected_mode) && !peer_is_loopback(fd) &&
+        users_default_nopass()) {
+        atomic_fetch_sub_explicit(&srv->clients, 1, memory_order_relaxed);
+        refuse(sh, fd,
+               "-DENIED Redis is running in protected mode because protected mode is enabled "
+               "and no password is set for the default user. In this mode connections are "
+               "only accepted from the loopback interface. If you want to connect from "
+               "external computers to Redis you may adopt one of the following solutions: 1) "
+               "Just disable protected mode sending the command 'CONFIG SET protected-mode no' "
+               "from the loopback interface by connecting to Redis from the same host the "
+               "server is running, however MAKE SURE Redis is not publicly accessible from "
+               "internet if you do so. Use CONFIG REWRITE to make this change permanent. 2) "
+               "Alternatively you can just disable the protected mode by editing the Redis "
+               "configuration file, and setting the protected mode option to 'no', and then "
+               "restarting the server. 3) If you started the server manually just for "
+               "testing, restart it with the '--protected-mode no' option. 4) Setup a an "
+               "authentication password for the default user. NOTE: You only need to do one "
+               "of the above things in order for the server to start accepting connections "
+               "from the outside.\r\n");
+        return;
+    }
+    int64_t idle_s = KV_CONF_GET(kvd_settings.tcp_keepalive_s);
+    if (idle_s > 0) {
+        keepalive(fd, (int)idle_s);
     }
     struct conn *c = mi_heap_zalloc_aligned(sh->heap, sizeof *c, 64);
     struct resp_alloc a;
@@ -3702,6 +3771,19 @@ static void dispatch_cmd(struct conn *c, const struct resp_cmd *cmd, const struc
         return;
     }
     if (KV_UNLIKELY(!c->acl_free) && !acl_gate(c, d, cmd->argc, cmd->argv)) {
+        return;
+    }
+    if (((d->flags & CMD_WRITE) || d->fn == cmd_ping) && dump_refuses_writes(sh->srv)) {
+        early_error(c,
+                    "MISCONF Redis is configured to save RDB snapshots, but it's currently "
+                    "unable to persist to disk. Commands that may modify the data set are "
+                    "disabled, because this instance is configured to report errors during "
+                    "writes if RDB snapshotting fails (stop-writes-on-bgsave-error option). "
+                    "Please check the Redis logs for details about the RDB error.%s",
+                    "");
+        early_count(c, d, true, cmd->argc, cmd->argv);
+        txn_flag(c);
+        finish_early(c);
         return;
     }
     if ((d->flags & CMD_WRITE) &&

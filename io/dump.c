@@ -138,6 +138,15 @@ bool dump_points_any(void)
     return any;
 }
 
+bool dump_refuses_writes(const struct server *srv)
+{
+    if (KV_LIKELY(atomic_load_explicit(&srv->dump.last_ok, memory_order_relaxed) != 0)) {
+        return false;
+    }
+    return !atomic_load_explicit(&srv->persist, memory_order_relaxed) &&
+           KV_CONF_GET(kvd_settings.stop_writes_on_bgsave_error) != 0 && dump_points_any();
+}
+
 /* Whether a save point is due (Redis's serverCron rule): enough changes and seconds
  * since the last successful dump, and, after a failed one, DUMP_RETRY_MS since it. */
 static bool points_due(const struct server *srv, int64_t now_ms)

@@ -85,6 +85,11 @@ int dump_points_check(const char *text, char *err, size_t errlen);
 size_t dump_points_text(char *buf, size_t cap);
 bool dump_points_any(void);
 
+/* stop-writes-on-bgsave-error: whether writes (and PING) are refused now, as Redis's:
+ * appendonly off, the setting on, save points set, and the last dump failed. One relaxed
+ * load when the last dump went well. Any thread. */
+bool dump_refuses_writes(const struct server *srv);
+
 /* Asks for a dump covering everything this shard's clients did so far; returns the
  * request's generation (a SAVE waits for dump_state.done to reach it). With `now`, the
  * dump forks at once when it can (a SAVE or BGSAVE: the commands after it in a pipeline

@@ -112,6 +112,54 @@ static int make_dirs(const char *path)
 
 /* One kvd per data directory: a second one would interleave its WAL with ours. The
  * lock (flock on "kvd.lock") lasts as long as the process, and ends with it. */
+/* daemonize yes: into the background before any thread exists, as Redis (its parent
+ * exits at once; standard input, output and error go to /dev/null; a logfile then takes
+ * standard error). */
+static int daemonize(void)
+{
+    pid_t pid = fork();
+    if (pid < 0) {
+        fprintf(stderr, "kvd: daemonize: fork: %s\n", strerror(errno));
+        return -1;
+    }
+    if (pid > 0) {
+        _exit(0);
+    }
+    setsid();
+    int fd = open("/dev/null", O_RDWR);
+    if (fd >= 0) {
+        dup2(fd, STDIN_FILENO);
+        dup2(fd, STDOUT_FILENO);
+        dup2(fd, STDERR_FILENO);
+        if (fd > STDERR_FILENO) {
+            close(fd);
+        }
+    }
+    return 0;
+}
+
+/* logfile: the log (standard error) is appended to that file from now on. */
+static int open_logfile(const char *path)
+{
+    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        fprintf(stderr, "kvd: can't open the log file %s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    dup2(fd, STDERR_FILENO);
+    close(fd);
+    return 0;
+}
+
+/* pidfile: written at start (a failure is logged, as Redis does, and kvd goes on). */
+static void write_pidfile(const char *path)
+{
+    FILE *f = fopen(path, "w");
+    if (f == NULL || fprintf(f, "%d\n", (int)getpid()) < 0 || fclose(f) != 0) {
+        kv_log_warning("Failed to write PID file %s: %s", path, strerror(errno));
+    }
+}
+
 static int lock_dir(const char *dir)
 {
     char path[KVD_DIR_MAX + 16];
@@ -154,6 +202,15 @@ int main(int argc, char **argv)
     int rc = kvd_settings_load(argc, argv);
     if (rc != 0) {
         return rc > 0 ? 0 : 1;
+    }
+    if (KV_CONF_GET(kvd_settings.daemonize) && daemonize() != 0) {
+        return 1;
+    }
+    if (kvd_settings.logfile[0] != '\0' && open_logfile(kvd_settings.logfile) != 0) {
+        return 1;
+    }
+    if (kvd_settings.pidfile[0] != '\0') {
+        write_pidfile(kvd_settings.pidfile);
     }
     cmd_init();
     char uerr[4096];
@@ -292,6 +349,9 @@ int main(int argc, char **argv)
     free(srv.shards);
     free(srv.route);
     func_shutdown();
+    if (kvd_settings.pidfile[0] != '\0') {
+        unlink(kvd_settings.pidfile);
+    }
     kv_log_notice("kvd stopped");
     return 0;
 }

@@ -29,6 +29,12 @@ struct kvd_settings {
     char aclfile[KVD_DIR_MAX];
     char client_obuf[512]; /* client-output-buffer-limit's start-up text (obuf.h keeps it) */
     char save[512]; /* appendonly no: the save points (dump.h; CONFIG SET keeps them there) */
+    char pidfile[KVD_DIR_MAX];
+    char logfile[KVD_DIR_MAX];
+    _Atomic int64_t daemonize;
+    _Atomic int64_t tcp_keepalive_s;
+    _Atomic int64_t protected_mode;
+    _Atomic int64_t stop_writes_on_bgsave_error;
     _Atomic int64_t acllog_max_len;
     _Atomic int64_t acl_pubsub_default; /* 0: allchannels, 1: resetchannels (Redis's order) */
     _Atomic int64_t maxclients;

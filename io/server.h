@@ -52,6 +52,7 @@ struct save_waiter;
 struct watch_reg;
 
 #define KVD_THREADS_MAX 256
+#define KVD_LISTEN_MAX  16 /* addresses of `bind` */
 
 /* The Redis version kvd answers as (HELLO, INFO, Lua's redis.REDIS_VERSION). */
 #define KVD_REDIS_VERSION     "7.0.0"
@@ -248,8 +249,9 @@ struct shard {
     uint32_t id;
     struct server *srv;
     struct io_uring ring;
-    int ring_fd; /* the ring's real fd, target of other shards' MSG_RING */
-    int listen_fd;
+    int ring_fd;                    /* the ring's real fd, target of other shards' MSG_RING */
+    int listen_fds[KVD_LISTEN_MAX]; /* one per bind address, -1 when closed */
+    uint32_t nlisten;
     struct mi_heap_s *heap;
     struct users_view users; /* the ACL users as this shard last read them */
     uint64_t users_swept;    /* the users generation its clients were last checked at */
@@ -370,7 +372,7 @@ struct shard {
     _Atomic uint64_t mail_seq;  /* bumped by senders after pushing to this shard */
     uint64_t mail_seen;         /* mail_seq when this shard last drained its queues */
     bool wake[KVD_THREADS_MAX]; /* shards to wake at the end of this loop turn */
-    bool accepting;
+    uint32_t accepting;         /* bit i: listen_fds[i] has its multishot accept armed */
 
     struct shard_stats stats;
     uint64_t loop_turns;

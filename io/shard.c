@@ -192,21 +192,39 @@ const char *shard_buf(struct shard *sh, uint16_t bid)
     return sh->bufs + (size_t)bid * sh->buf_size;
 }
 
-static int listen_socket(const char *bind_addr, int port, int backlog)
+/* A listening socket on one address of `bind` (IPv4 or IPv6; "*" is every IPv4
+ * address, "::*" every IPv6 one, as Redis's): its fd, or -errno. IPv6 sockets are
+ * IPv6-only, so that "0.0.0.0 ::" binds both. */
+static int listen_socket(const char *addr, int port, int backlog)
 {
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    if (inet_pton(AF_INET, bind_addr, &sa.sin_addr) != 1) {
-        kv_log_warning("bad bind address addr=%s (an IPv4 address is expected)", bind_addr);
+    struct sockaddr_storage ss;
+    memset(&ss, 0, sizeof ss);
+    socklen_t len;
+    struct sockaddr_in *v4 = (struct sockaddr_in *)&ss;
+    struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)&ss;
+    if (strcmp(addr, "*") == 0 || inet_pton(AF_INET, addr, &v4->sin_addr) == 1) {
+        v4->sin_family = AF_INET; /* ("*": INADDR_ANY, all zero) */
+        v4->sin_port = htons((uint16_t)port);
+        len = sizeof *v4;
+    } else if (strcmp(addr, "::*") == 0 || inet_pton(AF_INET6, addr, &v6->sin6_addr) == 1) {
+        v6->sin6_family = AF_INET6;
+        v6->sin6_port = htons((uint16_t)port);
+        len = sizeof *v6;
+    } else {
+        kv_log_warning("bad bind address addr=%s (an IPv4 or IPv6 address is expected)", addr);
         return -EINVAL;
     }
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0) {
         return -errno;
     }
     int one = 1;
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
     setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
-    if (bind(fd, (struct sockaddr *)&sa, sizeof sa) != 0 || listen(fd, backlog) != 0) {
+    if (ss.ss_family == AF_INET6) {
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+    }
+    if (bind(fd, (struct sockaddr *)&ss, len) != 0 || listen(fd, backlog) != 0) {
         int e = errno;
         close(fd);
         return -e;
@@ -216,12 +234,13 @@ static int listen_socket(const char *bind_addr, int port, int backlog)
 
 static int bound_port(int fd)
 {
-    struct sockaddr_in sa;
-    socklen_t len = sizeof sa;
-    if (getsockname(fd, (struct sockaddr *)&sa, &len) != 0) {
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    if (getsockname(fd, (struct sockaddr *)&ss, &len) != 0) {
         return -errno;
     }
-    return ntohs(sa.sin_port);
+    return ss.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&ss)->sin6_port)
+                                    : ntohs(((struct sockaddr_in *)&ss)->sin_port);
 }
 
 /* Sets up the ring with the best flags this kernel has. */
@@ -300,18 +319,25 @@ uint16_t shard_bgid(void)
     return SHARD_BGID;
 }
 
-static void arm_accept(struct shard *sh)
+/* Arms a multishot accept on every listener that has none (at start, and from the timer
+ * after one ended: an error such as EMFILE ends it). */
+static void arm_accepts(struct shard *sh)
 {
-    struct io_uring_sqe *sqe = shard_sqe(sh);
-    io_uring_prep_multishot_accept(sqe, sh->listen_fd, NULL, NULL, SOCK_CLOEXEC);
-    io_uring_sqe_set_data64(sqe, SHARD_UD_ACCEPT);
-    sh->accepting = true;
+    for (uint32_t i = 0; i < sh->nlisten; i++) {
+        if (sh->listen_fds[i] >= 0 && !(sh->accepting & (1u << i))) {
+            struct io_uring_sqe *sqe = shard_sqe(sh);
+            io_uring_prep_multishot_accept(sqe, sh->listen_fds[i], NULL, NULL, SOCK_CLOEXEC);
+            io_uring_sqe_set_data64(sqe, SHARD_UD_ACCEPT + i);
+            sh->accepting |= 1u << i;
+        }
+    }
 }
 
-static void on_accept(struct shard *sh, struct io_uring_cqe *cqe)
+static void on_accept(struct shard *sh, struct io_uring_cqe *cqe, uint32_t i)
 {
+    KV_ASSERT(i < sh->nlisten);
     if (!(cqe->flags & IORING_CQE_F_MORE)) {
-        sh->accepting = false;
+        sh->accepting &= ~(1u << i); /* (armed again by the timer) */
     }
     if (cqe->res < 0) {
         if (cqe->res != -ECANCELED &&
@@ -331,8 +357,8 @@ static void on_accept(struct shard *sh, struct io_uring_cqe *cqe)
 static void dispatch(struct shard *sh, struct io_uring_cqe *cqe)
 {
     uint64_t ud = io_uring_cqe_get_data64(cqe);
-    if (ud == SHARD_UD_ACCEPT) {
-        on_accept(sh, cqe);
+    if (ud >= SHARD_UD_ACCEPT && ud < SHARD_UD_ACCEPT + KVD_LISTEN_MAX) {
+        on_accept(sh, cqe, (uint32_t)(ud - SHARD_UD_ACCEPT));
     } else if (ud == SHARD_UD_WAL_FILL || ud == SHARD_UD_WAL_SYNC ||
                (ud >= SHARD_UD_WAL_WRITE && ud <= SHARD_UD_WAL_LAST)) {
         wal_on_cqe(aof_durable_wal(sh), cqe, ud); /* (the logging WAL or one written out) */
@@ -700,10 +726,12 @@ static void durability_turn(struct shard *sh)
 
 static void stop_listening(struct shard *sh)
 {
-    if (sh->listen_fd >= 0) {
-        shutdown(sh->listen_fd, SHUT_RDWR);
-        close(sh->listen_fd);
-        sh->listen_fd = -1;
+    for (uint32_t i = 0; i < sh->nlisten; i++) {
+        if (sh->listen_fds[i] >= 0) {
+            shutdown(sh->listen_fds[i], SHUT_RDWR);
+            close(sh->listen_fds[i]);
+            sh->listen_fds[i] = -1;
+        }
     }
 }
 
@@ -756,6 +784,9 @@ static void loop(struct shard *sh)
 
         uint64_t now_ns = kv_clock_mono_ns();
         if (now_ns >= next_cron_ns) {
+            if (KV_UNLIKELY(sh->accepting != (1u << sh->nlisten) - 1) && !draining) {
+                arm_accepts(sh); /* a listener's multishot accept ended (EMFILE, ...) */
+            }
             if (!atomic_load_explicit(&sh->srv->cron_paused, memory_order_relaxed)) {
                 cron(sh, kv_clock_real_ms()); /* (not under DEBUG PAUSE-CRON 1) */
                 conn_users_sweep(sh);
@@ -1037,7 +1068,7 @@ static void *shard_main(void *arg)
     if (atomic_load(&sh->srv->start_failed)) {
         return NULL; /* the main thread exits the process */
     }
-    arm_accept(sh);
+    arm_accepts(sh);
     loop(sh);
     teardown(sh);
     slowlog_thread_exit();
@@ -1049,7 +1080,9 @@ int shard_init(struct shard *sh, struct server *srv, uint32_t id)
     memset(sh, 0, sizeof *sh);
     sh->id = id;
     sh->srv = srv;
-    sh->listen_fd = -1;
+    for (uint32_t i = 0; i < KVD_LISTEN_MAX; i++) {
+        sh->listen_fds[i] = -1;
+    }
     sh->ring_fd = -1;
     sh->dump_pidfd = -1;
     idmap_init(&sh->conn_ids);
@@ -1120,14 +1153,50 @@ static int shard_setup_on_thread(struct shard *sh)
     return 0;
 }
 
-int shard_listen(struct shard *sh, const char *bind_addr, int port, int backlog)
+int shard_listen(struct shard *sh, const char *bind_list, int port, int backlog)
 {
-    int fd = listen_socket(bind_addr, port, backlog);
-    if (fd < 0) {
-        return fd;
+    KV_ASSERT(sh->nlisten == 0);
+    char addr[KVD_BIND_MAX];
+    for (const char *p = bind_list;;) {
+        while (*p == ' ' || *p == '\t') {
+            p++;
+        }
+        if (*p == '\0') {
+            break;
+        }
+        size_t n = strcspn(p, " \t");
+        KV_ASSERT(n < sizeof addr); /* (the setting is shorter) */
+        memcpy(addr, p, n);
+        addr[n] = '\0';
+        p += n;
+        bool optional = addr[0] == '-'; /* Redis's "-addr": skipped where it does not exist */
+        if (sh->nlisten == KVD_LISTEN_MAX) {
+            kv_log_warning("bind: at most %d addresses", KVD_LISTEN_MAX);
+            return -EINVAL;
+        }
+        int fd = listen_socket(addr + optional, port, backlog);
+        if (fd < 0 && optional &&
+            (fd == -EADDRNOTAVAIL || fd == -EAFNOSUPPORT || fd == -EPROTONOSUPPORT)) {
+            if (sh->id == 0) {
+                kv_log_notice("bind: skipping optional address addr=%s err=%s", addr + 1,
+                              strerror(-fd));
+            }
+            continue;
+        }
+        if (fd < 0) {
+            return fd;
+        }
+        sh->listen_fds[sh->nlisten++] = fd;
+        port = bound_port(fd); /* (port 0: the first one picks, the others join it) */
+        if (port < 0) {
+            return port;
+        }
     }
-    sh->listen_fd = fd;
-    return bound_port(fd);
+    if (sh->nlisten == 0) {
+        kv_log_warning("bind: no address to listen on (bind=%s)", bind_list);
+        return -EADDRNOTAVAIL;
+    }
+    return port;
 }
 
 struct start_arg {

@@ -14,9 +14,9 @@ struct shard;
 
 /* user_data values of completions that do not belong to a connection (connection
  * completions carry the connection's address, which is 64-byte aligned and > 4096). */
-#define SHARD_UD_ACCEPT    1u
-#define SHARD_UD_WAKE      2u /* a MSG_RING from another shard */
-#define SHARD_UD_WAKE_SENT 3u /* completion of a MSG_RING this shard sent */
+#define SHARD_UD_ACCEPT    32u /* + the listener's index (< KVD_LISTEN_MAX) */
+#define SHARD_UD_WAKE      2u  /* a MSG_RING from another shard */
+#define SHARD_UD_WAKE_SENT 3u  /* completion of a MSG_RING this shard sent */
 #define SHARD_UD_IGNORE    4u
 #define SHARD_UD_WAL_FILL  6u  /* zero-filling or syncing the spare WAL segment */
 #define SHARD_UD_WAL_SYNC  7u  /* the everysec fdatasync */
@@ -28,8 +28,10 @@ struct shard;
 /* Zeroes `sh` as shard `id` of `srv`. Main thread, before shard_start. */
 int shard_init(struct shard *sh, struct server *srv, uint32_t id);
 
-/* Opens this shard's SO_REUSEPORT listener. Returns the bound port or -errno. */
-int shard_listen(struct shard *sh, const char *bind_addr, int port, int backlog);
+/* Opens this shard's SO_REUSEPORT listeners, one per address of `bind_list` (Redis's
+ * bind: space-separated IPv4/IPv6 addresses, "*" and "::*" for all, a "-" before one
+ * that may be missing on this host). Returns the bound port or -errno. Main thread. */
+int shard_listen(struct shard *sh, const char *bind_list, int port, int backlog);
 
 /* Starts the shard's thread and waits until its ring, buffers and tables are set up.
  * Returns 0, or -errno from the setup (the thread has then exited). */

@@ -31,7 +31,7 @@ struct slowlog_entry {
     size_t argc;
     const char *argv[SLOWLOG_ARGS_MAX];
     uint32_t argl[SLOWLOG_ARGS_MAX];
-    char addr[48];
+    char addr[64];
     char name[64];
     char bytes[];
 };

@@ -171,6 +171,11 @@ struct conn {
     int64_t created_ms;
     int64_t last_ms;
     int64_t soft_since_ms; /* over its class's soft output limit since (0: not over) */
+    /* its class's output limits (limits_refresh), in queued bytes: */
+    uint64_t limits_key; /* obuf_gen * 2 + pubsub class, when they were derived */
+    size_t hard_bytes;   /* closed at this many (no limit: SIZE_MAX / 2) */
+    size_t soft_bytes;   /* ... over this many for longer than soft_ms (none: SIZE_MAX) */
+    int64_t soft_ms;
     /* the last command's name for CLIENT LIST (NULL: none yet, or an unknown subcommand):
      * the table's name, or a container's "name|sub" built in last_cmd */
     const char *last_name;
@@ -559,16 +564,35 @@ static size_t normal_limit(void)
     return hard_bytes(obuf_get(OBUF_NORMAL).hard_bytes);
 }
 
+/* Derives c's limits (and its output's) again if CONFIG SET or its class changed them:
+ * one load and a compare otherwise. */
+static void limits_refresh(struct conn *c)
+{
+    enum obuf_class cls = conn_class(c);
+    uint64_t key = atomic_load_explicit(&obuf_gen, memory_order_relaxed) * 2 + (cls != 0);
+    if (KV_LIKELY(key == c->limits_key)) {
+        return;
+    }
+    struct obuf_limit l = obuf_get(cls);
+    c->limits_key = key;
+    c->hard_bytes = hard_bytes(l.hard_bytes);
+    c->soft_bytes = l.soft_bytes != 0 && l.soft_bytes < SIZE_MAX / 4
+                        ? (size_t)l.soft_bytes + OBUF_FREE_BYTES
+                        : SIZE_MAX;
+    c->soft_ms = l.soft_s * 1000;
+    resp_out_set_limit(&c->out, c->hard_bytes);
+}
+
 /* Whether `queued` bytes for c pass its class's limits: the hard one, or the soft one
  * for longer than its seconds (Redis's checkClientOutputBufferLimits; the soft clock
  * starts the first time it is seen over, and stops when seen under). */
 static bool over_limits(struct conn *c, size_t queued)
 {
-    struct obuf_limit l = obuf_get(conn_class(c));
-    if (l.hard_bytes != 0 && queued >= hard_bytes(l.hard_bytes)) {
+    limits_refresh(c);
+    if (queued >= c->hard_bytes) {
         return true;
     }
-    if (l.soft_bytes == 0 || queued < l.soft_bytes + OBUF_FREE_BYTES) {
+    if (KV_LIKELY(queued < c->soft_bytes)) {
         c->soft_since_ms = 0;
         return false;
     }
@@ -577,7 +601,7 @@ static bool over_limits(struct conn *c, size_t queued)
         c->soft_since_ms = now > 0 ? now : 1;
         return false;
     }
-    return now - c->soft_since_ms > l.soft_s * 1000;
+    return now - c->soft_since_ms > c->soft_ms;
 }
 
 static size_t queued_bytes(const struct conn *c)
@@ -854,6 +878,7 @@ void conn_accept(struct shard *sh, int fd)
     c->resp = 2;
     c->created_ms = c->last_ms = kv_clock_real_ms();
     resp_out_init(&c->out, sh->pool, normal_limit());
+    c->limits_key = UINT64_MAX; /* (derived at its first command) */
     format_addr(fd, true, c->addr, sizeof c->addr);
     format_addr(fd, false, c->laddr, sizeof c->laddr);
     users_view_refresh(&sh->users);
@@ -3197,9 +3222,7 @@ void conn_push(struct conn *c, const void *p, size_t n)
     if (c->flags & (CONN_CLOSING | CONN_PUSH_OVER)) {
         return;
     }
-    struct obuf_limit l = obuf_get(conn_class(c));
-    resp_out_set_limit(&c->out, hard_bytes(l.hard_bytes)); /* (its class may have changed) */
-    if (over_limits(c, queued_bytes(c) + n)) {
+    if (over_limits(c, queued_bytes(c) + n)) { /* (its output's limit refreshed too) */
         c->flags |= CONN_PUSH_OVER;
         mark_dirty(c);
         return;
@@ -4171,8 +4194,7 @@ static inline bool is_exec(const struct resp_arg *a)
  * must pause (false). */
 static bool parse_some(struct conn *c)
 {
-    /* the output limit of its class now (CONFIG SET, SUBSCRIBE change it) */
-    resp_out_set_limit(&c->out, hard_bytes(obuf_get(conn_class(c)).hard_bytes));
+    limits_refresh(c); /* (CONFIG SET and SUBSCRIBE change them) */
     struct resp_cmd cmd;
     struct batch_cmd batch[CONN_BATCH_MAX];
     size_t n = 0;
@@ -4417,8 +4439,12 @@ static void flush_one(struct conn *c)
 
 void conn_turn_begin(struct shard *sh)
 {
-    resp_out_set_limit(sh->scratch, normal_limit()); /* (after a CONFIG SET) */
-    resp_out_set_limit(sh->busy_scratch, normal_limit());
+    uint64_t gen = atomic_load_explicit(&obuf_gen, memory_order_relaxed);
+    if (KV_UNLIKELY(gen != sh->obuf_gen)) { /* (after a CONFIG SET) */
+        sh->obuf_gen = gen;
+        resp_out_set_limit(sh->scratch, normal_limit());
+        resp_out_set_limit(sh->busy_scratch, normal_limit());
+    }
 }
 
 void conn_flush(struct shard *sh)

@@ -22,6 +22,8 @@
 
 static const char *const class_names[OBUF_CLASSES] = {"normal", "slave", "pubsub"};
 
+_Atomic uint64_t obuf_gen;
+
 static struct {
     _Atomic uint64_t hard, soft;
     _Atomic int64_t soft_s;
@@ -152,6 +154,7 @@ int obuf_set(const char *text, char *why, size_t why_len)
         atomic_store_explicit(&limits[cls[i]].soft, v[i].soft_bytes, memory_order_relaxed);
         atomic_store_explicit(&limits[cls[i]].soft_s, v[i].soft_s, memory_order_relaxed);
     }
+    atomic_fetch_add_explicit(&obuf_gen, 1, memory_order_release);
     return 0;
 }
 

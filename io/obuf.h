@@ -51,4 +51,8 @@ size_t obuf_text(char *buf, size_t cap);
 /* A class's limits now. */
 struct obuf_limit obuf_get(enum obuf_class cls);
 
+/* Moves at each obuf_set: a reader keeps what it derived from obuf_get while this has
+ * not moved (one relaxed load on its hot path). */
+extern _Atomic uint64_t obuf_gen;
+
 #endif

@@ -373,6 +373,7 @@ struct shard {
     uint64_t mail_seen;         /* mail_seq when this shard last drained its queues */
     bool wake[KVD_THREADS_MAX]; /* shards to wake at the end of this loop turn */
     uint32_t accepting;         /* bit i: listen_fds[i] has its multishot accept armed */
+    uint64_t obuf_gen;          /* the obuf_gen its scratch outputs' limit was taken at */
 
     struct shard_stats stats;
     uint64_t loop_turns;

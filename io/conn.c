@@ -1540,6 +1540,7 @@ static struct run_res run(struct shard *sh, struct conn *c, const struct cmd_des
     uint64_t errors = reply_errors();
     uint64_t t0 = shard_cmd_clock(sh);
     d->fn(&x);
+    sh->ran_not_readonly += !(d->flags & CMD_READONLY); /* (publish_stats: shard.c) */
     if (KV_UNLIKELY(trk >= 0) && (d->flags & CMD_READONLY)) {
         track_remember(sh, (uint32_t)trk, caller_id, d, argc, argv);
     }

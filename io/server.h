@@ -331,6 +331,8 @@ struct shard {
     struct track_shard *track;
     size_t track_keys;
     uint32_t track_local;
+    bool track_pending;        /* a tracking record waits to be sent or delivered (track.c) */
+    uint64_t track_limit_seen; /* the track_limit_gen its track_turn applied */
 
     /* connections */
     struct conn *conns; /* all open connections (doubly linked) */
@@ -374,6 +376,7 @@ struct shard {
     bool wake[KVD_THREADS_MAX]; /* shards to wake at the end of this loop turn */
     uint32_t accepting;         /* bit i: listen_fds[i] has its multishot accept armed */
     uint64_t obuf_gen;          /* the obuf_gen its scratch outputs' limit was taken at */
+    uint64_t ran_not_readonly;  /* commands run here that may change data (not read-only) */
 
     struct shard_stats stats;
     uint64_t loop_turns;

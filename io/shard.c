@@ -741,7 +741,7 @@ static void loop(struct shard *sh)
     uint64_t next_cron_ns = kv_clock_mono_ns() + cron_period_ns;
     bool draining = false;
     bool drained = false;
-    uint64_t published_at = 0;
+    uint64_t published_at = UINT64_MAX; /* (the recovered tables: at the first turn) */
     uint64_t drain_deadline_ns = 0;
     for (;;) {
         struct io_uring_cqe cqe;
@@ -762,10 +762,18 @@ static void loop(struct shard *sh)
         }
         shard_clock_stale(sh);
         drain_queues(sh);
-        uint64_t ran = STAT_GET(sh->stats.commands) + STAT_GET(sh->stats.executed_remote);
+        /* INFO on any shard sees this turn's writes (a few tbl_stats per turn), and over
+         * maxmemory this shard sheds its share of what they added. Without maxmemory only
+         * what may change the tables moves it (commands that are not read-only, expiries,
+         * evictions: a turn of reads costs no tbl_stats), the clients count, and the
+         * timer (anything else, e.g. a FLUSHALL ASYNC's background freeing, shows within
+         * 1/hz s). */
+        uint64_t ran = KV_CONF_GET(kvd_settings.maxmemory) != 0
+                           ? STAT_GET(sh->stats.commands) + STAT_GET(sh->stats.executed_remote)
+                           : sh->ran_not_readonly + STAT_GET(sh->stats.expired_keys) +
+                                 STAT_GET(sh->stats.evicted_keys) +
+                                 ((uint64_t)sh->conn_count << 40);
         if (ran != published_at) {
-            /* INFO on any shard sees this turn's writes (a few tbl_stats per turn), and
-             * over maxmemory this shard sheds its share of what they added. */
             published_at = ran;
             publish_stats(sh);
             if (evict_step(sh, 0)) {

@@ -129,7 +129,7 @@ struct track_shard {
 _Atomic uint32_t track_bcast_regs;
 
 /* Bumped by each CONFIG SET of tracking-table-max-keys (track_limit_changed). */
-static _Atomic uint64_t track_limit_gen;
+_Atomic uint64_t track_limit_gen;
 
 /* The server-wide registry: BCAST prefixes and REDIRECT routes, each with the
  * generation the shards compare their copies with. */
@@ -169,6 +169,7 @@ static struct kv_buf *dest(struct shard *sh, uint32_t to)
     if (to == sh->id) {
         sh->track_local++;
     }
+    sh->track_pending = true;
     return &sh->track->out[to];
 }
 
@@ -449,6 +450,7 @@ void track__changed(struct shard *sh, const char *key, size_t klen, uint64_t mod
             ts->bk = realloc(ts->bk, ts->cap_bk * sizeof *ts->bk);
             KV_ASSERT(ts->bk != NULL);
         }
+        sh->track_pending = true; /* (matched at the turn's end: track_turn) */
         ts->bk[ts->nbk++] = (struct bkey){.off = ts->bk_bytes.len,
                                           .len = (uint32_t)klen,
                                           .h = XXH3_64bits(key, klen),
@@ -828,11 +830,11 @@ void track__deliver(struct shard *sh)
     }
 }
 
-void track_turn(struct shard *sh)
+void track__turn(struct shard *sh)
 {
     struct track_shard *ts = sh->track;
     uint64_t limit_gen = atomic_load_explicit(&track_limit_gen, memory_order_acquire);
-    bool limit_new = limit_gen != atomic_load_explicit(&ts->limit_applied, memory_order_relaxed);
+    bool limit_new = limit_gen != sh->track_limit_seen;
     if (KV_UNLIKELY(sh->track_keys > 0)) {
         /* the limit, once per turn (Redis applies it before every command): a smaller
          * tracking-table-max-keys takes effect before the next commands run here */
@@ -853,9 +855,11 @@ void track_turn(struct shard *sh)
         conn_send_xmsg(sh, NULL, to, &m);
         b->len = 0;
     }
+    sh->track_pending = sh->track_local > 0 || ts->nbk > 0; /* (every other out[] was sent) */
     if (KV_UNLIKELY(limit_new)) {
         /* the records the new limit made are in the queues: a CONFIG SET waiting for
          * every shard may reply (its shard polls; wake it) */
+        sh->track_limit_seen = limit_gen;
         atomic_store_explicit(&ts->limit_applied, limit_gen, memory_order_release);
         shard_wake_all(sh);
     }

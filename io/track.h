@@ -96,8 +96,16 @@ static inline void track_deliver(struct shard *sh)
 }
 
 /* End of a loop turn: BCAST matching, then local delivery and the other shards'
- * batches. */
-void track_turn(struct shard *sh);
+ * batches; a test of three plain fields and one load when nobody tracks here. */
+extern _Atomic uint64_t track_limit_gen;
+void track__turn(struct shard *sh);
+static inline void track_turn(struct shard *sh)
+{
+    if (sh->track_pending || sh->track_keys > 0 ||
+        atomic_load_explicit(&track_limit_gen, memory_order_acquire) != sh->track_limit_seen) {
+        track__turn(sh);
+    }
+}
 
 /* XM_INVALIDATE from another shard: delivers its records (frees the payload). */
 void track_on_message(struct shard *sh, const struct xmsg *m);

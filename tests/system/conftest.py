@@ -359,10 +359,11 @@ class Kvd:
     """One kvd process. Use Kvd.start(...) and stop() (or the kvd/kvd_factory fixtures)."""
 
     def __init__(self, args=(), threads=2, ready_timeout=60, bin=None, env=None, base=None,
-                 ready=True):
+                 ready=True, preexec_fn=None):
         """bin: the binary (default kvd_path()); env: extra environment variables; base: the
         .dir of an earlier Kvd whose data dir to reuse (a restart); ready=False returns
-        at once without waiting for the "kvd ready" line (for a start meant to fail)."""
+        at once without waiting for the "kvd ready" line (for a start meant to fail);
+        preexec_fn: run in the child before kvd (e.g. to lower a resource limit)."""
         self.bin = bin or kvd_path()
         if not os.access(self.bin, os.X_OK):
             pytest.fail("kvd is not built at %s (cmake --build <dir> --target kvd kvd-fp; "
@@ -385,7 +386,7 @@ class Kvd:
             penv = dict(os.environ)
             penv.update(env)
         self.proc = subprocess.Popen(self.args, stdout=subprocess.DEVNULL, stderr=self.errf,
-                                     env=penv)
+                                     env=penv, preexec_fn=preexec_fn)
         self.pid = self.proc.pid
         self.port = None
         self.stopped = False

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from conftest import Client, St, encode, need_redis, rss_kib, wait_until
+from conftest import Client, Kvd, St, encode, need_redis, rss_kib, wait_until
 
 
 def exchange(port, data, quiet=0.5, total=10, want=0):
@@ -337,3 +337,35 @@ def test_clients_vanishing_mid_request(kvd, rng):
         wait_until(lambda: int([l for l in c.cmd("INFO", "clients").decode().split("\r\n")
                                 if l.startswith("connected_clients:")][0][18:]) == 1, 10,
                    what="vanished clients to be released")
+
+
+def test_accepting_resumes_after_running_out_of_descriptors():
+    """With its file descriptors used up, kvd's accept fails (EMFILE) and its multishot
+    accept ends; once clients leave it accepts again (the timer arms it anew): clients
+    that connected meanwhile are served. (It used to stop accepting for good.)"""
+    import resource
+
+    def low_limit():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (48, 48))
+
+    k = Kvd(args=["--appendonly", "no", "--save", ""], threads=1, preexec_fn=low_limit)
+    held = []
+    try:
+        for _ in range(60):  # more than it can take: the last ones wait in the backlog
+            s = socket.create_connection(("127.0.0.1", k.port), timeout=10)
+            held.append(s)
+        time.sleep(0.5)
+        assert "accept failed err=Too many open files" in k.stderr()
+        for s in held[:30]:
+            s.close()
+        del held[:30]
+        # a client that waited in the backlog, and a new one, are served
+        held[-1].sendall(encode("PING"))
+        held[-1].settimeout(10)
+        assert held[-1].recv(64) == b"+PONG\r\n"
+        with k.client(timeout=10) as c:
+            assert c.cmd("PING") == St("PONG")
+    finally:
+        for s in held:
+            s.close()
+        k.stop()

@@ -803,6 +803,13 @@ static bool peer_is_loopback(int fd)
     return ss.ss_family == AF_UNIX;
 }
 
+/* enable-debug-command: yes, or local for a client on loopback (Redis's rule). */
+static bool debug_allowed(const struct conn *c)
+{
+    int64_t v = KV_CONF_GET(kvd_settings.enable_debug_command);
+    return v == 1 || (v == 2 && (c->flags & CONN_LOCAL));
+}
+
 /* Refuses a new connection with a one-line error (nothing read from it). */
 static void refuse(struct shard *sh, int fd, const char *msg)
 {
@@ -832,8 +839,8 @@ void conn_accept(struct shard *sh, int fd)
         refuse(sh, fd, "-ERR max number of clients reached\r\n");
         return;
     }
-    if (KV_CONF_GET(kvd_settings.protected_mode) && !peer_is_loopback(fd) &&
-        users_default_nopass()) {
+    bool local = peer_is_loopback(fd);
+    if (KV_CONF_GET(kvd_settings.protected_mode) && !local && users_default_nopass()) {
         atomic_fetch_sub_explicit(&srv->clients, 1, memory_order_relaxed);
         refuse(sh, fd,
                "-DENIED Redis is running in protected mode because protected mode is enabled "
@@ -875,6 +882,7 @@ void conn_accept(struct shard *sh, int fd)
     c->fd = fd;
     c->id = atomic_fetch_add_explicit(&srv->next_conn_id, 1, memory_order_relaxed) + 1;
     c->held_bid = -1;
+    c->flags = local ? CONN_LOCAL : 0;
     c->resp = 2;
     c->created_ms = c->last_ms = kv_clock_real_ms();
     resp_out_init(&c->out, sh->pool, normal_limit());
@@ -3795,6 +3803,18 @@ static void dispatch_cmd(struct conn *c, const struct resp_cmd *cmd, const struc
         return;
     }
     if (KV_UNLIKELY(!c->acl_free) && !acl_gate(c, d, cmd->argc, cmd->argv)) {
+        return;
+    }
+    if (KV_UNLIKELY(d->fn == cmd_debug) && !debug_allowed(c)) {
+        early_error(c,
+                    "ERR DEBUG command not allowed. If the enable-debug-command option is set "
+                    "to \"local\", you can run it from a local connection, otherwise you need "
+                    "to set this option in the configuration file, and then restart the "
+                    "server.%s",
+                    "");
+        early_count(c, d, true, cmd->argc, cmd->argv);
+        txn_flag(c);
+        finish_early(c);
         return;
     }
     if (((d->flags & CMD_WRITE) || d->fn == cmd_ping) && dump_refuses_writes(sh->srv)) {

@@ -145,6 +145,7 @@ enum conn_flag {
                                 * the next flush (not while messages are delivered) */
     CONN_PAUSED = 1u << 11,    /* its next command (kept aside) waits out CLIENT PAUSE */
     CONN_MONITOR = 1u << 12,   /* MONITOR: gets every command's line (monitor.c) */
+    CONN_LOCAL = 1u << 13,     /* its peer is on the loopback interface */
 };
 
 struct conn_info {

@@ -32,11 +32,14 @@ static const char *const fsync_modes[] = {"always", "everysec", "no", NULL}; /* 
 #define COMPAT_HELP "accepted as Redis's; no effect in kvd"
 
 static const char *const diskless_loads[] = {"disabled", "on-empty-db", "swapdb", NULL};
+static const char *const protected_actions[] = {"no", "yes", "local", NULL};
 static const char *const oom_adjs[] = {"no", "yes", "relative", "absolute", NULL};
 
 /* The values of the settings accepted for redis.conf's sake (COMPAT): nobody reads them
  * but CONFIG GET. */
-static _Atomic int64_t compat_num[43];
+#define COMPAT_PROTECTED 43
+#define COMPAT_MODULE    44
+static _Atomic int64_t compat_num[45];
 static char compat_str[5][128];
 
 const struct kv_conf_item kvd_setting_items[] = {
@@ -418,6 +421,13 @@ const struct kv_conf_item kvd_setting_items[] = {
      .help = "with appendonly no and save points, refuse writes (and PING) with -MISCONF "
              "while the last dump failed, as Redis",
      .num = &S->stop_writes_on_bgsave_error},
+    {.name = "enable-debug-command",
+     .type = KV_CONF_ENUM,
+     .def = "yes",
+     .choices = protected_actions,
+     .help = "who may run DEBUG: no, yes, local (clients on the loopback interface), as "
+             "Redis's (whose default is no)",
+     .num = &S->enable_debug_command},
     {.name = "lua-time-limit",
      .type = KV_CONF_INT,
      .flags = RT,
@@ -746,6 +756,20 @@ const struct kv_conf_item kvd_setting_items[] = {
      .max = INT64_MAX,
      .help = COMPAT_HELP,
      .num = &compat_num[40]},
+    {.name = "enable-protected-configs",
+     .type = KV_CONF_ENUM,
+     .flags = COMPAT,
+     .def = "no",
+     .choices = protected_actions,
+     .help = COMPAT_HELP,
+     .num = &compat_num[COMPAT_PROTECTED]},
+    {.name = "enable-module-command",
+     .type = KV_CONF_ENUM,
+     .flags = COMPAT,
+     .def = "no",
+     .choices = protected_actions,
+     .help = COMPAT_HELP,
+     .num = &compat_num[COMPAT_MODULE]},
     {.name = "repl-diskless-load",
      .type = KV_CONF_ENUM,
      .flags = RT | COMPAT,

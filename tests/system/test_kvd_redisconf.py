@@ -245,3 +245,32 @@ def test_stop_writes_on_bgsave_error(kvds):
     assert c.cmd("PING") == St("PONG")
     c.close()
     k.kill9()
+
+
+def test_enable_debug_command(kvd_factory):
+    """Redis's setting and text: no refuses DEBUG (also queued in MULTI), local allows it
+    from loopback only; kvd's default is yes (Redis's: no)."""
+    refused = Err("ERR DEBUG command not allowed. If the enable-debug-command option is set "
+                  "to \"local\", you can run it from a local connection, otherwise you need to "
+                  "set this option in the configuration file, and then restart the server.")
+    with kvd_factory().client() as c:
+        assert c.cmd("CONFIG", "GET", "enable-debug-command") == [b"enable-debug-command",
+                                                                  b"yes"]
+        assert c.cmd("DEBUG", "SLEEP", "0") == St("OK")
+    with kvd_factory(args=["--enable-debug-command", "no",
+                           "--enable-protected-configs", "no"]).client() as c:
+        assert c.cmd("DEBUG", "SLEEP", "0") == refused
+        assert c.cmd("MULTI") == St("OK")
+        assert c.cmd("DEBUG", "SLEEP", "0") == refused
+        assert c.cmd("EXEC") == Err("EXECABORT Transaction discarded because of previous "
+                                    "errors.")
+        r = c.cmd("CONFIG", "SET", "enable-debug-command", "yes")
+        assert isinstance(r, Err) and "can't set immutable config" in r.s
+    ip = outside_address()
+    k = kvd_factory(args=["--enable-debug-command", "local", "--protected-mode", "no"] +
+                    (["--bind", "127.0.0.1 %s" % ip] if ip else []))
+    with k.client() as c:
+        assert c.cmd("DEBUG", "SLEEP", "0") == St("OK")
+    if ip is not None:
+        with Client(k.port, host=ip) as c:
+            assert c.cmd("DEBUG", "SLEEP", "0") == refused

@@ -33,7 +33,10 @@
 #include <sys/resource.h>
 #include <fcntl.h>
 #include <sys/file.h>
+#include <stddef.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 static struct server srv;
@@ -149,6 +152,45 @@ static int open_logfile(const char *path)
     dup2(fd, STDERR_FILENO);
     close(fd);
     return 0;
+}
+
+/* supervised: the supervisor the setting (or, with auto, the environment) names. */
+enum { SUPERVISED_NO, SUPERVISED_UPSTART, SUPERVISED_SYSTEMD, SUPERVISED_AUTO };
+
+static int supervisor(void)
+{
+    int mode = (int)KV_CONF_GET(kvd_settings.supervised);
+    if (mode == SUPERVISED_AUTO) {
+        mode = getenv("UPSTART_JOB") != NULL     ? SUPERVISED_UPSTART
+               : getenv("NOTIFY_SOCKET") != NULL ? SUPERVISED_SYSTEMD
+                                                 : SUPERVISED_NO;
+    }
+    return mode;
+}
+
+/* systemd's notify protocol: one datagram to $NOTIFY_SOCKET ('@': the abstract
+ * namespace). Nothing happens without it, or when it cannot be sent. */
+static void sd_notify_send(const char *msg)
+{
+    const char *path = getenv("NOTIFY_SOCKET");
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    size_t n = path != NULL ? strlen(path) : 0;
+    if (supervisor() != SUPERVISED_SYSTEMD || n == 0 || n >= sizeof sa.sun_path) {
+        return;
+    }
+    memcpy(sa.sun_path, path, n);
+    if (sa.sun_path[0] == '@') {
+        sa.sun_path[0] = '\0';
+    }
+    int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        return;
+    }
+    socklen_t len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n);
+    if (sendto(fd, msg, strlen(msg), 0, (struct sockaddr *)&sa, len) < 0) {
+        kv_log_warning("supervised systemd: cannot notify %s: %s", path, strerror(errno));
+    }
+    close(fd);
 }
 
 /* pidfile: written at start (a failure is logged, as Redis does, and kvd goes on). */
@@ -279,6 +321,8 @@ int main(int argc, char **argv)
     }
     srv.port = port;
 
+    sd_notify_send("STATUS=Loading the data\n");
+
     /* Shards inherit a blocked signal mask; the main thread waits for the signals. */
     sigset_t set;
     sigemptyset(&set);
@@ -312,6 +356,12 @@ int main(int argc, char **argv)
                   kvd_settings.bind, port, srv.nthreads, srv.route->count, (int)getpid(),
                   srv.persist ? "yes" : "no",
                   wal_fsync_name((int)KV_CONF_GET(kvd_settings.appendfsync)));
+    sd_notify_send("STATUS=Ready to accept connections\n");
+    sd_notify_send("READY=1\n");
+    if (supervisor() == SUPERVISED_UPSTART && getenv("UPSTART_JOB") != NULL) {
+        raise(SIGSTOP); /* upstart's "expect stop": it continues us */
+        unsetenv("UPSTART_JOB");
+    }
 
     /* Wait for a signal, or for SHUTDOWN (which sets `stopping` from a shard). */
     bool refused = false;
@@ -336,6 +386,7 @@ int main(int argc, char **argv)
             }
         }
     }
+    sd_notify_send("STOPPING=1\n");
     for (uint32_t i = 0; i < srv.nthreads; i++) {
         pthread_join(tids[i], NULL);
     }

@@ -33,6 +33,7 @@ static const char *const fsync_modes[] = {"always", "everysec", "no", NULL}; /* 
 
 static const char *const diskless_loads[] = {"disabled", "on-empty-db", "swapdb", NULL};
 static const char *const protected_actions[] = {"no", "yes", "local", NULL};
+static const char *const supervised_modes[] = {"no", "upstart", "systemd", "auto", NULL};
 static const char *const oom_adjs[] = {"no", "yes", "relative", "absolute", NULL};
 
 /* The values of the settings accepted for redis.conf's sake (COMPAT): nobody reads them
@@ -421,6 +422,14 @@ const struct kv_conf_item kvd_setting_items[] = {
      .help = "with appendonly no and save points, refuse writes (and PING) with -MISCONF "
              "while the last dump failed, as Redis",
      .num = &S->stop_writes_on_bgsave_error},
+    {.name = "supervised",
+     .type = KV_CONF_ENUM,
+     .def = "no",
+     .choices = supervised_modes,
+     .help = "tell a supervisor when kvd is ready: systemd (the notify protocol on "
+             "$NOTIFY_SOCKET: READY=1, STOPPING=1), upstart (stops itself with SIGSTOP once "
+             "ready), auto (whichever the environment names), no",
+     .num = &S->supervised},
     {.name = "enable-debug-command",
      .type = KV_CONF_ENUM,
      .def = "yes",
@@ -860,10 +869,11 @@ static int conf_user_line(void *arg, const char *line, int lineno, char *err, si
 
 static void print_help(void)
 {
-    printf("Usage: kvd [--config FILE] [--name value ...]\n\n"
+    printf("Usage: kvd [FILE | --config FILE] [--name value ...]\n\n"
            "kvd, the kvstore server. Every setting below may be given as a flag, in the\n"
-           "file named by --config (one 'name value' per line, redis.conf syntax; flags\n"
-           "override it), and, where marked 'runtime', changed with CONFIG SET.\n\n");
+           "file named by --config or first (one 'name value' per line, redis.conf syntax,\n"
+           "as redis-server takes it; flags override it), and, where marked 'runtime',\n"
+           "changed with CONFIG SET.\n\n");
     for (size_t i = 0; i < kvd_setting_count; i++) {
         const struct kv_conf_item *it = &kvd_setting_items[i];
         if (!(it->flags & KV_CONF_COMPAT)) {
@@ -918,7 +928,13 @@ int kvd_settings_load(int argc, char **argv)
 {
     char err[512];
     const char *config = NULL;
-    for (int i = 1; i < argc; i++) {
+    /* As redis-server: a first argument that is no flag names the config file. */
+    int first = 1;
+    if (argc > 1 && argv[1][0] != '-') {
+        config = argv[1];
+        first = 2;
+    }
+    for (int i = first; i < argc; i++) {
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
             print_help();
             return 1;
@@ -952,6 +968,9 @@ int kvd_settings_load(int argc, char **argv)
     }
     int n = 0;
     for (int i = 0; i < argc; i++) {
+        if (i == 1 && first == 2) {
+            continue; /* (the config file) */
+        }
         args[n++] = argv[i];
         if (strcmp(argv[i], "--repair") == 0 &&
             (i + 1 == argc || strncmp(argv[i + 1], "--", 2) == 0)) {

@@ -36,6 +36,7 @@ struct kvd_settings {
     _Atomic int64_t protected_mode;
     _Atomic int64_t stop_writes_on_bgsave_error;
     _Atomic int64_t enable_debug_command; /* 0 no, 1 yes, 2 local (Redis's order) */
+    _Atomic int64_t supervised;           /* 0 no, 1 upstart, 2 systemd, 3 auto */
     _Atomic int64_t acllog_max_len;
     _Atomic int64_t acl_pubsub_default; /* 0: allchannels, 1: resetchannels (Redis's order) */
     _Atomic int64_t maxclients;

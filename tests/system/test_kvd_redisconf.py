@@ -59,6 +59,19 @@ def test_debian_stock_redis_conf_loads(tmp_path):
     finally:
         k.stop()
     assert not pid.exists()
+    # as Debian's redis-server.service starts redis-server: the file first, no --config
+    port = free_port()
+    p = subprocess.Popen([kvd_path(), STOCK, "--supervised", "systemd", "--daemonize", "no",
+                          "--port", str(port), "--dir", str(tmp_path / "d2"), "--logfile", "",
+                          "--pidfile", ""], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        wait_until(lambda: ping(port), 30, what="kvd started with the file first")
+        with Client(port) as c:
+            assert c.cmd("CONFIG", "GET", "dbfilename") == [b"dbfilename", b"dump.rdb"]
+            assert c.cmd("CONFIG", "GET", "supervised") == [b"supervised", b"systemd"]
+    finally:
+        p.send_signal(signal.SIGTERM)
+        assert p.wait(timeout=60) == 0, p.stderr.read()
 
 
 def test_accepted_settings_answer_as_redis(pair):
@@ -134,6 +147,14 @@ def test_daemonize_logfile_pidfile(tmp_path):
         os.kill(daemon, signal.SIGTERM)
     wait_until(lambda: not pid.exists(), 30, what="pidfile removed at exit")
     assert "kvd stopped" in log.read_text()
+
+
+def ping(port):
+    try:
+        with Client(port, timeout=1) as c:
+            return c.cmd("PING") == St("PONG")
+    except OSError:
+        return False
 
 
 def free_port():
@@ -274,3 +295,31 @@ def test_enable_debug_command(kvd_factory):
     if ip is not None:
         with Client(k.port, host=ip) as c:
             assert c.cmd("DEBUG", "SLEEP", "0") == refused
+
+
+def test_supervised_systemd(tmp_path):
+    """supervised systemd (as Debian's redis-server.service runs it: Type=notify): the
+    notify protocol on $NOTIFY_SOCKET, READY=1 once clients are served, STOPPING=1 at a
+    stop; auto finds it by the variable; no sends nothing."""
+    path = str(tmp_path / "notify")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(path)
+    sock.settimeout(30)
+    try:
+        for mode in ("systemd", "auto"):
+            k = Kvd(args=["--supervised", mode], env={"NOTIFY_SOCKET": path})
+            got = []
+            while b"READY=1\n" not in got:
+                got.append(sock.recv(4096))
+            assert got[-2:] == [b"STATUS=Ready to accept connections\n", b"READY=1\n"]
+            with k.client() as c:
+                assert c.cmd("CONFIG", "GET", "supervised") == [b"supervised", mode.encode()]
+            k.stop()
+            assert sock.recv(4096) == b"STOPPING=1\n"
+        k = Kvd(args=["--supervised", "no"], env={"NOTIFY_SOCKET": path})
+        k.stop()
+        sock.settimeout(0.5)
+        with pytest.raises(socket.timeout):
+            sock.recv(4096)
+    finally:
+        sock.close()

@@ -535,6 +535,9 @@ void conn_info(const struct conn *c, int64_t now_ms, struct conn_info *out)
         out->flags[n++] = 'b';
     }
     n += track_client_flags(c->trk, out->flags + n);
+    if (c->flags & CONN_UNIX) {
+        out->flags[n++] = 'U';
+    }
     if (n == 0) {
         out->flags[n++] = 'N';
     }
@@ -767,6 +770,8 @@ static void format_addr(int fd, bool peer, char *buf, size_t cap)
         const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)&ss;
         inet_ntop(AF_INET6, &a->sin6_addr, ip, sizeof ip);
         port = ntohs(a->sin6_port);
+    } else if (rc == 0 && ss.ss_family == AF_UNIX) {
+        snprintf(ip, sizeof ip, "/unixsocket"); /* (Redis's text) */
     }
     snprintf(buf, cap, "%s:%u", ip, port);
 }
@@ -889,6 +894,9 @@ void conn_accept(struct shard *sh, int fd)
     c->limits_key = UINT64_MAX; /* (derived at its first command) */
     format_addr(fd, true, c->addr, sizeof c->addr);
     format_addr(fd, false, c->laddr, sizeof c->laddr);
+    if (strncmp(c->laddr, "/unixsocket:", 12) == 0) {
+        c->flags |= CONN_UNIX;
+    }
     users_view_refresh(&sh->users);
     c->user = USERS_DEFAULT;
     conn_set_authed(c, user_open(users_view_get(&sh->users, USERS_DEFAULT)));

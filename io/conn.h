@@ -145,7 +145,8 @@ enum conn_flag {
                                 * the next flush (not while messages are delivered) */
     CONN_PAUSED = 1u << 11,    /* its next command (kept aside) waits out CLIENT PAUSE */
     CONN_MONITOR = 1u << 12,   /* MONITOR: gets every command's line (monitor.c) */
-    CONN_LOCAL = 1u << 13,     /* its peer is on the loopback interface */
+    CONN_LOCAL = 1u << 13,     /* its peer is on the loopback interface (or a Unix socket) */
+    CONN_UNIX = 1u << 14,      /* it came through the Unix socket (unixsocket) */
 };
 
 struct conn_info {
@@ -166,7 +167,7 @@ struct conn_info {
     int multi; /* commands queued in MULTI, -1 outside a transaction */
     uint32_t db;
     size_t sub, psub, ssub; /* channels, patterns and shard channels subscribed */
-    char flags[8];          /* CLIENT LIST flags= ("N" when none) */
+    char flags[16];         /* CLIENT LIST flags= ("N" when none) */
     int64_t redir;          /* CLIENT TRACKING's redirect (-1: not tracking) */
     const char *user;       /* its ACL user's name */
 };

@@ -319,6 +319,16 @@ int main(int argc, char **argv)
         }
         port = rc; /* with --port 0 the first shard picks, the others join it */
     }
+    if (kvd_settings.unixsocket[0] != '\0') {
+        rc = shard_listen_unix(&srv.shards[0], kvd_settings.unixsocket,
+                               (int)KV_CONF_GET(kvd_settings.unixsocketperm),
+                               (int)KV_CONF_GET(kvd_settings.tcp_backlog));
+        if (rc < 0) {
+            fprintf(stderr, "kvd: cannot listen on the Unix socket %s: %s\n",
+                    kvd_settings.unixsocket, strerror(-rc));
+            return 1;
+        }
+    }
     srv.port = port;
 
     sd_notify_send("STATUS=Loading the data\n");
@@ -402,6 +412,9 @@ int main(int argc, char **argv)
     func_shutdown();
     if (kvd_settings.pidfile[0] != '\0') {
         unlink(kvd_settings.pidfile);
+    }
+    if (kvd_settings.unixsocket[0] != '\0') {
+        unlink(kvd_settings.unixsocket);
     }
     kv_log_notice("kvd stopped");
     return 0;

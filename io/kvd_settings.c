@@ -14,6 +14,7 @@
 
 #include <stdint.h>
 #include <ctype.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,6 +34,25 @@ static const char *const fsync_modes[] = {"always", "everysec", "no", NULL}; /* 
 
 static const char *const diskless_loads[] = {"disabled", "on-empty-db", "swapdb", NULL};
 static const char *const protected_actions[] = {"no", "yes", "local", NULL};
+
+/* unixsocketperm: octal digits, as Redis's OCTAL_CONFIG (0 to 0777). */
+static int64_t octal_parse(const char *value, char *err, size_t errlen)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(value, &end, 8);
+    if (value[0] == '\0' || *end != '\0' || errno != 0 || v < 0 || v > 0777) {
+        snprintf(err, errlen, "argument must be an octal number between 0 and 777");
+        return -1;
+    }
+    return v;
+}
+
+static size_t octal_format(int64_t v, char *buf, size_t cap)
+{
+    int n = snprintf(buf, cap, "%llo", (unsigned long long)v);
+    return n < 0 ? 0 : (size_t)n < cap ? (size_t)n : cap - 1;
+}
 static const char *const supervised_modes[] = {"no", "upstart", "systemd", "auto", NULL};
 static const char *const oom_adjs[] = {"no", "yes", "relative", "absolute", NULL};
 
@@ -399,6 +419,21 @@ const struct kv_conf_item kvd_setting_items[] = {
      .help = "append the log to this file (\"\": standard error)",
      .str = S->logfile,
      .str_cap = sizeof S->logfile},
+    {.name = "unixsocket",
+     .type = KV_CONF_STRING,
+     .def = "",
+     .help = "also listen on this Unix socket (\"\": none); its clients are served by the "
+             "first shard thread",
+     .str = S->unixsocket,
+     .str_cap = sizeof S->unixsocket},
+    {.name = "unixsocketperm",
+     .type = KV_CONF_CUSTOM,
+     .def = "0",
+     .help = "the Unix socket's permissions, octal as redis.conf writes them (700; 0: as the "
+             "umask leaves them)",
+     .num = &S->unixsocketperm,
+     .parse = octal_parse,
+     .format = octal_format},
     {.name = "tcp-keepalive",
      .type = KV_CONF_INT,
      .flags = RT,

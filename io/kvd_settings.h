@@ -31,6 +31,8 @@ struct kvd_settings {
     char save[512]; /* appendonly no: the save points (dump.h; CONFIG SET keeps them there) */
     char pidfile[KVD_DIR_MAX];
     char logfile[KVD_DIR_MAX];
+    char unixsocket[108]; /* (sun_path's capacity) */
+    _Atomic int64_t unixsocketperm;
     _Atomic int64_t daemonize;
     _Atomic int64_t tcp_keepalive_s;
     _Atomic int64_t protected_mode;

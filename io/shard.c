@@ -60,6 +60,8 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #define SHARD_RING_ENTRIES 4096 /* SQ entries; the CQ is twice that */
@@ -230,6 +232,29 @@ static int listen_socket(const char *addr, int port, int backlog)
         return -e;
     }
     return fd;
+}
+
+int shard_listen_unix(struct shard *sh, const char *path, int perm, int backlog)
+{
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    size_t n = strlen(path);
+    if (n == 0 || n >= sizeof sa.sun_path || sh->nlisten == KVD_LISTEN_MAX) {
+        return -EINVAL;
+    }
+    memcpy(sa.sun_path, path, n);
+    unlink(path); /* (a socket left by an earlier run, as Redis does) */
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        return -errno;
+    }
+    if (bind(fd, (struct sockaddr *)&sa, sizeof sa) != 0 ||
+        (perm != 0 && chmod(path, (mode_t)perm) != 0) || listen(fd, backlog) != 0) {
+        int e = errno;
+        close(fd);
+        return -e;
+    }
+    sh->listen_fds[sh->nlisten++] = fd;
+    return 0;
 }
 
 static int bound_port(int fd)

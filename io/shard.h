@@ -33,6 +33,10 @@ int shard_init(struct shard *sh, struct server *srv, uint32_t id);
  * that may be missing on this host). Returns the bound port or -errno. Main thread. */
 int shard_listen(struct shard *sh, const char *bind_list, int port, int backlog);
 
+/* unixsocket: adds a listener on the Unix socket `path` (an old file there is removed
+ * first), mode `perm` unless 0. 0 or -errno. Main thread, on one shard. */
+int shard_listen_unix(struct shard *sh, const char *path, int perm, int backlog);
+
 /* Starts the shard's thread and waits until its ring, buffers and tables are set up.
  * Returns 0, or -errno from the setup (the thread has then exited). */
 int shard_start(struct shard *sh, pthread_t *tid);

@@ -18,7 +18,7 @@ import time
 
 import pytest
 
-from conftest import Client, Err, Kvd, St, kvd_fp_path, kvd_path, wait_until
+from conftest import Client, Err, Kvd, St, encode, kvd_fp_path, kvd_path, wait_until
 
 STOCK = "/etc/redis/redis.conf"
 FG = ["--daemonize", "no", "--logfile", ""]  # the stock file daemonizes and logs to /var/log
@@ -323,3 +323,33 @@ def test_supervised_systemd(tmp_path):
             sock.recv(4096)
     finally:
         sock.close()
+
+
+def test_unixsocket(tmp_path):
+    """unixsocket and unixsocketperm (octal, as redis.conf writes it): clients connect
+    through it (CLIENT LIST: addr=/unixsocket:0, flag U, as Redis), a file left at the
+    path is replaced at start and the socket removed at exit."""
+    import stat
+    path = tmp_path / "kvd.sock"
+    path.write_text("stale")
+    k = Kvd(args=["--unixsocket", str(path), "--unixsocketperm", "700"])
+    try:
+        assert stat.S_IMODE(os.stat(path).st_mode) == 0o700
+        assert stat.S_ISSOCK(os.stat(path).st_mode)
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(10)
+        s.connect(str(path))
+        s.sendall(encode("PING") + encode("CLIENT", "INFO") +
+                  encode("CONFIG", "GET", "unixsocketperm"))
+        data = b""
+        while data.count(b"\r\n") < 1 + 2 + 5:
+            data += s.recv(65536)
+        s.close()
+        assert data.startswith(b"+PONG\r\n")
+        assert b"addr=/unixsocket:0 laddr=/unixsocket:0 " in data and b" flags=U " in data
+        assert data.endswith(b"$14\r\nunixsocketperm\r\n$3\r\n700\r\n")
+        with k.client() as c:  # TCP as well
+            assert c.cmd("PING") == St("PONG")
+    finally:
+        k.stop()
+    assert not path.exists()

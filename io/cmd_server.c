@@ -979,9 +979,9 @@ struct special {
     const char *bad; /* the reason for a value too long or holding a NUL */
 };
 
-#define SPECIAL_TEXT_MAX 512
-_Static_assert(DUMP_POINTS_TEXT_MAX <= SPECIAL_TEXT_MAX && OBUF_TEXT_MAX <= SPECIAL_TEXT_MAX,
-               "CONFIG GET's buffer holds every special setting's text");
+_Static_assert(DUMP_POINTS_TEXT_MAX <= KVD_DIR_MAX && OBUF_TEXT_MAX <= KVD_DIR_MAX &&
+                   KVD_PASS_MAX <= KVD_DIR_MAX,
+               "CONFIG GET's buffer (KVD_DIR_MAX + 32) holds every setting's text");
 
 static const struct special specials[] = {
     {"save", dump_points_check, dump_points_set, dump_points_text, "Invalid save parameters"},
@@ -997,6 +997,20 @@ static const struct special *special_of(const struct kv_conf_item *it)
         }
     }
     return NULL;
+}
+
+/* A setting's value as CONFIG GET shows it (requirepass: the default user's). */
+static size_t config_value(const struct kv_conf_item *it, char *buf, size_t cap)
+{
+    if (is_requirepass(it)) {
+        users_requirepass(buf, cap);
+        return strlen(buf);
+    }
+    const struct special *sp = special_of(it);
+    if (sp != NULL) {
+        return sp->text(buf, cap);
+    }
+    return kv_conf_format(it, buf, cap);
 }
 
 static void config_get(struct cmd_ctx *x)
@@ -1039,34 +1053,13 @@ static void config_get(struct cmd_ctx *x)
         } else {
             reply_bulk_str(x->out, name);
         }
-        if (i < kvd_setting_count && is_requirepass(&kvd_setting_items[i])) {
-            char buf[KVD_PASS_MAX];
-            users_requirepass(buf, sizeof buf);
-            reply_bulk_str(x->out, buf);
-        } else if (i < kvd_setting_count && special_of(&kvd_setting_items[i]) != NULL) {
-            char buf[SPECIAL_TEXT_MAX];
-            reply_bulk(x->out, buf, special_of(&kvd_setting_items[i])->text(buf, sizeof buf));
-        } else if (i < kvd_setting_count) {
+        if (i < kvd_setting_count) {
             char buf[KVD_DIR_MAX + 32];
-            size_t len = kv_conf_format(&kvd_setting_items[i], buf, sizeof buf);
-            reply_bulk(x->out, buf, len);
+            reply_bulk(x->out, buf, config_value(&kvd_setting_items[i], buf, sizeof buf));
         } else {
             reply_bulk_str(x->out, config_compat[i - kvd_setting_count].value);
         }
     }
-}
-
-/* A setting's value as CONFIG GET shows it (requirepass: the default user's). */
-static size_t config_value(const struct kv_conf_item *it, char *buf, size_t cap)
-{
-    if (is_requirepass(it)) {
-        users_requirepass(buf, cap);
-        return strlen(buf);
-    }
-    if (special_of(it) != NULL) {
-        return special_of(it)->text(buf, cap);
-    }
-    return kv_conf_format(it, buf, cap);
 }
 
 /*
@@ -1254,15 +1247,17 @@ static void config_set(struct cmd_ctx *x)
     kv_log_level_set((enum kv_log_level)KV_CONF_GET(kvd_settings.loglevel));
     evict_access_apply();
     uint64_t track_gen = 0;
+    bool wake = false;
     for (size_t p = 0; p < npairs; p++) {
         /* the shards act on these at their next turn: they switch appendonly (aof.h),
          * apply the tracking table's limit (track_turn) */
         if (items[p]->num == &kvd_settings.tracking_table_max_keys) {
             track_gen = track_limit_changed();
         }
-        if (items[p]->num == &kvd_settings.appendonly || track_gen != 0) {
-            shard_wake_all(x->sh);
-        }
+        wake |= items[p]->num == &kvd_settings.appendonly || track_gen != 0;
+    }
+    if (wake) {
+        shard_wake_all(x->sh);
     }
     /* Redis applies the limit before the next command: the reply waits until every shard
      * has (not inside a transaction: its reply is EXEC's) */

@@ -753,24 +753,33 @@ static void mark_blocked(struct conn *c)
 
 /* ---- accept and close --------------------------------------------------------- */
 
-/* "ip:port" of a connection's peer or own end, as Redis writes it (IPv6 too, unbracketed). */
-static void format_addr(int fd, bool peer, char *buf, size_t cap)
+/* One end of a new connection: its address (family AF_UNSPEC if it cannot be read). */
+static struct sockaddr_storage sock_end(int fd, bool peer)
 {
     struct sockaddr_storage ss;
     socklen_t len = sizeof ss;
     int rc = peer ? getpeername(fd, (struct sockaddr *)&ss, &len)
                   : getsockname(fd, (struct sockaddr *)&ss, &len);
+    if (rc != 0) {
+        ss.ss_family = AF_UNSPEC;
+    }
+    return ss;
+}
+
+/* "ip:port" as Redis writes an address (IPv6 too, unbracketed; "/unixsocket:0"). */
+static void format_addr(const struct sockaddr_storage *ss, char *buf, size_t cap)
+{
     char ip[INET6_ADDRSTRLEN] = "?";
     unsigned port = 0;
-    if (rc == 0 && ss.ss_family == AF_INET) {
-        const struct sockaddr_in *a = (const struct sockaddr_in *)&ss;
+    if (ss->ss_family == AF_INET) {
+        const struct sockaddr_in *a = (const struct sockaddr_in *)ss;
         inet_ntop(AF_INET, &a->sin_addr, ip, sizeof ip);
         port = ntohs(a->sin_port);
-    } else if (rc == 0 && ss.ss_family == AF_INET6) {
-        const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)&ss;
+    } else if (ss->ss_family == AF_INET6) {
+        const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)ss;
         inet_ntop(AF_INET6, &a->sin6_addr, ip, sizeof ip);
         port = ntohs(a->sin6_port);
-    } else if (rc == 0 && ss.ss_family == AF_UNIX) {
+    } else if (ss->ss_family == AF_UNIX) {
         snprintf(ip, sizeof ip, "/unixsocket"); /* (Redis's text) */
     }
     snprintf(buf, cap, "%s:%u", ip, port);
@@ -788,24 +797,19 @@ static void arm_recv(struct conn *c)
     c->inflight++;
 }
 
-/* Whether the peer of a new connection is on the loopback interface (127.0.0.0/8, ::1,
- * or an IPv4-mapped 127.x). */
-static bool peer_is_loopback(int fd)
+/* Whether a peer is on the loopback interface (127.0.0.0/8, ::1, an IPv4-mapped 127.x)
+ * or a Unix socket. */
+static bool is_loopback(const struct sockaddr_storage *ss)
 {
-    struct sockaddr_storage ss;
-    socklen_t len = sizeof ss;
-    if (getpeername(fd, (struct sockaddr *)&ss, &len) != 0) {
-        return false;
-    }
-    if (ss.ss_family == AF_INET) {
-        const struct sockaddr_in *a = (const struct sockaddr_in *)&ss;
+    if (ss->ss_family == AF_INET) {
+        const struct sockaddr_in *a = (const struct sockaddr_in *)ss;
         return (ntohl(a->sin_addr.s_addr) >> 24) == 127;
     }
-    if (ss.ss_family == AF_INET6) {
-        const struct in6_addr *a = &((const struct sockaddr_in6 *)&ss)->sin6_addr;
+    if (ss->ss_family == AF_INET6) {
+        const struct in6_addr *a = &((const struct sockaddr_in6 *)ss)->sin6_addr;
         return IN6_IS_ADDR_LOOPBACK(a) || (IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127);
     }
-    return ss.ss_family == AF_UNIX;
+    return ss->ss_family == AF_UNIX;
 }
 
 /* enable-debug-command: yes, or local for a client on loopback (Redis's rule). */
@@ -844,7 +848,8 @@ void conn_accept(struct shard *sh, int fd)
         refuse(sh, fd, "-ERR max number of clients reached\r\n");
         return;
     }
-    bool local = peer_is_loopback(fd);
+    struct sockaddr_storage peer = sock_end(fd, true);
+    bool local = is_loopback(&peer);
     if (KV_CONF_GET(kvd_settings.protected_mode) && !local && users_default_nopass()) {
         atomic_fetch_sub_explicit(&srv->clients, 1, memory_order_relaxed);
         refuse(sh, fd,
@@ -887,16 +892,14 @@ void conn_accept(struct shard *sh, int fd)
     c->fd = fd;
     c->id = atomic_fetch_add_explicit(&srv->next_conn_id, 1, memory_order_relaxed) + 1;
     c->held_bid = -1;
-    c->flags = local ? CONN_LOCAL : 0;
+    struct sockaddr_storage own = sock_end(fd, false);
+    c->flags = (local ? CONN_LOCAL : 0) | (own.ss_family == AF_UNIX ? CONN_UNIX : 0);
     c->resp = 2;
     c->created_ms = c->last_ms = kv_clock_real_ms();
     resp_out_init(&c->out, sh->pool, normal_limit());
     c->limits_key = UINT64_MAX; /* (derived at its first command) */
-    format_addr(fd, true, c->addr, sizeof c->addr);
-    format_addr(fd, false, c->laddr, sizeof c->laddr);
-    if (strncmp(c->laddr, "/unixsocket:", 12) == 0) {
-        c->flags |= CONN_UNIX;
-    }
+    format_addr(&peer, c->addr, sizeof c->addr);
+    format_addr(&own, c->laddr, sizeof c->laddr);
     users_view_refresh(&sh->users);
     c->user = USERS_DEFAULT;
     conn_set_authed(c, user_open(users_view_get(&sh->users, USERS_DEFAULT)));
@@ -3820,9 +3823,7 @@ static void dispatch_cmd(struct conn *c, const struct resp_cmd *cmd, const struc
                     "to set this option in the configuration file, and then restart the "
                     "server.%s",
                     "");
-        early_count(c, d, true, cmd->argc, cmd->argv);
-        txn_flag(c);
-        finish_early(c);
+        refused(c, d, cmd->argc, cmd->argv);
         return;
     }
     if (((d->flags & CMD_WRITE) || d->fn == cmd_ping) && dump_refuses_writes(sh->srv)) {
@@ -3833,9 +3834,7 @@ static void dispatch_cmd(struct conn *c, const struct resp_cmd *cmd, const struc
                     "writes if RDB snapshotting fails (stop-writes-on-bgsave-error option). "
                     "Please check the Redis logs for details about the RDB error.%s",
                     "");
-        early_count(c, d, true, cmd->argc, cmd->argv);
-        txn_flag(c);
-        finish_early(c);
+        refused(c, d, cmd->argc, cmd->argv);
         return;
     }
     if ((d->flags & CMD_WRITE) &&
@@ -3845,9 +3844,7 @@ static void dispatch_cmd(struct conn *c, const struct resp_cmd *cmd, const struc
                     "MISCONF Errors writing to the WAL: %s. Write commands are refused until it "
                     "can be written again; reads go on.",
                     strerror(err));
-        early_count(c, d, true, cmd->argc, cmd->argv);
-        txn_flag(c);
-        finish_early(c);
+        refused(c, d, cmd->argc, cmd->argv);
         return;
     }
     /* (no eviction while a script is busy, as Redis: its denyoom commands get -BUSY) */
@@ -4883,5 +4880,4 @@ void conn_durability_turn(struct shard *sh)
         send_reply(sh, h->to, &h->m);
         sh->held_head++;
     }
-    conn_save_turn(sh);
 }

@@ -87,8 +87,7 @@ void conn_turn_begin(struct shard *sh);
 /* Queues one send per connection with output. Once per loop turn. */
 void conn_flush(struct shard *sh);
 
-/* Releases replies held for the WAL and completes SAVEs whose snapshots are done.
- * Once per loop turn when the WAL is on. */
+/* Releases replies held for the WAL. Once per loop turn when the WAL is on. */
 void conn_durability_turn(struct shard *sh);
 
 /* SAVE: the connection's next reply waits until every shard has finished a snapshot

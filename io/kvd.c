@@ -197,7 +197,11 @@ static void sd_notify_send(const char *msg)
 static void write_pidfile(const char *path)
 {
     FILE *f = fopen(path, "w");
-    if (f == NULL || fprintf(f, "%d\n", (int)getpid()) < 0 || fclose(f) != 0) {
+    bool ok = f != NULL && fprintf(f, "%d\n", (int)getpid()) > 0;
+    if (f != NULL) {
+        ok &= fclose(f) == 0;
+    }
+    if (!ok) {
         kv_log_warning("Failed to write PID file %s: %s", path, strerror(errno));
     }
 }

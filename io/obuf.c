@@ -6,8 +6,8 @@
 
 #include "kv_assert.h"
 #include "kv_config.h"
+#include "kv_splitargs.h"
 
-#include <ctype.h>
 #include <errno.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -17,8 +17,10 @@
 #include <string.h>
 #include <strings.h>
 
-#define OBUF_TOKEN_MAX  64 /* longest class name or number */
-#define OBUF_GROUPS_MAX 16 /* groups in one text (later ones of a class win) */
+#define OBUF_TOKEN_MAX   64 /* longest class name or number */
+#define OBUF_GROUPS_MAX  16 /* groups in one text (later ones of a class win) */
+#define OBUF_ARGS_MAX    (4 * OBUF_GROUPS_MAX)
+#define OBUF_TEXT_IN_MAX 1024 /* longest text parsed (CONFIG SET's value: 512) */
 
 static const char *const class_names[OBUF_CLASSES] = {"normal", "slave", "pubsub"};
 
@@ -33,43 +35,41 @@ static struct {
     {32u << 20, 8u << 20, 60},
 };
 
-/* The next token of text at *pos into tok (cut at OBUF_TOKEN_MAX - 1: such a token is
- * no valid one anyway); false at the end (*pos is SIZE_MAX once it is passed). Strict:
- * tokens are separated by single spaces, so that two spaces make an empty one (Redis's
- * CONFIG SET splits the value so; "" has none); else any run of white space separates
- * them (a config file's line or a flag). */
-static bool next_token(const char *text, size_t *pos, char *tok, bool strict)
+/* Splits text into at most OBUF_ARGS_MAX arguments (each cut to OBUF_TOKEN_MAX - 1
+ * bytes: such a one is no valid value anyway): their count, OBUF_ARGS_MAX + 1 when there
+ * are more, -1 for an unbalanced quote. Strict: separated by single spaces, so that two
+ * spaces make an empty argument ("" has none), as Redis splits a CONFIG SET value; else
+ * as Redis splits a config file's line (kv_splitargs). */
+static int split(const char *text, bool strict, char args[][OBUF_TOKEN_MAX])
 {
-    size_t i = *pos;
-    if (i == SIZE_MAX) {
-        return false;
-    }
-    if (!strict) {
-        while (text[i] != '\0' && isspace((unsigned char)text[i])) {
-            i++;
+    size_t len = strlen(text), i = 0;
+    int n = 0;
+    char buf[OBUF_TEXT_IN_MAX];
+    KV_ASSERT(len < sizeof buf); /* (parse checks it) */
+    while (len > 0 && n <= OBUF_ARGS_MAX) {
+        size_t olen;
+        if (strict) {
+            const char *sp = memchr(text + i, ' ', len - i);
+            olen = (sp != NULL ? (size_t)(sp - text) : len) - i;
+            memcpy(buf, text + i, olen);
+            i += olen + 1;
+        } else {
+            int r = kv_splitargs_next(text, len, &i, buf, &olen);
+            if (r <= 0) {
+                return r < 0 ? -1 : n;
+            }
         }
-        if (text[i] == '\0') {
-            *pos = SIZE_MAX;
-            return false;
+        if (n < OBUF_ARGS_MAX) {
+            size_t k = olen < OBUF_TOKEN_MAX - 1 ? olen : OBUF_TOKEN_MAX - 1;
+            memcpy(args[n], buf, k);
+            args[n][k] = '\0';
         }
-    } else if (text[0] == '\0') {
-        *pos = SIZE_MAX;
-        return false;
-    }
-    size_t n = 0;
-    while (text[i] != '\0' && (strict ? text[i] != ' ' : !isspace((unsigned char)text[i]))) {
-        if (n + 1 < OBUF_TOKEN_MAX) {
-            tok[n++] = text[i];
+        n++;
+        if (strict && i > len) {
+            break; /* (the last one: no space after it) */
         }
-        i++;
     }
-    tok[n] = '\0';
-    if (text[i] == '\0') {
-        *pos = SIZE_MAX; /* that was the last one */
-    } else {
-        *pos = i + (strict ? 1 : 0); /* (strict: past its one separating space) */
-    }
-    return true;
+    return n;
 }
 
 static int class_of(const char *name)
@@ -90,47 +90,43 @@ static int class_of(const char *name)
 static int parse(const char *text, bool strict, int *cls, struct obuf_limit *v, char *why,
                  size_t why_len)
 {
-    char tok[OBUF_TOKEN_MAX];
-    size_t ntok = 0;
-    for (size_t pos = 0; next_token(text, &pos, tok, strict);) {
-        ntok++;
+    if (strlen(text) >= OBUF_TEXT_IN_MAX) {
+        snprintf(why, why_len, "buffer limit configuration longer than %d bytes",
+                 OBUF_TEXT_IN_MAX - 1);
+        return -1;
     }
-    if (ntok % 4 != 0) {
+    char arg[OBUF_ARGS_MAX][OBUF_TOKEN_MAX];
+    int nargs = split(text, strict, arg);
+    if (nargs < 0 || nargs % 4 != 0) {
         snprintf(why, why_len, "Wrong number of arguments in buffer limit configuration.");
         return -1;
     }
-    if (ntok / 4 > OBUF_GROUPS_MAX) {
+    if (nargs > OBUF_ARGS_MAX) {
         snprintf(why, why_len, "too many classes in buffer limit configuration (at most %d)",
                  OBUF_GROUPS_MAX);
         return -1;
     }
-    size_t pos = 0;
-    int n = 0;
-    for (size_t g = 0; g < ntok / 4; g++, n++) {
-        char arg[4][OBUF_TOKEN_MAX];
-        for (int k = 0; k < 4; k++) {
-            bool more = next_token(text, &pos, arg[k], strict);
-            KV_ASSERT(more);
-        }
-        cls[n] = class_of(arg[0]);
-        if (cls[n] < 0) {
+    for (int g = 0; g < nargs / 4; g++) {
+        const char(*a)[OBUF_TOKEN_MAX] = &arg[4 * g];
+        cls[g] = class_of(a[0]);
+        if (cls[g] < 0) {
             snprintf(why, why_len, "Invalid client class specified in buffer limit configuration.");
             return -1;
         }
         int64_t hard, soft;
         char *end;
         errno = 0;
-        long long secs = strtoll(arg[3], &end, 10);
-        if (kv_conf_parse_bytes(arg[1], &hard) != 0 || kv_conf_parse_bytes(arg[2], &soft) != 0 ||
+        long long secs = strtoll(a[3], &end, 10);
+        if (kv_conf_parse_bytes(a[1], &hard) != 0 || kv_conf_parse_bytes(a[2], &soft) != 0 ||
             hard < 0 || soft < 0 || *end != '\0' || errno != 0 || secs < 0 || secs > INT32_MAX) {
             snprintf(why, why_len,
                      "Error in hard, soft or soft_seconds setting in buffer limit configuration.");
             return -1;
         }
-        v[n] = (struct obuf_limit){
+        v[g] = (struct obuf_limit){
             .hard_bytes = (uint64_t)hard, .soft_bytes = (uint64_t)soft, .soft_s = secs};
     }
-    return n;
+    return nargs / 4;
 }
 
 int obuf_check(const char *text, char *why, size_t why_len)

@@ -33,6 +33,7 @@
 #include "watch.h"
 #include "kv_log.h"
 #include "monitor.h"
+#include "kv_splitargs.h"
 #include "kvd_settings.h"
 #include "pubsub.h"
 #include "func.h"
@@ -851,15 +852,15 @@ static void loop(struct shard *sh)
         aof_turn(sh);  /* CONFIG SET appendonly: the switch, in steps */
         dump_turn(sh); /* (with the WAL on: the base of one switched on at run time) */
         if (sh->wal != NULL) {
-            shard_clock_stale(sh); /* commands resumed by SAVE's end */
-            durability_turn(sh);
-        } else if (sh->save_waiters != NULL) {
             shard_clock_stale(sh);
-            conn_save_turn(sh);
+            durability_turn(sh);
         }
         track_turn(sh);
         if (KV_UNLIKELY(sh->save_waiters != NULL)) {
-            conn_save_turn(sh); /* (a CONFIG SET waiting for track_turns, this one's too) */
+            /* SAVEs, and CONFIG SETs waiting for every shard's track_turn (this one's
+             * too); the commands their ends resume need a fresh clock */
+            shard_clock_stale(sh);
+            conn_save_turn(sh);
         }
         conn_flush(sh);
         send_wakes(sh);
@@ -1190,18 +1191,11 @@ int shard_listen(struct shard *sh, const char *bind_list, int port, int backlog)
 {
     KV_ASSERT(sh->nlisten == 0);
     char addr[KVD_BIND_MAX];
-    for (const char *p = bind_list;;) {
-        while (*p == ' ' || *p == '\t') {
-            p++;
-        }
-        if (*p == '\0') {
-            break;
-        }
-        size_t n = strcspn(p, " \t");
-        KV_ASSERT(n < sizeof addr); /* (the setting is shorter) */
-        memcpy(addr, p, n);
-        addr[n] = '\0';
-        p += n;
+    size_t len = strlen(bind_list), i = 0, n;
+    KV_ASSERT(len < sizeof addr); /* (the setting is shorter) */
+    int r;
+    while ((r = kv_splitargs_next(bind_list, len, &i, addr, &n)) == 1) {
+        addr[n] = '\0';                 /* (room: n < len) */
         bool optional = addr[0] == '-'; /* Redis's "-addr": skipped where it does not exist */
         if (sh->nlisten == KVD_LISTEN_MAX) {
             kv_log_warning("bind: at most %d addresses", KVD_LISTEN_MAX);
@@ -1225,7 +1219,7 @@ int shard_listen(struct shard *sh, const char *bind_list, int port, int backlog)
             return port;
         }
     }
-    if (sh->nlisten == 0) {
+    if (r < 0 || sh->nlisten == 0) {
         kv_log_warning("bind: no address to listen on (bind=%s)", bind_list);
         return -EADDRNOTAVAIL;
     }

@@ -256,6 +256,13 @@ void track_shard_teardown(struct shard *sh)
 
 /* ---- REDIRECT routes ------------------------------------------------------------------------- */
 
+/* A change of the routes, for the shards' copies (registry.mu held). */
+static void routes_publish(void)
+{
+    atomic_fetch_add_explicit(&registry.routes_gen, 1, memory_order_release);
+    atomic_store_explicit(&registry.nroutes_pub, (uint32_t)registry.nroutes, memory_order_relaxed);
+}
+
 /* Sets (or replaces) the route of tracking client id. */
 static void routes_set(const struct route *r)
 {
@@ -276,8 +283,7 @@ static void routes_set(const struct route *r)
         registry.nroutes++;
     }
     registry.routes[i] = *r;
-    atomic_fetch_add_explicit(&registry.routes_gen, 1, memory_order_release);
-    atomic_store_explicit(&registry.nroutes_pub, (uint32_t)registry.nroutes, memory_order_relaxed);
+    routes_publish();
     pthread_mutex_unlock(&registry.mu);
 }
 
@@ -289,9 +295,7 @@ static void routes_drop(uint64_t id)
             memmove(&registry.routes[i], &registry.routes[i + 1],
                     (registry.nroutes - i - 1) * sizeof *registry.routes);
             registry.nroutes--;
-            atomic_fetch_add_explicit(&registry.routes_gen, 1, memory_order_release);
-            atomic_store_explicit(&registry.nroutes_pub, (uint32_t)registry.nroutes,
-                                  memory_order_relaxed);
+            routes_publish();
             break;
         }
     }

@@ -13,6 +13,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <glob.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -266,8 +267,51 @@ int kv_conf_load_file(const struct kv_conf_item *items, size_t n, const char *pa
     return kv_conf_load_file_ex(items, n, path, NULL, NULL, err, errlen);
 }
 
+static int load_file(const struct kv_conf_item *items, size_t n, const char *path,
+                     kv_conf_other_fn *other, void *arg, bool *listed, int depth, char *err,
+                     size_t errlen);
+
+/* "include PATH": the file, or every file a pattern (* ? [) matches, in glob order (none
+ * is no error for a pattern, as Redis's include of an empty conf.d). */
+static int load_include(const struct kv_conf_item *items, size_t n, const char *pattern,
+                        kv_conf_other_fn *other, void *arg, bool *listed, int depth, char *err,
+                        size_t errlen)
+{
+    if (depth >= KV_CONF_INCLUDE_DEPTH_MAX) {
+        snprintf(err, errlen, "%s: includes nested deeper than %d (a loop?)", pattern,
+                 KV_CONF_INCLUDE_DEPTH_MAX);
+        return KV_EINVAL;
+    }
+    if (strpbrk(pattern, "*?[") == NULL) {
+        return load_file(items, n, pattern, other, arg, listed, depth + 1, err, errlen);
+    }
+    glob_t g;
+    int rc = 0;
+    if (glob(pattern, 0, NULL, &g) == 0) {
+        for (size_t i = 0; rc == 0 && i < g.gl_pathc; i++) {
+            rc = load_file(items, n, g.gl_pathv[i], other, arg, listed, depth + 1, err, errlen);
+        }
+        globfree(&g);
+    }
+    return rc;
+}
+
 int kv_conf_load_file_ex(const struct kv_conf_item *items, size_t n, const char *path,
                          kv_conf_other_fn *other, void *arg, char *err, size_t errlen)
+{
+    bool *listed = calloc(n ? n : 1, sizeof *listed); /* KV_CONF_LIST items set by the files */
+    if (listed == NULL) {
+        snprintf(err, errlen, "%s: out of memory", path);
+        return KV_EINVAL;
+    }
+    int rc = load_file(items, n, path, other, arg, listed, 0, err, errlen);
+    free(listed);
+    return rc;
+}
+
+static int load_file(const struct kv_conf_item *items, size_t n, const char *path,
+                     kv_conf_other_fn *other, void *arg, bool *listed, int depth, char *err,
+                     size_t errlen)
 {
     FILE *f = fopen(path, "r");
     if (f == NULL) {
@@ -281,12 +325,6 @@ int kv_conf_load_file_ex(const struct kv_conf_item *items, size_t n, const char 
     int lineno = 0;
     int rc = 0;
     ssize_t got;
-    bool *listed = calloc(n ? n : 1, sizeof *listed); /* KV_CONF_LIST items set by this file */
-    if (listed == NULL) {
-        fclose(f);
-        snprintf(err, errlen, "%s: out of memory", path);
-        return KV_EINVAL;
-    }
     while (rc == 0 && (got = getline(&line, &cap, f)) >= 0) {
         lineno++;
         if ((size_t)got + 1 > raw_cap) {
@@ -309,7 +347,9 @@ int kv_conf_load_file_ex(const struct kv_conf_item *items, size_t n, const char 
         }
         const struct kv_conf_item *item = kv_conf_find(items, n, name);
         char why[200];
-        if (item == NULL && other != NULL) {
+        if (item == NULL && words == 2 && strcasecmp(name, "include") == 0) {
+            rc = load_include(items, n, value, other, arg, listed, depth, err, errlen);
+        } else if (item == NULL && other != NULL) {
             rc = other(arg, raw, lineno, why, sizeof why);
             if (rc != 0) {
                 snprintf(err, errlen, "%s:%d: %s", path, lineno, why);
@@ -335,7 +375,6 @@ int kv_conf_load_file_ex(const struct kv_conf_item *items, size_t n, const char 
             listed[item - items] = true;
         }
     }
-    free(listed);
     free(line);
     free(raw);
     fclose(f);
@@ -480,25 +519,77 @@ static bool in_list(const char *const *list, const char *name, size_t len)
     return false;
 }
 
+/* An argument as kv_splitargs reads it back: "quoted" with escapes unless it is a plain
+ * word (empty, spaces, quotes, backslashes or control bytes need the quotes). */
+static void put_arg_quoted(struct kv_buf *out, const char *a)
+{
+    bool plain = a[0] != '\0';
+    for (const char *p = a; *p != '\0' && plain; p++) {
+        unsigned char ch = (unsigned char)*p;
+        plain = ch > ' ' && ch != '"' && ch != '\'' && ch != '\\' && ch != 0x7f;
+    }
+    if (plain) {
+        put_str(out, a);
+        return;
+    }
+    kv_buf_put(out, "\"", 1);
+    for (const char *p = a; *p != '\0'; p++) {
+        unsigned char ch = (unsigned char)*p;
+        char esc[8];
+        if (ch == '"' || ch == '\\') {
+            esc[0] = '\\';
+            esc[1] = (char)ch;
+            kv_buf_put(out, esc, 2);
+        } else if (ch < ' ' || ch == 0x7f) {
+            snprintf(esc, sizeof esc, "\\x%02x", ch);
+            kv_buf_put(out, esc, 4);
+        } else {
+            kv_buf_put(out, p, 1);
+        }
+    }
+    kv_buf_put(out, "\"", 1);
+}
+
 int kv_conf_parse_args(const struct kv_conf_item *items, size_t n, int argc, char **argv, int first,
                        const char *const *skip, char *err, size_t errlen)
 {
-    for (int i = first; i < argc; i++) {
+    return kv_conf_parse_args_ex(items, n, argc, argv, first, skip, NULL, NULL, err, errlen);
+}
+
+int kv_conf_parse_args_ex(const struct kv_conf_item *items, size_t n, int argc, char **argv,
+                          int first, const char *const *skip, kv_conf_other_fn *other, void *arg,
+                          char *err, size_t errlen)
+{
+    int rc = 0;
+    struct kv_buf v = {0};
+    for (int i = first; rc == 0 && i < argc; i++) {
         const char *a = argv[i];
         if (strncmp(a, "--", 2) != 0 || a[2] == '\0') {
             snprintf(err, errlen, "unexpected argument '%s' (settings are --name value)", a);
-            return KV_EINVAL;
+            rc = KV_EINVAL;
+            break;
         }
         const char *name = a + 2;
         const char *eq = strchr(name, '=');
         size_t name_len = eq ? (size_t)(eq - name) : strlen(name);
-        const char *value = eq ? eq + 1 : NULL;
-        if (value == NULL) {
-            if (i + 1 >= argc) {
+        /* The value: after '=', or the next argument (whatever it is) and every argument
+         * after it up to the next --flag, as redis-server joins them ("--save 900 1"). */
+        int vfirst = i + 1, vend = i + 1;
+        if (eq == NULL) {
+            if (name_len == 4 && strncmp(name, "save", 4) == 0 &&
+                (vfirst == argc || strncmp(argv[vfirst], "--", 2) == 0)) {
+                vend = vfirst; /* "--save" alone or before a flag: save "" (as Redis) */
+            } else if (vfirst >= argc) {
                 snprintf(err, errlen, "--%s needs a value", name);
-                return KV_EINVAL;
+                rc = KV_EINVAL;
+                break;
+            } else {
+                vend = vfirst + 1;
+                while (vend < argc && strncmp(argv[vend], "--", 2) != 0) {
+                    vend++;
+                }
             }
-            value = argv[++i];
+            i = vend - 1;
         }
         if (in_list(skip, name, name_len)) {
             continue;
@@ -506,20 +597,52 @@ int kv_conf_parse_args(const struct kv_conf_item *items, size_t n, int argc, cha
         char key[128];
         if (name_len >= sizeof key) {
             snprintf(err, errlen, "unknown setting '--%.*s'", 64, name);
-            return KV_EINVAL;
+            rc = KV_EINVAL;
+            break;
         }
         memcpy(key, name, name_len);
         key[name_len] = '\0';
         const struct kv_conf_item *item = kv_conf_find(items, n, key);
+        v.len = 0;
+        char why[200];
+        if (item == NULL && other != NULL) {
+            /* a directive (redis.conf's "user ...", "rename-command ..."): its line */
+            put_str(&v, key);
+            if (eq != NULL) {
+                kv_buf_put(&v, " ", 1);
+                put_arg_quoted(&v, eq + 1);
+            }
+            for (int k = vfirst; eq == NULL && k < vend; k++) {
+                kv_buf_put(&v, " ", 1);
+                put_arg_quoted(&v, argv[k]);
+            }
+            kv_buf_put(&v, "", 1);
+            if (other(arg, v.p, 0, why, sizeof why) != 0) {
+                snprintf(err, errlen, "--%s: %s", key, why);
+                rc = KV_EINVAL;
+            }
+            continue;
+        }
         if (item == NULL) {
             snprintf(err, errlen, "unknown setting '--%s' (see --help)", key);
-            return KV_EINVAL;
+            rc = KV_EINVAL;
+            break;
         }
-        char why[200];
-        if (kv_conf_set(item, value, false, why, sizeof why) != 0) {
+        if (eq != NULL) {
+            put_str(&v, eq + 1);
+        }
+        for (int k = vfirst; eq == NULL && k < vend; k++) {
+            if (k > vfirst) {
+                kv_buf_put(&v, " ", 1);
+            }
+            put_str(&v, argv[k]);
+        }
+        kv_buf_put(&v, "", 1);
+        if (kv_conf_set(item, v.p, false, why, sizeof why) != 0) {
             snprintf(err, errlen, "--%s: %s", key, why);
-            return KV_EINVAL;
+            rc = KV_EINVAL;
         }
     }
-    return 0;
+    kv_buf_free(&v);
+    return rc;
 }

@@ -89,6 +89,11 @@ int kv_conf_load_file(const struct kv_conf_item *items, size_t n, const char *pa
  * or KV_EINVAL with the reason in err. Without a handler (NULL) they are errors.
  */
 typedef int kv_conf_other_fn(void *arg, const char *line, int lineno, char *err, size_t errlen);
+
+/* "include PATH" lines (either loader) read PATH there, or every file a pattern with
+ * * ? [ matches (none: nothing, as Redis's), nested at most this deep. Lines of a
+ * KV_CONF_LIST setting add up across the files. Errors name the included file. */
+#define KV_CONF_INCLUDE_DEPTH_MAX 16
 int kv_conf_load_file_ex(const struct kv_conf_item *items, size_t n, const char *path,
                          kv_conf_other_fn *other, void *arg, char *err, size_t errlen);
 
@@ -118,6 +123,17 @@ int kv_conf_rewrite_text(const struct kv_conf_item *items, size_t n, kv_conf_val
  */
 int kv_conf_parse_args(const struct kv_conf_item *items, size_t n, int argc, char **argv, int first,
                        const char *const *skip, char *err, size_t errlen);
+
+/*
+ * The same, with redis-server's command line: a flag's value is every argument after it
+ * up to the next --flag, joined by single spaces ("--save 900 1" is "save 900 1"); a
+ * "--save" with no value before a flag or at the end is save "". A flag that is no
+ * setting goes to `other` (as kv_conf_load_file_ex's) as the line "name arg...", each
+ * argument quoted as kv_splitargs reads it back, with line number 0.
+ */
+int kv_conf_parse_args_ex(const struct kv_conf_item *items, size_t n, int argc, char **argv,
+                          int first, const char *const *skip, kv_conf_other_fn *other, void *arg,
+                          char *err, size_t errlen);
 
 /* Parses a Redis memory size ("10", "1k", "2kb", "3mb", "1gb"). Returns 0 or KV_EINVAL. */
 int kv_conf_parse_bytes(const char *s, int64_t *out);

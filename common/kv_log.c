@@ -9,6 +9,7 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
+#include <syslog.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -16,6 +17,15 @@
 
 static _Atomic int log_level = KV_LOG_NOTICE;
 static _Thread_local char log_thread[16] = "main";
+static int log_syslog; /* set once before other threads start (kv_log_syslog) */
+static char log_ident[64];
+
+void kv_log_syslog(const char *ident, int facility)
+{
+    snprintf(log_ident, sizeof log_ident, "%s", ident); /* (openlog keeps the pointer) */
+    openlog(log_ident, LOG_PID | LOG_NDELAY | LOG_NOWAIT, facility);
+    log_syslog = 1;
+}
 
 void kv_log_level_set(enum kv_log_level level)
 {
@@ -43,9 +53,10 @@ void kv_log(enum kv_log_level level, const char *fmt, ...)
     struct tm tm;
     clock_gettime(CLOCK_REALTIME, &ts);
     gmtime_r(&ts.tv_sec, &tm);
-    int n = snprintf(line, sizeof line, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %s %s ",
-                     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-                     ts.tv_nsec / 1000000, names[level & 3], log_thread);
+    int t =
+        snprintf(line, sizeof line, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ ", tm.tm_year + 1900,
+                 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000);
+    int n = t + snprintf(line + t, sizeof line - (size_t)t, "%s %s ", names[level & 3], log_thread);
     va_list ap;
     va_start(ap, fmt);
     int m = vsnprintf(line + n, sizeof line - (size_t)n - 1, fmt, ap);
@@ -58,4 +69,8 @@ void kv_log(enum kv_log_level level, const char *fmt, ...)
     line[len++] = '\n';
     ssize_t w = write(STDERR_FILENO, line, len);
     (void)w;
+    if (log_syslog) {
+        static const int prios[] = {LOG_DEBUG, LOG_INFO, LOG_NOTICE, LOG_WARNING};
+        syslog(prios[level & 3], "%.*s", (int)(len - 1 - (size_t)t), line + t);
+    }
 }

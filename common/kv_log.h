@@ -1,7 +1,8 @@
 /*
  * kv_log: leveled, structured log lines on stderr.
  *
- * One line per event: `<iso time> <level> <thread> msg key=value ...`. The format
+ * One line per event: `<iso time> <level> <thread> msg key=value ...` (and, when
+ * asked, the same without the time to syslog). The format
  * string carries the key=value pairs. Logging is for events, never for requests: no
  * call sits on a per-request path, so a write(2) per line is acceptable. The level is a
  * process-wide setting (`loglevel`), read with relaxed atomics so any thread may log.
@@ -22,6 +23,12 @@ enum kv_log_level kv_log_level_get(void);
 
 /* Names the calling thread in its log lines (copied; at most 15 bytes kept). */
 void kv_log_thread_name(const char *name);
+
+/* From now on also sends every line written to syslog(3) as `ident` with `facility`
+ * (LOG_USER, LOG_LOCAL0, ...): the message without the time stamp, at the matching
+ * priority (debug, info, notice, warning), as Redis's syslog-enabled. Call once, before
+ * other threads log. */
+void kv_log_syslog(const char *ident, int facility);
 
 /* Writes one line if `level` is enabled. printf-style. */
 void kv_log(enum kv_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

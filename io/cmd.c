@@ -1,12 +1,13 @@
 /*
- * cmd: the command table, sorted once at start-up and searched by binary search on
- * the lower-cased name (no allocation), plus small argument helpers shared by the
- * handlers.
+ * cmd: the command table, sorted once at start-up and found by name through a hash
+ * index (no allocation), rename-command's renames, plus small argument helpers shared
+ * by the handlers.
  */
 #include "cmd.h"
 #include "cmd_docs.h"
 
 #include "kv_assert.h"
+#include "kv_error.h"
 #include "kv_num.h"
 #include "monitor.h"
 #include "latency.h"
@@ -19,10 +20,11 @@
 #include "watch.h"
 
 #include <ctype.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define CMD_NAME_MAX    32  /* longer names are unknown commands */
+#define CMD_NAME_MAX    32  /* the longest name in the table (asserted by cmd_init) */
 #define CMD_INDEX_SLOTS 512 /* the by-name index: a power of two, at least twice the table */
 /* A write of part of a value is logged as a RANGE record rather than the whole value
  * when that saves at least this many bytes (below it, the whole value is as cheap). */
@@ -203,11 +205,19 @@ _Static_assert(KV_ARRAY_LEN(table) * 2 <= CMD_INDEX_SLOTS, "CMD_INDEX_SLOTS is t
  * The by-name index: open addressing over the visible rows, keyed by an FNV-1a hash of
  * the lower-cased name, so that a request's command is found with one hash and one
  * comparison (a binary search costs ~8 string comparisons per request). Slot value:
- * row index + 1, 0 = empty. Built once by cmd_init, read-only afterwards.
+ * row index + 1, 0 = empty. Built by cmd_init and again at each rename-command (both
+ * before the threads start), read-only afterwards.
  */
 static uint16_t by_hash[CMD_INDEX_SLOTS];
-static uint8_t name_len[KV_ARRAY_LEN(table)];     /* strlen of each row's name */
-static uint64_t name_packed[KV_ARRAY_LEN(table)]; /* name_pack of names of <= 8 bytes */
+static uint8_t name_len[KV_ARRAY_LEN(table)]; /* strlen of each row's name */
+
+/* The name each visible row is found by: its own, or the one rename-command gave it
+ * (lower-cased, owned here). ext_len 0: renamed to "" (the row is disabled). */
+static const char *ext_name[KV_ARRAY_LEN(table)];
+static uint8_t ext_len[KV_ARRAY_LEN(table)];
+static uint64_t ext_packed[KV_ARRAY_LEN(table)]; /* name_pack of names of <= 8 bytes */
+static size_t ext_max = CMD_NAME_MAX;            /* the longest ext_name */
+static bool renamed;                             /* some row was renamed or disabled */
 
 static inline uint8_t lower(uint8_t c)
 {
@@ -257,19 +267,41 @@ static inline uint32_t name_hash(const char *name, size_t len)
     return h;
 }
 
+/* (Re)builds the by-name index from ext_name: every visible row not disabled. */
+static void index_build(void)
+{
+    memset(by_hash, 0, sizeof by_hash);
+    for (size_t i = 0; i < KV_ARRAY_LEN(table); i++) {
+        if ((table[i].flags & (CMD_HIDDEN | CMD_DISABLED)) != 0) {
+            continue;
+        }
+        size_t len = ext_len[i];
+        KV_ASSERT(len > 0);
+        ext_packed[i] = len <= 8 ? name_pack(ext_name[i], len) : 0;
+        size_t s = name_hash(ext_name[i], len) & (CMD_INDEX_SLOTS - 1);
+        while (by_hash[s] != 0) {
+            s = (s + 1) & (CMD_INDEX_SLOTS - 1);
+        }
+        by_hash[s] = (uint16_t)(i + 1);
+    }
+}
+
 void cmd_init(void)
 {
     static const char *const containers[] = {"acl",      "client",  "command", "config",
                                              "function", "latency", "memory",  "object",
                                              "pubsub",   "script",  "slowlog"};
     qsort(table, KV_ARRAY_LEN(table), sizeof table[0], by_name);
-    memset(by_hash, 0, sizeof by_hash);
+    ext_max = CMD_NAME_MAX;
+    renamed = false;
     for (size_t i = 0; i < KV_ARRAY_LEN(table); i++) {
         KV_ASSERT(i == 0 || strcmp(table[i - 1].name, table[i].name) < 0);
         size_t len = strlen(table[i].name);
         KV_ASSERT(len > 0 && len <= CMD_NAME_MAX);
         name_len[i] = (uint8_t)len;
-        name_packed[i] = len <= 8 ? name_pack(table[i].name, len) : 0;
+        table[i].flags &= ~(uint32_t)CMD_DISABLED;
+        ext_name[i] = table[i].name;
+        ext_len[i] = (uint8_t)len;
         for (size_t k = 0; k < KV_ARRAY_LEN(containers); k++) {
             if (strcmp(table[i].name, containers[k]) == 0) {
                 table[i].flags |= CMD_SUBCMDS;
@@ -291,15 +323,88 @@ void cmd_init(void)
             fn == cmd_debug) {
             table[i].flags |= CMD_SPECIAL;
         }
-        if (table[i].flags & CMD_HIDDEN) {
-            continue;
-        }
-        size_t s = name_hash(table[i].name, len) & (CMD_INDEX_SLOTS - 1);
-        while (by_hash[s] != 0) {
-            s = (s + 1) & (CMD_INDEX_SLOTS - 1);
-        }
-        by_hash[s] = (uint16_t)(i + 1);
     }
+    index_build();
+}
+
+int cmd_rename_command(const char *from, const char *to, char *err, size_t errlen)
+{
+    /* As Redis's: the command is found by the name it has now (so a renamed command can
+     * be renamed again), its old name goes, and the new one is added unless it is "". */
+    const struct cmd_desc *d = strchr(from, '|') == NULL ? cmd_lookup(from, strlen(from)) : NULL;
+    if (d == NULL) {
+        snprintf(err, errlen, "No such command in rename-command");
+        return KV_EINVAL;
+    }
+    size_t tlen = strlen(to);
+    if (tlen > CMD_RENAME_MAX) {
+        snprintf(err, errlen, "rename-command: the new name is longer than %d bytes",
+                 CMD_RENAME_MAX);
+        return KV_EINVAL;
+    }
+    if (tlen > 0 && (cmd_lookup(to, tlen) != NULL || strchr(to, '|') != NULL)) {
+        snprintf(err, errlen, "Target command name already exists");
+        return KV_EINVAL;
+    }
+    size_t i = cmd_index(d);
+    char *name = NULL;
+    if (tlen > 0) {
+        name = malloc(tlen + 1);
+        if (name == NULL) {
+            snprintf(err, errlen, "out of memory");
+            return KV_ENOMEM;
+        }
+        for (size_t k = 0; k <= tlen; k++) {
+            name[k] = (char)lower((uint8_t)to[k]);
+        }
+    }
+    if (ext_name[i] != table[i].name) {
+        free((char *)ext_name[i]);
+    }
+    ext_name[i] = name != NULL ? name : table[i].name;
+    ext_len[i] = (uint8_t)tlen;
+    if (tlen == 0) {
+        table[i].flags |= CMD_DISABLED;
+    }
+    ext_max = tlen > ext_max ? tlen : ext_max;
+    renamed = true;
+    index_build();
+    return 0;
+}
+
+bool cmd_renamed(void)
+{
+    return renamed;
+}
+
+const struct cmd_desc *cmd_find(const char *name, size_t len)
+{
+    /* the table is sorted by name: a binary search, case-insensitive */
+    size_t lo = 0, hi = KV_ARRAY_LEN(table);
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        const char *m = table[mid].name;
+        int c = 0;
+        size_t k = 0;
+        for (; k < len && m[k] != '\0'; k++) {
+            c = (int)lower((uint8_t)name[k]) - (int)(uint8_t)m[k];
+            if (c != 0) {
+                break;
+            }
+        }
+        if (c == 0) {
+            c = k < len ? 1 : (m[k] != '\0' ? -1 : 0);
+        }
+        if (c == 0) {
+            return (table[mid].flags & CMD_HIDDEN) ? NULL : &table[mid];
+        }
+        if (c < 0) {
+            hi = mid;
+        } else {
+            lo = mid + 1;
+        }
+    }
+    return NULL;
 }
 
 bool cmd_allows_busy(const struct cmd_desc *d, size_t argc, const struct resp_arg *argv)
@@ -318,7 +423,7 @@ bool cmd_allows_busy(const struct cmd_desc *d, size_t argc, const struct resp_ar
 
 const struct cmd_desc *cmd_lookup(const char *name, size_t len)
 {
-    if (len == 0 || len > CMD_NAME_MAX) {
+    if (len == 0 || len > ext_max) {
         return NULL;
     }
     if (len <= 8) { /* one word compared per candidate */
@@ -329,7 +434,7 @@ const struct cmd_desc *cmd_lookup(const char *name, size_t len)
             if (v == 0) {
                 return NULL;
             }
-            if (name_packed[v - 1] == packed && name_len[v - 1] == len) {
+            if (ext_packed[v - 1] == packed && ext_len[v - 1] == len) {
                 return &table[v - 1];
             }
         }
@@ -340,14 +445,14 @@ const struct cmd_desc *cmd_lookup(const char *name, size_t len)
         if (v == 0) {
             return NULL;
         }
-        const struct cmd_desc *d = &table[v - 1];
-        if (name_len[v - 1] == len) {
+        if (ext_len[v - 1] == len) {
+            const char *e = ext_name[v - 1];
             size_t i = 0;
-            while (i < len && lower((uint8_t)name[i]) == (uint8_t)d->name[i]) {
+            while (i < len && lower((uint8_t)name[i]) == (uint8_t)e[i]) {
                 i++;
             }
             if (i == len) {
-                return d;
+                return &table[v - 1];
             }
         }
         s = (s + 1) & (CMD_INDEX_SLOTS - 1);
@@ -483,7 +588,7 @@ uint16_t cmd_stat_row(const struct cmd_desc *d, size_t argc, const struct resp_a
          * the client sent, with the same arguments: the one named before its '|'. */
         const char *bar = strchr(d->name, '|');
         KV_ASSERT(bar != NULL);
-        d = cmd_lookup(d->name, (size_t)(bar - d->name));
+        d = cmd_find(d->name, (size_t)(bar - d->name));
         KV_ASSERT(d != NULL);
     }
     if (KV_LIKELY(!(d->flags & CMD_SUBCMDS)) || argc < 2) {

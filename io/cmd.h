@@ -70,6 +70,8 @@ enum cmd_flag {
     CMD_SPECIAL = 1u << 14,    /* dispatch handles it apart (MULTI, EXEC, DISCARD, WATCH,
                                 * UNWATCH; CLIENT, OBJECT, MEMORY, DEBUG may change rows):
                                 * set by cmd_init, so that other commands skip those checks */
+    CMD_DISABLED = 1u << 15,   /* renamed to "" by rename-command: not found by name, not
+                                * listed by COMMAND (ACL rules still name it) */
 };
 
 /* How a MULTI command's per-shard results merge. */
@@ -138,8 +140,35 @@ void cmd_init(void);
  * script is past busy-reply-threshold, as in Redis (SCRIPT KILL, SHUTDOWN, MULTI, ...). */
 bool cmd_allows_busy(const struct cmd_desc *d, size_t argc, const struct resp_arg *argv);
 
-/* The row for a command name (case-insensitive), or NULL. */
+/* The row for the name a client calls a command by (case-insensitive; rename-command's
+ * new name where the command was renamed), or NULL. */
 const struct cmd_desc *cmd_lookup(const char *name, size_t len);
+
+/* The row for a command's own name whatever rename-command did (ACL rules, internal
+ * uses), case-insensitive; NULL for internal rows and unknown names. */
+const struct cmd_desc *cmd_find(const char *name, size_t len);
+
+/* The longest name rename-command may give a command. */
+#define CMD_RENAME_MAX 128
+
+/*
+ * rename-command FROM TO, as Redis's config directive (at start-up, after cmd_init and
+ * before any other thread runs): the command FROM (found by the name it has now) is
+ * found as TO from then on and no longer as FROM; TO "" disables it. COMMAND, INFO
+ * commandstats and CLIENT LIST keep showing its own name, as Redis does. Returns 0, or
+ * KV_EINVAL with Redis's reason in err ("No such command in rename-command", "Target
+ * command name already exists").
+ */
+int cmd_rename_command(const char *from, const char *to, char *err, size_t errlen);
+
+/* Whether rename-command renamed or disabled some command. */
+bool cmd_renamed(void);
+
+/* Whether COMMAND lists the row (not internal, not disabled). */
+static inline bool cmd_listed(const struct cmd_desc *d)
+{
+    return (d->flags & (CMD_HIDDEN | CMD_DISABLED)) == 0;
+}
 
 /* An internal (CMD_HIDDEN) row by its exact name, e.g. "client|list"; never NULL. */
 const struct cmd_desc *cmd_lookup_hidden(const char *name);

@@ -213,7 +213,7 @@ static size_t visible_count(const struct cmd_desc *t, size_t n)
 {
     size_t v = 0;
     for (size_t i = 0; i < n; i++) {
-        v += !(t[i].flags & CMD_HIDDEN);
+        v += cmd_listed(&t[i]);
     }
     return v;
 }
@@ -224,7 +224,7 @@ static void command_all(struct resp_out *o)
     const struct cmd_desc *t = cmd_table(&n);
     reply_array(o, visible_count(t, n));
     for (size_t i = 0; i < n; i++) {
-        if (!(t[i].flags & CMD_HIDDEN)) {
+        if (cmd_listed(&t[i])) {
             struct command_ref r = ref_of_desc(&t[i]);
             reply_row(o, &r);
         }
@@ -367,7 +367,7 @@ static void command_docs(struct cmd_ctx *x)
         const struct cmd_desc *t = cmd_table(&n);
         reply_map(x->out, visible_count(t, n));
         for (size_t i = 0; i < n; i++) {
-            if (!(t[i].flags & CMD_HIDDEN)) {
+            if (cmd_listed(&t[i])) {
                 reply_bulk_str(x->out, t[i].name);
                 reply_docs(x->out, cmd_docs_find(t[i].name));
             }
@@ -418,7 +418,7 @@ static size_t list_walk(struct resp_out *o, enum list_filter f, const struct res
     const struct cmd_desc *t = cmd_table(&n);
     size_t found = 0;
     for (size_t i = 0; i < n; i++) {
-        if (t[i].flags & CMD_HIDDEN) {
+        if (!cmd_listed(&t[i])) {
             continue;
         }
         const struct cmd_docs *m = cmd_docs_find(t[i].name);

@@ -2207,18 +2207,19 @@ void cmd_info(struct cmd_ctx *x)
                     "redis_build_id:0\r\nredis_mode:standalone\r\n"
                     "os:Linux\r\narch_bits:64\r\nmonotonic_clock:POSIX clock_gettime\r\n"
                     "multiplexing_api:io_uring\r\natomicvar_api:c11-builtin\r\n"
-                    "gcc_version:%d.%d.%d\r\nprocess_id:%d\r\nprocess_supervised:no\r\n"
+                    "gcc_version:%d.%d.%d\r\nprocess_id:%d\r\nprocess_supervised:%s\r\n"
                     "run_id:%s\r\ntcp_port:%d\r\nserver_time_usec:%lld\r\n"
                     "uptime_in_seconds:%lld\r\nuptime_in_days:%lld\r\n"
                     "hz:%lld\r\nconfigured_hz:%lld\r\nlru_clock:%lld\r\n"
-                    "executable:kvd\r\nconfig_file:%s\r\nio_threads_active:0\r\n"
+                    "executable:%s\r\nconfig_file:%s\r\nio_threads_active:0\r\n"
                     "shard_threads:%u\r\npartitions:%u\r\n\r\n",
                     KV_VERSION, __GNUC__, __GNUC_MINOR__, __GNUC_PATCHLEVEL__, (int)getpid(),
-                    run_id, srv->port, (long long)now_us, (long long)((now - srv->start_ms) / 1000),
+                    kvd_supervised, run_id, srv->port, (long long)now_us,
+                    (long long)((now - srv->start_ms) / 1000),
                     (long long)((now - srv->start_ms) / 86400000),
                     (long long)KV_CONF_GET(kvd_settings.hz),
                     (long long)KV_CONF_GET(kvd_settings.hz), (long long)((now / 1000) & 0xffffff),
-                    kvd_conf_users.path, srv->nthreads, srv->route->count);
+                    kvd_executable, kvd_conf_users.abs_path, srv->nthreads, srv->route->count);
     }
     if (want(x->argc, x->argv, "clients", true)) {
         kv_text_add(

@@ -3068,7 +3068,7 @@ static bool same_cross(struct txn_x *tx, const struct cmd_desc *d, size_t argc,
         }
     }
     /* every key absent: each shard sets its own, as MSET's parts */
-    const struct cmd_desc *mset = cmd_lookup("mset", 4);
+    const struct cmd_desc *mset = cmd_find("mset", 4);
     struct resp_arg *part = mi_heap_malloc(sh->heap, argc * sizeof *part);
     KV_ASSERT(part != NULL);
     for (uint32_t o = 0; o < sh->srv->nthreads; o++) {
@@ -3450,7 +3450,7 @@ static bool txn_exec_cross(struct conn *c)
     /* the reply: this shard's part (the array) and an exec|sync from each parked shard
      * the transaction wrote on, which comes back once that shard's WAL holds it */
     sh->clock_ns = kv_clock_mono_ns();
-    const struct cmd_desc *exec_d = cmd_lookup("exec", 4);
+    const struct cmd_desc *exec_d = cmd_find("exec", 4);
     const struct resp_arg exec_arg = {.ptr = "EXEC", .len = 4};
     const struct resp_arg *sync_args[1] = {&exec_arg};
     struct pend *p = pend_push(c);
@@ -4857,7 +4857,7 @@ void conn_save_turn(struct shard *sh)
         const char *cmd = w->shutdown ? "shutdown" : "save";
         if (state < 0) { /* SAVE was counted as a call when it started: now it failed */
             reply_count_error(err + 1, err_len - 4);
-            STAT_ADD(sh->stats.cmd_failed[cmd_index(cmd_lookup(cmd, strlen(cmd)))], 1);
+            STAT_ADD(sh->stats.cmd_failed[cmd_index(cmd_find(cmd, strlen(cmd)))], 1);
         } else if (w->shutdown) { /* saved: stop, without a reply (as Redis) */
             kv_log_notice("DB saved on disk; SHUTDOWN");
             atomic_store(&sh->srv->stopping, 1);

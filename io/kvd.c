@@ -35,6 +35,7 @@
 #include <sys/file.h>
 #include <stddef.h>
 #include <sys/socket.h>
+#include <syslog.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -245,20 +246,28 @@ static uint32_t thread_count(void)
 
 int main(int argc, char **argv)
 {
+    cmd_init(); /* (before the settings: rename-command lines rename its rows) */
     int rc = kvd_settings_load(argc, argv);
     if (rc != 0) {
         return rc > 0 ? 0 : 1;
     }
+    static const char *const supervisors[] = {"no", "upstart", "systemd"};
+    kvd_supervised = supervisors[supervisor()];
     if (KV_CONF_GET(kvd_settings.daemonize) && daemonize() != 0) {
         return 1;
     }
     if (kvd_settings.logfile[0] != '\0' && open_logfile(kvd_settings.logfile) != 0) {
         return 1;
     }
+    if (KV_CONF_GET(kvd_settings.syslog_enabled)) {
+        static const int facilities[] = {LOG_USER,   LOG_LOCAL0, LOG_LOCAL1, LOG_LOCAL2, LOG_LOCAL3,
+                                         LOG_LOCAL4, LOG_LOCAL5, LOG_LOCAL6, LOG_LOCAL7};
+        kv_log_syslog(kvd_settings.syslog_ident,
+                      facilities[KV_CONF_GET(kvd_settings.syslog_facility) % 9]);
+    }
     if (kvd_settings.pidfile[0] != '\0') {
         write_pidfile(kvd_settings.pidfile);
     }
-    cmd_init();
     char uerr[4096];
     if (users_init(kvd_settings.requirepass, kvd_settings.aclfile, kvd_conf_users.lines,
                    kvd_conf_users.linenos, kvd_conf_users.n, kvd_conf_users.path, uerr,

@@ -5,12 +5,14 @@
  */
 #include "kvd_settings.h"
 
+#include "cmd.h"
 #include "evict.h"
 #include "kv_error.h"
 #include "latency.h"
 #include "notify.h"
 #include "obuf.h"
 #include "kv_log.h"
+#include "kv_splitargs.h"
 
 #include <stdint.h>
 #include <ctype.h>
@@ -19,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 struct kvd_settings kvd_settings;
 
@@ -54,6 +57,8 @@ static size_t octal_format(int64_t v, char *buf, size_t cap)
     return n < 0 ? 0 : (size_t)n < cap ? (size_t)n : cap - 1;
 }
 static const char *const supervised_modes[] = {"no", "upstart", "systemd", "auto", NULL};
+static const char *const syslog_facilities[] = {"user",   "local0", "local1", "local2", "local3",
+                                                "local4", "local5", "local6", "local7", NULL};
 static const char *const oom_adjs[] = {"no", "yes", "relative", "absolute", NULL};
 
 /* The settings accepted for redis.conf's sake (COMPAT), one line each. Each value is a
@@ -445,6 +450,23 @@ const struct kv_conf_item kvd_setting_items[] = {
      .help = "append the log to this file (\"\": standard error)",
      .str = S->logfile,
      .str_cap = sizeof S->logfile},
+    {.name = "syslog-enabled",
+     .type = KV_CONF_BOOL,
+     .def = "no",
+     .help = "also send the log to syslog (as Redis: without the time stamp)",
+     .num = &S->syslog_enabled},
+    {.name = "syslog-ident",
+     .type = KV_CONF_STRING,
+     .def = "kvd",
+     .help = "the syslog identity of kvd's lines",
+     .str = S->syslog_ident,
+     .str_cap = sizeof S->syslog_ident},
+    {.name = "syslog-facility",
+     .type = KV_CONF_ENUM,
+     .def = "local0",
+     .choices = syslog_facilities,
+     .help = "the syslog facility: user, local0 ... local7",
+     .num = &S->syslog_facility},
     {.name = "unixsocket",
      .type = KV_CONF_STRING,
      .def = "",
@@ -570,13 +592,56 @@ const struct kv_conf_item kvd_setting_items[] = {
 const size_t kvd_setting_count = sizeof kvd_setting_items / sizeof kvd_setting_items[0];
 
 struct kvd_conf_users kvd_conf_users;
+char kvd_executable[KVD_DIR_MAX];
+const char *kvd_supervised = "no";
 
-/* A config line that is no setting: "user name rules..." is kept for users_init. */
+/* "rename-command FROM TO" (TO may be "" in quotes): cmd_rename, as Redis's directive. */
+static int conf_rename_line(const char *line, char *err, size_t errlen)
+{
+    size_t n = strlen(line);
+    char *buf = malloc(4 * (n + 1)); /* up to 4 arguments (a 4th is an error) */
+    if (buf == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return KV_EINVAL;
+    }
+    char *tok[4];
+    size_t len[4];
+    size_t i = 0;
+    int argc = 0;
+    int r = 1;
+    while (argc < 4) {
+        tok[argc] = buf + (size_t)argc * (n + 1);
+        r = kv_splitargs_next(line, n, &i, tok[argc], &len[argc]);
+        if (r != 1) {
+            break;
+        }
+        tok[argc][len[argc]] = '\0';
+        argc++;
+    }
+    int rc = 0;
+    if (r < 0 || argc != 3) {
+        snprintf(err, errlen, "bad directive or wrong number of arguments");
+        rc = KV_EINVAL;
+    } else if (strlen(tok[1]) != len[1] || strlen(tok[2]) != len[2]) {
+        snprintf(err, errlen, "No such command in rename-command"); /* (a NUL in a name) */
+        rc = KV_EINVAL;
+    } else {
+        rc = cmd_rename_command(tok[1], tok[2], err, errlen);
+    }
+    free(buf);
+    return rc;
+}
+
+/* A config line that is no setting: "user name rules..." is kept for users_init;
+ * "rename-command FROM TO" renames a command at once. */
 static int conf_user_line(void *arg, const char *line, int lineno, char *err, size_t errlen)
 {
     (void)arg;
     while (isspace((unsigned char)*line)) {
         line++;
+    }
+    if (strncasecmp(line, "rename-command", 14) == 0 && isspace((unsigned char)line[14])) {
+        return conf_rename_line(line, err, errlen);
     }
     if (strncasecmp(line, "user", 4) != 0 || !isspace((unsigned char)line[4])) {
         snprintf(err, errlen, "bad directive or wrong number of arguments");
@@ -634,6 +699,10 @@ static void print_help(void)
         }
     }
     printf("\n");
+    printf("\nDirectives (config file lines, or flags with their words):\n"
+           "  --%-28s %s\n  --%-28s %s\n",
+           "user NAME RULES...", "declare an ACL user, as redis.conf's user lines",
+           "rename-command OLD NEW", "call command OLD by the name NEW (\"\": disable it)");
     printf("\n  --%-28s %s\n  --%-28s %s\n", "config FILE", "read settings from FILE first",
            "help, --version", "print this or the version and exit");
 }
@@ -686,12 +755,18 @@ int kvd_settings_load(int argc, char **argv)
             config = argv[i] + 9;
         }
     }
+    ssize_t exe = readlink("/proc/self/exe", kvd_executable, sizeof kvd_executable - 1);
+    kvd_executable[exe > 0 ? exe : 0] = '\0';
     if (kv_conf_defaults(kvd_setting_items, kvd_setting_count, err, sizeof err) != 0) {
         fprintf(stderr, "kvd: %s\n", err);
         return -1;
     }
     if (config != NULL) {
         snprintf(kvd_conf_users.path, sizeof kvd_conf_users.path, "%s", config);
+        char *abs = realpath(config, NULL);
+        snprintf(kvd_conf_users.abs_path, sizeof kvd_conf_users.abs_path, "%s",
+                 abs != NULL ? abs : config);
+        free(abs);
     }
     if (config != NULL && kv_conf_load_file_ex(kvd_setting_items, kvd_setting_count, config,
                                                conf_user_line, NULL, err, sizeof err) != 0) {
@@ -715,8 +790,8 @@ int kvd_settings_load(int argc, char **argv)
         }
     }
     static const char *const skip[] = {"config", NULL};
-    int rc =
-        kv_conf_parse_args(kvd_setting_items, kvd_setting_count, n, args, 1, skip, err, sizeof err);
+    int rc = kv_conf_parse_args_ex(kvd_setting_items, kvd_setting_count, n, args, 1, skip,
+                                   conf_user_line, NULL, err, sizeof err);
     free(args);
     if (rc != 0) {
         fprintf(stderr, "kvd: %s\n", err);

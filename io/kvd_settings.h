@@ -31,7 +31,10 @@ struct kvd_settings {
     char save[512]; /* appendonly no: the save points (dump.h; CONFIG SET keeps them there) */
     char pidfile[KVD_DIR_MAX];
     char logfile[KVD_DIR_MAX];
-    char unixsocket[108]; /* (sun_path's capacity) */
+    char syslog_ident[64];
+    _Atomic int64_t syslog_enabled;
+    _Atomic int64_t syslog_facility; /* index in Redis's list: user, local0 ... local7 */
+    char unixsocket[108];            /* (sun_path's capacity) */
     _Atomic int64_t unixsocketperm;
     _Atomic int64_t daemonize;
     _Atomic int64_t tcp_keepalive_s;
@@ -82,9 +85,17 @@ struct kvd_conf_users {
     char **lines;
     int *linenos;
     size_t n;
-    char path[KVD_DIR_MAX]; /* the config file's path, for messages */
+    char path[KVD_DIR_MAX];     /* the config file's path, for messages */
+    char abs_path[KVD_DIR_MAX]; /* the same made absolute (INFO config_file, as Redis) */
 };
 extern struct kvd_conf_users kvd_conf_users;
+
+/* The absolute path of the running binary (INFO executable), "" if unknown. */
+extern char kvd_executable[KVD_DIR_MAX];
+
+/* The supervisor kvd talks to ("no", "upstart", "systemd": supervised auto resolved),
+ * set by main (INFO process_supervised). */
+extern const char *kvd_supervised;
 extern const struct kv_conf_item kvd_setting_items[];
 extern const size_t kvd_setting_count;
 

@@ -63,9 +63,11 @@ struct slowlog_entry *slowlog_prepare(size_t argc, const struct resp_arg *argv, 
         return NULL;
     }
     char *w = e->bytes;
-    /* credentials are not kept (only commands that may carry them are looked up) */
+    /* credentials are not kept (only commands that may carry them are looked up; any,
+     * when rename-command gave one a name of its own) */
     const struct cmd_desc *d = NULL;
-    if (argc >= 2 && argv[0].len >= 3 && strchr("aAhHcC", argv[0].ptr[0]) != NULL) {
+    if (argc >= 2 &&
+        (cmd_renamed() || (argv[0].len >= 3 && strchr("aAhHcC", argv[0].ptr[0]) != NULL))) {
         d = cmd_lookup(argv[0].ptr, argv[0].len);
     }
     for (size_t i = 0; i < n; i++) {

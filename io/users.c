@@ -275,7 +275,7 @@ static void rows_init(void)
             continue;
         }
         KV_ASSERT(bar != NULL);
-        const struct cmd_desc *p = cmd_lookup(name, (size_t)(bar - name));
+        const struct cmd_desc *p = cmd_find(name, (size_t)(bar - name));
         KV_ASSERT(p != NULL);
         row_parent[r] = (uint16_t)cmd_index(p);
         const struct cmd_docs *pm = cmd_docs_find(p->name);
@@ -289,7 +289,7 @@ static void rows_init(void)
 static int row_of(const char *name, size_t n)
 {
     const char *bar = memchr(name, '|', n);
-    const struct cmd_desc *d = cmd_lookup(name, bar != NULL ? (size_t)(bar - name) : n);
+    const struct cmd_desc *d = cmd_find(name, bar != NULL ? (size_t)(bar - name) : n);
     if (d == NULL) {
         return -1;
     }

@@ -314,9 +314,12 @@ def test_supervised_systemd(tmp_path):
             assert got[-2:] == [b"STATUS=Ready to accept connections\n", b"READY=1\n"]
             with k.client() as c:
                 assert c.cmd("CONFIG", "GET", "supervised") == [b"supervised", mode.encode()]
+                assert b"process_supervised:systemd\r\n" in c.cmd("INFO", "server")
             k.stop()
             assert sock.recv(4096) == b"STOPPING=1\n"
         k = Kvd(args=["--supervised", "no"], env={"NOTIFY_SOCKET": path})
+        with k.client() as c:
+            assert b"process_supervised:no\r\n" in c.cmd("INFO", "server")
         k.stop()
         sock.settimeout(0.5)
         with pytest.raises(socket.timeout):
@@ -353,3 +356,207 @@ def test_unixsocket(tmp_path):
     finally:
         k.stop()
     assert not path.exists()
+
+
+RENAMES = [("CONFIG", "cfg-secret"), ("FLUSHALL", ""), ("get", "fetch")]
+
+
+def test_rename_command(tmp_path, redis_factory):
+    """rename-command as Redis's: lines of the config file and --rename-command flags;
+    the new name works (also in MULTI and in scripts), the old one is an unknown command,
+    "" disables; COMMAND LIST and INFO commandstats keep the commands' own names; ACL
+    rules name commands by their own names. Replies compared with Redis 7 renaming the
+    same commands; CONFIG REWRITE keeps the lines."""
+    conf = tmp_path / "kvd.conf"
+    conf.write_text("".join('rename-command %s "%s"\n' % r for r in RENAMES))
+    k = Kvd(args=["--config", str(conf), "--rename-command", "SET", "put"])
+    rargs = []
+    for old, new in RENAMES + [("SET", "put")]:
+        rargs += ["--rename-command", old, new]
+    r = redis_factory(rargs)
+    try:
+        with k.client() as kc, r.client() as rc:
+            def same(*args):
+                kc.send(encode(*args))
+                rc.send(encode(*args))
+                kv, kraw = kc.read_both()
+                _, rraw = rc.read_both()
+                assert kraw == rraw, (args, kraw, rraw)
+                return kv
+            assert same("CONFIG", "GET", "maxclients") == \
+                Err("ERR unknown command 'CONFIG', with args beginning with: 'GET' 'maxclients' ")
+            same("cfg-secret", "GET", "maxclients")
+            same("CFG-SECRET", "SET", "maxclients", "10000")
+            assert isinstance(same("FLUSHALL"), Err)
+            assert isinstance(same("SET", "a", "1"), Err)
+            same("PUT", "a", "1")
+            assert same("fetch", "a") == b"1"
+            assert isinstance(same("GET", "a"), Err)
+            same("MULTI")
+            same("put", "b", "2")
+            same("get", "b")  # unknown: the transaction is discarded at EXEC
+            same("EXEC")
+            same("MULTI")
+            same("put", "b", "2")
+            same("fetch", "b")
+            same("EXEC")
+            same("EVAL", "return redis.call('fetch', KEYS[1])", "1", "a")
+            same("EVAL", "return redis.pcall('get', KEYS[1])", "1", "a")
+            same("COMMAND", "INFO", "get")
+            assert same("COMMAND", "DOCS", "fetch")[0] == b"get"
+            for c in (kc, rc):
+                names = c.cmd("COMMAND", "LIST")
+                assert b"get" in names and b"config" in names and b"set" in names
+                assert b"fetch" not in names and b"flushall" not in names
+                stats = c.cmd("INFO", "commandstats").decode()
+                assert "cmdstat_get:calls=" in stats and "cmdstat_set:calls=" in stats
+                assert "fetch" not in stats and "put" not in stats
+            assert kc.cmd("COMMAND", "COUNT") == \
+                len([n for n in kc.cmd("COMMAND", "LIST") if b"|" not in n])
+            # ACL rules: the commands' own names (Redis's orig_commands)
+            same("ACL", "SETUSER", "u1", "on", "nopass", "+@all", "-get")
+            same("ACL", "SETUSER", "u2", "on", "nopass", "+fetch")
+            same("AUTH", "u1", "x")
+            same("fetch", "a")
+            same("PUT", "a", "2")
+        with k.client() as kc:  # CONFIG REWRITE keeps the directive's lines
+            assert kc.cmd("cfg-secret", "REWRITE") == St("OK")
+    finally:
+        k.stop()
+        r.stop()
+    text = conf.read_text()
+    assert 'rename-command get "fetch"' in text and 'rename-command FLUSHALL ""' in text
+    k = Kvd(args=["--config", str(conf)])
+    try:
+        with k.client() as kc:
+            assert kc.cmd("fetch", "nosuch") is None
+            assert isinstance(kc.cmd("GET", "nosuch"), Err)
+            assert kc.cmd("SET", "a", "1") == St("OK")  # (not renamed in the file)
+    finally:
+        k.stop()
+
+
+@pytest.mark.parametrize("line,why", [
+    ("rename-command nosuch x", "No such command in rename-command"),
+    ("rename-command get set", "Target command name already exists"),
+    ("rename-command get", "bad directive or wrong number of arguments"),
+    ("rename-command get a b", "bad directive or wrong number of arguments"),
+    ("rename-command config|get x", "No such command in rename-command"),
+    # found by the name it has now: renamed again from it, no longer by its own
+    ("rename-command get x\nrename-command x y\nrename-command get z",
+     "No such command in rename-command"),
+])
+def test_rename_command_refused(tmp_path, line, why):
+    conf = tmp_path / "kvd.conf"
+    conf.write_text(line + "\n")
+    k = Kvd(args=["--config", str(conf)], ready=False)
+    assert k.proc.wait(timeout=30) != 0
+    assert why in k.stderr(), k.stderr()
+    k.stop(check=False)
+
+
+def test_flags_take_several_words():
+    """As redis-server: a flag's value runs up to the next --flag ("--save 900 1"), and a
+    --save with no value means save ""."""
+    for args, save, maxclients in [
+            (["--save", "900", "1", "300", "10", "--maxclients", "77"], b"900 1 300 10", b"77"),
+            (["--save", "--maxclients", "78"], b"", b"78")]:
+        k = Kvd(args=args)
+        try:
+            with k.client() as c:
+                assert c.cmd("CONFIG", "GET", "save") == [b"save", save]
+                assert c.cmd("CONFIG", "GET", "maxclients") == [b"maxclients", maxclients]
+        finally:
+            k.stop()
+
+
+def test_renamed_commands_keep_secrets_out_of_the_slowlog():
+    k = Kvd(args=["--rename-command", "ACL", "myacl", "--rename-command", "CONFIG", "zz",
+                  "--slowlog-log-slower-than", "0"])
+    try:
+        with k.client() as c:
+            assert c.cmd("myacl", "SETUSER", "u", "on", ">secretpw") == St("OK")
+            assert c.cmd("zz", "SET", "requirepass", "sekrit2") == St("OK")
+            assert c.cmd("AUTH", "sekrit2") == St("OK")
+            logged = [e[3] for e in c.cmd("SLOWLOG", "GET", "10")]
+            assert [b"zz", b"SET", b"requirepass", b"(redacted)"] in logged
+            assert [b"myacl", b"SETUSER", b"(redacted)", b"(redacted)", b"(redacted)"] in logged
+            assert b"secretpw" not in repr(logged).encode()
+    finally:
+        k.stop()
+
+
+def test_info_paths_are_absolute(tmp_path, monkeypatch):
+    """INFO server's executable and config_file are absolute paths, as Redis's."""
+    (tmp_path / "k.conf").write_text("maxclients 99\n")
+    monkeypatch.chdir(tmp_path)
+    k = Kvd(args=["--config", "k.conf"])
+    try:
+        with k.client() as c:
+            info = dict(line.split(":", 1) for line in
+                        c.cmd("INFO", "server").decode().splitlines() if ":" in line)
+            assert info["config_file"] == str((tmp_path / "k.conf").resolve())
+            assert info["executable"] == os.path.realpath(k.bin)
+    finally:
+        k.stop()
+
+
+def test_syslog(tmp_path):
+    """syslog-enabled / -ident / -facility: the log's lines also go to syslog, without the
+    time stamp, with the facility and priority as Redis's (notice: LOG_NOTICE). Read from
+    a socket the test puts at /dev/log when the machine has none."""
+    if os.path.exists("/dev/log"):
+        pytest.skip("/dev/log belongs to this machine's syslog daemon: not captured")
+    if os.geteuid() != 0:
+        pytest.skip("creating /dev/log needs root")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind("/dev/log")
+    sock.settimeout(30)
+    try:
+        k = Kvd(args=["--syslog-enabled", "yes", "--syslog-ident", "kvtest",
+                      "--syslog-facility", "local3"])
+        try:
+            with k.client() as c:
+                assert c.cmd("CONFIG", "GET", "syslog-*") == [
+                    b"syslog-enabled", b"yes", b"syslog-ident", b"kvtest",
+                    b"syslog-facility", b"local3"]
+                r = c.cmd("CONFIG", "SET", "syslog-ident", "x")
+                assert isinstance(r, Err) and "immutable" in r.s
+            msgs = []
+            while not any(b"kvd ready" in m for m in msgs):
+                msgs.append(sock.recv(65536))
+            ready = [m for m in msgs if b"kvd ready" in m][0]
+            # <local3 * 8 + notice>, then the time syslog(3) adds, "kvtest[pid]: ", the line
+            assert ready.startswith(b"<%d>" % (19 * 8 + 5)), ready
+            assert (b"kvtest[%d]: notice main kvd ready " % k.pid) in ready, ready
+        finally:
+            k.stop()
+    finally:
+        sock.close()
+        os.unlink("/dev/log")
+
+
+def test_include(tmp_path):
+    """include FILE and include PATTERN (a conf.d directory, empty or not), read in place,
+    with settings and directives alike, as Redis's."""
+    d = tmp_path / "conf.d"
+    d.mkdir()
+    (tmp_path / "empty.d").mkdir()
+    (d / "10-limits.conf").write_text("maxclients 55\nrename-command get fetch\n")
+    (d / "20-more.conf").write_text("maxclients 56\n")
+    main = tmp_path / "kvd.conf"
+    main.write_text("maxclients 10\ninclude %s/*.conf\ninclude %s/*.conf\n"
+                    "timeout 7\n" % (d, tmp_path / "empty.d"))
+    k = Kvd(args=["--config", str(main)])
+    try:
+        with k.client() as c:
+            assert c.cmd("CONFIG", "GET", "maxclients") == [b"maxclients", b"56"]
+            assert c.cmd("CONFIG", "GET", "timeout") == [b"timeout", b"7"]
+            assert c.cmd("fetch", "x") is None
+    finally:
+        k.stop()
+    main.write_text("include %s\n" % (tmp_path / "nosuch.conf"))
+    k = Kvd(args=["--config", str(main)], ready=False)
+    assert k.proc.wait(timeout=30) != 0
+    assert "nosuch.conf" in k.stderr()
+    k.stop(check=False)

@@ -718,7 +718,9 @@ def test_debug_object_reload_and_errors_as_redis(kvd):
                 k, rr = got[0].groups(), got[1].groups()
                 assert k[1:4] == rr[1:4], (v, k, rr)  # refcount, encoding, serializedlength
                 assert abs(int(k[4]) - int(rr[4])) <= 2, (k, rr)  # the LRU clock (s)
-                assert k[5] == "0"
+                # idle time in whole ticks of the 1 s LRU clock (Redis's too): 1 when a tick
+                # fell between the SET and DEBUG OBJECT (seen on a loaded machine)
+                assert k[5] in ("0", "1"), k
             for args in (("DEBUG", "OBJECT", "nokey"), ("DEBUG", "OBJECT"),
                          ("DEBUG", "OBJECT", "a", "b"), ("DEBUG", "FOO"),
                          ("DEBUG", "SLEEP"), ("DEBUG", "RELOAD", "BAD"),

@@ -305,6 +305,90 @@ Test(kv_config, other_directives_go_to_the_handler)
     unlink(path);
 }
 
+Test(kv_config, include_reads_files_and_patterns_in_place)
+{
+    conf_reset();
+    char dir[] = "/tmp/kvconf-inc-XXXXXX";
+    cr_assert_not_null(mkdtemp(dir));
+    char path[256], sub[256], d1[256], d2[256], loop[256];
+    snprintf(sub, sizeof sub, "%s/sub.conf", dir);
+    snprintf(d1, sizeof d1, "%s/b-1.part", dir);
+    snprintf(d2, sizeof d2, "%s/b-2.part", dir);
+    snprintf(path, sizeof path, "%s/main.conf", dir);
+    snprintf(loop, sizeof loop, "%s/loop.conf", dir);
+    FILE *f = fopen(sub, "w");
+    fprintf(f, "port 7100\nmaxmemory 1mb\n");
+    fclose(f);
+    f = fopen(d1, "w");
+    fprintf(f, "port 7101\n");
+    fclose(f);
+    f = fopen(d2, "w");
+    fprintf(f, "port 7102\nflag yes\n");
+    fclose(f);
+    f = fopen(path, "w"); /* in place: a later line overrides an included one */
+    fprintf(f, "port 7000\ninclude %s\nmaxmemory 2mb\nINCLUDE %s/b-*.part\ninclude %s/none-*\n",
+            sub, dir, dir);
+    fclose(f);
+    char err[256];
+    cr_assert_eq(kv_conf_load_file(c_items, N_ITEMS, path, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(KV_CONF_GET(c_port), 7102); /* b-1 then b-2: glob order */
+    cr_assert_eq(KV_CONF_GET(c_mem), 2 * 1024 * 1024);
+    cr_assert_eq(KV_CONF_GET(c_flag), 1);
+    /* a missing file is an error naming it; so is a bad line of an included file */
+    f = fopen(path, "w");
+    fprintf(f, "include %s/missing.conf\n", dir);
+    fclose(f);
+    cr_assert_lt(kv_conf_load_file(c_items, N_ITEMS, path, err, sizeof err), 0);
+    cr_assert(strstr(err, "missing.conf") != NULL, "%s", err);
+    f = fopen(sub, "w");
+    fprintf(f, "port 7100\nbogus 1\n");
+    fclose(f);
+    f = fopen(path, "w");
+    fprintf(f, "include %s\n", sub);
+    fclose(f);
+    cr_assert_eq(kv_conf_load_file(c_items, N_ITEMS, path, err, sizeof err), KV_EINVAL);
+    cr_assert(strstr(err, "sub.conf:2: bad directive") != NULL, "%s", err);
+    /* a file including itself stops at the depth limit */
+    f = fopen(loop, "w");
+    fprintf(f, "include %s\n", loop);
+    fclose(f);
+    cr_assert_eq(kv_conf_load_file(c_items, N_ITEMS, loop, err, sizeof err), KV_EINVAL);
+    cr_assert(strstr(err, "nested deeper") != NULL, "%s", err);
+    unlink(sub), unlink(d1), unlink(d2), unlink(path), unlink(loop);
+    rmdir(dir);
+}
+
+static int other_args(void *arg, const char *line, int lineno, char *err, size_t errlen)
+{
+    (void)err, (void)errlen;
+    cr_assert_eq(lineno, 0);
+    char *out = arg;
+    strcat(out, line);
+    strcat(out, "|");
+    return 0;
+}
+
+Test(kv_config, flags_take_words_up_to_the_next_flag)
+{
+    conf_reset();
+    char err[256];
+    char lines[512] = "";
+    /* a setting's words joined by one space; a directive's line quoted for kv_splitargs */
+    char *argv[] = {"kvd", "--name", "a",         "b",      "--rename",
+                    "GET", "",       "x y\"\\\n", "--port", "--7002"};
+    cr_assert_eq(kv_conf_parse_args_ex(c_items, N_ITEMS, 10, argv, 1, NULL, other_args, lines, err,
+                                       sizeof err),
+                 KV_EINVAL); /* "--7002" is port's value (the first word always is): not a number */
+    cr_assert_str_eq(c_name, "a b");
+    cr_assert_str_eq(lines, "rename GET \"\" \"x y\\\"\\\\\\x0a\"|");
+    cr_assert(strstr(err, "--port") != NULL, "%s", err);
+    char *argv2[] = {"kvd", "--port", "7003", "--name=c d"};
+    cr_assert_eq(kv_conf_parse_args(c_items, N_ITEMS, 4, argv2, 1, NULL, err, sizeof err), 0, "%s",
+                 err);
+    cr_assert_eq(KV_CONF_GET(c_port), 7003);
+    cr_assert_str_eq(c_name, "c d");
+}
+
 Test(kv_config, bad_file_and_args)
 {
     conf_reset();

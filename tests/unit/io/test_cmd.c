@@ -1,12 +1,14 @@
 /* The command table's lookup by name: every visible row is found in any case, and a
  * name that is no command (a prefix, a longer word, other bytes) is not, against a
- * reference scan of the table. */
+ * reference scan of the table; cmd_find by own names; rename-command. */
 #include <criterion/criterion.h>
+#include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
 #include "cmd.h"
+#include "kv_error.h"
 
 static const struct cmd_desc *reference(const char *name, size_t len)
 {
@@ -65,4 +67,71 @@ Test(cmd, lookup_of_random_names_agrees_with_a_scan)
     cr_assert_null(cmd_lookup("", 0));
     cr_assert_not_null(cmd_lookup("GeT", 3));
     cr_assert_null(cmd_lookup("GeT\0", 4));
+}
+
+Test(cmd, find_by_own_name_agrees_with_a_scan)
+{
+    cmd_init();
+    size_t n;
+    const struct cmd_desc *t = cmd_table(&n);
+    for (size_t i = 0; i < n; i++) {
+        const char *name = t[i].name;
+        cr_assert_eq(cmd_find(name, strlen(name)), reference(name, strlen(name)), "%s", name);
+        char upper[64];
+        size_t len = strlen(name);
+        for (size_t k = 0; k <= len; k++) {
+            upper[k] = (char)toupper((unsigned char)name[k]);
+        }
+        cr_assert_eq(cmd_find(upper, len), reference(name, len), "%s", upper);
+        cr_assert_eq(cmd_find(name, len - 1), reference(name, len - 1), "%s", name);
+    }
+    cr_assert_null(cmd_find("zzzz", 4));
+    cr_assert_null(cmd_find("a", 1));
+}
+
+Test(cmd, rename_command_as_redis)
+{
+    cmd_init();
+    char err[128];
+    const struct cmd_desc *get = cmd_find("get", 3), *set = cmd_find("set", 3);
+    cr_assert_not_null(get);
+    cr_assert(!cmd_renamed());
+    cr_assert_eq(cmd_rename_command("GET", "Fetch", err, sizeof err), 0, "%s", err);
+    cr_assert(cmd_renamed());
+    cr_assert_eq(cmd_lookup("fetch", 5), get);
+    cr_assert_eq(cmd_lookup("FETCH", 5), get);
+    cr_assert_null(cmd_lookup("get", 3));
+    cr_assert_eq(cmd_find("get", 3), get); /* its own name for ACL rules */
+    cr_assert(cmd_listed(get));
+    /* found by its name now: renamed again from it; not by its own any more */
+    cr_assert_eq(cmd_rename_command("get", "x", err, sizeof err), KV_EINVAL);
+    cr_assert_str_eq(err, "No such command in rename-command");
+    cr_assert_eq(cmd_rename_command("fetch", "mget", err, sizeof err), KV_EINVAL);
+    cr_assert_str_eq(err, "Target command name already exists");
+    /* a long name (longer than any command's own) is found by its whole length */
+    char longname[CMD_RENAME_MAX + 2];
+    memset(longname, 'q', sizeof longname);
+    longname[CMD_RENAME_MAX] = '\0';
+    cr_assert_eq(cmd_rename_command("fetch", longname, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(cmd_lookup(longname, CMD_RENAME_MAX), get);
+    cr_assert_null(cmd_lookup(longname, CMD_RENAME_MAX - 1));
+    cr_assert_null(cmd_lookup("fetch", 5));
+    longname[CMD_RENAME_MAX] = 'q';
+    longname[CMD_RENAME_MAX + 1] = '\0';
+    cr_assert_eq(cmd_rename_command("set", longname, err, sizeof err), KV_EINVAL);
+    /* "" disables: not found, not listed */
+    cr_assert_eq(cmd_rename_command("SET", "", err, sizeof err), 0, "%s", err);
+    cr_assert_null(cmd_lookup("set", 3));
+    cr_assert(!cmd_listed(set));
+    cr_assert_eq(cmd_find("set", 3), set);
+    cr_assert_eq(cmd_rename_command("set", "y", err, sizeof err), KV_EINVAL);
+    cr_assert_eq(cmd_rename_command("client|list", "y", err, sizeof err), KV_EINVAL);
+    /* every other command is still found by its own name */
+    size_t n;
+    const struct cmd_desc *t = cmd_table(&n);
+    for (size_t i = 0; i < n; i++) {
+        if (cmd_listed(&t[i]) && &t[i] != get) {
+            cr_assert_eq(cmd_lookup(t[i].name, strlen(t[i].name)), &t[i], "%s", t[i].name);
+        }
+    }
 }

@@ -375,6 +375,8 @@ struct shard {
     uint64_t mail_seen;         /* mail_seq when this shard last drained its queues */
     bool wake[KVD_THREADS_MAX]; /* shards to wake at the end of this loop turn */
     uint32_t accepting;         /* bit i: listen_fds[i] has its multishot accept armed */
+    int64_t accept_warned_ms;   /* when a failed accept was last logged (one per second) */
+    uint64_t accept_failures;   /* failed accepts not logged since */
     uint64_t obuf_gen;          /* the obuf_gen its scratch outputs' limit was taken at */
     uint64_t ran_not_readonly;  /* commands run here that may change data (not read-only) */
 

@@ -368,7 +368,16 @@ static void on_accept(struct shard *sh, struct io_uring_cqe *cqe, uint32_t i)
     if (cqe->res < 0) {
         if (cqe->res != -ECANCELED &&
             !atomic_load_explicit(&sh->srv->stopping, memory_order_relaxed)) {
-            kv_log_warning("accept failed err=%s", strerror(-cqe->res));
+            /* at most one line a second while it lasts (the timer re-arms the accept at
+             * every tick, and EMFILE lasts as long as the descriptors stay used up) */
+            int64_t now = kv_clock_real_ms();
+            sh->accept_failures++;
+            if (now - sh->accept_warned_ms >= 1000) {
+                kv_log_warning("accept failed err=%s failures=%llu", strerror(-cqe->res),
+                               (unsigned long long)sh->accept_failures);
+                sh->accept_warned_ms = now;
+                sh->accept_failures = 0;
+            }
         }
         return;
     }

@@ -354,8 +354,9 @@ def test_accepting_resumes_after_running_out_of_descriptors():
         for _ in range(60):  # more than it can take: the last ones wait in the backlog
             s = socket.create_connection(("127.0.0.1", k.port), timeout=10)
             held.append(s)
-        time.sleep(0.5)
-        assert "accept failed err=Too many open files" in k.stderr()
+        time.sleep(1.5)
+        # logged, at most once a second while it lasts (not at every re-arm of the timer)
+        assert 1 <= k.stderr().count("accept failed err=Too many open files") <= 2
         for s in held[:30]:
             s.close()
         del held[:30]

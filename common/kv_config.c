@@ -214,7 +214,8 @@ size_t kv_conf_format(const struct kv_conf_item *item, char *buf, size_t cap)
 }
 
 /* Splits a config line into at most two words, the second optionally "quoted" with
- * \" and \\ escapes. Returns the number of words, or -1 for a malformed line. */
+ * \" and \\ escapes or 'quoted' with \' (as redis.conf's logfile ''). Returns the number
+ * of words, or -1 for a malformed line. */
 static int split_line(char *line, char **name, char **value)
 {
     char *p = line;
@@ -239,15 +240,17 @@ static int split_line(char *line, char **name, char **value)
     while (end > p && isspace((unsigned char)end[-1])) {
         *--end = '\0';
     }
-    if (*p != '"') {
+    if (*p != '"' && *p != '\'') {
         *value = p;
         return 2;
     }
+    /* "double" quotes take \" and \\; 'single' quotes take \' only (sdssplitargs) */
+    char q = *p;
     char *w = p;
     for (char *r = p + 1; *r != '\0'; r++) {
-        if (*r == '\\' && (r[1] == '"' || r[1] == '\\')) {
+        if (*r == '\\' && (r[1] == q || (q == '"' && r[1] == '\\'))) {
             *w++ = *++r;
-        } else if (*r == '"') {
+        } else if (*r == q) {
             if (r[1] != '\0') {
                 return -1;
             }

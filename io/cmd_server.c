@@ -954,11 +954,13 @@ static const struct {
     const char *value;
     bool hidden; /* Redis's hidden configs: named exactly, never by a pattern */
 } config_compat[] = {
-    {"replicaof", "", false},          {"slaveof", "", false},
-    {"maxmemory-clients", "0", false}, {"key-load-delay", "0", true},
-    {"rdb-key-save-delay", "0", true}, {"loading-process-events-interval-bytes", "2097152", true},
-    {"cluster-enabled", "no", false},
+    {"replicaof", "", false},
+    {"slaveof", "", false},
+    {"key-load-delay", "0", true},
+    {"rdb-key-save-delay", "0", true},
+    {"loading-process-events-interval-bytes", "2097152", true},
 };
+_Static_assert(KV_ARRAY_LEN(config_compat) <= 16, "KVD_SETTINGS_MAX counts 16 of these");
 
 /* requirepass is the default user's password: CONFIG SET changes the user (users.h),
  * not the start-up setting. */
@@ -1016,7 +1018,7 @@ static size_t config_value(const struct kv_conf_item *it, char *buf, size_t cap)
 static void config_get(struct cmd_ctx *x)
 {
     size_t total = kvd_setting_count + KV_ARRAY_LEN(config_compat);
-    bool hit[128] = {false};
+    bool hit[KVD_SETTINGS_MAX] = {false};
     KV_ASSERT(total <= KV_ARRAY_LEN(hit));
     size_t n = 0;
     for (size_t a = 2; a < x->argc; a++) {

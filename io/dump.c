@@ -458,6 +458,9 @@ void dump_cron(struct shard *sh, int64_t now_ms)
         if (atomic_load(&d->done) >= gen) {
             kv_log_notice("DB saved on disk");
             atomic_store(&srv->stopping, 1);
+        } else if (atomic_load(&d->failed) >= gen && atomic_load(&d->shutdown_force)) {
+            kv_log_warning("Error trying to save the DB. Exit anyway.");
+            atomic_store(&srv->stopping, 1);
         } else if (atomic_load(&d->failed) >= gen) {
             kv_log_warning("Error trying to save the DB, can't exit.");
             atomic_store(&d->shutdown, 0);

@@ -58,6 +58,7 @@ struct dump_state {
     _Atomic uint64_t changes_base; /* ... when the last successful one forked */
     _Atomic int shutdown;          /* a signal asked to save, then stop: 1 asked, 2 saving */
     _Atomic uint64_t shutdown_gen; /* the request that save is */
+    _Atomic int shutdown_force;    /* shutdown-on-sig* force: stop even if that save fails */
     uint64_t lsn_floor;            /* the highest LSN of the files at start: dumps go past it */
 };
 

@@ -399,10 +399,18 @@ int main(int argc, char **argv)
                  * stopping now would lose what it holds; a second signal stops anyway */
                 kv_log_warning("Writing initial AOF, can't exit.");
                 refused = true;
-            } else if (!srv.persist && dump_points_any() && atomic_load(&srv.dump.shutdown) == 0) {
-                /* as Redis with save points: a dump first (shard 0 runs it, then stops;
-                 * a failed one keeps the server up); a second signal stops at once */
+                continue;
+            }
+            int64_t how = sig == SIGTERM ? KV_CONF_GET(kvd_settings.shutdown_on_sigterm)
+                                         : KV_CONF_GET(kvd_settings.shutdown_on_sigint);
+            if (!srv.persist && !(how & KVD_SHUTDOWN_NOSAVE) &&
+                (dump_points_any() || (how & KVD_SHUTDOWN_SAVE)) &&
+                atomic_load(&srv.dump.shutdown) == 0) {
+                /* as Redis with save points (or shutdown-on-sig* save): a dump first
+                 * (shard 0 runs it, then stops; a failed one keeps the server up unless
+                 * the flags say force); a second signal stops at once */
                 kv_log_notice("saving the final snapshot before exit");
+                atomic_store(&srv.dump.shutdown_force, (how & KVD_SHUTDOWN_FORCE) != 0);
                 atomic_store(&srv.dump.shutdown, 1);
             } else {
                 atomic_store(&srv.stopping, 1);

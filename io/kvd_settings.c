@@ -7,6 +7,7 @@
 
 #include "cmd.h"
 #include "evict.h"
+#include "kv_assert.h"
 #include "kv_error.h"
 #include "latency.h"
 #include "notify.h"
@@ -37,6 +38,10 @@ static const char *const fsync_modes[] = {"always", "everysec", "no", NULL}; /* 
 
 static const char *const diskless_loads[] = {"disabled", "on-empty-db", "swapdb", NULL};
 static const char *const protected_actions[] = {"no", "yes", "local", NULL};
+static const char *const propagation_errors[] = {"ignore", "panic", "panic-on-replicas", NULL};
+static const char *const dump_sanitizing[] = {"no", "yes", "clients", NULL};
+static const char *const tls_auth_modes[] = {"no", "yes", "optional", NULL};
+static const char *const endpoint_types[] = {"ip", "hostname", "unknown-endpoint", NULL};
 
 /* unixsocketperm: octal digits, as Redis's OCTAL_CONFIG (0 to 0777). */
 static int64_t octal_parse(const char *value, char *err, size_t errlen)
@@ -56,6 +61,101 @@ static size_t octal_format(int64_t v, char *buf, size_t cap)
     int n = snprintf(buf, cap, "%llo", (unsigned long long)v);
     return n < 0 ? 0 : (size_t)n < cap ? (size_t)n : cap - 1;
 }
+/* maxmemory-clients, as Redis's: a memory value, or "N%" of maxmemory (kept as
+ * PERCENT_BASE + N: CUSTOM values are not negative). */
+#define PERCENT_BASE ((int64_t)1 << 62)
+static int64_t mem_or_percent_parse(const char *value, char *err, size_t errlen)
+{
+    size_t n = strlen(value);
+    int64_t v;
+    if (n > 1 && value[n - 1] == '%') {
+        char digits[24];
+        char *end;
+        snprintf(digits, sizeof digits, "%.*s", (int)(n - 1), value);
+        errno = 0;
+        long long p = strtoll(digits, &end, 10);
+        if (n - 1 >= sizeof digits || *end != '\0' || errno != 0 || p < 0) {
+            snprintf(err, errlen, "argument must be a memory or percent value");
+            return -1;
+        }
+        if (p > 100) {
+            snprintf(err, errlen, "percentage argument must be less or equal to 100");
+            return -1;
+        }
+        return PERCENT_BASE + p;
+    }
+    if (kv_conf_parse_bytes(value, &v) != 0 || v >= PERCENT_BASE) {
+        snprintf(err, errlen, "argument must be a memory or percent value");
+        return -1;
+    }
+    return v;
+}
+
+static size_t mem_or_percent_format(int64_t v, char *buf, size_t cap)
+{
+    int n = v >= PERCENT_BASE ? snprintf(buf, cap, "%lld%%", (long long)(v - PERCENT_BASE))
+                              : snprintf(buf, cap, "%lld", (long long)v);
+    return n < 0 ? 0 : (size_t)n < cap ? (size_t)n : cap - 1;
+}
+
+/* shutdown-on-sig*: "default", or some of save nosave now force (not save with nosave). */
+static const char *const shutdown_flags[] = {"save", "nosave", "now", "force"};
+
+static int64_t shutdown_flags_parse(const char *value, char *err, size_t errlen)
+{
+    int64_t v = 0;
+    int words = 0;
+    const char *p = value;
+    for (;; words++) {
+        while (*p == ' ') {
+            p++;
+        }
+        if (*p == '\0') {
+            break;
+        }
+        size_t n = strcspn(p, " ");
+        size_t k = 0;
+        while (k < KV_ARRAY_LEN(shutdown_flags) &&
+               (strlen(shutdown_flags[k]) != n || strncasecmp(p, shutdown_flags[k], n) != 0)) {
+            k++;
+        }
+        if (k < KV_ARRAY_LEN(shutdown_flags)) {
+            v |= (int64_t)1 << k;
+        } else if (n != 7 || strncasecmp(p, "default", 7) != 0) { /* (default: no bit) */
+            snprintf(err, errlen,
+                     "argument(s) must be one of the following: default, save, nosave, now, force");
+            return -1;
+        }
+        p += n;
+    }
+    if (words == 0) {
+        snprintf(err, errlen,
+                 "argument(s) must be one of the following: default, save, nosave, now, force");
+        return -1;
+    }
+    if ((v & KVD_SHUTDOWN_SAVE) && (v & KVD_SHUTDOWN_NOSAVE)) {
+        snprintf(err, errlen, "shutdown options SAVE and NOSAVE can't be used simultaneously");
+        return -1;
+    }
+    return v;
+}
+
+static size_t shutdown_flags_format(int64_t v, char *buf, size_t cap)
+{
+    size_t n = 0;
+    buf[0] = '\0';
+    for (size_t k = 0; k < KV_ARRAY_LEN(shutdown_flags); k++) {
+        if (v & ((int64_t)1 << k)) {
+            int w = snprintf(buf + n, cap - n, "%s%s", n > 0 ? " " : "", shutdown_flags[k]);
+            n += w > 0 && (size_t)w < cap - n ? (size_t)w : 0;
+        }
+    }
+    if (n == 0) {
+        n = (size_t)snprintf(buf, cap, "default");
+    }
+    return n < cap ? n : cap - 1;
+}
+
 static const char *const supervised_modes[] = {"no", "upstart", "systemd", "auto", NULL};
 static const char *const syslog_facilities[] = {"user",   "local0", "local1", "local2", "local3",
                                                 "local4", "local5", "local6", "local7", NULL};
@@ -65,16 +165,22 @@ static const char *const oom_adjs[] = {"no", "yes", "relative", "absolute", NULL
  * file-scope compound literal (static storage, as a named variable; an array, since an
  * atomic scalar cannot be one), read by CONFIG GET only; an older name shares its
  * setting's (compat_*). */
-#define COMPAT_SLOT ((_Atomic int64_t[1]){0})
-#define COMPAT_BOOL(n, d, f)                                                                       \
+#define COMPAT_SLOT          ((_Atomic int64_t[1]){0})
+#define COMPAT_BOOL(n, d, f) COMPAT_BOOL_AT(n, d, f, COMPAT_SLOT)
+#define COMPAT_BOOL_AT(n, d, f, slot)                                                              \
     {                                                                                              \
         .name = n, .type = KV_CONF_BOOL, .flags = (f) | COMPAT, .def = d, .help = COMPAT_HELP,     \
-        .num = COMPAT_SLOT                                                                         \
+        .num = slot                                                                                \
     }
 #define COMPAT_INT(n, d, lo, hi, slot)                                                             \
     {                                                                                              \
         .name = n, .type = KV_CONF_INT, .flags = RT | COMPAT, .def = d, .min = lo, .max = hi,      \
         .help = COMPAT_HELP, .num = slot                                                           \
+    }
+#define COMPAT_INT_FIXED(n, d, lo, hi) /* (immutable, as in Redis) */                              \
+    {                                                                                              \
+        .name = n, .type = KV_CONF_INT, .flags = COMPAT, .def = d, .min = lo, .max = hi,           \
+        .help = COMPAT_HELP, .num = COMPAT_SLOT                                                    \
     }
 #define COMPAT_BYTES(n, d)                                                                         \
     {                                                                                              \
@@ -86,13 +192,22 @@ static const char *const oom_adjs[] = {"no", "yes", "relative", "absolute", NULL
         .name = n, .type = KV_CONF_ENUM, .flags = (f) | COMPAT, .def = d, .choices = ch,           \
         .help = COMPAT_HELP, .num = COMPAT_SLOT                                                    \
     }
-#define COMPAT_STRING(n, d)                                                                        \
+#define COMPAT_STRING(n, d) COMPAT_STRING_AT(n, d, 0, (char[128]){0})
+#define COMPAT_STRING_AT(n, d, f, buf)                                                             \
     {                                                                                              \
-        .name = n, .type = KV_CONF_STRING, .flags = COMPAT, .def = d, .help = COMPAT_HELP,         \
-        .str = (char[128]){0}, .str_cap = 128                                                      \
+        .name = n, .type = KV_CONF_STRING, .flags = (f) | COMPAT, .def = d, .help = COMPAT_HELP,   \
+        .str = buf, .str_cap = 128                                                                 \
     }
 static _Atomic int64_t compat_hash_entries, compat_hash_value, compat_zset_entries,
     compat_zset_value, compat_list_size;
+/* the older names of replication and cluster settings share their setting's value */
+static _Atomic int64_t compat_lazy_flush, compat_read_only, compat_stale_data, compat_ignore_maxmem,
+    compat_priority, compat_min_to_write, compat_min_max_lag, compat_ping_period,
+    compat_announce_port, compat_no_failover, compat_validity;
+static char compat_announce_ip[128];
+/* must keep their defaults: kvd has no TLS and no Redis Cluster mode (check_consistency) */
+static _Atomic int64_t compat_tls_port, compat_tls_replication, compat_tls_cluster,
+    compat_cluster_enabled;
 
 const struct kv_conf_item kvd_setting_items[] = {
     {.name = "bind",
@@ -482,6 +597,31 @@ const struct kv_conf_item kvd_setting_items[] = {
      .num = &S->unixsocketperm,
      .parse = octal_parse,
      .format = octal_format},
+    {.name = "maxmemory-clients",
+     .type = KV_CONF_CUSTOM,
+     .flags = RT | COMPAT,
+     .def = "0",
+     .help = COMPAT_HELP,
+     .num = COMPAT_SLOT,
+     .parse = mem_or_percent_parse,
+     .format = mem_or_percent_format},
+    {.name = "shutdown-on-sigterm",
+     .type = KV_CONF_CUSTOM,
+     .flags = RT,
+     .def = "default",
+     .help = "SIGTERM's shutdown, as Redis's: default (save if save points are set), or some "
+             "of save, nosave, now, force (stop even if that save fails)",
+     .num = &S->shutdown_on_sigterm,
+     .parse = shutdown_flags_parse,
+     .format = shutdown_flags_format},
+    {.name = "shutdown-on-sigint",
+     .type = KV_CONF_CUSTOM,
+     .flags = RT,
+     .def = "default",
+     .help = "SIGINT's shutdown, as shutdown-on-sigterm",
+     .num = &S->shutdown_on_sigint,
+     .parse = shutdown_flags_parse,
+     .format = shutdown_flags_format},
     {.name = "tcp-keepalive",
      .type = KV_CONF_INT,
      .flags = RT,
@@ -549,9 +689,30 @@ const struct kv_conf_item kvd_setting_items[] = {
     COMPAT_BOOL("rdbcompression", "yes", RT),
     COMPAT_BOOL("repl-disable-tcp-nodelay", "no", RT),
     COMPAT_BOOL("repl-diskless-sync", "yes", RT),
-    COMPAT_BOOL("replica-lazy-flush", "no", RT),
-    COMPAT_BOOL("replica-read-only", "yes", RT),
-    COMPAT_BOOL("replica-serve-stale-data", "yes", RT),
+    COMPAT_BOOL_AT("replica-lazy-flush", "no", RT, &compat_lazy_flush),
+    COMPAT_BOOL_AT("slave-lazy-flush", "no", RT, &compat_lazy_flush),
+    COMPAT_BOOL_AT("replica-read-only", "yes", RT, &compat_read_only),
+    COMPAT_BOOL_AT("slave-read-only", "yes", RT, &compat_read_only),
+    COMPAT_BOOL_AT("replica-serve-stale-data", "yes", RT, &compat_stale_data),
+    COMPAT_BOOL_AT("slave-serve-stale-data", "yes", RT, &compat_stale_data),
+    COMPAT_BOOL_AT("replica-ignore-maxmemory", "yes", RT, &compat_ignore_maxmem),
+    COMPAT_BOOL_AT("slave-ignore-maxmemory", "yes", RT, &compat_ignore_maxmem),
+    COMPAT_BOOL("replica-announced", "yes", RT),
+    COMPAT_BOOL("replica-ignore-disk-write-errors", "no", RT),
+    COMPAT_BOOL("activedefrag", "no", RT),
+    COMPAT_BOOL("aof-disable-auto-gc", "no", RT),
+    COMPAT_BOOL("io-threads-do-reads", "no", 0),
+    COMPAT_BOOL_AT("cluster-enabled", "no", 0, &compat_cluster_enabled),
+    COMPAT_BOOL("cluster-require-full-coverage", "yes", RT),
+    COMPAT_BOOL_AT("cluster-replica-no-failover", "no", RT, &compat_no_failover),
+    COMPAT_BOOL_AT("cluster-slave-no-failover", "no", RT, &compat_no_failover),
+    COMPAT_BOOL("cluster-allow-reads-when-down", "no", RT),
+    COMPAT_BOOL("cluster-allow-pubsubshard-when-down", "yes", RT),
+    COMPAT_BOOL("cluster-allow-replica-migration", "yes", RT),
+    COMPAT_BOOL_AT("tls-replication", "no", 0, &compat_tls_replication), /* (must stay no) */
+    COMPAT_BOOL_AT("tls-cluster", "no", 0, &compat_tls_cluster),
+    COMPAT_BOOL("tls-prefer-server-ciphers", "no", RT),
+    COMPAT_BOOL("tls-session-caching", "yes", RT),
     COMPAT_BOOL("crash-log-enabled", "yes", RT),
     COMPAT_BOOL("crash-memcheck-enabled", "yes", RT),
     COMPAT_BOOL("always-show-logo", "no", 0),
@@ -560,7 +721,46 @@ const struct kv_conf_item kvd_setting_items[] = {
     COMPAT_BOOL("set-proc-title", "yes", 0),
     COMPAT_INT("repl-diskless-sync-delay", "5", 0, INT32_MAX, COMPAT_SLOT),
     COMPAT_INT("repl-diskless-sync-max-replicas", "0", 0, INT32_MAX, COMPAT_SLOT),
-    COMPAT_INT("replica-priority", "100", 0, INT32_MAX, COMPAT_SLOT),
+    COMPAT_INT("replica-priority", "100", 0, INT32_MAX, &compat_priority),
+    COMPAT_INT("slave-priority", "100", 0, INT32_MAX, &compat_priority),
+    COMPAT_INT("min-replicas-to-write", "0", 0, INT32_MAX, &compat_min_to_write),
+    COMPAT_INT("min-slaves-to-write", "0", 0, INT32_MAX, &compat_min_to_write),
+    COMPAT_INT("min-replicas-max-lag", "10", 0, INT32_MAX, &compat_min_max_lag),
+    COMPAT_INT("min-slaves-max-lag", "10", 0, INT32_MAX, &compat_min_max_lag),
+    COMPAT_INT("repl-ping-replica-period", "10", 1, INT32_MAX, &compat_ping_period),
+    COMPAT_INT("repl-ping-slave-period", "10", 1, INT32_MAX, &compat_ping_period),
+    COMPAT_INT("replica-announce-port", "0", 0, 65535, &compat_announce_port),
+    COMPAT_INT("slave-announce-port", "0", 0, 65535, &compat_announce_port),
+    COMPAT_INT_FIXED("io-threads", "1", 1, 128),
+    COMPAT_INT_FIXED("cluster-port", "0", 0, 65535),
+    COMPAT_INT("repl-backlog-ttl", "3600", 0, INT32_MAX, COMPAT_SLOT),
+    COMPAT_INT("repl-timeout", "60", 1, INT32_MAX, COMPAT_SLOT),
+    COMPAT_INT("shutdown-timeout", "10", 0, INT32_MAX, COMPAT_SLOT),
+    COMPAT_INT("socket-mark-id", "0", 0, UINT32_MAX, COMPAT_SLOT),
+    COMPAT_INT("active-expire-effort", "1", 1, 10, COMPAT_SLOT),
+    COMPAT_INT("maxmemory-eviction-tenacity", "10", 0, 100, COMPAT_SLOT),
+    COMPAT_INT("active-defrag-cycle-min", "1", 1, 99, COMPAT_SLOT),
+    COMPAT_INT("active-defrag-cycle-max", "25", 1, 99, COMPAT_SLOT),
+    COMPAT_INT("active-defrag-threshold-lower", "10", 0, 1000, COMPAT_SLOT),
+    COMPAT_INT("active-defrag-threshold-upper", "100", 0, 1000, COMPAT_SLOT),
+    COMPAT_INT("active-defrag-max-scan-fields", "1000", 1, INT64_MAX, COMPAT_SLOT),
+    COMPAT_INT("cluster-node-timeout", "15000", 0, INT64_MAX, COMPAT_SLOT),
+    COMPAT_INT("cluster-migration-barrier", "1", 0, INT32_MAX, COMPAT_SLOT),
+    COMPAT_INT("cluster-replica-validity-factor", "10", 0, INT32_MAX, &compat_validity),
+    COMPAT_INT("cluster-slave-validity-factor", "10", 0, INT32_MAX, &compat_validity),
+    COMPAT_INT("cluster-announce-port", "0", 0, 65535, COMPAT_SLOT),
+    COMPAT_INT("cluster-announce-bus-port", "0", 0, 65535, COMPAT_SLOT),
+    COMPAT_INT("cluster-announce-tls-port", "0", 0, 65535, COMPAT_SLOT),
+    {.name = "tls-port", /* (must stay 0: immutable here, runtime in Redis) */
+     .type = KV_CONF_INT,
+     .flags = COMPAT,
+     .def = "0",
+     .min = 0,
+     .max = 65535,
+     .help = COMPAT_HELP,
+     .num = &compat_tls_port},
+    COMPAT_INT("tls-session-cache-size", "20480", 0, INT32_MAX, COMPAT_SLOT),
+    COMPAT_INT("tls-session-cache-timeout", "300", 0, INT32_MAX, COMPAT_SLOT),
     COMPAT_INT("auto-aof-rewrite-percentage", "100", 0, INT32_MAX, COMPAT_SLOT),
     COMPAT_INT("hash-max-listpack-entries", "512", 0, INT64_MAX, &compat_hash_entries),
     COMPAT_INT("hash-max-ziplist-entries", "512", 0, INT64_MAX, &compat_hash_entries),
@@ -578,18 +778,52 @@ const struct kv_conf_item kvd_setting_items[] = {
     COMPAT_BYTES("auto-aof-rewrite-min-size", "64mb"),
     COMPAT_BYTES("hll-sparse-max-bytes", "3000"),
     COMPAT_BYTES("stream-node-max-bytes", "4096"),
+    COMPAT_BYTES("repl-backlog-size", "1mb"),
+    COMPAT_BYTES("active-defrag-ignore-bytes", "100mb"),
+    COMPAT_BYTES("cluster-link-sendbuf-limit", "0"),
     COMPAT_ENUM("enable-protected-configs", "no", protected_actions, 0),
     COMPAT_ENUM("enable-module-command", "no", protected_actions, 0),
     COMPAT_ENUM("repl-diskless-load", "disabled", diskless_loads, RT),
     COMPAT_ENUM("oom-score-adj", "no", oom_adjs, RT),
+    COMPAT_ENUM("propagation-error-behavior", "ignore", propagation_errors, RT),
+    COMPAT_ENUM("sanitize-dump-payload", "no", dump_sanitizing, RT),
+    COMPAT_ENUM("tls-auth-clients", "yes", tls_auth_modes, RT),
+    COMPAT_ENUM("cluster-preferred-endpoint-type", "ip", endpoint_types, RT),
     COMPAT_STRING("dbfilename", "dump.rdb"),
     COMPAT_STRING("appendfilename", "appendonly.aof"),
     COMPAT_STRING("appenddirname", "appendonlydir"),
     COMPAT_STRING("proc-title-template", "{title} {listen-addr} {server-mode}"),
     COMPAT_STRING("oom-score-adj-values", "0 200 800"),
+    COMPAT_STRING("server_cpulist", ""),
+    COMPAT_STRING("bio_cpulist", ""),
+    COMPAT_STRING("aof_rewrite_cpulist", ""),
+    COMPAT_STRING("bgsave_cpulist", ""),
+    COMPAT_STRING("cluster-config-file", "nodes.conf"),
+    COMPAT_STRING_AT("masterauth", "", RT, (char[128]){0}),
+    COMPAT_STRING_AT("masteruser", "", RT, (char[128]){0}),
+    COMPAT_STRING_AT("replica-announce-ip", "", RT, compat_announce_ip),
+    COMPAT_STRING_AT("slave-announce-ip", "", RT, compat_announce_ip),
+    COMPAT_STRING_AT("bind-source-addr", "", RT, (char[128]){0}),
+    COMPAT_STRING_AT("ignore-warnings", "", RT, (char[128]){0}),
+    COMPAT_STRING_AT("cluster-announce-ip", "", RT, (char[128]){0}),
+    COMPAT_STRING_AT("cluster-announce-hostname", "", RT, (char[128]){0}),
+    COMPAT_STRING_AT("tls-cert-file", "", RT, (char[128]){0}),
+    COMPAT_STRING_AT("tls-key-file", "", RT, (char[128]){0}),
+    COMPAT_STRING_AT("tls-key-file-pass", "", RT, (char[128]){0}),
+    COMPAT_STRING_AT("tls-client-cert-file", "", RT, (char[128]){0}),
+    COMPAT_STRING_AT("tls-client-key-file", "", RT, (char[128]){0}),
+    COMPAT_STRING_AT("tls-client-key-file-pass", "", RT, (char[128]){0}),
+    COMPAT_STRING_AT("tls-dh-params-file", "", RT, (char[128]){0}),
+    COMPAT_STRING_AT("tls-ca-cert-file", "", RT, (char[128]){0}),
+    COMPAT_STRING_AT("tls-ca-cert-dir", "", RT, (char[128]){0}),
+    COMPAT_STRING_AT("tls-protocols", "", RT, (char[128]){0}),
+    COMPAT_STRING_AT("tls-ciphers", "", RT, (char[128]){0}),
+    COMPAT_STRING_AT("tls-ciphersuites", "", RT, (char[128]){0}),
 };
 
 const size_t kvd_setting_count = sizeof kvd_setting_items / sizeof kvd_setting_items[0];
+_Static_assert(sizeof kvd_setting_items / sizeof kvd_setting_items[0] <= KVD_SETTINGS_MAX - 16,
+               "KVD_SETTINGS_MAX leaves CONFIG GET room for its 16 read-only names");
 
 struct kvd_conf_users kvd_conf_users;
 char kvd_executable[KVD_DIR_MAX];
@@ -718,6 +952,17 @@ static int check_power_of_two(const char *name, int64_t n)
 
 static int check_consistency(void)
 {
+    if (KV_CONF_GET(compat_tls_port) != 0 || KV_CONF_GET(compat_tls_replication) ||
+        KV_CONF_GET(compat_tls_cluster)) {
+        fprintf(stderr, "kvd: tls-port, tls-replication, tls-cluster: kvd has no TLS (put a TLS "
+                        "terminator such as stunnel in front of it)\n");
+        return -1;
+    }
+    if (KV_CONF_GET(compat_cluster_enabled)) {
+        fprintf(stderr, "kvd: cluster-enabled yes: kvd has no Redis Cluster mode (it "
+                        "partitions keys itself; see docs/CLUSTER.md)\n");
+        return -1;
+    }
     if (check_power_of_two("recv-buffers", KV_CONF_GET(kvd_settings.recv_buffers)) != 0 ||
         check_power_of_two("shard-queue-size", KV_CONF_GET(kvd_settings.shard_queue_size)) != 0) {
         return -1;

@@ -41,7 +41,9 @@ struct kvd_settings {
     _Atomic int64_t protected_mode;
     _Atomic int64_t stop_writes_on_bgsave_error;
     _Atomic int64_t enable_debug_command; /* 0 no, 1 yes, 2 local (Redis's order) */
-    _Atomic int64_t supervised;           /* 0 no, 1 upstart, 2 systemd, 3 auto */
+    _Atomic int64_t shutdown_on_sigint;   /* KVD_SHUTDOWN_* bits, 0: default */
+    _Atomic int64_t shutdown_on_sigterm;
+    _Atomic int64_t supervised; /* 0 no, 1 upstart, 2 systemd, 3 auto */
     _Atomic int64_t acllog_max_len;
     _Atomic int64_t acl_pubsub_default; /* 0: allchannels, 1: resetchannels (Redis's order) */
     _Atomic int64_t maxclients;
@@ -98,6 +100,19 @@ extern char kvd_executable[KVD_DIR_MAX];
 extern const char *kvd_supervised;
 extern const struct kv_conf_item kvd_setting_items[];
 extern const size_t kvd_setting_count;
+
+/* shutdown-on-sigint / shutdown-on-sigterm, as Redis's flags: save even without save
+ * points, do not save, do not wait (no effect: no replicas), stop even if the save fails. */
+enum {
+    KVD_SHUTDOWN_SAVE = 1,
+    KVD_SHUTDOWN_NOSAVE = 2,
+    KVD_SHUTDOWN_NOW = 4,
+    KVD_SHUTDOWN_FORCE = 8,
+};
+
+/* The most settings the table may hold (CONFIG GET marks them in an array this long);
+ * checked at compile time where the table is defined. */
+#define KVD_SETTINGS_MAX 384
 
 /*
  * Loads defaults, then --config FILE, then the other flags. Handles --help and

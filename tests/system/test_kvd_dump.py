@@ -496,3 +496,43 @@ def test_the_dump_child_holds_no_client_socket(kvds):
     other.close()
     c.close()
     assert k.stop() == 0
+
+
+def test_shutdown_on_sigterm_and_sigint_flags(kvds):
+    """shutdown-on-sigterm / shutdown-on-sigint, as Redis's: nosave skips the save that
+    save points call for, save saves without save points, force stops even when that
+    save fails; SIGINT follows its own setting."""
+    k = kvds(args=NO + ["--save", "3600 1", "--shutdown-on-sigterm", "nosave"])
+    c = k.client()
+    assert c.cmd("CONFIG", "GET", "shutdown-on-sig*") == [
+        b"shutdown-on-sigterm", b"nosave", b"shutdown-on-sigint", b"default"]
+    c.ok("SET", "a", "1")
+    c.close()
+    k.proc.send_signal(signal.SIGTERM)
+    assert k.wait_exit() == 0
+    assert "DB saved on disk" not in k.stderr()
+    k2, c = restart(kvds, k, args=NO + ["--save", "", "--shutdown-on-sigint", "save now"])
+    assert c.cmd("EXISTS", "a") == 0
+    c.ok("SET", "b", "1")
+    c.close()
+    k2.proc.send_signal(signal.SIGINT)  # no save points, but "save"
+    assert k2.wait_exit() == 0
+    assert "DB saved on disk" in k2.stderr()
+    k3, c = restart(kvds, k2, args=NO + ["--save", ""])
+    assert c.cmd("GET", "b") == b"1"
+    c.ok("CONFIG", "SET", "shutdown-on-sigterm", "save force")
+    c.ok("SET", "b", "2")
+    data = k3.data_dir()
+    blockers = [os.path.join(data, "dump-%05d-%016x.kvs.tmp" % (p, lsn))
+                for p in range(16) for lsn in range(1, 12)]
+    for b in blockers:
+        os.mkdir(b)
+    k3.proc.send_signal(signal.SIGTERM)  # the save fails: force stops anyway
+    assert k3.wait_exit() == 0
+    assert "Error trying to save the DB. Exit anyway." in k3.stderr()
+    for b in blockers:
+        os.rmdir(b)
+    k4, c = restart(kvds, k3, args=NO + ["--save", ""])
+    assert c.cmd("GET", "b") == b"1"  # the failed save wrote nothing
+    c.close()
+    assert k4.stop() == 0

@@ -95,11 +95,51 @@ def test_accepted_settings_answer_as_redis(pair):
                  ("CONFIG", "GET", "tcp-keepalive"),
                  ("CONFIG", "GET", "daemonize"),
                  ("CONFIG", "SET", "daemonize", "yes"),
-                 ("CONFIG", "GET", "appenddirname")]:
+                 ("CONFIG", "GET", "appenddirname"),
+                 # replication, defrag, TLS, cluster settings: accepted, no effect
+                 ("CONFIG", "GET", "slave-read-only"),
+                 ("CONFIG", "SET", "slave-read-only", "no"),
+                 ("CONFIG", "GET", "replica-read-only"),
+                 ("CONFIG", "SET", "replica-read-only", "yes"),
+                 ("CONFIG", "SET", "min-slaves-to-write", "3"),
+                 ("CONFIG", "GET", "min-replicas-to-write"),
+                 ("CONFIG", "SET", "min-replicas-to-write", "0"),
+                 ("CONFIG", "SET", "repl-backlog-size", "2mb"),
+                 ("CONFIG", "GET", "repl-backlog-size"),
+                 ("CONFIG", "SET", "repl-backlog-size", "1mb"),
+                 ("CONFIG", "SET", "propagation-error-behavior", "nope"),
+                 ("CONFIG", "GET", "propagation-error-behavior"),
+                 ("CONFIG", "SET", "io-threads", "2"),
+                 ("CONFIG", "GET", "io-threads"),
+                 ("CONFIG", "SET", "active-defrag-cycle-max", "100"),
+                 ("CONFIG", "SET", "shutdown-on-sigterm", "save nosave"),
+                 ("CONFIG", "SET", "shutdown-on-sigterm", "sometimes"),
+                 ("CONFIG", "SET", "shutdown-on-sigterm", "nosave force"),
+                 ("CONFIG", "GET", "shutdown-on-sigterm"),
+                 ("CONFIG", "SET", "shutdown-on-sigterm", "default"),
+                 ("CONFIG", "GET", "masterauth"),
+                 ("CONFIG", "SET", "maxmemory-clients", "200%"),
+                 ("CONFIG", "SET", "maxmemory-clients", "10%"),
+                 ("CONFIG", "GET", "maxmemory-clients"),
+                 ("CONFIG", "SET", "maxmemory-clients", "2mb"),
+                 ("CONFIG", "GET", "maxmemory-clients"),
+                 ("CONFIG", "SET", "maxmemory-clients", "x%"),
+                 ("CONFIG", "SET", "maxmemory-clients", "0"),
+                 # several at once, one bad: none is set (Redis's rollback)
+                 ("CONFIG", "SET", "maxmemory", "10000001", "maxmemory-clients", "200%",
+                  "client-query-buffer-limit", "invalid"),
+                 ("CONFIG", "GET", "maxmemory"),
+                 ("CONFIG", "SET", "maxmemory", "10000001", "repl-backlog-size", "10000002",
+                  "save", "3000 5"),
+                 ("CONFIG", "GET", "repl-backlog-size"),
+                 ("CONFIG", "SET", "maxmemory", "0", "repl-backlog-size", "1mb", "save", "")]:
         pair.same(*args)
     lazy = [dict(zip(*[iter(c.cmd("CONFIG", "GET", "lazyfree-lazy-*"))] * 2))
             for c in (pair.k, pair.r)]
     assert lazy[0] == lazy[1] and len(lazy[0]) == 5
+    for pattern in ["active-defrag-*", "tls-*", "cluster-*", "shutdown-*", "*slave*"]:
+        got = [dict(zip(*[iter(c.cmd("CONFIG", "GET", pattern))] * 2)) for c in (pair.k, pair.r)]
+        assert got[0] == got[1], pattern
     for c in (pair.k, pair.r):  # immutable in both (Redis: "protected config")
         r = c.cmd("CONFIG", "SET", "dbfilename", "x.rdb")
         assert isinstance(r, Err) and "can't set" in r.s, r
@@ -560,3 +600,40 @@ def test_include(tmp_path):
     assert k.proc.wait(timeout=30) != 0
     assert "nosuch.conf" in k.stderr()
     k.stop(check=False)
+
+
+def test_redis_conf_of_the_redis_test_suite_loads(tmp_path):
+    """The lines of Redis's own tests/assets/default.conf and other common ones: 'single'
+    quotes (logfile ''), the older slave-* names, settings of features kvd has not (TLS
+    off, Redis Cluster off, replication, defragmentation, I/O threads) at their values."""
+    conf = tmp_path / "redis.conf"
+    conf.write_text("always-show-logo yes\nnotify-keyspace-events KEA\ndaemonize no\n"
+                    "timeout 0\nloglevel verbose\nlogfile ''\ndatabases 16\n"
+                    "latency-monitor-threshold 1\nrepl-diskless-sync-delay 0\nsave 900 1\n"
+                    "rdbcompression yes\ndbfilename dump.rdb\nslave-serve-stale-data yes\n"
+                    "appendonly no\nappendfsync everysec\nno-appendfsync-on-rewrite no\n"
+                    "activerehashing yes\nenable-protected-configs yes\n"
+                    "enable-debug-command yes\nenable-module-command yes\n"
+                    "propagation-error-behavior panic\nio-threads 4\nrepl-backlog-size 64mb\n"
+                    "masterauth 'se cret'\ntls-port 0\ncluster-enabled no\nactivedefrag yes\n"
+                    "shutdown-on-sigterm nosave\n")
+    k = Kvd(args=["--config", str(conf)])
+    try:
+        with k.client() as c:
+            got = dict(zip(*[iter(c.cmd("CONFIG", "GET", "*"))] * 2))
+            assert got[b"logfile"] == b"" and got[b"masterauth"] == b"se cret"
+            assert got[b"notify-keyspace-events"] == b"AKE"
+            assert got[b"io-threads"] == b"4" and got[b"repl-backlog-size"] == b"67108864"
+            assert got[b"replica-serve-stale-data"] == b"yes"
+            assert got[b"shutdown-on-sigterm"] == b"nosave"
+            assert c.cmd("PING") == St("PONG")
+        assert "kvd ready" in k.stderr()  # (logfile '': the log stays on standard error)
+    finally:
+        k.stop()
+    for line, why in [("tls-port 6380", "kvd has no TLS"),
+                      ("cluster-enabled yes", "no Redis Cluster mode")]:
+        conf.write_text(line + "\n")
+        k = Kvd(args=["--config", str(conf)], ready=False)
+        assert k.proc.wait(timeout=30) != 0
+        assert why in k.stderr(), k.stderr()
+        k.stop(check=False)

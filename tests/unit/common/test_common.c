@@ -254,6 +254,20 @@ Test(kv_config, file_then_flags_override)
     cr_assert_eq(KV_CONF_GET(c_port), 7000);
     cr_assert_eq(KV_CONF_GET(c_mem), 2 * 1024 * 1024);
     cr_assert_str_eq(c_name, "a \"b\"");
+    unlink(path);
+    memcpy(path + sizeof path - 7, "XXXXXX", 6);
+    char path2[] = "/tmp/kvconf-XXXXXX"; /* 'single' quotes, as redis.conf's logfile '' */
+    temp_file(path2, "name 'it\\'s'\nport ''\n");
+    cr_assert_eq(kv_conf_load_file(c_items, N_ITEMS, path2, err, sizeof err), KV_EINVAL);
+    cr_assert(strstr(err, ":2: 'port'") != NULL, "%s", err); /* "" is no number */
+    cr_assert_str_eq(c_name, "it's");
+    unlink(path2);
+    char path3[] = "/tmp/kvconf-XXXXXX";
+    temp_file(path3, "name ''\n");
+    cr_assert_eq(kv_conf_load_file(c_items, N_ITEMS, path3, err, sizeof err), 0, "%s", err);
+    cr_assert_str_eq(c_name, "");
+    unlink(path3);
+    temp_file(path, "port 7000\n"); /* (path is the template again) */
     char *argv[] = {"kvd", "--config", path, "--port", "7001", "--flag=yes"};
     const char *const skip[] = {"config", NULL};
     cr_assert_eq(kv_conf_parse_args(c_items, N_ITEMS, 6, argv, 1, skip, err, sizeof err), 0, "%s",

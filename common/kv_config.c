@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <glob.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -85,6 +86,10 @@ int kv_conf_parse_bytes(const char *s, int64_t *out)
     return 0;
 }
 
+/* Text settings changed at run time (CONFIG SET) are read by other threads (CONFIG GET):
+ * each copy in or out holds this. */
+static pthread_mutex_t str_mu = PTHREAD_MUTEX_INITIALIZER;
+
 static int set_string(const struct kv_conf_item *item, const char *value, char *err, size_t errlen)
 {
     KV_ASSERT(item->str != NULL && item->str_cap > 0);
@@ -93,7 +98,9 @@ static int set_string(const struct kv_conf_item *item, const char *value, char *
         snprintf(err, errlen, "argument is longer than %zu bytes", item->str_cap - 1);
         return KV_EINVAL;
     }
+    pthread_mutex_lock(&str_mu);
     memcpy(item->str, value, len + 1);
+    pthread_mutex_unlock(&str_mu);
     return 0;
 }
 
@@ -193,7 +200,9 @@ size_t kv_conf_format(const struct kv_conf_item *item, char *buf, size_t cap)
     KV_ASSERT(cap > 0);
     int n;
     if (item->type == KV_CONF_STRING) {
+        pthread_mutex_lock(&str_mu);
         n = snprintf(buf, cap, "%s", item->str);
+        pthread_mutex_unlock(&str_mu);
     } else {
         int64_t v = KV_CONF_GET(*item->num);
         if (item->type == KV_CONF_BOOL) {

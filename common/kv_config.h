@@ -72,7 +72,9 @@ int kv_conf_defaults(const struct kv_conf_item *items, size_t n, char *err, size
 int kv_conf_set(const struct kv_conf_item *item, const char *value, bool at_runtime, char *err,
                 size_t errlen);
 
-/* Formats the current value as CONFIG GET shows it. Returns its length (cut to cap-1). */
+/* Formats the current value as CONFIG GET shows it. Returns its length (cut to cap-1).
+ * A text setting is copied in (kv_conf_set) and out (here) under one lock, so a thread
+ * may read one that CONFIG SET changes on another. */
 size_t kv_conf_format(const struct kv_conf_item *item, char *buf, size_t cap);
 
 /*

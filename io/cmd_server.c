@@ -32,6 +32,7 @@
 #include "func.h"
 #include "script.h"
 #include "server.h"
+#include "shard.h"
 #include "slowlog.h"
 #include "snap.h"
 #include "monitor.h"
@@ -1168,7 +1169,7 @@ static void config_set(struct cmd_ctx *x)
         }
         items[p] = it;
     }
-    char old[CONFIG_SET_PAIRS_MAX][64];
+    char old[CONFIG_SET_PAIRS_MAX][512]; /* (the longest settings: bind, save, ...) */
     for (size_t p = 0; p < npairs; p++) {
         kv_conf_format(items[p], old[p], sizeof old[p]);
     }
@@ -1226,6 +1227,37 @@ static void config_set(struct cmd_ctx *x)
             reply_error(x->out, "ERR CONFIG SET failed (possibly related to argument '%.*s') - %s",
                         (int)a->len, a->ptr, fail);
             return;
+        }
+    }
+    /* port / bind: listen there now (Redis's apply step); if it cannot, every pair goes
+     * back to its old value */
+    const char *listen_fail = NULL;
+    for (size_t p = 0; p < npairs && listen_fail == NULL; p++) {
+        if (items[p]->num == &kvd_settings.port || items[p]->str == kvd_settings.bind) {
+            bool port_first = items[p]->num == &kvd_settings.port;
+            char bind[KVD_BIND_MAX];
+            kv_conf_format(kv_conf_find(kvd_setting_items, kvd_setting_count, "bind"), bind,
+                           sizeof bind);
+            int rc = shard_relisten(x->sh, bind, (int)KV_CONF_GET(kvd_settings.port),
+                                    (int)KV_CONF_GET(kvd_settings.tcp_backlog));
+            if (rc < 0) {
+                kv_log_warning("CONFIG SET bind/port: cannot listen on %s:%lld: %s", bind,
+                               (long long)KV_CONF_GET(kvd_settings.port), strerror(-rc));
+                listen_fail = port_first ? "Unable to listen on this port"
+                                         : "Failed to bind to specified addresses.";
+                for (size_t q = 0; q < npairs; q++) {
+                    char ignored[256];
+                    if (!is_requirepass(items[q]) && special_of(items[q]) == NULL) {
+                        kv_conf_set(items[q], old[q], true, ignored, sizeof ignored);
+                    }
+                }
+                const struct resp_arg *a = &x->argv[2 + 2 * p];
+                reply_error(x->out,
+                            "ERR CONFIG SET failed (possibly related to argument '%.*s') - %s",
+                            (int)a->len, a->ptr, listen_fail);
+                return;
+            }
+            break; /* (one listen for both) */
         }
     }
     for (size_t p = 0; p < npairs; p++) {

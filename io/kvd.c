@@ -12,6 +12,7 @@
 #include "func.h"
 #include "cmd.h"
 #include "kv_clock.h"
+#include "kv_config.h"
 #include "kv_log.h"
 #include "kvd_settings.h"
 #include "obuf.h"
@@ -343,6 +344,7 @@ int main(int argc, char **argv)
         }
     }
     srv.port = port;
+    pthread_mutex_init(&srv.listen_mu, NULL);
 
     sd_notify_send("STATUS=Loading the data\n");
 
@@ -374,9 +376,11 @@ int main(int argc, char **argv)
                 kvd_settings.dir);
         _exit(1);
     }
+    char bind[KVD_BIND_MAX]; /* (CONFIG SET may change it by now: read under its lock) */
+    kv_conf_format(kv_conf_find(kvd_setting_items, kvd_setting_count, "bind"), bind, sizeof bind);
     kv_log_notice("kvd ready addr=%s port=%d threads=%u partitions=%u pid=%d appendonly=%s "
                   "appendfsync=%s",
-                  kvd_settings.bind, port, srv.nthreads, srv.route->count, (int)getpid(),
+                  bind, port, srv.nthreads, srv.route->count, (int)getpid(),
                   srv.persist ? "yes" : "no",
                   wal_fsync_name((int)KV_CONF_GET(kvd_settings.appendfsync)));
     sd_notify_send("STATUS=Ready to accept connections\n");

@@ -252,6 +252,9 @@ struct shard {
     int ring_fd;                    /* the ring's real fd, target of other shards' MSG_RING */
     int listen_fds[KVD_LISTEN_MAX]; /* one per bind address, -1 when closed */
     uint32_t nlisten;
+    uint32_t ntcp;          /* listen_fds[0, ntcp) are TCP (bind), the rest Unix sockets */
+    uint32_t accept_parity; /* 0/1, in the accepts' user data: flips when they are swapped */
+    uint64_t listen_gen;    /* the srv->listen_gen this shard's listeners belong to */
     struct mi_heap_s *heap;
     struct users_view users; /* the ACL users as this shard last read them */
     uint64_t users_swept;    /* the users generation its clients were last checked at */
@@ -403,7 +406,13 @@ struct server {
     _Atomic int cron_paused;         /* DEBUG PAUSE-CRON 1: no shard runs its cron */
     _Atomic uint32_t shards_drained; /* shards whose clients are all gone */
     int64_t start_ms;
-    int port;                      /* the bound port */
+    _Atomic int port; /* the bound port */
+    /* CONFIG SET port / bind: listen_new[i * KVD_LISTEN_MAX ...] are shard i's new TCP
+     * listeners (listen_new_n[i] of them; taken: set to 0), under listen_mu */
+    pthread_mutex_t listen_mu;
+    _Atomic uint64_t listen_gen;
+    int *listen_new;
+    uint32_t *listen_new_n;
     _Atomic bool persist;          /* the WAL and snapshots are on (aof.h switches it) */
     _Atomic bool aof_base_pending; /* switched on at run time; its base dump not yet made */
     _Atomic uint64_t aof_base_gen; /* the dump request that is to be the base */

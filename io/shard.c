@@ -353,14 +353,20 @@ static void arm_accepts(struct shard *sh)
         if (sh->listen_fds[i] >= 0 && !(sh->accepting & (1u << i))) {
             struct io_uring_sqe *sqe = shard_sqe(sh);
             io_uring_prep_multishot_accept(sqe, sh->listen_fds[i], NULL, NULL, SOCK_CLOEXEC);
-            io_uring_sqe_set_data64(sqe, SHARD_UD_ACCEPT + i);
+            io_uring_sqe_set_data64(sqe, SHARD_UD_ACCEPT + sh->accept_parity * KVD_LISTEN_MAX + i);
             sh->accepting |= 1u << i;
         }
     }
 }
 
-static void on_accept(struct shard *sh, struct io_uring_cqe *cqe, uint32_t i)
+static void on_accept(struct shard *sh, struct io_uring_cqe *cqe, uint32_t i, uint32_t parity)
 {
+    if (parity != sh->accept_parity) { /* a listener closed by CONFIG SET port / bind */
+        if (cqe->res >= 0) {
+            conn_accept(sh, cqe->res); /* (accepted before it closed: served) */
+        }
+        return;
+    }
     KV_ASSERT(i < sh->nlisten);
     if (!(cqe->flags & IORING_CQE_F_MORE)) {
         sh->accepting &= ~(1u << i); /* (armed again by the timer) */
@@ -392,8 +398,9 @@ static void on_accept(struct shard *sh, struct io_uring_cqe *cqe, uint32_t i)
 static void dispatch(struct shard *sh, struct io_uring_cqe *cqe)
 {
     uint64_t ud = io_uring_cqe_get_data64(cqe);
-    if (ud >= SHARD_UD_ACCEPT && ud < SHARD_UD_ACCEPT + KVD_LISTEN_MAX) {
-        on_accept(sh, cqe, (uint32_t)(ud - SHARD_UD_ACCEPT));
+    if (ud >= SHARD_UD_ACCEPT && ud < SHARD_UD_ACCEPT + 2 * KVD_LISTEN_MAX) {
+        on_accept(sh, cqe, (uint32_t)(ud - SHARD_UD_ACCEPT) % KVD_LISTEN_MAX,
+                  (uint32_t)(ud - SHARD_UD_ACCEPT) / KVD_LISTEN_MAX);
     } else if (ud == SHARD_UD_WAL_FILL || ud == SHARD_UD_WAL_SYNC ||
                (ud >= SHARD_UD_WAL_WRITE && ud <= SHARD_UD_WAL_LAST)) {
         wal_on_cqe(aof_durable_wal(sh), cqe, ud); /* (the logging WAL or one written out) */
@@ -770,6 +777,8 @@ static void stop_listening(struct shard *sh)
     }
 }
 
+static void relisten_take(struct shard *sh);
+
 static void loop(struct shard *sh)
 {
     uint64_t cron_period_ns = 1000000000ull / (uint64_t)KV_CONF_GET(kvd_settings.hz);
@@ -824,6 +833,11 @@ static void loop(struct shard *sh)
             drop_step(sh);
         }
         STAT_SET(sh->stats.watched_keys, watch_key_count(sh->watch));
+        if (KV_UNLIKELY(atomic_load_explicit(&sh->srv->listen_gen, memory_order_relaxed) !=
+                        sh->listen_gen) &&
+            !draining) {
+            relisten_take(sh); /* CONFIG SET port / bind */
+        }
 
         uint64_t now_ns = kv_clock_mono_ns();
         if (now_ns >= next_cron_ns) {
@@ -1196,43 +1210,147 @@ static int shard_setup_on_thread(struct shard *sh)
     return 0;
 }
 
-int shard_listen(struct shard *sh, const char *bind_list, int port, int backlog)
+/* One listener per address of `bind_list` into fds (at most KVD_LISTEN_MAX; *n set):
+ * the bound port (port 0: the first one picks, the others join it), or -errno with
+ * none left open. Optional ("-") addresses missing here are skipped (logged if `log`). */
+static int listen_list(const char *bind_list, int port, int backlog, bool log, int *fds,
+                       uint32_t *n)
 {
-    KV_ASSERT(sh->nlisten == 0);
     char addr[KVD_BIND_MAX];
-    size_t len = strlen(bind_list), i = 0, n;
+    size_t len = strlen(bind_list), i = 0, alen;
     KV_ASSERT(len < sizeof addr); /* (the setting is shorter) */
     int r;
-    while ((r = kv_splitargs_next(bind_list, len, &i, addr, &n)) == 1) {
-        addr[n] = '\0';                 /* (room: n < len) */
+    *n = 0;
+    while ((r = kv_splitargs_next(bind_list, len, &i, addr, &alen)) == 1) {
+        addr[alen] = '\0';              /* (room: alen < len) */
         bool optional = addr[0] == '-'; /* Redis's "-addr": skipped where it does not exist */
-        if (sh->nlisten == KVD_LISTEN_MAX) {
+        if (*n == KVD_LISTEN_MAX) {
             kv_log_warning("bind: at most %d addresses", KVD_LISTEN_MAX);
-            return -EINVAL;
+            port = -EINVAL;
+            break;
         }
         int fd = listen_socket(addr + optional, port, backlog);
         if (fd < 0 && optional &&
             (fd == -EADDRNOTAVAIL || fd == -EAFNOSUPPORT || fd == -EPROTONOSUPPORT)) {
-            if (sh->id == 0) {
+            if (log) {
                 kv_log_notice("bind: skipping optional address addr=%s err=%s", addr + 1,
                               strerror(-fd));
             }
             continue;
         }
         if (fd < 0) {
-            return fd;
+            port = fd;
+            break;
         }
-        sh->listen_fds[sh->nlisten++] = fd;
-        port = bound_port(fd); /* (port 0: the first one picks, the others join it) */
+        fds[(*n)++] = fd;
+        port = bound_port(fd);
         if (port < 0) {
-            return port;
+            break;
         }
     }
-    if (r < 0 || sh->nlisten == 0) {
+    if (port >= 0 && (r < 0 || *n == 0)) {
         kv_log_warning("bind: no address to listen on (bind=%s)", bind_list);
-        return -EADDRNOTAVAIL;
+        port = -EADDRNOTAVAIL;
+    }
+    if (port < 0) {
+        while (*n > 0) {
+            close(fds[--*n]);
+        }
     }
     return port;
+}
+
+int shard_listen(struct shard *sh, const char *bind_list, int port, int backlog)
+{
+    KV_ASSERT(sh->nlisten == 0);
+    port = listen_list(bind_list, port, backlog, sh->id == 0, sh->listen_fds, &sh->nlisten);
+    sh->ntcp = sh->nlisten;
+    return port;
+}
+
+int shard_relisten(struct shard *sh, const char *bind_list, int port, int backlog)
+{
+    struct server *srv = sh->srv;
+    uint32_t nt = srv->nthreads;
+    int *fds = malloc((size_t)nt * KVD_LISTEN_MAX * sizeof *fds);
+    uint32_t *ns = calloc(nt, sizeof *ns);
+    if (fds == NULL || ns == NULL) {
+        free(fds);
+        free(ns);
+        return -ENOMEM;
+    }
+    uint32_t t = 0;
+    for (; t < nt && port >= 0; t++) {
+        port =
+            listen_list(bind_list, port, backlog, t == 0, fds + (size_t)t * KVD_LISTEN_MAX, &ns[t]);
+    }
+    if (port < 0) { /* the shards before the one that failed: closed */
+        for (uint32_t u = 0; u + 1 < t; u++) {
+            for (uint32_t k = 0; k < ns[u]; k++) {
+                close(fds[(size_t)u * KVD_LISTEN_MAX + k]);
+            }
+        }
+        free(fds);
+        free(ns);
+        return port;
+    }
+    pthread_mutex_lock(&srv->listen_mu);
+    if (srv->listen_new != NULL) { /* an earlier change some shard has not taken yet */
+        for (uint32_t u = 0; u < nt; u++) {
+            for (uint32_t k = 0; k < srv->listen_new_n[u]; k++) {
+                close(srv->listen_new[(size_t)u * KVD_LISTEN_MAX + k]);
+            }
+        }
+        free(srv->listen_new);
+        free(srv->listen_new_n);
+    }
+    srv->listen_new = fds;
+    srv->listen_new_n = ns;
+    atomic_store(&srv->port, port);
+    atomic_fetch_add(&srv->listen_gen, 1);
+    pthread_mutex_unlock(&srv->listen_mu);
+    kv_log_notice("listening anew addr=%s port=%d", bind_list, port);
+    shard_wake_all(sh);
+    return port;
+}
+
+/* This shard's part of a CONFIG SET port / bind: its TCP listeners closed (their
+ * accepts end; a connection accepted before that is still served), the new ones armed
+ * under the other parity; the Unix socket listeners follow them. */
+static void relisten_take(struct shard *sh)
+{
+    struct server *srv = sh->srv;
+    int fresh[KVD_LISTEN_MAX];
+    uint32_t nfresh;
+    pthread_mutex_lock(&srv->listen_mu);
+    sh->listen_gen = atomic_load(&srv->listen_gen);
+    nfresh = srv->listen_new_n[sh->id];
+    memcpy(fresh, srv->listen_new + (size_t)sh->id * KVD_LISTEN_MAX, nfresh * sizeof fresh[0]);
+    srv->listen_new_n[sh->id] = 0;
+    pthread_mutex_unlock(&srv->listen_mu);
+    int keep[KVD_LISTEN_MAX];
+    uint32_t nkeep = 0;
+    for (uint32_t i = 0; i < sh->nlisten; i++) {
+        if (sh->listen_fds[i] < 0) {
+            continue;
+        }
+        if (i < sh->ntcp) {
+            shutdown(sh->listen_fds[i], SHUT_RDWR); /* (its multishot accept ends) */
+            close(sh->listen_fds[i]);
+        } else {
+            keep[nkeep++] = sh->listen_fds[i];
+        }
+    }
+    if (nfresh + nkeep > KVD_LISTEN_MAX) { /* (the Unix socket does not fit: keep it) */
+        nfresh = KVD_LISTEN_MAX - nkeep;
+    }
+    memcpy(sh->listen_fds, fresh, nfresh * sizeof fresh[0]);
+    memcpy(sh->listen_fds + nfresh, keep, nkeep * sizeof keep[0]);
+    sh->ntcp = nfresh;
+    sh->nlisten = nfresh + nkeep;
+    sh->accept_parity ^= 1; /* completions of the old accepts are told apart */
+    sh->accepting = 0;
+    arm_accepts(sh);
 }
 
 struct start_arg {

@@ -14,7 +14,7 @@ struct shard;
 
 /* user_data values of completions that do not belong to a connection (connection
  * completions carry the connection's address, which is 64-byte aligned and > 4096). */
-#define SHARD_UD_ACCEPT    32u /* + the listener's index (< KVD_LISTEN_MAX) */
+#define SHARD_UD_ACCEPT    32u /* + KVD_LISTEN_MAX x the listeners' parity + the index */
 #define SHARD_UD_WAKE      2u  /* a MSG_RING from another shard */
 #define SHARD_UD_WAKE_SENT 3u  /* completion of a MSG_RING this shard sent */
 #define SHARD_UD_IGNORE    4u
@@ -36,6 +36,14 @@ int shard_listen(struct shard *sh, const char *bind_list, int port, int backlog)
 /* unixsocket: adds a listener on the Unix socket `path` (an old file there is removed
  * first), mode `perm` unless 0. 0 or -errno. Main thread, on one shard. */
 int shard_listen_unix(struct shard *sh, const char *path, int perm, int backlog);
+
+/*
+ * CONFIG SET port / bind: opens the listeners of every shard on the new addresses and
+ * port (bound and listening when it returns), hands them to the shards (each swaps its
+ * TCP listeners for them at its next turn; the Unix socket stays) and sets srv->port.
+ * Returns the bound port, or -errno with nothing changed (port 0: a free one).
+ */
+int shard_relisten(struct shard *sh, const char *bind_list, int port, int backlog);
 
 /* Starts the shard's thread and waits until its ring, buffers and tables are set up.
  * Returns 0, or -errno from the setup (the thread has then exited). */

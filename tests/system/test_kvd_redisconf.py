@@ -637,3 +637,53 @@ def test_redis_conf_of_the_redis_test_suite_loads(tmp_path):
         assert k.proc.wait(timeout=30) != 0
         assert why in k.stderr(), k.stderr()
         k.stop(check=False)
+
+
+def test_config_set_port_and_bind(tmp_path):
+    """CONFIG SET port / bind at run time, as Redis's: every shard listens anew (clients
+    already connected stay), the Unix socket stays; a port or address that cannot be had
+    fails the whole CONFIG SET with Redis's texts and changes nothing."""
+    sock = str(tmp_path / "kvd.sock")
+    k = Kvd(args=["--unixsocket", sock])
+    try:
+        c = k.client()
+        assert c.cmd("SET", "a", "1") == St("OK")
+        new_port = free_port()
+        assert c.cmd("CONFIG", "SET", "port", str(new_port)) == St("OK")
+        assert c.cmd("CONFIG", "GET", "port") == [b"port", str(new_port).encode()]
+        assert ("tcp_port:%d\r\n" % new_port).encode() in c.cmd("INFO", "server")
+        assert c.cmd("GET", "a") == b"1"  # (this connection stays)
+        wait_until(lambda: not ping(k.port), 10, what="the old port closed")
+        clients = [Client(new_port) for _ in range(8)]  # (spread over the shards)
+        for cl in clients:
+            assert cl.cmd("GET", "a") == b"1"
+            cl.close()
+        u = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        u.settimeout(10)
+        u.connect(sock)
+        u.sendall(encode("GET", "a"))
+        assert u.recv(64) == b"$1\r\n1\r\n"
+        u.close()
+        # a port taken by another process: nothing changes
+        taken = socket.socket()
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        r = c.cmd("CONFIG", "SET", "maxmemory", "10000001", "port", str(taken.getsockname()[1]))
+        taken.close()
+        assert r == Err("ERR CONFIG SET failed (possibly related to argument 'port') - "
+                        "Unable to listen on this port")
+        assert c.cmd("CONFIG", "GET", "maxmemory") == [b"maxmemory", b"0"]
+        assert c.cmd("CONFIG", "GET", "port") == [b"port", str(new_port).encode()]
+        r = c.cmd("CONFIG", "SET", "bind", "192.0.2.77")  # (not on this host)
+        assert r == Err("ERR CONFIG SET failed (possibly related to argument 'bind') - "
+                        "Failed to bind to specified addresses.")
+        assert c.cmd("CONFIG", "GET", "bind") == [b"bind", b"127.0.0.1"]
+        assert ping(new_port)
+        if ipv6_loopback():
+            assert c.cmd("CONFIG", "SET", "bind", "::1 127.0.0.1") == St("OK")
+            wait_until(lambda: ping(new_port), 10, what="IPv4 again")
+            with Client(new_port, host="::1") as c6:
+                assert c6.cmd("GET", "a") == b"1"
+        c.close()
+    finally:
+        k.stop()

@@ -4146,7 +4146,7 @@ static bool run_batch(struct conn *c, struct batch_cmd *b, size_t n)
             pre[i].h = tbl_hash_place(k->ptr, k->len, &ph[i]);
             const struct route_part *p = route_lookup(sh->srv->route, pre[i].h);
             pre[i].owner = p->thread;
-            if (p->thread == sh->id) { /* NULL: nothing of that database there yet */
+            if (p->thread == sh->id && n > 1) { /* NULL: nothing of that database yet */
                 t[i] = shard_part_peek(sh, p->slot, c->db);
                 if (t[i] != NULL) {
                     tbl_prefetch_at(t[i], ph[i], false);
@@ -4154,6 +4154,8 @@ static bool run_batch(struct conn *c, struct batch_cmd *b, size_t n)
             }
         }
     }
+    /* (a lone command has nothing to overlap its misses with: its lookup follows at
+     * once, and a prefetch would only walk its slots twice) */
     for (size_t i = 0; i < n; i++) {
         if (t[i] != NULL) {
             tbl_prefetch_at(t[i], ph[i], true);

@@ -1048,6 +1048,13 @@ static __attribute__((noinline)) int next_bytewise(struct resp_parser *p, struct
 int resp_parser_next(struct resp_parser *p, struct resp_cmd *cmd)
 {
     KV_ASSERT(p != NULL && cmd != NULL);
+    if (p->st == ST_START && p->pos == p->len && (p->cmd_done || p->argc == 0)) {
+        /* the buffer ends between requests (once per receive): what the byte-wise
+         * states would do there, without them (nothing to spill) */
+        p->argc = 0;
+        p->cmd_done = false;
+        return KV_EAGAIN;
+    }
     if (p->st == ST_START && p->pos < p->len && p->buf[p->pos] == '*') {
         int rc = fast_next(p, cmd);
         if (rc != FAST_DECLINED) {

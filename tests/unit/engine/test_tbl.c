@@ -96,6 +96,29 @@ Test(tbl, hash_tag_rule)
     cr_assert_eq(tbl_hash(NULL, 0), XXH3_64bits("", 0));
 }
 
+/* The tag is found wherever its braces are, for every key length (the brace test reads
+ * keys of 8 to 16 bytes as two overlapping words, shorter ones byte by byte). */
+Test(tbl, hash_tag_at_every_position_and_length)
+{
+    char key[40];
+    for (size_t len = 1; len <= sizeof key; len++) {
+        memset(key, 'x', len);
+        cr_assert_eq(tbl_hash(key, len), XXH3_64bits(key, len), "len %zu", len);
+        uint64_t ph;
+        cr_assert_eq(tbl_hash_place(key, len, &ph), XXH3_64bits(key, len));
+        cr_assert_eq(ph, XXH3_64bits(key, len));
+        for (size_t at = 0; at + 2 < len; at++) { /* "{y}" at `at` */
+            memset(key, 'x', len);
+            key[at] = '{';
+            key[at + 1] = 'y';
+            key[at + 2] = '}';
+            cr_assert_eq(tbl_hash(key, len), XXH3_64bits("y", 1), "len %zu at %zu", len, at);
+            cr_assert_eq(tbl_hash_place(key, len, &ph), XXH3_64bits("y", 1));
+            cr_assert_eq(ph, XXH3_64bits(key, len)); /* (placement: the whole key) */
+        }
+    }
+}
+
 Test(tbl, hash_place_is_hash_and_place_of_one_scan)
 {
     static const char *const keys[] = {

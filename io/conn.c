@@ -4320,6 +4320,80 @@ static void conn_process(struct conn *c)
     }
 }
 
+/* The digits of a "*N" / "$N" header line at p[0..), 1 or 2 of them before "\r\n":
+ * the value and *used (the line's length with its "\r\n"), or -1. */
+static inline int pf_num(const char *p, size_t avail, size_t *used)
+{
+    if (avail < 3 || (unsigned)(p[0] - '0') > 9) {
+        return -1;
+    }
+    if (p[1] == '\r') {
+        *used = 3;
+        return p[0] - '0';
+    }
+    if (avail < 4 || (unsigned)(p[1] - '0') > 9 || p[2] != '\r') {
+        return -1;
+    }
+    *used = 4;
+    return (p[0] - '0') * 10 + (p[1] - '0');
+}
+
+#define PREFETCH_TURN_MAX 32 /* requests whose keys a turn prefetches, at most */
+
+void conn_prefetch_turn(struct shard *sh)
+{
+    /* A turn at P1 holds a receive of many connections, each with one request; their
+     * lookups' cache misses (the slot, then the entry) would come one after another.
+     * So before any runs, each receive's first request "*N $len name $len key" (the
+     * common one-key form; any other is skipped) has its key's slot prefetched, then,
+     * once those are on their way, its entry. Hints only: nothing is changed, no
+     * connection is read (database 0 is assumed; a wrong guess costs a prefetch). */
+    struct tbl *t[PREFETCH_TURN_MAX];
+    uint64_t ph[PREFETCH_TURN_MAX];
+    unsigned n = 0;
+    struct io_uring_cqe *cqe;
+    unsigned head;
+    io_uring_for_each_cqe(&sh->ring, head, cqe)
+    {
+        uint64_t ud = cqe->user_data;
+        if (n == PREFETCH_TURN_MAX) {
+            break;
+        }
+        if (ud < 4096 || (ud & CONN_UD_MASK) != CONN_UD_RECV || cqe->res <= 0 ||
+            !(cqe->flags & IORING_CQE_F_BUFFER)) {
+            continue;
+        }
+        const char *d = shard_buf(sh, (uint16_t)(cqe->flags >> IORING_CQE_BUFFER_SHIFT));
+        size_t len = (size_t)cqe->res, pos = 1, used;
+        if (d[0] != '*' || pf_num(d + pos, len - pos, &used) < 2) {
+            continue;
+        }
+        pos += used;
+        if (len - pos < 2 || d[pos] != '$') {
+            continue;
+        }
+        int name = pf_num(d + pos + 1, len - pos - 1, &used);
+        pos += 1 + used + (size_t)name + 2;
+        if (name <= 0 || pos + 1 >= len || d[pos] != '$') {
+            continue;
+        }
+        int klen = pf_num(d + pos + 1, len - pos - 1, &used);
+        pos += 1 + used;
+        if (klen < 0 || pos + (size_t)klen > len) {
+            continue;
+        }
+        uint64_t h = tbl_hash_place(d + pos, (size_t)klen, &ph[n]);
+        const struct route_part *p = route_lookup(sh->srv->route, h);
+        if (p->thread == sh->id && (t[n] = shard_part_peek(sh, p->slot, 0)) != NULL) {
+            tbl_prefetch_at(t[n], ph[n], false);
+            n++;
+        }
+    }
+    for (unsigned i = 0; n > 1 && i < n; i++) {
+        tbl_prefetch_at(t[i], ph[i], true);
+    }
+}
+
 static void on_recv(struct conn *c, struct io_uring_cqe *cqe)
 {
     struct shard *sh = c->sh;

@@ -228,4 +228,8 @@ struct conn *conn_first(struct shard *sh);
 struct conn *conn_next(struct conn *c);
 void conn_kill(struct conn *c);
 
+/* Before a turn's completions run: prefetches the table slots, then entries, of the keys
+ * of the requests its receives hold (hints only; see conn.c). Shard thread. */
+void conn_prefetch_turn(struct shard *sh);
+
 #endif

@@ -797,6 +797,7 @@ static void loop(struct shard *sh)
         if (KV_UNLIKELY(sh->ndeferred > 0)) {
             seen += replay_deferred(sh, NULL);
         }
+        conn_prefetch_turn(sh);
         while (next_cqe(sh, &cqe)) {
             /* a command's time starts after this at the latest (see clock_ns): what
              * the completions before it cost (accepts, WAL writes, ...) is not its own */

@@ -279,6 +279,11 @@ struct track_conn **conn_track(struct conn *c)
     return &c->trk;
 }
 
+bool conn_closing(const struct conn *c)
+{
+    return (c->flags & (CONN_CLOSING | CONN_CLOSE_AFTER)) != 0;
+}
+
 bool conn_monitor(const struct conn *c)
 {
     return (c->flags & CONN_MONITOR) != 0;

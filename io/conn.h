@@ -185,6 +185,9 @@ bool conn_id_shard(struct shard *sh, uint64_t id, uint32_t *shard);
 /* The connection's CLIENT TRACKING state (track.c; NULL when it never tracked). */
 struct track_conn;
 struct track_conn **conn_track(struct conn *c);
+/* Whether the client is being closed (QUIT answered, an error, a kill): nothing more
+ * reaches it. */
+bool conn_closing(const struct conn *c);
 /* MONITOR mode (monitor.c keeps the registry). */
 bool conn_monitor(const struct conn *c);
 void conn_set_monitor(struct conn *c, bool on);

@@ -741,7 +741,7 @@ static void send_to(struct shard *sh, struct conn *c, struct track_conn *t, bool
     }
     if (t->redir_shard == sh->id) {
         struct conn *target = conn_by_id(sh, t->redir);
-        if (target == NULL) {
+        if (target == NULL || conn_closing(target)) { /* (QUIT answered: gone for Redis) */
             mark_broken(sh, c, t);
         } else {
             emit(sh, target, null, keys, nkeys, npass, noloop_id);
@@ -762,8 +762,12 @@ static void send_to(struct shard *sh, struct conn *c, struct track_conn *t, bool
 static void deliver_one(struct shard *sh, const struct rec *r, const char *keys)
 {
     struct conn *c = conn_by_id(sh, r->client);
-    if (c == NULL) {
-        if (r->kind == REC_REDIR || r->kind == REC_REDIR_NULL) { /* the redirect client is gone */
+    bool redir = r->kind == REC_REDIR || r->kind == REC_REDIR_NULL;
+    if (c == NULL || (redir && conn_closing(c))) {
+        /* the redirect client is gone, or going: Redis frees a client as soon as its
+         * QUIT reply is written, before another client's next command runs; here the
+         * close may still wait for that send */
+        if (redir) {
             rec_put(dest(sh, r->aux_shard), REC_BROKEN, r->aux, r->client, 0, 0);
         }
         return;

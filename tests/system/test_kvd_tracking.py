@@ -281,6 +281,28 @@ def test_redirect_broken(port):
     w.close()
 
 
+def test_redirect_broken_right_after_quit(port):
+    """The redirect client's QUIT answered, the next write's invalidation finds it gone:
+    tracking-redir-broken at once, as Redis (which frees a client once its QUIT reply is
+    written), also while kvd's close still waits for that send (once in a while the push
+    went to the closing client and was lost). Every round without a pause."""
+    w = Client(port)
+    for i in range(60):
+        t = resp3(port)
+        tgt = Client(port)
+        rid = tgt.cmd("CLIENT", "ID")
+        assert t.cmd("CLIENT", "TRACKING", "on", "REDIRECT", str(rid)) == St("OK")
+        key = "rq%d" % i
+        w.cmd("SET", key, "1")
+        t.cmd("GET", key)
+        assert tgt.cmd("QUIT") == St("OK")
+        w.cmd("SET", key, "2")
+        assert push(t) == (b"tracking-redir-broken", rid), i
+        t.close()
+        tgt.close()
+    w.close()
+
+
 def test_redirect_order_of_changes_whichever_threads(kvd, groups):
     """Two tracking clients redirecting to one connection, every placement of the three
     on kvd's two threads: a pipelined INCR k1, INCR k2 (k1 read by the first client, k2

@@ -1340,6 +1340,12 @@ static void relisten_take(struct shard *sh)
             close(sh->listen_fds[i]);
         } else {
             keep[nkeep++] = sh->listen_fds[i];
+            if (sh->accepting & (1u << i)) { /* re-armed below under its new index */
+                struct io_uring_sqe *sqe = shard_sqe(sh);
+                io_uring_prep_cancel64(sqe,
+                                       SHARD_UD_ACCEPT + sh->accept_parity * KVD_LISTEN_MAX + i, 0);
+                io_uring_sqe_set_data64(sqe, SHARD_UD_IGNORE);
+            }
         }
     }
     if (nfresh + nkeep > KVD_LISTEN_MAX) { /* (the Unix socket does not fit: keep it) */

@@ -679,6 +679,17 @@ def test_config_set_port_and_bind(tmp_path):
                         "Failed to bind to specified addresses.")
         assert c.cmd("CONFIG", "GET", "bind") == [b"bind", b"127.0.0.1"]
         assert ping(new_port)
+        for _ in range(3):  # the Unix socket's accept is moved each time, never doubled
+            new_port = free_port()
+            assert c.cmd("CONFIG", "SET", "port", str(new_port)) == St("OK")
+            wait_until(lambda: ping(new_port), 10, what="the new port")
+            for _ in range(4):
+                u = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                u.settimeout(10)
+                u.connect(sock)
+                u.sendall(encode("GET", "a"))
+                assert u.recv(64) == b"$1\r\n1\r\n"
+                u.close()
         if ipv6_loopback():
             assert c.cmd("CONFIG", "SET", "bind", "::1 127.0.0.1") == St("OK")
             wait_until(lambda: ping(new_port), 10, what="IPv4 again")

@@ -419,12 +419,14 @@ void conn_users_sweep(struct shard *sh)
     sh->users_swept = sh->users.gen;
     for (struct conn *c = sh->conns, *next; c != NULL; c = next) {
         next = c->next;
-        if (c->flags & CONN_CLOSING) {
+        if (c->flags & (CONN_CLOSING | CONN_CLOSE_AFTER)) {
             continue;
         }
         const struct user *u = users_view_get(&sh->users, c->user);
         if (u == NULL || !hears_only_allowed(c, u)) {
-            close_conn(c);
+            /* after what is queued: a client that deleted its own user in this same
+             * turn gets that reply first, as in Redis (closed at this turn's flush) */
+            conn_close_after_reply(c);
         }
     }
 }

@@ -746,3 +746,19 @@ def test_rules_may_name_redis_commands_kvd_lacks(upair):
         assert rule in line.split(), line
     k0.cmd("ACL", "DELUSER", "rk")
     r0.cmd("ACL", "DELUSER", "rk")
+
+
+def test_deleting_ones_own_user_replies_then_closes_even_at_a_timer_tick(kvd_factory):
+    """The sweep that closes a deleted user's clients runs at the timer: when it fell in
+    the turn where the client deleted its own user, the client was closed before its
+    reply went out. With the timer at 500 Hz the two meet often."""
+    k = kvd_factory(args=["--hz", "500"])
+    admin = k.client()
+    for i in range(400):
+        name = "self%d" % i
+        admin.ok("ACL", "SETUSER", name, "on", ">x", "+@all", "~*")
+        me = k.client()
+        me.ok("AUTH", name, "x")
+        assert me.cmd("ACL", "DELUSER", name) == 1, i
+        assert me.closed_within(5)
+    admin.close()

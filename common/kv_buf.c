@@ -5,6 +5,8 @@
 
 #include "kv_assert.h"
 
+#include <ctype.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -24,6 +26,28 @@ void kv_buf_put(struct kv_buf *b, const void *p, size_t n)
     }
     memcpy(b->p + b->len, p, n);
     b->len += n;
+}
+
+void kv_buf_put_repr(struct kv_buf *b, const char *s, size_t n)
+{
+    static const char from[] = "\\\"\n\r\t\a\b", to[] = "\\\"nrtab";
+    kv_buf_put(b, "\"", 1);
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        const char *e = ch != 0 ? strchr(from, ch) : NULL;
+        char esc[8];
+        if (e != NULL) {
+            esc[0] = '\\';
+            esc[1] = to[e - from];
+            kv_buf_put(b, esc, 2);
+        } else if (isprint(ch)) {
+            kv_buf_put(b, &ch, 1);
+        } else {
+            snprintf(esc, sizeof esc, "\\x%02x", ch);
+            kv_buf_put(b, esc, 4);
+        }
+    }
+    kv_buf_put(b, "\"", 1);
 }
 
 void kv_buf_free(struct kv_buf *b)

@@ -531,8 +531,8 @@ static bool in_list(const char *const *list, const char *name, size_t len)
     return false;
 }
 
-/* An argument as kv_splitargs reads it back: "quoted" with escapes unless it is a plain
- * word (empty, spaces, quotes, backslashes or control bytes need the quotes). */
+/* An argument as kv_splitargs reads it back: a plain word as it is (the ACL loader of
+ * "user" lines splits at spaces and does not unquote), anything else quoted. */
 static void put_arg_quoted(struct kv_buf *out, const char *a)
 {
     bool plain = a[0] != '\0';
@@ -542,24 +542,9 @@ static void put_arg_quoted(struct kv_buf *out, const char *a)
     }
     if (plain) {
         put_str(out, a);
-        return;
+    } else {
+        kv_buf_put_repr(out, a, strlen(a));
     }
-    kv_buf_put(out, "\"", 1);
-    for (const char *p = a; *p != '\0'; p++) {
-        unsigned char ch = (unsigned char)*p;
-        char esc[8];
-        if (ch == '"' || ch == '\\') {
-            esc[0] = '\\';
-            esc[1] = (char)ch;
-            kv_buf_put(out, esc, 2);
-        } else if (ch < ' ' || ch == 0x7f) {
-            snprintf(esc, sizeof esc, "\\x%02x", ch);
-            kv_buf_put(out, esc, 4);
-        } else {
-            kv_buf_put(out, p, 1);
-        }
-    }
-    kv_buf_put(out, "\"", 1);
 }
 
 int kv_conf_parse_args(const struct kv_conf_item *items, size_t n, int argc, char **argv, int first,

@@ -1121,10 +1121,28 @@ static void config_rewrite(struct cmd_ctx *x)
     }
 }
 
-#define CONFIG_SET_PAIRS_MAX 32 /* settings changed by one CONFIG SET */
+#define CONFIG_SET_PAIRS_MAX 32  /* settings changed by one CONFIG SET */
+#define CONFIG_SET_OLD_MAX   512 /* an old value kept for a rollback (bind, save, ...) */
 
 /* Applies every pair or none: on a failure the pairs already applied get their old
  * values back. */
+/* A CONFIG SET that fails: the plain settings of pairs [0, set) back to their old
+ * values (the others are applied only once every pair passed), and Redis's error naming
+ * the argument of pair p. */
+static void config_set_fail(struct cmd_ctx *x, const struct kv_conf_item *const *items,
+                            char (*old)[CONFIG_SET_OLD_MAX], size_t set, size_t p, const char *why)
+{
+    for (size_t q = 0; q < set; q++) {
+        char ignored[256];
+        if (!is_requirepass(items[q]) && special_of(items[q]) == NULL) {
+            kv_conf_set(items[q], old[q], true, ignored, sizeof ignored);
+        }
+    }
+    const struct resp_arg *a = &x->argv[2 + 2 * p];
+    reply_error(x->out, "ERR CONFIG SET failed (possibly related to argument '%.*s') - %s",
+                (int)a->len, a->ptr, why);
+}
+
 static void config_set(struct cmd_ctx *x)
 {
     if (x->argc < 4) {
@@ -1169,7 +1187,7 @@ static void config_set(struct cmd_ctx *x)
         }
         items[p] = it;
     }
-    char old[CONFIG_SET_PAIRS_MAX][512]; /* (the longest settings: bind, save, ...) */
+    char old[CONFIG_SET_PAIRS_MAX][CONFIG_SET_OLD_MAX];
     for (size_t p = 0; p < npairs; p++) {
         kv_conf_format(items[p], old[p], sizeof old[p]);
     }
@@ -1217,47 +1235,31 @@ static void config_set(struct cmd_ctx *x)
             }
         }
         if (fail != NULL) {
-            for (size_t q = 0; q < p; q++) {
-                char ignored[256];
-                if (!is_requirepass(items[q]) && special_of(items[q]) == NULL) {
-                    kv_conf_set(items[q], old[q], true, ignored, sizeof ignored);
-                }
-            }
-            const struct resp_arg *a = &x->argv[2 + 2 * p];
-            reply_error(x->out, "ERR CONFIG SET failed (possibly related to argument '%.*s') - %s",
-                        (int)a->len, a->ptr, fail);
+            config_set_fail(x, items, old, p, p, fail);
             return;
         }
     }
-    /* port / bind: listen there now (Redis's apply step); if it cannot, every pair goes
-     * back to its old value */
-    const char *listen_fail = NULL;
-    for (size_t p = 0; p < npairs && listen_fail == NULL; p++) {
-        if (items[p]->num == &kvd_settings.port || items[p]->str == kvd_settings.bind) {
-            bool port_first = items[p]->num == &kvd_settings.port;
-            char bind[KVD_BIND_MAX];
-            kv_conf_format(kv_conf_find(kvd_setting_items, kvd_setting_count, "bind"), bind,
-                           sizeof bind);
-            int rc = shard_relisten(x->sh, bind, (int)KV_CONF_GET(kvd_settings.port),
-                                    (int)KV_CONF_GET(kvd_settings.tcp_backlog));
-            if (rc < 0) {
-                kv_log_warning("CONFIG SET bind/port: cannot listen on %s:%lld: %s", bind,
-                               (long long)KV_CONF_GET(kvd_settings.port), strerror(-rc));
-                listen_fail = port_first ? "Unable to listen on this port"
-                                         : "Failed to bind to specified addresses.";
-                for (size_t q = 0; q < npairs; q++) {
-                    char ignored[256];
-                    if (!is_requirepass(items[q]) && special_of(items[q]) == NULL) {
-                        kv_conf_set(items[q], old[q], true, ignored, sizeof ignored);
-                    }
-                }
-                const struct resp_arg *a = &x->argv[2 + 2 * p];
-                reply_error(x->out,
-                            "ERR CONFIG SET failed (possibly related to argument '%.*s') - %s",
-                            (int)a->len, a->ptr, listen_fail);
-                return;
-            }
-            break; /* (one listen for both) */
+    /* port / bind (the first of them names a failure): listen there now, Redis's apply
+     * step; if it cannot, every pair goes back to its old value */
+    size_t lp = 0;
+    while (lp < npairs && items[lp]->num != &kvd_settings.port &&
+           items[lp]->str != kvd_settings.bind) {
+        lp++;
+    }
+    if (lp < npairs) {
+        char bind[KVD_BIND_MAX];
+        kv_conf_format(kv_conf_find(kvd_setting_items, kvd_setting_count, "bind"), bind,
+                       sizeof bind);
+        int rc = shard_relisten(x->sh, bind, (int)KV_CONF_GET(kvd_settings.port),
+                                (int)KV_CONF_GET(kvd_settings.tcp_backlog));
+        if (rc < 0) {
+            kv_log_warning("CONFIG SET bind/port: cannot listen on %s:%lld: %s", bind,
+                           (long long)KV_CONF_GET(kvd_settings.port), strerror(-rc));
+            config_set_fail(x, items, old, npairs, lp,
+                            items[lp]->num == &kvd_settings.port
+                                ? "Unable to listen on this port"
+                                : "Failed to bind to specified addresses.");
+            return;
         }
     }
     for (size_t p = 0; p < npairs; p++) {

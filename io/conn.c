@@ -3695,6 +3695,15 @@ static void refused(struct conn *c, const struct cmd_desc *d, size_t argc,
     finish_early(c);
 }
 
+/* refused() with an error of fixed text (never a transaction's EXEC: no EXECABORT form). */
+static void refused_with(struct conn *c, const struct cmd_desc *d, const struct resp_cmd *cmd,
+                         const char *text)
+{
+    KV_DASSERT(d->fn != cmd_exec);
+    early_error(c, "%s", text);
+    refused(c, d, cmd->argc, cmd->argv);
+}
+
 /* The ACL check of a command (the connection's user is not unrestricted): -NOPERM and an
  * ACL LOG entry if it is refused, as Redis's processCommand. */
 static bool acl_gate(struct conn *c, const struct cmd_desc *d, size_t argc,
@@ -3824,24 +3833,20 @@ static void dispatch_cmd(struct conn *c, const struct resp_cmd *cmd, const struc
         return;
     }
     if (KV_UNLIKELY(d->fn == cmd_debug) && !debug_allowed(c)) {
-        early_error(c,
-                    "ERR DEBUG command not allowed. If the enable-debug-command option is set "
-                    "to \"local\", you can run it from a local connection, otherwise you need "
-                    "to set this option in the configuration file, and then restart the "
-                    "server.%s",
-                    "");
-        refused(c, d, cmd->argc, cmd->argv);
+        refused_with(c, d, cmd,
+                     "ERR DEBUG command not allowed. If the enable-debug-command option is set "
+                     "to \"local\", you can run it from a local connection, otherwise you need "
+                     "to set this option in the configuration file, and then restart the "
+                     "server.");
         return;
     }
     if (((d->flags & CMD_WRITE) || d->fn == cmd_ping) && dump_refuses_writes(sh->srv)) {
-        early_error(c,
-                    "MISCONF Redis is configured to save RDB snapshots, but it's currently "
-                    "unable to persist to disk. Commands that may modify the data set are "
-                    "disabled, because this instance is configured to report errors during "
-                    "writes if RDB snapshotting fails (stop-writes-on-bgsave-error option). "
-                    "Please check the Redis logs for details about the RDB error.%s",
-                    "");
-        refused(c, d, cmd->argc, cmd->argv);
+        refused_with(c, d, cmd,
+                     "MISCONF Redis is configured to save RDB snapshots, but it's currently "
+                     "unable to persist to disk. Commands that may modify the data set are "
+                     "disabled, because this instance is configured to report errors during "
+                     "writes if RDB snapshotting fails (stop-writes-on-bgsave-error option). "
+                     "Please check the Redis logs for details about the RDB error.");
         return;
     }
     if ((d->flags & CMD_WRITE) &&
@@ -4327,24 +4332,6 @@ static void conn_process(struct conn *c)
     }
 }
 
-/* The digits of a "*N" / "$N" header line at p[0..), 1 or 2 of them before "\r\n":
- * the value and *used (the line's length with its "\r\n"), or -1. */
-static inline int pf_num(const char *p, size_t avail, size_t *used)
-{
-    if (avail < 3 || (unsigned)(p[0] - '0') > 9) {
-        return -1;
-    }
-    if (p[1] == '\r') {
-        *used = 3;
-        return p[0] - '0';
-    }
-    if (avail < 4 || (unsigned)(p[1] - '0') > 9 || p[2] != '\r') {
-        return -1;
-    }
-    *used = 4;
-    return (p[0] - '0') * 10 + (p[1] - '0');
-}
-
 #define PREFETCH_TURN_MAX 32 /* requests whose keys a turn prefetches, at most */
 
 void conn_prefetch_turn(struct shard *sh)
@@ -4366,30 +4353,14 @@ void conn_prefetch_turn(struct shard *sh)
         if (n == PREFETCH_TURN_MAX) {
             break;
         }
-        if (ud < 4096 || (ud & CONN_UD_MASK) != CONN_UD_RECV || cqe->res <= 0 ||
-            !(cqe->flags & IORING_CQE_F_BUFFER)) {
+        struct resp_arg key;
+        if (ud < SHARD_UD_MAX || (ud & CONN_UD_MASK) != CONN_UD_RECV || cqe->res <= 0 ||
+            !(cqe->flags & IORING_CQE_F_BUFFER) ||
+            !resp_peek_second_arg(shard_buf(sh, (uint16_t)(cqe->flags >> IORING_CQE_BUFFER_SHIFT)),
+                                  (size_t)cqe->res, &key)) {
             continue;
         }
-        const char *d = shard_buf(sh, (uint16_t)(cqe->flags >> IORING_CQE_BUFFER_SHIFT));
-        size_t len = (size_t)cqe->res, pos = 1, used;
-        if (d[0] != '*' || pf_num(d + pos, len - pos, &used) < 2) {
-            continue;
-        }
-        pos += used;
-        if (len - pos < 2 || d[pos] != '$') {
-            continue;
-        }
-        int name = pf_num(d + pos + 1, len - pos - 1, &used);
-        pos += 1 + used + (size_t)name + 2;
-        if (name <= 0 || pos + 1 >= len || d[pos] != '$') {
-            continue;
-        }
-        int klen = pf_num(d + pos + 1, len - pos - 1, &used);
-        pos += 1 + used;
-        if (klen < 0 || pos + (size_t)klen > len) {
-            continue;
-        }
-        uint64_t h = tbl_hash_place(d + pos, (size_t)klen, &ph[n]);
+        uint64_t h = tbl_hash_place(key.ptr, key.len, &ph[n]);
         const struct route_part *p = route_lookup(sh->srv->route, h);
         if (p->thread == sh->id && (t[n] = shard_part_peek(sh, p->slot, 0)) != NULL) {
             tbl_prefetch_at(t[n], ph[n], false);

@@ -170,6 +170,8 @@ static int supervisor(void)
     return mode;
 }
 
+static int supervised = SUPERVISED_NO; /* supervisor(), resolved once at start */
+
 /* systemd's notify protocol: one datagram to $NOTIFY_SOCKET ('@': the abstract
  * namespace). Nothing happens without it, or when it cannot be sent. */
 static void sd_notify_send(const char *msg)
@@ -177,7 +179,7 @@ static void sd_notify_send(const char *msg)
     const char *path = getenv("NOTIFY_SOCKET");
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
     size_t n = path != NULL ? strlen(path) : 0;
-    if (supervisor() != SUPERVISED_SYSTEMD || n == 0 || n >= sizeof sa.sun_path) {
+    if (supervised != SUPERVISED_SYSTEMD || n == 0 || n >= sizeof sa.sun_path) {
         return;
     }
     memcpy(sa.sun_path, path, n);
@@ -253,7 +255,8 @@ int main(int argc, char **argv)
         return rc > 0 ? 0 : 1;
     }
     static const char *const supervisors[] = {"no", "upstart", "systemd"};
-    kvd_supervised = supervisors[supervisor()];
+    supervised = supervisor(); /* (the setting is immutable) */
+    kvd_supervised = supervisors[supervised];
     if (KV_CONF_GET(kvd_settings.daemonize) && daemonize() != 0) {
         return 1;
     }
@@ -385,7 +388,7 @@ int main(int argc, char **argv)
                   wal_fsync_name((int)KV_CONF_GET(kvd_settings.appendfsync)));
     sd_notify_send("STATUS=Ready to accept connections\n");
     sd_notify_send("READY=1\n");
-    if (supervisor() == SUPERVISED_UPSTART && getenv("UPSTART_JOB") != NULL) {
+    if (supervised == SUPERVISED_UPSTART && getenv("UPSTART_JOB") != NULL) {
         raise(SIGSTOP); /* upstart's "expect stop": it continues us */
         unsetenv("UPSTART_JOB");
     }

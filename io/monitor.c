@@ -12,7 +12,6 @@
 #include "resp_parse.h"
 #include "server.h"
 
-#include <ctype.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -102,29 +101,6 @@ static bool shown(const struct cmd_desc *d, size_t argc, const struct resp_arg *
     return true;
 }
 
-/* The argument quoted as Redis's sdscatrepr. */
-static void put_repr(struct kv_buf *l, const char *s, size_t n)
-{
-    static const char from[] = "\\\"\n\r\t\a\b", to[] = "\\\"nrtab";
-    kv_buf_put(l, "\"", 1);
-    for (size_t i = 0; i < n; i++) {
-        unsigned char ch = (unsigned char)s[i];
-        const char *e = ch != 0 ? strchr(from, ch) : NULL;
-        char esc[8];
-        if (e != NULL) {
-            esc[0] = '\\';
-            esc[1] = to[e - from];
-            kv_buf_put(l, esc, 2);
-        } else if (isprint(ch)) {
-            kv_buf_put(l, &ch, 1);
-        } else {
-            snprintf(esc, sizeof esc, "\\x%02x", ch);
-            kv_buf_put(l, esc, 4);
-        }
-    }
-    kv_buf_put(l, "\"", 1);
-}
-
 void monitor_flush_self(void)
 {
     if (monitor_self != NULL && conn_monitor(monitor_self)) { /* RESET, a kill: none */
@@ -155,7 +131,7 @@ void monitor_feed(struct shard *sh, struct conn *self, uint32_t db, const char *
         if (cmd_arg_secret(d, argc, argv, i)) {
             kv_buf_put(&l, "\"(redacted)\"", 12);
         } else {
-            put_repr(&l, argv[i].ptr, argv[i].len);
+            kv_buf_put_repr(&l, argv[i].ptr, argv[i].len);
         }
     }
     kv_buf_put(&l, "\r\n", 2);

@@ -400,7 +400,7 @@ static void on_accept(struct shard *sh, struct io_uring_cqe *cqe, uint32_t i, ui
 static void dispatch(struct shard *sh, struct io_uring_cqe *cqe)
 {
     uint64_t ud = io_uring_cqe_get_data64(cqe);
-    if (ud >= SHARD_UD_ACCEPT && ud < SHARD_UD_ACCEPT + 2 * KVD_LISTEN_MAX) {
+    if (ud >= SHARD_UD_ACCEPT && ud < SHARD_UD_MAX) {
         on_accept(sh, cqe, (uint32_t)(ud - SHARD_UD_ACCEPT) % KVD_LISTEN_MAX,
                   (uint32_t)(ud - SHARD_UD_ACCEPT) / KVD_LISTEN_MAX);
     } else if (ud == SHARD_UD_WAL_FILL || ud == SHARD_UD_WAL_SYNC ||
@@ -1271,6 +1271,16 @@ int shard_listen(struct shard *sh, const char *bind_list, int port, int backlog)
     return port;
 }
 
+/* Closes the listeners of the first `nsets` of per-shard sets (KVD_LISTEN_MAX apart). */
+static void close_sets(const int *fds, const uint32_t *ns, uint32_t nsets)
+{
+    for (uint32_t u = 0; u < nsets; u++) {
+        for (uint32_t k = 0; k < ns[u]; k++) {
+            close(fds[(size_t)u * KVD_LISTEN_MAX + k]);
+        }
+    }
+}
+
 int shard_relisten(struct shard *sh, const char *bind_list, int port, int backlog)
 {
     struct server *srv = sh->srv;
@@ -1287,23 +1297,15 @@ int shard_relisten(struct shard *sh, const char *bind_list, int port, int backlo
         port =
             listen_list(bind_list, port, backlog, t == 0, fds + (size_t)t * KVD_LISTEN_MAX, &ns[t]);
     }
-    if (port < 0) { /* the shards before the one that failed: closed */
-        for (uint32_t u = 0; u + 1 < t; u++) {
-            for (uint32_t k = 0; k < ns[u]; k++) {
-                close(fds[(size_t)u * KVD_LISTEN_MAX + k]);
-            }
-        }
+    if (port < 0) { /* the sets before the one that failed (it closed its own) */
+        close_sets(fds, ns, t - 1);
         free(fds);
         free(ns);
         return port;
     }
     pthread_mutex_lock(&srv->listen_mu);
     if (srv->listen_new != NULL) { /* an earlier change some shard has not taken yet */
-        for (uint32_t u = 0; u < nt; u++) {
-            for (uint32_t k = 0; k < srv->listen_new_n[u]; k++) {
-                close(srv->listen_new[(size_t)u * KVD_LISTEN_MAX + k]);
-            }
-        }
+        close_sets(srv->listen_new, srv->listen_new_n, nt);
         free(srv->listen_new);
         free(srv->listen_new_n);
     }
@@ -1350,8 +1352,8 @@ static void relisten_take(struct shard *sh)
             }
         }
     }
-    if (nfresh + nkeep > KVD_LISTEN_MAX) { /* (the Unix socket does not fit: keep it) */
-        nfresh = KVD_LISTEN_MAX - nkeep;
+    while (nfresh + nkeep > KVD_LISTEN_MAX) { /* (the Unix socket keeps its place) */
+        close(fresh[--nfresh]);
     }
     memcpy(sh->listen_fds, fresh, nfresh * sizeof fresh[0]);
     memcpy(sh->listen_fds + nfresh, keep, nkeep * sizeof keep[0]);

@@ -24,6 +24,8 @@ struct shard;
 #define SHARD_UD_DUMP      9u  /* the pidfd of a dump's child is readable (it exited) */
 #define SHARD_UD_WAL_WRITE 16u /* a WAL batch write: 16 + its slot (< 16 + WAL_DEPTH_MAX) */
 #define SHARD_UD_WAL_LAST  31u
+/* User data below this are the shard's own (above: a connection's address and tag). */
+#define SHARD_UD_MAX (SHARD_UD_ACCEPT + 2 * KVD_LISTEN_MAX)
 
 /* Zeroes `sh` as shard `id` of `srv`. Main thread, before shard_start. */
 int shard_init(struct shard *sh, struct server *srv, uint32_t id);

@@ -772,7 +772,7 @@ static void deliver_one(struct shard *sh, const struct rec *r, const char *keys)
         }
         return;
     }
-    if (r->kind == REC_REDIR || r->kind == REC_REDIR_NULL) {
+    if (redir) {
         emit(sh, c, r->kind == REC_REDIR_NULL, keys, r->nkeys, r->nkeys, 0);
         return;
     }

@@ -968,6 +968,27 @@ static inline int fast_next(struct resp_parser *p, struct resp_cmd *cmd)
     return 0;
 }
 
+bool resp_peek_second_arg(const void *buf, size_t len, struct resp_arg *key)
+{
+    const char *s = buf, *e = s + len;
+    uint64_t n, alen;
+    if (len < 4 || s[0] != '*' || (s = fast_num(s + 1, e, &n)) == NULL || n < 2) {
+        return false;
+    }
+    for (int arg = 0;; arg++) {
+        if (e - s < 4 || *s != '$' || (s = fast_num(s + 1, e, &alen)) == NULL ||
+            (uint64_t)(e - s) < alen + (arg == 0 ? 2 : 0)) {
+            return false;
+        }
+        if (arg == 1) {
+            key->ptr = s;
+            key->len = (size_t)alen;
+            return true;
+        }
+        s += alen + 2;
+    }
+}
+
 /* ---- the public calls ------------------------------------------------------------- */
 
 static int st_start(struct resp_parser *p)

@@ -116,6 +116,12 @@ const void *resp_parser_unread(const struct resp_parser *p, size_t *len);
  * goes on there. The views of the last command stay where they were. */
 void resp_parser_move(struct resp_parser *p, const void *buf);
 
+/* The second argument (a command's first key, usually) of a multibulk request of at
+ * least two arguments that starts buf and lies whole in it as far as that argument, with
+ * plain numbers: true and *key pointing into buf, else false. A peek for prefetching
+ * (nothing is validated beyond that framing). */
+bool resp_peek_second_arg(const void *buf, size_t len, struct resp_arg *key);
+
 /* Takes the next complete command from the fed bytes.
  * Returns 0 and fills *cmd; KV_EAGAIN when the buffer is consumed (feed the next one);
  * KV_EPROTO on a protocol error (sticky: every later call returns it again);

@@ -639,6 +639,19 @@ def test_redis_conf_of_the_redis_test_suite_loads(tmp_path):
         k.stop(check=False)
 
 
+def move_to_a_free_port(c):
+    """CONFIG SET port to a port free a moment ago (another test's server may take it in
+    between: then the next one). Returns the port kvd listens on now."""
+    for _ in range(5):
+        port = free_port()
+        r = c.cmd("CONFIG", "SET", "port", str(port))
+        if r == St("OK"):
+            return port
+        assert r == Err("ERR CONFIG SET failed (possibly related to argument 'port') - "
+                        "Unable to listen on this port"), r
+    raise AssertionError("no free port taken in 5 tries")
+
+
 def test_config_set_port_and_bind(tmp_path):
     """CONFIG SET port / bind at run time, as Redis's: every shard listens anew (clients
     already connected stay), the Unix socket stays; a port or address that cannot be had
@@ -648,8 +661,7 @@ def test_config_set_port_and_bind(tmp_path):
     try:
         c = k.client()
         assert c.cmd("SET", "a", "1") == St("OK")
-        new_port = free_port()
-        assert c.cmd("CONFIG", "SET", "port", str(new_port)) == St("OK")
+        new_port = move_to_a_free_port(c)
         assert c.cmd("CONFIG", "GET", "port") == [b"port", str(new_port).encode()]
         assert ("tcp_port:%d\r\n" % new_port).encode() in c.cmd("INFO", "server")
         assert c.cmd("GET", "a") == b"1"  # (this connection stays)
@@ -680,8 +692,7 @@ def test_config_set_port_and_bind(tmp_path):
         assert c.cmd("CONFIG", "GET", "bind") == [b"bind", b"127.0.0.1"]
         assert ping(new_port)
         for _ in range(3):  # the Unix socket's accept is moved each time, never doubled
-            new_port = free_port()
-            assert c.cmd("CONFIG", "SET", "port", str(new_port)) == St("OK")
+            new_port = move_to_a_free_port(c)
             wait_until(lambda: ping(new_port), 10, what="the new port")
             for _ in range(4):
                 u = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

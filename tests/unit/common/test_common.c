@@ -124,6 +124,7 @@ Test(kv_glob, binary_and_pathological)
 /* ---- kv_config ---------------------------------------------------------------- */
 
 #include "kv_config.h"
+#include "kv_splitargs.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -394,7 +395,17 @@ Test(kv_config, flags_take_words_up_to_the_next_flag)
                                        sizeof err),
                  KV_EINVAL); /* "--7002" is port's value (the first word always is): not a number */
     cr_assert_str_eq(c_name, "a b");
-    cr_assert_str_eq(lines, "rename GET \"\" \"x y\\\"\\\\\\x0a\"|");
+    cr_assert_str_eq(lines, "rename GET \"\" \"x y\\\"\\\\\\n\"|"); /* (sdscatrepr's) */
+    /* which kv_splitargs reads back as the arguments given */
+    const char *want[] = {"rename", "GET", "", "x y\"\\\n"};
+    size_t at = 0, llen = strlen(lines) - 1, olen;
+    char word[64];
+    for (size_t w = 0; w < 4; w++) {
+        cr_assert_eq(kv_splitargs_next(lines, llen, &at, word, &olen), 1);
+        cr_assert_eq(olen, strlen(want[w]));
+        cr_assert(memcmp(word, want[w], olen) == 0, "argument %zu", w);
+    }
+    cr_assert_eq(kv_splitargs_next(lines, llen, &at, word, &olen), 0);
     cr_assert(strstr(err, "--port") != NULL, "%s", err);
     char *argv2[] = {"kvd", "--port", "7003", "--name=c d"};
     cr_assert_eq(kv_conf_parse_args(c_items, N_ITEMS, 4, argv2, 1, NULL, err, sizeof err), 0, "%s",

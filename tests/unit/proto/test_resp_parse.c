@@ -870,3 +870,30 @@ Test(resp_parse, whole_request_path_shortcuts)
     cr_assert_eq(ref.rc, KV_EAGAIN);
     collect_free(&ref);
 }
+
+/* resp_peek_second_arg: the key of a whole request at the buffer's start, for every
+ * prefix of it (false until the key is whole), and false for other forms. */
+Test(resp_parse, peek_second_arg)
+{
+    static const char req[] = "*3\r\n$3\r\nSET\r\n$16\r\nkey:000000001234\r\n$3\r\nbar\r\n";
+    size_t key_end = strlen("*3\r\n$3\r\nSET\r\n$16\r\nkey:000000001234");
+    struct resp_arg key;
+    for (size_t len = 0; len <= sizeof req - 1; len++) {
+        char *copy = malloc(len + 1); /* exactly len bytes readable (ASan) */
+        memcpy(copy, req, len);
+        bool got = resp_peek_second_arg(copy, len, &key);
+        cr_assert_eq(got, len >= key_end, "len %zu", len);
+        if (got) {
+            cr_assert_eq(key.len, 16);
+            cr_assert(key.ptr == copy + key_end - 16 &&
+                      memcmp(key.ptr, "key:000000001234", 16) == 0);
+        }
+        free(copy);
+    }
+    cr_assert(resp_peek_second_arg("*2\r\n$3\r\nGET\r\n$0\r\n\r\n", 19, &key) && key.len == 0);
+    cr_assert(resp_peek_second_arg("*2\r\n$3\r\nGET\r\n$123\r\n", 19, &key) == false);
+    cr_assert(!resp_peek_second_arg("*1\r\n$4\r\nPING\r\n", 14, &key));
+    cr_assert(!resp_peek_second_arg("GET k\r\n", 7, &key));                  /* inline */
+    cr_assert(!resp_peek_second_arg("*2\r\n+GET\r\n$1\r\nk\r\n", 17, &key)); /* not a bulk */
+    cr_assert(!resp_peek_second_arg("*2\r\n$-1\r\n$1\r\nk\r\n", 16, &key));
+}

@@ -129,6 +129,10 @@ struct outmsg {
     uint32_t to;
 };
 
+#define PF_KEY_MAX  32   /* the longest key conn_prefetch_turn hands its hashes on for */
+#define PF_KEY_NONE 0xff /* (no key: pf_len is never that long) */
+_Static_assert(PF_KEY_MAX < PF_KEY_NONE, "pf_len");
+
 struct conn {
     struct shard *sh;
     struct conn *prev, *next;
@@ -145,6 +149,12 @@ struct conn {
     /* input held while paused */
     int held_bid;    /* provided buffer being parsed, -1 if none */
     char *held_heap; /* or a heap buffer (former stash) being parsed */
+
+    /* the hashes of the key conn_prefetch_turn last peeked at (a cache: valid for
+     * these key bytes whatever buffer they come from; pf_len PF_KEY_NONE: none) */
+    uint8_t pf_len;
+    char pf_key[PF_KEY_MAX];
+    uint64_t pf_h, pf_ph;
     char *stash;
     size_t stash_len, stash_cap;
 
@@ -899,6 +909,7 @@ void conn_accept(struct shard *sh, int fd)
     c->fd = fd;
     c->id = atomic_fetch_add_explicit(&srv->next_conn_id, 1, memory_order_relaxed) + 1;
     c->held_bid = -1;
+    c->pf_len = PF_KEY_NONE;
     struct sockaddr_storage own = sock_end(fd, false);
     c->flags = (local ? CONN_LOCAL : 0) | (own.ss_family == AF_UNIX ? CONN_UNIX : 0);
     c->resp = 2;
@@ -4155,7 +4166,12 @@ static bool run_batch(struct conn *c, struct batch_cmd *b, size_t n)
         if (d != NULL && d->exec == CMD_EXEC_KEY && cmd_arity_ok(d, b[i].argc)) {
             const struct resp_arg *k = &b[i].argv[d->first_key];
             pre[i].have_h = true;
-            pre[i].h = tbl_hash_place(k->ptr, k->len, &ph[i]);
+            if (k->len == c->pf_len && (k->len == 0 || memcmp(k->ptr, c->pf_key, k->len) == 0)) {
+                pre[i].h = c->pf_h; /* hashed by conn_prefetch_turn */
+                ph[i] = c->pf_ph;
+            } else {
+                pre[i].h = tbl_hash_place(k->ptr, k->len, &ph[i]);
+            }
             const struct route_part *p = route_lookup(sh->srv->route, pre[i].h);
             pre[i].owner = p->thread;
             if (p->thread == sh->id && n > 1) { /* NULL: nothing of that database yet */
@@ -4340,8 +4356,9 @@ void conn_prefetch_turn(struct shard *sh)
      * lookups' cache misses (the slot, then the entry) would come one after another.
      * So before any runs, each receive's first request "*N $len name $len key" (the
      * common one-key form; any other is skipped) has its key's slot prefetched, then,
-     * once those are on their way, its entry. Hints only: nothing is changed, no
-     * connection is read (database 0 is assumed; a wrong guess costs a prefetch). */
+     * once those are on their way, its entry. Hints only: no table is changed, no
+     * connection is read (database 0 is assumed; a wrong guess costs a prefetch). The
+     * key's hashes are left with its connection (pf_key), for run_batch. */
     struct tbl *t[PREFETCH_TURN_MAX];
     uint64_t ph[PREFETCH_TURN_MAX];
     unsigned n = 0;
@@ -4361,6 +4378,13 @@ void conn_prefetch_turn(struct shard *sh)
             continue;
         }
         uint64_t h = tbl_hash_place(key.ptr, key.len, &ph[n]);
+        if (key.len <= PF_KEY_MAX) { /* handed on to run_batch: not hashed twice */
+            struct conn *c = (struct conn *)(uintptr_t)(ud & ~(uint64_t)CONN_UD_MASK);
+            c->pf_len = (uint8_t)key.len;
+            memcpy(c->pf_key, key.ptr, key.len);
+            c->pf_h = h;
+            c->pf_ph = ph[n];
+        }
         const struct route_part *p = route_lookup(sh->srv->route, h);
         if (p->thread == sh->id && (t[n] = shard_part_peek(sh, p->slot, 0)) != NULL) {
             tbl_prefetch_at(t[n], ph[n], false);

@@ -414,12 +414,53 @@ int resp_out_int(struct resp_out *o, int64_t n)
     return emit_header(o, ':', n);
 }
 
+/* Bulk replies up to this length take resp_out_bulk's direct path. */
+#define SMALL_BULK_MAX 9999u
+
 int resp_out_bulk(struct resp_out *o, const void *data, size_t len)
 {
     KV_ASSERT(data != NULL || len == 0);
-    char h[RESP_OUT_SCALAR_MAX];
-    size_t k = fmt_header(h, '$', (int64_t)len);
-    return emit(o, h, k, data, len, false, "\r\n", 2);
+    if (KV_UNLIKELY(len > SMALL_BULK_MAX)) {
+        char h[RESP_OUT_SCALAR_MAX];
+        size_t k = fmt_header(h, '$', (int64_t)len);
+        return emit(o, h, k, data, len, false, "\r\n", 2);
+    }
+    /* The common reply (a GET's): "$<len>\r\n<data>\r\n" written in place, the length's
+     * digits straight into the block, one copy of the data. */
+    size_t digits = len < 10 ? 1 : len < 100 ? 2 : len < 1000 ? 3 : 4;
+    size_t total = 1 + digits + 2 + len + 2;
+    int rc = reserve(o, total);
+    if (rc != 0) {
+        return rc;
+    }
+    struct resp_block *b = o->wr;
+    if (b == NULL || o->pool->block_bytes - b->used < total) {
+        char h[RESP_OUT_SCALAR_MAX];
+        size_t k = fmt_header(h, '$', (int64_t)len);
+        KV_ASSERT(k == 1 + digits + 2);
+        put(o, h, k, false); /* (across blocks: reserve linked what it takes) */
+        put(o, data, len, false);
+        put(o, "\r\n", 2, false);
+        return 0;
+    }
+    char *d = b->data + b->used;
+    d[0] = '$';
+    size_t v = len;
+    for (size_t i = digits; i > 0; i--) {
+        d[i] = (char)('0' + v % 10);
+        v /= 10;
+    }
+    d += 1 + digits;
+    d[0] = '\r';
+    d[1] = '\n';
+    if (len > 0) {
+        memcpy(d + 2, data, len);
+    }
+    d[2 + len] = '\r';
+    d[3 + len] = '\n';
+    b->used += total;
+    o->queued += total;
+    return 0;
 }
 
 int resp_out_null(struct resp_out *o)

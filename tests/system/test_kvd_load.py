@@ -274,3 +274,71 @@ def test_pathological_glob_does_not_stall(kvd, kc):
     assert time.monotonic() - t0 < 5
     with kvd.client() as c:
         assert c.cmd("PING") == St("PONG")
+
+
+def test_lone_requests_of_many_clients_find_their_keys(kvd, kc):
+    """Requests one at a time from many clients (each alone in its receive: the turn's
+    prefetch hashes its key and hands the hashes on) over keys of every length 0..40,
+    binary, with and without {hash tags}, the same keys from several clients: every key
+    is where every other path (MGET, EXISTS, SCAN, RENAME within a tag) finds it."""
+    keys = []
+    for n in range(0, 41):
+        keys.append(bytes((i * 37 + n) % 256 for i in range(n)))
+        if n >= 3:
+            keys.append(b"{t%d}" % (n % 4) + b"k" * (n - 3))
+    errors = []
+
+    def worker(w):
+        try:
+            c = kvd.client()
+            for i, k in enumerate(keys):
+                if i % 4 == w % 4:
+                    assert c.cmd("SET", k, b"v%d" % i) == St("OK")
+            for _ in range(2):
+                for i, k in enumerate(keys):
+                    got = c.cmd("GET", k)
+                    assert got is None or got == b"v%d" % i, (k, got)
+            c.close()
+        except Exception as e:  # noqa: BLE001 (reported below)
+            errors.append(e)
+
+    def reader(w):
+        """A lone GET of one key, then a receive whose first request is not a one-key
+        one (nothing hashed for it) and whose second reads another key of the same
+        length: found by its own bytes, never by the first key's hashes."""
+        try:
+            c = kvd.client()
+            for i, k in enumerate(keys):
+                for j, k2 in enumerate(keys):
+                    if j != i and len(k2) == len(k) and (i + j) % 16 == w:
+                        assert c.cmd("GET", k) == b"v%d" % i
+                        assert c.pipeline([("PING",), ("GET", k2)]) == [St("PONG"), b"v%d" % j]
+            c.close()
+        except Exception as e:  # noqa: BLE001 (reported below)
+            errors.append(e)
+
+    threads = [threading.Thread(target=worker, args=(w,)) for w in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors[:3]
+    threads = [threading.Thread(target=reader, args=(w,)) for w in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors[:3]
+    want = [b"v%d" % i for i in range(len(keys))]
+    assert kc.cmd("MGET", *keys) == want
+    assert kc.cmd("EXISTS", *keys) == len(keys)
+    assert kc.cmd("DBSIZE") == len(set(keys))
+    seen, cursor = set(), b"0"
+    while True:
+        cursor, batch = kc.cmd("SCAN", cursor, "COUNT", "100")
+        seen.update(batch)
+        if cursor == b"0":
+            break
+    assert seen == set(keys)
+    assert kc.cmd("RENAME", b"{t1}" + b"k" * 2, b"{t1}moved") == St("OK")
+    assert kc.cmd("GET", b"{t1}moved") == want[keys.index(b"{t1}" + b"k" * 2)]

@@ -360,3 +360,41 @@ Test(resp_out, integers_at_every_digit_boundary, .init = setup_small, .fini = te
     EXPECT_OUT(&o, ":9223372036854775807\r\n");
     resp_out_deinit(&o);
 }
+
+/* Bulks of every length around the digit boundaries of the direct path (and past its
+ * end, 9999 -> 10000), each after a lead of 0..70 bytes so that it starts at every
+ * offset of a 64-byte block and often straddles blocks: byte for byte as "$%zu\r\n". */
+Test(resp_out, bulks_at_every_length_boundary_and_block_offset, .init = setup_small,
+     .fini = teardown)
+{
+    struct resp_out o;
+    resp_out_init(&o, pool, 1 << 20);
+    static char v[10050];
+    for (size_t i = 0; i < sizeof v; i++) {
+        v[i] = (char)('a' + i % 26);
+    }
+    static char want[10100];
+    size_t lens[] = {0,   1,   5,    9,    10,   11,   50,    99,   100,
+                     101, 999, 1000, 1001, 9998, 9999, 10000, 10001};
+    for (size_t k = 0; k < sizeof lens / sizeof lens[0]; k++) {
+        for (size_t lead = 0; lead <= 70; lead++) {
+            size_t n = lens[k];
+            if (lead > 0) {
+                cr_assert_eq(resp_out_simple(&o, v, lead - 1), 0); /* '+' ... "\r\n" */
+            }
+            cr_assert_eq(resp_out_bulk(&o, v, n), 0);
+            int h = snprintf(want, sizeof want, "$%zu\r\n", n);
+            memcpy(want + h, v, n);
+            memcpy(want + (size_t)h + n, "\r\n", 2);
+            size_t wlen = (size_t)h + n + 2;
+            size_t len;
+            char *got = drain(&o, &len);
+            size_t skip = lead > 0 ? lead + 2 : 0; /* the lead: '+', lead - 1 bytes, CRLF */
+            cr_assert_eq(len, skip + wlen, "len %zu lead %zu", n, lead);
+            cr_assert(memcmp(got + skip, want, wlen) == 0, "len %zu lead %zu", n, lead);
+            free(got);
+            cr_assert_eq(resp_pool_blocks_borrowed(pool), 0);
+        }
+    }
+    resp_out_deinit(&o);
+}

@@ -1581,8 +1581,7 @@ static struct run_res run(struct shard *sh, struct conn *c, const struct cmd_des
     if (KV_UNLIKELY(trk >= 0) && (d->flags & CMD_READONLY)) {
         track_remember(sh, (uint32_t)trk, caller_id, d, argc, argv);
     }
-    sh->clock_ns = kv_clock_mono_ns();
-    uint64_t us = (sh->clock_ns - t0) / 1000;
+    uint64_t us = shard_cmd_end_us(sh, t0);
     if (sum != NULL) {
         *sum = x.sum;
     }
@@ -2831,8 +2830,7 @@ static void txn_run_split(struct txn_x *tx, const struct cmd_desc *d, size_t arg
         resp_out_deinit(&tmp);
     }
     merge_parts(out, tx_proto(tx), sh->heap, (uint8_t)d->merge, g, sum);
-    sh->clock_ns = kv_clock_mono_ns();
-    struct run_res r = {.us = (sh->clock_ns - t0) / 1000};
+    struct run_res r = {.us = shard_cmd_end_us(sh, t0)};
     account(sh, tx->c, cmd_stat_row(d, argc, argv), r, argc, argv, NULL);
     for (uint32_t o = 0; o < KVD_THREADS_MAX; o++) {
         blob_free(g->part_blob[o]);
@@ -3147,8 +3145,7 @@ static void txn_run_cmd(struct txn_x *tx, size_t argc, const struct resp_arg *ar
         KV_ASSERT(same_crosses(d)); /* (LCS and BITOP: refused when queued or called) */
         uint64_t t0 = shard_cmd_clock(sh);
         struct run_res r = {.failed = !same_cross(tx, d, argc, argv, out), .db = tx->db};
-        sh->clock_ns = kv_clock_mono_ns();
-        r.us = (sh->clock_ns - t0) / 1000;
+        r.us = shard_cmd_end_us(sh, t0);
         account(sh, tx->c, cmd_stat_row(d, argc, argv), r, argc, argv, NULL);
         return;
     }
@@ -3467,7 +3464,7 @@ static bool txn_exec_cross(struct conn *c)
     }
     /* the reply: this shard's part (the array) and an exec|sync from each parked shard
      * the transaction wrote on, which comes back once that shard's WAL holds it */
-    sh->clock_ns = kv_clock_mono_ns();
+    uint64_t us = shard_cmd_end_us(sh, t0);
     const struct cmd_desc *exec_d = cmd_find("exec", 4);
     const struct resp_arg exec_arg = {.ptr = "EXEC", .len = 4};
     const struct resp_arg *sync_args[1] = {&exec_arg};
@@ -3483,8 +3480,7 @@ static bool txn_exec_cross(struct conn *c)
     bool over;
     char *blob = scratch_result(sh, &len, &over);
     size_t before = slot_bytes(p);
-    bool ready =
-        part_done(p, sh->id, blob, len, 0, (struct run_res){.us = (sh->clock_ns - t0) / 1000});
+    bool ready = part_done(p, sh->id, blob, len, 0, (struct run_res){.us = us});
     c->pend_bytes += slot_bytes(p) - before;
     const struct cmd_desc *sync_d = cmd_lookup_hidden("exec|sync");
     for (uint32_t o = 0; o < srv->nthreads; o++) {

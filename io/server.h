@@ -21,6 +21,7 @@
 #include "dump.h"
 #include "idmap.h"
 #include "kv_clock.h"
+#include "kv_tsc.h"
 #include "latency.h"
 #include "reply.h"
 #include "users.h"
@@ -393,6 +394,7 @@ struct shard {
      * the command's start (shard_cmd_clock): no clock read for completions that run no
      * command, such as sends. */
     uint64_t clock_ns;
+    struct kv_tsc tsc; /* the clock of clock_ns and of the loop's timer (shard_clock_now) */
 };
 
 struct server {
@@ -471,13 +473,28 @@ static inline void shard_clock_stale(struct shard *sh)
     sh->clock_ns = 0;
 }
 
+/* Monotonic ns on this shard's clock (kv_tsc: a TSC read where the kernel's clock runs
+ * on it), for durations and the loop's timer; not comparable with other threads'. */
+static inline uint64_t shard_clock_now(struct shard *sh)
+{
+    return kv_tsc_ns(&sh->tsc);
+}
+
 /* A command starts: its start time (a clock read if the last one is stale). */
 static inline uint64_t shard_cmd_clock(struct shard *sh)
 {
     if (sh->clock_ns == 0) {
-        sh->clock_ns = kv_clock_mono_ns();
+        sh->clock_ns = shard_clock_now(sh);
     }
     return sh->clock_ns;
+}
+
+/* A command ends: its duration in us since t0 (shard_cmd_clock), the end being the next
+ * command's start. */
+static inline uint64_t shard_cmd_end_us(struct shard *sh, uint64_t t0)
+{
+    sh->clock_ns = shard_clock_now(sh);
+    return sh->clock_ns > t0 ? (sh->clock_ns - t0) / 1000 : 0;
 }
 
 static inline struct tbl *shard_part_peek(const struct shard *sh, uint32_t slot, uint32_t db)

@@ -784,7 +784,7 @@ static void relisten_take(struct shard *sh);
 static void loop(struct shard *sh)
 {
     uint64_t cron_period_ns = 1000000000ull / (uint64_t)KV_CONF_GET(kvd_settings.hz);
-    uint64_t next_cron_ns = kv_clock_mono_ns() + cron_period_ns;
+    uint64_t next_cron_ns = shard_clock_now(sh) + cron_period_ns;
     bool draining = false;
     bool drained = false;
     uint64_t published_at = UINT64_MAX; /* (the recovered tables: at the first turn) */
@@ -842,8 +842,9 @@ static void loop(struct shard *sh)
             relisten_take(sh); /* CONFIG SET port / bind */
         }
 
-        uint64_t now_ns = kv_clock_mono_ns();
+        uint64_t now_ns = shard_clock_now(sh);
         if (now_ns >= next_cron_ns) {
+            kv_tsc_calibrate(&sh->tsc); /* (the clock read next is the recalibrated one) */
             if (KV_UNLIKELY(sh->accepting != (1u << sh->nlisten) - 1) && !draining) {
                 arm_accepts(sh); /* a listener's multishot accept ended (EMFILE, ...) */
             }
@@ -1114,6 +1115,7 @@ static void *shard_main(void *arg)
     kv_log_thread_name(name);
     pthread_setname_np(pthread_self(), name);
     pin(sh->id);
+    kv_tsc_init(&sh->tsc, true); /* (CLOCK_MONOTONIC until the loop's first calibration) */
     reply_errstats_bind(&sh->stats.errs);
     bool ok = (sh->srv->persist ? durability_start(sh) : dump_start(sh)) == 0;
     if (!ok) {

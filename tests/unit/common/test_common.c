@@ -5,11 +5,13 @@
 #include <errno.h>
 #include <signal.h>
 #include <string.h>
+#include <time.h>
 
 #include "kv_assert.h"
 #include "kv_error.h"
 #include "kv_sha1.h"
 #include "kv_sha256.h"
+#include "kv_tsc.h"
 
 Test(kv_error, names_project_codes)
 {
@@ -802,4 +804,52 @@ Test(kv_config, list_lines_add_up_as_redis_save_lines)
     cr_assert_str_eq(l_save, "3600 1");
     load_list("save 1 1\nsave 2 2\nsave 3 3\nsave 4 4\nsave 5 5\nsave 6 6\nsave 7777777 7\n",
               KV_EINVAL); /* past the setting's room */
+}
+
+/* kv_tsc: CLOCK_MONOTONIC until calibrated, then within 1% of it over 100 ms spans, never
+ * backwards (also across calibrations), and CLOCK_MONOTONIC for good when not allowed. */
+static void sleep_ns(uint64_t ns)
+{
+    struct timespec ts = {(time_t)(ns / 1000000000u), (long)(ns % 1000000000u)};
+    nanosleep(&ts, NULL);
+}
+
+Test(kv_tsc, follows_the_monotonic_clock_and_never_goes_back)
+{
+    struct kv_tsc c;
+    kv_tsc_init(&c, true);
+    cr_assert(!c.on, "no scale before the first calibration");
+    kv_tsc_calibrate(&c); /* too early: nothing measured yet */
+    cr_assert(!c.on);
+    sleep_ns(KV_TSC_WINDOW_NS + 10000000);
+    kv_tsc_calibrate(&c);
+    cr_assert_eq(c.on, kv_tsc_usable(), "on exactly where the kernel runs on the TSC");
+    uint64_t last = 0;
+    for (int round = 0; round < 3; round++) {
+        uint64_t m0 = kv_clock_mono_ns(), t0 = kv_tsc_ns(&c);
+        cr_assert_geq(t0, last);
+        for (int i = 0; i < 100000; i++) {
+            uint64_t t = kv_tsc_ns(&c);
+            cr_assert_geq(t, last);
+            last = t;
+        }
+        sleep_ns(100000000);
+        uint64_t m1 = kv_clock_mono_ns(), t1 = kv_tsc_ns(&c);
+        double ratio = (double)(t1 - t0) / (double)(m1 - m0);
+        cr_assert(ratio > 0.99 && ratio < 1.01, "round %d: tsc/mono %.4f", round, ratio);
+        cr_assert_lt(t1 > m1 ? t1 - m1 : m1 - t1, 1000000, "within 1 ms of the monotonic time");
+        kv_tsc_calibrate(&c);
+        cr_assert_geq(kv_tsc_ns(&c), last, "a calibration never moves it back");
+    }
+}
+
+Test(kv_tsc, not_allowed_is_the_monotonic_clock)
+{
+    struct kv_tsc c;
+    kv_tsc_init(&c, false);
+    sleep_ns(KV_TSC_WINDOW_NS + 10000000);
+    kv_tsc_calibrate(&c);
+    cr_assert(!c.on);
+    uint64_t a = kv_clock_mono_ns(), t = kv_tsc_ns(&c), b = kv_clock_mono_ns();
+    cr_assert(a <= t && t <= b);
 }

@@ -4360,11 +4360,17 @@ void conn_prefetch_turn(struct shard *sh)
     unsigned n = 0;
     struct io_uring_cqe *cqe;
     unsigned head;
+    unsigned seen = 0;
     io_uring_for_each_cqe(&sh->ring, head, cqe)
     {
         uint64_t ud = cqe->user_data;
-        if (n == PREFETCH_TURN_MAX) {
+        if (n == PREFETCH_TURN_MAX || ++seen > 2 * PREFETCH_TURN_MAX) {
             break;
+        }
+        if (ud >= SHARD_UD_MAX) { /* a connection's: its head, which conn_on_cqe reads */
+            const char *c = (const char *)(uintptr_t)(ud & ~(uint64_t)CONN_UD_MASK);
+            __builtin_prefetch(c);
+            __builtin_prefetch(c + 64);
         }
         struct resp_arg key;
         if (ud < SHARD_UD_MAX || (ud & CONN_UD_MASK) != CONN_UD_RECV || cqe->res <= 0 ||

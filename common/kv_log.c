@@ -5,6 +5,8 @@
  */
 #include "kv_log.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -19,12 +21,38 @@ static _Atomic int log_level = KV_LOG_NOTICE;
 static _Thread_local char log_thread[16] = "main";
 static int log_syslog; /* set once before other threads start (kv_log_syslog) */
 static char log_ident[64];
+static char log_path[4096]; /* set once before other threads start (kv_log_file) */
 
 void kv_log_syslog(const char *ident, int facility)
 {
     snprintf(log_ident, sizeof log_ident, "%s", ident); /* (openlog keeps the pointer) */
     openlog(log_ident, LOG_PID | LOG_NDELAY | LOG_NOWAIT, facility);
     log_syslog = 1;
+}
+
+int kv_log_file(const char *path)
+{
+    char abs[sizeof log_path];
+    int n;
+    if (path[0] == '/') {
+        n = snprintf(abs, sizeof abs, "%s", path);
+    } else {
+        char cwd[sizeof log_path];
+        if (getcwd(cwd, sizeof cwd) == NULL) {
+            return -errno;
+        }
+        n = snprintf(abs, sizeof abs, "%s/%s", cwd, path);
+    }
+    if (n < 0 || (size_t)n >= sizeof abs) {
+        return -ENAMETOOLONG;
+    }
+    int fd = open(abs, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        return -errno;
+    }
+    close(fd);
+    memcpy(log_path, abs, (size_t)n + 1);
+    return 0;
 }
 
 void kv_log_level_set(enum kv_log_level level)
@@ -67,8 +95,13 @@ void kv_log(enum kv_log_level level, const char *fmt, ...)
         memcpy(line + len - 3, "...", 3);
     }
     line[len++] = '\n';
-    ssize_t w = write(STDERR_FILENO, line, len);
+    int fd = log_path[0] != '\0' ? open(log_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644)
+                                 : STDERR_FILENO; /* (a file that cannot be opened: stderr) */
+    ssize_t w = write(fd >= 0 ? fd : STDERR_FILENO, line, len);
     (void)w;
+    if (fd >= 0 && fd != STDERR_FILENO) {
+        close(fd);
+    }
     if (log_syslog) {
         static const int prios[] = {LOG_DEBUG, LOG_INFO, LOG_NOTICE, LOG_WARNING};
         syslog(prios[level & 3], "%.*s", (int)(len - 1 - (size_t)t), line + t);

@@ -2,7 +2,7 @@
  * kv_log: leveled, structured log lines on stderr.
  *
  * One line per event: `<iso time> <level> <thread> msg key=value ...` (and, when
- * asked, the same without the time to syslog). The format
+ * asked, the same without the time to syslog), on stderr or in a log file. The format
  * string carries the key=value pairs. Logging is for events, never for requests: no
  * call sits on a per-request path, so a write(2) per line is acceptable. The level is a
  * process-wide setting (`loglevel`), read with relaxed atomics so any thread may log.
@@ -29,6 +29,13 @@ void kv_log_thread_name(const char *name);
  * priority (debug, info, notice, warning), as Redis's syslog-enabled. Call once, before
  * other threads log. */
 void kv_log_syslog(const char *ident, int facility);
+
+/* From now on writes every line to the file at `path` instead of stderr, opening it for
+ * each line (O_APPEND; created if missing), as Redis does: a log file that logrotate
+ * moves away is made anew by the next line. A relative path is taken from the current
+ * directory now. Returns 0, or -errno if the file cannot be opened now (nothing
+ * changes then). Call once, before other threads log. */
+int kv_log_file(const char *path);
 
 /* Writes one line if `level` is enabled. printf-style. */
 void kv_log(enum kv_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

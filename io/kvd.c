@@ -143,12 +143,16 @@ static int daemonize(void)
     return 0;
 }
 
-/* logfile: the log (standard error) is appended to that file from now on. */
+/* logfile: the log is appended to that file from now on, opened for each line (kv_log_file:
+ * logrotate may move it away); standard error goes to it too (what is not a log line:
+ * a failed assertion, a sanitizer's report), through the file opened now. */
 static int open_logfile(const char *path)
 {
-    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    int rc = kv_log_file(path);
+    int fd = rc == 0 ? open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644) : -1;
     if (fd < 0) {
-        fprintf(stderr, "kvd: can't open the log file %s: %s\n", path, strerror(errno));
+        fprintf(stderr, "kvd: can't open the log file %s: %s\n", path,
+                strerror(rc != 0 ? -rc : errno));
         return -1;
     }
     dup2(fd, STDERR_FILENO);

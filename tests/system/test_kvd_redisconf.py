@@ -10,6 +10,7 @@
 - stop-writes-on-bgsave-error: after a failed dump, writes and PING get -MISCONF.
 """
 import os
+import re
 import shutil
 import signal
 import socket
@@ -709,3 +710,24 @@ def test_config_set_port_and_bind(tmp_path):
         c.close()
     finally:
         k.stop()
+
+
+def test_logfile_moved_away_is_made_anew(tmp_path):
+    """As Redis opens its log file for each line: after logrotate's move (no signal, no
+    copytruncate) the next line goes to a new file at the configured path."""
+    log = tmp_path / "kvd.log"
+    k = Kvd(args=["--logfile", str(log), "--appendonly", "no"], ready=False)
+    try:
+        wait_until(lambda: log.exists() and "kvd ready" in log.read_text(), 30,
+                   what="ready in the logfile")
+        k.port = int(re.search(r"kvd ready .*port=(\d+)", log.read_text()).group(1))
+        os.rename(log, tmp_path / "kvd.log.1")
+        with Client(k.port) as c:
+            assert c.cmd("SAVE") == St("OK")
+        wait_until(lambda: log.exists() and "dump written" in log.read_text(), 10,
+                   what="the next line in a new file")
+        assert "dump written" not in (tmp_path / "kvd.log.1").read_text()
+        assert "kvd ready" not in log.read_text()
+    finally:
+        k.stop(check=False)
+    assert "kvd stopped" in log.read_text()

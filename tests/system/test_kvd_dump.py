@@ -447,10 +447,13 @@ def test_functions_are_in_the_dump(kvds):
     assert k4.stop() == 0
 
 
-def child_fds_while_writing(pid):
-    """The fds of kvd's dump child once it has a file of its own open (right after the
-    fork it still has every fd of kvd's), or None if it could not be caught doing so."""
-    deadline = time.monotonic() + 3
+def child_fds_while_writing(pid, data_dir):
+    """The fds of kvd's dump child once it has begun to write (a partition's temporary
+    file is in the data directory: right after the fork it still has every fd of kvd's,
+    and it closes them before it writes), or None if it could not be caught then. Each
+    partition's file is closed once written, so the child is known to be past that point
+    by the directory, not by its open files."""
+    deadline = time.monotonic() + 10
     child = None
     while child is None and time.monotonic() < deadline:
         for task in os.listdir("/proc/%d/task" % pid):
@@ -463,13 +466,13 @@ def child_fds_while_writing(pid):
                 child = int(kids[0])
                 break
     while child is not None and time.monotonic() < deadline:
-        try:
-            fds = [os.readlink("/proc/%d/fd/%s" % (child, fd))
-                   for fd in os.listdir("/proc/%d/fd" % child)]
-        except OSError:
-            return None  # it ended
-        if any(".kvs.tmp" in f for f in fds):
-            return fds
+        if any(".kvs.tmp" in name for name in os.listdir(data_dir)):
+            try:
+                return [os.readlink("/proc/%d/fd/%s" % (child, fd))
+                        for fd in os.listdir("/proc/%d/fd" % child)]
+            except OSError:
+                return None  # it ended
+        time.sleep(0.001)
     return None
 
 
@@ -487,7 +490,7 @@ def test_the_dump_child_holds_no_client_socket(kvds):
     other = k.client()
     assert other.cmd("PING") == St("PONG")
     assert c.cmd("BGSAVE") == St("Background saving started")
-    seen = child_fds_while_writing(k.pid)
+    seen = child_fds_while_writing(k.pid, k.data_dir())
     wait_dump_done(c, 1)
     assert seen is not None, "no dump child could be looked at while it wrote"
     assert not [f for f in seen if f.startswith(("socket:", "anon_inode:[io_uring]"))], seen

@@ -1076,8 +1076,17 @@ static bool tbl__overwrite(struct tbl *t, uint8_t *p, const struct tbl_put_args 
     struct ent_view v;
     ent_view(p, &v);
     size_t cap = ent_cap(p, &v);
-    if (args->val_len > cap || args->val_len < cap / 2) {
+    if (args->val_len > cap) {
         return false;
+    }
+    if (args->val_len < cap / 2) {
+        /* much smaller: kept only if a new entry for it would take a block of the same
+         * size anyway (a small value within its allocator size class), else it shrinks */
+        size_t need =
+            v.off_vlen + ((size_t)1 << width_code(args->val_len)) + v.klen + args->val_len;
+        if (mi_good_size(need) < mi_usable_size(p)) {
+            return false;
+        }
     }
     /* a new value: marked only if the caller says it is an edited one (RENAME, COPY) */
     p[0] = (uint8_t)((p[0] & ~ENT_RAW) | ((args->flags & TBL_RAW) ? ENT_RAW : 0));

@@ -217,8 +217,38 @@ Test(tbl, overwrite_in_place)
     cr_assert_eq(put(t, "k", "abcdefghij0123456789", 0, 0, 0), 0); /* same size: same block */
     cr_assert_eq(get(t, "k", 0), e0);
     cr_assert(val_is(e0, "abcdefghij0123456789", 20));
-    cr_assert_eq(put(t, "k", "xyz", 0, 0, 0), 0); /* block would be mostly empty: new one */
+    cr_assert_eq(put(t, "k", "xyz", 0, 0, 0), 0); /* a smaller block would do: new one */
+    cr_assert_neq(get(t, "k", 0), e0);
     cr_assert(val_is(get(t, "k", 0), "xyz", 3));
+    tbl_check(t);
+    /* a value under half the block's room whose new entry would take a block of the
+     * same size class anyway: in place (the allocator rounds both up alike) */
+    struct tbl_stats st0;
+    tbl_stats(t, &st0);
+    const struct tbl_entry *e3 = get(t, "k", 0);
+    size_t room = mi_usable_size(e3);
+    int in_place = 0;
+    for (size_t n = 2; n > 0; n--) { /* "xy" (here: the same size class), then "x" */
+        const struct tbl_entry *was = get(t, "k", 0);
+        size_t before = mi_usable_size(was);
+        struct tbl_put_args f = {.val = "xy", .val_len = n}; /* a fresh entry, same layout */
+        cr_assert_eq(tbl_put(t, "j", 1, tbl_hash("j", 1), &f, 0, NULL), 0);
+        size_t fresh = mi_usable_size(get(t, "j", 0));
+        cr_assert_eq(tbl_put(t, "k", 1, tbl_hash("k", 1), &f, 0, NULL), 0);
+        cr_assert_eq(mi_usable_size(get(t, "k", 0)), fresh, "never bigger than a new one");
+        cr_assert_eq(get(t, "k", 0) == was, before == fresh, "in place exactly when as big");
+        in_place += get(t, "k", 0) == was;
+        cr_assert(val_is(get(t, "k", 0), "xy", n));
+        cr_assert_eq(tbl_del(t, "j", 1, tbl_hash("j", 1), 0, NULL), 0);
+    }
+    cr_assert_geq(in_place, 1, "the same-class case was met (%zu-byte blocks)", room);
+    cr_assert_eq(put(t, "k", "xyz", 0, 0, 0), 0);
+    cr_assert(val_is(get(t, "k", 0), "xyz", 3));
+    struct tbl_stats st1;
+    tbl_stats(t, &st1);
+    cr_assert_eq(st1.mem_bytes, st0.mem_bytes);
+    cr_assert_eq(st1.val_bytes, st0.val_bytes);
+    tbl_check(t);
     cr_assert_eq(put(t, "k", "xywxywxyw", 50, 0, 0), 0); /* expiry field added: new layout */
     cr_assert_eq(tbl_entry_expire_ms(get(t, "k", 0)), 50);
     const struct tbl_entry *e1 = get(t, "k", 0);

@@ -317,18 +317,13 @@ def test_lone_requests_of_many_clients_find_their_keys(kvd, kc):
         except Exception as e:  # noqa: BLE001 (reported below)
             errors.append(e)
 
-    threads = [threading.Thread(target=worker, args=(w,)) for w in range(16)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors, errors[:3]
-    threads = [threading.Thread(target=reader, args=(w,)) for w in range(16)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors, errors[:3]
+    for fn in (worker, reader):  # the writes, then the reads
+        threads = [threading.Thread(target=fn, args=(w,)) for w in range(16)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert not errors, errors[:3]
     want = [b"v%d" % i for i in range(len(keys))]
     assert kc.cmd("MGET", *keys) == want
     assert kc.cmd("EXISTS", *keys) == len(keys)

@@ -4367,13 +4367,14 @@ void conn_prefetch_turn(struct shard *sh)
         if (n == PREFETCH_TURN_MAX || ++seen > 2 * PREFETCH_TURN_MAX) {
             break;
         }
-        if (ud >= SHARD_UD_MAX) { /* a connection's: its head, which conn_on_cqe reads */
-            const char *c = (const char *)(uintptr_t)(ud & ~(uint64_t)CONN_UD_MASK);
-            __builtin_prefetch(c);
-            __builtin_prefetch(c + 64);
+        if (ud < SHARD_UD_MAX) {
+            continue;
         }
+        struct conn *c = (struct conn *)(uintptr_t)(ud & ~(uint64_t)CONN_UD_MASK);
+        __builtin_prefetch(c); /* its head, which conn_on_cqe reads first */
+        __builtin_prefetch((const char *)c + 64);
         struct resp_arg key;
-        if (ud < SHARD_UD_MAX || (ud & CONN_UD_MASK) != CONN_UD_RECV || cqe->res <= 0 ||
+        if ((ud & CONN_UD_MASK) != CONN_UD_RECV || cqe->res <= 0 ||
             !(cqe->flags & IORING_CQE_F_BUFFER) ||
             !resp_peek_second_arg(shard_buf(sh, (uint16_t)(cqe->flags >> IORING_CQE_BUFFER_SHIFT)),
                                   (size_t)cqe->res, &key)) {
@@ -4381,7 +4382,6 @@ void conn_prefetch_turn(struct shard *sh)
         }
         uint64_t h = tbl_hash_place(key.ptr, key.len, &ph[n]);
         if (key.len <= PF_KEY_MAX) { /* handed on to run_batch: not hashed twice */
-            struct conn *c = (struct conn *)(uintptr_t)(ud & ~(uint64_t)CONN_UD_MASK);
             c->pf_len = (uint8_t)key.len;
             memcpy(c->pf_key, key.ptr, key.len);
             c->pf_h = h;

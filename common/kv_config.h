@@ -36,6 +36,11 @@ enum kv_conf_type {
 /* Accepted so that a redis.conf loads (and CONFIG GET/SET answer as Redis), with no
  * effect on this program: --help lists these apart. */
 #define KV_CONF_COMPAT 4u
+/* Not changed at run time, but a CONFIG SET to the value it has (as CONFIG GET shows it)
+ * succeeds and does nothing: settings Redis has not, or may change at run time, so that a
+ * tool writing back every setting CONFIG GET lists does not fail on them (Redis's own
+ * immutable settings keep its error). */
+#define KV_CONF_SAME 8u
 
 struct kv_conf_item {
     const char *name; /* lower case, Redis's name where Redis has the setting */

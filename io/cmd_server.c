@@ -1129,6 +1129,14 @@ static void config_rewrite(struct cmd_ctx *x)
 /* A CONFIG SET that fails: the plain settings of pairs [0, set) back to their old
  * values (the others are applied only once every pair passed), and Redis's error naming
  * the argument of pair p. */
+/* A KV_CONF_SAME setting given the value it has, as CONFIG GET shows it. */
+static bool same_value(const struct kv_conf_item *it, const struct resp_arg *v)
+{
+    char cur[CONFIG_SET_OLD_MAX];
+    kv_conf_format(it, cur, sizeof cur);
+    return (it->flags & KV_CONF_SAME) && v->len == strlen(cur) && memcmp(v->ptr, cur, v->len) == 0;
+}
+
 static void config_set_fail(struct cmd_ctx *x, const struct kv_conf_item *const *items,
                             char (*old)[CONFIG_SET_OLD_MAX], size_t set, size_t p, const char *why)
 {
@@ -1178,7 +1186,8 @@ static void config_set(struct cmd_ctx *x)
                 return;
             }
         }
-        if (!(it->flags & KV_CONF_RUNTIME) && !is_requirepass(it) && special_of(it) == NULL) {
+        if (!(it->flags & KV_CONF_RUNTIME) && !is_requirepass(it) && special_of(it) == NULL &&
+            !same_value(it, &x->argv[3 + 2 * p])) {
             reply_error(x->out,
                         "ERR CONFIG SET failed (possibly related to argument '%s') - can't set "
                         "immutable config",
@@ -1214,6 +1223,8 @@ static void config_set(struct cmd_ctx *x)
             } else {
                 continue; /* the default user's, once every other pair is set */
             }
+        } else if (!(items[p]->flags & KV_CONF_RUNTIME)) {
+            continue; /* KV_CONF_SAME with the value it has (checked above): nothing to do */
         } else if (v->len >= sizeof value) {
             fail = "argument too long";
         } else if (memchr(v->ptr, '\0', v->len) != NULL) {

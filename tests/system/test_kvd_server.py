@@ -280,6 +280,33 @@ def test_config_set_immutable_setting_is_refused(kc, name, value):
     assert kc.cmd("CONFIG", "GET", name) == before
 
 
+def test_config_set_of_a_kvd_setting_to_its_value_does_nothing(kc):
+    """kvd's own start-time settings (and the TLS ones Redis changes at run time) take a
+    CONFIG SET to the value CONFIG GET shows, so that a tool writing back every setting
+    does not fail on them; another value, or a Redis start-time setting, is refused."""
+    flat = kc.cmd("CONFIG", "GET", "*")
+    got = dict(zip(flat[0::2], flat[1::2]))
+    same = ["threads", "partitions-per-thread", "recv-buffer-size", "recv-buffers",
+            "shard-queue-size", "wal-segment-size", "wal-writes-in-flight", "repair",
+            "large-pages", "tls-replication", "tls-cluster"]
+    for name in same:
+        assert kc.cmd("CONFIG", "SET", name, got[name.encode()]) == St("OK"), name
+        assert kc.cmd("CONFIG", "GET", name) == [name.encode(), got[name.encode()]]
+    assert kc.cmd("CONFIG", "SET", "threads", got[b"threads"], "maxmemory-policy",
+                  "allkeys-lru") == St("OK")
+    assert kc.cmd("CONFIG", "GET", "maxmemory-policy") == [b"maxmemory-policy", b"allkeys-lru"]
+    assert kc.cmd("CONFIG", "SET", "maxmemory-policy", "noeviction") == St("OK")
+    assert kc.cmd("CONFIG", "SET", "threads", b"0" + got[b"threads"]) == Err(
+        "ERR CONFIG SET failed (possibly related to argument 'threads') - can't set immutable "
+        "config")  # (the same number, another text: refused)
+    assert kc.cmd("CONFIG", "SET", "daemonize", got[b"daemonize"]) == Err(
+        "ERR CONFIG SET failed (possibly related to argument 'daemonize') - can't set "
+        "immutable config")  # Redis's own start-time setting: as Redis
+    assert kc.cmd("CONFIG", "SET", "tls-replication", "yes") == Err(
+        "ERR CONFIG SET failed (possibly related to argument 'tls-replication') - can't set "
+        "immutable config")
+
+
 def test_config_set_range_errors(kc):
     assert kc.cmd("CONFIG", "SET", "maxclients", "0") == Err(
         "ERR CONFIG SET failed (possibly related to argument 'maxclients') - argument must be "

@@ -28,6 +28,18 @@ void kv_buf_put(struct kv_buf *b, const void *p, size_t n)
     b->len += n;
 }
 
+void kv_buf_put_str(struct kv_buf *b, const char *s)
+{
+    kv_buf_put(b, s, strlen(s));
+}
+
+char *kv_buf_cstr(struct kv_buf *b)
+{
+    kv_buf_put(b, "", 1); /* room for the NUL, and the NUL */
+    b->len--;
+    return b->p;
+}
+
 void kv_buf_put_repr(struct kv_buf *b, const char *s, size_t n)
 {
     static const char from[] = "\\\"\n\r\t\a\b", to[] = "\\\"nrtab";

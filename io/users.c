@@ -11,6 +11,7 @@
 #include "cmd.h"
 #include "cmd_docs.h"
 #include "kv_assert.h"
+#include "kv_buf.h"
 #include "kv_file.h"
 #include "kv_config.h"
 #include "kv_glob.h"
@@ -109,28 +110,6 @@ static char *xdup(const char *s, size_t n)
     memcpy(p, s, n);
     p[n] = '\0';
     return p;
-}
-
-/* A growing text. */
-struct sb {
-    char *p;
-    size_t len, cap;
-};
-
-static void sb_catn(struct sb *b, const char *s, size_t n)
-{
-    if (b->len + n + 1 > b->cap) {
-        b->cap = (b->len + n + 1) * 2;
-        b->p = xrealloc(b->p, b->cap);
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-}
-
-static void sb_cat(struct sb *b, const char *s)
-{
-    sb_catn(b, s, strlen(s));
 }
 
 /* ---- users and selectors ------------------------------------------------------------ */
@@ -414,8 +393,7 @@ static void rules_update(struct sel *s, const char *rule, size_t n, bool allow)
     for (size_t i = 0; i < n; i++) {
         lower[i] = (char)((unsigned)(rule[i] - 'A') < 26u ? rule[i] + 32 : rule[i]);
     }
-    struct sb b = {0};
-    sb_cat(&b, "");
+    struct kv_buf b = {0};
     for (const char *p = s->rules; *p != '\0';) {
         size_t len = strcspn(p, " ");
         const char *name = p + 1;
@@ -423,20 +401,20 @@ static void rules_update(struct sel *s, const char *rule, size_t n, bool allow)
         bool same = nlen >= n && memcmp(name, lower, n) == 0 && (nlen == n || name[n] == '|');
         if (!same) {
             if (b.len > 0) {
-                sb_catn(&b, " ", 1);
+                kv_buf_put(&b, " ", 1);
             }
-            sb_catn(&b, p, len);
+            kv_buf_put(&b, p, len);
         }
         p += len + (p[len] == ' ');
     }
     if (b.len > 0) {
-        sb_catn(&b, " ", 1);
+        kv_buf_put(&b, " ", 1);
     }
-    sb_catn(&b, allow ? "+" : "-", 1);
-    sb_catn(&b, lower, n);
+    kv_buf_put(&b, allow ? "+" : "-", 1);
+    kv_buf_put(&b, lower, n);
     free(lower);
     free(s->rules);
-    s->rules = b.p;
+    s->rules = kv_buf_cstr(&b);
 }
 
 /* A rule naming a command of Redis that kvd lacks: kept in the text, granting nothing. */
@@ -774,71 +752,71 @@ static enum rule_err user_rule(struct user *u, const char *op, size_t n)
 /* ---- descriptions -------------------------------------------------------------------- */
 
 /* "~*" / "&*" for all, else the patterns: "%R~a ~b" (keys) or "&c &d" (channels). */
-static void describe_pats(struct sb *b, const struct patlist *l, bool all, bool chans)
+static void describe_pats(struct kv_buf *b, const struct patlist *l, bool all, bool chans)
 {
     if (all) {
-        sb_cat(b, chans ? "&*" : "~*");
+        kv_buf_put_str(b, chans ? "&*" : "~*");
         return;
     }
     for (uint32_t i = 0; i < l->n; i++) {
         unsigned f = l->v[i].flags;
-        sb_cat(b, i > 0 ? " " : "");
-        sb_cat(b, chans ? "&" : f == PERM_R ? "%R~" : f == PERM_W ? "%W~" : "~");
-        sb_catn(b, l->v[i].s.p, l->v[i].s.len);
+        kv_buf_put_str(b, i > 0 ? " " : "");
+        kv_buf_put_str(b, chans ? "&" : f == PERM_R ? "%R~" : f == PERM_W ? "%W~" : "~");
+        kv_buf_put(b, l->v[i].s.p, l->v[i].s.len);
     }
 }
 
-static void describe_commands(struct sb *b, const struct sel *s)
+static void describe_commands(struct kv_buf *b, const struct sel *s)
 {
-    sb_cat(b, s->future ? "+@all" : "-@all");
+    kv_buf_put_str(b, s->future ? "+@all" : "-@all");
     if (s->rules[0] != '\0') {
-        sb_cat(b, " ");
-        sb_cat(b, s->rules);
+        kv_buf_put_str(b, " ");
+        kv_buf_put_str(b, s->rules);
     }
 }
 
 /* ACL LIST's form of a selector: "~k* resetchannels &c -@all +get". */
-static void describe_sel(struct sb *b, const struct sel *s)
+static void describe_sel(struct kv_buf *b, const struct sel *s)
 {
     size_t before = b->len;
     describe_pats(b, &s->keys, s->allkeys, false);
     if (b->len > before) {
-        sb_cat(b, " ");
+        kv_buf_put_str(b, " ");
     }
     if (!s->allchannels) {
-        sb_cat(b, "resetchannels ");
+        kv_buf_put_str(b, "resetchannels ");
     }
     before = b->len;
     describe_pats(b, &s->chans, s->allchannels, true);
     if (b->len > before) {
-        sb_cat(b, " ");
+        kv_buf_put_str(b, " ");
     }
     describe_commands(b, s);
 }
 
-static void describe_user(struct sb *b, const struct user *u)
+static void describe_user(struct kv_buf *b, const struct user *u)
 {
-    sb_cat(b, "user ");
-    sb_catn(b, u->name, u->name_len);
-    sb_cat(b, u->on ? " on" : " off");
+    kv_buf_put_str(b, "user ");
+    kv_buf_put(b, u->name, u->name_len);
+    kv_buf_put_str(b, u->on ? " on" : " off");
     if (u->nopass) {
-        sb_cat(b, " nopass");
+        kv_buf_put_str(b, " nopass");
     }
     if (u->sanitize == SANITIZE_SKIP) {
-        sb_cat(b, " skip-sanitize-payload");
+        kv_buf_put_str(b, " skip-sanitize-payload");
     } else if (u->sanitize == SANITIZE_YES) {
-        sb_cat(b, " sanitize-payload");
+        kv_buf_put_str(b, " sanitize-payload");
     }
     for (uint32_t i = 0; i < u->npass; i++) {
-        sb_cat(b, " #");
-        sb_cat(b, u->pass[i]);
+        kv_buf_put_str(b, " #");
+        kv_buf_put_str(b, u->pass[i]);
     }
-    sb_cat(b, " ");
+    kv_buf_put_str(b, " ");
     describe_sel(b, &u->sels[0]);
     for (uint32_t i = 1; i < u->nsels; i++) {
-        sb_cat(b, " (");
+        kv_buf_put_str(b, " (");
         describe_sel(b, &u->sels[i]);
-        sb_cat(b, ")");
+        kv_buf_put_str(b, ")");
     }
 }
 
@@ -1528,25 +1506,25 @@ void users_cmd_setuser(struct resp_out *o, const struct resp_arg *argv, size_t a
     free(buf);
 }
 
-static void reply_sb(struct resp_out *o, struct sb *b)
+static void reply_buf(struct resp_out *o, struct kv_buf *b)
 {
     reply_bulk(o, b->len > 0 ? b->p : "", b->len);
     free(b->p);
-    *b = (struct sb){0};
+    *b = (struct kv_buf){0};
 }
 
 static void reply_sel_parts(struct resp_out *o, const struct sel *s)
 {
-    struct sb b = {0};
+    struct kv_buf b = {0};
     reply_bulk_str(o, "commands");
     describe_commands(&b, s);
-    reply_sb(o, &b);
+    reply_buf(o, &b);
     reply_bulk_str(o, "keys");
     describe_pats(&b, &s->keys, s->allkeys, false);
-    reply_sb(o, &b);
+    reply_buf(o, &b);
     reply_bulk_str(o, "channels");
     describe_pats(&b, &s->chans, s->allchannels, true);
-    reply_sb(o, &b);
+    reply_buf(o, &b);
 }
 
 void users_cmd_getuser(struct resp_out *o, const struct resp_arg *name)
@@ -1650,9 +1628,9 @@ void users_cmd_list(struct resp_out *o)
     uint32_t *v = sorted_locked(&n);
     reply_array(o, n);
     for (uint32_t i = 0; i < n; i++) {
-        struct sb b = {0};
+        struct kv_buf b = {0};
         describe_user(&b, slots[v[i]]);
-        reply_sb(o, &b);
+        reply_buf(o, &b);
     }
     pthread_mutex_unlock(&mu);
     free(v);
@@ -1755,7 +1733,7 @@ struct loader {
     struct user **nu;
     size_t nn;
     struct seen seen;
-    struct sb errs; /* Redis's report, one sentence per bad line */
+    struct kv_buf errs; /* Redis's report, one sentence per bad line */
 };
 
 /* One line of an ACL file ("user name rule ..."), `path` and `lineno` naming it. */
@@ -1833,7 +1811,7 @@ static void load_line(struct loader *L, const char *path, int lineno, char *line
         }
     }
     if (msg[0] != '\0') {
-        sb_cat(&L->errs, msg);
+        kv_buf_put_str(&L->errs, msg);
     }
     free(argv);
 }
@@ -1847,8 +1825,8 @@ static int load_apply_locked(struct loader *L, char *err, size_t errcap)
         snprintf(err, errcap,
                  "%sWARNING: ACL errors detected, no change to the previously active ACL rules "
                  "was performed",
-                 L->errs.p);
-        free(L->errs.p);
+                 kv_buf_cstr(&L->errs));
+        kv_buf_free(&L->errs);
         for (size_t i = 0; i < L->nn; i++) {
             user_unref(L->nu[i]);
         }
@@ -1952,24 +1930,21 @@ void users_cmd_load(struct resp_out *o)
 
 char *users_conf_lines(void)
 {
-    struct sb b = {0};
+    struct kv_buf b = {0};
     pthread_mutex_lock(&mu);
     bool none = aclfile[0] != '\0';
     uint32_t n = 0;
     uint32_t *v = none ? NULL : sorted_locked(&n);
     for (uint32_t i = 0; i < n; i++) {
         describe_user(&b, slots[v[i]]);
-        sb_cat(&b, "\n");
+        kv_buf_put_str(&b, "\n");
     }
     free(v);
     pthread_mutex_unlock(&mu);
     if (none) {
         return NULL;
     }
-    if (b.p == NULL) {
-        sb_cat(&b, ""); /* (no user: an empty string) */
-    }
-    return b.p;
+    return kv_buf_cstr(&b); /* (no user: an empty string) */
 }
 
 void users_cmd_save(struct resp_out *o)
@@ -1980,12 +1955,12 @@ void users_cmd_save(struct resp_out *o)
         users_cmd_load(o); /* the same refusal */
         return;
     }
-    struct sb b = {0};
+    struct kv_buf b = {0};
     uint32_t n;
     uint32_t *v = sorted_locked(&n);
     for (uint32_t i = 0; i < n; i++) {
         describe_user(&b, slots[v[i]]);
-        sb_cat(&b, "\n");
+        kv_buf_put_str(&b, "\n");
     }
     free(v);
     pthread_mutex_unlock(&mu);

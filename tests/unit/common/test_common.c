@@ -871,3 +871,23 @@ Test(kv_tsc, not_allowed_is_the_monotonic_clock)
     uint64_t a = kv_clock_mono_ns(), t = kv_tsc_ns(&c), b = kv_clock_mono_ns();
     cr_assert(a <= t && t <= b);
 }
+
+/* kv_buf as a C string: empty gives "", the NUL is not counted, puts go on after it. */
+Test(kv_buf, cstr_and_put_str)
+{
+    struct kv_buf b = {0};
+    cr_assert_str_eq(kv_buf_cstr(&b), "");
+    cr_assert_eq(b.len, 0);
+    kv_buf_put_str(&b, "user ");
+    kv_buf_put(&b, "alice", 5);
+    cr_assert_str_eq(kv_buf_cstr(&b), "user alice");
+    cr_assert_eq(b.len, 10);
+    for (int i = 0; i < 100; i++) { /* across growth */
+        kv_buf_put_str(&b, " +get");
+    }
+    char *s = kv_buf_cstr(&b);
+    cr_assert_eq(strlen(s), 10 + 500);
+    cr_assert_eq(b.len, 510);
+    cr_assert(strncmp(s + 505, " +get", 5) == 0);
+    free(s); /* (the caller may keep the string instead of kv_buf_free) */
+}

@@ -322,7 +322,7 @@ cmd_fn cmd_get, cmd_set, cmd_setnx, cmd_setex, cmd_psetex, cmd_getset, cmd_getde
     cmd_rename_put, cmd_rename_del, cmd_multi, cmd_exec, cmd_discard, cmd_watch, cmd_unwatch,
     conn_txn_run, conn_txn_sync, cmd_eval, cmd_script, cmd_fcall, cmd_function, cmd_subscribe,
     cmd_unsubscribe, cmd_psubscribe, cmd_punsubscribe, cmd_publish, cmd_pubsub, cmd_ssubscribe,
-    cmd_sunsubscribe, cmd_spublish, cmd_lolwut;
+    cmd_sunsubscribe, cmd_spublish, cmd_lolwut, cmd_cluster;
 
 /* LCS's options: false after replying their error. Its reply for the values of its two
  * keys (options checked already). */

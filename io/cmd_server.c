@@ -170,6 +170,14 @@ void cmd_role(struct cmd_ctx *x)
     reply_array(x->out, 0);
 }
 
+/* CLUSTER (every subcommand), READONLY, READWRITE, ASKING: the node is not in a Redis
+ * Cluster (cluster-enabled no), so each answers as Redis's does then. The generic checks
+ * of a container (its subcommand known, its arity) come first, as in Redis. */
+void cmd_cluster(struct cmd_ctx *x)
+{
+    reply_error(x->out, "ERR This instance has cluster support disabled");
+}
+
 /* The end of the last snapshot round every shard has completed (appendonly no: of the
  * last successful dump) in ms, or the start. */
 static int64_t last_save_ms(const struct server *srv)

@@ -1121,7 +1121,8 @@ static bool noscript(const struct cmd_desc *d, size_t argc, const struct resp_ar
     if (d->exec == CMD_EXEC_CONN) {
         return d->fn != cmd_ping && d->fn != cmd_echo && d->fn != cmd_time && d->fn != cmd_select &&
                d->fn != cmd_lastsave && d->fn != cmd_object && d->fn != cmd_publish &&
-               d->fn != cmd_spublish && d->fn != cmd_lolwut && d->fn != cmd_pubsub;
+               d->fn != cmd_spublish && d->fn != cmd_lolwut && d->fn != cmd_pubsub &&
+               d->fn != cmd_cluster;
     }
     return false;
 }

@@ -193,7 +193,7 @@ _Static_assert(sizeof(struct xmsg) == 64, "xmsg is one cache line");
 
 #define SHARD_DEFER_MAX 4   /* a busy client's completions kept aside: one send, one receive */
 #define KVD_CMDS_MAX    128 /* rows of the command table */
-#define KVD_STAT_ROWS   232 /* per-command statistics rows: commands and subcommands */
+#define KVD_STAT_ROWS   264 /* per-command statistics rows: commands and subcommands */
 
 /* One database's keys on one shard, published by the shard's timer for INFO keyspace and
  * SCAN on other shards (the tables are the shard's alone). */

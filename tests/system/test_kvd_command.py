@@ -3,7 +3,7 @@ Redis 7, in RESP2 and RESP3.
 
 Every command kvd lists must have Redis's COMMAND INFO row and COMMAND DOCS map, byte for
 byte. The known, deliberate differences are spelled out here and nowhere else:
-  - containers (CLIENT, COMMAND, CONFIG, SLOWLOG) list only the subcommands kvd
+  - containers (CLIENT, CLUSTER, COMMAND, CONFIG, SLOWLOG) list only the subcommands kvd
     implements (KVD_SUBCOMMANDS), in name order; Redis lists all of its own in its hash
     table's order, which changes from one redis-server process to the next, so
     subcommand lists are compared as sets (they are sets in RESP3);
@@ -22,6 +22,11 @@ KVD_SUBCOMMANDS = {
             "save", "setuser", "users", "whoami"},
     "client": {"caching", "getname", "getredir", "help", "id", "info", "kill", "list", "no-evict",
                "pause", "reply", "setname", "tracking", "trackinginfo", "unblock", "unpause"},
+    "cluster": {"addslots", "addslotsrange", "bumpepoch", "count-failure-reports",
+                "countkeysinslot", "delslots", "delslotsrange", "failover", "flushslots",
+                "forget", "getkeysinslot", "help", "info", "keyslot", "links", "meet", "myid",
+                "nodes", "replicas", "replicate", "reset", "saveconfig", "set-config-epoch",
+                "setslot", "shards", "slaves", "slots"},
     "command": {"count", "docs", "getkeys", "getkeysandflags", "help", "info", "list"},
     "config": {"get", "help", "resetstat", "rewrite", "set"},
     "function": {"delete", "dump", "flush", "help", "kill", "list", "load", "restore", "stats"},
@@ -384,3 +389,23 @@ def test_script_debug_yes_is_refused(kvd):
         assert isinstance(r, Err) and "not supported" in str(r), r
     assert c.cmd("SCRIPT", "DEBUG", "NO") == St("OK")
     assert c.cmd("EVAL", "return 1", "0") == 1
+
+
+def test_cluster_commands_answer_as_redis_without_cluster_support(pair):
+    """kvd is not a Redis Cluster node (cluster-enabled no): CLUSTER and its subcommands,
+    READONLY, READWRITE and ASKING answer as Redis's then, its generic checks (arity,
+    unknown subcommand) first; COMMAND LIST names the subcommands."""
+    for args in [("CLUSTER", "INFO"), ("CLUSTER", "HELP"), ("CLUSTER", "NODES"),
+                 ("CLUSTER", "SLOTS"), ("CLUSTER", "SHARDS"), ("CLUSTER", "MYID"),
+                 ("CLUSTER", "KEYSLOT", "a"), ("CLUSTER", "KEYSLOT"), ("CLUSTER",),
+                 ("CLUSTER", "INFO", "x"), ("CLUSTER", "nosuch"), ("cluster", "info"),
+                 ("READONLY",), ("READWRITE",), ("ASKING",), ("READONLY", "x"),
+                 ("ASKING", "x")]:
+        pair.same(*args)
+    for c in (pair.k, pair.r):
+        assert c.cmd("MULTI") == St("OK")
+    pair.same("CLUSTER", "INFO")
+    pair.same("EXEC")
+    pair.same("EVAL", "return redis.pcall('cluster', 'info')", "0")
+    k, r = pair.both("COMMAND", "LIST", "FILTERBY", "PATTERN", "cl*help")
+    assert sorted(k) == sorted(r) == [b"client|help", b"cluster|help"]

@@ -46,11 +46,6 @@ int kv_log_file(const char *path)
     if (n < 0 || (size_t)n >= sizeof abs) {
         return -ENAMETOOLONG;
     }
-    int fd = open(abs, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
-    if (fd < 0) {
-        return -errno;
-    }
-    close(fd);
     memcpy(log_path, abs, (size_t)n + 1);
     return 0;
 }

@@ -33,8 +33,9 @@ void kv_log_syslog(const char *ident, int facility);
 /* From now on writes every line to the file at `path` instead of stderr, opening it for
  * each line (O_APPEND; created if missing), as Redis does: a log file that logrotate
  * moves away is made anew by the next line. A relative path is taken from the current
- * directory now. Returns 0, or -errno if the file cannot be opened now (nothing
- * changes then). Call once, before other threads log. */
+ * directory now (a line whose file cannot be opened goes to stderr). Returns 0, or
+ * -errno if the path cannot be made absolute (nothing changes then). Call once, before
+ * other threads log. */
 int kv_log_file(const char *path);
 
 /* Writes one line if `level` is enabled. printf-style. */

@@ -72,24 +72,16 @@ void kv_tsc_calibrate(struct kv_tsc *c)
     }
     uint64_t tsc, ns;
     pair(&tsc, &ns);
-    if (!c->on) {
-        if (ns - c->t_ns < KV_TSC_WINDOW_NS || tsc <= c->t_tsc) {
-            return;
-        }
-        c->mult = (uint64_t)((((unsigned __int128)(ns - c->t_ns)) << 32) / (tsc - c->t_tsc));
-        c->tsc0 = tsc;
-        c->ns0 = ns;
-        c->on = c->mult != 0;
-        return;
+    if (tsc <= c->t_tsc || ns - c->t_ns < KV_TSC_WINDOW_NS) {
+        return; /* (too early to measure the scale) */
     }
     /* re-anchored, never behind what the previous anchor gives now (so never behind a
      * value read before); the scale measured over everything since the start */
-    uint64_t was = c->ns0 + (uint64_t)(((unsigned __int128)(tsc - c->tsc0) * c->mult) >> 32);
+    uint64_t was = c->on ? kv_tsc_at(c, tsc) : 0;
     c->tsc0 = tsc;
-    c->ns0 = ns > was ? ns : was;
-    if (tsc > c->t_tsc && ns > c->t_ns) {
-        c->mult = (uint64_t)((((unsigned __int128)(ns - c->t_ns)) << 32) / (tsc - c->t_tsc));
-    }
+    c->ns0 = was > ns ? was : ns;
+    c->mult = (uint64_t)((((unsigned __int128)(ns - c->t_ns)) << 32) / (tsc - c->t_tsc));
+    c->on = c->mult != 0;
 #else
     (void)c;
 #endif

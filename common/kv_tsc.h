@@ -48,12 +48,17 @@ void kv_tsc_init(struct kv_tsc *c, bool allow);
  * the clock on CLOCK_MONOTONIC. */
 void kv_tsc_calibrate(struct kv_tsc *c);
 
+/* The time of TSC value `tsc` on the scaled clock (c->on). */
+static inline uint64_t kv_tsc_at(const struct kv_tsc *c, uint64_t tsc)
+{
+    return c->ns0 + (uint64_t)(((unsigned __int128)(tsc - c->tsc0) * c->mult) >> 32);
+}
+
 static inline uint64_t kv_tsc_ns(const struct kv_tsc *c)
 {
 #if defined(__x86_64__)
     if (c->on) {
-        uint64_t d = __rdtsc() - c->tsc0;
-        return c->ns0 + (uint64_t)(((unsigned __int128)d * c->mult) >> 32);
+        return kv_tsc_at(c, __rdtsc());
     }
 #endif
     return kv_clock_mono_ns();

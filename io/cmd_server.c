@@ -1132,19 +1132,20 @@ static void config_rewrite(struct cmd_ctx *x)
 #define CONFIG_SET_PAIRS_MAX 32  /* settings changed by one CONFIG SET */
 #define CONFIG_SET_OLD_MAX   512 /* an old value kept for a rollback (bind, save, ...) */
 
-/* Applies every pair or none: on a failure the pairs already applied get their old
- * values back. */
-/* A CONFIG SET that fails: the plain settings of pairs [0, set) back to their old
- * values (the others are applied only once every pair passed), and Redis's error naming
- * the argument of pair p. */
 /* A KV_CONF_SAME setting given the value it has, as CONFIG GET shows it. */
 static bool same_value(const struct kv_conf_item *it, const struct resp_arg *v)
 {
+    if (!(it->flags & KV_CONF_SAME)) {
+        return false;
+    }
     char cur[CONFIG_SET_OLD_MAX];
     kv_conf_format(it, cur, sizeof cur);
-    return (it->flags & KV_CONF_SAME) && v->len == strlen(cur) && memcmp(v->ptr, cur, v->len) == 0;
+    return v->len == strlen(cur) && memcmp(v->ptr, cur, v->len) == 0;
 }
 
+/* A CONFIG SET that fails: the plain settings of pairs [0, set) back to their old
+ * values (the others are applied only once every pair passed), and Redis's error naming
+ * the argument of pair p. */
 static void config_set_fail(struct cmd_ctx *x, const struct kv_conf_item *const *items,
                             char (*old)[CONFIG_SET_OLD_MAX], size_t set, size_t p, const char *why)
 {
@@ -1159,6 +1160,8 @@ static void config_set_fail(struct cmd_ctx *x, const struct kv_conf_item *const 
                 (int)a->len, a->ptr, why);
 }
 
+/* Applies every pair or none: on a failure the pairs already applied get their old
+ * values back. */
 static void config_set(struct cmd_ctx *x)
 {
     if (x->argc < 4) {

@@ -429,7 +429,7 @@ void conn_users_sweep(struct shard *sh)
     sh->users_swept = sh->users.gen;
     for (struct conn *c = sh->conns, *next; c != NULL; c = next) {
         next = c->next;
-        if (c->flags & (CONN_CLOSING | CONN_CLOSE_AFTER)) {
+        if (conn_closing(c)) {
             continue;
         }
         const struct user *u = users_view_get(&sh->users, c->user);
@@ -4146,6 +4146,16 @@ static bool output_over_limit(struct conn *c)
     return false;
 }
 
+/* tbl_hash_place of key k, or the hashes conn_prefetch_turn left for its bytes. */
+static uint64_t key_hashes(const struct conn *c, const struct resp_arg *k, uint64_t *ph)
+{
+    if (k->len == c->pf_len && (k->len == 0 || memcmp(k->ptr, c->pf_key, k->len) == 0)) {
+        *ph = c->pf_ph;
+        return c->pf_h;
+    }
+    return tbl_hash_place(k->ptr, k->len, ph);
+}
+
 /* Prefetches, then runs, the batch. False if the connection must stop taking commands
  * (closing, QUIT, or over its output limit): the rest of the batch is dropped, as Redis
  * drops what follows QUIT. */
@@ -4162,12 +4172,7 @@ static bool run_batch(struct conn *c, struct batch_cmd *b, size_t n)
         if (d != NULL && d->exec == CMD_EXEC_KEY && cmd_arity_ok(d, b[i].argc)) {
             const struct resp_arg *k = &b[i].argv[d->first_key];
             pre[i].have_h = true;
-            if (k->len == c->pf_len && (k->len == 0 || memcmp(k->ptr, c->pf_key, k->len) == 0)) {
-                pre[i].h = c->pf_h; /* hashed by conn_prefetch_turn */
-                ph[i] = c->pf_ph;
-            } else {
-                pre[i].h = tbl_hash_place(k->ptr, k->len, &ph[i]);
-            }
+            pre[i].h = key_hashes(c, k, &ph[i]);
             const struct route_part *p = route_lookup(sh->srv->route, pre[i].h);
             pre[i].owner = p->thread;
             if (p->thread == sh->id && n > 1) { /* NULL: nothing of that database yet */

@@ -148,11 +148,13 @@ static int daemonize(void)
  * a failed assertion, a sanitizer's report), through the file opened now. */
 static int open_logfile(const char *path)
 {
-    int rc = kv_log_file(path);
-    int fd = rc == 0 ? open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644) : -1;
-    if (fd < 0) {
-        fprintf(stderr, "kvd: can't open the log file %s: %s\n", path,
-                strerror(rc != 0 ? -rc : errno));
+    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    int rc = fd < 0 ? -errno : kv_log_file(path);
+    if (rc != 0) {
+        fprintf(stderr, "kvd: can't open the log file %s: %s\n", path, strerror(-rc));
+        if (fd >= 0) {
+            close(fd);
+        }
         return -1;
     }
     dup2(fd, STDERR_FILENO);

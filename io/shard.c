@@ -367,10 +367,12 @@ static void arm_accepts(struct shard *sh)
 static void on_accept(struct shard *sh, struct io_uring_cqe *cqe, uint32_t i, uint32_t parity)
 {
     if (parity != sh->accept_parity) { /* a listener closed by CONFIG SET port / bind */
-        if (cqe->res >= 0 && atomic_load_explicit(&sh->srv->stopping, memory_order_relaxed)) {
-            close(cqe->res);
-        } else if (cqe->res >= 0) {
-            conn_accept(sh, cqe->res); /* (accepted before it closed: served) */
+        if (cqe->res >= 0) {           /* accepted before it closed: served, unless kvd stops */
+            if (atomic_load_explicit(&sh->srv->stopping, memory_order_relaxed)) {
+                close(cqe->res);
+            } else {
+                conn_accept(sh, cqe->res);
+            }
         }
         return;
     }

@@ -1509,8 +1509,7 @@ void users_cmd_setuser(struct resp_out *o, const struct resp_arg *argv, size_t a
 static void reply_buf(struct resp_out *o, struct kv_buf *b)
 {
     reply_bulk(o, b->len > 0 ? b->p : "", b->len);
-    free(b->p);
-    *b = (struct kv_buf){0};
+    kv_buf_free(b);
 }
 
 static void reply_sel_parts(struct resp_out *o, const struct sel *s)

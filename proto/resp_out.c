@@ -355,15 +355,11 @@ static size_t fmt_header(char *dst, char type, int64_t n)
     return k;
 }
 
-/* hdr, then body (optionally cleaned), then trail: all or nothing. */
-static int emit(struct resp_out *o, const char *hdr, size_t hlen, const void *body, size_t blen,
-                bool clean, const char *trail, size_t tlen)
+/* hdr, then body (optionally cleaned), then trail, into room reserve() has made. */
+static int emit_reserved(struct resp_out *o, const char *hdr, size_t hlen, const void *body,
+                         size_t blen, bool clean, const char *trail, size_t tlen)
 {
     size_t total = hlen + blen + tlen;
-    int rc = reserve(o, total);
-    if (rc != 0) {
-        return rc;
-    }
     struct resp_block *b = o->wr;
     if (b != NULL && o->pool->block_bytes - b->used >= total) {
         /* The common case: the element fits in the block being written. */
@@ -386,10 +382,18 @@ static int emit(struct resp_out *o, const char *hdr, size_t hlen, const void *bo
         o->queued += total;
         return 0;
     }
-    put(o, hdr, hlen, false);
+    put(o, hdr, hlen, false); /* (across blocks: reserve linked what it takes) */
     put(o, body, blen, clean);
     put(o, trail, tlen, false);
     return 0;
+}
+
+/* hdr, then body (optionally cleaned), then trail: all or nothing. */
+static int emit(struct resp_out *o, const char *hdr, size_t hlen, const void *body, size_t blen,
+                bool clean, const char *trail, size_t tlen)
+{
+    int rc = reserve(o, hlen + blen + tlen);
+    return rc != 0 ? rc : emit_reserved(o, hdr, hlen, body, blen, clean, trail, tlen);
 }
 
 static int emit_header(struct resp_out *o, char type, int64_t n)
@@ -437,20 +441,13 @@ int resp_out_bulk(struct resp_out *o, const void *data, size_t len)
     if (b == NULL || o->pool->block_bytes - b->used < total) {
         char h[RESP_OUT_SCALAR_MAX];
         size_t k = fmt_header(h, '$', (int64_t)len);
-        KV_ASSERT(k == 1 + digits + 2);
-        put(o, h, k, false); /* (across blocks: reserve linked what it takes) */
-        put(o, data, len, false);
-        put(o, "\r\n", 2, false);
-        return 0;
+        return emit_reserved(o, h, k, data, len, false, "\r\n", 2);
     }
     char *d = b->data + b->used;
     d[0] = '$';
-    size_t v = len;
-    for (size_t i = digits; i > 0; i--) {
-        d[i] = (char)('0' + v % 10);
-        v /= 10;
-    }
-    d += 1 + digits;
+    size_t k = kv_fmt_u64(d + 1, len);
+    KV_DASSERT(k == digits);
+    d += 1 + k;
     d[0] = '\r';
     d[1] = '\n';
     if (len > 0) {

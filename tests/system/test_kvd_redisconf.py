@@ -640,6 +640,18 @@ def test_redis_conf_of_the_redis_test_suite_loads(tmp_path):
         k.stop(check=False)
 
 
+def get_over_unix(path, key):
+    """The raw reply to GET key from a fresh connection to the Unix socket at path."""
+    u = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    u.settimeout(10)
+    try:
+        u.connect(path)
+        u.sendall(encode("GET", key))
+        return u.recv(64)
+    finally:
+        u.close()
+
+
 def move_to_a_free_port(c):
     """CONFIG SET port to a port free a moment ago (another test's server may take it in
     between: then the next one). Returns the port kvd listens on now."""
@@ -671,12 +683,7 @@ def test_config_set_port_and_bind(tmp_path):
         for cl in clients:
             assert cl.cmd("GET", "a") == b"1"
             cl.close()
-        u = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        u.settimeout(10)
-        u.connect(sock)
-        u.sendall(encode("GET", "a"))
-        assert u.recv(64) == b"$1\r\n1\r\n"
-        u.close()
+        assert get_over_unix(sock, "a") == b"$1\r\n1\r\n"
         # a port taken by another process: nothing changes
         taken = socket.socket()
         taken.bind(("127.0.0.1", 0))
@@ -696,12 +703,7 @@ def test_config_set_port_and_bind(tmp_path):
             new_port = move_to_a_free_port(c)
             wait_until(lambda: ping(new_port), 10, what="the new port")
             for _ in range(4):
-                u = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-                u.settimeout(10)
-                u.connect(sock)
-                u.sendall(encode("GET", "a"))
-                assert u.recv(64) == b"$1\r\n1\r\n"
-                u.close()
+                assert get_over_unix(sock, "a") == b"$1\r\n1\r\n"
         if ipv6_loopback():
             assert c.cmd("CONFIG", "SET", "bind", "::1 127.0.0.1") == St("OK")
             wait_until(lambda: ping(new_port), 10, what="IPv4 again")

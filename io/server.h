@@ -265,6 +265,9 @@ struct shard {
     char *bufs;
     uint32_t buf_size;
     uint32_t buf_count;
+    /* the free entries of the ring's registered-socket table (shard_file_register) */
+    uint32_t *file_free;
+    uint32_t file_nfree;
 
     /* partitions this shard owns, indexed by route_part.slot (table_count of them), each
      * with one table per database: tables[slot * ndb + db], NULL until that database is

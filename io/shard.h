@@ -72,4 +72,12 @@ void shard_buf_return(struct shard *sh, uint16_t bid);
 /* The provided-buffer group id used for receives. */
 uint16_t shard_bgid(void);
 
+/* Registers a client socket with the shard's ring (IOSQE_FIXED_FILE): its entry in the
+ * ring's file table, or -1 when none is free (or the kernel has no such table): the
+ * socket is then used by its fd. The fd stays the caller's, open; the caller hands the
+ * entry back with shard_file_unregister once no request on it is in flight, before it
+ * closes the fd. Shard thread only. */
+int shard_file_register(struct shard *sh, int fd);
+void shard_file_unregister(struct shard *sh, int slot);
+
 #endif

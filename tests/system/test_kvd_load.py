@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from conftest import Client, Err, St, encode, rss_kib, wait_until
+from conftest import Client, Err, St, encode, kvd_fp_path, rss_kib, wait_until
 
 
 def test_10k_pipelined_commands_replies_in_order(kvd, kc, rng):
@@ -337,3 +337,81 @@ def test_lone_requests_of_many_clients_find_their_keys(kvd, kc):
     assert seen == set(keys)
     assert kc.cmd("RENAME", b"{t1}" + b"k" * 2, b"{t1}moved") == St("OK")
     assert kc.cmd("GET", b"{t1}moved") == want[keys.index(b"{t1}" + b"k" * 2)]
+
+
+def ring_sockets(pid):
+    """The socket inodes registered in the file tables of the process's io_uring rings
+    (from /proc's fdinfo of each ring: "UserFiles: N", then "  slot: socket:[inode]")."""
+    found = []
+    for fd in os.listdir("/proc/%d/fd" % pid):
+        try:
+            if os.readlink("/proc/%d/fd/%s" % (pid, fd)) != "anon_inode:[io_uring]":
+                continue
+            with open("/proc/%d/fdinfo/%s" % (pid, fd)) as f:
+                info = f.read()
+        except OSError:
+            continue
+        found += re.findall(r"^\s+\d+: socket:\[(\d+)\]$", info, re.M)
+    return sorted(found)
+
+
+def client_sockets(pid, port):
+    """The inodes of the process's sockets other than its listeners: its clients'."""
+    listeners = set()
+    for line in open("/proc/net/tcp").read().splitlines()[1:]:
+        f = line.split()
+        if f[3] == "0A" and int(f[1].split(":")[1], 16) == port:  # LISTEN on the port
+            listeners.add(f[9])
+    inodes = []
+    for fd in os.listdir("/proc/%d/fd" % pid):
+        try:
+            m = re.match(r"socket:\[(\d+)\]$", os.readlink("/proc/%d/fd/%s" % (pid, fd)))
+        except OSError:
+            continue
+        if m and m.group(1) not in listeners:
+            inodes.append(m.group(1))
+    return sorted(inodes)
+
+
+def test_clients_are_registered_with_the_rings_and_unregistered_at_close(kvds):
+    """Each client socket is in its shard's ring file table (its receives and sends skip
+    the fd lookup) for exactly as long as kvd has it open: after 3 rounds of 60 clients
+    opened and closed, only the clients still connected are registered."""
+    k = kvds(args=["--threads", "2", "--appendonly", "no", "--save", ""])
+    keep = k.client()
+    assert keep.cmd("PING") == St("PONG")
+    for rnd in range(3):
+        clients = [k.client() for _ in range(60)]
+        for i, c in enumerate(clients):
+            assert c.pipeline([("SET", "fx:%d" % i, "r%d" % rnd), ("GET", "fx:%d" % i)]) == [
+                St("OK"), b"r%d" % rnd]
+        wait_until(lambda: len(client_sockets(k.pid, k.port)) == 61, 10, what="61 clients")
+        assert ring_sockets(k.pid) == client_sockets(k.pid, k.port)
+        for c in clients:
+            c.close()
+        wait_until(lambda: len(client_sockets(k.pid, k.port)) == 1, 10, what="the closes")
+        assert ring_sockets(k.pid) == client_sockets(k.pid, k.port)
+    assert keep.cmd("DBSIZE") == 60
+    keep.close()
+    assert k.stop() == 0
+
+
+def test_clients_are_served_by_plain_fds_without_ring_file_tables(kvds):
+    """Where the ring has no file table (kvd-fp's no-fixed-files: as on a kernel without
+    sparse tables) kvd says so once and serves every client by its fd: pipelines,
+    commands forwarded between threads, clients closing."""
+    k = kvds(args=["--threads", "2", "--appendonly", "no", "--save", ""], bin=kvd_fp_path(),
+             env={"KVD_FAILPOINTS": "no-fixed-files"})
+    clients = [k.client() for _ in range(20)]
+    for i, c in enumerate(clients):
+        cmds = [("SET", "pf:%d:%d" % (i, j), "v%d" % j) for j in range(50)]
+        assert c.pipeline(cmds) == [St("OK")] * 50
+        assert c.cmd("MGET", *["pf:%d:%d" % (i, j) for j in range(50)]) == [
+            b"v%d" % j for j in range(50)]
+    assert ring_sockets(k.pid) == []
+    for c in clients[1:]:
+        c.close()
+    assert clients[0].cmd("DBSIZE") == 1000
+    clients[0].close()
+    assert k.stderr().count("sparse file tables unavailable") == 1
+    assert k.stop() == 0

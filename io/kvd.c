@@ -279,9 +279,8 @@ int main(int argc, char **argv)
         write_pidfile(kvd_settings.pidfile);
     }
     char uerr[4096];
-    if (users_init(kvd_settings.requirepass, kvd_settings.aclfile, kvd_conf_users.lines,
-                   kvd_conf_users.linenos, kvd_conf_users.n, kvd_conf_users.path, uerr,
-                   sizeof uerr) != 0) {
+    if (users_init(kvd_settings.requirepass, kvd_settings.aclfile, kvd_conf_users.v,
+                   kvd_conf_users.n, kvd_conf_users.path, uerr, sizeof uerr) != 0) {
         fprintf(stderr, "kvd: %s\n", uerr);
         return 1;
     }

@@ -12,6 +12,8 @@
 #include "latency.h"
 #include "notify.h"
 #include "obuf.h"
+#include "resp_parse.h"
+#include "users.h"
 #include "kv_log.h"
 #include "kv_splitargs.h"
 
@@ -879,6 +881,60 @@ static int conf_rename_line(const char *line, char *err, size_t errlen)
     return rc;
 }
 
+/* A "user" directive's arguments after the word "user" (the name, then its rules) split
+ * as Redis splits a config line, kept for users_init, which makes the users. A name
+ * declared twice is refused here, with Redis's text. */
+static int conf_user_add(const char *rest, int lineno, char *err, size_t errlen)
+{
+    size_t n = strlen(rest);
+    /* one allocation: the views, then every argument (with its NUL) */
+    char *mem = malloc((n + 1) * (sizeof(struct resp_arg) + 1) + n + 1);
+    if (mem == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return KV_EINVAL;
+    }
+    struct resp_arg *argv = (struct resp_arg *)(void *)mem;
+    char *out = mem + (n + 1) * sizeof(struct resp_arg);
+    size_t argc = 0, i = 0, len;
+    int r;
+    while ((r = kv_splitargs_next(rest, n, &i, out, &len)) == 1) {
+        out[len] = '\0';
+        argv[argc++] = (struct resp_arg){.ptr = out, .len = len};
+        out += len + 1;
+    }
+    struct kvd_conf_users *u = &kvd_conf_users;
+    int rc = 0;
+    if (r < 0) {
+        snprintf(err, errlen, "Unbalanced quotes in configuration line");
+        rc = KV_EINVAL;
+    } else if (argc == 0) {
+        snprintf(err, errlen, "bad directive or wrong number of arguments");
+        rc = KV_EINVAL;
+    }
+    for (size_t k = 0; rc == 0 && k < u->n; k++) {
+        const struct resp_arg *name = &u->v[k].argv[0];
+        if (name->len == argv[0].len && memcmp(name->ptr, argv[0].ptr, name->len) == 0) {
+            snprintf(err, errlen,
+                     "Error in user declaration '%s': Duplicate user found. A user can only "
+                     "be defined once in config files",
+                     argv[0].ptr);
+            rc = KV_EINVAL;
+        }
+    }
+    struct users_conf_line *v = rc == 0 ? realloc(u->v, (u->n + 1) * sizeof *v) : NULL;
+    if (rc == 0 && v == NULL) {
+        snprintf(err, errlen, "out of memory");
+        rc = KV_EINVAL;
+    }
+    if (rc != 0) {
+        free(mem);
+        return rc;
+    }
+    u->v = v;
+    u->v[u->n++] = (struct users_conf_line){.argv = argv, .argc = argc, .lineno = lineno};
+    return 0;
+}
+
 /* A config line that is no setting: "user name rules..." is kept for users_init;
  * "rename-command FROM TO" renames a command at once. */
 static int conf_user_line(void *arg, const char *line, int lineno, char *err, size_t errlen)
@@ -894,26 +950,7 @@ static int conf_user_line(void *arg, const char *line, int lineno, char *err, si
         snprintf(err, errlen, "bad directive or wrong number of arguments");
         return KV_EINVAL;
     }
-    struct kvd_conf_users *u = &kvd_conf_users;
-    char **lines = realloc(u->lines, (u->n + 1) * sizeof *lines);
-    int *nos = realloc(u->linenos, (u->n + 1) * sizeof *nos);
-    char *copy = strdup(line);
-    if (lines != NULL) {
-        u->lines = lines;
-    }
-    if (nos != NULL) {
-        u->linenos = nos;
-    }
-    if (lines == NULL || nos == NULL || copy == NULL) {
-        free(copy);
-        snprintf(err, errlen, "out of memory");
-        return KV_EINVAL;
-    }
-    memcpy(copy, "user", 4); /* (the directive's name in any case, as Redis's) */
-    u->lines[u->n] = copy;
-    u->linenos[u->n] = lineno;
-    u->n++;
-    return 0;
+    return conf_user_add(line + 4, lineno, err, errlen);
 }
 
 static void print_help(void)

@@ -81,11 +81,11 @@ struct kvd_settings {
 
 extern struct kvd_settings kvd_settings;
 
-/* The "user ..." lines of the --config file (ACL users, as redis.conf declares them),
- * for users_init: each line as written, and its number in the file. */
+/* The "user ..." directives of the --config file and --user flags (ACL users, as
+ * redis.conf declares them), split into their arguments, for users_init. */
+struct users_conf_line;
 struct kvd_conf_users {
-    char **lines;
-    int *linenos;
+    struct users_conf_line *v;
     size_t n;
     char path[KVD_DIR_MAX];     /* the config file's path, for messages */
     char abs_path[KVD_DIR_MAX]; /* the same made absolute (INFO config_file, as Redis) */

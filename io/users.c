@@ -1876,8 +1876,53 @@ static int load_file_locked(const char *path, char *err, size_t errcap)
     return load_apply_locked(&L, err, errcap);
 }
 
-int users_init(const char *pass, const char *file, char *const *conf, const int *conf_linenos,
-               size_t nconf, const char *conf_path, char *err, size_t errcap)
+/* A config directive's user into L, or false with kvd's report of a bad config line in
+ * err: "config: PATH:LINE: " or "--user: ", then Redis's text (its config loader's for a
+ * bad rule, its start-up loader's for an unknown command or a name with spaces). */
+static bool load_conf_user(struct loader *L, const struct users_conf_line *line, const char *path,
+                           char *err, size_t errcap)
+{
+    KV_ASSERT(errcap > 0);
+    int w = line->lineno > 0 ? snprintf(err, errcap, "config: %s:%d: ", path, line->lineno)
+                             : snprintf(err, errcap, "--user: ");
+    size_t at = w > 0 && (size_t)w < errcap ? (size_t)w : errcap - 1; /* (the reason after) */
+    const struct resp_arg *name = &line->argv[0];
+    if (has_space(name->ptr, name->len)) {
+        snprintf(err + at, errcap - at, "Spaces not allowed in ACL usernames");
+        return false;
+    }
+    size_t nrules = line->argc - 1;
+    struct resp_arg *ops = xalloc((nrules + 1) * sizeof *ops);
+    char *mbuf = NULL;
+    size_t bad = 0;
+    long k = merge_selectors(line->argv + 1, nrules, ops, &mbuf, &bad);
+    struct user *u = user_new(name->ptr, name->len);
+    enum rule_err e = k < 0 ? RULE_EINVAL : apply_rules(u, ops, (size_t)k, &bad);
+    const struct resp_arg *arg = k < 0 ? &line->argv[1 + bad] : &ops[bad];
+    int alen = (int)(arg->len > 128 ? 128 : arg->len);
+    if (e == RULE_ENOENT) {
+        snprintf(err + at, errcap - at,
+                 "Error loading ACL rule '%.*s' for the user named '%.*s': %s", alen, arg->ptr,
+                 (int)name->len, name->ptr, rule_err_text(e));
+    } else if (e != RULE_OK) {
+        snprintf(err + at, errcap - at, "Error in user declaration '%.*s': %s", alen, arg->ptr,
+                 rule_err_text(e));
+    }
+    free(ops);
+    free(mbuf);
+    if (e != RULE_OK) {
+        user_unref(u);
+        return false;
+    }
+    KV_ASSERT(!seen_has(&L->seen, L->nu, name->ptr, name->len)); /* (refused when read) */
+    L->nu = xrealloc(L->nu, (L->nn + 1) * sizeof *L->nu);
+    L->nu[L->nn++] = u;
+    seen_add(&L->seen, L->nu, L->nn - 1);
+    return true;
+}
+
+int users_init(const char *pass, const char *file, const struct users_conf_line *conf, size_t nconf,
+               const char *conf_path, char *err, size_t errcap)
 {
     rows_init();
     pthread_mutex_lock(&mu);
@@ -1897,11 +1942,20 @@ int users_init(const char *pass, const char *file, char *const *conf, const int 
     } else if (nconf > 0) {
         struct loader L = {0};
         for (size_t i = 0; i < nconf; i++) {
-            char *copy = xdup(conf[i], strlen(conf[i]));
-            load_line(&L, conf_path, conf_linenos[i], copy, strlen(copy));
-            free(copy);
+            KV_ASSERT(conf[i].argc >= 1);
+            if (!load_conf_user(&L, &conf[i], conf_path, err, errcap)) {
+                for (size_t j = 0; j < L.nn; j++) {
+                    user_unref(L.nu[j]);
+                }
+                free(L.nu);
+                free(L.seen.v);
+                rc = -1;
+                break;
+            }
         }
-        rc = load_apply_locked(&L, err, errcap);
+        if (rc == 0) {
+            rc = load_apply_locked(&L, err, errcap);
+        }
     } else if (file[0] != '\0') {
         rc = load_file_locked(file, err, errcap);
     }

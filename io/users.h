@@ -50,13 +50,22 @@ enum users_ctx {
 
 struct user;
 
+/* A "user" directive of the config file (lineno > 0) or of a --user flag (lineno 0),
+ * split as Redis splits config lines (quotes and escapes, kv_splitargs): argv[0] is the
+ * name, then come its rules (argc >= 1). */
+struct users_conf_line {
+    const struct resp_arg *argv;
+    size_t argc;
+    int lineno;
+};
+
 /* Creates the default user ("on", every permission; nopass, or requirepass as its one
- * password), then the users of the config file's "user" lines (conf: nconf of them, with
- * their line numbers, from conf_path) or of `aclfile` when it is not empty (not both, as
- * Redis). 0, or -1 with the reason in err. */
-int users_init(const char *requirepass, const char *aclfile, char *const *conf,
-               const int *conf_linenos, size_t nconf, const char *conf_path, char *err,
-               size_t errcap);
+ * password), then the users of the config's "user" directives (conf: nconf of them, from
+ * the file conf_path or flags) or of `aclfile` when it is not empty (not both, as Redis).
+ * 0, or -1 with the reason in err: for a directive, as kvd reports a bad config line
+ * ("config: PATH:LINE: " or "--user: ", then Redis's text). */
+int users_init(const char *requirepass, const char *aclfile, const struct users_conf_line *conf,
+               size_t nconf, const char *conf_path, char *err, size_t errcap);
 
 /* The generation: bumped by every change of any user. */
 extern _Atomic uint64_t users_gen;

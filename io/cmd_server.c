@@ -10,6 +10,7 @@
  */
 #include "aof.h"
 #include "cmd.h"
+#include "fdlimit.h"
 
 #include "conn.h"
 #include "evict.h"
@@ -1254,6 +1255,19 @@ static void config_set(struct cmd_ctx *x)
                 char ignored[256];
                 kv_conf_set(items[p], old[p], true, ignored, sizeof ignored);
                 fail = "Unable to turn on AOF. Check server logs.";
+            } else if (items[p]->num == &kvd_settings.maxclients) {
+                /* as Redis: the open-files limit is raised for it, or it is refused */
+                int64_t want = KV_CONF_GET(kvd_settings.maxclients);
+                struct fdlimit_result r = fdlimit_raise(want, x->sh->srv->nthreads);
+                if (r.clients < want) {
+                    snprintf(why, sizeof why,
+                             "The operating system is not able to handle the specified number "
+                             "of clients, try with %lld",
+                             (long long)(r.clients > 0 ? r.clients : 0));
+                    fail = why;
+                    char ignored[256];
+                    kv_conf_set(items[p], old[p], true, ignored, sizeof ignored);
+                }
             }
         }
         if (fail != NULL) {

@@ -9,6 +9,7 @@
 #include "aof.h"
 #include "dump.h"
 #include "evict.h"
+#include "fdlimit.h"
 #include "func.h"
 #include "cmd.h"
 #include "kv_clock.h"
@@ -243,6 +244,37 @@ static int lock_dir(const char *dir)
     return fd; /* stays open: the lock is held until exit */
 }
 
+/* Raises the open-files limit for maxclients, or lowers maxclients to what the limit
+ * allows (Redis's messages). False when not even kvd's own fds fit: it cannot start. */
+static bool adjust_open_files(uint32_t threads)
+{
+    int64_t maxclients = KV_CONF_GET(kvd_settings.maxclients);
+    struct fdlimit_result r = fdlimit_raise(maxclients, threads);
+    if (r.clients <= 0) {
+        kv_log_warning("Your current 'ulimit -n' of %llu is not enough for the server to start. "
+                       "Please increase your open file limit to at least %llu. Exiting.",
+                       (unsigned long long)r.old_limit, (unsigned long long)r.needed);
+        return false;
+    }
+    if (r.clients < maxclients) {
+        kv_log_warning("You requested maxclients of %lld requiring at least %llu max file "
+                       "descriptors.",
+                       (long long)maxclients, (unsigned long long)r.needed);
+        kv_log_warning("Server can't set maximum open files to %llu because of OS error: %s.",
+                       (unsigned long long)r.needed, strerror(r.err));
+        kv_log_warning("Current maximum open files is %llu. maxclients has been reduced to %lld "
+                       "to compensate for low ulimit. If you need higher maxclients increase "
+                       "'ulimit -n'.",
+                       (unsigned long long)r.limit, (long long)r.clients);
+        atomic_store(&kvd_settings.maxclients, r.clients);
+    } else if (r.limit > r.old_limit) {
+        kv_log_notice("Increased maximum number of open files to %llu (it was originally set "
+                      "to %llu).",
+                      (unsigned long long)r.limit, (unsigned long long)r.old_limit);
+    }
+    return true;
+}
+
 static uint32_t thread_count(void)
 {
     int64_t t = KV_CONF_GET(kvd_settings.threads);
@@ -291,6 +323,9 @@ int main(int argc, char **argv)
         mi_option_enable(mi_option_large_os_pages);
     }
     srv.nthreads = thread_count();
+    if (!adjust_open_files(srv.nthreads)) {
+        return 1;
+    }
     atomic_store(&srv.txn_lock, -1);
     srv.start_ms = kv_clock_real_ms();
     srv.persist = KV_CONF_GET(kvd_settings.appendonly) != 0;

@@ -293,7 +293,8 @@ const struct kv_conf_item kvd_setting_items[] = {
      .def = "10000",
      .min = 1,
      .max = 1000000,
-     .help = "connected clients at most, over all threads",
+     .help = "connected clients at most, over all threads (the open-files limit is raised "
+             "for it, or it is lowered to what the limit allows, as Redis)",
      .num = &S->maxclients},
     {.name = "timeout",
      .type = KV_CONF_INT,

@@ -268,6 +268,7 @@ struct shard {
     /* the free entries of the ring's registered-socket table (shard_file_register) */
     uint32_t *file_free;
     uint32_t file_nfree;
+    uint32_t file_count; /* the table's entries (0: no table) */
 
     /* partitions this shard owns, indexed by route_part.slot (table_count of them), each
      * with one table per database: tables[slot * ndb + db], NULL until that database is

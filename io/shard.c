@@ -61,6 +61,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -80,8 +81,8 @@
 #define SHARD_BUSY_CQES 4096 /* completions one busy turn handles at most */
 /* Client sockets registered with the ring (a sparse fixed-file table): a receive or send
  * on a registered socket skips the file lookup and its reference count (fget/fput, ~1%
- * of a P1 request's CPU). A shard with more clients than this serves the rest by their
- * plain fds. 8 bytes of kernel memory per entry. */
+ * of a P1 request's CPU). A shard with more clients than this (or than the open-files
+ * limit at start) serves the rest by their plain fds. 8 bytes of kernel memory each. */
 #define SHARD_FILES 16384
 
 struct spsc *server_queue(struct server *srv, uint32_t from, uint32_t to)
@@ -204,13 +205,19 @@ void shard_buf_return(struct shard *sh, uint16_t bid)
  * no sparse tables: then every client is served by its plain fd). */
 static int files_setup(struct shard *sh)
 {
-    sh->file_free = mi_heap_malloc(sh->heap, SHARD_FILES * sizeof sh->file_free[0]);
+    /* (the kernel refuses a table larger than the open-files limit, which kvd raised for
+     * maxclients at start) */
+    struct rlimit l;
+    uint32_t n = SHARD_FILES;
+    if (getrlimit(RLIMIT_NOFILE, &l) == 0 && l.rlim_cur < n) {
+        n = (uint32_t)l.rlim_cur;
+    }
+    sh->file_free = mi_heap_malloc(sh->heap, n * sizeof sh->file_free[0]);
     if (sh->file_free == NULL) {
         return -ENOMEM;
     }
-    int rc = KV_FAILPOINT_ERROR("no-fixed-files")
-                 ? -EINVAL
-                 : io_uring_register_files_sparse(&sh->ring, SHARD_FILES);
+    int rc = KV_FAILPOINT_ERROR("no-fixed-files") ? -EINVAL
+                                                  : io_uring_register_files_sparse(&sh->ring, n);
     if (rc != 0) {
         if (sh->id == 0) {
             kv_log_notice("io_uring sparse file tables unavailable (%s): clients served "
@@ -219,10 +226,11 @@ static int files_setup(struct shard *sh)
         }
         return 0;
     }
-    for (uint32_t i = 0; i < SHARD_FILES; i++) {
-        sh->file_free[i] = SHARD_FILES - 1 - i; /* (slot 0 taken first) */
+    for (uint32_t i = 0; i < n; i++) {
+        sh->file_free[i] = n - 1 - i; /* (slot 0 taken first) */
     }
-    sh->file_nfree = SHARD_FILES;
+    sh->file_nfree = n;
+    sh->file_count = n;
     return 0;
 }
 
@@ -242,7 +250,7 @@ int shard_file_register(struct shard *sh, int fd)
 
 void shard_file_unregister(struct shard *sh, int slot)
 {
-    KV_ASSERT(slot >= 0 && slot < SHARD_FILES && sh->file_nfree < SHARD_FILES);
+    KV_ASSERT(slot >= 0 && (uint32_t)slot < sh->file_count && sh->file_nfree < sh->file_count);
     int none = -1;
     /* Fails only on an invalid slot (asserted) or out of memory for the kernel's
      * bookkeeping; a slot that cannot be cleared is not reused. */

@@ -5,12 +5,13 @@ maxclients, idle timeout, client-query-buffer-limit, and clients vanishing mid-r
 In every case the server's memory stays bounded and other clients are served.
 """
 import socket
+import subprocess
 import threading
 import time
 
 import pytest
 
-from conftest import Client, Kvd, St, encode, need_redis, rss_kib, wait_until
+from conftest import Client, Err, Kvd, St, encode, free_port, need_redis, rss_kib, wait_until
 
 
 def exchange(port, data, quiet=0.5, total=10, want=0):
@@ -342,13 +343,18 @@ def test_clients_vanishing_mid_request(kvd, rng):
 def test_accepting_resumes_after_running_out_of_descriptors():
     """With its file descriptors used up, kvd's accept fails (EMFILE) and its multishot
     accept ends; once clients leave it accepts again (the timer arms it anew): clients
-    that connected meanwhile are served. (It used to stop accepting for good.)"""
+    that connected meanwhile are served. (It used to stop accepting for good.) kvd sizes
+    maxclients to its open-files limit at start, so the limit is lowered under it once it
+    runs (an operator's prlimit; the same as fds taken by something else), and its
+    listener moved (CONFIG SET port) so that its accept takes the new limit."""
     import resource
 
-    def low_limit():
-        resource.setrlimit(resource.RLIMIT_NOFILE, (48, 48))
-
-    k = Kvd(args=["--appendonly", "no", "--save", ""], threads=1, preexec_fn=low_limit)
+    k = Kvd(args=["--appendonly", "no", "--save", ""], threads=1)
+    resource.prlimit(k.pid, resource.RLIMIT_NOFILE, (48, 48))
+    with k.client() as c:
+        port = free_port()
+        c.ok("CONFIG", "SET", "port", str(port))
+        k.port = port
     held = []
     try:
         for _ in range(60):  # more than it can take: the last ones wait in the backlog
@@ -370,3 +376,94 @@ def test_accepting_resumes_after_running_out_of_descriptors():
         for s in held:
             s.close()
         k.stop()
+
+
+def _nofile(pid):
+    """The process's open-files limit (soft, hard), from /proc."""
+    with open("/proc/%d/limits" % pid) as f:
+        for line in f:
+            if line.startswith("Max open files"):
+                return tuple(int(x) for x in line.split()[3:5])
+    raise AssertionError("no open-files limit in /proc/%d/limits" % pid)
+
+
+def _may_raise_hard_limit():
+    """Whether a process of ours may raise its hard open-files limit (CAP_SYS_RESOURCE)."""
+    import sys
+    code = ("import resource; resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64)); "
+            "resource.setrlimit(resource.RLIMIT_NOFILE, (128, 128))")
+    return subprocess.run([sys.executable, "-c", code], capture_output=True).returncode == 0
+
+
+def test_open_files_limit_is_raised_for_maxclients():
+    """As Redis at start: a soft limit under maxclients + kvd's own fds (32, and 8 per
+    thread) is raised to that, up to the hard limit, and logged; CONFIG SET maxclients
+    raises it again."""
+    import resource
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (100, 4096))
+
+    k = Kvd(args=["--maxclients", "500", "--appendonly", "no", "--save", ""], threads=2,
+            preexec_fn=limit)
+    try:
+        assert _nofile(k.pid) == (548, 4096)
+        assert ("Increased maximum number of open files to 548 (it was originally set to "
+                "100).") in k.stderr()
+        with k.client() as c:
+            assert c.cmd("CONFIG", "GET", "maxclients") == [b"maxclients", b"500"]
+            c.ok("CONFIG", "SET", "maxclients", "1000")
+            assert _nofile(k.pid) == (1048, 4096)
+            c.ok("CONFIG", "SET", "maxclients", "10")  # (never lowered)
+            assert _nofile(k.pid) == (1048, 4096)
+    finally:
+        k.stop()
+
+
+def test_maxclients_is_lowered_to_what_the_open_files_limit_allows():
+    """Where the hard limit is too low and kvd may not raise it, maxclients is lowered to
+    what it allows (Redis's three warnings), one client more than that is refused, and
+    CONFIG SET maxclients above it is refused with the number that fits; below kvd's own
+    fds it does not start. A process that may raise the hard limit raises it instead."""
+    import resource
+
+    def limit(n):
+        return lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (n, n))
+
+    args = ["--maxclients", "500", "--appendonly", "no", "--save", ""]
+    if _may_raise_hard_limit():
+        k = Kvd(args=args, threads=1, preexec_fn=limit(64))
+        assert _nofile(k.pid) == (540, 540)
+        assert k.stop() == 0
+        return
+    k = Kvd(args=args, threads=1, preexec_fn=limit(64))  # 64 - (32 + 8) = 24 clients
+    clients = []
+    try:
+        err = k.stderr()
+        assert "You requested maxclients of 500 requiring at least 540 max file descriptors." in err
+        assert "Server can't set maximum open files to 540 because of OS error: " in err
+        assert ("Current maximum open files is 64. maxclients has been reduced to 24 to "
+                "compensate for low ulimit. If you need higher maxclients increase "
+                "'ulimit -n'.") in err
+        c = k.client()
+        assert c.cmd("CONFIG", "GET", "maxclients") == [b"maxclients", b"24"]
+        assert c.cmd("CONFIG", "SET", "maxclients", "100") == Err(
+            "ERR CONFIG SET failed (possibly related to argument 'maxclients') - The operating "
+            "system is not able to handle the specified number of clients, try with 24")
+        assert c.cmd("CONFIG", "GET", "maxclients") == [b"maxclients", b"24"]
+        clients = [c] + [k.client() for _ in range(23)]
+        for x in clients:
+            assert x.cmd("PING") == St("PONG")
+        extra = socket.create_connection(("127.0.0.1", k.port), timeout=10)
+        assert extra.recv(100) == b"-ERR max number of clients reached\r\n"
+        extra.close()
+        c.ok("CONFIG", "SET", "maxclients", "20")
+    finally:
+        for x in clients:
+            x.close()
+        k.stop()
+    x = Kvd(args=args, threads=1, preexec_fn=limit(40), ready=False)  # 40 <= 32 + 8
+    assert x.wait_exit(30) == 1
+    assert ("Your current 'ulimit -n' of 40 is not enough for the server to start. Please "
+            "increase your open file limit to at least 540. Exiting.") in x.stderr()
+    x.stop(check=False)

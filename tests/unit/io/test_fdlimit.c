@@ -1,0 +1,93 @@
+/*
+ * Unit tests of io/fdlimit: the open-files limit raised for maxclients (soft up to the
+ * hard limit, the hard one only with the privilege to), never lowered, and the clients
+ * a limit that could not be raised enough allows. Each test runs in its own process
+ * (Criterion forks), so the limits it sets are its own.
+ */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <sys/resource.h>
+
+#include "fdlimit.h"
+
+static void set_limit(rlim_t soft, rlim_t hard)
+{
+    struct rlimit l = {.rlim_cur = soft, .rlim_max = hard};
+    cr_assert_eq(setrlimit(RLIMIT_NOFILE, &l), 0, "setrlimit: %d", errno);
+}
+
+static struct rlimit get_limit(void)
+{
+    struct rlimit l;
+    cr_assert_eq(getrlimit(RLIMIT_NOFILE, &l), 0);
+    return l;
+}
+
+Test(fdlimit, reserved_fds_grow_with_threads)
+{
+    cr_assert_eq(fdlimit_reserved(1), 40);
+    cr_assert_eq(fdlimit_reserved(4), 64);
+}
+
+Test(fdlimit, soft_limit_raised_up_to_the_hard_one)
+{
+    set_limit(100, 4096);
+    struct fdlimit_result r = fdlimit_raise(500, 2);
+    cr_assert_eq(r.old_limit, 100);
+    cr_assert_eq(r.needed, 548);
+    cr_assert_eq(r.limit, 548);
+    cr_assert_eq(r.clients, 500);
+    struct rlimit l = get_limit();
+    cr_assert_eq(l.rlim_cur, 548);
+    cr_assert_eq(l.rlim_max, 4096);
+}
+
+Test(fdlimit, a_limit_that_is_enough_is_left_alone)
+{
+    set_limit(1000, 4096);
+    struct fdlimit_result r = fdlimit_raise(500, 2);
+    cr_assert_eq(r.limit, 1000);
+    cr_assert_eq(r.clients, 500);
+    cr_assert_eq(r.err, 0);
+    cr_assert_eq(get_limit().rlim_cur, 1000); /* never lowered */
+}
+
+Test(fdlimit, over_the_hard_limit_with_or_without_the_privilege)
+{
+    set_limit(64, 64);
+    struct fdlimit_result r = fdlimit_raise(500, 1);
+    struct rlimit l = get_limit();
+    if (r.limit == 540) { /* CAP_SYS_RESOURCE: the hard limit went up too */
+        cr_assert_eq(r.clients, 500);
+        cr_assert_eq(l.rlim_cur, 540);
+        cr_assert_eq(l.rlim_max, 540);
+        return;
+    }
+    cr_assert_eq(r.limit, 64);
+    cr_assert_eq(r.clients, 24); /* 64 - (32 + 8) */
+    cr_assert_eq(r.err, EPERM);
+    cr_assert_eq(l.rlim_cur, 64);
+    cr_assert_eq(l.rlim_max, 64);
+}
+
+Test(fdlimit, soft_raised_to_the_hard_limit_when_that_is_short)
+{
+    set_limit(50, 200);
+    struct fdlimit_result r = fdlimit_raise(500, 1);
+    if (r.limit == 540) {
+        return; /* (privileged: the hard limit went up) */
+    }
+    cr_assert_eq(r.limit, 200);
+    cr_assert_eq(r.clients, 160);
+    cr_assert_eq(get_limit().rlim_cur, 200);
+}
+
+Test(fdlimit, not_even_the_reserved_fds)
+{
+    set_limit(40, 40);
+    struct fdlimit_result r = fdlimit_raise(500, 1);
+    if (r.limit == 540) {
+        return; /* (privileged) */
+    }
+    cr_assert_leq(r.clients, 0);
+}

@@ -358,7 +358,7 @@ static int load_file(const struct kv_conf_item *items, size_t n, const char *pat
             continue;
         }
         const struct kv_conf_item *item = kv_conf_find(items, n, name);
-        char why[200];
+        char why[512]; /* (a user directive's reason quotes the rule) */
         if (item == NULL && words == 2 && strcasecmp(name, "include") == 0) {
             rc = load_include(items, n, value, other, arg, listed, depth, err, errlen);
         } else if (item == NULL && other != NULL) {
@@ -601,7 +601,7 @@ int kv_conf_parse_args_ex(const struct kv_conf_item *items, size_t n, int argc, 
         key[name_len] = '\0';
         const struct kv_conf_item *item = kv_conf_find(items, n, key);
         v.len = 0;
-        char why[200];
+        char why[512];
         if (item == NULL && other != NULL) {
             /* a directive (redis.conf's "user ...", "rename-command ..."): its line */
             put_str(&v, key);

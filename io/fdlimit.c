@@ -12,7 +12,12 @@
 #include "kv_assert.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <sys/resource.h>
+
+/* CONFIG SET maxclients may run on several shard threads at once: the read and the
+ * raise of the limit are one step, so that a smaller raise never undoes a larger one. */
+static pthread_mutex_t fdlimit_mu = PTHREAD_MUTEX_INITIALIZER;
 
 uint64_t fdlimit_reserved(uint32_t threads)
 {
@@ -26,6 +31,7 @@ struct fdlimit_result fdlimit_raise(int64_t maxclients, uint32_t threads)
     uint64_t reserved = fdlimit_reserved(threads);
     struct fdlimit_result r = {.needed = (uint64_t)maxclients + reserved};
     struct rlimit l;
+    pthread_mutex_lock(&fdlimit_mu);
     if (getrlimit(RLIMIT_NOFILE, &l) != 0) {
         l.rlim_cur = l.rlim_max = 1024; /* (Redis assumes 1024 too) */
         r.err = errno;
@@ -44,6 +50,7 @@ struct fdlimit_result fdlimit_raise(int64_t maxclients, uint32_t threads)
             }
         }
     }
+    pthread_mutex_unlock(&fdlimit_mu);
     r.clients = r.limit >= r.needed ? maxclients : (int64_t)r.limit - (int64_t)reserved;
     return r;
 }

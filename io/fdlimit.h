@@ -5,8 +5,8 @@
  * the caller lowers maxclients to what the limit reached allows.
  *
  * Called by the main thread at start and by CONFIG SET maxclients (any shard thread):
- * the limit is the process's; two raises at once both end at a limit that is enough
- * for the larger request or at the system's maximum.
+ * the limit is the process's, read and raised under one lock, so that of two raises at
+ * once the smaller never undoes the larger.
  */
 #ifndef KVD_FDLIMIT_H
 #define KVD_FDLIMIT_H

@@ -922,6 +922,9 @@ static int conf_user_add(const char *rest, int lineno, char *err, size_t errlen)
             rc = KV_EINVAL;
         }
     }
+    if (rc == 0 && users_conf_check(argv, argc, err, errlen) != 0) {
+        rc = KV_EINVAL;
+    }
     struct users_conf_line *v = rc == 0 ? realloc(u->v, (u->n + 1) * sizeof *v) : NULL;
     if (rc == 0 && v == NULL) {
         snprintf(err, errlen, "out of memory");
@@ -1028,7 +1031,7 @@ static int check_consistency(void)
 
 int kvd_settings_load(int argc, char **argv)
 {
-    char err[512];
+    char err[2048];
     const char *config = NULL;
     /* As redis-server: a first argument that is no flag names the config file. */
     int first = 1;

@@ -62,6 +62,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
+#include <sys/utsname.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -203,6 +204,21 @@ void shard_buf_return(struct shard *sh, uint16_t bid)
 
 /* The sparse table of SHARD_FILES registered sockets, all free (none when the kernel has
  * no sparse tables: then every client is served by its plain fd). */
+/* Whether the running kernel frees a socket removed from the file table while other
+ * requests are in flight: from 6.13 each entry holds its own reference. Before, a
+ * removed entry was released only once every request issued before the removal had
+ * ended, and a client's multishot receive lasts as long as the client: one idle client
+ * would keep every socket closed after it allocated. */
+static bool files_release_promptly(void)
+{
+    struct utsname u;
+    unsigned major = 0, minor = 0;
+    if (uname(&u) != 0 || sscanf(u.release, "%u.%u", &major, &minor) != 2) {
+        return false;
+    }
+    return major > 6 || (major == 6 && minor >= 13);
+}
+
 static int files_setup(struct shard *sh)
 {
     /* (the kernel refuses a table larger than the open-files limit, which kvd raised for
@@ -215,6 +231,13 @@ static int files_setup(struct shard *sh)
     sh->file_free = mi_heap_malloc(sh->heap, n * sizeof sh->file_free[0]);
     if (sh->file_free == NULL) {
         return -ENOMEM;
+    }
+    if (!files_release_promptly()) {
+        if (sh->id == 0) {
+            kv_log_notice("io_uring file tables not used before Linux 6.13 (a removed entry "
+                          "waits for older requests): clients served by plain fds");
+        }
+        return 0;
     }
     int rc = KV_FAILPOINT_ERROR("no-fixed-files") ? -EINVAL
                                                   : io_uring_register_files_sparse(&sh->ring, n);

@@ -1876,6 +1876,36 @@ static int load_file_locked(const char *path, char *err, size_t errcap)
     return load_apply_locked(&L, err, errcap);
 }
 
+int users_conf_check(const struct resp_arg *argv, size_t argc, char *err, size_t errcap)
+{
+    KV_ASSERT(argc >= 1 && errcap > 0);
+    rows_init(); /* (idempotent: users_init runs it again) */
+    size_t nrules = argc - 1;
+    struct resp_arg *ops = xalloc((nrules + 1) * sizeof *ops);
+    char *mbuf = NULL;
+    size_t bad = 0;
+    long k = merge_selectors(argv + 1, nrules, ops, &mbuf, &bad);
+    const struct resp_arg *arg = k < 0 ? &argv[1 + bad] : NULL;
+    const char *why = "Syntax error";
+    struct user *u = user_new(argv[0].ptr, argv[0].len);
+    for (long i = 0; arg == NULL && i < k; i++) {
+        size_t b = 0;
+        enum rule_err e = apply_rules(u, &ops[i], 1, &b);
+        if (e != RULE_OK && e != RULE_ENOENT) { /* (unknown commands: when loaded) */
+            arg = &ops[i];
+            why = rule_err_text(e);
+        }
+    }
+    if (arg != NULL) {
+        snprintf(err, errcap, "Error in user declaration '%.*s': %s",
+                 (int)(arg->len > 128 ? 128 : arg->len), arg->ptr, why);
+    }
+    user_unref(u);
+    free(ops);
+    free(mbuf);
+    return arg != NULL ? -1 : 0;
+}
+
 /* A config directive's user into L, or false with kvd's report of a bad config line in
  * err: "config: PATH:LINE: " or "--user: ", then Redis's text (its config loader's for a
  * bad rule, its start-up loader's for an unknown command or a name with spaces). */
@@ -1898,15 +1928,17 @@ static bool load_conf_user(struct loader *L, const struct users_conf_line *line,
     long k = merge_selectors(line->argv + 1, nrules, ops, &mbuf, &bad);
     struct user *u = user_new(name->ptr, name->len);
     enum rule_err e = k < 0 ? RULE_EINVAL : apply_rules(u, ops, (size_t)k, &bad);
-    const struct resp_arg *arg = k < 0 ? &line->argv[1 + bad] : &ops[bad];
-    int alen = (int)(arg->len > 128 ? 128 : arg->len);
-    if (e == RULE_ENOENT) {
-        snprintf(err + at, errcap - at,
-                 "Error loading ACL rule '%.*s' for the user named '%.*s': %s", alen, arg->ptr,
-                 (int)name->len, name->ptr, rule_err_text(e));
-    } else if (e != RULE_OK) {
-        snprintf(err + at, errcap - at, "Error in user declaration '%.*s': %s", alen, arg->ptr,
-                 rule_err_text(e));
+    if (e != RULE_OK) {
+        const struct resp_arg *arg = k < 0 ? &line->argv[1 + bad] : &ops[bad];
+        int alen = (int)(arg->len > 128 ? 128 : arg->len);
+        if (e == RULE_ENOENT) {
+            snprintf(err + at, errcap - at,
+                     "Error loading ACL rule '%.*s' for the user named '%.*s': %s", alen, arg->ptr,
+                     (int)name->len, name->ptr, rule_err_text(e));
+        } else { /* (users_conf_check refused these when the directive was read) */
+            snprintf(err + at, errcap - at, "Error in user declaration '%.*s': %s", alen, arg->ptr,
+                     rule_err_text(e));
+        }
     }
     free(ops);
     free(mbuf);

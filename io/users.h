@@ -59,6 +59,12 @@ struct users_conf_line {
     int lineno;
 };
 
+/* Redis's check of a "user" directive when the config is read (ACLAppendUserForLoading):
+ * its rules applied to a scratch user, unknown commands and categories let through
+ * (users_init reports those, as Redis when it loads the users). 0, or -1 with Redis's
+ * "Error in user declaration 'rule': reason" in err. Before the shard threads start. */
+int users_conf_check(const struct resp_arg *argv, size_t argc, char *err, size_t errcap);
+
 /* Creates the default user ("on", every permission; nopass, or requirepass as its one
  * password), then the users of the config's "user" directives (conf: nconf of them, from
  * the file conf_path or flags) or of `aclfile` when it is not empty (not both, as Redis).

@@ -387,12 +387,22 @@ def _nofile(pid):
     raise AssertionError("no open-files limit in /proc/%d/limits" % pid)
 
 
+def _drop_sys_resource():
+    """In a child before exec: drops CAP_SYS_RESOURCE (root's right to raise a hard limit)
+    from the bounding set, so that what it runs lacks it. Returns nothing either way (a
+    runner without CAP_SETPCAP keeps it: _may_raise_hard_limit then says so)."""
+    import ctypes
+    PR_CAPBSET_DROP, CAP_SYS_RESOURCE = 24, 24
+    ctypes.CDLL(None, use_errno=True).prctl(PR_CAPBSET_DROP, CAP_SYS_RESOURCE, 0, 0, 0)
+
+
 def _may_raise_hard_limit():
-    """Whether a process of ours may raise its hard open-files limit (CAP_SYS_RESOURCE)."""
+    """Whether a process started as kvd is here may raise its hard open-files limit."""
     import sys
     code = ("import resource; resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64)); "
             "resource.setrlimit(resource.RLIMIT_NOFILE, (128, 128))")
-    return subprocess.run([sys.executable, "-c", code], capture_output=True).returncode == 0
+    return subprocess.run([sys.executable, "-c", code], capture_output=True,
+                          preexec_fn=_drop_sys_resource).returncode == 0
 
 
 def test_open_files_limit_is_raised_for_maxclients():
@@ -424,11 +434,15 @@ def test_maxclients_is_lowered_to_what_the_open_files_limit_allows():
     """Where the hard limit is too low and kvd may not raise it, maxclients is lowered to
     what it allows (Redis's three warnings), one client more than that is refused, and
     CONFIG SET maxclients above it is refused with the number that fits; below kvd's own
-    fds it does not start. A process that may raise the hard limit raises it instead."""
+    fds it does not start. kvd runs without CAP_SYS_RESOURCE (dropped before it starts);
+    a runner that cannot drop it sees kvd raise the hard limit instead."""
     import resource
 
     def limit(n):
-        return lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (n, n))
+        def set_it():
+            _drop_sys_resource()
+            resource.setrlimit(resource.RLIMIT_NOFILE, (n, n))
+        return set_it
 
     args = ["--maxclients", "500", "--appendonly", "no", "--save", ""]
     if _may_raise_hard_limit():

@@ -55,6 +55,18 @@ def kvd_fp_path():
     return os.path.join(os.path.dirname(kvd_path()), "kvd-fp")
 
 
+def kvd_sanitizer():
+    """The sanitizer kvd was built with ("address", "thread"), from KV_SANITIZE in its
+    build's CMake cache; None for a plain build (or a kvd without a build dir)."""
+    cache = os.path.join(os.path.dirname(os.path.dirname(kvd_path())), "CMakeCache.txt")
+    try:
+        with open(cache) as f:
+            m = re.search(r"^KV_SANITIZE:\w+=(\S+)", f.read(), re.M)
+    except OSError:
+        return None
+    return m.group(1) if m else None
+
+
 def have_redis():
     return os.access(REDIS_BIN, os.X_OK)
 

@@ -48,7 +48,7 @@ import tempfile
 import threading
 import time
 
-from conftest import SANITIZER_MARKS, Client, ConnClosed, St, encode, kvd_path
+from conftest import SANITIZER_MARKS, Client, ConnClosed, St, encode, kvd_path, kvd_sanitizer
 
 WRITERS = 6
 SKEYS = 48            # w<i>:s<k>: SET / MSET / DEL
@@ -65,21 +65,10 @@ RECOVERY_KEYS_DEFAULT = 1000000
 RECOVERY_KEYS_SANITIZED = 200000  # ASan / TSan kvd loads and replays several times slower
 
 
-def sanitized_build():
-    """True if kvd was built with a sanitizer (KV_SANITIZE in its build's CMake cache)."""
-    cache = os.path.join(os.path.dirname(os.path.dirname(kvd_path())), "CMakeCache.txt")
-    try:
-        with open(cache) as f:
-            m = re.search(r"^KV_SANITIZE:\w+=(\S+)", f.read(), re.M)
-    except OSError:
-        return False
-    return m is not None
-
-
 def recovery_keys():
     if os.environ.get("KV_RECOVERY_KEYS"):
         return int(os.environ["KV_RECOVERY_KEYS"])
-    return RECOVERY_KEYS_SANITIZED if sanitized_build() else RECOVERY_KEYS_DEFAULT
+    return RECOVERY_KEYS_SANITIZED if kvd_sanitizer() else RECOVERY_KEYS_DEFAULT
 
 
 def seed_from_env():

@@ -233,9 +233,9 @@ static int files_setup(struct shard *sh)
         return -ENOMEM;
     }
     if (!files_release_promptly()) {
-        if (sh->id == 0) {
-            kv_log_notice("io_uring file tables not used before Linux 6.13 (a removed entry "
-                          "waits for older requests): clients served by plain fds");
+        if (sh->id == 0) { /* (verbose: nothing to act on) */
+            kv_log_verbose("io_uring file tables not used before Linux 6.13 (a removed entry "
+                           "waits for older requests): clients served by plain fds");
         }
         return 0;
     }

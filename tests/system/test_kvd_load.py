@@ -387,7 +387,8 @@ def test_clients_are_registered_with_the_rings_and_unregistered_at_close(kvds):
     opened and closed, only the clients still connected are registered. Before Linux
     6.13 (a removed entry waited for every older request, and a client's receive lasts
     as long as the client) no table is used, and kvd says so."""
-    k = kvds(args=["--threads", "2", "--appendonly", "no", "--save", ""])
+    k = kvds(args=["--threads", "2", "--appendonly", "no", "--save", "",
+                   "--loglevel", "verbose"])
     if not kernel_frees_removed_files():
         with k.client() as c:
             assert c.cmd("PING") == St("PONG")

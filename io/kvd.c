@@ -307,6 +307,10 @@ int main(int argc, char **argv)
         kv_log_syslog(kvd_settings.syslog_ident,
                       facilities[KV_CONF_GET(kvd_settings.syslog_facility) % 9]);
     }
+    if (KV_CONF_GET(kvd_settings.daemonize) && kvd_settings.pidfile[0] == '\0') {
+        /* as Redis: a daemon writes a pid file even without the setting (its default) */
+        snprintf(kvd_settings.pidfile, sizeof kvd_settings.pidfile, "%s", KVD_PIDFILE_DAEMON);
+    }
     if (kvd_settings.pidfile[0] != '\0') {
         write_pidfile(kvd_settings.pidfile);
     }

@@ -571,7 +571,8 @@ const struct kv_conf_item kvd_setting_items[] = {
     {.name = "pidfile",
      .type = KV_CONF_STRING,
      .def = "",
-     .help = "write the process id to this file at start (removed at a clean exit; \"\": none)",
+     .help = "write the process id to this file at start (removed at a clean exit; \"\": none, "
+             "or /var/run/kvd.pid when daemonized, as Redis)",
      .str = S->pidfile,
      .str_cap = sizeof S->pidfile},
     {.name = "logfile",

@@ -15,8 +15,10 @@
 
 #define KVD_BIND_MAX 256 /* capacity of the bind address text */
 #define KVD_DIR_MAX  1024
-#define KVD_PASS_MAX 512  /* longest requirepass */
-#define KVD_DB_MAX   4096 /* most databases (the WAL keeps a database in 16 bits) */
+/* The pid file of a daemonized kvd without `pidfile` (Redis's is /var/run/redis.pid). */
+#define KVD_PIDFILE_DAEMON "/var/run/kvd.pid"
+#define KVD_PASS_MAX       512  /* longest requirepass */
+#define KVD_DB_MAX         4096 /* most databases (the WAL keeps a database in 16 bits) */
 
 struct kvd_settings {
     char bind[KVD_BIND_MAX];

@@ -190,6 +190,30 @@ def test_daemonize_logfile_pidfile(tmp_path):
     assert "kvd stopped" in log.read_text()
 
 
+def test_daemonize_without_pidfile_writes_the_default_one(tmp_path):
+    """As Redis (/var/run/redis.pid): a daemon writes /var/run/kvd.pid when no pidfile is
+    set, CONFIG GET shows it, and a clean exit removes it."""
+    default = "/var/run/kvd.pid"
+    if os.path.exists(default) or not os.access(os.path.dirname(default), os.W_OK):
+        pytest.skip("%s exists already or its directory is not writable here" % default)
+    log, data = tmp_path / "kvd.log", tmp_path / "data"
+    port = free_port()
+    p = subprocess.run([kvd_path(), "--daemonize", "yes", "--logfile", str(log), "--port",
+                        str(port), "--dir", str(data), "--threads", "1"],
+                       timeout=30, capture_output=True)
+    assert p.returncode == 0, p.stderr
+    wait_until(lambda: os.path.exists(default) and open(default).read().endswith("\n"), 10,
+               what="the default pidfile")
+    daemon = int(open(default).read())
+    try:
+        wait_until(lambda: "kvd ready" in log.read_text(), 30, what="ready in the logfile")
+        with Client(port) as c:
+            assert c.cmd("CONFIG", "GET", "pidfile") == [b"pidfile", default.encode()]
+    finally:
+        os.kill(daemon, signal.SIGTERM)
+    wait_until(lambda: not os.path.exists(default), 30, what="pidfile removed at exit")
+
+
 def ping(port):
     try:
         with Client(port, timeout=1) as c:

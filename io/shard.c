@@ -276,9 +276,14 @@ void shard_file_unregister(struct shard *sh, int slot)
     KV_ASSERT(slot >= 0 && (uint32_t)slot < sh->file_count && sh->file_nfree < sh->file_count);
     int none = -1;
     /* Fails only on an invalid slot (asserted) or out of memory for the kernel's
-     * bookkeeping; a slot that cannot be cleared is not reused. */
-    if (io_uring_register_files_update(&sh->ring, (unsigned)slot, &none, 1) == 1) {
+     * bookkeeping; a slot that cannot be cleared is not reused, and its socket stays
+     * open in the table (said in the log) until kvd exits. */
+    int rc = io_uring_register_files_update(&sh->ring, (unsigned)slot, &none, 1);
+    if (rc == 1) {
         sh->file_free[sh->file_nfree++] = (uint32_t)slot;
+    } else {
+        kv_log_warning("io_uring file table: cannot clear entry %d (its socket stays open): %s",
+                       slot, strerror(rc < 0 ? -rc : EIO));
     }
 }
 

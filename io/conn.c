@@ -139,11 +139,7 @@ struct conn {
     struct conn *dirty_next;
     struct conn *blocked_next;
     int fd;
-    /* what its receives and sends name: its entry in the ring's file table with
-     * IOSQE_FIXED_FILE in io_flags, or fd (file_slot -1) */
-    int io_fd;
-    uint8_t io_flags;
-    int file_slot;
+    int file_slot; /* its entry in the ring's file table, -1 if none (see use_file) */
     uint32_t flags;
     int inflight; /* completions still expected */
     uint64_t id;
@@ -807,12 +803,23 @@ static void format_addr(const struct sockaddr_storage *ss, char *buf, size_t cap
     snprintf(buf, cap, "%s:%u", ip, port);
 }
 
+/* Names the connection's socket in sqe (prepared with c->fd) by its entry in the ring's
+ * file table when it has one: the kernel then skips the fd lookup. */
+static inline void use_file(struct io_uring_sqe *sqe, const struct conn *c)
+{
+    if (c->file_slot >= 0) {
+        sqe->fd = c->file_slot;
+        sqe->flags |= IOSQE_FIXED_FILE;
+    }
+}
+
 static void arm_recv(struct conn *c)
 {
     KV_ASSERT(!(c->flags & CONN_RECV_ARMED));
     struct io_uring_sqe *sqe = shard_sqe(c->sh);
-    io_uring_prep_recv_multishot(sqe, c->io_fd, NULL, 0, 0);
-    sqe->flags |= IOSQE_BUFFER_SELECT | c->io_flags;
+    io_uring_prep_recv_multishot(sqe, c->fd, NULL, 0, 0);
+    use_file(sqe, c);
+    sqe->flags |= IOSQE_BUFFER_SELECT;
     sqe->buf_group = shard_bgid();
     io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)c | CONN_UD_RECV);
     c->flags |= CONN_RECV_ARMED;
@@ -913,8 +920,6 @@ void conn_accept(struct shard *sh, int fd)
     c->sh = sh;
     c->fd = fd;
     c->file_slot = shard_file_register(sh, fd);
-    c->io_fd = c->file_slot >= 0 ? c->file_slot : fd;
-    c->io_flags = c->file_slot >= 0 ? IOSQE_FIXED_FILE : 0;
     c->id = atomic_fetch_add_explicit(&srv->next_conn_id, 1, memory_order_relaxed) + 1;
     c->held_bid = -1;
     c->pf_len = PF_KEY_NONE;
@@ -4547,14 +4552,14 @@ static void flush_one(struct conn *c)
     KV_ASSERT(n > 0);
     struct io_uring_sqe *sqe = shard_sqe(c->sh);
     if (n == 1) { /* the common case: a send, no msghdr for the kernel to copy and check */
-        io_uring_prep_send(sqe, c->io_fd, c->iov[0].iov_base, c->iov[0].iov_len, MSG_NOSIGNAL);
+        io_uring_prep_send(sqe, c->fd, c->iov[0].iov_base, c->iov[0].iov_len, MSG_NOSIGNAL);
     } else {
         memset(&c->msg, 0, sizeof c->msg);
         c->msg.msg_iov = c->iov;
         c->msg.msg_iovlen = (size_t)n;
-        io_uring_prep_sendmsg(sqe, c->io_fd, &c->msg, MSG_NOSIGNAL);
+        io_uring_prep_sendmsg(sqe, c->fd, &c->msg, MSG_NOSIGNAL);
     }
-    sqe->flags |= c->io_flags;
+    use_file(sqe, c);
     io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)c | CONN_UD_SEND);
     c->flags |= CONN_SEND_INFLIGHT;
     c->inflight++;

@@ -202,8 +202,6 @@ void shard_buf_return(struct shard *sh, uint16_t bid)
     io_uring_buf_ring_advance(sh->br, 1);
 }
 
-/* The sparse table of SHARD_FILES registered sockets, all free (none when the kernel has
- * no sparse tables: then every client is served by its plain fd). */
 /* Whether the running kernel frees a socket removed from the file table while other
  * requests are in flight: from 6.13 each entry holds its own reference. Before, a
  * removed entry was released only once every request issued before the removal had
@@ -219,25 +217,24 @@ static bool files_release_promptly(void)
     return major > 6 || (major == 6 && minor >= 13);
 }
 
+/* The ring's sparse table of registered sockets (SHARD_FILES entries, or the open-files
+ * limit if lower), all free; none on an older kernel or one without sparse tables: then
+ * every client is served by its plain fd. */
 static int files_setup(struct shard *sh)
 {
-    /* (the kernel refuses a table larger than the open-files limit, which kvd raised for
-     * maxclients at start) */
-    struct rlimit l;
-    uint32_t n = SHARD_FILES;
-    if (getrlimit(RLIMIT_NOFILE, &l) == 0 && l.rlim_cur < n) {
-        n = (uint32_t)l.rlim_cur;
-    }
-    sh->file_free = mi_heap_malloc(sh->heap, n * sizeof sh->file_free[0]);
-    if (sh->file_free == NULL) {
-        return -ENOMEM;
-    }
     if (!files_release_promptly()) {
         if (sh->id == 0) { /* (verbose: nothing to act on) */
             kv_log_verbose("io_uring file tables not used before Linux 6.13 (a removed entry "
                            "waits for older requests): clients served by plain fds");
         }
         return 0;
+    }
+    /* (the kernel refuses a table larger than the open-files limit, which kvd raised for
+     * maxclients at start) */
+    struct rlimit l;
+    uint32_t n = SHARD_FILES;
+    if (getrlimit(RLIMIT_NOFILE, &l) == 0 && l.rlim_cur < n) {
+        n = (uint32_t)l.rlim_cur;
     }
     int rc = KV_FAILPOINT_ERROR("no-fixed-files") ? -EINVAL
                                                   : io_uring_register_files_sparse(&sh->ring, n);
@@ -248,6 +245,10 @@ static int files_setup(struct shard *sh)
                           strerror(-rc));
         }
         return 0;
+    }
+    sh->file_free = mi_heap_malloc(sh->heap, n * sizeof sh->file_free[0]);
+    if (sh->file_free == NULL) {
+        return -ENOMEM;
     }
     for (uint32_t i = 0; i < n; i++) {
         sh->file_free[i] = n - 1 - i; /* (slot 0 taken first) */

@@ -1876,39 +1876,63 @@ static int load_file_locked(const char *path, char *err, size_t errcap)
     return load_apply_locked(&L, err, errcap);
 }
 
-int users_conf_check(const struct resp_arg *argv, size_t argc, char *err, size_t errcap)
+/* The user a config directive declares (argv[0] its name, then its rules, selectors
+ * merged as Redis does), or NULL with the error and the argument it names (cut to
+ * USERS_BAD_ARG_MAX bytes, NUL-terminated). Unknown
+ * commands and categories fail it only if !skip_unknown (Redis checks them when it loads
+ * the users, not when it reads the line). */
+#define USERS_BAD_ARG_MAX 128 /* bytes of a bad rule a config error quotes */
+
+static struct user *user_of_directive(const struct resp_arg *argv, size_t argc, bool skip_unknown,
+                                      enum rule_err *e, char bad_arg[USERS_BAD_ARG_MAX + 1])
 {
-    KV_ASSERT(argc >= 1 && errcap > 0);
-    rows_init(); /* (idempotent: users_init runs it again) */
+    KV_ASSERT(argc >= 1);
     size_t nrules = argc - 1;
     struct resp_arg *ops = xalloc((nrules + 1) * sizeof *ops);
     char *mbuf = NULL;
     size_t bad = 0;
     long k = merge_selectors(argv + 1, nrules, ops, &mbuf, &bad);
+    *e = k < 0 ? RULE_EINVAL : RULE_OK;
     const struct resp_arg *arg = k < 0 ? &argv[1 + bad] : NULL;
-    const char *why = "Syntax error";
     struct user *u = user_new(argv[0].ptr, argv[0].len);
-    for (long i = 0; arg == NULL && i < k; i++) {
+    for (long i = 0; *e == RULE_OK && i < k; i++) { /* one at a time: unknown ones skipped */
         size_t b = 0;
-        enum rule_err e = apply_rules(u, &ops[i], 1, &b);
-        if (e != RULE_OK && e != RULE_ENOENT) { /* (unknown commands: when loaded) */
+        enum rule_err r = apply_rules(u, &ops[i], 1, &b);
+        if (r != RULE_OK && !(r == RULE_ENOENT && skip_unknown)) {
+            *e = r;
             arg = &ops[i];
-            why = rule_err_text(e);
         }
     }
-    if (arg != NULL) {
-        snprintf(err, errcap, "Error in user declaration '%.*s': %s",
-                 (int)(arg->len > 128 ? 128 : arg->len), arg->ptr, why);
+    if (*e != RULE_OK) { /* (copied: a merged selector's text lives in mbuf) */
+        snprintf(bad_arg, USERS_BAD_ARG_MAX + 1, "%.*s",
+                 (int)(arg->len > USERS_BAD_ARG_MAX ? USERS_BAD_ARG_MAX : arg->len), arg->ptr);
+        user_unref(u);
+        u = NULL;
     }
-    user_unref(u);
     free(ops);
     free(mbuf);
-    return arg != NULL ? -1 : 0;
+    return u;
+}
+
+int users_conf_check(const struct resp_arg *argv, size_t argc, char *err, size_t errcap)
+{
+    KV_ASSERT(argc >= 1 && errcap > 0);
+    rows_init(); /* (idempotent: users_init runs it again) */
+    enum rule_err e;
+    char arg[USERS_BAD_ARG_MAX + 1];
+    struct user *u = user_of_directive(argv, argc, true, &e, arg);
+    if (u == NULL) {
+        snprintf(err, errcap, "Error in user declaration '%s': %s", arg, rule_err_text(e));
+        return -1;
+    }
+    user_unref(u);
+    return 0;
 }
 
 /* A config directive's user into L, or false with kvd's report of a bad config line in
- * err: "config: PATH:LINE: " or "--user: ", then Redis's text (its config loader's for a
- * bad rule, its start-up loader's for an unknown command or a name with spaces). */
+ * err: "config: PATH:LINE: " or "--user: ", then Redis's text (its start-up loader's for
+ * an unknown command or a name with spaces; users_conf_check refused the rest when the
+ * directive was read). */
 static bool load_conf_user(struct loader *L, const struct users_conf_line *line, const char *path,
                            char *err, size_t errcap)
 {
@@ -1921,29 +1945,13 @@ static bool load_conf_user(struct loader *L, const struct users_conf_line *line,
         snprintf(err + at, errcap - at, "Spaces not allowed in ACL usernames");
         return false;
     }
-    size_t nrules = line->argc - 1;
-    struct resp_arg *ops = xalloc((nrules + 1) * sizeof *ops);
-    char *mbuf = NULL;
-    size_t bad = 0;
-    long k = merge_selectors(line->argv + 1, nrules, ops, &mbuf, &bad);
-    struct user *u = user_new(name->ptr, name->len);
-    enum rule_err e = k < 0 ? RULE_EINVAL : apply_rules(u, ops, (size_t)k, &bad);
-    if (e != RULE_OK) {
-        const struct resp_arg *arg = k < 0 ? &line->argv[1 + bad] : &ops[bad];
-        int alen = (int)(arg->len > 128 ? 128 : arg->len);
-        if (e == RULE_ENOENT) {
-            snprintf(err + at, errcap - at,
-                     "Error loading ACL rule '%.*s' for the user named '%.*s': %s", alen, arg->ptr,
-                     (int)name->len, name->ptr, rule_err_text(e));
-        } else { /* (users_conf_check refused these when the directive was read) */
-            snprintf(err + at, errcap - at, "Error in user declaration '%.*s': %s", alen, arg->ptr,
-                     rule_err_text(e));
-        }
-    }
-    free(ops);
-    free(mbuf);
-    if (e != RULE_OK) {
-        user_unref(u);
+    enum rule_err e;
+    char arg[USERS_BAD_ARG_MAX + 1];
+    struct user *u = user_of_directive(line->argv, line->argc, false, &e, arg);
+    if (u == NULL) {
+        KV_ASSERT(e == RULE_ENOENT); /* (any other error was refused when read) */
+        snprintf(err + at, errcap - at, "Error loading ACL rule '%s' for the user named '%.*s': %s",
+                 arg, (int)name->len, name->ptr, rule_err_text(e));
         return false;
     }
     KV_ASSERT(!seen_has(&L->seen, L->nu, name->ptr, name->len)); /* (refused when read) */

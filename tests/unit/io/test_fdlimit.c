@@ -40,11 +40,13 @@ static void set_limit(rlim_t soft, rlim_t hard)
     cr_assert_eq(setrlimit(RLIMIT_NOFILE, &l), 0, "setrlimit: %d", errno);
 }
 
-static struct rlimit get_limit(void)
+/* The process's limit is (soft, hard) now. */
+static void assert_limit(rlim_t soft, rlim_t hard)
 {
     struct rlimit l;
     cr_assert_eq(getrlimit(RLIMIT_NOFILE, &l), 0);
-    return l;
+    cr_assert_eq(l.rlim_cur, soft);
+    cr_assert_eq(l.rlim_max, hard);
 }
 
 Test(fdlimit, reserved_fds_grow_with_threads)
@@ -61,9 +63,7 @@ Test(fdlimit, soft_limit_raised_up_to_the_hard_one)
     cr_assert_eq(r.needed, 548);
     cr_assert_eq(r.limit, 548);
     cr_assert_eq(r.clients, 500);
-    struct rlimit l = get_limit();
-    cr_assert_eq(l.rlim_cur, 548);
-    cr_assert_eq(l.rlim_max, 4096);
+    assert_limit(548, 4096);
 }
 
 Test(fdlimit, a_limit_that_is_enough_is_left_alone)
@@ -73,19 +73,17 @@ Test(fdlimit, a_limit_that_is_enough_is_left_alone)
     cr_assert_eq(r.limit, 1000);
     cr_assert_eq(r.clients, 500);
     cr_assert_eq(r.err, 0);
-    cr_assert_eq(get_limit().rlim_cur, 1000); /* never lowered */
+    assert_limit(1000, 4096); /* never lowered */
 }
 
 Test(fdlimit, over_the_hard_limit_without_the_privilege)
 {
     set_limit(64, 64);
     struct fdlimit_result r = fdlimit_raise(500, 1);
-    struct rlimit l = get_limit();
     cr_assert_eq(r.limit, 64);
     cr_assert_eq(r.clients, 24); /* 64 - (32 + 8) */
     cr_assert_eq(r.err, EPERM);
-    cr_assert_eq(l.rlim_cur, 64);
-    cr_assert_eq(l.rlim_max, 64);
+    assert_limit(64, 64);
 }
 
 Test(fdlimit, soft_raised_to_the_hard_limit_when_that_is_short)
@@ -94,7 +92,7 @@ Test(fdlimit, soft_raised_to_the_hard_limit_when_that_is_short)
     struct fdlimit_result r = fdlimit_raise(500, 1);
     cr_assert_eq(r.limit, 200);
     cr_assert_eq(r.clients, 160);
-    cr_assert_eq(get_limit().rlim_cur, 200);
+    assert_limit(200, 200);
 }
 
 Test(fdlimit, not_even_the_reserved_fds)

@@ -31,6 +31,7 @@ struct kvd_settings kvd_settings;
 static const char *const pubsub_defaults[] = {"allchannels", "resetchannels", NULL};
 static const char *const loglevels[] = {"debug", "verbose", "notice", "warning", NULL};
 static const char *const fsync_modes[] = {"always", "everysec", "no", NULL}; /* enum wal_fsync */
+static const char *const sync_methods[] = {"dsync", "fdatasync", NULL};      /* enum wal_sync */
 
 #define S  (&kvd_settings)
 #define RT KV_CONF_RUNTIME
@@ -432,6 +433,16 @@ const struct kv_conf_item kvd_setting_items[] = {
      .max = 1024LL * 1024 * 1024,
      .help = "bytes of each preallocated WAL segment file (a multiple of 4 KiB)",
      .num = &S->wal_segment_size},
+    {.name = "wal-sync-method",
+     .flags = KV_CONF_SAME,
+     .type = KV_CONF_ENUM,
+     .def = "dsync",
+     .choices = sync_methods,
+     .help = "how appendfsync always makes a WAL batch durable: dsync (the O_DIRECT write "
+             "carries RWF_DSYNC) or fdatasync (an fdatasync linked after the write: faster "
+             "on a device with a volatile write cache and no FUA when the CPU that takes "
+             "its interrupts is busy; INFO wal_device_cache, docs/PERFORMANCE.md)",
+     .num = &S->wal_sync_method},
     {.name = "wal-writes-in-flight",
      .flags = KV_CONF_SAME,
      .type = KV_CONF_INT,

@@ -64,6 +64,7 @@ struct kvd_settings {
     _Atomic int64_t aof_use_rdb_preamble; /* (no effect: Redis's name) */
     _Atomic int64_t appendfsync;          /* enum wal_fsync */
     _Atomic int64_t wal_segment_size;
+    _Atomic int64_t wal_sync_method; /* enum wal_sync */
     _Atomic int64_t wal_writes_in_flight;
     _Atomic int64_t snapshot_wal_size;
     _Atomic int64_t repair;

@@ -9,6 +9,7 @@
  */
 #include "wal.h"
 
+#include "devcache.h"
 #include "kv_assert.h"
 #include "kv_clock.h"
 #include "kv_failpoint.h"
@@ -58,10 +59,11 @@ enum spare_state {
 /* One batch being written. */
 struct wal_write {
     struct wal_buf *buf;
-    uint64_t off;  /* in the current segment */
-    uint64_t span; /* bytes on disk */
-    uint64_t done; /* bytes written so far */
-    uint64_t t0;   /* submitted at (monotonic ns) */
+    uint64_t off;   /* in the current segment */
+    uint64_t span;  /* bytes on disk */
+    uint64_t done;  /* bytes written so far */
+    uint64_t t0;    /* submitted at (monotonic ns) */
+    uint32_t syncs; /* linked fdatasyncs submitted and not completed */
     bool complete;
 };
 
@@ -113,6 +115,7 @@ struct wal {
     uint32_t nsegs;
     struct wal_stats *stats; /* the shard's (it outlives this WAL: INFO reads it) */
     uint64_t base_lsn;       /* written into every segment header (walfmt.h) */
+    bool linked;             /* wal-sync-method fdatasync */
 };
 
 static int fsync_mode(void)
@@ -282,6 +285,9 @@ int wal_open(struct wal **out, struct shard *sh, const struct wal_open_args *a)
     w->hdr_blk = mi_heap_zalloc_aligned(w->heap, WALFMT_BLOCK, WALFMT_BLOCK);
     w->depth = a->depth;
     KV_ASSERT(w->depth >= 1 && w->depth <= WAL_DEPTH_MAX);
+    w->linked = KV_CONF_GET(kvd_settings.wal_sync_method) == WAL_SYNC_FDATASYNC;
+    STAT_SET(w->stats->sync_linked, w->linked);
+    STAT_SET(w->stats->device_cache, (int)devcache_of_dir(a->dir));
     if (w->zeros == NULL || w->hdr_blk == NULL) {
         return open_failed(w, -ENOMEM);
     }
@@ -538,16 +544,34 @@ static bool switch_segment(struct wal *w)
     return true;
 }
 
+/* Submits the rest of the slot's batch. In `always` mode it is made durable by the
+ * write itself (RWF_DSYNC) or, with wal-sync-method fdatasync, by an fdatasync linked
+ * after it (IOSQE_IO_LINK: it starts once the write completed in full; a short write
+ * cancels it, and the rest goes out with a new one). The two entries of a link go in
+ * one submission: a link is cut where a submission ends. */
 static void submit_write(struct wal *w, uint32_t slot)
 {
     struct wal_write *wr = &w->writes[slot];
+    bool linked = w->linked && fsync_mode() == WAL_FSYNC_ALWAYS;
+    if (linked && io_uring_sq_space_left(&w->sh->ring) < 2) {
+        io_uring_submit(&w->sh->ring);
+    }
     struct io_uring_sqe *sqe = shard_sqe(w->sh);
-    io_uring_prep_write(sqe, w->cur_fd, wr->buf->p + wr->done, (unsigned)(wr->span - wr->done),
-                        wr->off + wr->done);
-    if (fsync_mode() == WAL_FSYNC_ALWAYS) {
+    unsigned len = (unsigned)(wr->span - wr->done);
+    if (KV_FAILPOINT_ERROR("wal-short-write") && len > WALFMT_BLOCK) {
+        len = WALFMT_BLOCK; /* tests: the device took one block of the batch */
+    }
+    io_uring_prep_write(sqe, w->cur_fd, wr->buf->p + wr->done, len, wr->off + wr->done);
+    io_uring_sqe_set_data64(sqe, SHARD_UD_WAL_WRITE + slot);
+    if (linked) {
+        sqe->flags |= IOSQE_IO_LINK;
+        struct io_uring_sqe *sync = shard_sqe(w->sh);
+        io_uring_prep_fsync(sync, w->cur_fd, IORING_FSYNC_DATASYNC);
+        io_uring_sqe_set_data64(sync, SHARD_UD_WAL_WRITE + WAL_DEPTH_MAX + slot);
+        wr->syncs++;
+    } else if (fsync_mode() == WAL_FSYNC_ALWAYS) {
         sqe->rw_flags = RWF_DSYNC;
     }
-    io_uring_sqe_set_data64(sqe, SHARD_UD_WAL_WRITE + slot);
 }
 
 static void start_write(struct wal *w)
@@ -582,6 +606,8 @@ static void start_write(struct wal *w)
     submit_write(w, slot);
 }
 
+static void write_done(struct wal *w, uint32_t slot);
+
 static void on_write(struct wal *w, uint32_t slot, int res)
 {
     KV_ASSERT(slot < w->depth && w->w_count > 0);
@@ -601,7 +627,37 @@ static void on_write(struct wal *w, uint32_t slot, int res)
         submit_write(w, slot); /* a short write: the rest */
         return;
     }
-    /* The sync is part of the write (RWF_DSYNC): this is after both, before any reply. */
+    if (wr->syncs > 0) {
+        return; /* its linked fdatasyncs complete it */
+    }
+    write_done(w, slot);
+}
+
+/* A linked fdatasync of the slot's batch completed (res: its result). The batch is
+ * durable once its last piece is written and every sync submitted for it is done: the
+ * last piece's sync started after that piece was written, and the slot is reused only
+ * then, so a late sync of an earlier piece never counts for another batch. */
+static void on_write_sync(struct wal *w, uint32_t slot, int res)
+{
+    KV_ASSERT(slot < w->depth && w->w_count > 0);
+    struct wal_write *wr = &w->writes[slot];
+    KV_ASSERT(wr->buf != NULL && !wr->complete && wr->syncs > 0);
+    wr->syncs--;
+    if (res < 0 && res != -ECANCELED) { /* (cancelled: its write failed or was short) */
+        fatal(w, "fdatasync", -res);    /* (returns only when no longer in `always` mode:
+                                         * the batch is given up, as a failed write's) */
+    }
+    if (wr->syncs == 0 && wr->done == wr->span) {
+        write_done(w, slot);
+    }
+}
+
+/* The slot's batch is on stable storage (appendfsync always) or written. */
+static void write_done(struct wal *w, uint32_t slot)
+{
+    struct wal_write *wr = &w->writes[slot];
+    /* After the write and its sync (RWF_DSYNC, or the linked fdatasync), before any
+     * reply. */
     KV_FAILPOINT("wal-after-write");
     wr->complete = true;
     uint64_t us = (kv_clock_mono_ns() - wr->t0) / 1000;
@@ -643,6 +699,10 @@ void wal_on_cqe(struct wal *w, struct io_uring_cqe *cqe, uint64_t ud)
 {
     if (ud >= SHARD_UD_WAL_WRITE && ud < SHARD_UD_WAL_WRITE + WAL_DEPTH_MAX) {
         on_write(w, (uint32_t)(ud - SHARD_UD_WAL_WRITE), cqe->res);
+        return;
+    }
+    if (ud >= SHARD_UD_WAL_WRITE + WAL_DEPTH_MAX && ud < SHARD_UD_WAL_WRITE + 2 * WAL_DEPTH_MAX) {
+        on_write_sync(w, (uint32_t)(ud - SHARD_UD_WAL_WRITE - WAL_DEPTH_MAX), cqe->res);
         return;
     }
     switch (ud) {

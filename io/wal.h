@@ -59,6 +59,12 @@ enum wal_fsync {
     WAL_FSYNC_NO = 2,
 };
 
+/* wal-sync-method (kvd_settings.c) */
+enum wal_sync {
+    WAL_SYNC_DSYNC = 0,
+    WAL_SYNC_FDATASYNC = 1,
+};
+
 struct wal_open_args {
     const char *dir;
     uint32_t shard;
@@ -90,6 +96,8 @@ struct wal_stats {
     _Atomic uint64_t appended_at_snap; /* `appended` when the last snapshot round began */
     _Atomic uint64_t write_us;         /* time batches spent being written, in total */
     _Atomic uint64_t write_us_max;     /* the longest batch write */
+    _Atomic int sync_linked;           /* 1: fdatasync linked after each write, 0: RWF_DSYNC */
+    _Atomic int device_cache;          /* enum devcache_kind of the WAL's directory */
 };
 
 /* Creates the WAL and its first segment (synchronously: at start-up, or on the shard's

@@ -926,12 +926,17 @@ def restart_and_check_writers(k, kvds, results):
     return k2, c, after
 
 
-@pytest.mark.parametrize("point", ["wal-before-write", "wal-after-write"])
-@pytest.mark.parametrize("clients", [1, 3])
-def test_failpoint_in_wal_writer(kvds, rng, point, clients):
+@pytest.mark.parametrize("point,clients,method", [
+    (p, n, m) for p in ("wal-before-write", "wal-after-write")
+    for n, m in ((1, "dsync"), (3, "dsync"), (1, "fdatasync"))])
+def test_failpoint_in_wal_writer(kvds, rng, point, clients, method):
+    """A kill just before a batch write, or just after it was written and synced (with
+    RWF_DSYNC, or the fdatasync linked after it): acknowledged writes are back, and with
+    one client the write in flight is there exactly when its batch was synced."""
     hit = rng.randrange(5, 60)
-    print("%s=%d with %d clients" % (point, hit, clients))
-    k = kvds(args=SEG, bin=fp_bin(), env={"KVD_FAILPOINTS": "%s=%d" % (point, hit)})
+    print("%s=%d with %d clients, wal-sync-method %s" % (point, hit, clients, method))
+    k = kvds(args=SEG + ["--wal-sync-method", method], bin=fp_bin(),
+             env={"KVD_FAILPOINTS": "%s=%d" % (point, hit)})
     results, _ = with_writers(k, b"w%d", clients, lambda: killed_by_failpoint(k, point))
     k2, c, after = restart_and_check_writers(k, kvds, results)
     if clients == 1:
@@ -945,19 +950,75 @@ def test_failpoint_in_wal_writer(kvds, rng, point, clients):
     assert k2.stop() == 0
 
 
-@pytest.mark.parametrize("clients", [1, 3])
-def test_failed_wal_write_exits_without_acknowledging(kvds, rng, clients):
+@pytest.mark.parametrize("clients,method", [(1, "dsync"), (3, "dsync"), (3, "fdatasync")])
+def test_failed_wal_write_exits_without_acknowledging(kvds, rng, clients, method):
     """appendfsync always: a WAL write that fails (EIO injected by kvd-fp on the N-th
     batch write) makes kvd log it and exit with status 1, never retrying and never
-    acknowledging what the batch held; a restart has every acknowledged write."""
+    acknowledging what the batch held (with wal-sync-method fdatasync not even once its
+    linked sync succeeded); a restart has every acknowledged write."""
     hit = rng.randrange(5, 40)
-    print("wal-write-eio=%d with %d clients" % (hit, clients))
-    k = kvds(args=SEG, bin=fp_bin(), env={"KVD_FAILPOINTS": "wal-write-eio=%d" % hit})
+    print("wal-write-eio=%d with %d clients, wal-sync-method %s" % (hit, clients, method))
+    k = kvds(args=SEG + ["--wal-sync-method", method], bin=fp_bin(),
+             env={"KVD_FAILPOINTS": "wal-write-eio=%d" % hit})
     results, (rc, log) = with_writers(k, b"e%d", clients, lambda: run_exit(k))
     assert rc == 1, "kvd exited with %s:\n%s" % (rc, log[-3000:])
     assert "WAL write failed" in log and "Input/output error" in log, log[-3000:]
     k2, c, _ = restart_and_check_writers(k, kvds, results)
     c.close()
+    assert k2.stop() == 0
+
+
+def test_wal_sync_method_setting(kvds):
+    """wal-sync-method: dsync by default, fdatasync on request, fixed while kvd runs;
+    INFO persistence names it and the kind of the WAL device's write cache; a bad value
+    stops the start with the choices."""
+    k = kvds(args=SEG)
+    c = k.client()
+    i = info(c)
+    assert i["wal_sync_method"] == "dsync", i
+    assert i["wal_device_cache"] in ("unknown", "write-through", "fua", "write-back"), i
+    assert c.cmd("CONFIG", "GET", "wal-sync-method") == [b"wal-sync-method", b"dsync"]
+    r = c.cmd("CONFIG", "SET", "wal-sync-method", "fdatasync")
+    assert isinstance(r, Err) and "can't set immutable config" in str(r), r
+    assert c.cmd("CONFIG", "SET", "wal-sync-method", "dsync") == St("OK")  # (unchanged)
+    c.close()
+    assert k.stop() == 0
+    k2 = kvds(args=SEG + ["--wal-sync-method", "fdatasync"])
+    c = k2.client()
+    assert info(c)["wal_sync_method"] == "fdatasync"
+    assert c.cmd("CONFIG", "GET", "wal-sync-method") == [b"wal-sync-method", b"fdatasync"]
+    c.close()
+    assert k2.stop() == 0
+    r = subprocess.run([kvd_path(), "--port", "0", "--wal-sync-method", "sometimes"],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode != 0
+    assert "--wal-sync-method: argument(s) must be one of the following: dsync, fdatasync" \
+        in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize("method", ["dsync", "fdatasync"])
+def test_batches_written_in_pieces_survive_kill9(kvds, rng, method):
+    """Batches of several 4 KiB blocks written one block at a time (kvd-fp's
+    wal-short-write: each write takes one block, as a device may return a short write),
+    each piece with its own sync: a batch counts only once its last piece is on disk,
+    and everything acknowledged is back after kill -9."""
+    k = kvds(args=SEG + ["--wal-sync-method", method], bin=fp_bin(),
+             env={"KVD_FAILPOINTS": "wal-short-write=1"})
+    c = k.client()
+    vals = {}
+    for i in range(60):  # pipelined: batches of several values of 3-9 KiB
+        cmds = []
+        for j in range(rng.randrange(1, 4)):
+            key = b"piece:%d:%d" % (i, j)
+            vals[key] = rng.randbytes(rng.randrange(3000, 9000))
+            cmds.append(("SET", key, vals[key]))
+        assert c.pipeline(cmds) == [St("OK")] * len(cmds)
+    data = k.data_dir()
+    spans = [b.span for shard in (0, 1) for seg in wal_segments(data, shard)
+             for b in read_batches(seg)]
+    assert max(spans) >= 3 * BLOCK, spans  # (so that batches did go out in pieces)
+    k2, after = crash_and_compare(k, kvds, c, bin=kvd_path(), env={})
+    assert {key: v for key, (v, _) in after.items()} == vals
     assert k2.stop() == 0
 
 

@@ -21,7 +21,8 @@ kvd-fp with KVD_FAILPOINTS=recovery-mid=N (killed after the N-th replayed batch)
 at a random moment (recovering, in the snapshot round a long replay starts, or ready and
 idle, with nothing written since). A small --wal-segment-size and --snapshot-wal-size
 make segment rotation and snapshot rounds (and kills in the middle of them) happen
-throughout; the test asserts that they did. At the end kvd is stopped with SIGTERM
+throughout; the test asserts that they did. The starts alternate wal-sync-method dsync
+and fdatasync (the WAL one wrote is recovered by the other). At the end kvd is stopped with SIGTERM
 (exit 0) and a last restart must show exactly the acknowledged state.
 
 test_writes_after_a_start_with_an_empty_wal_survive: SET, restart, SAVE (its round trims
@@ -95,8 +96,11 @@ class Server:
         self.errpath = os.path.join(self.tmp, "kvd-%04d.stderr" % self.starts)
         self.errf = open(self.errpath, "wb")
         binary = kvd_path() if failpoints is None else kvd_fp_path()
+        # the two ways to sync a batch take turns, start after start: what one wrote,
+        # the other recovers
+        method = ("dsync", "fdatasync")[self.starts % 2]
         args = [binary, "--port", "0", "--threads", str(THREADS), "--dir", self.dir,
-                "--appendfsync", "always"] + self.extra
+                "--appendfsync", "always", "--wal-sync-method", method] + self.extra
         env = dict(os.environ)
         if failpoints is not None:
             env["KVD_FAILPOINTS"] = failpoints

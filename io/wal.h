@@ -12,7 +12,9 @@
  *
  * Durability. With appendfsync always each batch is one O_DIRECT write with RWF_DSYNC
  * (the data and whatever metadata reading it needs are on stable storage when it
- * completes); `wal_durable()` then moves to the batch's last record. The caller holds
+ * completes), or, with wal-sync-method fdatasync, a plain O_DIRECT write with an
+ * fdatasync linked after it (IOSQE_IO_LINK: it starts once the write is complete);
+ * `wal_durable()` then moves to the batch's last record. The caller holds
  * the reply of a command until wal_durable() reaches the value wal_appended() had
  * when the command ran. With `everysec` an fdatasync is issued once a second, with
  * `no` never; in both, wal_durable() equals wal_appended() at once (replies are not

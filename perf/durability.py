@@ -30,7 +30,7 @@
 
     perf/durability.py [--build build/release] [--part a,b] [--runs 5] [--n1 100000]
         [--n16 1000000] [--pipelines 1,16] [--keys 10000000] [--tail 100000]
-        [--restarts 3] [--append docs/PERFORMANCE.md] [--quick]
+        [--restarts 3] [--always-args FLAGS] [--append docs/PERFORMANCE.md] [--quick]
 
 Every server it started is stopped on exit, also on an error, Ctrl-C or SIGTERM. Exit
 status 0 also when a target is missed (this measures, it does not judge); 1 on an error.
@@ -245,8 +245,10 @@ A_SERVERS = (
 def part_a(args, out, commands, anomalies):
     servers = {}
     names = [n for n, _, _ in A_SERVERS]
+    extra = {"kvd-always": shlex.split(args.always_args)}
     try:
         for name, kind, sargs in A_SERVERS:
+            sargs = sargs + extra.get(name, [])
             tmp = tempfile.mkdtemp(prefix="kv-durability-%s-" % name)
             servers[name] = Server(kind, args.build, tmp, sargs)
             servers[name].start()
@@ -447,6 +449,9 @@ def main():
     ap.add_argument("--part", default="a,b", help="a (fsync), b (restart) or a,b")
     ap.add_argument("--runs", type=int, default=5, help="runs per cell and server in (a)")
     ap.add_argument("--conns", type=int, default=50)
+    ap.add_argument("--always-args", default="",
+                    help="more kvd flags for kvd-always in (a), e.g. "
+                         "'--wal-sync-method fdatasync --wal-writes-in-flight 1'")
     ap.add_argument("--pipelines", default="1,16")
     ap.add_argument("--keyspace", type=int, default=KEYSPACE_A, help="keys in (a)")
     ap.add_argument("--n1", type=int, default=100000, help="requests per run at P1 in (a)")

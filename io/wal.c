@@ -717,6 +717,16 @@ void wal_on_cqe(struct wal *w, struct io_uring_cqe *cqe, uint64_t ud)
     }
 }
 
+/* Records in the batches being written (and not yet retired). */
+static uint64_t inflight_records(const struct wal *w)
+{
+    uint64_t n = 0;
+    for (uint32_t i = 0; i < w->w_count; i++) {
+        n += w->writes[(w->w_head + i) % w->depth].buf->count;
+    }
+    return n;
+}
+
 void wal_turn(struct wal *w, int64_t now_ms)
 {
     if (w->failed) {
@@ -732,6 +742,14 @@ void wal_turn(struct wal *w, int64_t now_ms)
     }
     if (w->w_count < w->depth && w->open->count > 0) {
         bool go = true;
+        if (fsync_mode() == WAL_FSYNC_ALWAYS && w->w_count > 0) {
+            /* Another write joins those in flight only once the open batch holds as
+             * many records as they do together: where synced writes overlap on the
+             * device it starts at once, and where they queue (a virtual disk) the
+             * batches stay as large as with one write at a time instead of being cut
+             * small (docs/ARCHITECTURE.md, group commit). */
+            go = w->open->count >= inflight_records(w);
+        }
         if (fsync_mode() != WAL_FSYNC_ALWAYS) {
             go = w->open->len >= WAL_LAZY_BYTES || now_ms - w->open->first_ms >= WAL_LAZY_MS ||
                  w->closing;

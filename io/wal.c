@@ -717,6 +717,9 @@ void wal_on_cqe(struct wal *w, struct io_uring_cqe *cqe, uint64_t ud)
     }
 }
 
+_Static_assert(SHARD_UD_WAL_WRITE + 2 * WAL_DEPTH_MAX - 1 <= SHARD_UD_WAL_LAST,
+               "the user_data of a batch write and of its linked sync fit the WAL's range");
+
 /* Records in the batches being written (and not yet retired). */
 static uint64_t inflight_records(const struct wal *w)
 {

@@ -18,10 +18,10 @@ struct shard;
 #define SHARD_UD_WAKE      2u  /* a MSG_RING from another shard */
 #define SHARD_UD_WAKE_SENT 3u  /* completion of a MSG_RING this shard sent */
 #define SHARD_UD_IGNORE    4u
-#define SHARD_UD_WAL_FILL  6u  /* zero-filling or syncing the spare WAL segment */
-#define SHARD_UD_WAL_SYNC  7u  /* the everysec fdatasync */
-#define SHARD_UD_SNAP      8u  /* a snapshot write or sync */
-#define SHARD_UD_DUMP      9u  /* the pidfd of a dump's child is readable (it exited) */
+#define SHARD_UD_WAL_FILL  6u /* zero-filling or syncing the spare WAL segment */
+#define SHARD_UD_WAL_SYNC  7u /* the everysec fdatasync */
+#define SHARD_UD_SNAP      8u /* a snapshot write or sync */
+#define SHARD_UD_DUMP      9u /* the pidfd of a dump's child is readable (it exited) */
 /* A WAL batch write: 16 + its slot (< 16 + WAL_DEPTH_MAX); its linked fdatasync (with
  * wal-sync-method fdatasync): 16 + WAL_DEPTH_MAX + the slot. */
 #define SHARD_UD_WAL_WRITE 16u

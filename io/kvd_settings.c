@@ -449,8 +449,9 @@ const struct kv_conf_item kvd_setting_items[] = {
      .def = "4",
      .min = 1,
      .max = 8,
-     .help = "WAL batch writes a thread keeps in flight at once (synced writes overlap on the "
-             "device; replies still follow the order of the log)",
+     .help = "WAL batch writes a thread keeps in flight at most (synced writes overlap on "
+             "the device; with appendfsync always another starts once the open batch holds as "
+             "many records as those in flight; replies still follow the order of the log)",
      .num = &S->wal_writes_in_flight},
     {.name = "snapshot-wal-size",
      .type = KV_CONF_BYTES,

@@ -287,8 +287,8 @@ def test_config_set_of_a_kvd_setting_to_its_value_does_nothing(kc):
     flat = kc.cmd("CONFIG", "GET", "*")
     got = dict(zip(flat[0::2], flat[1::2]))
     same = ["threads", "partitions-per-thread", "recv-buffer-size", "recv-buffers",
-            "shard-queue-size", "wal-segment-size", "wal-writes-in-flight", "repair",
-            "large-pages", "tls-replication", "tls-cluster"]
+            "shard-queue-size", "wal-segment-size", "wal-sync-method", "wal-writes-in-flight",
+            "repair", "large-pages", "tls-replication", "tls-cluster"]
     for name in same:
         assert kc.cmd("CONFIG", "SET", name, got[name.encode()]) == St("OK"), name
         assert kc.cmd("CONFIG", "GET", name) == [name.encode(), got[name.encode()]]

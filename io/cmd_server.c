@@ -1973,7 +1973,7 @@ static void info_persistence(struct kv_text *b, struct server *srv, int64_t now_
     uint64_t changes = 0, rounds = 0, failed = 0, snap_keys = 0, rec_keys = 0;
     uint64_t write_us = 0, write_us_max = 0;
     int64_t last_round = -1, started = 0, rec_ms = 0;
-    bool running = false, last_ok = true, write_ok = true, refusing = false, linked = false;
+    bool running = false, last_ok = true, write_ok = true, refusing = false;
     int device = DEVCACHE_UNKNOWN;
     bool persist = atomic_load(&srv->persist); /* (switched at run time: aof.h) */
     for (uint32_t i = 0; persist && i < srv->nthreads; i++) {
@@ -1992,8 +1992,7 @@ static void info_persistence(struct kv_text *b, struct server *srv, int64_t now_
         segs += STAT_GET(w->segments);
         write_ok &= STAT_GET(w->last_write_ok) != 0;
         refusing |= STAT_GET(w->refusing) != 0;
-        linked |= STAT_GET(w->sync_linked) != 0; /* (alike on every shard: one dir) */
-        device = STAT_GET(w->device_cache);
+        device = STAT_GET(w->device_cache); /* (alike on every shard: one dir) */
         rounds += STAT_GET(s->rounds_ok);
         failed += STAT_GET(s->rounds_failed);
         snap_keys += STAT_GET(s->keys);
@@ -2023,6 +2022,11 @@ static void info_persistence(struct kv_text *b, struct server *srv, int64_t now_
         }
     }
     int fsync_mode = (int)KV_CONF_GET(kvd_settings.appendfsync);
+    char sync_method[16] = ""; /* (the setting: fixed while kvd runs) */
+    if (persist) {
+        kv_conf_format(kv_conf_find(kvd_setting_items, kvd_setting_count, "wal-sync-method"),
+                       sync_method, sizeof sync_method);
+    }
     kv_text_add(
         b,
         "# Persistence\r\nloading:0\r\nasync_loading:0\r\nrdb_changes_since_last_save:%llu\r\n"
@@ -2038,8 +2042,8 @@ static void info_persistence(struct kv_text *b, struct server *srv, int64_t now_
         "aof_last_rewrite_time_sec:-1\r\naof_current_rewrite_time_sec:-1\r\n"
         "aof_last_write_status:%s\r\naof_last_bgrewrite_status:ok\r\naof_rewrites:0\r\n"
         "aof_rewrites_consecutive_failures:0\r\naof_last_cow_size:0\r\n"
-        "appendfsync:%s\r\nwal_sync_method:%s\r\nwal_device_cache:%s\r\nwal_records_appended:%"
-        "llu\r\nwal_records_durable:%llu\r\n"
+        "appendfsync:%s\r\nwal_sync_method:%s\r\nwal_device_cache:%s\r\n"
+        "wal_records_appended:%llu\r\nwal_records_durable:%llu\r\n"
         "wal_batches:%llu\r\nwal_batch_records_avg:%.2f\r\nwal_write_usec_avg:%.1f\r\n"
         "wal_write_usec_max:%llu\r\nwal_bytes_written:%llu\r\nwal_syncs:%llu\r\n"
         "wal_segments:%llu\r\n"
@@ -2050,10 +2054,7 @@ static void info_persistence(struct kv_text *b, struct server *srv, int64_t now_
         (long long)(running ? (now_ms - started) / 1000 : -1), (unsigned long long)rounds,
         (unsigned long long)rec_keys, KV_CONF_GET(kvd_settings.appendonly) != 0 ? 1 : 0,
         aof_rewrite_in_progress(srv) ? 1 : 0, aof_rewrite_scheduled(srv) ? 1 : 0,
-        write_ok ? "ok" : "err", wal_fsync_name(fsync_mode),
-        !persist ? ""
-        : linked ? "fdatasync"
-                 : "dsync",
+        write_ok ? "ok" : "err", wal_fsync_name(fsync_mode), sync_method,
         !persist ? "" : devcache_name((enum devcache_kind)device), (unsigned long long)appended,
         (unsigned long long)durable, (unsigned long long)batches,
         batches ? (double)durable / (double)batches : 0.0,

@@ -194,6 +194,14 @@ struct io_uring_sqe *shard_sqe(struct shard *sh)
     return sqe;
 }
 
+void shard_sqe_room(struct shard *sh, unsigned n)
+{
+    KV_ASSERT(n <= sh->ring.sq.ring_entries);
+    if (io_uring_sq_space_left(&sh->ring) < n) {
+        io_uring_submit(&sh->ring);
+    }
+}
+
 void shard_buf_return(struct shard *sh, uint16_t bid)
 {
     KV_ASSERT(bid < sh->buf_count);

@@ -67,6 +67,10 @@ void shard_defer_cqe(struct shard *sh, const struct io_uring_cqe *cqe, struct co
 /* Shard thread only: a submission entry (submits early if the queue is full). */
 struct io_uring_sqe *shard_sqe(struct shard *sh);
 
+/* Shard thread only: submits early unless n entries are free, so that the next n
+ * shard_sqe calls go into one submission (a link chain ends where a submission does). */
+void shard_sqe_room(struct shard *sh, unsigned n);
+
 /* Shard thread only: the provided receive buffer `bid`, and its return to the ring. */
 const char *shard_buf(struct shard *sh, uint16_t bid);
 void shard_buf_return(struct shard *sh, uint16_t bid);

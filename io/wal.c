@@ -286,7 +286,6 @@ int wal_open(struct wal **out, struct shard *sh, const struct wal_open_args *a)
     w->depth = a->depth;
     KV_ASSERT(w->depth >= 1 && w->depth <= WAL_DEPTH_MAX);
     w->linked = KV_CONF_GET(kvd_settings.wal_sync_method) == WAL_SYNC_FDATASYNC;
-    STAT_SET(w->stats->sync_linked, w->linked);
     STAT_SET(w->stats->device_cache, (int)devcache_of_dir(a->dir));
     if (w->zeros == NULL || w->hdr_blk == NULL) {
         return open_failed(w, -ENOMEM);
@@ -553,8 +552,8 @@ static void submit_write(struct wal *w, uint32_t slot)
 {
     struct wal_write *wr = &w->writes[slot];
     bool linked = w->linked && fsync_mode() == WAL_FSYNC_ALWAYS;
-    if (linked && io_uring_sq_space_left(&w->sh->ring) < 2) {
-        io_uring_submit(&w->sh->ring);
+    if (linked) {
+        shard_sqe_room(w->sh, 2);
     }
     struct io_uring_sqe *sqe = shard_sqe(w->sh);
     unsigned len = (unsigned)(wr->span - wr->done);

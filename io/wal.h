@@ -98,7 +98,6 @@ struct wal_stats {
     _Atomic uint64_t appended_at_snap; /* `appended` when the last snapshot round began */
     _Atomic uint64_t write_us;         /* time batches spent being written, in total */
     _Atomic uint64_t write_us_max;     /* the longest batch write */
-    _Atomic int sync_linked;           /* 1: fdatasync linked after each write, 0: RWF_DSYNC */
     _Atomic int device_cache;          /* enum devcache_kind of the WAL's directory */
 };
 

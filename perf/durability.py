@@ -245,10 +245,10 @@ A_SERVERS = (
 def part_a(args, out, commands, anomalies):
     servers = {}
     names = [n for n, _, _ in A_SERVERS]
-    extra = {"kvd-always": shlex.split(args.always_args)}
     try:
         for name, kind, sargs in A_SERVERS:
-            sargs = sargs + extra.get(name, [])
+            if name == "kvd-always":
+                sargs = sargs + shlex.split(args.always_args)
             tmp = tempfile.mkdtemp(prefix="kv-durability-%s-" % name)
             servers[name] = Server(kind, args.build, tmp, sargs)
             servers[name].start()

@@ -75,6 +75,7 @@
 #include <string.h>
 #include <xxhash.h>
 
+#include "kv_bytes.h"
 #include "kv_assert.h"
 #include "kv_error.h"
 #include "kv_limits.h"
@@ -366,7 +367,7 @@ static inline bool ent_key_eq(const uint8_t *p, const void *key, size_t klen)
         return false;
     }
     off += ((size_t)1 << kcode) + ((size_t)1 << ((f >> 6) & 3u));
-    return klen == 0 || memcmp(p + off, key, klen) == 0;
+    return kv_bytes_eq(p + off, key, klen);
 }
 
 /* Usable value capacity of an entry's block. */

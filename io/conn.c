@@ -33,6 +33,7 @@
 #include "aof.h"
 #include "cmd.h"
 #include "evict.h"
+#include "kv_bytes.h"
 #include "kv_assert.h"
 #include "kv_clock.h"
 #include "kv_num.h"
@@ -4165,7 +4166,7 @@ static bool output_over_limit(struct conn *c)
 /* tbl_hash_place of key k, or the hashes conn_prefetch_turn left for its bytes. */
 static uint64_t key_hashes(const struct conn *c, const struct resp_arg *k, uint64_t *ph)
 {
-    if (k->len == c->pf_len && (k->len == 0 || memcmp(k->ptr, c->pf_key, k->len) == 0)) {
+    if (k->len == c->pf_len && kv_bytes_eq(k->ptr, c->pf_key, k->len)) {
         *ph = c->pf_ph;
         return c->pf_h;
     }

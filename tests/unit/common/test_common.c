@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "kv_assert.h"
+#include "kv_bytes.h"
 #include "kv_error.h"
 #include "kv_sha1.h"
 #include "kv_sha256.h"
@@ -890,4 +891,25 @@ Test(kv_buf, cstr_and_put_str)
     cr_assert_eq(b.len, 510);
     cr_assert(strncmp(s + 505, " +get", 5) == 0);
     free(s); /* (the caller may keep the string instead of kv_buf_free) */
+}
+
+/* Every length from 0 to 40 (the word path is 8 to 16), equal, then one byte different at
+ * each position, the two strings at every alignment within a buffer. */
+Test(kv_bytes, equal_exactly_when_every_byte_is)
+{
+    unsigned char a[64], b[64];
+    for (size_t n = 0; n <= 40; n++) {
+        for (size_t oa = 0; oa < 8; oa += 3) {
+            for (size_t i = 0; i < n; i++) {
+                a[oa + i] = (unsigned char)(i * 37 + n);
+                b[i + 1] = a[oa + i];
+            }
+            cr_assert(kv_bytes_eq(a + oa, b + 1, n), "n=%zu", n);
+            for (size_t d = 0; d < n; d++) {
+                b[d + 1] ^= 0x80;
+                cr_assert(!kv_bytes_eq(a + oa, b + 1, n), "n=%zu differs at %zu", n, d);
+                b[d + 1] ^= 0x80;
+            }
+        }
+    }
 }

@@ -194,6 +194,12 @@ static struct cmd_desc table[] = {
     {"bitpos", -3, CMD_READONLY, KEY1, CMD_EXEC_KEY, 0, cmd_bitpos, "readonly", NULL},
     {"bitop", -4, CMD_WRITE, 2, -1, 1, CMD_EXEC_SAME, 0, cmd_bitop, "write denyoom", NULL},
     {"lcs", -3, CMD_READONLY, 1, 2, 1, CMD_EXEC_SAME, 0, cmd_lcs, "readonly", NULL},
+    {"pfadd", -2, WR, KEY1, CMD_EXEC_KEY, 0, cmd_pfadd, "write denyoom fast", NULL},
+    {"pfcount", -2, CMD_READONLY, 1, -1, 1, CMD_EXEC_SAME, 0, cmd_pfcount, "readonly may_replicate",
+     NULL},
+    {"pfmerge", -2, CMD_WRITE, 1, -1, 1, CMD_EXEC_SAME, 0, cmd_pfmerge, "write denyoom", NULL},
+    {"pfdebug", 3, CMD_WRITE, 2, 2, 1, CMD_EXEC_KEY, 0, cmd_pfdebug, "write denyoom admin", NULL},
+    {"pfselftest", 1, 0, NOKEY, CMD_EXEC_CONN, 0, cmd_pfselftest, "admin", NULL},
     {"dump", 2, CMD_READONLY, KEY1, CMD_EXEC_KEY, 0, cmd_dump, "readonly", NULL},
     {"restore", -4, CMD_WRITE, KEY1, CMD_EXEC_KEY, 0, cmd_restore, "write denyoom", NULL},
 };

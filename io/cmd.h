@@ -322,7 +322,8 @@ cmd_fn cmd_get, cmd_set, cmd_setnx, cmd_setex, cmd_psetex, cmd_getset, cmd_getde
     cmd_rename_put, cmd_rename_del, cmd_multi, cmd_exec, cmd_discard, cmd_watch, cmd_unwatch,
     conn_txn_run, conn_txn_sync, cmd_eval, cmd_script, cmd_fcall, cmd_function, cmd_subscribe,
     cmd_unsubscribe, cmd_psubscribe, cmd_punsubscribe, cmd_publish, cmd_pubsub, cmd_ssubscribe,
-    cmd_sunsubscribe, cmd_spublish, cmd_lolwut, cmd_cluster;
+    cmd_sunsubscribe, cmd_spublish, cmd_lolwut, cmd_cluster, cmd_pfadd, cmd_pfcount, cmd_pfmerge,
+    cmd_pfdebug, cmd_pfselftest;
 
 /* LCS's options: false after replying their error. Its reply for the values of its two
  * keys (options checked already). */
@@ -336,6 +337,16 @@ struct cmd_bitop_src {
     size_t len;
 };
 int cmd_bitop_kind(struct cmd_ctx *x);
+
+/* PFCOUNT's and PFMERGE's merge of the keys' values (src[i].p NULL: no key) into regs
+ * (one byte per register, HLL_REGISTERS), *dense set if one was dense; false after
+ * replying the error (not a HyperLogLog, corrupt). cmd_hll.c. */
+bool cmd_pf_gather(struct resp_out *out, const struct cmd_bitop_src *src, size_t n, uint8_t *regs,
+                   bool *dense);
+/* PFMERGE's new destination value: cur (NULL: no key) with regs set into it, dense if
+ * `dense`; the shard heap's (mi_free), or NULL after replying the error. */
+uint8_t *cmd_pfmerge_result(mi_heap_t *heap, struct resp_out *out, const uint8_t *cur, size_t len,
+                            const uint8_t *regs, bool dense, size_t *res_len);
 unsigned char *cmd_bitop_apply(mi_heap_t *heap, int kind, const struct cmd_bitop_src *src,
                                size_t nsrc, size_t *len);
 
@@ -387,11 +398,12 @@ void cmd_reply_sub_arity(struct cmd_ctx *x);
 bool cmd_full_name(const struct cmd_desc *d, size_t argc, const struct resp_arg *argv, char *buf,
                    size_t cap);
 
-/* Whether command d is one Redis flags may_replicate besides its writes: PUBLISH and
- * SPUBLISH (held by CLIENT PAUSE WRITE, refused in read-only scripts). */
+/* Whether command d is one Redis flags may_replicate besides its writes: PUBLISH,
+ * SPUBLISH and PFCOUNT, which may store its estimate in the value (held by CLIENT PAUSE
+ * WRITE, refused in read-only scripts). */
 static inline bool cmd_publishes(const struct cmd_desc *d)
 {
-    return d->fn == cmd_publish || d->fn == cmd_spublish;
+    return d->fn == cmd_publish || d->fn == cmd_spublish || d->fn == cmd_pfcount;
 }
 
 #endif

@@ -2406,6 +2406,47 @@ static const struct cmd_docs_arg pexpiretime_args[] = {
     {.name = "key", .type = "key", .key_spec_index = 0},
 };
 
+static const struct cmd_docs_keyspec pfadd_specs[] = {
+    {NULL, "RW insert", NULL, 1, false, {0, 1, 0}},
+};
+
+static const struct cmd_docs_arg pfadd_args[] = {
+    {.name = "key", .type = "key", .key_spec_index = 0},
+    {.name = "element", .type = "string", .key_spec_index = -1, .flags = "optional multiple"},
+};
+
+static const struct cmd_docs_keyspec pfcount_specs[] = {
+    {"RW because it may change the internal representation of the key, and propagate to replicas",
+     "RW access",
+     NULL,
+     1,
+     false,
+     {-1, 1, 0}},
+};
+
+static const struct cmd_docs_arg pfcount_args[] = {
+    {.name = "key", .type = "key", .key_spec_index = 0, .flags = "multiple"},
+};
+
+static const struct cmd_docs_keyspec pfdebug_specs[] = {
+    {NULL, "RW access", NULL, 2, false, {0, 1, 0}},
+};
+
+static const struct cmd_docs_arg pfdebug_args[] = {
+    {.name = "subcommand", .type = "string", .key_spec_index = -1},
+    {.name = "key", .type = "key", .key_spec_index = 0},
+};
+
+static const struct cmd_docs_keyspec pfmerge_specs[] = {
+    {NULL, "RW access insert", NULL, 1, false, {0, 1, 0}},
+    {NULL, "RO access", NULL, 2, false, {-1, 1, 0}},
+};
+
+static const struct cmd_docs_arg pfmerge_args[] = {
+    {.name = "destkey", .type = "key", .key_spec_index = 0},
+    {.name = "sourcekey", .type = "key", .key_spec_index = 1, .flags = "multiple"},
+};
+
 static const struct cmd_docs_arg ping_args[] = {
     {.name = "message", .type = "string", .key_spec_index = -1, .flags = "optional"},
 };
@@ -3899,6 +3940,79 @@ const struct cmd_docs cmd_docs_table[] = {
      .complexity = "O(1)",
      .args = pexpiretime_args,
      .nargs = DOCS_LEN(pexpiretime_args)},
+    {.name = "pfadd",
+     .arity = -2,
+     .first_key = 1,
+     .last_key = 1,
+     .key_step = 1,
+     .flags = "write denyoom fast",
+     .acl = "@write @hyperloglog @fast",
+     .specs = pfadd_specs,
+     .nspecs = DOCS_LEN(pfadd_specs),
+     .summary = "Adds the specified elements to the specified HyperLogLog.",
+     .since = "2.8.9",
+     .group = "hyperloglog",
+     .complexity = "O(1) to add every element.",
+     .args = pfadd_args,
+     .nargs = DOCS_LEN(pfadd_args)},
+    {.name = "pfcount",
+     .arity = -2,
+     .first_key = 1,
+     .last_key = -1,
+     .key_step = 1,
+     .flags = "readonly",
+     .acl = "@read @hyperloglog @slow",
+     .specs = pfcount_specs,
+     .nspecs = DOCS_LEN(pfcount_specs),
+     .summary =
+         "Return the approximated cardinality of the set(s) observed by the HyperLogLog at key(s).",
+     .since = "2.8.9",
+     .group = "hyperloglog",
+     .complexity = "O(1) with a very small average constant time when called with a single key. "
+                   "O(N) with N being the number of keys, and much bigger constant times, when "
+                   "called with multiple keys.",
+     .args = pfcount_args,
+     .nargs = DOCS_LEN(pfcount_args)},
+    {.name = "pfdebug",
+     .arity = 3,
+     .first_key = 2,
+     .last_key = 2,
+     .key_step = 1,
+     .flags = "write denyoom admin",
+     .acl = "@write @hyperloglog @admin @slow @dangerous",
+     .specs = pfdebug_specs,
+     .nspecs = DOCS_LEN(pfdebug_specs),
+     .summary = "Internal commands for debugging HyperLogLog values",
+     .since = "2.8.9",
+     .group = "hyperloglog",
+     .complexity = "N/A",
+     .doc_flags = "syscmd",
+     .args = pfdebug_args,
+     .nargs = DOCS_LEN(pfdebug_args)},
+    {.name = "pfmerge",
+     .arity = -2,
+     .first_key = 1,
+     .last_key = -1,
+     .key_step = 1,
+     .flags = "write denyoom",
+     .acl = "@write @hyperloglog @slow",
+     .specs = pfmerge_specs,
+     .nspecs = DOCS_LEN(pfmerge_specs),
+     .summary = "Merge N different HyperLogLogs into a single one.",
+     .since = "2.8.9",
+     .group = "hyperloglog",
+     .complexity = "O(N) to merge N HyperLogLogs, but with high constant times.",
+     .args = pfmerge_args,
+     .nargs = DOCS_LEN(pfmerge_args)},
+    {.name = "pfselftest",
+     .arity = 1,
+     .flags = "admin",
+     .acl = "@hyperloglog @admin @slow @dangerous",
+     .summary = "An internal command for testing HyperLogLog values",
+     .since = "2.8.9",
+     .group = "hyperloglog",
+     .complexity = "N/A",
+     .doc_flags = "syscmd"},
     {.name = "ping",
      .arity = -1,
      .flags = "fast",

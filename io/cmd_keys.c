@@ -759,13 +759,14 @@ static int64_t internal_int(const struct resp_arg *a)
 
 /* rename|put key value expire-ms raw type event: the key made anew with that value
  * (replacing it), logged, and notified: "new" and the event (0: rename_to, 1: copy_to),
- * or, for BITOP's result (2), "new" if it was no key, then "set". */
+ * or, for BITOP's result (2) and PFMERGE's (3), "new" if it was no key, then "set" or
+ * "pfadd". */
 void cmd_rename_put(struct cmd_ctx *x)
 {
     const struct resp_arg *k = &x->argv[1];
     uint64_t h = cmd_key_hash(k);
     int64_t event = internal_int(&x->argv[6]);
-    bool created = event != 2 || cmd_new_key(x, k, h);
+    bool created = event < 2 || cmd_new_key(x, k, h);
     struct tbl_put_args pa = {.val = x->argv[2].ptr,
                               .val_len = x->argv[2].len,
                               .expire_ms = internal_int(&x->argv[3]),
@@ -779,8 +780,8 @@ void cmd_rename_put(struct cmd_ctx *x)
     if (created) {
         cmd_notify(x, NOTIFY_NEW, "new", k);
     }
-    if (event == 2) {
-        cmd_notify(x, NOTIFY_STRING, "set", k);
+    if (event == 2 || event == 3) {
+        cmd_notify(x, NOTIFY_STRING, event == 2 ? "set" : "pfadd", k);
     } else {
         cmd_notify(x, NOTIFY_GENERIC, event == 0 ? "rename_to" : "copy_to", k);
     }

@@ -33,6 +33,7 @@
 #include "aof.h"
 #include "cmd.h"
 #include "evict.h"
+#include "hll.h"
 #include "kv_bytes.h"
 #include "kv_assert.h"
 #include "kv_clock.h"
@@ -3024,6 +3025,51 @@ static bool same_compute(struct txn_x *tx, const struct cmd_desc *d, size_t argc
     return ok;
 }
 
+/* PFCOUNT of several keys and PFMERGE across shards: the values read from the keys'
+ * shards, merged here (PFMERGE's result written to its destination's shard, its expiry
+ * kept). False if it replied an error. */
+static bool same_hll(struct txn_x *tx, const struct cmd_desc *d, size_t argc,
+                     const struct resp_arg *argv, struct resp_out *out)
+{
+    struct shard *sh = tx->c->sh;
+    size_t n = argc - 1;
+    struct same_entry *e = mi_heap_zalloc(sh->heap, n * sizeof *e);
+    struct cmd_bitop_src *src = mi_heap_zalloc(sh->heap, n * sizeof *src);
+    uint8_t *regs = mi_heap_malloc(sh->heap, HLL_REGISTERS);
+    KV_ASSERT(e != NULL && src != NULL && regs != NULL);
+    for (size_t i = 0; i < n; i++) {
+        if (same_get(tx, &argv[1 + i], true, &e[i])) {
+            src[i] = (struct cmd_bitop_src){(const unsigned char *)e[i].val, e[i].vlen};
+        }
+    }
+    bool dense, ok = cmd_pf_gather(out, src, n, regs, &dense);
+    if (ok && d->fn == cmd_pfcount) {
+        reply_int(out, (int64_t)hll_count_regs(regs));
+    } else if (ok) {
+        size_t len;
+        uint8_t *res = cmd_pfmerge_result(sh->heap, out, src[0].p, src[0].len, regs, dense, &len);
+        if ((ok = res != NULL)) {
+            struct same_entry r = {.val = (const char *)res,
+                                   .vlen = len,
+                                   .expire = src[0].p != NULL ? e[0].expire : 0,
+                                   .raw = 1};
+            if ((ok = same_put(tx, &argv[1], &r, 3, tx->db, out))) {
+                reply_ok(out);
+            }
+            mi_free(res);
+        }
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (e[i].blob != NULL) {
+            blob_free(e[i].blob);
+        }
+    }
+    mi_free(e);
+    mi_free(src);
+    mi_free(regs);
+    return ok;
+}
+
 /* Runs SAME command d whose keys are on several shards; false if it replied an error. */
 static bool same_cross(struct txn_x *tx, const struct cmd_desc *d, size_t argc,
                        const struct resp_arg *argv, struct resp_out *out)
@@ -3086,6 +3132,9 @@ static bool same_cross(struct txn_x *tx, const struct cmd_desc *d, size_t argc,
     }
     if (d->fn == cmd_lcs || d->fn == cmd_bitop) {
         return same_compute(tx, d, argc, argv, out);
+    }
+    if (d->fn == cmd_pfcount || d->fn == cmd_pfmerge) {
+        return same_hll(tx, d, argc, argv, out);
     }
     KV_ASSERT(d->fn == cmd_msetnx);
     if ((argc - 1) % 2 != 0) { /* its arity error, from the handler */
@@ -4230,8 +4279,8 @@ static bool run_batch(struct conn *c, struct batch_cmd *b, size_t n)
 }
 
 /* EXEC, EVAL & co, FCALL & co, SWAPDB, FLUSHALL, FLUSHDB and the SAME commands (RENAME,
- * RENAMENX, COPY, MSETNX, LCS, BITOP) are dispatched on their own, never in a batch
- * parsed ahead: each may run as a cross-shard transaction that has to wait for another
+ * RENAMENX, COPY, MSETNX, LCS, BITOP, PFCOUNT, PFMERGE) are dispatched on their own, never in a
+ * batch parsed ahead: each may run as a cross-shard transaction that has to wait for another
  * shard's, and what follows it must wait too (only the unbatched path stops at
  * CONN_TXN_WAIT). The first byte and the length keep GET, SET, ... to two tests. */
 static inline bool is_exec(const struct resp_arg *a)
@@ -4259,6 +4308,8 @@ static inline bool is_exec(const struct resp_arg *a)
         return a->len == 3 && cmd_arg_is(a, "lcs");
     case 'b':
         return a->len == 5 && cmd_arg_is(a, "bitop");
+    case 'p':
+        return a->len == 7 && (cmd_arg_is(a, "pfcount") || cmd_arg_is(a, "pfmerge"));
     default:
         return false;
     }

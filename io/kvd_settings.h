@@ -53,6 +53,7 @@ struct kvd_settings {
     _Atomic int64_t tcp_backlog;
     _Atomic int64_t query_buffer_limit;
     _Atomic int64_t proto_max_bulk_len;
+    _Atomic int64_t hll_sparse_max_bytes;
     _Atomic int64_t slowlog_slower_than_us;
     _Atomic int64_t slowlog_max_len;
     _Atomic int64_t loglevel;

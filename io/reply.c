@@ -18,8 +18,9 @@
 #define REPLY_CODE_SCAN 32   /* Redis looks for the code's end in the first 32 bytes */
 
 const char *const reply_err_codes[REPLY_ERR_CODES] = {
-    "BUSY",    "BUSYKEY",  "CROSSSLOT", "ERR", "EXECABORT",  "MISCONF",   "NOAUTH",    "NOPERM",
-    "NOPROTO", "NOSCRIPT", "NOTBUSY",   "OOM", "UNKILLABLE", "WRONGPASS", "WRONGTYPE",
+    "BUSY",    "BUSYKEY",    "CROSSSLOT",  "ERR",       "EXECABORT", "INVALIDOBJ",
+    "MISCONF", "NOAUTH",     "NOPERM",     "NOPROTO",   "NOSCRIPT",  "NOTBUSY",
+    "OOM",     "TESTFAILED", "UNKILLABLE", "WRONGPASS", "WRONGTYPE",
 };
 
 static _Thread_local struct reply_errstats *bound;

@@ -43,7 +43,7 @@ void reply_raw(struct resp_out *r, const void *p, size_t n); /* bytes already in
  * replies are listed in reply_err_codes, sorted (INFO errorstats prints them in order).
  * The counters are written by their thread only and read by any (relaxed atomics).
  */
-#define REPLY_ERR_CODES 15
+#define REPLY_ERR_CODES 17
 extern const char *const reply_err_codes[REPLY_ERR_CODES];
 
 /* Other codes (those a script's error reply chose), per thread: a slot's name is written

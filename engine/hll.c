@@ -376,9 +376,12 @@ updated:
 
 int hll_set(uint8_t *buf, size_t *len, size_t cap, uint32_t index, uint8_t count, size_t sparse_max)
 {
-    KV_ASSERT(index < HLL_REGISTERS && count >= 1 && count <= HLL_Q + 1);
-    KV_ASSERT(hll_valid(buf, *len) && cap >= hll_cap(*len));
+    KV_ASSERT(index < HLL_REGISTERS && count >= 1 && count <= HLL_RMAX);
+    KV_ASSERT(hll_valid(buf, *len) && cap >= HLL_SPARSE_BYTES_MAX + 3 && cap >= *len);
     if (buf[4] == HLL_SPARSE) {
+        if (*len > HLL_SPARSE_BYTES_MAX) {
+            return -1; /* longer than any list covering the registers once: corrupt */
+        }
         int rc = sparse_set(buf, len, index, count, sparse_max);
         if (rc != 2) {
             return rc;

@@ -41,7 +41,8 @@ bool hll_valid(const uint8_t *v, size_t len);
 bool hll_is_dense(const uint8_t *v);
 
 /* The capacity a value of len bytes needs for hll_add, hll_set and hll_to_dense, for
- * any number of calls (a valid value never outgrows it). */
+ * any number of calls (a valid value never outgrows it; a sparse one longer than any
+ * valid list is refused as corrupt before it could). */
 size_t hll_cap(size_t len);
 
 /* Writes an empty HyperLogLog (sparse) at out (HLL_EMPTY_BYTES); returns its length. */
@@ -53,7 +54,7 @@ size_t hll_init(uint8_t *out);
  * when a register needs more than 32 or when it would grow past sparse_max bytes. */
 int hll_add(uint8_t *buf, size_t *len, size_t cap, const void *ele, size_t n, size_t sparse_max);
 
-/* Raises register index to count (1..51) if it is lower: as hll_add. */
+/* Raises register index to count (1..63) if it is lower: as hll_add. */
 int hll_set(uint8_t *buf, size_t *len, size_t cap, uint32_t index, uint8_t count,
             size_t sparse_max);
 

@@ -2,7 +2,7 @@
 byte (GET of the value), with keys on one thread and across both."""
 import pytest
 
-from conftest import St, crash_restart, keymap
+from conftest import Err, St, crash_restart, keymap
 
 
 def elements(prefix, n):
@@ -163,3 +163,33 @@ def test_pfdebug_and_pfselftest_match_redis(pair):
     pair.same("PFDEBUG", "ENCODING")
     pair.same("PFSELFTEST")
     pair.same("PFSELFTEST", "x")
+
+
+def test_corrupted_values_as_redis_detects_them(pair):
+    # Redis's unit/hyperloglog cases: a tail appended, a broken magic, an unknown encoding,
+    # a sparse value that says dense
+    cases = [("STRLEN", b"hello"), (0, b"0123"), (4, b"x"), (4, b"\x00")]
+    for at, data in cases:
+        pair.same("DEL", "c")
+        pair.same("PFADD", "c", "a", "b", "c")
+        if at == "STRLEN":
+            at = pair.k.cmd("STRLEN", "c")
+        pair.same("SETRANGE", "c", at, data)
+        pair.same("PFCOUNT", "c")
+        pair.same("PFADD", "c", "zz")
+        pair.same("PFCOUNT", "c", "other")
+
+
+def test_fuzzed_values_only_give_errors(kvd, kc, rng):
+    for round in range(200):
+        kc.cmd("DEL", "f")
+        kc.cmd("PFADD", "f", *elements("f%d" % round, rng.choice([5, 100, 3000])))
+        n = kc.cmd("STRLEN", "f")
+        for _ in range(rng.randrange(1, 8)):
+            kc.cmd("SETRANGE", "f", rng.randrange(16, n), bytes([rng.randrange(256)]))
+        for cmd in (("PFCOUNT", "f"), ("PFADD", "f", "x", "y"), ("PFCOUNT", "f", "none"),
+                    ("PFMERGE", "g", "f"), ("PFDEBUG", "GETREG", "f")):
+            r = kc.cmd(*cmd)
+            if isinstance(r, Err):
+                assert r.s.startswith(("INVALIDOBJ", "WRONGTYPE")), r
+    kvd.check_alive()

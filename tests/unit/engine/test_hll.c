@@ -168,3 +168,60 @@ Test(hll, estimate_within_two_percent)
     }
     free(v);
 }
+
+/* Redis's "Fuzzing dense/sparse encoding": values with random bytes changed, added to,
+ * counted, merged and made dense must never crash or go out of bounds (ASan runs this in
+ * CI); they may be found corrupt or not. */
+Test(hll, fuzzed_values_never_break_the_functions)
+{
+    uint64_t s = 88172645463325252ull;
+    uint8_t *v = malloc(CAP), regs[HLL_REGISTERS];
+    for (int round = 0; round < 300; round++) {
+        size_t len = hll_init(v);
+        add_n(v, &len, "f", round % 2 ? 30 : 3000, 3000);
+        int changes = 1 + (int)(s % 8);
+        for (int c = 0; c < changes; c++) {
+            s ^= s << 13, s ^= s >> 7, s ^= s << 17;
+            size_t at = HLL_HDR_BYTES + s % (len - HLL_HDR_BYTES);
+            v[at] = (uint8_t)(s >> 32);
+        }
+        if (s % 5 == 0 && !hll_is_dense(v)) { /* a tail appended, as SETRANGE past the end */
+            memcpy(v + len, "hello", 5);
+            len += 5;
+        }
+        cr_assert(hll_valid(v, len));
+        bool bad = false;
+        (void)hll_count(v, len, &bad);
+        memset(regs, 0, sizeof regs);
+        (void)hll_merge(regs, v, len);
+        for (int i = 0; i < 50; i++) {
+            char e[16];
+            int k = snprintf(e, sizeof e, "g%d", i);
+            if (hll_add(v, &len, CAP, e, (size_t)k, 3000) < 0) {
+                break;
+            }
+            cr_assert_leq(len, CAP);
+        }
+        size_t cap = CAP;
+        (void)hll_to_dense(v, &len, cap);
+        for (uint32_t r = 0; r < HLL_REGISTERS; r += 97) {
+            (void)hll_register(v, len, r);
+        }
+    }
+    free(v);
+}
+
+/* PFMERGE of forged dense registers (values up to 63) into a sparse destination. */
+Test(hll, merge_of_registers_up_to_63)
+{
+    size_t len;
+    uint8_t *v = fresh(&len);
+    for (uint32_t i = 0; i < HLL_REGISTERS; i += 1000) {
+        cr_assert_eq(hll_set(v, &len, CAP, i, (uint8_t)(1 + i % 63), 3000), 1);
+    }
+    cr_assert(hll_is_dense(v), "a register over 32 made it dense");
+    for (uint32_t i = 0; i < HLL_REGISTERS; i += 1000) {
+        cr_assert_eq(hll_register(v, len, i), 1 + i % 63);
+    }
+    free(v);
+}

@@ -102,6 +102,9 @@ STRING_CMDS = [
     ("GET", "past"),
     ("BITOP", "OR", "{b}d", "{b}s1", "{b}s2"), ("SET", "{b}s1", "ab"),
     ("BITOP", "AND", "{b}d", "{b}s1"), ("BITOP", "AND", "{b}d", "{b}none"),
+    ("PFADD", "h1", "a", "b"), ("PFADD", "h1", "a"), ("PFADD", "h2"), ("PFCOUNT", "h1"),
+    ("PFMERGE", "{h}d", "{h}s"), ("PFADD", "{h}s", "x"), ("PFMERGE", "{h}d", "{h}s"),
+    ("PFMERGE", "h1", "h2"), ("PFDEBUG", "TODENSE", "h1"),
 ]
 
 GENERIC_CMDS = [

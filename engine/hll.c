@@ -377,7 +377,9 @@ updated:
 int hll_set(uint8_t *buf, size_t *len, size_t cap, uint32_t index, uint8_t count, size_t sparse_max)
 {
     KV_ASSERT(index < HLL_REGISTERS && count >= 1 && count <= HLL_RMAX);
-    KV_ASSERT(hll_valid(buf, *len) && cap >= HLL_SPARSE_BYTES_MAX + 3 && cap >= *len);
+    /* (a dense value never grows: its own length will do) */
+    KV_ASSERT(hll_valid(buf, *len) && cap >= *len &&
+              (buf[4] == HLL_DENSE || cap >= HLL_SPARSE_BYTES_MAX + 3));
     if (buf[4] == HLL_SPARSE) {
         if (*len > HLL_SPARSE_BYTES_MAX) {
             return -1; /* longer than any list covering the registers once: corrupt */
@@ -406,15 +408,24 @@ int hll_add(uint8_t *buf, size_t *len, size_t cap, const void *ele, size_t n, si
     return hll_set(buf, len, cap, index, count, sparse_max);
 }
 
-int hll_merge(uint8_t max[HLL_REGISTERS], const uint8_t *v, size_t len)
+/* One byte per register of the valid value v; false if it is a corrupt sparse one. */
+static bool regs_of(const uint8_t *v, size_t len, uint8_t regs[HLL_REGISTERS])
 {
-    KV_ASSERT(hll_valid(v, len));
-    uint8_t regs[HLL_REGISTERS] = {0};
     if (v[4] == HLL_DENSE) {
         for (uint32_t i = 0; i < HLL_REGISTERS; i++) {
             regs[i] = (uint8_t)dense_get(v + HLL_HDR_BYTES, i);
         }
-    } else if (!sparse_regs(v + HLL_HDR_BYTES, v + len, regs)) {
+        return true;
+    }
+    memset(regs, 0, HLL_REGISTERS);
+    return sparse_regs(v + HLL_HDR_BYTES, v + len, regs);
+}
+
+int hll_merge(uint8_t max[HLL_REGISTERS], const uint8_t *v, size_t len)
+{
+    KV_ASSERT(hll_valid(v, len));
+    uint8_t regs[HLL_REGISTERS];
+    if (!regs_of(v, len, regs)) {
         return -1;
     }
     for (uint32_t i = 0; i < HLL_REGISTERS; i++) {
@@ -457,9 +468,23 @@ static double hll_tau(double x)
     return z / 3;
 }
 
-/* The estimate from the registers' histogram (reghisto[v]: registers of value v). */
-static uint64_t estimate(const int reghisto[64])
+uint64_t hll_count(const uint8_t *v, size_t len, bool *invalid)
 {
+    KV_ASSERT(hll_valid(v, len));
+    uint8_t regs[HLL_REGISTERS];
+    if (!regs_of(v, len, regs)) {
+        *invalid = true; /* (what was decoded is counted, as Redis counts it) */
+    }
+    return hll_count_regs(regs);
+}
+
+/* The estimate from the registers' histogram (reghisto[v]: registers of value v). */
+uint64_t hll_count_regs(const uint8_t regs[HLL_REGISTERS])
+{
+    int reghisto[64] = {0};
+    for (uint32_t i = 0; i < HLL_REGISTERS; i++) {
+        reghisto[regs[i] & HLL_RMAX]++;
+    }
     double m = HLL_REGISTERS;
     double z = m * hll_tau((m - reghisto[HLL_Q + 1]) / m);
     for (int j = HLL_Q; j >= 1; --j) {
@@ -468,50 +493,6 @@ static uint64_t estimate(const int reghisto[64])
     }
     z += m * hll_sigma(reghisto[0] / m);
     return (uint64_t)llroundl(ALPHA_INF * m * m / z);
-}
-
-uint64_t hll_count(const uint8_t *v, size_t len, bool *invalid)
-{
-    KV_ASSERT(hll_valid(v, len));
-    int reghisto[64] = {0};
-    if (v[4] == HLL_DENSE) {
-        const uint8_t *r = v + HLL_HDR_BYTES;
-        for (uint32_t i = 0; i < HLL_REGISTERS; i++) {
-            reghisto[dense_get(r, i)]++;
-        }
-    } else {
-        const uint8_t *p = v + HLL_HDR_BYTES, *end = v + len;
-        uint32_t idx = 0;
-        while (p < end) {
-            if (op_zero(p)) {
-                reghisto[0] += (int)zero_len(p);
-                idx += zero_len(p);
-                p++;
-            } else if (op_xzero(p)) {
-                unsigned n = p + 1 < end ? xzero_len(p) : 0;
-                reghisto[0] += (int)n;
-                idx += n;
-                p += 2;
-            } else {
-                reghisto[val_value(p)] += (int)val_len(p);
-                idx += val_len(p);
-                p++;
-            }
-        }
-        if (idx != HLL_REGISTERS) {
-            *invalid = true;
-        }
-    }
-    return estimate(reghisto);
-}
-
-uint64_t hll_count_regs(const uint8_t regs[HLL_REGISTERS])
-{
-    int reghisto[64] = {0};
-    for (uint32_t i = 0; i < HLL_REGISTERS; i++) {
-        reghisto[regs[i] & HLL_RMAX]++;
-    }
-    return estimate(reghisto);
 }
 
 uint8_t hll_register(const uint8_t *v, size_t len, uint32_t i)

@@ -338,6 +338,9 @@ struct cmd_bitop_src {
 };
 int cmd_bitop_kind(struct cmd_ctx *x);
 
+unsigned char *cmd_bitop_apply(mi_heap_t *heap, int kind, const struct cmd_bitop_src *src,
+                               size_t nsrc, size_t *len);
+
 /* PFCOUNT's and PFMERGE's merge of the keys' values (src[i].p NULL: no key) into regs
  * (one byte per register, HLL_REGISTERS), *dense set if one was dense; false after
  * replying the error (not a HyperLogLog, corrupt). cmd_hll.c. */
@@ -347,8 +350,6 @@ bool cmd_pf_gather(struct resp_out *out, const struct cmd_bitop_src *src, size_t
  * `dense`; the shard heap's (mi_free), or NULL after replying the error. */
 uint8_t *cmd_pfmerge_result(mi_heap_t *heap, struct resp_out *out, const uint8_t *cur, size_t len,
                             const uint8_t *regs, bool dense, size_t *res_len);
-unsigned char *cmd_bitop_apply(mi_heap_t *heap, int kind, const struct cmd_bitop_src *src,
-                               size_t nsrc, size_t *len);
 
 /* OBJECT's subcommands that take a key (they run on the key's shard). */
 bool cmd_object_keyed(const struct resp_arg *sub);
@@ -401,7 +402,7 @@ bool cmd_full_name(const struct cmd_desc *d, size_t argc, const struct resp_arg 
 /* Whether command d is one Redis flags may_replicate besides its writes: PUBLISH,
  * SPUBLISH and PFCOUNT, which may store its estimate in the value (held by CLIENT PAUSE
  * WRITE, refused in read-only scripts). */
-static inline bool cmd_publishes(const struct cmd_desc *d)
+static inline bool cmd_may_replicate(const struct cmd_desc *d)
 {
     return d->fn == cmd_publish || d->fn == cmd_spublish || d->fn == cmd_pfcount;
 }

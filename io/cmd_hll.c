@@ -5,7 +5,8 @@
  * PFADD runs on its key's shard. PFCOUNT and PFMERGE are SAME commands: on the one
  * shard owning all their keys they run here; across shards conn.c reads the values
  * from their shards and calls cmd_pf_gather / cmd_pfmerge_result, then writes
- * PFMERGE's destination on its own shard. A value is worked on in a copy sized by
+ * PFMERGE's destination on its own shard. A dense value is changed in place (its
+ * length never changes); a sparse one, which may grow or turn dense, in a copy sized by
  * hll_cap() from the shard's heap, then written back with tbl_modify (expiry kept, as
  * Redis changes the string in place).
  */
@@ -74,6 +75,28 @@ static const uint8_t *hll_of(struct cmd_ctx *x, const struct tbl_entry *e, size_
     return v;
 }
 
+/* PFADD to a dense value: in place (it never changes length), no working copy. */
+static void pfadd_dense(struct cmd_ctx *x, const struct resp_arg *key, uint64_t h, size_t len)
+{
+    struct tbl_mod m;
+    if (tbl_modify(cmd_tbl(x, h), key->ptr, key->len, h, x->now_ms, len, TBL_RAW | TBL_XX, &m) !=
+        0) {
+        reply_error(x->out, E_OOM);
+        return;
+    }
+    uint8_t *v = (uint8_t *)m.val;
+    bool updated = false;
+    for (size_t i = 2; i < x->argc; i++) {
+        updated |= hll_add(v, &len, len, x->argv[i].ptr, x->argv[i].len, sparse_max()) == 1;
+    }
+    if (updated) {
+        hll_cache_invalidate(v);
+        cmd_log_key(x, key, h);
+        cmd_notify_mod(x, &m, "pfadd", key);
+    }
+    reply_int(x->out, updated ? 1 : 0);
+}
+
 void cmd_pfadd(struct cmd_ctx *x)
 {
     const struct resp_arg *key = &x->argv[1];
@@ -82,6 +105,10 @@ void cmd_pfadd(struct cmd_ctx *x)
     size_t len = 0;
     const uint8_t *v = NULL;
     if (e != NULL && (v = hll_of(x, e, &len)) == NULL) {
+        return;
+    }
+    if (v != NULL && hll_is_dense(v)) {
+        pfadd_dense(x, key, h, len);
         return;
     }
     size_t wlen;
@@ -213,36 +240,43 @@ static void pfcount_one(struct cmd_ctx *x)
     reply_int(x->out, (int64_t)card);
 }
 
+/* The keys argv[1..] read on this shard and merged into regs (cmd_pf_gather); their
+ * values (the caller's to mi_free), or NULL after replying the error. */
+static struct cmd_bitop_src *local_gather(struct cmd_ctx *x, uint8_t *regs, bool *dense)
+{
+    struct cmd_bitop_src *src = local_values(x, 1);
+    if (src == NULL) {
+        reply_error(x->out, E_OOM);
+        return NULL;
+    }
+    if (!cmd_pf_gather(x->out, src, x->argc - 1, regs, dense)) {
+        mi_free(src);
+        return NULL;
+    }
+    return src;
+}
+
 void cmd_pfcount(struct cmd_ctx *x)
 {
     if (x->argc == 2) {
         pfcount_one(x);
         return;
     }
-    struct cmd_bitop_src *src = local_values(x, 1);
     uint8_t regs[HLL_REGISTERS];
     bool dense;
-    if (src == NULL) {
-        reply_error(x->out, E_OOM);
-        return;
-    }
-    if (cmd_pf_gather(x->out, src, x->argc - 1, regs, &dense)) {
+    struct cmd_bitop_src *src = local_gather(x, regs, &dense);
+    if (src != NULL) {
         reply_int(x->out, (int64_t)hll_count_regs(regs));
+        mi_free(src);
     }
-    mi_free(src);
 }
 
 void cmd_pfmerge(struct cmd_ctx *x)
 {
-    struct cmd_bitop_src *src = local_values(x, 1); /* the destination is a source too */
     uint8_t regs[HLL_REGISTERS];
     bool dense;
+    struct cmd_bitop_src *src = local_gather(x, regs, &dense); /* (the destination is a source) */
     if (src == NULL) {
-        reply_error(x->out, E_OOM);
-        return;
-    }
-    if (!cmd_pf_gather(x->out, src, x->argc - 1, regs, &dense)) {
-        mi_free(src);
         return;
     }
     size_t len;
@@ -276,30 +310,31 @@ void cmd_pfdebug(struct cmd_ctx *x)
     }
     bool getreg = cmd_arg_is(sub, "getreg"), todense = cmd_arg_is(sub, "todense");
     if (getreg || todense) {
-        bool conv = !hll_is_dense(v);
-        if (conv) {
+        uint8_t *w = NULL; /* the value made dense, written back */
+        if (!hll_is_dense(v)) {
             size_t wlen;
-            uint8_t *w = work_copy(x->sh->heap, v, len, &wlen);
+            w = work_copy(x->sh->heap, v, len, &wlen);
             if (w == NULL || hll_to_dense(w, &wlen, hll_cap(wlen)) != 0) {
                 reply_error(x->out, w == NULL ? E_OOM : E_CORRUPT);
                 mi_free(w);
                 return;
             }
-            bool ok = write_back(x, key, h, w, wlen, NULL);
-            mi_free(w);
-            if (!ok) {
+            if (!write_back(x, key, h, w, wlen, NULL)) {
+                mi_free(w);
                 return;
             }
-            v = (const uint8_t *)tbl_entry_val(cmd_lookup_write(x, key, h), &len);
+            v = w;
+            len = wlen;
         }
         if (todense) {
-            reply_int(x->out, conv ? 1 : 0);
-            return;
+            reply_int(x->out, w != NULL ? 1 : 0);
+        } else {
+            reply_array(x->out, HLL_REGISTERS);
+            for (uint32_t i = 0; i < HLL_REGISTERS; i++) {
+                reply_int(x->out, hll_register(v, len, i));
+            }
         }
-        reply_array(x->out, HLL_REGISTERS);
-        for (uint32_t i = 0; i < HLL_REGISTERS; i++) {
-            reply_int(x->out, hll_register(v, len, i));
-        }
+        mi_free(w);
     } else if (cmd_arg_is(sub, "encoding")) {
         reply_simple(x->out, hll_is_dense(v) ? "dense" : "sparse");
     } else if (cmd_arg_is(sub, "decode")) {
@@ -307,14 +342,13 @@ void cmd_pfdebug(struct cmd_ctx *x)
             reply_error(x->out, "ERR HLL encoding is not sparse");
             return;
         }
-        size_t cap = (len - HLL_HDR_BYTES) * 12 + 1, n = 0;
+        size_t cap = (len - HLL_HDR_BYTES) * 8 + 1; /* (hll_decode's bound) */
         char *text = mi_heap_malloc(x->sh->heap, cap);
         if (text == NULL) {
             reply_error(x->out, E_OOM);
             return;
         }
-        n = hll_decode(v, len, text, cap);
-        reply_bulk(x->out, text, n);
+        reply_bulk(x->out, text, hll_decode(v, len, text, cap));
         mi_free(text);
     } else {
         reply_error(x->out, "ERR Unknown PFDEBUG subcommand '%.*s'", (int)sub->len, sub->ptr);

@@ -2164,7 +2164,7 @@ static bool replicates(const struct cmd_desc *d, size_t argc, const struct resp_
         return cmd_arg_is(&argv[1], "load") || cmd_arg_is(&argv[1], "delete") ||
                cmd_arg_is(&argv[1], "flush") || cmd_arg_is(&argv[1], "restore");
     }
-    return (d->flags & CMD_WRITE) || cmd_publishes(d);
+    return (d->flags & CMD_WRITE) || cmd_may_replicate(d);
 }
 
 /* Checks and queues one command inside MULTI; replies +QUEUED or the error. */
@@ -2963,6 +2963,36 @@ static bool copy_opts(struct shard *sh, size_t argc, const struct resp_arg *argv
 /* LCS and BITOP across shards: their options checked by the handler's own code here,
  * the values read from the keys' shards, the result computed here (BITOP's written to
  * its destination's shard). False if it replied an error. */
+/* The values of argv[first..last] read from their shards (read: as reads, counted), as
+ * sources (p NULL: no key); *ep holds the replies they point into (same_values_free). */
+static struct cmd_bitop_src *same_values(struct txn_x *tx, const struct resp_arg *argv,
+                                         size_t first, size_t last, struct same_entry **ep)
+{
+    struct shard *sh = tx->c->sh;
+    size_t n = last - first + 1;
+    struct same_entry *e = mi_heap_zalloc(sh->heap, n * sizeof *e);
+    struct cmd_bitop_src *src = mi_heap_zalloc(sh->heap, n * sizeof *src);
+    KV_ASSERT(e != NULL && src != NULL);
+    for (size_t i = 0; i < n; i++) {
+        if (same_get(tx, &argv[first + i], true, &e[i])) {
+            src[i] = (struct cmd_bitop_src){(const unsigned char *)e[i].val, e[i].vlen};
+        }
+    }
+    *ep = e;
+    return src;
+}
+
+static void same_values_free(struct cmd_bitop_src *src, struct same_entry *e, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (e[i].blob != NULL) {
+            blob_free(e[i].blob);
+        }
+    }
+    mi_free(e);
+    mi_free(src);
+}
+
 static bool same_compute(struct txn_x *tx, const struct cmd_desc *d, size_t argc,
                          const struct resp_arg *argv, struct resp_out *out)
 {
@@ -2982,15 +3012,8 @@ static bool same_compute(struct txn_x *tx, const struct cmd_desc *d, size_t argc
     if (kind < 0) {
         return false;
     }
-    struct same_entry *e = mi_heap_zalloc(sh->heap, (last - first + 1) * sizeof *e);
-    struct cmd_bitop_src *src = mi_heap_zalloc(sh->heap, (last - first + 1) * sizeof *src);
-    KV_ASSERT(e != NULL && src != NULL);
-    for (size_t i = first; i <= last; i++) {
-        struct same_entry *v = &e[i - first];
-        if (same_get(tx, &argv[i], true, v)) {
-            src[i - first] = (struct cmd_bitop_src){(const unsigned char *)v->val, v->vlen};
-        }
-    }
+    struct same_entry *e;
+    struct cmd_bitop_src *src = same_values(tx, argv, first, last, &e);
     bool ok = true;
     if (d->fn == cmd_lcs) {
         cmd_lcs_values(&x, src[0].p != NULL ? (const char *)src[0].p : "", src[0].len,
@@ -3015,13 +3038,7 @@ static bool same_compute(struct txn_x *tx, const struct cmd_desc *d, size_t argc
         }
         mi_free(res);
     }
-    for (size_t i = 0; i <= last - first; i++) {
-        if (e[i].blob != NULL) {
-            blob_free(e[i].blob);
-        }
-    }
-    mi_free(e);
-    mi_free(src);
+    same_values_free(src, e, last - first + 1);
     return ok;
 }
 
@@ -3032,17 +3049,11 @@ static bool same_hll(struct txn_x *tx, const struct cmd_desc *d, size_t argc,
                      const struct resp_arg *argv, struct resp_out *out)
 {
     struct shard *sh = tx->c->sh;
-    size_t n = argc - 1;
-    struct same_entry *e = mi_heap_zalloc(sh->heap, n * sizeof *e);
-    struct cmd_bitop_src *src = mi_heap_zalloc(sh->heap, n * sizeof *src);
+    struct same_entry *e;
+    struct cmd_bitop_src *src = same_values(tx, argv, 1, argc - 1, &e);
     uint8_t *regs = mi_heap_malloc(sh->heap, HLL_REGISTERS);
-    KV_ASSERT(e != NULL && src != NULL && regs != NULL);
-    for (size_t i = 0; i < n; i++) {
-        if (same_get(tx, &argv[1 + i], true, &e[i])) {
-            src[i] = (struct cmd_bitop_src){(const unsigned char *)e[i].val, e[i].vlen};
-        }
-    }
-    bool dense, ok = cmd_pf_gather(out, src, n, regs, &dense);
+    KV_ASSERT(regs != NULL);
+    bool dense, ok = cmd_pf_gather(out, src, argc - 1, regs, &dense);
     if (ok && d->fn == cmd_pfcount) {
         reply_int(out, (int64_t)hll_count_regs(regs));
     } else if (ok) {
@@ -3059,13 +3070,7 @@ static bool same_hll(struct txn_x *tx, const struct cmd_desc *d, size_t argc,
             mi_free(res);
         }
     }
-    for (size_t i = 0; i < n; i++) {
-        if (e[i].blob != NULL) {
-            blob_free(e[i].blob);
-        }
-    }
-    mi_free(e);
-    mi_free(src);
+    same_values_free(src, e, argc - 1);
     mi_free(regs);
     return ok;
 }

@@ -1199,8 +1199,8 @@ static int call_common(lua_State *L, bool raise)
                       ? "The user executing the script can't publish to the channel mentioned "
                         "in the command"
                       : "The user executing the script can't run this command or subcommand";
-        } else if (vm->ro && ((d->flags & CMD_WRITE) || cmd_publishes(d))) { /* as Redis's
-                                                                              * may_replicate */
+        } else if (vm->ro && ((d->flags & CMD_WRITE) || cmd_may_replicate(d))) { /* as Redis's
+                                                                                  * may_replicate */
             err = "Write commands are not allowed from read-only scripts.";
         } else if ((d->flags & CMD_DENYOOM) && !vm->wrote && !vm->allow_oom &&
                    KV_CONF_GET(kvd_settings.maxmemory) != 0 && evict_refuses(vm->x->sh)) {

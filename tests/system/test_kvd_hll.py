@@ -73,6 +73,10 @@ def test_pfmerge_keeps_the_destination_ttl(pair, groups):
         assert 990 <= k_ttl <= 1000 and 990 <= r_ttl <= 1000
         pair.same("PFADD", dest, "w")
         assert 990 <= pair.k.cmd("TTL", dest) <= 1000
+        pair.same("PFDEBUG", "TODENSE", dest)  # a dense value changes in place
+        pair.same("PFADD", dest, "v", "w")
+        pair.same("GET", dest)
+        assert 990 <= pair.k.cmd("TTL", dest) <= 1000
 
 
 def test_errors_match_redis(pair, groups):

@@ -104,7 +104,8 @@ STRING_CMDS = [
     ("BITOP", "AND", "{b}d", "{b}s1"), ("BITOP", "AND", "{b}d", "{b}none"),
     ("PFADD", "h1", "a", "b"), ("PFADD", "h1", "a"), ("PFADD", "h2"), ("PFCOUNT", "h1"),
     ("PFMERGE", "{h}d", "{h}s"), ("PFADD", "{h}s", "x"), ("PFMERGE", "{h}d", "{h}s"),
-    ("PFMERGE", "h1", "h2"), ("PFDEBUG", "TODENSE", "h1"),
+    ("PFMERGE", "h1", "h2"), ("PFDEBUG", "TODENSE", "h1"), ("PFADD", "h1", "zz"),
+    ("PFADD", "h1", "zz"),
 ]
 
 GENERIC_CMDS = [
